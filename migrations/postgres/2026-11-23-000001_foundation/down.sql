@@ -1,0 +1,12 @@
+DROP TRIGGER IF EXISTS audit_entries_no_truncate ON audit_entries;
+DROP TRIGGER IF EXISTS audit_entries_no_update ON audit_entries;
+DROP FUNCTION IF EXISTS audit_entries_append_only();
+DROP TABLE audit_checkpoints;
+DROP TABLE audit_head;
+DROP TABLE audit_entries;
+DROP TABLE settings;
+DROP TABLE setup_tokens;
+DROP TABLE login_throttle;
+DROP TABLE sessions;
+DROP TABLE users;
+DROP TABLE organisations;

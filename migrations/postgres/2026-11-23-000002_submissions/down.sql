@@ -1,0 +1,9 @@
+DROP TABLE destruction_records;
+DROP TABLE disseminations;
+DROP TABLE grants;
+DROP TABLE notices;
+DROP TABLE submission_events;
+DROP TABLE attachments;
+DROP TABLE blobs;
+DROP TABLE tracking_counters;
+DROP TABLE submissions;

@@ -1,0 +1,11 @@
+DROP TRIGGER IF EXISTS audit_entries_no_delete;
+DROP TRIGGER IF EXISTS audit_entries_no_update;
+DROP TABLE audit_checkpoints;
+DROP TABLE audit_head;
+DROP TABLE audit_entries;
+DROP TABLE settings;
+DROP TABLE setup_tokens;
+DROP TABLE login_throttle;
+DROP TABLE sessions;
+DROP TABLE users;
+DROP TABLE organisations;

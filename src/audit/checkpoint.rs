@@ -1,0 +1,448 @@
+//! Signed checkpoints over the audit chain.
+//!
+//! # Signed message, version 1
+//!
+//! Ed25519 (RFC 8032, pure, verified with `verify_strict`) over these 116 bytes:
+//!
+//! | bytes | field                                                            |
+//! |-------|------------------------------------------------------------------|
+//! | 24    | ASCII `pcii-audit-checkpoint-v1`                                 |
+//! | 4     | `version` (= 1), unsigned, big-endian                            |
+//! | 8     | `seq`, last entry covered, signed, big-endian                    |
+//! | 8     | `from_seq`, first entry covered, signed, big-endian              |
+//! | 32    | `chain_head`: raw `entry_hash` of entry `seq`                    |
+//! | 32    | `merkle_root`: RFC 6962 root over entries `from_seq..=seq`       |
+//! | 8     | `at`, Unix seconds UTC, signed, big-endian                       |
+//!
+//! Hex fields in the JSON form are lowercase; the public key is the 32-byte Ed25519 key in hex.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
+
+use super::chain::{parse_hash_hex, parse_lower_hex, AuditEntry, MerkleBuilder, GENESIS_HASH};
+use super::verify::{ChainVerifier, Problem};
+
+/// Version of the checkpoint format and signed message.
+pub const CHECKPOINT_VERSION: u32 = 1;
+/// Domain-separation tag at the start of the signed message.
+pub const CHECKPOINT_TAG: &[u8] = b"pcii-audit-checkpoint-v1";
+
+/// A signed statement "entries `from_seq..=seq` have this Merkle root and entry `seq` has this
+/// hash". An auditor keeps copies outside the portal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    pub version: u32,
+    /// Last entry covered.
+    pub seq: i64,
+    /// First entry of this checkpoint's range.
+    pub from_seq: i64,
+    /// `entry_hash` of entry `seq` (64 lowercase hex).
+    pub chain_head: String,
+    /// RFC 6962 root over the entry hashes of `from_seq..=seq` (64 lowercase hex).
+    pub merkle_root: String,
+    /// When it was signed, Unix seconds UTC.
+    pub at: i64,
+    /// Ed25519 public key, 64 lowercase hex.
+    pub public_key: String,
+    /// Ed25519 signature, 128 lowercase hex.
+    pub signature: String,
+}
+
+/// Why a checkpoint does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("unsupported checkpoint version {0}")]
+    UnsupportedVersion(u32),
+    #[error("malformed checkpoint: {0}")]
+    Malformed(&'static str),
+    #[error("signed by key {found}, not by the trusted key {trusted}")]
+    UntrustedKey { found: String, trusted: String },
+    #[error("signature does not verify")]
+    BadSignature,
+}
+
+/// Why a signing key could not be loaded or created.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("the signing key seed must be 64 hex characters")]
+    BadSeed,
+    #[error("key file {path} is accessible by group or others (mode {mode:o}); it must be 0600")]
+    Permissions { path: String, mode: u32 },
+    #[error("key file I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn signed_message(
+    version: u32,
+    seq: i64,
+    from_seq: i64,
+    chain_head: &[u8; 32],
+    merkle_root: &[u8; 32],
+    at: i64,
+) -> [u8; 116] {
+    let mut m = [0u8; 116];
+    m[..24].copy_from_slice(CHECKPOINT_TAG);
+    m[24..28].copy_from_slice(&version.to_be_bytes());
+    m[28..36].copy_from_slice(&seq.to_be_bytes());
+    m[36..44].copy_from_slice(&from_seq.to_be_bytes());
+    m[44..76].copy_from_slice(chain_head);
+    m[76..108].copy_from_slice(merkle_root);
+    m[108..116].copy_from_slice(&at.to_be_bytes());
+    m
+}
+
+impl Checkpoint {
+    /// `chain_head` as raw bytes, if well formed.
+    pub fn chain_head_bytes(&self) -> Option<[u8; 32]> {
+        parse_hash_hex(&self.chain_head)
+    }
+
+    /// `merkle_root` as raw bytes, if well formed.
+    pub fn merkle_root_bytes(&self) -> Option<[u8; 32]> {
+        parse_hash_hex(&self.merkle_root)
+    }
+
+    /// Checks the form of every field and the signature. When `trusted_public_key` is given,
+    /// the checkpoint's key must also be that key (otherwise anyone could sign a checkpoint
+    /// with a key of their own).
+    pub fn verify_signature(&self, trusted_public_key: Option<&str>) -> Result<(), VerifyError> {
+        if self.version != CHECKPOINT_VERSION {
+            return Err(VerifyError::UnsupportedVersion(self.version));
+        }
+        if self.from_seq < 1 || self.from_seq > self.seq {
+            return Err(VerifyError::Malformed("from_seq must be between 1 and seq"));
+        }
+        let head = self
+            .chain_head_bytes()
+            .ok_or(VerifyError::Malformed("chain_head is not 64 lowercase hex"))?;
+        let root = self.merkle_root_bytes().ok_or(VerifyError::Malformed(
+            "merkle_root is not 64 lowercase hex",
+        ))?;
+        let key = parse_lower_hex::<32>(&self.public_key)
+            .ok_or(VerifyError::Malformed("public_key is not 64 lowercase hex"))?;
+        let sig = parse_lower_hex::<64>(&self.signature)
+            .ok_or(VerifyError::Malformed("signature is not 128 lowercase hex"))?;
+        if let Some(trusted) = trusted_public_key {
+            let trusted_bytes = parse_lower_hex::<32>(trusted.trim()).ok_or(
+                VerifyError::Malformed("trusted public key is not 64 lowercase hex"),
+            )?;
+            if trusted_bytes != key {
+                return Err(VerifyError::UntrustedKey {
+                    found: self.public_key.clone(),
+                    trusted: trusted.trim().to_owned(),
+                });
+            }
+        }
+        let vk = VerifyingKey::from_bytes(&key)
+            .map_err(|_| VerifyError::Malformed("public_key is not an Ed25519 point"))?;
+        let msg = signed_message(self.version, self.seq, self.from_seq, &head, &root, self.at);
+        vk.verify_strict(&msg, &Signature::from_bytes(&sig))
+            .map_err(|_| VerifyError::BadSignature)
+    }
+}
+
+/// Holds the portal's Ed25519 checkpoint signing key. `Debug` shows only the public key.
+pub struct CheckpointSigner {
+    key: SigningKey,
+}
+
+impl fmt::Debug for CheckpointSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckpointSigner")
+            .field("public_key", &self.public_key_hex())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CheckpointSigner {
+    /// From the 32-byte seed in hex (surrounding whitespace ignored, either case).
+    pub fn from_seed_hex(seed_hex: &str) -> Result<Self, KeyError> {
+        let mut seed = [0u8; 32];
+        let res = hex::decode_to_slice(seed_hex.trim(), &mut seed);
+        let out = match res {
+            Ok(()) => Ok(Self {
+                key: SigningKey::from_bytes(&seed),
+            }),
+            Err(_) => Err(KeyError::BadSeed),
+        };
+        seed.zeroize();
+        out
+    }
+
+    /// A fresh key from the OS CSPRNG, with its seed in hex (store it 0600, never log it).
+    pub fn generate() -> (Self, String) {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let mut seed = key.to_bytes();
+        let seed_hex = hex::encode(seed);
+        seed.zeroize();
+        (Self { key }, seed_hex)
+    }
+
+    /// Loads the seed from `path`, or creates the file (mode 0600, parent directory 0700) with
+    /// a new key when it does not exist. On Unix a key file that group or others may access
+    /// is refused.
+    pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
+        match std::fs::File::open(path) {
+            Ok(file) => {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = file.metadata()?.permissions().mode() & 0o777;
+                    if mode & 0o077 != 0 {
+                        return Err(KeyError::Permissions {
+                            path: path.display().to_string(),
+                            mode,
+                        });
+                    }
+                }
+                let mut text = String::new();
+                let res = file.take(256).read_to_string(&mut text);
+                let out = res
+                    .map_err(KeyError::from)
+                    .and_then(|_| Self::from_seed_hex(&text));
+                text.zeroize();
+                out
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    let mut b = std::fs::DirBuilder::new();
+                    b.recursive(true);
+                    #[cfg(unix)]
+                    {
+                        use std::os::unix::fs::DirBuilderExt;
+                        b.mode(0o700);
+                    }
+                    b.create(dir)?;
+                }
+                let (signer, mut seed_hex) = Self::generate();
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create_new(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    opts.mode(0o600);
+                }
+                let res = opts.open(path).and_then(|mut f| {
+                    f.write_all(seed_hex.as_bytes())?;
+                    f.write_all(b"\n")?;
+                    f.sync_all()
+                });
+                seed_hex.zeroize();
+                res?;
+                Ok(signer)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The public key, 64 lowercase hex: what auditors pin.
+    pub fn public_key_hex(&self) -> String {
+        hex::encode(self.key.verifying_key().to_bytes())
+    }
+
+    /// Signs a checkpoint for entries `from_seq..=seq` with the given chain head and Merkle root.
+    pub fn sign(
+        &self,
+        seq: i64,
+        from_seq: i64,
+        chain_head: &[u8; 32],
+        merkle_root: &[u8; 32],
+        at: i64,
+    ) -> Checkpoint {
+        let msg = signed_message(
+            CHECKPOINT_VERSION,
+            seq,
+            from_seq,
+            chain_head,
+            merkle_root,
+            at,
+        );
+        let sig = self.key.sign(&msg);
+        Checkpoint {
+            version: CHECKPOINT_VERSION,
+            seq,
+            from_seq,
+            chain_head: hex::encode(chain_head),
+            merkle_root: hex::encode(merkle_root),
+            at,
+            public_key: self.public_key_hex(),
+            signature: hex::encode(sig.to_bytes()),
+        }
+    }
+
+    /// Verifies `entries` (the entries since `after`, in order, non-empty) and signs a checkpoint
+    /// over them. The first entry must be `after.seq + 1` (or #1 when `after` is `None`) and
+    /// link to `after.chain_head` (or to the genesis hash), so a checkpoint never vouches for a
+    /// chain that is already broken.
+    pub fn sign_entries(
+        &self,
+        after: Option<&Checkpoint>,
+        entries: &[AuditEntry],
+        at: i64,
+    ) -> Result<Checkpoint, Problem> {
+        let (first, prev) = match after {
+            None => (1, GENESIS_HASH),
+            Some(cp) => (
+                cp.seq + 1,
+                cp.chain_head_bytes().ok_or_else(|| Problem {
+                    seq: cp.seq,
+                    what: "previous checkpoint's chain_head is not 64 lowercase hex".into(),
+                })?,
+            ),
+        };
+        let mut verifier = ChainVerifier::new(Some((first, prev))).with_checkpoints(&[], None);
+        let mut merkle = MerkleBuilder::new();
+        for e in entries {
+            verifier.feed(e)?;
+            // feed() checked the hex form.
+            merkle.push(&parse_hash_hex(&e.entry_hash).unwrap_or_default());
+        }
+        let summary = verifier.finish(&[], None)?;
+        if summary.count == 0 {
+            return Err(Problem {
+                seq: first,
+                what: "no entries to checkpoint".into(),
+            });
+        }
+        let head = parse_hash_hex(&summary.chain_head).unwrap_or_default();
+        Ok(self.sign(summary.last_seq, first, &head, &merkle.root(), at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> CheckpointSigner {
+        CheckpointSigner::from_seed_hex(&"11".repeat(32)).unwrap()
+    }
+
+    #[test]
+    fn sign_and_verify() {
+        let s = signer();
+        let cp = s.sign(10, 1, &[1; 32], &[2; 32], 1_700_000_000);
+        assert_eq!(cp.public_key, s.public_key_hex());
+        cp.verify_signature(None).unwrap();
+        cp.verify_signature(Some(&s.public_key_hex())).unwrap();
+        let json = serde_json::to_string(&cp).unwrap();
+        let back: Checkpoint = serde_json::from_str(&json).unwrap();
+        back.verify_signature(Some(&s.public_key_hex())).unwrap();
+    }
+
+    #[test]
+    fn every_signed_field_is_bound() {
+        let s = signer();
+        let cp = s.sign(10, 1, &[1; 32], &[2; 32], 1_700_000_000);
+        let mut sig = cp.signature.clone().into_bytes();
+        sig[5] = if sig[5] == b'0' { b'1' } else { b'0' };
+        let variants = vec![
+            Checkpoint {
+                seq: 11,
+                ..cp.clone()
+            },
+            Checkpoint {
+                from_seq: 2,
+                ..cp.clone()
+            },
+            Checkpoint {
+                at: 1,
+                ..cp.clone()
+            },
+            Checkpoint {
+                chain_head: hex::encode([3u8; 32]),
+                ..cp.clone()
+            },
+            Checkpoint {
+                merkle_root: hex::encode([3u8; 32]),
+                ..cp.clone()
+            },
+            Checkpoint {
+                signature: String::from_utf8(sig).unwrap(),
+                ..cp.clone()
+            },
+        ];
+        for v in variants {
+            assert_eq!(
+                v.verify_signature(None),
+                Err(VerifyError::BadSignature),
+                "{v:?}"
+            );
+        }
+        assert_eq!(
+            Checkpoint {
+                version: 2,
+                ..cp.clone()
+            }
+            .verify_signature(None),
+            Err(VerifyError::UnsupportedVersion(2))
+        );
+        assert!(matches!(
+            Checkpoint {
+                signature: cp.signature.to_uppercase(),
+                ..cp.clone()
+            }
+            .verify_signature(None),
+            Err(VerifyError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn trusted_key_must_match() {
+        let s = signer();
+        let (other, _) = CheckpointSigner::generate();
+        let cp = other.sign(10, 1, &[1; 32], &[2; 32], 0);
+        cp.verify_signature(None).unwrap();
+        assert!(matches!(
+            cp.verify_signature(Some(&s.public_key_hex())),
+            Err(VerifyError::UntrustedKey { .. })
+        ));
+    }
+
+    #[test]
+    fn debug_never_shows_the_seed() {
+        let seed = "ab".repeat(32);
+        let s = CheckpointSigner::from_seed_hex(&seed).unwrap();
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains(&seed), "{dbg}");
+        assert!(!dbg.to_lowercase().contains("abababab"), "{dbg}");
+        assert!(dbg.contains(&s.public_key_hex()));
+        let (g, g_seed) = CheckpointSigner::generate();
+        assert!(!format!("{g:?}").contains(&g_seed));
+        assert_eq!(
+            CheckpointSigner::from_seed_hex(&g_seed)
+                .unwrap()
+                .public_key_hex(),
+            g.public_key_hex()
+        );
+        assert!(matches!(
+            CheckpointSigner::from_seed_hex("abc"),
+            Err(KeyError::BadSeed)
+        ));
+    }
+
+    #[test]
+    fn key_file_is_created_0600_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys").join("audit-checkpoint.key");
+        let a = CheckpointSigner::load_or_create(&path).unwrap();
+        let b = CheckpointSigner::load_or_create(&path).unwrap();
+        assert_eq!(a.public_key_hex(), b.public_key_hex());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(matches!(
+                CheckpointSigner::load_or_create(&path),
+                Err(KeyError::Permissions { .. })
+            ));
+        }
+    }
+}

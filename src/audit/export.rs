@@ -1,0 +1,1470 @@
+//! Auditor export: a zip holding `entries.jsonl`, `entries.csv`, `checkpoints.json` and
+//! `manifest.json` (written last), and its offline verification.
+//!
+//! # Writing
+//!
+//! The archive is streamed to any `Write` (no `Seek`, no temporary file, nothing buffered beyond
+//! one line): members are *stored* (not compressed), each followed by a data descriptor, with
+//! ZIP64 records only where a size or offset needs them. The `zip` crate in use (2.x) has no
+//! non-seekable writer — `ZipWriter::new_stream` only exists in much later major versions — so
+//! this module writes the container itself (about 150 lines below) and the tests read it back
+//! with `zip::ZipArchive`.
+//!
+//! Entries go through two members, so they are read twice: [`write_export`] takes a closure that
+//! yields a fresh iterator; the first pass writes `entries.jsonl`, the second `entries.csv`.
+//! The second pass must yield the same entries (it is cut to the first pass's count, and its
+//! JSON must hash to the same digest as `entries.jsonl`, or the export fails). Callers that
+//! cannot provide such a closure drive [`ExportWriter`] by hand.
+//!
+//! Create an on-demand checkpoint just before exporting, so the whole export is covered.
+//!
+//! # Verifying
+//!
+//! [`verify_export`] never extracts anything: it opens members by name, caps every read, checks
+//! that the archive holds exactly the four expected, non-overlapping, uniquely named regular
+//! files, streams `entries.jsonl` through [`ChainVerifier`] while comparing `entries.csv` row by
+//! row, and checks the manifest and every checkpoint.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::chain::{AuditEntry, CHAIN_VERSION, GENESIS_HASH};
+use super::checkpoint::Checkpoint;
+use super::verify::{ChainVerifier, Problem, Summary};
+
+/// Version of the export layout and manifest.
+pub const EXPORT_VERSION: u32 = 1;
+pub const ENTRIES_JSONL: &str = "entries.jsonl";
+pub const ENTRIES_CSV: &str = "entries.csv";
+pub const CHECKPOINTS_JSON: &str = "checkpoints.json";
+pub const MANIFEST_JSON: &str = "manifest.json";
+/// Column names of `entries.csv` (`at_utc` is `at` as RFC 3339, derived, not hashed).
+pub const CSV_HEADER: &str = "seq,at,at_utc,actor_id,actor_role,client_addr,action,object_kind,\
+object_id,tracking_number,outcome,reason,request_id,prev_hash,entry_hash\r\n";
+
+/// Largest `manifest.json`, `checkpoints.json` or kept checkpoint file read.
+const MAX_JSON_BYTES: u64 = 64 << 20;
+/// Largest `entries.jsonl` / `entries.csv` accepted (declared size).
+const MAX_DATA_BYTES: u64 = 1 << 40;
+/// Longest line of `entries.jsonl` (an entry is at most ~45 KiB of JSON).
+const MAX_LINE_BYTES: usize = 1 << 20;
+/// Highest accepted compression ratio of a deflated member (ours are stored).
+const MAX_RATIO: u64 = 1000;
+
+/// SHA-256 and length of a member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDigest {
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// `manifest.json`, the last member of an export.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportManifest {
+    pub version: u32,
+    /// Version of the canonical entry encoding ([`CHAIN_VERSION`]).
+    pub chain_version: u32,
+    pub generated_at: i64,
+    /// First and last seq exported (both 0 for an empty export).
+    pub first_seq: i64,
+    pub last_seq: i64,
+    pub count: u64,
+    /// `entry_hash` of the last entry (the genesis hash for an empty export).
+    pub chain_head: String,
+    /// The portal's checkpoint public key (64 hex).
+    pub public_key: String,
+    /// The checkpoints that lie entirely within `first_seq..=last_seq` (as `checkpoints.json`).
+    pub checkpoints: Vec<Checkpoint>,
+    /// Digest of `entries.jsonl`, `entries.csv` and `checkpoints.json`.
+    pub files: BTreeMap<String, FileDigest>,
+}
+
+/// Why an export could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("writing the export: {0}")]
+    Io(#[from] io::Error),
+    #[error("reading the audit entries: {0}")]
+    Source(Box<dyn std::error::Error + Send + Sync>),
+    #[error("encoding JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("export aborted: {0}")]
+    Inconsistent(String),
+}
+
+// ---------------------------------------------------------------------------------------------
+// Minimal streaming zip writer (stored members, data descriptors, ZIP64 when needed).
+
+const CRC_TABLE: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+/// CRC-32 (IEEE 802.3, as zip uses).
+struct Crc32(u32);
+
+impl Crc32 {
+    fn new() -> Self {
+        Crc32(0xFFFF_FFFF)
+    }
+    fn update(&mut self, data: &[u8]) {
+        let mut c = self.0;
+        for &b in data {
+            c = CRC_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
+        }
+        self.0 = c;
+    }
+    fn value(&self) -> u32 {
+        !self.0
+    }
+}
+
+struct Member {
+    name: &'static str,
+    header_offset: u64,
+    crc: Crc32,
+    size: u64,
+    sha: Sha256,
+}
+
+struct CentralRecord {
+    name: &'static str,
+    header_offset: u64,
+    crc: u32,
+    size: u64,
+}
+
+const U32_MAX: u64 = 0xFFFF_FFFF;
+
+struct ZipStream<W: Write> {
+    out: W,
+    offset: u64,
+    records: Vec<CentralRecord>,
+    current: Option<Member>,
+    dos_time: u16,
+    dos_date: u16,
+    /// Tests only: use ZIP64 records everywhere.
+    force_zip64: bool,
+}
+
+fn dos_time_date(unix: i64) -> (u16, u16) {
+    use chrono::{Datelike, Timelike};
+    match chrono::DateTime::from_timestamp(unix, 0) {
+        Some(t) if (1980..=2107).contains(&t.year()) => (
+            ((t.hour() << 11) | (t.minute() << 5) | (t.second() / 2)) as u16,
+            ((((t.year() - 1980) as u32) << 9) | (t.month() << 5) | t.day()) as u16,
+        ),
+        _ => (0, (1 << 5) | 1), // 1980-01-01 00:00
+    }
+}
+
+impl<W: Write> ZipStream<W> {
+    fn new(out: W, generated_at: i64) -> Self {
+        let (dos_time, dos_date) = dos_time_date(generated_at);
+        ZipStream {
+            out,
+            offset: 0,
+            records: Vec::new(),
+            current: None,
+            dos_time,
+            dos_date,
+            force_zip64: false,
+        }
+    }
+
+    fn raw(&mut self, b: &[u8]) -> io::Result<()> {
+        self.out.write_all(b)?;
+        self.offset += b.len() as u64;
+        Ok(())
+    }
+
+    fn begin(&mut self, name: &'static str) -> io::Result<()> {
+        if self.current.is_some() {
+            self.end()?;
+        }
+        let header_offset = self.offset;
+        let mut h = Vec::with_capacity(30 + name.len());
+        h.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+        h.extend_from_slice(&20u16.to_le_bytes()); // version needed
+        h.extend_from_slice(&0x0008u16.to_le_bytes()); // sizes and CRC in the data descriptor
+        h.extend_from_slice(&0u16.to_le_bytes()); // stored
+        h.extend_from_slice(&self.dos_time.to_le_bytes());
+        h.extend_from_slice(&self.dos_date.to_le_bytes());
+        h.extend_from_slice(&[0u8; 12]); // CRC, compressed and uncompressed size: see descriptor
+        h.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        h.extend_from_slice(&0u16.to_le_bytes()); // no extra field
+        h.extend_from_slice(name.as_bytes());
+        self.raw(&h)?;
+        self.current = Some(Member {
+            name,
+            header_offset,
+            crc: Crc32::new(),
+            size: 0,
+            sha: Sha256::new(),
+        });
+        Ok(())
+    }
+
+    /// Closes the current member; returns its digest.
+    fn end(&mut self) -> io::Result<FileDigest> {
+        let m = self
+            .current
+            .take()
+            .ok_or_else(|| io::Error::other("no zip member open"))?;
+        let crc = m.crc.value();
+        let mut d = Vec::with_capacity(24);
+        d.extend_from_slice(&0x0807_4b50u32.to_le_bytes());
+        d.extend_from_slice(&crc.to_le_bytes());
+        if m.size >= U32_MAX || self.force_zip64 {
+            d.extend_from_slice(&m.size.to_le_bytes());
+            d.extend_from_slice(&m.size.to_le_bytes());
+        } else {
+            d.extend_from_slice(&(m.size as u32).to_le_bytes());
+            d.extend_from_slice(&(m.size as u32).to_le_bytes());
+        }
+        self.raw(&d)?;
+        self.records.push(CentralRecord {
+            name: m.name,
+            header_offset: m.header_offset,
+            crc,
+            size: m.size,
+        });
+        Ok(FileDigest {
+            sha256: hex::encode(m.sha.finalize()),
+            bytes: m.size,
+        })
+    }
+
+    /// Writes the central directory and end records; returns the inner writer.
+    fn finish(mut self) -> io::Result<W> {
+        if self.current.is_some() {
+            self.end()?;
+        }
+        let cd_start = self.offset;
+        let records = std::mem::take(&mut self.records);
+        for r in &records {
+            let big_size = r.size >= U32_MAX || self.force_zip64;
+            let big_offset = r.header_offset >= U32_MAX || self.force_zip64;
+            let mut extra = Vec::new();
+            if big_size || big_offset {
+                let mut body = Vec::new();
+                if big_size {
+                    body.extend_from_slice(&r.size.to_le_bytes()); // uncompressed
+                    body.extend_from_slice(&r.size.to_le_bytes()); // compressed
+                }
+                if big_offset {
+                    body.extend_from_slice(&r.header_offset.to_le_bytes());
+                }
+                extra.extend_from_slice(&0x0001u16.to_le_bytes());
+                extra.extend_from_slice(&(body.len() as u16).to_le_bytes());
+                extra.extend_from_slice(&body);
+            }
+            let version: u16 = if extra.is_empty() { 20 } else { 45 };
+            let size32 = if big_size {
+                U32_MAX as u32
+            } else {
+                r.size as u32
+            };
+            let off32 = if big_offset {
+                U32_MAX as u32
+            } else {
+                r.header_offset as u32
+            };
+            let mut c = Vec::with_capacity(46 + r.name.len() + extra.len());
+            c.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+            c.extend_from_slice(&(0x0300 | version).to_le_bytes()); // made by: Unix
+            c.extend_from_slice(&version.to_le_bytes());
+            c.extend_from_slice(&0x0008u16.to_le_bytes());
+            c.extend_from_slice(&0u16.to_le_bytes());
+            c.extend_from_slice(&self.dos_time.to_le_bytes());
+            c.extend_from_slice(&self.dos_date.to_le_bytes());
+            c.extend_from_slice(&r.crc.to_le_bytes());
+            c.extend_from_slice(&size32.to_le_bytes());
+            c.extend_from_slice(&size32.to_le_bytes());
+            c.extend_from_slice(&(r.name.len() as u16).to_le_bytes());
+            c.extend_from_slice(&(extra.len() as u16).to_le_bytes());
+            c.extend_from_slice(&0u16.to_le_bytes()); // comment
+            c.extend_from_slice(&0u16.to_le_bytes()); // disk
+            c.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
+            c.extend_from_slice(&(0o100_644u32 << 16).to_le_bytes()); // regular file, 0644
+            c.extend_from_slice(&off32.to_le_bytes());
+            c.extend_from_slice(r.name.as_bytes());
+            c.extend_from_slice(&extra);
+            self.raw(&c)?;
+        }
+        let cd_size = self.offset - cd_start;
+        let n = records.len() as u64;
+        let zip64 = n >= 0xFFFF || cd_start >= U32_MAX || cd_size >= U32_MAX || self.force_zip64;
+        let mut e = Vec::with_capacity(98);
+        if zip64 {
+            let eocd64_offset = self.offset;
+            e.extend_from_slice(&0x0606_4b50u32.to_le_bytes());
+            e.extend_from_slice(&44u64.to_le_bytes());
+            e.extend_from_slice(&(0x0300u16 | 45).to_le_bytes());
+            e.extend_from_slice(&45u16.to_le_bytes());
+            e.extend_from_slice(&0u32.to_le_bytes());
+            e.extend_from_slice(&0u32.to_le_bytes());
+            e.extend_from_slice(&n.to_le_bytes());
+            e.extend_from_slice(&n.to_le_bytes());
+            e.extend_from_slice(&cd_size.to_le_bytes());
+            e.extend_from_slice(&cd_start.to_le_bytes());
+            e.extend_from_slice(&0x0706_4b50u32.to_le_bytes());
+            e.extend_from_slice(&0u32.to_le_bytes());
+            e.extend_from_slice(&eocd64_offset.to_le_bytes());
+            e.extend_from_slice(&1u32.to_le_bytes());
+        }
+        let n16 = if zip64 { 0xFFFF } else { n as u16 };
+        let cd_size32 = if zip64 {
+            U32_MAX as u32
+        } else {
+            cd_size as u32
+        };
+        let cd_start32 = if zip64 {
+            U32_MAX as u32
+        } else {
+            cd_start as u32
+        };
+        e.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+        e.extend_from_slice(&0u16.to_le_bytes());
+        e.extend_from_slice(&0u16.to_le_bytes());
+        e.extend_from_slice(&n16.to_le_bytes());
+        e.extend_from_slice(&n16.to_le_bytes());
+        e.extend_from_slice(&cd_size32.to_le_bytes());
+        e.extend_from_slice(&cd_start32.to_le_bytes());
+        e.extend_from_slice(&0u16.to_le_bytes()); // comment length
+        self.raw(&e)?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> Write for ZipStream<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let m = self
+            .current
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no zip member open"))?;
+        m.crc.update(buf);
+        m.sha.update(buf);
+        m.size += buf.len() as u64;
+        self.out.write_all(buf)?;
+        self.offset += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV
+
+/// Appends one RFC 4180 text cell, always quoted, with `"` doubled; a cell that a spreadsheet
+/// would take for a formula (starting with `=`, `+`, `-`, `@`, TAB, CR or their full-width
+/// forms) gets a leading `'`.
+pub fn csv_cell(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    if s.starts_with([
+        '=', '+', '-', '@', '\t', '\r', '\u{FF1D}', '\u{FF0B}', '\u{FF0D}', '\u{FF20}',
+    ]) {
+        out.push(b'\'');
+    }
+    for part in s.split('"').enumerate() {
+        if part.0 > 0 {
+            out.extend_from_slice(b"\"\"");
+        }
+        out.extend_from_slice(part.1.as_bytes());
+    }
+    out.push(b'"');
+}
+
+fn opt(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("")
+}
+
+/// Appends the CSV row of `e` (CRLF-terminated).
+pub fn csv_row(out: &mut Vec<u8>, e: &AuditEntry) {
+    use std::io::Write as _;
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{},{},", e.seq, e.at);
+    let utc = chrono::DateTime::from_timestamp(e.at, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    csv_cell(out, &utc);
+    let cells: [&str; 12] = [
+        opt(&e.actor_id),
+        opt(&e.actor_role),
+        opt(&e.client_addr),
+        &e.action,
+        opt(&e.object_kind),
+        opt(&e.object_id),
+        opt(&e.tracking_number),
+        &e.outcome,
+        opt(&e.reason),
+        opt(&e.request_id),
+        &e.prev_hash,
+        &e.entry_hash,
+    ];
+    for c in cells {
+        out.push(b',');
+        csv_cell(out, c);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+#[derive(PartialEq, Eq)]
+enum Phase {
+    Jsonl,
+    Csv,
+}
+
+/// Writes an export step by step: [`push_jsonl`](Self::push_jsonl) every entry in seq order,
+/// [`start_csv`](Self::start_csv), [`push_csv`](Self::push_csv) the same entries again, then
+/// [`finish`](Self::finish). If any step fails, discard the output.
+pub struct ExportWriter<W: Write> {
+    zip: ZipStream<BufWriter<W>>,
+    phase: Phase,
+    generated_at: i64,
+    count: u64,
+    first_seq: Option<i64>,
+    last_seq: i64,
+    chain_head: Option<String>,
+    jsonl: Option<FileDigest>,
+    csv_count: u64,
+    /// SHA-256 over the JSON lines of the second pass: must equal entries.jsonl's digest.
+    pass2: Sha256,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> ExportWriter<W> {
+    /// Starts an export generated now.
+    pub fn new(out: W) -> Result<Self, ExportError> {
+        Self::with_time(out, chrono::Utc::now().timestamp())
+    }
+
+    /// Starts an export with an explicit `generated_at` (Unix seconds UTC).
+    pub fn with_time(out: W, generated_at: i64) -> Result<Self, ExportError> {
+        let mut zip = ZipStream::new(BufWriter::with_capacity(1 << 16, out), generated_at);
+        zip.begin(ENTRIES_JSONL)?;
+        Ok(ExportWriter {
+            zip,
+            phase: Phase::Jsonl,
+            generated_at,
+            count: 0,
+            first_seq: None,
+            last_seq: 0,
+            chain_head: None,
+            jsonl: None,
+            csv_count: 0,
+            pass2: Sha256::new(),
+            buf: Vec::with_capacity(1024),
+        })
+    }
+
+    /// First pass: appends `e` to `entries.jsonl`.
+    pub fn push_jsonl(&mut self, e: &AuditEntry) -> Result<(), ExportError> {
+        if self.phase != Phase::Jsonl {
+            return Err(ExportError::Inconsistent(
+                "push_jsonl after start_csv".into(),
+            ));
+        }
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, e)?;
+        self.buf.push(b'\n');
+        self.zip.write_all(&self.buf)?;
+        self.count += 1;
+        self.first_seq.get_or_insert(e.seq);
+        self.last_seq = e.seq;
+        self.chain_head = Some(e.entry_hash.clone());
+        Ok(())
+    }
+
+    /// Ends `entries.jsonl` and starts `entries.csv`.
+    pub fn start_csv(&mut self) -> Result<(), ExportError> {
+        if self.phase != Phase::Jsonl {
+            return Err(ExportError::Inconsistent("start_csv called twice".into()));
+        }
+        self.jsonl = Some(self.zip.end()?);
+        self.zip.begin(ENTRIES_CSV)?;
+        self.zip.write_all(CSV_HEADER.as_bytes())?;
+        self.phase = Phase::Csv;
+        Ok(())
+    }
+
+    /// Second pass: appends `e` to `entries.csv`; the entries must be the first pass's.
+    pub fn push_csv(&mut self, e: &AuditEntry) -> Result<(), ExportError> {
+        if self.phase != Phase::Csv {
+            return Err(ExportError::Inconsistent(
+                "push_csv before start_csv".into(),
+            ));
+        }
+        if self.csv_count >= self.count {
+            return Err(ExportError::Inconsistent(
+                "the second pass yielded more entries than the first".into(),
+            ));
+        }
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, e)?;
+        self.buf.push(b'\n');
+        self.pass2.update(&self.buf);
+        self.buf.clear();
+        csv_row(&mut self.buf, e);
+        self.zip.write_all(&self.buf)?;
+        self.csv_count += 1;
+        Ok(())
+    }
+
+    /// Writes `checkpoints.json` (those of `checkpoints` lying entirely within the exported
+    /// range) and `manifest.json`, closes the archive and returns the manifest.
+    pub fn finish(
+        mut self,
+        checkpoints: &[Checkpoint],
+        public_key_hex: &str,
+    ) -> Result<ExportManifest, ExportError> {
+        if self.phase == Phase::Jsonl {
+            self.start_csv()?;
+        }
+        let jsonl = self
+            .jsonl
+            .take()
+            .ok_or_else(|| ExportError::Inconsistent("entries.jsonl not written".into()))?;
+        if self.csv_count != self.count
+            || hex::encode(std::mem::take(&mut self.pass2).finalize()) != jsonl.sha256
+        {
+            return Err(ExportError::Inconsistent(
+                "the second pass over the entries differs from the first".into(),
+            ));
+        }
+        let csv = self.zip.end()?;
+        let (first, last) = match self.first_seq {
+            Some(f) => (f, self.last_seq),
+            None => (0, 0),
+        };
+        let mut cps: Vec<Checkpoint> = checkpoints
+            .iter()
+            .filter(|cp| self.count > 0 && cp.from_seq >= first && cp.seq <= last)
+            .cloned()
+            .collect();
+        cps.sort_by_key(|cp| (cp.seq, cp.from_seq));
+        self.zip.begin(CHECKPOINTS_JSON)?;
+        serde_json::to_writer_pretty(&mut self.zip, &cps)?;
+        self.zip.write_all(b"\n")?;
+        let cps_digest = self.zip.end()?;
+        let mut files = BTreeMap::new();
+        files.insert(ENTRIES_JSONL.to_owned(), jsonl);
+        files.insert(ENTRIES_CSV.to_owned(), csv);
+        files.insert(CHECKPOINTS_JSON.to_owned(), cps_digest);
+        let manifest = ExportManifest {
+            version: EXPORT_VERSION,
+            chain_version: CHAIN_VERSION,
+            generated_at: self.generated_at,
+            first_seq: first,
+            last_seq: last,
+            count: self.count,
+            chain_head: self
+                .chain_head
+                .take()
+                .unwrap_or_else(|| hex::encode(GENESIS_HASH)),
+            public_key: public_key_hex.trim().to_owned(),
+            checkpoints: cps,
+            files,
+        };
+        self.zip.begin(MANIFEST_JSON)?;
+        serde_json::to_writer_pretty(&mut self.zip, &manifest)?;
+        self.zip.write_all(b"\n")?;
+        self.zip.end()?;
+        let mut inner = self.zip.finish()?;
+        inner.flush()?;
+        Ok(manifest)
+    }
+}
+
+fn source_err<E: Into<Box<dyn std::error::Error + Send + Sync>>>(e: E) -> ExportError {
+    ExportError::Source(e.into())
+}
+
+/// Streams an export of the entries yielded by `entries` into `out` (see the module
+/// documentation). `entries` is called twice and must yield the same entries, in seq order, each
+/// time (query `seq <= last` so that entries appended meanwhile do not matter; the second pass is
+/// cut at the first pass's count). `checkpoints` may hold every checkpoint: those outside the
+/// exported range are left out. `public_key_hex` is the portal's checkpoint key.
+pub fn write_export<W, F, I, E>(
+    out: W,
+    mut entries: F,
+    checkpoints: &[Checkpoint],
+    public_key_hex: &str,
+) -> Result<ExportManifest, ExportError>
+where
+    W: Write,
+    F: FnMut() -> Result<I, E>,
+    I: IntoIterator<Item = Result<AuditEntry, E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut w = ExportWriter::new(out)?;
+    for e in entries().map_err(source_err)? {
+        w.push_jsonl(&e.map_err(source_err)?)?;
+    }
+    w.start_csv()?;
+    let count = usize::try_from(w.count).unwrap_or(usize::MAX);
+    for e in entries().map_err(source_err)?.into_iter().take(count) {
+        w.push_csv(&e.map_err(source_err)?)?;
+    }
+    w.finish(checkpoints, public_key_hex)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verifying
+
+type Archive = zip::ZipArchive<BufReader<File>>;
+
+fn structural(what: impl Into<String>) -> Problem {
+    Problem {
+        seq: 0,
+        what: what.into(),
+    }
+}
+
+fn open_archive(path: &Path) -> Result<Archive, Problem> {
+    let f =
+        File::open(path).map_err(|e| structural(format!("cannot open {}: {e}", path.display())))?;
+    zip::ZipArchive::new(BufReader::new(f)).map_err(|e| {
+        structural(format!(
+            "{} is not a readable zip archive: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// Number of central directory records according to the end of central directory record
+/// (the `zip` crate silently keeps only the last of duplicate names).
+fn central_directory_count(path: &Path) -> io::Result<u64> {
+    let mut f = File::open(path)?;
+    let len = f.metadata()?.len();
+    let tail_len = len.min(22 + 0xFFFF);
+    f.seek(SeekFrom::Start(len - tail_len))?;
+    let mut tail = vec![0u8; tail_len as usize];
+    f.read_exact(&mut tail)?;
+    let bad = || io::Error::other("no end of central directory record");
+    let pos = (0..tail.len().saturating_sub(21))
+        .rev()
+        .find(|&p| {
+            tail[p..p + 4] == [0x50, 0x4b, 0x05, 0x06]
+                && p + 22 + usize::from(u16::from_le_bytes([tail[p + 20], tail[p + 21]]))
+                    == tail.len()
+        })
+        .ok_or_else(bad)?;
+    let n16 = u16::from_le_bytes([tail[pos + 10], tail[pos + 11]]);
+    if n16 != 0xFFFF {
+        return Ok(u64::from(n16));
+    }
+    // ZIP64: the locator sits just before the end record.
+    let loc = pos.checked_sub(20).ok_or_else(bad)?;
+    if tail[loc..loc + 4] != [0x50, 0x4b, 0x06, 0x07] {
+        return Err(bad());
+    }
+    let mut off = [0u8; 8];
+    off.copy_from_slice(&tail[loc + 8..loc + 16]);
+    f.seek(SeekFrom::Start(u64::from_le_bytes(off)))?;
+    let mut rec = [0u8; 56];
+    f.read_exact(&mut rec)?;
+    if rec[..4] != [0x50, 0x4b, 0x06, 0x06] {
+        return Err(bad());
+    }
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&rec[32..40]);
+    Ok(u64::from_le_bytes(n))
+}
+
+/// Exactly the four expected members: regular files, unique names, sane sizes, no overlap.
+fn check_members(path: &Path, zip: &mut Archive) -> Result<(), Problem> {
+    const NAMES: [&str; 4] = [ENTRIES_JSONL, ENTRIES_CSV, CHECKPOINTS_JSON, MANIFEST_JSON];
+    let listed = central_directory_count(path)
+        .map_err(|e| structural(format!("cannot read the zip directory: {e}")))?;
+    if listed != zip.len() as u64 {
+        return Err(structural("the export holds duplicate file names"));
+    }
+    if zip.len() != NAMES.len() {
+        return Err(structural(format!(
+            "the export holds {} files; expected exactly {}",
+            zip.len(),
+            NAMES.join(", ")
+        )));
+    }
+    let cd_start = zip.central_directory_start();
+    let mut spans = Vec::new();
+    for i in 0..zip.len() {
+        let f = zip
+            .by_index_raw(i)
+            .map_err(|e| structural(format!("unreadable zip member {i}: {e}")))?;
+        let name = f.name().to_owned();
+        if !NAMES.contains(&name.as_str()) {
+            return Err(structural(format!(
+                "unexpected file {name:?} in the export"
+            )));
+        }
+        if !f.is_file() || f.is_symlink() || f.enclosed_name().is_none() || f.encrypted() {
+            return Err(structural(format!("{name} is not a plain file")));
+        }
+        let cap = if name == ENTRIES_JSONL || name == ENTRIES_CSV {
+            MAX_DATA_BYTES
+        } else {
+            MAX_JSON_BYTES
+        };
+        let ok_method = match f.compression() {
+            zip::CompressionMethod::Stored => f.size() == f.compressed_size(),
+            zip::CompressionMethod::Deflated => {
+                f.size()
+                    <= f.compressed_size()
+                        .saturating_mul(MAX_RATIO)
+                        .saturating_add(4096)
+            }
+            _ => false,
+        };
+        if !ok_method || f.size() > cap {
+            return Err(structural(format!(
+                "{name}: unsupported compression, implausible ratio or too large"
+            )));
+        }
+        let end = f.data_start().saturating_add(f.compressed_size());
+        spans.push((f.header_start(), end, name));
+    }
+    spans.sort();
+    for w in spans.windows(2) {
+        if w[0].1 > w[1].0 {
+            return Err(structural(format!("{} and {} overlap", w[0].2, w[1].2)));
+        }
+    }
+    if spans.last().is_some_and(|s| s.1 > cd_start) {
+        return Err(structural("a member overlaps the zip directory"));
+    }
+    Ok(())
+}
+
+/// Reads a small JSON member: `(value, digest)`.
+fn read_json_member<T: serde::de::DeserializeOwned>(
+    zip: &mut Archive,
+    name: &str,
+) -> Result<(T, FileDigest), Problem> {
+    let f = zip
+        .by_name(name)
+        .map_err(|e| structural(format!("the export lacks {name}: {e}")))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_JSON_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| structural(format!("reading {name}: {e}")))?;
+    if bytes.len() as u64 > MAX_JSON_BYTES {
+        return Err(structural(format!("{name} is too large")));
+    }
+    let v = serde_json::from_slice(&bytes)
+        .map_err(|e| structural(format!("{name} is not valid: {e}")))?;
+    let digest = FileDigest {
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        bytes: bytes.len() as u64,
+    };
+    Ok((v, digest))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(Checkpoint),
+    Many(Vec<Checkpoint>),
+}
+
+/// Reads a kept checkpoint file: one checkpoint or an array, all with the same key.
+fn read_kept(path: &Path) -> Result<Vec<Checkpoint>, Problem> {
+    let f =
+        File::open(path).map_err(|e| structural(format!("cannot open {}: {e}", path.display())))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_JSON_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| structural(format!("reading {}: {e}", path.display())))?;
+    if bytes.len() as u64 > MAX_JSON_BYTES {
+        return Err(structural(format!("{} is too large", path.display())));
+    }
+    let kept = match serde_json::from_slice::<OneOrMany>(&bytes) {
+        Ok(OneOrMany::One(c)) => vec![c],
+        Ok(OneOrMany::Many(v)) => v,
+        Err(_) => {
+            return Err(structural(format!(
+                "{} holds neither a checkpoint nor an array of checkpoints",
+                path.display()
+            )))
+        }
+    };
+    let Some(first) = kept.first() else {
+        return Err(structural(format!(
+            "{} holds no checkpoint",
+            path.display()
+        )));
+    };
+    if kept.iter().any(|c| c.public_key != first.public_key) {
+        return Err(structural(
+            "the kept checkpoints are signed by different keys",
+        ));
+    }
+    Ok(kept)
+}
+
+enum LineRead {
+    Eof,
+    Complete,
+    TooLong,
+}
+
+/// Reads up to and including the next `\n` into `buf`, refusing lines over `cap` bytes.
+fn read_line_capped<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, cap: usize) -> io::Result<LineRead> {
+    buf.clear();
+    loop {
+        let avail = r.fill_buf()?;
+        if avail.is_empty() {
+            return Ok(if buf.is_empty() {
+                LineRead::Eof
+            } else {
+                LineRead::Complete
+            });
+        }
+        let (take, done) = match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (avail.len(), false),
+        };
+        if buf.len() + take > cap {
+            return Ok(LineRead::TooLong);
+        }
+        buf.extend_from_slice(&avail[..take]);
+        r.consume(take);
+        if done {
+            return Ok(LineRead::Complete);
+        }
+    }
+}
+
+/// Verifies an export offline (see the module documentation). With `kept_checkpoint` (a JSON
+/// file holding one checkpoint or an array, kept by the auditor outside the portal) its public
+/// key becomes the trusted key: every checkpoint in the export must be signed by it, and the kept
+/// checkpoints must lie within the export and match its entries. Without it the manifest's key is
+/// used, which proves consistency only: whoever rewrites everything can sign with a new key.
+pub fn verify_export(zip_path: &Path, kept_checkpoint: Option<&Path>) -> Result<Summary, Problem> {
+    let mut zip = open_archive(zip_path)?;
+    check_members(zip_path, &mut zip)?;
+    let (manifest, _) = read_json_member::<ExportManifest>(&mut zip, MANIFEST_JSON)?;
+    if manifest.version != EXPORT_VERSION || manifest.chain_version != CHAIN_VERSION {
+        return Err(structural(format!(
+            "unsupported export version {} / chain version {}",
+            manifest.version, manifest.chain_version
+        )));
+    }
+    let (cps, cps_digest) = read_json_member::<Vec<Checkpoint>>(&mut zip, CHECKPOINTS_JSON)?;
+    if cps != manifest.checkpoints {
+        return Err(structural(
+            "manifest.json and checkpoints.json list different checkpoints",
+        ));
+    }
+    let kept = kept_checkpoint.map(read_kept).transpose()?;
+    let trusted = match &kept {
+        Some(k) => k[0].public_key.clone(),
+        None => manifest.public_key.clone(),
+    };
+    let mut verifier = ChainVerifier::new(None).with_checkpoints(&cps, Some(&trusted));
+    if let Some(k) = &kept {
+        verifier = verifier.with_checkpoints(k, Some(&trusted));
+    }
+
+    // Stream entries.jsonl, and entries.csv in step through a second handle.
+    let mut zip_csv = open_archive(zip_path)?;
+    let jf = zip
+        .by_name(ENTRIES_JSONL)
+        .map_err(|e| structural(format!("the export lacks {ENTRIES_JSONL}: {e}")))?;
+    let jsize = jf.size();
+    // One byte past the declared size, so that the reader reaches EOF and checks the CRC.
+    let mut jr = BufReader::with_capacity(1 << 16, jf.take(jsize + 1));
+    let cf = zip_csv
+        .by_name(ENTRIES_CSV)
+        .map_err(|e| structural(format!("the export lacks {ENTRIES_CSV}: {e}")))?;
+    let csize = cf.size();
+    let mut cr = BufReader::with_capacity(1 << 16, cf.take(csize + 1));
+
+    let mut jsha = Sha256::new();
+    let mut csha = Sha256::new();
+    let (mut jbytes, mut cbytes) = (0u64, 0u64);
+    let mut got = vec![0u8; CSV_HEADER.len()];
+    cr.read_exact(&mut got)
+        .map_err(|e| structural(format!("reading {ENTRIES_CSV}: {e}")))?;
+    if got != CSV_HEADER.as_bytes() {
+        return Err(structural(format!(
+            "{ENTRIES_CSV} has an unexpected header"
+        )));
+    }
+    csha.update(&got);
+    cbytes += got.len() as u64;
+
+    let mut line = Vec::with_capacity(1024);
+    let mut row = Vec::with_capacity(1024);
+    let mut next_seq = if manifest.count > 0 {
+        manifest.first_seq
+    } else {
+        1
+    };
+    let mut line_no = 0u64;
+    loop {
+        let read = read_line_capped(&mut jr, &mut line, MAX_LINE_BYTES)
+            .map_err(|e| Problem::new(next_seq, format!("reading {ENTRIES_JSONL}: {e}")))?;
+        match read {
+            LineRead::Eof => break,
+            LineRead::TooLong => {
+                return Err(Problem::new(
+                    next_seq,
+                    format!("{ENTRIES_JSONL} line {} is too long", line_no + 1),
+                ))
+            }
+            LineRead::Complete => {}
+        }
+        line_no += 1;
+        jsha.update(&line);
+        jbytes += line.len() as u64;
+        let Some(body) = line.strip_suffix(b"\n") else {
+            return Err(Problem::new(
+                next_seq,
+                format!("{ENTRIES_JSONL} line {line_no} is not terminated"),
+            ));
+        };
+        let entry: AuditEntry = serde_json::from_slice(body).map_err(|e| {
+            Problem::new(
+                next_seq,
+                format!("{ENTRIES_JSONL} line {line_no} is not a valid audit entry: {e}"),
+            )
+        })?;
+        verifier.feed(&entry)?;
+        row.clear();
+        csv_row(&mut row, &entry);
+        got.resize(row.len(), 0);
+        let same = cr.read_exact(&mut got).is_ok() && got == row;
+        if !same {
+            return Err(Problem::new(
+                entry.seq,
+                format!("{ENTRIES_CSV} row differs from {ENTRIES_JSONL}"),
+            ));
+        }
+        csha.update(&row);
+        cbytes += row.len() as u64;
+        next_seq = entry.seq + 1;
+    }
+    let mut rest = [0u8; 1];
+    match cr.read(&mut rest) {
+        Ok(0) => {}
+        Ok(_) => {
+            return Err(Problem::new(
+                next_seq,
+                format!("{ENTRIES_CSV} has rows after the last entry"),
+            ))
+        }
+        Err(e) => return Err(structural(format!("reading {ENTRIES_CSV}: {e}"))),
+    }
+    if jbytes != jsize || cbytes != csize {
+        return Err(structural(
+            "a data file's length differs from its zip header",
+        ));
+    }
+
+    let summary = verifier.finish(&[], None)?;
+
+    // The manifest against what was read.
+    let (m_first, m_last) = (manifest.first_seq, manifest.last_seq);
+    if summary.count != manifest.count || (summary.count > 0 && summary.last_seq != m_last) {
+        let at = if summary.count == 0 {
+            m_first.max(1)
+        } else {
+            summary.last_seq.min(m_last) + 1
+        };
+        return Err(Problem::new(
+            at,
+            format!(
+                "manifest lists {} entries ending at #{m_last}, {ENTRIES_JSONL} holds {} ending at #{}",
+                manifest.count, summary.count, summary.last_seq
+            ),
+        ));
+    }
+    if summary.count > 0 && summary.first_seq != m_first {
+        return Err(Problem::new(
+            summary.first_seq.min(m_first),
+            format!(
+                "manifest says the export starts at #{m_first}, {ENTRIES_JSONL} at #{}",
+                summary.first_seq
+            ),
+        ));
+    }
+    if summary.count > 0 && summary.chain_head != manifest.chain_head {
+        return Err(Problem::new(
+            summary.last_seq,
+            "chain head differs from the manifest",
+        ));
+    }
+    let digest = |sha: Sha256, bytes| FileDigest {
+        sha256: hex::encode(sha.finalize()),
+        bytes,
+    };
+    let computed = [
+        (ENTRIES_JSONL, digest(jsha, jbytes)),
+        (ENTRIES_CSV, digest(csha, cbytes)),
+        (CHECKPOINTS_JSON, cps_digest),
+    ];
+    if manifest.files.len() != computed.len() {
+        return Err(structural("manifest lists unexpected files"));
+    }
+    for (name, d) in computed {
+        if manifest.files.get(name) != Some(&d) {
+            return Err(structural(format!(
+                "{name} does not match its digest in the manifest"
+            )));
+        }
+    }
+    if manifest.public_key != trusted {
+        return Err(Problem::new(
+            summary.first_seq,
+            format!(
+                "the export names key {} but the kept checkpoint is signed by {trusted}",
+                manifest.public_key
+            ),
+        ));
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::chain::{chain_next, parse_hash_hex, NewEntryFields};
+    use crate::audit::checkpoint::CheckpointSigner;
+    use crate::audit::verify::tests::{build_chain, checkpoints_for, signer};
+    use std::io::Cursor;
+    use std::path::PathBuf;
+
+    fn export(
+        dir: &Path,
+        name: &str,
+        entries: &[AuditEntry],
+        cps: &[Checkpoint],
+        key: &str,
+    ) -> (PathBuf, ExportManifest) {
+        let path = dir.join(name);
+        let out = File::create(&path).unwrap();
+        let m = write_export(
+            out,
+            || Ok::<_, io::Error>(entries.iter().cloned().map(Ok)),
+            cps,
+            key,
+        )
+        .unwrap();
+        (path, m)
+    }
+
+    /// Reads every member of a (small, test-made) zip.
+    fn members(path: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut z = zip::ZipArchive::new(File::open(path).unwrap()).unwrap();
+        (0..z.len())
+            .map(|i| {
+                let mut f = z.by_index(i).unwrap();
+                let mut b = Vec::new();
+                f.read_to_end(&mut b).unwrap();
+                (f.name().to_owned(), b)
+            })
+            .collect()
+    }
+
+    /// Writes a zip with the `zip` crate's own (seekable) writer, as a tamperer would.
+    fn repack(path: &Path, files: &[(String, Vec<u8>)]) {
+        let mut z = zip::ZipWriter::new(File::create(path).unwrap());
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for (name, bytes) in files {
+            z.start_file(name.as_str(), opts).unwrap();
+            z.write_all(bytes).unwrap();
+        }
+        z.finish().unwrap();
+    }
+
+    fn edit(files: &mut [(String, Vec<u8>)], name: &str, f: impl FnOnce(&mut Vec<u8>)) {
+        f(&mut files.iter_mut().find(|(n, _)| n == name).unwrap().1);
+    }
+
+    fn lines(bytes: &[u8]) -> Vec<String> {
+        String::from_utf8(bytes.to_vec())
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn setup() -> (tempfile::TempDir, Vec<AuditEntry>, Vec<Checkpoint>, String) {
+        let s = signer();
+        let entries = build_chain(50);
+        let cps = checkpoints_for(&entries, 10, &s);
+        (
+            tempfile::tempdir().unwrap(),
+            entries,
+            cps,
+            s.public_key_hex(),
+        )
+    }
+
+    #[test]
+    fn round_trip() {
+        let (dir, entries, cps, key) = setup();
+        let (path, m) = export(dir.path(), "a.zip", &entries, &cps, &key);
+        assert_eq!((m.first_seq, m.last_seq, m.count), (1, 50, 50));
+        assert_eq!(m.chain_head, entries[49].entry_hash);
+        assert_eq!(m.checkpoints, cps);
+        let s = verify_export(&path, None).unwrap();
+        assert_eq!((s.count, s.first_seq, s.last_seq), (50, 1, 50));
+        assert_eq!(s.checkpoints_checked, 5);
+        // The members, read back with the zip crate.
+        let files = members(&path);
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [ENTRIES_JSONL, ENTRIES_CSV, CHECKPOINTS_JSON, MANIFEST_JSON]
+        );
+        let jl = lines(&files[0].1);
+        assert_eq!(jl.len(), 50);
+        let back: AuditEntry = serde_json::from_str(&jl[6]).unwrap();
+        assert_eq!(back, entries[6]);
+        let csv = lines(&files[1].1);
+        assert_eq!(csv.len(), 51);
+        assert!(
+            csv[1].starts_with("1,1700000001,\"2023-11-14T22:13:21Z\",\"acct-1\""),
+            "{}",
+            csv[1]
+        );
+        let manifest: ExportManifest = serde_json::from_slice(&files[3].1).unwrap();
+        assert_eq!(manifest, m);
+        assert_eq!(
+            m.files[ENTRIES_JSONL].sha256,
+            hex::encode(Sha256::digest(&files[0].1))
+        );
+        // A kept checkpoint signed with the same key verifies too.
+        let kept = dir.path().join("kept.json");
+        std::fs::write(&kept, serde_json::to_vec(&cps[2]).unwrap()).unwrap();
+        assert_eq!(
+            verify_export(&path, Some(&kept))
+                .unwrap()
+                .checkpoints_checked,
+            6
+        );
+        std::fs::write(&kept, serde_json::to_vec(&cps[..2]).unwrap()).unwrap();
+        verify_export(&path, Some(&kept)).unwrap();
+        // A repacked (deflated) but otherwise identical export is fine.
+        let re = dir.path().join("re.zip");
+        repack(&re, &files);
+        verify_export(&re, None).unwrap();
+    }
+
+    #[test]
+    fn partial_and_empty_exports() {
+        let (dir, entries, cps, key) = setup();
+        let (path, m) = export(dir.path(), "p.zip", &entries[15..43], &cps, &key);
+        assert_eq!((m.first_seq, m.last_seq), (16, 43));
+        assert_eq!(m.checkpoints, cps[2..4].to_vec()); // #21..#30, #31..#40
+        let s = verify_export(&path, None).unwrap();
+        assert_eq!((s.count, s.checkpoints_checked), (28, 2));
+        let (path, m) = export(dir.path(), "e.zip", &[], &cps, &key);
+        assert_eq!((m.count, m.checkpoints.len()), (0, 0));
+        assert_eq!(verify_export(&path, None).unwrap().count, 0);
+    }
+
+    #[test]
+    fn tampered_line_in_the_zip() {
+        let (dir, entries, cps, key) = setup();
+        let (path, _) = export(dir.path(), "a.zip", &entries, &cps, &key);
+        let mut files = members(&path);
+        edit(&mut files, ENTRIES_JSONL, |b| {
+            let mut l = lines(b);
+            l[36] = l[36].replace("\"allowed\"", "\"denied\"");
+            *b = (l.join("\n") + "\n").into_bytes();
+        });
+        let bad = dir.path().join("bad.zip");
+        repack(&bad, &files);
+        let p = verify_export(&bad, None).unwrap_err();
+        assert_eq!(p.seq, 37, "{p}");
+        // A line that is no longer JSON.
+        let mut files = members(&path);
+        edit(&mut files, ENTRIES_JSONL, |b| {
+            let mut l = lines(b);
+            l[9].truncate(20);
+            *b = (l.join("\n") + "\n").into_bytes();
+        });
+        repack(&bad, &files);
+        assert_eq!(verify_export(&bad, None).unwrap_err().seq, 10);
+        // A changed CSV cell.
+        let mut files = members(&path);
+        edit(&mut files, ENTRIES_CSV, |b| {
+            let mut l = lines(b);
+            l[12] = l[12].replace("acct-", "acct+");
+            *b = (l.join("\r\n") + "\r\n").into_bytes();
+        });
+        repack(&bad, &files);
+        let p = verify_export(&bad, None).unwrap_err();
+        assert_eq!(p.seq, 12, "{p}");
+        // A byte flipped in the stored archive itself: the CRC or the hash catches it.
+        let mut raw = std::fs::read(&path).unwrap();
+        let at = raw.windows(7).position(|w| w == b"acct-3\"").unwrap();
+        raw[at + 4] = b'_';
+        std::fs::write(&bad, &raw).unwrap();
+        assert!(verify_export(&bad, None).is_err());
+    }
+
+    #[test]
+    fn truncated_export() {
+        let (dir, entries, cps, key) = setup();
+        let (path, _) = export(dir.path(), "a.zip", &entries, &cps, &key);
+        // Tail cut, manifest left alone.
+        let mut files = members(&path);
+        edit(&mut files, ENTRIES_JSONL, |b| {
+            *b = (lines(b)[..45].join("\n") + "\n").into_bytes()
+        });
+        edit(&mut files, ENTRIES_CSV, |b| {
+            *b = (lines(b)[..46].join("\r\n") + "\r\n").into_bytes()
+        });
+        let bad = dir.path().join("bad.zip");
+        repack(&bad, &files);
+        let p = verify_export(&bad, None).unwrap_err();
+        assert_eq!(p.seq, 46, "{p}");
+        // Tail cut and the manifest "fixed" (count, head, digests, last checkpoint dropped):
+        // only the auditor's kept checkpoint still shows it.
+        let cut = &entries[..45];
+        let (fixed, _) = export(dir.path(), "fixed.zip", cut, &cps[..4], &key);
+        verify_export(&fixed, None).unwrap();
+        let kept = dir.path().join("kept.json");
+        std::fs::write(&kept, serde_json::to_vec(&cps[4]).unwrap()).unwrap();
+        let p = verify_export(&fixed, Some(&kept)).unwrap_err();
+        assert_eq!(p.seq, 46, "{p}");
+        assert_eq!(p.what, "log ends at #45 but checkpoint covers #50");
+    }
+
+    #[test]
+    fn rewritten_chain_with_a_new_key_needs_the_kept_checkpoint() {
+        let (dir, entries, cps, _key) = setup();
+        let mut t = entries.clone();
+        t[26].reason = Some("covered up".into());
+        let mut prev = parse_hash_hex(&t[25].entry_hash).unwrap();
+        for e in &mut t[26..] {
+            e.prev_hash = hex::encode(prev);
+            prev = e.computed_hash(&prev);
+            e.entry_hash = hex::encode(prev);
+        }
+        let (attacker, _) = CheckpointSigner::generate();
+        let forged = checkpoints_for(&t, 10, &attacker);
+        let (path, _) = export(
+            dir.path(),
+            "forged.zip",
+            &t,
+            &forged,
+            &attacker.public_key_hex(),
+        );
+        // Self-consistent: passes without an outside reference.
+        verify_export(&path, None).expect("uncaught without a kept checkpoint");
+        // The auditor's kept checkpoint #21..#30 names that range.
+        let kept = dir.path().join("kept.json");
+        std::fs::write(&kept, serde_json::to_vec(&[cps[2].clone()]).unwrap()).unwrap();
+        let p = verify_export(&path, Some(&kept)).unwrap_err();
+        assert_eq!(p.seq, 1, "{p}"); // the export's first checkpoint is under a foreign key
+        assert!(p.what.contains("not by the trusted key"), "{p}");
+        // Even with the portal's real checkpoints for the untouched ranges kept in the export,
+        // the rewritten range is named.
+        let mut mixed = cps[..2].to_vec();
+        mixed.extend(forged[2..].iter().cloned());
+        let (path, _) = export(
+            dir.path(),
+            "mixed.zip",
+            &t,
+            &mixed,
+            &attacker.public_key_hex(),
+        );
+        let p = verify_export(&path, Some(&kept)).unwrap_err();
+        assert_eq!(p.seq, 21, "{p}");
+    }
+
+    #[test]
+    fn hostile_archives_are_refused() {
+        let (dir, entries, cps, key) = setup();
+        let (path, _) = export(dir.path(), "a.zip", &entries[..12], &cps, &key);
+        let files = members(&path);
+        let bad = dir.path().join("bad.zip");
+        // An extra file.
+        let mut more = files.clone();
+        more.push(("../evil.sh".into(), b"rm -rf /".to_vec()));
+        repack(&bad, &more);
+        assert_eq!(verify_export(&bad, None).unwrap_err().seq, 0);
+        // A missing file.
+        repack(&bad, &files[..3]);
+        assert_eq!(verify_export(&bad, None).unwrap_err().seq, 0);
+        // Not a zip at all.
+        std::fs::write(&bad, b"not a zip").unwrap();
+        assert_eq!(verify_export(&bad, None).unwrap_err().seq, 0);
+        // A duplicate name (hand-built: the zip crate refuses to write one).
+        let mut raw = Vec::new();
+        let mut z = ZipStream::new(&mut raw, 0);
+        for (name, bytes) in &files {
+            let name: &'static str = [ENTRIES_JSONL, ENTRIES_CSV, CHECKPOINTS_JSON, MANIFEST_JSON]
+                .into_iter()
+                .find(|n| n == name)
+                .unwrap();
+            z.begin(name).unwrap();
+            z.write_all(bytes).unwrap();
+        }
+        z.begin(ENTRIES_JSONL).unwrap();
+        z.write_all(b"{}\n").unwrap();
+        z.finish().unwrap();
+        std::fs::write(&bad, &raw).unwrap();
+        let p = verify_export(&bad, None).unwrap_err();
+        assert!(p.what.contains("duplicate"), "{p}");
+        // A manifest that is not JSON.
+        let mut m = files.clone();
+        edit(&mut m, MANIFEST_JSON, |b| b.truncate(10));
+        repack(&bad, &m);
+        assert_eq!(verify_export(&bad, None).unwrap_err().seq, 0);
+        // A manifest digest that does not match.
+        let mut m = files.clone();
+        edit(&mut m, MANIFEST_JSON, |b| {
+            let mut man: ExportManifest = serde_json::from_slice(b).unwrap();
+            man.files.get_mut(ENTRIES_CSV).unwrap().sha256 = "00".repeat(32);
+            *b = serde_json::to_vec(&man).unwrap();
+        });
+        repack(&bad, &m);
+        let p = verify_export(&bad, None).unwrap_err();
+        assert!(p.what.contains("digest"), "{p}");
+    }
+
+    #[test]
+    fn zip64_records_are_readable() {
+        let (_dir, entries, _cps, _key) = setup();
+        let mut raw = Vec::new();
+        let mut z = ZipStream::new(&mut raw, 1_700_000_000);
+        z.force_zip64 = true;
+        z.begin(ENTRIES_JSONL).unwrap();
+        for e in &entries {
+            serde_json::to_writer(&mut z, e).unwrap();
+            z.write_all(b"\n").unwrap();
+        }
+        z.begin(MANIFEST_JSON).unwrap();
+        z.write_all(b"{}").unwrap();
+        z.finish().unwrap();
+        let mut a = zip::ZipArchive::new(Cursor::new(&raw)).unwrap();
+        assert_eq!(a.len(), 2);
+        let mut s = String::new();
+        a.by_name(ENTRIES_JSONL)
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        assert_eq!(s.lines().count(), 50);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("z64.zip");
+        std::fs::write(&p, &raw).unwrap();
+        assert_eq!(central_directory_count(&p).unwrap(), 2);
+    }
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        let mut c = Crc32::new();
+        c.update(b"123456789");
+        assert_eq!(c.value(), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn csv_guards_against_formulas_and_quotes() {
+        let cell = |s: &str| {
+            let mut v = Vec::new();
+            csv_cell(&mut v, s);
+            String::from_utf8(v).unwrap()
+        };
+        assert_eq!(
+            cell("=HYPERLINK(\"http://x\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\")\""
+        );
+        assert_eq!(cell("+1"), "\"'+1\"");
+        assert_eq!(cell("-2+3"), "\"'-2+3\"");
+        assert_eq!(cell("@SUM(A1)"), "\"'@SUM(A1)\"");
+        assert_eq!(cell("\tx"), "\"'\tx\"");
+        assert_eq!(cell("\rx"), "\"'\rx\"");
+        assert_eq!(cell("＝1+1"), "\"'＝1+1\"");
+        assert_eq!(cell("a,b"), "\"a,b\"");
+        assert_eq!(cell("plain"), "\"plain\"");
+        assert_eq!(cell(""), "\"\"");
+        // Through the whole export.
+        let e = chain_next(
+            None,
+            1,
+            0,
+            NewEntryFields {
+                actor_id: Some("=cmd|' /C calc'!A0".into()),
+                action: "@x".into(),
+                outcome: "-1".into(),
+                reason: Some("say \"hi\", then\nleave".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut row = Vec::new();
+        csv_row(&mut row, &e);
+        let row = String::from_utf8(row).unwrap();
+        assert!(row.contains(",\"'=cmd|' /C calc'!A0\","), "{row}");
+        assert!(row.contains(",\"'@x\","), "{row}");
+        assert!(row.contains(",\"'-1\","), "{row}");
+        assert!(row.contains(",\"say \"\"hi\"\", then\\nleave\","), "{row}");
+        assert_eq!(row.matches("\r\n").count(), 1);
+        assert!(row.ends_with("\r\n"));
+    }
+
+    #[test]
+    fn second_pass_must_match_the_first() {
+        let (_dir, entries, cps, key) = setup();
+        let mut calls = 0;
+        let r = write_export(
+            Vec::new(),
+            || {
+                calls += 1;
+                let mut v = entries.clone();
+                if calls == 2 {
+                    v[3].reason = Some("changed between passes".into());
+                }
+                Ok::<_, io::Error>(v.into_iter().map(Ok))
+            },
+            &cps,
+            &key,
+        );
+        assert!(matches!(r, Err(ExportError::Inconsistent(_))), "{r:?}");
+        // A source error surfaces as such.
+        let r = write_export(
+            Vec::new(),
+            || Ok::<_, io::Error>(vec![Err(io::Error::other("db down"))].into_iter()),
+            &cps,
+            &key,
+        );
+        assert!(matches!(r, Err(ExportError::Source(_))), "{r:?}");
+    }
+}

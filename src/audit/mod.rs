@@ -1,0 +1,22 @@
+//! Tamper-evident audit log: hash-chained entries, signed checkpoints, verification and
+//! auditor exports.
+//!
+//! * [`chain`]: the entry, its escaping, the canonical encoding and hash, the Merkle tree.
+//! * [`checkpoint`]: Ed25519-signed checkpoints and the portal's signing key.
+//! * [`verify`]: the streaming chain verifier.
+//! * [`export`]: the zip export and its offline verification.
+//! * [`log`]: appending entries and checkpoints inside the caller's transaction.
+
+pub mod chain;
+pub mod checkpoint;
+pub mod export;
+pub mod log;
+pub mod verify;
+
+pub use chain::{
+    chain_next, compute_entry_hash, escape_field, merkle_root, parse_hash_hex, AuditEntry,
+    ChainError, MerkleBuilder, NewEntryFields, CHAIN_VERSION, GENESIS_HASH,
+};
+pub use checkpoint::{Checkpoint, CheckpointSigner, KeyError, VerifyError};
+pub use export::{verify_export, write_export, ExportError, ExportManifest, ExportWriter};
+pub use verify::{ChainVerifier, Problem, Summary};

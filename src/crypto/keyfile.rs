@@ -1,0 +1,280 @@
+//! Reading and writing private key files.
+//!
+//! Key files are 0600 in a 0700 directory. A file that the group or others could read is refused
+//! outright rather than "fixed", because its secret may already have leaked. Errors name the file
+//! and its mode but never its content.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+/// Largest private key file accepted.
+pub const MAX_KEY_FILE_SIZE: u64 = 64 * 1024;
+
+/// Why a private key file could not be read or written. Never contains key material.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// An I/O error on the file (or its directory).
+    #[error("key file {}: {source}", path.display())]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The file is readable or writable by group or others.
+    #[error(
+        "key file {} has mode {mode:04o}, which gives access to group or others; \
+         it must be 0600 (chmod 600, and consider the key compromised if others could read it)",
+        path.display()
+    )]
+    Permissions {
+        /// The file concerned.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The file is larger than [`MAX_KEY_FILE_SIZE`].
+    #[error("key file {} is larger than {limit} bytes", path.display())]
+    TooLarge {
+        /// The file concerned.
+        path: PathBuf,
+        /// The limit.
+        limit: u64,
+    },
+    /// The path is not a regular file.
+    #[error("key file {} is not a regular file", path.display())]
+    NotAFile {
+        /// The file concerned.
+        path: PathBuf,
+    },
+    /// The content is not UTF-8 text.
+    #[error("key file {} is not UTF-8 text", path.display())]
+    NotUtf8 {
+        /// The file concerned.
+        path: PathBuf,
+    },
+}
+
+impl KeyFileError {
+    fn io(path: &Path, source: io::Error) -> Self {
+        KeyFileError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// True if the error is "the file does not exist".
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, KeyFileError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+/// Reads a private key file as text. Refuses files with any group/other permission bit
+/// (`mode & 0o077 != 0`), non-regular files, and files over [`MAX_KEY_FILE_SIZE`].
+pub fn read_private(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
+    let file = File::open(path).map_err(|e| KeyFileError::io(path, e))?;
+    // Check the opened file itself, not the path, so a swap between check and read is useless.
+    let meta = file.metadata().map_err(|e| KeyFileError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(KeyFileError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(KeyFileError::Permissions {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    if meta.len() > MAX_KEY_FILE_SIZE {
+        return Err(KeyFileError::TooLarge {
+            path: path.to_path_buf(),
+            limit: MAX_KEY_FILE_SIZE,
+        });
+    }
+    // Allocate once, up front, so that no reallocation leaves copies of the secret behind.
+    let mut buf = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_SIZE as usize + 1));
+    file.take(MAX_KEY_FILE_SIZE + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| KeyFileError::io(path, e))?;
+    if buf.len() as u64 > MAX_KEY_FILE_SIZE {
+        return Err(KeyFileError::TooLarge {
+            path: path.to_path_buf(),
+            limit: MAX_KEY_FILE_SIZE,
+        });
+    }
+    match String::from_utf8(std::mem::take(&mut *buf)) {
+        Ok(s) => Ok(Zeroizing::new(s)),
+        Err(e) => {
+            let mut bytes = e.into_bytes();
+            zeroize::Zeroize::zeroize(&mut bytes);
+            Err(KeyFileError::NotUtf8 {
+                path: path.to_path_buf(),
+            })
+        }
+    }
+}
+
+/// Writes a private key file atomically: creates the parent directory (0700) if needed, writes
+/// a 0600 temporary next to the target, fsyncs it, renames it over `path` and fsyncs the
+/// directory. Readers see either the old or the new file, never a partial one.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyFileError> {
+    let tmp = write_temp(path, bytes)?;
+    let result = fs::rename(&tmp, path).map_err(|e| KeyFileError::io(path, e));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    sync_parent(path)
+}
+
+/// Like [`write_private`], but never replaces an existing file: returns `Ok(false)` (and writes
+/// nothing) if `path` already exists. Use it to create a key exactly once even when two processes
+/// start at the same moment.
+pub fn create_private(path: &Path, bytes: &[u8]) -> Result<bool, KeyFileError> {
+    let tmp = write_temp(path, bytes)?;
+    // link(2) fails with EEXIST instead of replacing: an atomic "create if absent".
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            sync_parent(path)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(KeyFileError::io(path, e)),
+    }
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Writes `bytes` to a fresh 0600 temporary beside `path` and fsyncs it.
+fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, KeyFileError> {
+    let dir = parent_of(path);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| KeyFileError::io(dir, e))?;
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| {
+            KeyFileError::io(
+                path,
+                io::Error::new(io::ErrorKind::InvalidInput, "no file name"),
+            )
+        })?
+        .to_string_lossy();
+    let suffix = &crate::storage::new_blob_name()[..16];
+    let tmp = dir.join(format!(".{file_name}.tmp-{suffix}"));
+    let write = || -> io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = fs::remove_file(&tmp);
+        return Err(KeyFileError::io(path, e));
+    }
+    Ok(tmp)
+}
+
+fn sync_parent(path: &Path) -> Result<(), KeyFileError> {
+    let dir = parent_of(path);
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| KeyFileError::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode_of(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn write_then_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("keys/sub/id.txt");
+        write_private(&path, b"SECRET-CONTENT\n").unwrap();
+        assert_eq!(mode_of(&path), 0o600);
+        assert_eq!(mode_of(path.parent().unwrap()), 0o700);
+        assert_eq!(read_private(&path).unwrap().as_str(), "SECRET-CONTENT\n");
+        // Overwrite atomically; no temporaries left behind.
+        write_private(&path, b"v2").unwrap();
+        assert_eq!(read_private(&path).unwrap().as_str(), "v2");
+        assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn group_or_world_readable_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("id.txt");
+        write_private(&path, b"AGE-SECRET-KEY-MARKER").unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660, 0o602] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let err = read_private(&path).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                matches!(err, KeyFileError::Permissions { mode: m, .. } if m == mode),
+                "{msg}"
+            );
+            assert!(msg.contains(&path.display().to_string()), "{msg}");
+            assert!(msg.contains(&format!("{mode:04o}")), "{msg}");
+            assert!(!msg.contains("MARKER"), "{msg}");
+            assert!(!format!("{err:?}").contains("MARKER"));
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(read_private(&path).is_ok());
+    }
+
+    #[test]
+    fn oversized_and_missing_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("big.txt");
+        write_private(&path, &vec![b'a'; MAX_KEY_FILE_SIZE as usize + 1]).unwrap();
+        assert!(matches!(
+            read_private(&path).unwrap_err(),
+            KeyFileError::TooLarge { .. }
+        ));
+        write_private(&path, &vec![b'a'; MAX_KEY_FILE_SIZE as usize]).unwrap();
+        assert!(read_private(&path).is_ok());
+        let err = read_private(&tmp.path().join("nope")).unwrap_err();
+        assert!(err.is_not_found());
+        let err = read_private(tmp.path()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                KeyFileError::NotAFile { .. } | KeyFileError::Permissions { .. }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn create_private_never_replaces() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("k");
+        assert!(create_private(&path, b"first").unwrap());
+        assert!(!create_private(&path, b"second").unwrap());
+        assert_eq!(read_private(&path).unwrap().as_str(), "first");
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+}

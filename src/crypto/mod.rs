@@ -1,0 +1,19 @@
+//! Encryption at rest: the portal's age identities, private key files, and sealing/opening of
+//! blobs.
+//!
+//! - [`keys::KeyRing`]: identities in `<dir>/age-identities.txt` (last = current) plus escrow
+//!   recipients; rotation and retirement.
+//! - [`keyfile`]: 0600 key files, refused when group/world accessible.
+//! - [`stream`]: [`BlobSealer`] (pipelined upload encryption), [`seal_reader`], [`open_verified`],
+//!   [`decrypt_to_async`], [`reseal`].
+
+pub mod keyfile;
+pub mod keys;
+pub mod stream;
+
+pub use keyfile::KeyFileError;
+pub use keys::{KeyError, KeyInfo, KeyRing};
+pub use stream::{
+    decrypt_to_async, open_verified, reseal, seal_reader, AsyncBlobReader, BlobRef, BlobSealer,
+    SealedBlob, VerifiedReader,
+};

@@ -1,0 +1,1415 @@
+//! Sealing (encrypt + hash + store) and verified opening of blobs.
+//!
+//! Every blob is an age file encrypted to the key ring's current recipient plus the escrow
+//! recipients, with a fresh file key per blob. The caller stores, next to the blob name, the
+//! SHA-256 of the ciphertext and of the plaintext ([`SealedBlob`]); [`open_verified`] checks both
+//! when the plaintext reaches EOF, so a truncated, altered or swapped blob never reads to a clean
+//! end.
+//!
+//! Plaintext never touches disk: it only exists in memory between the caller and age's
+//! `StreamWriter`. Errors never contain plaintext or key material.
+
+use std::io::{self, BufReader, Read, Write};
+use std::pin::Pin;
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+use std::thread::{self, JoinHandle};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::mpsc;
+use tokio_util::io::StreamReader;
+use zeroize::Zeroizing;
+
+use super::keys::KeyRing;
+use crate::storage::{BlobStore, BlobWriter};
+
+/// Largest piece of plaintext handed between pipeline stages; bigger chunks are split.
+const PIECE_MAX: usize = 256 * 1024;
+/// Pieces queued between the caller and the hashing stage, and between hashing and encryption
+/// (each at most [`PIECE_MAX`]).
+const PLAINTEXT_QUEUE: usize = 4;
+/// Ciphertext batches queued between encryption and writing (each about 64 KiB).
+const CIPHERTEXT_QUEUE: usize = 8;
+/// Size of ciphertext batches sent to the writing stage (one age chunk is 64 KiB + 16).
+const CIPHERTEXT_BATCH: usize = 64 * 1024;
+/// Read size for the blocking paths and for async downloads.
+const IO_CHUNK: usize = 64 * 1024;
+/// Pieces queued between the decrypting thread and the async reader.
+const DOWNLOAD_QUEUE: usize = 4;
+
+/// What was stored: the blob name plus everything needed to bind it to its database row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedBlob {
+    /// Name of the committed blob in the store.
+    pub name: String,
+    /// Key id (`age1...`) of the ring's current identity the blob was sealed to.
+    pub key_id: String,
+    /// Length of the plaintext in bytes.
+    pub plaintext_len: u64,
+    /// SHA-256 of the plaintext.
+    pub plaintext_sha256: [u8; 32],
+    /// Length of the stored ciphertext in bytes.
+    pub ciphertext_len: u64,
+    /// SHA-256 of the stored ciphertext.
+    pub ciphertext_sha256: [u8; 32],
+}
+
+impl SealedBlob {
+    /// The reference to store in a row and pass to [`open_verified`] / [`reseal`].
+    pub fn blob_ref(&self) -> BlobRef {
+        BlobRef {
+            name: self.name.clone(),
+            ciphertext_sha256: self.ciphertext_sha256,
+            plaintext_sha256: self.plaintext_sha256,
+        }
+    }
+}
+
+/// A stored blob as a database row knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRef {
+    /// Name of the blob in the store.
+    pub name: String,
+    /// Expected SHA-256 of the ciphertext.
+    pub ciphertext_sha256: [u8; 32],
+    /// Expected SHA-256 of the plaintext.
+    pub plaintext_sha256: [u8; 32],
+}
+
+fn encryptor_for(keys: &KeyRing) -> io::Result<age::Encryptor> {
+    let recipients = keys.encryption_recipients();
+    age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient))
+        .map_err(|e| io::Error::other(format!("cannot encrypt to the key ring's recipients: {e}")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pipelined sealing
+// ---------------------------------------------------------------------------------------------
+
+enum Plain {
+    Data(Bytes),
+    End,
+}
+
+enum Cipher {
+    Data(Vec<u8>),
+    End,
+}
+
+/// First real error seen by any stage (kind + message; never plaintext).
+#[derive(Clone, Default)]
+struct ErrorSlot(Arc<Mutex<Option<(io::ErrorKind, String)>>>);
+
+impl ErrorSlot {
+    fn record(&self, e: &io::Error) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some((e.kind(), e.to_string()));
+        }
+    }
+
+    fn get(&self) -> Option<io::Error> {
+        let slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slot.as_ref()
+            .map(|(kind, msg)| io::Error::new(*kind, msg.clone()))
+    }
+}
+
+type HashOutput = Option<(u64, [u8; 32])>;
+
+/// What the writing stage hands back after a clean end: the uncommitted writer and the
+/// ciphertext length and digest.
+struct Written {
+    writer: Box<dyn BlobWriter>,
+    len: u64,
+    sha256: [u8; 32],
+}
+
+/// Everything the three stages produced, before commit.
+struct Joined {
+    plaintext_len: u64,
+    plaintext_sha256: [u8; 32],
+    written: Written,
+}
+
+struct Workers {
+    hash: JoinHandle<HashOutput>,
+    encrypt: JoinHandle<io::Result<bool>>,
+    write: JoinHandle<io::Result<Option<Written>>>,
+}
+
+impl Workers {
+    /// Waits for all three stages (blocking).
+    fn join(self, errors: &ErrorSlot) -> io::Result<Joined> {
+        let panicked = || io::Error::other("a blob sealing worker panicked");
+        let hashed = self.hash.join().map_err(|_| panicked())?;
+        let encrypted = self.encrypt.join().map_err(|_| panicked())?;
+        let written = self.write.join().map_err(|_| panicked())?;
+        if let Some(e) = errors.get() {
+            return Err(e);
+        }
+        let stopped = || io::Error::other("blob sealing pipeline stopped");
+        if !encrypted? {
+            return Err(stopped());
+        }
+        let written = written?.ok_or_else(stopped)?;
+        let (plaintext_len, plaintext_sha256) = hashed.ok_or_else(stopped)?;
+        Ok(Joined {
+            plaintext_len,
+            plaintext_sha256,
+            written,
+        })
+    }
+}
+
+/// Hands ciphertext from age's `StreamWriter` to the writing stage in ~64 KiB batches.
+struct ChannelWriter {
+    tx: std_mpsc::SyncSender<Cipher>,
+    batch: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send_batch(&mut self) -> io::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(CIPHERTEXT_BATCH + 64));
+        self.tx
+            .send(Cipher::Data(batch))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "blob writer stopped"))
+    }
+
+    fn end(mut self) -> io::Result<()> {
+        self.send_batch()?;
+        self.tx
+            .send(Cipher::End)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "blob writer stopped"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.batch.extend_from_slice(buf);
+        if self.batch.len() >= CIPHERTEXT_BATCH {
+            self.send_batch()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send_batch()
+    }
+}
+
+/// A pipelined encryptor for uploads, fed from async code.
+///
+/// Three std threads run in parallel: (1) SHA-256 of the plaintext, (2) age encryption
+/// (`StreamWriter`, fresh file key), (3) SHA-256 of the ciphertext and writing to the
+/// [`BlobWriter`]. The queues between them are bounded (pieces of at most 256 KiB), so only a
+/// few MiB are in flight whatever the size of the chunks fed in.
+///
+/// [`BlobSealer::finish`] commits the blob; dropping the sealer without `finish` aborts: the
+/// threads stop and the temporary file is removed (asynchronously; use [`BlobSealer::abort`] to
+/// wait for it).
+pub struct BlobSealer {
+    tx: Option<mpsc::Sender<Plain>>,
+    workers: Option<Workers>,
+    errors: ErrorSlot,
+    key_id: String,
+    plaintext_len: u64,
+    /// Set while a write is in progress; stays set if it was cancelled or failed.
+    poisoned: bool,
+}
+
+impl std::fmt::Debug for BlobSealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobSealer")
+            .field("key_id", &self.key_id)
+            .field("plaintext_len", &self.plaintext_len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlobSealer {
+    /// Starts the worker threads and a new blob in `store`, encrypted to
+    /// `keys.encryption_recipients()`. Does no blocking I/O on the calling thread.
+    pub fn start(store: Arc<dyn BlobStore>, keys: &KeyRing) -> io::Result<BlobSealer> {
+        let encryptor = encryptor_for(keys)?;
+        let errors = ErrorSlot::default();
+        let (tx1, rx1) = mpsc::channel::<Plain>(PLAINTEXT_QUEUE);
+        let (tx2, rx2) = std_mpsc::sync_channel::<Plain>(PLAINTEXT_QUEUE);
+        let (tx3, rx3) = std_mpsc::sync_channel::<Cipher>(CIPHERTEXT_QUEUE);
+
+        // If a spawn fails, the channels of the threads already started are dropped with this
+        // frame, so they see a disconnect and exit without committing anything.
+        let write = {
+            let errors = errors.clone();
+            thread::Builder::new()
+                .name("blob-seal-write".into())
+                .spawn(move || {
+                    let result = write_stage(&*store, &rx3);
+                    if let Err(e) = &result {
+                        errors.record(e);
+                    }
+                    // The receiver goes only now, after the error is recorded, so the root cause
+                    // wins over the "writer stopped" seen upstream.
+                    drop(rx3);
+                    result
+                })?
+        };
+        let encrypt = {
+            let errors = errors.clone();
+            thread::Builder::new()
+                .name("blob-seal-encrypt".into())
+                .spawn(move || {
+                    let result = encrypt_stage(encryptor, &rx2, tx3);
+                    if let Err(e) = &result {
+                        errors.record(e);
+                    }
+                    drop(rx2);
+                    result
+                })?
+        };
+        let hash = thread::Builder::new()
+            .name("blob-seal-hash".into())
+            .spawn(move || hash_stage(rx1, tx2))?;
+
+        Ok(BlobSealer {
+            tx: Some(tx1),
+            workers: Some(Workers {
+                hash,
+                encrypt,
+                write,
+            }),
+            errors,
+            key_id: keys.current_key_id().to_owned(),
+            plaintext_len: 0,
+            poisoned: false,
+        })
+    }
+
+    /// Plaintext bytes accepted so far (for enforcing size limits as bytes arrive).
+    pub fn plaintext_len(&self) -> u64 {
+        self.plaintext_len
+    }
+
+    /// Key id the blob is being sealed to.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    fn failure(&self) -> io::Error {
+        self.errors.get().unwrap_or_else(|| {
+            io::Error::other(
+                "blob sealing pipeline stopped (an earlier write failed or was cancelled)",
+            )
+        })
+    }
+
+    /// Feeds plaintext. Awaits (without blocking the executor) while the pipeline is full.
+    /// If this future is cancelled, the sealer is unusable and must be dropped.
+    pub async fn write(&mut self, mut chunk: Bytes) -> io::Result<()> {
+        if self.poisoned {
+            return Err(self.failure());
+        }
+        let Some(tx) = self.tx.as_ref() else {
+            return Err(self.failure());
+        };
+        self.poisoned = true;
+        while !chunk.is_empty() {
+            let piece = if chunk.len() > PIECE_MAX {
+                chunk.split_to(PIECE_MAX)
+            } else {
+                std::mem::take(&mut chunk)
+            };
+            let len = piece.len() as u64;
+            if tx.send(Plain::Data(piece)).await.is_err() {
+                return Err(self.failure());
+            }
+            self.plaintext_len += len;
+        }
+        self.poisoned = false;
+        Ok(())
+    }
+
+    /// Ends the plaintext, finishes the age stream (`StreamWriter::finish`), waits for the
+    /// workers on a blocking thread, then commits the blob (fsync + rename + directory fsync).
+    ///
+    /// If this future is dropped after the end was signalled, the blob may still be committed
+    /// without anyone recording it; the orphan sweep removes it after its grace period.
+    pub async fn finish(mut self) -> io::Result<SealedBlob> {
+        if self.poisoned {
+            return Err(self.failure());
+        }
+        let tx = self.tx.take().ok_or_else(|| self.failure())?;
+        if tx.send(Plain::End).await.is_err() {
+            return Err(self.failure());
+        }
+        drop(tx);
+        let workers = self.workers.take().ok_or_else(|| self.failure())?;
+        let errors = self.errors.clone();
+        let key_id = std::mem::take(&mut self.key_id);
+        let expected_len = self.plaintext_len;
+        tokio::task::spawn_blocking(move || {
+            let joined = workers.join(&errors)?;
+            if joined.plaintext_len != expected_len {
+                return Err(io::Error::other("blob sealing lost plaintext"));
+            }
+            let Written {
+                writer,
+                len: ciphertext_len,
+                sha256: ciphertext_sha256,
+            } = joined.written;
+            let name = writer.commit()?;
+            Ok(SealedBlob {
+                name,
+                key_id,
+                plaintext_len: joined.plaintext_len,
+                plaintext_sha256: joined.plaintext_sha256,
+                ciphertext_len,
+                ciphertext_sha256,
+            })
+        })
+        .await
+        .map_err(|_| io::Error::other("blob sealing task failed"))?
+    }
+
+    /// Aborts and waits until the workers have stopped and the temporary file is gone.
+    pub async fn abort(mut self) {
+        self.tx = None;
+        if let Some(workers) = self.workers.take() {
+            let errors = self.errors.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                // Without an end marker every stage stops and the writer is dropped uncommitted.
+                let _ = workers.join(&errors);
+            })
+            .await;
+        }
+    }
+}
+
+impl Drop for BlobSealer {
+    fn drop(&mut self) {
+        if let Some(workers) = self.workers.take() {
+            // Closing the input without an end marker makes every stage stop; the writing stage
+            // drops its BlobWriter, which removes the temporary. The threads are detached so
+            // that dropping never blocks the async executor.
+            self.tx = None;
+            drop(workers);
+            tracing::debug!("blob sealing aborted");
+        }
+    }
+}
+
+fn hash_stage(mut rx: mpsc::Receiver<Plain>, tx: std_mpsc::SyncSender<Plain>) -> HashOutput {
+    let mut hasher = Sha256::new();
+    let mut len = 0u64;
+    loop {
+        match rx.blocking_recv()? {
+            Plain::Data(piece) => {
+                // Forward first (a cheap reference count) so encryption runs while we hash.
+                tx.send(Plain::Data(piece.clone())).ok()?;
+                hasher.update(&piece);
+                len += piece.len() as u64;
+            }
+            Plain::End => {
+                tx.send(Plain::End).ok()?;
+                return Some((len, hasher.finalize().into()));
+            }
+        }
+    }
+}
+
+/// Returns `Ok(true)` when the age stream was finished, `Ok(false)` when aborted.
+fn encrypt_stage(
+    encryptor: age::Encryptor,
+    rx: &std_mpsc::Receiver<Plain>,
+    tx: std_mpsc::SyncSender<Cipher>,
+) -> io::Result<bool> {
+    let out = ChannelWriter {
+        tx,
+        batch: Vec::with_capacity(CIPHERTEXT_BATCH + 64),
+    };
+    let mut stream = encryptor.wrap_output(out)?;
+    loop {
+        match rx.recv() {
+            Ok(Plain::Data(piece)) => stream.write_all(&piece)?,
+            Ok(Plain::End) => {
+                // Without finish() the last chunk is missing and the file would not decrypt.
+                stream.finish()?.end()?;
+                return Ok(true);
+            }
+            // Aborted: the StreamWriter and its sender are dropped unfinished.
+            Err(_) => return Ok(false),
+        }
+    }
+}
+
+fn write_stage(
+    store: &dyn BlobStore,
+    rx: &std_mpsc::Receiver<Cipher>,
+) -> io::Result<Option<Written>> {
+    let mut writer = store.create()?;
+    let mut hasher = Sha256::new();
+    let mut len = 0u64;
+    loop {
+        match rx.recv() {
+            Ok(Cipher::Data(batch)) => {
+                hasher.update(&batch);
+                writer.write_all(&batch)?;
+                len += batch.len() as u64;
+            }
+            Ok(Cipher::End) => {
+                writer.flush()?;
+                return Ok(Some(Written {
+                    writer,
+                    len,
+                    sha256: hasher.finalize().into(),
+                }));
+            }
+            // Aborted: dropping the writer removes the temporary.
+            Err(_) => return Ok(None),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blocking sealing
+// ---------------------------------------------------------------------------------------------
+
+/// Write adapter that hashes and counts what passes through.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Seals everything `reader` yields on the calling thread (blocking): for small documents, the
+/// CLI and [`reseal`]. The blob is committed only if `reader` reaches EOF without error.
+pub fn seal_reader(
+    store: &dyn BlobStore,
+    keys: &KeyRing,
+    mut reader: impl Read,
+) -> io::Result<SealedBlob> {
+    let encryptor = encryptor_for(keys)?;
+    let writer = store.create()?;
+    let mut stream = encryptor.wrap_output(HashingWriter {
+        inner: writer,
+        hasher: Sha256::new(),
+        len: 0,
+    })?;
+    let mut hasher = Sha256::new();
+    let mut plaintext_len = 0u64;
+    let mut buf = Zeroizing::new(vec![0u8; IO_CHUNK]);
+    loop {
+        let n = match reader.read(&mut buf[..]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // The writer (and its temporary) is dropped on the way out.
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        plaintext_len += n as u64;
+        stream.write_all(&buf[..n])?;
+    }
+    let mut out = stream.finish()?;
+    out.flush()?;
+    let name = out.inner.commit()?;
+    Ok(SealedBlob {
+        name,
+        key_id: keys.current_key_id().to_owned(),
+        plaintext_len,
+        plaintext_sha256: hasher.finalize().into(),
+        ciphertext_len: out.len,
+        ciphertext_sha256: out.hasher.finalize().into(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verified reading
+// ---------------------------------------------------------------------------------------------
+
+/// The raw blob plus a running hash of every byte taken from it.
+struct Tap {
+    inner: Box<dyn Read + Send>,
+    hasher: Sha256,
+    len: u64,
+}
+
+#[derive(Clone)]
+struct TapReader(Arc<Mutex<Tap>>);
+
+impl Read for TapReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut tap = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = tap.inner.read(buf)?;
+        tap.hasher.update(&buf[..n]);
+        tap.len += n as u64;
+        Ok(n)
+    }
+}
+
+enum ReadState {
+    Reading,
+    Verified,
+    Failed(io::ErrorKind, String),
+}
+
+/// Decrypts a blob as it is read and, at the end of the plaintext, checks the SHA-256 of both
+/// the ciphertext and the plaintext. Any mismatch, truncation or decryption failure makes `read`
+/// return an error (`InvalidData` for integrity failures) instead of `Ok(0)`, and every later
+/// read returns the same error: only a fully verified blob reads to a clean EOF.
+///
+/// Bytes returned before the end are not yet verified: a consumer must treat the content as
+/// complete only once `read` returned `Ok(0)`.
+pub struct VerifiedReader {
+    name: String,
+    stream: age::stream::StreamReader<BufReader<TapReader>>,
+    tap: TapReader,
+    hasher: Sha256,
+    len: u64,
+    expected_ciphertext_sha256: [u8; 32],
+    expected_plaintext_sha256: [u8; 32],
+    state: ReadState,
+}
+
+impl std::fmt::Debug for VerifiedReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedReader")
+            .field("name", &self.name)
+            .field("plaintext_read", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+fn decrypt_error(name: &str, e: age::DecryptError) -> io::Error {
+    match e {
+        age::DecryptError::Io(e) => io::Error::new(e.kind(), format!("blob {name}: {e}")),
+        age::DecryptError::NoMatchingKeys => io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("blob {name}: no identity in the key ring can decrypt it"),
+        ),
+        e => io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("blob {name} cannot be decrypted: {e}"),
+        ),
+    }
+}
+
+/// Opens a blob for verified, streaming decryption with any identity of `identities`.
+///
+/// Fails early (NotFound, no matching key, bad header); everything else is reported by
+/// [`VerifiedReader`]'s `read`.
+pub fn open_verified(
+    store: &dyn BlobStore,
+    name: &str,
+    identities: &KeyRing,
+    expected_ciphertext_sha256: &[u8; 32],
+    expected_plaintext_sha256: &[u8; 32],
+) -> io::Result<VerifiedReader> {
+    let tap = TapReader(Arc::new(Mutex::new(Tap {
+        inner: store.open(name)?,
+        hasher: Sha256::new(),
+        len: 0,
+    })));
+    let input = BufReader::with_capacity(IO_CHUNK, tap.clone());
+    let decryptor = age::Decryptor::new_buffered(input).map_err(|e| decrypt_error(name, e))?;
+    let stream = decryptor
+        .decrypt(identities.identities())
+        .map_err(|e| decrypt_error(name, e))?;
+    Ok(VerifiedReader {
+        name: name.to_owned(),
+        stream,
+        tap,
+        hasher: Sha256::new(),
+        len: 0,
+        expected_ciphertext_sha256: *expected_ciphertext_sha256,
+        expected_plaintext_sha256: *expected_plaintext_sha256,
+        state: ReadState::Reading,
+    })
+}
+
+impl VerifiedReader {
+    /// Plaintext bytes returned so far.
+    pub fn plaintext_read(&self) -> u64 {
+        self.len
+    }
+
+    fn fail(&mut self, kind: io::ErrorKind, msg: String) -> io::Error {
+        tracing::warn!(blob = %self.name, error = %msg, "blob failed verification");
+        self.state = ReadState::Failed(kind, msg.clone());
+        io::Error::new(kind, msg)
+    }
+
+    /// Called when the plaintext ended cleanly: hash whatever follows the final age chunk (so
+    /// appended bytes are caught) and compare both digests.
+    fn verify(&mut self) -> io::Result<usize> {
+        if let Err(e) = io::copy(&mut self.tap.clone(), &mut io::sink()) {
+            return Err(self.fail(e.kind(), format!("blob {}: {e}", self.name)));
+        }
+        let ciphertext_sha256: [u8; 32] = {
+            let mut tap = self.tap.0.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut tap.hasher).finalize().into()
+        };
+        let plaintext_sha256: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
+        if ciphertext_sha256 != self.expected_ciphertext_sha256 {
+            return Err(self.fail(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "blob {}: ciphertext SHA-256 does not match its record",
+                    self.name
+                ),
+            ));
+        }
+        if plaintext_sha256 != self.expected_plaintext_sha256 {
+            return Err(self.fail(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "blob {}: plaintext SHA-256 does not match its record",
+                    self.name
+                ),
+            ));
+        }
+        self.state = ReadState::Verified;
+        Ok(0)
+    }
+}
+
+impl Read for VerifiedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &self.state {
+            ReadState::Reading => {}
+            ReadState::Verified => return Ok(0),
+            ReadState::Failed(kind, msg) => return Err(io::Error::new(*kind, msg.clone())),
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        match self.stream.read(buf) {
+            Ok(0) => self.verify(),
+            Ok(n) => {
+                self.hasher.update(&buf[..n]);
+                self.len += n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                // age reports a missing final chunk as UnexpectedEof and a bad chunk as
+                // InvalidData; both are integrity failures of the stored blob.
+                let kind = match e.kind() {
+                    io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData => {
+                        io::ErrorKind::InvalidData
+                    }
+                    other => other,
+                };
+                let msg = format!("blob {} failed to decrypt: {e}", self.name);
+                Err(self.fail(kind, msg))
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Async download
+// ---------------------------------------------------------------------------------------------
+
+enum Piece {
+    Data(Bytes),
+    Failed(io::Error),
+    Done,
+}
+
+/// Stream side of the download channel. Ends cleanly only on an explicit `Done` from the
+/// decrypting thread (sent after verification); a vanished thread is an error, and after an
+/// error it keeps returning errors.
+struct PieceStream {
+    rx: mpsc::Receiver<Piece>,
+    state: StreamState,
+}
+
+enum StreamState {
+    Open,
+    Done,
+    Failed(io::ErrorKind, String),
+}
+
+impl futures::Stream for PieceStream {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match &self.state {
+            StreamState::Open => {}
+            StreamState::Done => return Poll::Ready(None),
+            StreamState::Failed(kind, msg) => {
+                return Poll::Ready(Some(Err(io::Error::new(*kind, msg.clone()))))
+            }
+        }
+        let item = match ready!(self.rx.poll_recv(cx)) {
+            Some(Piece::Data(bytes)) => return Poll::Ready(Some(Ok(bytes))),
+            Some(Piece::Done) => {
+                self.state = StreamState::Done;
+                return Poll::Ready(None);
+            }
+            Some(Piece::Failed(e)) => e,
+            None => io::Error::other("blob decryption stopped unexpectedly"),
+        };
+        self.state = StreamState::Failed(item.kind(), item.to_string());
+        Poll::Ready(Some(Err(item)))
+    }
+}
+
+/// An `AsyncRead` over a [`VerifiedReader`] running on its own thread: reaches EOF only after
+/// the blob verified; any failure surfaces as an `io::Error` from `poll_read`.
+/// Dropping it stops the thread.
+pub struct AsyncBlobReader {
+    inner: StreamReader<PieceStream, Bytes>,
+}
+
+impl std::fmt::Debug for AsyncBlobReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncBlobReader").finish_non_exhaustive()
+    }
+}
+
+impl AsyncRead for AsyncBlobReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+/// Moves a [`VerifiedReader`] to a blocking thread that decrypts in 64 KiB pieces into a small
+/// bounded channel, and returns the async side, for streaming an HTTP response.
+///
+/// Open the reader first (e.g. in `spawn_blocking`), so that a missing blob or a wrong key is an
+/// error before any response is started.
+pub fn decrypt_to_async(reader: VerifiedReader) -> io::Result<AsyncBlobReader> {
+    let (tx, rx) = mpsc::channel(DOWNLOAD_QUEUE);
+    thread::Builder::new()
+        .name("blob-decrypt".into())
+        .spawn(move || pump(reader, tx))?;
+    Ok(AsyncBlobReader {
+        inner: StreamReader::new(PieceStream {
+            rx,
+            state: StreamState::Open,
+        }),
+    })
+}
+
+fn pump(mut reader: VerifiedReader, tx: mpsc::Sender<Piece>) {
+    loop {
+        let mut buf = vec![0u8; IO_CHUNK];
+        let mut filled = 0;
+        let mut eof = false;
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.blocking_send(Piece::Failed(e));
+                    return;
+                }
+            }
+        }
+        if filled > 0 {
+            buf.truncate(filled);
+            if tx.blocking_send(Piece::Data(Bytes::from(buf))).is_err() {
+                return; // the response was dropped
+            }
+        }
+        if eof {
+            let _ = tx.blocking_send(Piece::Done);
+            return;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Re-encryption
+// ---------------------------------------------------------------------------------------------
+
+/// Decrypts `old` with any identity of the ring and re-encrypts it to the current recipients
+/// (plus escrow) into a new blob, verifying both digests of the old blob and that the plaintext
+/// digest is unchanged. Does not delete the old blob: the caller does, after its row commits.
+pub fn reseal(store: &dyn BlobStore, old: &BlobRef, keys: &KeyRing) -> io::Result<SealedBlob> {
+    let reader = open_verified(
+        store,
+        &old.name,
+        keys,
+        &old.ciphertext_sha256,
+        &old.plaintext_sha256,
+    )?;
+    // seal_reader commits only after the reader reached a verified EOF.
+    let sealed = seal_reader(store, keys, reader)?;
+    if sealed.plaintext_sha256 != old.plaintext_sha256 {
+        let _ = store.delete(&sealed.name);
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("reseal of blob {} changed the plaintext digest", old.name),
+        ));
+    }
+    Ok(sealed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::FsBlobStore;
+    use std::fs;
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncReadExt;
+
+    const MARKER: &[u8] = b"PCII-MARKER-7f3a9c-CONFIDENTIAL";
+    const MIB: usize = 1024 * 1024;
+
+    struct Env {
+        _tmp: tempfile::TempDir,
+        blob_dir: std::path::PathBuf,
+        store: Arc<dyn BlobStore>,
+        ring: KeyRing,
+    }
+
+    fn env() -> Env {
+        env_with_escrow(&[])
+    }
+
+    fn env_with_escrow(escrow: &[String]) -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let blob_dir = tmp.path().join("blobs");
+        let store: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(&blob_dir).unwrap());
+        let (ring, _) = KeyRing::load_or_generate(&tmp.path().join("keys"), escrow).unwrap();
+        Env {
+            _tmp: tmp,
+            blob_dir,
+            store,
+            ring,
+        }
+    }
+
+    /// Pseudo-random bytes with the marker sprinkled in.
+    fn data(len: usize) -> Vec<u8> {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ len as u64;
+        let mut v: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let mut i = 0;
+        while i + MARKER.len() <= len {
+            v[i..i + MARKER.len()].copy_from_slice(MARKER);
+            i += 4096;
+        }
+        v
+    }
+
+    fn sha(b: &[u8]) -> [u8; 32] {
+        Sha256::digest(b).into()
+    }
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    fn dir_files(dir: &Path) -> Vec<std::path::PathBuf> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    }
+
+    async fn seal_async(env: &Env, input: &[u8], chunk: usize) -> SealedBlob {
+        let mut sealer = BlobSealer::start(env.store.clone(), &env.ring).unwrap();
+        let all = Bytes::copy_from_slice(input);
+        let mut off = 0;
+        while off < all.len() {
+            let end = (off + chunk).min(all.len());
+            sealer.write(all.slice(off..end)).await.unwrap();
+            off = end;
+            assert_eq!(sealer.plaintext_len(), off as u64);
+        }
+        sealer.finish().await.unwrap()
+    }
+
+    fn read_back(env: &Env, r: &BlobRef, ring: &KeyRing) -> io::Result<Vec<u8>> {
+        let mut reader = open_verified(
+            &*env.store,
+            &r.name,
+            ring,
+            &r.ciphertext_sha256,
+            &r.plaintext_sha256,
+        )?;
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out)?;
+        // Stays at a clean EOF.
+        assert_eq!(reader.read(&mut [0u8; 16])?, 0);
+        Ok(out)
+    }
+
+    async fn read_back_async(env: &Env, r: &BlobRef) -> io::Result<Vec<u8>> {
+        let reader = open_verified(
+            &*env.store,
+            &r.name,
+            &env.ring,
+            &r.ciphertext_sha256,
+            &r.plaintext_sha256,
+        )?;
+        let mut out = Vec::new();
+        decrypt_to_async(reader)?.read_to_end(&mut out).await?;
+        Ok(out)
+    }
+
+    fn check_sealed(env: &Env, sealed: &SealedBlob, input: &[u8]) {
+        assert_eq!(sealed.plaintext_len, input.len() as u64);
+        assert_eq!(sealed.plaintext_sha256, sha(input));
+        assert_eq!(sealed.key_id, env.ring.current_key_id());
+        let stored = fs::read(env.blob_dir.join(&sealed.name)).unwrap();
+        assert_eq!(sealed.ciphertext_len, stored.len() as u64);
+        assert_eq!(sealed.ciphertext_sha256, sha(&stored));
+        assert!(stored.starts_with(b"age-encryption.org/v1\n"));
+        assert!(
+            !contains(&stored, MARKER),
+            "plaintext marker in the stored blob"
+        );
+        // Only the committed blob is left: no temporaries.
+        let files = dir_files(&env.blob_dir);
+        assert!(files
+            .iter()
+            .all(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.')));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pipeline_round_trip_sizes() {
+        let env = env();
+        for (len, chunk) in [
+            (0, 1),
+            (1, 1),
+            (64 * 1024, 10_000),
+            (128 * 1024 + 1, 64 * 1024),
+            (5 * MIB, 64 * 1024),
+            (5 * MIB, 3 * MIB), // larger than a piece: split
+        ] {
+            let input = data(len);
+            let sealed = seal_async(&env, &input, chunk).await;
+            check_sealed(&env, &sealed, &input);
+            assert_eq!(
+                read_back(&env, &sealed.blob_ref(), &env.ring).unwrap(),
+                input
+            );
+            assert_eq!(
+                read_back_async(&env, &sealed.blob_ref()).await.unwrap(),
+                input
+            );
+        }
+    }
+
+    #[test]
+    fn seal_reader_round_trip_sizes() {
+        let env = env();
+        for len in [0, 1, 64 * 1024, 5 * MIB] {
+            let input = data(len);
+            let sealed = seal_reader(&*env.store, &env.ring, &input[..]).unwrap();
+            check_sealed(&env, &sealed, &input);
+            assert_eq!(
+                read_back(&env, &sealed.blob_ref(), &env.ring).unwrap(),
+                input
+            );
+        }
+    }
+
+    #[test]
+    fn each_blob_gets_a_fresh_file_key() {
+        let env = env();
+        let input = data(1000);
+        let a = seal_reader(&*env.store, &env.ring, &input[..]).unwrap();
+        let b = seal_reader(&*env.store, &env.ring, &input[..]).unwrap();
+        assert_eq!(a.plaintext_sha256, b.plaintext_sha256);
+        assert_ne!(a.ciphertext_sha256, b.ciphertext_sha256);
+    }
+
+    /// The failure must be an error, never a clean EOF, and must not echo plaintext.
+    fn assert_fails(result: io::Result<Vec<u8>>, what: &str) {
+        let err = result.expect_err(what);
+        let shown = format!("{err} {err:?}");
+        assert!(!contains(shown.as_bytes(), MARKER), "{what}: {shown}");
+    }
+
+    fn sealed_with_file(env: &Env, len: usize) -> (SealedBlob, Vec<u8>, std::path::PathBuf) {
+        let sealed = seal_reader(&*env.store, &env.ring, &data(len)[..]).unwrap();
+        let path = env.blob_dir.join(&sealed.name);
+        let bytes = fs::read(&path).unwrap();
+        (sealed, bytes, path)
+    }
+
+    #[test]
+    fn flipped_byte_never_reads_clean() {
+        let env = env();
+        let (sealed, original, path) = sealed_with_file(&env, 300 * 1024);
+        let header_end = original.windows(4).position(|w| w == b"\n---").unwrap();
+        let n = original.len();
+        for pos in [
+            0,
+            5,
+            30,
+            header_end + 2,
+            header_end + 60,
+            n / 2,
+            n - 17,
+            n - 1,
+        ] {
+            for bit in [0x01u8, 0x80] {
+                let mut bytes = original.clone();
+                bytes[pos] ^= bit;
+                fs::write(&path, &bytes).unwrap();
+                assert_fails(
+                    read_back(&env, &sealed.blob_ref(), &env.ring),
+                    &format!("flip at {pos}"),
+                );
+            }
+        }
+        fs::write(&path, &original).unwrap();
+        assert!(read_back(&env, &sealed.blob_ref(), &env.ring).is_ok());
+    }
+
+    #[test]
+    fn truncated_or_extended_blob_never_reads_clean() {
+        let env = env();
+        // 128 KiB: two full chunks, so dropping the whole last chunk ends on a chunk boundary.
+        for len in [0, 1000, 128 * 1024, 300 * 1024] {
+            let (sealed, original, path) = sealed_with_file(&env, len);
+            let n = original.len();
+            let mut cuts = vec![0, 10, n / 2, n - 1, n - 16];
+            if len == 128 * 1024 {
+                cuts.push(n - (64 * 1024 + 16));
+            }
+            for cut in cuts {
+                fs::write(&path, &original[..cut]).unwrap();
+                assert_fails(
+                    read_back(&env, &sealed.blob_ref(), &env.ring),
+                    &format!("len {len} cut at {cut}"),
+                );
+            }
+            // Trailing bytes after the final chunk.
+            let mut longer = original.clone();
+            longer.extend_from_slice(b"x");
+            fs::write(&path, &longer).unwrap();
+            assert_fails(
+                read_back(&env, &sealed.blob_ref(), &env.ring),
+                "appended byte",
+            );
+            // Restored: reads again.
+            fs::write(&path, &original).unwrap();
+            assert_eq!(
+                read_back(&env, &sealed.blob_ref(), &env.ring).unwrap(),
+                data(len)
+            );
+        }
+    }
+
+    #[test]
+    fn swapped_blob_never_reads_clean() {
+        let env = env();
+        let (a, _, a_path) = sealed_with_file(&env, 5000);
+        let (b, b_bytes, _) = sealed_with_file(&env, 7000);
+        // The row of A pointing at B's blob.
+        let mut wrong = a.blob_ref();
+        wrong.name = b.name.clone();
+        assert_fails(
+            read_back(&env, &wrong, &env.ring),
+            "row points at another blob",
+        );
+        // B's bytes copied over A's file.
+        fs::write(&a_path, &b_bytes).unwrap();
+        assert_fails(read_back(&env, &a.blob_ref(), &env.ring), "blob replaced");
+        // Same plaintext, fresh encryption (valid age, right plaintext digest) is still caught
+        // by the ciphertext digest.
+        let same = seal_reader(&*env.store, &env.ring, &data(7000)[..]).unwrap();
+        let mut r = b.blob_ref();
+        r.name = same.name;
+        assert_fails(read_back(&env, &r, &env.ring), "re-encrypted copy");
+    }
+
+    #[test]
+    fn failures_are_sticky() {
+        let env = env();
+        let (sealed, mut bytes, path) = sealed_with_file(&env, 200 * 1024);
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        let r = sealed.blob_ref();
+        let mut reader = open_verified(
+            &*env.store,
+            &r.name,
+            &env.ring,
+            &r.ciphertext_sha256,
+            &r.plaintext_sha256,
+        )
+        .unwrap();
+        let mut buf = vec![0u8; 8192];
+        let err = loop {
+            match reader.read(&mut buf) {
+                Ok(0) => panic!("clean EOF on a tampered blob"),
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        for _ in 0..3 {
+            assert!(reader.read(&mut buf).is_err());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn async_download_surfaces_errors() {
+        let env = env();
+        let (sealed, mut bytes, path) = sealed_with_file(&env, MIB);
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x10;
+        fs::write(&path, &bytes).unwrap();
+        let r = sealed.blob_ref();
+        let reader = open_verified(
+            &*env.store,
+            &r.name,
+            &env.ring,
+            &r.ciphertext_sha256,
+            &r.plaintext_sha256,
+        )
+        .unwrap();
+        let mut body = decrypt_to_async(reader).unwrap();
+        let mut got = Vec::new();
+        let err = body.read_to_end(&mut got).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(got.len() < MIB);
+        // Still an error, not EOF, if polled again.
+        assert!(body.read(&mut [0u8; 10]).await.is_err());
+
+        // Truncated: also an error through the async path.
+        bytes[mid] ^= 0x10;
+        fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        assert_fails(read_back_async(&env, &r).await, "async truncated");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropped_async_reader_stops_thread() {
+        let env = env();
+        let (sealed, _, _) = sealed_with_file(&env, 2 * MIB);
+        let r = sealed.blob_ref();
+        let reader = open_verified(
+            &*env.store,
+            &r.name,
+            &env.ring,
+            &r.ciphertext_sha256,
+            &r.plaintext_sha256,
+        )
+        .unwrap();
+        let mut body = decrypt_to_async(reader).unwrap();
+        let mut first = [0u8; 100];
+        body.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first[..], &data(2 * MIB)[..100]);
+        drop(body); // the pump thread sees the closed channel and exits
+    }
+
+    #[test]
+    fn missing_blob_and_wrong_key() {
+        let other = env();
+        let env = env();
+        let (sealed, _, _) = sealed_with_file(&env, 100);
+        let r = sealed.blob_ref();
+        let err =
+            open_verified(&*env.store, &"0".repeat(64), &env.ring, &[0; 32], &[0; 32]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        let err = open_verified(
+            &*env.store,
+            "../keys/age-identities.txt",
+            &env.ring,
+            &[0; 32],
+            &[0; 32],
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let err = open_verified(
+            &*env.store,
+            &r.name,
+            &other.ring,
+            &r.ciphertext_sha256,
+            &r.plaintext_sha256,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("no identity"), "{err}");
+    }
+
+    fn wait_until_empty(dir: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !dir_files(dir).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "aborted upload left {:?}",
+                dir_files(dir)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropped_sealer_leaves_no_file() {
+        let env = env();
+        let mut sealer = BlobSealer::start(env.store.clone(), &env.ring).unwrap();
+        let input = Bytes::from(data(4 * MIB));
+        for piece in input.chunks(64 * 1024) {
+            sealer.write(Bytes::copy_from_slice(piece)).await.unwrap();
+        }
+        // The temporary exists mid-stream and holds no plaintext.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while dir_files(&env.blob_dir).is_empty() {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for f in dir_files(&env.blob_dir) {
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.starts_with(".tmp-"), "{name}");
+            assert!(!contains(&fs::read(&f).unwrap(), MARKER));
+        }
+        drop(sealer);
+        wait_until_empty(&env.blob_dir);
+        assert!(env.store.list().unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn aborted_sealer_leaves_no_file() {
+        let env = env();
+        let mut sealer = BlobSealer::start(env.store.clone(), &env.ring).unwrap();
+        sealer.write(Bytes::from(data(3 * MIB))).await.unwrap();
+        assert_eq!(sealer.plaintext_len(), 3 * MIB as u64);
+        sealer.abort().await;
+        assert!(dir_files(&env.blob_dir).is_empty());
+        // Aborting right after start (before the writer even created its file) is fine too.
+        BlobSealer::start(env.store.clone(), &env.ring)
+            .unwrap()
+            .abort()
+            .await;
+        assert!(dir_files(&env.blob_dir).is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn store_failure_is_reported() {
+        let env = env();
+        // The writer cannot create its temporary: the directory is gone.
+        fs::remove_dir_all(&env.blob_dir).unwrap();
+        let mut sealer = BlobSealer::start(env.store.clone(), &env.ring).unwrap();
+        let mut result = Ok(());
+        for _ in 0..64 {
+            result = sealer.write(Bytes::from(vec![1u8; 256 * 1024])).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        let err = match result {
+            Err(e) => e,
+            Ok(()) => sealer.finish().await.unwrap_err(),
+        };
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+    }
+
+    #[test]
+    fn rotate_reseal_retire() {
+        let mut env = env();
+        let input = data(200 * 1024);
+        let old = seal_reader(&*env.store, &env.ring, &input[..]).unwrap();
+        let old_key = env.ring.current_key_id().to_owned();
+        let new_key = env.ring.rotate().unwrap();
+        assert_eq!(old.key_id, old_key);
+
+        // Still readable with the rotated ring (old identity kept).
+        assert_eq!(read_back(&env, &old.blob_ref(), &env.ring).unwrap(), input);
+        let resealed = reseal(&*env.store, &old.blob_ref(), &env.ring).unwrap();
+        assert_eq!(resealed.key_id, new_key);
+        assert_eq!(resealed.plaintext_sha256, old.plaintext_sha256);
+        assert_ne!(resealed.name, old.name);
+        assert!(
+            env.store.exists(&old.name).unwrap(),
+            "reseal must not delete the old blob"
+        );
+
+        env.ring.retire(&old_key).unwrap();
+        let ring = KeyRing::load(env.ring.path().parent().unwrap(), &[]).unwrap();
+        assert_eq!(ring.keys().len(), 1);
+        assert_eq!(read_back(&env, &resealed.blob_ref(), &ring).unwrap(), input);
+        // The old blob is now unreadable, as expected after retirement.
+        assert!(read_back(&env, &old.blob_ref(), &ring).is_err());
+    }
+
+    #[test]
+    fn reseal_refuses_a_tampered_blob_and_leaves_nothing() {
+        let env = env();
+        let (sealed, mut bytes, path) = sealed_with_file(&env, 150 * 1024);
+        let n = bytes.len();
+        bytes[n - 5] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        assert!(reseal(&*env.store, &sealed.blob_ref(), &env.ring).is_err());
+        assert_eq!(dir_files(&env.blob_dir), vec![path]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn escrow_identity_alone_decrypts() {
+        let tmp = tempfile::tempdir().unwrap();
+        // The escrow holder's identity lives offline; the server only gets its public key.
+        let (escrow_ring, _) = KeyRing::load_or_generate(tmp.path(), &[]).unwrap();
+        let env = env_with_escrow(&[escrow_ring.current_key_id().to_owned()]);
+        assert_eq!(env.ring.encryption_recipients().len(), 2);
+        let input = data(300 * 1024);
+        let sealed = seal_async(&env, &input, 64 * 1024).await;
+        assert_eq!(
+            read_back(&env, &sealed.blob_ref(), &escrow_ring).unwrap(),
+            input
+        );
+        let small = seal_reader(&*env.store, &env.ring, &input[..1000]).unwrap();
+        assert_eq!(
+            read_back(&env, &small.blob_ref(), &escrow_ring).unwrap(),
+            &input[..1000]
+        );
+        // And a ring that is neither cannot.
+        let stranger = self::env();
+        assert!(read_back(&env, &sealed.blob_ref(), &stranger.ring).is_err());
+    }
+
+    #[test]
+    fn futures_and_readers_are_send() {
+        fn send<T: Send>(_: &T) {}
+        fn send_static<T: Send + 'static>() {}
+        send_static::<BlobSealer>();
+        send_static::<VerifiedReader>();
+        send_static::<AsyncBlobReader>();
+        let env = env();
+        let mut sealer = BlobSealer::start(env.store.clone(), &env.ring).unwrap();
+        send(&sealer.write(Bytes::new()));
+        send(&sealer.finish());
+    }
+}

@@ -1,0 +1,214 @@
+//! One Diesel connection type for SQLite and PostgreSQL, its pool, and the embedded migrations.
+
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{self, CustomizeConnection, ManageConnection, Pool, PooledConnection};
+use diesel::{Connection, RunQueryDsl};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::error::AppError;
+
+/// The connection every query runs on; the variant is picked by the database URL's scheme.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Sqlite(diesel::sqlite::SqliteConnection),
+    #[cfg(feature = "postgres")]
+    Postgres(diesel::pg::PgConnection),
+}
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+#[cfg(feature = "postgres")]
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Result<Backend, String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            if cfg!(feature = "postgres") {
+                Ok(Backend::Postgres)
+            } else {
+                Err("the database URL is PostgreSQL, but this binary was built without the `postgres` feature".into())
+            }
+        } else {
+            Ok(Backend::Sqlite)
+        }
+    }
+}
+
+/// Pragmas every SQLite connection gets: integrity, wiping of deleted pages, and waiting instead of failing.
+const SQLITE_PRAGMAS: &str =
+    "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 15000; PRAGMA secure_delete = ON; \
+     PRAGMA trusted_schema = OFF; PRAGMA synchronous = FULL;";
+
+pub struct Manager {
+    url: String,
+    backend: Backend,
+}
+
+impl Manager {
+    fn sqlite_path(&self) -> &str {
+        self.url.strip_prefix("sqlite://").unwrap_or(&self.url)
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConn, r2d2::Error> {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut c = diesel::sqlite::SqliteConnection::establish(self.sqlite_path())
+                    .map_err(r2d2::Error::ConnectionError)?;
+                c.batch_execute(SQLITE_PRAGMAS)
+                    .map_err(r2d2::Error::QueryError)?;
+                Ok(DbConn::Sqlite(c))
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => {
+                let c = diesel::pg::PgConnection::establish(&self.url)
+                    .map_err(r2d2::Error::ConnectionError)?;
+                Ok(DbConn::Postgres(c))
+            }
+            #[cfg(not(feature = "postgres"))]
+            Backend::Postgres => Err(r2d2::Error::ConnectionError(
+                diesel::ConnectionError::InvalidConnectionUrl(
+                    "built without the postgres feature".into(),
+                ),
+            )),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+#[derive(Debug)]
+struct NoCustomizer;
+impl CustomizeConnection<DbConn, r2d2::Error> for NoCustomizer {}
+
+pub type PooledConn = PooledConnection<Manager>;
+
+/// The pool, shared by every request; all database work runs on blocking threads through [`Db::run`].
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<Manager>,
+    pub backend: Backend,
+}
+
+impl Db {
+    /// Opens the pool (creating the SQLite file and WAL mode on first use) and applies pending migrations.
+    pub fn open(url: &str, pool_size: u32) -> Result<Db, String> {
+        let backend = Backend::from_url(url)?;
+        let manager = Manager {
+            url: url.to_string(),
+            backend,
+        };
+        if backend == Backend::Sqlite {
+            let path = manager.sqlite_path();
+            if let Some(parent) = std::path::Path::new(path).parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        format!("creating the database directory {}: {e}", parent.display())
+                    })?;
+                }
+            }
+            let mut c = manager
+                .connect()
+                .map_err(|e| format!("opening the SQLite database: {e}"))?;
+            c.batch_execute("PRAGMA journal_mode = WAL;")
+                .map_err(|e| format!("enabling WAL: {e}"))?;
+        }
+        let pool = Pool::builder()
+            .max_size(pool_size.max(2))
+            .connection_timeout(Duration::from_secs(20))
+            .connection_customizer(Box::new(NoCustomizer))
+            .build(manager)
+            .map_err(|e| format!("opening the database pool: {e}"))?;
+        let db = Db { pool, backend };
+        db.migrate()?;
+        Ok(db)
+    }
+
+    pub fn get(&self) -> Result<PooledConn, AppError> {
+        self.pool
+            .get()
+            .map_err(|e| AppError::Unavailable(format!("database pool: {e}")))
+    }
+
+    /// Runs blocking database work off the async executor.
+    pub async fn run<F, R>(&self, f: F) -> Result<R, AppError>
+    where
+        F: FnOnce(&mut DbConn) -> Result<R, AppError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let db = self.clone();
+        rocket::tokio::task::spawn_blocking(move || {
+            let mut conn = db.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("blocking task failed: {e}")))?
+    }
+
+    pub fn migrate(&self) -> Result<usize, String> {
+        let mut conn = self.get().map_err(|e| e.to_string())?;
+        run_migrations(&mut conn)
+    }
+}
+
+pub fn run_migrations(conn: &mut DbConn) -> Result<usize, String> {
+    let applied = match conn {
+        DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        #[cfg(feature = "postgres")]
+        DbConn::Postgres(c) => c
+            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .map(|v| v.len()),
+    };
+    applied.map_err(|e| format!("applying migrations: {e}"))
+}
+
+/// Reverts every applied migration (for `migrate --down-all` and the up/down/up test).
+pub fn revert_all_migrations(conn: &mut DbConn) -> Result<usize, String> {
+    let reverted = match conn {
+        DbConn::Sqlite(c) => c.revert_all_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        #[cfg(feature = "postgres")]
+        DbConn::Postgres(c) => c
+            .revert_all_migrations(POSTGRES_MIGRATIONS)
+            .map(|v| v.len()),
+    };
+    reverted.map_err(|e| format!("reverting migrations: {e}"))
+}
+
+/// True when the database answers a trivial query (for `/healthz`).
+pub fn ping(conn: &mut DbConn) -> bool {
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("1"))
+        .execute(conn)
+        .is_ok()
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A fresh 128-bit random identifier, hex-encoded: ids never reveal counts or order.
+pub fn new_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}

@@ -1,0 +1,255 @@
+// One schema for both backends; the migrations under migrations/{sqlite,postgres} create the same tables.
+
+diesel::table! {
+    organisations (id) {
+        id -> Text,
+        name -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        email -> Text,
+        display_name -> Text,
+        role -> Text,
+        organisation_id -> Nullable<Text>,
+        password_hash -> Text,
+        disabled -> Bool,
+        training_completed_at -> Nullable<BigInt>,
+        nda_signed_at -> Nullable<BigInt>,
+        nda_reference -> Nullable<Text>,
+        created_at -> BigInt,
+        password_changed_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sessions (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        csrf_token -> Text,
+        created_at -> BigInt,
+        last_seen_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    login_throttle (throttle_key) {
+        throttle_key -> Text,
+        failures -> BigInt,
+        window_start -> BigInt,
+        locked_until -> BigInt,
+    }
+}
+
+diesel::table! {
+    setup_tokens (token_hash) {
+        token_hash -> Text,
+        expires_at -> BigInt,
+        used -> Bool,
+    }
+}
+
+diesel::table! {
+    settings (name) {
+        name -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    audit_entries (seq) {
+        seq -> BigInt,
+        at -> BigInt,
+        actor_id -> Nullable<Text>,
+        actor_role -> Nullable<Text>,
+        client_addr -> Nullable<Text>,
+        action -> Text,
+        object_kind -> Nullable<Text>,
+        object_id -> Nullable<Text>,
+        tracking_number -> Nullable<Text>,
+        outcome -> Text,
+        reason -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        prev_hash -> Text,
+        entry_hash -> Text,
+    }
+}
+
+diesel::table! {
+    audit_head (id) {
+        id -> Integer,
+        seq -> BigInt,
+        entry_hash -> Text,
+    }
+}
+
+diesel::table! {
+    audit_checkpoints (seq) {
+        seq -> BigInt,
+        from_seq -> BigInt,
+        chain_head -> Text,
+        merkle_root -> Text,
+        at -> BigInt,
+        public_key -> Text,
+        signature -> Text,
+    }
+}
+
+diesel::joinable!(users -> organisations (organisation_id));
+diesel::joinable!(sessions -> users (user_id));
+
+diesel::table! {
+    submissions (id) {
+        id -> Text,
+        tracking_number -> Nullable<Text>,
+        organisation_id -> Text,
+        submitter_id -> Text,
+        status -> Text,
+        sector -> Text,
+        content_blob_id -> Nullable<Text>,
+        statement_version -> Nullable<Text>,
+        statement_affirmed_at -> Nullable<BigInt>,
+        certified_at -> Nullable<BigInt>,
+        file_count -> Integer,
+        total_bytes -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        received_at -> Nullable<BigInt>,
+        defect_notice_at -> Nullable<BigInt>,
+        cure_due_at -> Nullable<BigInt>,
+        decided_at -> Nullable<BigInt>,
+        decided_by -> Nullable<Text>,
+        disposition -> Nullable<Text>,
+        closed_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    tracking_counters (year) {
+        year -> Integer,
+        last_value -> BigInt,
+    }
+}
+
+diesel::table! {
+    blobs (id) {
+        id -> Text,
+        submission_id -> Text,
+        kind -> Text,
+        storage_name -> Text,
+        key_id -> Text,
+        plaintext_sha256 -> Text,
+        ciphertext_sha256 -> Text,
+        plaintext_len -> BigInt,
+        ciphertext_len -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    attachments (id) {
+        id -> Text,
+        submission_id -> Text,
+        blob_id -> Nullable<Text>,
+        position -> Integer,
+        size_bytes -> BigInt,
+        sha256 -> Text,
+        added_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    submission_events (id) {
+        id -> Text,
+        submission_id -> Text,
+        at -> BigInt,
+        actor_id -> Nullable<Text>,
+        from_status -> Nullable<Text>,
+        to_status -> Text,
+        reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    notices (id) {
+        id -> Text,
+        organisation_id -> Text,
+        submission_id -> Text,
+        created_at -> BigInt,
+        message -> Text,
+        read_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    grants (id) {
+        id -> Text,
+        submission_id -> Text,
+        user_id -> Text,
+        granted_by -> Text,
+        reason -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+        revoked_by -> Nullable<Text>,
+        revoke_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    disseminations (id) {
+        id -> Text,
+        submission_id -> Text,
+        recorded_by -> Text,
+        recipient -> Text,
+        recipient_kind -> Text,
+        arrangement -> Text,
+        what -> Text,
+        released_at -> BigInt,
+        sanitized -> Bool,
+        removed -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    destruction_records (id) {
+        id -> Text,
+        submission_id -> Text,
+        destroyed_at -> BigInt,
+        destroyed_by -> Nullable<Text>,
+        reason -> Text,
+        digests -> Text,
+    }
+}
+
+diesel::joinable!(submissions -> organisations (organisation_id));
+diesel::joinable!(blobs -> submissions (submission_id));
+diesel::joinable!(attachments -> submissions (submission_id));
+diesel::joinable!(grants -> submissions (submission_id));
+diesel::joinable!(disseminations -> submissions (submission_id));
+diesel::joinable!(notices -> submissions (submission_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    organisations,
+    users,
+    sessions,
+    login_throttle,
+    setup_tokens,
+    settings,
+    audit_entries,
+    audit_head,
+    audit_checkpoints,
+    submissions,
+    blobs,
+    attachments,
+    grants,
+    disseminations,
+    notices,
+    submission_events,
+    destruction_records,
+    tracking_counters,
+);

@@ -1,0 +1,96 @@
+//! pcii-portal: intake, validation and need-to-know access for Protected Critical Infrastructure Information.
+//!
+//! Layers point one way: `web` (routes, guards, templates) → `workflow`/`auth`/`audit` (rules) →
+//! `models`/`storage`/`crypto` (diesel, blob store, age) → `db`.
+
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod keys;
+pub mod logging;
+pub mod models;
+pub mod storage;
+pub mod time;
+pub mod web;
+pub mod workflow;
+
+use std::sync::Arc;
+
+use rocket::figment::Figment;
+use rocket::{Build, Rocket};
+
+use crate::audit::log::AuditLog;
+use crate::auth::password::Hasher;
+use crate::config::Settings;
+use crate::crypto::keys::KeyRing;
+use crate::db::Db;
+use crate::storage::BlobStore;
+
+/// Everything a request may need, built once at start and shared.
+pub struct AppState {
+    pub settings: Settings,
+    pub db: Db,
+    pub audit: AuditLog,
+    pub hasher: Hasher,
+    pub keys: Arc<std::sync::RwLock<KeyRing>>,
+    pub blobs: Arc<dyn BlobStore>,
+}
+
+/// What start-up did, for the caller to tell the operator about (the setup link, generated keys).
+pub struct Startup {
+    pub generated_keys: Vec<String>,
+    pub setup_token: Option<String>,
+    pub swept_blobs: usize,
+}
+
+/// Opens keys, database and blob store, applies migrations, sweeps orphaned blobs, and issues a setup link
+/// when no administrator exists. The returned Rocket is ready to launch (or to drive with a local client).
+pub fn build(figment: Figment) -> Result<(Rocket<Build>, Startup), String> {
+    let settings = config::load(&figment)?;
+    let opened = keys::open_all(&settings)?;
+    let db = Db::open(&settings.database_url(), settings.db_pool_size)?;
+    let blobs: Arc<dyn BlobStore> = Arc::new(
+        storage::fs::FsBlobStore::open(&settings.blob_dir()).map_err(|e| {
+            format!(
+                "opening the blob store {}: {e}",
+                settings.blob_dir().display()
+            )
+        })?,
+    );
+    let audit = AuditLog::new(opened.audit_signer, settings.audit_checkpoint_every);
+    let hasher = Hasher::new(&settings)?;
+
+    let mut conn = db.get().map_err(|e| e.to_string())?;
+    if !opened.generated.is_empty() {
+        keys::record_generated(&mut conn, &audit, &opened.generated).map_err(|e| e.to_string())?;
+    }
+    let swept_blobs = workflow::blobs::sweep_at_start(&mut conn, blobs.as_ref(), &settings)
+        .map_err(|e| format!("sweeping the blob store: {e}"))?;
+    let setup_token =
+        auth::accounts::issue_setup_token(&mut conn, &audit, settings.setup_link_minutes)
+            .map_err(|e| format!("issuing the setup link: {e}"))?;
+    drop(conn);
+
+    let figment = figment.merge(("secret_key", opened.rocket_secret.as_str()));
+    let state = AppState {
+        settings,
+        db,
+        audit,
+        hasher,
+        keys: Arc::new(std::sync::RwLock::new(opened.keyring)),
+        blobs,
+    };
+    let rocket = web::mount(rocket::custom(figment).manage(state));
+    Ok((
+        rocket,
+        Startup {
+            generated_keys: opened.generated,
+            setup_token,
+            swept_blobs,
+        },
+    ))
+}

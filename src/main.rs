@@ -1,0 +1,267 @@
+//! The `pcii-portal` command: `serve` (the default), `migrate`, `user`, `keys`, `audit`.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use pcii_portal::audit::log::Actor;
+use pcii_portal::auth::accounts::{self, AccountChange, NewAccount};
+use pcii_portal::auth::password::Hasher;
+use pcii_portal::models::account::{self as account_model, Role};
+use pcii_portal::{cli, config, db, keys, logging};
+
+#[derive(Parser)]
+#[command(
+    name = "pcii-portal",
+    version,
+    about = "Intake portal for Protected Critical Infrastructure Information"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the portal (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage the key store.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account of any role.
+    Add {
+        #[arg(long)]
+        email: String,
+        /// submitter, officer, authorized_user, auditor or administrator.
+        #[arg(long)]
+        role: String,
+        /// The person's name (defaults to the email).
+        #[arg(long)]
+        name: Option<String>,
+        /// The organisation (required for submitters).
+        #[arg(long)]
+        organisation: Option<String>,
+        /// Read the password from standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable an account and end its sessions.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Generate the key store (age identity, cookie secret, audit signing key) if missing.
+    Init,
+    /// List the age identities: fingerprint, created, current, and how many blobs each encrypts.
+    List,
+    /// Generate a new age identity and re-encrypt every blob to it; resumable; retires old identities.
+    Rotate,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain and signed checkpoints, of the live database or of an export.
+    Verify {
+        /// An export zip to verify offline instead of the live database.
+        #[arg(long)]
+        export: Option<std::path::PathBuf>,
+        /// A checkpoint file kept outside the portal; its public key is trusted.
+        #[arg(long)]
+        checkpoint: Option<std::path::PathBuf>,
+    },
+    /// Sign a checkpoint of the chain head now.
+    Checkpoint,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let figment = config::figment();
+    let settings = match config::load(&figment) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    logging::init(&settings.log_format);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(figment),
+        Command::Migrate => {
+            db::Db::open(&settings.database_url(), 2).map(|_| println!("migrations applied"))
+        }
+        Command::User { command } => user(&settings, command),
+        Command::Keys { command } => match command {
+            KeysCommand::Init => keys::open_all(&settings).map(|k| {
+                if k.generated.is_empty() {
+                    println!(
+                        "key store already initialised in {}",
+                        config::display_path(&settings.keys_dir)
+                    );
+                } else {
+                    warn_keys(&settings, &k.generated);
+                }
+            }),
+            KeysCommand::List => cli::keys_list(&settings),
+            KeysCommand::Rotate => cli::keys_rotate(&settings),
+        },
+        Command::Audit { command } => match command {
+            AuditCommand::Verify {
+                export: Some(path),
+                checkpoint,
+            } => cli::audit_verify_export(&path, checkpoint.as_deref()),
+            AuditCommand::Verify {
+                export: None,
+                checkpoint,
+            } => cli::audit_verify_live(&settings, checkpoint.as_deref()),
+            AuditCommand::Checkpoint => cli::audit_checkpoint(&settings),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("pcii-portal: {message}");
+    ExitCode::FAILURE
+}
+
+fn warn_keys(settings: &config::Settings, generated: &[String]) {
+    eprintln!(
+        "!!! NEW KEYS GENERATED in {} ({}): BACK THEM UP NOW, OFFLINE. Without them no submission can ever be decrypted. !!!",
+        config::display_path(&settings.keys_dir),
+        generated.join(", ")
+    );
+}
+
+fn serve(figment: rocket::figment::Figment) -> Result<(), String> {
+    let settings = config::load(&figment)?;
+    let (rocket, startup) = pcii_portal::build(figment.clone())?;
+    if !startup.generated_keys.is_empty() {
+        warn_keys(&settings, &startup.generated_keys);
+    }
+    let origin = if settings.public_origin.is_empty() {
+        let address: String = figment
+            .extract_inner("address")
+            .unwrap_or_else(|_| "127.0.0.1".into());
+        let port: u16 = figment.extract_inner("port").unwrap_or(8000);
+        format!("http://{address}:{port}")
+    } else {
+        settings.public_origin.trim_end_matches('/').to_string()
+    };
+    if let Some(token) = startup.setup_token {
+        // Printed, never logged: the token is a credential.
+        eprintln!(
+            "*** No administrator yet. Create the first one within {} minutes at: {origin}/setup/{token} ***",
+            settings.setup_link_minutes
+        );
+    }
+    eprintln!(
+        "pcii-portal listening on {origin} (data: {})",
+        config::display_path(&settings.data_dir)
+    );
+    rocket::execute(rocket.launch())
+        .map(|_| ())
+        .map_err(|e| format!("server: {e}"))
+}
+
+fn user(settings: &config::Settings, command: UserCommand) -> Result<(), String> {
+    let db = db::Db::open(&settings.database_url(), 2)?;
+    let opened = keys::open_all(settings)?;
+    let audit = pcii_portal::audit::log::AuditLog::new(
+        opened.audit_signer,
+        settings.audit_checkpoint_every,
+    );
+    let mut conn = db.get().map_err(|e| e.to_string())?;
+    match command {
+        UserCommand::Add {
+            email,
+            role,
+            name,
+            organisation,
+            password_stdin,
+        } => {
+            let role = Role::parse(&role).ok_or_else(|| {
+                format!("unknown role `{role}`: use submitter, officer, authorized_user, auditor or administrator")
+            })?;
+            let (password, generated) = if password_stdin {
+                let mut s = String::new();
+                std::io::stdin()
+                    .take(4096)
+                    .read_to_string(&mut s)
+                    .map_err(|e| format!("reading stdin: {e}"))?;
+                (s.trim_end_matches(['\r', '\n']).to_string(), false)
+            } else {
+                (
+                    pcii_portal::auth::sessions::new_token()[..24].to_string(),
+                    true,
+                )
+            };
+            let hasher = Hasher::new(settings)?;
+            let new = NewAccount {
+                email: email.clone(),
+                display_name: name.unwrap_or_else(|| email.clone()),
+                role,
+                organisation,
+                password: password.clone(),
+            };
+            match accounts::create(&mut conn, &audit, &hasher, &Actor::cli(), new, false)
+                .map_err(|e| e.to_string())?
+            {
+                Ok(_) => {
+                    println!(
+                        "created {} account {}",
+                        role.label(),
+                        account_model::normalize_email(&email)
+                    );
+                    if generated {
+                        println!("one-time password (change it at first sign-in): {password}");
+                    }
+                    Ok(())
+                }
+                Err(errors) => Err(errors.0.values().cloned().collect::<Vec<_>>().join(" ")),
+            }
+        }
+        UserCommand::Disable { email } => {
+            let user = account_model::find_by_email(&mut conn, &email)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| {
+                    format!(
+                        "no account with email {}",
+                        account_model::normalize_email(&email)
+                    )
+                })?;
+            accounts::change_account(
+                &mut conn,
+                &audit,
+                &Actor::cli(),
+                &user.id,
+                AccountChange::Disable,
+            )
+            .map_err(|e| e.to_string())?;
+            println!("disabled {}; its sessions have ended", user.email);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Reading the audit log: pages for verification and export, filtered lists for the auditor, the
+//! verification status, and checkpoints on demand.
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::audit::chain::AuditEntry;
+use crate::audit::checkpoint::Checkpoint;
+use crate::audit::log::{lock_head, Actor, AuditLog, Event, Outcome};
+use crate::db::schema::{audit_checkpoints, audit_entries, audit_head};
+use crate::db::DbConn;
+use crate::error::AppResult;
+
+#[allow(clippy::type_complexity)]
+type Row = (
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+);
+
+#[allow(clippy::type_complexity)]
+fn columns() -> (
+    audit_entries::seq,
+    audit_entries::at,
+    audit_entries::actor_id,
+    audit_entries::actor_role,
+    audit_entries::client_addr,
+    audit_entries::action,
+    audit_entries::object_kind,
+    audit_entries::object_id,
+    audit_entries::tracking_number,
+    audit_entries::outcome,
+    audit_entries::reason,
+    audit_entries::request_id,
+    audit_entries::prev_hash,
+    audit_entries::entry_hash,
+) {
+    use audit_entries::*;
+    (
+        seq,
+        at,
+        actor_id,
+        actor_role,
+        client_addr,
+        action,
+        object_kind,
+        object_id,
+        tracking_number,
+        outcome,
+        reason,
+        request_id,
+        prev_hash,
+        entry_hash,
+    )
+}
+
+fn to_entry(r: Row) -> AuditEntry {
+    AuditEntry {
+        seq: r.0,
+        at: r.1,
+        actor_id: r.2,
+        actor_role: r.3,
+        client_addr: r.4,
+        action: r.5,
+        object_kind: r.6,
+        object_id: r.7,
+        tracking_number: r.8,
+        outcome: r.9,
+        reason: r.10,
+        request_id: r.11,
+        prev_hash: r.12,
+        entry_hash: r.13,
+    }
+}
+
+/// Entries with seq > `after`, oldest first (for streaming verification and export).
+pub fn page_after(conn: &mut DbConn, after: i64, limit: i64) -> QueryResult<Vec<AuditEntry>> {
+    let rows: Vec<Row> = audit_entries::table
+        .filter(audit_entries::seq.gt(after))
+        .order(audit_entries::seq.asc())
+        .limit(limit)
+        .select(columns())
+        .load(conn)?;
+    Ok(rows.into_iter().map(to_entry).collect())
+}
+
+/// The auditor's filters. Every field optional; all that are given must hold.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Filter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub object: Option<String>,
+    pub outcome: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// One page of entries, newest first, using keyset pagination on `seq` (fast at any depth).
+pub fn search(
+    conn: &mut DbConn,
+    f: &Filter,
+    before: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<AuditEntry>> {
+    let mut q = audit_entries::table
+        .select(columns())
+        .order(audit_entries::seq.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(b) = before {
+        q = q.filter(audit_entries::seq.lt(b));
+    }
+    if let Some(a) = &f.actor {
+        q = q.filter(audit_entries::actor_id.eq(a.clone()));
+    }
+    if let Some(a) = &f.action {
+        q = q.filter(audit_entries::action.eq(a.clone()));
+    }
+    if let Some(o) = &f.object {
+        q = q.filter(
+            audit_entries::object_id
+                .eq(o.clone())
+                .or(audit_entries::tracking_number.eq(o.clone())),
+        );
+    }
+    if let Some(o) = &f.outcome {
+        q = q.filter(audit_entries::outcome.eq(o.clone()));
+    }
+    if let Some(t) = f.from {
+        q = q.filter(audit_entries::at.ge(t));
+    }
+    if let Some(t) = f.to {
+        q = q.filter(audit_entries::at.lt(t));
+    }
+    let rows: Vec<Row> = q.load(conn)?;
+    Ok(rows.into_iter().map(to_entry).collect())
+}
+
+pub fn head(conn: &mut DbConn) -> QueryResult<(i64, String)> {
+    audit_head::table
+        .find(1)
+        .select((audit_head::seq, audit_head::entry_hash))
+        .first(conn)
+}
+
+pub fn checkpoints(conn: &mut DbConn) -> QueryResult<Vec<Checkpoint>> {
+    let rows: Vec<(i64, i64, String, String, i64, String, String)> = audit_checkpoints::table
+        .order(audit_checkpoints::seq.asc())
+        .select((
+            audit_checkpoints::seq,
+            audit_checkpoints::from_seq,
+            audit_checkpoints::chain_head,
+            audit_checkpoints::merkle_root,
+            audit_checkpoints::at,
+            audit_checkpoints::public_key,
+            audit_checkpoints::signature,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(seq, from_seq, chain_head, merkle_root, at, public_key, signature)| Checkpoint {
+                version: crate::audit::checkpoint::CHECKPOINT_VERSION,
+                seq,
+                from_seq,
+                chain_head,
+                merkle_root,
+                at,
+                public_key,
+                signature,
+            },
+        )
+        .collect())
+}
+
+pub fn latest_checkpoint(conn: &mut DbConn) -> QueryResult<Option<Checkpoint>> {
+    Ok(checkpoints_tail(conn)?.pop())
+}
+
+fn checkpoints_tail(conn: &mut DbConn) -> QueryResult<Vec<Checkpoint>> {
+    let last: Option<i64> = audit_checkpoints::table
+        .select(diesel::dsl::max(audit_checkpoints::seq))
+        .first(conn)?;
+    match last {
+        None => Ok(Vec::new()),
+        Some(seq) => Ok(checkpoints(conn)?
+            .into_iter()
+            .filter(|c| c.seq == seq)
+            .collect()),
+    }
+}
+
+const LAST_VERIFIED: &str = "audit.last_verified";
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Verification {
+    pub at: i64,
+    pub ok: bool,
+    pub summary: String,
+}
+
+pub fn record_verification(conn: &mut DbConn, ok: bool, summary: &str) -> QueryResult<()> {
+    let v = Verification {
+        at: crate::db::now(),
+        ok,
+        summary: summary.to_string(),
+    };
+    crate::models::settings::set(
+        conn,
+        LAST_VERIFIED,
+        &serde_json::to_string(&v).unwrap_or_default(),
+    )
+}
+
+pub fn last_verification(conn: &mut DbConn) -> QueryResult<Option<Verification>> {
+    Ok(crate::models::settings::get(conn, LAST_VERIFIED)?
+        .and_then(|s| serde_json::from_str(&s).ok()))
+}
+
+/// Records the request and signs a checkpoint that covers it, in one transaction.
+pub fn checkpoint_now(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
+) -> AppResult<Option<Checkpoint>> {
+    conn.transaction(|tx| {
+        lock_head(tx)?;
+        let seq = audit.append(tx, actor, &Event::new("audit.checkpoint", Outcome::Success))?;
+        let (_, head) = head(tx)?;
+        // append() may already have written one at a multiple of N.
+        let existing: i64 = audit_checkpoints::table
+            .filter(audit_checkpoints::seq.eq(seq))
+            .count()
+            .get_result(tx)?;
+        if existing > 0 {
+            return Ok(latest_checkpoint(tx)?);
+        }
+        audit.write_checkpoint(tx, seq, &head)
+    })
+}

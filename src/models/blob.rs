@@ -1,0 +1,72 @@
+//! Rows that point at encrypted blobs in the blob store.
+
+use diesel::prelude::*;
+
+use crate::crypto::stream::{BlobRef, SealedBlob};
+use crate::db::schema::blobs;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = blobs)]
+pub struct BlobRow {
+    pub id: String,
+    pub submission_id: String,
+    pub kind: String,
+    pub storage_name: String,
+    pub key_id: String,
+    pub plaintext_sha256: String,
+    pub ciphertext_sha256: String,
+    pub plaintext_len: i64,
+    pub ciphertext_len: i64,
+    pub created_at: i64,
+}
+
+fn digest(hex_str: &str) -> Result<[u8; 32], String> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_str, &mut out)
+        .map_err(|_| "a blob row holds a malformed digest".to_string())?;
+    Ok(out)
+}
+
+impl BlobRow {
+    /// What the crypto layer needs to open this blob and check it against the row.
+    pub fn blob_ref(&self) -> Result<BlobRef, String> {
+        Ok(BlobRef {
+            name: self.storage_name.clone(),
+            ciphertext_sha256: digest(&self.ciphertext_sha256)?,
+            plaintext_sha256: digest(&self.plaintext_sha256)?,
+        })
+    }
+}
+
+/// Inserts the row for a sealed (already durable) blob. Runs inside the caller's transaction.
+pub fn insert(
+    conn: &mut crate::db::DbConn,
+    id: &str,
+    submission_id: &str,
+    kind: &str,
+    sealed: &SealedBlob,
+    now: i64,
+) -> QueryResult<()> {
+    diesel::insert_into(blobs::table)
+        .values((
+            blobs::id.eq(id),
+            blobs::submission_id.eq(submission_id),
+            blobs::kind.eq(kind),
+            blobs::storage_name.eq(&sealed.name),
+            blobs::key_id.eq(&sealed.key_id),
+            blobs::plaintext_sha256.eq(hex::encode(sealed.plaintext_sha256)),
+            blobs::ciphertext_sha256.eq(hex::encode(sealed.ciphertext_sha256)),
+            blobs::plaintext_len.eq(sealed.plaintext_len as i64),
+            blobs::ciphertext_len.eq(sealed.ciphertext_len as i64),
+            blobs::created_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find(conn: &mut crate::db::DbConn, id: &str) -> QueryResult<BlobRow> {
+    blobs::table
+        .find(id)
+        .select(BlobRow::as_select())
+        .first(conn)
+}

@@ -1,0 +1,95 @@
+//! Blob storage for sealed (age-encrypted) submission files.
+//!
+//! A [`BlobStore`] holds opaque ciphertext blobs under server-generated random names. It never
+//! sees plaintext: the crypto layer (`crate::crypto::stream`) encrypts before writing and decrypts
+//! after reading. The trait is deliberately small so that an S3-compatible store can be added next
+//! to the local-filesystem one ([`fs::FsBlobStore`]).
+//!
+//! Writing is two-phase: [`BlobStore::create`] starts a blob under a temporary name, and
+//! [`BlobWriter::commit`] makes it durable and visible under its final random name. A writer that
+//! is dropped without commit removes its temporary, so an aborted upload leaves nothing behind.
+
+pub mod fs;
+
+use std::io;
+use std::time::Duration;
+
+pub use fs::FsBlobStore;
+
+/// Length in hex characters of a committed blob name (32 random bytes).
+pub const BLOB_NAME_LEN: usize = 64;
+
+/// A store of committed, immutable blobs.
+pub trait BlobStore: Send + Sync + 'static {
+    /// Starts a new blob under a temporary name; nothing is visible under a final name until commit.
+    fn create(&self) -> io::Result<Box<dyn BlobWriter>>;
+    /// Opens a committed blob for reading (NotFound if absent).
+    fn open(&self, name: &str) -> io::Result<Box<dyn io::Read + Send>>;
+    /// Removes a committed blob; Ok if it was already gone.
+    fn delete(&self, name: &str) -> io::Result<()>;
+    /// Whether a committed blob of that name exists.
+    fn exists(&self, name: &str) -> io::Result<bool>;
+    /// Committed blob names with their age (for the orphan sweep's grace period).
+    fn list(&self) -> io::Result<Vec<(String, Duration)>>;
+    /// Removes unfinished temporaries older than `older_than`; returns how many.
+    fn sweep_temporaries(&self, older_than: Duration) -> io::Result<usize>;
+}
+
+/// A blob being written. Dropping it without [`BlobWriter::commit`] removes its temporary file.
+pub trait BlobWriter: io::Write + Send {
+    /// Flushes, fsyncs the file, renames it to a fresh server-generated random name, fsyncs the
+    /// directory; returns the name.
+    fn commit(self: Box<Self>) -> io::Result<String>;
+}
+
+/// Whether `name` has the shape of a committed blob name: exactly 64 lowercase hex digits.
+///
+/// Every store must check names it is given against this before touching storage, so that a
+/// name taken from a database row or a request can never address anything else (no `/`, no `..`).
+pub fn is_valid_blob_name(name: &str) -> bool {
+    name.len() == BLOB_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Returns `Err(InvalidInput)` unless `name` is a valid blob name. The error does not echo the
+/// name (it may come from an attacker).
+pub fn check_blob_name(name: &str) -> io::Result<()> {
+    if is_valid_blob_name(name) {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "invalid blob name (expected 64 lowercase hex digits)",
+        ))
+    }
+}
+
+/// A fresh random blob name: 32 bytes from the OS CSPRNG, hex-encoded.
+pub fn new_blob_name() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Removes committed blobs that `is_referenced` says nothing points to and that are older than
+/// `grace` (so a blob written by another instance whose row is not committed yet survives).
+/// Returns how many were removed.
+pub fn sweep_orphans(
+    store: &dyn BlobStore,
+    grace: Duration,
+    is_referenced: &mut dyn FnMut(&str) -> bool,
+) -> io::Result<usize> {
+    let mut removed = 0;
+    for (name, age) in store.list()? {
+        if age < grace || is_referenced(&name) {
+            continue;
+        }
+        store.delete(&name)?;
+        tracing::info!(blob = %name, age_secs = age.as_secs(), "removed orphaned blob");
+        removed += 1;
+    }
+    Ok(removed)
+}

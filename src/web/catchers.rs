@@ -1,0 +1,81 @@
+//! Error pages: plain, helpful, the same headers as every page, and nothing internal. JSON for API clients.
+
+use rocket::http::{ContentType, Status};
+use rocket::response::{self, Responder};
+use rocket::serde::json::json;
+use rocket::{Catcher, Request, Response};
+
+use crate::error::error_message;
+use crate::web::fairings::request_id;
+use crate::web::guards::cached;
+use crate::web::pages::Page;
+
+pub fn catchers() -> Vec<Catcher> {
+    rocket::catchers![any_error]
+}
+
+fn explain(status: Status) -> (&'static str, &'static str) {
+    match status.code {
+        400 => ("Bad request", "The request could not be understood. Go back and check what you entered."),
+        401 => ("Please sign in", "This page needs you to be signed in."),
+        403 => ("Not allowed", "Your account may not use this page, or the form was stale. Go back, reload the page and try again."),
+        404 => ("Not found", "There is no page here, or it is not available to your account."),
+        405 => ("Not allowed", "This address does not accept that kind of request."),
+        409 => ("Conflict", "The request conflicts with the current state. Reload the page and try again."),
+        410 => ("No longer available", "This content has been destroyed or returned and cannot be shown."),
+        413 => ("Too large", "What you sent is larger than the portal accepts."),
+        422 => ("Check your entries", "Some of what you entered could not be read. Go back, check the form and try again."),
+        429 => ("Too many attempts", "Too many attempts. Wait a few minutes and try again."),
+        503 => ("Temporarily unavailable", "The portal cannot answer right now. Try again in a minute."),
+        _ if status.code >= 500 => ("Something went wrong", "The portal could not complete this request. Nothing was changed. If it happens again, give the request id below to the PCII Program Office."),
+        _ => ("Error", "The request could not be completed."),
+    }
+}
+
+fn wants_json(req: &Request<'_>) -> bool {
+    let path = req.uri().path();
+    path.starts_with("/api/")
+        || path == "/healthz"
+        || req
+            .headers()
+            .get_one("Accept")
+            .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
+}
+
+pub struct ErrorPage(Status);
+
+impl<'r> Responder<'r, 'static> for ErrorPage {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let status = self.0;
+        let (title, default_message) = explain(status);
+        let message = error_message(req).unwrap_or_else(|| default_message.to_string());
+        if wants_json(req) {
+            let body = json!({ "error": title, "message": message, "status": status.code, "request_id": request_id(req) });
+            return Response::build_from(body.respond_to(req)?)
+                .status(status)
+                .ok();
+        }
+        let page = Page::new("error.html.tera")
+            .with("status", status.code)
+            .with("title", title)
+            .with("message", &message)
+            .with("login_link", status.code == 401);
+        let who = cached(req);
+        let csrf = who.map(|a| a.csrf.clone()).unwrap_or_default();
+        match page.render_with(req, who, &csrf) {
+            Ok(html) => Response::build_from(html.respond_to(req)?)
+                .status(status)
+                .header(ContentType::HTML)
+                .ok(),
+            // The template itself failed: a bare page, still with the status (headers come from the fairing).
+            Err(_) => Response::build_from(format!("{} {}", status.code, title).respond_to(req)?)
+                .status(status)
+                .ok(),
+        }
+    }
+}
+
+#[rocket::catch(default)]
+fn any_error(status: Status, _req: &Request<'_>) -> ErrorPage {
+    ErrorPage(status)
+}

@@ -1,0 +1,157 @@
+//! Fairings that apply to every request: request ids and logging, security headers, the cross-site check.
+
+use std::time::Instant;
+
+use rocket::fairing::{Fairing, Info, Kind};
+use rocket::http::uri::Origin;
+use rocket::http::{Header, Method};
+use rocket::{Data, Request, Response};
+
+/// The id of one request: in the logs, in audit entries, on error pages, and in `X-Request-Id`.
+pub struct RequestId(pub String);
+
+struct Started(Instant);
+
+pub fn request_id(req: &Request<'_>) -> String {
+    req.local_cache(|| RequestId(String::new())).0.clone()
+}
+
+pub struct RequestLog;
+
+#[rocket::async_trait]
+impl Fairing for RequestLog {
+    fn info(&self) -> Info {
+        Info {
+            name: "request id and log",
+            kind: Kind::Request | Kind::Response,
+        }
+    }
+
+    async fn on_request(&self, req: &mut Request<'_>, _: &mut Data<'_>) {
+        let mut id = [0u8; 8];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
+        req.local_cache(|| RequestId(hex::encode(id)));
+        req.local_cache(|| Started(Instant::now()));
+    }
+
+    async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
+        let id = request_id(req);
+        let elapsed = req.local_cache(|| Started(Instant::now())).0.elapsed();
+        // The route's template, never the raw path: paths can carry tokens (setup links) or ids.
+        let route = req
+            .route()
+            .map(|r| r.uri.to_string())
+            .unwrap_or_else(|| "-".into());
+        tracing::info!(
+            request_id = %id,
+            method = %req.method(),
+            route = %route,
+            status = res.status().code,
+            ms = elapsed.as_millis() as u64,
+            "request"
+        );
+        res.set_header(Header::new("X-Request-Id", id));
+    }
+}
+
+pub const CSP: &str =
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
+/// The headers of SECURITY.md on every response, error pages included.
+pub struct SecurityHeaders;
+
+#[rocket::async_trait]
+impl Fairing for SecurityHeaders {
+    fn info(&self) -> Info {
+        Info {
+            name: "security headers",
+            kind: Kind::Response,
+        }
+    }
+
+    async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
+        res.set_header(Header::new("Content-Security-Policy", CSP));
+        res.set_header(Header::new("X-Content-Type-Options", "nosniff"));
+        res.set_header(Header::new("Referrer-Policy", "no-referrer"));
+        res.set_header(Header::new("Cross-Origin-Opener-Policy", "same-origin"));
+        res.set_header(Header::new("Cross-Origin-Resource-Policy", "same-origin"));
+        res.set_header(Header::new("X-Frame-Options", "DENY"));
+        res.set_header(Header::new(
+            "Permissions-Policy",
+            "camera=(), microphone=(), geolocation=(), payment=()",
+        ));
+        let is_static = req.uri().path().starts_with("/static/") && res.status().code == 200;
+        if is_static {
+            res.set_header(Header::new("Cache-Control", "public, max-age=3600"));
+        } else {
+            res.set_header(Header::new("Cache-Control", "no-store"));
+            res.set_header(Header::new("Pragma", "no-cache"));
+        }
+        if req.rocket().config().tls_enabled() {
+            res.set_header(Header::new(
+                "Strict-Transport-Security",
+                "max-age=63072000; includeSubDomains",
+            ));
+        }
+    }
+}
+
+/// Marks a request the cross-site check refused (read by the refusal route to audit it).
+pub struct CrossSiteRefused(pub bool);
+
+pub const REFUSED_PATH: &str = "/__refused/cross-site";
+
+/// Refuses every state-changing request a browser marks as cross-site (Sec-Fetch-Site), or whose Origin is
+/// not ours. Done for every route at once, so no handler can forget it; the per-form token is checked by
+/// `forms::CsrfForm`. A refused request is re-routed to a handler that answers 403.
+pub struct OriginCheck;
+
+#[rocket::async_trait]
+impl Fairing for OriginCheck {
+    fn info(&self) -> Info {
+        Info {
+            name: "cross-site request check",
+            kind: Kind::Request,
+        }
+    }
+
+    async fn on_request(&self, req: &mut Request<'_>, _: &mut Data<'_>) {
+        if matches!(req.method(), Method::Get | Method::Head | Method::Options) {
+            return;
+        }
+        if cross_site(req) {
+            req.local_cache(|| CrossSiteRefused(true));
+            req.set_method(Method::Get);
+            req.set_uri(Origin::parse(REFUSED_PATH).expect("static path"));
+        }
+    }
+}
+
+fn cross_site(req: &Request<'_>) -> bool {
+    if let Some(site) = req.headers().get_one("Sec-Fetch-Site") {
+        return !matches!(site, "same-origin" | "none");
+    }
+    let Some(origin) = req.headers().get_one("Origin") else {
+        // Not a browser form post (browsers send Origin on POST); the form token still has to match.
+        return false;
+    };
+    if origin == "null" {
+        return true;
+    }
+    let configured = req
+        .rocket()
+        .state::<crate::AppState>()
+        .map(|s| s.settings.public_origin.trim_end_matches('/').to_string())
+        .unwrap_or_default();
+    if !configured.is_empty() {
+        return origin != configured;
+    }
+    let host = req.headers().get_one("Host").unwrap_or("");
+    let scheme = if req.rocket().config().tls_enabled() {
+        "https"
+    } else {
+        "http"
+    };
+    origin != format!("{scheme}://{host}")
+}

@@ -1,0 +1,112 @@
+//! Form bodies with their anti-forgery token checked before anything else is parsed.
+//!
+//! Logged-in forms carry the session's token; anonymous forms (login, register, setup) carry a token kept in
+//! a private cookie. A missing or wrong token answers 403, whatever else the body holds.
+
+use rocket::data::{ByteUnit, FromData, Outcome};
+use rocket::form::{Form, FromForm};
+use rocket::http::{Cookie, SameSite, Status};
+use rocket::{Data, Request};
+use subtle::ConstantTimeEq;
+
+use crate::audit::log::{Event, Outcome as AuditOutcome};
+use crate::web::guards::{actor, app, authenticated};
+
+pub const ANON_CSRF_COOKIE: &str = "pcii_csrf";
+pub const CSRF_FIELD: &str = "csrf";
+const FORM_LIMIT: ByteUnit = ByteUnit::Kibibyte(256);
+
+/// The token the current visitor's forms must carry (creating the anonymous one on first use).
+pub async fn expected_token(req: &Request<'_>) -> String {
+    if let Some(a) = authenticated(req).await {
+        return a.csrf.clone();
+    }
+    anonymous_token(req)
+}
+
+pub fn anonymous_token(req: &Request<'_>) -> String {
+    if let Some(c) = req.cookies().get_private(ANON_CSRF_COOKIE) {
+        return c.value().to_string();
+    }
+    let token = crate::auth::sessions::new_token();
+    let cookie = Cookie::build((ANON_CSRF_COOKIE, token.clone()))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(req.rocket().config().tls_enabled())
+        .path("/")
+        .build();
+    req.cookies().add_private(cookie);
+    token
+}
+
+pub fn tokens_match(given: &str, expected: &str) -> bool {
+    !expected.is_empty()
+        && given.len() == expected.len()
+        && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// Audits a refused anti-forgery check (the token value itself is never recorded).
+pub async fn audit_csrf_refusal(req: &Request<'_>, reason: &'static str) {
+    let state = app(req);
+    let who = authenticated(req).await;
+    let actor = actor(req, who);
+    let route = req.route().map(|r| r.uri.to_string()).unwrap_or_default();
+    let event = Event::new("csrf.refused", AuditOutcome::Refused)
+        .object("route", route)
+        .reason(reason);
+    let audit = state.audit.clone();
+    if let Err(e) = state.db.run(move |c| audit.record(c, &actor, event)).await {
+        tracing::error!(error = %e, "auditing a CSRF refusal failed");
+    }
+}
+
+/// A urlencoded form whose `csrf` field matched; the rest parsed into `T`.
+pub struct CsrfForm<T>(pub T);
+
+#[rocket::async_trait]
+impl<'r, T> FromData<'r> for CsrfForm<T>
+where
+    T: for<'a> FromForm<'a> + Send + 'static,
+{
+    type Error = ();
+
+    async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
+        let body = match data.open(FORM_LIMIT).into_string().await {
+            Ok(s) if s.is_complete() => s.into_inner(),
+            Ok(_) => return Outcome::Error((Status::PayloadTooLarge, ())),
+            Err(_) => return Outcome::Error((Status::BadRequest, ())),
+        };
+        // The token is hex, so it needs no percent-decoding.
+        let given = body
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == CSRF_FIELD)
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default();
+        let expected = expected_token(req).await;
+        if !tokens_match(&given, &expected) {
+            audit_csrf_refusal(
+                req,
+                if given.is_empty() {
+                    "missing token"
+                } else {
+                    "wrong token"
+                },
+            )
+            .await;
+            return Outcome::Error((Status::Forbidden, ()));
+        }
+        match Form::<T>::parse_encoded(rocket::http::RawStr::new(&body)) {
+            Ok(v) => Outcome::Success(CsrfForm(v)),
+            Err(_) => Outcome::Error((Status::UnprocessableEntity, ())),
+        }
+    }
+}
+
+/// A form with nothing but its token (sign out, disable, ...).
+#[derive(FromForm)]
+pub struct NoFields {
+    #[field(default = String::new())]
+    #[allow(dead_code)]
+    csrf: String,
+}

@@ -1,0 +1,292 @@
+//! Request guards: who is asking (session), and one guard per role. A refused role check answers 401/403
+//! and writes one audit entry; handlers never check roles themselves.
+
+use std::ops::Deref;
+
+use rocket::http::{Cookie, CookieJar, SameSite, Status};
+use rocket::request::{FromRequest, Outcome};
+use rocket::Request;
+
+use crate::audit::log::{Actor, Event, Outcome as AuditOutcome};
+use crate::auth::sessions::{self, Lookup};
+use crate::models::account::{Role, User};
+use crate::web::fairings::request_id;
+use crate::AppState;
+
+pub const SESSION_COOKIE: &str = "pcii_session";
+pub const SESSION_COOKIE_TLS: &str = "__Host-pcii_session";
+
+pub fn session_cookie_name(tls: bool) -> &'static str {
+    if tls {
+        SESSION_COOKIE_TLS
+    } else {
+        SESSION_COOKIE
+    }
+}
+
+/// The session cookie: private (encrypted and authenticated with the secret key), HttpOnly, SameSite=Strict,
+/// and `__Host-` + Secure under TLS.
+pub fn session_cookie(tls: bool, token: String) -> Cookie<'static> {
+    Cookie::build((session_cookie_name(tls), token))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(tls)
+        .path("/")
+        .build()
+}
+
+pub fn remove_session_cookie(tls: bool, jar: &CookieJar<'_>) {
+    jar.remove_private(Cookie::build(session_cookie_name(tls)).path("/"));
+}
+
+fn tls(req: &Request<'_>) -> bool {
+    req.rocket().config().tls_enabled()
+}
+
+/// A logged-in account and its session.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub user: User,
+    pub role: Role,
+    pub session_hash: String,
+    pub csrf: String,
+}
+
+/// The session lookup, cached so that several guards in one request query once.
+struct AuthCache(Option<Authenticated>);
+
+pub fn app<'r>(req: &'r Request<'_>) -> &'r AppState {
+    req.rocket()
+        .state::<AppState>()
+        .expect("AppState is managed")
+}
+
+pub fn client_addr(req: &Request<'_>) -> Option<String> {
+    req.client_ip().map(|ip| ip.to_string())
+}
+
+/// Who is asking, for audit entries.
+pub fn actor(req: &Request<'_>, who: Option<&Authenticated>) -> Actor {
+    Actor {
+        user_id: who.map(|a| a.user.id.clone()),
+        role: who.map(|a| a.role.as_str().to_string()),
+        client_addr: client_addr(req),
+        request_id: Some(request_id(req)),
+    }
+}
+
+async fn lookup(req: &Request<'_>) -> Option<Authenticated> {
+    let token = req
+        .cookies()
+        .get_private(session_cookie_name(tls(req)))?
+        .value()
+        .to_string();
+    let state = app(req);
+    let idle = state.settings.session_idle_minutes * 60;
+    let absolute = state.settings.session_absolute_hours * 3600;
+    let found = state
+        .db
+        .run(move |c| {
+            Ok(sessions::lookup(
+                c,
+                &token,
+                crate::db::now(),
+                idle,
+                absolute,
+            )?)
+        })
+        .await;
+    match found {
+        Ok(Lookup::Live(b)) => {
+            let (session, user) = *b;
+            let role = user.role();
+            Some(Authenticated {
+                role,
+                user,
+                session_hash: session.token_hash,
+                csrf: session.csrf_token,
+            })
+        }
+        Ok(Lookup::Expired(user)) => {
+            remove_session_cookie(tls(req), req.cookies());
+            let mut who = actor(req, None);
+            who.user_id = Some(user.id.clone());
+            who.role = Some(user.role.clone());
+            let event = Event::new("auth.session_expired", AuditOutcome::Success)
+                .object("account", user.id);
+            let audit = state.audit.clone();
+            if let Err(e) = state.db.run(move |c| audit.record(c, &who, event)).await {
+                tracing::error!(error = %e, "auditing a session expiry failed");
+            }
+            None
+        }
+        Ok(Lookup::Missing) => {
+            remove_session_cookie(tls(req), req.cookies());
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "session lookup failed");
+            None
+        }
+    }
+}
+
+pub async fn authenticated<'r>(req: &'r Request<'_>) -> Option<&'r Authenticated> {
+    req.local_cache_async(async { AuthCache(lookup(req).await) })
+        .await
+        .0
+        .as_ref()
+}
+
+/// What every handler needs to act and to audit: the state, who asks, from where, in which request.
+pub struct Ctx<'r> {
+    pub state: &'r AppState,
+    pub who: Option<&'r Authenticated>,
+    pub actor: Actor,
+    pub tls: bool,
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Ctx<'r> {
+    type Error = ();
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ()> {
+        let who = authenticated(req).await;
+        Outcome::Success(Ctx {
+            state: app(req),
+            who,
+            actor: actor(req, who),
+            tls: tls(req),
+        })
+    }
+}
+
+/// The session as the guards of this request found it; `None` if no guard looked (pages use this).
+pub fn cached<'r>(req: &'r Request<'_>) -> Option<&'r Authenticated> {
+    req.local_cache(|| AuthCache(None)).0.as_ref()
+}
+
+/// The session if there is one; never refuses.
+pub struct MaybeUser<'r>(pub Option<&'r Authenticated>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for MaybeUser<'r> {
+    type Error = ();
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ()> {
+        Outcome::Success(MaybeUser(authenticated(req).await))
+    }
+}
+
+/// Any logged-in account.
+pub struct CurrentUser<'r>(pub &'r Authenticated);
+
+impl Deref for CurrentUser<'_> {
+    type Target = Authenticated;
+    fn deref(&self) -> &Authenticated {
+        self.0
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for CurrentUser<'r> {
+    type Error = ();
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ()> {
+        match require(req, None).await {
+            Ok(a) => Outcome::Success(CurrentUser(a)),
+            Err(s) => Outcome::Error((s, ())),
+        }
+    }
+}
+
+/// The refusal of a protected route, audited once per request.
+struct RefusalRecorded;
+
+async fn require<'r>(
+    req: &'r Request<'_>,
+    roles: Option<&[Role]>,
+) -> Result<&'r Authenticated, Status> {
+    let who = authenticated(req).await;
+    let (status, reason) = match (who, roles) {
+        (None, _) => (Status::Unauthorized, "not logged in".to_string()),
+        (Some(a), Some(roles)) if !roles.contains(&a.role) => (
+            Status::Forbidden,
+            format!("role {} may not use this page", a.role.as_str()),
+        ),
+        (Some(a), _) => return Ok(a),
+    };
+    let mut first = false;
+    req.local_cache(|| {
+        first = true;
+        RefusalRecorded
+    });
+    if first {
+        let state = app(req);
+        let route = req.route().map(|r| r.uri.to_string()).unwrap_or_default();
+        let actor = actor(req, who);
+        let event = Event::new("access.refused", AuditOutcome::Refused)
+            .object("route", route)
+            .reason(reason);
+        let audit = state.audit.clone();
+        if let Err(e) = state.db.run(move |c| audit.record(c, &actor, event)).await {
+            tracing::error!(error = %e, "auditing a refusal failed");
+        }
+    }
+    Err(status)
+}
+
+macro_rules! role_guard {
+    ($(#[$doc:meta])* $name:ident, $($role:expr),+) => {
+        $(#[$doc])*
+        pub struct $name<'r>(pub &'r Authenticated);
+
+        impl Deref for $name<'_> {
+            type Target = Authenticated;
+            fn deref(&self) -> &Authenticated {
+                self.0
+            }
+        }
+
+        #[rocket::async_trait]
+        impl<'r> FromRequest<'r> for $name<'r> {
+            type Error = ();
+            async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ()> {
+                match require(req, Some(&[$($role),+])).await {
+                    Ok(a) => Outcome::Success($name(a)),
+                    Err(s) => Outcome::Error((s, ())),
+                }
+            }
+        }
+    };
+}
+
+role_guard!(
+    /// A submitter (a company's employee).
+    SubmitterUser,
+    Role::Submitter
+);
+role_guard!(
+    /// A PCII officer of the Program Office.
+    OfficerUser,
+    Role::Officer
+);
+role_guard!(
+    /// An authorized user (analyst). Whether it may read a given submission is decided per request by the
+    /// workflow's access rules (training, NDA, grant).
+    AnalystUser,
+    Role::AuthorizedUser
+);
+role_guard!(
+    /// An auditor: the audit log only, never content.
+    AuditorUser,
+    Role::Auditor
+);
+role_guard!(
+    /// An administrator: accounts, roles, training/NDA records, keys; never content.
+    AdminUser,
+    Role::Administrator
+);
+role_guard!(
+    /// Someone who may read submission content in principle: an officer or an authorized user.
+    ContentReader,
+    Role::Officer,
+    Role::AuthorizedUser
+);

@@ -1,0 +1,217 @@
+//! Tera templates and static assets, embedded in the binary so it runs from any directory; the `Page`
+//! responder that renders with the common context; one-shot notices carried across a redirect.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use rocket::fairing::AdHoc;
+use rocket::http::{ContentType, Cookie, SameSite, Status};
+use rocket::response::{self, Redirect, Responder};
+use rocket::{Request, Response};
+use rust_embed::RustEmbed;
+use serde::Serialize;
+use tera::{Context, Tera, Value};
+
+use crate::web::fairings::request_id;
+use crate::web::forms::anonymous_token;
+use crate::web::guards::Authenticated;
+
+#[derive(RustEmbed)]
+#[folder = "templates/"]
+struct TemplateFiles;
+
+#[derive(RustEmbed)]
+#[folder = "static/"]
+struct StaticFiles;
+
+pub struct Templates(pub Tera);
+
+impl Templates {
+    pub fn load() -> Result<Tera, String> {
+        let mut tera = Tera::default();
+        // Tera escapes only the suffixes it is told: every HTML template ends in .html.tera.
+        tera.autoescape_on(vec![".html.tera"]);
+        let mut files = Vec::new();
+        for name in TemplateFiles::iter() {
+            let file =
+                TemplateFiles::get(&name).ok_or_else(|| format!("template {name} vanished"))?;
+            let text = String::from_utf8(file.data.into_owned())
+                .map_err(|_| format!("template {name} is not UTF-8"))?;
+            files.push((name.to_string(), text));
+        }
+        tera.add_raw_templates(files)
+            .map_err(|e| format!("templates: {e:?}"))?;
+        tera.register_filter("datetime", ts_filter(crate::time::datetime));
+        tera.register_filter("date", ts_filter(crate::time::date));
+        tera.register_filter("filesize", filesize_filter);
+        Ok(tera)
+    }
+
+    pub fn fairing() -> AdHoc {
+        AdHoc::try_on_ignite("templates", |rocket| async move {
+            match Templates::load() {
+                Ok(t) => Ok(rocket
+                    .manage(Templates(t))
+                    .mount("/static", rocket::routes![static_file])),
+                Err(e) => {
+                    tracing::error!(error = %e, "loading templates failed");
+                    Err(rocket)
+                }
+            }
+        })
+    }
+}
+
+fn ts_filter(f: fn(i64) -> String) -> impl tera::Filter {
+    move |v: &Value, _: &HashMap<String, Value>| -> tera::Result<Value> {
+        Ok(v.as_i64()
+            .map(|ts| Value::String(f(ts)))
+            .unwrap_or(Value::String(String::new())))
+    }
+}
+
+fn filesize_filter(v: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
+    Ok(Value::String(
+        v.as_u64().map(human_size).unwrap_or_default(),
+    ))
+}
+
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[rocket::get("/<path..>")]
+fn static_file(path: std::path::PathBuf) -> Option<(ContentType, Cow<'static, [u8]>)> {
+    let name = path.to_str()?;
+    let file = StaticFiles::get(name)?;
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let ct = ContentType::from_extension(ext).unwrap_or(ContentType::Binary);
+    Some((ct, file.data))
+}
+
+/// A rendered page. The common context (who is logged in, the form token, the request id, a notice) is added
+/// here so no handler forgets it.
+pub struct Page {
+    template: &'static str,
+    ctx: Context,
+    status: Status,
+}
+
+impl Page {
+    pub fn new(template: &'static str) -> Page {
+        Page {
+            template,
+            ctx: Context::new(),
+            status: Status::Ok,
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Serialize) -> Page {
+        self.ctx.insert(key, &value);
+        self
+    }
+
+    pub fn status(mut self, status: Status) -> Page {
+        self.status = status;
+        self
+    }
+
+    /// Renders outside a request (catchers use it with what they know).
+    pub fn render_with(
+        &self,
+        req: &Request<'_>,
+        who: Option<&Authenticated>,
+        csrf: &str,
+    ) -> Result<String, Status> {
+        let tera = &req
+            .rocket()
+            .state::<Templates>()
+            .ok_or(Status::InternalServerError)?
+            .0;
+        let mut ctx = self.ctx.clone();
+        if let Some(a) = who {
+            ctx.insert(
+                "me",
+                &serde_json::json!({
+                    "id": a.user.id,
+                    "email": a.user.email,
+                    "name": a.user.display_name,
+                    "role": a.role.as_str(),
+                    "role_label": a.role.label(),
+                }),
+            );
+        }
+        ctx.insert("csrf", csrf);
+        ctx.insert("request_id", &request_id(req));
+        if let Some(notice) = take_notice(req) {
+            ctx.insert("notice", &notice);
+        }
+        tera.render(self.template, &ctx).map_err(|e| {
+            tracing::error!(template = self.template, error = ?e, "rendering failed");
+            Status::InternalServerError
+        })
+    }
+}
+
+impl<'r> Responder<'r, 'static> for Page {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let who = crate::web::guards::cached(req).cloned();
+        let csrf = match &who {
+            Some(a) => a.csrf.clone(),
+            None => anonymous_token(req),
+        };
+        let html = self.render_with(req, who.as_ref(), &csrf)?;
+        Response::build_from(html.respond_to(req)?)
+            .status(self.status)
+            .header(ContentType::HTML)
+            .ok()
+    }
+}
+
+const NOTICE_COOKIE: &str = "pcii_notice";
+
+/// A one-line message shown on the next page (after a redirect), kept in a private cookie.
+pub struct Notice {
+    to: String,
+    message: String,
+}
+
+impl Notice {
+    pub fn redirect(to: impl Into<String>, message: impl Into<String>) -> Notice {
+        Notice {
+            to: to.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl<'r> Responder<'r, 'static> for Notice {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let cookie = Cookie::build((NOTICE_COOKIE, self.message))
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .secure(req.rocket().config().tls_enabled())
+            .path("/")
+            .build();
+        req.cookies().add_private(cookie);
+        Redirect::to(self.to).respond_to(req)
+    }
+}
+
+fn take_notice(req: &Request<'_>) -> Option<String> {
+    let c = req.cookies().get_private(NOTICE_COOKIE)?;
+    req.cookies()
+        .remove_private(Cookie::build(NOTICE_COOKIE).path("/"));
+    Some(c.value().to_string())
+}

@@ -1,0 +1,311 @@
+//! A `TestApp` per test: its own temp dir, its own database (SQLite file, or a fresh PostgreSQL database when
+//! `PCII_TEST_DATABASE_URL` is set), its own keys; and `Browser`s that keep their own cookies.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use rocket::http::{ContentType, Header, Status};
+use rocket::local::blocking::{Client, LocalResponse};
+
+use pcii_portal::audit::log::Actor;
+use pcii_portal::auth::accounts::{self, NewAccount};
+use pcii_portal::models::account::Role;
+use pcii_portal::AppState;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestApp {
+    pub client: Client,
+    pub dir: tempfile::TempDir,
+    pub setup_token: Option<String>,
+    pub database_url: String,
+    #[cfg(feature = "postgres")]
+    pg: Option<pg::TestDatabase>,
+}
+
+impl TestApp {
+    pub fn new() -> TestApp {
+        TestApp::with(|f| f)
+    }
+
+    /// Builds the app on a fresh data directory; `tweak` may override settings.
+    pub fn with(
+        tweak: impl FnOnce(rocket::figment::Figment) -> rocket::figment::Figment,
+    ) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        #[cfg(feature = "postgres")]
+        let pg = pg::TestDatabase::create();
+        #[cfg(feature = "postgres")]
+        let database_url = pg.as_ref().map(|p| p.url.clone()).unwrap_or_default();
+        #[cfg(not(feature = "postgres"))]
+        let database_url = String::new();
+        let figment = tweak(base_figment(dir.path(), &database_url));
+        let (rocket, startup) = pcii_portal::build(figment).expect("build the portal");
+        let client = Client::untracked(rocket).expect("rocket client");
+        TestApp {
+            client,
+            setup_token: startup.setup_token,
+            database_url,
+            dir,
+            #[cfg(feature = "postgres")]
+            pg,
+        }
+    }
+
+    pub fn state(&self) -> &AppState {
+        self.client.rocket().state::<AppState>().expect("state")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+
+    pub fn browser(&self) -> Browser<'_> {
+        Browser {
+            client: &self.client,
+            cookies: Vec::new(),
+        }
+    }
+
+    /// Creates an account directly through the account service (as an administrator would).
+    pub fn create_user(&self, role: Role, email: &str, organisation: Option<&str>) -> String {
+        let state = self.state();
+        let mut conn = state.db.get().expect("conn");
+        let new = NewAccount {
+            email: email.into(),
+            display_name: format!("Test {email}"),
+            role,
+            organisation: organisation.map(Into::into),
+            password: PASSWORD.into(),
+        };
+        accounts::create(
+            &mut conn,
+            &state.audit,
+            &state.hasher,
+            &Actor::cli(),
+            new,
+            false,
+        )
+        .expect("create")
+        .expect("valid account")
+        .expect("new id")
+    }
+
+    /// A browser signed in as a new account of `role`.
+    pub fn login_as(&self, role: Role, email: &str, organisation: Option<&str>) -> Browser<'_> {
+        self.create_user(role, email, organisation);
+        let mut b = self.browser();
+        let res = b.login(email, PASSWORD);
+        assert_eq!(res, Status::SeeOther, "login of {email} should succeed");
+        b
+    }
+
+    /// Runs a closure on a database connection of the app.
+    pub fn with_conn<R>(&self, f: impl FnOnce(&mut pcii_portal::db::DbConn) -> R) -> R {
+        let mut conn = self.state().db.get().expect("conn");
+        f(&mut conn)
+    }
+
+    pub fn audit_count(&self, action: &str) -> i64 {
+        use diesel::prelude::*;
+        use pcii_portal::db::schema::audit_entries;
+        self.with_conn(|c| {
+            audit_entries::table
+                .filter(audit_entries::action.eq(action))
+                .count()
+                .get_result(c)
+                .unwrap()
+        })
+    }
+}
+
+fn base_figment(dir: &std::path::Path, database_url: &str) -> rocket::figment::Figment {
+    pcii_portal::config::figment()
+        .merge(("data_dir", dir.join("data")))
+        .merge(("keys_dir", dir.join("keys")))
+        .merge(("database_url", database_url))
+        .merge(("db_pool_size", 4))
+}
+
+/// One person's browser: its own cookie jar over the shared client.
+pub struct Browser<'c> {
+    pub client: &'c Client,
+    pub cookies: Vec<rocket::http::Cookie<'static>>,
+}
+
+pub struct Page {
+    pub status: Status,
+    pub body: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Page {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl<'c> Browser<'c> {
+    fn absorb(&mut self, res: &LocalResponse<'_>) {
+        for c in res.cookies().iter() {
+            self.cookies.retain(|k| k.name() != c.name());
+            let removed =
+                c.value().is_empty() || c.max_age().is_some_and(|a| a.is_zero() || a.is_negative());
+            if !removed {
+                self.cookies.push(c.clone().into_owned());
+            }
+        }
+    }
+
+    fn finish(&mut self, res: LocalResponse<'_>) -> Page {
+        self.absorb(&res);
+        let status = res.status();
+        let headers = res
+            .headers()
+            .iter()
+            .map(|h| (h.name().to_string(), h.value().to_string()))
+            .collect();
+        let body = res.into_string().unwrap_or_default();
+        Page {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub fn get(&mut self, uri: &str) -> Page {
+        let mut req = self.client.get(uri.to_string());
+        for c in &self.cookies {
+            req = req.cookie(c.clone());
+        }
+        let res = req.dispatch();
+        self.finish(res)
+    }
+
+    pub fn post_raw(&mut self, uri: &str, body: String, extra: Option<Header<'static>>) -> Page {
+        let mut req = self
+            .client
+            .post(uri.to_string())
+            .header(ContentType::Form)
+            .body(body);
+        for c in &self.cookies {
+            req = req.cookie(c.clone());
+        }
+        if let Some(h) = extra {
+            req = req.header(h);
+        }
+        let res = req.dispatch();
+        self.finish(res)
+    }
+
+    /// Posts a form with the page's anti-forgery token added.
+    pub fn post(&mut self, uri: &str, fields: &[(&str, &str)]) -> Page {
+        let token = self.csrf();
+        let mut all: Vec<(&str, &str)> = vec![("csrf", token.as_str())];
+        all.extend_from_slice(fields);
+        self.post_raw(uri, encode(&all), None)
+    }
+
+    /// The anti-forgery token the current session's forms carry.
+    pub fn csrf(&mut self) -> String {
+        let page = if self.cookies.iter().any(|c| c.name() == "pcii_session") {
+            self.get("/account")
+        } else {
+            self.get("/login")
+        };
+        extract_csrf(&page.body).expect("a csrf field on the page")
+    }
+
+    pub fn login(&mut self, email: &str, password: &str) -> Status {
+        self.post("/login", &[("email", email), ("password", password)])
+            .status
+    }
+
+    pub fn session_cookie(&self) -> Option<String> {
+        self.cookies
+            .iter()
+            .find(|c| c.name() == "pcii_session")
+            .map(|c| c.value().to_string())
+    }
+}
+
+pub fn extract_csrf(html: &str) -> Option<String> {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_string())
+}
+
+pub fn encode(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(feature = "postgres")]
+mod pg {
+    use diesel::{Connection, RunQueryDsl};
+
+    /// A fresh PostgreSQL database per test, dropped at the end.
+    pub struct TestDatabase {
+        pub url: String,
+        admin_url: String,
+        name: String,
+    }
+
+    impl TestDatabase {
+        pub fn create() -> Option<TestDatabase> {
+            let admin_url = std::env::var("PCII_TEST_DATABASE_URL")
+                .ok()
+                .filter(|u| !u.is_empty())?;
+            let name = format!("pcii_test_{}", pcii_portal::db::new_id());
+            let mut c = diesel::pg::PgConnection::establish(&admin_url)
+                .expect("connect to PCII_TEST_DATABASE_URL");
+            diesel::sql_query(format!("CREATE DATABASE {name}"))
+                .execute(&mut c)
+                .expect("create test database");
+            let (base, _) = admin_url
+                .rsplit_once('/')
+                .expect("database URL with a database name");
+            Some(TestDatabase {
+                url: format!("{base}/{name}"),
+                admin_url,
+                name,
+            })
+        }
+    }
+
+    impl Drop for TestDatabase {
+        fn drop(&mut self) {
+            if let Ok(mut c) = diesel::pg::PgConnection::establish(&self.admin_url) {
+                let _ = diesel::sql_query(format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ))
+                .execute(&mut c);
+            }
+        }
+    }
+}
