@@ -53,6 +53,15 @@ fn healthz_reports_database_and_key_store() {
     assert_eq!(v["status"], "ok");
     assert_eq!(v["database"], "ok");
     assert_eq!(v["key_store"], "ok");
+    // The suite really runs on the backend CI asked for.
+    let expected = if cfg!(feature = "postgres")
+        && std::env::var("PCII_TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty())
+    {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    assert_eq!(v["backend"], expected);
 }
 
 #[test]
