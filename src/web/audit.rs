@@ -1,5 +1,551 @@
 //! The auditor's workspace: the log, checkpoints, verification status, export. Never submission content.
 
+use std::collections::VecDeque;
+use std::io::{self, Write};
+
+use bytes::Bytes;
+use rocket::http::{ContentType, Header};
+use rocket::response::{self, Responder};
+use rocket::tokio::sync::mpsc;
+use rocket::{Request, Response};
+use serde::Serialize;
+
+use crate::audit::chain::AuditEntry;
+use crate::audit::log::{Event, Outcome};
+use crate::db::{Db, PooledConn};
+use crate::error::{AppError, AppResult};
+use crate::models::audit::{self as model, Filter};
+use crate::web::forms::{CsrfForm, NoFields};
+use crate::web::guards::{AuditorUser, Ctx};
+use crate::web::pages::{Notice, Page};
+
+pub const PER_PAGE: i64 = 50;
+const EXPORT_PAGE: i64 = 5000;
+const EXPORT_CHUNK: usize = 64 * 1024;
+
 pub fn routes() -> Vec<rocket::Route> {
-    rocket::routes![]
+    rocket::routes![
+        index,
+        checkpoints_page,
+        checkpoints_json,
+        verify,
+        checkpoint,
+        export,
+        account_activity,
+        submission_history
+    ]
+}
+
+/// The filter values as typed, kept to refill the form and to build the "older entries" link.
+#[derive(Debug, Clone, Default, Serialize)]
+struct FilterForm {
+    actor: String,
+    action: String,
+    object: String,
+    outcome: String,
+    from: String,
+    to: String,
+}
+
+fn clean(v: Option<&str>) -> String {
+    v.map(str::trim).unwrap_or("").to_string()
+}
+
+fn some(v: &str) -> Option<String> {
+    Some(v.to_string()).filter(|s| !s.is_empty())
+}
+
+impl FilterForm {
+    fn to_filter(&self) -> Filter {
+        Filter {
+            actor: some(&self.actor),
+            action: some(&self.action),
+            object: some(&self.object),
+            outcome: some(&self.outcome),
+            from: crate::time::parse_date(&self.from),
+            // Inclusive of the whole "to" day.
+            to: crate::time::parse_date(&self.to).map(|t| t + crate::time::DAY),
+        }
+    }
+
+    fn query(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("actor", self.actor.as_str()),
+            ("action", self.action.as_str()),
+            ("object", self.object.as_str()),
+            ("outcome", self.outcome.as_str()),
+            ("from", self.from.as_str()),
+            ("to", self.to.as_str()),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn query_string(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn parse_before(before: Option<&str>) -> Option<i64> {
+    before.and_then(|b| b.trim().parse::<i64>().ok())
+}
+
+/// What the list template shows, whatever the page.
+struct Listing {
+    entries: Vec<AuditEntry>,
+    older: Option<i64>,
+}
+
+fn load_listing(
+    c: &mut crate::db::DbConn,
+    filter: &Filter,
+    before: Option<i64>,
+) -> AppResult<Listing> {
+    let mut entries = model::search(c, filter, before, PER_PAGE + 1)?;
+    let more = entries.len() as i64 > PER_PAGE;
+    entries.truncate(PER_PAGE as usize);
+    let older = if more {
+        entries.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    Ok(Listing { entries, older })
+}
+
+fn status_view(c: &mut crate::db::DbConn) -> AppResult<serde_json::Value> {
+    let verification = model::last_verification(c)?;
+    let (head_seq, head_hash) = model::head(c)?;
+    let checkpoint = model::latest_checkpoint(c)?;
+    Ok(serde_json::json!({
+        "verification": verification,
+        "head_seq": head_seq,
+        "head_hash": head_hash,
+        "checkpoint": checkpoint.map(|cp| serde_json::json!({"seq": cp.seq, "at": cp.at})),
+    }))
+}
+
+fn outcomes() -> Vec<&'static str> {
+    vec![
+        Outcome::Success.as_str(),
+        Outcome::Failure.as_str(),
+        Outcome::Refused.as_str(),
+    ]
+}
+
+#[allow(clippy::too_many_arguments)]
+#[rocket::get("/?<actor>&<action>&<object>&<outcome>&<from>&<to>&<before>")]
+async fn index(
+    ctx: Ctx<'_>,
+    _auditor: AuditorUser<'_>,
+    actor: Option<&str>,
+    action: Option<&str>,
+    object: Option<&str>,
+    outcome: Option<&str>,
+    from: Option<&str>,
+    to: Option<&str>,
+    before: Option<&str>,
+) -> AppResult<Page> {
+    let form = FilterForm {
+        actor: clean(actor),
+        action: clean(action),
+        object: clean(object),
+        outcome: clean(outcome),
+        from: clean(from),
+        to: clean(to),
+    };
+    let filter = form.to_filter();
+    let before = parse_before(before);
+    let (audit, who) = (ctx.state.audit.clone(), ctx.actor.clone());
+    let (listing, status) = ctx
+        .state
+        .db
+        .run(move |c| {
+            audit.record(c, &who, Event::new("audit.view", Outcome::Success))?;
+            Ok((load_listing(c, &filter, before)?, status_view(c)?))
+        })
+        .await?;
+    let older_link = listing.older.map(|seq| {
+        let seq = seq.to_string();
+        let mut q = form.query();
+        q.push(("before", &seq));
+        format!("/audit?{}", query_string(&q))
+    });
+    Ok(Page::new("audit/log.html.tera")
+        .with("heading", "Audit log")
+        .with("action_url", "/audit")
+        .with("show_filters", true)
+        .with("filters", &form)
+        .with("outcomes", outcomes())
+        .with("status", status)
+        .with("entries", listing.entries)
+        .with("older_link", older_link)
+        .with("paged", before.is_some()))
+}
+
+async fn scoped_listing(
+    ctx: Ctx<'_>,
+    filter: Filter,
+    event: Event,
+    before: Option<&str>,
+    base: String,
+    heading: String,
+    about_link: Option<String>,
+) -> AppResult<Page> {
+    let before = parse_before(before);
+    let (audit, who) = (ctx.state.audit.clone(), ctx.actor.clone());
+    let listing = ctx
+        .state
+        .db
+        .run(move |c| {
+            audit.record(c, &who, event)?;
+            load_listing(c, &filter, before)
+        })
+        .await?;
+    let older_link = listing
+        .older
+        .map(|seq| format!("{base}?{}", query_string(&[("before", &seq.to_string())])));
+    Ok(Page::new("audit/log.html.tera")
+        .with("heading", heading)
+        .with("action_url", base)
+        .with("show_filters", false)
+        .with("about_link", about_link)
+        .with("entries", listing.entries)
+        .with("older_link", older_link)
+        .with("paged", before.is_some()))
+}
+
+#[rocket::get("/accounts/<id>?<before>")]
+async fn account_activity(
+    ctx: Ctx<'_>,
+    _auditor: AuditorUser<'_>,
+    id: &str,
+    before: Option<&str>,
+) -> AppResult<Page> {
+    let filter = Filter {
+        actor: Some(id.to_string()),
+        ..Filter::default()
+    };
+    // Named in the reason, not as the object: an auditor reading the trail is not an event about the account.
+    let event =
+        Event::new("audit.view", Outcome::Success).reason(format!("activity of account {id}"));
+    scoped_listing(
+        ctx,
+        filter,
+        event,
+        before,
+        format!("/audit/accounts/{}", urlencode(id)),
+        format!("Activity of account {id}"),
+        Some(format!("/audit?{}", query_string(&[("object", id)]))),
+    )
+    .await
+}
+
+#[rocket::get("/submissions/<object>?<before>")]
+async fn submission_history(
+    ctx: Ctx<'_>,
+    _auditor: AuditorUser<'_>,
+    object: &str,
+    before: Option<&str>,
+) -> AppResult<Page> {
+    let filter = Filter {
+        object: Some(object.to_string()),
+        ..Filter::default()
+    };
+    // Not the object: reading the audit trail is not an access to the submission.
+    let event = Event::new("audit.view", Outcome::Success)
+        .reason(format!("access history of submission {object}"));
+    scoped_listing(
+        ctx,
+        filter,
+        event,
+        before,
+        format!("/audit/submissions/{}", urlencode(object)),
+        format!("Access history of submission {object}"),
+        None,
+    )
+    .await
+}
+
+#[rocket::get("/checkpoints")]
+async fn checkpoints_page(ctx: Ctx<'_>, _auditor: AuditorUser<'_>) -> AppResult<Page> {
+    let (audit, who) = (ctx.state.audit.clone(), ctx.actor.clone());
+    let mut cps = ctx
+        .state
+        .db
+        .run(move |c| {
+            audit.record(
+                c,
+                &who,
+                Event::new("audit.view", Outcome::Success).reason("checkpoints"),
+            )?;
+            Ok(model::checkpoints(c)?)
+        })
+        .await?;
+    cps.reverse();
+    Ok(Page::new("audit/checkpoints.html.tera")
+        .with("checkpoints", cps)
+        .with("public_key", ctx.state.audit.public_key_hex()))
+}
+
+/// A file to keep: a body with a type and `Content-Disposition: attachment`.
+pub struct Download {
+    content_type: ContentType,
+    filename: &'static str,
+    body: Vec<u8>,
+}
+
+impl<'r> Responder<'r, 'static> for Download {
+    fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {
+        Response::build()
+            .header(self.content_type)
+            .header(Header::new(
+                "Content-Disposition",
+                format!("attachment; filename=\"{}\"", self.filename),
+            ))
+            .sized_body(self.body.len(), io::Cursor::new(self.body))
+            .ok()
+    }
+}
+
+#[rocket::get("/checkpoints.json")]
+async fn checkpoints_json(ctx: Ctx<'_>, _auditor: AuditorUser<'_>) -> AppResult<Download> {
+    let (audit, who) = (ctx.state.audit.clone(), ctx.actor.clone());
+    let cps = ctx
+        .state
+        .db
+        .run(move |c| {
+            audit.record(
+                c,
+                &who,
+                Event::new("audit.checkpoints_download", Outcome::Success),
+            )?;
+            Ok(model::checkpoints(c)?)
+        })
+        .await?;
+    let body = serde_json::to_vec_pretty(&cps)
+        .map_err(|e| AppError::Internal(format!("serialising checkpoints: {e}")))?;
+    Ok(Download {
+        content_type: ContentType::JSON,
+        filename: "pcii-checkpoints.json",
+        body,
+    })
+}
+
+#[rocket::post("/verify", data = "<_form>")]
+async fn verify(
+    ctx: Ctx<'_>,
+    _auditor: AuditorUser<'_>,
+    _form: CsrfForm<NoFields>,
+) -> AppResult<Notice> {
+    let (audit, who) = (ctx.state.audit.clone(), ctx.actor.clone());
+    let key = ctx.state.audit.public_key_hex();
+    let message = ctx
+        .state
+        .db
+        .run(move |c| {
+            let result = crate::cli::verify_live(c, &[], Some(&key));
+            let (outcome, summary, ok) = match &result {
+                Ok(s) => (
+                    Outcome::Success,
+                    format!("{} entries, head {}", s.count, s.chain_head),
+                    true,
+                ),
+                Err(p) => (Outcome::Failure, p.to_string(), false),
+            };
+            model::record_verification(c, ok, &summary)?;
+            audit.record(
+                c,
+                &who,
+                Event::new("audit.verify", outcome).reason(summary.clone()),
+            )?;
+            Ok(if ok {
+                format!("Audit log intact: {summary}.")
+            } else {
+                format!("Audit log NOT intact: {summary}")
+            })
+        })
+        .await?;
+    Ok(Notice::redirect("/audit", message))
+}
+
+#[rocket::post("/checkpoint", data = "<_form>")]
+async fn checkpoint(
+    ctx: Ctx<'_>,
+    _auditor: AuditorUser<'_>,
+    _form: CsrfForm<NoFields>,
+) -> AppResult<Notice> {
+    let (audit, who) = (ctx.state.audit.clone(), ctx.actor.clone());
+    let cp = ctx
+        .state
+        .db
+        .run(move |c| model::checkpoint_now(c, &audit, &who))
+        .await?;
+    let message = match cp {
+        Some(cp) => format!(
+            "Checkpoint signed over entries #{}..#{}.",
+            cp.from_seq, cp.seq
+        ),
+        None => "Nothing new to checkpoint.".to_string(),
+    };
+    Ok(Notice::redirect("/audit", message))
+}
+
+/// A `Write` that hands the archive to the response in chunks through a bounded channel, so the
+/// archive is never whole in memory and a slow client slows the writer down.
+struct ChannelWriter {
+    tx: mpsc::Sender<io::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(EXPORT_CHUNK),
+        ));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the download was cancelled"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= EXPORT_CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+/// The entries `1..=last`, oldest first, read in pages from a connection of its own.
+struct EntryPages {
+    conn: PooledConn,
+    after: i64,
+    last: i64,
+    buf: VecDeque<AuditEntry>,
+    failed: bool,
+}
+
+impl EntryPages {
+    fn open(db: &Db, last: i64) -> AppResult<EntryPages> {
+        Ok(EntryPages {
+            conn: db.get()?,
+            after: 0,
+            last,
+            buf: VecDeque::new(),
+            failed: false,
+        })
+    }
+}
+
+impl Iterator for EntryPages {
+    type Item = AppResult<AuditEntry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        if self.buf.is_empty() && self.after < self.last {
+            let limit = EXPORT_PAGE.min(self.last - self.after);
+            match model::page_after(&mut self.conn, self.after, limit) {
+                Ok(page) => {
+                    self.buf = page.into_iter().filter(|e| e.seq <= self.last).collect();
+                    match self.buf.back() {
+                        Some(e) => self.after = e.seq,
+                        None => self.after = self.last,
+                    }
+                }
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e.into()));
+                }
+            }
+        }
+        self.buf.pop_front().map(Ok)
+    }
+}
+
+type ByteStream = std::pin::Pin<Box<dyn futures::Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// The export archive, streamed as it is written.
+pub struct ZipStream(tokio_util::io::StreamReader<ByteStream, Bytes>);
+
+impl<'r> Responder<'r, 'static> for ZipStream {
+    fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {
+        Response::build()
+            .header(ContentType::ZIP)
+            .header(Header::new(
+                "Content-Disposition",
+                "attachment; filename=\"pcii-audit-export.zip\"",
+            ))
+            .streamed_body(self.0)
+            .ok()
+    }
+}
+
+#[rocket::get("/export")]
+async fn export(ctx: Ctx<'_>, _auditor: AuditorUser<'_>) -> AppResult<ZipStream> {
+    let (audit, who) = (ctx.state.audit.clone(), ctx.actor.clone());
+    // Recorded before streaming so the export contains its own entry, then a checkpoint signed over it
+    // so the whole exported range is vouched for.
+    let (last, checkpoints) = ctx
+        .state
+        .db
+        .run(move |c| {
+            audit.record(c, &who, Event::new("audit.export", Outcome::Success))?;
+            model::checkpoint_now(c, &audit, &who)?;
+            let (last, _) = model::head(c)?;
+            Ok((last, model::checkpoints(c)?))
+        })
+        .await?;
+    let db = ctx.state.db.clone();
+    let key = ctx.state.audit.public_key_hex();
+    let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(4);
+    rocket::tokio::task::spawn_blocking(move || {
+        let mut out = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(EXPORT_CHUNK),
+        };
+        let result = crate::audit::export::write_export(
+            &mut out,
+            || EntryPages::open(&db, last),
+            &checkpoints,
+            &key,
+        )
+        .and_then(|_| out.flush().map_err(Into::into));
+        if let Err(e) = result {
+            tracing::error!(error = %e, "streaming an audit export failed");
+            // The client sees a broken download rather than a complete-looking archive.
+            let _ = tx.blocking_send(Err(io::Error::other("the export failed")));
+        }
+    });
+    let stream: ByteStream = Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    Ok(ZipStream(tokio_util::io::StreamReader::new(stream)))
 }
