@@ -80,8 +80,12 @@ impl Hasher {
         match PasswordHash::new(stored) {
             Ok(h) => {
                 h.algorithm != argon2::Algorithm::Argon2id.ident()
+                    // Compare the costs only: a parsed hash also carries its output length.
                     || Params::try_from(&h)
-                        .map(|p| p != self.params)
+                        .map(|p| {
+                            (p.m_cost(), p.t_cost(), p.p_cost())
+                                != (self.params.m_cost(), self.params.t_cost(), self.params.p_cost())
+                        })
                         .unwrap_or(true)
             }
             Err(_) => true,
