@@ -131,6 +131,8 @@ pub fn figment() -> Figment {
         // Rocket trusts X-Real-IP by default; address-keyed throttling must not be dodgeable.
         .merge(("ip_header", false))
         .merge(("log_level", rocket::config::LogLevel::Off))
+        // No `Server: Rocket` header: nothing to fingerprint.
+        .merge(("ident", false))
         .merge(Toml::file(file).nested())
         .merge(
             Env::prefixed("PCII_")

@@ -52,6 +52,7 @@ pub struct Startup {
 pub fn build(figment: Figment) -> Result<(Rocket<Build>, Startup), String> {
     let settings = config::load(&figment)?;
     let opened = keys::open_all(&settings)?;
+    create_private_dir(&settings.data_dir)?;
     let db = Db::open(&settings.database_url(), settings.db_pool_size)?;
     let blobs: Arc<dyn BlobStore> = Arc::new(
         storage::fs::FsBlobStore::open(&settings.blob_dir()).map_err(|e| {
@@ -93,4 +94,17 @@ pub fn build(figment: Figment) -> Result<(Rocket<Build>, Startup), String> {
             swept_blobs,
         },
     ))
+}
+
+/// The data directory holds the database and the (encrypted) blobs: readable by the portal's user alone.
+fn create_private_dir(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("creating the data directory {}: {e}", dir.display()))?;
+    }
+    Ok(())
 }

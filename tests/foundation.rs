@@ -592,6 +592,10 @@ fn every_role_page_is_refused_to_every_other_role() {
     let pages: &[(&str, Role)] = &[
         ("/admin", Role::Administrator),
         ("/admin/accounts/new", Role::Administrator),
+        ("/submissions", Role::Submitter),
+        ("/officer", Role::Officer),
+        ("/analyst", Role::AuthorizedUser),
+        ("/audit", Role::Auditor),
     ];
     let mut browsers = [
         (

@@ -4,3 +4,4 @@ pub mod account;
 pub mod audit;
 pub mod blob;
 pub mod settings;
+pub mod submission;
