@@ -97,7 +97,10 @@ fn no_secret_or_typed_value_reaches_the_log() {
 
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     // The requests were logged, by their route template only.
-    assert!(log.contains("/setup/<token>"), "the log was captured: {log}");
+    assert!(
+        log.contains("/setup/<token>"),
+        "the log was captured: {log}"
+    );
     for secret in [
         "MARKER-ADMIN-PASSWORD",
         "MARKER-SUBMITTER-PASSWORD",

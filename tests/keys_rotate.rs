@@ -1,0 +1,126 @@
+//! `pcii-portal keys rotate`: every blob re-encrypted to the new identity, resumable, old identity retired.
+
+mod common;
+
+use common::TestApp;
+use diesel::prelude::*;
+
+use pcii_portal::crypto::keys::KeyRing;
+use pcii_portal::crypto::stream::{open_verified, seal_reader};
+use pcii_portal::db::schema::{blobs, submissions};
+use pcii_portal::models::account::Role;
+use pcii_portal::models::blob::{self, BlobRow};
+use pcii_portal::storage::fs::FsBlobStore;
+
+fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
+        .args(args)
+        .env("PCII_DATA_DIR", app.data_dir())
+        .env("PCII_KEYS_DIR", app.keys_dir())
+        .env("PCII_DATABASE_URL", &app.database_url)
+        .env("PCII_CONFIG", "/nonexistent.toml")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn rotation_interrupted_after_the_new_key_resumes_and_leaves_every_blob_readable_with_the_new_key_alone(
+) {
+    let app = TestApp::new();
+    let user_id = app.create_user(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let org = app.with_conn(|c| {
+        pcii_portal::models::account::find(c, &user_id)
+            .unwrap()
+            .organisation_id
+            .unwrap()
+    });
+    let store = FsBlobStore::open(&app.data_dir().join("blobs")).unwrap();
+    let old_ring = KeyRing::load(&app.keys_dir(), &[]).unwrap();
+    let old_key = old_ring.current_key_id().to_string();
+    let now = pcii_portal::db::now();
+    let sub = pcii_portal::db::new_id();
+    app.with_conn(|c| {
+        diesel::insert_into(submissions::table)
+            .values((
+                submissions::id.eq(&sub),
+                submissions::organisation_id.eq(&org),
+                submissions::submitter_id.eq(&user_id),
+                submissions::status.eq("draft"),
+                submissions::sector.eq("Energy"),
+                submissions::created_at.eq(now),
+                submissions::updated_at.eq(now),
+            ))
+            .execute(c)
+            .unwrap();
+    });
+    let mut plaintexts = Vec::new();
+    for i in 0..30 {
+        let text = format!("blob {i}: ").repeat(i * 37 + 1);
+        let sealed = seal_reader(&store, &old_ring, text.as_bytes()).unwrap();
+        app.with_conn(|c| {
+            blob::insert(c, &format!("b{i:03}"), &sub, "attachment", &sealed, now).unwrap()
+        });
+        plaintexts.push(text);
+    }
+
+    // A rotation that stopped right after generating its new identity (as if interrupted).
+    let mut ring = KeyRing::load(&app.keys_dir(), &[]).unwrap();
+    let new_key = ring.rotate().unwrap();
+    drop(ring);
+
+    let out = cli(&app, &["keys", "rotate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("resuming"));
+
+    // Only the new identity is left in the key store, and it reads everything.
+    let ring = KeyRing::load(&app.keys_dir(), &[]).unwrap();
+    let ids: Vec<String> = ring.keys().into_iter().map(|k| k.key_id).collect();
+    assert_eq!(ids, vec![new_key.clone()]);
+    assert!(!ring.contains(&old_key));
+    let rows: Vec<BlobRow> = app.with_conn(|c| {
+        blobs::table
+            .order(blobs::id.asc())
+            .select(BlobRow::as_select())
+            .load(c)
+            .unwrap()
+    });
+    assert_eq!(rows.len(), 30);
+    for (row, text) in rows.iter().zip(&plaintexts) {
+        assert_eq!(row.key_id, new_key);
+        let r = row.blob_ref().unwrap();
+        let mut reader = open_verified(
+            &store,
+            &r.name,
+            &ring,
+            &r.ciphertext_sha256,
+            &r.plaintext_sha256,
+        )
+        .unwrap();
+        let mut back = String::new();
+        std::io::Read::read_to_string(&mut reader, &mut back).unwrap();
+        assert_eq!(&back, text);
+    }
+    // The old ciphertexts are gone from the store: only the 30 current ones remain.
+    assert_eq!(
+        pcii_portal::storage::BlobStore::list(&store).unwrap().len(),
+        30
+    );
+
+    // A later rotation starts afresh (new identity) and `keys list` counts the blobs per key.
+    let out = cli(&app, &["keys", "rotate"]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("resuming"));
+    let list = cli(&app, &["keys", "list"]);
+    let listing = String::from_utf8_lossy(&list.stdout);
+    assert!(listing.contains("current"), "{listing}");
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains("current") && l.contains(" 30 ")),
+        "{listing}"
+    );
+}
