@@ -528,28 +528,7 @@ fn state_changing_posts_need_the_token_and_a_same_site_origin() {
 fn every_state_changing_route_refuses_a_missing_token() {
     let app = TestApp::new();
     // One signed-in browser per role, so the role guard passes and the token check is what answers.
-    let mut browsers = [
-        (
-            Role::Submitter,
-            app.login_as(Role::Submitter, "s@acme.example", Some("Acme")),
-        ),
-        (
-            Role::Officer,
-            app.login_as(Role::Officer, "o@example.gov", None),
-        ),
-        (
-            Role::AuthorizedUser,
-            app.login_as(Role::AuthorizedUser, "a@example.gov", None),
-        ),
-        (
-            Role::Auditor,
-            app.login_as(Role::Auditor, "u@example.gov", None),
-        ),
-        (
-            Role::Administrator,
-            app.login_as(Role::Administrator, "ad@example.gov", None),
-        ),
-    ];
+    let mut browsers = app.one_browser_per_role();
     let posts: Vec<String> = app
         .client
         .rocket()
@@ -597,28 +576,7 @@ fn every_role_page_is_refused_to_every_other_role() {
         ("/analyst", Role::AuthorizedUser),
         ("/audit", Role::Auditor),
     ];
-    let mut browsers = [
-        (
-            Role::Submitter,
-            app.login_as(Role::Submitter, "s@acme.example", Some("Acme")),
-        ),
-        (
-            Role::Officer,
-            app.login_as(Role::Officer, "o@example.gov", None),
-        ),
-        (
-            Role::AuthorizedUser,
-            app.login_as(Role::AuthorizedUser, "a@example.gov", None),
-        ),
-        (
-            Role::Auditor,
-            app.login_as(Role::Auditor, "u@example.gov", None),
-        ),
-        (
-            Role::Administrator,
-            app.login_as(Role::Administrator, "ad@example.gov", None),
-        ),
-    ];
+    let mut browsers = app.one_browser_per_role();
     let mut anon = app.browser();
     for (path, owner) in pages {
         assert_eq!(

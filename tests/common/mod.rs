@@ -104,6 +104,32 @@ impl TestApp {
         b
     }
 
+    /// One signed-in browser for each role (the submitter of organisation "Acme").
+    pub fn one_browser_per_role(&self) -> [(Role, Browser<'_>); 5] {
+        [
+            (
+                Role::Submitter,
+                self.login_as(Role::Submitter, "s@acme.example", Some("Acme")),
+            ),
+            (
+                Role::Officer,
+                self.login_as(Role::Officer, "o@example.gov", None),
+            ),
+            (
+                Role::AuthorizedUser,
+                self.login_as(Role::AuthorizedUser, "a@example.gov", None),
+            ),
+            (
+                Role::Auditor,
+                self.login_as(Role::Auditor, "u@example.gov", None),
+            ),
+            (
+                Role::Administrator,
+                self.login_as(Role::Administrator, "ad@example.gov", None),
+            ),
+        ]
+    }
+
     /// Runs a closure on a database connection of the app.
     pub fn with_conn<R>(&self, f: impl FnOnce(&mut pcii_portal::db::DbConn) -> R) -> R {
         let mut conn = self.state().db.get().expect("conn");
