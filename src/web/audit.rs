@@ -83,17 +83,9 @@ impl FilterForm {
     }
 }
 
+/// Percent-encodes a query value (Rocket's encode set covers `&`, `=`, `+`, `%`, `#` and `?`).
 fn urlencode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    rocket::http::RawStr::new(s).percent_encode().to_string()
 }
 
 fn query_string(pairs: &[(&str, &str)]) -> String {
