@@ -3,5 +3,6 @@
 pub mod account;
 pub mod audit;
 pub mod blob;
+pub mod sectors;
 pub mod settings;
 pub mod submission;

@@ -39,12 +39,29 @@ async fn submitter_home(
 ) -> AppResult<Page> {
     let page = page.unwrap_or(0).max(0);
     let org = user.user.organisation_id.clone().unwrap_or_default();
-    let (rows, total) = ctx
+    let ((rows, total), notices) = ctx
         .state
         .db
-        .run(move |c| Ok(submission::for_organisation(c, &org, page)?))
+        .run(move |c| {
+            Ok((
+                submission::for_organisation(c, &org, page)?,
+                submission::notices_for(c, &org, None, 10)?,
+            ))
+        })
         .await?;
+    let rows: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|s| {
+            let label = crate::workflow::lifecycle::Status::parse(&s.status)
+                .map(|st| st.label())
+                .unwrap_or("");
+            let mut v = serde_json::to_value(&s).unwrap_or_default();
+            v["status_label"] = serde_json::json!(label);
+            v
+        })
+        .collect();
     Ok(Page::new("dashboard/submitter.html.tera")
+        .with("notices", notices)
         .with("submissions", rows)
         .with("total", total)
         .with("page", page)

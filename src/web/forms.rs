@@ -110,3 +110,31 @@ pub struct NoFields {
     #[allow(dead_code)]
     csrf: String,
 }
+
+/// What a handler that reads its own body (the multipart submission form) needs to check the token itself:
+/// the expected value, and how to audit a refusal.
+pub struct TokenCheck<'r> {
+    pub expected: String,
+    req: &'r Request<'r>,
+}
+
+#[rocket::async_trait]
+impl<'r> rocket::request::FromRequest<'r> for TokenCheck<'r> {
+    type Error = ();
+    async fn from_request(req: &'r Request<'_>) -> rocket::request::Outcome<Self, ()> {
+        rocket::request::Outcome::Success(TokenCheck {
+            expected: expected_token(req).await,
+            req,
+        })
+    }
+}
+
+impl TokenCheck<'_> {
+    pub fn matches(&self, given: &str) -> bool {
+        tokens_match(given, &self.expected)
+    }
+
+    pub async fn refused(&self, reason: &'static str) {
+        audit_csrf_refusal(self.req, reason).await;
+    }
+}

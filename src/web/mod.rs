@@ -9,8 +9,10 @@ pub mod fairings;
 pub mod forms;
 pub mod guards;
 pub mod health;
+pub mod multipart;
 pub mod pages;
 pub mod public;
+pub mod submissions;
 
 use rocket::{Build, Rocket};
 
@@ -26,6 +28,7 @@ pub fn mount(rocket: Rocket<Build>) -> Rocket<Build> {
         .mount("/", public::routes())
         .mount("/", account::routes())
         .mount("/", dashboard::routes())
+        .mount("/", submissions::routes())
         .mount("/", health::routes())
         .mount("/admin", admin::routes())
         .mount("/audit", audit::routes())

@@ -1,3 +1,8 @@
 //! Workflow rules: the PCII lifecycle, who may move a submission where, and what each step records.
 
 pub mod blobs;
+pub mod content;
+pub mod destruction;
+pub mod documents;
+pub mod intake;
+pub mod lifecycle;

@@ -262,6 +262,86 @@ impl<'c> Browser<'c> {
     }
 }
 
+/// One part of a multipart/form-data body.
+pub enum Part<'a> {
+    Text(&'a str, &'a str),
+    /// Field name, file name (sent as-is), bytes.
+    File(&'a str, &'a str, &'a [u8]),
+}
+
+pub const BOUNDARY: &str = "----pcii-test-boundary-7MA4YWxkTrZu0gW";
+
+/// Builds a multipart/form-data body (file names are written as given, between quotes).
+pub fn multipart_body(parts: &[Part<'_>]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for part in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        match part {
+            Part::Text(name, value) => {
+                body.extend_from_slice(
+                    format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+                );
+                body.extend_from_slice(value.as_bytes());
+            }
+            Part::File(name, file_name, bytes) => {
+                body.extend_from_slice(
+                    format!(
+                        "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                    )
+                    .as_bytes(),
+                );
+                body.extend_from_slice(bytes);
+            }
+        }
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+impl<'c> Browser<'c> {
+    /// Posts a multipart body as is (no token added).
+    pub fn post_multipart_raw(&mut self, uri: &str, body: Vec<u8>) -> Page {
+        let ct = ContentType::new("multipart", "form-data").with_params(("boundary", BOUNDARY));
+        let mut req = self.client.post(uri.to_string()).header(ct).body(body);
+        for c in &self.cookies {
+            req = req.cookie(c.clone());
+        }
+        let res = req.dispatch();
+        self.finish(res)
+    }
+
+    /// Posts a multipart form with the session's anti-forgery token as its first part.
+    pub fn post_multipart(&mut self, uri: &str, parts: &[Part<'_>]) -> Page {
+        let token = self.csrf();
+        let mut all = vec![Part::Text("csrf", token.as_str())];
+        for p in parts {
+            all.push(match p {
+                Part::Text(n, v) => Part::Text(n, v),
+                Part::File(n, f, b) => Part::File(n, f, b),
+            });
+        }
+        self.post_multipart_raw(uri, multipart_body(&all))
+    }
+
+    /// GETs a binary body: status, the body if it was read to a clean end, headers.
+    pub fn get_bytes(&mut self, uri: &str) -> (Status, Option<Vec<u8>>, Vec<(String, String)>) {
+        let mut req = self.client.get(uri.to_string());
+        for c in &self.cookies {
+            req = req.cookie(c.clone());
+        }
+        let res = req.dispatch();
+        self.absorb(&res);
+        let status = res.status();
+        let headers = res
+            .headers()
+            .iter()
+            .map(|h| (h.name().to_string(), h.value().to_string()))
+            .collect();
+        (status, res.into_bytes(), headers)
+    }
+}
+
 pub fn extract_csrf(html: &str) -> Option<String> {
     let marker = "name=\"csrf\" value=\"";
     let start = html.find(marker)? + marker.len();

@@ -1,0 +1,301 @@
+//! The submission form's multipart body, read as a stream: text fields into memory (capped), each file
+//! straight into a [`BlobSealer`] (hashed, age-encrypted and written as it arrives). No Rocket
+//! `TempFile`, no plaintext on disk, memory bounded whatever the file size.
+//!
+//! The anti-forgery token must be the first part; nothing else is read before it matched. On any failure
+//! every blob this request started or committed is removed before the error is returned, so a refused
+//! or aborted upload leaves nothing behind.
+
+use bytes::Bytes;
+use rocket::data::{Data, ToByteUnit};
+use rocket::http::ContentType;
+use tokio_util::io::ReaderStream;
+
+use crate::crypto::stream::BlobSealer;
+use crate::error::{AppError, AppResult};
+use crate::web::forms::{TokenCheck, CSRF_FIELD};
+use crate::web::pages::human_size;
+use crate::workflow::content::{FormFields, FILE_NAME_MAX};
+use crate::workflow::documents::delete_blobs;
+use crate::workflow::intake::IncomingFile;
+use crate::AppState;
+
+const TEXT_FIELD_MAX: usize = 1024 * 1024;
+const TEXT_TOTAL_MAX: usize = 4 * 1024 * 1024;
+const FIELDS_MAX: usize = 500;
+/// Multipart framing allowed on top of the file bytes the limits count.
+const FRAMING_SLACK: u64 = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_file_bytes: u64,
+    /// Bytes of files this request may still add to the submission.
+    pub max_total_bytes: u64,
+    /// Files this request may still add.
+    pub max_files: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct SubmissionForm {
+    pub fields: FormFields,
+    pub files: Vec<IncomingFile>,
+    /// Values of the repeated `remove` field (attachment ids).
+    pub remove: Vec<String>,
+}
+
+/// A multipart body whose anti-forgery token (its first part) matched; nothing else was read yet.
+pub struct FormStream<'r> {
+    multipart: multer::Multipart<'r>,
+}
+
+fn token_refused() -> AppError {
+    AppError::Forbidden(
+        "The form's security token did not match. Reload the page and send it again.".into(),
+    )
+}
+
+/// Checks the anti-forgery token before anything else: a body that is not multipart, or whose first
+/// part is not a matching token, is refused (403, audited) whatever else it holds.
+pub async fn open_form<'r>(
+    token: &TokenCheck<'_>,
+    state: &AppState,
+    content_type: Option<&ContentType>,
+    data: Data<'r>,
+) -> AppResult<FormStream<'r>> {
+    let Some(boundary) = content_type
+        .filter(|ct| ct.is_form_data())
+        .and_then(|ct| ct.param("boundary"))
+    else {
+        token.refused("missing token").await;
+        return Err(token_refused());
+    };
+    let open_limit = state
+        .settings
+        .max_submission_bytes
+        .saturating_add(FRAMING_SLACK);
+    let stream = ReaderStream::with_capacity(data.open(open_limit.bytes()), 64 * 1024);
+    let mut multipart = multer::Multipart::new(stream, boundary.to_string());
+    match read_token(&mut multipart, token).await {
+        Ok(()) => Ok(FormStream { multipart }),
+        Err(Failure::Csrf(reason)) => {
+            token.refused(reason).await;
+            Err(token_refused())
+        }
+        Err(Failure::Refused(e) | Failure::Broken(e)) => Err(e),
+    }
+}
+
+async fn read_token(
+    mp: &mut multer::Multipart<'_>,
+    token_check: &TokenCheck<'_>,
+) -> Result<(), Failure> {
+    let Some(mut first) = mp.next_field().await.map_err(broken)? else {
+        return Err(Failure::Csrf("missing token"));
+    };
+    if first.name() != Some(CSRF_FIELD) {
+        return Err(Failure::Csrf("missing token"));
+    }
+    let mut token = Vec::new();
+    while let Some(chunk) = first.chunk().await.map_err(broken)? {
+        if token.len() + chunk.len() > 256 {
+            return Err(Failure::Csrf("wrong token"));
+        }
+        token.extend_from_slice(&chunk);
+    }
+    if token_check.matches(&String::from_utf8_lossy(&token)) {
+        Ok(())
+    } else {
+        Err(Failure::Csrf("wrong token"))
+    }
+}
+
+impl FormStream<'_> {
+    /// Reads the rest of the body. Errors: 400 malformed or interrupted, 413 over a limit (named).
+    pub async fn read(mut self, state: &AppState, limits: Limits) -> AppResult<SubmissionForm> {
+        let mut reader = Reader {
+            state,
+            limits,
+            form: SubmissionForm::default(),
+            sealer: None,
+            file_bytes: 0,
+            text_bytes: 0,
+            fields: 0,
+        };
+        match reader.read_all(&mut self.multipart).await {
+            Ok(()) => Ok(reader.form),
+            Err(failure) => {
+                if let Some(sealer) = reader.sealer.take() {
+                    sealer.abort().await;
+                }
+                let names = reader.form.files.drain(..).map(|f| f.sealed.name).collect();
+                delete_blobs(state, names).await;
+                match failure {
+                    Failure::Refused(e) => {
+                        self.discard().await;
+                        Err(e)
+                    }
+                    Failure::Csrf(_) => Err(token_refused()),
+                    Failure::Broken(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Reads and drops the rest of the body, so that a browser gets the answer to a refused upload
+    /// instead of a reset connection. The body is capped when it is opened.
+    pub async fn discard(mut self) {
+        while let Ok(Some(mut field)) = self.multipart.next_field().await {
+            while let Ok(Some(_)) = field.chunk().await {}
+        }
+    }
+}
+
+enum Failure {
+    Csrf(&'static str),
+    /// The request was readable but is refused (limits, bad field): answer after draining.
+    Refused(AppError),
+    /// The body itself broke (client went away, malformed framing).
+    Broken(AppError),
+}
+
+struct Reader<'a> {
+    state: &'a AppState,
+    limits: Limits,
+    form: SubmissionForm,
+    sealer: Option<BlobSealer>,
+    file_bytes: u64,
+    text_bytes: usize,
+    fields: usize,
+}
+
+fn broken(e: multer::Error) -> Failure {
+    tracing::info!(error = %e, "a multipart body could not be read");
+    Failure::Broken(AppError::BadRequest(
+        "The upload was interrupted or is not a well-formed form. Nothing was saved.".into(),
+    ))
+}
+
+fn file_slot(name: &str) -> Option<u32> {
+    name.strip_prefix("file_")?.parse().ok().filter(|n| *n >= 1)
+}
+
+impl Reader<'_> {
+    async fn read_all(&mut self, mp: &mut multer::Multipart<'_>) -> Result<(), Failure> {
+        while let Some(mut field) = mp.next_field().await.map_err(broken)? {
+            self.fields += 1;
+            if self.fields > FIELDS_MAX {
+                return Err(Failure::Refused(AppError::BadRequest(
+                    "The form has too many fields.".into(),
+                )));
+            }
+            let name = field.name().unwrap_or("").to_string();
+            match (file_slot(&name), field.file_name().map(str::to_string)) {
+                (Some(slot), Some(file_name)) => {
+                    self.read_file(&mut field, slot, file_name).await?
+                }
+                (Some(_), None) | (None, Some(_)) => {
+                    return Err(Failure::Refused(AppError::BadRequest(
+                        "Files can only be attached in the form's file fields.".into(),
+                    )))
+                }
+                (None, None) => self.read_text(&mut field, name).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn read_text(
+        &mut self,
+        field: &mut multer::Field<'_>,
+        name: String,
+    ) -> Result<(), Failure> {
+        let mut value = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(broken)? {
+            self.text_bytes += chunk.len();
+            if value.len() + chunk.len() > TEXT_FIELD_MAX || self.text_bytes > TEXT_TOTAL_MAX {
+                return Err(Failure::Refused(AppError::TooLarge(
+                    "A text field of the form is too long.".into(),
+                )));
+            }
+            value.extend_from_slice(&chunk);
+        }
+        let value = String::from_utf8(value).map_err(|_| {
+            Failure::Refused(AppError::BadRequest(
+                "The form's text is not valid UTF-8.".into(),
+            ))
+        })?;
+        if name == "remove" {
+            self.form.remove.push(value);
+        } else {
+            self.form.fields.0.insert(name, value);
+        }
+        Ok(())
+    }
+
+    async fn read_file(
+        &mut self,
+        field: &mut multer::Field<'_>,
+        slot: u32,
+        file_name: String,
+    ) -> Result<(), Failure> {
+        // An empty file input still sends a part with an empty name and no bytes: skip it.
+        let first = field.chunk().await.map_err(broken)?;
+        if file_name.is_empty() && first.as_ref().map_or(true, Bytes::is_empty) {
+            while field.chunk().await.map_err(broken)?.is_some() {}
+            return Ok(());
+        }
+        if self.form.files.len() >= self.limits.max_files {
+            return Err(Failure::Refused(AppError::TooLarge(format!(
+                "Too many files: a submission holds at most {} files.",
+                self.state.settings.max_files
+            ))));
+        }
+        let file_name = if file_name.len() > FILE_NAME_MAX {
+            let mut cut = FILE_NAME_MAX;
+            while !file_name.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            file_name[..cut].to_string()
+        } else {
+            file_name
+        };
+        let sealer = {
+            let ring = self.state.keys.read().unwrap_or_else(|p| p.into_inner());
+            BlobSealer::start(self.state.blobs.clone(), &ring)
+        }
+        .map_err(|e| Failure::Broken(AppError::Internal(format!("starting a blob: {e}"))))?;
+        self.sealer = Some(sealer);
+        let mut next = first;
+        while let Some(chunk) = next {
+            let sealer = self.sealer.as_mut().expect("sealer is set");
+            if sealer.plaintext_len() + chunk.len() as u64 > self.limits.max_file_bytes {
+                return Err(Failure::Refused(AppError::TooLarge(format!(
+                    "A file is larger than the limit of {} per file. Nothing was saved.",
+                    human_size(self.limits.max_file_bytes)
+                ))));
+            }
+            if self.file_bytes + chunk.len() as u64 > self.limits.max_total_bytes {
+                return Err(Failure::Refused(AppError::TooLarge(format!(
+                    "The files are larger than the limit of {} per submission. Nothing was saved.",
+                    human_size(self.state.settings.max_submission_bytes)
+                ))));
+            }
+            self.file_bytes += chunk.len() as u64;
+            sealer.write(chunk).await.map_err(|e| {
+                Failure::Broken(AppError::Internal(format!("sealing an upload: {e}")))
+            })?;
+            next = field.chunk().await.map_err(broken)?;
+        }
+        let sealer = self.sealer.take().expect("sealer is set");
+        let sealed = sealer
+            .finish()
+            .await
+            .map_err(|e| Failure::Broken(AppError::Internal(format!("sealing an upload: {e}"))))?;
+        self.form.files.push(IncomingFile {
+            slot,
+            file_name,
+            sealed,
+        });
+        Ok(())
+    }
+}

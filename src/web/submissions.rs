@@ -1,0 +1,769 @@
+//! Submitters: the submission form (new, draft, cure), one submission's page, its files, its receipt,
+//! withdrawal and the return-or-destroy choice. Every lookup is scoped to the submitter's organisation:
+//! another organisation's ids answer 404 like ids that do not exist.
+
+use rocket::form::FromForm;
+use rocket::http::{ContentType, Header, Status};
+use rocket::response::{self, Responder};
+use rocket::{Data, Either, Request, Response};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::audit::log::{Actor, Event, Outcome};
+use crate::error::{AppError, AppResult};
+use crate::models::sectors::SECTORS;
+use crate::models::submission::{self, Attachment, Scope, Submission};
+use crate::web::forms::{CsrfForm, TokenCheck};
+use crate::web::guards::{Ctx, SubmitterUser};
+use crate::web::multipart::{open_form, Limits};
+use crate::web::pages::{human_size, Notice, Page};
+use crate::workflow::content::{
+    marking_for, visible, Content, FieldErrors, CERTIFICATIONS, EXPRESS_STATEMENT,
+    STATEMENT_VERSION,
+};
+use crate::workflow::documents::{open_blob, read_content, PlaintextStream};
+use crate::workflow::intake::{
+    self, Disposition, Request as SubmitterRequest, SaveRequest, SaveResult, Submitter,
+};
+use crate::workflow::lifecycle::Status as LifeStatus;
+use crate::AppState;
+
+pub fn routes() -> Vec<rocket::Route> {
+    rocket::routes![
+        new_form,
+        create,
+        detail,
+        edit_form,
+        update,
+        download,
+        receipt,
+        receipt_text,
+        withdraw,
+        disposition,
+        confirm_return
+    ]
+}
+
+fn submitter(user: &SubmitterUser<'_>) -> AppResult<Submitter> {
+    Ok(Submitter {
+        user_id: user.user.id.clone(),
+        organisation_id: user.user.organisation_id.clone().ok_or_else(|| {
+            AppError::Forbidden("Your account belongs to no organisation.".into())
+        })?,
+    })
+}
+
+async fn load(state: &AppState, who: &Submitter, id: &str) -> AppResult<Submission> {
+    let (id, org) = (id.to_string(), who.organisation_id.clone());
+    state
+        .db
+        .run(move |c| Ok(submission::find(c, &id, Scope::Organisation(&org))?))
+        .await
+}
+
+/// Records an open of protected content before it is sent: no content leaves without its audit entry.
+pub async fn audit_access(
+    state: &AppState,
+    actor: &Actor,
+    action: &'static str,
+    sub: &Submission,
+    detail: Option<String>,
+) -> AppResult<()> {
+    let mut event = Event::new(action, Outcome::Success)
+        .object("submission", sub.id.clone())
+        .tracking(sub.tracking_number.clone());
+    if let Some(d) = detail {
+        event = event.reason(d);
+    }
+    let (audit, actor) = (state.audit.clone(), actor.clone());
+    state.db.run(move |c| audit.record(c, &actor, event)).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views shared with the officer's and the authorized user's pages
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+pub struct FileView {
+    pub id: String,
+    pub position: i32,
+    pub name: String,
+    pub description: String,
+    pub size: i64,
+    pub size_label: String,
+    pub sha256: String,
+    pub added_at: i64,
+    pub available: bool,
+}
+
+pub fn file_views(content: Option<&Content>, attachments: &[Attachment]) -> Vec<FileView> {
+    attachments
+        .iter()
+        .map(|a| {
+            let info = content.and_then(|c| c.attachments.get(&a.id));
+            FileView {
+                id: a.id.clone(),
+                position: a.position,
+                name: info
+                    .map(|i| visible(&i.name))
+                    .unwrap_or_else(|| format!("File {}", a.position)),
+                description: info.map(|i| i.description.clone()).unwrap_or_default(),
+                size: a.size_bytes,
+                size_label: human_size(a.size_bytes.max(0) as u64),
+                sha256: a.sha256.clone(),
+                added_at: a.added_at,
+                available: a.blob_id.is_some(),
+            }
+        })
+        .collect()
+}
+
+pub fn content_view(c: &Content) -> serde_json::Value {
+    json!({
+        "title": visible(&c.title),
+        "narrative": c.narrative,
+        "primary_contact": c.primary_contact,
+        "secondary_contact": c.secondary_contact,
+        "has_secondary": !c.secondary_contact.is_empty(),
+        "follows_up": c.follows_up,
+        "federal_requirement": c.federal_requirement,
+        "federal_agency": c.federal_agency,
+        "federal_authority": c.federal_authority,
+    })
+}
+
+pub fn submission_view(s: &Submission) -> serde_json::Value {
+    let status = s.status();
+    json!({
+        "id": s.id,
+        "tracking_number": s.tracking_number,
+        "status": status.as_str(),
+        "status_label": status.label(),
+        "sector": s.sector,
+        "file_count": s.file_count,
+        "total_bytes": s.total_bytes,
+        "total_label": human_size(s.total_bytes.max(0) as u64),
+        "created_at": s.created_at,
+        "updated_at": s.updated_at,
+        "received_at": s.received_at,
+        "statement_version": s.statement_version,
+        "statement_affirmed_at": s.statement_affirmed_at,
+        "certified_at": s.certified_at,
+        "defect_notice_at": s.defect_notice_at,
+        "cure_due_at": s.cure_due_at,
+        "decided_at": s.decided_at,
+        "disposition": s.disposition,
+        "closed_at": s.closed_at,
+        "marking": marking_for(status, s.tracking_number.as_deref()),
+    })
+}
+
+fn sector_options() -> Vec<&'static str> {
+    SECTORS.to_vec()
+}
+
+fn certification_view() -> Vec<serde_json::Value> {
+    CERTIFICATIONS
+        .iter()
+        .map(|(name, text)| json!({"name": name, "text": text}))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The form
+// ---------------------------------------------------------------------------------------------
+
+/// Values for the form: from the posted fields after an error, else from the stored content.
+fn form_values(content: &Content, sector: &str) -> serde_json::Value {
+    json!({
+        "sector": sector,
+        "title": content.title,
+        "narrative": content.narrative,
+        "primary_name": content.primary_contact.name,
+        "primary_email": content.primary_contact.email,
+        "primary_phone": content.primary_contact.phone,
+        "secondary_name": content.secondary_contact.name,
+        "secondary_email": content.secondary_contact.email,
+        "secondary_phone": content.secondary_contact.phone,
+        "follows_up": content.follows_up,
+        "federal_requirement": if content.federal_requirement { "yes" } else { "no" },
+        "federal_agency": content.federal_agency,
+        "federal_authority": content.federal_authority,
+    })
+}
+
+fn form_page(state: &AppState) -> Page {
+    Page::new("submissions/form.html.tera")
+        .with("sectors", sector_options())
+        .with("express_statement", EXPRESS_STATEMENT)
+        .with("certifications", certification_view())
+        .with("slots", (1..=5).collect::<Vec<u32>>())
+        .with("max_file", human_size(state.settings.max_file_bytes))
+        .with("max_total", human_size(state.settings.max_submission_bytes))
+        .with("max_files", state.settings.max_files)
+}
+
+#[rocket::get("/submissions/new")]
+fn new_form(ctx: Ctx<'_>, _user: SubmitterUser<'_>) -> Page {
+    form_page(ctx.state)
+        .with("action", "/submissions")
+        .with("values", form_values(&Content::default(), ""))
+        .with("files", Vec::<FileView>::new())
+}
+
+async fn edit_page(
+    state: &AppState,
+    who: &Submitter,
+    id: &str,
+    errors: Option<FieldErrors>,
+    posted: Option<&crate::workflow::content::FormFields>,
+) -> AppResult<Page> {
+    let sub = load(state, who, id).await?;
+    let status = sub.status();
+    if !matches!(status, LifeStatus::Draft | LifeStatus::Defective) {
+        return Err(AppError::Conflict(format!(
+            "This submission is {}: it can no longer be changed.",
+            status.label().to_lowercase()
+        )));
+    }
+    let content = match &sub.content_blob_id {
+        Some(b) => read_content(state, b).await?,
+        None => Content::default(),
+    };
+    let (sid, org) = (sub.id.clone(), who.organisation_id.clone());
+    let (attachments, notices) = state
+        .db
+        .run(move |c| {
+            Ok((
+                submission::attachments_of(c, &sid)?,
+                submission::notices_for(c, &org, Some(&sid), 20)?,
+            ))
+        })
+        .await?;
+    let mut values = form_values(&content, &sub.sector);
+    if let Some(f) = posted {
+        for (k, v) in f.0.iter() {
+            if values.get(k).is_some() {
+                values[k] = json!(v);
+            }
+        }
+    }
+    let mut page = form_page(state)
+        .with("action", format!("/submissions/{}", sub.id))
+        .with("submission", submission_view(&sub))
+        .with("values", values)
+        .with("files", file_views(Some(&content), &attachments))
+        .with("notices", notices);
+    if let Some(e) = errors {
+        page = page.with("errors", e).status(Status::UnprocessableEntity);
+    }
+    Ok(page)
+}
+
+#[rocket::get("/submissions/<id>/edit")]
+async fn edit_form(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Page> {
+    let who = submitter(&user)?;
+    let page = edit_page(ctx.state, &who, id, None, None).await?;
+    let sub = load(ctx.state, &who, id).await?;
+    audit_access(
+        ctx.state,
+        &ctx.actor,
+        "content.viewed",
+        &sub,
+        Some("edit form".into()),
+    )
+    .await?;
+    Ok(page)
+}
+
+async fn save(
+    token: &TokenCheck<'_>,
+    ctx: &Ctx<'_>,
+    user: &SubmitterUser<'_>,
+    id: Option<&str>,
+    content_type: Option<&ContentType>,
+    data: Data<'_>,
+) -> AppResult<Either<Notice, Page>> {
+    let state = ctx.state;
+    let who = submitter(user)?;
+    // The token first; only then is anything looked up or read.
+    let body = open_form(token, state, content_type, data).await?;
+    let (files_left, bytes_left) = match intake::allowance(state, &who, id).await {
+        Ok(a) => a,
+        Err(e) => {
+            body.discard().await;
+            return Err(e);
+        }
+    };
+    let limits = Limits {
+        max_file_bytes: state.settings.max_file_bytes,
+        max_total_bytes: bytes_left,
+        max_files: files_left,
+    };
+    let form = body.read(state, limits).await?;
+    let send = form.fields.get("action") == "submit";
+    let file_count = form.files.len();
+    let request = SaveRequest {
+        submission_id: id.map(str::to_string),
+        fields: form.fields,
+        files: form.files,
+        remove: form.remove,
+        send,
+    };
+    // Kept for re-showing the form after an error (values only; files are never echoed).
+    let posted = crate::workflow::content::FormFields(request.fields.0.clone());
+    match intake::save(state, &who, &ctx.actor, request).await? {
+        SaveResult::Saved { id, status } => {
+            let (to, msg) = match status {
+                LifeStatus::Received if send => (
+                    format!("/submissions/{id}/receipt"),
+                    "Your submission was received. Keep this receipt.".to_string(),
+                ),
+                _ => (
+                    format!("/submissions/{id}"),
+                    format!(
+                        "Saved{}.",
+                        if file_count > 0 {
+                            format!(
+                                " with {file_count} new file{}",
+                                if file_count == 1 { "" } else { "s" }
+                            )
+                        } else {
+                            String::new()
+                        }
+                    ),
+                ),
+            };
+            Ok(Either::Left(Notice::redirect(to, msg)))
+        }
+        SaveResult::Invalid {
+            id: Some(id),
+            errors,
+            saved,
+        } => {
+            let page = edit_page(state, &who, &id, Some(errors), Some(&posted)).await?;
+            Ok(Either::Right(page.with(
+                "form_message",
+                if saved {
+                    "Your changes and files were saved, but the submission was not sent: complete the fields marked below."
+                } else {
+                    "Nothing was saved: correct the fields marked below. Files you attached must be attached again."
+                },
+            )))
+        }
+        SaveResult::Invalid {
+            id: None, errors, ..
+        } => {
+            let mut values = form_values(&Content::default(), "");
+            for (k, v) in posted.0.iter() {
+                if values.get(k).is_some() {
+                    values[k] = json!(v);
+                }
+            }
+            Ok(Either::Right(
+                form_page(state)
+                    .with("action", "/submissions")
+                    .with("values", values)
+                    .with("files", Vec::<FileView>::new())
+                    .with("errors", errors)
+                    .with(
+                        "form_message",
+                        "Nothing was saved: correct the fields marked below. Files you attached must be attached again.",
+                    )
+                    .status(Status::UnprocessableEntity),
+            ))
+        }
+    }
+}
+
+#[rocket::post("/submissions", data = "<data>")]
+async fn create(
+    token: TokenCheck<'_>,
+    ctx: Ctx<'_>,
+    user: SubmitterUser<'_>,
+    content_type: Option<&ContentType>,
+    data: Data<'_>,
+) -> AppResult<Either<Notice, Page>> {
+    save(&token, &ctx, &user, None, content_type, data).await
+}
+
+#[rocket::post("/submissions/<id>", data = "<data>")]
+async fn update(
+    token: TokenCheck<'_>,
+    ctx: Ctx<'_>,
+    user: SubmitterUser<'_>,
+    id: &str,
+    content_type: Option<&ContentType>,
+    data: Data<'_>,
+) -> AppResult<Either<Notice, Page>> {
+    save(&token, &ctx, &user, Some(id), content_type, data).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+// ---------------------------------------------------------------------------------------------
+
+#[rocket::get("/submissions/<id>")]
+async fn detail(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Page> {
+    let state = ctx.state;
+    let who = submitter(&user)?;
+    let sub = load(state, &who, id).await?;
+    let content = match &sub.content_blob_id {
+        Some(b) => Some(read_content(state, b).await?),
+        None => None,
+    };
+    let (sid, org) = (sub.id.clone(), who.organisation_id.clone());
+    let (attachments, events, notices, destruction) = state
+        .db
+        .run(move |c| {
+            Ok((
+                submission::attachments_of(c, &sid)?,
+                submission::events_of(c, &sid)?,
+                submission::notices_for(c, &org, Some(&sid), 50)?,
+                submission::destruction_of(c, &sid)?,
+            ))
+        })
+        .await?;
+    if content.is_some() {
+        audit_access(state, &ctx.actor, "content.viewed", &sub, None).await?;
+    }
+    let status = sub.status();
+    Ok(Page::new("submissions/detail.html.tera")
+        .with("submission", submission_view(&sub))
+        .with("content", content.as_ref().map(content_view))
+        .with("files", file_views(content.as_ref(), &attachments))
+        .with("events", events)
+        .with("notices", notices)
+        .with("destruction", destruction_view(destruction))
+        .with(
+            "can_edit",
+            matches!(status, LifeStatus::Draft | LifeStatus::Defective),
+        )
+        .with("can_withdraw", status.pending_validation())
+        .with(
+            "must_choose",
+            matches!(status, LifeStatus::NotValidated) && sub.disposition.is_none(),
+        )
+        .with(
+            "return_pending",
+            matches!(status, LifeStatus::NotValidated | LifeStatus::Withdrawn)
+                && sub.disposition.as_deref() == Some("return"),
+        )
+        .with("file_base", format!("/submissions/{}/files", sub.id)))
+}
+
+pub fn destruction_view(d: Option<submission::DestructionRow>) -> Option<serde_json::Value> {
+    d.map(|d| {
+        let digests: serde_json::Value = serde_json::from_str(&d.digests).unwrap_or(json!({}));
+        json!({
+            "destroyed_at": d.destroyed_at,
+            "destroyed_by": d.destroyed_by_name,
+            "reason": d.reason,
+            "files": digests.get("files").cloned().unwrap_or(json!([])),
+            "ciphertexts": digests.get("ciphertexts").cloned().unwrap_or(json!([])),
+        })
+    })
+}
+
+/// A decrypted file, streamed as it is decrypted, always as a download (never rendered inline).
+pub struct Download {
+    pub stream: PlaintextStream,
+    pub name: String,
+    pub len: u64,
+}
+
+/// `Content-Disposition` for a submitter-supplied name: an ASCII fallback plus the RFC 5987 UTF-8 form,
+/// both stripped of anything that could act as a path, a control or a quote.
+pub fn content_disposition(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .filter(|c| {
+            !c.is_control()
+                && !matches!(*c, '/' | '\\' | '"' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}')
+        })
+        .take(150)
+        .collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').to_string();
+    let cleaned = if cleaned.is_empty() {
+        "attachment".to_string()
+    } else {
+        cleaned
+    };
+    let ascii: String = cleaned
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._- ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = cleaned
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+impl<'r> Responder<'r, 'static> for Download {
+    fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {
+        Response::build()
+            .header(ContentType::Binary)
+            .header(Header::new(
+                "Content-Disposition",
+                content_disposition(&self.name),
+            ))
+            .header(Header::new("X-Plaintext-Length", self.len.to_string()))
+            .streamed_body(self.stream)
+            .ok()
+    }
+}
+
+/// The content of a submission is gone (returned or destroyed): 410 for everyone.
+pub fn gone_if_destroyed(sub: &Submission) -> AppResult<()> {
+    if sub.status().content_destroyed()
+        || sub.content_blob_id.is_none() && sub.status() != LifeStatus::Draft
+    {
+        return Err(AppError::Gone(
+            "The content of this submission was destroyed; only its record remains.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Opens one attachment of an already scoped submission, auditing the download.
+pub async fn open_attachment(
+    state: &AppState,
+    actor: &Actor,
+    sub: &Submission,
+    attachment_id: &str,
+) -> AppResult<Download> {
+    gone_if_destroyed(sub)?;
+    let (sid, aid) = (sub.id.clone(), attachment_id.to_string());
+    let attachment = state
+        .db
+        .run(move |c| {
+            Ok(submission::attachments_of(c, &sid)?
+                .into_iter()
+                .find(|a| a.id == aid))
+        })
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let blob_id = attachment.blob_id.clone().ok_or_else(|| {
+        AppError::Gone("This file was destroyed; only its digest remains.".into())
+    })?;
+    let content = match &sub.content_blob_id {
+        Some(b) => Some(read_content(state, b).await?),
+        None => None,
+    };
+    let name = content
+        .as_ref()
+        .and_then(|c| c.attachments.get(&attachment.id))
+        .map(|i| i.name.clone())
+        .unwrap_or_else(|| format!("file-{}", attachment.position));
+    let (stream, len) = open_blob(state, &blob_id).await?;
+    audit_access(
+        state,
+        actor,
+        "content.downloaded",
+        sub,
+        Some(format!("attachment {}", attachment.position)),
+    )
+    .await?;
+    Ok(Download { stream, name, len })
+}
+
+#[rocket::get("/submissions/<id>/files/<file>")]
+async fn download(
+    ctx: Ctx<'_>,
+    user: SubmitterUser<'_>,
+    id: &str,
+    file: &str,
+) -> AppResult<Download> {
+    let who = submitter(&user)?;
+    let sub = load(ctx.state, &who, id).await?;
+    open_attachment(ctx.state, &ctx.actor, &sub, file).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Receipt
+// ---------------------------------------------------------------------------------------------
+
+async fn receipt_data(
+    ctx: &Ctx<'_>,
+    user: &SubmitterUser<'_>,
+    id: &str,
+) -> AppResult<serde_json::Value> {
+    let state = ctx.state;
+    let who = submitter(user)?;
+    let sub = load(state, &who, id).await?;
+    if sub.tracking_number.is_none() {
+        return Err(AppError::NotFound);
+    }
+    gone_if_destroyed(&sub)?;
+    let content = match &sub.content_blob_id {
+        Some(b) => read_content(state, b).await?,
+        None => return Err(AppError::NotFound),
+    };
+    let sid = sub.id.clone();
+    let attachments = state
+        .db
+        .run(move |c| Ok(submission::attachments_of(c, &sid)?))
+        .await?;
+    audit_access(
+        state,
+        &ctx.actor,
+        "content.viewed",
+        &sub,
+        Some("receipt".into()),
+    )
+    .await?;
+    let organisation = user.user.organisation_id.clone().unwrap_or_default();
+    Ok(json!({
+        "submission": submission_view(&sub),
+        "title": visible(&content.title),
+        "files": file_views(Some(&content), &attachments),
+        "express_statement": EXPRESS_STATEMENT,
+        "statement_version": sub.statement_version.clone().unwrap_or_else(|| STATEMENT_VERSION.into()),
+        "certifications": certification_view(),
+        "organisation_id": organisation,
+        "submitter": user.user.display_name,
+        "submitter_email": user.user.email,
+    }))
+}
+
+#[rocket::get("/submissions/<id>/receipt")]
+async fn receipt(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Page> {
+    let data = receipt_data(&ctx, &user, id).await?;
+    Ok(Page::new("submissions/receipt.html.tera").with("r", data))
+}
+
+/// The plain-text receipt, rendered with the same data (the template is not HTML, so it is not escaped;
+/// every submitter-supplied string in it went through `visible`).
+pub struct TextReceipt(String, String);
+
+impl<'r> Responder<'r, 'static> for TextReceipt {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        Response::build_from(self.0.respond_to(req)?)
+            .header(ContentType::Plain)
+            .header(Header::new(
+                "Content-Disposition",
+                format!("attachment; filename=\"{}-receipt.txt\"", self.1),
+            ))
+            .ok()
+    }
+}
+
+#[rocket::get("/submissions/<id>/receipt.txt")]
+async fn receipt_text(
+    ctx: Ctx<'_>,
+    user: SubmitterUser<'_>,
+    id: &str,
+    templates: &rocket::State<crate::web::pages::Templates>,
+) -> AppResult<TextReceipt> {
+    let data = receipt_data(&ctx, &user, id).await?;
+    let tn = data["submission"]["tracking_number"]
+        .as_str()
+        .unwrap_or("submission")
+        .to_string();
+    let mut tctx = tera::Context::new();
+    tctx.insert("r", &data);
+    let text = templates
+        .0
+        .render("submissions/receipt.txt.tera", &tctx)
+        .map_err(|e| AppError::Internal(format!("receipt template: {e:?}")))?;
+    Ok(TextReceipt(text, tn))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Withdrawal, return or destruction
+// ---------------------------------------------------------------------------------------------
+
+#[derive(FromForm)]
+struct DispositionForm {
+    #[field(default = String::new())]
+    disposition: String,
+    #[field(default = String::new())]
+    #[allow(dead_code)]
+    csrf: String,
+}
+
+fn parse_disposition(s: &str) -> AppResult<Disposition> {
+    Disposition::parse(s).ok_or_else(|| {
+        AppError::Invalid("Choose whether the information is returned to you or destroyed.".into())
+    })
+}
+
+fn after(id: &str, status: LifeStatus) -> Notice {
+    let msg = match status {
+        LifeStatus::Destroyed => {
+            "The submission's content was destroyed. The destruction record is below."
+        }
+        LifeStatus::Returned => "The submission was returned; the portal's copy was destroyed.",
+        LifeStatus::Withdrawn => {
+            "The submission was withdrawn. Download the return package, then confirm below."
+        }
+        _ => "Your choice was recorded. Download the return package, then confirm below.",
+    };
+    Notice::redirect(format!("/submissions/{id}"), msg)
+}
+
+#[rocket::post("/submissions/<id>/withdraw", data = "<form>")]
+async fn withdraw(
+    ctx: Ctx<'_>,
+    user: SubmitterUser<'_>,
+    id: &str,
+    form: CsrfForm<DispositionForm>,
+) -> AppResult<Notice> {
+    let who = submitter(&user)?;
+    let d = parse_disposition(&form.0.disposition)?;
+    let status = intake::request(
+        ctx.state,
+        &who,
+        &ctx.actor,
+        id,
+        SubmitterRequest::Withdraw(d),
+    )
+    .await?;
+    Ok(after(id, status))
+}
+
+#[rocket::post("/submissions/<id>/disposition", data = "<form>")]
+async fn disposition(
+    ctx: Ctx<'_>,
+    user: SubmitterUser<'_>,
+    id: &str,
+    form: CsrfForm<DispositionForm>,
+) -> AppResult<Notice> {
+    let who = submitter(&user)?;
+    let d = parse_disposition(&form.0.disposition)?;
+    let status =
+        intake::request(ctx.state, &who, &ctx.actor, id, SubmitterRequest::Choose(d)).await?;
+    Ok(after(id, status))
+}
+
+#[rocket::post("/submissions/<id>/returned", data = "<_form>")]
+async fn confirm_return(
+    ctx: Ctx<'_>,
+    user: SubmitterUser<'_>,
+    id: &str,
+    _form: CsrfForm<crate::web::forms::NoFields>,
+) -> AppResult<Notice> {
+    let who = submitter(&user)?;
+    let status = intake::request(
+        ctx.state,
+        &who,
+        &ctx.actor,
+        id,
+        SubmitterRequest::ConfirmReturn,
+    )
+    .await?;
+    Ok(after(id, status))
+}

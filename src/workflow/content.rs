@@ -1,0 +1,462 @@
+//! What a submission says, as the submitter wrote it. All of it is encrypted at rest as one JSON document
+//! (an age blob); only what queues need (sector, status, dates, sizes, counts) is kept in clear columns.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
+
+use crate::models::sectors;
+
+/// Version of the express statement text below; recorded with each affirmation.
+pub const STATEMENT_VERSION: &str = "6-CFR-29.5(a)(3)/1";
+
+/// The express statement of 6 CFR 29.5(a)(3), shown word for word.
+pub const EXPRESS_STATEMENT: &str = "This information is voluntarily submitted to the Federal Government in \
+expectation of protection from disclosure as provided by the provisions of the Critical Infrastructure \
+Information Act of 2002.";
+
+/// The three certifications, each a required checkbox (form field name, text).
+pub const CERTIFICATIONS: [(&str, &str); 3] = [
+    (
+        "cert_not_public",
+        "This information is not customarily in the public domain.",
+    ),
+    (
+        "cert_not_regulatory",
+        "This information is not submitted in lieu of compliance with a regulatory requirement.",
+    ),
+    (
+        "cert_authorized",
+        "My organisation owns this information, or I am authorized to submit it on behalf of its owner.",
+    ),
+];
+
+pub const TITLE_MAX: usize = 200;
+pub const NARRATIVE_MAX: usize = 200_000;
+pub const SHORT_MAX: usize = 320;
+pub const DESCRIPTION_MAX: usize = 2_000;
+/// Original file names are kept as data, whatever they hold, up to this many bytes.
+pub const FILE_NAME_MAX: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Contact {
+    pub name: String,
+    pub email: String,
+    pub phone: String,
+}
+
+impl Contact {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_empty() && self.email.is_empty() && self.phone.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AttachmentInfo {
+    /// The original file name, exactly as the browser sent it (shown escaped, never used as a path).
+    pub name: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Content {
+    pub title: String,
+    pub narrative: String,
+    pub primary_contact: Contact,
+    pub secondary_contact: Contact,
+    /// Tracking number of an earlier submission this one follows up.
+    pub follows_up: String,
+    pub federal_requirement: bool,
+    pub federal_agency: String,
+    pub federal_authority: String,
+    /// Keyed by attachment id.
+    pub attachments: BTreeMap<String, AttachmentInfo>,
+}
+
+impl Drop for Content {
+    fn drop(&mut self) {
+        self.narrative.zeroize();
+        self.title.zeroize();
+    }
+}
+
+impl Content {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("content serializes")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Content, String> {
+        serde_json::from_slice(bytes).map_err(|_| "submission content is malformed".to_string())
+    }
+}
+
+/// The text fields of the submission form, as posted.
+#[derive(Debug, Default)]
+pub struct FormFields(pub HashMap<String, String>);
+
+impl FormFields {
+    pub fn get(&self, name: &str) -> &str {
+        self.0.get(name).map(|s| s.trim()).unwrap_or("")
+    }
+
+    /// Multi-line text keeps its inner line breaks; only the ends are trimmed.
+    pub fn text(&self, name: &str) -> String {
+        self.get(name).replace("\r\n", "\n")
+    }
+
+    pub fn checked(&self, name: &str) -> bool {
+        !self.get(name).is_empty()
+    }
+}
+
+impl Drop for FormFields {
+    fn drop(&mut self) {
+        for v in self.0.values_mut() {
+            v.zeroize();
+        }
+    }
+}
+
+/// Field name → message, shown next to each field.
+pub type FieldErrors = BTreeMap<String, String>;
+
+/// Applies the posted fields to `content` (the existing content when editing). Descriptions of existing
+/// attachments come as `attachment_description_<id>`.
+pub fn apply_fields(content: &mut Content, f: &FormFields) -> String {
+    content.title = f.get("title").to_string();
+    content.narrative = f.text("narrative");
+    content.primary_contact = Contact {
+        name: f.get("primary_name").into(),
+        email: f.get("primary_email").into(),
+        phone: f.get("primary_phone").into(),
+    };
+    content.secondary_contact = Contact {
+        name: f.get("secondary_name").into(),
+        email: f.get("secondary_email").into(),
+        phone: f.get("secondary_phone").into(),
+    };
+    content.follows_up = f.get("follows_up").to_uppercase();
+    content.federal_requirement = f.get("federal_requirement") == "yes";
+    content.federal_agency = f.get("federal_agency").into();
+    content.federal_authority = f.get("federal_authority").into();
+    for (id, info) in content.attachments.iter_mut() {
+        if let Some(d) = f.0.get(&format!("attachment_description_{id}")) {
+            info.description = d.trim().to_string();
+        }
+    }
+    f.get("sector").to_string()
+}
+
+fn too_long(errors: &mut FieldErrors, name: &str, value: &str, max: usize, what: &str) {
+    if value.chars().count() > max {
+        errors.insert(
+            name.into(),
+            format!("{what} is too long (at most {max} characters)."),
+        );
+    }
+}
+
+fn plausible_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+pub fn is_tracking_number(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 16
+        && s.starts_with("PCII-")
+        && b[5..9].iter().all(u8::is_ascii_digit)
+        && b[9] == b'-'
+        && b[10..].iter().all(u8::is_ascii_digit)
+}
+
+/// Checks that apply to drafts too: lengths and formats, nothing required.
+pub fn check_draft(content: &Content, sector: &str) -> FieldErrors {
+    let mut e = FieldErrors::new();
+    if !sector.is_empty() && !sectors::is_sector(sector) {
+        e.insert("sector".into(), "Choose one of the listed sectors.".into());
+    }
+    too_long(&mut e, "title", &content.title, TITLE_MAX, "The title");
+    too_long(
+        &mut e,
+        "narrative",
+        &content.narrative,
+        NARRATIVE_MAX,
+        "The narrative",
+    );
+    for (field, c) in [
+        ("primary", &content.primary_contact),
+        ("secondary", &content.secondary_contact),
+    ] {
+        too_long(
+            &mut e,
+            &format!("{field}_name"),
+            &c.name,
+            SHORT_MAX,
+            "The name",
+        );
+        too_long(
+            &mut e,
+            &format!("{field}_email"),
+            &c.email,
+            SHORT_MAX,
+            "The email address",
+        );
+        too_long(
+            &mut e,
+            &format!("{field}_phone"),
+            &c.phone,
+            40,
+            "The telephone number",
+        );
+        if !c.email.is_empty() && !plausible_email(&c.email) {
+            e.insert(
+                format!("{field}_email"),
+                "Enter an email address like name@example.com.".into(),
+            );
+        }
+    }
+    if !content.follows_up.is_empty() && !is_tracking_number(&content.follows_up) {
+        e.insert(
+            "follows_up".into(),
+            "Enter a tracking number like PCII-2026-000123, or leave this empty.".into(),
+        );
+    }
+    too_long(
+        &mut e,
+        "federal_agency",
+        &content.federal_agency,
+        SHORT_MAX,
+        "The agency",
+    );
+    too_long(
+        &mut e,
+        "federal_authority",
+        &content.federal_authority,
+        SHORT_MAX,
+        "The legal authority",
+    );
+    for (id, a) in &content.attachments {
+        too_long(
+            &mut e,
+            &format!("attachment_description_{id}"),
+            &a.description,
+            DESCRIPTION_MAX,
+            "The description",
+        );
+    }
+    e
+}
+
+/// Everything a submission needs before it is received: the draft checks plus the required fields, the
+/// express statement and the three certifications.
+pub fn check_complete(content: &Content, sector: &str, f: &FormFields) -> FieldErrors {
+    let mut e = check_draft(content, sector);
+    let mut require = |name: &str, value: &str, msg: &str| {
+        if value.is_empty() {
+            e.entry(name.to_string()).or_insert_with(|| msg.to_string());
+        }
+    };
+    require(
+        "sector",
+        sector,
+        "Choose the critical infrastructure sector.",
+    );
+    require("title", &content.title, "Enter a title.");
+    require(
+        "narrative",
+        &content.narrative,
+        "Describe the information in the narrative.",
+    );
+    require(
+        "primary_name",
+        &content.primary_contact.name,
+        "Enter the primary contact's name.",
+    );
+    require(
+        "primary_email",
+        &content.primary_contact.email,
+        "Enter the primary contact's email address.",
+    );
+    if !content.secondary_contact.is_empty() {
+        require(
+            "secondary_name",
+            &content.secondary_contact.name,
+            "Enter the secondary contact's name, or leave the whole secondary contact empty.",
+        );
+        require(
+            "secondary_email",
+            &content.secondary_contact.email,
+            "Enter the secondary contact's email address, or leave the whole secondary contact empty.",
+        );
+    }
+    if content.federal_requirement {
+        require(
+            "federal_agency",
+            &content.federal_agency,
+            "Name the agency whose requirement applies.",
+        );
+        require(
+            "federal_authority",
+            &content.federal_authority,
+            "Name the legal authority that requires the information.",
+        );
+    }
+    for (id, a) in &content.attachments {
+        require(
+            &format!("attachment_description_{id}"),
+            &a.description,
+            "Describe this file.",
+        );
+    }
+    if !f.checked("express_statement") {
+        e.insert(
+            "express_statement".into(),
+            "Tick the box to make the express statement; without it the information cannot be protected."
+                .into(),
+        );
+    }
+    for (name, _) in CERTIFICATIONS {
+        if !f.checked(name) {
+            e.insert(name.into(), "Tick this certification to submit.".into());
+        }
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> FormFields {
+        FormFields(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_complete_form_passes_and_each_missing_part_is_named() {
+        let all = [
+            ("sector", "Energy"),
+            ("title", "Substation"),
+            ("narrative", "Details"),
+            ("primary_name", "Ann"),
+            ("primary_email", "ann@example.com"),
+            ("express_statement", "yes"),
+            ("cert_not_public", "yes"),
+            ("cert_not_regulatory", "yes"),
+            ("cert_authorized", "yes"),
+        ];
+        let f = fields(&all);
+        let mut c = Content::default();
+        let sector = apply_fields(&mut c, &f);
+        assert!(check_complete(&c, &sector, &f).is_empty());
+        for (i, (name, _)) in all.iter().enumerate() {
+            let mut less = all.to_vec();
+            less.remove(i);
+            let f = fields(&less);
+            let mut c = Content::default();
+            let sector = apply_fields(&mut c, &f);
+            let errors = check_complete(&c, &sector, &f);
+            assert!(
+                errors.contains_key(*name),
+                "{name} missing was not reported"
+            );
+        }
+    }
+
+    #[test]
+    fn formats_are_checked() {
+        assert!(is_tracking_number("PCII-2026-000123"));
+        assert!(!is_tracking_number("PCII-26-000123"));
+        assert!(!is_tracking_number("PCII-2026-00012x"));
+        let f = fields(&[("primary_email", "not an email"), ("sector", "Mining")]);
+        let mut c = Content::default();
+        let sector = apply_fields(&mut c, &f);
+        let e = check_draft(&c, &sector);
+        assert!(e.contains_key("primary_email") && e.contains_key("sector"));
+    }
+}
+
+/// The protection statement carried by every view and copy of validated PCII (`../shared/PCII.md`, Markings).
+pub const PROTECTION_STATEMENT: &str = "This information is Protected Critical Infrastructure Information \
+(PCII). It is protected from public disclosure under the Critical Infrastructure Information Act of 2002 \
+(6 U.S.C. 671-674) and 6 CFR Part 29. It may be disclosed only to authorized users with a need to know, \
+and must be safeguarded and handled in accordance with 6 CFR Part 29. Unauthorized disclosure may result \
+in criminal and administrative penalties.";
+
+/// Shown with information that is only presumed protected (received or defective, before a decision).
+pub const PENDING_STATEMENT: &str = "This information was submitted for protection under the Critical \
+Infrastructure Information Act of 2002 and is presumed protected (6 CFR 29.6(b)) until the PCII Program \
+Office decides. Safeguard it as PCII: disclose it only to authorized users with a need to know.";
+
+/// The marking a page, receipt or export of a submission carries, by status.
+#[derive(Debug, Clone, Serialize)]
+pub struct Marking {
+    /// `pcii`, `pending`, `draft` or `other`.
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub tracking_number: String,
+    pub statement: &'static str,
+}
+
+pub fn marking_for(
+    status: crate::workflow::lifecycle::Status,
+    tracking_number: Option<&str>,
+) -> Marking {
+    use crate::workflow::lifecycle::Status;
+    let tracking_number = tracking_number.unwrap_or("").to_string();
+    let (kind, title, statement) = match status {
+        Status::Validated => (
+            "pcii",
+            "PROTECTED CRITICAL INFRASTRUCTURE INFORMATION",
+            PROTECTION_STATEMENT,
+        ),
+        Status::Received | Status::Defective => {
+            ("pending", "PCII — PENDING VALIDATION", PENDING_STATEMENT)
+        }
+        Status::Draft => (
+            "draft",
+            "DRAFT — NOT YET SUBMITTED",
+            "A draft is visible to your organisation only and is not presumed protected until it is submitted.",
+        ),
+        _ => (
+            "other",
+            "NOT PCII — HELD FOR RETURN OR DESTRUCTION",
+            "This information is not (or no longer) PCII. It is held only until it is returned to the submitter or destroyed.",
+        ),
+    };
+    Marking {
+        kind,
+        title,
+        tracking_number,
+        statement,
+    }
+}
+
+/// A file name or other submitter text made safe to show: control and bidirectional-override characters
+/// become visible `<U+XXXX>` escapes, so a name cannot reorder or hide what surrounds it. (HTML escaping is
+/// the templates' job; this is about what the characters do, not markup.)
+pub fn visible(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let hidden = c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}');
+        if hidden {
+            out.push_str(&format!("<U+{:04X}>", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -1,0 +1,140 @@
+//! Sealing and opening a submission's encrypted documents: the content JSON and the attachments.
+//! Everything here runs the blocking crypto and file work off the async executor.
+
+use std::io::{Cursor, Read};
+use std::pin::Pin;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use zeroize::Zeroizing;
+
+use crate::crypto::stream::{decrypt_to_async, open_verified, seal_reader, SealedBlob};
+use crate::error::{AppError, AppResult};
+use crate::models::blob;
+use crate::workflow::content::Content;
+use crate::AppState;
+
+/// The largest content document accepted back from the store (the form caps it far below).
+const CONTENT_MAX: u64 = 16 * 1024 * 1024;
+/// Read (and so verified, for files this small) before a download's headers are sent.
+const FIRST_PIECE: usize = 1024 * 1024;
+
+fn integrity_error(e: std::io::Error) -> AppError {
+    // The detail (blob name, what failed) goes to the log; the person is told only that it failed.
+    tracing::error!(error = %e, "a stored document failed to open or verify");
+    AppError::Internal("a stored document failed its integrity check".into())
+}
+
+/// Encrypts a content document into a new blob (durable before this returns).
+pub async fn seal_content(state: &AppState, content: &Content) -> AppResult<SealedBlob> {
+    let json = Zeroizing::new(content.to_json());
+    let keys = state.keys.clone();
+    let store = state.blobs.clone();
+    tokio::task::spawn_blocking(move || {
+        let ring = keys.read().unwrap_or_else(|p| p.into_inner());
+        seal_reader(&*store, &ring, &json[..])
+    })
+    .await
+    .map_err(|_| AppError::Internal("sealing task failed".into()))?
+    .map_err(|e| AppError::Internal(format!("sealing content: {e}")))
+}
+
+/// Decrypts and verifies a content document.
+pub async fn read_content(state: &AppState, blob_id: &str) -> AppResult<Content> {
+    let row = {
+        let id = blob_id.to_string();
+        state.db.run(move |c| Ok(blob::find(c, &id)?)).await?
+    };
+    let reference = row.blob_ref().map_err(AppError::Internal)?;
+    let keys = state.keys.clone();
+    let store = state.blobs.clone();
+    tokio::task::spawn_blocking(move || {
+        let ring = keys.read().unwrap_or_else(|p| p.into_inner());
+        let reader = open_verified(
+            &*store,
+            &reference.name,
+            &ring,
+            &reference.ciphertext_sha256,
+            &reference.plaintext_sha256,
+        )
+        .map_err(integrity_error)?;
+        drop(ring);
+        let mut json = Zeroizing::new(Vec::new());
+        reader
+            .take(CONTENT_MAX)
+            .read_to_end(&mut json)
+            .map_err(integrity_error)?;
+        Content::from_json(&json).map_err(AppError::Internal)
+    })
+    .await
+    .map_err(|_| AppError::Internal("decryption task failed".into()))?
+}
+
+/// A decrypting stream of one blob's plaintext. Its first megabyte was read (and, for a file that small,
+/// fully verified) before this returned, so a missing, undecryptable or damaged small file is an error
+/// page rather than a broken download. For larger files a later failure ends the stream with an error:
+/// the download never completes cleanly.
+pub type PlaintextStream = Pin<Box<dyn AsyncRead + Send>>;
+
+pub async fn open_blob(state: &AppState, blob_id: &str) -> AppResult<(PlaintextStream, u64)> {
+    let row = {
+        let id = blob_id.to_string();
+        state.db.run(move |c| Ok(blob::find(c, &id)?)).await?
+    };
+    let reference = row.blob_ref().map_err(AppError::Internal)?;
+    let len = row.plaintext_len.max(0) as u64;
+    let keys = state.keys.clone();
+    let store = state.blobs.clone();
+    let (first, rest) = tokio::task::spawn_blocking(move || {
+        let ring = keys.read().unwrap_or_else(|p| p.into_inner());
+        let mut reader = open_verified(
+            &*store,
+            &reference.name,
+            &ring,
+            &reference.ciphertext_sha256,
+            &reference.plaintext_sha256,
+        )
+        .map_err(integrity_error)?;
+        drop(ring);
+        let mut first = vec![0u8; FIRST_PIECE];
+        let mut filled = 0;
+        while filled < first.len() {
+            match reader.read(&mut first[filled..]) {
+                Ok(0) => {
+                    first.truncate(filled);
+                    return Ok((first, None));
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(integrity_error(e)),
+            }
+        }
+        Ok((first, Some(reader)))
+    })
+    .await
+    .map_err(|_| AppError::Internal("decryption task failed".into()))??;
+    let stream: PlaintextStream = match rest {
+        None => Box::pin(Cursor::new(first)),
+        Some(reader) => {
+            let rest = decrypt_to_async(reader).map_err(integrity_error)?;
+            Box::pin(AsyncReadExt::chain(Cursor::new(first), rest))
+        }
+    };
+    Ok((stream, len))
+}
+
+/// Removes blobs from the store after the rows that pointed to them are gone (or never committed).
+/// Failures are logged; the orphan sweep removes whatever is left.
+pub async fn delete_blobs(state: &AppState, names: Vec<String>) {
+    if names.is_empty() {
+        return;
+    }
+    let store = state.blobs.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        for name in names {
+            if let Err(e) = store.delete(&name) {
+                tracing::warn!(blob = %name, error = %e, "deleting a blob failed; the sweep will retry");
+            }
+        }
+    })
+    .await;
+}

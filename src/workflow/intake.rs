@@ -1,0 +1,633 @@
+//! The submitter's side of the lifecycle: drafts, submission (receipt, tracking number), cure of a defect,
+//! withdrawal and the return-or-destroy choice. Each change is one transaction with its audit entry.
+//!
+//! Files arrive already sealed (encrypted and durable in the blob store, see `web::multipart`); a change
+//! commits the rows that point to them, or the blobs are deleted again. Replaced or removed blobs are
+//! deleted only after the commit.
+
+use diesel::prelude::*;
+
+use crate::audit::log::{Actor, Event, Outcome};
+use crate::crypto::stream::SealedBlob;
+use crate::db::schema::{attachments, blobs, submissions, tracking_counters};
+use crate::db::DbConn;
+use crate::error::{AppError, AppResult};
+use crate::models::account::Role;
+use crate::models::blob;
+use crate::models::submission::{self, Scope, Submission};
+use crate::workflow::content::{
+    apply_fields, check_complete, check_draft, AttachmentInfo, Content, FieldErrors, FormFields,
+    STATEMENT_VERSION,
+};
+use crate::workflow::destruction::destroy_in_tx;
+use crate::workflow::documents::{delete_blobs, read_content, seal_content};
+use crate::workflow::lifecycle::{check, record_transition, Change, Status, Step};
+use crate::AppState;
+
+/// The submitter acting, and the organisation every lookup is scoped to.
+#[derive(Debug, Clone)]
+pub struct Submitter {
+    pub user_id: String,
+    pub organisation_id: String,
+}
+
+/// A file that arrived with the form, already sealed.
+#[derive(Debug)]
+pub struct IncomingFile {
+    /// The form slot it came in (`file_3` → 3); its description is `description_3`.
+    pub slot: u32,
+    pub file_name: String,
+    pub sealed: SealedBlob,
+}
+
+#[derive(Debug, Default)]
+pub struct SaveRequest {
+    /// None for a new submission.
+    pub submission_id: Option<String>,
+    pub fields: FormFields,
+    pub files: Vec<IncomingFile>,
+    /// Attachment ids to remove (drafts only).
+    pub remove: Vec<String>,
+    /// Submit (a draft) or send the cure (a defective submission), not just save.
+    pub send: bool,
+}
+
+#[derive(Debug)]
+pub enum SaveResult {
+    Saved {
+        id: String,
+        status: Status,
+    },
+    /// Nothing was sent. `saved` tells whether the fields and files were kept (as a draft, or as
+    /// corrections to a defective submission) or refused outright.
+    Invalid {
+        id: Option<String>,
+        errors: FieldErrors,
+        saved: bool,
+    },
+}
+
+/// How many more files and bytes a submission may take (the configured limits minus what it holds).
+pub async fn allowance(
+    state: &AppState,
+    who: &Submitter,
+    submission_id: Option<&str>,
+) -> AppResult<(usize, u64)> {
+    let max_files = state.settings.max_files as usize;
+    let max_bytes = state.settings.max_submission_bytes;
+    let Some(id) = submission_id else {
+        return Ok((max_files, max_bytes));
+    };
+    let (id, org) = (id.to_string(), who.organisation_id.clone());
+    let s = state
+        .db
+        .run(move |c| Ok(submission::find(c, &id, Scope::Organisation(&org))?))
+        .await?;
+    editable(&s)?;
+    Ok((
+        max_files.saturating_sub(s.file_count.max(0) as usize),
+        max_bytes.saturating_sub(s.total_bytes.max(0) as u64),
+    ))
+}
+
+fn editable(s: &Submission) -> AppResult<()> {
+    match s.status() {
+        Status::Draft | Status::Defective => Ok(()),
+        other => Err(AppError::Conflict(format!(
+            "This submission is {}: it can no longer be changed.",
+            other.label().to_lowercase()
+        ))),
+    }
+}
+
+/// Saves a draft, submits it, or answers a defect notice. Newly sealed blobs are either referenced by
+/// committed rows when this returns, or deleted.
+pub async fn save(
+    state: &AppState,
+    who: &Submitter,
+    actor: &Actor,
+    req: SaveRequest,
+) -> AppResult<SaveResult> {
+    let mut new_blobs: Vec<String> = req.files.iter().map(|f| f.sealed.name.clone()).collect();
+    let result = save_inner(state, who, actor, req, &mut new_blobs).await;
+    let keep = matches!(
+        result,
+        Ok(SaveResult::Saved { .. }) | Ok(SaveResult::Invalid { saved: true, .. })
+    );
+    if !keep {
+        delete_blobs(state, new_blobs).await;
+    }
+    result
+}
+
+struct Plan {
+    existing: Option<Submission>,
+    sector: String,
+    content_blob: SealedBlob,
+    new_files: Vec<(String, IncomingFile)>,
+    remove: Vec<String>,
+    step: Option<Step>,
+}
+
+async fn save_inner(
+    state: &AppState,
+    who: &Submitter,
+    actor: &Actor,
+    req: SaveRequest,
+    new_blobs: &mut Vec<String>,
+) -> AppResult<SaveResult> {
+    let existing = match &req.submission_id {
+        Some(id) => {
+            let (id, org) = (id.clone(), who.organisation_id.clone());
+            let s = state
+                .db
+                .run(move |c| Ok(submission::find(c, &id, Scope::Organisation(&org))?))
+                .await?;
+            editable(&s)?;
+            Some(s)
+        }
+        None => None,
+    };
+    let status = existing.as_ref().map(Submission::status);
+    let mut content = match existing.as_ref().and_then(|s| s.content_blob_id.clone()) {
+        Some(blob_id) => read_content(state, &blob_id).await?,
+        None => Content::default(),
+    };
+    let sector = apply_fields(&mut content, &req.fields);
+
+    for id in &req.remove {
+        if status != Some(Status::Draft) {
+            return Err(AppError::Conflict(
+                "Files of a submission that was already sent cannot be removed; add a corrected file instead."
+                    .into(),
+            ));
+        }
+        if content.attachments.remove(id).is_none() {
+            return Err(AppError::NotFound);
+        }
+    }
+    let mut new_files = Vec::new();
+    for f in req.files {
+        let id = crate::db::new_id();
+        content.attachments.insert(
+            id.clone(),
+            AttachmentInfo {
+                name: f.file_name.clone(),
+                description: req
+                    .fields
+                    .get(&format!("description_{}", f.slot))
+                    .to_string(),
+            },
+        );
+        new_files.push((id, f));
+    }
+
+    let mut errors = check_draft(&content, &sector);
+    if errors.is_empty() && !content.follows_up.is_empty() {
+        let (tn, org) = (content.follows_up.clone(), who.organisation_id.clone());
+        let found = state
+            .db
+            .run(move |c| {
+                Ok(submission::find_by_tracking(c, &tn, Scope::Organisation(&org)).optional()?)
+            })
+            .await?;
+        if found.is_none() {
+            errors.insert(
+                "follows_up".into(),
+                "None of your organisation's submissions has this tracking number.".into(),
+            );
+        }
+    }
+    if !errors.is_empty() {
+        return Ok(SaveResult::Invalid {
+            id: req.submission_id,
+            errors,
+            saved: false,
+        });
+    }
+    let step = match (req.send, status) {
+        (false, _) => None,
+        (true, None | Some(Status::Draft)) => Some(Step::Submit),
+        (true, _) => Some(Step::Cure),
+    };
+    let complete_errors = if step.is_some() {
+        check_complete(&content, &sector, &req.fields)
+    } else {
+        FieldErrors::new()
+    };
+    let content_blob = seal_content(state, &content).await?;
+    new_blobs.push(content_blob.name.clone());
+    let plan = Plan {
+        existing,
+        sector,
+        content_blob,
+        new_files,
+        remove: req.remove,
+        step: step.filter(|_| complete_errors.is_empty()),
+    };
+
+    let audit = state.audit.clone();
+    let actor = actor.clone();
+    let who = who.clone();
+    let (id, status, obsolete) = state
+        .db
+        .run(move |c| audit.fact(c, &actor, |tx| commit_save(tx, &who, plan)))
+        .await?;
+    delete_blobs(state, obsolete).await;
+    if complete_errors.is_empty() {
+        Ok(SaveResult::Saved { id, status })
+    } else {
+        Ok(SaveResult::Invalid {
+            id: Some(id),
+            errors: complete_errors,
+            saved: true,
+        })
+    }
+}
+
+type Saved = ((String, Status, Vec<String>), Event);
+
+fn commit_save(tx: &mut DbConn, who: &Submitter, plan: Plan) -> AppResult<Saved> {
+    let now = crate::db::now();
+    let scope = Scope::Organisation(&who.organisation_id);
+    let mut obsolete = Vec::new();
+    let (sub, created) = match &plan.existing {
+        Some(before) => {
+            let current = submission::find(tx, &before.id, scope)?;
+            if current.status != before.status || current.content_blob_id != before.content_blob_id
+            {
+                return Err(AppError::Conflict(
+                    "This submission was changed in another window. Reload it and try again."
+                        .into(),
+                ));
+            }
+            (current, false)
+        }
+        None => {
+            let id = crate::db::new_id();
+            diesel::insert_into(submissions::table)
+                .values((
+                    submissions::id.eq(&id),
+                    submissions::organisation_id.eq(&who.organisation_id),
+                    submissions::submitter_id.eq(&who.user_id),
+                    submissions::status.eq(Status::Draft.as_str()),
+                    submissions::sector.eq(&plan.sector),
+                    submissions::created_at.eq(now),
+                    submissions::updated_at.eq(now),
+                ))
+                .execute(tx)?;
+            (submission::find(tx, &id, scope)?, true)
+        }
+    };
+    let from = sub.status();
+
+    // The new content version. A draft's old version is discarded; once sent, every version is kept.
+    let content_blob_id = crate::db::new_id();
+    blob::insert(
+        tx,
+        &content_blob_id,
+        &sub.id,
+        "content",
+        &plan.content_blob,
+        now,
+    )?;
+    if let (Status::Draft, Some(old)) = (from, &sub.content_blob_id) {
+        obsolete.push(delete_blob_row(tx, old)?);
+    }
+    for att_id in &plan.remove {
+        let blob_id: Option<String> = attachments::table
+            .filter(attachments::id.eq(att_id))
+            .filter(attachments::submission_id.eq(&sub.id))
+            .select(attachments::blob_id)
+            .first(tx)?;
+        diesel::delete(attachments::table.find(att_id)).execute(tx)?;
+        if let Some(b) = blob_id {
+            obsolete.push(delete_blob_row(tx, &b)?);
+        }
+    }
+    let mut position: i32 = attachments::table
+        .filter(attachments::submission_id.eq(&sub.id))
+        .select(diesel::dsl::max(attachments::position))
+        .first::<Option<i32>>(tx)?
+        .unwrap_or(0);
+    for (att_id, file) in &plan.new_files {
+        position += 1;
+        let blob_id = crate::db::new_id();
+        blob::insert(tx, &blob_id, &sub.id, "attachment", &file.sealed, now)?;
+        diesel::insert_into(attachments::table)
+            .values((
+                attachments::id.eq(att_id),
+                attachments::submission_id.eq(&sub.id),
+                attachments::blob_id.eq(&blob_id),
+                attachments::position.eq(position),
+                attachments::size_bytes.eq(file.sealed.plaintext_len as i64),
+                attachments::sha256.eq(hex::encode(file.sealed.plaintext_sha256)),
+                attachments::added_at.eq(now),
+            ))
+            .execute(tx)?;
+    }
+    let sizes: Vec<i64> = attachments::table
+        .filter(attachments::submission_id.eq(&sub.id))
+        .select(attachments::size_bytes)
+        .load(tx)?;
+    diesel::update(submissions::table.find(&sub.id))
+        .set((
+            submissions::sector.eq(&plan.sector),
+            submissions::content_blob_id.eq(&content_blob_id),
+            submissions::file_count.eq(sizes.len() as i32),
+            submissions::total_bytes.eq(sizes.iter().sum::<i64>()),
+            submissions::updated_at.eq(now),
+        ))
+        .execute(tx)?;
+
+    let mut tracking = sub.tracking_number.clone();
+    let (to, action) = match plan.step {
+        Some(step) => {
+            let to = check(from, step, Role::Submitter).map_err(AppError::Conflict)?;
+            if step == Step::Submit {
+                let tn = next_tracking_number(tx, now)?;
+                diesel::update(submissions::table.find(&sub.id))
+                    .set((
+                        submissions::tracking_number.eq(&tn),
+                        submissions::received_at.eq(now),
+                    ))
+                    .execute(tx)?;
+                tracking = Some(tn);
+            }
+            diesel::update(submissions::table.find(&sub.id))
+                .set((
+                    submissions::status.eq(to.as_str()),
+                    submissions::statement_version.eq(STATEMENT_VERSION),
+                    submissions::statement_affirmed_at.eq(now),
+                    submissions::certified_at.eq(now),
+                ))
+                .execute(tx)?;
+            let tn = tracking.as_deref().unwrap_or("");
+            let notice = match step {
+                Step::Submit => format!(
+                    "{tn} was received and is presumed protected until the PCII Program Office decides."
+                ),
+                _ => format!("Your answer to the defect notice for {tn} was received."),
+            };
+            record_transition(
+                tx,
+                &sub,
+                Some(&who.user_id),
+                Change {
+                    from: Some(from),
+                    to,
+                    reason: None,
+                    notice: &notice,
+                },
+                now,
+            )?;
+            (to, step.action())
+        }
+        None if created => {
+            record_transition(
+                tx,
+                &sub,
+                Some(&who.user_id),
+                Change {
+                    from: None,
+                    to: Status::Draft,
+                    reason: None,
+                    notice: "",
+                },
+                now,
+            )?;
+            (from, "submission.draft_created")
+        }
+        None if from == Status::Draft => (from, "submission.draft_saved"),
+        None => (from, "submission.corrected"),
+    };
+    let event = Event::new(action, Outcome::Success)
+        .object("submission", sub.id.clone())
+        .tracking(tracking);
+    Ok(((sub.id, to, obsolete), event))
+}
+
+/// Deletes a blob row and returns its storage name (for deletion from the store after commit).
+fn delete_blob_row(tx: &mut DbConn, blob_id: &str) -> AppResult<String> {
+    let name: String = blobs::table
+        .find(blob_id)
+        .select(blobs::storage_name)
+        .first(tx)?;
+    diesel::delete(blobs::table.find(blob_id)).execute(tx)?;
+    Ok(name)
+}
+
+/// The next `PCII-YYYY-NNNNNN` of the current year. Runs under the audit head lock that every fact takes
+/// first, so two instances never hand out the same number.
+fn next_tracking_number(tx: &mut DbConn, now: i64) -> AppResult<String> {
+    use chrono::Datelike;
+    let year = chrono::DateTime::<chrono::Utc>::from_timestamp(now, 0)
+        .map(|d| d.year())
+        .unwrap_or(1970);
+    let last: Option<i64> = tracking_counters::table
+        .find(year)
+        .select(tracking_counters::last_value)
+        .first(tx)
+        .optional()?;
+    let next = last.unwrap_or(0) + 1;
+    if last.is_some() {
+        diesel::update(tracking_counters::table.find(year))
+            .set(tracking_counters::last_value.eq(next))
+            .execute(tx)?;
+    } else {
+        diesel::insert_into(tracking_counters::table)
+            .values((
+                tracking_counters::year.eq(year),
+                tracking_counters::last_value.eq(next),
+            ))
+            .execute(tx)?;
+    }
+    if next > 999_999 {
+        return Err(AppError::Internal(
+            "tracking numbers exhausted for the year".into(),
+        ));
+    }
+    Ok(format!("PCII-{year}-{next:06}"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    Return,
+    Destroy,
+}
+
+impl Disposition {
+    pub fn parse(s: &str) -> Option<Disposition> {
+        match s {
+            "return" => Some(Disposition::Return),
+            "destroy" => Some(Disposition::Destroy),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Return => "return",
+            Disposition::Destroy => "destroy",
+        }
+    }
+}
+
+/// What the submitter asks for after sending: withdraw (before a decision), choose return or destroy
+/// (after a withdrawal or a "not validated" decision), or confirm it took its returned package.
+#[derive(Debug, Clone, Copy)]
+pub enum Request {
+    Withdraw(Disposition),
+    Choose(Disposition),
+    ConfirmReturn,
+}
+
+/// Applies a submitter's request; returns the resulting status.
+pub async fn request(
+    state: &AppState,
+    who: &Submitter,
+    actor: &Actor,
+    submission_id: &str,
+    request: Request,
+) -> AppResult<Status> {
+    let audit = state.audit.clone();
+    let actor = actor.clone();
+    let who = who.clone();
+    let id = submission_id.to_string();
+    let (status, shredded) = state
+        .db
+        .run(move |c| {
+            audit.clone().fact(c, &actor, |tx| {
+                apply_request(tx, &audit, &actor, &who, &id, request)
+            })
+        })
+        .await?;
+    delete_blobs(state, shredded).await;
+    Ok(status)
+}
+
+fn apply_request(
+    tx: &mut DbConn,
+    audit: &crate::audit::log::AuditLog,
+    actor: &Actor,
+    who: &Submitter,
+    id: &str,
+    request: Request,
+) -> AppResult<((Status, Vec<String>), Event)> {
+    let now = crate::db::now();
+    let sub = submission::find(tx, id, Scope::Organisation(&who.organisation_id))?;
+    let from = sub.status();
+    let tn = sub.tracking_number.clone().unwrap_or_default();
+    let event = |action: &'static str| {
+        Event::new(action, Outcome::Success)
+            .object("submission", sub.id.clone())
+            .tracking(sub.tracking_number.clone())
+    };
+    let conflict = |e: String| AppError::Conflict(e);
+    match request {
+        Request::Withdraw(disposition) => {
+            let to = check(from, Step::Withdraw, Role::Submitter).map_err(conflict)?;
+            diesel::update(submissions::table.find(&sub.id))
+                .set((
+                    submissions::status.eq(to.as_str()),
+                    submissions::disposition.eq(disposition.as_str()),
+                    submissions::updated_at.eq(now),
+                ))
+                .execute(tx)?;
+            let reason = format!("withdrawn by the submitter; chose {}", disposition.as_str());
+            record_transition(
+                tx,
+                &sub,
+                Some(&who.user_id),
+                Change {
+                    from: Some(from),
+                    to,
+                    reason: Some(&reason),
+                    notice: &format!("{tn} was withdrawn."),
+                },
+                now,
+            )?;
+            let withdrawn = event(Step::Withdraw.action()).reason(reason);
+            if disposition == Disposition::Destroy {
+                // Two facts of one request, one transaction: the withdrawal, then the destruction.
+                audit.append(tx, actor, &withdrawn)?;
+                let shredded = shred(tx, &sub, to, Step::Destroy, who, now)?;
+                return Ok(((Status::Destroyed, shredded), event(Step::Destroy.action())));
+            }
+            Ok(((to, Vec::new()), withdrawn))
+        }
+        Request::Choose(disposition) => {
+            if sub.disposition.is_some() && from == Status::Withdrawn {
+                return Err(conflict(
+                    "The return-or-destroy choice for this submission was already made.".into(),
+                ));
+            }
+            match disposition {
+                Disposition::Destroy => {
+                    let shredded = shred(tx, &sub, from, Step::Destroy, who, now)?;
+                    Ok(((Status::Destroyed, shredded), event(Step::Destroy.action())))
+                }
+                Disposition::Return => {
+                    check(from, Step::Return, Role::Submitter).map_err(conflict)?;
+                    diesel::update(submissions::table.find(&sub.id))
+                        .set((
+                            submissions::disposition.eq("return"),
+                            submissions::updated_at.eq(now),
+                        ))
+                        .execute(tx)?;
+                    Ok((
+                        (from, Vec::new()),
+                        event("submission.return_requested").reason("submitter chose return"),
+                    ))
+                }
+            }
+        }
+        Request::ConfirmReturn => {
+            if sub.disposition.as_deref() != Some("return") {
+                return Err(conflict(
+                    "Choose \"return\" first; the package is offered only for a return.".into(),
+                ));
+            }
+            let shredded = shred(tx, &sub, from, Step::Return, who, now)?;
+            Ok(((Status::Returned, shredded), event(Step::Return.action())))
+        }
+    }
+}
+
+fn shred(
+    tx: &mut DbConn,
+    sub: &Submission,
+    from: Status,
+    step: Step,
+    who: &Submitter,
+    now: i64,
+) -> AppResult<Vec<String>> {
+    let to = check(from, step, Role::Submitter).map_err(AppError::Conflict)?;
+    let (reason, notice) = match step {
+        Step::Return => (
+            "returned to the submitter at its request; the portal's copy was destroyed",
+            "was returned to you; the portal's encrypted copy was destroyed.",
+        ),
+        _ => (
+            "destroyed at the submitter's request",
+            "was destroyed at your request; a destruction record remains.",
+        ),
+    };
+    let names = destroy_in_tx(tx, sub, to, Some(&who.user_id), reason, now)?;
+    let label = sub
+        .tracking_number
+        .clone()
+        .unwrap_or_else(|| "Your submission".into());
+    record_transition(
+        tx,
+        sub,
+        Some(&who.user_id),
+        Change {
+            from: Some(from),
+            to,
+            reason: Some(reason),
+            notice: &format!("{label} {notice}"),
+        },
+        now,
+    )?;
+    Ok(names)
+}

@@ -1,0 +1,271 @@
+//! The PCII lifecycle of one submission as a single state machine (6 CFR 29.6 as `../shared/PCII.md`
+//! describes it). Services ask [`check`] before every change; handlers never decide a transition.
+
+use serde::Serialize;
+
+use crate::models::account::Role;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Draft,
+    Received,
+    Defective,
+    Validated,
+    NotValidated,
+    Withdrawn,
+    ProtectionRemoved,
+    Returned,
+    Destroyed,
+}
+
+impl Status {
+    pub const ALL: [Status; 9] = [
+        Status::Draft,
+        Status::Received,
+        Status::Defective,
+        Status::Validated,
+        Status::NotValidated,
+        Status::Withdrawn,
+        Status::ProtectionRemoved,
+        Status::Returned,
+        Status::Destroyed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Draft => "draft",
+            Status::Received => "received",
+            Status::Defective => "defective",
+            Status::Validated => "validated",
+            Status::NotValidated => "not_validated",
+            Status::Withdrawn => "withdrawn",
+            Status::ProtectionRemoved => "protection_removed",
+            Status::Returned => "returned",
+            Status::Destroyed => "destroyed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Draft => "Draft",
+            Status::Received => "Received — presumed protected",
+            Status::Defective => "Defective — awaiting cure",
+            Status::Validated => "Validated PCII",
+            Status::NotValidated => "Not validated",
+            Status::Withdrawn => "Withdrawn",
+            Status::ProtectionRemoved => "Protection removed",
+            Status::Returned => "Returned",
+            Status::Destroyed => "Destroyed",
+        }
+    }
+
+    /// Treated as PCII from receipt until a final decision (29.6(b)), and after validation.
+    pub fn pending_validation(self) -> bool {
+        matches!(self, Status::Received | Status::Defective)
+    }
+
+    /// Content is gone for good (crypto-shredded).
+    pub fn content_destroyed(self) -> bool {
+        matches!(self, Status::Returned | Status::Destroyed)
+    }
+}
+
+/// Every step a person can take on a submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The submitter sends a draft: received, presumed protected.
+    Submit,
+    /// An officer finds a procedural defect (with the list of defects).
+    MarkDefective,
+    /// The submitter answers the defect notice.
+    Cure,
+    /// An officer validates: the information is PCII.
+    Validate,
+    /// An officer decides it is not PCII (with a reason); the submitter then chooses return or destroy.
+    NotValidate,
+    /// An officer removes protection (with a reason).
+    RemoveProtection,
+    /// The submitter withdraws before a final decision.
+    Withdraw,
+    /// The submitter chooses destruction after a withdrawal or a "not validated" decision.
+    Destroy,
+    /// The submitter took its last package back: the content is destroyed, the submission returned.
+    Return,
+}
+
+impl Step {
+    pub fn action(self) -> &'static str {
+        match self {
+            Step::Submit => "submission.received",
+            Step::MarkDefective => "decision.defective",
+            Step::Cure => "submission.cured",
+            Step::Validate => "decision.validated",
+            Step::NotValidate => "decision.not_validated",
+            Step::RemoveProtection => "decision.protection_removed",
+            Step::Withdraw => "submission.withdrawn",
+            Step::Destroy => "submission.destroyed",
+            Step::Return => "submission.returned",
+        }
+    }
+
+    /// Whether a person must give a reason (decisions that go against the submitter, and the defect list).
+    pub fn needs_reason(self) -> bool {
+        matches!(
+            self,
+            Step::MarkDefective | Step::NotValidate | Step::RemoveProtection
+        )
+    }
+
+    fn who(self) -> Role {
+        match self {
+            Step::Submit | Step::Cure | Step::Withdraw | Step::Destroy | Step::Return => {
+                Role::Submitter
+            }
+            Step::MarkDefective | Step::Validate | Step::NotValidate | Step::RemoveProtection => {
+                Role::Officer
+            }
+        }
+    }
+}
+
+/// The state a step leads to from `from`, or why it may not be taken. `disposition` is what the submitter
+/// chose (return / destroy) where that matters.
+pub fn check(from: Status, step: Step, role: Role) -> Result<Status, String> {
+    if role != step.who() {
+        return Err(format!(
+            "only a {} may do this",
+            step.who().label().to_lowercase()
+        ));
+    }
+    use Status::*;
+    let to = match (step, from) {
+        (Step::Submit, Draft) => Received,
+        (Step::MarkDefective, Received) => Defective,
+        (Step::Cure, Defective) => Received,
+        (Step::Validate, Received) => Validated,
+        (Step::NotValidate, Received | Defective) => NotValidated,
+        (Step::RemoveProtection, Received | Defective | Validated) => ProtectionRemoved,
+        (Step::Withdraw, Received | Defective) => Withdrawn,
+        (Step::Destroy, NotValidated | Withdrawn) => Destroyed,
+        (Step::Return, NotValidated | Withdrawn) => Returned,
+        (step, from) => {
+            return Err(format!(
+                "a submission that is {} cannot be {}",
+                from.label().to_lowercase(),
+                match step {
+                    Step::Submit => "submitted",
+                    Step::MarkDefective => "marked defective",
+                    Step::Cure => "cured",
+                    Step::Validate => "validated",
+                    Step::NotValidate => "marked not validated",
+                    Step::RemoveProtection => "have its protection removed",
+                    Step::Withdraw => "withdrawn",
+                    Step::Destroy => "destroyed",
+                    Step::Return => "returned",
+                }
+            ))
+        }
+    };
+    Ok(to)
+}
+
+/// One status change as the history and the submitter see it.
+pub struct Change<'a> {
+    pub from: Option<Status>,
+    pub to: Status,
+    pub reason: Option<&'a str>,
+    /// The notice to the submitting organisation ("" for none).
+    pub notice: &'a str,
+}
+
+/// Writes what every transition leaves behind, inside the caller's transaction: the status history row and
+/// the in-portal notice to the submitting organisation. (The audit entry is the caller's `AuditLog::fact`.)
+pub fn record_transition(
+    tx: &mut crate::db::DbConn,
+    submission: &crate::models::submission::Submission,
+    actor_id: Option<&str>,
+    change: Change<'_>,
+    now: i64,
+) -> diesel::QueryResult<()> {
+    let Change {
+        from,
+        to,
+        reason,
+        notice,
+    } = change;
+    use crate::db::schema::{notices, submission_events};
+    use diesel::prelude::*;
+    diesel::insert_into(submission_events::table)
+        .values((
+            submission_events::id.eq(crate::db::new_id()),
+            submission_events::submission_id.eq(&submission.id),
+            submission_events::at.eq(now),
+            submission_events::actor_id.eq(actor_id),
+            submission_events::from_status.eq(from.map(Status::as_str)),
+            submission_events::to_status.eq(to.as_str()),
+            submission_events::reason.eq(reason),
+        ))
+        .execute(tx)?;
+    if !notice.is_empty() {
+        diesel::insert_into(notices::table)
+            .values((
+                notices::id.eq(crate::db::new_id()),
+                notices::organisation_id.eq(&submission.organisation_id),
+                notices::submission_id.eq(&submission.id),
+                notices::created_at.eq(now),
+                notices::message.eq(notice),
+            ))
+            .execute(tx)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_paths_are_allowed() {
+        use Status::*;
+        let s = Role::Submitter;
+        let o = Role::Officer;
+        assert_eq!(check(Draft, Step::Submit, s), Ok(Received));
+        assert_eq!(check(Received, Step::MarkDefective, o), Ok(Defective));
+        assert_eq!(check(Defective, Step::Cure, s), Ok(Received));
+        assert_eq!(check(Received, Step::Validate, o), Ok(Validated));
+        assert_eq!(check(Defective, Step::NotValidate, o), Ok(NotValidated));
+        assert_eq!(check(NotValidated, Step::Destroy, s), Ok(Destroyed));
+        assert_eq!(check(NotValidated, Step::Return, s), Ok(Returned));
+        assert_eq!(check(Received, Step::Withdraw, s), Ok(Withdrawn));
+        assert_eq!(
+            check(Validated, Step::RemoveProtection, o),
+            Ok(ProtectionRemoved)
+        );
+    }
+
+    #[test]
+    fn illegal_steps_and_wrong_roles_are_refused() {
+        use Status::*;
+        // Validation only from "received": a defect must be cured first.
+        assert!(check(Defective, Step::Validate, Role::Officer).is_err());
+        // No withdrawal after a final decision.
+        assert!(check(Validated, Step::Withdraw, Role::Submitter).is_err());
+        // Terminal states go nowhere.
+        for step in [Step::Submit, Step::Cure, Step::Destroy, Step::Return] {
+            assert!(check(Destroyed, step, Role::Submitter).is_err());
+            assert!(check(Returned, step, Role::Submitter).is_err());
+        }
+        // Submitters never decide; officers never submit; others do nothing.
+        assert!(check(Received, Step::Validate, Role::Submitter).is_err());
+        assert!(check(Draft, Step::Submit, Role::Officer).is_err());
+        for role in [Role::Auditor, Role::Administrator, Role::AuthorizedUser] {
+            assert!(check(Received, Step::Validate, role).is_err());
+            assert!(check(Draft, Step::Submit, role).is_err());
+        }
+    }
+}

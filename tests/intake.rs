@@ -1,0 +1,669 @@
+//! Issue 4: a complete submission, encrypted before a byte touches disk; limits, aborts, integrity,
+//! organisation scoping, withdrawal with crypto-shredding.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Browser, Part, TestApp};
+use diesel::prelude::*;
+use rocket::http::Status;
+use sha2::{Digest, Sha256};
+
+use pcii_portal::db::schema::{attachments, blobs, submissions};
+use pcii_portal::models::account::Role;
+
+const STATEMENT_PARTS: [(&str, &str); 4] = [
+    ("express_statement", "yes"),
+    ("cert_not_public", "yes"),
+    ("cert_not_regulatory", "yes"),
+    ("cert_authorized", "yes"),
+];
+
+fn complete_fields<'a>(narrative: &'a str, action: &'a str) -> Vec<Part<'a>> {
+    let mut parts = vec![
+        Part::Text("sector", "Energy"),
+        Part::Text("title", "Substation 14 protection scheme"),
+        Part::Text("narrative", narrative),
+        Part::Text("primary_name", "Ann Operator"),
+        Part::Text("primary_email", "ann@acme.example"),
+        Part::Text("primary_phone", "+1 555 0100"),
+        Part::Text("federal_requirement", "no"),
+    ];
+    for (k, v) in STATEMENT_PARTS {
+        parts.push(Part::Text(k, v));
+    }
+    parts.push(Part::Text("action", action));
+    parts
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+/// Pseudo-random bytes with a marker in the middle.
+fn file_bytes(len: usize, seed: u8, marker: &str) -> Vec<u8> {
+    let mut v: Vec<u8> = (0..len)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(2_654_435_761)
+                .rotate_left(seed as u32) as u8
+        })
+        .collect();
+    let at = len / 2;
+    v[at..at + marker.len()].copy_from_slice(marker.as_bytes());
+    v
+}
+
+fn location(page: &common::Page) -> String {
+    page.header("Location").expect("a redirect").to_string()
+}
+
+fn submission_id_from(loc: &str) -> String {
+    loc.trim_start_matches("/submissions/")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn blob_files(app: &TestApp) -> Vec<String> {
+    let dir = app.data_dir().join("blobs");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn table_counts(app: &TestApp) -> (i64, i64, i64) {
+    app.with_conn(|c| {
+        (
+            submissions::table.count().get_result(c).unwrap(),
+            blobs::table.count().get_result(c).unwrap(),
+            attachments::table.count().get_result(c).unwrap(),
+        )
+    })
+}
+
+/// Every file under `dir` whose bytes contain `needle` (only files modified since `since`, when given:
+/// the shared temp dir holds other programs' large trees).
+fn files_containing(
+    dir: &Path,
+    needle: &[u8],
+    since: Option<std::time::SystemTime>,
+) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(p);
+            } else if meta.is_file()
+                && meta.len() < 512 * 1024 * 1024
+                && since.map_or(true, |t| meta.modified().is_ok_and(|m| m >= t))
+            {
+                if let Ok(bytes) = std::fs::read(&p) {
+                    if bytes.windows(needle.len()).any(|w| w == needle) {
+                        hits.push(p.display().to_string());
+                    }
+                }
+            }
+        }
+    }
+    hits
+}
+
+fn submit_three(app: &TestApp, b: &mut Browser<'_>, marker: &str) -> (String, Vec<Vec<u8>>) {
+    let files = vec![
+        file_bytes(300_000, 1, marker),
+        file_bytes(1, 2, ""),
+        file_bytes(2_500_000, 3, marker),
+    ];
+    let narrative = format!("The narrative mentions {marker} once.");
+    let mut parts = complete_fields(&narrative, "submit");
+    parts.push(Part::Text("description_1", "One-line diagram"));
+    parts.push(Part::File("file_1", "diagram.pdf", &files[0]));
+    parts.push(Part::Text("description_2", "A single byte"));
+    parts.push(Part::File("file_2", "one.bin", &files[1]));
+    parts.push(Part::Text("description_3", "Relay settings"));
+    parts.push(Part::File("file_3", "relays.xlsx", &files[2]));
+    let page = b.post_multipart("/submissions", &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let loc = location(&page);
+    assert!(loc.ends_with("/receipt"), "{loc}");
+    let _ = app;
+    (submission_id_from(&loc), files)
+}
+
+#[test]
+fn a_submission_with_three_files_gets_a_receipt_and_its_files_back_byte_identical() {
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let marker = "MARKER-intake-5d1c9e";
+    let (id, files) = submit_three(&app, &mut b, marker);
+
+    let receipt = b.get(&format!("/submissions/{id}/receipt"));
+    assert_eq!(receipt.status, Status::Ok);
+    let year = chrono::Utc::now().format("%Y").to_string();
+    assert!(
+        receipt.body.contains(&format!("PCII-{year}-000001")),
+        "tracking number"
+    );
+    assert!(receipt.body.contains("This information is voluntarily submitted to the Federal Government in expectation of protection from disclosure as provided by the provisions of the Critical Infrastructure Information Act of 2002."));
+    assert!(receipt.body.contains("PCII — PENDING VALIDATION"));
+    for f in &files {
+        assert!(
+            receipt.body.contains(&sha256_hex(f)),
+            "receipt lists each SHA-256"
+        );
+    }
+    let text = b.get(&format!("/submissions/{id}/receipt.txt"));
+    assert_eq!(text.status, Status::Ok);
+    assert!(text
+        .header("Content-Type")
+        .unwrap()
+        .starts_with("text/plain"));
+    assert!(text
+        .body
+        .contains(&format!("Tracking number:  PCII-{year}-000001")));
+    assert!(text.body.contains("Received (UTC):"));
+    for (f, name) in files.iter().zip(["diagram.pdf", "one.bin", "relays.xlsx"]) {
+        assert!(text.body.contains(&sha256_hex(f)));
+        assert!(text.body.contains(name));
+        assert!(text.body.contains(&format!("size:    {} bytes", f.len())));
+    }
+
+    // The detail page lists the files; each downloads byte-identical, as an attachment, not cached.
+    let detail = b.get(&format!("/submissions/{id}"));
+    assert_eq!(detail.status, Status::Ok);
+    assert!(detail
+        .body
+        .contains(&format!("The narrative mentions {marker} once.")));
+    let att_ids: Vec<String> = app.with_conn(|c| {
+        attachments::table
+            .filter(attachments::submission_id.eq(&id))
+            .order(attachments::position.asc())
+            .select(attachments::id)
+            .load(c)
+            .unwrap()
+    });
+    assert_eq!(att_ids.len(), 3);
+    for (att, original) in att_ids.iter().zip(&files) {
+        let href = format!("/submissions/{id}/files/{att}");
+        assert!(
+            detail.body.contains(att.as_str()),
+            "the page links each file"
+        );
+        let (status, body, headers) = b.get_bytes(&href);
+        assert_eq!(status, Status::Ok);
+        assert_eq!(
+            body.as_deref(),
+            Some(&original[..]),
+            "byte-identical download"
+        );
+        let h = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
+        assert!(h("Content-Disposition").unwrap().starts_with("attachment;"));
+        assert!(h("Cache-Control").unwrap().contains("no-store"));
+    }
+    // Blob rows record both digests and the key.
+    let rows: Vec<(String, String, String)> = app.with_conn(|c| {
+        blobs::table
+            .filter(blobs::submission_id.eq(&id))
+            .filter(blobs::kind.eq("attachment"))
+            .select((
+                blobs::plaintext_sha256,
+                blobs::ciphertext_sha256,
+                blobs::key_id,
+            ))
+            .load(c)
+            .unwrap()
+    });
+    assert_eq!(rows.len(), 3);
+    for (pt, ct, key) in rows {
+        assert_eq!(pt.len(), 64);
+        assert_eq!(ct.len(), 64);
+        assert_ne!(pt, ct);
+        assert!(key.starts_with("age1"));
+    }
+    assert_eq!(app.audit_count("submission.received"), 1);
+    assert!(app.audit_count("content.downloaded") >= 3);
+}
+
+#[test]
+fn no_marker_in_the_data_dir_database_or_temp_dir_after_an_upload_and_after_an_abort() {
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let started = std::time::SystemTime::now() - std::time::Duration::from_secs(2);
+    let marker = format!("MARKER-plain-{}", pcii_portal::db::new_id());
+    let (_id, _) = submit_three(&app, &mut b, &marker);
+
+    // An upload that breaks off halfway through a file (the client went away).
+    let token = b.csrf();
+    let big = file_bytes(3_000_000, 7, &marker);
+    let narrative = format!("aborted narrative {marker}");
+    let mut parts = vec![Part::Text("csrf", &token)];
+    parts.extend(complete_fields(&narrative, "submit"));
+    parts.push(Part::File("file_1", "half.bin", &big));
+    let body = common::multipart_body(&parts);
+    let cut = body.len() - 1_500_000;
+    let before = (blob_files(&app), table_counts(&app));
+    let page = b.post_multipart_raw("/submissions", body[..cut].to_vec());
+    assert_eq!(page.status, Status::BadRequest, "{}", page.body);
+    assert_eq!(
+        (blob_files(&app), table_counts(&app)),
+        before,
+        "an aborted upload leaves nothing"
+    );
+
+    let needle = marker.as_bytes();
+    assert_eq!(
+        files_containing(app.dir.path(), needle, None),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        files_containing(&std::env::temp_dir(), needle, Some(started)),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn over_a_limit_answers_413_and_leaves_store_and_tables_unchanged() {
+    let app = TestApp::with(|f| {
+        f.merge(("max_file_bytes", 1024 * 1024))
+            .merge(("max_submission_bytes", 1536 * 1024))
+            .merge(("max_files", 2))
+    });
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let small = file_bytes(1000, 1, "");
+    let big = file_bytes(1024 * 1024 + 1, 2, "");
+    let half = file_bytes(800 * 1024, 3, "");
+    let before = (blob_files(&app), table_counts(&app));
+    let cases: Vec<(&str, Vec<Part<'_>>)> = vec![
+        (
+            "per file",
+            vec![
+                Part::File("file_1", "small.bin", &small),
+                Part::File("file_2", "big.bin", &big),
+            ],
+        ),
+        (
+            "per submission",
+            vec![
+                Part::File("file_1", "a.bin", &half),
+                Part::File("file_2", "b.bin", &half),
+            ],
+        ),
+        (
+            "file count",
+            vec![
+                Part::File("file_1", "a.bin", &small),
+                Part::File("file_2", "b.bin", &small),
+                Part::File("file_3", "c.bin", &small),
+            ],
+        ),
+    ];
+    for (what, files) in cases {
+        let mut parts = complete_fields("n", "submit");
+        parts.extend(files);
+        let page = b.post_multipart("/submissions", &parts);
+        assert_eq!(page.status, Status::PayloadTooLarge, "{what}");
+        assert!(
+            page.body.contains("Nothing was saved") || page.body.contains("at most 2 files"),
+            "{what}: {}",
+            page.body
+        );
+        assert!(
+            !page.body.contains("panicked") && !page.body.contains("src/"),
+            "no internals"
+        );
+        assert_eq!(
+            (blob_files(&app), table_counts(&app)),
+            before,
+            "{what}: nothing left"
+        );
+    }
+}
+
+#[test]
+fn a_flipped_byte_in_a_stored_blob_never_downloads_as_a_complete_200() {
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let (id, _files) = submit_three(&app, &mut b, "flip");
+    let rows: Vec<(String, String)> = app.with_conn(|c| {
+        attachments::table
+            .inner_join(blobs::table.on(blobs::id.nullable().eq(attachments::blob_id)))
+            .filter(attachments::submission_id.eq(&id))
+            .order(attachments::position.asc())
+            .select((attachments::id, blobs::storage_name))
+            .load(c)
+            .unwrap()
+    });
+    // File 1 is 300 kB (verified before headers), file 3 is 2.5 MB (streamed past the first megabyte).
+    for (att, name) in [&rows[0], &rows[2]] {
+        let path = app.data_dir().join("blobs").join(name);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() - 100;
+        bytes[at] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let (status, body, _) = b.get_bytes(&format!("/submissions/{id}/files/{att}"));
+        assert!(
+            status != Status::Ok || body.is_none(),
+            "a damaged blob must not download completely (status {status})"
+        );
+    }
+}
+
+#[test]
+fn another_organisation_gets_404_for_every_id_and_route() {
+    let app = TestApp::new();
+    let mut a = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut other = app.login_as(Role::Submitter, "bob@globex.example", Some("Globex"));
+    let (id, _) = submit_three(&app, &mut a, "scope");
+    let att: String = app.with_conn(|c| {
+        attachments::table
+            .filter(attachments::submission_id.eq(&id))
+            .select(attachments::id)
+            .first(c)
+            .unwrap()
+    });
+    for uri in [
+        format!("/submissions/{id}"),
+        format!("/submissions/{id}/edit"),
+        format!("/submissions/{id}/receipt"),
+        format!("/submissions/{id}/receipt.txt"),
+        format!("/submissions/{id}/files/{att}"),
+    ] {
+        assert_eq!(other.get(&uri).status, Status::NotFound, "GET {uri}");
+    }
+    for (uri, fields) in [
+        (
+            format!("/submissions/{id}/withdraw"),
+            vec![("disposition", "destroy")],
+        ),
+        (
+            format!("/submissions/{id}/disposition"),
+            vec![("disposition", "destroy")],
+        ),
+        (format!("/submissions/{id}/returned"), vec![]),
+    ] {
+        assert_eq!(
+            other.post(&uri, &fields).status,
+            Status::NotFound,
+            "POST {uri}"
+        );
+    }
+    let page = other.post_multipart(
+        &format!("/submissions/{id}"),
+        &complete_fields("x", "submit"),
+    );
+    assert_eq!(page.status, Status::NotFound);
+    // The owner still sees it, unchanged.
+    assert_eq!(a.get(&format!("/submissions/{id}")).status, Status::Ok);
+    let status: String = app.with_conn(|c| {
+        submissions::table
+            .find(&id)
+            .select(submissions::status)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(status, "received");
+}
+
+#[test]
+fn a_draft_is_kept_edited_and_submitted_later() {
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let f1 = file_bytes(5000, 1, "");
+    // An incomplete draft is fine.
+    let page = b.post_multipart(
+        "/submissions",
+        &[
+            Part::Text("title", "Early notes"),
+            Part::Text("description_1", "Sketch"),
+            Part::File("file_1", "sketch.png", &f1),
+            Part::Text("action", "draft"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let id = submission_id_from(&location(&page));
+    let (status, tn): (String, Option<String>) = app.with_conn(|c| {
+        submissions::table
+            .find(&id)
+            .select((submissions::status, submissions::tracking_number))
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!((status.as_str(), tn), ("draft", None));
+    assert_eq!(app.audit_count("submission.draft_created"), 1);
+
+    // Submitting it incomplete keeps the draft and names what is missing.
+    let page = b.post_multipart(
+        &format!("/submissions/{id}"),
+        &[
+            Part::Text("title", "Early notes"),
+            Part::Text("action", "submit"),
+        ],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert!(page
+        .body
+        .contains("Choose the critical infrastructure sector."));
+    assert!(page
+        .body
+        .contains("Tick the box to make the express statement"));
+    assert!(
+        page.body.contains("sketch.png"),
+        "the draft's file is still there"
+    );
+
+    // Completed, it is received with a tracking number; the old content version of the draft is gone.
+    let blobs_before = blob_files(&app).len();
+    let mut parts = complete_fields("Now complete", "submit");
+    let att: String = app.with_conn(|c| {
+        attachments::table
+            .filter(attachments::submission_id.eq(&id))
+            .select(attachments::id)
+            .first(c)
+            .unwrap()
+    });
+    let desc_field = format!("attachment_description_{att}");
+    parts.push(Part::Text(&desc_field, "Sketch of the yard"));
+    let page = b.post_multipart(&format!("/submissions/{id}"), &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(
+        blob_files(&app).len(),
+        blobs_before,
+        "one content version replaced another"
+    );
+    let (status, tn): (String, Option<String>) = app.with_conn(|c| {
+        submissions::table
+            .find(&id)
+            .select((submissions::status, submissions::tracking_number))
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(status, "received");
+    assert!(tn.unwrap().starts_with("PCII-"));
+    // No more edits once received.
+    let page = b.post_multipart(
+        &format!("/submissions/{id}"),
+        &complete_fields("changed", "draft"),
+    );
+    assert_eq!(page.status, Status::Conflict);
+}
+
+#[test]
+fn hostile_file_names_are_stored_as_data_and_shown_safely() {
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let long = "n".repeat(10 * 1024);
+    let names = [
+        "../../etc/passwd".to_string(),
+        "invoice\u{202E}fdp.exe".to_string(),
+        "tab\tand\u{9B}c1 control".to_string(),
+        "<script>alert(1)</script>.html".to_string(),
+        long.clone(),
+    ];
+    let data = file_bytes(100, 1, "");
+    let mut parts = complete_fields("names", "submit");
+    let slots: Vec<(String, String)> = (1..=names.len())
+        .map(|i| (format!("file_{i}"), format!("description_{i}")))
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        parts.push(Part::Text(&slots[i].1, "d"));
+        parts.push(Part::File(&slots[i].0, name, &data));
+    }
+    let page = b.post_multipart("/submissions", &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let id = submission_id_from(&location(&page));
+    let detail = b.get(&format!("/submissions/{id}"));
+    assert!(!detail.body.contains("<script>alert(1)"), "escaped");
+    assert!(
+        detail
+            .body
+            .contains("&lt;script&gt;alert(1)&lt;&#x2F;script&gt;.html")
+            || detail.body.contains("&lt;script&gt;")
+    );
+    assert!(
+        !detail.body.contains('\u{202E}'),
+        "no raw right-to-left override"
+    );
+    assert!(detail.body.contains("&lt;U+202E&gt;") || detail.body.contains("<U+202E>"));
+    assert!(detail.body.contains(&long), "a 10 KB name is kept whole");
+    assert!(detail.body.contains("..&#x2F;..&#x2F;etc&#x2F;passwd"));
+    // Nothing was written outside the blob store under any of these names.
+    assert!(!app.dir.path().join("etc").exists());
+    // Downloads carry a safe Content-Disposition.
+    let att_ids: Vec<String> = app.with_conn(|c| {
+        attachments::table
+            .filter(attachments::submission_id.eq(&id))
+            .order(attachments::position.asc())
+            .select(attachments::id)
+            .load(c)
+            .unwrap()
+    });
+    let (_, _, headers) = b.get_bytes(&format!("/submissions/{id}/files/{}", att_ids[0]));
+    let cd = headers
+        .iter()
+        .find(|(k, _)| k == "Content-Disposition")
+        .unwrap()
+        .1
+        .clone();
+    assert!(!cd.contains('/') && !cd.contains("%2F"), "{cd}");
+    assert!(!cd.contains(".."), "{cd}");
+    let (_, _, headers) = b.get_bytes(&format!("/submissions/{id}/files/{}", att_ids[1]));
+    let cd = headers
+        .iter()
+        .find(|(k, _)| k == "Content-Disposition")
+        .unwrap()
+        .1
+        .clone();
+    assert!(
+        !cd.contains('\u{202E}') && !cd.contains("%E2%80%AE"),
+        "{cd}"
+    );
+
+    // A NUL cannot appear in a multipart header: the form is refused whole, nothing stored.
+    let before = (blob_files(&app), table_counts(&app));
+    let token = b.csrf();
+    let mut parts = vec![Part::Text("csrf", &token)];
+    parts.extend(complete_fields("nul", "submit"));
+    parts.push(Part::File("file_1", "a\0b", &data));
+    let page = b.post_multipart_raw("/submissions", common::multipart_body(&parts));
+    assert_eq!(page.status, Status::BadRequest);
+    assert_eq!((blob_files(&app), table_counts(&app)), before);
+}
+
+#[test]
+fn the_form_token_is_checked_before_any_file_is_stored() {
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let data = file_bytes(100_000, 1, "");
+    let before = (blob_files(&app), table_counts(&app));
+    let mut parts = complete_fields("x", "submit");
+    parts.push(Part::File("file_1", "a.bin", &data));
+    // No token at all, then a wrong one.
+    let page = b.post_multipart_raw("/submissions", common::multipart_body(&parts));
+    assert_eq!(page.status, Status::Forbidden);
+    let mut with_wrong = vec![Part::Text("csrf", "00ff")];
+    with_wrong.extend(complete_fields("x", "submit"));
+    let page = b.post_multipart_raw("/submissions", common::multipart_body(&with_wrong));
+    assert_eq!(page.status, Status::Forbidden);
+    assert_eq!((blob_files(&app), table_counts(&app)), before);
+    assert_eq!(app.audit_count("csrf.refused"), 2);
+}
+
+#[test]
+fn withdrawing_with_destroy_shreds_every_ciphertext_and_keeps_a_record() {
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let (id, files) = submit_three(&app, &mut b, "withdraw");
+    let names: Vec<String> = app.with_conn(|c| {
+        blobs::table
+            .filter(blobs::submission_id.eq(&id))
+            .select(blobs::storage_name)
+            .load(c)
+            .unwrap()
+    });
+    assert_eq!(names.len(), 4, "three files and the content");
+    let page = b.post(
+        &format!("/submissions/{id}/withdraw"),
+        &[("disposition", "destroy")],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    for n in &names {
+        assert!(
+            !app.data_dir().join("blobs").join(n).exists(),
+            "ciphertext removed"
+        );
+    }
+    let detail = b.get(&format!("/submissions/{id}"));
+    assert_eq!(detail.status, Status::Ok);
+    assert!(detail.body.contains("Destruction record"));
+    for f in &files {
+        assert!(
+            detail.body.contains(&sha256_hex(f)),
+            "the record lists each digest"
+        );
+    }
+    assert_eq!(
+        b.get(&format!("/submissions/{id}/receipt")).status,
+        Status::Gone
+    );
+    let att: String = app.with_conn(|c| {
+        attachments::table
+            .filter(attachments::submission_id.eq(&id))
+            .select(attachments::id)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(
+        b.get(&format!("/submissions/{id}/files/{att}")).status,
+        Status::Gone
+    );
+    assert_eq!(app.audit_count("submission.withdrawn"), 1);
+    assert_eq!(app.audit_count("submission.destroyed"), 1);
+    // Nothing further can happen to it.
+    let page = b.post(
+        &format!("/submissions/{id}/withdraw"),
+        &[("disposition", "destroy")],
+    );
+    assert_eq!(page.status, Status::Conflict);
+}
