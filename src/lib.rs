@@ -10,6 +10,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod export;
 pub mod keys;
 pub mod logging;
 pub mod models;

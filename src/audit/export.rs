@@ -4,11 +4,9 @@
 //! # Writing
 //!
 //! The archive is streamed to any `Write` (no `Seek`, no temporary file, nothing buffered beyond
-//! one line): members are *stored* (not compressed), each followed by a data descriptor, with
-//! ZIP64 records only where a size or offset needs them. The `zip` crate in use (2.x) has no
-//! non-seekable writer — `ZipWriter::new_stream` only exists in much later major versions — so
-//! this module writes the container itself (about 150 lines below) and the tests read it back
-//! with `zip::ZipArchive`.
+//! one line) through [`ZipOut`] (the `zip` crate's streaming writer): members are *stored* (not
+//! compressed), each followed by a data descriptor; the two entry files carry ZIP64 fields so
+//! that they may pass 4 GiB. An export that fails midway is left without its central directory.
 //!
 //! Entries go through two members, so they are read twice: [`write_export`] takes a closure that
 //! yields a fresh iterator; the first pass writes `entries.jsonl`, the second `entries.csv`.
@@ -27,7 +25,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -36,6 +34,7 @@ use sha2::{Digest, Sha256};
 use super::chain::{AuditEntry, CHAIN_VERSION, GENESIS_HASH};
 use super::checkpoint::Checkpoint;
 use super::verify::{ChainVerifier, Problem, Summary};
+use crate::export::archive::ZipOut;
 
 /// Version of the export layout and manifest.
 pub const EXPORT_VERSION: u32 = 1;
@@ -100,282 +99,68 @@ pub enum ExportError {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Minimal streaming zip writer (stored members, data descriptors, ZIP64 when needed).
-
-const CRC_TABLE: [u32; 256] = {
-    let mut t = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        t[i] = c;
-        i += 1;
-    }
-    t
-};
-
-/// CRC-32 (IEEE 802.3, as zip uses).
-struct Crc32(u32);
-
-impl Crc32 {
-    fn new() -> Self {
-        Crc32(0xFFFF_FFFF)
-    }
-    fn update(&mut self, data: &[u8]) {
-        let mut c = self.0;
-        for &b in data {
-            c = CRC_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
-        }
-        self.0 = c;
-    }
-    fn value(&self) -> u32 {
-        !self.0
-    }
-}
+// Members: the container is written by `crate::export::archive::ZipOut` (the `zip` crate's
+// streaming writer); this adds each member's digest for the manifest.
 
 struct Member {
-    name: &'static str,
-    header_offset: u64,
-    crc: Crc32,
-    size: u64,
     sha: Sha256,
-}
-
-struct CentralRecord {
-    name: &'static str,
-    header_offset: u64,
-    crc: u32,
     size: u64,
 }
 
-const U32_MAX: u64 = 0xFFFF_FFFF;
-
-struct ZipStream<W: Write> {
-    out: W,
-    offset: u64,
-    records: Vec<CentralRecord>,
+struct Members<W: Write> {
+    zip: ZipOut<W>,
     current: Option<Member>,
-    dos_time: u16,
-    dos_date: u16,
-    /// Tests only: use ZIP64 records everywhere.
-    force_zip64: bool,
 }
 
-fn dos_time_date(unix: i64) -> (u16, u16) {
-    use chrono::{Datelike, Timelike};
-    match chrono::DateTime::from_timestamp(unix, 0) {
-        Some(t) if (1980..=2107).contains(&t.year()) => (
-            ((t.hour() << 11) | (t.minute() << 5) | (t.second() / 2)) as u16,
-            ((((t.year() - 1980) as u32) << 9) | (t.month() << 5) | t.day()) as u16,
-        ),
-        _ => (0, (1 << 5) | 1), // 1980-01-01 00:00
-    }
-}
-
-impl<W: Write> ZipStream<W> {
+impl<W: Write> Members<W> {
     fn new(out: W, generated_at: i64) -> Self {
-        let (dos_time, dos_date) = dos_time_date(generated_at);
-        ZipStream {
-            out,
-            offset: 0,
-            records: Vec::new(),
+        Members {
+            zip: ZipOut::new(out, generated_at),
             current: None,
-            dos_time,
-            dos_date,
-            force_zip64: false,
         }
     }
 
-    fn raw(&mut self, b: &[u8]) -> io::Result<()> {
-        self.out.write_all(b)?;
-        self.offset += b.len() as u64;
-        Ok(())
-    }
-
-    fn begin(&mut self, name: &'static str) -> io::Result<()> {
-        if self.current.is_some() {
-            self.end()?;
-        }
-        let header_offset = self.offset;
-        let mut h = Vec::with_capacity(30 + name.len());
-        h.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-        h.extend_from_slice(&20u16.to_le_bytes()); // version needed
-        h.extend_from_slice(&0x0008u16.to_le_bytes()); // sizes and CRC in the data descriptor
-        h.extend_from_slice(&0u16.to_le_bytes()); // stored
-        h.extend_from_slice(&self.dos_time.to_le_bytes());
-        h.extend_from_slice(&self.dos_date.to_le_bytes());
-        h.extend_from_slice(&[0u8; 12]); // CRC, compressed and uncompressed size: see descriptor
-        h.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        h.extend_from_slice(&0u16.to_le_bytes()); // no extra field
-        h.extend_from_slice(name.as_bytes());
-        self.raw(&h)?;
+    /// Starts member `name`; `large` if it may pass 4 GiB (the entry files).
+    fn begin(&mut self, name: &str, large: bool) -> io::Result<()> {
+        self.zip.start(name, large)?;
         self.current = Some(Member {
-            name,
-            header_offset,
-            crc: Crc32::new(),
-            size: 0,
             sha: Sha256::new(),
+            size: 0,
         });
         Ok(())
     }
 
-    /// Closes the current member; returns its digest.
+    /// Closes the current member's digest.
     fn end(&mut self) -> io::Result<FileDigest> {
         let m = self
             .current
             .take()
             .ok_or_else(|| io::Error::other("no zip member open"))?;
-        let crc = m.crc.value();
-        let mut d = Vec::with_capacity(24);
-        d.extend_from_slice(&0x0807_4b50u32.to_le_bytes());
-        d.extend_from_slice(&crc.to_le_bytes());
-        if m.size >= U32_MAX || self.force_zip64 {
-            d.extend_from_slice(&m.size.to_le_bytes());
-            d.extend_from_slice(&m.size.to_le_bytes());
-        } else {
-            d.extend_from_slice(&(m.size as u32).to_le_bytes());
-            d.extend_from_slice(&(m.size as u32).to_le_bytes());
-        }
-        self.raw(&d)?;
-        self.records.push(CentralRecord {
-            name: m.name,
-            header_offset: m.header_offset,
-            crc,
-            size: m.size,
-        });
         Ok(FileDigest {
             sha256: hex::encode(m.sha.finalize()),
             bytes: m.size,
         })
     }
 
-    /// Writes the central directory and end records; returns the inner writer.
-    fn finish(mut self) -> io::Result<W> {
-        if self.current.is_some() {
-            self.end()?;
-        }
-        let cd_start = self.offset;
-        let records = std::mem::take(&mut self.records);
-        for r in &records {
-            let big_size = r.size >= U32_MAX || self.force_zip64;
-            let big_offset = r.header_offset >= U32_MAX || self.force_zip64;
-            let mut extra = Vec::new();
-            if big_size || big_offset {
-                let mut body = Vec::new();
-                if big_size {
-                    body.extend_from_slice(&r.size.to_le_bytes()); // uncompressed
-                    body.extend_from_slice(&r.size.to_le_bytes()); // compressed
-                }
-                if big_offset {
-                    body.extend_from_slice(&r.header_offset.to_le_bytes());
-                }
-                extra.extend_from_slice(&0x0001u16.to_le_bytes());
-                extra.extend_from_slice(&(body.len() as u16).to_le_bytes());
-                extra.extend_from_slice(&body);
-            }
-            let version: u16 = if extra.is_empty() { 20 } else { 45 };
-            let size32 = if big_size {
-                U32_MAX as u32
-            } else {
-                r.size as u32
-            };
-            let off32 = if big_offset {
-                U32_MAX as u32
-            } else {
-                r.header_offset as u32
-            };
-            let mut c = Vec::with_capacity(46 + r.name.len() + extra.len());
-            c.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-            c.extend_from_slice(&(0x0300 | version).to_le_bytes()); // made by: Unix
-            c.extend_from_slice(&version.to_le_bytes());
-            c.extend_from_slice(&0x0008u16.to_le_bytes());
-            c.extend_from_slice(&0u16.to_le_bytes());
-            c.extend_from_slice(&self.dos_time.to_le_bytes());
-            c.extend_from_slice(&self.dos_date.to_le_bytes());
-            c.extend_from_slice(&r.crc.to_le_bytes());
-            c.extend_from_slice(&size32.to_le_bytes());
-            c.extend_from_slice(&size32.to_le_bytes());
-            c.extend_from_slice(&(r.name.len() as u16).to_le_bytes());
-            c.extend_from_slice(&(extra.len() as u16).to_le_bytes());
-            c.extend_from_slice(&0u16.to_le_bytes()); // comment
-            c.extend_from_slice(&0u16.to_le_bytes()); // disk
-            c.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
-            c.extend_from_slice(&(0o100_644u32 << 16).to_le_bytes()); // regular file, 0644
-            c.extend_from_slice(&off32.to_le_bytes());
-            c.extend_from_slice(r.name.as_bytes());
-            c.extend_from_slice(&extra);
-            self.raw(&c)?;
-        }
-        let cd_size = self.offset - cd_start;
-        let n = records.len() as u64;
-        let zip64 = n >= 0xFFFF || cd_start >= U32_MAX || cd_size >= U32_MAX || self.force_zip64;
-        let mut e = Vec::with_capacity(98);
-        if zip64 {
-            let eocd64_offset = self.offset;
-            e.extend_from_slice(&0x0606_4b50u32.to_le_bytes());
-            e.extend_from_slice(&44u64.to_le_bytes());
-            e.extend_from_slice(&(0x0300u16 | 45).to_le_bytes());
-            e.extend_from_slice(&45u16.to_le_bytes());
-            e.extend_from_slice(&0u32.to_le_bytes());
-            e.extend_from_slice(&0u32.to_le_bytes());
-            e.extend_from_slice(&n.to_le_bytes());
-            e.extend_from_slice(&n.to_le_bytes());
-            e.extend_from_slice(&cd_size.to_le_bytes());
-            e.extend_from_slice(&cd_start.to_le_bytes());
-            e.extend_from_slice(&0x0706_4b50u32.to_le_bytes());
-            e.extend_from_slice(&0u32.to_le_bytes());
-            e.extend_from_slice(&eocd64_offset.to_le_bytes());
-            e.extend_from_slice(&1u32.to_le_bytes());
-        }
-        let n16 = if zip64 { 0xFFFF } else { n as u16 };
-        let cd_size32 = if zip64 {
-            U32_MAX as u32
-        } else {
-            cd_size as u32
-        };
-        let cd_start32 = if zip64 {
-            U32_MAX as u32
-        } else {
-            cd_start as u32
-        };
-        e.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
-        e.extend_from_slice(&0u16.to_le_bytes());
-        e.extend_from_slice(&0u16.to_le_bytes());
-        e.extend_from_slice(&n16.to_le_bytes());
-        e.extend_from_slice(&n16.to_le_bytes());
-        e.extend_from_slice(&cd_size32.to_le_bytes());
-        e.extend_from_slice(&cd_start32.to_le_bytes());
-        e.extend_from_slice(&0u16.to_le_bytes()); // comment length
-        self.raw(&e)?;
-        self.out.flush()?;
-        Ok(self.out)
+    fn finish(self) -> io::Result<W> {
+        self.zip.finish()
     }
 }
 
-impl<W: Write> Write for ZipStream<W> {
+impl<W: Write> Write for Members<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let m = self
             .current
             .as_mut()
             .ok_or_else(|| io::Error::other("no zip member open"))?;
-        m.crc.update(buf);
-        m.sha.update(buf);
-        m.size += buf.len() as u64;
-        self.out.write_all(buf)?;
-        self.offset += buf.len() as u64;
-        Ok(buf.len())
+        let n = self.zip.write(buf)?;
+        m.sha.update(&buf[..n]);
+        m.size += n as u64;
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        self.zip.flush()
     }
 }
 
@@ -448,7 +233,7 @@ enum Phase {
 /// [`start_csv`](Self::start_csv), [`push_csv`](Self::push_csv) the same entries again, then
 /// [`finish`](Self::finish). If any step fails, discard the output.
 pub struct ExportWriter<W: Write> {
-    zip: ZipStream<BufWriter<W>>,
+    zip: Members<BufWriter<W>>,
     phase: Phase,
     generated_at: i64,
     count: u64,
@@ -470,8 +255,8 @@ impl<W: Write> ExportWriter<W> {
 
     /// Starts an export with an explicit `generated_at` (Unix seconds UTC).
     pub fn with_time(out: W, generated_at: i64) -> Result<Self, ExportError> {
-        let mut zip = ZipStream::new(BufWriter::with_capacity(1 << 16, out), generated_at);
-        zip.begin(ENTRIES_JSONL)?;
+        let mut zip = Members::new(BufWriter::with_capacity(1 << 16, out), generated_at);
+        zip.begin(ENTRIES_JSONL, true)?;
         Ok(ExportWriter {
             zip,
             phase: Phase::Jsonl,
@@ -511,7 +296,7 @@ impl<W: Write> ExportWriter<W> {
             return Err(ExportError::Inconsistent("start_csv called twice".into()));
         }
         self.jsonl = Some(self.zip.end()?);
-        self.zip.begin(ENTRIES_CSV)?;
+        self.zip.begin(ENTRIES_CSV, true)?;
         self.zip.write_all(CSV_HEADER.as_bytes())?;
         self.phase = Phase::Csv;
         Ok(())
@@ -572,7 +357,7 @@ impl<W: Write> ExportWriter<W> {
             .cloned()
             .collect();
         cps.sort_by_key(|cp| (cp.seq, cp.from_seq));
-        self.zip.begin(CHECKPOINTS_JSON)?;
+        self.zip.begin(CHECKPOINTS_JSON, false)?;
         serde_json::to_writer_pretty(&mut self.zip, &cps)?;
         self.zip.write_all(b"\n")?;
         let cps_digest = self.zip.end()?;
@@ -595,7 +380,7 @@ impl<W: Write> ExportWriter<W> {
             checkpoints: cps,
             files,
         };
-        self.zip.begin(MANIFEST_JSON)?;
+        self.zip.begin(MANIFEST_JSON, false)?;
         serde_json::to_writer_pretty(&mut self.zip, &manifest)?;
         self.zip.write_all(b"\n")?;
         self.zip.end()?;
@@ -661,52 +446,11 @@ fn open_archive(path: &Path) -> Result<Archive, Problem> {
     })
 }
 
-/// Number of central directory records according to the end of central directory record
-/// (the `zip` crate silently keeps only the last of duplicate names).
-fn central_directory_count(path: &Path) -> io::Result<u64> {
-    let mut f = File::open(path)?;
-    let len = f.metadata()?.len();
-    let tail_len = len.min(22 + 0xFFFF);
-    f.seek(SeekFrom::Start(len - tail_len))?;
-    let mut tail = vec![0u8; tail_len as usize];
-    f.read_exact(&mut tail)?;
-    let bad = || io::Error::other("no end of central directory record");
-    let pos = (0..tail.len().saturating_sub(21))
-        .rev()
-        .find(|&p| {
-            tail[p..p + 4] == [0x50, 0x4b, 0x05, 0x06]
-                && p + 22 + usize::from(u16::from_le_bytes([tail[p + 20], tail[p + 21]]))
-                    == tail.len()
-        })
-        .ok_or_else(bad)?;
-    let n16 = u16::from_le_bytes([tail[pos + 10], tail[pos + 11]]);
-    if n16 != 0xFFFF {
-        return Ok(u64::from(n16));
-    }
-    // ZIP64: the locator sits just before the end record.
-    let loc = pos.checked_sub(20).ok_or_else(bad)?;
-    if tail[loc..loc + 4] != [0x50, 0x4b, 0x06, 0x07] {
-        return Err(bad());
-    }
-    let mut off = [0u8; 8];
-    off.copy_from_slice(&tail[loc + 8..loc + 16]);
-    f.seek(SeekFrom::Start(u64::from_le_bytes(off)))?;
-    let mut rec = [0u8; 56];
-    f.read_exact(&mut rec)?;
-    if rec[..4] != [0x50, 0x4b, 0x06, 0x06] {
-        return Err(bad());
-    }
-    let mut n = [0u8; 8];
-    n.copy_from_slice(&rec[32..40]);
-    Ok(u64::from_le_bytes(n))
-}
-
 /// Exactly the four expected members: regular files, unique names, sane sizes, no overlap.
-fn check_members(path: &Path, zip: &mut Archive) -> Result<(), Problem> {
+fn check_members(zip: &mut Archive) -> Result<(), Problem> {
     const NAMES: [&str; 4] = [ENTRIES_JSONL, ENTRIES_CSV, CHECKPOINTS_JSON, MANIFEST_JSON];
-    let listed = central_directory_count(path)
-        .map_err(|e| structural(format!("cannot read the zip directory: {e}")))?;
-    if listed != zip.len() as u64 {
+    // The archive keeps only one of duplicate names; it still counts them.
+    if zip.has_duplicate_names() {
         return Err(structural("the export holds duplicate file names"));
     }
     if zip.len() != NAMES.len() {
@@ -722,7 +466,10 @@ fn check_members(path: &Path, zip: &mut Archive) -> Result<(), Problem> {
         let f = zip
             .by_index_raw(i)
             .map_err(|e| structural(format!("unreadable zip member {i}: {e}")))?;
-        let name = f.name().to_owned();
+        let name = f
+            .name()
+            .map_err(|e| structural(format!("zip member {i} has an unreadable name: {e}")))?
+            .into_owned();
         if !NAMES.contains(&name.as_str()) {
             return Err(structural(format!(
                 "unexpected file {name:?} in the export"
@@ -751,7 +498,10 @@ fn check_members(path: &Path, zip: &mut Archive) -> Result<(), Problem> {
                 "{name}: unsupported compression, implausible ratio or too large"
             )));
         }
-        let end = f.data_start().saturating_add(f.compressed_size());
+        let start = f
+            .data_start()
+            .ok_or_else(|| structural(format!("{name}: its data cannot be located")))?;
+        let end = start.saturating_add(f.compressed_size());
         spans.push((f.header_start(), end, name));
     }
     spans.sort();
@@ -872,7 +622,7 @@ fn read_line_capped<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, cap: usize) -> io:
 /// used, which proves consistency only: whoever rewrites everything can sign with a new key.
 pub fn verify_export(zip_path: &Path, kept_checkpoint: Option<&Path>) -> Result<Summary, Problem> {
     let mut zip = open_archive(zip_path)?;
-    check_members(zip_path, &mut zip)?;
+    check_members(&mut zip)?;
     let (manifest, _) = read_json_member::<ExportManifest>(&mut zip, MANIFEST_JSON)?;
     if manifest.version != EXPORT_VERSION || manifest.chain_version != CHAIN_VERSION {
         return Err(structural(format!(
@@ -1092,7 +842,7 @@ mod tests {
                 let mut f = z.by_index(i).unwrap();
                 let mut b = Vec::new();
                 f.read_to_end(&mut b).unwrap();
-                (f.name().to_owned(), b)
+                (f.name().unwrap().into_owned(), b)
             })
             .collect()
     }
@@ -1326,20 +1076,18 @@ mod tests {
         // Not a zip at all.
         std::fs::write(&bad, b"not a zip").unwrap();
         assert_eq!(verify_export(&bad, None).unwrap_err().seq, 0);
-        // A duplicate name (hand-built: the zip crate refuses to write one).
-        let mut raw = Vec::new();
-        let mut z = ZipStream::new(&mut raw, 0);
-        for (name, bytes) in &files {
-            let name: &'static str = [ENTRIES_JSONL, ENTRIES_CSV, CHECKPOINTS_JSON, MANIFEST_JSON]
-                .into_iter()
-                .find(|n| n == name)
-                .unwrap();
-            z.begin(name).unwrap();
-            z.write_all(bytes).unwrap();
+        // A duplicate name (the zip crate refuses to write one: written under another name of
+        // the same length, then renamed in the raw bytes).
+        let mut more = files.clone();
+        more.push(("entries.jsonX".into(), b"{}\n".to_vec()));
+        repack(&bad, &more);
+        let mut raw = std::fs::read(&bad).unwrap();
+        let mut renamed = 0;
+        while let Some(at) = raw.windows(13).position(|w| w == b"entries.jsonX") {
+            raw[at + 12] = b'l';
+            renamed += 1;
         }
-        z.begin(ENTRIES_JSONL).unwrap();
-        z.write_all(b"{}\n").unwrap();
-        z.finish().unwrap();
+        assert_eq!(renamed, 2, "local header and central directory");
         std::fs::write(&bad, &raw).unwrap();
         let p = verify_export(&bad, None).unwrap_err();
         assert!(p.what.contains("duplicate"), "{p}");
@@ -1362,37 +1110,65 @@ mod tests {
 
     #[test]
     fn zip64_records_are_readable() {
-        let (_dir, entries, _cps, _key) = setup();
-        let mut raw = Vec::new();
-        let mut z = ZipStream::new(&mut raw, 1_700_000_000);
-        z.force_zip64 = true;
-        z.begin(ENTRIES_JSONL).unwrap();
+        let (dir, entries, cps, key) = setup();
+        let path = dir.path().join("z64.zip");
+        let mut w = ExportWriter::with_time(File::create(&path).unwrap(), 1_700_000_000).unwrap();
+        w.zip.zip.force_zip64_end();
         for e in &entries {
-            serde_json::to_writer(&mut z, e).unwrap();
-            z.write_all(b"\n").unwrap();
+            w.push_jsonl(e).unwrap();
         }
-        z.begin(MANIFEST_JSON).unwrap();
-        z.write_all(b"{}").unwrap();
-        z.finish().unwrap();
-        let mut a = zip::ZipArchive::new(Cursor::new(&raw)).unwrap();
-        assert_eq!(a.len(), 2);
-        let mut s = String::new();
-        a.by_name(ENTRIES_JSONL)
-            .unwrap()
-            .read_to_string(&mut s)
-            .unwrap();
-        assert_eq!(s.lines().count(), 50);
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("z64.zip");
-        std::fs::write(&p, &raw).unwrap();
-        assert_eq!(central_directory_count(&p).unwrap(), 2);
+        w.start_csv().unwrap();
+        for e in &entries {
+            w.push_csv(e).unwrap();
+        }
+        w.finish(&cps, &key).unwrap();
+        let raw = std::fs::read(&path).unwrap();
+        assert!(
+            raw.windows(4).any(|x| x == b"PK\x06\x06"),
+            "ZIP64 end record"
+        );
+        assert!(raw.windows(4).any(|x| x == b"PK\x06\x07"), "ZIP64 locator");
+        let s = verify_export(&path, None).unwrap();
+        assert_eq!(s.count, 50);
     }
 
     #[test]
-    fn crc32_matches_the_standard_check_value() {
-        let mut c = Crc32::new();
-        c.update(b"123456789");
-        assert_eq!(c.value(), 0xCBF4_3926);
+    fn an_interrupted_export_has_no_central_directory() {
+        let (_dir, entries, _cps, _key) = setup();
+        let mut raw = Vec::new();
+        {
+            let mut w = ExportWriter::with_time(&mut raw, 1_700_000_000).unwrap();
+            for e in &entries {
+                w.push_jsonl(e).unwrap();
+            }
+            // Dropped here, as when the second pass fails.
+        }
+        assert!(raw.starts_with(b"PK\x03\x04"));
+        assert!(!raw.windows(4).any(|x| x == b"PK\x05\x06"));
+        assert!(!raw.windows(4).any(|x| x == b"PK\x01\x02"));
+        assert!(zip::ZipArchive::new(Cursor::new(&raw)).is_err());
+    }
+
+    #[test]
+    fn unzip_tests_an_export_clean() {
+        let (dir, entries, cps, key) = setup();
+        let (path, _) = export(dir.path(), "a.zip", &entries, &cps, &key);
+        match std::process::Command::new("unzip")
+            .arg("-tq")
+            .arg(&path)
+            .output()
+        {
+            Ok(out) => assert!(
+                out.status.success(),
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                eprintln!("unzip not installed: skipping");
+            }
+            Err(e) => panic!("running unzip: {e}"),
+        }
     }
 
     #[test]

@@ -156,7 +156,7 @@ impl Tracker {
         }
         if first {
             if let Some(r) = self.ranges.get(self.next) {
-                if r.from < seq && found.as_ref().map_or(true, |p| r.from < p.seq) {
+                if r.from < seq && found.as_ref().is_none_or(|p| r.from < p.seq) {
                     found = Some(Problem::new(
                         r.from,
                         format!(
@@ -226,7 +226,7 @@ impl Tracker {
                     format!("log ends at #{last} but checkpoint covers #{}", r.to),
                 ),
             };
-            if found.as_ref().map_or(true, |f| p.seq < f.seq) {
+            if found.as_ref().is_none_or(|f| p.seq < f.seq) {
                 found = Some(p);
             }
         }

@@ -1,12 +1,10 @@
 //! The auditor's workspace: the log, checkpoints, verification status, export. Never submission content.
 
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io;
 
-use bytes::Bytes;
 use rocket::http::{ContentType, Header};
 use rocket::response::{self, Responder};
-use rocket::tokio::sync::mpsc;
 use rocket::{Request, Response};
 use serde::Serialize;
 
@@ -14,6 +12,7 @@ use crate::audit::chain::AuditEntry;
 use crate::audit::log::{Event, Outcome};
 use crate::db::{Db, PooledConn};
 use crate::error::{AppError, AppResult};
+use crate::export::{stream_blocking, BlockingBody};
 use crate::models::audit::{self as model, Filter};
 use crate::web::forms::{CsrfForm, NoFields};
 use crate::web::guards::{AuditorUser, Ctx};
@@ -21,7 +20,6 @@ use crate::web::pages::{Notice, Page};
 
 pub const PER_PAGE: i64 = 50;
 const EXPORT_PAGE: i64 = 5000;
-const EXPORT_CHUNK: usize = 64 * 1024;
 
 pub fn routes() -> Vec<rocket::Route> {
     rocket::routes![
@@ -400,42 +398,6 @@ async fn checkpoint(
     Ok(Notice::redirect("/audit", message))
 }
 
-/// A `Write` that hands the archive to the response in chunks through a bounded channel, so the
-/// archive is never whole in memory and a slow client slows the writer down.
-struct ChannelWriter {
-    tx: mpsc::Sender<io::Result<Bytes>>,
-    buf: Vec<u8>,
-}
-
-impl ChannelWriter {
-    fn send(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(
-            &mut self.buf,
-            Vec::with_capacity(EXPORT_CHUNK),
-        ));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the download was cancelled"))
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= EXPORT_CHUNK {
-            self.send()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.send()
-    }
-}
-
 /// The entries `1..=last`, oldest first, read in pages from a connection of its own.
 struct EntryPages {
     conn: PooledConn,
@@ -484,10 +446,8 @@ impl Iterator for EntryPages {
     }
 }
 
-type ByteStream = std::pin::Pin<Box<dyn futures::Stream<Item = io::Result<Bytes>> + Send>>;
-
-/// The export archive, streamed as it is written.
-pub struct ZipStream(tokio_util::io::StreamReader<ByteStream, Bytes>);
+/// The export archive, streamed as it is written; a failed export never ends cleanly.
+pub struct ZipStream(BlockingBody);
 
 impl<'r> Responder<'r, 'static> for ZipStream {
     fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {
@@ -519,25 +479,12 @@ async fn export(ctx: Ctx<'_>, _auditor: AuditorUser<'_>) -> AppResult<ZipStream>
         .await?;
     let db = ctx.state.db.clone();
     let key = ctx.state.audit.public_key_hex();
-    let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(4);
-    rocket::tokio::task::spawn_blocking(move || {
-        let mut out = ChannelWriter {
-            tx: tx.clone(),
-            buf: Vec::with_capacity(EXPORT_CHUNK),
-        };
-        let result = crate::audit::export::write_export(
-            &mut out,
-            || EntryPages::open(&db, last),
-            &checkpoints,
-            &key,
-        )
-        .and_then(|_| out.flush().map_err(Into::into));
-        if let Err(e) = result {
-            tracing::error!(error = %e, "streaming an audit export failed");
-            // The client sees a broken download rather than a complete-looking archive.
-            let _ = tx.blocking_send(Err(io::Error::other("the export failed")));
-        }
-    });
-    let stream: ByteStream = Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
-    Ok(ZipStream(tokio_util::io::StreamReader::new(stream)))
+    Ok(ZipStream(stream_blocking("audit export", move |out| {
+        crate::audit::export::write_export(out, || EntryPages::open(&db, last), &checkpoints, &key)
+            .map(|_| ())
+            .map_err(|e| match e {
+                crate::audit::ExportError::Io(e) => e,
+                e => io::Error::other(e),
+            })
+    })))
 }
