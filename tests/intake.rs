@@ -5,55 +5,12 @@ mod common;
 
 use std::path::Path;
 
-use common::{Browser, Part, TestApp};
+use common::{complete_fields, file_bytes, sha256_hex, Browser, Part, TestApp};
 use diesel::prelude::*;
 use rocket::http::Status;
-use sha2::{Digest, Sha256};
 
 use pcii_portal::db::schema::{attachments, blobs, submissions};
 use pcii_portal::models::account::Role;
-
-const STATEMENT_PARTS: [(&str, &str); 4] = [
-    ("express_statement", "yes"),
-    ("cert_not_public", "yes"),
-    ("cert_not_regulatory", "yes"),
-    ("cert_authorized", "yes"),
-];
-
-fn complete_fields<'a>(narrative: &'a str, action: &'a str) -> Vec<Part<'a>> {
-    let mut parts = vec![
-        Part::Text("sector", "Energy"),
-        Part::Text("title", "Substation 14 protection scheme"),
-        Part::Text("narrative", narrative),
-        Part::Text("primary_name", "Ann Operator"),
-        Part::Text("primary_email", "ann@acme.example"),
-        Part::Text("primary_phone", "+1 555 0100"),
-        Part::Text("federal_requirement", "no"),
-    ];
-    for (k, v) in STATEMENT_PARTS {
-        parts.push(Part::Text(k, v));
-    }
-    parts.push(Part::Text("action", action));
-    parts
-}
-
-fn sha256_hex(b: &[u8]) -> String {
-    hex::encode(Sha256::digest(b))
-}
-
-/// Pseudo-random bytes with a marker in the middle.
-fn file_bytes(len: usize, seed: u8, marker: &str) -> Vec<u8> {
-    let mut v: Vec<u8> = (0..len)
-        .map(|i| {
-            (i as u32)
-                .wrapping_mul(2_654_435_761)
-                .rotate_left(seed as u32) as u8
-        })
-        .collect();
-    let at = len / 2;
-    v[at..at + marker.len()].copy_from_slice(marker.as_bytes());
-    v
-}
 
 fn location(page: &common::Page) -> String {
     page.header("Location").expect("a redirect").to_string()
@@ -112,7 +69,7 @@ fn files_containing(
                 stack.push(p);
             } else if meta.is_file()
                 && meta.len() < 512 * 1024 * 1024
-                && since.map_or(true, |t| meta.modified().is_ok_and(|m| m >= t))
+                && since.is_none_or(|t| meta.modified().is_ok_and(|m| m >= t))
             {
                 if let Ok(bytes) = std::fs::read(&p) {
                     if bytes.windows(needle.len()).any(|w| w == needle) {

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod analyst;
 pub mod audit;
 pub mod catchers;
 pub mod dashboard;
@@ -10,6 +11,7 @@ pub mod forms;
 pub mod guards;
 pub mod health;
 pub mod multipart;
+pub mod officer;
 pub mod pages;
 pub mod public;
 pub mod submissions;
@@ -29,6 +31,8 @@ pub fn mount(rocket: Rocket<Build>) -> Rocket<Build> {
         .mount("/", account::routes())
         .mount("/", dashboard::routes())
         .mount("/", submissions::routes())
+        .mount("/", officer::routes())
+        .mount("/", analyst::routes())
         .mount("/", health::routes())
         .mount("/admin", admin::routes())
         .mount("/audit", audit::routes())

@@ -2,6 +2,7 @@
 //! withdrawal and the return-or-destroy choice. Every lookup is scoped to the submitter's organisation:
 //! another organisation's ids answer 404 like ids that do not exist.
 
+use diesel::OptionalExtension;
 use rocket::form::FromForm;
 use rocket::http::{ContentType, Header, Status};
 use rocket::response::{self, Responder};
@@ -38,6 +39,7 @@ pub fn routes() -> Vec<rocket::Route> {
         download,
         receipt,
         receipt_text,
+        return_package,
         withdraw,
         disposition,
         confirm_return
@@ -53,12 +55,27 @@ fn submitter(user: &SubmitterUser<'_>) -> AppResult<Submitter> {
     })
 }
 
-async fn load(state: &AppState, who: &Submitter, id: &str) -> AppResult<Submission> {
-    let (id, org) = (id.to_string(), who.organisation_id.clone());
-    state
+async fn load(state: &AppState, actor: &Actor, who: &Submitter, id: &str) -> AppResult<Submission> {
+    let (sid, org) = (id.to_string(), who.organisation_id.clone());
+    let found = state
         .db
-        .run(move |c| Ok(submission::find(c, &id, Scope::Organisation(&org))?))
-        .await
+        .run(move |c| Ok(submission::find(c, &sid, Scope::Organisation(&org)).optional()?))
+        .await?;
+    match found {
+        Some(s) => Ok(s),
+        None => {
+            // Another organisation's id, or no such id: the same 404, and an entry for the auditor.
+            let event = Event::new("access.refused", Outcome::Refused)
+                .object("submission", id.to_string())
+                .reason("not found in the submitter's organisation");
+            let (audit, actor) = (state.audit.clone(), actor.clone());
+            state
+                .db
+                .run(move |c| audit.record(c, &actor, event))
+                .await?;
+            Err(AppError::NotFound)
+        }
+    }
 }
 
 /// Records an open of protected content before it is sent: no content leaves without its audit entry.
@@ -218,7 +235,11 @@ async fn edit_page(
     errors: Option<FieldErrors>,
     posted: Option<&crate::workflow::content::FormFields>,
 ) -> AppResult<Page> {
-    let sub = load(state, who, id).await?;
+    let (sid, org) = (id.to_string(), who.organisation_id.clone());
+    let sub = state
+        .db
+        .run(move |c| Ok(submission::find(c, &sid, Scope::Organisation(&org))?))
+        .await?;
     let status = sub.status();
     if !matches!(status, LifeStatus::Draft | LifeStatus::Defective) {
         return Err(AppError::Conflict(format!(
@@ -263,8 +284,8 @@ async fn edit_page(
 #[rocket::get("/submissions/<id>/edit")]
 async fn edit_form(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Page> {
     let who = submitter(&user)?;
+    let sub = load(ctx.state, &ctx.actor, &who, id).await?;
     let page = edit_page(ctx.state, &who, id, None, None).await?;
-    let sub = load(ctx.state, &who, id).await?;
     audit_access(
         ctx.state,
         &ctx.actor,
@@ -288,7 +309,14 @@ async fn save(
     let who = submitter(user)?;
     // The token first; only then is anything looked up or read.
     let body = open_form(token, state, content_type, data).await?;
-    let (files_left, bytes_left) = match intake::allowance(state, &who, id).await {
+    let allowance = match id {
+        Some(id) => match load(state, &ctx.actor, &who, id).await {
+            Ok(_) => intake::allowance(state, &who, Some(id)).await,
+            Err(e) => Err(e),
+        },
+        None => intake::allowance(state, &who, None).await,
+    };
+    let (files_left, bytes_left) = match allowance {
         Ok(a) => a,
         Err(e) => {
             body.discard().await;
@@ -407,7 +435,7 @@ async fn update(
 async fn detail(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Page> {
     let state = ctx.state;
     let who = submitter(&user)?;
-    let sub = load(state, &who, id).await?;
+    let sub = load(state, &ctx.actor, &who, id).await?;
     let content = match &sub.content_blob_id {
         Some(b) => Some(read_content(state, b).await?),
         None => None,
@@ -526,6 +554,20 @@ impl<'r> Responder<'r, 'static> for Download {
     }
 }
 
+/// A zip package, streamed as it is written; never cached.
+pub struct ZipDownload(pub crate::export::submission::Package);
+
+impl<'r> Responder<'r, 'static> for ZipDownload {
+    fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {
+        let name = content_disposition(&self.0.file_name);
+        Response::build()
+            .header(ContentType::ZIP)
+            .header(Header::new("Content-Disposition", name))
+            .streamed_body(self.0.body)
+            .ok()
+    }
+}
+
 /// The content of a submission is gone (returned or destroyed): 410 for everyone.
 pub fn gone_if_destroyed(sub: &Submission) -> AppResult<()> {
     if sub.status().content_destroyed()
@@ -588,7 +630,7 @@ async fn download(
     file: &str,
 ) -> AppResult<Download> {
     let who = submitter(&user)?;
-    let sub = load(ctx.state, &who, id).await?;
+    let sub = load(ctx.state, &ctx.actor, &who, id).await?;
     open_attachment(ctx.state, &ctx.actor, &sub, file).await
 }
 
@@ -603,7 +645,7 @@ async fn receipt_data(
 ) -> AppResult<serde_json::Value> {
     let state = ctx.state;
     let who = submitter(user)?;
-    let sub = load(state, &who, id).await?;
+    let sub = load(state, &ctx.actor, &who, id).await?;
     if sub.tracking_number.is_none() {
         return Err(AppError::NotFound);
     }
@@ -723,6 +765,7 @@ async fn withdraw(
     form: CsrfForm<DispositionForm>,
 ) -> AppResult<Notice> {
     let who = submitter(&user)?;
+    load(ctx.state, &ctx.actor, &who, id).await?;
     let d = parse_disposition(&form.0.disposition)?;
     let status = intake::request(
         ctx.state,
@@ -743,6 +786,7 @@ async fn disposition(
     form: CsrfForm<DispositionForm>,
 ) -> AppResult<Notice> {
     let who = submitter(&user)?;
+    load(ctx.state, &ctx.actor, &who, id).await?;
     let d = parse_disposition(&form.0.disposition)?;
     let status =
         intake::request(ctx.state, &who, &ctx.actor, id, SubmitterRequest::Choose(d)).await?;
@@ -757,6 +801,7 @@ async fn confirm_return(
     _form: CsrfForm<crate::web::forms::NoFields>,
 ) -> AppResult<Notice> {
     let who = submitter(&user)?;
+    load(ctx.state, &ctx.actor, &who, id).await?;
     let status = intake::request(
         ctx.state,
         &who,
@@ -766,4 +811,34 @@ async fn confirm_return(
     )
     .await?;
     Ok(after(id, status))
+}
+
+/// The submitter's last package of its own submission, offered once it chose "return".
+#[rocket::get("/submissions/<id>/package")]
+async fn return_package(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<ZipDownload> {
+    let who = submitter(&user)?;
+    let sub = load(ctx.state, &ctx.actor, &who, id).await?;
+    gone_if_destroyed(&sub)?;
+    let returnable = matches!(
+        sub.status(),
+        LifeStatus::NotValidated | LifeStatus::Withdrawn
+    ) && sub.disposition.as_deref() == Some("return");
+    if !returnable {
+        return Err(AppError::Conflict(
+            "A return package is offered only after you chose to have the information returned."
+                .into(),
+        ));
+    }
+    let package =
+        crate::export::submission::build(ctx.state, &sub, "return", &user.user.display_name)
+            .await?;
+    audit_access(
+        ctx.state,
+        &ctx.actor,
+        "content.exported",
+        &sub,
+        Some("return package".into()),
+    )
+    .await?;
+    Ok(ZipDownload(package))
 }

@@ -1,7 +1,9 @@
 //! Workflow rules: the PCII lifecycle, who may move a submission where, and what each step records.
 
+pub mod access;
 pub mod blobs;
 pub mod content;
+pub mod decisions;
 pub mod destruction;
 pub mod documents;
 pub mod intake;

@@ -342,6 +342,50 @@ impl<'c> Browser<'c> {
     }
 }
 
+/// The fields of a complete submission form (statement and certifications ticked).
+pub const STATEMENT_PARTS: [(&str, &str); 4] = [
+    ("express_statement", "yes"),
+    ("cert_not_public", "yes"),
+    ("cert_not_regulatory", "yes"),
+    ("cert_authorized", "yes"),
+];
+
+pub fn complete_fields<'a>(narrative: &'a str, action: &'a str) -> Vec<Part<'a>> {
+    let mut parts = vec![
+        Part::Text("sector", "Energy"),
+        Part::Text("title", "Substation 14 protection scheme"),
+        Part::Text("narrative", narrative),
+        Part::Text("primary_name", "Ann Operator"),
+        Part::Text("primary_email", "ann@acme.example"),
+        Part::Text("primary_phone", "+1 555 0100"),
+        Part::Text("federal_requirement", "no"),
+    ];
+    for (k, v) in STATEMENT_PARTS {
+        parts.push(Part::Text(k, v));
+    }
+    parts.push(Part::Text("action", action));
+    parts
+}
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+/// Pseudo-random bytes with a marker in the middle.
+pub fn file_bytes(len: usize, seed: u8, marker: &str) -> Vec<u8> {
+    let mut v: Vec<u8> = (0..len)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(2_654_435_761)
+                .rotate_left(seed as u32) as u8
+        })
+        .collect();
+    let at = len / 2;
+    v[at..at + marker.len()].copy_from_slice(marker.as_bytes());
+    v
+}
+
 pub fn extract_csrf(html: &str) -> Option<String> {
     let marker = "name=\"csrf\" value=\"";
     let start = html.find(marker)? + marker.len();

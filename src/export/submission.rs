@@ -1,0 +1,190 @@
+//! A submission as a zip package: `COVER-SHEET.txt` (markings and protection statement),
+//! `manifest.json` (tracking number, status, files, sizes, SHA-256), `NARRATIVE.txt` (marked top and
+//! bottom like the original), and the decrypted attachments under safe, unique names. The marking is
+//! also the archive comment. Attachments are decrypted and verified as the archive streams out.
+
+use std::collections::HashSet;
+
+use serde_json::json;
+
+use crate::crypto::stream::open_verified;
+use crate::error::{AppError, AppResult};
+use crate::export::{package_stream, safe_member_name, BlockingBody, PackageEntry};
+use crate::models::submission::{self, Submission};
+use crate::workflow::content::{marking_for, visible, Content};
+use crate::workflow::documents::read_content;
+use crate::AppState;
+
+pub struct Package {
+    pub body: BlockingBody,
+    pub file_name: String,
+}
+
+/// Builds the package of a submission the caller already found in its scope and may read.
+/// `purpose` is "export" or "return"; `by` names who asked (for the cover sheet).
+pub async fn build(
+    state: &AppState,
+    sub: &Submission,
+    purpose: &str,
+    by: &str,
+) -> AppResult<Package> {
+    let blob_id = sub
+        .content_blob_id
+        .clone()
+        .ok_or_else(|| AppError::Gone("The content of this submission was destroyed.".into()))?;
+    let content = read_content(state, &blob_id).await?;
+    let sid = sub.id.clone();
+    let attachments = state
+        .db
+        .run(move |c| {
+            let atts = submission::attachments_of(c, &sid)?;
+            let mut rows = Vec::new();
+            for a in atts {
+                let blob = match &a.blob_id {
+                    Some(b) => Some(crate::models::blob::find(c, b)?),
+                    None => None,
+                };
+                rows.push((a, blob));
+            }
+            Ok(rows)
+        })
+        .await?;
+
+    let status = sub.status();
+    let marking = marking_for(status, sub.tracking_number.as_deref());
+    let tn = sub
+        .tracking_number
+        .clone()
+        .unwrap_or_else(|| "DRAFT".into());
+    let now = crate::db::now();
+
+    let mut used = HashSet::new();
+    let mut files = Vec::new();
+    let mut sources = Vec::new();
+    for (a, blob) in &attachments {
+        let Some(blob) = blob else { continue };
+        let original = content
+            .attachments
+            .get(&a.id)
+            .map(|i| i.name.clone())
+            .unwrap_or_else(|| format!("file-{}", a.position));
+        let member = safe_member_name(a.position.max(0) as usize, &original, &mut used);
+        files.push(json!({
+            "member": member,
+            "position": a.position,
+            "original_name": visible(&original),
+            "description": content.attachments.get(&a.id).map(|i| i.description.clone()).unwrap_or_default(),
+            "size_bytes": a.size_bytes,
+            "sha256": a.sha256,
+        }));
+        sources.push((member, blob.blob_ref().map_err(AppError::Internal)?));
+    }
+
+    let cover = format!(
+        "{title}\n\
+         Tracking number: {tn}\n\
+         \n\
+         {statement}\n\
+         \n\
+         Package:      {purpose} of {tn}\n\
+         Status:       {status_label}\n\
+         Created:      {created} by {by}\n\
+         Files:        {count}\n\
+         \n\
+         This package holds the submission's narrative (NARRATIVE.txt), a manifest with the SHA-256 of\n\
+         every file (manifest.json) and the files themselves (attachments/). Every copy made from it\n\
+         must carry these markings and be safeguarded in the same way.\n\
+         \n\
+         {title}\n",
+        title = marking.title,
+        statement = marking.statement,
+        status_label = status.label(),
+        created = crate::time::datetime(now),
+        count = files.len(),
+    );
+    let manifest = json!({
+        "tracking_number": sub.tracking_number,
+        "status": status.as_str(),
+        "marking": marking.title,
+        "protection_statement": marking.statement,
+        "sector": sub.sector,
+        "received_at": sub.received_at.map(crate::time::rfc3339),
+        "decided_at": sub.decided_at.map(crate::time::rfc3339),
+        "exported_at": crate::time::rfc3339(now),
+        "purpose": purpose,
+        "files": files,
+    });
+    let narrative = narrative_text(&content, marking.title, &tn, marking.statement);
+    let comment = format!("{} - {tn} - {}", marking.title, marking.statement);
+
+    // Open every attachment (header and key checked now, so a missing blob or key is an error page);
+    // the rest is verified while it streams.
+    let keys = state.keys.clone();
+    let store = state.blobs.clone();
+    let readers = tokio::task::spawn_blocking(move || {
+        let ring = keys.read().unwrap_or_else(|p| p.into_inner());
+        sources
+            .into_iter()
+            .map(|(member, r)| {
+                open_verified(
+                    &*store,
+                    &r.name,
+                    &ring,
+                    &r.ciphertext_sha256,
+                    &r.plaintext_sha256,
+                )
+                .map(|reader| (member, reader))
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+    })
+    .await
+    .map_err(|_| AppError::Internal("opening attachments failed".into()))?
+    .map_err(|e| {
+        tracing::error!(error = %e, "an attachment failed to open for a package");
+        AppError::Internal("a stored document failed its integrity check".into())
+    })?;
+
+    let mut entries = vec![
+        PackageEntry::bytes("COVER-SHEET.txt", cover),
+        PackageEntry::bytes(
+            "manifest.json",
+            serde_json::to_vec_pretty(&manifest).expect("manifest serializes"),
+        ),
+        PackageEntry::bytes("NARRATIVE.txt", narrative),
+    ];
+    for (member, reader) in readers {
+        entries.push(PackageEntry::reader(member, reader));
+    }
+    Ok(Package {
+        body: package_stream(entries, comment),
+        file_name: format!("{tn}-{purpose}.zip"),
+    })
+}
+
+fn narrative_text(c: &Content, title: &str, tn: &str, statement: &str) -> String {
+    let contact = |k: &crate::workflow::content::Contact| {
+        if k.is_empty() {
+            "—".to_string()
+        } else {
+            format!(
+                "{} <{}> {}",
+                visible(&k.name),
+                visible(&k.email),
+                visible(&k.phone)
+            )
+        }
+    };
+    format!(
+        "{title}\nTracking number: {tn}\n\nTitle: {}\nPrimary contact: {}\nSecondary contact: {}\nFollows up: {}\nFederal legal requirement: {}\n\n{}\n\n{statement}\n\n{title}\nTracking number: {tn}\n",
+        visible(&c.title),
+        contact(&c.primary_contact),
+        contact(&c.secondary_contact),
+        if c.follows_up.is_empty() { "—" } else { &c.follows_up },
+        if c.federal_requirement {
+            format!("yes — {}, {}", visible(&c.federal_agency), visible(&c.federal_authority))
+        } else {
+            "no".into()
+        },
+        c.narrative,
+    )
+}

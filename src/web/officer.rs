@@ -1,0 +1,403 @@
+//! PCII officers: one submission (content decrypted as it streams, markings, decisions, grants,
+//! disseminations, export) and the whole dissemination log. Drafts are invisible to officers.
+
+use diesel::prelude::*;
+use rocket::form::FromForm;
+use serde_json::json;
+
+use crate::db::schema::{disseminations, grants, submissions, users};
+use crate::error::{AppError, AppResult};
+use crate::export::submission::build as build_package;
+use crate::models::account::{self, Role};
+use crate::models::submission::{self, Scope, Submission};
+use crate::web::forms::CsrfForm;
+use crate::web::guards::{Ctx, OfficerUser};
+use crate::web::pages::{Notice, Page};
+use crate::web::submissions::{
+    audit_access, content_view, destruction_view, file_views, gone_if_destroyed, open_attachment,
+    submission_view, Download, ZipDownload,
+};
+use crate::workflow::decisions::{self, Decision, NewDissemination, RECIPIENT_KINDS};
+use crate::workflow::documents::read_content;
+use crate::workflow::lifecycle::Status;
+use crate::AppState;
+
+pub fn routes() -> Vec<rocket::Route> {
+    rocket::routes![
+        detail,
+        download,
+        export,
+        decide,
+        grant,
+        revoke,
+        disseminate,
+        dissemination_log
+    ]
+}
+
+async fn load(state: &AppState, id: &str) -> AppResult<Submission> {
+    let id = id.to_string();
+    state
+        .db
+        .run(move |c| Ok(submission::find(c, &id, Scope::ProgramOffice)?))
+        .await
+}
+
+#[derive(serde::Serialize, Queryable)]
+struct GrantView {
+    id: String,
+    user_name: String,
+    user_email: String,
+    reason: String,
+    created_at: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+    revoke_reason: Option<String>,
+}
+
+#[derive(serde::Serialize, Queryable)]
+struct DisseminationView {
+    submission_id: String,
+    tracking_number: Option<String>,
+    recipient: String,
+    recipient_kind: String,
+    arrangement: String,
+    what: String,
+    released_at: i64,
+    sanitized: bool,
+    removed: Option<String>,
+    recorded_by: String,
+}
+
+type DisseminationColumns = (
+    disseminations::submission_id,
+    submissions::tracking_number,
+    disseminations::recipient,
+    disseminations::recipient_kind,
+    disseminations::arrangement,
+    disseminations::what,
+    disseminations::released_at,
+    disseminations::sanitized,
+    disseminations::removed,
+    users::display_name,
+);
+
+fn dissemination_columns() -> DisseminationColumns {
+    (
+        disseminations::submission_id,
+        submissions::tracking_number,
+        disseminations::recipient,
+        disseminations::recipient_kind,
+        disseminations::arrangement,
+        disseminations::what,
+        disseminations::released_at,
+        disseminations::sanitized,
+        disseminations::removed,
+        users::display_name,
+    )
+}
+
+#[rocket::get("/officer/submissions/<id>")]
+async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<Page> {
+    let state = ctx.state;
+    let sub = load(state, id).await?;
+    let content = match &sub.content_blob_id {
+        Some(b) => Some(read_content(state, b).await?),
+        None => None,
+    };
+    let sid = sub.id.clone();
+    let now = crate::db::now();
+    let (attachments, events, destruction, grant_rows, dissem, analysts) = state
+        .db
+        .run(move |c| {
+            let grant_rows: Vec<GrantView> = grants::table
+                .inner_join(users::table.on(users::id.eq(grants::user_id)))
+                .filter(grants::submission_id.eq(&sid))
+                .order(grants::created_at.desc())
+                .select((
+                    grants::id,
+                    users::display_name,
+                    users::email,
+                    grants::reason,
+                    grants::created_at,
+                    grants::expires_at,
+                    grants::revoked_at,
+                    grants::revoke_reason,
+                ))
+                .load(c)?;
+            let dissem: Vec<DisseminationView> = disseminations::table
+                .inner_join(submissions::table)
+                .inner_join(users::table.on(users::id.eq(disseminations::recorded_by)))
+                .filter(disseminations::submission_id.eq(&sid))
+                .order(disseminations::released_at.desc())
+                .select(dissemination_columns())
+                .load(c)?;
+            let (analysts, _) = account::list_accounts(c, Some(Role::AuthorizedUser), 0)?;
+            Ok((
+                submission::attachments_of(c, &sid)?,
+                submission::events_of(c, &sid)?,
+                submission::destruction_of(c, &sid)?,
+                grant_rows,
+                dissem,
+                analysts,
+            ))
+        })
+        .await?;
+    if content.is_some() {
+        audit_access(state, &ctx.actor, "content.viewed", &sub, None).await?;
+    }
+    let status = sub.status();
+    let own = officer.user.organisation_id.as_deref() == Some(sub.organisation_id.as_str());
+    let grants: Vec<serde_json::Value> = grant_rows
+        .into_iter()
+        .map(|g| {
+            let live = g.revoked_at.is_none() && g.expires_at > now;
+            json!({"g": g, "live": live})
+        })
+        .collect();
+    let analysts: Vec<serde_json::Value> = analysts
+        .into_iter()
+        .filter(|a| !a.disabled)
+        .map(|a| json!({"id": a.id, "label": format!("{} <{}>", a.display_name, a.email)}))
+        .collect();
+    let days_since = sub.received_at.map(|r| crate::time::days_between(r, now));
+    Ok(Page::new("officer/submission.html.tera")
+        .with("submission", submission_view(&sub))
+        .with("content", content.as_ref().map(content_view))
+        .with("files", file_views(content.as_ref(), &attachments))
+        .with(
+            "file_base",
+            format!("/officer/submissions/{}/files", sub.id),
+        )
+        .with("events", events)
+        .with("destruction", destruction_view(destruction))
+        .with("grants", grants)
+        .with("disseminations", dissem)
+        .with("analysts", analysts)
+        .with("recipient_kinds", RECIPIENT_KINDS)
+        .with("own_organisation", own)
+        .with("days_since_receipt", days_since)
+        .with("can_decide", !own && status.pending_validation())
+        .with("can_validate", !own && status == Status::Received)
+        .with(
+            "can_remove_protection",
+            !own && matches!(
+                status,
+                Status::Received | Status::Defective | Status::Validated
+            ),
+        )
+        .with("can_grant", !own && status == Status::Validated)
+        .with("can_export", content.is_some())
+        .with("today", crate::time::date(now))
+        .with(
+            "default_expiry",
+            crate::time::date(now + 90 * crate::time::DAY),
+        ))
+}
+
+#[rocket::get("/officer/submissions/<id>/files/<file>")]
+async fn download(
+    ctx: Ctx<'_>,
+    _officer: OfficerUser<'_>,
+    id: &str,
+    file: &str,
+) -> AppResult<Download> {
+    let sub = load(ctx.state, id).await?;
+    open_attachment(ctx.state, &ctx.actor, &sub, file).await
+}
+
+#[rocket::get("/officer/submissions/<id>/export")]
+async fn export(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<ZipDownload> {
+    let sub = load(ctx.state, id).await?;
+    gone_if_destroyed(&sub)?;
+    let package = build_package(ctx.state, &sub, "export", &officer.user.display_name).await?;
+    audit_access(
+        ctx.state,
+        &ctx.actor,
+        "content.exported",
+        &sub,
+        Some("zip package".into()),
+    )
+    .await?;
+    Ok(ZipDownload(package))
+}
+
+#[derive(FromForm)]
+struct DecisionForm {
+    #[field(default = String::new())]
+    decision: String,
+    #[field(default = String::new())]
+    reason: String,
+}
+
+#[rocket::post("/officer/submissions/<id>/decision", data = "<form>")]
+async fn decide(
+    ctx: Ctx<'_>,
+    officer: OfficerUser<'_>,
+    id: &str,
+    form: CsrfForm<DecisionForm>,
+) -> AppResult<Notice> {
+    let decision = Decision::parse(&form.0.decision)
+        .ok_or_else(|| AppError::Invalid("Choose a decision.".into()))?;
+    let status = decisions::decide(
+        ctx.state,
+        &officer.user,
+        &ctx.actor,
+        id,
+        decision,
+        &form.0.reason,
+    )
+    .await?;
+    Ok(Notice::redirect(
+        format!("/officer/submissions/{id}"),
+        format!("Recorded: {}. The submitter was notified.", status.label()),
+    ))
+}
+
+#[derive(FromForm)]
+struct GrantForm {
+    #[field(default = String::new())]
+    user_id: String,
+    #[field(default = String::new())]
+    reason: String,
+    #[field(default = String::new())]
+    expires: String,
+}
+
+#[rocket::post("/officer/submissions/<id>/grants", data = "<form>")]
+async fn grant(
+    ctx: Ctx<'_>,
+    officer: OfficerUser<'_>,
+    id: &str,
+    form: CsrfForm<GrantForm>,
+) -> AppResult<Notice> {
+    // The grant runs to the end of the chosen day (UTC).
+    let expires = crate::time::parse_date(&form.0.expires)
+        .map(|d| d + crate::time::DAY - 1)
+        .ok_or_else(|| AppError::Invalid("Enter the expiry date as YYYY-MM-DD.".into()))?;
+    decisions::grant(
+        ctx.state,
+        &officer.user,
+        &ctx.actor,
+        id,
+        &form.0.user_id,
+        &form.0.reason,
+        expires,
+    )
+    .await?;
+    Ok(Notice::redirect(
+        format!("/officer/submissions/{id}"),
+        "Access granted.",
+    ))
+}
+
+#[derive(FromForm)]
+struct RevokeForm {
+    #[field(default = String::new())]
+    reason: String,
+}
+
+#[rocket::post("/officer/submissions/<id>/grants/<grant>/revoke", data = "<form>")]
+async fn revoke(
+    ctx: Ctx<'_>,
+    officer: OfficerUser<'_>,
+    id: &str,
+    grant: &str,
+    form: CsrfForm<RevokeForm>,
+) -> AppResult<Notice> {
+    decisions::revoke(
+        ctx.state,
+        &officer.user,
+        &ctx.actor,
+        id,
+        grant,
+        &form.0.reason,
+    )
+    .await?;
+    Ok(Notice::redirect(
+        format!("/officer/submissions/{id}"),
+        "The grant was revoked.",
+    ))
+}
+
+#[derive(FromForm)]
+struct DisseminationForm {
+    #[field(default = String::new())]
+    recipient: String,
+    #[field(default = String::new())]
+    recipient_kind: String,
+    #[field(default = String::new())]
+    arrangement: String,
+    #[field(default = String::new())]
+    what: String,
+    #[field(default = String::new())]
+    released_on: String,
+    #[field(default = String::new())]
+    sanitized: String,
+    #[field(default = String::new())]
+    removed: String,
+}
+
+#[rocket::post("/officer/submissions/<id>/disseminations", data = "<form>")]
+async fn disseminate(
+    ctx: Ctx<'_>,
+    officer: OfficerUser<'_>,
+    id: &str,
+    form: CsrfForm<DisseminationForm>,
+) -> AppResult<Notice> {
+    let f = form.0;
+    let released_at = crate::time::parse_date(&f.released_on)
+        .ok_or_else(|| AppError::Invalid("Enter the release date as YYYY-MM-DD.".into()))?;
+    decisions::record_dissemination(
+        ctx.state,
+        &officer.user,
+        &ctx.actor,
+        id,
+        NewDissemination {
+            recipient: f.recipient,
+            recipient_kind: f.recipient_kind,
+            arrangement: f.arrangement,
+            what: f.what,
+            released_at,
+            sanitized: f.sanitized == "yes",
+            removed: f.removed,
+        },
+    )
+    .await?;
+    Ok(Notice::redirect(
+        format!("/officer/submissions/{id}"),
+        "The release was recorded in the dissemination log.",
+    ))
+}
+
+const LOG_PER_PAGE: i64 = 50;
+
+#[rocket::get("/officer/disseminations?<page>")]
+async fn dissemination_log(
+    ctx: Ctx<'_>,
+    _officer: OfficerUser<'_>,
+    page: Option<i64>,
+) -> AppResult<Page> {
+    let page = page.unwrap_or(0).clamp(0, 100_000);
+    let (rows, total) = ctx
+        .state
+        .db
+        .run(move |c| {
+            let total: i64 = disseminations::table.count().get_result(c)?;
+            let rows: Vec<DisseminationView> = disseminations::table
+                .inner_join(submissions::table)
+                .inner_join(users::table.on(users::id.eq(disseminations::recorded_by)))
+                .order((disseminations::released_at.desc(), disseminations::id.asc()))
+                .limit(LOG_PER_PAGE)
+                .offset(page * LOG_PER_PAGE)
+                .select(dissemination_columns())
+                .load(c)?;
+            Ok((rows, total))
+        })
+        .await?;
+    Ok(Page::new("officer/disseminations.html.tera")
+        .with("rows", rows)
+        .with("total", total)
+        .with("page", page)
+        .with("pages", (total + LOG_PER_PAGE - 1) / LOG_PER_PAGE))
+}

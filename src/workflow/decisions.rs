@@ -1,0 +1,411 @@
+//! The PCII Program Office's side: decisions on a submission (defective, validated, not validated,
+//! protection removed), need-to-know grants and their revocation, and the dissemination log. Each is one
+//! transaction with its audit entry; the submitter is notified in the portal.
+
+use diesel::prelude::*;
+
+use crate::audit::log::{Actor, Event, Outcome};
+use crate::db::schema::{disseminations, grants, submissions, users};
+use crate::db::DbConn;
+use crate::error::{AppError, AppResult};
+use crate::models::account::{Role, User};
+use crate::models::submission::{self, Scope, Submission};
+use crate::time::DAY;
+use crate::workflow::lifecycle::{check, record_transition, Change, Status, Step};
+use crate::AppState;
+
+/// Days the submitter has to cure a defect (6 CFR 29.6(d)).
+pub const CURE_DAYS: i64 = 30;
+/// Days after receipt within which a defect notice is due.
+pub const NOTICE_DAYS: i64 = 30;
+/// Longest need-to-know grant an officer may give.
+pub const GRANT_MAX_DAYS: i64 = 366;
+const REASON_MAX: usize = 4000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Defective,
+    Validate,
+    NotValidate,
+    RemoveProtection,
+}
+
+impl Decision {
+    pub fn parse(s: &str) -> Option<Decision> {
+        match s {
+            "defective" => Some(Decision::Defective),
+            "validate" => Some(Decision::Validate),
+            "not_validated" => Some(Decision::NotValidate),
+            "remove_protection" => Some(Decision::RemoveProtection),
+            _ => None,
+        }
+    }
+
+    fn step(self) -> Step {
+        match self {
+            Decision::Defective => Step::MarkDefective,
+            Decision::Validate => Step::Validate,
+            Decision::NotValidate => Step::NotValidate,
+            Decision::RemoveProtection => Step::RemoveProtection,
+        }
+    }
+}
+
+fn clean_reason(reason: &str) -> AppResult<Option<String>> {
+    let r = reason.trim().replace("\r\n", "\n");
+    if r.chars().count() > REASON_MAX {
+        return Err(AppError::Invalid(format!(
+            "The reason is too long (at most {REASON_MAX} characters)."
+        )));
+    }
+    Ok((!r.is_empty()).then_some(r))
+}
+
+/// The one check every officer action on a submission shares: an officer never acts on a submission of
+/// its own organisation.
+fn not_own(officer: &User, sub: &Submission) -> AppResult<()> {
+    if officer.organisation_id.as_deref() == Some(sub.organisation_id.as_str()) {
+        return Err(AppError::Forbidden(
+            "You may not act on a submission of your own organisation; another officer must."
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Records a decision. A reason is required for "defective" (the list of defects), "not validated" and
+/// "protection removed".
+pub async fn decide(
+    state: &AppState,
+    officer: &User,
+    actor: &Actor,
+    submission_id: &str,
+    decision: Decision,
+    reason: &str,
+) -> AppResult<Status> {
+    let step = decision.step();
+    let reason = clean_reason(reason)?;
+    if step.needs_reason() && reason.is_none() {
+        return Err(AppError::Invalid(match decision {
+            Decision::Defective => "List the defects the submitter must cure.".into(),
+            _ => "Give the reason for this decision; the submitter is told it.".into(),
+        }));
+    }
+    let (audit, actor, officer, id) = (
+        state.audit.clone(),
+        actor.clone(),
+        officer.clone(),
+        submission_id.to_string(),
+    );
+    state
+        .db
+        .run(move |c| {
+            audit.fact(c, &actor, |tx| {
+                apply_decision(tx, &officer, &id, decision, reason.as_deref())
+            })
+        })
+        .await
+}
+
+fn apply_decision(
+    tx: &mut DbConn,
+    officer: &User,
+    id: &str,
+    decision: Decision,
+    reason: Option<&str>,
+) -> AppResult<(Status, Event)> {
+    let now = crate::db::now();
+    let sub = submission::find(tx, id, Scope::ProgramOffice)?;
+    not_own(officer, &sub)?;
+    let from = sub.status();
+    let step = decision.step();
+    let to = check(from, step, Role::Officer).map_err(AppError::Conflict)?;
+    let tn = sub.tracking_number.clone().unwrap_or_default();
+    let notice = match decision {
+        Decision::Defective => {
+            let due = now + CURE_DAYS * DAY;
+            diesel::update(submissions::table.find(&sub.id))
+                .set((
+                    submissions::status.eq(to.as_str()),
+                    submissions::defect_notice_at.eq(now),
+                    submissions::cure_due_at.eq(due),
+                    submissions::updated_at.eq(now),
+                ))
+                .execute(tx)?;
+            format!(
+                "The PCII Program Office found {tn} defective. Cure it by {} (30 days): {}",
+                crate::time::date(due),
+                reason.unwrap_or_default()
+            )
+        }
+        _ => {
+            diesel::update(submissions::table.find(&sub.id))
+                .set((
+                    submissions::status.eq(to.as_str()),
+                    submissions::decided_at.eq(now),
+                    submissions::decided_by.eq(&officer.id),
+                    submissions::updated_at.eq(now),
+                ))
+                .execute(tx)?;
+            match decision {
+                Decision::Validate => format!(
+                    "{tn} was validated as Protected Critical Infrastructure Information."
+                ),
+                Decision::NotValidate => format!(
+                    "{tn} was not validated as PCII: {}. Choose whether it is returned to you or destroyed.",
+                    reason.unwrap_or_default()
+                ),
+                _ => format!(
+                    "The PCII protection of {tn} was removed: {}",
+                    reason.unwrap_or_default()
+                ),
+            }
+        }
+    };
+    record_transition(
+        tx,
+        &sub,
+        Some(&officer.id),
+        Change {
+            from: Some(from),
+            to,
+            reason,
+            notice: &notice,
+        },
+        now,
+    )?;
+    let mut event = Event::new(step.action(), Outcome::Success)
+        .object("submission", sub.id.clone())
+        .tracking(sub.tracking_number.clone());
+    if let Some(r) = reason {
+        event = event.reason(r);
+    }
+    Ok((to, event))
+}
+
+/// Grants an authorized user need-to-know access to one validated submission until `expires_at`.
+pub async fn grant(
+    state: &AppState,
+    officer: &User,
+    actor: &Actor,
+    submission_id: &str,
+    grantee_id: &str,
+    reason: &str,
+    expires_at: i64,
+) -> AppResult<()> {
+    let reason = clean_reason(reason)?
+        .ok_or_else(|| AppError::Invalid("Give the need-to-know reason for the grant.".into()))?;
+    let now = crate::db::now();
+    if expires_at <= now {
+        return Err(AppError::Invalid(
+            "The expiry date must be in the future.".into(),
+        ));
+    }
+    if expires_at > now + GRANT_MAX_DAYS * DAY {
+        return Err(AppError::Invalid(format!(
+            "A grant lasts at most {GRANT_MAX_DAYS} days; renew it when it ends."
+        )));
+    }
+    let (audit, actor, officer, id, grantee) = (
+        state.audit.clone(),
+        actor.clone(),
+        officer.clone(),
+        submission_id.to_string(),
+        grantee_id.to_string(),
+    );
+    state
+        .db
+        .run(move |c| {
+            audit.fact(c, &actor, |tx| {
+                let sub = submission::find(tx, &id, Scope::ProgramOffice)?;
+                not_own(&officer, &sub)?;
+                if sub.status() != Status::Validated {
+                    return Err(AppError::Conflict(
+                        "Access can be granted only to validated PCII.".into(),
+                    ));
+                }
+                let user: Option<(String, bool)> = users::table
+                    .find(&grantee)
+                    .select((users::role, users::disabled))
+                    .first(tx)
+                    .optional()?;
+                match user {
+                    Some((role, false)) if role == Role::AuthorizedUser.as_str() => {}
+                    _ => {
+                        return Err(AppError::Invalid(
+                            "Choose an active authorized user.".into(),
+                        ))
+                    }
+                }
+                diesel::insert_into(grants::table)
+                    .values((
+                        grants::id.eq(crate::db::new_id()),
+                        grants::submission_id.eq(&sub.id),
+                        grants::user_id.eq(&grantee),
+                        grants::granted_by.eq(&officer.id),
+                        grants::reason.eq(&reason),
+                        grants::created_at.eq(now),
+                        grants::expires_at.eq(expires_at),
+                    ))
+                    .execute(tx)?;
+                let event = Event::new("grant.created", Outcome::Success)
+                    .object("submission", sub.id.clone())
+                    .tracking(sub.tracking_number.clone())
+                    .reason(format!(
+                        "to account {grantee} until {}: {reason}",
+                        crate::time::datetime(expires_at)
+                    ));
+                Ok(((), event))
+            })
+        })
+        .await
+}
+
+/// Revokes a grant (effective immediately).
+pub async fn revoke(
+    state: &AppState,
+    officer: &User,
+    actor: &Actor,
+    submission_id: &str,
+    grant_id: &str,
+    reason: &str,
+) -> AppResult<()> {
+    let reason = clean_reason(reason)?
+        .ok_or_else(|| AppError::Invalid("Give the reason for the revocation.".into()))?;
+    let (audit, actor, officer, sid, gid) = (
+        state.audit.clone(),
+        actor.clone(),
+        officer.clone(),
+        submission_id.to_string(),
+        grant_id.to_string(),
+    );
+    state
+        .db
+        .run(move |c| {
+            audit.fact(c, &actor, |tx| {
+                let sub = submission::find(tx, &sid, Scope::ProgramOffice)?;
+                not_own(&officer, &sub)?;
+                let (grantee, revoked): (String, Option<i64>) = grants::table
+                    .filter(grants::id.eq(&gid))
+                    .filter(grants::submission_id.eq(&sub.id))
+                    .select((grants::user_id, grants::revoked_at))
+                    .first(tx)?;
+                if revoked.is_some() {
+                    return Err(AppError::Conflict("This grant was already revoked.".into()));
+                }
+                diesel::update(grants::table.find(&gid))
+                    .set((
+                        grants::revoked_at.eq(crate::db::now()),
+                        grants::revoked_by.eq(&officer.id),
+                        grants::revoke_reason.eq(&reason),
+                    ))
+                    .execute(tx)?;
+                let event = Event::new("grant.revoked", Outcome::Success)
+                    .object("submission", sub.id.clone())
+                    .tracking(sub.tracking_number.clone())
+                    .reason(format!("from account {grantee}: {reason}"));
+                Ok(((), event))
+            })
+        })
+        .await
+}
+
+/// One release of PCII to a state, local, tribal or territorial entity (6 CFR 29.8).
+#[derive(Debug, Clone)]
+pub struct NewDissemination {
+    pub recipient: String,
+    pub recipient_kind: String,
+    pub arrangement: String,
+    pub what: String,
+    pub released_at: i64,
+    pub sanitized: bool,
+    pub removed: String,
+}
+
+pub const RECIPIENT_KINDS: [&str; 4] = ["state", "local", "tribal", "territorial"];
+
+pub async fn record_dissemination(
+    state: &AppState,
+    officer: &User,
+    actor: &Actor,
+    submission_id: &str,
+    d: NewDissemination,
+) -> AppResult<()> {
+    let mut missing = Vec::new();
+    for (value, what) in [
+        (&d.recipient, "the recipient"),
+        (&d.arrangement, "the arrangement"),
+        (&d.what, "what was released"),
+    ] {
+        if value.trim().is_empty() {
+            missing.push(what);
+        }
+        if value.chars().count() > REASON_MAX {
+            return Err(AppError::Invalid("A field is too long.".into()));
+        }
+    }
+    if !missing.is_empty() {
+        return Err(AppError::Invalid(format!("Enter {}.", missing.join(", "))));
+    }
+    if !RECIPIENT_KINDS.contains(&d.recipient_kind.as_str()) {
+        return Err(AppError::Invalid(
+            "Choose whether the recipient is a state, local, tribal or territorial entity.".into(),
+        ));
+    }
+    if d.sanitized && d.removed.trim().is_empty() {
+        return Err(AppError::Invalid(
+            "Say what was removed from the sanitized release.".into(),
+        ));
+    }
+    if d.released_at > crate::db::now() + DAY {
+        return Err(AppError::Invalid(
+            "The release date cannot be in the future.".into(),
+        ));
+    }
+    let (audit, actor, officer, sid) = (
+        state.audit.clone(),
+        actor.clone(),
+        officer.clone(),
+        submission_id.to_string(),
+    );
+    state
+        .db
+        .run(move |c| {
+            audit.fact(c, &actor, |tx| {
+                let sub = submission::find(tx, &sid, Scope::ProgramOffice)?;
+                not_own(&officer, &sub)?;
+                if sub.status() != Status::Validated {
+                    return Err(AppError::Conflict(
+                        "Only validated PCII is disseminated under 6 CFR 29.8.".into(),
+                    ));
+                }
+                diesel::insert_into(disseminations::table)
+                    .values((
+                        disseminations::id.eq(crate::db::new_id()),
+                        disseminations::submission_id.eq(&sub.id),
+                        disseminations::recorded_by.eq(&officer.id),
+                        disseminations::recipient.eq(d.recipient.trim()),
+                        disseminations::recipient_kind.eq(&d.recipient_kind),
+                        disseminations::arrangement.eq(d.arrangement.trim()),
+                        disseminations::what.eq(d.what.trim()),
+                        disseminations::released_at.eq(d.released_at),
+                        disseminations::sanitized.eq(d.sanitized),
+                        disseminations::removed
+                            .eq(d.sanitized.then(|| d.removed.trim().to_string())),
+                        disseminations::created_at.eq(crate::db::now()),
+                    ))
+                    .execute(tx)?;
+                let event = Event::new("dissemination.recorded", Outcome::Success)
+                    .object("submission", sub.id.clone())
+                    .tracking(sub.tracking_number.clone())
+                    .reason(format!(
+                        "to {} ({}){}",
+                        d.recipient.trim(),
+                        d.recipient_kind,
+                        if d.sanitized { ", sanitized" } else { "" }
+                    ));
+                Ok(((), event))
+            })
+        })
+        .await
+}

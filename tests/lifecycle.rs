@@ -1,0 +1,622 @@
+//! Issue 5: the lifecycle through the officer, the submitter and the authorized user; markings on every
+//! content page and in the zip; need-to-know grants; destruction; the route × role matrix.
+
+mod common;
+
+use std::io::Read;
+
+use common::{complete_fields, file_bytes, sha256_hex, Browser, Part, TestApp};
+use diesel::prelude::*;
+use rocket::http::Status;
+
+use pcii_portal::db::schema::{attachments, audit_entries, blobs, grants, submissions, users};
+use pcii_portal::models::account::Role;
+
+const PCII: &str = "PROTECTED CRITICAL INFRASTRUCTURE INFORMATION";
+const PENDING: &str = "PCII — PENDING VALIDATION";
+
+fn submit(b: &mut Browser<'_>, files: &[Vec<u8>]) -> String {
+    let mut parts = complete_fields("Lifecycle narrative", "submit");
+    let names: Vec<(String, String)> = (1..=files.len())
+        .map(|i| (format!("file_{i}"), format!("description_{i}")))
+        .collect();
+    for (i, f) in files.iter().enumerate() {
+        parts.push(Part::Text(&names[i].1, "desc"));
+        parts.push(Part::File(&names[i].0, "../evil/report.pdf", f));
+    }
+    let page = b.post_multipart("/submissions", &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    page.header("Location")
+        .unwrap()
+        .trim_start_matches("/submissions/")
+        .trim_end_matches("/receipt")
+        .to_string()
+}
+
+fn status_of(app: &TestApp, id: &str) -> String {
+    app.with_conn(|c| {
+        submissions::table
+            .find(id)
+            .select(submissions::status)
+            .first(c)
+            .unwrap()
+    })
+}
+
+/// An authorized user with current training and an NDA on file.
+fn analyst<'a>(app: &'a TestApp, email: &str) -> (String, Browser<'a>) {
+    let id = app.create_user(Role::AuthorizedUser, email, None);
+    let now = pcii_portal::db::now();
+    app.with_conn(|c| {
+        diesel::update(users::table.find(&id))
+            .set((
+                users::training_completed_at.eq(Some(now - 10 * 86_400)),
+                users::nda_signed_at.eq(Some(now - 10 * 86_400)),
+            ))
+            .execute(c)
+            .unwrap()
+    });
+    let mut b = app.browser();
+    assert_eq!(b.login(email, common::PASSWORD), Status::SeeOther);
+    (id, b)
+}
+
+fn zip_members(bytes: &[u8]) -> (String, Vec<(String, Vec<u8>)>) {
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("a valid zip");
+    let comment = String::from_utf8_lossy(z.comment()).into_owned();
+    let mut out = Vec::new();
+    for i in 0..z.len() {
+        let mut f = z.by_index(i).unwrap();
+        let mut v = Vec::new();
+        f.read_to_end(&mut v).unwrap();
+        out.push((f.name().unwrap().to_string(), v));
+    }
+    (comment, out)
+}
+
+#[test]
+fn defective_cured_validated_granted_read_exported_then_the_grant_expires() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let files = vec![file_bytes(200_000, 1, ""), file_bytes(1_500_000, 2, "")];
+    let id = submit(&mut sub, &files);
+
+    // Pending validation: marked as such on the officer's and the submitter's pages.
+    let page = officer.get(&format!("/officer/submissions/{id}"));
+    assert_eq!(page.status, Status::Ok);
+    assert!(page.body.contains(PENDING));
+    assert!(sub
+        .get(&format!("/submissions/{id}"))
+        .body
+        .contains(PENDING));
+
+    // A reason is required to mark defective.
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[("decision", "defective"), ("reason", "")],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[
+            ("decision", "defective"),
+            ("reason", "File 2 is unreadable; send it again."),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    assert_eq!(status_of(&app, &id), "defective");
+    // Illegal: validating a defective submission before it is cured.
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[("decision", "validate")],
+    );
+    assert_eq!(page.status, Status::Conflict);
+    assert!(page.body.contains("cannot be validated"));
+
+    // The submitter sees the notice, and cures by adding a file and affirming again.
+    let home = sub.get("/submissions");
+    assert!(home.body.contains("File 2 is unreadable"));
+    let fixed = file_bytes(300_000, 3, "");
+    let mut parts = complete_fields("Lifecycle narrative, corrected", "submit");
+    parts.push(Part::Text("description_1", "Readable file 2"));
+    parts.push(Part::File("file_1", "file2-fixed.bin", &fixed));
+    let atts: Vec<String> = app.with_conn(|c| {
+        attachments::table
+            .filter(attachments::submission_id.eq(&id))
+            .order(attachments::position.asc())
+            .select(attachments::id)
+            .load(c)
+            .unwrap()
+    });
+    let descs: Vec<String> = atts
+        .iter()
+        .map(|a| format!("attachment_description_{a}"))
+        .collect();
+    for d in &descs {
+        parts.push(Part::Text(d, "desc"));
+    }
+    let page = sub.post_multipart(&format!("/submissions/{id}"), &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(status_of(&app, &id), "received");
+    assert_eq!(app.audit_count("submission.cured"), 1);
+
+    // Validated: full markings everywhere.
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[("decision", "validate")],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    assert_eq!(status_of(&app, &id), "validated");
+    let tn: String = app.with_conn(|c| {
+        submissions::table
+            .find(&id)
+            .select(submissions::tracking_number)
+            .first::<Option<String>>(c)
+            .unwrap()
+            .unwrap()
+    });
+    for page in [
+        officer.get(&format!("/officer/submissions/{id}")),
+        sub.get(&format!("/submissions/{id}")),
+    ] {
+        assert_eq!(page.status, Status::Ok);
+        assert_eq!(page.body.matches(PCII).count(), 2, "top and bottom");
+        assert!(page.body.contains(&tn));
+        assert!(page.body.contains("6 CFR Part 29"));
+        assert!(!page.body.contains(PENDING));
+    }
+
+    // An authorized user without a grant is refused, and told why.
+    let (analyst_id, mut a) = analyst(&app, "ana@dhs.example.gov");
+    let page = a.get(&format!("/analyst/submissions/{id}"));
+    assert_eq!(page.status, Status::Forbidden);
+    assert!(page.body.contains("You hold no grant for this submission"));
+
+    // The officer grants access; the authorized user reads and exports.
+    let expires = chrono::Utc::now().date_naive() + chrono::Days::new(30);
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/grants"),
+        &[
+            ("user_id", &analyst_id),
+            ("reason", "Regional threat assessment"),
+            ("expires", &expires.to_string()),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let page = a.get(&format!("/analyst/submissions/{id}"));
+    assert_eq!(page.status, Status::Ok);
+    assert_eq!(page.body.matches(PCII).count(), 2);
+    assert!(page.body.contains("Lifecycle narrative, corrected"));
+    let (status, body, _) = a.get_bytes(&format!("/analyst/submissions/{id}/export"));
+    assert_eq!(status, Status::Ok);
+    let body = body.expect("a complete zip");
+    let (comment, members) = zip_members(&body);
+    assert!(comment.contains(PCII) && comment.contains(&tn), "{comment}");
+    let names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        &names[..3],
+        &["COVER-SHEET.txt", "manifest.json", "NARRATIVE.txt"]
+    );
+    let cover = String::from_utf8_lossy(&members[0].1);
+    assert!(cover.starts_with(PCII) && cover.trim_end().ends_with(PCII) && cover.contains(&tn));
+    let narrative = String::from_utf8_lossy(&members[2].1);
+    assert!(narrative.starts_with(PCII) && narrative.contains("Lifecycle narrative, corrected"));
+    let manifest: serde_json::Value = serde_json::from_slice(&members[1].1).unwrap();
+    assert_eq!(manifest["tracking_number"], tn.as_str());
+    assert_eq!(manifest["status"], "validated");
+    let expected = [&files[0], &files[1], &fixed];
+    assert_eq!(members.len(), 3 + expected.len());
+    for ((name, bytes), original) in members[3..].iter().zip(expected) {
+        assert!(
+            name.starts_with("attachments/") && !name.contains(".."),
+            "{name}"
+        );
+        assert_eq!(bytes, original, "byte-identical");
+        assert!(manifest["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["sha256"] == sha256_hex(original).as_str()));
+    }
+    // The same archive passes `unzip -t`, where unzip exists.
+    if std::process::Command::new("unzip")
+        .arg("-v")
+        .output()
+        .is_ok()
+    {
+        let path = app.dir.path().join("export.zip");
+        std::fs::write(&path, &body).unwrap();
+        let out = std::process::Command::new("unzip")
+            .arg("-t")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    // The grant expires: access stops, with the reason.
+    app.with_conn(|c| {
+        diesel::update(grants::table.filter(grants::user_id.eq(&analyst_id)))
+            .set(grants::expires_at.eq(pcii_portal::db::now() - 1))
+            .execute(c)
+            .unwrap()
+    });
+    let page = a.get(&format!("/analyst/submissions/{id}"));
+    assert_eq!(page.status, Status::Forbidden);
+    assert!(page.body.contains("Your grant for this submission expired"));
+    assert_eq!(
+        a.get_bytes(&format!("/analyst/submissions/{id}/export")).0,
+        Status::Forbidden
+    );
+    assert!(a.get("/analyst").body.contains("You hold no live grants"));
+}
+
+#[test]
+fn not_validated_then_destroy_removes_every_blob_and_content_routes_answer_410_or_404() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let files = vec![file_bytes(50_000, 1, ""), file_bytes(70_000, 2, "")];
+    let id = submit(&mut sub, &files);
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[("decision", "not_validated"), ("reason", "")],
+    );
+    assert_eq!(
+        page.status,
+        Status::UnprocessableEntity,
+        "a reason is required"
+    );
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[
+            ("decision", "not_validated"),
+            ("reason", "Customarily in the public domain"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    let detail = sub.get(&format!("/submissions/{id}"));
+    assert!(detail.body.contains("Customarily in the public domain"));
+    assert!(detail.body.contains("Return or destroy"));
+
+    let stored: Vec<String> = app.with_conn(|c| {
+        blobs::table
+            .filter(blobs::submission_id.eq(&id))
+            .select(blobs::storage_name)
+            .load(c)
+            .unwrap()
+    });
+    assert_eq!(stored.len(), 3);
+    let att: String = app.with_conn(|c| {
+        attachments::table
+            .filter(attachments::submission_id.eq(&id))
+            .select(attachments::id)
+            .first(c)
+            .unwrap()
+    });
+    let page = sub.post(
+        &format!("/submissions/{id}/disposition"),
+        &[("disposition", "destroy")],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    assert_eq!(status_of(&app, &id), "destroyed");
+    for name in &stored {
+        assert!(
+            !app.data_dir().join("blobs").join(name).exists(),
+            "every ciphertext is gone"
+        );
+    }
+    // The record lists the digests, for the submitter and the officer.
+    for page in [
+        sub.get(&format!("/submissions/{id}")),
+        officer.get(&format!("/officer/submissions/{id}")),
+    ] {
+        assert_eq!(page.status, Status::Ok);
+        for f in &files {
+            assert!(page.body.contains(&sha256_hex(f)));
+        }
+        assert!(
+            !page.body.contains("Lifecycle narrative"),
+            "no content left to show"
+        );
+    }
+    let (analyst_id, mut a) = analyst(&app, "ana@dhs.example.gov");
+    let _ = analyst_id;
+    let mut other = app.login_as(Role::Submitter, "bob@globex.example", Some("Globex"));
+    let mut anon = app.browser();
+    let content_routes = [
+        format!("/submissions/{id}/files/{att}"),
+        format!("/submissions/{id}/receipt"),
+        format!("/submissions/{id}/receipt.txt"),
+        format!("/submissions/{id}/package"),
+        format!("/officer/submissions/{id}/files/{att}"),
+        format!("/officer/submissions/{id}/export"),
+        format!("/analyst/submissions/{id}"),
+        format!("/analyst/submissions/{id}/files/{att}"),
+        format!("/analyst/submissions/{id}/export"),
+    ];
+    for uri in &content_routes {
+        for (who, b) in [
+            ("submitter", &mut sub),
+            ("officer", &mut officer),
+            ("analyst", &mut a),
+            ("other", &mut other),
+        ] {
+            let s = b.get_bytes(uri).0;
+            // The role guard answers first for routes of another role; the owner and the right role get 410.
+            assert!(
+                matches!(s, Status::Gone | Status::NotFound | Status::Forbidden),
+                "{who} {uri}: {s}"
+            );
+            if (who == "submitter" && uri.starts_with("/submissions"))
+                || (who == "officer" && uri.starts_with("/officer"))
+                || (who == "analyst" && uri.starts_with("/analyst"))
+            {
+                assert_eq!(s, Status::Gone, "{who} {uri}");
+            }
+        }
+        assert_eq!(anon.get(uri).status, Status::Unauthorized);
+    }
+    assert_eq!(app.audit_count("submission.destroyed"), 1);
+}
+
+#[test]
+fn an_officer_never_decides_on_its_own_organisations_submission() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@acme.example", Some("Acme"));
+    let id = submit(&mut sub, &[]);
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[("decision", "validate")],
+    );
+    assert_eq!(page.status, Status::Forbidden);
+    assert!(page.body.contains("your own organisation"));
+    assert_eq!(status_of(&app, &id), "received");
+}
+
+#[test]
+fn dissemination_is_recorded_per_submission_and_in_the_whole_log() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut sub, &[]);
+    officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[("decision", "validate")],
+    );
+    let today = chrono::Utc::now().date_naive().to_string();
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/disseminations"),
+        &[
+            ("recipient", "State of Example Fusion Center"),
+            ("recipient_kind", "state"),
+            ("arrangement", "MOU 2026-14"),
+            ("what", "Sanitized summary"),
+            ("released_on", &today),
+            ("sanitized", "yes"),
+            ("removed", ""),
+        ],
+    );
+    assert_eq!(
+        page.status,
+        Status::UnprocessableEntity,
+        "a sanitized release says what was removed"
+    );
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/disseminations"),
+        &[
+            ("recipient", "State of Example Fusion Center"),
+            ("recipient_kind", "state"),
+            ("arrangement", "MOU 2026-14"),
+            ("what", "Sanitized summary"),
+            ("released_on", &today),
+            ("sanitized", "yes"),
+            ("removed", "Submitter name and site address"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert!(officer
+        .get(&format!("/officer/submissions/{id}"))
+        .body
+        .contains("MOU 2026-14"));
+    let log = officer.get("/officer/disseminations");
+    assert!(
+        log.body.contains("State of Example Fusion Center")
+            && log.body.contains("Submitter name and site address")
+    );
+    assert_eq!(app.audit_count("dissemination.recorded"), 1);
+    assert_eq!(sub.get("/officer/disseminations").status, Status::Forbidden);
+}
+
+fn audit_len(app: &TestApp) -> i64 {
+    app.with_conn(|c| audit_entries::table.count().get_result(c).unwrap())
+}
+
+fn last_audit(app: &TestApp) -> (Option<String>, String, String) {
+    app.with_conn(|c| {
+        audit_entries::table
+            .order(audit_entries::seq.desc())
+            .select((
+                audit_entries::actor_id,
+                audit_entries::action,
+                audit_entries::outcome,
+            ))
+            .first(c)
+            .unwrap()
+    })
+}
+
+/// Every route that shows or exports content, for every kind of asker, with the exact status, exactly one
+/// audit entry per request, with the right actor and outcome. Administrators and auditors never get content.
+#[test]
+fn route_by_role_matrix() {
+    let app = TestApp::new();
+    let mut owner = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut owner, &[file_bytes(10_000, 1, "")]);
+    officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[("decision", "validate")],
+    );
+    let att: String = app.with_conn(|c| {
+        attachments::table
+            .filter(attachments::submission_id.eq(&id))
+            .select(attachments::id)
+            .first(c)
+            .unwrap()
+    });
+
+    let (live_id, live) = analyst(&app, "live@dhs.example.gov");
+    let (expired_id, expired) = analyst(&app, "expired@dhs.example.gov");
+    let (stale_id, stale) = analyst(&app, "stale@dhs.example.gov");
+    let expires = (chrono::Utc::now().date_naive() + chrono::Days::new(30)).to_string();
+    for uid in [&live_id, &expired_id, &stale_id] {
+        let p = officer.post(
+            &format!("/officer/submissions/{id}/grants"),
+            &[("user_id", uid), ("reason", "need"), ("expires", &expires)],
+        );
+        assert_eq!(p.status, Status::SeeOther);
+    }
+    let now = pcii_portal::db::now();
+    app.with_conn(|c| {
+        diesel::update(grants::table.filter(grants::user_id.eq(&expired_id)))
+            .set(grants::expires_at.eq(now - 60))
+            .execute(c)
+            .unwrap();
+        diesel::update(users::table.find(&stale_id))
+            .set(users::training_completed_at.eq(Some(now - 400 * 86_400)))
+            .execute(c)
+            .unwrap();
+    });
+    let other = app.login_as(Role::Submitter, "bob@globex.example", Some("Globex"));
+    let auditor = app.login_as(Role::Auditor, "aud@oig.example.gov", None);
+    let admin = app.login_as(Role::Administrator, "root@pcii.example.gov", None);
+    let user_id = |email: &str| -> Option<String> {
+        app.with_conn(|c| {
+            users::table
+                .filter(users::email.eq(email))
+                .select(users::id)
+                .first(c)
+                .ok()
+        })
+    };
+
+    use Status as S;
+    let sub_routes = [
+        format!("/submissions/{id}"),
+        format!("/submissions/{id}/files/{att}"),
+        format!("/submissions/{id}/receipt"),
+        format!("/submissions/{id}/receipt.txt"),
+    ];
+    let officer_routes = [
+        format!("/officer/submissions/{id}"),
+        format!("/officer/submissions/{id}/files/{att}"),
+        format!("/officer/submissions/{id}/export"),
+    ];
+    let analyst_routes = [
+        format!("/analyst/submissions/{id}"),
+        format!("/analyst/submissions/{id}/files/{att}"),
+        format!("/analyst/submissions/{id}/export"),
+    ];
+    //            asker                        email                        submitter  officer  analyst
+    let mut askers: Vec<(&str, Browser<'_>, Option<&str>, [S; 3])> = vec![
+        (
+            "anonymous",
+            app.browser(),
+            None,
+            [S::Unauthorized, S::Unauthorized, S::Unauthorized],
+        ),
+        (
+            "submitter of the organisation",
+            owner,
+            Some("ann@acme.example"),
+            [S::Ok, S::Forbidden, S::Forbidden],
+        ),
+        (
+            "submitter of another",
+            other,
+            Some("bob@globex.example"),
+            [S::NotFound, S::Forbidden, S::Forbidden],
+        ),
+        (
+            "officer",
+            officer,
+            Some("olga@pcii.example.gov"),
+            [S::Forbidden, S::Ok, S::Forbidden],
+        ),
+        (
+            "authorized user, live grant",
+            live,
+            Some("live@dhs.example.gov"),
+            [S::Forbidden, S::Forbidden, S::Ok],
+        ),
+        (
+            "authorized user, expired grant",
+            expired,
+            Some("expired@dhs.example.gov"),
+            [S::Forbidden, S::Forbidden, S::Forbidden],
+        ),
+        (
+            "authorized user, expired training",
+            stale,
+            Some("stale@dhs.example.gov"),
+            [S::Forbidden, S::Forbidden, S::Forbidden],
+        ),
+        (
+            "auditor",
+            auditor,
+            Some("aud@oig.example.gov"),
+            [S::Forbidden, S::Forbidden, S::Forbidden],
+        ),
+        (
+            "administrator",
+            admin,
+            Some("root@pcii.example.gov"),
+            [S::Forbidden, S::Forbidden, S::Forbidden],
+        ),
+    ];
+    let mut checked = 0;
+    for (asker, b, email, expected) in askers.iter_mut() {
+        let actor = email.and_then(&user_id);
+        for (routes, want) in [
+            (&sub_routes[..], expected[0]),
+            (&officer_routes[..], expected[1]),
+            (&analyst_routes[..], expected[2]),
+        ] {
+            for uri in routes {
+                let before = audit_len(&app);
+                let (status, body, _) = b.get_bytes(uri);
+                assert_eq!(status, want, "{asker} GET {uri}");
+                if status == S::Ok {
+                    assert!(body.is_some(), "{asker} {uri}: complete body");
+                }
+                assert_eq!(
+                    audit_len(&app),
+                    before + 1,
+                    "{asker} {uri}: exactly one audit entry"
+                );
+                let (who, action, outcome) = last_audit(&app);
+                assert_eq!(who, actor, "{asker} {uri}: the entry names the asker");
+                if status == S::Ok {
+                    assert!(action.starts_with("content."), "{asker} {uri}: {action}");
+                    assert_eq!(outcome, "success");
+                } else {
+                    assert_eq!(
+                        (action.as_str(), outcome.as_str()),
+                        ("access.refused", "refused"),
+                        "{asker} {uri}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 9 * 10);
+}
