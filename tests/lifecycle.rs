@@ -364,6 +364,14 @@ fn not_validated_then_destroy_removes_every_blob_and_content_routes_answer_410_o
         assert_eq!(anon.get(uri).status, Status::Unauthorized);
     }
     assert_eq!(app.audit_count("submission.destroyed"), 1);
+    // The auditor sees the destruction record (digests, no content) with the access history.
+    let mut auditor = app.login_as(Role::Auditor, "aud@oig.example.gov", None);
+    let page = auditor.get(&format!("/audit/submissions/{id}"));
+    assert_eq!(page.status, Status::Ok);
+    assert!(page.body.contains("Destruction record"));
+    for f in &files {
+        assert!(page.body.contains(&sha256_hex(f)));
+    }
 }
 
 #[test]

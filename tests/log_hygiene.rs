@@ -1,6 +1,6 @@
 //! tracing output never holds passwords, session tokens, form tokens or setup tokens: a flow with marker
-//! strings in every field, with the log captured at TRACE level. (Submission content joins this test when the
-//! intake lands.)
+//! strings in every field, with the log captured at TRACE level — including a whole submission with a
+//! marker in every field, in a file and in its name, then its receipt, detail page and download.
 
 mod common;
 
@@ -91,6 +91,54 @@ fn no_secret_or_typed_value_reaches_the_log() {
             ("new_password", new_password),
         ],
     );
+    // A whole submission with a marker in every field and in the file and its name; then every view of it.
+    assert_eq!(
+        sam.login("marker-sam@example.com", new_password),
+        Status::SeeOther
+    );
+    let file = b"head MARKER-FILE-CONTENT tail".repeat(1000);
+    let mut parts = vec![
+        common::Part::Text("sector", "Energy"),
+        common::Part::Text("title", "MARKER-TITLE"),
+        common::Part::Text("narrative", "MARKER-NARRATIVE"),
+        common::Part::Text("primary_name", "MARKER-CONTACT"),
+        common::Part::Text("primary_email", "marker-contact@example.com"),
+        common::Part::Text("primary_phone", "MARKER-PHONE"),
+        common::Part::Text("secondary_name", "MARKER-SECOND"),
+        common::Part::Text("secondary_email", "marker-second@example.com"),
+        common::Part::Text("federal_requirement", "yes"),
+        common::Part::Text("federal_agency", "MARKER-AGENCY"),
+        common::Part::Text("federal_authority", "MARKER-AUTHORITY"),
+        common::Part::Text("description_1", "MARKER-DESCRIPTION"),
+        common::Part::File("file_1", "MARKER-FILENAME.bin", &file),
+    ];
+    for (k, v) in common::STATEMENT_PARTS {
+        parts.push(common::Part::Text(k, v));
+    }
+    parts.push(common::Part::Text("action", "submit"));
+    let res = sam.post_multipart("/submissions", &parts);
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    let receipt = res.header("Location").unwrap().to_string();
+    let id = receipt.split('/').nth(2).unwrap().to_string();
+    assert!(sam.get(&receipt).body.contains("MARKER-FILENAME.bin"));
+    sam.get(&format!("{receipt}.txt"));
+    let detail = sam.get(&format!("/submissions/{id}"));
+    assert!(detail.body.contains("MARKER-NARRATIVE"));
+    let att = detail
+        .body
+        .split("files/")
+        .nth(1)
+        .map(|s| s[..32].to_string())
+        .expect("a file link");
+    let (status, body, _) = sam.get_bytes(&format!("/submissions/{id}/files/{att}"));
+    assert_eq!(status, Status::Ok);
+    assert_eq!(body.unwrap(), file);
+    // An upload refused over the token, one broken off halfway.
+    sam.post_multipart_raw("/submissions", common::multipart_body(&parts));
+    let mut body = common::multipart_body(&parts);
+    body.truncate(body.len() - 20_000);
+    sam.post_multipart_raw("/submissions", body);
+
     // Something that fails with a 500-class path would be logged in detail; a 404 and a refused role too.
     sam.get("/admin");
     sam.get("/MARKER-PATH-SEGMENT");
@@ -110,6 +158,18 @@ fn no_secret_or_typed_value_reaches_the_log() {
         "MARKER-NAME",
         "MARKER-ORG",
         "MARKER-PATH-SEGMENT",
+        "MARKER-TITLE",
+        "MARKER-NARRATIVE",
+        "MARKER-CONTACT",
+        "marker-contact",
+        "MARKER-PHONE",
+        "MARKER-SECOND",
+        "marker-second",
+        "MARKER-AGENCY",
+        "MARKER-AUTHORITY",
+        "MARKER-DESCRIPTION",
+        "MARKER-FILENAME",
+        "MARKER-FILE-CONTENT",
         setup_token.as_str(),
         session.as_str(),
         csrf.as_str(),

@@ -262,7 +262,14 @@ async fn submission_history(
     // Not the object: reading the audit trail is not an access to the submission.
     let event = Event::new("audit.view", Outcome::Success)
         .reason(format!("access history of submission {object}"));
-    scoped_listing(
+    let id = object.to_string();
+    // The destruction record (who, when, why, digests) is for the auditor too; it holds no content.
+    let destruction = ctx
+        .state
+        .db
+        .run(move |c| Ok(crate::models::submission::destruction_of(c, &id)?))
+        .await?;
+    let page = scoped_listing(
         ctx,
         filter,
         event,
@@ -271,7 +278,11 @@ async fn submission_history(
         format!("Access history of submission {object}"),
         None,
     )
-    .await
+    .await?;
+    Ok(page.with(
+        "destruction",
+        crate::web::submissions::destruction_view(destruction),
+    ))
 }
 
 #[rocket::get("/checkpoints")]
