@@ -41,6 +41,30 @@ pub struct AppState {
     pub blobs: Arc<dyn BlobStore>,
 }
 
+impl AppState {
+    /// The key ring, reloaded first when the identity file changed on disk (a `keys rotate` by the CLI
+    /// or another instance), so that new blobs are sealed to the current key and not to one about to be
+    /// retired. Call it before sealing.
+    pub fn current_keys(&self) -> Arc<std::sync::RwLock<KeyRing>> {
+        let stale = self
+            .keys
+            .read()
+            .map(|ring| ring.changed_on_disk())
+            .unwrap_or(false);
+        if stale {
+            match KeyRing::load(&self.settings.keys_dir, &self.settings.escrow_recipients) {
+                Ok(fresh) => {
+                    let mut ring = self.keys.write().unwrap_or_else(|p| p.into_inner());
+                    *ring = fresh;
+                    tracing::info!("reloaded the age key ring after it changed on disk");
+                }
+                Err(e) => tracing::error!(error = %e, "reloading the changed key ring failed"),
+            }
+        }
+        self.keys.clone()
+    }
+}
+
 /// What start-up did, for the caller to tell the operator about (the setup link, generated keys).
 pub struct Startup {
     pub generated_keys: Vec<String>,

@@ -124,3 +124,50 @@ fn rotation_interrupted_after_the_new_key_resumes_and_leaves_every_blob_readable
         "{listing}"
     );
 }
+
+#[test]
+fn a_running_portal_seals_to_the_new_key_after_a_cli_rotation_and_old_uploads_stay_readable() {
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let upload = |b: &mut common::Browser<'_>, data: &[u8]| {
+        let mut parts = common::complete_fields("rotation", "submit");
+        parts.push(common::Part::Text("description_1", "d"));
+        parts.push(common::Part::File("file_1", "f.bin", data));
+        let page = b.post_multipart("/submissions", &parts);
+        assert_eq!(page.status, rocket::http::Status::SeeOther, "{}", page.body);
+        page.header("Location")
+            .unwrap()
+            .split('/')
+            .nth(2)
+            .unwrap()
+            .to_string()
+    };
+    let first = common::file_bytes(100_000, 1, "");
+    let id1 = upload(&mut b, &first);
+    let out = cli(&app, &["keys", "rotate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new_key = KeyRing::load(&app.keys_dir(), &[])
+        .unwrap()
+        .current_key_id()
+        .to_string();
+    // Read first: the running portal must pick up the new identity to open the resealed blobs.
+    let page = b.get(&format!("/submissions/{id1}"));
+    assert_eq!(page.status, rocket::http::Status::Ok);
+    assert!(page.body.contains("rotation"));
+    let id2 = upload(&mut b, &first);
+    let keys: Vec<String> = app.with_conn(|c| {
+        blobs::table
+            .filter(blobs::submission_id.eq(&id2))
+            .select(blobs::key_id)
+            .load(c)
+            .unwrap()
+    });
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| *k == new_key),
+        "{keys:?}"
+    );
+}

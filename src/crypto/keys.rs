@@ -293,6 +293,12 @@ impl KeyRing {
         Ok(())
     }
 
+    /// Whether the identity file on disk no longer holds exactly our identities (`keys rotate` ran in
+    /// another process). A long-running server checks this before sealing and reloads.
+    pub fn changed_on_disk(&self) -> bool {
+        self.check_unchanged_on_disk().is_err()
+    }
+
     /// Refuses to rewrite the file if its identities differ from ours (someone else rotated or
     /// retired since we loaded), which would otherwise silently drop their change.
     fn check_unchanged_on_disk(&self) -> Result<(), KeyError> {

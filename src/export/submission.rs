@@ -119,7 +119,7 @@ pub async fn build(
 
     // Open every attachment (header and key checked now, so a missing blob or key is an error page);
     // the rest is verified while it streams.
-    let keys = state.keys.clone();
+    let keys = state.current_keys();
     let store = state.blobs.clone();
     let readers = tokio::task::spawn_blocking(move || {
         let ring = keys.read().unwrap_or_else(|p| p.into_inner());

@@ -260,7 +260,8 @@ impl Reader<'_> {
             file_name
         };
         let sealer = {
-            let ring = self.state.keys.read().unwrap_or_else(|p| p.into_inner());
+            let keys = self.state.current_keys();
+            let ring = keys.read().unwrap_or_else(|p| p.into_inner());
             BlobSealer::start(self.state.blobs.clone(), &ring)
         }
         .map_err(|e| Failure::Broken(AppError::Internal(format!("starting a blob: {e}"))))?;

@@ -27,7 +27,7 @@ fn integrity_error(e: std::io::Error) -> AppError {
 /// Encrypts a content document into a new blob (durable before this returns).
 pub async fn seal_content(state: &AppState, content: &Content) -> AppResult<SealedBlob> {
     let json = Zeroizing::new(content.to_json());
-    let keys = state.keys.clone();
+    let keys = state.current_keys();
     let store = state.blobs.clone();
     tokio::task::spawn_blocking(move || {
         let ring = keys.read().unwrap_or_else(|p| p.into_inner());
@@ -45,7 +45,7 @@ pub async fn read_content(state: &AppState, blob_id: &str) -> AppResult<Content>
         state.db.run(move |c| Ok(blob::find(c, &id)?)).await?
     };
     let reference = row.blob_ref().map_err(AppError::Internal)?;
-    let keys = state.keys.clone();
+    let keys = state.current_keys();
     let store = state.blobs.clone();
     tokio::task::spawn_blocking(move || {
         let ring = keys.read().unwrap_or_else(|p| p.into_inner());
@@ -82,7 +82,7 @@ pub async fn open_blob(state: &AppState, blob_id: &str) -> AppResult<(PlaintextS
     };
     let reference = row.blob_ref().map_err(AppError::Internal)?;
     let len = row.plaintext_len.max(0) as u64;
-    let keys = state.keys.clone();
+    let keys = state.current_keys();
     let store = state.blobs.clone();
     let (first, rest) = tokio::task::spawn_blocking(move || {
         let ring = keys.read().unwrap_or_else(|p| p.into_inner());

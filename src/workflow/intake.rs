@@ -226,6 +226,25 @@ async fn save_inner(
         step: step.filter(|_| complete_errors.is_empty()),
     };
 
+    // A `keys rotate` that ran during a long upload may already have retired the key a file was sealed
+    // to: such a blob would be unreadable, so it is refused (and deleted) rather than recorded.
+    {
+        let keys = state.current_keys();
+        let ring = keys.read().unwrap_or_else(|p| p.into_inner());
+        let sealed_keys = plan
+            .new_files
+            .iter()
+            .map(|(_, f)| &f.sealed.key_id)
+            .chain(std::iter::once(&plan.content_blob.key_id));
+        for key_id in sealed_keys {
+            if !ring.contains(key_id) {
+                return Err(AppError::Conflict(
+                    "The portal's encryption keys changed during your upload. Nothing was saved; send it again."
+                        .into(),
+                ));
+            }
+        }
+    }
     let audit = state.audit.clone();
     let actor = actor.clone();
     let who = who.clone();
