@@ -151,6 +151,20 @@ pub fn keys_rotate(settings: &Settings) -> Result<(), String> {
     }
     bar.finish();
     for k in keyring.keys().into_iter().filter(|k| !k.current) {
+        // Checked again right before retiring: an instance that had not reloaded the key ring may have
+        // stored a blob sealed to the old key meanwhile (it refuses to once the key is gone).
+        let still_used: i64 = blobs::table
+            .filter(blobs::key_id.eq(&k.key_id))
+            .count()
+            .get_result(&mut conn)
+            .map_err(|e| e.to_string())?;
+        if still_used > 0 {
+            println!(
+                "kept {}: {still_used} blob(s) sealed to it arrived during the rotation; run `keys rotate` again",
+                k.key_id
+            );
+            continue;
+        }
         keyring
             .retire(&k.key_id)
             .map_err(|e| format!("retiring {}: {e}", k.key_id))?;

@@ -24,7 +24,7 @@ fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn rotation_interrupted_after_the_new_key_resumes_and_leaves_every_blob_readable_with_the_new_key_alone(
+fn rotation_of_200_blobs_interrupted_midway_resumes_and_leaves_every_blob_readable_with_the_new_key_alone(
 ) {
     let app = TestApp::new();
     let user_id = app.create_user(Role::Submitter, "sam@acme.example", Some("Acme"));
@@ -54,7 +54,7 @@ fn rotation_interrupted_after_the_new_key_resumes_and_leaves_every_blob_readable
             .unwrap();
     });
     let mut plaintexts = Vec::new();
-    for i in 0..30 {
+    for i in 0..200 {
         let text = format!("blob {i}: ").repeat(i * 37 + 1);
         let sealed = seal_reader(&store, &old_ring, text.as_bytes()).unwrap();
         app.with_conn(|c| {
@@ -63,9 +63,35 @@ fn rotation_interrupted_after_the_new_key_resumes_and_leaves_every_blob_readable
         plaintexts.push(text);
     }
 
-    // A rotation that stopped right after generating its new identity (as if interrupted).
+    // A rotation interrupted part-way, leaving every kind of partial state the CLI can leave: the new
+    // identity generated; blobs 0..70 resealed, their rows updated and the old ciphertexts deleted; blobs
+    // 70..80 resealed and rows updated but the old ciphertexts still there; blob 80 resealed but its row
+    // not updated yet; the rest untouched.
     let mut ring = KeyRing::load(&app.keys_dir(), &[]).unwrap();
     let new_key = ring.rotate().unwrap();
+    for i in 0..81 {
+        let id = format!("b{i:03}");
+        let row: BlobRow = app.with_conn(|c| blob::find(c, &id).unwrap());
+        let old = row.blob_ref().unwrap();
+        let sealed = pcii_portal::crypto::stream::reseal(&store, &old, &ring).unwrap();
+        if i == 80 {
+            break;
+        }
+        app.with_conn(|c| {
+            diesel::update(blobs::table.find(&id))
+                .set((
+                    blobs::storage_name.eq(&sealed.name),
+                    blobs::key_id.eq(&sealed.key_id),
+                    blobs::ciphertext_sha256.eq(hex::encode(sealed.ciphertext_sha256)),
+                    blobs::ciphertext_len.eq(sealed.ciphertext_len as i64),
+                ))
+                .execute(c)
+                .unwrap()
+        });
+        if i < 70 {
+            pcii_portal::storage::BlobStore::delete(&store, &old.name).unwrap();
+        }
+    }
     drop(ring);
 
     let out = cli(&app, &["keys", "rotate"]);
@@ -88,7 +114,7 @@ fn rotation_interrupted_after_the_new_key_resumes_and_leaves_every_blob_readable
             .load(c)
             .unwrap()
     });
-    assert_eq!(rows.len(), 30);
+    assert_eq!(rows.len(), 200);
     for (row, text) in rows.iter().zip(&plaintexts) {
         assert_eq!(row.key_id, new_key);
         let r = row.blob_ref().unwrap();
@@ -104,10 +130,22 @@ fn rotation_interrupted_after_the_new_key_resumes_and_leaves_every_blob_readable
         std::io::Read::read_to_string(&mut reader, &mut back).unwrap();
         assert_eq!(&back, text);
     }
-    // The old ciphertexts are gone from the store: only the 30 current ones remain.
+    // Left by the interruption: the 10 old ciphertexts whose deletion never happened and the resealed
+    // copy whose row never pointed to it. Nothing references them; the orphan sweep removes exactly those.
     assert_eq!(
         pcii_portal::storage::BlobStore::list(&store).unwrap().len(),
-        30
+        211
+    );
+    let referenced: std::collections::HashSet<String> =
+        rows.iter().map(|r| r.storage_name.clone()).collect();
+    let swept = pcii_portal::storage::sweep_orphans(&store, std::time::Duration::ZERO, &mut |n| {
+        referenced.contains(n)
+    })
+    .unwrap();
+    assert_eq!(swept, 11);
+    assert_eq!(
+        pcii_portal::storage::BlobStore::list(&store).unwrap().len(),
+        200
     );
 
     // A later rotation starts afresh (new identity) and `keys list` counts the blobs per key.
@@ -120,7 +158,7 @@ fn rotation_interrupted_after_the_new_key_resumes_and_leaves_every_blob_readable
     assert!(
         listing
             .lines()
-            .any(|l| l.contains("current") && l.contains(" 30 ")),
+            .any(|l| l.contains("current") && l.contains(" 200 ")),
         "{listing}"
     );
 }
