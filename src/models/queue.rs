@@ -1,6 +1,7 @@
 //! The PCII officer's queue: received and defective submissions with their two 30-day clocks, filtered, sorted
 //! and paged with one query for the page and one count, whatever the filters.
 
+use diesel::dsl::{count_star, max, min};
 use diesel::expression::BoxableExpression;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Nullable};
@@ -17,6 +18,7 @@ pub const NOTICE_WINDOW: i64 = 30 * DAY;
 
 const RECEIVED: &str = "received";
 const DEFECTIVE: &str = "defective";
+/// The open statuses. `StatusTest::Range` and the clock orders rely on 'defective' sorting before 'received'.
 const OPEN: [&str; 2] = [RECEIVED, DEFECTIVE];
 
 /// The status filter: one of the two open states, or the overdue ones of both.
@@ -148,59 +150,78 @@ pub struct QueuePage {
     pub pages: i64,
 }
 
-/// Whether the status test may steer the plan to a status index.
-///
-/// The open set is two ranges of the status indexes, which neither SQLite nor PostgreSQL merges in another
-/// order: given a usable `status IN (...)`, both planners read every open row and sort them, on every page, rather
-/// than walk `submissions_queue_receipt` in order and stop after the page. And when a sector or an organisation
-/// is chosen, its index should pick the rows (a small subset, sorted from index entries), not a status index
-/// that would read the table for every row to check the sector. In those cases the test compares
-/// `status || ''`, which no index serves: the unary-`+` idiom of
-/// <https://sqlite.org/optoverview.html#disqualifying_where_clause_terms_using_unary_>, in a form PostgreSQL
-/// accepts too.
-fn status_steers(f: &QueueFilter, by_receipt: bool) -> bool {
+/// How the status test reaches the indexes; the choice decides which plan both databases take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatusTest {
+    /// `status = ...` or `status IN (...)`: a status index finds the rows. For counts, and for one status,
+    /// which every queue index keeps in receipt order.
+    Index,
+    /// Both open statuses as the one range `'defective'..='received'` of a status index, read in index order
+    /// (the closed statuses that sort between them are skipped on the index entries). For the two clock orders,
+    /// which start with the status: an `IN (...)` would give the rows, but PostgreSQL (before 17) does not
+    /// return them in index order and sorts the whole open set on every page.
+    Range,
+    /// `status || ''`, which no index serves (the unary-`+` idiom of
+    /// <https://sqlite.org/optoverview.html#disqualifying_where_clause_terms_using_unary_>, in a form PostgreSQL
+    /// accepts too). For receipt order over both open statuses, which no status index holds: given a usable
+    /// status test both planners read every open row and sort, where walking `submissions_queue_receipt` stops
+    /// after the page. And when a sector or an organisation is chosen: its index should pick the rows (a small
+    /// subset, sorted from index entries), not a status index reading the table for every row.
+    Hidden,
+}
+
+fn status_test(f: &QueueFilter, page: bool) -> StatusTest {
     let one_status = matches!(
         f.status,
         Some(QueueStatus::Received | QueueStatus::Defective)
     );
     let subset = f.sector.is_some() || f.organisation_id.is_some();
-    !subset && (one_status || !by_receipt)
+    let by_receipt = matches!(f.sort, QueueSort::Oldest | QueueSort::Newest);
+    if subset {
+        StatusTest::Hidden
+    } else if !page || one_status {
+        StatusTest::Index
+    } else if by_receipt {
+        StatusTest::Hidden
+    } else {
+        StatusTest::Range
+    }
 }
 
 /// The filter as boxed predicates on `submissions` for backend `$backend`.
 macro_rules! predicates {
-    ($backend:ty, $f:expr, $now:expr, $steer:expr) => {{
+    ($backend:ty, $f:expr, $now:expr, $test:expr) => {{
         use crate::db::schema::submissions::dsl as s;
-        let (f, now, steer): (&QueueFilter, i64, bool) = ($f, $now, $steer);
+        let (f, now, test): (&QueueFilter, i64, StatusTest) = ($f, $now, $test);
         let notice_cutoff = now - NOTICE_WINDOW;
         let hidden = || s::status.concat("");
         let mut out: Vec<
             Box<dyn BoxableExpression<submissions::table, $backend, SqlType = Nullable<Bool>>>,
         > = Vec::new();
-        match f.status {
-            Some(QueueStatus::Received) if steer => {
-                out.push(Box::new(s::status.eq(RECEIVED).nullable()))
+        let one = match f.status {
+            Some(QueueStatus::Received) => Some(RECEIVED),
+            Some(QueueStatus::Defective) => Some(DEFECTIVE),
+            Some(QueueStatus::Overdue) | None => None,
+        };
+        match (one, test) {
+            (Some(status), StatusTest::Hidden) => out.push(Box::new(hidden().eq(status).nullable())),
+            (Some(status), _) => out.push(Box::new(s::status.eq(status).nullable())),
+            (None, StatusTest::Index) => out.push(Box::new(s::status.eq_any(OPEN).nullable())),
+            (None, StatusTest::Range) => {
+                out.push(Box::new(s::status.between(DEFECTIVE, RECEIVED).nullable()));
+                out.push(Box::new(hidden().eq_any(OPEN).nullable()));
             }
-            Some(QueueStatus::Defective) if steer => {
-                out.push(Box::new(s::status.eq(DEFECTIVE).nullable()))
-            }
-            Some(QueueStatus::Received) => out.push(Box::new(hidden().eq(RECEIVED).nullable())),
-            Some(QueueStatus::Defective) => out.push(Box::new(hidden().eq(DEFECTIVE).nullable())),
-            Some(QueueStatus::Overdue) => {
-                if steer {
-                    out.push(Box::new(s::status.eq_any(OPEN).nullable()));
-                }
-                // Never on the status indexes itself: an OR of two ranges would be planned as two index
-                // searches and a merge of row ids, slower than testing the entries the plan reads anyway.
-                out.push(Box::new(
-                    hidden()
-                        .eq(RECEIVED)
-                        .and(s::received_at.lt(notice_cutoff))
-                        .or(hidden().eq(DEFECTIVE).and(s::cure_due_at.lt(now))),
-                ));
-            }
-            None if steer => out.push(Box::new(s::status.eq_any(OPEN).nullable())),
-            None => out.push(Box::new(hidden().eq_any(OPEN).nullable())),
+            (None, StatusTest::Hidden) => out.push(Box::new(hidden().eq_any(OPEN).nullable())),
+        }
+        if f.status == Some(QueueStatus::Overdue) {
+            // Never on the status indexes itself: an OR of two ranges would be planned as two index searches
+            // and a merge of row ids, slower than testing the index entries the plan reads anyway.
+            out.push(Box::new(
+                hidden()
+                    .eq(RECEIVED)
+                    .and(s::received_at.lt(notice_cutoff))
+                    .or(hidden().eq(DEFECTIVE).and(s::cure_due_at.lt(now))),
+            ));
         }
         if let Some(sector) = &f.sector {
             out.push(Box::new(s::sector.eq(sector.clone()).nullable()));
@@ -246,17 +267,25 @@ type RawRow = (
 /// The page's rows in one statement: a subquery picks the page's ids from the index entries alone (filter,
 /// order, offset), and only those rows are read, with their organisation's name.
 ///
+/// `span` is the range of receipt times of the matching rows, from the count: as a range on `received_at` it
+/// lets a walk in receipt order start at the oldest open submission instead of reading its way through years
+/// of closed ones. (Open submissions always have a receipt time: the workflow sets it on receipt.) The clock
+/// orders go without it: there it would only tempt PostgreSQL into reading the span and sorting it.
+///
 /// Written once per backend because Diesel's `MultiConnection` cannot put a boxed subquery inside another
 /// statement; the SQL is the same on both.
 macro_rules! load_page {
-    ($conn:expr, $backend:ty, $f:expr, $now:expr, $offset:expr) => {{
-        let (f, now, offset): (&QueueFilter, i64, i64) = ($f, $now, $offset);
-        let by_receipt = matches!(f.sort, QueueSort::Oldest | QueueSort::Newest);
+    ($conn:expr, $backend:ty, $f:expr, $now:expr, $span:expr, $offset:expr) => {{
+        let (f, now, span, offset): (&QueueFilter, i64, (Option<i64>, Option<i64>), i64) =
+            ($f, $now, $span, $offset);
         let mut ids = submissions::table
             .select(submissions::id)
             .into_boxed::<$backend>();
-        for p in predicates!($backend, f, now, status_steers(f, by_receipt)) {
+        for p in predicates!($backend, f, now, status_test(f, true)) {
             ids = ids.filter(p);
+        }
+        if let (QueueSort::Oldest | QueueSort::Newest, (Some(first), Some(last))) = (f.sort, span) {
+            ids = ids.filter(submissions::received_at.between(first, last));
         }
         let ids = sorted!(ids, f.sort).limit(PER_PAGE).offset(offset);
         let organisation = organisations::table
@@ -285,14 +314,20 @@ fn whole_days(span: i64) -> i64 {
     span / DAY
 }
 
-/// One page of the queue and the number of matching rows: two statements (the count, then the page), whatever
-/// the page or the filters.
+/// One page of the queue and the number of matching rows: two statements (the count with the range of receipt
+/// times, then the page), whatever the page or the filters.
 pub fn queue(conn: &mut DbConn, f: &QueueFilter, now: i64) -> QueryResult<QueuePage> {
-    let mut count = submissions::table.count().into_boxed::<MultiBackend>();
-    for p in predicates!(MultiBackend, f, now, status_steers(f, false)) {
+    let mut count = submissions::table
+        .select((
+            count_star(),
+            min(submissions::received_at),
+            max(submissions::received_at),
+        ))
+        .into_boxed::<MultiBackend>();
+    for p in predicates!(MultiBackend, f, now, status_test(f, false)) {
         count = count.filter(p);
     }
-    let total: i64 = count.get_result(conn)?;
+    let (total, first, last): (i64, Option<i64>, Option<i64>) = count.get_result(conn)?;
     let pages = (total + PER_PAGE - 1) / PER_PAGE;
     let page = f.page.clamp(0, (pages - 1).max(0));
     if total == 0 {
@@ -305,9 +340,9 @@ pub fn queue(conn: &mut DbConn, f: &QueueFilter, now: i64) -> QueryResult<QueueP
     }
     let offset = page * PER_PAGE;
     let raw = match conn {
-        DbConn::Sqlite(c) => load_page!(c, diesel::sqlite::Sqlite, f, now, offset)?,
+        DbConn::Sqlite(c) => load_page!(c, diesel::sqlite::Sqlite, f, now, (first, last), offset)?,
         #[cfg(feature = "postgres")]
-        DbConn::Postgres(c) => load_page!(c, diesel::pg::Pg, f, now, offset)?,
+        DbConn::Postgres(c) => load_page!(c, diesel::pg::Pg, f, now, (first, last), offset)?,
     };
     let rows = raw
         .into_iter()
@@ -351,4 +386,67 @@ pub fn queue(conn: &mut DbConn, f: &QueueFilter, now: i64) -> QueryResult<QueueP
         page,
         pages,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defective_sorts_before_received() {
+        // The notice order (status descending) and the open range depend on it.
+        assert!(DEFECTIVE < RECEIVED);
+    }
+
+    #[test]
+    fn whole_days_truncate_toward_zero() {
+        assert_eq!(whole_days(19 * DAY + 23 * 3600), 19);
+        assert_eq!(whole_days(-(10 * DAY + 3600)), -10);
+        assert_eq!(whole_days(-3600), 0);
+    }
+
+    #[test]
+    fn status_reaches_the_indexes_the_way_each_plan_needs() {
+        let f = |status, sort, sector: Option<&str>| QueueFilter {
+            status,
+            sort,
+            sector: sector.map(String::from),
+            ..QueueFilter::default()
+        };
+        let overdue = Some(QueueStatus::Overdue);
+        let received = Some(QueueStatus::Received);
+        assert_eq!(
+            status_test(&f(None, QueueSort::Oldest, None), false),
+            StatusTest::Index
+        );
+        assert_eq!(
+            status_test(&f(None, QueueSort::Oldest, None), true),
+            StatusTest::Hidden
+        );
+        assert_eq!(
+            status_test(&f(overdue, QueueSort::Newest, None), true),
+            StatusTest::Hidden
+        );
+        assert_eq!(
+            status_test(&f(None, QueueSort::Notice, None), true),
+            StatusTest::Range
+        );
+        assert_eq!(
+            status_test(&f(overdue, QueueSort::Cure, None), true),
+            StatusTest::Range
+        );
+        assert_eq!(
+            status_test(&f(received, QueueSort::Cure, None), true),
+            StatusTest::Index
+        );
+        let energy = Some("Energy");
+        assert_eq!(
+            status_test(&f(received, QueueSort::Oldest, energy), true),
+            StatusTest::Hidden
+        );
+        assert_eq!(
+            status_test(&f(None, QueueSort::Notice, energy), false),
+            StatusTest::Hidden
+        );
+    }
 }
