@@ -143,6 +143,14 @@ pub fn organisation_name(conn: &mut DbConn, id: &str) -> QueryResult<String> {
         .first(conn)
 }
 
+/// Every organisation, by name (for pickers and filters).
+pub fn organisations(conn: &mut DbConn) -> QueryResult<Vec<Organisation>> {
+    organisations::table
+        .order((organisations::name.asc(), organisations::id.asc()))
+        .select(Organisation::as_select())
+        .load(conn)
+}
+
 /// Finds an organisation by name (case-insensitive match on the trimmed name) or creates it.
 pub fn find_or_create_organisation(conn: &mut DbConn, name: &str, now: i64) -> QueryResult<String> {
     let name = name.trim();

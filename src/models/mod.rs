@@ -3,6 +3,7 @@
 pub mod account;
 pub mod audit;
 pub mod blob;
+pub mod queue;
 pub mod sectors;
 pub mod settings;
 pub mod submission;

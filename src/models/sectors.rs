@@ -1,4 +1,5 @@
-//! The 16 US critical infrastructure sectors (PPD-21), stored by their exact names.
+//! The 16 US critical infrastructure sectors (PCII.md, "What a submission carries"): the one list every form,
+//! filter and check uses. The names themselves are the stored values.
 
 pub const SECTORS: [&str; 16] = [
     "Chemical",
@@ -19,6 +20,35 @@ pub const SECTORS: [&str; 16] = [
     "Water and Wastewater Systems",
 ];
 
+/// The canonical name when `s` is one of the sectors (exact match: stored values are never normalised).
+pub fn find(s: &str) -> Option<&'static str> {
+    SECTORS.iter().copied().find(|name| *name == s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sixteen_distinct_sectors() {
+        let mut names = SECTORS.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), 16);
+    }
+
+    #[test]
+    fn find_is_exact() {
+        assert_eq!(find("Energy"), Some("Energy"));
+        assert_eq!(find("energy"), None);
+        assert_eq!(find(" Energy"), None);
+        assert_eq!(
+            find("Nuclear Reactors, Materials, and Waste"),
+            Some("Nuclear Reactors, Materials, and Waste")
+        );
+    }
+}
+
 pub fn is_sector(s: &str) -> bool {
-    SECTORS.contains(&s)
+    find(s).is_some()
 }

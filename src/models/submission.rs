@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::db::schema::{grants, organisations, submissions};
+use crate::db::schema::{grants, submissions};
 use crate::db::DbConn;
 
 pub const PER_PAGE: i64 = 50;
@@ -37,24 +37,6 @@ pub fn for_organisation(
         .limit(PER_PAGE)
         .offset(page.max(0) * PER_PAGE)
         .select(SubmissionListRow::as_select())
-        .load(conn)?;
-    Ok((rows, total))
-}
-
-/// The officer's queue: received and defective submissions, oldest first, with the organisation's name.
-pub fn queue(conn: &mut DbConn, page: i64) -> QueryResult<(Vec<(SubmissionListRow, String)>, i64)> {
-    let open = ["received", "defective"];
-    let total = submissions::table
-        .filter(submissions::status.eq_any(open))
-        .count()
-        .get_result(conn)?;
-    let rows = submissions::table
-        .inner_join(organisations::table)
-        .filter(submissions::status.eq_any(open))
-        .order((submissions::received_at.asc(), submissions::id.asc()))
-        .limit(PER_PAGE)
-        .offset(page.max(0) * PER_PAGE)
-        .select((SubmissionListRow::as_select(), organisations::name))
         .load(conn)?;
     Ok((rows, total))
 }

@@ -1,9 +1,15 @@
 //! `/dashboard` sends each role to its own home page; the submitter's, officer's and authorized user's homes.
 
+use std::collections::BTreeMap;
+
+use rocket::http::{RawStr, Status};
 use rocket::response::Redirect;
+use serde::Serialize;
 
 use crate::error::AppResult;
-use crate::models::account::Role;
+use crate::models::account::{self, Organisation, Role};
+use crate::models::queue::{self, QueueFilter, QueueSort, QueueStatus};
+use crate::models::sectors;
 use crate::models::submission::{self, PER_PAGE};
 use crate::web::guards::{AnalystUser, Ctx, CurrentUser, OfficerUser, SubmitterUser};
 use crate::web::pages::Page;
@@ -68,31 +74,211 @@ async fn submitter_home(
         .with("pages", pages(total)))
 }
 
-#[rocket::get("/officer?<page>")]
+/// The officer's filters as typed: refill the form and build every link of the page.
+#[derive(Debug, Clone, Default, Serialize)]
+struct QueueForm {
+    sector: String,
+    status: String,
+    organisation: String,
+    sort: String,
+}
+
+fn trimmed(v: Option<&str>) -> String {
+    v.map(str::trim).unwrap_or("").to_string()
+}
+
+impl QueueForm {
+    /// The query string for this filter with another sort and page (defaults left out).
+    fn link(&self, sort: QueueSort, page: i64) -> String {
+        let page = page.to_string();
+        let pairs = [
+            ("sector", self.sector.as_str()),
+            ("status", self.status.as_str()),
+            ("organisation", self.organisation.as_str()),
+            (
+                "sort",
+                if sort == QueueSort::default() {
+                    ""
+                } else {
+                    sort.as_str()
+                },
+            ),
+            ("page", if page == "0" { "" } else { page.as_str() }),
+        ];
+        let query = pairs
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            // Rocket's encode set covers `&`, `=`, `+`, `%`, `#`, `?` and spaces.
+            .map(|(k, v)| format!("{k}={}", RawStr::new(v).percent_encode()))
+            .collect::<Vec<_>>()
+            .join("&");
+        if query.is_empty() {
+            "/officer".to_string()
+        } else {
+            format!("/officer?{query}")
+        }
+    }
+
+    /// Checks every value against what exists; each unknown one is reported next to its field.
+    fn to_filter(
+        &self,
+        page: &str,
+        organisations: &[Organisation],
+    ) -> Result<QueueFilter, BTreeMap<&'static str, String>> {
+        let mut errors = BTreeMap::new();
+        let mut filter = QueueFilter::default();
+        if !self.sector.is_empty() {
+            match sectors::find(&self.sector) {
+                Some(s) => filter.sector = Some(s.to_string()),
+                None => {
+                    errors.insert("sector", "Choose one of the listed sectors.".to_string());
+                }
+            }
+        }
+        if !self.status.is_empty() {
+            match QueueStatus::parse(&self.status) {
+                Some(s) => filter.status = Some(s),
+                None => {
+                    errors.insert(
+                        "status",
+                        "Choose received, defective or overdue.".to_string(),
+                    );
+                }
+            }
+        }
+        if !self.organisation.is_empty() {
+            if organisations.iter().any(|o| o.id == self.organisation) {
+                filter.organisation_id = Some(self.organisation.clone());
+            } else {
+                errors.insert(
+                    "organisation",
+                    "Choose one of the listed organisations.".to_string(),
+                );
+            }
+        }
+        if !self.sort.is_empty() {
+            match QueueSort::parse(&self.sort) {
+                Some(s) => filter.sort = s,
+                None => {
+                    errors.insert("sort", "Choose one of the listed orders.".to_string());
+                }
+            }
+        }
+        if !page.is_empty() {
+            match page.parse::<i64>() {
+                Ok(p) if p >= 0 => filter.page = p,
+                _ => {
+                    errors.insert(
+                        "page",
+                        "The page must be a whole number from 0.".to_string(),
+                    );
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(filter)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Choice {
+    value: &'static str,
+    label: &'static str,
+}
+
+/// The queue: received and defective submissions with their 30-day clocks; filters by sector, status
+/// (received, defective, overdue) and organisation; sortable; paged. Unknown filter values answer 422 with the
+/// form and the reason, never a guess.
+#[rocket::get("/officer?<sector>&<status>&<organisation>&<sort>&<page>")]
 async fn officer_home(
     ctx: Ctx<'_>,
     _officer: OfficerUser<'_>,
-    page: Option<i64>,
+    sector: Option<&str>,
+    status: Option<&str>,
+    organisation: Option<&str>,
+    sort: Option<&str>,
+    page: Option<&str>,
 ) -> AppResult<Page> {
-    let page = page.unwrap_or(0).max(0);
-    let (rows, total) = ctx
+    let form = QueueForm {
+        sector: trimmed(sector),
+        status: trimmed(status),
+        organisation: trimmed(organisation),
+        sort: trimmed(sort),
+    };
+    let page = trimmed(page);
+    let now = crate::db::now();
+    let form_ = form.clone();
+    let (organisations, checked) = ctx
         .state
         .db
-        .run(move |c| Ok(submission::queue(c, page)?))
+        .run(move |c| {
+            let organisations = account::organisations(c)?;
+            let checked = match form_.to_filter(&page, &organisations) {
+                Ok(filter) => Ok((queue::queue(c, &filter, now)?, filter.sort)),
+                Err(errors) => Err(errors),
+            };
+            Ok((organisations, checked))
+        })
         .await?;
-    let now = crate::db::now();
-    let rows: Vec<serde_json::Value> = rows
-        .into_iter()
-        .map(|(s, org)| {
-            let days = s.received_at.map(|r| crate::time::days_between(r, now));
-            serde_json::json!({ "s": s, "organisation": org, "days": days })
+    let statuses: Vec<Choice> = QueueStatus::ALL
+        .iter()
+        .map(|s| Choice {
+            value: s.as_str(),
+            label: s.label(),
         })
         .collect();
-    Ok(Page::new("dashboard/officer.html.tera")
-        .with("queue", rows)
-        .with("total", total)
-        .with("page", page)
-        .with("pages", pages(total)))
+    let sorts: Vec<Choice> = QueueSort::ALL
+        .iter()
+        .map(|s| Choice {
+            value: s.as_str(),
+            label: s.label(),
+        })
+        .collect();
+    let page = Page::new("dashboard/officer.html.tera")
+        .with("form", &form)
+        .with("sectors", sectors::SECTORS)
+        .with("statuses", statuses)
+        .with("organisations", &organisations)
+        .with("sorts", sorts)
+        .with("clear_link", "/officer");
+    let (queue, sort) = match checked {
+        Ok(found) => found,
+        Err(errors) => {
+            return Ok(page
+                .with("errors", errors)
+                .status(Status::UnprocessableEntity))
+        }
+    };
+    // A column header sorts by its clock; the receipt columns toggle between oldest and newest.
+    let by_receipt = if sort == QueueSort::Oldest {
+        QueueSort::Newest
+    } else {
+        QueueSort::Oldest
+    };
+    let last = (queue.pages - 1).max(0);
+    Ok(page
+        .with("sort", sort.as_str())
+        .with(
+            "sort_links",
+            serde_json::json!({
+                "receipt": form.link(by_receipt, 0),
+                "notice": form.link(QueueSort::Notice, 0),
+                "cure": form.link(QueueSort::Cure, 0),
+            }),
+        )
+        .with(
+            "page_links",
+            serde_json::json!({
+                "first": (queue.page > 0).then(|| form.link(sort, 0)),
+                "prev": (queue.page > 0).then(|| form.link(sort, queue.page - 1)),
+                "next": (queue.page < last).then(|| form.link(sort, queue.page + 1)),
+                "last": (queue.page < last).then(|| form.link(sort, last)),
+            }),
+        )
+        .with("queue", queue))
 }
 
 #[rocket::get("/analyst")]

@@ -1,0 +1,452 @@
+//! The PCII officer's queue: received and defective submissions with their two 30-day clocks, filtered, sorted
+//! and paged with one query for the page and one count, whatever the filters.
+
+use diesel::dsl::{count_star, max, min};
+use diesel::expression::BoxableExpression;
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Nullable};
+use serde::Serialize;
+
+use crate::db::schema::{organisations, submissions};
+use crate::db::{DbConn, MultiBackend};
+use crate::time::{days_between, DAY};
+
+pub const PER_PAGE: i64 = 50;
+/// The Program Office notifies a defect within 30 days of receipt (PCII.md, "The lifecycle"); the submitter then
+/// has 30 days to cure, and `cure_due_at` holds that deadline.
+pub const NOTICE_WINDOW: i64 = 30 * DAY;
+
+const RECEIVED: &str = "received";
+const DEFECTIVE: &str = "defective";
+/// The open statuses. `StatusTest::Range` and the clock orders rely on 'defective' sorting before 'received'.
+const OPEN: [&str; 2] = [RECEIVED, DEFECTIVE];
+
+/// The status filter: one of the two open states, or the overdue ones of both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueStatus {
+    Received,
+    Defective,
+    /// Received and the defect-notice window passed, or defective and the cure deadline passed.
+    Overdue,
+}
+
+impl QueueStatus {
+    pub const ALL: [QueueStatus; 3] = [
+        QueueStatus::Received,
+        QueueStatus::Defective,
+        QueueStatus::Overdue,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueStatus::Received => "received",
+            QueueStatus::Defective => "defective",
+            QueueStatus::Overdue => "overdue",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            QueueStatus::Received => "Received",
+            QueueStatus::Defective => "Defective",
+            QueueStatus::Overdue => "Overdue",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<QueueStatus> {
+        QueueStatus::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// The order of the queue. Every order ends with the id, so pages never overlap or skip a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueSort {
+    /// Oldest receipt first.
+    #[default]
+    Oldest,
+    /// Newest receipt first.
+    Newest,
+    /// Received submissions by defect-notice deadline (receipt + 30 days), earliest first; then the defective
+    /// ones, which have no notice to send, oldest first.
+    Notice,
+    /// Defective submissions by cure deadline, earliest first; then the received ones, oldest first.
+    Cure,
+}
+
+impl QueueSort {
+    pub const ALL: [QueueSort; 4] = [
+        QueueSort::Oldest,
+        QueueSort::Newest,
+        QueueSort::Notice,
+        QueueSort::Cure,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueSort::Oldest => "oldest",
+            QueueSort::Newest => "newest",
+            QueueSort::Notice => "notice",
+            QueueSort::Cure => "cure",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            QueueSort::Oldest => "Oldest received first",
+            QueueSort::Newest => "Newest received first",
+            QueueSort::Notice => "Defect-notice deadline, earliest first",
+            QueueSort::Cure => "Cure deadline, earliest first",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<QueueSort> {
+        QueueSort::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// What the officer asked for. Values are already checked (the sector is one of `sectors::SECTORS`, the
+/// organisation an existing id); an unknown value here simply matches nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueFilter {
+    pub sector: Option<String>,
+    pub status: Option<QueueStatus>,
+    pub organisation_id: Option<String>,
+    pub sort: QueueSort,
+    /// Zero-based; clamped to the last page.
+    pub page: i64,
+}
+
+/// One row of the queue, clocks computed against the `now` the page was asked at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueRow {
+    pub id: String,
+    pub tracking_number: Option<String>,
+    pub organisation: String,
+    pub sector: String,
+    pub status: String,
+    pub received_at: Option<i64>,
+    pub days_since_receipt: Option<i64>,
+    /// Received only: receipt + 30 days, and the whole days left before it (once it has passed: minus the whole
+    /// days since, so 0 can be either side and `overdue` tells which).
+    pub notice_due_at: Option<i64>,
+    pub notice_days_left: Option<i64>,
+    /// Defective only: when the defect notice went out.
+    pub defect_notice_at: Option<i64>,
+    /// Defective only: the cure deadline, and the whole days left before it (counted like `notice_days_left`).
+    pub cure_due_at: Option<i64>,
+    pub cure_days_left: Option<i64>,
+    pub overdue: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueuePage {
+    pub rows: Vec<QueueRow>,
+    /// Rows matching the filter, over all pages.
+    pub total: i64,
+    /// The page shown (the one asked for, clamped to the last).
+    pub page: i64,
+    pub pages: i64,
+}
+
+/// How the status test reaches the indexes; the choice decides which plan both databases take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatusTest {
+    /// `status = ...` or `status IN (...)`: a status index finds the rows. For counts, and for one status,
+    /// which every queue index keeps in receipt order.
+    Index,
+    /// Both open statuses as the one range `'defective'..='received'` of a status index, read in index order
+    /// (the closed statuses that sort between them are skipped on the index entries). For the two clock orders,
+    /// which start with the status: an `IN (...)` would give the rows, but PostgreSQL (before 17) does not
+    /// return them in index order and sorts the whole open set on every page.
+    Range,
+    /// `status || ''`, which no index serves (the unary-`+` idiom of
+    /// <https://sqlite.org/optoverview.html#disqualifying_where_clause_terms_using_unary_>, in a form PostgreSQL
+    /// accepts too). For receipt order over both open statuses, which no status index holds: given a usable
+    /// status test both planners read every open row and sort, where walking `submissions_queue_receipt` stops
+    /// after the page. And when a sector or an organisation is chosen: its index should pick the rows (a small
+    /// subset, sorted from index entries), not a status index reading the table for every row.
+    Hidden,
+}
+
+fn status_test(f: &QueueFilter, page: bool) -> StatusTest {
+    let one_status = matches!(
+        f.status,
+        Some(QueueStatus::Received | QueueStatus::Defective)
+    );
+    let subset = f.sector.is_some() || f.organisation_id.is_some();
+    let by_receipt = matches!(f.sort, QueueSort::Oldest | QueueSort::Newest);
+    if subset {
+        StatusTest::Hidden
+    } else if !page || one_status {
+        StatusTest::Index
+    } else if by_receipt {
+        StatusTest::Hidden
+    } else {
+        StatusTest::Range
+    }
+}
+
+/// The filter as boxed predicates on `submissions` for backend `$backend`.
+macro_rules! predicates {
+    ($backend:ty, $f:expr, $now:expr, $test:expr) => {{
+        use crate::db::schema::submissions::dsl as s;
+        let (f, now, test): (&QueueFilter, i64, StatusTest) = ($f, $now, $test);
+        let notice_cutoff = now - NOTICE_WINDOW;
+        let hidden = || s::status.concat("");
+        let mut out: Vec<
+            Box<dyn BoxableExpression<submissions::table, $backend, SqlType = Nullable<Bool>>>,
+        > = Vec::new();
+        let one = match f.status {
+            Some(QueueStatus::Received) => Some(RECEIVED),
+            Some(QueueStatus::Defective) => Some(DEFECTIVE),
+            Some(QueueStatus::Overdue) | None => None,
+        };
+        match (one, test) {
+            (Some(status), StatusTest::Hidden) => out.push(Box::new(hidden().eq(status).nullable())),
+            (Some(status), _) => out.push(Box::new(s::status.eq(status).nullable())),
+            (None, StatusTest::Index) => out.push(Box::new(s::status.eq_any(OPEN).nullable())),
+            (None, StatusTest::Range) => {
+                out.push(Box::new(s::status.between(DEFECTIVE, RECEIVED).nullable()));
+                out.push(Box::new(hidden().eq_any(OPEN).nullable()));
+            }
+            (None, StatusTest::Hidden) => out.push(Box::new(hidden().eq_any(OPEN).nullable())),
+        }
+        if f.status == Some(QueueStatus::Overdue) {
+            // Never on the status indexes itself: an OR of two ranges would be planned as two index searches
+            // and a merge of row ids, slower than testing the index entries the plan reads anyway.
+            out.push(Box::new(
+                hidden()
+                    .eq(RECEIVED)
+                    .and(s::received_at.lt(notice_cutoff))
+                    .or(hidden().eq(DEFECTIVE).and(s::cure_due_at.lt(now))),
+            ));
+        }
+        if let Some(sector) = &f.sector {
+            out.push(Box::new(s::sector.eq(sector.clone()).nullable()));
+        }
+        if let Some(org) = &f.organisation_id {
+            out.push(Box::new(s::organisation_id.eq(org.clone()).nullable()));
+        }
+        out
+    }};
+}
+
+/// Orders a boxed query on `submissions` the way `$sort` says.
+macro_rules! sorted {
+    ($query:expr, $sort:expr) => {{
+        use crate::db::schema::submissions::dsl as s;
+        let q = $query;
+        match $sort {
+            QueueSort::Oldest => q.order((s::received_at.asc(), s::id.asc())),
+            QueueSort::Newest => q.order((s::received_at.desc(), s::id.desc())),
+            // 'received' sorts after 'defective', so descending status puts the received rows first.
+            QueueSort::Notice => q.order((s::status.desc(), s::received_at.asc(), s::id.asc())),
+            QueueSort::Cure => q.order((
+                s::status.asc(),
+                s::cure_due_at.asc(),
+                s::received_at.asc(),
+                s::id.asc(),
+            )),
+        }
+    }};
+}
+
+type RawRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// The page's rows in one statement: a subquery picks the page's ids from the index entries alone (filter,
+/// order, offset), and only those rows are read, with their organisation's name.
+///
+/// `span` is the range of receipt times of the matching rows, from the count: as a range on `received_at` it
+/// lets a walk in receipt order start at the oldest open submission instead of reading its way through years
+/// of closed ones. (Open submissions always have a receipt time: the workflow sets it on receipt.) The clock
+/// orders go without it: there it would only tempt PostgreSQL into reading the span and sorting it.
+///
+/// Written once per backend because Diesel's `MultiConnection` cannot put a boxed subquery inside another
+/// statement; the SQL is the same on both.
+macro_rules! load_page {
+    ($conn:expr, $backend:ty, $f:expr, $now:expr, $span:expr, $offset:expr) => {{
+        let (f, now, span, offset): (&QueueFilter, i64, (Option<i64>, Option<i64>), i64) =
+            ($f, $now, $span, $offset);
+        let mut ids = submissions::table
+            .select(submissions::id)
+            .into_boxed::<$backend>();
+        for p in predicates!($backend, f, now, status_test(f, true)) {
+            ids = ids.filter(p);
+        }
+        if let (QueueSort::Oldest | QueueSort::Newest, (Some(first), Some(last))) = (f.sort, span) {
+            ids = ids.filter(submissions::received_at.between(first, last));
+        }
+        let ids = sorted!(ids, f.sort).limit(PER_PAGE).offset(offset);
+        let organisation = organisations::table
+            .filter(organisations::id.eq(submissions::organisation_id))
+            .select(organisations::name)
+            .single_value();
+        let rows = submissions::table
+            .filter(submissions::id.eq_any(ids))
+            .select((
+                submissions::id,
+                submissions::tracking_number,
+                organisation,
+                submissions::sector,
+                submissions::status,
+                submissions::received_at,
+                submissions::defect_notice_at,
+                submissions::cure_due_at,
+            ))
+            .into_boxed::<$backend>();
+        sorted!(rows, f.sort).load::<RawRow>($conn)
+    }};
+}
+
+/// Whole days in a span, truncated toward zero: 19 days 23 hours is 19, minus 10 days 1 hour is -10.
+fn whole_days(span: i64) -> i64 {
+    span / DAY
+}
+
+/// One page of the queue and the number of matching rows: two statements (the count with the range of receipt
+/// times, then the page), whatever the page or the filters.
+pub fn queue(conn: &mut DbConn, f: &QueueFilter, now: i64) -> QueryResult<QueuePage> {
+    let mut count = submissions::table
+        .select((
+            count_star(),
+            min(submissions::received_at),
+            max(submissions::received_at),
+        ))
+        .into_boxed::<MultiBackend>();
+    for p in predicates!(MultiBackend, f, now, status_test(f, false)) {
+        count = count.filter(p);
+    }
+    let (total, first, last): (i64, Option<i64>, Option<i64>) = count.get_result(conn)?;
+    let pages = (total + PER_PAGE - 1) / PER_PAGE;
+    let page = f.page.clamp(0, (pages - 1).max(0));
+    if total == 0 {
+        return Ok(QueuePage {
+            rows: Vec::new(),
+            total,
+            page,
+            pages,
+        });
+    }
+    let offset = page * PER_PAGE;
+    let raw = match conn {
+        DbConn::Sqlite(c) => load_page!(c, diesel::sqlite::Sqlite, f, now, (first, last), offset)?,
+        #[cfg(feature = "postgres")]
+        DbConn::Postgres(c) => load_page!(c, diesel::pg::Pg, f, now, (first, last), offset)?,
+    };
+    let rows = raw
+        .into_iter()
+        .map(
+            |(
+                id,
+                tracking_number,
+                organisation,
+                sector,
+                status,
+                received_at,
+                defect_notice_at,
+                cure_due_at,
+            )| {
+                let received = status == RECEIVED;
+                let defective = status == DEFECTIVE;
+                let notice_due_at = received_at.filter(|_| received).map(|r| r + NOTICE_WINDOW);
+                let cure_due_at = cure_due_at.filter(|_| defective);
+                QueueRow {
+                    id,
+                    tracking_number,
+                    organisation: organisation.unwrap_or_default(),
+                    sector,
+                    days_since_receipt: received_at.map(|r| days_between(r, now)),
+                    notice_days_left: notice_due_at.map(|d| whole_days(d - now)),
+                    cure_days_left: cure_due_at.map(|d| whole_days(d - now)),
+                    overdue: notice_due_at.is_some_and(|d| d < now)
+                        || cure_due_at.is_some_and(|d| d < now),
+                    defect_notice_at: defect_notice_at.filter(|_| defective),
+                    status,
+                    received_at,
+                    notice_due_at,
+                    cure_due_at,
+                }
+            },
+        )
+        .collect();
+    Ok(QueuePage {
+        rows,
+        total,
+        page,
+        pages,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defective_sorts_before_received() {
+        // The notice order (status descending) and the open range depend on it.
+        assert!(DEFECTIVE < RECEIVED);
+    }
+
+    #[test]
+    fn whole_days_truncate_toward_zero() {
+        assert_eq!(whole_days(19 * DAY + 23 * 3600), 19);
+        assert_eq!(whole_days(-(10 * DAY + 3600)), -10);
+        assert_eq!(whole_days(-3600), 0);
+    }
+
+    #[test]
+    fn status_reaches_the_indexes_the_way_each_plan_needs() {
+        let f = |status, sort, sector: Option<&str>| QueueFilter {
+            status,
+            sort,
+            sector: sector.map(String::from),
+            ..QueueFilter::default()
+        };
+        let overdue = Some(QueueStatus::Overdue);
+        let received = Some(QueueStatus::Received);
+        assert_eq!(
+            status_test(&f(None, QueueSort::Oldest, None), false),
+            StatusTest::Index
+        );
+        assert_eq!(
+            status_test(&f(None, QueueSort::Oldest, None), true),
+            StatusTest::Hidden
+        );
+        assert_eq!(
+            status_test(&f(overdue, QueueSort::Newest, None), true),
+            StatusTest::Hidden
+        );
+        assert_eq!(
+            status_test(&f(None, QueueSort::Notice, None), true),
+            StatusTest::Range
+        );
+        assert_eq!(
+            status_test(&f(overdue, QueueSort::Cure, None), true),
+            StatusTest::Range
+        );
+        assert_eq!(
+            status_test(&f(received, QueueSort::Cure, None), true),
+            StatusTest::Index
+        );
+        let energy = Some("Energy");
+        assert_eq!(
+            status_test(&f(received, QueueSort::Oldest, energy), true),
+            StatusTest::Hidden
+        );
+        assert_eq!(
+            status_test(&f(None, QueueSort::Notice, energy), false),
+            StatusTest::Hidden
+        );
+    }
+}
