@@ -25,6 +25,10 @@ pub fn find(s: &str) -> Option<&'static str> {
     SECTORS.iter().copied().find(|name| *name == s)
 }
 
+pub fn is_sector(s: &str) -> bool {
+    find(s).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,8 +51,4 @@ mod tests {
             Some("Nuclear Reactors, Materials, and Waste")
         );
     }
-}
-
-pub fn is_sector(s: &str) -> bool {
-    find(s).is_some()
 }
