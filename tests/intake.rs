@@ -111,6 +111,10 @@ fn a_submission_with_three_files_gets_a_receipt_and_its_files_back_byte_identica
     let marker = "MARKER-intake-5d1c9e";
     let (id, files) = submit_three(&app, &mut b, marker);
 
+    assert!(
+        b.get("/submissions/new").body.contains("Acme"),
+        "the form names the organisation"
+    );
     let receipt = b.get(&format!("/submissions/{id}/receipt"));
     assert_eq!(receipt.status, Status::Ok);
     let year = chrono::Utc::now().format("%Y").to_string();

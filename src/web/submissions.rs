@@ -209,6 +209,15 @@ fn form_values(content: &Content, sector: &str) -> serde_json::Value {
     })
 }
 
+/// The submitter's organisation, shown (not editable) on the form: a submission is always its own.
+async fn organisation_of(state: &AppState, who: &Submitter) -> AppResult<String> {
+    let org = who.organisation_id.clone();
+    state
+        .db
+        .run(move |c| Ok(crate::models::account::organisation_name(c, &org)?))
+        .await
+}
+
 fn form_page(state: &AppState) -> Page {
     Page::new("submissions/form.html.tera")
         .with("sectors", sector_options())
@@ -221,11 +230,13 @@ fn form_page(state: &AppState) -> Page {
 }
 
 #[rocket::get("/submissions/new")]
-fn new_form(ctx: Ctx<'_>, _user: SubmitterUser<'_>) -> Page {
-    form_page(ctx.state)
+async fn new_form(ctx: Ctx<'_>, user: SubmitterUser<'_>) -> AppResult<Page> {
+    let who = submitter(&user)?;
+    Ok(form_page(ctx.state)
+        .with("organisation", organisation_of(ctx.state, &who).await?)
         .with("action", "/submissions")
         .with("values", form_values(&Content::default(), ""))
-        .with("files", Vec::<FileView>::new())
+        .with("files", Vec::<FileView>::new()))
 }
 
 async fn edit_page(
@@ -270,6 +281,7 @@ async fn edit_page(
         }
     }
     let mut page = form_page(state)
+        .with("organisation", organisation_of(state, who).await?)
         .with("action", format!("/submissions/{}", sub.id))
         .with("submission", submission_view(&sub))
         .with("values", values)
@@ -390,6 +402,7 @@ async fn save(
             }
             Ok(Either::Right(
                 form_page(state)
+                    .with("organisation", organisation_of(state, &who).await?)
                     .with("action", "/submissions")
                     .with("values", values)
                     .with("files", Vec::<FileView>::new())
