@@ -1,0 +1,669 @@
+// The browser suite: one flow per role, as people use the portal, in Debian's headless Chromium driven by
+// playwright-core. Every page reached is checked (status, console errors, CSP violations, axe-core serious
+// and critical violations, no horizontal scrolling at 320 px and 1280 px); the main pages are captured at
+// 1280 px into docs/screenshots/. Started by run.sh, which provides the servers through the environment.
+//
+// Each person has a browser context of their own (own cookie jar), as if on their own machine. Forms are
+// filled field by field and sent from the keyboard (Enter in a field, or Enter/Space on a focused control).
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { chromium } from 'playwright-core';
+
+const require = createRequire(import.meta.url);
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const env = (name, fallback) => {
+  const v = process.env[name] ?? fallback;
+  if (v === undefined) {
+    console.error(`run.mjs: ${name} is not set (start the suite with tests/browser/run.sh)`);
+    process.exit(2);
+  }
+  return v;
+};
+
+const BASE = env('PCII_BASE_URL');
+const SMALL_BASE = env('PCII_SMALL_BASE_URL');
+const SETUP_URL = env('PCII_SETUP_URL');
+const CHROMIUM = env('PCII_CHROMIUM', '/usr/bin/chromium');
+const WORK = env('PCII_BROWSER_WORK', fs.mkdtempSync('/tmp/pcii-browser-'));
+const SHOTS = env('PCII_SCREENSHOT_DIR', path.join(HERE, '..', '..', 'docs', 'screenshots'));
+// Generous: a release portal on a busy 2-core machine, argon2 at every sign-in.
+const TIMEOUT = Number(process.env.PCII_BROWSER_TIMEOUT_MS || 60000);
+const AXE_SOURCE = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+const WIDTHS = [320, 1280];
+const DOWNLOADS = path.join(WORK, 'downloads');
+fs.mkdirSync(DOWNLOADS, { recursive: true });
+fs.mkdirSync(SHOTS, { recursive: true });
+
+const PASSWORD = 'correct horse battery staple 42';
+const today = () => new Date().toISOString().slice(0, 10);
+const TRACKING = /PCII-\d{4}-\d{6}/;
+
+// ------------------------------------------------------------------------------------------------
+// Results
+// ------------------------------------------------------------------------------------------------
+
+const results = []; // { label, path, problems[] }
+let assertions = 0;
+
+function record(label, where, problems) {
+  results.push({ label, where, problems });
+  const mark = problems.length ? 'FAIL' : 'ok  ';
+  console.log(`${mark} ${label.padEnd(44)} ${where}`);
+  for (const p of problems) console.log(`       - ${p}`);
+}
+
+class FlowError extends Error {}
+function expect(condition, message) {
+  assertions += 1;
+  if (!condition) throw new FlowError(message);
+}
+
+// ------------------------------------------------------------------------------------------------
+// People and pages
+// ------------------------------------------------------------------------------------------------
+
+const pageState = new WeakMap();
+function stateOf(page) {
+  let s = pageState.get(page);
+  if (!s) {
+    s = { console: [], csp: [] };
+    pageState.set(page, s);
+  }
+  return s;
+}
+
+function watch(page) {
+  const s = stateOf(page);
+  page.on('console', (m) => {
+    if (m.type() === 'error') s.console.push(`${m.text()}${m.location().url ? ` (${m.location().url})` : ''}`);
+  });
+  page.on('pageerror', (e) => s.console.push(`uncaught: ${e.message}`));
+  page.setDefaultTimeout(TIMEOUT);
+  page.setDefaultNavigationTimeout(TIMEOUT);
+  return page;
+}
+
+async function person(browser, name) {
+  const context = await browser.newContext({
+    viewport: { width: 1280, height: 800 },
+    acceptDownloads: true,
+    locale: 'en-US',
+    timezoneId: 'UTC',
+    // bypassCSP stays false: the pages are checked under their real policy. axe-core is evaluated
+    // through the DevTools protocol (page.evaluate), which the page's CSP does not govern.
+  });
+  context.setDefaultTimeout(TIMEOUT);
+  // CSP violations reported by the page itself (besides the console message Chromium prints).
+  await context.exposeBinding('__pciiCspViolation', ({ page }, v) => stateOf(page).csp.push(v));
+  await context.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      window.__pciiCspViolation(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'} at ${e.sourceFile || '?'}:${e.lineNumber}`);
+    });
+  });
+  context.on('page', watch);
+  const page = await context.newPage();
+  return { name, context, page };
+}
+
+// ------------------------------------------------------------------------------------------------
+// Checks on every page
+// ------------------------------------------------------------------------------------------------
+
+async function axeSeriousViolations(page) {
+  const loaded = await page.evaluate(() => typeof window.axe === 'object');
+  if (!loaded) await page.evaluate(AXE_SOURCE);
+  return page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ['violations'] });
+    return r.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.impact} ${v.id}: ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}${v.nodes.length > 3 ? ` (+${v.nodes.length - 3} more)` : ''}`);
+  });
+}
+
+async function horizontalOverflow(page, width) {
+  await page.setViewportSize({ width, height: 800 });
+  return page.evaluate(() => {
+    const doc = document.documentElement;
+    const visible = Math.min(window.innerWidth, doc.clientWidth);
+    if (doc.scrollWidth <= visible) return null;
+    // Name the outermost elements that stick out, to say what to fix.
+    const culprits = [];
+    for (const el of document.body.querySelectorAll('*')) {
+      const r = el.getBoundingClientRect();
+      const outermost = !(el.parentElement && el.parentElement.getBoundingClientRect().right > visible + 0.5);
+      // Absolutely positioned boxes escape scrolling wrappers whose box is not their containing block.
+      const escaped = ['absolute', 'fixed'].includes(getComputedStyle(el).position);
+      if (r.right > visible + 0.5 && (outermost || escaped)) {
+        const cls = el.className && typeof el.className === 'string' ? `.${el.className.trim().split(/\s+/).join('.')}` : '';
+        culprits.push(`${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ''}${cls} (right edge ${Math.round(r.right)})`);
+        if (culprits.length >= 4) break;
+      }
+    }
+    return `page is ${doc.scrollWidth}px wide in a ${visible}px viewport: ${culprits.join(', ')}`;
+  });
+}
+
+let shotCount = 0;
+async function screenshot(page, name) {
+  shotCount += 1;
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/** Checks the page now shown. `status` is the HTTP status the visit must have ended with. */
+async function checkPage(page, label, { status, expectStatus = 200, shot } = {}) {
+  // The setup token is a credential, even on a throw-away portal: not printed.
+  const where = new URL(page.url()).pathname.replace(/^\/setup\/.+/, '/setup/<token>');
+  const problems = await pageProblems(page, { status, expectStatus });
+  if (shot) await screenshot(page, shot);
+  record(label, where, problems);
+}
+
+async function pageProblems(page, { status, expectStatus }) {
+  const problems = [];
+  if (status !== expectStatus) problems.push(`HTTP ${status}, expected ${expectStatus}`);
+  const s = stateOf(page);
+  await page.waitForLoadState('load');
+  for (const text of s.console.splice(0)) {
+    // Chromium logs every non-2xx document as a console error; an expected error page is not one.
+    const m = /Failed to load resource: the server responded with a status of (\d+)/.exec(text);
+    if (m && Number(m[1]) === expectStatus && expectStatus >= 400) continue;
+    problems.push(`console error: ${text}`);
+  }
+  for (const v of s.csp.splice(0)) problems.push(`CSP violation: ${v}`);
+  try {
+    for (const v of await axeSeriousViolations(page)) problems.push(`axe ${v}`);
+  } catch (e) {
+    problems.push(`axe-core could not run: ${e.message}`);
+  }
+  for (const width of WIDTHS) {
+    const o = await horizontalOverflow(page, width);
+    if (o) problems.push(`horizontal scrolling at ${width}px: ${o}`);
+  }
+  await page.setViewportSize({ width: 1280, height: 800 });
+  // Anything the checks themselves provoked (e.g. a CSP refusal of the injected axe) counts too.
+  for (const text of s.console.splice(0)) problems.push(`console error: ${text}`);
+  for (const v of s.csp.splice(0)) problems.push(`CSP violation: ${v}`);
+  return problems;
+}
+
+/**
+ * The checks must be able to fail here, with this Chromium and this CSP: a real page is spoiled on
+ * purpose (an image without alt text, a 2000 px wide box, an inline script, a console error) and each
+ * detector has to report it. Without this a silently broken detector would pass every page.
+ */
+async function selfTest(browser) {
+  const p = await person(browser, 'self-test');
+  const { page } = p;
+  const response = await page.goto(new URL('/', BASE).href, { waitUntil: 'load' });
+  await page.evaluate(() => {
+    const img = document.createElement('img');
+    img.src = '/static/favicon.svg';
+    document.querySelector('main').append(img);
+    const wide = document.createElement('div');
+    wide.className = 'selftest-wide';
+    wide.style.width = '2000px'; // a CSSOM change, which the CSP allows
+    wide.textContent = 'wide';
+    document.querySelector('main').append(wide);
+    const script = document.createElement('script');
+    script.textContent = 'window.inlineRan = true;';
+    document.body.append(script);
+    console.error('self-test console error');
+  });
+  const problems = await pageProblems(page, { status: response.status(), expectStatus: 200 });
+  const found = (re) => problems.some((x) => re.test(x));
+  const missing = [
+    [/^axe critical image-alt/, 'axe-core image-alt'],
+    [/^horizontal scrolling at 320px/, 'overflow at 320 px'],
+    [/^horizontal scrolling at 1280px/, 'overflow at 1280 px'],
+    [/^CSP violation: script-src/, 'CSP violation event'],
+    [/^console error: self-test console error/, 'console error'],
+  ].filter(([re]) => !found(re)).map(([, name]) => name);
+  expect(!(await page.evaluate(() => window.inlineRan === true)), 'an inline script ran: the CSP is not enforced');
+  record('self-test: every detector fires on a spoiled page', '/', missing.map((m) => `the ${m} detector did not fire`));
+  await p.context.close();
+}
+
+/**
+ * Runs `action` (which makes the browser navigate: a key press, or a URL to open as if pasted into the
+ * address bar), waits for the final document (after redirects) and checks it.
+ */
+async function go(page, label, action, opts = {}) {
+  let response;
+  if (typeof action === 'string') {
+    response = await page.goto(new URL(action, opts.base || BASE).href, { waitUntil: 'load' });
+  } else {
+    [response] = await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), action()]);
+  }
+  await checkPage(page, label, { ...opts, status: response ? response.status() : null });
+  return response;
+}
+
+/** Focuses a control and presses a key on it (Enter for links and buttons, Space for boxes). */
+async function press(page, locator, key = 'Enter') {
+  await locator.focus();
+  await page.keyboard.press(key);
+}
+
+const byId = (page, id) => page.locator(`[id="${id}"]`);
+
+/** Fills text fields (by id), then presses Enter in the last one to send the form. */
+async function fillAndEnter(page, fields) {
+  const entries = Object.entries(fields);
+  for (const [id, value] of entries) await byId(page, id).fill(value);
+  await press(page, byId(page, entries[entries.length - 1][0]), 'Enter');
+}
+
+async function tick(page, id) {
+  const box = byId(page, id);
+  await press(page, box, 'Space');
+  expect(await box.isChecked(), `#${id} did not get ticked from the keyboard`);
+}
+
+async function download(page, trigger) {
+  const [dl] = await Promise.all([page.waitForEvent('download'), trigger()]);
+  const failure = await dl.failure();
+  expect(!failure, `download ${dl.suggestedFilename()} failed: ${failure}`);
+  const file = path.join(DOWNLOADS, dl.suggestedFilename());
+  await dl.saveAs(file);
+  return { name: dl.suggestedFilename(), bytes: fs.readFileSync(file) };
+}
+
+async function heading(page) {
+  return (await page.locator('h1').first().textContent()).trim();
+}
+
+async function notice(page) {
+  const n = page.locator('.notice');
+  return (await n.count()) ? (await n.first().textContent()).trim() : '';
+}
+
+async function signIn(p, email, label, base = BASE) {
+  const { page } = p;
+  await go(page, `${label}: sign-in page`, '/login', { base });
+  await go(page, `${label}: signed in`, () => fillAndEnter(page, { email, password: PASSWORD }));
+}
+
+async function signOut(p, label) {
+  const { page } = p;
+  await go(page, `${label}: signed out`, () => press(page, page.getByRole('button', { name: 'Sign out' })));
+  expect(/signed out/i.test(await notice(page)), 'no "signed out" notice after signing out');
+}
+
+// ------------------------------------------------------------------------------------------------
+// Flows
+// ------------------------------------------------------------------------------------------------
+
+const people = {
+  admin: { email: 'ada.admin@pcii.example.gov', name: 'Ada Administrator' },
+  officer: { email: 'otto.officer@pcii.example.gov', name: 'Otto Officer', role: 'officer' },
+  auditor: { email: 'aude.auditor@oversight.example.gov', name: 'Aude Auditor', role: 'auditor' },
+  analyst: { email: 'ana.analyst@dhs.example.gov', name: 'Ana Analyst', role: 'authorized_user' },
+  submitter: { email: 'sam.submitter@gridco.example.com', name: 'Sam Submitter', organisation: 'GridCo Power & Light' },
+  other: { email: 'oz.other@waterworks.example.com', name: 'Oz Other', organisation: 'Waterworks Inc.' },
+  big: { email: 'bea.big@telecom.example.com', name: 'Bea Big', organisation: 'Telecom Corp' },
+};
+
+const shared = {}; // what one flow hands to the next: submission id, tracking number, account ids
+
+async function flowAdministrator(browser) {
+  const p = await person(browser, 'administrator');
+  const { page } = p;
+  await go(page, 'admin: first-start setup link', SETUP_URL, { shot: '02-setup' });
+  expect(/first administrator/i.test(await heading(page)), 'the setup page does not say what it is for');
+  await go(page, 'admin: administrator created', () => fillAndEnter(page, {
+    display_name: people.admin.name, email: people.admin.email, password: PASSWORD,
+  }));
+  expect(/administrator account is ready/i.test(await notice(page)), 'no confirmation after setup');
+  await go(page, 'admin: signed in → accounts', () => fillAndEnter(page, { email: people.admin.email, password: PASSWORD }));
+  expect(new URL(page.url()).pathname === '/admin', `signed-in administrator landed on ${page.url()}`);
+
+  for (const key of ['officer', 'auditor', 'analyst']) {
+    const who = people[key];
+    await go(page, `admin: new account form (${who.role})`, () => press(page, page.getByRole('link', { name: 'Create an account' })),
+      { shot: key === 'officer' ? '04-admin-new-account' : undefined });
+    await byId(page, 'display_name').fill(who.name);
+    await byId(page, 'email').fill(who.email);
+    await byId(page, 'role').selectOption(who.role);
+    await go(page, `admin: ${who.role} created`, async () => {
+      await byId(page, 'password').fill(PASSWORD);
+      await page.keyboard.press('Enter');
+    });
+    expect(/Account created/.test(await notice(page)), `no "Account created." for the ${who.role}`);
+    shared[`${key}Id`] = new URL(page.url()).pathname.split('/').pop();
+    if (key !== 'analyst') await go(page, 'admin: back to all accounts', () => press(page, page.getByRole('link', { name: '← All accounts' })));
+  }
+
+  // The authorized user may read PCII only with current training and an NDA on file.
+  await byId(page, 'training-date').fill(today());
+  await go(page, 'admin: training date recorded', () => press(page, page.getByRole('button', { name: 'Save training date' })));
+  expect(/Training record saved/.test(await notice(page)), 'training date not saved');
+  await byId(page, 'nda-date').fill(today());
+  await go(page, 'admin: NDA recorded', () => fillAndEnter(page, { 'nda-reference': 'NDA-2024-017' }), { shot: '05-admin-account' });
+  expect(/Non-disclosure agreement record saved/.test(await notice(page)), 'NDA not saved');
+  const facts = await page.locator('dl.summary').textContent();
+  expect(facts.includes(`Signed ${today()}`) && facts.includes('NDA-2024-017'), 'the NDA record is not shown on the account page');
+  expect(!/Training completed\s*Not recorded/.test(facts), 'the training date is not shown on the account page');
+
+  await go(page, 'admin: all accounts', () => press(page, page.getByRole('link', { name: '← All accounts' })), { shot: '03-admin-accounts' });
+  for (const key of ['officer', 'auditor', 'analyst']) {
+    expect((await page.locator('table').textContent()).includes(people[key].email), `${people[key].email} is not listed`);
+  }
+  await signOut(p, 'admin');
+  await p.context.close();
+}
+
+function attachment(name, mimeType, text) {
+  return { name, mimeType, buffer: Buffer.from(text) };
+}
+
+async function flowSubmitter(browser) {
+  const p = await person(browser, 'submitter');
+  shared.submitter = p;
+  const { page } = p;
+  await go(page, 'submitter: start page', '/', { shot: '01-home' });
+  await go(page, 'submitter: registration', () => press(page, page.getByRole('link', { name: 'Register your organisation' })), { shot: '06-register' });
+  await go(page, 'submitter: registered', () => fillAndEnter(page, {
+    display_name: people.submitter.name,
+    organisation: people.submitter.organisation,
+    email: people.submitter.email,
+    password: PASSWORD,
+  }), { shot: '07-sign-in' });
+  expect(/Registration received/.test(await notice(page)), 'no confirmation after registering');
+  await go(page, 'submitter: signed in → my submissions', () => fillAndEnter(page, { email: people.submitter.email, password: PASSWORD }));
+  expect(new URL(page.url()).pathname === '/submissions', `signed-in submitter landed on ${page.url()}`);
+
+  await go(page, 'submitter: new submission form', () => press(page, page.getByRole('link', { name: 'New submission' }).first()));
+  await byId(page, 'sector').selectOption('Energy');
+  await byId(page, 'title').fill('Substation 14 protection scheme & relay settings');
+  await byId(page, 'narrative').fill(
+    'Protection relay settings and one-line diagrams for Substation 14 (345 kV), which feeds the regional hospital district.\n\n'
+    + 'The settings reveal coordination margins that an attacker could exploit; <b>not</b> public.');
+  await byId(page, 'primary_name').fill('Sam Submitter');
+  await byId(page, 'primary_email').fill(people.submitter.email);
+  await byId(page, 'primary_phone').fill('+1 555 0100');
+  await byId(page, 'secondary_name').fill('Riley Reliability');
+  await byId(page, 'secondary_email').fill('riley@gridco.example.com');
+  await press(page, byId(page, 'federal_yes'), 'Space');
+  expect(await byId(page, 'federal_yes').isChecked(), 'the federal requirement radio was not chosen from the keyboard');
+  await byId(page, 'federal_agency').fill('Federal Energy Regulatory Commission');
+  await byId(page, 'federal_authority').fill('18 CFR 388.113');
+  const files = [
+    attachment('relay-settings.csv', 'text/csv', 'relay,pickup,delay\n87B,0.2,0\n51N,1.5,0.3\n'),
+    attachment('one-line diagram.txt', 'text/plain', 'BUS 1 -- 345kV -- XFMR T1 -- BUS 2\n'),
+    attachment('coordination-study.txt', 'text/plain', 'Coordination study, 2024 revision.\n'.repeat(40)),
+  ];
+  for (const [i, f] of files.entries()) {
+    await byId(page, `description_${i + 1}`).fill(`Attachment ${i + 1}: ${f.name}`);
+    await byId(page, `file_${i + 1}`).setInputFiles(f);
+  }
+  await tick(page, 'express_statement');
+  for (const c of ['cert_not_public', 'cert_not_regulatory', 'cert_authorized']) await tick(page, c);
+  await screenshot(page, '08-submission-form');
+  await go(page, 'submitter: submitted → receipt', () => press(page, page.getByRole('button', { name: 'Submit to the PCII Program Office' })), { shot: '09-receipt' });
+  const h1 = await heading(page);
+  const tn = TRACKING.exec(h1)?.[0];
+  expect(tn, `the receipt heading has no tracking number: "${h1}"`);
+  expect(/received/i.test(await notice(page)), 'no "received" notice on the receipt');
+  shared.tracking = tn;
+  shared.submissionId = new URL(page.url()).pathname.split('/')[2];
+  for (const f of files) expect((await page.locator('table').textContent()).includes(f.name), `${f.name} is missing from the receipt`);
+
+  const receipt = await download(page, () => press(page, page.getByRole('link', { name: 'Download the receipt (plain text)' })));
+  const text = receipt.bytes.toString('utf8');
+  expect(receipt.name === `${tn}-receipt.txt`, `the text receipt is named ${receipt.name}`);
+  expect(text.includes(tn) && text.includes('Critical Infrastructure Information Act of 2002'), 'the text receipt lacks the tracking number or the express statement');
+  record('submitter: text receipt downloaded', `${receipt.name} (${receipt.bytes.length} bytes)`, []);
+
+  await go(page, 'submitter: the submission', () => press(page, page.getByRole('link', { name: 'Back to the submission' })), { shot: '10-submission-detail' });
+  expect((await page.locator('.pcii-banner').first().textContent()).includes('PENDING VALIDATION'), 'no pending-validation banner');
+  await go(page, 'submitter: my account', () => press(page, page.getByRole('link', { name: 'Account', exact: true })));
+}
+
+async function flowOfficerDefect(browser) {
+  const p = await person(browser, 'officer');
+  shared.officer = p;
+  const { page } = p;
+  await signIn(p, people.officer.email, 'officer');
+  expect(new URL(page.url()).pathname === '/officer', `signed-in officer landed on ${page.url()}`);
+  await screenshot(page, '11-officer-queue');
+  const link = page.getByRole('link', { name: shared.tracking });
+  await go(page, 'officer: opens the submission from the queue', () => press(page, link), { shot: '12-officer-submission' });
+  expect(new URL(page.url()).pathname === `/officer/submissions/${shared.submissionId}`, `the queue link went to ${page.url()}`);
+
+  // A second window on the same page, left stale: its decision is posted after the first one.
+  const stale = await p.context.newPage();
+  await go(stale, 'officer: same submission in a second window', `/officer/submissions/${shared.submissionId}`);
+
+  await press(page, byId(page, 'd_defective'), 'Space');
+  await byId(page, 'reason').fill('File 2 (one-line diagram) is unreadable; attach a legible copy.');
+  await go(page, 'officer: marked defective', () => press(page, page.getByRole('button', { name: 'Record the decision' })));
+  expect(/Defective/.test(await notice(page)), `no confirmation of the defect decision: "${await notice(page)}"`);
+
+  await press(stale, byId(stale, 'd_defective'), 'Space');
+  await byId(stale, 'reason').fill('File 2 (one-line diagram) is unreadable; attach a legible copy.');
+  await go(stale, 'officer: the same decision sent again (stale window)', () => press(stale, stale.getByRole('button', { name: 'Record the decision' })),
+    { expectStatus: 409, shot: '25-double-submit-conflict' });
+  expect(/Conflict/.test(await heading(stale)), 'the repeated decision does not end on a clear page');
+  await stale.close();
+}
+
+async function flowSubmitterCures() {
+  const p = shared.submitter;
+  const { page } = p;
+  await go(page, 'submitter: my submissions, with the defect notice', () => press(page, page.getByRole('link', { name: 'My submissions', exact: true })), { shot: '13-submitter-notice' });
+  expect((await page.locator('.warning').first().textContent()).includes('unreadable'), 'the defect notice is not shown');
+  await go(page, 'submitter: opens the submission', () => press(page, page.getByRole('link', { name: shared.tracking }).first()));
+  await go(page, 'submitter: defect answer form', () => press(page, page.getByRole('link', { name: 'Answer the defect notice' })));
+  const stale = await p.context.newPage();
+  await go(stale, 'submitter: the answer form in a second window', `/submissions/${shared.submissionId}/edit`);
+
+  await byId(page, 'description_1').fill('Legible copy of the one-line diagram');
+  await byId(page, 'file_1').setInputFiles(attachment('one-line diagram (legible).txt', 'text/plain', 'BUS 1 == 345 kV == XFMR T1 == BUS 2 (legible)\n'));
+  await tick(page, 'express_statement');
+  for (const c of ['cert_not_public', 'cert_not_regulatory', 'cert_authorized']) await tick(page, c);
+  await screenshot(page, '14-defect-answer');
+  await go(page, 'submitter: corrected submission sent', () => press(page, page.getByRole('button', { name: 'Send the corrected submission' })));
+  expect(new URL(page.url()).pathname.endsWith('/receipt'), `after the correction the submitter is on ${page.url()}`);
+  expect((await page.locator('table').textContent()).includes('one-line diagram (legible).txt'), 'the added file is not on the new receipt');
+
+  // The stale window sends the same correction again: a clear "conflict" page, nothing changed.
+  await tick(stale, 'express_statement');
+  for (const c of ['cert_not_public', 'cert_not_regulatory', 'cert_authorized']) await tick(stale, c);
+  await go(stale, 'submitter: the correction sent twice (stale window)', () => press(stale, stale.getByRole('button', { name: 'Send the corrected submission' })), { expectStatus: 409 });
+  expect(/Conflict/.test(await heading(stale)), 'the repeated correction does not end on a clear page');
+  await stale.close();
+}
+
+async function flowOfficerValidates() {
+  const p = shared.officer;
+  const { page } = p;
+  await go(page, 'officer: the queue', () => press(page, page.getByRole('link', { name: 'Queue', exact: true })));
+  await go(page, 'officer: opens the corrected submission', () => press(page, page.getByRole('link', { name: shared.tracking })));
+  await press(page, byId(page, 'd_validate'), 'Space');
+  await byId(page, 'reason').fill('Express statement, certifications and legible files present.');
+  await go(page, 'officer: validated', () => press(page, page.getByRole('button', { name: 'Record the decision' })));
+  expect(/Validated/.test(await notice(page)), `no confirmation of validation: "${await notice(page)}"`);
+  expect((await page.locator('.pcii-banner').first().textContent()).includes('PROTECTED CRITICAL INFRASTRUCTURE INFORMATION'), 'no PCII marking after validation');
+
+  await byId(page, 'user_id').selectOption({ label: `${people.analyst.name} <${people.analyst.email}>` });
+  await go(page, 'officer: access granted', () => fillAndEnter(page, { g_reason: 'Regional grid resilience assessment, task 7' }));
+  expect(/Access granted/.test(await notice(page)), 'no confirmation of the grant');
+  const grantRows = await page.locator('table', { has: page.locator('caption', { hasText: 'Need-to-know grants' }) }).locator('tbody tr').allTextContents();
+  expect(grantRows.some((r) => r.includes(people.analyst.email) && r.includes('live')), 'the grant is not listed as live');
+
+  await byId(page, 'recipient').fill('State Public Utility Commission, Cyber Unit');
+  await byId(page, 'recipient_kind').selectOption({ index: 0 });
+  await byId(page, 'arrangement').fill('Information sharing agreement 2024-03');
+  await go(page, 'officer: release recorded', () => fillAndEnter(page, { what: 'Sanitized summary of the relay settings' }), { shot: '15-officer-validated' });
+  expect(/dissemination log/.test(await notice(page)), 'no confirmation of the release');
+  const zip = await download(page, () => press(page, page.getByRole('link', { name: 'Export as zip (marked)' })));
+  expect(zip.bytes.subarray(0, 4).toString('binary') === 'PK\u0003\u0004' && zip.bytes.includes('COVER-SHEET.txt'), 'the officer\'s export is not a marked zip');
+  record('officer: marked zip exported', `${zip.name} (${zip.bytes.length} bytes)`, []);
+  await go(page, 'officer: dissemination log', () => press(page, page.getByRole('link', { name: 'Dissemination log', exact: true })), { shot: '16-dissemination-log' });
+  await signOut(p, 'officer');
+  await p.context.close();
+}
+
+async function flowAnalyst(browser) {
+  const p = await person(browser, 'authorized user');
+  const { page } = p;
+  await signIn(p, people.analyst.email, 'authorized user');
+  expect(new URL(page.url()).pathname === '/analyst', `signed-in authorized user landed on ${page.url()}`);
+  await screenshot(page, '17-analyst-home');
+  await go(page, 'authorized user: opens the granted submission', () => press(page, page.getByRole('link', { name: shared.tracking })), { shot: '18-analyst-submission' });
+  expect(new URL(page.url()).pathname === `/analyst/submissions/${shared.submissionId}`, `the grant link went to ${page.url()}`);
+  expect((await page.locator('.narrative').textContent()).includes('<b>not</b> public'), 'the narrative is not shown as written (escaped)');
+  const file = await download(page, () => press(page, page.getByRole('link', { name: 'relay-settings.csv' })));
+  expect(file.bytes.toString('utf8').startsWith('relay,pickup,delay'), 'the downloaded attachment differs from the upload');
+  const zip = await download(page, () => press(page, page.getByRole('link', { name: 'Export as zip (marked)' })));
+  expect(zip.name === `${shared.tracking}-export.zip`, `the export is named ${zip.name}`);
+  expect(zip.bytes.subarray(0, 4).toString('binary') === 'PK\u0003\u0004' && zip.bytes.includes('COVER-SHEET.txt'), 'the export is not a marked zip');
+  record('authorized user: attachment and zip downloaded', `${file.name}, ${zip.name} (${zip.bytes.length} bytes)`, []);
+  await signOut(p, 'authorized user');
+  await p.context.close();
+}
+
+async function flowAuditor(browser) {
+  const p = await person(browser, 'auditor');
+  const { page } = p;
+  await signIn(p, people.auditor.email, 'auditor');
+  expect(new URL(page.url()).pathname === '/audit', `signed-in auditor landed on ${page.url()}`);
+
+  await go(page, 'auditor: log filtered by tracking number', () => fillAndEnter(page, { 'f-object': shared.tracking }));
+  let rows = await page.locator('tbody tr').allTextContents();
+  expect(rows.some((r) => r.includes('authorized_user') && r.includes('content.viewed')), 'the authorized user\'s read is not in the filtered log');
+  expect(rows.some((r) => r.includes('authorized_user') && r.includes('content.exported')), 'the authorized user\'s export is not in the filtered log');
+  await byId(page, 'f-action').fill('content.exported');
+  await go(page, 'auditor: … and by action', () => press(page, byId(page, 'f-action')), { shot: '20-audit-filtered' });
+  rows = await page.locator('tbody tr').allTextContents();
+  expect(rows.length >= 2 && rows.every((r) => r.includes('content.exported') && r.includes(shared.tracking)), 'the action filter did not narrow the log to exports of this submission');
+  const q = new URL(page.url()).searchParams;
+  expect(q.get('object') === shared.tracking && q.get('action') === 'content.exported', `the filters are not in the address: ${page.url()}`);
+
+  await go(page, 'auditor: history of the submission', () => press(page, page.getByRole('link', { name: shared.tracking }).first()));
+  await go(page, 'auditor: back to the whole log', () => press(page, page.getByRole('link', { name: 'Back to the whole log' })));
+  await go(page, 'auditor: verified the log', () => press(page, page.getByRole('button', { name: 'Verify the log now' })), { shot: '19-audit-log' });
+  expect(await page.locator('[data-verification="ok"]').count() === 1, 'the verification status is not OK');
+  const zip = await download(page, () => press(page, page.getByRole('link', { name: 'Download an export (zip)' })));
+  expect(zip.bytes.subarray(0, 4).toString('binary') === 'PK\u0003\u0004' && zip.bytes.includes('entries.jsonl') && zip.bytes.includes('manifest.json'), 'the audit export is not the expected zip');
+  record('auditor: audit export downloaded', `${zip.name} (${zip.bytes.length} bytes)`, []);
+  await go(page, 'auditor: signed checkpoints', () => press(page, page.getByRole('link', { name: 'Checkpoints', exact: true })), { shot: '21-audit-checkpoints' });
+  await signOut(p, 'auditor');
+  await p.context.close();
+}
+
+async function flowOtherOrganisation(browser) {
+  const p = await person(browser, 'other submitter');
+  const { page } = p;
+  await go(page, 'other submitter: registration', '/register');
+  await go(page, 'other submitter: registered', () => fillAndEnter(page, {
+    display_name: people.other.name, organisation: people.other.organisation, email: people.other.email, password: PASSWORD,
+  }));
+  await go(page, 'other submitter: signed in', () => fillAndEnter(page, { email: people.other.email, password: PASSWORD }));
+  // Pasting another organisation's address: the same 404 as for an id that does not exist.
+  await go(page, 'other submitter: pastes GridCo\'s submission URL', `/submissions/${shared.submissionId}`, { expectStatus: 404, shot: '22-not-found' });
+  expect(/Not found/.test(await heading(page)), 'no clear "Not found" page');
+  expect(!(await page.content()).includes('Substation 14'), 'another organisation\'s content leaked onto the 404 page');
+  await go(page, 'other submitter: pastes its receipt URL', `/submissions/${shared.submissionId}/receipt`, { expectStatus: 404 });
+
+  // The session is gone (expired, or its cookie lost): a protected page asks to sign in.
+  await p.context.clearCookies();
+  await go(page, 'other submitter: session gone, opens a protected page', '/submissions/new', { expectStatus: 401, shot: '23-sign-in-required' });
+  expect(/sign in/i.test(await heading(page)), 'no clear "Please sign in" page');
+  await go(page, 'other submitter: follows "Sign in"', () => press(page, page.getByRole('link', { name: 'Sign in', exact: true }).last()));
+  expect(new URL(page.url()).pathname === '/login', 'the sign-in link does not lead to /login');
+  await go(page, 'other submitter: wrong password', () => fillAndEnter(page, { email: people.other.email, password: 'not the password at all' }), { expectStatus: 401 });
+  expect((await page.locator('.error-summary').textContent()).includes('not correct'), 'no message for a wrong password');
+  await p.context.close();
+}
+
+async function flowTooLarge(browser) {
+  const p = await person(browser, 'submitter (1 MiB limit)');
+  const { page } = p;
+  const base = SMALL_BASE;
+  await go(page, 'large upload: registration', '/register', { base });
+  await go(page, 'large upload: registered', () => fillAndEnter(page, {
+    display_name: people.big.name, organisation: people.big.organisation, email: people.big.email, password: PASSWORD,
+  }));
+  await go(page, 'large upload: signed in', () => fillAndEnter(page, { email: people.big.email, password: PASSWORD }));
+  await go(page, 'large upload: new submission form', () => press(page, page.getByRole('link', { name: 'New submission' }).first()));
+  expect((await page.locator('form.form').textContent()).includes('1.0 MiB each'), 'the form does not state the 1 MiB file limit');
+  await byId(page, 'sector').selectOption('Communications');
+  await byId(page, 'title').fill('Core network capture');
+  await byId(page, 'narrative').fill('A 2 MiB packet capture.');
+  await byId(page, 'primary_name').fill(people.big.name);
+  await byId(page, 'primary_email').fill(people.big.email);
+  await byId(page, 'description_1').fill('Packet capture, 2 MiB');
+  await byId(page, 'file_1').setInputFiles({ name: 'capture.pcap', mimeType: 'application/octet-stream', buffer: Buffer.alloc(2 * 1024 * 1024, 0x5a) });
+  await tick(page, 'express_statement');
+  for (const c of ['cert_not_public', 'cert_not_regulatory', 'cert_authorized']) await tick(page, c);
+  await go(page, 'large upload: 2 MiB file sent', () => press(page, page.getByRole('button', { name: 'Submit to the PCII Program Office' })),
+    { expectStatus: 413, shot: '24-too-large' });
+  expect(/Too large/.test(await heading(page)), 'no clear "Too large" page');
+  expect((await page.locator('main').textContent()).includes('1.0 MiB per file'), 'the 413 page does not name the limit');
+  await go(page, 'large upload: my submissions (nothing saved)', '/submissions', { base });
+  expect((await page.locator('caption').first().textContent()).trim().startsWith('0 submissions'), 'the refused upload left a submission behind');
+  await p.context.close();
+}
+
+// ------------------------------------------------------------------------------------------------
+
+const flows = [
+  ['self-test of the page checks', selfTest],
+  ['administrator: setup, accounts, training and NDA', flowAdministrator],
+  ['submitter: registers, submits, receipt', flowSubmitter],
+  ['officer: queue, defect notice, double decision', flowOfficerDefect],
+  ['submitter: answers the defect notice', flowSubmitterCures],
+  ['officer: validates, grants, records a release', flowOfficerValidates],
+  ['authorized user: reads and exports', flowAnalyst],
+  ['auditor: filters, verifies, exports', flowAuditor],
+  ['another organisation: 404, lost session, wrong password', flowOtherOrganisation],
+  ['too-large file: 413', flowTooLarge],
+];
+
+const started = Date.now();
+const browser = await chromium.launch({
+  timeout: 120000,
+  executablePath: CHROMIUM,
+  headless: true,
+  // Playwright gives each launch a fresh temporary profile (--user-data-dir) and removes it afterwards.
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync'],
+}).catch((e) => {
+  console.log(`FAIL could not start Chromium at ${CHROMIUM}: ${e.message}`);
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+});
+console.log(`Chromium ${browser.version()} (${CHROMIUM}); portal ${BASE}; small-limit portal ${SMALL_BASE}`);
+
+let flowFailure = null;
+let flowsPassed = 0;
+for (const [name, flow] of flows) {
+  console.log(`\n# ${name}`);
+  try {
+    await flow(browser);
+    flowsPassed += 1;
+  } catch (e) {
+    flowFailure = `${name}: ${e instanceof FlowError ? e.message : e.stack}`;
+    console.log(`FAIL flow stopped — ${flowFailure}`);
+    break; // later flows depend on this one
+  }
+}
+await browser.close();
+
+const failedPages = results.filter((r) => r.problems.length);
+const seconds = ((Date.now() - started) / 1000).toFixed(1);
+console.log(`\n${results.length} pages and downloads checked, ${assertions} flow assertions, ${shotCount} screenshots in ${path.relative(process.cwd(), SHOTS) || SHOTS}, ${seconds} s`);
+console.log(`flows: ${flowsPassed} of ${flows.length} completed`);
+if (failedPages.length) {
+  console.log(`checks failed on ${failedPages.length} page(s):`);
+  for (const r of failedPages) console.log(`  ${r.label} (${r.where}): ${r.problems.length} problem(s)`);
+}
+if (flowFailure) console.log(`flow failure: ${flowFailure}`);
+const passed = results.length - failedPages.length;
+console.log(`${passed} passed, ${failedPages.length + (flowFailure ? 1 : 0)} failed`);
+process.exit(failedPages.length || flowFailure ? 1 : 0);
