@@ -441,6 +441,35 @@ fn dissemination_is_recorded_per_submission_and_in_the_whole_log() {
     );
     assert_eq!(app.audit_count("dissemination.recorded"), 1);
     assert_eq!(sub.get("/officer/disseminations").status, Status::Forbidden);
+    // A validated submission has left the queue; the officer finds it by tracking number.
+    let tn: String = app.with_conn(|c| {
+        submissions::table
+            .find(&id)
+            .select(submissions::tracking_number)
+            .first::<Option<String>>(c)
+            .unwrap()
+            .unwrap()
+    });
+    let page = officer.get(&format!("/officer/find?tracking={}", tn.to_lowercase()));
+    assert_eq!(page.status, Status::SeeOther);
+    assert_eq!(
+        page.header("Location"),
+        Some(format!("/officer/submissions/{id}").as_str())
+    );
+    assert_eq!(
+        officer
+            .get("/officer/find?tracking=PCII-1999-000001")
+            .status,
+        Status::NotFound
+    );
+    assert_eq!(
+        officer.get("/officer/find?tracking=nonsense").status,
+        Status::UnprocessableEntity
+    );
+    assert_eq!(
+        sub.get(&format!("/officer/find?tracking={tn}")).status,
+        Status::Forbidden
+    );
 }
 
 fn audit_len(app: &TestApp) -> i64 {

@@ -31,7 +31,8 @@ pub fn routes() -> Vec<rocket::Route> {
         grant,
         revoke,
         disseminate,
-        dissemination_log
+        dissemination_log,
+        find
     ]
 }
 
@@ -400,4 +401,28 @@ async fn dissemination_log(
         .with("total", total)
         .with("page", page)
         .with("pages", (total + LOG_PER_PAGE - 1) / LOG_PER_PAGE))
+}
+
+/// Any submission past the draft stage by its tracking number (validated and closed ones leave the queue).
+#[rocket::get("/officer/find?<tracking>")]
+async fn find(
+    ctx: Ctx<'_>,
+    _officer: OfficerUser<'_>,
+    tracking: Option<&str>,
+) -> AppResult<rocket::response::Redirect> {
+    let tn = tracking.unwrap_or("").trim().to_uppercase();
+    if !crate::workflow::content::is_tracking_number(&tn) {
+        return Err(AppError::Invalid(
+            "Enter a tracking number like PCII-2026-000123.".into(),
+        ));
+    }
+    let sub = ctx
+        .state
+        .db
+        .run(move |c| Ok(submission::find_by_tracking(c, &tn, Scope::ProgramOffice)?))
+        .await?;
+    Ok(rocket::response::Redirect::to(format!(
+        "/officer/submissions/{}",
+        sub.id
+    )))
 }
