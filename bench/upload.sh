@@ -8,6 +8,7 @@
 #   BENCH_DIR=/path                     where the temp dir goes (default: $TMPDIR or /tmp; the test files, the
 #                                       portal's data dir and rage's output are all in it, i.e. on one disk)
 #   BENCH_PORT=18093                    loopback port of the server
+#   BENCH_WAIT_QUIET=300                before each measurement wait up to this many seconds for an idle machine
 #   CARGO_TARGET_DIR                    honoured for the release build
 #
 # "portal" is curl's time_total for the POST /submissions (request sent, blob sealed, fsynced, committed, 303 back).
@@ -24,7 +25,7 @@ cargo build --release --quiet --bin pcii-portal
 bin="$target/release/pcii-portal"
 
 rage="$(command -v rage || true)"
-[ -n "$rage" ] || { [ -x "$HOME/.cargo/bin/rage" ] && rage="$HOME/.cargo/bin/rage"; } || true
+if [ -z "$rage" ] && [ -x "$HOME/.cargo/bin/rage" ]; then rage="$HOME/.cargo/bin/rage"; fi
 if [ -z "$rage" ]; then
     echo "installing rage (cargo install rage) ..."
     cargo install --quiet rage
@@ -44,7 +45,7 @@ stop_server() {
 trap 'stop_server; rm -rf "$work"' EXIT
 
 export PCII_CONFIG=/nonexistent.toml PCII_KEYS_DIR="$work/keys" PCII_LOG=warn PCII_DATABASE_URL=
-export ROCKET_ADDRESS=127.0.0.1 ROCKET_PORT="$PORT" PCII_ADDRESS=127.0.0.1 PCII_PORT="$PORT"
+export PCII_ADDRESS=127.0.0.1 PCII_PORT="$PORT"   # Rocket's own keys are read with the PCII_ prefix
 base="http://127.0.0.1:$PORT"
 email=bench@example.org
 password="bench-$(openssl rand -hex 16)"
@@ -59,9 +60,34 @@ csrf_of() { grep -o 'name="csrf" value="[^"]*"' | head -1 | sed 's/.*value="//; 
 "$rage_keygen" -o "$work/rage.key" 2>/dev/null
 recipient="$(grep -o 'age1[0-9a-z]*' "$work/rage.key" | head -1)"
 
-results="$work/results.txt"   # lines: size_label bytes tool run seconds [extra]
+results="$work/results.txt"   # one line per measurement, see the report below
 : > "$results"
 tick_hz="$(getconf CLK_TCK)"
+# CPU ticks spent by the whole machine (user, nice, system, irq, softirq, steal).
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+# Before each measurement: wait (up to BENCH_WAIT_QUIET seconds, default 300; 0 = never) until the machine has
+# been nearly idle (< 0.1 cores busy) for 2 s in a row, since other jobs on a shared machine skew the figures.
+wait_quiet() {
+    local limit="${BENCH_WAIT_QUIET:-300}" waited=0 calm=0 b0 b1
+    while [ "$waited" -lt "$limit" ] && [ "$calm" -lt 2 ]; do
+        b0="$(busy_ticks)"; sleep 1; b1="$(busy_ticks)"
+        waited=$((waited + 1))
+        if [ $((b1 - b0)) -lt $((tick_hz / 10)) ]; then calm=$((calm + 1)); else calm=0; fi
+    done
+    [ "$calm" -ge 2 ] || [ "$limit" = 0 ] || echo "  (machine still busy after ${limit} s; measuring anyway)" >&2
+}
+# Runs a command under /usr/bin/time, its stdout to $work/cmd.out; prints
+# "<wall s> <cpu s of the command> <machine busy cpu s>".
+measure() {
+    local b0 b1 t0 t1
+    sync -f "$work"
+    wait_quiet
+    b0="$(busy_ticks)"; t0=$(now)
+    /usr/bin/time -f '%U %S' -o "$work/time.txt" "$@" > "$work/cmd.out"
+    t1=$(now); b1="$(busy_ticks)"
+    awk -v t0="$t0" -v t1="$t1" -v b0="$b0" -v b1="$b1" -v hz="$tick_hz" '
+        NR == 1 {printf "%.4f %.2f %.2f\n", t1 - t0, $1 + $2, (b1 - b0) / hz}' "$work/time.txt"
+}
 
 for size in "${SIZES[@]}"; do
     file="$work/in-$size.bin"
@@ -86,32 +112,34 @@ for size in "${SIZES[@]}"; do
         --data-urlencode "email=$email" --data-urlencode "password=$password" --data-urlencode "csrf=$token" \
         "$base/login")"
     [ "$code" = 303 ] || { echo "login failed: HTTP $code" >&2; exit 1; }
-    echo "$size baseline - 0 $(rss_kib "$server_pid") $(hwm_kib "$server_pid")" >> "$results"
+    echo "$size $bytes baseline 0 $(rss_kib "$server_pid") $(hwm_kib "$server_pid")" >> "$results"
 
+    out="$work/out-$size.age"
     for run in $(seq 1 "$RUNS"); do
         echo "size $size run $run/$RUNS ..." >&2
         token="$(curl -sf -c "$jar" -b "$jar" "$base/submissions/new" | csrf_of)"
         [ -n "$token" ] || { echo "no csrf token on /submissions/new" >&2; exit 1; }
         c0="$(cpu_ticks "$server_pid")"
-        read -r code secs sent < <(curl -s -o /dev/null -H 'Expect:' -b "$jar" -c "$jar" \
+        read -r wall curl_cpu busy < <(measure curl -s -o /dev/null -H 'Expect:' -b "$jar" -c "$jar" \
             -w '%{http_code} %{time_total} %{size_upload}\n' \
             -F "csrf=$token" -F action=draft -F title=bench -F description_1=bench \
             -F "file_1=@$file;type=application/octet-stream" "$base/submissions")
         c1="$(cpu_ticks "$server_pid")"
+        read -r code secs sent < <(tail -1 "$work/cmd.out")
         if [ "$code" != 303 ]; then
             echo "upload of $size failed: HTTP $code (sent $sent bytes); server log:" >&2
             tail -20 "$work/server-$size.log" >&2
             exit 1
         fi
         server_cpu="$(awk -v a="$c0" -v b="$c1" -v hz="$tick_hz" 'BEGIN {printf "%.2f", (b - a) / hz}')"
-        echo "$size $bytes portal $run $secs $server_cpu $(hwm_kib "$server_pid")" >> "$results"
+        echo "$size $bytes portal $run $secs $wall $busy $server_cpu $curl_cpu $(hwm_kib "$server_pid")" >> "$results"
 
-        out="$work/out-$size.age"
-        t0=$(now); "$rage" -r "$recipient" -o "$out" "$file"; t1=$(now)
-        echo "$size $bytes rage $run $(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')" >> "$results"
-        rm -f "$out"; sync -f "$work"
-        t0=$(now); "$rage" -r "$recipient" -o "$out" "$file"; sync "$out"; t1=$(now)
-        echo "$size $bytes rage+sync $run $(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')" >> "$results"
+        read -r wall cpu busy < <(measure "$rage" -r "$recipient" -o "$out" "$file")
+        echo "$size $bytes rage $run $wall $wall $busy $cpu" >> "$results"
+        rm -f "$out"
+        read -r wall cpu busy < <(measure bash -c '"$0" -r "$1" -o "$3" "$2" && sync "$3"' \
+            "$rage" "$recipient" "$file" "$out")
+        echo "$size $bytes rage+sync $run $wall $wall $busy $cpu" >> "$results"
         rm -f "$out"
     done
     stop_server
@@ -122,33 +150,53 @@ python3 - "$results" "$RUNS" "$(nproc)" <<'PY'
 import statistics, sys
 from collections import defaultdict
 path, runs, cores = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-t = defaultdict(list); cpu = defaultdict(list); hwm = defaultdict(list); base = {}; nbytes = {}; order = []
+med = statistics.median
+rows = defaultdict(list); base = {}; nbytes = {}; order = []
 for line in open(path):
     f = line.split()
     size, tool = f[0], f[2]
-    if size not in order: order.append(size)
-    if tool == "-":
+    nbytes[size] = int(f[1])
+    if size not in order:
+        order.append(size)
+    if tool == "baseline":
         base[size] = (int(f[4]), int(f[5]))
         continue
-    nbytes[size] = int(f[1])
-    t[size, tool].append(float(f[4]))
-    if tool == "portal":
-        cpu[size].append(float(f[5])); hwm[size].append(int(f[6]))
+    secs, wall, busy = map(float, f[4:7])
+    own = float(f[7]) + (float(f[8]) if tool == "portal" else 0.0)
+    rows[size, tool].append(dict(secs=secs, wall=wall, own=own, other=max(busy - own, 0.0) / wall,
+                                 server=float(f[7]), client=float(f[8]) if tool == "portal" else 0.0,
+                                 hwm=int(f[9]) if tool == "portal" else 0))
 mib = lambda s, secs: nbytes[s] / secs / 2**20
-print(f"upload benchmark: {cores} cores, loopback, release build, median of {runs} run(s)")
-print(f"{'size':>6} | {'portal MiB/s':>12} | {'rage MiB/s':>10} | {'ratio':>6} | {'rage+sync MiB/s':>15} | {'ratio':>6} | {'server peak RSS':>15} | {'server CPU/wall':>15}")
-print("-" * 108)
+ms = lambda s, k: med(r["secs"] for r in rows[s, k])
+print(f"upload benchmark: {cores} cores, HTTP on loopback, release build, median of {runs} run(s)")
+print(f"{'size':>6} | {'portal MiB/s':>12} | {'rage MiB/s':>10} | {'ratio':>6} | {'rage+sync MiB/s':>15} | {'ratio':>6} | {'server peak RSS':>15}")
+print("-" * 90)
+peaks = {}
 for s in order:
-    p, r, rs = (statistics.median(t[s, k]) for k in ("portal", "rage", "rage+sync"))
-    peak = max(hwm[s]) / 1024
-    util = statistics.median(c / w for c, w in zip(cpu[s], t[s, "portal"]))
-    print(f"{s:>6} | {mib(s, p):12.0f} | {mib(s, r):10.0f} | {r / p:5.2f}x | {mib(s, rs):15.0f} | {rs / p:5.2f}x | {peak:11.1f} MiB | {util:14.2f}x")
+    p, r, rs = ms(s, "portal"), ms(s, "rage"), ms(s, "rage+sync")
+    peaks[s] = max(x["hwm"] for x in rows[s, "portal"]) / 1024
+    print(f"{s:>6} | {mib(s, p):12.0f} | {mib(s, r):10.0f} | {r / p:5.2f}x | {mib(s, rs):15.0f} | {rs / p:5.2f}x | {peaks[s]:11.1f} MiB")
+print("ratio = portal throughput / rage throughput; rage+sync = rage followed by an fsync of its output (the portal fsyncs)")
 print()
+noisy = 0.0
 for s in order:
-    runs_txt = ", ".join(f"{mib(s, x):.0f}" for x in t[s, "portal"])
-    hwm_txt = ", ".join(f"{h / 1024:.1f}" for h in hwm[s])
-    print(f"{s}: portal MiB/s per run [{runs_txt}]; rage [{', '.join(f'{mib(s, x):.0f}' for x in t[s, 'rage'])}]; "
-          f"rage+sync [{', '.join(f'{mib(s, x):.0f}' for x in t[s, 'rage+sync'])}]")
-    print(f"{s}: server RSS after login {base[s][0] / 1024:.1f} MiB (peak so far {base[s][1] / 1024:.1f}); "
-          f"peak after each upload [{hwm_txt}] MiB")
+    P, R, RS = rows[s, "portal"], rows[s, "rage"], rows[s, "rage+sync"]
+    print(f"{s}: MiB/s per run: portal {[round(mib(s, x['secs'])) for x in P]}, rage {[round(mib(s, x['secs'])) for x in R]}, "
+          f"rage+sync {[round(mib(s, x['secs'])) for x in RS]}")
+    print(f"{s}: CPU per run (median): portal server {med(x['server'] for x in P):.2f} s + curl {med(x['client'] for x in P):.2f} s "
+          f"in {med(x['wall'] for x in P):.2f} s wall = {med((x['server'] + x['client']) / x['wall'] for x in P):.2f} cores; "
+          f"rage {med(x['own'] for x in R):.2f} s in {med(x['wall'] for x in R):.2f} s = {med(x['own'] / x['wall'] for x in R):.2f} cores")
+    print(f"{s}: other CPU on the machine per run (cores): portal {[round(x['other'], 2) for x in P]}, "
+          f"rage {[round(x['other'], 2) for x in R]}, rage+sync {[round(x['other'], 2) for x in RS]}")
+    print(f"{s}: server RSS after login {base[s][0] / 1024:.1f} MiB; peak after each upload {[round(x['hwm'] / 1024, 1) for x in P]} MiB")
+    noisy = max([noisy] + [x["other"] for x in P + R + RS])
+print()
+sizes = sorted(order, key=lambda s: nbytes[s])
+worst = min(ms(s, "rage") / ms(s, "portal") for s in order)
+print(f"target upload >= 0.7x rage      : {'met' if worst >= 0.7 else 'NOT met'} (lowest ratio {worst:.2f}x)")
+print(f"target peak RSS < 64 MiB        : {'met' if max(peaks.values()) < 64 else 'NOT met'} (highest {max(peaks.values()):.1f} MiB)")
+if len(sizes) > 1:
+    print(f"{'peak RSS ' + sizes[0] + ' -> ' + sizes[-1]:<32}: {peaks[sizes[-1]] - peaks[sizes[0]]:+.1f} MiB")
+print(f"other CPU use on the machine    : up to {noisy:.2f} cores during a measurement (kernel writeback included; 10 ms ticks)"
+      + ("  <-- other jobs were running; figures are unreliable" if noisy > 0.5 else ""))
 PY
