@@ -628,3 +628,31 @@ fn withdrawing_with_destroy_shreds_every_ciphertext_and_keeps_a_record() {
     );
     assert_eq!(page.status, Status::Conflict);
 }
+
+#[test]
+fn the_same_new_submission_form_sent_twice_creates_one_submission() {
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let form = b.get("/submissions/new");
+    let marker = "name=\"form_token\" value=\"";
+    let start = form.body.find(marker).expect("a form token") + marker.len();
+    let token = form.body[start..start + 64].to_string();
+    let data = file_bytes(20_000, 1, "");
+    let mut parts = complete_fields("twice", "submit");
+    parts.push(Part::Text("form_token", &token));
+    parts.push(Part::Text("description_1", "d"));
+    parts.push(Part::File("file_1", "a.bin", &data));
+    let first = b.post_multipart("/submissions", &parts);
+    assert_eq!(first.status, Status::SeeOther);
+    let id = submission_id_from(&location(&first));
+    let before = (blob_files(&app), table_counts(&app));
+    let second = b.post_multipart("/submissions", &parts);
+    assert_eq!(second.status, Status::SeeOther);
+    assert_eq!(location(&second), format!("/submissions/{id}"));
+    assert_eq!(
+        (blob_files(&app), table_counts(&app)),
+        before,
+        "nothing added"
+    );
+    assert_eq!(app.audit_count("submission.received"), 1);
+}

@@ -124,6 +124,7 @@ diesel::table! {
         decided_by -> Nullable<Text>,
         disposition -> Nullable<Text>,
         closed_at -> Nullable<BigInt>,
+        form_token -> Nullable<Text>,
     }
 }
 

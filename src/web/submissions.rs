@@ -234,6 +234,7 @@ async fn new_form(ctx: Ctx<'_>, user: SubmitterUser<'_>) -> AppResult<Page> {
     let who = submitter(&user)?;
     Ok(form_page(ctx.state)
         .with("organisation", organisation_of(ctx.state, &who).await?)
+        .with("form_token", crate::auth::sessions::new_token())
         .with("action", "/submissions")
         .with("values", form_values(&Content::default(), ""))
         .with("files", Vec::<FileView>::new()))
@@ -342,6 +343,7 @@ async fn save(
     };
     let form = body.read(state, limits).await?;
     let send = form.fields.get("action") == "submit";
+    let form_token = Some(form.fields.get("form_token").to_string()).filter(|t| !t.is_empty());
     let file_count = form.files.len();
     let request = SaveRequest {
         submission_id: id.map(str::to_string),
@@ -349,6 +351,7 @@ async fn save(
         files: form.files,
         remove: form.remove,
         send,
+        form_token,
     };
     // Kept for re-showing the form after an error (values only; files are never echoed).
     let posted = crate::workflow::content::FormFields(request.fields.0.clone());
@@ -376,6 +379,10 @@ async fn save(
             };
             Ok(Either::Left(Notice::redirect(to, msg)))
         }
+        SaveResult::Duplicate { id } => Ok(Either::Left(Notice::redirect(
+            format!("/submissions/{id}"),
+            "This form was already sent; nothing was added. Here is the submission it created.",
+        ))),
         SaveResult::Invalid {
             id: Some(id),
             errors,
@@ -403,6 +410,7 @@ async fn save(
             Ok(Either::Right(
                 form_page(state)
                     .with("organisation", organisation_of(state, &who).await?)
+                    .with("form_token", posted.get("form_token"))
                     .with("action", "/submissions")
                     .with("values", values)
                     .with("files", Vec::<FileView>::new())

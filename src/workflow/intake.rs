@@ -50,6 +50,9 @@ pub struct SaveRequest {
     pub remove: Vec<String>,
     /// Submit (a draft) or send the cure (a defective submission), not just save.
     pub send: bool,
+    /// The random token of the new-submission form it came from: the same form sent twice creates one
+    /// submission.
+    pub form_token: Option<String>,
 }
 
 #[derive(Debug)]
@@ -57,6 +60,10 @@ pub enum SaveResult {
     Saved {
         id: String,
         status: Status,
+    },
+    /// The same new-submission form was already sent: nothing was added; this is the submission it made.
+    Duplicate {
+        id: String,
     },
     /// Nothing was sent. `saved` tells whether the fields and files were kept (as a draft, or as
     /// corrections to a defective submission) or refused outright.
@@ -121,6 +128,7 @@ pub async fn save(
 }
 
 struct Plan {
+    form_token: Option<String>,
     existing: Option<Submission>,
     sector: String,
     content_blob: SealedBlob,
@@ -136,6 +144,19 @@ async fn save_inner(
     req: SaveRequest,
     new_blobs: &mut Vec<String>,
 ) -> AppResult<SaveResult> {
+    let form_token = req.form_token.clone().filter(|t| {
+        req.submission_id.is_none() && t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())
+    });
+    if let Some(token) = form_token.clone() {
+        let org = who.organisation_id.clone();
+        if let Some(id) = state
+            .db
+            .run(move |c| Ok(made_by_form(c, &org, &token)?))
+            .await?
+        {
+            return Ok(SaveResult::Duplicate { id });
+        }
+    }
     let existing = match &req.submission_id {
         Some(id) => {
             let (id, org) = (id.clone(), who.organisation_id.clone());
@@ -218,6 +239,7 @@ async fn save_inner(
     let content_blob = seal_content(state, &content).await?;
     new_blobs.push(content_blob.name.clone());
     let plan = Plan {
+        form_token,
         existing,
         sector,
         content_blob,
@@ -283,9 +305,18 @@ fn commit_save(tx: &mut DbConn, who: &Submitter, plan: Plan) -> AppResult<Saved>
             (current, false)
         }
         None => {
+            // Checked again under the write lock every fact takes: two copies of one form sent at once.
+            if let Some(token) = &plan.form_token {
+                if made_by_form(tx, &who.organisation_id, token)?.is_some() {
+                    return Err(AppError::Conflict(
+                        "This form was already sent: see My submissions.".into(),
+                    ));
+                }
+            }
             let id = crate::db::new_id();
             diesel::insert_into(submissions::table)
                 .values((
+                    submissions::form_token.eq(&plan.form_token),
                     submissions::id.eq(&id),
                     submissions::organisation_id.eq(&who.organisation_id),
                     submissions::submitter_id.eq(&who.user_id),
@@ -424,6 +455,20 @@ fn commit_save(tx: &mut DbConn, who: &Submitter, plan: Plan) -> AppResult<Saved>
         .object("submission", sub.id.clone())
         .tracking(tracking);
     Ok(((sub.id, to, obsolete), event))
+}
+
+/// The submission a new-submission form already created, if any.
+fn made_by_form(
+    conn: &mut DbConn,
+    organisation_id: &str,
+    token: &str,
+) -> QueryResult<Option<String>> {
+    submissions::table
+        .filter(submissions::organisation_id.eq(organisation_id))
+        .filter(submissions::form_token.eq(token))
+        .select(submissions::id)
+        .first(conn)
+        .optional()
 }
 
 /// Deletes a blob row and returns its storage name (for deletion from the store after commit).

@@ -1,0 +1,2 @@
+DROP INDEX submissions_form_token;
+ALTER TABLE submissions DROP COLUMN form_token;
