@@ -227,7 +227,7 @@ mod tests {
     fn group_or_world_readable_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("id.txt");
-        write_private(&path, b"AGE-SECRET-KEY-MARKER").unwrap();
+        write_private(&path, b"IDENTITY-FILE-MARKER").unwrap();
         for mode in [0o644, 0o640, 0o604, 0o660, 0o602] {
             fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
             let err = read_private(&path).unwrap_err();

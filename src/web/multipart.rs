@@ -1,6 +1,6 @@
 //! The submission form's multipart body, read as a stream: text fields into memory (capped), each file
-//! straight into a [`BlobSealer`] (hashed, age-encrypted and written as it arrives). No Rocket
-//! `TempFile`, no plaintext on disk, memory bounded whatever the file size.
+//! straight into a [`BlobSealer`] (hashed, age-encrypted and written as it arrives). No temporary
+//! upload file, no plaintext on disk, memory bounded whatever the file size.
 //!
 //! The anti-forgery token must be the first part; nothing else is read before it matched. On any failure
 //! every blob this request started or committed is removed before the error is returned, so a refused
