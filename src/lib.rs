@@ -15,6 +15,7 @@ pub mod keys;
 pub mod logging;
 pub mod models;
 pub mod storage;
+pub mod streaming;
 pub mod time;
 pub mod web;
 pub mod workflow;

@@ -13,18 +13,18 @@ use std::io::{self, BufReader, Read, Write};
 use std::pin::Pin;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::thread::{self, JoinHandle};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
-use tokio_util::io::StreamReader;
 use zeroize::Zeroizing;
 
 use super::keys::KeyRing;
 use crate::storage::{BlobStore, BlobWriter};
+use crate::streaming::{stream_blocking, BlockingBody};
 
 /// Largest piece of plaintext handed between pipeline stages; bigger chunks are split.
 const PIECE_MAX: usize = 256 * 1024;
@@ -37,8 +37,6 @@ const CIPHERTEXT_QUEUE: usize = 8;
 const CIPHERTEXT_BATCH: usize = 64 * 1024;
 /// Read size for the blocking paths and for async downloads.
 const IO_CHUNK: usize = 64 * 1024;
-/// Pieces queued between the decrypting thread and the async reader.
-const DOWNLOAD_QUEUE: usize = 4;
 
 /// What was stored: the blob name plus everything needed to bind it to its database row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -730,56 +728,11 @@ impl Read for VerifiedReader {
 // Async download
 // ---------------------------------------------------------------------------------------------
 
-enum Piece {
-    Data(Bytes),
-    Failed(io::Error),
-    Done,
-}
-
-/// Stream side of the download channel. Ends cleanly only on an explicit `Done` from the
-/// decrypting thread (sent after verification); a vanished thread is an error, and after an
-/// error it keeps returning errors.
-struct PieceStream {
-    rx: mpsc::Receiver<Piece>,
-    state: StreamState,
-}
-
-enum StreamState {
-    Open,
-    Done,
-    Failed(io::ErrorKind, String),
-}
-
-impl futures::Stream for PieceStream {
-    type Item = io::Result<Bytes>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match &self.state {
-            StreamState::Open => {}
-            StreamState::Done => return Poll::Ready(None),
-            StreamState::Failed(kind, msg) => {
-                return Poll::Ready(Some(Err(io::Error::new(*kind, msg.clone()))))
-            }
-        }
-        let item = match ready!(self.rx.poll_recv(cx)) {
-            Some(Piece::Data(bytes)) => return Poll::Ready(Some(Ok(bytes))),
-            Some(Piece::Done) => {
-                self.state = StreamState::Done;
-                return Poll::Ready(None);
-            }
-            Some(Piece::Failed(e)) => e,
-            None => io::Error::other("blob decryption stopped unexpectedly"),
-        };
-        self.state = StreamState::Failed(item.kind(), item.to_string());
-        Poll::Ready(Some(Err(item)))
-    }
-}
-
 /// An `AsyncRead` over a [`VerifiedReader`] running on its own thread: reaches EOF only after
 /// the blob verified; any failure surfaces as an `io::Error` from `poll_read`.
 /// Dropping it stops the thread.
 pub struct AsyncBlobReader {
-    inner: StreamReader<PieceStream, Bytes>,
+    inner: BlockingBody,
 }
 
 impl std::fmt::Debug for AsyncBlobReader {
@@ -799,53 +752,24 @@ impl AsyncRead for AsyncBlobReader {
 }
 
 /// Moves a [`VerifiedReader`] to a blocking thread that decrypts in 64 KiB pieces into a small
-/// bounded channel, and returns the async side, for streaming an HTTP response.
+/// bounded channel ([`stream_blocking`]), and returns the async side, for streaming an HTTP response.
 ///
 /// Open the reader first (e.g. in `spawn_blocking`), so that a missing blob or a wrong key is an
 /// error before any response is started.
-pub fn decrypt_to_async(reader: VerifiedReader) -> io::Result<AsyncBlobReader> {
-    let (tx, rx) = mpsc::channel(DOWNLOAD_QUEUE);
-    thread::Builder::new()
-        .name("blob-decrypt".into())
-        .spawn(move || pump(reader, tx))?;
-    Ok(AsyncBlobReader {
-        inner: StreamReader::new(PieceStream {
-            rx,
-            state: StreamState::Open,
-        }),
-    })
-}
-
-fn pump(mut reader: VerifiedReader, tx: mpsc::Sender<Piece>) {
-    loop {
+pub fn decrypt_to_async(mut reader: VerifiedReader) -> io::Result<AsyncBlobReader> {
+    let inner = stream_blocking("blob download", move |out| {
         let mut buf = vec![0u8; IO_CHUNK];
-        let mut filled = 0;
-        let mut eof = false;
-        while filled < buf.len() {
-            match reader.read(&mut buf[filled..]) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => filled += n,
+        loop {
+            match reader.read(&mut buf) {
+                // EOF from a VerifiedReader means both digests matched.
+                Ok(0) => return Ok(()),
+                Ok(n) => out.write_all(&buf[..n])?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let _ = tx.blocking_send(Piece::Failed(e));
-                    return;
-                }
+                Err(e) => return Err(e),
             }
         }
-        if filled > 0 {
-            buf.truncate(filled);
-            if tx.blocking_send(Piece::Data(Bytes::from(buf))).is_err() {
-                return; // the response was dropped
-            }
-        }
-        if eof {
-            let _ = tx.blocking_send(Piece::Done);
-            return;
-        }
-    }
+    });
+    Ok(AsyncBlobReader { inner })
 }
 
 // ---------------------------------------------------------------------------------------------
