@@ -3,12 +3,12 @@
 
 use crate::audit::log::{Event, Outcome};
 use crate::error::{AppError, AppResult};
-use crate::export::submission::build as build_package;
 use crate::models::submission::{self, Submission};
 use crate::web::guards::{AnalystUser, Ctx};
 use crate::web::pages::Page;
 use crate::web::submissions::{
-    audit_access, content_view, file_views, open_attachment, submission_view, Download, ZipDownload,
+    audit_access, content_view, export_package, file_views, open_attachment, submission_view,
+    Download, ZipDownload,
 };
 use crate::workflow::access::find_for_analyst;
 use crate::workflow::documents::read_content;
@@ -82,14 +82,12 @@ async fn download(
 #[rocket::get("/analyst/submissions/<id>/export")]
 async fn export(ctx: Ctx<'_>, user: AnalystUser<'_>, id: &str) -> AppResult<ZipDownload> {
     let sub = admit(&ctx, &user, id).await?;
-    let package = build_package(ctx.state, &sub, "export", &user.user.display_name).await?;
-    audit_access(
+    export_package(
         ctx.state,
         &ctx.actor,
-        "content.exported",
         &sub,
-        Some("zip package".into()),
+        "export",
+        &user.user.display_name,
     )
-    .await?;
-    Ok(ZipDownload(package))
+    .await
 }

@@ -7,14 +7,13 @@ use serde_json::json;
 
 use crate::db::schema::{disseminations, grants, submissions, users};
 use crate::error::{AppError, AppResult};
-use crate::export::submission::build as build_package;
 use crate::models::account::{self, Role};
 use crate::models::submission::{self, Scope, Submission};
 use crate::web::forms::CsrfForm;
 use crate::web::guards::{Ctx, OfficerUser};
 use crate::web::pages::{Notice, Page};
 use crate::web::submissions::{
-    audit_access, content_view, destruction_view, file_views, gone_if_destroyed, open_attachment,
+    audit_access, content_view, destruction_view, export_package, file_views, open_attachment,
     submission_view, Download, ZipDownload,
 };
 use crate::workflow::decisions::{self, Decision, NewDissemination, RECIPIENT_KINDS};
@@ -210,17 +209,14 @@ async fn download(
 #[rocket::get("/officer/submissions/<id>/export")]
 async fn export(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<ZipDownload> {
     let sub = load(ctx.state, id).await?;
-    gone_if_destroyed(&sub)?;
-    let package = build_package(ctx.state, &sub, "export", &officer.user.display_name).await?;
-    audit_access(
+    export_package(
         ctx.state,
         &ctx.actor,
-        "content.exported",
         &sub,
-        Some("zip package".into()),
+        "export",
+        &officer.user.display_name,
     )
-    .await?;
-    Ok(ZipDownload(package))
+    .await
 }
 
 #[derive(FromForm)]

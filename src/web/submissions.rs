@@ -589,6 +589,27 @@ impl<'r> Responder<'r, 'static> for ZipDownload {
     }
 }
 
+/// A marked zip package of an already scoped submission the asker may read, audited before it streams.
+pub async fn export_package(
+    state: &AppState,
+    actor: &Actor,
+    sub: &Submission,
+    purpose: &str,
+    by: &str,
+) -> AppResult<ZipDownload> {
+    gone_if_destroyed(sub)?;
+    let package = crate::export::submission::build(state, sub, purpose, by).await?;
+    audit_access(
+        state,
+        actor,
+        "content.exported",
+        sub,
+        Some(format!("{purpose} package")),
+    )
+    .await?;
+    Ok(ZipDownload(package))
+}
+
 /// The content of a submission is gone (returned or destroyed): 410 for everyone.
 pub fn gone_if_destroyed(sub: &Submission) -> AppResult<()> {
     if sub.status().content_destroyed()
@@ -850,16 +871,12 @@ async fn return_package(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppR
                 .into(),
         ));
     }
-    let package =
-        crate::export::submission::build(ctx.state, &sub, "return", &user.user.display_name)
-            .await?;
-    audit_access(
+    export_package(
         ctx.state,
         &ctx.actor,
-        "content.exported",
         &sub,
-        Some("return package".into()),
+        "return",
+        &user.user.display_name,
     )
-    .await?;
-    Ok(ZipDownload(package))
+    .await
 }
