@@ -73,6 +73,38 @@ fn not_own(officer: &User, sub: &Submission) -> AppResult<()> {
     Ok(())
 }
 
+/// Runs one officer action on a submission as one audited fact: the submission is looked up in the
+/// Program Office's scope and refused if it is of the officer's own organisation, then `act` changes it
+/// and names the event, in the same transaction.
+async fn officer_fact<T, F>(
+    state: &AppState,
+    officer: &User,
+    actor: &Actor,
+    submission_id: &str,
+    act: F,
+) -> AppResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut DbConn, &User, &Submission) -> AppResult<(T, Event)> + Send + 'static,
+{
+    let (audit, actor, officer, id) = (
+        state.audit.clone(),
+        actor.clone(),
+        officer.clone(),
+        submission_id.to_string(),
+    );
+    state
+        .db
+        .run(move |c| {
+            audit.fact(c, &actor, |tx| {
+                let sub = submission::find(tx, &id, Scope::ProgramOffice)?;
+                not_own(&officer, &sub)?;
+                act(tx, &officer, &sub)
+            })
+        })
+        .await
+}
+
 /// Records a decision. A reason is required for "defective" (the list of defects), "not validated" and
 /// "protection removed".
 pub async fn decide(
@@ -91,32 +123,24 @@ pub async fn decide(
             _ => "Give the reason for this decision; the submitter is told it.".into(),
         }));
     }
-    let (audit, actor, officer, id) = (
-        state.audit.clone(),
-        actor.clone(),
-        officer.clone(),
-        submission_id.to_string(),
-    );
-    state
-        .db
-        .run(move |c| {
-            audit.fact(c, &actor, |tx| {
-                apply_decision(tx, &officer, &id, decision, reason.as_deref())
-            })
-        })
-        .await
+    officer_fact(
+        state,
+        officer,
+        actor,
+        submission_id,
+        move |tx, officer, sub| apply_decision(tx, officer, sub, decision, reason.as_deref()),
+    )
+    .await
 }
 
 fn apply_decision(
     tx: &mut DbConn,
     officer: &User,
-    id: &str,
+    sub: &Submission,
     decision: Decision,
     reason: Option<&str>,
 ) -> AppResult<(Status, Event)> {
     let now = crate::db::now();
-    let sub = submission::find(tx, id, Scope::ProgramOffice)?;
-    not_own(officer, &sub)?;
     let from = sub.status();
     let step = decision.step();
     let to = check(from, step, Role::Officer).map_err(AppError::Conflict)?;
@@ -164,7 +188,7 @@ fn apply_decision(
     };
     record_transition(
         tx,
-        &sub,
+        sub,
         Some(&officer.id),
         Change {
             from: Some(from),
@@ -206,59 +230,53 @@ pub async fn grant(
             "A grant lasts at most {GRANT_MAX_DAYS} days; renew it when it ends."
         )));
     }
-    let (audit, actor, officer, id, grantee) = (
-        state.audit.clone(),
-        actor.clone(),
-        officer.clone(),
-        submission_id.to_string(),
-        grantee_id.to_string(),
-    );
-    state
-        .db
-        .run(move |c| {
-            audit.fact(c, &actor, |tx| {
-                let sub = submission::find(tx, &id, Scope::ProgramOffice)?;
-                not_own(&officer, &sub)?;
-                if sub.status() != Status::Validated {
-                    return Err(AppError::Conflict(
-                        "Access can be granted only to validated PCII.".into(),
-                    ));
-                }
-                let user: Option<(String, bool)> = users::table
-                    .find(&grantee)
-                    .select((users::role, users::disabled))
-                    .first(tx)
-                    .optional()?;
-                match user {
-                    Some((role, false)) if role == Role::AuthorizedUser.as_str() => {}
-                    _ => {
-                        return Err(AppError::Invalid(
-                            "Choose an active authorized user.".into(),
-                        ))
-                    }
-                }
-                diesel::insert_into(grants::table)
-                    .values((
-                        grants::id.eq(crate::db::new_id()),
-                        grants::submission_id.eq(&sub.id),
-                        grants::user_id.eq(&grantee),
-                        grants::granted_by.eq(&officer.id),
-                        grants::reason.eq(&reason),
-                        grants::created_at.eq(now),
-                        grants::expires_at.eq(expires_at),
+    let grantee = grantee_id.to_string();
+    officer_fact(
+        state,
+        officer,
+        actor,
+        submission_id,
+        move |tx, officer, sub| {
+            if sub.status() != Status::Validated {
+                return Err(AppError::Conflict(
+                    "Access can be granted only to validated PCII.".into(),
+                ));
+            }
+            let user: Option<(String, bool)> = users::table
+                .find(&grantee)
+                .select((users::role, users::disabled))
+                .first(tx)
+                .optional()?;
+            match user {
+                Some((role, false)) if role == Role::AuthorizedUser.as_str() => {}
+                _ => {
+                    return Err(AppError::Invalid(
+                        "Choose an active authorized user.".into(),
                     ))
-                    .execute(tx)?;
-                let event = Event::new("grant.created", Outcome::Success)
-                    .object("submission", sub.id.clone())
-                    .tracking(sub.tracking_number.clone())
-                    .reason(format!(
-                        "to account {grantee} until {}: {reason}",
-                        crate::time::datetime(expires_at)
-                    ));
-                Ok(((), event))
-            })
-        })
-        .await
+                }
+            }
+            diesel::insert_into(grants::table)
+                .values((
+                    grants::id.eq(crate::db::new_id()),
+                    grants::submission_id.eq(&sub.id),
+                    grants::user_id.eq(&grantee),
+                    grants::granted_by.eq(&officer.id),
+                    grants::reason.eq(&reason),
+                    grants::created_at.eq(now),
+                    grants::expires_at.eq(expires_at),
+                ))
+                .execute(tx)?;
+            let event = Event::new("grant.created", Outcome::Success)
+                .object("submission", sub.id.clone())
+                .tracking(sub.tracking_number.clone())
+                .reason(format!(
+                    "to account {grantee} until {}: {reason}",
+                    crate::time::datetime(expires_at)
+                ));
+            Ok(((), event))
+        },
+    )
+    .await
 }
 
 /// Revokes a grant (effective immediately).
@@ -272,42 +290,36 @@ pub async fn revoke(
 ) -> AppResult<()> {
     let reason = clean_reason(reason)?
         .ok_or_else(|| AppError::Invalid("Give the reason for the revocation.".into()))?;
-    let (audit, actor, officer, sid, gid) = (
-        state.audit.clone(),
-        actor.clone(),
-        officer.clone(),
-        submission_id.to_string(),
-        grant_id.to_string(),
-    );
-    state
-        .db
-        .run(move |c| {
-            audit.fact(c, &actor, |tx| {
-                let sub = submission::find(tx, &sid, Scope::ProgramOffice)?;
-                not_own(&officer, &sub)?;
-                let (grantee, revoked): (String, Option<i64>) = grants::table
-                    .filter(grants::id.eq(&gid))
-                    .filter(grants::submission_id.eq(&sub.id))
-                    .select((grants::user_id, grants::revoked_at))
-                    .first(tx)?;
-                if revoked.is_some() {
-                    return Err(AppError::Conflict("This grant was already revoked.".into()));
-                }
-                diesel::update(grants::table.find(&gid))
-                    .set((
-                        grants::revoked_at.eq(crate::db::now()),
-                        grants::revoked_by.eq(&officer.id),
-                        grants::revoke_reason.eq(&reason),
-                    ))
-                    .execute(tx)?;
-                let event = Event::new("grant.revoked", Outcome::Success)
-                    .object("submission", sub.id.clone())
-                    .tracking(sub.tracking_number.clone())
-                    .reason(format!("from account {grantee}: {reason}"));
-                Ok(((), event))
-            })
-        })
-        .await
+    let gid = grant_id.to_string();
+    officer_fact(
+        state,
+        officer,
+        actor,
+        submission_id,
+        move |tx, officer, sub| {
+            let (grantee, revoked): (String, Option<i64>) = grants::table
+                .filter(grants::id.eq(&gid))
+                .filter(grants::submission_id.eq(&sub.id))
+                .select((grants::user_id, grants::revoked_at))
+                .first(tx)?;
+            if revoked.is_some() {
+                return Err(AppError::Conflict("This grant was already revoked.".into()));
+            }
+            diesel::update(grants::table.find(&gid))
+                .set((
+                    grants::revoked_at.eq(crate::db::now()),
+                    grants::revoked_by.eq(&officer.id),
+                    grants::revoke_reason.eq(&reason),
+                ))
+                .execute(tx)?;
+            let event = Event::new("grant.revoked", Outcome::Success)
+                .object("submission", sub.id.clone())
+                .tracking(sub.tracking_number.clone())
+                .reason(format!("from account {grantee}: {reason}"));
+            Ok(((), event))
+        },
+    )
+    .await
 }
 
 /// One release of PCII to a state, local, tribal or territorial entity (6 CFR 29.8).
@@ -362,50 +374,43 @@ pub async fn record_dissemination(
             "The release date cannot be in the future.".into(),
         ));
     }
-    let (audit, actor, officer, sid) = (
-        state.audit.clone(),
-        actor.clone(),
-        officer.clone(),
-        submission_id.to_string(),
-    );
-    state
-        .db
-        .run(move |c| {
-            audit.fact(c, &actor, |tx| {
-                let sub = submission::find(tx, &sid, Scope::ProgramOffice)?;
-                not_own(&officer, &sub)?;
-                if sub.status() != Status::Validated {
-                    return Err(AppError::Conflict(
-                        "Only validated PCII is disseminated under 6 CFR 29.8.".into(),
-                    ));
-                }
-                diesel::insert_into(disseminations::table)
-                    .values((
-                        disseminations::id.eq(crate::db::new_id()),
-                        disseminations::submission_id.eq(&sub.id),
-                        disseminations::recorded_by.eq(&officer.id),
-                        disseminations::recipient.eq(d.recipient.trim()),
-                        disseminations::recipient_kind.eq(&d.recipient_kind),
-                        disseminations::arrangement.eq(d.arrangement.trim()),
-                        disseminations::what.eq(d.what.trim()),
-                        disseminations::released_at.eq(d.released_at),
-                        disseminations::sanitized.eq(d.sanitized),
-                        disseminations::removed
-                            .eq(d.sanitized.then(|| d.removed.trim().to_string())),
-                        disseminations::created_at.eq(crate::db::now()),
-                    ))
-                    .execute(tx)?;
-                let event = Event::new("dissemination.recorded", Outcome::Success)
-                    .object("submission", sub.id.clone())
-                    .tracking(sub.tracking_number.clone())
-                    .reason(format!(
-                        "to {} ({}){}",
-                        d.recipient.trim(),
-                        d.recipient_kind,
-                        if d.sanitized { ", sanitized" } else { "" }
-                    ));
-                Ok(((), event))
-            })
-        })
-        .await
+    officer_fact(
+        state,
+        officer,
+        actor,
+        submission_id,
+        move |tx, officer, sub| {
+            if sub.status() != Status::Validated {
+                return Err(AppError::Conflict(
+                    "Only validated PCII is disseminated under 6 CFR 29.8.".into(),
+                ));
+            }
+            diesel::insert_into(disseminations::table)
+                .values((
+                    disseminations::id.eq(crate::db::new_id()),
+                    disseminations::submission_id.eq(&sub.id),
+                    disseminations::recorded_by.eq(&officer.id),
+                    disseminations::recipient.eq(d.recipient.trim()),
+                    disseminations::recipient_kind.eq(&d.recipient_kind),
+                    disseminations::arrangement.eq(d.arrangement.trim()),
+                    disseminations::what.eq(d.what.trim()),
+                    disseminations::released_at.eq(d.released_at),
+                    disseminations::sanitized.eq(d.sanitized),
+                    disseminations::removed.eq(d.sanitized.then(|| d.removed.trim().to_string())),
+                    disseminations::created_at.eq(crate::db::now()),
+                ))
+                .execute(tx)?;
+            let event = Event::new("dissemination.recorded", Outcome::Success)
+                .object("submission", sub.id.clone())
+                .tracking(sub.tracking_number.clone())
+                .reason(format!(
+                    "to {} ({}){}",
+                    d.recipient.trim(),
+                    d.recipient_kind,
+                    if d.sanitized { ", sanitized" } else { "" }
+                ));
+            Ok(((), event))
+        },
+    )
+    .await
 }
