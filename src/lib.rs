@@ -18,6 +18,7 @@ pub mod storage;
 pub mod streaming;
 pub mod time;
 pub mod web;
+pub mod workers;
 pub mod workflow;
 
 use std::sync::Arc;

@@ -118,7 +118,7 @@ impl AsyncRead for BlockingBody {
     }
 }
 
-/// Runs `write` on a thread of its own, writing into a bounded channel, and returns the reading
+/// Runs `write` on a [`crate::workers`] thread, writing into a bounded channel, and returns the reading
 /// side. Failures are logged under `what` (never content: errors here carry none); the client
 /// sees only that the download failed.
 pub fn stream_blocking<F>(what: &'static str, write: F) -> BlockingBody
@@ -127,31 +127,29 @@ where
 {
     let (tx, rx) = mpsc::channel(QUEUE);
     let failed_tx = tx.clone();
-    let spawned = std::thread::Builder::new()
-        .name("download-writer".into())
-        .spawn(move || {
-            let mut out = ChannelWriter {
-                tx: tx.clone(),
-                buf: Vec::with_capacity(CHUNK),
-            };
-            let result = write(&mut out).and_then(|()| out.flush());
-            match result {
-                Ok(()) => {
-                    let _ = tx.blocking_send(Piece::Done);
-                }
-                Err(_) if tx.is_closed() => {
-                    tracing::info!(what, "download cancelled by the client");
-                }
-                Err(e) => {
-                    tracing::error!(what, error = %e, "streaming a download failed");
-                    // The kind survives (an integrity failure stays InvalidData); the detail is logged.
-                    let _ = tx.blocking_send(Piece::Failed(io::Error::new(
-                        e.kind(),
-                        format!("the {what} failed"),
-                    )));
-                }
+    let spawned = crate::workers::spawn(move || {
+        let mut out = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+        };
+        let result = write(&mut out).and_then(|()| out.flush());
+        match result {
+            Ok(()) => {
+                let _ = tx.blocking_send(Piece::Done);
             }
-        });
+            Err(_) if tx.is_closed() => {
+                tracing::info!(what, "download cancelled by the client");
+            }
+            Err(e) => {
+                tracing::error!(what, error = %e, "streaming a download failed");
+                // The kind survives (an integrity failure stays InvalidData); the detail is logged.
+                let _ = tx.blocking_send(Piece::Failed(io::Error::new(
+                    e.kind(),
+                    format!("the {what} failed"),
+                )));
+            }
+        }
+    });
     if let Err(e) = spawned {
         tracing::error!(what, error = %e, "cannot start a download thread");
         let _ = failed_tx.try_send(Piece::Failed(io::Error::other(format!(

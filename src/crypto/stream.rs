@@ -14,7 +14,6 @@ use std::pin::Pin;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::thread::{self, JoinHandle};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -25,6 +24,7 @@ use zeroize::Zeroizing;
 use super::keys::KeyRing;
 use crate::storage::{BlobStore, BlobWriter};
 use crate::streaming::{stream_blocking, BlockingBody};
+use crate::workers::{self, Task};
 
 /// Largest piece of plaintext handed between pipeline stages; bigger chunks are split.
 const PIECE_MAX: usize = 256 * 1024;
@@ -33,7 +33,9 @@ const PIECE_MAX: usize = 256 * 1024;
 const PLAINTEXT_QUEUE: usize = 4;
 /// Ciphertext batches queued between encryption and writing (each about 64 KiB).
 const CIPHERTEXT_QUEUE: usize = 8;
-/// Size of ciphertext batches sent to the writing stage (one age chunk is 64 KiB + 16).
+/// Size of ciphertext batches sent to the writing stage (one age chunk is 64 KiB + 16). Small
+/// enough for malloc to recycle them from its free lists (larger ones are mapped and unmapped
+/// each time, and every page faults in again).
 const CIPHERTEXT_BATCH: usize = 64 * 1024;
 /// Read size for the blocking paths and for async downloads.
 const IO_CHUNK: usize = 64 * 1024;
@@ -87,13 +89,10 @@ fn encryptor_for(keys: &KeyRing) -> io::Result<age::Encryptor> {
 // Pipelined sealing
 // ---------------------------------------------------------------------------------------------
 
-enum Plain {
+/// What flows between the stages: plaintext pieces, or ciphertext batches, then an end marker
+/// (a channel that closes without one means the upload was aborted).
+enum Piece {
     Data(Bytes),
-    End,
-}
-
-enum Cipher {
-    Data(Vec<u8>),
     End,
 }
 
@@ -118,34 +117,36 @@ impl ErrorSlot {
 
 type HashOutput = Option<(u64, [u8; 32])>;
 
-/// What the writing stage hands back after a clean end: the uncommitted writer and the
-/// ciphertext length and digest.
+/// What the writing stage hands back after a clean end: the uncommitted writer and the number
+/// of bytes written to it.
 struct Written {
     writer: Box<dyn BlobWriter>,
     len: u64,
-    sha256: [u8; 32],
 }
 
 /// Everything the three stages produced, before commit.
 struct Joined {
     plaintext_len: u64,
     plaintext_sha256: [u8; 32],
-    written: Written,
+    ciphertext_len: u64,
+    ciphertext_sha256: [u8; 32],
+    writer: Box<dyn BlobWriter>,
 }
 
 struct Workers {
-    hash: JoinHandle<HashOutput>,
-    encrypt: JoinHandle<io::Result<bool>>,
-    write: JoinHandle<io::Result<Option<Written>>>,
+    hash_plaintext: Task<HashOutput>,
+    encrypt: Task<io::Result<bool>>,
+    hash_ciphertext: Task<HashOutput>,
+    write: Task<io::Result<Option<Written>>>,
 }
 
 impl Workers {
-    /// Waits for all three stages (blocking).
+    /// Waits for all four stages (blocking).
     fn join(self, errors: &ErrorSlot) -> io::Result<Joined> {
-        let panicked = || io::Error::other("a blob sealing worker panicked");
-        let hashed = self.hash.join().map_err(|_| panicked())?;
-        let encrypted = self.encrypt.join().map_err(|_| panicked())?;
-        let written = self.write.join().map_err(|_| panicked())?;
+        let plaintext = self.hash_plaintext.join()?;
+        let encrypted = self.encrypt.join()?;
+        let ciphertext = self.hash_ciphertext.join()?;
+        let written = self.write.join()?;
         if let Some(e) = errors.get() {
             return Err(e);
         }
@@ -154,18 +155,24 @@ impl Workers {
             return Err(stopped());
         }
         let written = written?.ok_or_else(stopped)?;
-        let (plaintext_len, plaintext_sha256) = hashed.ok_or_else(stopped)?;
+        let (ciphertext_len, ciphertext_sha256) = ciphertext.ok_or_else(stopped)?;
+        let (plaintext_len, plaintext_sha256) = plaintext.ok_or_else(stopped)?;
+        if written.len != ciphertext_len {
+            return Err(io::Error::other("blob sealing lost ciphertext"));
+        }
         Ok(Joined {
             plaintext_len,
             plaintext_sha256,
-            written,
+            ciphertext_len,
+            ciphertext_sha256,
+            writer: written.writer,
         })
     }
 }
 
-/// Hands ciphertext from age's `StreamWriter` to the writing stage in ~64 KiB batches.
+/// Hands ciphertext from age's `StreamWriter` to the next stage in ~64 KiB batches.
 struct ChannelWriter {
-    tx: std_mpsc::SyncSender<Cipher>,
+    tx: std_mpsc::SyncSender<Piece>,
     batch: Vec<u8>,
 }
 
@@ -176,14 +183,14 @@ impl ChannelWriter {
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(CIPHERTEXT_BATCH + 64));
         self.tx
-            .send(Cipher::Data(batch))
+            .send(Piece::Data(Bytes::from(batch)))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "blob writer stopped"))
     }
 
     fn end(mut self) -> io::Result<()> {
         self.send_batch()?;
         self.tx
-            .send(Cipher::End)
+            .send(Piece::End)
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "blob writer stopped"))
     }
 }
@@ -204,16 +211,18 @@ impl Write for ChannelWriter {
 
 /// A pipelined encryptor for uploads, fed from async code.
 ///
-/// Three std threads run in parallel: (1) SHA-256 of the plaintext, (2) age encryption
-/// (`StreamWriter`, fresh file key), (3) SHA-256 of the ciphertext and writing to the
-/// [`BlobWriter`]. The queues between them are bounded (pieces of at most 256 KiB), so only a
-/// few MiB are in flight whatever the size of the chunks fed in.
+/// Four stages run in parallel on [`workers`] threads: (1) SHA-256 of the plaintext, (2) age
+/// encryption (`StreamWriter`, fresh file key), (3) SHA-256 of the ciphertext, (4) writing to the
+/// [`BlobWriter`] (whose kernel copy into the page cache costs about as much as a hash). Each
+/// costs roughly the same, so on two cores no single stage holds the others up. The queues
+/// between them are bounded (plaintext pieces of at most 256 KiB, ciphertext batches of about
+/// 64 KiB), so only a few MiB are in flight whatever the size of the chunks fed in.
 ///
 /// [`BlobSealer::finish`] commits the blob; dropping the sealer without `finish` aborts: the
 /// threads stop and the temporary file is removed (asynchronously; use [`BlobSealer::abort`] to
 /// wait for it).
 pub struct BlobSealer {
-    tx: Option<mpsc::Sender<Plain>>,
+    tx: Option<mpsc::Sender<Piece>>,
     workers: Option<Workers>,
     errors: ErrorSlot,
     key_id: String,
@@ -232,54 +241,51 @@ impl std::fmt::Debug for BlobSealer {
 }
 
 impl BlobSealer {
-    /// Starts the worker threads and a new blob in `store`, encrypted to
+    /// Starts the stages and a new blob in `store`, encrypted to
     /// `keys.encryption_recipients()`. Does no blocking I/O on the calling thread.
     pub fn start(store: Arc<dyn BlobStore>, keys: &KeyRing) -> io::Result<BlobSealer> {
         let encryptor = encryptor_for(keys)?;
         let errors = ErrorSlot::default();
-        let (tx1, rx1) = mpsc::channel::<Plain>(PLAINTEXT_QUEUE);
-        let (tx2, rx2) = std_mpsc::sync_channel::<Plain>(PLAINTEXT_QUEUE);
-        let (tx3, rx3) = std_mpsc::sync_channel::<Cipher>(CIPHERTEXT_QUEUE);
+        let (tx1, mut rx1) = mpsc::channel::<Piece>(PLAINTEXT_QUEUE);
+        let (tx2, rx2) = std_mpsc::sync_channel::<Piece>(PLAINTEXT_QUEUE);
+        let (tx3, rx3) = std_mpsc::sync_channel::<Piece>(CIPHERTEXT_QUEUE);
+        let (tx4, rx4) = std_mpsc::sync_channel::<Piece>(CIPHERTEXT_QUEUE);
 
-        // If a spawn fails, the channels of the threads already started are dropped with this
-        // frame, so they see a disconnect and exit without committing anything.
+        // If a spawn fails, the channels of the stages already started are dropped with this
+        // frame, so they see a disconnect and stop without committing anything.
         let write = {
             let errors = errors.clone();
-            thread::Builder::new()
-                .name("blob-seal-write".into())
-                .spawn(move || {
-                    let result = write_stage(&*store, &rx3);
-                    if let Err(e) = &result {
-                        errors.record(e);
-                    }
-                    // The receiver goes only now, after the error is recorded, so the root cause
-                    // wins over the "writer stopped" seen upstream.
-                    drop(rx3);
-                    result
-                })?
+            workers::spawn(move || {
+                let result = write_stage(&*store, &rx4);
+                if let Err(e) = &result {
+                    errors.record(e);
+                }
+                // The receiver goes only now, after the error is recorded, so the root cause
+                // wins over the "writer stopped" seen upstream.
+                drop(rx4);
+                result
+            })?
         };
+        let hash_ciphertext = workers::spawn(move || hash_stage(|| rx3.recv().ok(), tx4))?;
         let encrypt = {
             let errors = errors.clone();
-            thread::Builder::new()
-                .name("blob-seal-encrypt".into())
-                .spawn(move || {
-                    let result = encrypt_stage(encryptor, &rx2, tx3);
-                    if let Err(e) = &result {
-                        errors.record(e);
-                    }
-                    drop(rx2);
-                    result
-                })?
+            workers::spawn(move || {
+                let result = encrypt_stage(encryptor, &rx2, tx3);
+                if let Err(e) = &result {
+                    errors.record(e);
+                }
+                drop(rx2);
+                result
+            })?
         };
-        let hash = thread::Builder::new()
-            .name("blob-seal-hash".into())
-            .spawn(move || hash_stage(rx1, tx2))?;
+        let hash_plaintext = workers::spawn(move || hash_stage(|| rx1.blocking_recv(), tx2))?;
 
         Ok(BlobSealer {
             tx: Some(tx1),
             workers: Some(Workers {
-                hash,
+                hash_plaintext,
                 encrypt,
+                hash_ciphertext,
                 write,
             }),
             errors,
@@ -324,7 +330,7 @@ impl BlobSealer {
                 std::mem::take(&mut chunk)
             };
             let len = piece.len() as u64;
-            if tx.send(Plain::Data(piece)).await.is_err() {
+            if tx.send(Piece::Data(piece)).await.is_err() {
                 return Err(self.failure());
             }
             self.plaintext_len += len;
@@ -343,7 +349,7 @@ impl BlobSealer {
             return Err(self.failure());
         }
         let tx = self.tx.take().ok_or_else(|| self.failure())?;
-        if tx.send(Plain::End).await.is_err() {
+        if tx.send(Piece::End).await.is_err() {
             return Err(self.failure());
         }
         drop(tx);
@@ -356,19 +362,14 @@ impl BlobSealer {
             if joined.plaintext_len != expected_len {
                 return Err(io::Error::other("blob sealing lost plaintext"));
             }
-            let Written {
-                writer,
-                len: ciphertext_len,
-                sha256: ciphertext_sha256,
-            } = joined.written;
-            let name = writer.commit()?;
+            let name = joined.writer.commit()?;
             Ok(SealedBlob {
                 name,
                 key_id,
                 plaintext_len: joined.plaintext_len,
                 plaintext_sha256: joined.plaintext_sha256,
-                ciphertext_len,
-                ciphertext_sha256,
+                ciphertext_len: joined.ciphertext_len,
+                ciphertext_sha256: joined.ciphertext_sha256,
             })
         })
         .await
@@ -393,8 +394,8 @@ impl Drop for BlobSealer {
     fn drop(&mut self) {
         if let Some(workers) = self.workers.take() {
             // Closing the input without an end marker makes every stage stop; the writing stage
-            // drops its BlobWriter, which removes the temporary. The threads are detached so
-            // that dropping never blocks the async executor.
+            // drops its BlobWriter, which removes the temporary. The stages are not waited for,
+            // so that dropping never blocks the async executor.
             self.tx = None;
             drop(workers);
             tracing::debug!("blob sealing aborted");
@@ -402,19 +403,24 @@ impl Drop for BlobSealer {
     }
 }
 
-fn hash_stage(mut rx: mpsc::Receiver<Plain>, tx: std_mpsc::SyncSender<Plain>) -> HashOutput {
+/// Hashes what passes through; `None` when the input stopped without an end marker or the next
+/// stage went away.
+fn hash_stage(
+    mut recv: impl FnMut() -> Option<Piece>,
+    tx: std_mpsc::SyncSender<Piece>,
+) -> HashOutput {
     let mut hasher = Sha256::new();
     let mut len = 0u64;
     loop {
-        match rx.blocking_recv()? {
-            Plain::Data(piece) => {
-                // Forward first (a cheap reference count) so encryption runs while we hash.
-                tx.send(Plain::Data(piece.clone())).ok()?;
+        match recv()? {
+            Piece::Data(piece) => {
+                // Forward first (a cheap reference count) so the next stage runs while we hash.
+                tx.send(Piece::Data(piece.clone())).ok()?;
                 hasher.update(&piece);
                 len += piece.len() as u64;
             }
-            Plain::End => {
-                tx.send(Plain::End).ok()?;
+            Piece::End => {
+                tx.send(Piece::End).ok()?;
                 return Some((len, hasher.finalize().into()));
             }
         }
@@ -424,8 +430,8 @@ fn hash_stage(mut rx: mpsc::Receiver<Plain>, tx: std_mpsc::SyncSender<Plain>) ->
 /// Returns `Ok(true)` when the age stream was finished, `Ok(false)` when aborted.
 fn encrypt_stage(
     encryptor: age::Encryptor,
-    rx: &std_mpsc::Receiver<Plain>,
-    tx: std_mpsc::SyncSender<Cipher>,
+    rx: &std_mpsc::Receiver<Piece>,
+    tx: std_mpsc::SyncSender<Piece>,
 ) -> io::Result<bool> {
     let out = ChannelWriter {
         tx,
@@ -434,8 +440,8 @@ fn encrypt_stage(
     let mut stream = encryptor.wrap_output(out)?;
     loop {
         match rx.recv() {
-            Ok(Plain::Data(piece)) => stream.write_all(&piece)?,
-            Ok(Plain::End) => {
+            Ok(Piece::Data(piece)) => stream.write_all(&piece)?,
+            Ok(Piece::End) => {
                 // Without finish() the last chunk is missing and the file would not decrypt.
                 stream.finish()?.end()?;
                 return Ok(true);
@@ -448,25 +454,19 @@ fn encrypt_stage(
 
 fn write_stage(
     store: &dyn BlobStore,
-    rx: &std_mpsc::Receiver<Cipher>,
+    rx: &std_mpsc::Receiver<Piece>,
 ) -> io::Result<Option<Written>> {
     let mut writer = store.create()?;
-    let mut hasher = Sha256::new();
     let mut len = 0u64;
     loop {
         match rx.recv() {
-            Ok(Cipher::Data(batch)) => {
-                hasher.update(&batch);
+            Ok(Piece::Data(batch)) => {
                 writer.write_all(&batch)?;
                 len += batch.len() as u64;
             }
-            Ok(Cipher::End) => {
+            Ok(Piece::End) => {
                 writer.flush()?;
-                return Ok(Some(Written {
-                    writer,
-                    len,
-                    sha256: hasher.finalize().into(),
-                }));
+                return Ok(Some(Written { writer, len }));
             }
             // Aborted: dropping the writer removes the temporary.
             Err(_) => return Ok(None),

@@ -10,10 +10,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use super::{check_blob_name, is_valid_blob_name, new_blob_name, BlobStore, BlobWriter};
+use crate::workers::{self, Task};
 
 /// Prefix of temporary (uncommitted) blob files.
 const TMP_PREFIX: &str = ".tmp-";
@@ -200,7 +200,7 @@ struct FsBlobWriter {
     /// Bytes accepted since the last background writeback was started.
     unsynced: u64,
     /// Background `fdatasync` of the data written so far, if one is running.
-    writeback: Option<JoinHandle<io::Result<()>>>,
+    writeback: Option<Task<io::Result<()>>>,
     /// A failed background writeback fails the commit (Linux reports a writeback error only
     /// once per open file, so the final fsync might not see it again).
     writeback_error: Option<io::Error>,
@@ -215,8 +215,8 @@ impl FsBlobWriter {
 
     /// Collects a finished (or, if `wait`, any) background writeback.
     fn reap_writeback(&mut self, wait: bool) {
-        let done = match &self.writeback {
-            Some(h) => wait || h.is_finished(),
+        let done = match &mut self.writeback {
+            Some(task) => wait || task.is_finished(),
             None => false,
         };
         if !done {
@@ -227,7 +227,7 @@ impl FsBlobWriter {
             .take()
             .expect("checked above")
             .join()
-            .unwrap_or_else(|_| Err(io::Error::other("blob writeback thread panicked")));
+            .and_then(|synced| synced);
         if let Err(e) = result {
             self.writeback_error.get_or_insert(e);
         }
@@ -246,10 +246,7 @@ impl FsBlobWriter {
         let Some(Ok(file)) = self.out.as_ref().map(|o| o.get_ref().try_clone()) else {
             return; // an optimization only
         };
-        match std::thread::Builder::new()
-            .name("blob-writeback".into())
-            .spawn(move || file.sync_data())
-        {
+        match workers::spawn(move || file.sync_data()) {
             Ok(h) => self.writeback = Some(h),
             Err(e) => tracing::debug!(error = %e, "could not start a background writeback"),
         }
