@@ -6,7 +6,11 @@
 //! every blob this request started or committed is removed before the error is returned, so a refused
 //! or aborted upload leaves nothing behind.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
+use futures::Stream;
 use rocket::data::{Data, ToByteUnit};
 use rocket::http::ContentType;
 use tokio_util::io::ReaderStream;
@@ -74,7 +78,7 @@ pub async fn open_form<'r>(
         .max_submission_bytes
         .saturating_add(FRAMING_SLACK);
     let stream = ReaderStream::with_capacity(data.open(open_limit.bytes()), 64 * 1024);
-    let mut multipart = multer::Multipart::new(stream, boundary.to_string());
+    let mut multipart = multer::Multipart::new(OneChunkPerPoll::new(stream), boundary.to_string());
     match read_token(&mut multipart, token).await {
         Ok(()) => Ok(FormStream { multipart }),
         Err(Failure::Csrf(reason)) => {
@@ -82,6 +86,41 @@ pub async fn open_form<'r>(
             Err(token_refused())
         }
         Err(Failure::Refused(e) | Failure::Broken(e)) => Err(e),
+    }
+}
+
+/// Hands multer one chunk of the body per poll.
+///
+/// multer reads everything its stream has ready into one growing buffer before it parses. While
+/// an upload waited for the sealer, the socket filled up, and the next poll gathered megabytes
+/// at once: large buffers, copied as they grew, that malloc then kept. Answering `Pending` (and
+/// waking at once) after each chunk keeps that buffer at about one chunk.
+struct OneChunkPerPoll<S> {
+    inner: S,
+    just_yielded: bool,
+}
+
+impl<S> OneChunkPerPoll<S> {
+    fn new(inner: S) -> Self {
+        OneChunkPerPoll {
+            inner,
+            just_yielded: false,
+        }
+    }
+}
+
+impl<S: Stream + Unpin> Stream for OneChunkPerPoll<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        if self.just_yielded {
+            self.just_yielded = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let next = Pin::new(&mut self.inner).poll_next(cx);
+        self.just_yielded = matches!(next, Poll::Ready(Some(_)));
+        next
     }
 }
 
@@ -298,5 +337,35 @@ impl Reader<'_> {
             sealed,
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::task::noop_waker_ref;
+    use futures::StreamExt;
+
+    #[test]
+    fn one_chunk_per_poll_pauses_between_ready_chunks_and_loses_nothing() {
+        let chunks = || futures::stream::iter([&b"ab"[..], b"cd", b"ef"]);
+        let mut stream = OneChunkPerPoll::new(chunks());
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let mut polls = Vec::new();
+        loop {
+            match Pin::new(&mut stream).poll_next(&mut cx) {
+                Poll::Ready(Some(chunk)) => polls.push(Some(chunk)),
+                Poll::Ready(None) => break,
+                Poll::Pending => polls.push(None),
+            }
+        }
+        // All three chunks were ready at once; each is followed by a pause, so a reader that
+        // gathers "everything ready" (as multer does) gets one chunk at a time.
+        assert_eq!(
+            polls,
+            vec![Some(&b"ab"[..]), None, Some(b"cd"), None, Some(b"ef"), None]
+        );
+        let all: Vec<_> = futures::executor::block_on(OneChunkPerPoll::new(chunks()).collect());
+        assert_eq!(all.concat(), b"abcdef");
     }
 }
