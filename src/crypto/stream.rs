@@ -33,9 +33,7 @@ const PIECE_MAX: usize = 256 * 1024;
 const PLAINTEXT_QUEUE: usize = 4;
 /// Ciphertext batches queued between encryption and writing (each about 64 KiB).
 const CIPHERTEXT_QUEUE: usize = 8;
-/// Size of ciphertext batches sent to the writing stage (one age chunk is 64 KiB + 16). Small
-/// enough for malloc to recycle them from its free lists (larger ones are mapped and unmapped
-/// each time, and every page faults in again).
+/// Size of ciphertext batches sent to the writing stage (one age chunk is 64 KiB + 16).
 const CIPHERTEXT_BATCH: usize = 64 * 1024;
 /// Read size for the blocking paths and for async downloads.
 const IO_CHUNK: usize = 64 * 1024;
@@ -89,10 +87,13 @@ fn encryptor_for(keys: &KeyRing) -> io::Result<age::Encryptor> {
 // Pipelined sealing
 // ---------------------------------------------------------------------------------------------
 
-/// What flows between the stages: plaintext pieces, or ciphertext batches, then an end marker
-/// (a channel that closes without one means the upload was aborted).
-enum Piece {
+enum Plain {
     Data(Bytes),
+    End,
+}
+
+enum Cipher {
+    Data(Vec<u8>),
     End,
 }
 
@@ -117,35 +118,32 @@ impl ErrorSlot {
 
 type HashOutput = Option<(u64, [u8; 32])>;
 
-/// What the writing stage hands back after a clean end: the uncommitted writer and the number
-/// of bytes written to it.
+/// What the writing stage hands back after a clean end: the uncommitted writer and the
+/// ciphertext length and digest.
 struct Written {
     writer: Box<dyn BlobWriter>,
     len: u64,
+    sha256: [u8; 32],
 }
 
 /// Everything the three stages produced, before commit.
 struct Joined {
     plaintext_len: u64,
     plaintext_sha256: [u8; 32],
-    ciphertext_len: u64,
-    ciphertext_sha256: [u8; 32],
-    writer: Box<dyn BlobWriter>,
+    written: Written,
 }
 
 struct Workers {
-    hash_plaintext: Task<HashOutput>,
+    hash: Task<HashOutput>,
     encrypt: Task<io::Result<bool>>,
-    hash_ciphertext: Task<HashOutput>,
     write: Task<io::Result<Option<Written>>>,
 }
 
 impl Workers {
-    /// Waits for all four stages (blocking).
+    /// Waits for all three stages (blocking).
     fn join(self, errors: &ErrorSlot) -> io::Result<Joined> {
-        let plaintext = self.hash_plaintext.join()?;
+        let hashed = self.hash.join()?;
         let encrypted = self.encrypt.join()?;
-        let ciphertext = self.hash_ciphertext.join()?;
         let written = self.write.join()?;
         if let Some(e) = errors.get() {
             return Err(e);
@@ -155,24 +153,18 @@ impl Workers {
             return Err(stopped());
         }
         let written = written?.ok_or_else(stopped)?;
-        let (ciphertext_len, ciphertext_sha256) = ciphertext.ok_or_else(stopped)?;
-        let (plaintext_len, plaintext_sha256) = plaintext.ok_or_else(stopped)?;
-        if written.len != ciphertext_len {
-            return Err(io::Error::other("blob sealing lost ciphertext"));
-        }
+        let (plaintext_len, plaintext_sha256) = hashed.ok_or_else(stopped)?;
         Ok(Joined {
             plaintext_len,
             plaintext_sha256,
-            ciphertext_len,
-            ciphertext_sha256,
-            writer: written.writer,
+            written,
         })
     }
 }
 
-/// Hands ciphertext from age's `StreamWriter` to the next stage in ~64 KiB batches.
+/// Hands ciphertext from age's `StreamWriter` to the writing stage in ~64 KiB batches.
 struct ChannelWriter {
-    tx: std_mpsc::SyncSender<Piece>,
+    tx: std_mpsc::SyncSender<Cipher>,
     batch: Vec<u8>,
 }
 
@@ -183,14 +175,14 @@ impl ChannelWriter {
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(CIPHERTEXT_BATCH + 64));
         self.tx
-            .send(Piece::Data(Bytes::from(batch)))
+            .send(Cipher::Data(batch))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "blob writer stopped"))
     }
 
     fn end(mut self) -> io::Result<()> {
         self.send_batch()?;
         self.tx
-            .send(Piece::End)
+            .send(Cipher::End)
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "blob writer stopped"))
     }
 }
@@ -211,18 +203,16 @@ impl Write for ChannelWriter {
 
 /// A pipelined encryptor for uploads, fed from async code.
 ///
-/// Four stages run in parallel on [`workers`] threads: (1) SHA-256 of the plaintext, (2) age
-/// encryption (`StreamWriter`, fresh file key), (3) SHA-256 of the ciphertext, (4) writing to the
-/// [`BlobWriter`] (whose kernel copy into the page cache costs about as much as a hash). Each
-/// costs roughly the same, so on two cores no single stage holds the others up. The queues
-/// between them are bounded (plaintext pieces of at most 256 KiB, ciphertext batches of about
-/// 64 KiB), so only a few MiB are in flight whatever the size of the chunks fed in.
+/// Three stages run in parallel on [`workers`] threads: (1) SHA-256 of the plaintext, (2) age encryption
+/// (`StreamWriter`, fresh file key), (3) SHA-256 of the ciphertext and writing to the
+/// [`BlobWriter`]. The queues between them are bounded (pieces of at most 256 KiB), so only a
+/// few MiB are in flight whatever the size of the chunks fed in.
 ///
 /// [`BlobSealer::finish`] commits the blob; dropping the sealer without `finish` aborts: the
 /// threads stop and the temporary file is removed (asynchronously; use [`BlobSealer::abort`] to
 /// wait for it).
 pub struct BlobSealer {
-    tx: Option<mpsc::Sender<Piece>>,
+    tx: Option<mpsc::Sender<Plain>>,
     workers: Option<Workers>,
     errors: ErrorSlot,
     key_id: String,
@@ -246,27 +236,25 @@ impl BlobSealer {
     pub fn start(store: Arc<dyn BlobStore>, keys: &KeyRing) -> io::Result<BlobSealer> {
         let encryptor = encryptor_for(keys)?;
         let errors = ErrorSlot::default();
-        let (tx1, mut rx1) = mpsc::channel::<Piece>(PLAINTEXT_QUEUE);
-        let (tx2, rx2) = std_mpsc::sync_channel::<Piece>(PLAINTEXT_QUEUE);
-        let (tx3, rx3) = std_mpsc::sync_channel::<Piece>(CIPHERTEXT_QUEUE);
-        let (tx4, rx4) = std_mpsc::sync_channel::<Piece>(CIPHERTEXT_QUEUE);
+        let (tx1, rx1) = mpsc::channel::<Plain>(PLAINTEXT_QUEUE);
+        let (tx2, rx2) = std_mpsc::sync_channel::<Plain>(PLAINTEXT_QUEUE);
+        let (tx3, rx3) = std_mpsc::sync_channel::<Cipher>(CIPHERTEXT_QUEUE);
 
         // If a spawn fails, the channels of the stages already started are dropped with this
         // frame, so they see a disconnect and stop without committing anything.
         let write = {
             let errors = errors.clone();
             workers::spawn(move || {
-                let result = write_stage(&*store, &rx4);
+                let result = write_stage(&*store, &rx3);
                 if let Err(e) = &result {
                     errors.record(e);
                 }
                 // The receiver goes only now, after the error is recorded, so the root cause
                 // wins over the "writer stopped" seen upstream.
-                drop(rx4);
+                drop(rx3);
                 result
             })?
         };
-        let hash_ciphertext = workers::spawn(move || hash_stage(|| rx3.recv().ok(), tx4))?;
         let encrypt = {
             let errors = errors.clone();
             workers::spawn(move || {
@@ -278,14 +266,13 @@ impl BlobSealer {
                 result
             })?
         };
-        let hash_plaintext = workers::spawn(move || hash_stage(|| rx1.blocking_recv(), tx2))?;
+        let hash = workers::spawn(move || hash_stage(rx1, tx2))?;
 
         Ok(BlobSealer {
             tx: Some(tx1),
             workers: Some(Workers {
-                hash_plaintext,
+                hash,
                 encrypt,
-                hash_ciphertext,
                 write,
             }),
             errors,
@@ -330,7 +317,7 @@ impl BlobSealer {
                 std::mem::take(&mut chunk)
             };
             let len = piece.len() as u64;
-            if tx.send(Piece::Data(piece)).await.is_err() {
+            if tx.send(Plain::Data(piece)).await.is_err() {
                 return Err(self.failure());
             }
             self.plaintext_len += len;
@@ -349,7 +336,7 @@ impl BlobSealer {
             return Err(self.failure());
         }
         let tx = self.tx.take().ok_or_else(|| self.failure())?;
-        if tx.send(Piece::End).await.is_err() {
+        if tx.send(Plain::End).await.is_err() {
             return Err(self.failure());
         }
         drop(tx);
@@ -362,14 +349,19 @@ impl BlobSealer {
             if joined.plaintext_len != expected_len {
                 return Err(io::Error::other("blob sealing lost plaintext"));
             }
-            let name = joined.writer.commit()?;
+            let Written {
+                writer,
+                len: ciphertext_len,
+                sha256: ciphertext_sha256,
+            } = joined.written;
+            let name = writer.commit()?;
             Ok(SealedBlob {
                 name,
                 key_id,
                 plaintext_len: joined.plaintext_len,
                 plaintext_sha256: joined.plaintext_sha256,
-                ciphertext_len: joined.ciphertext_len,
-                ciphertext_sha256: joined.ciphertext_sha256,
+                ciphertext_len,
+                ciphertext_sha256,
             })
         })
         .await
@@ -403,24 +395,19 @@ impl Drop for BlobSealer {
     }
 }
 
-/// Hashes what passes through; `None` when the input stopped without an end marker or the next
-/// stage went away.
-fn hash_stage(
-    mut recv: impl FnMut() -> Option<Piece>,
-    tx: std_mpsc::SyncSender<Piece>,
-) -> HashOutput {
+fn hash_stage(mut rx: mpsc::Receiver<Plain>, tx: std_mpsc::SyncSender<Plain>) -> HashOutput {
     let mut hasher = Sha256::new();
     let mut len = 0u64;
     loop {
-        match recv()? {
-            Piece::Data(piece) => {
-                // Forward first (a cheap reference count) so the next stage runs while we hash.
-                tx.send(Piece::Data(piece.clone())).ok()?;
+        match rx.blocking_recv()? {
+            Plain::Data(piece) => {
+                // Forward first (a cheap reference count) so encryption runs while we hash.
+                tx.send(Plain::Data(piece.clone())).ok()?;
                 hasher.update(&piece);
                 len += piece.len() as u64;
             }
-            Piece::End => {
-                tx.send(Piece::End).ok()?;
+            Plain::End => {
+                tx.send(Plain::End).ok()?;
                 return Some((len, hasher.finalize().into()));
             }
         }
@@ -430,8 +417,8 @@ fn hash_stage(
 /// Returns `Ok(true)` when the age stream was finished, `Ok(false)` when aborted.
 fn encrypt_stage(
     encryptor: age::Encryptor,
-    rx: &std_mpsc::Receiver<Piece>,
-    tx: std_mpsc::SyncSender<Piece>,
+    rx: &std_mpsc::Receiver<Plain>,
+    tx: std_mpsc::SyncSender<Cipher>,
 ) -> io::Result<bool> {
     let out = ChannelWriter {
         tx,
@@ -440,8 +427,8 @@ fn encrypt_stage(
     let mut stream = encryptor.wrap_output(out)?;
     loop {
         match rx.recv() {
-            Ok(Piece::Data(piece)) => stream.write_all(&piece)?,
-            Ok(Piece::End) => {
+            Ok(Plain::Data(piece)) => stream.write_all(&piece)?,
+            Ok(Plain::End) => {
                 // Without finish() the last chunk is missing and the file would not decrypt.
                 stream.finish()?.end()?;
                 return Ok(true);
@@ -454,19 +441,25 @@ fn encrypt_stage(
 
 fn write_stage(
     store: &dyn BlobStore,
-    rx: &std_mpsc::Receiver<Piece>,
+    rx: &std_mpsc::Receiver<Cipher>,
 ) -> io::Result<Option<Written>> {
     let mut writer = store.create()?;
+    let mut hasher = Sha256::new();
     let mut len = 0u64;
     loop {
         match rx.recv() {
-            Ok(Piece::Data(batch)) => {
+            Ok(Cipher::Data(batch)) => {
+                hasher.update(&batch);
                 writer.write_all(&batch)?;
                 len += batch.len() as u64;
             }
-            Ok(Piece::End) => {
+            Ok(Cipher::End) => {
                 writer.flush()?;
-                return Ok(Some(Written { writer, len }));
+                return Ok(Some(Written {
+                    writer,
+                    len,
+                    sha256: hasher.finalize().into(),
+                }));
             }
             // Aborted: dropping the writer removes the temporary.
             Err(_) => return Ok(None),
