@@ -78,7 +78,7 @@ pub async fn open_form<'r>(
         .max_submission_bytes
         .saturating_add(FRAMING_SLACK);
     let stream = ReaderStream::with_capacity(data.open(open_limit.bytes()), 64 * 1024);
-    let mut multipart = multer::Multipart::new(OneChunkPerPoll::new(stream), boundary.to_string());
+    let mut multipart = multer::Multipart::new(BoundedBursts::new(stream), boundary.to_string());
     match read_token(&mut multipart, token).await {
         Ok(()) => Ok(FormStream { multipart }),
         Err(Failure::Csrf(reason)) => {
@@ -89,37 +89,40 @@ pub async fn open_form<'r>(
     }
 }
 
-/// Hands multer one chunk of the body per poll.
+/// Hands multer at most [`BODY_BURST`] bytes of the body per poll.
 ///
 /// multer reads everything its stream has ready into one growing buffer before it parses. While
 /// an upload waited for the sealer, the socket filled up, and the next poll gathered megabytes
 /// at once: large buffers, copied as they grew, that malloc then kept. Answering `Pending` (and
-/// waking at once) after each chunk keeps that buffer at about one chunk.
-struct OneChunkPerPoll<S> {
+/// waking at once) after a burst keeps that buffer small.
+struct BoundedBursts<S> {
     inner: S,
-    just_yielded: bool,
+    burst: usize,
 }
 
-impl<S> OneChunkPerPoll<S> {
+/// Body bytes multer may gather per poll: a few reads, as large as the sealer's pieces.
+const BODY_BURST: usize = 256 * 1024;
+
+impl<S> BoundedBursts<S> {
     fn new(inner: S) -> Self {
-        OneChunkPerPoll {
-            inner,
-            just_yielded: false,
-        }
+        BoundedBursts { inner, burst: 0 }
     }
 }
 
-impl<S: Stream + Unpin> Stream for OneChunkPerPoll<S> {
+impl<S: Stream<Item = std::io::Result<Bytes>> + Unpin> Stream for BoundedBursts<S> {
     type Item = S::Item;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
-        if self.just_yielded {
-            self.just_yielded = false;
+        if self.burst >= BODY_BURST {
+            self.burst = 0;
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
         let next = Pin::new(&mut self.inner).poll_next(cx);
-        self.just_yielded = matches!(next, Poll::Ready(Some(_)));
+        match &next {
+            Poll::Ready(Some(Ok(chunk))) => self.burst += chunk.len(),
+            _ => self.burst = 0,
+        }
         next
     }
 }
@@ -347,25 +350,34 @@ mod tests {
     use futures::StreamExt;
 
     #[test]
-    fn one_chunk_per_poll_pauses_between_ready_chunks_and_loses_nothing() {
-        let chunks = || futures::stream::iter([&b"ab"[..], b"cd", b"ef"]);
-        let mut stream = OneChunkPerPoll::new(chunks());
+    fn bounded_bursts_pause_after_a_burst_and_lose_nothing() {
+        let chunks = || {
+            futures::stream::iter(
+                (0..5u8).map(|i| Ok::<_, std::io::Error>(Bytes::from(vec![i; 100 * 1024]))),
+            )
+        };
+        let mut stream = BoundedBursts::new(chunks());
         let mut cx = Context::from_waker(noop_waker_ref());
         let mut polls = Vec::new();
         loop {
             match Pin::new(&mut stream).poll_next(&mut cx) {
-                Poll::Ready(Some(chunk)) => polls.push(Some(chunk)),
+                Poll::Ready(Some(chunk)) => polls.push(Some(chunk.unwrap()[0])),
                 Poll::Ready(None) => break,
                 Poll::Pending => polls.push(None),
             }
         }
-        // All three chunks were ready at once; each is followed by a pause, so a reader that
-        // gathers "everything ready" (as multer does) gets one chunk at a time.
-        assert_eq!(
-            polls,
-            vec![Some(&b"ab"[..]), None, Some(b"cd"), None, Some(b"ef"), None]
-        );
-        let all: Vec<_> = futures::executor::block_on(OneChunkPerPoll::new(chunks()).collect());
-        assert_eq!(all.concat(), b"abcdef");
+        // All five chunks were ready at once; a reader that gathers everything ready (as multer
+        // does) gets them 300 KiB at a time, not 500 KiB.
+        assert_eq!(polls, [Some(0), Some(1), Some(2), None, Some(3), Some(4)]);
+        let all: Vec<u8> =
+            futures::executor::block_on(BoundedBursts::new(chunks()).collect::<Vec<_>>())
+                .into_iter()
+                .flat_map(|chunk| chunk.unwrap())
+                .collect();
+        assert_eq!(all.len(), 500 * 1024);
+        assert!(all
+            .chunks(100 * 1024)
+            .enumerate()
+            .all(|(i, c)| c.iter().all(|b| *b == i as u8)));
     }
 }
