@@ -9,6 +9,8 @@
 #                                       portal's data dir and rage's output are all in it, i.e. on one disk)
 #   BENCH_PORT=18093                    loopback port of the server
 #   BENCH_WAIT_QUIET=300                before each measurement wait up to this many seconds for an idle machine
+#   BENCH_REPEAT=40                     then, on one more fresh server, this many 64 MiB uploads one after the other
+#                                       and 5 rounds of 4 at once, printing the server's RSS as it goes (0 = skip)
 #   CARGO_TARGET_DIR                    honoured for the release build
 #
 # "portal" is curl's time_total for the POST /submissions (request sent, blob sealed, fsynced, committed, 303 back).
@@ -89,6 +91,27 @@ measure() {
         NR == 1 {printf "%.4f %.2f %.2f\n", t1 - t0, $1 + $2, (b1 - b0) / hz}' "$work/time.txt"
 }
 
+# Starts a fresh server with its own data dir ($work/data-NAME) and logs in (cookie jar $jar).
+start_server() {
+    export PCII_DATA_DIR="$work/data-$1"
+    printf '%s\n' "$password" |
+        "$bin" user add --email "$email" --role submitter --organisation "Bench Org" --password-stdin >/dev/null 2>&1
+    "$bin" serve > "$work/server-$1.log" 2>&1 &
+    server_pid=$!
+    for _ in $(seq 1 100); do
+        curl -sf -o /dev/null "$base/healthz" && break
+        kill -0 "$server_pid" 2>/dev/null || { cat "$work/server-$1.log" >&2; exit 1; }
+        sleep 0.1
+    done
+    jar="$work/jar-$1"
+    local token code
+    token="$(curl -sf -c "$jar" -b "$jar" "$base/login" | csrf_of)"
+    code="$(curl -s -o /dev/null -w '%{http_code}' -c "$jar" -b "$jar" \
+        --data-urlencode "email=$email" --data-urlencode "password=$password" --data-urlencode "csrf=$token" \
+        "$base/login")"
+    [ "$code" = 303 ] || { echo "login failed: HTTP $code" >&2; exit 1; }
+}
+
 for size in "${SIZES[@]}"; do
     file="$work/in-$size.bin"
     head -c "$size" /dev/urandom > "$file"
@@ -96,22 +119,7 @@ for size in "${SIZES[@]}"; do
     cat "$file" > /dev/null
 
     # A fresh server (and data dir) per size, so VmHWM is this size's peak.
-    export PCII_DATA_DIR="$work/data-$size"
-    printf '%s\n' "$password" |
-        "$bin" user add --email "$email" --role submitter --organisation "Bench Org" --password-stdin >/dev/null 2>&1
-    "$bin" serve > "$work/server-$size.log" 2>&1 &
-    server_pid=$!
-    for _ in $(seq 1 100); do
-        curl -sf -o /dev/null "$base/healthz" && break
-        kill -0 "$server_pid" 2>/dev/null || { cat "$work/server-$size.log" >&2; exit 1; }
-        sleep 0.1
-    done
-    jar="$work/jar-$size"
-    token="$(curl -sf -c "$jar" -b "$jar" "$base/login" | csrf_of)"
-    code="$(curl -s -o /dev/null -w '%{http_code}' -c "$jar" -b "$jar" \
-        --data-urlencode "email=$email" --data-urlencode "password=$password" --data-urlencode "csrf=$token" \
-        "$base/login")"
-    [ "$code" = 303 ] || { echo "login failed: HTTP $code" >&2; exit 1; }
+    start_server "$size"
     echo "$size $bytes baseline 0 $(rss_kib "$server_pid") $(hwm_kib "$server_pid")" >> "$results"
 
     out="$work/out-$size.age"
@@ -145,6 +153,44 @@ for size in "${SIZES[@]}"; do
     stop_server
     rm -rf "$PCII_DATA_DIR" "$file"
 done
+
+# Sustained use: does the server's memory settle, or creep with the number of uploads?
+REPEAT="${BENCH_REPEAT:-40}"
+sustained="$work/sustained.txt"
+: > "$sustained"
+if [ "$REPEAT" -gt 0 ]; then
+    file="$work/in-64M.bin"
+    head -c 64M /dev/urandom > "$file"
+    start_server sustained
+    upload_quietly() {
+        local token code
+        token="$(curl -sf -b "$jar" "$base/submissions/new" | csrf_of)"
+        code="$(curl -s -o /dev/null -w '%{http_code}' -H 'Expect:' -b "$jar" \
+            -F "csrf=$token" -F action=draft -F title=bench -F description_1=bench \
+            -F "file_1=@$file;type=application/octet-stream" "$base/submissions")"
+        [ "$code" = 303 ] || echo "  (an upload answered HTTP $code)" >&2
+    }
+    echo "sustained: $REPEAT uploads of 64 MiB, then 5 rounds of 4 at once ..." >&2
+    mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
+    line="after login $(mib "$(rss_kib "$server_pid")")"
+    for i in $(seq 1 "$REPEAT"); do
+        upload_quietly
+        if [ $((i % 10)) = 0 ] || [ "$i" = 1 ]; then line="$line | $i: $(mib "$(rss_kib "$server_pid")")"; fi
+    done
+    echo "one at a time: $line" >> "$sustained"
+    line="before $(mib "$(rss_kib "$server_pid")")"
+    for round in 1 2 3 4 5; do
+        pids=""
+        for _ in 1 2 3 4; do upload_quietly & pids="$pids $!"; done
+        # shellcheck disable=SC2086
+        wait $pids
+        line="$line | round $round: $(mib "$(rss_kib "$server_pid")")"
+    done
+    echo "four at a time: $line" >> "$sustained"
+    echo "peak: $(mib "$(hwm_kib "$server_pid")")" >> "$sustained"
+    stop_server
+    rm -rf "$PCII_DATA_DIR" "$file"
+fi
 
 python3 - "$results" "$RUNS" "$(nproc)" <<'PY'
 import statistics, sys
@@ -200,3 +246,8 @@ if len(sizes) > 1:
 print(f"other CPU use on the machine    : up to {noisy:.2f} cores during a measurement (kernel writeback included; 10 ms ticks)"
       + ("  <-- other jobs were running; figures are unreliable" if noisy > 0.5 else ""))
 PY
+if [ -s "$sustained" ]; then
+    echo
+    echo "server RSS under sustained use (MiB, one fresh server):"
+    sed 's/^/  /' "$sustained"
+fi
