@@ -549,6 +549,11 @@ fn hostile_file_names_are_stored_as_data_and_shown_safely() {
     parts.push(Part::File("file_1", "a\0b", &data));
     let page = b.post_multipart_raw("/submissions", common::multipart_body(&parts));
     assert_eq!(page.status, Status::BadRequest);
+    assert!(
+        page.body.contains("control character (NUL"),
+        "{}",
+        page.body
+    );
     assert_eq!((blob_files(&app), table_counts(&app)), before);
 }
 

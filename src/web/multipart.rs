@@ -212,9 +212,19 @@ struct Reader<'a> {
 
 fn broken(e: multer::Error) -> Failure {
     tracing::info!(error = %e, "a multipart body could not be read");
-    Failure::Broken(AppError::BadRequest(
-        "The upload was interrupted or is not a well-formed form. Nothing was saved.".into(),
-    ))
+    let message = match e {
+        // httparse refuses control characters in part headers (RFC 7578 allows none there), so
+        // a file name holding a NUL ends here, before any of our code sees it.
+        multer::Error::ReadHeaderFailed(_)
+        | multer::Error::DecodeHeaderName { .. }
+        | multer::Error::DecodeHeaderValue { .. } => {
+            "A part of the form has a header that cannot be read, such as a file name with a \
+             control character (NUL, line break) in it. Rename the file and send the form again. \
+             Nothing was saved."
+        }
+        _ => "The upload was interrupted or is not a well-formed form. Nothing was saved.",
+    };
+    Failure::Broken(AppError::BadRequest(message.into()))
 }
 
 fn file_slot(name: &str) -> Option<u32> {
