@@ -118,9 +118,9 @@ impl AsyncRead for BlockingBody {
     }
 }
 
-/// Runs `write` on a [`crate::workers`] thread, writing into a bounded channel, and returns the reading
-/// side. Failures are logged under `what` (never content: errors here carry none); the client
-/// sees only that the download failed.
+/// Runs `write` on a reused [`crate::workers`] thread, writing into a bounded channel, and
+/// returns the reading side. Failures are logged under `what` (never content: errors here carry
+/// none); the client sees only that the download failed.
 pub fn stream_blocking<F>(what: &'static str, write: F) -> BlockingBody
 where
     F: FnOnce(&mut ChannelWriter) -> io::Result<()> + Send + 'static,

@@ -203,10 +203,10 @@ impl Write for ChannelWriter {
 
 /// A pipelined encryptor for uploads, fed from async code.
 ///
-/// Three stages run in parallel on [`workers`] threads: (1) SHA-256 of the plaintext, (2) age encryption
-/// (`StreamWriter`, fresh file key), (3) SHA-256 of the ciphertext and writing to the
-/// [`BlobWriter`]. The queues between them are bounded (pieces of at most 256 KiB), so only a
-/// few MiB are in flight whatever the size of the chunks fed in.
+/// Three stages run in parallel on reused [`workers`] threads: (1) SHA-256 of the plaintext,
+/// (2) age encryption (`StreamWriter`, fresh file key), (3) SHA-256 of the ciphertext and
+/// writing to the [`BlobWriter`]. The queues between them are bounded (pieces of at most
+/// 256 KiB), so only a few MiB are in flight whatever the size of the chunks fed in.
 ///
 /// [`BlobSealer::finish`] commits the blob; dropping the sealer without `finish` aborts: the
 /// threads stop and the temporary file is removed (asynchronously; use [`BlobSealer::abort`] to
