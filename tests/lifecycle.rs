@@ -43,6 +43,17 @@ fn status_of(app: &TestApp, id: &str) -> String {
     })
 }
 
+fn tracking_number_of(app: &TestApp, id: &str) -> String {
+    app.with_conn(|c| {
+        submissions::table
+            .find(id)
+            .select(submissions::tracking_number)
+            .first::<Option<String>>(c)
+            .unwrap()
+            .expect("a received submission has a tracking number")
+    })
+}
+
 /// An authorized user with current training and an NDA on file.
 fn analyst<'a>(app: &'a TestApp, email: &str) -> (String, Browser<'a>) {
     let id = app.create_user(Role::AuthorizedUser, email, None);
@@ -148,14 +159,7 @@ fn defective_cured_validated_granted_read_exported_then_the_grant_expires() {
     );
     assert_eq!(page.status, Status::SeeOther);
     assert_eq!(status_of(&app, &id), "validated");
-    let tn: String = app.with_conn(|c| {
-        submissions::table
-            .find(&id)
-            .select(submissions::tracking_number)
-            .first::<Option<String>>(c)
-            .unwrap()
-            .unwrap()
-    });
+    let tn = tracking_number_of(&app, &id);
     for page in [
         officer.get(&format!("/officer/submissions/{id}")),
         sub.get(&format!("/submissions/{id}")),
@@ -442,14 +446,7 @@ fn dissemination_is_recorded_per_submission_and_in_the_whole_log() {
     assert_eq!(app.audit_count("dissemination.recorded"), 1);
     assert_eq!(sub.get("/officer/disseminations").status, Status::Forbidden);
     // A validated submission has left the queue; the officer finds it by tracking number.
-    let tn: String = app.with_conn(|c| {
-        submissions::table
-            .find(&id)
-            .select(submissions::tracking_number)
-            .first::<Option<String>>(c)
-            .unwrap()
-            .unwrap()
-    });
+    let tn = tracking_number_of(&app, &id);
     let page = officer.get(&format!("/officer/find?tracking={}", tn.to_lowercase()));
     assert_eq!(page.status, Status::SeeOther);
     assert_eq!(

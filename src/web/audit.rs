@@ -14,7 +14,7 @@ use crate::db::{Db, PooledConn};
 use crate::error::{AppError, AppResult};
 use crate::export::{stream_blocking, BlockingBody};
 use crate::models::audit::{self as model, Filter};
-use crate::web::forms::{CsrfForm, NoFields};
+use crate::web::forms::{trimmed, CsrfForm, NoFields};
 use crate::web::guards::{AuditorUser, Ctx};
 use crate::web::pages::{Notice, Page};
 
@@ -43,10 +43,6 @@ struct FilterForm {
     outcome: String,
     from: String,
     to: String,
-}
-
-fn clean(v: Option<&str>) -> String {
-    v.map(str::trim).unwrap_or("").to_string()
 }
 
 fn some(v: &str) -> Option<String> {
@@ -154,12 +150,12 @@ async fn index(
     before: Option<&str>,
 ) -> AppResult<Page> {
     let form = FilterForm {
-        actor: clean(actor),
-        action: clean(action),
-        object: clean(object),
-        outcome: clean(outcome),
-        from: clean(from),
-        to: clean(to),
+        actor: trimmed(actor),
+        action: trimmed(action),
+        object: trimmed(object),
+        outcome: trimmed(outcome),
+        from: trimmed(from),
+        to: trimmed(to),
     };
     let filter = form.to_filter();
     let before = parse_before(before);

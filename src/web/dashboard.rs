@@ -11,6 +11,7 @@ use crate::models::account::{self, Organisation, Role};
 use crate::models::queue::{self, QueueFilter, QueueSort, QueueStatus};
 use crate::models::sectors;
 use crate::models::submission::{self, PER_PAGE};
+use crate::web::forms::trimmed;
 use crate::web::guards::{AnalystUser, Ctx, CurrentUser, OfficerUser, SubmitterUser};
 use crate::web::pages::Page;
 
@@ -81,10 +82,6 @@ struct QueueForm {
     status: String,
     organisation: String,
     sort: String,
-}
-
-fn trimmed(v: Option<&str>) -> String {
-    v.map(str::trim).unwrap_or("").to_string()
 }
 
 impl QueueForm {

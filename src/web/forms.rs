@@ -16,6 +16,12 @@ pub const ANON_CSRF_COOKIE: &str = "pcii_csrf";
 pub const CSRF_FIELD: &str = "csrf";
 const FORM_LIMIT: ByteUnit = ByteUnit::Kibibyte(256);
 
+/// A filter value as typed (trimmed; empty when absent), kept to refill a filter form and to
+/// build its links.
+pub fn trimmed(v: Option<&str>) -> String {
+    v.map(str::trim).unwrap_or("").to_string()
+}
+
 /// The token the current visitor's forms must carry (creating the anonymous one on first use).
 pub async fn expected_token(req: &Request<'_>) -> String {
     if let Some(a) = authenticated(req).await {
