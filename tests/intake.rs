@@ -541,19 +541,55 @@ fn hostile_file_names_are_stored_as_data_and_shown_safely() {
         "{cd}"
     );
 
-    // A NUL cannot appear in a multipart header: the form is refused whole, nothing stored.
-    let before = (blob_files(&app), table_counts(&app));
+    // Raw control characters in a part header (a NUL, ESC, a line break inside the quotes), which
+    // browsers would have percent-encoded, are stored as data too.
     let token = b.csrf();
     let mut parts = vec![Part::Text("csrf", &token)];
-    parts.extend(complete_fields("nul", "submit"));
-    parts.push(Part::File("file_1", "a\0b", &data));
+    parts.extend(complete_fields("raw controls", "submit"));
+    parts.push(Part::Text("description_1", "d"));
+    parts.push(Part::File("file_1", "a\0b\x1b[31m\r\nc%00.txt", &data));
+    let page = b.post_multipart_raw("/submissions", common::multipart_body(&parts));
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let id = submission_id_from(&location(&page));
+    let shown = "a&lt;U+0000&gt;b&lt;U+001B&gt;[31m&lt;U+000D&gt;&lt;U+000A&gt;c%00.txt";
+    let detail = b.get(&format!("/submissions/{id}"));
+    assert!(detail.body.contains(shown), "{}", detail.body);
+    let receipt = b.get(&format!("/submissions/{id}/receipt.txt"));
+    assert!(
+        receipt
+            .body
+            .contains("a<U+0000>b<U+001B>[31m<U+000D><U+000A>c%00.txt"),
+        "{}",
+        receipt.body
+    );
+    assert!(!receipt.body.contains('\0') && !receipt.body.contains('\x1b'));
+    let att: String = app.with_conn(|c| {
+        attachments::table
+            .filter(attachments::submission_id.eq(&id))
+            .select(attachments::id)
+            .first(c)
+            .unwrap()
+    });
+    let (status, body, headers) = b.get_bytes(&format!("/submissions/{id}/files/{att}"));
+    assert_eq!(status, Status::Ok);
+    assert_eq!(body.unwrap(), data);
+    let cd = &headers
+        .iter()
+        .find(|(k, _)| k == "Content-Disposition")
+        .unwrap()
+        .1;
+    assert!(!cd.chars().any(char::is_control), "{cd:?}");
+
+    // A part header over 64 KiB (a 70 KB file name) is refused rather than buffered; nothing stored.
+    let before = (blob_files(&app), table_counts(&app));
+    let token = b.csrf();
+    let huge = "n".repeat(70 * 1024);
+    let mut parts = vec![Part::Text("csrf", &token)];
+    parts.extend(complete_fields("huge", "submit"));
+    parts.push(Part::File("file_1", &huge, &data));
     let page = b.post_multipart_raw("/submissions", common::multipart_body(&parts));
     assert_eq!(page.status, Status::BadRequest);
-    assert!(
-        page.body.contains("control character (NUL"),
-        "{}",
-        page.body
-    );
+    assert!(page.body.contains("a header over 64 KiB"), "{}", page.body);
     assert_eq!((blob_files(&app), table_counts(&app)), before);
 }
 

@@ -24,6 +24,9 @@ use crate::workflow::documents::delete_blobs;
 use crate::workflow::intake::IncomingFile;
 use crate::AppState;
 
+mod part_headers;
+use part_headers::{HeaderTooLong, PartHeaderEscaper};
+
 const TEXT_FIELD_MAX: usize = 1024 * 1024;
 const TEXT_TOTAL_MAX: usize = 4 * 1024 * 1024;
 const FIELDS_MAX: usize = 500;
@@ -78,7 +81,8 @@ pub async fn open_form<'r>(
         .max_submission_bytes
         .saturating_add(FRAMING_SLACK);
     let stream = ReaderStream::with_capacity(data.open(open_limit.bytes()), 64 * 1024);
-    let mut multipart = multer::Multipart::new(BoundedBursts::new(stream), boundary.to_string());
+    let stream = BoundedBursts::new(PartHeaderEscaper::new(stream, boundary));
+    let mut multipart = multer::Multipart::new(stream, boundary.to_string());
     match read_token(&mut multipart, token).await {
         Ok(()) => Ok(FormStream { multipart }),
         Err(Failure::Csrf(reason)) => {
@@ -213,14 +217,23 @@ struct Reader<'a> {
 fn broken(e: multer::Error) -> Failure {
     tracing::info!(error = %e, "a multipart body could not be read");
     let message = match e {
-        // httparse refuses control characters in part headers (RFC 7578 allows none there), so
-        // a file name holding a NUL ends here, before any of our code sees it.
+        // Control characters in file names are escaped before multer sees them (part_headers), so
+        // this is a header that is malformed in itself.
         multer::Error::ReadHeaderFailed(_)
+        | multer::Error::IncompleteHeaders
         | multer::Error::DecodeHeaderName { .. }
         | multer::Error::DecodeHeaderValue { .. } => {
-            "A part of the form has a header that cannot be read, such as a file name with a \
-             control character (NUL, line break) in it. Rename the file and send the form again. \
-             Nothing was saved."
+            "A part of the form has a header that cannot be read. Send the form again from the \
+             portal's page. Nothing was saved."
+        }
+        multer::Error::StreamReadFailed(ref inner)
+            if inner
+                .downcast_ref::<std::io::Error>()
+                .and_then(|e| e.get_ref())
+                .is_some_and(|e| e.is::<HeaderTooLong>()) =>
+        {
+            "A part of the form has a header over 64 KiB, such as a very long file name. Rename \
+             the file and send the form again. Nothing was saved."
         }
         _ => "The upload was interrupted or is not a well-formed form. Nothing was saved.",
     };
@@ -241,7 +254,10 @@ impl Reader<'_> {
                 )));
             }
             let name = field.name().unwrap_or("").to_string();
-            match (file_slot(&name), field.file_name().map(str::to_string)) {
+            match (
+                file_slot(&name),
+                field.file_name().map(part_headers::file_name),
+            ) {
                 (Some(slot), Some(file_name)) => {
                     self.read_file(&mut field, slot, file_name).await?
                 }
