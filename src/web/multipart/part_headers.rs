@@ -4,10 +4,10 @@
 //! allows none there). Browsers percent-encode them, but a hand-made request can put a raw NUL, ESC
 //! or line break inside `filename="…"`, and the whole form would be refused. This adapter sits in
 //! front of multer. It follows the multipart framing and, only inside part header blocks,
-//! percent-escapes `%` and every control character that would break the header: all C0 controls but
-//! tab and DEL, and inside a quoted string CR and LF as well. [`file_name`] undoes it. Body bytes pass
-//! through untouched and uncopied. Finding the delimiters costs one SIMD substring search over the
-//! body (memchr's, the same one multer runs).
+//! percent-escapes `%` and every control character that would break the header: DEL and the C0
+//! controls other than tab, CR and LF only inside a quoted parameter value (elsewhere they end
+//! lines). [`file_name`] undoes it. Body bytes pass through untouched and uncopied. Finding the
+//! delimiters costs one SIMD substring search over the body (memchr's, the same one multer runs).
 //!
 //! It also caps the preamble and each header block, which multer would otherwise buffer without
 //! limit while it waits for a delimiter or a blank line.
