@@ -474,6 +474,64 @@ fn idle_session_expires_and_the_expiry_is_audited() {
 }
 
 #[test]
+fn a_session_store_that_does_not_answer_is_a_503_not_a_logout() {
+    use diesel::prelude::*;
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    assert_eq!(b.get("/account").status, Status::Ok);
+    let refused = app.audit_count("access.refused");
+    let rename = |from: &str, to: &str| {
+        app.with_conn(|c| {
+            diesel::sql_query(format!("ALTER TABLE {from} RENAME TO {to}"))
+                .execute(c)
+                .unwrap()
+        });
+    };
+    rename("sessions", "sessions_away");
+    let page = b.get("/account");
+    assert_eq!(page.status, Status::ServiceUnavailable, "{}", page.body);
+    assert!(page.body.contains("Try again"), "{}", page.body);
+    assert_eq!(
+        app.audit_count("access.refused"),
+        refused,
+        "not recorded as someone not logged in"
+    );
+    rename("sessions_away", "sessions");
+    assert_eq!(b.get("/account").status, Status::Ok, "the cookie was kept");
+}
+
+#[test]
+fn a_failed_touch_of_the_session_does_not_fail_the_request() {
+    use diesel::prelude::*;
+    use pcii_portal::db::schema::sessions;
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let stale = pcii_portal::db::now() - 120;
+    let refuse_updates = if app.database_url.starts_with("postgres") {
+        "CREATE FUNCTION refuse_update() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'busy'; END $$ \
+         LANGUAGE plpgsql; CREATE TRIGGER sessions_busy BEFORE UPDATE ON sessions FOR EACH ROW \
+         EXECUTE FUNCTION refuse_update();"
+    } else {
+        "CREATE TRIGGER sessions_busy BEFORE UPDATE ON sessions BEGIN SELECT RAISE(ABORT, 'busy'); END;"
+    };
+    app.with_conn(|c| {
+        diesel::update(sessions::table)
+            .set(sessions::last_seen_at.eq(stale))
+            .execute(c)
+            .unwrap();
+        diesel::connection::SimpleConnection::batch_execute(c, refuse_updates).unwrap();
+    });
+    assert_eq!(b.get("/account").status, Status::Ok);
+    let seen: i64 = app.with_conn(|c| {
+        sessions::table
+            .select(sessions::last_seen_at)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(seen, stale, "the touch really failed");
+}
+
+#[test]
 fn state_changing_posts_need_the_token_and_a_same_site_origin() {
     let app = TestApp::new();
     let mut sam = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));

@@ -69,11 +69,15 @@ pub fn lookup(
             Lookup::Missing
         });
     }
-    // Touch at most once a minute: a write per request would be needless load.
+    // Touch at most once a minute: a write per request would be needless load. The touch is best
+    // effort: if the database is busy, the session is still live and the request goes on.
     if now - session.last_seen_at >= 60 {
-        diesel::update(sessions::table.find(&hash))
+        if let Err(e) = diesel::update(sessions::table.find(&hash))
             .set(sessions::last_seen_at.eq(now))
-            .execute(conn)?;
+            .execute(conn)
+        {
+            tracing::warn!(error = %e, "recording a session's last use failed");
+        }
     }
     Ok(Lookup::Live(Box::new((session, user))))
 }

@@ -52,8 +52,12 @@ pub struct Authenticated {
     pub csrf: String,
 }
 
-/// The session lookup, cached so that several guards in one request query once.
-struct AuthCache(Option<Authenticated>);
+/// The session lookup, cached so that several guards in one request query once. `Err` means the
+/// session store could not be read: the guards then answer 503, not "not logged in".
+struct AuthCache(Result<Option<Authenticated>, StoreUnavailable>);
+
+#[derive(Debug, Clone, Copy)]
+struct StoreUnavailable;
 
 pub fn app<'r>(req: &'r Request<'_>) -> &'r AppState {
     req.rocket()
@@ -75,12 +79,11 @@ pub fn actor(req: &Request<'_>, who: Option<&Authenticated>) -> Actor {
     }
 }
 
-async fn lookup(req: &Request<'_>) -> Option<Authenticated> {
-    let token = req
-        .cookies()
-        .get_private(session_cookie_name(tls(req)))?
-        .value()
-        .to_string();
+async fn lookup(req: &Request<'_>) -> Result<Option<Authenticated>, StoreUnavailable> {
+    let Some(cookie) = req.cookies().get_private(session_cookie_name(tls(req))) else {
+        return Ok(None);
+    };
+    let token = cookie.value().to_string();
     let state = app(req);
     let idle = state.settings.session_idle_minutes * 60;
     let absolute = state.settings.session_absolute_hours * 3600;
@@ -100,12 +103,12 @@ async fn lookup(req: &Request<'_>) -> Option<Authenticated> {
         Ok(Lookup::Live(b)) => {
             let (session, user) = *b;
             let role = user.role();
-            Some(Authenticated {
+            Ok(Some(Authenticated {
                 role,
                 user,
                 session_hash: session.token_hash,
                 csrf: session.csrf_token,
-            })
+            }))
         }
         Ok(Lookup::Expired(user)) => {
             remove_session_cookie(tls(req), req.cookies());
@@ -118,24 +121,32 @@ async fn lookup(req: &Request<'_>) -> Option<Authenticated> {
             if let Err(e) = state.db.run(move |c| audit.record(c, &who, event)).await {
                 tracing::error!(error = %e, "auditing a session expiry failed");
             }
-            None
+            Ok(None)
         }
         Ok(Lookup::Missing) => {
             remove_session_cookie(tls(req), req.cookies());
-            None
+            Ok(None)
         }
         Err(e) => {
+            // The cookie stays: the session may well be live, the store just did not answer.
             tracing::error!(error = %e, "session lookup failed");
-            None
+            Err(StoreUnavailable)
         }
     }
 }
 
-pub async fn authenticated<'r>(req: &'r Request<'_>) -> Option<&'r Authenticated> {
+async fn session<'r>(req: &'r Request<'_>) -> Result<Option<&'r Authenticated>, StoreUnavailable> {
     req.local_cache_async(async { AuthCache(lookup(req).await) })
         .await
         .0
         .as_ref()
+        .map(Option::as_ref)
+        .map_err(|e| *e)
+}
+
+/// The session, if there is one and the store answered (pages that serve everyone use this).
+pub async fn authenticated<'r>(req: &'r Request<'_>) -> Option<&'r Authenticated> {
+    session(req).await.ok().flatten()
 }
 
 /// What every handler needs to act and to audit: the state, who asks, from where, in which request.
@@ -162,7 +173,11 @@ impl<'r> FromRequest<'r> for Ctx<'r> {
 
 /// The session as the guards of this request found it; `None` if no guard looked (pages use this).
 pub fn cached<'r>(req: &'r Request<'_>) -> Option<&'r Authenticated> {
-    req.local_cache(|| AuthCache(None)).0.as_ref()
+    req.local_cache(|| AuthCache(Ok(None)))
+        .0
+        .as_ref()
+        .ok()
+        .and_then(Option::as_ref)
 }
 
 /// The session if there is one; never refuses.
@@ -204,7 +219,11 @@ async fn require<'r>(
     req: &'r Request<'_>,
     roles: Option<&[Role]>,
 ) -> Result<&'r Authenticated, Status> {
-    let who = authenticated(req).await;
+    // A store that did not answer is the server's failure, not a refusal: 503, and no
+    // "not logged in" entry for someone who may well be.
+    let who = session(req)
+        .await
+        .map_err(|StoreUnavailable| Status::ServiceUnavailable)?;
     let (status, reason) = match (who, roles) {
         (None, _) => (Status::Unauthorized, "not logged in".to_string()),
         (Some(a), Some(roles)) if !roles.contains(&a.role) => (
