@@ -471,6 +471,78 @@ fn a_draft_is_kept_edited_and_submitted_later() {
 }
 
 #[test]
+fn a_draft_can_be_deleted_with_its_files_and_a_sent_submission_cannot() {
+    let app = TestApp::new();
+    let mut a = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut other = app.login_as(Role::Submitter, "bob@globex.example", Some("Globex"));
+    let (sent, _) = submit_three(&app, &mut a, "kept");
+    let before = (blob_files(&app), table_counts(&app));
+    let (f1, f2) = (file_bytes(70_000, 1, ""), file_bytes(10, 2, ""));
+    let page = a.post_multipart(
+        "/submissions",
+        &[
+            Part::Text("title", "Early notes"),
+            Part::Text("description_1", "Sketch"),
+            Part::File("file_1", "sketch.png", &f1),
+            Part::Text("description_2", "Note"),
+            Part::File("file_2", "note.txt", &f2),
+            Part::Text("action", "draft"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let draft = submission_id_from(&location(&page));
+    let with_draft = (blob_files(&app), table_counts(&app));
+    assert_eq!(
+        with_draft.0.len(),
+        before.0.len() + 3,
+        "content and two files"
+    );
+    let detail = a.get(&format!("/submissions/{draft}"));
+    assert!(detail
+        .body
+        .contains(&format!("/submissions/{draft}/delete")));
+    assert!(!a
+        .get(&format!("/submissions/{sent}"))
+        .body
+        .contains("/delete\""));
+
+    let delete = |b: &mut common::Browser<'_>, id: &str, fields: &[(&str, &str)]| {
+        b.post(&format!("/submissions/{id}/delete"), fields).status
+    };
+    // Another organisation: 404. Without the confirmation: 422. Neither deletes anything.
+    assert_eq!(
+        delete(&mut other, &draft, &[("confirm", "yes")]),
+        Status::NotFound
+    );
+    assert_eq!(delete(&mut a, &draft, &[]), Status::UnprocessableEntity);
+    assert_eq!((blob_files(&app), table_counts(&app)), with_draft);
+    // A sent submission can only be withdrawn.
+    assert_eq!(
+        delete(&mut a, &sent, &[("confirm", "yes")]),
+        Status::Conflict
+    );
+    assert_eq!((blob_files(&app), table_counts(&app)), with_draft);
+
+    let page = a.post(
+        &format!("/submissions/{draft}/delete"),
+        &[("confirm", "yes")],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    assert_eq!(location(&page), "/submissions");
+    assert_eq!(
+        (blob_files(&app), table_counts(&app)),
+        before,
+        "every ciphertext and row of the draft is gone, the sent submission untouched"
+    );
+    assert_eq!(
+        a.get(&format!("/submissions/{draft}")).status,
+        Status::NotFound
+    );
+    assert_eq!(app.audit_count("submission.draft_deleted"), 1);
+    assert_eq!(a.get(&format!("/submissions/{sent}")).status, Status::Ok);
+}
+
+#[test]
 fn hostile_file_names_are_stored_as_data_and_shown_safely() {
     let app = TestApp::new();
     let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));

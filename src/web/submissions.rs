@@ -42,7 +42,8 @@ pub fn routes() -> Vec<rocket::Route> {
         return_package,
         withdraw,
         disposition,
-        confirm_return
+        confirm_return,
+        delete_draft
     ]
 }
 
@@ -489,6 +490,7 @@ async fn detail(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Pa
             matches!(status, LifeStatus::Draft | LifeStatus::Defective),
         )
         .with("can_withdraw", status.pending_validation())
+        .with("can_delete", matches!(status, LifeStatus::Draft))
         .with(
             "must_choose",
             matches!(status, LifeStatus::NotValidated) && sub.disposition.is_none(),
@@ -818,6 +820,36 @@ async fn withdraw(
     )
     .await?;
     Ok(after(id, status))
+}
+
+#[derive(FromForm)]
+struct DeleteDraftForm {
+    #[field(default = String::new())]
+    confirm: String,
+    #[field(default = String::new())]
+    #[allow(dead_code)]
+    csrf: String,
+}
+
+#[rocket::post("/submissions/<id>/delete", data = "<form>")]
+async fn delete_draft(
+    ctx: Ctx<'_>,
+    user: SubmitterUser<'_>,
+    id: &str,
+    form: CsrfForm<DeleteDraftForm>,
+) -> AppResult<Notice> {
+    let who = submitter(&user)?;
+    load(ctx.state, &ctx.actor, &who, id).await?;
+    if form.0.confirm != "yes" {
+        return Err(AppError::Invalid(
+            "Tick the box to confirm that the draft and its files are to be deleted.".into(),
+        ));
+    }
+    intake::delete_draft(ctx.state, &who, &ctx.actor, id).await?;
+    Ok(Notice::redirect(
+        "/submissions".to_string(),
+        "The draft and its files were deleted.",
+    ))
 }
 
 #[rocket::post("/submissions/<id>/disposition", data = "<form>")]

@@ -9,7 +9,9 @@ use diesel::prelude::*;
 
 use crate::audit::log::{Actor, Event, Outcome};
 use crate::crypto::stream::SealedBlob;
-use crate::db::schema::{attachments, blobs, submissions, tracking_counters};
+use crate::db::schema::{
+    attachments, blobs, notices, submission_events, submissions, tracking_counters,
+};
 use crate::db::DbConn;
 use crate::error::{AppError, AppResult};
 use crate::models::account::Role;
@@ -512,6 +514,58 @@ fn next_tracking_number(tx: &mut DbConn, now: i64) -> AppResult<String> {
         ));
     }
     Ok(format!("PCII-{year}-{next:06}"))
+}
+
+/// Deletes a draft of the submitter's organisation with its files. Nothing was sent, so nothing is
+/// presumed protected and no destruction record is owed; the audit entry records the deletion. Once
+/// a submission was sent it can only be withdrawn.
+pub async fn delete_draft(
+    state: &AppState,
+    who: &Submitter,
+    actor: &Actor,
+    submission_id: &str,
+) -> AppResult<()> {
+    let audit = state.audit.clone();
+    let actor = actor.clone();
+    let organisation = who.organisation_id.clone();
+    let id = submission_id.to_string();
+    let names = state
+        .db
+        .run(move |c| {
+            audit.fact(c, &actor, |tx| {
+                let sub = submission::find(tx, &id, Scope::Organisation(&organisation))?;
+                if sub.status() != Status::Draft {
+                    return Err(AppError::Conflict(
+                        "Only a draft can be deleted. A sent submission can be withdrawn instead."
+                            .into(),
+                    ));
+                }
+                let names: Vec<String> = blobs::table
+                    .filter(blobs::submission_id.eq(&sub.id))
+                    .select(blobs::storage_name)
+                    .load(tx)?;
+                diesel::delete(attachments::table.filter(attachments::submission_id.eq(&sub.id)))
+                    .execute(tx)?;
+                diesel::delete(notices::table.filter(notices::submission_id.eq(&sub.id)))
+                    .execute(tx)?;
+                diesel::delete(
+                    submission_events::table.filter(submission_events::submission_id.eq(&sub.id)),
+                )
+                .execute(tx)?;
+                diesel::delete(blobs::table.filter(blobs::submission_id.eq(&sub.id)))
+                    .execute(tx)?;
+                diesel::delete(submissions::table.find(&sub.id)).execute(tx)?;
+                let event = Event::new("submission.draft_deleted", Outcome::Success)
+                    .object("submission", sub.id.clone())
+                    .reason(format!("with {} file(s)", sub.file_count));
+                Ok((names, event))
+            })
+        })
+        .await?;
+    // After the commit: a crash before this leaves files no row points to, which the sweep at start
+    // removes.
+    delete_blobs(state, names).await;
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
