@@ -685,6 +685,49 @@ fn the_form_token_is_checked_before_any_file_is_stored() {
 }
 
 #[test]
+fn notices_are_new_until_their_submission_is_opened() {
+    use pcii_portal::db::schema::notices;
+    let app = TestApp::new();
+    let mut a = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let (id, _) = submit_three(&app, &mut a, "notices");
+    let page = a.post(
+        &format!("/submissions/{id}/withdraw"),
+        &[("disposition", "return")],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    let unread = || -> i64 {
+        app.with_conn(|c| {
+            notices::table
+                .filter(notices::submission_id.eq(&id))
+                .filter(notices::read_at.is_null())
+                .count()
+                .get_result(c)
+                .unwrap()
+        })
+    };
+    let n = unread();
+    assert!(n >= 1, "the withdrawal left a notice");
+    let home = a.get("/submissions");
+    assert!(
+        home.body.contains(&format!("{n} new</span>")),
+        "{}",
+        home.body
+    );
+    assert!(home.body.contains(">New</span>"));
+    // The page that shows them marks them new this once, then they are read.
+    let detail = a.get(&format!("/submissions/{id}"));
+    assert!(detail.body.contains(">New</span>"), "{}", detail.body);
+    assert_eq!(unread(), 0);
+    let home = a.get("/submissions");
+    assert!(!home.body.contains(" new</span>") && !home.body.contains(">New</span>"));
+    assert!(home.body.contains("was withdrawn"), "still listed, as read");
+    assert!(!a
+        .get(&format!("/submissions/{id}"))
+        .body
+        .contains(">New</span>"));
+}
+
+#[test]
 fn withdrawing_with_destroy_shreds_every_ciphertext_and_keeps_a_record() {
     let app = TestApp::new();
     let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));

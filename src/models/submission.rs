@@ -234,6 +234,35 @@ pub fn notices_for(
         .load(conn)
 }
 
+/// How many of an organisation's notices nobody in it has opened yet.
+pub fn unread_notices(conn: &mut DbConn, organisation_id: &str) -> QueryResult<i64> {
+    use crate::db::schema::notices as n;
+    n::table
+        .filter(n::organisation_id.eq(organisation_id))
+        .filter(n::read_at.is_null())
+        .count()
+        .get_result(conn)
+}
+
+/// Marks an organisation's notices about one submission as read: its page, which shows them, was
+/// opened by someone of that organisation.
+pub fn mark_notices_read(
+    conn: &mut DbConn,
+    organisation_id: &str,
+    submission_id: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    use crate::db::schema::notices as n;
+    diesel::update(
+        n::table
+            .filter(n::organisation_id.eq(organisation_id))
+            .filter(n::submission_id.eq(submission_id))
+            .filter(n::read_at.is_null()),
+    )
+    .set(n::read_at.eq(now))
+    .execute(conn)
+}
+
 #[derive(Debug, Clone, Queryable, Serialize)]
 pub struct DestructionRow {
     pub destroyed_at: i64,

@@ -46,13 +46,14 @@ async fn submitter_home(
 ) -> AppResult<Page> {
     let page = page.unwrap_or(0).max(0);
     let org = user.user.organisation_id.clone().unwrap_or_default();
-    let ((rows, total), notices) = ctx
+    let ((rows, total), notices, unread) = ctx
         .state
         .db
         .run(move |c| {
             Ok((
                 submission::for_organisation(c, &org, page)?,
                 submission::notices_for(c, &org, None, 10)?,
+                submission::unread_notices(c, &org)?,
             ))
         })
         .await?;
@@ -69,6 +70,7 @@ async fn submitter_home(
         .collect();
     Ok(Page::new("dashboard/submitter.html.tera")
         .with("notices", notices)
+        .with("unread", unread)
         .with("submissions", rows)
         .with("total", total)
         .with("page", page)

@@ -466,12 +466,15 @@ async fn detail(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Pa
     let (attachments, events, notices, destruction) = state
         .db
         .run(move |c| {
-            Ok((
+            let loaded = (
                 submission::attachments_of(c, &sid)?,
                 submission::events_of(c, &sid)?,
                 submission::notices_for(c, &org, Some(&sid), 50)?,
                 submission::destruction_of(c, &sid)?,
-            ))
+            );
+            // Shown on this page (still marked new this once), so read from now on.
+            submission::mark_notices_read(c, &org, &sid, crate::db::now())?;
+            Ok(loaded)
         })
         .await?;
     if content.is_some() {
