@@ -25,7 +25,7 @@ use crate::workflow::intake::IncomingFile;
 use crate::AppState;
 
 mod part_headers;
-use part_headers::{HeaderTooLong, PartHeaderEscaper};
+use part_headers::{HeaderTooLong, PartHeaderEscaper, HEADER_BLOCK_MAX};
 
 const TEXT_FIELD_MAX: usize = 1024 * 1024;
 const TEXT_TOTAL_MAX: usize = 4 * 1024 * 1024;
@@ -222,22 +222,17 @@ fn broken(e: multer::Error) -> Failure {
         multer::Error::ReadHeaderFailed(_)
         | multer::Error::IncompleteHeaders
         | multer::Error::DecodeHeaderName { .. }
-        | multer::Error::DecodeHeaderValue { .. } => {
-            "A part of the form has a header that cannot be read. Send the form again from the \
-             portal's page. Nothing was saved."
-        }
-        multer::Error::StreamReadFailed(ref inner)
-            if inner
-                .downcast_ref::<std::io::Error>()
-                .and_then(|e| e.get_ref())
-                .is_some_and(|e| e.is::<HeaderTooLong>()) =>
-        {
-            "A part of the form has a header over 64 KiB, such as a very long file name. Rename \
-             the file and send the form again. Nothing was saved."
-        }
-        _ => "The upload was interrupted or is not a well-formed form. Nothing was saved.",
+        | multer::Error::DecodeHeaderValue { .. } => "A part of the form has a header that cannot \
+            be read. Send the form again from the portal's page. Nothing was saved."
+            .to_string(),
+        e if HeaderTooLong::caused(&e) => format!(
+            "A part of the form has a header over {} KiB, such as a very long file name. Rename \
+             the file and send the form again. Nothing was saved.",
+            HEADER_BLOCK_MAX / 1024
+        ),
+        _ => "The upload was interrupted or is not a well-formed form. Nothing was saved.".into(),
     };
-    Failure::Broken(AppError::BadRequest(message.into()))
+    Failure::Broken(AppError::BadRequest(message))
 }
 
 fn file_slot(name: &str) -> Option<u32> {

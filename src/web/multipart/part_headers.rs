@@ -39,6 +39,17 @@ impl std::fmt::Display for HeaderTooLong {
 
 impl std::error::Error for HeaderTooLong {}
 
+impl HeaderTooLong {
+    /// Whether multer's error is this one, passed through from the stream.
+    pub fn caused(e: &multer::Error) -> bool {
+        matches!(e, multer::Error::StreamReadFailed(inner)
+            if inner
+                .downcast_ref::<std::io::Error>()
+                .and_then(|e| e.get_ref())
+                .is_some_and(|e| e.is::<HeaderTooLong>()))
+    }
+}
+
 /// A file name as the client sent it, from the name multer parsed out of an escaped header.
 pub fn file_name(escaped: &str) -> String {
     // Every `%` in a header block was escaped, so each `%XX` here is ours and decodes to an ASCII
@@ -53,8 +64,8 @@ enum Phase {
     /// Body bytes (or the preamble): looking for the next delimiter.
     Seeking,
     /// After a delimiter, up to and including the line break that ends its line. `dashes` counts
-    /// leading `-` (two make it the closing delimiter); `at` is the position in the line.
-    DelimiterLine { dashes: u8, at: usize },
+    /// leading `-` (two make it the closing delimiter).
+    DelimiterLine { dashes: u8 },
     /// A part's header block, up to and including the blank line.
     Headers {
         /// How much of `\r\n\r\n` (outside quotes) was just seen.
@@ -74,13 +85,13 @@ pub struct PartHeaderEscaper<S> {
     inner: S,
     /// `--boundary` until the first one is found, `\r\n--boundary` after (as multer looks for them).
     finder: Finder<'static>,
-    later: Finder<'static>,
+    /// The `\r\n--boundary` finder while still in the preamble; `None` once the first was found.
+    later: Option<Finder<'static>>,
     phase: Phase,
     /// The last few body bytes, too few to hold a delimiter: one may continue in the next chunk.
     tail: Vec<u8>,
-    /// Bytes of the preamble or of the current header block so far.
+    /// Bytes of the preamble or of the current delimiter line and header block so far.
     counted: usize,
-    first: bool,
 }
 
 impl<S> PartHeaderEscaper<S> {
@@ -88,11 +99,10 @@ impl<S> PartHeaderEscaper<S> {
         PartHeaderEscaper {
             inner,
             finder: Finder::new(format!("--{boundary}").as_bytes()).into_owned(),
-            later: Finder::new(format!("\r\n--{boundary}").as_bytes()).into_owned(),
+            later: Some(Finder::new(format!("\r\n--{boundary}").as_bytes()).into_owned()),
             phase: Phase::Seeking,
             tail: Vec::new(),
             counted: 0,
-            first: true,
         }
     }
 
@@ -133,49 +143,42 @@ impl<S> PartHeaderEscaper<S> {
         let mut pos = 0;
         while pos < chunk.len() {
             match &mut self.phase {
-                Phase::Seeking => match self.find_delimiter(&chunk, pos) {
-                    Some(end) => {
-                        if self.first {
-                            self.counted += end - pos;
-                            if self.counted > PREAMBLE_MAX + self.finder.needle().len() {
-                                return Err(Self::too_long());
-                            }
-                            self.first = false;
-                            self.finder = self.later.clone();
+                Phase::Seeking => {
+                    let found = self.find_delimiter(&chunk, pos);
+                    let end = found.unwrap_or(chunk.len());
+                    if self.later.is_some() {
+                        self.counted += end - pos;
+                        if self.counted > PREAMBLE_MAX + self.finder.needle().len() {
+                            return Err(Self::too_long());
                         }
-                        if let Some(o) = out.as_mut() {
-                            o.extend_from_slice(&chunk[pos..end]);
+                    }
+                    if found.is_none() {
+                        self.keep_tail(&chunk[pos..]);
+                    }
+                    if let Some(o) = out.as_mut() {
+                        o.extend_from_slice(&chunk[pos..end]);
+                    }
+                    pos = end;
+                    if found.is_some() {
+                        if let Some(later) = self.later.take() {
+                            self.finder = later;
                         }
-                        pos = end;
                         self.tail.clear();
                         self.counted = 0;
-                        self.phase = Phase::DelimiterLine { dashes: 0, at: 0 };
+                        self.phase = Phase::DelimiterLine { dashes: 0 };
                     }
-                    None => {
-                        if self.first {
-                            self.counted += chunk.len() - pos;
-                            if self.counted > PREAMBLE_MAX + self.finder.needle().len() {
-                                return Err(Self::too_long());
-                            }
-                        }
-                        self.keep_tail(&chunk[pos..]);
-                        if let Some(o) = out.as_mut() {
-                            o.extend_from_slice(&chunk[pos..]);
-                        }
-                        pos = chunk.len();
-                    }
-                },
-                Phase::DelimiterLine { dashes, at } => {
+                }
+                Phase::DelimiterLine { dashes } => {
                     let b = chunk[pos];
                     pos += 1;
+                    // Only leading dashes count: every byte of the line so far was one.
+                    if b == b'-' && *dashes as usize == self.counted {
+                        *dashes += 1;
+                    }
                     self.counted += 1;
                     if let Some(o) = out.as_mut() {
                         o.extend_from_slice(&[b]);
                     }
-                    if b == b'-' && *dashes as usize == *at {
-                        *dashes += 1;
-                    }
-                    *at += 1;
                     if *dashes == 2 {
                         self.phase = Phase::Done;
                     } else if b == b'\n' {
@@ -396,12 +399,7 @@ mod tests {
             .into_bytes();
         sent.extend(std::iter::repeat_n(b'x', HEADER_BLOCK_MAX));
         let err = parse(&sent, 4096).unwrap_err();
-        assert!(
-            matches!(&err, multer::Error::StreamReadFailed(e)
-                if e.downcast_ref::<std::io::Error>().and_then(|e| e.get_ref())
-                    .is_some_and(|e| e.is::<HeaderTooLong>())),
-            "{err:?}"
-        );
+        assert!(HeaderTooLong::caused(&err), "{err:?}");
         let preamble = vec![b'p'; PREAMBLE_MAX + 4096];
         assert!(parse(&preamble, 4096).is_err());
         // A preamble under the cap is fine, as multer allows it.
