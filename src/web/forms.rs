@@ -102,6 +102,7 @@ where
             .await;
             return Outcome::Error((Status::Forbidden, ()));
         }
+        // Lenient: the token field (and any other field `T` does not name) is ignored.
         match Form::<T>::parse_encoded(rocket::http::RawStr::new(&body)) {
             Ok(v) => Outcome::Success(CsrfForm(v)),
             Err(_) => Outcome::Error((Status::UnprocessableEntity, ())),

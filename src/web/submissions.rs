@@ -779,9 +779,6 @@ async fn receipt_text(
 struct DispositionForm {
     #[field(default = String::new())]
     disposition: String,
-    #[field(default = String::new())]
-    #[allow(dead_code)]
-    csrf: String,
 }
 
 fn parse_disposition(s: &str) -> AppResult<Disposition> {
@@ -829,9 +826,6 @@ async fn withdraw(
 struct DeleteDraftForm {
     #[field(default = String::new())]
     confirm: String,
-    #[field(default = String::new())]
-    #[allow(dead_code)]
-    csrf: String,
 }
 
 #[rocket::post("/submissions/<id>/delete", data = "<form>")]
