@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Command;
 
-use common::TestApp;
+use common::{header, TestApp};
 use pcii_portal::models::account::Role;
 use rocket::http::Status;
 
@@ -40,13 +40,6 @@ fn get_bytes(b: &common::Browser<'_>, uri: &str) -> (Status, Vec<(String, String
         .map(|h| (h.name().to_string(), h.value().to_string()))
         .collect();
     (status, headers, res.into_bytes().unwrap_or_default())
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
 }
 
 #[test]

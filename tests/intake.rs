@@ -152,14 +152,7 @@ fn a_submission_with_three_files_gets_a_receipt_and_its_files_back_byte_identica
     assert!(detail
         .body
         .contains(&format!("The narrative mentions {marker} once.")));
-    let att_ids: Vec<String> = app.with_conn(|c| {
-        attachments::table
-            .filter(attachments::submission_id.eq(&id))
-            .order(attachments::position.asc())
-            .select(attachments::id)
-            .load(c)
-            .unwrap()
-    });
+    let att_ids = app.attachment_ids(&id);
     assert_eq!(att_ids.len(), 3);
     for (att, original) in att_ids.iter().zip(&files) {
         let href = format!("/submissions/{id}/files/{att}");
@@ -174,12 +167,7 @@ fn a_submission_with_three_files_gets_a_receipt_and_its_files_back_byte_identica
             Some(&original[..]),
             "byte-identical download"
         );
-        let h = |n: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(n))
-                .map(|(_, v)| v.clone())
-        };
+        let h = |n: &str| common::header(&headers, n);
         assert!(h("Content-Disposition").unwrap().starts_with("attachment;"));
         assert!(h("Cache-Control").unwrap().contains("no-store"));
     }
@@ -337,13 +325,7 @@ fn another_organisation_gets_404_for_every_id_and_route() {
     let mut a = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
     let mut other = app.login_as(Role::Submitter, "bob@globex.example", Some("Globex"));
     let (id, _) = submit_three(&app, &mut a, "scope");
-    let att: String = app.with_conn(|c| {
-        attachments::table
-            .filter(attachments::submission_id.eq(&id))
-            .select(attachments::id)
-            .first(c)
-            .unwrap()
-    });
+    let att = app.attachment_ids(&id).remove(0);
     for uri in [
         format!("/submissions/{id}"),
         format!("/submissions/{id}/edit"),
@@ -437,13 +419,7 @@ fn a_draft_is_kept_edited_and_submitted_later() {
     // Completed, it is received with a tracking number; the old content version of the draft is gone.
     let blobs_before = blob_files(&app).len();
     let mut parts = complete_fields("Now complete", "submit");
-    let att: String = app.with_conn(|c| {
-        attachments::table
-            .filter(attachments::submission_id.eq(&id))
-            .select(attachments::id)
-            .first(c)
-            .unwrap()
-    });
+    let att = app.attachment_ids(&id).remove(0);
     let desc_field = format!("attachment_description_{att}");
     parts.push(Part::Text(&desc_field, "Sketch of the yard"));
     let page = b.post_multipart(&format!("/submissions/{id}"), &parts);
@@ -584,30 +560,13 @@ fn hostile_file_names_are_stored_as_data_and_shown_safely() {
     // Nothing was written outside the blob store under any of these names.
     assert!(!app.dir.path().join("etc").exists());
     // Downloads carry a safe Content-Disposition.
-    let att_ids: Vec<String> = app.with_conn(|c| {
-        attachments::table
-            .filter(attachments::submission_id.eq(&id))
-            .order(attachments::position.asc())
-            .select(attachments::id)
-            .load(c)
-            .unwrap()
-    });
+    let att_ids = app.attachment_ids(&id);
     let (_, _, headers) = b.get_bytes(&format!("/submissions/{id}/files/{}", att_ids[0]));
-    let cd = headers
-        .iter()
-        .find(|(k, _)| k == "Content-Disposition")
-        .unwrap()
-        .1
-        .clone();
+    let cd = common::header(&headers, "Content-Disposition").unwrap();
     assert!(!cd.contains('/') && !cd.contains("%2F"), "{cd}");
     assert!(!cd.contains(".."), "{cd}");
     let (_, _, headers) = b.get_bytes(&format!("/submissions/{id}/files/{}", att_ids[1]));
-    let cd = headers
-        .iter()
-        .find(|(k, _)| k == "Content-Disposition")
-        .unwrap()
-        .1
-        .clone();
+    let cd = common::header(&headers, "Content-Disposition").unwrap();
     assert!(
         !cd.contains('\u{202E}') && !cd.contains("%E2%80%AE"),
         "{cd}"
@@ -635,21 +594,11 @@ fn hostile_file_names_are_stored_as_data_and_shown_safely() {
         receipt.body
     );
     assert!(!receipt.body.contains('\0') && !receipt.body.contains('\x1b'));
-    let att: String = app.with_conn(|c| {
-        attachments::table
-            .filter(attachments::submission_id.eq(&id))
-            .select(attachments::id)
-            .first(c)
-            .unwrap()
-    });
+    let att = app.attachment_ids(&id).remove(0);
     let (status, body, headers) = b.get_bytes(&format!("/submissions/{id}/files/{att}"));
     assert_eq!(status, Status::Ok);
     assert_eq!(body.unwrap(), data);
-    let cd = &headers
-        .iter()
-        .find(|(k, _)| k == "Content-Disposition")
-        .unwrap()
-        .1;
+    let cd = common::header(&headers, "Content-Disposition").unwrap();
     assert!(!cd.chars().any(char::is_control), "{cd:?}");
 
     // A part header over 64 KiB (a 70 KB file name) is refused rather than buffered; nothing stored.
@@ -764,13 +713,7 @@ fn withdrawing_with_destroy_shreds_every_ciphertext_and_keeps_a_record() {
         b.get(&format!("/submissions/{id}/receipt")).status,
         Status::Gone
     );
-    let att: String = app.with_conn(|c| {
-        attachments::table
-            .filter(attachments::submission_id.eq(&id))
-            .select(attachments::id)
-            .first(c)
-            .unwrap()
-    });
+    let att = app.attachment_ids(&id).remove(0);
     assert_eq!(
         b.get(&format!("/submissions/{id}/files/{att}")).status,
         Status::Gone

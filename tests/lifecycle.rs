@@ -9,7 +9,7 @@ use common::{complete_fields, file_bytes, sha256_hex, Browser, Part, TestApp};
 use diesel::prelude::*;
 use rocket::http::Status;
 
-use pcii_portal::db::schema::{attachments, audit_entries, blobs, grants, submissions, users};
+use pcii_portal::db::schema::{audit_entries, blobs, grants, submissions, users};
 use pcii_portal::models::account::Role;
 
 const PCII: &str = "PROTECTED CRITICAL INFRASTRUCTURE INFORMATION";
@@ -132,14 +132,7 @@ fn defective_cured_validated_granted_read_exported_then_the_grant_expires() {
     let mut parts = complete_fields("Lifecycle narrative, corrected", "submit");
     parts.push(Part::Text("description_1", "Readable file 2"));
     parts.push(Part::File("file_1", "file2-fixed.bin", &fixed));
-    let atts: Vec<String> = app.with_conn(|c| {
-        attachments::table
-            .filter(attachments::submission_id.eq(&id))
-            .order(attachments::position.asc())
-            .select(attachments::id)
-            .load(c)
-            .unwrap()
-    });
+    let atts = app.attachment_ids(&id);
     let descs: Vec<String> = atts
         .iter()
         .map(|a| format!("attachment_description_{a}"))
@@ -297,13 +290,7 @@ fn not_validated_then_destroy_removes_every_blob_and_content_routes_answer_410_o
             .unwrap()
     });
     assert_eq!(stored.len(), 3);
-    let att: String = app.with_conn(|c| {
-        attachments::table
-            .filter(attachments::submission_id.eq(&id))
-            .select(attachments::id)
-            .first(c)
-            .unwrap()
-    });
+    let att = app.attachment_ids(&id).remove(0);
     let page = sub.post(
         &format!("/submissions/{id}/disposition"),
         &[("disposition", "destroy")],
@@ -499,13 +486,7 @@ fn route_by_role_matrix() {
         &format!("/officer/submissions/{id}/decision"),
         &[("decision", "validate")],
     );
-    let att: String = app.with_conn(|c| {
-        attachments::table
-            .filter(attachments::submission_id.eq(&id))
-            .select(attachments::id)
-            .first(c)
-            .unwrap()
-    });
+    let att = app.attachment_ids(&id).remove(0);
 
     let (live_id, live) = analyst(&app, "live@dhs.example.gov");
     let (expired_id, expired) = analyst(&app, "expired@dhs.example.gov");

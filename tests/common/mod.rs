@@ -136,6 +136,20 @@ impl TestApp {
         f(&mut conn)
     }
 
+    /// The ids of a submission's attachments, in their order on the form.
+    pub fn attachment_ids(&self, submission_id: &str) -> Vec<String> {
+        use diesel::prelude::*;
+        use pcii_portal::db::schema::attachments;
+        self.with_conn(|c| {
+            attachments::table
+                .filter(attachments::submission_id.eq(submission_id))
+                .order(attachments::position.asc())
+                .select(attachments::id)
+                .load(c)
+                .unwrap()
+        })
+    }
+
     pub fn audit_count(&self, action: &str) -> i64 {
         use diesel::prelude::*;
         use pcii_portal::db::schema::audit_entries;
@@ -171,11 +185,16 @@ pub struct Page {
 
 impl Page {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header(&self.headers, name)
     }
+}
+
+/// The value of the header `name` (any case) among a response's headers.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 impl<'c> Browser<'c> {
