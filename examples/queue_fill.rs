@@ -155,6 +155,9 @@ fn organisations(conn: &mut DbConn, now: i64) -> QueryResult<Vec<(String, String
                 disabled: true,
                 created_at: now,
                 password_changed_at: now,
+                org_admin: true,
+                email_verified_at: Some(now),
+                agency: None,
             })
             .execute(conn)?;
         out.push((org, user));

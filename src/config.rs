@@ -41,6 +41,29 @@ pub struct Settings {
     pub audit_checkpoint_every: i64,
     /// Orphaned blobs younger than this are left alone by the sweep (another instance may be about to commit).
     pub blob_sweep_grace_minutes: u64,
+    /// SMTP server for outgoing mail; empty means messages are written to `<data_dir>/outbox/` as `.eml` files.
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    /// `starttls` (default), `tls` (implicit TLS, port 465) or `none` (loopback test servers only).
+    pub smtp_security: String,
+    pub smtp_username: String,
+    /// Prefer `smtp_password_file` (or `PCII_SMTP_PASSWORD` in the environment) to a password in a file
+    /// under version control.
+    pub smtp_password: String,
+    pub smtp_password_file: PathBuf,
+    /// The sender of every message, e.g. `PCII Program Office <pcii@example.gov>`.
+    pub mail_from: String,
+    /// How long an invitation link lives.
+    pub invitation_days: i64,
+    /// How long an email-confirmation link lives.
+    pub email_verification_hours: i64,
+    /// How long a password-reset link lives.
+    pub password_reset_minutes: i64,
+    /// A grant of a staff role needs a second administrator's approval while two or more are active.
+    pub two_person_rule: bool,
+    /// Registrations and password-reset requests allowed per client address per hour.
+    pub registrations_per_hour: i64,
+    pub password_resets_per_hour: i64,
 }
 
 impl Default for Settings {
@@ -66,6 +89,19 @@ impl Default for Settings {
             escrow_recipients: Vec::new(),
             audit_checkpoint_every: 1000,
             blob_sweep_grace_minutes: 60,
+            smtp_host: String::new(),
+            smtp_port: 587,
+            smtp_security: "starttls".into(),
+            smtp_username: String::new(),
+            smtp_password: String::new(),
+            smtp_password_file: PathBuf::new(),
+            mail_from: "PCII Portal <pcii-portal@localhost>".into(),
+            invitation_days: 7,
+            email_verification_hours: 48,
+            password_reset_minutes: 30,
+            two_person_rule: true,
+            registrations_per_hour: 10,
+            password_resets_per_hour: 5,
         }
     }
 }
@@ -88,6 +124,11 @@ impl Settings {
 
     pub fn blob_dir(&self) -> PathBuf {
         self.data_dir.join("blobs")
+    }
+
+    /// Where messages go when no SMTP server is configured.
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.data_dir.join("outbox")
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -115,6 +156,20 @@ impl Settings {
         }
         if self.max_files == 0 || self.max_file_bytes == 0 || self.max_submission_bytes == 0 {
             return Err("upload limits must be positive".into());
+        }
+        if !matches!(self.smtp_security.as_str(), "starttls" | "tls" | "none") {
+            return Err(format!(
+                "smtp_security must be `starttls`, `tls` or `none`, not `{}`",
+                self.smtp_security
+            ));
+        }
+        if self.invitation_days < 1
+            || self.email_verification_hours < 1
+            || self.password_reset_minutes < 1
+            || self.registrations_per_hour < 1
+            || self.password_resets_per_hour < 1
+        {
+            return Err("link lifetimes and per-hour limits must be positive".into());
         }
         if self.audit_checkpoint_every < 1 {
             return Err("audit_checkpoint_every must be at least 1".into());
@@ -151,6 +206,19 @@ pub fn load(figment: &Figment) -> Result<Settings, String> {
         .map_err(|e| format!("configuration: {e}"))?;
     settings.validate()?;
     Ok(settings)
+}
+
+/// The origin browsers use: `public_origin`, or `http://<address>:<port>` when it is not set.
+pub fn origin(figment: &Figment, settings: &Settings) -> String {
+    if settings.public_origin.is_empty() {
+        let address: String = figment
+            .extract_inner("address")
+            .unwrap_or_else(|_| "127.0.0.1".into());
+        let port: u16 = figment.extract_inner("port").unwrap_or(8000);
+        format!("http://{address}:{port}")
+    } else {
+        settings.public_origin.trim_end_matches('/').to_string()
+    }
 }
 
 /// Resolves a path setting against the current directory, for messages that name where things live.

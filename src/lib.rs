@@ -13,6 +13,7 @@ pub mod error;
 pub mod export;
 pub mod keys;
 pub mod logging;
+pub mod mail;
 pub mod models;
 pub mod storage;
 pub mod streaming;
@@ -41,6 +42,9 @@ pub struct AppState {
     pub hasher: Hasher,
     pub keys: Arc<std::sync::RwLock<KeyRing>>,
     pub blobs: Arc<dyn BlobStore>,
+    pub mailer: Arc<mail::Mailer>,
+    /// Keys the throttle's hashes of what was typed (emails, addresses), so the table holds no identifier.
+    pub throttle_key: Arc<auth::throttle::ThrottleKey>,
 }
 
 impl AppState {
@@ -72,6 +76,8 @@ pub struct Startup {
     pub generated_keys: Vec<String>,
     pub setup_token: Option<String>,
     pub swept_blobs: usize,
+    /// Where mail goes, for the start banner.
+    pub mail_route: String,
 }
 
 /// Opens keys, database and blob store, applies migrations, sweeps orphaned blobs, and issues a setup link
@@ -91,6 +97,8 @@ pub fn build(figment: Figment) -> Result<(Rocket<Build>, Startup), String> {
     );
     let audit = AuditLog::new(opened.audit_signer, settings.audit_checkpoint_every);
     let hasher = Hasher::new(&settings)?;
+    let mailer = mail::Mailer::from_settings(&settings, &config::origin(&figment, &settings))?;
+    let throttle_key = auth::throttle::ThrottleKey::derive(opened.rocket_secret.as_bytes());
 
     let mut conn = db.get().map_err(|e| e.to_string())?;
     if !opened.generated.is_empty() {
@@ -111,7 +119,10 @@ pub fn build(figment: Figment) -> Result<(Rocket<Build>, Startup), String> {
         hasher,
         keys: Arc::new(std::sync::RwLock::new(opened.keyring)),
         blobs,
+        mailer: Arc::new(mailer),
+        throttle_key: Arc::new(throttle_key),
     };
+    let mail_route = state.mailer.describe();
     let rocket = web::mount(rocket::custom(figment).manage(state));
     Ok((
         rocket,
@@ -119,6 +130,7 @@ pub fn build(figment: Figment) -> Result<(Rocket<Build>, Startup), String> {
             generated_keys: opened.generated,
             setup_token,
             swept_blobs,
+            mail_route,
         },
     ))
 }

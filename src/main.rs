@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use pcii_portal::audit::log::Actor;
-use pcii_portal::auth::accounts::{self, AccountChange, NewAccount};
+use pcii_portal::auth::accounts::{self, AccountChange, Membership, NewAccount};
 use pcii_portal::auth::password::Hasher;
 use pcii_portal::models::account::{self as account_model, Role};
 use pcii_portal::{cli, config, db, keys, logging};
@@ -33,6 +33,11 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Organisations (to attach accounts by id).
+    Organisation {
+        #[command(subcommand)]
+        command: OrganisationCommand,
+    },
     /// Manage the key store.
     Keys {
         #[command(subcommand)]
@@ -57,9 +62,18 @@ enum UserCommand {
         /// The person's name (defaults to the email).
         #[arg(long)]
         name: Option<String>,
-        /// The organisation (required for submitters).
+        /// Attach the account to this existing organisation (its id, from `organisation list`).
+        #[arg(long, conflicts_with = "new_organisation")]
+        organisation_id: Option<String>,
+        /// Create a new organisation of this name for the account. Names never match an existing one.
         #[arg(long)]
-        organisation: Option<String>,
+        new_organisation: Option<String>,
+        /// Make the account its organisation's administrator (invites and removes members).
+        #[arg(long)]
+        org_admin: bool,
+        /// The agency or office of a staff account.
+        #[arg(long)]
+        agency: Option<String>,
         /// Read the password from standard input instead of generating one.
         #[arg(long)]
         password_stdin: bool,
@@ -68,7 +82,16 @@ enum UserCommand {
     Disable {
         #[arg(long)]
         email: String,
+        /// Why (kept in the audit log).
+        #[arg(long, default_value = "disabled by the operator")]
+        reason: String,
     },
+}
+
+#[derive(Subcommand)]
+enum OrganisationCommand {
+    /// Every organisation: id, verified or not, name (names are not unique; ids are what `user add` takes).
+    List,
 }
 
 #[derive(Subcommand)]
@@ -110,6 +133,9 @@ fn main() -> ExitCode {
             db::Db::open(&settings.database_url(), 2).map(|_| println!("migrations applied"))
         }
         Command::User { command } => user(&settings, command),
+        Command::Organisation {
+            command: OrganisationCommand::List,
+        } => organisation_list(&settings),
         Command::Keys { command } => match command {
             KeysCommand::Init => keys::open_all(&settings).map(|k| {
                 if k.generated.is_empty() {
@@ -161,15 +187,7 @@ fn serve(figment: rocket::figment::Figment) -> Result<(), String> {
     if !startup.generated_keys.is_empty() {
         warn_keys(&settings, &startup.generated_keys);
     }
-    let origin = if settings.public_origin.is_empty() {
-        let address: String = figment
-            .extract_inner("address")
-            .unwrap_or_else(|_| "127.0.0.1".into());
-        let port: u16 = figment.extract_inner("port").unwrap_or(8000);
-        format!("http://{address}:{port}")
-    } else {
-        settings.public_origin.trim_end_matches('/').to_string()
-    };
+    let origin = config::origin(&figment, &settings);
     if let Some(token) = startup.setup_token {
         // Printed, never logged: the token is a credential.
         eprintln!(
@@ -178,12 +196,29 @@ fn serve(figment: rocket::figment::Figment) -> Result<(), String> {
         );
     }
     eprintln!(
-        "pcii-portal listening on {origin} (data: {})",
-        config::display_path(&settings.data_dir)
+        "pcii-portal listening on {origin} (data: {}; {})",
+        config::display_path(&settings.data_dir),
+        startup.mail_route
     );
     rocket::execute(rocket.launch())
         .map(|_| ())
         .map_err(|e| format!("server: {e}"))
+}
+
+fn organisation_list(settings: &config::Settings) -> Result<(), String> {
+    let db = db::Db::open(&settings.database_url(), 2)?;
+    let mut conn = db.get().map_err(|e| e.to_string())?;
+    let all = account_model::organisations(&mut conn).map_err(|e| e.to_string())?;
+    println!("{:<32}  {:<10}  name", "id", "verified");
+    for o in all {
+        let state = match (&o.merged_into, o.verified_at) {
+            (Some(_), _) => "merged",
+            (None, Some(_)) => "verified",
+            (None, None) => "-",
+        };
+        println!("{:<32}  {state:<10}  {}", o.id, o.name);
+    }
+    Ok(())
 }
 
 fn user(settings: &config::Settings, command: UserCommand) -> Result<(), String> {
@@ -199,7 +234,10 @@ fn user(settings: &config::Settings, command: UserCommand) -> Result<(), String>
             email,
             role,
             name,
-            organisation,
+            organisation_id,
+            new_organisation,
+            org_admin,
+            agency,
             password_stdin,
         } => {
             let role = Role::parse(&role).ok_or_else(|| {
@@ -219,22 +257,38 @@ fn user(settings: &config::Settings, command: UserCommand) -> Result<(), String>
                 )
             };
             let hasher = Hasher::new(settings)?;
+            let membership = match (organisation_id, new_organisation) {
+                (Some(id), _) => Membership::Existing(id),
+                (None, Some(name)) => Membership::New(name),
+                (None, None) => Membership::None,
+            };
             let new = NewAccount {
                 email: email.clone(),
                 display_name: name.unwrap_or_else(|| email.clone()),
                 role,
-                organisation,
+                membership,
+                org_admin,
+                agency,
                 password: password.clone(),
             };
-            match accounts::create(&mut conn, &audit, &hasher, &Actor::cli(), new, false)
+            match accounts::create(&mut conn, &audit, &hasher, &Actor::cli(), new)
                 .map_err(|e| e.to_string())?
             {
-                Ok(_) => {
-                    println!(
-                        "created {} account {}",
-                        role.label(),
-                        account_model::normalize_email(&email)
-                    );
+                Ok(id) => {
+                    let user = account_model::find(&mut conn, &id).map_err(|e| e.to_string())?;
+                    match &user.organisation_id {
+                        Some(org) => println!(
+                            "created {} account {} in organisation {org}{}",
+                            role.label(),
+                            user.email,
+                            if user.org_admin {
+                                " (organisation administrator)"
+                            } else {
+                                ""
+                            }
+                        ),
+                        None => println!("created {} account {}", role.label(), user.email),
+                    }
                     if generated {
                         println!("one-time password (change it at first sign-in): {password}");
                     }
@@ -243,7 +297,7 @@ fn user(settings: &config::Settings, command: UserCommand) -> Result<(), String>
                 Err(errors) => Err(errors.0.values().cloned().collect::<Vec<_>>().join(" ")),
             }
         }
-        UserCommand::Disable { email } => {
+        UserCommand::Disable { email, reason } => {
             let user = account_model::find_by_email(&mut conn, &email)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| {
@@ -257,7 +311,7 @@ fn user(settings: &config::Settings, command: UserCommand) -> Result<(), String>
                 &audit,
                 &Actor::cli(),
                 &user.id,
-                AccountChange::Disable,
+                AccountChange::Disable { reason },
             )
             .map_err(|e| e.to_string())?;
             println!("disabled {}; its sessions have ended", user.email);

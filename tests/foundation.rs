@@ -162,6 +162,10 @@ fn registration_creates_a_submitter_with_its_organisation() {
     let account = b.get("/account");
     assert!(account.body.contains("Acme Water"));
     assert!(account.body.contains("Submitter"));
+    // Its organisation's pages wait for the emailed confirmation.
+    assert_eq!(b.get("/submissions").status, Status::Forbidden);
+    let dashboard = b.get("/dashboard");
+    assert_eq!(dashboard.header("Location"), Some("/verify-email"));
 }
 
 #[test]
@@ -279,7 +283,9 @@ fn disabled_account_answers_like_a_wrong_password() {
             &app.state().audit,
             &pcii_portal::audit::log::Actor::cli(),
             &id,
-            pcii_portal::auth::accounts::AccountChange::Disable,
+            pcii_portal::auth::accounts::AccountChange::Disable {
+                reason: "test".into(),
+            },
         )
         .unwrap()
     });
@@ -405,10 +411,34 @@ fn disabling_an_account_kills_its_sessions() {
     });
     assert_eq!(
         admin
-            .post(&format!("/admin/accounts/{id}/disable"), &[])
+            .post(
+                &format!("/admin/accounts/{id}/disable"),
+                &[("reason", "left the company")]
+            )
+            .status,
+        Status::UnprocessableEntity,
+        "disabling asks for confirmation"
+    );
+    assert_eq!(sam.get("/account").status, Status::Ok);
+    assert_eq!(
+        admin
+            .post(
+                &format!("/admin/accounts/{id}/disable"),
+                &[("reason", "left the company"), ("confirm", "true")]
+            )
             .status,
         Status::SeeOther
     );
+    let reason: Option<String> = app.with_conn(|c| {
+        use diesel::prelude::*;
+        use pcii_portal::db::schema::audit_entries;
+        audit_entries::table
+            .filter(audit_entries::action.eq("account.disable"))
+            .select(audit_entries::reason)
+            .first(c)
+            .unwrap()
+    });
+    assert!(reason.unwrap().contains("left the company"));
     assert_eq!(sam.get("/account").status, Status::Unauthorized);
 }
 
@@ -685,7 +715,7 @@ fn cli_creates_users_of_every_role() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
         if *role == "submitter" {
-            cmd.args(["--organisation", "CLI Org"]);
+            cmd.args(["--new-organisation", "CLI Org"]);
         }
         let mut child = cmd.spawn().unwrap();
         use std::io::Write;
@@ -755,4 +785,100 @@ fn migrations_run_up_down_up_on_a_populated_database() {
     drop(conn);
     // The schema works again after up/down/up.
     app.create_user(Role::Submitter, "sam2@acme.example", Some("Acme"));
+}
+
+#[test]
+fn cli_attaches_to_an_organisation_by_id_never_by_name() {
+    let app = TestApp::new();
+    let bin = env!("CARGO_BIN_EXE_pcii-portal");
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args(["user", "add", "--password-stdin"])
+            .args(args)
+            .env("PCII_DATA_DIR", app.data_dir())
+            .env("PCII_KEYS_DIR", app.keys_dir())
+            .env("PCII_DATABASE_URL", &app.database_url)
+            .env("PCII_CONFIG", "/nonexistent.toml")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{PASSWORD}\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let first = run(&[
+        "--email",
+        "lead@acme.example",
+        "--role",
+        "submitter",
+        "--new-organisation",
+        "Acme",
+        "--org-admin",
+    ]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let org = app.organisation_id("Acme").unwrap();
+    assert!(String::from_utf8_lossy(&first.stdout).contains(&org));
+    // The same name again is a second organisation, not a way in.
+    let same_name = run(&[
+        "--email",
+        "other@else.example",
+        "--role",
+        "submitter",
+        "--new-organisation",
+        "Acme",
+    ]);
+    assert!(same_name.status.success());
+    let join = run(&[
+        "--email",
+        "colleague@acme.example",
+        "--role",
+        "submitter",
+        "--organisation-id",
+        &org,
+    ]);
+    assert!(
+        join.status.success(),
+        "{}",
+        String::from_utf8_lossy(&join.stderr)
+    );
+    let orgs = app.with_conn(|c| {
+        let find = |c: &mut pcii_portal::db::DbConn, e: &str| {
+            pcii_portal::models::account::find_by_email(c, e)
+                .unwrap()
+                .unwrap()
+                .organisation_id
+                .unwrap()
+        };
+        (
+            find(c, "lead@acme.example"),
+            find(c, "other@else.example"),
+            find(c, "colleague@acme.example"),
+        )
+    });
+    assert_eq!(orgs.0, org);
+    assert_eq!(orgs.2, org);
+    assert_ne!(orgs.1, org);
+    let bogus = run(&[
+        "--email",
+        "x@acme.example",
+        "--role",
+        "submitter",
+        "--organisation-id",
+        "Acme",
+    ]);
+    assert!(!bogus.status.success());
+    assert!(String::from_utf8_lossy(&bogus.stderr).contains("No organisation has this id"));
+    // A submitter needs one or the other.
+    let neither = run(&["--email", "y@acme.example", "--role", "submitter"]);
+    assert!(!neither.status.success());
 }

@@ -67,6 +67,12 @@ fn no_secret_or_typed_value_reaches_the_log() {
         ],
     );
     assert_eq!(res.status, Status::SeeOther);
+    // The emailed confirmation link is a credential too: it must not reach the log either.
+    let confirm = app
+        .mailed_link("marker-sam@example.com", "/verify-email/")
+        .expect("a confirmation link");
+    let confirm_token = confirm.trim_start_matches("/verify-email/").to_string();
+    assert_eq!(sam.post(&confirm, &[]).status, Status::SeeOther);
     // A failed login, a wrong-password change, a good one.
     assert_eq!(
         sam.login("marker-sam@example.com", "MARKER-WRONG-PASSWORD-x"),
@@ -171,6 +177,7 @@ fn no_secret_or_typed_value_reaches_the_log() {
         "MARKER-FILENAME",
         "MARKER-FILE-CONTENT",
         setup_token.as_str(),
+        confirm_token.as_str(),
         session.as_str(),
         csrf.as_str(),
     ] {

@@ -1,17 +1,15 @@
-//! Account rules: registration, creation by an administrator, login, password change, role/disable/training/NDA,
-//! and the one-time setup link. Every change commits together with its audit entry.
+//! Account rules: direct creation (host CLI), an administrator's changes (role, disable, training, NDA), and
+//! the one-time setup link. Every change commits together with its audit entry.
 
 use diesel::prelude::*;
 
-use super::password::{check_policy, Hasher, MAX_BYTES};
+use super::password::{check_policy, Hasher};
 use super::sessions;
-use super::throttle::{self, Policy};
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
 use crate::db::schema::{setup_tokens, users};
 use crate::db::{new_id, now, DbConn};
 use crate::error::{AppError, AppResult};
-use crate::models::account::{self, normalize_email, NewUser, Role, User};
-use crate::models::settings;
+use crate::models::account::{self, normalize_email, NewUser, Role};
 
 /// Field-level problems with a form, shown next to each field.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -26,61 +24,88 @@ impl FieldErrors {
     }
 }
 
+/// Which organisation a new account belongs to: by id, or a new one made for it. Never by name.
+#[derive(Debug, Clone)]
+pub enum Membership {
+    None,
+    Existing(String),
+    New(String),
+}
+
+/// An account made directly by someone who holds the server's files (the host CLI, tests): its email counts
+/// as verified. People on the web register (a new organisation) or are invited.
 pub struct NewAccount {
     pub email: String,
     pub display_name: String,
     pub role: Role,
-    pub organisation: Option<String>,
+    pub membership: Membership,
+    /// Whether it administers its organisation's membership.
+    pub org_admin: bool,
+    /// The agency or office of a staff account.
+    pub agency: Option<String>,
     pub password: String,
 }
 
-fn validate_new_account(a: &NewAccount) -> FieldErrors {
+/// Problems with the fields every new account has: email, name, password.
+pub fn validate_person(email: &str, display_name: &str, password: Option<&str>) -> FieldErrors {
     let mut errors = FieldErrors::default();
-    let email = normalize_email(&a.email);
-    if email.len() > 254 || !looks_like_email(&email) {
-        errors.add("email", "Enter an email address like name@example.com.");
+    let email = normalize_email(email);
+    if let Some(m) = account::email_problem(&email) {
+        errors.add("email", m);
     }
-    let name = a.display_name.trim();
+    let name = display_name.trim();
     if name.is_empty() || name.chars().count() > 120 || name.chars().any(char::is_control) {
-        errors.add("display_name", "Enter your name (up to 120 characters).");
+        errors.add(
+            "display_name",
+            "Enter the person's name (up to 120 characters).",
+        );
     }
-    if a.role == Role::Submitter {
-        let org = a.organisation.as_deref().unwrap_or("").trim();
-        if org.is_empty() || org.chars().count() > 200 || org.chars().any(char::is_control) {
-            errors.add(
-                "organisation",
-                "Enter your organisation's name (up to 200 characters).",
-            );
+    if let Some(p) = password {
+        if let Err(m) = check_policy(p, &email) {
+            errors.add("password", m);
         }
-    }
-    if let Err(m) = check_policy(&a.password, &email) {
-        errors.add("password", m);
     }
     errors
 }
 
-fn looks_like_email(e: &str) -> bool {
-    let mut parts = e.splitn(2, '@');
-    let (Some(local), Some(domain)) = (parts.next(), parts.next()) else {
-        return false;
-    };
-    !local.is_empty()
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !e.chars().any(|c| c.is_whitespace() || c.is_control())
+/// A one-line name (an organisation, an agency): trimmed, 1..=200 characters, no control characters.
+pub fn valid_name(name: &str) -> bool {
+    let n = name.trim();
+    !n.is_empty() && n.chars().count() <= 200 && !n.chars().any(char::is_control)
 }
 
-/// Creates an account. `Err(Invalid)` carries nothing secret; field errors come back as `Ok(Err(..))`.
-/// A duplicate email is reported to administrators but not to self-registering visitors (no enumeration).
+fn validate_new_account(a: &NewAccount) -> FieldErrors {
+    let mut errors = validate_person(&a.email, &a.display_name, Some(&a.password));
+    match (&a.membership, a.role) {
+        (Membership::New(name), _) if !valid_name(name) => errors.add(
+            "organisation",
+            "Enter the organisation's name (up to 200 characters).",
+        ),
+        (Membership::None, Role::Submitter) => errors.add(
+            "organisation",
+            "A submitter belongs to an organisation: give its id, or create a new one.",
+        ),
+        _ => {}
+    }
+    if let Some(agency) = &a.agency {
+        if !agency.trim().is_empty() && !valid_name(agency) {
+            errors.add(
+                "agency",
+                "Enter the agency or office (up to 200 characters).",
+            );
+        }
+    }
+    errors
+}
+
+/// Creates an account directly (host CLI, tests). Field errors come back as `Ok(Err(..))`.
 pub fn create(
     conn: &mut DbConn,
     audit: &AuditLog,
     hasher: &Hasher,
     actor: &Actor,
     new: NewAccount,
-    self_registration: bool,
-) -> AppResult<Result<Option<String>, FieldErrors>> {
+) -> AppResult<Result<String, FieldErrors>> {
     let errors = validate_new_account(&new);
     if !errors.is_empty() {
         return Ok(Err(errors));
@@ -89,34 +114,35 @@ pub fn create(
     let hash = hasher
         .hash(&new.password)
         .map_err(|e| AppError::Internal(format!("argon2: {e}")))?;
-    let action = if self_registration {
-        "account.register"
-    } else {
-        "account.create"
-    };
     audit.fact(conn, actor, |tx| {
-        if self_registration && !settings::self_registration_open(tx)? {
-            return Err(AppError::Forbidden(
-                "Self-registration is closed. Ask the PCII Program Office for an account.".into(),
-            ));
-        }
         if account::find_by_email(tx, &email)?.is_some() {
-            let event = Event::new(action, Outcome::Failure).reason("email already registered");
-            if self_registration {
-                return Ok((Ok(None), event));
-            }
             let mut errors = FieldErrors::default();
             errors.add("email", "An account with this email already exists.");
+            let event =
+                Event::new("account.create", Outcome::Failure).reason("email already registered");
             return Ok((Err(errors), event));
         }
         let ts = now();
-        let org_id = match (&new.organisation, new.role) {
-            (Some(org), Role::Submitter | Role::Officer) if !org.trim().is_empty() => {
-                Some(account::find_or_create_organisation(tx, org, ts)?)
-            }
-            _ => None,
+        let org_id = match &new.membership {
+            Membership::None => None,
+            Membership::Existing(id) => match account::find_organisation(tx, id.trim())? {
+                Some(o) => Some(o.id),
+                None => {
+                    let mut errors = FieldErrors::default();
+                    errors.add("organisation", "No organisation has this id.");
+                    let event = Event::new("account.create", Outcome::Failure)
+                        .reason("unknown organisation id");
+                    return Ok((Err(errors), event));
+                }
+            },
+            Membership::New(name) => Some(account::create_organisation(tx, name, ts)?),
         };
         let id = new_id();
+        let agency = new
+            .agency
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty());
         diesel::insert_into(users::table)
             .values(NewUser {
                 id: &id,
@@ -128,178 +154,36 @@ pub fn create(
                 disabled: false,
                 created_at: ts,
                 password_changed_at: ts,
+                org_admin: new.org_admin && org_id.is_some(),
+                email_verified_at: Some(ts),
+                agency,
             })
             .execute(tx)?;
-        let event = Event::new(action, Outcome::Success)
+        let mut reason = format!("role {}", new.role.as_str());
+        if let Some(org) = &org_id {
+            reason.push_str(&format!(", organisation {org}"));
+            if matches!(new.membership, Membership::New(_)) {
+                reason.push_str(" (new)");
+            }
+        }
+        let event = Event::new("account.create", Outcome::Success)
             .object("account", &id)
-            .reason(format!("role {}", new.role.as_str()));
-        Ok((Ok(Some(id)), event))
-    })
-}
-
-pub enum LoginResult {
-    /// The session token for the cookie.
-    Success {
-        token: String,
-        user: Box<User>,
-    },
-    /// Wrong email, wrong password, or disabled account: one answer for all three.
-    Failed,
-    Throttled,
-}
-
-pub struct LoginLimits {
-    pub account: Policy,
-    pub address: Policy,
-}
-
-/// Checks the throttle, the password (a dummy hash for unknown accounts), and opens a session. The attempt and its
-/// outcome are audited in the same transaction as the throttle counters and the new session.
-pub fn login(
-    conn: &mut DbConn,
-    audit: &AuditLog,
-    hasher: &Hasher,
-    actor: &Actor,
-    email: &str,
-    password: &str,
-    limits: &LoginLimits,
-) -> AppResult<LoginResult> {
-    let email = normalize_email(email);
-    let account_key = throttle::account_key(&email);
-    let address_key = throttle::address_key(actor.client_addr.as_deref().unwrap_or("unknown"));
-    // Read and verify outside the transaction: the chain-head lock must not be held across an argon2 run.
-    let ts = now();
-    let user = if email.len() <= 254 {
-        account::find_by_email(conn, &email)?
-    } else {
-        None
-    };
-    let locked = throttle::is_locked(conn, &account_key, ts)?
-        || throttle::is_locked(conn, &address_key, ts)?;
-    let password_ok =
-        !locked && hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str()));
-    let rehash = match &user {
-        Some(u) if password_ok && hasher.needs_rehash(&u.password_hash) => {
-            hasher.hash(password).ok()
-        }
-        _ => None,
-    };
-    audit.fact(conn, actor, |tx| {
-        let ts = now();
-        let mut event = Event::new("auth.login", Outcome::Refused);
-        if let Some(u) = &user {
-            event = event.object("account", &u.id);
-        }
-        // Checked again inside the transaction: a lock may have been set since the read above.
-        if locked
-            || throttle::is_locked(tx, &account_key, ts)?
-            || throttle::is_locked(tx, &address_key, ts)?
-        {
-            return Ok((LoginResult::Throttled, event.reason("throttled")));
-        }
-        match user {
-            Some(u) if password_ok && !u.disabled => {
-                throttle::clear(tx, &account_key)?;
-                if let Some(h) = rehash {
-                    diesel::update(users::table.find(&u.id))
-                        .set(users::password_hash.eq(h))
-                        .execute(tx)?;
-                }
-                let token = sessions::create(tx, &u.id, ts)?;
-                let event = Event::new("auth.login", Outcome::Success).object("account", &u.id);
-                Ok((
-                    LoginResult::Success {
-                        token,
-                        user: Box::new(u),
-                    },
-                    event,
-                ))
-            }
-            other => {
-                throttle::record_failure(tx, &account_key, limits.account, ts)?;
-                throttle::record_failure(tx, &address_key, limits.address, ts)?;
-                let reason = match other {
-                    None if password.len() > MAX_BYTES => "password over the length cap",
-                    None => "unknown account",
-                    Some(u) if u.disabled => "account disabled",
-                    Some(_) if password.len() > MAX_BYTES => "password over the length cap",
-                    Some(_) => "wrong password",
-                };
-                let event = Event {
-                    outcome: Outcome::Failure,
-                    ..event
-                }
-                .reason(reason);
-                Ok((LoginResult::Failed, event))
-            }
-        }
-    })
-}
-
-pub fn logout(
-    conn: &mut DbConn,
-    audit: &AuditLog,
-    actor: &Actor,
-    token_hash: &str,
-) -> AppResult<()> {
-    audit.fact(conn, actor, |tx| {
-        sessions::delete(tx, token_hash)?;
-        Ok(((), Event::new("auth.logout", Outcome::Success)))
-    })
-}
-
-/// Changes the password after checking the current one; every other session of the account ends.
-#[allow(clippy::too_many_arguments)]
-pub fn change_password(
-    conn: &mut DbConn,
-    audit: &AuditLog,
-    hasher: &Hasher,
-    actor: &Actor,
-    user: &User,
-    session_hash: &str,
-    current: &str,
-    new: &str,
-) -> AppResult<Result<(), FieldErrors>> {
-    let mut errors = FieldErrors::default();
-    if !hasher.verify(current, Some(&user.password_hash)) {
-        errors.add("current_password", "This is not your current password.");
-    }
-    if let Err(m) = check_policy(new, &user.email) {
-        errors.add("new_password", m);
-    }
-    if !errors.is_empty() {
-        audit.record(
-            conn,
-            actor,
-            Event::new("account.password", Outcome::Failure).object("account", &user.id),
-        )?;
-        return Ok(Err(errors));
-    }
-    let hash = hasher
-        .hash(new)
-        .map_err(|e| AppError::Internal(format!("argon2: {e}")))?;
-    audit.fact(conn, actor, |tx| {
-        diesel::update(users::table.find(&user.id))
-            .set((
-                users::password_hash.eq(&hash),
-                users::password_changed_at.eq(now()),
-            ))
-            .execute(tx)?;
-        let ended = sessions::delete_others(tx, &user.id, session_hash)?;
-        let event = Event::new("account.password", Outcome::Success)
-            .object("account", &user.id)
-            .reason(format!("{ended} other session(s) ended"));
-        Ok((Ok(()), event))
+            .reason(reason);
+        Ok((Ok(id), event))
     })
 }
 
 pub enum AccountChange {
-    Disable,
+    /// Asks for a reason, kept in the audit entry.
+    Disable {
+        reason: String,
+    },
     Enable,
     Role(Role),
     Training(Option<i64>),
     Nda {
         signed_at: Option<i64>,
+        expires_at: Option<i64>,
         reference: Option<String>,
     },
 }
@@ -315,7 +199,7 @@ pub fn change_account(
     audit.fact(conn, actor, |tx| {
         let user = account::find(tx, user_id)?;
         if actor.user_id.as_deref() == Some(user_id)
-            && matches!(change, AccountChange::Disable | AccountChange::Role(_))
+            && matches!(change, AccountChange::Disable { .. } | AccountChange::Role(_))
         {
             return Err(AppError::Conflict(
                 "You cannot disable your own account or change your own role.".into(),
@@ -323,12 +207,15 @@ pub fn change_account(
         }
         let target = users::table.find(user_id);
         let (action, reason) = match &change {
-            AccountChange::Disable => {
+            AccountChange::Disable { reason } => {
                 diesel::update(target)
                     .set(users::disabled.eq(true))
                     .execute(tx)?;
-                account::delete_sessions_of(tx, user_id)?;
-                ("account.disable", None)
+                let ended = account::delete_sessions_of(tx, user_id)?;
+                (
+                    "account.disable",
+                    Some(format!("{reason} ({ended} session(s) ended)")),
+                )
             }
             AccountChange::Enable => {
                 diesel::update(target)
@@ -337,9 +224,11 @@ pub fn change_account(
                 ("account.enable", None)
             }
             AccountChange::Role(role) => {
-                if *role == Role::Submitter && user.organisation_id.is_none() {
+                // Membership is granted by the organisation, never by a role change: a staff account (which
+                // may carry a company's id as its conflict of interest) never turns into that company's member.
+                if *role == Role::Submitter && user.role() != Role::Submitter {
                     return Err(AppError::Invalid(
-                        "A submitter needs an organisation; create a new account instead.".into(),
+                        "A staff account cannot become a company's member. The company's administrator invites the person instead.".into(),
                     ));
                 }
                 diesel::update(target)
@@ -365,21 +254,25 @@ pub fn change_account(
             }
             AccountChange::Nda {
                 signed_at,
+                expires_at,
                 reference,
             } => {
                 diesel::update(target)
                     .set((
                         users::nda_signed_at.eq(signed_at),
+                        users::nda_expires_at.eq(expires_at),
                         users::nda_reference.eq(reference),
                     ))
                     .execute(tx)?;
                 (
                     "account.nda",
-                    Some(
-                        signed_at
-                            .map(crate::time::date)
-                            .unwrap_or_else(|| "cleared".into()),
-                    ),
+                    Some(match (signed_at, expires_at) {
+                        (None, _) => "cleared".to_string(),
+                        (Some(s), None) => crate::time::date(*s),
+                        (Some(s), Some(e)) => {
+                            format!("{}, expires {}", crate::time::date(*s), crate::time::date(*e))
+                        }
+                    }),
                 )
             }
         };
@@ -443,14 +336,7 @@ pub fn complete_setup(
     display_name: &str,
     password: &str,
 ) -> AppResult<Result<String, FieldErrors>> {
-    let new = NewAccount {
-        email: email.into(),
-        display_name: display_name.into(),
-        role: Role::Administrator,
-        organisation: None,
-        password: password.into(),
-    };
-    let errors = validate_new_account(&new);
+    let errors = validate_person(email, display_name, Some(password));
     if !errors.is_empty() {
         return Ok(Err(errors));
     }
@@ -491,6 +377,9 @@ pub fn complete_setup(
                 disabled: false,
                 created_at: ts,
                 password_changed_at: ts,
+                org_admin: false,
+                email_verified_at: Some(ts),
+                agency: None,
             })
             .execute(tx)?;
         Ok((

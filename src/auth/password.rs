@@ -93,7 +93,72 @@ impl Hasher {
     }
 }
 
-/// The policy of SECURITY.md: 12+ characters, at most 256 bytes, no composition rules, not a common password.
+/// zxcvbn scores below this are refused (3: more than 10^8 guesses; "safely unguessable" by an online attack
+/// and moderately protected against an offline one).
+pub const MIN_SCORE: zxcvbn::Score = zxcvbn::Score::Three;
+/// zxcvbn's matching grows faster than linearly with the length: estimate the first characters only (more
+/// characters only add guesses, so this never makes a password look stronger than it is).
+const ESTIMATE_CHARS: usize = 100;
+
+fn is_common(lower: &str) -> bool {
+    use std::collections::HashSet;
+    use std::sync::OnceLock;
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    SET.get_or_init(|| {
+        COMMON
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .collect()
+    })
+    .contains(lower)
+}
+
+/// What zxcvbn should treat as guessable for this person: the email, its local part and the local part's
+/// pieces (`ann.smith` gives `ann` and `smith`).
+fn user_inputs(email: &str) -> Vec<String> {
+    let email = email.trim().to_lowercase();
+    if email.is_empty() {
+        return Vec::new();
+    }
+    let mut inputs = vec![email.clone()];
+    if let Some((local, _)) = email.rsplit_once('@') {
+        inputs.push(local.to_string());
+        inputs.extend(
+            local
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|p| p.chars().count() >= 3 && *p != local)
+                .map(str::to_string),
+        );
+    }
+    inputs
+}
+
+/// zxcvbn's estimate; `Err` carries its feedback (warning, then suggestions) when the score is too low.
+fn check_strength(password: &str, email: &str) -> Result<(), String> {
+    let head: String = password.chars().take(ESTIMATE_CHARS).collect();
+    let inputs = user_inputs(email);
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let estimate = zxcvbn::zxcvbn(&head, &inputs);
+    if estimate.score() >= MIN_SCORE {
+        return Ok(());
+    }
+    let mut message = String::from("This password is too easy to guess.");
+    match estimate.feedback() {
+        Some(f) => {
+            if let Some(w) = f.warning() {
+                message.push_str(&format!(" {w}"));
+            }
+            for s in f.suggestions() {
+                message.push_str(&format!(" {s}"));
+            }
+        }
+        None => message.push_str(" Add another word or two. Uncommon words are better."),
+    }
+    Err(message)
+}
+
+/// The policy of SECURITY.md: 12+ characters, at most 256 bytes, no composition rules, not a common password,
+/// and not easy to guess by zxcvbn's estimate (score 3 or more, with the email as a known word).
 pub fn check_policy(password: &str, email: &str) -> Result<(), String> {
     if password.len() > MAX_BYTES {
         return Err(format!("Use at most {MAX_BYTES} bytes."));
@@ -104,7 +169,7 @@ pub fn check_policy(password: &str, email: &str) -> Result<(), String> {
         ));
     }
     let lower = password.to_lowercase();
-    if COMMON.lines().any(|l| !l.starts_with('#') && l == lower) {
+    if is_common(&lower) {
         return Err(
             "This password is on a list of commonly used passwords. Choose another.".into(),
         );
@@ -113,10 +178,11 @@ pub fn check_policy(password: &str, email: &str) -> Result<(), String> {
     if lower.chars().all(|c| c == first) {
         return Err("This password repeats one character. Choose another.".into());
     }
-    if !email.is_empty() && lower.contains(&email.to_lowercase()) {
+    let email_lower = email.trim().to_lowercase();
+    if !email_lower.is_empty() && lower.contains(&email_lower) {
         return Err("The password must not contain your email address.".into());
     }
-    Ok(())
+    check_strength(password, email)
 }
 
 #[cfg(test)]
@@ -130,6 +196,75 @@ mod tests {
         assert!(check_policy("aaaaaaaaaaaaaaaa", "").is_err());
         assert!(check_policy(&"x".repeat(300), "").is_err());
         assert!(check_policy("correct horse battery staple", "").is_ok());
+    }
+
+    #[test]
+    fn policy_refuses_guessable_passwords_with_feedback() {
+        for weak in ["123456789012", "passwordpassword", "qwertyuiopasdfgh"] {
+            let e = check_policy(weak, "ann@example.com").unwrap_err();
+            assert!(
+                e.contains("too easy to guess") || e.contains("commonly used"),
+                "{weak}: {e}"
+            );
+        }
+        // zxcvbn's own feedback: a warning, then suggestions.
+        let e = check_policy("qwertyuiopasdfgh", "").unwrap_err();
+        assert!(e.contains("commonly used password"), "{e}");
+        assert!(e.contains("Add another word or two"), "{e}");
+    }
+
+    #[test]
+    fn the_email_counts_as_a_known_word() {
+        let strong_elsewhere = "annabelle.quartermaine2024";
+        let email = "annabelle.quartermaine@example.com";
+        assert_eq!(check_policy(strong_elsewhere, "x@example.com"), Ok(()));
+        assert!(check_policy(strong_elsewhere, email).is_err());
+    }
+
+    #[test]
+    fn the_list_is_django_s_long_entries() {
+        assert!(is_common("1qaz2wsx3edc"));
+        assert!(!is_common("# common passwords"));
+        let entries = COMMON
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty());
+        for e in entries {
+            assert!(e.chars().count() >= MIN_CHARS, "{e}");
+            assert_eq!(e, e.to_lowercase());
+        }
+    }
+
+    #[test]
+    fn passwords_the_tests_use_are_accepted() {
+        // The passwords of tests/ and tests/browser/run.mjs, with the emails they go with.
+        for (p, email) in [
+            ("correct horse battery staple", "sam@acme.example"),
+            ("correct horse battery staple", "s@acme.example"),
+            ("correct horse battery staple", "ann@example.com"),
+            ("correct horse battery staple 42", "admin@example.gov"),
+            ("an entirely new passphrase", "sam@acme.example"),
+            ("a different long passphrase", "taken@acme.example"),
+            (
+                "MARKER-SUBMITTER-PASSWORD-91 staple",
+                "marker-sam@example.com",
+            ),
+            ("MARKER-NEW-PASSWORD-22 battery", "marker-sam@example.com"),
+            (
+                "MARKER-ADMIN-PASSWORD-7f3a horse",
+                "marker-admin@example.gov",
+            ),
+        ] {
+            assert_eq!(check_policy(p, email), Ok(()), "{p}");
+        }
+    }
+
+    #[test]
+    fn the_longest_password_is_estimated_quickly() {
+        let long: String = "correct horse battery staple ".repeat(9);
+        let long = &long[..MAX_BYTES];
+        let started = std::time::Instant::now();
+        let _ = check_policy(long, "sam@acme.example");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]

@@ -20,7 +20,45 @@ pub fn hash_token(token: &str) -> String {
 }
 
 /// Creates a session and returns its cookie token.
-pub fn create(conn: &mut DbConn, user_id: &str, now: i64) -> QueryResult<String> {
+pub fn create(
+    conn: &mut DbConn,
+    user_id: &str,
+    now: i64,
+    client_addr: Option<&str>,
+) -> QueryResult<String> {
+    create_with_agent(conn, user_id, now, client_addr, None)
+}
+
+/// The longest User-Agent kept with a session, in characters.
+pub const USER_AGENT_CHARS: usize = 200;
+
+/// A User-Agent as kept with a session: control characters and invisible direction or zero-width marks
+/// dropped, whitespace runs made one space, at most [`USER_AGENT_CHARS`] characters; `None` when nothing is
+/// left.
+pub fn clean_user_agent(ua: &str) -> Option<String> {
+    let invisible = |c: char| matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}');
+    let cleaned = ua
+        .chars()
+        .map(|c| if c.is_whitespace() { ' ' } else { c })
+        .filter(|c| !c.is_control() && !invisible(*c))
+        .collect::<String>();
+    let cleaned = cleaned
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let cleaned: String = cleaned.chars().take(USER_AGENT_CHARS).collect();
+    (!cleaned.is_empty()).then_some(cleaned)
+}
+
+/// Creates a session, keeping the client's address and (cleaned) User-Agent, and returns its cookie token.
+pub fn create_with_agent(
+    conn: &mut DbConn,
+    user_id: &str,
+    now: i64,
+    client_addr: Option<&str>,
+    user_agent: Option<&str>,
+) -> QueryResult<String> {
     let token = new_token();
     diesel::insert_into(sessions::table)
         .values((
@@ -29,6 +67,9 @@ pub fn create(conn: &mut DbConn, user_id: &str, now: i64) -> QueryResult<String>
             sessions::csrf_token.eq(new_token()),
             sessions::created_at.eq(now),
             sessions::last_seen_at.eq(now),
+            sessions::public_id.eq(crate::db::new_id()),
+            sessions::client_addr.eq(client_addr),
+            sessions::user_agent.eq(user_agent.and_then(clean_user_agent)),
         ))
         .execute(conn)?;
     Ok(token)
@@ -93,4 +134,98 @@ pub fn delete_others(conn: &mut DbConn, user_id: &str, keep_hash: &str) -> Query
             .filter(sessions::token_hash.ne(keep_hash)),
     )
     .execute(conn)
+}
+
+/// A live session as its owner sees it: never the token or its hash.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionView {
+    /// `None` for sessions opened before sessions had a public id: listed, but they cannot be ended here.
+    pub public_id: Option<String>,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub client_addr: Option<String>,
+    pub user_agent: Option<String>,
+    pub current: bool,
+}
+
+/// The account's live sessions (not past their idle or absolute timeout), the most recently used first.
+pub fn list_live(
+    conn: &mut DbConn,
+    user_id: &str,
+    current_hash: &str,
+    now: i64,
+    idle_secs: i64,
+    absolute_secs: i64,
+) -> QueryResult<Vec<SessionView>> {
+    let rows: Vec<Session> = sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::last_seen_at.ge(now - idle_secs))
+        .filter(sessions::created_at.ge(now - absolute_secs))
+        .order((sessions::last_seen_at.desc(), sessions::created_at.desc()))
+        .select(Session::as_select())
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|s| SessionView {
+            current: s.token_hash == current_hash,
+            public_id: s.public_id,
+            created_at: s.created_at,
+            last_seen_at: s.last_seen_at,
+            client_addr: s.client_addr,
+            user_agent: s.user_agent,
+        })
+        .collect())
+}
+
+/// Ends one of the account's sessions by its public id, but not the current one (signing out does that).
+/// Scoped by the account: another account's session id ends nothing. Returns whether a session ended.
+pub fn delete_by_public_id(
+    conn: &mut DbConn,
+    user_id: &str,
+    public_id: &str,
+    current_hash: &str,
+) -> QueryResult<bool> {
+    let n = diesel::delete(
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::public_id.eq(public_id))
+            .filter(sessions::token_hash.ne(current_hash)),
+    )
+    .execute(conn)?;
+    Ok(n > 0)
+}
+
+/// Ends every session of the account but the current one; returns the public ids of those ended (`None` for
+/// old sessions without one).
+pub fn delete_others_listed(
+    conn: &mut DbConn,
+    user_id: &str,
+    keep_hash: &str,
+) -> QueryResult<Vec<Option<String>>> {
+    let ids: Vec<Option<String>> = sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::token_hash.ne(keep_hash))
+        .select(sessions::public_id)
+        .load(conn)?;
+    delete_others(conn, user_id, keep_hash)?;
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_agents_are_cleaned_and_truncated() {
+        assert_eq!(
+            clean_user_agent("Mozilla/5.0\r\n(X11;\u{1b}[31m Linux)\t x").as_deref(),
+            Some("Mozilla/5.0 (X11;[31m Linux) x")
+        );
+        assert_eq!(clean_user_agent("\u{7}\u{0} \u{202E}"), None);
+        let long = "a".repeat(500);
+        assert_eq!(
+            clean_user_agent(&long).map(|s| s.chars().count()),
+            Some(USER_AGENT_CHARS)
+        );
+    }
 }

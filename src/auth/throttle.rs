@@ -1,6 +1,16 @@
-//! Login throttling per account and per client address: a few failures per window, then an exponential lock.
+//! Throttling of sign-in failures, password checks, registrations and reset requests.
+//!
+//! Sign-in failures are counted per (account, client address) and per client address, never per account
+//! alone: a stranger who types someone's email five times locks out only itself, and the real user,
+//! from an address that has not failed, still signs in. After `max_failures` in one window a key is locked,
+//! and each further failure doubles the lock (progressive delay, at most an hour).
+//!
+//! The table never holds what was typed: each key is an HMAC of the identifier under a key derived from
+//! the portal's secret, and rows are forgotten once their window and lock have passed.
 
 use diesel::prelude::*;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use crate::db::schema::login_throttle;
 use crate::db::DbConn;
@@ -14,12 +24,53 @@ pub struct Policy {
     pub window_secs: i64,
 }
 
-pub fn account_key(email: &str) -> String {
-    format!("account:{}", crate::models::account::normalize_email(email))
-}
+/// The HMAC key for throttle identifiers.
+pub struct ThrottleKey([u8; 32]);
 
-pub fn address_key(addr: &str) -> String {
-    format!("address:{addr}")
+impl ThrottleKey {
+    /// Derived from the portal's secret (so every instance sharing `keys/` computes the same keys).
+    pub fn derive(secret: &[u8]) -> ThrottleKey {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key");
+        mac.update(b"pcii-portal throttle key v1");
+        ThrottleKey(mac.finalize().into_bytes().into())
+    }
+
+    /// `kind:` followed by the hex HMAC of the parts (each length-prefixed, so parts cannot run together).
+    fn key(&self, kind: &str, parts: &[&str]) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key");
+        mac.update(kind.as_bytes());
+        for p in parts {
+            mac.update(&(p.len() as u64).to_be_bytes());
+            mac.update(p.as_bytes());
+        }
+        format!("{kind}:{}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// Sign-in failures for one account from one client address.
+    pub fn login_account_address(&self, email: &str, addr: &str) -> String {
+        let email = crate::models::account::normalize_email(email);
+        self.key("login-aa", &[&email, addr])
+    }
+
+    /// Sign-in failures from one client address, whatever the account.
+    pub fn login_address(&self, addr: &str) -> String {
+        self.key("login-a", &[addr])
+    }
+
+    /// Wrong current passwords typed by one signed-in account.
+    pub fn password_check(&self, user_id: &str) -> String {
+        self.key("pwcheck", &[user_id])
+    }
+
+    /// Registrations from one client address.
+    pub fn registration(&self, addr: &str) -> String {
+        self.key("register", &[addr])
+    }
+
+    /// Password-reset requests from one client address.
+    pub fn password_reset(&self, addr: &str) -> String {
+        self.key("reset", &[addr])
+    }
 }
 
 /// True while the key is locked.
@@ -32,8 +83,9 @@ pub fn is_locked(conn: &mut DbConn, key: &str, now: i64) -> QueryResult<bool> {
     Ok(until.is_some_and(|u| u > now))
 }
 
-/// Counts one failure; locks the key once `max_failures` fall in one window, doubling the lock each time after.
-pub fn record_failure(conn: &mut DbConn, key: &str, policy: Policy, now: i64) -> QueryResult<()> {
+/// Counts one failure; locks the key once `max_failures` fall in one window, doubling the lock each time
+/// after. Returns how many failures the window now holds.
+pub fn record_failure(conn: &mut DbConn, key: &str, policy: Policy, now: i64) -> QueryResult<i64> {
     let row: Option<(i64, i64, i64)> = login_throttle::table
         .find(key)
         .select((
@@ -73,10 +125,57 @@ pub fn record_failure(conn: &mut DbConn, key: &str, policy: Policy, now: i64) ->
             ))
             .execute(conn)?;
     }
-    Ok(())
+    let kind = key.split(':').next().unwrap_or(key);
+    forget_expired(conn, kind, now, policy.window_secs)?;
+    Ok(failures)
+}
+
+/// A rate limit on an action that is counted whether or not it succeeds (registrations, reset requests):
+/// `false` when the key is locked; otherwise the attempt is counted and `true`.
+pub fn allow(conn: &mut DbConn, key: &str, policy: Policy, now: i64) -> QueryResult<bool> {
+    if is_locked(conn, key, now)? {
+        return Ok(false);
+    }
+    record_failure(conn, key, policy, now)?;
+    Ok(true)
 }
 
 pub fn clear(conn: &mut DbConn, key: &str) -> QueryResult<()> {
     diesel::delete(login_throttle::table.find(key)).execute(conn)?;
     Ok(())
+}
+
+/// Forgets the rows of one kind whose window has closed and whose lock has passed: they would count
+/// nothing any more.
+pub fn forget_expired(
+    conn: &mut DbConn,
+    kind: &str,
+    now: i64,
+    window_secs: i64,
+) -> QueryResult<usize> {
+    diesel::delete(
+        login_throttle::table
+            .filter(login_throttle::throttle_key.like(format!("{kind}:%")))
+            .filter(login_throttle::locked_until.le(now))
+            .filter(login_throttle::window_start.lt(now - window_secs)),
+    )
+    .execute(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_hide_the_identifier_and_depend_on_the_secret() {
+        let a = ThrottleKey::derive(b"secret one");
+        let b = ThrottleKey::derive(b"secret two");
+        let k = a.login_account_address("Ann@Example.com", "10.0.0.1");
+        assert!(!k.contains("ann") && !k.contains("10.0.0.1"));
+        assert_eq!(k, a.login_account_address("ann@example.com", "10.0.0.1"));
+        assert_ne!(k, b.login_account_address("ann@example.com", "10.0.0.1"));
+        assert_ne!(k, a.login_account_address("ann@example.com", "10.0.0.2"));
+        // Length prefixes: ("ab", "c") and ("a", "bc") are different keys.
+        assert_ne!(a.key("x", &["ab", "c"]), a.key("x", &["a", "bc"]));
+    }
 }

@@ -5,6 +5,11 @@ diesel::table! {
         id -> Text,
         name -> Text,
         created_at -> BigInt,
+        verified_at -> Nullable<BigInt>,
+        verified_by -> Nullable<Text>,
+        verification_method -> Nullable<Text>,
+        merged_into -> Nullable<Text>,
+        merged_at -> Nullable<BigInt>,
     }
 }
 
@@ -22,6 +27,10 @@ diesel::table! {
         nda_reference -> Nullable<Text>,
         created_at -> BigInt,
         password_changed_at -> BigInt,
+        org_admin -> Bool,
+        email_verified_at -> Nullable<BigInt>,
+        agency -> Nullable<Text>,
+        nda_expires_at -> Nullable<BigInt>,
     }
 }
 
@@ -32,6 +41,56 @@ diesel::table! {
         csrf_token -> Text,
         created_at -> BigInt,
         last_seen_at -> BigInt,
+        public_id -> Nullable<Text>,
+        client_addr -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    invitations (id) {
+        id -> Text,
+        token_hash -> Nullable<Text>,
+        email -> Text,
+        display_name -> Text,
+        role -> Text,
+        organisation_id -> Nullable<Text>,
+        new_organisation -> Nullable<Text>,
+        org_admin -> Bool,
+        agency -> Nullable<Text>,
+        invited_by -> Nullable<Text>,
+        approval -> Nullable<Text>,
+        approved_by -> Nullable<Text>,
+        state -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        decided_at -> Nullable<BigInt>,
+        decided_by -> Nullable<Text>,
+        account_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    role_requests (id) {
+        id -> Text,
+        account_id -> Text,
+        role -> Text,
+        requested_by -> Nullable<Text>,
+        requested_at -> BigInt,
+        state -> Text,
+        decided_by -> Nullable<Text>,
+        decided_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    account_tokens (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        purpose -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
     }
 }
 
@@ -253,4 +312,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     submission_events,
     destruction_records,
     tracking_counters,
+    invitations,
+    role_requests,
+    account_tokens,
 );

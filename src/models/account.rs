@@ -69,12 +69,23 @@ pub struct User {
     pub nda_reference: Option<String>,
     pub created_at: i64,
     pub password_changed_at: i64,
+    /// Administers its organisation's membership (invites, removes, hands the role on).
+    pub org_admin: bool,
+    /// When the account proved it receives mail at its address (by link, or made by the host CLI).
+    pub email_verified_at: Option<i64>,
+    /// The agency or office a staff account belongs to.
+    pub agency: Option<String>,
+    pub nda_expires_at: Option<i64>,
 }
 
 impl User {
     pub fn role(&self) -> Role {
         // The column has a CHECK constraint; an unknown value can only come from tampering, so fail closed.
         Role::parse(&self.role).unwrap_or(Role::Submitter)
+    }
+
+    pub fn email_verified(&self) -> bool {
+        self.email_verified_at.is_some()
     }
 }
 
@@ -90,6 +101,9 @@ pub struct NewUser<'a> {
     pub disabled: bool,
     pub created_at: i64,
     pub password_changed_at: i64,
+    pub org_admin: bool,
+    pub email_verified_at: Option<i64>,
+    pub agency: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
@@ -98,6 +112,12 @@ pub struct Organisation {
     pub id: String,
     pub name: String,
     pub created_at: i64,
+    pub verified_at: Option<i64>,
+    pub verified_by: Option<String>,
+    pub verification_method: Option<String>,
+    /// Set when a PCII officer merged this duplicate into another organisation.
+    pub merged_into: Option<String>,
+    pub merged_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -108,11 +128,63 @@ pub struct Session {
     pub csrf_token: String,
     pub created_at: i64,
     pub last_seen_at: i64,
+    /// A random name for the session that its owner may see and end (never the token or its hash).
+    pub public_id: Option<String>,
+    pub client_addr: Option<String>,
+    pub user_agent: Option<String>,
 }
 
-/// Emails are compared case-insensitively: stored trimmed and lowercased.
+/// Emails are compared as normalised: Unicode NFKC, trimmed and lower-cased, so that the same address typed
+/// in another form is the same account.
 pub fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
+    use unicode_normalization::UnicodeNormalization;
+    email.trim().nfkc().collect::<String>().to_lowercase()
+}
+
+/// Why a (normalised) address is refused, if it is: not of the form local@domain.tld, whitespace or control
+/// characters, invisible characters (zero-width spaces and other format characters that would make one address
+/// two accounts), or a label that mixes scripts (a Cyrillic "а" among Latin letters).
+pub fn email_problem(email: &str) -> Option<&'static str> {
+    use unicode_security::MixedScript;
+    let generic = "Enter an email address like name@example.com.";
+    if email.is_empty() || email.len() > 254 {
+        return Some(generic);
+    }
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return Some(generic);
+    };
+    if local.is_empty()
+        || local.contains('@')
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+        || domain.contains("..")
+        || email.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Some(generic);
+    }
+    if email.chars().any(is_invisible) {
+        return Some("This address contains an invisible character. Type it again by hand.");
+    }
+    let labels = std::iter::once(local).chain(domain.split('.'));
+    for label in labels {
+        if !label.is_single_script() {
+            return Some(
+                "This address mixes letters of different alphabets. Type it again by hand.",
+            );
+        }
+    }
+    None
+}
+
+/// Zero-width and other invisible format characters (Unicode default-ignorables that survive NFKC).
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 pub fn find_by_email(conn: &mut DbConn, email: &str) -> QueryResult<Option<User>> {
@@ -151,27 +223,28 @@ pub fn organisations(conn: &mut DbConn) -> QueryResult<Vec<Organisation>> {
         .load(conn)
 }
 
-/// Finds an organisation by name (case-insensitive match on the trimmed name) or creates it.
-pub fn find_or_create_organisation(conn: &mut DbConn, name: &str, now: i64) -> QueryResult<String> {
-    let name = name.trim();
-    let all: Vec<(String, String)> = organisations::table
-        .select((organisations::id, organisations::name))
-        .load(conn)?;
-    if let Some((id, _)) = all
-        .into_iter()
-        .find(|(_, n)| n.to_lowercase() == name.to_lowercase())
-    {
-        return Ok(id);
-    }
+/// Creates a new organisation. Names are not unique: two companies may share one, and a name never
+/// identifies an organisation (ids do).
+pub fn create_organisation(conn: &mut DbConn, name: &str, now: i64) -> QueryResult<String> {
     let id = crate::db::new_id();
     diesel::insert_into(organisations::table)
         .values((
             organisations::id.eq(&id),
-            organisations::name.eq(name),
+            organisations::name.eq(name.trim()),
             organisations::created_at.eq(now),
         ))
         .execute(conn)?;
     Ok(id)
+}
+
+/// An organisation by id, if it exists and was not merged away.
+pub fn find_organisation(conn: &mut DbConn, id: &str) -> QueryResult<Option<Organisation>> {
+    organisations::table
+        .find(id)
+        .filter(organisations::merged_into.is_null())
+        .select(Organisation::as_select())
+        .first(conn)
+        .optional()
 }
 
 pub fn delete_sessions_of(conn: &mut DbConn, user_id: &str) -> QueryResult<usize> {
@@ -186,10 +259,17 @@ pub struct AccountRow {
     pub display_name: String,
     pub role: String,
     pub role_label: &'static str,
+    pub organisation_id: Option<String>,
     pub organisation: Option<String>,
+    pub org_admin: bool,
+    pub agency: Option<String>,
     pub disabled: bool,
+    pub email_verified: bool,
     pub training_completed_at: Option<i64>,
+    /// Training counts for `TRAINING_VALID_DAYS` after completion.
+    pub training_expires_at: Option<i64>,
     pub nda_signed_at: Option<i64>,
+    pub nda_expires_at: Option<i64>,
     pub created_at: i64,
 }
 
@@ -224,10 +304,18 @@ pub fn list_accounts(
             email: u.email,
             display_name: u.display_name,
             role: u.role,
+            organisation_id: u.organisation_id,
             organisation: org,
+            org_admin: u.org_admin,
+            agency: u.agency,
             disabled: u.disabled,
+            email_verified: u.email_verified_at.is_some(),
             training_completed_at: u.training_completed_at,
+            training_expires_at: u
+                .training_completed_at
+                .map(|t| t + crate::workflow::access::TRAINING_VALID_DAYS * crate::time::DAY),
             nda_signed_at: u.nda_signed_at,
+            nda_expires_at: u.nda_expires_at,
             created_at: u.created_at,
         })
         .collect();

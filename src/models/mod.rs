@@ -1,8 +1,11 @@
 //! Diesel models: one file per table family, read structs apart from insertables, and the queries on them.
 
 pub mod account;
+pub mod account_token;
 pub mod audit;
 pub mod blob;
+pub mod invitation;
+pub mod organisation;
 pub mod queue;
 pub mod sectors;
 pub mod settings;

@@ -1,21 +1,33 @@
-//! The signed-in person's own account: details and password change.
+//! The signed-in person's own account: details, password change, and the live sessions (each can be ended).
 
 use rocket::form::FromForm;
-use rocket::http::Status;
+use rocket::http::{CookieJar, Status};
 use rocket::Either;
 
-use crate::auth::accounts;
-use crate::error::AppResult;
-use crate::web::forms::CsrfForm;
-use crate::web::guards::{Ctx, CurrentUser};
+use crate::auth::login::{self, PasswordChange};
+use crate::auth::sessions::{self, SessionView};
+use crate::auth::throttle::Policy;
+use crate::error::{AppError, AppResult};
+use crate::web::forms::{CsrfForm, NoFields};
+use crate::web::guards::{remove_session_cookie, Ctx, CurrentUser};
 use crate::web::pages::{Notice, Page};
 
 pub fn routes() -> Vec<rocket::Route> {
-    rocket::routes![account_page, change_password]
+    rocket::routes![
+        account_page,
+        change_password,
+        end_session,
+        end_other_sessions
+    ]
 }
 
 #[rocket::get("/account")]
 async fn account_page(ctx: Ctx<'_>, user: CurrentUser<'_>) -> AppResult<Page> {
+    account_page_for(&ctx, &user).await
+}
+
+/// The account page with what every rendering of it needs (organisation, sessions).
+async fn account_page_for(ctx: &Ctx<'_>, user: &CurrentUser<'_>) -> AppResult<Page> {
     let org = match user.user.organisation_id.clone() {
         Some(id) => Some(
             ctx.state
@@ -25,9 +37,30 @@ async fn account_page(ctx: Ctx<'_>, user: CurrentUser<'_>) -> AppResult<Page> {
         ),
         None => None,
     };
+    let sessions = live_sessions(ctx, user).await?;
     Ok(Page::new("account.html.tera")
         .with("organisation", org)
+        .with("sessions", sessions)
         .with("account", account_view(&user.user)))
+}
+
+async fn live_sessions(ctx: &Ctx<'_>, user: &CurrentUser<'_>) -> AppResult<Vec<SessionView>> {
+    let s = &ctx.state.settings;
+    let (idle, absolute) = (s.session_idle_minutes * 60, s.session_absolute_hours * 3600);
+    let (id, hash) = (user.user.id.clone(), user.session_hash.clone());
+    ctx.state
+        .db
+        .run(move |c| {
+            Ok(sessions::list_live(
+                c,
+                &id,
+                &hash,
+                crate::db::now(),
+                idle,
+                absolute,
+            )?)
+        })
+        .await
 }
 
 pub fn account_view(u: &crate::models::account::User) -> serde_json::Value {
@@ -56,15 +89,23 @@ struct PasswordForm {
 async fn change_password(
     ctx: Ctx<'_>,
     user: CurrentUser<'_>,
+    jar: &CookieJar<'_>,
     form: CsrfForm<PasswordForm>,
 ) -> AppResult<Either<Notice, Page>> {
     let PasswordForm {
         current_password,
         new_password,
     } = form.0;
-    let (audit, hasher, actor) = (
+    let s = &ctx.state.settings;
+    // The sign-in policy: as many wrong current passwords as failed sign-ins, in the same window.
+    let policy = Policy {
+        max_failures: s.login_max_failures,
+        window_secs: s.login_window_seconds,
+    };
+    let (audit, hasher, keys, actor) = (
         ctx.state.audit.clone(),
         ctx.state.hasher.clone(),
+        ctx.state.throttle_key.clone(),
         ctx.actor.clone(),
     );
     let (u, hash) = (user.user.clone(), user.session_hash.clone());
@@ -72,10 +113,12 @@ async fn change_password(
         .state
         .db
         .run(move |c| {
-            accounts::change_password(
+            login::change_password(
                 c,
                 &audit,
                 &hasher,
+                &keys,
+                policy,
                 &actor,
                 &u,
                 &hash,
@@ -85,15 +128,82 @@ async fn change_password(
         })
         .await?;
     match result {
-        Ok(()) => Ok(Either::Left(Notice::redirect(
+        PasswordChange::Changed => Ok(Either::Left(Notice::redirect(
             "/account",
             "Your password is changed. Your other sessions have ended.",
         ))),
-        Err(errors) => Ok(Either::Right(
-            Page::new("account.html.tera")
+        PasswordChange::SessionEnded => {
+            remove_session_cookie(ctx.tls, jar);
+            Ok(Either::Left(Notice::redirect(
+                "/login",
+                "You were signed out after too many wrong current passwords. Sign in again to change your password.",
+            )))
+        }
+        PasswordChange::Throttled => {
+            let mut errors = crate::auth::accounts::FieldErrors::default();
+            errors.add(
+                "current_password",
+                "Too many wrong current passwords. Wait a few minutes and try again.",
+            );
+            Ok(Either::Right(
+                account_page_for(&ctx, &user)
+                    .await?
+                    .status(Status::TooManyRequests)
+                    .with("errors", errors),
+            ))
+        }
+        PasswordChange::Invalid(errors) => Ok(Either::Right(
+            account_page_for(&ctx, &user)
+                .await?
                 .status(Status::UnprocessableEntity)
-                .with("account", account_view(&user.user))
                 .with("errors", errors),
         )),
     }
+}
+
+/// Ends one of the account's other sessions. Scoped by the account: another account's session id, the
+/// current session's, or an unknown one answer 404.
+#[rocket::post("/account/sessions/<public_id>/end", data = "<_form>")]
+async fn end_session(
+    ctx: Ctx<'_>,
+    user: CurrentUser<'_>,
+    public_id: &str,
+    _form: CsrfForm<NoFields>,
+) -> AppResult<Notice> {
+    let (audit, actor) = (ctx.state.audit.clone(), ctx.actor.clone());
+    let (id, hash, public_id) = (
+        user.user.id.clone(),
+        user.session_hash.clone(),
+        public_id.to_string(),
+    );
+    let ended = ctx
+        .state
+        .db
+        .run(move |c| login::end_session(c, &audit, &actor, &id, &hash, &public_id))
+        .await?;
+    if !ended {
+        return Err(AppError::NotFound);
+    }
+    Ok(Notice::redirect("/account", "That session has ended."))
+}
+
+#[rocket::post("/account/sessions/end-others", data = "<_form>")]
+async fn end_other_sessions(
+    ctx: Ctx<'_>,
+    user: CurrentUser<'_>,
+    _form: CsrfForm<NoFields>,
+) -> AppResult<Notice> {
+    let (audit, actor) = (ctx.state.audit.clone(), ctx.actor.clone());
+    let (id, hash) = (user.user.id.clone(), user.session_hash.clone());
+    let n = ctx
+        .state
+        .db
+        .run(move |c| login::end_other_sessions(c, &audit, &actor, &id, &hash))
+        .await?;
+    let message = match n {
+        0 => "You had no other sessions.".to_string(),
+        1 => "Your other session has ended.".to_string(),
+        n => format!("Your {n} other sessions have ended."),
+    };
+    Ok(Notice::redirect("/account", message))
 }

@@ -1,15 +1,19 @@
-//! Administrators: accounts (list, create, disable/enable, role, training, NDA) and portal settings.
-//! Administrators never see submission content; nothing here reads it.
+//! Administrators: accounts (list, invitations, approvals under the two-person rule, disable/enable, role,
+//! training, NDA) and portal settings. Administrators never see submission content, and never set or see
+//! anyone's password; nothing here reads either.
 
 use rocket::form::FromForm;
 use rocket::http::Status;
 use rocket::Either;
 
-use crate::auth::accounts::{self, AccountChange, FieldErrors, NewAccount};
+use crate::auth::accounts::{self, AccountChange, FieldErrors, Membership};
+use crate::auth::invitations::{self, InvitationRequest, Invited, RoleChange};
 use crate::error::{AppError, AppResult};
 use crate::models::account::{self, Role, ACCOUNTS_PER_PAGE};
+use crate::models::invitation::{self, Approval};
 use crate::models::settings;
 use crate::web::account::account_view;
+use crate::web::deliver;
 use crate::web::forms::CsrfForm;
 use crate::web::guards::{AdminUser, Ctx};
 use crate::web::pages::{Notice, Page};
@@ -18,14 +22,19 @@ pub fn routes() -> Vec<rocket::Route> {
     rocket::routes![
         index,
         new_account_page,
-        create_account,
+        invite_account,
         account_page,
         disable,
         enable,
         change_role,
         training,
         nda,
-        registration
+        registration,
+        approvals,
+        approve_invitation,
+        refuse_invitation,
+        revoke_invitation,
+        decide_role
     ]
 }
 
@@ -45,18 +54,24 @@ async fn index(
 ) -> AppResult<Page> {
     let role = role.and_then(Role::parse);
     let page = page.unwrap_or(0).max(0);
-    let ((rows, total), open) = ctx
+    let ((rows, total), open, admins, pending) = ctx
         .state
         .db
         .run(move |c| {
+            let now = crate::db::now();
+            let pending = invitation::awaiting(c, Approval::SecondAdministrator, now)?.len()
+                + invitation::pending_role_requests(c)?.len();
             Ok((
                 account::list_accounts(c, role, page)?,
                 settings::self_registration_open(c)?,
+                invitation::active_administrators(c)?,
+                pending,
             ))
         })
         .await?;
     let pages = (total + ACCOUNTS_PER_PAGE - 1) / ACCOUNTS_PER_PAGE;
-    Ok(Page::new("admin/index.html.tera")
+    Ok(with_rule(Page::new("admin/index.html.tera"), &ctx, admins)
+        .with("pending_approvals", pending)
         .with("accounts", rows)
         .with("total", total)
         .with("page", page)
@@ -66,66 +81,257 @@ async fn index(
         .with("registration_open", open))
 }
 
+/// The two-person rule's state, shown on every administrator page that grants anything.
+fn with_rule(page: Page, ctx: &Ctx<'_>, active_admins: i64) -> Page {
+    let rule = ctx.state.settings.two_person_rule;
+    page.with("active_admins", active_admins)
+        .with("two_person_rule", rule)
+        .with("two_person_in_force", rule && active_admins >= 2)
+}
+
 #[rocket::get("/accounts/new")]
-fn new_account_page(_admin: AdminUser<'_>) -> Page {
-    Page::new("admin/new_account.html.tera").with("roles", roles_view())
+async fn new_account_page(ctx: Ctx<'_>, _admin: AdminUser<'_>) -> AppResult<Page> {
+    let admins = ctx
+        .state
+        .db
+        .run(|c| Ok(invitation::active_administrators(c)?))
+        .await?;
+    Ok(
+        with_rule(Page::new("admin/new_account.html.tera"), &ctx, admins)
+            .with("roles", roles_view()),
+    )
 }
 
 #[derive(FromForm, serde::Serialize)]
-struct NewAccountForm {
+struct InviteForm {
     email: String,
     display_name: String,
     role: String,
-    organisation: String,
-    #[serde(skip)]
-    password: String,
+    #[field(default = String::new())]
+    agency: String,
+    /// For a company's person: `existing` (by id) or `new` (a new organisation by name).
+    #[field(default = String::new())]
+    organisation_choice: String,
+    #[field(default = String::new())]
+    organisation_id: String,
+    #[field(default = String::new())]
+    new_organisation: String,
 }
 
+/// Administrators invite; they never choose anyone's password. A staff role waits for a second
+/// administrator, an existing organisation for its own administrator (or an officer).
 #[rocket::post("/accounts", data = "<form>")]
-async fn create_account(
+async fn invite_account(
     ctx: Ctx<'_>,
-    _admin: AdminUser<'_>,
-    form: CsrfForm<NewAccountForm>,
+    admin: AdminUser<'_>,
+    form: CsrfForm<InviteForm>,
 ) -> AppResult<Either<Notice, Page>> {
     let values = form.0;
     let Some(role) = Role::parse(&values.role) else {
         let mut errors = FieldErrors::default();
         errors.add("role", "Choose a role.");
-        return Ok(Either::Right(new_account_errors(&values, errors)));
+        return Ok(Either::Right(invite_errors(&ctx, &values, errors).await?));
     };
-    let new = NewAccount {
+    let membership = match (role, values.organisation_choice.as_str()) {
+        (Role::Submitter, "new") => Membership::New(values.new_organisation.clone()),
+        (Role::Submitter, _) => {
+            if values.organisation_id.trim().is_empty() {
+                Membership::None
+            } else {
+                Membership::Existing(values.organisation_id.clone())
+            }
+        }
+        (Role::Officer, _) if !values.organisation_id.trim().is_empty() => {
+            Membership::Existing(values.organisation_id.clone())
+        }
+        _ => Membership::None,
+    };
+    let req = InvitationRequest {
         email: values.email.clone(),
         display_name: values.display_name.clone(),
         role,
-        organisation: Some(values.organisation.clone()).filter(|o| !o.trim().is_empty()),
-        password: values.password.clone(),
+        membership,
+        agency: (role != Role::Submitter).then(|| values.agency.clone()),
     };
-    let (audit, hasher, actor) = (
-        ctx.state.audit.clone(),
-        ctx.state.hasher.clone(),
+    let state = ctx.state;
+    let (audit, mailer, settings, actor, who) = (
+        state.audit.clone(),
+        state.mailer.clone(),
+        state.settings.clone(),
         ctx.actor.clone(),
+        admin.user.clone(),
     );
-    match ctx
-        .state
+    let result = state
         .db
-        .run(move |c| accounts::create(c, &audit, &hasher, &actor, new, false))
-        .await?
-    {
-        Ok(Some(id)) => Ok(Either::Left(Notice::redirect(
-            format!("/admin/accounts/{id}"),
-            "Account created.",
+        .run(move |c| invitations::invite(c, &audit, &mailer, &settings, &actor, &who, req))
+        .await?;
+    match result {
+        Ok(Invited::Sent { mail, .. }) => {
+            let message = if deliver::send(state, mail).await {
+                "Invitation sent. The person chooses its own password from the link."
+            } else {
+                "The invitation is made, but the message could not be sent now. Withdraw it below and invite again later."
+            };
+            Ok(Either::Left(Notice::redirect("/admin/approvals", message)))
+        }
+        Ok(Invited::AwaitingApproval { approver, .. }) => Ok(Either::Left(Notice::redirect(
+            "/admin/approvals",
+            format!("Invitation made. It takes effect, and its link is sent, only when {approver} approves it."),
         ))),
-        Ok(None) => Err(AppError::Internal("account creation returned no id".into())),
-        Err(errors) => Ok(Either::Right(new_account_errors(&values, errors))),
+        Err(errors) => Ok(Either::Right(invite_errors(&ctx, &values, errors).await?)),
     }
 }
 
-fn new_account_errors(values: &NewAccountForm, errors: FieldErrors) -> Page {
-    Page::new("admin/new_account.html.tera")
-        .status(Status::UnprocessableEntity)
-        .with("roles", roles_view())
-        .with("values", values)
-        .with("errors", errors)
+async fn invite_errors(ctx: &Ctx<'_>, values: &InviteForm, errors: FieldErrors) -> AppResult<Page> {
+    let admins = ctx
+        .state
+        .db
+        .run(|c| Ok(invitation::active_administrators(c)?))
+        .await?;
+    Ok(
+        with_rule(Page::new("admin/new_account.html.tera"), ctx, admins)
+            .status(Status::UnprocessableEntity)
+            .with("roles", roles_view())
+            .with("values", values)
+            .with("errors", errors),
+    )
+}
+
+/// Pending grants: staff invitations and role changes waiting for a second administrator, and every open
+/// invitation administrators made.
+#[rocket::get("/approvals")]
+async fn approvals(ctx: Ctx<'_>, admin: AdminUser<'_>) -> AppResult<Page> {
+    let (waiting, roles, open, admins) = ctx
+        .state
+        .db
+        .run(|c| {
+            let now = crate::db::now();
+            Ok((
+                invitation::awaiting(c, Approval::SecondAdministrator, now)?,
+                invitation::pending_role_requests(c)?,
+                invitation::open_by_administrators(c, now)?,
+                invitation::active_administrators(c)?,
+            ))
+        })
+        .await?;
+    Ok(
+        with_rule(Page::new("admin/approvals.html.tera"), &ctx, admins)
+            .with("me_id", &admin.user.id)
+            .with("waiting", waiting)
+            .with("role_requests", roles)
+            .with("open", open),
+    )
+}
+
+#[rocket::post("/invitations/<id>/approve", data = "<_form>")]
+async fn approve_invitation(
+    ctx: Ctx<'_>,
+    admin: AdminUser<'_>,
+    id: &str,
+    _form: CsrfForm<crate::web::forms::NoFields>,
+) -> AppResult<Notice> {
+    let state = ctx.state;
+    let (audit, mailer, settings, actor, who, iid) = (
+        state.audit.clone(),
+        state.mailer.clone(),
+        state.settings.clone(),
+        ctx.actor.clone(),
+        admin.user.clone(),
+        id.to_string(),
+    );
+    let mail = state
+        .db
+        .run(move |c| invitations::approve(c, &audit, &mailer, &settings, &actor, &who, &iid))
+        .await?;
+    let message = if deliver::send(state, mail).await {
+        "Approved. The invitation link is sent."
+    } else {
+        "Approved, but the message could not be sent now. Withdraw the invitation and make it again later."
+    };
+    Ok(Notice::redirect("/admin/approvals", message))
+}
+
+#[rocket::post("/invitations/<id>/refuse", data = "<_form>")]
+async fn refuse_invitation(
+    ctx: Ctx<'_>,
+    admin: AdminUser<'_>,
+    id: &str,
+    _form: CsrfForm<crate::web::forms::NoFields>,
+) -> AppResult<Notice> {
+    let (audit, actor, who, iid) = (
+        ctx.state.audit.clone(),
+        ctx.actor.clone(),
+        admin.user.clone(),
+        id.to_string(),
+    );
+    ctx.state
+        .db
+        .run(move |c| invitations::refuse(c, &audit, &actor, &who, &iid))
+        .await?;
+    Ok(Notice::redirect(
+        "/admin/approvals",
+        "Refused. The invitation never takes effect.",
+    ))
+}
+
+#[rocket::post("/invitations/<id>/revoke", data = "<_form>")]
+async fn revoke_invitation(
+    ctx: Ctx<'_>,
+    admin: AdminUser<'_>,
+    id: &str,
+    _form: CsrfForm<crate::web::forms::NoFields>,
+) -> AppResult<Notice> {
+    let (audit, actor, who, iid) = (
+        ctx.state.audit.clone(),
+        ctx.actor.clone(),
+        admin.user.clone(),
+        id.to_string(),
+    );
+    ctx.state
+        .db
+        .run(move |c| invitations::revoke(c, &audit, &actor, &who, &iid))
+        .await?;
+    Ok(Notice::redirect(
+        "/admin/approvals",
+        "Invitation withdrawn; its link no longer works.",
+    ))
+}
+
+#[derive(FromForm)]
+struct DecisionForm {
+    decision: String,
+}
+
+#[rocket::post("/role-requests/<id>", data = "<form>")]
+async fn decide_role(
+    ctx: Ctx<'_>,
+    admin: AdminUser<'_>,
+    id: &str,
+    form: CsrfForm<DecisionForm>,
+) -> AppResult<Notice> {
+    let approve = match form.0.decision.as_str() {
+        "approve" => true,
+        "refuse" => false,
+        _ => return Err(AppError::Invalid("Choose approve or refuse.".into())),
+    };
+    let (audit, actor, who, rid) = (
+        ctx.state.audit.clone(),
+        ctx.actor.clone(),
+        admin.user.clone(),
+        id.to_string(),
+    );
+    ctx.state
+        .db
+        .run(move |c| invitations::decide_role_request(c, &audit, &actor, &who, &rid, approve))
+        .await?;
+    Ok(Notice::redirect(
+        "/admin/approvals",
+        if approve {
+            "Role change approved; the account's sessions have ended."
+        } else {
+            "Role change refused."
+        },
+    ))
 }
 
 #[rocket::get("/accounts/<id>")]
@@ -143,8 +349,17 @@ async fn account_page(ctx: Ctx<'_>, _admin: AdminUser<'_>, id: &str) -> AppResul
             Ok((u, org))
         })
         .await?;
+    let mut view = account_view(&user);
+    view["organisation_id"] = serde_json::json!(user.organisation_id);
+    view["org_admin"] = serde_json::json!(user.org_admin);
+    view["agency"] = serde_json::json!(user.agency);
+    view["email_verified_at"] = serde_json::json!(user.email_verified_at);
+    view["nda_expires_at"] = serde_json::json!(user.nda_expires_at);
+    view["training_expires_at"] = serde_json::json!(user
+        .training_completed_at
+        .map(|t| t + crate::workflow::access::TRAINING_VALID_DAYS * crate::time::DAY));
     Ok(Page::new("admin/account.html.tera")
-        .with("account", account_view(&user))
+        .with("account", view)
         .with("organisation", org)
         .with("roles", roles_view()))
 }
@@ -158,17 +373,36 @@ async fn apply(ctx: &Ctx<'_>, id: &str, change: AccountChange, done: &str) -> Ap
     Ok(Notice::redirect(format!("/admin/accounts/{id}"), done))
 }
 
-#[rocket::post("/accounts/<id>/disable", data = "<_form>")]
+#[derive(FromForm)]
+struct DisableForm {
+    #[field(default = String::new())]
+    reason: String,
+    #[field(default = false)]
+    confirm: bool,
+}
+
+#[rocket::post("/accounts/<id>/disable", data = "<form>")]
 async fn disable(
     ctx: Ctx<'_>,
     _admin: AdminUser<'_>,
     id: &str,
-    _form: CsrfForm<crate::web::forms::NoFields>,
+    form: CsrfForm<DisableForm>,
 ) -> AppResult<Notice> {
+    let reason = form.0.reason.trim().to_string();
+    if !form.0.confirm {
+        return Err(AppError::Invalid(
+            "Tick the box to confirm that the account is to be disabled.".into(),
+        ));
+    }
+    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+        return Err(AppError::Invalid(
+            "Give the reason for disabling the account (one line, up to 500 characters).".into(),
+        ));
+    }
     apply(
         &ctx,
         id,
-        AccountChange::Disable,
+        AccountChange::Disable { reason },
         "Account disabled; its sessions have ended.",
     )
     .await
@@ -192,19 +426,34 @@ struct RoleForm {
 #[rocket::post("/accounts/<id>/role", data = "<form>")]
 async fn change_role(
     ctx: Ctx<'_>,
-    _admin: AdminUser<'_>,
+    admin: AdminUser<'_>,
     id: &str,
     form: CsrfForm<RoleForm>,
 ) -> AppResult<Notice> {
     let role = Role::parse(&form.0.role)
         .ok_or_else(|| AppError::Invalid("Choose one of the listed roles.".into()))?;
-    apply(
-        &ctx,
-        id,
-        AccountChange::Role(role),
-        "Role changed; the account's sessions have ended.",
-    )
-    .await
+    let (audit, settings, actor, who, uid) = (
+        ctx.state.audit.clone(),
+        ctx.state.settings.clone(),
+        ctx.actor.clone(),
+        admin.user.clone(),
+        id.to_string(),
+    );
+    let change = ctx
+        .state
+        .db
+        .run(move |c| invitations::change_role(c, &audit, &settings, &actor, &who, &uid, role))
+        .await?;
+    Ok(match change {
+        RoleChange::Applied => Notice::redirect(
+            format!("/admin/accounts/{id}"),
+            "Role changed; the account's sessions have ended.",
+        ),
+        RoleChange::Pending => Notice::redirect(
+            "/admin/approvals",
+            "The role change waits for a second administrator's approval.",
+        ),
+    })
 }
 
 #[derive(FromForm)]
@@ -212,6 +461,8 @@ struct DateForm {
     date: String,
     #[field(default = String::new())]
     reference: String,
+    #[field(default = String::new())]
+    expires: String,
 }
 
 fn parse_optional_date(s: &str) -> AppResult<Option<i64>> {
@@ -253,6 +504,20 @@ async fn nda(
     form: CsrfForm<DateForm>,
 ) -> AppResult<Notice> {
     let signed_at = parse_optional_date(&form.0.date)?;
+    let expires_at = match form.0.expires.trim() {
+        "" => None,
+        d => Some(
+            crate::time::parse_date(d)
+                .ok_or_else(|| AppError::Invalid("Enter the expiry date as YYYY-MM-DD.".into()))?,
+        ),
+    };
+    if let (Some(s), Some(e)) = (signed_at, expires_at) {
+        if e <= s {
+            return Err(AppError::Invalid(
+                "The NDA must expire after it was signed.".into(),
+            ));
+        }
+    }
     let reference = Some(form.0.reference.trim().to_string()).filter(|r| !r.is_empty());
     if reference
         .as_ref()
@@ -267,6 +532,7 @@ async fn nda(
         id,
         AccountChange::Nda {
             signed_at,
+            expires_at,
             reference,
         },
         "Non-disclosure agreement record saved.",

@@ -31,6 +31,9 @@ pub fn home_of(role: Role) -> &'static str {
 
 #[rocket::get("/dashboard")]
 fn dashboard(user: CurrentUser<'_>) -> Redirect {
+    if !user.user.email_verified() {
+        return Redirect::to("/verify-email");
+    }
     Redirect::to(home_of(user.role))
 }
 

@@ -36,6 +36,7 @@ pub fn anonymous_token(req: &Request<'_>) -> String {
     }
     let token = crate::auth::sessions::new_token();
     let cookie = Cookie::build((ANON_CSRF_COOKIE, token.clone()))
+        .expires(None::<rocket::time::OffsetDateTime>)
         .http_only(true)
         .same_site(SameSite::Strict)
         .secure(req.rocket().config().tls_enabled())

@@ -25,9 +25,11 @@ pub fn session_cookie_name(tls: bool) -> &'static str {
 }
 
 /// The session cookie: private (encrypted and authenticated with the secret key), HttpOnly, SameSite=Strict,
-/// and `__Host-` + Secure under TLS.
+/// `__Host-` + Secure under TLS, and gone when the browser closes (Rocket would otherwise give a private
+/// cookie a week).
 pub fn session_cookie(tls: bool, token: String) -> Cookie<'static> {
     Cookie::build((session_cookie_name(tls), token))
+        .expires(None::<rocket::time::OffsetDateTime>)
         .http_only(true)
         .same_site(SameSite::Strict)
         .secure(tls)
@@ -230,8 +232,26 @@ async fn require<'r>(
             Status::Forbidden,
             format!("role {} may not use this page", a.role.as_str()),
         ),
+        // Until its address is confirmed an account sees nothing of its organisation or role.
+        (Some(a), Some(_)) if !a.user.email_verified() => {
+            crate::error::set_error_message(
+                req,
+                "Confirm your email address first: open the link we sent you. Lost it? Ask for a new one at /verify-email.".into(),
+            );
+            (Status::Forbidden, "email address not confirmed".to_string())
+        }
         (Some(a), _) => return Ok(a),
     };
+    Err(refuse(req, who, status, reason).await)
+}
+
+/// Audits a refused guard once per request and answers its status.
+async fn refuse<'r>(
+    req: &'r Request<'_>,
+    who: Option<&'r Authenticated>,
+    status: Status,
+    reason: String,
+) -> Status {
     let mut first = false;
     req.local_cache(|| {
         first = true;
@@ -249,7 +269,7 @@ async fn require<'r>(
             tracing::error!(error = %e, "auditing a refusal failed");
         }
     }
-    Err(status)
+    status
 }
 
 macro_rules! role_guard {
@@ -309,3 +329,38 @@ role_guard!(
     Role::Officer,
     Role::AuthorizedUser
 );
+
+/// A company's organisation administrator: a confirmed submitter account holding that role in its
+/// organisation. Its pages manage membership only; they show no submission content.
+pub struct OrgAdminUser<'r> {
+    pub who: &'r Authenticated,
+    pub organisation_id: String,
+}
+
+impl Deref for OrgAdminUser<'_> {
+    type Target = Authenticated;
+    fn deref(&self) -> &Authenticated {
+        self.who
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for OrgAdminUser<'r> {
+    type Error = ();
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ()> {
+        let a = match require(req, Some(&[Role::Submitter])).await {
+            Ok(a) => a,
+            Err(s) => return Outcome::Error((s, ())),
+        };
+        match (&a.user.organisation_id, a.user.org_admin) {
+            (Some(org), true) => Outcome::Success(OrgAdminUser {
+                who: a,
+                organisation_id: org.clone(),
+            }),
+            _ => {
+                let reason = "not the organisation's administrator".to_string();
+                Outcome::Error((refuse(req, Some(a), Status::Forbidden, reason).await, ()))
+            }
+        }
+    }
+}

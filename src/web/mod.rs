@@ -6,14 +6,18 @@ pub mod analyst;
 pub mod audit;
 pub mod catchers;
 pub mod dashboard;
+pub mod deliver;
 pub mod fairings;
 pub mod forms;
 pub mod guards;
 pub mod health;
 pub mod multipart;
 pub mod officer;
+pub mod officer_organisations;
+pub mod organisation;
 pub mod pages;
 pub mod public;
+pub mod signin;
 pub mod submissions;
 
 use rocket::{Build, Rocket};
@@ -28,10 +32,13 @@ pub fn mount(rocket: Rocket<Build>) -> Rocket<Build> {
         .attach(fairings::OriginCheck)
         .attach(pages::Templates::fairing())
         .mount("/", public::routes())
+        .mount("/", signin::routes())
         .mount("/", account::routes())
         .mount("/", dashboard::routes())
         .mount("/", submissions::routes())
         .mount("/", officer::routes())
+        .mount("/", officer_organisations::routes())
+        .mount("/", organisation::routes())
         .mount("/", analyst::routes())
         .mount("/", health::routes())
         .mount("/admin", admin::routes())

@@ -149,6 +149,7 @@ impl Page {
                     "name": a.user.display_name,
                     "role": a.role.as_str(),
                     "role_label": a.role.label(),
+                    "org_admin": a.user.org_admin,
                 }),
             );
         }

@@ -1,28 +1,37 @@
-//! Pages anyone may reach: home, sign in/out, registration, the first-start setup link.
+//! Pages anyone may reach: home, registration, email confirmation, password reset, the first-start setup link.
 
 use rocket::form::FromForm;
 use rocket::http::{CookieJar, Status};
 use rocket::response::Redirect;
 use rocket::Either;
 
-use crate::auth::accounts::{self, FieldErrors, LoginLimits, LoginResult, NewAccount};
-use crate::auth::throttle::Policy;
+use crate::auth::accounts::{self, FieldErrors};
+use crate::auth::invitations;
+use crate::auth::registration::{self, Registration};
 use crate::error::{AppError, AppResult};
-use crate::models::account::Role;
+use crate::models::account_token::Purpose;
 use crate::models::settings;
+use crate::web::deliver;
 use crate::web::fairings::CrossSiteRefused;
-use crate::web::forms::{audit_csrf_refusal, CsrfForm, ANON_CSRF_COOKIE};
-use crate::web::guards::{remove_session_cookie, session_cookie, Ctx, CurrentUser};
+use crate::web::forms::{audit_csrf_refusal, CsrfForm};
+use crate::web::guards::{remove_session_cookie, Ctx, CurrentUser};
 use crate::web::pages::{Notice, Page};
 
 pub fn routes() -> Vec<rocket::Route> {
     rocket::routes![
         home,
-        login_page,
-        login,
-        logout,
         register_page,
         register,
+        verify_email_pending,
+        verify_email_resend,
+        verify_email_page,
+        verify_email,
+        forgot_page,
+        forgot,
+        reset_page,
+        reset,
+        invitation_page,
+        accept_invitation,
         setup_page,
         setup,
         cross_site_refused
@@ -37,95 +46,6 @@ async fn home(ctx: Ctx<'_>) -> AppResult<Page> {
         .run(|c| Ok(settings::self_registration_open(c)?))
         .await?;
     Ok(Page::new("home.html.tera").with("registration_open", open))
-}
-
-#[rocket::get("/login")]
-fn login_page(ctx: Ctx<'_>) -> Either<Redirect, Page> {
-    if ctx.who.is_some() {
-        return Either::Left(Redirect::to("/dashboard"));
-    }
-    Either::Right(Page::new("login.html.tera"))
-}
-
-#[derive(FromForm)]
-struct LoginForm {
-    email: String,
-    password: String,
-}
-
-#[rocket::post("/login", data = "<form>")]
-async fn login(
-    ctx: Ctx<'_>,
-    jar: &CookieJar<'_>,
-    form: CsrfForm<LoginForm>,
-) -> AppResult<Either<Redirect, Page>> {
-    let LoginForm { email, password } = form.0;
-    let s = &ctx.state.settings;
-    let limits = LoginLimits {
-        account: Policy {
-            max_failures: s.login_max_failures,
-            window_secs: s.login_window_seconds,
-        },
-        // One address may try several accounts (a shared office), but not without bound.
-        address: Policy {
-            max_failures: s.login_max_failures * 4,
-            window_secs: s.login_window_seconds,
-        },
-    };
-    let (audit, hasher, actor) = (
-        ctx.state.audit.clone(),
-        ctx.state.hasher.clone(),
-        ctx.actor.clone(),
-    );
-    let email_shown = email.clone();
-    let result = ctx
-        .state
-        .db
-        .run(move |c| accounts::login(c, &audit, &hasher, &actor, &email, &password, &limits))
-        .await?;
-    match result {
-        LoginResult::Success { token, .. } => {
-            // A new session id at every login; the anonymous form token is no longer needed.
-            jar.add_private(session_cookie(ctx.tls, token));
-            jar.remove_private(rocket::http::Cookie::build(ANON_CSRF_COOKIE).path("/"));
-            Ok(Either::Left(Redirect::to("/dashboard")))
-        }
-        LoginResult::Failed => Ok(Either::Right(
-            Page::new("login.html.tera")
-                .status(Status::Unauthorized)
-                .with("error", "The email or password is not correct.")
-                .with("email", email_shown),
-        )),
-        LoginResult::Throttled => Ok(Either::Right(
-            Page::new("login.html.tera")
-                .status(Status::TooManyRequests)
-                .with(
-                    "error",
-                    "Too many failed sign-in attempts. Wait a few minutes and try again.",
-                )
-                .with("email", email_shown),
-        )),
-    }
-}
-
-#[rocket::post("/logout", data = "<_form>")]
-async fn logout(
-    ctx: Ctx<'_>,
-    user: CurrentUser<'_>,
-    jar: &CookieJar<'_>,
-    _form: CsrfForm<crate::web::forms::NoFields>,
-) -> AppResult<Notice> {
-    let (audit, actor, hash) = (
-        ctx.state.audit.clone(),
-        ctx.actor.clone(),
-        user.session_hash.clone(),
-    );
-    ctx.state
-        .db
-        .run(move |c| accounts::logout(c, &audit, &actor, &hash))
-        .await?;
-    remove_session_cookie(ctx.tls, jar);
-    Ok(Notice::redirect("/login", "You are signed out."))
 }
 
 #[rocket::get("/register")]
@@ -155,33 +75,284 @@ fn register_errors(values: &RegisterForm, errors: FieldErrors) -> Page {
         .with("errors", errors)
 }
 
+/// Always a new organisation: the typed name joins nothing, and the answer is the same whether or not the
+/// address (or the name) is known.
 #[rocket::post("/register", data = "<form>")]
 async fn register(ctx: Ctx<'_>, form: CsrfForm<RegisterForm>) -> AppResult<Either<Notice, Page>> {
     let values = form.0;
-    let new = NewAccount {
+    let reg = Registration {
         email: values.email.clone(),
         display_name: values.display_name.clone(),
-        role: Role::Submitter,
-        organisation: Some(values.organisation.clone()),
+        organisation: values.organisation.clone(),
         password: values.password.clone(),
     };
-    let (audit, hasher, actor) = (
+    let state = ctx.state;
+    let (audit, hasher, keys, mailer, actor) = (
+        state.audit.clone(),
+        state.hasher.clone(),
+        state.throttle_key.clone(),
+        state.mailer.clone(),
+        ctx.actor.clone(),
+    );
+    let settings = state.settings.clone();
+    let result = state
+        .db
+        .run(move |c| {
+            registration::register(c, &audit, &hasher, &keys, &mailer, &settings, &actor, reg)
+        })
+        .await?;
+    match result {
+        Ok(mail) => {
+            // Whether or not this went out, the visitor hears the same (a failure is in the server's log).
+            deliver::send(state, mail).await;
+            Ok(Either::Left(Notice::redirect(
+                "/login",
+                "Registration received. We sent a link to your email address: open it to confirm the address, then sign in.",
+            )))
+        }
+        Err(errors) => Ok(Either::Right(register_errors(&values, errors))),
+    }
+}
+
+/// Where a signed-in account whose address is not confirmed lands: what to do, and a new link on request.
+#[rocket::get("/verify-email")]
+fn verify_email_pending(user: CurrentUser<'_>) -> Either<Redirect, Page> {
+    if user.user.email_verified() {
+        return Either::Left(Redirect::to("/dashboard"));
+    }
+    Either::Right(Page::new("verify_email_pending.html.tera").with("email", &user.user.email))
+}
+
+#[rocket::post("/verify-email/resend", data = "<_form>")]
+async fn verify_email_resend(
+    ctx: Ctx<'_>,
+    user: CurrentUser<'_>,
+    _form: CsrfForm<crate::web::forms::NoFields>,
+) -> AppResult<Notice> {
+    let state = ctx.state;
+    let (audit, mailer, settings, actor, id) = (
+        state.audit.clone(),
+        state.mailer.clone(),
+        state.settings.clone(),
+        ctx.actor.clone(),
+        user.user.id.clone(),
+    );
+    let mail = state
+        .db
+        .run(move |c| registration::resend_verification(c, &audit, &mailer, &settings, &actor, &id))
+        .await?;
+    let Some(mail) = mail else {
+        return Ok(Notice::redirect(
+            "/dashboard",
+            "Your email address is already confirmed.",
+        ));
+    };
+    if deliver::send(state, mail).await {
+        Ok(Notice::redirect(
+            "/verify-email",
+            "We sent a new link. Earlier links no longer work.",
+        ))
+    } else {
+        Err(AppError::Unavailable("the mail could not be sent".into()))
+    }
+}
+
+/// The page in front of a confirmation link: the link itself changes nothing (mail scanners open links);
+/// the button does.
+#[rocket::get("/verify-email/<token>")]
+async fn verify_email_page(ctx: Ctx<'_>, token: &str) -> AppResult<Page> {
+    let t = token.to_string();
+    if !ctx
+        .state
+        .db
+        .run(move |c| registration::link_live(c, &t, Purpose::VerifyEmail))
+        .await?
+    {
+        return Err(AppError::Gone(
+            "This confirmation link has been used or has expired. Sign in to ask for a new one."
+                .into(),
+        ));
+    }
+    Ok(Page::new("verify_email.html.tera").with("token", token))
+}
+
+#[rocket::post("/verify-email/<token>", data = "<_form>")]
+async fn verify_email(
+    ctx: Ctx<'_>,
+    token: &str,
+    _form: CsrfForm<crate::web::forms::NoFields>,
+) -> AppResult<Notice> {
+    let (audit, actor, t) = (
+        ctx.state.audit.clone(),
+        ctx.actor.clone(),
+        token.to_string(),
+    );
+    ctx.state
+        .db
+        .run(move |c| registration::confirm_email(c, &audit, &actor, &t))
+        .await?;
+    let to = if ctx.who.is_some() {
+        "/dashboard"
+    } else {
+        "/login"
+    };
+    Ok(Notice::redirect(to, "Your email address is confirmed."))
+}
+
+#[rocket::get("/password/forgot")]
+fn forgot_page() -> Page {
+    Page::new("password_forgot.html.tera")
+}
+
+#[derive(FromForm)]
+struct ForgotForm {
+    email: String,
+}
+
+#[rocket::post("/password/forgot", data = "<form>")]
+async fn forgot(ctx: Ctx<'_>, form: CsrfForm<ForgotForm>) -> AppResult<Notice> {
+    let state = ctx.state;
+    let (audit, keys, mailer, actor, email) = (
+        state.audit.clone(),
+        state.throttle_key.clone(),
+        state.mailer.clone(),
+        ctx.actor.clone(),
+        form.0.email,
+    );
+    let settings = state.settings.clone();
+    let mail = state
+        .db
+        .run(move |c| {
+            registration::request_reset(c, &audit, &keys, &mailer, &settings, &actor, &email)
+        })
+        .await?;
+    if let Some(mail) = mail {
+        deliver::send(state, mail).await;
+    }
+    // The same answer whether or not the address has an account.
+    Ok(Notice::redirect(
+        "/login",
+        "If an account uses that address, we sent it a link to choose a new password. The link works once and expires soon.",
+    ))
+}
+
+#[rocket::get("/password/reset/<token>")]
+async fn reset_page(ctx: Ctx<'_>, token: &str) -> AppResult<Page> {
+    let t = token.to_string();
+    if !ctx
+        .state
+        .db
+        .run(move |c| registration::link_live(c, &t, Purpose::ResetPassword))
+        .await?
+    {
+        return Err(AppError::Gone(
+            "This password link has been used or has expired. Ask for a new one under \"Forgot your password?\".".into(),
+        ));
+    }
+    Ok(Page::new("password_reset.html.tera").with("token", token))
+}
+
+#[derive(FromForm)]
+struct ResetForm {
+    new_password: String,
+}
+
+#[rocket::post("/password/reset/<token>", data = "<form>")]
+async fn reset(
+    ctx: Ctx<'_>,
+    jar: &CookieJar<'_>,
+    token: &str,
+    form: CsrfForm<ResetForm>,
+) -> AppResult<Either<Notice, Page>> {
+    let (audit, hasher, actor, t, password) = (
         ctx.state.audit.clone(),
         ctx.state.hasher.clone(),
         ctx.actor.clone(),
+        token.to_string(),
+        form.0.new_password,
     );
     let result = ctx
         .state
         .db
-        .run(move |c| accounts::create(c, &audit, &hasher, &actor, new, true))
+        .run(move |c| registration::reset_password(c, &audit, &hasher, &actor, &t, &password))
         .await?;
     match result {
-        // The same answer whether or not the email was already registered: no account enumeration.
-        Ok(_) => Ok(Either::Left(Notice::redirect(
-            "/login",
-            "Registration received. Sign in with your email and password.",
-        ))),
-        Err(errors) => Ok(Either::Right(register_errors(&values, errors))),
+        Ok(()) => {
+            remove_session_cookie(ctx.tls, jar);
+            Ok(Either::Left(Notice::redirect(
+                "/login",
+                "Your password is changed and every session of your account has ended. Sign in with the new password.",
+            )))
+        }
+        Err(errors) => Ok(Either::Right(
+            Page::new("password_reset.html.tera")
+                .status(Status::UnprocessableEntity)
+                .with("token", token)
+                .with("errors", errors),
+        )),
+    }
+}
+
+#[rocket::get("/invitations/<token>")]
+async fn invitation_page(ctx: Ctx<'_>, token: &str) -> AppResult<Page> {
+    let t = token.to_string();
+    let view = ctx.state.db.run(move |c| invitations::view(c, &t)).await?;
+    Ok(Page::new("invitation.html.tera")
+        .with("token", token)
+        .with("invitation", view))
+}
+
+#[derive(FromForm)]
+struct AcceptForm {
+    display_name: String,
+    password: String,
+}
+
+/// The invitee chooses its own password; nobody else ever knew it.
+#[rocket::post("/invitations/<token>", data = "<form>")]
+async fn accept_invitation(
+    ctx: Ctx<'_>,
+    jar: &CookieJar<'_>,
+    token: &str,
+    form: CsrfForm<AcceptForm>,
+) -> AppResult<Either<Notice, Page>> {
+    let AcceptForm {
+        display_name,
+        password,
+    } = form.0;
+    let (audit, hasher, actor, t, name) = (
+        ctx.state.audit.clone(),
+        ctx.state.hasher.clone(),
+        ctx.actor.clone(),
+        token.to_string(),
+        display_name.clone(),
+    );
+    let result = ctx
+        .state
+        .db
+        .run(move |c| invitations::accept(c, &audit, &hasher, &actor, &t, &name, &password))
+        .await?;
+    match result {
+        Ok(_) => {
+            // Whoever was signed in on this browser is not the invitee.
+            remove_session_cookie(ctx.tls, jar);
+            Ok(Either::Left(Notice::redirect(
+                "/login",
+                "Your account is ready. Sign in with your email address and the password you chose.",
+            )))
+        }
+        Err(errors) => {
+            let t = token.to_string();
+            let view = ctx.state.db.run(move |c| invitations::view(c, &t)).await?;
+            Ok(Either::Right(
+                Page::new("invitation.html.tera")
+                    .status(Status::UnprocessableEntity)
+                    .with("token", token)
+                    .with("invitation", view)
+                    .with("display_name", display_name)
+                    .with("errors", errors),
+            ))
+        }
     }
 }
 

@@ -20,6 +20,7 @@ pub enum Refusal {
     TrainingMissing,
     TrainingExpired,
     NdaMissing,
+    NdaExpired,
     NoGrant,
     GrantExpired,
     GrantRevoked,
@@ -37,6 +38,9 @@ impl Refusal {
                 "Your PCII training expired (it is valid for 365 days). Complete it again to regain access."
             }
             Refusal::NdaMissing => "No non-disclosure agreement is on file for your account.",
+            Refusal::NdaExpired => {
+                "Your non-disclosure agreement on file has expired. Ask an administrator to record the new one."
+            }
             Refusal::NoGrant => "You hold no grant for this submission. Ask a PCII officer.",
             Refusal::GrantExpired => "Your grant for this submission expired. Ask a PCII officer to renew it.",
             Refusal::GrantRevoked => "Your grant for this submission was revoked.",
@@ -51,6 +55,7 @@ impl Refusal {
             Refusal::TrainingMissing => "training not on record",
             Refusal::TrainingExpired => "training expired",
             Refusal::NdaMissing => "no NDA on file",
+            Refusal::NdaExpired => "NDA expired",
             Refusal::NoGrant => "no grant",
             Refusal::GrantExpired => "grant expired",
             Refusal::GrantRevoked => "grant revoked",
@@ -77,6 +82,9 @@ pub fn check_analyst(
     }
     if user.nda_signed_at.is_none() {
         return Ok(Err(Refusal::NdaMissing));
+    }
+    if user.nda_expires_at.is_some_and(|e| e <= now) {
+        return Ok(Err(Refusal::NdaExpired));
     }
     let held: Vec<(i64, Option<i64>)> = grants::table
         .filter(grants::user_id.eq(&user.id))

@@ -8,7 +8,7 @@ use rocket::http::{ContentType, Header, Status};
 use rocket::local::blocking::{Client, LocalResponse};
 
 use pcii_portal::audit::log::Actor;
-use pcii_portal::auth::accounts::{self, NewAccount};
+use pcii_portal::auth::accounts::{self, Membership, NewAccount};
 use pcii_portal::models::account::Role;
 use pcii_portal::AppState;
 
@@ -71,28 +71,50 @@ impl TestApp {
         }
     }
 
-    /// Creates an account directly through the account service (as an administrator would).
+    /// Creates an account directly through the account service (as the host CLI would). For brevity the
+    /// tests name organisations: the first account naming one creates it (and administers it), later ones
+    /// join that same organisation *by its id*, looked up here in the test, never by the portal.
     pub fn create_user(&self, role: Role, email: &str, organisation: Option<&str>) -> String {
-        let state = self.state();
-        let mut conn = state.db.get().expect("conn");
-        let new = NewAccount {
+        let membership = match organisation {
+            None => Membership::None,
+            Some(name) => match self.organisation_id(name) {
+                Some(id) => Membership::Existing(id),
+                None => Membership::New(name.into()),
+            },
+        };
+        let org_admin = matches!(membership, Membership::New(_)) && role == Role::Submitter;
+        self.create_account(NewAccount {
             email: email.into(),
             display_name: format!("Test {email}"),
             role,
-            organisation: organisation.map(Into::into),
+            membership,
+            org_admin,
+            agency: None,
             password: PASSWORD.into(),
-        };
-        accounts::create(
-            &mut conn,
-            &state.audit,
-            &state.hasher,
-            &Actor::cli(),
-            new,
-            false,
-        )
-        .expect("create")
-        .expect("valid account")
-        .expect("new id")
+        })
+    }
+
+    pub fn create_account(&self, new: NewAccount) -> String {
+        let state = self.state();
+        let mut conn = state.db.get().expect("conn");
+        accounts::create(&mut conn, &state.audit, &state.hasher, &Actor::cli(), new)
+            .expect("create")
+            .expect("valid account")
+    }
+
+    /// The id of the (first-made) organisation with this exact name, if any: test bookkeeping only.
+    pub fn organisation_id(&self, name: &str) -> Option<String> {
+        use diesel::prelude::*;
+        use pcii_portal::db::schema::organisations;
+        self.with_conn(|c| {
+            organisations::table
+                .filter(organisations::name.eq(name))
+                .order(organisations::created_at.asc())
+                .select(organisations::id)
+                .first(c)
+                .optional()
+                .unwrap()
+        })
     }
 
     /// A browser signed in as a new account of `role`.
@@ -476,5 +498,95 @@ mod pg {
                 .execute(&mut c);
             }
         }
+    }
+}
+
+/// Requests from a given client address (Rocket's `LocalRequest::remote`), for limits kept per address.
+impl<'c> Browser<'c> {
+    /// Posts a form (anti-forgery token added) from `addr`, with extra headers; keeps the cookies it sets.
+    pub fn post_with(
+        &mut self,
+        uri: &str,
+        fields: &[(&str, &str)],
+        addr: std::net::SocketAddr,
+        extra: &[Header<'static>],
+    ) -> Page {
+        let token = self.csrf();
+        let mut all: Vec<(&str, &str)> = vec![("csrf", token.as_str())];
+        all.extend_from_slice(fields);
+        let mut req = self
+            .client
+            .post(uri.to_string())
+            .header(ContentType::Form)
+            .remote(addr)
+            .body(encode(&all));
+        for c in &self.cookies {
+            req = req.cookie(c.clone());
+        }
+        for h in extra {
+            req = req.header(h.clone());
+        }
+        let res = req.dispatch();
+        self.finish(res)
+    }
+
+    /// Posts a form (anti-forgery token added) from `addr`.
+    pub fn post_from(
+        &mut self,
+        uri: &str,
+        fields: &[(&str, &str)],
+        addr: std::net::SocketAddr,
+    ) -> Page {
+        self.post_with(uri, fields, addr, &[])
+    }
+
+    /// Signs in from `addr`; keeps the session cookie on success.
+    pub fn login_from(
+        &mut self,
+        email: &str,
+        password: &str,
+        addr: std::net::SocketAddr,
+    ) -> Status {
+        self.post_from("/login", &[("email", email), ("password", password)], addr)
+            .status
+    }
+}
+
+impl TestApp {
+    /// Every message the portal wrote to its outbox (no SMTP configured), oldest first, with
+    /// quoted-printable soft line breaks undone.
+    pub fn outbox(&self) -> Vec<String> {
+        let dir = self.data_dir().join("outbox");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+        files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        files
+            .iter()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap()
+                    .replace("=\r\n", "")
+                    .replace("=3D", "=")
+            })
+            .collect()
+    }
+
+    /// The path of the link starting with `prefix` (e.g. "/invitations/") in the newest message to `to`.
+    pub fn mailed_link(&self, to: &str, prefix: &str) -> Option<String> {
+        self.outbox()
+            .into_iter()
+            .rev()
+            .filter(|m| {
+                m.to_lowercase()
+                    .contains(&format!("to: {}", to.to_lowercase()))
+            })
+            .find_map(|m| {
+                let at = m.find(prefix)?;
+                let rest = &m[at..];
+                let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
+                Some(rest[..end].to_string())
+            })
     }
 }

@@ -1,0 +1,650 @@
+//! Membership and privilege are granted, never asserted. On the web, the only ways into an existing
+//! organisation or a staff role are:
+//! - an organisation administrator invites a colleague into its own organisation;
+//! - an administrator invites a company's person into an existing organisation, which takes effect only when
+//!   that organisation's administrator (or, where it has none, a PCII officer) approves;
+//! - an administrator invites staff (officer, authorized user, auditor, administrator), or changes an
+//!   account's role to one of them, which takes effect only when a *second* administrator approves while
+//!   the portal has two or more active administrators (the two-person rule).
+//!
+//! The invitee chooses its own password from the emailed single-use link; no page lets anyone set or see
+//! another person's password. Every step commits with its audit entry, naming both people where two act.
+
+use diesel::prelude::*;
+
+use super::accounts::{valid_name, validate_person, FieldErrors, Membership};
+use super::password::{check_policy, Hasher};
+use super::sessions::{hash_token, new_token};
+use crate::audit::log::{Actor, AuditLog, Event, Outcome};
+use crate::config::Settings;
+use crate::db::schema::users;
+use crate::db::{new_id, now, DbConn};
+use crate::error::{AppError, AppResult};
+use crate::mail::{messages, Mail, Mailer};
+use crate::models::account::{self, normalize_email, NewUser, Role, User};
+use crate::models::invitation::{
+    self as model, Approval, Invitation, NewInvitation, ACCEPTED, AWAITING_APPROVAL, REFUSED,
+    REVOKED, SENT,
+};
+
+const DAY: i64 = 86_400;
+
+/// What the inviter typed.
+pub struct InvitationRequest {
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    /// For a submitter: the organisation by id, or a new one (whose first administrator the invitee becomes).
+    /// For an officer: optionally the organisation it must never decide for (conflict of interest).
+    pub membership: Membership,
+    /// The agency or office of a staff account (required for staff).
+    pub agency: Option<String>,
+}
+
+/// What became of a new invitation.
+pub enum Invited {
+    /// The link is on its way.
+    Sent { id: String, mail: Mail },
+    /// It waits for someone else's approval before any link exists.
+    AwaitingApproval { id: String, approver: &'static str },
+}
+
+fn is_org_admin(u: &User) -> bool {
+    u.role() == Role::Submitter
+        && u.org_admin
+        && !u.disabled
+        && u.email_verified()
+        && u.organisation_id.is_some()
+}
+
+/// What the invitee is invited as, for the message and the acceptance page.
+fn what(conn: &mut DbConn, inv: &Invitation) -> QueryResult<String> {
+    Ok(
+        match (inv.role(), &inv.organisation_id, &inv.new_organisation) {
+            (Role::Submitter, Some(org), _) => {
+                format!("as a member of {}", account::organisation_name(conn, org)?)
+            }
+            (Role::Submitter, None, Some(name)) => {
+                format!("to register {name} as its organisation administrator")
+            }
+            (role, _, _) => format!("as {}", article(role.label())),
+        },
+    )
+}
+
+fn article(label: &str) -> String {
+    let vowel = label
+        .chars()
+        .next()
+        .is_some_and(|c| "AEIOUaeiou".contains(c));
+    format!("{} {label}", if vowel { "an" } else { "a" })
+}
+
+/// Issues the link of an invitation that may go out now, and the message carrying it.
+fn send_now(
+    conn: &mut DbConn,
+    mailer: &Mailer,
+    settings: &Settings,
+    inv: &Invitation,
+    approved_by: Option<&str>,
+) -> QueryResult<Mail> {
+    let token = new_token();
+    model::mark_sent(
+        conn,
+        &inv.id,
+        &hash_token(&token),
+        now() + settings.invitation_days * DAY,
+        approved_by,
+    )?;
+    Ok(messages::invitation(
+        &inv.email,
+        &inv.display_name,
+        &what(conn, inv)?,
+        &mailer.link(&format!("/invitations/{token}")),
+        settings.invitation_days,
+    ))
+}
+
+fn refuse_field(field: &'static str, message: &str) -> AppResult<Result<Invited, FieldErrors>> {
+    let mut errors = FieldErrors::default();
+    errors.add(field, message);
+    Ok(Err(errors))
+}
+
+/// Creates an invitation on behalf of `inviter` (an organisation administrator or an administrator).
+#[allow(clippy::too_many_arguments)]
+pub fn invite(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    mailer: &Mailer,
+    settings: &Settings,
+    actor: &Actor,
+    inviter: &User,
+    req: InvitationRequest,
+) -> AppResult<Result<Invited, FieldErrors>> {
+    let mut errors = validate_person(&req.email, &req.display_name, None);
+    let agency = req
+        .agency
+        .as_deref()
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string);
+    let staff = req.role != Role::Submitter;
+    if let Some(a) = &agency {
+        if !valid_name(a) {
+            errors.add(
+                "agency",
+                "Enter the agency or office (up to 200 characters).",
+            );
+        }
+    } else if staff {
+        errors.add(
+            "agency",
+            "Enter the agency or office this person works for.",
+        );
+    }
+    // Who may invite whom, and whose approval it then needs.
+    let (membership, org_admin, approval) = match (inviter.role(), req.role) {
+        (Role::Submitter, Role::Submitter) if is_org_admin(inviter) => (
+            Membership::Existing(inviter.organisation_id.clone().unwrap_or_default()),
+            false,
+            None,
+        ),
+        (Role::Submitter, _) => {
+            return Err(AppError::Forbidden(
+                "Only your organisation's administrator invites its members.".into(),
+            ))
+        }
+        (Role::Administrator, Role::Submitter) => match &req.membership {
+            Membership::Existing(id) => (
+                Membership::Existing(id.trim().to_string()),
+                false,
+                Some(Approval::Organisation),
+            ),
+            Membership::New(name) => {
+                if !valid_name(name) {
+                    errors.add(
+                        "organisation",
+                        "Enter the new organisation's name (up to 200 characters).",
+                    );
+                }
+                (Membership::New(name.trim().to_string()), true, None)
+            }
+            Membership::None => {
+                errors.add(
+                    "organisation",
+                    "A company's person belongs to an organisation: give its id, or name a new one.",
+                );
+                (Membership::None, false, None)
+            }
+        },
+        (Role::Administrator, _) => {
+            let two_person = settings.two_person_rule && model::active_administrators(conn)? >= 2;
+            let membership = match &req.membership {
+                Membership::Existing(id) if !id.trim().is_empty() => {
+                    Membership::Existing(id.trim().to_string())
+                }
+                _ => Membership::None,
+            };
+            (
+                membership,
+                false,
+                two_person.then_some(Approval::SecondAdministrator),
+            )
+        }
+        _ => {
+            return Err(AppError::Forbidden(
+                "Your role does not invite anyone.".into(),
+            ))
+        }
+    };
+    if !errors.is_empty() {
+        return Ok(Err(errors));
+    }
+    let email = normalize_email(&req.email);
+    let ts = now();
+    let id = new_id();
+    let result = audit.fact(conn, actor, |tx| {
+        let organisation_id = match &membership {
+            Membership::Existing(org) => match account::find_organisation(tx, org)? {
+                Some(o) => Some(o.id),
+                None => {
+                    let event = Event::new("invitation.create", Outcome::Failure)
+                        .reason("unknown organisation id");
+                    return Ok((
+                        refuse_field("organisation", "No organisation has this id."),
+                        event,
+                    ));
+                }
+            },
+            _ => None,
+        };
+        let new_organisation = match &membership {
+            Membership::New(name) => Some(name.as_str()),
+            _ => None,
+        };
+        // A newer invitation to the same address replaces an open one.
+        let older: Vec<String> = crate::db::schema::invitations::table
+            .filter(crate::db::schema::invitations::email.eq(&email))
+            .filter(crate::db::schema::invitations::state.eq_any([AWAITING_APPROVAL, SENT]))
+            .select(crate::db::schema::invitations::id)
+            .load(tx)?;
+        for old in older {
+            model::close(tx, &old, REVOKED, Some(&inviter.id), None, ts)?;
+        }
+        model::insert(
+            tx,
+            &NewInvitation {
+                id: &id,
+                token_hash: None,
+                email: &email,
+                display_name: req.display_name.trim(),
+                role: req.role.as_str(),
+                organisation_id: organisation_id.as_deref(),
+                new_organisation,
+                org_admin,
+                agency: agency.as_deref(),
+                invited_by: Some(&inviter.id),
+                approval: approval.map(Approval::as_str),
+                state: AWAITING_APPROVAL,
+                created_at: ts,
+                expires_at: ts + settings.invitation_days * DAY,
+            },
+        )?;
+        let inv = model::find(tx, &id)?;
+        let mut reason = format!("role {}", req.role.as_str());
+        if let Some(org) = &organisation_id {
+            reason.push_str(&format!(", organisation {org}"));
+        }
+        if new_organisation.is_some() {
+            reason.push_str(", new organisation");
+        }
+        let (invited, state) = match approval {
+            None => {
+                let mail = send_now(tx, mailer, settings, &inv, None)?;
+                (
+                    Invited::Sent {
+                        id: id.clone(),
+                        mail,
+                    },
+                    "sent",
+                )
+            }
+            Some(Approval::SecondAdministrator) => (
+                Invited::AwaitingApproval {
+                    id: id.clone(),
+                    approver: "a second administrator",
+                },
+                "awaiting a second administrator",
+            ),
+            Some(Approval::Organisation) => {
+                let approver =
+                    if model::organisation_admins(tx, organisation_id.as_deref().unwrap_or(""))?
+                        .is_empty()
+                    {
+                        "a PCII officer (the organisation has no administrator)"
+                    } else {
+                        "the organisation's administrator"
+                    };
+                (
+                    Invited::AwaitingApproval {
+                        id: id.clone(),
+                        approver,
+                    },
+                    "awaiting the organisation",
+                )
+            }
+        };
+        let event = Event::new("invitation.create", Outcome::Success)
+            .object("invitation", &id)
+            .reason(format!("{reason}; {state}"));
+        Ok((Ok(Ok(invited)), event))
+    })?;
+    result
+}
+
+/// May `who` approve or refuse this invitation? (Never the person who made it.)
+fn may_approve(conn: &mut DbConn, who: &User, inv: &Invitation) -> QueryResult<bool> {
+    if inv.invited_by.as_deref() == Some(who.id.as_str()) {
+        return Ok(false);
+    }
+    Ok(match inv.approval() {
+        Some(Approval::SecondAdministrator) => who.role() == Role::Administrator && !who.disabled,
+        Some(Approval::Organisation) => {
+            let org = inv.organisation_id.as_deref().unwrap_or("");
+            let admins = model::organisation_admins(conn, org)?;
+            (is_org_admin(who) && who.organisation_id.as_deref() == Some(org))
+                || (who.role() == Role::Officer && !who.disabled && admins.is_empty())
+        }
+        None => false,
+    })
+}
+
+/// Approves an invitation waiting for `who`: its link goes out now. Returns the message to send.
+#[allow(clippy::too_many_arguments)]
+pub fn approve(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    mailer: &Mailer,
+    settings: &Settings,
+    actor: &Actor,
+    who: &User,
+    invitation_id: &str,
+) -> AppResult<Mail> {
+    audit.fact(conn, actor, |tx| {
+        let inv = model::find(tx, invitation_id)?;
+        if inv.state != AWAITING_APPROVAL || !may_approve(tx, who, &inv)? {
+            return Err(refusal(who, &inv));
+        }
+        let mail = send_now(tx, mailer, settings, &inv, Some(&who.id))?;
+        let event = Event::new("invitation.approve", Outcome::Success)
+            .object("invitation", &inv.id)
+            .reason(format!(
+                "role {}; invited by {}, approved by {}",
+                inv.role,
+                inv.invited_by.as_deref().unwrap_or("cli"),
+                who.id
+            ));
+        Ok((mail, event))
+    })
+}
+
+/// Refuses an invitation waiting for `who`: it never takes effect.
+pub fn refuse(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
+    who: &User,
+    invitation_id: &str,
+) -> AppResult<()> {
+    audit.fact(conn, actor, |tx| {
+        let inv = model::find(tx, invitation_id)?;
+        if inv.state != AWAITING_APPROVAL || !may_approve(tx, who, &inv)? {
+            return Err(refusal(who, &inv));
+        }
+        model::close(tx, &inv.id, REFUSED, Some(&who.id), None, now())?;
+        let event = Event::new("invitation.refuse", Outcome::Success)
+            .object("invitation", &inv.id)
+            .reason(format!(
+                "role {}; invited by {}, refused by {}",
+                inv.role,
+                inv.invited_by.as_deref().unwrap_or("cli"),
+                who.id
+            ));
+        Ok(((), event))
+    })
+}
+
+/// The answer to someone who may not decide an invitation: 404 to anyone outside the organisation (it
+/// must not learn the invitation exists), 409 to the inviter itself and to a closed invitation.
+fn refusal(who: &User, inv: &Invitation) -> AppError {
+    if inv.invited_by.as_deref() == Some(who.id.as_str()) {
+        AppError::Conflict("Someone else must approve the invitations you made.".into())
+    } else if inv.state != AWAITING_APPROVAL
+        && (who.role() == Role::Administrator
+            || who.organisation_id.is_some() && who.organisation_id == inv.organisation_id)
+    {
+        AppError::Conflict("This invitation is no longer waiting for approval.".into())
+    } else {
+        AppError::NotFound
+    }
+}
+
+/// Withdraws an open invitation: its link stops working at once. An organisation administrator withdraws
+/// invitations into its organisation; an administrator those that administrators made.
+pub fn revoke(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
+    who: &User,
+    invitation_id: &str,
+) -> AppResult<()> {
+    audit.fact(conn, actor, |tx| {
+        let inv = model::find(tx, invitation_id)?;
+        let by_admin = match &inv.invited_by {
+            Some(id) => account::find(tx, id)?.role() == Role::Administrator,
+            None => false,
+        };
+        let entitled = (is_org_admin(who)
+            && inv.organisation_id.is_some()
+            && who.organisation_id == inv.organisation_id)
+            || (who.role() == Role::Administrator && by_admin);
+        if !entitled {
+            return Err(AppError::NotFound);
+        }
+        if model::close(tx, &inv.id, REVOKED, Some(&who.id), None, now())? != 1 {
+            return Err(AppError::Conflict(
+                "This invitation is already closed.".into(),
+            ));
+        }
+        Ok((
+            (),
+            Event::new("invitation.revoke", Outcome::Success).object("invitation", &inv.id),
+        ))
+    })
+}
+
+/// What the acceptance page shows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InvitationView {
+    pub email: String,
+    pub display_name: String,
+    pub role_label: &'static str,
+    pub what: String,
+}
+
+const INVITATION_GONE: &str = "This invitation has been used, withdrawn or has expired. Ask whoever invited you for a new one.";
+
+pub fn view(conn: &mut DbConn, token: &str) -> AppResult<InvitationView> {
+    let inv = model::find_live_by_token(conn, &hash_token(token), now())?
+        .ok_or_else(|| AppError::Gone(INVITATION_GONE.into()))?;
+    Ok(InvitationView {
+        what: what(conn, &inv)?,
+        role_label: inv.role().label(),
+        email: inv.email,
+        display_name: inv.display_name,
+    })
+}
+
+/// Accepts an invitation: the invitee's account is made (or a removed member's account re-attached) with the
+/// password it chose, its address counted as confirmed (the link reached it). Returns the account id.
+pub fn accept(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    hasher: &Hasher,
+    actor: &Actor,
+    token: &str,
+    display_name: &str,
+    password: &str,
+) -> AppResult<Result<String, FieldErrors>> {
+    let token_hash = hash_token(token);
+    let inv = model::find_live_by_token(conn, &token_hash, now())?
+        .ok_or_else(|| AppError::Gone(INVITATION_GONE.into()))?;
+    let mut errors = validate_person(&inv.email, display_name, None);
+    if let Err(m) = check_policy(password, &inv.email) {
+        errors.add("password", m);
+    }
+    if !errors.is_empty() {
+        return Ok(Err(errors));
+    }
+    let hash = hasher
+        .hash(password)
+        .map_err(|e| AppError::Internal(format!("argon2: {e}")))?;
+    audit.fact(conn, actor, |tx| {
+        let ts = now();
+        let Some(inv) = model::find_live_by_token(tx, &token_hash, ts)? else {
+            return Err(AppError::Gone(INVITATION_GONE.into()));
+        };
+        let organisation_id = match (&inv.organisation_id, &inv.new_organisation) {
+            (Some(org), _) => match account::find_organisation(tx, org)? {
+                Some(o) => Some(o.id),
+                None => return Err(AppError::Gone(INVITATION_GONE.into())),
+            },
+            (None, Some(name)) => Some(account::create_organisation(tx, name, ts)?),
+            (None, None) => None,
+        };
+        let existing = account::find_by_email(tx, &inv.email)?;
+        let id = match existing {
+            // A member removed from its organisation earlier, invited back.
+            Some(u)
+                if u.role() == Role::Submitter
+                    && inv.role() == Role::Submitter
+                    && u.organisation_id.is_none() =>
+            {
+                diesel::update(users::table.find(&u.id))
+                    .set((
+                        users::organisation_id.eq(&organisation_id),
+                        users::org_admin.eq(inv.org_admin),
+                        users::disabled.eq(false),
+                        users::display_name.eq(display_name.trim()),
+                        users::password_hash.eq(&hash),
+                        users::password_changed_at.eq(ts),
+                        users::email_verified_at.eq(ts),
+                    ))
+                    .execute(tx)?;
+                u.id
+            }
+            Some(_) => {
+                return Err(AppError::Conflict(
+                    "This address already has an account. Sign in with it, or ask whoever invited you to use another address.".into(),
+                ))
+            }
+            None => {
+                let id = new_id();
+                diesel::insert_into(users::table)
+                    .values(NewUser {
+                        id: &id,
+                        email: &inv.email,
+                        display_name: display_name.trim(),
+                        role: inv.role().as_str(),
+                        organisation_id: organisation_id.as_deref(),
+                        password_hash: &hash,
+                        disabled: false,
+                        created_at: ts,
+                        password_changed_at: ts,
+                        org_admin: inv.org_admin && organisation_id.is_some(),
+                        email_verified_at: Some(ts),
+                        agency: inv.agency.as_deref(),
+                    })
+                    .execute(tx)?;
+                id
+            }
+        };
+        model::close(tx, &inv.id, ACCEPTED, Some(&id), Some(&id), ts)?;
+        let event = Event::new("invitation.accept", Outcome::Success)
+            .object("account", &id)
+            .reason(format!("invitation {}, role {}", inv.id, inv.role));
+        Ok((Ok(id), event))
+    })
+}
+
+// ---- role changes under the two-person rule ----
+
+pub enum RoleChange {
+    Applied,
+    /// Waits for a second administrator.
+    Pending,
+}
+
+/// An administrator's role change. A grant of a staff role waits for a second administrator while the
+/// portal has two or more active ones; anything else applies at once (and ends the account's sessions).
+pub fn change_role(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    settings: &Settings,
+    actor: &Actor,
+    who: &User,
+    account_id: &str,
+    role: Role,
+) -> AppResult<RoleChange> {
+    let needs_second = role != Role::Submitter
+        && who.role() == Role::Administrator
+        && settings.two_person_rule
+        && model::active_administrators(conn)? >= 2;
+    if !needs_second {
+        super::accounts::change_account(
+            conn,
+            audit,
+            actor,
+            account_id,
+            super::accounts::AccountChange::Role(role),
+        )?;
+        return Ok(RoleChange::Applied);
+    }
+    audit.fact(conn, actor, |tx| {
+        let target = account::find(tx, account_id)?;
+        if target.id == who.id {
+            return Err(AppError::Conflict(
+                "You cannot disable your own account or change your own role.".into(),
+            ));
+        }
+        let id = new_id();
+        model::insert_role_request(tx, &id, account_id, role, Some(&who.id), now())?;
+        let event = Event::new("account.role_request", Outcome::Success)
+            .object("account", account_id)
+            .reason(format!(
+                "{} -> {}; awaiting a second administrator (request {id})",
+                target.role,
+                role.as_str()
+            ));
+        Ok((RoleChange::Pending, event))
+    })
+}
+
+/// A second administrator decides a pending role grant. Approval applies it and ends the account's sessions.
+pub fn decide_role_request(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
+    who: &User,
+    request_id: &str,
+    approve: bool,
+) -> AppResult<()> {
+    audit.fact(conn, actor, |tx| {
+        let req = model::find_role_request(tx, request_id)?;
+        if who.role() != Role::Administrator {
+            return Err(AppError::NotFound);
+        }
+        if req.requested_by.as_deref() == Some(who.id.as_str()) {
+            return Err(AppError::Conflict(
+                "Someone else must approve the role changes you asked for.".into(),
+            ));
+        }
+        if req.account_id == who.id {
+            return Err(AppError::Conflict(
+                "You cannot approve a change of your own role.".into(),
+            ));
+        }
+        let ts = now();
+        let state = if approve { "approved" } else { "refused" };
+        if model::decide_role_request(tx, &req.id, state, &who.id, ts)? != 1 {
+            return Err(AppError::Conflict(
+                "This request is no longer pending.".into(),
+            ));
+        }
+        let target = account::find(tx, &req.account_id)?;
+        if approve {
+            diesel::update(users::table.find(&req.account_id))
+                .set(users::role.eq(&req.role))
+                .execute(tx)?;
+            account::delete_sessions_of(tx, &req.account_id)?;
+        }
+        let event = Event::new(
+            if approve {
+                "account.role_approve"
+            } else {
+                "account.role_refuse"
+            },
+            Outcome::Success,
+        )
+        .object("account", &req.account_id)
+        .reason(format!(
+            "{} -> {}; requested by {}, {state} by {}",
+            target.role,
+            req.role,
+            req.requested_by.as_deref().unwrap_or("cli"),
+            who.id
+        ));
+        Ok(((), event))
+    })
+}

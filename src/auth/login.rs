@@ -1,0 +1,294 @@
+//! Signing in and out, and the signed-in person's password change: each attempt is throttled and audited in
+//! the same transaction as its effect.
+
+use diesel::prelude::*;
+
+use super::accounts::FieldErrors;
+use super::password::{check_policy, Hasher, MAX_BYTES};
+use super::sessions;
+use super::throttle::{self, Policy};
+use crate::audit::log::{Actor, AuditLog, Event, Outcome};
+use crate::db::schema::users;
+use crate::db::{now, DbConn};
+use crate::error::{AppError, AppResult};
+use crate::models::account::{self, normalize_email, User};
+
+pub enum LoginResult {
+    /// The session token for the cookie.
+    Success {
+        token: String,
+        user: Box<User>,
+    },
+    /// Wrong email, wrong password, or disabled account: one answer for all three.
+    Failed,
+    Throttled,
+}
+
+pub struct LoginLimits {
+    /// Failures of one account from one client address.
+    pub account_address: Policy,
+    /// Failures from one client address, whatever the account (a shared office tries several).
+    pub address: Policy,
+}
+
+/// Checks the throttle, the password (a dummy hash for unknown accounts), and opens a session. The attempt and its
+/// outcome are audited in the same transaction as the throttle counters and the new session.
+#[allow(clippy::too_many_arguments)]
+pub fn login(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    hasher: &Hasher,
+    keys: &throttle::ThrottleKey,
+    actor: &Actor,
+    email: &str,
+    password: &str,
+    limits: &LoginLimits,
+    user_agent: Option<&str>,
+) -> AppResult<LoginResult> {
+    let email = normalize_email(email);
+    let addr = actor.client_addr.as_deref().unwrap_or("unknown");
+    // Never per account alone: a stranger typing someone's address must not lock its owner out.
+    let account_key = keys.login_account_address(&email, addr);
+    let address_key = keys.login_address(addr);
+    // Read and verify outside the transaction: the chain-head lock must not be held across an argon2 run.
+    let ts = now();
+    let user = if email.len() <= 254 {
+        account::find_by_email(conn, &email)?
+    } else {
+        None
+    };
+    let locked = throttle::is_locked(conn, &account_key, ts)?
+        || throttle::is_locked(conn, &address_key, ts)?;
+    let password_ok =
+        !locked && hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str()));
+    let rehash = match &user {
+        Some(u) if password_ok && hasher.needs_rehash(&u.password_hash) => {
+            hasher.hash(password).ok()
+        }
+        _ => None,
+    };
+    audit.fact(conn, actor, |tx| {
+        let ts = now();
+        let mut event = Event::new("auth.login", Outcome::Refused);
+        if let Some(u) = &user {
+            event = event.object("account", &u.id);
+        }
+        // Checked again inside the transaction: a lock may have been set since the read above.
+        if locked
+            || throttle::is_locked(tx, &account_key, ts)?
+            || throttle::is_locked(tx, &address_key, ts)?
+        {
+            return Ok((LoginResult::Throttled, event.reason("throttled")));
+        }
+        match user {
+            Some(u) if password_ok && !u.disabled => {
+                // Only this account's count from this address: clearing the address's count would let
+                // one's own successful sign-in reset a guessing run against others.
+                throttle::clear(tx, &account_key)?;
+                if let Some(h) = rehash {
+                    diesel::update(users::table.find(&u.id))
+                        .set(users::password_hash.eq(h))
+                        .execute(tx)?;
+                }
+                let token = sessions::create_with_agent(
+                    tx,
+                    &u.id,
+                    ts,
+                    actor.client_addr.as_deref(),
+                    user_agent,
+                )?;
+                let event = Event::new("auth.login", Outcome::Success).object("account", &u.id);
+                Ok((
+                    LoginResult::Success {
+                        token,
+                        user: Box::new(u),
+                    },
+                    event,
+                ))
+            }
+            other => {
+                throttle::record_failure(tx, &account_key, limits.account_address, ts)?;
+                throttle::record_failure(tx, &address_key, limits.address, ts)?;
+                let reason = match other {
+                    None if password.len() > MAX_BYTES => "password over the length cap",
+                    None => "unknown account",
+                    Some(u) if u.disabled => "account disabled",
+                    Some(_) if password.len() > MAX_BYTES => "password over the length cap",
+                    Some(_) => "wrong password",
+                };
+                let event = Event {
+                    outcome: Outcome::Failure,
+                    ..event
+                }
+                .reason(reason);
+                Ok((LoginResult::Failed, event))
+            }
+        }
+    })
+}
+
+pub fn logout(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
+    token_hash: &str,
+) -> AppResult<()> {
+    audit.fact(conn, actor, |tx| {
+        sessions::delete(tx, token_hash)?;
+        Ok(((), Event::new("auth.logout", Outcome::Success)))
+    })
+}
+
+pub enum PasswordChange {
+    Changed,
+    /// The current password was wrong, or the new one is refused: the fields say which.
+    Invalid(FieldErrors),
+    /// Too many wrong current passwords lately: refused without checking (no argon2 run).
+    Throttled,
+    /// This wrong current password reached the limit: the session asking has been ended.
+    SessionEnded,
+}
+
+/// Changes the password after checking the current one; every other session of the account ends.
+///
+/// Wrong current passwords are counted per account like sign-in failures (`policy`): whoever holds a session
+/// (a borrowed or stolen one) cannot use this form to guess the password. When the count reaches the limit,
+/// the session asking ends; while the account's count is locked, the form is refused unchecked.
+#[allow(clippy::too_many_arguments)]
+pub fn change_password(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    hasher: &Hasher,
+    keys: &throttle::ThrottleKey,
+    policy: Policy,
+    actor: &Actor,
+    user: &User,
+    session_hash: &str,
+    current: &str,
+    new: &str,
+) -> AppResult<PasswordChange> {
+    let key = keys.password_check(&user.id);
+    let event =
+        |outcome: Outcome| Event::new("account.password", outcome).object("account", &user.id);
+    if throttle::is_locked(conn, &key, now())? {
+        audit.record(conn, actor, event(Outcome::Refused).reason("throttled"))?;
+        return Ok(PasswordChange::Throttled);
+    }
+    let current_ok = hasher.verify(current, Some(&user.password_hash));
+    let mut errors = FieldErrors::default();
+    if !current_ok {
+        errors.add("current_password", "This is not your current password.");
+    }
+    if let Err(m) = check_policy(new, &user.email) {
+        errors.add("new_password", m);
+    }
+    if !current_ok {
+        return audit.fact(conn, actor, |tx| {
+            let ts = now();
+            // Checked again inside the transaction: a parallel request may have set the lock meanwhile.
+            if throttle::is_locked(tx, &key, ts)? {
+                return Ok((
+                    PasswordChange::Throttled,
+                    event(Outcome::Refused).reason("throttled"),
+                ));
+            }
+            let failures = throttle::record_failure(tx, &key, policy, ts)?;
+            if failures >= policy.max_failures {
+                sessions::delete(tx, session_hash)?;
+                return Ok((
+                    PasswordChange::SessionEnded,
+                    event(Outcome::Refused)
+                        .reason(format!("{failures} wrong current passwords: session ended")),
+                ));
+            }
+            let reason = if errors.0.contains_key("new_password") {
+                "wrong current password; new password refused"
+            } else {
+                "wrong current password"
+            };
+            Ok((
+                PasswordChange::Invalid(errors),
+                event(Outcome::Failure).reason(reason),
+            ))
+        });
+    }
+    if !errors.is_empty() {
+        audit.record(
+            conn,
+            actor,
+            event(Outcome::Failure).reason("new password refused"),
+        )?;
+        return Ok(PasswordChange::Invalid(errors));
+    }
+    let hash = hasher
+        .hash(new)
+        .map_err(|e| AppError::Internal(format!("argon2: {e}")))?;
+    audit.fact(conn, actor, |tx| {
+        diesel::update(users::table.find(&user.id))
+            .set((
+                users::password_hash.eq(&hash),
+                users::password_changed_at.eq(now()),
+            ))
+            .execute(tx)?;
+        throttle::clear(tx, &key)?;
+        let ended = sessions::delete_others(tx, &user.id, session_hash)?;
+        let event = event(Outcome::Success).reason(format!("{ended} other session(s) ended"));
+        Ok((PasswordChange::Changed, event))
+    })
+}
+
+/// Ends one of the account's other sessions, named by its public id. `false` (and nothing audited as done)
+/// when the account has no such session: another account's session, the current one, or an unknown id.
+pub fn end_session(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
+    user_id: &str,
+    current_hash: &str,
+    public_id: &str,
+) -> AppResult<bool> {
+    audit.fact(conn, actor, |tx| {
+        let ended = sessions::delete_by_public_id(tx, user_id, public_id, current_hash)?;
+        let event = if ended {
+            Event::new("session.end", Outcome::Success).object("session", public_id)
+        } else {
+            Event::new("session.end", Outcome::Refused)
+                .object("account", user_id)
+                .reason("no such session of this account")
+        };
+        Ok((ended, event))
+    })
+}
+
+/// Ends every other session of the account: one `session.end` entry per session ended (one entry saying so
+/// when there was none). Returns how many ended.
+pub fn end_other_sessions(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
+    user_id: &str,
+    current_hash: &str,
+) -> AppResult<usize> {
+    audit.fact(conn, actor, |tx| {
+        let mut ended = sessions::delete_others_listed(tx, user_id, current_hash)?;
+        let n = ended.len();
+        let entry = |id: Option<String>| match id {
+            Some(id) => Event::new("session.end", Outcome::Success)
+                .object("session", id)
+                .reason("all other sessions ended"),
+            None => Event::new("session.end", Outcome::Success)
+                .object("account", user_id)
+                .reason("all other sessions ended (a session without a public id)"),
+        };
+        let last = match ended.pop() {
+            Some(id) => entry(id),
+            None => Event::new("session.end", Outcome::Success)
+                .object("account", user_id)
+                .reason("all other sessions ended: there were none"),
+        };
+        for id in ended {
+            audit.append(tx, actor, &entry(id))?;
+        }
+        Ok((n, last))
+    })
+}

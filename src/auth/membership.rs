@@ -1,0 +1,214 @@
+//! Membership rules: an organisation administrator removes members and hands its role on; the Program Office
+//! verifies organisations and merges duplicates. Each change commits together with its audit entry.
+//!
+//! Everything an organisation administrator does is scoped by its own organisation's id: a member of another
+//! organisation answers "not found", exactly like an id that does not exist.
+
+use crate::audit::log::{Actor, AuditLog, Event, Outcome};
+use crate::db::{now, DbConn};
+use crate::error::{AppError, AppResult};
+use crate::models::account::{self, Role, User};
+use crate::models::invitation::organisation_admins;
+use crate::models::organisation as model;
+
+/// The longest verification method or merge reason, in characters.
+pub const NOTE_MAX: usize = 200;
+
+/// A one-line note (how an organisation was verified, why two were merged): trimmed, 1..=200 characters,
+/// no control characters.
+fn one_line(text: &str, missing: &str) -> AppResult<String> {
+    let t = text.trim();
+    if t.is_empty() || t.chars().count() > NOTE_MAX || t.chars().any(char::is_control) {
+        return Err(AppError::Invalid(missing.into()));
+    }
+    Ok(t.to_string())
+}
+
+/// An organisation administrator removes a member of its organisation (never itself). The member's sessions
+/// end at once; it loses the organisation and its administrator role, and its account is disabled (an
+/// invitation can bring it back).
+pub fn remove_member(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
+    organisation_id: &str,
+    who: &User,
+    member_id: &str,
+) -> AppResult<()> {
+    audit.fact(conn, actor, |tx| {
+        let member = model::member(tx, organisation_id, member_id)?.ok_or(AppError::NotFound)?;
+        if member.id == who.id {
+            return Err(AppError::Conflict(
+                "You cannot remove yourself. Hand the administrator role on first, then ask the new administrator."
+                    .into(),
+            ));
+        }
+        if model::remove_member(tx, organisation_id, &member.id)? != 1 {
+            return Err(AppError::NotFound);
+        }
+        let event = Event::new("organisation.member_remove", Outcome::Success)
+            .object("account", &member.id)
+            .reason(format!("organisation {organisation_id}"));
+        Ok(((), event))
+    })
+}
+
+/// An organisation administrator makes another member an organisation administrator too. Only a confirmed,
+/// active member can hold the role.
+pub fn grant_admin(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
+    organisation_id: &str,
+    member_id: &str,
+) -> AppResult<()> {
+    audit.fact(conn, actor, |tx| {
+        let member = model::member(tx, organisation_id, member_id)?.ok_or(AppError::NotFound)?;
+        if member.org_admin {
+            return Err(AppError::Conflict(
+                "This member already administers the organisation.".into(),
+            ));
+        }
+        if member.disabled || !member.email_verified() {
+            return Err(AppError::Conflict(
+                "Only a member with a confirmed email address and an active account can administer the organisation."
+                    .into(),
+            ));
+        }
+        model::set_org_admin(tx, organisation_id, &member.id, true)?;
+        let event = Event::new("organisation.admin_grant", Outcome::Success)
+            .object("account", &member.id)
+            .reason(format!("organisation {organisation_id}"));
+        Ok(((), event))
+    })
+}
+
+/// An organisation administrator withdraws the role from a member, or steps down itself, as long as at least
+/// one confirmed, active organisation administrator remains.
+pub fn revoke_admin(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
+    organisation_id: &str,
+    member_id: &str,
+) -> AppResult<()> {
+    audit.fact(conn, actor, |tx| {
+        let member = model::member(tx, organisation_id, member_id)?.ok_or(AppError::NotFound)?;
+        if !member.org_admin {
+            return Err(AppError::Conflict(
+                "This member does not administer the organisation.".into(),
+            ));
+        }
+        model::set_org_admin(tx, organisation_id, &member.id, false)?;
+        // Checked after the change, inside the transaction: the error rolls it back.
+        if organisation_admins(tx, organisation_id)?.is_empty() {
+            return Err(AppError::Conflict(
+                "An organisation needs at least one administrator with a confirmed address: make another member an administrator first."
+                    .into(),
+            ));
+        }
+        let mut reason = format!("organisation {organisation_id}");
+        if actor.user_id.as_deref() == Some(member.id.as_str()) {
+            reason.push_str("; stepped down");
+        }
+        let event = Event::new("organisation.admin_revoke", Outcome::Success)
+            .object("account", &member.id)
+            .reason(reason);
+        Ok(((), event))
+    })
+}
+
+/// An officer recorded against an organisation (a conflict of interest) decides nothing about it.
+fn officer_may_act(officer: &User, organisation_ids: &[&str]) -> AppResult<()> {
+    if officer.role() != Role::Officer {
+        return Err(AppError::Forbidden("Only a PCII officer does this.".into()));
+    }
+    if let Some(own) = officer.organisation_id.as_deref() {
+        if organisation_ids.contains(&own) {
+            return Err(AppError::Conflict(
+                "You belong to this organisation: another officer must decide.".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A PCII officer records that it verified an organisation, and how.
+pub fn verify(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
+    officer: &User,
+    organisation_id: &str,
+    method: &str,
+) -> AppResult<()> {
+    let method = one_line(
+        method,
+        "Say how you verified the organisation, in one line (up to 200 characters), for example: called the listed phone number of the company.",
+    )?;
+    audit.fact(conn, actor, |tx| {
+        let org = model::find(tx, organisation_id)?;
+        officer_may_act(officer, &[org.id.as_str()])?;
+        if org.merged_into.is_some() {
+            return Err(AppError::Conflict(
+                "This organisation was merged into another: verify that one.".into(),
+            ));
+        }
+        model::verify(tx, &org.id, &officer.id, &method, now())?;
+        let event = Event::new("organisation.verify", Outcome::Success)
+            .object("organisation", &org.id)
+            .reason(method.clone());
+        Ok(((), event))
+    })
+}
+
+/// A PCII officer merges a duplicate organisation into another one (by id), in one transaction: its members,
+/// submissions and open invitations move to the target, and the duplicate is marked merged.
+pub fn merge(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
+    officer: &User,
+    duplicate_id: &str,
+    target_id: &str,
+    reason: &str,
+) -> AppResult<model::Moved> {
+    let reason = one_line(
+        reason,
+        "Give the reason for the merge, in one line (up to 200 characters).",
+    )?;
+    let target_id = target_id.trim().to_string();
+    audit.fact(conn, actor, |tx| {
+        let dup = model::find(tx, duplicate_id)?;
+        if dup.merged_into.is_some() {
+            return Err(AppError::Conflict(
+                "This organisation was already merged into another.".into(),
+            ));
+        }
+        if target_id.is_empty() {
+            return Err(AppError::Invalid(
+                "Give the id of the organisation to merge into.".into(),
+            ));
+        }
+        if target_id == dup.id {
+            return Err(AppError::Invalid(
+                "An organisation cannot be merged into itself.".into(),
+            ));
+        }
+        let Some(target) = account::find_organisation(tx, &target_id)? else {
+            return Err(AppError::Invalid(
+                "No organisation has this id, or it was itself merged into another: merge into the surviving one."
+                    .into(),
+            ));
+        };
+        officer_may_act(officer, &[dup.id.as_str(), target.id.as_str()])?;
+        let moved = model::merge(tx, &dup.id, &target.id, now())?;
+        let event = Event::new("organisation.merge", Outcome::Success)
+            .object("organisation", &dup.id)
+            .reason(format!(
+                "merged {} into {}: {reason} ({} members, {} submissions, {} open invitations moved)",
+                dup.id, target.id, moved.members, moved.submissions, moved.invitations
+            ));
+        Ok((moved, event))
+    })
+}

@@ -1,0 +1,297 @@
+//! Self-service: registering a new organisation, confirming an email address, and resetting a forgotten
+//! password. Each answers a visitor the same way whether or not an address has an account; what happened is
+//! in the audit log and, for the owner of an address, in its mailbox.
+
+use diesel::prelude::*;
+
+use super::accounts::{valid_name, validate_person, FieldErrors};
+use super::password::{check_policy, Hasher};
+use super::throttle::{self, Policy, ThrottleKey};
+use crate::audit::log::{Actor, AuditLog, Event, Outcome};
+use crate::config::Settings;
+use crate::db::schema::users;
+use crate::db::{new_id, now, DbConn};
+use crate::error::{AppError, AppResult};
+use crate::mail::{messages, Mail, Mailer};
+use crate::models::account::{self, normalize_email, NewUser, Role};
+use crate::models::account_token::{self, Purpose};
+use crate::models::settings;
+
+const HOUR: i64 = 3600;
+
+pub struct Registration {
+    pub email: String,
+    pub display_name: String,
+    pub organisation: String,
+    pub password: String,
+}
+
+/// Registers a person with a *new* organisation, of which it becomes the first organisation administrator.
+/// It never joins an existing organisation, whatever the name typed: names identify nothing. Returns the
+/// message to send (a confirmation link, or to the owner of an address already registered a note saying so).
+#[allow(clippy::too_many_arguments)]
+pub fn register(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    hasher: &Hasher,
+    keys: &ThrottleKey,
+    mailer: &Mailer,
+    settings: &Settings,
+    actor: &Actor,
+    reg: Registration,
+) -> AppResult<Result<Mail, FieldErrors>> {
+    let mut errors = validate_person(&reg.email, &reg.display_name, Some(&reg.password));
+    if !valid_name(&reg.organisation) {
+        errors.add(
+            "organisation",
+            "Enter your organisation's name (up to 200 characters).",
+        );
+    }
+    if !errors.is_empty() {
+        return Ok(Err(errors));
+    }
+    let addr = actor.client_addr.as_deref().unwrap_or("unknown");
+    let limit = Policy {
+        max_failures: settings.registrations_per_hour,
+        window_secs: HOUR,
+    };
+    if !throttle::allow(conn, &keys.registration(addr), limit, now())? {
+        audit.record(
+            conn,
+            actor,
+            Event::new("account.register", Outcome::Refused).reason("throttled"),
+        )?;
+        return Err(AppError::TooManyRequests(
+            "Too many registrations from your network. Try again in an hour.".into(),
+        ));
+    }
+    let email = normalize_email(&reg.email);
+    let hash = hasher
+        .hash(&reg.password)
+        .map_err(|e| AppError::Internal(format!("argon2: {e}")))?;
+    let verify_secs = settings.email_verification_hours * HOUR;
+    audit.fact(conn, actor, |tx| {
+        if !settings::self_registration_open(tx)? {
+            return Err(AppError::Forbidden(
+                "Self-registration is closed. Ask the PCII Program Office for an account.".into(),
+            ));
+        }
+        if account::find_by_email(tx, &email)?.is_some() {
+            let mail = messages::already_registered(&email, &mailer.link("/password/forgot"));
+            let event =
+                Event::new("account.register", Outcome::Failure).reason("email already registered");
+            return Ok((Ok(mail), event));
+        }
+        let ts = now();
+        let org_id = account::create_organisation(tx, &reg.organisation, ts)?;
+        let id = new_id();
+        diesel::insert_into(users::table)
+            .values(NewUser {
+                id: &id,
+                email: &email,
+                display_name: reg.display_name.trim(),
+                role: Role::Submitter.as_str(),
+                organisation_id: Some(&org_id),
+                password_hash: &hash,
+                disabled: false,
+                created_at: ts,
+                password_changed_at: ts,
+                org_admin: true,
+                email_verified_at: None,
+                agency: None,
+            })
+            .execute(tx)?;
+        let token = account_token::issue(tx, &id, Purpose::VerifyEmail, ts, verify_secs)?;
+        let mail = messages::verify_email(
+            &email,
+            reg.display_name.trim(),
+            &mailer.link(&format!("/verify-email/{token}")),
+            settings.email_verification_hours,
+        );
+        let event = Event::new("account.register", Outcome::Success)
+            .object("account", &id)
+            .reason(format!(
+                "new organisation {org_id}, organisation administrator"
+            ));
+        Ok((Ok(mail), event))
+    })
+}
+
+/// A new confirmation link for a signed-in account whose address is not confirmed yet (`None` once it is).
+pub fn resend_verification(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    mailer: &Mailer,
+    settings: &Settings,
+    actor: &Actor,
+    user_id: &str,
+) -> AppResult<Option<Mail>> {
+    audit.fact(conn, actor, |tx| {
+        let user = account::find(tx, user_id)?;
+        if user.email_verified() {
+            return Ok((
+                None,
+                Event::new("account.verify_resend", Outcome::Refused)
+                    .object("account", user_id)
+                    .reason("already confirmed"),
+            ));
+        }
+        let token = account_token::issue(
+            tx,
+            user_id,
+            Purpose::VerifyEmail,
+            now(),
+            settings.email_verification_hours * HOUR,
+        )?;
+        let mail = messages::verify_email(
+            &user.email,
+            &user.display_name,
+            &mailer.link(&format!("/verify-email/{token}")),
+            settings.email_verification_hours,
+        );
+        Ok((
+            Some(mail),
+            Event::new("account.verify_resend", Outcome::Success).object("account", user_id),
+        ))
+    })
+}
+
+/// True while a link of this purpose is live (for the page in front of the form).
+pub fn link_live(conn: &mut DbConn, token: &str, purpose: Purpose) -> AppResult<bool> {
+    Ok(account_token::peek(conn, token, purpose, now())?.is_some())
+}
+
+const LINK_GONE: &str =
+    "This link has been used or has expired. Ask for a new one (sign in, or use \"Forgot your password?\").";
+
+/// Confirms an address with its single-use link.
+pub fn confirm_email(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
+    token: &str,
+) -> AppResult<()> {
+    audit.fact(conn, actor, |tx| {
+        let ts = now();
+        let Some(user_id) = account_token::spend(tx, token, Purpose::VerifyEmail, ts)? else {
+            return Err(AppError::Gone(LINK_GONE.into()));
+        };
+        diesel::update(users::table.find(&user_id))
+            .set(users::email_verified_at.eq(ts))
+            .execute(tx)?;
+        Ok((
+            (),
+            Event::new("account.verify_email", Outcome::Success).object("account", &user_id),
+        ))
+    })
+}
+
+/// "Forgot your password?": mails a reset link when the address has a live account, and answers the same
+/// either way. Rate-limited per client address.
+pub fn request_reset(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    keys: &ThrottleKey,
+    mailer: &Mailer,
+    settings: &Settings,
+    actor: &Actor,
+    email: &str,
+) -> AppResult<Option<Mail>> {
+    let addr = actor.client_addr.as_deref().unwrap_or("unknown");
+    let limit = Policy {
+        max_failures: settings.password_resets_per_hour,
+        window_secs: HOUR,
+    };
+    if !throttle::allow(conn, &keys.password_reset(addr), limit, now())? {
+        audit.record(
+            conn,
+            actor,
+            Event::new("account.reset_request", Outcome::Refused).reason("throttled"),
+        )?;
+        return Err(AppError::TooManyRequests(
+            "Too many requests from your network. Try again in an hour.".into(),
+        ));
+    }
+    let email = normalize_email(email);
+    let minutes = settings.password_reset_minutes;
+    audit.fact(conn, actor, |tx| {
+        let user = if account::email_problem(&email).is_none() {
+            account::find_by_email(tx, &email)?
+        } else {
+            None
+        };
+        match user {
+            Some(u) if !u.disabled => {
+                let token =
+                    account_token::issue(tx, &u.id, Purpose::ResetPassword, now(), minutes * 60)?;
+                let mail = messages::reset_password(
+                    &u.email,
+                    &u.display_name,
+                    &mailer.link(&format!("/password/reset/{token}")),
+                    minutes,
+                );
+                Ok((
+                    Some(mail),
+                    Event::new("account.reset_request", Outcome::Success).object("account", &u.id),
+                ))
+            }
+            Some(u) => Ok((
+                None,
+                Event::new("account.reset_request", Outcome::Refused)
+                    .object("account", &u.id)
+                    .reason("account disabled"),
+            )),
+            None => Ok((
+                None,
+                Event::new("account.reset_request", Outcome::Failure).reason("unknown address"),
+            )),
+        }
+    })
+}
+
+/// Sets a new password with a live reset link. Every session of the account ends, every other reset link
+/// is void, and the address counts as confirmed (the link reached it).
+pub fn reset_password(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    hasher: &Hasher,
+    actor: &Actor,
+    token: &str,
+    new_password: &str,
+) -> AppResult<Result<(), FieldErrors>> {
+    let Some(user_id) = account_token::peek(conn, token, Purpose::ResetPassword, now())? else {
+        return Err(AppError::Gone(LINK_GONE.into()));
+    };
+    let user = account::find(conn, &user_id)?;
+    if let Err(m) = check_policy(new_password, &user.email) {
+        let mut errors = FieldErrors::default();
+        errors.add("new_password", m);
+        return Ok(Err(errors));
+    }
+    let hash = hasher
+        .hash(new_password)
+        .map_err(|e| AppError::Internal(format!("argon2: {e}")))?;
+    audit.fact(conn, actor, |tx| {
+        let ts = now();
+        if account_token::spend(tx, token, Purpose::ResetPassword, ts)?.as_deref()
+            != Some(user_id.as_str())
+        {
+            return Err(AppError::Gone(LINK_GONE.into()));
+        }
+        diesel::update(users::table.find(&user_id))
+            .set((
+                users::password_hash.eq(&hash),
+                users::password_changed_at.eq(ts),
+                users::email_verified_at.eq(user.email_verified_at.unwrap_or(ts)),
+            ))
+            .execute(tx)?;
+        account_token::void(tx, &user_id, Purpose::ResetPassword, ts)?;
+        let ended = account::delete_sessions_of(tx, &user_id)?;
+        Ok((
+            Ok(()),
+            Event::new("account.password_reset", Outcome::Success)
+                .object("account", &user_id)
+                .reason(format!("{ended} session(s) ended")),
+        ))
+    })
+}

@@ -1,0 +1,202 @@
+//! Outgoing mail: SMTP through `lettre` when `smtp_host` is set, otherwise `.eml` files in `data/outbox/`
+//! (the embedded default needs no mail server). Messages carry a greeting, one link and what it is for:
+//! never submission content, never another organisation's tracking numbers, never a password.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lettre::message::{header::ContentType, Mailbox, Message};
+use lettre::transport::file::FileTransport;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{SmtpTransport, Transport};
+
+use crate::config::Settings;
+
+/// One message to one address.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+}
+
+enum Route {
+    Smtp(Box<SmtpTransport>),
+    Outbox(FileTransport, PathBuf),
+}
+
+pub struct Mailer {
+    route: Route,
+    from: Mailbox,
+    /// The origin links in messages point at (`https://pcii.example.gov`).
+    origin: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("the address could not be used")]
+    Address,
+    #[error("building the message: {0}")]
+    Build(String),
+    #[error("sending: {0}")]
+    Send(String),
+}
+
+impl Mailer {
+    /// The mail route the settings name. `origin` is where links in messages point.
+    pub fn from_settings(settings: &Settings, origin: &str) -> Result<Mailer, String> {
+        let from: Mailbox = settings
+            .mail_from
+            .parse()
+            .map_err(|e| format!("mail_from `{}`: {e}", settings.mail_from))?;
+        let route = if settings.smtp_host.trim().is_empty() {
+            let dir = settings.outbox_dir();
+            create_private_dir(&dir)?;
+            Route::Outbox(FileTransport::new(&dir), dir)
+        } else {
+            Route::Smtp(Box::new(smtp_transport(settings)?))
+        };
+        Ok(Mailer {
+            route,
+            from,
+            origin: origin.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// One line for the start banner: where messages go.
+    pub fn describe(&self) -> String {
+        match &self.route {
+            Route::Smtp(_) => "mail is sent over SMTP".to_string(),
+            Route::Outbox(_, dir) => format!(
+                "no SMTP server configured: mail is written as .eml files to {}",
+                crate::config::display_path(dir)
+            ),
+        }
+    }
+
+    /// An absolute link to `path` on this portal.
+    pub fn link(&self, path: &str) -> String {
+        format!("{}{path}", self.origin)
+    }
+
+    /// Sends one message (blocking: call it off the async executor). The body is never logged.
+    pub fn send(&self, mail: &Mail) -> Result<(), MailError> {
+        let to: Mailbox = mail.to.parse().map_err(|_| MailError::Address)?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(&mail.subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(mail.body.clone())
+            .map_err(|e| MailError::Build(e.to_string()))?;
+        match &self.route {
+            Route::Smtp(t) => t
+                .send(&message)
+                .map(|_| ())
+                .map_err(|e| MailError::Send(e.to_string())),
+            Route::Outbox(t, _) => t
+                .send(&message)
+                .map(|_| ())
+                .map_err(|e| MailError::Send(e.to_string())),
+        }
+    }
+}
+
+fn smtp_transport(s: &Settings) -> Result<SmtpTransport, String> {
+    let host = s.smtp_host.trim();
+    let tls =
+        || TlsParameters::new(host.to_string()).map_err(|e| format!("SMTP TLS for {host}: {e}"));
+    let tls = match s.smtp_security.as_str() {
+        "tls" => Tls::Wrapper(tls()?),
+        "starttls" => Tls::Required(tls()?),
+        "none" => Tls::None,
+        other => {
+            return Err(format!(
+                "smtp_security must be `starttls`, `tls` or `none`, not `{other}`"
+            ))
+        }
+    };
+    let mut builder = SmtpTransport::builder_dangerous(host)
+        .port(s.smtp_port)
+        .tls(tls)
+        .timeout(Some(Duration::from_secs(20)));
+    if !s.smtp_username.is_empty() {
+        let password = if s.smtp_password_file.as_os_str().is_empty() {
+            s.smtp_password.clone()
+        } else {
+            std::fs::read_to_string(&s.smtp_password_file)
+                .map_err(|e| {
+                    format!(
+                        "reading smtp_password_file {}: {e}",
+                        s.smtp_password_file.display()
+                    )
+                })?
+                .trim_end_matches(['\r', '\n'])
+                .to_string()
+        };
+        builder = builder.credentials(Credentials::new(s.smtp_username.clone(), password));
+    }
+    Ok(builder.build())
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("creating the mail outbox {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The messages the portal sends. Each names what the link does and how long it lives; none carries content.
+pub mod messages {
+    use super::Mail;
+
+    const SIGNATURE: &str = "\n-- \nPCII Program Office intake portal\nIf you did not expect this message, you can ignore it.\n";
+
+    pub fn verify_email(to: &str, name: &str, link: &str, hours: i64) -> Mail {
+        Mail {
+            to: to.into(),
+            subject: "Confirm your email address for the PCII portal".into(),
+            body: format!(
+                "Hello {name},\n\nConfirm that this is your address by opening this link within {hours} hours:\n\n{link}\n\nUntil you do, your account cannot submit or see anything of its organisation.\n{SIGNATURE}"
+            ),
+        }
+    }
+
+    /// Sent when someone registers with an address that already has an account: the visitor is told the same
+    /// as any other registrant, and the owner of the address learns what happened.
+    pub fn already_registered(to: &str, reset_link: &str) -> Mail {
+        Mail {
+            to: to.into(),
+            subject: "Someone tried to register your address at the PCII portal".into(),
+            body: format!(
+                "Hello,\n\nSomeone tried to register a new account with this address, which already has one. No new account was made.\n\nIf it was you and you have forgotten your password, reset it here:\n\n{reset_link}\n{SIGNATURE}"
+            ),
+        }
+    }
+
+    pub fn reset_password(to: &str, name: &str, link: &str, minutes: i64) -> Mail {
+        Mail {
+            to: to.into(),
+            subject: "Reset your PCII portal password".into(),
+            body: format!(
+                "Hello {name},\n\nSomeone (we hope you) asked to reset the password of your PCII portal account. Open this link within {minutes} minutes to choose a new one; it works once:\n\n{link}\n\nEvery session of your account ends when the password changes.\n{SIGNATURE}"
+            ),
+        }
+    }
+
+    pub fn invitation(to: &str, name: &str, what: &str, link: &str, days: i64) -> Mail {
+        Mail {
+            to: to.into(),
+            subject: "You are invited to the PCII portal".into(),
+            body: format!(
+                "Hello {name},\n\nYou are invited to the PCII Program Office intake portal {what}. Open this link within {days} days to choose your password; it works once:\n\n{link}\n{SIGNATURE}"
+            ),
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! Invitations (the only way into an existing organisation or a staff role from the web) and pending role
+//! grants. The database keeps only the SHA-256 of each invitation link's token.
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::db::schema::{invitations, organisations, role_requests, users};
+use crate::db::DbConn;
+use crate::models::account::Role;
+
+/// Whose approval an invitation waits for before its link is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    /// A staff role: a second administrator (two-person rule).
+    SecondAdministrator,
+    /// An administrator's invitation into an existing organisation: that organisation's administrator, or
+    /// a PCII officer where it has none.
+    Organisation,
+}
+
+impl Approval {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Approval::SecondAdministrator => "second_administrator",
+            Approval::Organisation => "organisation",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Approval> {
+        match s {
+            "second_administrator" => Some(Approval::SecondAdministrator),
+            "organisation" => Some(Approval::Organisation),
+            _ => None,
+        }
+    }
+}
+
+pub const AWAITING_APPROVAL: &str = "awaiting_approval";
+pub const SENT: &str = "sent";
+pub const ACCEPTED: &str = "accepted";
+pub const REVOKED: &str = "revoked";
+pub const REFUSED: &str = "refused";
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = invitations)]
+pub struct Invitation {
+    pub id: String,
+    #[serde(skip)]
+    pub token_hash: Option<String>,
+    pub email: String,
+    pub display_name: String,
+    pub role: String,
+    pub organisation_id: Option<String>,
+    pub new_organisation: Option<String>,
+    pub org_admin: bool,
+    pub agency: Option<String>,
+    pub invited_by: Option<String>,
+    pub approval: Option<String>,
+    pub approved_by: Option<String>,
+    pub state: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub decided_at: Option<i64>,
+    pub decided_by: Option<String>,
+    pub account_id: Option<String>,
+}
+
+impl Invitation {
+    pub fn role(&self) -> Role {
+        Role::parse(&self.role).unwrap_or(Role::Submitter)
+    }
+    pub fn approval(&self) -> Option<Approval> {
+        self.approval.as_deref().and_then(Approval::parse)
+    }
+    /// Open: waiting for approval, or sent and not yet expired.
+    pub fn open(&self, now: i64) -> bool {
+        self.state == AWAITING_APPROVAL || (self.state == SENT && self.expires_at > now)
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = invitations)]
+pub struct NewInvitation<'a> {
+    pub id: &'a str,
+    pub token_hash: Option<&'a str>,
+    pub email: &'a str,
+    pub display_name: &'a str,
+    pub role: &'a str,
+    pub organisation_id: Option<&'a str>,
+    pub new_organisation: Option<&'a str>,
+    pub org_admin: bool,
+    pub agency: Option<&'a str>,
+    pub invited_by: Option<&'a str>,
+    pub approval: Option<&'a str>,
+    pub state: &'a str,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+pub fn insert(conn: &mut DbConn, new: &NewInvitation<'_>) -> QueryResult<()> {
+    diesel::insert_into(invitations::table)
+        .values(new)
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Invitation> {
+    invitations::table
+        .find(id)
+        .select(Invitation::as_select())
+        .first(conn)
+}
+
+/// The invitation a link's token belongs to, if it was sent and is unexpired.
+pub fn find_live_by_token(
+    conn: &mut DbConn,
+    token_hash: &str,
+    now: i64,
+) -> QueryResult<Option<Invitation>> {
+    invitations::table
+        .filter(invitations::token_hash.eq(token_hash))
+        .filter(invitations::state.eq(SENT))
+        .filter(invitations::expires_at.gt(now))
+        .select(Invitation::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Sends an approved or new invitation: a fresh token and expiry, state `sent`.
+pub fn mark_sent(
+    conn: &mut DbConn,
+    id: &str,
+    token_hash: &str,
+    expires_at: i64,
+    approved_by: Option<&str>,
+) -> QueryResult<usize> {
+    diesel::update(invitations::table.find(id))
+        .set((
+            invitations::token_hash.eq(token_hash),
+            invitations::state.eq(SENT),
+            invitations::expires_at.eq(expires_at),
+            invitations::approved_by.eq(approved_by),
+        ))
+        .execute(conn)
+}
+
+/// Closes an invitation (accepted, revoked, refused); its link stops working at once. Only an open
+/// invitation changes: the count says whether this one did.
+pub fn close(
+    conn: &mut DbConn,
+    id: &str,
+    state: &str,
+    by: Option<&str>,
+    account_id: Option<&str>,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::update(
+        invitations::table
+            .find(id)
+            .filter(invitations::state.eq_any([AWAITING_APPROVAL, SENT])),
+    )
+    .set((
+        invitations::state.eq(state),
+        invitations::token_hash.eq(None::<String>),
+        invitations::decided_at.eq(now),
+        invitations::decided_by.eq(by),
+        invitations::account_id.eq(account_id),
+    ))
+    .execute(conn)
+}
+
+/// One row of an invitation list, with the names a person needs to decide.
+#[derive(Debug, Clone, Serialize)]
+pub struct InvitationRow {
+    #[serde(flatten)]
+    pub invitation: Invitation,
+    pub role_label: &'static str,
+    pub organisation_name: Option<String>,
+    pub invited_by_name: Option<String>,
+    pub invited_by_email: Option<String>,
+    pub expired: bool,
+}
+
+fn rows(conn: &mut DbConn, list: Vec<Invitation>, now: i64) -> QueryResult<Vec<InvitationRow>> {
+    let mut out = Vec::with_capacity(list.len());
+    for inv in list {
+        let organisation_name = match &inv.organisation_id {
+            Some(id) => organisations::table
+                .find(id)
+                .select(organisations::name)
+                .first(conn)
+                .optional()?,
+            None => None,
+        };
+        let inviter: Option<(String, String)> = match &inv.invited_by {
+            Some(id) => users::table
+                .find(id)
+                .select((users::display_name, users::email))
+                .first(conn)
+                .optional()?,
+            None => None,
+        };
+        out.push(InvitationRow {
+            role_label: inv.role().label(),
+            organisation_name,
+            invited_by_name: inviter.as_ref().map(|i| i.0.clone()),
+            invited_by_email: inviter.map(|i| i.1),
+            expired: inv.state == SENT && inv.expires_at <= now,
+            invitation: inv,
+        });
+    }
+    Ok(out)
+}
+
+/// Open invitations into one organisation (its administrator's list), newest first.
+pub fn open_for_organisation(
+    conn: &mut DbConn,
+    organisation_id: &str,
+    now: i64,
+) -> QueryResult<Vec<InvitationRow>> {
+    let list = invitations::table
+        .filter(invitations::organisation_id.eq(organisation_id))
+        .filter(invitations::state.eq_any([AWAITING_APPROVAL, SENT]))
+        .order(invitations::created_at.desc())
+        .select(Invitation::as_select())
+        .load(conn)?;
+    rows(conn, list, now)
+}
+
+/// Open invitations that administrators made (staff and companies), newest first.
+pub fn open_by_administrators(conn: &mut DbConn, now: i64) -> QueryResult<Vec<InvitationRow>> {
+    let admins = users::table
+        .filter(users::role.eq(Role::Administrator.as_str()))
+        .select(users::id.nullable());
+    let list = invitations::table
+        .filter(invitations::state.eq_any([AWAITING_APPROVAL, SENT]))
+        .filter(invitations::invited_by.eq_any(admins))
+        .order(invitations::created_at.desc())
+        .limit(200)
+        .select(Invitation::as_select())
+        .load(conn)?;
+    rows(conn, list, now)
+}
+
+/// Invitations waiting for one kind of approval, oldest first.
+pub fn awaiting(
+    conn: &mut DbConn,
+    approval: Approval,
+    now: i64,
+) -> QueryResult<Vec<InvitationRow>> {
+    let list = invitations::table
+        .filter(invitations::state.eq(AWAITING_APPROVAL))
+        .filter(invitations::approval.eq(approval.as_str()))
+        .order(invitations::created_at.asc())
+        .limit(200)
+        .select(Invitation::as_select())
+        .load(conn)?;
+    rows(conn, list, now)
+}
+
+/// The organisation's active, confirmed administrators (who approve invitations into it).
+pub fn organisation_admins(conn: &mut DbConn, organisation_id: &str) -> QueryResult<Vec<String>> {
+    users::table
+        .filter(users::organisation_id.eq(organisation_id))
+        .filter(users::org_admin.eq(true))
+        .filter(users::disabled.eq(false))
+        .filter(users::email_verified_at.is_not_null())
+        .select(users::id)
+        .load(conn)
+}
+
+/// Active administrators: the two-person rule applies when there are two or more.
+pub fn active_administrators(conn: &mut DbConn) -> QueryResult<i64> {
+    users::table
+        .filter(users::role.eq(Role::Administrator.as_str()))
+        .filter(users::disabled.eq(false))
+        .count()
+        .get_result(conn)
+}
+
+// ---- pending role grants (a role change of an existing account) ----
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = role_requests)]
+pub struct RoleRequest {
+    pub id: String,
+    pub account_id: String,
+    pub role: String,
+    pub requested_by: Option<String>,
+    pub requested_at: i64,
+    pub state: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+}
+
+pub fn insert_role_request(
+    conn: &mut DbConn,
+    id: &str,
+    account_id: &str,
+    role: Role,
+    requested_by: Option<&str>,
+    now: i64,
+) -> QueryResult<()> {
+    // A newer request for the same account replaces an older pending one.
+    diesel::update(
+        role_requests::table
+            .filter(role_requests::account_id.eq(account_id))
+            .filter(role_requests::state.eq("pending")),
+    )
+    .set((
+        role_requests::state.eq("withdrawn"),
+        role_requests::decided_at.eq(now),
+        role_requests::decided_by.eq(requested_by),
+    ))
+    .execute(conn)?;
+    diesel::insert_into(role_requests::table)
+        .values((
+            role_requests::id.eq(id),
+            role_requests::account_id.eq(account_id),
+            role_requests::role.eq(role.as_str()),
+            role_requests::requested_by.eq(requested_by),
+            role_requests::requested_at.eq(now),
+            role_requests::state.eq("pending"),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn find_role_request(conn: &mut DbConn, id: &str) -> QueryResult<RoleRequest> {
+    role_requests::table
+        .find(id)
+        .select(RoleRequest::as_select())
+        .first(conn)
+}
+
+/// Decides a pending request; the count says whether it was still pending.
+pub fn decide_role_request(
+    conn: &mut DbConn,
+    id: &str,
+    state: &str,
+    by: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::update(
+        role_requests::table
+            .find(id)
+            .filter(role_requests::state.eq("pending")),
+    )
+    .set((
+        role_requests::state.eq(state),
+        role_requests::decided_by.eq(by),
+        role_requests::decided_at.eq(now),
+    ))
+    .execute(conn)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleRequestRow {
+    #[serde(flatten)]
+    pub request: RoleRequest,
+    pub role_label: &'static str,
+    pub account_name: String,
+    pub account_email: String,
+    pub current_role_label: &'static str,
+    pub requested_by_name: Option<String>,
+}
+
+pub fn pending_role_requests(conn: &mut DbConn) -> QueryResult<Vec<RoleRequestRow>> {
+    let list: Vec<RoleRequest> = role_requests::table
+        .filter(role_requests::state.eq("pending"))
+        .order(role_requests::requested_at.asc())
+        .limit(200)
+        .select(RoleRequest::as_select())
+        .load(conn)?;
+    let mut out = Vec::with_capacity(list.len());
+    for r in list {
+        let (name, email, role): (String, String, String) = users::table
+            .find(&r.account_id)
+            .select((users::display_name, users::email, users::role))
+            .first(conn)?;
+        let requested_by_name = match &r.requested_by {
+            Some(id) => users::table
+                .find(id)
+                .select(users::display_name)
+                .first(conn)
+                .optional()?,
+            None => None,
+        };
+        out.push(RoleRequestRow {
+            role_label: Role::parse(&r.role).map(Role::label).unwrap_or(""),
+            current_role_label: Role::parse(&role).map(Role::label).unwrap_or(""),
+            account_name: name,
+            account_email: email,
+            requested_by_name,
+            request: r,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,290 @@
+//! PCII officers: the organisations (list, one organisation's page), verification, merging duplicates, and
+//! administrators' invitations into organisations that have no organisation administrator to decide them.
+
+use rocket::form::FromForm;
+use serde::Serialize;
+
+use crate::auth::invitations;
+use crate::auth::membership;
+use crate::db::DbConn;
+use crate::error::AppResult;
+use crate::models::account::{self, Organisation};
+use crate::models::invitation::{self, Approval, InvitationRow};
+use crate::models::organisation::{self as orgs, OrganisationFilter, ORGANISATIONS_PER_PAGE};
+use crate::web::deliver;
+use crate::web::forms::{trimmed, CsrfForm, NoFields};
+use crate::web::guards::{Ctx, OfficerUser};
+use crate::web::pages::{Notice, Page};
+
+pub fn routes() -> Vec<rocket::Route> {
+    rocket::routes![list, detail, verify, merge, approve, refuse]
+}
+
+const LIST: &str = "/officer/organisations";
+
+/// Administrators' invitations into organisations without an organisation administrator: an officer decides
+/// those (optionally only for one organisation).
+fn awaiting_officer(
+    conn: &mut DbConn,
+    organisation_id: Option<&str>,
+) -> AppResult<Vec<InvitationRow>> {
+    let mut out = Vec::new();
+    for row in invitation::awaiting(conn, Approval::Organisation, crate::db::now())? {
+        let Some(org) = row.invitation.organisation_id.clone() else {
+            continue;
+        };
+        if organisation_id.is_some_and(|o| o != org) {
+            continue;
+        }
+        if invitation::organisation_admins(conn, &org)?.is_empty() {
+            out.push(row);
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct ListForm {
+    q: String,
+    verified: String,
+}
+
+impl ListForm {
+    fn link(&self, page: i64) -> String {
+        let mut l = format!(
+            "{LIST}?q={}&verified={}",
+            urlencode(&self.q),
+            urlencode(&self.verified)
+        );
+        if page > 0 {
+            l.push_str(&format!("&page={page}"));
+        }
+        l
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[rocket::get("/officer/organisations?<q>&<verified>&<page>")]
+async fn list(
+    ctx: Ctx<'_>,
+    _officer: OfficerUser<'_>,
+    q: Option<&str>,
+    verified: Option<&str>,
+    page: Option<i64>,
+) -> AppResult<Page> {
+    let form = ListForm {
+        q: trimmed(q),
+        verified: match trimmed(verified).as_str() {
+            "yes" => "yes".into(),
+            "no" => "no".into(),
+            _ => String::new(),
+        },
+    };
+    let filter = OrganisationFilter {
+        name: form.q.clone(),
+        verified: match form.verified.as_str() {
+            "yes" => Some(true),
+            "no" => Some(false),
+            _ => None,
+        },
+    };
+    let page = page.unwrap_or(0).max(0);
+    let ((rows, total), awaiting) = ctx
+        .state
+        .db
+        .run(move |c| Ok((orgs::list(c, &filter, page)?, awaiting_officer(c, None)?)))
+        .await?;
+    let pages = ((total + ORGANISATIONS_PER_PAGE - 1) / ORGANISATIONS_PER_PAGE).max(1);
+    Ok(Page::new("officer/organisations.html.tera")
+        .with("organisations", rows)
+        .with("total", total)
+        .with("page", page)
+        .with("pages", pages)
+        .with("form", &form)
+        .with(
+            "page_links",
+            serde_json::json!({
+                "prev": (page > 0).then(|| form.link(page - 1)),
+                "next": (page + 1 < pages).then(|| form.link(page + 1)),
+            }),
+        )
+        .with("awaiting", awaiting))
+}
+
+#[derive(Serialize)]
+struct Detail {
+    organisation: Organisation,
+    members: Vec<orgs::MemberRow>,
+    submissions: i64,
+    verified_by_name: Option<String>,
+    merged_into: Option<Organisation>,
+    merged_from: Vec<Organisation>,
+    awaiting: Vec<InvitationRow>,
+    has_admin: bool,
+}
+
+#[rocket::get("/officer/organisations/<id>")]
+async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<Page> {
+    let id = id.to_string();
+    let d = ctx
+        .state
+        .db
+        .run(move |c| {
+            let organisation = orgs::find(c, &id)?;
+            let verified_by_name = match &organisation.verified_by {
+                Some(u) => Some(account::find(c, u)?.display_name),
+                None => None,
+            };
+            let merged_into = match &organisation.merged_into {
+                Some(o) => Some(orgs::find(c, o)?),
+                None => None,
+            };
+            Ok(Detail {
+                members: orgs::members(c, &id, true)?,
+                submissions: orgs::submission_count(c, &id)?,
+                merged_from: orgs::merged_from(c, &id)?,
+                awaiting: awaiting_officer(c, Some(&id))?,
+                has_admin: !invitation::organisation_admins(c, &id)?.is_empty(),
+                verified_by_name,
+                merged_into,
+                organisation,
+            })
+        })
+        .await?;
+    let own = officer.user.organisation_id.as_deref() == Some(d.organisation.id.as_str());
+    Ok(Page::new("officer/organisation.html.tera")
+        .with("own_organisation", own)
+        .with("d", d))
+}
+
+#[derive(FromForm)]
+struct VerifyForm {
+    #[field(default = String::new())]
+    method: String,
+}
+
+#[rocket::post("/officer/organisations/<id>/verify", data = "<form>")]
+async fn verify(
+    ctx: Ctx<'_>,
+    officer: OfficerUser<'_>,
+    id: &str,
+    form: CsrfForm<VerifyForm>,
+) -> AppResult<Notice> {
+    let (audit, actor, who, oid, method) = (
+        ctx.state.audit.clone(),
+        ctx.actor.clone(),
+        officer.user.clone(),
+        id.to_string(),
+        form.0.method,
+    );
+    ctx.state
+        .db
+        .run(move |c| membership::verify(c, &audit, &actor, &who, &oid, &method))
+        .await?;
+    Ok(Notice::redirect(
+        format!("{LIST}/{id}"),
+        "The organisation is marked verified.",
+    ))
+}
+
+#[derive(FromForm)]
+struct MergeForm {
+    #[field(default = String::new())]
+    target: String,
+    #[field(default = String::new())]
+    reason: String,
+}
+
+#[rocket::post("/officer/organisations/<id>/merge", data = "<form>")]
+async fn merge(
+    ctx: Ctx<'_>,
+    officer: OfficerUser<'_>,
+    id: &str,
+    form: CsrfForm<MergeForm>,
+) -> AppResult<Notice> {
+    let MergeForm { target, reason } = form.0;
+    let target = target.trim().to_string();
+    let (audit, actor, who, oid, into) = (
+        ctx.state.audit.clone(),
+        ctx.actor.clone(),
+        officer.user.clone(),
+        id.to_string(),
+        target.clone(),
+    );
+    let moved = ctx
+        .state
+        .db
+        .run(move |c| membership::merge(c, &audit, &actor, &who, &oid, &into, &reason))
+        .await?;
+    Ok(Notice::redirect(
+        format!("{LIST}/{target}"),
+        format!(
+            "Merged: {} members, {} submissions and {} open invitations moved here.",
+            moved.members, moved.submissions, moved.invitations
+        ),
+    ))
+}
+
+#[rocket::post("/officer/organisations/invitations/<id>/approve", data = "<_form>")]
+async fn approve(
+    ctx: Ctx<'_>,
+    officer: OfficerUser<'_>,
+    id: &str,
+    _form: CsrfForm<NoFields>,
+) -> AppResult<Notice> {
+    let state = ctx.state;
+    let (audit, mailer, settings, actor, who, iid) = (
+        state.audit.clone(),
+        state.mailer.clone(),
+        state.settings.clone(),
+        ctx.actor.clone(),
+        officer.user.clone(),
+        id.to_string(),
+    );
+    let mail = state
+        .db
+        .run(move |c| invitations::approve(c, &audit, &mailer, &settings, &actor, &who, &iid))
+        .await?;
+    let to = mail.to.clone();
+    let message = if deliver::send(state, mail).await {
+        format!("Approved. The invitation was sent to {to}.")
+    } else {
+        format!("Approved, but the email to {to} could not be sent. Ask an administrator to invite again.")
+    };
+    Ok(Notice::redirect(LIST, message))
+}
+
+#[rocket::post("/officer/organisations/invitations/<id>/refuse", data = "<_form>")]
+async fn refuse(
+    ctx: Ctx<'_>,
+    officer: OfficerUser<'_>,
+    id: &str,
+    _form: CsrfForm<NoFields>,
+) -> AppResult<Notice> {
+    let (audit, actor, who, iid) = (
+        ctx.state.audit.clone(),
+        ctx.actor.clone(),
+        officer.user.clone(),
+        id.to_string(),
+    );
+    ctx.state
+        .db
+        .run(move |c| invitations::refuse(c, &audit, &actor, &who, &iid))
+        .await?;
+    Ok(Notice::redirect(
+        LIST,
+        "The invitation was refused: no link was sent.",
+    ))
+}

@@ -1,0 +1,347 @@
+//! An organisation administrator's page: its organisation, members and open invitations; inviting
+//! colleagues, withdrawing invitations, deciding administrators' invitations into the organisation, removing
+//! members and handing the administrator role on. Every id is looked up within its own organisation: another
+//! organisation's ids answer 404. No submission content is shown here.
+
+use rocket::form::FromForm;
+use rocket::http::Status;
+use rocket::Either;
+use serde::Serialize;
+
+use crate::auth::accounts::{FieldErrors, Membership};
+use crate::auth::invitations::{self, InvitationRequest, Invited};
+use crate::auth::membership;
+use crate::error::{AppError, AppResult};
+use crate::models::account::{self, Organisation, Role};
+use crate::models::invitation::{self, Approval, InvitationRow};
+use crate::models::organisation::{self as orgs, MemberRow};
+use crate::web::deliver;
+use crate::web::forms::{CsrfForm, NoFields};
+use crate::web::guards::{Ctx, OrgAdminUser};
+use crate::web::pages::{Notice, Page};
+
+pub fn routes() -> Vec<rocket::Route> {
+    rocket::routes![
+        index,
+        invite,
+        revoke,
+        approve,
+        refuse,
+        remove_member,
+        grant_admin,
+        revoke_admin
+    ]
+}
+
+const HOME: &str = "/organisation";
+
+struct Overview {
+    organisation: Organisation,
+    members: Vec<MemberRow>,
+    open: Vec<InvitationRow>,
+    awaiting: Vec<InvitationRow>,
+}
+
+async fn overview(ctx: &Ctx<'_>, organisation_id: &str) -> AppResult<Overview> {
+    let org = organisation_id.to_string();
+    ctx.state
+        .db
+        .run(move |c| {
+            let now = crate::db::now();
+            let organisation = orgs::find(c, &org)?;
+            let members = orgs::members(c, &org, false)?;
+            let open: Vec<InvitationRow> = invitation::open_for_organisation(c, &org, now)?
+                .into_iter()
+                .filter(|i| i.invitation.state == invitation::SENT)
+                .collect();
+            let awaiting = invitation::awaiting(c, Approval::Organisation, now)?
+                .into_iter()
+                .filter(|i| i.invitation.organisation_id.as_deref() == Some(org.as_str()))
+                .collect();
+            Ok(Overview {
+                organisation,
+                members,
+                open,
+                awaiting,
+            })
+        })
+        .await
+}
+
+#[derive(Debug, Clone, FromForm, Serialize)]
+struct InviteForm {
+    #[field(default = String::new())]
+    email: String,
+    #[field(default = String::new())]
+    display_name: String,
+}
+
+fn page(admin: &OrgAdminUser<'_>, o: Overview) -> Page {
+    let admins = o
+        .members
+        .iter()
+        .filter(|m| m.org_admin && m.email_verified && !m.disabled)
+        .count();
+    Page::new("organisation/index.html.tera")
+        .with("organisation", &o.organisation)
+        .with("verified", o.organisation.verified_at.is_some())
+        .with("members", &o.members)
+        .with("invitations", &o.open)
+        .with("awaiting", &o.awaiting)
+        .with("admin_count", admins)
+        .with("me_id", &admin.user.id)
+}
+
+#[rocket::get("/organisation")]
+async fn index(ctx: Ctx<'_>, admin: OrgAdminUser<'_>) -> AppResult<Page> {
+    let o = overview(&ctx, &admin.organisation_id).await?;
+    Ok(page(&admin, o).with(
+        "values",
+        InviteForm {
+            email: String::new(),
+            display_name: String::new(),
+        },
+    ))
+}
+
+/// Sends the message of an invitation that exists now, and says what became of it.
+async fn deliver_invitation(ctx: &Ctx<'_>, mail: crate::mail::Mail, to: &str) -> String {
+    if deliver::send(ctx.state, mail).await {
+        format!("Invitation sent to {to}. The link works once.")
+    } else {
+        format!(
+            "The invitation to {to} was made, but the email could not be sent. Withdraw it below and invite again, or try later."
+        )
+    }
+}
+
+#[rocket::post("/organisation/invitations", data = "<form>")]
+async fn invite(
+    ctx: Ctx<'_>,
+    admin: OrgAdminUser<'_>,
+    form: CsrfForm<InviteForm>,
+) -> AppResult<Either<Notice, Page>> {
+    let values = form.0;
+    let req = InvitationRequest {
+        email: values.email.clone(),
+        display_name: values.display_name.clone(),
+        role: Role::Submitter,
+        // Ignored for an organisation administrator: it invites into its own organisation only.
+        membership: Membership::None,
+        agency: None,
+    };
+    let state = ctx.state;
+    let (audit, mailer, settings, actor, inviter) = (
+        state.audit.clone(),
+        state.mailer.clone(),
+        state.settings.clone(),
+        ctx.actor.clone(),
+        admin.user.clone(),
+    );
+    let result = state
+        .db
+        .run(move |c| invitations::invite(c, &audit, &mailer, &settings, &actor, &inviter, req))
+        .await?;
+    match result {
+        Ok(Invited::Sent { mail, .. }) => {
+            let to = account::normalize_email(&values.email);
+            let message = deliver_invitation(&ctx, mail, &to).await;
+            Ok(Either::Left(Notice::redirect(HOME, message)))
+        }
+        Ok(Invited::AwaitingApproval { approver, .. }) => Ok(Either::Left(Notice::redirect(
+            HOME,
+            format!("The invitation waits for {approver}."),
+        ))),
+        Err(errors) => {
+            let o = overview(&ctx, &admin.organisation_id).await?;
+            Ok(Either::Right(invite_errors(&admin, o, &values, errors)))
+        }
+    }
+}
+
+fn invite_errors(
+    admin: &OrgAdminUser<'_>,
+    o: Overview,
+    values: &InviteForm,
+    errors: FieldErrors,
+) -> Page {
+    page(admin, o)
+        .status(Status::UnprocessableEntity)
+        .with("values", values)
+        .with("errors", errors)
+}
+
+/// The invitation by id if it is one into this organisation; otherwise 404, as for an unknown id.
+async fn own_invitation(ctx: &Ctx<'_>, admin: &OrgAdminUser<'_>, id: &str) -> AppResult<()> {
+    let (id, org) = (id.to_string(), admin.organisation_id.clone());
+    let inv = ctx
+        .state
+        .db
+        .run(move |c| Ok(invitation::find(c, &id)?))
+        .await?;
+    if inv.organisation_id.as_deref() != Some(org.as_str()) {
+        return Err(AppError::NotFound);
+    }
+    Ok(())
+}
+
+#[rocket::post("/organisation/invitations/<id>/revoke", data = "<_form>")]
+async fn revoke(
+    ctx: Ctx<'_>,
+    admin: OrgAdminUser<'_>,
+    id: &str,
+    _form: CsrfForm<NoFields>,
+) -> AppResult<Notice> {
+    own_invitation(&ctx, &admin, id).await?;
+    let (audit, actor, who, id) = (
+        ctx.state.audit.clone(),
+        ctx.actor.clone(),
+        admin.user.clone(),
+        id.to_string(),
+    );
+    ctx.state
+        .db
+        .run(move |c| invitations::revoke(c, &audit, &actor, &who, &id))
+        .await?;
+    Ok(Notice::redirect(
+        HOME,
+        "The invitation was withdrawn: its link no longer works.",
+    ))
+}
+
+#[rocket::post("/organisation/invitations/<id>/approve", data = "<_form>")]
+async fn approve(
+    ctx: Ctx<'_>,
+    admin: OrgAdminUser<'_>,
+    id: &str,
+    _form: CsrfForm<NoFields>,
+) -> AppResult<Notice> {
+    own_invitation(&ctx, &admin, id).await?;
+    let state = ctx.state;
+    let (audit, mailer, settings, actor, who, id) = (
+        state.audit.clone(),
+        state.mailer.clone(),
+        state.settings.clone(),
+        ctx.actor.clone(),
+        admin.user.clone(),
+        id.to_string(),
+    );
+    let mail = state
+        .db
+        .run(move |c| invitations::approve(c, &audit, &mailer, &settings, &actor, &who, &id))
+        .await?;
+    let to = mail.to.clone();
+    let message = deliver_invitation(&ctx, mail, &to).await;
+    Ok(Notice::redirect(HOME, format!("Approved. {message}")))
+}
+
+#[rocket::post("/organisation/invitations/<id>/refuse", data = "<_form>")]
+async fn refuse(
+    ctx: Ctx<'_>,
+    admin: OrgAdminUser<'_>,
+    id: &str,
+    _form: CsrfForm<NoFields>,
+) -> AppResult<Notice> {
+    own_invitation(&ctx, &admin, id).await?;
+    let (audit, actor, who, id) = (
+        ctx.state.audit.clone(),
+        ctx.actor.clone(),
+        admin.user.clone(),
+        id.to_string(),
+    );
+    ctx.state
+        .db
+        .run(move |c| invitations::refuse(c, &audit, &actor, &who, &id))
+        .await?;
+    Ok(Notice::redirect(
+        HOME,
+        "The invitation was refused: no link was sent.",
+    ))
+}
+
+#[derive(FromForm)]
+struct RemoveForm {
+    #[field(default = String::new())]
+    confirm: String,
+}
+
+#[rocket::post("/organisation/members/<id>/remove", data = "<form>")]
+async fn remove_member(
+    ctx: Ctx<'_>,
+    admin: OrgAdminUser<'_>,
+    id: &str,
+    form: CsrfForm<RemoveForm>,
+) -> AppResult<Notice> {
+    if form.0.confirm != "yes" {
+        return Err(AppError::Invalid(
+            "Tick the box to confirm that this person leaves the organisation.".into(),
+        ));
+    }
+    let (audit, actor, org, who, id) = (
+        ctx.state.audit.clone(),
+        ctx.actor.clone(),
+        admin.organisation_id.clone(),
+        admin.user.clone(),
+        id.to_string(),
+    );
+    ctx.state
+        .db
+        .run(move |c| membership::remove_member(c, &audit, &actor, &org, &who, &id))
+        .await?;
+    Ok(Notice::redirect(
+        HOME,
+        "The member was removed: signed out everywhere, and its account disabled.",
+    ))
+}
+
+#[rocket::post("/organisation/members/<id>/admin", data = "<_form>")]
+async fn grant_admin(
+    ctx: Ctx<'_>,
+    admin: OrgAdminUser<'_>,
+    id: &str,
+    _form: CsrfForm<NoFields>,
+) -> AppResult<Notice> {
+    let (audit, actor, org, id) = (
+        ctx.state.audit.clone(),
+        ctx.actor.clone(),
+        admin.organisation_id.clone(),
+        id.to_string(),
+    );
+    ctx.state
+        .db
+        .run(move |c| membership::grant_admin(c, &audit, &actor, &org, &id))
+        .await?;
+    Ok(Notice::redirect(
+        HOME,
+        "The member now administers the organisation too.",
+    ))
+}
+
+#[rocket::post("/organisation/members/<id>/admin/revoke", data = "<_form>")]
+async fn revoke_admin(
+    ctx: Ctx<'_>,
+    admin: OrgAdminUser<'_>,
+    id: &str,
+    _form: CsrfForm<NoFields>,
+) -> AppResult<Notice> {
+    let (audit, actor, org, target) = (
+        ctx.state.audit.clone(),
+        ctx.actor.clone(),
+        admin.organisation_id.clone(),
+        id.to_string(),
+    );
+    ctx.state
+        .db
+        .run(move |c| membership::revoke_admin(c, &audit, &actor, &org, &target))
+        .await?;
+    if id == admin.user.id {
+        return Ok(Notice::redirect(
+            "/dashboard",
+            "You no longer administer the organisation.",
+        ));
+    }
+    Ok(Notice::redirect(
+        HOME,
+        "The member no longer administers the organisation.",
+    ))
+}

@@ -1,0 +1,589 @@
+//! Sign-in hardening: throttling per (account, address) and per address, what the throttle table keeps, weak
+//! passwords, browser-session cookies, the account's live sessions, the throttled current-password check,
+//! per-address limits on registration and reset requests, and email normalisation.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::{Browser, TestApp, PASSWORD};
+use diesel::prelude::*;
+use rocket::http::{Header, Status};
+
+use pcii_portal::db::schema::{audit_entries, login_throttle, sessions, users};
+use pcii_portal::models::account::Role;
+
+fn addr(s: &str) -> SocketAddr {
+    format!("{s}:40000").parse().unwrap()
+}
+
+fn register_fields<'a>(email: &'a str, password: &'a str) -> [(&'a str, &'a str); 4] {
+    [
+        ("display_name", "Ann Operator"),
+        ("organisation", "Acme Water"),
+        ("email", email),
+        ("password", password),
+    ]
+}
+
+/// Every row of the throttle table, every column.
+fn throttle_rows(app: &TestApp) -> Vec<(String, i64, i64, i64)> {
+    app.with_conn(|c| {
+        login_throttle::table
+            .select((
+                login_throttle::throttle_key,
+                login_throttle::failures,
+                login_throttle::window_start,
+                login_throttle::locked_until,
+            ))
+            .load(c)
+            .unwrap()
+    })
+}
+
+#[test]
+fn a_stranger_guessing_from_one_address_does_not_lock_the_owner_out_elsewhere() {
+    let app = TestApp::new();
+    app.create_user(Role::Submitter, "victim@acme.example", Some("Acme"));
+    app.create_user(Role::Submitter, "other@acme.example", Some("Acme"));
+    let max = app.state().settings.login_max_failures;
+    let (a, b) = (addr("198.51.100.1"), addr("198.51.100.2"));
+
+    let mut stranger = app.browser();
+    for _ in 0..max {
+        assert_eq!(
+            stranger.login_from("victim@acme.example", "wrong password, again", a),
+            Status::Unauthorized
+        );
+    }
+    // The owner, from another address, signs in.
+    let mut owner = app.browser();
+    assert_eq!(
+        owner.login_from("victim@acme.example", PASSWORD, b),
+        Status::SeeOther
+    );
+    assert_eq!(owner.get("/account").status, Status::Ok);
+    // From address A, this account is locked, even with the right password.
+    assert_eq!(
+        stranger.login_from("victim@acme.example", PASSWORD, a),
+        Status::TooManyRequests
+    );
+    // Address A as a whole is not: another account signs in from it.
+    let mut colleague = app.browser();
+    assert_eq!(
+        colleague.login_from("other@acme.example", PASSWORD, a),
+        Status::SeeOther
+    );
+}
+
+#[test]
+fn many_accounts_tried_from_one_address_lock_that_address() {
+    let app = TestApp::new();
+    app.create_user(Role::Submitter, "someone@acme.example", Some("Acme"));
+    let max = app.state().settings.login_max_failures;
+    let (c, d) = (addr("198.51.100.3"), addr("198.51.100.4"));
+    let mut b = app.browser();
+    // The per-address allowance is four times the per-account one, spread over many accounts.
+    for i in 0..max * 4 {
+        assert_eq!(
+            b.login_from(
+                &format!("guess{i}@acme.example"),
+                "wrong password, again",
+                c
+            ),
+            Status::Unauthorized,
+            "attempt {i}"
+        );
+    }
+    assert_eq!(
+        b.login_from("someone@acme.example", PASSWORD, c),
+        Status::TooManyRequests
+    );
+    // Another address is unaffected.
+    let mut elsewhere = app.browser();
+    assert_eq!(
+        elsewhere.login_from("someone@acme.example", PASSWORD, d),
+        Status::SeeOther
+    );
+}
+
+#[test]
+fn the_throttle_table_never_holds_an_email_or_an_address() {
+    let app = TestApp::new();
+    app.create_user(Role::Submitter, "victim@acme.example", Some("Acme"));
+    let ip = "203.0.113.77";
+    let mut b = app.browser();
+    for _ in 0..2 {
+        b.login_from("Victim@Acme.example", "wrong password, again", addr(ip));
+    }
+    b.post_from(
+        "/register",
+        &register_fields("newcomer@acme.example", PASSWORD),
+        addr(ip),
+    );
+    b.post_from(
+        "/password/forgot",
+        &[("email", "victim@acme.example")],
+        addr(ip),
+    );
+    let rows = throttle_rows(&app);
+    assert!(
+        rows.len() >= 4,
+        "login per account+address, per address, registration, reset: {rows:?}"
+    );
+    let all = rows
+        .iter()
+        .map(|(k, f, w, l)| format!("{k}|{f}|{w}|{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .to_lowercase();
+    for clear in [
+        "victim",
+        "acme.example",
+        "newcomer",
+        "@",
+        ip,
+        "203.0.113",
+        "unknown",
+    ] {
+        assert!(
+            !all.contains(clear),
+            "{clear:?} in the throttle table:\n{all}"
+        );
+    }
+}
+
+#[test]
+fn throttle_rows_are_forgotten_after_their_window() {
+    let app = TestApp::new();
+    let window = app.state().settings.login_window_seconds;
+    let mut b = app.browser();
+    b.login_from(
+        "ghost@acme.example",
+        "wrong password, again",
+        addr("198.51.100.5"),
+    );
+    let old: Vec<String> = throttle_rows(&app).into_iter().map(|r| r.0).collect();
+    assert_eq!(old.len(), 2, "per account+address and per address: {old:?}");
+    // Their window closes.
+    let past = pcii_portal::db::now() - window - 10;
+    app.with_conn(|c| {
+        diesel::update(login_throttle::table)
+            .set(login_throttle::window_start.eq(past))
+            .execute(c)
+            .unwrap()
+    });
+    // Another failure of the same kinds, from elsewhere.
+    b.login_from(
+        "ghost@acme.example",
+        "wrong password, again",
+        addr("198.51.100.6"),
+    );
+    let now_rows: Vec<String> = throttle_rows(&app).into_iter().map(|r| r.0).collect();
+    assert_eq!(now_rows.len(), 2, "{now_rows:?}");
+    for k in &old {
+        assert!(!now_rows.contains(k), "{k} outlived its window");
+    }
+}
+
+#[test]
+fn weak_passwords_are_refused_with_zxcvbn_feedback() {
+    let app = TestApp::new();
+    let mut visitor = app.browser();
+    for weak in ["123456789012", "passwordpassword", "qwertyuiopasdfgh"] {
+        let res = visitor.post("/register", &register_fields("ann@acme.example", weak));
+        assert_eq!(res.status, Status::UnprocessableEntity, "{weak}");
+        assert!(
+            res.body.contains("too easy to guess"),
+            "{weak}: {}",
+            res.body
+        );
+        assert!(res.body.contains("Add another word or two"), "{weak}");
+    }
+    // The email is a known word: a password made of it is weak for that person.
+    let res = visitor.post(
+        "/register",
+        &register_fields(
+            "annabelle.quartermaine@acme.example",
+            "annabelle.quartermaine2024",
+        ),
+    );
+    assert_eq!(res.status, Status::UnprocessableEntity);
+    assert!(res.body.contains("too easy to guess"));
+    let registered: i64 = app.with_conn(|c| users::table.count().get_result(c).unwrap());
+    assert_eq!(registered, 0);
+
+    let mut sam = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    for weak in ["123456789012", "passwordpassword", "qwertyuiopasdfgh"] {
+        let res = sam.post(
+            "/account/password",
+            &[("current_password", PASSWORD), ("new_password", weak)],
+        );
+        assert_eq!(res.status, Status::UnprocessableEntity, "{weak}");
+        assert!(res.body.contains("too easy to guess"), "{weak}");
+        assert!(res.body.contains("Add another word or two"), "{weak}");
+    }
+    // Still the old password, and still signed in.
+    assert_eq!(sam.get("/account").status, Status::Ok);
+    let mut again = app.browser();
+    assert_eq!(again.login("sam@acme.example", PASSWORD), Status::SeeOther);
+}
+
+#[test]
+fn the_session_cookie_has_no_expiry() {
+    let app = TestApp::new();
+    app.create_user(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let mut b = app.browser();
+    let token = b.csrf();
+    let res = app
+        .client
+        .post("/login")
+        .header(rocket::http::ContentType::Form)
+        .cookies(b.cookies.clone())
+        .body(common::encode(&[
+            ("csrf", &token),
+            ("email", "sam@acme.example"),
+            ("password", PASSWORD),
+        ]))
+        .dispatch();
+    assert_eq!(res.status(), Status::SeeOther);
+    let set_cookie: Vec<String> = res
+        .headers()
+        .get("Set-Cookie")
+        .map(str::to_string)
+        .collect();
+    let session = set_cookie
+        .iter()
+        .find(|c| c.starts_with("pcii_session="))
+        .expect("session cookie");
+    let lower = session.to_lowercase();
+    assert!(!lower.contains("expires"), "{session}");
+    assert!(!lower.contains("max-age"), "{session}");
+}
+
+/// The public id of the account's session opened from `client_addr`.
+fn public_id_from(app: &TestApp, client_addr: &str) -> String {
+    app.with_conn(|c| {
+        sessions::table
+            .filter(sessions::client_addr.eq(client_addr))
+            .select(sessions::public_id)
+            .first::<Option<String>>(c)
+            .unwrap()
+            .expect("a public id")
+    })
+}
+
+#[test]
+fn the_account_page_lists_live_sessions_and_ends_another() {
+    let app = TestApp::new();
+    app.create_user(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let (a, b) = ("192.0.2.11", "192.0.2.12");
+    let mut laptop = app.browser();
+    let mut phone = app.browser();
+    let ua = Header::new("User-Agent", "HardeningLaptop/1.0\u{7} (X11)");
+    assert_eq!(
+        laptop
+            .post_with(
+                "/login",
+                &[("email", "sam@acme.example"), ("password", PASSWORD)],
+                addr(a),
+                &[ua],
+            )
+            .status,
+        Status::SeeOther
+    );
+    assert_eq!(
+        phone.login_from("sam@acme.example", PASSWORD, addr(b)),
+        Status::SeeOther
+    );
+
+    let page = laptop.get("/account");
+    assert_eq!(page.status, Status::Ok);
+    assert!(
+        page.body.contains(a) && page.body.contains(b),
+        "{}",
+        page.body
+    );
+    // The User-Agent is kept cleaned (the BEL dropped) and shown (Tera escapes its "/").
+    let agent: Option<String> = app.with_conn(|c| {
+        sessions::table
+            .filter(sessions::client_addr.eq(a))
+            .select(sessions::user_agent)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(agent.as_deref(), Some("HardeningLaptop/1.0 (X11)"));
+    assert!(
+        page.body.contains("HardeningLaptop&#x2F;1.0 (X11)"),
+        "{}",
+        page.body
+    );
+    assert_eq!(page.body.matches("This session").count(), 1);
+    let phone_id = public_id_from(&app, b);
+    let laptop_id = public_id_from(&app, a);
+    let end_phone = format!("/account/sessions/{phone_id}/end");
+    assert!(page.body.contains(&end_phone));
+    assert!(!page
+        .body
+        .contains(&format!("/account/sessions/{laptop_id}/end")));
+    // Never the token's hash (nor, of course, the token).
+    let hashes: Vec<String> = app.with_conn(|c| {
+        sessions::table
+            .select(sessions::token_hash)
+            .load(c)
+            .unwrap()
+    });
+    assert_eq!(hashes.len(), 2);
+    for h in &hashes {
+        assert!(!page.body.contains(h.as_str()));
+    }
+
+    // Another account cannot end it, nor can an unknown id be ended.
+    let mut mallory = app.login_as(Role::Submitter, "mallory@other.example", Some("Other"));
+    assert_eq!(mallory.post(&end_phone, &[]).status, Status::NotFound);
+    assert_eq!(
+        laptop
+            .post(
+                "/account/sessions/0123456789abcdef0123456789abcdef/end",
+                &[]
+            )
+            .status,
+        Status::NotFound
+    );
+    assert_eq!(phone.get("/account").status, Status::Ok);
+
+    // The owner ends it: the phone's next request is not signed in.
+    let res = laptop.post(&end_phone, &[]);
+    assert_eq!(res.status, Status::SeeOther);
+    assert_eq!(res.header("Location"), Some("/account"));
+    assert_eq!(phone.get("/account").status, Status::Unauthorized);
+    assert_eq!(laptop.get("/account").status, Status::Ok);
+    let ended: i64 = app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq("session.end"))
+            .filter(audit_entries::outcome.eq("success"))
+            .filter(audit_entries::object_id.eq(&phone_id))
+            .count()
+            .get_result(c)
+            .unwrap()
+    });
+    assert_eq!(ended, 1);
+    assert_eq!(
+        app.audit_count("session.end"),
+        3,
+        "the two refusals are audited too"
+    );
+}
+
+#[test]
+fn ending_all_other_sessions_keeps_only_this_one() {
+    let app = TestApp::new();
+    app.create_user(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let mut browsers: Vec<Browser<'_>> = (0..3).map(|_| app.browser()).collect();
+    for (i, b) in browsers.iter_mut().enumerate() {
+        assert_eq!(
+            b.login_from(
+                "sam@acme.example",
+                PASSWORD,
+                addr(&format!("192.0.2.{}", 20 + i))
+            ),
+            Status::SeeOther
+        );
+    }
+    // An old session, from before sessions had a public id: listed, without an end button.
+    app.with_conn(|c| {
+        diesel::update(sessions::table.filter(sessions::client_addr.eq("192.0.2.22")))
+            .set(sessions::public_id.eq(None::<String>))
+            .execute(c)
+            .unwrap()
+    });
+    let mut rest = browsers.split_off(1);
+    let me = &mut browsers[0];
+    let page = me.get("/account");
+    assert!(page.body.contains("192.0.2.22"));
+    assert_eq!(page.body.matches("End this session").count(), 1);
+    let res = me.post("/account/sessions/end-others", &[]);
+    assert_eq!(res.status, Status::SeeOther);
+    for b in rest.iter_mut() {
+        assert_eq!(b.get("/account").status, Status::Unauthorized);
+    }
+    assert_eq!(me.get("/account").status, Status::Ok);
+    assert_eq!(
+        app.audit_count("session.end"),
+        2,
+        "one entry per session ended"
+    );
+    let left: i64 = app.with_conn(|c| sessions::table.count().get_result(c).unwrap());
+    assert_eq!(left, 1);
+}
+
+#[test]
+fn wrong_current_passwords_end_the_session() {
+    let app = TestApp::new();
+    let mut sam = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let max = app.state().settings.login_max_failures;
+    let stolen = sam.cookies.clone();
+    let wrong = [
+        ("current_password", "not my password at all"),
+        ("new_password", "an entirely new passphrase"),
+    ];
+    for i in 1..max {
+        let res = sam.post("/account/password", &wrong);
+        assert_eq!(res.status, Status::UnprocessableEntity, "attempt {i}");
+        assert!(res.body.contains("not your current password"));
+        assert_eq!(sam.get("/account").status, Status::Ok);
+    }
+    let res = sam.post("/account/password", &wrong);
+    assert_eq!(res.status, Status::SeeOther);
+    assert_eq!(res.header("Location"), Some("/login"));
+    assert!(sam.session_cookie().is_none(), "the cookie is removed");
+    assert_eq!(sam.get("/account").status, Status::Unauthorized);
+    // The session is gone on the server too: the old cookie, replayed, is not signed in.
+    let mut replay = Browser {
+        client: &app.client,
+        cookies: stolen,
+    };
+    assert_eq!(replay.get("/account").status, Status::Unauthorized);
+    let ended: Vec<(String, Option<String>)> = app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq("account.password"))
+            .order(audit_entries::seq.asc())
+            .select((audit_entries::outcome, audit_entries::reason))
+            .load(c)
+            .unwrap()
+    });
+    assert_eq!(ended.len() as i64, max, "every attempt is audited");
+    let (outcome, reason) = ended.last().unwrap();
+    assert_eq!(outcome, "refused");
+    assert!(reason.as_deref().unwrap_or("").contains("session ended"));
+
+    // Signed in again, the check stays locked for a while: even the right password is refused.
+    assert_eq!(sam.login("sam@acme.example", PASSWORD), Status::SeeOther);
+    let res = sam.post(
+        "/account/password",
+        &[
+            ("current_password", PASSWORD),
+            ("new_password", "an entirely new passphrase"),
+        ],
+    );
+    assert_eq!(res.status, Status::TooManyRequests);
+    assert_eq!(sam.get("/account").status, Status::Ok);
+    let mut again = app.browser();
+    assert_eq!(again.login("sam@acme.example", PASSWORD), Status::SeeOther);
+}
+
+#[test]
+fn registrations_and_reset_requests_are_limited_per_address() {
+    let app = TestApp::with(|f| {
+        f.merge(("registrations_per_hour", 3))
+            .merge(("password_resets_per_hour", 2))
+    });
+    let (a, b) = (addr("198.51.100.31"), addr("198.51.100.32"));
+    let mut visitor = app.browser();
+    for i in 0..3 {
+        let email = format!("reg{i}@acme.example");
+        assert_eq!(
+            visitor
+                .post_from("/register", &register_fields(&email, PASSWORD), a)
+                .status,
+            Status::SeeOther,
+            "registration {i}"
+        );
+    }
+    let res = visitor.post_from(
+        "/register",
+        &register_fields("reg3@acme.example", PASSWORD),
+        a,
+    );
+    assert_eq!(res.status, Status::TooManyRequests);
+    let res = visitor.post_from(
+        "/register",
+        &register_fields("reg4@acme.example", PASSWORD),
+        b,
+    );
+    assert_eq!(
+        res.status,
+        Status::SeeOther,
+        "another address still registers"
+    );
+
+    for _ in 0..2 {
+        assert_eq!(
+            visitor
+                .post_from("/password/forgot", &[("email", "reg0@acme.example")], a)
+                .status,
+            Status::SeeOther
+        );
+    }
+    assert_eq!(
+        visitor
+            .post_from("/password/forgot", &[("email", "reg0@acme.example")], a)
+            .status,
+        Status::TooManyRequests
+    );
+    assert_eq!(
+        visitor
+            .post_from("/password/forgot", &[("email", "reg0@acme.example")], b)
+            .status,
+        Status::SeeOther
+    );
+}
+
+#[test]
+fn the_default_registration_limit_is_ten_an_hour() {
+    let app = TestApp::new();
+    assert_eq!(app.state().settings.registrations_per_hour, 10);
+}
+
+fn outbox(app: &TestApp) -> Vec<String> {
+    let dir = app.data_dir().join("outbox");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .collect()
+}
+
+#[test]
+fn emails_are_normalised_and_confusable_addresses_refused() {
+    let app = TestApp::new();
+    let mut visitor = app.browser();
+    let res = visitor.post("/register", &register_fields("ann@example.com", PASSWORD));
+    assert_eq!(res.status, Status::SeeOther);
+    // Fullwidth letters are the same address after NFKC: the same answer, no second account.
+    let res = visitor.post(
+        "/register",
+        &register_fields(
+            "\u{FF21}\u{FF2E}\u{FF2E}@example.com",
+            "a different long passphrase",
+        ),
+    );
+    assert_eq!(res.status, Status::SeeOther);
+    let emails: Vec<String> = app.with_conn(|c| users::table.select(users::email).load(c).unwrap());
+    assert_eq!(emails, vec!["ann@example.com".to_string()]);
+    let mail = outbox(&app);
+    assert_eq!(mail.len(), 2, "a confirmation link, then the note");
+    assert_eq!(
+        mail.iter()
+            .filter(|m| m.contains("Someone tried to register"))
+            .count(),
+        1
+    );
+    // The first password still signs in; the second did nothing.
+    assert_eq!(visitor.login("ann@example.com", PASSWORD), Status::SeeOther);
+
+    let mut other = app.browser();
+    for (email, says) in [
+        ("ann\u{200B}@example.com", "invisible character"),
+        // A Cyrillic "а" among Latin letters, in the local part and in a domain label.
+        ("p\u{0430}ypal@example.com", "different alphabets"),
+        ("ann@ex\u{0430}mple.com", "different alphabets"),
+    ] {
+        let res = other.post("/register", &register_fields(email, PASSWORD));
+        assert_eq!(res.status, Status::UnprocessableEntity, "{email:?}");
+        assert!(res.body.contains(says), "{email:?}");
+    }
+    let count: i64 = app.with_conn(|c| users::table.count().get_result(c).unwrap());
+    assert_eq!(count, 1);
+}

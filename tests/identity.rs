@@ -1,0 +1,522 @@
+//! Identity: nobody becomes a company's member, an officer or an auditor by saying so. Registration makes a new
+//! organisation whatever name is typed; staff accounts are invitations, under the two-person rule; addresses
+//! are confirmed and passwords reset by emailed link (read here from the outbox the embedded default writes).
+
+mod common;
+
+use common::{complete_fields, Browser, Part, TestApp, PASSWORD};
+use rocket::http::Status;
+
+use pcii_portal::audit::log::Actor;
+use pcii_portal::auth::accounts::Membership;
+use pcii_portal::auth::invitations::{self, InvitationRequest, Invited};
+use pcii_portal::models::account::{self, Role};
+
+fn submit(b: &mut Browser<'_>) -> String {
+    let mut parts = complete_fields("Company A's narrative", "submit");
+    parts.push(Part::Text("description_1", "diagram"));
+    parts.push(Part::File("file_1", "a.pdf", b"company A's file"));
+    let page = b.post_multipart("/submissions", &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    page.header("Location")
+        .unwrap()
+        .trim_start_matches("/submissions/")
+        .trim_end_matches("/receipt")
+        .to_string()
+}
+
+fn register(b: &mut Browser<'_>, email: &str, organisation: &str) -> common::Page {
+    b.post(
+        "/register",
+        &[
+            ("display_name", "Someone"),
+            ("organisation", organisation),
+            ("email", email),
+            ("password", PASSWORD),
+        ],
+    )
+}
+
+#[test]
+fn a_stranger_typing_a_companys_name_gets_a_new_empty_organisation_and_learns_nothing() {
+    let app = TestApp::new();
+    let mut a = app.login_as(Role::Submitter, "lead@acme.example", Some("Acme Water"));
+    let sid = submit(&mut a);
+    // A draft too: drafts are the organisation's alone.
+    let draft = {
+        let mut parts = complete_fields("draft text", "draft");
+        parts.retain(|p| !matches!(p, Part::Text("express_statement", _)));
+        let page = a.post_multipart("/submissions", &parts);
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+        page.header("Location")
+            .unwrap()
+            .trim_start_matches("/submissions/")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let files = app.attachment_ids(&sid);
+
+    // A fresh name, to compare the answers with.
+    let mut control = app.browser();
+    let fresh = register(&mut control, "control@elsewhere.example", "Nobody Ltd");
+
+    let mut stranger = app.browser();
+    let res = register(&mut stranger, "mallory@evil.example", "  aCME water ");
+    assert_eq!(res.status, fresh.status);
+    assert_eq!(res.header("Location"), fresh.header("Location"));
+    let notice = stranger.get("/login").body;
+    assert!(notice.contains("We sent a link"));
+    assert!(!notice.to_lowercase().contains("acme"));
+
+    // The stranger's account is in a new organisation of its own.
+    let (mallory, acme) = app.with_conn(|c| {
+        let m = account::find_by_email(c, "mallory@evil.example")
+            .unwrap()
+            .unwrap();
+        let a = account::find_by_email(c, "lead@acme.example")
+            .unwrap()
+            .unwrap();
+        (m, a)
+    });
+    assert_ne!(mallory.organisation_id, acme.organisation_id);
+    assert!(mallory.org_admin);
+
+    // Until the address is confirmed: nothing of the organisation.
+    assert_eq!(
+        stranger.login("mallory@evil.example", PASSWORD),
+        Status::SeeOther
+    );
+    assert_eq!(stranger.get("/submissions").status, Status::Forbidden);
+    let link = app
+        .mailed_link("mallory@evil.example", "/verify-email/")
+        .expect("a confirmation link");
+    assert_eq!(stranger.get(&link).status, Status::Ok);
+    assert_eq!(stranger.post(&link, &[]).status, Status::SeeOther);
+    assert_eq!(stranger.post(&link, &[]).status, Status::Gone, "single use");
+
+    // Confirmed: an empty organisation, and every id of A answers 404.
+    let home = stranger.get("/submissions");
+    assert_eq!(home.status, Status::Ok);
+    for uri in [
+        format!("/submissions/{sid}"),
+        format!("/submissions/{sid}/receipt"),
+        format!("/submissions/{sid}/receipt.txt"),
+        format!("/submissions/{sid}/package"),
+        format!("/submissions/{sid}/files/{}", files[0]),
+        format!("/submissions/{draft}"),
+        format!("/submissions/{draft}/edit"),
+    ] {
+        assert_eq!(stranger.get(&uri).status, Status::NotFound, "{uri}");
+    }
+    for uri in [
+        format!("/submissions/{sid}/withdraw"),
+        format!("/submissions/{draft}/delete"),
+    ] {
+        assert_eq!(
+            stranger
+                .post(&uri, &[("choice", "destroy"), ("confirm", "yes")])
+                .status,
+            Status::NotFound,
+            "{uri}"
+        );
+    }
+    // Nothing on the pages it can reach names A's organisation (its own name aside, which it typed).
+    let acme_name = app.with_conn(|c| {
+        account::organisation_name(c, acme.organisation_id.as_deref().unwrap()).unwrap()
+    });
+    assert_eq!(acme_name, "Acme Water");
+    let tracking = app.with_conn(|c| {
+        use diesel::prelude::*;
+        use pcii_portal::db::schema::submissions;
+        submissions::table
+            .find(&sid)
+            .select(submissions::tracking_number)
+            .first::<Option<String>>(c)
+            .unwrap()
+            .unwrap()
+    });
+    for uri in [
+        "/submissions",
+        "/submissions/new",
+        "/account",
+        "/organisation",
+        "/dashboard",
+    ] {
+        let page = stranger.get(uri);
+        assert!(!page.body.contains("Acme Water"), "{uri} names A");
+        assert!(
+            !page.body.contains(&tracking),
+            "{uri} shows A's tracking number"
+        );
+        assert!(
+            !page.body.contains(acme.organisation_id.as_deref().unwrap()),
+            "{uri}"
+        );
+    }
+    // A is untouched.
+    assert_eq!(a.get(&format!("/submissions/{sid}")).status, Status::Ok);
+}
+
+#[test]
+fn two_registrations_with_one_name_are_two_organisations() {
+    let app = TestApp::new();
+    let mut one = app.browser();
+    let mut two = app.browser();
+    register(&mut one, "one@a.example", "Same Name Inc");
+    register(&mut two, "two@b.example", "Same Name Inc");
+    let (o1, o2) = app.with_conn(|c| {
+        (
+            account::find_by_email(c, "one@a.example")
+                .unwrap()
+                .unwrap()
+                .organisation_id,
+            account::find_by_email(c, "two@b.example")
+                .unwrap()
+                .unwrap()
+                .organisation_id,
+        )
+    });
+    assert!(o1.is_some() && o2.is_some());
+    assert_ne!(o1, o2);
+}
+
+fn admin_user(app: &TestApp, email: &str) -> pcii_portal::models::account::User {
+    app.with_conn(|c| account::find_by_email(c, email).unwrap().unwrap())
+}
+
+#[test]
+fn no_page_lets_an_administrator_set_a_staff_password() {
+    let app = TestApp::new();
+    let mut admin = app.login_as(Role::Administrator, "admin@example.gov", None);
+    let form = admin.get("/admin/accounts/new");
+    assert_eq!(form.status, Status::Ok);
+    assert!(!form.body.contains("type=\"password\""));
+    // A password sent anyway is ignored: nothing exists to sign in with until the invitee chooses one.
+    let res = admin.post(
+        "/admin/accounts",
+        &[
+            ("display_name", "Olive Officer"),
+            ("email", "olive@example.gov"),
+            ("role", "officer"),
+            ("agency", "CISA PCII Program Office"),
+            ("password", "admin chosen passphrase"),
+        ],
+    );
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    let mut olive = app.browser();
+    assert_eq!(
+        olive.login("olive@example.gov", "admin chosen passphrase"),
+        Status::Unauthorized
+    );
+    // The invitee chooses its own password from the emailed link.
+    let link = app
+        .mailed_link("olive@example.gov", "/invitations/")
+        .expect("an invitation link");
+    let page = olive.get(&link);
+    assert_eq!(page.status, Status::Ok);
+    assert!(page.body.contains("as a PCII officer"));
+    let res = olive.post(
+        &link,
+        &[
+            ("display_name", "Olive Officer"),
+            ("password", "olive's own long passphrase"),
+        ],
+    );
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    assert_eq!(
+        olive.login("olive@example.gov", "olive's own long passphrase"),
+        Status::SeeOther
+    );
+    assert_eq!(olive.get("/officer").status, Status::Ok);
+    // Its agency is kept and shown to administrators.
+    let user = admin_user(&app, "olive@example.gov");
+    assert_eq!(user.agency.as_deref(), Some("CISA PCII Program Office"));
+    assert!(admin
+        .get("/admin")
+        .body
+        .contains("CISA PCII Program Office"));
+    // The link worked once.
+    assert_eq!(app.browser().get(&link).status, Status::Gone);
+    // The admin page shows one administrator and says the two-person rule cannot apply.
+    assert!(admin
+        .get("/admin")
+        .body
+        .contains("only one active administrator"));
+}
+
+#[test]
+fn with_two_administrators_a_staff_grant_needs_the_second_one() {
+    let app = TestApp::new();
+    let mut first = app.login_as(Role::Administrator, "first@example.gov", None);
+    let mut second = app.login_as(Role::Administrator, "second@example.gov", None);
+    assert!(!first
+        .get("/admin")
+        .body
+        .contains("only one active administrator"));
+
+    // The first invites an officer: nothing is sent, nothing can sign in.
+    let res = first.post(
+        "/admin/accounts",
+        &[
+            ("display_name", "Otto Officer"),
+            ("email", "otto@example.gov"),
+            ("role", "officer"),
+            ("agency", "PCII Program Office"),
+        ],
+    );
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    assert!(app
+        .mailed_link("otto@example.gov", "/invitations/")
+        .is_none());
+    let id = app.with_conn(|c| {
+        use diesel::prelude::*;
+        use pcii_portal::db::schema::invitations;
+        invitations::table
+            .filter(invitations::email.eq("otto@example.gov"))
+            .select(invitations::id)
+            .first::<String>(c)
+            .unwrap()
+    });
+    // The inviter cannot approve its own grant.
+    let own = first.post(&format!("/admin/invitations/{id}/approve"), &[]);
+    assert_eq!(own.status, Status::Conflict);
+    assert!(app
+        .mailed_link("otto@example.gov", "/invitations/")
+        .is_none());
+    // The pending grant is listed for the second administrator, who approves it.
+    let list = second.get("/admin/approvals");
+    assert!(list.body.contains("otto@example.gov"));
+    assert_eq!(
+        second
+            .post(&format!("/admin/invitations/{id}/approve"), &[])
+            .status,
+        Status::SeeOther
+    );
+    let link = app
+        .mailed_link("otto@example.gov", "/invitations/")
+        .expect("sent after approval");
+    let mut otto = app.browser();
+    assert_eq!(
+        otto.post(
+            &link,
+            &[
+                ("display_name", "Otto"),
+                ("password", "otto picks this passphrase")
+            ]
+        )
+        .status,
+        Status::SeeOther
+    );
+    assert_eq!(
+        otto.login("otto@example.gov", "otto picks this passphrase"),
+        Status::SeeOther
+    );
+    assert_eq!(otto.get("/officer").status, Status::Ok);
+    // Both names are in the audit entry of the approval.
+    let (first_id, second_id) = (
+        admin_user(&app, "first@example.gov").id,
+        admin_user(&app, "second@example.gov").id,
+    );
+    let reason: String = app.with_conn(|c| {
+        use diesel::prelude::*;
+        use pcii_portal::db::schema::audit_entries;
+        audit_entries::table
+            .filter(audit_entries::action.eq("invitation.approve"))
+            .select(audit_entries::reason)
+            .first::<Option<String>>(c)
+            .unwrap()
+            .unwrap()
+    });
+    assert!(
+        reason.contains(&first_id) && reason.contains(&second_id),
+        "{reason}"
+    );
+
+    // A role change to a staff role also waits; a refusal leaves the role as it was.
+    let mut sam = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let sam_id = admin_user(&app, "sam@acme.example").id;
+    let res = first.post(
+        &format!("/admin/accounts/{sam_id}/role"),
+        &[("role", "auditor")],
+    );
+    assert_eq!(res.status, Status::SeeOther);
+    assert_eq!(admin_user(&app, "sam@acme.example").role, "submitter");
+    assert_eq!(
+        sam.get("/submissions").status,
+        Status::Ok,
+        "nothing changed yet"
+    );
+    let rid = app.with_conn(|c| {
+        use diesel::prelude::*;
+        use pcii_portal::db::schema::role_requests;
+        role_requests::table
+            .filter(role_requests::account_id.eq(&sam_id))
+            .select(role_requests::id)
+            .first::<String>(c)
+            .unwrap()
+    });
+    assert_eq!(
+        first
+            .post(
+                &format!("/admin/role-requests/{rid}"),
+                &[("decision", "approve")]
+            )
+            .status,
+        Status::Conflict
+    );
+    assert_eq!(
+        second
+            .post(
+                &format!("/admin/role-requests/{rid}"),
+                &[("decision", "refuse")]
+            )
+            .status,
+        Status::SeeOther
+    );
+    assert_eq!(admin_user(&app, "sam@acme.example").role, "submitter");
+    // Asked again and approved: the role changes and the account's sessions end.
+    first.post(
+        &format!("/admin/accounts/{sam_id}/role"),
+        &[("role", "auditor")],
+    );
+    let rid = app.with_conn(|c| {
+        use diesel::prelude::*;
+        use pcii_portal::db::schema::role_requests;
+        role_requests::table
+            .filter(role_requests::account_id.eq(&sam_id))
+            .filter(role_requests::state.eq("pending"))
+            .select(role_requests::id)
+            .first::<String>(c)
+            .unwrap()
+    });
+    assert_eq!(
+        second
+            .post(
+                &format!("/admin/role-requests/{rid}"),
+                &[("decision", "approve")]
+            )
+            .status,
+        Status::SeeOther
+    );
+    assert_eq!(admin_user(&app, "sam@acme.example").role, "auditor");
+    assert_eq!(sam.get("/account").status, Status::Unauthorized);
+}
+
+#[test]
+fn an_administrator_cannot_invite_itself_into_a_company() {
+    let app = TestApp::new();
+    let _lead = app.login_as(Role::Submitter, "lead@acme.example", Some("Acme"));
+    let org = app.organisation_id("Acme").unwrap();
+    app.login_as(Role::Administrator, "admin@example.gov", None);
+    let admin = admin_user(&app, "admin@example.gov");
+    let state = app.state();
+    let invited = app.with_conn(|c| {
+        invitations::invite(
+            c,
+            &state.audit,
+            &state.mailer,
+            &state.settings,
+            &Actor::cli(),
+            &admin,
+            InvitationRequest {
+                email: "admins-alias@example.gov".into(),
+                display_name: "Alias".into(),
+                role: Role::Submitter,
+                membership: Membership::Existing(org.clone()),
+                agency: None,
+            },
+        )
+        .unwrap()
+        .ok()
+        .unwrap()
+    });
+    let id = match invited {
+        Invited::AwaitingApproval { id, .. } => id,
+        Invited::Sent { .. } => {
+            panic!("an administrator's invitation into a company went out unapproved")
+        }
+    };
+    assert!(app
+        .mailed_link("admins-alias@example.gov", "/invitations/")
+        .is_none());
+    // The administrator cannot approve it either.
+    assert!(app
+        .with_conn(|c| invitations::approve(
+            c,
+            &state.audit,
+            &state.mailer,
+            &state.settings,
+            &Actor::cli(),
+            &admin,
+            &id
+        ))
+        .is_err());
+    assert!(app
+        .mailed_link("admins-alias@example.gov", "/invitations/")
+        .is_none());
+}
+
+#[test]
+fn password_reset_by_emailed_link_without_enumeration() {
+    let app = TestApp::new();
+    let mut sam = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let mut anon = app.browser();
+    let known = anon.post("/password/forgot", &[("email", "SAM@acme.example")]);
+    let unknown = anon.post("/password/forgot", &[("email", "nobody@acme.example")]);
+    assert_eq!(known.status, unknown.status);
+    assert_eq!(known.header("Location"), unknown.header("Location"));
+    let messages = app.outbox();
+    assert_eq!(messages.len(), 1, "one message, to the known address");
+    assert!(!messages[0].contains("nobody@acme.example"));
+    let link = app
+        .mailed_link("sam@acme.example", "/password/reset/")
+        .unwrap();
+    // The message carries the link and nothing of the account's organisation.
+    assert!(!messages[0].contains("Acme"));
+    let weak = anon.post(&link, &[("new_password", "short")]);
+    assert_eq!(weak.status, Status::UnprocessableEntity);
+    let ok = anon.post(&link, &[("new_password", "a brand new reset passphrase")]);
+    assert_eq!(ok.status, Status::SeeOther);
+    // Every session ended; the old password is dead; the link works once.
+    assert_eq!(sam.get("/account").status, Status::Unauthorized);
+    assert_eq!(
+        anon.login("sam@acme.example", PASSWORD),
+        Status::Unauthorized
+    );
+    assert_eq!(
+        anon.login("sam@acme.example", "a brand new reset passphrase"),
+        Status::SeeOther
+    );
+    assert_eq!(
+        app.browser()
+            .post(&link, &[("new_password", "yet another passphrase here")])
+            .status,
+        Status::Gone
+    );
+}
+
+#[test]
+fn registering_a_taken_address_tells_its_owner_not_the_visitor() {
+    let app = TestApp::new();
+    app.create_user(Role::Submitter, "taken@acme.example", Some("Acme"));
+    let mut b = app.browser();
+    let res = register(&mut b, "Taken@Acme.example", "Other");
+    assert_eq!(res.status, Status::SeeOther);
+    let mail = app.outbox().pop().expect("a note to the owner");
+    assert!(mail.contains("already has one"));
+    assert!(!mail.contains("/verify-email/"));
+    // No second account, no new organisation.
+    assert!(app.organisation_id("Other").is_none());
+}
+
+#[test]
+fn without_smtp_mail_goes_to_the_outbox_and_the_banner_says_so() {
+    let app = TestApp::new();
+    let route = app.state().mailer.describe();
+    assert!(route.contains("outbox"), "{route}");
+    let mut b = app.browser();
+    register(&mut b, "new@co.example", "New Co");
+    assert_eq!(app.outbox().len(), 1);
+}

@@ -1,0 +1,573 @@
+//! Identity: nobody becomes a company's member by saying so. Organisation administrators invite, remove and
+//! hand their role on; PCII officers verify organisations, merge duplicates and approve administrators'
+//! invitations into organisations that have no administrator of their own.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{complete_fields, Browser, TestApp, PASSWORD};
+use diesel::prelude::*;
+use rocket::http::Status;
+
+use pcii_portal::audit::log::Actor;
+use pcii_portal::auth::accounts::Membership;
+use pcii_portal::auth::invitations::{self, InvitationRequest, Invited};
+use pcii_portal::db::schema::{audit_entries, invitations as inv_t, organisations, users};
+use pcii_portal::models::account::{self, Role};
+
+// ---- helpers ----
+
+fn location(page: &common::Page) -> String {
+    page.header("Location").expect("a redirect").to_string()
+}
+
+/// Submits one complete submission; returns its id.
+fn submit(b: &mut Browser<'_>, narrative: &str) -> String {
+    let page = b.post_multipart("/submissions", &complete_fields(narrative, "submit"));
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    location(&page)
+        .trim_start_matches("/submissions/")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The outbox's messages, oldest first.
+fn outbox(app: &TestApp) -> Vec<(PathBuf, String)> {
+    let dir = app.data_dir().join("outbox");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut mails: Vec<(std::time::SystemTime, PathBuf, String)> = entries
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
+            let text = std::fs::read_to_string(&path).ok()?;
+            Some((modified, path, text))
+        })
+        .collect();
+    mails.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    mails.into_iter().map(|(_, p, t)| (p, t)).collect()
+}
+
+/// Undoes quoted-printable soft breaks and escaped equals signs.
+fn unquote(text: &str) -> String {
+    text.replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=")
+}
+
+/// The invitation token in the newest message, which must be addressed to `to`.
+fn newest_invitation_token(app: &TestApp, to: &str) -> String {
+    let mails = outbox(app);
+    let (_, text) = mails.last().expect("a message in the outbox");
+    let text = unquote(text);
+    assert!(text.contains(to), "the newest message is for {to}");
+    let at = text.find("/invitations/").expect("an invitation link") + "/invitations/".len();
+    text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect()
+}
+
+fn user_id(app: &TestApp, email: &str) -> String {
+    app.with_conn(|c| {
+        users::table
+            .filter(users::email.eq(email))
+            .select(users::id)
+            .first(c)
+            .unwrap()
+    })
+}
+
+fn invitation_id(app: &TestApp, email: &str) -> String {
+    app.with_conn(|c| {
+        inv_t::table
+            .filter(inv_t::email.eq(email))
+            .order(inv_t::created_at.desc())
+            .select(inv_t::id)
+            .first(c)
+            .unwrap()
+    })
+}
+
+/// An organisation administrator invites `email` from /organisation; the link comes back.
+fn invite(app: &TestApp, admin: &mut Browser<'_>, email: &str, name: &str) -> String {
+    let page = admin.post(
+        "/organisation/invitations",
+        &[("email", email), ("display_name", name)],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(location(&page), "/organisation");
+    newest_invitation_token(app, email)
+}
+
+/// Follows an emailed link as a new visitor and chooses a password.
+fn accept(app: &TestApp, token: &str, name: &str) -> Status {
+    let mut visitor = app.browser();
+    let uri = format!("/invitations/{token}");
+    let page = visitor.get(&uri);
+    if page.status != Status::Ok {
+        return page.status;
+    }
+    visitor
+        .post(&uri, &[("display_name", name), ("password", PASSWORD)])
+        .status
+}
+
+fn signed_out(page: &common::Page) -> bool {
+    page.status == Status::Unauthorized
+        || (page.status == Status::SeeOther
+            && page
+                .header("Location")
+                .is_some_and(|l| l.starts_with("/login")))
+}
+
+// ---- organisation administrators ----
+
+#[test]
+fn an_invited_colleague_sees_the_submissions_until_removed_then_is_signed_out_and_locked_out() {
+    let app = TestApp::new();
+    let mut admin = app.login_as(Role::Submitter, "a@acme.example", Some("Acme"));
+    let sub = submit(&mut admin, "Acme's report");
+
+    let token = invite(&app, &mut admin, "col@acme.example", "Col League");
+    assert_eq!(accept(&app, &token, "Col League"), Status::SeeOther);
+    let mut colleague = app.browser();
+    assert_eq!(
+        colleague.login("col@acme.example", PASSWORD),
+        Status::SeeOther
+    );
+    assert_eq!(
+        colleague.get(&format!("/submissions/{sub}")).status,
+        Status::Ok
+    );
+    // The administrator sees its new member.
+    assert!(admin.get("/organisation").body.contains("col@acme.example"));
+
+    let col_id = user_id(&app, "col@acme.example");
+    // Without the confirmation box nothing happens.
+    let page = admin.post(&format!("/organisation/members/{col_id}/remove"), &[]);
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert_eq!(
+        colleague.get(&format!("/submissions/{sub}")).status,
+        Status::Ok
+    );
+    let page = admin.post(
+        &format!("/organisation/members/{col_id}/remove"),
+        &[("confirm", "yes")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+
+    // Its session ended at once; it cannot sign in again.
+    let page = colleague.get(&format!("/submissions/{sub}"));
+    assert!(signed_out(&page), "status {}", page.status);
+    let mut again = app.browser();
+    assert_ne!(again.login("col@acme.example", PASSWORD), Status::SeeOther);
+    let (org, org_admin, disabled): (Option<String>, bool, bool) = app.with_conn(|c| {
+        users::table
+            .find(&col_id)
+            .select((users::organisation_id, users::org_admin, users::disabled))
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!((org, org_admin, disabled), (None, false, true));
+    let removed: Vec<Option<String>> = app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq("organisation.member_remove"))
+            .select(audit_entries::object_id)
+            .load(c)
+            .unwrap()
+    });
+    assert_eq!(removed, vec![Some(col_id.clone())]);
+
+    // Invited into another company later, the same person sees none of A's submissions: 404.
+    let mut globex = app.login_as(Role::Submitter, "g@globex.example", Some("Globex"));
+    let token = invite(&app, &mut globex, "col@acme.example", "Col League");
+    assert_eq!(accept(&app, &token, "Col League"), Status::SeeOther);
+    let mut col = app.browser();
+    assert_eq!(col.login("col@acme.example", PASSWORD), Status::SeeOther);
+    assert_eq!(
+        col.get(&format!("/submissions/{sub}")).status,
+        Status::NotFound
+    );
+    assert_eq!(
+        col.get(&format!("/submissions/{sub}/receipt")).status,
+        Status::NotFound
+    );
+}
+
+#[test]
+fn an_invitation_link_works_once_and_a_withdrawn_one_answers_410() {
+    let app = TestApp::new();
+    let mut admin = app.login_as(Role::Submitter, "a@acme.example", Some("Acme"));
+
+    let token = invite(&app, &mut admin, "once@acme.example", "Once");
+    assert_eq!(accept(&app, &token, "Once"), Status::SeeOther);
+    let mut visitor = app.browser();
+    let uri = format!("/invitations/{token}");
+    assert_eq!(visitor.get(&uri).status, Status::Gone);
+    assert_eq!(
+        visitor
+            .post(&uri, &[("display_name", "Twice"), ("password", PASSWORD)])
+            .status,
+        Status::Gone
+    );
+
+    let token = invite(&app, &mut admin, "later@acme.example", "Later");
+    let id = invitation_id(&app, "later@acme.example");
+    assert!(admin
+        .get("/organisation")
+        .body
+        .contains("later@acme.example"));
+    let page = admin.post(&format!("/organisation/invitations/{id}/revoke"), &[]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(
+        app.browser().get(&format!("/invitations/{token}")).status,
+        Status::Gone
+    );
+    assert_eq!(accept(&app, &token, "Later"), Status::Gone);
+    assert_eq!(app.audit_count("invitation.revoke"), 1);
+}
+
+#[test]
+fn another_organisations_admin_gets_404_and_a_plain_member_403() {
+    let app = TestApp::new();
+    let mut admin = app.login_as(Role::Submitter, "a@acme.example", Some("Acme"));
+    invite(&app, &mut admin, "pending@acme.example", "Pending");
+    let inv = invitation_id(&app, "pending@acme.example");
+    let mut member = app.login_as(Role::Submitter, "m@acme.example", Some("Acme"));
+    let member_id = user_id(&app, "m@acme.example");
+    let admin_id = user_id(&app, "a@acme.example");
+
+    let mut other = app.login_as(Role::Submitter, "b@globex.example", Some("Globex"));
+    assert_eq!(other.get("/organisation").status, Status::Ok);
+    for id in [member_id.as_str(), admin_id.as_str(), "no-such-id"] {
+        for (uri, fields) in [
+            (
+                format!("/organisation/members/{id}/remove"),
+                vec![("confirm", "yes")],
+            ),
+            (format!("/organisation/members/{id}/admin"), vec![]),
+            (format!("/organisation/members/{id}/admin/revoke"), vec![]),
+        ] {
+            assert_eq!(
+                other.post(&uri, &fields).status,
+                Status::NotFound,
+                "POST {uri}"
+            );
+        }
+    }
+    for id in [inv.as_str(), "no-such-id"] {
+        for action in ["revoke", "approve", "refuse"] {
+            let uri = format!("/organisation/invitations/{id}/{action}");
+            assert_eq!(other.post(&uri, &[]).status, Status::NotFound, "POST {uri}");
+        }
+    }
+    let page = other.get("/organisation");
+    assert!(!page.body.contains("m@acme.example"));
+    assert!(!page.body.contains("pending@acme.example"));
+
+    // Nothing changed in Acme.
+    let (org, disabled): (Option<String>, bool) = app.with_conn(|c| {
+        users::table
+            .find(&member_id)
+            .select((users::organisation_id, users::disabled))
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(org, app.organisation_id("Acme"));
+    assert!(!disabled);
+    let state: String = app.with_conn(|c| {
+        inv_t::table
+            .find(&inv)
+            .select(inv_t::state)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(state, "sent");
+
+    // A member that does not administer the organisation is refused its pages.
+    assert_eq!(member.get("/organisation").status, Status::Forbidden);
+    assert_eq!(
+        member
+            .post(
+                "/organisation/invitations",
+                &[("email", "x@acme.example"), ("display_name", "X")]
+            )
+            .status,
+        Status::Forbidden
+    );
+}
+
+#[test]
+fn the_admin_role_is_handed_on_and_the_last_admin_cannot_step_down() {
+    let app = TestApp::new();
+    let mut admin = app.login_as(Role::Submitter, "a@acme.example", Some("Acme"));
+    let mut member = app.login_as(Role::Submitter, "m@acme.example", Some("Acme"));
+    let admin_id = user_id(&app, "a@acme.example");
+    let member_id = user_id(&app, "m@acme.example");
+
+    // Alone, the administrator cannot step down.
+    let page = admin.post(
+        &format!("/organisation/members/{admin_id}/admin/revoke"),
+        &[],
+    );
+    assert!(
+        page.status == Status::Conflict || page.status == Status::UnprocessableEntity,
+        "status {}",
+        page.status
+    );
+    assert!(
+        page.body.contains("at least one administrator"),
+        "{}",
+        page.body
+    );
+    assert_eq!(admin.get("/organisation").status, Status::Ok);
+
+    // It makes the member an administrator, then steps down.
+    let page = admin.post(&format!("/organisation/members/{member_id}/admin"), &[]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(member.get("/organisation").status, Status::Ok);
+    let page = admin.post(
+        &format!("/organisation/members/{admin_id}/admin/revoke"),
+        &[],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(admin.get("/organisation").status, Status::Forbidden);
+    assert_eq!(app.audit_count("organisation.admin_grant"), 1);
+    assert_eq!(app.audit_count("organisation.admin_revoke"), 1);
+
+    // Now the member is the last one.
+    let page = member.post(
+        &format!("/organisation/members/{member_id}/admin/revoke"),
+        &[],
+    );
+    assert!(
+        page.status == Status::Conflict || page.status == Status::UnprocessableEntity,
+        "status {}",
+        page.status
+    );
+    assert_eq!(member.get("/organisation").status, Status::Ok);
+    assert_eq!(app.audit_count("organisation.admin_revoke"), 1);
+}
+
+// ---- the Program Office ----
+
+#[test]
+fn an_officer_verifies_with_a_method_and_merges_a_duplicate_with_a_reason() {
+    let app = TestApp::new();
+    let mut a = app.login_as(Role::Submitter, "a@acme.example", Some("Acme"));
+    let mut a2 = app.login_as(Role::Submitter, "a2@acme.example", Some("Acme"));
+    let mut d = app.login_as(Role::Submitter, "d@acme-dup.example", Some("ACME Inc"));
+    let a_sub = submit(&mut a, "the original's report");
+    let d_sub = submit(&mut d, "the duplicate's report");
+    let acme = app.organisation_id("Acme").unwrap();
+    let dup = app.organisation_id("ACME Inc").unwrap();
+    let mut officer = app.login_as(Role::Officer, "o@example.gov", None);
+
+    let page = officer.get("/officer/organisations?q=acme");
+    assert_eq!(page.status, Status::Ok);
+    assert!(page.body.contains(&acme) && page.body.contains(&dup));
+    assert_eq!(
+        officer
+            .get(&format!("/officer/organisations/{acme}"))
+            .status,
+        Status::Ok
+    );
+
+    // Verification needs its method.
+    let uri = format!("/officer/organisations/{acme}/verify");
+    assert_eq!(
+        officer.post(&uri, &[("method", "  ")]).status,
+        Status::UnprocessableEntity
+    );
+    let page = officer.post(
+        &uri,
+        &[("method", "called the listed phone number of the company")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let (at, method): (Option<i64>, Option<String>) = app.with_conn(|c| {
+        organisations::table
+            .find(&acme)
+            .select((
+                organisations::verified_at,
+                organisations::verification_method,
+            ))
+            .first(c)
+            .unwrap()
+    });
+    assert!(at.is_some());
+    assert_eq!(
+        method.as_deref(),
+        Some("called the listed phone number of the company")
+    );
+    assert_eq!(app.audit_count("organisation.verify"), 1);
+    let page = officer.get("/officer/organisations?verified=yes");
+    assert!(page.body.contains(&acme) && !page.body.contains(&dup));
+
+    // A merge needs a reason, and never into itself.
+    let uri = format!("/officer/organisations/{dup}/merge");
+    assert_eq!(
+        officer
+            .post(&uri, &[("target", &acme), ("reason", "")])
+            .status,
+        Status::UnprocessableEntity
+    );
+    assert_eq!(
+        officer
+            .post(&uri, &[("target", &dup), ("reason", "same company")])
+            .status,
+        Status::UnprocessableEntity
+    );
+    let reason = "same company registered twice, confirmed by phone";
+    let page = officer.post(&uri, &[("target", &acme), ("reason", reason)]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    // Not into a merged one, and not twice.
+    assert_eq!(
+        officer
+            .post(
+                &format!("/officer/organisations/{acme}/merge"),
+                &[("target", &dup), ("reason", "back again")]
+            )
+            .status,
+        Status::UnprocessableEntity
+    );
+    assert_eq!(
+        officer
+            .post(&uri, &[("target", &acme), ("reason", reason)])
+            .status,
+        Status::Conflict
+    );
+
+    // Both sides now see each other's submissions.
+    assert_eq!(d.get(&format!("/submissions/{a_sub}")).status, Status::Ok);
+    assert_eq!(a.get(&format!("/submissions/{d_sub}")).status, Status::Ok);
+    assert_eq!(a2.get(&format!("/submissions/{d_sub}")).status, Status::Ok);
+    // The duplicate's administrator keeps its role.
+    assert_eq!(d.get("/organisation").status, Status::Ok);
+    let merged_into: Option<String> = app.with_conn(|c| {
+        organisations::table
+            .find(&dup)
+            .select(organisations::merged_into)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(merged_into.as_deref(), Some(acme.as_str()));
+    let page = officer.get(&format!("/officer/organisations/{dup}"));
+    assert!(page.body.contains("Merged into"));
+
+    let entries: Vec<(Option<String>, Option<String>)> = app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq("organisation.merge"))
+            .select((audit_entries::object_id, audit_entries::reason))
+            .load(c)
+            .unwrap()
+    });
+    assert_eq!(entries.len(), 1);
+    let (object, why) = &entries[0];
+    assert_eq!(object.as_deref(), Some(dup.as_str()));
+    let why = why.clone().unwrap_or_default();
+    assert!(
+        why.contains(reason) && why.contains(&acme) && why.contains(&dup),
+        "{why}"
+    );
+}
+
+#[test]
+fn an_administrators_invitation_into_an_organisation_waits_for_its_admin_or_an_officer() {
+    let app = TestApp::new();
+    let mut a = app.login_as(Role::Submitter, "a@acme.example", Some("Acme"));
+    let acme = app.organisation_id("Acme").unwrap();
+    let root_id = app.create_user(Role::Administrator, "root@example.gov", None);
+    let orphan = app.with_conn(|c| {
+        account::create_organisation(c, "Orphan Utility", pcii_portal::db::now()).unwrap()
+    });
+
+    let admin_invites = |email: &str, org: &str| -> String {
+        let state = app.state();
+        let mut conn = state.db.get().unwrap();
+        let root = account::find(&mut conn, &root_id).unwrap();
+        let invited = invitations::invite(
+            &mut conn,
+            &state.audit,
+            &state.mailer,
+            &state.settings,
+            &Actor::cli(),
+            &root,
+            InvitationRequest {
+                email: email.into(),
+                display_name: "Invited Person".into(),
+                role: Role::Submitter,
+                membership: Membership::Existing(org.into()),
+                agency: None,
+            },
+        )
+        .unwrap()
+        .unwrap_or_else(|e| panic!("invitation refused: {e:?}"));
+        match invited {
+            Invited::AwaitingApproval { id, .. } => id,
+            Invited::Sent { .. } => panic!("the link went out without approval"),
+        }
+    };
+
+    // Into Acme: no mail until Acme's administrator approves.
+    let before = outbox(&app).len();
+    let id = admin_invites("new@acme.example", &acme);
+    assert_eq!(outbox(&app).len(), before, "no mail before approval");
+    let mut officer = app.login_as(Role::Officer, "o@example.gov", None);
+    // Acme has its own administrator: the officer neither lists nor decides it.
+    assert!(!officer
+        .get("/officer/organisations")
+        .body
+        .contains("new@acme.example"));
+    assert_eq!(
+        officer
+            .post(
+                &format!("/officer/organisations/invitations/{id}/approve"),
+                &[]
+            )
+            .status,
+        Status::NotFound
+    );
+    assert_eq!(outbox(&app).len(), before);
+    assert!(a.get("/organisation").body.contains("new@acme.example"));
+    let page = a.post(&format!("/organisation/invitations/{id}/approve"), &[]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(outbox(&app).len(), before + 1);
+    let token = newest_invitation_token(&app, "new@acme.example");
+    assert_eq!(accept(&app, &token, "New Person"), Status::SeeOther);
+    let org: Option<String> = app.with_conn(|c| {
+        users::table
+            .filter(users::email.eq("new@acme.example"))
+            .select(users::organisation_id)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(org.as_deref(), Some(acme.as_str()));
+
+    // Into an organisation without an administrator: an officer approves it; Acme's admin gets 404.
+    let before = outbox(&app).len();
+    let id = admin_invites("first@orphan.example", &orphan);
+    assert_eq!(outbox(&app).len(), before);
+    assert_eq!(
+        a.post(&format!("/organisation/invitations/{id}/approve"), &[])
+            .status,
+        Status::NotFound
+    );
+    assert!(officer
+        .get("/officer/organisations")
+        .body
+        .contains("first@orphan.example"));
+    let page = officer.post(
+        &format!("/officer/organisations/invitations/{id}/approve"),
+        &[],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(outbox(&app).len(), before + 1);
+    let token = newest_invitation_token(&app, "first@orphan.example");
+    assert_eq!(accept(&app, &token, "First Person"), Status::SeeOther);
+    assert_eq!(app.audit_count("invitation.approve"), 2);
+}
