@@ -230,20 +230,8 @@ async fn approve_invitation(
     id: &str,
     _form: CsrfForm<crate::web::forms::NoFields>,
 ) -> AppResult<Notice> {
-    let state = ctx.state;
-    let (audit, mailer, settings, actor, who, iid) = (
-        state.audit.clone(),
-        state.mailer.clone(),
-        state.settings.clone(),
-        ctx.actor.clone(),
-        admin.user.clone(),
-        id.to_string(),
-    );
-    let mail = state
-        .db
-        .run(move |c| invitations::approve(c, &audit, &mailer, &settings, &actor, &who, &iid))
-        .await?;
-    let message = if deliver::send(state, mail).await {
+    let (_, sent) = deliver::approve_invitation(&ctx, &admin.user, id).await?;
+    let message = if sent {
         "Approved. The invitation link is sent."
     } else {
         "Approved, but the message could not be sent now. Withdraw the invitation and make it again later."
@@ -258,16 +246,7 @@ async fn refuse_invitation(
     id: &str,
     _form: CsrfForm<crate::web::forms::NoFields>,
 ) -> AppResult<Notice> {
-    let (audit, actor, who, iid) = (
-        ctx.state.audit.clone(),
-        ctx.actor.clone(),
-        admin.user.clone(),
-        id.to_string(),
-    );
-    ctx.state
-        .db
-        .run(move |c| invitations::refuse(c, &audit, &actor, &who, &iid))
-        .await?;
+    deliver::refuse_invitation(&ctx, &admin.user, id).await?;
     Ok(Notice::redirect(
         "/admin/approvals",
         "Refused. The invitation never takes effect.",

@@ -20,3 +20,48 @@ pub async fn send(state: &AppState, mail: Mail) -> bool {
         }
     }
 }
+
+/// Approves an invitation waiting for `who` (an administrator, an organisation administrator or an officer:
+/// the service decides who may) and sends its link. Returns the invitee's address and whether the message
+/// went out.
+pub async fn approve_invitation(
+    ctx: &crate::web::guards::Ctx<'_>,
+    who: &crate::models::account::User,
+    id: &str,
+) -> crate::error::AppResult<(String, bool)> {
+    let state = ctx.state;
+    let (audit, mailer, settings, actor, who, id) = (
+        state.audit.clone(),
+        state.mailer.clone(),
+        state.settings.clone(),
+        ctx.actor.clone(),
+        who.clone(),
+        id.to_string(),
+    );
+    let mail = state
+        .db
+        .run(move |c| {
+            crate::auth::invitations::approve(c, &audit, &mailer, &settings, &actor, &who, &id)
+        })
+        .await?;
+    let to = mail.to.clone();
+    Ok((to, send(state, mail).await))
+}
+
+/// Refuses an invitation waiting for `who`: it never takes effect.
+pub async fn refuse_invitation(
+    ctx: &crate::web::guards::Ctx<'_>,
+    who: &crate::models::account::User,
+    id: &str,
+) -> crate::error::AppResult<()> {
+    let (audit, actor, who, id) = (
+        ctx.state.audit.clone(),
+        ctx.actor.clone(),
+        who.clone(),
+        id.to_string(),
+    );
+    ctx.state
+        .db
+        .run(move |c| crate::auth::invitations::refuse(c, &audit, &actor, &who, &id))
+        .await
+}

@@ -4,7 +4,6 @@
 use rocket::form::FromForm;
 use serde::Serialize;
 
-use crate::auth::invitations;
 use crate::auth::membership;
 use crate::db::DbConn;
 use crate::error::AppResult;
@@ -244,21 +243,8 @@ async fn approve(
     id: &str,
     _form: CsrfForm<NoFields>,
 ) -> AppResult<Notice> {
-    let state = ctx.state;
-    let (audit, mailer, settings, actor, who, iid) = (
-        state.audit.clone(),
-        state.mailer.clone(),
-        state.settings.clone(),
-        ctx.actor.clone(),
-        officer.user.clone(),
-        id.to_string(),
-    );
-    let mail = state
-        .db
-        .run(move |c| invitations::approve(c, &audit, &mailer, &settings, &actor, &who, &iid))
-        .await?;
-    let to = mail.to.clone();
-    let message = if deliver::send(state, mail).await {
+    let (to, sent) = deliver::approve_invitation(&ctx, &officer.user, id).await?;
+    let message = if sent {
         format!("Approved. The invitation was sent to {to}.")
     } else {
         format!("Approved, but the email to {to} could not be sent. Ask an administrator to invite again.")
@@ -273,16 +259,7 @@ async fn refuse(
     id: &str,
     _form: CsrfForm<NoFields>,
 ) -> AppResult<Notice> {
-    let (audit, actor, who, iid) = (
-        ctx.state.audit.clone(),
-        ctx.actor.clone(),
-        officer.user.clone(),
-        id.to_string(),
-    );
-    ctx.state
-        .db
-        .run(move |c| invitations::refuse(c, &audit, &actor, &who, &iid))
-        .await?;
+    deliver::refuse_invitation(&ctx, &officer.user, id).await?;
     Ok(Notice::redirect(
         LIST,
         "The invitation was refused: no link was sent.",

@@ -217,21 +217,12 @@ async fn approve(
     _form: CsrfForm<NoFields>,
 ) -> AppResult<Notice> {
     own_invitation(&ctx, &admin, id).await?;
-    let state = ctx.state;
-    let (audit, mailer, settings, actor, who, id) = (
-        state.audit.clone(),
-        state.mailer.clone(),
-        state.settings.clone(),
-        ctx.actor.clone(),
-        admin.user.clone(),
-        id.to_string(),
-    );
-    let mail = state
-        .db
-        .run(move |c| invitations::approve(c, &audit, &mailer, &settings, &actor, &who, &id))
-        .await?;
-    let to = mail.to.clone();
-    let message = deliver_invitation(&ctx, mail, &to).await;
+    let (to, sent) = deliver::approve_invitation(&ctx, &admin.user, id).await?;
+    let message = if sent {
+        format!("Invitation sent to {to}. The link works once.")
+    } else {
+        format!("The invitation to {to} was approved, but the email could not be sent. Ask the administrator who made it to invite again.")
+    };
     Ok(Notice::redirect(HOME, format!("Approved. {message}")))
 }
 
@@ -243,16 +234,7 @@ async fn refuse(
     _form: CsrfForm<NoFields>,
 ) -> AppResult<Notice> {
     own_invitation(&ctx, &admin, id).await?;
-    let (audit, actor, who, id) = (
-        ctx.state.audit.clone(),
-        ctx.actor.clone(),
-        admin.user.clone(),
-        id.to_string(),
-    );
-    ctx.state
-        .db
-        .run(move |c| invitations::refuse(c, &audit, &actor, &who, &id))
-        .await?;
+    deliver::refuse_invitation(&ctx, &admin.user, id).await?;
     Ok(Notice::redirect(
         HOME,
         "The invitation was refused: no link was sent.",
