@@ -24,7 +24,7 @@ use crate::mail::{messages, Mail, Mailer};
 use crate::models::account::{self, normalize_email, NewUser, Role, User};
 use crate::models::invitation::{
     self as model, Approval, Invitation, NewInvitation, ACCEPTED, AWAITING_APPROVAL, REFUSED,
-    REVOKED, SENT,
+    REVOKED,
 };
 
 const DAY: i64 = 86_400;
@@ -223,13 +223,9 @@ pub fn invite(
             Membership::New(name) => Some(name.as_str()),
             _ => None,
         };
-        // A newer invitation to the same address replaces an open one.
-        let older: Vec<String> = crate::db::schema::invitations::table
-            .filter(crate::db::schema::invitations::email.eq(&email))
-            .filter(crate::db::schema::invitations::state.eq_any([AWAITING_APPROVAL, SENT]))
-            .select(crate::db::schema::invitations::id)
-            .load(tx)?;
-        for old in older {
+        // A newer invitation to the same address by the same person replaces its open one (never someone
+        // else's: another organisation must not withdraw an invitation by inviting the same address).
+        for old in model::open_ids_for(tx, &email, &inviter.id)? {
             model::close(tx, &old, REVOKED, Some(&inviter.id), None, ts)?;
         }
         model::insert(

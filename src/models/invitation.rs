@@ -125,6 +125,16 @@ pub fn find_live_by_token(
         .optional()
 }
 
+/// The open invitations one person made to one address.
+pub fn open_ids_for(conn: &mut DbConn, email: &str, invited_by: &str) -> QueryResult<Vec<String>> {
+    invitations::table
+        .filter(invitations::email.eq(email))
+        .filter(invitations::invited_by.eq(invited_by))
+        .filter(invitations::state.eq_any([AWAITING_APPROVAL, SENT]))
+        .select(invitations::id)
+        .load(conn)
+}
+
 /// Sends an approved or new invitation: a fresh token and expiry, state `sent`.
 pub fn mark_sent(
     conn: &mut DbConn,

@@ -26,6 +26,9 @@ const env = (name, fallback) => {
 const BASE = env('PCII_BASE_URL');
 const SMALL_BASE = env('PCII_SMALL_BASE_URL');
 const SETUP_URL = env('PCII_SETUP_URL');
+// Without SMTP each portal writes its mail as .eml files here (run.sh: <data dir>/outbox).
+const OUTBOX = env('PCII_OUTBOX_DIR');
+const SMALL_OUTBOX = env('PCII_SMALL_OUTBOX_DIR');
 const CHROMIUM = env('PCII_CHROMIUM', '/usr/bin/chromium');
 const WORK = env('PCII_BROWSER_WORK', fs.mkdtempSync('/tmp/pcii-browser-'));
 const SHOTS = env('PCII_SCREENSHOT_DIR', path.join(HERE, '..', '..', 'docs', 'screenshots'));
@@ -39,6 +42,7 @@ fs.mkdirSync(SHOTS, { recursive: true });
 
 const PASSWORD = 'correct horse battery staple 42';
 const today = () => new Date().toISOString().slice(0, 10);
+const NDA_EXPIRES = `${new Date().getUTCFullYear() + 2}-06-30`;
 const TRACKING = /PCII-\d{4}-\d{6}/;
 
 // ------------------------------------------------------------------------------------------------
@@ -155,8 +159,9 @@ async function screenshot(page, name) {
 
 /** Checks the page now shown. `status` is the HTTP status the visit must have ended with. */
 async function checkPage(page, label, { status, expectStatus = 200, shot } = {}) {
-  // The setup token is a credential, even on a throw-away portal: not printed.
-  const where = new URL(page.url()).pathname.replace(/^\/setup\/.+/, '/setup/<token>');
+  // Setup, invitation, confirmation and reset tokens are credentials, even on a throw-away portal: not printed.
+  const where = new URL(page.url()).pathname
+    .replace(/^\/(setup|invitations|verify-email|password\/reset)\/(?!resend$)[^/]+/, '/$1/<token>');
   const problems = await pageProblems(page, { status, expectStatus });
   if (shot) await screenshot(page, shot);
   record(label, where, problems);
@@ -281,6 +286,83 @@ async function notice(page) {
   return (await n.count()) ? (await n.first().textContent()).trim() : '';
 }
 
+// ------------------------------------------------------------------------------------------------
+// Mail: the portal's outbox stands in for each person's mail client
+// ------------------------------------------------------------------------------------------------
+
+/** The decoded text body of one .eml file, and its unfolded headers. */
+function parseEml(raw) {
+  const text = raw.replace(/\r\n/g, '\n');
+  const cut = text.indexOf('\n\n');
+  const head = (cut < 0 ? text : text.slice(0, cut)).replace(/\n[ \t]+/g, ' ');
+  let body = cut < 0 ? '' : text.slice(cut + 2);
+  const header = (name) => (new RegExp(`^${name}:[ \t]*(.*)$`, 'im').exec(head)?.[1] ?? '').trim();
+  const cte = header('Content-Transfer-Encoding').toLowerCase();
+  if (cte === 'quoted-printable') {
+    body = Buffer.from(body.replace(/=\n/g, '').replace(/=([0-9A-Fa-f]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16))), 'latin1').toString('utf8');
+  } else if (cte === 'base64') {
+    body = Buffer.from(body.replace(/\s+/g, ''), 'base64').toString('utf8');
+  }
+  return { to: header('To'), subject: header('Subject'), body };
+}
+
+/**
+ * The path of the link (`/invitations/`, `/verify-email/`, `/password/reset/`) in the newest message to
+ * `email` in `outbox`. Links are absolute (the portal's configured origin): the path is opened on the
+ * portal under test. Waits a little: the message is written while the response is on its way.
+ */
+async function mailedLink(outbox, email, prefix) {
+  const linkRe = new RegExp(`https?://[^\\s<>"]*?(${prefix.replace(/\//g, '\\/')}[A-Za-z0-9_~.%-]+)`);
+  const deadline = Date.now() + 20000;
+  for (;;) {
+    const messages = (fs.existsSync(outbox) ? fs.readdirSync(outbox) : [])
+      .filter((f) => f.endsWith('.eml'))
+      .map((f) => {
+        const file = path.join(outbox, f);
+        return { file, mtime: fs.statSync(file).mtimeMs, ...parseEml(fs.readFileSync(file, 'utf8')) };
+      })
+      .filter((m) => m.to.toLowerCase().includes(email.toLowerCase()) && linkRe.test(m.body))
+      .sort((a, b) => b.mtime - a.mtime);
+    if (messages.length) {
+      const link = linkRe.exec(messages[0].body)[1];
+      record(`mail to ${email}`, `"${messages[0].subject}" → ${link.replace(/[^/]+$/, '<token>')}`, []);
+      return link;
+    }
+    expect(Date.now() < deadline, `no message to ${email} with a ${prefix} link in ${outbox}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/**
+ * A freshly registered person, signed in and held on "Confirm your email address", opens the link the
+ * portal mailed it and confirms: its home page follows.
+ */
+async function confirmEmail(p, email, label, { base = BASE, outbox = OUTBOX, shot, pendingShot } = {}) {
+  const { page } = p;
+  expect(new URL(page.url()).pathname === '/verify-email', `an unconfirmed ${label} landed on ${page.url()}, not /verify-email`);
+  expect(/Confirm your email address/.test(await heading(page)), 'the pending page does not ask to confirm the address');
+  if (pendingShot) await screenshot(page, pendingShot);
+  const link = await mailedLink(outbox, email, '/verify-email/');
+  await go(page, `${label}: opens the confirmation link`, link, { base, shot });
+  await go(page, `${label}: address confirmed`, () => press(page, page.getByRole('button', { name: 'Confirm my address' })));
+  expect(/email address is confirmed/.test(await notice(page)), `no confirmation notice: "${await notice(page)}"`);
+}
+
+/** An invitee opens its emailed link in a browser of its own and chooses its password. */
+async function acceptInvitation(browser, who, label, { base = BASE, outbox = OUTBOX, shot } = {}) {
+  const p = await person(browser, label);
+  const { page } = p;
+  const link = await mailedLink(outbox, who.email, '/invitations/');
+  await go(page, `${label}: opens the invitation link`, link, { base, shot });
+  expect(/invitation/i.test(await heading(page)), `the invitation page is headed "${await heading(page)}"`);
+  expect(await byId(page, 'display_name').inputValue() === who.name, 'the invitation page does not prefill the name');
+  expect((await page.locator('main').textContent()).includes(who.email), 'the invitation page does not name the address');
+  await go(page, `${label}: invitation accepted`, () => fillAndEnter(page, { password: PASSWORD }));
+  expect(new URL(page.url()).pathname === '/login', `after accepting, the invitee is on ${page.url()}`);
+  expect(/Your account is ready/.test(await notice(page)), `no "account is ready" notice: "${await notice(page)}"`);
+  return p;
+}
+
 async function signIn(p, email, label, base = BASE) {
   const { page } = p;
   await go(page, `${label}: sign-in page`, '/login', { base });
@@ -299,10 +381,11 @@ async function signOut(p, label) {
 
 const people = {
   admin: { email: 'ada.admin@pcii.example.gov', name: 'Ada Administrator' },
-  officer: { email: 'otto.officer@pcii.example.gov', name: 'Otto Officer', role: 'officer' },
-  auditor: { email: 'aude.auditor@oversight.example.gov', name: 'Aude Auditor', role: 'auditor' },
-  analyst: { email: 'ana.analyst@dhs.example.gov', name: 'Ana Analyst', role: 'authorized_user' },
+  officer: { email: 'otto.officer@pcii.example.gov', name: 'Otto Officer', role: 'officer', agency: 'PCII Program Office' },
+  auditor: { email: 'aude.auditor@oversight.example.gov', name: 'Aude Auditor', role: 'auditor', agency: 'Office of Inspector General' },
+  analyst: { email: 'ana.analyst@dhs.example.gov', name: 'Ana Analyst', role: 'authorized_user', agency: 'DHS I&A' },
   submitter: { email: 'sam.submitter@gridco.example.com', name: 'Sam Submitter', organisation: 'GridCo Power & Light' },
+  colleague: { email: 'cam.colleague@gridco.example.com', name: 'Cam Colleague' },
   other: { email: 'oz.other@waterworks.example.com', name: 'Oz Other', organisation: 'Waterworks Inc.' },
   big: { email: 'bea.big@telecom.example.com', name: 'Bea Big', organisation: 'Telecom Corp' },
 };
@@ -321,20 +404,36 @@ async function flowAdministrator(browser) {
   await go(page, 'admin: signed in → accounts', () => fillAndEnter(page, { email: people.admin.email, password: PASSWORD }));
   expect(new URL(page.url()).pathname === '/admin', `signed-in administrator landed on ${page.url()}`);
 
+  expect((await page.locator('main .warning').first().textContent()).includes('only one active administrator'),
+    'the accounts page does not warn that the two-person rule cannot apply with one administrator');
+
+  // Staff are invited: each chooses its own password from the emailed link (nobody else ever knows it).
+  // With a single administrator the two-person rule cannot apply, so the link goes out at once.
   for (const key of ['officer', 'auditor', 'analyst']) {
     const who = people[key];
-    await go(page, `admin: new account form (${who.role})`, () => press(page, page.getByRole('link', { name: 'Create an account' })),
+    await go(page, `admin: invitation form (${who.role})`, () => press(page, page.getByRole('link', { name: 'Invite a person', exact: true }).first()),
       { shot: key === 'officer' ? '04-admin-new-account' : undefined });
+    expect(await byId(page, 'password').count() === 0, 'the invitation form still asks the administrator for a password');
     await byId(page, 'display_name').fill(who.name);
     await byId(page, 'email').fill(who.email);
     await byId(page, 'role').selectOption(who.role);
-    await go(page, `admin: ${who.role} created`, async () => {
-      await byId(page, 'password').fill(PASSWORD);
-      await page.keyboard.press('Enter');
-    });
-    expect(/Account created/.test(await notice(page)), `no "Account created." for the ${who.role}`);
+    await go(page, `admin: ${who.role} invited`, () => fillAndEnter(page, { agency: who.agency }),
+      { shot: key === 'analyst' ? '04b-admin-invite' : undefined });
+    expect(new URL(page.url()).pathname === '/admin/approvals', `after inviting, the administrator is on ${page.url()}`);
+    expect(/Invitation sent/.test(await notice(page)), `no "Invitation sent." for the ${who.role}: "${await notice(page)}"`);
+    expect((await page.locator('table').last().textContent()).includes(who.email), `the ${who.role}'s invitation is not listed as open`);
+
+    // The invitee, on its own machine, opens the link and chooses its password.
+    const invitee = await acceptInvitation(browser, who, `${key} (invited)`, { shot: key === 'officer' ? '04c-invitation' : undefined });
+    await invitee.context.close();
+
+    // The account exists now: the administrator finds it among all accounts.
+    await go(page, `admin: accounts, with the ${who.role}`, () => press(page, page.getByRole('link', { name: 'Accounts', exact: true })));
+    await go(page, `admin: the ${who.role}'s account`, () => press(page, page.getByRole('link', { name: who.name, exact: true })));
+    expect(/^\/admin\/accounts\/[^/]+$/.test(new URL(page.url()).pathname), `the account link went to ${page.url()}`);
+    const facts = await page.locator('dl.summary').textContent();
+    expect(facts.includes(who.agency) && /Confirmed/.test(facts), `the ${who.role}'s account does not show its agency and confirmed address`);
     shared[`${key}Id`] = new URL(page.url()).pathname.split('/').pop();
-    if (key !== 'analyst') await go(page, 'admin: back to all accounts', () => press(page, page.getByRole('link', { name: '← All accounts' })));
   }
 
   // The authorized user may read PCII only with current training and an NDA on file.
@@ -342,16 +441,19 @@ async function flowAdministrator(browser) {
   await go(page, 'admin: training date recorded', () => press(page, page.getByRole('button', { name: 'Save training date' })));
   expect(/Training record saved/.test(await notice(page)), 'training date not saved');
   await byId(page, 'nda-date').fill(today());
+  await byId(page, 'nda-expires').fill(NDA_EXPIRES);
   await go(page, 'admin: NDA recorded', () => fillAndEnter(page, { 'nda-reference': 'NDA-2024-017' }), { shot: '05-admin-account' });
   expect(/Non-disclosure agreement record saved/.test(await notice(page)), 'NDA not saved');
   const facts = await page.locator('dl.summary').textContent();
-  expect(facts.includes(`Signed ${today()}`) && facts.includes('NDA-2024-017'), 'the NDA record is not shown on the account page');
+  expect(facts.includes(`Signed ${today()}, expires ${NDA_EXPIRES}`) && facts.includes('NDA-2024-017'), `the NDA record is not shown on the account page: ${facts.replace(/\s+/g, ' ')}`);
   expect(!/Training completed\s*Not recorded/.test(facts), 'the training date is not shown on the account page');
 
   await go(page, 'admin: all accounts', () => press(page, page.getByRole('link', { name: '← All accounts' })), { shot: '03-admin-accounts' });
   for (const key of ['officer', 'auditor', 'analyst']) {
     expect((await page.locator('table').textContent()).includes(people[key].email), `${people[key].email} is not listed`);
   }
+  const analystRow = await page.locator('tbody tr', { hasText: people.analyst.email }).textContent();
+  expect(analystRow.includes(people.analyst.agency) && analystRow.includes(NDA_EXPIRES), 'the accounts list does not show the authorized user\'s agency and NDA expiry');
   await signOut(p, 'admin');
   await p.context.close();
 }
@@ -373,8 +475,12 @@ async function flowSubmitter(browser) {
     password: PASSWORD,
   }), { shot: '07-sign-in' });
   expect(/Registration received/.test(await notice(page)), 'no confirmation after registering');
-  await go(page, 'submitter: signed in → my submissions', () => fillAndEnter(page, { email: people.submitter.email, password: PASSWORD }));
-  expect(new URL(page.url()).pathname === '/submissions', `signed-in submitter landed on ${page.url()}`);
+  // Until the address is confirmed, signing in leads to "Confirm your email address" only.
+  await go(page, 'submitter: signed in → confirm the address', () => fillAndEnter(page, { email: people.submitter.email, password: PASSWORD }));
+  await go(page, 'submitter: my submissions before confirming', '/submissions', { expectStatus: 403 });
+  await go(page, 'submitter: home → still "confirm the address"', '/dashboard');
+  await confirmEmail(p, people.submitter.email, 'submitter', { pendingShot: '06b-verify-email', shot: '06c-confirm-email' });
+  expect(new URL(page.url()).pathname === '/submissions', `the confirmed submitter landed on ${page.url()}`);
 
   await go(page, 'submitter: new submission form', () => press(page, page.getByRole('link', { name: 'New submission' }).first()));
   await byId(page, 'sector').selectOption('Energy');
@@ -478,6 +584,36 @@ async function flowSubmitterCures() {
   await stale.close();
 }
 
+async function flowOrganisation(browser) {
+  // The registrant administers its organisation: it invites a colleague, who then sees the organisation's
+  // submissions as its own.
+  const p = shared.submitter;
+  const { page } = p;
+  const who = people.colleague;
+  await go(page, 'submitter: its organisation', () => press(page, page.getByRole('link', { name: 'Organisation', exact: true })));
+  expect((await heading(page)) === people.submitter.organisation, `the organisation page is headed "${await heading(page)}"`);
+  await go(page, 'submitter: colleague invited', () => fillAndEnter(page, { display_name: who.name, email: who.email }));
+  expect(new URL(page.url()).pathname === '/organisation', `after inviting, the submitter is on ${page.url()}`);
+  expect(/Invitation sent/.test(await notice(page)), `no "Invitation sent" notice: "${await notice(page)}"`);
+  expect((await page.locator('main').textContent()).includes(who.email), 'the open invitation is not listed');
+
+  const c = await acceptInvitation(browser, who, 'colleague');
+  await go(c.page, 'colleague: signed in → my submissions', () => fillAndEnter(c.page, { email: who.email, password: PASSWORD }));
+  expect(new URL(c.page.url()).pathname === '/submissions', `the signed-in colleague landed on ${c.page.url()}`);
+  expect((await c.page.locator('main').textContent()).includes(shared.tracking), 'the colleague does not see its organisation\'s submission');
+  await go(c.page, 'colleague: opens the organisation\'s submission', () => press(c.page, c.page.getByRole('link', { name: shared.tracking }).first()));
+  expect(new URL(c.page.url()).pathname === `/submissions/${shared.submissionId}`, `the colleague's link went to ${c.page.url()}`);
+  await go(c.page, 'colleague: the organisation page is for administrators', '/organisation', { expectStatus: 403 });
+  await signOut(c, 'colleague');
+  await c.context.close();
+
+  await go(page, 'submitter: its organisation, with the colleague', () => press(page, page.getByRole('link', { name: 'Organisation', exact: true })), { shot: '30-organisation' });
+  const members = await page.locator('table').first().locator('tbody tr').allTextContents();
+  expect(members.length === 2 && members.some((r) => r.includes(who.email)), 'the colleague is not listed among the members');
+  await signOut(p, 'submitter');
+  await p.context.close();
+}
+
 async function flowOfficerValidates() {
   const p = shared.officer;
   const { page } = p;
@@ -563,7 +699,10 @@ async function flowOtherOrganisation(browser) {
   await go(page, 'other submitter: registered', () => fillAndEnter(page, {
     display_name: people.other.name, organisation: people.other.organisation, email: people.other.email, password: PASSWORD,
   }));
+  expect(/Registration received/.test(await notice(page)), 'no confirmation after registering');
   await go(page, 'other submitter: signed in', () => fillAndEnter(page, { email: people.other.email, password: PASSWORD }));
+  await confirmEmail(p, people.other.email, 'other submitter');
+  expect(new URL(page.url()).pathname === '/submissions', `the confirmed other submitter landed on ${page.url()}`);
   // Pasting another organisation's address: the same 404 as for an id that does not exist.
   await go(page, 'other submitter: pastes GridCo\'s submission URL', `/submissions/${shared.submissionId}`, { expectStatus: 404, shot: '22-not-found' });
   expect(/Not found/.test(await heading(page)), 'no clear "Not found" page');
@@ -589,7 +728,10 @@ async function flowTooLarge(browser) {
   await go(page, 'large upload: registered', () => fillAndEnter(page, {
     display_name: people.big.name, organisation: people.big.organisation, email: people.big.email, password: PASSWORD,
   }));
+  expect(/Registration received/.test(await notice(page)), 'no confirmation after registering');
   await go(page, 'large upload: signed in', () => fillAndEnter(page, { email: people.big.email, password: PASSWORD }));
+  await confirmEmail(p, people.big.email, 'large upload', { base, outbox: SMALL_OUTBOX });
+  expect(new URL(page.url()).pathname === '/submissions', `the confirmed submitter landed on ${page.url()}`);
   await go(page, 'large upload: new submission form', () => press(page, page.getByRole('link', { name: 'New submission' }).first()));
   expect((await page.locator('form.form').textContent()).includes('1.0 MiB each'), 'the form does not state the 1 MiB file limit');
   await byId(page, 'sector').selectOption('Communications');
@@ -618,6 +760,7 @@ const flows = [
   ['submitter: registers, submits, receipt', flowSubmitter],
   ['officer: queue, defect notice, double decision', flowOfficerDefect],
   ['submitter: answers the defect notice', flowSubmitterCures],
+  ['organisation administrator: invites a colleague', flowOrganisation],
   ['officer: validates, grants, records a release', flowOfficerValidates],
   ['authorized user: reads and exports', flowAnalyst],
   ['auditor: filters, verifies, exports', flowAuditor],

@@ -2,7 +2,8 @@
 # The browser suite: builds the release binary, starts two portals on loopback with fresh data and key
 # directories (the main one, and one with a 1 MiB file limit for the too-large upload), waits for /healthz,
 # drives Debian's Chromium headless through every role's flow (tests/browser/run.mjs), then stops the
-# servers. Exit status: 0 when every flow and every page check passed, non-zero otherwise.
+# servers. Without SMTP each portal writes its mail as .eml files to <data dir>/outbox/, where the suite
+# reads the invitation and confirmation links as a person would in its mail client. Exit status: 0 when every flow and every page check passed, non-zero otherwise.
 #
 #   tests/browser/run.sh            from anywhere; honours CARGO_TARGET_DIR
 #   PCII_BROWSER_KEEP=1             keep the temporary directory (server logs, downloads) for a look
@@ -114,6 +115,8 @@ say "running the flows in headless Chromium"
   PCII_BASE_URL="http://127.0.0.1:$MAIN_PORT" \
     PCII_SMALL_BASE_URL="http://127.0.0.1:$SMALL_PORT" \
     PCII_SETUP_URL="$SETUP_URL" \
+    PCII_OUTBOX_DIR="$WORK/main/data/outbox" \
+    PCII_SMALL_OUTBOX_DIR="$WORK/small/data/outbox" \
     PCII_CHROMIUM="$CHROMIUM" \
     PCII_BROWSER_WORK="$WORK" \
     PCII_SCREENSHOT_DIR="${PCII_SCREENSHOT_DIR:-$ROOT/docs/screenshots}" \
