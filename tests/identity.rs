@@ -350,17 +350,17 @@ fn with_two_administrators_a_staff_grant_needs_the_second_one() {
     );
     let rid = app.with_conn(|c| {
         use diesel::prelude::*;
-        use pcii_portal::db::schema::role_requests;
-        role_requests::table
-            .filter(role_requests::account_id.eq(&sam_id))
-            .select(role_requests::id)
+        use pcii_portal::db::schema::privilege_requests;
+        privilege_requests::table
+            .filter(privilege_requests::account_id.eq(&sam_id))
+            .select(privilege_requests::id)
             .first::<String>(c)
             .unwrap()
     });
     assert_eq!(
         first
             .post(
-                &format!("/admin/role-requests/{rid}"),
+                &format!("/admin/requests/{rid}"),
                 &[("decision", "approve")]
             )
             .status,
@@ -368,10 +368,7 @@ fn with_two_administrators_a_staff_grant_needs_the_second_one() {
     );
     assert_eq!(
         second
-            .post(
-                &format!("/admin/role-requests/{rid}"),
-                &[("decision", "refuse")]
-            )
+            .post(&format!("/admin/requests/{rid}"), &[("decision", "refuse")])
             .status,
         Status::SeeOther
     );
@@ -383,18 +380,18 @@ fn with_two_administrators_a_staff_grant_needs_the_second_one() {
     );
     let rid = app.with_conn(|c| {
         use diesel::prelude::*;
-        use pcii_portal::db::schema::role_requests;
-        role_requests::table
-            .filter(role_requests::account_id.eq(&sam_id))
-            .filter(role_requests::state.eq("pending"))
-            .select(role_requests::id)
+        use pcii_portal::db::schema::privilege_requests;
+        privilege_requests::table
+            .filter(privilege_requests::account_id.eq(&sam_id))
+            .filter(privilege_requests::state.eq("pending"))
+            .select(privilege_requests::id)
             .first::<String>(c)
             .unwrap()
     });
     assert_eq!(
         second
             .post(
-                &format!("/admin/role-requests/{rid}"),
+                &format!("/admin/requests/{rid}"),
                 &[("decision", "approve")]
             )
             .status,
@@ -519,4 +516,102 @@ fn without_smtp_mail_goes_to_the_outbox_and_the_banner_says_so() {
     let mut b = app.browser();
     register(&mut b, "new@co.example", "New Co");
     assert_eq!(app.outbox().len(), 1);
+}
+
+#[test]
+fn one_administrator_cannot_disable_the_other_and_then_grant_alone() {
+    let app = TestApp::new();
+    let mut first = app.login_as(Role::Administrator, "first@example.gov", None);
+    let mut second = app.login_as(Role::Administrator, "second@example.gov", None);
+    let second_id = admin_user(&app, "second@example.gov").id;
+    let res = first.post(
+        &format!("/admin/accounts/{second_id}/disable"),
+        &[("reason", "taking over"), ("confirm", "true")],
+    );
+    assert_eq!(res.status, Status::SeeOther);
+    // Nothing happened yet: the second administrator is still active, and the rule still binds.
+    assert!(!admin_user(&app, "second@example.gov").disabled);
+    assert_eq!(second.get("/admin").status, Status::Ok);
+    let res = first.post(
+        "/admin/accounts",
+        &[
+            ("display_name", "Crony"),
+            ("email", "crony@example.gov"),
+            ("role", "officer"),
+            ("agency", "Nowhere"),
+        ],
+    );
+    assert_eq!(res.status, Status::SeeOther);
+    assert!(app
+        .mailed_link("crony@example.gov", "/invitations/")
+        .is_none());
+    // The second administrator sees the request to disable it; it decides nothing about its own account
+    // (a third administrator, or the operator's CLI in an incident, does). Until then nothing changes.
+    let rid = app.with_conn(|c| {
+        use diesel::prelude::*;
+        use pcii_portal::db::schema::privilege_requests;
+        privilege_requests::table
+            .filter(privilege_requests::account_id.eq(&second_id))
+            .select(privilege_requests::id)
+            .first::<String>(c)
+            .unwrap()
+    });
+    assert!(second
+        .get("/admin/approvals")
+        .body
+        .contains("Disable (taking over)"));
+    for decision in ["approve", "refuse"] {
+        assert_eq!(
+            second
+                .post(&format!("/admin/requests/{rid}"), &[("decision", decision)])
+                .status,
+            Status::Conflict
+        );
+    }
+    assert_eq!(
+        first
+            .post(
+                &format!("/admin/requests/{rid}"),
+                &[("decision", "approve")]
+            )
+            .status,
+        Status::Conflict,
+        "nor does the administrator who asked"
+    );
+    assert!(!admin_user(&app, "second@example.gov").disabled);
+
+    // Disabling an officer takes effect at once (it removes privilege); enabling it again waits.
+    app.login_as(Role::Officer, "off@example.gov", None);
+    let off = admin_user(&app, "off@example.gov").id;
+    first.post(
+        &format!("/admin/accounts/{off}/disable"),
+        &[("reason", "left"), ("confirm", "true")],
+    );
+    assert!(admin_user(&app, "off@example.gov").disabled);
+    first.post(&format!("/admin/accounts/{off}/enable"), &[]);
+    assert!(
+        admin_user(&app, "off@example.gov").disabled,
+        "waits for a second administrator"
+    );
+    let rid = app.with_conn(|c| {
+        use diesel::prelude::*;
+        use pcii_portal::db::schema::privilege_requests;
+        privilege_requests::table
+            .filter(privilege_requests::account_id.eq(&off))
+            .filter(privilege_requests::state.eq("pending"))
+            .select(privilege_requests::id)
+            .first::<String>(c)
+            .unwrap()
+    });
+    assert_eq!(
+        second
+            .post(
+                &format!("/admin/requests/{rid}"),
+                &[("decision", "approve")]
+            )
+            .status,
+        Status::SeeOther
+    );
+    assert!(!admin_user(&app, "off@example.gov").disabled);
+    assert_eq!(app.audit_count("account.privilege_approve"), 1);
 }

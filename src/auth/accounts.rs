@@ -199,89 +199,108 @@ pub fn change_account(
     audit.fact(conn, actor, |tx| {
         let user = account::find(tx, user_id)?;
         if actor.user_id.as_deref() == Some(user_id)
-            && matches!(change, AccountChange::Disable { .. } | AccountChange::Role(_))
+            && matches!(
+                change,
+                AccountChange::Disable { .. } | AccountChange::Role(_)
+            )
         {
             return Err(AppError::Conflict(
                 "You cannot disable your own account or change your own role.".into(),
             ));
         }
-        let target = users::table.find(user_id);
-        let (action, reason) = match &change {
-            AccountChange::Disable { reason } => {
-                diesel::update(target)
-                    .set(users::disabled.eq(true))
-                    .execute(tx)?;
-                let ended = account::delete_sessions_of(tx, user_id)?;
-                (
-                    "account.disable",
-                    Some(format!("{reason} ({ended} session(s) ended)")),
-                )
-            }
-            AccountChange::Enable => {
-                diesel::update(target)
-                    .set(users::disabled.eq(false))
-                    .execute(tx)?;
-                ("account.enable", None)
-            }
-            AccountChange::Role(role) => {
-                // Membership is granted by the organisation, never by a role change: a staff account (which
-                // may carry a company's id as its conflict of interest) never turns into that company's member.
-                if *role == Role::Submitter && user.role() != Role::Submitter {
-                    return Err(AppError::Invalid(
-                        "A staff account cannot become a company's member. The company's administrator invites the person instead.".into(),
-                    ));
-                }
-                diesel::update(target)
-                    .set(users::role.eq(role.as_str()))
-                    .execute(tx)?;
-                account::delete_sessions_of(tx, user_id)?;
-                (
-                    "account.role",
-                    Some(format!("{} -> {}", user.role, role.as_str())),
-                )
-            }
-            AccountChange::Training(at) => {
-                diesel::update(target)
-                    .set(users::training_completed_at.eq(at))
-                    .execute(tx)?;
-                (
-                    "account.training",
-                    Some(
-                        at.map(crate::time::date)
-                            .unwrap_or_else(|| "cleared".into()),
-                    ),
-                )
-            }
-            AccountChange::Nda {
-                signed_at,
-                expires_at,
-                reference,
-            } => {
-                diesel::update(target)
-                    .set((
-                        users::nda_signed_at.eq(signed_at),
-                        users::nda_expires_at.eq(expires_at),
-                        users::nda_reference.eq(reference),
-                    ))
-                    .execute(tx)?;
-                (
-                    "account.nda",
-                    Some(match (signed_at, expires_at) {
-                        (None, _) => "cleared".to_string(),
-                        (Some(s), None) => crate::time::date(*s),
-                        (Some(s), Some(e)) => {
-                            format!("{}, expires {}", crate::time::date(*s), crate::time::date(*e))
-                        }
-                    }),
-                )
-            }
-        };
+        let (action, reason) = apply_change(tx, &user, change)?;
         let mut event = Event::new(action, Outcome::Success).object("account", user_id);
         if let Some(r) = reason {
             event = event.reason(r);
         }
         Ok(((), event))
     })
+}
+
+/// Applies one change to an account inside the caller's transaction: the audit action and its reason.
+/// Disabling and role changes end every session of the account.
+pub fn apply_change(
+    tx: &mut DbConn,
+    user: &crate::models::account::User,
+    change: AccountChange,
+) -> AppResult<(&'static str, Option<String>)> {
+    let user_id = user.id.as_str();
+    let target = users::table.find(user_id);
+    let applied = match &change {
+        AccountChange::Disable { reason } => {
+            diesel::update(target)
+                .set(users::disabled.eq(true))
+                .execute(tx)?;
+            let ended = account::delete_sessions_of(tx, user_id)?;
+            (
+                "account.disable",
+                Some(format!("{reason} ({ended} session(s) ended)")),
+            )
+        }
+        AccountChange::Enable => {
+            diesel::update(target)
+                .set(users::disabled.eq(false))
+                .execute(tx)?;
+            ("account.enable", None)
+        }
+        AccountChange::Role(role) => {
+            // Membership is granted by the organisation, never by a role change: a staff account (which
+            // may carry a company's id as its conflict of interest) never turns into that company's member.
+            if *role == Role::Submitter && user.role() != Role::Submitter {
+                return Err(AppError::Invalid(
+                        "A staff account cannot become a company's member. The company's administrator invites the person instead.".into(),
+                    ));
+            }
+            diesel::update(target)
+                .set(users::role.eq(role.as_str()))
+                .execute(tx)?;
+            account::delete_sessions_of(tx, user_id)?;
+            (
+                "account.role",
+                Some(format!("{} -> {}", user.role, role.as_str())),
+            )
+        }
+        AccountChange::Training(at) => {
+            diesel::update(target)
+                .set(users::training_completed_at.eq(at))
+                .execute(tx)?;
+            (
+                "account.training",
+                Some(
+                    at.map(crate::time::date)
+                        .unwrap_or_else(|| "cleared".into()),
+                ),
+            )
+        }
+        AccountChange::Nda {
+            signed_at,
+            expires_at,
+            reference,
+        } => {
+            diesel::update(target)
+                .set((
+                    users::nda_signed_at.eq(signed_at),
+                    users::nda_expires_at.eq(expires_at),
+                    users::nda_reference.eq(reference),
+                ))
+                .execute(tx)?;
+            (
+                "account.nda",
+                Some(match (signed_at, expires_at) {
+                    (None, _) => "cleared".to_string(),
+                    (Some(s), None) => crate::time::date(*s),
+                    (Some(s), Some(e)) => {
+                        format!(
+                            "{}, expires {}",
+                            crate::time::date(*s),
+                            crate::time::date(*e)
+                        )
+                    }
+                }),
+            )
+        }
+    };
+    Ok(applied)
 }
 
 /// Issues a one-time setup link token when no administrator exists; `None` when one does.

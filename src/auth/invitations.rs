@@ -534,61 +534,85 @@ pub fn accept(
     })
 }
 
-// ---- role changes under the two-person rule ----
+// ---- changes of privilege under the two-person rule ----
 
-pub enum RoleChange {
-    Applied,
+pub use crate::models::invitation::PrivilegeChange;
+
+pub enum Applied {
+    /// Done (and audited) at once.
+    Now,
     /// Waits for a second administrator.
     Pending,
 }
 
-/// An administrator's role change. A grant of a staff role waits for a second administrator while the
-/// portal has two or more active ones; anything else applies at once (and ends the account's sessions).
-pub fn change_role(
+/// Does this change grant privilege, so that the two-person rule holds it for a second administrator?
+/// A staff role; enabling a disabled staff account (its role comes back); disabling an administrator (else
+/// one administrator could disable the other and then grant alone).
+fn grants_privilege(target: &User, change: &PrivilegeChange) -> bool {
+    match change {
+        PrivilegeChange::Role(role) => *role != Role::Submitter,
+        PrivilegeChange::Enable => target.role() != Role::Submitter,
+        PrivilegeChange::Disable { .. } => target.role() == Role::Administrator,
+    }
+}
+
+fn as_account_change(change: PrivilegeChange) -> super::accounts::AccountChange {
+    use super::accounts::AccountChange;
+    match change {
+        PrivilegeChange::Role(role) => AccountChange::Role(role),
+        PrivilegeChange::Disable { reason } => AccountChange::Disable { reason },
+        PrivilegeChange::Enable => AccountChange::Enable,
+    }
+}
+
+/// An administrator's change of an account's role or status. What grants privilege waits for a second
+/// administrator while the portal has two or more active ones; anything else applies at once.
+pub fn change_privilege(
     conn: &mut DbConn,
     audit: &AuditLog,
     settings: &Settings,
     actor: &Actor,
     who: &User,
     account_id: &str,
-    role: Role,
-) -> AppResult<RoleChange> {
-    let needs_second = role != Role::Submitter
+    change: PrivilegeChange,
+) -> AppResult<Applied> {
+    let target = account::find(conn, account_id)?;
+    if target.id == who.id {
+        return Err(AppError::Conflict(
+            "You cannot disable your own account or change your own role.".into(),
+        ));
+    }
+    let needs_second = grants_privilege(&target, &change)
         && who.role() == Role::Administrator
         && settings.two_person_rule
         && model::active_administrators(conn)? >= 2;
     if !needs_second {
-        super::accounts::change_account(
-            conn,
-            audit,
-            actor,
-            account_id,
-            super::accounts::AccountChange::Role(role),
-        )?;
-        return Ok(RoleChange::Applied);
+        super::accounts::change_account(conn, audit, actor, account_id, as_account_change(change))?;
+        return Ok(Applied::Now);
+    }
+    if let PrivilegeChange::Role(Role::Submitter) = change {
+        unreachable!("a submitter role grants no privilege");
     }
     audit.fact(conn, actor, |tx| {
-        let target = account::find(tx, account_id)?;
-        if target.id == who.id {
-            return Err(AppError::Conflict(
-                "You cannot disable your own account or change your own role.".into(),
-            ));
-        }
         let id = new_id();
-        model::insert_role_request(tx, &id, account_id, role, Some(&who.id), now())?;
-        let event = Event::new("account.role_request", Outcome::Success)
+        model::insert_privilege_request(tx, &id, account_id, &change, Some(&who.id), now())?;
+        let what = match &change {
+            PrivilegeChange::Role(role) => format!("{} -> {}", target.role, role.as_str()),
+            PrivilegeChange::Disable { reason } => format!("disable: {reason}"),
+            PrivilegeChange::Enable => "enable".to_string(),
+        };
+        let event = Event::new("account.privilege_request", Outcome::Success)
             .object("account", account_id)
             .reason(format!(
-                "{} -> {}; awaiting a second administrator (request {id})",
-                target.role,
-                role.as_str()
+                "{what}; awaiting a second administrator (request {id})"
             ));
-        Ok((RoleChange::Pending, event))
+        Ok((Applied::Pending, event))
     })
 }
 
-/// A second administrator decides a pending role grant. Approval applies it and ends the account's sessions.
-pub fn decide_role_request(
+/// A second administrator decides a pending change of privilege. Approval applies it as the approver (and a
+/// role change or disabling ends the account's sessions).
+pub fn decide_privilege_request(
     conn: &mut DbConn,
     audit: &AuditLog,
     actor: &Actor,
@@ -596,51 +620,66 @@ pub fn decide_role_request(
     request_id: &str,
     approve: bool,
 ) -> AppResult<()> {
+    if who.role() != Role::Administrator {
+        return Err(AppError::NotFound);
+    }
+    let req = model::find_privilege_request(conn, request_id)?;
+    if req.requested_by.as_deref() == Some(who.id.as_str()) {
+        return Err(AppError::Conflict(
+            "Someone else must approve the changes you asked for.".into(),
+        ));
+    }
+    if req.account_id == who.id {
+        return Err(AppError::Conflict(
+            "You cannot decide a change of your own account.".into(),
+        ));
+    }
+    let change = req
+        .change()
+        .ok_or_else(|| AppError::Internal(format!("unknown change in request {}", req.id)))?;
+    let state = if approve { "approved" } else { "refused" };
+    let ts = now();
+    if approve {
+        // The change and the request's decision commit together: apply it inside the same fact.
+        let requester = req.requested_by.clone().unwrap_or_else(|| "cli".into());
+        return audit.fact(conn, actor, |tx| {
+            if model::decide_privilege_request(tx, &req.id, state, &who.id, ts)? != 1 {
+                return Err(AppError::Conflict(
+                    "This request is no longer pending.".into(),
+                ));
+            }
+            let target = account::find(tx, &req.account_id)?;
+            let (action, reason) =
+                super::accounts::apply_change(tx, &target, as_account_change(change))?;
+            let what = match reason {
+                Some(r) => format!("{action} ({r})"),
+                None => action.to_string(),
+            };
+            let event = Event::new("account.privilege_approve", Outcome::Success)
+                .object("account", &req.account_id)
+                .reason(format!(
+                    "{what}; requested by {requester}, approved by {} (request {})",
+                    who.id, req.id
+                ));
+            Ok(((), event))
+        });
+    }
     audit.fact(conn, actor, |tx| {
-        let req = model::find_role_request(tx, request_id)?;
-        if who.role() != Role::Administrator {
-            return Err(AppError::NotFound);
-        }
-        if req.requested_by.as_deref() == Some(who.id.as_str()) {
-            return Err(AppError::Conflict(
-                "Someone else must approve the role changes you asked for.".into(),
-            ));
-        }
-        if req.account_id == who.id {
-            return Err(AppError::Conflict(
-                "You cannot approve a change of your own role.".into(),
-            ));
-        }
-        let ts = now();
-        let state = if approve { "approved" } else { "refused" };
-        if model::decide_role_request(tx, &req.id, state, &who.id, ts)? != 1 {
+        if model::decide_privilege_request(tx, &req.id, state, &who.id, ts)? != 1 {
             return Err(AppError::Conflict(
                 "This request is no longer pending.".into(),
             ));
         }
-        let target = account::find(tx, &req.account_id)?;
-        if approve {
-            diesel::update(users::table.find(&req.account_id))
-                .set(users::role.eq(&req.role))
-                .execute(tx)?;
-            account::delete_sessions_of(tx, &req.account_id)?;
-        }
-        let event = Event::new(
-            if approve {
-                "account.role_approve"
-            } else {
-                "account.role_refuse"
-            },
-            Outcome::Success,
-        )
-        .object("account", &req.account_id)
-        .reason(format!(
-            "{} -> {}; requested by {}, {state} by {}",
-            target.role,
-            req.role,
-            req.requested_by.as_deref().unwrap_or("cli"),
-            who.id
-        ));
+        let event = Event::new("account.privilege_refuse", Outcome::Success)
+            .object("account", &req.account_id)
+            .reason(format!(
+                "{} {}; requested by {}, refused by {} (request {})",
+                req.change,
+                req.role.as_deref().unwrap_or(""),
+                req.requested_by.as_deref().unwrap_or("cli"),
+                who.id,
+                req.id
+            ));
         Ok(((), event))
     })
 }

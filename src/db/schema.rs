@@ -71,10 +71,12 @@ diesel::table! {
 }
 
 diesel::table! {
-    role_requests (id) {
+    privilege_requests (id) {
         id -> Text,
         account_id -> Text,
-        role -> Text,
+        change -> Text,
+        role -> Nullable<Text>,
+        reason -> Nullable<Text>,
         requested_by -> Nullable<Text>,
         requested_at -> BigInt,
         state -> Text,
@@ -313,6 +315,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     destruction_records,
     tracking_counters,
     invitations,
-    role_requests,
+    privilege_requests,
     account_tokens,
 );

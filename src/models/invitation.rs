@@ -4,7 +4,7 @@
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::db::schema::{invitations, organisations, role_requests, users};
+use crate::db::schema::{invitations, organisations, privilege_requests, users};
 use crate::db::DbConn;
 use crate::models::account::Role;
 
@@ -287,14 +287,37 @@ pub fn active_administrators(conn: &mut DbConn) -> QueryResult<i64> {
         .get_result(conn)
 }
 
-// ---- pending role grants (a role change of an existing account) ----
+// ---- changes of privilege waiting for a second administrator ----
+
+/// What a privilege request changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrivilegeChange {
+    /// A staff role granted to an existing account.
+    Role(Role),
+    /// An administrator disabled (else one administrator could disable the other and act alone).
+    Disable { reason: String },
+    /// A disabled staff account enabled again (which grants its role back).
+    Enable,
+}
+
+impl PrivilegeChange {
+    fn columns(&self) -> (&'static str, Option<&'static str>, Option<&str>) {
+        match self {
+            PrivilegeChange::Role(r) => ("role", Some(r.as_str()), None),
+            PrivilegeChange::Disable { reason } => ("disable", None, Some(reason.as_str())),
+            PrivilegeChange::Enable => ("enable", None, None),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
-#[diesel(table_name = role_requests)]
-pub struct RoleRequest {
+#[diesel(table_name = privilege_requests)]
+pub struct PrivilegeRequest {
     pub id: String,
     pub account_id: String,
-    pub role: String,
+    pub change: String,
+    pub role: Option<String>,
+    pub reason: Option<String>,
     pub requested_by: Option<String>,
     pub requested_at: i64,
     pub state: String,
@@ -302,48 +325,68 @@ pub struct RoleRequest {
     pub decided_at: Option<i64>,
 }
 
-pub fn insert_role_request(
+impl PrivilegeRequest {
+    pub fn change(&self) -> Option<PrivilegeChange> {
+        match self.change.as_str() {
+            "role" => self
+                .role
+                .as_deref()
+                .and_then(Role::parse)
+                .map(PrivilegeChange::Role),
+            "disable" => Some(PrivilegeChange::Disable {
+                reason: self.reason.clone().unwrap_or_default(),
+            }),
+            "enable" => Some(PrivilegeChange::Enable),
+            _ => None,
+        }
+    }
+}
+
+pub fn insert_privilege_request(
     conn: &mut DbConn,
     id: &str,
     account_id: &str,
-    role: Role,
+    change: &PrivilegeChange,
     requested_by: Option<&str>,
     now: i64,
 ) -> QueryResult<()> {
     // A newer request for the same account replaces an older pending one.
     diesel::update(
-        role_requests::table
-            .filter(role_requests::account_id.eq(account_id))
-            .filter(role_requests::state.eq("pending")),
+        privilege_requests::table
+            .filter(privilege_requests::account_id.eq(account_id))
+            .filter(privilege_requests::state.eq("pending")),
     )
     .set((
-        role_requests::state.eq("withdrawn"),
-        role_requests::decided_at.eq(now),
-        role_requests::decided_by.eq(requested_by),
+        privilege_requests::state.eq("withdrawn"),
+        privilege_requests::decided_at.eq(now),
+        privilege_requests::decided_by.eq(requested_by),
     ))
     .execute(conn)?;
-    diesel::insert_into(role_requests::table)
+    let (kind, role, reason) = change.columns();
+    diesel::insert_into(privilege_requests::table)
         .values((
-            role_requests::id.eq(id),
-            role_requests::account_id.eq(account_id),
-            role_requests::role.eq(role.as_str()),
-            role_requests::requested_by.eq(requested_by),
-            role_requests::requested_at.eq(now),
-            role_requests::state.eq("pending"),
+            privilege_requests::id.eq(id),
+            privilege_requests::account_id.eq(account_id),
+            privilege_requests::change.eq(kind),
+            privilege_requests::role.eq(role),
+            privilege_requests::reason.eq(reason),
+            privilege_requests::requested_by.eq(requested_by),
+            privilege_requests::requested_at.eq(now),
+            privilege_requests::state.eq("pending"),
         ))
         .execute(conn)
         .map(|_| ())
 }
 
-pub fn find_role_request(conn: &mut DbConn, id: &str) -> QueryResult<RoleRequest> {
-    role_requests::table
+pub fn find_privilege_request(conn: &mut DbConn, id: &str) -> QueryResult<PrivilegeRequest> {
+    privilege_requests::table
         .find(id)
-        .select(RoleRequest::as_select())
+        .select(PrivilegeRequest::as_select())
         .first(conn)
 }
 
 /// Decides a pending request; the count says whether it was still pending.
-pub fn decide_role_request(
+pub fn decide_privilege_request(
     conn: &mut DbConn,
     id: &str,
     state: &str,
@@ -351,35 +394,36 @@ pub fn decide_role_request(
     now: i64,
 ) -> QueryResult<usize> {
     diesel::update(
-        role_requests::table
+        privilege_requests::table
             .find(id)
-            .filter(role_requests::state.eq("pending")),
+            .filter(privilege_requests::state.eq("pending")),
     )
     .set((
-        role_requests::state.eq(state),
-        role_requests::decided_by.eq(by),
-        role_requests::decided_at.eq(now),
+        privilege_requests::state.eq(state),
+        privilege_requests::decided_by.eq(by),
+        privilege_requests::decided_at.eq(now),
     ))
     .execute(conn)
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct RoleRequestRow {
+pub struct PrivilegeRequestRow {
     #[serde(flatten)]
-    pub request: RoleRequest,
-    pub role_label: &'static str,
+    pub request: PrivilegeRequest,
+    /// What the change is, in words ("Role: Auditor", "Disable", "Enable").
+    pub what: String,
     pub account_name: String,
     pub account_email: String,
     pub current_role_label: &'static str,
     pub requested_by_name: Option<String>,
 }
 
-pub fn pending_role_requests(conn: &mut DbConn) -> QueryResult<Vec<RoleRequestRow>> {
-    let list: Vec<RoleRequest> = role_requests::table
-        .filter(role_requests::state.eq("pending"))
-        .order(role_requests::requested_at.asc())
+pub fn pending_privilege_requests(conn: &mut DbConn) -> QueryResult<Vec<PrivilegeRequestRow>> {
+    let list: Vec<PrivilegeRequest> = privilege_requests::table
+        .filter(privilege_requests::state.eq("pending"))
+        .order(privilege_requests::requested_at.asc())
         .limit(200)
-        .select(RoleRequest::as_select())
+        .select(PrivilegeRequest::as_select())
         .load(conn)?;
     let mut out = Vec::with_capacity(list.len());
     for r in list {
@@ -395,8 +439,14 @@ pub fn pending_role_requests(conn: &mut DbConn) -> QueryResult<Vec<RoleRequestRo
                 .optional()?,
             None => None,
         };
-        out.push(RoleRequestRow {
-            role_label: Role::parse(&r.role).map(Role::label).unwrap_or(""),
+        let what = match r.change() {
+            Some(PrivilegeChange::Role(role)) => format!("Role: {}", role.label()),
+            Some(PrivilegeChange::Disable { reason }) => format!("Disable ({reason})"),
+            Some(PrivilegeChange::Enable) => "Enable".to_string(),
+            None => r.change.clone(),
+        };
+        out.push(PrivilegeRequestRow {
+            what,
             current_role_label: Role::parse(&role).map(Role::label).unwrap_or(""),
             account_name: name,
             account_email: email,

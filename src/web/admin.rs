@@ -7,7 +7,7 @@ use rocket::http::Status;
 use rocket::Either;
 
 use crate::auth::accounts::{self, AccountChange, FieldErrors, Membership};
-use crate::auth::invitations::{self, InvitationRequest, Invited, RoleChange};
+use crate::auth::invitations::{self, Applied, InvitationRequest, Invited, PrivilegeChange};
 use crate::error::{AppError, AppResult};
 use crate::models::account::{self, Role, ACCOUNTS_PER_PAGE};
 use crate::models::invitation::{self, Approval};
@@ -34,7 +34,7 @@ pub fn routes() -> Vec<rocket::Route> {
         approve_invitation,
         refuse_invitation,
         revoke_invitation,
-        decide_role
+        decide_request
     ]
 }
 
@@ -60,7 +60,7 @@ async fn index(
         .run(move |c| {
             let now = crate::db::now();
             let pending = invitation::awaiting(c, Approval::SecondAdministrator, now)?.len()
-                + invitation::pending_role_requests(c)?.len();
+                + invitation::pending_privilege_requests(c)?.len();
             Ok((
                 account::list_accounts(c, role, page)?,
                 settings::self_registration_open(c)?,
@@ -208,7 +208,7 @@ async fn approvals(ctx: Ctx<'_>, admin: AdminUser<'_>) -> AppResult<Page> {
             let now = crate::db::now();
             Ok((
                 invitation::awaiting(c, Approval::SecondAdministrator, now)?,
-                invitation::pending_role_requests(c)?,
+                invitation::pending_privilege_requests(c)?,
                 invitation::open_by_administrators(c, now)?,
                 invitation::active_administrators(c)?,
             ))
@@ -218,7 +218,7 @@ async fn approvals(ctx: Ctx<'_>, admin: AdminUser<'_>) -> AppResult<Page> {
         with_rule(Page::new("admin/approvals.html.tera"), &ctx, admins)
             .with("me_id", &admin.user.id)
             .with("waiting", waiting)
-            .with("role_requests", roles)
+            .with("privilege_requests", roles)
             .with("open", open),
     )
 }
@@ -281,8 +281,8 @@ struct DecisionForm {
     decision: String,
 }
 
-#[rocket::post("/role-requests/<id>", data = "<form>")]
-async fn decide_role(
+#[rocket::post("/requests/<id>", data = "<form>")]
+async fn decide_request(
     ctx: Ctx<'_>,
     admin: AdminUser<'_>,
     id: &str,
@@ -301,14 +301,14 @@ async fn decide_role(
     );
     ctx.state
         .db
-        .run(move |c| invitations::decide_role_request(c, &audit, &actor, &who, &rid, approve))
+        .run(move |c| invitations::decide_privilege_request(c, &audit, &actor, &who, &rid, approve))
         .await?;
     Ok(Notice::redirect(
         "/admin/approvals",
         if approve {
-            "Role change approved; the account's sessions have ended."
+            "Approved and applied."
         } else {
-            "Role change refused."
+            "Refused: nothing changed."
         },
     ))
 }
@@ -363,7 +363,7 @@ struct DisableForm {
 #[rocket::post("/accounts/<id>/disable", data = "<form>")]
 async fn disable(
     ctx: Ctx<'_>,
-    _admin: AdminUser<'_>,
+    admin: AdminUser<'_>,
     id: &str,
     form: CsrfForm<DisableForm>,
 ) -> AppResult<Notice> {
@@ -378,23 +378,62 @@ async fn disable(
             "Give the reason for disabling the account (one line, up to 500 characters).".into(),
         ));
     }
-    apply(
+    privilege(
         &ctx,
+        &admin,
         id,
-        AccountChange::Disable { reason },
+        PrivilegeChange::Disable { reason },
         "Account disabled; its sessions have ended.",
     )
     .await
 }
 
+/// A change of status that may wait for a second administrator (disabling an administrator, enabling staff).
+async fn privilege(
+    ctx: &Ctx<'_>,
+    admin: &AdminUser<'_>,
+    id: &str,
+    change: PrivilegeChange,
+    done: &str,
+) -> AppResult<Notice> {
+    let (audit, settings, actor, who, uid) = (
+        ctx.state.audit.clone(),
+        ctx.state.settings.clone(),
+        ctx.actor.clone(),
+        admin.user.clone(),
+        id.to_string(),
+    );
+    let applied = ctx
+        .state
+        .db
+        .run(move |c| {
+            invitations::change_privilege(c, &audit, &settings, &actor, &who, &uid, change)
+        })
+        .await?;
+    Ok(match applied {
+        Applied::Now => Notice::redirect(format!("/admin/accounts/{id}"), done),
+        Applied::Pending => Notice::redirect(
+            "/admin/approvals",
+            "This change waits for a second administrator's approval.",
+        ),
+    })
+}
+
 #[rocket::post("/accounts/<id>/enable", data = "<_form>")]
 async fn enable(
     ctx: Ctx<'_>,
-    _admin: AdminUser<'_>,
+    admin: AdminUser<'_>,
     id: &str,
     _form: CsrfForm<crate::web::forms::NoFields>,
 ) -> AppResult<Notice> {
-    apply(&ctx, id, AccountChange::Enable, "Account enabled.").await
+    privilege(
+        &ctx,
+        &admin,
+        id,
+        PrivilegeChange::Enable,
+        "Account enabled.",
+    )
+    .await
 }
 
 #[derive(FromForm)]
@@ -421,14 +460,24 @@ async fn change_role(
     let change = ctx
         .state
         .db
-        .run(move |c| invitations::change_role(c, &audit, &settings, &actor, &who, &uid, role))
+        .run(move |c| {
+            invitations::change_privilege(
+                c,
+                &audit,
+                &settings,
+                &actor,
+                &who,
+                &uid,
+                PrivilegeChange::Role(role),
+            )
+        })
         .await?;
     Ok(match change {
-        RoleChange::Applied => Notice::redirect(
+        Applied::Now => Notice::redirect(
             format!("/admin/accounts/{id}"),
             "Role changed; the account's sessions have ended.",
         ),
-        RoleChange::Pending => Notice::redirect(
+        Applied::Pending => Notice::redirect(
             "/admin/approvals",
             "The role change waits for a second administrator's approval.",
         ),

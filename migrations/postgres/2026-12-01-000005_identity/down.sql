@@ -1,5 +1,5 @@
 DROP TABLE account_tokens;
-DROP TABLE role_requests;
+DROP TABLE privilege_requests;
 DROP TABLE invitations;
 ALTER TABLE sessions DROP COLUMN user_agent;
 ALTER TABLE sessions DROP COLUMN client_addr;

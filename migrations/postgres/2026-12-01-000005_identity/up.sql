@@ -53,17 +53,21 @@ CREATE TABLE invitations (
 CREATE INDEX invitations_organisation ON invitations(organisation_id, state);
 CREATE INDEX invitations_state ON invitations(state, created_at);
 
-CREATE TABLE role_requests (
+-- Changes of privilege that wait for a second administrator (two-person rule): a staff role granted by a role
+-- change, an administrator disabled, a staff account enabled again.
+CREATE TABLE privilege_requests (
     id TEXT PRIMARY KEY NOT NULL,
     account_id TEXT NOT NULL REFERENCES users(id),
-    role TEXT NOT NULL CHECK (role IN ('submitter', 'officer', 'authorized_user', 'auditor', 'administrator')),
+    change TEXT NOT NULL CHECK (change IN ('role', 'disable', 'enable')),
+    role TEXT CHECK (role IN ('submitter', 'officer', 'authorized_user', 'auditor', 'administrator')),
+    reason TEXT,
     requested_by TEXT REFERENCES users(id),
     requested_at BIGINT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'refused', 'withdrawn')),
     decided_by TEXT REFERENCES users(id),
     decided_at BIGINT
 );
-CREATE INDEX role_requests_state ON role_requests(state, requested_at);
+CREATE INDEX privilege_requests_state ON privilege_requests(state, requested_at);
 
 CREATE TABLE account_tokens (
     token_hash TEXT PRIMARY KEY NOT NULL,

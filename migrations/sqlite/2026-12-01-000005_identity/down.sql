@@ -1,7 +1,7 @@
 PRAGMA foreign_keys = OFF;
 BEGIN;
 DROP TABLE account_tokens;
-DROP TABLE role_requests;
+DROP TABLE privilege_requests;
 DROP TABLE invitations;
 ALTER TABLE sessions DROP COLUMN user_agent;
 ALTER TABLE sessions DROP COLUMN client_addr;
