@@ -378,6 +378,10 @@ fn an_officer_verifies_with_a_method_and_merges_a_duplicate_with_a_reason() {
         Status::Ok
     );
 
+    // The officer's view of a submission says whether its organisation is verified.
+    let before = officer.get(&format!("/officer/submissions/{a_sub}"));
+    assert!(before.body.contains("Not verified"), "{}", before.body);
+
     // Verification needs its method.
     let uri = format!("/officer/organisations/{acme}/verify");
     assert_eq!(
@@ -405,6 +409,8 @@ fn an_officer_verifies_with_a_method_and_merges_a_duplicate_with_a_reason() {
         Some("called the listed phone number of the company")
     );
     assert_eq!(app.audit_count("organisation.verify"), 1);
+    let after = officer.get(&format!("/officer/submissions/{a_sub}"));
+    assert!(after.body.contains(">Verified<") && !after.body.contains("Not verified"));
     let page = officer.get("/officer/organisations?verified=yes");
     assert!(page.body.contains(&acme) && !page.body.contains(&dup));
 

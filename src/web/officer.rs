@@ -146,6 +146,12 @@ async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<P
     if content.is_some() {
         audit_access(state, &ctx.actor, "content.viewed", &sub, None).await?;
     }
+    let oid = sub.organisation_id.clone();
+    // Who submitted, and whether the Program Office has verified that organisation.
+    let organisation = state
+        .db
+        .run(move |c| Ok(account::find_organisation(c, &oid)?))
+        .await?;
     let status = sub.status();
     let own = officer.user.organisation_id.as_deref() == Some(sub.organisation_id.as_str());
     let grants: Vec<serde_json::Value> = grant_rows
@@ -176,6 +182,7 @@ async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<P
         .with("analysts", analysts)
         .with("recipient_kinds", RECIPIENT_KINDS)
         .with("own_organisation", own)
+        .with("organisation", organisation)
         .with("days_since_receipt", days_since)
         .with("can_decide", !own && status.pending_validation())
         .with("can_validate", !own && status == Status::Received)
