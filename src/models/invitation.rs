@@ -267,6 +267,22 @@ pub fn awaiting(
     rows(conn, list, now)
 }
 
+/// Administrators' invitations into one organisation that wait for its approval, oldest first.
+pub fn awaiting_for_organisation(
+    conn: &mut DbConn,
+    organisation_id: &str,
+    now: i64,
+) -> QueryResult<Vec<InvitationRow>> {
+    let list = invitations::table
+        .filter(invitations::state.eq(AWAITING_APPROVAL))
+        .filter(invitations::approval.eq(Approval::Organisation.as_str()))
+        .filter(invitations::organisation_id.eq(organisation_id))
+        .order(invitations::created_at.asc())
+        .select(Invitation::as_select())
+        .load(conn)?;
+    rows(conn, list, now)
+}
+
 /// The organisation's active, confirmed administrators (who approve invitations into it).
 pub fn organisation_admins(conn: &mut DbConn, organisation_id: &str) -> QueryResult<Vec<String>> {
     users::table

@@ -13,7 +13,7 @@ use crate::auth::invitations::{self, InvitationRequest, Invited};
 use crate::auth::membership;
 use crate::error::{AppError, AppResult};
 use crate::models::account::{self, Organisation, Role};
-use crate::models::invitation::{self, Approval, InvitationRow};
+use crate::models::invitation::{self, InvitationRow};
 use crate::models::organisation::{self as orgs, MemberRow};
 use crate::web::deliver;
 use crate::web::forms::{CsrfForm, NoFields};
@@ -54,10 +54,7 @@ async fn overview(ctx: &Ctx<'_>, organisation_id: &str) -> AppResult<Overview> {
                 .into_iter()
                 .filter(|i| i.invitation.state == invitation::SENT)
                 .collect();
-            let awaiting = invitation::awaiting(c, Approval::Organisation, now)?
-                .into_iter()
-                .filter(|i| i.invitation.organisation_id.as_deref() == Some(org.as_str()))
-                .collect();
+            let awaiting = invitation::awaiting_for_organisation(c, &org, now)?;
             Ok(Overview {
                 organisation,
                 members,
