@@ -49,7 +49,7 @@ pub struct Settings {
     pub smtp_username: String,
     /// Prefer `smtp_password_file` (or `PCII_SMTP_PASSWORD` in the environment) to a password in a file
     /// under version control.
-    pub smtp_password: String,
+    pub smtp_password: Secret,
     pub smtp_password_file: PathBuf,
     /// The sender of every message, e.g. `PCII Program Office <pcii@example.gov>`.
     pub mail_from: String,
@@ -93,7 +93,7 @@ impl Default for Settings {
             smtp_port: 587,
             smtp_security: "starttls".into(),
             smtp_username: String::new(),
-            smtp_password: String::new(),
+            smtp_password: Secret::default(),
             smtp_password_file: PathBuf::new(),
             mail_from: "PCII Portal <pcii-portal@localhost>".into(),
             invitation_days: 7,
@@ -103,6 +103,21 @@ impl Default for Settings {
             registrations_per_hour: 10,
             password_resets_per_hour: 5,
         }
+    }
+}
+
+/// A secret setting: read like a string, never printed (`{:?}` of the settings shows `[redacted]`).
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "[redacted]"
+        })
     }
 }
 
@@ -227,4 +242,18 @@ pub fn display_path(p: &Path) -> String {
         .unwrap_or_else(|_| p.to_path_buf())
         .display()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_smtp_password_is_read_from_the_environment_but_never_printed() {
+        let figment = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(("smtp_password", "hunter2-MARKER"));
+        let s: Settings = figment.extract().unwrap();
+        assert_eq!(s.smtp_password.0, "hunter2-MARKER");
+        assert!(!format!("{s:?}").contains("hunter2-MARKER"));
+    }
 }

@@ -123,7 +123,7 @@ fn smtp_transport(s: &Settings) -> Result<SmtpTransport, String> {
         .timeout(Some(Duration::from_secs(20)));
     if !s.smtp_username.is_empty() {
         let password = if s.smtp_password_file.as_os_str().is_empty() {
-            s.smtp_password.clone()
+            s.smtp_password.0.clone()
         } else {
             std::fs::read_to_string(&s.smtp_password_file)
                 .map_err(|e| {
