@@ -222,8 +222,11 @@ mod tests {
     }
 
     #[test]
-    fn the_list_is_django_s_long_entries() {
+    fn the_list_is_the_long_entries_of_django_s_and_zxcvbn_s_lists() {
         assert!(is_common("1qaz2wsx3edc"));
+        // From zxcvbn's frequency list, not in Django's.
+        assert!(is_common("websolutions"));
+        assert!(check_policy("WebSolutions", "").is_err());
         assert!(!is_common("# common passwords"));
         let entries = COMMON
             .lines()
