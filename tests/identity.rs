@@ -182,6 +182,20 @@ fn two_registrations_with_one_name_are_two_organisations() {
     assert_ne!(o1, o2);
 }
 
+/// The id of the account's pending change of privilege (two-person rule).
+fn pending_request(app: &TestApp, account_id: &str) -> String {
+    use diesel::prelude::*;
+    use pcii_portal::db::schema::privilege_requests;
+    app.with_conn(|c| {
+        privilege_requests::table
+            .filter(privilege_requests::account_id.eq(account_id))
+            .filter(privilege_requests::state.eq("pending"))
+            .select(privilege_requests::id)
+            .first::<String>(c)
+            .unwrap()
+    })
+}
+
 fn admin_user(app: &TestApp, email: &str) -> pcii_portal::models::account::User {
     app.with_conn(|c| account::find_by_email(c, email).unwrap().unwrap())
 }
@@ -348,15 +362,7 @@ fn with_two_administrators_a_staff_grant_needs_the_second_one() {
         Status::Ok,
         "nothing changed yet"
     );
-    let rid = app.with_conn(|c| {
-        use diesel::prelude::*;
-        use pcii_portal::db::schema::privilege_requests;
-        privilege_requests::table
-            .filter(privilege_requests::account_id.eq(&sam_id))
-            .select(privilege_requests::id)
-            .first::<String>(c)
-            .unwrap()
-    });
+    let rid = pending_request(&app, &sam_id);
     assert_eq!(
         first
             .post(
@@ -378,16 +384,7 @@ fn with_two_administrators_a_staff_grant_needs_the_second_one() {
         &format!("/admin/accounts/{sam_id}/role"),
         &[("role", "auditor")],
     );
-    let rid = app.with_conn(|c| {
-        use diesel::prelude::*;
-        use pcii_portal::db::schema::privilege_requests;
-        privilege_requests::table
-            .filter(privilege_requests::account_id.eq(&sam_id))
-            .filter(privilege_requests::state.eq("pending"))
-            .select(privilege_requests::id)
-            .first::<String>(c)
-            .unwrap()
-    });
+    let rid = pending_request(&app, &sam_id);
     assert_eq!(
         second
             .post(
@@ -547,15 +544,7 @@ fn one_administrator_cannot_disable_the_other_and_then_grant_alone() {
         .is_none());
     // The second administrator sees the request to disable it; it decides nothing about its own account
     // (a third administrator, or the operator's CLI in an incident, does). Until then nothing changes.
-    let rid = app.with_conn(|c| {
-        use diesel::prelude::*;
-        use pcii_portal::db::schema::privilege_requests;
-        privilege_requests::table
-            .filter(privilege_requests::account_id.eq(&second_id))
-            .select(privilege_requests::id)
-            .first::<String>(c)
-            .unwrap()
-    });
+    let rid = pending_request(&app, &second_id);
     assert!(second
         .get("/admin/approvals")
         .body
@@ -593,16 +582,7 @@ fn one_administrator_cannot_disable_the_other_and_then_grant_alone() {
         admin_user(&app, "off@example.gov").disabled,
         "waits for a second administrator"
     );
-    let rid = app.with_conn(|c| {
-        use diesel::prelude::*;
-        use pcii_portal::db::schema::privilege_requests;
-        privilege_requests::table
-            .filter(privilege_requests::account_id.eq(&off))
-            .filter(privilege_requests::state.eq("pending"))
-            .select(privilege_requests::id)
-            .first::<String>(c)
-            .unwrap()
-    });
+    let rid = pending_request(&app, &off);
     assert_eq!(
         second
             .post(

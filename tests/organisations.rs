@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::{complete_fields, Browser, TestApp, PASSWORD};
 use diesel::prelude::*;
 use rocket::http::Status;
@@ -34,36 +32,10 @@ fn submit(b: &mut Browser<'_>, narrative: &str) -> String {
         .to_string()
 }
 
-/// The outbox's messages, oldest first.
-fn outbox(app: &TestApp) -> Vec<(PathBuf, String)> {
-    let dir = app.data_dir().join("outbox");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut mails: Vec<(std::time::SystemTime, PathBuf, String)> = entries
-        .filter_map(|e| {
-            let path = e.ok()?.path();
-            let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
-            let text = std::fs::read_to_string(&path).ok()?;
-            Some((modified, path, text))
-        })
-        .collect();
-    mails.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-    mails.into_iter().map(|(_, p, t)| (p, t)).collect()
-}
-
-/// Undoes quoted-printable soft breaks and escaped equals signs.
-fn unquote(text: &str) -> String {
-    text.replace("=\r\n", "")
-        .replace("=\n", "")
-        .replace("=3D", "=")
-}
-
 /// The invitation token in the newest message, which must be addressed to `to`.
 fn newest_invitation_token(app: &TestApp, to: &str) -> String {
-    let mails = outbox(app);
-    let (_, text) = mails.last().expect("a message in the outbox");
-    let text = unquote(text);
+    let mails = app.outbox();
+    let text = mails.last().expect("a message in the outbox");
     assert!(text.contains(to), "the newest message is for {to}");
     let at = text.find("/invitations/").expect("an invitation link") + "/invitations/".len();
     text[at..]
@@ -520,9 +492,9 @@ fn an_administrators_invitation_into_an_organisation_waits_for_its_admin_or_an_o
     };
 
     // Into Acme: no mail until Acme's administrator approves.
-    let before = outbox(&app).len();
+    let before = app.outbox().len();
     let id = admin_invites("new@acme.example", &acme);
-    assert_eq!(outbox(&app).len(), before, "no mail before approval");
+    assert_eq!(app.outbox().len(), before, "no mail before approval");
     let mut officer = app.login_as(Role::Officer, "o@example.gov", None);
     // Acme has its own administrator: the officer neither lists nor decides it.
     assert!(!officer
@@ -538,11 +510,11 @@ fn an_administrators_invitation_into_an_organisation_waits_for_its_admin_or_an_o
             .status,
         Status::NotFound
     );
-    assert_eq!(outbox(&app).len(), before);
+    assert_eq!(app.outbox().len(), before);
     assert!(a.get("/organisation").body.contains("new@acme.example"));
     let page = a.post(&format!("/organisation/invitations/{id}/approve"), &[]);
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    assert_eq!(outbox(&app).len(), before + 1);
+    assert_eq!(app.outbox().len(), before + 1);
     let token = newest_invitation_token(&app, "new@acme.example");
     assert_eq!(accept(&app, &token, "New Person"), Status::SeeOther);
     let org: Option<String> = app.with_conn(|c| {
@@ -555,9 +527,9 @@ fn an_administrators_invitation_into_an_organisation_waits_for_its_admin_or_an_o
     assert_eq!(org.as_deref(), Some(acme.as_str()));
 
     // Into an organisation without an administrator: an officer approves it; Acme's admin gets 404.
-    let before = outbox(&app).len();
+    let before = app.outbox().len();
     let id = admin_invites("first@orphan.example", &orphan);
-    assert_eq!(outbox(&app).len(), before);
+    assert_eq!(app.outbox().len(), before);
     assert_eq!(
         a.post(&format!("/organisation/invitations/{id}/approve"), &[])
             .status,
@@ -572,7 +544,7 @@ fn an_administrators_invitation_into_an_organisation_waits_for_its_admin_or_an_o
         &[],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    assert_eq!(outbox(&app).len(), before + 1);
+    assert_eq!(app.outbox().len(), before + 1);
     let token = newest_invitation_token(&app, "first@orphan.example");
     assert_eq!(accept(&app, &token, "First Person"), Status::SeeOther);
     assert_eq!(app.audit_count("invitation.approve"), 2);

@@ -190,46 +190,58 @@ pub struct InvitationRow {
     pub expired: bool,
 }
 
+/// Adds the names a person needs to decide: two batched lookups (organisations, inviters), not two per row.
 fn rows(conn: &mut DbConn, list: Vec<Invitation>, now: i64) -> QueryResult<Vec<InvitationRow>> {
-    let mut out = Vec::with_capacity(list.len());
-    for inv in list {
-        let organisation_name = match &inv.organisation_id {
-            Some(id) => organisations::table
-                .find(id)
-                .select(organisations::name)
-                .first(conn)
-                .optional()?,
-            None => None,
-        };
-        let inviter: Option<(String, String)> = match &inv.invited_by {
-            Some(id) => users::table
-                .find(id)
-                .select((users::display_name, users::email))
-                .first(conn)
-                .optional()?,
-            None => None,
-        };
-        out.push(InvitationRow {
-            role_label: inv.role().label(),
-            organisation_name,
-            invited_by_name: inviter.as_ref().map(|i| i.0.clone()),
-            invited_by_email: inviter.map(|i| i.1),
-            expired: inv.state == SENT && inv.expires_at <= now,
-            invitation: inv,
-        });
-    }
-    Ok(out)
+    use std::collections::HashMap;
+    let org_ids: Vec<&str> = list
+        .iter()
+        .filter_map(|i| i.organisation_id.as_deref())
+        .collect();
+    let inviter_ids: Vec<&str> = list
+        .iter()
+        .filter_map(|i| i.invited_by.as_deref())
+        .collect();
+    let org_names: HashMap<String, String> = organisations::table
+        .filter(organisations::id.eq_any(&org_ids))
+        .select((organisations::id, organisations::name))
+        .load(conn)?
+        .into_iter()
+        .collect();
+    let inviters: HashMap<String, (String, String)> = users::table
+        .filter(users::id.eq_any(&inviter_ids))
+        .select((users::id, (users::display_name, users::email)))
+        .load(conn)?
+        .into_iter()
+        .collect();
+    Ok(list
+        .into_iter()
+        .map(|inv| {
+            let inviter = inv.invited_by.as_ref().and_then(|id| inviters.get(id));
+            InvitationRow {
+                role_label: inv.role().label(),
+                organisation_name: inv
+                    .organisation_id
+                    .as_ref()
+                    .and_then(|id| org_names.get(id).cloned()),
+                invited_by_name: inviter.map(|i| i.0.clone()),
+                invited_by_email: inviter.map(|i| i.1.clone()),
+                expired: inv.state == SENT && inv.expires_at <= now,
+                invitation: inv,
+            }
+        })
+        .collect())
 }
 
-/// Open invitations into one organisation (its administrator's list), newest first.
-pub fn open_for_organisation(
+/// Invitations into one organisation whose link is out (its administrator's list), newest first. Those
+/// still waiting for its approval are `awaiting_for_organisation`.
+pub fn sent_for_organisation(
     conn: &mut DbConn,
     organisation_id: &str,
     now: i64,
 ) -> QueryResult<Vec<InvitationRow>> {
     let list = invitations::table
         .filter(invitations::organisation_id.eq(organisation_id))
-        .filter(invitations::state.eq_any([AWAITING_APPROVAL, SENT]))
+        .filter(invitations::state.eq(SENT))
         .order(invitations::created_at.desc())
         .select(Invitation::as_select())
         .load(conn)?;
@@ -281,6 +293,50 @@ pub fn awaiting_for_organisation(
         .select(Invitation::as_select())
         .load(conn)?;
     rows(conn, list, now)
+}
+
+/// Administrators' invitations into organisations that have no active, confirmed administrator (a PCII
+/// officer decides those), optionally for one organisation, oldest first. The test of "has an administrator"
+/// is `organisation_admins`, as a correlated subquery.
+pub fn awaiting_officer(
+    conn: &mut DbConn,
+    organisation_id: Option<&str>,
+    now: i64,
+) -> QueryResult<Vec<InvitationRow>> {
+    let admins = users::table
+        .filter(users::organisation_id.eq(invitations::organisation_id))
+        .filter(users::org_admin.eq(true))
+        .filter(users::disabled.eq(false))
+        .filter(users::email_verified_at.is_not_null())
+        .select(users::id);
+    let mut query = invitations::table
+        .filter(invitations::state.eq(AWAITING_APPROVAL))
+        .filter(invitations::approval.eq(Approval::Organisation.as_str()))
+        .filter(invitations::organisation_id.is_not_null())
+        .filter(diesel::dsl::not(diesel::dsl::exists(admins)))
+        .order(invitations::created_at.asc())
+        .limit(200)
+        .select(Invitation::as_select())
+        .into_boxed();
+    if let Some(org) = organisation_id {
+        query = query.filter(invitations::organisation_id.eq(org.to_string()));
+    }
+    let list = query.load(conn)?;
+    rows(conn, list, now)
+}
+
+/// How many grants wait for a second administrator: staff invitations and changes of privilege.
+pub fn pending_for_second_administrator(conn: &mut DbConn) -> QueryResult<i64> {
+    let invitations: i64 = invitations::table
+        .filter(invitations::state.eq(AWAITING_APPROVAL))
+        .filter(invitations::approval.eq(Approval::SecondAdministrator.as_str()))
+        .count()
+        .get_result(conn)?;
+    let changes: i64 = privilege_requests::table
+        .filter(privilege_requests::state.eq("pending"))
+        .count()
+        .get_result(conn)?;
+    Ok(invitations + changes)
 }
 
 /// The organisation's active, confirmed administrators (who approve invitations into it).

@@ -58,9 +58,7 @@ async fn index(
         .state
         .db
         .run(move |c| {
-            let now = crate::db::now();
-            let pending = invitation::awaiting(c, Approval::SecondAdministrator, now)?.len()
-                + invitation::pending_privilege_requests(c)?.len();
+            let pending = invitation::pending_for_second_administrator(c)?;
             Ok((
                 account::list_accounts(c, role, page)?,
                 settings::self_registration_open(c)?,

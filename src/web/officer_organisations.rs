@@ -5,10 +5,9 @@ use rocket::form::FromForm;
 use serde::Serialize;
 
 use crate::auth::membership;
-use crate::db::DbConn;
 use crate::error::AppResult;
 use crate::models::account::{self, Organisation};
-use crate::models::invitation::{self, Approval, InvitationRow};
+use crate::models::invitation::{self, InvitationRow};
 use crate::models::organisation::{self as orgs, OrganisationFilter, ORGANISATIONS_PER_PAGE};
 use crate::web::deliver;
 use crate::web::forms::{trimmed, CsrfForm, NoFields};
@@ -20,27 +19,6 @@ pub fn routes() -> Vec<rocket::Route> {
 }
 
 const LIST: &str = "/officer/organisations";
-
-/// Administrators' invitations into organisations without an organisation administrator: an officer decides
-/// those (optionally only for one organisation).
-fn awaiting_officer(
-    conn: &mut DbConn,
-    organisation_id: Option<&str>,
-) -> AppResult<Vec<InvitationRow>> {
-    let mut out = Vec::new();
-    for row in invitation::awaiting(conn, Approval::Organisation, crate::db::now())? {
-        let Some(org) = row.invitation.organisation_id.clone() else {
-            continue;
-        };
-        if organisation_id.is_some_and(|o| o != org) {
-            continue;
-        }
-        if invitation::organisation_admins(conn, &org)?.is_empty() {
-            out.push(row);
-        }
-    }
-    Ok(out)
-}
 
 #[derive(Debug, Clone, Serialize)]
 struct ListForm {
@@ -103,7 +81,12 @@ async fn list(
     let ((rows, total), awaiting) = ctx
         .state
         .db
-        .run(move |c| Ok((orgs::list(c, &filter, page)?, awaiting_officer(c, None)?)))
+        .run(move |c| {
+            Ok((
+                orgs::list(c, &filter, page)?,
+                invitation::awaiting_officer(c, None, crate::db::now())?,
+            ))
+        })
         .await?;
     let pages = ((total + ORGANISATIONS_PER_PAGE - 1) / ORGANISATIONS_PER_PAGE).max(1);
     Ok(Page::new("officer/organisations.html.tera")
@@ -154,7 +137,7 @@ async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<P
                 members: orgs::members(c, &id, true)?,
                 submissions: orgs::submission_count(c, &id)?,
                 merged_from: orgs::merged_from(c, &id)?,
-                awaiting: awaiting_officer(c, Some(&id))?,
+                awaiting: invitation::awaiting_officer(c, Some(&id), crate::db::now())?,
                 has_admin: !invitation::organisation_admins(c, &id)?.is_empty(),
                 verified_by_name,
                 merged_into,

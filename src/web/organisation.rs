@@ -50,10 +50,7 @@ async fn overview(ctx: &Ctx<'_>, organisation_id: &str) -> AppResult<Overview> {
             let now = crate::db::now();
             let organisation = orgs::find(c, &org)?;
             let members = orgs::members(c, &org, false)?;
-            let open: Vec<InvitationRow> = invitation::open_for_organisation(c, &org, now)?
-                .into_iter()
-                .filter(|i| i.invitation.state == invitation::SENT)
-                .collect();
+            let open = invitation::sent_for_organisation(c, &org, now)?;
             let awaiting = invitation::awaiting_for_organisation(c, &org, now)?;
             Ok(Overview {
                 organisation,

@@ -568,6 +568,7 @@ impl TestApp {
                 std::fs::read_to_string(p)
                     .unwrap()
                     .replace("=\r\n", "")
+                    .replace("=\n", "")
                     .replace("=3D", "=")
             })
             .collect()
