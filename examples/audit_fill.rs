@@ -9,7 +9,7 @@ fn main() -> Result<(), String> {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
-    let figment = pcii_portal::config::figment();
+    let figment = pcii_portal::figment();
     let settings = pcii_portal::config::load(&figment)?;
     let opened = pcii_portal::keys::open_all(&settings)?;
     let audit = AuditLog::new(opened.audit_signer, settings.audit_checkpoint_every);

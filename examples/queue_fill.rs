@@ -170,7 +170,7 @@ fn main() -> Result<(), String> {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(100_000);
-    let figment = pcii_portal::config::figment();
+    let figment = pcii_portal::figment();
     let settings = pcii_portal::config::load(&figment)?;
     let pool = db::Db::open(&settings.database_url(), 2)?;
     let mut conn = pool.get().map_err(|e| e.to_string())?;

@@ -2,8 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rocket::figment::providers::{Env, Format, Serialized, Toml};
-use rocket::figment::{Figment, Profile};
+use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 /// Every setting of the portal, with its default. The README's configuration table mirrors this struct.
@@ -193,28 +192,6 @@ impl Settings {
     }
 }
 
-/// The figment every entry point reads: Rocket's own settings and ours, from one place.
-pub fn figment() -> Figment {
-    let file = std::env::var("PCII_CONFIG").unwrap_or_else(|_| "Rocket.toml".into());
-    Figment::from(rocket::Config::default())
-        .merge(Serialized::defaults(Settings::default()))
-        // Rocket trusts X-Real-IP by default; address-keyed throttling must not be dodgeable.
-        .merge(("ip_header", false))
-        .merge(("log_level", rocket::config::LogLevel::Off))
-        // No `Server: Rocket` header: nothing to fingerprint.
-        .merge(("ident", false))
-        .merge(Toml::file(file).nested())
-        .merge(
-            Env::prefixed("PCII_")
-                .ignore(&["PROFILE", "CONFIG"])
-                .global(),
-        )
-        .select(Profile::from_env_or(
-            "PCII_PROFILE",
-            rocket::Config::DEFAULT_PROFILE,
-        ))
-}
-
 pub fn load(figment: &Figment) -> Result<Settings, String> {
     let settings: Settings = figment
         .extract()
@@ -247,6 +224,7 @@ pub fn display_path(p: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use figment::providers::Serialized;
 
     #[test]
     fn the_smtp_password_is_read_from_the_environment_but_never_printed() {

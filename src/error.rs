@@ -1,34 +1,37 @@
-//! One error type, mapped to a status by meaning. The public message is safe to show; details go to tracing only.
-
-use std::sync::Mutex;
-
-use rocket::http::Status;
-use rocket::response::{self, Responder};
-use rocket::Request;
+//! The domain's one error type: what went wrong, in the terms of the work, not of the transport. The web
+//! layer maps it to a status, a page or JSON (`web::error`); the CLI prints it. A message carried by a
+//! variant is safe to show the person who asked; `Internal` details go to tracing only.
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// Also used for objects the asker may not see: the same answer as for ids that do not exist.
     #[error("not found")]
     NotFound,
+    /// It existed and no longer does (content destroyed, link used).
     #[error("gone: {0}")]
     Gone(String),
-    #[error("login required")]
-    Unauthorized,
-    #[error("forbidden: {0}")]
-    Forbidden(String),
-    #[error("bad request: {0}")]
-    BadRequest(String),
+    /// The person may not do this, and is told why.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The request could not be understood (a form that is not the portal's, a broken upload).
+    #[error("malformed: {0}")]
+    Malformed(String),
+    /// Understood, but breaks a rule of the work (a missing reason, a step the lifecycle forbids).
     #[error("invalid: {0}")]
     Invalid(String),
+    /// The state changed underneath (taken, already decided, a race lost).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// Larger than a configured limit.
     #[error("too large: {0}")]
     TooLarge(String),
-    #[error("too many requests: {0}")]
-    TooManyRequests(String),
+    /// Too many attempts; try later.
+    #[error("throttled: {0}")]
+    Throttled(String),
+    /// Ours, and passing: the database or the store is busy or down.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// Ours, and a fault.
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -36,33 +39,17 @@ pub enum AppError {
 pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
-    pub fn status(&self) -> Status {
-        match self {
-            AppError::NotFound => Status::NotFound,
-            AppError::Gone(_) => Status::Gone,
-            AppError::Unauthorized => Status::Unauthorized,
-            AppError::Forbidden(_) => Status::Forbidden,
-            AppError::BadRequest(_) => Status::BadRequest,
-            AppError::Invalid(_) => Status::UnprocessableEntity,
-            AppError::Conflict(_) => Status::Conflict,
-            AppError::TooLarge(_) => Status::PayloadTooLarge,
-            AppError::TooManyRequests(_) => Status::TooManyRequests,
-            AppError::Unavailable(_) => Status::ServiceUnavailable,
-            AppError::Internal(_) => Status::InternalServerError,
-        }
-    }
-
     /// What the person is told. Internal details never leave the server.
     pub fn public_message(&self) -> Option<String> {
         match self {
             AppError::Gone(m)
-            | AppError::Forbidden(m)
-            | AppError::BadRequest(m)
+            | AppError::Refused(m)
+            | AppError::Malformed(m)
             | AppError::Invalid(m)
             | AppError::Conflict(m)
             | AppError::TooLarge(m)
-            | AppError::TooManyRequests(m) => Some(m.clone()),
-            _ => None,
+            | AppError::Throttled(m) => Some(m.clone()),
+            AppError::NotFound | AppError::Unavailable(_) | AppError::Internal(_) => None,
         }
     }
 }
@@ -79,40 +66,5 @@ impl From<diesel::result::Error> for AppError {
 impl From<std::io::Error> for AppError {
     fn from(e: std::io::Error) -> Self {
         AppError::Internal(format!("io: {e}"))
-    }
-}
-
-/// The message an error wants shown, handed from the failing route to the catcher that renders the page.
-#[derive(Default)]
-pub struct ErrorMessage(pub Mutex<Option<String>>);
-
-pub fn set_error_message(req: &Request<'_>, message: String) {
-    let slot = req.local_cache(ErrorMessage::default);
-    if let Ok(mut m) = slot.0.lock() {
-        *m = Some(message);
-    }
-}
-
-pub fn error_message(req: &Request<'_>) -> Option<String> {
-    req.local_cache(ErrorMessage::default)
-        .0
-        .lock()
-        .ok()
-        .and_then(|m| m.clone())
-}
-
-impl<'r> Responder<'r, 'static> for AppError {
-    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
-        let status = self.status();
-        if status.code >= 500 {
-            tracing::error!(status = status.code, error = %self, "request failed");
-        } else {
-            tracing::info!(status = status.code, "request refused");
-        }
-        if let Some(m) = self.public_message() {
-            set_error_message(req, m);
-        }
-        // The catcher for this status renders the page (or JSON), so every error looks and is headed the same.
-        Err(status)
     }
 }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod domain;
 pub mod error;
 pub mod export;
 pub mod keys;
@@ -24,7 +25,8 @@ pub mod workflow;
 
 use std::sync::Arc;
 
-use rocket::figment::Figment;
+use rocket::figment::providers::{Env, Format, Serialized, Toml};
+use rocket::figment::{Figment, Profile};
 use rocket::{Build, Rocket};
 
 use crate::audit::log::AuditLog;
@@ -71,6 +73,29 @@ impl AppState {
     }
 }
 
+/// The figment every entry point reads: Rocket's own settings and ours (`config::Settings`), from one place:
+/// defaults, then `Rocket.toml` (or the file named by `PCII_CONFIG`), then `PCII_` variables.
+pub fn figment() -> Figment {
+    let file = std::env::var("PCII_CONFIG").unwrap_or_else(|_| "Rocket.toml".into());
+    Figment::from(rocket::Config::default())
+        .merge(Serialized::defaults(Settings::default()))
+        // Rocket trusts X-Real-IP by default; address-keyed throttling must not be dodgeable.
+        .merge(("ip_header", false))
+        .merge(("log_level", rocket::config::LogLevel::Off))
+        // No `Server: Rocket` header: nothing to fingerprint.
+        .merge(("ident", false))
+        .merge(Toml::file(file).nested())
+        .merge(
+            Env::prefixed("PCII_")
+                .ignore(&["PROFILE", "CONFIG"])
+                .global(),
+        )
+        .select(Profile::from_env_or(
+            "PCII_PROFILE",
+            rocket::Config::DEFAULT_PROFILE,
+        ))
+}
+
 /// What start-up did, for the caller to tell the operator about (the setup link, generated keys).
 pub struct Startup {
     pub generated_keys: Vec<String>,
@@ -98,7 +123,7 @@ pub fn build(figment: Figment) -> Result<(Rocket<Build>, Startup), String> {
     let audit = AuditLog::new(opened.audit_signer, settings.audit_checkpoint_every);
     let hasher = Hasher::new(&settings)?;
     let mailer = mail::Mailer::from_settings(&settings, &config::origin(&figment, &settings))?;
-    let throttle_key = auth::throttle::ThrottleKey::derive(opened.rocket_secret.as_bytes());
+    let throttle_key = auth::throttle::ThrottleKey::derive(opened.cookie_secret.as_bytes());
 
     let mut conn = db.get().map_err(|e| e.to_string())?;
     if !opened.generated.is_empty() {
@@ -111,7 +136,7 @@ pub fn build(figment: Figment) -> Result<(Rocket<Build>, Startup), String> {
             .map_err(|e| format!("issuing the setup link: {e}"))?;
     drop(conn);
 
-    let figment = figment.merge(("secret_key", opened.rocket_secret.as_str()));
+    let figment = figment.merge(("secret_key", opened.cookie_secret.as_str()));
     let state = AppState {
         settings,
         db,

@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand};
 use pcii_portal::audit::log::Actor;
 use pcii_portal::auth::accounts::{self, AccountChange, Membership, NewAccount};
 use pcii_portal::auth::password::Hasher;
-use pcii_portal::models::account::{self as account_model, Role};
+use pcii_portal::domain::Role;
+use pcii_portal::models::account as account_model;
 use pcii_portal::{cli, config, db, keys, logging};
 
 #[derive(Parser)]
@@ -121,12 +122,14 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let figment = config::figment();
+    let figment = pcii_portal::figment();
     let settings = match config::load(&figment) {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    logging::init(&settings.log_format);
+    // Rocket's own `log` output is bridged and kept at warnings: its request lines would print raw URIs,
+    // and setup links carry a token in the path.
+    logging::init(&settings.log_format, "info,rocket=warn,_=warn");
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(figment),
         Command::Migrate => {

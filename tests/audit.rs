@@ -5,7 +5,7 @@ mod common;
 use std::process::Command;
 
 use common::{header, TestApp};
-use pcii_portal::models::account::Role;
+use pcii_portal::domain::Role;
 use rocket::http::Status;
 
 const GET_ROUTES: &[&str] = &[

@@ -76,11 +76,7 @@ fn verify_live_catches_a_changed_entry_on_sqlite() {
     if app.database_url.starts_with("postgres") {
         return; // the append-only trigger there needs the table owner to drop; covered on SQLite
     }
-    app.create_user(
-        pcii_portal::models::account::Role::Auditor,
-        "aud@example.gov",
-        None,
-    );
+    app.create_user(pcii_portal::domain::Role::Auditor, "aud@example.gov", None);
     let own_key = app.state().audit.public_key_hex();
     app.with_conn(|c| pcii_portal::cli::verify_live(c, &[], Some(&own_key)))
         .expect("intact at first");

@@ -5,7 +5,7 @@ mod common;
 use common::{encode, Browser, TestApp, PASSWORD};
 use rocket::http::{Header, Status};
 
-use pcii_portal::models::account::Role;
+use pcii_portal::domain::Role;
 
 fn assert_security_headers(page: &common::Page) {
     let csp = page.header("Content-Security-Policy").expect("CSP header");
@@ -85,7 +85,7 @@ fn keys_are_generated_private_and_reused() {
         .contains('*'));
     let before = std::fs::read(keys.join("age-identities.txt")).unwrap();
     // A second start on the same directories reuses the keys.
-    let figment = pcii_portal::config::figment()
+    let figment = pcii_portal::figment()
         .merge(("data_dir", app.data_dir()))
         .merge(("keys_dir", keys.clone()))
         .merge(("database_url", app.database_url.clone()));

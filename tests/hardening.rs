@@ -11,7 +11,7 @@ use diesel::prelude::*;
 use rocket::http::{Header, Status};
 
 use pcii_portal::db::schema::{audit_entries, login_throttle, sessions, users};
-use pcii_portal::models::account::Role;
+use pcii_portal::domain::Role;
 
 fn addr(s: &str) -> SocketAddr {
     format!("{s}:40000").parse().unwrap()

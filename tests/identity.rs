@@ -10,7 +10,8 @@ use rocket::http::Status;
 use pcii_portal::audit::log::Actor;
 use pcii_portal::auth::accounts::Membership;
 use pcii_portal::auth::invitations::{self, InvitationRequest, Invited};
-use pcii_portal::models::account::{self, Role};
+use pcii_portal::domain::Role;
+use pcii_portal::models::account;
 
 fn submit(b: &mut Browser<'_>) -> String {
     let mut parts = complete_fields("Company A's narrative", "submit");

@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use rocket::http::Status;
 
 use pcii_portal::db::schema::{attachments, blobs, submissions};
-use pcii_portal::models::account::Role;
+use pcii_portal::domain::Role;
 
 fn location(page: &common::Page) -> String {
     page.header("Location").expect("a redirect").to_string()

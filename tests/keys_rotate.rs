@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use pcii_portal::crypto::keys::KeyRing;
 use pcii_portal::crypto::stream::{open_verified, seal_reader};
 use pcii_portal::db::schema::{blobs, submissions};
-use pcii_portal::models::account::Role;
+use pcii_portal::domain::Role;
 use pcii_portal::models::blob::{self, BlobRow};
 use pcii_portal::storage::fs::FsBlobStore;
 

@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use rocket::http::Status;
 
 use pcii_portal::db::schema::{audit_entries, blobs, grants, submissions, users};
-use pcii_portal::models::account::Role;
+use pcii_portal::domain::Role;
 
 const PCII: &str = "PROTECTED CRITICAL INFRASTRUCTURE INFORMATION";
 const PENDING: &str = "PCII — PENDING VALIDATION";

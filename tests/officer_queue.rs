@@ -12,7 +12,8 @@ use diesel::prelude::*;
 use rocket::http::Status;
 
 use pcii_portal::db::schema::submissions;
-use pcii_portal::models::account::{self, Role};
+use pcii_portal::domain::Role;
+use pcii_portal::models::account;
 use pcii_portal::models::queue::{self, QueueFilter, QueueSort, QueueStatus, PER_PAGE};
 use pcii_portal::time::DAY;
 

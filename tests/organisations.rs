@@ -12,7 +12,8 @@ use pcii_portal::audit::log::Actor;
 use pcii_portal::auth::accounts::Membership;
 use pcii_portal::auth::invitations::{self, InvitationRequest, Invited};
 use pcii_portal::db::schema::{audit_entries, invitations as inv_t, organisations, users};
-use pcii_portal::models::account::{self, Role};
+use pcii_portal::domain::Role;
+use pcii_portal::models::account;
 
 // ---- helpers ----
 

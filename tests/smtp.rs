@@ -67,7 +67,7 @@ fn a_colleague_invited_by_email_reads_the_companys_submissions_until_removed() {
     let (app, maildir) = smtp_app();
     assert!(app.state().mailer.describe().contains("SMTP"));
     let mut lead = app.login_as(
-        pcii_portal::models::account::Role::Submitter,
+        pcii_portal::domain::Role::Submitter,
         "lead@acme-smtp.example",
         Some("Acme"),
     );

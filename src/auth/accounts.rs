@@ -8,8 +8,9 @@ use super::sessions;
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
 use crate::db::schema::{setup_tokens, users};
 use crate::db::{new_id, now, DbConn};
+use crate::domain::Role;
 use crate::error::{AppError, AppResult};
-use crate::models::account::{self, normalize_email, NewUser, Role};
+use crate::models::account::{self, normalize_email, NewUser};
 
 /// Field-level problems with a form, shown next to each field.
 #[derive(Debug, Default, Clone, serde::Serialize)]

@@ -19,9 +19,10 @@ use crate::audit::log::{Actor, AuditLog, Event, Outcome};
 use crate::config::Settings;
 use crate::db::schema::users;
 use crate::db::{new_id, now, DbConn};
+use crate::domain::Role;
 use crate::error::{AppError, AppResult};
 use crate::mail::{messages, Mail, Mailer};
-use crate::models::account::{self, normalize_email, NewUser, Role, User};
+use crate::models::account::{self, normalize_email, NewUser, User};
 use crate::models::invitation::{
     self as model, Approval, Invitation, NewInvitation, ACCEPTED, AWAITING_APPROVAL, REFUSED,
     REVOKED,
@@ -151,7 +152,7 @@ pub fn invite(
             None,
         ),
         (Role::Submitter, _) => {
-            return Err(AppError::Forbidden(
+            return Err(AppError::Refused(
                 "Only your organisation's administrator invites its members.".into(),
             ))
         }
@@ -193,7 +194,7 @@ pub fn invite(
             )
         }
         _ => {
-            return Err(AppError::Forbidden(
+            return Err(AppError::Refused(
                 "Your role does not invite anyone.".into(),
             ))
         }

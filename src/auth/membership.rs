@@ -6,8 +6,9 @@
 
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
 use crate::db::{now, DbConn};
+use crate::domain::Role;
 use crate::error::{AppError, AppResult};
-use crate::models::account::{self, Role, User};
+use crate::models::account::{self, User};
 use crate::models::invitation::organisation_admins;
 use crate::models::organisation as model;
 
@@ -121,7 +122,7 @@ pub fn revoke_admin(
 /// An officer recorded against an organisation (a conflict of interest) decides nothing about it.
 fn officer_may_act(officer: &User, organisation_ids: &[&str]) -> AppResult<()> {
     if officer.role() != Role::Officer {
-        return Err(AppError::Forbidden("Only a PCII officer does this.".into()));
+        return Err(AppError::Refused("Only a PCII officer does this.".into()));
     }
     if let Some(own) = officer.organisation_id.as_deref() {
         if organisation_ids.contains(&own) {

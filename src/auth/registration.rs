@@ -11,9 +11,10 @@ use crate::audit::log::{Actor, AuditLog, Event, Outcome};
 use crate::config::Settings;
 use crate::db::schema::users;
 use crate::db::{new_id, now, DbConn};
+use crate::domain::Role;
 use crate::error::{AppError, AppResult};
 use crate::mail::{messages, Mail, Mailer};
-use crate::models::account::{self, normalize_email, NewUser, Role};
+use crate::models::account::{self, normalize_email, NewUser};
 use crate::models::account_token::{self, Purpose};
 use crate::models::settings;
 
@@ -61,7 +62,7 @@ pub fn register(
             actor,
             Event::new("account.register", Outcome::Refused).reason("throttled"),
         )?;
-        return Err(AppError::TooManyRequests(
+        return Err(AppError::Throttled(
             "Too many registrations from your network. Try again in an hour.".into(),
         ));
     }
@@ -72,7 +73,7 @@ pub fn register(
     let verify_secs = settings.email_verification_hours * HOUR;
     audit.fact(conn, actor, |tx| {
         if !settings::self_registration_open(tx)? {
-            return Err(AppError::Forbidden(
+            return Err(AppError::Refused(
                 "Self-registration is closed. Ask the PCII Program Office for an account.".into(),
             ));
         }
@@ -208,7 +209,7 @@ pub fn request_reset(
             actor,
             Event::new("account.reset_request", Outcome::Refused).reason("throttled"),
         )?;
-        return Err(AppError::TooManyRequests(
+        return Err(AppError::Throttled(
             "Too many requests from your network. Try again in an hour.".into(),
         ));
     }

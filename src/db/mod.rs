@@ -157,7 +157,7 @@ impl Db {
         R: Send + 'static,
     {
         let db = self.clone();
-        rocket::tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let mut conn = db.get()?;
             f(&mut conn)
         })

@@ -3,56 +3,10 @@
 use diesel::prelude::*;
 use serde::Serialize;
 
+use crate::domain::Role;
+
 use crate::db::schema::{organisations, sessions, users};
 use crate::db::DbConn;
-
-/// One role per account (PCII.md, "The people").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Submitter,
-    Officer,
-    AuthorizedUser,
-    Auditor,
-    Administrator,
-}
-
-impl Role {
-    pub const ALL: [Role; 5] = [
-        Role::Submitter,
-        Role::Officer,
-        Role::AuthorizedUser,
-        Role::Auditor,
-        Role::Administrator,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Submitter => "submitter",
-            Role::Officer => "officer",
-            Role::AuthorizedUser => "authorized_user",
-            Role::Auditor => "auditor",
-            Role::Administrator => "administrator",
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Role::Submitter => "Submitter",
-            Role::Officer => "PCII officer",
-            Role::AuthorizedUser => "Authorized user",
-            Role::Auditor => "Auditor",
-            Role::Administrator => "Administrator",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        let s = s.trim().to_ascii_lowercase().replace(['-', ' '], "_");
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s || (s == "admin" && *r == Role::Administrator))
-    }
-}
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = users)]

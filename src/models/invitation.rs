@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::db::schema::{invitations, organisations, privilege_requests, users};
 use crate::db::DbConn;
-use crate::models::account::Role;
+use crate::domain::Role;
 
 /// Whose approval an invitation waits for before its link is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

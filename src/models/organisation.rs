@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::db::schema::{invitations, notices, organisations, submissions, users};
 use crate::db::DbConn;
-use crate::models::account::{Organisation, Role, User};
+use crate::domain::Role;
+use crate::models::account::{Organisation, User};
 use crate::models::invitation::{AWAITING_APPROVAL, SENT};
 
 diesel::define_sql_function! {

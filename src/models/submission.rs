@@ -105,9 +105,8 @@ pub struct Submission {
 }
 
 impl Submission {
-    pub fn status(&self) -> crate::workflow::lifecycle::Status {
-        crate::workflow::lifecycle::Status::parse(&self.status)
-            .unwrap_or(crate::workflow::lifecycle::Status::Destroyed)
+    pub fn status(&self) -> crate::domain::Status {
+        crate::domain::Status::parse(&self.status).unwrap_or(crate::domain::Status::Destroyed)
     }
 }
 

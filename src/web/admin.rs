@@ -8,8 +8,9 @@ use rocket::Either;
 
 use crate::auth::accounts::{self, AccountChange, FieldErrors, Membership};
 use crate::auth::invitations::{self, Applied, InvitationRequest, Invited, PrivilegeChange};
+use crate::domain::Role;
 use crate::error::{AppError, AppResult};
-use crate::models::account::{self, Role, ACCOUNTS_PER_PAGE};
+use crate::models::account::{self, ACCOUNTS_PER_PAGE};
 use crate::models::invitation::{self, Approval};
 use crate::models::settings;
 use crate::web::account::account_view;

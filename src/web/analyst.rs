@@ -38,7 +38,7 @@ async fn admit(ctx: &Ctx<'_>, user: &AnalystUser<'_>, id: &str) -> AppResult<Sub
                 .db
                 .run(move |c| audit.record(c, &actor, event))
                 .await?;
-            Err(AppError::Forbidden(refusal.message().into()))
+            Err(AppError::Refused(refusal.message().into()))
         }
     }
 }

@@ -5,7 +5,7 @@ use rocket::response::{self, Responder};
 use rocket::serde::json::json;
 use rocket::{Catcher, Request, Response};
 
-use crate::error::error_message;
+use crate::web::error::error_message;
 use crate::web::fairings::request_id;
 use crate::web::guards::cached;
 use crate::web::pages::Page;

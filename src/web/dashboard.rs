@@ -6,8 +6,9 @@ use rocket::http::{RawStr, Status};
 use rocket::response::Redirect;
 use serde::Serialize;
 
+use crate::domain::Role;
 use crate::error::AppResult;
-use crate::models::account::{self, Organisation, Role};
+use crate::models::account::{self, Organisation};
 use crate::models::queue::{self, QueueFilter, QueueSort, QueueStatus};
 use crate::models::sectors;
 use crate::models::submission::{self, PER_PAGE};
@@ -63,7 +64,7 @@ async fn submitter_home(
     let rows: Vec<serde_json::Value> = rows
         .into_iter()
         .map(|s| {
-            let label = crate::workflow::lifecycle::Status::parse(&s.status)
+            let label = crate::domain::Status::parse(&s.status)
                 .map(|st| st.label())
                 .unwrap_or("");
             let mut v = serde_json::to_value(&s).unwrap_or_default();

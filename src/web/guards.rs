@@ -9,7 +9,8 @@ use rocket::Request;
 
 use crate::audit::log::{Actor, Event, Outcome as AuditOutcome};
 use crate::auth::sessions::{self, Lookup};
-use crate::models::account::{Role, User};
+use crate::domain::Role;
+use crate::models::account::User;
 use crate::web::fairings::request_id;
 use crate::AppState;
 
@@ -234,7 +235,7 @@ async fn require<'r>(
         ),
         // Until its address is confirmed an account sees nothing of its organisation or role.
         (Some(a), Some(_)) if !a.user.email_verified() => {
-            crate::error::set_error_message(
+            crate::web::error::set_error_message(
                 req,
                 "Confirm your email address first: open the link we sent you. Lost it? Ask for a new one at /verify-email.".into(),
             );

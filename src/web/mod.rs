@@ -7,6 +7,7 @@ pub mod audit;
 pub mod catchers;
 pub mod dashboard;
 pub mod deliver;
+pub mod error;
 pub mod fairings;
 pub mod forms;
 pub mod guards;

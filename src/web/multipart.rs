@@ -56,7 +56,7 @@ pub struct FormStream<'r> {
 }
 
 fn token_refused() -> AppError {
-    AppError::Forbidden(
+    AppError::Refused(
         "The form's security token did not match. Reload the page and send it again.".into(),
     )
 }
@@ -232,7 +232,7 @@ fn broken(e: multer::Error) -> Failure {
         ),
         _ => "The upload was interrupted or is not a well-formed form. Nothing was saved.".into(),
     };
-    Failure::Broken(AppError::BadRequest(message))
+    Failure::Broken(AppError::Malformed(message))
 }
 
 fn file_slot(name: &str) -> Option<u32> {
@@ -244,7 +244,7 @@ impl Reader<'_> {
         while let Some(mut field) = mp.next_field().await.map_err(broken)? {
             self.fields += 1;
             if self.fields > FIELDS_MAX {
-                return Err(Failure::Refused(AppError::BadRequest(
+                return Err(Failure::Refused(AppError::Malformed(
                     "The form has too many fields.".into(),
                 )));
             }
@@ -257,7 +257,7 @@ impl Reader<'_> {
                     self.read_file(&mut field, slot, file_name).await?
                 }
                 (Some(_), None) | (None, Some(_)) => {
-                    return Err(Failure::Refused(AppError::BadRequest(
+                    return Err(Failure::Refused(AppError::Malformed(
                         "Files can only be attached in the form's file fields.".into(),
                     )))
                 }
@@ -283,7 +283,7 @@ impl Reader<'_> {
             value.extend_from_slice(&chunk);
         }
         let value = String::from_utf8(value).map_err(|_| {
-            Failure::Refused(AppError::BadRequest(
+            Failure::Refused(AppError::Malformed(
                 "The form's text is not valid UTF-8.".into(),
             ))
         })?;

@@ -6,8 +6,10 @@ use rocket::form::FromForm;
 use serde_json::json;
 
 use crate::db::schema::{disseminations, grants, submissions, users};
+use crate::domain::Role;
+use crate::domain::Status;
 use crate::error::{AppError, AppResult};
-use crate::models::account::{self, Role};
+use crate::models::account;
 use crate::models::submission::{self, Scope, Submission};
 use crate::web::forms::CsrfForm;
 use crate::web::guards::{Ctx, OfficerUser};
@@ -18,7 +20,6 @@ use crate::web::submissions::{
 };
 use crate::workflow::decisions::{self, Decision, NewDissemination, RECIPIENT_KINDS};
 use crate::workflow::documents::read_content;
-use crate::workflow::lifecycle::Status;
 use crate::AppState;
 
 pub fn routes() -> Vec<rocket::Route> {

@@ -424,7 +424,7 @@ async fn setup(
 /// Where `fairings::OriginCheck` sends a cross-site state-changing request: audited, then 403.
 #[rocket::get("/__refused/cross-site")]
 fn cross_site_refused(_audited: CrossSiteAudited) -> AppError {
-    AppError::Forbidden("This request came from another site and was refused.".into())
+    AppError::Refused("This request came from another site and was refused.".into())
 }
 
 struct CrossSiteAudited;

@@ -11,6 +11,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::audit::log::{Actor, Event, Outcome};
+use crate::domain::Disposition;
+use crate::domain::Status as LifeStatus;
 use crate::error::{AppError, AppResult};
 use crate::models::sectors::SECTORS;
 use crate::models::submission::{self, Attachment, Scope, Submission};
@@ -24,9 +26,8 @@ use crate::workflow::content::{
 };
 use crate::workflow::documents::{open_blob, read_content, PlaintextStream};
 use crate::workflow::intake::{
-    self, Disposition, Request as SubmitterRequest, SaveRequest, SaveResult, Submitter,
+    self, Request as SubmitterRequest, SaveRequest, SaveResult, Submitter,
 };
-use crate::workflow::lifecycle::Status as LifeStatus;
 use crate::AppState;
 
 pub fn routes() -> Vec<rocket::Route> {
@@ -50,9 +51,11 @@ pub fn routes() -> Vec<rocket::Route> {
 fn submitter(user: &SubmitterUser<'_>) -> AppResult<Submitter> {
     Ok(Submitter {
         user_id: user.user.id.clone(),
-        organisation_id: user.user.organisation_id.clone().ok_or_else(|| {
-            AppError::Forbidden("Your account belongs to no organisation.".into())
-        })?,
+        organisation_id: user
+            .user
+            .organisation_id
+            .clone()
+            .ok_or_else(|| AppError::Refused("Your account belongs to no organisation.".into()))?,
     })
 }
 

@@ -5,11 +5,12 @@ use diesel::prelude::*;
 
 use crate::db::schema::grants;
 use crate::db::DbConn;
+use crate::domain::Role;
+use crate::domain::Status;
 use crate::error::{AppError, AppResult};
-use crate::models::account::{Role, User};
+use crate::models::account::User;
 use crate::models::submission::Submission;
 use crate::time::DAY;
-use crate::workflow::lifecycle::Status;
 
 /// Training older than this no longer counts.
 pub const TRAINING_VALID_DAYS: i64 = 365;

@@ -410,11 +410,8 @@ pub struct Marking {
     pub statement: &'static str,
 }
 
-pub fn marking_for(
-    status: crate::workflow::lifecycle::Status,
-    tracking_number: Option<&str>,
-) -> Marking {
-    use crate::workflow::lifecycle::Status;
+pub fn marking_for(status: crate::domain::Status, tracking_number: Option<&str>) -> Marking {
+    use crate::domain::Status;
     let tracking_number = tracking_number.unwrap_or("").to_string();
     let (kind, title, statement) = match status {
         Status::Validated => (

@@ -7,11 +7,13 @@ use diesel::prelude::*;
 use crate::audit::log::{Actor, Event, Outcome};
 use crate::db::schema::{disseminations, grants, submissions, users};
 use crate::db::DbConn;
+use crate::domain::Role;
+use crate::domain::Status;
 use crate::error::{AppError, AppResult};
-use crate::models::account::{Role, User};
+use crate::models::account::User;
 use crate::models::submission::{self, Scope, Submission};
 use crate::time::DAY;
-use crate::workflow::lifecycle::{check, record_transition, Change, Status, Step};
+use crate::workflow::lifecycle::{check, record_transition, Change, Step};
 use crate::AppState;
 
 /// Days the submitter has to cure a defect (6 CFR 29.6(d)).
@@ -65,7 +67,7 @@ fn clean_reason(reason: &str) -> AppResult<Option<String>> {
 /// its own organisation.
 fn not_own(officer: &User, sub: &Submission) -> AppResult<()> {
     if officer.organisation_id.as_deref() == Some(sub.organisation_id.as_str()) {
-        return Err(AppError::Forbidden(
+        return Err(AppError::Refused(
             "You may not act on a submission of your own organisation; another officer must."
                 .into(),
         ));

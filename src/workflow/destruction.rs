@@ -7,10 +7,10 @@ use serde_json::json;
 
 use crate::db::schema::{attachments, blobs, destruction_records, submissions};
 use crate::db::DbConn;
+use crate::domain::Status;
 use crate::error::AppResult;
 use crate::models::blob::BlobRow;
 use crate::models::submission::Submission;
-use crate::workflow::lifecycle::Status;
 
 /// The database half of a destruction, inside the caller's transaction: writes the record, unlinks
 /// every blob row and sets the final status. Returns the storage names to delete once the transaction

@@ -13,8 +13,10 @@ use crate::db::schema::{
     attachments, blobs, notices, submission_events, submissions, tracking_counters,
 };
 use crate::db::DbConn;
+use crate::domain::Disposition;
+use crate::domain::Role;
+use crate::domain::Status;
 use crate::error::{AppError, AppResult};
-use crate::models::account::Role;
 use crate::models::blob;
 use crate::models::submission::{self, Scope, Submission};
 use crate::workflow::content::{
@@ -23,7 +25,7 @@ use crate::workflow::content::{
 };
 use crate::workflow::destruction::destroy_in_tx;
 use crate::workflow::documents::{delete_blobs, read_content, seal_content};
-use crate::workflow::lifecycle::{check, record_transition, Change, Status, Step};
+use crate::workflow::lifecycle::{check, record_transition, Change, Step};
 use crate::AppState;
 
 /// The submitter acting, and the organisation every lookup is scoped to.
@@ -566,28 +568,6 @@ pub async fn delete_draft(
     // removes.
     delete_blobs(state, names).await;
     Ok(())
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    Return,
-    Destroy,
-}
-
-impl Disposition {
-    pub fn parse(s: &str) -> Option<Disposition> {
-        match s {
-            "return" => Some(Disposition::Return),
-            "destroy" => Some(Disposition::Destroy),
-            _ => None,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Disposition::Return => "return",
-            Disposition::Destroy => "destroy",
-        }
-    }
 }
 
 /// What the submitter asks for after sending: withdraw (before a decision), choose return or destroy

@@ -1,79 +1,9 @@
 //! The PCII lifecycle of one submission as a single state machine (6 CFR 29.6 as `../shared/PCII.md`
 //! describes it). Services ask [`check`] before every change; handlers never decide a transition.
 
-use serde::Serialize;
+use crate::domain::Status;
 
-use crate::models::account::Role;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Draft,
-    Received,
-    Defective,
-    Validated,
-    NotValidated,
-    Withdrawn,
-    ProtectionRemoved,
-    Returned,
-    Destroyed,
-}
-
-impl Status {
-    pub const ALL: [Status; 9] = [
-        Status::Draft,
-        Status::Received,
-        Status::Defective,
-        Status::Validated,
-        Status::NotValidated,
-        Status::Withdrawn,
-        Status::ProtectionRemoved,
-        Status::Returned,
-        Status::Destroyed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Draft => "draft",
-            Status::Received => "received",
-            Status::Defective => "defective",
-            Status::Validated => "validated",
-            Status::NotValidated => "not_validated",
-            Status::Withdrawn => "withdrawn",
-            Status::ProtectionRemoved => "protection_removed",
-            Status::Returned => "returned",
-            Status::Destroyed => "destroyed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Status::Draft => "Draft",
-            Status::Received => "Received — presumed protected",
-            Status::Defective => "Defective — awaiting cure",
-            Status::Validated => "Validated PCII",
-            Status::NotValidated => "Not validated",
-            Status::Withdrawn => "Withdrawn",
-            Status::ProtectionRemoved => "Protection removed",
-            Status::Returned => "Returned",
-            Status::Destroyed => "Destroyed",
-        }
-    }
-
-    /// Treated as PCII from receipt until a final decision (29.6(b)), and after validation.
-    pub fn pending_validation(self) -> bool {
-        matches!(self, Status::Received | Status::Defective)
-    }
-
-    /// Content is gone for good (crypto-shredded).
-    pub fn content_destroyed(self) -> bool {
-        matches!(self, Status::Returned | Status::Destroyed)
-    }
-}
+use crate::domain::Role;
 
 /// Every step a person can take on a submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use rocket::local::blocking::{Client, LocalResponse};
 
 use pcii_portal::audit::log::Actor;
 use pcii_portal::auth::accounts::{self, Membership, NewAccount};
-use pcii_portal::models::account::Role;
+use pcii_portal::domain::Role;
 use pcii_portal::AppState;
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -186,7 +186,7 @@ impl TestApp {
 }
 
 fn base_figment(dir: &std::path::Path, database_url: &str) -> rocket::figment::Figment {
-    pcii_portal::config::figment()
+    pcii_portal::figment()
         .merge(("data_dir", dir.join("data")))
         .merge(("keys_dir", dir.join("keys")))
         .merge(("database_url", database_url))

@@ -1,0 +1,60 @@
+//! The one place a domain error becomes HTTP: its status, and the message the catcher shows (as a page
+//! for people, JSON for machines).
+
+use std::sync::Mutex;
+
+use rocket::http::Status;
+use rocket::response::{self, Responder};
+use rocket::Request;
+
+use crate::error::AppError;
+
+pub fn status(e: &AppError) -> Status {
+    match e {
+        AppError::NotFound => Status::NotFound,
+        AppError::Gone(_) => Status::Gone,
+        AppError::Refused(_) => Status::Forbidden,
+        AppError::Malformed(_) => Status::BadRequest,
+        AppError::Invalid(_) => Status::UnprocessableEntity,
+        AppError::Conflict(_) => Status::Conflict,
+        AppError::TooLarge(_) => Status::PayloadTooLarge,
+        AppError::Throttled(_) => Status::TooManyRequests,
+        AppError::Unavailable(_) => Status::ServiceUnavailable,
+        AppError::Internal(_) => Status::InternalServerError,
+    }
+}
+
+/// The message an error wants shown, handed from the failing route to the catcher that renders the page.
+#[derive(Default)]
+pub struct ErrorMessage(pub Mutex<Option<String>>);
+
+pub fn set_error_message(req: &Request<'_>, message: String) {
+    let slot = req.local_cache(ErrorMessage::default);
+    if let Ok(mut m) = slot.0.lock() {
+        *m = Some(message);
+    }
+}
+
+pub fn error_message(req: &Request<'_>) -> Option<String> {
+    req.local_cache(ErrorMessage::default)
+        .0
+        .lock()
+        .ok()
+        .and_then(|m| m.clone())
+}
+
+impl<'r> Responder<'r, 'static> for AppError {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let status = status(&self);
+        if status.code >= 500 {
+            tracing::error!(status = status.code, error = %self, "request failed");
+        } else {
+            tracing::info!(status = status.code, "request refused");
+        }
+        if let Some(m) = self.public_message() {
+            set_error_message(req, m);
+        }
+        // The catcher for this status renders the page (or JSON), so every error looks and is headed the same.
+        Err(status)
+    }
+}
