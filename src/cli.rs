@@ -254,7 +254,13 @@ pub fn audit_verify_live(settings: &Settings, kept: Option<&Path>) -> Result<(),
             Event::new("audit.verify", outcome).reason(reason.clone()),
         )
         .map_err(|e| e.to_string())?;
-    crate::models::audit::record_verification(&mut conn, ok, &reason).map_err(|e| e.to_string())?;
+    crate::models::audit::record_verification(
+        &mut conn,
+        ok,
+        &reason,
+        chrono::Utc::now().timestamp(),
+    )
+    .map_err(|e| e.to_string())?;
     match result {
         Ok(s) => {
             println!(

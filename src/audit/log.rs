@@ -1,5 +1,6 @@
 //! Appending to the audit log inside the caller's transaction, and the "one transaction per fact" helper.
 
+use crate::clock::Clock;
 use std::sync::Arc;
 
 use diesel::prelude::*;
@@ -88,6 +89,8 @@ impl Event {
 pub struct AuditLog {
     signer: Arc<CheckpointSigner>,
     checkpoint_every: i64,
+    /// Timestamps entries and checkpoints.
+    clock: Clock,
 }
 
 impl AuditLog {
@@ -95,7 +98,14 @@ impl AuditLog {
         AuditLog {
             signer: Arc::new(signer),
             checkpoint_every: checkpoint_every.max(1),
+            clock: Clock::system(),
         }
+    }
+
+    /// The same log, timestamping with `clock` (the portal's, so tests that advance it see it here too).
+    pub fn with_clock(mut self, clock: Clock) -> AuditLog {
+        self.clock = clock;
+        self
     }
 
     pub fn public_key_hex(&self) -> String {
@@ -129,7 +139,7 @@ impl AuditLog {
             .select((audit_head::seq, audit_head::entry_hash))
             .first(tx)?;
         let seq = head_seq + 1;
-        let at = crate::db::now();
+        let at = self.clock.now();
         let prev = parse_hash_hex(&head_hash)
             .ok_or_else(|| AppError::Internal("audit head is corrupt".into()))?;
         // Escaped against log injection before hashing, so the stored value is what the hash covers.
@@ -204,7 +214,7 @@ impl AuditLog {
             .ok_or_else(|| AppError::Internal("audit head is corrupt".into()))?;
         let cp = self
             .signer
-            .sign(seq, from_seq, &head, &root, crate::db::now());
+            .sign(seq, from_seq, &head, &root, self.clock.now());
         diesel::insert_into(audit_checkpoints::table)
             .values((
                 audit_checkpoints::seq.eq(cp.seq),

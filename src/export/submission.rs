@@ -11,9 +11,9 @@ use crate::crypto::stream::open_verified;
 use crate::error::{AppError, AppResult};
 use crate::export::{package_stream, safe_member_name, BlockingBody, PackageEntry};
 use crate::models::submission::{self, Submission};
+use crate::services::Services;
 use crate::workflow::content::{marking_for, visible, Content};
 use crate::workflow::documents::read_content;
-use crate::AppState;
 
 pub struct Package {
     pub body: BlockingBody,
@@ -23,7 +23,7 @@ pub struct Package {
 /// Builds the package of a submission the caller already found in its scope and may read.
 /// `purpose` is "export" or "return"; `by` names who asked (for the cover sheet).
 pub async fn build(
-    state: &AppState,
+    state: &Services,
     sub: &Submission,
     purpose: &str,
     by: &str,
@@ -56,7 +56,7 @@ pub async fn build(
         .tracking_number
         .clone()
         .unwrap_or_else(|| "DRAFT".into());
-    let now = crate::db::now();
+    let now = state.clock.now();
 
     let mut used = HashSet::new();
     let mut files = Vec::new();

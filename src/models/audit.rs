@@ -210,9 +210,14 @@ pub struct Verification {
     pub summary: String,
 }
 
-pub fn record_verification(conn: &mut DbConn, ok: bool, summary: &str) -> QueryResult<()> {
+pub fn record_verification(
+    conn: &mut DbConn,
+    ok: bool,
+    summary: &str,
+    now: i64,
+) -> QueryResult<()> {
     let v = Verification {
-        at: crate::db::now(),
+        at: now,
         ok,
         summary: summary.to_string(),
     };

@@ -48,18 +48,10 @@ async fn live_sessions(ctx: &Ctx<'_>, user: &CurrentUser<'_>) -> AppResult<Vec<S
     let s = &ctx.state.settings;
     let (idle, absolute) = (s.session_idle_minutes * 60, s.session_absolute_hours * 3600);
     let (id, hash) = (user.user.id.clone(), user.session_hash.clone());
+    let now = ctx.state.clock.now();
     ctx.state
         .db
-        .run(move |c| {
-            Ok(sessions::list_live(
-                c,
-                &id,
-                &hash,
-                crate::db::now(),
-                idle,
-                absolute,
-            )?)
-        })
+        .run(move |c| Ok(sessions::list_live(c, &id, &hash, now, idle, absolute)?))
         .await
 }
 

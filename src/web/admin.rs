@@ -200,11 +200,11 @@ async fn invite_errors(ctx: &Ctx<'_>, values: &InviteForm, errors: FieldErrors) 
 /// invitation administrators made.
 #[rocket::get("/approvals")]
 async fn approvals(ctx: Ctx<'_>, admin: AdminUser<'_>) -> AppResult<Page> {
+    let now = ctx.state.clock.now();
     let (waiting, roles, open, admins) = ctx
         .state
         .db
-        .run(|c| {
-            let now = crate::db::now();
+        .run(move |c| {
             Ok((
                 invitation::awaiting(c, Approval::SecondAdministrator, now)?,
                 invitation::pending_privilege_requests(c)?,
@@ -492,13 +492,13 @@ struct DateForm {
     expires: String,
 }
 
-fn parse_optional_date(s: &str) -> AppResult<Option<i64>> {
+fn parse_optional_date(s: &str, now: i64) -> AppResult<Option<i64>> {
     if s.trim().is_empty() {
         return Ok(None);
     }
     let ts = crate::time::parse_date(s)
         .ok_or_else(|| AppError::Invalid("Enter the date as YYYY-MM-DD.".into()))?;
-    if ts > crate::db::now() {
+    if ts > now {
         return Err(AppError::Invalid(
             "The date cannot be in the future.".into(),
         ));
@@ -513,7 +513,7 @@ async fn training(
     id: &str,
     form: CsrfForm<DateForm>,
 ) -> AppResult<Notice> {
-    let at = parse_optional_date(&form.0.date)?;
+    let at = parse_optional_date(&form.0.date, ctx.state.clock.now())?;
     apply(
         &ctx,
         id,
@@ -530,7 +530,7 @@ async fn nda(
     id: &str,
     form: CsrfForm<DateForm>,
 ) -> AppResult<Notice> {
-    let signed_at = parse_optional_date(&form.0.date)?;
+    let signed_at = parse_optional_date(&form.0.date, ctx.state.clock.now())?;
     let expires_at = match form.0.expires.trim() {
         "" => None,
         d => Some(

@@ -21,7 +21,7 @@ pub fn routes() -> Vec<rocket::Route> {
 /// says why.
 async fn admit(ctx: &Ctx<'_>, user: &AnalystUser<'_>, id: &str) -> AppResult<Submission> {
     let (u, sid) = (user.user.clone(), id.to_string());
-    let now = crate::db::now();
+    let now = ctx.state.clock.now();
     let verdict = ctx
         .state
         .db

@@ -354,6 +354,7 @@ async fn verify(
 ) -> AppResult<Notice> {
     let (audit, who) = (ctx.state.audit.clone(), ctx.actor.clone());
     let key = ctx.state.audit.public_key_hex();
+    let now = ctx.state.clock.now();
     let message = ctx
         .state
         .db
@@ -367,7 +368,7 @@ async fn verify(
                 ),
                 Err(p) => (Outcome::Failure, p.to_string(), false),
             };
-            model::record_verification(c, ok, &summary)?;
+            model::record_verification(c, ok, &summary, now)?;
             audit.record(
                 c,
                 &who,

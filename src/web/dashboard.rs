@@ -212,7 +212,7 @@ async fn officer_home(
         sort: trimmed(sort),
     };
     let page = trimmed(page);
-    let now = crate::db::now();
+    let now = ctx.state.clock.now();
     let form_ = form.clone();
     let (organisations, checked) = ctx
         .state
@@ -287,7 +287,7 @@ async fn officer_home(
 #[rocket::get("/analyst")]
 async fn analyst_home(ctx: Ctx<'_>, user: AnalystUser<'_>) -> AppResult<Page> {
     let uid = user.user.id.clone();
-    let now = crate::db::now();
+    let now = ctx.state.clock.now();
     let grants = ctx
         .state
         .db

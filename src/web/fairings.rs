@@ -141,7 +141,7 @@ fn cross_site(req: &Request<'_>) -> bool {
     }
     let configured = req
         .rocket()
-        .state::<crate::AppState>()
+        .state::<crate::services::Services>()
         .map(|s| s.settings.public_origin.trim_end_matches('/').to_string())
         .unwrap_or_default();
     if !configured.is_empty() {

@@ -11,8 +11,8 @@ use crate::audit::log::{Actor, Event, Outcome as AuditOutcome};
 use crate::auth::sessions::{self, Lookup};
 use crate::domain::Role;
 use crate::models::account::User;
+use crate::services::Services;
 use crate::web::fairings::request_id;
-use crate::AppState;
 
 pub const SESSION_COOKIE: &str = "pcii_session";
 pub const SESSION_COOKIE_TLS: &str = "__Host-pcii_session";
@@ -62,10 +62,10 @@ struct AuthCache(Result<Option<Authenticated>, StoreUnavailable>);
 #[derive(Debug, Clone, Copy)]
 struct StoreUnavailable;
 
-pub fn app<'r>(req: &'r Request<'_>) -> &'r AppState {
+pub fn app<'r>(req: &'r Request<'_>) -> &'r Services {
     req.rocket()
-        .state::<AppState>()
-        .expect("AppState is managed")
+        .state::<Services>()
+        .expect("Services is managed")
 }
 
 pub fn client_addr(req: &Request<'_>) -> Option<String> {
@@ -90,17 +90,10 @@ async fn lookup(req: &Request<'_>) -> Result<Option<Authenticated>, StoreUnavail
     let state = app(req);
     let idle = state.settings.session_idle_minutes * 60;
     let absolute = state.settings.session_absolute_hours * 3600;
+    let now = state.clock.now();
     let found = state
         .db
-        .run(move |c| {
-            Ok(sessions::lookup(
-                c,
-                &token,
-                crate::db::now(),
-                idle,
-                absolute,
-            )?)
-        })
+        .run(move |c| Ok(sessions::lookup(c, &token, now, idle, absolute)?))
         .await;
     match found {
         Ok(Lookup::Live(b)) => {
@@ -154,7 +147,7 @@ pub async fn authenticated<'r>(req: &'r Request<'_>) -> Option<&'r Authenticated
 
 /// What every handler needs to act and to audit: the state, who asks, from where, in which request.
 pub struct Ctx<'r> {
-    pub state: &'r AppState,
+    pub state: &'r Services,
     pub who: Option<&'r Authenticated>,
     pub actor: Actor,
     pub tls: bool,

@@ -4,10 +4,10 @@ use rocket::http::Status;
 use rocket::serde::json::{json, Value};
 use rocket::State;
 
-use crate::AppState;
+use crate::services::Services;
 
 #[rocket::get("/healthz")]
-async fn healthz(state: &State<AppState>) -> (Status, Value) {
+async fn healthz(state: &State<Services>) -> (Status, Value) {
     let database = state
         .db
         .run(|c| Ok(crate::db::ping(c)))

@@ -17,12 +17,12 @@ use tokio_util::io::ReaderStream;
 
 use crate::crypto::stream::BlobSealer;
 use crate::error::{AppError, AppResult};
+use crate::services::Services;
 use crate::web::forms::{TokenCheck, CSRF_FIELD};
 use crate::web::pages::human_size;
 use crate::workflow::content::{FormFields, FILE_NAME_MAX};
 use crate::workflow::documents::delete_blobs;
 use crate::workflow::intake::IncomingFile;
-use crate::AppState;
 
 mod part_headers;
 use part_headers::{HeaderTooLong, PartHeaderEscaper, HEADER_BLOCK_MAX};
@@ -65,7 +65,7 @@ fn token_refused() -> AppError {
 /// part is not a matching token, is refused (403, audited) whatever else it holds.
 pub async fn open_form<'r>(
     token: &TokenCheck<'_>,
-    state: &AppState,
+    state: &Services,
     content_type: Option<&ContentType>,
     data: Data<'r>,
 ) -> AppResult<FormStream<'r>> {
@@ -157,7 +157,7 @@ async fn read_token(
 
 impl FormStream<'_> {
     /// Reads the rest of the body. Errors: 400 malformed or interrupted, 413 over a limit (named).
-    pub async fn read(mut self, state: &AppState, limits: Limits) -> AppResult<SubmissionForm> {
+    pub async fn read(mut self, state: &Services, limits: Limits) -> AppResult<SubmissionForm> {
         let mut reader = Reader {
             state,
             limits,
@@ -205,7 +205,7 @@ enum Failure {
 }
 
 struct Reader<'a> {
-    state: &'a AppState,
+    state: &'a Services,
     limits: Limits,
     form: SubmissionForm,
     sealer: Option<BlobSealer>,

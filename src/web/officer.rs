@@ -11,6 +11,7 @@ use crate::domain::Status;
 use crate::error::{AppError, AppResult};
 use crate::models::account;
 use crate::models::submission::{self, Scope, Submission};
+use crate::services::Services;
 use crate::web::forms::CsrfForm;
 use crate::web::guards::{Ctx, OfficerUser};
 use crate::web::pages::{Notice, Page};
@@ -20,7 +21,6 @@ use crate::web::submissions::{
 };
 use crate::workflow::decisions::{self, Decision, NewDissemination, RECIPIENT_KINDS};
 use crate::workflow::documents::read_content;
-use crate::AppState;
 
 pub fn routes() -> Vec<rocket::Route> {
     rocket::routes![
@@ -36,7 +36,7 @@ pub fn routes() -> Vec<rocket::Route> {
     ]
 }
 
-async fn load(state: &AppState, id: &str) -> AppResult<Submission> {
+async fn load(state: &Services, id: &str) -> AppResult<Submission> {
     let id = id.to_string();
     state
         .db
@@ -107,7 +107,7 @@ async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<P
         None => None,
     };
     let sid = sub.id.clone();
-    let now = crate::db::now();
+    let now = state.clock.now();
     let (attachments, events, destruction, grant_rows, dissem, analysts) = state
         .db
         .run(move |c| {

@@ -78,13 +78,14 @@ async fn list(
         },
     };
     let page = page.unwrap_or(0).max(0);
+    let now = ctx.state.clock.now();
     let ((rows, total), awaiting) = ctx
         .state
         .db
         .run(move |c| {
             Ok((
                 orgs::list(c, &filter, page)?,
-                invitation::awaiting_officer(c, None, crate::db::now())?,
+                invitation::awaiting_officer(c, None, now)?,
             ))
         })
         .await?;
@@ -120,6 +121,7 @@ struct Detail {
 #[rocket::get("/officer/organisations/<id>")]
 async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<Page> {
     let id = id.to_string();
+    let now = ctx.state.clock.now();
     let d = ctx
         .state
         .db
@@ -137,7 +139,7 @@ async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<P
                 members: orgs::members(c, &id, true)?,
                 submissions: orgs::submission_count(c, &id)?,
                 merged_from: orgs::merged_from(c, &id)?,
-                awaiting: invitation::awaiting_officer(c, Some(&id), crate::db::now())?,
+                awaiting: invitation::awaiting_officer(c, Some(&id), now)?,
                 has_admin: !invitation::organisation_admins(c, &id)?.is_empty(),
                 verified_by_name,
                 merged_into,

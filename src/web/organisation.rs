@@ -45,10 +45,10 @@ struct Overview {
 
 async fn overview(ctx: &Ctx<'_>, organisation_id: &str) -> AppResult<Overview> {
     let org = organisation_id.to_string();
+    let now = ctx.state.clock.now();
     ctx.state
         .db
         .run(move |c| {
-            let now = crate::db::now();
             let organisation = orgs::find(c, &org)?;
             let members = orgs::members(c, &org, false)?;
             let open = invitation::sent_for_organisation(c, &org, now)?;

@@ -16,6 +16,7 @@ use crate::domain::Status as LifeStatus;
 use crate::error::{AppError, AppResult};
 use crate::models::sectors::SECTORS;
 use crate::models::submission::{self, Attachment, Scope, Submission};
+use crate::services::Services;
 use crate::web::forms::{CsrfForm, TokenCheck};
 use crate::web::guards::{Ctx, SubmitterUser};
 use crate::web::multipart::{open_form, Limits};
@@ -28,7 +29,6 @@ use crate::workflow::documents::{open_blob, read_content, PlaintextStream};
 use crate::workflow::intake::{
     self, Request as SubmitterRequest, SaveRequest, SaveResult, Submitter,
 };
-use crate::AppState;
 
 pub fn routes() -> Vec<rocket::Route> {
     rocket::routes![
@@ -59,7 +59,7 @@ fn submitter(user: &SubmitterUser<'_>) -> AppResult<Submitter> {
     })
 }
 
-async fn load(state: &AppState, actor: &Actor, who: &Submitter, id: &str) -> AppResult<Submission> {
+async fn load(state: &Services, actor: &Actor, who: &Submitter, id: &str) -> AppResult<Submission> {
     let (sid, org) = (id.to_string(), who.organisation_id.clone());
     let found = state
         .db
@@ -84,7 +84,7 @@ async fn load(state: &AppState, actor: &Actor, who: &Submitter, id: &str) -> App
 
 /// Records an open of protected content before it is sent: no content leaves without its audit entry.
 pub async fn audit_access(
-    state: &AppState,
+    state: &Services,
     actor: &Actor,
     action: &'static str,
     sub: &Submission,
@@ -214,7 +214,7 @@ fn form_values(content: &Content, sector: &str) -> serde_json::Value {
 }
 
 /// The submitter's organisation, shown (not editable) on the form: a submission is always its own.
-async fn organisation_of(state: &AppState, who: &Submitter) -> AppResult<String> {
+async fn organisation_of(state: &Services, who: &Submitter) -> AppResult<String> {
     let org = who.organisation_id.clone();
     state
         .db
@@ -222,7 +222,7 @@ async fn organisation_of(state: &AppState, who: &Submitter) -> AppResult<String>
         .await
 }
 
-fn form_page(state: &AppState) -> Page {
+fn form_page(state: &Services) -> Page {
     Page::new("submissions/form.html.tera")
         .with("sectors", sector_options())
         .with("express_statement", EXPRESS_STATEMENT)
@@ -245,7 +245,7 @@ async fn new_form(ctx: Ctx<'_>, user: SubmitterUser<'_>) -> AppResult<Page> {
 }
 
 async fn edit_page(
-    state: &AppState,
+    state: &Services,
     who: &Submitter,
     id: &str,
     errors: Option<FieldErrors>,
@@ -466,6 +466,7 @@ async fn detail(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Pa
         None => None,
     };
     let (sid, org) = (sub.id.clone(), who.organisation_id.clone());
+    let now = state.clock.now();
     let (attachments, events, notices, destruction) = state
         .db
         .run(move |c| {
@@ -476,7 +477,7 @@ async fn detail(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Pa
                 submission::destruction_of(c, &sid)?,
             );
             // Shown on this page (still marked new this once), so read from now on.
-            submission::mark_notices_read(c, &org, &sid, crate::db::now())?;
+            submission::mark_notices_read(c, &org, &sid, now)?;
             Ok(loaded)
         })
         .await?;
@@ -599,7 +600,7 @@ impl<'r> Responder<'r, 'static> for ZipDownload {
 
 /// A marked zip package of an already scoped submission the asker may read, audited before it streams.
 pub async fn export_package(
-    state: &AppState,
+    state: &Services,
     actor: &Actor,
     sub: &Submission,
     purpose: &str,
@@ -632,7 +633,7 @@ pub fn gone_if_destroyed(sub: &Submission) -> AppResult<()> {
 
 /// Opens one attachment of an already scoped submission, auditing the download.
 pub async fn open_attachment(
-    state: &AppState,
+    state: &Services,
     actor: &Actor,
     sub: &Submission,
     attachment_id: &str,

@@ -10,7 +10,7 @@ use rocket::local::blocking::{Client, LocalResponse};
 use pcii_portal::audit::log::Actor;
 use pcii_portal::auth::accounts::{self, Membership, NewAccount};
 use pcii_portal::domain::Role;
-use pcii_portal::AppState;
+use pcii_portal::services::Services;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -52,8 +52,8 @@ impl TestApp {
         }
     }
 
-    pub fn state(&self) -> &AppState {
-        self.client.rocket().state::<AppState>().expect("state")
+    pub fn state(&self) -> &Services {
+        self.client.rocket().state::<Services>().expect("state")
     }
 
     pub fn data_dir(&self) -> PathBuf {

@@ -1,0 +1,53 @@
+//! The services the work runs on — database, audit log, keys, blobs, mail, clock — in one value that
+//! workflow, auth and exports take instead of reaching for globals. Nothing here knows HTTP.
+
+use std::sync::Arc;
+
+use crate::audit::log::AuditLog;
+use crate::auth::password::Hasher;
+use crate::auth::throttle::ThrottleKey;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::crypto::keys::KeyRing;
+use crate::db::Db;
+use crate::mail::Mailer;
+use crate::storage::BlobStore;
+
+/// Everything the work needs, built once at start and shared: the web layer manages it, workflow and
+/// auth take it, the CLI builds its own.
+pub struct Services {
+    pub settings: Settings,
+    pub db: Db,
+    pub audit: AuditLog,
+    pub hasher: Hasher,
+    pub keys: Arc<std::sync::RwLock<KeyRing>>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub mailer: Arc<Mailer>,
+    /// Keys the throttle's hashes of what was typed (emails, addresses), so the table holds no identifier.
+    pub throttle_key: Arc<ThrottleKey>,
+    pub clock: Clock,
+}
+
+impl Services {
+    /// The key ring, reloaded first when the identity file changed on disk (a `keys rotate` by the CLI
+    /// or another instance), so that new blobs are sealed to the current key and not to one about to be
+    /// retired. Call it before sealing.
+    pub fn current_keys(&self) -> Arc<std::sync::RwLock<KeyRing>> {
+        let stale = self
+            .keys
+            .read()
+            .map(|ring| ring.changed_on_disk())
+            .unwrap_or(false);
+        if stale {
+            match KeyRing::load(&self.settings.keys_dir, &self.settings.escrow_recipients) {
+                Ok(fresh) => {
+                    let mut ring = self.keys.write().unwrap_or_else(|p| p.into_inner());
+                    *ring = fresh;
+                    tracing::info!("reloaded the age key ring after it changed on disk");
+                }
+                Err(e) => tracing::error!(error = %e, "reloading the changed key ring failed"),
+            }
+        }
+        self.keys.clone()
+    }
+}
