@@ -42,7 +42,7 @@ fn main() -> Result<(), String> {
     let mut after = 0;
     let mut count: u64 = 0;
     loop {
-        let page = pcii_portal::models::audit::page_after(&mut conn, after, 20_000)
+        let page = pcii_portal::audit::store::page_after(&mut conn, after, 20_000)
             .map_err(|e| e.to_string())?;
         let Some(last) = page.last() else { break };
         after = last.seq;

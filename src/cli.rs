@@ -192,44 +192,6 @@ pub fn read_kept_checkpoints(path: &Path) -> Result<Vec<Checkpoint>, String> {
         .map_err(|e| format!("{} is not a checkpoint file: {e}", path.display()))
 }
 
-/// Verifies the live chain, streaming it in pages. Returns a one-line summary or the first problem.
-pub fn verify_live(
-    conn: &mut DbConn,
-    kept: &[Checkpoint],
-    own_key: Option<&str>,
-) -> Result<crate::audit::verify::Summary, crate::audit::verify::Problem> {
-    use crate::audit::verify::{ChainVerifier, Problem};
-    let mut checkpoints = crate::models::audit::checkpoints(conn).map_err(|e| Problem {
-        seq: 0,
-        what: e.to_string(),
-    })?;
-    // A kept checkpoint's key is trusted; otherwise the portal's own signing key (a chain re-signed with
-    // another key then fails).
-    let trusted = kept
-        .first()
-        .map(|c| c.public_key.clone())
-        .or_else(|| own_key.map(str::to_string));
-    checkpoints.extend(kept.iter().cloned());
-    checkpoints.sort_by_key(|c| c.seq);
-    checkpoints.dedup_by(|a, b| a.seq == b.seq && a.signature == b.signature);
-    let mut verifier =
-        ChainVerifier::from_genesis().with_checkpoints(&checkpoints, trusted.as_deref());
-    let mut after = 0i64;
-    loop {
-        let page: Vec<crate::audit::chain::AuditEntry> =
-            crate::models::audit::page_after(conn, after, 10_000).map_err(|e| Problem {
-                seq: after + 1,
-                what: format!("reading the log: {e}"),
-            })?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for e in &page {
-            verifier.feed(e)?;
-        }
-    }
-    verifier.finish(&checkpoints, trusted.as_deref())
-}
-
 pub fn audit_verify_live(settings: &Settings, kept: Option<&Path>) -> Result<(), String> {
     let db = open_db(settings)?;
     let audit = open_audit(settings)?;
@@ -238,29 +200,9 @@ pub fn audit_verify_live(settings: &Settings, kept: Option<&Path>) -> Result<(),
         .map(read_kept_checkpoints)
         .transpose()?
         .unwrap_or_default();
-    let result = verify_live(&mut conn, &kept, Some(&audit.public_key_hex()));
-    let (outcome, reason, ok) = match &result {
-        Ok(s) => (
-            Outcome::Success,
-            format!("{} entries, head {}", s.count, s.chain_head),
-            true,
-        ),
-        Err(p) => (Outcome::Failure, p.to_string(), false),
-    };
-    audit
-        .record(
-            &mut conn,
-            &Actor::cli(),
-            Event::new("audit.verify", outcome).reason(reason.clone()),
-        )
+    let result = audit
+        .verify_and_record(&mut conn, &Actor::cli(), &kept)
         .map_err(|e| e.to_string())?;
-    crate::models::audit::record_verification(
-        &mut conn,
-        ok,
-        &reason,
-        chrono::Utc::now().timestamp(),
-    )
-    .map_err(|e| e.to_string())?;
     match result {
         Ok(s) => {
             println!(
@@ -291,7 +233,8 @@ pub fn audit_checkpoint(settings: &Settings) -> Result<(), String> {
     let db = open_db(settings)?;
     let audit = open_audit(settings)?;
     let mut conn = db.get().map_err(|e| e.to_string())?;
-    let cp = crate::models::audit::checkpoint_now(&mut conn, &audit, &Actor::cli())
+    let cp = audit
+        .checkpoint_now(&mut conn, &Actor::cli())
         .map_err(|e| e.to_string())?;
     match cp {
         Some(cp) => println!(

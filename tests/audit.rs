@@ -158,7 +158,7 @@ fn verify_and_checkpoint_from_the_portal() {
     assert_eq!(res.status, Status::SeeOther);
     assert_eq!(app.audit_count("audit.verify"), 1);
     let v = app
-        .with_conn(pcii_portal::models::audit::last_verification)
+        .with_conn(pcii_portal::audit::store::last_verification)
         .unwrap()
         .expect("a verification was recorded");
     assert!(v.ok, "{}", v.summary);
@@ -166,10 +166,10 @@ fn verify_and_checkpoint_from_the_portal() {
     assert!(page.body.contains("Audit log intact"), "notice shown");
     assert!(page.body.contains("data-verification=\"ok\""));
 
-    let before = app.with_conn(|c| pcii_portal::models::audit::checkpoints(c).unwrap().len());
+    let before = app.with_conn(|c| pcii_portal::audit::store::checkpoints(c).unwrap().len());
     let res = auditor.post("/audit/checkpoint", &[]);
     assert_eq!(res.status, Status::SeeOther);
-    let after = app.with_conn(|c| pcii_portal::models::audit::checkpoints(c).unwrap().len());
+    let after = app.with_conn(|c| pcii_portal::audit::store::checkpoints(c).unwrap().len());
     assert_eq!(after, before + 1);
     let page = auditor.get("/audit/checkpoints");
     assert!(page.body.contains("Merkle root"));
@@ -282,7 +282,7 @@ fn kept_checkpoints_verify_and_tampering_is_named() {
     // The portal's own verification reports the failure too.
     auditor.post("/audit/verify", &[]);
     let v = app
-        .with_conn(pcii_portal::models::audit::last_verification)
+        .with_conn(pcii_portal::audit::store::last_verification)
         .unwrap()
         .unwrap();
     assert!(!v.ok);

@@ -12,7 +12,7 @@ use pcii_portal::db::Db;
 fn concurrent_writers_leave_a_gapless_linear_verifiable_chain() {
     let app = TestApp::new();
     let url = app.state().settings.database_url();
-    let before = app.with_conn(|c| pcii_portal::models::audit::head(c).unwrap().0);
+    let before = app.with_conn(|c| pcii_portal::audit::store::head(c).unwrap().0);
     const INSTANCES: usize = 4;
     const PER_INSTANCE: usize = 40;
     let threads: Vec<_> = (0..INSTANCES)
@@ -48,9 +48,9 @@ fn concurrent_writers_leave_a_gapless_linear_verifiable_chain() {
     for t in threads {
         t.join().unwrap();
     }
-    let (head, _) = app.with_conn(|c| pcii_portal::models::audit::head(c).unwrap());
+    let (head, _) = app.with_conn(|c| pcii_portal::audit::store::head(c).unwrap());
     assert_eq!(head, before + (INSTANCES * PER_INSTANCE) as i64);
-    let entries = app.with_conn(|c| pcii_portal::models::audit::page_after(c, 0, 100_000).unwrap());
+    let entries = app.with_conn(|c| pcii_portal::audit::store::page_after(c, 0, 100_000).unwrap());
     // Gapless and linear: seq 1..=head, each linking to the one before.
     for (i, e) in entries.iter().enumerate() {
         assert_eq!(e.seq, i as i64 + 1);
@@ -60,7 +60,7 @@ fn concurrent_writers_leave_a_gapless_linear_verifiable_chain() {
     }
     let own_key = app.state().audit.public_key_hex();
     let summary = app
-        .with_conn(|c| pcii_portal::cli::verify_live(c, &[], Some(&own_key)))
+        .with_conn(|c| pcii_portal::audit::log::verify_stored(c, &[], Some(&own_key)))
         .expect("the chain verifies");
     assert_eq!(summary.count as i64, head);
     assert!(
@@ -78,7 +78,7 @@ fn verify_live_catches_a_changed_entry_on_sqlite() {
     }
     app.create_user(pcii_portal::domain::Role::Auditor, "aud@example.gov", None);
     let own_key = app.state().audit.public_key_hex();
-    app.with_conn(|c| pcii_portal::cli::verify_live(c, &[], Some(&own_key)))
+    app.with_conn(|c| pcii_portal::audit::log::verify_stored(c, &[], Some(&own_key)))
         .expect("intact at first");
     app.with_conn(|c| {
         // A database administrator bypasses the portal: drops the guard and edits a reason.
@@ -90,7 +90,7 @@ fn verify_live_catches_a_changed_entry_on_sqlite() {
             .unwrap();
     });
     let problem = app
-        .with_conn(|c| pcii_portal::cli::verify_live(c, &[], Some(&own_key)))
+        .with_conn(|c| pcii_portal::audit::log::verify_stored(c, &[], Some(&own_key)))
         .expect_err("caught");
     assert_eq!(problem.seq, 2, "{problem}");
 }

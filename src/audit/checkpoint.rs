@@ -17,15 +17,12 @@
 //! Hex fields in the JSON form are lowercase; the public key is the 32-byte Ed25519 key in hex.
 
 use std::fmt;
-use std::io::{Read, Write};
-use std::path::Path;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
-use super::chain::{parse_hash_hex, parse_lower_hex, AuditEntry, MerkleBuilder, GENESIS_HASH};
-use super::verify::{ChainVerifier, Problem};
+use super::chain::{parse_hash_hex, parse_lower_hex};
 
 /// Version of the checkpoint format and signed message.
 pub const CHECKPOINT_VERSION: u32 = 1;
@@ -184,63 +181,6 @@ impl CheckpointSigner {
         (Self { key }, seed_hex)
     }
 
-    /// Loads the seed from `path`, or creates the file (mode 0600, parent directory 0700) with
-    /// a new key when it does not exist. On Unix a key file that group or others may access
-    /// is refused.
-    pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
-        match std::fs::File::open(path) {
-            Ok(file) => {
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt;
-                    let mode = file.metadata()?.permissions().mode() & 0o777;
-                    if mode & 0o077 != 0 {
-                        return Err(KeyError::Permissions {
-                            path: path.display().to_string(),
-                            mode,
-                        });
-                    }
-                }
-                let mut text = String::new();
-                let res = file.take(256).read_to_string(&mut text);
-                let out = res
-                    .map_err(KeyError::from)
-                    .and_then(|_| Self::from_seed_hex(&text));
-                text.zeroize();
-                out
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    let mut b = std::fs::DirBuilder::new();
-                    b.recursive(true);
-                    #[cfg(unix)]
-                    {
-                        use std::os::unix::fs::DirBuilderExt;
-                        b.mode(0o700);
-                    }
-                    b.create(dir)?;
-                }
-                let (signer, mut seed_hex) = Self::generate();
-                let mut opts = std::fs::OpenOptions::new();
-                opts.write(true).create_new(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    opts.mode(0o600);
-                }
-                let res = opts.open(path).and_then(|mut f| {
-                    f.write_all(seed_hex.as_bytes())?;
-                    f.write_all(b"\n")?;
-                    f.sync_all()
-                });
-                seed_hex.zeroize();
-                res?;
-                Ok(signer)
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// The public key, 64 lowercase hex: what auditors pin.
     pub fn public_key_hex(&self) -> String {
         hex::encode(self.key.verifying_key().to_bytes())
@@ -274,44 +214,6 @@ impl CheckpointSigner {
             public_key: self.public_key_hex(),
             signature: hex::encode(sig.to_bytes()),
         }
-    }
-
-    /// Verifies `entries` (the entries since `after`, in order, non-empty) and signs a checkpoint
-    /// over them. The first entry must be `after.seq + 1` (or #1 when `after` is `None`) and
-    /// link to `after.chain_head` (or to the genesis hash), so a checkpoint never vouches for a
-    /// chain that is already broken.
-    pub fn sign_entries(
-        &self,
-        after: Option<&Checkpoint>,
-        entries: &[AuditEntry],
-        at: i64,
-    ) -> Result<Checkpoint, Problem> {
-        let (first, prev) = match after {
-            None => (1, GENESIS_HASH),
-            Some(cp) => (
-                cp.seq + 1,
-                cp.chain_head_bytes().ok_or_else(|| Problem {
-                    seq: cp.seq,
-                    what: "previous checkpoint's chain_head is not 64 lowercase hex".into(),
-                })?,
-            ),
-        };
-        let mut verifier = ChainVerifier::new(Some((first, prev))).with_checkpoints(&[], None);
-        let mut merkle = MerkleBuilder::new();
-        for e in entries {
-            verifier.feed(e)?;
-            // feed() checked the hex form.
-            merkle.push(&parse_hash_hex(&e.entry_hash).unwrap_or_default());
-        }
-        let summary = verifier.finish(&[], None)?;
-        if summary.count == 0 {
-            return Err(Problem {
-                seq: first,
-                what: "no entries to checkpoint".into(),
-            });
-        }
-        let head = parse_hash_hex(&summary.chain_head).unwrap_or_default();
-        Ok(self.sign(summary.last_seq, first, &head, &merkle.root(), at))
     }
 }
 
@@ -424,25 +326,5 @@ mod tests {
             CheckpointSigner::from_seed_hex("abc"),
             Err(KeyError::BadSeed)
         ));
-    }
-
-    #[test]
-    fn key_file_is_created_0600_and_reloaded() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("keys").join("audit-checkpoint.key");
-        let a = CheckpointSigner::load_or_create(&path).unwrap();
-        let b = CheckpointSigner::load_or_create(&path).unwrap();
-        assert_eq!(a.public_key_hex(), b.public_key_hex());
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode, 0o600);
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-            assert!(matches!(
-                CheckpointSigner::load_or_create(&path),
-                Err(KeyError::Permissions { .. })
-            ));
-        }
     }
 }

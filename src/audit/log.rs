@@ -1,13 +1,12 @@
 //! Appending to the audit log inside the caller's transaction, and the "one transaction per fact" helper.
 
-use crate::clock::Clock;
 use std::sync::Arc;
-
-use diesel::prelude::*;
 
 use super::chain::{compute_entry_hash, parse_hash_hex, NewEntryFields};
 use super::checkpoint::{Checkpoint, CheckpointSigner};
-use crate::db::schema::{audit_checkpoints, audit_entries, audit_head};
+use super::store;
+use super::verify::{ChainVerifier, Problem, Summary};
+use crate::clock::Clock;
 use crate::db::DbConn;
 use crate::error::{AppError, AppResult};
 
@@ -134,10 +133,7 @@ impl AuditLog {
 
     /// Appends one entry. Must run inside a transaction that has called [`lock_head`].
     pub fn append(&self, tx: &mut DbConn, actor: &Actor, event: &Event) -> AppResult<i64> {
-        let (head_seq, head_hash): (i64, String) = audit_head::table
-            .find(1)
-            .select((audit_head::seq, audit_head::entry_hash))
-            .first(tx)?;
+        let (head_seq, head_hash) = store::head(tx)?;
         let seq = head_seq + 1;
         let at = self.clock.now();
         let prev = parse_hash_hex(&head_hash)
@@ -157,27 +153,7 @@ impl AuditLog {
         }
         .escaped();
         let hash = hex::encode(compute_entry_hash(seq, at, &fields, &prev));
-        diesel::insert_into(audit_entries::table)
-            .values((
-                audit_entries::seq.eq(seq),
-                audit_entries::at.eq(at),
-                audit_entries::actor_id.eq(&fields.actor_id),
-                audit_entries::actor_role.eq(&fields.actor_role),
-                audit_entries::client_addr.eq(&fields.client_addr),
-                audit_entries::action.eq(&fields.action),
-                audit_entries::object_kind.eq(&fields.object_kind),
-                audit_entries::object_id.eq(&fields.object_id),
-                audit_entries::tracking_number.eq(&fields.tracking_number),
-                audit_entries::outcome.eq(&fields.outcome),
-                audit_entries::reason.eq(&fields.reason),
-                audit_entries::request_id.eq(&fields.request_id),
-                audit_entries::prev_hash.eq(&head_hash),
-                audit_entries::entry_hash.eq(&hash),
-            ))
-            .execute(tx)?;
-        diesel::update(audit_head::table.find(1))
-            .set((audit_head::seq.eq(seq), audit_head::entry_hash.eq(&hash)))
-            .execute(tx)?;
+        store::insert_entry(tx, seq, at, &fields, &head_hash, &hash)?;
         if seq % self.checkpoint_every == 0 {
             self.write_checkpoint(tx, seq, &hash)?;
         }
@@ -191,19 +167,11 @@ impl AuditLog {
         seq: i64,
         head: &str,
     ) -> AppResult<Option<Checkpoint>> {
-        let last: Option<i64> = audit_checkpoints::table
-            .select(diesel::dsl::max(audit_checkpoints::seq))
-            .first::<Option<i64>>(tx)?;
-        let from_seq = last.unwrap_or(0) + 1;
+        let from_seq = store::last_checkpoint_seq(tx)?.unwrap_or(0) + 1;
         if from_seq > seq {
             return Ok(None);
         }
-        let hashes: Vec<String> = audit_entries::table
-            .filter(audit_entries::seq.ge(from_seq))
-            .filter(audit_entries::seq.le(seq))
-            .order(audit_entries::seq.asc())
-            .select(audit_entries::entry_hash)
-            .load(tx)?;
+        let hashes = store::entry_hashes(tx, from_seq, seq)?;
         let leaves = hashes
             .iter()
             .map(|h| parse_hash_hex(h))
@@ -215,25 +183,89 @@ impl AuditLog {
         let cp = self
             .signer
             .sign(seq, from_seq, &head, &root, self.clock.now());
-        diesel::insert_into(audit_checkpoints::table)
-            .values((
-                audit_checkpoints::seq.eq(cp.seq),
-                audit_checkpoints::from_seq.eq(cp.from_seq),
-                audit_checkpoints::chain_head.eq(&cp.chain_head),
-                audit_checkpoints::merkle_root.eq(&cp.merkle_root),
-                audit_checkpoints::at.eq(cp.at),
-                audit_checkpoints::public_key.eq(&cp.public_key),
-                audit_checkpoints::signature.eq(&cp.signature),
-            ))
-            .execute(tx)?;
+        store::insert_checkpoint(tx, &cp)?;
         Ok(Some(cp))
+    }
+
+    /// Records the request and signs a checkpoint that covers it, in one transaction.
+    pub fn checkpoint_now(
+        &self,
+        conn: &mut DbConn,
+        actor: &Actor,
+    ) -> AppResult<Option<Checkpoint>> {
+        conn.transaction(|tx| {
+            lock_head(tx)?;
+            let seq = self.append(tx, actor, &Event::new("audit.checkpoint", Outcome::Success))?;
+            let (_, head) = store::head(tx)?;
+            // append() may already have written one at a multiple of N.
+            if store::checkpoint_exists(tx, seq)? {
+                return Ok(store::latest_checkpoint(tx)?);
+            }
+            self.write_checkpoint(tx, seq, &head)
+        })
+    }
+
+    /// Verifies the stored chain (against this portal's signing key, or the key of checkpoints kept
+    /// outside), then records that it did — an entry, and the result the auditor's page shows — whatever
+    /// the outcome. The verdict is the inner result.
+    pub fn verify_and_record(
+        &self,
+        conn: &mut DbConn,
+        actor: &Actor,
+        kept: &[Checkpoint],
+    ) -> AppResult<Result<Summary, Problem>> {
+        let result = verify_stored(conn, kept, Some(&self.public_key_hex()));
+        let (outcome, summary) = match &result {
+            Ok(s) => (
+                Outcome::Success,
+                format!("{} entries, head {}", s.count, s.chain_head),
+            ),
+            Err(p) => (Outcome::Failure, p.to_string()),
+        };
+        store::record_verification(conn, result.is_ok(), &summary, self.clock.now())?;
+        self.record(
+            conn,
+            actor,
+            Event::new("audit.verify", outcome).reason(summary),
+        )?;
+        Ok(result)
     }
 }
 
-/// Takes the chain head's row lock (PostgreSQL) / the write lock (SQLite) at the start of a transaction.
-pub fn lock_head(tx: &mut DbConn) -> AppResult<()> {
-    diesel::update(audit_head::table.find(1))
-        .set(audit_head::seq.eq(audit_head::seq))
-        .execute(tx)?;
-    Ok(())
+pub use super::store::lock_head;
+
+/// Verifies the stored chain, streaming it in pages. Returns a summary or the first problem.
+pub fn verify_stored(
+    conn: &mut DbConn,
+    kept: &[Checkpoint],
+    own_key: Option<&str>,
+) -> Result<Summary, Problem> {
+    let mut checkpoints = store::checkpoints(conn).map_err(|e| Problem {
+        seq: 0,
+        what: e.to_string(),
+    })?;
+    // A kept checkpoint's key is trusted; otherwise the portal's own signing key (a chain re-signed with
+    // another key then fails).
+    let trusted = kept
+        .first()
+        .map(|c| c.public_key.clone())
+        .or_else(|| own_key.map(str::to_string));
+    checkpoints.extend(kept.iter().cloned());
+    checkpoints.sort_by_key(|c| c.seq);
+    checkpoints.dedup_by(|a, b| a.seq == b.seq && a.signature == b.signature);
+    let mut verifier =
+        ChainVerifier::from_genesis().with_checkpoints(&checkpoints, trusted.as_deref());
+    let mut after = 0i64;
+    loop {
+        let page = store::page_after(conn, after, 10_000).map_err(|e| Problem {
+            seq: after + 1,
+            what: format!("reading the log: {e}"),
+        })?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in &page {
+            verifier.feed(e)?;
+        }
+    }
+    verifier.finish(&checkpoints, trusted.as_deref())
 }

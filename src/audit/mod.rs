@@ -5,12 +5,14 @@
 //! * [`checkpoint`]: Ed25519-signed checkpoints and the portal's signing key.
 //! * [`verify`]: the streaming chain verifier.
 //! * [`export`]: the zip export and its offline verification.
-//! * [`log`]: appending entries and checkpoints inside the caller's transaction.
+//! * [`log`]: appending entries and checkpoints inside the caller's transaction; verifying the stored chain.
+//! * [`store`]: the log's tables, read and written here only.
 
 pub mod chain;
 pub mod checkpoint;
 pub mod export;
 pub mod log;
+pub mod store;
 pub mod verify;
 
 pub use chain::{

@@ -549,7 +549,9 @@ impl ChainVerifier {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::audit::chain::{chain_next, NewEntryFields};
+    use crate::audit::chain::{
+        chain_next, parse_hash_hex, MerkleBuilder, NewEntryFields, GENESIS_HASH,
+    };
     use crate::audit::checkpoint::CheckpointSigner;
 
     pub(crate) fn fields(i: i64) -> NewEntryFields {
@@ -585,12 +587,48 @@ pub(crate) mod tests {
     ) -> Vec<Checkpoint> {
         let mut cps: Vec<Checkpoint> = Vec::new();
         for chunk in entries.chunks(every) {
-            let cp = signer
-                .sign_entries(cps.last(), chunk, 1_800_000_000 + chunk[0].seq)
-                .unwrap();
+            let cp = sign_entries(signer, cps.last(), chunk, 1_800_000_000 + chunk[0].seq).unwrap();
             cps.push(cp);
         }
         cps
+    }
+
+    /// Test checkpoints: verifies `entries` (the entries since `after`, in order, non-empty) and signs a checkpoint
+    /// over them. The first entry must be `after.seq + 1` (or #1 when `after` is `None`) and
+    /// link to `after.chain_head` (or to the genesis hash), so a checkpoint never vouches for a
+    /// chain that is already broken.
+    pub(crate) fn sign_entries(
+        signer: &CheckpointSigner,
+        after: Option<&Checkpoint>,
+        entries: &[AuditEntry],
+        at: i64,
+    ) -> Result<Checkpoint, Problem> {
+        let (first, prev) = match after {
+            None => (1, GENESIS_HASH),
+            Some(cp) => (
+                cp.seq + 1,
+                cp.chain_head_bytes().ok_or_else(|| Problem {
+                    seq: cp.seq,
+                    what: "previous checkpoint's chain_head is not 64 lowercase hex".into(),
+                })?,
+            ),
+        };
+        let mut verifier = ChainVerifier::new(Some((first, prev))).with_checkpoints(&[], None);
+        let mut merkle = MerkleBuilder::new();
+        for e in entries {
+            verifier.feed(e)?;
+            // feed() checked the hex form.
+            merkle.push(&parse_hash_hex(&e.entry_hash).unwrap_or_default());
+        }
+        let summary = verifier.finish(&[], None)?;
+        if summary.count == 0 {
+            return Err(Problem {
+                seq: first,
+                what: "no entries to checkpoint".into(),
+            });
+        }
+        let head = parse_hash_hex(&summary.chain_head).unwrap_or_default();
+        Ok(signer.sign(summary.last_seq, first, &head, &merkle.root(), at))
     }
 
     pub(crate) fn signer() -> CheckpointSigner {

@@ -19,6 +19,18 @@ pub enum DbConn {
     Postgres(diesel::pg::PgConnection),
 }
 
+impl DbConn {
+    /// Runs `f` in a transaction: committed when it returns `Ok`, rolled back otherwise (nested calls
+    /// become savepoints). The one way code above `models` groups statements, without naming Diesel.
+    pub fn transaction<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
+        Connection::transaction(self, f)
+    }
+}
+
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 #[cfg(feature = "postgres")]
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");

@@ -2,7 +2,6 @@
 
 pub mod account;
 pub mod account_token;
-pub mod audit;
 pub mod blob;
 pub mod invitation;
 pub mod organisation;

@@ -10,10 +10,10 @@ use serde::Serialize;
 
 use crate::audit::chain::AuditEntry;
 use crate::audit::log::{Event, Outcome};
+use crate::audit::store::{self as model, Filter};
 use crate::db::{Db, PooledConn};
 use crate::error::{AppError, AppResult};
 use crate::export::{stream_blocking, BlockingBody};
-use crate::models::audit::{self as model, Filter};
 use crate::web::forms::{trimmed, CsrfForm, NoFields};
 use crate::web::guards::{AuditorUser, Ctx};
 use crate::web::pages::{Notice, Page};
@@ -353,27 +353,16 @@ async fn verify(
     _form: CsrfForm<NoFields>,
 ) -> AppResult<Notice> {
     let (audit, who) = (ctx.state.audit.clone(), ctx.actor.clone());
-    let key = ctx.state.audit.public_key_hex();
-    let now = ctx.state.clock.now();
     let message = ctx
         .state
         .db
         .run(move |c| {
-            let result = crate::cli::verify_live(c, &[], Some(&key));
-            let (outcome, summary, ok) = match &result {
-                Ok(s) => (
-                    Outcome::Success,
-                    format!("{} entries, head {}", s.count, s.chain_head),
-                    true,
-                ),
-                Err(p) => (Outcome::Failure, p.to_string(), false),
+            let result = audit.verify_and_record(c, &who, &[])?;
+            let ok = result.is_ok();
+            let summary = match &result {
+                Ok(s) => format!("{} entries, head {}", s.count, s.chain_head),
+                Err(p) => p.to_string(),
             };
-            model::record_verification(c, ok, &summary, now)?;
-            audit.record(
-                c,
-                &who,
-                Event::new("audit.verify", outcome).reason(summary.clone()),
-            )?;
             Ok(if ok {
                 format!("Audit log intact: {summary}.")
             } else {
@@ -394,7 +383,7 @@ async fn checkpoint(
     let cp = ctx
         .state
         .db
-        .run(move |c| model::checkpoint_now(c, &audit, &who))
+        .run(move |c| audit.checkpoint_now(c, &who))
         .await?;
     let message = match cp {
         Some(cp) => format!(
@@ -480,7 +469,7 @@ async fn export(ctx: Ctx<'_>, _auditor: AuditorUser<'_>) -> AppResult<ZipStream>
         .db
         .run(move |c| {
             audit.record(c, &who, Event::new("audit.export", Outcome::Success))?;
-            model::checkpoint_now(c, &audit, &who)?;
+            audit.checkpoint_now(c, &who)?;
             let (last, _) = model::head(c)?;
             Ok((last, model::checkpoints(c)?))
         })

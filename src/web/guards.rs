@@ -176,17 +176,6 @@ pub fn cached<'r>(req: &'r Request<'_>) -> Option<&'r Authenticated> {
         .and_then(Option::as_ref)
 }
 
-/// The session if there is one; never refuses.
-pub struct MaybeUser<'r>(pub Option<&'r Authenticated>);
-
-#[rocket::async_trait]
-impl<'r> FromRequest<'r> for MaybeUser<'r> {
-    type Error = ();
-    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ()> {
-        Outcome::Success(MaybeUser(authenticated(req).await))
-    }
-}
-
 /// Any logged-in account.
 pub struct CurrentUser<'r>(pub &'r Authenticated);
 
@@ -317,13 +306,6 @@ role_guard!(
     AdminUser,
     Role::Administrator
 );
-role_guard!(
-    /// Someone who may read submission content in principle: an officer or an authorized user.
-    ContentReader,
-    Role::Officer,
-    Role::AuthorizedUser
-);
-
 /// A company's organisation administrator: a confirmed submitter account holding that role in its
 /// organisation. Its pages manage membership only; they show no submission content.
 pub struct OrgAdminUser<'r> {

@@ -1,15 +1,14 @@
-//! Reading the audit log: pages for verification and export, filtered lists for the auditor, the
-//! verification status, and checkpoints on demand.
+//! The audit log's own store, the one place its tables are read and written: appending an entry and
+//! moving the head, checkpoints, pages for verification and export, filtered lists for the auditor, and
+//! the last verification's result. The rules (chaining, escaping, when to checkpoint) are in `log`.
 
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::audit::chain::AuditEntry;
+use crate::audit::chain::{AuditEntry, NewEntryFields};
 use crate::audit::checkpoint::Checkpoint;
-use crate::audit::log::{lock_head, Actor, AuditLog, Event, Outcome};
 use crate::db::schema::{audit_checkpoints, audit_entries, audit_head};
 use crate::db::DbConn;
-use crate::error::AppResult;
 
 #[allow(clippy::type_complexity)]
 type Row = (
@@ -233,24 +232,86 @@ pub fn last_verification(conn: &mut DbConn) -> QueryResult<Option<Verification>>
         .and_then(|s| serde_json::from_str(&s).ok()))
 }
 
-/// Records the request and signs a checkpoint that covers it, in one transaction.
-pub fn checkpoint_now(
-    conn: &mut DbConn,
-    audit: &AuditLog,
-    actor: &Actor,
-) -> AppResult<Option<Checkpoint>> {
-    conn.transaction(|tx| {
-        lock_head(tx)?;
-        let seq = audit.append(tx, actor, &Event::new("audit.checkpoint", Outcome::Success))?;
-        let (_, head) = head(tx)?;
-        // append() may already have written one at a multiple of N.
-        let existing: i64 = audit_checkpoints::table
-            .filter(audit_checkpoints::seq.eq(seq))
-            .count()
-            .get_result(tx)?;
-        if existing > 0 {
-            return Ok(latest_checkpoint(tx)?);
-        }
-        audit.write_checkpoint(tx, seq, &head)
-    })
+/// Takes the chain head's row lock (PostgreSQL) / the write lock (SQLite) at the start of a transaction.
+pub fn lock_head(tx: &mut DbConn) -> QueryResult<()> {
+    diesel::update(audit_head::table.find(1))
+        .set(audit_head::seq.eq(audit_head::seq))
+        .execute(tx)?;
+    Ok(())
+}
+
+/// Writes entry `seq` (its fields already escaped, its hash computed) and moves the head to it.
+pub fn insert_entry(
+    tx: &mut DbConn,
+    seq: i64,
+    at: i64,
+    fields: &NewEntryFields,
+    prev_hash: &str,
+    entry_hash: &str,
+) -> QueryResult<()> {
+    diesel::insert_into(audit_entries::table)
+        .values((
+            audit_entries::seq.eq(seq),
+            audit_entries::at.eq(at),
+            audit_entries::actor_id.eq(&fields.actor_id),
+            audit_entries::actor_role.eq(&fields.actor_role),
+            audit_entries::client_addr.eq(&fields.client_addr),
+            audit_entries::action.eq(&fields.action),
+            audit_entries::object_kind.eq(&fields.object_kind),
+            audit_entries::object_id.eq(&fields.object_id),
+            audit_entries::tracking_number.eq(&fields.tracking_number),
+            audit_entries::outcome.eq(&fields.outcome),
+            audit_entries::reason.eq(&fields.reason),
+            audit_entries::request_id.eq(&fields.request_id),
+            audit_entries::prev_hash.eq(prev_hash),
+            audit_entries::entry_hash.eq(entry_hash),
+        ))
+        .execute(tx)?;
+    diesel::update(audit_head::table.find(1))
+        .set((
+            audit_head::seq.eq(seq),
+            audit_head::entry_hash.eq(entry_hash),
+        ))
+        .execute(tx)?;
+    Ok(())
+}
+
+/// The sequence number of the newest checkpoint, if any.
+pub fn last_checkpoint_seq(conn: &mut DbConn) -> QueryResult<Option<i64>> {
+    audit_checkpoints::table
+        .select(diesel::dsl::max(audit_checkpoints::seq))
+        .first::<Option<i64>>(conn)
+}
+
+pub fn checkpoint_exists(conn: &mut DbConn, seq: i64) -> QueryResult<bool> {
+    let n: i64 = audit_checkpoints::table
+        .filter(audit_checkpoints::seq.eq(seq))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
+/// The entry hashes of `from..=to`, in order: the leaves of a checkpoint's Merkle tree.
+pub fn entry_hashes(conn: &mut DbConn, from: i64, to: i64) -> QueryResult<Vec<String>> {
+    audit_entries::table
+        .filter(audit_entries::seq.ge(from))
+        .filter(audit_entries::seq.le(to))
+        .order(audit_entries::seq.asc())
+        .select(audit_entries::entry_hash)
+        .load(conn)
+}
+
+pub fn insert_checkpoint(tx: &mut DbConn, cp: &Checkpoint) -> QueryResult<()> {
+    diesel::insert_into(audit_checkpoints::table)
+        .values((
+            audit_checkpoints::seq.eq(cp.seq),
+            audit_checkpoints::from_seq.eq(cp.from_seq),
+            audit_checkpoints::chain_head.eq(&cp.chain_head),
+            audit_checkpoints::merkle_root.eq(&cp.merkle_root),
+            audit_checkpoints::at.eq(cp.at),
+            audit_checkpoints::public_key.eq(&cp.public_key),
+            audit_checkpoints::signature.eq(&cp.signature),
+        ))
+        .execute(tx)?;
+    Ok(())
 }
