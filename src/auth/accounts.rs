@@ -1,16 +1,14 @@
 //! Account rules: direct creation (host CLI), an administrator's changes (role, disable, training, NDA), and
 //! the one-time setup link. Every change commits together with its audit entry.
 
-use diesel::prelude::*;
-
 use super::password::{check_policy, Hasher};
 use super::sessions;
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
-use crate::db::schema::{setup_tokens, users};
 use crate::db::{new_id, now, DbConn};
 use crate::domain::Role;
 use crate::error::{AppError, AppResult};
 use crate::models::account::{self, normalize_email, NewUser};
+use crate::models::{session, setup_token};
 
 /// Field-level problems with a form, shown next to each field.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -144,8 +142,9 @@ pub fn create(
             .as_deref()
             .map(str::trim)
             .filter(|a| !a.is_empty());
-        diesel::insert_into(users::table)
-            .values(NewUser {
+        account::insert(
+            tx,
+            &NewUser {
                 id: &id,
                 email: &email,
                 display_name: new.display_name.trim(),
@@ -158,8 +157,8 @@ pub fn create(
                 org_admin: new.org_admin && org_id.is_some(),
                 email_verified_at: Some(ts),
                 agency,
-            })
-            .execute(tx)?;
+            },
+        )?;
         let mut reason = format!("role {}", new.role.as_str());
         if let Some(org) = &org_id {
             reason.push_str(&format!(", organisation {org}"));
@@ -226,22 +225,17 @@ pub fn apply_change(
     change: AccountChange,
 ) -> AppResult<(&'static str, Option<String>)> {
     let user_id = user.id.as_str();
-    let target = users::table.find(user_id);
     let applied = match &change {
         AccountChange::Disable { reason } => {
-            diesel::update(target)
-                .set(users::disabled.eq(true))
-                .execute(tx)?;
-            let ended = account::delete_sessions_of(tx, user_id)?;
+            account::set_disabled(tx, user_id, true)?;
+            let ended = session::delete_all_of(tx, user_id)?;
             (
                 "account.disable",
                 Some(format!("{reason} ({ended} session(s) ended)")),
             )
         }
         AccountChange::Enable => {
-            diesel::update(target)
-                .set(users::disabled.eq(false))
-                .execute(tx)?;
+            account::set_disabled(tx, user_id, false)?;
             ("account.enable", None)
         }
         AccountChange::Role(role) => {
@@ -252,19 +246,15 @@ pub fn apply_change(
                         "A staff account cannot become a company's member. The company's administrator invites the person instead.".into(),
                     ));
             }
-            diesel::update(target)
-                .set(users::role.eq(role.as_str()))
-                .execute(tx)?;
-            account::delete_sessions_of(tx, user_id)?;
+            account::set_role(tx, user_id, *role)?;
+            session::delete_all_of(tx, user_id)?;
             (
                 "account.role",
                 Some(format!("{} -> {}", user.role, role.as_str())),
             )
         }
         AccountChange::Training(at) => {
-            diesel::update(target)
-                .set(users::training_completed_at.eq(at))
-                .execute(tx)?;
+            account::set_training_completed(tx, user_id, *at)?;
             (
                 "account.training",
                 Some(
@@ -278,13 +268,7 @@ pub fn apply_change(
             expires_at,
             reference,
         } => {
-            diesel::update(target)
-                .set((
-                    users::nda_signed_at.eq(signed_at),
-                    users::nda_expires_at.eq(expires_at),
-                    users::nda_reference.eq(reference),
-                ))
-                .execute(tx)?;
+            account::set_nda(tx, user_id, *signed_at, *expires_at, reference.as_deref())?;
             (
                 "account.nda",
                 Some(match (signed_at, expires_at) {
@@ -318,13 +302,7 @@ pub fn issue_setup_token(
             ));
         }
         let token = sessions::new_token();
-        diesel::insert_into(setup_tokens::table)
-            .values((
-                setup_tokens::token_hash.eq(sessions::hash_token(&token)),
-                setup_tokens::expires_at.eq(now() + minutes * 60),
-                setup_tokens::used.eq(false),
-            ))
-            .execute(tx)?;
+        setup_token::insert(tx, &sessions::hash_token(&token), now() + minutes * 60)?;
         Ok((
             Some(token),
             Event::new("setup.link", Outcome::Success).reason(format!("expires in {minutes} min")),
@@ -334,13 +312,7 @@ pub fn issue_setup_token(
 
 /// True when the token is live (unused, unexpired) and no administrator exists yet.
 pub fn setup_token_live(conn: &mut DbConn, token: &str) -> AppResult<bool> {
-    let live = setup_tokens::table
-        .find(sessions::hash_token(token))
-        .filter(setup_tokens::used.eq(false))
-        .filter(setup_tokens::expires_at.gt(now()))
-        .count()
-        .get_result::<i64>(conn)?
-        > 0;
+    let live = setup_token::is_live(conn, &sessions::hash_token(token), now())?;
     Ok(live && !account::any_administrator(conn)?)
 }
 
@@ -365,14 +337,7 @@ pub fn complete_setup(
         .map_err(|e| AppError::Internal(format!("argon2: {e}")))?;
     let email = normalize_email(email);
     audit.fact(conn, actor, |tx| {
-        let spent = diesel::update(
-            setup_tokens::table
-                .find(sessions::hash_token(token))
-                .filter(setup_tokens::used.eq(false))
-                .filter(setup_tokens::expires_at.gt(now())),
-        )
-        .set(setup_tokens::used.eq(true))
-        .execute(tx)?;
+        let spent = setup_token::spend(tx, &sessions::hash_token(token), now())?;
         if spent != 1 || account::any_administrator(tx)? {
             return Err(AppError::Gone(
                 "This setup link has been used or has expired. Restart the portal for a new one."
@@ -386,8 +351,9 @@ pub fn complete_setup(
         }
         let id = new_id();
         let ts = now();
-        diesel::insert_into(users::table)
-            .values(NewUser {
+        account::insert(
+            tx,
+            &NewUser {
                 id: &id,
                 email: &email,
                 display_name: display_name.trim(),
@@ -400,8 +366,8 @@ pub fn complete_setup(
                 org_admin: false,
                 email_verified_at: Some(ts),
                 agency: None,
-            })
-            .execute(tx)?;
+            },
+        )?;
         Ok((
             Ok(id.clone()),
             Event::new("setup.complete", Outcome::Success).object("account", &id),

@@ -10,14 +10,11 @@
 //! The invitee chooses its own password from the emailed single-use link; no page lets anyone set or see
 //! another person's password. Every step commits with its audit entry, naming both people where two act.
 
-use diesel::prelude::*;
-
 use super::accounts::{valid_name, validate_person, FieldErrors, Membership};
 use super::password::{check_policy, Hasher};
 use super::sessions::{hash_token, new_token};
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
 use crate::config::Settings;
-use crate::db::schema::users;
 use crate::db::{new_id, now, DbConn};
 use crate::domain::Role;
 use crate::error::{AppError, AppResult};
@@ -59,7 +56,7 @@ fn is_org_admin(u: &User) -> bool {
 }
 
 /// What the invitee is invited as, for the message and the acceptance page.
-fn what(conn: &mut DbConn, inv: &Invitation) -> QueryResult<String> {
+fn what(conn: &mut DbConn, inv: &Invitation) -> AppResult<String> {
     Ok(
         match (inv.role(), &inv.organisation_id, &inv.new_organisation) {
             (Role::Submitter, Some(org), _) => {
@@ -88,7 +85,7 @@ fn send_now(
     settings: &Settings,
     inv: &Invitation,
     approved_by: Option<&str>,
-) -> QueryResult<Mail> {
+) -> AppResult<Mail> {
     let token = new_token();
     model::mark_sent(
         conn,
@@ -236,7 +233,7 @@ pub fn invite(
                 token_hash: None,
                 email: &email,
                 display_name: req.display_name.trim(),
-                role: req.role.as_str(),
+                role: req.role,
                 organisation_id: organisation_id.as_deref(),
                 new_organisation,
                 org_admin,
@@ -301,7 +298,7 @@ pub fn invite(
 }
 
 /// May `who` approve or refuse this invitation? (Never the person who made it.)
-fn may_approve(conn: &mut DbConn, who: &User, inv: &Invitation) -> QueryResult<bool> {
+fn may_approve(conn: &mut DbConn, who: &User, inv: &Invitation) -> AppResult<bool> {
     if inv.invited_by.as_deref() == Some(who.id.as_str()) {
         return Ok(false);
     }
@@ -338,7 +335,7 @@ pub fn approve(
             .object("invitation", &inv.id)
             .reason(format!(
                 "role {}; invited by {}, approved by {}",
-                inv.role,
+                inv.role.as_str(),
                 inv.invited_by.as_deref().unwrap_or("cli"),
                 who.id
             ));
@@ -364,7 +361,7 @@ pub fn refuse(
             .object("invitation", &inv.id)
             .reason(format!(
                 "role {}; invited by {}, refused by {}",
-                inv.role,
+                inv.role.as_str(),
                 inv.invited_by.as_deref().unwrap_or("cli"),
                 who.id
             ));
@@ -488,17 +485,15 @@ pub fn accept(
                     && inv.role() == Role::Submitter
                     && u.organisation_id.is_none() =>
             {
-                diesel::update(users::table.find(&u.id))
-                    .set((
-                        users::organisation_id.eq(&organisation_id),
-                        users::org_admin.eq(inv.org_admin),
-                        users::disabled.eq(false),
-                        users::display_name.eq(display_name.trim()),
-                        users::password_hash.eq(&hash),
-                        users::password_changed_at.eq(ts),
-                        users::email_verified_at.eq(ts),
-                    ))
-                    .execute(tx)?;
+                account::rejoin(
+                    tx,
+                    &u.id,
+                    organisation_id.as_deref(),
+                    inv.org_admin,
+                    display_name.trim(),
+                    &hash,
+                    ts,
+                )?;
                 u.id
             }
             Some(_) => {
@@ -508,8 +503,9 @@ pub fn accept(
             }
             None => {
                 let id = new_id();
-                diesel::insert_into(users::table)
-                    .values(NewUser {
+                account::insert(
+                    tx,
+                    &NewUser {
                         id: &id,
                         email: &inv.email,
                         display_name: display_name.trim(),
@@ -522,15 +518,15 @@ pub fn accept(
                         org_admin: inv.org_admin && organisation_id.is_some(),
                         email_verified_at: Some(ts),
                         agency: inv.agency.as_deref(),
-                    })
-                    .execute(tx)?;
+                    },
+                )?;
                 id
             }
         };
         model::close(tx, &inv.id, ACCEPTED, Some(&id), Some(&id), ts)?;
         let event = Event::new("invitation.accept", Outcome::Success)
             .object("account", &id)
-            .reason(format!("invitation {}, role {}", inv.id, inv.role));
+            .reason(format!("invitation {}, role {}", inv.id, inv.role.as_str()));
         Ok((Ok(id), event))
     })
 }
@@ -676,7 +672,7 @@ pub fn decide_privilege_request(
             .reason(format!(
                 "{} {}; requested by {}, refused by {} (request {})",
                 req.change,
-                req.role.as_deref().unwrap_or(""),
+                req.role.map(Role::as_str).unwrap_or(""),
                 req.requested_by.as_deref().unwrap_or("cli"),
                 who.id,
                 req.id

@@ -1,14 +1,11 @@
 //! Signing in and out, and the signed-in person's password change: each attempt is throttled and audited in
 //! the same transaction as its effect.
 
-use diesel::prelude::*;
-
 use super::accounts::FieldErrors;
 use super::password::{check_policy, Hasher, MAX_BYTES};
 use super::sessions;
 use super::throttle::{self, Policy};
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
-use crate::db::schema::users;
 use crate::db::{now, DbConn};
 use crate::error::{AppError, AppResult};
 use crate::models::account::{self, normalize_email, User};
@@ -86,9 +83,7 @@ pub fn login(
                 // one's own successful sign-in reset a guessing run against others.
                 throttle::clear(tx, &account_key)?;
                 if let Some(h) = rehash {
-                    diesel::update(users::table.find(&u.id))
-                        .set(users::password_hash.eq(h))
-                        .execute(tx)?;
+                    account::replace_password_hash(tx, &u.id, &h)?;
                 }
                 let token = sessions::create_with_agent(
                     tx,
@@ -224,12 +219,7 @@ pub fn change_password(
         .hash(new)
         .map_err(|e| AppError::Internal(format!("argon2: {e}")))?;
     audit.fact(conn, actor, |tx| {
-        diesel::update(users::table.find(&user.id))
-            .set((
-                users::password_hash.eq(&hash),
-                users::password_changed_at.eq(now()),
-            ))
-            .execute(tx)?;
+        account::set_password(tx, &user.id, &hash, now())?;
         throttle::clear(tx, &key)?;
         let ended = sessions::delete_others(tx, &user.id, session_hash)?;
         let event = event(Outcome::Success).reason(format!("{ended} other session(s) ended"));

@@ -2,23 +2,44 @@
 //! password. Each answers a visitor the same way whether or not an address has an account; what happened is
 //! in the audit log and, for the owner of an address, in its mailbox.
 
-use diesel::prelude::*;
-
 use super::accounts::{valid_name, validate_person, FieldErrors};
 use super::password::{check_policy, Hasher};
+use super::sessions::{hash_token, new_token};
 use super::throttle::{self, Policy, ThrottleKey};
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
 use crate::config::Settings;
-use crate::db::schema::users;
 use crate::db::{new_id, now, DbConn};
 use crate::domain::Role;
 use crate::error::{AppError, AppResult};
 use crate::mail::{messages, Mail, Mailer};
 use crate::models::account::{self, normalize_email, NewUser};
 use crate::models::account_token::{self, Purpose};
+use crate::models::session;
 use crate::models::settings;
 
 const HOUR: i64 = 3600;
+
+/// Issues a mailed link's token for an account, voiding its earlier unused tokens of the same purpose (only
+/// the newest link works). Returns the token for the link.
+fn issue_link(
+    conn: &mut DbConn,
+    user_id: &str,
+    purpose: Purpose,
+    now: i64,
+    lifetime_secs: i64,
+) -> AppResult<String> {
+    account_token::void(conn, user_id, purpose, now)?;
+    let token = new_token();
+    account_token::insert(
+        conn,
+        &hash_token(&token),
+        user_id,
+        purpose,
+        now,
+        now + lifetime_secs,
+    )?;
+    Ok(token)
+}
 
 pub struct Registration {
     pub email: String,
@@ -86,8 +107,9 @@ pub fn register(
         let ts = now();
         let org_id = account::create_organisation(tx, &reg.organisation, ts)?;
         let id = new_id();
-        diesel::insert_into(users::table)
-            .values(NewUser {
+        account::insert(
+            tx,
+            &NewUser {
                 id: &id,
                 email: &email,
                 display_name: reg.display_name.trim(),
@@ -100,9 +122,9 @@ pub fn register(
                 org_admin: true,
                 email_verified_at: None,
                 agency: None,
-            })
-            .execute(tx)?;
-        let token = account_token::issue(tx, &id, Purpose::VerifyEmail, ts, verify_secs)?;
+            },
+        )?;
+        let token = issue_link(tx, &id, Purpose::VerifyEmail, ts, verify_secs)?;
         let mail = messages::verify_email(
             &email,
             reg.display_name.trim(),
@@ -137,7 +159,7 @@ pub fn resend_verification(
                     .reason("already confirmed"),
             ));
         }
-        let token = account_token::issue(
+        let token = issue_link(
             tx,
             user_id,
             Purpose::VerifyEmail,
@@ -159,7 +181,7 @@ pub fn resend_verification(
 
 /// True while a link of this purpose is live (for the page in front of the form).
 pub fn link_live(conn: &mut DbConn, token: &str, purpose: Purpose) -> AppResult<bool> {
-    Ok(account_token::peek(conn, token, purpose, now())?.is_some())
+    Ok(account_token::peek(conn, &hash_token(token), purpose, now())?.is_some())
 }
 
 const LINK_GONE: &str =
@@ -174,12 +196,11 @@ pub fn confirm_email(
 ) -> AppResult<()> {
     audit.fact(conn, actor, |tx| {
         let ts = now();
-        let Some(user_id) = account_token::spend(tx, token, Purpose::VerifyEmail, ts)? else {
+        let Some(user_id) = account_token::spend(tx, &hash_token(token), Purpose::VerifyEmail, ts)?
+        else {
             return Err(AppError::Gone(LINK_GONE.into()));
         };
-        diesel::update(users::table.find(&user_id))
-            .set(users::email_verified_at.eq(ts))
-            .execute(tx)?;
+        account::set_email_verified(tx, &user_id, ts)?;
         Ok((
             (),
             Event::new("account.verify_email", Outcome::Success).object("account", &user_id),
@@ -223,8 +244,7 @@ pub fn request_reset(
         };
         match user {
             Some(u) if !u.disabled => {
-                let token =
-                    account_token::issue(tx, &u.id, Purpose::ResetPassword, now(), minutes * 60)?;
+                let token = issue_link(tx, &u.id, Purpose::ResetPassword, now(), minutes * 60)?;
                 let mail = messages::reset_password(
                     &u.email,
                     &u.display_name,
@@ -260,7 +280,9 @@ pub fn reset_password(
     token: &str,
     new_password: &str,
 ) -> AppResult<Result<(), FieldErrors>> {
-    let Some(user_id) = account_token::peek(conn, token, Purpose::ResetPassword, now())? else {
+    let Some(user_id) =
+        account_token::peek(conn, &hash_token(token), Purpose::ResetPassword, now())?
+    else {
         return Err(AppError::Gone(LINK_GONE.into()));
     };
     let user = account::find(conn, &user_id)?;
@@ -274,20 +296,16 @@ pub fn reset_password(
         .map_err(|e| AppError::Internal(format!("argon2: {e}")))?;
     audit.fact(conn, actor, |tx| {
         let ts = now();
-        if account_token::spend(tx, token, Purpose::ResetPassword, ts)?.as_deref()
+        if account_token::spend(tx, &hash_token(token), Purpose::ResetPassword, ts)?.as_deref()
             != Some(user_id.as_str())
         {
             return Err(AppError::Gone(LINK_GONE.into()));
         }
-        diesel::update(users::table.find(&user_id))
-            .set((
-                users::password_hash.eq(&hash),
-                users::password_changed_at.eq(ts),
-                users::email_verified_at.eq(user.email_verified_at.unwrap_or(ts)),
-            ))
-            .execute(tx)?;
+        // The address counts as confirmed (the link reached it), from its first confirmation if it had one.
+        let verified_at = user.email_verified_at.unwrap_or(ts);
+        account::set_password_with_email_verified(tx, &user_id, &hash, ts, verified_at)?;
         account_token::void(tx, &user_id, Purpose::ResetPassword, ts)?;
-        let ended = account::delete_sessions_of(tx, &user_id)?;
+        let ended = session::delete_all_of(tx, &user_id)?;
         Ok((
             Ok(()),
             Event::new("account.password_reset", Outcome::Success)

@@ -1,12 +1,12 @@
 //! Server-side sessions: the cookie carries a random token; the database keeps only its SHA-256.
 
-use diesel::prelude::*;
+use diesel::result::QueryResult;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::db::schema::{sessions, users};
 use crate::db::DbConn;
-use crate::models::account::{Session, User};
+use crate::models::account::User;
+use crate::models::session::{self as model, NewSession, Session};
 
 /// 256 bits from the OS CSPRNG.
 pub fn new_token() -> String {
@@ -60,18 +60,20 @@ pub fn create_with_agent(
     user_agent: Option<&str>,
 ) -> QueryResult<String> {
     let token = new_token();
-    diesel::insert_into(sessions::table)
-        .values((
-            sessions::token_hash.eq(hash_token(&token)),
-            sessions::user_id.eq(user_id),
-            sessions::csrf_token.eq(new_token()),
-            sessions::created_at.eq(now),
-            sessions::last_seen_at.eq(now),
-            sessions::public_id.eq(crate::db::new_id()),
-            sessions::client_addr.eq(client_addr),
-            sessions::user_agent.eq(user_agent.and_then(clean_user_agent)),
-        ))
-        .execute(conn)?;
+    let user_agent = user_agent.and_then(clean_user_agent);
+    model::insert(
+        conn,
+        &NewSession {
+            token_hash: &hash_token(&token),
+            user_id,
+            csrf_token: &new_token(),
+            created_at: now,
+            last_seen_at: now,
+            public_id: Some(&crate::db::new_id()),
+            client_addr,
+            user_agent: user_agent.as_deref(),
+        },
+    )?;
     Ok(token)
 }
 
@@ -91,19 +93,13 @@ pub fn lookup(
     absolute_secs: i64,
 ) -> QueryResult<Lookup> {
     let hash = hash_token(token);
-    let found: Option<(Session, User)> = sessions::table
-        .inner_join(users::table)
-        .filter(sessions::token_hash.eq(&hash))
-        .select((Session::as_select(), User::as_select()))
-        .first(conn)
-        .optional()?;
-    let Some((session, user)) = found else {
+    let Some((session, user)) = model::find_with_user(conn, &hash)? else {
         return Ok(Lookup::Missing);
     };
     let expired =
         now - session.last_seen_at > idle_secs || now - session.created_at > absolute_secs;
     if expired || user.disabled {
-        diesel::delete(sessions::table.find(&hash)).execute(conn)?;
+        model::delete(conn, &hash)?;
         return Ok(if expired {
             Lookup::Expired(Box::new(user))
         } else {
@@ -113,10 +109,7 @@ pub fn lookup(
     // Touch at most once a minute: a write per request would be needless load. The touch is best
     // effort: if the database is busy, the session is still live and the request goes on.
     if now - session.last_seen_at >= 60 {
-        if let Err(e) = diesel::update(sessions::table.find(&hash))
-            .set(sessions::last_seen_at.eq(now))
-            .execute(conn)
-        {
+        if let Err(e) = model::touch(conn, &hash, now) {
             tracing::warn!(error = %e, "recording a session's last use failed");
         }
     }
@@ -124,16 +117,11 @@ pub fn lookup(
 }
 
 pub fn delete(conn: &mut DbConn, token_hash: &str) -> QueryResult<usize> {
-    diesel::delete(sessions::table.find(token_hash)).execute(conn)
+    model::delete(conn, token_hash)
 }
 
 pub fn delete_others(conn: &mut DbConn, user_id: &str, keep_hash: &str) -> QueryResult<usize> {
-    diesel::delete(
-        sessions::table
-            .filter(sessions::user_id.eq(user_id))
-            .filter(sessions::token_hash.ne(keep_hash)),
-    )
-    .execute(conn)
+    model::delete_others(conn, user_id, keep_hash)
 }
 
 /// A live session as its owner sees it: never the token or its hash.
@@ -157,13 +145,7 @@ pub fn list_live(
     idle_secs: i64,
     absolute_secs: i64,
 ) -> QueryResult<Vec<SessionView>> {
-    let rows: Vec<Session> = sessions::table
-        .filter(sessions::user_id.eq(user_id))
-        .filter(sessions::last_seen_at.ge(now - idle_secs))
-        .filter(sessions::created_at.ge(now - absolute_secs))
-        .order((sessions::last_seen_at.desc(), sessions::created_at.desc()))
-        .select(Session::as_select())
-        .load(conn)?;
+    let rows = model::recent_of(conn, user_id, now - idle_secs, now - absolute_secs)?;
     Ok(rows
         .into_iter()
         .map(|s| SessionView {
@@ -185,14 +167,7 @@ pub fn delete_by_public_id(
     public_id: &str,
     current_hash: &str,
 ) -> QueryResult<bool> {
-    let n = diesel::delete(
-        sessions::table
-            .filter(sessions::user_id.eq(user_id))
-            .filter(sessions::public_id.eq(public_id))
-            .filter(sessions::token_hash.ne(current_hash)),
-    )
-    .execute(conn)?;
-    Ok(n > 0)
+    Ok(model::delete_by_public_id(conn, user_id, public_id, current_hash)? > 0)
 }
 
 /// Ends every session of the account but the current one; returns the public ids of those ended (`None` for
@@ -202,12 +177,8 @@ pub fn delete_others_listed(
     user_id: &str,
     keep_hash: &str,
 ) -> QueryResult<Vec<Option<String>>> {
-    let ids: Vec<Option<String>> = sessions::table
-        .filter(sessions::user_id.eq(user_id))
-        .filter(sessions::token_hash.ne(keep_hash))
-        .select(sessions::public_id)
-        .load(conn)?;
-    delete_others(conn, user_id, keep_hash)?;
+    let ids = model::public_ids_of_others(conn, user_id, keep_hash)?;
+    model::delete_others(conn, user_id, keep_hash)?;
     Ok(ids)
 }
 

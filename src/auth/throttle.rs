@@ -8,12 +8,12 @@
 //! The table never holds what was typed: each key is an HMAC of the identifier under a key derived from
 //! the portal's secret, and rows are forgotten once their window and lock have passed.
 
-use diesel::prelude::*;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::db::schema::login_throttle;
 use crate::db::DbConn;
+use crate::error::AppResult;
+use crate::models::throttle::{self as model, Counter, NewCounter};
 
 /// A lock never lasts longer than this.
 const MAX_LOCK_SECS: i64 = 3600;
@@ -74,30 +74,18 @@ impl ThrottleKey {
 }
 
 /// True while the key is locked.
-pub fn is_locked(conn: &mut DbConn, key: &str, now: i64) -> QueryResult<bool> {
-    let until: Option<i64> = login_throttle::table
-        .find(key)
-        .select(login_throttle::locked_until)
-        .first(conn)
-        .optional()?;
+pub fn is_locked(conn: &mut DbConn, key: &str, now: i64) -> AppResult<bool> {
+    let until = model::locked_until(conn, key)?;
     Ok(until.is_some_and(|u| u > now))
 }
 
 /// Counts one failure; locks the key once `max_failures` fall in one window, doubling the lock each time
 /// after. Returns how many failures the window now holds.
-pub fn record_failure(conn: &mut DbConn, key: &str, policy: Policy, now: i64) -> QueryResult<i64> {
-    let row: Option<(i64, i64, i64)> = login_throttle::table
-        .find(key)
-        .select((
-            login_throttle::failures,
-            login_throttle::window_start,
-            login_throttle::locked_until,
-        ))
-        .first(conn)
-        .optional()?;
+pub fn record_failure(conn: &mut DbConn, key: &str, policy: Policy, now: i64) -> AppResult<i64> {
+    let row = model::find(conn, key)?;
     let (failures, window_start) = match row {
-        Some((f, start, until)) if now - start <= policy.window_secs || until > now => {
-            (f + 1, start)
+        Some(c) if now - c.window_start <= policy.window_secs || c.locked_until > now => {
+            (c.failures + 1, c.window_start)
         }
         _ => (1, now),
     };
@@ -108,22 +96,25 @@ pub fn record_failure(conn: &mut DbConn, key: &str, policy: Policy, now: i64) ->
         0
     };
     if row.is_some() {
-        diesel::update(login_throttle::table.find(key))
-            .set((
-                login_throttle::failures.eq(failures),
-                login_throttle::window_start.eq(window_start),
-                login_throttle::locked_until.eq(locked_until),
-            ))
-            .execute(conn)?;
+        model::update(
+            conn,
+            key,
+            Counter {
+                failures,
+                window_start,
+                locked_until,
+            },
+        )?;
     } else {
-        diesel::insert_into(login_throttle::table)
-            .values((
-                login_throttle::throttle_key.eq(key),
-                login_throttle::failures.eq(failures),
-                login_throttle::window_start.eq(window_start),
-                login_throttle::locked_until.eq(locked_until),
-            ))
-            .execute(conn)?;
+        model::insert(
+            conn,
+            &NewCounter {
+                throttle_key: key,
+                failures,
+                window_start,
+                locked_until,
+            },
+        )?;
     }
     let kind = key.split(':').next().unwrap_or(key);
     forget_expired(conn, kind, now, policy.window_secs)?;
@@ -132,7 +123,7 @@ pub fn record_failure(conn: &mut DbConn, key: &str, policy: Policy, now: i64) ->
 
 /// A rate limit on an action that is counted whether or not it succeeds (registrations, reset requests):
 /// `false` when the key is locked; otherwise the attempt is counted and `true`.
-pub fn allow(conn: &mut DbConn, key: &str, policy: Policy, now: i64) -> QueryResult<bool> {
+pub fn allow(conn: &mut DbConn, key: &str, policy: Policy, now: i64) -> AppResult<bool> {
     if is_locked(conn, key, now)? {
         return Ok(false);
     }
@@ -140,8 +131,8 @@ pub fn allow(conn: &mut DbConn, key: &str, policy: Policy, now: i64) -> QueryRes
     Ok(true)
 }
 
-pub fn clear(conn: &mut DbConn, key: &str) -> QueryResult<()> {
-    diesel::delete(login_throttle::table.find(key)).execute(conn)?;
+pub fn clear(conn: &mut DbConn, key: &str) -> AppResult<()> {
+    model::delete(conn, key)?;
     Ok(())
 }
 
@@ -152,14 +143,13 @@ pub fn forget_expired(
     kind: &str,
     now: i64,
     window_secs: i64,
-) -> QueryResult<usize> {
-    diesel::delete(
-        login_throttle::table
-            .filter(login_throttle::throttle_key.like(format!("{kind}:%")))
-            .filter(login_throttle::locked_until.le(now))
-            .filter(login_throttle::window_start.lt(now - window_secs)),
-    )
-    .execute(conn)
+) -> AppResult<usize> {
+    Ok(model::delete_expired(
+        conn,
+        &format!("{kind}:"),
+        now,
+        now - window_secs,
+    )?)
 }
 
 #[cfg(test)]

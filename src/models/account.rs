@@ -1,11 +1,11 @@
-//! Accounts, organisations and sessions.
+//! Accounts (`users`) and organisations. Sessions are in `session`.
 
 use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::domain::Role;
 
-use crate::db::schema::{organisations, sessions, users};
+use crate::db::schema::{organisations, users};
 use crate::db::DbConn;
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
@@ -14,6 +14,7 @@ pub struct User {
     pub id: String,
     pub email: String,
     pub display_name: String,
+    /// Kept as text (`role()` gives the enum): `web::guards` and the tests read this field as a `String`.
     pub role: String,
     pub organisation_id: Option<String>,
     pub password_hash: String,
@@ -49,6 +50,8 @@ pub struct NewUser<'a> {
     pub id: &'a str,
     pub email: &'a str,
     pub display_name: &'a str,
+    /// Text, not `Role`: `examples/queue_fill.rs` builds this struct with a string literal. Give
+    /// `Role::as_str()`.
     pub role: &'a str,
     pub organisation_id: Option<&'a str>,
     pub password_hash: &'a str,
@@ -72,20 +75,6 @@ pub struct Organisation {
     /// Set when a PCII officer merged this duplicate into another organisation.
     pub merged_into: Option<String>,
     pub merged_at: Option<i64>,
-}
-
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = sessions)]
-pub struct Session {
-    pub token_hash: String,
-    pub user_id: String,
-    pub csrf_token: String,
-    pub created_at: i64,
-    pub last_seen_at: i64,
-    /// A random name for the session that its owner may see and end (never the token or its hash).
-    pub public_id: Option<String>,
-    pub client_addr: Option<String>,
-    pub user_agent: Option<String>,
 }
 
 /// Emails are compared as normalised: Unicode NFKC, trimmed and lower-cased, so that the same address typed
@@ -156,7 +145,7 @@ pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<User> {
 pub fn any_administrator(conn: &mut DbConn) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(
         users::table
-            .filter(users::role.eq(Role::Administrator.as_str()))
+            .filter(users::role.eq(Role::Administrator))
             .filter(users::disabled.eq(false)),
     ))
     .get_result(conn)
@@ -201,8 +190,114 @@ pub fn find_organisation(conn: &mut DbConn, id: &str) -> QueryResult<Option<Orga
         .optional()
 }
 
-pub fn delete_sessions_of(conn: &mut DbConn, user_id: &str) -> QueryResult<usize> {
-    diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)
+pub fn insert(conn: &mut DbConn, new: &NewUser<'_>) -> QueryResult<()> {
+    diesel::insert_into(users::table)
+        .values(new)
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn set_disabled(conn: &mut DbConn, id: &str, disabled: bool) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set(users::disabled.eq(disabled))
+        .execute(conn)
+}
+
+pub fn set_role(conn: &mut DbConn, id: &str, role: Role) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set(users::role.eq(role))
+        .execute(conn)
+}
+
+/// Records (or with `None` clears) when the account completed its training.
+pub fn set_training_completed(conn: &mut DbConn, id: &str, at: Option<i64>) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set(users::training_completed_at.eq(at))
+        .execute(conn)
+}
+
+/// Records the account's non-disclosure agreement; all `None` clears it.
+pub fn set_nda(
+    conn: &mut DbConn,
+    id: &str,
+    signed_at: Option<i64>,
+    expires_at: Option<i64>,
+    reference: Option<&str>,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::nda_signed_at.eq(signed_at),
+            users::nda_expires_at.eq(expires_at),
+            users::nda_reference.eq(reference),
+        ))
+        .execute(conn)
+}
+
+/// Replaces the stored hash of the *same* password (made with newer parameters): the password's change
+/// time stays.
+pub fn replace_password_hash(conn: &mut DbConn, id: &str, hash: &str) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set(users::password_hash.eq(hash))
+        .execute(conn)
+}
+
+/// Stores a new password's hash, changed at `now`.
+pub fn set_password(conn: &mut DbConn, id: &str, hash: &str, now: i64) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::password_hash.eq(hash),
+            users::password_changed_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// Stores a new password's hash set through a mailed link, changed at `now`, with the time the address
+/// counts as confirmed from (the link reached it).
+pub fn set_password_with_email_verified(
+    conn: &mut DbConn,
+    id: &str,
+    hash: &str,
+    now: i64,
+    email_verified_at: i64,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::password_hash.eq(hash),
+            users::password_changed_at.eq(now),
+            users::email_verified_at.eq(email_verified_at),
+        ))
+        .execute(conn)
+}
+
+/// Records that the account proved, at `at`, that it receives mail at its address.
+pub fn set_email_verified(conn: &mut DbConn, id: &str, at: i64) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set(users::email_verified_at.eq(at))
+        .execute(conn)
+}
+
+/// Brings a removed member back into an organisation (by invitation): enabled again, with the name and
+/// password the person chose and its address confirmed at `now`.
+pub fn rejoin(
+    conn: &mut DbConn,
+    id: &str,
+    organisation_id: Option<&str>,
+    org_admin: bool,
+    display_name: &str,
+    password_hash: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::organisation_id.eq(organisation_id),
+            users::org_admin.eq(org_admin),
+            users::disabled.eq(false),
+            users::display_name.eq(display_name),
+            users::password_hash.eq(password_hash),
+            users::password_changed_at.eq(now),
+            users::email_verified_at.eq(now),
+        ))
+        .execute(conn)
 }
 
 /// One row of the administrators' account list.
@@ -242,8 +337,8 @@ pub fn list_accounts(
         .into_boxed();
     let mut count = users::table.count().into_boxed();
     if let Some(r) = role {
-        q = q.filter(users::role.eq(r.as_str()));
-        count = count.filter(users::role.eq(r.as_str()));
+        q = q.filter(users::role.eq(r));
+        count = count.filter(users::role.eq(r));
     }
     let total: i64 = count.get_result(conn)?;
     let rows: Vec<(User, Option<String>)> = q

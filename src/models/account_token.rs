@@ -1,9 +1,9 @@
 //! Single-use, expiring links sent by mail to an account: email confirmation and password reset. The
-//! database keeps only the SHA-256 of each token.
+//! database keeps only the SHA-256 of each token: every function here takes the hash (`auth` makes the
+//! tokens and hashes them).
 
 use diesel::prelude::*;
 
-use crate::auth::sessions::{hash_token, new_token};
 use crate::db::schema::account_tokens;
 use crate::db::DbConn;
 
@@ -22,38 +22,36 @@ impl Purpose {
     }
 }
 
-/// Issues a new token, voiding the account's earlier unused tokens of the same purpose (only the newest
-/// link works). Returns the token for the link.
-pub fn issue(
+/// Stores a new, unused token of an account.
+pub fn insert(
     conn: &mut DbConn,
+    token_hash: &str,
     user_id: &str,
     purpose: Purpose,
     now: i64,
-    lifetime_secs: i64,
-) -> QueryResult<String> {
-    void(conn, user_id, purpose, now)?;
-    let token = new_token();
+    expires_at: i64,
+) -> QueryResult<()> {
     diesel::insert_into(account_tokens::table)
         .values((
-            account_tokens::token_hash.eq(hash_token(&token)),
+            account_tokens::token_hash.eq(token_hash),
             account_tokens::user_id.eq(user_id),
             account_tokens::purpose.eq(purpose.as_str()),
             account_tokens::created_at.eq(now),
-            account_tokens::expires_at.eq(now + lifetime_secs),
+            account_tokens::expires_at.eq(expires_at),
         ))
-        .execute(conn)?;
-    Ok(token)
+        .execute(conn)
+        .map(|_| ())
 }
 
 /// The account a live (unused, unexpired) token belongs to, without spending it.
 pub fn peek(
     conn: &mut DbConn,
-    token: &str,
+    token_hash: &str,
     purpose: Purpose,
     now: i64,
 ) -> QueryResult<Option<String>> {
     account_tokens::table
-        .find(hash_token(token))
+        .find(token_hash)
         .filter(account_tokens::purpose.eq(purpose.as_str()))
         .filter(account_tokens::used_at.is_null())
         .filter(account_tokens::expires_at.gt(now))
@@ -65,16 +63,16 @@ pub fn peek(
 /// Spends a live token: `Some(account id)` exactly once per token.
 pub fn spend(
     conn: &mut DbConn,
-    token: &str,
+    token_hash: &str,
     purpose: Purpose,
     now: i64,
 ) -> QueryResult<Option<String>> {
-    let Some(user_id) = peek(conn, token, purpose, now)? else {
+    let Some(user_id) = peek(conn, token_hash, purpose, now)? else {
         return Ok(None);
     };
     let spent = diesel::update(
         account_tokens::table
-            .find(hash_token(token))
+            .find(token_hash)
             .filter(account_tokens::used_at.is_null()),
     )
     .set(account_tokens::used_at.eq(now))

@@ -48,7 +48,7 @@ pub struct Invitation {
     pub token_hash: Option<String>,
     pub email: String,
     pub display_name: String,
-    pub role: String,
+    pub role: Role,
     pub organisation_id: Option<String>,
     pub new_organisation: Option<String>,
     pub org_admin: bool,
@@ -66,7 +66,7 @@ pub struct Invitation {
 
 impl Invitation {
     pub fn role(&self) -> Role {
-        Role::parse(&self.role).unwrap_or(Role::Submitter)
+        self.role
     }
     pub fn approval(&self) -> Option<Approval> {
         self.approval.as_deref().and_then(Approval::parse)
@@ -84,7 +84,7 @@ pub struct NewInvitation<'a> {
     pub token_hash: Option<&'a str>,
     pub email: &'a str,
     pub display_name: &'a str,
-    pub role: &'a str,
+    pub role: Role,
     pub organisation_id: Option<&'a str>,
     pub new_organisation: Option<&'a str>,
     pub org_admin: bool,
@@ -251,7 +251,7 @@ pub fn sent_for_organisation(
 /// Open invitations that administrators made (staff and companies), newest first.
 pub fn open_by_administrators(conn: &mut DbConn, now: i64) -> QueryResult<Vec<InvitationRow>> {
     let admins = users::table
-        .filter(users::role.eq(Role::Administrator.as_str()))
+        .filter(users::role.eq(Role::Administrator))
         .select(users::id.nullable());
     let list = invitations::table
         .filter(invitations::state.eq_any([AWAITING_APPROVAL, SENT]))
@@ -353,7 +353,7 @@ pub fn organisation_admins(conn: &mut DbConn, organisation_id: &str) -> QueryRes
 /// Active administrators: the two-person rule applies when there are two or more.
 pub fn active_administrators(conn: &mut DbConn) -> QueryResult<i64> {
     users::table
-        .filter(users::role.eq(Role::Administrator.as_str()))
+        .filter(users::role.eq(Role::Administrator))
         .filter(users::disabled.eq(false))
         .count()
         .get_result(conn)
@@ -373,9 +373,9 @@ pub enum PrivilegeChange {
 }
 
 impl PrivilegeChange {
-    fn columns(&self) -> (&'static str, Option<&'static str>, Option<&str>) {
+    fn columns(&self) -> (&'static str, Option<Role>, Option<&str>) {
         match self {
-            PrivilegeChange::Role(r) => ("role", Some(r.as_str()), None),
+            PrivilegeChange::Role(r) => ("role", Some(*r), None),
             PrivilegeChange::Disable { reason } => ("disable", None, Some(reason.as_str())),
             PrivilegeChange::Enable => ("enable", None, None),
         }
@@ -388,7 +388,7 @@ pub struct PrivilegeRequest {
     pub id: String,
     pub account_id: String,
     pub change: String,
-    pub role: Option<String>,
+    pub role: Option<Role>,
     pub reason: Option<String>,
     pub requested_by: Option<String>,
     pub requested_at: i64,
@@ -400,11 +400,7 @@ pub struct PrivilegeRequest {
 impl PrivilegeRequest {
     pub fn change(&self) -> Option<PrivilegeChange> {
         match self.change.as_str() {
-            "role" => self
-                .role
-                .as_deref()
-                .and_then(Role::parse)
-                .map(PrivilegeChange::Role),
+            "role" => self.role.map(PrivilegeChange::Role),
             "disable" => Some(PrivilegeChange::Disable {
                 reason: self.reason.clone().unwrap_or_default(),
             }),
@@ -499,7 +495,7 @@ pub fn pending_privilege_requests(conn: &mut DbConn) -> QueryResult<Vec<Privileg
         .load(conn)?;
     let mut out = Vec::with_capacity(list.len());
     for r in list {
-        let (name, email, role): (String, String, String) = users::table
+        let (name, email, role): (String, String, Role) = users::table
             .find(&r.account_id)
             .select((users::display_name, users::email, users::role))
             .first(conn)?;
@@ -519,7 +515,7 @@ pub fn pending_privilege_requests(conn: &mut DbConn) -> QueryResult<Vec<Privileg
         };
         out.push(PrivilegeRequestRow {
             what,
-            current_role_label: Role::parse(&role).map(Role::label).unwrap_or(""),
+            current_role_label: role.label(),
             account_name: name,
             account_email: email,
             requested_by_name,

@@ -7,5 +7,8 @@ pub mod invitation;
 pub mod organisation;
 pub mod queue;
 pub mod sectors;
+pub mod session;
 pub mod settings;
+pub mod setup_token;
 pub mod submission;
+pub mod throttle;

@@ -52,7 +52,7 @@ pub fn members(
         .select(User::as_select())
         .into_boxed();
     if !staff {
-        q = q.filter(users::role.eq(Role::Submitter.as_str()));
+        q = q.filter(users::role.eq(Role::Submitter));
     }
     let list: Vec<User> = q.load(conn)?;
     Ok(list
@@ -79,7 +79,7 @@ pub fn member(
     users::table
         .find(user_id)
         .filter(users::organisation_id.eq(organisation_id))
-        .filter(users::role.eq(Role::Submitter.as_str()))
+        .filter(users::role.eq(Role::Submitter))
         .select(User::as_select())
         .first(conn)
         .optional()
@@ -89,7 +89,7 @@ pub fn member(
 pub fn member_count(conn: &mut DbConn, organisation_id: &str) -> QueryResult<i64> {
     users::table
         .filter(users::organisation_id.eq(organisation_id))
-        .filter(users::role.eq(Role::Submitter.as_str()))
+        .filter(users::role.eq(Role::Submitter))
         .count()
         .get_result(conn)
 }
@@ -120,7 +120,7 @@ pub fn remove_member(
     ))
     .execute(conn)?;
     if n == 1 {
-        crate::models::account::delete_sessions_of(conn, user_id)?;
+        crate::models::session::delete_all_of(conn, user_id)?;
     }
     Ok(n)
 }

@@ -1,0 +1,128 @@
+//! Sessions: one row per signed-in browser, keyed by the SHA-256 of its cookie token (never the token).
+//! Timeouts are the caller's rule: these functions take the cut-off times, not the durations.
+
+use diesel::prelude::*;
+
+use crate::db::schema::{sessions, users};
+use crate::db::DbConn;
+use crate::models::account::User;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = sessions)]
+pub struct Session {
+    pub token_hash: String,
+    pub user_id: String,
+    pub csrf_token: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    /// A random name for the session that its owner may see and end (never the token or its hash).
+    pub public_id: Option<String>,
+    pub client_addr: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A new session row. `None` stores NULL (not a column default).
+#[derive(Insertable)]
+#[diesel(table_name = sessions)]
+#[diesel(treat_none_as_default_value = false)]
+pub struct NewSession<'a> {
+    pub token_hash: &'a str,
+    pub user_id: &'a str,
+    pub csrf_token: &'a str,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub public_id: Option<&'a str>,
+    pub client_addr: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+pub fn insert(conn: &mut DbConn, new: &NewSession<'_>) -> QueryResult<()> {
+    diesel::insert_into(sessions::table)
+        .values(new)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// The session with this token hash and its account, in one query.
+pub fn find_with_user(conn: &mut DbConn, token_hash: &str) -> QueryResult<Option<(Session, User)>> {
+    sessions::table
+        .inner_join(users::table)
+        .filter(sessions::token_hash.eq(token_hash))
+        .select((Session::as_select(), User::as_select()))
+        .first(conn)
+        .optional()
+}
+
+/// Records a session's last use.
+pub fn touch(conn: &mut DbConn, token_hash: &str, now: i64) -> QueryResult<usize> {
+    diesel::update(sessions::table.find(token_hash))
+        .set(sessions::last_seen_at.eq(now))
+        .execute(conn)
+}
+
+pub fn delete(conn: &mut DbConn, token_hash: &str) -> QueryResult<usize> {
+    diesel::delete(sessions::table.find(token_hash)).execute(conn)
+}
+
+/// Ends every session of an account (disabled, role changed, removed, password reset).
+pub fn delete_all_of(conn: &mut DbConn, user_id: &str) -> QueryResult<usize> {
+    diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)
+}
+
+/// Ends every session of an account but the one with `keep_hash`.
+pub fn delete_others(conn: &mut DbConn, user_id: &str, keep_hash: &str) -> QueryResult<usize> {
+    diesel::delete(
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::token_hash.ne(keep_hash)),
+    )
+    .execute(conn)
+}
+
+/// The account's sessions last used at or after `seen_since` and opened at or after `created_since`, the most
+/// recently used first.
+pub fn recent_of(
+    conn: &mut DbConn,
+    user_id: &str,
+    seen_since: i64,
+    created_since: i64,
+) -> QueryResult<Vec<Session>> {
+    sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::last_seen_at.ge(seen_since))
+        .filter(sessions::created_at.ge(created_since))
+        .order((sessions::last_seen_at.desc(), sessions::created_at.desc()))
+        .select(Session::as_select())
+        .load(conn)
+}
+
+/// Ends the account's session with this public id unless it is the one with `keep_hash`. Scoped by the
+/// account: another account's public id ends nothing.
+pub fn delete_by_public_id(
+    conn: &mut DbConn,
+    user_id: &str,
+    public_id: &str,
+    keep_hash: &str,
+) -> QueryResult<usize> {
+    diesel::delete(
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::public_id.eq(public_id))
+            .filter(sessions::token_hash.ne(keep_hash)),
+    )
+    .execute(conn)
+}
+
+/// The public ids of every session of the account but the one with `keep_hash` (`None` for sessions opened
+/// before sessions had one).
+pub fn public_ids_of_others(
+    conn: &mut DbConn,
+    user_id: &str,
+    keep_hash: &str,
+) -> QueryResult<Vec<Option<String>>> {
+    sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::token_hash.ne(keep_hash))
+        .select(sessions::public_id)
+        .load(conn)
+}
