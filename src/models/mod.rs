@@ -2,9 +2,14 @@
 
 pub mod account;
 pub mod account_token;
+pub mod attachment;
 pub mod audit;
 pub mod blob;
+pub mod destruction;
+pub mod event;
+pub mod grant;
 pub mod invitation;
+pub mod notice;
 pub mod organisation;
 pub mod queue;
 pub mod sectors;
