@@ -70,3 +70,53 @@ pub fn find(conn: &mut crate::db::DbConn, id: &str) -> QueryResult<BlobRow> {
         .select(BlobRow::as_select())
         .first(conn)
 }
+
+/// Every blob row of a submission (content versions and files), oldest first.
+pub fn of_submission(
+    conn: &mut crate::db::DbConn,
+    submission_id: &str,
+) -> QueryResult<Vec<BlobRow>> {
+    blobs::table
+        .filter(blobs::submission_id.eq(submission_id))
+        .order(blobs::created_at.asc())
+        .select(BlobRow::as_select())
+        .load(conn)
+}
+
+/// The store names of a submission's blobs, to delete from the store once their rows are gone.
+pub fn storage_names_of(
+    conn: &mut crate::db::DbConn,
+    submission_id: &str,
+) -> QueryResult<Vec<String>> {
+    blobs::table
+        .filter(blobs::submission_id.eq(submission_id))
+        .select(blobs::storage_name)
+        .load(conn)
+}
+
+/// Whether any row points to this file of the store (the orphan sweep keeps it if so).
+pub fn storage_name_in_use(conn: &mut crate::db::DbConn, storage_name: &str) -> QueryResult<bool> {
+    let n: i64 = blobs::table
+        .filter(blobs::storage_name.eq(storage_name))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
+/// Deletes a blob row and returns its storage name, for deletion from the store after commit.
+pub fn delete(conn: &mut crate::db::DbConn, id: &str) -> QueryResult<String> {
+    let name: String = blobs::table
+        .find(id)
+        .select(blobs::storage_name)
+        .first(conn)?;
+    diesel::delete(blobs::table.find(id)).execute(conn)?;
+    Ok(name)
+}
+
+/// Deletes every blob row of a submission (the store's files go after commit).
+pub fn delete_of_submission(
+    conn: &mut crate::db::DbConn,
+    submission_id: &str,
+) -> QueryResult<usize> {
+    diesel::delete(blobs::table.filter(blobs::submission_id.eq(submission_id))).execute(conn)
+}

@@ -2,8 +2,13 @@
 
 pub mod account;
 pub mod account_token;
+pub mod attachment;
 pub mod blob;
+pub mod destruction;
+pub mod event;
+pub mod grant;
 pub mod invitation;
+pub mod notice;
 pub mod organisation;
 pub mod queue;
 pub mod sectors;

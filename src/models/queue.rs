@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::db::schema::{organisations, submissions};
 use crate::db::{DbConn, MultiBackend};
+use crate::domain::Status;
 use crate::time::{days_between, DAY};
 
 pub const PER_PAGE: i64 = 50;
@@ -16,10 +17,10 @@ pub const PER_PAGE: i64 = 50;
 /// has 30 days to cure, and `cure_due_at` holds that deadline.
 pub const NOTICE_WINDOW: i64 = 30 * DAY;
 
-const RECEIVED: &str = "received";
-const DEFECTIVE: &str = "defective";
+const RECEIVED: Status = Status::Received;
+const DEFECTIVE: Status = Status::Defective;
 /// The open statuses. `StatusTest::Range` and the clock orders rely on 'defective' sorting before 'received'.
-const OPEN: [&str; 2] = [RECEIVED, DEFECTIVE];
+const OPEN: [Status; 2] = [RECEIVED, DEFECTIVE];
 
 /// The status filter: one of the two open states, or the overdue ones of both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -258,7 +259,7 @@ type RawRow = (
     Option<String>,
     Option<String>,
     String,
-    String,
+    Status,
     Option<i64>,
     Option<i64>,
     Option<i64>,
@@ -372,7 +373,7 @@ pub fn queue(conn: &mut DbConn, f: &QueueFilter, now: i64) -> QueryResult<QueueP
                     overdue: notice_due_at.is_some_and(|d| d < now)
                         || cure_due_at.is_some_and(|d| d < now),
                     defect_notice_at: defect_notice_at.filter(|_| defective),
-                    status,
+                    status: status.as_str().to_string(),
                     received_at,
                     notice_due_at,
                     cure_due_at,
@@ -395,7 +396,7 @@ mod tests {
     #[test]
     fn defective_sorts_before_received() {
         // The notice order (status descending) and the open range depend on it.
-        assert!(DEFECTIVE < RECEIVED);
+        assert!(DEFECTIVE.as_str() < RECEIVED.as_str());
     }
 
     #[test]

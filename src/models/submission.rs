@@ -1,10 +1,20 @@
-//! Submission rows as lists show them: only what stays in clear (status, sector, dates, counts).
+//! Submission rows: the clear metadata (status, sector, dates, counts) and the tracking-number counter. What a
+//! submission says is in the encrypted content blob; its files, history, notices, grants and destruction
+//! record have their own modules.
 
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::db::schema::{grants, submissions};
+use crate::db::schema::{submissions, tracking_counters};
 use crate::db::DbConn;
+use crate::domain::{Disposition, Status};
+
+// Read queries that lived here before their tables got modules of their own; callers keep these paths.
+pub use crate::models::attachment::{attachments_of, Attachment};
+pub use crate::models::destruction::{destruction_of, DestructionRow};
+pub use crate::models::event::{events_of, EventRow};
+pub use crate::models::grant::{live_grants, GrantRow};
+pub use crate::models::notice::{mark_notices_read, notices_for, unread_notices, NoticeRow};
 
 pub const PER_PAGE: i64 = 50;
 
@@ -41,42 +51,6 @@ pub fn for_organisation(
     Ok((rows, total))
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct GrantRow {
-    pub submission_id: String,
-    pub tracking_number: Option<String>,
-    pub expires_at: i64,
-    pub created_at: i64,
-}
-
-/// An authorized user's live grants (not revoked, not expired).
-pub fn live_grants(conn: &mut DbConn, user_id: &str, now: i64) -> QueryResult<Vec<GrantRow>> {
-    let rows: Vec<(String, Option<String>, i64, i64)> = grants::table
-        .inner_join(submissions::table)
-        .filter(grants::user_id.eq(user_id))
-        .filter(grants::revoked_at.is_null())
-        .filter(grants::expires_at.gt(now))
-        .order(grants::expires_at.asc())
-        .select((
-            grants::submission_id,
-            submissions::tracking_number,
-            grants::expires_at,
-            grants::created_at,
-        ))
-        .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(submission_id, tracking_number, expires_at, created_at)| GrantRow {
-                submission_id,
-                tracking_number,
-                expires_at,
-                created_at,
-            },
-        )
-        .collect())
-}
-
 /// A whole submission row (clear metadata only; the content is in the blob `content_blob_id` points to).
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
 #[diesel(table_name = submissions)]
@@ -85,7 +59,8 @@ pub struct Submission {
     pub tracking_number: Option<String>,
     pub organisation_id: String,
     pub submitter_id: String,
-    pub status: String,
+    /// Serialized as its snake_case text, the stored value (templates compare it with "defective").
+    pub status: Status,
     pub sector: String,
     pub content_blob_id: Option<String>,
     pub statement_version: Option<String>,
@@ -105,8 +80,8 @@ pub struct Submission {
 }
 
 impl Submission {
-    pub fn status(&self) -> crate::domain::Status {
-        crate::domain::Status::parse(&self.status).unwrap_or(crate::domain::Status::Destroyed)
+    pub fn status(&self) -> Status {
+        self.status
     }
 }
 
@@ -127,7 +102,7 @@ pub fn find(conn: &mut DbConn, id: &str, scope: Scope<'_>) -> QueryResult<Submis
         .into_boxed();
     let query = match scope {
         Scope::Organisation(org) => query.filter(submissions::organisation_id.eq(org.to_string())),
-        Scope::ProgramOffice => query.filter(submissions::status.ne("draft")),
+        Scope::ProgramOffice => query.filter(submissions::status.ne(Status::Draft)),
     };
     query.first(conn)
 }
@@ -145,145 +120,216 @@ pub fn find_by_tracking(
     find(conn, &id, scope)
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
-#[diesel(table_name = crate::db::schema::attachments)]
-pub struct Attachment {
-    pub id: String,
-    pub submission_id: String,
-    pub blob_id: Option<String>,
-    pub position: i32,
-    pub size_bytes: i64,
-    pub sha256: String,
-    pub added_at: i64,
+/// [`find_by_tracking`], with "no such submission in this scope" as `None`.
+pub fn lookup_by_tracking(
+    conn: &mut DbConn,
+    tracking_number: &str,
+    scope: Scope<'_>,
+) -> QueryResult<Option<Submission>> {
+    find_by_tracking(conn, tracking_number, scope).optional()
 }
 
-/// A submission's attachments in upload order (call only after the submission was found in scope).
-pub fn attachments_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<Attachment>> {
-    use crate::db::schema::attachments;
-    attachments::table
-        .filter(attachments::submission_id.eq(submission_id))
-        .order((attachments::position.asc(), attachments::id.asc()))
-        .select(Attachment::as_select())
-        .load(conn)
-}
-
-#[derive(Debug, Clone, Queryable, Serialize)]
-pub struct EventRow {
-    pub at: i64,
-    pub actor_name: Option<String>,
-    pub actor_role: Option<String>,
-    pub from_status: Option<String>,
-    pub to_status: String,
-    pub reason: Option<String>,
-}
-
-/// The lifecycle history of one submission, oldest first.
-pub fn events_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<EventRow>> {
-    use crate::db::schema::{submission_events as e, users};
-    e::table
-        .left_join(users::table.on(users::id.nullable().eq(e::actor_id)))
-        .filter(e::submission_id.eq(submission_id))
-        .order((e::at.asc(), e::id.asc()))
-        .select((
-            e::at,
-            users::display_name.nullable(),
-            users::role.nullable(),
-            e::from_status,
-            e::to_status,
-            e::reason,
-        ))
-        .load(conn)
-}
-
-#[derive(Debug, Clone, Queryable, Serialize)]
-pub struct NoticeRow {
-    pub id: String,
-    pub submission_id: String,
-    pub tracking_number: Option<String>,
-    pub created_at: i64,
-    pub message: String,
-    pub read_at: Option<i64>,
-}
-
-/// Notices to an organisation, newest first (optionally for one submission).
-pub fn notices_for(
+/// The id of the submission a new-submission form (its random token) already created in an organisation.
+pub fn id_made_by_form(
     conn: &mut DbConn,
     organisation_id: &str,
-    submission_id: Option<&str>,
-    limit: i64,
-) -> QueryResult<Vec<NoticeRow>> {
-    use crate::db::schema::notices as n;
-    let mut q = n::table
-        .inner_join(submissions::table)
-        .filter(n::organisation_id.eq(organisation_id.to_string()))
-        .into_boxed();
-    if let Some(sid) = submission_id {
-        q = q.filter(n::submission_id.eq(sid.to_string()));
-    }
-    q.order((n::created_at.desc(), n::id.asc()))
-        .limit(limit)
-        .select((
-            n::id,
-            n::submission_id,
-            submissions::tracking_number,
-            n::created_at,
-            n::message,
-            n::read_at,
-        ))
-        .load(conn)
-}
-
-/// How many of an organisation's notices nobody in it has opened yet.
-pub fn unread_notices(conn: &mut DbConn, organisation_id: &str) -> QueryResult<i64> {
-    use crate::db::schema::notices as n;
-    n::table
-        .filter(n::organisation_id.eq(organisation_id))
-        .filter(n::read_at.is_null())
-        .count()
-        .get_result(conn)
-}
-
-/// Marks an organisation's notices about one submission as read: its page, which shows them, was
-/// opened by someone of that organisation.
-pub fn mark_notices_read(
-    conn: &mut DbConn,
-    organisation_id: &str,
-    submission_id: &str,
-    now: i64,
-) -> QueryResult<usize> {
-    use crate::db::schema::notices as n;
-    diesel::update(
-        n::table
-            .filter(n::organisation_id.eq(organisation_id))
-            .filter(n::submission_id.eq(submission_id))
-            .filter(n::read_at.is_null()),
-    )
-    .set(n::read_at.eq(now))
-    .execute(conn)
-}
-
-#[derive(Debug, Clone, Queryable, Serialize)]
-pub struct DestructionRow {
-    pub destroyed_at: i64,
-    pub destroyed_by_name: Option<String>,
-    pub reason: String,
-    pub digests: String,
-}
-
-pub fn destruction_of(
-    conn: &mut DbConn,
-    submission_id: &str,
-) -> QueryResult<Option<DestructionRow>> {
-    use crate::db::schema::{destruction_records as d, users};
-    d::table
-        .left_join(users::table.on(users::id.nullable().eq(d::destroyed_by)))
-        .filter(d::submission_id.eq(submission_id))
-        .select((
-            d::destroyed_at,
-            users::display_name.nullable(),
-            d::reason,
-            d::digests,
-        ))
+    form_token: &str,
+) -> QueryResult<Option<String>> {
+    submissions::table
+        .filter(submissions::organisation_id.eq(organisation_id))
+        .filter(submissions::form_token.eq(form_token))
+        .select(submissions::id)
         .first(conn)
         .optional()
+}
+
+/// A new submission row; the counts and dates not named here start empty.
+#[derive(Insertable)]
+#[diesel(table_name = submissions, treat_none_as_default_value = false)]
+pub struct NewSubmission<'a> {
+    pub form_token: Option<&'a str>,
+    pub id: &'a str,
+    pub organisation_id: &'a str,
+    pub submitter_id: &'a str,
+    pub status: Status,
+    pub sector: &'a str,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub fn insert(conn: &mut DbConn, new: &NewSubmission<'_>) -> QueryResult<()> {
+    diesel::insert_into(submissions::table)
+        .values(new)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Points a submission at a new content version and records what its files now add up to.
+pub fn set_content(
+    conn: &mut DbConn,
+    id: &str,
+    sector: &str,
+    content_blob_id: &str,
+    file_count: i32,
+    total_bytes: i64,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::update(submissions::table.find(id))
+        .set((
+            submissions::sector.eq(sector),
+            submissions::content_blob_id.eq(content_blob_id),
+            submissions::file_count.eq(file_count),
+            submissions::total_bytes.eq(total_bytes),
+            submissions::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// Records the receipt of a submission: its tracking number and when it was received.
+pub fn set_received(
+    conn: &mut DbConn,
+    id: &str,
+    tracking_number: &str,
+    received_at: i64,
+) -> QueryResult<usize> {
+    diesel::update(submissions::table.find(id))
+        .set((
+            submissions::tracking_number.eq(tracking_number),
+            submissions::received_at.eq(received_at),
+        ))
+        .execute(conn)
+}
+
+/// The submitter sent the submission (or its cure): the new status, with the express statement it affirmed
+/// and the certifications it made at `now`.
+pub fn set_status_affirmed(
+    conn: &mut DbConn,
+    id: &str,
+    status: Status,
+    statement_version: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::update(submissions::table.find(id))
+        .set((
+            submissions::status.eq(status),
+            submissions::statement_version.eq(statement_version),
+            submissions::statement_affirmed_at.eq(now),
+            submissions::certified_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// A withdrawal: the new status with the return-or-destroy choice made with it.
+pub fn set_status_and_disposition(
+    conn: &mut DbConn,
+    id: &str,
+    status: Status,
+    disposition: Disposition,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::update(submissions::table.find(id))
+        .set((
+            submissions::status.eq(status),
+            submissions::disposition.eq(disposition),
+            submissions::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// The submitter's return-or-destroy choice, the status unchanged.
+pub fn set_disposition(
+    conn: &mut DbConn,
+    id: &str,
+    disposition: Disposition,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::update(submissions::table.find(id))
+        .set((
+            submissions::disposition.eq(disposition),
+            submissions::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// A defect notice sent at `now`: the new status and the cure deadline.
+pub fn set_defect_notice(
+    conn: &mut DbConn,
+    id: &str,
+    status: Status,
+    cure_due_at: i64,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::update(submissions::table.find(id))
+        .set((
+            submissions::status.eq(status),
+            submissions::defect_notice_at.eq(now),
+            submissions::cure_due_at.eq(cure_due_at),
+            submissions::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// An officer's decision taken at `now`: the new status and who decided.
+pub fn set_decision(
+    conn: &mut DbConn,
+    id: &str,
+    status: Status,
+    decided_by: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::update(submissions::table.find(id))
+        .set((
+            submissions::status.eq(status),
+            submissions::decided_at.eq(now),
+            submissions::decided_by.eq(decided_by),
+            submissions::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// Closes a submission whose content was destroyed: no content version any more, the final status, closed
+/// at `now`.
+pub fn close_destroyed(
+    conn: &mut DbConn,
+    id: &str,
+    final_status: Status,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::update(submissions::table.find(id))
+        .set((
+            submissions::content_blob_id.eq(None::<String>),
+            submissions::status.eq(final_status),
+            submissions::closed_at.eq(Some(now)),
+            submissions::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// Deletes the submission row itself (the rows that point to it must be gone first).
+pub fn delete(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
+    diesel::delete(submissions::table.find(id)).execute(conn)
+}
+
+/// Counts one more tracking number for `year` and returns it (1 for the year's first). Read then written,
+/// so the caller must hold the lock that serialises writers (the audit head lock every fact takes).
+pub fn bump_tracking_counter(conn: &mut DbConn, year: i32) -> QueryResult<i64> {
+    let last: Option<i64> = tracking_counters::table
+        .find(year)
+        .select(tracking_counters::last_value)
+        .first(conn)
+        .optional()?;
+    let next = last.unwrap_or(0) + 1;
+    if last.is_some() {
+        diesel::update(tracking_counters::table.find(year))
+            .set(tracking_counters::last_value.eq(next))
+            .execute(conn)?;
+    } else {
+        diesel::insert_into(tracking_counters::table)
+            .values((
+                tracking_counters::year.eq(year),
+                tracking_counters::last_value.eq(next),
+            ))
+            .execute(conn)?;
+    }
+    Ok(next)
 }

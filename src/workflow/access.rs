@@ -1,15 +1,13 @@
 //! Whether an authorized user may read one submission: role, current training, NDA on file, a live
 //! grant, and validated PCII — all of them, checked in that order, each refusal with its own reason.
 
-use diesel::prelude::*;
-
-use crate::db::schema::grants;
 use crate::db::DbConn;
 use crate::domain::Role;
 use crate::domain::Status;
 use crate::error::{AppError, AppResult};
 use crate::models::account::User;
-use crate::models::submission::Submission;
+use crate::models::grant;
+use crate::models::submission::{self, Scope, Submission};
 use crate::time::DAY;
 
 /// Training older than this no longer counts.
@@ -87,16 +85,18 @@ pub fn check_analyst(
     if user.nda_expires_at.is_some_and(|e| e <= now) {
         return Ok(Err(Refusal::NdaExpired));
     }
-    let held: Vec<(i64, Option<i64>)> = grants::table
-        .filter(grants::user_id.eq(&user.id))
-        .filter(grants::submission_id.eq(&sub.id))
-        .select((grants::expires_at, grants::revoked_at))
-        .load(conn)?;
+    let held = grant::terms_held(conn, &user.id, &sub.id)?;
     if held.is_empty() {
         return Ok(Err(Refusal::NoGrant));
     }
-    if !held.iter().any(|(exp, rev)| rev.is_none() && *exp > now) {
-        let refusal = if held.iter().any(|(exp, rev)| rev.is_none() && *exp <= now) {
+    if !held
+        .iter()
+        .any(|g| g.revoked_at.is_none() && g.expires_at > now)
+    {
+        let refusal = if held
+            .iter()
+            .any(|g| g.revoked_at.is_none() && g.expires_at <= now)
+        {
             Refusal::GrantExpired
         } else {
             Refusal::GrantRevoked
@@ -117,14 +117,8 @@ pub fn find_for_analyst(
     id: &str,
     now: i64,
 ) -> AppResult<Result<Submission, Refusal>> {
-    use crate::db::schema::submissions;
-    let sub: Submission = submissions::table
-        .find(id)
-        .select(Submission::as_select())
-        .first(conn)?;
-    if sub.status() == Status::Draft {
-        return Err(AppError::NotFound);
-    }
+    // What the Program Office sees: every submission but a draft, which is not found.
+    let sub = submission::find(conn, id, Scope::ProgramOffice)?;
     if sub.status().content_destroyed() {
         return Err(AppError::Gone(
             "The content of this submission was destroyed.".into(),

@@ -2,11 +2,9 @@
 
 use std::time::Duration;
 
-use diesel::prelude::*;
-
 use crate::config::Settings;
-use crate::db::schema::blobs;
 use crate::db::DbConn;
+use crate::models::blob;
 use crate::storage::{sweep_orphans, BlobStore};
 
 /// Removes unfinished temporaries and blobs no row points to. Both only past a grace period: another
@@ -20,12 +18,8 @@ pub fn sweep_at_start(
     let temporaries = store.sweep_temporaries(grace).map_err(|e| e.to_string())?;
     let mut failure = None;
     let orphans = sweep_orphans(store, grace, &mut |name| {
-        match blobs::table
-            .filter(blobs::storage_name.eq(name))
-            .count()
-            .get_result::<i64>(conn)
-        {
-            Ok(n) => n > 0,
+        match blob::storage_name_in_use(conn, name) {
+            Ok(in_use) => in_use,
             Err(e) => {
                 // When in doubt, keep the blob.
                 failure = Some(e.to_string());

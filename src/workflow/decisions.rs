@@ -2,15 +2,13 @@
 //! protection removed), need-to-know grants and their revocation, and the dissemination log. Each is one
 //! transaction with its audit entry; the submitter is notified in the portal.
 
-use diesel::prelude::*;
-
 use crate::audit::log::{Actor, Event, Outcome};
-use crate::db::schema::{disseminations, grants, submissions, users};
 use crate::db::DbConn;
 use crate::domain::Role;
 use crate::domain::Status;
 use crate::error::{AppError, AppResult};
-use crate::models::account::User;
+use crate::models::account::{self, User};
+use crate::models::grant::{self, NewDisseminationRow, NewGrant};
 use crate::models::submission::{self, Scope, Submission};
 use crate::time::DAY;
 use crate::workflow::lifecycle::{check, record_transition, Change, Step};
@@ -150,14 +148,7 @@ fn apply_decision(
     let notice = match decision {
         Decision::Defective => {
             let due = now + CURE_DAYS * DAY;
-            diesel::update(submissions::table.find(&sub.id))
-                .set((
-                    submissions::status.eq(to.as_str()),
-                    submissions::defect_notice_at.eq(now),
-                    submissions::cure_due_at.eq(due),
-                    submissions::updated_at.eq(now),
-                ))
-                .execute(tx)?;
+            submission::set_defect_notice(tx, &sub.id, to, due, now)?;
             format!(
                 "The PCII Program Office found {tn} defective. Cure it by {} (30 days): {}",
                 crate::time::date(due),
@@ -165,14 +156,7 @@ fn apply_decision(
             )
         }
         _ => {
-            diesel::update(submissions::table.find(&sub.id))
-                .set((
-                    submissions::status.eq(to.as_str()),
-                    submissions::decided_at.eq(now),
-                    submissions::decided_by.eq(&officer.id),
-                    submissions::updated_at.eq(now),
-                ))
-                .execute(tx)?;
+            submission::set_decision(tx, &sub.id, to, &officer.id, now)?;
             match decision {
                 Decision::Validate => format!(
                     "{tn} was validated as Protected Critical Infrastructure Information."
@@ -244,30 +228,29 @@ pub async fn grant(
                     "Access can be granted only to validated PCII.".into(),
                 ));
             }
-            let user: Option<(String, bool)> = users::table
-                .find(&grantee)
-                .select((users::role, users::disabled))
-                .first(tx)
-                .optional()?;
-            match user {
-                Some((role, false)) if role == Role::AuthorizedUser.as_str() => {}
-                _ => {
-                    return Err(AppError::Invalid(
-                        "Choose an active authorized user.".into(),
-                    ))
-                }
+            // An account that does not exist is refused like a disabled one or one of another role.
+            let eligible = match account::find(tx, &grantee).map_err(AppError::from) {
+                Ok(u) => !u.disabled && u.role == Role::AuthorizedUser.as_str(),
+                Err(AppError::NotFound) => false,
+                Err(e) => return Err(e),
+            };
+            if !eligible {
+                return Err(AppError::Invalid(
+                    "Choose an active authorized user.".into(),
+                ));
             }
-            diesel::insert_into(grants::table)
-                .values((
-                    grants::id.eq(crate::db::new_id()),
-                    grants::submission_id.eq(&sub.id),
-                    grants::user_id.eq(&grantee),
-                    grants::granted_by.eq(&officer.id),
-                    grants::reason.eq(&reason),
-                    grants::created_at.eq(now),
-                    grants::expires_at.eq(expires_at),
-                ))
-                .execute(tx)?;
+            grant::insert(
+                tx,
+                &NewGrant {
+                    id: &crate::db::new_id(),
+                    submission_id: &sub.id,
+                    user_id: &grantee,
+                    granted_by: &officer.id,
+                    reason: &reason,
+                    created_at: now,
+                    expires_at,
+                },
+            )?;
             let event = Event::new("grant.created", Outcome::Success)
                 .object("submission", sub.id.clone())
                 .tracking(sub.tracking_number.clone())
@@ -299,21 +282,12 @@ pub async fn revoke(
         actor,
         submission_id,
         move |tx, officer, sub| {
-            let (grantee, revoked): (String, Option<i64>) = grants::table
-                .filter(grants::id.eq(&gid))
-                .filter(grants::submission_id.eq(&sub.id))
-                .select((grants::user_id, grants::revoked_at))
-                .first(tx)?;
-            if revoked.is_some() {
+            let held = grant::holder(tx, &gid, &sub.id)?;
+            if held.revoked_at.is_some() {
                 return Err(AppError::Conflict("This grant was already revoked.".into()));
             }
-            diesel::update(grants::table.find(&gid))
-                .set((
-                    grants::revoked_at.eq(crate::db::now()),
-                    grants::revoked_by.eq(&officer.id),
-                    grants::revoke_reason.eq(&reason),
-                ))
-                .execute(tx)?;
+            grant::revoke(tx, &gid, &officer.id, &reason, crate::db::now())?;
+            let grantee = &held.user_id;
             let event = Event::new("grant.revoked", Outcome::Success)
                 .object("submission", sub.id.clone())
                 .tracking(sub.tracking_number.clone())
@@ -387,21 +361,22 @@ pub async fn record_dissemination(
                     "Only validated PCII is disseminated under 6 CFR 29.8.".into(),
                 ));
             }
-            diesel::insert_into(disseminations::table)
-                .values((
-                    disseminations::id.eq(crate::db::new_id()),
-                    disseminations::submission_id.eq(&sub.id),
-                    disseminations::recorded_by.eq(&officer.id),
-                    disseminations::recipient.eq(d.recipient.trim()),
-                    disseminations::recipient_kind.eq(&d.recipient_kind),
-                    disseminations::arrangement.eq(d.arrangement.trim()),
-                    disseminations::what.eq(d.what.trim()),
-                    disseminations::released_at.eq(d.released_at),
-                    disseminations::sanitized.eq(d.sanitized),
-                    disseminations::removed.eq(d.sanitized.then(|| d.removed.trim().to_string())),
-                    disseminations::created_at.eq(crate::db::now()),
-                ))
-                .execute(tx)?;
+            grant::insert_dissemination(
+                tx,
+                &NewDisseminationRow {
+                    id: &crate::db::new_id(),
+                    submission_id: &sub.id,
+                    recorded_by: &officer.id,
+                    recipient: d.recipient.trim(),
+                    recipient_kind: &d.recipient_kind,
+                    arrangement: d.arrangement.trim(),
+                    what: d.what.trim(),
+                    released_at: d.released_at,
+                    sanitized: d.sanitized,
+                    removed: d.sanitized.then(|| d.removed.trim()),
+                    created_at: crate::db::now(),
+                },
+            )?;
             let event = Event::new("dissemination.recorded", Outcome::Success)
                 .object("submission", sub.id.clone())
                 .tracking(sub.tracking_number.clone())

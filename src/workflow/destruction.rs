@@ -2,15 +2,14 @@
 //! attachments, each sealed to the current key and the escrow keys in one file) are removed from the
 //! store, and a destruction record keeps who, when, why and the SHA-256 of what was destroyed.
 
-use diesel::prelude::*;
 use serde_json::json;
 
-use crate::db::schema::{attachments, blobs, destruction_records, submissions};
 use crate::db::DbConn;
 use crate::domain::Status;
 use crate::error::AppResult;
-use crate::models::blob::BlobRow;
+use crate::models::destruction::{self, NewDestruction};
 use crate::models::submission::Submission;
+use crate::models::{attachment, blob, submission};
 
 /// The database half of a destruction, inside the caller's transaction: writes the record, unlinks
 /// every blob row and sets the final status. Returns the storage names to delete once the transaction
@@ -23,23 +22,11 @@ pub fn destroy_in_tx(
     reason: &str,
     now: i64,
 ) -> AppResult<Vec<String>> {
-    let rows: Vec<BlobRow> = blobs::table
-        .filter(blobs::submission_id.eq(&submission.id))
-        .order(blobs::created_at.asc())
-        .select(BlobRow::as_select())
-        .load(tx)?;
-    let files: Vec<(i32, i64, String)> = attachments::table
-        .filter(attachments::submission_id.eq(&submission.id))
-        .order(attachments::position.asc())
-        .select((
-            attachments::position,
-            attachments::size_bytes,
-            attachments::sha256,
-        ))
-        .load(tx)?;
+    let rows = blob::of_submission(tx, &submission.id)?;
+    let files = attachment::digests_of(tx, &submission.id)?;
     let digests = json!({
-        "files": files.iter().map(|(position, size, sha)| json!({
-            "position": position, "size_bytes": size, "sha256": sha,
+        "files": files.iter().map(|f| json!({
+            "position": f.position, "size_bytes": f.size_bytes, "sha256": f.sha256,
         })).collect::<Vec<_>>(),
         "ciphertexts": rows.iter().map(|b| json!({
             "kind": b.kind,
@@ -49,27 +36,19 @@ pub fn destroy_in_tx(
             "ciphertext_len": b.ciphertext_len,
         })).collect::<Vec<_>>(),
     });
-    diesel::insert_into(destruction_records::table)
-        .values((
-            destruction_records::id.eq(crate::db::new_id()),
-            destruction_records::submission_id.eq(&submission.id),
-            destruction_records::destroyed_at.eq(now),
-            destruction_records::destroyed_by.eq(by),
-            destruction_records::reason.eq(reason),
-            destruction_records::digests.eq(digests.to_string()),
-        ))
-        .execute(tx)?;
-    diesel::update(attachments::table.filter(attachments::submission_id.eq(&submission.id)))
-        .set(attachments::blob_id.eq(None::<String>))
-        .execute(tx)?;
-    diesel::update(submissions::table.find(&submission.id))
-        .set((
-            submissions::content_blob_id.eq(None::<String>),
-            submissions::status.eq(final_status.as_str()),
-            submissions::closed_at.eq(Some(now)),
-            submissions::updated_at.eq(now),
-        ))
-        .execute(tx)?;
-    diesel::delete(blobs::table.filter(blobs::submission_id.eq(&submission.id))).execute(tx)?;
+    destruction::insert(
+        tx,
+        &NewDestruction {
+            id: &crate::db::new_id(),
+            submission_id: &submission.id,
+            destroyed_at: now,
+            destroyed_by: by,
+            reason,
+            digests: &digests.to_string(),
+        },
+    )?;
+    attachment::unlink_blobs_of(tx, &submission.id)?;
+    submission::close_destroyed(tx, &submission.id, final_status, now)?;
+    blob::delete_of_submission(tx, &submission.id)?;
     Ok(rows.into_iter().map(|b| b.storage_name).collect())
 }

@@ -5,20 +5,16 @@
 //! commits the rows that point to them, or the blobs are deleted again. Replaced or removed blobs are
 //! deleted only after the commit.
 
-use diesel::prelude::*;
-
 use crate::audit::log::{Actor, Event, Outcome};
 use crate::crypto::stream::SealedBlob;
-use crate::db::schema::{
-    attachments, blobs, notices, submission_events, submissions, tracking_counters,
-};
 use crate::db::DbConn;
 use crate::domain::Disposition;
 use crate::domain::Role;
 use crate::domain::Status;
 use crate::error::{AppError, AppResult};
-use crate::models::blob;
-use crate::models::submission::{self, Scope, Submission};
+use crate::models::attachment::{self, NewAttachment};
+use crate::models::submission::{self, NewSubmission, Scope, Submission};
+use crate::models::{blob, event, notice};
 use crate::workflow::content::{
     apply_fields, check_complete, check_draft, AttachmentInfo, Content, FieldErrors, FormFields,
     STATEMENT_VERSION,
@@ -155,7 +151,7 @@ async fn save_inner(
         let org = who.organisation_id.clone();
         if let Some(id) = state
             .db
-            .run(move |c| Ok(made_by_form(c, &org, &token)?))
+            .run(move |c| Ok(submission::id_made_by_form(c, &org, &token)?))
             .await?
         {
             return Ok(SaveResult::Duplicate { id });
@@ -213,7 +209,11 @@ async fn save_inner(
         let found = state
             .db
             .run(move |c| {
-                Ok(submission::find_by_tracking(c, &tn, Scope::Organisation(&org)).optional()?)
+                Ok(submission::lookup_by_tracking(
+                    c,
+                    &tn,
+                    Scope::Organisation(&org),
+                )?)
             })
             .await?;
         if found.is_none() {
@@ -311,25 +311,26 @@ fn commit_save(tx: &mut DbConn, who: &Submitter, plan: Plan) -> AppResult<Saved>
         None => {
             // Checked again under the write lock every fact takes: two copies of one form sent at once.
             if let Some(token) = &plan.form_token {
-                if made_by_form(tx, &who.organisation_id, token)?.is_some() {
+                if submission::id_made_by_form(tx, &who.organisation_id, token)?.is_some() {
                     return Err(AppError::Conflict(
                         "This form was already sent: see My submissions.".into(),
                     ));
                 }
             }
             let id = crate::db::new_id();
-            diesel::insert_into(submissions::table)
-                .values((
-                    submissions::form_token.eq(&plan.form_token),
-                    submissions::id.eq(&id),
-                    submissions::organisation_id.eq(&who.organisation_id),
-                    submissions::submitter_id.eq(&who.user_id),
-                    submissions::status.eq(Status::Draft.as_str()),
-                    submissions::sector.eq(&plan.sector),
-                    submissions::created_at.eq(now),
-                    submissions::updated_at.eq(now),
-                ))
-                .execute(tx)?;
+            submission::insert(
+                tx,
+                &NewSubmission {
+                    form_token: plan.form_token.as_deref(),
+                    id: &id,
+                    organisation_id: &who.organisation_id,
+                    submitter_id: &who.user_id,
+                    status: Status::Draft,
+                    sector: &plan.sector,
+                    created_at: now,
+                    updated_at: now,
+                },
+            )?;
             (submission::find(tx, &id, scope)?, true)
         }
     };
@@ -346,53 +347,43 @@ fn commit_save(tx: &mut DbConn, who: &Submitter, plan: Plan) -> AppResult<Saved>
         now,
     )?;
     if let (Status::Draft, Some(old)) = (from, &sub.content_blob_id) {
-        obsolete.push(delete_blob_row(tx, old)?);
+        obsolete.push(blob::delete(tx, old)?);
     }
     for att_id in &plan.remove {
-        let blob_id: Option<String> = attachments::table
-            .filter(attachments::id.eq(att_id))
-            .filter(attachments::submission_id.eq(&sub.id))
-            .select(attachments::blob_id)
-            .first(tx)?;
-        diesel::delete(attachments::table.find(att_id)).execute(tx)?;
+        let blob_id = attachment::blob_of(tx, &sub.id, att_id)?;
+        attachment::delete(tx, att_id)?;
         if let Some(b) = blob_id {
-            obsolete.push(delete_blob_row(tx, &b)?);
+            obsolete.push(blob::delete(tx, &b)?);
         }
     }
-    let mut position: i32 = attachments::table
-        .filter(attachments::submission_id.eq(&sub.id))
-        .select(diesel::dsl::max(attachments::position))
-        .first::<Option<i32>>(tx)?
-        .unwrap_or(0);
-    for (att_id, file) in &plan.new_files {
-        position += 1;
+    // New files go after the last one, numbered on from it.
+    let first = attachment::last_position(tx, &sub.id)?.unwrap_or(0) + 1;
+    for (position, (att_id, file)) in (first..).zip(&plan.new_files) {
         let blob_id = crate::db::new_id();
         blob::insert(tx, &blob_id, &sub.id, "attachment", &file.sealed, now)?;
-        diesel::insert_into(attachments::table)
-            .values((
-                attachments::id.eq(att_id),
-                attachments::submission_id.eq(&sub.id),
-                attachments::blob_id.eq(&blob_id),
-                attachments::position.eq(position),
-                attachments::size_bytes.eq(file.sealed.plaintext_len as i64),
-                attachments::sha256.eq(hex::encode(file.sealed.plaintext_sha256)),
-                attachments::added_at.eq(now),
-            ))
-            .execute(tx)?;
+        attachment::insert(
+            tx,
+            &NewAttachment {
+                id: att_id,
+                submission_id: &sub.id,
+                blob_id: &blob_id,
+                position,
+                size_bytes: file.sealed.plaintext_len as i64,
+                sha256: &hex::encode(file.sealed.plaintext_sha256),
+                added_at: now,
+            },
+        )?;
     }
-    let sizes: Vec<i64> = attachments::table
-        .filter(attachments::submission_id.eq(&sub.id))
-        .select(attachments::size_bytes)
-        .load(tx)?;
-    diesel::update(submissions::table.find(&sub.id))
-        .set((
-            submissions::sector.eq(&plan.sector),
-            submissions::content_blob_id.eq(&content_blob_id),
-            submissions::file_count.eq(sizes.len() as i32),
-            submissions::total_bytes.eq(sizes.iter().sum::<i64>()),
-            submissions::updated_at.eq(now),
-        ))
-        .execute(tx)?;
+    let sizes = attachment::sizes_of(tx, &sub.id)?;
+    submission::set_content(
+        tx,
+        &sub.id,
+        &plan.sector,
+        &content_blob_id,
+        sizes.len() as i32,
+        sizes.iter().sum::<i64>(),
+        now,
+    )?;
 
     let mut tracking = sub.tracking_number.clone();
     let (to, action) = match plan.step {
@@ -400,22 +391,10 @@ fn commit_save(tx: &mut DbConn, who: &Submitter, plan: Plan) -> AppResult<Saved>
             let to = check(from, step, Role::Submitter).map_err(AppError::Conflict)?;
             if step == Step::Submit {
                 let tn = next_tracking_number(tx, now)?;
-                diesel::update(submissions::table.find(&sub.id))
-                    .set((
-                        submissions::tracking_number.eq(&tn),
-                        submissions::received_at.eq(now),
-                    ))
-                    .execute(tx)?;
+                submission::set_received(tx, &sub.id, &tn, now)?;
                 tracking = Some(tn);
             }
-            diesel::update(submissions::table.find(&sub.id))
-                .set((
-                    submissions::status.eq(to.as_str()),
-                    submissions::statement_version.eq(STATEMENT_VERSION),
-                    submissions::statement_affirmed_at.eq(now),
-                    submissions::certified_at.eq(now),
-                ))
-                .execute(tx)?;
+            submission::set_status_affirmed(tx, &sub.id, to, STATEMENT_VERSION, now)?;
             let tn = tracking.as_deref().unwrap_or("");
             let notice = match step {
                 Step::Submit => format!(
@@ -461,30 +440,6 @@ fn commit_save(tx: &mut DbConn, who: &Submitter, plan: Plan) -> AppResult<Saved>
     Ok(((sub.id, to, obsolete), event))
 }
 
-/// The submission a new-submission form already created, if any.
-fn made_by_form(
-    conn: &mut DbConn,
-    organisation_id: &str,
-    token: &str,
-) -> QueryResult<Option<String>> {
-    submissions::table
-        .filter(submissions::organisation_id.eq(organisation_id))
-        .filter(submissions::form_token.eq(token))
-        .select(submissions::id)
-        .first(conn)
-        .optional()
-}
-
-/// Deletes a blob row and returns its storage name (for deletion from the store after commit).
-fn delete_blob_row(tx: &mut DbConn, blob_id: &str) -> AppResult<String> {
-    let name: String = blobs::table
-        .find(blob_id)
-        .select(blobs::storage_name)
-        .first(tx)?;
-    diesel::delete(blobs::table.find(blob_id)).execute(tx)?;
-    Ok(name)
-}
-
 /// The next `PCII-YYYY-NNNNNN` of the current year. Runs under the audit head lock that every fact takes
 /// first, so two instances never hand out the same number.
 fn next_tracking_number(tx: &mut DbConn, now: i64) -> AppResult<String> {
@@ -492,24 +447,7 @@ fn next_tracking_number(tx: &mut DbConn, now: i64) -> AppResult<String> {
     let year = chrono::DateTime::<chrono::Utc>::from_timestamp(now, 0)
         .map(|d| d.year())
         .unwrap_or(1970);
-    let last: Option<i64> = tracking_counters::table
-        .find(year)
-        .select(tracking_counters::last_value)
-        .first(tx)
-        .optional()?;
-    let next = last.unwrap_or(0) + 1;
-    if last.is_some() {
-        diesel::update(tracking_counters::table.find(year))
-            .set(tracking_counters::last_value.eq(next))
-            .execute(tx)?;
-    } else {
-        diesel::insert_into(tracking_counters::table)
-            .values((
-                tracking_counters::year.eq(year),
-                tracking_counters::last_value.eq(next),
-            ))
-            .execute(tx)?;
-    }
+    let next = submission::bump_tracking_counter(tx, year)?;
     if next > 999_999 {
         return Err(AppError::Internal(
             "tracking numbers exhausted for the year".into(),
@@ -542,21 +480,12 @@ pub async fn delete_draft(
                             .into(),
                     ));
                 }
-                let names: Vec<String> = blobs::table
-                    .filter(blobs::submission_id.eq(&sub.id))
-                    .select(blobs::storage_name)
-                    .load(tx)?;
-                diesel::delete(attachments::table.filter(attachments::submission_id.eq(&sub.id)))
-                    .execute(tx)?;
-                diesel::delete(notices::table.filter(notices::submission_id.eq(&sub.id)))
-                    .execute(tx)?;
-                diesel::delete(
-                    submission_events::table.filter(submission_events::submission_id.eq(&sub.id)),
-                )
-                .execute(tx)?;
-                diesel::delete(blobs::table.filter(blobs::submission_id.eq(&sub.id)))
-                    .execute(tx)?;
-                diesel::delete(submissions::table.find(&sub.id)).execute(tx)?;
+                let names = blob::storage_names_of(tx, &sub.id)?;
+                attachment::delete_of(tx, &sub.id)?;
+                notice::delete_of(tx, &sub.id)?;
+                event::delete_of(tx, &sub.id)?;
+                blob::delete_of_submission(tx, &sub.id)?;
+                submission::delete(tx, &sub.id)?;
                 let event = Event::new("submission.draft_deleted", Outcome::Success)
                     .object("submission", sub.id.clone())
                     .reason(format!("with {} file(s)", sub.file_count));
@@ -624,13 +553,7 @@ fn apply_request(
     match request {
         Request::Withdraw(disposition) => {
             let to = check(from, Step::Withdraw, Role::Submitter).map_err(conflict)?;
-            diesel::update(submissions::table.find(&sub.id))
-                .set((
-                    submissions::status.eq(to.as_str()),
-                    submissions::disposition.eq(disposition.as_str()),
-                    submissions::updated_at.eq(now),
-                ))
-                .execute(tx)?;
+            submission::set_status_and_disposition(tx, &sub.id, to, disposition, now)?;
             let reason = format!("withdrawn by the submitter; chose {}", disposition.as_str());
             record_transition(
                 tx,
@@ -666,12 +589,7 @@ fn apply_request(
                 }
                 Disposition::Return => {
                     check(from, Step::Return, Role::Submitter).map_err(conflict)?;
-                    diesel::update(submissions::table.find(&sub.id))
-                        .set((
-                            submissions::disposition.eq("return"),
-                            submissions::updated_at.eq(now),
-                        ))
-                        .execute(tx)?;
+                    submission::set_disposition(tx, &sub.id, Disposition::Return, now)?;
                     Ok((
                         (from, Vec::new()),
                         event("submission.return_requested").reason("submitter chose return"),

@@ -1,9 +1,12 @@
 //! The PCII lifecycle of one submission as a single state machine (6 CFR 29.6 as `../shared/PCII.md`
 //! describes it). Services ask [`check`] before every change; handlers never decide a transition.
 
-use crate::domain::Status;
-
-use crate::domain::Role;
+use crate::db::DbConn;
+use crate::domain::{Role, Status};
+use crate::error::AppResult;
+use crate::models::event::{self, NewEvent};
+use crate::models::notice::{self, NewNotice};
+use crate::models::submission::Submission;
 
 /// Every step a person can take on a submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,41 +119,41 @@ pub struct Change<'a> {
 /// Writes what every transition leaves behind, inside the caller's transaction: the status history row and
 /// the in-portal notice to the submitting organisation. (The audit entry is the caller's `AuditLog::fact`.)
 pub fn record_transition(
-    tx: &mut crate::db::DbConn,
-    submission: &crate::models::submission::Submission,
+    tx: &mut DbConn,
+    submission: &Submission,
     actor_id: Option<&str>,
     change: Change<'_>,
     now: i64,
-) -> diesel::QueryResult<()> {
+) -> AppResult<()> {
     let Change {
         from,
         to,
         reason,
-        notice,
+        notice: message,
     } = change;
-    use crate::db::schema::{notices, submission_events};
-    use diesel::prelude::*;
-    diesel::insert_into(submission_events::table)
-        .values((
-            submission_events::id.eq(crate::db::new_id()),
-            submission_events::submission_id.eq(&submission.id),
-            submission_events::at.eq(now),
-            submission_events::actor_id.eq(actor_id),
-            submission_events::from_status.eq(from.map(Status::as_str)),
-            submission_events::to_status.eq(to.as_str()),
-            submission_events::reason.eq(reason),
-        ))
-        .execute(tx)?;
-    if !notice.is_empty() {
-        diesel::insert_into(notices::table)
-            .values((
-                notices::id.eq(crate::db::new_id()),
-                notices::organisation_id.eq(&submission.organisation_id),
-                notices::submission_id.eq(&submission.id),
-                notices::created_at.eq(now),
-                notices::message.eq(notice),
-            ))
-            .execute(tx)?;
+    event::insert(
+        tx,
+        &NewEvent {
+            id: &crate::db::new_id(),
+            submission_id: &submission.id,
+            at: now,
+            actor_id,
+            from_status: from,
+            to_status: to,
+            reason,
+        },
+    )?;
+    if !message.is_empty() {
+        notice::insert(
+            tx,
+            &NewNotice {
+                id: &crate::db::new_id(),
+                organisation_id: &submission.organisation_id,
+                submission_id: &submission.id,
+                created_at: now,
+                message,
+            },
+        )?;
     }
     Ok(())
 }

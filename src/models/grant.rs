@@ -1,0 +1,143 @@
+//! Need-to-know grants of validated PCII to authorized users, and the log of disseminations to state,
+//! local, tribal and territorial entities (6 CFR 29.8).
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::db::schema::{disseminations, grants, submissions};
+use crate::db::DbConn;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GrantRow {
+    pub submission_id: String,
+    pub tracking_number: Option<String>,
+    pub expires_at: i64,
+    pub created_at: i64,
+}
+
+/// An authorized user's live grants (not revoked, not expired).
+pub fn live_grants(conn: &mut DbConn, user_id: &str, now: i64) -> QueryResult<Vec<GrantRow>> {
+    let rows: Vec<(String, Option<String>, i64, i64)> = grants::table
+        .inner_join(submissions::table)
+        .filter(grants::user_id.eq(user_id))
+        .filter(grants::revoked_at.is_null())
+        .filter(grants::expires_at.gt(now))
+        .order(grants::expires_at.asc())
+        .select((
+            grants::submission_id,
+            submissions::tracking_number,
+            grants::expires_at,
+            grants::created_at,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(submission_id, tracking_number, expires_at, created_at)| GrantRow {
+                submission_id,
+                tracking_number,
+                expires_at,
+                created_at,
+            },
+        )
+        .collect())
+}
+
+/// How long a grant runs and whether it was revoked.
+#[derive(Debug, Clone, Copy, Queryable, Selectable)]
+#[diesel(table_name = grants)]
+pub struct GrantTerm {
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// Every grant one user ever received for one submission, live or not: the access check tells an expired
+/// or revoked grant from none.
+pub fn terms_held(
+    conn: &mut DbConn,
+    user_id: &str,
+    submission_id: &str,
+) -> QueryResult<Vec<GrantTerm>> {
+    grants::table
+        .filter(grants::user_id.eq(user_id))
+        .filter(grants::submission_id.eq(submission_id))
+        .select(GrantTerm::as_select())
+        .load(conn)
+}
+
+/// Who holds a grant and whether it was revoked.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = grants)]
+pub struct GrantHolder {
+    pub user_id: String,
+    pub revoked_at: Option<i64>,
+}
+
+/// One grant on one submission (`Err(NotFound)` for a grant of another submission).
+pub fn holder(conn: &mut DbConn, grant_id: &str, submission_id: &str) -> QueryResult<GrantHolder> {
+    grants::table
+        .filter(grants::id.eq(grant_id))
+        .filter(grants::submission_id.eq(submission_id))
+        .select(GrantHolder::as_select())
+        .first(conn)
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = grants, treat_none_as_default_value = false)]
+pub struct NewGrant<'a> {
+    pub id: &'a str,
+    pub submission_id: &'a str,
+    pub user_id: &'a str,
+    pub granted_by: &'a str,
+    pub reason: &'a str,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+pub fn insert(conn: &mut DbConn, new: &NewGrant<'_>) -> QueryResult<()> {
+    diesel::insert_into(grants::table)
+        .values(new)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Revokes a grant as of `now`.
+pub fn revoke(
+    conn: &mut DbConn,
+    grant_id: &str,
+    revoked_by: &str,
+    reason: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::update(grants::table.find(grant_id))
+        .set((
+            grants::revoked_at.eq(now),
+            grants::revoked_by.eq(revoked_by),
+            grants::revoke_reason.eq(reason),
+        ))
+        .execute(conn)
+}
+
+/// One logged release; `removed` says what a sanitized release left out (`None` when not sanitized).
+#[derive(Insertable)]
+#[diesel(table_name = disseminations, treat_none_as_default_value = false)]
+pub struct NewDisseminationRow<'a> {
+    pub id: &'a str,
+    pub submission_id: &'a str,
+    pub recorded_by: &'a str,
+    pub recipient: &'a str,
+    pub recipient_kind: &'a str,
+    pub arrangement: &'a str,
+    pub what: &'a str,
+    pub released_at: i64,
+    pub sanitized: bool,
+    pub removed: Option<&'a str>,
+    pub created_at: i64,
+}
+
+pub fn insert_dissemination(conn: &mut DbConn, new: &NewDisseminationRow<'_>) -> QueryResult<()> {
+    diesel::insert_into(disseminations::table)
+        .values(new)
+        .execute(conn)
+        .map(|_| ())
+}
