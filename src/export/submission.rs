@@ -13,26 +13,22 @@ use crate::export::{package_stream, safe_member_name, BlockingBody, PackageEntry
 use crate::models::submission::{self, Submission};
 use crate::services::Services;
 use crate::workflow::content::{marking_for, visible, Content};
-use crate::workflow::documents::read_content;
 
 pub struct Package {
     pub body: BlockingBody,
     pub file_name: String,
 }
 
-/// Builds the package of a submission the caller already found in its scope and may read.
+/// Builds the package of a submission, given its decrypted content document. Called by the content-access
+/// service (`workflow::access::export_package`) only, once the asker was admitted.
 /// `purpose` is "export" or "return"; `by` names who asked (for the cover sheet).
-pub async fn build(
+pub(crate) async fn build(
     state: &Services,
     sub: &Submission,
+    content: &Content,
     purpose: &str,
     by: &str,
 ) -> AppResult<Package> {
-    let blob_id = sub
-        .content_blob_id
-        .clone()
-        .ok_or_else(|| AppError::Gone("The content of this submission was destroyed.".into()))?;
-    let content = read_content(state, &blob_id).await?;
     let sid = sub.id.clone();
     let attachments = state
         .db
@@ -114,7 +110,7 @@ pub async fn build(
         "purpose": purpose,
         "files": files,
     });
-    let narrative = narrative_text(&content, marking.title, &tn, marking.statement);
+    let narrative = narrative_text(content, marking.title, &tn, marking.statement);
     let comment = format!("{} - {tn} - {}", marking.title, marking.statement);
 
     // Open every attachment (header and key checked now, so a missing blob or key is an error page);

@@ -107,6 +107,15 @@ pub fn find(conn: &mut DbConn, id: &str, scope: Scope<'_>) -> QueryResult<Submis
     query.first(conn)
 }
 
+/// [`find`], with "not in scope" as `None`.
+pub fn find_in_scope(
+    conn: &mut DbConn,
+    id: &str,
+    scope: Scope<'_>,
+) -> QueryResult<Option<Submission>> {
+    find(conn, id, scope).optional()
+}
+
 /// The same scoped lookup by tracking number.
 pub fn find_by_tracking(
     conn: &mut DbConn,

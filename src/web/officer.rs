@@ -10,17 +10,15 @@ use crate::domain::Role;
 use crate::domain::Status;
 use crate::error::{AppError, AppResult};
 use crate::models::account;
-use crate::models::submission::{self, Scope, Submission};
-use crate::services::Services;
+use crate::models::submission::{self, Scope};
 use crate::web::forms::CsrfForm;
 use crate::web::guards::{Ctx, OfficerUser};
 use crate::web::pages::{Notice, Page};
 use crate::web::submissions::{
-    audit_access, content_view, destruction_view, export_package, file_views, open_attachment,
-    submission_view, Download, ZipDownload,
+    content_view, destruction_view, file_views, submission_view, Download, ZipDownload,
 };
+use crate::workflow::access::{self, Admitted, Reading};
 use crate::workflow::decisions::{self, Decision, NewDissemination, RECIPIENT_KINDS};
-use crate::workflow::documents::read_content;
 
 pub fn routes() -> Vec<rocket::Route> {
     rocket::routes![
@@ -36,12 +34,9 @@ pub fn routes() -> Vec<rocket::Route> {
     ]
 }
 
-async fn load(state: &Services, id: &str) -> AppResult<Submission> {
-    let id = id.to_string();
-    state
-        .db
-        .run(move |c| Ok(submission::find(c, &id, Scope::ProgramOffice)?))
-        .await
+/// The submission if it was sent (drafts are invisible to officers); else 404, audited.
+async fn load(ctx: &Ctx<'_>, officer: &OfficerUser<'_>, id: &str) -> AppResult<Admitted> {
+    access::admit(ctx.state, &officer.user, &ctx.actor, id).await
 }
 
 #[derive(serde::Serialize, Queryable)]
@@ -101,11 +96,9 @@ fn dissemination_columns() -> DisseminationColumns {
 #[rocket::get("/officer/submissions/<id>")]
 async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<Page> {
     let state = ctx.state;
-    let sub = load(state, id).await?;
-    let content = match &sub.content_blob_id {
-        Some(b) => Some(read_content(state, b).await?),
-        None => None,
-    };
+    let admitted = load(&ctx, &officer, id).await?;
+    let content = access::read_content(state, &admitted, &ctx.actor, Reading::Page(None)).await?;
+    let sub = admitted.submission();
     let sid = sub.id.clone();
     let now = state.clock.now();
     let (attachments, events, destruction, grant_rows, dissem, analysts) = state
@@ -144,9 +137,6 @@ async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<P
             ))
         })
         .await?;
-    if content.is_some() {
-        audit_access(state, &ctx.actor, "content.viewed", &sub, None).await?;
-    }
     let oid = sub.organisation_id.clone();
     // Who submitted, and whether the Program Office has verified that organisation.
     let organisation = state
@@ -169,7 +159,7 @@ async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<P
         .collect();
     let days_since = sub.received_at.map(|r| crate::time::days_between(r, now));
     Ok(Page::new("officer/submission.html.tera")
-        .with("submission", submission_view(&sub))
+        .with("submission", submission_view(sub))
         .with("content", content.as_ref().map(content_view))
         .with("files", file_views(content.as_ref(), &attachments))
         .with(
@@ -206,25 +196,27 @@ async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<P
 #[rocket::get("/officer/submissions/<id>/files/<file>")]
 async fn download(
     ctx: Ctx<'_>,
-    _officer: OfficerUser<'_>,
+    officer: OfficerUser<'_>,
     id: &str,
     file: &str,
 ) -> AppResult<Download> {
-    let sub = load(ctx.state, id).await?;
-    open_attachment(ctx.state, &ctx.actor, &sub, file).await
+    let admitted = load(&ctx, &officer, id).await?;
+    let opened = access::open_attachment(ctx.state, &admitted, &ctx.actor, file).await?;
+    Ok(Download(opened))
 }
 
 #[rocket::get("/officer/submissions/<id>/export")]
 async fn export(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<ZipDownload> {
-    let sub = load(ctx.state, id).await?;
-    export_package(
+    let admitted = load(&ctx, &officer, id).await?;
+    let package = access::export_package(
         ctx.state,
+        &admitted,
         &ctx.actor,
-        &sub,
         "export",
         &officer.user.display_name,
     )
-    .await
+    .await?;
+    Ok(ZipDownload(package))
 }
 
 #[derive(FromForm)]

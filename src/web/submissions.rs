@@ -2,7 +2,6 @@
 //! withdrawal and the return-or-destroy choice. Every lookup is scoped to the submitter's organisation:
 //! another organisation's ids answer 404 like ids that do not exist.
 
-use diesel::OptionalExtension;
 use rocket::form::FromForm;
 use rocket::http::{ContentType, Header, Status};
 use rocket::response::{self, Responder};
@@ -10,22 +9,21 @@ use rocket::{Data, Either, Request, Response};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::audit::log::{Actor, Event, Outcome};
 use crate::domain::Disposition;
 use crate::domain::Status as LifeStatus;
 use crate::error::{AppError, AppResult};
 use crate::models::sectors::SECTORS;
-use crate::models::submission::{self, Attachment, Scope, Submission};
+use crate::models::submission::{self, Attachment, Submission};
 use crate::services::Services;
 use crate::web::forms::{CsrfForm, TokenCheck};
 use crate::web::guards::{Ctx, SubmitterUser};
 use crate::web::multipart::{open_form, Limits};
 use crate::web::pages::{human_size, Notice, Page};
+use crate::workflow::access::{self, Admitted, OpenedFile, Reading};
 use crate::workflow::content::{
     marking_for, visible, Content, FieldErrors, CERTIFICATIONS, EXPRESS_STATEMENT,
     STATEMENT_VERSION,
 };
-use crate::workflow::documents::{open_blob, read_content, PlaintextStream};
 use crate::workflow::intake::{
     self, Request as SubmitterRequest, SaveRequest, SaveResult, Submitter,
 };
@@ -59,45 +57,9 @@ fn submitter(user: &SubmitterUser<'_>) -> AppResult<Submitter> {
     })
 }
 
-async fn load(state: &Services, actor: &Actor, who: &Submitter, id: &str) -> AppResult<Submission> {
-    let (sid, org) = (id.to_string(), who.organisation_id.clone());
-    let found = state
-        .db
-        .run(move |c| Ok(submission::find(c, &sid, Scope::Organisation(&org)).optional()?))
-        .await?;
-    match found {
-        Some(s) => Ok(s),
-        None => {
-            // Another organisation's id, or no such id: the same 404, and an entry for the auditor.
-            let event = Event::new("access.refused", Outcome::Refused)
-                .object("submission", id.to_string())
-                .reason("not found in the submitter's organisation");
-            let (audit, actor) = (state.audit.clone(), actor.clone());
-            state
-                .db
-                .run(move |c| audit.record(c, &actor, event))
-                .await?;
-            Err(AppError::NotFound)
-        }
-    }
-}
-
-/// Records an open of protected content before it is sent: no content leaves without its audit entry.
-pub async fn audit_access(
-    state: &Services,
-    actor: &Actor,
-    action: &'static str,
-    sub: &Submission,
-    detail: Option<String>,
-) -> AppResult<()> {
-    let mut event = Event::new(action, Outcome::Success)
-        .object("submission", sub.id.clone())
-        .tracking(sub.tracking_number.clone());
-    if let Some(d) = detail {
-        event = event.reason(d);
-    }
-    let (audit, actor) = (state.audit.clone(), actor.clone());
-    state.db.run(move |c| audit.record(c, &actor, event)).await
+/// The submission if this submitter may read it (its organisation's); else 404, audited.
+async fn load(ctx: &Ctx<'_>, user: &SubmitterUser<'_>, id: &str) -> AppResult<Admitted> {
+    access::admit(ctx.state, &user.user, &ctx.actor, id).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -245,17 +207,15 @@ async fn new_form(ctx: Ctx<'_>, user: SubmitterUser<'_>) -> AppResult<Page> {
 }
 
 async fn edit_page(
-    state: &Services,
+    ctx: &Ctx<'_>,
     who: &Submitter,
-    id: &str,
+    admitted: &Admitted,
+    reading: Reading,
     errors: Option<FieldErrors>,
     posted: Option<&crate::workflow::content::FormFields>,
 ) -> AppResult<Page> {
-    let (sid, org) = (id.to_string(), who.organisation_id.clone());
-    let sub = state
-        .db
-        .run(move |c| Ok(submission::find(c, &sid, Scope::Organisation(&org))?))
-        .await?;
+    let state = ctx.state;
+    let sub = admitted.submission();
     let status = sub.status();
     if !matches!(status, LifeStatus::Draft | LifeStatus::Defective) {
         return Err(AppError::Conflict(format!(
@@ -263,10 +223,9 @@ async fn edit_page(
             status.label().to_lowercase()
         )));
     }
-    let content = match &sub.content_blob_id {
-        Some(b) => read_content(state, b).await?,
-        None => Content::default(),
-    };
+    let content = access::read_content(state, admitted, &ctx.actor, reading)
+        .await?
+        .unwrap_or_default();
     let (sid, org) = (sub.id.clone(), who.organisation_id.clone());
     let (attachments, notices) = state
         .db
@@ -288,7 +247,7 @@ async fn edit_page(
     let mut page = form_page(state)
         .with("organisation", organisation_of(state, who).await?)
         .with("action", format!("/submissions/{}", sub.id))
-        .with("submission", submission_view(&sub))
+        .with("submission", submission_view(sub))
         .with("values", values)
         .with("files", file_views(Some(&content), &attachments))
         .with("notices", notices);
@@ -301,17 +260,16 @@ async fn edit_page(
 #[rocket::get("/submissions/<id>/edit")]
 async fn edit_form(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Page> {
     let who = submitter(&user)?;
-    let sub = load(ctx.state, &ctx.actor, &who, id).await?;
-    let page = edit_page(ctx.state, &who, id, None, None).await?;
-    audit_access(
-        ctx.state,
-        &ctx.actor,
-        "content.viewed",
-        &sub,
-        Some("edit form".into()),
+    let admitted = load(&ctx, &user, id).await?;
+    edit_page(
+        &ctx,
+        &who,
+        &admitted,
+        Reading::Page(Some("edit form")),
+        None,
+        None,
     )
-    .await?;
-    Ok(page)
+    .await
 }
 
 async fn save(
@@ -327,7 +285,7 @@ async fn save(
     // The token first; only then is anything looked up or read.
     let body = open_form(token, state, content_type, data).await?;
     let allowance = match id {
-        Some(id) => match load(state, &ctx.actor, &who, id).await {
+        Some(id) => match load(ctx, user, id).await {
             Ok(_) => intake::allowance(state, &who, Some(id)).await,
             Err(e) => Err(e),
         },
@@ -392,7 +350,16 @@ async fn save(
             errors,
             saved,
         } => {
-            let page = edit_page(state, &who, &id, Some(errors), Some(&posted)).await?;
+            let admitted = load(ctx, user, &id).await?;
+            let page = edit_page(
+                ctx,
+                &who,
+                &admitted,
+                Reading::FormAgain,
+                Some(errors),
+                Some(&posted),
+            )
+            .await?;
             Ok(Either::Right(page.with(
                 "form_message",
                 if saved {
@@ -460,11 +427,9 @@ async fn update(
 async fn detail(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Page> {
     let state = ctx.state;
     let who = submitter(&user)?;
-    let sub = load(state, &ctx.actor, &who, id).await?;
-    let content = match &sub.content_blob_id {
-        Some(b) => Some(read_content(state, b).await?),
-        None => None,
-    };
+    let admitted = load(&ctx, &user, id).await?;
+    let content = access::read_content(state, &admitted, &ctx.actor, Reading::Page(None)).await?;
+    let sub = admitted.submission();
     let (sid, org) = (sub.id.clone(), who.organisation_id.clone());
     let now = state.clock.now();
     let (attachments, events, notices, destruction) = state
@@ -481,12 +446,9 @@ async fn detail(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Pa
             Ok(loaded)
         })
         .await?;
-    if content.is_some() {
-        audit_access(state, &ctx.actor, "content.viewed", &sub, None).await?;
-    }
     let status = sub.status();
     Ok(Page::new("submissions/detail.html.tera")
-        .with("submission", submission_view(&sub))
+        .with("submission", submission_view(sub))
         .with("content", content.as_ref().map(content_view))
         .with("files", file_views(content.as_ref(), &attachments))
         .with("events", events)
@@ -524,10 +486,12 @@ pub fn destruction_view(d: Option<submission::DestructionRow>) -> Option<serde_j
 }
 
 /// A decrypted file, streamed as it is decrypted, always as a download (never rendered inline).
-pub struct Download {
-    pub stream: PlaintextStream,
-    pub name: String,
-    pub len: u64,
+pub struct Download(pub OpenedFile);
+
+impl From<OpenedFile> for Download {
+    fn from(f: OpenedFile) -> Download {
+        Download(f)
+    }
 }
 
 /// `Content-Disposition` for a submitter-supplied name: an ASCII fallback plus the RFC 5987 UTF-8 form,
@@ -576,10 +540,10 @@ impl<'r> Responder<'r, 'static> for Download {
             .header(ContentType::Binary)
             .header(Header::new(
                 "Content-Disposition",
-                content_disposition(&self.name),
+                content_disposition(&self.0.name),
             ))
-            .header(Header::new("X-Plaintext-Length", self.len.to_string()))
-            .streamed_body(self.stream)
+            .header(Header::new("X-Plaintext-Length", self.0.len.to_string()))
+            .streamed_body(self.0.stream)
             .ok()
     }
 }
@@ -598,81 +562,6 @@ impl<'r> Responder<'r, 'static> for ZipDownload {
     }
 }
 
-/// A marked zip package of an already scoped submission the asker may read, audited before it streams.
-pub async fn export_package(
-    state: &Services,
-    actor: &Actor,
-    sub: &Submission,
-    purpose: &str,
-    by: &str,
-) -> AppResult<ZipDownload> {
-    gone_if_destroyed(sub)?;
-    let package = crate::export::submission::build(state, sub, purpose, by).await?;
-    audit_access(
-        state,
-        actor,
-        "content.exported",
-        sub,
-        Some(format!("{purpose} package")),
-    )
-    .await?;
-    Ok(ZipDownload(package))
-}
-
-/// The content of a submission is gone (returned or destroyed): 410 for everyone.
-pub fn gone_if_destroyed(sub: &Submission) -> AppResult<()> {
-    if sub.status().content_destroyed()
-        || sub.content_blob_id.is_none() && sub.status() != LifeStatus::Draft
-    {
-        return Err(AppError::Gone(
-            "The content of this submission was destroyed; only its record remains.".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// Opens one attachment of an already scoped submission, auditing the download.
-pub async fn open_attachment(
-    state: &Services,
-    actor: &Actor,
-    sub: &Submission,
-    attachment_id: &str,
-) -> AppResult<Download> {
-    gone_if_destroyed(sub)?;
-    let (sid, aid) = (sub.id.clone(), attachment_id.to_string());
-    let attachment = state
-        .db
-        .run(move |c| {
-            Ok(submission::attachments_of(c, &sid)?
-                .into_iter()
-                .find(|a| a.id == aid))
-        })
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let blob_id = attachment.blob_id.clone().ok_or_else(|| {
-        AppError::Gone("This file was destroyed; only its digest remains.".into())
-    })?;
-    let content = match &sub.content_blob_id {
-        Some(b) => Some(read_content(state, b).await?),
-        None => None,
-    };
-    let name = content
-        .as_ref()
-        .and_then(|c| c.attachments.get(&attachment.id))
-        .map(|i| i.name.clone())
-        .unwrap_or_else(|| format!("file-{}", attachment.position));
-    let (stream, len) = open_blob(state, &blob_id).await?;
-    audit_access(
-        state,
-        actor,
-        "content.downloaded",
-        sub,
-        Some(format!("attachment {}", attachment.position)),
-    )
-    .await?;
-    Ok(Download { stream, name, len })
-}
-
 #[rocket::get("/submissions/<id>/files/<file>")]
 async fn download(
     ctx: Ctx<'_>,
@@ -680,9 +569,9 @@ async fn download(
     id: &str,
     file: &str,
 ) -> AppResult<Download> {
-    let who = submitter(&user)?;
-    let sub = load(ctx.state, &ctx.actor, &who, id).await?;
-    open_attachment(ctx.state, &ctx.actor, &sub, file).await
+    let admitted = load(&ctx, &user, id).await?;
+    let opened = access::open_attachment(ctx.state, &admitted, &ctx.actor, file).await?;
+    Ok(Download(opened))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -695,32 +584,25 @@ async fn receipt_data(
     id: &str,
 ) -> AppResult<serde_json::Value> {
     let state = ctx.state;
-    let who = submitter(user)?;
-    let sub = load(state, &ctx.actor, &who, id).await?;
+    submitter(user)?;
+    let admitted = load(ctx, user, id).await?;
+    let sub = admitted.submission();
     if sub.tracking_number.is_none() {
         return Err(AppError::NotFound);
     }
-    gone_if_destroyed(&sub)?;
-    let content = match &sub.content_blob_id {
-        Some(b) => read_content(state, b).await?,
-        None => return Err(AppError::NotFound),
-    };
-    let sid = sub.id.clone();
-    let attachments = state
-        .db
-        .run(move |c| Ok(submission::attachments_of(c, &sid)?))
-        .await?;
-    audit_access(
-        state,
-        &ctx.actor,
-        "content.viewed",
-        &sub,
-        Some("receipt".into()),
-    )
-    .await?;
+    if admitted.content_destroyed() {
+        return Err(AppError::Gone(
+            "The content of this submission was destroyed; only its record remains.".into(),
+        ));
+    }
+    let content =
+        access::read_content(state, &admitted, &ctx.actor, Reading::Page(Some("receipt")))
+            .await?
+            .ok_or(AppError::NotFound)?;
+    let attachments = access::attachments(state, &admitted).await?;
     let organisation = user.user.organisation_id.clone().unwrap_or_default();
     Ok(json!({
-        "submission": submission_view(&sub),
+        "submission": submission_view(sub),
         "title": visible(&content.title),
         "files": file_views(Some(&content), &attachments),
         "express_statement": EXPRESS_STATEMENT,
@@ -813,7 +695,7 @@ async fn withdraw(
     form: CsrfForm<DispositionForm>,
 ) -> AppResult<Notice> {
     let who = submitter(&user)?;
-    load(ctx.state, &ctx.actor, &who, id).await?;
+    load(&ctx, &user, id).await?;
     let d = parse_disposition(&form.0.disposition)?;
     let status = intake::request(
         ctx.state,
@@ -840,7 +722,7 @@ async fn delete_draft(
     form: CsrfForm<DeleteDraftForm>,
 ) -> AppResult<Notice> {
     let who = submitter(&user)?;
-    load(ctx.state, &ctx.actor, &who, id).await?;
+    load(&ctx, &user, id).await?;
     if form.0.confirm != "yes" {
         return Err(AppError::Invalid(
             "Tick the box to confirm that the draft and its files are to be deleted.".into(),
@@ -861,7 +743,7 @@ async fn disposition(
     form: CsrfForm<DispositionForm>,
 ) -> AppResult<Notice> {
     let who = submitter(&user)?;
-    load(ctx.state, &ctx.actor, &who, id).await?;
+    load(&ctx, &user, id).await?;
     let d = parse_disposition(&form.0.disposition)?;
     let status =
         intake::request(ctx.state, &who, &ctx.actor, id, SubmitterRequest::Choose(d)).await?;
@@ -876,7 +758,7 @@ async fn confirm_return(
     _form: CsrfForm<crate::web::forms::NoFields>,
 ) -> AppResult<Notice> {
     let who = submitter(&user)?;
-    load(ctx.state, &ctx.actor, &who, id).await?;
+    load(&ctx, &user, id).await?;
     let status = intake::request(
         ctx.state,
         &who,
@@ -891,9 +773,13 @@ async fn confirm_return(
 /// The submitter's last package of its own submission, offered once it chose "return".
 #[rocket::get("/submissions/<id>/package")]
 async fn return_package(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<ZipDownload> {
-    let who = submitter(&user)?;
-    let sub = load(ctx.state, &ctx.actor, &who, id).await?;
-    gone_if_destroyed(&sub)?;
+    let admitted = load(&ctx, &user, id).await?;
+    if admitted.content_destroyed() {
+        return Err(AppError::Gone(
+            "The content of this submission was destroyed; only its record remains.".into(),
+        ));
+    }
+    let sub = admitted.submission();
     let returnable = matches!(
         sub.status(),
         LifeStatus::NotValidated | LifeStatus::Withdrawn
@@ -904,12 +790,13 @@ async fn return_package(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppR
                 .into(),
         ));
     }
-    export_package(
+    let package = access::export_package(
         ctx.state,
+        &admitted,
         &ctx.actor,
-        &sub,
         "return",
         &user.user.display_name,
     )
-    .await
+    .await?;
+    Ok(ZipDownload(package))
 }

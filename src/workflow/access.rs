@@ -1,20 +1,35 @@
-//! Whether an authorized user may read one submission: role, current training, NDA on file, a live
-//! grant, and validated PCII — all of them, checked in that order, each refusal with its own reason.
+//! Content access: the one place that decides whether a person may read a submission's protected
+//! content, and the only way to it. [`admit`] decides — submitters read their organisation's
+//! submissions, officers every sent one, authorized users validated PCII under a live grant while their
+//! training is current and their NDA on file — and records a refusal in the audit log, once. What it
+//! returns, an [`Admitted`], is what every function that decrypts a submission's content asks for
+//! ([`read_content`], [`open_attachment`], [`export_package`]); each of them records the access before
+//! the content leaves. A refusal never tells someone who may not read a submission whether it exists
+//! or was destroyed.
 
+use crate::audit::log::{Actor, Event, Outcome};
 use crate::db::DbConn;
-use crate::domain::Role;
-use crate::domain::Status;
+use crate::domain::{Role, Status};
 use crate::error::{AppError, AppResult};
+use crate::export::submission::Package;
 use crate::models::account::User;
+use crate::models::attachment::{self, Attachment};
 use crate::models::grant;
 use crate::models::submission::{self, Scope, Submission};
+use crate::services::Services;
 use crate::time::DAY;
+use crate::workflow::content::Content;
+use crate::workflow::documents::{self, PlaintextStream};
 
 /// Training older than this no longer counts.
 pub const TRAINING_VALID_DAYS: i64 = 365;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
+    /// Outside the asker's scope, or no such submission: the same answer, 404.
+    NotFound,
+    /// A submitter's account attached to no organisation.
+    NoOrganisation,
     NotAuthorizedUser,
     TrainingMissing,
     TrainingExpired,
@@ -29,6 +44,8 @@ pub enum Refusal {
 impl Refusal {
     pub fn message(self) -> &'static str {
         match self {
+            Refusal::NotFound => "Not found.",
+            Refusal::NoOrganisation => "Your account belongs to no organisation.",
             Refusal::NotAuthorizedUser => "Only authorized users may read PCII under a grant.",
             Refusal::TrainingMissing => {
                 "Your PCII training is not on record. Complete it and ask an administrator to record it."
@@ -47,9 +64,19 @@ impl Refusal {
         }
     }
 
+    /// How the web answers it: out of scope is indistinguishable from nonexistent.
+    pub fn into_error(self) -> AppError {
+        match self {
+            Refusal::NotFound => AppError::NotFound,
+            other => AppError::Refused(other.message().into()),
+        }
+    }
+
     /// Short form for the audit log.
     pub fn code(self) -> &'static str {
         match self {
+            Refusal::NotFound => "not found in the asker's scope",
+            Refusal::NoOrganisation => "no organisation",
             Refusal::NotAuthorizedUser => "not an authorized user",
             Refusal::TrainingMissing => "training not on record",
             Refusal::TrainingExpired => "training expired",
@@ -63,17 +90,57 @@ impl Refusal {
     }
 }
 
-/// Checks the person first (so an expired training is reported whatever the grant), then the grant,
-/// then the submission's status.
-pub fn check_analyst(
+/// A submission `admit` let this person read. Only this module makes one, so holding it is proof that
+/// the access rules were applied; the content functions below take it.
+pub struct Admitted {
+    submission: Submission,
+}
+
+impl Admitted {
+    pub fn submission(&self) -> &Submission {
+        &self.submission
+    }
+
+    /// The content is gone (returned or destroyed); only the record remains.
+    pub fn content_destroyed(&self) -> bool {
+        let s = &self.submission;
+        s.status().content_destroyed() || s.content_blob_id.is_none() && s.status() != Status::Draft
+    }
+}
+
+/// The decision, without side effects: whether `user` may read submission `id` at `now`.
+///
+/// Submitters: any submission of their organisation, drafts included. Officers: every submission but a
+/// draft. Authorized users: the person first (so an expired training is reported whatever the grant),
+/// then a live grant, then validated status. Anything else, and anything out of scope, is refused; an
+/// authorized user without a grant is told so whether or not the id exists or its content was destroyed.
+pub fn decide(
     conn: &mut DbConn,
     user: &User,
-    sub: &Submission,
+    id: &str,
     now: i64,
-) -> AppResult<Result<(), Refusal>> {
-    if user.role() != Role::AuthorizedUser || user.disabled {
-        return Ok(Err(Refusal::NotAuthorizedUser));
+) -> AppResult<Result<Submission, Refusal>> {
+    if user.disabled {
+        return Ok(Err(Refusal::NotFound));
     }
+    let scope = match user.role() {
+        Role::Submitter => match &user.organisation_id {
+            Some(org) => Scope::Organisation(org),
+            None => return Ok(Err(Refusal::NoOrganisation)),
+        },
+        Role::Officer => Scope::ProgramOffice,
+        Role::AuthorizedUser => return decide_for_authorized_user(conn, user, id, now),
+        Role::Auditor | Role::Administrator => return Ok(Err(Refusal::NotFound)),
+    };
+    Ok(submission::find_in_scope(conn, id, scope)?.ok_or(Refusal::NotFound))
+}
+
+fn decide_for_authorized_user(
+    conn: &mut DbConn,
+    user: &User,
+    id: &str,
+    now: i64,
+) -> AppResult<Result<Submission, Refusal>> {
     match user.training_completed_at {
         None => return Ok(Err(Refusal::TrainingMissing)),
         Some(t) if now - t > TRAINING_VALID_DAYS * DAY => return Ok(Err(Refusal::TrainingExpired)),
@@ -85,7 +152,8 @@ pub fn check_analyst(
     if user.nda_expires_at.is_some_and(|e| e <= now) {
         return Ok(Err(Refusal::NdaExpired));
     }
-    let held = grant::terms_held(conn, &user.id, &sub.id)?;
+    // Grants exist only for submissions that exist: no grant answers for a nonexistent id too.
+    let held = grant::terms_held(conn, &user.id, id)?;
     if held.is_empty() {
         return Ok(Err(Refusal::NoGrant));
     }
@@ -103,26 +171,181 @@ pub fn check_analyst(
         };
         return Ok(Err(refusal));
     }
+    let sub = submission::find(conn, id, Scope::ProgramOffice)?;
     if sub.status() != Status::Validated {
         return Ok(Err(Refusal::NotValidated));
     }
-    Ok(Ok(()))
+    Ok(Ok(sub))
 }
 
-/// Finds a submission for an authorized user: 404 if it does not exist, 410 once its content is
-/// destroyed; otherwise the access check's verdict.
-pub fn find_for_analyst(
-    conn: &mut DbConn,
+/// Decides, and on refusal records it (`access.refused`, with the reason's code) and answers with it.
+pub async fn admit(
+    services: &Services,
     user: &User,
+    actor: &Actor,
     id: &str,
-    now: i64,
-) -> AppResult<Result<Submission, Refusal>> {
-    // What the Program Office sees: every submission but a draft, which is not found.
-    let sub = submission::find(conn, id, Scope::ProgramOffice)?;
-    if sub.status().content_destroyed() {
-        return Err(AppError::Gone(
-            "The content of this submission was destroyed.".into(),
-        ));
+) -> AppResult<Admitted> {
+    let (u, sid) = (user.clone(), id.to_string());
+    let now = services.clock.now();
+    let verdict = services.db.run(move |c| decide(c, &u, &sid, now)).await?;
+    match verdict {
+        Ok(submission) => Ok(Admitted { submission }),
+        Err(refusal) => {
+            let (audit, actor) = (services.audit.clone(), actor.clone());
+            let event = Event::new("access.refused", Outcome::Refused)
+                .object("submission", id.to_string())
+                .reason(refusal.code());
+            services
+                .db
+                .run(move |c| audit.record(c, &actor, event))
+                .await?;
+            Err(refusal.into_error())
+        }
     }
-    Ok(check_analyst(conn, user, &sub, now)?.map(|()| sub))
+}
+
+/// Records an open of protected content before it is sent: no content leaves without its audit entry.
+async fn record_access(
+    services: &Services,
+    actor: &Actor,
+    action: &'static str,
+    sub: &Submission,
+    detail: Option<String>,
+) -> AppResult<()> {
+    let mut event = Event::new(action, Outcome::Success)
+        .object("submission", sub.id.clone())
+        .tracking(sub.tracking_number.clone());
+    if let Some(d) = detail {
+        event = event.reason(d);
+    }
+    let (audit, actor) = (services.audit.clone(), actor.clone());
+    services
+        .db
+        .run(move |c| audit.record(c, &actor, event))
+        .await
+}
+
+fn gone() -> AppError {
+    AppError::Gone("The content of this submission was destroyed; only its record remains.".into())
+}
+
+/// Why content is read, for the audit entry.
+#[derive(Debug, Clone, Copy)]
+pub enum Reading {
+    /// Shown on a page; the detail names which (`None` for the submission's own page).
+    Page(Option<&'static str>),
+    /// The submitter's own form shown again after a save it must correct: what it shows is mostly what
+    /// was just typed, and the opening of the form was recorded.
+    FormAgain,
+}
+
+/// The decrypted content document, recorded as viewed. `None` once the content was destroyed (the record
+/// is still shown), or for a draft nothing was saved in yet.
+pub async fn read_content(
+    services: &Services,
+    admitted: &Admitted,
+    actor: &Actor,
+    reading: Reading,
+) -> AppResult<Option<Content>> {
+    let sub = &admitted.submission;
+    let Some(blob_id) = sub.content_blob_id.as_deref() else {
+        return Ok(None);
+    };
+    if admitted.content_destroyed() {
+        return Ok(None);
+    }
+    let content = documents::read_content(services, blob_id).await?;
+    if let Reading::Page(detail) = reading {
+        record_access(
+            services,
+            actor,
+            "content.viewed",
+            sub,
+            detail.map(str::to_string),
+        )
+        .await?;
+    }
+    Ok(Some(content))
+}
+
+/// The submission's attachments (metadata and digests, no content).
+pub async fn attachments(services: &Services, admitted: &Admitted) -> AppResult<Vec<Attachment>> {
+    let sid = admitted.submission.id.clone();
+    services
+        .db
+        .run(move |c| Ok(attachment::attachments_of(c, &sid)?))
+        .await
+}
+
+/// One attachment as a decrypting stream, with its original name and length; recorded as downloaded.
+pub struct OpenedFile {
+    pub stream: PlaintextStream,
+    pub name: String,
+    pub len: u64,
+}
+
+pub async fn open_attachment(
+    services: &Services,
+    admitted: &Admitted,
+    actor: &Actor,
+    attachment_id: &str,
+) -> AppResult<OpenedFile> {
+    if admitted.content_destroyed() {
+        return Err(gone());
+    }
+    let sub = &admitted.submission;
+    let attachment = attachments(services, admitted)
+        .await?
+        .into_iter()
+        .find(|a| a.id == attachment_id)
+        .ok_or(AppError::NotFound)?;
+    let blob_id = attachment.blob_id.clone().ok_or_else(|| {
+        AppError::Gone("This file was destroyed; only its digest remains.".into())
+    })?;
+    let content = match &sub.content_blob_id {
+        Some(b) => Some(documents::read_content(services, b).await?),
+        None => None,
+    };
+    let name = content
+        .as_ref()
+        .and_then(|c| c.attachments.get(&attachment.id))
+        .map(|i| i.name.clone())
+        .unwrap_or_else(|| format!("file-{}", attachment.position));
+    let (stream, len) = documents::open_blob(services, &blob_id).await?;
+    record_access(
+        services,
+        actor,
+        "content.downloaded",
+        sub,
+        Some(format!("attachment {}", attachment.position)),
+    )
+    .await?;
+    Ok(OpenedFile { stream, name, len })
+}
+
+/// A marked zip package of the submission (`purpose` "export" or "return"; `by` names who asked, for the
+/// cover sheet), decrypted as it streams; recorded as exported before it does.
+pub async fn export_package(
+    services: &Services,
+    admitted: &Admitted,
+    actor: &Actor,
+    purpose: &str,
+    by: &str,
+) -> AppResult<Package> {
+    if admitted.content_destroyed() {
+        return Err(gone());
+    }
+    let sub = &admitted.submission;
+    let blob_id = sub.content_blob_id.clone().ok_or_else(gone)?;
+    let content = documents::read_content(services, &blob_id).await?;
+    let package = crate::export::submission::build(services, sub, &content, purpose, by).await?;
+    record_access(
+        services,
+        actor,
+        "content.exported",
+        sub,
+        Some(format!("{purpose} package")),
+    )
+    .await?;
+    Ok(package)
 }

@@ -10,9 +10,9 @@ use crate::error::{AppError, AppResult};
 use crate::models::account::{self, User};
 use crate::models::grant::{self, NewDisseminationRow, NewGrant};
 use crate::models::submission::{self, Scope, Submission};
+use crate::services::Services;
 use crate::time::DAY;
 use crate::workflow::lifecycle::{check, record_transition, Change, Step};
-use crate::AppState;
 
 /// Days the submitter has to cure a defect (6 CFR 29.6(d)).
 pub const CURE_DAYS: i64 = 30;
@@ -77,7 +77,7 @@ fn not_own(officer: &User, sub: &Submission) -> AppResult<()> {
 /// Program Office's scope and refused if it is of the officer's own organisation, then `act` changes it
 /// and names the event, in the same transaction.
 async fn officer_fact<T, F>(
-    state: &AppState,
+    state: &Services,
     officer: &User,
     actor: &Actor,
     submission_id: &str,
@@ -108,7 +108,7 @@ where
 /// Records a decision. A reason is required for "defective" (the list of defects), "not validated" and
 /// "protection removed".
 pub async fn decide(
-    state: &AppState,
+    state: &Services,
     officer: &User,
     actor: &Actor,
     submission_id: &str,
@@ -195,7 +195,7 @@ fn apply_decision(
 
 /// Grants an authorized user need-to-know access to one validated submission until `expires_at`.
 pub async fn grant(
-    state: &AppState,
+    state: &Services,
     officer: &User,
     actor: &Actor,
     submission_id: &str,
@@ -266,7 +266,7 @@ pub async fn grant(
 
 /// Revokes a grant (effective immediately).
 pub async fn revoke(
-    state: &AppState,
+    state: &Services,
     officer: &User,
     actor: &Actor,
     submission_id: &str,
@@ -313,7 +313,7 @@ pub struct NewDissemination {
 pub const RECIPIENT_KINDS: [&str; 4] = ["state", "local", "tribal", "territorial"];
 
 pub async fn record_dissemination(
-    state: &AppState,
+    state: &Services,
     officer: &User,
     actor: &Actor,
     submission_id: &str,

@@ -10,8 +10,8 @@ use zeroize::Zeroizing;
 use crate::crypto::stream::{decrypt_to_async, open_verified, seal_reader, SealedBlob};
 use crate::error::{AppError, AppResult};
 use crate::models::blob;
+use crate::services::Services;
 use crate::workflow::content::Content;
-use crate::AppState;
 
 /// The largest content document accepted back from the store (the form caps it far below).
 const CONTENT_MAX: u64 = 16 * 1024 * 1024;
@@ -25,7 +25,7 @@ fn integrity_error(e: std::io::Error) -> AppError {
 }
 
 /// Encrypts a content document into a new blob (durable before this returns).
-pub async fn seal_content(state: &AppState, content: &Content) -> AppResult<SealedBlob> {
+pub async fn seal_content(state: &Services, content: &Content) -> AppResult<SealedBlob> {
     let json = Zeroizing::new(content.to_json());
     let keys = state.current_keys();
     let store = state.blobs.clone();
@@ -39,7 +39,10 @@ pub async fn seal_content(state: &AppState, content: &Content) -> AppResult<Seal
 }
 
 /// Decrypts and verifies a content document.
-pub async fn read_content(state: &AppState, blob_id: &str) -> AppResult<Content> {
+pub(in crate::workflow) async fn read_content(
+    state: &Services,
+    blob_id: &str,
+) -> AppResult<Content> {
     let row = {
         let id = blob_id.to_string();
         state.db.run(move |c| Ok(blob::find(c, &id)?)).await?
@@ -75,7 +78,10 @@ pub async fn read_content(state: &AppState, blob_id: &str) -> AppResult<Content>
 /// the download never completes cleanly.
 pub type PlaintextStream = Pin<Box<dyn AsyncRead + Send>>;
 
-pub async fn open_blob(state: &AppState, blob_id: &str) -> AppResult<(PlaintextStream, u64)> {
+pub(in crate::workflow) async fn open_blob(
+    state: &Services,
+    blob_id: &str,
+) -> AppResult<(PlaintextStream, u64)> {
     let row = {
         let id = blob_id.to_string();
         state.db.run(move |c| Ok(blob::find(c, &id)?)).await?
@@ -124,7 +130,7 @@ pub async fn open_blob(state: &AppState, blob_id: &str) -> AppResult<(PlaintextS
 
 /// Removes blobs from the store after the rows that pointed to them are gone (or never committed).
 /// Failures are logged; the orphan sweep removes whatever is left.
-pub async fn delete_blobs(state: &AppState, names: Vec<String>) {
+pub async fn delete_blobs(state: &Services, names: Vec<String>) {
     if names.is_empty() {
         return;
     }

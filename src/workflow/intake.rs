@@ -15,6 +15,7 @@ use crate::error::{AppError, AppResult};
 use crate::models::attachment::{self, NewAttachment};
 use crate::models::submission::{self, NewSubmission, Scope, Submission};
 use crate::models::{blob, event, notice};
+use crate::services::Services;
 use crate::workflow::content::{
     apply_fields, check_complete, check_draft, AttachmentInfo, Content, FieldErrors, FormFields,
     STATEMENT_VERSION,
@@ -22,7 +23,6 @@ use crate::workflow::content::{
 use crate::workflow::destruction::destroy_in_tx;
 use crate::workflow::documents::{delete_blobs, read_content, seal_content};
 use crate::workflow::lifecycle::{check, record_transition, Change, Step};
-use crate::AppState;
 
 /// The submitter acting, and the organisation every lookup is scoped to.
 #[derive(Debug, Clone)]
@@ -76,7 +76,7 @@ pub enum SaveResult {
 
 /// How many more files and bytes a submission may take (the configured limits minus what it holds).
 pub async fn allowance(
-    state: &AppState,
+    state: &Services,
     who: &Submitter,
     submission_id: Option<&str>,
 ) -> AppResult<(usize, u64)> {
@@ -110,7 +110,7 @@ fn editable(s: &Submission) -> AppResult<()> {
 /// Saves a draft, submits it, or answers a defect notice. Newly sealed blobs are either referenced by
 /// committed rows when this returns, or deleted.
 pub async fn save(
-    state: &AppState,
+    state: &Services,
     who: &Submitter,
     actor: &Actor,
     req: SaveRequest,
@@ -138,7 +138,7 @@ struct Plan {
 }
 
 async fn save_inner(
-    state: &AppState,
+    state: &Services,
     who: &Submitter,
     actor: &Actor,
     req: SaveRequest,
@@ -460,7 +460,7 @@ fn next_tracking_number(tx: &mut DbConn, now: i64) -> AppResult<String> {
 /// presumed protected and no destruction record is owed; the audit entry records the deletion. Once
 /// a submission was sent it can only be withdrawn.
 pub async fn delete_draft(
-    state: &AppState,
+    state: &Services,
     who: &Submitter,
     actor: &Actor,
     submission_id: &str,
@@ -510,7 +510,7 @@ pub enum Request {
 
 /// Applies a submitter's request; returns the resulting status.
 pub async fn request(
-    state: &AppState,
+    state: &Services,
     who: &Submitter,
     actor: &Actor,
     submission_id: &str,

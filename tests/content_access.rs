@@ -1,0 +1,83 @@
+//! The content-access service: one decision for every reader, a refusal audited once, and a refusal that
+//! tells someone who may not read a submission nothing about whether it exists or was destroyed.
+
+mod common;
+
+use common::{complete_fields, TestApp};
+use diesel::prelude::*;
+use rocket::http::Status;
+
+use pcii_portal::db::schema::users;
+use pcii_portal::domain::Role;
+
+fn send(app: &TestApp, email: &str, organisation: &str, action: &str) -> String {
+    let mut b = app.login_as(Role::Submitter, email, Some(organisation));
+    let page = b.post_multipart("/submissions", &complete_fields("Access narrative", action));
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    page.header("Location")
+        .unwrap()
+        .trim_start_matches("/submissions/")
+        .trim_end_matches("/receipt")
+        .to_string()
+}
+
+#[test]
+fn an_authorized_user_without_a_grant_gets_the_same_refusal_for_a_real_and_a_made_up_id() {
+    let app = TestApp::new();
+    let sent = send(&app, "ann@acme.example", "Acme", "submit");
+    let analyst = app.create_user(Role::AuthorizedUser, "ana@dhs.example.gov", None);
+    let now = app.state().clock.now();
+    app.with_conn(|c| {
+        diesel::update(users::table.find(&analyst))
+            .set((
+                users::training_completed_at.eq(Some(now - 86_400)),
+                users::nda_signed_at.eq(Some(now - 86_400)),
+            ))
+            .execute(c)
+            .unwrap()
+    });
+    let mut a = app.browser();
+    assert_eq!(
+        a.login("ana@dhs.example.gov", common::PASSWORD),
+        Status::SeeOther
+    );
+    let before = app.audit_count("access.refused");
+    let real = a.get(&format!("/analyst/submissions/{sent}"));
+    let made_up = a.get(&format!("/analyst/submissions/{}", "0".repeat(32)));
+    assert_eq!(real.status, Status::Forbidden);
+    assert_eq!(made_up.status, Status::Forbidden);
+    assert!(real.body.contains("You hold no grant for this submission"));
+    assert!(made_up
+        .body
+        .contains("You hold no grant for this submission"));
+    assert_eq!(
+        app.audit_count("access.refused"),
+        before + 2,
+        "each refusal recorded exactly once"
+    );
+}
+
+#[test]
+fn officers_and_other_organisations_get_404_for_what_they_may_not_see_and_each_is_audited_once() {
+    let app = TestApp::new();
+    let draft = send(&app, "ann@acme.example", "Acme", "save");
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let mut stranger = app.login_as(Role::Submitter, "bob@globex.example", Some("Globex"));
+    let cases = [
+        (&mut officer, format!("/officer/submissions/{draft}")),
+        (&mut stranger, format!("/submissions/{draft}")),
+    ];
+    for (b, uri) in cases {
+        let before = app.audit_count("access.refused");
+        assert_eq!(b.get(&uri).status, Status::NotFound, "{uri}");
+        assert_eq!(app.audit_count("access.refused"), before + 1, "{uri}");
+    }
+    let before = app.audit_count("access.refused");
+    assert_eq!(
+        officer
+            .get(&format!("/officer/submissions/{}", "0".repeat(32)))
+            .status,
+        Status::NotFound
+    );
+    assert_eq!(app.audit_count("access.refused"), before + 1);
+}
