@@ -11,7 +11,7 @@ fn main() -> Result<(), String> {
         .unwrap_or(1_000_000);
     let figment = pcii_portal::figment();
     let settings = pcii_portal::config::load(&figment)?;
-    let opened = pcii_portal::keys::open_all(&settings)?;
+    let opened = pcii_portal::key_store::open_all(&settings).map_err(|e| e.to_string())?;
     let audit = AuditLog::new(opened.audit_signer, settings.audit_checkpoint_every);
     let db = pcii_portal::db::Db::open(&settings.database_url(), 2)?;
     let mut conn = db.get().map_err(|e| e.to_string())?;

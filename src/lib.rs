@@ -13,7 +13,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod export;
-pub mod keys;
+pub mod key_store;
 pub mod logging;
 pub mod mail;
 pub mod models;
@@ -86,7 +86,7 @@ pub fn build_with_clock(
     clock: Clock,
 ) -> Result<(Rocket<Build>, Startup), String> {
     let settings = config::load(&figment)?;
-    let opened = keys::open_all(&settings)?;
+    let opened = key_store::open_all(&settings).map_err(|e| e.to_string())?;
     create_private_dir(&settings.data_dir)?;
     let db = Db::open(&settings.database_url(), settings.db_pool_size)?;
     let blobs: Arc<dyn BlobStore> = Arc::new(
@@ -105,7 +105,8 @@ pub fn build_with_clock(
 
     let mut conn = db.get().map_err(|e| e.to_string())?;
     if !opened.generated.is_empty() {
-        keys::record_generated(&mut conn, &audit, &opened.generated).map_err(|e| e.to_string())?;
+        key_store::record_generated(&mut conn, &audit, &opened.generated)
+            .map_err(|e| e.to_string())?;
     }
     let swept_blobs = workflow::blobs::sweep_at_start(&mut conn, blobs.as_ref(), &settings)
         .map_err(|e| format!("sweeping the blob store: {e}"))?;

@@ -10,7 +10,7 @@ use pcii_portal::auth::accounts::{self, AccountChange, Membership, NewAccount};
 use pcii_portal::auth::password::Hasher;
 use pcii_portal::domain::Role;
 use pcii_portal::models::account as account_model;
-use pcii_portal::{cli, config, db, keys, logging};
+use pcii_portal::{cli, config, db, key_store, logging};
 
 #[derive(Parser)]
 #[command(
@@ -130,39 +130,43 @@ fn main() -> ExitCode {
     // Rocket's own `log` output is bridged and kept at warnings: its request lines would print raw URIs,
     // and setup links carry a token in the path.
     logging::init(&settings.log_format, "info,rocket=warn,_=warn");
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(figment),
-        Command::Migrate => {
-            db::Db::open(&settings.database_url(), 2).map(|_| println!("migrations applied"))
-        }
-        Command::User { command } => user(&settings, command),
+    // Every command's error, typed or not, is printed by its `Display`.
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command.unwrap_or(Command::Serve)
+    {
+        Command::Serve => serve(figment).map_err(Into::into),
+        Command::Migrate => db::Db::open(&settings.database_url(), 2)
+            .map(|_| println!("migrations applied"))
+            .map_err(Into::into),
+        Command::User { command } => user(&settings, command).map_err(Into::into),
         Command::Organisation {
             command: OrganisationCommand::List,
-        } => organisation_list(&settings),
+        } => organisation_list(&settings).map_err(Into::into),
         Command::Keys { command } => match command {
-            KeysCommand::Init => keys::open_all(&settings).map(|k| {
-                if k.generated.is_empty() {
-                    println!(
-                        "key store already initialised in {}",
-                        config::display_path(&settings.keys_dir)
-                    );
-                } else {
-                    warn_keys(&settings, &k.generated);
-                }
-            }),
-            KeysCommand::List => cli::keys_list(&settings),
-            KeysCommand::Rotate => cli::keys_rotate(&settings),
+            KeysCommand::Init => key_store::open_all(&settings)
+                .map(|k| {
+                    if k.generated.is_empty() {
+                        println!(
+                            "key store already initialised in {}",
+                            config::display_path(&settings.keys_dir)
+                        );
+                    } else {
+                        warn_keys(&settings, &k.generated);
+                    }
+                })
+                .map_err(Into::into),
+            KeysCommand::List => cli::keys_list(&settings).map_err(Into::into),
+            KeysCommand::Rotate => cli::keys_rotate(&settings).map_err(Into::into),
         },
         Command::Audit { command } => match command {
             AuditCommand::Verify {
                 export: Some(path),
                 checkpoint,
-            } => cli::audit_verify_export(&path, checkpoint.as_deref()),
+            } => cli::audit_verify_export(&path, checkpoint.as_deref()).map_err(Into::into),
             AuditCommand::Verify {
                 export: None,
                 checkpoint,
-            } => cli::audit_verify_live(&settings, checkpoint.as_deref()),
-            AuditCommand::Checkpoint => cli::audit_checkpoint(&settings),
+            } => cli::audit_verify_live(&settings, checkpoint.as_deref()).map_err(Into::into),
+            AuditCommand::Checkpoint => cli::audit_checkpoint(&settings).map_err(Into::into),
         },
     };
     match result {
@@ -171,7 +175,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn fail(message: &str) -> ExitCode {
+fn fail(message: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("pcii-portal: {message}");
     ExitCode::FAILURE
 }
@@ -226,7 +230,7 @@ fn organisation_list(settings: &config::Settings) -> Result<(), String> {
 
 fn user(settings: &config::Settings, command: UserCommand) -> Result<(), String> {
     let db = db::Db::open(&settings.database_url(), 2)?;
-    let opened = keys::open_all(settings)?;
+    let opened = key_store::open_all(settings).map_err(|e| e.to_string())?;
     let audit = pcii_portal::audit::log::AuditLog::new(
         opened.audit_signer,
         settings.audit_checkpoint_every,

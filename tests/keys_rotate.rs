@@ -77,17 +77,7 @@ fn rotation_of_200_blobs_interrupted_midway_resumes_and_leaves_every_blob_readab
         if i == 80 {
             break;
         }
-        app.with_conn(|c| {
-            diesel::update(blobs::table.find(&id))
-                .set((
-                    blobs::storage_name.eq(&sealed.name),
-                    blobs::key_id.eq(&sealed.key_id),
-                    blobs::ciphertext_sha256.eq(hex::encode(sealed.ciphertext_sha256)),
-                    blobs::ciphertext_len.eq(sealed.ciphertext_len as i64),
-                ))
-                .execute(c)
-                .unwrap()
-        });
+        app.with_conn(|c| blob::switch_ciphertext(c, &id, &row.storage_name, &sealed).unwrap());
         if i < 70 {
             pcii_portal::storage::BlobStore::delete(&store, &old.name).unwrap();
         }

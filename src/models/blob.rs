@@ -120,3 +120,65 @@ pub fn delete_of_submission(
 ) -> QueryResult<usize> {
     diesel::delete(blobs::table.filter(blobs::submission_id.eq(submission_id))).execute(conn)
 }
+
+/// How many blob rows each key id encrypts (`keys list`), by key id.
+pub fn count_by_key(conn: &mut crate::db::DbConn) -> QueryResult<Vec<(String, i64)>> {
+    blobs::table
+        .group_by(blobs::key_id)
+        .select((blobs::key_id, diesel::dsl::count_star()))
+        .order(blobs::key_id.asc())
+        .load(conn)
+}
+
+/// How many blobs are sealed to another key than `key_id` (what a rotation to it still has to do).
+pub fn count_not_on_key(conn: &mut crate::db::DbConn, key_id: &str) -> QueryResult<i64> {
+    blobs::table
+        .filter(blobs::key_id.ne(key_id))
+        .count()
+        .get_result(conn)
+}
+
+/// The first `limit` blobs (by id) sealed to another key than `key_id`.
+pub fn page_not_on_key(
+    conn: &mut crate::db::DbConn,
+    key_id: &str,
+    limit: i64,
+) -> QueryResult<Vec<BlobRow>> {
+    blobs::table
+        .filter(blobs::key_id.ne(key_id))
+        .order(blobs::id.asc())
+        .limit(limit)
+        .select(BlobRow::as_select())
+        .load(conn)
+}
+
+/// Points a blob's row at its re-encrypted ciphertext, provided it still points at `old_storage_name`.
+/// False when the row is gone (or was switched meanwhile): then nothing references `sealed`.
+pub fn switch_ciphertext(
+    conn: &mut crate::db::DbConn,
+    id: &str,
+    old_storage_name: &str,
+    sealed: &SealedBlob,
+) -> QueryResult<bool> {
+    let updated = diesel::update(
+        blobs::table
+            .find(id)
+            .filter(blobs::storage_name.eq(old_storage_name)),
+    )
+    .set((
+        blobs::storage_name.eq(&sealed.name),
+        blobs::key_id.eq(&sealed.key_id),
+        blobs::ciphertext_sha256.eq(hex::encode(sealed.ciphertext_sha256)),
+        blobs::ciphertext_len.eq(sealed.ciphertext_len as i64),
+    ))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// How many blobs are sealed to `key_id`.
+pub fn count_on_key(conn: &mut crate::db::DbConn, key_id: &str) -> QueryResult<i64> {
+    blobs::table
+        .filter(blobs::key_id.eq(key_id))
+        .count()
+        .get_result(conn)
+}

@@ -21,7 +21,7 @@ async fn healthz(state: &State<Services>) -> (Status, Value) {
         && state
             .settings
             .keys_dir
-            .join(crate::keys::AUDIT_SIGNING_FILE)
+            .join(crate::key_store::AUDIT_SIGNING_FILE)
             .exists();
     let blobs = state.settings.blob_dir().is_dir();
     let ok = database && keys && blobs;
