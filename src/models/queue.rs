@@ -127,6 +127,8 @@ pub struct QueueRow {
     pub organisation: String,
     pub sector: String,
     pub status: String,
+    /// "Received" or "Defective", for the queue's status column.
+    pub status_label: &'static str,
     pub received_at: Option<i64>,
     pub days_since_receipt: Option<i64>,
     /// Received only: receipt + 30 days, and the whole days left before it (once it has passed: minus the whole
@@ -374,6 +376,11 @@ pub fn queue(conn: &mut DbConn, f: &QueueFilter, now: i64) -> QueryResult<QueueP
                         || cure_due_at.is_some_and(|d| d < now),
                     defect_notice_at: defect_notice_at.filter(|_| defective),
                     status: status.as_str().to_string(),
+                    status_label: if defective {
+                        QueueStatus::Defective.label()
+                    } else {
+                        QueueStatus::Received.label()
+                    },
                     received_at,
                     notice_due_at,
                     cure_due_at,

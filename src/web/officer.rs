@@ -7,7 +7,6 @@ use serde_json::json;
 
 use crate::db::schema::{disseminations, grants, submissions, users};
 use crate::domain::Role;
-use crate::domain::Status;
 use crate::error::{AppError, AppResult};
 use crate::models::account;
 use crate::models::submission::{self, Scope};
@@ -19,6 +18,7 @@ use crate::web::submissions::{
 };
 use crate::workflow::access::{self, Admitted, Reading};
 use crate::workflow::decisions::{self, Decision, NewDissemination, RECIPIENT_KINDS};
+use crate::workflow::lifecycle;
 
 pub fn routes() -> Vec<rocket::Route> {
     rocket::routes![
@@ -143,8 +143,6 @@ async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<P
         .db
         .run(move |c| Ok(account::find_organisation(c, &oid)?))
         .await?;
-    let status = sub.status();
-    let own = officer.user.organisation_id.as_deref() == Some(sub.organisation_id.as_str());
     let grants: Vec<serde_json::Value> = grant_rows
         .into_iter()
         .map(|g| {
@@ -172,19 +170,9 @@ async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<P
         .with("disseminations", dissem)
         .with("analysts", analysts)
         .with("recipient_kinds", RECIPIENT_KINDS)
-        .with("own_organisation", own)
         .with("organisation", organisation)
         .with("days_since_receipt", days_since)
-        .with("can_decide", !own && status.pending_validation())
-        .with("can_validate", !own && status == Status::Received)
-        .with(
-            "can_remove_protection",
-            !own && matches!(
-                status,
-                Status::Received | Status::Defective | Status::Validated
-            ),
-        )
-        .with("can_grant", !own && status == Status::Validated)
+        .with("may", lifecycle::affordances(sub, &officer.user))
         .with("can_export", content.is_some())
         .with("today", crate::time::date(now))
         .with(

@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::domain::Disposition;
 use crate::domain::Status as LifeStatus;
 use crate::error::{AppError, AppResult};
+use crate::models::account::User;
 use crate::models::sectors::SECTORS;
 use crate::models::submission::{self, Attachment, Submission};
 use crate::services::Services;
@@ -27,6 +28,7 @@ use crate::workflow::content::{
 use crate::workflow::intake::{
     self, Request as SubmitterRequest, SaveRequest, SaveResult, Submitter,
 };
+use crate::workflow::lifecycle;
 
 pub fn routes() -> Vec<rocket::Route> {
     rocket::routes![
@@ -208,6 +210,7 @@ async fn new_form(ctx: Ctx<'_>, user: SubmitterUser<'_>) -> AppResult<Page> {
 
 async fn edit_page(
     ctx: &Ctx<'_>,
+    user: &User,
     who: &Submitter,
     admitted: &Admitted,
     reading: Reading,
@@ -217,7 +220,7 @@ async fn edit_page(
     let state = ctx.state;
     let sub = admitted.submission();
     let status = sub.status();
-    if !matches!(status, LifeStatus::Draft | LifeStatus::Defective) {
+    if !lifecycle::editable(status) {
         return Err(AppError::Conflict(format!(
             "This submission is {}: it can no longer be changed.",
             status.label().to_lowercase()
@@ -248,6 +251,7 @@ async fn edit_page(
         .with("organisation", organisation_of(state, who).await?)
         .with("action", format!("/submissions/{}", sub.id))
         .with("submission", submission_view(sub))
+        .with("may", lifecycle::affordances(sub, user))
         .with("values", values)
         .with("files", file_views(Some(&content), &attachments))
         .with("notices", notices);
@@ -263,6 +267,7 @@ async fn edit_form(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult
     let admitted = load(&ctx, &user, id).await?;
     edit_page(
         &ctx,
+        &user.user,
         &who,
         &admitted,
         Reading::Page(Some("edit form")),
@@ -353,6 +358,7 @@ async fn save(
             let admitted = load(ctx, user, &id).await?;
             let page = edit_page(
                 ctx,
+                &user.user,
                 &who,
                 &admitted,
                 Reading::FormAgain,
@@ -446,7 +452,6 @@ async fn detail(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Pa
             Ok(loaded)
         })
         .await?;
-    let status = sub.status();
     Ok(Page::new("submissions/detail.html.tera")
         .with("submission", submission_view(sub))
         .with("content", content.as_ref().map(content_view))
@@ -454,21 +459,7 @@ async fn detail(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Pa
         .with("events", events)
         .with("notices", notices)
         .with("destruction", destruction_view(destruction))
-        .with(
-            "can_edit",
-            matches!(status, LifeStatus::Draft | LifeStatus::Defective),
-        )
-        .with("can_withdraw", status.pending_validation())
-        .with("can_delete", matches!(status, LifeStatus::Draft))
-        .with(
-            "must_choose",
-            matches!(status, LifeStatus::NotValidated) && sub.disposition.is_none(),
-        )
-        .with(
-            "return_pending",
-            matches!(status, LifeStatus::NotValidated | LifeStatus::Withdrawn)
-                && sub.disposition.as_deref() == Some("return"),
-        )
+        .with("may", lifecycle::affordances(sub, &user.user))
         .with("file_base", format!("/submissions/{}/files", sub.id)))
 }
 
@@ -780,10 +771,7 @@ async fn return_package(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppR
         ));
     }
     let sub = admitted.submission();
-    let returnable = matches!(
-        sub.status(),
-        LifeStatus::NotValidated | LifeStatus::Withdrawn
-    ) && sub.disposition.as_deref() == Some("return");
+    let returnable = lifecycle::return_pending(sub);
     if !returnable {
         return Err(AppError::Conflict(
             "A return package is offered only after you chose to have the information returned."

@@ -20,6 +20,7 @@ use crate::services::Services;
 use crate::time::DAY;
 use crate::workflow::content::Content;
 use crate::workflow::documents::{self, PlaintextStream};
+use crate::workflow::lifecycle;
 
 /// Training older than this no longer counts.
 pub const TRAINING_VALID_DAYS: i64 = 365;
@@ -172,7 +173,7 @@ fn decide_for_authorized_user(
         return Ok(Err(refusal));
     }
     let sub = submission::find(conn, id, Scope::ProgramOffice)?;
-    if sub.status() != Status::Validated {
+    if !lifecycle::releasable(sub.status()) {
         return Ok(Err(Refusal::NotValidated));
     }
     Ok(Ok(sub))

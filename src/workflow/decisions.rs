@@ -12,7 +12,7 @@ use crate::models::grant::{self, NewDisseminationRow, NewGrant};
 use crate::models::submission::{self, Scope, Submission};
 use crate::services::Services;
 use crate::time::DAY;
-use crate::workflow::lifecycle::{check, record_transition, Change, Step};
+use crate::workflow::lifecycle::{self, check, record_transition, Change, Step};
 
 /// Days the submitter has to cure a defect (6 CFR 29.6(d)).
 pub const CURE_DAYS: i64 = 30;
@@ -64,7 +64,7 @@ fn clean_reason(reason: &str) -> AppResult<Option<String>> {
 /// The one check every officer action on a submission shares: an officer never acts on a submission of
 /// its own organisation.
 fn not_own(officer: &User, sub: &Submission) -> AppResult<()> {
-    if officer.organisation_id.as_deref() == Some(sub.organisation_id.as_str()) {
+    if lifecycle::own_organisation(officer, sub) {
         return Err(AppError::Refused(
             "You may not act on a submission of your own organisation; another officer must."
                 .into(),
@@ -223,7 +223,7 @@ pub async fn grant(
         actor,
         submission_id,
         move |tx, officer, sub| {
-            if sub.status() != Status::Validated {
+            if !lifecycle::releasable(sub.status()) {
                 return Err(AppError::Conflict(
                     "Access can be granted only to validated PCII.".into(),
                 ));
@@ -356,7 +356,7 @@ pub async fn record_dissemination(
         actor,
         submission_id,
         move |tx, officer, sub| {
-            if sub.status() != Status::Validated {
+            if !lifecycle::releasable(sub.status()) {
                 return Err(AppError::Conflict(
                     "Only validated PCII is disseminated under 6 CFR 29.8.".into(),
                 ));

@@ -22,7 +22,7 @@ use crate::workflow::content::{
 };
 use crate::workflow::destruction::destroy_in_tx;
 use crate::workflow::documents::{delete_blobs, read_content, seal_content};
-use crate::workflow::lifecycle::{check, record_transition, Change, Step};
+use crate::workflow::lifecycle::{self, check, record_transition, Change, Step};
 
 /// The submitter acting, and the organisation every lookup is scoped to.
 #[derive(Debug, Clone)]
@@ -98,13 +98,13 @@ pub async fn allowance(
 }
 
 fn editable(s: &Submission) -> AppResult<()> {
-    match s.status() {
-        Status::Draft | Status::Defective => Ok(()),
-        other => Err(AppError::Conflict(format!(
-            "This submission is {}: it can no longer be changed.",
-            other.label().to_lowercase()
-        ))),
+    if lifecycle::editable(s.status()) {
+        return Ok(());
     }
+    Err(AppError::Conflict(format!(
+        "This submission is {}: it can no longer be changed.",
+        s.status().label().to_lowercase()
+    )))
 }
 
 /// Saves a draft, submits it, or answers a defect notice. Newly sealed blobs are either referenced by
@@ -177,7 +177,7 @@ async fn save_inner(
     let sector = apply_fields(&mut content, &req.fields);
 
     for id in &req.remove {
-        if status != Some(Status::Draft) {
+        if !status.is_some_and(lifecycle::files_removable) {
             return Err(AppError::Conflict(
                 "Files of a submission that was already sent cannot be removed; add a corrected file instead."
                     .into(),
@@ -474,7 +474,7 @@ pub async fn delete_draft(
         .run(move |c| {
             audit.fact(c, &actor, |tx| {
                 let sub = submission::find(tx, &id, Scope::Organisation(&organisation))?;
-                if sub.status() != Status::Draft {
+                if !lifecycle::deletable(sub.status()) {
                     return Err(AppError::Conflict(
                         "Only a draft can be deleted. A sent submission can be withdrawn instead."
                             .into(),

@@ -1,12 +1,16 @@
 //! The PCII lifecycle of one submission as a single state machine (6 CFR 29.6 as `../shared/PCII.md`
-//! describes it). Services ask [`check`] before every change; handlers never decide a transition.
+//! describes it), and every rule that depends on where a submission stands in it. Services ask
+//! [`check`] (or the rules below) before every change; handlers and templates show what
+//! [`affordances`] derives from the same rules and never test a status themselves.
 
 use crate::db::DbConn;
 use crate::domain::{Role, Status};
 use crate::error::AppResult;
+use crate::models::account::User;
 use crate::models::event::{self, NewEvent};
 use crate::models::notice::{self, NewNotice};
 use crate::models::submission::Submission;
+use serde::Serialize;
 
 /// Every step a person can take on a submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +109,114 @@ pub fn check(from: Status, step: Step, role: Role) -> Result<Status, String> {
         }
     };
     Ok(to)
+}
+
+/// The submitter may still change the content: a draft, or a defective submission being cured.
+pub fn editable(status: Status) -> bool {
+    may(status, Step::Submit, Role::Submitter) || may(status, Step::Cure, Role::Submitter)
+}
+
+/// Files may be removed from a draft only; a cure adds a corrected file instead, so what the Program
+/// Office received stays on record.
+pub fn files_removable(status: Status) -> bool {
+    status == Status::Draft
+}
+
+/// Only a draft may be deleted; a sent submission is withdrawn instead.
+pub fn deletable(status: Status) -> bool {
+    status == Status::Draft
+}
+
+/// Need-to-know grants, their revocation and dissemination records: for validated PCII only.
+pub fn releasable(status: Status) -> bool {
+    status == Status::Validated
+}
+
+/// Conflict of interest: an officer never acts on a submission of its own organisation.
+pub fn own_organisation(officer: &User, sub: &Submission) -> bool {
+    officer.organisation_id.as_deref() == Some(sub.organisation_id.as_str())
+}
+
+/// The submitter must still choose between return and destruction.
+pub fn awaiting_disposition(sub: &Submission) -> bool {
+    sub.status() == Status::NotValidated && sub.disposition.is_none()
+}
+
+/// The submitter chose "return" and has not yet confirmed it took its package back.
+pub fn return_pending(sub: &Submission) -> bool {
+    may(sub.status(), Step::Return, Role::Submitter) && sub.disposition.as_deref() == Some("return")
+}
+
+fn may(from: Status, step: Step, role: Role) -> bool {
+    check(from, step, role).is_ok()
+}
+
+/// What a person may do with one submission right now, from the rules above: the buttons and forms its
+/// pages offer. The services check the same rules again when the action arrives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Affordances {
+    /// Open the form (a draft to finish, or a defect notice to answer).
+    pub edit: bool,
+    /// The submission is defective: the form answers the defect notice; the cure clock runs.
+    pub cure: bool,
+    pub remove_files: bool,
+    pub withdraw: bool,
+    pub delete: bool,
+    pub choose_disposition: bool,
+    pub take_return: bool,
+    /// The officer belongs to the submitting organisation: it may read, not act.
+    pub own_organisation: bool,
+    /// Record any of the decisions open at this stage.
+    pub decide: bool,
+    pub mark_defective: bool,
+    pub validate: bool,
+    pub not_validate: bool,
+    pub remove_protection: bool,
+    /// Grant, revoke and record disseminations.
+    pub release: bool,
+    /// The grants and disseminations of validated PCII are listed.
+    pub see_releases: bool,
+}
+
+pub fn affordances(sub: &Submission, user: &User) -> Affordances {
+    let status = sub.status();
+    match user.role() {
+        Role::Submitter
+            if user.organisation_id.as_deref() == Some(sub.organisation_id.as_str()) =>
+        {
+            let s = Role::Submitter;
+            Affordances {
+                edit: editable(status),
+                cure: may(status, Step::Cure, s),
+                remove_files: files_removable(status),
+                withdraw: may(status, Step::Withdraw, s),
+                delete: deletable(status),
+                choose_disposition: awaiting_disposition(sub),
+                take_return: return_pending(sub),
+                ..Affordances::default()
+            }
+        }
+        Role::Officer => {
+            let own = own_organisation(user, sub);
+            let o = Role::Officer;
+            let acts = |step| !own && may(status, step, o);
+            Affordances {
+                cure: status == Status::Defective,
+                own_organisation: own,
+                decide: acts(Step::MarkDefective)
+                    || acts(Step::Validate)
+                    || acts(Step::NotValidate),
+                mark_defective: acts(Step::MarkDefective),
+                validate: acts(Step::Validate),
+                not_validate: acts(Step::NotValidate),
+                remove_protection: acts(Step::RemoveProtection),
+                release: !own && releasable(status),
+                see_releases: releasable(status),
+                ..Affordances::default()
+            }
+        }
+        _ => Affordances::default(),
+    }
 }
 
 /// One status change as the history and the submitter see it.
