@@ -9,6 +9,10 @@ use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::Text;
 use serde::Serialize;
 
+/// PCII training counts for this long after it was completed; then the authorized user must take it
+/// again before reading PCII.
+pub const TRAINING_VALID_DAYS: i64 = 365;
+
 /// Stores an enum as its `as_str()` text and reads it back through `parse`.
 macro_rules! stored_as_text {
     ($t:ty, $what:literal) => {

@@ -3,7 +3,6 @@
 
 pub mod archive;
 pub mod package;
-pub mod submission;
 
 pub use package::{package_stream, safe_member_name, write_package, EntrySource, PackageEntry};
 

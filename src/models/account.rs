@@ -362,7 +362,7 @@ pub fn list_accounts(
             training_completed_at: u.training_completed_at,
             training_expires_at: u
                 .training_completed_at
-                .map(|t| t + crate::workflow::access::TRAINING_VALID_DAYS * crate::time::DAY),
+                .map(|t| t + crate::domain::TRAINING_VALID_DAYS * crate::time::DAY),
             nda_signed_at: u.nda_signed_at,
             nda_expires_at: u.nda_expires_at,
             created_at: u.created_at,

@@ -4,7 +4,7 @@
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::db::schema::{disseminations, grants, submissions};
+use crate::db::schema::{disseminations, grants, submissions, users};
 use crate::db::DbConn;
 
 #[derive(Debug, Clone, Serialize)]
@@ -140,4 +140,113 @@ pub fn insert_dissemination(conn: &mut DbConn, new: &NewDisseminationRow<'_>) ->
         .values(new)
         .execute(conn)
         .map(|_| ())
+}
+
+/// A grant as the officer's page lists it, with its holder.
+#[derive(Debug, Serialize, Queryable)]
+pub struct GrantView {
+    pub id: String,
+    pub user_name: String,
+    pub user_email: String,
+    pub reason: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub revoke_reason: Option<String>,
+}
+
+/// A dissemination record with its submission's tracking number and who recorded it.
+#[derive(Debug, Serialize, Queryable)]
+pub struct DisseminationView {
+    pub submission_id: String,
+    pub tracking_number: Option<String>,
+    pub recipient: String,
+    pub recipient_kind: String,
+    pub arrangement: String,
+    pub what: String,
+    pub released_at: i64,
+    pub sanitized: bool,
+    pub removed: Option<String>,
+    pub recorded_by: String,
+}
+
+type DisseminationColumns = (
+    disseminations::submission_id,
+    submissions::tracking_number,
+    disseminations::recipient,
+    disseminations::recipient_kind,
+    disseminations::arrangement,
+    disseminations::what,
+    disseminations::released_at,
+    disseminations::sanitized,
+    disseminations::removed,
+    users::display_name,
+);
+
+fn dissemination_columns() -> DisseminationColumns {
+    (
+        disseminations::submission_id,
+        submissions::tracking_number,
+        disseminations::recipient,
+        disseminations::recipient_kind,
+        disseminations::arrangement,
+        disseminations::what,
+        disseminations::released_at,
+        disseminations::sanitized,
+        disseminations::removed,
+        users::display_name,
+    )
+}
+
+/// Every grant of a submission, newest first, with its holder's name and address.
+pub fn grants_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<GrantView>> {
+    grants::table
+        .inner_join(users::table.on(users::id.eq(grants::user_id)))
+        .filter(grants::submission_id.eq(submission_id))
+        .order(grants::created_at.desc())
+        .select((
+            grants::id,
+            users::display_name,
+            users::email,
+            grants::reason,
+            grants::created_at,
+            grants::expires_at,
+            grants::revoked_at,
+            grants::revoke_reason,
+        ))
+        .load(conn)
+}
+
+/// A submission's dissemination records, newest first.
+pub fn disseminations_of(
+    conn: &mut DbConn,
+    submission_id: &str,
+) -> QueryResult<Vec<DisseminationView>> {
+    disseminations::table
+        .inner_join(submissions::table)
+        .inner_join(users::table.on(users::id.eq(disseminations::recorded_by)))
+        .filter(disseminations::submission_id.eq(submission_id))
+        .order(disseminations::released_at.desc())
+        .select(dissemination_columns())
+        .load(conn)
+}
+
+pub fn dissemination_count(conn: &mut DbConn) -> QueryResult<i64> {
+    disseminations::table.count().get_result(conn)
+}
+
+/// One page of the whole dissemination log, newest first (ties by id, so pages never overlap).
+pub fn dissemination_log(
+    conn: &mut DbConn,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<Vec<DisseminationView>> {
+    disseminations::table
+        .inner_join(submissions::table)
+        .inner_join(users::table.on(users::id.eq(disseminations::recorded_by)))
+        .order((disseminations::released_at.desc(), disseminations::id.asc()))
+        .limit(limit)
+        .offset(offset)
+        .select(dissemination_columns())
+        .load(conn)
 }

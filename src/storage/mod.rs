@@ -1,7 +1,7 @@
 //! Blob storage for sealed (age-encrypted) submission files.
 //!
 //! A [`BlobStore`] holds opaque ciphertext blobs under server-generated random names. It never
-//! sees plaintext: the crypto layer (`crate::crypto::stream`) encrypts before writing and decrypts
+//! sees plaintext: the crypto layer (`crypto::stream`) encrypts before writing and decrypts
 //! after reading. The trait is deliberately small so that an S3-compatible store can be added next
 //! to the local-filesystem one ([`fs::FsBlobStore`]).
 //!

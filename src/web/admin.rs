@@ -335,7 +335,7 @@ async fn account_page(ctx: Ctx<'_>, _admin: AdminUser<'_>, id: &str) -> AppResul
     view["nda_expires_at"] = serde_json::json!(user.nda_expires_at);
     view["training_expires_at"] = serde_json::json!(user
         .training_completed_at
-        .map(|t| t + crate::workflow::access::TRAINING_VALID_DAYS * crate::time::DAY));
+        .map(|t| t + crate::domain::TRAINING_VALID_DAYS * crate::time::DAY));
     Ok(Page::new("admin/account.html.tera")
         .with("account", view)
         .with("organisation", org)

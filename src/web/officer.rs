@@ -1,14 +1,13 @@
 //! PCII officers: one submission (content decrypted as it streams, markings, decisions, grants,
 //! disseminations, export) and the whole dissemination log. Drafts are invisible to officers.
 
-use diesel::prelude::*;
 use rocket::form::FromForm;
 use serde_json::json;
 
-use crate::db::schema::{disseminations, grants, submissions, users};
 use crate::domain::Role;
 use crate::error::{AppError, AppResult};
 use crate::models::account;
+use crate::models::grant as grants;
 use crate::models::submission::{self, Scope};
 use crate::web::forms::CsrfForm;
 use crate::web::guards::{Ctx, OfficerUser};
@@ -39,60 +38,6 @@ async fn load(ctx: &Ctx<'_>, officer: &OfficerUser<'_>, id: &str) -> AppResult<A
     access::admit(ctx.state, &officer.user, &ctx.actor, id).await
 }
 
-#[derive(serde::Serialize, Queryable)]
-struct GrantView {
-    id: String,
-    user_name: String,
-    user_email: String,
-    reason: String,
-    created_at: i64,
-    expires_at: i64,
-    revoked_at: Option<i64>,
-    revoke_reason: Option<String>,
-}
-
-#[derive(serde::Serialize, Queryable)]
-struct DisseminationView {
-    submission_id: String,
-    tracking_number: Option<String>,
-    recipient: String,
-    recipient_kind: String,
-    arrangement: String,
-    what: String,
-    released_at: i64,
-    sanitized: bool,
-    removed: Option<String>,
-    recorded_by: String,
-}
-
-type DisseminationColumns = (
-    disseminations::submission_id,
-    submissions::tracking_number,
-    disseminations::recipient,
-    disseminations::recipient_kind,
-    disseminations::arrangement,
-    disseminations::what,
-    disseminations::released_at,
-    disseminations::sanitized,
-    disseminations::removed,
-    users::display_name,
-);
-
-fn dissemination_columns() -> DisseminationColumns {
-    (
-        disseminations::submission_id,
-        submissions::tracking_number,
-        disseminations::recipient,
-        disseminations::recipient_kind,
-        disseminations::arrangement,
-        disseminations::what,
-        disseminations::released_at,
-        disseminations::sanitized,
-        disseminations::removed,
-        users::display_name,
-    )
-}
-
 #[rocket::get("/officer/submissions/<id>")]
 async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<Page> {
     let state = ctx.state;
@@ -104,28 +49,8 @@ async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<P
     let (attachments, events, destruction, grant_rows, dissem, analysts) = state
         .db
         .run(move |c| {
-            let grant_rows: Vec<GrantView> = grants::table
-                .inner_join(users::table.on(users::id.eq(grants::user_id)))
-                .filter(grants::submission_id.eq(&sid))
-                .order(grants::created_at.desc())
-                .select((
-                    grants::id,
-                    users::display_name,
-                    users::email,
-                    grants::reason,
-                    grants::created_at,
-                    grants::expires_at,
-                    grants::revoked_at,
-                    grants::revoke_reason,
-                ))
-                .load(c)?;
-            let dissem: Vec<DisseminationView> = disseminations::table
-                .inner_join(submissions::table)
-                .inner_join(users::table.on(users::id.eq(disseminations::recorded_by)))
-                .filter(disseminations::submission_id.eq(&sid))
-                .order(disseminations::released_at.desc())
-                .select(dissemination_columns())
-                .load(c)?;
+            let grant_rows = grants::grants_of(c, &sid)?;
+            let dissem = grants::disseminations_of(c, &sid)?;
             let (analysts, _) = account::list_accounts(c, Some(Role::AuthorizedUser), 0)?;
             Ok((
                 submission::attachments_of(c, &sid)?,
@@ -368,15 +293,8 @@ async fn dissemination_log(
         .state
         .db
         .run(move |c| {
-            let total: i64 = disseminations::table.count().get_result(c)?;
-            let rows: Vec<DisseminationView> = disseminations::table
-                .inner_join(submissions::table)
-                .inner_join(users::table.on(users::id.eq(disseminations::recorded_by)))
-                .order((disseminations::released_at.desc(), disseminations::id.asc()))
-                .limit(LOG_PER_PAGE)
-                .offset(page * LOG_PER_PAGE)
-                .select(dissemination_columns())
-                .load(c)?;
+            let total = grants::dissemination_count(c)?;
+            let rows = grants::dissemination_log(c, LOG_PER_PAGE, page * LOG_PER_PAGE)?;
             Ok((rows, total))
         })
         .await?;

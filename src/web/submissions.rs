@@ -540,7 +540,7 @@ impl<'r> Responder<'r, 'static> for Download {
 }
 
 /// A zip package, streamed as it is written; never cached.
-pub struct ZipDownload(pub crate::export::submission::Package);
+pub struct ZipDownload(pub crate::workflow::package::Package);
 
 impl<'r> Responder<'r, 'static> for ZipDownload {
     fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {

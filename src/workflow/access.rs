@@ -9,9 +9,8 @@
 
 use crate::audit::log::{Actor, Event, Outcome};
 use crate::db::DbConn;
-use crate::domain::{Role, Status};
+use crate::domain::{Role, Status, TRAINING_VALID_DAYS};
 use crate::error::{AppError, AppResult};
-use crate::export::submission::Package;
 use crate::models::account::User;
 use crate::models::attachment::{self, Attachment};
 use crate::models::grant;
@@ -21,9 +20,7 @@ use crate::time::DAY;
 use crate::workflow::content::Content;
 use crate::workflow::documents::{self, PlaintextStream};
 use crate::workflow::lifecycle;
-
-/// Training older than this no longer counts.
-pub const TRAINING_VALID_DAYS: i64 = 365;
+use crate::workflow::package::{self, Package};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -339,7 +336,7 @@ pub async fn export_package(
     let sub = &admitted.submission;
     let blob_id = sub.content_blob_id.clone().ok_or_else(gone)?;
     let content = documents::read_content(services, &blob_id).await?;
-    let package = crate::export::submission::build(services, sub, &content, purpose, by).await?;
+    let package = package::build(services, sub, &content, purpose, by).await?;
     record_access(
         services,
         actor,

@@ -8,3 +8,4 @@ pub mod destruction;
 pub mod documents;
 pub mod intake;
 pub mod lifecycle;
+pub mod package;
