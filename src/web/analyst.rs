@@ -3,9 +3,10 @@
 //! reason and is audited there.
 
 use crate::error::{AppError, AppResult};
+use crate::web::downloads::{Download, ZipDownload};
 use crate::web::guards::{AnalystUser, Ctx};
 use crate::web::pages::Page;
-use crate::web::submissions::{content_view, file_views, submission_view, Download, ZipDownload};
+use crate::web::views::{content_view, file_views, submission_view};
 use crate::workflow::access::{self, Reading};
 
 pub fn routes() -> Vec<rocket::Route> {

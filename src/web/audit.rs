@@ -277,7 +277,7 @@ async fn submission_history(
     .await?;
     Ok(page.with(
         "destruction",
-        crate::web::submissions::destruction_view(destruction),
+        crate::web::views::destruction_view(destruction),
     ))
 }
 

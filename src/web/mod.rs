@@ -7,6 +7,7 @@ pub mod audit;
 pub mod catchers;
 pub mod dashboard;
 pub mod deliver;
+pub mod downloads;
 pub mod error;
 pub mod fairings;
 pub mod forms;
@@ -20,6 +21,7 @@ pub mod pages;
 pub mod public;
 pub mod signin;
 pub mod submissions;
+pub mod views;
 
 use rocket::{Build, Rocket};
 

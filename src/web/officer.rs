@@ -9,12 +9,11 @@ use crate::error::{AppError, AppResult};
 use crate::models::account;
 use crate::models::grant as grants;
 use crate::models::submission::{self, Scope};
+use crate::web::downloads::{Download, ZipDownload};
 use crate::web::forms::CsrfForm;
 use crate::web::guards::{Ctx, OfficerUser};
 use crate::web::pages::{Notice, Page};
-use crate::web::submissions::{
-    content_view, destruction_view, file_views, submission_view, Download, ZipDownload,
-};
+use crate::web::views::{content_view, destruction_view, file_views, submission_view};
 use crate::workflow::access::{self, Admitted, Reading};
 use crate::workflow::decisions::{self, Decision, NewDissemination, RECIPIENT_KINDS};
 use crate::workflow::lifecycle;

@@ -6,7 +6,6 @@ use rocket::form::FromForm;
 use rocket::http::{ContentType, Header, Status};
 use rocket::response::{self, Responder};
 use rocket::{Data, Either, Request, Response};
-use serde::Serialize;
 use serde_json::json;
 
 use crate::domain::Disposition;
@@ -14,16 +13,17 @@ use crate::domain::Status as LifeStatus;
 use crate::error::{AppError, AppResult};
 use crate::models::account::User;
 use crate::models::sectors::SECTORS;
-use crate::models::submission::{self, Attachment, Submission};
+use crate::models::submission;
 use crate::services::Services;
+use crate::web::downloads::{Download, ZipDownload};
 use crate::web::forms::{CsrfForm, TokenCheck};
 use crate::web::guards::{Ctx, SubmitterUser};
 use crate::web::multipart::{open_form, Limits};
 use crate::web::pages::{human_size, Notice, Page};
-use crate::workflow::access::{self, Admitted, OpenedFile, Reading};
+use crate::web::views::{content_view, destruction_view, file_views, submission_view, FileView};
+use crate::workflow::access::{self, Admitted, Reading};
 use crate::workflow::content::{
-    marking_for, visible, Content, FieldErrors, CERTIFICATIONS, EXPRESS_STATEMENT,
-    STATEMENT_VERSION,
+    visible, Content, FieldErrors, CERTIFICATIONS, EXPRESS_STATEMENT, STATEMENT_VERSION,
 };
 use crate::workflow::intake::{
     self, Request as SubmitterRequest, SaveRequest, SaveResult, Submitter,
@@ -62,85 +62,6 @@ fn submitter(user: &SubmitterUser<'_>) -> AppResult<Submitter> {
 /// The submission if this submitter may read it (its organisation's); else 404, audited.
 async fn load(ctx: &Ctx<'_>, user: &SubmitterUser<'_>, id: &str) -> AppResult<Admitted> {
     access::admit(ctx.state, &user.user, &ctx.actor, id).await
-}
-
-// ---------------------------------------------------------------------------------------------
-// Views shared with the officer's and the authorized user's pages
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Serialize)]
-pub struct FileView {
-    pub id: String,
-    pub position: i32,
-    pub name: String,
-    pub description: String,
-    pub size: i64,
-    pub size_label: String,
-    pub sha256: String,
-    pub added_at: i64,
-    pub available: bool,
-}
-
-pub fn file_views(content: Option<&Content>, attachments: &[Attachment]) -> Vec<FileView> {
-    attachments
-        .iter()
-        .map(|a| {
-            let info = content.and_then(|c| c.attachments.get(&a.id));
-            FileView {
-                id: a.id.clone(),
-                position: a.position,
-                name: info
-                    .map(|i| visible(&i.name))
-                    .unwrap_or_else(|| format!("File {}", a.position)),
-                description: info.map(|i| i.description.clone()).unwrap_or_default(),
-                size: a.size_bytes,
-                size_label: human_size(a.size_bytes.max(0) as u64),
-                sha256: a.sha256.clone(),
-                added_at: a.added_at,
-                available: a.blob_id.is_some(),
-            }
-        })
-        .collect()
-}
-
-pub fn content_view(c: &Content) -> serde_json::Value {
-    json!({
-        "title": visible(&c.title),
-        "narrative": c.narrative,
-        "primary_contact": c.primary_contact,
-        "secondary_contact": c.secondary_contact,
-        "has_secondary": !c.secondary_contact.is_empty(),
-        "follows_up": c.follows_up,
-        "federal_requirement": c.federal_requirement,
-        "federal_agency": c.federal_agency,
-        "federal_authority": c.federal_authority,
-    })
-}
-
-pub fn submission_view(s: &Submission) -> serde_json::Value {
-    let status = s.status();
-    json!({
-        "id": s.id,
-        "tracking_number": s.tracking_number,
-        "status": status.as_str(),
-        "status_label": status.label(),
-        "sector": s.sector,
-        "file_count": s.file_count,
-        "total_bytes": s.total_bytes,
-        "total_label": human_size(s.total_bytes.max(0) as u64),
-        "created_at": s.created_at,
-        "updated_at": s.updated_at,
-        "received_at": s.received_at,
-        "statement_version": s.statement_version,
-        "statement_affirmed_at": s.statement_affirmed_at,
-        "certified_at": s.certified_at,
-        "defect_notice_at": s.defect_notice_at,
-        "cure_due_at": s.cure_due_at,
-        "decided_at": s.decided_at,
-        "disposition": s.disposition,
-        "closed_at": s.closed_at,
-        "marking": marking_for(status, s.tracking_number.as_deref()),
-    })
 }
 
 fn sector_options() -> Vec<&'static str> {
@@ -461,96 +382,6 @@ async fn detail(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Pa
         .with("destruction", destruction_view(destruction))
         .with("may", lifecycle::affordances(sub, &user.user))
         .with("file_base", format!("/submissions/{}/files", sub.id)))
-}
-
-pub fn destruction_view(d: Option<submission::DestructionRow>) -> Option<serde_json::Value> {
-    d.map(|d| {
-        let digests: serde_json::Value = serde_json::from_str(&d.digests).unwrap_or(json!({}));
-        json!({
-            "destroyed_at": d.destroyed_at,
-            "destroyed_by": d.destroyed_by_name,
-            "reason": d.reason,
-            "files": digests.get("files").cloned().unwrap_or(json!([])),
-            "ciphertexts": digests.get("ciphertexts").cloned().unwrap_or(json!([])),
-        })
-    })
-}
-
-/// A decrypted file, streamed as it is decrypted, always as a download (never rendered inline).
-pub struct Download(pub OpenedFile);
-
-impl From<OpenedFile> for Download {
-    fn from(f: OpenedFile) -> Download {
-        Download(f)
-    }
-}
-
-/// `Content-Disposition` for a submitter-supplied name: an ASCII fallback plus the RFC 5987 UTF-8 form,
-/// both stripped of anything that could act as a path, a control or a quote.
-pub fn content_disposition(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .filter(|c| {
-            !c.is_control()
-                && !matches!(*c, '/' | '\\' | '"' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}')
-        })
-        .take(150)
-        .collect();
-    let cleaned = cleaned.trim().trim_start_matches('.').to_string();
-    let cleaned = if cleaned.is_empty() {
-        "attachment".to_string()
-    } else {
-        cleaned
-    };
-    let ascii: String = cleaned
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._- ".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let encoded: String = cleaned
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
-}
-
-impl<'r> Responder<'r, 'static> for Download {
-    fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {
-        Response::build()
-            .header(ContentType::Binary)
-            .header(Header::new(
-                "Content-Disposition",
-                content_disposition(&self.0.name),
-            ))
-            .header(Header::new("X-Plaintext-Length", self.0.len.to_string()))
-            .streamed_body(self.0.stream)
-            .ok()
-    }
-}
-
-/// A zip package, streamed as it is written; never cached.
-pub struct ZipDownload(pub crate::workflow::package::Package);
-
-impl<'r> Responder<'r, 'static> for ZipDownload {
-    fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {
-        let name = content_disposition(&self.0.file_name);
-        Response::build()
-            .header(ContentType::ZIP)
-            .header(Header::new("Content-Disposition", name))
-            .streamed_body(self.0.body)
-            .ok()
-    }
 }
 
 #[rocket::get("/submissions/<id>/files/<file>")]

@@ -1,0 +1,85 @@
+//! Responses that carry protected material out: a decrypted file and a marked zip package, both streamed
+//! as they are decrypted, both always downloads (never rendered inline).
+
+use rocket::http::{ContentType, Header};
+use rocket::response::{self, Responder, Response};
+use rocket::Request;
+
+use crate::workflow::access::OpenedFile;
+
+/// A decrypted file.
+pub struct Download(pub OpenedFile);
+
+impl From<OpenedFile> for Download {
+    fn from(f: OpenedFile) -> Download {
+        Download(f)
+    }
+}
+
+/// `Content-Disposition` for a submitter-supplied name: an ASCII fallback plus the RFC 5987 UTF-8 form,
+/// both stripped of anything that could act as a path, a control or a quote.
+pub fn content_disposition(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .filter(|c| {
+            !c.is_control()
+                && !matches!(*c, '/' | '\\' | '"' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}')
+        })
+        .take(150)
+        .collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').to_string();
+    let cleaned = if cleaned.is_empty() {
+        "attachment".to_string()
+    } else {
+        cleaned
+    };
+    let ascii: String = cleaned
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._- ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = cleaned
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+impl<'r> Responder<'r, 'static> for Download {
+    fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {
+        Response::build()
+            .header(ContentType::Binary)
+            .header(Header::new(
+                "Content-Disposition",
+                content_disposition(&self.0.name),
+            ))
+            .header(Header::new("X-Plaintext-Length", self.0.len.to_string()))
+            .streamed_body(self.0.stream)
+            .ok()
+    }
+}
+
+/// A zip package, streamed as it is written; never cached.
+pub struct ZipDownload(pub crate::workflow::package::Package);
+
+impl<'r> Responder<'r, 'static> for ZipDownload {
+    fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {
+        let name = content_disposition(&self.0.file_name);
+        Response::build()
+            .header(ContentType::ZIP)
+            .header(Header::new("Content-Disposition", name))
+            .streamed_body(self.0.body)
+            .ok()
+    }
+}

@@ -1,0 +1,157 @@
+//! View models shared by every audience's pages: a submission's record, its content document, its files,
+//! what its destruction left. Typed, so a template reads only what is put here; content appears only
+//! where a page was admitted to it (`workflow::access`).
+
+use serde::Serialize;
+
+use crate::domain::Status;
+use crate::models::attachment::Attachment;
+use crate::models::destruction::DestructionRow;
+use crate::models::submission::Submission;
+use crate::web::pages::human_size;
+use crate::workflow::content::{marking_for, visible, Contact, Content, Marking};
+
+#[derive(Serialize)]
+pub struct FileView {
+    pub id: String,
+    pub position: i32,
+    pub name: String,
+    pub description: String,
+    pub size: i64,
+    pub size_label: String,
+    pub sha256: String,
+    pub added_at: i64,
+    pub available: bool,
+}
+
+pub fn file_views(content: Option<&Content>, attachments: &[Attachment]) -> Vec<FileView> {
+    attachments
+        .iter()
+        .map(|a| {
+            let info = content.and_then(|c| c.attachments.get(&a.id));
+            FileView {
+                id: a.id.clone(),
+                position: a.position,
+                name: info
+                    .map(|i| visible(&i.name))
+                    .unwrap_or_else(|| format!("File {}", a.position)),
+                description: info.map(|i| i.description.clone()).unwrap_or_default(),
+                size: a.size_bytes,
+                size_label: human_size(a.size_bytes.max(0) as u64),
+                sha256: a.sha256.clone(),
+                added_at: a.added_at,
+                available: a.blob_id.is_some(),
+            }
+        })
+        .collect()
+}
+
+/// The content document as the pages show it (auto-escaped by the templates).
+#[derive(Serialize)]
+pub struct ContentView<'a> {
+    pub title: String,
+    pub narrative: &'a str,
+    pub primary_contact: &'a Contact,
+    pub secondary_contact: &'a Contact,
+    pub has_secondary: bool,
+    pub follows_up: &'a str,
+    pub federal_requirement: bool,
+    pub federal_agency: &'a str,
+    pub federal_authority: &'a str,
+}
+
+pub fn content_view(c: &Content) -> ContentView<'_> {
+    ContentView {
+        title: visible(&c.title),
+        narrative: &c.narrative,
+        primary_contact: &c.primary_contact,
+        secondary_contact: &c.secondary_contact,
+        has_secondary: !c.secondary_contact.is_empty(),
+        follows_up: &c.follows_up,
+        federal_requirement: c.federal_requirement,
+        federal_agency: &c.federal_agency,
+        federal_authority: &c.federal_authority,
+    }
+}
+
+/// A submission's record as every audience's pages show it: status, dates, markings; never content.
+#[derive(Serialize)]
+pub struct SubmissionView<'a> {
+    pub id: &'a str,
+    pub tracking_number: Option<&'a str>,
+    pub status: Status,
+    pub status_label: &'static str,
+    pub sector: &'a str,
+    pub file_count: i32,
+    pub total_bytes: i64,
+    pub total_label: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub received_at: Option<i64>,
+    pub statement_version: Option<&'a str>,
+    pub statement_affirmed_at: Option<i64>,
+    pub certified_at: Option<i64>,
+    pub defect_notice_at: Option<i64>,
+    pub cure_due_at: Option<i64>,
+    pub decided_at: Option<i64>,
+    pub disposition: Option<&'a str>,
+    pub closed_at: Option<i64>,
+    pub marking: Marking,
+}
+
+pub fn submission_view(s: &Submission) -> SubmissionView<'_> {
+    let status = s.status();
+    SubmissionView {
+        id: &s.id,
+        tracking_number: s.tracking_number.as_deref(),
+        status,
+        status_label: status.label(),
+        sector: &s.sector,
+        file_count: s.file_count,
+        total_bytes: s.total_bytes,
+        total_label: human_size(s.total_bytes.max(0) as u64),
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+        received_at: s.received_at,
+        statement_version: s.statement_version.as_deref(),
+        statement_affirmed_at: s.statement_affirmed_at,
+        certified_at: s.certified_at,
+        defect_notice_at: s.defect_notice_at,
+        cure_due_at: s.cure_due_at,
+        decided_at: s.decided_at,
+        disposition: s.disposition.as_deref(),
+        closed_at: s.closed_at,
+        marking: marking_for(status, s.tracking_number.as_deref()),
+    }
+}
+
+/// What a destruction left on record: when, by whom, why, and the digests of what was destroyed.
+#[derive(Serialize)]
+pub struct DestructionView {
+    pub destroyed_at: i64,
+    pub destroyed_by: Option<String>,
+    pub reason: String,
+    pub files: serde_json::Value,
+    pub ciphertexts: serde_json::Value,
+}
+
+pub fn destruction_view(d: Option<DestructionRow>) -> Option<DestructionView> {
+    d.map(|d| {
+        // The digests as recorded at destruction (a JSON document written by the workflow).
+        let digests: serde_json::Value =
+            serde_json::from_str(&d.digests).unwrap_or(serde_json::Value::Null);
+        let list = |k: &str| {
+            digests
+                .get(k)
+                .cloned()
+                .unwrap_or(serde_json::Value::Array(Vec::new()))
+        };
+        DestructionView {
+            destroyed_at: d.destroyed_at,
+            destroyed_by: d.destroyed_by_name,
+            reason: d.reason,
+            files: list("files"),
+            ciphertexts: list("ciphertexts"),
+        }
+    })
+}
