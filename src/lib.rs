@@ -110,9 +110,13 @@ pub fn build_with_clock(
     }
     let swept_blobs = workflow::blobs::sweep_at_start(&mut conn, blobs.as_ref(), &settings)
         .map_err(|e| format!("sweeping the blob store: {e}"))?;
-    let setup_token =
-        auth::accounts::issue_setup_token(&mut conn, &audit, settings.setup_link_minutes)
-            .map_err(|e| format!("issuing the setup link: {e}"))?;
+    let setup_token = auth::accounts::issue_setup_token(
+        &mut conn,
+        &audit,
+        settings.setup_link_minutes,
+        clock.now(),
+    )
+    .map_err(|e| format!("issuing the setup link: {e}"))?;
     drop(conn);
 
     let figment = figment.merge(("secret_key", opened.cookie_secret.as_str()));

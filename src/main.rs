@@ -278,7 +278,8 @@ fn user(settings: &config::Settings, command: UserCommand) -> Result<(), String>
                 agency,
                 password: password.clone(),
             };
-            match accounts::create(&mut conn, &audit, &hasher, &Actor::cli(), new)
+            let now = pcii_portal::clock::Clock::system().now();
+            match accounts::create(&mut conn, &audit, &hasher, &Actor::cli(), new, now)
                 .map_err(|e| e.to_string())?
             {
                 Ok(id) => {

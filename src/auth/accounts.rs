@@ -4,7 +4,7 @@
 use super::password::{check_policy, Hasher};
 use super::sessions;
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
-use crate::db::{new_id, now, DbConn};
+use crate::db::{new_id, DbConn};
 use crate::domain::Role;
 use crate::error::{AppError, AppResult};
 use crate::models::account::{self, normalize_email, NewUser};
@@ -104,6 +104,7 @@ pub fn create(
     hasher: &Hasher,
     actor: &Actor,
     new: NewAccount,
+    now: i64,
 ) -> AppResult<Result<String, FieldErrors>> {
     let errors = validate_new_account(&new);
     if !errors.is_empty() {
@@ -121,7 +122,6 @@ pub fn create(
                 Event::new("account.create", Outcome::Failure).reason("email already registered");
             return Ok((Err(errors), event));
         }
-        let ts = now();
         let org_id = match &new.membership {
             Membership::None => None,
             Membership::Existing(id) => match account::find_organisation(tx, id.trim())? {
@@ -134,7 +134,7 @@ pub fn create(
                     return Ok((Err(errors), event));
                 }
             },
-            Membership::New(name) => Some(account::create_organisation(tx, name, ts)?),
+            Membership::New(name) => Some(account::create_organisation(tx, name, now)?),
         };
         let id = new_id();
         let agency = new
@@ -152,10 +152,10 @@ pub fn create(
                 organisation_id: org_id.as_deref(),
                 password_hash: &hash,
                 disabled: false,
-                created_at: ts,
-                password_changed_at: ts,
+                created_at: now,
+                password_changed_at: now,
                 org_admin: new.org_admin && org_id.is_some(),
-                email_verified_at: Some(ts),
+                email_verified_at: Some(now),
                 agency,
             },
         )?;
@@ -293,6 +293,7 @@ pub fn issue_setup_token(
     conn: &mut DbConn,
     audit: &AuditLog,
     minutes: i64,
+    now: i64,
 ) -> AppResult<Option<String>> {
     audit.fact(conn, &Actor::cli(), |tx| {
         if account::any_administrator(tx)? {
@@ -302,7 +303,7 @@ pub fn issue_setup_token(
             ));
         }
         let token = sessions::new_token();
-        setup_token::insert(tx, &sessions::hash_token(&token), now() + minutes * 60)?;
+        setup_token::insert(tx, &sessions::hash_token(&token), now + minutes * 60)?;
         Ok((
             Some(token),
             Event::new("setup.link", Outcome::Success).reason(format!("expires in {minutes} min")),
@@ -311,8 +312,8 @@ pub fn issue_setup_token(
 }
 
 /// True when the token is live (unused, unexpired) and no administrator exists yet.
-pub fn setup_token_live(conn: &mut DbConn, token: &str) -> AppResult<bool> {
-    let live = setup_token::is_live(conn, &sessions::hash_token(token), now())?;
+pub fn setup_token_live(conn: &mut DbConn, token: &str, now: i64) -> AppResult<bool> {
+    let live = setup_token::is_live(conn, &sessions::hash_token(token), now)?;
     Ok(live && !account::any_administrator(conn)?)
 }
 
@@ -327,6 +328,7 @@ pub fn complete_setup(
     email: &str,
     display_name: &str,
     password: &str,
+    now: i64,
 ) -> AppResult<Result<String, FieldErrors>> {
     let errors = validate_person(email, display_name, Some(password));
     if !errors.is_empty() {
@@ -337,7 +339,7 @@ pub fn complete_setup(
         .map_err(|e| AppError::Internal(format!("argon2: {e}")))?;
     let email = normalize_email(email);
     audit.fact(conn, actor, |tx| {
-        let spent = setup_token::spend(tx, &sessions::hash_token(token), now())?;
+        let spent = setup_token::spend(tx, &sessions::hash_token(token), now)?;
         if spent != 1 || account::any_administrator(tx)? {
             return Err(AppError::Gone(
                 "This setup link has been used or has expired. Restart the portal for a new one."
@@ -350,7 +352,6 @@ pub fn complete_setup(
             ));
         }
         let id = new_id();
-        let ts = now();
         account::insert(
             tx,
             &NewUser {
@@ -361,10 +362,10 @@ pub fn complete_setup(
                 organisation_id: None,
                 password_hash: &hash,
                 disabled: false,
-                created_at: ts,
-                password_changed_at: ts,
+                created_at: now,
+                password_changed_at: now,
                 org_admin: false,
-                email_verified_at: Some(ts),
+                email_verified_at: Some(now),
                 agency: None,
             },
         )?;

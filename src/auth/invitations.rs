@@ -15,7 +15,7 @@ use super::password::{check_policy, Hasher};
 use super::sessions::{hash_token, new_token};
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
 use crate::config::Settings;
-use crate::db::{new_id, now, DbConn};
+use crate::db::{new_id, DbConn};
 use crate::domain::Role;
 use crate::error::{AppError, AppResult};
 use crate::mail::{messages, Mail, Mailer};
@@ -85,13 +85,14 @@ fn send_now(
     settings: &Settings,
     inv: &Invitation,
     approved_by: Option<&str>,
+    now: i64,
 ) -> AppResult<Mail> {
     let token = new_token();
     model::mark_sent(
         conn,
         &inv.id,
         &hash_token(&token),
-        now() + settings.invitation_days * DAY,
+        now + settings.invitation_days * DAY,
         approved_by,
     )?;
     Ok(messages::invitation(
@@ -119,6 +120,7 @@ pub fn invite(
     actor: &Actor,
     inviter: &User,
     req: InvitationRequest,
+    now: i64,
 ) -> AppResult<Result<Invited, FieldErrors>> {
     let mut errors = validate_person(&req.email, &req.display_name, None);
     let agency = req
@@ -200,7 +202,6 @@ pub fn invite(
         return Ok(Err(errors));
     }
     let email = normalize_email(&req.email);
-    let ts = now();
     let id = new_id();
     let result = audit.fact(conn, actor, |tx| {
         let organisation_id = match &membership {
@@ -224,7 +225,7 @@ pub fn invite(
         // A newer invitation to the same address by the same person replaces its open one (never someone
         // else's: another organisation must not withdraw an invitation by inviting the same address).
         for old in model::open_ids_for(tx, &email, &inviter.id)? {
-            model::close(tx, &old, REVOKED, Some(&inviter.id), None, ts)?;
+            model::close(tx, &old, REVOKED, Some(&inviter.id), None, now)?;
         }
         model::insert(
             tx,
@@ -241,8 +242,8 @@ pub fn invite(
                 invited_by: Some(&inviter.id),
                 approval: approval.map(Approval::as_str),
                 state: AWAITING_APPROVAL,
-                created_at: ts,
-                expires_at: ts + settings.invitation_days * DAY,
+                created_at: now,
+                expires_at: now + settings.invitation_days * DAY,
             },
         )?;
         let inv = model::find(tx, &id)?;
@@ -255,7 +256,7 @@ pub fn invite(
         }
         let (invited, state) = match approval {
             None => {
-                let mail = send_now(tx, mailer, settings, &inv, None)?;
+                let mail = send_now(tx, mailer, settings, &inv, None, now)?;
                 (
                     Invited::Sent {
                         id: id.clone(),
@@ -324,13 +325,14 @@ pub fn approve(
     actor: &Actor,
     who: &User,
     invitation_id: &str,
+    now: i64,
 ) -> AppResult<Mail> {
     audit.fact(conn, actor, |tx| {
         let inv = model::find(tx, invitation_id)?;
         if inv.state != AWAITING_APPROVAL || !may_approve(tx, who, &inv)? {
             return Err(refusal(who, &inv));
         }
-        let mail = send_now(tx, mailer, settings, &inv, Some(&who.id))?;
+        let mail = send_now(tx, mailer, settings, &inv, Some(&who.id), now)?;
         let event = Event::new("invitation.approve", Outcome::Success)
             .object("invitation", &inv.id)
             .reason(format!(
@@ -350,13 +352,14 @@ pub fn refuse(
     actor: &Actor,
     who: &User,
     invitation_id: &str,
+    now: i64,
 ) -> AppResult<()> {
     audit.fact(conn, actor, |tx| {
         let inv = model::find(tx, invitation_id)?;
         if inv.state != AWAITING_APPROVAL || !may_approve(tx, who, &inv)? {
             return Err(refusal(who, &inv));
         }
-        model::close(tx, &inv.id, REFUSED, Some(&who.id), None, now())?;
+        model::close(tx, &inv.id, REFUSED, Some(&who.id), None, now)?;
         let event = Event::new("invitation.refuse", Outcome::Success)
             .object("invitation", &inv.id)
             .reason(format!(
@@ -392,6 +395,7 @@ pub fn revoke(
     actor: &Actor,
     who: &User,
     invitation_id: &str,
+    now: i64,
 ) -> AppResult<()> {
     audit.fact(conn, actor, |tx| {
         let inv = model::find(tx, invitation_id)?;
@@ -406,7 +410,7 @@ pub fn revoke(
         if !entitled {
             return Err(AppError::NotFound);
         }
-        if model::close(tx, &inv.id, REVOKED, Some(&who.id), None, now())? != 1 {
+        if model::close(tx, &inv.id, REVOKED, Some(&who.id), None, now)? != 1 {
             return Err(AppError::Conflict(
                 "This invitation is already closed.".into(),
             ));
@@ -429,8 +433,8 @@ pub struct InvitationView {
 
 const INVITATION_GONE: &str = "This invitation has been used, withdrawn or has expired. Ask whoever invited you for a new one.";
 
-pub fn view(conn: &mut DbConn, token: &str) -> AppResult<InvitationView> {
-    let inv = model::find_live_by_token(conn, &hash_token(token), now())?
+pub fn view(conn: &mut DbConn, token: &str, now: i64) -> AppResult<InvitationView> {
+    let inv = model::find_live_by_token(conn, &hash_token(token), now)?
         .ok_or_else(|| AppError::Gone(INVITATION_GONE.into()))?;
     Ok(InvitationView {
         what: what(conn, &inv)?,
@@ -442,6 +446,7 @@ pub fn view(conn: &mut DbConn, token: &str) -> AppResult<InvitationView> {
 
 /// Accepts an invitation: the invitee's account is made (or a removed member's account re-attached) with the
 /// password it chose, its address counted as confirmed (the link reached it). Returns the account id.
+#[allow(clippy::too_many_arguments)]
 pub fn accept(
     conn: &mut DbConn,
     audit: &AuditLog,
@@ -450,9 +455,10 @@ pub fn accept(
     token: &str,
     display_name: &str,
     password: &str,
+    now: i64,
 ) -> AppResult<Result<String, FieldErrors>> {
     let token_hash = hash_token(token);
-    let inv = model::find_live_by_token(conn, &token_hash, now())?
+    let inv = model::find_live_by_token(conn, &token_hash, now)?
         .ok_or_else(|| AppError::Gone(INVITATION_GONE.into()))?;
     let mut errors = validate_person(&inv.email, display_name, None);
     if let Err(m) = check_policy(password, &inv.email) {
@@ -465,8 +471,7 @@ pub fn accept(
         .hash(password)
         .map_err(|e| AppError::Internal(format!("argon2: {e}")))?;
     audit.fact(conn, actor, |tx| {
-        let ts = now();
-        let Some(inv) = model::find_live_by_token(tx, &token_hash, ts)? else {
+        let Some(inv) = model::find_live_by_token(tx, &token_hash, now)? else {
             return Err(AppError::Gone(INVITATION_GONE.into()));
         };
         let organisation_id = match (&inv.organisation_id, &inv.new_organisation) {
@@ -474,7 +479,7 @@ pub fn accept(
                 Some(o) => Some(o.id),
                 None => return Err(AppError::Gone(INVITATION_GONE.into())),
             },
-            (None, Some(name)) => Some(account::create_organisation(tx, name, ts)?),
+            (None, Some(name)) => Some(account::create_organisation(tx, name, now)?),
             (None, None) => None,
         };
         let existing = account::find_by_email(tx, &inv.email)?;
@@ -492,7 +497,7 @@ pub fn accept(
                     inv.org_admin,
                     display_name.trim(),
                     &hash,
-                    ts,
+                    now,
                 )?;
                 u.id
             }
@@ -513,17 +518,17 @@ pub fn accept(
                         organisation_id: organisation_id.as_deref(),
                         password_hash: &hash,
                         disabled: false,
-                        created_at: ts,
-                        password_changed_at: ts,
+                        created_at: now,
+                        password_changed_at: now,
                         org_admin: inv.org_admin && organisation_id.is_some(),
-                        email_verified_at: Some(ts),
+                        email_verified_at: Some(now),
                         agency: inv.agency.as_deref(),
                     },
                 )?;
                 id
             }
         };
-        model::close(tx, &inv.id, ACCEPTED, Some(&id), Some(&id), ts)?;
+        model::close(tx, &inv.id, ACCEPTED, Some(&id), Some(&id), now)?;
         let event = Event::new("invitation.accept", Outcome::Success)
             .object("account", &id)
             .reason(format!("invitation {}, role {}", inv.id, inv.role.as_str()));
@@ -564,6 +569,7 @@ fn as_account_change(change: PrivilegeChange) -> super::accounts::AccountChange 
 
 /// An administrator's change of an account's role or status. What grants privilege waits for a second
 /// administrator while the portal has two or more active ones; anything else applies at once.
+#[allow(clippy::too_many_arguments)]
 pub fn change_privilege(
     conn: &mut DbConn,
     audit: &AuditLog,
@@ -572,6 +578,7 @@ pub fn change_privilege(
     who: &User,
     account_id: &str,
     change: PrivilegeChange,
+    now: i64,
 ) -> AppResult<Applied> {
     let target = account::find(conn, account_id)?;
     if target.id == who.id {
@@ -592,7 +599,7 @@ pub fn change_privilege(
     }
     audit.fact(conn, actor, |tx| {
         let id = new_id();
-        model::insert_privilege_request(tx, &id, account_id, &change, Some(&who.id), now())?;
+        model::insert_privilege_request(tx, &id, account_id, &change, Some(&who.id), now)?;
         let what = match &change {
             PrivilegeChange::Role(role) => format!("{} -> {}", target.role, role.as_str()),
             PrivilegeChange::Disable { reason } => format!("disable: {reason}"),
@@ -616,6 +623,7 @@ pub fn decide_privilege_request(
     who: &User,
     request_id: &str,
     approve: bool,
+    now: i64,
 ) -> AppResult<()> {
     if who.role() != Role::Administrator {
         return Err(AppError::NotFound);
@@ -635,12 +643,11 @@ pub fn decide_privilege_request(
         .change()
         .ok_or_else(|| AppError::Internal(format!("unknown change in request {}", req.id)))?;
     let state = if approve { "approved" } else { "refused" };
-    let ts = now();
     if approve {
         // The change and the request's decision commit together: apply it inside the same fact.
         let requester = req.requested_by.clone().unwrap_or_else(|| "cli".into());
         return audit.fact(conn, actor, |tx| {
-            if model::decide_privilege_request(tx, &req.id, state, &who.id, ts)? != 1 {
+            if model::decide_privilege_request(tx, &req.id, state, &who.id, now)? != 1 {
                 return Err(AppError::Conflict(
                     "This request is no longer pending.".into(),
                 ));
@@ -662,7 +669,7 @@ pub fn decide_privilege_request(
         });
     }
     audit.fact(conn, actor, |tx| {
-        if model::decide_privilege_request(tx, &req.id, state, &who.id, ts)? != 1 {
+        if model::decide_privilege_request(tx, &req.id, state, &who.id, now)? != 1 {
             return Err(AppError::Conflict(
                 "This request is no longer pending.".into(),
             ));

@@ -6,7 +6,7 @@ use super::password::{check_policy, Hasher, MAX_BYTES};
 use super::sessions;
 use super::throttle::{self, Policy};
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
-use crate::db::{now, DbConn};
+use crate::db::DbConn;
 use crate::error::{AppError, AppResult};
 use crate::models::account::{self, normalize_email, User};
 
@@ -41,6 +41,7 @@ pub fn login(
     password: &str,
     limits: &LoginLimits,
     user_agent: Option<&str>,
+    now: i64,
 ) -> AppResult<LoginResult> {
     let email = normalize_email(email);
     let addr = actor.client_addr.as_deref().unwrap_or("unknown");
@@ -48,14 +49,13 @@ pub fn login(
     let account_key = keys.login_account_address(&email, addr);
     let address_key = keys.login_address(addr);
     // Read and verify outside the transaction: the chain-head lock must not be held across an argon2 run.
-    let ts = now();
     let user = if email.len() <= 254 {
         account::find_by_email(conn, &email)?
     } else {
         None
     };
-    let locked = throttle::is_locked(conn, &account_key, ts)?
-        || throttle::is_locked(conn, &address_key, ts)?;
+    let locked = throttle::is_locked(conn, &account_key, now)?
+        || throttle::is_locked(conn, &address_key, now)?;
     let password_ok =
         !locked && hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str()));
     let rehash = match &user {
@@ -65,15 +65,14 @@ pub fn login(
         _ => None,
     };
     audit.fact(conn, actor, |tx| {
-        let ts = now();
         let mut event = Event::new("auth.login", Outcome::Refused);
         if let Some(u) = &user {
             event = event.object("account", &u.id);
         }
         // Checked again inside the transaction: a lock may have been set since the read above.
         if locked
-            || throttle::is_locked(tx, &account_key, ts)?
-            || throttle::is_locked(tx, &address_key, ts)?
+            || throttle::is_locked(tx, &account_key, now)?
+            || throttle::is_locked(tx, &address_key, now)?
         {
             return Ok((LoginResult::Throttled, event.reason("throttled")));
         }
@@ -88,7 +87,7 @@ pub fn login(
                 let token = sessions::create_with_agent(
                     tx,
                     &u.id,
-                    ts,
+                    now,
                     actor.client_addr.as_deref(),
                     user_agent,
                 )?;
@@ -102,8 +101,8 @@ pub fn login(
                 ))
             }
             other => {
-                throttle::record_failure(tx, &account_key, limits.account_address, ts)?;
-                throttle::record_failure(tx, &address_key, limits.address, ts)?;
+                throttle::record_failure(tx, &account_key, limits.account_address, now)?;
+                throttle::record_failure(tx, &address_key, limits.address, now)?;
                 let reason = match other {
                     None if password.len() > MAX_BYTES => "password over the length cap",
                     None => "unknown account",
@@ -161,11 +160,12 @@ pub fn change_password(
     session_hash: &str,
     current: &str,
     new: &str,
+    now: i64,
 ) -> AppResult<PasswordChange> {
     let key = keys.password_check(&user.id);
     let event =
         |outcome: Outcome| Event::new("account.password", outcome).object("account", &user.id);
-    if throttle::is_locked(conn, &key, now())? {
+    if throttle::is_locked(conn, &key, now)? {
         audit.record(conn, actor, event(Outcome::Refused).reason("throttled"))?;
         return Ok(PasswordChange::Throttled);
     }
@@ -179,15 +179,14 @@ pub fn change_password(
     }
     if !current_ok {
         return audit.fact(conn, actor, |tx| {
-            let ts = now();
             // Checked again inside the transaction: a parallel request may have set the lock meanwhile.
-            if throttle::is_locked(tx, &key, ts)? {
+            if throttle::is_locked(tx, &key, now)? {
                 return Ok((
                     PasswordChange::Throttled,
                     event(Outcome::Refused).reason("throttled"),
                 ));
             }
-            let failures = throttle::record_failure(tx, &key, policy, ts)?;
+            let failures = throttle::record_failure(tx, &key, policy, now)?;
             if failures >= policy.max_failures {
                 sessions::delete(tx, session_hash)?;
                 return Ok((
@@ -219,7 +218,7 @@ pub fn change_password(
         .hash(new)
         .map_err(|e| AppError::Internal(format!("argon2: {e}")))?;
     audit.fact(conn, actor, |tx| {
-        account::set_password(tx, &user.id, &hash, now())?;
+        account::set_password(tx, &user.id, &hash, now)?;
         throttle::clear(tx, &key)?;
         let ended = sessions::delete_others(tx, &user.id, session_hash)?;
         let event = event(Outcome::Success).reason(format!("{ended} other session(s) ended"));

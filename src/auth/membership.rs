@@ -5,7 +5,7 @@
 //! organisation answers "not found", exactly like an id that does not exist.
 
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
-use crate::db::{now, DbConn};
+use crate::db::DbConn;
 use crate::domain::Role;
 use crate::error::{AppError, AppResult};
 use crate::models::account::{self, User};
@@ -142,6 +142,7 @@ pub fn verify(
     officer: &User,
     organisation_id: &str,
     method: &str,
+    now: i64,
 ) -> AppResult<()> {
     let method = one_line(
         method,
@@ -155,7 +156,7 @@ pub fn verify(
                 "This organisation was merged into another: verify that one.".into(),
             ));
         }
-        model::verify(tx, &org.id, &officer.id, &method, now())?;
+        model::verify(tx, &org.id, &officer.id, &method, now)?;
         let event = Event::new("organisation.verify", Outcome::Success)
             .object("organisation", &org.id)
             .reason(method.clone());
@@ -165,6 +166,7 @@ pub fn verify(
 
 /// A PCII officer merges a duplicate organisation into another one (by id), in one transaction: its members,
 /// submissions and open invitations move to the target, and the duplicate is marked merged.
+#[allow(clippy::too_many_arguments)]
 pub fn merge(
     conn: &mut DbConn,
     audit: &AuditLog,
@@ -173,6 +175,7 @@ pub fn merge(
     duplicate_id: &str,
     target_id: &str,
     reason: &str,
+    now: i64,
 ) -> AppResult<model::Moved> {
     let reason = one_line(
         reason,
@@ -203,7 +206,7 @@ pub fn merge(
             ));
         };
         officer_may_act(officer, &[dup.id.as_str(), target.id.as_str()])?;
-        let moved = model::merge(tx, &dup.id, &target.id, now())?;
+        let moved = model::merge(tx, &dup.id, &target.id, now)?;
         let event = Event::new("organisation.merge", Outcome::Success)
             .object("organisation", &dup.id)
             .reason(format!(

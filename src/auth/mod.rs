@@ -1,4 +1,7 @@
 //! Accounts and authentication, below the web layer: passwords, sessions, throttling, account changes.
+//!
+//! Nothing here reads a clock: every rule that depends on time (expiries, throttles, timestamps) takes `now`,
+//! in Unix seconds, from its caller, which reads the portal's [`crate::clock::Clock`].
 
 pub mod accounts;
 pub mod invitations;

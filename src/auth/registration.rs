@@ -8,7 +8,7 @@ use super::sessions::{hash_token, new_token};
 use super::throttle::{self, Policy, ThrottleKey};
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
 use crate::config::Settings;
-use crate::db::{new_id, now, DbConn};
+use crate::db::{new_id, DbConn};
 use crate::domain::Role;
 use crate::error::{AppError, AppResult};
 use crate::mail::{messages, Mail, Mailer};
@@ -61,6 +61,7 @@ pub fn register(
     settings: &Settings,
     actor: &Actor,
     reg: Registration,
+    now: i64,
 ) -> AppResult<Result<Mail, FieldErrors>> {
     let mut errors = validate_person(&reg.email, &reg.display_name, Some(&reg.password));
     if !valid_name(&reg.organisation) {
@@ -77,7 +78,7 @@ pub fn register(
         max_failures: settings.registrations_per_hour,
         window_secs: HOUR,
     };
-    if !throttle::allow(conn, &keys.registration(addr), limit, now())? {
+    if !throttle::allow(conn, &keys.registration(addr), limit, now)? {
         audit.record(
             conn,
             actor,
@@ -104,8 +105,7 @@ pub fn register(
                 Event::new("account.register", Outcome::Failure).reason("email already registered");
             return Ok((Ok(mail), event));
         }
-        let ts = now();
-        let org_id = account::create_organisation(tx, &reg.organisation, ts)?;
+        let org_id = account::create_organisation(tx, &reg.organisation, now)?;
         let id = new_id();
         account::insert(
             tx,
@@ -117,14 +117,14 @@ pub fn register(
                 organisation_id: Some(&org_id),
                 password_hash: &hash,
                 disabled: false,
-                created_at: ts,
-                password_changed_at: ts,
+                created_at: now,
+                password_changed_at: now,
                 org_admin: true,
                 email_verified_at: None,
                 agency: None,
             },
         )?;
-        let token = issue_link(tx, &id, Purpose::VerifyEmail, ts, verify_secs)?;
+        let token = issue_link(tx, &id, Purpose::VerifyEmail, now, verify_secs)?;
         let mail = messages::verify_email(
             &email,
             reg.display_name.trim(),
@@ -148,6 +148,7 @@ pub fn resend_verification(
     settings: &Settings,
     actor: &Actor,
     user_id: &str,
+    now: i64,
 ) -> AppResult<Option<Mail>> {
     audit.fact(conn, actor, |tx| {
         let user = account::find(tx, user_id)?;
@@ -163,7 +164,7 @@ pub fn resend_verification(
             tx,
             user_id,
             Purpose::VerifyEmail,
-            now(),
+            now,
             settings.email_verification_hours * HOUR,
         )?;
         let mail = messages::verify_email(
@@ -180,8 +181,8 @@ pub fn resend_verification(
 }
 
 /// True while a link of this purpose is live (for the page in front of the form).
-pub fn link_live(conn: &mut DbConn, token: &str, purpose: Purpose) -> AppResult<bool> {
-    Ok(account_token::peek(conn, &hash_token(token), purpose, now())?.is_some())
+pub fn link_live(conn: &mut DbConn, token: &str, purpose: Purpose, now: i64) -> AppResult<bool> {
+    Ok(account_token::peek(conn, &hash_token(token), purpose, now)?.is_some())
 }
 
 const LINK_GONE: &str =
@@ -193,14 +194,15 @@ pub fn confirm_email(
     audit: &AuditLog,
     actor: &Actor,
     token: &str,
+    now: i64,
 ) -> AppResult<()> {
     audit.fact(conn, actor, |tx| {
-        let ts = now();
-        let Some(user_id) = account_token::spend(tx, &hash_token(token), Purpose::VerifyEmail, ts)?
+        let Some(user_id) =
+            account_token::spend(tx, &hash_token(token), Purpose::VerifyEmail, now)?
         else {
             return Err(AppError::Gone(LINK_GONE.into()));
         };
-        account::set_email_verified(tx, &user_id, ts)?;
+        account::set_email_verified(tx, &user_id, now)?;
         Ok((
             (),
             Event::new("account.verify_email", Outcome::Success).object("account", &user_id),
@@ -210,6 +212,7 @@ pub fn confirm_email(
 
 /// "Forgot your password?": mails a reset link when the address has a live account, and answers the same
 /// either way. Rate-limited per client address.
+#[allow(clippy::too_many_arguments)]
 pub fn request_reset(
     conn: &mut DbConn,
     audit: &AuditLog,
@@ -218,13 +221,14 @@ pub fn request_reset(
     settings: &Settings,
     actor: &Actor,
     email: &str,
+    now: i64,
 ) -> AppResult<Option<Mail>> {
     let addr = actor.client_addr.as_deref().unwrap_or("unknown");
     let limit = Policy {
         max_failures: settings.password_resets_per_hour,
         window_secs: HOUR,
     };
-    if !throttle::allow(conn, &keys.password_reset(addr), limit, now())? {
+    if !throttle::allow(conn, &keys.password_reset(addr), limit, now)? {
         audit.record(
             conn,
             actor,
@@ -244,7 +248,7 @@ pub fn request_reset(
         };
         match user {
             Some(u) if !u.disabled => {
-                let token = issue_link(tx, &u.id, Purpose::ResetPassword, now(), minutes * 60)?;
+                let token = issue_link(tx, &u.id, Purpose::ResetPassword, now, minutes * 60)?;
                 let mail = messages::reset_password(
                     &u.email,
                     &u.display_name,
@@ -279,9 +283,9 @@ pub fn reset_password(
     actor: &Actor,
     token: &str,
     new_password: &str,
+    now: i64,
 ) -> AppResult<Result<(), FieldErrors>> {
-    let Some(user_id) =
-        account_token::peek(conn, &hash_token(token), Purpose::ResetPassword, now())?
+    let Some(user_id) = account_token::peek(conn, &hash_token(token), Purpose::ResetPassword, now)?
     else {
         return Err(AppError::Gone(LINK_GONE.into()));
     };
@@ -295,16 +299,15 @@ pub fn reset_password(
         .hash(new_password)
         .map_err(|e| AppError::Internal(format!("argon2: {e}")))?;
     audit.fact(conn, actor, |tx| {
-        let ts = now();
-        if account_token::spend(tx, &hash_token(token), Purpose::ResetPassword, ts)?.as_deref()
+        if account_token::spend(tx, &hash_token(token), Purpose::ResetPassword, now)?.as_deref()
             != Some(user_id.as_str())
         {
             return Err(AppError::Gone(LINK_GONE.into()));
         }
         // The address counts as confirmed (the link reached it), from its first confirmation if it had one.
-        let verified_at = user.email_verified_at.unwrap_or(ts);
-        account::set_password_with_email_verified(tx, &user_id, &hash, ts, verified_at)?;
-        account_token::void(tx, &user_id, Purpose::ResetPassword, ts)?;
+        let verified_at = user.email_verified_at.unwrap_or(now);
+        account::set_password_with_email_verified(tx, &user_id, &hash, now, verified_at)?;
+        account_token::void(tx, &user_id, Purpose::ResetPassword, now)?;
         let ended = session::delete_all_of(tx, &user_id)?;
         Ok((
             Ok(()),

@@ -101,6 +101,7 @@ async fn change_password(
         ctx.actor.clone(),
     );
     let (u, hash) = (user.user.clone(), user.session_hash.clone());
+    let now = ctx.state.clock.now();
     let result = ctx
         .state
         .db
@@ -116,6 +117,7 @@ async fn change_password(
                 &hash,
                 &current_password,
                 &new_password,
+                now,
             )
         })
         .await?;

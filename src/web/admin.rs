@@ -160,9 +160,10 @@ async fn invite_account(
         ctx.actor.clone(),
         admin.user.clone(),
     );
+    let now = state.clock.now();
     let result = state
         .db
-        .run(move |c| invitations::invite(c, &audit, &mailer, &settings, &actor, &who, req))
+        .run(move |c| invitations::invite(c, &audit, &mailer, &settings, &actor, &who, req, now))
         .await?;
     match result {
         Ok(Invited::Sent { mail, .. }) => {
@@ -265,9 +266,10 @@ async fn revoke_invitation(
         admin.user.clone(),
         id.to_string(),
     );
+    let now = ctx.state.clock.now();
     ctx.state
         .db
-        .run(move |c| invitations::revoke(c, &audit, &actor, &who, &iid))
+        .run(move |c| invitations::revoke(c, &audit, &actor, &who, &iid, now))
         .await?;
     Ok(Notice::redirect(
         "/admin/approvals",
@@ -298,9 +300,12 @@ async fn decide_request(
         admin.user.clone(),
         id.to_string(),
     );
+    let now = ctx.state.clock.now();
     ctx.state
         .db
-        .run(move |c| invitations::decide_privilege_request(c, &audit, &actor, &who, &rid, approve))
+        .run(move |c| {
+            invitations::decide_privilege_request(c, &audit, &actor, &who, &rid, approve, now)
+        })
         .await?;
     Ok(Notice::redirect(
         "/admin/approvals",
@@ -402,11 +407,12 @@ async fn privilege(
         admin.user.clone(),
         id.to_string(),
     );
+    let now = ctx.state.clock.now();
     let applied = ctx
         .state
         .db
         .run(move |c| {
-            invitations::change_privilege(c, &audit, &settings, &actor, &who, &uid, change)
+            invitations::change_privilege(c, &audit, &settings, &actor, &who, &uid, change, now)
         })
         .await?;
     Ok(match applied {
@@ -456,6 +462,7 @@ async fn change_role(
         admin.user.clone(),
         id.to_string(),
     );
+    let now = ctx.state.clock.now();
     let change = ctx
         .state
         .db
@@ -468,6 +475,7 @@ async fn change_role(
                 &who,
                 &uid,
                 PrivilegeChange::Role(role),
+                now,
             )
         })
         .await?;

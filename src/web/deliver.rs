@@ -38,10 +38,11 @@ pub async fn approve_invitation(
         who.clone(),
         id.to_string(),
     );
+    let now = state.clock.now();
     let mail = state
         .db
         .run(move |c| {
-            crate::auth::invitations::approve(c, &audit, &mailer, &settings, &actor, &who, &id)
+            crate::auth::invitations::approve(c, &audit, &mailer, &settings, &actor, &who, &id, now)
         })
         .await?;
     let to = mail.to.clone();
@@ -60,8 +61,9 @@ pub async fn refuse_invitation(
         who.clone(),
         id.to_string(),
     );
+    let now = ctx.state.clock.now();
     ctx.state
         .db
-        .run(move |c| crate::auth::invitations::refuse(c, &audit, &actor, &who, &id))
+        .run(move |c| crate::auth::invitations::refuse(c, &audit, &actor, &who, &id, now))
         .await
 }

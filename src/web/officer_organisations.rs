@@ -173,9 +173,10 @@ async fn verify(
         id.to_string(),
         form.0.method,
     );
+    let now = ctx.state.clock.now();
     ctx.state
         .db
-        .run(move |c| membership::verify(c, &audit, &actor, &who, &oid, &method))
+        .run(move |c| membership::verify(c, &audit, &actor, &who, &oid, &method, now))
         .await?;
     Ok(Notice::redirect(
         format!("{LIST}/{id}"),
@@ -207,10 +208,11 @@ async fn merge(
         id.to_string(),
         target.clone(),
     );
+    let now = ctx.state.clock.now();
     let moved = ctx
         .state
         .db
-        .run(move |c| membership::merge(c, &audit, &actor, &who, &oid, &into, &reason))
+        .run(move |c| membership::merge(c, &audit, &actor, &who, &oid, &into, &reason, now))
         .await?;
     Ok(Notice::redirect(
         format!("{LIST}/{target}"),

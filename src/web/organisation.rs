@@ -133,9 +133,12 @@ async fn invite(
         ctx.actor.clone(),
         admin.user.clone(),
     );
+    let now = state.clock.now();
     let result = state
         .db
-        .run(move |c| invitations::invite(c, &audit, &mailer, &settings, &actor, &inviter, req))
+        .run(move |c| {
+            invitations::invite(c, &audit, &mailer, &settings, &actor, &inviter, req, now)
+        })
         .await?;
     match result {
         Ok(Invited::Sent { mail, .. }) => {
@@ -179,9 +182,10 @@ async fn revoke(
         admin.user.clone(),
         id.to_string(),
     );
+    let now = ctx.state.clock.now();
     ctx.state
         .db
-        .run(move |c| invitations::revoke(c, &audit, &actor, &who, &id))
+        .run(move |c| invitations::revoke(c, &audit, &actor, &who, &id, now))
         .await?;
     Ok(Notice::redirect(
         HOME,

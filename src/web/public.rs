@@ -95,10 +95,13 @@ async fn register(ctx: Ctx<'_>, form: CsrfForm<RegisterForm>) -> AppResult<Eithe
         ctx.actor.clone(),
     );
     let settings = state.settings.clone();
+    let now = state.clock.now();
     let result = state
         .db
         .run(move |c| {
-            registration::register(c, &audit, &hasher, &keys, &mailer, &settings, &actor, reg)
+            registration::register(
+                c, &audit, &hasher, &keys, &mailer, &settings, &actor, reg, now,
+            )
         })
         .await?;
     match result {
@@ -137,9 +140,12 @@ async fn verify_email_resend(
         ctx.actor.clone(),
         user.user.id.clone(),
     );
+    let now = state.clock.now();
     let mail = state
         .db
-        .run(move |c| registration::resend_verification(c, &audit, &mailer, &settings, &actor, &id))
+        .run(move |c| {
+            registration::resend_verification(c, &audit, &mailer, &settings, &actor, &id, now)
+        })
         .await?;
     let Some(mail) = mail else {
         return Ok(Notice::redirect(
@@ -162,10 +168,11 @@ async fn verify_email_resend(
 #[rocket::get("/verify-email/<token>")]
 async fn verify_email_page(ctx: Ctx<'_>, token: &str) -> AppResult<Page> {
     let t = token.to_string();
+    let now = ctx.state.clock.now();
     if !ctx
         .state
         .db
-        .run(move |c| registration::link_live(c, &t, Purpose::VerifyEmail))
+        .run(move |c| registration::link_live(c, &t, Purpose::VerifyEmail, now))
         .await?
     {
         return Err(AppError::Gone(
@@ -187,9 +194,10 @@ async fn verify_email(
         ctx.actor.clone(),
         token.to_string(),
     );
+    let now = ctx.state.clock.now();
     ctx.state
         .db
-        .run(move |c| registration::confirm_email(c, &audit, &actor, &t))
+        .run(move |c| registration::confirm_email(c, &audit, &actor, &t, now))
         .await?;
     let to = if ctx.who.is_some() {
         "/dashboard"
@@ -220,10 +228,11 @@ async fn forgot(ctx: Ctx<'_>, form: CsrfForm<ForgotForm>) -> AppResult<Notice> {
         form.0.email,
     );
     let settings = state.settings.clone();
+    let now = state.clock.now();
     let mail = state
         .db
         .run(move |c| {
-            registration::request_reset(c, &audit, &keys, &mailer, &settings, &actor, &email)
+            registration::request_reset(c, &audit, &keys, &mailer, &settings, &actor, &email, now)
         })
         .await?;
     if let Some(mail) = mail {
@@ -239,10 +248,11 @@ async fn forgot(ctx: Ctx<'_>, form: CsrfForm<ForgotForm>) -> AppResult<Notice> {
 #[rocket::get("/password/reset/<token>")]
 async fn reset_page(ctx: Ctx<'_>, token: &str) -> AppResult<Page> {
     let t = token.to_string();
+    let now = ctx.state.clock.now();
     if !ctx
         .state
         .db
-        .run(move |c| registration::link_live(c, &t, Purpose::ResetPassword))
+        .run(move |c| registration::link_live(c, &t, Purpose::ResetPassword, now))
         .await?
     {
         return Err(AppError::Gone(
@@ -271,10 +281,11 @@ async fn reset(
         token.to_string(),
         form.0.new_password,
     );
+    let now = ctx.state.clock.now();
     let result = ctx
         .state
         .db
-        .run(move |c| registration::reset_password(c, &audit, &hasher, &actor, &t, &password))
+        .run(move |c| registration::reset_password(c, &audit, &hasher, &actor, &t, &password, now))
         .await?;
     match result {
         Ok(()) => {
@@ -296,7 +307,12 @@ async fn reset(
 #[rocket::get("/invitations/<token>")]
 async fn invitation_page(ctx: Ctx<'_>, token: &str) -> AppResult<Page> {
     let t = token.to_string();
-    let view = ctx.state.db.run(move |c| invitations::view(c, &t)).await?;
+    let now = ctx.state.clock.now();
+    let view = ctx
+        .state
+        .db
+        .run(move |c| invitations::view(c, &t, now))
+        .await?;
     Ok(Page::new("invitation.html.tera")
         .with("token", token)
         .with("invitation", view))
@@ -327,10 +343,11 @@ async fn accept_invitation(
         token.to_string(),
         display_name.clone(),
     );
+    let now = ctx.state.clock.now();
     let result = ctx
         .state
         .db
-        .run(move |c| invitations::accept(c, &audit, &hasher, &actor, &t, &name, &password))
+        .run(move |c| invitations::accept(c, &audit, &hasher, &actor, &t, &name, &password, now))
         .await?;
     match result {
         Ok(_) => {
@@ -343,7 +360,11 @@ async fn accept_invitation(
         }
         Err(errors) => {
             let t = token.to_string();
-            let view = ctx.state.db.run(move |c| invitations::view(c, &t)).await?;
+            let view = ctx
+                .state
+                .db
+                .run(move |c| invitations::view(c, &t, now))
+                .await?;
             Ok(Either::Right(
                 Page::new("invitation.html.tera")
                     .status(Status::UnprocessableEntity)
@@ -359,10 +380,11 @@ async fn accept_invitation(
 #[rocket::get("/setup/<token>")]
 async fn setup_page(ctx: Ctx<'_>, token: &str) -> AppResult<Page> {
     let t = token.to_string();
+    let now = ctx.state.clock.now();
     if !ctx
         .state
         .db
-        .run(move |c| accounts::setup_token_live(c, &t))
+        .run(move |c| accounts::setup_token_live(c, &t, now))
         .await?
     {
         return Err(AppError::Gone(
@@ -399,11 +421,14 @@ async fn setup(
         values.display_name.clone(),
         values.password.clone(),
     );
+    let now = ctx.state.clock.now();
     let result = ctx
         .state
         .db
         .run(move |c| {
-            accounts::complete_setup(c, &audit, &hasher, &actor, &t, &email, &name, &password)
+            accounts::complete_setup(
+                c, &audit, &hasher, &actor, &t, &email, &name, &password, now,
+            )
         })
         .await?;
     match result {

@@ -76,6 +76,7 @@ async fn login(
         ctx.actor.clone(),
     );
     let email_shown = email.clone();
+    let now = ctx.state.clock.now();
     let result = ctx
         .state
         .db
@@ -90,6 +91,7 @@ async fn login(
                 &password,
                 &limits,
                 user_agent.0.as_deref(),
+                now,
             )
         })
         .await?;

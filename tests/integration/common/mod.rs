@@ -56,6 +56,17 @@ impl TestApp {
         self.client.rocket().state::<Services>().expect("state")
     }
 
+    /// The running portal's "now" (Unix seconds): the time its rules, its sessions and its audit log read.
+    pub fn now(&self) -> i64 {
+        self.state().clock.now()
+    }
+
+    /// Moves the running portal's time forward by `seconds`: every copy of its clock (its rules, its sessions,
+    /// its audit log) moves with it. Tests travel in time this way, never by editing timestamps in rows.
+    pub fn advance(&self, seconds: i64) {
+        self.state().clock.advance(seconds)
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -97,9 +108,16 @@ impl TestApp {
     pub fn create_account(&self, new: NewAccount) -> String {
         let state = self.state();
         let mut conn = state.db.get().expect("conn");
-        accounts::create(&mut conn, &state.audit, &state.hasher, &Actor::cli(), new)
-            .expect("create")
-            .expect("valid account")
+        accounts::create(
+            &mut conn,
+            &state.audit,
+            &state.hasher,
+            &Actor::cli(),
+            new,
+            state.clock.now(),
+        )
+        .expect("create")
+        .expect("valid account")
     }
 
     /// The id of the (first-made) organisation with this exact name, if any: test bookkeeping only.

@@ -2,12 +2,10 @@
 //! each received message to a maildir) and runs these with `--ignored`, with `PCII_TEST_SMTP_PORT` and
 //! `PCII_TEST_SMTP_MAILDIR` set. They are ignored in the default `cargo test`, which needs no server.
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{complete_fields, Part, TestApp, PASSWORD};
+use crate::common::{complete_fields, Part, TestApp, PASSWORD};
 use rocket::http::Status;
 
 use pcii_portal::models::account;

@@ -2,9 +2,7 @@
 //! organisation whatever name is typed; staff accounts are invitations, under the two-person rule; addresses
 //! are confirmed and passwords reset by emailed link (read here from the outbox the embedded default writes).
 
-mod common;
-
-use common::{complete_fields, Browser, Part, TestApp, PASSWORD};
+use crate::common::{self, complete_fields, Browser, Part, TestApp, PASSWORD};
 use rocket::http::Status;
 
 use pcii_portal::audit::log::Actor;
@@ -422,6 +420,7 @@ fn an_administrator_cannot_invite_itself_into_a_company() {
                 membership: Membership::Existing(org.clone()),
                 agency: None,
             },
+            state.clock.now(),
         )
         .unwrap()
         .ok()
@@ -445,7 +444,8 @@ fn an_administrator_cannot_invite_itself_into_a_company() {
             &state.settings,
             &Actor::cli(),
             &admin,
-            &id
+            &id,
+            state.clock.now()
         ))
         .is_err());
     assert!(app

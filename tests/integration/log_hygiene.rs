@@ -2,12 +2,10 @@
 //! strings in every field, with the log captured at TRACE level — including a whole submission with a
 //! marker in every field, in a file and in its name, then its receipt, detail page and download.
 
-mod common;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use common::TestApp;
+use crate::common::{self, TestApp};
 use rocket::http::Status;
 
 #[derive(Clone, Default)]
@@ -32,7 +30,9 @@ fn no_secret_or_typed_value_reaches_the_log() {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
-    // Global, so events from blocking threads (database work) are captured too; one test per binary.
+    // Global, so events from blocking threads (database work) are captured too. The other tests of this binary
+    // log here as well while it runs: their values are no markers of this test's, and the portal must not log
+    // what they type either.
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let app = TestApp::new();

@@ -1,11 +1,9 @@
 //! Issue 4: a complete submission, encrypted before a byte touches disk; limits, aborts, integrity,
 //! organisation scoping, withdrawal with crypto-shredding.
 
-mod common;
-
 use std::path::Path;
 
-use common::{complete_fields, file_bytes, sha256_hex, Browser, Part, TestApp};
+use crate::common::{self, complete_fields, file_bytes, sha256_hex, Browser, Part, TestApp};
 use diesel::prelude::*;
 use rocket::http::Status;
 

@@ -1,8 +1,6 @@
 //! `pcii-portal keys rotate`: every blob re-encrypted to the new identity, resumable, old identity retired.
 
-mod common;
-
-use common::TestApp;
+use crate::common::{self, TestApp};
 use diesel::prelude::*;
 
 use pcii_portal::crypto::keys::KeyRing;
@@ -37,7 +35,7 @@ fn rotation_of_200_blobs_interrupted_midway_resumes_and_leaves_every_blob_readab
     let store = FsBlobStore::open(&app.data_dir().join("blobs")).unwrap();
     let old_ring = KeyRing::load(&app.keys_dir(), &[]).unwrap();
     let old_key = old_ring.current_key_id().to_string();
-    let now = pcii_portal::db::now();
+    let now = app.now();
     let sub = pcii_portal::db::new_id();
     app.with_conn(|c| {
         diesel::insert_into(submissions::table)

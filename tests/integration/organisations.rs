@@ -2,9 +2,7 @@
 //! hand their role on; PCII officers verify organisations, merge duplicates and approve administrators'
 //! invitations into organisations that have no administrator of their own.
 
-mod common;
-
-use common::{complete_fields, Browser, TestApp, PASSWORD};
+use crate::common::{self, complete_fields, Browser, TestApp, PASSWORD};
 use diesel::prelude::*;
 use rocket::http::Status;
 
@@ -461,9 +459,8 @@ fn an_administrators_invitation_into_an_organisation_waits_for_its_admin_or_an_o
     let mut a = app.login_as(Role::Submitter, "a@acme.example", Some("Acme"));
     let acme = app.organisation_id("Acme").unwrap();
     let root_id = app.create_user(Role::Administrator, "root@example.gov", None);
-    let orphan = app.with_conn(|c| {
-        account::create_organisation(c, "Orphan Utility", pcii_portal::db::now()).unwrap()
-    });
+    let orphan =
+        app.with_conn(|c| account::create_organisation(c, "Orphan Utility", app.now()).unwrap());
 
     let admin_invites = |email: &str, org: &str| -> String {
         let state = app.state();
@@ -483,6 +480,7 @@ fn an_administrators_invitation_into_an_organisation_waits_for_its_admin_or_an_o
                 membership: Membership::Existing(org.into()),
                 agency: None,
             },
+            state.clock.now(),
         )
         .unwrap()
         .unwrap_or_else(|e| panic!("invitation refused: {e:?}"));

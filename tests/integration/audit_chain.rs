@@ -1,9 +1,7 @@
 //! The audit chain under concurrent writers (several "instances" with their own pools on one database), and
 //! `audit verify` on the live database.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 
 use pcii_portal::audit::log::{Actor, AuditLog, Event, Outcome};
 use pcii_portal::db::Db;

@@ -1,12 +1,10 @@
 //! The PCII officer's queue: open submissions oldest first with their two 30-day clocks, filters, sorts, pages,
 //! and refusals; through the page and through the model.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{Browser, TestApp};
+use crate::common::{self, Browser, TestApp};
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel::prelude::*;
 use rocket::http::Status;
@@ -197,7 +195,7 @@ fn hrefs(body: &str, rel: &str) -> Option<String> {
 #[test]
 fn queue_lists_open_submissions_oldest_first_with_both_clocks() {
     let app = TestApp::new();
-    let now = pcii_portal::db::now();
+    let now = app.now();
     world(&app, now);
     let mut officer = officer(&app);
     let page = officer.get("/officer");
@@ -249,7 +247,7 @@ fn queue_lists_open_submissions_oldest_first_with_both_clocks() {
 #[test]
 fn the_model_computes_both_clocks_and_the_overdue_flag() {
     let app = TestApp::new();
-    let now = pcii_portal::db::now();
+    let now = app.now();
     world(&app, now);
     let page = app
         .with_conn(|c| queue::queue(c, &QueueFilter::default(), now))
@@ -287,7 +285,7 @@ fn the_model_computes_both_clocks_and_the_overdue_flag() {
 #[test]
 fn sorts_by_receipt_and_by_each_clock() {
     let app = TestApp::new();
-    let now = pcii_portal::db::now();
+    let now = app.now();
     world(&app, now);
     let mut officer = officer(&app);
     for (sort, expected) in [
@@ -318,7 +316,7 @@ fn sorts_by_receipt_and_by_each_clock() {
 #[test]
 fn filters_by_status_sector_organisation_and_overdue() {
     let app = TestApp::new();
-    let now = pcii_portal::db::now();
+    let now = app.now();
     let w = world(&app, now);
     let mut officer = officer(&app);
     let encoded_nuclear = common::urlencode(NUCLEAR);
@@ -368,7 +366,7 @@ fn filters_by_status_sector_organisation_and_overdue() {
 #[test]
 fn pages_keep_filters_and_sort_and_stop_at_the_last() {
     let app = TestApp::new();
-    let now = pcii_portal::db::now();
+    let now = app.now();
     let w = world(&app, now);
     // 120 more received Nuclear submissions, one hour apart, newest PCII-P000.
     for i in 0..120 {
@@ -436,7 +434,7 @@ fn pages_keep_filters_and_sort_and_stop_at_the_last() {
 #[test]
 fn unknown_filter_values_are_refused_with_422_and_the_reason() {
     let app = TestApp::new();
-    let now = pcii_portal::db::now();
+    let now = app.now();
     world(&app, now);
     let mut officer = officer(&app);
     for (query, message) in [
@@ -474,7 +472,7 @@ fn unknown_filter_values_are_refused_with_422_and_the_reason() {
 #[test]
 fn only_officers_see_the_queue() {
     let app = TestApp::new();
-    let now = pcii_portal::db::now();
+    let now = app.now();
     world(&app, now);
     let mut anonymous = app.browser();
     for uri in ["/officer", "/officer?status=overdue&sort=cure"] {
@@ -518,7 +516,7 @@ impl Instrumentation for Counter {
 #[test]
 fn a_page_is_one_count_and_one_select_whatever_the_filters() {
     let app = TestApp::new();
-    let now = pcii_portal::db::now();
+    let now = app.now();
     let w = world(&app, now);
     let statements = Arc::new(AtomicUsize::new(0));
     app.with_conn(|c| {

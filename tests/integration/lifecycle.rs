@@ -1,16 +1,15 @@
 //! Issue 5: the lifecycle through the officer, the submitter and the authorized user; markings on every
 //! content page and in the zip; need-to-know grants; destruction; the route × role matrix.
 
-mod common;
-
 use std::io::Read;
 
-use common::{complete_fields, file_bytes, sha256_hex, Browser, Part, TestApp};
+use crate::common::{self, complete_fields, file_bytes, sha256_hex, Browser, Part, TestApp};
 use diesel::prelude::*;
 use rocket::http::Status;
 
-use pcii_portal::db::schema::{audit_entries, blobs, grants, submissions, users};
+use pcii_portal::db::schema::{audit_entries, blobs, submissions, users};
 use pcii_portal::domain::Role;
+use pcii_portal::time::DAY;
 
 const PCII: &str = "PROTECTED CRITICAL INFRASTRUCTURE INFORMATION";
 const PENDING: &str = "PCII — PENDING VALIDATION";
@@ -54,22 +53,39 @@ fn tracking_number_of(app: &TestApp, id: &str) -> String {
     })
 }
 
-/// An authorized user with current training and an NDA on file.
-fn analyst<'a>(app: &'a TestApp, email: &str) -> (String, Browser<'a>) {
+/// An authorized user whose training was recorded `trained_days_ago` days before the app's now (it counts
+/// for 365 days), with an NDA on file: its id.
+fn authorized_user(app: &TestApp, email: &str, trained_days_ago: i64) -> String {
     let id = app.create_user(Role::AuthorizedUser, email, None);
-    let now = pcii_portal::db::now();
+    let now = app.now();
     app.with_conn(|c| {
         diesel::update(users::table.find(&id))
             .set((
-                users::training_completed_at.eq(Some(now - 10 * 86_400)),
-                users::nda_signed_at.eq(Some(now - 10 * 86_400)),
+                users::training_completed_at.eq(Some(now - trained_days_ago * DAY)),
+                users::nda_signed_at.eq(Some(now - 10 * DAY)),
             ))
             .execute(c)
             .unwrap()
     });
+    id
+}
+
+/// A browser signed in as `email`.
+fn signed_in<'a>(app: &'a TestApp, email: &str) -> Browser<'a> {
     let mut b = app.browser();
     assert_eq!(b.login(email, common::PASSWORD), Status::SeeOther);
-    (id, b)
+    b
+}
+
+/// An authorized user with current training and an NDA on file, signed in.
+fn analyst<'a>(app: &'a TestApp, email: &str) -> (String, Browser<'a>) {
+    let id = authorized_user(app, email, 10);
+    (id, signed_in(app, email))
+}
+
+/// The date `days` days after the app's today, as the grant form takes it (a grant runs to the end of it).
+fn date_in(app: &TestApp, days: i64) -> String {
+    pcii_portal::time::date(app.now() + days * DAY)
 }
 
 fn zip_members(bytes: &[u8]) -> (String, Vec<(String, Vec<u8>)>) {
@@ -171,13 +187,13 @@ fn defective_cured_validated_granted_read_exported_then_the_grant_expires() {
     assert!(page.body.contains("You hold no grant for this submission"));
 
     // The officer grants access; the authorized user reads and exports.
-    let expires = chrono::Utc::now().date_naive() + chrono::Days::new(30);
+    let expires = date_in(&app, 30);
     let page = officer.post(
         &format!("/officer/submissions/{id}/grants"),
         &[
             ("user_id", &analyst_id),
             ("reason", "Regional threat assessment"),
-            ("expires", &expires.to_string()),
+            ("expires", &expires),
         ],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
@@ -237,13 +253,10 @@ fn defective_cured_validated_granted_read_exported_then_the_grant_expires() {
         std::fs::remove_file(&path).unwrap();
     }
 
-    // The grant expires: access stops, with the reason.
-    app.with_conn(|c| {
-        diesel::update(grants::table.filter(grants::user_id.eq(&analyst_id)))
-            .set(grants::expires_at.eq(pcii_portal::db::now() - 1))
-            .execute(c)
-            .unwrap()
-    });
+    // The grant expires: access stops, with the reason. A month on (the grant ran to the end of its 30th day),
+    // the analyst's session has long idled out too: it signs in again.
+    app.advance(31 * DAY);
+    a = signed_in(&app, "ana@dhs.example.gov");
     let page = a.get(&format!("/analyst/submissions/{id}"));
     assert_eq!(page.status, Status::Forbidden);
     assert!(page.body.contains("Your grant for this submission expired"));
@@ -491,28 +504,30 @@ fn route_by_role_matrix() {
     );
     let att = app.attachment_ids(&id).remove(0);
 
-    let (live_id, live) = analyst(&app, "live@dhs.example.gov");
-    let (expired_id, expired) = analyst(&app, "expired@dhs.example.gov");
-    let (stale_id, stale) = analyst(&app, "stale@dhs.example.gov");
-    let expires = (chrono::Utc::now().date_naive() + chrono::Days::new(30)).to_string();
-    for uid in [&live_id, &expired_id, &stale_id] {
+    // Training recorded 10 days ago for two of them; for the third 400 days ago (it counts for 365).
+    let live_id = authorized_user(&app, "live@dhs.example.gov", 10);
+    let expired_id = authorized_user(&app, "expired@dhs.example.gov", 10);
+    let stale_id = authorized_user(&app, "stale@dhs.example.gov", 400);
+    let (tomorrow, in_a_month) = (date_in(&app, 1), date_in(&app, 30));
+    for (uid, expires) in [
+        (&live_id, &in_a_month),
+        (&expired_id, &tomorrow),
+        (&stale_id, &in_a_month),
+    ] {
         let p = officer.post(
             &format!("/officer/submissions/{id}/grants"),
-            &[("user_id", uid), ("reason", "need"), ("expires", &expires)],
+            &[("user_id", uid), ("reason", "need"), ("expires", expires)],
         );
         assert_eq!(p.status, Status::SeeOther);
     }
-    let now = pcii_portal::db::now();
-    app.with_conn(|c| {
-        diesel::update(grants::table.filter(grants::user_id.eq(&expired_id)))
-            .set(grants::expires_at.eq(now - 60))
-            .execute(c)
-            .unwrap();
-        diesel::update(users::table.find(&stale_id))
-            .set(users::training_completed_at.eq(Some(now - 400 * 86_400)))
-            .execute(c)
-            .unwrap();
-    });
+    // Two days on, the grant that ran to the end of tomorrow has expired; every session opened so far has
+    // idled out, so everyone signs in now.
+    app.advance(2 * DAY);
+    owner = signed_in(&app, "ann@acme.example");
+    officer = signed_in(&app, "olga@pcii.example.gov");
+    let live = signed_in(&app, "live@dhs.example.gov");
+    let expired = signed_in(&app, "expired@dhs.example.gov");
+    let stale = signed_in(&app, "stale@dhs.example.gov");
     let other = app.login_as(Role::Submitter, "bob@globex.example", Some("Globex"));
     let auditor = app.login_as(Role::Auditor, "aud@oig.example.gov", None);
     let admin = app.login_as(Role::Administrator, "root@pcii.example.gov", None);

@@ -1,10 +1,8 @@
 //! The auditor's workspace, through the front door.
 
-mod common;
-
 use std::process::Command;
 
-use common::{header, TestApp};
+use crate::common::{self, header, TestApp};
 use pcii_portal::domain::Role;
 use rocket::http::Status;
 

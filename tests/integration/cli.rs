@@ -1,0 +1,176 @@
+//! The host CLI's `user add`: accounts of every role, and a submitter attached to an organisation by id, never
+//! by name.
+
+use crate::common::{TestApp, PASSWORD};
+use rocket::http::Status;
+
+#[test]
+fn cli_creates_users_of_every_role() {
+    let app = TestApp::new();
+    let bin = env!("CARGO_BIN_EXE_pcii-portal");
+    for (i, role) in [
+        "submitter",
+        "officer",
+        "authorized_user",
+        "auditor",
+        "administrator",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args([
+            "user",
+            "add",
+            "--email",
+            &format!("cli{i}@example.gov"),
+            "--role",
+            role,
+            "--password-stdin",
+        ])
+        .env("PCII_DATA_DIR", app.data_dir())
+        .env("PCII_KEYS_DIR", app.keys_dir())
+        .env("PCII_DATABASE_URL", &app.database_url)
+        .env("PCII_CONFIG", "/nonexistent.toml")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        if *role == "submitter" {
+            cmd.args(["--new-organisation", "CLI Org"]);
+        }
+        let mut child = cmd.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{PASSWORD}\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{role}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut b = app.browser();
+        assert_eq!(
+            b.login(&format!("cli{i}@example.gov"), PASSWORD),
+            Status::SeeOther,
+            "{role} can sign in"
+        );
+    }
+    // A bad role is a clear error with a non-zero exit code.
+    let out = std::process::Command::new(bin)
+        .args([
+            "user",
+            "add",
+            "--email",
+            "x@example.gov",
+            "--role",
+            "superuser",
+        ])
+        .env("PCII_DATA_DIR", app.data_dir())
+        .env("PCII_KEYS_DIR", app.keys_dir())
+        .env("PCII_DATABASE_URL", &app.database_url)
+        .env("PCII_CONFIG", "/nonexistent.toml")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown role"));
+}
+
+#[test]
+fn cli_attaches_to_an_organisation_by_id_never_by_name() {
+    let app = TestApp::new();
+    let bin = env!("CARGO_BIN_EXE_pcii-portal");
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args(["user", "add", "--password-stdin"])
+            .args(args)
+            .env("PCII_DATA_DIR", app.data_dir())
+            .env("PCII_KEYS_DIR", app.keys_dir())
+            .env("PCII_DATABASE_URL", &app.database_url)
+            .env("PCII_CONFIG", "/nonexistent.toml")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{PASSWORD}\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let first = run(&[
+        "--email",
+        "lead@acme.example",
+        "--role",
+        "submitter",
+        "--new-organisation",
+        "Acme",
+        "--org-admin",
+    ]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let org = app.organisation_id("Acme").unwrap();
+    assert!(String::from_utf8_lossy(&first.stdout).contains(&org));
+    // The same name again is a second organisation, not a way in.
+    let same_name = run(&[
+        "--email",
+        "other@else.example",
+        "--role",
+        "submitter",
+        "--new-organisation",
+        "Acme",
+    ]);
+    assert!(same_name.status.success());
+    let join = run(&[
+        "--email",
+        "colleague@acme.example",
+        "--role",
+        "submitter",
+        "--organisation-id",
+        &org,
+    ]);
+    assert!(
+        join.status.success(),
+        "{}",
+        String::from_utf8_lossy(&join.stderr)
+    );
+    let orgs = app.with_conn(|c| {
+        let find = |c: &mut pcii_portal::db::DbConn, e: &str| {
+            pcii_portal::models::account::find_by_email(c, e)
+                .unwrap()
+                .unwrap()
+                .organisation_id
+                .unwrap()
+        };
+        (
+            find(c, "lead@acme.example"),
+            find(c, "other@else.example"),
+            find(c, "colleague@acme.example"),
+        )
+    });
+    assert_eq!(orgs.0, org);
+    assert_eq!(orgs.2, org);
+    assert_ne!(orgs.1, org);
+    let bogus = run(&[
+        "--email",
+        "x@acme.example",
+        "--role",
+        "submitter",
+        "--organisation-id",
+        "Acme",
+    ]);
+    assert!(!bogus.status.success());
+    assert!(String::from_utf8_lossy(&bogus.stderr).contains("No organisation has this id"));
+    // A submitter needs one or the other.
+    let neither = run(&["--email", "y@acme.example", "--role", "submitter"]);
+    assert!(!neither.status.success());
+}

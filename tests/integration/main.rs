@@ -1,0 +1,22 @@
+//! The integration tests, in one binary: each module was a file of its own under `tests/`, and each file was a
+//! binary linking the whole crate. `cargo test --test integration <module>::` runs one module.
+
+mod common;
+
+mod audit;
+mod audit_chain;
+mod cli;
+mod hardening;
+mod identity;
+mod intake;
+mod keys_rotate;
+mod lifecycle;
+mod log_hygiene;
+mod officer_queue;
+mod organisations;
+mod registration;
+mod sessions;
+mod setup;
+mod signin;
+mod smtp;
+mod web_security;

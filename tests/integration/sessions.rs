@@ -1,0 +1,222 @@
+//! Sessions: a new id at every sign-in, dead after sign-out, the cookie's flags; disabling, a role change and
+//! a password change ending sessions; idle expiry (by the app's clock), audited; a session store that does not
+//! answer, and a failed touch.
+
+use crate::common::{encode, Browser, TestApp, PASSWORD};
+use rocket::http::Status;
+
+use pcii_portal::domain::Role;
+
+#[test]
+fn session_cookie_is_new_at_login_and_dead_after_logout() {
+    let app = TestApp::new();
+    app.create_user(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let mut b = app.browser();
+    assert_eq!(b.login("sam@acme.example", PASSWORD), Status::SeeOther);
+    let first = b.session_cookie().unwrap();
+    let cookie_header = b.get("/account");
+    assert_eq!(cookie_header.status, Status::Ok);
+    // Logging in again gives a new session id.
+    assert_eq!(b.login("sam@acme.example", PASSWORD), Status::SeeOther);
+    let second = b.session_cookie().unwrap();
+    assert_ne!(first, second);
+    let stolen = b.cookies.clone();
+    assert_eq!(b.post("/logout", &[]).status, Status::SeeOther);
+    // The old cookie, replayed, no longer works: the server-side session is gone.
+    let mut replay = Browser {
+        client: &app.client,
+        cookies: stolen,
+    };
+    assert_eq!(replay.get("/account").status, Status::Unauthorized);
+}
+
+#[test]
+fn session_cookie_flags() {
+    let app = TestApp::new();
+    app.create_user(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let mut b = app.browser();
+    let token = b.csrf();
+    let res = app
+        .client
+        .post("/login")
+        .header(rocket::http::ContentType::Form)
+        .cookies(b.cookies.clone())
+        .body(encode(&[
+            ("csrf", &token),
+            ("email", "sam@acme.example"),
+            ("password", PASSWORD),
+        ]))
+        .dispatch();
+    let set_cookie: Vec<String> = res
+        .headers()
+        .get("Set-Cookie")
+        .map(str::to_string)
+        .collect();
+    let session = set_cookie
+        .iter()
+        .find(|c| c.starts_with("pcii_session="))
+        .expect("session cookie");
+    assert!(session.contains("HttpOnly"));
+    assert!(session.contains("SameSite=Strict"));
+    assert!(session.contains("Path=/"));
+}
+
+#[test]
+fn disabling_an_account_kills_its_sessions() {
+    let app = TestApp::new();
+    let mut admin = app.login_as(Role::Administrator, "admin@example.gov", None);
+    let mut sam = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    assert_eq!(sam.get("/account").status, Status::Ok);
+    let id = app.with_conn(|c| {
+        pcii_portal::models::account::find_by_email(c, "sam@acme.example")
+            .unwrap()
+            .unwrap()
+            .id
+    });
+    assert_eq!(
+        admin
+            .post(
+                &format!("/admin/accounts/{id}/disable"),
+                &[("reason", "left the company")]
+            )
+            .status,
+        Status::UnprocessableEntity,
+        "disabling asks for confirmation"
+    );
+    assert_eq!(sam.get("/account").status, Status::Ok);
+    assert_eq!(
+        admin
+            .post(
+                &format!("/admin/accounts/{id}/disable"),
+                &[("reason", "left the company"), ("confirm", "true")]
+            )
+            .status,
+        Status::SeeOther
+    );
+    let reason: Option<String> = app.with_conn(|c| {
+        use diesel::prelude::*;
+        use pcii_portal::db::schema::audit_entries;
+        audit_entries::table
+            .filter(audit_entries::action.eq("account.disable"))
+            .select(audit_entries::reason)
+            .first(c)
+            .unwrap()
+    });
+    assert!(reason.unwrap().contains("left the company"));
+    assert_eq!(sam.get("/account").status, Status::Unauthorized);
+}
+
+#[test]
+fn role_change_kills_sessions_and_password_change_kills_the_others() {
+    let app = TestApp::new();
+    let mut admin = app.login_as(Role::Administrator, "admin@example.gov", None);
+    let mut off = app.login_as(Role::Officer, "off@example.gov", None);
+    let id = app.with_conn(|c| {
+        pcii_portal::models::account::find_by_email(c, "off@example.gov")
+            .unwrap()
+            .unwrap()
+            .id
+    });
+    assert_eq!(
+        admin
+            .post(
+                &format!("/admin/accounts/{id}/role"),
+                &[("role", "auditor")]
+            )
+            .status,
+        Status::SeeOther
+    );
+    assert_eq!(off.get("/account").status, Status::Unauthorized);
+
+    app.create_user(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let mut laptop = app.browser();
+    let mut phone = app.browser();
+    assert_eq!(laptop.login("sam@acme.example", PASSWORD), Status::SeeOther);
+    assert_eq!(phone.login("sam@acme.example", PASSWORD), Status::SeeOther);
+    let res = laptop.post(
+        "/account/password",
+        &[
+            ("current_password", PASSWORD),
+            ("new_password", "an entirely new passphrase"),
+        ],
+    );
+    assert_eq!(res.status, Status::SeeOther);
+    assert_eq!(laptop.get("/account").status, Status::Ok);
+    assert_eq!(phone.get("/account").status, Status::Unauthorized);
+    let mut again = app.browser();
+    assert_eq!(
+        again.login("sam@acme.example", "an entirely new passphrase"),
+        Status::SeeOther
+    );
+}
+
+#[test]
+fn idle_session_expires_and_the_expiry_is_audited() {
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let idle = app.state().settings.session_idle_minutes * 60;
+    app.advance(idle + 5);
+    assert_eq!(b.get("/account").status, Status::Unauthorized);
+    assert_eq!(app.audit_count("auth.session_expired"), 1);
+}
+
+#[test]
+fn a_session_store_that_does_not_answer_is_a_503_not_a_logout() {
+    use diesel::prelude::*;
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    assert_eq!(b.get("/account").status, Status::Ok);
+    let refused = app.audit_count("access.refused");
+    let rename = |from: &str, to: &str| {
+        app.with_conn(|c| {
+            diesel::sql_query(format!("ALTER TABLE {from} RENAME TO {to}"))
+                .execute(c)
+                .unwrap()
+        });
+    };
+    rename("sessions", "sessions_away");
+    let page = b.get("/account");
+    assert_eq!(page.status, Status::ServiceUnavailable, "{}", page.body);
+    assert!(page.body.contains("Try again"), "{}", page.body);
+    assert_eq!(
+        app.audit_count("access.refused"),
+        refused,
+        "not recorded as someone not logged in"
+    );
+    rename("sessions_away", "sessions");
+    assert_eq!(b.get("/account").status, Status::Ok, "the cookie was kept");
+}
+
+#[test]
+fn a_failed_touch_of_the_session_does_not_fail_the_request() {
+    use diesel::prelude::*;
+    use pcii_portal::db::schema::sessions;
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    // The session's last use so far; two minutes on, the next request touches it (at most once a minute).
+    let stale: i64 = app.with_conn(|c| {
+        sessions::table
+            .select(sessions::last_seen_at)
+            .first(c)
+            .unwrap()
+    });
+    let refuse_updates = if app.database_url.starts_with("postgres") {
+        "CREATE FUNCTION refuse_update() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'busy'; END $$ \
+         LANGUAGE plpgsql; CREATE TRIGGER sessions_busy BEFORE UPDATE ON sessions FOR EACH ROW \
+         EXECUTE FUNCTION refuse_update();"
+    } else {
+        "CREATE TRIGGER sessions_busy BEFORE UPDATE ON sessions BEGIN SELECT RAISE(ABORT, 'busy'); END;"
+    };
+    app.with_conn(|c| {
+        diesel::connection::SimpleConnection::batch_execute(c, refuse_updates).unwrap();
+    });
+    app.advance(120);
+    assert_eq!(b.get("/account").status, Status::Ok);
+    let seen: i64 = app.with_conn(|c| {
+        sessions::table
+            .select(sessions::last_seen_at)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(seen, stale, "the touch really failed");
+}

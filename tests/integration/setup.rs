@@ -1,0 +1,121 @@
+//! Start-up: key files generated private and reused, `/healthz`, the one-time setup link for the first
+//! administrator, and migrations up/down/up on a populated database.
+
+use crate::common::{TestApp, PASSWORD};
+use rocket::http::Status;
+
+use pcii_portal::domain::Role;
+
+#[test]
+fn healthz_reports_database_and_key_store() {
+    let app = TestApp::new();
+    let page = app.browser().get("/healthz");
+    assert_eq!(page.status, Status::Ok);
+    let v: serde_json::Value = serde_json::from_str(&page.body).unwrap();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["database"], "ok");
+    assert_eq!(v["key_store"], "ok");
+    // The suite really runs on the backend CI asked for.
+    let expected = if cfg!(feature = "postgres")
+        && std::env::var("PCII_TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty())
+    {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    assert_eq!(v["backend"], expected);
+}
+
+#[test]
+fn keys_are_generated_private_and_reused() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::new();
+    let keys = app.keys_dir();
+    for name in [
+        "age-identities.txt",
+        "rocket-secret.key",
+        "audit-signing.key",
+    ] {
+        let mode = std::fs::metadata(keys.join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name} must be 0600");
+    }
+    assert!(std::fs::read_to_string(keys.join(".gitignore"))
+        .unwrap()
+        .contains('*'));
+    let before = std::fs::read(keys.join("age-identities.txt")).unwrap();
+    // A second start on the same directories reuses the keys.
+    let figment = pcii_portal::figment()
+        .merge(("data_dir", app.data_dir()))
+        .merge(("keys_dir", keys.clone()))
+        .merge(("database_url", app.database_url.clone()));
+    let (_, startup) = pcii_portal::build(figment.clone()).unwrap();
+    assert!(startup.generated_keys.is_empty());
+    assert_eq!(
+        before,
+        std::fs::read(keys.join("age-identities.txt")).unwrap()
+    );
+    // A key file readable by others is refused at start.
+    std::fs::set_permissions(
+        keys.join("rocket-secret.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let err = pcii_portal::build(figment).err().expect("refused");
+    assert!(err.contains("rocket-secret.key"), "{err}");
+}
+
+#[test]
+fn setup_link_creates_the_first_administrator_once() {
+    let app = TestApp::new();
+    let token = app
+        .setup_token
+        .clone()
+        .expect("a setup link at first start");
+    let mut b = app.browser();
+    assert_eq!(b.get(&format!("/setup/{token}")).status, Status::Ok);
+    assert_eq!(b.get("/setup/not-a-token").status, Status::Gone);
+    let done = b.post(
+        &format!("/setup/{token}"),
+        &[
+            ("email", "admin@example.gov"),
+            ("display_name", "Ada Admin"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(done.status, Status::SeeOther);
+    assert_eq!(b.login("admin@example.gov", PASSWORD), Status::SeeOther);
+    assert_eq!(b.get("/admin").status, Status::Ok);
+    // Spent: the link no longer works, and no second administrator can be made with it.
+    let mut other = app.browser();
+    assert_eq!(other.get(&format!("/setup/{token}")).status, Status::Gone);
+    let again = other.post(
+        &format!("/setup/{token}"),
+        &[
+            ("email", "mallory@example.com"),
+            ("display_name", "M"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(again.status, Status::Gone);
+    assert_eq!(
+        other.login("mallory@example.com", PASSWORD),
+        Status::Unauthorized
+    );
+}
+
+#[test]
+fn migrations_run_up_down_up_on_a_populated_database() {
+    let app = TestApp::new();
+    app.create_user(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let mut conn = app.state().db.get().unwrap();
+    let reverted = pcii_portal::db::revert_all_migrations(&mut conn).unwrap();
+    assert!(reverted >= 2);
+    let applied = pcii_portal::db::run_migrations(&mut conn).unwrap();
+    assert_eq!(applied, reverted);
+    drop(conn);
+    // The schema works again after up/down/up.
+    app.create_user(Role::Submitter, "sam2@acme.example", Some("Acme"));
+}

@@ -1,0 +1,181 @@
+//! What every page and form gets: the security headers (error pages too), the anti-forgery token and
+//! same-site checks on every state-changing route, role pages refused to every other role, and escaping.
+
+use crate::common::{self, encode, TestApp, PASSWORD};
+use rocket::http::{Header, Status};
+
+use pcii_portal::domain::Role;
+
+fn assert_security_headers(page: &common::Page) {
+    let csp = page.header("Content-Security-Policy").expect("CSP header");
+    assert!(
+        csp.contains("default-src 'self'")
+            && csp.contains("frame-ancestors 'none'")
+            && csp.contains("form-action 'self'")
+    );
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(page.header("X-Content-Type-Options"), Some("nosniff"));
+    assert_eq!(page.header("Referrer-Policy"), Some("no-referrer"));
+    assert_eq!(
+        page.header("Cross-Origin-Opener-Policy"),
+        Some("same-origin")
+    );
+    assert_eq!(page.header("Cache-Control"), Some("no-store"));
+    assert!(page.header("X-Request-Id").is_some());
+}
+
+#[test]
+fn login_page_and_error_pages_carry_the_security_headers() {
+    let app = TestApp::new();
+    let mut b = app.browser();
+    let login = b.get("/login");
+    assert_eq!(login.status, Status::Ok);
+    assert!(login
+        .body
+        .contains("<form method=\"post\" action=\"/login\""));
+    assert_security_headers(&login);
+    let missing = b.get("/no/such/page");
+    assert_eq!(missing.status, Status::NotFound);
+    assert_security_headers(&missing);
+    assert!(missing.body.contains("Not found"));
+    let refused = b.get("/admin");
+    assert_eq!(refused.status, Status::Unauthorized);
+    assert_security_headers(&refused);
+}
+
+#[test]
+fn state_changing_posts_need_the_token_and_a_same_site_origin() {
+    let app = TestApp::new();
+    let mut sam = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let form = encode(&[
+        ("current_password", PASSWORD),
+        ("new_password", "an entirely new passphrase"),
+    ]);
+    // No token.
+    assert_eq!(
+        sam.post_raw("/account/password", form.clone(), None).status,
+        Status::Forbidden
+    );
+    // A wrong token.
+    let wrong = format!("csrf={}&{form}", "0".repeat(64));
+    assert_eq!(
+        sam.post_raw("/account/password", wrong, None).status,
+        Status::Forbidden
+    );
+    // The right token but from another site.
+    let token = sam.csrf();
+    let good = format!("csrf={token}&{form}");
+    let foreign = Header::new("Origin", "https://evil.example");
+    assert_eq!(
+        sam.post_raw("/account/password", good.clone(), Some(foreign))
+            .status,
+        Status::Forbidden
+    );
+    let cross = Header::new("Sec-Fetch-Site", "cross-site");
+    assert_eq!(
+        sam.post_raw("/account/password", good.clone(), Some(cross))
+            .status,
+        Status::Forbidden
+    );
+    assert_eq!(app.audit_count("csrf.refused"), 4);
+    // Same origin with the token: accepted.
+    let same = Header::new("Sec-Fetch-Site", "same-origin");
+    assert_eq!(
+        sam.post_raw("/account/password", good, Some(same)).status,
+        Status::SeeOther
+    );
+    // Anonymous forms too: login without the token is refused before any password check.
+    let mut anon = app.browser();
+    let res = anon.post_raw(
+        "/login",
+        encode(&[("email", "sam@acme.example"), ("password", PASSWORD)]),
+        None,
+    );
+    assert_eq!(res.status, Status::Forbidden);
+}
+
+#[test]
+fn every_state_changing_route_refuses_a_missing_token() {
+    let app = TestApp::new();
+    // One signed-in browser per role, so the role guard passes and the token check is what answers.
+    let mut browsers = app.one_browser_per_role();
+    let posts: Vec<String> = app
+        .client
+        .rocket()
+        .routes()
+        .filter(|r| r.method != rocket::http::Method::Get)
+        .map(|r| r.uri.path().to_string())
+        .collect();
+    assert!(
+        posts.len() >= 10,
+        "the portal has state-changing routes: {posts:?}"
+    );
+    for path in posts {
+        let concrete = path
+            .split('/')
+            .map(|seg| {
+                if seg.starts_with('<') {
+                    "0123456789abcdef0123456789abcdef"
+                } else {
+                    seg
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let mut statuses = Vec::new();
+        for (_, b) in browsers.iter_mut() {
+            statuses.push(b.post_raw(&concrete, "x=1".into(), None).status);
+        }
+        // For whichever role the route belongs to, a missing token is 403; for the others the role guard
+        // answers 403 first. Never a success and never a 404 that could hide a state change.
+        assert!(
+            statuses.iter().all(|s| *s == Status::Forbidden),
+            "{path}: {statuses:?}"
+        );
+    }
+}
+
+#[test]
+fn every_role_page_is_refused_to_every_other_role() {
+    let app = TestApp::new();
+    let pages: &[(&str, Role)] = &[
+        ("/admin", Role::Administrator),
+        ("/admin/accounts/new", Role::Administrator),
+        ("/submissions", Role::Submitter),
+        ("/officer", Role::Officer),
+        ("/analyst", Role::AuthorizedUser),
+        ("/audit", Role::Auditor),
+    ];
+    let mut browsers = app.one_browser_per_role();
+    let mut anon = app.browser();
+    for (path, owner) in pages {
+        assert_eq!(
+            anon.get(path).status,
+            Status::Unauthorized,
+            "anonymous {path}"
+        );
+        for (role, b) in browsers.iter_mut() {
+            let expected = if role == owner {
+                Status::Ok
+            } else {
+                Status::Forbidden
+            };
+            assert_eq!(b.get(path).status, expected, "{role:?} {path}");
+        }
+    }
+}
+
+#[test]
+fn templates_escape_what_people_type() {
+    let app = TestApp::new();
+    let mut b = app.browser();
+    let res = b.post(
+        "/login",
+        &[
+            ("email", "<script>alert(1)</script>@x.example"),
+            ("password", "whatever password"),
+        ],
+    );
+    assert!(!res.body.contains("<script>alert(1)</script>"));
+    assert!(res.body.contains("&lt;script&gt;"));
+}
