@@ -174,7 +174,7 @@ fn main() -> Result<(), String> {
     let settings = pcii_portal::config::load(&figment)?;
     let pool = db::Db::open(&settings.database_url(), 2)?;
     let mut conn = pool.get().map_err(|e| e.to_string())?;
-    let now = db::now();
+    let now = pcii_portal::clock::Clock::system().now();
     let mut rng = StdRng::seed_from_u64(0x0ff1_ce25);
     let orgs = conn
         .transaction(|c| organisations(c, now))

@@ -39,9 +39,6 @@ use crate::db::Db;
 use crate::services::Services;
 use crate::storage::BlobStore;
 
-/// Until workflow and auth name it by its own name.
-pub use crate::services::Services as AppState;
-
 /// The figment every entry point reads: Rocket's own settings and ours (`config::Settings`), from one place:
 /// defaults, then `Rocket.toml` (or the file named by `PCII_CONFIG`), then `PCII_` variables.
 pub fn figment() -> Figment {

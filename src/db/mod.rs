@@ -213,10 +213,6 @@ pub fn ping(conn: &mut DbConn) -> bool {
         .is_ok()
 }
 
-pub fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
 /// A fresh 128-bit random identifier, hex-encoded: ids never reveal counts or order.
 pub fn new_id() -> String {
     use rand::RngCore;

@@ -123,12 +123,13 @@ pub async fn decide(
             _ => "Give the reason for this decision; the submitter is told it.".into(),
         }));
     }
+    let now = state.clock.now();
     officer_fact(
         state,
         officer,
         actor,
         submission_id,
-        move |tx, officer, sub| apply_decision(tx, officer, sub, decision, reason.as_deref()),
+        move |tx, officer, sub| apply_decision(tx, officer, sub, decision, reason.as_deref(), now),
     )
     .await
 }
@@ -139,8 +140,8 @@ fn apply_decision(
     sub: &Submission,
     decision: Decision,
     reason: Option<&str>,
+    now: i64,
 ) -> AppResult<(Status, Event)> {
-    let now = crate::db::now();
     let from = sub.status();
     let step = decision.step();
     let to = check(from, step, Role::Officer).map_err(AppError::Conflict)?;
@@ -205,7 +206,7 @@ pub async fn grant(
 ) -> AppResult<()> {
     let reason = clean_reason(reason)?
         .ok_or_else(|| AppError::Invalid("Give the need-to-know reason for the grant.".into()))?;
-    let now = crate::db::now();
+    let now = state.clock.now();
     if expires_at <= now {
         return Err(AppError::Invalid(
             "The expiry date must be in the future.".into(),
@@ -276,6 +277,7 @@ pub async fn revoke(
     let reason = clean_reason(reason)?
         .ok_or_else(|| AppError::Invalid("Give the reason for the revocation.".into()))?;
     let gid = grant_id.to_string();
+    let now = state.clock.now();
     officer_fact(
         state,
         officer,
@@ -286,7 +288,7 @@ pub async fn revoke(
             if held.revoked_at.is_some() {
                 return Err(AppError::Conflict("This grant was already revoked.".into()));
             }
-            grant::revoke(tx, &gid, &officer.id, &reason, crate::db::now())?;
+            grant::revoke(tx, &gid, &officer.id, &reason, now)?;
             let grantee = &held.user_id;
             let event = Event::new("grant.revoked", Outcome::Success)
                 .object("submission", sub.id.clone())
@@ -319,6 +321,7 @@ pub async fn record_dissemination(
     submission_id: &str,
     d: NewDissemination,
 ) -> AppResult<()> {
+    let now = state.clock.now();
     let mut missing = Vec::new();
     for (value, what) in [
         (&d.recipient, "the recipient"),
@@ -345,7 +348,7 @@ pub async fn record_dissemination(
             "Say what was removed from the sanitized release.".into(),
         ));
     }
-    if d.released_at > crate::db::now() + DAY {
+    if d.released_at > now + DAY {
         return Err(AppError::Invalid(
             "The release date cannot be in the future.".into(),
         ));
@@ -374,7 +377,7 @@ pub async fn record_dissemination(
                     released_at: d.released_at,
                     sanitized: d.sanitized,
                     removed: d.sanitized.then(|| d.removed.trim()),
-                    created_at: crate::db::now(),
+                    created_at: now,
                 },
             )?;
             let event = Event::new("dissemination.recorded", Outcome::Success)

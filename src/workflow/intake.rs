@@ -274,9 +274,10 @@ async fn save_inner(
     let audit = state.audit.clone();
     let actor = actor.clone();
     let who = who.clone();
+    let now = state.clock.now();
     let (id, status, obsolete) = state
         .db
-        .run(move |c| audit.fact(c, &actor, |tx| commit_save(tx, &who, plan)))
+        .run(move |c| audit.fact(c, &actor, |tx| commit_save(tx, &who, plan, now)))
         .await?;
     delete_blobs(state, obsolete).await;
     if complete_errors.is_empty() {
@@ -292,8 +293,7 @@ async fn save_inner(
 
 type Saved = ((String, Status, Vec<String>), Event);
 
-fn commit_save(tx: &mut DbConn, who: &Submitter, plan: Plan) -> AppResult<Saved> {
-    let now = crate::db::now();
+fn commit_save(tx: &mut DbConn, who: &Submitter, plan: Plan, now: i64) -> AppResult<Saved> {
     let scope = Scope::Organisation(&who.organisation_id);
     let mut obsolete = Vec::new();
     let (sub, created) = match &plan.existing {
@@ -520,11 +520,12 @@ pub async fn request(
     let actor = actor.clone();
     let who = who.clone();
     let id = submission_id.to_string();
+    let now = state.clock.now();
     let (status, shredded) = state
         .db
         .run(move |c| {
             audit.clone().fact(c, &actor, |tx| {
-                apply_request(tx, &audit, &actor, &who, &id, request)
+                apply_request(tx, &audit, &actor, &who, &id, request, now)
             })
         })
         .await?;
@@ -539,8 +540,8 @@ fn apply_request(
     who: &Submitter,
     id: &str,
     request: Request,
+    now: i64,
 ) -> AppResult<((Status, Vec<String>), Event)> {
-    let now = crate::db::now();
     let sub = submission::find(tx, id, Scope::Organisation(&who.organisation_id))?;
     let from = sub.status();
     let tn = sub.tracking_number.clone().unwrap_or_default();

@@ -6,6 +6,7 @@ mod common;
 mod audit;
 mod audit_chain;
 mod cli;
+mod content_access;
 mod hardening;
 mod identity;
 mod intake;

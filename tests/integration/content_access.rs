@@ -1,9 +1,7 @@
 //! The content-access service: one decision for every reader, a refusal audited once, and a refusal that
 //! tells someone who may not read a submission nothing about whether it exists or was destroyed.
 
-mod common;
-
-use common::{complete_fields, TestApp};
+use crate::common::{self, complete_fields, TestApp};
 use diesel::prelude::*;
 use rocket::http::Status;
 
@@ -26,7 +24,7 @@ fn an_authorized_user_without_a_grant_gets_the_same_refusal_for_a_real_and_a_mad
     let app = TestApp::new();
     let sent = send(&app, "ann@acme.example", "Acme", "submit");
     let analyst = app.create_user(Role::AuthorizedUser, "ana@dhs.example.gov", None);
-    let now = app.state().clock.now();
+    let now = app.now();
     app.with_conn(|c| {
         diesel::update(users::table.find(&analyst))
             .set((
