@@ -1,12 +1,15 @@
-//! The signed-in person's own account: details, password change, and the live sessions (each can be ended).
+//! Every signed-in person, whatever the role: `/dashboard` (the way to one's own home), the account's
+//! details, password change, and the live sessions (each can be ended).
 
 use rocket::form::FromForm;
 use rocket::http::{CookieJar, Status};
+use rocket::response::Redirect;
 use rocket::Either;
 
 use crate::auth::login::{self, PasswordChange};
 use crate::auth::sessions::{self, SessionView};
 use crate::auth::throttle::Policy;
+use crate::domain::Role;
 use crate::error::{AppError, AppResult};
 use crate::web::forms::{CsrfForm, NoFields};
 use crate::web::guards::{remove_session_cookie, Ctx, CurrentUser};
@@ -14,11 +17,31 @@ use crate::web::pages::{Notice, Page};
 
 pub fn routes() -> Vec<rocket::Route> {
     rocket::routes![
+        dashboard,
         account_page,
         change_password,
         end_session,
         end_other_sessions
     ]
+}
+
+/// Where each role starts.
+pub fn home_of(role: Role) -> &'static str {
+    match role {
+        Role::Submitter => "/submissions",
+        Role::Officer => "/officer",
+        Role::AuthorizedUser => "/analyst",
+        Role::Auditor => "/audit",
+        Role::Administrator => "/admin",
+    }
+}
+
+#[rocket::get("/dashboard")]
+fn dashboard(user: CurrentUser<'_>) -> Redirect {
+    if !user.user.email_verified() {
+        return Redirect::to("/verify-email");
+    }
+    Redirect::to(home_of(user.role))
 }
 
 #[rocket::get("/account")]

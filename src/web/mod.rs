@@ -1,11 +1,9 @@
-//! The web layer: routes per audience, request guards, templates, headers, catchers.
+//! The web layer: routes per audience (`public`, `account` for anyone signed in, `submitter`, `officer`,
+//! `analyst`, `auditor`, `admin`), request guards, view models, templates, headers, catchers. The only
+//! layer that knows HTTP; everything it does with a submission goes through `workflow`, `auth` or `audit`.
 
-pub mod account;
-pub mod admin;
-pub mod analyst;
-pub mod audit;
+// Shared by every audience: guards, forms, pages and views, errors, headers, uploads and downloads.
 pub mod catchers;
-pub mod dashboard;
 pub mod deliver;
 pub mod downloads;
 pub mod error;
@@ -14,14 +12,17 @@ pub mod forms;
 pub mod guards;
 pub mod health;
 pub mod multipart;
-pub mod officer;
-pub mod officer_organisations;
-pub mod organisation;
 pub mod pages;
-pub mod public;
-pub mod signin;
-pub mod submissions;
 pub mod views;
+
+// The audiences, each with its `routes()`.
+pub mod account;
+pub mod admin;
+pub mod analyst;
+pub mod auditor;
+pub mod officer;
+pub mod public;
+pub mod submitter;
 
 use rocket::{Build, Rocket};
 
@@ -35,16 +36,12 @@ pub fn mount(rocket: Rocket<Build>) -> Rocket<Build> {
         .attach(fairings::OriginCheck)
         .attach(pages::Templates::fairing())
         .mount("/", public::routes())
-        .mount("/", signin::routes())
-        .mount("/", account::routes())
-        .mount("/", dashboard::routes())
-        .mount("/", submissions::routes())
-        .mount("/", officer::routes())
-        .mount("/", officer_organisations::routes())
-        .mount("/", organisation::routes())
-        .mount("/", analyst::routes())
         .mount("/", health::routes())
+        .mount("/", account::routes())
+        .mount("/", submitter::routes())
+        .mount("/", officer::routes())
+        .mount("/", analyst::routes())
+        .mount("/audit", auditor::routes())
         .mount("/admin", admin::routes())
-        .mount("/audit", audit::routes())
         .register("/", catchers::catchers())
 }

@@ -3,6 +3,7 @@
 //! reason and is audited there.
 
 use crate::error::{AppError, AppResult};
+use crate::models::submission;
 use crate::web::downloads::{Download, ZipDownload};
 use crate::web::guards::{AnalystUser, Ctx};
 use crate::web::pages::Page;
@@ -10,7 +11,7 @@ use crate::web::views::{content_view, file_views, submission_view};
 use crate::workflow::access::{self, Reading};
 
 pub fn routes() -> Vec<rocket::Route> {
-    rocket::routes![detail, download, export]
+    rocket::routes![analyst_home, detail, download, export]
 }
 
 #[rocket::get("/analyst/submissions/<id>")]
@@ -55,4 +56,25 @@ async fn export(ctx: Ctx<'_>, user: AnalystUser<'_>, id: &str) -> AppResult<ZipD
     )
     .await?;
     Ok(ZipDownload(package))
+}
+
+/// The authorized user's home: its live grants and whether its training and NDA are current.
+#[rocket::get("/analyst")]
+async fn analyst_home(ctx: Ctx<'_>, user: AnalystUser<'_>) -> AppResult<Page> {
+    let uid = user.user.id.clone();
+    let now = ctx.state.clock.now();
+    let grants = ctx
+        .state
+        .db
+        .run(move |c| Ok(submission::live_grants(c, &uid, now)?))
+        .await?;
+    let training_current = user
+        .user
+        .training_completed_at
+        .is_some_and(|t| now - t <= 365 * crate::time::DAY);
+    Ok(Page::new("dashboard/analyst.html.tera")
+        .with("grants", grants)
+        .with("training_current", training_current)
+        .with("training_completed_at", user.user.training_completed_at)
+        .with("nda_signed_at", user.user.nda_signed_at))
 }

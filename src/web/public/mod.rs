@@ -1,4 +1,7 @@
-//! Pages anyone may reach: home, registration, email confirmation, password reset, the first-start setup link.
+//! Pages anyone may reach: home, sign-in (`signin`), registration, email confirmation, password reset,
+//! invitations, the first-start setup link.
+
+pub mod signin;
 
 use rocket::form::FromForm;
 use rocket::http::{CookieJar, Status};
@@ -18,7 +21,8 @@ use crate::web::guards::{remove_session_cookie, Ctx, CurrentUser};
 use crate::web::pages::{Notice, Page};
 
 pub fn routes() -> Vec<rocket::Route> {
-    rocket::routes![
+    let mut routes = signin::routes();
+    routes.extend(rocket::routes![
         home,
         register_page,
         register,
@@ -35,7 +39,8 @@ pub fn routes() -> Vec<rocket::Route> {
         setup_page,
         setup,
         cross_site_refused
-    ]
+    ]);
+    routes
 }
 
 #[rocket::get("/")]

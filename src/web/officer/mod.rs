@@ -1,0 +1,13 @@
+//! PCII officers: the queue, one submission (content, decisions, grants, disseminations, export), the
+//! dissemination log, and the organisations of the Program Office's submitters.
+
+pub mod organisations;
+pub mod queue;
+pub mod submissions;
+
+pub fn routes() -> Vec<rocket::Route> {
+    let mut routes = queue::routes();
+    routes.extend(submissions::routes());
+    routes.extend(organisations::routes());
+    routes
+}
