@@ -1,6 +1,6 @@
 //! Server-side sessions: the cookie carries a random token; the database keeps only its SHA-256.
 
-use diesel::result::QueryResult;
+use crate::error::AppResult;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -25,7 +25,7 @@ pub fn create(
     user_id: &str,
     now: i64,
     client_addr: Option<&str>,
-) -> QueryResult<String> {
+) -> AppResult<String> {
     create_with_agent(conn, user_id, now, client_addr, None)
 }
 
@@ -58,7 +58,7 @@ pub fn create_with_agent(
     now: i64,
     client_addr: Option<&str>,
     user_agent: Option<&str>,
-) -> QueryResult<String> {
+) -> AppResult<String> {
     let token = new_token();
     let user_agent = user_agent.and_then(clean_user_agent);
     model::insert(
@@ -91,7 +91,7 @@ pub fn lookup(
     now: i64,
     idle_secs: i64,
     absolute_secs: i64,
-) -> QueryResult<Lookup> {
+) -> AppResult<Lookup> {
     let hash = hash_token(token);
     let Some((session, user)) = model::find_with_user(conn, &hash)? else {
         return Ok(Lookup::Missing);
@@ -116,12 +116,12 @@ pub fn lookup(
     Ok(Lookup::Live(Box::new((session, user))))
 }
 
-pub fn delete(conn: &mut DbConn, token_hash: &str) -> QueryResult<usize> {
-    model::delete(conn, token_hash)
+pub fn delete(conn: &mut DbConn, token_hash: &str) -> AppResult<usize> {
+    Ok(model::delete(conn, token_hash)?)
 }
 
-pub fn delete_others(conn: &mut DbConn, user_id: &str, keep_hash: &str) -> QueryResult<usize> {
-    model::delete_others(conn, user_id, keep_hash)
+pub fn delete_others(conn: &mut DbConn, user_id: &str, keep_hash: &str) -> AppResult<usize> {
+    Ok(model::delete_others(conn, user_id, keep_hash)?)
 }
 
 /// A live session as its owner sees it: never the token or its hash.
@@ -144,7 +144,7 @@ pub fn list_live(
     now: i64,
     idle_secs: i64,
     absolute_secs: i64,
-) -> QueryResult<Vec<SessionView>> {
+) -> AppResult<Vec<SessionView>> {
     let rows = model::recent_of(conn, user_id, now - idle_secs, now - absolute_secs)?;
     Ok(rows
         .into_iter()
@@ -166,7 +166,7 @@ pub fn delete_by_public_id(
     user_id: &str,
     public_id: &str,
     current_hash: &str,
-) -> QueryResult<bool> {
+) -> AppResult<bool> {
     Ok(model::delete_by_public_id(conn, user_id, public_id, current_hash)? > 0)
 }
 
@@ -176,7 +176,7 @@ pub fn delete_others_listed(
     conn: &mut DbConn,
     user_id: &str,
     keep_hash: &str,
-) -> QueryResult<Vec<Option<String>>> {
+) -> AppResult<Vec<Option<String>>> {
     let ids = model::public_ids_of_others(conn, user_id, keep_hash)?;
     model::delete_others(conn, user_id, keep_hash)?;
     Ok(ids)

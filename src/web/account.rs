@@ -74,7 +74,7 @@ async fn live_sessions(ctx: &Ctx<'_>, user: &CurrentUser<'_>) -> AppResult<Vec<S
     let now = ctx.state.clock.now();
     ctx.state
         .db
-        .run(move |c| Ok(sessions::list_live(c, &id, &hash, now, idle, absolute)?))
+        .run(move |c| sessions::list_live(c, &id, &hash, now, idle, absolute))
         .await
 }
 

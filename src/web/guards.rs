@@ -93,7 +93,7 @@ async fn lookup(req: &Request<'_>) -> Result<Option<Authenticated>, StoreUnavail
     let now = state.clock.now();
     let found = state
         .db
-        .run(move |c| Ok(sessions::lookup(c, &token, now, idle, absolute)?))
+        .run(move |c| sessions::lookup(c, &token, now, idle, absolute))
         .await;
     match found {
         Ok(Lookup::Live(b)) => {

@@ -144,7 +144,7 @@ fn apply_decision(
 ) -> AppResult<(Status, Event)> {
     let from = sub.status();
     let step = decision.step();
-    let to = check(from, step, Role::Officer).map_err(AppError::Conflict)?;
+    let to = check(from, step, Role::Officer)?;
     let tn = sub.tracking_number.clone().unwrap_or_default();
     let notice = match decision {
         Decision::Defective => {

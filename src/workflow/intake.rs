@@ -388,7 +388,7 @@ fn commit_save(tx: &mut DbConn, who: &Submitter, plan: Plan, now: i64) -> AppRes
     let mut tracking = sub.tracking_number.clone();
     let (to, action) = match plan.step {
         Some(step) => {
-            let to = check(from, step, Role::Submitter).map_err(AppError::Conflict)?;
+            let to = check(from, step, Role::Submitter)?;
             if step == Step::Submit {
                 let tn = next_tracking_number(tx, now)?;
                 submission::set_received(tx, &sub.id, &tn, now)?;
@@ -550,10 +550,9 @@ fn apply_request(
             .object("submission", sub.id.clone())
             .tracking(sub.tracking_number.clone())
     };
-    let conflict = |e: String| AppError::Conflict(e);
     match request {
         Request::Withdraw(disposition) => {
-            let to = check(from, Step::Withdraw, Role::Submitter).map_err(conflict)?;
+            let to = check(from, Step::Withdraw, Role::Submitter)?;
             submission::set_status_and_disposition(tx, &sub.id, to, disposition, now)?;
             let reason = format!("withdrawn by the submitter; chose {}", disposition.as_str());
             record_transition(
@@ -579,7 +578,7 @@ fn apply_request(
         }
         Request::Choose(disposition) => {
             if sub.disposition.is_some() && from == Status::Withdrawn {
-                return Err(conflict(
+                return Err(AppError::Conflict(
                     "The return-or-destroy choice for this submission was already made.".into(),
                 ));
             }
@@ -589,7 +588,7 @@ fn apply_request(
                     Ok(((Status::Destroyed, shredded), event(Step::Destroy.action())))
                 }
                 Disposition::Return => {
-                    check(from, Step::Return, Role::Submitter).map_err(conflict)?;
+                    check(from, Step::Return, Role::Submitter)?;
                     submission::set_disposition(tx, &sub.id, Disposition::Return, now)?;
                     Ok((
                         (from, Vec::new()),
@@ -600,7 +599,7 @@ fn apply_request(
         }
         Request::ConfirmReturn => {
             if sub.disposition.as_deref() != Some("return") {
-                return Err(conflict(
+                return Err(AppError::Conflict(
                     "Choose \"return\" first; the package is offered only for a return.".into(),
                 ));
             }
@@ -618,7 +617,7 @@ fn shred(
     who: &Submitter,
     now: i64,
 ) -> AppResult<Vec<String>> {
-    let to = check(from, step, Role::Submitter).map_err(AppError::Conflict)?;
+    let to = check(from, step, Role::Submitter)?;
     let (reason, notice) = match step {
         Step::Return => (
             "returned to the submitter at its request; the portal's copy was destroyed",

@@ -5,7 +5,7 @@
 
 use crate::db::DbConn;
 use crate::domain::{Role, Status};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::models::account::User;
 use crate::models::event::{self, NewEvent};
 use crate::models::notice::{self, NewNotice};
@@ -70,14 +70,25 @@ impl Step {
     }
 }
 
+/// Why a step may not be taken, in words for the person who tried (shown as a conflict).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StepRefused(String);
+
+impl From<StepRefused> for AppError {
+    fn from(e: StepRefused) -> AppError {
+        AppError::Conflict(e.0)
+    }
+}
+
 /// The state a step leads to from `from`, or why it may not be taken. `disposition` is what the submitter
 /// chose (return / destroy) where that matters.
-pub fn check(from: Status, step: Step, role: Role) -> Result<Status, String> {
+pub fn check(from: Status, step: Step, role: Role) -> Result<Status, StepRefused> {
     if role != step.who() {
-        return Err(format!(
+        return Err(StepRefused(format!(
             "only a {} may do this",
             step.who().label().to_lowercase()
-        ));
+        )));
     }
     use Status::*;
     let to = match (step, from) {
@@ -91,7 +102,7 @@ pub fn check(from: Status, step: Step, role: Role) -> Result<Status, String> {
         (Step::Destroy, NotValidated | Withdrawn) => Destroyed,
         (Step::Return, NotValidated | Withdrawn) => Returned,
         (step, from) => {
-            return Err(format!(
+            return Err(StepRefused(format!(
                 "a submission that is {} cannot be {}",
                 from.label().to_lowercase(),
                 match step {
@@ -105,7 +116,7 @@ pub fn check(from: Status, step: Step, role: Role) -> Result<Status, String> {
                     Step::Destroy => "destroyed",
                     Step::Return => "returned",
                 }
-            ))
+            )))
         }
     };
     Ok(to)
