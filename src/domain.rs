@@ -13,6 +13,12 @@ use serde::Serialize;
 /// again before reading PCII.
 pub const TRAINING_VALID_DAYS: i64 = 365;
 
+/// The Program Office notifies a defect within this many days of receipt (PCII.md, "The lifecycle").
+pub const DEFECT_NOTICE_DAYS: i64 = 30;
+
+/// Days the submitter has to cure a defect (6 CFR 29.6(d)); `cure_due_at` holds that deadline.
+pub const CURE_DAYS: i64 = 30;
+
 /// Stores an enum as its `as_str()` text and reads it back through `parse`.
 macro_rules! stored_as_text {
     ($t:ty, $what:literal) => {

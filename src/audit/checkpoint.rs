@@ -66,7 +66,7 @@ pub enum VerifyError {
 
 /// Why a signing key could not be loaded or created.
 #[derive(Debug, thiserror::Error)]
-pub enum KeyError {
+pub enum SigningKeyError {
     #[error("the signing key seed must be 64 hex characters")]
     BadSeed,
     #[error("key file {path} is accessible by group or others (mode {mode:o}); it must be 0600")]
@@ -159,14 +159,14 @@ impl fmt::Debug for CheckpointSigner {
 
 impl CheckpointSigner {
     /// From the 32-byte seed in hex (surrounding whitespace ignored, either case).
-    pub fn from_seed_hex(seed_hex: &str) -> Result<Self, KeyError> {
+    pub fn from_seed_hex(seed_hex: &str) -> Result<Self, SigningKeyError> {
         let mut seed = [0u8; 32];
         let res = hex::decode_to_slice(seed_hex.trim(), &mut seed);
         let out = match res {
             Ok(()) => Ok(Self {
                 key: SigningKey::from_bytes(&seed),
             }),
-            Err(_) => Err(KeyError::BadSeed),
+            Err(_) => Err(SigningKeyError::BadSeed),
         };
         seed.zeroize();
         out
@@ -324,7 +324,7 @@ mod tests {
         );
         assert!(matches!(
             CheckpointSigner::from_seed_hex("abc"),
-            Err(KeyError::BadSeed)
+            Err(SigningKeyError::BadSeed)
         ));
     }
 }

@@ -19,6 +19,6 @@ pub use chain::{
     chain_next, compute_entry_hash, escape_field, merkle_root, parse_hash_hex, AuditEntry,
     ChainError, MerkleBuilder, NewEntryFields, CHAIN_VERSION, GENESIS_HASH,
 };
-pub use checkpoint::{Checkpoint, CheckpointSigner, KeyError, VerifyError};
+pub use checkpoint::{Checkpoint, CheckpointSigner, SigningKeyError, VerifyError};
 pub use export::{verify_export, write_export, ExportError, ExportManifest, ExportWriter};
 pub use verify::{ChainVerifier, Problem, Summary};

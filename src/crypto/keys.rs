@@ -35,7 +35,7 @@ pub const IDENTITY_FILE_NAME: &str = "age-identities.txt";
 
 /// Why a key ring could not be loaded or changed. Never contains secret key material.
 #[derive(Debug, thiserror::Error)]
-pub enum KeyError {
+pub enum KeyRingError {
     /// Reading or writing the identity file failed (including unsafe permissions).
     #[error(transparent)]
     File(#[from] KeyFileError),
@@ -142,7 +142,10 @@ impl KeyRing {
     /// Loads `<dir>/age-identities.txt`, or generates it with one new identity if it does not
     /// exist. The bool is `true` if the identity was generated now. Safe against two processes
     /// starting at once (the file is created exactly once).
-    pub fn load_or_generate(dir: &Path, escrow: &[String]) -> Result<(KeyRing, bool), KeyError> {
+    pub fn load_or_generate(
+        dir: &Path,
+        escrow: &[String],
+    ) -> Result<(KeyRing, bool), KeyRingError> {
         let escrow = parse_escrow(escrow)?;
         let path = dir.join(IDENTITY_FILE_NAME);
         match read_entries(&path) {
@@ -156,7 +159,7 @@ impl KeyRing {
                     false,
                 ))
             }
-            Err(KeyError::File(e)) if e.is_not_found() => {}
+            Err(KeyRingError::File(e)) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
         let ring = KeyRing {
@@ -186,12 +189,14 @@ impl KeyRing {
     }
 
     /// Loads `<dir>/age-identities.txt`; an error if it does not exist.
-    pub fn load(dir: &Path, escrow: &[String]) -> Result<KeyRing, KeyError> {
+    pub fn load(dir: &Path, escrow: &[String]) -> Result<KeyRing, KeyRingError> {
         let escrow = parse_escrow(escrow)?;
         let path = dir.join(IDENTITY_FILE_NAME);
         let entries = match read_entries(&path) {
             Ok(entries) => entries,
-            Err(KeyError::File(e)) if e.is_not_found() => return Err(KeyError::Missing { path }),
+            Err(KeyRingError::File(e)) if e.is_not_found() => {
+                return Err(KeyRingError::Missing { path })
+            }
             Err(e) => return Err(e),
         };
         Ok(KeyRing {
@@ -261,7 +266,7 @@ impl KeyRing {
     /// Generates a new identity, appends it to the file (atomic rewrite) and makes it current.
     /// Returns its key id. Blobs sealed earlier stay readable with the old identities; reseal them
     /// and then [`KeyRing::retire`] the old key.
-    pub fn rotate(&mut self) -> Result<String, KeyError> {
+    pub fn rotate(&mut self) -> Result<String, KeyRingError> {
         self.check_unchanged_on_disk()?;
         self.entries.push(new_entry());
         if let Err(e) = keyfile::write_private(&self.path, self.serialize().as_bytes()) {
@@ -275,14 +280,14 @@ impl KeyRing {
 
     /// Removes a non-current identity from the file (atomic rewrite). Blobs still encrypted only
     /// to it become unreadable by the portal: reseal them first.
-    pub fn retire(&mut self, key_id: &str) -> Result<(), KeyError> {
+    pub fn retire(&mut self, key_id: &str) -> Result<(), KeyRingError> {
         if self.current_key_id() == key_id {
-            return Err(KeyError::RetireCurrent {
+            return Err(KeyRingError::RetireCurrent {
                 key_id: key_id.to_owned(),
             });
         }
         let Some(pos) = self.entries.iter().position(|e| e.key_id == key_id) else {
-            return Err(KeyError::UnknownKey {
+            return Err(KeyRingError::UnknownKey {
                 key_id: key_id.to_owned(),
             });
         };
@@ -304,7 +309,7 @@ impl KeyRing {
 
     /// Refuses to rewrite the file if its identities differ from ours (someone else rotated or
     /// retired since we loaded), which would otherwise silently drop their change.
-    fn check_unchanged_on_disk(&self) -> Result<(), KeyError> {
+    fn check_unchanged_on_disk(&self) -> Result<(), KeyRingError> {
         let on_disk = read_entries(&self.path)?;
         let same = on_disk.len() == self.entries.len()
             && on_disk
@@ -314,7 +319,7 @@ impl KeyRing {
         if same {
             Ok(())
         } else {
-            Err(KeyError::ChangedOnDisk {
+            Err(KeyRingError::ChangedOnDisk {
                 path: self.path.clone(),
             })
         }
@@ -353,11 +358,11 @@ fn new_entry() -> Entry {
     }
 }
 
-fn parse_escrow(escrow: &[String]) -> Result<Vec<x25519::Recipient>, KeyError> {
+fn parse_escrow(escrow: &[String]) -> Result<Vec<x25519::Recipient>, KeyRingError> {
     let mut out: Vec<x25519::Recipient> = Vec::with_capacity(escrow.len());
     for (i, s) in escrow.iter().enumerate() {
         let s = s.trim();
-        let bad = |reason| KeyError::BadEscrow {
+        let bad = |reason| KeyRingError::BadEscrow {
             index: i + 1,
             reason,
         };
@@ -380,13 +385,13 @@ fn parse_escrow(escrow: &[String]) -> Result<Vec<x25519::Recipient>, KeyError> {
     Ok(out)
 }
 
-fn read_entries(path: &Path) -> Result<Vec<Entry>, KeyError> {
+fn read_entries(path: &Path) -> Result<Vec<Entry>, KeyRingError> {
     let text = keyfile::read_private(path)?;
     parse_entries(path, &text)
 }
 
-fn parse_entries(path: &Path, text: &str) -> Result<Vec<Entry>, KeyError> {
-    let corrupt = |line, reason| KeyError::Corrupt {
+fn parse_entries(path: &Path, text: &str) -> Result<Vec<Entry>, KeyRingError> {
+    let corrupt = |line, reason| KeyRingError::Corrupt {
         path: path.to_path_buf(),
         line,
         reason,
@@ -436,7 +441,7 @@ fn parse_entries(path: &Path, text: &str) -> Result<Vec<Entry>, KeyError> {
         });
     }
     if entries.is_empty() {
-        return Err(KeyError::Empty {
+        return Err(KeyRingError::Empty {
             path: path.to_path_buf(),
         });
     }
@@ -531,7 +536,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         assert!(matches!(
             KeyRing::load(tmp.path(), &[]).unwrap_err(),
-            KeyError::Missing { .. }
+            KeyRingError::Missing { .. }
         ));
     }
 
@@ -604,7 +609,10 @@ mod tests {
         let secret = id.to_string().expose_secret().to_owned();
         let err = KeyRing::load(tmp.path(), &[good.clone(), secret.clone()]).unwrap_err();
         let msg = err.to_string();
-        assert!(matches!(err, KeyError::BadEscrow { index: 2, .. }), "{msg}");
+        assert!(
+            matches!(err, KeyRingError::BadEscrow { index: 2, .. }),
+            "{msg}"
+        );
         assert!(
             msg.contains("SECRET key") && !msg.contains(&secret[15..]),
             "{msg}"
@@ -617,7 +625,10 @@ mod tests {
             &good[..good.len() - 1],
         ] {
             let err = KeyRing::load(tmp.path(), &[bad.to_owned()]).unwrap_err();
-            assert!(matches!(err, KeyError::BadEscrow { index: 1, .. }), "{err}");
+            assert!(
+                matches!(err, KeyRingError::BadEscrow { index: 1, .. }),
+                "{err}"
+            );
         }
     }
 
@@ -648,11 +659,11 @@ mod tests {
 
         assert!(matches!(
             ring.retire(&second).unwrap_err(),
-            KeyError::RetireCurrent { .. }
+            KeyRingError::RetireCurrent { .. }
         ));
         assert!(matches!(
             ring.retire("age1unknown").unwrap_err(),
-            KeyError::UnknownKey { .. }
+            KeyRingError::UnknownKey { .. }
         ));
         ring.retire(&first).unwrap();
         assert_eq!(ring.keys().len(), 1);
@@ -679,7 +690,7 @@ mod tests {
         let rotated = cli.rotate().unwrap();
         assert!(matches!(
             server.rotate().unwrap_err(),
-            KeyError::ChangedOnDisk { .. }
+            KeyRingError::ChangedOnDisk { .. }
         ));
         // The CLI's key survives.
         assert!(KeyRing::load(tmp.path(), &[]).unwrap().contains(&rotated));

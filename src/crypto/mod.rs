@@ -12,7 +12,7 @@ pub mod keys;
 pub mod stream;
 
 pub use keyfile::KeyFileError;
-pub use keys::{KeyError, KeyInfo, KeyRing};
+pub use keys::{KeyInfo, KeyRing, KeyRingError};
 pub use stream::{
     decrypt_to_async, open_verified, reseal, seal_reader, AsyncBlobReader, BlobRef, BlobSealer,
     SealedBlob, VerifiedReader,

@@ -51,7 +51,7 @@ pub enum KeyStoreError {
     },
     /// The age identity file is unreadable, wrongly permitted or corrupt, or an escrow recipient is invalid.
     #[error("age identities: {0}")]
-    Identities(#[from] crate::crypto::keys::KeyError),
+    Identities(#[from] crate::crypto::keys::KeyRingError),
     /// A key file (cookie secret, audit signing key) could not be read (unreadable, group/world accessible,
     /// too large, not text) or written when generated.
     #[error(transparent)]
@@ -61,17 +61,17 @@ pub enum KeyStoreError {
     SigningKey {
         path: PathBuf,
         #[source]
-        source: crate::audit::checkpoint::KeyError,
+        source: crate::audit::checkpoint::SigningKeyError,
     },
     /// Rotation: the new identity could not be generated and stored.
     #[error("generating the new identity: {0}")]
-    NewIdentity(#[source] crate::crypto::keys::KeyError),
+    NewIdentity(#[source] crate::crypto::keys::KeyRingError),
     /// Rotation: an old identity could not be removed from the identity file.
     #[error("retiring {key_id}: {source}")]
     Retire {
         key_id: String,
         #[source]
-        source: crate::crypto::keys::KeyError,
+        source: crate::crypto::keys::KeyRingError,
     },
     /// Rotation: a blob row holds a malformed digest.
     #[error("blob {id}: {reason}")]

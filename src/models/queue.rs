@@ -13,9 +13,8 @@ use crate::domain::Status;
 use crate::time::{days_between, DAY};
 
 pub const PER_PAGE: i64 = 50;
-/// The Program Office notifies a defect within 30 days of receipt (PCII.md, "The lifecycle"); the submitter then
-/// has 30 days to cure, and `cure_due_at` holds that deadline.
-pub const NOTICE_WINDOW: i64 = 30 * DAY;
+/// The defect-notice window (`domain::DEFECT_NOTICE_DAYS`) in seconds.
+pub const NOTICE_WINDOW: i64 = crate::domain::DEFECT_NOTICE_DAYS * DAY;
 
 const RECEIVED: Status = Status::Received;
 const DEFECTIVE: Status = Status::Defective;

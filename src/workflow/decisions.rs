@@ -6,6 +6,7 @@ use crate::audit::log::{Actor, Event, Outcome};
 use crate::db::DbConn;
 use crate::domain::Role;
 use crate::domain::Status;
+use crate::domain::CURE_DAYS;
 use crate::error::{AppError, AppResult};
 use crate::models::account::{self, User};
 use crate::models::grant::{self, NewDisseminationRow, NewGrant};
@@ -14,10 +15,6 @@ use crate::services::Services;
 use crate::time::DAY;
 use crate::workflow::lifecycle::{self, check, record_transition, Change, Step};
 
-/// Days the submitter has to cure a defect (6 CFR 29.6(d)).
-pub const CURE_DAYS: i64 = 30;
-/// Days after receipt within which a defect notice is due.
-pub const NOTICE_DAYS: i64 = 30;
 /// Longest need-to-know grant an officer may give.
 pub const GRANT_MAX_DAYS: i64 = 366;
 const REASON_MAX: usize = 4000;
