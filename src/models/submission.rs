@@ -59,7 +59,7 @@ pub struct Submission {
     pub tracking_number: Option<String>,
     pub organisation_id: String,
     pub submitter_id: String,
-    /// Serialized as its snake_case text, the stored value (templates compare it with "defective").
+    /// Serialized as its snake_case text, the stored value.
     pub status: Status,
     pub sector: String,
     pub content_blob_id: Option<String>,

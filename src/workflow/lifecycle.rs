@@ -324,4 +324,124 @@ mod tests {
             assert!(check(Draft, Step::Submit, role).is_err());
         }
     }
+
+    fn submission(status: Status, organisation: &str) -> Submission {
+        Submission {
+            id: "s".into(),
+            tracking_number: None,
+            organisation_id: organisation.into(),
+            submitter_id: "u".into(),
+            status,
+            sector: "Energy".into(),
+            content_blob_id: None,
+            statement_version: None,
+            statement_affirmed_at: None,
+            certified_at: None,
+            file_count: 0,
+            total_bytes: 0,
+            created_at: 0,
+            updated_at: 0,
+            received_at: None,
+            defect_notice_at: None,
+            cure_due_at: None,
+            decided_at: None,
+            decided_by: None,
+            disposition: None,
+            closed_at: None,
+        }
+    }
+
+    fn person(role: Role, organisation: Option<&str>) -> User {
+        User {
+            id: "p".into(),
+            email: "p@example.org".into(),
+            display_name: "P".into(),
+            role: role.as_str().into(),
+            organisation_id: organisation.map(str::to_string),
+            password_hash: String::new(),
+            disabled: false,
+            training_completed_at: None,
+            nda_signed_at: None,
+            nda_reference: None,
+            created_at: 0,
+            password_changed_at: 0,
+            org_admin: false,
+            email_verified_at: Some(0),
+            agency: None,
+            nda_expires_at: None,
+        }
+    }
+
+    #[test]
+    fn affordances_follow_the_rules_for_each_status_and_person() {
+        use Status::*;
+        let submitter = person(Role::Submitter, Some("acme"));
+        let stranger = person(Role::Submitter, Some("globex"));
+        let officer = person(Role::Officer, None);
+        let conflicted = person(Role::Officer, Some("acme"));
+        for status in Status::ALL {
+            let sub = submission(status, "acme");
+            let mine = affordances(&sub, &submitter);
+            assert_eq!(mine.edit, matches!(status, Draft | Defective), "{status:?}");
+            assert_eq!(mine.cure, status == Defective, "{status:?}");
+            assert_eq!(
+                mine.remove_files || mine.delete,
+                status == Draft,
+                "{status:?}"
+            );
+            assert_eq!(
+                mine.withdraw,
+                matches!(status, Received | Defective),
+                "{status:?}"
+            );
+            assert!(!mine.decide && !mine.release, "{status:?}");
+            assert_eq!(
+                affordances(&sub, &stranger),
+                Affordances::default(),
+                "{status:?}"
+            );
+
+            let po = affordances(&sub, &officer);
+            assert_eq!(po.validate, status == Received, "{status:?}");
+            assert_eq!(po.mark_defective, status == Received, "{status:?}");
+            assert_eq!(
+                po.not_validate,
+                matches!(status, Received | Defective),
+                "{status:?}"
+            );
+            assert_eq!(
+                po.decide,
+                matches!(status, Received | Defective),
+                "{status:?}"
+            );
+            assert_eq!(
+                po.remove_protection,
+                matches!(status, Received | Defective | Validated),
+                "{status:?}"
+            );
+            assert_eq!(po.release, status == Validated, "{status:?}");
+            assert!(!po.edit && !po.withdraw, "{status:?}");
+
+            // Conflict of interest: the officer of the submitting organisation reads, never acts.
+            let own = affordances(&sub, &conflicted);
+            assert!(own.own_organisation);
+            assert!(
+                !own.decide && !own.remove_protection && !own.release,
+                "{status:?}"
+            );
+            assert_eq!(own.see_releases, status == Validated);
+        }
+        let mut chose = submission(NotValidated, "acme");
+        assert!(affordances(&chose, &submitter).choose_disposition);
+        chose.disposition = Some("return".into());
+        let after = affordances(&chose, &submitter);
+        assert!(!after.choose_disposition && after.take_return);
+        for role in [Role::AuthorizedUser, Role::Auditor, Role::Administrator] {
+            let sub = submission(Validated, "acme");
+            assert_eq!(
+                affordances(&sub, &person(role, None)),
+                Affordances::default()
+            );
+        }
+    }
 }
