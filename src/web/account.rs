@@ -14,6 +14,7 @@ use crate::error::{AppError, AppResult};
 use crate::web::forms::{CsrfForm, NoFields};
 use crate::web::guards::{remove_session_cookie, Ctx, CurrentUser};
 use crate::web::pages::{Notice, Page};
+use crate::web::views::AccountView;
 
 pub fn routes() -> Vec<rocket::Route> {
     rocket::routes![
@@ -78,20 +79,8 @@ async fn live_sessions(ctx: &Ctx<'_>, user: &CurrentUser<'_>) -> AppResult<Vec<S
         .await
 }
 
-pub fn account_view(u: &crate::models::account::User) -> serde_json::Value {
-    serde_json::json!({
-        "id": u.id,
-        "email": u.email,
-        "display_name": u.display_name,
-        "role": u.role,
-        "role_label": u.role().label(),
-        "disabled": u.disabled,
-        "training_completed_at": u.training_completed_at,
-        "nda_signed_at": u.nda_signed_at,
-        "nda_reference": u.nda_reference,
-        "created_at": u.created_at,
-        "password_changed_at": u.password_changed_at,
-    })
+pub fn account_view(u: &crate::models::account::User) -> AccountView<'_> {
+    AccountView::of(u)
 }
 
 #[derive(FromForm)]

@@ -4,10 +4,12 @@
 
 use serde::Serialize;
 
-use crate::domain::Status;
+use crate::domain::{Status, TRAINING_VALID_DAYS};
+use crate::models::account::User;
 use crate::models::attachment::Attachment;
 use crate::models::destruction::DestructionRow;
-use crate::models::submission::Submission;
+use crate::models::submission::{Submission, SubmissionListRow};
+use crate::time::DAY;
 use crate::web::pages::human_size;
 use crate::workflow::content::{marking_for, visible, Contact, Content, Marking};
 
@@ -154,4 +156,74 @@ pub fn destruction_view(d: Option<DestructionRow>) -> Option<DestructionView> {
             ciphertexts: list("ciphertexts"),
         }
     })
+}
+
+/// An account as its owner and administrators see it: never its password hash.
+#[derive(Serialize)]
+pub struct AccountView<'a> {
+    pub id: &'a str,
+    pub email: &'a str,
+    pub display_name: &'a str,
+    pub role: &'a str,
+    pub role_label: &'static str,
+    pub disabled: bool,
+    pub training_completed_at: Option<i64>,
+    pub training_expires_at: Option<i64>,
+    pub nda_signed_at: Option<i64>,
+    pub nda_reference: Option<&'a str>,
+    pub nda_expires_at: Option<i64>,
+    pub created_at: i64,
+    pub password_changed_at: i64,
+    pub organisation_id: Option<&'a str>,
+    pub org_admin: bool,
+    pub agency: Option<&'a str>,
+    pub email_verified_at: Option<i64>,
+}
+
+impl<'a> AccountView<'a> {
+    pub fn of(u: &'a User) -> AccountView<'a> {
+        AccountView {
+            id: &u.id,
+            email: &u.email,
+            display_name: &u.display_name,
+            role: &u.role,
+            role_label: u.role().label(),
+            disabled: u.disabled,
+            training_completed_at: u.training_completed_at,
+            training_expires_at: u
+                .training_completed_at
+                .map(|t| t + TRAINING_VALID_DAYS * DAY),
+            nda_signed_at: u.nda_signed_at,
+            nda_reference: u.nda_reference.as_deref(),
+            nda_expires_at: u.nda_expires_at,
+            created_at: u.created_at,
+            password_changed_at: u.password_changed_at,
+            organisation_id: u.organisation_id.as_deref(),
+            org_admin: u.org_admin,
+            agency: u.agency.as_deref(),
+            email_verified_at: u.email_verified_at,
+        }
+    }
+}
+
+/// A line of a submitter's list: the row and its status in words.
+#[derive(Serialize)]
+pub struct SubmissionLine {
+    #[serde(flatten)]
+    pub row: SubmissionListRow,
+    pub status_label: &'static str,
+}
+
+impl From<SubmissionListRow> for SubmissionLine {
+    fn from(row: SubmissionListRow) -> SubmissionLine {
+        let status_label = Status::parse(&row.status).map_or("", Status::label);
+        SubmissionLine { row, status_label }
+    }
+}
+
+/// One choice of a `<select>`.
+#[derive(Serialize)]
+pub struct Choice {
+    pub value: String,
+    pub label: String,
 }

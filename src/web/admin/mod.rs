@@ -332,17 +332,8 @@ async fn account_page(ctx: Ctx<'_>, _admin: AdminUser<'_>, id: &str) -> AppResul
             Ok((u, org))
         })
         .await?;
-    let mut view = account_view(&user);
-    view["organisation_id"] = serde_json::json!(user.organisation_id);
-    view["org_admin"] = serde_json::json!(user.org_admin);
-    view["agency"] = serde_json::json!(user.agency);
-    view["email_verified_at"] = serde_json::json!(user.email_verified_at);
-    view["nda_expires_at"] = serde_json::json!(user.nda_expires_at);
-    view["training_expires_at"] = serde_json::json!(user
-        .training_completed_at
-        .map(|t| t + crate::domain::TRAINING_VALID_DAYS * crate::time::DAY));
     Ok(Page::new("admin/account.html.tera")
-        .with("account", view)
+        .with("account", account_view(&user))
         .with("organisation", org)
         .with("roles", roles_view()))
 }

@@ -2,7 +2,6 @@
 //! disseminations, export) and the whole dissemination log. Drafts are invisible to officers.
 
 use rocket::form::FromForm;
-use serde_json::json;
 
 use crate::domain::Role;
 use crate::error::{AppError, AppResult};
@@ -13,7 +12,7 @@ use crate::web::downloads::{Download, ZipDownload};
 use crate::web::forms::CsrfForm;
 use crate::web::guards::{Ctx, OfficerUser};
 use crate::web::pages::{Notice, Page};
-use crate::web::views::{content_view, destruction_view, file_views, submission_view};
+use crate::web::views::{content_view, destruction_view, file_views, submission_view, Choice};
 use crate::workflow::access::{self, Admitted, Reading};
 use crate::workflow::decisions::{self, Decision, NewDissemination, RECIPIENT_KINDS};
 use crate::workflow::lifecycle;
@@ -30,6 +29,13 @@ pub fn routes() -> Vec<rocket::Route> {
         dissemination_log,
         find
     ]
+}
+
+/// A grant on the officer's page, and whether it is live now.
+#[derive(serde::Serialize)]
+struct GrantLine {
+    g: grants::GrantView,
+    live: bool,
 }
 
 /// The submission if it was sent (drafts are invisible to officers); else 404, audited.
@@ -67,17 +73,20 @@ async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<P
         .db
         .run(move |c| Ok(account::find_organisation(c, &oid)?))
         .await?;
-    let grants: Vec<serde_json::Value> = grant_rows
+    let grants: Vec<GrantLine> = grant_rows
         .into_iter()
-        .map(|g| {
-            let live = g.revoked_at.is_none() && g.expires_at > now;
-            json!({"g": g, "live": live})
+        .map(|g| GrantLine {
+            live: g.revoked_at.is_none() && g.expires_at > now,
+            g,
         })
         .collect();
-    let analysts: Vec<serde_json::Value> = analysts
+    let analysts: Vec<Choice> = analysts
         .into_iter()
         .filter(|a| !a.disabled)
-        .map(|a| json!({"id": a.id, "label": format!("{} <{}>", a.display_name, a.email)}))
+        .map(|a| Choice {
+            label: format!("{} <{}>", a.display_name, a.email),
+            value: a.id,
+        })
         .collect();
     let days_since = sub.received_at.map(|r| crate::time::days_between(r, now));
     Ok(Page::new("officer/submission.html.tera")

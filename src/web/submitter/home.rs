@@ -4,6 +4,7 @@ use crate::error::AppResult;
 use crate::models::submission::{self, PER_PAGE};
 use crate::web::guards::{Ctx, SubmitterUser};
 use crate::web::pages::Page;
+use crate::web::views::SubmissionLine;
 
 pub fn routes() -> Vec<rocket::Route> {
     rocket::routes![submitter_home]
@@ -32,17 +33,7 @@ async fn submitter_home(
             ))
         })
         .await?;
-    let rows: Vec<serde_json::Value> = rows
-        .into_iter()
-        .map(|s| {
-            let label = crate::domain::Status::parse(&s.status)
-                .map(|st| st.label())
-                .unwrap_or("");
-            let mut v = serde_json::to_value(&s).unwrap_or_default();
-            v["status_label"] = serde_json::json!(label);
-            v
-        })
-        .collect();
+    let rows: Vec<SubmissionLine> = rows.into_iter().map(SubmissionLine::from).collect();
     Ok(Page::new("dashboard/submitter.html.tera")
         .with("notices", notices)
         .with("unread", unread)
