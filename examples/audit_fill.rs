@@ -13,7 +13,7 @@ fn main() -> Result<(), String> {
     let settings = pcii_portal::config::load(&figment)?;
     let opened = pcii_portal::key_store::open_all(&settings).map_err(|e| e.to_string())?;
     let audit = AuditLog::new(opened.audit_signer, settings.audit_checkpoint_every);
-    let db = pcii_portal::db::Db::open(&settings.database_url(), 2)?;
+    let db = pcii_portal::db::Db::open(&settings.database_url(), 2).map_err(|e| e.to_string())?;
     let mut conn = db.get().map_err(|e| e.to_string())?;
     let actor = Actor {
         user_id: Some("0123456789abcdef0123456789abcdef".into()),

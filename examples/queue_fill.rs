@@ -172,7 +172,7 @@ fn main() -> Result<(), String> {
         .unwrap_or(100_000);
     let figment = pcii_portal::figment();
     let settings = pcii_portal::config::load(&figment)?;
-    let pool = db::Db::open(&settings.database_url(), 2)?;
+    let pool = db::Db::open(&settings.database_url(), 2).map_err(|e| e.to_string())?;
     let mut conn = pool.get().map_err(|e| e.to_string())?;
     let now = pcii_portal::clock::Clock::system().now();
     let mut rng = StdRng::seed_from_u64(0x0ff1_ce25);

@@ -22,7 +22,7 @@ pub enum CliError {
     KeyStore(#[from] KeyStoreError),
     /// The database could not be opened or migrated.
     #[error("{0}")]
-    OpenDatabase(String),
+    OpenDatabase(#[from] crate::db::DbError),
     /// A database or audit-log operation failed.
     #[error(transparent)]
     App(#[from] AppError),
@@ -62,7 +62,7 @@ pub enum CliError {
 }
 
 fn open_db(settings: &Settings) -> Result<Db, CliError> {
-    Db::open(&settings.database_url(), 2).map_err(CliError::OpenDatabase)
+    Ok(Db::open(&settings.database_url(), 2)?)
 }
 
 fn open_audit(settings: &Settings) -> Result<AuditLog, CliError> {

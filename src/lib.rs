@@ -85,7 +85,8 @@ pub fn build_with_clock(
     let settings = config::load(&figment)?;
     let opened = key_store::open_all(&settings).map_err(|e| e.to_string())?;
     create_private_dir(&settings.data_dir)?;
-    let db = Db::open(&settings.database_url(), settings.db_pool_size)?;
+    let db =
+        Db::open(&settings.database_url(), settings.db_pool_size).map_err(|e| e.to_string())?;
     let blobs: Arc<dyn BlobStore> = Arc::new(
         storage::fs::FsBlobStore::open(&settings.blob_dir()).map_err(|e| {
             format!(

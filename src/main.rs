@@ -213,7 +213,7 @@ fn serve(figment: rocket::figment::Figment) -> Result<(), String> {
 }
 
 fn organisation_list(settings: &config::Settings) -> Result<(), String> {
-    let db = db::Db::open(&settings.database_url(), 2)?;
+    let db = db::Db::open(&settings.database_url(), 2).map_err(|e| e.to_string())?;
     let mut conn = db.get().map_err(|e| e.to_string())?;
     let all = account_model::organisations(&mut conn).map_err(|e| e.to_string())?;
     println!("{:<32}  {:<10}  name", "id", "verified");
@@ -229,7 +229,7 @@ fn organisation_list(settings: &config::Settings) -> Result<(), String> {
 }
 
 fn user(settings: &config::Settings, command: UserCommand) -> Result<(), String> {
-    let db = db::Db::open(&settings.database_url(), 2)?;
+    let db = db::Db::open(&settings.database_url(), 2).map_err(|e| e.to_string())?;
     let opened = key_store::open_all(settings).map_err(|e| e.to_string())?;
     let audit = pcii_portal::audit::log::AuditLog::new(
         opened.audit_signer,

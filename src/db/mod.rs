@@ -41,13 +41,39 @@ pub enum Backend {
     Postgres,
 }
 
+/// Why the database could not be opened or migrated: said to the operator at start or by the CLI.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(
+        "the database URL is PostgreSQL, but this binary was built without the `postgres` feature"
+    )]
+    PostgresNotBuilt,
+    #[error("creating the database directory {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("opening the SQLite database: {0}")]
+    OpenSqlite(String),
+    #[error("enabling WAL: {0}")]
+    Wal(diesel::result::Error),
+    #[error("opening the database pool: {0}")]
+    Pool(r2d2::PoolError),
+    #[error("{0}")]
+    Connection(AppError),
+    #[error("applying migrations: {0}")]
+    Migrate(String),
+    #[error("reverting migrations: {0}")]
+    Revert(String),
+}
+
 impl Backend {
-    pub fn from_url(url: &str) -> Result<Backend, String> {
+    pub fn from_url(url: &str) -> Result<Backend, DbError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             if cfg!(feature = "postgres") {
                 Ok(Backend::Postgres)
             } else {
-                Err("the database URL is PostgreSQL, but this binary was built without the `postgres` feature".into())
+                Err(DbError::PostgresNotBuilt)
             }
         } else {
             Ok(Backend::Sqlite)
@@ -124,7 +150,7 @@ pub struct Db {
 
 impl Db {
     /// Opens the pool (creating the SQLite file and WAL mode on first use) and applies pending migrations.
-    pub fn open(url: &str, pool_size: u32) -> Result<Db, String> {
+    pub fn open(url: &str, pool_size: u32) -> Result<Db, DbError> {
         let backend = Backend::from_url(url)?;
         let manager = Manager {
             url: url.to_string(),
@@ -134,23 +160,24 @@ impl Db {
             let path = manager.sqlite_path();
             if let Some(parent) = std::path::Path::new(path).parent() {
                 if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent).map_err(|e| {
-                        format!("creating the database directory {}: {e}", parent.display())
+                    std::fs::create_dir_all(parent).map_err(|source| DbError::CreateDir {
+                        path: parent.display().to_string(),
+                        source,
                     })?;
                 }
             }
             let mut c = manager
                 .connect()
-                .map_err(|e| format!("opening the SQLite database: {e}"))?;
+                .map_err(|e| DbError::OpenSqlite(e.to_string()))?;
             c.batch_execute("PRAGMA journal_mode = WAL;")
-                .map_err(|e| format!("enabling WAL: {e}"))?;
+                .map_err(DbError::Wal)?;
         }
         let pool = Pool::builder()
             .max_size(pool_size.max(2))
             .connection_timeout(Duration::from_secs(20))
             .connection_customizer(Box::new(NoCustomizer))
             .build(manager)
-            .map_err(|e| format!("opening the database pool: {e}"))?;
+            .map_err(DbError::Pool)?;
         let db = Db { pool, backend };
         db.migrate()?;
         Ok(db)
@@ -177,13 +204,13 @@ impl Db {
         .map_err(|e| AppError::Internal(format!("blocking task failed: {e}")))?
     }
 
-    pub fn migrate(&self) -> Result<usize, String> {
-        let mut conn = self.get().map_err(|e| e.to_string())?;
+    pub fn migrate(&self) -> Result<usize, DbError> {
+        let mut conn = self.get().map_err(DbError::Connection)?;
         run_migrations(&mut conn)
     }
 }
 
-pub fn run_migrations(conn: &mut DbConn) -> Result<usize, String> {
+pub fn run_migrations(conn: &mut DbConn) -> Result<usize, DbError> {
     let applied = match conn {
         DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
         #[cfg(feature = "postgres")]
@@ -191,11 +218,11 @@ pub fn run_migrations(conn: &mut DbConn) -> Result<usize, String> {
             .run_pending_migrations(POSTGRES_MIGRATIONS)
             .map(|v| v.len()),
     };
-    applied.map_err(|e| format!("applying migrations: {e}"))
+    applied.map_err(|e| DbError::Migrate(e.to_string()))
 }
 
 /// Reverts every applied migration (for `migrate --down-all` and the up/down/up test).
-pub fn revert_all_migrations(conn: &mut DbConn) -> Result<usize, String> {
+pub fn revert_all_migrations(conn: &mut DbConn) -> Result<usize, DbError> {
     let reverted = match conn {
         DbConn::Sqlite(c) => c.revert_all_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
         #[cfg(feature = "postgres")]
@@ -203,7 +230,7 @@ pub fn revert_all_migrations(conn: &mut DbConn) -> Result<usize, String> {
             .revert_all_migrations(POSTGRES_MIGRATIONS)
             .map(|v| v.len()),
     };
-    reverted.map_err(|e| format!("reverting migrations: {e}"))
+    reverted.map_err(|e| DbError::Revert(e.to_string()))
 }
 
 /// True when the database answers a trivial query (for `/healthz`).
