@@ -28,7 +28,8 @@ pub enum Refusal {
     NotFound,
     /// A submitter's account attached to no organisation.
     NoOrganisation,
-    NotAuthorizedUser,
+    /// Auditors and administrators never read content.
+    NoContentRole,
     TrainingMissing,
     TrainingExpired,
     NdaMissing,
@@ -44,7 +45,7 @@ impl Refusal {
         match self {
             Refusal::NotFound => "Not found.",
             Refusal::NoOrganisation => "Your account belongs to no organisation.",
-            Refusal::NotAuthorizedUser => "Only authorized users may read PCII under a grant.",
+            Refusal::NoContentRole => "Your role does not read submission content.",
             Refusal::TrainingMissing => {
                 "Your PCII training is not on record. Complete it and ask an administrator to record it."
             }
@@ -75,7 +76,7 @@ impl Refusal {
         match self {
             Refusal::NotFound => "not found in the asker's scope",
             Refusal::NoOrganisation => "no organisation",
-            Refusal::NotAuthorizedUser => "not an authorized user",
+            Refusal::NoContentRole => "role reads no content",
             Refusal::TrainingMissing => "training not on record",
             Refusal::TrainingExpired => "training expired",
             Refusal::NdaMissing => "no NDA on file",
@@ -128,7 +129,7 @@ pub fn decide(
         },
         Role::Officer => Scope::ProgramOffice,
         Role::AuthorizedUser => return decide_for_authorized_user(conn, user, id, now),
-        Role::Auditor | Role::Administrator => return Ok(Err(Refusal::NotFound)),
+        Role::Auditor | Role::Administrator => return Ok(Err(Refusal::NoContentRole)),
     };
     Ok(submission::find_in_scope(conn, id, scope)?.ok_or(Refusal::NotFound))
 }

@@ -1,5 +1,7 @@
 //! Sealing and opening a submission's encrypted documents: the content JSON and the attachments.
-//! Everything here runs the blocking crypto and file work off the async executor.
+//! Everything here runs the blocking crypto and file work off the async executor. Opening is private to
+//! `workflow`: web, exports and the CLI reach content only through `workflow::access`, which decides and
+//! records; inside, intake reads the submitter's own draft to update it.
 
 use std::io::{Cursor, Read};
 use std::pin::Pin;
