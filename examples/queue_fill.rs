@@ -149,7 +149,7 @@ fn organisations(conn: &mut DbConn, now: i64) -> QueryResult<Vec<(String, String
                 id: &user,
                 email: &email,
                 display_name: "Benchmark submitter",
-                role: "submitter",
+                role: pcii_portal::domain::Role::Submitter,
                 organisation_id: Some(&org),
                 password_hash: "!",
                 disabled: true,

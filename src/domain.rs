@@ -165,7 +165,8 @@ impl Role {
 }
 
 /// What a submitter chose for content the Program Office will not protect: to take it back or to have it destroyed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, AsExpression, FromSqlRow)]
+#[serde(rename_all = "snake_case")]
 #[diesel(sql_type = Text)]
 pub enum Disposition {
     Return,

@@ -148,7 +148,7 @@ pub fn create(
                 id: &id,
                 email: &email,
                 display_name: new.display_name.trim(),
-                role: new.role.as_str(),
+                role: new.role,
                 organisation_id: org_id.as_deref(),
                 password_hash: &hash,
                 disabled: false,
@@ -250,7 +250,7 @@ pub fn apply_change(
             session::delete_all_of(tx, user_id)?;
             (
                 "account.role",
-                Some(format!("{} -> {}", user.role, role.as_str())),
+                Some(format!("{} -> {}", user.role.as_str(), role.as_str())),
             )
         }
         AccountChange::Training(at) => {
@@ -358,7 +358,7 @@ pub fn complete_setup(
                 id: &id,
                 email: &email,
                 display_name: display_name.trim(),
-                role: Role::Administrator.as_str(),
+                role: Role::Administrator,
                 organisation_id: None,
                 password_hash: &hash,
                 disabled: false,

@@ -514,7 +514,7 @@ pub fn accept(
                         id: &id,
                         email: &inv.email,
                         display_name: display_name.trim(),
-                        role: inv.role().as_str(),
+                        role: inv.role(),
                         organisation_id: organisation_id.as_deref(),
                         password_hash: &hash,
                         disabled: false,
@@ -601,7 +601,7 @@ pub fn change_privilege(
         let id = new_id();
         model::insert_privilege_request(tx, &id, account_id, &change, Some(&who.id), now)?;
         let what = match &change {
-            PrivilegeChange::Role(role) => format!("{} -> {}", target.role, role.as_str()),
+            PrivilegeChange::Role(role) => format!("{} -> {}", target.role.as_str(), role.as_str()),
             PrivilegeChange::Disable { reason } => format!("disable: {reason}"),
             PrivilegeChange::Enable => "enable".to_string(),
         };

@@ -113,7 +113,7 @@ pub fn register(
                 id: &id,
                 email: &email,
                 display_name: reg.display_name.trim(),
-                role: Role::Submitter.as_str(),
+                role: Role::Submitter,
                 organisation_id: Some(&org_id),
                 password_hash: &hash,
                 disabled: false,

@@ -14,8 +14,7 @@ pub struct User {
     pub id: String,
     pub email: String,
     pub display_name: String,
-    /// Kept as text (`role()` gives the enum): `web::guards` and the tests read this field as a `String`.
-    pub role: String,
+    pub role: Role,
     pub organisation_id: Option<String>,
     pub password_hash: String,
     pub disabled: bool,
@@ -35,8 +34,7 @@ pub struct User {
 
 impl User {
     pub fn role(&self) -> Role {
-        // The column has a CHECK constraint; an unknown value can only come from tampering, so fail closed.
-        Role::parse(&self.role).unwrap_or(Role::Submitter)
+        self.role
     }
 
     pub fn email_verified(&self) -> bool {
@@ -50,9 +48,7 @@ pub struct NewUser<'a> {
     pub id: &'a str,
     pub email: &'a str,
     pub display_name: &'a str,
-    /// Text, not `Role`: `examples/queue_fill.rs` builds this struct with a string literal. Give
-    /// `Role::as_str()`.
-    pub role: &'a str,
+    pub role: Role,
     pub organisation_id: Option<&'a str>,
     pub password_hash: &'a str,
     pub disabled: bool,
@@ -306,7 +302,7 @@ pub struct AccountRow {
     pub id: String,
     pub email: String,
     pub display_name: String,
-    pub role: String,
+    pub role: Role,
     pub role_label: &'static str,
     pub organisation_id: Option<String>,
     pub organisation: Option<String>,

@@ -75,7 +75,7 @@ pub struct Submission {
     pub cure_due_at: Option<i64>,
     pub decided_at: Option<i64>,
     pub decided_by: Option<String>,
-    pub disposition: Option<String>,
+    pub disposition: Option<Disposition>,
     pub closed_at: Option<i64>,
 }
 

@@ -110,7 +110,7 @@ async fn lookup(req: &Request<'_>) -> Result<Option<Authenticated>, StoreUnavail
             remove_session_cookie(tls(req), req.cookies());
             let mut who = actor(req, None);
             who.user_id = Some(user.id.clone());
-            who.role = Some(user.role.clone());
+            who.role = Some(user.role.as_str().to_string());
             let event = Event::new("auth.session_expired", AuditOutcome::Success)
                 .object("account", user.id);
             let audit = state.audit.clone();

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::domain::{Status, TRAINING_VALID_DAYS};
+use crate::domain::{Disposition, Status, TRAINING_VALID_DAYS};
 use crate::models::account::User;
 use crate::models::attachment::Attachment;
 use crate::models::destruction::DestructionRow;
@@ -96,7 +96,7 @@ pub struct SubmissionView<'a> {
     pub defect_notice_at: Option<i64>,
     pub cure_due_at: Option<i64>,
     pub decided_at: Option<i64>,
-    pub disposition: Option<&'a str>,
+    pub disposition: Option<Disposition>,
     pub closed_at: Option<i64>,
     pub marking: Marking,
 }
@@ -121,7 +121,7 @@ pub fn submission_view(s: &Submission) -> SubmissionView<'_> {
         defect_notice_at: s.defect_notice_at,
         cure_due_at: s.cure_due_at,
         decided_at: s.decided_at,
-        disposition: s.disposition.as_deref(),
+        disposition: s.disposition,
         closed_at: s.closed_at,
         marking: marking_for(status, s.tracking_number.as_deref()),
     }
@@ -186,7 +186,7 @@ impl<'a> AccountView<'a> {
             id: &u.id,
             email: &u.email,
             display_name: &u.display_name,
-            role: &u.role,
+            role: u.role.as_str(),
             role_label: u.role().label(),
             disabled: u.disabled,
             training_completed_at: u.training_completed_at,

@@ -228,7 +228,7 @@ pub async fn grant(
             }
             // An account that does not exist is refused like a disabled one or one of another role.
             let eligible = match account::find(tx, &grantee).map_err(AppError::from) {
-                Ok(u) => !u.disabled && u.role == Role::AuthorizedUser.as_str(),
+                Ok(u) => !u.disabled && u.role == Role::AuthorizedUser,
                 Err(AppError::NotFound) => false,
                 Err(e) => return Err(e),
             };

@@ -598,7 +598,7 @@ fn apply_request(
             }
         }
         Request::ConfirmReturn => {
-            if sub.disposition.as_deref() != Some("return") {
+            if sub.disposition != Some(Disposition::Return) {
                 return Err(AppError::Conflict(
                     "Choose \"return\" first; the package is offered only for a return.".into(),
                 ));

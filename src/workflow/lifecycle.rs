@@ -4,7 +4,7 @@
 //! [`affordances`] derives from the same rules and never test a status themselves.
 
 use crate::db::DbConn;
-use crate::domain::{Role, Status};
+use crate::domain::{Disposition, Role, Status};
 use crate::error::{AppError, AppResult};
 use crate::models::account::User;
 use crate::models::event::{self, NewEvent};
@@ -155,7 +155,7 @@ pub fn awaiting_disposition(sub: &Submission) -> bool {
 
 /// The submitter chose "return" and has not yet confirmed it took its package back.
 pub fn return_pending(sub: &Submission) -> bool {
-    may(sub.status(), Step::Return, Role::Submitter) && sub.disposition.as_deref() == Some("return")
+    may(sub.status(), Step::Return, Role::Submitter) && sub.disposition == Some(Disposition::Return)
 }
 
 fn may(from: Status, step: Step, role: Role) -> bool {
@@ -356,7 +356,7 @@ mod tests {
             id: "p".into(),
             email: "p@example.org".into(),
             display_name: "P".into(),
-            role: role.as_str().into(),
+            role,
             organisation_id: organisation.map(str::to_string),
             password_hash: String::new(),
             disabled: false,
@@ -433,7 +433,7 @@ mod tests {
         }
         let mut chose = submission(NotValidated, "acme");
         assert!(affordances(&chose, &submitter).choose_disposition);
-        chose.disposition = Some("return".into());
+        chose.disposition = Some(Disposition::Return);
         let after = affordances(&chose, &submitter);
         assert!(!after.choose_disposition && after.take_return);
         for role in [Role::AuthorizedUser, Role::Auditor, Role::Administrator] {

@@ -355,7 +355,10 @@ fn with_two_administrators_a_staff_grant_needs_the_second_one() {
         &[("role", "auditor")],
     );
     assert_eq!(res.status, Status::SeeOther);
-    assert_eq!(admin_user(&app, "sam@acme.example").role, "submitter");
+    assert_eq!(
+        admin_user(&app, "sam@acme.example").role.as_str(),
+        "submitter"
+    );
     assert_eq!(
         sam.get("/submissions").status,
         Status::Ok,
@@ -377,7 +380,10 @@ fn with_two_administrators_a_staff_grant_needs_the_second_one() {
             .status,
         Status::SeeOther
     );
-    assert_eq!(admin_user(&app, "sam@acme.example").role, "submitter");
+    assert_eq!(
+        admin_user(&app, "sam@acme.example").role.as_str(),
+        "submitter"
+    );
     // Asked again and approved: the role changes and the account's sessions end.
     first.post(
         &format!("/admin/accounts/{sam_id}/role"),
@@ -393,7 +399,10 @@ fn with_two_administrators_a_staff_grant_needs_the_second_one() {
             .status,
         Status::SeeOther
     );
-    assert_eq!(admin_user(&app, "sam@acme.example").role, "auditor");
+    assert_eq!(
+        admin_user(&app, "sam@acme.example").role.as_str(),
+        "auditor"
+    );
     assert_eq!(sam.get("/account").status, Status::Unauthorized);
 }
 
