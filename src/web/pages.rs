@@ -141,17 +141,7 @@ impl Page {
             .0;
         let mut ctx = self.ctx.clone();
         if let Some(a) = who {
-            ctx.insert(
-                "me",
-                &serde_json::json!({
-                    "id": a.user.id,
-                    "email": a.user.email,
-                    "name": a.user.display_name,
-                    "role": a.role.as_str(),
-                    "role_label": a.role.label(),
-                    "org_admin": a.user.org_admin,
-                }),
-            );
+            ctx.insert("me", &crate::web::views::Me::of(&a.user));
         }
         ctx.insert("csrf", csrf);
         ctx.insert("request_id", &request_id(req));

@@ -227,3 +227,36 @@ pub struct Choice {
     pub value: String,
     pub label: String,
 }
+
+/// Links to other pages of a list (absent where there is none).
+#[derive(Serialize, Default)]
+pub struct PageLinks {
+    pub first: Option<String>,
+    pub prev: Option<String>,
+    pub next: Option<String>,
+    pub last: Option<String>,
+}
+
+/// The signed-in person, as the page's frame shows it (name, role, menu).
+#[derive(Serialize)]
+pub struct Me<'a> {
+    pub id: &'a str,
+    pub email: &'a str,
+    pub name: &'a str,
+    pub role: &'static str,
+    pub role_label: &'static str,
+    pub org_admin: bool,
+}
+
+impl<'a> Me<'a> {
+    pub fn of(u: &'a User) -> Me<'a> {
+        Me {
+            id: &u.id,
+            email: &u.email,
+            name: &u.display_name,
+            role: u.role().as_str(),
+            role_label: u.role().label(),
+            org_admin: u.org_admin,
+        }
+    }
+}

@@ -18,6 +18,7 @@ use crate::web::deliver;
 use crate::web::forms::CsrfForm;
 use crate::web::guards::{AdminUser, Ctx};
 use crate::web::pages::{Notice, Page};
+use crate::web::views::Choice;
 
 pub fn routes() -> Vec<rocket::Route> {
     rocket::routes![
@@ -39,10 +40,13 @@ pub fn routes() -> Vec<rocket::Route> {
     ]
 }
 
-fn roles_view() -> Vec<serde_json::Value> {
+fn roles_view() -> Vec<Choice> {
     Role::ALL
         .iter()
-        .map(|r| serde_json::json!({"value": r.as_str(), "label": r.label()}))
+        .map(|r| Choice {
+            value: r.as_str().into(),
+            label: r.label().into(),
+        })
         .collect()
 }
 

@@ -116,16 +116,34 @@ fn load_listing(
     Ok(Listing { entries, older })
 }
 
-fn status_view(c: &mut crate::db::DbConn) -> AppResult<serde_json::Value> {
+/// The log's integrity at a glance: the last verification, the head, the newest checkpoint.
+#[derive(Serialize)]
+struct IntegrityView {
+    verification: Option<model::Verification>,
+    head_seq: i64,
+    head_hash: String,
+    checkpoint: Option<CheckpointMark>,
+}
+
+#[derive(Serialize)]
+struct CheckpointMark {
+    seq: i64,
+    at: i64,
+}
+
+fn status_view(c: &mut crate::db::DbConn) -> AppResult<IntegrityView> {
     let verification = model::last_verification(c)?;
     let (head_seq, head_hash) = model::head(c)?;
     let checkpoint = model::latest_checkpoint(c)?;
-    Ok(serde_json::json!({
-        "verification": verification,
-        "head_seq": head_seq,
-        "head_hash": head_hash,
-        "checkpoint": checkpoint.map(|cp| serde_json::json!({"seq": cp.seq, "at": cp.at})),
-    }))
+    Ok(IntegrityView {
+        verification,
+        head_seq,
+        head_hash,
+        checkpoint: checkpoint.map(|cp| CheckpointMark {
+            seq: cp.seq,
+            at: cp.at,
+        }),
+    })
 }
 
 fn outcomes() -> Vec<&'static str> {

@@ -13,6 +13,7 @@ use crate::web::deliver;
 use crate::web::forms::{trimmed, CsrfForm, NoFields};
 use crate::web::guards::{Ctx, OfficerUser};
 use crate::web::pages::{Notice, Page};
+use crate::web::views::PageLinks;
 
 pub fn routes() -> Vec<rocket::Route> {
     rocket::routes![list, detail, verify, merge, approve, refuse]
@@ -98,10 +99,11 @@ async fn list(
         .with("form", &form)
         .with(
             "page_links",
-            serde_json::json!({
-                "prev": (page > 0).then(|| form.link(page - 1)),
-                "next": (page + 1 < pages).then(|| form.link(page + 1)),
-            }),
+            PageLinks {
+                prev: (page > 0).then(|| form.link(page - 1)),
+                next: (page + 1 < pages).then(|| form.link(page + 1)),
+                ..PageLinks::default()
+            },
         )
         .with("awaiting", awaiting))
 }

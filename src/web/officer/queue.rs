@@ -13,9 +13,18 @@ use crate::models::sectors;
 use crate::web::forms::trimmed;
 use crate::web::guards::{Ctx, OfficerUser};
 use crate::web::pages::Page;
+use crate::web::views::PageLinks;
 
 pub fn routes() -> Vec<rocket::Route> {
     rocket::routes![officer_home]
+}
+
+/// The column headers' links: each sorts by its clock.
+#[derive(Serialize)]
+struct SortLinks {
+    receipt: String,
+    notice: String,
+    cure: String,
 }
 
 /// The officer's filters as typed: refill the form and build every link of the page.
@@ -203,20 +212,20 @@ async fn officer_home(
         .with("sort", sort.as_str())
         .with(
             "sort_links",
-            serde_json::json!({
-                "receipt": form.link(by_receipt, 0),
-                "notice": form.link(QueueSort::Notice, 0),
-                "cure": form.link(QueueSort::Cure, 0),
-            }),
+            SortLinks {
+                receipt: form.link(by_receipt, 0),
+                notice: form.link(QueueSort::Notice, 0),
+                cure: form.link(QueueSort::Cure, 0),
+            },
         )
         .with(
             "page_links",
-            serde_json::json!({
-                "first": (queue.page > 0).then(|| form.link(sort, 0)),
-                "prev": (queue.page > 0).then(|| form.link(sort, queue.page - 1)),
-                "next": (queue.page < last).then(|| form.link(sort, queue.page + 1)),
-                "last": (queue.page < last).then(|| form.link(sort, last)),
-            }),
+            PageLinks {
+                first: (queue.page > 0).then(|| form.link(sort, 0)),
+                prev: (queue.page > 0).then(|| form.link(sort, queue.page - 1)),
+                next: (queue.page < last).then(|| form.link(sort, queue.page + 1)),
+                last: (queue.page < last).then(|| form.link(sort, last)),
+            },
         )
         .with("queue", queue))
 }

@@ -6,7 +6,7 @@ use rocket::form::FromForm;
 use rocket::http::{ContentType, Header, Status};
 use rocket::response::{self, Responder};
 use rocket::{Data, Either, Request, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::domain::Disposition;
 use crate::domain::Status as LifeStatus;
@@ -20,7 +20,9 @@ use crate::web::forms::{CsrfForm, TokenCheck};
 use crate::web::guards::{Ctx, SubmitterUser};
 use crate::web::multipart::{open_form, Limits};
 use crate::web::pages::{human_size, Notice, Page};
-use crate::web::views::{content_view, destruction_view, file_views, submission_view, FileView};
+use crate::web::views::{
+    content_view, destruction_view, file_views, submission_view, FileView, SubmissionView,
+};
 use crate::workflow::access::{self, Admitted, Reading};
 use crate::workflow::content::{
     visible, Content, FieldErrors, CERTIFICATIONS, EXPRESS_STATEMENT, STATEMENT_VERSION,
@@ -68,10 +70,17 @@ fn sector_options() -> Vec<&'static str> {
     SECTORS.to_vec()
 }
 
-fn certification_view() -> Vec<serde_json::Value> {
+/// One certification the submitter affirms: the checkbox's name and its words.
+#[derive(Serialize)]
+struct Certification {
+    name: &'static str,
+    text: &'static str,
+}
+
+fn certification_view() -> Vec<Certification> {
     CERTIFICATIONS
         .iter()
-        .map(|(name, text)| json!({"name": name, "text": text}))
+        .map(|&(name, text)| Certification { name, text })
         .collect()
 }
 
@@ -79,23 +88,71 @@ fn certification_view() -> Vec<serde_json::Value> {
 // The form
 // ---------------------------------------------------------------------------------------------
 
-/// Values for the form: from the posted fields after an error, else from the stored content.
-fn form_values(content: &Content, sector: &str) -> serde_json::Value {
-    json!({
-        "sector": sector,
-        "title": content.title,
-        "narrative": content.narrative,
-        "primary_name": content.primary_contact.name,
-        "primary_email": content.primary_contact.email,
-        "primary_phone": content.primary_contact.phone,
-        "secondary_name": content.secondary_contact.name,
-        "secondary_email": content.secondary_contact.email,
-        "secondary_phone": content.secondary_contact.phone,
-        "follows_up": content.follows_up,
-        "federal_requirement": if content.federal_requirement { "yes" } else { "no" },
-        "federal_agency": content.federal_agency,
-        "federal_authority": content.federal_authority,
-    })
+/// Values for the form: from the stored content, then (after an error) the posted fields over them.
+#[derive(Serialize, Default)]
+struct FormValues {
+    sector: String,
+    title: String,
+    narrative: String,
+    primary_name: String,
+    primary_email: String,
+    primary_phone: String,
+    secondary_name: String,
+    secondary_email: String,
+    secondary_phone: String,
+    follows_up: String,
+    federal_requirement: String,
+    federal_agency: String,
+    federal_authority: String,
+}
+
+impl FormValues {
+    fn of(content: &Content, sector: &str) -> FormValues {
+        FormValues {
+            sector: sector.into(),
+            title: content.title.clone(),
+            narrative: content.narrative.clone(),
+            primary_name: content.primary_contact.name.clone(),
+            primary_email: content.primary_contact.email.clone(),
+            primary_phone: content.primary_contact.phone.clone(),
+            secondary_name: content.secondary_contact.name.clone(),
+            secondary_email: content.secondary_contact.email.clone(),
+            secondary_phone: content.secondary_contact.phone.clone(),
+            follows_up: content.follows_up.clone(),
+            federal_requirement: if content.federal_requirement {
+                "yes"
+            } else {
+                "no"
+            }
+            .into(),
+            federal_agency: content.federal_agency.clone(),
+            federal_authority: content.federal_authority.clone(),
+        }
+    }
+
+    /// What was typed replaces what was stored, field by field (unknown names are ignored).
+    fn overlay(mut self, posted: &crate::workflow::content::FormFields) -> FormValues {
+        for (name, value) in posted.0.iter() {
+            let slot = match name.as_str() {
+                "sector" => &mut self.sector,
+                "title" => &mut self.title,
+                "narrative" => &mut self.narrative,
+                "primary_name" => &mut self.primary_name,
+                "primary_email" => &mut self.primary_email,
+                "primary_phone" => &mut self.primary_phone,
+                "secondary_name" => &mut self.secondary_name,
+                "secondary_email" => &mut self.secondary_email,
+                "secondary_phone" => &mut self.secondary_phone,
+                "follows_up" => &mut self.follows_up,
+                "federal_requirement" => &mut self.federal_requirement,
+                "federal_agency" => &mut self.federal_agency,
+                "federal_authority" => &mut self.federal_authority,
+                _ => continue,
+            };
+            *slot = value.clone();
+        }
+        self
+    }
 }
 
 /// The submitter's organisation, shown (not editable) on the form: a submission is always its own.
@@ -125,7 +182,7 @@ async fn new_form(ctx: Ctx<'_>, user: SubmitterUser<'_>) -> AppResult<Page> {
         .with("organisation", organisation_of(ctx.state, &who).await?)
         .with("form_token", crate::auth::sessions::new_token())
         .with("action", "/submissions")
-        .with("values", form_values(&Content::default(), ""))
+        .with("values", FormValues::of(&Content::default(), ""))
         .with("files", Vec::<FileView>::new()))
 }
 
@@ -160,13 +217,9 @@ async fn edit_page(
             ))
         })
         .await?;
-    let mut values = form_values(&content, &sub.sector);
+    let mut values = FormValues::of(&content, &sub.sector);
     if let Some(f) = posted {
-        for (k, v) in f.0.iter() {
-            if values.get(k).is_some() {
-                values[k] = json!(v);
-            }
-        }
+        values = values.overlay(f);
     }
     let mut page = form_page(state)
         .with("organisation", organisation_of(state, who).await?)
@@ -299,12 +352,7 @@ async fn save(
         SaveResult::Invalid {
             id: None, errors, ..
         } => {
-            let mut values = form_values(&Content::default(), "");
-            for (k, v) in posted.0.iter() {
-                if values.get(k).is_some() {
-                    values[k] = json!(v);
-                }
-            }
+            let values = FormValues::of(&Content::default(), "").overlay(&posted);
             Ok(Either::Right(
                 form_page(state)
                     .with("organisation", organisation_of(state, &who).await?)
@@ -400,11 +448,52 @@ async fn download(
 // Receipt
 // ---------------------------------------------------------------------------------------------
 
+/// What a receipt is made of: the admitted submission, its content and files.
+struct ReceiptParts {
+    admitted: Admitted,
+    content: Content,
+    attachments: Vec<crate::models::attachment::Attachment>,
+}
+
+/// The receipt as both its page and its text file show it.
+#[derive(Serialize)]
+struct ReceiptView<'a> {
+    submission: SubmissionView<'a>,
+    title: String,
+    files: Vec<FileView>,
+    express_statement: &'static str,
+    statement_version: &'a str,
+    certifications: Vec<Certification>,
+    organisation_id: &'a str,
+    submitter: &'a str,
+    submitter_email: &'a str,
+}
+
+impl ReceiptParts {
+    fn view<'a>(&'a self, user: &'a crate::models::account::User) -> ReceiptView<'a> {
+        let sub = self.admitted.submission();
+        ReceiptView {
+            submission: submission_view(sub),
+            title: visible(&self.content.title),
+            files: file_views(Some(&self.content), &self.attachments),
+            express_statement: EXPRESS_STATEMENT,
+            statement_version: sub
+                .statement_version
+                .as_deref()
+                .unwrap_or(STATEMENT_VERSION),
+            certifications: certification_view(),
+            organisation_id: user.organisation_id.as_deref().unwrap_or_default(),
+            submitter: &user.display_name,
+            submitter_email: &user.email,
+        }
+    }
+}
+
 async fn receipt_data(
     ctx: &Ctx<'_>,
     user: &SubmitterUser<'_>,
     id: &str,
-) -> AppResult<serde_json::Value> {
+) -> AppResult<ReceiptParts> {
     let state = ctx.state;
     submitter(user)?;
     let admitted = load(ctx, user, id).await?;
@@ -422,24 +511,17 @@ async fn receipt_data(
             .await?
             .ok_or(AppError::NotFound)?;
     let attachments = access::attachments(state, &admitted).await?;
-    let organisation = user.user.organisation_id.clone().unwrap_or_default();
-    Ok(json!({
-        "submission": submission_view(sub),
-        "title": visible(&content.title),
-        "files": file_views(Some(&content), &attachments),
-        "express_statement": EXPRESS_STATEMENT,
-        "statement_version": sub.statement_version.clone().unwrap_or_else(|| STATEMENT_VERSION.into()),
-        "certifications": certification_view(),
-        "organisation_id": organisation,
-        "submitter": user.user.display_name,
-        "submitter_email": user.user.email,
-    }))
+    Ok(ReceiptParts {
+        admitted,
+        content,
+        attachments,
+    })
 }
 
 #[rocket::get("/submissions/<id>/receipt")]
 async fn receipt(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Page> {
-    let data = receipt_data(&ctx, &user, id).await?;
-    Ok(Page::new("submissions/receipt.html.tera").with("r", data))
+    let parts = receipt_data(&ctx, &user, id).await?;
+    Ok(Page::new("submissions/receipt.html.tera").with("r", parts.view(&user.user)))
 }
 
 /// The plain-text receipt, rendered with the same data (the template is not HTML, so it is not escaped;
@@ -465,13 +547,15 @@ async fn receipt_text(
     id: &str,
     templates: &rocket::State<crate::web::pages::Templates>,
 ) -> AppResult<TextReceipt> {
-    let data = receipt_data(&ctx, &user, id).await?;
-    let tn = data["submission"]["tracking_number"]
-        .as_str()
-        .unwrap_or("submission")
-        .to_string();
+    let parts = receipt_data(&ctx, &user, id).await?;
+    let tn = parts
+        .admitted
+        .submission()
+        .tracking_number
+        .clone()
+        .unwrap_or_else(|| "submission".into());
     let mut tctx = tera::Context::new();
-    tctx.insert("r", &data);
+    tctx.insert("r", &parts.view(&user.user));
     let text = templates
         .0
         .render("submissions/receipt.txt.tera", &tctx)
