@@ -103,16 +103,6 @@ impl Status {
             Status::Destroyed => "Destroyed",
         }
     }
-
-    /// Treated as PCII from receipt until a final decision (29.6(b)), and after validation.
-    pub fn pending_validation(self) -> bool {
-        matches!(self, Status::Received | Status::Defective)
-    }
-
-    /// Content is gone for good (crypto-shredded).
-    pub fn content_destroyed(self) -> bool {
-        matches!(self, Status::Returned | Status::Destroyed)
-    }
 }
 
 /// One role per account (PCII.md, "The people").

@@ -23,7 +23,7 @@ pub const PER_PAGE: i64 = 50;
 pub struct SubmissionListRow {
     pub id: String,
     pub tracking_number: Option<String>,
-    pub status: String,
+    pub status: Status,
     pub sector: String,
     pub file_count: i32,
     pub total_bytes: i64,

@@ -216,7 +216,7 @@ pub struct SubmissionLine {
 
 impl From<SubmissionListRow> for SubmissionLine {
     fn from(row: SubmissionListRow) -> SubmissionLine {
-        let status_label = Status::parse(&row.status).map_or("", Status::label);
+        let status_label = row.status.label();
         SubmissionLine { row, status_label }
     }
 }

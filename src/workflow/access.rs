@@ -103,7 +103,16 @@ impl Admitted {
     /// The content is gone (returned or destroyed); only the record remains.
     pub fn content_destroyed(&self) -> bool {
         let s = &self.submission;
-        s.status().content_destroyed() || s.content_blob_id.is_none() && s.status() != Status::Draft
+        lifecycle::content_destroyed(s.status())
+            || s.content_blob_id.is_none() && s.status() != Status::Draft
+    }
+
+    /// 410 once the content is gone: for the routes that exist only to hand content out.
+    pub fn require_content(&self) -> AppResult<()> {
+        if self.content_destroyed() {
+            return Err(gone());
+        }
+        Ok(())
     }
 }
 
@@ -289,9 +298,7 @@ pub async fn open_attachment(
     actor: &Actor,
     attachment_id: &str,
 ) -> AppResult<OpenedFile> {
-    if admitted.content_destroyed() {
-        return Err(gone());
-    }
+    admitted.require_content()?;
     let sub = &admitted.submission;
     let attachment = attachments(services, admitted)
         .await?
@@ -331,9 +338,7 @@ pub async fn export_package(
     purpose: &str,
     by: &str,
 ) -> AppResult<Package> {
-    if admitted.content_destroyed() {
-        return Err(gone());
-    }
+    admitted.require_content()?;
     let sub = &admitted.submission;
     let blob_id = sub.content_blob_id.clone().ok_or_else(gone)?;
     let content = documents::read_content(services, &blob_id).await?;

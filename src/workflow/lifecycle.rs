@@ -127,6 +127,11 @@ pub fn editable(status: Status) -> bool {
     may(status, Step::Submit, Role::Submitter) || may(status, Step::Cure, Role::Submitter)
 }
 
+/// The content is gone for good (crypto-shredded): returned or destroyed.
+pub fn content_destroyed(status: Status) -> bool {
+    matches!(status, Status::Returned | Status::Destroyed)
+}
+
 /// Files may be removed from a draft only; a cure adds a corrected file instead, so what the Program
 /// Office received stays on record.
 pub fn files_removable(status: Status) -> bool {

@@ -501,11 +501,7 @@ async fn receipt_data(
     if sub.tracking_number.is_none() {
         return Err(AppError::NotFound);
     }
-    if admitted.content_destroyed() {
-        return Err(AppError::Gone(
-            "The content of this submission was destroyed; only its record remains.".into(),
-        ));
-    }
+    admitted.require_content()?;
     let content =
         access::read_content(state, &admitted, &ctx.actor, Reading::Page(Some("receipt")))
             .await?
@@ -680,11 +676,7 @@ async fn confirm_return(
 #[rocket::get("/submissions/<id>/package")]
 async fn return_package(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<ZipDownload> {
     let admitted = load(&ctx, &user, id).await?;
-    if admitted.content_destroyed() {
-        return Err(AppError::Gone(
-            "The content of this submission was destroyed; only its record remains.".into(),
-        ));
-    }
+    admitted.require_content()?;
     let sub = admitted.submission();
     let returnable = lifecycle::return_pending(sub);
     if !returnable {
