@@ -13,6 +13,7 @@ use crate::db::Db;
 use crate::error::AppError;
 use crate::key_store::rotation::{self, Progress};
 use crate::key_store::KeyStoreError;
+use crate::workflow::custody;
 
 /// Why a CLI operation failed. Printed by `main` as `pcii-portal: <message>`; never holds key material.
 #[derive(Debug, thiserror::Error)]
@@ -73,79 +74,170 @@ fn open_audit(settings: &Settings) -> Result<AuditLog, CliError> {
     ))
 }
 
-/// `keys list`: every identity with its creation time and how many blobs it encrypts.
+/// `keys list`: every master identity with its creation time and how many data keys it wraps.
 pub fn keys_list(settings: &Settings) -> Result<(), CliError> {
     let opened = crate::key_store::open_all(settings)?;
     let db = open_db(settings)?;
     let mut conn = db.get()?;
-    let counts = rotation::blob_counts(&opened.keyring, &mut conn)?;
-    println!("{:<10} {:<27} {:>7}  key", "state", "created", "blobs");
+    let counts = rotation::key_counts(&opened.keyring, &mut conn)?;
+    println!(
+        "{:<10} {:<27} {:>9} {:>12}  key",
+        "state", "created", "data keys", "legacy blobs"
+    );
     for k in &counts.keys {
-        let n = k.blobs;
         let state = if k.key.current { "current" } else { "old" };
-        println!("{state:<10} {:<27} {n:>7}  {}", k.key.created, k.key.key_id);
+        println!(
+            "{state:<10} {:<27} {:>9} {:>12}  {}",
+            k.key.created, k.data_keys, k.legacy_blobs, k.key.key_id
+        );
     }
     for e in opened.keyring.escrow_ids() {
-        println!("{:<10} {:<27} {:>7}  {e}", "escrow", "-", "(all)");
+        println!(
+            "{:<10} {:<27} {:>9} {:>12}  {e}",
+            "escrow", "-", "(all)", "(all)"
+        );
     }
     for (id, n) in &counts.missing {
         println!(
-            "{:<10} {:<27} {n:>7}  {id}  (NOT IN THE KEY STORE: these blobs cannot be read)",
-            "missing", "-"
+            "{:<10} {:<27} {n:>9} {:>12}  {id}  (NOT IN THE KEY STORE: these data keys cannot be opened)",
+            "missing", "-", "-"
+        );
+    }
+    println!("{} data key(s) in all", counts.data_keys);
+    if counts.blobs_off_current > 0 {
+        println!(
+            "{} blob(s) are not on their submission's data key: run `pcii-portal keys convert`",
+            counts.blobs_off_current
         );
     }
     Ok(())
 }
 
-/// `keys rotate`: a new current identity, every blob re-encrypted to it, then old identities retired
-/// (see `key_store::rotation::rotate`), shown with a progress bar.
-pub fn keys_rotate(settings: &Settings) -> Result<(), CliError> {
+fn open_store(settings: &Settings) -> Result<crate::storage::fs::FsBlobStore, CliError> {
+    crate::storage::fs::FsBlobStore::open(&settings.blob_dir()).map_err(|source| {
+        CliError::BlobStore {
+            path: settings.blob_dir(),
+            source,
+        }
+    })
+}
+
+/// `keys rotate`: a new master identity, every data key re-wrapped to it, then old identities retired (see
+/// `key_store::rotation::rotate`), shown with a progress bar. With `data_keys`, instead every submission gets a
+/// fresh data key and its blobs are re-encrypted (`custody::rekey`).
+pub fn keys_rotate(settings: &Settings, data_keys: bool) -> Result<(), CliError> {
+    if data_keys {
+        return rekey(settings, custody::Rekey::DataKeys);
+    }
     let opened = crate::key_store::open_all(settings)?;
     let mut keyring = opened.keyring;
     let audit = AuditLog::new(opened.audit_signer, settings.audit_checkpoint_every);
     let db = open_db(settings)?;
     let mut conn = db.get()?;
-    let store = crate::storage::fs::FsBlobStore::open(&settings.blob_dir()).map_err(|source| {
-        CliError::BlobStore {
-            path: settings.blob_dir(),
-            source,
+    let style = ProgressStyle::with_template(
+        "{spinner} re-wrapping [{bar:40}] {pos}/{len} data keys ({eta} left)",
+    )?
+    .progress_chars("=> ");
+    let mut bar: Option<ProgressBar> = None;
+    let rotated = rotation::rotate(&mut keyring, &mut conn, &audit, &mut |step| match step {
+        Progress::Resuming { key_id } => {
+            println!("resuming an interrupted rotation to {key_id}")
         }
+        Progress::NewIdentity { key_id } => println!("new master identity {key_id}"),
+        Progress::Rewrapping { total } => {
+            let b = ProgressBar::new(total);
+            b.set_style(style.clone());
+            bar = Some(b);
+        }
+        Progress::Rewrapped { count } => {
+            if let Some(b) = &bar {
+                b.inc(count);
+            }
+        }
+        Progress::RewrapDone => {
+            if let Some(b) = &bar {
+                b.finish();
+            }
+        }
+        Progress::Kept {
+            key_id,
+            data_keys,
+            legacy_blobs,
+        } => {
+            if legacy_blobs > 0 {
+                println!(
+                    "kept {key_id}: {legacy_blobs} blob(s) from before data keys are sealed straight to it; \
+                     run `pcii-portal keys convert`, then `keys rotate` again"
+                )
+            } else {
+                println!(
+                    "kept {key_id}: {data_keys} data key(s) wrapped to it arrived during the rotation; \
+                     run `keys rotate` again"
+                )
+            }
+        }
+        Progress::Retired { key_id } => println!("retired {key_id}"),
     })?;
+    println!(
+        "rotation complete: {} data key(s) re-wrapped; every data key is wrapped to {}",
+        rotated.rewrapped, rotated.current_key_id
+    );
+    Ok(())
+}
+
+/// `keys convert`: blobs sealed straight to a master identity (before data keys) re-encrypted to a data key of
+/// their submission. Resumable.
+pub fn keys_convert(settings: &Settings) -> Result<(), CliError> {
+    rekey(settings, custody::Rekey::Convert)
+}
+
+fn rekey(settings: &Settings, mode: custody::Rekey) -> Result<(), CliError> {
+    let opened = crate::key_store::open_all(settings)?;
+    let audit = AuditLog::new(opened.audit_signer, settings.audit_checkpoint_every);
+    let db = open_db(settings)?;
+    let mut conn = db.get()?;
+    let store = open_store(settings)?;
     let style = ProgressStyle::with_template(
         "{spinner} re-encrypting [{bar:40}] {pos}/{len} blobs ({eta} left)",
     )?
     .progress_chars("=> ");
     let mut bar: Option<ProgressBar> = None;
-    let rotated = rotation::rotate(&mut keyring, &mut conn, &audit, &store, &mut |step| {
-        match step {
-            Progress::Resuming { key_id } => {
-                println!("resuming an interrupted rotation to {key_id}")
-            }
-            Progress::NewIdentity { key_id } => println!("new identity {key_id}"),
-            Progress::Reencrypting { total } => {
-                let b = ProgressBar::new(total);
+    let now = crate::clock::Clock::system().now();
+    let done = custody::rekey(
+        &opened.keyring,
+        &mut conn,
+        &audit,
+        &store,
+        mode,
+        now,
+        &mut |step| match step {
+            custody::RekeyProgress::Resuming { started_at } => println!(
+                "resuming the data-key rotation started at {}",
+                crate::time::rfc3339(started_at)
+            ),
+            custody::RekeyProgress::Starting { blobs, .. } => {
+                let b = ProgressBar::new(blobs);
                 b.set_style(style.clone());
                 bar = Some(b);
             }
-            Progress::Reencrypted { .. } => {
+            custody::RekeyProgress::Submission { blobs } => {
                 if let Some(b) = &bar {
-                    b.inc(1);
+                    if b.position() + blobs > b.length().unwrap_or(0) {
+                        b.set_length(b.position() + blobs);
+                    }
+                    b.inc(blobs);
                 }
             }
-            Progress::ReencryptionDone => {
+            custody::RekeyProgress::Done => {
                 if let Some(b) = &bar {
                     b.finish();
                 }
             }
-            Progress::Kept { key_id, blobs } => println!(
-                "kept {key_id}: {blobs} blob(s) sealed to it arrived during the rotation; run `keys rotate` again"
-            ),
-            Progress::Retired { key_id } => println!("retired {key_id}"),
-        }
-    })?;
+        },
+    )?;
     println!(
-        "rotation complete: every blob is encrypted to {}",
-        rotated.current_key_id
+        "done: {} new data key(s), {} blob(s) re-encrypted, {} old data key(s) deleted",
+        done.new_data_keys, done.blobs, done.retired_data_keys
     );
     Ok(())
 }

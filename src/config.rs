@@ -40,6 +40,8 @@ pub struct Settings {
     pub audit_checkpoint_every: i64,
     /// Orphaned blobs younger than this are left alone by the sweep (another instance may be about to commit).
     pub blob_sweep_grace_minutes: u64,
+    /// The blob sweep (deletion queue, temporaries, orphans) runs this often while the server runs; 0: at start only.
+    pub blob_sweep_interval_seconds: u64,
     /// SMTP server for outgoing mail; empty means messages are written to `<data_dir>/outbox/` as `.eml` files.
     pub smtp_host: String,
     pub smtp_port: u16,
@@ -88,6 +90,7 @@ impl Default for Settings {
             escrow_recipients: Vec::new(),
             audit_checkpoint_every: 1000,
             blob_sweep_grace_minutes: 60,
+            blob_sweep_interval_seconds: 300,
             smtp_host: String::new(),
             smtp_port: 587,
             smtp_security: "starttls".into(),

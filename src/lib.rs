@@ -106,8 +106,9 @@ pub fn build_with_clock(
         key_store::record_generated(&mut conn, &audit, &opened.generated)
             .map_err(|e| e.to_string())?;
     }
-    let swept_blobs = workflow::blobs::sweep_at_start(&mut conn, blobs.as_ref(), &settings)
+    let swept = workflow::blobs::sweep_at_start(&mut conn, blobs.as_ref(), &audit, &settings)
         .map_err(|e| format!("sweeping the blob store: {e}"))?;
+    let swept_blobs = swept.deleted + swept.temporaries + swept.orphans;
     let setup_token = auth::accounts::issue_setup_token(
         &mut conn,
         &audit,

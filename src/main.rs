@@ -101,8 +101,16 @@ enum KeysCommand {
     Init,
     /// List the age identities: fingerprint, created, current, and how many blobs each encrypts.
     List,
-    /// Generate a new age identity and re-encrypt every blob to it; resumable; retires old identities.
-    Rotate,
+    /// Generate a new master identity and re-wrap every data key to it; resumable; retires old identities.
+    /// With --data-keys: give every submission a fresh data key and re-encrypt its blobs (resumable).
+    Rotate {
+        /// Replace the data keys and re-encrypt the blobs (after a data-key compromise), instead of the master key.
+        #[arg(long)]
+        data_keys: bool,
+    },
+    /// Convert a store from before data keys: re-encrypt blobs sealed straight to a master identity to a data key
+    /// of their submission. Resumable.
+    Convert,
 }
 
 #[derive(Subcommand)]
@@ -155,7 +163,10 @@ fn main() -> ExitCode {
                 })
                 .map_err(Into::into),
             KeysCommand::List => cli::keys_list(&settings).map_err(Into::into),
-            KeysCommand::Rotate => cli::keys_rotate(&settings).map_err(Into::into),
+            KeysCommand::Rotate { data_keys } => {
+                cli::keys_rotate(&settings, data_keys).map_err(Into::into)
+            }
+            KeysCommand::Convert => cli::keys_convert(&settings).map_err(Into::into),
         },
         Command::Audit { command } => match command {
             AuditCommand::Verify {

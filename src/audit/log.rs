@@ -27,6 +27,15 @@ impl Actor {
             ..Actor::default()
         }
     }
+
+    /// The portal itself, for work nobody asked for in a request (the periodic sweep).
+    pub fn system() -> Actor {
+        Actor {
+            role: Some("system".into()),
+            client_addr: Some("local".into()),
+            ..Actor::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

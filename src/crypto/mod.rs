@@ -7,6 +7,7 @@
 //! - [`stream`]: [`BlobSealer`] (pipelined upload encryption), [`seal_reader`], [`open_verified`],
 //!   [`decrypt_to_async`], [`reseal`].
 
+pub mod data_key;
 pub mod keyfile;
 pub mod keys;
 pub mod stream;
@@ -15,5 +16,5 @@ pub use keyfile::KeyFileError;
 pub use keys::{KeyInfo, KeyRing, KeyRingError};
 pub use stream::{
     decrypt_to_async, open_verified, reseal, seal_reader, AsyncBlobReader, BlobRef, BlobSealer,
-    SealedBlob, VerifiedReader,
+    Identities, Recipients, SealedBlob, VerifiedReader,
 };

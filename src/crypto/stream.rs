@@ -11,6 +11,7 @@
 
 use std::io::{self, BufReader, Read, Write};
 use std::pin::Pin;
+use std::str::FromStr;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -61,7 +62,6 @@ impl SealedBlob {
         BlobRef {
             name: self.name.clone(),
             ciphertext_sha256: self.ciphertext_sha256,
-            plaintext_sha256: self.plaintext_sha256,
         }
     }
 }
@@ -73,14 +73,78 @@ pub struct BlobRef {
     pub name: String,
     /// Expected SHA-256 of the ciphertext.
     pub ciphertext_sha256: [u8; 32],
-    /// Expected SHA-256 of the plaintext.
-    pub plaintext_sha256: [u8; 32],
 }
 
-fn encryptor_for(keys: &KeyRing) -> io::Result<age::Encryptor> {
-    let recipients = keys.encryption_recipients();
-    age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient))
-        .map_err(|e| io::Error::other(format!("cannot encrypt to the key ring's recipients: {e}")))
+/// Whom a blob is sealed to: a submission's data key (the normal case), or — for the legacy layout
+/// and the unit tests — the key ring's current identity plus the escrow recipients.
+#[derive(Clone)]
+pub struct Recipients {
+    key_id: String,
+    list: Vec<age::x25519::Recipient>,
+}
+
+impl std::fmt::Debug for Recipients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recipients")
+            .field("key_id", &self.key_id)
+            .field("count", &self.list.len())
+            .finish()
+    }
+}
+
+impl Recipients {
+    /// One data key: its recipient string is the blob's key id.
+    pub fn data_key(recipient: &age::x25519::Recipient) -> Recipients {
+        Recipients {
+            key_id: recipient.to_string(),
+            list: vec![recipient.clone()],
+        }
+    }
+
+    /// One data key, from its key id (`age1...`, public).
+    pub fn from_key_id(key_id: &str) -> io::Result<Recipients> {
+        let r = age::x25519::Recipient::from_str(key_id)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("key id: {e}")))?;
+        Ok(Recipients::data_key(&r))
+    }
+
+    /// The key id recorded with blobs sealed to these recipients.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    fn encryptor(&self) -> io::Result<age::Encryptor> {
+        age::Encryptor::with_recipients(self.list.iter().map(|r| r as &dyn age::Recipient))
+            .map_err(|e| io::Error::other(format!("cannot encrypt to the recipients: {e}")))
+    }
+}
+
+impl From<&KeyRing> for Recipients {
+    fn from(ring: &KeyRing) -> Recipients {
+        // Both are age1 strings the ring itself parsed; a failure here is a bug, not an input error.
+        let list = std::iter::once(ring.current_key_id().to_owned())
+            .chain(ring.escrow_ids())
+            .map(|id| {
+                age::x25519::Recipient::from_str(&id).expect("the key ring holds valid recipients")
+            })
+            .collect();
+        Recipients {
+            key_id: ring.current_key_id().to_owned(),
+            list,
+        }
+    }
+}
+
+/// Whatever holds the identities that may open a blob: a submission's unwrapped data key, or the key ring.
+pub trait Identities {
+    /// The identities to try, in order.
+    fn identities(&self) -> Vec<&dyn age::Identity>;
+}
+
+impl Identities for KeyRing {
+    fn identities(&self) -> Vec<&dyn age::Identity> {
+        KeyRing::identities(self).collect()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -233,8 +297,8 @@ impl std::fmt::Debug for BlobSealer {
 impl BlobSealer {
     /// Starts the stages and a new blob in `store`, encrypted to
     /// `keys.encryption_recipients()`. Does no blocking I/O on the calling thread.
-    pub fn start(store: Arc<dyn BlobStore>, keys: &KeyRing) -> io::Result<BlobSealer> {
-        let encryptor = encryptor_for(keys)?;
+    pub fn start(store: Arc<dyn BlobStore>, to: &Recipients) -> io::Result<BlobSealer> {
+        let encryptor = to.encryptor()?;
         let errors = ErrorSlot::default();
         let (tx1, rx1) = mpsc::channel::<Plain>(PLAINTEXT_QUEUE);
         let (tx2, rx2) = std_mpsc::sync_channel::<Plain>(PLAINTEXT_QUEUE);
@@ -276,7 +340,7 @@ impl BlobSealer {
                 write,
             }),
             errors,
-            key_id: keys.current_key_id().to_owned(),
+            key_id: to.key_id().to_owned(),
             plaintext_len: 0,
             poisoned: false,
         })
@@ -495,10 +559,10 @@ impl<W: Write> Write for HashingWriter<W> {
 /// CLI and [`reseal`]. The blob is committed only if `reader` reaches EOF without error.
 pub fn seal_reader(
     store: &dyn BlobStore,
-    keys: &KeyRing,
+    to: &Recipients,
     mut reader: impl Read,
 ) -> io::Result<SealedBlob> {
-    let encryptor = encryptor_for(keys)?;
+    let encryptor = to.encryptor()?;
     let writer = store.create()?;
     let mut stream = encryptor.wrap_output(HashingWriter {
         inner: writer,
@@ -525,7 +589,7 @@ pub fn seal_reader(
     let name = out.inner.commit()?;
     Ok(SealedBlob {
         name,
-        key_id: keys.current_key_id().to_owned(),
+        key_id: to.key_id().to_owned(),
         plaintext_len,
         plaintext_sha256: hasher.finalize().into(),
         ciphertext_len: out.len,
@@ -563,8 +627,11 @@ enum ReadState {
     Failed(io::ErrorKind, String),
 }
 
-/// Decrypts a blob as it is read and, at the end of the plaintext, checks the SHA-256 of both
-/// the ciphertext and the plaintext. Any mismatch, truncation or decryption failure makes `read`
+/// Decrypts a blob as it is read and, at the end of the plaintext, checks the SHA-256 of the
+/// ciphertext against its record. age authenticates every 64 KiB chunk and marks the last one, so a
+/// changed or truncated plaintext cannot read to the end; the ciphertext digest binds the row to
+/// exactly this file (no swapped or re-encrypted copy, nothing appended). No plaintext digest is
+/// kept in clear: it would let anyone holding a copy of the database confirm a guessed file. Any mismatch, truncation or decryption failure makes `read`
 /// return an error (`InvalidData` for integrity failures) instead of `Ok(0)`, and every later
 /// read returns the same error: only a fully verified blob reads to a clean EOF.
 ///
@@ -574,10 +641,8 @@ pub struct VerifiedReader {
     name: String,
     stream: age::stream::StreamReader<BufReader<TapReader>>,
     tap: TapReader,
-    hasher: Sha256,
     len: u64,
     expected_ciphertext_sha256: [u8; 32],
-    expected_plaintext_sha256: [u8; 32],
     state: ReadState,
 }
 
@@ -611,9 +676,8 @@ fn decrypt_error(name: &str, e: age::DecryptError) -> io::Error {
 pub fn open_verified(
     store: &dyn BlobStore,
     name: &str,
-    identities: &KeyRing,
+    identities: &dyn Identities,
     expected_ciphertext_sha256: &[u8; 32],
-    expected_plaintext_sha256: &[u8; 32],
 ) -> io::Result<VerifiedReader> {
     let tap = TapReader(Arc::new(Mutex::new(Tap {
         inner: store.open(name)?,
@@ -623,16 +687,14 @@ pub fn open_verified(
     let input = BufReader::with_capacity(IO_CHUNK, tap.clone());
     let decryptor = age::Decryptor::new_buffered(input).map_err(|e| decrypt_error(name, e))?;
     let stream = decryptor
-        .decrypt(identities.identities())
+        .decrypt(identities.identities().into_iter())
         .map_err(|e| decrypt_error(name, e))?;
     Ok(VerifiedReader {
         name: name.to_owned(),
         stream,
         tap,
-        hasher: Sha256::new(),
         len: 0,
         expected_ciphertext_sha256: *expected_ciphertext_sha256,
-        expected_plaintext_sha256: *expected_plaintext_sha256,
         state: ReadState::Reading,
     })
 }
@@ -650,7 +712,7 @@ impl VerifiedReader {
     }
 
     /// Called when the plaintext ended cleanly: hash whatever follows the final age chunk (so
-    /// appended bytes are caught) and compare both digests.
+    /// appended bytes are caught) and compare the ciphertext digest.
     fn verify(&mut self) -> io::Result<usize> {
         if let Err(e) = io::copy(&mut self.tap.clone(), &mut io::sink()) {
             return Err(self.fail(e.kind(), format!("blob {}: {e}", self.name)));
@@ -659,21 +721,11 @@ impl VerifiedReader {
             let mut tap = self.tap.0.lock().unwrap_or_else(|p| p.into_inner());
             std::mem::take(&mut tap.hasher).finalize().into()
         };
-        let plaintext_sha256: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
         if ciphertext_sha256 != self.expected_ciphertext_sha256 {
             return Err(self.fail(
                 io::ErrorKind::InvalidData,
                 format!(
                     "blob {}: ciphertext SHA-256 does not match its record",
-                    self.name
-                ),
-            ));
-        }
-        if plaintext_sha256 != self.expected_plaintext_sha256 {
-            return Err(self.fail(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "blob {}: plaintext SHA-256 does not match its record",
                     self.name
                 ),
             ));
@@ -696,7 +748,6 @@ impl Read for VerifiedReader {
         match self.stream.read(buf) {
             Ok(0) => self.verify(),
             Ok(n) => {
-                self.hasher.update(&buf[..n]);
                 self.len += n as u64;
                 Ok(n)
             }
@@ -754,7 +805,7 @@ pub fn decrypt_to_async(mut reader: VerifiedReader) -> io::Result<AsyncBlobReade
         let mut buf = vec![0u8; IO_CHUNK];
         loop {
             match reader.read(&mut buf) {
-                // EOF from a VerifiedReader means both digests matched.
+                // EOF from a VerifiedReader means the blob verified.
                 Ok(0) => return Ok(()),
                 Ok(n) => out.write_all(&buf[..n])?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -769,27 +820,18 @@ pub fn decrypt_to_async(mut reader: VerifiedReader) -> io::Result<AsyncBlobReade
 // Re-encryption
 // ---------------------------------------------------------------------------------------------
 
-/// Decrypts `old` with any identity of the ring and re-encrypts it to the current recipients
-/// (plus escrow) into a new blob, verifying both digests of the old blob and that the plaintext
-/// digest is unchanged. Does not delete the old blob: the caller does, after its row commits.
-pub fn reseal(store: &dyn BlobStore, old: &BlobRef, keys: &KeyRing) -> io::Result<SealedBlob> {
-    let reader = open_verified(
-        store,
-        &old.name,
-        keys,
-        &old.ciphertext_sha256,
-        &old.plaintext_sha256,
-    )?;
+/// Decrypts `old` with `from` and re-encrypts it to `to` into a new blob, verifying the old blob
+/// on the way (a tampered blob is refused and leaves nothing). Does not delete the old blob: the
+/// caller does, after its row commits.
+pub fn reseal(
+    store: &dyn BlobStore,
+    old: &BlobRef,
+    from: &dyn Identities,
+    to: &Recipients,
+) -> io::Result<SealedBlob> {
+    let reader = open_verified(store, &old.name, from, &old.ciphertext_sha256)?;
     // seal_reader commits only after the reader reached a verified EOF.
-    let sealed = seal_reader(store, keys, reader)?;
-    if sealed.plaintext_sha256 != old.plaintext_sha256 {
-        let _ = store.delete(&sealed.name);
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("reseal of blob {} changed the plaintext digest", old.name),
-        ));
-    }
-    Ok(sealed)
+    seal_reader(store, to, reader)
 }
 
 #[cfg(test)]
@@ -863,7 +905,8 @@ mod tests {
     }
 
     async fn seal_async(env: &Env, input: &[u8], chunk: usize) -> SealedBlob {
-        let mut sealer = BlobSealer::start(env.store.clone(), &env.ring).unwrap();
+        let mut sealer =
+            BlobSealer::start(env.store.clone(), &Recipients::from(&env.ring)).unwrap();
         let all = Bytes::copy_from_slice(input);
         let mut off = 0;
         while off < all.len() {
@@ -876,13 +919,7 @@ mod tests {
     }
 
     fn read_back(env: &Env, r: &BlobRef, ring: &KeyRing) -> io::Result<Vec<u8>> {
-        let mut reader = open_verified(
-            &*env.store,
-            &r.name,
-            ring,
-            &r.ciphertext_sha256,
-            &r.plaintext_sha256,
-        )?;
+        let mut reader = open_verified(&*env.store, &r.name, ring, &r.ciphertext_sha256)?;
         let mut out = Vec::new();
         reader.read_to_end(&mut out)?;
         // Stays at a clean EOF.
@@ -891,13 +928,7 @@ mod tests {
     }
 
     async fn read_back_async(env: &Env, r: &BlobRef) -> io::Result<Vec<u8>> {
-        let reader = open_verified(
-            &*env.store,
-            &r.name,
-            &env.ring,
-            &r.ciphertext_sha256,
-            &r.plaintext_sha256,
-        )?;
+        let reader = open_verified(&*env.store, &r.name, &env.ring, &r.ciphertext_sha256)?;
         let mut out = Vec::new();
         decrypt_to_async(reader)?.read_to_end(&mut out).await?;
         Ok(out)
@@ -952,7 +983,8 @@ mod tests {
         let env = env();
         for len in [0, 1, 64 * 1024, 5 * MIB] {
             let input = data(len);
-            let sealed = seal_reader(&*env.store, &env.ring, &input[..]).unwrap();
+            let sealed =
+                seal_reader(&*env.store, &Recipients::from(&env.ring), &input[..]).unwrap();
             check_sealed(&env, &sealed, &input);
             assert_eq!(
                 read_back(&env, &sealed.blob_ref(), &env.ring).unwrap(),
@@ -965,8 +997,8 @@ mod tests {
     fn each_blob_gets_a_fresh_file_key() {
         let env = env();
         let input = data(1000);
-        let a = seal_reader(&*env.store, &env.ring, &input[..]).unwrap();
-        let b = seal_reader(&*env.store, &env.ring, &input[..]).unwrap();
+        let a = seal_reader(&*env.store, &Recipients::from(&env.ring), &input[..]).unwrap();
+        let b = seal_reader(&*env.store, &Recipients::from(&env.ring), &input[..]).unwrap();
         assert_eq!(a.plaintext_sha256, b.plaintext_sha256);
         assert_ne!(a.ciphertext_sha256, b.ciphertext_sha256);
     }
@@ -979,7 +1011,8 @@ mod tests {
     }
 
     fn sealed_with_file(env: &Env, len: usize) -> (SealedBlob, Vec<u8>, std::path::PathBuf) {
-        let sealed = seal_reader(&*env.store, &env.ring, &data(len)[..]).unwrap();
+        let sealed =
+            seal_reader(&*env.store, &Recipients::from(&env.ring), &data(len)[..]).unwrap();
         let path = env.blob_dir.join(&sealed.name);
         let bytes = fs::read(&path).unwrap();
         (sealed, bytes, path)
@@ -1067,7 +1100,7 @@ mod tests {
         assert_fails(read_back(&env, &a.blob_ref(), &env.ring), "blob replaced");
         // Same plaintext, fresh encryption (valid age, right plaintext digest) is still caught
         // by the ciphertext digest.
-        let same = seal_reader(&*env.store, &env.ring, &data(7000)[..]).unwrap();
+        let same = seal_reader(&*env.store, &Recipients::from(&env.ring), &data(7000)[..]).unwrap();
         let mut r = b.blob_ref();
         r.name = same.name;
         assert_fails(read_back(&env, &r, &env.ring), "re-encrypted copy");
@@ -1081,14 +1114,8 @@ mod tests {
         bytes[mid] ^= 1;
         fs::write(&path, &bytes).unwrap();
         let r = sealed.blob_ref();
-        let mut reader = open_verified(
-            &*env.store,
-            &r.name,
-            &env.ring,
-            &r.ciphertext_sha256,
-            &r.plaintext_sha256,
-        )
-        .unwrap();
+        let mut reader =
+            open_verified(&*env.store, &r.name, &env.ring, &r.ciphertext_sha256).unwrap();
         let mut buf = vec![0u8; 8192];
         let err = loop {
             match reader.read(&mut buf) {
@@ -1111,14 +1138,7 @@ mod tests {
         bytes[mid] ^= 0x10;
         fs::write(&path, &bytes).unwrap();
         let r = sealed.blob_ref();
-        let reader = open_verified(
-            &*env.store,
-            &r.name,
-            &env.ring,
-            &r.ciphertext_sha256,
-            &r.plaintext_sha256,
-        )
-        .unwrap();
+        let reader = open_verified(&*env.store, &r.name, &env.ring, &r.ciphertext_sha256).unwrap();
         let mut body = decrypt_to_async(reader).unwrap();
         let mut got = Vec::new();
         let err = body.read_to_end(&mut got).await.unwrap_err();
@@ -1138,14 +1158,7 @@ mod tests {
         let env = env();
         let (sealed, _, _) = sealed_with_file(&env, 2 * MIB);
         let r = sealed.blob_ref();
-        let reader = open_verified(
-            &*env.store,
-            &r.name,
-            &env.ring,
-            &r.ciphertext_sha256,
-            &r.plaintext_sha256,
-        )
-        .unwrap();
+        let reader = open_verified(&*env.store, &r.name, &env.ring, &r.ciphertext_sha256).unwrap();
         let mut body = decrypt_to_async(reader).unwrap();
         let mut first = [0u8; 100];
         body.read_exact(&mut first).await.unwrap();
@@ -1159,26 +1172,18 @@ mod tests {
         let env = env();
         let (sealed, _, _) = sealed_with_file(&env, 100);
         let r = sealed.blob_ref();
-        let err =
-            open_verified(&*env.store, &"0".repeat(64), &env.ring, &[0; 32], &[0; 32]).unwrap_err();
+        let err = open_verified(&*env.store, &"0".repeat(64), &env.ring, &[0; 32]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         let err = open_verified(
             &*env.store,
             "../keys/age-identities.txt",
             &env.ring,
             &[0; 32],
-            &[0; 32],
         )
         .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-        let err = open_verified(
-            &*env.store,
-            &r.name,
-            &other.ring,
-            &r.ciphertext_sha256,
-            &r.plaintext_sha256,
-        )
-        .unwrap_err();
+        let err =
+            open_verified(&*env.store, &r.name, &other.ring, &r.ciphertext_sha256).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(err.to_string().contains("no identity"), "{err}");
     }
@@ -1198,7 +1203,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn dropped_sealer_leaves_no_file() {
         let env = env();
-        let mut sealer = BlobSealer::start(env.store.clone(), &env.ring).unwrap();
+        let mut sealer =
+            BlobSealer::start(env.store.clone(), &Recipients::from(&env.ring)).unwrap();
         let input = Bytes::from(data(4 * MIB));
         for piece in input.chunks(64 * 1024) {
             sealer.write(Bytes::copy_from_slice(piece)).await.unwrap();
@@ -1222,13 +1228,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn aborted_sealer_leaves_no_file() {
         let env = env();
-        let mut sealer = BlobSealer::start(env.store.clone(), &env.ring).unwrap();
+        let mut sealer =
+            BlobSealer::start(env.store.clone(), &Recipients::from(&env.ring)).unwrap();
         sealer.write(Bytes::from(data(3 * MIB))).await.unwrap();
         assert_eq!(sealer.plaintext_len(), 3 * MIB as u64);
         sealer.abort().await;
         assert!(dir_files(&env.blob_dir).is_empty());
         // Aborting right after start (before the writer even created its file) is fine too.
-        BlobSealer::start(env.store.clone(), &env.ring)
+        BlobSealer::start(env.store.clone(), &Recipients::from(&env.ring))
             .unwrap()
             .abort()
             .await;
@@ -1240,7 +1247,8 @@ mod tests {
         let env = env();
         // The writer cannot create its temporary: the directory is gone.
         fs::remove_dir_all(&env.blob_dir).unwrap();
-        let mut sealer = BlobSealer::start(env.store.clone(), &env.ring).unwrap();
+        let mut sealer =
+            BlobSealer::start(env.store.clone(), &Recipients::from(&env.ring)).unwrap();
         let mut result = Ok(());
         for _ in 0..64 {
             result = sealer.write(Bytes::from(vec![1u8; 256 * 1024])).await;
@@ -1259,14 +1267,20 @@ mod tests {
     fn rotate_reseal_retire() {
         let mut env = env();
         let input = data(200 * 1024);
-        let old = seal_reader(&*env.store, &env.ring, &input[..]).unwrap();
+        let old = seal_reader(&*env.store, &Recipients::from(&env.ring), &input[..]).unwrap();
         let old_key = env.ring.current_key_id().to_owned();
         let new_key = env.ring.rotate().unwrap();
         assert_eq!(old.key_id, old_key);
 
         // Still readable with the rotated ring (old identity kept).
         assert_eq!(read_back(&env, &old.blob_ref(), &env.ring).unwrap(), input);
-        let resealed = reseal(&*env.store, &old.blob_ref(), &env.ring).unwrap();
+        let resealed = reseal(
+            &*env.store,
+            &old.blob_ref(),
+            &env.ring,
+            &Recipients::from(&env.ring),
+        )
+        .unwrap();
         assert_eq!(resealed.key_id, new_key);
         assert_eq!(resealed.plaintext_sha256, old.plaintext_sha256);
         assert_ne!(resealed.name, old.name);
@@ -1290,7 +1304,13 @@ mod tests {
         let n = bytes.len();
         bytes[n - 5] ^= 1;
         fs::write(&path, &bytes).unwrap();
-        assert!(reseal(&*env.store, &sealed.blob_ref(), &env.ring).is_err());
+        assert!(reseal(
+            &*env.store,
+            &sealed.blob_ref(),
+            &env.ring,
+            &Recipients::from(&env.ring)
+        )
+        .is_err());
         assert_eq!(dir_files(&env.blob_dir), vec![path]);
     }
 
@@ -1307,7 +1327,7 @@ mod tests {
             read_back(&env, &sealed.blob_ref(), &escrow_ring).unwrap(),
             input
         );
-        let small = seal_reader(&*env.store, &env.ring, &input[..1000]).unwrap();
+        let small = seal_reader(&*env.store, &Recipients::from(&env.ring), &input[..1000]).unwrap();
         assert_eq!(
             read_back(&env, &small.blob_ref(), &escrow_ring).unwrap(),
             &input[..1000]
@@ -1325,7 +1345,8 @@ mod tests {
         send_static::<VerifiedReader>();
         send_static::<AsyncBlobReader>();
         let env = env();
-        let mut sealer = BlobSealer::start(env.store.clone(), &env.ring).unwrap();
+        let mut sealer =
+            BlobSealer::start(env.store.clone(), &Recipients::from(&env.ring)).unwrap();
         send(&sealer.write(Bytes::new()));
         send(&sealer.finish());
     }

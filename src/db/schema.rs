@@ -159,6 +159,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    data_keys (key_id) {
+        key_id -> Text,
+        submission_id -> Text,
+        wrapped -> Binary,
+        master_key_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    blob_deletions (storage_name) {
+        storage_name -> Text,
+        queued_at -> BigInt,
+        attempts -> Integer,
+    }
+}
+
 diesel::joinable!(users -> organisations (organisation_id));
 diesel::joinable!(sessions -> users (user_id));
 
@@ -186,6 +204,7 @@ diesel::table! {
         disposition -> Nullable<Text>,
         closed_at -> Nullable<BigInt>,
         form_token -> Nullable<Text>,
+        data_key_id -> Nullable<Text>,
     }
 }
 
@@ -203,7 +222,6 @@ diesel::table! {
         kind -> Text,
         storage_name -> Text,
         key_id -> Text,
-        plaintext_sha256 -> Text,
         ciphertext_sha256 -> Text,
         plaintext_len -> BigInt,
         ciphertext_len -> BigInt,
@@ -290,6 +308,7 @@ diesel::table! {
 
 diesel::joinable!(submissions -> organisations (organisation_id));
 diesel::joinable!(blobs -> submissions (submission_id));
+diesel::joinable!(data_keys -> submissions (submission_id));
 diesel::joinable!(attachments -> submissions (submission_id));
 diesel::joinable!(grants -> submissions (submission_id));
 diesel::joinable!(disseminations -> submissions (submission_id));
@@ -314,6 +333,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     submission_events,
     destruction_records,
     tracking_counters,
+    data_keys,
+    blob_deletions,
     invitations,
     privilege_requests,
     account_tokens,

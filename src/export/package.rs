@@ -688,17 +688,10 @@ Requirements for use (nondisclosure) apply: 6 U.S.C. 671-674; 6 CFR part 29.";
         let store = FsBlobStore::open(&tmp.path().join("blobs")).unwrap();
         let (ring, _) = KeyRing::load_or_generate(&tmp.path().join("keys"), &[]).unwrap();
         let plain: Vec<u8> = (0..300_000u64).map(byte_at).collect();
-        let sealed = seal_reader(&store, &ring, &plain[..]).unwrap();
+        let sealed = seal_reader(&store, &(&ring).into(), &plain[..]).unwrap();
         let open = || {
             let b = sealed.blob_ref();
-            open_verified(
-                &store,
-                &b.name,
-                &ring,
-                &b.ciphertext_sha256,
-                &b.plaintext_sha256,
-            )
-            .unwrap()
+            open_verified(&store, &b.name, &ring, &b.ciphertext_sha256).unwrap()
         };
         let package = |reader| {
             let mut raw = Vec::new();

@@ -2,6 +2,7 @@
 //! Generated on first start, reused afterwards, refused when group/world readable.
 //! [`rotation`] re-encrypts every blob to a new identity and retires the old ones.
 
+pub mod data_keys;
 pub mod rotation;
 
 use std::path::{Path, PathBuf};
@@ -74,22 +75,18 @@ pub enum KeyStoreError {
         source: crate::crypto::keys::KeyRingError,
     },
     /// Rotation: a blob row holds a malformed digest.
-    #[error("blob {id}: {reason}")]
-    MalformedRow { id: String, reason: String },
-    /// Rotation: a blob could not be re-encrypted (unreadable, tampered with, store full).
+    #[error("re-wrapping data key {key_id}: {source}")]
+    Rewrap {
+        key_id: String,
+        #[source]
+        source: crate::crypto::data_key::DataKeyError,
+    },
     #[error("re-encrypting blob {id}: {source}")]
     Reseal {
         id: String,
         #[source]
         source: std::io::Error,
     },
-    /// Rotation: the ciphertext a row no longer points to could not be removed.
-    #[error("removing the old ciphertext: {0}")]
-    RemoveOld(#[source] std::io::Error),
-    /// Rotation: the new ciphertext of a blob that went away meanwhile could not be removed.
-    #[error("removing the new ciphertext of a blob that went away: {0}")]
-    RemoveUnreferenced(#[source] std::io::Error),
-    /// The database or the audit log failed.
     #[error(transparent)]
     Database(#[from] AppError),
 }

@@ -1,70 +1,81 @@
-//! Key rotation: a new current age identity, every blob re-encrypted to it, then the old identities retired;
-//! and the per-key blob counts behind `keys list`.
+//! Master-key rotation (`keys rotate`): a new master identity; every data key re-wrapped to it (no blob is
+//! touched); then every old master identity that wraps nothing any more retired from the key store. The blobs
+//! themselves are re-encrypted by `workflow::custody` (`keys rotate --data-keys`, `keys convert`).
 //!
-//! Resumable: a blob is switched over one at a time (row updated — only if it still points at the old
-//! ciphertext — then the old ciphertext removed), and a later run continues with the blobs still on an old
-//! key instead of generating yet another identity. What it does is reported through a callback, so that the
-//! CLI (or a test) decides how to show it.
+//! Resumable: a data key is re-wrapped only if it is still wrapped to the old master, batch by batch, and a later
+//! run continues with what is left instead of generating yet another identity. What happens is reported through a
+//! callback, so that the CLI (or a test) decides how to show it.
+
+use std::thread;
 
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
+use crate::crypto::data_key::DataKey;
 use crate::crypto::keys::{KeyInfo, KeyRing};
 use crate::db::DbConn;
 use crate::error::AppError;
 use crate::models::blob;
-use crate::storage::BlobStore;
+use crate::models::data_key::{self, DataKeyRow};
 
 use super::KeyStoreError;
 
-/// How many blob rows are read per query while re-encrypting.
-const BATCH: i64 = 100;
+/// How many data keys are re-wrapped per transaction.
+const REWRAP_BATCH: i64 = 1000;
 
-/// A step of a rotation, in the order they happen.
+/// A step of a master-key rotation, in the order they happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress<'a> {
     /// An interrupted rotation to the current identity `key_id` is continued; no identity is generated.
     Resuming { key_id: &'a str },
     /// A new current identity was generated (and audited).
     NewIdentity { key_id: &'a str },
-    /// Re-encryption starts: `total` blobs are sealed to an old key.
-    Reencrypting { total: u64 },
-    /// One more blob was handled (switched to the current identity, or found gone meanwhile).
-    Reencrypted { blob_id: &'a str },
-    /// No blob is left on an old key.
-    ReencryptionDone,
-    /// An old identity was kept: `blobs` blob(s) sealed to it arrived during the rotation.
-    Kept { key_id: &'a str, blobs: i64 },
+    /// Re-wrapping starts: `total` data keys are wrapped to an old identity.
+    Rewrapping { total: u64 },
+    /// `count` more data keys were re-wrapped (or found destroyed meanwhile).
+    Rewrapped { count: u64 },
+    /// No data key is left wrapped to an old identity.
+    RewrapDone,
+    /// An old identity was kept: data keys wrapped to it arrived during the rotation, or blobs from before data
+    /// keys are still sealed straight to it (`keys convert` first).
+    Kept {
+        key_id: &'a str,
+        data_keys: i64,
+        legacy_blobs: i64,
+    },
     /// An old identity was removed from the key store (and audited).
     Retired { key_id: &'a str },
 }
 
-/// What a finished rotation did.
+/// What a finished master-key rotation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rotated {
-    /// The identity every blob is encrypted to now.
+    /// The master identity every data key is wrapped to now.
     pub current_key_id: String,
     /// The identity this run generated; `None` when it resumed an interrupted rotation.
     pub generated: Option<String>,
-    /// How many blobs this run re-encrypted (or found gone meanwhile).
-    pub reencrypted: u64,
+    /// How many data keys this run re-wrapped.
+    pub rewrapped: u64,
     /// The identities retired.
     pub retired: Vec<String>,
-    /// The old identities kept because blobs sealed to them arrived during the rotation.
+    /// The old identities kept (see [`Progress::Kept`]).
     pub kept: Vec<String>,
 }
 
-/// Rotates the key ring: a new identity (unless an interrupted rotation is resumed), every blob on an old key
-/// re-encrypted to the current one, then every old identity no blob uses any more retired. Audits
-/// `key.rotate` and `key.retire`.
+pub(crate) fn db(e: diesel::result::Error) -> KeyStoreError {
+    KeyStoreError::Database(AppError::from(e))
+}
+
+/// Rotates the master key: a new identity (unless an interrupted rotation is resumed), every data key re-wrapped
+/// to it, then every old identity that wraps no data key and seals no blob retired. Audits `key.rotate` and
+/// `key.retire`.
 pub fn rotate(
     keyring: &mut KeyRing,
     conn: &mut DbConn,
     audit: &AuditLog,
-    store: &dyn BlobStore,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Rotated, KeyStoreError> {
     let actor = Actor::cli();
-    let pending = |conn: &mut DbConn, current: &str| -> Result<i64, KeyStoreError> {
-        Ok(blob::count_not_on_key(conn, current).map_err(AppError::from)?)
+    let pending = |conn: &mut DbConn, current: &str| {
+        data_key::count_not_wrapped_to(conn, current).map_err(db)
     };
 
     let resuming = pending(conn, keyring.current_key_id())? > 0 && keyring.keys().len() > 1;
@@ -86,55 +97,49 @@ pub fn rotate(
 
     let current = keyring.current_key_id().to_string();
     let total = pending(conn, &current)?;
-    progress(Progress::Reencrypting {
+    progress(Progress::Rewrapping {
         total: total as u64,
     });
-    let mut reencrypted = 0;
-    loop {
-        let batch = blob::page_not_on_key(conn, &current, BATCH).map_err(AppError::from)?;
-        if batch.is_empty() {
+    let mut rewrapped = 0u64;
+    // Keys wrapped by an instance that had not reloaded the ring yet may arrive meanwhile: a few passes.
+    for _pass in 0..3 {
+        let mut after = String::new();
+        loop {
+            let rows =
+                data_key::page_not_wrapped_to(conn, &current, &after, REWRAP_BATCH).map_err(db)?;
+            let Some(last) = rows.last() else { break };
+            after = last.key_id.clone();
+            let wrapped = rewrap_all(keyring, &rows)?;
+            let count = rows.len() as u64;
+            conn.transaction(|tx| {
+                for (row, new) in rows.iter().zip(&wrapped) {
+                    // False: destroyed (or re-wrapped) meanwhile; nothing to do.
+                    data_key::rewrap(tx, &row.key_id, &row.master_key_id, new, &current)?;
+                }
+                Ok::<_, diesel::result::Error>(())
+            })
+            .map_err(db)?;
+            rewrapped += count;
+            progress(Progress::Rewrapped { count });
+        }
+        if pending(conn, &current)? == 0 {
             break;
         }
-        for row in batch {
-            let old = row
-                .blob_ref()
-                .map_err(|reason| KeyStoreError::MalformedRow {
-                    id: row.id.clone(),
-                    reason,
-                })?;
-            let sealed = crate::crypto::stream::reseal(store, &old, keyring).map_err(|source| {
-                KeyStoreError::Reseal {
-                    id: row.id.clone(),
-                    source,
-                }
-            })?;
-            let switched = blob::switch_ciphertext(conn, &row.id, &row.storage_name, &sealed)
-                .map_err(AppError::from)?;
-            if switched {
-                // The row points at the new ciphertext now; the old one is garbage.
-                store.delete(&old.name).map_err(KeyStoreError::RemoveOld)?;
-            } else {
-                // The blob went away meanwhile (destroyed): the new copy is not referenced.
-                store
-                    .delete(&sealed.name)
-                    .map_err(KeyStoreError::RemoveUnreferenced)?;
-            }
-            reencrypted += 1;
-            progress(Progress::Reencrypted { blob_id: &row.id });
-        }
     }
-    progress(Progress::ReencryptionDone);
+    progress(Progress::RewrapDone);
 
     let mut retired = Vec::new();
     let mut kept = Vec::new();
     for k in keyring.keys().into_iter().filter(|k| !k.current) {
-        // Checked again right before retiring: an instance that had not reloaded the key ring may have
-        // stored a blob sealed to the old key meanwhile (it refuses to once the key is gone).
-        let still_used = blob::count_on_key(conn, &k.key_id).map_err(AppError::from)?;
-        if still_used > 0 {
+        // Checked right before retiring: an instance that had not reloaded the key ring may have wrapped a data key
+        // to the old identity meanwhile (it cannot once the identity is gone from the file).
+        let data_keys = uses_as_master(conn, &k.key_id)?;
+        let legacy_blobs = blob::count_on_key(conn, &k.key_id).map_err(db)?;
+        if data_keys + legacy_blobs > 0 {
             progress(Progress::Kept {
                 key_id: &k.key_id,
-                blobs: still_used,
+                data_keys,
+                legacy_blobs,
             });
             kept.push(k.key_id);
             continue;
@@ -156,46 +161,102 @@ pub fn rotate(
     Ok(Rotated {
         current_key_id: current,
         generated,
-        reencrypted,
+        rewrapped,
         retired,
         kept,
     })
 }
 
-/// An identity of the key ring and how many blobs are sealed to it.
+fn uses_as_master(conn: &mut DbConn, key_id: &str) -> Result<i64, KeyStoreError> {
+    Ok(data_key::count_by_master(conn)
+        .map_err(db)?
+        .into_iter()
+        .find(|(id, _)| id == key_id)
+        .map(|(_, n)| n)
+        .unwrap_or(0))
+}
+
+/// Unwraps each data key with the ring and wraps it to the ring's current identity (and the escrow), on every core:
+/// this is the whole per-submission cost of a rotation.
+fn rewrap_all(ring: &KeyRing, rows: &[DataKeyRow]) -> Result<Vec<Vec<u8>>, KeyStoreError> {
+    let threads = thread::available_parallelism().map_or(1, |n| n.get());
+    let per = rows.len().div_ceil(threads).max(1);
+    let rewrap = |row: &DataKeyRow| -> Result<Vec<u8>, KeyStoreError> {
+        let fail = |source| KeyStoreError::Rewrap {
+            key_id: row.key_id.clone(),
+            source,
+        };
+        DataKey::unwrap(&row.wrapped, ring)
+            .and_then(|key| key.wrap(ring))
+            .map_err(fail)
+    };
+    thread::scope(|s| {
+        let workers: Vec<_> = rows
+            .chunks(per)
+            .map(|chunk| s.spawn(move || chunk.iter().map(rewrap).collect::<Vec<_>>()))
+            .collect();
+        let mut out = Vec::with_capacity(rows.len());
+        for w in workers {
+            for r in w.join().expect("a re-wrapping thread panicked") {
+                out.push(r?);
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// A master identity of the ring and what depends on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyUsage {
     pub key: KeyInfo,
-    pub blobs: i64,
+    /// Data keys wrapped to it.
+    pub data_keys: i64,
+    /// Blobs from before data keys sealed straight to it.
+    pub legacy_blobs: i64,
 }
 
-/// The blob counts behind `keys list`.
+/// The counts behind `keys list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlobCounts {
-    /// Every identity of the ring, in ring order (the current one last), with its blob count (0 if none).
+pub struct KeyCounts {
+    /// Every identity of the ring, in ring order (the current one last).
     pub keys: Vec<KeyUsage>,
-    /// Key ids blobs are sealed to that are not in the key store (those blobs cannot be read), with counts.
+    /// Master key ids that data keys are wrapped to, or legacy blobs sealed to, but that are not in the key store
+    /// (what depends on them cannot be read), with counts.
     pub missing: Vec<(String, i64)>,
+    /// Data keys in all.
+    pub data_keys: i64,
+    /// Blobs not on their submission's current data key (`keys convert` moves those from before data keys).
+    pub blobs_off_current: i64,
 }
 
-/// How many blobs each identity of the ring encrypts, and which blobs are on keys the ring does not hold.
-pub fn blob_counts(keyring: &KeyRing, conn: &mut DbConn) -> Result<BlobCounts, KeyStoreError> {
-    let counts = blob::count_by_key(conn).map_err(AppError::from)?;
+/// What each master identity wraps or seals, and what depends on identities the ring does not hold.
+pub fn key_counts(keyring: &KeyRing, conn: &mut DbConn) -> Result<KeyCounts, KeyStoreError> {
+    let wrapped = data_key::count_by_master(conn).map_err(db)?;
+    let sealed = blob::count_by_key(conn).map_err(db)?;
+    let count_of = |list: &[(String, i64)], id: &str| {
+        list.iter()
+            .find(|(k, _)| k == id)
+            .map(|(_, n)| *n)
+            .unwrap_or(0)
+    };
     let keys = keyring
         .keys()
         .into_iter()
-        .map(|key| {
-            let blobs = counts
-                .iter()
-                .find(|(id, _)| *id == key.key_id)
-                .map(|(_, n)| *n)
-                .unwrap_or(0);
-            KeyUsage { key, blobs }
+        .map(|key| KeyUsage {
+            data_keys: count_of(&wrapped, &key.key_id),
+            legacy_blobs: count_of(&sealed, &key.key_id),
+            key,
         })
         .collect();
-    let missing = counts
-        .into_iter()
+    let missing = wrapped
+        .iter()
         .filter(|(id, _)| !keyring.contains(id))
+        .cloned()
         .collect();
-    Ok(BlobCounts { keys, missing })
+    Ok(KeyCounts {
+        keys,
+        missing,
+        data_keys: data_key::count(conn).map_err(db)?,
+        blobs_off_current: blob::count_off_current(conn).map_err(db)?,
+    })
 }

@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 
 use crate::crypto::stream::{BlobRef, SealedBlob};
-use crate::db::schema::blobs;
+use crate::db::schema::{blobs, submissions};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = blobs)]
@@ -13,7 +13,6 @@ pub struct BlobRow {
     pub kind: String,
     pub storage_name: String,
     pub key_id: String,
-    pub plaintext_sha256: String,
     pub ciphertext_sha256: String,
     pub plaintext_len: i64,
     pub ciphertext_len: i64,
@@ -33,7 +32,6 @@ impl BlobRow {
         Ok(BlobRef {
             name: self.storage_name.clone(),
             ciphertext_sha256: digest(&self.ciphertext_sha256)?,
-            plaintext_sha256: digest(&self.plaintext_sha256)?,
         })
     }
 }
@@ -54,7 +52,6 @@ pub fn insert(
             blobs::kind.eq(kind),
             blobs::storage_name.eq(&sealed.name),
             blobs::key_id.eq(&sealed.key_id),
-            blobs::plaintext_sha256.eq(hex::encode(sealed.plaintext_sha256)),
             blobs::ciphertext_sha256.eq(hex::encode(sealed.ciphertext_sha256)),
             blobs::plaintext_len.eq(sealed.plaintext_len as i64),
             blobs::ciphertext_len.eq(sealed.ciphertext_len as i64),
@@ -121,7 +118,7 @@ pub fn delete_of_submission(
     diesel::delete(blobs::table.filter(blobs::submission_id.eq(submission_id))).execute(conn)
 }
 
-/// How many blob rows each key id encrypts (`keys list`), by key id.
+/// How many blob rows each key id encrypts, by key id (data keys and, before conversion, master identities).
 pub fn count_by_key(conn: &mut crate::db::DbConn) -> QueryResult<Vec<(String, i64)>> {
     blobs::table
         .group_by(blobs::key_id)
@@ -130,24 +127,44 @@ pub fn count_by_key(conn: &mut crate::db::DbConn) -> QueryResult<Vec<(String, i6
         .load(conn)
 }
 
-/// How many blobs are sealed to another key than `key_id` (what a rotation to it still has to do).
-pub fn count_not_on_key(conn: &mut crate::db::DbConn, key_id: &str) -> QueryResult<i64> {
-    blobs::table
-        .filter(blobs::key_id.ne(key_id))
-        .count()
-        .get_result(conn)
+/// Blobs not sealed to their submission's current data key (from before data keys, or on a data key being
+/// replaced).
+#[diesel::dsl::auto_type]
+fn off_current() -> _ {
+    blobs::table.inner_join(submissions::table).filter(
+        submissions::data_key_id
+            .is_null()
+            .or(submissions::data_key_id.ne(blobs::key_id.nullable())),
+    )
 }
 
-/// The first `limit` blobs (by id) sealed to another key than `key_id`.
-pub fn page_not_on_key(
+/// How many blobs are not sealed to their submission's current data key.
+pub fn count_off_current(conn: &mut crate::db::DbConn) -> QueryResult<i64> {
+    off_current().count().get_result(conn)
+}
+
+/// Up to `limit` submissions (by id, after `after`) with blobs not sealed to their current data key.
+pub fn submissions_off_current(
     conn: &mut crate::db::DbConn,
-    key_id: &str,
+    after: &str,
     limit: i64,
-) -> QueryResult<Vec<BlobRow>> {
-    blobs::table
-        .filter(blobs::key_id.ne(key_id))
-        .order(blobs::id.asc())
+) -> QueryResult<Vec<String>> {
+    off_current()
+        .filter(blobs::submission_id.gt(after))
+        .select(blobs::submission_id)
+        .distinct()
+        .order(blobs::submission_id.asc())
         .limit(limit)
+        .load(conn)
+}
+
+/// A submission's blobs not sealed to its current data key.
+pub fn off_current_of(
+    conn: &mut crate::db::DbConn,
+    submission_id: &str,
+) -> QueryResult<Vec<BlobRow>> {
+    off_current()
+        .filter(blobs::submission_id.eq(submission_id))
         .select(BlobRow::as_select())
         .load(conn)
 }

@@ -4,6 +4,8 @@ pub mod account;
 pub mod account_token;
 pub mod attachment;
 pub mod blob;
+pub mod blob_deletion;
+pub mod data_key;
 pub mod destruction;
 pub mod event;
 pub mod grant;

@@ -35,6 +35,13 @@ pub fn mount(rocket: Rocket<Build>) -> Rocket<Build> {
         .attach(fairings::SecurityHeaders)
         .attach(fairings::OriginCheck)
         .attach(pages::Templates::fairing())
+        .attach(rocket::fairing::AdHoc::on_liftoff("blob sweep", |rocket| {
+            Box::pin(async move {
+                if let Some(state) = rocket.state::<crate::services::Services>() {
+                    crate::workflow::blobs::spawn_periodic_sweep(state);
+                }
+            })
+        }))
         .mount("/", public::routes())
         .mount("/", health::routes())
         .mount("/", account::routes())

@@ -15,7 +15,7 @@ use rocket::data::{Data, ToByteUnit};
 use rocket::http::ContentType;
 use tokio_util::io::ReaderStream;
 
-use crate::crypto::stream::BlobSealer;
+use crate::crypto::stream::{BlobSealer, Recipients};
 use crate::error::{AppError, AppResult};
 use crate::services::Services;
 use crate::web::forms::{TokenCheck, CSRF_FIELD};
@@ -33,13 +33,15 @@ const FIELDS_MAX: usize = 500;
 /// Multipart framing allowed on top of the file bytes the limits count.
 const FRAMING_SLACK: u64 = 16 * 1024 * 1024;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     pub max_file_bytes: u64,
     /// Bytes of files this request may still add to the submission.
     pub max_total_bytes: u64,
     /// Files this request may still add.
     pub max_files: usize,
+    /// The data key the files are sealed to as they arrive.
+    pub seal_to: Recipients,
 }
 
 #[derive(Debug, Default)]
@@ -322,12 +324,8 @@ impl Reader<'_> {
         } else {
             file_name
         };
-        let sealer = {
-            let keys = self.state.current_keys();
-            let ring = keys.read().unwrap_or_else(|p| p.into_inner());
-            BlobSealer::start(self.state.blobs.clone(), &ring)
-        }
-        .map_err(|e| Failure::Broken(AppError::Internal(format!("starting a blob: {e}"))))?;
+        let sealer = BlobSealer::start(self.state.blobs.clone(), &self.limits.seal_to)
+            .map_err(|e| Failure::Broken(AppError::Internal(format!("starting a blob: {e}"))))?;
         self.sealer = Some(sealer);
         let mut next = first;
         while let Some(chunk) = next {

@@ -1,42 +1,214 @@
-//! Blob bookkeeping that spans the store and the database: the start-up sweep.
+//! Blob bookkeeping that spans the store and the database: the deletion queue and the sweep.
+//!
+//! Whatever a transaction makes obsolete (a destroyed submission's ciphertexts, a replaced content version, a
+//! removed file, an old copy after re-encryption) is queued in that same transaction and deleted after commit.
+//! A crash before the deletion leaves the names queued; the sweep — at start and every
+//! `blob_sweep_interval_seconds` while the server runs — retries them, and removes temporaries and orphans (files
+//! no row points to) older than the grace period. After a destruction nothing here is urgent for secrecy: its data
+//! keys went in the decision's transaction, so the queued ciphertexts already open for nobody.
 
 use std::time::Duration;
 
+use crate::audit::log::{Actor, AuditLog, Event, Outcome};
 use crate::config::Settings;
-use crate::db::DbConn;
-use crate::models::blob;
+use crate::db::{Db, DbConn};
+use crate::error::{AppError, AppResult};
+use crate::models::{blob, blob_deletion};
+use crate::services::Services;
 use crate::storage::{sweep_orphans, BlobStore};
 
-/// Removes unfinished temporaries and blobs no row points to. Both only past a grace period: another
-/// instance sharing the store may be writing one right now.
-pub fn sweep_at_start(
+/// How many queued names are handled per query.
+const BATCH: i64 = 200;
+
+/// What a sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Queued ciphertexts deleted from the store.
+    pub deleted: usize,
+    /// Queued ciphertexts the store failed to delete (still queued).
+    pub failed: usize,
+    /// Temporaries of interrupted writes removed.
+    pub temporaries: usize,
+    /// Files no row points to, removed.
+    pub orphans: usize,
+}
+
+impl Swept {
+    fn is_empty(&self) -> bool {
+        *self == Swept::default()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "deleted {} queued, {} failed (still queued), {} temporaries, {} orphans",
+            self.deleted, self.failed, self.temporaries, self.orphans
+        )
+    }
+}
+
+/// Deletes queued ciphertexts from the store — `names` only, or the whole queue — and dequeues each once the
+/// store confirms it is gone. Returns (deleted, failed).
+pub fn delete_queued(
     conn: &mut DbConn,
     store: &dyn BlobStore,
-    settings: &Settings,
-) -> Result<usize, String> {
-    let grace = Duration::from_secs(settings.blob_sweep_grace_minutes * 60);
-    let temporaries = store.sweep_temporaries(grace).map_err(|e| e.to_string())?;
-    let mut failure = None;
-    let orphans = sweep_orphans(store, grace, &mut |name| {
-        match blob::storage_name_in_use(conn, name) {
-            Ok(in_use) => in_use,
+    names: Option<&[String]>,
+) -> AppResult<(usize, usize)> {
+    let (mut deleted, mut failed) = (0, 0);
+    // True when the store confirmed the deletion.
+    let handle = |conn: &mut DbConn, name: &str| -> AppResult<bool> {
+        match store.delete(name) {
+            Ok(()) => {
+                blob_deletion::done(conn, name)?;
+                Ok(true)
+            }
             Err(e) => {
-                // When in doubt, keep the blob.
-                failure = Some(e.to_string());
-                true
+                tracing::warn!(blob = %name, error = %e, "deleting a queued blob failed; it stays queued");
+                blob_deletion::failed(conn, name)?;
+                Ok(false)
             }
         }
+    };
+    let mut count = |ok: bool| {
+        if ok {
+            deleted += 1
+        } else {
+            failed += 1
+        }
+    };
+    match names {
+        Some(names) => {
+            for name in names {
+                count(handle(conn, name)?);
+            }
+        }
+        None => {
+            // Each pass sees every name at most once: failures move to the back (more attempts).
+            let total = blob_deletion::count(conn)?;
+            let mut seen = 0;
+            while seen < total {
+                let page = blob_deletion::pending(conn, BATCH)?;
+                if page.is_empty() {
+                    break;
+                }
+                let mut failed_here = 0;
+                for name in &page {
+                    let ok = handle(conn, name)?;
+                    failed_here += usize::from(!ok);
+                    count(ok);
+                }
+                seen += page.len() as i64;
+                if failed_here == page.len() {
+                    break; // the store refuses everything right now; the next sweep retries
+                }
+            }
+        }
+    }
+    Ok((deleted, failed))
+}
+
+/// After a commit that queued `names`: deletes them now (failures stay queued for the sweep).
+pub async fn delete_after_commit(state: &Services, names: Vec<String>) {
+    if names.is_empty() {
+        return;
+    }
+    let store = state.blobs.clone();
+    let result = state
+        .db
+        .run(move |c| delete_queued(c, &*store, Some(&names)))
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "deleting queued blobs failed; the sweep will retry");
+    }
+}
+
+/// A full sweep: the deletion queue, then temporaries and orphans older than `grace`. Audited (`blob.sweep`) when
+/// it removed or failed to remove anything.
+pub fn sweep(
+    conn: &mut DbConn,
+    store: &dyn BlobStore,
+    audit: &AuditLog,
+    actor: &Actor,
+    grace: Duration,
+) -> AppResult<Swept> {
+    let (deleted, failed) = delete_queued(conn, store, None)?;
+    let temporaries = store
+        .sweep_temporaries(grace)
+        .map_err(|e| AppError::Unavailable(format!("sweeping temporaries: {e}")))?;
+    let mut lookup_failure = None;
+    let orphans = sweep_orphans(store, grace, &mut |name| {
+        let referenced = blob::storage_name_in_use(conn, name)
+            .and_then(|used| Ok(used || blob_deletion::is_queued(conn, name)?));
+        referenced.unwrap_or_else(|e| {
+            // When in doubt, keep the blob.
+            lookup_failure = Some(e.to_string());
+            true
+        })
     })
-    .map_err(|e| e.to_string())?;
-    if let Some(e) = failure {
+    .map_err(|e| AppError::Unavailable(format!("sweeping orphans: {e}")))?;
+    if let Some(e) = lookup_failure {
         tracing::warn!(error = %e, "blob sweep could not check some blobs; they were kept");
     }
-    if temporaries + orphans > 0 {
+    let swept = Swept {
+        deleted,
+        failed,
+        temporaries,
+        orphans,
+    };
+    if !swept.is_empty() {
         tracing::info!(
+            deleted,
+            failed,
             temporaries,
             orphans,
             "blob sweep removed unreferenced files"
         );
+        let outcome = if failed > 0 {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        };
+        audit.record(
+            conn,
+            actor,
+            Event::new("blob.sweep", outcome).reason(swept.describe()),
+        )?;
     }
-    Ok(temporaries + orphans)
+    Ok(swept)
+}
+
+/// The sweep at start (before the server takes requests).
+pub fn sweep_at_start(
+    conn: &mut DbConn,
+    store: &dyn BlobStore,
+    audit: &AuditLog,
+    settings: &Settings,
+) -> AppResult<Swept> {
+    let grace = Duration::from_secs(settings.blob_sweep_grace_minutes * 60);
+    sweep(conn, store, audit, &Actor::system(), grace)
+}
+
+/// Runs the sweep every `blob_sweep_interval_seconds` (0: never) on the current Tokio runtime, until it stops.
+pub fn spawn_periodic_sweep(state: &Services) {
+    let every = state.settings.blob_sweep_interval_seconds;
+    if every == 0 {
+        return;
+    }
+    let (db, store, audit): (Db, _, AuditLog) =
+        (state.db.clone(), state.blobs.clone(), state.audit.clone());
+    let grace = Duration::from_secs(state.settings.blob_sweep_grace_minutes * 60);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(every));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await; // the first tick is immediate; start-up already swept
+        loop {
+            tick.tick().await;
+            let (store, audit) = (store.clone(), audit.clone());
+            let result = db
+                .run(move |c| sweep(c, &*store, &audit, &Actor::system(), grace))
+                .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "the periodic blob sweep failed; it runs again later");
+            }
+        }
+    });
 }

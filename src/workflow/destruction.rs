@@ -1,6 +1,9 @@
-//! Crypto-shredding: a destroyed submission's ciphertexts (every blob row it owns: content versions and
-//! attachments, each sealed to the current key and the escrow keys in one file) are removed from the
-//! store, and a destruction record keeps who, when, why and the SHA-256 of what was destroyed.
+//! Crypto-shredding: in the decision's own transaction, a destroyed submission's wrapped data keys are deleted —
+//! from that commit on, no key the portal or the escrow holders have opens any copy of its blobs — and its
+//! ciphertexts are queued for deletion from the store (garbage collection, see `workflow::blobs`). A destruction
+//! record keeps who, when, why and what was destroyed: each file's number and size (the submitter's receipt lists
+//! the same) and each ciphertext's digest and length; no plaintext digest, which would let a copy of the database
+//! confirm a guessed file.
 
 use serde_json::json;
 
@@ -9,7 +12,7 @@ use crate::domain::Status;
 use crate::error::AppResult;
 use crate::models::destruction::{self, NewDestruction};
 use crate::models::submission::Submission;
-use crate::models::{attachment, blob, submission};
+use crate::models::{attachment, blob, blob_deletion, data_key, submission};
 
 /// The database half of a destruction, inside the caller's transaction: writes the record, unlinks
 /// every blob row and sets the final status. Returns the storage names to delete once the transaction
@@ -31,7 +34,6 @@ pub fn destroy_in_tx(
         "ciphertexts": rows.iter().map(|b| json!({
             "kind": b.kind,
             "key_id": b.key_id,
-            "plaintext_sha256": b.plaintext_sha256,
             "ciphertext_sha256": b.ciphertext_sha256,
             "ciphertext_len": b.ciphertext_len,
         })).collect::<Vec<_>>(),
@@ -50,5 +52,8 @@ pub fn destroy_in_tx(
     attachment::unlink_blobs_of(tx, &submission.id)?;
     submission::close_destroyed(tx, &submission.id, final_status, now)?;
     blob::delete_of_submission(tx, &submission.id)?;
-    Ok(rows.into_iter().map(|b| b.storage_name).collect())
+    data_key::delete_of_submission(tx, &submission.id)?;
+    let names: Vec<String> = rows.into_iter().map(|b| b.storage_name).collect();
+    blob_deletion::enqueue(tx, &names, now)?;
+    Ok(names)
 }

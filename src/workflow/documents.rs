@@ -9,9 +9,9 @@ use std::pin::Pin;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use zeroize::Zeroizing;
 
-use crate::crypto::stream::{decrypt_to_async, open_verified, seal_reader, SealedBlob};
+use crate::crypto::stream::{decrypt_to_async, seal_reader, Recipients, SealedBlob};
 use crate::error::{AppError, AppResult};
-use crate::models::blob;
+use crate::key_store::data_keys::{blob_keys, open_blob as open_sealed};
 use crate::services::Services;
 use crate::workflow::content::Content;
 
@@ -27,17 +27,18 @@ fn integrity_error(e: std::io::Error) -> AppError {
 }
 
 /// Encrypts a content document into a new blob (durable before this returns).
-pub async fn seal_content(state: &Services, content: &Content) -> AppResult<SealedBlob> {
+pub async fn seal_content(
+    state: &Services,
+    to: &Recipients,
+    content: &Content,
+) -> AppResult<SealedBlob> {
     let json = Zeroizing::new(content.to_json());
-    let keys = state.current_keys();
+    let to = to.clone();
     let store = state.blobs.clone();
-    tokio::task::spawn_blocking(move || {
-        let ring = keys.read().unwrap_or_else(|p| p.into_inner());
-        seal_reader(&*store, &ring, &json[..])
-    })
-    .await
-    .map_err(|_| AppError::Internal("sealing task failed".into()))?
-    .map_err(|e| AppError::Internal(format!("sealing content: {e}")))
+    tokio::task::spawn_blocking(move || seal_reader(&*store, &to, &json[..]))
+        .await
+        .map_err(|_| AppError::Internal("sealing task failed".into()))?
+        .map_err(|e| AppError::Internal(format!("sealing content: {e}")))
 }
 
 /// Decrypts and verifies a content document.
@@ -45,23 +46,15 @@ pub(in crate::workflow) async fn read_content(
     state: &Services,
     blob_id: &str,
 ) -> AppResult<Content> {
-    let row = {
+    let keys_of_blob = {
         let id = blob_id.to_string();
-        state.db.run(move |c| Ok(blob::find(c, &id)?)).await?
+        state.db.run(move |c| Ok(blob_keys(c, &id)?)).await?
     };
-    let reference = row.blob_ref().map_err(AppError::Internal)?;
     let keys = state.current_keys();
     let store = state.blobs.clone();
     tokio::task::spawn_blocking(move || {
         let ring = keys.read().unwrap_or_else(|p| p.into_inner());
-        let reader = open_verified(
-            &*store,
-            &reference.name,
-            &ring,
-            &reference.ciphertext_sha256,
-            &reference.plaintext_sha256,
-        )
-        .map_err(integrity_error)?;
+        let reader = open_sealed(&*store, &ring, &keys_of_blob).map_err(integrity_error)?;
         drop(ring);
         let mut json = Zeroizing::new(Vec::new());
         reader
@@ -84,24 +77,16 @@ pub(in crate::workflow) async fn open_blob(
     state: &Services,
     blob_id: &str,
 ) -> AppResult<(PlaintextStream, u64)> {
-    let row = {
+    let keys_of_blob = {
         let id = blob_id.to_string();
-        state.db.run(move |c| Ok(blob::find(c, &id)?)).await?
+        state.db.run(move |c| Ok(blob_keys(c, &id)?)).await?
     };
-    let reference = row.blob_ref().map_err(AppError::Internal)?;
-    let len = row.plaintext_len.max(0) as u64;
+    let len = keys_of_blob.blob.plaintext_len.max(0) as u64;
     let keys = state.current_keys();
     let store = state.blobs.clone();
     let (first, rest) = tokio::task::spawn_blocking(move || {
         let ring = keys.read().unwrap_or_else(|p| p.into_inner());
-        let mut reader = open_verified(
-            &*store,
-            &reference.name,
-            &ring,
-            &reference.ciphertext_sha256,
-            &reference.plaintext_sha256,
-        )
-        .map_err(integrity_error)?;
+        let mut reader = open_sealed(&*store, &ring, &keys_of_blob).map_err(integrity_error)?;
         drop(ring);
         let mut first = vec![0u8; FIRST_PIECE];
         let mut filled = 0;

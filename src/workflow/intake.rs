@@ -12,10 +12,12 @@ use crate::domain::Disposition;
 use crate::domain::Role;
 use crate::domain::Status;
 use crate::error::{AppError, AppResult};
+use crate::key_store::data_keys::{current_recipients, SealingKey};
 use crate::models::attachment::{self, NewAttachment};
 use crate::models::submission::{self, NewSubmission, Scope, Submission};
-use crate::models::{blob, event, notice};
+use crate::models::{blob, blob_deletion, data_key, event, notice};
 use crate::services::Services;
+use crate::workflow::blobs::delete_after_commit;
 use crate::workflow::content::{
     apply_fields, check_complete, check_draft, AttachmentInfo, Content, FieldErrors, FormFields,
     STATEMENT_VERSION,
@@ -40,7 +42,7 @@ pub struct IncomingFile {
     pub sealed: SealedBlob,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SaveRequest {
     /// None for a new submission.
     pub submission_id: Option<String>,
@@ -53,6 +55,16 @@ pub struct SaveRequest {
     /// The random token of the new-submission form it came from: the same form sent twice creates one
     /// submission.
     pub form_token: Option<String>,
+    /// What the files were sealed to (from [`allowance`]); the content document is sealed to it too.
+    pub sealing: SealingKey,
+}
+
+/// What a save may add: files and bytes left, and the data key to seal them to.
+#[derive(Debug)]
+pub struct Allowance {
+    pub files: usize,
+    pub bytes: u64,
+    pub sealing: SealingKey,
 }
 
 #[derive(Debug)]
@@ -74,27 +86,54 @@ pub enum SaveResult {
     },
 }
 
-/// How many more files and bytes a submission may take (the configured limits minus what it holds).
+/// How many more files and bytes a submission may take (the configured limits minus what it holds), and the
+/// data key its new blobs are sealed to: its current one, or a new one (a new submission, or one from before data
+/// keys) that the save stores.
 pub async fn allowance(
     state: &Services,
     who: &Submitter,
     submission_id: Option<&str>,
-) -> AppResult<(usize, u64)> {
+) -> AppResult<Allowance> {
     let max_files = state.settings.max_files as usize;
     let max_bytes = state.settings.max_submission_bytes;
-    let Some(id) = submission_id else {
-        return Ok((max_files, max_bytes));
+    let (files, bytes, current) = match submission_id {
+        None => (max_files, max_bytes, None),
+        Some(id) => {
+            let (id, org) = (id.to_string(), who.organisation_id.clone());
+            let (s, current) = state
+                .db
+                .run(move |c| {
+                    let s = submission::find(c, &id, Scope::Organisation(&org))?;
+                    let current = current_recipients(c, &s.id)
+                        .map_err(|e| AppError::Internal(format!("data key: {e}")))?;
+                    Ok((s, current))
+                })
+                .await?;
+            editable(&s)?;
+            (
+                max_files.saturating_sub(s.file_count.max(0) as usize),
+                max_bytes.saturating_sub(s.total_bytes.max(0) as u64),
+                current,
+            )
+        }
     };
-    let (id, org) = (id.to_string(), who.organisation_id.clone());
-    let s = state
-        .db
-        .run(move |c| Ok(submission::find(c, &id, Scope::Organisation(&org))?))
-        .await?;
-    editable(&s)?;
-    Ok((
-        max_files.saturating_sub(s.file_count.max(0) as usize),
-        max_bytes.saturating_sub(s.total_bytes.max(0) as u64),
-    ))
+    let sealing = match current {
+        Some(recipients) => SealingKey {
+            recipients,
+            new: None,
+        },
+        None => {
+            let keys = state.current_keys();
+            let ring = keys.read().unwrap_or_else(|p| p.into_inner());
+            SealingKey::generate(&ring)
+                .map_err(|e| AppError::Internal(format!("making a data key: {e}")))?
+        }
+    };
+    Ok(Allowance {
+        files,
+        bytes,
+        sealing,
+    })
 }
 
 fn editable(s: &Submission) -> AppResult<()> {
@@ -135,6 +174,7 @@ struct Plan {
     new_files: Vec<(String, IncomingFile)>,
     remove: Vec<String>,
     step: Option<Step>,
+    sealing: SealingKey,
 }
 
 async fn save_inner(
@@ -240,7 +280,7 @@ async fn save_inner(
     } else {
         FieldErrors::new()
     };
-    let content_blob = seal_content(state, &content).await?;
+    let content_blob = seal_content(state, &req.sealing.recipients, &content).await?;
     new_blobs.push(content_blob.name.clone());
     let plan = Plan {
         form_token,
@@ -250,27 +290,8 @@ async fn save_inner(
         new_files,
         remove: req.remove,
         step: step.filter(|_| complete_errors.is_empty()),
+        sealing: req.sealing,
     };
-
-    // A `keys rotate` that ran during a long upload may already have retired the key a file was sealed
-    // to: such a blob would be unreadable, so it is refused (and deleted) rather than recorded.
-    {
-        let keys = state.current_keys();
-        let ring = keys.read().unwrap_or_else(|p| p.into_inner());
-        let sealed_keys = plan
-            .new_files
-            .iter()
-            .map(|(_, f)| &f.sealed.key_id)
-            .chain(std::iter::once(&plan.content_blob.key_id));
-        for key_id in sealed_keys {
-            if !ring.contains(key_id) {
-                return Err(AppError::Conflict(
-                    "The portal's encryption keys changed during your upload. Nothing was saved; send it again."
-                        .into(),
-                ));
-            }
-        }
-    }
     let audit = state.audit.clone();
     let actor = actor.clone();
     let who = who.clone();
@@ -279,7 +300,7 @@ async fn save_inner(
         .db
         .run(move |c| audit.fact(c, &actor, |tx| commit_save(tx, &who, plan, now)))
         .await?;
-    delete_blobs(state, obsolete).await;
+    delete_after_commit(state, obsolete).await;
     if complete_errors.is_empty() {
         Ok(SaveResult::Saved { id, status })
     } else {
@@ -336,6 +357,27 @@ fn commit_save(tx: &mut DbConn, who: &Submitter, plan: Plan, now: i64) -> AppRes
     };
     let from = sub.status();
 
+    // The data key: a new one is stored and made current with the first blobs sealed to it. Every new blob
+    // must be sealed to the current key: a `keys rotate --data-keys` that ran during a long upload may have
+    // replaced it, and a blob on a key about to be retired would become unreadable, so it is refused instead.
+    if let Some(new) = &plan.sealing.new {
+        data_key::insert_current(tx, &new.row(&sub.id, now))?;
+    }
+    let current_key = data_key::current_of(tx, &sub.id)?;
+    let sealed_keys = plan
+        .new_files
+        .iter()
+        .map(|(_, f)| &f.sealed.key_id)
+        .chain(std::iter::once(&plan.content_blob.key_id));
+    for key_id in sealed_keys {
+        if current_key.as_deref() != Some(key_id.as_str()) {
+            return Err(AppError::Conflict(
+                "The portal's encryption keys changed during your upload. Nothing was saved; send it again."
+                    .into(),
+            ));
+        }
+    }
+
     // The new content version. A draft's old version is discarded; once sent, every version is kept.
     let content_blob_id = crate::db::new_id();
     blob::insert(
@@ -374,6 +416,7 @@ fn commit_save(tx: &mut DbConn, who: &Submitter, plan: Plan, now: i64) -> AppRes
             },
         )?;
     }
+    blob_deletion::enqueue(tx, &obsolete, now)?;
     let sizes = attachment::sizes_of(tx, &sub.id)?;
     submission::set_content(
         tx,
@@ -469,6 +512,7 @@ pub async fn delete_draft(
     let actor = actor.clone();
     let organisation = who.organisation_id.clone();
     let id = submission_id.to_string();
+    let now = state.clock.now();
     let names = state
         .db
         .run(move |c| {
@@ -481,10 +525,12 @@ pub async fn delete_draft(
                     ));
                 }
                 let names = blob::storage_names_of(tx, &sub.id)?;
+                blob_deletion::enqueue(tx, &names, now)?;
                 attachment::delete_of(tx, &sub.id)?;
                 notice::delete_of(tx, &sub.id)?;
                 event::delete_of(tx, &sub.id)?;
                 blob::delete_of_submission(tx, &sub.id)?;
+                data_key::delete_of_submission(tx, &sub.id)?;
                 submission::delete(tx, &sub.id)?;
                 let event = Event::new("submission.draft_deleted", Outcome::Success)
                     .object("submission", sub.id.clone())
@@ -493,9 +539,8 @@ pub async fn delete_draft(
             })
         })
         .await?;
-    // After the commit: a crash before this leaves files no row points to, which the sweep at start
-    // removes.
-    delete_blobs(state, names).await;
+    // After the commit; a crash before this leaves the names queued for the sweep.
+    delete_after_commit(state, names).await;
     Ok(())
 }
 
@@ -529,7 +574,7 @@ pub async fn request(
             })
         })
         .await?;
-    delete_blobs(state, shredded).await;
+    delete_after_commit(state, shredded).await;
     Ok(status)
 }
 

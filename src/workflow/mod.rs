@@ -3,6 +3,7 @@
 pub mod access;
 pub mod blobs;
 pub mod content;
+pub mod custody;
 pub mod decisions;
 pub mod destruction;
 pub mod documents;

@@ -7,7 +7,6 @@ use std::collections::HashSet;
 
 use serde_json::json;
 
-use crate::crypto::stream::open_verified;
 use crate::error::{AppError, AppResult};
 use crate::export::{package_stream, safe_member_name, BlockingBody, PackageEntry};
 use crate::models::submission::{self, Submission};
@@ -37,7 +36,7 @@ pub(crate) async fn build(
             let mut rows = Vec::new();
             for a in atts {
                 let blob = match &a.blob_id {
-                    Some(b) => Some(crate::models::blob::find(c, b)?),
+                    Some(b) => Some(crate::key_store::data_keys::blob_keys(c, b)?),
                     None => None,
                 };
                 rows.push((a, blob));
@@ -73,7 +72,7 @@ pub(crate) async fn build(
             "size_bytes": a.size_bytes,
             "sha256": a.sha256,
         }));
-        sources.push((member, blob.blob_ref().map_err(AppError::Internal)?));
+        sources.push((member, blob.clone()));
     }
 
     let cover = format!(
@@ -122,14 +121,8 @@ pub(crate) async fn build(
         sources
             .into_iter()
             .map(|(member, r)| {
-                open_verified(
-                    &*store,
-                    &r.name,
-                    &ring,
-                    &r.ciphertext_sha256,
-                    &r.plaintext_sha256,
-                )
-                .map(|reader| (member, reader))
+                crate::key_store::data_keys::open_blob(&*store, &ring, &r)
+                    .map(|reader| (member, reader))
             })
             .collect::<std::io::Result<Vec<_>>>()
     })

@@ -169,25 +169,31 @@ fn a_submission_with_three_files_gets_a_receipt_and_its_files_back_byte_identica
         assert!(h("Content-Disposition").unwrap().starts_with("attachment;"));
         assert!(h("Cache-Control").unwrap().contains("no-store"));
     }
-    // Blob rows record both digests and the key.
-    let rows: Vec<(String, String, String)> = app.with_conn(|c| {
+    // Blob rows record the ciphertext digest and the key: the submission's own data key, not the master identity.
+    // No plaintext digest is kept in clear.
+    let rows: Vec<(String, String)> = app.with_conn(|c| {
         blobs::table
             .filter(blobs::submission_id.eq(&id))
             .filter(blobs::kind.eq("attachment"))
-            .select((
-                blobs::plaintext_sha256,
-                blobs::ciphertext_sha256,
-                blobs::key_id,
-            ))
+            .select((blobs::ciphertext_sha256, blobs::key_id))
             .load(c)
             .unwrap()
     });
     assert_eq!(rows.len(), 3);
-    for (pt, ct, key) in rows {
-        assert_eq!(pt.len(), 64);
+    let data_key = app
+        .with_conn(|c| pcii_portal::models::data_key::current_of(c, &id).unwrap())
+        .unwrap();
+    let master = app
+        .state()
+        .current_keys()
+        .read()
+        .unwrap()
+        .current_key_id()
+        .to_string();
+    for (ct, key) in rows {
         assert_eq!(ct.len(), 64);
-        assert_ne!(pt, ct);
-        assert!(key.starts_with("age1"));
+        assert_eq!(key, data_key);
+        assert_ne!(key, master);
     }
     assert_eq!(app.audit_count("submission.received"), 1);
     assert!(app.audit_count("content.downloaded") >= 3);

@@ -1,14 +1,22 @@
-//! `pcii-portal keys rotate`: every blob re-encrypted to the new identity, resumable, old identity retired.
+//! Key custody from the CLI: `keys convert` (a store from before data keys), `keys rotate` (a new master key, every
+//! data key re-wrapped, no blob touched), `keys rotate --data-keys` (fresh data keys, blobs re-encrypted). Each is
+//! interrupted midway and resumed; afterwards every blob opens with the new keys alone.
+
+use std::collections::HashMap;
 
 use crate::common::{self, TestApp};
 use diesel::prelude::*;
 
 use pcii_portal::crypto::keys::KeyRing;
-use pcii_portal::crypto::stream::{open_verified, seal_reader};
-use pcii_portal::db::schema::{blobs, submissions};
+use pcii_portal::crypto::stream::{seal_reader, Recipients};
+use pcii_portal::db::schema::{blobs, data_keys, submissions};
 use pcii_portal::domain::Role;
+use pcii_portal::key_store::data_keys::{blob_keys, open_blob, WrappedKey};
 use pcii_portal::models::blob::{self, BlobRow};
+use pcii_portal::models::data_key;
 use pcii_portal::storage::fs::FsBlobStore;
+use pcii_portal::storage::BlobStore;
+use pcii_portal::workflow::custody::{self as rotation, Rekey, RekeyProgress};
 
 fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
@@ -21,10 +29,17 @@ fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-#[test]
-fn rotation_of_200_blobs_interrupted_midway_resumes_and_leaves_every_blob_readable_with_the_new_key_alone(
-) {
-    let app = TestApp::new();
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `n` submissions of one organisation, inserted directly (the CLI under test does not care how they came).
+fn submissions(app: &TestApp, n: usize) -> Vec<String> {
     let user_id = app.create_user(Role::Submitter, "sam@acme.example", Some("Acme"));
     let org = app.with_conn(|c| {
         pcii_portal::models::account::find(c, &user_id)
@@ -32,127 +47,272 @@ fn rotation_of_200_blobs_interrupted_midway_resumes_and_leaves_every_blob_readab
             .organisation_id
             .unwrap()
     });
-    let store = FsBlobStore::open(&app.data_dir().join("blobs")).unwrap();
-    let old_ring = KeyRing::load(&app.keys_dir(), &[]).unwrap();
-    let old_key = old_ring.current_key_id().to_string();
     let now = app.now();
-    let sub = pcii_portal::db::new_id();
+    (0..n)
+        .map(|i| {
+            let sub = format!("s{i:03}-{}", pcii_portal::db::new_id());
+            app.with_conn(|c| {
+                diesel::insert_into(submissions::table)
+                    .values((
+                        submissions::id.eq(&sub),
+                        submissions::organisation_id.eq(&org),
+                        submissions::submitter_id.eq(&user_id),
+                        submissions::status.eq("draft"),
+                        submissions::sector.eq("Energy"),
+                        submissions::created_at.eq(now),
+                        submissions::updated_at.eq(now),
+                    ))
+                    .execute(c)
+                    .unwrap();
+            });
+            sub
+        })
+        .collect()
+}
+
+fn all_blobs(app: &TestApp) -> Vec<BlobRow> {
     app.with_conn(|c| {
-        diesel::insert_into(submissions::table)
-            .values((
-                submissions::id.eq(&sub),
-                submissions::organisation_id.eq(&org),
-                submissions::submitter_id.eq(&user_id),
-                submissions::status.eq("draft"),
-                submissions::sector.eq("Energy"),
-                submissions::created_at.eq(now),
-                submissions::updated_at.eq(now),
-            ))
-            .execute(c)
-            .unwrap();
-    });
-    let mut plaintexts = Vec::new();
-    for i in 0..200 {
-        let text = format!("blob {i}: ").repeat(i * 37 + 1);
-        let sealed = seal_reader(&store, &old_ring, text.as_bytes()).unwrap();
-        app.with_conn(|c| {
-            blob::insert(c, &format!("b{i:03}"), &sub, "attachment", &sealed, now).unwrap()
-        });
-        plaintexts.push(text);
-    }
-
-    // A rotation interrupted part-way, leaving every kind of partial state the CLI can leave: the new
-    // identity generated; blobs 0..70 resealed, their rows updated and the old ciphertexts deleted; blobs
-    // 70..80 resealed and rows updated but the old ciphertexts still there; blob 80 resealed but its row
-    // not updated yet; the rest untouched.
-    let mut ring = KeyRing::load(&app.keys_dir(), &[]).unwrap();
-    let new_key = ring.rotate().unwrap();
-    for i in 0..81 {
-        let id = format!("b{i:03}");
-        let row: BlobRow = app.with_conn(|c| blob::find(c, &id).unwrap());
-        let old = row.blob_ref().unwrap();
-        let sealed = pcii_portal::crypto::stream::reseal(&store, &old, &ring).unwrap();
-        if i == 80 {
-            break;
-        }
-        app.with_conn(|c| blob::switch_ciphertext(c, &id, &row.storage_name, &sealed).unwrap());
-        if i < 70 {
-            pcii_portal::storage::BlobStore::delete(&store, &old.name).unwrap();
-        }
-    }
-    drop(ring);
-
-    let out = cli(&app, &["keys", "rotate"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("resuming"));
-
-    // Only the new identity is left in the key store, and it reads everything.
-    let ring = KeyRing::load(&app.keys_dir(), &[]).unwrap();
-    let ids: Vec<String> = ring.keys().into_iter().map(|k| k.key_id).collect();
-    assert_eq!(ids, vec![new_key.clone()]);
-    assert!(!ring.contains(&old_key));
-    let rows: Vec<BlobRow> = app.with_conn(|c| {
         blobs::table
             .order(blobs::id.asc())
             .select(BlobRow::as_select())
             .load(c)
             .unwrap()
-    });
-    assert_eq!(rows.len(), 200);
-    for (row, text) in rows.iter().zip(&plaintexts) {
-        assert_eq!(row.key_id, new_key);
-        let r = row.blob_ref().unwrap();
-        let mut reader = open_verified(
-            &store,
-            &r.name,
-            &ring,
-            &r.ciphertext_sha256,
-            &r.plaintext_sha256,
-        )
-        .unwrap();
+    })
+}
+
+/// Opens every blob the way the portal does (its data key unwrapped with `ring`) and compares it with what was
+/// sealed; also checks each is on its submission's current data key.
+fn assert_all_readable(
+    app: &TestApp,
+    store: &FsBlobStore,
+    ring: &KeyRing,
+    texts: &HashMap<String, String>,
+) {
+    let rows = all_blobs(app);
+    assert_eq!(rows.len(), texts.len());
+    for row in rows {
+        let keys = app.with_conn(|c| blob_keys(c, &row.id).unwrap());
+        let current = app.with_conn(|c| data_key::current_of(c, &row.submission_id).unwrap());
+        assert_eq!(
+            current.as_deref(),
+            Some(row.key_id.as_str()),
+            "blob {} not on its data key",
+            row.id
+        );
+        assert!(
+            keys.data_key.is_some(),
+            "blob {} has no stored data key",
+            row.id
+        );
+        let mut reader = open_blob(store, ring, &keys).unwrap();
         let mut back = String::new();
         std::io::Read::read_to_string(&mut reader, &mut back).unwrap();
-        assert_eq!(&back, text);
+        assert_eq!(&back, &texts[&row.id]);
     }
-    // Left by the interruption: the 10 old ciphertexts whose deletion never happened and the resealed
-    // copy whose row never pointed to it. Nothing references them; the orphan sweep removes exactly those.
-    assert_eq!(
-        pcii_portal::storage::BlobStore::list(&store).unwrap().len(),
-        211
-    );
-    let referenced: std::collections::HashSet<String> =
-        rows.iter().map(|r| r.storage_name.clone()).collect();
-    let swept = pcii_portal::storage::sweep_orphans(&store, std::time::Duration::ZERO, &mut |n| {
-        referenced.contains(n)
-    })
-    .unwrap();
-    assert_eq!(swept, 11);
-    assert_eq!(
-        pcii_portal::storage::BlobStore::list(&store).unwrap().len(),
-        200
-    );
+}
 
-    // A later rotation starts afresh (new identity) and `keys list` counts the blobs per key.
-    let out = cli(&app, &["keys", "rotate"]);
-    assert!(out.status.success());
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("resuming"));
-    let list = cli(&app, &["keys", "list"]);
-    let listing = String::from_utf8_lossy(&list.stdout);
-    assert!(listing.contains("current"), "{listing}");
+#[test]
+fn a_legacy_store_converted_with_an_interruption_midway_then_rotated_opens_with_the_new_master_key_alone(
+) {
+    let app = TestApp::new();
+    let subs = submissions(&app, 20);
+    let store = FsBlobStore::open(&app.data_dir().join("blobs")).unwrap();
+    let old_ring = KeyRing::load(&app.keys_dir(), &[]).unwrap();
+    let old_key = old_ring.current_key_id().to_string();
+    let now = app.now();
+    // The layout before data keys: 200 blobs sealed straight to the master identity.
+    let mut texts = HashMap::new();
+    for i in 0..200 {
+        let text = format!("blob {i}: ").repeat(i * 37 + 1);
+        let sealed = seal_reader(&store, &Recipients::from(&old_ring), text.as_bytes()).unwrap();
+        let id = format!("b{i:03}");
+        app.with_conn(|c| blob::insert(c, &id, &subs[i % 20], "attachment", &sealed, now).unwrap());
+        texts.insert(id, text);
+    }
+    assert!(ok(&cli(&app, &["keys", "list"])).contains("keys convert"));
+
+    // `keys convert` killed after 7 submissions (a panic in its progress callback stands in for `kill -9` between
+    // two steps; each step committed on its own).
+    let audit = app.state().audit.clone();
+    let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut done = 0;
+        app.with_conn(|c| {
+            rotation::rekey(
+                &old_ring,
+                c,
+                &audit,
+                &store,
+                Rekey::Convert,
+                now,
+                &mut |p| {
+                    if let RekeyProgress::Submission { .. } = p {
+                        done += 1;
+                        if done == 7 {
+                            panic!("killed");
+                        }
+                    }
+                },
+            )
+        })
+    }));
+    assert!(killed.is_err());
+    let converted = app.with_conn(|c| data_key::count(c).unwrap());
+    assert_eq!(converted, 7);
+    // Nothing is lost: every blob still opens, converted or not.
+    for row in all_blobs(&app) {
+        let keys = app.with_conn(|c| blob_keys(c, &row.id).unwrap());
+        let mut back = String::new();
+        std::io::Read::read_to_string(&mut open_blob(&store, &old_ring, &keys).unwrap(), &mut back)
+            .unwrap();
+        assert_eq!(back, texts[&row.id]);
+    }
+
+    let out = ok(&cli(&app, &["keys", "convert"]));
+    assert!(out.contains("13 new data key(s)"), "{out}");
+    assert_all_readable(&app, &store, &old_ring, &texts);
+    // Each old ciphertext went (queued, then deleted): the store holds exactly the 200 re-encrypted blobs.
+    assert_eq!(store.list().unwrap().len(), 200);
+    assert_eq!(
+        app.with_conn(|c| pcii_portal::models::blob_deletion::count(c).unwrap()),
+        0
+    );
+    // No blob is sealed to the master identity any more: it alone opens none of them.
+    for row in all_blobs(&app) {
+        assert_ne!(row.key_id, old_key);
+        let r = row.blob_ref().unwrap();
+        assert!(pcii_portal::crypto::stream::open_verified(
+            &store,
+            &r.name,
+            &old_ring,
+            &r.ciphertext_sha256
+        )
+        .is_err());
+    }
+
+    // Now the master key can be rotated and the old one retired: 20 data keys re-wrapped, no blob touched.
+    let before: Vec<String> = all_blobs(&app)
+        .into_iter()
+        .map(|b| b.storage_name)
+        .collect();
+    let out = ok(&cli(&app, &["keys", "rotate"]));
+    assert!(out.contains("20 data key(s) re-wrapped"), "{out}");
+    assert!(out.contains(&format!("retired {old_key}")), "{out}");
+    let after: Vec<String> = all_blobs(&app)
+        .into_iter()
+        .map(|b| b.storage_name)
+        .collect();
+    assert_eq!(before, after, "a master-key rotation re-encrypts no blob");
+    let ring = KeyRing::load(&app.keys_dir(), &[]).unwrap();
+    assert_eq!(ring.keys().len(), 1);
+    assert!(!ring.contains(&old_key));
+    assert_all_readable(&app, &store, &ring, &texts);
+    // The old master key no longer opens any data key.
+    let wrapped: Vec<Vec<u8>> =
+        app.with_conn(|c| data_keys::table.select(data_keys::wrapped).load(c).unwrap());
+    for w in wrapped {
+        assert!(pcii_portal::crypto::data_key::DataKey::unwrap(&w, &old_ring).is_err());
+    }
+    let listing = ok(&cli(&app, &["keys", "list"]));
     assert!(
         listing
             .lines()
-            .any(|l| l.contains("current") && l.contains(" 200 ")),
+            .any(|l| l.contains("current") && l.contains(" 20 ")),
         "{listing}"
     );
 }
 
 #[test]
-fn a_running_portal_seals_to_the_new_key_after_a_cli_rotation_and_old_uploads_stay_readable() {
+fn an_interrupted_master_key_rotation_resumes_and_a_data_key_rotation_reencrypts_every_blob() {
+    let app = TestApp::new();
+    let subs = submissions(&app, 30);
+    let store = FsBlobStore::open(&app.data_dir().join("blobs")).unwrap();
+    let ring = KeyRing::load(&app.keys_dir(), &[]).unwrap();
+    let old_key = ring.current_key_id().to_string();
+    let now = app.now();
+    let mut texts = HashMap::new();
+    for (i, sub) in subs.iter().enumerate() {
+        let key = WrappedKey::generate(&ring).unwrap();
+        app.with_conn(|c| data_key::insert_current(c, &key.row(sub, now)).unwrap());
+        for j in 0..3 {
+            let text = format!("{sub} file {j} ").repeat(i * 11 + j + 1);
+            let sealed = seal_reader(
+                &store,
+                &Recipients::from_key_id(&key.key_id).unwrap(),
+                text.as_bytes(),
+            )
+            .unwrap();
+            let id = format!("b{i:03}-{j}");
+            app.with_conn(|c| blob::insert(c, &id, sub, "attachment", &sealed, now).unwrap());
+            texts.insert(id, text);
+        }
+    }
+
+    // A rotation interrupted after the new identity was made and 12 of the 30 data keys were re-wrapped.
+    let mut new_ring = KeyRing::load(&app.keys_dir(), &[]).unwrap();
+    let new_key = new_ring.rotate().unwrap();
+    let rows = app.with_conn(|c| data_key::page_not_wrapped_to(c, &new_key, "", 12).unwrap());
+    for row in rows {
+        let key = pcii_portal::crypto::data_key::DataKey::unwrap(&row.wrapped, &new_ring).unwrap();
+        let w = key.wrap(&new_ring).unwrap();
+        app.with_conn(|c| {
+            assert!(data_key::rewrap(c, &row.key_id, &old_key, &w, &new_key).unwrap())
+        });
+    }
+    drop(new_ring);
+    let out = ok(&cli(&app, &["keys", "rotate"]));
+    assert!(out.contains("resuming"), "{out}");
+    assert!(out.contains("18 data key(s) re-wrapped"), "{out}");
+    let ring = KeyRing::load(&app.keys_dir(), &[]).unwrap();
+    assert_eq!(ring.current_key_id(), new_key);
+    assert_eq!(ring.keys().len(), 1);
+    assert_all_readable(&app, &store, &ring, &texts);
+
+    // `keys rotate --data-keys`, killed after 10 submissions, then run again: it resumes (same cutoff), and every
+    // submission ends with one fresh data key, its blobs re-encrypted to it, its old key deleted.
+    let old_data_keys: Vec<String> =
+        app.with_conn(|c| data_keys::table.select(data_keys::key_id).load(c).unwrap());
+    app.advance(5);
+    let audit = app.state().audit.clone();
+    let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut done = 0;
+        app.with_conn(|c| {
+            rotation::rekey(
+                &ring,
+                c,
+                &audit,
+                &store,
+                Rekey::DataKeys,
+                app.now(),
+                &mut |p| {
+                    if let RekeyProgress::Submission { .. } = p {
+                        done += 1;
+                        if done == 10 {
+                            panic!("killed");
+                        }
+                    }
+                },
+            )
+        })
+    }));
+    assert!(killed.is_err());
+    app.advance(5);
+    let out = ok(&cli(&app, &["keys", "rotate", "--data-keys"]));
+    assert!(out.contains("resuming"), "{out}");
+    assert!(out.contains("20 new data key(s)"), "{out}");
+    assert_all_readable(&app, &store, &ring, &texts);
+    let now_keys: Vec<String> =
+        app.with_conn(|c| data_keys::table.select(data_keys::key_id).load(c).unwrap());
+    assert_eq!(now_keys.len(), 30);
+    assert!(now_keys.iter().all(|k| !old_data_keys.contains(k)));
+    assert_eq!(store.list().unwrap().len(), 90);
+    // Done: a later run starts afresh.
+    let out = ok(&cli(&app, &["keys", "rotate", "--data-keys"]));
+    assert!(!out.contains("resuming"), "{out}");
+}
+
+#[test]
+fn a_running_portal_wraps_to_the_new_master_key_after_a_cli_rotation_and_old_uploads_stay_readable()
+{
     let app = TestApp::new();
     let mut b = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
     let upload = |b: &mut common::Browser<'_>, data: &[u8]| {
@@ -185,6 +345,7 @@ fn a_running_portal_seals_to_the_new_key_after_a_cli_rotation_and_old_uploads_st
     assert_eq!(page.status, rocket::http::Status::Ok);
     assert!(page.body.contains("rotation"));
     let id2 = upload(&mut b, &first);
+    // The new upload is sealed to its own data key, wrapped to the new master identity.
     let keys: Vec<String> = app.with_conn(|c| {
         blobs::table
             .filter(blobs::submission_id.eq(&id2))
@@ -192,8 +353,19 @@ fn a_running_portal_seals_to_the_new_key_after_a_cli_rotation_and_old_uploads_st
             .load(c)
             .unwrap()
     });
+    let current = app
+        .with_conn(|c| data_key::current_of(c, &id2).unwrap())
+        .unwrap();
     assert!(
-        !keys.is_empty() && keys.iter().all(|k| *k == new_key),
+        !keys.is_empty() && keys.iter().all(|k| *k == current && *k != new_key),
         "{keys:?}"
     );
+    let master: Vec<String> = app.with_conn(|c| {
+        data_keys::table
+            .filter(data_keys::submission_id.eq(&id2))
+            .select(data_keys::master_key_id)
+            .load(c)
+            .unwrap()
+    });
+    assert_eq!(master, vec![new_key]);
 }

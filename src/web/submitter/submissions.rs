@@ -270,7 +270,7 @@ async fn save(
         },
         None => intake::allowance(state, &who, None).await,
     };
-    let (files_left, bytes_left) = match allowance {
+    let allowance = match allowance {
         Ok(a) => a,
         Err(e) => {
             body.discard().await;
@@ -279,8 +279,9 @@ async fn save(
     };
     let limits = Limits {
         max_file_bytes: state.settings.max_file_bytes,
-        max_total_bytes: bytes_left,
-        max_files: files_left,
+        max_total_bytes: allowance.bytes,
+        max_files: allowance.files,
+        seal_to: allowance.sealing.recipients.clone(),
     };
     let form = body.read(state, limits).await?;
     let send = form.fields.get("action") == "submit";
@@ -293,6 +294,7 @@ async fn save(
         remove: form.remove,
         send,
         form_token,
+        sealing: allowance.sealing,
     };
     // Kept for re-showing the form after an error (values only; files are never echoed).
     let posted = crate::workflow::content::FormFields(request.fields.0.clone());

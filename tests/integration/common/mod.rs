@@ -190,6 +190,16 @@ impl TestApp {
         })
     }
 
+    /// Builds a second instance on the same data directory, keys and database, as a restart would (after a
+    /// `kill -9`, say): what its start-up did.
+    pub fn restart(
+        &self,
+        tweak: impl FnOnce(rocket::figment::Figment) -> rocket::figment::Figment,
+    ) -> pcii_portal::Startup {
+        let figment = tweak(base_figment(self.dir.path(), &self.database_url));
+        pcii_portal::build(figment).expect("restart the portal").1
+    }
+
     pub fn audit_count(&self, action: &str) -> i64 {
         use diesel::prelude::*;
         use pcii_portal::db::schema::audit_entries;

@@ -1,0 +1,136 @@
+//! Data keys in the store: creating one for a submission, finding the key a blob opens with, opening it.
+//!
+//! A submission's blobs are sealed to its current data key, whose public half is all sealing needs. Opening a
+//! blob unwraps the data key its row names with the key ring's master identities, for as long as the open takes.
+//! A blob whose key id names no stored data key is either from before data keys (sealed straight to a master
+//! identity still in the ring: `keys convert` moves it) or destroyed (its data key is gone: it opens for nobody).
+
+use std::io;
+
+use crate::crypto::data_key::{DataKey, DataKeyError};
+use crate::crypto::keys::KeyRing;
+use crate::crypto::stream::{open_verified, Recipients, VerifiedReader};
+use crate::db::DbConn;
+use crate::models::blob::{self, BlobRow};
+use crate::models::data_key::{self, DataKeyRow};
+use crate::storage::BlobStore;
+
+/// A freshly made data key, already wrapped; its secret was dropped (and zeroized) when it was wrapped.
+#[derive(Debug, Clone)]
+pub struct WrappedKey {
+    /// The data key's public recipient (`age1...`).
+    pub key_id: String,
+    /// The secret, age-encrypted to `master_key_id` and the escrow recipients.
+    pub wrapped: Vec<u8>,
+    /// The master identity it is wrapped to.
+    pub master_key_id: String,
+}
+
+impl WrappedKey {
+    /// Makes a new data key and wraps it to the ring's current master identity and the escrow recipients.
+    pub fn generate(ring: &KeyRing) -> Result<WrappedKey, DataKeyError> {
+        let key = DataKey::generate();
+        Ok(WrappedKey {
+            key_id: key.key_id(),
+            wrapped: key.wrap(ring)?,
+            master_key_id: ring.current_key_id().to_owned(),
+        })
+    }
+
+    /// The row that stores it for `submission_id`.
+    pub fn row(&self, submission_id: &str, now: i64) -> DataKeyRow {
+        DataKeyRow {
+            key_id: self.key_id.clone(),
+            submission_id: submission_id.to_owned(),
+            wrapped: self.wrapped.clone(),
+            master_key_id: self.master_key_id.clone(),
+            created_at: now,
+        }
+    }
+}
+
+/// What new blobs of a submission are sealed to: its current data key, or a new one to be stored with them.
+#[derive(Debug, Clone)]
+pub struct SealingKey {
+    /// Whom to seal to.
+    pub recipients: Recipients,
+    /// A data key made for this save (a new submission, or one from before data keys): stored, and made current,
+    /// in the transaction that records the blobs sealed to it.
+    pub new: Option<WrappedKey>,
+}
+
+impl SealingKey {
+    /// A new data key (for a submission that does not exist yet, or has none).
+    pub fn generate(ring: &KeyRing) -> Result<SealingKey, DataKeyError> {
+        let new = WrappedKey::generate(ring)?;
+        let recipients = Recipients::from_key_id(&new.key_id)
+            .map_err(|_| DataKeyError::Wrap("a fresh key id did not parse".into()))?;
+        Ok(SealingKey {
+            recipients,
+            new: Some(new),
+        })
+    }
+
+    /// The key id of the blobs sealed with this.
+    pub fn key_id(&self) -> &str {
+        self.recipients.key_id()
+    }
+}
+
+/// The submission's sealing key: its current data key if it has one (only its public half is read).
+pub fn current_recipients(
+    conn: &mut DbConn,
+    submission_id: &str,
+) -> Result<Option<Recipients>, io::Error> {
+    let current = data_key::current_of(conn, submission_id).map_err(io::Error::other)?;
+    current.map(|k| Recipients::from_key_id(&k)).transpose()
+}
+
+/// A blob's row and the wrapped data key it opens with (`None`: before data keys, or destroyed).
+#[derive(Debug, Clone)]
+pub struct BlobKeys {
+    pub blob: BlobRow,
+    pub data_key: Option<DataKeyRow>,
+}
+
+/// Reads a blob's row and its wrapped data key.
+pub fn blob_keys(conn: &mut DbConn, blob_id: &str) -> diesel::QueryResult<BlobKeys> {
+    let blob = blob::find(conn, blob_id)?;
+    let data_key = data_key::find(conn, &blob.submission_id, &blob.key_id)?;
+    Ok(BlobKeys { blob, data_key })
+}
+
+/// Opens a blob for verified, streaming decryption: unwraps its data key with the ring (the unwrapped key is
+/// dropped, zeroized, when this returns; the reader keeps only age's per-file stream key), or — for a blob from
+/// before data keys — uses the ring's identities directly.
+pub fn open_blob(
+    store: &dyn BlobStore,
+    ring: &KeyRing,
+    keys: &BlobKeys,
+) -> io::Result<VerifiedReader> {
+    let reference = keys
+        .blob
+        .blob_ref()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    match &keys.data_key {
+        Some(row) => {
+            let key = DataKey::unwrap(&row.wrapped, ring).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("blob {}: data key {}: {e}", reference.name, row.key_id),
+                )
+            })?;
+            open_verified(store, &reference.name, &key, &reference.ciphertext_sha256)
+        }
+        None if ring.contains(&keys.blob.key_id) => {
+            open_verified(store, &reference.name, ring, &reference.ciphertext_sha256)
+        }
+        None => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "blob {}: its data key {} is not stored (destroyed)",
+                reference.name, keys.blob.key_id
+            ),
+        )),
+    }
+}

@@ -1,0 +1,242 @@
+//! Re-encrypting blobs to data keys: `keys rotate --data-keys` gives every submission a fresh data key and
+//! re-encrypts its blobs to it (for the rarer case of a data-key compromise); `keys convert` moves a store from
+//! before data keys (blobs sealed straight to a master identity) onto data keys of their submissions.
+//!
+//! Resumable: each step commits on its own (a new current data key; a blob's row switched only if it still points at
+//! the old ciphertext, the old ciphertext queued for deletion in the same transaction; old data keys deleted once no
+//! blob uses them), and a later run continues with what is left. An interrupted `--data-keys` run keeps the time it
+//! started, so that the next run replaces only the keys made before it.
+
+use crate::audit::log::{Actor, AuditLog, Event, Outcome};
+use crate::crypto::keys::KeyRing;
+use crate::crypto::stream::{seal_reader, Recipients};
+use crate::db::DbConn;
+use crate::key_store::data_keys::{blob_keys, open_blob, WrappedKey};
+use crate::key_store::rotation::db;
+use crate::key_store::KeyStoreError;
+use crate::models::data_key;
+use crate::models::{blob, blob_deletion, settings};
+use crate::storage::BlobStore;
+use crate::workflow::blobs::delete_queued;
+
+/// How many submissions are read per query.
+const REKEY_BATCH: i64 = 100;
+/// Where an interrupted `keys rotate --data-keys` keeps the time it started (data keys made before it are replaced).
+const DATA_KEY_ROTATION_MARK: &str = "data_key_rotation_started_at";
+
+/// Which blobs [`rekey`] re-encrypts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rekey {
+    /// Blobs sealed straight to a master identity (before data keys) go to a data key of their submission.
+    Convert,
+    /// Every submission gets a fresh data key and all its blobs are re-encrypted to it.
+    DataKeys,
+}
+
+/// A step of a re-keying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RekeyProgress {
+    /// An interrupted `--data-keys` run (started at this Unix time) is continued.
+    Resuming { started_at: i64 },
+    /// Work starts: about `submissions` submissions, `blobs` blobs to re-encrypt (a first estimate).
+    Starting { submissions: u64, blobs: u64 },
+    /// One more submission is done.
+    Submission { blobs: u64 },
+    /// Nothing is left.
+    Done,
+}
+
+/// What a finished re-keying did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rekeyed {
+    /// Submissions given a new data key.
+    pub new_data_keys: u64,
+    /// Blobs re-encrypted.
+    pub blobs: u64,
+    /// Old data keys deleted (no blob used them any more).
+    pub retired_data_keys: u64,
+}
+
+/// Re-encrypts blobs to their submissions' data keys (see [`Rekey`]). Resumable; audited at start and end
+/// (`key.convert` / `key.rotate_data_keys`).
+pub fn rekey(
+    keyring: &KeyRing,
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    store: &dyn BlobStore,
+    mode: Rekey,
+    now: i64,
+    progress: &mut dyn FnMut(RekeyProgress),
+) -> Result<Rekeyed, KeyStoreError> {
+    let actor = Actor::cli();
+    let action = match mode {
+        Rekey::Convert => "key.convert",
+        Rekey::DataKeys => "key.rotate_data_keys",
+    };
+    let cutoff = match mode {
+        Rekey::Convert => None,
+        Rekey::DataKeys => {
+            let mark = settings::get(conn, DATA_KEY_ROTATION_MARK)
+                .map_err(db)?
+                .and_then(|v| v.parse::<i64>().ok());
+            match mark {
+                Some(started_at) => {
+                    progress(RekeyProgress::Resuming { started_at });
+                    Some(started_at)
+                }
+                None => {
+                    settings::set(conn, DATA_KEY_ROTATION_MARK, &now.to_string()).map_err(db)?;
+                    Some(now)
+                }
+            }
+        }
+    };
+    let renew = match cutoff {
+        Some(c) => data_key::count_current_older_than(conn, c).map_err(db)?,
+        None => 0,
+    };
+    let off = blob::count_off_current(conn).map_err(db)?;
+    progress(RekeyProgress::Starting {
+        submissions: renew as u64,
+        blobs: off as u64,
+    });
+    audit.record(
+        conn,
+        &actor,
+        Event::new(action, Outcome::Success).reason(format!(
+            "started: {renew} data key(s) to replace, {off} blob(s) to re-encrypt"
+        )),
+    )?;
+
+    let mut done = Rekeyed::default();
+    // First, a fresh data key for each submission whose current one is older than the run.
+    if let Some(cutoff) = cutoff {
+        let mut after = String::new();
+        loop {
+            let ids =
+                data_key::submissions_with_current_older_than(conn, cutoff, &after, REKEY_BATCH)
+                    .map_err(db)?;
+            let Some(last) = ids.last() else { break };
+            after = last.clone();
+            for id in &ids {
+                let replaced = new_current_key(keyring, conn, id, Some(cutoff), now)?;
+                done.new_data_keys += u64::from(replaced);
+                let n = reencrypt_submission(keyring, conn, store, id, &mut done, now)?;
+                progress(RekeyProgress::Submission { blobs: n });
+            }
+        }
+    }
+    // Then every blob not on its submission's current data key (from before data keys, or left by an interrupted
+    // run).
+    let mut after = String::new();
+    loop {
+        let ids = blob::submissions_off_current(conn, &after, REKEY_BATCH).map_err(db)?;
+        let Some(last) = ids.last() else { break };
+        after = last.clone();
+        for id in &ids {
+            if data_key::current_of(conn, id).map_err(db)?.is_none() {
+                done.new_data_keys += u64::from(new_current_key(keyring, conn, id, None, now)?);
+            }
+            let n = reencrypt_submission(keyring, conn, store, id, &mut done, now)?;
+            progress(RekeyProgress::Submission { blobs: n });
+        }
+    }
+    if cutoff.is_some() {
+        settings::set(conn, DATA_KEY_ROTATION_MARK, "").map_err(db)?;
+    }
+    audit.record(
+        conn,
+        &actor,
+        Event::new(action, Outcome::Success).reason(format!(
+            "finished: {} new data key(s), {} blob(s) re-encrypted, {} old data key(s) deleted",
+            done.new_data_keys, done.blobs, done.retired_data_keys
+        )),
+    )?;
+    progress(RekeyProgress::Done);
+    Ok(done)
+}
+
+/// Gives a submission a new current data key, provided its current one is still older than `older_than` (or, with
+/// `None`, that it still has none). False when another run did it meanwhile.
+fn new_current_key(
+    keyring: &KeyRing,
+    conn: &mut DbConn,
+    submission_id: &str,
+    older_than: Option<i64>,
+    now: i64,
+) -> Result<bool, KeyStoreError> {
+    let new = WrappedKey::generate(keyring).map_err(|source| KeyStoreError::Rewrap {
+        key_id: "(new data key)".into(),
+        source,
+    })?;
+    conn.transaction(|tx| {
+        let current = data_key::current_of(tx, submission_id)?;
+        let due = match (older_than, &current) {
+            (None, None) => true,
+            (Some(cutoff), Some(k)) => {
+                data_key::find(tx, submission_id, k)?.is_none_or(|row| row.created_at < cutoff)
+            }
+            _ => false,
+        };
+        if due {
+            data_key::insert_current(tx, &new.row(submission_id, now))?;
+        }
+        Ok::<_, diesel::result::Error>(due)
+    })
+    .map_err(db)
+}
+
+/// Re-encrypts a submission's blobs that are not on its current data key, then deletes its data keys no blob uses.
+/// Returns how many blobs it re-encrypted.
+fn reencrypt_submission(
+    keyring: &KeyRing,
+    conn: &mut DbConn,
+    store: &dyn BlobStore,
+    submission_id: &str,
+    done: &mut Rekeyed,
+    now: i64,
+) -> Result<u64, KeyStoreError> {
+    let Some(current) = data_key::current_of(conn, submission_id).map_err(db)? else {
+        return Ok(0);
+    };
+    let to = Recipients::from_key_id(&current).map_err(|source| KeyStoreError::Reseal {
+        id: submission_id.to_owned(),
+        source,
+    })?;
+    let mut n = 0;
+    for row in blob::off_current_of(conn, submission_id).map_err(db)? {
+        let keys = blob_keys(conn, &row.id).map_err(db)?;
+        let reseal = || -> std::io::Result<_> {
+            let reader = open_blob(store, keyring, &keys)?;
+            // seal_reader commits only after the reader reached a verified end.
+            seal_reader(store, &to, reader)
+        };
+        let sealed = reseal().map_err(|source| KeyStoreError::Reseal {
+            id: row.id.clone(),
+            source,
+        })?;
+        let switched = conn
+            .transaction(|tx| {
+                let switched = blob::switch_ciphertext(tx, &row.id, &row.storage_name, &sealed)?;
+                let garbage = if switched {
+                    &row.storage_name // the old copy
+                } else {
+                    &sealed.name // the blob went away meanwhile (destroyed): the new copy is not referenced
+                };
+                blob_deletion::enqueue(tx, std::slice::from_ref(garbage), now)?;
+                Ok::<_, diesel::result::Error>(switched)
+            })
+            .map_err(db)?;
+        let garbage = if switched {
+            &row.storage_name
+        } else {
+            &sealed.name
+        };
+        delete_queued(conn, store, Some(std::slice::from_ref(garbage)))?;
+        n += 1;
+    }
+    done.blobs += n;
+    done.retired_data_keys +=
+        data_key::delete_retired_of_submission(conn, submission_id).map_err(db)? as u64;
+    Ok(n)
+}

@@ -1,0 +1,201 @@
+//! Key custody as an intruder would try it: a destroyed submission's ciphertexts, copied aside before the
+//! destruction, open with no key the portal or the escrow holders have; a crash between the decision's commit and
+//! the deletion of the files leaves nothing readable and the sweep finishes the job; other submissions still open.
+
+use std::str::FromStr;
+
+use crate::common::{complete_fields, file_bytes, Browser, Part, TestApp};
+use diesel::prelude::*;
+use rocket::http::Status;
+
+use pcii_portal::db::schema::{blobs, data_keys};
+use pcii_portal::domain::Role;
+use pcii_portal::key_store::data_keys::{blob_keys, open_blob};
+use pcii_portal::models::blob_deletion;
+
+const MARKER: &str = "CUSTODY-MARKER-5d1e";
+
+fn submit(b: &mut Browser<'_>, narrative: &str, files: &[Vec<u8>]) -> String {
+    let mut parts = complete_fields(narrative, "submit");
+    let names: Vec<(String, String)> = (1..=files.len())
+        .map(|i| (format!("file_{i}"), format!("description_{i}")))
+        .collect();
+    for (i, f) in files.iter().enumerate() {
+        parts.push(Part::Text(&names[i].1, "desc"));
+        parts.push(Part::File(&names[i].0, "report.bin", f));
+    }
+    let page = b.post_multipart("/submissions", &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    page.header("Location")
+        .unwrap()
+        .trim_start_matches("/submissions/")
+        .trim_end_matches("/receipt")
+        .to_string()
+}
+
+fn storage_names(app: &TestApp, id: &str) -> Vec<String> {
+    app.with_conn(|c| {
+        blobs::table
+            .filter(blobs::submission_id.eq(id))
+            .select(blobs::storage_name)
+            .load(c)
+            .unwrap()
+    })
+}
+
+/// Every identity an intruder could take from `keys/` (as `rage -d -i keys/age-identities.txt` would use them).
+fn identities_on_disk(app: &TestApp) -> Vec<Box<dyn age::Identity>> {
+    let path = app.keys_dir().join("age-identities.txt");
+    age::IdentityFile::from_file(path.to_string_lossy().into_owned())
+        .unwrap()
+        .into_identities()
+        .unwrap()
+}
+
+fn opens_with(ciphertext: &[u8], identities: &[&dyn age::Identity]) -> bool {
+    let Ok(decryptor) = age::Decryptor::new(ciphertext) else {
+        return false;
+    };
+    let Ok(mut reader) = decryptor.decrypt(identities.iter().copied()) else {
+        return false;
+    };
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut out).is_ok()
+}
+
+#[test]
+fn copies_of_a_destroyed_submission_open_for_no_key_and_a_crash_before_deleting_its_files_leaves_nothing_readable(
+) {
+    let escrow = age::x25519::Identity::generate();
+    let escrow_public = escrow.to_public().to_string();
+    let app = TestApp::with(|f| f.merge(("escrow_recipients", vec![escrow_public.clone()])));
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let files = vec![file_bytes(50_000, 1, MARKER), file_bytes(70_000, 2, MARKER)];
+    let doomed = submit(&mut sub, &format!("doomed {MARKER}"), &files);
+    let kept = submit(&mut sub, "kept narrative", &[file_bytes(30_000, 3, "")]);
+    let page = officer.post(
+        &format!("/officer/submissions/{doomed}/decision"),
+        &[("decision", "not_validated"), ("reason", "Public domain")],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+
+    // The intruder's copy, taken before the destruction: every blob of the submission.
+    let blob_dir = app.data_dir().join("blobs");
+    let names = storage_names(&app, &doomed);
+    assert_eq!(names.len(), 3, "a content document and two files");
+    let copies: Vec<(String, Vec<u8>)> = names
+        .iter()
+        .map(|n| (n.clone(), std::fs::read(blob_dir.join(n)).unwrap()))
+        .collect();
+    // Before: the blobs open with the submission's data key (unwrapped by the portal), not with keys/ directly.
+    let on_disk = identities_on_disk(&app);
+    let on_disk: Vec<&dyn age::Identity> = on_disk.iter().map(|i| i.as_ref()).collect();
+    for (_, bytes) in &copies {
+        assert!(
+            !opens_with(bytes, &on_disk),
+            "blobs are sealed to the data key only"
+        );
+        assert!(!opens_with(bytes, &[&escrow]));
+    }
+    // ... and the data key, wrapped in the database, opens with the master key and with the escrow key.
+    let wrapped: Vec<Vec<u8>> = app.with_conn(|c| {
+        data_keys::table
+            .filter(data_keys::submission_id.eq(&doomed))
+            .select(data_keys::wrapped)
+            .load(c)
+            .unwrap()
+    });
+    assert_eq!(wrapped.len(), 1);
+    let data_key = {
+        let d = age::Decryptor::new(&wrapped[0][..]).unwrap();
+        let mut r = d
+            .decrypt(std::iter::once(&escrow as &dyn age::Identity))
+            .unwrap();
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut r, &mut s).unwrap();
+        age::x25519::Identity::from_str(s.trim()).unwrap()
+    };
+    assert!(copies.iter().all(|(_, b)| opens_with(b, &[&data_key])));
+    drop(data_key);
+
+    // The destruction, through the normal flow; then the state a `kill -9` right after its commit would leave: the
+    // files still on disk (put back from the copy) and still queued for deletion.
+    let page = sub.post(
+        &format!("/submissions/{doomed}/disposition"),
+        &[("disposition", "destroy")],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    for (name, bytes) in &copies {
+        std::fs::write(blob_dir.join(name), bytes).unwrap();
+    }
+    app.with_conn(|c| blob_deletion::enqueue(c, &names, 0).unwrap());
+
+    // From the commit on: no wrapped key is left, and no key anyone holds opens any copy.
+    let left: i64 = app.with_conn(|c| {
+        data_keys::table
+            .filter(data_keys::submission_id.eq(&doomed))
+            .count()
+            .get_result(c)
+            .unwrap()
+    });
+    assert_eq!(left, 0);
+    let on_disk = identities_on_disk(&app);
+    let on_disk: Vec<&dyn age::Identity> = on_disk.iter().map(|i| i.as_ref()).collect();
+    for (name, bytes) in &copies {
+        assert!(!opens_with(bytes, &on_disk), "{name} opens with keys/");
+        assert!(
+            !opens_with(bytes, &[&escrow]),
+            "{name} opens with the escrow key"
+        );
+    }
+    // The other submission still opens, through the portal and with its data key.
+    let page = sub.get(&format!("/submissions/{kept}"));
+    assert_eq!(page.status, Status::Ok);
+    assert!(page.body.contains("kept narrative"));
+    let ring = app.state().current_keys();
+    for name in storage_names(&app, &kept) {
+        let id: String = app.with_conn(|c| {
+            blobs::table
+                .filter(blobs::storage_name.eq(&name))
+                .select(blobs::id)
+                .first(c)
+                .unwrap()
+        });
+        let keys = app.with_conn(|c| blob_keys(c, &id).unwrap());
+        assert!(open_blob(&*app.state().blobs, &ring.read().unwrap(), &keys).is_ok());
+    }
+
+    // A restart sweeps the queue: the files go, the queue empties, and the sweep is audited.
+    let startup = app.restart(|f| f.merge(("escrow_recipients", vec![escrow_public.clone()])));
+    assert_eq!(startup.swept_blobs, 3);
+    for name in &names {
+        assert!(!blob_dir.join(name).exists(), "{name} survived the sweep");
+    }
+    assert_eq!(app.with_conn(|c| blob_deletion::count(c).unwrap()), 0);
+    assert_eq!(app.audit_count("blob.sweep"), 1);
+}
+
+#[test]
+fn the_periodic_sweep_deletes_queued_files_while_the_server_runs() {
+    let app = TestApp::with(|f| f.merge(("blob_sweep_interval_seconds", 1)));
+    // A file left behind by a crash after its row was gone: queued, on disk.
+    let store = app.state().blobs.clone();
+    let mut w = store.create().unwrap();
+    std::io::Write::write_all(&mut w, b"age-encryption.org/v1 leftover").unwrap();
+    let name = w.commit().unwrap();
+    app.with_conn(|c| blob_deletion::enqueue(c, std::slice::from_ref(&name), 0).unwrap());
+    // The sweep runs on the server's runtime; a request drives the client's runtime while we wait.
+    let mut b = app.browser();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while store.exists(&name).unwrap() && std::time::Instant::now() < deadline {
+        assert_eq!(b.get("/healthz").status, Status::Ok);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        !store.exists(&name).unwrap(),
+        "the periodic sweep never ran"
+    );
+    assert_eq!(app.with_conn(|c| blob_deletion::count(c).unwrap()), 0);
+    assert!(app.audit_count("blob.sweep") >= 1);
+}
