@@ -53,6 +53,11 @@ pub enum DbError {
         path: String,
         source: std::io::Error,
     },
+    #[error("creating the database file {path} private (0600): {source}")]
+    PrivateFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("opening the SQLite database: {0}")]
     OpenSqlite(String),
     #[error("enabling WAL: {0}")]
@@ -166,6 +171,7 @@ impl Db {
                     })?;
                 }
             }
+            private_file(path)?;
             let mut c = manager
                 .connect()
                 .map_err(|e| DbError::OpenSqlite(e.to_string()))?;
@@ -229,6 +235,51 @@ pub fn revert_all_migrations(conn: &mut DbConn) -> Result<usize, DbError> {
         DbConn::Postgres(c) => c
             .revert_all_migrations(POSTGRES_MIGRATIONS)
             .map(|v| v.len()),
+    };
+    reverted.map_err(|e| DbError::Revert(e.to_string()))
+}
+
+/// Creates the SQLite file 0600 (or tightens an existing one, with its WAL and shared-memory files) before SQLite
+/// opens it: SQLite gives the `-wal` and `-shm` files the mode of the database file, so none of the three is ever
+/// readable by another account on the machine.
+fn private_file(path: &str) -> Result<(), DbError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if path == ":memory:" || path.is_empty() {
+        return Ok(());
+    }
+    let fail = |source| DbError::PrivateFile {
+        path: path.to_string(),
+        source,
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(fail)?;
+    for p in [
+        path.to_string(),
+        format!("{path}-wal"),
+        format!("{path}-shm"),
+    ] {
+        match std::fs::metadata(&p) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                    .map_err(fail)?
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Reverts the last applied migration (for the test of a migration on a populated database).
+pub fn revert_last_migration(conn: &mut DbConn) -> Result<(), DbError> {
+    let reverted = match conn {
+        DbConn::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS).map(|_| ()),
+        #[cfg(feature = "postgres")]
+        DbConn::Postgres(c) => c.revert_last_migration(POSTGRES_MIGRATIONS).map(|_| ()),
     };
     reverted.map_err(|e| DbError::Revert(e.to_string()))
 }

@@ -236,8 +236,8 @@ diesel::table! {
         blob_id -> Nullable<Text>,
         position -> Integer,
         size_bytes -> BigInt,
-        sha256 -> Text,
         added_at -> BigInt,
+        legacy_sha256 -> Nullable<Text>,
     }
 }
 

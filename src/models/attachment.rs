@@ -1,48 +1,102 @@
 //! A submission's files: one row per file, pointing at its encrypted blob (none once destroyed). The names and
-//! descriptions are in the encrypted content document; only sizes and digests stay in clear.
+//! descriptions and plaintext digests are in the encrypted content document; only sizes stay in clear.
 
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::db::schema::attachments;
+use crate::db::schema::{attachments, blobs};
 use crate::db::DbConn;
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = attachments)]
+struct AttachmentRow {
+    id: String,
+    submission_id: String,
+    blob_id: Option<String>,
+    position: i32,
+    size_bytes: i64,
+    legacy_sha256: Option<String>,
+    added_at: i64,
+}
+
+/// One file of a submission, with the digest of its stored ciphertext (while it is stored).
+#[derive(Debug, Clone, Serialize)]
 pub struct Attachment {
     pub id: String,
     pub submission_id: String,
     pub blob_id: Option<String>,
     pub position: i32,
     pub size_bytes: i64,
-    pub sha256: String,
+    /// The plaintext digest of a file uploaded before digests moved into the sealed content document (`keys
+    /// convert` moves it there and clears this).
+    pub legacy_sha256: Option<String>,
+    /// SHA-256 of the file's stored ciphertext; `None` once destroyed.
+    pub stored_sha256: Option<String>,
     pub added_at: i64,
 }
 
 /// A submission's attachments in upload order (call only after the submission was found in scope).
 pub fn attachments_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<Attachment>> {
-    attachments::table
+    let rows: Vec<(AttachmentRow, Option<String>)> = attachments::table
+        .left_join(blobs::table.on(attachments::blob_id.eq(blobs::id.nullable())))
         .filter(attachments::submission_id.eq(submission_id))
         .order((attachments::position.asc(), attachments::id.asc()))
-        .select(Attachment::as_select())
-        .load(conn)
+        .select((
+            AttachmentRow::as_select(),
+            blobs::ciphertext_sha256.nullable(),
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(a, stored_sha256)| Attachment {
+            id: a.id,
+            submission_id: a.submission_id,
+            blob_id: a.blob_id,
+            position: a.position,
+            size_bytes: a.size_bytes,
+            legacy_sha256: a.legacy_sha256,
+            stored_sha256,
+            added_at: a.added_at,
+        })
+        .collect())
 }
 
-/// What a destruction record keeps of one file.
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = attachments)]
-pub struct AttachmentDigest {
-    pub position: i32,
-    pub size_bytes: i64,
-    pub sha256: String,
-}
-
-/// The digests of a submission's files, by position.
-pub fn digests_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<AttachmentDigest>> {
-    attachments::table
+/// The legacy plaintext digests of a submission's files, by attachment id (see [`Attachment::legacy_sha256`]).
+pub fn legacy_digests_of(
+    conn: &mut DbConn,
+    submission_id: &str,
+) -> QueryResult<Vec<(String, String)>> {
+    let rows: Vec<(String, Option<String>)> = attachments::table
         .filter(attachments::submission_id.eq(submission_id))
-        .order(attachments::position.asc())
-        .select(AttachmentDigest::as_select())
+        .filter(attachments::legacy_sha256.is_not_null())
+        .select((attachments::id, attachments::legacy_sha256))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, d)| d.map(|d| (id, d)))
+        .collect())
+}
+
+/// Clears the legacy plaintext digests of a submission's files (they are in its sealed content document now).
+pub fn clear_legacy_digests(conn: &mut DbConn, submission_id: &str) -> QueryResult<usize> {
+    diesel::update(attachments::table.filter(attachments::submission_id.eq(submission_id)))
+        .set(attachments::legacy_sha256.eq(None::<String>))
+        .execute(conn)
+}
+
+/// Submissions with legacy plaintext digests in clear (up to `limit`, by id after `after`).
+pub fn submissions_with_legacy_digests(
+    conn: &mut DbConn,
+    after: &str,
+    limit: i64,
+) -> QueryResult<Vec<String>> {
+    attachments::table
+        .filter(attachments::legacy_sha256.is_not_null())
+        .filter(attachments::submission_id.gt(after))
+        .select(attachments::submission_id)
+        .distinct()
+        .order(attachments::submission_id.asc())
+        .limit(limit)
         .load(conn)
 }
 
@@ -84,7 +138,6 @@ pub struct NewAttachment<'a> {
     pub blob_id: &'a str,
     pub position: i32,
     pub size_bytes: i64,
-    pub sha256: &'a str,
     pub added_at: i64,
 }
 
@@ -107,7 +160,7 @@ pub fn delete_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<usize> {
 }
 
 /// Detaches a submission's files from their blobs (which are about to be destroyed); the rows, with their
-/// sizes and digests, stay.
+/// numbers and sizes, stay.
 pub fn unlink_blobs_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<usize> {
     diesel::update(attachments::table.filter(attachments::submission_id.eq(submission_id)))
         .set(attachments::blob_id.eq(None::<String>))

@@ -1,5 +1,5 @@
-//! Destruction records: who destroyed a submission's content, when, why, and the SHA-256 of what was
-//! destroyed. They outlive the ciphertexts they describe.
+//! Destruction records: who destroyed a submission's content, when, why, and what was destroyed (each file's number
+//! and size, each ciphertext's SHA-256; no plaintext digest). They outlive the ciphertexts they describe.
 
 use diesel::prelude::*;
 use serde::Serialize;

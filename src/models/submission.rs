@@ -194,6 +194,31 @@ pub fn set_content(
         .execute(conn)
 }
 
+/// The blob of a submission's current content document, whoever asks (key custody works below the scopes).
+pub fn content_blob_of(conn: &mut DbConn, id: &str) -> QueryResult<Option<String>> {
+    submissions::table
+        .find(id)
+        .select(submissions::content_blob_id)
+        .first(conn)
+}
+
+/// Points a submission at a new content version, provided it still points at `old` (false otherwise).
+pub fn replace_content_blob(
+    conn: &mut DbConn,
+    id: &str,
+    old: &str,
+    new: &str,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        submissions::table
+            .find(id)
+            .filter(submissions::content_blob_id.eq(old)),
+    )
+    .set(submissions::content_blob_id.eq(new))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
 /// Records the receipt of a submission: its tracking number and when it was received.
 pub fn set_received(
     conn: &mut DbConn,

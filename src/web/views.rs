@@ -21,7 +21,10 @@ pub struct FileView {
     pub description: String,
     pub size: i64,
     pub size_label: String,
+    /// SHA-256 of the file (from the sealed content document; empty where the content is not shown).
     pub sha256: String,
+    /// SHA-256 of its stored ciphertext: the receipt shows it, and a destruction record lists it.
+    pub stored_sha256: String,
     pub added_at: i64,
     pub available: bool,
 }
@@ -40,7 +43,12 @@ pub fn file_views(content: Option<&Content>, attachments: &[Attachment]) -> Vec<
                 description: info.map(|i| i.description.clone()).unwrap_or_default(),
                 size: a.size_bytes,
                 size_label: human_size(a.size_bytes.max(0) as u64),
-                sha256: a.sha256.clone(),
+                sha256: info
+                    .map(|i| i.sha256.clone())
+                    .filter(|d| !d.is_empty())
+                    .or_else(|| a.legacy_sha256.clone())
+                    .unwrap_or_default(),
+                stored_sha256: a.stored_sha256.clone().unwrap_or_default(),
                 added_at: a.added_at,
                 available: a.blob_id.is_some(),
             }

@@ -57,6 +57,10 @@ pub struct AttachmentInfo {
     /// The original file name, exactly as the browser sent it (shown escaped, never used as a path).
     pub name: String,
     pub description: String,
+    /// SHA-256 of the file's plaintext, hex: kept only in here, sealed, because in clear it would let a copy of
+    /// the database confirm a guessed file. Empty in documents from before (see `Attachment::legacy_sha256`).
+    #[serde(default)]
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -15,9 +15,10 @@ use crate::key_store::data_keys::{blob_keys, open_blob, WrappedKey};
 use crate::key_store::rotation::db;
 use crate::key_store::KeyStoreError;
 use crate::models::data_key;
-use crate::models::{blob, blob_deletion, settings};
+use crate::models::{attachment, blob, blob_deletion, settings, submission};
 use crate::storage::BlobStore;
 use crate::workflow::blobs::delete_queued;
+use crate::workflow::content::Content;
 
 /// How many submissions are read per query.
 const REKEY_BATCH: i64 = 100;
@@ -55,6 +56,8 @@ pub struct Rekeyed {
     pub blobs: u64,
     /// Old data keys deleted (no blob used them any more).
     pub retired_data_keys: u64,
+    /// File digests moved from clear into a sealed content document (or cleared, for destroyed content).
+    pub digests_sealed: u64,
 }
 
 /// Re-encrypts blobs to their submissions' data keys (see [`Rekey`]). Resumable; audited at start and end
@@ -141,6 +144,17 @@ pub fn rekey(
             progress(RekeyProgress::Submission { blobs: n });
         }
     }
+    // Last, file digests still in clear from before they moved into the sealed content document.
+    let mut after = String::new();
+    loop {
+        let ids =
+            attachment::submissions_with_legacy_digests(conn, &after, REKEY_BATCH).map_err(db)?;
+        let Some(last) = ids.last() else { break };
+        after = last.clone();
+        for id in &ids {
+            done.digests_sealed += absorb_legacy_digests(keyring, conn, store, id, now)?;
+        }
+    }
     if cutoff.is_some() {
         settings::set(conn, DATA_KEY_ROTATION_MARK, "").map_err(db)?;
     }
@@ -148,8 +162,9 @@ pub fn rekey(
         conn,
         &actor,
         Event::new(action, Outcome::Success).reason(format!(
-            "finished: {} new data key(s), {} blob(s) re-encrypted, {} old data key(s) deleted",
-            done.new_data_keys, done.blobs, done.retired_data_keys
+            "finished: {} new data key(s), {} blob(s) re-encrypted, {} old data key(s) deleted, {} file \
+             digest(s) sealed",
+            done.new_data_keys, done.blobs, done.retired_data_keys, done.digests_sealed
         )),
     )?;
     progress(RekeyProgress::Done);
@@ -239,4 +254,62 @@ fn reencrypt_submission(
     done.retired_data_keys +=
         data_key::delete_retired_of_submission(conn, submission_id).map_err(db)? as u64;
     Ok(n)
+}
+
+/// Moves a submission's file digests still kept in clear into a new version of its sealed content document (sealed
+/// to its current data key), then clears them; for a submission whose content was destroyed, only clears them (a
+/// plaintext digest of destroyed content is exactly what must not survive it). Returns how many were handled.
+fn absorb_legacy_digests(
+    keyring: &KeyRing,
+    conn: &mut DbConn,
+    store: &dyn BlobStore,
+    submission_id: &str,
+    now: i64,
+) -> Result<u64, KeyStoreError> {
+    let legacy = attachment::legacy_digests_of(conn, submission_id).map_err(db)?;
+    let content_blob = submission::content_blob_of(conn, submission_id).map_err(db)?;
+    let current = data_key::current_of(conn, submission_id).map_err(db)?;
+    let (Some(old), Some(current)) = (content_blob, current) else {
+        // Destroyed (no content, no data key): nothing to keep the digests for.
+        attachment::clear_legacy_digests(conn, submission_id).map_err(db)?;
+        return Ok(legacy.len() as u64);
+    };
+    let mut reseal = || -> std::io::Result<_> {
+        let keys = blob_keys(conn, &old).map_err(std::io::Error::other)?;
+        let mut json = zeroize::Zeroizing::new(Vec::new());
+        std::io::Read::read_to_end(&mut open_blob(store, keyring, &keys)?, &mut json)?;
+        let mut content = Content::from_json(&json)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        for (id, digest) in &legacy {
+            if let Some(info) = content.attachments.get_mut(id) {
+                if info.sha256.is_empty() {
+                    info.sha256.clone_from(digest);
+                }
+            }
+        }
+        let to = Recipients::from_key_id(&current)?;
+        seal_reader(store, &to, &zeroize::Zeroizing::new(content.to_json())[..])
+    };
+    let sealed = reseal().map_err(|source| KeyStoreError::Reseal {
+        id: old.clone(),
+        source,
+    })?;
+    let new_id = crate::db::new_id();
+    let switched = conn
+        .transaction(|tx| {
+            if submission::content_blob_of(tx, submission_id)?.as_deref() != Some(old.as_str()) {
+                return Ok(false);
+            }
+            blob::insert(tx, &new_id, submission_id, "content", &sealed, now)?;
+            submission::replace_content_blob(tx, submission_id, &old, &new_id)?;
+            attachment::clear_legacy_digests(tx, submission_id)?;
+            Ok::<_, diesel::result::Error>(true)
+        })
+        .map_err(db)?;
+    if !switched {
+        // Changed meanwhile (a save): the next run sees the new version.
+        let _ = store.delete(&sealed.name);
+        return Ok(0);
+    }
+    Ok(legacy.len() as u64)
 }

@@ -26,10 +26,10 @@ pub fn destroy_in_tx(
     now: i64,
 ) -> AppResult<Vec<String>> {
     let rows = blob::of_submission(tx, &submission.id)?;
-    let files = attachment::digests_of(tx, &submission.id)?;
+    let files = attachment::attachments_of(tx, &submission.id)?;
     let digests = json!({
         "files": files.iter().map(|f| json!({
-            "position": f.position, "size_bytes": f.size_bytes, "sha256": f.sha256,
+            "position": f.position, "size_bytes": f.size_bytes, "stored_sha256": f.stored_sha256,
         })).collect::<Vec<_>>(),
         "ciphertexts": rows.iter().map(|b| json!({
             "kind": b.kind,

@@ -238,6 +238,7 @@ async fn save_inner(
                     .fields
                     .get(&format!("description_{}", f.slot))
                     .to_string(),
+                sha256: hex::encode(f.sealed.plaintext_sha256),
             },
         );
         new_files.push((id, f));
@@ -411,7 +412,6 @@ fn commit_save(tx: &mut DbConn, who: &Submitter, plan: Plan, now: i64) -> AppRes
                 blob_id: &blob_id,
                 position,
                 size_bytes: file.sealed.plaintext_len as i64,
-                sha256: &hex::encode(file.sealed.plaintext_sha256),
                 added_at: now,
             },
         )?;

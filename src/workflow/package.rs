@@ -70,7 +70,7 @@ pub(crate) async fn build(
             "original_name": visible(&original),
             "description": content.attachments.get(&a.id).map(|i| i.description.clone()).unwrap_or_default(),
             "size_bytes": a.size_bytes,
-            "sha256": a.sha256,
+            "sha256": content.attachments.get(&a.id).map(|i| i.sha256.clone()).filter(|d| !d.is_empty()).or_else(|| a.legacy_sha256.clone()),
         }));
         sources.push((member, blob.clone()));
     }

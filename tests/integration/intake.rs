@@ -693,6 +693,14 @@ fn withdrawing_with_destroy_shreds_every_ciphertext_and_keeps_a_record() {
             .unwrap()
     });
     assert_eq!(names.len(), 4, "three files and the content");
+    let stored: Vec<String> = app.with_conn(|c| {
+        blobs::table
+            .filter(blobs::submission_id.eq(&id))
+            .filter(blobs::kind.eq("attachment"))
+            .select(blobs::ciphertext_sha256)
+            .load(c)
+            .unwrap()
+    });
     let page = b.post(
         &format!("/submissions/{id}/withdraw"),
         &[("disposition", "destroy")],
@@ -707,10 +715,16 @@ fn withdrawing_with_destroy_shreds_every_ciphertext_and_keeps_a_record() {
     let detail = b.get(&format!("/submissions/{id}"));
     assert_eq!(detail.status, Status::Ok);
     assert!(detail.body.contains("Destruction record"));
+    for d in &stored {
+        assert!(
+            detail.body.contains(d.as_str()),
+            "the record lists the digest of each stored copy"
+        );
+    }
     for f in &files {
         assert!(
-            detail.body.contains(&sha256_hex(f)),
-            "the record lists each digest"
+            !detail.body.contains(&sha256_hex(f)),
+            "no plaintext digest is kept"
         );
     }
     assert_eq!(

@@ -369,3 +369,185 @@ fn a_running_portal_wraps_to_the_new_master_key_after_a_cli_rotation_and_old_upl
     });
     assert_eq!(master, vec![new_key]);
 }
+
+#[test]
+fn a_populated_store_from_before_data_keys_migrates_and_converts_and_keeps_no_plaintext_digest_in_clear(
+) {
+    use diesel::sql_query;
+    use pcii_portal::workflow::content::{AttachmentInfo, Content};
+
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let (user_id, org): (String, String) = app.with_conn(|c| {
+        let u = pcii_portal::models::account::find_by_email(c, "sam@acme.example")
+            .unwrap()
+            .unwrap();
+        (u.id.clone(), u.organisation_id.clone().unwrap())
+    });
+    let store = FsBlobStore::open(&app.data_dir().join("blobs")).unwrap();
+    let ring = KeyRing::load(&app.keys_dir(), &[]).unwrap();
+    let master = Recipients::from(&ring);
+    let now = app.now();
+
+    // The schema before data keys, and a store written the old way: every blob sealed straight to the master
+    // identity, plaintext digests in clear (blob rows, attachment rows, a destruction record).
+    app.with_conn(|c| pcii_portal::db::revert_last_migration(c).unwrap());
+    let files = [
+        common::file_bytes(40_000, 1, "LEGACY"),
+        common::file_bytes(9_000, 2, ""),
+    ];
+    let digests: Vec<String> = files.iter().map(|f| common::sha256_hex(f)).collect();
+    let mut content = Content::default();
+    content.title = "Legacy report".into();
+    content.narrative = "Written before data keys".into();
+    for i in 0..2 {
+        content.attachments.insert(
+            format!("att{i}"),
+            AttachmentInfo {
+                name: format!("old-{i}.bin"),
+                description: "d".into(),
+                sha256: String::new(),
+            },
+        );
+    }
+    let json = String::from_utf8(content.to_json())
+        .unwrap()
+        .replace(r#","sha256":"""#, "");
+    assert!(!json.contains("sha256"));
+    let exec = |sql: String| app.with_conn(|c| sql_query(sql).execute(c).unwrap());
+    let blob_row = |id: &str,
+                    sub: &str,
+                    kind: &str,
+                    sealed: &pcii_portal::crypto::stream::SealedBlob| {
+        format!(
+            "INSERT INTO blobs (id, submission_id, kind, storage_name, key_id, plaintext_sha256, \
+             ciphertext_sha256, plaintext_len, ciphertext_len, created_at) VALUES ('{id}', '{sub}', '{kind}', \
+             '{}', '{}', '{}', '{}', {}, {}, {now})",
+            sealed.name,
+            sealed.key_id,
+            hex::encode(sealed.plaintext_sha256),
+            hex::encode(sealed.ciphertext_sha256),
+            sealed.plaintext_len,
+            sealed.ciphertext_len
+        )
+    };
+    let doc = seal_reader(&store, &master, json.as_bytes()).unwrap();
+    exec(format!(
+        "INSERT INTO submissions (id, tracking_number, organisation_id, submitter_id, status, sector, \
+         content_blob_id, statement_version, statement_affirmed_at, certified_at, file_count, total_bytes, \
+         created_at, updated_at, received_at) VALUES ('legacy', 'PCII-2026-000777', '{org}', '{user_id}', \
+         'received', 'Energy', 'legacy-doc', '2026-11', {now}, {now}, 2, {}, {now}, {now}, {now})",
+        files[0].len() + files[1].len()
+    ));
+    exec(blob_row("legacy-doc", "legacy", "content", &doc));
+    for (i, f) in files.iter().enumerate() {
+        let sealed = seal_reader(&store, &master, &f[..]).unwrap();
+        exec(blob_row(
+            &format!("legacy-f{i}"),
+            "legacy",
+            "attachment",
+            &sealed,
+        ));
+        exec(format!(
+            "INSERT INTO attachments (id, submission_id, blob_id, position, size_bytes, sha256, added_at) \
+             VALUES ('att{i}', 'legacy', 'legacy-f{i}', {}, {}, '{}', {now})",
+            i + 1,
+            f.len(),
+            digests[i]
+        ));
+    }
+    // A submission destroyed back then: its file rows and its record kept the plaintext digest.
+    exec(format!(
+        "INSERT INTO submissions (id, tracking_number, organisation_id, submitter_id, status, sector, \
+         file_count, total_bytes, created_at, updated_at) VALUES ('gone', 'PCII-2026-000778', '{org}', \
+         '{user_id}', 'destroyed', 'Energy', 1, 5, {now}, {now})"
+    ));
+    let gone_digest = common::sha256_hex(b"destroyed long ago");
+    exec(format!(
+        "INSERT INTO attachments (id, submission_id, blob_id, position, size_bytes, sha256, added_at) \
+         VALUES ('gone1', 'gone', NULL, 1, 5, '{gone_digest}', {now})"
+    ));
+    exec(format!(
+        "INSERT INTO destruction_records (id, submission_id, destroyed_at, destroyed_by, reason, digests) \
+         VALUES ('rec', 'gone', {now}, NULL, 'destroyed at the submitter''s request', \
+         '{{\"files\":[{{\"position\":1,\"size_bytes\":5,\"sha256\":\"{gone_digest}\"}}],\
+         \"ciphertexts\":[{{\"kind\":\"attachment\",\"key_id\":\"age1x\",\"plaintext_sha256\":\"{gone_digest}\",\
+         \"ciphertext_sha256\":\"{}\",\"ciphertext_len\":99}}]}}')",
+        "ab".repeat(32)
+    ));
+
+    // Upgrading: the migration moves the clear digests aside and scrubs them from the destruction record.
+    app.with_conn(|c| pcii_portal::db::run_migrations(c).unwrap());
+    let record: String = app.with_conn(|c| {
+        pcii_portal::models::destruction::destruction_of(c, "gone")
+            .unwrap()
+            .unwrap()
+            .digests
+    });
+    assert!(!record.contains(&gone_digest), "{record}");
+    assert!(record.contains(&"ab".repeat(32)), "{record}");
+    // The running portal still reads the legacy submission, with its digests.
+    let page = b.get("/submissions/legacy/receipt");
+    assert_eq!(page.status, rocket::http::Status::Ok, "{}", page.body);
+    assert!(digests.iter().all(|d| page.body.contains(d.as_str())));
+
+    let out = ok(&cli(&app, &["keys", "convert"]));
+    assert!(
+        out.contains("1 new data key(s), 3 blob(s) re-encrypted"),
+        "{out}"
+    );
+    // Every digest left clear: sealed into a new content version (the live submission) or dropped (destroyed).
+    let legacy: Vec<Option<String>> = app.with_conn(|c| {
+        pcii_portal::db::schema::attachments::table
+            .select(pcii_portal::db::schema::attachments::legacy_sha256)
+            .load(c)
+            .unwrap()
+    });
+    assert!(legacy.iter().all(Option::is_none), "{legacy:?}");
+    let page = b.get("/submissions/legacy/receipt");
+    assert_eq!(page.status, rocket::http::Status::Ok);
+    assert!(digests.iter().all(|d| page.body.contains(d.as_str())));
+    assert!(page.body.contains("Legacy report"));
+    let atts = app.attachment_ids("legacy");
+    for (att, f) in atts.iter().zip(&files) {
+        let (status, body, _) = b.get_bytes(&format!("/submissions/legacy/files/{att}"));
+        assert_eq!(status, rocket::http::Status::Ok);
+        assert_eq!(body.as_deref(), Some(&f[..]));
+    }
+    // No blob is on the master key any more, so `keys rotate` can retire it.
+    let out = ok(&cli(&app, &["keys", "rotate"]));
+    assert!(out.contains("retired"), "{out}");
+    // And the database keeps no plaintext digest of any file, live or destroyed.
+    app.with_conn(|c| {
+        sql_query("PRAGMA wal_checkpoint(TRUNCATE)").execute(c).ok();
+    });
+    if app.database_url.is_empty() {
+        let db_dir = app.data_dir();
+        assert!(db_dir.join("pcii.sqlite3").is_file());
+        // A positive control: the scan finds what is still there (an attachment's ciphertext digest).
+        let stored: String = app.with_conn(|c| {
+            blobs::table
+                .filter(blobs::kind.eq("attachment"))
+                .select(blobs::ciphertext_sha256)
+                .first(c)
+                .unwrap()
+        });
+        let db_text = String::from_utf8_lossy(&std::fs::read(db_dir.join("pcii.sqlite3")).unwrap())
+            .into_owned();
+        assert!(db_text.contains(&stored));
+        for entry in std::fs::read_dir(&db_dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                let bytes = std::fs::read(&path).unwrap();
+                let text = String::from_utf8_lossy(&bytes);
+                for d in digests.iter().chain([&gone_digest]) {
+                    assert!(
+                        !text.contains(d.as_str()),
+                        "{} holds a plaintext digest",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+}

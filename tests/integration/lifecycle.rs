@@ -304,6 +304,17 @@ fn not_validated_then_destroy_removes_every_blob_and_content_routes_answer_410_o
     });
     assert_eq!(stored.len(), 3);
     let att = app.attachment_ids(&id).remove(0);
+    // The receipt lists each file's digest and the digest of its stored (encrypted) copy.
+    let receipt = sub.get(&format!("/submissions/{id}/receipt.txt")).body;
+    let stored: Vec<String> = receipt
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("stored copy (encrypted), SHA-256: "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(stored.len(), 2, "{receipt}");
+    for f in &files {
+        assert!(receipt.contains(&sha256_hex(f)));
+    }
     let page = sub.post(
         &format!("/submissions/{id}/disposition"),
         &[("disposition", "destroy")],
@@ -316,14 +327,18 @@ fn not_validated_then_destroy_removes_every_blob_and_content_routes_answer_410_o
             "every ciphertext is gone"
         );
     }
-    // The record lists the digests, for the submitter and the officer.
+    // The record lists each file by number, size and the digest of its stored copy, for the submitter and the
+    // officer: the submitter ties it to the receipt. No plaintext digest is kept (it would confirm a guessed file).
     for page in [
         sub.get(&format!("/submissions/{id}")),
         officer.get(&format!("/officer/submissions/{id}")),
     ] {
         assert_eq!(page.status, Status::Ok);
+        for d in &stored {
+            assert!(page.body.contains(d.as_str()));
+        }
         for f in &files {
-            assert!(page.body.contains(&sha256_hex(f)));
+            assert!(!page.body.contains(&sha256_hex(f)));
         }
         assert!(
             !page.body.contains("Lifecycle narrative"),
@@ -376,8 +391,8 @@ fn not_validated_then_destroy_removes_every_blob_and_content_routes_answer_410_o
     let page = auditor.get(&format!("/audit/submissions/{id}"));
     assert_eq!(page.status, Status::Ok);
     assert!(page.body.contains("Destruction record"));
-    for f in &files {
-        assert!(page.body.contains(&sha256_hex(f)));
+    for d in &stored {
+        assert!(page.body.contains(d.as_str()));
     }
 }
 

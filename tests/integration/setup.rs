@@ -119,3 +119,33 @@ fn migrations_run_up_down_up_on_a_populated_database() {
     // The schema works again after up/down/up.
     app.create_user(Role::Submitter, "sam2@acme.example", Some("Acme"));
 }
+
+#[test]
+fn the_sqlite_database_and_its_wal_and_shm_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::new();
+    if !app.database_url.is_empty() {
+        return; // PostgreSQL: the server owns its files
+    }
+    app.create_user(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let db = app.data_dir().join("pcii.sqlite3");
+    let mut seen = 0;
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", db.display());
+        if let Ok(meta) = std::fs::metadata(&path) {
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{path}");
+            seen += 1;
+        }
+    }
+    assert_eq!(
+        seen, 3,
+        "the database runs in WAL mode with its -wal and -shm files"
+    );
+    // An existing database left readable by others is tightened at the next start.
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    app.restart(|f| f);
+    assert_eq!(
+        std::fs::metadata(&db).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}

@@ -26,3 +26,15 @@ CREATE TABLE blob_deletions (
 -- A plaintext digest in clear lets anyone holding a copy of the database confirm a guessed file. age authenticates
 -- every chunk and the ciphertext digest binds a row to its file, so the plaintext digest is not needed to verify.
 ALTER TABLE blobs DROP COLUMN plaintext_sha256;
+
+-- A file's plaintext digest moves into the sealed content document (written by new uploads; `keys convert` moves
+-- these legacy values there and clears them). What stays in clear is the digest of the stored ciphertext.
+ALTER TABLE attachments ADD COLUMN legacy_sha256 TEXT;
+UPDATE attachments SET legacy_sha256 = sha256;
+ALTER TABLE attachments DROP COLUMN sha256;
+-- Destruction records keep each file's number and size and each ciphertext's digest, not the plaintext digests.
+UPDATE destruction_records SET digests = jsonb_build_object(
+    'files', (SELECT coalesce(jsonb_agg(e - 'sha256'), '[]'::jsonb)
+              FROM jsonb_array_elements(digests::jsonb -> 'files') AS e),
+    'ciphertexts', (SELECT coalesce(jsonb_agg(e - 'plaintext_sha256'), '[]'::jsonb)
+                    FROM jsonb_array_elements(digests::jsonb -> 'ciphertexts') AS e))::text;
