@@ -66,7 +66,7 @@ fn open_db(settings: &Settings) -> Result<Db, CliError> {
 }
 
 fn open_audit(settings: &Settings) -> Result<AuditLog, CliError> {
-    let opened = crate::key_store::open_all(settings)?;
+    let opened = open_keys(settings)?;
     Ok(AuditLog::new(
         opened.audit_signer,
         settings.audit_checkpoint_every,
@@ -75,7 +75,7 @@ fn open_audit(settings: &Settings) -> Result<AuditLog, CliError> {
 
 /// `keys list`: every identity with its creation time and how many blobs it encrypts.
 pub fn keys_list(settings: &Settings) -> Result<(), CliError> {
-    let opened = crate::key_store::open_all(settings)?;
+    let opened = open_keys(settings)?;
     let db = open_db(settings)?;
     let mut conn = db.get()?;
     let counts = rotation::blob_counts(&opened.keyring, &mut conn)?;
@@ -100,7 +100,7 @@ pub fn keys_list(settings: &Settings) -> Result<(), CliError> {
 /// `keys rotate`: a new current identity, every blob re-encrypted to it, then old identities retired
 /// (see `key_store::rotation::rotate`), shown with a progress bar.
 pub fn keys_rotate(settings: &Settings) -> Result<(), CliError> {
-    let opened = crate::key_store::open_all(settings)?;
+    let opened = open_keys(settings)?;
     let mut keyring = opened.keyring;
     let audit = AuditLog::new(opened.audit_signer, settings.audit_checkpoint_every);
     let db = open_db(settings)?;
@@ -212,5 +212,64 @@ pub fn audit_checkpoint(settings: &Settings) -> Result<(), CliError> {
         ),
         None => println!("nothing new to checkpoint"),
     }
+    Ok(())
+}
+
+/// Where the CLI takes shares from in `shares` mode (`--share-file`, before asking on the terminal).
+static SHARE_FILES: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+
+/// Sets the decrypted share files the CLI reads before asking for more (`--share-file`, once, at start).
+pub fn set_share_files(files: Vec<PathBuf>) {
+    let _ = SHARE_FILES.set(files);
+}
+
+/// Opens the key store for a CLI command in any `master_key_protection` mode: the passphrase from
+/// `master_key_passphrase_file` or the terminal, shares from `--share-file`s or the terminal.
+pub fn open_keys(settings: &Settings) -> Result<crate::key_store::OpenedKeys, CliError> {
+    let files = SHARE_FILES.get().map(Vec::as_slice).unwrap_or(&[]);
+    let at_rest = crate::key_store::protection::unlock_interactive(settings, files)?;
+    Ok(crate::key_store::open_unlocked(settings, &at_rest)?)
+}
+
+/// `keys protect`: converts the key store to `passphrase` or `shares` (see
+/// `key_store::protection::protect`), asking for the current secret when it is sealed in the other mode.
+pub fn keys_protect(
+    settings: &Settings,
+    target: crate::key_store::protection::Target,
+) -> Result<(), CliError> {
+    use crate::key_store::protection::{self, Layout, Mode};
+    let dir = settings.keys_dir.clone();
+    let mut unlock_current = || match Layout::scan(&dir).committed() {
+        Some(Mode::Passphrase) => {
+            let mut s = settings.clone();
+            s.master_key_protection = "passphrase".into();
+            protection::unlock_passphrase(&s, true)
+        }
+        _ => {
+            let mut s = settings.clone();
+            s.master_key_protection = "shares".into();
+            let files = SHARE_FILES.get().map(Vec::as_slice).unwrap_or(&[]);
+            protection::unlock_shares_cli(&s, files)
+        }
+    };
+    let done = protection::protect(settings, target, &mut unlock_current)?;
+    if done.finished_only {
+        println!("the key store was already converted; finished removing what was left");
+    }
+    if let Some(r) = &done.unlock_recipient {
+        println!("unlock key {r}");
+    }
+    for name in &done.removed {
+        println!("removed {name} (overwritten, then unlinked)");
+    }
+    for (path, custodian) in &done.share_files {
+        println!(
+            "share for {custodian}: {} (give it to that custodian; keep a copy offline)",
+            path.display()
+        );
+    }
+    println!(
+        "set master_key_protection in the configuration to match; back up keys/ (it holds only ciphertext now)"
+    );
     Ok(())
 }

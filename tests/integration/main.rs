@@ -10,6 +10,7 @@ mod content_access;
 mod hardening;
 mod identity;
 mod intake;
+mod key_protection;
 mod keys_rotate;
 mod lifecycle;
 mod log_hygiene;
