@@ -67,7 +67,7 @@ fn open_db(settings: &Settings) -> Result<Db, CliError> {
 }
 
 fn open_audit(settings: &Settings) -> Result<AuditLog, CliError> {
-    let opened = crate::key_store::open_all(settings)?;
+    let opened = open_keys(settings)?;
     Ok(AuditLog::new(
         opened.audit_signer,
         settings.audit_checkpoint_every,
@@ -76,7 +76,7 @@ fn open_audit(settings: &Settings) -> Result<AuditLog, CliError> {
 
 /// `keys list`: every master identity with its creation time and how many data keys it wraps.
 pub fn keys_list(settings: &Settings) -> Result<(), CliError> {
-    let opened = crate::key_store::open_all(settings)?;
+    let opened = open_keys(settings)?;
     let db = open_db(settings)?;
     let mut conn = db.get()?;
     let counts = rotation::key_counts(&opened.keyring, &mut conn)?;
@@ -129,7 +129,7 @@ pub fn keys_rotate(settings: &Settings, data_keys: bool) -> Result<(), CliError>
     if data_keys {
         return rekey(settings, custody::Rekey::DataKeys);
     }
-    let opened = crate::key_store::open_all(settings)?;
+    let opened = open_keys(settings)?;
     let mut keyring = opened.keyring;
     let audit = AuditLog::new(opened.audit_signer, settings.audit_checkpoint_every);
     let db = open_db(settings)?;
@@ -192,7 +192,7 @@ pub fn keys_convert(settings: &Settings) -> Result<(), CliError> {
 }
 
 fn rekey(settings: &Settings, mode: custody::Rekey) -> Result<(), CliError> {
-    let opened = crate::key_store::open_all(settings)?;
+    let opened = open_keys(settings)?;
     let audit = AuditLog::new(opened.audit_signer, settings.audit_checkpoint_every);
     let db = open_db(settings)?;
     let mut conn = db.get()?;
@@ -304,5 +304,64 @@ pub fn audit_checkpoint(settings: &Settings) -> Result<(), CliError> {
         ),
         None => println!("nothing new to checkpoint"),
     }
+    Ok(())
+}
+
+/// Where the CLI takes shares from in `shares` mode (`--share-file`, before asking on the terminal).
+static SHARE_FILES: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+
+/// Sets the decrypted share files the CLI reads before asking for more (`--share-file`, once, at start).
+pub fn set_share_files(files: Vec<PathBuf>) {
+    let _ = SHARE_FILES.set(files);
+}
+
+/// Opens the key store for a CLI command in any `master_key_protection` mode: the passphrase from
+/// `master_key_passphrase_file` or the terminal, shares from `--share-file`s or the terminal.
+pub fn open_keys(settings: &Settings) -> Result<crate::key_store::OpenedKeys, CliError> {
+    let files = SHARE_FILES.get().map(Vec::as_slice).unwrap_or(&[]);
+    let at_rest = crate::key_store::protection::unlock_interactive(settings, files)?;
+    Ok(crate::key_store::open_unlocked(settings, &at_rest)?)
+}
+
+/// `keys protect`: converts the key store to `passphrase` or `shares` (see
+/// `key_store::protection::protect`), asking for the current secret when it is sealed in the other mode.
+pub fn keys_protect(
+    settings: &Settings,
+    target: crate::key_store::protection::Target,
+) -> Result<(), CliError> {
+    use crate::key_store::protection::{self, Layout, Mode};
+    let dir = settings.keys_dir.clone();
+    let mut unlock_current = || match Layout::scan(&dir).committed() {
+        Some(Mode::Passphrase) => {
+            let mut s = settings.clone();
+            s.master_key_protection = "passphrase".into();
+            protection::unlock_passphrase(&s, true)
+        }
+        _ => {
+            let mut s = settings.clone();
+            s.master_key_protection = "shares".into();
+            let files = SHARE_FILES.get().map(Vec::as_slice).unwrap_or(&[]);
+            protection::unlock_shares_cli(&s, files)
+        }
+    };
+    let done = protection::protect(settings, target, &mut unlock_current)?;
+    if done.finished_only {
+        println!("the key store was already converted; finished removing what was left");
+    }
+    if let Some(r) = &done.unlock_recipient {
+        println!("unlock key {r}");
+    }
+    for name in &done.removed {
+        println!("removed {name} (overwritten, then unlinked)");
+    }
+    for (path, custodian) in &done.share_files {
+        println!(
+            "share for {custodian}: {} (give it to that custodian; keep a copy offline)",
+            path.display()
+        );
+    }
+    println!(
+        "set master_key_protection in the configuration to match; back up keys/ (it holds only ciphertext now)"
+    );
     Ok(())
 }

@@ -36,6 +36,13 @@ pub struct Settings {
     pub max_files: u32,
     /// age recipients (public keys only) every blob is also encrypted to, so a lost server key loses nothing.
     pub escrow_recipients: Vec<String>,
+    /// How the secrets under `keys_dir` rest: `file` (in clear; a loud warning at start), `passphrase`
+    /// (encrypted under an age scrypt passphrase) or `shares` (k-of-n custodians' shares; the portal
+    /// starts sealed until k are entered at `/unseal`). See README, "Protecting the master key".
+    pub master_key_protection: String,
+    /// `passphrase` mode: a file that holds the passphrase (e.g. a systemd credential). Empty means
+    /// the passphrase is asked on the terminal. Never the passphrase itself in configuration.
+    pub master_key_passphrase_file: PathBuf,
     /// An audit checkpoint is signed every this many entries.
     pub audit_checkpoint_every: i64,
     /// Orphaned blobs younger than this are left alone by the sweep (another instance may be about to commit).
@@ -88,6 +95,8 @@ impl Default for Settings {
             max_submission_bytes: 4 << 30,
             max_files: 50,
             escrow_recipients: Vec::new(),
+            master_key_protection: "file".into(),
+            master_key_passphrase_file: PathBuf::new(),
             audit_checkpoint_every: 1000,
             blob_sweep_grace_minutes: 60,
             blob_sweep_interval_seconds: 300,
@@ -187,6 +196,15 @@ impl Settings {
             || self.password_resets_per_hour < 1
         {
             return Err("link lifetimes and per-hour limits must be positive".into());
+        }
+        if !matches!(
+            self.master_key_protection.as_str(),
+            "file" | "passphrase" | "shares"
+        ) {
+            return Err(format!(
+                "master_key_protection must be `file`, `passphrase` or `shares`, not `{}`",
+                self.master_key_protection
+            ));
         }
         if self.audit_checkpoint_every < 1 {
             return Err("audit_checkpoint_every must be at least 1".into());

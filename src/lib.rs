@@ -77,13 +77,27 @@ pub fn build(figment: Figment) -> Result<(Rocket<Build>, Startup), String> {
     build_with_clock(figment, Clock::system())
 }
 
-/// [`build`] with the clock every rule reads; tests pass one they can advance.
+/// [`build`] with the clock every rule reads; tests pass one they can advance. Opens the keys without
+/// asking anyone (`file`, or `passphrase` with a passphrase file); see [`build_unlocked`].
 pub fn build_with_clock(
     figment: Figment,
     clock: Clock,
 ) -> Result<(Rocket<Build>, Startup), String> {
     let settings = config::load(&figment)?;
-    let opened = key_store::open_all(&settings).map_err(|e| e.to_string())?;
+    let at_rest =
+        key_store::protection::unlock_non_interactive(&settings).map_err(|e| e.to_string())?;
+    build_unlocked(figment, clock, at_rest)
+}
+
+/// [`build_with_clock`] with the key store's secret files resting as `at_rest` says: in clear, or sealed
+/// to an unlock key that was unlocked already (a passphrase typed at start, or shares given at `/unseal`).
+pub fn build_unlocked(
+    figment: Figment,
+    clock: Clock,
+    at_rest: crypto::keyfile::AtRest,
+) -> Result<(Rocket<Build>, Startup), String> {
+    let settings = config::load(&figment)?;
+    let opened = key_store::open_unlocked(&settings, &at_rest).map_err(|e| e.to_string())?;
     create_private_dir(&settings.data_dir)?;
     let db =
         Db::open(&settings.database_url(), settings.db_pool_size).map_err(|e| e.to_string())?;
@@ -144,7 +158,7 @@ pub fn build_with_clock(
 }
 
 /// The data directory holds the database and the (encrypted) blobs: readable by the portal's user alone.
-fn create_private_dir(dir: &std::path::Path) -> Result<(), String> {
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> Result<(), String> {
     use std::os::unix::fs::DirBuilderExt;
     if !dir.exists() {
         std::fs::DirBuilder::new()

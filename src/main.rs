@@ -2,15 +2,18 @@
 
 use std::io::Read;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
 use pcii_portal::audit::log::Actor;
 use pcii_portal::auth::accounts::{self, AccountChange, Membership, NewAccount};
 use pcii_portal::auth::password::Hasher;
+use pcii_portal::crypto::keyfile::AtRest;
 use pcii_portal::domain::Role;
+use pcii_portal::key_store::protection::{self, Target};
 use pcii_portal::models::account as account_model;
-use pcii_portal::{cli, config, db, key_store, logging};
+use pcii_portal::{cli, config, db, logging};
 
 #[derive(Parser)]
 #[command(
@@ -21,6 +24,10 @@ use pcii_portal::{cli, config, db, key_store, logging};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// `shares` mode: a file holding one custodian's decrypted share (repeatable); the CLI asks on the
+    /// terminal for any still missing. Never the share itself as an argument.
+    #[arg(long, global = true, value_name = "FILE")]
+    share_file: Vec<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -99,7 +106,7 @@ enum OrganisationCommand {
 enum KeysCommand {
     /// Generate the key store (age identity, cookie secret, audit signing key) if missing.
     Init,
-    /// List the age identities: fingerprint, created, current, and how many blobs each encrypts.
+    /// List the master identities: fingerprint, created, current, and how many data keys each wraps.
     List,
     /// Generate a new master identity and re-wrap every data key to it; resumable; retires old identities.
     /// With --data-keys: give every submission a fresh data key and re-encrypt its blobs (resumable).
@@ -111,6 +118,22 @@ enum KeysCommand {
     /// Convert a store from before data keys: re-encrypt blobs sealed straight to a master identity to a data key
     /// of their submission. Resumable.
     Convert,
+    /// Protect the keys at rest: under a passphrase, or split among custodians (k of n). Converts a
+    /// clear store (or one protected the other way); a re-run after an interruption finishes the job.
+    Protect {
+        /// `passphrase` or `shares`.
+        #[arg(long)]
+        mode: String,
+        /// passphrase: read the new passphrase from this file instead of asking twice on the terminal.
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<std::path::PathBuf>,
+        /// shares: how many custodians must give their share to unseal.
+        #[arg(long)]
+        threshold: Option<usize>,
+        /// shares: a custodian's age X25519 recipient (age1...); one per custodian.
+        #[arg(long)]
+        custodian: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -130,6 +153,7 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    cli::set_share_files(cli.share_file.clone());
     let figment = pcii_portal::figment();
     let settings = match config::load(&figment) {
         Ok(s) => s,
@@ -150,7 +174,7 @@ fn main() -> ExitCode {
             command: OrganisationCommand::List,
         } => organisation_list(&settings).map_err(Into::into),
         Command::Keys { command } => match command {
-            KeysCommand::Init => key_store::open_all(&settings)
+            KeysCommand::Init => cli::open_keys(&settings)
                 .map(|k| {
                     if k.generated.is_empty() {
                         println!(
@@ -167,6 +191,13 @@ fn main() -> ExitCode {
                 cli::keys_rotate(&settings, data_keys).map_err(Into::into)
             }
             KeysCommand::Convert => cli::keys_convert(&settings).map_err(Into::into),
+            KeysCommand::Protect {
+                mode,
+                passphrase_file,
+                threshold,
+                custodian,
+            } => protect_target(&mode, passphrase_file.as_deref(), threshold, custodian)
+                .and_then(|target| cli::keys_protect(&settings, target).map_err(Into::into)),
         },
         Command::Audit { command } => match command {
             AuditCommand::Verify {
@@ -199,9 +230,67 @@ fn warn_keys(settings: &config::Settings, generated: &[String]) {
     );
 }
 
+/// The target of `keys protect`, from its arguments.
+fn protect_target(
+    mode: &str,
+    passphrase_file: Option<&std::path::Path>,
+    threshold: Option<usize>,
+    custodians: Vec<String>,
+) -> Result<Target, Box<dyn std::error::Error>> {
+    match mode {
+        "passphrase" => Ok(Target::Passphrase(protection::new_passphrase(
+            passphrase_file,
+        )?)),
+        "shares" => Ok(Target::Shares {
+            threshold: threshold.ok_or("--mode shares needs --threshold K")?,
+            custodians,
+        }),
+        other => Err(format!("--mode must be `passphrase` or `shares`, not `{other}`").into()),
+    }
+}
+
+/// Opens the keys the way `master_key_protection` says: in clear (with a warning), with the passphrase
+/// (its file, or asked on the terminal), or — `shares` — by serving the sealed portal until k custodians
+/// have unsealed it at `/unseal`.
+fn unlock_for_serve(
+    figment: &rocket::figment::Figment,
+    settings: &config::Settings,
+) -> Result<AtRest, String> {
+    let origin = config::origin(figment, settings);
+    match protection::Mode::of(settings) {
+        protection::Mode::File => {
+            eprintln!(
+                "!!! master_key_protection = \"file\": the master keys in {} rest IN CLEAR; anyone with a copy of it and of the data can read every submission. Use `pcii-portal keys protect`. !!!",
+                config::display_path(&settings.keys_dir)
+            );
+            Ok(AtRest::Clear)
+        }
+        protection::Mode::Passphrase => protection::unlock_passphrase(settings, true)
+            .map(|k| AtRest::Sealed(Arc::new(k)))
+            .map_err(|e| e.to_string()),
+        protection::Mode::Shares => {
+            let (sealed, unlocked) = pcii_portal::web::sealed::build(figment.clone())?;
+            eprintln!(
+                "*** The portal is SEALED. Key custodians: give your shares at {origin}/unseal ***"
+            );
+            rocket::execute(sealed.launch()).map_err(|e| format!("sealed server: {e}"))?;
+            let key = unlocked
+                .try_recv()
+                .map_err(|_| "stopped while still sealed".to_string())?;
+            eprintln!("unsealed; starting the portal");
+            Ok(AtRest::Sealed(Arc::new(key)))
+        }
+    }
+}
+
 fn serve(figment: rocket::figment::Figment) -> Result<(), String> {
     let settings = config::load(&figment)?;
-    let (rocket, startup) = pcii_portal::build(figment.clone())?;
+    let at_rest = unlock_for_serve(&figment, &settings)?;
+    let (rocket, startup) = pcii_portal::build_unlocked(
+        figment.clone(),
+        pcii_portal::clock::Clock::system(),
+        at_rest,
+    )?;
     if !startup.generated_keys.is_empty() {
         warn_keys(&settings, &startup.generated_keys);
     }
@@ -241,7 +330,7 @@ fn organisation_list(settings: &config::Settings) -> Result<(), String> {
 
 fn user(settings: &config::Settings, command: UserCommand) -> Result<(), String> {
     let db = db::Db::open(&settings.database_url(), 2).map_err(|e| e.to_string())?;
-    let opened = key_store::open_all(settings).map_err(|e| e.to_string())?;
+    let opened = cli::open_keys(settings).map_err(|e| e.to_string())?;
     let audit = pcii_portal::audit::log::AuditLog::new(
         opened.audit_signer,
         settings.audit_checkpoint_every,

@@ -33,13 +33,13 @@ impl Services {
     /// or another instance), so that new blobs are sealed to the current key and not to one about to be
     /// retired. Call it before sealing.
     pub fn current_keys(&self) -> Arc<std::sync::RwLock<KeyRing>> {
-        let stale = self
-            .keys
-            .read()
-            .map(|ring| ring.changed_on_disk())
-            .unwrap_or(false);
-        if stale {
-            match KeyRing::load(&self.settings.keys_dir, &self.settings.escrow_recipients) {
+        // Reloaded by the ring itself: it knows how its file rests (clear, or sealed to the unlock key).
+        let fresh = match self.keys.read() {
+            Ok(ring) if ring.changed_on_disk() => Some(ring.reload()),
+            _ => None,
+        };
+        if let Some(fresh) = fresh {
+            match fresh {
                 Ok(fresh) => {
                     let mut ring = self.keys.write().unwrap_or_else(|p| p.into_inner());
                     *ring = fresh;

@@ -3,11 +3,18 @@
 //! Key files are 0600 in a 0700 directory. A file that the group or others could read is refused
 //! outright rather than "fixed", because its secret may already have leaked. Errors name the file
 //! and its mode but never its content.
+//!
+//! In the sealed modes (`master_key_protection` = `passphrase` or `shares`) every secret file is
+//! age-encrypted to the in-memory [`UnlockKey`] and carries the suffix `.age`; [`AtRest`] says which,
+//! so callers read and write through one API whatever the mode.
 
+use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
@@ -57,6 +64,14 @@ pub enum KeyFileError {
     NotUtf8 {
         /// The file concerned.
         path: PathBuf,
+    },
+    /// A sealed key file does not open with the unlock key (another key store's, or tampered with).
+    #[error("key file {} does not decrypt with the unlock key: {reason}", path.display())]
+    Sealed {
+        /// The file concerned.
+        path: PathBuf,
+        /// What failed (never key material).
+        reason: &'static str,
     },
 }
 
@@ -201,9 +216,231 @@ fn sync_parent(path: &Path) -> Result<(), KeyFileError> {
         .map_err(|e| KeyFileError::io(dir, e))
 }
 
+/// Overwrites a file with zeros, fsyncs it, then unlinks it (and fsyncs the directory). A journalling or
+/// copy-on-write file system may still keep old blocks: this removes the easy copy, it is no shredder.
+/// A file that is already gone is not an error (a re-run after an interruption).
+pub fn destroy(path: &Path) -> Result<(), KeyFileError> {
+    let file = match OpenOptions::new().write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(KeyFileError::io(path, e)),
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| KeyFileError::io(path, e))?
+        .len();
+    let wipe = || -> io::Result<()> {
+        let mut f = &file;
+        let zeros = [0u8; 4096];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            f.write_all(&zeros[..n])?;
+            left -= n as u64;
+        }
+        f.sync_all()
+    };
+    wipe().map_err(|e| KeyFileError::io(path, e))?;
+    drop(file);
+    fs::remove_file(path).map_err(|e| KeyFileError::io(path, e))?;
+    sync_parent(path)
+}
+
+/// The age X25519 identity that every secret file is encrypted to in the sealed modes. It exists in
+/// memory only: at rest it is passphrase-encrypted or split into custodians' shares. Its `Debug`
+/// shows the public recipient alone.
+pub struct UnlockKey {
+    identity: age::x25519::Identity,
+}
+
+impl fmt::Debug for UnlockKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnlockKey")
+            .field("recipient", &self.recipient())
+            .finish()
+    }
+}
+
+impl UnlockKey {
+    /// A new random unlock key.
+    pub fn generate() -> UnlockKey {
+        UnlockKey {
+            identity: age::x25519::Identity::generate(),
+        }
+    }
+
+    /// Parses the `age-keygen` secret line. `None` if it is not one (the text is never echoed).
+    pub fn from_secret(text: &str) -> Option<UnlockKey> {
+        age::x25519::Identity::from_str(text.trim())
+            .ok()
+            .map(|identity| UnlockKey { identity })
+    }
+
+    /// The secret line, to be wrapped (passphrase) or split (shares); never to be written in clear.
+    pub fn to_secret(&self) -> Zeroizing<String> {
+        use age::secrecy::ExposeSecret;
+        Zeroizing::new(self.identity.to_string().expose_secret().to_owned())
+    }
+
+    /// The public recipient (`age1...`) the secret files are encrypted to.
+    pub fn recipient(&self) -> String {
+        self.identity.to_public().to_string()
+    }
+
+    /// Encrypts `plaintext` to this key (X25519: cheap, unlike the scrypt of the passphrase).
+    pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, &'static str> {
+        age::encrypt(&self.identity.to_public(), plaintext).map_err(|_| "age encryption failed")
+    }
+
+    /// Decrypts what [`UnlockKey::seal`] produced, into a buffer that is zeroized on drop.
+    pub fn open(&self, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, &'static str> {
+        open_with(&self.identity, ciphertext)
+    }
+}
+
+/// Decrypts a small age file with one identity into a zeroizing buffer allocated once (no
+/// reallocation leaves a copy of the plaintext behind).
+pub fn open_with(
+    identity: &dyn age::Identity,
+    ciphertext: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, &'static str> {
+    let decryptor = age::Decryptor::new(ciphertext).map_err(|_| "not an age file")?;
+    let reader = decryptor
+        .decrypt(std::iter::once(identity))
+        .map_err(|_| "no matching key")?;
+    let mut out = Zeroizing::new(Vec::with_capacity(ciphertext.len()));
+    reader
+        .take(MAX_KEY_FILE_SIZE)
+        .read_to_end(&mut out)
+        .map_err(|_| "damaged ciphertext")?;
+    Ok(out)
+}
+
+/// How secret key files rest on disk: in clear (`file` mode) or encrypted to the unlock key.
+#[derive(Debug, Clone)]
+pub enum AtRest {
+    /// `master_key_protection = "file"`: today's 0600 files in clear.
+    Clear,
+    /// The sealed modes: `<name>.age`, encrypted to the unlock key held in memory.
+    Sealed(Arc<UnlockKey>),
+}
+
+impl AtRest {
+    /// The file that holds the secret called `name` (`name`, or `name.age` when sealed).
+    pub fn path(&self, dir: &Path, name: &str) -> PathBuf {
+        match self {
+            AtRest::Clear => dir.join(name),
+            AtRest::Sealed(_) => dir.join(format!("{name}.age")),
+        }
+    }
+
+    /// Reads a secret file (see [`read_private`]), decrypting it when sealed.
+    pub fn read(&self, path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
+        match self {
+            AtRest::Clear => read_private(path),
+            AtRest::Sealed(key) => {
+                let bytes = read_private_bytes(path)?;
+                let plain = key.open(&bytes).map_err(|reason| KeyFileError::Sealed {
+                    path: path.to_path_buf(),
+                    reason,
+                })?;
+                match std::str::from_utf8(&plain) {
+                    Ok(s) => Ok(Zeroizing::new(s.to_owned())),
+                    Err(_) => Err(KeyFileError::NotUtf8 {
+                        path: path.to_path_buf(),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Writes a secret file atomically (see [`write_private`]), encrypted when sealed.
+    pub fn write(&self, path: &Path, bytes: &[u8]) -> Result<(), KeyFileError> {
+        write_private(path, &self.encode(path, bytes)?)
+    }
+
+    /// Creates a secret file exactly once (see [`create_private`]), encrypted when sealed.
+    pub fn create(&self, path: &Path, bytes: &[u8]) -> Result<bool, KeyFileError> {
+        create_private(path, &self.encode(path, bytes)?)
+    }
+
+    fn encode(&self, path: &Path, bytes: &[u8]) -> Result<Vec<u8>, KeyFileError> {
+        match self {
+            AtRest::Clear => Ok(bytes.to_vec()),
+            AtRest::Sealed(key) => key.seal(bytes).map_err(|reason| KeyFileError::Sealed {
+                path: path.to_path_buf(),
+                reason,
+            }),
+        }
+    }
+}
+
+/// Reads a private file as bytes, with the same checks as [`read_private`] (for ciphertexts).
+pub fn read_private_bytes(path: &Path) -> Result<Vec<u8>, KeyFileError> {
+    let file = File::open(path).map_err(|e| KeyFileError::io(path, e))?;
+    let meta = file.metadata().map_err(|e| KeyFileError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(KeyFileError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(KeyFileError::Permissions {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    let mut buf = Vec::new();
+    file.take(MAX_KEY_FILE_SIZE + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| KeyFileError::io(path, e))?;
+    if buf.len() as u64 > MAX_KEY_FILE_SIZE {
+        return Err(KeyFileError::TooLarge {
+            path: path.to_path_buf(),
+            limit: MAX_KEY_FILE_SIZE,
+        });
+    }
+    Ok(buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_files_round_trip_and_hold_no_plaintext() {
+        let tmp = tempfile::tempdir().unwrap();
+        let key = Arc::new(UnlockKey::generate());
+        let sealed = AtRest::Sealed(key.clone());
+        let path = sealed.path(tmp.path(), "secret.key");
+        assert!(path.to_string_lossy().ends_with("secret.key.age"));
+        sealed.write(&path, b"SEALED-MARKER").unwrap();
+        assert_eq!(mode_of(&path), 0o600);
+        let raw = fs::read(&path).unwrap();
+        assert!(!raw.windows(13).any(|w| w == b"SEALED-MARKER"));
+        assert_eq!(sealed.read(&path).unwrap().as_str(), "SEALED-MARKER");
+        // Another unlock key opens nothing, and says so without content.
+        let other = AtRest::Sealed(Arc::new(UnlockKey::generate()));
+        let err = other.read(&path).unwrap_err();
+        assert!(matches!(err, KeyFileError::Sealed { .. }), "{err}");
+        assert!(!format!("{err} {key:?}").contains("AGE-SECRET-KEY"));
+        // Round trip of the key itself.
+        let again = UnlockKey::from_secret(&key.to_secret()).unwrap();
+        assert_eq!(again.recipient(), key.recipient());
+        assert!(UnlockKey::from_secret("not a key").is_none());
+    }
+
+    #[test]
+    fn destroy_overwrites_then_unlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("k");
+        write_private(&path, b"to be destroyed").unwrap();
+        destroy(&path).unwrap();
+        assert!(!path.exists());
+        // Gone already: fine (a re-run after an interruption).
+        destroy(&path).unwrap();
+    }
 
     fn mode_of(p: &Path) -> u32 {
         fs::metadata(p).unwrap().permissions().mode() & 0o777

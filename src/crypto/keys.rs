@@ -15,6 +15,9 @@
 //!
 //! Optional escrow recipients (public keys only, from config) receive a copy of every file key,
 //! so an offline escrow identity can decrypt if the server key is lost.
+//!
+//! In the sealed modes the same text rests in `age-identities.txt.age`, encrypted to the unlock key
+//! ([`AtRest::Sealed`]); rotation and retirement rewrite it encrypted.
 
 /// How an age identity line starts (`age-keygen` format). Spelt in two parts so that secret scanners
 /// looking at the source do not take the format itself for a committed key.
@@ -28,7 +31,7 @@ use age::secrecy::ExposeSecret;
 use age::x25519;
 use zeroize::Zeroizing;
 
-use super::keyfile::{self, KeyFileError};
+use super::keyfile::{AtRest, KeyFileError};
 
 /// File name of the identity file inside the key directory.
 pub const IDENTITY_FILE_NAME: &str = "age-identities.txt";
@@ -115,6 +118,7 @@ pub struct KeyRing {
     path: PathBuf,
     entries: Vec<Entry>,
     escrow: Vec<x25519::Recipient>,
+    at_rest: AtRest,
 }
 
 impl fmt::Debug for KeyRing {
@@ -146,15 +150,26 @@ impl KeyRing {
         dir: &Path,
         escrow: &[String],
     ) -> Result<(KeyRing, bool), KeyRingError> {
+        Self::load_or_generate_with(dir, escrow, &AtRest::Clear)
+    }
+
+    /// [`KeyRing::load_or_generate`] for a file resting as `at_rest` says (clear, or sealed to the
+    /// unlock key as `age-identities.txt.age`).
+    pub fn load_or_generate_with(
+        dir: &Path,
+        escrow: &[String],
+        at_rest: &AtRest,
+    ) -> Result<(KeyRing, bool), KeyRingError> {
         let escrow = parse_escrow(escrow)?;
-        let path = dir.join(IDENTITY_FILE_NAME);
-        match read_entries(&path) {
+        let path = at_rest.path(dir, IDENTITY_FILE_NAME);
+        match read_entries(&path, at_rest) {
             Ok(entries) => {
                 return Ok((
                     KeyRing {
                         path,
                         entries,
                         escrow,
+                        at_rest: at_rest.clone(),
                     },
                     false,
                 ))
@@ -166,8 +181,12 @@ impl KeyRing {
             path,
             entries: vec![new_entry()],
             escrow,
+            at_rest: at_rest.clone(),
         };
-        if keyfile::create_private(&ring.path, ring.serialize().as_bytes())? {
+        if ring
+            .at_rest
+            .create(&ring.path, ring.serialize().as_bytes())?
+        {
             tracing::info!(
                 key_id = %ring.current_key_id(),
                 path = %ring.path.display(),
@@ -176,12 +195,13 @@ impl KeyRing {
             Ok((ring, true))
         } else {
             // Another process created it in the meantime: use theirs.
-            let entries = read_entries(&ring.path)?;
+            let entries = read_entries(&ring.path, &ring.at_rest)?;
             Ok((
                 KeyRing {
                     path: ring.path.clone(),
                     entries,
                     escrow: ring.escrow.clone(),
+                    at_rest: ring.at_rest.clone(),
                 },
                 false,
             ))
@@ -190,9 +210,18 @@ impl KeyRing {
 
     /// Loads `<dir>/age-identities.txt`; an error if it does not exist.
     pub fn load(dir: &Path, escrow: &[String]) -> Result<KeyRing, KeyRingError> {
+        Self::load_with(dir, escrow, &AtRest::Clear)
+    }
+
+    /// [`KeyRing::load`] for a file resting as `at_rest` says.
+    pub fn load_with(
+        dir: &Path,
+        escrow: &[String],
+        at_rest: &AtRest,
+    ) -> Result<KeyRing, KeyRingError> {
         let escrow = parse_escrow(escrow)?;
-        let path = dir.join(IDENTITY_FILE_NAME);
-        let entries = match read_entries(&path) {
+        let path = at_rest.path(dir, IDENTITY_FILE_NAME);
+        let entries = match read_entries(&path, at_rest) {
             Ok(entries) => entries,
             Err(KeyRingError::File(e)) if e.is_not_found() => {
                 return Err(KeyRingError::Missing { path })
@@ -203,7 +232,33 @@ impl KeyRing {
             path,
             entries,
             escrow,
+            at_rest: at_rest.clone(),
         })
+    }
+
+    /// The same ring read again from its file (after another process rotated), with the same escrow
+    /// recipients and the same protection at rest.
+    pub fn reload(&self) -> Result<KeyRing, KeyRingError> {
+        let entries = match read_entries(&self.path, &self.at_rest) {
+            Ok(entries) => entries,
+            Err(KeyRingError::File(e)) if e.is_not_found() => {
+                return Err(KeyRingError::Missing {
+                    path: self.path.clone(),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(KeyRing {
+            path: self.path.clone(),
+            entries,
+            escrow: self.escrow.clone(),
+            at_rest: self.at_rest.clone(),
+        })
+    }
+
+    /// How the identity file rests on disk.
+    pub fn at_rest(&self) -> &AtRest {
+        &self.at_rest
     }
 
     /// Path of the identity file.
@@ -269,7 +324,7 @@ impl KeyRing {
     pub fn rotate(&mut self) -> Result<String, KeyRingError> {
         self.check_unchanged_on_disk()?;
         self.entries.push(new_entry());
-        if let Err(e) = keyfile::write_private(&self.path, self.serialize().as_bytes()) {
+        if let Err(e) = self.at_rest.write(&self.path, self.serialize().as_bytes()) {
             self.entries.pop();
             return Err(e.into());
         }
@@ -293,7 +348,7 @@ impl KeyRing {
         };
         self.check_unchanged_on_disk()?;
         let removed = self.entries.remove(pos);
-        if let Err(e) = keyfile::write_private(&self.path, self.serialize().as_bytes()) {
+        if let Err(e) = self.at_rest.write(&self.path, self.serialize().as_bytes()) {
             self.entries.insert(pos, removed);
             return Err(e.into());
         }
@@ -310,7 +365,7 @@ impl KeyRing {
     /// Refuses to rewrite the file if its identities differ from ours (someone else rotated or
     /// retired since we loaded), which would otherwise silently drop their change.
     fn check_unchanged_on_disk(&self) -> Result<(), KeyRingError> {
-        let on_disk = read_entries(&self.path)?;
+        let on_disk = read_entries(&self.path, &self.at_rest)?;
         let same = on_disk.len() == self.entries.len()
             && on_disk
                 .iter()
@@ -385,8 +440,8 @@ fn parse_escrow(escrow: &[String]) -> Result<Vec<x25519::Recipient>, KeyRingErro
     Ok(out)
 }
 
-fn read_entries(path: &Path) -> Result<Vec<Entry>, KeyRingError> {
-    let text = keyfile::read_private(path)?;
+fn read_entries(path: &Path, at_rest: &AtRest) -> Result<Vec<Entry>, KeyRingError> {
+    let text = at_rest.read(path)?;
     parse_entries(path, &text)
 }
 
@@ -694,6 +749,35 @@ mod tests {
         ));
         // The CLI's key survives.
         assert!(KeyRing::load(tmp.path(), &[]).unwrap().contains(&rotated));
+    }
+
+    #[test]
+    fn sealed_ring_rotates_and_stays_encrypted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let unlock = std::sync::Arc::new(super::super::keyfile::UnlockKey::generate());
+        let sealed = AtRest::Sealed(unlock);
+        let (mut ring, generated) =
+            KeyRing::load_or_generate_with(tmp.path(), &[], &sealed).unwrap();
+        assert!(generated);
+        assert!(ring.path().ends_with("age-identities.txt.age"));
+        let first = ring.current_key_id().to_owned();
+        let second = ring.rotate().unwrap();
+        assert!(!ring.changed_on_disk());
+        ring.retire(&first).unwrap();
+        let reloaded = KeyRing::load_with(tmp.path(), &[], &sealed).unwrap();
+        assert_eq!(reloaded.current_key_id(), second);
+        assert_eq!(ring.reload().unwrap().keys(), reloaded.keys());
+        // Only the ciphertext is on disk: no secret key line, no clear file.
+        assert!(!tmp.path().join(IDENTITY_FILE_NAME).exists());
+        let raw = fs::read(ring.path()).unwrap();
+        let text = String::from_utf8_lossy(&raw);
+        assert!(!text.contains(SECRET_KEY_PREFIX));
+        // Another unlock key opens nothing.
+        let other = AtRest::Sealed(std::sync::Arc::new(
+            super::super::keyfile::UnlockKey::generate(),
+        ));
+        assert!(KeyRing::load_with(tmp.path(), &[], &other).is_err());
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
     }
 
     #[test]

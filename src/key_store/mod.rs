@@ -1,9 +1,14 @@
 //! The key store under `keys/`: the portal's age identities, Rocket's secret key and the audit signing key.
 //! Generated on first start, reused afterwards, refused when group/world readable.
-//! [`rotation`] re-encrypts every blob to a new identity and retires the old ones.
+//! [`data_keys`]: each submission's data key, stored wrapped to the master identity and the escrow recipients;
+//! [`rotation`] re-wraps every data key to a new master identity and retires the old ones.
+//! [`protection`] is `master_key_protection`: the secrets in clear (`file`), or sealed to an unlock key
+//! that rests under a passphrase or in custodians' [`shares`].
 
 pub mod data_keys;
+pub mod protection;
 pub mod rotation;
+pub mod shares;
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +19,7 @@ use zeroize::Zeroizing;
 use crate::audit::checkpoint::CheckpointSigner;
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
 use crate::config::Settings;
-use crate::crypto::keyfile::{read_private, write_private, KeyFileError};
+use crate::crypto::keyfile::{AtRest, KeyFileError};
 use crate::crypto::keys::KeyRing;
 use crate::db::DbConn;
 use crate::error::{AppError, AppResult};
@@ -89,6 +94,67 @@ pub enum KeyStoreError {
     },
     #[error(transparent)]
     Database(#[from] AppError),
+    /// `file` mode configured, but the store on disk is protected.
+    #[error(
+        "the key store {} is protected ({on_disk}); set master_key_protection = \"{on_disk}\" \
+         (refusing to generate clear keys beside it)",
+        path.display()
+    )]
+    Protected {
+        path: PathBuf,
+        on_disk: &'static str,
+    },
+    /// A sealed mode configured, but the store holds clear keys.
+    #[error(
+        "the key store {} holds its keys in clear; convert it first with \
+         `pcii-portal keys protect --mode {mode}`",
+        path.display()
+    )]
+    NotProtected { path: PathBuf, mode: &'static str },
+    /// A conversion was interrupted (clear files beside sealed ones, or two wrappers).
+    #[error(
+        "the key store {} is half converted; run `pcii-portal keys protect --mode {mode}` again \
+         to finish",
+        path.display()
+    )]
+    Interrupted { path: PathBuf, mode: &'static str },
+    /// `shares` mode configured on a store that has no shares yet.
+    #[error(
+        "the key store {} has no shares; create them with \
+         `pcii-portal keys protect --mode shares --threshold K --custodian age1... ...`",
+        path.display()
+    )]
+    NoShares { path: PathBuf },
+    /// The mode needs a person (a passphrase typed, or shares) and none can be asked here.
+    #[error(
+        "master_key_protection = \"{mode}\" needs the secret to open the keys: start with \
+         `pcii-portal serve` (or set master_key_passphrase_file)"
+    )]
+    NeedsUnlock { mode: &'static str },
+    /// The passphrase does not open `unlock.age`.
+    #[error("the passphrase does not open {}", path.display())]
+    WrongPassphrase { path: PathBuf },
+    /// The passphrase file is empty.
+    #[error("the passphrase file {} is empty", path.display())]
+    EmptyPassphrase { path: PathBuf },
+    /// The two passphrases typed differ.
+    #[error("the two passphrases differ")]
+    PassphraseMismatch,
+    /// The chosen passphrase is too short.
+    #[error("the passphrase must have at least {min} characters")]
+    PassphraseTooShort { min: usize },
+    /// The terminal could not be read.
+    #[error("reading from the terminal: {0}")]
+    Terminal(#[source] std::io::Error),
+    /// Wrapping the unlock key failed.
+    #[error("wrapping the unlock key failed")]
+    Wrap,
+    /// A share, the split or the manifest.
+    #[error("shares: {0}")]
+    Shares(#[from] shares::ShareError),
+    /// A `--share-file` holds no share of this store.
+    #[error("{} holds no share of this key store", path.display())]
+    BadShareFile { path: PathBuf },
 }
 
 pub struct OpenedKeys {
@@ -100,7 +166,7 @@ pub struct OpenedKeys {
 }
 
 /// Creates the key directory (0700) with a `.gitignore` that keeps every key out of git.
-fn prepare_dir(dir: &Path) -> Result<(), KeyStoreError> {
+pub(crate) fn prepare_dir(dir: &Path) -> Result<(), KeyStoreError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if !dir.exists() {
         std::fs::DirBuilder::new()
@@ -133,22 +199,45 @@ fn prepare_dir(dir: &Path) -> Result<(), KeyStoreError> {
     Ok(())
 }
 
+/// Opens (or generates) the key store without asking anyone: the `file` mode, or `passphrase` with a
+/// passphrase file. Other modes answer [`KeyStoreError::NeedsUnlock`]; use [`open_unlocked`].
 pub fn open_all(settings: &Settings) -> Result<OpenedKeys, KeyStoreError> {
+    let at_rest = protection::unlock_non_interactive(settings)?;
+    open_unlocked(settings, &at_rest)
+}
+
+/// Opens (or generates) the key store with its secret files resting as `at_rest` says. Refuses a store
+/// whose layout does not match (a clear store in a sealed mode, a sealed one in `file` mode, a
+/// half-finished conversion), so a misconfiguration never makes a second store.
+pub fn open_unlocked(settings: &Settings, at_rest: &AtRest) -> Result<OpenedKeys, KeyStoreError> {
     let dir = settings.keys_dir.as_path();
     prepare_dir(dir)?;
+    let mode = match at_rest {
+        AtRest::Clear => protection::Mode::File,
+        AtRest::Sealed(_) => match protection::Mode::of(settings) {
+            protection::Mode::File => protection::Layout::scan(dir)
+                .committed()
+                .unwrap_or(protection::Mode::Passphrase),
+            m => m,
+        },
+    };
+    protection::check_layout(dir, mode)?;
     let mut generated = Vec::new();
 
-    let (keyring, new_age) = KeyRing::load_or_generate(dir, &settings.escrow_recipients)?;
+    let (keyring, new_age) =
+        KeyRing::load_or_generate_with(dir, &settings.escrow_recipients, at_rest)?;
     if new_age {
         generated.push(format!("age identity {}", keyring.current_key_id()));
     }
 
-    let (cookie_secret, new_secret) = open_cookie_secret(&dir.join(COOKIE_SECRET_FILE))?;
+    let (cookie_secret, new_secret) =
+        open_cookie_secret(&at_rest.path(dir, COOKIE_SECRET_FILE), at_rest)?;
     if new_secret {
         generated.push("cookie secret key".into());
     }
 
-    let (audit_signer, new_signer) = open_signing_key(&dir.join(AUDIT_SIGNING_FILE))?;
+    let (audit_signer, new_signer) =
+        open_signing_key_with(&at_rest.path(dir, AUDIT_SIGNING_FILE), at_rest)?;
     if new_signer {
         generated.push(format!(
             "audit signing key {}",
@@ -166,16 +255,19 @@ pub fn open_all(settings: &Settings) -> Result<OpenedKeys, KeyStoreError> {
 
 /// Reads Rocket's secret key, or generates one (64 random bytes, base64) if the file is missing.
 /// The flag says whether it was generated.
-fn open_cookie_secret(path: &Path) -> Result<(Zeroizing<String>, bool), KeyStoreError> {
+fn open_cookie_secret(
+    path: &Path,
+    at_rest: &AtRest,
+) -> Result<(Zeroizing<String>, bool), KeyStoreError> {
     if path.exists() {
-        let s = read_private(path)?;
+        let s = at_rest.read(path)?;
         Ok((Zeroizing::new(s.trim().to_string()), false))
     } else {
         let mut bytes = Zeroizing::new([0u8; 64]);
         rand::rngs::OsRng.fill_bytes(bytes.as_mut());
         let encoded =
             Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(bytes.as_ref()));
-        write_private(path, encoded.as_bytes())?;
+        at_rest.write(path, encoded.as_bytes())?;
         Ok((encoded, true))
     }
 }
@@ -183,8 +275,16 @@ fn open_cookie_secret(path: &Path) -> Result<(Zeroizing<String>, bool), KeyStore
 /// Reads the audit signing key, or generates one if the file is missing (written 0600). The flag says
 /// whether it was generated.
 pub fn open_signing_key(path: &Path) -> Result<(CheckpointSigner, bool), KeyStoreError> {
+    open_signing_key_with(path, &AtRest::Clear)
+}
+
+/// [`open_signing_key`] for a file resting as `at_rest` says.
+pub fn open_signing_key_with(
+    path: &Path,
+    at_rest: &AtRest,
+) -> Result<(CheckpointSigner, bool), KeyStoreError> {
     if path.exists() {
-        let seed = read_private(path)?;
+        let seed = at_rest.read(path)?;
         let signer = CheckpointSigner::from_seed_hex(seed.trim()).map_err(|source| {
             KeyStoreError::SigningKey {
                 path: path.to_path_buf(),
@@ -195,7 +295,7 @@ pub fn open_signing_key(path: &Path) -> Result<(CheckpointSigner, bool), KeyStor
     } else {
         let (signer, seed_hex) = CheckpointSigner::generate();
         let seed_hex = Zeroizing::new(seed_hex);
-        write_private(path, seed_hex.as_bytes())?;
+        at_rest.write(path, seed_hex.as_bytes())?;
         Ok((signer, true))
     }
 }

@@ -13,16 +13,17 @@ async fn healthz(state: &State<Services>) -> (Status, Value) {
         .run(|c| Ok(crate::db::ping(c)))
         .await
         .unwrap_or(false);
+    // The identity file and the audit signing key, in clear or sealed (`.age`) as the protection mode keeps them.
+    let signing = state
+        .settings
+        .keys_dir
+        .join(crate::key_store::AUDIT_SIGNING_FILE);
     let keys = state
         .keys
         .read()
-        .map(|k| !k.current_key_id().is_empty())
+        .map(|k| !k.current_key_id().is_empty() && k.path().exists())
         .unwrap_or(false)
-        && state
-            .settings
-            .keys_dir
-            .join(crate::key_store::AUDIT_SIGNING_FILE)
-            .exists();
+        && (signing.exists() || signing.with_extension("key.age").exists());
     let blobs = state.settings.blob_dir().is_dir();
     let ok = database && keys && blobs;
     let status = if ok {

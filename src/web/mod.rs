@@ -13,6 +13,8 @@ pub mod guards;
 pub mod health;
 pub mod multipart;
 pub mod pages;
+// The sealed portal that answers until the custodians' shares unlock the keys (`shares` mode).
+pub mod sealed;
 pub mod views;
 
 // The audiences, each with its `routes()`.

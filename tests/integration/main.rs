@@ -11,6 +11,7 @@ mod hardening;
 mod identity;
 mod intake;
 mod key_custody;
+mod key_protection;
 mod keys_rotate;
 mod lifecycle;
 mod log_hygiene;

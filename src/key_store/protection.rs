@@ -1,0 +1,610 @@
+//! `master_key_protection`: how the secrets under `keys/` rest, how they are unlocked, and the conversion
+//! of a store from one way to another (`keys protect`).
+//!
+//! The hierarchy in the sealed modes: an **unlock key** (an age X25519 identity, in memory only) to which
+//! every secret file is encrypted (`age-identities.txt.age`, `rocket-secret.key.age`,
+//! `audit-signing.key.age`); the unlock key itself rests passphrase-encrypted (`unlock.age`, age scrypt)
+//! or split among custodians (`shares/`). Reading a secret file is then an X25519 decryption, cheap enough
+//! for the key ring's frequent "changed on disk?" check; only unlocking pays for scrypt.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use age::secrecy::SecretString;
+use zeroize::Zeroizing;
+
+use super::shares::{self, Collector, Manifest, Offered, ShareError, SHARES_DIR};
+use super::{KeyStoreError, AUDIT_SIGNING_FILE, COOKIE_SECRET_FILE};
+use crate::config::Settings;
+use crate::crypto::keyfile::{self, AtRest, UnlockKey};
+use crate::crypto::keys::IDENTITY_FILE_NAME;
+
+/// The passphrase-encrypted unlock key.
+pub const UNLOCK_FILE: &str = "unlock.age";
+/// Every secret file of the store, by its clear name.
+pub const SECRET_FILES: [&str; 3] = [IDENTITY_FILE_NAME, COOKIE_SECRET_FILE, AUDIT_SIGNING_FILE];
+/// Shortest passphrase accepted when one is chosen (the same floor as account passwords).
+pub const MIN_PASSPHRASE_CHARS: usize = 12;
+
+/// `master_key_protection`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    File,
+    Passphrase,
+    Shares,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "file" => Some(Mode::File),
+            "passphrase" => Some(Mode::Passphrase),
+            "shares" => Some(Mode::Shares),
+            _ => None,
+        }
+    }
+
+    /// The configured mode (validated by `Settings::validate`; unknown values read as `file` never
+    /// happen there).
+    pub fn of(settings: &Settings) -> Mode {
+        Mode::parse(&settings.master_key_protection).unwrap_or(Mode::File)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::File => "file",
+            Mode::Passphrase => "passphrase",
+            Mode::Shares => "shares",
+        }
+    }
+}
+
+/// What lies in a key directory.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    /// Clear secret files present.
+    pub clear: Vec<&'static str>,
+    /// Sealed secret files (`*.age`) present.
+    pub sealed: Vec<&'static str>,
+    /// `unlock.age` present (passphrase mode committed).
+    pub passphrase: bool,
+    /// `shares/manifest.json` present (shares mode committed).
+    pub shares: bool,
+}
+
+impl Layout {
+    pub fn scan(dir: &Path) -> Layout {
+        let sealed_path = |n: &str| dir.join(format!("{n}.age"));
+        Layout {
+            clear: SECRET_FILES
+                .into_iter()
+                .filter(|n| dir.join(n).exists())
+                .collect(),
+            sealed: SECRET_FILES
+                .into_iter()
+                .filter(|n| sealed_path(n).exists())
+                .collect(),
+            passphrase: dir.join(UNLOCK_FILE).exists(),
+            shares: Manifest::path(dir).exists(),
+        }
+    }
+
+    /// The sealed mode the store is committed to, if any (a finished or interrupted conversion may leave
+    /// both wrappers; the caller decides).
+    pub fn committed(&self) -> Option<Mode> {
+        match (self.passphrase, self.shares) {
+            (true, false) => Some(Mode::Passphrase),
+            (false, true) => Some(Mode::Shares),
+            (true, true) => Some(Mode::Shares),
+            (false, false) => None,
+        }
+    }
+}
+
+/// Checks that the key directory matches how it is about to be opened, so that a misconfiguration
+/// never generates a second, clear key store beside a protected one (or the reverse).
+pub fn check_layout(dir: &Path, mode: Mode) -> Result<(), KeyStoreError> {
+    let layout = Layout::scan(dir);
+    let committed = layout.committed();
+    match (mode, committed) {
+        (Mode::File, Some(on_disk)) => Err(KeyStoreError::Protected {
+            path: dir.to_path_buf(),
+            on_disk: on_disk.as_str(),
+        }),
+        (Mode::File, None) => Ok(()),
+        (_, Some(_)) if !layout.clear.is_empty() => Err(KeyStoreError::Interrupted {
+            path: dir.to_path_buf(),
+            mode: mode.as_str(),
+        }),
+        (_, Some(on_disk)) if on_disk != mode || (layout.passphrase && layout.shares) => {
+            Err(KeyStoreError::Interrupted {
+                path: dir.to_path_buf(),
+                mode: on_disk.as_str(),
+            })
+        }
+        (_, Some(_)) => Ok(()),
+        (_, None) if !layout.clear.is_empty() => Err(KeyStoreError::NotProtected {
+            path: dir.to_path_buf(),
+            mode: mode.as_str(),
+        }),
+        (Mode::Shares, None) => Err(KeyStoreError::NoShares {
+            path: dir.to_path_buf(),
+        }),
+        (_, None) => Ok(()),
+    }
+}
+
+// ----- the passphrase ---------------------------------------------------------------------------
+
+/// A lower scrypt work factor for the test suites only (0 = age's default, about a second). Nothing in
+/// the binary sets it.
+static TEST_SCRYPT_LOG_N: AtomicU8 = AtomicU8::new(0);
+
+/// Lowers the scrypt work factor of passphrases set from now on in this process. For tests only: a
+/// production store must keep age's default.
+#[doc(hidden)]
+pub fn weaken_scrypt_for_tests(log_n: u8) {
+    TEST_SCRYPT_LOG_N.store(log_n, Ordering::Relaxed);
+}
+
+/// The unlock key encrypted under `passphrase` (age scrypt recipient).
+pub fn wrap_with_passphrase(key: &UnlockKey, passphrase: &str) -> Result<Vec<u8>, KeyStoreError> {
+    let mut recipient = age::scrypt::Recipient::new(SecretString::from(passphrase.to_owned()));
+    let log_n = TEST_SCRYPT_LOG_N.load(Ordering::Relaxed);
+    if log_n > 0 {
+        recipient.set_work_factor(log_n);
+    }
+    age::encrypt(&recipient, key.to_secret().as_bytes()).map_err(|_| KeyStoreError::Wrap)
+}
+
+/// Opens `keys/unlock.age` with the passphrase.
+pub fn unwrap_with_passphrase(dir: &Path, passphrase: &str) -> Result<UnlockKey, KeyStoreError> {
+    let path = dir.join(UNLOCK_FILE);
+    let bytes = keyfile::read_private_bytes(&path)?;
+    let identity = age::scrypt::Identity::new(SecretString::from(passphrase.to_owned()));
+    let plain = keyfile::open_with(&identity, &bytes)
+        .map_err(|_| KeyStoreError::WrongPassphrase { path: path.clone() })?;
+    std::str::from_utf8(&plain)
+        .ok()
+        .and_then(UnlockKey::from_secret)
+        .ok_or(KeyStoreError::WrongPassphrase { path })
+}
+
+/// Reads the passphrase from a file (`master_key_passphrase_file`, `--passphrase-file`): 0600 or
+/// 0400 like a key file; one trailing line break is not part of it.
+pub fn read_passphrase_file(path: &Path) -> Result<Zeroizing<String>, KeyStoreError> {
+    let text = keyfile::read_private(path)?;
+    let trimmed = text.strip_suffix('\n').unwrap_or(&text);
+    let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
+    if trimmed.is_empty() {
+        return Err(KeyStoreError::EmptyPassphrase {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(Zeroizing::new(trimmed.to_owned()))
+}
+
+/// Asks on the terminal, without echo.
+pub fn prompt_secret(prompt: &str) -> Result<Zeroizing<String>, KeyStoreError> {
+    rpassword::prompt_password(prompt)
+        .map(Zeroizing::new)
+        .map_err(KeyStoreError::Terminal)
+}
+
+/// A new passphrase: from the file if one is named, else asked twice on the terminal. At least
+/// [`MIN_PASSPHRASE_CHARS`] characters.
+pub fn new_passphrase(file: Option<&Path>) -> Result<Zeroizing<String>, KeyStoreError> {
+    let passphrase = match file {
+        Some(path) => read_passphrase_file(path)?,
+        None => {
+            let first = prompt_secret("New master-key passphrase: ")?;
+            let again = prompt_secret("The same passphrase again: ")?;
+            if *first != *again {
+                return Err(KeyStoreError::PassphraseMismatch);
+            }
+            first
+        }
+    };
+    if passphrase.chars().count() < MIN_PASSPHRASE_CHARS {
+        return Err(KeyStoreError::PassphraseTooShort {
+            min: MIN_PASSPHRASE_CHARS,
+        });
+    }
+    Ok(passphrase)
+}
+
+/// The configured passphrase file, if any.
+fn passphrase_file(settings: &Settings) -> Option<&Path> {
+    let p = settings.master_key_passphrase_file.as_path();
+    (!p.as_os_str().is_empty()).then_some(p)
+}
+
+/// Unlocks a passphrase store, or creates one on first start (a new unlock key, wrapped under a new
+/// passphrase). `interactive` allows asking on the terminal when no passphrase file is configured.
+pub fn unlock_passphrase(
+    settings: &Settings,
+    interactive: bool,
+) -> Result<UnlockKey, KeyStoreError> {
+    let dir = settings.keys_dir.as_path();
+    super::prepare_dir(dir)?;
+    check_layout(dir, Mode::Passphrase)?;
+    let file = passphrase_file(settings);
+    if file.is_none() && !interactive {
+        return Err(KeyStoreError::NeedsUnlock { mode: "passphrase" });
+    }
+    if dir.join(UNLOCK_FILE).exists() {
+        let passphrase = match file {
+            Some(path) => read_passphrase_file(path)?,
+            None => prompt_secret("Master-key passphrase: ")?,
+        };
+        return unwrap_with_passphrase(dir, &passphrase);
+    }
+    // A new store: nothing to convert, so the keys are generated already sealed.
+    let passphrase = new_passphrase(file)?;
+    let key = UnlockKey::generate();
+    let wrapped = wrap_with_passphrase(&key, &passphrase)?;
+    if keyfile::create_private(&dir.join(UNLOCK_FILE), &wrapped)? {
+        Ok(key)
+    } else {
+        // Another process created it meanwhile: unlock theirs.
+        unwrap_with_passphrase(dir, &passphrase)
+    }
+}
+
+// ----- shares -----------------------------------------------------------------------------------
+
+/// Unlocks a shares store from the terminal: shares read from `share_files` first, then asked (without
+/// echo) until the threshold is reached. A wrong share is said so; three wrong ones end the attempt.
+pub fn unlock_shares_cli(
+    settings: &Settings,
+    share_files: &[PathBuf],
+) -> Result<UnlockKey, KeyStoreError> {
+    let dir = settings.keys_dir.as_path();
+    check_layout(dir, Mode::Shares)?;
+    let mut collector = Collector::new(Manifest::read(dir)?);
+    for path in share_files {
+        let text = shares::read_share_file(path)?;
+        match collector.offer(&text) {
+            Ok(Offered::Complete(key)) => return Ok(key),
+            Ok(_) => {}
+            Err(ShareError::NotAShare) => {
+                return Err(KeyStoreError::BadShareFile { path: path.clone() })
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut wrong = 0;
+    loop {
+        let prompt = format!(
+            "Share {} of the {} needed (input hidden): ",
+            collector.have() + 1,
+            collector.need()
+        );
+        let text = prompt_secret(&prompt)?;
+        match collector.offer(&text) {
+            Ok(Offered::Complete(key)) => return Ok(key),
+            Ok(Offered::Duplicate { .. }) => eprintln!("that share was given already"),
+            Ok(Offered::Accepted { .. }) => {}
+            Err(ShareError::NotAShare) => {
+                wrong += 1;
+                eprintln!("that is not a share of this key store");
+                if wrong >= 3 {
+                    return Err(ShareError::NotAShare.into());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+// ----- resolving how to open ------------------------------------------------------------------------
+
+/// How to open the store without asking anyone: `file`, or `passphrase` with a passphrase file. The
+/// `shares` mode (and `passphrase` without a file) needs a person: `NeedsUnlock`.
+pub fn unlock_non_interactive(settings: &Settings) -> Result<AtRest, KeyStoreError> {
+    match Mode::of(settings) {
+        Mode::File => Ok(AtRest::Clear),
+        Mode::Passphrase => Ok(AtRest::Sealed(Arc::new(unlock_passphrase(
+            settings, false,
+        )?))),
+        Mode::Shares => Err(KeyStoreError::NeedsUnlock { mode: "shares" }),
+    }
+}
+
+/// How the CLI opens the store: the passphrase from its file or the terminal; shares from files or the
+/// terminal.
+pub fn unlock_interactive(
+    settings: &Settings,
+    share_files: &[PathBuf],
+) -> Result<AtRest, KeyStoreError> {
+    match Mode::of(settings) {
+        Mode::File => Ok(AtRest::Clear),
+        Mode::Passphrase => Ok(AtRest::Sealed(Arc::new(unlock_passphrase(settings, true)?))),
+        Mode::Shares => Ok(AtRest::Sealed(Arc::new(unlock_shares_cli(
+            settings,
+            share_files,
+        )?))),
+    }
+}
+
+// ----- converting a store ---------------------------------------------------------------------------
+
+/// What `keys protect` is to produce.
+pub enum Target {
+    /// The unlock key under this passphrase.
+    Passphrase(Zeroizing<String>),
+    /// The unlock key split `threshold`-of-n among these custodians' recipients.
+    Shares {
+        threshold: usize,
+        custodians: Vec<String>,
+    },
+}
+
+impl Target {
+    fn mode(&self) -> Mode {
+        match self {
+            Target::Passphrase(_) => Mode::Passphrase,
+            Target::Shares { .. } => Mode::Shares,
+        }
+    }
+}
+
+/// What a conversion did, for the operator (file names and public ids only).
+#[derive(Debug, Default)]
+pub struct Protected {
+    /// The store was already in the target mode; only leftovers were removed.
+    pub finished_only: bool,
+    /// Clear files (or an old wrapper) removed.
+    pub removed: Vec<String>,
+    /// Share files written, with their custodians' recipients.
+    pub share_files: Vec<(PathBuf, String)>,
+    /// The unlock key's recipient (public).
+    pub unlock_recipient: Option<String>,
+}
+
+/// Converts the key store to `target`. New files are written (and fsynced) first, the wrapper of the
+/// unlock key last — that write is the commit point — and only then are the clear files (or the old
+/// wrapper) overwritten and unlinked. Interrupted before the commit, the clear store is untouched and a
+/// re-run starts again with a new unlock key; interrupted after it, a re-run only finishes the removal.
+/// `unlock_current` is asked for the current unlock key when the store is already sealed in the other
+/// mode (the passphrase or the shares of the current protection).
+pub fn protect(
+    settings: &Settings,
+    target: Target,
+    unlock_current: &mut dyn FnMut() -> Result<UnlockKey, KeyStoreError>,
+) -> Result<Protected, KeyStoreError> {
+    let dir = settings.keys_dir.as_path();
+    super::prepare_dir(dir)?;
+    let layout = Layout::scan(dir);
+    let mode = target.mode();
+    let mut done = Protected::default();
+    let target_committed = match mode {
+        Mode::Passphrase => layout.passphrase,
+        _ => layout.shares,
+    };
+    if target_committed {
+        // A re-run: the target wrapper was written (after every sealed file), so what is left is removal.
+        done.finished_only = true;
+        finish(dir, mode, &mut done)?;
+        return Ok(done);
+    }
+
+    let key = if layout.committed().is_some() {
+        // Sealed in the other mode: keep the unlock key (and so every sealed file), re-wrap it.
+        Arc::new(unlock_current()?)
+    } else {
+        let key = Arc::new(UnlockKey::generate());
+        let sealed = AtRest::Sealed(key.clone());
+        for name in SECRET_FILES {
+            let clear = dir.join(name);
+            let target_path = sealed.path(dir, name);
+            if clear.exists() {
+                let text = keyfile::read_private(&clear)?;
+                sealed.write(&target_path, text.as_bytes())?;
+            } else {
+                // A sealed leftover of an interrupted run, sealed to a key that was never committed.
+                keyfile::destroy(&target_path)?;
+            }
+        }
+        key
+    };
+
+    match &target {
+        Target::Passphrase(passphrase) => {
+            let wrapped = wrap_with_passphrase(&key, passphrase)?;
+            keyfile::write_private(&dir.join(UNLOCK_FILE), &wrapped)?;
+        }
+        Target::Shares {
+            threshold,
+            custodians,
+        } => {
+            let split = shares::split(&key, *threshold, custodians)?;
+            let shares_dir = dir.join(SHARES_DIR);
+            for (file, ciphertext) in &split.files {
+                let path = shares_dir.join(file);
+                keyfile::write_private(&path, ciphertext)?;
+            }
+            for (s, (file, _)) in split.manifest.shares.iter().zip(&split.files) {
+                done.share_files
+                    .push((shares_dir.join(file), s.custodian.clone()));
+            }
+            let json =
+                serde_json::to_vec_pretty(&split.manifest).map_err(|_| KeyStoreError::Wrap)?;
+            // The commit point: written after every share file.
+            keyfile::write_private(&Manifest::path(dir), &json)?;
+        }
+    }
+    done.unlock_recipient = Some(key.recipient());
+    finish(dir, mode, &mut done)?;
+    Ok(done)
+}
+
+/// After the commit: removes the clear files whose sealed copy exists, and the other mode's wrapper.
+fn finish(dir: &Path, mode: Mode, done: &mut Protected) -> Result<(), KeyStoreError> {
+    for name in SECRET_FILES {
+        let clear = dir.join(name);
+        if clear.exists() {
+            if !dir.join(format!("{name}.age")).exists() {
+                // Never remove a secret that has no sealed copy.
+                return Err(KeyStoreError::Interrupted {
+                    path: dir.to_path_buf(),
+                    mode: mode.as_str(),
+                });
+            }
+            keyfile::destroy(&clear)?;
+            done.removed.push(name.to_string());
+        }
+    }
+    match mode {
+        Mode::Passphrase if Manifest::path(dir).exists() => {
+            let shares_dir = dir.join(SHARES_DIR);
+            // Manifest first: without it the share files are inert, whatever is left.
+            keyfile::destroy(&Manifest::path(dir))?;
+            if let Ok(entries) = std::fs::read_dir(&shares_dir) {
+                for e in entries.flatten() {
+                    keyfile::destroy(&e.path())?;
+                }
+            }
+            let _ = std::fs::remove_dir(&shares_dir);
+            done.removed.push(format!("{SHARES_DIR}/"));
+        }
+        Mode::Shares if dir.join(UNLOCK_FILE).exists() => {
+            keyfile::destroy(&dir.join(UNLOCK_FILE))?;
+            done.removed.push(UNLOCK_FILE.to_string());
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(dir: &Path, mode: &str) -> Settings {
+        Settings {
+            keys_dir: dir.join("keys"),
+            data_dir: dir.join("data"),
+            master_key_protection: mode.into(),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn passphrase_wrap_round_trip() {
+        weaken_scrypt_for_tests(4);
+        let tmp = tempfile::tempdir().unwrap();
+        let key = UnlockKey::generate();
+        let wrapped = wrap_with_passphrase(&key, "a long enough passphrase").unwrap();
+        keyfile::write_private(&tmp.path().join(UNLOCK_FILE), &wrapped).unwrap();
+        let back = unwrap_with_passphrase(tmp.path(), "a long enough passphrase").unwrap();
+        assert_eq!(back.recipient(), key.recipient());
+        let err = unwrap_with_passphrase(tmp.path(), "the wrong passphrase").unwrap_err();
+        assert!(
+            matches!(err, KeyStoreError::WrongPassphrase { .. }),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("passphrase\""));
+    }
+
+    #[test]
+    fn protect_passphrase_converts_a_clear_store_and_a_rerun_finishes() {
+        weaken_scrypt_for_tests(4);
+        let tmp = tempfile::tempdir().unwrap();
+        let clear = settings(tmp.path(), "file");
+        let opened = super::super::open_all(&clear).unwrap();
+        let key_id = opened.keyring.current_key_id().to_owned();
+        let cookie = opened.cookie_secret.clone();
+        let dir = clear.keys_dir.clone();
+        let pass = "correct horse battery staple";
+        let done = protect(
+            &clear,
+            Target::Passphrase(Zeroizing::new(pass.into())),
+            &mut || unreachable!(),
+        )
+        .unwrap();
+        assert_eq!(done.removed.len(), 3);
+        let layout = Layout::scan(&dir);
+        assert!(layout.clear.is_empty() && layout.passphrase && layout.sealed.len() == 3);
+        // An interrupted removal: a clear file put back is removed by the re-run.
+        keyfile::write_private(&dir.join(COOKIE_SECRET_FILE), cookie.as_bytes()).unwrap();
+        let sealed_settings = settings(tmp.path(), "passphrase");
+        assert!(matches!(
+            check_layout(&dir, Mode::Passphrase),
+            Err(KeyStoreError::Interrupted { .. })
+        ));
+        let again = protect(
+            &sealed_settings,
+            Target::Passphrase(Zeroizing::new(pass.into())),
+            &mut || unreachable!(),
+        )
+        .unwrap();
+        assert!(again.finished_only);
+        assert_eq!(again.removed, vec![COOKIE_SECRET_FILE.to_string()]);
+        // The file mode now refuses the store instead of generating clear keys beside it.
+        assert!(matches!(
+            super::super::open_all(&clear),
+            Err(KeyStoreError::Protected { .. })
+        ));
+        let key = unwrap_with_passphrase(&dir, pass).unwrap();
+        let reopened =
+            super::super::open_unlocked(&sealed_settings, &AtRest::Sealed(Arc::new(key))).unwrap();
+        assert_eq!(reopened.keyring.current_key_id(), key_id);
+        assert_eq!(*reopened.cookie_secret, *cookie);
+        assert!(reopened.generated.is_empty());
+    }
+
+    #[test]
+    fn protect_before_commit_leaves_the_clear_store_usable() {
+        weaken_scrypt_for_tests(4);
+        let tmp = tempfile::tempdir().unwrap();
+        let clear = settings(tmp.path(), "file");
+        let opened = super::super::open_all(&clear).unwrap();
+        let dir = clear.keys_dir.clone();
+        // What an interruption before the commit leaves: sealed copies to a lost key, no wrapper.
+        let lost = AtRest::Sealed(Arc::new(UnlockKey::generate()));
+        keyfile::write_private(&lost.path(&dir, COOKIE_SECRET_FILE), b"x").unwrap();
+        let still = super::super::open_all(&clear).unwrap();
+        assert_eq!(
+            still.keyring.current_key_id(),
+            opened.keyring.current_key_id()
+        );
+        // The re-run converts with a fresh key, overwriting the leftover.
+        let (ids, custodians): (Vec<_>, Vec<_>) = (0..3)
+            .map(|_| {
+                let i = age::x25519::Identity::generate();
+                let r = i.to_public().to_string();
+                (i, r)
+            })
+            .unzip();
+        let done = protect(
+            &clear,
+            Target::Shares {
+                threshold: 2,
+                custodians,
+            },
+            &mut || unreachable!(),
+        )
+        .unwrap();
+        assert_eq!(done.share_files.len(), 3);
+        let manifest = Manifest::read(&dir).unwrap();
+        let mut c = Collector::new(manifest);
+        let mut key = None;
+        for (i, (path, _)) in done.share_files.iter().enumerate().take(2) {
+            let ct = std::fs::read(path).unwrap();
+            let text = keyfile::open_with(&ids[i], &ct).unwrap();
+            if let Offered::Complete(k) = c.offer(std::str::from_utf8(&text).unwrap()).unwrap() {
+                key = Some(k);
+            }
+        }
+        let shares_settings = settings(tmp.path(), "shares");
+        let reopened =
+            super::super::open_unlocked(&shares_settings, &AtRest::Sealed(Arc::new(key.unwrap())))
+                .unwrap();
+        assert_eq!(
+            reopened.keyring.current_key_id(),
+            opened.keyring.current_key_id()
+        );
+    }
+}

@@ -1,0 +1,356 @@
+//! The sealed portal (`master_key_protection = "shares"`): what answers before k custodians have given
+//! their shares. Every page answers 503 "sealed" (JSON for machine clients) except `/unseal`, where a
+//! custodian pastes its decrypted share, and `/healthz`, which says "sealed". The same security headers,
+//! CSP and cross-site check as the real portal. On the k-th valid share the unlock key goes through a
+//! channel to `main`, this Rocket shuts itself down, and the real one is built with the key and launched.
+//!
+//! Custodians paste the *decrypted* share (`rage -d -i their-key share-N.age` on their own machine): their
+//! long-term age identity never reaches the server, and one share alone discloses nothing. Bad shares are
+//! throttled per client address and overall, and every attempt is audited (the database is open while
+//! sealed; the audit signing key is not, so these entries wait for the next checkpoint of the real log).
+
+use std::collections::HashMap;
+use std::sync::{mpsc, Mutex};
+
+use base64::Engine;
+use rand::RngCore;
+use rocket::figment::Figment;
+use rocket::form::{Form, FromForm};
+use rocket::http::Status;
+use rocket::request::{FromRequest, Outcome};
+use rocket::response::{self, Responder};
+use rocket::serde::json::{json, Value};
+use rocket::{Build, Request, Response, Rocket, Shutdown, State};
+use zeroize::Zeroizing;
+
+use crate::audit::checkpoint::CheckpointSigner;
+use crate::audit::log::{Actor, AuditLog, Event, Outcome as AuditOutcome};
+use crate::clock::Clock;
+use crate::crypto::keyfile::UnlockKey;
+use crate::db::Db;
+use crate::key_store::protection::{check_layout, Mode};
+use crate::key_store::shares::{Collector, Manifest, Offered};
+use crate::web::fairings::{self, request_id};
+use crate::web::forms::{anonymous_token, tokens_match};
+use crate::web::pages::{Page, Templates};
+
+/// Wrong shares allowed per client address within [`WINDOW_SECONDS`].
+pub const MAX_FAILURES_PER_ADDRESS: usize = 5;
+/// Wrong shares allowed from everyone together within [`WINDOW_SECONDS`].
+pub const MAX_FAILURES_OVERALL: usize = 20;
+pub const WINDOW_SECONDS: i64 = 15 * 60;
+
+/// Failed share attempts, per client address and overall, in a sliding window.
+#[derive(Default)]
+struct Throttle {
+    by_address: HashMap<String, Vec<i64>>,
+    overall: Vec<i64>,
+}
+
+impl Throttle {
+    fn prune(&mut self, now: i64) {
+        let live = |t: &i64| now - *t < WINDOW_SECONDS;
+        self.overall.retain(live);
+        self.by_address.retain(|_, v| {
+            v.retain(live);
+            !v.is_empty()
+        });
+    }
+
+    fn blocked(&mut self, address: &str, now: i64) -> bool {
+        self.prune(now);
+        self.overall.len() >= MAX_FAILURES_OVERALL
+            || self
+                .by_address
+                .get(address)
+                .is_some_and(|v| v.len() >= MAX_FAILURES_PER_ADDRESS)
+    }
+
+    fn fail(&mut self, address: &str, now: i64) {
+        self.overall.push(now);
+        self.by_address
+            .entry(address.to_string())
+            .or_default()
+            .push(now);
+    }
+}
+
+/// The sealed portal's state.
+pub struct SealedPortal {
+    collector: Mutex<Collector>,
+    throttle: Mutex<Throttle>,
+    unlocked: Mutex<Option<mpsc::SyncSender<UnlockKey>>>,
+    db: Db,
+    audit: AuditLog,
+    clock: Clock,
+}
+
+/// Builds the sealed portal on the figment's address. The receiver yields the unlock key once k valid
+/// shares were given.
+pub fn build(figment: Figment) -> Result<(Rocket<Build>, mpsc::Receiver<UnlockKey>), String> {
+    build_with_clock(figment, Clock::system())
+}
+
+/// [`build`] with the clock the throttle and the audit entries read.
+pub fn build_with_clock(
+    figment: Figment,
+    clock: Clock,
+) -> Result<(Rocket<Build>, mpsc::Receiver<UnlockKey>), String> {
+    let settings = crate::config::load(&figment)?;
+    check_layout(&settings.keys_dir, Mode::Shares).map_err(|e| e.to_string())?;
+    let manifest = Manifest::read(&settings.keys_dir).map_err(|e| e.to_string())?;
+    crate::create_private_dir(&settings.data_dir)?;
+    let db = Db::open(&settings.database_url(), 2).map_err(|e| e.to_string())?;
+    // The signing key is sealed too: a throwaway signer that never signs (no checkpoint is due before
+    // i64::MAX entries). The real log's next checkpoint covers these entries.
+    let (signer, _seed) = CheckpointSigner::generate();
+    let audit = AuditLog::new(signer, i64::MAX).with_clock(clock.clone());
+    let (tx, rx) = mpsc::sync_channel(1);
+    // The cookie secret is sealed as well: the anti-forgery cookie of the unseal form uses a key that
+    // lives as long as this sealed process.
+    let mut secret = Zeroizing::new([0u8; 64]);
+    rand::rngs::OsRng.fill_bytes(secret.as_mut());
+    let secret_b64 =
+        Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(secret.as_ref()));
+    let figment = figment.merge(("secret_key", secret_b64.as_str()));
+    let state = SealedPortal {
+        collector: Mutex::new(Collector::new(manifest)),
+        throttle: Mutex::new(Throttle::default()),
+        unlocked: Mutex::new(Some(tx)),
+        db,
+        audit,
+        clock,
+    };
+    let rocket = rocket::custom(figment)
+        .manage(state)
+        .attach(rocket::shield::Shield::new())
+        .attach(fairings::RequestLog)
+        .attach(fairings::SecurityHeaders)
+        .attach(fairings::OriginCheck)
+        .attach(Templates::fairing())
+        .mount("/", rocket::routes![unseal_page, unseal, healthz])
+        .register("/", rocket::catchers![sealed_catcher]);
+    Ok((rocket, rx))
+}
+
+/// The client address and request id, for the throttle and the audit entries.
+struct Client {
+    address: String,
+    request_id: String,
+    csrf: String,
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Client {
+    type Error = ();
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ()> {
+        Outcome::Success(Client {
+            address: req
+                .client_ip()
+                .map(|ip| ip.to_string())
+                .unwrap_or_else(|| "-".into()),
+            request_id: request_id(req),
+            csrf: anonymous_token(req),
+        })
+    }
+}
+
+impl Client {
+    fn actor(&self) -> Actor {
+        Actor {
+            user_id: None,
+            role: Some("custodian".into()),
+            client_addr: Some(self.address.clone()),
+            request_id: Some(self.request_id.clone()),
+        }
+    }
+}
+
+fn unseal_view(state: &SealedPortal, status: Status, message: Option<&str>) -> Page {
+    let c = state.collector.lock().unwrap_or_else(|p| p.into_inner());
+    Page::new("unseal.html.tera")
+        .status(status)
+        .with("have", c.have())
+        .with("need", c.need())
+        .with("custodians", c.custodians())
+        .with("message", message)
+        .with("unsealed", false)
+}
+
+#[rocket::get("/unseal")]
+fn unseal_page(state: &State<SealedPortal>) -> Page {
+    unseal_view(state, Status::Ok, None)
+}
+
+#[derive(FromForm)]
+struct UnsealForm {
+    #[field(default = String::new())]
+    csrf: String,
+    #[field(default = String::new())]
+    share: String,
+}
+
+async fn audit(state: &SealedPortal, client: &Client, event: Event) {
+    let audit = state.audit.clone();
+    let actor = client.actor();
+    if let Err(e) = state.db.run(move |c| audit.record(c, &actor, event)).await {
+        tracing::error!(error = %e, "auditing an unseal attempt failed");
+    }
+}
+
+#[rocket::post("/unseal", data = "<form>")]
+async fn unseal(
+    state: &State<SealedPortal>,
+    client: Client,
+    form: Form<UnsealForm>,
+    shutdown: Shutdown,
+) -> Page {
+    let form = form.into_inner();
+    let share = Zeroizing::new(form.share);
+    if !tokens_match(&form.csrf, &client.csrf) {
+        audit(
+            state,
+            &client,
+            Event::new("csrf.refused", AuditOutcome::Refused)
+                .object("route", "/unseal")
+                .reason("missing or wrong token"),
+        )
+        .await;
+        return unseal_view(
+            state,
+            Status::Forbidden,
+            Some("The form was stale. Reload the page and try again."),
+        );
+    }
+    let now = state.clock.now();
+    let blocked = state
+        .throttle
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .blocked(&client.address, now);
+    if blocked {
+        audit(
+            state,
+            &client,
+            Event::new("key.unseal", AuditOutcome::Refused).reason("throttled"),
+        )
+        .await;
+        return unseal_view(
+            state,
+            Status::TooManyRequests,
+            Some("Too many wrong shares. Wait a quarter of an hour and try again."),
+        );
+    }
+    let offered = state
+        .collector
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .offer(&share);
+    match offered {
+        Ok(Offered::Accepted { have, need }) => {
+            audit(
+                state,
+                &client,
+                Event::new("key.unseal", AuditOutcome::Success)
+                    .reason(format!("share accepted ({have} of {need})")),
+            )
+            .await;
+            unseal_view(state, Status::Ok, Some("Share accepted."))
+        }
+        Ok(Offered::Duplicate { .. }) => {
+            unseal_view(state, Status::Ok, Some("That share was given already."))
+        }
+        Ok(Offered::Complete(key)) => {
+            let need = state
+                .collector
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .need();
+            audit(
+                state,
+                &client,
+                Event::new("key.unseal", AuditOutcome::Success)
+                    .reason(format!("unsealed with {need} shares")),
+            )
+            .await;
+            let sender = state
+                .unlocked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(tx) = sender {
+                let _ = tx.try_send(key);
+            }
+            shutdown.notify();
+            Page::new("unseal.html.tera")
+                .with("unsealed", true)
+                .with("have", need)
+                .with("need", need)
+        }
+        Err(e) => {
+            state
+                .throttle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .fail(&client.address, now);
+            // The error names no share; the pasted text is never recorded.
+            audit(
+                state,
+                &client,
+                Event::new("key.unseal", AuditOutcome::Refused).reason(e.to_string()),
+            )
+            .await;
+            unseal_view(
+                state,
+                Status::UnprocessableEntity,
+                Some("That is not a share of this portal's key. Check that you pasted the whole decrypted share."),
+            )
+        }
+    }
+}
+
+#[rocket::get("/healthz")]
+fn healthz() -> (Status, Value) {
+    (
+        Status::ServiceUnavailable,
+        json!({ "status": "sealed", "unseal": "/unseal" }),
+    )
+}
+
+fn wants_json(req: &Request<'_>) -> bool {
+    req.uri().path().starts_with("/api/")
+        || req
+            .headers()
+            .get_one("Accept")
+            .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
+}
+
+/// Every other request, whatever its method: 503, the portal is sealed.
+struct SealedAnswer;
+
+impl<'r> Responder<'r, 'static> for SealedAnswer {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let status = Status::ServiceUnavailable;
+        let mut res = if wants_json(req) {
+            let body = json!({
+                "error": "Sealed",
+                "message": "The portal is sealed until its custodians unseal it.",
+                "status": status.code,
+                "request_id": request_id(req),
+            });
+            Response::build_from(body.respond_to(req)?)
+        } else {
+            Response::build_from(
+                Page::new("sealed.html.tera")
+                    .status(status)
+                    .respond_to(req)?,
+            )
+        };
+        res.status(status).raw_header("Retry-After", "60").ok()
+    }
+}
+
+#[rocket::catch(default)]
+fn sealed_catcher(_status: Status, _req: &Request<'_>) -> SealedAnswer {
+    SealedAnswer
+}

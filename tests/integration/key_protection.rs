@@ -1,0 +1,406 @@
+//! `master_key_protection`: with `passphrase` and with `shares` (2 of 3), a copy of `keys/` and `data/`
+//! opens nothing without the secret; the sealed portal answers 503 until unsealed; a wrong share is
+//! refused and counted; after unsealing everything works as before.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocket::http::{ContentType, Header, Status};
+use rocket::local::blocking::Client;
+
+use pcii_portal::audit::log::Actor;
+use pcii_portal::auth::accounts::{self, Membership, NewAccount};
+use pcii_portal::clock::Clock;
+use pcii_portal::crypto::keyfile::{self, AtRest, UnlockKey};
+use pcii_portal::domain::Role;
+use pcii_portal::key_store::protection::{self, Target};
+use pcii_portal::services::Services;
+
+use crate::common::{encode, extract_csrf, PASSWORD};
+
+const SECRET_LINE: &str = concat!("AGE-SECRET-", "KEY-1");
+
+fn figment(dir: &Path) -> rocket::figment::Figment {
+    pcii_portal::figment()
+        .merge(("data_dir", dir.join("data")))
+        .merge(("keys_dir", dir.join("keys")))
+        .merge(("database_url", ""))
+        .merge(("db_pool_size", 2))
+}
+
+fn settings(f: &rocket::figment::Figment) -> pcii_portal::config::Settings {
+    pcii_portal::config::load(f).unwrap()
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// No file under `keys/` holds a secret key line or any of `secrets` in clear, and no `.age` file there
+/// opens with any identity or passphrase that the directory itself holds.
+fn assert_keys_disclose_nothing(keys: &Path, secrets: &[&str]) {
+    let files = files_under(keys);
+    assert!(files
+        .iter()
+        .any(|p| p.extension().is_some_and(|e| e == "age")));
+    let mut identities: Vec<age::x25519::Identity> = Vec::new();
+    for p in &files {
+        let bytes = std::fs::read(p).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(SECRET_LINE),
+            "{} holds a secret key line",
+            p.display()
+        );
+        for s in secrets {
+            assert!(!text.contains(s), "{} holds a secret in clear", p.display());
+        }
+        identities.extend(text.lines().filter_map(|l| l.trim().parse().ok()));
+    }
+    assert!(identities.is_empty(), "an identity lies in keys/");
+    for p in files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "age"))
+    {
+        let ct = std::fs::read(p).unwrap();
+        // Every other file, taken as a passphrase: none opens it.
+        if p.file_name().is_some_and(|n| n == protection::UNLOCK_FILE) {
+            for q in &files {
+                let guess = String::from_utf8_lossy(&std::fs::read(q).unwrap()).into_owned();
+                let id = age::scrypt::Identity::new(guess.trim().to_owned().into());
+                assert!(
+                    keyfile::open_with(&id, &ct).is_err(),
+                    "{} opened",
+                    p.display()
+                );
+            }
+        }
+        // A fresh key (and so any key not in the directory) opens nothing either.
+        assert!(UnlockKey::generate().open(&ct).is_err());
+    }
+}
+
+fn create_user(client: &Client, email: &str, role: Role) {
+    let state = client.rocket().state::<Services>().unwrap();
+    let mut conn = state.db.get().unwrap();
+    accounts::create(
+        &mut conn,
+        &state.audit,
+        &state.hasher,
+        &Actor::cli(),
+        NewAccount {
+            email: email.into(),
+            display_name: email.into(),
+            role,
+            membership: Membership::None,
+            org_admin: false,
+            agency: None,
+            password: PASSWORD.into(),
+        },
+        state.clock.now(),
+    )
+    .unwrap()
+    .unwrap();
+}
+
+fn login(client: &Client, email: &str) -> Status {
+    let page = client.get("/login").dispatch().into_string().unwrap();
+    let token = extract_csrf(&page).unwrap();
+    client
+        .post("/login")
+        .header(ContentType::Form)
+        .body(encode(&[
+            ("csrf", &token),
+            ("email", email),
+            ("password", PASSWORD),
+        ]))
+        .dispatch()
+        .status()
+}
+
+#[test]
+fn passphrase_store_opens_nothing_without_the_passphrase() {
+    protection::weaken_scrypt_for_tests(4);
+    let tmp = tempfile::tempdir().unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    let pass_file = secrets.path().join("passphrase");
+    keyfile::write_private(&pass_file, b"a passphrase for the test suite\n").unwrap();
+    let sealed = figment(tmp.path())
+        .merge(("master_key_protection", "passphrase"))
+        .merge(("master_key_passphrase_file", &pass_file));
+
+    // First start: the keys are generated sealed; nothing is ever written in clear.
+    let (rocket, _) = pcii_portal::build(sealed.clone()).unwrap();
+    let client = Client::tracked(rocket).unwrap();
+    create_user(&client, "officer@example.gov", Role::Officer);
+    assert_eq!(login(&client, "officer@example.gov"), Status::SeeOther);
+    assert_eq!(client.get("/officer").dispatch().status(), Status::Ok);
+    // The health check finds the sealed key files.
+    assert_eq!(client.get("/healthz").dispatch().status(), Status::Ok);
+
+    let keys = tmp.path().join("keys");
+    let key = protection::unwrap_with_passphrase(&keys, "a passphrase for the test suite").unwrap();
+    let at_rest = AtRest::Sealed(Arc::new(key));
+    let cookie = at_rest
+        .read(&at_rest.path(&keys, "rocket-secret.key"))
+        .unwrap();
+    let seed = at_rest
+        .read(&at_rest.path(&keys, "audit-signing.key"))
+        .unwrap();
+    assert_keys_disclose_nothing(&keys, &[cookie.trim(), seed.trim()]);
+
+    // A rotation through the CLI keeps the identity file sealed, and the running portal follows it.
+    let s = settings(&sealed);
+    pcii_portal::cli::keys_rotate(&s, false).unwrap();
+    assert_keys_disclose_nothing(&keys, &[cookie.trim(), seed.trim()]);
+    let state = client.rocket().state::<Services>().unwrap();
+    let current = state
+        .current_keys()
+        .read()
+        .unwrap()
+        .current_key_id()
+        .to_owned();
+    let ring = pcii_portal::crypto::KeyRing::load_with(&keys, &[], &at_rest).unwrap();
+    assert_eq!(ring.current_key_id(), current);
+    assert_eq!(ring.keys().len(), 1);
+    drop(client);
+
+    // Without the passphrase, with a wrong one, or as a clear store: nothing opens, nothing is generated.
+    let err =
+        pcii_portal::build(figment(tmp.path()).merge(("master_key_protection", "passphrase")))
+            .err()
+            .unwrap();
+    assert!(err.contains("needs the secret"), "{err}");
+    let wrong = secrets.path().join("wrong");
+    keyfile::write_private(&wrong, b"not the passphrase at all").unwrap();
+    let err = pcii_portal::build(sealed.clone().merge(("master_key_passphrase_file", &wrong)))
+        .err()
+        .unwrap();
+    assert!(err.contains("does not open"), "{err}");
+    assert!(!err.contains("not the passphrase"), "{err}");
+    let err = pcii_portal::build(figment(tmp.path())).err().unwrap();
+    assert!(err.contains("is protected (passphrase)"), "{err}");
+    assert!(!keys.join("age-identities.txt").exists());
+
+    // With it, everything as before.
+    let (rocket, _) = pcii_portal::build(sealed).unwrap();
+    let client = Client::tracked(rocket).unwrap();
+    assert_eq!(login(&client, "officer@example.gov"), Status::SeeOther);
+    assert_eq!(client.get("/officer").dispatch().status(), Status::Ok);
+}
+
+fn post_share(client: &Client, share: &str) -> (Status, String) {
+    let page = client.get("/unseal").dispatch().into_string().unwrap();
+    let token = extract_csrf(&page).unwrap();
+    let res = client
+        .post("/unseal")
+        .header(ContentType::Form)
+        .body(encode(&[("csrf", &token), ("share", share)]))
+        .dispatch();
+    let status = res.status();
+    (status, res.into_string().unwrap_or_default())
+}
+
+fn unseal_count(client: &Client, outcome: &str) -> i64 {
+    use diesel::prelude::*;
+    use pcii_portal::db::schema::audit_entries;
+    let state = client.rocket().state::<Services>().unwrap();
+    let mut conn = state.db.get().unwrap();
+    audit_entries::table
+        .filter(audit_entries::action.eq("key.unseal"))
+        .filter(audit_entries::outcome.eq(outcome))
+        .count()
+        .get_result(&mut conn)
+        .unwrap()
+}
+
+/// A clear store with one account, converted to 2-of-3 shares; the custodians' identities and the
+/// cookie secret and signing seed it had in clear.
+fn shares_store(dir: &Path) -> (Vec<age::x25519::Identity>, Vec<String>, Vec<String>) {
+    let clear = figment(dir);
+    let (rocket, _) = pcii_portal::build(clear.clone()).unwrap();
+    let client = Client::tracked(rocket).unwrap();
+    create_user(&client, "officer@example.gov", Role::Officer);
+    drop(client);
+    let keys = dir.join("keys");
+    let cookie = std::fs::read_to_string(keys.join("rocket-secret.key")).unwrap();
+    let seed = std::fs::read_to_string(keys.join("audit-signing.key")).unwrap();
+    let custodians: Vec<_> = (0..3).map(|_| age::x25519::Identity::generate()).collect();
+    let recipients = custodians
+        .iter()
+        .map(|c| c.to_public().to_string())
+        .collect();
+    let done = protection::protect(
+        &settings(&clear),
+        Target::Shares {
+            threshold: 2,
+            custodians: recipients,
+        },
+        &mut || unreachable!("a clear store needs no unlocking"),
+    )
+    .unwrap();
+    assert_eq!(done.removed.len(), 3);
+    let shares = done
+        .share_files
+        .iter()
+        .zip(&custodians)
+        .map(|((path, _), id)| {
+            let plain = keyfile::open_with(id, &std::fs::read(path).unwrap()).unwrap();
+            String::from_utf8(plain.to_vec()).unwrap()
+        })
+        .collect();
+    (
+        custodians,
+        shares,
+        vec![cookie.trim().to_owned(), seed.trim().to_owned()],
+    )
+}
+
+#[test]
+fn shares_portal_is_sealed_until_two_of_three_unseal_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_custodians, shares, clear_secrets) = shares_store(tmp.path());
+    let keys = tmp.path().join("keys");
+    let mut secrets: Vec<&str> = clear_secrets.iter().map(String::as_str).collect();
+    secrets.extend(shares.iter().map(|s| &s[20..]));
+    assert_keys_disclose_nothing(&keys, &secrets);
+
+    let sealed_figment = figment(tmp.path()).merge(("master_key_protection", "shares"));
+    // The ordinary build refuses: there is no way to open the keys without the custodians.
+    let err = pcii_portal::build(sealed_figment.clone()).err().unwrap();
+    assert!(err.contains("shares"), "{err}");
+
+    let (rocket, unlocked) =
+        pcii_portal::web::sealed::build_with_clock(sealed_figment.clone(), Clock::system())
+            .unwrap();
+    let client = Client::tracked(rocket).unwrap();
+    for path in ["/", "/login", "/signin", "/officer", "/dashboard", "/admin"] {
+        let res = client.get(path).dispatch();
+        assert_eq!(res.status(), Status::ServiceUnavailable, "{path}");
+        let csp = res
+            .headers()
+            .get_one("Content-Security-Policy")
+            .unwrap_or("");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}");
+        assert_eq!(
+            res.headers().get_one("X-Content-Type-Options"),
+            Some("nosniff")
+        );
+        assert!(res.into_string().unwrap().contains("sealed"), "{path}");
+    }
+    let res = client
+        .post("/login")
+        .header(ContentType::Form)
+        .body("email=a&password=b")
+        .dispatch();
+    assert_eq!(res.status(), Status::ServiceUnavailable);
+    let res = client
+        .get("/officer")
+        .header(Header::new("Accept", "application/json"))
+        .dispatch();
+    assert_eq!(res.status(), Status::ServiceUnavailable);
+    assert!(res.into_string().unwrap().contains("\"Sealed\""));
+    let res = client.get("/healthz").dispatch();
+    assert_eq!(res.status(), Status::ServiceUnavailable);
+    assert!(res.into_string().unwrap().contains("\"sealed\""));
+    assert_eq!(client.get("/unseal").dispatch().status(), Status::Ok);
+
+    // No token: refused, nothing taken.
+    let res = client
+        .post("/unseal")
+        .header(ContentType::Form)
+        .body(encode(&[("share", &shares[0])]))
+        .dispatch();
+    assert_eq!(res.status(), Status::Forbidden);
+
+    // A wrong share (of another split of the same shape) is refused and counted.
+    let other = tempfile::tempdir().unwrap();
+    let (_, foreign, _) = shares_store(other.path());
+    let (status, body) = post_share(&client, &foreign[0]);
+    assert_eq!(status, Status::UnprocessableEntity);
+    assert!(body.contains("0 of 2"), "{body}");
+    assert_eq!(unseal_count_sealed(tmp.path(), "refused"), 1);
+
+    // Two of the three: the first is accepted, given twice it counts once, the second unseals.
+    let (status, body) = post_share(&client, &shares[2]);
+    assert_eq!(status, Status::Ok);
+    assert!(body.contains("1 of 2"), "{body}");
+    let (_, body) = post_share(&client, &shares[2]);
+    assert!(body.contains("given already"), "{body}");
+    assert!(unlocked.try_recv().is_err(), "one share unseals nothing");
+    let (status, body) = post_share(&client, &shares[0]);
+    assert_eq!(status, Status::Ok);
+    assert!(body.contains("Unsealed"), "{body}");
+    let key = unlocked.try_recv().expect("the unlock key, handed over");
+
+    // The real portal, built with the key held in memory: everything as before.
+    let (rocket, startup) = pcii_portal::build_unlocked(
+        sealed_figment,
+        Clock::system(),
+        AtRest::Sealed(Arc::new(key)),
+    )
+    .unwrap();
+    assert!(
+        startup.generated_keys.is_empty(),
+        "the converted keys are used"
+    );
+    let client = Client::tracked(rocket).unwrap();
+    assert_eq!(login(&client, "officer@example.gov"), Status::SeeOther);
+    assert_eq!(client.get("/officer").dispatch().status(), Status::Ok);
+    assert_eq!(unseal_count(&client, "refused"), 1);
+    assert_eq!(unseal_count(&client, "success"), 2);
+    // The entries written while sealed (without a checkpoint) are part of a chain that verifies.
+    let state = client.rocket().state::<Services>().unwrap();
+    let mut conn = state.db.get().unwrap();
+    let summary = state
+        .audit
+        .verify_and_record(&mut conn, &Actor::cli(), &[])
+        .unwrap();
+    assert!(summary.is_ok(), "{summary:?}");
+    assert_keys_disclose_nothing(&keys, &secrets);
+}
+
+fn unseal_count_sealed(dir: &Path, outcome: &str) -> i64 {
+    use diesel::prelude::*;
+    use pcii_portal::db::schema::audit_entries;
+    let s = settings(&figment(dir));
+    let db = pcii_portal::db::Db::open(&s.database_url(), 1).unwrap();
+    let mut conn = db.get().unwrap();
+    audit_entries::table
+        .filter(audit_entries::action.eq("key.unseal"))
+        .filter(audit_entries::outcome.eq(outcome))
+        .count()
+        .get_result(&mut conn)
+        .unwrap()
+}
+
+#[test]
+fn wrong_shares_are_throttled_per_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, shares, _) = shares_store(tmp.path());
+    let sealed_figment = figment(tmp.path()).merge(("master_key_protection", "shares"));
+    let (rocket, unlocked) =
+        pcii_portal::web::sealed::build_with_clock(sealed_figment, Clock::system()).unwrap();
+    let client = Client::tracked(rocket).unwrap();
+    for _ in 0..pcii_portal::web::sealed::MAX_FAILURES_PER_ADDRESS {
+        let (status, _) = post_share(&client, "pcii-share-v1:0102030405");
+        assert_eq!(status, Status::UnprocessableEntity);
+    }
+    // Locked now: even a good share is not looked at.
+    let (status, _) = post_share(&client, &shares[0]);
+    assert_eq!(status, Status::TooManyRequests);
+    assert!(unlocked.try_recv().is_err());
+    assert_eq!(
+        unseal_count_sealed(tmp.path(), "refused"),
+        pcii_portal::web::sealed::MAX_FAILURES_PER_ADDRESS as i64 + 1
+    );
+}
