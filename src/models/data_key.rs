@@ -174,3 +174,14 @@ pub fn submissions_with_current_older_than(
         .select(submissions::id)
         .load(conn)
 }
+
+/// Every wrapped data key of these submissions.
+pub fn of_submissions(
+    conn: &mut DbConn,
+    submission_ids: &[String],
+) -> QueryResult<Vec<DataKeyRow>> {
+    data_keys::table
+        .filter(data_keys::submission_id.eq_any(submission_ids))
+        .select(DataKeyRow::as_select())
+        .load(conn)
+}

@@ -18,4 +18,5 @@ pub mod session;
 pub mod settings;
 pub mod setup_token;
 pub mod submission;
+pub mod text_cell;
 pub mod throttle;

@@ -194,6 +194,16 @@ pub fn set_content(
         .execute(conn)
 }
 
+/// Up to `limit` submission ids after `after`, in id order (key custody walks every submission).
+pub fn ids_after(conn: &mut DbConn, after: &str, limit: i64) -> QueryResult<Vec<String>> {
+    submissions::table
+        .filter(submissions::id.gt(after))
+        .order(submissions::id.asc())
+        .limit(limit)
+        .select(submissions::id)
+        .load(conn)
+}
+
 /// The blob of a submission's current content document, whoever asks (key custody works below the scopes).
 pub fn content_blob_of(conn: &mut DbConn, id: &str) -> QueryResult<Option<String>> {
     submissions::table

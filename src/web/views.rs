@@ -8,10 +8,14 @@ use crate::domain::{Disposition, Status, TRAINING_VALID_DAYS};
 use crate::models::account::User;
 use crate::models::attachment::Attachment;
 use crate::models::destruction::DestructionRow;
+use crate::models::event::EventRow;
+use crate::models::grant::{DisseminationView, GrantView};
+use crate::models::notice::NoticeRow;
 use crate::models::submission::{Submission, SubmissionListRow};
 use crate::time::DAY;
 use crate::web::pages::human_size;
 use crate::workflow::content::{marking_for, visible, Contact, Content, Marking};
+use crate::workflow::sealed_text::Texts;
 
 #[derive(Serialize)]
 pub struct FileView {
@@ -266,5 +270,37 @@ impl<'a> Me<'a> {
             role_label: u.role().label(),
             org_admin: u.org_admin,
         }
+    }
+}
+
+/// Opens the sealed officers' texts of rows loaded for a page (see `workflow::sealed_text`).
+pub fn open_notices(texts: &Texts, rows: &mut [NoticeRow]) {
+    for n in rows {
+        n.message = texts.open(&n.message);
+    }
+}
+
+/// See [`open_notices`].
+pub fn open_events(texts: &Texts, rows: &mut [EventRow]) {
+    for e in rows {
+        e.reason = texts.open_opt(e.reason.as_deref());
+    }
+}
+
+/// See [`open_notices`].
+pub fn open_grants(texts: &Texts, rows: &mut [GrantView]) {
+    for g in rows {
+        g.reason = texts.open(&g.reason);
+        g.revoke_reason = texts.open_opt(g.revoke_reason.as_deref());
+    }
+}
+
+/// See [`open_notices`].
+pub fn open_disseminations(texts: &Texts, rows: &mut [DisseminationView]) {
+    for d in rows {
+        d.recipient = texts.open(&d.recipient);
+        d.arrangement = texts.open(&d.arrangement);
+        d.what = texts.open(&d.what);
+        d.removed = texts.open_opt(d.removed.as_deref());
     }
 }

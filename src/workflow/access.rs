@@ -21,6 +21,7 @@ use crate::workflow::content::Content;
 use crate::workflow::documents::{self, PlaintextStream};
 use crate::workflow::lifecycle;
 use crate::workflow::package::{self, Package};
+use crate::workflow::sealed_text::Texts;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -274,6 +275,12 @@ pub async fn read_content(
         .await?;
     }
     Ok(Some(content))
+}
+
+/// The officers' sealed texts of an admitted submission — reasons, notices, grant and dissemination details —
+/// for the pages that show them to the people admitted to it (its submitters, officers).
+pub async fn texts(services: &Services, admitted: &Admitted) -> AppResult<Texts> {
+    Texts::load(services, vec![admitted.submission.id.clone()]).await
 }
 
 /// The submission's attachments (metadata and digests, no content).

@@ -15,10 +15,12 @@ use crate::key_store::data_keys::{blob_keys, open_blob, WrappedKey};
 use crate::key_store::rotation::db;
 use crate::key_store::KeyStoreError;
 use crate::models::data_key;
-use crate::models::{attachment, blob, blob_deletion, settings, submission};
+use crate::models::text_cell;
+use crate::models::{attachment, blob, blob_deletion, destruction, settings, submission};
 use crate::storage::BlobStore;
 use crate::workflow::blobs::delete_queued;
 use crate::workflow::content::Content;
+use crate::workflow::sealed_text::{sealed_to, Sealer, Texts, DESTROYED};
 
 /// How many submissions are read per query.
 const REKEY_BATCH: i64 = 100;
@@ -58,6 +60,8 @@ pub struct Rekeyed {
     pub retired_data_keys: u64,
     /// File digests moved from clear into a sealed content document (or cleared, for destroyed content).
     pub digests_sealed: u64,
+    /// Officers' texts sealed to the current data key (or, for destroyed content, replaced by a marker).
+    pub texts_sealed: u64,
 }
 
 /// Re-encrypts blobs to their submissions' data keys (see [`Rekey`]). Resumable; audited at start and end
@@ -144,6 +148,18 @@ pub fn rekey(
             progress(RekeyProgress::Submission { blobs: n });
         }
     }
+    // Officers' texts written in clear before they were sealed (a conversion walks every submission).
+    if mode == Rekey::Convert {
+        let mut after = String::new();
+        loop {
+            let ids = submission::ids_after(conn, &after, REKEY_BATCH).map_err(db)?;
+            let Some(last) = ids.last() else { break };
+            after = last.clone();
+            for id in &ids {
+                done.texts_sealed += reseal_texts(keyring, conn, id)?;
+            }
+        }
+    }
     // Last, file digests still in clear from before they moved into the sealed content document.
     let mut after = String::new();
     loop {
@@ -163,8 +179,12 @@ pub fn rekey(
         &actor,
         Event::new(action, Outcome::Success).reason(format!(
             "finished: {} new data key(s), {} blob(s) re-encrypted, {} old data key(s) deleted, {} file \
-             digest(s) sealed",
-            done.new_data_keys, done.blobs, done.retired_data_keys, done.digests_sealed
+             digest(s) and {} text(s) sealed",
+            done.new_data_keys,
+            done.blobs,
+            done.retired_data_keys,
+            done.digests_sealed,
+            done.texts_sealed
         )),
     )?;
     progress(RekeyProgress::Done);
@@ -251,6 +271,8 @@ fn reencrypt_submission(
         n += 1;
     }
     done.blobs += n;
+    // The officers' texts move to the current key too, before the old key goes.
+    done.texts_sealed += reseal_texts(keyring, conn, submission_id)?;
     done.retired_data_keys +=
         data_key::delete_retired_of_submission(conn, submission_id).map_err(db)? as u64;
     Ok(n)
@@ -312,4 +334,50 @@ fn absorb_legacy_digests(
         return Ok(0);
     }
     Ok(legacy.len() as u64)
+}
+
+/// Seals a submission's officers' texts to its current data key: a text sealed to an older data key is re-sealed
+/// (before that key is deleted), one in clear from before sealing is sealed. A submission whose content was
+/// destroyed has no data key: its texts in clear written before the destruction quoted what was destroyed and are
+/// replaced by [`DESTROYED`]; those of the destruction itself stay. Returns how many texts changed.
+fn reseal_texts(
+    keyring: &KeyRing,
+    conn: &mut DbConn,
+    submission_id: &str,
+) -> Result<u64, KeyStoreError> {
+    let current = data_key::current_of(conn, submission_id).map_err(db)?;
+    let cells = text_cell::cells_of(conn, submission_id).map_err(db)?;
+    let stale = |value: &str| match (sealed_to(value), &current) {
+        (Some(k), Some(c)) => k != c,
+        (Some(_), None) => false, // its key is gone: nothing to do
+        (None, _) => value != DESTROYED,
+    };
+    let cells: Vec<_> = cells.into_iter().filter(|c| stale(&c.value)).collect();
+    if cells.is_empty() {
+        return Ok(0);
+    }
+    let sealer = current.as_deref().map(Sealer::to_key).transpose()?;
+    let texts = Texts::load_blocking(conn, keyring, &[submission_id.to_owned()])?;
+    let destroyed_at = match sealer {
+        Some(_) => None,
+        None => destruction::destruction_of(conn, submission_id)
+            .map_err(db)?
+            .map(|d| d.destroyed_at),
+    };
+    let mut changed = 0;
+    conn.transaction(|tx| {
+        for cell in &cells {
+            let new = match (&sealer, destroyed_at) {
+                (Some(sealer), _) => match texts.try_open(&cell.value) {
+                    Some(text) => sealer.seal(&text)?.stored,
+                    None => continue, // sealed to a key that is gone
+                },
+                (None, Some(at)) if cell.at < at => DESTROYED.to_owned(),
+                (None, _) => continue, // a draft without a data key yet, or the destruction's own words
+            };
+            changed += u64::from(text_cell::replace(tx, cell, &new)?);
+        }
+        Ok::<_, crate::error::AppError>(())
+    })?;
+    Ok(changed)
 }

@@ -8,12 +8,14 @@ use crate::domain::Role;
 use crate::domain::Status;
 use crate::domain::CURE_DAYS;
 use crate::error::{AppError, AppResult};
+use crate::key_store::data_keys::WrappedKey;
 use crate::models::account::{self, User};
 use crate::models::grant::{self, NewDisseminationRow, NewGrant};
 use crate::models::submission::{self, Scope, Submission};
 use crate::services::Services;
 use crate::time::DAY;
 use crate::workflow::lifecycle::{self, check, record_transition, Change, Step};
+use crate::workflow::sealed_text::{Sealed, Sealer};
 
 /// Longest need-to-know grant an officer may give.
 pub const GRANT_MAX_DAYS: i64 = 366;
@@ -72,7 +74,8 @@ fn not_own(officer: &User, sub: &Submission) -> AppResult<()> {
 
 /// Runs one officer action on a submission as one audited fact: the submission is looked up in the
 /// Program Office's scope and refused if it is of the officer's own organisation, then `act` changes it
-/// and names the event, in the same transaction.
+/// and names the event, in the same transaction. `act` gets a [`Sealer`] for the submission's data key, to seal
+/// the officer's words with (a submission from before data keys gets one in the same transaction).
 async fn officer_fact<T, F>(
     state: &Services,
     officer: &User,
@@ -82,8 +85,15 @@ async fn officer_fact<T, F>(
 ) -> AppResult<T>
 where
     T: Send + 'static,
-    F: FnOnce(&mut DbConn, &User, &Submission) -> AppResult<(T, Event)> + Send + 'static,
+    F: FnOnce(&mut DbConn, &User, &Submission, &Sealer) -> AppResult<(T, Event)> + Send + 'static,
 {
+    let spare = {
+        let keys = state.current_keys();
+        let ring = keys.read().unwrap_or_else(|p| p.into_inner());
+        WrappedKey::generate(&ring)
+            .map_err(|e| AppError::Internal(format!("making a data key: {e}")))?
+    };
+    let now = state.clock.now();
     let (audit, actor, officer, id) = (
         state.audit.clone(),
         actor.clone(),
@@ -96,7 +106,8 @@ where
             audit.fact(c, &actor, |tx| {
                 let sub = submission::find(tx, &id, Scope::ProgramOffice)?;
                 not_own(&officer, &sub)?;
-                act(tx, &officer, &sub)
+                let sealer = Sealer::for_submission(tx, &sub.id, &spare, now)?;
+                act(tx, &officer, &sub, &sealer)
             })
         })
         .await
@@ -126,7 +137,9 @@ pub async fn decide(
         officer,
         actor,
         submission_id,
-        move |tx, officer, sub| apply_decision(tx, officer, sub, decision, reason.as_deref(), now),
+        move |tx, officer, sub, sealer| {
+            apply_decision(tx, officer, sub, sealer, decision, reason.as_deref(), now)
+        },
     )
     .await
 }
@@ -135,6 +148,7 @@ fn apply_decision(
     tx: &mut DbConn,
     officer: &User,
     sub: &Submission,
+    sealer: &Sealer,
     decision: Decision,
     reason: Option<&str>,
     now: i64,
@@ -170,6 +184,12 @@ fn apply_decision(
             }
         }
     };
+    // The officer's words, and the notices that quote them, are sealed; a notice without them stays clear.
+    let sealed_reason: Option<Sealed> = reason.map(|r| sealer.seal(r)).transpose()?;
+    let notice = match reason {
+        Some(_) => sealer.seal(&notice)?.stored,
+        None => notice,
+    };
     record_transition(
         tx,
         sub,
@@ -177,7 +197,7 @@ fn apply_decision(
         Change {
             from: Some(from),
             to,
-            reason,
+            reason: sealed_reason.as_ref().map(|s| s.stored.as_str()),
             notice: &notice,
         },
         now,
@@ -185,8 +205,8 @@ fn apply_decision(
     let mut event = Event::new(step.action(), Outcome::Success)
         .object("submission", sub.id.clone())
         .tracking(sub.tracking_number.clone());
-    if let Some(r) = reason {
-        event = event.reason(r);
+    if let Some(r) = &sealed_reason {
+        event = event.reason(format!("reason {}", r.audit_ref()));
     }
     Ok((to, event))
 }
@@ -220,7 +240,7 @@ pub async fn grant(
         officer,
         actor,
         submission_id,
-        move |tx, officer, sub| {
+        move |tx, officer, sub, sealer| {
             if !lifecycle::releasable(sub.status()) {
                 return Err(AppError::Conflict(
                     "Access can be granted only to validated PCII.".into(),
@@ -237,6 +257,7 @@ pub async fn grant(
                     "Choose an active authorized user.".into(),
                 ));
             }
+            let reason = sealer.seal(&reason)?;
             grant::insert(
                 tx,
                 &NewGrant {
@@ -244,7 +265,7 @@ pub async fn grant(
                     submission_id: &sub.id,
                     user_id: &grantee,
                     granted_by: &officer.id,
-                    reason: &reason,
+                    reason: &reason.stored,
                     created_at: now,
                     expires_at,
                 },
@@ -253,8 +274,9 @@ pub async fn grant(
                 .object("submission", sub.id.clone())
                 .tracking(sub.tracking_number.clone())
                 .reason(format!(
-                    "to account {grantee} until {}: {reason}",
-                    crate::time::datetime(expires_at)
+                    "to account {grantee} until {}; reason {}",
+                    crate::time::datetime(expires_at),
+                    reason.audit_ref()
                 ));
             Ok(((), event))
         },
@@ -280,17 +302,21 @@ pub async fn revoke(
         officer,
         actor,
         submission_id,
-        move |tx, officer, sub| {
+        move |tx, officer, sub, sealer| {
             let held = grant::holder(tx, &gid, &sub.id)?;
             if held.revoked_at.is_some() {
                 return Err(AppError::Conflict("This grant was already revoked.".into()));
             }
-            grant::revoke(tx, &gid, &officer.id, &reason, now)?;
+            let reason = sealer.seal(&reason)?;
+            grant::revoke(tx, &gid, &officer.id, &reason.stored, now)?;
             let grantee = &held.user_id;
             let event = Event::new("grant.revoked", Outcome::Success)
                 .object("submission", sub.id.clone())
                 .tracking(sub.tracking_number.clone())
-                .reason(format!("from account {grantee}: {reason}"));
+                .reason(format!(
+                    "from account {grantee}; reason {}",
+                    reason.audit_ref()
+                ));
             Ok(((), event))
         },
     )
@@ -355,36 +381,54 @@ pub async fn record_dissemination(
         officer,
         actor,
         submission_id,
-        move |tx, officer, sub| {
+        move |tx, officer, sub, sealer| {
             if !lifecycle::releasable(sub.status()) {
                 return Err(AppError::Conflict(
                     "Only validated PCII is disseminated under 6 CFR 29.8.".into(),
                 ));
             }
+            let recipient = sealer.seal(d.recipient.trim())?;
+            let arrangement = sealer.seal(d.arrangement.trim())?;
+            let what = sealer.seal(d.what.trim())?;
+            let removed = d
+                .sanitized
+                .then(|| sealer.seal(d.removed.trim()))
+                .transpose()?;
             grant::insert_dissemination(
                 tx,
                 &NewDisseminationRow {
                     id: &crate::db::new_id(),
                     submission_id: &sub.id,
                     recorded_by: &officer.id,
-                    recipient: d.recipient.trim(),
+                    recipient: &recipient.stored,
                     recipient_kind: &d.recipient_kind,
-                    arrangement: d.arrangement.trim(),
-                    what: d.what.trim(),
+                    arrangement: &arrangement.stored,
+                    what: &what.stored,
                     released_at: d.released_at,
                     sanitized: d.sanitized,
-                    removed: d.sanitized.then(|| d.removed.trim()),
+                    removed: removed.as_ref().map(|r| r.stored.as_str()),
                     created_at: now,
                 },
             )?;
+            let digests: Vec<&str> = [
+                Some(&recipient),
+                Some(&arrangement),
+                Some(&what),
+                removed.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|s| s.digest.as_str())
+            .collect();
             let event = Event::new("dissemination.recorded", Outcome::Success)
                 .object("submission", sub.id.clone())
                 .tracking(sub.tracking_number.clone())
                 .reason(format!(
-                    "to {} ({}){}",
-                    d.recipient.trim(),
+                    "to a {} entity{}; recipient, arrangement, what{} sealed, sha256 {}",
                     d.recipient_kind,
-                    if d.sanitized { ", sanitized" } else { "" }
+                    if d.sanitized { ", sanitized" } else { "" },
+                    if d.sanitized { ", removed" } else { "" },
+                    digests.join(" ")
                 ));
             Ok(((), event))
         },

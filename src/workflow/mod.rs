@@ -10,3 +10,4 @@ pub mod documents;
 pub mod intake;
 pub mod lifecycle;
 pub mod package;
+pub mod sealed_text;

@@ -199,3 +199,195 @@ fn the_periodic_sweep_deletes_queued_files_while_the_server_runs() {
     assert_eq!(app.with_conn(|c| blob_deletion::count(c).unwrap()), 0);
     assert!(app.audit_count("blob.sweep") >= 1);
 }
+
+/// Unzips everything in a zip (the auditor's export) into one lossy string.
+fn zip_text(bytes: &[u8]) -> String {
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("a zip");
+    let mut out = String::new();
+    for i in 0..z.len() {
+        let mut f = z.by_index(i).unwrap();
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut v).unwrap();
+        out.push_str(&String::from_utf8_lossy(&v));
+    }
+    out
+}
+
+#[test]
+fn officers_words_are_sealed_shown_to_those_admitted_and_destroyed_with_the_content() {
+    use pcii_portal::db::schema::users;
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let mut auditor = app.login_as(Role::Auditor, "aud@oig.example.gov", None);
+    let analyst_id = app.create_user(Role::AuthorizedUser, "ana@dhs.example.gov", None);
+    let now = app.now();
+    app.with_conn(|c| {
+        diesel::update(users::table.find(&analyst_id))
+            .set((
+                users::training_completed_at.eq(Some(now)),
+                users::nda_signed_at.eq(Some(now)),
+            ))
+            .execute(c)
+            .unwrap()
+    });
+    let markers = [
+        "DEFECT-MARKER-a1",
+        "REASON-MARKER-b2",
+        "GRANT-MARKER-c3",
+        "REVOKE-MARKER-d4",
+        "RECIPIENT-MARKER-e5",
+        "ARRANGEMENT-MARKER-f6",
+        "WHAT-MARKER-g7",
+        "REMOVED-MARKER-h8",
+    ];
+
+    // One submission found defective, then not validated; another validated, granted, revoked, disseminated.
+    let doomed = submit(&mut sub, "first narrative", &[]);
+    let kept = submit(&mut sub, "second narrative", &[]);
+    let decide = |o: &mut Browser<'_>, id: &str, decision: &str, reason: &str| {
+        let page = o.post(
+            &format!("/officer/submissions/{id}/decision"),
+            &[("decision", decision), ("reason", reason)],
+        );
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    };
+    decide(&mut officer, &doomed, "defective", markers[0]);
+    decide(&mut officer, &doomed, "not_validated", markers[1]);
+    decide(&mut officer, &kept, "validate", "");
+    let expires = pcii_portal::time::date(app.now() + 30 * pcii_portal::time::DAY);
+    let page = officer.post(
+        &format!("/officer/submissions/{kept}/grants"),
+        &[
+            ("user_id", &analyst_id),
+            ("reason", markers[2]),
+            ("expires", &expires),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let grant_id: String = app.with_conn(|c| {
+        pcii_portal::db::schema::grants::table
+            .select(pcii_portal::db::schema::grants::id)
+            .first(c)
+            .unwrap()
+    });
+    let page = officer.post(
+        &format!("/officer/submissions/{kept}/grants/{grant_id}/revoke"),
+        &[("reason", markers[3])],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let today = pcii_portal::time::date(app.now());
+    let page = officer.post(
+        &format!("/officer/submissions/{kept}/disseminations"),
+        &[
+            ("recipient", markers[4]),
+            ("recipient_kind", "state"),
+            ("arrangement", markers[5]),
+            ("what", markers[6]),
+            ("released_on", &today),
+            ("sanitized", "yes"),
+            ("removed", markers[7]),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+
+    // Those admitted read them: the submitter its notices and history, the officer everything.
+    let page = sub.get(&format!("/submissions/{doomed}"));
+    assert!(
+        page.body.contains(markers[0]) && page.body.contains(markers[1]),
+        "{}",
+        page.body
+    );
+    assert!(
+        sub.get("/submissions").body.contains(markers[1]),
+        "the home page's notices"
+    );
+    let page = officer.get(&format!("/officer/submissions/{kept}"));
+    for m in &markers[2..] {
+        assert!(page.body.contains(m), "{m} on the officer's page");
+    }
+    let log = officer.get("/officer/disseminations");
+    assert!(log.body.contains(markers[4]) && log.body.contains(markers[6]));
+    // The auditor sees that they were given, never their words — not in the log, not in its export.
+    let log = auditor.get("/audit/");
+    assert_eq!(log.status, Status::Ok);
+    assert!(
+        log.body.contains("sealed, sha256"),
+        "the entries bind the texts by digest"
+    );
+    let (status, export, _) = auditor.get_bytes("/audit/export");
+    assert_eq!(status, Status::Ok);
+    let export = zip_text(&export.unwrap());
+    // Nothing on disk holds them: the database, its WAL (not checkpointed) and the audit export.
+    let mut scanned = vec![("audit export".to_string(), export)];
+    if app.database_url.is_empty() {
+        for suffix in ["", "-wal"] {
+            let path = format!("{}{suffix}", app.data_dir().join("pcii.sqlite3").display());
+            let bytes = std::fs::read(&path).unwrap();
+            scanned.push((path, String::from_utf8_lossy(&bytes).into_owned()));
+        }
+    }
+    // Positive controls: the scans do see what is meant to be in clear.
+    assert!(scanned[0].1.contains("dissemination.recorded"));
+    if scanned.len() == 3 {
+        let db_and_wal = format!("{}{}", scanned[1].1, scanned[2].1);
+        assert!(db_and_wal.contains("ana@dhs.example.gov") && db_and_wal.contains("grant.revoked"));
+    }
+    for (what, text) in &scanned {
+        for m in &markers {
+            assert!(!text.contains(m), "{m} in clear in {what}");
+        }
+    }
+
+    // Destroyed with the content: the submitter's history no longer has the words, only the fact.
+    let page = sub.post(
+        &format!("/submissions/{doomed}/disposition"),
+        &[("disposition", "destroy")],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    let page = sub.get(&format!("/submissions/{doomed}"));
+    assert_eq!(page.status, Status::Ok);
+    assert!(!page.body.contains(markers[0]) && !page.body.contains(markers[1]));
+    assert!(page.body.contains("destroyed with it"), "{}", page.body);
+    let page = officer.get(&format!("/officer/submissions/{doomed}"));
+    assert!(!page.body.contains(markers[1]));
+    // The other submission's texts still open.
+    assert!(officer
+        .get(&format!("/officer/submissions/{kept}"))
+        .body
+        .contains(markers[2]));
+
+    // A data-key rotation re-seals them to the new data key before the old one goes; they still read.
+    let old_key = app
+        .with_conn(|c| pcii_portal::models::data_key::current_of(c, &kept).unwrap())
+        .unwrap();
+    let ring = app.state().current_keys();
+    let done = app.with_conn(|c| {
+        pcii_portal::workflow::custody::rekey(
+            &ring.read().unwrap(),
+            c,
+            &app.state().audit,
+            &*app.state().blobs,
+            pcii_portal::workflow::custody::Rekey::DataKeys,
+            app.now() + 1,
+            &mut |_| {},
+        )
+        .unwrap()
+    });
+    assert!(done.texts_sealed >= 6, "{done:?}");
+    let new_key = app
+        .with_conn(|c| pcii_portal::models::data_key::current_of(c, &kept).unwrap())
+        .unwrap();
+    assert_ne!(old_key, new_key);
+    let stored: Vec<String> = app.with_conn(|c| {
+        pcii_portal::db::schema::grants::table
+            .select(pcii_portal::db::schema::grants::reason)
+            .load(c)
+            .unwrap()
+    });
+    assert!(stored.iter().all(|r| r.contains(&new_key)));
+    let page = officer.get(&format!("/officer/submissions/{kept}"));
+    for m in &markers[2..] {
+        assert!(page.body.contains(m), "{m} after the data-key rotation");
+    }
+}

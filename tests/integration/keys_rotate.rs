@@ -476,6 +476,22 @@ fn a_populated_store_from_before_data_keys_migrates_and_converts_and_keeps_no_pl
         "ab".repeat(32)
     ));
 
+    // Officers' words written in clear back then: a defect list for the live one; a reason (before) and the
+    // destruction's own words (at the destruction) for the destroyed one.
+    exec(format!(
+        "INSERT INTO submission_events (id, submission_id, at, actor_id, from_status, to_status, reason) VALUES \
+         ('ev1', 'legacy', {now}, NULL, 'received', 'defective', 'LEGACY-DEFECT-MARKER'), \
+         ('ev2', 'gone', {}, NULL, 'received', 'not_validated', 'LEGACY-REASON-MARKER'), \
+         ('ev3', 'gone', {now}, NULL, 'not_validated', 'destroyed', 'destroyed at the submitter''s request')",
+        now - 10
+    ));
+    exec(format!(
+        "INSERT INTO notices (id, organisation_id, submission_id, created_at, message) VALUES \
+         ('n1', '{org}', 'legacy', {now}, 'Cure it: LEGACY-DEFECT-MARKER'), \
+         ('n2', '{org}', 'gone', {}, 'Not validated: LEGACY-REASON-MARKER')",
+        now - 10
+    ));
+
     // Upgrading: the migration moves the clear digests aside and scrubs them from the destruction record.
     app.with_conn(|c| pcii_portal::db::run_migrations(c).unwrap());
     let record: String = app.with_conn(|c| {
@@ -504,6 +520,12 @@ fn a_populated_store_from_before_data_keys_migrates_and_converts_and_keeps_no_pl
             .unwrap()
     });
     assert!(legacy.iter().all(Option::is_none), "{legacy:?}");
+    // The officers' words: sealed for the live submission (still shown to its submitter), destroyed for the other.
+    let page = b.get("/submissions/legacy");
+    assert!(page.body.contains("LEGACY-DEFECT-MARKER"), "{}", page.body);
+    let page = b.get("/submissions/gone");
+    assert!(!page.body.contains("LEGACY-REASON-MARKER"));
+    assert!(page.body.contains("destroyed with it") && page.body.contains("at the submitter"));
     let page = b.get("/submissions/legacy/receipt");
     assert_eq!(page.status, rocket::http::Status::Ok);
     assert!(digests.iter().all(|d| page.body.contains(d.as_str())));
@@ -546,6 +568,9 @@ fn a_populated_store_from_before_data_keys_migrates_and_converts_and_keeps_no_pl
                         "{} holds a plaintext digest",
                         path.display()
                     );
+                }
+                for m in ["LEGACY-DEFECT-MARKER", "LEGACY-REASON-MARKER"] {
+                    assert!(!text.contains(m), "{} holds {m}", path.display());
                 }
             }
         }

@@ -12,7 +12,10 @@ use crate::web::downloads::{Download, ZipDownload};
 use crate::web::forms::CsrfForm;
 use crate::web::guards::{Ctx, OfficerUser};
 use crate::web::pages::{Notice, Page};
-use crate::web::views::{content_view, destruction_view, file_views, submission_view, Choice};
+use crate::web::views::{
+    content_view, destruction_view, file_views, open_disseminations, open_events, open_grants,
+    submission_view, Choice,
+};
 use crate::workflow::access::{self, Admitted, Reading};
 use crate::workflow::decisions::{self, Decision, NewDissemination, RECIPIENT_KINDS};
 use crate::workflow::lifecycle;
@@ -51,7 +54,7 @@ async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<P
     let sub = admitted.submission();
     let sid = sub.id.clone();
     let now = state.clock.now();
-    let (attachments, events, destruction, grant_rows, dissem, analysts) = state
+    let (attachments, mut events, destruction, mut grant_rows, mut dissem, analysts) = state
         .db
         .run(move |c| {
             let grant_rows = grants::grants_of(c, &sid)?;
@@ -67,6 +70,11 @@ async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<P
             ))
         })
         .await?;
+    let texts = access::texts(state, &admitted).await?;
+    open_events(&texts, &mut events);
+    open_grants(&texts, &mut grant_rows);
+    open_disseminations(&texts, &mut dissem);
+    drop(texts);
     let oid = sub.organisation_id.clone();
     // Who submitted, and whether the Program Office has verified that organisation.
     let organisation = state
@@ -306,6 +314,11 @@ async fn dissemination_log(
             Ok((rows, total))
         })
         .await?;
+    // Officers read every released (validated) submission's texts; the keys are unwrapped for this page only.
+    let mut rows = rows;
+    let ids: Vec<String> = rows.iter().map(|r| r.submission_id.clone()).collect();
+    let texts = crate::workflow::sealed_text::Texts::load(ctx.state, ids).await?;
+    crate::web::views::open_disseminations(&texts, &mut rows);
     Ok(Page::new("officer/disseminations.html.tera")
         .with("rows", rows)
         .with("total", total)

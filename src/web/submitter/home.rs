@@ -22,7 +22,7 @@ async fn submitter_home(
 ) -> AppResult<Page> {
     let page = page.unwrap_or(0).max(0);
     let org = user.user.organisation_id.clone().unwrap_or_default();
-    let ((rows, total), notices, unread) = ctx
+    let ((rows, total), mut notices, unread) = ctx
         .state
         .db
         .run(move |c| {
@@ -33,6 +33,10 @@ async fn submitter_home(
             ))
         })
         .await?;
+    // The notices are the organisation's own (the query is scoped to it): their sealed texts open for its members.
+    let ids: Vec<String> = notices.iter().map(|n| n.submission_id.clone()).collect();
+    let texts = crate::workflow::sealed_text::Texts::load(ctx.state, ids).await?;
+    crate::web::views::open_notices(&texts, &mut notices);
     let rows: Vec<SubmissionLine> = rows.into_iter().map(SubmissionLine::from).collect();
     Ok(Page::new("dashboard/submitter.html.tera")
         .with("notices", notices)

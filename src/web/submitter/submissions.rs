@@ -21,7 +21,8 @@ use crate::web::guards::{Ctx, SubmitterUser};
 use crate::web::multipart::{open_form, Limits};
 use crate::web::pages::{human_size, Notice, Page};
 use crate::web::views::{
-    content_view, destruction_view, file_views, submission_view, FileView, SubmissionView,
+    content_view, destruction_view, file_views, open_events, open_notices, submission_view,
+    FileView, SubmissionView,
 };
 use crate::workflow::access::{self, Admitted, Reading};
 use crate::workflow::content::{
@@ -208,7 +209,7 @@ async fn edit_page(
         .await?
         .unwrap_or_default();
     let (sid, org) = (sub.id.clone(), who.organisation_id.clone());
-    let (attachments, notices) = state
+    let (attachments, mut notices) = state
         .db
         .run(move |c| {
             Ok((
@@ -217,6 +218,7 @@ async fn edit_page(
             ))
         })
         .await?;
+    open_notices(&access::texts(state, admitted).await?, &mut notices);
     let mut values = FormValues::of(&content, &sub.sector);
     if let Some(f) = posted {
         values = values.overlay(f);
@@ -409,7 +411,7 @@ async fn detail(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Pa
     let sub = admitted.submission();
     let (sid, org) = (sub.id.clone(), who.organisation_id.clone());
     let now = state.clock.now();
-    let (attachments, events, notices, destruction) = state
+    let (attachments, mut events, mut notices, destruction) = state
         .db
         .run(move |c| {
             let loaded = (
@@ -423,6 +425,9 @@ async fn detail(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Pa
             Ok(loaded)
         })
         .await?;
+    let texts = access::texts(state, &admitted).await?;
+    open_events(&texts, &mut events);
+    open_notices(&texts, &mut notices);
     Ok(Page::new("submissions/detail.html.tera")
         .with("submission", submission_view(sub))
         .with("content", content.as_ref().map(content_view))

@@ -1,0 +1,153 @@
+//! The columns that hold officers' free text about a submission (sealed with its data key, see
+//! `workflow::sealed_text`), read and rewritten one cell at a time by `keys convert` and `keys rotate --data-keys`.
+
+use diesel::prelude::*;
+
+use crate::db::schema::{disseminations, grants, notices, submission_events};
+use crate::db::DbConn;
+
+/// Which column a cell is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    EventReason,
+    NoticeMessage,
+    GrantReason,
+    GrantRevokeReason,
+    DisseminationRecipient,
+    DisseminationArrangement,
+    DisseminationWhat,
+    DisseminationRemoved,
+}
+
+/// One stored text.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub column: Column,
+    pub row_id: String,
+    /// When its row was written.
+    pub at: i64,
+    pub value: String,
+}
+
+/// Every non-empty officers' text cell of a submission.
+pub fn cells_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<Cell>> {
+    let mut out = Vec::new();
+    let mut push = |column, row_id: &str, at, value: Option<String>| {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            out.push(Cell {
+                column,
+                row_id: row_id.to_owned(),
+                at,
+                value,
+            });
+        }
+    };
+    let events: Vec<(String, i64, Option<String>)> = submission_events::table
+        .filter(submission_events::submission_id.eq(submission_id))
+        .select((
+            submission_events::id,
+            submission_events::at,
+            submission_events::reason,
+        ))
+        .load(conn)?;
+    for (id, at, reason) in events {
+        push(Column::EventReason, &id, at, reason);
+    }
+    let rows: Vec<(String, i64, String)> = notices::table
+        .filter(notices::submission_id.eq(submission_id))
+        .select((notices::id, notices::created_at, notices::message))
+        .load(conn)?;
+    for (id, at, message) in rows {
+        push(Column::NoticeMessage, &id, at, Some(message));
+    }
+    let rows: Vec<(String, i64, String, Option<String>)> = grants::table
+        .filter(grants::submission_id.eq(submission_id))
+        .select((
+            grants::id,
+            grants::created_at,
+            grants::reason,
+            grants::revoke_reason,
+        ))
+        .load(conn)?;
+    for (id, at, reason, revoke) in rows {
+        push(Column::GrantReason, &id, at, Some(reason));
+        push(Column::GrantRevokeReason, &id, at, revoke);
+    }
+    type Dissemination = (String, i64, String, String, String, Option<String>);
+    let rows: Vec<Dissemination> = disseminations::table
+        .filter(disseminations::submission_id.eq(submission_id))
+        .select((
+            disseminations::id,
+            disseminations::created_at,
+            disseminations::recipient,
+            disseminations::arrangement,
+            disseminations::what,
+            disseminations::removed,
+        ))
+        .load(conn)?;
+    for (id, at, recipient, arrangement, what, removed) in rows {
+        push(Column::DisseminationRecipient, &id, at, Some(recipient));
+        push(Column::DisseminationArrangement, &id, at, Some(arrangement));
+        push(Column::DisseminationWhat, &id, at, Some(what));
+        push(Column::DisseminationRemoved, &id, at, removed);
+    }
+    Ok(out)
+}
+
+/// Replaces a cell's text, provided it still holds what was read (false otherwise).
+pub fn replace(conn: &mut DbConn, cell: &Cell, value: &str) -> QueryResult<bool> {
+    let (id, old) = (cell.row_id.as_str(), cell.value.as_str());
+    let n = match cell.column {
+        Column::EventReason => diesel::update(
+            submission_events::table
+                .find(id)
+                .filter(submission_events::reason.eq(old)),
+        )
+        .set(submission_events::reason.eq(value))
+        .execute(conn)?,
+        Column::NoticeMessage => {
+            diesel::update(notices::table.find(id).filter(notices::message.eq(old)))
+                .set(notices::message.eq(value))
+                .execute(conn)?
+        }
+        Column::GrantReason => {
+            diesel::update(grants::table.find(id).filter(grants::reason.eq(old)))
+                .set(grants::reason.eq(value))
+                .execute(conn)?
+        }
+        Column::GrantRevokeReason => {
+            diesel::update(grants::table.find(id).filter(grants::revoke_reason.eq(old)))
+                .set(grants::revoke_reason.eq(value))
+                .execute(conn)?
+        }
+        Column::DisseminationRecipient => diesel::update(
+            disseminations::table
+                .find(id)
+                .filter(disseminations::recipient.eq(old)),
+        )
+        .set(disseminations::recipient.eq(value))
+        .execute(conn)?,
+        Column::DisseminationArrangement => diesel::update(
+            disseminations::table
+                .find(id)
+                .filter(disseminations::arrangement.eq(old)),
+        )
+        .set(disseminations::arrangement.eq(value))
+        .execute(conn)?,
+        Column::DisseminationWhat => diesel::update(
+            disseminations::table
+                .find(id)
+                .filter(disseminations::what.eq(old)),
+        )
+        .set(disseminations::what.eq(value))
+        .execute(conn)?,
+        Column::DisseminationRemoved => diesel::update(
+            disseminations::table
+                .find(id)
+                .filter(disseminations::removed.eq(old)),
+        )
+        .set(disseminations::removed.eq(value))
+        .execute(conn)?,
+    };
+    Ok(n == 1)
+}
