@@ -251,13 +251,20 @@ fn private_file(path: &str) -> Result<(), DbError> {
         path: path.to_string(),
         source,
     };
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(fail)?;
+    // Never open (and close) a database file that exists: closing any descriptor of it drops the POSIX locks
+    // that SQLite connections of this process hold on it. A new file has no connection yet.
+    if std::fs::symlink_metadata(path).is_err() {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(fail(e)),
+        }
+    }
     for p in [
         path.to_string(),
         format!("{path}-wal"),
