@@ -7,7 +7,7 @@
 //! blob uses them), and a later run continues with what is left. An interrupted `--data-keys` run keeps the time it
 //! started, so that the next run replaces only the keys made before it.
 
-use crate::audit::log::{Actor, AuditLog, Event, Outcome};
+use crate::audit::log::{lock_head, Actor, AuditLog, Event, Outcome};
 use crate::crypto::keys::KeyRing;
 use crate::crypto::stream::{seal_reader, Recipients};
 use crate::db::DbConn;
@@ -205,6 +205,9 @@ fn new_current_key(
         source,
     })?;
     conn.transaction(|tx| {
+        // Under the lock every audited fact takes first, so that no save is between reading the current key and
+        // committing blobs sealed to it while the key changes (see `reencrypt_submission`).
+        lock_head(tx)?;
         let current = data_key::current_of(tx, submission_id)?;
         let due = match (older_than, &current) {
             (None, None) => true,
@@ -273,8 +276,14 @@ fn reencrypt_submission(
     done.blobs += n;
     // The officers' texts move to the current key too, before the old key goes.
     done.texts_sealed += reseal_texts(keyring, conn, submission_id)?;
-    done.retired_data_keys +=
-        data_key::delete_retired_of_submission(conn, submission_id).map_err(db)? as u64;
+    // Under the facts' lock too: a save that read the old key commits its blobs before this looks at which keys
+    // blobs still use (they are re-encrypted by the next pass), or finds the key replaced and is refused.
+    done.retired_data_keys += conn
+        .transaction(|tx| {
+            lock_head(tx)?;
+            data_key::delete_retired_of_submission(tx, submission_id)
+        })
+        .map_err(db)? as u64;
     Ok(n)
 }
 
