@@ -60,6 +60,9 @@ pub enum CliError {
     /// `audit verify --export` found a problem in the export.
     #[error("export NOT intact: {0}")]
     ExportNotIntact(Problem),
+    /// `unseal`: the sealed portal could not be reached, or refused the share.
+    #[error("unseal: {0}")]
+    Unseal(String),
 }
 
 fn open_db(settings: &Settings) -> Result<Db, CliError> {
@@ -364,4 +367,39 @@ pub fn keys_protect(
         "set master_key_protection in the configuration to match; back up keys/ (it holds only ciphertext now)"
     );
     Ok(())
+}
+
+/// `pcii-portal unseal`: gives this custodian's decrypted share (from `--share-file`, else asked on the terminal
+/// without echo) to the sealed portal running on this host, through `keys/unseal.sock`, and prints its answer.
+pub fn unseal_local(settings: &Settings) -> Result<(), CliError> {
+    use std::io::{BufRead, Write};
+    let socket = settings.keys_dir.join(crate::key_store::UNSEAL_SOCKET);
+    let share = match SHARE_FILES.get().and_then(|f| f.first()) {
+        Some(path) => crate::crypto::keyfile::read_private(path)
+            .map_err(|e| CliError::KeyStore(KeyStoreError::KeyFile(e)))?,
+        None => crate::key_store::protection::prompt_secret(
+            "Your decrypted share (pcii-share-v1:...), not echoed: ",
+        )?,
+    };
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).map_err(|source| {
+        CliError::Unseal(format!(
+            "no sealed portal listens on {} ({source}); is it running with master_key_protection = \"shares\"?",
+            socket.display()
+        ))
+    })?;
+    let mut send = || -> std::io::Result<String> {
+        stream.write_all(share.trim().as_bytes())?;
+        stream.write_all(b"\n")?;
+        stream.shutdown(std::net::Shutdown::Write)?;
+        let mut answer = String::new();
+        std::io::BufReader::new(&stream).read_line(&mut answer)?;
+        Ok(answer.trim().to_owned())
+    };
+    let answer = send().map_err(|e| CliError::Unseal(format!("talking to the portal: {e}")))?;
+    if answer.starts_with("accepted") || answer.starts_with("unsealed") {
+        println!("{answer}");
+        Ok(())
+    } else {
+        Err(CliError::Unseal(answer))
+    }
 }

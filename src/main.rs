@@ -56,6 +56,9 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// `shares` mode: give this custodian's decrypted share (`--share-file`, or asked without echo) to the sealed
+    /// portal running on this host, through `keys/unseal.sock`.
+    Unseal,
 }
 
 #[derive(Subcommand)]
@@ -166,6 +169,7 @@ fn main() -> ExitCode {
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command.unwrap_or(Command::Serve)
     {
         Command::Serve => serve(figment).map_err(Into::into),
+        Command::Unseal => cli::unseal_local(&settings).map_err(Into::into),
         Command::Migrate => db::Db::open(&settings.database_url(), 2)
             .map(|_| println!("migrations applied"))
             .map_err(Into::into),

@@ -26,6 +26,9 @@ use crate::error::{AppError, AppResult};
 
 pub const COOKIE_SECRET_FILE: &str = "rocket-secret.key";
 pub const AUDIT_SIGNING_FILE: &str = "audit-signing.key";
+/// The sealed portal's local unseal socket in the key directory (0700, so only the portal's own account reaches
+/// it): what `pcii-portal unseal` on the same host talks to. One line in (the decrypted share), one line out.
+pub const UNSEAL_SOCKET: &str = "unseal.sock";
 
 /// Why the key store could not be opened or a rotation not finished. Names files and keys (public ids),
 /// never key material.

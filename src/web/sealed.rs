@@ -10,7 +10,8 @@
 //! sealed; the audit signing key is not, so these entries wait for the next checkpoint of the real log).
 
 use std::collections::HashMap;
-use std::sync::{mpsc, Mutex};
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc, Mutex};
 
 use base64::Engine;
 use rand::RngCore;
@@ -75,8 +76,12 @@ impl Throttle {
     }
 }
 
+/// Longest line read from the socket (a share line is a few hundred bytes).
+const SOCKET_LINE_MAX: u64 = 8 * 1024;
+
 /// The sealed portal's state.
 pub struct SealedPortal {
+    socket: PathBuf,
     collector: Mutex<Collector>,
     throttle: Mutex<Throttle>,
     unlocked: Mutex<Option<mpsc::SyncSender<UnlockKey>>>,
@@ -114,6 +119,7 @@ pub fn build_with_clock(
         Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(secret.as_ref()));
     let figment = figment.merge(("secret_key", secret_b64.as_str()));
     let state = SealedPortal {
+        socket: settings.keys_dir.join(crate::key_store::UNSEAL_SOCKET),
         collector: Mutex::new(Collector::new(manifest)),
         throttle: Mutex::new(Throttle::default()),
         unlocked: Mutex::new(Some(tx)),
@@ -122,7 +128,17 @@ pub fn build_with_clock(
         clock,
     };
     let rocket = rocket::custom(figment)
-        .manage(state)
+        .manage(Arc::new(state))
+        .attach(rocket::fairing::AdHoc::on_liftoff(
+            "unseal socket",
+            |rocket| {
+                Box::pin(async move {
+                    if let Some(state) = rocket.state::<Arc<SealedPortal>>() {
+                        serve_socket(state.clone(), rocket.shutdown());
+                    }
+                })
+            },
+        ))
         .attach(rocket::shield::Shield::new())
         .attach(fairings::RequestLog)
         .attach(fairings::SecurityHeaders)
@@ -178,7 +194,7 @@ fn unseal_view(state: &SealedPortal, status: Status, message: Option<&str>) -> P
 }
 
 #[rocket::get("/unseal")]
-fn unseal_page(state: &State<SealedPortal>) -> Page {
+fn unseal_page(state: &State<Arc<SealedPortal>>) -> Page {
     unseal_view(state, Status::Ok, None)
 }
 
@@ -190,9 +206,9 @@ struct UnsealForm {
     share: String,
 }
 
-async fn audit(state: &SealedPortal, client: &Client, event: Event) {
+async fn audit(state: &SealedPortal, actor: &Actor, event: Event) {
     let audit = state.audit.clone();
-    let actor = client.actor();
+    let actor = actor.clone();
     if let Err(e) = state.db.run(move |c| audit.record(c, &actor, event)).await {
         tracing::error!(error = %e, "auditing an unseal attempt failed");
     }
@@ -200,7 +216,7 @@ async fn audit(state: &SealedPortal, client: &Client, event: Event) {
 
 #[rocket::post("/unseal", data = "<form>")]
 async fn unseal(
-    state: &State<SealedPortal>,
+    state: &State<Arc<SealedPortal>>,
     client: Client,
     form: Form<UnsealForm>,
     shutdown: Shutdown,
@@ -210,7 +226,7 @@ async fn unseal(
     if !tokens_match(&form.csrf, &client.csrf) {
         audit(
             state,
-            &client,
+            &client.actor(),
             Event::new("csrf.refused", AuditOutcome::Refused)
                 .object("route", "/unseal")
                 .reason("missing or wrong token"),
@@ -222,44 +238,93 @@ async fn unseal(
             Some("The form was stale. Reload the page and try again."),
         );
     }
+    match offer_share(state, &client.actor(), &client.address, &share, &shutdown).await {
+        Answer::Throttled => unseal_view(
+            state,
+            Status::TooManyRequests,
+            Some("Too many wrong shares. Wait a quarter of an hour and try again."),
+        ),
+        Answer::Accepted { .. } => unseal_view(state, Status::Ok, Some("Share accepted.")),
+        Answer::Duplicate => unseal_view(state, Status::Ok, Some("That share was given already.")),
+        Answer::Unsealed { need } => Page::new("unseal.html.tera")
+            .with("unsealed", true)
+            .with("have", need)
+            .with("need", need),
+        Answer::Refused => unseal_view(
+            state,
+            Status::UnprocessableEntity,
+            Some("That is not a share of this portal's key. Check that you pasted the whole decrypted share."),
+        ),
+    }
+}
+
+/// What became of one offered share.
+enum Answer {
+    Throttled,
+    Accepted { have: usize, need: usize },
+    Duplicate,
+    Unsealed { need: usize },
+    Refused,
+}
+
+impl Answer {
+    /// The socket's one-line reply.
+    fn line(&self) -> String {
+        match self {
+            Answer::Throttled => {
+                "throttled: too many wrong shares; wait a quarter of an hour".into()
+            }
+            Answer::Accepted { have, need } => format!("accepted: {have} of {need} shares"),
+            Answer::Duplicate => "accepted: that share was given already".into(),
+            Answer::Unsealed { need } => {
+                format!("unsealed: with {need} shares; the portal is starting")
+            }
+            Answer::Refused => "refused: not a share of this portal's key".into(),
+        }
+    }
+}
+
+/// Offers one share, throttled (per address and overall) and audited whoever gave it; on the k-th the unlock
+/// key is handed over and the sealed portal shuts down.
+async fn offer_share(
+    state: &SealedPortal,
+    actor: &Actor,
+    address: &str,
+    share: &str,
+    shutdown: &Shutdown,
+) -> Answer {
     let now = state.clock.now();
     let blocked = state
         .throttle
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .blocked(&client.address, now);
+        .blocked(address, now);
     if blocked {
         audit(
             state,
-            &client,
+            actor,
             Event::new("key.unseal", AuditOutcome::Refused).reason("throttled"),
         )
         .await;
-        return unseal_view(
-            state,
-            Status::TooManyRequests,
-            Some("Too many wrong shares. Wait a quarter of an hour and try again."),
-        );
+        return Answer::Throttled;
     }
     let offered = state
         .collector
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .offer(&share);
+        .offer(share);
     match offered {
         Ok(Offered::Accepted { have, need }) => {
             audit(
                 state,
-                &client,
+                actor,
                 Event::new("key.unseal", AuditOutcome::Success)
                     .reason(format!("share accepted ({have} of {need})")),
             )
             .await;
-            unseal_view(state, Status::Ok, Some("Share accepted."))
+            Answer::Accepted { have, need }
         }
-        Ok(Offered::Duplicate { .. }) => {
-            unseal_view(state, Status::Ok, Some("That share was given already."))
-        }
+        Ok(Offered::Duplicate { .. }) => Answer::Duplicate,
         Ok(Offered::Complete(key)) => {
             let need = state
                 .collector
@@ -268,7 +333,7 @@ async fn unseal(
                 .need();
             audit(
                 state,
-                &client,
+                actor,
                 Event::new("key.unseal", AuditOutcome::Success)
                     .reason(format!("unsealed with {need} shares")),
             )
@@ -281,32 +346,81 @@ async fn unseal(
             if let Some(tx) = sender {
                 let _ = tx.try_send(key);
             }
-            shutdown.notify();
-            Page::new("unseal.html.tera")
-                .with("unsealed", true)
-                .with("have", need)
-                .with("need", need)
+            shutdown.clone().notify();
+            Answer::Unsealed { need }
         }
         Err(e) => {
             state
                 .throttle
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .fail(&client.address, now);
+                .fail(address, now);
             // The error names no share; the pasted text is never recorded.
             audit(
                 state,
-                &client,
+                actor,
                 Event::new("key.unseal", AuditOutcome::Refused).reason(e.to_string()),
             )
             .await;
-            unseal_view(
-                state,
-                Status::UnprocessableEntity,
-                Some("That is not a share of this portal's key. Check that you pasted the whole decrypted share."),
-            )
+            Answer::Refused
         }
     }
+}
+
+/// Listens on the local unseal socket until the sealed portal shuts down, then removes it.
+fn serve_socket(state: Arc<SealedPortal>, shutdown: Shutdown) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = state.socket.clone();
+    // A socket left by a process that died: nothing listens on it any more.
+    let _ = std::fs::remove_file(&path);
+    let listener = match tokio::net::UnixListener::bind(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "the local unseal socket is not available");
+            return;
+        }
+    };
+    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.clone() => break,
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let (state, shutdown) = (state.clone(), shutdown.clone());
+                    tokio::spawn(async move { answer_socket(&state, stream, &shutdown).await });
+                }
+            }
+        }
+        drop(listener);
+        let _ = std::fs::remove_file(&path);
+    });
+}
+
+async fn answer_socket(state: &SealedPortal, stream: tokio::net::UnixStream, shutdown: &Shutdown) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let (read, mut write) = stream.into_split();
+    let mut line = Zeroizing::new(String::new());
+    let mut reader = BufReader::new(read.take(SOCKET_LINE_MAX));
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        reader.read_line(&mut line),
+    )
+    .await;
+    if !matches!(read, Ok(Ok(n)) if n > 0) {
+        return;
+    }
+    let actor = Actor {
+        user_id: None,
+        role: Some("custodian".into()),
+        client_addr: Some("local socket".into()),
+        request_id: None,
+    };
+    let answer = offer_share(state, &actor, "local socket", line.trim(), shutdown).await;
+    let _ = write
+        .write_all(format!("{}\n", answer.line()).as_bytes())
+        .await;
+    let _ = write.shutdown().await;
 }
 
 #[rocket::get("/healthz")]

@@ -404,3 +404,80 @@ fn wrong_shares_are_throttled_per_address() {
         pcii_portal::web::sealed::MAX_FAILURES_PER_ADDRESS as i64 + 1
     );
 }
+
+/// Runs `pcii-portal unseal --share-file F` against the sealed portal of `dir`, driving the portal's runtime with
+/// requests until the CLI is done: (success, its output).
+fn unseal_by_cli(client: &Client, dir: &Path, share: &str) -> (bool, String) {
+    let file = dir.join(format!("share-{}.txt", rand::random::<u32>()));
+    keyfile::write_private(&file, share.as_bytes()).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
+        .args(["unseal", "--share-file"])
+        .arg(&file)
+        .env("PCII_DATA_DIR", dir.join("data"))
+        .env("PCII_KEYS_DIR", dir.join("keys"))
+        .env("PCII_DATABASE_URL", "")
+        .env("PCII_MASTER_KEY_PROTECTION", "shares")
+        .env("PCII_CONFIG", "/nonexistent.toml")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the CLI never finished"
+        );
+        let _ = client.get("/healthz").dispatch();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn a_custodian_on_the_same_host_unseals_through_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_custodians, shares, _) = shares_store(tmp.path());
+    let sealed_figment = figment(tmp.path()).merge(("master_key_protection", "shares"));
+    let (rocket, unlocked) =
+        pcii_portal::web::sealed::build_with_clock(sealed_figment, Clock::system()).unwrap();
+    let client = Client::tracked(rocket).unwrap();
+    let socket = tmp
+        .path()
+        .join("keys")
+        .join(pcii_portal::key_store::UNSEAL_SOCKET);
+    assert!(
+        socket.exists(),
+        "the sealed portal listens on its local socket"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let (ok, out) = unseal_by_cli(&client, tmp.path(), &shares[1]);
+    assert!(ok && out.contains("accepted: 1 of 2"), "{out}");
+    let other = tempfile::tempdir().unwrap();
+    let (_, foreign, _) = shares_store(other.path());
+    let (ok, out) = unseal_by_cli(&client, tmp.path(), &foreign[1]);
+    assert!(!ok && out.contains("refused"), "{out}");
+    assert!(
+        !out.contains(&foreign[1][20..]),
+        "the share is never echoed"
+    );
+    assert!(unlocked.try_recv().is_err());
+    let (ok, out) = unseal_by_cli(&client, tmp.path(), &shares[2]);
+    assert!(ok && out.contains("unsealed"), "{out}");
+    assert!(
+        unlocked.try_recv().is_ok(),
+        "the unlock key was handed over"
+    );
+    assert_eq!(unseal_count_sealed(tmp.path(), "refused"), 1);
+}
