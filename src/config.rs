@@ -34,7 +34,7 @@ pub struct Settings {
     pub max_file_bytes: u64,
     pub max_submission_bytes: u64,
     pub max_files: u32,
-    /// age recipients (public keys only) every blob is also encrypted to, so a lost server key loses nothing.
+    /// age recipients (public keys only) every data key is also wrapped to, so a lost master key loses nothing.
     pub escrow_recipients: Vec<String>,
     /// How the secrets under `keys_dir` rest: `file` (in clear; a loud warning at start), `passphrase`
     /// (encrypted under an age scrypt passphrase) or `shares` (k-of-n custodians' shares; the portal

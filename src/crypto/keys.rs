@@ -1,4 +1,5 @@
-//! The portal's age identities.
+//! The portal's master age identities: each submission's data key (`crypto::data_key`) is stored wrapped
+//! to the current one.
 //!
 //! All identities live in one file, `<dir>/age-identities.txt`, in `age-keygen` format, so the
 //! file can be used with `rage -d -i` in an emergency:
@@ -9,12 +10,12 @@
 //! <the age secret key line, Bech32>
 //! ```
 //!
-//! Several identities may follow each other; the LAST one is current (new blobs are encrypted to
-//! it), the others are kept to decrypt older blobs until they are resealed and the key retired.
-//! A key id is the identity's recipient string (`age1...`), which is public.
+//! Several identities may follow each other; the LAST one is current (new data keys are wrapped to
+//! it), the others are kept to unwrap older data keys until `keys rotate` re-wraps them and retires
+//! the identity. A key id is the identity's recipient string (`age1...`), which is public.
 //!
-//! Optional escrow recipients (public keys only, from config) receive a copy of every file key,
-//! so an offline escrow identity can decrypt if the server key is lost.
+//! Optional escrow recipients (public keys only, from config) receive a copy of every wrapped data
+//! key, so an offline escrow identity can decrypt if the master key is lost.
 //!
 //! In the sealed modes the same text rests in `age-identities.txt.age`, encrypted to the unlock key
 //! ([`AtRest::Sealed`]); rotation and retirement rewrite it encrypted.
