@@ -95,7 +95,7 @@ measure() {
 start_server() {
     export PCII_DATA_DIR="$work/data-$1"
     printf '%s\n' "$password" |
-        "$bin" user add --email "$email" --role submitter --organisation "Bench Org" --password-stdin >/dev/null 2>&1
+        "$bin" user add --email "$email" --role submitter --new-organisation "Bench Org" --password-stdin >/dev/null 2>&1
     "$bin" serve > "$work/server-$1.log" 2>&1 &
     server_pid=$!
     for _ in $(seq 1 100); do
@@ -239,7 +239,9 @@ for s in order:
 print()
 sizes = sorted(order, key=lambda s: nbytes[s])
 worst = min(ms(s, "rage") / ms(s, "portal") for s in order)
-print(f"target upload >= 0.7x rage      : {'met' if worst >= 0.7 else 'NOT met'} (lowest ratio {worst:.2f}x)")
+worst_sync = min(ms(s, "rage+sync") / ms(s, "portal") for s in order)
+print(f"target upload >= 0.8x rage      : {'met' if worst >= 0.8 else 'NOT met'} (lowest ratio {worst:.2f}x; "
+      f"against rage + fsync {worst_sync:.2f}x)")
 print(f"target peak RSS < 64 MiB        : {'met' if max(peaks.values()) < 64 else 'NOT met'} (highest {max(peaks.values()):.1f} MiB)")
 if len(sizes) > 1:
     print(f"{'peak RSS ' + sizes[0] + ' -> ' + sizes[-1]:<32}: {peaks[sizes[-1]] - peaks[sizes[0]]:+.1f} MiB")

@@ -1106,6 +1106,42 @@ mod tests {
         assert_fails(read_back(&env, &r, &env.ring), "re-encrypted copy");
     }
 
+    /// Every blob of a submission is sealed to one data key, so age alone would accept another of them (or an
+    /// older copy) in a file's place: the ciphertext digest of the row is what refuses it, also in large blobs.
+    #[test]
+    fn a_blob_of_the_same_key_swapped_in_or_changed_late_is_refused() {
+        let env = env();
+        let len = 3 * MIB + 12_345;
+        let (sealed, original, path) = sealed_with_file(&env, len);
+        assert_eq!(
+            read_back(&env, &sealed.blob_ref(), &env.ring).unwrap(),
+            data(len)
+        );
+        let (other, other_bytes, _) = sealed_with_file(&env, len);
+        fs::write(&path, &other_bytes).unwrap();
+        assert_fails(
+            read_back(&env, &sealed.blob_ref(), &env.ring),
+            "swapped for a blob of the same key",
+        );
+        let mut wrong = other.blob_ref();
+        wrong.ciphertext_sha256 = sealed.ciphertext_sha256;
+        assert_fails(read_back(&env, &wrong, &env.ring), "row of another blob");
+        let mut flipped = original.clone();
+        flipped[2 * MIB] ^= 1;
+        fs::write(&path, &flipped).unwrap();
+        assert_fails(
+            read_back(&env, &sealed.blob_ref(), &env.ring),
+            "flipped late",
+        );
+        let mut longer = original.clone();
+        longer.extend_from_slice(b"tail");
+        fs::write(&path, &longer).unwrap();
+        assert_fails(
+            read_back(&env, &sealed.blob_ref(), &env.ring),
+            "appended tail",
+        );
+    }
+
     #[test]
     fn failures_are_sticky() {
         let env = env();
