@@ -19,7 +19,7 @@ use crate::models::data_key::{self, DataKeyRow};
 use super::KeyStoreError;
 
 /// How many data keys are re-wrapped per transaction.
-const REWRAP_BATCH: i64 = 1000;
+const REWRAP_BATCH: i64 = 2000;
 
 /// A step of a master-key rotation, in the order they happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,25 +103,7 @@ pub fn rotate(
     let mut rewrapped = 0u64;
     // Keys wrapped by an instance that had not reloaded the ring yet may arrive meanwhile: a few passes.
     for _pass in 0..3 {
-        let mut after = String::new();
-        loop {
-            let rows =
-                data_key::page_not_wrapped_to(conn, &current, &after, REWRAP_BATCH).map_err(db)?;
-            let Some(last) = rows.last() else { break };
-            after = last.key_id.clone();
-            let wrapped = rewrap_all(keyring, &rows)?;
-            let count = rows.len() as u64;
-            conn.transaction(|tx| {
-                for (row, new) in rows.iter().zip(&wrapped) {
-                    // False: destroyed (or re-wrapped) meanwhile; nothing to do.
-                    data_key::rewrap(tx, &row.key_id, &row.master_key_id, new, &current)?;
-                }
-                Ok::<_, diesel::result::Error>(())
-            })
-            .map_err(db)?;
-            rewrapped += count;
-            progress(Progress::Rewrapped { count });
-        }
+        rewrapped += rewrap_pass(keyring, conn, &current, progress)?;
         if pending(conn, &current)? == 0 {
             break;
         }
@@ -165,6 +147,66 @@ pub fn rotate(
         retired,
         kept,
     })
+}
+
+/// One pass over the data keys not wrapped to `current`, batch by batch, in key id order: each batch is re-wrapped
+/// on every core while the previous one is written (one transaction per batch, one conditional UPDATE per key), so
+/// the database work overlaps the age work. Returns how many keys were handled.
+fn rewrap_pass(
+    keyring: &KeyRing,
+    conn: &mut DbConn,
+    current: &str,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<u64, KeyStoreError> {
+    let mut rewrapped = 0u64;
+    let mut after = String::new();
+    thread::scope(|s| {
+        let mut in_flight: Option<thread::ScopedJoinHandle<'_, _>> = None;
+        loop {
+            // The next batch is read (and its re-wrapping started) before the previous one is written: it starts
+            // after the previous batch's last key id, whatever the database says about that batch meanwhile.
+            let rows =
+                data_key::page_not_wrapped_to(conn, current, &after, REWRAP_BATCH).map_err(db)?;
+            let next = rows.last().map(|last| last.key_id.clone()).map(|last| {
+                after = last;
+                s.spawn(move || {
+                    let wrapped = rewrap_all(keyring, &rows);
+                    (rows, wrapped)
+                })
+            });
+            if let Some(handle) = in_flight.take() {
+                let (rows, wrapped): (Vec<DataKeyRow>, Result<Vec<Vec<u8>>, KeyStoreError>) =
+                    handle.join().expect("a re-wrapping thread panicked");
+                write_batch(conn, &rows, &wrapped?, current)?;
+                rewrapped += rows.len() as u64;
+                progress(Progress::Rewrapped {
+                    count: rows.len() as u64,
+                });
+            }
+            match next {
+                Some(handle) => in_flight = Some(handle),
+                None => break,
+            }
+        }
+        Ok(rewrapped)
+    })
+}
+
+/// Stores a re-wrapped batch in one transaction. A key no longer wrapped to its old master (destroyed, or
+/// re-wrapped by another run, meanwhile) is left alone.
+fn write_batch(
+    conn: &mut DbConn,
+    rows: &[DataKeyRow],
+    wrapped: &[Vec<u8>],
+    current: &str,
+) -> Result<(), KeyStoreError> {
+    conn.transaction(|tx| {
+        for (row, new) in rows.iter().zip(wrapped) {
+            data_key::rewrap(tx, &row.key_id, &row.master_key_id, new, current)?;
+        }
+        Ok::<_, diesel::result::Error>(())
+    })
+    .map_err(db)
 }
 
 fn uses_as_master(conn: &mut DbConn, key_id: &str) -> Result<i64, KeyStoreError> {

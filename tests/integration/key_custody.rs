@@ -188,7 +188,13 @@ fn the_periodic_sweep_deletes_queued_files_while_the_server_runs() {
     // The sweep runs on the server's runtime; a request drives the client's runtime while we wait.
     let mut b = app.browser();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while store.exists(&name).unwrap() && std::time::Instant::now() < deadline {
+    // Done when the file is gone, its name dequeued and the sweep audited (the sweep does these in that order).
+    let done = || {
+        !store.exists(&name).unwrap()
+            && app.with_conn(|c| blob_deletion::count(c).unwrap()) == 0
+            && app.audit_count("blob.sweep") >= 1
+    };
+    while !done() && std::time::Instant::now() < deadline {
         assert_eq!(b.get("/healthz").status, Status::Ok);
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
