@@ -2,7 +2,7 @@
 //! download or an export reads, as a baseline.
 //!
 //! `blob_key ATTACHMENT_ID IDENTITY_FILE` finds the attachment's blob and its wrapped data key, unwraps the data key
-//! with the key ring (age, the master identity), writes the data key's identity (`AGE-SECRET-KEY-1...`) to
+//! with the key ring (age, the master identity), writes the data key's identity (in `age-keygen` format) to
 //! IDENTITY_FILE (created, mode 0600; it must not exist) and prints the blob's path. The caller deletes the file.
 //! Settings come from the environment like the portal's (`PCII_DATA_DIR`, `PCII_KEYS_DIR`, ...).
 

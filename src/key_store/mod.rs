@@ -268,8 +268,7 @@ fn open_cookie_secret(
     } else {
         let mut bytes = Zeroizing::new([0u8; 64]);
         rand::rngs::OsRng.fill_bytes(bytes.as_mut());
-        let encoded =
-            Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(bytes.as_ref()));
+        let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&bytes[..]));
         at_rest.write(path, encoded.as_bytes())?;
         Ok((encoded, true))
     }

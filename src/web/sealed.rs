@@ -115,8 +115,7 @@ pub fn build_with_clock(
     // lives as long as this sealed process.
     let mut secret = Zeroizing::new([0u8; 64]);
     rand::rngs::OsRng.fill_bytes(secret.as_mut());
-    let secret_b64 =
-        Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(secret.as_ref()));
+    let secret_b64 = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&secret[..]));
     let figment = figment.merge(("secret_key", secret_b64.as_str()));
     let state = SealedPortal {
         socket: settings.keys_dir.join(crate::key_store::UNSEAL_SOCKET),

@@ -44,7 +44,7 @@ fn storage_names(app: &TestApp, id: &str) -> Vec<String> {
 }
 
 /// Every identity an intruder could take from `keys/` (as `rage -d -i keys/age-identities.txt` would use them).
-fn identities_on_disk(app: &TestApp) -> Vec<Box<dyn age::Identity>> {
+fn identities_on_disk(app: &TestApp) -> Vec<Box<dyn age::Identity + Send + Sync>> {
     let path = app.keys_dir().join("age-identities.txt");
     age::IdentityFile::from_file(path.to_string_lossy().into_owned())
         .unwrap()
@@ -90,7 +90,10 @@ fn copies_of_a_destroyed_submission_open_for_no_key_and_a_crash_before_deleting_
         .collect();
     // Before: the blobs open with the submission's data key (unwrapped by the portal), not with keys/ directly.
     let on_disk = identities_on_disk(&app);
-    let on_disk: Vec<&dyn age::Identity> = on_disk.iter().map(|i| i.as_ref()).collect();
+    let on_disk: Vec<&dyn age::Identity> = on_disk
+        .iter()
+        .map(|i| i.as_ref() as &dyn age::Identity)
+        .collect();
     for (_, bytes) in &copies {
         assert!(
             !opens_with(bytes, &on_disk),
@@ -141,7 +144,10 @@ fn copies_of_a_destroyed_submission_open_for_no_key_and_a_crash_before_deleting_
     });
     assert_eq!(left, 0);
     let on_disk = identities_on_disk(&app);
-    let on_disk: Vec<&dyn age::Identity> = on_disk.iter().map(|i| i.as_ref()).collect();
+    let on_disk: Vec<&dyn age::Identity> = on_disk
+        .iter()
+        .map(|i| i.as_ref() as &dyn age::Identity)
+        .collect();
     for (name, bytes) in &copies {
         assert!(!opens_with(bytes, &on_disk), "{name} opens with keys/");
         assert!(
