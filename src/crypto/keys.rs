@@ -120,6 +120,30 @@ pub struct KeyRing {
     entries: Vec<Entry>,
     escrow: Vec<x25519::Recipient>,
     at_rest: AtRest,
+    /// The identity file's metadata, taken before it was read: while the file still has it, it was not
+    /// replaced (every write renames a new file into place), so [`KeyRing::changed_on_disk`] need not read —
+    /// and, sealed, decrypt — the secrets again. `None` after this ring wrote the file.
+    stamp: Option<FileStamp>,
+}
+
+/// What identifies one version of the identity file: a rename gives it a new inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+fn stamp_of(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(FileStamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        len: m.len(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+    })
 }
 
 impl fmt::Debug for KeyRing {
@@ -163,6 +187,7 @@ impl KeyRing {
     ) -> Result<(KeyRing, bool), KeyRingError> {
         let escrow = parse_escrow(escrow)?;
         let path = at_rest.path(dir, IDENTITY_FILE_NAME);
+        let stamp = stamp_of(&path);
         match read_entries(&path, at_rest) {
             Ok(entries) => {
                 return Ok((
@@ -171,6 +196,7 @@ impl KeyRing {
                         entries,
                         escrow,
                         at_rest: at_rest.clone(),
+                        stamp,
                     },
                     false,
                 ))
@@ -183,6 +209,7 @@ impl KeyRing {
             entries: vec![new_entry()],
             escrow,
             at_rest: at_rest.clone(),
+            stamp: None,
         };
         if ring
             .at_rest
@@ -196,6 +223,7 @@ impl KeyRing {
             Ok((ring, true))
         } else {
             // Another process created it in the meantime: use theirs.
+            let stamp = stamp_of(&ring.path);
             let entries = read_entries(&ring.path, &ring.at_rest)?;
             Ok((
                 KeyRing {
@@ -203,6 +231,7 @@ impl KeyRing {
                     entries,
                     escrow: ring.escrow.clone(),
                     at_rest: ring.at_rest.clone(),
+                    stamp,
                 },
                 false,
             ))
@@ -222,6 +251,7 @@ impl KeyRing {
     ) -> Result<KeyRing, KeyRingError> {
         let escrow = parse_escrow(escrow)?;
         let path = at_rest.path(dir, IDENTITY_FILE_NAME);
+        let stamp = stamp_of(&path);
         let entries = match read_entries(&path, at_rest) {
             Ok(entries) => entries,
             Err(KeyRingError::File(e)) if e.is_not_found() => {
@@ -234,12 +264,14 @@ impl KeyRing {
             entries,
             escrow,
             at_rest: at_rest.clone(),
+            stamp,
         })
     }
 
     /// The same ring read again from its file (after another process rotated), with the same escrow
     /// recipients and the same protection at rest.
     pub fn reload(&self) -> Result<KeyRing, KeyRingError> {
+        let stamp = stamp_of(&self.path);
         let entries = match read_entries(&self.path, &self.at_rest) {
             Ok(entries) => entries,
             Err(KeyRingError::File(e)) if e.is_not_found() => {
@@ -254,6 +286,7 @@ impl KeyRing {
             entries,
             escrow: self.escrow.clone(),
             at_rest: self.at_rest.clone(),
+            stamp,
         })
     }
 
@@ -329,6 +362,7 @@ impl KeyRing {
             self.entries.pop();
             return Err(e.into());
         }
+        self.stamp = None;
         let id = self.current_key_id().to_owned();
         tracing::info!(key_id = %id, "rotated the age identity");
         Ok(id)
@@ -353,6 +387,7 @@ impl KeyRing {
             self.entries.insert(pos, removed);
             return Err(e.into());
         }
+        self.stamp = None;
         tracing::info!(key_id = %key_id, "retired an age identity");
         Ok(())
     }
@@ -360,6 +395,9 @@ impl KeyRing {
     /// Whether the identity file on disk no longer holds exactly our identities (`keys rotate` ran in
     /// another process). A long-running server checks this before sealing and reloads.
     pub fn changed_on_disk(&self) -> bool {
+        if self.stamp.is_some() && stamp_of(&self.path) == self.stamp {
+            return false;
+        }
         self.check_unchanged_on_disk().is_err()
     }
 
@@ -686,6 +724,25 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn another_process_rotating_is_noticed_without_reading_an_unchanged_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        KeyRing::load_or_generate(tmp.path(), &[]).unwrap();
+        let server = KeyRing::load(tmp.path(), &[]).unwrap();
+        // Unchanged: answered from the file's metadata.
+        assert!(server.stamp.is_some());
+        assert!(!server.changed_on_disk());
+        let mut cli = KeyRing::load(tmp.path(), &[]).unwrap();
+        cli.rotate().unwrap();
+        assert!(server.changed_on_disk());
+        let fresh = server.reload().unwrap();
+        assert!(!fresh.changed_on_disk());
+        assert_eq!(fresh.current_key_id(), cli.current_key_id());
+        // The ring that wrote the file reads it to tell (its stamp was dropped).
+        assert!(cli.stamp.is_none());
+        assert!(!cli.changed_on_disk());
     }
 
     #[test]

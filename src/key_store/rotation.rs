@@ -115,7 +115,7 @@ pub fn rotate(
     for k in keyring.keys().into_iter().filter(|k| !k.current) {
         // Checked right before retiring: an instance that had not reloaded the key ring may have wrapped a data key
         // to the old identity meanwhile (it cannot once the identity is gone from the file).
-        let data_keys = uses_as_master(conn, &k.key_id)?;
+        let data_keys = data_key::count_wrapped_to(conn, &k.key_id).map_err(db)?;
         let legacy_blobs = blob::count_on_key(conn, &k.key_id).map_err(db)?;
         if data_keys + legacy_blobs > 0 {
             progress(Progress::Kept {
@@ -207,15 +207,6 @@ fn write_batch(
         Ok::<_, diesel::result::Error>(())
     })
     .map_err(db)
-}
-
-fn uses_as_master(conn: &mut DbConn, key_id: &str) -> Result<i64, KeyStoreError> {
-    Ok(data_key::count_by_master(conn)
-        .map_err(db)?
-        .into_iter()
-        .find(|(id, _)| id == key_id)
-        .map(|(_, n)| n)
-        .unwrap_or(0))
 }
 
 /// Unwraps each data key with the ring and wraps it to the ring's current identity (and the escrow), on every core:

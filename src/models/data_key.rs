@@ -134,6 +134,14 @@ pub fn rewrap(
     Ok(n == 1)
 }
 
+/// How many data keys are wrapped to the master identity `master_key_id`.
+pub fn count_wrapped_to(conn: &mut DbConn, master_key_id: &str) -> QueryResult<i64> {
+    data_keys::table
+        .filter(data_keys::master_key_id.eq(master_key_id))
+        .count()
+        .get_result(conn)
+}
+
 /// How many data keys each master identity wraps, by master key id.
 pub fn count_by_master(conn: &mut DbConn) -> QueryResult<Vec<(String, i64)>> {
     data_keys::table
