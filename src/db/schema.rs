@@ -10,6 +10,7 @@ diesel::table! {
         verification_method -> Nullable<Text>,
         merged_into -> Nullable<Text>,
         merged_at -> Nullable<BigInt>,
+        require_second_factor -> Bool,
     }
 }
 
@@ -44,6 +45,8 @@ diesel::table! {
         public_id -> Nullable<Text>,
         client_addr -> Nullable<Text>,
         user_agent -> Nullable<Text>,
+        second_factor_at -> Nullable<BigInt>,
+        webauthn_state -> Nullable<Text>,
     }
 }
 
@@ -177,6 +180,51 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    totp_factors (user_id) {
+        user_id -> Text,
+        secret_sealed -> Text,
+        master_key_id -> Text,
+        last_step -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    totp_enrolments (user_id) {
+        user_id -> Text,
+        secret_sealed -> Text,
+        master_key_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    recovery_codes (id) {
+        id -> Text,
+        user_id -> Text,
+        code_sha256 -> Text,
+        created_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    passkeys (id) {
+        id -> Text,
+        user_id -> Text,
+        name -> Text,
+        credential_id -> Text,
+        credential -> Text,
+        created_at -> BigInt,
+        last_used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(totp_factors -> users (user_id));
+diesel::joinable!(totp_enrolments -> users (user_id));
+diesel::joinable!(recovery_codes -> users (user_id));
+diesel::joinable!(passkeys -> users (user_id));
 diesel::joinable!(users -> organisations (organisation_id));
 diesel::joinable!(sessions -> users (user_id));
 
@@ -338,4 +386,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     invitations,
     privilege_requests,
     account_tokens,
+    totp_factors,
+    totp_enrolments,
+    recovery_codes,
+    passkeys,
 );
