@@ -166,6 +166,7 @@ pub fn keys_rotate(settings: &Settings, data_keys: bool) -> Result<(), CliError>
             key_id,
             data_keys,
             legacy_blobs,
+            account_secrets,
         } => {
             if legacy_blobs > 0 {
                 println!(
@@ -174,8 +175,8 @@ pub fn keys_rotate(settings: &Settings, data_keys: bool) -> Result<(), CliError>
                 )
             } else {
                 println!(
-                    "kept {key_id}: {data_keys} data key(s) wrapped to it arrived during the rotation; \
-                     run `keys rotate` again"
+                    "kept {key_id}: {data_keys} data key(s) and {account_secrets} TOTP secret(s) sealed to it \
+                     arrived during the rotation; run `keys rotate` again"
                 )
             }
         }

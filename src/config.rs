@@ -69,6 +69,13 @@ pub struct Settings {
     pub password_reset_minutes: i64,
     /// A grant of a staff role needs a second administrator's approval while two or more are active.
     pub two_person_rule: bool,
+    /// A decision, grant, dissemination record, export, destruction, role approval or factor change needs a second
+    /// factor used within this many minutes; otherwise it is asked for again.
+    pub step_up_minutes: i64,
+    /// Wrong second-factor answers allowed per account (and four times as many per client address) within
+    /// `second_factor_window_seconds`; then locked, the lock doubling with each further failure.
+    pub second_factor_max_failures: i64,
+    pub second_factor_window_seconds: i64,
     /// Registrations and password-reset requests allowed per client address per hour.
     pub registrations_per_hour: i64,
     pub password_resets_per_hour: i64,
@@ -111,6 +118,9 @@ impl Default for Settings {
             email_verification_hours: 48,
             password_reset_minutes: 30,
             two_person_rule: true,
+            step_up_minutes: 15,
+            second_factor_max_failures: 5,
+            second_factor_window_seconds: 300,
             registrations_per_hour: 10,
             password_resets_per_hour: 5,
         }
@@ -196,6 +206,14 @@ impl Settings {
             || self.password_resets_per_hour < 1
         {
             return Err("link lifetimes and per-hour limits must be positive".into());
+        }
+        if self.step_up_minutes < 1
+            || self.second_factor_max_failures < 1
+            || self.second_factor_window_seconds < 1
+        {
+            return Err(
+                "step_up_minutes and the second-factor throttle settings must be positive".into(),
+            );
         }
         if !matches!(
             self.master_key_protection.as_str(),

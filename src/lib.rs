@@ -112,7 +112,15 @@ pub fn build_unlocked(
     let audit = AuditLog::new(opened.audit_signer, settings.audit_checkpoint_every)
         .with_clock(clock.clone());
     let hasher = Hasher::new(&settings)?;
-    let mailer = mail::Mailer::from_settings(&settings, &config::origin(&figment, &settings))?;
+    let origin = config::origin(&figment, &settings);
+    let mailer = mail::Mailer::from_settings(&settings, &origin)?;
+    let passkeys = match auth::passkeys::Passkeys::new(&origin) {
+        Ok(p) => Some(Arc::new(p)),
+        Err(e) => {
+            tracing::warn!(origin = %origin, error = %e, "passkeys are off on this origin (authenticator apps and recovery codes still work)");
+            None
+        }
+    };
     let throttle_key = auth::throttle::ThrottleKey::derive(opened.cookie_secret.as_bytes());
 
     let mut conn = db.get().map_err(|e| e.to_string())?;
@@ -143,6 +151,7 @@ pub fn build_unlocked(
         mailer: Arc::new(mailer),
         throttle_key: Arc::new(throttle_key),
         clock,
+        passkeys,
     };
     let mail_route = state.mailer.describe();
     let rocket = web::mount(rocket::custom(figment).manage(state));

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::audit::log::AuditLog;
+use crate::auth::passkeys::Passkeys;
 use crate::auth::password::Hasher;
 use crate::auth::throttle::ThrottleKey;
 use crate::clock::Clock;
@@ -26,6 +27,9 @@ pub struct Services {
     /// Keys the throttle's hashes of what was typed (emails, addresses), so the table holds no identifier.
     pub throttle_key: Arc<ThrottleKey>,
     pub clock: Clock,
+    /// The WebAuthn relying party; `None` when the portal's origin cannot have passkeys (an IP address: WebAuthn
+    /// needs a host name, `localhost` included). TOTP and recovery codes work regardless.
+    pub passkeys: Option<Arc<Passkeys>>,
 }
 
 impl Services {

@@ -180,6 +180,10 @@ pub enum AccountChange {
     },
     Enable,
     Role(Role),
+    /// Every second factor deleted and every session ended: the person enrols again at the next sign-in.
+    ResetFactors {
+        reason: String,
+    },
     Training(Option<i64>),
     Nda {
         signed_at: Option<i64>,
@@ -251,6 +255,14 @@ pub fn apply_change(
             (
                 "account.role",
                 Some(format!("{} -> {}", user.role.as_str(), role.as_str())),
+            )
+        }
+        AccountChange::ResetFactors { reason } => {
+            let what = super::second_factor::delete_all(tx, user_id)?;
+            let ended = session::delete_all_of(tx, user_id)?;
+            (
+                "mfa.reset",
+                Some(format!("{reason}; {what}; {ended} session(s) ended")),
             )
         }
         AccountChange::Training(at) => {

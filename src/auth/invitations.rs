@@ -555,6 +555,9 @@ fn grants_privilege(target: &User, change: &PrivilegeChange) -> bool {
         PrivilegeChange::Role(role) => *role != Role::Submitter,
         PrivilegeChange::Enable => target.role() != Role::Submitter,
         PrivilegeChange::Disable { .. } => target.role() == Role::Administrator,
+        // Whoever resets a factor could enrol their own in its place at the next sign-in, with the password: two
+        // administrators agree to it, whatever the account's role.
+        PrivilegeChange::ResetFactors { .. } => true,
     }
 }
 
@@ -564,6 +567,7 @@ fn as_account_change(change: PrivilegeChange) -> super::accounts::AccountChange 
         PrivilegeChange::Role(role) => AccountChange::Role(role),
         PrivilegeChange::Disable { reason } => AccountChange::Disable { reason },
         PrivilegeChange::Enable => AccountChange::Enable,
+        PrivilegeChange::ResetFactors { reason } => AccountChange::ResetFactors { reason },
     }
 }
 
@@ -604,6 +608,7 @@ pub fn change_privilege(
             PrivilegeChange::Role(role) => format!("{} -> {}", target.role.as_str(), role.as_str()),
             PrivilegeChange::Disable { reason } => format!("disable: {reason}"),
             PrivilegeChange::Enable => "enable".to_string(),
+            PrivilegeChange::ResetFactors { reason } => format!("reset second factors: {reason}"),
         };
         let event = Event::new("account.privilege_request", Outcome::Success)
             .object("account", account_id)

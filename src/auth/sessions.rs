@@ -6,7 +6,10 @@ use sha2::{Digest, Sha256};
 
 use crate::db::DbConn;
 use crate::models::account::User;
+use crate::models::organisation;
 use crate::models::session::{self as model, NewSession, Session};
+
+use super::second_factor::{self, Stage};
 
 /// 256 bits from the OS CSPRNG.
 pub fn new_token() -> String {
@@ -72,13 +75,50 @@ pub fn create_with_agent(
             public_id: Some(&crate::db::new_id()),
             client_addr,
             user_agent: user_agent.as_deref(),
+            second_factor_at: None,
         },
     )?;
     Ok(token)
 }
 
+/// Replaces a session that has just used its account's second factor to finish signing in with a new one (a new
+/// token: the one issued after the password alone is not the one that holds the full sign-in), keeping its start
+/// time, address and browser. Returns the new cookie token, or `None` if the session is gone.
+pub fn upgrade(conn: &mut DbConn, token_hash: &str, now: i64) -> AppResult<Option<String>> {
+    let Some((old, _)) = model::find_with_user(conn, token_hash)? else {
+        return Ok(None);
+    };
+    let token = new_token();
+    model::insert(
+        conn,
+        &NewSession {
+            token_hash: &hash_token(&token),
+            user_id: &old.user_id,
+            csrf_token: &new_token(),
+            created_at: old.created_at,
+            last_seen_at: now,
+            public_id: Some(&crate::db::new_id()),
+            client_addr: old.client_addr.as_deref(),
+            user_agent: old.user_agent.as_deref(),
+            second_factor_at: Some(now),
+        },
+    )?;
+    model::delete(conn, token_hash)?;
+    Ok(Some(token))
+}
+
+/// A live session, its account, and where it stands with the account's second factor.
+pub struct LiveSession {
+    pub session: Session,
+    pub user: User,
+    pub stage: Stage,
+    pub has_factor: bool,
+    /// The account must have a second factor (staff, or a member of an organisation that requires one).
+    pub factor_required: bool,
+}
+
 pub enum Lookup {
-    Live(Box<(Session, User)>),
+    Live(Box<LiveSession>),
     /// Existed but ran past its idle or absolute timeout (now deleted).
     Expired(Box<User>),
     Missing,
@@ -113,7 +153,20 @@ pub fn lookup(
             tracing::warn!(error = %e, "recording a session's last use failed");
         }
     }
-    Ok(Lookup::Live(Box::new((session, user))))
+    let has_factor = second_factor::has_factor(conn, &user.id)?;
+    let organisation_requires = match &user.organisation_id {
+        Some(org) => organisation::requires_second_factor(conn, org)?,
+        None => false,
+    };
+    let factor_required = second_factor::required(user.role(), organisation_requires);
+    let stage = second_factor::stage(session.second_factor_at, has_factor, factor_required);
+    Ok(Lookup::Live(Box::new(LiveSession {
+        session,
+        user,
+        stage,
+        has_factor,
+        factor_required,
+    })))
 }
 
 pub fn delete(conn: &mut DbConn, token_hash: &str) -> AppResult<usize> {

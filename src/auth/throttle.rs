@@ -62,6 +62,17 @@ impl ThrottleKey {
         self.key("pwcheck", &[user_id])
     }
 
+    /// Wrong second-factor answers (codes, recovery codes, passkey assertions) for one account, from anywhere: a
+    /// code is six digits, so guessing is bounded per account, whoever guesses.
+    pub fn second_factor_account(&self, user_id: &str) -> String {
+        self.key("2fa-acct", &[user_id])
+    }
+
+    /// Wrong second-factor answers from one client address, whatever the account.
+    pub fn second_factor_address(&self, addr: &str) -> String {
+        self.key("2fa-addr", &[addr])
+    }
+
     /// Registrations from one client address.
     pub fn registration(&self, addr: &str) -> String {
         self.key("register", &[addr])

@@ -320,6 +320,12 @@ impl KeyRing {
         out
     }
 
+    /// The current master identity's recipient alone: what the portal's own authentication secrets (TOTP seeds)
+    /// are sealed to. The escrow holders recover submissions, not anyone's sign-in.
+    pub fn master_recipient(&self) -> x25519::Recipient {
+        self.current().identity.to_public()
+    }
+
     /// Escrow recipient strings, as configured (normalized).
     pub fn escrow_ids(&self) -> Vec<String> {
         self.escrow.iter().map(|r| r.to_string()).collect()

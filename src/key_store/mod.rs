@@ -5,6 +5,7 @@
 //! [`protection`] is `master_key_protection`: the secrets in clear (`file`), or sealed to an unlock key
 //! that rests under a passphrase or in custodians' [`shares`].
 
+pub mod account_secrets;
 pub mod data_keys;
 pub mod protection;
 pub mod rotation;
@@ -88,6 +89,12 @@ pub enum KeyStoreError {
         key_id: String,
         #[source]
         source: crate::crypto::data_key::DataKeyError,
+    },
+    #[error("re-sealing the TOTP secret of account {user_id}: {source}")]
+    ResealSecret {
+        user_id: String,
+        #[source]
+        source: account_secrets::SecretError,
     },
     #[error("re-encrypting blob {id}: {source}")]
     Reseal {

@@ -40,6 +40,8 @@ pub enum Progress<'a> {
         key_id: &'a str,
         data_keys: i64,
         legacy_blobs: i64,
+        /// TOTP secrets sealed to it that arrived during the rotation.
+        account_secrets: i64,
     },
     /// An old identity was removed from the key store (and audited).
     Retired { key_id: &'a str },
@@ -109,6 +111,8 @@ pub fn rotate(
         }
     }
     progress(Progress::RewrapDone);
+    // The accounts' TOTP secrets are sealed to the master identity alone: re-sealed too, before it goes.
+    super::account_secrets::reseal_all(keyring, conn)?;
 
     let mut retired = Vec::new();
     let mut kept = Vec::new();
@@ -117,11 +121,13 @@ pub fn rotate(
         // to the old identity meanwhile (it cannot once the identity is gone from the file).
         let data_keys = data_key::count_wrapped_to(conn, &k.key_id).map_err(db)?;
         let legacy_blobs = blob::count_on_key(conn, &k.key_id).map_err(db)?;
-        if data_keys + legacy_blobs > 0 {
+        let account_secrets = super::account_secrets::count_sealed_to(conn, &k.key_id)?;
+        if data_keys + legacy_blobs + account_secrets > 0 {
             progress(Progress::Kept {
                 key_id: &k.key_id,
                 data_keys,
                 legacy_blobs,
+                account_secrets,
             });
             kept.push(k.key_id);
             continue;

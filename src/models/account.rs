@@ -71,6 +71,8 @@ pub struct Organisation {
     /// Set when a PCII officer merged this duplicate into another organisation.
     pub merged_into: Option<String>,
     pub merged_at: Option<i64>,
+    /// Every member must have a second factor (set by the organisation's administrator).
+    pub require_second_factor: bool,
 }
 
 /// Emails are compared as normalised: Unicode NFKC, trimmed and lower-cased, so that the same address typed

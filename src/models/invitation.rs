@@ -370,6 +370,8 @@ pub enum PrivilegeChange {
     Disable { reason: String },
     /// A disabled staff account enabled again (which grants its role back).
     Enable,
+    /// Every second factor of the account deleted (it lost them); it enrols again at its next sign-in.
+    ResetFactors { reason: String },
 }
 
 impl PrivilegeChange {
@@ -378,6 +380,9 @@ impl PrivilegeChange {
             PrivilegeChange::Role(r) => ("role", Some(*r), None),
             PrivilegeChange::Disable { reason } => ("disable", None, Some(reason.as_str())),
             PrivilegeChange::Enable => ("enable", None, None),
+            PrivilegeChange::ResetFactors { reason } => {
+                ("reset_factors", None, Some(reason.as_str()))
+            }
         }
     }
 }
@@ -405,6 +410,9 @@ impl PrivilegeRequest {
                 reason: self.reason.clone().unwrap_or_default(),
             }),
             "enable" => Some(PrivilegeChange::Enable),
+            "reset_factors" => Some(PrivilegeChange::ResetFactors {
+                reason: self.reason.clone().unwrap_or_default(),
+            }),
             _ => None,
         }
     }
@@ -511,6 +519,9 @@ pub fn pending_privilege_requests(conn: &mut DbConn) -> QueryResult<Vec<Privileg
             Some(PrivilegeChange::Role(role)) => format!("Role: {}", role.label()),
             Some(PrivilegeChange::Disable { reason }) => format!("Disable ({reason})"),
             Some(PrivilegeChange::Enable) => "Enable".to_string(),
+            Some(PrivilegeChange::ResetFactors { reason }) => {
+                format!("Reset second factors ({reason})")
+            }
             None => r.change.clone(),
         };
         out.push(PrivilegeRequestRow {

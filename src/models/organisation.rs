@@ -26,6 +26,26 @@ pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Organisation> {
         .first(conn)
 }
 
+/// Whether the organisation requires a second factor of every member (false for one that does not exist).
+pub fn requires_second_factor(conn: &mut DbConn, id: &str) -> QueryResult<bool> {
+    Ok(organisations::table
+        .find(id)
+        .select(organisations::require_second_factor)
+        .first(conn)
+        .optional()?
+        .unwrap_or(false))
+}
+
+pub fn set_requires_second_factor(
+    conn: &mut DbConn,
+    id: &str,
+    required: bool,
+) -> QueryResult<usize> {
+    diesel::update(organisations::table.find(id))
+        .set(organisations::require_second_factor.eq(required))
+        .execute(conn)
+}
+
 /// One member of an organisation, as its administrator and the Program Office see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct MemberRow {

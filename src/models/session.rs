@@ -19,6 +19,8 @@ pub struct Session {
     pub public_id: Option<String>,
     pub client_addr: Option<String>,
     pub user_agent: Option<String>,
+    /// When this session last used a second factor; `None`: signed in with the password only.
+    pub second_factor_at: Option<i64>,
 }
 
 /// A new session row. `None` stores NULL (not a column default).
@@ -34,6 +36,7 @@ pub struct NewSession<'a> {
     pub public_id: Option<&'a str>,
     pub client_addr: Option<&'a str>,
     pub user_agent: Option<&'a str>,
+    pub second_factor_at: Option<i64>,
 }
 
 pub fn insert(conn: &mut DbConn, new: &NewSession<'_>) -> QueryResult<()> {

@@ -63,6 +63,7 @@ async fn account_page_for(ctx: &Ctx<'_>, user: &CurrentUser<'_>) -> AppResult<Pa
     };
     let sessions = live_sessions(ctx, user).await?;
     Ok(Page::new("account.html.tera")
+        .with("second_factor_any", user.has_factor)
         .with("organisation", org)
         .with("sessions", sessions)
         .with("account", account_view(&user.user)))

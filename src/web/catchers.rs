@@ -7,8 +7,9 @@ use rocket::{Catcher, Request, Response};
 
 use crate::web::error::error_message;
 use crate::web::fairings::request_id;
-use crate::web::guards::cached;
-use crate::web::pages::Page;
+use crate::web::guards::{cached, going_to};
+use crate::web::pages::{Notice, Page};
+use crate::web::step_up::challenge_of;
 
 pub fn catchers() -> Vec<Catcher> {
     rocket::catchers![any_error]
@@ -48,7 +49,37 @@ impl<'r> Responder<'r, 'static> for ErrorPage {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
         let status = self.0;
         let (title, default_message) = explain(status);
+        // A guard that knows where the person should go instead (finish signing in, enrol a second factor, give it
+        // again) sends a browser there, with its message shown on arrival.
+        if let Some(to) = going_to(req).filter(|_| !wants_json(req)) {
+            return match error_message(req) {
+                Some(m) => Notice::redirect(to, m).respond_to(req),
+                None => rocket::response::Redirect::to(to).respond_to(req),
+            };
+        }
         let message = error_message(req).unwrap_or_else(|| default_message.to_string());
+        // A step-up act with a stale second factor: ask for it on a page that carries what was typed back.
+        if let Some(challenge) = challenge_of(req).filter(|_| !wants_json(req)) {
+            let minutes = req
+                .rocket()
+                .state::<crate::services::Services>()
+                .map(|s| s.settings.step_up_minutes)
+                .unwrap_or_default();
+            let page = Page::new("step_up.html.tera")
+                .with("action", &challenge.action)
+                .with("fields", &challenge.fields)
+                .with("error", &challenge.error)
+                .with("passkey_options", &challenge.passkey_options)
+                .with("minutes", minutes);
+            let who = cached(req);
+            let csrf = who.map(|a| a.csrf.clone()).unwrap_or_default();
+            if let Ok(html) = page.render_with(req, who, &csrf) {
+                return Response::build_from(html.respond_to(req)?)
+                    .status(status)
+                    .header(ContentType::HTML)
+                    .ok();
+            }
+        }
         if wants_json(req) {
             let body = json!({ "error": title, "message": message, "status": status.code, "request_id": request_id(req) });
             return Response::build_from(body.respond_to(req)?)

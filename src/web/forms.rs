@@ -10,7 +10,7 @@ use rocket::{Data, Request};
 use subtle::ConstantTimeEq;
 
 use crate::audit::log::{Event, Outcome as AuditOutcome};
-use crate::web::guards::{actor, app, authenticated};
+use crate::web::guards::{actor, any_session, app};
 
 pub const ANON_CSRF_COOKIE: &str = "pcii_csrf";
 pub const CSRF_FIELD: &str = "csrf";
@@ -24,7 +24,7 @@ pub fn trimmed(v: Option<&str>) -> String {
 
 /// The token the current visitor's forms must carry (creating the anonymous one on first use).
 pub async fn expected_token(req: &Request<'_>) -> String {
-    if let Some(a) = authenticated(req).await {
+    if let Some(a) = any_session(req).await {
         return a.csrf.clone();
     }
     anonymous_token(req)
@@ -55,7 +55,7 @@ pub fn tokens_match(given: &str, expected: &str) -> bool {
 /// Audits a refused anti-forgery check (the token value itself is never recorded).
 pub async fn audit_csrf_refusal(req: &Request<'_>, reason: &'static str) {
     let state = app(req);
-    let who = authenticated(req).await;
+    let who = any_session(req).await;
     let actor = actor(req, who);
     let route = req.route().map(|r| r.uri.to_string()).unwrap_or_default();
     let event = Event::new("csrf.refused", AuditOutcome::Refused)
@@ -78,37 +78,62 @@ where
     type Error = ();
 
     async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
-        let body = match data.open(FORM_LIMIT).into_string().await {
-            Ok(s) if s.is_complete() => s.into_inner(),
-            Ok(_) => return Outcome::Error((Status::PayloadTooLarge, ())),
-            Err(_) => return Outcome::Error((Status::BadRequest, ())),
+        let body = match checked_body(req, data).await {
+            Ok(body) => body,
+            Err(status) => return Outcome::Error((status, ())),
         };
-        // The token is hex, so it needs no percent-decoding.
-        let given = body
-            .split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .find(|(k, _)| *k == CSRF_FIELD)
-            .map(|(_, v)| v.to_string())
-            .unwrap_or_default();
-        let expected = expected_token(req).await;
-        if !tokens_match(&given, &expected) {
-            audit_csrf_refusal(
-                req,
-                if given.is_empty() {
-                    "missing token"
-                } else {
-                    "wrong token"
-                },
-            )
-            .await;
-            return Outcome::Error((Status::Forbidden, ()));
-        }
         // Lenient: the token field (and any other field `T` does not name) is ignored.
         match Form::<T>::parse_encoded(rocket::http::RawStr::new(&body)) {
             Ok(v) => Outcome::Success(CsrfForm(v)),
             Err(_) => Outcome::Error((Status::UnprocessableEntity, ())),
         }
     }
+}
+
+/// A urlencoded body (at most 256 KiB) whose `csrf` field matched the visitor's token (a refusal is audited).
+pub async fn checked_body(req: &Request<'_>, data: Data<'_>) -> Result<String, Status> {
+    let body = match data.open(FORM_LIMIT).into_string().await {
+        Ok(s) if s.is_complete() => s.into_inner(),
+        Ok(_) => return Err(Status::PayloadTooLarge),
+        Err(_) => return Err(Status::BadRequest),
+    };
+    // The token is hex, so it needs no percent-decoding.
+    let given = body
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == CSRF_FIELD)
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default();
+    let expected = expected_token(req).await;
+    if !tokens_match(&given, &expected) {
+        audit_csrf_refusal(
+            req,
+            if given.is_empty() {
+                "missing token"
+            } else {
+                "wrong token"
+            },
+        )
+        .await;
+        return Err(Status::Forbidden);
+    }
+    Ok(body)
+}
+
+/// The fields of a urlencoded body, decoded, in order.
+pub fn decoded_fields(body: &str) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    body.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(pair), String::new()),
+        })
+        .collect()
 }
 
 /// A form with nothing but its token (sign out, disable, ...).

@@ -8,6 +8,7 @@ use rocket::request::{FromRequest, Outcome};
 use rocket::Request;
 
 use crate::audit::log::{Actor, Event, Outcome as AuditOutcome};
+use crate::auth::second_factor::Stage;
 use crate::auth::sessions::{self, Lookup};
 use crate::domain::Role;
 use crate::models::account::User;
@@ -46,13 +47,46 @@ fn tls(req: &Request<'_>) -> bool {
     req.rocket().config().tls_enabled()
 }
 
-/// A logged-in account and its session.
+/// A session and its account. Signed in only at [`Stage::Complete`]: a session that has not used the account's
+/// second factor yet, or whose account must enrol one, reaches nothing of its role (see `require`).
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub user: User,
     pub role: Role,
     pub session_hash: String,
     pub csrf: String,
+    pub stage: Stage,
+    /// The account has a second factor (an authenticator app or a passkey).
+    pub has_factor: bool,
+    /// When this session last used it.
+    pub second_factor_at: Option<i64>,
+    /// The account must have one (staff, or a member of an organisation that requires it).
+    pub factor_required: bool,
+}
+
+impl Authenticated {
+    pub fn signed_in(&self) -> bool {
+        self.stage == Stage::Complete
+    }
+}
+
+/// Where a refused request should send a person instead of an error page (finishing the sign-in, enrolling a
+/// second factor, giving it again): set by a guard, followed by the catcher for pages (not for JSON).
+#[derive(Default)]
+pub struct GoTo(std::sync::Mutex<Option<String>>);
+
+pub fn go_to(req: &Request<'_>, to: impl Into<String>) {
+    if let Ok(mut slot) = req.local_cache(GoTo::default).0.lock() {
+        *slot = Some(to.into());
+    }
+}
+
+pub fn going_to(req: &Request<'_>) -> Option<String> {
+    req.local_cache(GoTo::default)
+        .0
+        .lock()
+        .ok()
+        .and_then(|slot| slot.clone())
 }
 
 /// The session lookup, cached so that several guards in one request query once. `Err` means the
@@ -97,13 +131,17 @@ async fn lookup(req: &Request<'_>) -> Result<Option<Authenticated>, StoreUnavail
         .await;
     match found {
         Ok(Lookup::Live(b)) => {
-            let (session, user) = *b;
-            let role = user.role();
+            let live = *b;
+            let role = live.user.role();
             Ok(Some(Authenticated {
                 role,
-                user,
-                session_hash: session.token_hash,
-                csrf: session.csrf_token,
+                user: live.user,
+                session_hash: live.session.token_hash,
+                csrf: live.session.csrf_token,
+                stage: live.stage,
+                has_factor: live.has_factor,
+                second_factor_at: live.session.second_factor_at,
+                factor_required: live.factor_required,
             }))
         }
         Ok(Lookup::Expired(user)) => {
@@ -140,8 +178,14 @@ async fn session<'r>(req: &'r Request<'_>) -> Result<Option<&'r Authenticated>, 
         .map_err(|e| *e)
 }
 
-/// The session, if there is one and the store answered (pages that serve everyone use this).
+/// The signed-in session, if there is one and the store answered (pages that serve everyone use this). A session
+/// still owing its second factor is not signed in.
 pub async fn authenticated<'r>(req: &'r Request<'_>) -> Option<&'r Authenticated> {
+    any_session(req).await.filter(|a| a.signed_in())
+}
+
+/// The session at whatever stage of signing in (its form token, signing out).
+pub async fn any_session<'r>(req: &'r Request<'_>) -> Option<&'r Authenticated> {
     session(req).await.ok().flatten()
 }
 
@@ -211,6 +255,21 @@ async fn require<'r>(
         .map_err(|StoreUnavailable| Status::ServiceUnavailable)?;
     let (status, reason) = match (who, roles) {
         (None, _) => (Status::Unauthorized, "not logged in".to_string()),
+        (Some(a), _) if a.stage == Stage::Pending => {
+            go_to(req, "/login/second-factor");
+            (
+                Status::Unauthorized,
+                "signed in with the password only: second factor not given".to_string(),
+            )
+        }
+        (Some(a), _) if a.stage == Stage::MustEnrol => {
+            go_to(req, "/account/security");
+            crate::web::error::set_error_message(
+                req,
+                "Your account needs a second factor before it can be used. Set one up at /account/security.".into(),
+            );
+            (Status::Forbidden, "no second factor enrolled".to_string())
+        }
         (Some(a), Some(roles)) if !roles.contains(&a.role) => (
             Status::Forbidden,
             format!("role {} may not use this page", a.role.as_str()),
@@ -338,5 +397,134 @@ impl<'r> FromRequest<'r> for OrgAdminUser<'r> {
                 Outcome::Error((refuse(req, Some(a), Status::Forbidden, reason).await, ()))
             }
         }
+    }
+}
+
+/// Any session, at whatever stage of signing in (signing out).
+pub struct AnySession<'r>(pub &'r Authenticated);
+
+impl Deref for AnySession<'_> {
+    type Target = Authenticated;
+    fn deref(&self) -> &Authenticated {
+        self.0
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for AnySession<'r> {
+    type Error = ();
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ()> {
+        match session(req).await {
+            Ok(Some(a)) => Outcome::Success(AnySession(a)),
+            Ok(None) => Outcome::Error((Status::Unauthorized, ())),
+            Err(StoreUnavailable) => Outcome::Error((Status::ServiceUnavailable, ())),
+        }
+    }
+}
+
+/// A session whose password was right and which now owes the account's second factor (the second step of signing
+/// in). Anyone else is sent on: to sign in, or, already signed in, home.
+pub struct SigningIn<'r>(pub &'r Authenticated);
+
+impl Deref for SigningIn<'_> {
+    type Target = Authenticated;
+    fn deref(&self) -> &Authenticated {
+        self.0
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for SigningIn<'r> {
+    type Error = ();
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ()> {
+        match session(req).await {
+            Ok(Some(a)) if a.stage == Stage::Pending => Outcome::Success(SigningIn(a)),
+            // A page asked for is answered with where to go; a form posted here is simply refused.
+            Ok(Some(_)) => {
+                if req.method() == rocket::http::Method::Get {
+                    go_to(req, "/dashboard");
+                }
+                Outcome::Error((Status::Forbidden, ()))
+            }
+            Ok(None) => {
+                if req.method() == rocket::http::Method::Get {
+                    go_to(req, "/login");
+                }
+                Outcome::Error((Status::Unauthorized, ()))
+            }
+            Err(StoreUnavailable) => Outcome::Error((Status::ServiceUnavailable, ())),
+        }
+    }
+}
+
+/// The person managing their own second factors: signed in, or signed in with the password and obliged to enrol
+/// a factor before anything else. A session that owes the factor it has is sent to give it first.
+pub struct ManagingFactors<'r>(pub &'r Authenticated);
+
+impl Deref for ManagingFactors<'_> {
+    type Target = Authenticated;
+    fn deref(&self) -> &Authenticated {
+        self.0
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for ManagingFactors<'r> {
+    type Error = ();
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ()> {
+        match session(req).await {
+            Ok(Some(a)) if a.stage != Stage::Pending => Outcome::Success(ManagingFactors(a)),
+            Ok(Some(_)) => {
+                go_to(req, "/login/second-factor");
+                Outcome::Error((Status::Unauthorized, ()))
+            }
+            Ok(None) => Outcome::Error((Status::Unauthorized, ())),
+            Err(StoreUnavailable) => Outcome::Error((Status::ServiceUnavailable, ())),
+        }
+    }
+}
+
+/// Whether the session used its second factor recently enough for an act that releases protected material or
+/// cannot be undone (`step_up_minutes`). An account without a factor (a submitter whose organisation does not
+/// require one) has nothing to give again.
+pub fn factor_fresh(req: &Request<'_>, who: &Authenticated) -> bool {
+    let state = app(req);
+    !who.has_factor
+        || crate::auth::second_factor::fresh(
+            who.second_factor_at,
+            state.clock.now(),
+            state.settings.step_up_minutes,
+        )
+}
+
+/// A GET that releases protected material (an export): with a stale second factor the person is sent to give it
+/// again, and then brought back to this same address. Put it after the role guard.
+pub struct FreshFactor;
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for FreshFactor {
+    type Error = ();
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ()> {
+        let who = match session(req).await {
+            Ok(Some(a)) if a.stage != Stage::Pending => a,
+            Ok(_) => return Outcome::Error((Status::Unauthorized, ())),
+            Err(StoreUnavailable) => return Outcome::Error((Status::ServiceUnavailable, ())),
+        };
+        if factor_fresh(req, who) {
+            return Outcome::Success(FreshFactor);
+        }
+        let back = req.uri().to_string();
+        go_to(
+            req,
+            format!(
+                "/account/step-up?next={}",
+                percent_encoding::utf8_percent_encode(&back, percent_encoding::NON_ALPHANUMERIC)
+            ),
+        );
+        crate::web::error::set_error_message(
+            req,
+            "Confirm it is you: give your second factor again to continue.".into(),
+        );
+        Outcome::Error((Status::Unauthorized, ()))
     }
 }

@@ -15,6 +15,8 @@ pub mod multipart;
 pub mod pages;
 // The sealed portal that answers until the custodians' shares unlock the keys (`shares` mode).
 pub mod sealed;
+pub mod security;
+pub mod step_up;
 pub mod views;
 
 // The audiences, each with its `routes()`.
@@ -47,6 +49,7 @@ pub fn mount(rocket: Rocket<Build>) -> Rocket<Build> {
         .mount("/", public::routes())
         .mount("/", health::routes())
         .mount("/", account::routes())
+        .mount("/", security::routes())
         .mount("/", submitter::routes())
         .mount("/", officer::routes())
         .mount("/", analyst::routes())

@@ -141,7 +141,9 @@ impl Page {
             .0;
         let mut ctx = self.ctx.clone();
         if let Some(a) = who {
-            ctx.insert("me", &crate::web::views::Me::of(&a.user));
+            let mut me = crate::web::views::Me::of(&a.user);
+            me.signed_in = a.signed_in();
+            ctx.insert("me", &me);
         }
         ctx.insert("csrf", csrf);
         ctx.insert("request_id", &request_id(req));

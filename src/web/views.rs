@@ -258,11 +258,14 @@ pub struct Me<'a> {
     pub role: &'static str,
     pub role_label: &'static str,
     pub org_admin: bool,
+    /// Fully signed in (not still owing or enrolling a second factor): the role's menus are shown.
+    pub signed_in: bool,
 }
 
 impl<'a> Me<'a> {
     pub fn of(u: &'a User) -> Me<'a> {
         Me {
+            signed_in: true,
             id: &u.id,
             email: &u.email,
             name: &u.display_name,

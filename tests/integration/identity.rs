@@ -242,6 +242,12 @@ fn no_page_lets_an_administrator_set_a_staff_password() {
         olive.login("olive@example.gov", "olive's own long passphrase"),
         Status::SeeOther
     );
+    // Staff enrol a second factor before anything else.
+    assert_eq!(
+        olive.get("/officer").header("Location"),
+        Some("/account/security")
+    );
+    olive.enrol_authenticator_on_pages();
     assert_eq!(olive.get("/officer").status, Status::Ok);
     // Its agency is kept and shown to administrators.
     let user = admin_user(&app, "olive@example.gov");
@@ -326,6 +332,7 @@ fn with_two_administrators_a_staff_grant_needs_the_second_one() {
         otto.login("otto@example.gov", "otto picks this passphrase"),
         Status::SeeOther
     );
+    otto.enrol_authenticator_on_pages();
     assert_eq!(otto.get("/officer").status, Status::Ok);
     // Both names are in the audit entry of the approval.
     let (first_id, second_id) = (

@@ -16,7 +16,7 @@ use pcii_portal::domain::Role;
 use pcii_portal::key_store::protection::{self, Target};
 use pcii_portal::services::Services;
 
-use crate::common::{encode, extract_csrf, PASSWORD};
+use crate::common::{self, encode, extract_csrf, PASSWORD};
 
 const SECRET_LINE: &str = concat!("AGE-SECRET-", "KEY-1");
 
@@ -92,7 +92,7 @@ fn assert_keys_disclose_nothing(keys: &Path, secrets: &[&str]) {
 fn create_user(client: &Client, email: &str, role: Role) {
     let state = client.rocket().state::<Services>().unwrap();
     let mut conn = state.db.get().unwrap();
-    accounts::create(
+    let id = accounts::create(
         &mut conn,
         &state.audit,
         &state.hasher,
@@ -110,12 +110,16 @@ fn create_user(client: &Client, email: &str, role: Role) {
     )
     .unwrap()
     .unwrap();
+    drop(conn);
+    // Its TOTP seed is sealed to the master identity, which rests under the passphrase or the shares.
+    common::give_authenticator(state, &id);
 }
 
+/// Signs in with the password and the second factor; the status of the password step.
 fn login(client: &Client, email: &str) -> Status {
     let page = client.get("/login").dispatch().into_string().unwrap();
     let token = extract_csrf(&page).unwrap();
-    client
+    let res = client
         .post("/login")
         .header(ContentType::Form)
         .body(encode(&[
@@ -123,8 +127,12 @@ fn login(client: &Client, email: &str) -> Status {
             ("email", email),
             ("password", PASSWORD),
         ]))
-        .dispatch()
-        .status()
+        .dispatch();
+    let status = res.status();
+    if res.headers().get_one("Location") == Some("/login/second-factor") {
+        assert_eq!(common::finish_sign_in(client, email), Status::SeeOther);
+    }
+    status
 }
 
 #[test]

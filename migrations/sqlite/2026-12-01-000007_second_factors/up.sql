@@ -1,5 +1,5 @@
 -- Second factors: TOTP, recovery codes and passkeys. No secret rests in clear: a TOTP secret is age-encrypted to
--- the master identity; recovery codes are kept as SHA-256 digests (each code carries 80 random bits).
+-- the master identity; recovery codes are kept as SHA-256 digests (each code carries 79 random bits).
 
 -- A confirmed authenticator app, one per account. last_step is the highest RFC 6238 time step accepted: a code is
 -- accepted once, and never one of an earlier step.

@@ -18,6 +18,7 @@ use crate::web::deliver;
 use crate::web::forms::CsrfForm;
 use crate::web::guards::{AdminUser, Ctx};
 use crate::web::pages::{Notice, Page};
+use crate::web::step_up::StepUpForm;
 use crate::web::views::Choice;
 
 pub fn routes() -> Vec<rocket::Route> {
@@ -33,6 +34,7 @@ pub fn routes() -> Vec<rocket::Route> {
         nda,
         registration,
         approvals,
+        reset_factors,
         approve_invitation,
         refuse_invitation,
         revoke_invitation,
@@ -127,7 +129,7 @@ struct InviteForm {
 async fn invite_account(
     ctx: Ctx<'_>,
     admin: AdminUser<'_>,
-    form: CsrfForm<InviteForm>,
+    form: StepUpForm<InviteForm>,
 ) -> AppResult<Either<Notice, Page>> {
     let values = form.0;
     let Some(role) = Role::parse(&values.role) else {
@@ -232,7 +234,7 @@ async fn approve_invitation(
     ctx: Ctx<'_>,
     admin: AdminUser<'_>,
     id: &str,
-    _form: CsrfForm<crate::web::forms::NoFields>,
+    _form: StepUpForm<crate::web::forms::NoFields>,
 ) -> AppResult<Notice> {
     let (_, sent) = deliver::approve_invitation(&ctx, &admin.user, id).await?;
     let message = if sent {
@@ -291,7 +293,7 @@ async fn decide_request(
     ctx: Ctx<'_>,
     admin: AdminUser<'_>,
     id: &str,
-    form: CsrfForm<DecisionForm>,
+    form: StepUpForm<DecisionForm>,
 ) -> AppResult<Notice> {
     let approve = match form.0.decision.as_str() {
         "approve" => true,
@@ -324,7 +326,7 @@ async fn decide_request(
 #[rocket::get("/accounts/<id>")]
 async fn account_page(ctx: Ctx<'_>, _admin: AdminUser<'_>, id: &str) -> AppResult<Page> {
     let id = id.to_string();
-    let (user, org) = ctx
+    let (user, org, factors) = ctx
         .state
         .db
         .run(move |c| {
@@ -333,11 +335,19 @@ async fn account_page(ctx: Ctx<'_>, _admin: AdminUser<'_>, id: &str) -> AppResul
                 Some(o) => Some(account::organisation_name(c, o)?),
                 None => None,
             };
-            Ok((u, org))
+            let factors = crate::auth::second_factor::factors(c, &u.id)?;
+            Ok((u, org, factors))
         })
         .await?;
+    // What the account has, never what it is: no secret, no passkey name.
+    let second_factor = serde_json::json!({
+        "authenticator_app": factors.authenticator_app,
+        "passkeys": factors.passkeys.len(),
+        "recovery_codes_left": factors.recovery_codes_left,
+    });
     Ok(Page::new("admin/account.html.tera")
         .with("account", account_view(&user))
+        .with("second_factor", second_factor)
         .with("organisation", org)
         .with("roles", roles_view()))
 }
@@ -364,7 +374,7 @@ async fn disable(
     ctx: Ctx<'_>,
     admin: AdminUser<'_>,
     id: &str,
-    form: CsrfForm<DisableForm>,
+    form: StepUpForm<DisableForm>,
 ) -> AppResult<Notice> {
     let reason = form.0.reason.trim().to_string();
     if !form.0.confirm {
@@ -383,6 +393,44 @@ async fn disable(
         id,
         PrivilegeChange::Disable { reason },
         "Account disabled; its sessions have ended.",
+    )
+    .await
+}
+
+#[derive(FromForm)]
+struct ResetFactorsForm {
+    #[field(default = String::new())]
+    reason: String,
+    #[field(default = false)]
+    confirm: bool,
+}
+
+/// A person who lost their second factors gets them reset: every factor deleted, every session ended; they enrol
+/// again at their next sign-in. Two administrators agree to it while the portal has two or more.
+#[rocket::post("/accounts/<id>/reset-factors", data = "<form>")]
+async fn reset_factors(
+    ctx: Ctx<'_>,
+    admin: AdminUser<'_>,
+    id: &str,
+    form: StepUpForm<ResetFactorsForm>,
+) -> AppResult<Notice> {
+    let reason = form.0.reason.trim().to_string();
+    if !form.0.confirm {
+        return Err(AppError::Invalid(
+            "Tick the box to confirm that the account's second factors are to be reset.".into(),
+        ));
+    }
+    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+        return Err(AppError::Invalid(
+            "Give the reason for the reset, e.g. how the person's identity was checked (one line, up to 500 characters).".into(),
+        ));
+    }
+    privilege(
+        &ctx,
+        &admin,
+        id,
+        PrivilegeChange::ResetFactors { reason },
+        "Second factors reset; the person's sessions have ended. They set up a new factor at their next sign-in.",
     )
     .await
 }
@@ -424,7 +472,7 @@ async fn enable(
     ctx: Ctx<'_>,
     admin: AdminUser<'_>,
     id: &str,
-    _form: CsrfForm<crate::web::forms::NoFields>,
+    _form: StepUpForm<crate::web::forms::NoFields>,
 ) -> AppResult<Notice> {
     privilege(
         &ctx,
@@ -446,7 +494,7 @@ async fn change_role(
     ctx: Ctx<'_>,
     admin: AdminUser<'_>,
     id: &str,
-    form: CsrfForm<RoleForm>,
+    form: StepUpForm<RoleForm>,
 ) -> AppResult<Notice> {
     let role = Role::parse(&form.0.role)
         .ok_or_else(|| AppError::Invalid("Choose one of the listed roles.".into()))?;

@@ -5,7 +5,7 @@
 use crate::error::{AppError, AppResult};
 use crate::models::submission;
 use crate::web::downloads::{Download, ZipDownload};
-use crate::web::guards::{AnalystUser, Ctx};
+use crate::web::guards::{AnalystUser, Ctx, FreshFactor};
 use crate::web::pages::Page;
 use crate::web::views::{content_view, file_views, submission_view};
 use crate::workflow::access::{self, Reading};
@@ -45,7 +45,12 @@ async fn download(
 }
 
 #[rocket::get("/analyst/submissions/<id>/export")]
-async fn export(ctx: Ctx<'_>, user: AnalystUser<'_>, id: &str) -> AppResult<ZipDownload> {
+async fn export(
+    ctx: Ctx<'_>,
+    user: AnalystUser<'_>,
+    _fresh: FreshFactor,
+    id: &str,
+) -> AppResult<ZipDownload> {
     let admitted = access::admit(ctx.state, &user.user, &ctx.actor, id).await?;
     let package = access::export_package(
         ctx.state,

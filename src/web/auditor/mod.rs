@@ -15,7 +15,7 @@ use crate::db::{Db, PooledConn};
 use crate::error::{AppError, AppResult};
 use crate::export::{stream_blocking, BlockingBody};
 use crate::web::forms::{trimmed, CsrfForm, NoFields};
-use crate::web::guards::{AuditorUser, Ctx};
+use crate::web::guards::{AuditorUser, Ctx, FreshFactor};
 use crate::web::pages::{Notice, Page};
 
 pub const PER_PAGE: i64 = 50;
@@ -478,7 +478,11 @@ impl<'r> Responder<'r, 'static> for ZipStream {
 }
 
 #[rocket::get("/export")]
-async fn export(ctx: Ctx<'_>, _auditor: AuditorUser<'_>) -> AppResult<ZipStream> {
+async fn export(
+    ctx: Ctx<'_>,
+    _auditor: AuditorUser<'_>,
+    _fresh: FreshFactor,
+) -> AppResult<ZipStream> {
     let (audit, who) = (ctx.state.audit.clone(), ctx.actor.clone());
     // Recorded before streaming so the export contains its own entry, then a checkpoint signed over it
     // so the whole exported range is vouched for.

@@ -10,8 +10,9 @@ use crate::models::grant as grants;
 use crate::models::submission::{self, Scope};
 use crate::web::downloads::{Download, ZipDownload};
 use crate::web::forms::CsrfForm;
-use crate::web::guards::{Ctx, OfficerUser};
+use crate::web::guards::{Ctx, FreshFactor, OfficerUser};
 use crate::web::pages::{Notice, Page};
+use crate::web::step_up::StepUpForm;
 use crate::web::views::{
     content_view, destruction_view, file_views, open_disseminations, open_events, open_grants,
     submission_view, Choice,
@@ -135,7 +136,12 @@ async fn download(
 }
 
 #[rocket::get("/officer/submissions/<id>/export")]
-async fn export(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<ZipDownload> {
+async fn export(
+    ctx: Ctx<'_>,
+    officer: OfficerUser<'_>,
+    _fresh: FreshFactor,
+    id: &str,
+) -> AppResult<ZipDownload> {
     let admitted = load(&ctx, &officer, id).await?;
     let package = access::export_package(
         ctx.state,
@@ -161,7 +167,7 @@ async fn decide(
     ctx: Ctx<'_>,
     officer: OfficerUser<'_>,
     id: &str,
-    form: CsrfForm<DecisionForm>,
+    form: StepUpForm<DecisionForm>,
 ) -> AppResult<Notice> {
     let decision = Decision::parse(&form.0.decision)
         .ok_or_else(|| AppError::Invalid("Choose a decision.".into()))?;
@@ -195,7 +201,7 @@ async fn grant(
     ctx: Ctx<'_>,
     officer: OfficerUser<'_>,
     id: &str,
-    form: CsrfForm<GrantForm>,
+    form: StepUpForm<GrantForm>,
 ) -> AppResult<Notice> {
     // The grant runs to the end of the chosen day (UTC).
     let expires = crate::time::parse_date(&form.0.expires)
@@ -269,7 +275,7 @@ async fn disseminate(
     ctx: Ctx<'_>,
     officer: OfficerUser<'_>,
     id: &str,
-    form: CsrfForm<DisseminationForm>,
+    form: StepUpForm<DisseminationForm>,
 ) -> AppResult<Notice> {
     let f = form.0;
     let released_at = crate::time::parse_date(&f.released_on)

@@ -6,14 +6,24 @@ use rocket::response::Redirect;
 use rocket::Either;
 
 use crate::auth::login::{self as signing_in, LoginLimits, LoginResult};
+use crate::auth::second_factor::{self, Checked, Method, Purpose, Stage};
+use crate::auth::sessions;
 use crate::auth::throttle::Policy;
+use crate::error::AppError;
 use crate::error::AppResult;
 use crate::web::forms::{CsrfForm, ANON_CSRF_COOKIE};
-use crate::web::guards::{remove_session_cookie, session_cookie, Ctx, CurrentUser};
+use crate::web::guards::{remove_session_cookie, session_cookie, AnySession, Ctx, SigningIn};
 use crate::web::pages::{Notice, Page};
+use crate::web::step_up::{self, FactorAnswer};
 
 pub fn routes() -> Vec<rocket::Route> {
-    rocket::routes![login_page, login, logout]
+    rocket::routes![
+        login_page,
+        login,
+        second_factor_page,
+        give_second_factor,
+        logout
+    ]
 }
 
 #[rocket::get("/login")]
@@ -96,11 +106,20 @@ async fn login(
         })
         .await?;
     match result {
-        LoginResult::Success { token, .. } => {
+        LoginResult::Success { token, user } => {
             // A new session id at every login; the anonymous form token is no longer needed.
             jar.add_private(session_cookie(ctx.tls, token));
             jar.remove_private(rocket::http::Cookie::build(ANON_CSRF_COOKIE).path("/"));
-            Ok(Either::Left(Redirect::to("/dashboard")))
+            let stage = ctx
+                .state
+                .db
+                .run(move |c| second_factor::stage_after_password(c, &user))
+                .await?;
+            Ok(Either::Left(Redirect::to(match stage {
+                Stage::Pending => "/login/second-factor",
+                Stage::MustEnrol => "/account/security",
+                Stage::Complete => "/dashboard",
+            })))
         }
         LoginResult::Failed => Ok(Either::Right(
             Page::new("login.html.tera")
@@ -120,10 +139,82 @@ async fn login(
     }
 }
 
+/// The second step of signing in, for an account with a second factor.
+#[rocket::get("/login/second-factor")]
+async fn second_factor_page(ctx: Ctx<'_>, who: SigningIn<'_>) -> AppResult<Page> {
+    let options = step_up::passkey_options(ctx.state, &who).await?;
+    Ok(Page::new("login_second_factor.html.tera").with("passkey_options", options))
+}
+
+#[derive(FromForm)]
+struct SecondFactorForm {
+    #[field(default = String::new())]
+    factor_code: String,
+    #[field(default = String::new())]
+    webauthn_response: String,
+}
+
+#[rocket::post("/login/second-factor", data = "<form>")]
+async fn give_second_factor(
+    ctx: Ctx<'_>,
+    who: SigningIn<'_>,
+    jar: &CookieJar<'_>,
+    form: CsrfForm<SecondFactorForm>,
+) -> AppResult<Either<Notice, Page>> {
+    let answer = FactorAnswer {
+        code: Some(form.0.factor_code).filter(|c| !c.trim().is_empty()),
+        passkey: Some(form.0.webauthn_response).filter(|c| !c.trim().is_empty()),
+    };
+    let (status, error) = if answer.is_empty() {
+        (
+            Status::UnprocessableEntity,
+            "Enter a code or use your passkey.",
+        )
+    } else {
+        match step_up::check_answer(ctx.state, ctx.actor.clone(), &who, answer, Purpose::SignIn)
+            .await?
+        {
+            Checked::Passed(method) => {
+                // The session that holds the full sign-in gets a new token.
+                let (hash, now) = (who.session_hash.clone(), ctx.state.clock.now());
+                let token = ctx
+                    .state
+                    .db
+                    .run(move |c| sessions::upgrade(c, &hash, now))
+                    .await?
+                    .ok_or(AppError::Conflict("Your sign-in expired. Sign in again.".into()))?;
+                jar.add_private(session_cookie(ctx.tls, token));
+                let message = match method {
+                    Method::RecoveryCode { left } => format!(
+                        "You used a recovery code: {left} left. Make new ones, or set up your authenticator again, at Account > Second factors (/account/security)."
+                    ),
+                    _ => "You are signed in.".to_string(),
+                };
+                return Ok(Either::Left(Notice::redirect("/dashboard", message)));
+            }
+            Checked::Failed => (
+                Status::Unauthorized,
+                "That did not work. Enter the current code from your authenticator app, an unused recovery code, or use your passkey.",
+            ),
+            Checked::Throttled => (
+                Status::TooManyRequests,
+                "Too many wrong answers. Wait a few minutes and try again.",
+            ),
+        }
+    };
+    let options = step_up::passkey_options(ctx.state, &who).await?;
+    Ok(Either::Right(
+        Page::new("login_second_factor.html.tera")
+            .status(status)
+            .with("error", error)
+            .with("passkey_options", options),
+    ))
+}
+
 #[rocket::post("/logout", data = "<_form>")]
 async fn logout(
     ctx: Ctx<'_>,
-    user: CurrentUser<'_>,
+    user: AnySession<'_>,
     jar: &CookieJar<'_>,
     _form: CsrfForm<crate::web::forms::NoFields>,
 ) -> AppResult<Notice> {

@@ -20,6 +20,7 @@ use crate::web::deliver;
 use crate::web::forms::{CsrfForm, NoFields};
 use crate::web::guards::{Ctx, OrgAdminUser};
 use crate::web::pages::{Notice, Page};
+use crate::web::step_up::StepUpForm;
 
 pub fn routes() -> Vec<rocket::Route> {
     rocket::routes![
@@ -30,7 +31,8 @@ pub fn routes() -> Vec<rocket::Route> {
         refuse,
         remove_member,
         grant_admin,
-        revoke_admin
+        revoke_admin,
+        second_factor_requirement
     ]
 }
 
@@ -108,6 +110,52 @@ async fn deliver_invitation(ctx: &Ctx<'_>, mail: crate::mail::Mail, to: &str) ->
             "The invitation to {to} was made, but the email could not be sent. Withdraw it below and invite again, or try later."
         )
     }
+}
+
+#[derive(FromForm)]
+struct RequirementForm {
+    #[field(default = String::new())]
+    require: String,
+}
+
+/// Requiring a second factor of every member (or no longer): a change of the organisation's security, so it needs
+/// the administrator's own factor given recently (an administrator without one enrols first, like every member).
+#[rocket::post("/organisation/second-factor", data = "<form>")]
+async fn second_factor_requirement(
+    ctx: Ctx<'_>,
+    admin: OrgAdminUser<'_>,
+    form: StepUpForm<RequirementForm>,
+) -> AppResult<Notice> {
+    let require = match form.0.require.as_str() {
+        "yes" => true,
+        "no" => false,
+        _ => {
+            return Err(AppError::Invalid(
+                "Choose whether to require a second factor.".into(),
+            ))
+        }
+    };
+    let (audit, actor, org) = (
+        ctx.state.audit.clone(),
+        ctx.actor.clone(),
+        admin.organisation_id.clone(),
+    );
+    ctx.state
+        .db
+        .run(move |c| {
+            crate::auth::second_factor::set_organisation_requirement(
+                c, &audit, &actor, &org, require,
+            )
+        })
+        .await?;
+    Ok(Notice::redirect(
+        "/organisation",
+        if require {
+            "Every member now needs a second factor. Members without one set it up at their next step in the portal."
+        } else {
+            "A second factor is now optional for your members."
+        },
+    ))
 }
 
 #[rocket::post("/organisation/invitations", data = "<form>")]

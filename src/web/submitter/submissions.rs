@@ -17,7 +17,7 @@ use crate::models::submission;
 use crate::services::Services;
 use crate::web::downloads::{Download, ZipDownload};
 use crate::web::forms::{CsrfForm, TokenCheck};
-use crate::web::guards::{Ctx, SubmitterUser};
+use crate::web::guards::{Ctx, FreshFactor, SubmitterUser};
 use crate::web::multipart::{open_form, Limits};
 use crate::web::pages::{human_size, Notice, Page};
 use crate::web::views::{
@@ -681,7 +681,12 @@ async fn confirm_return(
 
 /// The submitter's last package of its own submission, offered once it chose "return".
 #[rocket::get("/submissions/<id>/package")]
-async fn return_package(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<ZipDownload> {
+async fn return_package(
+    ctx: Ctx<'_>,
+    user: SubmitterUser<'_>,
+    _fresh: FreshFactor,
+    id: &str,
+) -> AppResult<ZipDownload> {
     let admitted = load(&ctx, &user, id).await?;
     admitted.require_content()?;
     let sub = admitted.submission();

@@ -105,10 +105,14 @@ impl TestApp {
         })
     }
 
+    /// Creates an account through the account service. Staff accounts also get an authenticator app (a random
+    /// seed, sealed and stored as the portal stores one), so that `Browser::login` can finish their sign-in with
+    /// a code; the enrolment pages themselves are tried in `second_factor.rs`.
     pub fn create_account(&self, new: NewAccount) -> String {
         let state = self.state();
+        let staff = new.role != Role::Submitter;
         let mut conn = state.db.get().expect("conn");
-        accounts::create(
+        let id = accounts::create(
             &mut conn,
             &state.audit,
             &state.hasher,
@@ -117,7 +121,17 @@ impl TestApp {
             state.clock.now(),
         )
         .expect("create")
-        .expect("valid account")
+        .expect("valid account");
+        drop(conn);
+        if staff {
+            self.enrol_authenticator(&id);
+        }
+        id
+    }
+
+    /// Gives the account an authenticator app with a random seed (test setup, below the web pages).
+    pub fn enrol_authenticator(&self, user_id: &str) {
+        give_authenticator(self.state(), user_id);
     }
 
     /// The id of the (first-made) organisation with this exact name, if any: test bookkeeping only.
@@ -310,17 +324,62 @@ impl<'c> Browser<'c> {
 
     /// The anti-forgery token the current session's forms carry.
     pub fn csrf(&mut self) -> String {
-        let page = if self.cookies.iter().any(|c| c.name() == "pcii_session") {
-            self.get("/account")
+        let pages: &[&str] = if self.cookies.iter().any(|c| c.name() == "pcii_session") {
+            // Signed in; owing the second factor; or enrolling one.
+            &[
+                "/account",
+                "/login/second-factor",
+                "/account/security",
+                "/login",
+            ]
         } else {
-            self.get("/login")
+            &["/login"]
         };
-        extract_csrf(&page.body).expect("a csrf field on the page")
+        for uri in pages {
+            if let Some(token) = extract_csrf(&self.get(uri).body) {
+                return token;
+            }
+        }
+        panic!("no page with a csrf field")
     }
 
+    /// Signs in with the password and, when the portal then asks for the account's second factor, gives a code
+    /// from its authenticator app. Returns the status of the password step.
     pub fn login(&mut self, email: &str, password: &str) -> Status {
-        self.post("/login", &[("email", email), ("password", password)])
-            .status
+        let page = self.post("/login", &[("email", email), ("password", password)]);
+        if page.header("Location") == Some("/login/second-factor") {
+            let done = self.give_second_factor(email);
+            assert_eq!(
+                done.status,
+                Status::SeeOther,
+                "the second factor of {email}: {}",
+                done.body
+            );
+        }
+        page.status
+    }
+
+    /// Posts a fresh authenticator code of `email` to finish signing in.
+    pub fn give_second_factor(&mut self, email: &str) -> Page {
+        let code = totp_code(self.state(), email);
+        self.post("/login/second-factor", &[("factor_code", &code)])
+    }
+
+    pub fn state(&self) -> &Services {
+        self.client.rocket().state::<Services>().expect("state")
+    }
+
+    /// Enrols an authenticator app through the pages, as a person would: opens the setup page, reads the secret
+    /// shown as text, and confirms it with a code computed from it. Returns the seed and the recovery codes shown.
+    pub fn enrol_authenticator_on_pages(&mut self) -> (Vec<u8>, Vec<String>) {
+        let setup = self.get("/account/security/totp");
+        assert_eq!(setup.status, Status::Ok, "{}", setup.body);
+        let seed = shown_secret(&setup.body);
+        let clock = self.state().clock.clone();
+        let code = code_for(&seed, 0, &clock);
+        let done = self.post("/account/security/totp", &[("code", &code)]);
+        assert_eq!(done.status, Status::Ok, "{}", done.body);
+        (seed, shown_recovery_codes(&done.body))
     }
 
     pub fn session_cookie(&self) -> Option<String> {
@@ -329,6 +388,110 @@ impl<'c> Browser<'c> {
             .find(|c| c.name() == "pcii_session")
             .map(|c| c.value().to_string())
     }
+}
+
+/// The TOTP seed a setup page shows as text (base32 in groups of four).
+pub fn shown_secret(html: &str) -> Vec<u8> {
+    let start = html
+        .find(r#"id="totp-secret">"#)
+        .expect("the secret on the page")
+        + 17;
+    let end = start + html[start..].find("</code>").unwrap();
+    let text: String = html[start..end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    totp_rs::Secret::try_from_base32(&text)
+        .expect("base32")
+        .as_ref()
+        .to_vec()
+}
+
+/// The recovery codes a page shows (each in a `<code>` of the list `recovery-codes`).
+pub fn shown_recovery_codes(html: &str) -> Vec<String> {
+    let Some(start) = html.find(r#"id="recovery-codes""#) else {
+        return Vec::new();
+    };
+    let end = start + html[start..].find("</ul>").unwrap();
+    html[start..end]
+        .split("<code>")
+        .skip(1)
+        .map(|c| c.split("</code>").next().unwrap().to_string())
+        .collect()
+}
+
+/// Gives the account an authenticator app with a random seed, sealed and stored as the portal stores one.
+pub fn give_authenticator(state: &Services, user_id: &str) {
+    use rand::RngCore;
+    let mut seed = [0u8; 20];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    let sealed = {
+        let ring = state.current_keys();
+        let ring = ring.read().unwrap();
+        pcii_portal::key_store::account_secrets::seal(&ring, &seed).unwrap()
+    };
+    let mut conn = state.db.get().expect("conn");
+    pcii_portal::models::second_factor::put_totp(
+        &mut conn,
+        user_id,
+        &sealed.stored,
+        &sealed.master_key_id,
+        0,
+        state.clock.now(),
+    )
+    .unwrap();
+}
+
+/// For a client that keeps its own cookies: the second step of signing in, with a code of `email`'s app.
+pub fn finish_sign_in(client: &Client, email: &str) -> Status {
+    let page = client
+        .get("/login/second-factor")
+        .dispatch()
+        .into_string()
+        .unwrap();
+    let token = extract_csrf(&page).expect("the second-factor page");
+    let state = client.rocket().state::<Services>().unwrap();
+    let code = totp_code(state, email);
+    client
+        .post("/login/second-factor")
+        .header(ContentType::Form)
+        .body(encode(&[("csrf", &token), ("factor_code", &code)]))
+        .dispatch()
+        .status()
+}
+
+/// A code from the authenticator app of `email` (its seed read as the portal reads it), for a time step later than
+/// any it has used: a code is accepted once, so a third sign-in within one 30-second step moves the portal's clock on.
+pub fn totp_code(state: &Services, email: &str) -> String {
+    use pcii_portal::models::{account, second_factor};
+    let mut conn = state.db.get().expect("conn");
+    let user = account::find_by_email(&mut conn, &account::normalize_email(email))
+        .unwrap()
+        .expect("the account");
+    let factor = second_factor::find_totp(&mut conn, &user.id)
+        .unwrap()
+        .expect("an authenticator app");
+    let seed = {
+        let ring = state.current_keys();
+        let ring = ring.read().unwrap();
+        pcii_portal::key_store::account_secrets::open(&ring, &factor.secret_sealed).unwrap()
+    };
+    code_for(&seed, factor.last_step, &state.clock)
+}
+
+/// A code of `seed` for the earliest time step after `last_step` the portal accepts now (one step of skew).
+pub fn code_for(seed: &[u8], last_step: i64, clock: &pcii_portal::clock::Clock) -> String {
+    let current = clock.now() / 30;
+    let step = current.max(last_step + 1);
+    if step > current + 1 {
+        clock.advance(30 * (step - current - 1));
+    }
+    totp_rs::Builder::new()
+        .with_secret(seed.to_vec())
+        .build()
+        .unwrap()
+        .generate((step * 30) as u64)
+        .to_string()
 }
 
 /// One part of a multipart/form-data body.

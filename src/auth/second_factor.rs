@@ -1,0 +1,771 @@
+//! Second factors: an authenticator app (TOTP, RFC 6238), ten single-use recovery codes, and passkeys (in
+//! [`super::passkeys`]). Who must have one, how one is enrolled, checked, removed and reset.
+//!
+//! - Staff (officers, authorized users, auditors, administrators) must; a submitter must when its organisation
+//!   requires it. A session that signed in with the password alone reaches nothing of its role until the account's
+//!   factor is used (or, with none enrolled, until one is).
+//! - A TOTP code is accepted once: the account keeps the highest time step used, and a code of that step or an
+//!   earlier one is refused (one conditional update, so two requests racing with one code cannot both pass).
+//! - No secret rests in clear: the TOTP seed is sealed to the master identity (`key_store::account_secrets`);
+//!   recovery codes carry 79 random bits each and are kept as SHA-256 digests.
+//! - Wrong answers are throttled per account and per client address; enrolment, use, failure, recovery-code use,
+//!   removal and reset are audited, never a code or secret.
+
+use std::sync::RwLock;
+
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use totp_rs::{Builder, Totp};
+use zeroize::Zeroizing;
+
+use super::throttle::{self, Policy, ThrottleKey};
+use crate::audit::log::{Actor, AuditLog, Event, Outcome};
+use crate::config::Settings;
+use crate::crypto::keys::KeyRing;
+use crate::db::DbConn;
+use crate::domain::Role;
+use crate::error::{AppError, AppResult};
+use crate::key_store::account_secrets;
+use crate::models::account::User;
+use crate::models::second_factor as model;
+
+pub const RECOVERY_CODE_COUNT: usize = 10;
+const ISSUER: &str = "PCII Portal";
+const SEED_BYTES: usize = 20;
+/// Recovery codes: 16 characters of a 31-character alphabet without look-alikes (79 bits), in groups of four.
+const RECOVERY_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+
+/// Where a session stands with its second factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Signed in: a factor was used in this session, or the account needs none and has none.
+    Complete,
+    /// The password was right, the account has a factor, and this session has not used it yet.
+    Pending,
+    /// The account must have a factor and has none: only enrolment (and signing out) is open to it.
+    MustEnrol,
+}
+
+/// Whether the account must have a second factor: staff always; a submitter when its organisation says so.
+pub fn required(role: Role, organisation_requires: bool) -> bool {
+    role != Role::Submitter || organisation_requires
+}
+
+pub fn stage(second_factor_at: Option<i64>, has_factor: bool, required: bool) -> Stage {
+    match (second_factor_at, has_factor, required) {
+        (Some(_), _, _) => Stage::Complete,
+        (None, true, _) => Stage::Pending,
+        (None, false, true) => Stage::MustEnrol,
+        (None, false, false) => Stage::Complete,
+    }
+}
+
+/// Whether a session's last use of a factor is recent enough for an act that needs a fresh one.
+pub fn fresh(second_factor_at: Option<i64>, now: i64, step_up_minutes: i64) -> bool {
+    second_factor_at.is_some_and(|at| now - at <= step_up_minutes * 60)
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub account: Policy,
+    pub address: Policy,
+}
+
+impl Limits {
+    pub fn from_settings(s: &Settings) -> Limits {
+        Limits {
+            account: Policy {
+                max_failures: s.second_factor_max_failures,
+                window_secs: s.second_factor_window_seconds,
+            },
+            address: Policy {
+                max_failures: s.second_factor_max_failures * 4,
+                window_secs: s.second_factor_window_seconds,
+            },
+        }
+    }
+}
+
+/// What the services below need to check an answer: the log, the key ring (TOTP seeds are sealed to it), the
+/// throttle's key and limits.
+pub struct Checker<'a> {
+    pub audit: &'a AuditLog,
+    pub ring: &'a RwLock<KeyRing>,
+    pub keys: &'a ThrottleKey,
+    pub limits: Limits,
+}
+
+// ---- TOTP ----
+
+fn totp(seed: &[u8], account: &str) -> AppResult<Totp> {
+    // The otpauth label may not hold a colon; an email address seldom does, but may.
+    let label = account.replace(':', "_");
+    Builder::new()
+        .with_secret(seed.to_vec())
+        .with_account_name(label)
+        .with_issuer(Some(ISSUER))
+        .build()
+        .map_err(|e| AppError::Internal(format!("TOTP parameters: {e}")))
+}
+
+/// What the person copies into an authenticator app: the secret as text (base32, in groups of four), the otpauth
+/// URI, and that URI as a QR code (an SVG drawn here, as a `data:` URI for an `<img>`).
+pub struct TotpSetup {
+    pub secret_text: Zeroizing<String>,
+    pub qr_data_uri: Zeroizing<String>,
+}
+
+fn setup_of(seed: &[u8], account: &str) -> AppResult<TotpSetup> {
+    use base64::Engine;
+    let t = totp(seed, account)?;
+    let uri = Zeroizing::new(
+        t.to_url()
+            .map_err(|e| AppError::Internal(format!("TOTP URI: {e}")))?,
+    );
+    let base32 = Zeroizing::new(t.secret().to_base32());
+    let grouped = base32
+        .as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let code = qrcode::QrCode::new(uri.as_bytes())
+        .map_err(|e| AppError::Internal(format!("QR code: {e}")))?;
+    let svg = Zeroizing::new(
+        code.render::<qrcode::render::svg::Color>()
+            .min_dimensions(220, 220)
+            .quiet_zone(true)
+            .build(),
+    );
+    let qr = Zeroizing::new(format!(
+        "data:image/svg+xml;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(svg.as_bytes())
+    ));
+    Ok(TotpSetup {
+        secret_text: Zeroizing::new(grouped),
+        qr_data_uri: qr,
+    })
+}
+
+fn ring_read(ring: &RwLock<KeyRing>) -> std::sync::RwLockReadGuard<'_, KeyRing> {
+    ring.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn opened(ring: &RwLock<KeyRing>, stored: &str) -> AppResult<Zeroizing<Vec<u8>>> {
+    account_secrets::open(&ring_read(ring), stored)
+        .map_err(|e| AppError::Internal(format!("opening a TOTP secret: {e}")))
+}
+
+/// Starts (or restarts) enrolling an authenticator app: a new seed, sealed and kept as the account's pending
+/// enrolment until a code from it confirms it. The account's current factor, if any, stays until then.
+pub fn begin_totp(
+    conn: &mut DbConn,
+    ring: &RwLock<KeyRing>,
+    user: &User,
+    now: i64,
+) -> AppResult<TotpSetup> {
+    let mut seed = Zeroizing::new([0u8; SEED_BYTES]);
+    rand::rngs::OsRng.fill(&mut seed[..]);
+    let sealed = account_secrets::seal(&ring_read(ring), &seed[..])
+        .map_err(|e| AppError::Internal(format!("sealing a TOTP secret: {e}")))?;
+    model::put_enrolment(conn, &user.id, &sealed.stored, &sealed.master_key_id, now)?;
+    setup_of(&seed[..], &user.email)
+}
+
+/// The pending enrolment shown again (after a wrong code), if there is one.
+pub fn pending_totp(
+    conn: &mut DbConn,
+    ring: &RwLock<KeyRing>,
+    user: &User,
+) -> AppResult<Option<TotpSetup>> {
+    match model::find_enrolment(conn, &user.id)? {
+        Some(e) => Ok(Some(setup_of(
+            &opened(ring, &e.secret_sealed)?,
+            &user.email,
+        )?)),
+        None => Ok(None),
+    }
+}
+
+fn step_of(seed: &[u8], account: &str, code: &str, now: i64) -> AppResult<Option<i64>> {
+    let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) || now < 0 {
+        return Ok(None);
+    }
+    Ok(totp(seed, account)?
+        .check(&code, now as u64)
+        .map(|s| s as i64))
+}
+
+pub enum Enrolled {
+    /// Confirmed. The recovery codes, when this enrolment made the account's first set (shown once).
+    Done {
+        recovery_codes: Option<Vec<Zeroizing<String>>>,
+    },
+    WrongCode,
+    Throttled,
+    /// Nothing is being enrolled (the page was stale).
+    NothingPending,
+}
+
+fn throttle_keys(c: &Checker<'_>, actor: &Actor, user_id: &str) -> (String, String) {
+    let addr = actor.client_addr.as_deref().unwrap_or("unknown");
+    (
+        c.keys.second_factor_account(user_id),
+        c.keys.second_factor_address(addr),
+    )
+}
+
+fn locked(conn: &mut DbConn, keys: &(String, String), now: i64) -> AppResult<bool> {
+    Ok(throttle::is_locked(conn, &keys.0, now)? || throttle::is_locked(conn, &keys.1, now)?)
+}
+
+fn record_failure(
+    conn: &mut DbConn,
+    c: &Checker<'_>,
+    keys: &(String, String),
+    now: i64,
+) -> AppResult<()> {
+    throttle::record_failure(conn, &keys.0, c.limits.account, now)?;
+    throttle::record_failure(conn, &keys.1, c.limits.address, now)?;
+    Ok(())
+}
+
+/// Confirms the pending authenticator app with a code from it. It replaces any earlier one; the session that
+/// confirmed it counts as having used a factor now; the account's first enrolment also makes its recovery codes.
+pub fn confirm_totp(
+    conn: &mut DbConn,
+    c: &Checker<'_>,
+    actor: &Actor,
+    user: &User,
+    session_hash: &str,
+    code: &str,
+    now: i64,
+) -> AppResult<Enrolled> {
+    let keys = throttle_keys(c, actor, &user.id);
+    let Some(pending) = model::find_enrolment(conn, &user.id)? else {
+        return Ok(Enrolled::NothingPending);
+    };
+    if locked(conn, &keys, now)? {
+        c.audit.record(
+            conn,
+            actor,
+            Event::new("mfa.failed", Outcome::Refused)
+                .object("account", &user.id)
+                .reason("enrolment: throttled"),
+        )?;
+        return Ok(Enrolled::Throttled);
+    }
+    let step = step_of(
+        &opened(c.ring, &pending.secret_sealed)?,
+        &user.email,
+        code,
+        now,
+    )?;
+    let Some(step) = step else {
+        return c.audit.fact(conn, actor, |tx| {
+            record_failure(tx, c, &keys, now)?;
+            let event = Event::new("mfa.failed", Outcome::Failure)
+                .object("account", &user.id)
+                .reason("enrolment: wrong authenticator code");
+            Ok((Enrolled::WrongCode, event))
+        });
+    };
+    c.audit.fact(conn, actor, |tx| {
+        model::put_totp(
+            tx,
+            &user.id,
+            &pending.secret_sealed,
+            &pending.master_key_id,
+            step,
+            now,
+        )?;
+        model::delete_enrolment(tx, &user.id)?;
+        model::mark_session(tx, session_hash, now)?;
+        throttle::clear(tx, &keys.0)?;
+        let recovery_codes = if model::recovery_codes_left(tx, &user.id)? == 0 {
+            Some(new_recovery_codes(tx, &user.id, now)?)
+        } else {
+            None
+        };
+        let mut reason = "authenticator app".to_string();
+        if recovery_codes.is_some() {
+            reason.push_str(&format!("; {RECOVERY_CODE_COUNT} recovery codes issued"));
+        }
+        let event = Event::new("mfa.enrolled", Outcome::Success)
+            .object("account", &user.id)
+            .reason(reason);
+        Ok((Enrolled::Done { recovery_codes }, event))
+    })
+}
+
+/// Registers a passkey from the browser's answer to the ceremony this session began. Like a confirmed app: the
+/// session counts as having used a factor now, and the account's first factor brings its recovery codes.
+#[allow(clippy::too_many_arguments)]
+pub fn enrol_passkey(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    passkeys: &super::passkeys::Passkeys,
+    actor: &Actor,
+    user: &User,
+    session_hash: &str,
+    name: &str,
+    response_json: &str,
+    now: i64,
+) -> AppResult<Option<Vec<Zeroizing<String>>>> {
+    audit.fact(conn, actor, |tx| {
+        let added =
+            passkeys.finish_registration(tx, user, session_hash, name, response_json, now)?;
+        model::mark_session(tx, session_hash, now)?;
+        let recovery_codes = if model::recovery_codes_left(tx, &user.id)? == 0 {
+            Some(new_recovery_codes(tx, &user.id, now)?)
+        } else {
+            None
+        };
+        let mut reason = format!("passkey \"{}\"", added.name);
+        if recovery_codes.is_some() {
+            reason.push_str(&format!("; {RECOVERY_CODE_COUNT} recovery codes issued"));
+        }
+        let event = Event::new("mfa.enrolled", Outcome::Success)
+            .object("account", &user.id)
+            .reason(reason);
+        Ok((recovery_codes, event))
+    })
+}
+
+// ---- recovery codes ----
+
+fn recovery_digest(code: &str) -> String {
+    let normal: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    hex::encode(Sha256::digest(normal.as_bytes()))
+}
+
+fn new_recovery_code() -> Zeroizing<String> {
+    let mut rng = rand::rngs::OsRng;
+    let raw: Zeroizing<Vec<u8>> = Zeroizing::new(
+        (0..16)
+            .map(|_| RECOVERY_ALPHABET[rng.gen_range(0..RECOVERY_ALPHABET.len())])
+            .collect(),
+    );
+    Zeroizing::new(
+        raw.chunks(4)
+            .map(|c| std::str::from_utf8(c).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("-"),
+    )
+}
+
+fn new_recovery_codes(
+    tx: &mut DbConn,
+    user_id: &str,
+    now: i64,
+) -> AppResult<Vec<Zeroizing<String>>> {
+    let codes: Vec<Zeroizing<String>> = (0..RECOVERY_CODE_COUNT)
+        .map(|_| new_recovery_code())
+        .collect();
+    let digests: Vec<String> = codes.iter().map(|c| recovery_digest(c)).collect();
+    model::replace_recovery_codes(tx, user_id, &digests, now)?;
+    Ok(codes)
+}
+
+/// A new set of ten recovery codes; the old set, used or not, stops working in the same transaction.
+pub fn regenerate_recovery_codes(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
+    user: &User,
+    now: i64,
+) -> AppResult<Vec<Zeroizing<String>>> {
+    audit.fact(conn, actor, |tx| {
+        if !model::has_factor(tx, &user.id)? {
+            return Err(AppError::Conflict(
+                "Recovery codes stand in for a second factor: enrol an authenticator app or a passkey first.".into(),
+            ));
+        }
+        let codes = new_recovery_codes(tx, &user.id, now)?;
+        let event = Event::new("mfa.recovery_codes_regenerated", Outcome::Success)
+            .object("account", &user.id)
+            .reason(format!(
+                "{RECOVERY_CODE_COUNT} new codes; the earlier set no longer works"
+            ));
+        Ok((codes, event))
+    })
+}
+
+pub fn recovery_codes_left(conn: &mut DbConn, user_id: &str) -> AppResult<i64> {
+    Ok(model::recovery_codes_left(conn, user_id)?)
+}
+
+// ---- checking an answer ----
+
+/// Why a factor is asked for: to finish signing in, or again before an act that needs a recent one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    SignIn,
+    StepUp,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Purpose::SignIn => "sign-in",
+            Purpose::StepUp => "step-up",
+        }
+    }
+}
+
+/// What the person answered: a code typed (six digits from the app, or a recovery code), or a passkey's signed
+/// answer (checked by the caller with [`super::passkeys`], which reports whether it verified).
+pub enum Answer<'a> {
+    Code(&'a str),
+    Passkey { verified: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    AuthenticatorApp,
+    RecoveryCode { left: i64 },
+    Passkey { name: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checked {
+    Passed(Method),
+    Failed,
+    Throttled,
+}
+
+/// Checks an answer for the account and, when it passes, records in the same transaction that the session
+/// `session_hash` used a factor now (and uses up the code). Throttled and audited either way.
+#[allow(clippy::too_many_arguments)]
+pub fn check(
+    conn: &mut DbConn,
+    c: &Checker<'_>,
+    actor: &Actor,
+    user: &User,
+    session_hash: &str,
+    answer: Answer<'_>,
+    purpose: Purpose,
+    now: i64,
+) -> AppResult<Checked> {
+    let keys = throttle_keys(c, actor, &user.id);
+    if locked(conn, &keys, now)? {
+        c.audit.record(
+            conn,
+            actor,
+            Event::new("mfa.failed", Outcome::Refused)
+                .object("account", &user.id)
+                .reason(format!("{}: throttled", purpose.as_str())),
+        )?;
+        return Ok(Checked::Throttled);
+    }
+    // The seed is opened (an age decryption) before the transaction, not while the audit head is locked.
+    let totp = model::find_totp(conn, &user.id)?;
+    let step = match (&answer, &totp) {
+        (Answer::Code(code), Some(f)) => {
+            step_of(&opened(c.ring, &f.secret_sealed)?, &user.email, code, now)?
+        }
+        _ => None,
+    };
+    let result = c.audit.fact(conn, actor, |tx| {
+        let passed = match &answer {
+            Answer::Passkey {
+                verified: Some(name),
+            } => Some(Method::Passkey { name: name.clone() }),
+            Answer::Passkey { verified: None } => None,
+            Answer::Code(_) if step.is_some() => {
+                // Later than every step used before, or it is a replay.
+                (model::use_step(tx, &user.id, step.unwrap_or_default())? == 1)
+                    .then_some(Method::AuthenticatorApp)
+            }
+            Answer::Code(code) => {
+                let digest = recovery_digest(code);
+                if model::use_recovery_code(tx, &user.id, &digest, now)? == 1 {
+                    Some(Method::RecoveryCode {
+                        left: model::recovery_codes_left(tx, &user.id)?,
+                    })
+                } else {
+                    None
+                }
+            }
+        };
+        let Some(method) = passed else {
+            record_failure(tx, c, &keys, now)?;
+            let reason = match &answer {
+                Answer::Code(_) if step.is_some() => {
+                    "an authenticator code already used".to_string()
+                }
+                Answer::Code(code)
+                    if model::recovery_code_used(tx, &user.id, &recovery_digest(code))? =>
+                {
+                    "a recovery code already used".to_string()
+                }
+                Answer::Code(_) => "a wrong code".to_string(),
+                Answer::Passkey { .. } => "a passkey answer that did not verify".to_string(),
+            };
+            let event = Event::new("mfa.failed", Outcome::Failure)
+                .object("account", &user.id)
+                .reason(format!("{}: {reason}", purpose.as_str()));
+            return Ok((Checked::Failed, event));
+        };
+        model::mark_session(tx, session_hash, now)?;
+        throttle::clear(tx, &keys.0)?;
+        let event = match &method {
+            Method::RecoveryCode { left } => Event::new("mfa.recovery_code_used", Outcome::Success)
+                .object("account", &user.id)
+                .reason(format!(
+                    "{}: {left} recovery code(s) left",
+                    purpose.as_str()
+                )),
+            Method::AuthenticatorApp => Event::new("mfa.verified", Outcome::Success)
+                .object("account", &user.id)
+                .reason(format!("{}: authenticator app", purpose.as_str())),
+            Method::Passkey { name } => Event::new("mfa.verified", Outcome::Success)
+                .object("account", &user.id)
+                .reason(format!("{}: passkey \"{name}\"", purpose.as_str())),
+        };
+        Ok((Checked::Passed(method), event))
+    })?;
+    Ok(result)
+}
+
+// ---- what an account has; removal and reset ----
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Factors {
+    pub authenticator_app: bool,
+    pub authenticator_app_since: Option<i64>,
+    pub recovery_codes_left: i64,
+    pub passkeys: Vec<super::passkeys::PasskeyInfo>,
+}
+
+impl Factors {
+    pub fn any(&self) -> bool {
+        self.authenticator_app || !self.passkeys.is_empty()
+    }
+}
+
+pub fn factors(conn: &mut DbConn, user_id: &str) -> AppResult<Factors> {
+    let totp = model::find_totp(conn, user_id)?;
+    Ok(Factors {
+        authenticator_app: totp.is_some(),
+        authenticator_app_since: totp.map(|t| t.created_at),
+        recovery_codes_left: model::recovery_codes_left(conn, user_id)?,
+        passkeys: super::passkeys::list(conn, user_id)?,
+    })
+}
+
+pub fn has_factor(conn: &mut DbConn, user_id: &str) -> AppResult<bool> {
+    Ok(model::has_factor(conn, user_id)?)
+}
+
+/// A factor the person removes from their own account.
+#[derive(Debug, Clone)]
+pub enum Removal {
+    AuthenticatorApp,
+    Passkey { id: String },
+}
+
+/// Removes one of the person's own factors. The caller has checked the current password and a fresh factor. An
+/// account that must have a factor keeps at least one: the last cannot be removed (enrol another first).
+pub fn remove_own(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
+    user: &User,
+    must_have_one: bool,
+    removal: Removal,
+) -> AppResult<()> {
+    audit.fact(conn, actor, |tx| {
+        let before = factors(tx, &user.id)?;
+        let left = usize::from(before.authenticator_app) + before.passkeys.len();
+        if must_have_one && left <= 1 {
+            return Err(AppError::Conflict(
+                "Your account must keep a second factor. Add another one before removing this one."
+                    .into(),
+            ));
+        }
+        let what = match &removal {
+            Removal::AuthenticatorApp => {
+                if model::delete_totp(tx, &user.id)? == 0 {
+                    return Err(AppError::NotFound);
+                }
+                "authenticator app".to_string()
+            }
+            Removal::Passkey { id } => match super::passkeys::remove(tx, &user.id, id)? {
+                Some(name) => format!("passkey \"{name}\""),
+                None => return Err(AppError::NotFound),
+            },
+        };
+        // Recovery codes stand in for a factor: with none left, they go too.
+        if !model::has_factor(tx, &user.id)? {
+            model::delete_recovery_codes(tx, &user.id)?;
+        }
+        let event = Event::new("mfa.removed", Outcome::Success)
+            .object("account", &user.id)
+            .reason(what);
+        Ok(((), event))
+    })
+}
+
+pub enum RemovalResult {
+    Removed,
+    WrongPassword,
+    Throttled,
+}
+
+/// [`remove_own`] after checking the person's current password (wrong ones throttled like a password change's).
+#[allow(clippy::too_many_arguments)]
+pub fn remove_own_with_password(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    hasher: &super::password::Hasher,
+    keys: &ThrottleKey,
+    policy: Policy,
+    actor: &Actor,
+    user: &User,
+    must_have_one: bool,
+    password: &str,
+    removal: Removal,
+    now: i64,
+) -> AppResult<RemovalResult> {
+    let key = keys.password_check(&user.id);
+    let refused = |reason: &str| {
+        Event::new("mfa.removed", Outcome::Refused)
+            .object("account", &user.id)
+            .reason(reason.to_string())
+    };
+    if throttle::is_locked(conn, &key, now)? {
+        audit.record(conn, actor, refused("throttled"))?;
+        return Ok(RemovalResult::Throttled);
+    }
+    if !hasher.verify(password, Some(&user.password_hash)) {
+        return audit.fact(conn, actor, |tx| {
+            throttle::record_failure(tx, &key, policy, now)?;
+            Ok((RemovalResult::WrongPassword, refused("wrong password")))
+        });
+    }
+    remove_own(conn, audit, actor, user, must_have_one, removal)?;
+    Ok(RemovalResult::Removed)
+}
+
+/// The stage a session opened with the password alone starts at: where signing in goes next.
+pub fn stage_after_password(conn: &mut DbConn, user: &User) -> AppResult<Stage> {
+    let organisation_requires = match &user.organisation_id {
+        Some(org) => crate::models::organisation::requires_second_factor(conn, org)?,
+        None => false,
+    };
+    Ok(stage(
+        None,
+        model::has_factor(conn, &user.id)?,
+        required(user.role(), organisation_requires),
+    ))
+}
+
+/// An organisation's administrator requires (or stops requiring) a second factor of every member. Members without
+/// one are sent to enrol at their next request.
+pub fn set_organisation_requirement(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
+    organisation_id: &str,
+    require: bool,
+) -> AppResult<()> {
+    audit.fact(conn, actor, |tx| {
+        crate::models::organisation::set_requires_second_factor(tx, organisation_id, require)?;
+        let event = Event::new("organisation.second_factor_requirement", Outcome::Success)
+            .object("organisation", organisation_id)
+            .reason(if require {
+                "required"
+            } else {
+                "no longer required"
+            });
+        Ok(((), event))
+    })
+}
+
+/// Deletes every second factor of an account (its app, passkeys, recovery codes, a pending enrolment). Part of
+/// a reset that two administrators agreed on, or of the host's `user reset-factors`; the caller ends the sessions
+/// and audits. Returns a summary for the audit entry.
+pub fn delete_all(tx: &mut DbConn, user_id: &str) -> AppResult<String> {
+    let app = model::delete_totp(tx, user_id)?;
+    let passkeys = super::passkeys::remove_all(tx, user_id)?;
+    let codes = model::delete_recovery_codes(tx, user_id)?;
+    Ok(format!(
+        "second factors reset: {} authenticator app, {passkeys} passkey(s), {codes} recovery code(s)",
+        app
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages() {
+        assert_eq!(stage(Some(1), true, true), Stage::Complete);
+        assert_eq!(stage(None, true, false), Stage::Pending);
+        assert_eq!(stage(None, false, true), Stage::MustEnrol);
+        assert_eq!(stage(None, false, false), Stage::Complete);
+        assert!(required(Role::Officer, false));
+        assert!(!required(Role::Submitter, false));
+        assert!(required(Role::Submitter, true));
+        assert!(fresh(Some(100), 100 + 15 * 60, 15));
+        assert!(!fresh(Some(100), 101 + 15 * 60, 15));
+        assert!(!fresh(None, 0, 15));
+    }
+
+    #[test]
+    fn codes_check_by_time_step() {
+        let seed = [7u8; SEED_BYTES];
+        let t = totp(&seed, "o@example.gov").unwrap();
+        let now = 1_800_000_000i64;
+        let code = t.generate(now as u64).to_string();
+        assert_eq!(
+            step_of(&seed, "o@example.gov", &code, now).unwrap(),
+            Some(now / 30)
+        );
+        // One step of skew either way, not two.
+        assert!(step_of(&seed, "o@example.gov", &code, now + 30)
+            .unwrap()
+            .is_some());
+        assert!(step_of(&seed, "o@example.gov", &code, now + 90)
+            .unwrap()
+            .is_none());
+        assert!(step_of(&seed, "o@example.gov", "12345", now)
+            .unwrap()
+            .is_none());
+        assert!(step_of(&seed, "o@example.gov", "abcdef", now)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn recovery_codes_are_80_bits_and_normalised() {
+        let code = new_recovery_code();
+        assert_eq!(code.len(), 19);
+        assert_eq!(code.matches('-').count(), 3);
+        assert_eq!(
+            recovery_digest(&code),
+            recovery_digest(&code.to_uppercase().replace('-', " "))
+        );
+        assert_ne!(
+            recovery_digest(&code),
+            recovery_digest(&new_recovery_code())
+        );
+        // 31 letters, 16 of them: more than 79 bits.
+        assert!((16.0 * (RECOVERY_ALPHABET.len() as f64).log2()) > 79.0);
+    }
+
+    #[test]
+    fn the_setup_shows_the_secret_and_a_qr_code() {
+        let seed = [9u8; SEED_BYTES];
+        let s = setup_of(&seed, "a:b@example.gov").unwrap();
+        assert_eq!(s.secret_text.replace(' ', "").len(), 32);
+        assert!(s.qr_data_uri.starts_with("data:image/svg+xml;base64,"));
+    }
+}

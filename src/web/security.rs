@@ -1,0 +1,392 @@
+//! The person's own second factors (`/account/security`): enrol an authenticator app or a passkey, make new
+//! recovery codes, remove a factor; and `/account/step-up`, where a GET that needs a recent factor (an export)
+//! sends the person to give it again before coming back.
+//!
+//! Open to a signed-in session and to one whose account must enrol a factor before anything else. Replacing or
+//! removing a factor, and new recovery codes, need the current factor given recently (a step-up form).
+
+use rocket::form::FromForm;
+use rocket::http::Status;
+use rocket::response::Redirect;
+use rocket::Either;
+
+use crate::auth::second_factor::{
+    self, Checked, Checker, Enrolled, Limits, Purpose, Removal, RemovalResult,
+};
+use crate::auth::throttle::Policy;
+use crate::error::{AppError, AppResult};
+use crate::web::forms::{CsrfForm, NoFields};
+use crate::web::guards::{Ctx, CurrentUser, FreshFactor, ManagingFactors};
+use crate::web::pages::{Notice, Page};
+use crate::web::step_up::{self, FactorAnswer, StepUpForm};
+
+pub fn routes() -> Vec<rocket::Route> {
+    rocket::routes![
+        security_page,
+        totp_page,
+        confirm_totp,
+        new_recovery_codes,
+        remove_totp,
+        add_passkey,
+        remove_passkey,
+        step_up_page,
+        give_factor_again
+    ]
+}
+
+#[rocket::get("/account/security")]
+async fn security_page(ctx: Ctx<'_>, who: ManagingFactors<'_>) -> AppResult<Page> {
+    security_page_for(&ctx, &who, None).await
+}
+
+async fn security_page_for(
+    ctx: &Ctx<'_>,
+    who: &ManagingFactors<'_>,
+    error: Option<String>,
+) -> AppResult<Page> {
+    let (user, hash) = (who.user.clone(), who.session_hash.clone());
+    let passkeys = ctx.state.passkeys.clone();
+    let (factors, registration) = ctx
+        .state
+        .db
+        .run(move |c| {
+            let factors = second_factor::factors(c, &user.id)?;
+            let registration = match passkeys.as_deref() {
+                Some(p) => Some(p.begin_registration(c, &user, &hash)?),
+                None => None,
+            };
+            Ok((factors, registration))
+        })
+        .await?;
+    Ok(Page::new("security/index.html.tera")
+        .with("must_enrol", !factors.any() && who.factor_required)
+        .with("factors", factors)
+        .with("passkeys_available", ctx.state.passkeys.is_some())
+        .with("registration_options", registration)
+        .with("error", error))
+}
+
+/// The app's secret as text and as a QR code: the one being enrolled, or a new one. Replacing an enrolled app needs
+/// the current factor given recently.
+#[rocket::get("/account/security/totp")]
+async fn totp_page(ctx: Ctx<'_>, who: ManagingFactors<'_>, _fresh: FreshFactor) -> AppResult<Page> {
+    let (ring, user) = (ctx.state.current_keys(), who.user.clone());
+    let now = ctx.state.clock.now();
+    let setup = ctx
+        .state
+        .db
+        .run(
+            move |c| match second_factor::pending_totp(c, &ring, &user)? {
+                Some(s) => Ok(s),
+                None => second_factor::begin_totp(c, &ring, &user, now),
+            },
+        )
+        .await?;
+    Ok(totp_setup_page(&setup))
+}
+
+fn totp_setup_page(setup: &second_factor::TotpSetup) -> Page {
+    Page::new("security/totp.html.tera")
+        .with("qr", setup.qr_data_uri.as_str())
+        .with("secret", setup.secret_text.as_str())
+}
+
+fn recovery_codes_page(codes: &[zeroize::Zeroizing<String>], enrolled: Option<&str>) -> Page {
+    let shown: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
+    Page::new("security/recovery_codes.html.tera")
+        .with("codes", shown)
+        .with("enrolled", enrolled)
+        .with("next", "/dashboard")
+}
+
+#[derive(FromForm)]
+struct ConfirmForm {
+    #[field(default = String::new())]
+    code: String,
+}
+
+#[rocket::post("/account/security/totp", data = "<form>")]
+async fn confirm_totp(
+    ctx: Ctx<'_>,
+    who: ManagingFactors<'_>,
+    form: StepUpForm<ConfirmForm>,
+) -> AppResult<Either<Page, Notice>> {
+    let (audit, ring, keys) = (
+        ctx.state.audit.clone(),
+        ctx.state.current_keys(),
+        ctx.state.throttle_key.clone(),
+    );
+    let limits = Limits::from_settings(&ctx.state.settings);
+    let (actor, user, hash) = (
+        ctx.actor.clone(),
+        who.user.clone(),
+        who.session_hash.clone(),
+    );
+    let code = form.0.code;
+    let now = ctx.state.clock.now();
+    let (result, again) = ctx
+        .state
+        .db
+        .run(move |c| {
+            let checker = Checker {
+                audit: &audit,
+                ring: &ring,
+                keys: &keys,
+                limits,
+            };
+            let result =
+                second_factor::confirm_totp(c, &checker, &actor, &user, &hash, &code, now)?;
+            let again = match result {
+                Enrolled::WrongCode | Enrolled::Throttled => {
+                    second_factor::pending_totp(c, &ring, &user)?
+                }
+                _ => None,
+            };
+            Ok((result, again))
+        })
+        .await?;
+    match (result, again) {
+        (Enrolled::Done { recovery_codes }, _) => Ok(match recovery_codes {
+            Some(codes) => Either::Left(recovery_codes_page(
+                &codes,
+                Some("Your authenticator app is set up."),
+            )),
+            None => Either::Right(Notice::redirect(
+                "/account/security",
+                "Your authenticator app is set up.",
+            )),
+        }),
+        (Enrolled::WrongCode, Some(setup)) => Ok(Either::Left(
+            totp_setup_page(&setup)
+                .status(Status::UnprocessableEntity)
+                .with(
+                    "error",
+                    "That code does not match. Check the app shows this account, and that your device's clock is right, then enter the current code.",
+                ),
+        )),
+        (Enrolled::Throttled, Some(setup)) => Ok(Either::Left(
+            totp_setup_page(&setup)
+                .status(Status::TooManyRequests)
+                .with("error", "Too many wrong codes. Wait a few minutes and try again."),
+        )),
+        _ => Ok(Either::Right(Notice::redirect(
+            "/account/security/totp",
+            "That setup had expired; here is a new one.",
+        ))),
+    }
+}
+
+#[rocket::post("/account/security/recovery-codes", data = "<_form>")]
+async fn new_recovery_codes(
+    ctx: Ctx<'_>,
+    who: ManagingFactors<'_>,
+    _form: StepUpForm<NoFields>,
+) -> AppResult<Page> {
+    let (audit, actor, user) = (ctx.state.audit.clone(), ctx.actor.clone(), who.user.clone());
+    let now = ctx.state.clock.now();
+    let codes = ctx
+        .state
+        .db
+        .run(move |c| second_factor::regenerate_recovery_codes(c, &audit, &actor, &user, now))
+        .await?;
+    Ok(recovery_codes_page(&codes, None))
+}
+
+#[derive(FromForm)]
+struct RemoveForm {
+    #[field(default = String::new())]
+    password: String,
+}
+
+async fn remove(
+    ctx: &Ctx<'_>,
+    who: &ManagingFactors<'_>,
+    password: String,
+    removal: Removal,
+) -> AppResult<Either<Page, Notice>> {
+    let s = &ctx.state.settings;
+    let policy = Policy {
+        max_failures: s.login_max_failures,
+        window_secs: s.login_window_seconds,
+    };
+    let (audit, hasher, keys, actor) = (
+        ctx.state.audit.clone(),
+        ctx.state.hasher.clone(),
+        ctx.state.throttle_key.clone(),
+        ctx.actor.clone(),
+    );
+    let (user, must) = (who.user.clone(), who.factor_required);
+    let now = ctx.state.clock.now();
+    let result = ctx
+        .state
+        .db
+        .run(move |c| {
+            second_factor::remove_own_with_password(
+                c, &audit, &hasher, &keys, policy, &actor, &user, must, &password, removal, now,
+            )
+        })
+        .await?;
+    match result {
+        RemovalResult::Removed => Ok(Either::Right(Notice::redirect(
+            "/account/security",
+            "Removed.",
+        ))),
+        RemovalResult::WrongPassword => Ok(Either::Left(
+            security_page_for(ctx, who, Some("That is not your current password.".into()))
+                .await?
+                .status(Status::UnprocessableEntity),
+        )),
+        RemovalResult::Throttled => Err(AppError::Throttled(
+            "Too many wrong passwords. Wait a few minutes and try again.".into(),
+        )),
+    }
+}
+
+#[rocket::post("/account/security/totp/remove", data = "<form>")]
+async fn remove_totp(
+    ctx: Ctx<'_>,
+    who: ManagingFactors<'_>,
+    form: StepUpForm<RemoveForm>,
+) -> AppResult<Either<Page, Notice>> {
+    remove(&ctx, &who, form.0.password, Removal::AuthenticatorApp).await
+}
+
+#[rocket::post("/account/security/passkeys/<id>/remove", data = "<form>")]
+async fn remove_passkey(
+    ctx: Ctx<'_>,
+    who: ManagingFactors<'_>,
+    id: &str,
+    form: StepUpForm<RemoveForm>,
+) -> AppResult<Either<Page, Notice>> {
+    let removal = Removal::Passkey { id: id.to_string() };
+    remove(&ctx, &who, form.0.password, removal).await
+}
+
+#[derive(FromForm)]
+struct PasskeyForm {
+    #[field(default = String::new())]
+    name: String,
+    #[field(default = String::new())]
+    webauthn_response: String,
+}
+
+#[rocket::post("/account/security/passkeys", data = "<form>")]
+async fn add_passkey(
+    ctx: Ctx<'_>,
+    who: ManagingFactors<'_>,
+    form: StepUpForm<PasskeyForm>,
+) -> AppResult<Either<Page, Notice>> {
+    let Some(passkeys) = ctx.state.passkeys.clone() else {
+        return Err(AppError::Conflict(
+            "Passkeys are not available at this address of the portal.".into(),
+        ));
+    };
+    let PasskeyForm {
+        name,
+        webauthn_response,
+    } = form.0;
+    if webauthn_response.trim().is_empty() {
+        return Err(AppError::Invalid(
+            "Your browser did not create a passkey. Passkeys need JavaScript on this page.".into(),
+        ));
+    }
+    let (audit, actor, user, hash) = (
+        ctx.state.audit.clone(),
+        ctx.actor.clone(),
+        who.user.clone(),
+        who.session_hash.clone(),
+    );
+    let now = ctx.state.clock.now();
+    let codes = ctx
+        .state
+        .db
+        .run(move |c| {
+            second_factor::enrol_passkey(
+                c,
+                &audit,
+                &passkeys,
+                &actor,
+                &user,
+                &hash,
+                &name,
+                &webauthn_response,
+                now,
+            )
+        })
+        .await?;
+    Ok(match codes {
+        Some(codes) => Either::Left(recovery_codes_page(&codes, Some("Your passkey is added."))),
+        None => Either::Right(Notice::redirect(
+            "/account/security",
+            "Your passkey is added.",
+        )),
+    })
+}
+
+/// Only a path on this portal (`/...`, not `//host`): where to come back to after giving the factor again.
+fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        _ => "/dashboard".to_string(),
+    }
+}
+
+#[rocket::get("/account/step-up?<next>")]
+async fn step_up_page(ctx: Ctx<'_>, who: CurrentUser<'_>, next: Option<&str>) -> AppResult<Page> {
+    let options = step_up::passkey_options(ctx.state, &who).await?;
+    Ok(step_up_form_page(&ctx, local_path(next), options, None))
+}
+
+fn step_up_form_page(
+    ctx: &Ctx<'_>,
+    next: String,
+    passkey_options: Option<String>,
+    error: Option<&str>,
+) -> Page {
+    Page::new("step_up.html.tera")
+        .with("action", "/account/step-up")
+        .with("fields", vec![("next", next.as_str())])
+        .with("back", "/dashboard")
+        .with("minutes", ctx.state.settings.step_up_minutes)
+        .with("passkey_options", passkey_options)
+        .with("error", error)
+}
+
+#[derive(FromForm)]
+struct StepUpAnswerForm {
+    #[field(default = String::new())]
+    next: String,
+    #[field(default = String::new())]
+    factor_code: String,
+    #[field(default = String::new())]
+    webauthn_response: String,
+}
+
+#[rocket::post("/account/step-up", data = "<form>")]
+async fn give_factor_again(
+    ctx: Ctx<'_>,
+    who: CurrentUser<'_>,
+    form: CsrfForm<StepUpAnswerForm>,
+) -> AppResult<Either<Redirect, Page>> {
+    let f = form.0;
+    let next = local_path(Some(&f.next));
+    let answer = FactorAnswer {
+        code: Some(f.factor_code).filter(|c| !c.trim().is_empty()),
+        passkey: Some(f.webauthn_response).filter(|c| !c.trim().is_empty()),
+    };
+    let error = if answer.is_empty() {
+        "Enter a code or use your passkey."
+    } else {
+        match step_up::check_answer(ctx.state, ctx.actor.clone(), &who, answer, Purpose::StepUp)
+            .await?
+        {
+            Checked::Passed(_) => return Ok(Either::Left(Redirect::to(next))),
+            Checked::Failed => "That did not work. Enter the current code from your authenticator app, an unused recovery code, or use your passkey.",
+            Checked::Throttled => "Too many wrong answers. Wait a few minutes and try again.",
+        }
+    };
+    let options = step_up::passkey_options(ctx.state, &who).await?;
+    Ok(Either::Right(
+        step_up_form_page(&ctx, next, options, Some(error)).status(Status::Unauthorized),
+    ))
+}
