@@ -97,6 +97,16 @@ enum UserCommand {
         #[arg(long, default_value = "disabled by the operator")]
         reason: String,
     },
+    /// Delete every second factor of an account (app, passkeys, recovery codes) and end its sessions: the person
+    /// enrols again at the next sign-in. For the host's operator when no two administrators can (an administrator
+    /// who lost theirs with no other to approve); in the portal, two administrators do it.
+    ResetFactors {
+        #[arg(long)]
+        email: String,
+        /// Why, and how the person's identity was checked (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -427,6 +437,34 @@ fn user(settings: &config::Settings, command: UserCommand) -> Result<(), String>
             )
             .map_err(|e| e.to_string())?;
             println!("disabled {}; its sessions have ended", user.email);
+            Ok(())
+        }
+        UserCommand::ResetFactors { email, reason } => {
+            let user = account_model::find_by_email(&mut conn, &email)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| {
+                    format!(
+                        "no account with email {}",
+                        account_model::normalize_email(&email)
+                    )
+                })?;
+            if reason.trim().is_empty() {
+                return Err(
+                    "give the reason (--reason), e.g. how the person's identity was checked".into(),
+                );
+            }
+            accounts::change_account(
+                &mut conn,
+                &audit,
+                &Actor::cli(),
+                &user.id,
+                AccountChange::ResetFactors { reason },
+            )
+            .map_err(|e| e.to_string())?;
+            println!(
+                "reset the second factors of {}; its sessions have ended. It sets up a new factor at its next sign-in.",
+                user.email
+            );
             Ok(())
         }
     }

@@ -174,3 +174,50 @@ fn cli_attaches_to_an_organisation_by_id_never_by_name() {
     let neither = run(&["--email", "y@acme.example", "--role", "submitter"]);
     assert!(!neither.status.success());
 }
+
+#[test]
+fn cli_resets_an_accounts_second_factors() {
+    let app = TestApp::new();
+    app.create_user(
+        pcii_portal::domain::Role::Administrator,
+        "lone@example.gov",
+        None,
+    );
+    let mut b = app.browser();
+    assert_eq!(b.login("lone@example.gov", PASSWORD), Status::SeeOther);
+    assert_eq!(b.get("/admin").status, Status::Ok);
+    let bin = env!("CARGO_BIN_EXE_pcii-portal");
+    let run = |reason: &str| {
+        std::process::Command::new(bin)
+            .args([
+                "user",
+                "reset-factors",
+                "--email",
+                "lone@example.gov",
+                "--reason",
+                reason,
+            ])
+            .env("PCII_DATA_DIR", app.data_dir())
+            .env("PCII_KEYS_DIR", app.keys_dir())
+            .env("PCII_DATABASE_URL", &app.database_url)
+            .env("PCII_CONFIG", "/nonexistent.toml")
+            .output()
+            .unwrap()
+    };
+    assert!(!run(" ").status.success(), "a reason is required");
+    let out = run("lost phone; identity checked in person");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The session ended; the next sign-in leads to enrolment.
+    assert_eq!(b.get("/admin").status, Status::Unauthorized);
+    let mut again = app.browser();
+    let res = again.post(
+        "/login",
+        &[("email", "lone@example.gov"), ("password", PASSWORD)],
+    );
+    assert_eq!(res.header("Location"), Some("/account/security"));
+    assert_eq!(app.audit_count("mfa.reset"), 1);
+}

@@ -52,6 +52,25 @@ fn no_secret_or_typed_value_reaches_the_log() {
         admin.login("marker-admin@example.gov", admin_password),
         Status::SeeOther
     );
+    // The administrator enrols an authenticator app (its seed and recovery codes are shown on pages), then signs
+    // in again with a wrong code, a recovery code and a good code.
+    let (seed, recovery) = admin.enrol_authenticator_on_pages();
+    let seed_base32 = totp_rs::Secret::from(seed).to_base32();
+    admin.post("/logout", &[]);
+    admin.post(
+        "/login",
+        &[
+            ("email", "marker-admin@example.gov"),
+            ("password", admin_password),
+        ],
+    );
+    admin.post("/login/second-factor", &[("factor_code", "MARKER-CODE-9")]);
+    assert_eq!(
+        admin
+            .post("/login/second-factor", &[("factor_code", &recovery[0])])
+            .status,
+        Status::SeeOther
+    );
     let session = admin.session_cookie().unwrap();
     let csrf = admin.csrf();
 
@@ -176,6 +195,10 @@ fn no_secret_or_typed_value_reaches_the_log() {
         "MARKER-DESCRIPTION",
         "MARKER-FILENAME",
         "MARKER-FILE-CONTENT",
+        "MARKER-CODE",
+        seed_base32.as_str(),
+        recovery[0].as_str(),
+        recovery[1].as_str(),
         setup_token.as_str(),
         confirm_token.as_str(),
         session.as_str(),

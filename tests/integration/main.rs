@@ -18,6 +18,7 @@ mod log_hygiene;
 mod officer_queue;
 mod organisations;
 mod registration;
+mod second_factor;
 mod sessions;
 mod setup;
 mod signin;

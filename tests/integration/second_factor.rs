@@ -1,0 +1,628 @@
+//! Second factors, tried as the people who use them and as those who would get round them: an invited officer made
+//! to enrol, a replayed code, a recovery code used twice, an auditor without a factor, a stale factor before an
+//! export and a decision, a reset by two administrators, removal, an organisation's requirement, guessing, key
+//! rotation; and no seed or code in clear in the database file or the audit export.
+
+use std::io::Read;
+
+use diesel::prelude::*;
+use rocket::http::Status;
+
+use crate::common::{self, code_for, complete_fields, Browser, TestApp, PASSWORD};
+use pcii_portal::db::schema::{audit_entries, recovery_codes, sessions, totp_factors, users};
+use pcii_portal::domain::Role;
+
+fn user_id(app: &TestApp, email: &str) -> String {
+    app.with_conn(|c| {
+        users::table
+            .filter(users::email.eq(email))
+            .select(users::id)
+            .first(c)
+            .unwrap()
+    })
+}
+
+fn audit_reasons(app: &TestApp, action: &str) -> Vec<String> {
+    app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq(action))
+            .order(audit_entries::seq.asc())
+            .select(audit_entries::reason)
+            .load::<Option<String>>(c)
+            .unwrap()
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect()
+    })
+}
+
+/// An officer invited by an administrator, who has set a password (but no second factor yet).
+fn invited_officer<'a>(app: &'a TestApp, email: &str) -> Browser<'a> {
+    let mut admin = app.login_as(Role::Administrator, "admin@example.gov", None);
+    let res = admin.post(
+        "/admin/accounts",
+        &[
+            ("display_name", "Olive Officer"),
+            ("email", email),
+            ("role", "officer"),
+            ("agency", "CISA PCII Program Office"),
+        ],
+    );
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    let link = app
+        .mailed_link(email, "/invitations/")
+        .expect("an invitation");
+    let mut olive = app.browser();
+    let res = olive.post(
+        &link,
+        &[
+            ("display_name", "Olive Officer"),
+            ("password", "olive's own long passphrase"),
+        ],
+    );
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    olive
+}
+
+#[test]
+fn an_invited_officer_must_enrol_then_signs_in_with_a_code_that_works_once() {
+    let app = TestApp::new();
+    let mut olive = invited_officer(&app, "olive@example.gov");
+    // Password right, no factor yet: sent to enrol, and nothing of the role opens.
+    let res = olive.post(
+        "/login",
+        &[
+            ("email", "olive@example.gov"),
+            ("password", "olive's own long passphrase"),
+        ],
+    );
+    assert_eq!(res.header("Location"), Some("/account/security"));
+    let security = olive.get("/account/security");
+    assert_eq!(security.status, Status::Ok);
+    assert!(security.body.contains("needs a second factor"));
+    for page in ["/officer", "/dashboard", "/account"] {
+        let res = olive.get(page);
+        assert_eq!(res.status, Status::SeeOther, "{page}");
+        assert_eq!(res.header("Location"), Some("/account/security"), "{page}");
+    }
+    // The setup page shows a QR code drawn here and the secret as text.
+    let setup = olive.get("/account/security/totp");
+    // (Tera escapes the slashes of attribute values; a browser reads them back.)
+    assert!(setup.body.contains("src=\"data:image&#x2F;svg+xml;base64,"));
+    assert_eq!(setup.header("Cache-Control"), Some("no-store"));
+    let seed = common::shown_secret(&setup.body);
+    // A wrong code keeps the same secret on the page.
+    let wrong = olive.post("/account/security/totp", &[("code", "000000")]);
+    assert_eq!(wrong.status, Status::UnprocessableEntity);
+    assert_eq!(common::shown_secret(&wrong.body), seed);
+    let code = code_for(&seed, 0, &app.state().clock);
+    let done = olive.post("/account/security/totp", &[("code", &code)]);
+    assert_eq!(done.status, Status::Ok, "{}", done.body);
+    let codes = common::shown_recovery_codes(&done.body);
+    assert_eq!(codes.len(), 10);
+    assert_eq!(olive.get("/officer").status, Status::Ok);
+
+    // Out and in again: the password, then a code computed from the secret shown.
+    olive.post("/logout", &[]);
+    let res = olive.post(
+        "/login",
+        &[
+            ("email", "olive@example.gov"),
+            ("password", "olive's own long passphrase"),
+        ],
+    );
+    assert_eq!(res.header("Location"), Some("/login/second-factor"));
+    let before = olive.session_cookie().unwrap();
+    assert_eq!(
+        olive.get("/officer").header("Location"),
+        Some("/login/second-factor")
+    );
+    let olive_id = user_id(&app, "olive@example.gov");
+    let last_step: i64 = app.with_conn(|c| {
+        totp_factors::table
+            .find(&olive_id)
+            .select(totp_factors::last_step)
+            .first(c)
+            .unwrap()
+    });
+    let code = code_for(&seed, last_step, &app.state().clock);
+    let res = olive.post("/login/second-factor", &[("factor_code", &code)]);
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    assert_ne!(
+        olive.session_cookie().unwrap(),
+        before,
+        "a new session token"
+    );
+    assert_eq!(olive.get("/officer").status, Status::Ok);
+
+    // The same code once more, from another browser: refused, and audited as a replay.
+    let mut again = app.browser();
+    let res = again.post(
+        "/login",
+        &[
+            ("email", "olive@example.gov"),
+            ("password", "olive's own long passphrase"),
+        ],
+    );
+    assert_eq!(res.header("Location"), Some("/login/second-factor"));
+    let res = again.post("/login/second-factor", &[("factor_code", &code)]);
+    assert_eq!(res.status, Status::Unauthorized);
+    assert_eq!(
+        again.get("/officer").header("Location"),
+        Some("/login/second-factor")
+    );
+    assert!(audit_reasons(&app, "mfa.failed")
+        .iter()
+        .any(|r| r.contains("an authenticator code already used")));
+    assert!(audit_reasons(&app, "mfa.enrolled")[0].contains("10 recovery codes issued"));
+    // The administrator's sign-in and Olive's, not the replay.
+    assert_eq!(
+        audit_reasons(&app, "mfa.verified"),
+        vec!["sign-in: authenticator app".to_string(); 2]
+    );
+}
+
+#[test]
+fn an_auditor_without_a_factor_is_sent_to_enrol_and_a_submitter_without_one_submits() {
+    let app = TestApp::new();
+    let auditor = app.create_user(Role::Auditor, "u@example.gov", None);
+    // This auditor lost its factor (it was never enrolled, or it was reset).
+    app.with_conn(|c| {
+        diesel::delete(totp_factors::table.find(&auditor))
+            .execute(c)
+            .unwrap()
+    });
+    let mut u = app.browser();
+    assert_eq!(u.login("u@example.gov", PASSWORD), Status::SeeOther);
+    let res = u.get("/audit");
+    assert_eq!(res.status, Status::SeeOther);
+    assert_eq!(res.header("Location"), Some("/account/security"));
+    assert!(u.get("/audit/export").header("Location").is_some());
+    // The refusal is audited like any other.
+    assert!(audit_reasons(&app, "access.refused")
+        .iter()
+        .any(|r| r == "no second factor enrolled"));
+
+    let mut sam = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    assert_eq!(sam.get("/submissions/new").status, Status::Ok);
+    let res = sam.post_multipart("/submissions", &complete_fields("A narrative", "submit"));
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+}
+
+#[test]
+fn a_recovery_code_works_once_and_says_how_many_are_left() {
+    let app = TestApp::new();
+    let mut olive = invited_officer(&app, "olive@example.gov");
+    olive.login("olive@example.gov", "olive's own long passphrase");
+    let (_, codes) = olive.enrol_authenticator_on_pages();
+    olive.post("/logout", &[]);
+
+    let sign_in_with = |b: &mut Browser<'_>, code: &str| {
+        let res = b.post(
+            "/login",
+            &[
+                ("email", "olive@example.gov"),
+                ("password", "olive's own long passphrase"),
+            ],
+        );
+        assert_eq!(res.header("Location"), Some("/login/second-factor"));
+        b.post("/login/second-factor", &[("factor_code", code)])
+    };
+    let mut first = app.browser();
+    // Typed as people type: upper case, spaces for dashes.
+    let typed = codes[3].to_uppercase().replace('-', " ");
+    let res = sign_in_with(&mut first, &typed);
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    let home = first.get("/officer");
+    assert_eq!(home.status, Status::Ok);
+    assert!(
+        home.body.contains("9 left"),
+        "the notice says how many remain"
+    );
+    assert_eq!(
+        audit_reasons(&app, "mfa.recovery_code_used"),
+        vec!["sign-in: 9 recovery code(s) left".to_string()]
+    );
+
+    let mut second = app.browser();
+    let res = sign_in_with(&mut second, &codes[3]);
+    assert_eq!(res.status, Status::Unauthorized);
+    assert!(audit_reasons(&app, "mfa.failed")
+        .iter()
+        .any(|r| r == "sign-in: a recovery code already used"));
+
+    // New codes void the old set.
+    let fresh = first.post("/account/security/recovery-codes", &[]);
+    assert_eq!(fresh.status, Status::Ok, "{}", fresh.body);
+    let new_codes = common::shown_recovery_codes(&fresh.body);
+    assert_eq!(new_codes.len(), 10);
+    let mut third = app.browser();
+    assert_eq!(
+        sign_in_with(&mut third, &codes[4]).status,
+        Status::Unauthorized
+    );
+    let mut fourth = app.browser();
+    assert_eq!(
+        sign_in_with(&mut fourth, &new_codes[0]).status,
+        Status::SeeOther
+    );
+}
+
+/// A submission by a member of "Acme", received: its id.
+fn received_submission(app: &TestApp) -> String {
+    let mut sam = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let res = sam.post_multipart(
+        "/submissions",
+        &complete_fields("Step-up narrative", "submit"),
+    );
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    res.header("Location")
+        .unwrap()
+        .trim_start_matches("/submissions/")
+        .trim_end_matches("/receipt")
+        .to_string()
+}
+
+#[test]
+fn an_export_and_a_decision_twenty_minutes_after_sign_in_ask_for_the_factor_again_and_keep_what_was_typed(
+) {
+    let app = TestApp::new();
+    let id = received_submission(&app);
+    let mut officer = app.login_as(Role::Officer, "o@example.gov", None);
+    let export = format!("/officer/submissions/{id}/export");
+    let (status, _, _) = officer.get_bytes(&export);
+    assert_eq!(status, Status::Ok, "a fresh factor exports at once");
+
+    app.advance(20 * 60);
+    // The export sends the officer to give the factor again, and back.
+    let res = officer.get(&export);
+    assert_eq!(res.status, Status::SeeOther);
+    let to = res.header("Location").unwrap().to_string();
+    assert!(to.starts_with("/account/step-up?next="), "{to}");
+    let page = officer.get(&to);
+    assert_eq!(page.status, Status::Ok);
+    assert!(page.body.contains("Confirm it is you"));
+    let next = format!("/officer/submissions/{id}/export");
+    let code = common::totp_code(app.state(), "o@example.gov");
+    let res = officer.post(
+        "/account/step-up",
+        &[("next", next.as_str()), ("factor_code", &code)],
+    );
+    assert_eq!(res.status, Status::SeeOther);
+    assert_eq!(res.header("Location"), Some(next.as_str()));
+    let (status, body, _) = officer.get_bytes(&next);
+    assert_eq!(status, Status::Ok);
+    assert!(body.unwrap().starts_with(b"PK"));
+    assert!(audit_reasons(&app, "mfa.verified")
+        .iter()
+        .any(|r| r == "step-up: authenticator app"));
+
+    // A decision posted with a stale factor: a page that asks for it and carries the reason typed.
+    app.advance(20 * 60);
+    let reason = "Not <b>critical</b> infrastructure: \"a shop's\" fire alarm & nothing more";
+    let decision = format!("/officer/submissions/{id}/decision");
+    let res = officer.post(
+        &decision,
+        &[("decision", "not_validated"), ("reason", reason)],
+    );
+    assert_eq!(res.status, Status::Unauthorized);
+    assert!(res.body.contains("Confirm it is you"));
+    assert!(res
+        .body
+        .contains(&format!("action=\"{}\"", decision.replace('/', "&#x2F;"))));
+    assert!(res.body.contains(
+        "value=\"Not &lt;b&gt;critical&lt;&#x2F;b&gt; infrastructure: &quot;a shop&#x27;s&quot; fire alarm &amp; nothing more\""
+    ), "the reason is kept, escaped: {}", res.body);
+    let status: String = app.with_conn(|c| {
+        pcii_portal::db::schema::submissions::table
+            .find(&id)
+            .select(pcii_portal::db::schema::submissions::status)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(status, "received", "nothing was decided yet");
+    // A wrong code asks again, still with the reason.
+    let res = officer.post(
+        &decision,
+        &[
+            ("decision", "not_validated"),
+            ("reason", reason),
+            ("factor_code", "123 456"),
+        ],
+    );
+    assert_eq!(res.status, Status::Unauthorized);
+    assert!(res.body.contains("That did not work"));
+    assert!(res.body.contains("fire alarm &amp; nothing more"));
+    // The page posts back what it carries, with the code: the decision is made as first typed.
+    let code = common::totp_code(app.state(), "o@example.gov");
+    let res = officer.post(
+        &decision,
+        &[
+            ("decision", "not_validated"),
+            ("reason", reason),
+            ("factor_code", &code),
+        ],
+    );
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    let status: String = app.with_conn(|c| {
+        pcii_portal::db::schema::submissions::table
+            .find(&id)
+            .select(pcii_portal::db::schema::submissions::status)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(status, "not_validated");
+    // And within the next minutes no factor is asked for again.
+    let (status, _, _) = officer.get_bytes(&export);
+    assert_eq!(status, Status::Ok);
+}
+
+#[test]
+fn two_administrators_reset_a_lost_factor_and_the_person_enrols_again() {
+    let app = TestApp::new();
+    let mut first = app.login_as(Role::Administrator, "first@example.gov", None);
+    let mut second = app.login_as(Role::Administrator, "second@example.gov", None);
+    let officer = app.create_user(Role::Officer, "o@example.gov", None);
+    let mut o = app.browser();
+    assert_eq!(o.login("o@example.gov", PASSWORD), Status::SeeOther);
+    assert_eq!(o.get("/officer").status, Status::Ok);
+
+    let page = first.get(&format!("/admin/accounts/{officer}"));
+    assert!(page.body.contains("Reset second factors"));
+    assert!(page.body.contains("Authenticator app set up."));
+    let res = first.post(
+        &format!("/admin/accounts/{officer}/reset-factors"),
+        &[
+            ("reason", "Lost phone; identity checked by video call"),
+            ("confirm", "true"),
+        ],
+    );
+    assert_eq!(res.header("Location"), Some("/admin/approvals"));
+    // Nothing happened yet: one administrator alone cannot.
+    assert_eq!(o.get("/officer").status, Status::Ok);
+    let id: String = app.with_conn(|c| {
+        pcii_portal::db::schema::privilege_requests::table
+            .filter(pcii_portal::db::schema::privilege_requests::change.eq("reset_factors"))
+            .select(pcii_portal::db::schema::privilege_requests::id)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(
+        first
+            .post(&format!("/admin/requests/{id}"), &[("decision", "approve")])
+            .status,
+        Status::Conflict,
+        "not by the one who asked"
+    );
+    assert!(second
+        .get("/admin/approvals")
+        .body
+        .contains("Reset second factors"));
+    let res = second.post(&format!("/admin/requests/{id}"), &[("decision", "approve")]);
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+
+    // Every factor is gone and the sessions ended; the next sign-in leads to enrolment.
+    assert_eq!(o.get("/officer").status, Status::Unauthorized);
+    let left: i64 = app.with_conn(|c| {
+        totp_factors::table
+            .filter(totp_factors::user_id.eq(&officer))
+            .count()
+            .get_result(c)
+            .unwrap()
+    });
+    assert_eq!(left, 0);
+    let mut again = app.browser();
+    let res = again.post(
+        "/login",
+        &[("email", "o@example.gov"), ("password", PASSWORD)],
+    );
+    assert_eq!(res.header("Location"), Some("/account/security"));
+    again.enrol_authenticator_on_pages();
+    assert_eq!(again.get("/officer").status, Status::Ok);
+    let approve = audit_reasons(&app, "account.privilege_approve");
+    assert!(approve[0].contains("mfa.reset"), "{approve:?}");
+    assert!(approve[0].contains("1 authenticator app"), "{approve:?}");
+}
+
+#[test]
+fn removing_a_factor_needs_the_password_and_a_fresh_factor_and_staff_keep_one() {
+    let app = TestApp::new();
+    let mut sam = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    // A submitter may enrol, and then signs in with it.
+    sam.enrol_authenticator_on_pages();
+    sam.post("/logout", &[]);
+    assert_eq!(sam.login("sam@acme.example", PASSWORD), Status::SeeOther);
+    assert_eq!(sam.get("/submissions").status, Status::Ok);
+    let wrong = sam.post("/account/security/totp/remove", &[("password", "not it")]);
+    assert_eq!(wrong.status, Status::UnprocessableEntity);
+    app.advance(20 * 60);
+    let stale = sam.post("/account/security/totp/remove", &[("password", PASSWORD)]);
+    assert_eq!(
+        stale.status,
+        Status::Unauthorized,
+        "a stale factor is asked for again"
+    );
+    let code = common::totp_code(app.state(), "sam@acme.example");
+    let done = sam.post(
+        "/account/security/totp/remove",
+        &[("password", PASSWORD), ("factor_code", &code)],
+    );
+    assert_eq!(done.status, Status::SeeOther, "{}", done.body);
+    let sam_id = user_id(&app, "sam@acme.example");
+    let codes: i64 = app.with_conn(|c| {
+        recovery_codes::table
+            .filter(recovery_codes::user_id.eq(&sam_id))
+            .count()
+            .get_result(c)
+            .unwrap()
+    });
+    assert_eq!(codes, 0, "recovery codes go with the last factor");
+
+    // Staff cannot remove their last factor.
+    let mut o = app.login_as(Role::Officer, "o@example.gov", None);
+    let res = o.post("/account/security/totp/remove", &[("password", PASSWORD)]);
+    assert_eq!(res.status, Status::Conflict);
+    assert_eq!(o.get("/officer").status, Status::Ok);
+}
+
+#[test]
+fn an_organisation_that_requires_a_factor_sends_its_members_to_enrol() {
+    let app = TestApp::new();
+    let mut admin = app.login_as(Role::Submitter, "boss@acme.example", Some("Acme"));
+    let mut member = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    assert_eq!(member.get("/submissions").status, Status::Ok);
+    let res = admin.post("/organisation/second-factor", &[("require", "yes")]);
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    assert_eq!(
+        audit_reasons(&app, "organisation.second_factor_requirement"),
+        vec!["required".to_string()]
+    );
+    // The member's next step leads to enrolment; so does the administrator's own.
+    assert_eq!(
+        member.get("/submissions").header("Location"),
+        Some("/account/security")
+    );
+    assert_eq!(
+        admin.get("/organisation").header("Location"),
+        Some("/account/security")
+    );
+    member.enrol_authenticator_on_pages();
+    assert_eq!(member.get("/submissions").status, Status::Ok);
+    // Another organisation's members are not affected.
+    let mut other = app.login_as(Role::Submitter, "eve@other.example", Some("Other"));
+    assert_eq!(other.get("/submissions").status, Status::Ok);
+}
+
+#[test]
+fn guessing_codes_is_throttled_per_account_and_audited() {
+    let app = TestApp::new();
+    app.create_user(Role::Officer, "o@example.gov", None);
+    let mut b = app.browser();
+    let res = b.post(
+        "/login",
+        &[("email", "o@example.gov"), ("password", PASSWORD)],
+    );
+    assert_eq!(res.header("Location"), Some("/login/second-factor"));
+    for guess in ["111111", "222222", "333333", "444444", "555555"] {
+        let res = b.post("/login/second-factor", &[("factor_code", guess)]);
+        assert_eq!(res.status, Status::Unauthorized);
+    }
+    // Locked: even the right code is refused now, and from another address too (the lock is the account's).
+    let code = common::totp_code(app.state(), "o@example.gov");
+    let res = b.post("/login/second-factor", &[("factor_code", &code)]);
+    assert_eq!(res.status, Status::TooManyRequests);
+    assert_eq!(audit_reasons(&app, "mfa.failed").len(), 6);
+    assert!(audit_reasons(&app, "mfa.failed")
+        .last()
+        .unwrap()
+        .ends_with("throttled"));
+    // After the window the account signs in.
+    app.advance(10 * 60);
+    let code = common::totp_code(app.state(), "o@example.gov");
+    let res = b.post("/login/second-factor", &[("factor_code", &code)]);
+    assert_eq!(res.status, Status::SeeOther);
+}
+
+#[test]
+fn no_seed_or_code_is_in_clear_in_the_database_file_or_the_audit_export_and_rotation_reseals_the_seeds(
+) {
+    let app = TestApp::new();
+    let mut olive = invited_officer(&app, "olive@example.gov");
+    olive.login("olive@example.gov", "olive's own long passphrase");
+    let (seed, codes) = olive.enrol_authenticator_on_pages();
+    olive.post("/logout", &[]);
+    // Sign in once with a recovery code, once with the app.
+    let mut b = app.browser();
+    b.post(
+        "/login",
+        &[
+            ("email", "olive@example.gov"),
+            ("password", "olive's own long passphrase"),
+        ],
+    );
+    assert_eq!(
+        b.post("/login/second-factor", &[("factor_code", &codes[0])])
+            .status,
+        Status::SeeOther
+    );
+    assert_eq!(
+        olive.login("olive@example.gov", "olive's own long passphrase"),
+        Status::SeeOther
+    );
+
+    // Rotation: the seeds are re-sealed to the new master identity, the old one is retired, sign-in still works.
+    let keys = app.keys_dir();
+    let mut ring = pcii_portal::crypto::keys::KeyRing::load(&keys, &[]).unwrap();
+    let old = ring.current_key_id().to_string();
+    let rotated = app
+        .with_conn(|c| {
+            pcii_portal::key_store::rotation::rotate(&mut ring, c, &app.state().audit, &mut |_| {})
+        })
+        .unwrap();
+    assert_eq!(rotated.retired, vec![old.clone()]);
+    let sealed_to: Vec<String> = app.with_conn(|c| {
+        totp_factors::table
+            .select(totp_factors::master_key_id)
+            .load(c)
+            .unwrap()
+    });
+    assert!(sealed_to.iter().all(|k| *k == rotated.current_key_id));
+    let mut after = app.browser();
+    assert_eq!(
+        after.login("olive@example.gov", "olive's own long passphrase"),
+        Status::SeeOther
+    );
+    assert_eq!(after.get("/officer").status, Status::Ok);
+
+    // The database file: no seed (raw or as base32), no recovery code, no used code.
+    let base32 = totp_rs::Secret::from(seed.clone()).to_base32();
+    let mut auditor = app.login_as(Role::Auditor, "u@example.gov", None);
+    let (status, export, _) = auditor.get_bytes("/audit/export");
+    assert_eq!(status, Status::Ok);
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(export.unwrap())).unwrap();
+    let mut exported = Vec::new();
+    for i in 0..archive.len() {
+        archive
+            .by_index(i)
+            .unwrap()
+            .read_to_end(&mut exported)
+            .unwrap();
+    }
+    // SQLite only (a PostgreSQL database is no file of ours): read it whole, with its write-ahead log.
+    let mut db_bytes = Vec::new();
+    if app.database_url.is_empty() {
+        for name in ["pcii.sqlite3", "pcii.sqlite3-wal"] {
+            if let Ok(b) = std::fs::read(app.data_dir().join(name)) {
+                db_bytes.extend(b);
+            }
+        }
+        assert!(!db_bytes.is_empty());
+    }
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    for (what, bytes) in [("database", &db_bytes), ("audit export", &exported)] {
+        assert!(!contains(bytes, &seed), "the raw seed is in the {what}");
+        assert!(
+            !contains(bytes, base32.as_bytes()),
+            "the seed in base32 is in the {what}"
+        );
+        for code in &codes {
+            assert!(
+                !contains(bytes, code.as_bytes()),
+                "a recovery code is in the {what}"
+            );
+            let bare: String = code.chars().filter(|c| *c != '-').collect();
+            assert!(
+                !contains(bytes, bare.as_bytes()),
+                "a recovery code is in the {what}"
+            );
+        }
+    }
+    // The session rows say when a factor was used, never with what.
+    let used: Vec<Option<i64>> = app.with_conn(|c| {
+        sessions::table
+            .select(sessions::second_factor_at)
+            .load(c)
+            .unwrap()
+    });
+    assert!(used.iter().any(Option::is_some));
+}
