@@ -587,7 +587,7 @@ pub fn change_privilege(
     let target = account::find(conn, account_id)?;
     if target.id == who.id {
         return Err(AppError::Conflict(
-            "You cannot disable your own account or change your own role.".into(),
+            "You cannot change your own account here (its role, its status or its second factors): another administrator does, or use your own Account page.".into(),
         ));
     }
     let needs_second = grants_privilege(&target, &change)

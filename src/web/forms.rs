@@ -22,6 +22,26 @@ pub fn trimmed(v: Option<&str>) -> String {
     v.map(str::trim).unwrap_or("").to_string()
 }
 
+/// The highest page index a list accepts: a list longer than 100 000 pages is searched, not paged.
+pub const MAX_PAGE: i64 = 100_000;
+
+/// A list's page index from the query string (0 when absent). Anything else than a number from 0 to [`MAX_PAGE`]
+/// is the caller's mistake, answered 422 with the reason, never a silent first page or an overflow.
+pub fn page_index(page: Option<&str>) -> crate::error::AppResult<i64> {
+    match page.map(str::trim) {
+        None | Some("") => Ok(0),
+        Some(p) => p
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (0..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                crate::error::AppError::Invalid(format!(
+                    "There is no page {p:?}: pages are numbered from 0 to {MAX_PAGE}."
+                ))
+            }),
+    }
+}
+
 /// The token the current visitor's forms must carry (creating the anonymous one on first use).
 pub async fn expected_token(req: &Request<'_>) -> String {
     if let Some(a) = any_session(req).await {

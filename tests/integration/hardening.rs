@@ -579,3 +579,39 @@ fn emails_are_normalised_and_confusable_addresses_refused() {
     let count: i64 = app.with_conn(|c| users::table.count().get_result(c).unwrap());
     assert_eq!(count, 1);
 }
+
+/// Page numbers out of range, negative or not numbers are the caller's mistake: 422 with the reason, never a 500 (an
+/// overflowing offset) and never a silent first page.
+#[test]
+fn bad_page_numbers_answer_422_on_every_paged_list() {
+    let app = TestApp::new();
+    let mut sam = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "o@example.gov", None);
+    let mut admin = app.login_as(Role::Administrator, "ad@example.gov", None);
+    let mut check = |b: &mut Browser<'_>, list: &str| {
+        assert_eq!(
+            b.get(&format!("{list}?page=0")).status,
+            Status::Ok,
+            "{list}"
+        );
+        assert_eq!(
+            b.get(&format!("{list}?page=3")).status,
+            Status::Ok,
+            "{list}"
+        );
+        for bad in ["9223372036854775807", "100001", "-1", "abc", "1e3"] {
+            let res = b.get(&format!("{list}?page={bad}"));
+            assert_eq!(res.status, Status::UnprocessableEntity, "{list}?page={bad}");
+            assert!(res.body.contains("page"), "{list}: the reason is given");
+        }
+    };
+    check(&mut sam, "/submissions");
+    check(&mut admin, "/admin");
+    for list in [
+        "/officer",
+        "/officer/disseminations",
+        "/officer/organisations",
+    ] {
+        check(&mut officer, list);
+    }
+}

@@ -634,19 +634,27 @@ fn on_a_host_name_origin_passkeys_are_offered_and_a_forged_answer_is_refused() {
     let mut o = plain.login_as(Role::Officer, "o@example.gov", None);
     let page = o.get("/account/security");
     assert!(!page.body.contains("data-webauthn=\"register\""));
-    assert!(page.body.contains("Passkeys need the portal to be reached by a host name"));
+    assert!(page
+        .body
+        .contains("Passkeys need the portal to be reached by a host name"));
 
     let app = TestApp::with(|f| f.merge(("public_origin", "http://localhost:8000")));
     let mut o = app.login_as(Role::Officer, "o@example.gov", None);
     let page = o.get("/account/security");
     assert_eq!(page.status, Status::Ok);
     assert!(page.body.contains("data-webauthn=\"register\""));
-    assert!(page.body.contains("challenge"), "the ceremony's options are on the page");
+    assert!(
+        page.body.contains("challenge"),
+        "the ceremony's options are on the page"
+    );
     assert!(page.body.contains("/static/webauthn.js"));
     // A made-up answer adds nothing.
     let res = o.post(
         "/account/security/passkeys",
-        &[("name", "Forged key"), ("webauthn_response", "{\"id\":\"x\"}")],
+        &[
+            ("name", "Forged key"),
+            ("webauthn_response", "{\"id\":\"x\"}"),
+        ],
     );
     assert_eq!(res.status, Status::UnprocessableEntity, "{}", res.body);
     assert_eq!(app.audit_count("mfa.enrolled"), 0);
@@ -655,7 +663,10 @@ fn on_a_host_name_origin_passkeys_are_offered_and_a_forged_answer_is_refused() {
 
     // A made-up passkey answer at sign-in is a failure like a wrong code: refused, throttled, audited.
     let mut b = app.browser();
-    let res = b.post("/login", &[("email", "o@example.gov"), ("password", PASSWORD)]);
+    let res = b.post(
+        "/login",
+        &[("email", "o@example.gov"), ("password", PASSWORD)],
+    );
     assert_eq!(res.header("Location"), Some("/login/second-factor"));
     let res = b.post(
         "/login/second-factor",
@@ -665,5 +676,8 @@ fn on_a_host_name_origin_passkeys_are_offered_and_a_forged_answer_is_refused() {
     assert!(audit_reasons(&app, "mfa.failed")
         .iter()
         .any(|r| r == "sign-in: a passkey answer that did not verify"));
-    assert_eq!(b.get("/officer").header("Location"), Some("/login/second-factor"));
+    assert_eq!(
+        b.get("/officer").header("Location"),
+        Some("/login/second-factor")
+    );
 }

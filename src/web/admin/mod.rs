@@ -57,10 +57,10 @@ async fn index(
     ctx: Ctx<'_>,
     _admin: AdminUser<'_>,
     role: Option<&str>,
-    page: Option<i64>,
+    page: Option<&str>,
 ) -> AppResult<Page> {
     let role = role.and_then(Role::parse);
-    let page = page.unwrap_or(0).max(0);
+    let page = crate::web::forms::page_index(page)?;
     let ((rows, total), open, admins, pending) = ctx
         .state
         .db

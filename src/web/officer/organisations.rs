@@ -60,7 +60,7 @@ async fn list(
     _officer: OfficerUser<'_>,
     q: Option<&str>,
     verified: Option<&str>,
-    page: Option<i64>,
+    page: Option<&str>,
 ) -> AppResult<Page> {
     let form = ListForm {
         q: trimmed(q),
@@ -78,7 +78,7 @@ async fn list(
             _ => None,
         },
     };
-    let page = page.unwrap_or(0).max(0);
+    let page = crate::web::forms::page_index(page)?;
     let now = ctx.state.clock.now();
     let ((rows, total), awaiting) = ctx
         .state

@@ -308,9 +308,9 @@ const LOG_PER_PAGE: i64 = 50;
 async fn dissemination_log(
     ctx: Ctx<'_>,
     _officer: OfficerUser<'_>,
-    page: Option<i64>,
+    page: Option<&str>,
 ) -> AppResult<Page> {
-    let page = page.unwrap_or(0).clamp(0, 100_000);
+    let page = crate::web::forms::page_index(page)?;
     let (rows, total) = ctx
         .state
         .db

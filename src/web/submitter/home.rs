@@ -18,9 +18,9 @@ fn pages(total: i64) -> i64 {
 async fn submitter_home(
     ctx: Ctx<'_>,
     user: SubmitterUser<'_>,
-    page: Option<i64>,
+    page: Option<&str>,
 ) -> AppResult<Page> {
-    let page = page.unwrap_or(0).max(0);
+    let page = crate::web::forms::page_index(page)?;
     let org = user.user.organisation_id.clone().unwrap_or_default();
     let ((rows, total), mut notices, unread) = ctx
         .state
