@@ -615,3 +615,41 @@ fn bad_page_numbers_answer_422_on_every_paged_list() {
         check(&mut officer, list);
     }
 }
+
+/// An auditor who mistypes a date is told so, not shown the whole log as if filtered; unknown values in the
+/// auditor's and the administrator's filters are refused the same way.
+#[test]
+fn bad_filter_values_answer_422_with_the_reason() {
+    let app = TestApp::new();
+    let mut auditor = app.login_as(Role::Auditor, "u@example.gov", None);
+    let mut admin = app.login_as(Role::Administrator, "ad@example.gov", None);
+    let views = app.audit_count("audit.view");
+    for (query, reason) in [
+        ("from=2026-13-45", "is not a date"),
+        ("to=yesterday", "is not a date"),
+        ("from=2026-12-02&to=2026-12-01", "before the start date"),
+        ("outcome=sucess", "is not an outcome"),
+    ] {
+        let res = auditor.get(&format!("/audit?{query}"));
+        assert_eq!(res.status, Status::UnprocessableEntity, "{query}");
+        assert!(res.body.contains(reason), "{query}: {reason}");
+        assert!(
+            res.body.contains("0 entries shown"),
+            "{query}: no entries are shown"
+        );
+    }
+    assert_eq!(app.audit_count("audit.view"), views, "nothing was viewed");
+    assert_eq!(
+        auditor.get("/audit?before=abc").status,
+        Status::UnprocessableEntity
+    );
+    assert_eq!(
+        auditor.get("/audit?from=2026-01-01&outcome=success").status,
+        Status::Ok
+    );
+    assert_eq!(
+        admin.get("/admin?role=superuser").status,
+        Status::UnprocessableEntity
+    );
+    assert_eq!(admin.get("/admin?role=officer").status, Status::Ok);
+}

@@ -59,7 +59,14 @@ async fn index(
     role: Option<&str>,
     page: Option<&str>,
 ) -> AppResult<Page> {
-    let role = role.and_then(Role::parse);
+    let role = match role.map(str::trim).filter(|r| !r.is_empty()) {
+        None => None,
+        Some(r) => Some(Role::parse(r).ok_or_else(|| {
+            AppError::Invalid(format!(
+                "{r:?} is not a role: submitter, officer, authorized_user, auditor or administrator."
+            ))
+        })?),
+    };
     let page = crate::web::forms::page_index(page)?;
     let ((rows, total), open, admins, pending) = ctx
         .state

@@ -50,16 +50,48 @@ fn some(v: &str) -> Option<String> {
 }
 
 impl FilterForm {
-    fn to_filter(&self) -> Filter {
-        Filter {
+    /// The filter, or what is wrong with each field as typed: an auditor who mistypes a date must not be shown
+    /// the whole log as if it were the filtered one.
+    fn to_filter(&self) -> Result<Filter, std::collections::BTreeMap<&'static str, String>> {
+        let mut errors = std::collections::BTreeMap::new();
+        let date = |name: &'static str, v: &str, errors: &mut std::collections::BTreeMap<_, _>| {
+            if v.is_empty() {
+                return None;
+            }
+            let parsed = crate::time::parse_date(v);
+            if parsed.is_none() {
+                errors.insert(name, format!("{v:?} is not a date: use YYYY-MM-DD."));
+            }
+            parsed
+        };
+        let from = date("from", &self.from, &mut errors);
+        let to = date("to", &self.to, &mut errors);
+        if let (Some(f), Some(t)) = (from, to) {
+            if f > t {
+                errors.insert("to", "The end date is before the start date.".to_string());
+            }
+        }
+        if !self.outcome.is_empty() && !outcomes().contains(&self.outcome.as_str()) {
+            errors.insert(
+                "outcome",
+                format!(
+                    "{:?} is not an outcome: choose one from the list.",
+                    self.outcome
+                ),
+            );
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Filter {
             actor: some(&self.actor),
             action: some(&self.action),
             object: some(&self.object),
             outcome: some(&self.outcome),
-            from: crate::time::parse_date(&self.from),
+            from,
             // Inclusive of the whole "to" day.
-            to: crate::time::parse_date(&self.to).map(|t| t + crate::time::DAY),
-        }
+            to: to.map(|t| t + crate::time::DAY),
+        })
     }
 
     fn query(&self) -> Vec<(&'static str, &str)> {
@@ -90,8 +122,21 @@ fn query_string(pairs: &[(&str, &str)]) -> String {
         .join("&")
 }
 
-fn parse_before(before: Option<&str>) -> Option<i64> {
-    before.and_then(|b| b.trim().parse::<i64>().ok())
+/// The "older entries" cursor: an entry's sequence number, or the caller's mistake (422).
+fn parse_before(before: Option<&str>) -> AppResult<Option<i64>> {
+    match before.map(str::trim).filter(|b| !b.is_empty()) {
+        None => Ok(None),
+        Some(b) => b
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| {
+                crate::error::AppError::Invalid(format!(
+                    "{b:?} is not a position in the log (a positive whole number)."
+                ))
+            }),
+    }
 }
 
 /// What the list template shows, whatever the page.
@@ -175,8 +220,23 @@ async fn index(
         from: trimmed(from),
         to: trimmed(to),
     };
-    let filter = form.to_filter();
-    let before = parse_before(before);
+    let before = parse_before(before)?;
+    let filter = match form.to_filter() {
+        Ok(filter) => filter,
+        Err(errors) => {
+            // The form again with the reasons, and no entries: nothing was read, so nothing is audited as viewed.
+            return Ok(Page::new("audit/log.html.tera")
+                .status(rocket::http::Status::UnprocessableEntity)
+                .with("heading", "Audit log")
+                .with("action_url", "/audit")
+                .with("show_filters", true)
+                .with("filters", &form)
+                .with("errors", errors)
+                .with("outcomes", outcomes())
+                .with("entries", Vec::<AuditEntry>::new())
+                .with("paged", false));
+        }
+    };
     let (audit, who) = (ctx.state.audit.clone(), ctx.actor.clone());
     let (listing, status) = ctx
         .state
@@ -213,7 +273,7 @@ async fn scoped_listing(
     heading: String,
     about_link: Option<String>,
 ) -> AppResult<Page> {
-    let before = parse_before(before);
+    let before = parse_before(before)?;
     let (audit, who) = (ctx.state.audit.clone(), ctx.actor.clone());
     let listing = ctx
         .state
