@@ -588,7 +588,7 @@ fn bad_page_numbers_answer_422_on_every_paged_list() {
     let mut sam = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
     let mut officer = app.login_as(Role::Officer, "o@example.gov", None);
     let mut admin = app.login_as(Role::Administrator, "ad@example.gov", None);
-    let mut check = |b: &mut Browser<'_>, list: &str| {
+    let check = |b: &mut Browser<'_>, list: &str| {
         assert_eq!(
             b.get(&format!("{list}?page=0")).status,
             Status::Ok,
