@@ -41,6 +41,21 @@ use crate::storage::BlobStore;
 
 /// The figment every entry point reads: Rocket's own settings and ours (`config::Settings`), from one place:
 /// defaults, then `Rocket.toml` (or the file named by `PCII_CONFIG`), then `PCII_` variables.
+/// Rocket's keys that `ROCKET_` variables may set (not its secret key, which the key store provides, nor its log
+/// level, which tracing replaces).
+const ROCKET_KEYS: [&str; 10] = [
+    "address",
+    "port",
+    "workers",
+    "max_blocking",
+    "keep_alive",
+    "limits",
+    "ip_header",
+    "temp_dir",
+    "shutdown",
+    "tls",
+];
+
 pub fn figment() -> Figment {
     let file = std::env::var("PCII_CONFIG").unwrap_or_else(|_| "Rocket.toml".into());
     Figment::from(rocket::Config::default())
@@ -51,6 +66,8 @@ pub fn figment() -> Figment {
         // No `Server: Rocket` header: nothing to fingerprint.
         .merge(("ident", false))
         .merge(Toml::file(file).nested())
+        // Rocket's own keys answer to `ROCKET_` too, as in every Rocket application (`PCII_` wins when both are set).
+        .merge(Env::prefixed("ROCKET_").only(&ROCKET_KEYS).global())
         .merge(
             Env::prefixed("PCII_")
                 .ignore(&["PROFILE", "CONFIG"])
@@ -84,6 +101,13 @@ pub fn build_with_clock(
     clock: Clock,
 ) -> Result<(Rocket<Build>, Startup), String> {
     let settings = config::load(&figment)?;
+    // This build has no TLS listener (Rocket's `tls` feature is off): a `tls` setting would be silently ignored and
+    // the portal served in clear. TLS ends at a reverse proxy; `public_origin = "https://..."` says so to the portal.
+    if figment.find_value("tls").is_ok() {
+        return Err("`tls` is configured, but this build serves plain HTTP only: end TLS at a reverse proxy \
+                    (see README, \"Behind a reverse proxy\") and remove the `tls` setting"
+            .into());
+    }
     let at_rest =
         key_store::protection::unlock_non_interactive(&settings).map_err(|e| e.to_string())?;
     build_unlocked(figment, clock, at_rest)

@@ -70,6 +70,7 @@ impl<'r> Responder<'r, 'static> for ErrorPage {
                 .with("fields", &challenge.fields)
                 .with("error", &challenge.error)
                 .with("passkey_options", &challenge.passkey_options)
+                .with("back", "/dashboard")
                 .with("minutes", minutes);
             let who = cached(req);
             let csrf = who.map(|a| a.csrf.clone()).unwrap_or_default();

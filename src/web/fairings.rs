@@ -88,7 +88,7 @@ impl Fairing for SecurityHeaders {
             res.set_header(Header::new("Cache-Control", "no-store"));
             res.set_header(Header::new("Pragma", "no-cache"));
         }
-        if req.rocket().config().tls_enabled() {
+        if crate::web::guards::served_over_https(req) {
             res.set_header(Header::new(
                 "Strict-Transport-Security",
                 "max-age=63072000; includeSubDomains",
@@ -148,7 +148,7 @@ fn cross_site(req: &Request<'_>) -> bool {
         return origin != configured;
     }
     let host = req.headers().get_one("Host").unwrap_or("");
-    let scheme = if req.rocket().config().tls_enabled() {
+    let scheme = if crate::web::guards::served_over_https(req) {
         "https"
     } else {
         "http"

@@ -59,7 +59,7 @@ pub fn anonymous_token(req: &Request<'_>) -> String {
         .expires(None::<rocket::time::OffsetDateTime>)
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(req.rocket().config().tls_enabled())
+        .secure(crate::web::guards::served_over_https(req))
         .path("/")
         .build();
     req.cookies().add_private(cookie);

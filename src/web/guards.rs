@@ -44,7 +44,16 @@ pub fn remove_session_cookie(tls: bool, jar: &CookieJar<'_>) {
 }
 
 fn tls(req: &Request<'_>) -> bool {
-    req.rocket().config().tls_enabled()
+    served_over_https(req)
+}
+
+/// Whether browsers reach the portal over HTTPS: its `public_origin` says so. This build has no TLS listener, so
+/// HTTPS always ends at a reverse proxy and Rocket cannot tell; asking Rocket would give plain cookies and no HSTS
+/// behind every proxy.
+pub fn served_over_https(req: &Request<'_>) -> bool {
+    req.rocket()
+        .state::<Services>()
+        .is_some_and(|s| s.settings.public_origin.trim().starts_with("https://"))
 }
 
 /// A session and its account. Signed in only at [`Stage::Complete`]: a session that has not used the account's
@@ -263,11 +272,8 @@ async fn require<'r>(
             )
         }
         (Some(a), _) if a.stage == Stage::MustEnrol => {
+            // The page it is sent to says why.
             go_to(req, "/account/security");
-            crate::web::error::set_error_message(
-                req,
-                "Your account needs a second factor before it can be used. Set one up at /account/security.".into(),
-            );
             (Status::Forbidden, "no second factor enrolled".to_string())
         }
         (Some(a), Some(roles)) if !roles.contains(&a.role) => (

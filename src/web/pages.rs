@@ -194,7 +194,7 @@ impl<'r> Responder<'r, 'static> for Notice {
         let cookie = Cookie::build((NOTICE_COOKIE, self.message))
             .http_only(true)
             .same_site(SameSite::Strict)
-            .secure(req.rocket().config().tls_enabled())
+            .secure(crate::web::guards::served_over_https(req))
             .path("/")
             .build();
         req.cookies().add_private(cookie);

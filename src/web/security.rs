@@ -6,7 +6,7 @@
 //! removing a factor, and new recovery codes, need the current factor given recently (a step-up form).
 
 use rocket::form::FromForm;
-use rocket::http::Status;
+use rocket::http::{Cookie, CookieJar, SameSite, Status};
 use rocket::response::Redirect;
 use rocket::Either;
 
@@ -26,6 +26,7 @@ pub fn routes() -> Vec<rocket::Route> {
         totp_page,
         confirm_totp,
         new_recovery_codes,
+        recovery_codes_once,
         remove_totp,
         add_passkey,
         remove_passkey,
@@ -91,12 +92,53 @@ fn totp_setup_page(setup: &second_factor::TotpSetup) -> Page {
         .with("secret", setup.secret_text.as_str())
 }
 
-fn recovery_codes_page(codes: &[zeroize::Zeroizing<String>], enrolled: Option<&str>) -> Page {
-    let shown: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
-    Page::new("security/recovery_codes.html.tera")
-        .with("codes", shown)
-        .with("enrolled", enrolled)
-        .with("next", "/dashboard")
+/// Where new recovery codes wait, for one showing: a private (encrypted, authenticated) cookie limited to the page
+/// that shows them, which deletes it. Shown after a redirect, so reloading the page cannot re-post the form that made
+/// them (which would make a new set, or find the app already confirmed).
+const CODES_COOKIE: &str = "pcii_recovery_codes";
+const CODES_PAGE: &str = "/account/security/recovery-codes";
+
+fn show_codes_once(
+    ctx: &Ctx<'_>,
+    jar: &CookieJar<'_>,
+    codes: &[zeroize::Zeroizing<String>],
+    done: &str,
+) -> Notice {
+    let joined = zeroize::Zeroizing::new(
+        codes
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    jar.add_private(
+        Cookie::build((CODES_COOKIE, joined.to_string()))
+            .path(CODES_PAGE)
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .secure(ctx.tls)
+            .max_age(rocket::time::Duration::minutes(10))
+            .build(),
+    );
+    Notice::redirect(CODES_PAGE, done)
+}
+
+#[rocket::get("/account/security/recovery-codes")]
+fn recovery_codes_once(_who: ManagingFactors<'_>, jar: &CookieJar<'_>) -> Either<Page, Notice> {
+    let Some(cookie) = jar.get_private(CODES_COOKIE) else {
+        return Either::Right(Notice::redirect(
+            "/account/security",
+            "Recovery codes are shown only once. If you did not save them, make new ones below.",
+        ));
+    };
+    jar.remove_private(Cookie::build(CODES_COOKIE).path(CODES_PAGE));
+    let value = zeroize::Zeroizing::new(cookie.value().to_string());
+    let codes: Vec<&str> = value.split(' ').filter(|c| !c.is_empty()).collect();
+    Either::Left(
+        Page::new("security/recovery_codes.html.tera")
+            .with("codes", codes)
+            .with("next", "/dashboard"),
+    )
 }
 
 #[derive(FromForm)]
@@ -109,6 +151,7 @@ struct ConfirmForm {
 async fn confirm_totp(
     ctx: Ctx<'_>,
     who: ManagingFactors<'_>,
+    jar: &CookieJar<'_>,
     form: StepUpForm<ConfirmForm>,
 ) -> AppResult<Either<Page, Notice>> {
     let (audit, ring, keys) = (
@@ -146,16 +189,10 @@ async fn confirm_totp(
         })
         .await?;
     match (result, again) {
-        (Enrolled::Done { recovery_codes }, _) => Ok(match recovery_codes {
-            Some(codes) => Either::Left(recovery_codes_page(
-                &codes,
-                Some("Your authenticator app is set up."),
-            )),
-            None => Either::Right(Notice::redirect(
-                "/account/security",
-                "Your authenticator app is set up.",
-            )),
-        }),
+        (Enrolled::Done { recovery_codes }, _) => Ok(Either::Right(match recovery_codes {
+            Some(codes) => show_codes_once(&ctx, jar, &codes, "Your authenticator app is set up."),
+            None => Notice::redirect("/account/security", "Your authenticator app is set up."),
+        })),
         (Enrolled::WrongCode, Some(setup)) => Ok(Either::Left(
             totp_setup_page(&setup)
                 .status(Status::UnprocessableEntity)
@@ -169,9 +206,10 @@ async fn confirm_totp(
                 .status(Status::TooManyRequests)
                 .with("error", "Too many wrong codes. Wait a few minutes and try again."),
         )),
+        // Confirmed already (a form sent twice), or reset meanwhile: the page says where things stand.
         _ => Ok(Either::Right(Notice::redirect(
-            "/account/security/totp",
-            "That setup had expired; here is a new one.",
+            "/account/security",
+            "No authenticator app is being set up now: your second factors are listed below.",
         ))),
     }
 }
@@ -180,8 +218,9 @@ async fn confirm_totp(
 async fn new_recovery_codes(
     ctx: Ctx<'_>,
     who: ManagingFactors<'_>,
+    jar: &CookieJar<'_>,
     _form: StepUpForm<NoFields>,
-) -> AppResult<Page> {
+) -> AppResult<Notice> {
     let (audit, actor, user) = (ctx.state.audit.clone(), ctx.actor.clone(), who.user.clone());
     let now = ctx.state.clock.now();
     let codes = ctx
@@ -189,7 +228,12 @@ async fn new_recovery_codes(
         .db
         .run(move |c| second_factor::regenerate_recovery_codes(c, &audit, &actor, &user, now))
         .await?;
-    Ok(recovery_codes_page(&codes, None))
+    Ok(show_codes_once(
+        &ctx,
+        jar,
+        &codes,
+        "New recovery codes: the earlier ones no longer work.",
+    ))
 }
 
 #[derive(FromForm)]
@@ -274,8 +318,9 @@ struct PasskeyForm {
 async fn add_passkey(
     ctx: Ctx<'_>,
     who: ManagingFactors<'_>,
+    jar: &CookieJar<'_>,
     form: StepUpForm<PasskeyForm>,
-) -> AppResult<Either<Page, Notice>> {
+) -> AppResult<Notice> {
     let Some(passkeys) = ctx.state.passkeys.clone() else {
         return Err(AppError::Conflict(
             "Passkeys are not available at this address of the portal.".into(),
@@ -315,11 +360,8 @@ async fn add_passkey(
         })
         .await?;
     Ok(match codes {
-        Some(codes) => Either::Left(recovery_codes_page(&codes, Some("Your passkey is added."))),
-        None => Either::Right(Notice::redirect(
-            "/account/security",
-            "Your passkey is added.",
-        )),
+        Some(codes) => show_codes_once(&ctx, jar, &codes, "Your passkey is added."),
+        None => Notice::redirect("/account/security", "Your passkey is added."),
     })
 }
 

@@ -206,7 +206,7 @@ where
         crate::web::error::set_error_message(
             req,
             format!(
-                "This needs a second factor used within the last {} minutes.",
+                "This needs a second factor used within the last {} minute(s).",
                 state.settings.step_up_minutes
             ),
         );

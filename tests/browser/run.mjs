@@ -1,16 +1,21 @@
 // The browser suite: one flow per role, as people use the portal, in Debian's headless Chromium driven by
-// playwright-core. Every page reached is checked (status, console errors, CSP violations, axe-core serious
-// and critical violations, no horizontal scrolling at 320 px and 1280 px); the main pages are captured at
-// 1280 px into docs/screenshots/. Started by run.sh, which provides the servers through the environment.
+// playwright-core. Every page reached is checked (status, security headers, console errors, CSP violations,
+// axe-core serious and critical violations, no horizontal scrolling at 320 px and 1280 px, no unexpected
+// "Confirm it is you" step-up page); the main pages are captured at 1280 px into docs/screenshots/. Started by
+// run.sh, which provides the servers through the environment.
 //
 // Each person has a browser context of their own (own cookie jar), as if on their own machine. Forms are
 // filled field by field and sent from the keyboard (Enter in a field, or Enter/Space on a focused control).
+// Staff set up an authenticator app through the pages the first time they sign in (the suite reads the secret
+// the page shows as text and computes the codes, second-factor.mjs) and give a code at every later sign-in; the
+// officer also adds a passkey, held by a virtual authenticator of Chromium's (DevTools' WebAuthn domain).
 
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
+import { Factors, totp, totpSelfTest, stepNow } from './second-factor.mjs';
 
 const require = createRequire(import.meta.url);
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -23,9 +28,12 @@ const env = (name, fallback) => {
   return v;
 };
 
+// The main portal is browsed at http://localhost:PORT, its configured public origin: passkeys need a host name.
 const BASE = env('PCII_BASE_URL');
 const SMALL_BASE = env('PCII_SMALL_BASE_URL');
 const SETUP_URL = env('PCII_SETUP_URL');
+// The second portal (IP origin, 1 MiB limit) runs with step_up_minutes = 1: there a factor goes stale within a run.
+const SMALL_SETUP_URL = env('PCII_SMALL_SETUP_URL');
 // Without SMTP each portal writes its mail as .eml files here (run.sh: <data dir>/outbox).
 const OUTBOX = env('PCII_OUTBOX_DIR');
 const SMALL_OUTBOX = env('PCII_SMALL_OUTBOX_DIR');
@@ -157,12 +165,36 @@ async function screenshot(page, name) {
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 }
 
-/** Checks the page now shown. `status` is the HTTP status the visit must have ended with. */
-async function checkPage(page, label, { status, expectStatus = 200, shot } = {}) {
+/**
+ * The headers every page of the portal carries (SECURITY.md): a CSP that allows no inline script, no sniffing,
+ * no framing, and no caching (pages show a TOTP secret, recovery codes, protected information).
+ */
+function headerProblems(headers) {
+  if (!headers) return ['no response: its headers could not be checked'];
+  const problems = [];
+  const csp = headers['content-security-policy'] ?? '';
+  if (!/(^|;)\s*script-src 'self'\s*(;|$)/.test(csp)) problems.push(`header: the Content-Security-Policy does not limit scripts to 'self': "${csp}"`);
+  if (!/(^|;)\s*frame-ancestors 'none'\s*(;|$)/.test(csp)) problems.push(`header: the Content-Security-Policy does not forbid framing: "${csp}"`);
+  if ((headers['x-content-type-options'] ?? '') !== 'nosniff') problems.push('header: no "X-Content-Type-Options: nosniff"');
+  if (!/\bno-store\b/.test(headers['cache-control'] ?? '')) problems.push(`header: Cache-Control is "${headers['cache-control'] ?? ''}", not no-store`);
+  return problems;
+}
+
+/**
+ * Checks the page now shown. `status` is the HTTP status the visit must have ended with, `headers` its response
+ * headers. A "Confirm it is you" step-up page is a problem unless `stepUp` says it is expected: within one run
+ * every act follows a sign-in by far less than the portal's 15 minutes.
+ */
+async function checkPage(page, label, { status, expectStatus = 200, shot, headers, stepUp = false } = {}) {
   // Setup, invitation, confirmation and reset tokens are credentials, even on a throw-away portal: not printed.
-  const where = new URL(page.url()).pathname
-    .replace(/^\/(setup|invitations|verify-email|password\/reset)\/(?!resend$)[^/]+/, '/$1/<token>');
-  const problems = await pageProblems(page, { status, expectStatus });
+  const path_ = new URL(page.url()).pathname;
+  const where = path_.replace(/^\/(setup|invitations|verify-email|password\/reset)\/(?!resend$)[^/]+/, '/$1/<token>');
+  const problems = headerProblems(headers);
+  problems.push(...await pageProblems(page, { status, expectStatus }));
+  if (!stepUp && path_ !== '/login/second-factor') {
+    const h1 = await page.evaluate(() => document.querySelector('h1')?.textContent ?? '');
+    if (/Confirm it is you/.test(h1)) problems.push('an unexpected step-up page ("Confirm it is you"): the second factor was not fresh');
+  }
   if (shot) await screenshot(page, shot);
   record(label, where, problems);
 }
@@ -228,7 +260,15 @@ async function selfTest(browser) {
     [/^console error: self-test console error/, 'console error'],
   ].filter(([re]) => !found(re)).map(([, name]) => name);
   expect(!(await page.evaluate(() => window.inlineRan === true)), 'an inline script ran: the CSP is not enforced');
-  record('self-test: every detector fires on a spoiled page', '/', missing.map((m) => `the ${m} detector did not fire`));
+  const headersSeen = headerProblems(await response.allHeaders());
+  const headersSpoiled = headerProblems({ 'content-security-policy': "default-src 'self'; script-src 'self' 'unsafe-inline'", 'cache-control': 'private' });
+  if (headersSpoiled.length !== 4) missing.push('header');
+  record('self-test: every detector fires on a spoiled page', '/', [
+    ...missing.map((m) => `the ${m} detector did not fire`),
+    ...headersSeen.map((h) => `the real page: ${h}`),
+  ]);
+  // The codes the suite computes are the RFC's: otherwise every sign-in with an authenticator app would fail.
+  record('self-test: TOTP codes as RFC 6238 (SHA-1, 6 digits)', 'second-factor.mjs', totpSelfTest());
   await p.context.close();
 }
 
@@ -243,7 +283,11 @@ async function go(page, label, action, opts = {}) {
   } else {
     [response] = await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), action()]);
   }
-  await checkPage(page, label, { ...opts, status: response ? response.status() : null });
+  await checkPage(page, label, {
+    ...opts,
+    status: response ? response.status() : null,
+    headers: response ? await response.allHeaders() : null,
+  });
   return response;
 }
 
@@ -363,10 +407,75 @@ async function acceptInvitation(browser, who, label, { base = BASE, outbox = OUT
   return p;
 }
 
-async function signIn(p, email, label, base = BASE) {
+// ------------------------------------------------------------------------------------------------
+// Second factors
+// ------------------------------------------------------------------------------------------------
+
+const factors = new Factors(); // each person's authenticator app and recovery codes, in the suite's memory only
+const here = (page) => new URL(page.url()).pathname;
+
+async function errorSummary(page) {
+  const e = page.locator('main .error-summary');
+  return (await e.count()) ? (await e.first().textContent()).trim() : '';
+}
+
+/**
+ * Signs in with the password and, for an account whose authenticator app the suite holds, with a code from it
+ * (`factor: 'app'`); `factor: 'none'` stops on /login/second-factor. An account without a factor ends where the
+ * portal sends it: home, "Confirm your email address", or /account/security when it must set one up.
+ */
+async function signIn(p, email, label, { base = BASE, factor = 'app', shot } = {}) {
   const { page } = p;
   await go(page, `${label}: sign-in page`, '/login', { base });
-  await go(page, `${label}: signed in`, () => fillAndEnter(page, { email, password: PASSWORD }));
+  if (!factors.has(email)) {
+    await go(page, `${label}: password accepted`, () => fillAndEnter(page, { email, password: PASSWORD }), { base, shot });
+    return;
+  }
+  await go(page, `${label}: password accepted → second factor`, () => fillAndEnter(page, { email, password: PASSWORD }), { base, shot });
+  expect(here(page) === '/login/second-factor', `after the password, ${label} is on ${page.url()}, not /login/second-factor`);
+  expect(await byId(page, 'factor_code').count() === 1, 'the second-factor page has no code field');
+  if (factor === 'none') return;
+  const { code, waited } = await factors.code(email);
+  const note = waited ? ` (waited ${(waited / 1000).toFixed(1)} s for a fresh time step)` : '';
+  await go(page, `${label}: authenticator code accepted${note}`, () => fillAndEnter(page, { factor_code: code }), { base });
+  expect(here(page) !== '/login/second-factor', `a fresh authenticator code was refused: ${await errorSummary(page)}`);
+  expect(/You are signed in/.test(await notice(page)), `no "You are signed in." after the second factor: "${await notice(page)}"`);
+}
+
+/**
+ * An account that must have a second factor, on /account/security after its password: sets up an authenticator
+ * app from the secret the page shows as text, confirms it with a code, keeps the ten recovery codes shown, and
+ * continues home. `wrongCodeFirst`: a wrong code first, which must keep the same secret on the page.
+ */
+async function enrolAuthenticator(p, who, label, { shots = false, wrongCodeFirst = false } = {}) {
+  const { page } = p;
+  expect(here(page) === '/account/security', `${label}, without a second factor, is on ${page.url()}, not /account/security`);
+  expect(/needs a second factor/.test(await errorSummary(page)), `/account/security does not say a second factor is needed: "${await errorSummary(page)}"`);
+  expect(await page.getByRole('link', { name: 'Home', exact: true }).count() === 0, 'the header offers "Home" before the second factor is set up');
+  await go(page, `${label}: authenticator app setup`, () => press(page, page.getByRole('link', { name: 'Set up an authenticator app' })),
+    { shot: shots ? '27-totp-setup' : undefined });
+  expect(here(page) === '/account/security/totp', `the setup link went to ${page.url()}`);
+  const secret = (await byId(page, 'totp-secret').textContent()).trim();
+  expect(/^[A-Z2-7]{4}( [A-Z2-7]{1,4})+$/.test(secret), `the secret is not base32 in groups of four: "${secret}"`);
+  const qrShown = await page.locator('main img[src^="data:image/svg+xml"]').first()
+    .evaluate((img) => img.complete && img.naturalWidth > 0);
+  expect(qrShown, 'the QR code image is not shown (blocked, or not an image)');
+  const f = factors.enrol(who.email, secret);
+  if (wrongCodeFirst) {
+    const wrong = totp(f.seed, stepNow() - 10); // ten steps old: outside the skew
+    await go(page, `${label}: a wrong code → asked again`, () => fillAndEnter(page, { code: wrong }), { expectStatus: 422 });
+    expect(/does not match/.test(await errorSummary(page)), `no message for a wrong code: "${await errorSummary(page)}"`);
+    expect((await byId(page, 'totp-secret').textContent()).trim() === secret, 'after a wrong code the page shows another secret');
+  }
+  const { code } = await factors.code(who.email);
+  await go(page, `${label}: app confirmed → recovery codes`, () => fillAndEnter(page, { code }), { shot: shots ? '28-recovery-codes' : undefined });
+  expect(/recovery codes/i.test(await heading(page)), `after confirming, the page is headed "${await heading(page)}"`);
+  expect(/authenticator app is set up/.test(await notice(page)), `no "authenticator app is set up" notice: "${await notice(page)}"`);
+  const codes = (await page.locator('#recovery-codes li').allTextContents()).map((c) => c.trim());
+  expect(codes.length === 10, `${codes.length} recovery codes shown, not 10`);
+  expect(new Set(codes).size === 10 && codes.every((c) => /^[A-Za-z0-9]{4}(-[A-Za-z0-9]{4}){3}$/.test(c)), `the recovery codes are not ten distinct XXXX-XXXX-XXXX-XXXX: ${codes.join(', ')}`);
+  f.recoveryCodes = codes;
+  await go(page, `${label}: recovery codes saved → home`, () => press(page, page.getByRole('link', { name: 'I have saved them — continue' })));
 }
 
 async function signOut(p, label) {
@@ -388,6 +497,8 @@ const people = {
   colleague: { email: 'cam.colleague@gridco.example.com', name: 'Cam Colleague' },
   other: { email: 'oz.other@waterworks.example.com', name: 'Oz Other', organisation: 'Waterworks Inc.' },
   big: { email: 'bea.big@telecom.example.com', name: 'Bea Big', organisation: 'Telecom Corp' },
+  smallAdmin: { email: 'sol.steward@pcii.example.gov', name: 'Sol Steward' },
+  stepUpInvitee: { email: 'ivy.invitee@pcii.example.gov', name: 'Ivy Invitee', role: 'auditor', agency: 'Office of Inspector General' },
 };
 
 const shared = {}; // what one flow hands to the next: submission id, tracking number, account ids
@@ -401,8 +512,34 @@ async function flowAdministrator(browser) {
     display_name: people.admin.name, email: people.admin.email, password: PASSWORD,
   }));
   expect(/administrator account is ready/i.test(await notice(page)), 'no confirmation after setup');
-  await go(page, 'admin: signed in → accounts', () => fillAndEnter(page, { email: people.admin.email, password: PASSWORD }));
-  expect(new URL(page.url()).pathname === '/admin', `signed-in administrator landed on ${page.url()}`);
+  // Staff must have a second factor: after the password, the first administrator reaches nothing but
+  // /account/security until it has set up an authenticator app.
+  await go(page, 'admin: password accepted → must set up a second factor', () => fillAndEnter(page, { email: people.admin.email, password: PASSWORD }),
+    { shot: '26-account-security' });
+  await go(page, 'admin: accounts page before the second factor', '/admin');
+  expect(here(page) === '/account/security', `without a second factor, /admin led to ${page.url()}`);
+  await enrolAuthenticator(p, people.admin, 'admin', { shots: true, wrongCodeFirst: true });
+  expect(here(page) === '/admin', `the administrator with its new authenticator app landed on ${page.url()}`);
+
+  // Out and in again: the password, then a code computed from the secret the page showed.
+  await signOut(p, 'admin');
+  await signIn(p, people.admin.email, 'admin', { factor: 'none', shot: '29-second-factor' });
+  const { code } = await factors.code(people.admin.email);
+  await go(page, 'admin: authenticator code accepted → accounts', () => fillAndEnter(page, { factor_code: code }));
+  expect(here(page) === '/admin', `signed-in administrator landed on ${page.url()}`);
+  // The same code a second time (within its 30 s step and the skew, so it is the replay that is refused).
+  await signOut(p, 'admin');
+  await signIn(p, people.admin.email, 'admin', { factor: 'none' });
+  const replayed = factors.get(people.admin.email).lastCode;
+  const fresh = stepNow() <= factors.get(people.admin.email).lastStep + 1;
+  await go(page, `admin: the same authenticator code again → refused${fresh ? '' : ' (its step had passed)'}`, () => fillAndEnter(page, { factor_code: replayed }), { expectStatus: 401 });
+  expect(here(page) === '/login/second-factor', `a replayed code led to ${page.url()}`);
+  expect(/did not work/.test(await errorSummary(page)), `no message for a replayed code: "${await errorSummary(page)}"`);
+  // A recovery code in its place: accepted once.
+  const recovery = factors.takeRecoveryCode(people.admin.email);
+  await go(page, 'admin: a recovery code accepted → accounts', () => fillAndEnter(page, { factor_code: recovery }));
+  expect(here(page) === '/admin', `after a recovery code the administrator is on ${page.url()}`);
+  expect(/recovery code: 9 left/.test(await notice(page)), `no "9 left" notice after a recovery code: "${await notice(page)}"`);
 
   expect((await page.locator('main .warning').first().textContent()).includes('only one active administrator'),
     'the accounts page does not warn that the two-person rule cannot apply with one administrator');
@@ -454,12 +591,86 @@ async function flowAdministrator(browser) {
   }
   const analystRow = await page.locator('tbody tr', { hasText: people.analyst.email }).textContent();
   expect(analystRow.includes(people.analyst.agency) && analystRow.includes(NDA_EXPIRES), 'the accounts list does not show the authorized user\'s agency and NDA expiry');
+
+  // The recovery code used at the start works no more; the app still does.
+  await signOut(p, 'admin');
+  await signIn(p, people.admin.email, 'admin', { factor: 'none' });
+  await go(page, 'admin: the used recovery code again → refused', () => fillAndEnter(page, { factor_code: recovery }), { expectStatus: 401 });
+  expect(here(page) === '/login/second-factor', `a used recovery code led to ${page.url()}`);
+  expect(/did not work/.test(await errorSummary(page)), `no message for a used recovery code: "${await errorSummary(page)}"`);
+  const next = await factors.code(people.admin.email);
+  await go(page, 'admin: authenticator code accepted → accounts', () => fillAndEnter(page, { factor_code: next.code }));
+  expect(here(page) === '/admin', `signed-in administrator landed on ${page.url()}`);
   await signOut(p, 'admin');
   await p.context.close();
 }
 
 function attachment(name, mimeType, text) {
   return { name, mimeType, buffer: Buffer.from(text) };
+}
+
+/**
+ * The first administrator of the second portal (its origin an IP address: passkeys off) sets up its
+ * authenticator app now; flowStepUp, at the end of the run, finds that factor stale (step_up_minutes = 1 there).
+ */
+async function flowSmallAdministrator(browser) {
+  const p = await person(browser, 'administrator (second portal)');
+  shared.smallAdmin = p;
+  const { page } = p;
+  const base = SMALL_BASE;
+  await go(page, 'second portal admin: setup link', SMALL_SETUP_URL, { base });
+  await go(page, 'second portal admin: created', () => fillAndEnter(page, {
+    display_name: people.smallAdmin.name, email: people.smallAdmin.email, password: PASSWORD,
+  }));
+  expect(/administrator account is ready/i.test(await notice(page)), 'no confirmation after setup');
+  await go(page, 'second portal admin: password accepted', () => fillAndEnter(page, { email: people.smallAdmin.email, password: PASSWORD }));
+  expect(await page.locator('form[data-webauthn]').count() === 0, 'a passkey form is offered on an IP origin');
+  expect((await page.locator('main').textContent()).includes('Passkeys need the portal to be reached by a host name'), 'on an IP origin, /account/security does not say why passkeys are off');
+  expect(!/or a passkey/.test(await errorSummary(page)), `on an IP origin the page suggests a passkey: "${await errorSummary(page)}"`);
+  await enrolAuthenticator(p, people.smallAdmin, 'second portal admin');
+  expect(here(page) === '/admin', `the second portal's administrator landed on ${page.url()}`);
+  shared.smallAdminFactorAt = Date.now();
+}
+
+/**
+ * Step-up: an act that needs a recent second factor, with a factor older than step_up_minutes (1 on the second
+ * portal), is answered with "Confirm it is you", which carries everything typed; a wrong code asks again with
+ * nothing lost, a right one completes the act as first posted.
+ */
+async function flowStepUp() {
+  const p = shared.smallAdmin;
+  const { page } = p;
+  const stale = 61000 - (Date.now() - shared.smallAdminFactorAt);
+  if (stale > 0) await new Promise((r) => setTimeout(r, stale));
+  record('step-up: the second portal admin\'s factor is over a minute old', stale > 0 ? `waited ${(stale / 1000).toFixed(1)} s` : 'no wait', []);
+  const who = people.stepUpInvitee;
+  await go(page, 'step-up: invitation form', () => press(page, page.getByRole('link', { name: 'Invite a person', exact: true }).first()), { base: SMALL_BASE });
+  await byId(page, 'display_name').fill(who.name);
+  await byId(page, 'email').fill(who.email);
+  await byId(page, 'role').selectOption(who.role);
+  await go(page, 'step-up: invitation sent with a stale factor → "Confirm it is you"', () => fillAndEnter(page, { agency: who.agency }),
+    { expectStatus: 401, stepUp: true, shot: '33-step-up' });
+  expect(/Confirm it is you/.test(await heading(page)), `the stale act led to a page headed "${await heading(page)}"`);
+  expect(here(page) === '/admin/accounts', `the step-up page is at ${page.url()}, not the act's address`);
+  const kept = async () => Object.fromEntries(await page.locator('main form').first().locator('input[type="hidden"]')
+    .evaluateAll((inputs) => inputs.map((i) => [i.name, i.value])));
+  let fields = await kept();
+  expect(fields.email === who.email && fields.display_name === who.name && fields.role === who.role && fields.agency === who.agency,
+    `the step-up page does not carry what was typed: ${JSON.stringify(fields)}`);
+  const f = factors.get(people.smallAdmin.email);
+  await go(page, 'step-up: a wrong code → asked again', () => fillAndEnter(page, { factor_code: totp(f.seed, stepNow() - 10) }),
+    { expectStatus: 401, stepUp: true });
+  expect(/did not work/.test(await errorSummary(page)), `no message for a wrong step-up code: "${await errorSummary(page)}"`);
+  fields = await kept();
+  expect(fields.email === who.email && fields.agency === who.agency, `after a wrong code the typed fields are lost: ${JSON.stringify(fields)}`);
+  const { code } = await factors.code(people.smallAdmin.email);
+  await go(page, 'step-up: right code → the invitation goes out', () => fillAndEnter(page, { factor_code: code }));
+  expect(here(page) === '/admin/approvals', `after the step-up the administrator is on ${page.url()}`);
+  expect(/Invitation sent/.test(await notice(page)), `no "Invitation sent." after the step-up: "${await notice(page)}"`);
+  expect((await page.locator('table').last().textContent()).includes(who.email), 'the invitation made through the step-up is not listed');
+  await mailedLink(SMALL_OUTBOX, who.email, '/invitations/');
+  await signOut(p, 'second portal admin');
+  await p.context.close();
 }
 
 async function flowSubmitter(browser) {
@@ -533,7 +744,9 @@ async function flowOfficerDefect(browser) {
   const p = await person(browser, 'officer');
   shared.officer = p;
   const { page } = p;
+  // Invited, it chose its password; at its first sign-in it must set up its authenticator app.
   await signIn(p, people.officer.email, 'officer');
+  await enrolAuthenticator(p, people.officer, 'officer');
   expect(new URL(page.url()).pathname === '/officer', `signed-in officer landed on ${page.url()}`);
   await screenshot(page, '11-officer-queue');
   const link = page.getByRole('link', { name: shared.tracking });
@@ -644,10 +857,54 @@ async function flowOfficerValidates() {
   await p.context.close();
 }
 
+/**
+ * The officer adds a passkey (Chromium's virtual authenticator, as a platform authenticator with user
+ * verification) on /account/security and signs in with it in place of the authenticator app. Passkeys need the
+ * portal's origin to be a host name: the main portal is configured and browsed as http://localhost:PORT.
+ */
+async function flowOfficerPasskey(browser) {
+  const p = await person(browser, 'officer (passkey)');
+  const { page } = p;
+  const cdp = await p.context.newCDPSession(page);
+  await cdp.send('WebAuthn.enable', { enableUI: false });
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
+  });
+  await signIn(p, people.officer.email, 'officer');
+  expect(here(page) === '/officer', `signed-in officer landed on ${page.url()}`);
+  await go(page, 'officer: my account', () => press(page, page.getByRole('link', { name: 'Account', exact: true })));
+  await go(page, 'officer: second factors', () => press(page, page.getByRole('link', { name: 'Manage your authenticator app, passkeys and recovery codes' })));
+  expect(here(page) === '/account/security', `the second-factor link went to ${page.url()}`);
+  expect(await page.locator('form[data-webauthn="register"]').count() === 1, 'no form to add a passkey on a portal at http://localhost');
+  await go(page, 'officer: passkey added', () => fillAndEnter(page, { 'passkey-name': 'Virtual key' }), { shot: '31-passkeys' });
+  expect(here(page) === '/account/security', `after adding a passkey the officer is on ${page.url()}`);
+  const added = await page.locator('[data-webauthn-message]').allTextContents();
+  expect(/passkey is added/.test(await notice(page)), `no "Your passkey is added." notice: "${await notice(page)}" ${added.join(' ')}`);
+  const rows = await page.locator('main table tbody tr').allTextContents();
+  expect(rows.length === 1 && rows[0].includes('Virtual key') && rows[0].includes('Never'), `the passkey is not listed as "Virtual key", never used: ${rows.join(' | ')}`);
+  const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+  expect(credentials.length === 1 && credentials[0].rpId === 'localhost', `the authenticator holds ${credentials.length} credential(s) (${credentials.map((c) => c.rpId).join(', ')}), not one for localhost`);
+  record('officer: passkey held by the virtual authenticator', `1 credential for rp id ${credentials[0].rpId} (${credentials[0].isResidentCredential ? '' : 'not '}discoverable)`, []);
+  await signOut(p, 'officer');
+
+  // The password, then the passkey in place of a code.
+  await signIn(p, people.officer.email, 'officer', { factor: 'none', shot: '32-second-factor-passkey' });
+  expect(await page.locator('form[data-webauthn="authenticate"]').count() === 1, 'the second-factor page offers no passkey');
+  await go(page, 'officer: signed in with the passkey', () => press(page, page.getByRole('button', { name: 'Use a passkey or security key' })));
+  expect(here(page) === '/officer', `after the passkey the officer is on ${page.url()}: ${await errorSummary(page)}`);
+  expect(/You are signed in/.test(await notice(page)), `no "You are signed in." after the passkey: "${await notice(page)}"`);
+  await go(page, 'officer: second factors, passkey used', '/account/security');
+  const used = await page.locator('main table tbody tr').first().textContent();
+  expect(!used.includes('Never'), `the passkey is still "never used" after signing in with it: ${used}`);
+  await signOut(p, 'officer');
+  await p.context.close();
+}
+
 async function flowAnalyst(browser) {
   const p = await person(browser, 'authorized user');
   const { page } = p;
   await signIn(p, people.analyst.email, 'authorized user');
+  await enrolAuthenticator(p, people.analyst, 'authorized user');
   expect(new URL(page.url()).pathname === '/analyst', `signed-in authorized user landed on ${page.url()}`);
   await screenshot(page, '17-analyst-home');
   await go(page, 'authorized user: opens the granted submission', () => press(page, page.getByRole('link', { name: shared.tracking })), { shot: '18-analyst-submission' });
@@ -667,6 +924,11 @@ async function flowAuditor(browser) {
   const p = await person(browser, 'auditor');
   const { page } = p;
   await signIn(p, people.auditor.email, 'auditor');
+  // Without a second factor the audit log is out of reach: opening it leads to /account/security.
+  await go(page, 'auditor: opens the audit log before setting up a factor', '/audit');
+  expect(here(page) === '/account/security', `an auditor without a second factor opened /audit and got ${page.url()}`);
+  expect(/needs a second factor/.test(await notice(page)), `no message on the way to /account/security: "${await notice(page)}"`);
+  await enrolAuthenticator(p, people.auditor, 'auditor');
   expect(new URL(page.url()).pathname === '/audit', `signed-in auditor landed on ${page.url()}`);
 
   await go(page, 'auditor: log filtered by tracking number', () => fillAndEnter(page, { 'f-object': shared.tracking }));
@@ -688,6 +950,38 @@ async function flowAuditor(browser) {
   expect(zip.bytes.subarray(0, 4).toString('binary') === 'PK\u0003\u0004' && zip.bytes.includes('entries.jsonl') && zip.bytes.includes('manifest.json'), 'the audit export is not the expected zip');
   record('auditor: audit export downloaded', `${zip.name} (${zip.bytes.length} bytes)`, []);
   await go(page, 'auditor: signed checkpoints', () => press(page, page.getByRole('link', { name: 'Checkpoints', exact: true })), { shot: '21-audit-checkpoints' });
+  await signOut(p, 'auditor');
+  await p.context.close();
+}
+
+/**
+ * The auditor lost its phone and recovery codes: the administrator resets its second factors ("Reset second
+ * factors", a reason and a confirmation box; at once, with a single administrator). At its next sign-in the
+ * auditor must set up a factor again before it reaches the audit log.
+ */
+async function flowFactorReset(browser) {
+  const a = await person(browser, 'administrator');
+  await signIn(a, people.admin.email, 'admin');
+  expect(here(a.page) === '/admin', `signed-in administrator landed on ${a.page.url()}`);
+  await go(a.page, 'admin: the auditor\'s account', () => press(a.page, a.page.getByRole('link', { name: people.auditor.name, exact: true })));
+  const before = (await a.page.locator('main').textContent()).replace(/\s+/g, ' ');
+  expect(/Authenticator app set up\. 0 passkeys; 10 unused recovery codes/.test(before), 'the account page does not show the auditor\'s authenticator app and ten recovery codes');
+  await byId(a.page, 'reset-reason').fill('Lost phone and recovery codes; identity checked in person (badge 4471)');
+  await tick(a.page, 'reset-confirm');
+  await go(a.page, 'admin: the auditor\'s second factors reset', () => press(a.page, a.page.getByRole('button', { name: 'Reset second factors' })));
+  expect(/Second factors reset/.test(await notice(a.page)), `no confirmation of the reset: "${await notice(a.page)}"`);
+  const after = (await a.page.locator('main').textContent()).replace(/\s+/g, ' ');
+  expect(!after.includes('Authenticator app set up') && /0 passkeys; 0 unused recovery codes/.test(after), 'the account page still shows factors after the reset');
+  factors.forget(people.auditor.email);
+  await signOut(a, 'admin');
+  await a.context.close();
+
+  const p = await person(browser, 'auditor');
+  await signIn(p, people.auditor.email, 'auditor (after the reset)');
+  expect(here(p.page) === '/account/security', `after the reset the auditor's sign-in led to ${p.page.url()}`);
+  expect(/needs a second factor/.test(await errorSummary(p.page)), 'after the reset, /account/security does not ask for a new factor');
+  await go(p.page, 'auditor: the audit log, before a new factor', '/audit');
+  expect(here(p.page) === '/account/security', `after the reset /audit led to ${p.page.url()}`);
   await signOut(p, 'auditor');
   await p.context.close();
 }
@@ -732,6 +1026,13 @@ async function flowTooLarge(browser) {
   await go(page, 'large upload: signed in', () => fillAndEnter(page, { email: people.big.email, password: PASSWORD }));
   await confirmEmail(p, people.big.email, 'large upload', { base, outbox: SMALL_OUTBOX });
   expect(new URL(page.url()).pathname === '/submissions', `the confirmed submitter landed on ${page.url()}`);
+  // This portal's origin is http://127.0.0.1:PORT: an IP address, where passkeys are off (and say so). A
+  // submitter whose organisation does not require a second factor has none and is not asked for one.
+  await go(page, 'large upload: second factors (none; passkeys off on an IP)', '/account/security', { base });
+  const security = (await page.locator('main').textContent()).replace(/\s+/g, ' ');
+  expect(await errorSummary(page) === '', `a submitter is told it needs a second factor: "${await errorSummary(page)}"`);
+  expect(security.includes('Passkeys need the portal to be reached by a host name'), 'on an IP origin, /account/security does not say why passkeys are off');
+  expect(await page.locator('form[data-webauthn]').count() === 0, 'a passkey form is offered on an IP origin');
   await go(page, 'large upload: new submission form', () => press(page, page.getByRole('link', { name: 'New submission' }).first()));
   expect((await page.locator('form.form').textContent()).includes('1.0 MiB each'), 'the form does not state the 1 MiB file limit');
   await byId(page, 'sector').selectOption('Communications');
@@ -756,16 +1057,20 @@ async function flowTooLarge(browser) {
 
 const flows = [
   ['self-test of the page checks', selfTest],
-  ['administrator: setup, accounts, training and NDA', flowAdministrator],
+  ['second portal: its administrator sets up an authenticator app', flowSmallAdministrator],
+  ['administrator: setup, second factor, accounts, training and NDA', flowAdministrator],
   ['submitter: registers, submits, receipt', flowSubmitter],
   ['officer: queue, defect notice, double decision', flowOfficerDefect],
   ['submitter: answers the defect notice', flowSubmitterCures],
   ['organisation administrator: invites a colleague', flowOrganisation],
   ['officer: validates, grants, records a release', flowOfficerValidates],
+  ['officer: adds a passkey, signs in with it', flowOfficerPasskey],
   ['authorized user: reads and exports', flowAnalyst],
   ['auditor: filters, verifies, exports', flowAuditor],
+  ['administrator: resets the auditor\'s second factors', flowFactorReset],
   ['another organisation: 404, lost session, wrong password', flowOtherOrganisation],
   ['too-large file: 413', flowTooLarge],
+  ['second portal: step-up with a stale factor', flowStepUp],
 ];
 
 const started = Date.now();

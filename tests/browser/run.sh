@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The browser suite: builds the release binary, starts two portals on loopback with fresh data and key
-# directories (the main one, and one with a 1 MiB file limit for the too-large upload), waits for /healthz,
-# drives Debian's Chromium headless through every role's flow (tests/browser/run.mjs), then stops the
-# servers. Without SMTP each portal writes its mail as .eml files to <data dir>/outbox/, where the suite
-# reads the invitation and confirmation links as a person would in its mail client. Exit status: 0 when every flow and every page check passed, non-zero otherwise.
+# directories, waits for /healthz, drives Debian's Chromium headless through every role's flow
+# (tests/browser/run.mjs), then stops the servers.
+#   - The main portal's public origin is http://localhost:PORT and the suite browses it there: passkeys need a
+#     host name (an IP address has none), and the Origin check and WebAuthn both need the exact origin.
+#   - The second portal keeps the default origin, http://127.0.0.1:PORT (passkeys off), has a 1 MiB file limit
+#     for the too-large upload, and step_up_minutes = 1 so that a second factor goes stale within a run.
+# Without SMTP each portal writes its mail as .eml files to <data dir>/outbox/, where the suite reads the
+# invitation and confirmation links as a person would in its mail client. Exit status: 0 when every flow and
+# every page check passed, non-zero otherwise.
 #
 #   tests/browser/run.sh            from anywhere; honours CARGO_TARGET_DIR
 #   PCII_BROWSER_KEEP=1             keep the temporary directory (server logs, downloads) for a look
@@ -26,6 +31,12 @@ if [ ! -x "$CHROMIUM" ]; then
 fi
 [ -x "$CHROMIUM" ] || die "no Chromium at $CHROMIUM"
 command -v node >/dev/null || die "node is not installed (Node 20 or later is needed)"
+# webauthn-rs links the system OpenSSL: its headers and pkg-config are needed to build (as in .ci/run).
+if ! dpkg -s libssl-dev pkg-config >/dev/null 2>&1; then
+  say "installing libssl-dev and pkg-config (Debian)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config >/dev/null
+fi
 
 say "cargo build --release"
 (cd "$ROOT" && cargo build --release --quiet)
@@ -96,25 +107,29 @@ wait_healthy() {
 }
 
 MAIN_PORT="$(free_port)"
-say "starting the portal on 127.0.0.1:$MAIN_PORT"
-start main "$MAIN_PORT"
+MAIN_ORIGIN="http://localhost:$MAIN_PORT"
+say "starting the portal on 127.0.0.1:$MAIN_PORT, public origin $MAIN_ORIGIN"
+start main "$MAIN_PORT" PCII_PUBLIC_ORIGIN="$MAIN_ORIGIN"
 wait_healthy main "$MAIN_PORT"
 
 SMALL_PORT="$(free_port)"
-say "starting a second portal on 127.0.0.1:$SMALL_PORT with PCII_MAX_FILE_BYTES=1048576"
-start small "$SMALL_PORT" PCII_MAX_FILE_BYTES=1048576
+say "starting a second portal on 127.0.0.1:$SMALL_PORT with PCII_MAX_FILE_BYTES=1048576 PCII_STEP_UP_MINUTES=1"
+start small "$SMALL_PORT" PCII_MAX_FILE_BYTES=1048576 PCII_STEP_UP_MINUTES=1
 wait_healthy small "$SMALL_PORT"
 
 # The first-start setup link is printed (never logged) on stderr: "... at: http://.../setup/<token> ***".
 SETUP_URL="$(grep -o 'http://[^ ]*/setup/[A-Za-z0-9_-]*' "$WORK/main.log" | head -n 1 || true)"
 [ -n "$SETUP_URL" ] || die "the portal printed no setup link"
+SMALL_SETUP_URL="$(grep -o 'http://[^ ]*/setup/[A-Za-z0-9_-]*' "$WORK/small.log" | head -n 1 || true)"
+[ -n "$SMALL_SETUP_URL" ] || die "the second portal printed no setup link"
 
 say "running the flows in headless Chromium"
 (
   cd "$SUITE"
-  PCII_BASE_URL="http://127.0.0.1:$MAIN_PORT" \
+  PCII_BASE_URL="$MAIN_ORIGIN" \
     PCII_SMALL_BASE_URL="http://127.0.0.1:$SMALL_PORT" \
     PCII_SETUP_URL="$SETUP_URL" \
+    PCII_SMALL_SETUP_URL="$SMALL_SETUP_URL" \
     PCII_OUTBOX_DIR="$WORK/main/data/outbox" \
     PCII_SMALL_OUTBOX_DIR="$WORK/small/data/outbox" \
     PCII_CHROMIUM="$CHROMIUM" \

@@ -179,3 +179,55 @@ fn templates_escape_what_people_type() {
     assert!(!res.body.contains("<script>alert(1)</script>"));
     assert!(res.body.contains("&lt;script&gt;"));
 }
+
+/// Behind an HTTPS reverse proxy (the only HTTPS this build has) the scheme comes from `public_origin`: the session
+/// cookie is `__Host-` and `Secure`, and HSTS is sent. A `tls` setting, which this build could not honour, refuses
+/// to start instead of serving in clear.
+#[test]
+fn behind_an_https_proxy_cookies_are_secure_and_host_only_with_hsts_and_tls_settings_refuse_to_start(
+) {
+    let app = TestApp::with(|f| f.merge(("public_origin", "https://pcii.example.gov")));
+    app.create_user(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let mut b = app.browser();
+    let page = b.post(
+        "/login",
+        &[
+            ("email", "sam@acme.example"),
+            ("password", common::PASSWORD),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let session = page
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.as_str())
+        .find(|c| c.starts_with("__Host-pcii_session="))
+        .expect("a __Host- session cookie");
+    assert!(session.contains("Secure"), "{session}");
+    assert!(session.contains("HttpOnly"), "{session}");
+    assert!(session.contains("Path=/"), "{session}");
+    assert!(!session.contains("Domain"), "{session}");
+    assert_eq!(
+        page.header("Strict-Transport-Security"),
+        Some("max-age=63072000; includeSubDomains")
+    );
+    // Plain HTTP (the default origin): no HSTS, a plain cookie name.
+    let plain = TestApp::new();
+    assert_eq!(
+        plain
+            .browser()
+            .get("/login")
+            .header("Strict-Transport-Security"),
+        None
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let with_tls = pcii_portal::figment()
+        .merge(("data_dir", dir.path().join("data")))
+        .merge(("keys_dir", dir.path().join("keys")))
+        .merge(("tls.certs", "/etc/ssl/cert.pem"))
+        .merge(("tls.key", "/etc/ssl/key.pem"));
+    let err = pcii_portal::build(with_tls).err().expect("refused");
+    assert!(err.contains("`tls` is configured"), "{err}");
+}

@@ -115,14 +115,11 @@ impl QueueForm {
         }
         if !page.is_empty() {
             match page.parse::<i64>() {
-                Ok(p) if (0..=crate::web::forms::MAX_PAGE).contains(&p) => filter.page = p,
+                Ok(p) if p >= 0 => filter.page = p,
                 _ => {
                     errors.insert(
                         "page",
-                        format!(
-                            "The page must be a whole number from 0 to {}.",
-                            crate::web::forms::MAX_PAGE
-                        ),
+                        "The page must be a whole number from 0.".to_string(),
                     );
                 }
             }

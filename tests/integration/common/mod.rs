@@ -378,8 +378,23 @@ impl<'c> Browser<'c> {
         let clock = self.state().clock.clone();
         let code = code_for(&seed, 0, &clock);
         let done = self.post("/account/security/totp", &[("code", &code)]);
-        assert_eq!(done.status, Status::Ok, "{}", done.body);
-        (seed, shown_recovery_codes(&done.body))
+        assert_eq!(
+            done.header("Location"),
+            Some("/account/security/recovery-codes"),
+            "{}",
+            done.body
+        );
+        (seed, self.recovery_codes_shown_once())
+    }
+
+    /// The recovery codes page a new set redirects to: its codes (shown once; a second look finds none).
+    pub fn recovery_codes_shown_once(&mut self) -> Vec<String> {
+        let page = self.get("/account/security/recovery-codes");
+        assert_eq!(page.status, Status::Ok, "{}", page.body);
+        let codes = shown_recovery_codes(&page.body);
+        let again = self.get("/account/security/recovery-codes");
+        assert_eq!(again.header("Location"), Some("/account/security"));
+        codes
     }
 
     pub fn session_cookie(&self) -> Option<String> {
