@@ -214,7 +214,9 @@ impl<'r> FromRequest<'r> for Ctx<'r> {
         Outcome::Success(Ctx {
             state: app(req),
             who,
-            actor: actor(req, who),
+            // Entries name the account of any session, also one that has not finished signing in (its password was
+            // right: what it does next, a factor given or refused, is that account's).
+            actor: actor(req, any_session(req).await),
             tls: tls(req),
         })
     }

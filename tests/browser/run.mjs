@@ -927,7 +927,7 @@ async function flowAuditor(browser) {
   // Without a second factor the audit log is out of reach: opening it leads to /account/security.
   await go(page, 'auditor: opens the audit log before setting up a factor', '/audit');
   expect(here(page) === '/account/security', `an auditor without a second factor opened /audit and got ${page.url()}`);
-  expect(/needs a second factor/.test(await notice(page)), `no message on the way to /account/security: "${await notice(page)}"`);
+  expect(/needs a second factor/.test(await errorSummary(page)), `the enrolment page does not say why: "${await errorSummary(page)}"`);
   await enrolAuthenticator(p, people.auditor, 'auditor');
   expect(new URL(page.url()).pathname === '/audit', `signed-in auditor landed on ${page.url()}`);
 

@@ -221,3 +221,45 @@ fn cli_resets_an_accounts_second_factors() {
     assert_eq!(res.header("Location"), Some("/account/security"));
     assert_eq!(app.audit_count("mfa.reset"), 1);
 }
+
+/// Rocket's own keys answer to `ROCKET_` as in every Rocket application: tried as a new user would, the portal
+/// started with `ROCKET_PORT` listens there (it used to bind 8000 regardless).
+#[test]
+fn rocket_port_in_the_environment_is_where_the_portal_listens() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
+        .env("ROCKET_PORT", port.to_string())
+        .env("PCII_DATA_DIR", dir.path().join("data"))
+        .env("PCII_KEYS_DIR", dir.path().join("keys"))
+        .env("PCII_DATABASE_URL", "")
+        .env("PCII_CONFIG", "/nonexistent.toml")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let answer = loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            break out;
+        }
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            break String::new();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "the portal answered on ROCKET_PORT {port}: {answer:?}"
+    );
+}
