@@ -684,3 +684,50 @@ fn on_a_host_name_origin_passkeys_are_offered_and_a_forged_answer_is_refused() {
         Some("/login/second-factor")
     );
 }
+
+#[test]
+fn a_submitter_with_a_factor_gives_it_again_before_choosing_destruction() {
+    let app = TestApp::new();
+    let mut sam = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    sam.enrol_authenticator_on_pages();
+    let res = sam.post_multipart(
+        "/submissions",
+        &complete_fields("To be destroyed", "submit"),
+    );
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    let id = res
+        .header("Location")
+        .unwrap()
+        .trim_start_matches("/submissions/")
+        .trim_end_matches("/receipt")
+        .to_string();
+    let mut officer = app.login_as(Role::Officer, "o@example.gov", None);
+    let res = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[("decision", "not_validated"), ("reason", "Not CII")],
+    );
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+
+    app.advance(20 * 60);
+    let choose = format!("/submissions/{id}/disposition");
+    let res = sam.post(&choose, &[("disposition", "destroy")]);
+    assert_eq!(res.status, Status::Unauthorized);
+    assert!(res.body.contains("Confirm it is you"));
+    let status = |app: &TestApp| -> String {
+        app.with_conn(|c| {
+            pcii_portal::db::schema::submissions::table
+                .find(&id)
+                .select(pcii_portal::db::schema::submissions::status)
+                .first(c)
+                .unwrap()
+        })
+    };
+    assert_eq!(status(&app), "not_validated", "nothing destroyed yet");
+    let code = common::totp_code(app.state(), "sam@acme.example");
+    let res = sam.post(
+        &choose,
+        &[("disposition", "destroy"), ("factor_code", &code)],
+    );
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    assert_eq!(status(&app), "destroyed");
+}

@@ -16,10 +16,11 @@ use crate::models::sectors::SECTORS;
 use crate::models::submission;
 use crate::services::Services;
 use crate::web::downloads::{Download, ZipDownload};
-use crate::web::forms::{CsrfForm, TokenCheck};
+use crate::web::forms::TokenCheck;
 use crate::web::guards::{Ctx, FreshFactor, SubmitterUser};
 use crate::web::multipart::{open_form, Limits};
 use crate::web::pages::{human_size, Notice, Page};
+use crate::web::step_up::StepUpForm;
 use crate::web::views::{
     content_view, destruction_view, file_views, open_events, open_notices, submission_view,
     FileView, SubmissionView,
@@ -582,6 +583,9 @@ fn parse_disposition(s: &str) -> AppResult<Disposition> {
     })
 }
 
+// Withdrawing, choosing return or destruction, confirming a return and deleting a draft destroy content: like an
+// officer's decision, they need a recent second factor from a member who has one (`StepUpForm`; a member without one,
+// where the organisation does not require it, has nothing to give again).
 fn after(id: &str, status: LifeStatus) -> Notice {
     let msg = match status {
         LifeStatus::Destroyed => {
@@ -601,7 +605,7 @@ async fn withdraw(
     ctx: Ctx<'_>,
     user: SubmitterUser<'_>,
     id: &str,
-    form: CsrfForm<DispositionForm>,
+    form: StepUpForm<DispositionForm>,
 ) -> AppResult<Notice> {
     let who = submitter(&user)?;
     load(&ctx, &user, id).await?;
@@ -628,7 +632,7 @@ async fn delete_draft(
     ctx: Ctx<'_>,
     user: SubmitterUser<'_>,
     id: &str,
-    form: CsrfForm<DeleteDraftForm>,
+    form: StepUpForm<DeleteDraftForm>,
 ) -> AppResult<Notice> {
     let who = submitter(&user)?;
     load(&ctx, &user, id).await?;
@@ -649,7 +653,7 @@ async fn disposition(
     ctx: Ctx<'_>,
     user: SubmitterUser<'_>,
     id: &str,
-    form: CsrfForm<DispositionForm>,
+    form: StepUpForm<DispositionForm>,
 ) -> AppResult<Notice> {
     let who = submitter(&user)?;
     load(&ctx, &user, id).await?;
@@ -664,7 +668,7 @@ async fn confirm_return(
     ctx: Ctx<'_>,
     user: SubmitterUser<'_>,
     id: &str,
-    _form: CsrfForm<crate::web::forms::NoFields>,
+    _form: StepUpForm<crate::web::forms::NoFields>,
 ) -> AppResult<Notice> {
     let who = submitter(&user)?;
     load(&ctx, &user, id).await?;
