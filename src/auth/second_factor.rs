@@ -187,11 +187,17 @@ pub fn pending_totp(
     }
 }
 
-fn step_of(seed: &[u8], account: &str, code: &str, now: i64) -> AppResult<Option<i64>> {
+/// A code as an authenticator app shows it (six digits, spaces allowed), or `None`: anything else is not worth
+/// opening the sealed seed for.
+fn app_code(code: &str) -> Option<String> {
     let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
-    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) || now < 0 {
+    (code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit())).then_some(code)
+}
+
+fn step_of(seed: &[u8], account: &str, code: &str, now: i64) -> AppResult<Option<i64>> {
+    let Some(code) = app_code(code).filter(|_| now >= 0) else {
         return Ok(None);
-    }
+    };
     Ok(totp(seed, account)?
         .check(&code, now as u64)
         .map(|s| s as i64))
@@ -466,7 +472,7 @@ pub fn check(
     // The seed is opened (an age decryption) before the transaction, not while the audit head is locked.
     let totp = model::find_totp(conn, &user.id)?;
     let step = match (&answer, &totp) {
-        (Answer::Code(code), Some(f)) => {
+        (Answer::Code(code), Some(f)) if app_code(code).is_some() => {
             step_of(&opened(c.ring, &f.secret_sealed)?, &user.email, code, now)?
         }
         _ => None,
@@ -559,10 +565,6 @@ pub fn factors(conn: &mut DbConn, user_id: &str) -> AppResult<Factors> {
     })
 }
 
-pub fn has_factor(conn: &mut DbConn, user_id: &str) -> AppResult<bool> {
-    Ok(model::has_factor(conn, user_id)?)
-}
-
 /// A factor the person removes from their own account.
 #[derive(Debug, Clone)]
 pub enum Removal {
@@ -653,17 +655,35 @@ pub fn remove_own_with_password(
     Ok(RemovalResult::Removed)
 }
 
+/// What an account has and owes: whether it has a second factor, and whether it must (staff, or a member of an
+/// organisation that requires one). Read from the database each time, so a reset or a new requirement holds at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Obligation {
+    pub has_factor: bool,
+    pub required: bool,
+}
+
+impl Obligation {
+    pub fn of(conn: &mut DbConn, user: &User) -> AppResult<Obligation> {
+        let organisation_requires = match &user.organisation_id {
+            Some(org) => crate::models::organisation::requires_second_factor(conn, org)?,
+            None => false,
+        };
+        Ok(Obligation {
+            has_factor: model::has_factor(conn, &user.id)?,
+            required: required(user.role(), organisation_requires),
+        })
+    }
+
+    /// Where a session stands that last used a factor at `second_factor_at`.
+    pub fn stage(self, second_factor_at: Option<i64>) -> Stage {
+        stage(second_factor_at, self.has_factor, self.required)
+    }
+}
+
 /// The stage a session opened with the password alone starts at: where signing in goes next.
 pub fn stage_after_password(conn: &mut DbConn, user: &User) -> AppResult<Stage> {
-    let organisation_requires = match &user.organisation_id {
-        Some(org) => crate::models::organisation::requires_second_factor(conn, org)?,
-        None => false,
-    };
-    Ok(stage(
-        None,
-        model::has_factor(conn, &user.id)?,
-        required(user.role(), organisation_requires),
-    ))
+    Ok(Obligation::of(conn, user)?.stage(None))
 }
 
 /// An organisation's administrator requires (or stops requiring) a second factor of every member. Members without

@@ -6,10 +6,9 @@ use sha2::{Digest, Sha256};
 
 use crate::db::DbConn;
 use crate::models::account::User;
-use crate::models::organisation;
 use crate::models::session::{self as model, NewSession, Session};
 
-use super::second_factor::{self, Stage};
+use super::second_factor::{Obligation, Stage};
 
 /// 256 bits from the OS CSPRNG.
 pub fn new_token() -> String {
@@ -89,21 +88,24 @@ pub fn upgrade(conn: &mut DbConn, token_hash: &str, now: i64) -> AppResult<Optio
         return Ok(None);
     };
     let token = new_token();
-    model::insert(
-        conn,
-        &NewSession {
-            token_hash: &hash_token(&token),
-            user_id: &old.user_id,
-            csrf_token: &new_token(),
-            created_at: old.created_at,
-            last_seen_at: now,
-            public_id: Some(&crate::db::new_id()),
-            client_addr: old.client_addr.as_deref(),
-            user_agent: old.user_agent.as_deref(),
-            second_factor_at: Some(now),
-        },
-    )?;
-    model::delete(conn, token_hash)?;
+    // One transaction: never both tokens alive, never neither.
+    conn.transaction(|tx| {
+        model::insert(
+            tx,
+            &NewSession {
+                token_hash: &hash_token(&token),
+                user_id: &old.user_id,
+                csrf_token: &new_token(),
+                created_at: old.created_at,
+                last_seen_at: now,
+                public_id: Some(&crate::db::new_id()),
+                client_addr: old.client_addr.as_deref(),
+                user_agent: old.user_agent.as_deref(),
+                second_factor_at: Some(now),
+            },
+        )?;
+        model::delete(tx, token_hash).map(|_| ())
+    })?;
     Ok(Some(token))
 }
 
@@ -153,19 +155,13 @@ pub fn lookup(
             tracing::warn!(error = %e, "recording a session's last use failed");
         }
     }
-    let has_factor = second_factor::has_factor(conn, &user.id)?;
-    let organisation_requires = match &user.organisation_id {
-        Some(org) => organisation::requires_second_factor(conn, org)?,
-        None => false,
-    };
-    let factor_required = second_factor::required(user.role(), organisation_requires);
-    let stage = second_factor::stage(session.second_factor_at, has_factor, factor_required);
+    let owed = Obligation::of(conn, &user)?;
     Ok(Lookup::Live(Box::new(LiveSession {
+        stage: owed.stage(session.second_factor_at),
+        has_factor: owed.has_factor,
+        factor_required: owed.required,
         session,
         user,
-        stage,
-        has_factor,
-        factor_required,
     })))
 }
 

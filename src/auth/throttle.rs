@@ -24,6 +24,17 @@ pub struct Policy {
     pub window_secs: i64,
 }
 
+impl Policy {
+    /// Wrong current passwords typed by a signed-in person (a password change, removing a factor): as many as failed
+    /// sign-ins, in the same window.
+    pub fn current_password(s: &crate::config::Settings) -> Policy {
+        Policy {
+            max_failures: s.login_max_failures,
+            window_secs: s.login_window_seconds,
+        }
+    }
+}
+
 /// The HMAC key for throttle identifiers.
 pub struct ThrottleKey([u8; 32]);
 

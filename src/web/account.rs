@@ -101,12 +101,7 @@ async fn change_password(
         current_password,
         new_password,
     } = form.0;
-    let s = &ctx.state.settings;
-    // The sign-in policy: as many wrong current passwords as failed sign-ins, in the same window.
-    let policy = Policy {
-        max_failures: s.login_max_failures,
-        window_secs: s.login_window_seconds,
-    };
+    let policy = Policy::current_password(&ctx.state.settings);
     let (audit, hasher, keys, actor) = (
         ctx.state.audit.clone(),
         ctx.state.hasher.clone(),

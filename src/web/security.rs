@@ -248,11 +248,7 @@ async fn remove(
     password: String,
     removal: Removal,
 ) -> AppResult<Either<Page, Notice>> {
-    let s = &ctx.state.settings;
-    let policy = Policy {
-        max_failures: s.login_max_failures,
-        window_secs: s.login_window_seconds,
-    };
+    let policy = Policy::current_password(&ctx.state.settings);
     let (audit, hasher, keys, actor) = (
         ctx.state.audit.clone(),
         ctx.state.hasher.clone(),
@@ -412,19 +408,15 @@ async fn give_factor_again(
 ) -> AppResult<Either<Redirect, Page>> {
     let f = form.0;
     let next = local_path(Some(&f.next));
-    let answer = FactorAnswer {
-        code: Some(f.factor_code).filter(|c| !c.trim().is_empty()),
-        passkey: Some(f.webauthn_response).filter(|c| !c.trim().is_empty()),
-    };
+    let answer = FactorAnswer::new(f.factor_code, f.webauthn_response);
     let error = if answer.is_empty() {
-        "Enter a code or use your passkey."
+        step_up::NO_ANSWER
     } else {
         match step_up::check_answer(ctx.state, ctx.actor.clone(), &who, answer, Purpose::StepUp)
             .await?
         {
             Checked::Passed(_) => return Ok(Either::Left(Redirect::to(next))),
-            Checked::Failed => "That did not work. Enter the current code from your authenticator app, an unused recovery code, or use your passkey.",
-            Checked::Throttled => "Too many wrong answers. Wait a few minutes and try again.",
+            refused => step_up::refusal(&refused).unwrap_or_default(),
         }
     };
     let options = step_up::passkey_options(ctx.state, &who).await?;

@@ -44,8 +44,31 @@ impl FactorAnswer {
         }
     }
 
+    /// From a form's two fields, as posted (empty means not given).
+    pub fn new(code: String, passkey: String) -> FactorAnswer {
+        let given = |v: String| Some(v).filter(|v| !v.trim().is_empty());
+        FactorAnswer {
+            code: given(code),
+            passkey: given(passkey),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.code.is_none() && self.passkey.is_none()
+    }
+}
+
+/// What a page says when no answer was given.
+pub const NO_ANSWER: &str = "Enter a code or use your passkey.";
+
+/// What a page says about an answer that did not pass (`None` for one that did).
+pub fn refusal(checked: &Checked) -> Option<&'static str> {
+    match checked {
+        Checked::Passed(_) => None,
+        Checked::Failed => Some(
+            "That did not work. Enter the current code from your authenticator app, an unused recovery code, or use your passkey.",
+        ),
+        Checked::Throttled => Some("Too many wrong answers. Wait a few minutes and try again."),
     }
 }
 
@@ -175,12 +198,7 @@ where
         } else {
             match check_answer(state, actor(req, Some(who)), who, answer, Purpose::StepUp).await {
                 Ok(Checked::Passed(_)) => return parse(&body),
-                Ok(Checked::Failed) => Some(
-                    "That did not work. Enter the current code from your authenticator app, an unused recovery code, or use your passkey.",
-                ),
-                Ok(Checked::Throttled) => {
-                    Some("Too many wrong answers. Wait a few minutes and try again.")
-                }
+                Ok(refused) => refusal(&refused),
                 Err(e) => {
                     tracing::error!(error = %e, "checking a step-up answer failed");
                     return Outcome::Error((crate::web::error::status(&e), ()));

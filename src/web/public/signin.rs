@@ -161,15 +161,9 @@ async fn give_second_factor(
     jar: &CookieJar<'_>,
     form: CsrfForm<SecondFactorForm>,
 ) -> AppResult<Either<Notice, Page>> {
-    let answer = FactorAnswer {
-        code: Some(form.0.factor_code).filter(|c| !c.trim().is_empty()),
-        passkey: Some(form.0.webauthn_response).filter(|c| !c.trim().is_empty()),
-    };
+    let answer = FactorAnswer::new(form.0.factor_code, form.0.webauthn_response);
     let (status, error) = if answer.is_empty() {
-        (
-            Status::UnprocessableEntity,
-            "Enter a code or use your passkey.",
-        )
+        (Status::UnprocessableEntity, step_up::NO_ANSWER)
     } else {
         match step_up::check_answer(ctx.state, ctx.actor.clone(), &who, answer, Purpose::SignIn)
             .await?
@@ -182,7 +176,9 @@ async fn give_second_factor(
                     .db
                     .run(move |c| sessions::upgrade(c, &hash, now))
                     .await?
-                    .ok_or(AppError::Conflict("Your sign-in expired. Sign in again.".into()))?;
+                    .ok_or(AppError::Conflict(
+                        "Your sign-in expired. Sign in again.".into(),
+                    ))?;
                 jar.add_private(session_cookie(ctx.tls, token));
                 let message = match method {
                     Method::RecoveryCode { left } => format!(
@@ -192,13 +188,12 @@ async fn give_second_factor(
                 };
                 return Ok(Either::Left(Notice::redirect("/dashboard", message)));
             }
-            Checked::Failed => (
-                Status::Unauthorized,
-                "That did not work. Enter the current code from your authenticator app, an unused recovery code, or use your passkey.",
-            ),
-            Checked::Throttled => (
-                Status::TooManyRequests,
-                "Too many wrong answers. Wait a few minutes and try again.",
+            refused => (
+                match refused {
+                    Checked::Throttled => Status::TooManyRequests,
+                    _ => Status::Unauthorized,
+                },
+                step_up::refusal(&refused).unwrap_or_default(),
             ),
         }
     };
