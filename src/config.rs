@@ -25,6 +25,9 @@ pub struct Settings {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
+    /// Threads that hash and check passwords (0: one per core); requests queue for them, and past
+    /// 32 waiting per thread a sign-in is answered 503 "busy" at once.
+    pub password_hash_workers: u32,
     /// Failed logins allowed per account and per client address within `login_window_seconds`.
     pub login_max_failures: i64,
     pub login_window_seconds: i64,
@@ -94,6 +97,7 @@ impl Default for Settings {
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
             argon2_parallelism: 1,
+            password_hash_workers: 0,
             login_max_failures: 5,
             login_window_seconds: 60,
             setup_link_minutes: 60,

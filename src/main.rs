@@ -393,7 +393,7 @@ fn user(settings: &config::Settings, command: UserCommand) -> Result<(), String>
                 password: password.clone(),
             };
             let now = pcii_portal::clock::Clock::system().now();
-            match accounts::create(&mut conn, &audit, &hasher, &Actor::cli(), new, now)
+            match accounts::create(&db, &audit, &hasher, &Actor::cli(), new, now)
                 .map_err(|e| e.to_string())?
             {
                 Ok(id) => {

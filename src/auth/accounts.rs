@@ -4,7 +4,7 @@
 use super::password::{check_policy, Hasher};
 use super::sessions;
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
-use crate::db::{new_id, DbConn};
+use crate::db::{new_id, Db, DbConn};
 use crate::domain::Role;
 use crate::error::{AppError, AppResult};
 use crate::models::account::{self, normalize_email, NewUser};
@@ -99,7 +99,7 @@ fn validate_new_account(a: &NewAccount) -> FieldErrors {
 
 /// Creates an account directly (host CLI, tests). Field errors come back as `Ok(Err(..))`.
 pub fn create(
-    conn: &mut DbConn,
+    db: &Db,
     audit: &AuditLog,
     hasher: &Hasher,
     actor: &Actor,
@@ -111,10 +111,9 @@ pub fn create(
         return Ok(Err(errors));
     }
     let email = normalize_email(&new.email);
-    let hash = hasher
-        .hash(&new.password)
-        .map_err(|e| AppError::Internal(format!("argon2: {e}")))?;
-    audit.fact(conn, actor, |tx| {
+    // Hashed with no connection held.
+    let hash = hasher.hash(&new.password)?;
+    audit.fact(&mut *db.get()?, actor, |tx| {
         if account::find_by_email(tx, &email)?.is_some() {
             let mut errors = FieldErrors::default();
             errors.add("email", "An account with this email already exists.");
@@ -332,7 +331,7 @@ pub fn setup_token_live(conn: &mut DbConn, token: &str, now: i64) -> AppResult<b
 /// Creates the first administrator with a live setup token, and spends the token, in one transaction.
 #[allow(clippy::too_many_arguments)]
 pub fn complete_setup(
-    conn: &mut DbConn,
+    db: &Db,
     audit: &AuditLog,
     hasher: &Hasher,
     actor: &Actor,
@@ -346,11 +345,10 @@ pub fn complete_setup(
     if !errors.is_empty() {
         return Ok(Err(errors));
     }
-    let hash = hasher
-        .hash(password)
-        .map_err(|e| AppError::Internal(format!("argon2: {e}")))?;
+    // Hashed with no connection held.
+    let hash = hasher.hash(password)?;
     let email = normalize_email(email);
-    audit.fact(conn, actor, |tx| {
+    audit.fact(&mut *db.get()?, actor, |tx| {
         let spent = setup_token::spend(tx, &sessions::hash_token(token), now)?;
         if spent != 1 || account::any_administrator(tx)? {
             return Err(AppError::Gone(

@@ -15,7 +15,7 @@ use super::password::{check_policy, Hasher};
 use super::sessions::{hash_token, new_token};
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
 use crate::config::Settings;
-use crate::db::{new_id, DbConn};
+use crate::db::{new_id, Db, DbConn};
 use crate::domain::Role;
 use crate::error::{AppError, AppResult};
 use crate::mail::{messages, Mail, Mailer};
@@ -448,7 +448,7 @@ pub fn view(conn: &mut DbConn, token: &str, now: i64) -> AppResult<InvitationVie
 /// password it chose, its address counted as confirmed (the link reached it). Returns the account id.
 #[allow(clippy::too_many_arguments)]
 pub fn accept(
-    conn: &mut DbConn,
+    db: &Db,
     audit: &AuditLog,
     hasher: &Hasher,
     actor: &Actor,
@@ -458,7 +458,7 @@ pub fn accept(
     now: i64,
 ) -> AppResult<Result<String, FieldErrors>> {
     let token_hash = hash_token(token);
-    let inv = model::find_live_by_token(conn, &token_hash, now)?
+    let inv = model::find_live_by_token(&mut *db.get()?, &token_hash, now)?
         .ok_or_else(|| AppError::Gone(INVITATION_GONE.into()))?;
     let mut errors = validate_person(&inv.email, display_name, None);
     if let Err(m) = check_policy(password, &inv.email) {
@@ -467,10 +467,9 @@ pub fn accept(
     if !errors.is_empty() {
         return Ok(Err(errors));
     }
-    let hash = hasher
-        .hash(password)
-        .map_err(|e| AppError::Internal(format!("argon2: {e}")))?;
-    audit.fact(conn, actor, |tx| {
+    // Hashed with no connection held.
+    let hash = hasher.hash(password)?;
+    audit.fact(&mut *db.get()?, actor, |tx| {
         let Some(inv) = model::find_live_by_token(tx, &token_hash, now)? else {
             return Err(AppError::Gone(INVITATION_GONE.into()));
         };

@@ -6,8 +6,8 @@ use super::password::{check_policy, Hasher, MAX_BYTES};
 use super::sessions;
 use super::throttle::{self, Policy};
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
-use crate::db::DbConn;
-use crate::error::{AppError, AppResult};
+use crate::db::{Db, DbConn};
+use crate::error::AppResult;
 use crate::models::account::{self, normalize_email, User};
 
 pub enum LoginResult {
@@ -32,7 +32,7 @@ pub struct LoginLimits {
 /// outcome are audited in the same transaction as the throttle counters and the new session.
 #[allow(clippy::too_many_arguments)]
 pub fn login(
-    conn: &mut DbConn,
+    db: &Db,
     audit: &AuditLog,
     hasher: &Hasher,
     keys: &throttle::ThrottleKey,
@@ -48,22 +48,28 @@ pub fn login(
     // Never per account alone: a stranger typing someone's address must not lock its owner out.
     let account_key = keys.login_account_address(&email, addr);
     let address_key = keys.login_address(addr);
-    // Read and verify outside the transaction: the chain-head lock must not be held across an argon2 run.
-    let user = if email.len() <= 254 {
-        account::find_by_email(conn, &email)?
-    } else {
-        None
+    // Read, then verify with no connection held (the chain-head lock, or a pooled connection, must not wait on
+    // an argon2 run), then record in one transaction.
+    let (user, locked) = {
+        let conn = &mut db.get()?;
+        let user = if email.len() <= 254 {
+            account::find_by_email(conn, &email)?
+        } else {
+            None
+        };
+        let locked = throttle::is_locked(conn, &account_key, now)?
+            || throttle::is_locked(conn, &address_key, now)?;
+        (user, locked)
     };
-    let locked = throttle::is_locked(conn, &account_key, now)?
-        || throttle::is_locked(conn, &address_key, now)?;
     let password_ok =
-        !locked && hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str()));
+        !locked && hasher.verify(password, user.as_ref().map(|u| u.password_hash.as_str()))?;
     let rehash = match &user {
         Some(u) if password_ok && hasher.needs_rehash(&u.password_hash) => {
             hasher.hash(password).ok()
         }
         _ => None,
     };
+    let conn = &mut db.get()?;
     audit.fact(conn, actor, |tx| {
         let mut event = Event::new("auth.login", Outcome::Refused);
         if let Some(u) = &user {
@@ -150,7 +156,7 @@ pub enum PasswordChange {
 /// the session asking ends; while the account's count is locked, the form is refused unchecked.
 #[allow(clippy::too_many_arguments)]
 pub fn change_password(
-    conn: &mut DbConn,
+    db: &Db,
     audit: &AuditLog,
     hasher: &Hasher,
     keys: &throttle::ThrottleKey,
@@ -165,11 +171,16 @@ pub fn change_password(
     let key = keys.password_check(&user.id);
     let event =
         |outcome: Outcome| Event::new("account.password", outcome).object("account", &user.id);
-    if throttle::is_locked(conn, &key, now)? {
-        audit.record(conn, actor, event(Outcome::Refused).reason("throttled"))?;
+    if throttle::is_locked(&mut *db.get()?, &key, now)? {
+        audit.record(
+            &mut *db.get()?,
+            actor,
+            event(Outcome::Refused).reason("throttled"),
+        )?;
         return Ok(PasswordChange::Throttled);
     }
-    let current_ok = hasher.verify(current, Some(&user.password_hash));
+    // No connection is held while the password is checked or hashed.
+    let current_ok = hasher.verify(current, Some(&user.password_hash))?;
     let mut errors = FieldErrors::default();
     if !current_ok {
         errors.add("current_password", "This is not your current password.");
@@ -178,7 +189,7 @@ pub fn change_password(
         errors.add("new_password", m);
     }
     if !current_ok {
-        return audit.fact(conn, actor, |tx| {
+        return audit.fact(&mut *db.get()?, actor, |tx| {
             // Checked again inside the transaction: a parallel request may have set the lock meanwhile.
             if throttle::is_locked(tx, &key, now)? {
                 return Ok((
@@ -208,16 +219,14 @@ pub fn change_password(
     }
     if !errors.is_empty() {
         audit.record(
-            conn,
+            &mut *db.get()?,
             actor,
             event(Outcome::Failure).reason("new password refused"),
         )?;
         return Ok(PasswordChange::Invalid(errors));
     }
-    let hash = hasher
-        .hash(new)
-        .map_err(|e| AppError::Internal(format!("argon2: {e}")))?;
-    audit.fact(conn, actor, |tx| {
+    let hash = hasher.hash(new)?;
+    audit.fact(&mut *db.get()?, actor, |tx| {
         account::set_password(tx, &user.id, &hash, now)?;
         throttle::clear(tx, &key)?;
         let ended = sessions::delete_others(tx, &user.id, session_hash)?;

@@ -6,7 +6,12 @@ use argon2::password_hash::{
 };
 use argon2::{Algorithm, Argon2, Params, Version};
 
+use std::sync::{mpsc, Arc, Mutex};
+
+use zeroize::Zeroizing;
+
 use crate::config::Settings;
+use crate::error::{AppError, AppResult};
 
 pub const MIN_CHARS: usize = 12;
 /// Input is capped before hashing so a huge password cannot burn CPU.
@@ -14,37 +19,47 @@ pub const MAX_BYTES: usize = 256;
 
 static COMMON: &str = include_str!("common-passwords.txt");
 
-#[derive(Debug, Clone)]
+/// How many hashes may wait for a worker before the next is refused as busy (per worker).
+const QUEUE_PER_WORKER: usize = 32;
+
+/// What a person is told when every password worker is busy and the queue is full (a 503 with Retry-After).
+pub const BUSY: &str = "The portal is busy checking passwords. Try again in a few seconds.";
+
+/// Hashes and checks passwords on a few worker threads of its own, fed by a bounded queue.
+///
+/// argon2 takes 19 MiB and tens of milliseconds per run: run on the request's thread, a storm of sign-ins would
+/// take as many threads and as much memory as it has requests, while holding their database connections. Here at
+/// most `workers` runs happen at once (a core each), a full queue is refused at once as busy (503, never a wait
+/// without end), and the callers hold no database connection while they wait (see `auth::login`). Each worker
+/// allocates on its own thread, so the memory freed after a run is reused by the next, not kept per request thread.
+#[derive(Clone)]
 pub struct Hasher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     params: Params,
     /// A hash of a random password, verified against when the account does not exist.
     dummy: String,
+    jobs: mpsc::SyncSender<Job>,
 }
 
-impl Hasher {
-    pub fn new(settings: &Settings) -> Result<Hasher, String> {
-        let params = Params::new(
-            settings.argon2_memory_kib,
-            settings.argon2_iterations,
-            settings.argon2_parallelism,
-            None,
-        )
-        .map_err(|e| format!("argon2 parameters: {e}"))?;
-        let mut h = Hasher {
-            params,
-            dummy: String::new(),
-        };
-        h.dummy = h
-            .hash(&crate::db::new_id())
-            .map_err(|e| format!("argon2: {e}"))?;
-        Ok(h)
-    }
+type Job = Box<dyn FnOnce() + Send>;
 
+impl std::fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hasher")
+            .field("params", &self.inner.params)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
     fn argon2(&self) -> Argon2<'static> {
         Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
     }
 
-    pub fn hash(&self, password: &str) -> Result<String, argon2::password_hash::Error> {
+    fn hash(&self, password: &str) -> Result<String, argon2::password_hash::Error> {
         if password.len() > MAX_BYTES {
             return Err(argon2::password_hash::Error::Password);
         }
@@ -55,9 +70,8 @@ impl Hasher {
             .to_string())
     }
 
-    /// Verifies `password` against `stored` (or the dummy hash when `stored` is None). A password over the cap
-    /// is still run against the dummy hash so the refusal takes the same time.
-    pub fn verify(&self, password: &str, stored: Option<&str>) -> bool {
+    /// A password over the cap is still run against the dummy hash so the refusal takes the same time.
+    fn verify(&self, password: &str, stored: Option<&str>) -> bool {
         let over_cap = password.len() > MAX_BYTES;
         let candidate = if over_cap { "" } else { password };
         let target = if over_cap {
@@ -74,6 +88,92 @@ impl Hasher {
         };
         ok && stored.is_some() && !over_cap
     }
+}
+
+impl Hasher {
+    /// Starts `settings.password_hash_workers` workers (0: one per core).
+    pub fn new(settings: &Settings) -> Result<Hasher, String> {
+        let params = Params::new(
+            settings.argon2_memory_kib,
+            settings.argon2_iterations,
+            settings.argon2_parallelism,
+            None,
+        )
+        .map_err(|e| format!("argon2 parameters: {e}"))?;
+        let workers = match settings.password_hash_workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n as usize,
+        };
+        let (tx, rx) = mpsc::sync_channel::<Job>(workers * QUEUE_PER_WORKER);
+        let mut inner = Inner {
+            params,
+            dummy: String::new(),
+            jobs: tx,
+        };
+        inner.dummy = inner
+            .hash(&crate::db::new_id())
+            .map_err(|e| format!("argon2: {e}"))?;
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..workers {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || loop {
+                    // The lock is held only to take the next job; a closed channel (every Hasher dropped) ends the worker.
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                })
+                .map_err(|e| format!("starting a password worker: {e}"))?;
+        }
+        Ok(Hasher {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Runs `f` on a worker and waits for it; `Unavailable` (busy) at once when the queue is full.
+    fn on_worker<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> T + Send + 'static,
+    ) -> AppResult<T> {
+        let (done, result) = mpsc::sync_channel(1);
+        let inner = self.inner.clone();
+        let job: Job = Box::new(move || {
+            let _ = done.send(f(&inner));
+        });
+        match self.inner.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(_)) => {
+                tracing::warn!("password check refused: every worker busy and the queue full");
+                return Err(AppError::Unavailable(BUSY.into()));
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                return Err(AppError::Internal("password workers stopped".into()))
+            }
+        }
+        result
+            .recv()
+            .map_err(|_| AppError::Internal("a password worker failed".into()))
+    }
+
+    /// Hashes a new password on a worker. `Invalid` for a password over the length cap (the policy refuses it first).
+    pub fn hash(&self, password: &str) -> AppResult<String> {
+        let password = Zeroizing::new(password.to_string());
+        self.on_worker(move |inner| inner.hash(&password))?
+            .map_err(|e| AppError::Internal(format!("argon2: {e}")))
+    }
+
+    /// Verifies `password` against `stored` (or the dummy hash when `stored` is None) on a worker.
+    pub fn verify(&self, password: &str, stored: Option<&str>) -> AppResult<bool> {
+        let password = Zeroizing::new(password.to_string());
+        let stored = stored.map(str::to_string);
+        self.on_worker(move |inner| inner.verify(&password, stored.as_deref()))
+    }
 
     /// True when a stored hash was made with other parameters than the configured ones (re-hash at login).
     pub fn needs_rehash(&self, stored: &str) -> bool {
@@ -84,7 +184,7 @@ impl Hasher {
                     || Params::try_from(&h)
                         .map(|p| {
                             (p.m_cost(), p.t_cost(), p.p_cost())
-                                != (self.params.m_cost(), self.params.t_cost(), self.params.p_cost())
+                                != (self.inner.params.m_cost(), self.inner.params.t_cost(), self.inner.params.p_cost())
                         })
                         .unwrap_or(true)
             }
@@ -275,9 +375,45 @@ mod tests {
         let h = Hasher::new(&Settings::default()).unwrap();
         let stored = h.hash("correct horse battery staple").unwrap();
         assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(h.verify("correct horse battery staple", Some(&stored)));
-        assert!(!h.verify("wrong horse battery staple", Some(&stored)));
-        assert!(!h.verify("correct horse battery staple", None));
+        assert!(h
+            .verify("correct horse battery staple", Some(&stored))
+            .unwrap());
+        assert!(!h
+            .verify("wrong horse battery staple", Some(&stored))
+            .unwrap());
+        assert!(!h.verify("correct horse battery staple", None).unwrap());
         assert!(!h.needs_rehash(&stored));
+    }
+
+    #[test]
+    fn a_full_queue_is_refused_as_busy_at_once_and_the_workers_go_on() {
+        let settings = Settings {
+            password_hash_workers: 1,
+            ..Settings::default()
+        };
+        let h = Hasher::new(&settings).unwrap();
+        let stored = h.hash("correct horse battery staple").unwrap();
+        // Far more checks at once than one worker and its queue of 32 take.
+        let answers: Vec<AppResult<bool>> = std::thread::scope(|s| {
+            let running: Vec<_> = (0..80)
+                .map(|_| s.spawn(|| h.verify("correct horse battery staple", Some(&stored))))
+                .collect();
+            running.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        let busy = answers
+            .iter()
+            .filter(|a| matches!(a, Err(AppError::Unavailable(m)) if m == BUSY))
+            .count();
+        let checked = answers.iter().filter(|a| matches!(a, Ok(true))).count();
+        assert!(busy > 0, "some checks must be refused as busy");
+        assert!(
+            checked >= 32,
+            "the queued checks are all answered: {checked}"
+        );
+        assert_eq!(busy + checked, 80);
+        // Once the storm has passed, the worker answers again.
+        assert!(h
+            .verify("correct horse battery staple", Some(&stored))
+            .unwrap());
     }
 }

@@ -8,7 +8,7 @@ use super::sessions::{hash_token, new_token};
 use super::throttle::{self, Policy, ThrottleKey};
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
 use crate::config::Settings;
-use crate::db::{new_id, DbConn};
+use crate::db::{new_id, Db, DbConn};
 use crate::domain::Role;
 use crate::error::{AppError, AppResult};
 use crate::mail::{messages, Mail, Mailer};
@@ -53,7 +53,7 @@ pub struct Registration {
 /// message to send (a confirmation link, or to the owner of an address already registered a note saying so).
 #[allow(clippy::too_many_arguments)]
 pub fn register(
-    conn: &mut DbConn,
+    db: &Db,
     audit: &AuditLog,
     hasher: &Hasher,
     keys: &ThrottleKey,
@@ -78,9 +78,9 @@ pub fn register(
         max_failures: settings.registrations_per_hour,
         window_secs: HOUR,
     };
-    if !throttle::allow(conn, &keys.registration(addr), limit, now)? {
+    if !throttle::allow(&mut *db.get()?, &keys.registration(addr), limit, now)? {
         audit.record(
-            conn,
+            &mut *db.get()?,
             actor,
             Event::new("account.register", Outcome::Refused).reason("throttled"),
         )?;
@@ -89,11 +89,10 @@ pub fn register(
         ));
     }
     let email = normalize_email(&reg.email);
-    let hash = hasher
-        .hash(&reg.password)
-        .map_err(|e| AppError::Internal(format!("argon2: {e}")))?;
+    // Hashed with no connection held.
+    let hash = hasher.hash(&reg.password)?;
     let verify_secs = settings.email_verification_hours * HOUR;
-    audit.fact(conn, actor, |tx| {
+    audit.fact(&mut *db.get()?, actor, |tx| {
         if !settings::self_registration_open(tx)? {
             return Err(AppError::Refused(
                 "Self-registration is closed. Ask the PCII Program Office for an account.".into(),
@@ -277,7 +276,7 @@ pub fn request_reset(
 /// Sets a new password with a live reset link. Every session of the account ends, every other reset link
 /// is void, and the address counts as confirmed (the link reached it).
 pub fn reset_password(
-    conn: &mut DbConn,
+    db: &Db,
     audit: &AuditLog,
     hasher: &Hasher,
     actor: &Actor,
@@ -285,20 +284,24 @@ pub fn reset_password(
     new_password: &str,
     now: i64,
 ) -> AppResult<Result<(), FieldErrors>> {
-    let Some(user_id) = account_token::peek(conn, &hash_token(token), Purpose::ResetPassword, now)?
-    else {
-        return Err(AppError::Gone(LINK_GONE.into()));
+    let (user_id, user) = {
+        let conn = &mut db.get()?;
+        let Some(user_id) =
+            account_token::peek(conn, &hash_token(token), Purpose::ResetPassword, now)?
+        else {
+            return Err(AppError::Gone(LINK_GONE.into()));
+        };
+        let user = account::find(conn, &user_id)?;
+        (user_id, user)
     };
-    let user = account::find(conn, &user_id)?;
     if let Err(m) = check_policy(new_password, &user.email) {
         let mut errors = FieldErrors::default();
         errors.add("new_password", m);
         return Ok(Err(errors));
     }
-    let hash = hasher
-        .hash(new_password)
-        .map_err(|e| AppError::Internal(format!("argon2: {e}")))?;
-    audit.fact(conn, actor, |tx| {
+    // Hashed with no connection held.
+    let hash = hasher.hash(new_password)?;
+    audit.fact(&mut *db.get()?, actor, |tx| {
         if account_token::spend(tx, &hash_token(token), Purpose::ResetPassword, now)?.as_deref()
             != Some(user_id.as_str())
         {

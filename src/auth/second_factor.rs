@@ -623,7 +623,7 @@ pub enum RemovalResult {
 /// [`remove_own`] after checking the person's current password (wrong ones throttled like a password change's).
 #[allow(clippy::too_many_arguments)]
 pub fn remove_own_with_password(
-    conn: &mut DbConn,
+    db: &crate::db::Db,
     audit: &AuditLog,
     hasher: &super::password::Hasher,
     keys: &ThrottleKey,
@@ -641,11 +641,14 @@ pub fn remove_own_with_password(
             .object("account", &user.id)
             .reason(reason.to_string())
     };
-    if throttle::is_locked(conn, &key, now)? {
-        audit.record(conn, actor, refused("throttled"))?;
+    if throttle::is_locked(&mut *db.get()?, &key, now)? {
+        audit.record(&mut *db.get()?, actor, refused("throttled"))?;
         return Ok(RemovalResult::Throttled);
     }
-    if !hasher.verify(password, Some(&user.password_hash)) {
+    // Checked with no connection held.
+    let password_ok = hasher.verify(password, Some(&user.password_hash))?;
+    let conn = &mut db.get()?;
+    if !password_ok {
         return audit.fact(conn, actor, |tx| {
             throttle::record_failure(tx, &key, policy, now)?;
             Ok((RemovalResult::WrongPassword, refused("wrong password")))

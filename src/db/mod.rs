@@ -210,6 +210,19 @@ impl Db {
         .map_err(|e| AppError::Internal(format!("blocking task failed: {e}")))?
     }
 
+    /// Runs blocking work that takes its connections itself, only while it uses them: for work that waits on
+    /// something else between two database steps (a password check) and must not hold a connection meanwhile.
+    pub async fn run_lazily<F, R>(&self, f: F) -> Result<R, AppError>
+    where
+        F: FnOnce(&Db) -> Result<R, AppError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| AppError::Internal(format!("blocking task failed: {e}")))?
+    }
+
     pub fn migrate(&self) -> Result<usize, DbError> {
         let mut conn = self.get().map_err(DbError::Connection)?;
         run_migrations(&mut conn)

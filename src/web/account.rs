@@ -113,7 +113,7 @@ async fn change_password(
     let result = ctx
         .state
         .db
-        .run(move |c| {
+        .run_lazily(move |c| {
             login::change_password(
                 c,
                 &audit,

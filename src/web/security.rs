@@ -260,7 +260,7 @@ async fn remove(
     let result = ctx
         .state
         .db
-        .run(move |c| {
+        .run_lazily(move |c| {
             second_factor::remove_own_with_password(
                 c, &audit, &hasher, &keys, policy, &actor, &user, must, &password, removal, now,
             )

@@ -91,9 +91,8 @@ fn assert_keys_disclose_nothing(keys: &Path, secrets: &[&str]) {
 
 fn create_user(client: &Client, email: &str, role: Role) {
     let state = client.rocket().state::<Services>().unwrap();
-    let mut conn = state.db.get().unwrap();
     let id = accounts::create(
-        &mut conn,
+        &state.db,
         &state.audit,
         &state.hasher,
         &Actor::cli(),
@@ -110,7 +109,6 @@ fn create_user(client: &Client, email: &str, role: Role) {
     )
     .unwrap()
     .unwrap();
-    drop(conn);
     // Its TOTP seed is sealed to the master identity, which rests under the passphrase or the shares.
     common::give_authenticator(state, &id);
 }

@@ -103,7 +103,7 @@ async fn register(ctx: Ctx<'_>, form: CsrfForm<RegisterForm>) -> AppResult<Eithe
     let now = state.clock.now();
     let result = state
         .db
-        .run(move |c| {
+        .run_lazily(move |c| {
             registration::register(
                 c, &audit, &hasher, &keys, &mailer, &settings, &actor, reg, now,
             )
@@ -290,7 +290,9 @@ async fn reset(
     let result = ctx
         .state
         .db
-        .run(move |c| registration::reset_password(c, &audit, &hasher, &actor, &t, &password, now))
+        .run_lazily(move |c| {
+            registration::reset_password(c, &audit, &hasher, &actor, &t, &password, now)
+        })
         .await?;
     match result {
         Ok(()) => {
@@ -352,7 +354,9 @@ async fn accept_invitation(
     let result = ctx
         .state
         .db
-        .run(move |c| invitations::accept(c, &audit, &hasher, &actor, &t, &name, &password, now))
+        .run_lazily(move |c| {
+            invitations::accept(c, &audit, &hasher, &actor, &t, &name, &password, now)
+        })
         .await?;
     match result {
         Ok(_) => {
@@ -430,7 +434,7 @@ async fn setup(
     let result = ctx
         .state
         .db
-        .run(move |c| {
+        .run_lazily(move |c| {
             accounts::complete_setup(
                 c, &audit, &hasher, &actor, &t, &email, &name, &password, now,
             )

@@ -90,7 +90,7 @@ async fn login(
     let result = ctx
         .state
         .db
-        .run(move |c| {
+        .run_lazily(move |c| {
             signing_in::login(
                 c,
                 &audit,

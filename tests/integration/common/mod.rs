@@ -111,9 +111,8 @@ impl TestApp {
     pub fn create_account(&self, new: NewAccount) -> String {
         let state = self.state();
         let staff = new.role != Role::Submitter;
-        let mut conn = state.db.get().expect("conn");
         let id = accounts::create(
-            &mut conn,
+            &state.db,
             &state.audit,
             &state.hasher,
             &Actor::cli(),
@@ -122,7 +121,6 @@ impl TestApp {
         )
         .expect("create")
         .expect("valid account");
-        drop(conn);
         if staff {
             self.enrol_authenticator(&id);
         }
