@@ -17,6 +17,10 @@ pub struct Settings {
     /// Empty means `<data_dir>/pcii.sqlite3`.
     pub database_url: String,
     pub db_pool_size: u32,
+    /// SQLite: how long a write waits for another's lock before the request is answered 503 "try again".
+    pub database_busy_timeout_ms: u64,
+    /// Below this much free space where `data_dir` lives, `/healthz` says `degraded` and uploads are refused (507).
+    pub min_free_disk_mib: u64,
     /// The origin browsers use to reach the portal (e.g. `https://pcii.example.gov`); used for the
     /// Origin check and the setup link. Empty means `http://<address>:<port>`.
     pub public_origin: String,
@@ -37,6 +41,9 @@ pub struct Settings {
     pub max_file_bytes: u64,
     pub max_submission_bytes: u64,
     pub max_files: u32,
+    /// Forms with files received at once: in all (past it, 503) and per account (past it, 429).
+    pub max_concurrent_uploads: u32,
+    pub max_uploads_per_account: u32,
     /// age recipients (public keys only) every data key is also wrapped to, so a lost master key loses nothing.
     pub escrow_recipients: Vec<String>,
     /// How the secrets under `keys_dir` rest: `file` (in clear; a loud warning at start), `passphrase`
@@ -91,6 +98,8 @@ impl Default for Settings {
             keys_dir: PathBuf::from("keys"),
             database_url: String::new(),
             db_pool_size: 8,
+            database_busy_timeout_ms: crate::db::DEFAULT_BUSY_TIMEOUT_MS,
+            min_free_disk_mib: 256,
             public_origin: String::new(),
             session_idle_minutes: 30,
             session_absolute_hours: 12,
@@ -105,6 +114,8 @@ impl Default for Settings {
             max_file_bytes: 2 << 30,
             max_submission_bytes: 4 << 30,
             max_files: 50,
+            max_concurrent_uploads: 64,
+            max_uploads_per_account: 4,
             escrow_recipients: Vec::new(),
             master_key_protection: "file".into(),
             master_key_passphrase_file: PathBuf::new(),
@@ -194,7 +205,12 @@ impl Settings {
         if self.login_max_failures < 1 || self.login_window_seconds < 1 {
             return Err("login throttling settings must be positive".into());
         }
-        if self.max_files == 0 || self.max_file_bytes == 0 || self.max_submission_bytes == 0 {
+        if self.max_files == 0
+            || self.max_file_bytes == 0
+            || self.max_submission_bytes == 0
+            || self.max_concurrent_uploads == 0
+            || self.max_uploads_per_account == 0
+        {
             return Err("upload limits must be positive".into());
         }
         if !matches!(self.smtp_security.as_str(), "starttls" | "tls" | "none") {

@@ -28,9 +28,12 @@ pub enum AppError {
     /// Too many attempts; try later.
     #[error("throttled: {0}")]
     Throttled(String),
-    /// Ours, and passing: the database or the store is busy or down.
+    /// Ours, and passing: the database or the store is busy, locked, read-only or down.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// Ours: the disk (or the database's) is full; what was being written is not kept.
+    #[error("storage full: {0}")]
+    StorageFull(String),
     /// Ours, and a fault.
     #[error("internal: {0}")]
     Internal(String),
@@ -49,15 +52,45 @@ impl AppError {
             | AppError::Conflict(m)
             | AppError::TooLarge(m)
             | AppError::Throttled(m) => Some(m.clone()),
-            AppError::NotFound | AppError::Unavailable(_) | AppError::Internal(_) => None,
+            AppError::NotFound
+            | AppError::Unavailable(_)
+            | AppError::StorageFull(_)
+            | AppError::Internal(_) => None,
         }
     }
 }
 
 impl From<diesel::result::Error> for AppError {
     fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind as Kind, Error};
         match e {
-            diesel::result::Error::NotFound => AppError::NotFound,
+            Error::NotFound => AppError::NotFound,
+            // Passing states of the database, not faults of the request: the caller is told to try again (503),
+            // or that the storage is full (507). SQLite says which only in its message.
+            Error::DatabaseError(kind, info) => {
+                let message = info.message().to_ascii_lowercase();
+                let detail = format!("database: {}", info.message());
+                if message.contains("disk is full")
+                    || message.contains("no space left")
+                    || message.contains("could not extend file")
+                {
+                    AppError::StorageFull(detail)
+                } else if matches!(
+                    kind,
+                    Kind::ReadOnlyTransaction | Kind::ClosedConnection | Kind::SerializationFailure
+                ) || message.contains("database is locked")
+                    || message.contains("table is locked")
+                    || message.contains("schema is locked")
+                    || message.contains("readonly database")
+                    || message.contains("read-only")
+                    || message.contains("disk i/o error")
+                    || message.contains("lock timeout")
+                {
+                    AppError::Unavailable(detail)
+                } else {
+                    AppError::Internal(detail)
+                }
+            }
             other => AppError::Internal(format!("database: {other}")),
         }
     }
@@ -65,6 +98,61 @@ impl From<diesel::result::Error> for AppError {
 
 impl From<std::io::Error> for AppError {
     fn from(e: std::io::Error) -> Self {
-        AppError::Internal(format!("io: {e}"))
+        use std::io::ErrorKind;
+        match e.kind() {
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+                AppError::StorageFull(format!("io: {e}"))
+            }
+            ErrorKind::ReadOnlyFilesystem => AppError::Unavailable(format!("io: {e}")),
+            _ => AppError::Internal(format!("io: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, RunQueryDsl};
+
+    #[test]
+    fn a_read_only_or_locked_database_is_unavailable_not_a_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite3");
+        let path = path.to_str().unwrap();
+        let mut rw = diesel::sqlite::SqliteConnection::establish(path).unwrap();
+        rw.batch_execute("CREATE TABLE t (x INTEGER)").unwrap();
+        // Read-only as SQLite enforces it (file permissions would not stop root).
+        let mut ro =
+            diesel::sqlite::SqliteConnection::establish(&format!("file:{path}?mode=ro")).unwrap();
+        let e = diesel::sql_query("INSERT INTO t VALUES (1)")
+            .execute(&mut ro)
+            .unwrap_err();
+        assert!(matches!(AppError::from(e), AppError::Unavailable(_)));
+        // A broken statement is still ours.
+        let e = diesel::sql_query("INSERT INTO nowhere VALUES (2)")
+            .execute(&mut rw)
+            .unwrap_err();
+        assert!(matches!(AppError::from(e), AppError::Internal(_)));
+        // Locked by another writer, past the busy timeout.
+        rw.batch_execute("BEGIN EXCLUSIVE").unwrap();
+        let mut other = diesel::sqlite::SqliteConnection::establish(path).unwrap();
+        other.batch_execute("PRAGMA busy_timeout = 10").unwrap();
+        let e = diesel::sql_query("INSERT INTO t VALUES (2)")
+            .execute(&mut other)
+            .unwrap_err();
+        assert!(matches!(AppError::from(e), AppError::Unavailable(_)));
+    }
+
+    #[test]
+    fn a_full_disk_is_storage_full_and_a_read_only_one_unavailable() {
+        // The errno values as the kernel reports them (Linux: ENOSPC 28, EDQUOT 122, EROFS 30).
+        for (errno, full) in [(28, true), (122, true), (30, false)] {
+            match AppError::from(std::io::Error::from_raw_os_error(errno)) {
+                AppError::StorageFull(_) => assert!(full, "errno {errno}"),
+                AppError::Unavailable(_) => assert!(!full, "errno {errno}"),
+                other => panic!("errno {errno}: {other}"),
+            }
+        }
     }
 }

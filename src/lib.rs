@@ -123,8 +123,12 @@ pub fn build_unlocked(
     let settings = config::load(&figment)?;
     let opened = key_store::open_unlocked(&settings, &at_rest).map_err(|e| e.to_string())?;
     create_private_dir(&settings.data_dir)?;
-    let db =
-        Db::open(&settings.database_url(), settings.db_pool_size).map_err(|e| e.to_string())?;
+    let db = Db::open_with(
+        &settings.database_url(),
+        settings.db_pool_size,
+        settings.database_busy_timeout_ms,
+    )
+    .map_err(|e| e.to_string())?;
     let blobs: Arc<dyn BlobStore> = Arc::new(
         storage::fs::FsBlobStore::open(&settings.blob_dir()).map_err(|e| {
             format!(
@@ -178,7 +182,11 @@ pub fn build_unlocked(
         passkeys,
     };
     let mail_route = state.mailer.describe();
-    let rocket = web::mount(rocket::custom(figment).manage(state));
+    let uploads = web::multipart::UploadSlots::new(
+        state.settings.max_concurrent_uploads,
+        state.settings.max_uploads_per_account,
+    );
+    let rocket = web::mount(rocket::custom(figment).manage(state).manage(uploads));
     Ok((
         rocket,
         Startup {

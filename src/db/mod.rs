@@ -86,14 +86,17 @@ impl Backend {
     }
 }
 
-/// Pragmas every SQLite connection gets: integrity, wiping of deleted pages, and waiting instead of failing.
-const SQLITE_PRAGMAS: &str =
-    "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 15000; PRAGMA secure_delete = ON; \
+/// Pragmas every SQLite connection gets: integrity, wiping of deleted pages (the busy timeout is added per pool).
+const SQLITE_PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; \
      PRAGMA trusted_schema = OFF; PRAGMA synchronous = FULL;";
+
+/// How long a statement waits for another writer's lock before it fails (and the request is answered 503).
+pub const DEFAULT_BUSY_TIMEOUT_MS: u64 = 5000;
 
 pub struct Manager {
     url: String,
     backend: Backend,
+    busy_timeout_ms: u64,
 }
 
 impl Manager {
@@ -112,13 +115,20 @@ impl ManageConnection for Manager {
                 let mut c = diesel::sqlite::SqliteConnection::establish(self.sqlite_path())
                     .map_err(r2d2::Error::ConnectionError)?;
                 c.batch_execute(SQLITE_PRAGMAS)
+                    .and_then(|()| {
+                        c.batch_execute(&format!("PRAGMA busy_timeout = {};", self.busy_timeout_ms))
+                    })
                     .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConn::Sqlite(c))
             }
             #[cfg(feature = "postgres")]
             Backend::Postgres => {
-                let c = diesel::pg::PgConnection::establish(&self.url)
+                let mut c = diesel::pg::PgConnection::establish(&self.url)
                     .map_err(r2d2::Error::ConnectionError)?;
+                // As SQLite's busy timeout: a statement waiting for another's lock gives up (and the request is
+                // answered 503) instead of holding its connection without end.
+                c.batch_execute(&format!("SET lock_timeout = {};", self.busy_timeout_ms))
+                    .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConn::Postgres(c))
             }
             #[cfg(not(feature = "postgres"))]
@@ -156,10 +166,16 @@ pub struct Db {
 impl Db {
     /// Opens the pool (creating the SQLite file and WAL mode on first use) and applies pending migrations.
     pub fn open(url: &str, pool_size: u32) -> Result<Db, DbError> {
+        Db::open_with(url, pool_size, DEFAULT_BUSY_TIMEOUT_MS)
+    }
+
+    /// [`Db::open`] with SQLite's busy timeout (ms): how long a write waits for another's lock before failing.
+    pub fn open_with(url: &str, pool_size: u32, busy_timeout_ms: u64) -> Result<Db, DbError> {
         let backend = Backend::from_url(url)?;
         let manager = Manager {
             url: url.to_string(),
             backend,
+            busy_timeout_ms,
         };
         if backend == Backend::Sqlite {
             let path = manager.sqlite_path();
@@ -302,6 +318,17 @@ pub fn revert_last_migration(conn: &mut DbConn) -> Result<(), DbError> {
         DbConn::Postgres(c) => c.revert_last_migration(POSTGRES_MIGRATIONS).map(|_| ()),
     };
     reverted.map_err(|e| DbError::Revert(e.to_string()))
+}
+
+/// True when the database takes a write: a transaction that updates nothing, rolled back. A locked, busy or
+/// read-only database (or a full one that cannot journal) fails it, as it would fail the next real write.
+pub fn accepts_writes(conn: &mut DbConn) -> bool {
+    let tried: Result<(), diesel::result::Error> = conn.transaction(|tx| {
+        diesel::sql_query("UPDATE settings SET value = value WHERE name = '' AND 1 = 0")
+            .execute(tx)?;
+        Err(diesel::result::Error::RollbackTransaction)
+    });
+    matches!(tried, Err(diesel::result::Error::RollbackTransaction))
 }
 
 /// True when the database answers a trivial query (for `/healthz`).

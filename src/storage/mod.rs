@@ -19,6 +19,12 @@ pub use fs::FsBlobStore;
 /// Length in hex characters of a committed blob name (32 random bytes).
 pub const BLOB_NAME_LEN: usize = 64;
 
+/// Bytes free for an unprivileged writer on the filesystem that holds `path`.
+pub fn free_space(path: &std::path::Path) -> io::Result<u64> {
+    let st = rustix::fs::statvfs(path)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
 /// A store of committed, immutable blobs.
 pub trait BlobStore: Send + Sync + 'static {
     /// Starts a new blob under a temporary name; nothing is visible under a final name until commit.

@@ -27,7 +27,8 @@ fn explain(status: Status) -> (&'static str, &'static str) {
         413 => ("Too large", "What you sent is larger than the portal accepts."),
         422 => ("Check your entries", "Some of what you entered could not be read. Go back, check the form and try again."),
         429 => ("Too many attempts", "Too many attempts. Wait a few minutes and try again."),
-        503 => ("Temporarily unavailable", "The portal cannot answer right now. Try again in a minute."),
+        503 => ("Temporarily unavailable", "The portal is busy or cannot reach its database right now. Nothing was changed. Wait a few seconds and try again."),
+        507 => ("Storage full", "The portal's storage is full, so what you sent was not kept; nothing stored before was affected. Try again later, or tell the PCII Program Office."),
         _ if status.code >= 500 => ("Something went wrong", "The portal could not complete this request. Nothing was changed. If it happens again, give the request id below to the PCII Program Office."),
         _ => ("Error", "The request could not be completed."),
     }
@@ -45,8 +46,28 @@ fn wants_json(req: &Request<'_>) -> bool {
 
 pub struct ErrorPage(Status);
 
+/// How long a client should wait before trying again, for the statuses that are about time (RFC 9110 Retry-After).
+fn retry_after(status: Status) -> Option<&'static str> {
+    match status.code {
+        503 => Some("5"),
+        429 => Some("60"),
+        _ => None,
+    }
+}
+
 impl<'r> Responder<'r, 'static> for ErrorPage {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let status = self.0;
+        let mut res = self.render(req)?;
+        if let Some(secs) = retry_after(status) {
+            res.set_raw_header("Retry-After", secs);
+        }
+        Ok(res)
+    }
+}
+
+impl ErrorPage {
+    fn render(self, req: &Request<'_>) -> response::Result<'static> {
         let status = self.0;
         let (title, default_message) = explain(status);
         // A guard that knows where the person should go instead (finish signing in, enrol a second factor, give it

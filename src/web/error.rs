@@ -20,6 +20,7 @@ pub fn status(e: &AppError) -> Status {
         AppError::TooLarge(_) => Status::PayloadTooLarge,
         AppError::Throttled(_) => Status::TooManyRequests,
         AppError::Unavailable(_) => Status::ServiceUnavailable,
+        AppError::StorageFull(_) => Status::InsufficientStorage,
         AppError::Internal(_) => Status::InternalServerError,
     }
 }

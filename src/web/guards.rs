@@ -204,6 +204,8 @@ pub struct Ctx<'r> {
     pub who: Option<&'r Authenticated>,
     pub actor: Actor,
     pub tls: bool,
+    /// Forms with files being received now (caps per account and in all).
+    pub uploads: &'r crate::web::multipart::UploadSlots,
 }
 
 #[rocket::async_trait]
@@ -218,6 +220,10 @@ impl<'r> FromRequest<'r> for Ctx<'r> {
             // right: what it does next, a factor given or refused, is that account's).
             actor: actor(req, any_session(req).await),
             tls: tls(req),
+            uploads: req
+                .rocket()
+                .state::<crate::web::multipart::UploadSlots>()
+                .expect("UploadSlots is managed"),
         })
     }
 }

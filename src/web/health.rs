@@ -1,4 +1,6 @@
-//! `GET /healthz`: is the database reachable and the key store usable. No secrets, no counts of content.
+//! `GET /healthz`: can the portal do its work now — the database answers and takes writes, the key store is usable,
+//! the blob store is there with room to spare. `ok` (200) or `degraded` (503) with what is wrong; no secrets, no
+//! counts of content. A load balancer takes an instance out on 503.
 
 use rocket::http::Status;
 use rocket::serde::json::{json, Value};
@@ -8,11 +10,11 @@ use crate::services::Services;
 
 #[rocket::get("/healthz")]
 async fn healthz(state: &State<Services>) -> (Status, Value) {
-    let database = state
+    let (reads, writes) = state
         .db
-        .run(|c| Ok(crate::db::ping(c)))
+        .run(|c| Ok((crate::db::ping(c), crate::db::accepts_writes(c))))
         .await
-        .unwrap_or(false);
+        .unwrap_or((false, false));
     // The identity file and the audit signing key, in clear or sealed (`.age`) as the protection mode keeps them.
     let signing = state
         .settings
@@ -25,21 +27,30 @@ async fn healthz(state: &State<Services>) -> (Status, Value) {
         .unwrap_or(false)
         && (signing.exists() || signing.with_extension("key.age").exists());
     let blobs = state.settings.blob_dir().is_dir();
-    let ok = database && keys && blobs;
+    let free = crate::storage::free_space(&state.settings.data_dir).ok();
+    let room = free.is_some_and(|f| f >= state.settings.min_free_disk_mib << 20);
+    let ok = reads && writes && keys && blobs && room;
     let status = if ok {
         Status::Ok
     } else {
         Status::ServiceUnavailable
     };
     let word = |b: bool| if b { "ok" } else { "unavailable" };
+    let database = match (reads, writes) {
+        (true, true) => "ok",
+        (true, false) => "read-only or locked",
+        _ => "unavailable",
+    };
     (
         status,
         json!({
-            "status": word(ok),
-            "database": word(database),
+            "status": if ok { "ok" } else { "degraded" },
+            "database": database,
             "backend": format!("{:?}", state.db.backend).to_lowercase(),
             "key_store": word(keys),
             "blob_store": word(blobs),
+            "disk": if room { "ok" } else { "low on free space" },
+            "free_disk_mib": free.map(|f| f >> 20),
         }),
     )
 }

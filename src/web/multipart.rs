@@ -6,7 +6,9 @@
 //! every blob this request started or committed is removed before the error is returned, so a refused
 //! or aborted upload leaves nothing behind.
 
+use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -27,8 +29,10 @@ use crate::workflow::intake::IncomingFile;
 mod part_headers;
 use part_headers::{HeaderTooLong, PartHeaderEscaper, HEADER_BLOCK_MAX};
 
-const TEXT_FIELD_MAX: usize = 1024 * 1024;
-const TEXT_TOTAL_MAX: usize = 4 * 1024 * 1024;
+/// A text field (a narrative) and all text fields of one request: generous for prose, small enough that the
+/// concurrent uploads' text held in memory stays bounded (`max_concurrent_uploads` times this).
+const TEXT_FIELD_MAX: usize = 512 * 1024;
+const TEXT_TOTAL_MAX: usize = 1024 * 1024;
 const FIELDS_MAX: usize = 500;
 /// Multipart framing allowed on top of the file bytes the limits count.
 const FRAMING_SLACK: u64 = 16 * 1024 * 1024;
@@ -61,6 +65,77 @@ fn token_refused() -> AppError {
     AppError::Refused(
         "The form's security token did not match. Reload the page and send it again.".into(),
     )
+}
+
+/// How many submission forms are being received at once, in all and per account. Each holds a connection, up to
+/// a megabyte of text and a sealing pipeline: past the caps a new one is refused at once, not queued.
+pub struct UploadSlots {
+    total: usize,
+    per_account: usize,
+    busy: Mutex<HashMap<String, usize>>,
+}
+
+/// A form being received; its slot is given back when this is dropped (the request ended, however).
+pub struct UploadSlot<'a> {
+    slots: &'a UploadSlots,
+    account: String,
+}
+
+impl UploadSlots {
+    pub fn new(total: u32, per_account: u32) -> UploadSlots {
+        UploadSlots {
+            total: total as usize,
+            per_account: per_account as usize,
+            busy: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// 429 when the account already sends as many as it may, 503 when the portal receives as many as it will.
+    pub fn enter(&self, account: &str) -> AppResult<UploadSlot<'_>> {
+        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let all: usize = busy.values().sum();
+        let mine = busy.get(account).copied().unwrap_or(0);
+        if mine >= self.per_account {
+            return Err(AppError::Throttled(format!(
+                "Your account is already sending {mine} forms with files. Wait until one has finished, then send this one again."
+            )));
+        }
+        if all >= self.total {
+            return Err(AppError::Unavailable("every upload slot is in use".into()));
+        }
+        *busy.entry(account.to_string()).or_default() += 1;
+        Ok(UploadSlot {
+            slots: self,
+            account: account.to_string(),
+        })
+    }
+
+    #[cfg(test)]
+    fn in_use(&self) -> usize {
+        self.busy.lock().unwrap().values().sum()
+    }
+}
+
+impl Drop for UploadSlot<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.slots.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = busy.get_mut(&self.account) {
+            *n -= 1;
+            if *n == 0 {
+                busy.remove(&self.account);
+            }
+        }
+    }
+}
+
+/// A write to the blob store failed: a full disk is said as such (507, after the rest of the body is read so that
+/// the browser sees the answer), anything else is ours (500).
+fn store_fault(what: &str, e: std::io::Error) -> Failure {
+    match AppError::from(e) {
+        AppError::Internal(m) => Failure::Broken(AppError::Internal(format!("{what}: {m}"))),
+        full @ AppError::StorageFull(_) => Failure::Refused(full),
+        other => Failure::Broken(other),
+    }
 }
 
 /// Checks the anti-forgery token before anything else: a body that is not multipart, or whose first
@@ -325,7 +400,7 @@ impl Reader<'_> {
             file_name
         };
         let sealer = BlobSealer::start(self.state.blobs.clone(), &self.limits.seal_to)
-            .map_err(|e| Failure::Broken(AppError::Internal(format!("starting a blob: {e}"))))?;
+            .map_err(|e| store_fault("starting a blob", e))?;
         self.sealer = Some(sealer);
         let mut next = first;
         while let Some(chunk) = next {
@@ -343,16 +418,17 @@ impl Reader<'_> {
                 ))));
             }
             self.file_bytes += chunk.len() as u64;
-            sealer.write(chunk).await.map_err(|e| {
-                Failure::Broken(AppError::Internal(format!("sealing an upload: {e}")))
-            })?;
+            sealer
+                .write(chunk)
+                .await
+                .map_err(|e| store_fault("sealing an upload", e))?;
             next = field.chunk().await.map_err(broken)?;
         }
         let sealer = self.sealer.take().expect("sealer is set");
         let sealed = sealer
             .finish()
             .await
-            .map_err(|e| Failure::Broken(AppError::Internal(format!("sealing an upload: {e}"))))?;
+            .map_err(|e| store_fault("sealing an upload", e))?;
         self.form.files.push(IncomingFile {
             slot,
             file_name,
@@ -364,6 +440,20 @@ impl Reader<'_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn upload_slots_cap_each_account_and_the_portal_and_come_back_when_dropped() {
+        let slots = UploadSlots::new(3, 2);
+        let a1 = slots.enter("a").unwrap();
+        let _a2 = slots.enter("a").unwrap();
+        assert!(matches!(slots.enter("a"), Err(AppError::Throttled(_))));
+        let _b1 = slots.enter("b").unwrap();
+        assert!(matches!(slots.enter("c"), Err(AppError::Unavailable(_))));
+        drop(a1);
+        assert_eq!(slots.in_use(), 2);
+        let _c1 = slots.enter("c").unwrap();
+        assert_eq!(slots.in_use(), 3);
+    }
+
     use super::*;
     use futures::task::noop_waker_ref;
     use futures::StreamExt;

@@ -7,6 +7,7 @@ mod audit;
 mod audit_chain;
 mod cli;
 mod content_access;
+mod faults;
 mod hardening;
 mod identity;
 mod intake;

@@ -266,6 +266,23 @@ async fn save(
     let who = submitter(user)?;
     // The token first; only then is anything looked up or read.
     let body = open_form(token, state, content_type, data).await?;
+    // Refused before a byte is stored: too many of this account's forms (or of all) at once, or a disk nearly full.
+    let room = crate::storage::free_space(&state.settings.data_dir)
+        .map_or(true, |free| free >= state.settings.min_free_disk_mib << 20);
+    let slot = if room {
+        ctx.uploads.enter(&who.user_id)
+    } else {
+        Err(AppError::StorageFull(
+            "free space under min_free_disk_mib".into(),
+        ))
+    };
+    let _slot = match slot {
+        Ok(slot) => slot,
+        Err(e) => {
+            body.discard().await;
+            return Err(e);
+        }
+    };
     let allowance = match id {
         Some(id) => match load(ctx, user, id).await {
             Ok(_) => intake::allowance(state, &who, Some(id)).await,

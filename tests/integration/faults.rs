@@ -1,0 +1,120 @@
+//! Faults of ours get honest answers: a locked database or a disk nearly full is a 503 (try again, with
+//! Retry-After) or a 507 (storage full), never a 500; `/healthz` says `degraded` while it lasts, and nothing is
+//! left half-written.
+
+use diesel::connection::SimpleConnection;
+use rocket::http::Status;
+
+use crate::common::*;
+use pcii_portal::domain::Role;
+
+fn healthz(app: &TestApp) -> (Status, serde_json::Value) {
+    let res = app.client.get("/healthz").dispatch();
+    let status = res.status();
+    let body: serde_json::Value = serde_json::from_str(&res.into_string().unwrap()).unwrap();
+    (status, body)
+}
+
+/// Takes the database's write lock on a connection of its own and keeps it until dropped (SQLite: an exclusive
+/// transaction; PostgreSQL: the audit chain's head and the settings table locked).
+struct WriteLock(pcii_portal::db::PooledConn);
+
+impl WriteLock {
+    fn take(app: &TestApp) -> WriteLock {
+        let mut conn = app.state().db.get().expect("conn");
+        let sql = if app.database_url.is_empty() {
+            "BEGIN EXCLUSIVE"
+        } else {
+            "BEGIN; LOCK TABLE audit_head, settings IN ACCESS EXCLUSIVE MODE"
+        };
+        conn.batch_execute(sql).expect("lock");
+        WriteLock(conn)
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        let _ = self.0.batch_execute("ROLLBACK");
+    }
+}
+
+#[test]
+fn a_locked_database_is_a_503_with_retry_after_and_healthz_degraded_until_it_frees() {
+    let app = TestApp::with(|f| f.merge(("database_busy_timeout_ms", 300)));
+    app.create_user(Role::Submitter, "ann@acme.example", Some("Acme"));
+    assert_eq!(healthz(&app).0, Status::Ok);
+    let mut b = app.browser();
+    let token = b.csrf();
+    let entries_before = app.with_conn(|c| pcii_portal::audit::store::head(c).unwrap().0);
+
+    let lock = WriteLock::take(&app);
+    let (status, body) = healthz(&app);
+    assert_eq!(status, Status::ServiceUnavailable, "{body}");
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["database"], "read-only or locked");
+    // A sign-in must write (its audit entry, its session): it cannot, and says so, quickly and honestly.
+    let page = b.post(
+        "/login",
+        &[
+            ("csrf", &token),
+            ("email", "ann@acme.example"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(page.status, Status::ServiceUnavailable, "{}", page.body);
+    assert_eq!(page.header("Retry-After"), Some("5"));
+    assert!(page.body.contains("try again"), "{}", page.body);
+    assert!(!page.body.contains("Something went wrong"));
+    // Machines get JSON with the same status.
+    let page = b.post_raw(
+        "/login",
+        encode(&[
+            ("csrf", &token),
+            ("email", "ann@acme.example"),
+            ("password", PASSWORD),
+        ]),
+        Some(rocket::http::Header::new("Accept", "application/json")),
+    );
+    assert_eq!(page.status, Status::ServiceUnavailable);
+    let json: serde_json::Value = serde_json::from_str(&page.body).unwrap();
+    assert_eq!(json["status"], 503);
+    drop(lock);
+
+    // Nothing was half-done: no entry, no session; and now it works.
+    assert_eq!(
+        app.with_conn(|c| pcii_portal::audit::store::head(c).unwrap().0),
+        entries_before
+    );
+    assert_eq!(healthz(&app).0, Status::Ok);
+    assert_eq!(b.login("ann@acme.example", PASSWORD), Status::SeeOther);
+}
+
+#[test]
+fn a_disk_under_the_free_space_threshold_refuses_uploads_with_507_and_keeps_nothing() {
+    // A threshold larger than any disk: the portal must behave as on a full one.
+    let app = TestApp::with(|f| f.merge(("min_free_disk_mib", 1u64 << 40)));
+    let (status, body) = healthz(&app);
+    assert_eq!(status, Status::ServiceUnavailable);
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["disk"], "low on free space");
+    assert_eq!(body["database"], "ok");
+
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let file = file_bytes(200_000, 7, "");
+    let mut parts = complete_fields("A narrative.", "submit");
+    parts.push(Part::Text("description_1", "Diagram"));
+    parts.push(Part::File("file_1", "diagram.pdf", &file));
+    let page = b.post_multipart("/submissions", &parts);
+    assert_eq!(page.status, Status::InsufficientStorage, "{}", page.body);
+    assert!(page.body.contains("storage is full"), "{}", page.body);
+    let blobs: Vec<_> = std::fs::read_dir(app.data_dir().join("blobs"))
+        .unwrap()
+        .collect();
+    assert!(blobs.is_empty(), "nothing may be stored: {blobs:?}");
+    let rows: i64 = app.with_conn(|c| {
+        use diesel::prelude::*;
+        use pcii_portal::db::schema::submissions::dsl::*;
+        submissions.count().get_result(c).unwrap()
+    });
+    assert_eq!(rows, 0);
+}
