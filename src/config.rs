@@ -35,6 +35,8 @@ pub struct Settings {
     /// Failed logins allowed per account and per client address within `login_window_seconds`.
     pub login_max_failures: i64,
     pub login_window_seconds: i64,
+    /// Sign-in attempts (right or wrong) allowed per client address per minute; past it, 429 without a check.
+    pub login_attempts_per_minute: i64,
     pub setup_link_minutes: i64,
     /// `text` (human-readable) or `json`.
     pub log_format: String,
@@ -109,6 +111,7 @@ impl Default for Settings {
             password_hash_workers: 0,
             login_max_failures: 5,
             login_window_seconds: 60,
+            login_attempts_per_minute: 30,
             setup_link_minutes: 60,
             log_format: "text".into(),
             max_file_bytes: 2 << 30,
@@ -202,7 +205,20 @@ impl Settings {
         if self.session_idle_minutes <= 0 || self.session_absolute_hours <= 0 {
             return Err("session timeouts must be positive".into());
         }
-        if self.login_max_failures < 1 || self.login_window_seconds < 1 {
+        if self.setup_link_minutes < 1 || self.db_pool_size < 1 || self.database_busy_timeout_ms < 1
+        {
+            return Err(
+                "setup_link_minutes, db_pool_size and database_busy_timeout_ms must be positive"
+                    .into(),
+            );
+        }
+        if self.password_hash_workers > 256 {
+            return Err("password_hash_workers must be at most 256 (0: one per core)".into());
+        }
+        if self.login_max_failures < 1
+            || self.login_window_seconds < 1
+            || self.login_attempts_per_minute < 1
+        {
             return Err("login throttling settings must be positive".into());
         }
         if self.max_files == 0
@@ -251,6 +267,59 @@ impl Settings {
     }
 }
 
+/// Rocket's own configuration keys (Rocket 0.5's `Config`), which the portal passes through to it.
+const ROCKET_CONFIG_KEYS: &[&str] = &[
+    "address",
+    "port",
+    "workers",
+    "max_blocking",
+    "ident",
+    "ip_header",
+    "limits",
+    "tls",
+    "secret_key",
+    "temp_dir",
+    "keep_alive",
+    "shutdown",
+    "log_level",
+    "cli_colors",
+    "profile",
+    // `PCII_LOG`, the tracing filter, read by `logging` itself.
+    "log",
+];
+
+/// Keys set in the configuration (file or `PCII_` variables) that nothing reads: a typo, or a setting of another
+/// version. Each is said at start, so that a setting that does nothing is never silent.
+pub fn unused_keys(figment: &Figment) -> Vec<String> {
+    let known: Vec<String> = match figment::value::Value::serialize(Settings::default()) {
+        Ok(figment::value::Value::Dict(_, dict)) => dict.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    let Ok(set) = figment.extract::<figment::value::Dict>() else {
+        return Vec::new();
+    };
+    set.keys()
+        .filter(|k| !known.contains(k) && !ROCKET_CONFIG_KEYS.contains(&k.as_str()))
+        .map(|k| {
+            format!(
+                "configuration key `{k}` is not a setting of this portal and is ignored (a typo?)"
+            )
+        })
+        .collect()
+}
+
+/// A portal reached beyond this machine without `public_origin` cannot tell its own name: the Host check (DNS
+/// rebinding) then answers loopback names and the bare address only, and links in mail name the bare address.
+pub fn exposure_warning(figment: &Figment, settings: &Settings) -> Option<String> {
+    let address: std::net::IpAddr = figment.extract_inner("address").ok()?;
+    (settings.public_origin.is_empty() && !address.is_loopback()).then(|| {
+        format!(
+            "listening on {address}, beyond this machine, without `public_origin`: set it to the address people use \
+             (e.g. https://pcii.example.gov); until then only requests for {address} or localhost are answered"
+        )
+    })
+}
+
 pub fn load(figment: &Figment) -> Result<Settings, String> {
     let settings: Settings = figment
         .extract()
@@ -284,6 +353,39 @@ pub fn display_path(p: &Path) -> String {
 mod tests {
     use super::*;
     use figment::providers::Serialized;
+
+    #[test]
+    fn a_key_nothing_reads_is_named_and_known_ones_are_not() {
+        let figment = Figment::from(rocket::Config::default())
+            .merge(Serialized::defaults(Settings::default()))
+            .merge(("smtp_hots", "mail.example"))
+            .merge(("data_dir", "elsewhere"))
+            .merge(("port", 9000));
+        let unused = unused_keys(&figment);
+        assert_eq!(unused.len(), 1, "{unused:?}");
+        assert!(unused[0].contains("`smtp_hots`"));
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_at_start() {
+        for bad in [
+            Settings {
+                setup_link_minutes: -5,
+                ..Settings::default()
+            },
+            Settings {
+                db_pool_size: 0,
+                ..Settings::default()
+            },
+            Settings {
+                login_window_seconds: 0,
+                ..Settings::default()
+            },
+        ] {
+            assert!(bad.validate().is_err());
+        }
+        assert!(Settings::default().validate().is_ok());
+    }
 
     #[test]
     fn the_smtp_password_is_read_from_the_environment_but_never_printed() {

@@ -65,6 +65,10 @@ pub fn figment() -> Figment {
         .merge(("log_level", rocket::config::LogLevel::Off))
         // No `Server: Rocket` header: nothing to fingerprint.
         .merge(("ident", false))
+        // On SIGTERM (systemd's stop) uploads in flight get a minute to finish (Rocket's default is 2 s), then
+        // 5 s more to close; what is still running then is cut, and its temporaries swept at the next start.
+        .merge(("shutdown.grace", 60))
+        .merge(("shutdown.mercy", 5))
         .merge(Toml::file(file).nested())
         // Rocket's own keys answer to `ROCKET_` too, as in every Rocket application (`PCII_` wins when both are set).
         .merge(Env::prefixed("ROCKET_").only(&ROCKET_KEYS).global())
@@ -101,6 +105,9 @@ pub fn build_with_clock(
     clock: Clock,
 ) -> Result<(Rocket<Build>, Startup), String> {
     let settings = config::load(&figment)?;
+    for warning in config::unused_keys(&figment) {
+        tracing::warn!("{warning}");
+    }
     // This build has no TLS listener (Rocket's `tls` feature is off): a `tls` setting would be silently ignored and
     // the portal served in clear. TLS ends at a reverse proxy; `public_origin = "https://..."` says so to the portal.
     if figment.find_value("tls").is_ok() {
@@ -180,6 +187,9 @@ pub fn build_unlocked(
         throttle_key: Arc::new(throttle_key),
         clock,
         passkeys,
+        refusals: Arc::new(audit::refusals::RefusalTally::new(
+            audit::refusals::WINDOW_SECS,
+        )),
     };
     let mail_route = state.mailer.describe();
     let uploads = web::multipart::UploadSlots::new(

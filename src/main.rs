@@ -309,6 +309,10 @@ fn serve(figment: rocket::figment::Figment) -> Result<(), String> {
         warn_keys(&settings, &startup.generated_keys);
     }
     let origin = config::origin(&figment, &settings);
+    if let Some(warning) = config::exposure_warning(&figment, &settings) {
+        eprintln!("*** WARNING: {warning} ***");
+        tracing::warn!("{warning}");
+    }
     if let Some(token) = startup.setup_token {
         // Printed, never logged: the token is a credential.
         eprintln!(

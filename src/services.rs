@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::audit::log::AuditLog;
+use crate::audit::refusals::RefusalTally;
 use crate::auth::passkeys::Passkeys;
 use crate::auth::password::Hasher;
 use crate::auth::throttle::ThrottleKey;
@@ -30,6 +31,8 @@ pub struct Services {
     /// The WebAuthn relying party; `None` when the portal's origin cannot have passkeys (an IP address: WebAuthn
     /// needs a host name, `localhost` included). TOTP and recovery codes work regardless.
     pub passkeys: Option<Arc<Passkeys>>,
+    /// Anonymous refusals folded per address, route and minute (see `audit::refusals`).
+    pub refusals: Arc<RefusalTally>,
 }
 
 impl Services {

@@ -12,6 +12,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod export;
 pub mod log;
+pub mod refusals;
 pub mod store;
 pub mod verify;
 

@@ -6,6 +6,7 @@ use super::password::{check_policy, Hasher, MAX_BYTES};
 use super::sessions;
 use super::throttle::{self, Policy};
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
+use crate::audit::refusals::{record_anonymous, RefusalTally};
 use crate::db::{Db, DbConn};
 use crate::error::AppResult;
 use crate::models::account::{self, normalize_email, User};
@@ -26,6 +27,8 @@ pub struct LoginLimits {
     pub account_address: Policy,
     /// Failures from one client address, whatever the account (a shared office tries several).
     pub address: Policy,
+    /// Attempts from one client address, right or wrong: a flood is refused before any password is checked.
+    pub attempts: Policy,
 }
 
 /// Checks the throttle, the password (a dummy hash for unknown accounts), and opens a session. The attempt and its
@@ -37,6 +40,7 @@ pub fn login(
     hasher: &Hasher,
     keys: &throttle::ThrottleKey,
     actor: &Actor,
+    refusals: &RefusalTally,
     email: &str,
     password: &str,
     limits: &LoginLimits,
@@ -52,6 +56,14 @@ pub fn login(
     // an argon2 run), then record in one transaction.
     let (user, locked) = {
         let conn = &mut db.get()?;
+        if !throttle::allow(conn, &keys.login_attempts(addr), limits.attempts, now)? {
+            // Folded like other anonymous refusals: a flood costs the log one entry and a count per minute.
+            let event = Event::new("auth.login", Outcome::Refused)
+                .object("route", "/login")
+                .reason("too many sign-in attempts from this address");
+            record_anonymous(conn, audit, refusals, actor, event, now)?;
+            return Ok(LoginResult::Throttled);
+        }
         let user = if email.len() <= 254 {
             account::find_by_email(conn, &email)?
         } else {

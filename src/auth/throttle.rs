@@ -68,6 +68,11 @@ impl ThrottleKey {
         self.key("login-a", &[addr])
     }
 
+    /// Sign-in attempts from one client address, right or wrong.
+    pub fn login_attempts(&self, addr: &str) -> String {
+        self.key("login-rate", &[addr])
+    }
+
     /// Wrong current passwords typed by one signed-in account.
     pub fn password_check(&self, user_id: &str) -> String {
         self.key("pwcheck", &[user_id])

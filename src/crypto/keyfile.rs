@@ -140,6 +140,7 @@ pub fn read_private(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
 /// a 0600 temporary next to the target, fsyncs it, renames it over `path` and fsyncs the
 /// directory. Readers see either the old or the new file, never a partial one.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyFileError> {
+    let _writing = WritersLock::take(parent_of(path))?;
     let tmp = write_temp(path, bytes)?;
     let result = fs::rename(&tmp, path).map_err(|e| KeyFileError::io(path, e));
     if result.is_err() {
@@ -153,6 +154,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyFileError> {
 /// nothing) if `path` already exists. Use it to create a key exactly once even when two processes
 /// start at the same moment.
 pub fn create_private(path: &Path, bytes: &[u8]) -> Result<bool, KeyFileError> {
+    let _writing = WritersLock::take(parent_of(path))?;
     let tmp = write_temp(path, bytes)?;
     // link(2) fails with EEXIST instead of replacing: an atomic "create if absent".
     let linked = fs::hard_link(&tmp, path);
@@ -165,6 +167,68 @@ pub fn create_private(path: &Path, bytes: &[u8]) -> Result<bool, KeyFileError> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(KeyFileError::io(path, e)),
     }
+}
+
+/// Held by whoever writes a key file, from its temporary's creation to its rename: a temporary found while holding
+/// it belongs to a writer that died (a `kill -9` mid-write) and may hold secrets in clear.
+struct WritersLock {
+    _file: File,
+}
+
+const WRITERS_LOCK: &str = ".key-writers.lock";
+
+impl WritersLock {
+    fn take(dir: &Path) -> Result<WritersLock, KeyFileError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| KeyFileError::io(dir, e))?;
+        let path = dir.join(WRITERS_LOCK);
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| KeyFileError::io(&path, e))?;
+        file.lock().map_err(|e| KeyFileError::io(&path, e))?;
+        Ok(WritersLock { _file: file })
+    }
+}
+
+/// How many files a key directory holds, not counting the writers' lock (for tests that no temporary is left).
+#[cfg(test)]
+pub fn key_files_in(dir: &Path) -> usize {
+    fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name() != WRITERS_LOCK)
+        .count()
+}
+
+/// Wipes and removes the temporaries of key-file writes that never finished (the writer was killed between
+/// writing and renaming). Returns how many. Called before the key store is opened, by the server and the CLI.
+pub fn remove_abandoned_temporaries(dir: &Path) -> Result<usize, KeyFileError> {
+    if !dir.is_dir() {
+        return Ok(0);
+    }
+    let _writing = WritersLock::take(dir)?;
+    let mut removed = 0;
+    for entry in fs::read_dir(dir).map_err(|e| KeyFileError::io(dir, e))? {
+        let entry = entry.map_err(|e| KeyFileError::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".tmp-") {
+            destroy(&entry.path())?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::warn!(
+            removed,
+            "wiped key-file temporaries of writes that never finished (a process stopped mid-write)"
+        );
+    }
+    Ok(removed)
 }
 
 fn parent_of(path: &Path) -> &Path {
@@ -457,7 +521,10 @@ mod tests {
         // Overwrite atomically; no temporaries left behind.
         write_private(&path, b"v2").unwrap();
         assert_eq!(read_private(&path).unwrap().as_str(), "v2");
-        assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+        assert_eq!(
+            crate::crypto::keyfile::key_files_in(path.parent().unwrap()),
+            1
+        );
     }
 
     #[test]
@@ -506,12 +573,26 @@ mod tests {
     }
 
     #[test]
+    fn a_temporary_left_by_a_killed_writer_is_wiped_and_a_finished_write_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("age-identities.txt");
+        write_private(&path, b"kept").unwrap();
+        // What a writer killed between writing and renaming leaves behind.
+        let tmp = write_temp(&path, b"AGE-SECRET-KEY-1 in clear").unwrap();
+        assert!(tmp.exists());
+        assert_eq!(remove_abandoned_temporaries(dir.path()).unwrap(), 1);
+        assert!(!tmp.exists());
+        assert_eq!(fs::read(&path).unwrap(), b"kept");
+        assert_eq!(remove_abandoned_temporaries(dir.path()).unwrap(), 0);
+    }
+
+    #[test]
     fn create_private_never_replaces() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("k");
         assert!(create_private(&path, b"first").unwrap());
         assert!(!create_private(&path, b"second").unwrap());
         assert_eq!(read_private(&path).unwrap().as_str(), "first");
-        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+        assert_eq!(crate::crypto::keyfile::key_files_in(tmp.path()), 1);
     }
 }

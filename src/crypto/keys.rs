@@ -798,7 +798,7 @@ mod tests {
             0o600
         );
         // No temporaries left in the key directory.
-        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+        assert_eq!(crate::crypto::keyfile::key_files_in(tmp.path()), 1);
     }
 
     #[test]
@@ -841,7 +841,7 @@ mod tests {
             super::super::keyfile::UnlockKey::generate(),
         ));
         assert!(KeyRing::load_with(tmp.path(), &[], &other).is_err());
-        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+        assert_eq!(crate::crypto::keyfile::key_files_in(tmp.path()), 1);
     }
 
     #[test]

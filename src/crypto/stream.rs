@@ -897,10 +897,17 @@ mod tests {
         hay.windows(needle.len()).any(|w| w == needle)
     }
 
+    /// The store's files but its own lock file (`.owner-*`).
     fn dir_files(dir: &Path) -> Vec<std::path::PathBuf> {
         fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|p| {
+                !p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(".owner-")
+            })
             .collect()
     }
 

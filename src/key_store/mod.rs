@@ -222,6 +222,7 @@ pub fn open_all(settings: &Settings) -> Result<OpenedKeys, KeyStoreError> {
 pub fn open_unlocked(settings: &Settings, at_rest: &AtRest) -> Result<OpenedKeys, KeyStoreError> {
     let dir = settings.keys_dir.as_path();
     prepare_dir(dir)?;
+    crate::crypto::keyfile::remove_abandoned_temporaries(dir)?;
     let mode = match at_rest {
         AtRest::Clear => protection::Mode::File,
         AtRest::Sealed(_) => match protection::Mode::of(settings) {

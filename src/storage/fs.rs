@@ -1,8 +1,10 @@
 //! A [`BlobStore`] on a local directory.
 //!
 //! Layout: one flat directory (mode 0700). Committed blobs are files named by 64 hex digits (32
-//! random bytes from the OS CSPRNG); blobs being written are `.tmp-<32 hex digits>` in the same
-//! directory, so the final `rename` is atomic. Files are created 0600. Names handed to
+//! random bytes from the OS CSPRNG); blobs being written are `.tmp-<owner>-<32 hex digits>` in the same
+//! directory, so the final `rename` is atomic. `<owner>` names the process writing it: each open store holds an
+//! exclusive lock on `.owner-<owner>` for as long as it lives, so a temporary whose owner's lock is free belongs
+//! to a process that is gone (a `kill -9`, a crash) and is removed by the next sweep whatever its age. Files are created 0600. Names handed to
 //! [`BlobStore::open`], [`BlobStore::delete`] and [`BlobStore::exists`] are validated first, so no
 //! path outside the directory can be reached.
 
@@ -17,6 +19,55 @@ use crate::workers::{self, Task};
 
 /// Prefix of temporary (uncommitted) blob files.
 const TMP_PREFIX: &str = ".tmp-";
+/// Prefix of the lock file each open store holds while it lives.
+const OWNER_PREFIX: &str = ".owner-";
+
+/// This store's claim on its temporaries: `.owner-<id>`, locked (flock) until the store is dropped or the
+/// process dies, whichever comes first.
+#[derive(Debug)]
+struct Owner {
+    id: String,
+    path: PathBuf,
+    _lock: File,
+}
+
+impl Owner {
+    fn claim(dir: &Path) -> io::Result<Owner> {
+        let id = new_blob_name()[..16].to_string();
+        let path = dir.join(format!("{OWNER_PREFIX}{id}"));
+        let lock = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        lock.try_lock().map_err(io::Error::other)?;
+        Ok(Owner {
+            id,
+            path,
+            _lock: lock,
+        })
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Whether the process that owns `owner`'s temporaries is gone: its lock file is missing or nobody holds its lock.
+fn owner_is_gone(dir: &Path, owner: &str) -> bool {
+    let path = dir.join(format!("{OWNER_PREFIX}{owner}"));
+    match OpenOptions::new().write(true).open(&path) {
+        Ok(f) => match f.try_lock() {
+            Ok(()) => true,
+            Err(fs::TryLockError::WouldBlock) => false,
+            // Cannot tell: leave it to the age rule.
+            Err(fs::TryLockError::Error(_)) => false,
+        },
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    }
+}
 /// Buffer between the sealer and the file.
 const WRITE_BUFFER: usize = 1024 * 1024;
 /// Start writing back to disk after this many bytes, in the background, so that the fsync at
@@ -29,6 +80,7 @@ const WRITEBACK_EVERY: u64 = 32 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct FsBlobStore {
     dir: PathBuf,
+    owner: std::sync::Arc<Owner>,
 }
 
 impl FsBlobStore {
@@ -55,6 +107,7 @@ impl FsBlobStore {
         }
         Ok(FsBlobStore {
             dir: dir.to_path_buf(),
+            owner: std::sync::Arc::new(Owner::claim(dir)?),
         })
     }
 
@@ -84,9 +137,11 @@ fn age_of(meta: &fs::Metadata, now: SystemTime) -> Duration {
 
 impl BlobStore for FsBlobStore {
     fn create(&self) -> io::Result<Box<dyn BlobWriter>> {
-        let tmp_path = self
-            .dir
-            .join(format!("{TMP_PREFIX}{}", &new_blob_name()[..32]));
+        let tmp_path = self.dir.join(format!(
+            "{TMP_PREFIX}{}-{}",
+            self.owner.id,
+            &new_blob_name()[..32]
+        ));
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -159,22 +214,36 @@ impl BlobStore for FsBlobStore {
     fn sweep_temporaries(&self, older_than: Duration) -> io::Result<usize> {
         let now = SystemTime::now();
         let mut removed = 0;
+        let mut gone_owners = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
-            let is_tmp = entry
-                .file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with(TMP_PREFIX));
-            if !is_tmp {
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if let Some(owner) = name.strip_prefix(OWNER_PREFIX) {
+                if owner != self.owner.id && owner_is_gone(&self.dir, owner) {
+                    gone_owners.push(entry.path());
+                }
                 continue;
             }
+            let Some(rest) = name.strip_prefix(TMP_PREFIX) else {
+                continue;
+            };
             let meta = match entry.metadata() {
                 Ok(m) => m,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            // mtime moves while a writer is active, so only stalled or abandoned ones qualify.
-            if !meta.is_file() || age_of(&meta, now) < older_than {
+            if !meta.is_file() {
+                continue;
+            }
+            // A dead process's temporary goes at once. Others (this process's, a live one's, or one named before
+            // owners were) only when stalled: mtime moves while a writer is active.
+            let dead = match rest.split_once('-') {
+                Some((owner, _)) => owner != self.owner.id && owner_is_gone(&self.dir, owner),
+                None => false,
+            };
+            if !dead && age_of(&meta, now) < older_than {
                 continue;
             }
             match fs::remove_file(entry.path()) {
@@ -183,9 +252,12 @@ impl BlobStore for FsBlobStore {
                 Err(e) => return Err(e),
             }
         }
+        for path in gone_owners {
+            let _ = fs::remove_file(path);
+        }
         if removed > 0 {
             sync_dir(&self.dir)?;
-            tracing::info!(removed, "removed stale blob temporaries");
+            tracing::info!(removed, "removed blob temporaries of stopped writers");
         }
         Ok(removed)
     }
@@ -326,10 +398,12 @@ mod tests {
     use crate::storage::sweep_orphans;
     use std::io::Read;
 
+    /// The directory's files but the stores' own lock files.
     fn entries(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with(OWNER_PREFIX))
             .collect();
         v.sort();
         v
@@ -465,6 +539,41 @@ mod tests {
             );
         }
         assert!(tmp.path().join("x").exists());
+    }
+
+    #[test]
+    fn temporaries_of_a_process_that_is_gone_are_swept_whatever_their_age() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(tmp.path()).unwrap();
+        // Another live writer's fresh temporary stays.
+        let live = FsBlobStore::open(tmp.path()).unwrap();
+        let mut live_writer = live.create().unwrap();
+        live_writer.write_all(b"still coming").unwrap();
+        // A process killed mid-upload: its temporary stays on disk, its lock is released.
+        let killed = FsBlobStore::open(tmp.path()).unwrap();
+        let mut w = killed.create().unwrap();
+        w.write_all(b"half an upload").unwrap();
+        std::mem::forget(w);
+        drop(killed);
+        // One killed before it could remove its lock file: the file is there, nobody holds its lock.
+        let owner = "0123456789abcdef";
+        fs::write(tmp.path().join(format!("{OWNER_PREFIX}{owner}")), b"").unwrap();
+        fs::write(
+            tmp.path()
+                .join(format!("{TMP_PREFIX}{owner}-{}", "0".repeat(32))),
+            b"x",
+        )
+        .unwrap();
+        assert_eq!(entries(tmp.path()).len(), 3);
+
+        assert_eq!(
+            store.sweep_temporaries(Duration::from_secs(3600)).unwrap(),
+            2
+        );
+        assert_eq!(entries(tmp.path()).len(), 1, "the live writer's is kept");
+        assert!(!tmp.path().join(format!("{OWNER_PREFIX}{owner}")).exists());
+        let name = live_writer.commit().unwrap();
+        assert!(store.exists(&name).unwrap());
     }
 
     #[test]

@@ -97,7 +97,65 @@ impl Fairing for SecurityHeaders {
     }
 }
 
-/// Marks a request the cross-site check refused (read by the refusal route to audit it).
+pub const WRONG_HOST_PATH: &str = "/__refused/host";
+
+/// Refuses requests addressed to a host name that is not the portal's (421): a page on another site whose name
+/// was made to resolve to the portal's address (DNS rebinding) must not reach it with the browser's trust. The
+/// portal's names: `public_origin`'s host, or, when it is not set, the address it listens on and the loopback
+/// names. A request without `Host` (not a browser) passes.
+pub struct HostCheck;
+
+#[rocket::async_trait]
+impl Fairing for HostCheck {
+    fn info(&self) -> Info {
+        Info {
+            name: "host name check",
+            kind: Kind::Request,
+        }
+    }
+
+    async fn on_request(&self, req: &mut Request<'_>, _: &mut Data<'_>) {
+        let Some(host) = req.headers().get_one("Host") else {
+            return;
+        };
+        let public_origin = req
+            .rocket()
+            .state::<crate::services::Services>()
+            .map(|s| s.settings.public_origin.clone())
+            .unwrap_or_default();
+        let address = req.rocket().config().address;
+        if !host_allowed(host, &public_origin, address) {
+            let shown: String = host.chars().take(100).collect();
+            tracing::warn!(host = %shown, "refused a request addressed to another host name");
+            req.set_method(Method::Get);
+            req.set_uri(Origin::parse(WRONG_HOST_PATH).expect("static path"));
+        }
+    }
+}
+
+/// The host name of a `Host` header or an origin's authority, without port, lowercase.
+fn host_name(authority: &str) -> String {
+    let name = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+pub fn host_allowed(host: &str, public_origin: &str, address: std::net::IpAddr) -> bool {
+    let asked = host_name(host);
+    let configured = public_origin.trim();
+    if !configured.is_empty() {
+        let authority = configured
+            .split_once("://")
+            .map_or(configured, |(_, rest)| rest)
+            .split('/')
+            .next()
+            .unwrap_or("");
+        return asked == host_name(authority);
+    }
+    asked == address.to_string() || matches!(asked.as_str(), "localhost" | "127.0.0.1" | "::1")
+}
 pub struct CrossSiteRefused(pub bool);
 
 pub const REFUSED_PATH: &str = "/__refused/cross-site";
@@ -154,4 +212,38 @@ fn cross_site(req: &Request<'_>) -> bool {
         "http"
     };
     origin != format!("{scheme}://{host}")
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::host_allowed;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    #[test]
+    fn only_the_portal_s_own_host_names_are_answered() {
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        // With a public origin: its host only, whatever the port or case.
+        let origin = "https://pcii.example.gov";
+        assert!(host_allowed("pcii.example.gov", origin, any));
+        assert!(host_allowed("PCII.example.gov:443", origin, any));
+        assert!(host_allowed("pcii.example.gov.", origin, any));
+        assert!(!host_allowed("rebind.attacker.example", origin, any));
+        assert!(!host_allowed("127.0.0.1:8000", origin, any));
+        assert!(!host_allowed(
+            "pcii.example.gov.attacker.example",
+            origin,
+            any
+        ));
+        // Without one: the listening address and the loopback names.
+        assert!(host_allowed("127.0.0.1:8000", "", loopback));
+        assert!(host_allowed("localhost:8000", "", loopback));
+        assert!(host_allowed("[::1]:8000", "", loopback));
+        assert!(!host_allowed("rebind.attacker.example:8000", "", loopback));
+        assert!(host_allowed(
+            "http://localhost:9000".split("//").nth(1).unwrap(),
+            "http://localhost:9000",
+            loopback
+        ));
+    }
 }

@@ -81,8 +81,8 @@ pub async fn audit_csrf_refusal(req: &Request<'_>, reason: &'static str) {
     let event = Event::new("csrf.refused", AuditOutcome::Refused)
         .object("route", route)
         .reason(reason);
-    let audit = state.audit.clone();
-    if let Err(e) = state.db.run(move |c| audit.record(c, &actor, event)).await {
+    let anonymous = who.is_none();
+    if let Err(e) = crate::web::guards::record_refusal(state, anonymous, actor, event).await {
         tracing::error!(error = %e, "auditing a CSRF refusal failed");
     }
 }

@@ -301,6 +301,31 @@ async fn require<'r>(
     Err(refuse(req, who, status, reason).await)
 }
 
+/// Records a refusal: a signed-in person's each time (who tried what), an anonymous one folded per address, route
+/// and minute (a flood of anonymous requests must not fill the log).
+pub async fn record_refusal(
+    state: &Services,
+    anonymous: bool,
+    actor: Actor,
+    event: Event,
+) -> crate::error::AppResult<()> {
+    let (audit, tally, now) = (
+        state.audit.clone(),
+        state.refusals.clone(),
+        state.clock.now(),
+    );
+    state
+        .db
+        .run(move |c| {
+            if anonymous {
+                crate::audit::refusals::record_anonymous(c, &audit, &tally, &actor, event, now)
+            } else {
+                audit.record(c, &actor, event)
+            }
+        })
+        .await
+}
+
 /// Audits a refused guard once per request and answers its status.
 async fn refuse<'r>(
     req: &'r Request<'_>,
@@ -320,8 +345,7 @@ async fn refuse<'r>(
         let event = Event::new("access.refused", AuditOutcome::Refused)
             .object("route", route)
             .reason(reason);
-        let audit = state.audit.clone();
-        if let Err(e) = state.db.run(move |c| audit.record(c, &actor, event)).await {
+        if let Err(e) = record_refusal(state, who.is_none(), actor, event).await {
             tracing::error!(error = %e, "auditing a refusal failed");
         }
     }

@@ -37,15 +37,27 @@ pub fn mount(rocket: Rocket<Build>) -> Rocket<Build> {
         .attach(rocket::shield::Shield::new())
         .attach(fairings::RequestLog)
         .attach(fairings::SecurityHeaders)
+        .attach(fairings::HostCheck)
         .attach(fairings::OriginCheck)
         .attach(pages::Templates::fairing())
         .attach(rocket::fairing::AdHoc::on_liftoff("blob sweep", |rocket| {
             Box::pin(async move {
                 if let Some(state) = rocket.state::<crate::services::Services>() {
                     crate::workflow::blobs::spawn_periodic_sweep(state);
+                    crate::audit::refusals::spawn_periodic_flush(state);
                 }
             })
         }))
+        .attach(rocket::fairing::AdHoc::on_shutdown(
+            "folded refusals",
+            |rocket| {
+                Box::pin(async move {
+                    if let Some(state) = rocket.state::<crate::services::Services>() {
+                        crate::audit::refusals::flush_all(state).await;
+                    }
+                })
+            },
+        ))
         .mount("/", public::routes())
         .mount("/", health::routes())
         .mount("/", account::routes())

@@ -63,7 +63,11 @@ fn a_locked_database_is_a_503_with_retry_after_and_healthz_degraded_until_it_fre
     );
     assert_eq!(page.status, Status::ServiceUnavailable, "{}", page.body);
     assert_eq!(page.header("Retry-After"), Some("5"));
-    assert!(page.body.contains("try again"), "{}", page.body);
+    assert!(
+        page.body.contains("Try again in a few seconds"),
+        "{}",
+        page.body
+    );
     assert!(!page.body.contains("Something went wrong"));
     // Machines get JSON with the same status.
     let page = b.post_raw(
@@ -109,6 +113,8 @@ fn a_disk_under_the_free_space_threshold_refuses_uploads_with_507_and_keeps_noth
     assert!(page.body.contains("storage is full"), "{}", page.body);
     let blobs: Vec<_> = std::fs::read_dir(app.data_dir().join("blobs"))
         .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with(".owner-"))
         .collect();
     assert!(blobs.is_empty(), "nothing may be stored: {blobs:?}");
     let rows: i64 = app.with_conn(|c| {
@@ -117,4 +123,105 @@ fn a_disk_under_the_free_space_threshold_refuses_uploads_with_507_and_keeps_noth
         submissions.count().get_result(c).unwrap()
     });
     assert_eq!(rows, 0);
+}
+
+/// The reasons of the audit log's `access.refused` entries, oldest first.
+fn refusal_reasons(app: &TestApp) -> Vec<String> {
+    use diesel::prelude::*;
+    use pcii_portal::db::schema::audit_entries;
+    app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq("access.refused"))
+            .order(audit_entries::seq)
+            .select(audit_entries::reason)
+            .load::<Option<String>>(c)
+            .unwrap()
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect()
+    })
+}
+
+#[test]
+fn a_flood_of_anonymous_refusals_is_one_entry_and_a_count_per_address_route_and_minute() {
+    let app = TestApp::new();
+    for _ in 0..50 {
+        assert_eq!(
+            app.client.get("/officer").dispatch().status(),
+            Status::Unauthorized
+        );
+    }
+    // Another route from the same address has its own first entry.
+    assert_eq!(
+        app.client.get("/admin").dispatch().status(),
+        Status::Unauthorized
+    );
+    assert_eq!(
+        app.audit_count("access.refused"),
+        2,
+        "{:?}",
+        refusal_reasons(&app)
+    );
+
+    // A signed-in person's refusals are each recorded: who tried what.
+    let mut b = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    for _ in 0..3 {
+        assert_eq!(b.get("/officer").status, Status::Forbidden);
+    }
+    assert_eq!(app.audit_count("access.refused"), 5);
+
+    // A minute on, the next anonymous refusal closes the window: its 49 others become one entry with their count.
+    app.advance(61);
+    assert_eq!(
+        app.client.get("/officer").dispatch().status(),
+        Status::Unauthorized
+    );
+    let reasons = refusal_reasons(&app);
+    assert_eq!(reasons.len(), 7, "{reasons:?}");
+    assert!(
+        reasons[5].starts_with("49 more like this from this address"),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons[6], "not logged in", "{reasons:?}");
+    // The chain is whole.
+    assert!(app
+        .with_conn(|c| pcii_portal::audit::log::verify_stored(c, &[], None))
+        .is_ok());
+}
+
+#[test]
+fn sign_in_attempts_are_rate_limited_per_address_before_any_password_is_checked() {
+    let app = TestApp::with(|f| f.merge(("login_attempts_per_minute", 5)));
+    app.create_user(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut b = app.browser();
+    // Five attempts a minute from this address, each for another account (so no account's own lock applies).
+    for i in 0..5 {
+        assert_eq!(
+            b.login(&format!("nobody{i}@acme.example"), PASSWORD),
+            Status::Unauthorized
+        );
+    }
+    // Past the rate, even the right password is refused unchecked; the flood is one folded entry.
+    for _ in 0..10 {
+        assert_eq!(
+            b.login("ann@acme.example", PASSWORD),
+            Status::TooManyRequests
+        );
+    }
+    let refused = |app: &TestApp| {
+        use diesel::prelude::*;
+        use pcii_portal::db::schema::audit_entries as a;
+        app.with_conn(|c| {
+            a::table
+                .filter(a::action.eq("auth.login"))
+                .filter(a::outcome.eq("refused"))
+                .count()
+                .get_result::<i64>(c)
+                .unwrap()
+        })
+    };
+    assert_eq!(refused(&app), 1);
+    // A minute on, this address may sign in again.
+    app.advance(61);
+    assert_eq!(b.login("ann@acme.example", PASSWORD), Status::SeeOther);
 }

@@ -22,12 +22,14 @@ fn submission_id_from(loc: &str) -> String {
         .to_string()
 }
 
+/// The blob directory's files, but the running store's lock file (`.owner-*`).
 fn blob_files(app: &TestApp) -> Vec<String> {
     let dir = app.data_dir().join("blobs");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with(".owner-"))
                 .collect()
         })
         .unwrap_or_default();

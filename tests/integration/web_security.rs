@@ -231,3 +231,30 @@ fn behind_an_https_proxy_cookies_are_secure_and_host_only_with_hsts_and_tls_sett
     let err = pcii_portal::build(with_tls).err().expect("refused");
     assert!(err.contains("`tls` is configured"), "{err}");
 }
+
+#[test]
+fn a_request_for_another_host_name_is_refused_as_misdirected_dns_rebinding() {
+    let app = TestApp::with(|f| f.merge(("public_origin", "https://pcii.example.gov")));
+    let res = app
+        .client
+        .get("/login")
+        .header(Header::new("Host", "rebind.attacker.example"))
+        .dispatch();
+    assert_eq!(res.status(), Status::MisdirectedRequest);
+    let body = res.into_string().unwrap();
+    assert!(body.contains("answers only at its own address"), "{body}");
+    // A form post is refused the same way, before any handler runs.
+    let res = app
+        .client
+        .post("/login")
+        .header(Header::new("Host", "127.0.0.1:8000"))
+        .dispatch();
+    assert_eq!(res.status(), Status::MisdirectedRequest);
+    // Its own name is answered.
+    let res = app
+        .client
+        .get("/login")
+        .header(Header::new("Host", "pcii.example.gov"))
+        .dispatch();
+    assert_eq!(res.status(), Status::Ok);
+}

@@ -38,7 +38,8 @@ pub fn routes() -> Vec<rocket::Route> {
         accept_invitation,
         setup_page,
         setup,
-        cross_site_refused
+        cross_site_refused,
+        wrong_host
     ]);
     routes
 }
@@ -453,6 +454,12 @@ async fn setup(
                 .with("errors", errors),
         )),
     }
+}
+
+/// Where `fairings::HostCheck` sends a request addressed to another host name.
+#[rocket::get("/__refused/host")]
+fn wrong_host() -> rocket::http::Status {
+    rocket::http::Status::MisdirectedRequest
 }
 
 /// Where `fairings::OriginCheck` sends a cross-site state-changing request: audited, then 403.

@@ -78,12 +78,17 @@ async fn login(
             max_failures: s.login_max_failures * 4,
             window_secs: s.login_window_seconds,
         },
+        attempts: Policy {
+            max_failures: s.login_attempts_per_minute,
+            window_secs: 60,
+        },
     };
-    let (audit, hasher, keys, actor) = (
+    let (audit, hasher, keys, actor, refusals) = (
         ctx.state.audit.clone(),
         ctx.state.hasher.clone(),
         ctx.state.throttle_key.clone(),
         ctx.actor.clone(),
+        ctx.state.refusals.clone(),
     );
     let email_shown = email.clone();
     let now = ctx.state.clock.now();
@@ -97,6 +102,7 @@ async fn login(
                 &hasher,
                 &keys,
                 &actor,
+                &refusals,
                 &email,
                 &password,
                 &limits,

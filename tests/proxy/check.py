@@ -1,0 +1,589 @@
+#!/usr/bin/env python3
+"""Measurements and checks for tests/proxy/run.sh (Python 3 standard library only).
+
+run.sh starts the portal and nginx (the shipped snippets of deploy/nginx/) and calls this with the environment
+described in main(). Every check prints one line "ok   ..." or "FAIL ..."; the exit status is 1 if any failed.
+The attacks come from other loopback addresses (127.0.0.0/8 is all loopback on Linux) than the probes, so
+"one client" is one source address, as nginx's per-address limits see it.
+"""
+import hashlib
+import html
+import http.client
+import json
+import math
+import os
+import re
+import resource
+import selectors
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+IP_BIND_ADDRESS_NO_PORT = 24
+FAILED = []
+
+
+def say(msg):
+    print(msg, flush=True)
+
+
+def check(ok, what):
+    say(("ok   " if ok else "FAIL ") + what)
+    if not ok:
+        FAILED.append(what)
+    return ok
+
+
+# ----------------------------------------------------------------------------------------------- process figures
+def fds(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
+
+
+def rss_mib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return -1.0
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def nginx_fds():
+    return sum(max(fds(w), 0) for w in children(NGINX_PID))
+
+
+def files_under(path):
+    n = 0
+    for _root, _dirs, files in os.walk(path):
+        n += len(files)
+    return n
+
+
+# ----------------------------------------------------------------------------------------------- HTTP helpers
+class Client:
+    """A tiny cookie-keeping HTTP/1.1 client bound to one source address; no redirects followed."""
+
+    def __init__(self, port, src="127.0.0.1"):
+        self.port, self.src, self.cookies = port, src, {}
+
+    def request(self, method, path, body=None, headers=None, timeout=10):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout, source_address=(self.src, 0))
+        h = {"Host": f"127.0.0.1:{self.port}"}
+        if self.cookies:
+            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        if body is not None and isinstance(body, dict):
+            body = "&".join(f"{k}={urlq(v)}" for k, v in body.items())
+            h["Content-Type"] = "application/x-www-form-urlencoded"
+        h.update(headers or {})
+        c.request(method, path, body=body, headers=h)
+        r = c.getresponse()
+        data = r.read()
+        for k, v in r.getheaders():
+            if k.lower() == "set-cookie":
+                name, _, rest = v.partition("=")
+                value = rest.split(";", 1)[0]
+                if "Max-Age=0" in v or "max-age=0" in v.lower() and not value:
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = value
+        c.close()
+        return r.status, dict((k.lower(), v) for k, v in r.getheaders()), data
+
+    def csrf(self, path):
+        status, _, page = self.request("GET", path)
+        m = re.search(rb'name="csrf" value="([^"]*)"', page)
+        if not m:
+            raise SystemExit(f"no csrf token on {path} (HTTP {status})")
+        return m.group(1).decode()
+
+    def login(self, email, password, extra_headers=None):
+        token = self.csrf("/login")
+        return self.request("POST", "/login", {"email": email, "password": password, "csrf": token},
+                            headers=extra_headers)
+
+
+def urlq(s):
+    from urllib.parse import quote_plus
+    return quote_plus(s)
+
+
+def healthz(port, timeout=2.0):
+    t0 = time.monotonic()
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        c.request("GET", "/healthz")
+        status = c.getresponse().status
+        c.close()
+    except OSError as e:
+        status = type(e).__name__
+    return status, time.monotonic() - t0
+
+
+# ----------------------------------------------------------------------------------------------- a. slowloris
+def slowloris_worker(port, src, n, seconds, statfile):
+    """Holds n connections that each sent half a request header, re-opening any the server closes, and
+    trickles one more header line every 3 s (which nginx does not count as progress). Writes its figures to
+    statfile as JSON twice a second."""
+    sel = selectors.DefaultSelector()
+    opened_at = {}
+    opened = closed = failed = 0
+    lifetimes = []
+    end = time.monotonic() + seconds
+    last_trickle = last_stat = time.monotonic()
+
+    def stat(final=False):
+        with open(statfile + ".tmp", "w") as f:
+            json.dump({"open": len(opened_at), "opened": opened, "closed_by_server": closed, "failed": failed,
+                       "lifetimes": lifetimes[-2000:] if final else []}, f)
+        os.replace(statfile + ".tmp", statfile)
+
+    while time.monotonic() < end:
+        budget = 500
+        while len(opened_at) < n and budget > 0 and time.monotonic() < end:
+            budget -= 1
+            s = socket.socket()
+            try:
+                s.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                s.bind((src, 0))
+                s.settimeout(2)
+                s.connect(("127.0.0.1", port))
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slowloris\r\n")
+                s.setblocking(False)
+                sel.register(s, selectors.EVENT_READ)
+                opened_at[s] = time.monotonic()
+                opened += 1
+            except OSError:
+                failed += 1
+                s.close()
+                break
+        for key, _ in sel.select(timeout=0.05 if len(opened_at) < n else 0.2):
+            s = key.fileobj
+            try:
+                s.recv(4096)
+            except OSError:
+                pass
+            sel.unregister(s)
+            lifetimes.append(time.monotonic() - opened_at.pop(s))
+            closed += 1
+            s.close()
+        now = time.monotonic()
+        if now - last_trickle > 3:
+            last_trickle = now
+            for s in list(opened_at):
+                try:
+                    s.send(b"X-Slow: a\r\n")
+                except OSError:
+                    pass
+        if now - last_stat > 0.5:
+            last_stat = now
+            stat()
+    stat(final=True)
+    for s in opened_at:
+        s.close()
+
+
+def slowloris(label, attack_port, probe_port, watch_pid, n, seconds, src="127.0.0.9"):
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    per_proc = max(100, soft - 200)
+    procs = math.ceil(n / per_proc)
+    say(f"  {label}: {n} connections from {src} that send half a request header and stall ({procs} attacker "
+        f"process(es), {seconds} s); /healthz probed from 127.0.0.1 every 0.5 s")
+    before_fds, before_nginx = fds(watch_pid), nginx_fds()
+    workers = []
+    statfiles = []
+    for i in range(procs):
+        share = n // procs + (1 if i < n % procs else 0)
+        sf = os.path.join(WORK, f"slowloris-{label}-{i}.json")
+        statfiles.append(sf)
+        workers.append(subprocess.Popen([sys.executable, __file__, "slowloris-worker", str(attack_port), src,
+                                         str(share), str(seconds), sf]))
+
+    def attack_stats():
+        tot = {"open": 0, "opened": 0, "closed_by_server": 0, "failed": 0, "lifetimes": []}
+        for sf in statfiles:
+            try:
+                with open(sf) as f:
+                    d = json.load(f)
+            except (OSError, ValueError):
+                continue
+            for k in tot:
+                tot[k] += d[k]
+        return tot
+
+    probes, max_fds, max_nginx, max_open = [], before_fds, before_nginx, 0
+    t0 = time.monotonic()
+    last_print = -10
+    while any(w.poll() is None for w in workers):
+        status, secs = healthz(probe_port)
+        probes.append((time.monotonic() - t0, status, secs))
+        f, nf, st = fds(watch_pid), nginx_fds(), attack_stats()
+        max_fds, max_nginx, max_open = max(max_fds, f), max(max_nginx, nf), max(max_open, st["open"])
+        el = time.monotonic() - t0
+        if el - last_print >= 2.5:
+            last_print = el
+            say(f"    t={el:5.1f}s attack open {st['open']:6d} (opened {st['opened']}, closed by server "
+                f"{st['closed_by_server']}, connect failures {st['failed']}) | portal fds {f:6d} | "
+                f"nginx worker fds {nf:6d} | /healthz {status} in {secs * 1000:.0f} ms")
+        time.sleep(max(0.0, 0.5 - secs))
+    st = attack_stats()
+    time.sleep(2)
+    after_fds, after_nginx = fds(watch_pid), nginx_fds()
+    answered = [p for p in probes if p[1] == 200]
+    lat = sorted(p[2] for p in answered)
+    res = {
+        "before_fds": before_fds, "max_fds": max_fds, "after_fds": after_fds, "max_open": max_open,
+        "before_nginx": before_nginx, "max_nginx": max_nginx, "after_nginx": after_nginx,
+        "probes": len(probes), "answered": len(answered),
+        "lat_median_ms": statistics.median(lat) * 1000 if lat else None,
+        "lat_max_ms": lat[-1] * 1000 if lat else None,
+        "failures": sorted({str(p[1]) for p in probes if p[1] != 200}),
+        "closed_by_server": st["closed_by_server"], "connect_failures": st["failed"], "opened": st["opened"],
+        "lifetime_median_s": statistics.median(st["lifetimes"]) if st["lifetimes"] else None,
+    }
+    say(f"  {label}: attack held up to {max_open} of {n} connections at once ({res['opened']} opened in all, "
+        f"{res['closed_by_server']} closed by the server, {res['connect_failures']} connects failed); "
+        f"/healthz answered 200 to {len(answered)}/{len(probes)} probes"
+        + (f", median {res['lat_median_ms']:.0f} ms, max {res['lat_max_ms']:.0f} ms" if lat else "")
+        + (f"; other outcomes: {', '.join(res['failures'])}" if res["failures"] else ""))
+    say(f"  {label}: portal open fds before {before_fds}, during (max) {max_fds}, after {after_fds}; "
+        f"nginx worker fds before {before_nginx}, max {max_nginx}, after {after_nginx}"
+        + (f"; a stalled connection lived {res['lifetime_median_s']:.1f} s (median) before the server closed it"
+           if res["lifetime_median_s"] is not None else ""))
+    return res
+
+
+# ----------------------------------------------------------------------------------------------- b. stalled uploads
+TEXT_FIELDS = 4
+TEXT_FIELD_BYTES = 1_000_000   # the portal's caps: 1 MiB per field, 4 MiB of text in all
+
+
+def stalled_upload(port, src, cookie, csrf):
+    """A POST /submissions whose multipart body sends the token and 4 x ~1 MB of text fields, then stalls
+    (Content-Length promises 1 MiB more). Returns the socket, or the error text."""
+    b = "----pcii-stall-boundary"
+    parts = [f"--{b}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n".encode()]
+    for i in range(TEXT_FIELDS):
+        parts.append(f"--{b}\r\nContent-Disposition: form-data; name=\"description_{i + 1}\"\r\n\r\n".encode()
+                     + b"a" * TEXT_FIELD_BYTES + b"\r\n")
+    body = b"".join(parts)
+    head = (f"POST /submissions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n"
+            f"Content-Type: multipart/form-data; boundary={b}\r\nContent-Length: {len(body) + (1 << 20)}\r\n\r\n")
+    s = socket.socket()
+    try:
+        s.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        s.bind((src, 0))
+        s.settimeout(20)
+        s.connect(("127.0.0.1", port))
+        s.sendall(head.encode())
+        s.sendall(body)
+        s.setblocking(False)
+        return s
+    except OSError as e:
+        s.close()
+        return f"{type(e).__name__}"
+
+
+def answer_of(s, wait):
+    """What the server sent back on a stalled upload within `wait` seconds: a status line, 'closed', or None."""
+    sel = selectors.DefaultSelector()
+    sel.register(s, selectors.EVENT_READ)
+    ev = sel.select(timeout=wait)
+    sel.close()
+    if not ev:
+        return None
+    try:
+        data = s.recv(200)
+    except OSError as e:
+        return type(e).__name__
+    if not data:
+        return "closed"
+    return data.split(b"\r\n", 1)[0].decode(errors="replace")
+
+
+def send_stalled(n_per_src, sources, port, cookie, csrf):
+    socks, errors = [], []
+    lock = threading.Lock()
+
+    def one(src):
+        for _ in range(n_per_src):
+            r = stalled_upload(port, src, cookie, csrf)
+            with lock:
+                (socks if isinstance(r, socket.socket) else errors).append(r)
+
+    ths = [threading.Thread(target=one, args=(src,)) for src in sources]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join()
+    return socks, errors
+
+
+# ----------------------------------------------------------------------------------------------- main
+def main():
+    global WORK, NGINX_PID
+    env = os.environ
+    WORK = env["PROXY_WORK"]
+    NGINX_PID = int(env["PROXY_NGINX_PID"])
+    nginx_port, portal_port, portal_pid = int(env["PROXY_NGINX_PORT"]), int(env["PROXY_PORTAL_PORT"]), \
+        int(env["PROXY_PORTAL_PID"])
+    nginx_prefix = env["PROXY_NGINX_PREFIX"]
+    n_slow = int(env.get("PCII_PROXY_SLOWLORIS", "20000"))
+    slow_secs = int(env.get("PCII_PROXY_SLOWLORIS_SECONDS", "25"))
+    n_stall = int(env.get("PCII_PROXY_STALLED", "300"))
+    n_spread = int(env.get("PCII_PROXY_SPREAD", "60"))
+    upload_mib = int(env.get("PCII_PROXY_UPLOAD_MIB", "200"))
+    sub_email, sub_pw = env["PROXY_SUBMITTER_EMAIL"], env["PROXY_SUBMITTER_PASSWORD"]
+    vic_email, vic_pw = env["PROXY_VICTIM_EMAIL"], env["PROXY_VICTIM_PASSWORD"]
+    say(f"portal pid {portal_pid} on 127.0.0.1:{portal_port}; nginx (pid {NGINX_PID}, "
+        f"{len(children(NGINX_PID))} worker(s)) on 127.0.0.1:{nginx_port}; "
+        f"open-file limit {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}")
+
+    # ------------------------------------------------------------------ a. slowloris through nginx
+    say("== a. slowloris through nginx")
+    r = slowloris("via-nginx", nginx_port, nginx_port, portal_pid, n_slow, slow_secs)
+    check(r["max_open"] >= 0.9 * n_slow,
+          f"a. the attack held {r['max_open']} half-sent headers open at once through nginx (>= 90% of {n_slow})")
+    check(r["answered"] == r["probes"] and r["lat_max_ms"] is not None and r["lat_max_ms"] < 1000,
+          f"a. /healthz through nginx answered 200 to every probe during the attack "
+          f"({r['answered']}/{r['probes']}, max {r['lat_max_ms'] or 0:.0f} ms < 1000 ms)")
+    check(r["max_fds"] <= r["before_fds"] + 20,
+          f"a. the portal's open fds stayed bounded ({r['before_fds']} before, {r['max_fds']} max, "
+          f"{r['after_fds']} after; no more than 20 added)")
+    life = r["lifetime_median_s"]
+    check(life is not None and 9 <= life <= 13,
+          f"a. nginx closed a stalled header after client_header_timeout (10 s) despite the trickle "
+          f"(median lifetime {life if life is None else round(life, 1)} s)")
+
+    # Log in the submitter (its own address: the sign-in forms are rate limited per address).
+    sub = Client(nginx_port, "127.0.0.50")
+    status, headers, _ = sub.login(sub_email, sub_pw)
+    if status != 303:
+        raise SystemExit(f"the submitter's login through nginx answered HTTP {status}")
+    cookie = "; ".join(f"{k}={v}" for k, v in sub.cookies.items())
+    csrf = sub.csrf("/submissions/new")
+
+    # ------------------------------------------------------------------ b/c. stalled uploads, one address
+    say(f"== b/c. {n_stall} stalled uploads (4 x {TEXT_FIELD_BYTES} bytes of text fields each) from one address")
+    base_rss, base_fds = rss_mib(portal_pid), fds(portal_pid)
+    t0 = time.monotonic()
+    socks, errors = send_stalled(n_stall, ["127.0.0.20"], nginx_port, cookie, csrf)
+    say(f"  sent in {time.monotonic() - t0:.1f} s; {len(errors)} connections failed while sending"
+        + (f" ({', '.join(sorted(set(errors)))})" if errors else ""))
+    time.sleep(2)
+    answers = {}
+    held = []
+    for s in socks:
+        a = answer_of(s, 0.01)
+        answers[a or "held (no answer)"] = answers.get(a or "held (no answer)", 0) + 1
+        if a is None:
+            held.append(s)
+    during_rss, during_fds = rss_mib(portal_pid), fds(portal_pid)
+    n429 = sum(v for k, v in answers.items() if " 429 " in k + " ")
+    say(f"  answers: {answers}; errors while sending (nginx refused and closed): {len(errors)}")
+    say(f"  portal RSS {base_rss:.1f} MiB before, {during_rss:.1f} MiB with the uploads stalled, fds {base_fds} -> "
+        f"{during_fds}")
+    check(len(held) <= 20, f"c. at most 20 (limit_conn) uploads from one address were let through: {len(held)}")
+    check(n429 + len(errors) >= n_stall - 20,
+          f"c. the other {n_stall - len(held)} were refused at once: {n429} with 429, {len(errors)} cut while sending")
+    bound = base_rss + 20 * 4 * 4 + 64
+    check(during_rss <= bound,
+          f"b. the portal's RSS stayed bounded with {n_stall} stalled uploads from one address: "
+          f"{during_rss:.1f} MiB (bound {bound:.0f} MiB = before + 20 x 16 MiB + 64 MiB)")
+    for s in socks:
+        s.close()
+    time.sleep(3)
+    say(f"  after the client closed them: portal RSS {rss_mib(portal_pid):.1f} MiB, fds {fds(portal_pid)}")
+
+    # ------------------------------------------------------------------ b. stalled uploads, many addresses
+    say(f"== b. {n_spread} stalled uploads from {n_spread} addresses (limit_conn cannot help: client_body_timeout must)")
+    base_rss, base_fds = rss_mib(portal_pid), fds(portal_pid)
+    sources = [f"127.0.1.{i + 1}" for i in range(n_spread)]
+    socks, errors = send_stalled(1, sources, nginx_port, cookie, csrf)
+    t_sent = time.monotonic()
+    time.sleep(2)
+    during_rss, during_fds = rss_mib(portal_pid), fds(portal_pid)
+    say(f"  {len(socks)} sent and stalled ({len(errors)} failed); portal RSS {base_rss:.1f} MiB before, "
+        f"{during_rss:.1f} MiB during ({(during_rss - base_rss) / max(len(socks), 1):.1f} MiB per upload); "
+        f"fds {base_fds} -> {during_fds}")
+    cut, outcome = [], {}
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        sel.register(s, selectors.EVENT_READ)
+    pending = len(socks)
+    while pending and time.monotonic() - t_sent < 50:
+        for key, _ in sel.select(timeout=1):
+            s = key.fileobj
+            a = answer_of(s, 0) or "closed"
+            outcome[a] = outcome.get(a, 0) + 1
+            cut.append(time.monotonic() - t_sent)
+            sel.unregister(s)
+            s.close()
+            pending -= 1
+    for key in list(sel.get_map().values()):
+        key.fileobj.close()
+    time.sleep(3)
+    after_rss, after_fds = rss_mib(portal_pid), fds(portal_pid)
+    say(f"  nginx cut them {min(cut) if cut else 0:.1f}-{max(cut) if cut else 0:.1f} s after the last byte; "
+        f"the client saw: {outcome}")
+    say(f"  portal RSS {after_rss:.1f} MiB and fds {after_fds} 3 s after the cut")
+    check(len(cut) == len(socks) and cut and 25 <= min(cut) and max(cut) <= 40,
+          f"b. nginx cut every stalled upload after client_body_timeout (30 s): {len(cut)}/{len(socks)}, "
+          f"{min(cut) if cut else 0:.1f}-{max(cut) if cut else 0:.1f} s")
+    check(after_fds <= base_fds + 2,
+          f"b. the portal closed its side too: fds {base_fds} before, {during_fds} during, {after_fds} after")
+
+    # ------------------------------------------------------------------ c. login flood
+    say("== c. login flood: 40 POST /login at once from one address")
+    flood = Client(nginx_port, "127.0.0.60")
+    token = flood.csrf("/login")
+    codes = {}
+    for _ in range(40):
+        st, hd, _ = flood.request("POST", "/login",
+                                  {"email": "nobody@example.org", "password": "wrong-password", "csrf": token})
+        who = "portal" if "content-security-policy" in hd else "nginx"
+        codes[f"{st} from {who}"] = codes.get(f"{st} from {who}", 0) + 1
+    say(f"  answers: {codes}")
+    passed = sum(v for k, v in codes.items() if k.endswith("portal"))
+    check(codes.get("429 from nginx", 0) >= 25 and 10 <= passed <= 13,
+          f"c. limit_req let {passed} through (burst 10 + the rate) and refused {codes.get('429 from nginx', 0)} "
+          f"with 429")
+    st, _, _ = Client(nginx_port, "127.0.0.60").request("GET", "/login")
+    check(st == 200, f"c. GET /login from the flooding address is not limited: HTTP {st}")
+
+    # ------------------------------------------------------------------ c. a large upload and download stream
+    say(f"== c. a {upload_mib} MiB upload and its download through nginx")
+    src_file = os.path.join(WORK, "upload.bin")
+    with open(src_file, "wb") as f:
+        for _ in range(upload_mib):
+            f.write(os.urandom(1 << 20))
+    digest = hashlib.sha256(open(src_file, "rb").read()).hexdigest()
+    temp_seen = {"client_body_temp": 0, "proxy_temp": 0}
+    stop = threading.Event()
+
+    def watch_temp():
+        while not stop.is_set():
+            for d in temp_seen:
+                temp_seen[d] = max(temp_seen[d], files_under(os.path.join(nginx_prefix, d)))
+            time.sleep(0.05)
+
+    peak_rss = [rss_mib(portal_pid)]
+
+    def watch_rss():
+        while not stop.is_set():
+            peak_rss[0] = max(peak_rss[0], rss_mib(portal_pid))
+            time.sleep(0.1)
+
+    ths = [threading.Thread(target=watch_temp, daemon=True), threading.Thread(target=watch_rss, daemon=True)]
+    for t in ths:
+        t.start()
+    csrf = sub.csrf("/submissions/new")
+    out = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "--interface", "127.0.0.50", "-H", "Expect:", "-H", f"Cookie: {cookie}",
+         "-w", "%{http_code} %{time_total} %{size_upload} %{redirect_url}",
+         "-F", f"csrf={csrf}", "-F", "action=draft", "-F", "title=proxy", "-F", "description_1=proxy",
+         "-F", f"file_1=@{src_file};type=application/octet-stream",
+         f"http://127.0.0.1:{nginx_port}/submissions"], capture_output=True, text=True).stdout.split()
+    code, secs, sent = out[0], float(out[1]), int(float(out[2]))
+    location = out[3] if len(out) > 3 else ""
+    say(f"  upload: HTTP {code} in {secs:.1f} s ({sent / secs / 2**20:.0f} MiB/s), portal peak RSS "
+        f"{peak_rss[0]:.1f} MiB, files seen in nginx's client_body_temp: {temp_seen['client_body_temp']}")
+    check(code == "303", f"c. the {upload_mib} MiB upload through nginx succeeded: HTTP {code}")
+    check(temp_seen["client_body_temp"] == 0,
+          "c. the upload streamed: nginx's client_body_temp stayed empty (proxy_request_buffering off)")
+    path = location.replace(f"http://127.0.0.1:{nginx_port}", "") or "/submissions"
+    _, _, page = sub.request("GET", path)
+    m = re.search(r'href="(/submissions/[^"/]+/files/[^"]+)"', html.unescape(page.decode()))
+    if not check(m is not None, f"c. the submission page ({path}) links the uploaded file"):
+        stop.set()
+        raise SystemExit(1)
+    dl = os.path.join(WORK, "download.bin")
+    out = subprocess.run(
+        ["curl", "-s", "-o", dl, "--interface", "127.0.0.50", "-H", f"Cookie: {cookie}",
+         "-w", "%{http_code} %{time_starttransfer} %{time_total} %{size_download}",
+         f"http://127.0.0.1:{nginx_port}{m.group(1)}"], capture_output=True, text=True).stdout.split()
+    stop.set()
+    for t in ths:
+        t.join()
+    got = hashlib.sha256(open(dl, "rb").read()).hexdigest() if os.path.exists(dl) else ""
+    say(f"  download: HTTP {out[0]}, first byte after {float(out[1]) * 1000:.0f} ms, {int(out[3]) / 2**20:.0f} MiB "
+        f"in {float(out[2]):.1f} s; files seen in nginx's proxy_temp: {temp_seen['proxy_temp']}")
+    check(out[0] == "200" and got == digest, "c. the download through nginx is the uploaded file (sha256 equal)")
+    check(temp_seen["proxy_temp"] == 0, "c. the download streamed: nginx's proxy_temp stayed empty (proxy_buffering off)")
+    os.remove(src_file)
+    os.remove(dl)
+
+    # ------------------------------------------------------------------ d. the portal sees the client's address
+    say("== d. the portal sees the client's address (ip_header = X-Real-IP), and a forged X-Real-IP is overwritten")
+    a = Client(nginx_port, "127.0.0.2")
+    seen = []
+    for _ in range(5):
+        seen.append(a.login(vic_email, "not-the-password")[0])
+    st, hd, _ = a.login(vic_email, vic_pw)
+    say(f"  from 127.0.0.2: five wrong passwords -> {seen}; the right one next -> {st}"
+        f" ({'the portal' if 'content-security-policy' in hd else 'nginx'} answered)")
+    check(seen == [401] * 5 and st == 429 and "content-security-policy" in hd,
+          "d. the portal throttled the account from 127.0.0.2 after 5 failures (429 from the portal, not nginx)")
+    st, _, _ = Client(nginx_port, "127.0.0.3").login(vic_email, vic_pw)
+    check(st == 303, f"d. the same account from 127.0.0.3 signs in (another address, not throttled): HTTP {st}")
+    st, _, _ = Client(nginx_port, "127.0.0.4").login(vic_email, vic_pw, {"X-Real-IP": "127.0.0.2"})
+    check(st == 303, f"d. from 127.0.0.4 with a forged 'X-Real-IP: 127.0.0.2' it signs in too (nginx set the "
+                     f"header to the real address): HTTP {st}")
+    import sqlite3
+    db = sqlite3.connect(f"file:{env['PROXY_DB']}?mode=ro", uri=True)
+    rows = db.execute("SELECT client_addr, outcome, reason FROM audit_entries WHERE action = 'auth.login' "
+                      "ORDER BY seq").fetchall()
+    db.close()
+    by_addr = {}
+    for addr, outcome, reason in rows:
+        k = f"{addr} {outcome}" + (f" ({reason})" if reason else "")
+        by_addr[k] = by_addr.get(k, 0) + 1
+    say(f"  audit log, auth.login entries by client address: {by_addr}")
+    addrs = {r[0] for r in rows}
+    check({"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.50"} <= addrs and "127.0.0.1" not in addrs,
+          "d. the audit log names each client's own address (127.0.0.2/.3/.4/.50), never nginx's 127.0.0.1")
+
+    # ------------------------------------------------------------------ contrast: the same attack at the portal
+    say("== contrast (measured, not asserted): the same slowloris straight at the portal")
+    r = slowloris("direct", portal_port, portal_port, portal_pid, n_slow,
+                  int(env.get("PCII_PROXY_DIRECT_SECONDS", "40")))
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 60:
+        st, _ = healthz(portal_port)
+        if st == 200:
+            break
+        time.sleep(0.5)
+    say(f"  the portal answered /healthz again {time.monotonic() - t0:.1f} s after the attack stopped "
+        f"(HTTP {st}); fds {fds(portal_pid)}")
+    status, _ = healthz(nginx_port)
+    check(status == 200, f"the portal still answers through nginx at the end: HTTP {status}")
+
+    if FAILED:
+        say(f"{len(FAILED)} check(s) FAILED:")
+        for f in FAILED:
+            say(f"  - {f}")
+        sys.exit(1)
+    say("all checks passed")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "slowloris-worker":
+        _, _, port, src, n, seconds, statfile = sys.argv
+        slowloris_worker(int(port), src, int(n), float(seconds), statfile)
+    else:
+        main()
