@@ -13,7 +13,7 @@ use sha2::Sha256;
 
 use crate::db::DbConn;
 use crate::error::AppResult;
-use crate::models::throttle::{self as model, Counter, NewCounter};
+use crate::models::throttle as model;
 
 /// A lock never lasts longer than this.
 const MAX_LOCK_SECS: i64 = 3600;
@@ -109,39 +109,17 @@ pub fn is_locked(conn: &mut DbConn, key: &str, now: i64) -> AppResult<bool> {
 /// Counts one failure; locks the key once `max_failures` fall in one window, doubling the lock each time
 /// after. Returns how many failures the window now holds.
 pub fn record_failure(conn: &mut DbConn, key: &str, policy: Policy, now: i64) -> AppResult<i64> {
-    let row = model::find(conn, key)?;
-    let (failures, window_start) = match row {
-        Some(c) if now - c.window_start <= policy.window_secs || c.locked_until > now => {
-            (c.failures + 1, c.window_start)
-        }
-        _ => (1, now),
-    };
-    let locked_until = if failures >= policy.max_failures {
+    // Each step is one statement, so requests counting the same key at once (a flood from one address) neither
+    // collide on its row nor lose a count.
+    model::insert_if_absent(conn, key, now)?;
+    if !model::count_in_window(conn, key, now - policy.window_secs, now)? {
+        model::restart_window(conn, key, now)?;
+    }
+    let failures = model::find(conn, key)?.map_or(1, |c| c.failures);
+    if failures >= policy.max_failures {
         let doublings = (failures - policy.max_failures).min(12) as u32;
-        now + (policy.window_secs.saturating_mul(1 << doublings)).min(MAX_LOCK_SECS)
-    } else {
-        0
-    };
-    if row.is_some() {
-        model::update(
-            conn,
-            key,
-            Counter {
-                failures,
-                window_start,
-                locked_until,
-            },
-        )?;
-    } else {
-        model::insert(
-            conn,
-            &NewCounter {
-                throttle_key: key,
-                failures,
-                window_start,
-                locked_until,
-            },
-        )?;
+        let until = now + (policy.window_secs.saturating_mul(1 << doublings)).min(MAX_LOCK_SECS);
+        model::lock_until(conn, key, until)?;
     }
     let kind = key.split(':').next().unwrap_or(key);
     forget_expired(conn, kind, now, policy.window_secs)?;

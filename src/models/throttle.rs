@@ -48,6 +48,70 @@ pub fn insert(conn: &mut DbConn, new: &NewCounter<'_>) -> QueryResult<()> {
         .map(|_| ())
 }
 
+/// Creates the key's row with no failures, unless it exists (a concurrent request may have made it: its
+/// unique-key refusal is rolled back to a savepoint, so the caller's transaction goes on).
+pub fn insert_if_absent(conn: &mut DbConn, key: &str, now: i64) -> QueryResult<()> {
+    let inserted = conn.transaction(|tx| {
+        insert(
+            tx,
+            &NewCounter {
+                throttle_key: key,
+                failures: 0,
+                window_start: now,
+                locked_until: 0,
+            },
+        )
+    });
+    match inserted {
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Ok(()),
+        other => other,
+    }
+}
+
+/// Adds one failure in one statement when the key's window is still open (or it is locked): no count is lost to a
+/// concurrent request. Returns whether it did (`false`: the window has closed, see [`restart_window`]).
+pub fn count_in_window(
+    conn: &mut DbConn,
+    key: &str,
+    window_opened_after: i64,
+    now: i64,
+) -> QueryResult<bool> {
+    use login_throttle::dsl as t;
+    diesel::update(
+        t::login_throttle.find(key).filter(
+            t::window_start
+                .ge(window_opened_after)
+                .or(t::locked_until.gt(now)),
+        ),
+    )
+    .set(t::failures.eq(t::failures + 1))
+    .execute(conn)
+    .map(|n| n > 0)
+}
+
+/// Starts a new window holding this one failure.
+pub fn restart_window(conn: &mut DbConn, key: &str, now: i64) -> QueryResult<usize> {
+    use login_throttle::dsl as t;
+    diesel::update(t::login_throttle.find(key))
+        .set((t::failures.eq(1), t::window_start.eq(now)))
+        .execute(conn)
+}
+
+/// Extends the key's lock to `until` (never shortens one a concurrent request set longer).
+pub fn lock_until(conn: &mut DbConn, key: &str, until: i64) -> QueryResult<usize> {
+    use login_throttle::dsl as t;
+    diesel::update(
+        t::login_throttle
+            .find(key)
+            .filter(t::locked_until.lt(until)),
+    )
+    .set(t::locked_until.eq(until))
+    .execute(conn)
+}
+
 /// Overwrites an existing key's count.
 pub fn update(conn: &mut DbConn, key: &str, counter: Counter) -> QueryResult<usize> {
     diesel::update(login_throttle::table.find(key))

@@ -666,3 +666,37 @@ fn bad_filter_values_answer_422_with_the_reason() {
     );
     assert_eq!(admin.get("/admin?role=officer").status, Status::Ok);
 }
+
+#[test]
+fn failures_counted_at_once_on_one_key_are_all_counted_and_none_collides() {
+    use pcii_portal::auth::throttle::{self, Policy};
+    let app = TestApp::new();
+    let db = app.state().db.clone();
+    let now = app.now();
+    let policy = Policy {
+        max_failures: 1000,
+        window_secs: 60,
+    };
+    // A flood from one address: every request counts the same key at the same moment, each on its own connection.
+    std::thread::scope(|s| {
+        for _ in 0..16 {
+            let db = &db;
+            s.spawn(move || {
+                for _ in 0..5 {
+                    let mut conn = db.get().unwrap();
+                    throttle::record_failure(&mut conn, "login-rate:flood", policy, now).unwrap();
+                }
+            });
+        }
+    });
+    let counted: i64 = app.with_conn(|c| {
+        use diesel::prelude::*;
+        use pcii_portal::db::schema::login_throttle as t;
+        t::table
+            .find("login-rate:flood")
+            .select(t::failures)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(counted, 80);
+}
