@@ -196,7 +196,11 @@ pub fn build_unlocked(
         state.settings.max_concurrent_uploads,
         state.settings.max_uploads_per_account,
     );
-    let rocket = web::mount(rocket::custom(figment).manage(state).manage(uploads));
+    let public_origin = state.settings.public_origin.clone();
+    let rocket = web::mount(
+        rocket::custom(figment).manage(state).manage(uploads),
+        &public_origin,
+    );
     Ok((
         rocket,
         Startup {

@@ -103,7 +103,20 @@ pub const WRONG_HOST_PATH: &str = "/__refused/host";
 /// was made to resolve to the portal's address (DNS rebinding) must not reach it with the browser's trust. The
 /// portal's names: `public_origin`'s host, or, when it is not set, the address it listens on and the loopback
 /// names. A request without `Host` (not a browser) passes.
-pub struct HostCheck;
+pub struct HostCheck {
+    pub public_origin: String,
+}
+
+/// Where [`HostCheck`] sends a request addressed to another host name.
+#[rocket::get("/__refused/host")]
+fn wrong_host() -> rocket::http::Status {
+    rocket::http::Status::MisdirectedRequest
+}
+
+/// The route [`HostCheck`] needs: mounted wherever the fairing is attached.
+pub fn host_check_routes() -> Vec<rocket::Route> {
+    rocket::routes![wrong_host]
+}
 
 #[rocket::async_trait]
 impl Fairing for HostCheck {
@@ -118,13 +131,8 @@ impl Fairing for HostCheck {
         let Some(host) = req.headers().get_one("Host") else {
             return;
         };
-        let public_origin = req
-            .rocket()
-            .state::<crate::services::Services>()
-            .map(|s| s.settings.public_origin.clone())
-            .unwrap_or_default();
         let address = req.rocket().config().address;
-        if !host_allowed(host, &public_origin, address) {
+        if !host_allowed(host, &self.public_origin, address) {
             let shown: String = host.chars().take(100).collect();
             tracing::warn!(host = %shown, "refused a request addressed to another host name");
             req.set_method(Method::Get);

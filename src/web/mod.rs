@@ -31,13 +31,15 @@ pub mod submitter;
 use rocket::{Build, Rocket};
 
 /// Attaches every fairing, route and catcher: the one place the web surface is assembled.
-pub fn mount(rocket: Rocket<Build>) -> Rocket<Build> {
+pub fn mount(rocket: Rocket<Build>, public_origin: &str) -> Rocket<Build> {
     rocket
         // An empty Shield replaces Rocket's default; fairings::SecurityHeaders sets the full set.
         .attach(rocket::shield::Shield::new())
         .attach(fairings::RequestLog)
         .attach(fairings::SecurityHeaders)
-        .attach(fairings::HostCheck)
+        .attach(fairings::HostCheck {
+            public_origin: public_origin.to_string(),
+        })
         .attach(fairings::OriginCheck)
         .attach(pages::Templates::fairing())
         .attach(rocket::fairing::AdHoc::on_liftoff("blob sweep", |rocket| {
@@ -60,6 +62,7 @@ pub fn mount(rocket: Rocket<Build>) -> Rocket<Build> {
         ))
         .mount("/", public::routes())
         .mount("/", health::routes())
+        .mount("/", fairings::host_check_routes())
         .mount("/", account::routes())
         .mount("/", security::routes())
         .mount("/", submitter::routes())

@@ -141,9 +141,13 @@ pub fn build_with_clock(
         .attach(rocket::shield::Shield::new())
         .attach(fairings::RequestLog)
         .attach(fairings::SecurityHeaders)
+        .attach(fairings::HostCheck {
+            public_origin: settings.public_origin.clone(),
+        })
         .attach(fairings::OriginCheck)
         .attach(Templates::fairing())
         .mount("/", rocket::routes![unseal_page, unseal, healthz])
+        .mount("/", fairings::host_check_routes())
         .register("/", rocket::catchers![sealed_catcher]);
     Ok((rocket, rx))
 }

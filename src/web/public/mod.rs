@@ -38,8 +38,7 @@ pub fn routes() -> Vec<rocket::Route> {
         accept_invitation,
         setup_page,
         setup,
-        cross_site_refused,
-        wrong_host
+        cross_site_refused
     ]);
     routes
 }
@@ -454,12 +453,6 @@ async fn setup(
                 .with("errors", errors),
         )),
     }
-}
-
-/// Where `fairings::HostCheck` sends a request addressed to another host name.
-#[rocket::get("/__refused/host")]
-fn wrong_host() -> rocket::http::Status {
-    rocket::http::Status::MisdirectedRequest
 }
 
 /// Where `fairings::OriginCheck` sends a cross-site state-changing request: audited, then 403.
