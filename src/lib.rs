@@ -224,3 +224,16 @@ pub(crate) fn create_private_dir(dir: &std::path::Path) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn on_sigterm_requests_in_flight_get_a_minute_by_default() {
+        let figment = super::figment();
+        assert_eq!(figment.extract_inner::<u32>("shutdown.grace").unwrap(), 60);
+        assert_eq!(figment.extract_inner::<u32>("shutdown.mercy").unwrap(), 5);
+        // Set as Rocket's own keys are, e.g. PCII_SHUTDOWN='{grace=12,mercy=2}'.
+        let set = super::figment().merge(("shutdown", rocket::figment::util::map!["grace" => 12]));
+        assert_eq!(set.extract_inner::<u32>("shutdown.grace").unwrap(), 12);
+    }
+}

@@ -225,3 +225,32 @@ fn sign_in_attempts_are_rate_limited_per_address_before_any_password_is_checked(
     app.advance(61);
     assert_eq!(b.login("ann@acme.example", PASSWORD), Status::SeeOther);
 }
+
+#[test]
+fn invalid_utf8_anywhere_is_a_4xx_never_a_500() {
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    // In a path, a parameter, a page number: refused or ignored, never a fault.
+    for uri in [
+        "/submissions/%FF%FE",
+        "/submissions/new?x=%FF",
+        "/%FF",
+        "/dashboard?page=%C3%28",
+    ] {
+        let page = b.get(uri);
+        assert!(page.status.code < 500, "{uri}: {}", page.status);
+    }
+    assert_eq!(b.get("/submissions/%FF%FE").status, Status::NotFound);
+    assert_eq!(
+        b.get("/submissions?page=%FF").status,
+        Status::UnprocessableEntity
+    );
+    // In a form's fields.
+    let token = b.csrf();
+    let page = b.post_raw(
+        "/account/password",
+        format!("csrf={token}&current_password=%FF&new_password=%FE%FF"),
+        None,
+    );
+    assert!((400..500).contains(&page.status.code), "{}", page.status);
+}
