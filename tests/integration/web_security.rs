@@ -257,4 +257,11 @@ fn a_request_for_another_host_name_is_refused_as_misdirected_dns_rebinding() {
         .header(Header::new("Host", "pcii.example.gov"))
         .dispatch();
     assert_eq!(res.status(), Status::Ok);
+    // A load balancer's health check by address is answered (it discloses nothing).
+    let res = app
+        .client
+        .get("/healthz")
+        .header(Header::new("Host", "127.0.0.1:8000"))
+        .dispatch();
+    assert_eq!(res.status(), Status::Ok);
 }
