@@ -105,8 +105,19 @@ pub fn build_with_clock(
     clock: Clock,
 ) -> Result<(Rocket<Build>, Startup), String> {
     let settings = config::load(&figment)?;
-    for warning in config::unused_keys(&figment) {
+    check_configuration(&figment)?;
+    let at_rest =
+        key_store::protection::unlock_non_interactive(&settings).map_err(|e| e.to_string())?;
+    build_unlocked(figment, clock, at_rest)
+}
+
+/// What the configuration asks for and this build cannot do, refused; what nothing reads, named. Run first by every
+/// way the portal starts (`serve`, before any passphrase is asked or the sealed portal opens; [`build_with_clock`]),
+/// so that no setting is silently ignored.
+pub fn check_configuration(figment: &Figment) -> Result<(), String> {
+    for warning in config::unused_keys(figment) {
         tracing::warn!("{warning}");
+        eprintln!("warning: {warning}");
     }
     // This build has no TLS listener (Rocket's `tls` feature is off): a `tls` setting would be silently ignored and
     // the portal served in clear. TLS ends at a reverse proxy; `public_origin = "https://..."` says so to the portal.
@@ -115,9 +126,7 @@ pub fn build_with_clock(
                     (see README, \"Behind a reverse proxy\") and remove the `tls` setting"
             .into());
     }
-    let at_rest =
-        key_store::protection::unlock_non_interactive(&settings).map_err(|e| e.to_string())?;
-    build_unlocked(figment, clock, at_rest)
+    Ok(())
 }
 
 /// [`build_with_clock`] with the key store's secret files resting as `at_rest` says: in clear, or sealed

@@ -299,6 +299,7 @@ fn unlock_for_serve(
 
 fn serve(figment: rocket::figment::Figment) -> Result<(), String> {
     let settings = config::load(&figment)?;
+    pcii_portal::check_configuration(&figment)?;
     let at_rest = unlock_for_serve(&figment, &settings)?;
     let (rocket, startup) = pcii_portal::build_unlocked(
         figment.clone(),

@@ -263,3 +263,35 @@ fn rocket_port_in_the_environment_is_where_the_portal_listens() {
         "the portal answered on ROCKET_PORT {port}: {answer:?}"
     );
 }
+
+/// The real binary, started as an operator would: a `tls` setting (this build cannot serve TLS) stops it with the
+/// reason instead of serving in clear, and a key nothing reads is named.
+#[test]
+fn the_binary_refuses_tls_and_names_a_setting_nothing_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"));
+        cmd.env("PCII_DATA_DIR", dir.path().join("data"))
+            .env("PCII_KEYS_DIR", dir.path().join("keys"))
+            .env("PCII_DATABASE_URL", "")
+            .env("PCII_CONFIG", "/nonexistent.toml")
+            .env("PCII_PORT", "1")
+            .env_remove("PCII_TEST_DATABASE_URL");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(&[
+        ("PCII_TLS", "{certs=\"a.pem\",key=\"b.pem\"}"),
+        ("PCII_SMTP_HOTS", "mail.example"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("`tls` is configured"), "{stderr}");
+    assert!(stderr.contains("`smtp_hots`"), "{stderr}");
+    assert!(
+        !dir.path().join("keys").exists(),
+        "refused before anything was made"
+    );
+}
