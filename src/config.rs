@@ -356,8 +356,7 @@ mod tests {
 
     #[test]
     fn a_key_nothing_reads_is_named_and_known_ones_are_not() {
-        let figment = Figment::from(rocket::Config::default())
-            .merge(Serialized::defaults(Settings::default()))
+        let figment = Figment::from(Serialized::defaults(Settings::default()))
             .merge(("smtp_hots", "mail.example"))
             .merge(("data_dir", "elsewhere"))
             .merge(("port", 9000));

@@ -203,41 +203,50 @@ pub fn record_anonymous(
     }
 }
 
+/// What writing the folded counts needs, taken from the services (the periodic task outlives any borrow of them).
+#[derive(Clone)]
+struct Flusher {
+    db: crate::db::Db,
+    audit: AuditLog,
+    tally: std::sync::Arc<RefusalTally>,
+    clock: crate::clock::Clock,
+}
+
+impl Flusher {
+    fn of(state: &crate::services::Services) -> Flusher {
+        Flusher {
+            db: state.db.clone(),
+            audit: state.audit.clone(),
+            tally: state.refusals.clone(),
+            clock: state.clock.clone(),
+        }
+    }
+
+    /// Writes the folded counts of closed windows (or of all, at shutdown).
+    async fn flush(&self, all: bool) {
+        let (audit, tally, now) = (self.audit.clone(), self.tally.clone(), self.clock.now());
+        if let Err(e) = self.db.run(move |c| tally.flush(c, &audit, now, all)).await {
+            tracing::warn!(error = %e, all, "writing folded refusals failed");
+        }
+    }
+}
+
 /// Writes the folded counts of closed windows every window while the server runs.
 pub fn spawn_periodic_flush(state: &crate::services::Services) {
-    let (db, audit, tally, clock) = (
-        state.db.clone(),
-        state.audit.clone(),
-        state.refusals.clone(),
-        state.clock.clone(),
-    );
+    let flusher = Flusher::of(state);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(WINDOW_SECS as u64));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let (audit, tally, now) = (audit.clone(), tally.clone(), clock.now());
-            if let Err(e) = db.run(move |c| tally.flush(c, &audit, now, false)).await {
-                tracing::warn!(error = %e, "writing folded refusals failed; they are kept for the next try");
-            }
+            flusher.flush(false).await;
         }
     });
 }
 
 /// At shutdown: every window's folded count, closed or not.
 pub async fn flush_all(state: &crate::services::Services) {
-    let (audit, tally, now) = (
-        state.audit.clone(),
-        state.refusals.clone(),
-        state.clock.now(),
-    );
-    if let Err(e) = state
-        .db
-        .run(move |c| tally.flush(c, &audit, now, true))
-        .await
-    {
-        tracing::warn!(error = %e, "writing folded refusals at shutdown failed");
-    }
+    Flusher::of(state).flush(true).await;
 }
 
 #[cfg(test)]

@@ -240,12 +240,8 @@ fn parent_of(path: &Path) -> &Path {
 
 /// Writes `bytes` to a fresh 0600 temporary beside `path` and fsyncs it.
 fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, KeyFileError> {
+    // The directory exists: the writers' lock, taken first, made it.
     let dir = parent_of(path);
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| KeyFileError::io(dir, e))?;
     let file_name = path
         .file_name()
         .ok_or_else(|| {
@@ -578,7 +574,7 @@ mod tests {
         let path = dir.path().join("age-identities.txt");
         write_private(&path, b"kept").unwrap();
         // What a writer killed between writing and renaming leaves behind.
-        let tmp = write_temp(&path, b"AGE-SECRET-KEY-1 in clear").unwrap();
+        let tmp = write_temp(&path, b"master identities in clear").unwrap();
         assert!(tmp.exists());
         assert_eq!(remove_abandoned_temporaries(dir.path()).unwrap(), 1);
         assert!(!tmp.exists());

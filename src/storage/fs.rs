@@ -215,13 +215,20 @@ impl BlobStore for FsBlobStore {
         let now = SystemTime::now();
         let mut removed = 0;
         let mut gone_owners = Vec::new();
+        // Each owner's lock is tried once per sweep, however many temporaries it left.
+        let mut gone: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+        let mut is_gone = |owner: &str| {
+            *gone
+                .entry(owner.to_string())
+                .or_insert_with(|| owner_is_gone(&self.dir, owner))
+        };
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
             if let Some(owner) = name.strip_prefix(OWNER_PREFIX) {
-                if owner != self.owner.id && owner_is_gone(&self.dir, owner) {
+                if owner != self.owner.id && is_gone(owner) {
                     gone_owners.push(entry.path());
                 }
                 continue;
@@ -240,7 +247,7 @@ impl BlobStore for FsBlobStore {
             // A dead process's temporary goes at once. Others (this process's, a live one's, or one named before
             // owners were) only when stalled: mtime moves while a writer is active.
             let dead = match rest.split_once('-') {
-                Some((owner, _)) => owner != self.owner.id && owner_is_gone(&self.dir, owner),
+                Some((owner, _)) => owner != self.owner.id && is_gone(owner),
                 None => false,
             };
             if !dead && age_of(&meta, now) < older_than {
