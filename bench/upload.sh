@@ -11,6 +11,8 @@
 #   BENCH_WAIT_QUIET=300                before each measurement wait up to this many seconds for an idle machine
 #   BENCH_REPEAT=40                     then, on one more fresh server, this many 64 MiB uploads one after the other
 #                                       and 5 rounds of 4 at once, printing the server's RSS as it goes (0 = skip)
+#   BENCH_S3=1                          also upload each file to a server whose blob store is an S3 bucket (SeaweedFS
+#                                       on loopback, started here: tests/s3/seaweedfs.sh), in the same run
 #   CARGO_TARGET_DIR                    honoured for the release build
 #
 # "portal" is curl's time_total for the POST /submissions (request sent, blob sealed, fsynced, committed, 303 back).
@@ -44,7 +46,12 @@ stop_server() {
         server_pid=""
     fi
 }
-trap 'stop_server; rm -rf "$work"' EXIT
+S3="${BENCH_S3:-0}"
+if [ "$S3" = 1 ]; then
+    # shellcheck source=tests/s3/seaweedfs.sh
+    source tests/s3/seaweedfs.sh
+fi
+trap 'stop_server; [ "$S3" != 1 ] || stop_seaweedfs; rm -rf "$work"' EXIT
 
 export PCII_CONFIG=/nonexistent.toml PCII_KEYS_DIR="$work/keys" PCII_LOG=warn PCII_DATABASE_URL=
 export PCII_ADDRESS=127.0.0.1 PCII_PORT="$PORT"   # Rocket's own keys are read with the PCII_ prefix
@@ -60,6 +67,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 csrf_of() { grep -o 'name="csrf" value="[^"]*"' | head -1 | sed 's/.*value="//; s/"$//'; }
 
 "$rage_keygen" -o "$work/rage.key" 2>/dev/null
+if [ "$S3" = 1 ]; then start_seaweedfs "$work/seaweedfs" pcii-bench; fi
 recipient="$(grep -o 'age1[0-9a-z]*' "$work/rage.key" | head -1)"
 
 results="$work/results.txt"   # one line per measurement, see the report below
@@ -112,6 +120,27 @@ start_server() {
     [ "$code" = 303 ] || { echo "login failed: HTTP $code" >&2; exit 1; }
 }
 
+# One measured upload of $file to the running server, recorded as tool $1 ("portal": blobs in the data dir; "s3").
+measure_upload() {
+    local tool="$1" token c0 c1 wall curl_cpu busy code secs sent server_cpu
+    token="$(curl -sf -c "$jar" -b "$jar" "$base/submissions/new" | csrf_of)"
+    [ -n "$token" ] || { echo "no csrf token on /submissions/new" >&2; exit 1; }
+    c0="$(cpu_ticks "$server_pid")"
+    read -r wall curl_cpu busy < <(measure curl -s -o /dev/null -H 'Expect:' -b "$jar" -c "$jar" \
+        -w '%{http_code} %{time_total} %{size_upload}\n' \
+        -F "csrf=$token" -F action=draft -F title=bench -F description_1=bench \
+        -F "file_1=@$file;type=application/octet-stream" "$base/submissions")
+    c1="$(cpu_ticks "$server_pid")"
+    read -r code secs sent < <(tail -1 "$work/cmd.out")
+    if [ "$code" != 303 ]; then
+        echo "upload of $size ($tool) failed: HTTP $code (sent $sent bytes); server log:" >&2
+        tail -20 "$work/server-$size.log" "$work/server-$size-s3.log" 2>/dev/null >&2
+        exit 1
+    fi
+    server_cpu="$(awk -v a="$c0" -v b="$c1" -v hz="$tick_hz" 'BEGIN {printf "%.2f", (b - a) / hz}')"
+    echo "$size $bytes $tool $run $secs $wall $busy $server_cpu $curl_cpu $(hwm_kib "$server_pid")" >> "$results"
+}
+
 for size in "${SIZES[@]}"; do
     file="$work/in-$size.bin"
     head -c "$size" /dev/urandom > "$file"
@@ -125,22 +154,7 @@ for size in "${SIZES[@]}"; do
     out="$work/out-$size.age"
     for run in $(seq 1 "$RUNS"); do
         echo "size $size run $run/$RUNS ..." >&2
-        token="$(curl -sf -c "$jar" -b "$jar" "$base/submissions/new" | csrf_of)"
-        [ -n "$token" ] || { echo "no csrf token on /submissions/new" >&2; exit 1; }
-        c0="$(cpu_ticks "$server_pid")"
-        read -r wall curl_cpu busy < <(measure curl -s -o /dev/null -H 'Expect:' -b "$jar" -c "$jar" \
-            -w '%{http_code} %{time_total} %{size_upload}\n' \
-            -F "csrf=$token" -F action=draft -F title=bench -F description_1=bench \
-            -F "file_1=@$file;type=application/octet-stream" "$base/submissions")
-        c1="$(cpu_ticks "$server_pid")"
-        read -r code secs sent < <(tail -1 "$work/cmd.out")
-        if [ "$code" != 303 ]; then
-            echo "upload of $size failed: HTTP $code (sent $sent bytes); server log:" >&2
-            tail -20 "$work/server-$size.log" >&2
-            exit 1
-        fi
-        server_cpu="$(awk -v a="$c0" -v b="$c1" -v hz="$tick_hz" 'BEGIN {printf "%.2f", (b - a) / hz}')"
-        echo "$size $bytes portal $run $secs $wall $busy $server_cpu $curl_cpu $(hwm_kib "$server_pid")" >> "$results"
+        measure_upload portal
 
         read -r wall cpu busy < <(measure "$rage" -r "$recipient" -o "$out" "$file")
         echo "$size $bytes rage $run $wall $wall $busy $cpu" >> "$results"
@@ -151,7 +165,20 @@ for size in "${SIZES[@]}"; do
         rm -f "$out"
     done
     stop_server
-    rm -rf "$PCII_DATA_DIR" "$file"
+    rm -rf "$PCII_DATA_DIR"
+    if [ "$S3" = 1 ]; then
+        # The same uploads to a server whose blobs go to the S3 bucket (fresh server: its own peak RSS).
+        export PCII_BLOB_STORE="s3://$SEAWEEDFS_BUCKET/bench-$size"
+        start_server "$size-s3"
+        for run in $(seq 1 "$RUNS"); do
+            echo "size $size run $run/$RUNS (S3) ..." >&2
+            measure_upload s3
+        done
+        stop_server
+        unset PCII_BLOB_STORE
+        rm -rf "$PCII_DATA_DIR"
+    fi
+    rm -f "$file"
 done
 
 # Sustained use: does the server's memory settle, or creep with the number of uploads?
@@ -208,10 +235,11 @@ for line in open(path):
         base[size] = (int(f[4]), int(f[5]))
         continue
     secs, wall, busy = map(float, f[4:7])
-    own = float(f[7]) + (float(f[8]) if tool == "portal" else 0.0)
+    served = tool in ("portal", "s3")
+    own = float(f[7]) + (float(f[8]) if served else 0.0)
     rows[size, tool].append(dict(secs=secs, wall=wall, own=own, other=max(busy - own, 0.0) / wall,
-                                 server=float(f[7]), client=float(f[8]) if tool == "portal" else 0.0,
-                                 hwm=int(f[9]) if tool == "portal" else 0))
+                                 server=float(f[7]), client=float(f[8]) if served else 0.0,
+                                 hwm=int(f[9]) if served else 0))
 mib = lambda s, secs: nbytes[s] / secs / 2**20
 ms = lambda s, k: med(r["secs"] for r in rows[s, k])
 print(f"upload benchmark: {cores} cores, HTTP on loopback, release build, median of {runs} run(s)")
@@ -223,6 +251,17 @@ for s in order:
     peaks[s] = max(x["hwm"] for x in rows[s, "portal"]) / 1024
     print(f"{s:>6} | {mib(s, p):12.0f} | {mib(s, r):10.0f} | {r / p:5.2f}x | {mib(s, rs):15.0f} | {rs / p:5.2f}x | {peaks[s]:11.1f} MiB")
 print("ratio = portal throughput / rage throughput; rage+sync = rage followed by an fsync of its output (the portal fsyncs)")
+if any(t == "s3" for (_, t) in rows):
+    print()
+    print(f"{'size':>6} | {'S3 store MiB/s':>14} | {'vs directory':>12} | {'vs rage':>7} | {'server peak RSS':>15}")
+    print("-" * 68)
+    for s in order:
+        if (s, "s3") not in rows:
+            continue
+        q, p, r = ms(s, "s3"), ms(s, "portal"), ms(s, "rage")
+        peak = max(x["hwm"] for x in rows[s, "s3"]) / 1024
+        print(f"{s:>6} | {mib(s, q):14.0f} | {p / q:11.2f}x | {r / q:6.2f}x | {peak:11.1f} MiB")
+    print("S3 store: SeaweedFS (weed mini) on loopback; its own CPU use is part of the machine's, not the server's")
 print()
 noisy = 0.0
 for s in order:
@@ -235,6 +274,10 @@ for s in order:
     print(f"{s}: other CPU on the machine per run (cores): portal {[round(x['other'], 2) for x in P]}, "
           f"rage {[round(x['other'], 2) for x in R]}, rage+sync {[round(x['other'], 2) for x in RS]}")
     print(f"{s}: server RSS after login {base[s][0] / 1024:.1f} MiB; peak after each upload {[round(x['hwm'] / 1024, 1) for x in P]} MiB")
+    if (s, "s3") in rows:
+        Q = rows[s, "s3"]
+        print(f"{s}: S3 store MiB/s per run {[round(mib(s, x['secs'])) for x in Q]}; server CPU {med(x['server'] for x in Q):.2f} s; "
+              f"peak RSS after each upload {[round(x['hwm'] / 1024, 1) for x in Q]} MiB")
     noisy = max([noisy] + [x["other"] for x in P + R + RS])
 print()
 sizes = sorted(order, key=lambda s: nbytes[s])

@@ -28,9 +28,9 @@ pub enum CliError {
     #[error(transparent)]
     App(#[from] AppError),
     /// The blob store could not be opened.
-    #[error("opening the blob store {}: {source}", path.display())]
+    #[error("opening the blob store {what}: {source}")]
     BlobStore {
-        path: PathBuf,
+        what: String,
         #[source]
         source: std::io::Error,
     },
@@ -116,12 +116,16 @@ pub fn keys_list(settings: &Settings) -> Result<(), CliError> {
     Ok(())
 }
 
-fn open_store(settings: &Settings) -> Result<crate::storage::fs::FsBlobStore, CliError> {
-    crate::storage::fs::FsBlobStore::open(&settings.blob_dir()).map_err(|source| {
-        CliError::BlobStore {
-            path: settings.blob_dir(),
-            source,
-        }
+fn open_store(
+    settings: &Settings,
+) -> Result<std::sync::Arc<dyn crate::storage::BlobStore>, CliError> {
+    crate::storage::open_configured(settings).map_err(|source| CliError::BlobStore {
+        what: if settings.blob_store.is_empty() {
+            settings.blob_dir().display().to_string()
+        } else {
+            settings.blob_store.clone()
+        },
+        source,
     })
 }
 
@@ -211,7 +215,7 @@ fn rekey(settings: &Settings, mode: custody::Rekey) -> Result<(), CliError> {
         &opened.keyring,
         &mut conn,
         &audit,
-        &store,
+        store.as_ref(),
         mode,
         now,
         &mut |step| match step {

@@ -57,6 +57,17 @@ pub struct Settings {
     pub master_key_passphrase_file: PathBuf,
     /// An audit checkpoint is signed every this many entries.
     pub audit_checkpoint_every: i64,
+    /// Where sealed files go: empty for `<data_dir>/blobs`, or `s3://bucket/prefix` for an S3 bucket (several
+    /// instances share one). Credentials: `s3_credentials_file`, else the standard `AWS_*` variables.
+    pub blob_store: String,
+    /// The S3 endpoint, e.g. `http://127.0.0.1:8333`; empty: AWS's, from the region (or `AWS_ENDPOINT`).
+    pub s3_endpoint: String,
+    /// Empty: `AWS_REGION`, else `us-east-1`.
+    pub s3_region: String,
+    /// Path-style requests (`endpoint/bucket/key`), which most self-hosted stores need; false: virtual-hosted.
+    pub s3_path_style: bool,
+    /// An AWS shared-credentials file (profile `AWS_PROFILE` or `default`); empty: the `AWS_*` variables.
+    pub s3_credentials_file: PathBuf,
     /// Orphaned blobs younger than this are left alone by the sweep (another instance may be about to commit).
     pub blob_sweep_grace_minutes: u64,
     /// The blob sweep (deletion queue, temporaries, orphans) runs this often while the server runs; 0: at start only.
@@ -123,6 +134,11 @@ impl Default for Settings {
             master_key_protection: "file".into(),
             master_key_passphrase_file: PathBuf::new(),
             audit_checkpoint_every: 1000,
+            blob_store: String::new(),
+            s3_endpoint: String::new(),
+            s3_region: String::new(),
+            s3_path_style: true,
+            s3_credentials_file: PathBuf::new(),
             blob_sweep_grace_minutes: 60,
             blob_sweep_interval_seconds: 300,
             smtp_host: String::new(),
@@ -178,6 +194,15 @@ impl Settings {
 
     pub fn blob_dir(&self) -> PathBuf {
         self.data_dir.join("blobs")
+    }
+
+    pub fn s3_options(&self) -> crate::storage::s3::S3Options {
+        crate::storage::s3::S3Options {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            path_style: self.s3_path_style,
+            credentials_file: self.s3_credentials_file.clone(),
+        }
     }
 
     /// Where messages go when no SMTP server is configured.
@@ -258,6 +283,14 @@ impl Settings {
             return Err(format!(
                 "master_key_protection must be `file`, `passphrase` or `shares`, not `{}`",
                 self.master_key_protection
+            ));
+        }
+        if !self.blob_store.is_empty()
+            && crate::storage::s3::S3Location::parse(&self.blob_store).is_none()
+        {
+            return Err(format!(
+                "blob_store must be empty (files under data_dir) or s3://bucket[/prefix], not `{}`",
+                self.blob_store
             ));
         }
         if self.audit_checkpoint_every < 1 {

@@ -103,7 +103,15 @@ impl From<std::io::Error> for AppError {
             ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
                 AppError::StorageFull(format!("io: {e}"))
             }
-            ErrorKind::ReadOnlyFilesystem => AppError::Unavailable(format!("io: {e}")),
+            // A read-only disk, or a network store (S3) that did not answer: ours, and passing.
+            ErrorKind::ReadOnlyFilesystem
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::ConnectionRefused
+            | ErrorKind::ConnectionReset
+            | ErrorKind::TimedOut
+            | ErrorKind::NotConnected
+            | ErrorKind::HostUnreachable
+            | ErrorKind::NetworkUnreachable => AppError::Unavailable(format!("io: {e}")),
             _ => AppError::Internal(format!("io: {e}")),
         }
     }

@@ -145,14 +145,14 @@ pub fn build_unlocked(
         settings.database_busy_timeout_ms,
     )
     .map_err(|e| e.to_string())?;
-    let blobs: Arc<dyn BlobStore> = Arc::new(
-        storage::fs::FsBlobStore::open(&settings.blob_dir()).map_err(|e| {
-            format!(
-                "opening the blob store {}: {e}",
-                settings.blob_dir().display()
-            )
-        })?,
-    );
+    let blobs: Arc<dyn BlobStore> = storage::open_configured(&settings).map_err(|e| {
+        let what = if settings.blob_store.is_empty() {
+            settings.blob_dir().display().to_string()
+        } else {
+            settings.blob_store.clone()
+        };
+        format!("opening the blob store {what}: {e}")
+    })?;
     let audit = AuditLog::new(opened.audit_signer, settings.audit_checkpoint_every)
         .with_clock(clock.clone());
     let hasher = Hasher::new(&settings)?;

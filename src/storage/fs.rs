@@ -211,6 +211,14 @@ impl BlobStore for FsBlobStore {
         Ok(out)
     }
 
+    fn is_available(&self) -> bool {
+        self.dir.is_dir()
+    }
+
+    fn describe(&self) -> String {
+        format!("directory {}", self.dir.display())
+    }
+
     fn sweep_temporaries(&self, older_than: Duration) -> io::Result<usize> {
         let now = SystemTime::now();
         let mut removed = 0;

@@ -2,19 +2,42 @@
 //!
 //! A [`BlobStore`] holds opaque ciphertext blobs under server-generated random names. It never
 //! sees plaintext: the crypto layer (`crypto::stream`) encrypts before writing and decrypts
-//! after reading. The trait is deliberately small so that an S3-compatible store can be added next
-//! to the local-filesystem one ([`fs::FsBlobStore`]).
+//! after reading. Two stores implement it: a local directory ([`fs::FsBlobStore`], the default) and
+//! an S3 bucket ([`s3::S3BlobStore`], `blob_store = "s3://bucket/prefix"`), for several instances.
 //!
 //! Writing is two-phase: [`BlobStore::create`] starts a blob under a temporary name, and
 //! [`BlobWriter::commit`] makes it durable and visible under its final random name. A writer that
 //! is dropped without commit removes its temporary, so an aborted upload leaves nothing behind.
 
 pub mod fs;
+pub mod s3;
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use fs::FsBlobStore;
+pub use s3::S3BlobStore;
+
+use crate::config::Settings;
+
+/// The blob store the settings name: the directory `<data_dir>/blobs` when `blob_store` is empty, else the S3
+/// bucket of `s3://bucket/prefix`.
+pub fn open_configured(settings: &Settings) -> io::Result<Arc<dyn BlobStore>> {
+    if settings.blob_store.is_empty() {
+        return Ok(Arc::new(FsBlobStore::open(&settings.blob_dir())?));
+    }
+    let location = s3::S3Location::parse(&settings.blob_store).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "blob_store must be empty (the data directory) or s3://bucket[/prefix]",
+        )
+    })?;
+    Ok(Arc::new(S3BlobStore::open(
+        location,
+        &settings.s3_options(),
+    )?))
+}
 
 /// Length in hex characters of a committed blob name (32 random bytes).
 pub const BLOB_NAME_LEN: usize = 64;
@@ -39,6 +62,10 @@ pub trait BlobStore: Send + Sync + 'static {
     fn list(&self) -> io::Result<Vec<(String, Duration)>>;
     /// Removes unfinished temporaries older than `older_than`; returns how many.
     fn sweep_temporaries(&self, older_than: Duration) -> io::Result<usize>;
+    /// Whether the store answers now (for `/healthz`).
+    fn is_available(&self) -> bool;
+    /// Where the blobs are, for messages to the operator (no credentials).
+    fn describe(&self) -> String;
 }
 
 /// A blob being written. Dropping it without [`BlobWriter::commit`] removes its temporary file.

@@ -26,7 +26,10 @@ async fn healthz(state: &State<Services>) -> (Status, Value) {
         .map(|k| !k.current_key_id().is_empty() && k.path().exists())
         .unwrap_or(false)
         && (signing.exists() || signing.with_extension("key.age").exists());
-    let blobs = state.settings.blob_dir().is_dir();
+    let store = state.blobs.clone();
+    let blobs = rocket::tokio::task::spawn_blocking(move || store.is_available())
+        .await
+        .unwrap_or(false);
     let room = crate::storage::free_space(&state.settings.data_dir)
         .is_ok_and(|free| free >= state.settings.min_free_disk_mib << 20);
     let ok = reads && writes && keys && blobs && room;

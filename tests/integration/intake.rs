@@ -22,21 +22,6 @@ fn submission_id_from(loc: &str) -> String {
         .to_string()
 }
 
-/// The blob directory's files, but the running store's lock file (`.owner-*`).
-fn blob_files(app: &TestApp) -> Vec<String> {
-    let dir = app.data_dir().join("blobs");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.starts_with(".owner-"))
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
 fn table_counts(app: &TestApp) -> (i64, i64, i64) {
     app.with_conn(|c| {
         (
@@ -218,11 +203,11 @@ fn no_marker_in_the_data_dir_database_or_temp_dir_after_an_upload_and_after_an_a
     parts.push(Part::File("file_1", "half.bin", &big));
     let body = common::multipart_body(&parts);
     let cut = body.len() - 1_500_000;
-    let before = (blob_files(&app), table_counts(&app));
+    let before = (app.blob_files(), table_counts(&app));
     let page = b.post_multipart_raw("/submissions", body[..cut].to_vec());
     assert_eq!(page.status, Status::BadRequest, "{}", page.body);
     assert_eq!(
-        (blob_files(&app), table_counts(&app)),
+        (app.blob_files(), table_counts(&app)),
         before,
         "an aborted upload leaves nothing"
     );
@@ -249,7 +234,7 @@ fn over_a_limit_answers_413_and_leaves_store_and_tables_unchanged() {
     let small = file_bytes(1000, 1, "");
     let big = file_bytes(1024 * 1024 + 1, 2, "");
     let half = file_bytes(800 * 1024, 3, "");
-    let before = (blob_files(&app), table_counts(&app));
+    let before = (app.blob_files(), table_counts(&app));
     let cases: Vec<(&str, Vec<Part<'_>>)> = vec![
         (
             "per file",
@@ -289,7 +274,7 @@ fn over_a_limit_answers_413_and_leaves_store_and_tables_unchanged() {
             "no internals"
         );
         assert_eq!(
-            (blob_files(&app), table_counts(&app)),
+            (app.blob_files(), table_counts(&app)),
             before,
             "{what}: nothing left"
         );
@@ -312,11 +297,10 @@ fn a_flipped_byte_in_a_stored_blob_never_downloads_as_a_complete_200() {
     });
     // File 1 is 300 kB (verified before headers), file 3 is 2.5 MB (streamed past the first megabyte).
     for (att, name) in [&rows[0], &rows[2]] {
-        let path = app.data_dir().join("blobs").join(name);
-        let mut bytes = std::fs::read(&path).unwrap();
+        let mut bytes = app.read_blob(name);
         let at = bytes.len() - 100;
         bytes[at] ^= 0x01;
-        std::fs::write(&path, &bytes).unwrap();
+        app.overwrite_blob(name, &bytes);
         let (status, body, _) = b.get_bytes(&format!("/submissions/{id}/files/{att}"));
         assert!(
             status != Status::Ok || body.is_none(),
@@ -423,7 +407,7 @@ fn a_draft_is_kept_edited_and_submitted_later() {
     );
 
     // Completed, it is received with a tracking number; the old content version of the draft is gone.
-    let blobs_before = blob_files(&app).len();
+    let blobs_before = app.blob_files().len();
     let mut parts = complete_fields("Now complete", "submit");
     let att = app.attachment_ids(&id).remove(0);
     let desc_field = format!("attachment_description_{att}");
@@ -431,7 +415,7 @@ fn a_draft_is_kept_edited_and_submitted_later() {
     let page = b.post_multipart(&format!("/submissions/{id}"), &parts);
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     assert_eq!(
-        blob_files(&app).len(),
+        app.blob_files().len(),
         blobs_before,
         "one content version replaced another"
     );
@@ -458,7 +442,7 @@ fn a_draft_can_be_deleted_with_its_files_and_a_sent_submission_cannot() {
     let mut a = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
     let mut other = app.login_as(Role::Submitter, "bob@globex.example", Some("Globex"));
     let (sent, _) = submit_three(&app, &mut a, "kept");
-    let before = (blob_files(&app), table_counts(&app));
+    let before = (app.blob_files(), table_counts(&app));
     let (f1, f2) = (file_bytes(70_000, 1, ""), file_bytes(10, 2, ""));
     let page = a.post_multipart(
         "/submissions",
@@ -473,7 +457,7 @@ fn a_draft_can_be_deleted_with_its_files_and_a_sent_submission_cannot() {
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     let draft = submission_id_from(&location(&page));
-    let with_draft = (blob_files(&app), table_counts(&app));
+    let with_draft = (app.blob_files(), table_counts(&app));
     assert_eq!(
         with_draft.0.len(),
         before.0.len() + 3,
@@ -497,13 +481,13 @@ fn a_draft_can_be_deleted_with_its_files_and_a_sent_submission_cannot() {
         Status::NotFound
     );
     assert_eq!(delete(&mut a, &draft, &[]), Status::UnprocessableEntity);
-    assert_eq!((blob_files(&app), table_counts(&app)), with_draft);
+    assert_eq!((app.blob_files(), table_counts(&app)), with_draft);
     // A sent submission can only be withdrawn.
     assert_eq!(
         delete(&mut a, &sent, &[("confirm", "yes")]),
         Status::Conflict
     );
-    assert_eq!((blob_files(&app), table_counts(&app)), with_draft);
+    assert_eq!((app.blob_files(), table_counts(&app)), with_draft);
 
     let page = a.post(
         &format!("/submissions/{draft}/delete"),
@@ -512,7 +496,7 @@ fn a_draft_can_be_deleted_with_its_files_and_a_sent_submission_cannot() {
     assert_eq!(page.status, Status::SeeOther);
     assert_eq!(location(&page), "/submissions");
     assert_eq!(
-        (blob_files(&app), table_counts(&app)),
+        (app.blob_files(), table_counts(&app)),
         before,
         "every ciphertext and row of the draft is gone, the sent submission untouched"
     );
@@ -608,7 +592,7 @@ fn hostile_file_names_are_stored_as_data_and_shown_safely() {
     assert!(!cd.chars().any(char::is_control), "{cd:?}");
 
     // A part header over 64 KiB (a 70 KB file name) is refused rather than buffered; nothing stored.
-    let before = (blob_files(&app), table_counts(&app));
+    let before = (app.blob_files(), table_counts(&app));
     let token = b.csrf();
     let huge = "n".repeat(70 * 1024);
     let mut parts = vec![Part::Text("csrf", &token)];
@@ -617,7 +601,7 @@ fn hostile_file_names_are_stored_as_data_and_shown_safely() {
     let page = b.post_multipart_raw("/submissions", common::multipart_body(&parts));
     assert_eq!(page.status, Status::BadRequest);
     assert!(page.body.contains("a header over 64 KiB"), "{}", page.body);
-    assert_eq!((blob_files(&app), table_counts(&app)), before);
+    assert_eq!((app.blob_files(), table_counts(&app)), before);
 }
 
 #[test]
@@ -625,7 +609,7 @@ fn the_form_token_is_checked_before_any_file_is_stored() {
     let app = TestApp::new();
     let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
     let data = file_bytes(100_000, 1, "");
-    let before = (blob_files(&app), table_counts(&app));
+    let before = (app.blob_files(), table_counts(&app));
     let mut parts = complete_fields("x", "submit");
     parts.push(Part::File("file_1", "a.bin", &data));
     // No token at all, then a wrong one.
@@ -635,7 +619,7 @@ fn the_form_token_is_checked_before_any_file_is_stored() {
     with_wrong.extend(complete_fields("x", "submit"));
     let page = b.post_multipart_raw("/submissions", common::multipart_body(&with_wrong));
     assert_eq!(page.status, Status::Forbidden);
-    assert_eq!((blob_files(&app), table_counts(&app)), before);
+    assert_eq!((app.blob_files(), table_counts(&app)), before);
     assert_eq!(app.audit_count("csrf.refused"), 2);
 }
 
@@ -709,10 +693,7 @@ fn withdrawing_with_destroy_shreds_every_ciphertext_and_keeps_a_record() {
     );
     assert_eq!(page.status, Status::SeeOther);
     for n in &names {
-        assert!(
-            !app.data_dir().join("blobs").join(n).exists(),
-            "ciphertext removed"
-        );
+        assert!(!app.blob_exists(n), "ciphertext removed");
     }
     let detail = b.get(&format!("/submissions/{id}"));
     assert_eq!(detail.status, Status::Ok);
@@ -764,12 +745,12 @@ fn the_same_new_submission_form_sent_twice_creates_one_submission() {
     let first = b.post_multipart("/submissions", &parts);
     assert_eq!(first.status, Status::SeeOther);
     let id = submission_id_from(&location(&first));
-    let before = (blob_files(&app), table_counts(&app));
+    let before = (app.blob_files(), table_counts(&app));
     let second = b.post_multipart("/submissions", &parts);
     assert_eq!(second.status, Status::SeeOther);
     assert_eq!(location(&second), format!("/submissions/{id}"));
     assert_eq!(
-        (blob_files(&app), table_counts(&app)),
+        (app.blob_files(), table_counts(&app)),
         before,
         "nothing added"
     );

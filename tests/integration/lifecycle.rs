@@ -322,10 +322,7 @@ fn not_validated_then_destroy_removes_every_blob_and_content_routes_answer_410_o
     assert_eq!(page.status, Status::SeeOther);
     assert_eq!(status_of(&app, &id), "destroyed");
     for name in &stored {
-        assert!(
-            !app.data_dir().join("blobs").join(name).exists(),
-            "every ciphertext is gone"
-        );
+        assert!(!app.blob_exists(name), "every ciphertext is gone");
     }
     // The record lists each file by number, size and the digest of its stored copy, for the submitter and the
     // officer: the submitter ties it to the receipt. No plaintext digest is kept (it would confirm a guessed file).

@@ -226,11 +226,84 @@ impl TestApp {
 }
 
 fn base_figment(dir: &std::path::Path, database_url: &str) -> rocket::figment::Figment {
-    pcii_portal::figment()
+    let figment = pcii_portal::figment()
         .merge(("data_dir", dir.join("data")))
         .merge(("keys_dir", dir.join("keys")))
         .merge(("database_url", database_url))
-        .merge(("db_pool_size", 4))
+        .merge(("db_pool_size", 4));
+    match s3_test_store() {
+        // Each app its own prefix in the test bucket (the temp dir's unique name), so that no app's sweep meets
+        // another's blobs. Endpoint and credentials come from PCII_S3_* and AWS_* variables (see .ci/run).
+        Some(bucket) => {
+            let name = dir.file_name().unwrap().to_string_lossy();
+            figment.merge((
+                "blob_store",
+                format!("{bucket}/{}", name.trim_start_matches('.')),
+            ))
+        }
+        None => figment,
+    }
+}
+
+/// `PCII_TEST_BLOB_STORE` (`s3://bucket`): the suites run with their blobs in that S3 bucket.
+pub fn s3_test_store() -> Option<String> {
+    std::env::var("PCII_TEST_BLOB_STORE")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+impl TestApp {
+    /// What the blob store holds: every committed blob's name, and (filesystem store) every other file in its
+    /// directory too — temporaries included, so that "nothing left behind" sees them — but its owner lock.
+    pub fn blob_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = if self.state().settings.blob_store.is_empty() {
+            std::fs::read_dir(self.data_dir().join("blobs"))
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| !n.starts_with(".owner-"))
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            self.state()
+                .blobs
+                .list()
+                .expect("list the blob store")
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect()
+        };
+        names.sort();
+        names
+    }
+
+    pub fn blob_exists(&self, name: &str) -> bool {
+        self.state().blobs.exists(name).expect("ask the blob store")
+    }
+
+    pub fn read_blob(&self, name: &str) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut self.state().blobs.open(name).expect("open a blob"),
+            &mut bytes,
+        )
+        .expect("read a blob");
+        bytes
+    }
+
+    /// Replaces a committed blob's bytes in place, as an intruder with write access to the store would.
+    pub fn overwrite_blob(&self, name: &str, bytes: &[u8]) {
+        let settings = &self.state().settings;
+        if settings.blob_store.is_empty() {
+            std::fs::write(self.data_dir().join("blobs").join(name), bytes).unwrap();
+            return;
+        }
+        let location = pcii_portal::storage::s3::S3Location::parse(&settings.blob_store).unwrap();
+        let store =
+            pcii_portal::storage::S3BlobStore::open(location, &settings.s3_options()).unwrap();
+        store.overwrite(name, bytes.to_vec()).unwrap();
+    }
 }
 
 /// One person's browser: its own cookie jar over the shared client.

