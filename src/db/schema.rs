@@ -354,6 +354,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    leases (name) {
+        name -> Text,
+        holder -> Text,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::joinable!(submissions -> organisations (organisation_id));
 diesel::joinable!(blobs -> submissions (submission_id));
 diesel::joinable!(data_keys -> submissions (submission_id));
@@ -390,4 +398,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     totp_enrolments,
     recovery_codes,
     passkeys,
+    leases,
 );

@@ -10,6 +10,7 @@ pub mod destruction;
 pub mod event;
 pub mod grant;
 pub mod invitation;
+pub mod lease;
 pub mod notice;
 pub mod organisation;
 pub mod passkey;

@@ -6,19 +6,47 @@
 //! `blob_sweep_interval_seconds` while the server runs — retries them, and removes temporaries and orphans (files
 //! no row points to) older than the grace period. After a destruction nothing here is urgent for secrecy: its data
 //! keys went in the decision's transaction, so the queued ciphertexts already open for nobody.
+//!
+//! Several instances on one database sweep once between them, not once each: a round sweeps only on the instance
+//! that holds the lease [`SWEEP_LEASE`] (see [`lease_seconds`]); the others skip it.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
 use crate::config::Settings;
 use crate::db::{Db, DbConn};
 use crate::error::{AppError, AppResult};
-use crate::models::{blob, blob_deletion};
+use crate::models::{blob, blob_deletion, lease};
 use crate::services::Services;
 use crate::storage::{sweep_orphans, BlobStore};
 
 /// How many queued names are handled per query.
 const BATCH: i64 = 200;
+
+/// The lease the instances on one database take turns on: a sweep round runs on whichever holds it.
+pub const SWEEP_LEASE: &str = "blob-sweep";
+
+/// What a round's lease lasts beyond the interval, at least: see [`lease_seconds`].
+const LEASE_MARGIN_MIN_SECS: u64 = 5;
+
+/// This instance's name on leases: random, made once per process (an instance is a process).
+pub fn lease_holder() -> &'static str {
+    static HOLDER: OnceLock<String> = OnceLock::new();
+    HOLDER.get_or_init(crate::db::new_id)
+}
+
+/// How long a round's lease lasts when the sweep runs every `interval_secs`: the interval and half again (at least
+/// 5 s more). The holder's next round renews it before it lapses even when that round starts late (a busy runtime,
+/// a slow sweep, a full pool), so the others skip every round while the holder runs; one that stopped or crashed
+/// loses it within that time, and the first other instance whose round comes after takes over. A lapse only ever
+/// lengthens the time between two sweeps: a taker's round is past the lapsed lease's end, i.e. over an interval
+/// after the holder's last sweep. (With no periodic sweep, interval 0, the lease covers the start-up sweep, which
+/// releases it.)
+pub fn lease_seconds(interval_secs: u64) -> i64 {
+    let margin = (interval_secs / 2).max(LEASE_MARGIN_MIN_SECS);
+    i64::try_from(interval_secs.saturating_add(margin)).unwrap_or(i64::MAX / 2)
+}
 
 /// What a sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -176,7 +204,30 @@ pub fn sweep(
     Ok(swept)
 }
 
-/// The sweep at start (before the server takes requests).
+/// One round of the sweep for `holder`: the sweep when `holder` holds the lease [`SWEEP_LEASE`] (taking or
+/// renewing it for `lease_secs`), `None` when another instance does — that one sweeps this round.
+pub fn sweep_if_leased(
+    conn: &mut DbConn,
+    store: &dyn BlobStore,
+    audit: &AuditLog,
+    grace: Duration,
+    holder: &str,
+    lease_secs: i64,
+) -> AppResult<Option<Swept>> {
+    if !lease::acquire(conn, SWEEP_LEASE, holder, lease_secs)? {
+        tracing::debug!(
+            lease = SWEEP_LEASE,
+            "blob sweep skipped: another instance holds the lease"
+        );
+        return Ok(None);
+    }
+    let swept = sweep(conn, store, audit, &Actor::system(), grace)?;
+    tracing::debug!(lease = SWEEP_LEASE, "blob sweep ran: {}", swept.describe());
+    Ok(Some(swept))
+}
+
+/// The sweep at start (before the server takes requests), unless another instance holds the lease: then its next
+/// round sweeps (what this instance's own crash may have left, too).
 pub fn sweep_at_start(
     conn: &mut DbConn,
     store: &dyn BlobStore,
@@ -184,10 +235,18 @@ pub fn sweep_at_start(
     settings: &Settings,
 ) -> AppResult<Swept> {
     let grace = Duration::from_secs(settings.blob_sweep_grace_minutes * 60);
-    sweep(conn, store, audit, &Actor::system(), grace)
+    let every = settings.blob_sweep_interval_seconds;
+    let holder = lease_holder();
+    let swept = sweep_if_leased(conn, store, audit, grace, holder, lease_seconds(every))?;
+    if every == 0 && swept.is_some() {
+        // No periodic round will renew it: the next instance to start sweeps at once.
+        lease::release(conn, SWEEP_LEASE, holder)?;
+    }
+    Ok(swept.unwrap_or_default())
 }
 
-/// Runs the sweep every `blob_sweep_interval_seconds` (0: never) on the current Tokio runtime, until it stops.
+/// Runs a sweep round every `blob_sweep_interval_seconds` (0: never) on the current Tokio runtime, until it stops:
+/// the sweep on the instance that holds the lease, nothing on the others.
 pub fn spawn_periodic_sweep(state: &Services) {
     let every = state.settings.blob_sweep_interval_seconds;
     if every == 0 {
@@ -196,19 +255,36 @@ pub fn spawn_periodic_sweep(state: &Services) {
     let (db, store, audit): (Db, _, AuditLog) =
         (state.db.clone(), state.blobs.clone(), state.audit.clone());
     let grace = Duration::from_secs(state.settings.blob_sweep_grace_minutes * 60);
+    let lease_secs = lease_seconds(every);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(every));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await; // the first tick is immediate; start-up already swept
+        tick.tick().await; // the first tick is immediate; start-up already swept (or another instance did)
         loop {
             tick.tick().await;
             let (store, audit) = (store.clone(), audit.clone());
             let result = db
-                .run(move |c| sweep(c, &*store, &audit, &Actor::system(), grace))
+                .run(move |c| {
+                    sweep_if_leased(c, &*store, &audit, grace, lease_holder(), lease_secs)
+                })
                 .await;
             if let Err(e) = result {
                 tracing::warn!(error = %e, "the periodic blob sweep failed; it runs again later");
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lease_seconds;
+
+    #[test]
+    fn a_round_s_lease_outlasts_its_interval_so_that_the_holder_renews_it_in_time() {
+        assert_eq!(lease_seconds(300), 450);
+        assert_eq!(lease_seconds(2), 7);
+        // At start only: the start-up sweep's own time.
+        assert_eq!(lease_seconds(0), 5);
+        assert!(lease_seconds(u64::MAX) > 0);
+    }
 }

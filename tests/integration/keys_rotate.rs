@@ -391,8 +391,12 @@ fn a_populated_store_from_before_data_keys_migrates_and_converts_and_keeps_no_pl
 
     // The schema before data keys, and a store written the old way: every blob sealed straight to the master
     // identity, plaintext digests in clear (blob rows, attachment rows, a destruction record).
-    // (Second factors came after data keys: that migration goes first.)
-    for _ in 0..2 {
+    // (Every migration that came after data keys — second factors, leases, ... — goes first, then data keys'.)
+    while app.with_conn(|c| {
+        sql_query("SELECT 1 FROM data_keys LIMIT 1")
+            .execute(c)
+            .is_ok()
+    }) {
         app.with_conn(|c| pcii_portal::db::revert_last_migration(c).unwrap());
     }
     let files = [

@@ -15,6 +15,7 @@ mod intake;
 mod key_custody;
 mod key_protection;
 mod keys_rotate;
+mod lease;
 mod lifecycle;
 mod log_hygiene;
 mod officer_queue;

@@ -67,3 +67,27 @@ seaweedfs_unfinished_uploads() {
   esac
   rm -f "$body"
 }
+
+# The names of the objects right under PREFIX in the bucket, one per line, read from SeaweedFS's filer (not through
+# the S3 API the portal uses), page by page.
+seaweedfs_objects() {
+  python3 - "$SEAWEEDFS_FILER/buckets/$SEAWEEDFS_BUCKET/$1/" <<'PY'
+import json, sys, urllib.error, urllib.parse, urllib.request
+url, last = sys.argv[1], ""
+while True:
+    req = urllib.request.Request(url + "?" + urllib.parse.urlencode({"limit": 1000, "lastFileName": last}),
+                                 headers={"Accept": "application/json"})
+    try:
+        page = json.load(urllib.request.urlopen(req))
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            break
+        raise
+    entries = page.get("Entries") or []
+    for e in entries:
+        print(e["FullPath"].rsplit("/", 1)[-1])
+    if not page.get("ShouldDisplayLoadMore") or not entries:
+        break
+    last = page["LastFileName"]
+PY
+}

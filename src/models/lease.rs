@@ -1,0 +1,84 @@
+//! Leases (`leases`): work that must run once across several instances on one database (the blob sweep) is done
+//! by whichever instance holds its lease. Times are the database's clock (Unix seconds): every instance reads the
+//! same one, so clock skew between machines cannot make two of them think they hold a lease at once.
+
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+
+use crate::db::schema::leases;
+use crate::db::DbConn;
+
+/// Who holds a lease, and until when (the database's clock).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = leases)]
+pub struct Lease {
+    pub holder: String,
+    pub expires_at: i64,
+}
+
+/// The database's clock, in Unix seconds (the one expression that differs between the backends).
+pub fn database_now(conn: &mut DbConn) -> QueryResult<i64> {
+    let now = match conn {
+        DbConn::Sqlite(_) => "CAST(strftime('%s', 'now') AS BIGINT)",
+        #[cfg(feature = "postgres")]
+        DbConn::Postgres(_) => "CAST(FLOOR(EXTRACT(EPOCH FROM CLOCK_TIMESTAMP())) AS BIGINT)",
+    };
+    diesel::select(diesel::dsl::sql::<BigInt>(now)).get_result(conn)
+}
+
+/// Takes the lease `name` for `holder` until `seconds` from now by the database's clock — when nobody holds it,
+/// when its holder's time has run out, or when `holder` holds it already (renewed). Returns whether `holder` holds
+/// it now. Each step is one statement, safe against any number of instances trying at once: the conditional
+/// UPDATE takes over (PostgreSQL re-checks its condition on a row another updated meanwhile; SQLite has one
+/// writer), and of concurrent INSERTs of an absent lease the primary key lets one through.
+pub fn acquire(conn: &mut DbConn, name: &str, holder: &str, seconds: i64) -> QueryResult<bool> {
+    let now = database_now(conn)?;
+    let taken = diesel::update(
+        leases::table
+            .find(name)
+            .filter(leases::holder.eq(holder).or(leases::expires_at.le(now))),
+    )
+    .set((
+        leases::holder.eq(holder),
+        leases::expires_at.eq(now + seconds),
+    ))
+    .execute(conn)?;
+    if taken > 0 {
+        return Ok(true);
+    }
+    // No row, or a live one of another holder. The INSERT's unique-key refusal (someone else's lease) is rolled
+    // back to a savepoint, so that a caller's transaction goes on.
+    let inserted = conn.transaction(|tx| {
+        diesel::insert_into(leases::table)
+            .values((
+                leases::name.eq(name),
+                leases::holder.eq(holder),
+                leases::expires_at.eq(now + seconds),
+            ))
+            .execute(tx)
+    });
+    match inserted {
+        Ok(_) => Ok(true),
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives the lease up, if `holder` holds it: another instance may take it at once. Returns whether it did.
+pub fn release(conn: &mut DbConn, name: &str, holder: &str) -> QueryResult<bool> {
+    diesel::delete(leases::table.find(name).filter(leases::holder.eq(holder)))
+        .execute(conn)
+        .map(|n| n > 0)
+}
+
+/// The lease's row, held or lapsed (for the tests and an operator's look).
+pub fn find(conn: &mut DbConn, name: &str) -> QueryResult<Option<Lease>> {
+    leases::table
+        .find(name)
+        .select(Lease::as_select())
+        .first(conn)
+        .optional()
+}

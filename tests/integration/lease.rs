@@ -1,0 +1,182 @@
+//! Leases: background work runs once across instances on one database. Holders contending at once — one wins; a
+//! lapsed lease (a crashed holder) is taken over, a live one is not; and through the portal's own start-up and its
+//! periodic round, the blob sweep runs only on the instance that holds the `blob-sweep` lease.
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use rocket::http::Status;
+
+use crate::common::TestApp;
+use pcii_portal::models::{blob_deletion, lease};
+use pcii_portal::workflow::blobs::{lease_holder, SWEEP_LEASE};
+
+/// Another instance's name on leases (this process's is `lease_holder()`).
+const OTHER: &str = "another-instance";
+
+/// Waits until the lease `name` has lapsed by the database's clock (its holder stopped renewing it).
+fn wait_until_lapsed(app: &TestApp, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (held, now) = app.with_conn(|c| {
+            (
+                lease::find(c, name).unwrap(),
+                lease::database_now(c).unwrap(),
+            )
+        });
+        if held.is_none_or(|l| l.expires_at <= now) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the lease {name} never lapsed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A committed blob that no row points to.
+fn orphan(app: &TestApp) -> String {
+    let mut w = app.state().blobs.create().unwrap();
+    std::io::Write::write_all(&mut w, b"age-encryption.org/v1 orphan").unwrap();
+    w.commit().unwrap()
+}
+
+/// Hands the sweep's lease from this process to another instance, for `seconds`.
+fn hand_sweep_lease_to_other(app: &TestApp, seconds: i64) {
+    app.with_conn(|c| {
+        lease::release(c, SWEEP_LEASE, lease_holder()).unwrap();
+        assert!(lease::acquire(c, SWEEP_LEASE, OTHER, seconds).unwrap());
+    });
+}
+
+#[test]
+fn holders_contending_at_once_leave_exactly_one_holder() {
+    let app = TestApp::new();
+    // As many holders as the test pool has connections, each on its own, released together by a barrier.
+    const HOLDERS: usize = 4;
+    for round in 0..10 {
+        let name = format!("contended-{round}");
+        let barrier = Arc::new(Barrier::new(HOLDERS));
+        let won: Vec<bool> = std::thread::scope(|s| {
+            let tries: Vec<_> = (0..HOLDERS)
+                .map(|h| {
+                    let (barrier, name) = (barrier.clone(), name.clone());
+                    let mut conn = app.state().db.get().expect("conn");
+                    s.spawn(move || {
+                        barrier.wait();
+                        lease::acquire(&mut conn, &name, &format!("holder-{h}"), 60).unwrap()
+                    })
+                })
+                .collect();
+            tries.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(
+            won.iter().filter(|w| **w).count(),
+            1,
+            "round {round}: {won:?}"
+        );
+        let winner = won.iter().position(|w| *w).unwrap();
+        let held = app.with_conn(|c| lease::find(c, &name).unwrap()).unwrap();
+        assert_eq!(held.holder, format!("holder-{winner}"));
+        // The others still cannot take it while it lasts; the winner renews it.
+        app.with_conn(|c| {
+            for h in (0..HOLDERS).filter(|h| *h != winner) {
+                assert!(!lease::acquire(c, &name, &format!("holder-{h}"), 60).unwrap());
+            }
+            assert!(lease::acquire(c, &name, &held.holder, 60).unwrap());
+        });
+    }
+}
+
+#[test]
+fn a_lapsed_lease_is_taken_over_and_a_live_one_is_not() {
+    let app = TestApp::new();
+    app.with_conn(|c| {
+        let now = lease::database_now(c).unwrap();
+        assert!(lease::acquire(c, "work", "a", 1).unwrap());
+        let held = lease::find(c, "work").unwrap().unwrap();
+        assert_eq!(held.holder, "a");
+        assert!((now + 1..=now + 2).contains(&held.expires_at), "{held:?}");
+        assert!(
+            !lease::acquire(c, "work", "b", 60).unwrap(),
+            "taken while live"
+        );
+    });
+    // "a" crashes: it stops renewing, and its lease lapses by the database's clock.
+    wait_until_lapsed(&app, "work");
+    app.with_conn(|c| {
+        assert!(
+            lease::acquire(c, "work", "b", 60).unwrap(),
+            "not taken over"
+        );
+        assert_eq!(lease::find(c, "work").unwrap().unwrap().holder, "b");
+        // "a" comes back: the lease is no longer its own, and it cannot give it up either.
+        assert!(!lease::acquire(c, "work", "a", 60).unwrap());
+        assert!(!lease::release(c, "work", "a").unwrap());
+        // Released by its holder, the lease is free at once.
+        assert!(lease::release(c, "work", "b").unwrap());
+        assert!(lease::find(c, "work").unwrap().is_none());
+        assert!(lease::acquire(c, "work", "a", 60).unwrap());
+    });
+}
+
+#[test]
+fn the_start_up_sweep_runs_only_on_the_instance_holding_the_lease() {
+    let app = TestApp::new();
+    // The first start took the sweep's lease.
+    let held = app.with_conn(|c| lease::find(c, SWEEP_LEASE).unwrap());
+    assert_eq!(held.map(|l| l.holder).as_deref(), Some(lease_holder()));
+    let name = orphan(&app);
+    let grace_over = |f: rocket::figment::Figment| f.merge(("blob_sweep_grace_minutes", 0));
+
+    // Another instance holds the lease: a start (here, of a second instance on the same database and store) leaves
+    // the sweep to it.
+    hand_sweep_lease_to_other(&app, 2);
+    let startup = app.restart(grace_over);
+    assert_eq!(startup.swept_blobs, 0);
+    assert!(app.state().blobs.exists(&name).unwrap());
+    assert_eq!(app.audit_count("blob.sweep"), 0);
+
+    // That instance crashed: once its lease lapses, the next start takes it over and sweeps.
+    wait_until_lapsed(&app, SWEEP_LEASE);
+    let startup = app.restart(grace_over);
+    assert_eq!(startup.swept_blobs, 1);
+    assert!(!app.state().blobs.exists(&name).unwrap());
+    assert_eq!(app.audit_count("blob.sweep"), 1);
+    let held = app.with_conn(|c| lease::find(c, SWEEP_LEASE).unwrap());
+    assert_eq!(held.map(|l| l.holder).as_deref(), Some(lease_holder()));
+}
+
+#[test]
+fn the_periodic_sweep_skips_its_rounds_while_another_instance_holds_the_lease() {
+    let app = TestApp::with(|f| f.merge(("blob_sweep_interval_seconds", 1)));
+    hand_sweep_lease_to_other(&app, 3600);
+    // A file left queued by a crash: the holder's sweep would delete it.
+    let name = orphan(&app);
+    app.with_conn(|c| blob_deletion::enqueue(c, std::slice::from_ref(&name), 0).unwrap());
+    // The rounds run on the server's runtime; a request drives the client's runtime while we wait.
+    let mut b = app.browser();
+    let mut wait = |until: Instant, done: &dyn Fn() -> bool| {
+        while !done() && Instant::now() < until {
+            assert_eq!(b.get("/healthz").status, Status::Ok);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let gone = || !app.state().blobs.exists(&name).unwrap();
+    // Three rounds pass: each is skipped.
+    wait(Instant::now() + Duration::from_secs(3), &gone);
+    assert!(!gone(), "swept while another instance held the lease");
+    assert_eq!(app.audit_count("blob.sweep"), 0);
+
+    // The other instance gives the lease up (a stop): the next round here takes it and sweeps. Done when the file
+    // is gone, its name dequeued and the sweep audited (the sweep does these in that order).
+    app.with_conn(|c| assert!(lease::release(c, SWEEP_LEASE, OTHER).unwrap()));
+    let swept = || {
+        gone()
+            && app.with_conn(|c| blob_deletion::count(c).unwrap()) == 0
+            && app.audit_count("blob.sweep") >= 1
+    };
+    wait(Instant::now() + Duration::from_secs(20), &swept);
+    assert!(swept(), "the periodic sweep never took the lease over");
+    assert_eq!(app.audit_count("blob.sweep"), 1);
+    let held = app.with_conn(|c| lease::find(c, SWEEP_LEASE).unwrap());
+    assert_eq!(held.map(|l| l.holder).as_deref(), Some(lease_holder()));
+}
