@@ -173,6 +173,11 @@ for size in "${SIZES[@]}"; do
         for run in $(seq 1 "$RUNS"); do
             echo "size $size run $run/$RUNS (S3) ..." >&2
             measure_upload s3
+            # The store's own speed: the same file PUT by curl straight to the bucket (one request, not sealed).
+            read -r wall cpu busy < <(measure curl -s -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" \
+                --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+                -T "$file" "$PCII_S3_ENDPOINT/$SEAWEEDFS_BUCKET/put-$size-$run")
+            echo "$size $bytes s3put $run $wall $wall $busy $cpu" >> "$results"
         done
         stop_server
         unset PCII_BLOB_STORE
@@ -253,15 +258,17 @@ for s in order:
 print("ratio = portal throughput / rage throughput; rage+sync = rage followed by an fsync of its output (the portal fsyncs)")
 if any(t == "s3" for (_, t) in rows):
     print()
-    print(f"{'size':>6} | {'S3 store MiB/s':>14} | {'vs directory':>12} | {'vs rage':>7} | {'server peak RSS':>15}")
-    print("-" * 68)
+    print(f"{'size':>6} | {'S3 store MiB/s':>14} | {'curl PUT MiB/s':>14} | {'ratio':>6} | {'vs directory':>12} | {'vs rage':>7} | {'server peak RSS':>15}")
+    print("-" * 96)
     for s in order:
         if (s, "s3") not in rows:
             continue
-        q, p, r = ms(s, "s3"), ms(s, "portal"), ms(s, "rage")
+        q, put, p, r = ms(s, "s3"), ms(s, "s3put"), ms(s, "portal"), ms(s, "rage")
         peak = max(x["hwm"] for x in rows[s, "s3"]) / 1024
-        print(f"{s:>6} | {mib(s, q):14.0f} | {p / q:11.2f}x | {r / q:6.2f}x | {peak:11.1f} MiB")
-    print("S3 store: SeaweedFS (weed mini) on loopback; its own CPU use is part of the machine's, not the server's")
+        print(f"{s:>6} | {mib(s, q):14.0f} | {mib(s, put):14.0f} | {put / q:5.2f}x | {p / q:11.2f}x | {r / q:6.2f}x | "
+              f"{peak:11.1f} MiB")
+    print("S3 store: SeaweedFS (weed mini) on loopback, on the same cores; curl PUT = the same file sent straight to the")
+    print("bucket in one request (the store's own speed); ratios = S3 store throughput / the other's")
 print()
 noisy = 0.0
 for s in order:
