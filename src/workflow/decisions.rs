@@ -14,6 +14,7 @@ use crate::models::grant::{self, NewDisseminationRow, NewGrant};
 use crate::models::submission::{self, Scope, Submission};
 use crate::services::Services;
 use crate::time::DAY;
+use crate::workflow::content::FieldErrors;
 use crate::workflow::lifecycle::{self, check, record_transition, Change, Step};
 use crate::workflow::sealed_text::{Sealed, Sealer};
 
@@ -40,12 +41,39 @@ impl Decision {
         }
     }
 
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Defective => "defective",
+            Decision::Validate => "validate",
+            Decision::NotValidate => "not_validated",
+            Decision::RemoveProtection => "remove_protection",
+        }
+    }
+
     fn step(self) -> Step {
         match self {
             Decision::Defective => Step::MarkDefective,
             Decision::Validate => Step::Validate,
             Decision::NotValidate => Step::NotValidate,
             Decision::RemoveProtection => Step::RemoveProtection,
+        }
+    }
+
+    /// Ends the presumption of protection or the protection itself, and cannot be undone: the officer
+    /// is shown what follows and confirms it first. A defect notice only starts the cure clock.
+    pub fn is_final(self) -> bool {
+        self != Decision::Defective
+    }
+
+    pub fn needs_reason(self) -> bool {
+        self.step().needs_reason()
+    }
+
+    /// What the officer is told when the reason this decision needs is missing.
+    pub fn missing_reason(self) -> &'static str {
+        match self {
+            Decision::Defective => "List the defects the submitter must cure.",
+            _ => "Give the reason for this decision; the submitter is told it.",
         }
     }
 }
@@ -113,6 +141,36 @@ where
         .await
 }
 
+/// The officer's words for a decision, cleaned (`None` when none were given and none are needed), or why
+/// they will not do: missing where the decision needs them, or too long.
+pub fn decision_reason(decision: Decision, reason: &str) -> AppResult<Option<String>> {
+    let reason = clean_reason(reason)?;
+    if decision.needs_reason() && reason.is_none() {
+        return Err(AppError::Invalid(decision.missing_reason().into()));
+    }
+    Ok(reason)
+}
+
+/// Whether `officer` may take `decision` on `sub` as it stands, and the status it leads to: the checks
+/// [`decide`] makes again in its transaction, for a page that asks the officer to confirm first.
+pub fn may_decide(officer: &User, sub: &Submission, decision: Decision) -> AppResult<Status> {
+    not_own(officer, sub)?;
+    Ok(check(sub.status(), decision.step(), Role::Officer)?)
+}
+
+/// Whether `officer` may grant access to `sub` and record its releases now: validated PCII, not of the
+/// officer's own organisation. [`grant`] and [`record_dissemination`] check it again in their transaction.
+pub fn may_release(officer: &User, sub: &Submission) -> AppResult<()> {
+    not_own(officer, sub)?;
+    if !lifecycle::releasable(sub.status()) {
+        return Err(AppError::Conflict(format!(
+            "This submission is {}: access is granted, and releases are recorded, for validated PCII only (6 CFR 29.8).",
+            sub.status().label().to_lowercase()
+        )));
+    }
+    Ok(())
+}
+
 /// Records a decision. A reason is required for "defective" (the list of defects), "not validated" and
 /// "protection removed".
 pub async fn decide(
@@ -123,14 +181,7 @@ pub async fn decide(
     decision: Decision,
     reason: &str,
 ) -> AppResult<Status> {
-    let step = decision.step();
-    let reason = clean_reason(reason)?;
-    if step.needs_reason() && reason.is_none() {
-        return Err(AppError::Invalid(match decision {
-            Decision::Defective => "List the defects the submitter must cure.".into(),
-            _ => "Give the reason for this decision; the submitter is told it.".into(),
-        }));
-    }
+    let reason = decision_reason(decision, reason)?;
     let now = state.clock.now();
     officer_fact(
         state,
@@ -211,6 +262,46 @@ fn apply_decision(
     Ok((to, event))
 }
 
+/// One message for a form's problems, for a caller that did not check the fields itself.
+fn invalid(errors: FieldErrors) -> AppError {
+    AppError::Invalid(errors.into_values().collect::<Vec<_>>().join(" "))
+}
+
+/// A grant's terms as typed, each problem under its form field (`reason`, `expires`): the need-to-know reason
+/// is required, and the grant ends in the future but within [`GRANT_MAX_DAYS`]. The cleaned reason when they hold.
+pub fn check_grant_terms(reason: &str, expires_at: i64, now: i64) -> Result<String, FieldErrors> {
+    let mut errors = FieldErrors::new();
+    let reason = match clean_reason(reason) {
+        Ok(Some(r)) => Some(r),
+        Ok(None) => {
+            errors.insert(
+                "reason".into(),
+                "Give the need-to-know reason for the grant.".into(),
+            );
+            None
+        }
+        Err(e) => {
+            errors.insert("reason".into(), e.public_message().unwrap_or_default());
+            None
+        }
+    };
+    if expires_at <= now {
+        errors.insert(
+            "expires".into(),
+            "The expiry date must be in the future.".into(),
+        );
+    } else if expires_at > now + GRANT_MAX_DAYS * DAY {
+        errors.insert(
+            "expires".into(),
+            format!("A grant lasts at most {GRANT_MAX_DAYS} days; renew it when it ends."),
+        );
+    }
+    match reason {
+        Some(r) if errors.is_empty() => Ok(r),
+        _ => Err(errors),
+    }
+}
+
 /// Grants an authorized user need-to-know access to one validated submission until `expires_at`.
 pub async fn grant(
     state: &Services,
@@ -221,19 +312,8 @@ pub async fn grant(
     reason: &str,
     expires_at: i64,
 ) -> AppResult<()> {
-    let reason = clean_reason(reason)?
-        .ok_or_else(|| AppError::Invalid("Give the need-to-know reason for the grant.".into()))?;
     let now = state.clock.now();
-    if expires_at <= now {
-        return Err(AppError::Invalid(
-            "The expiry date must be in the future.".into(),
-        ));
-    }
-    if expires_at > now + GRANT_MAX_DAYS * DAY {
-        return Err(AppError::Invalid(format!(
-            "A grant lasts at most {GRANT_MAX_DAYS} days; renew it when it ends."
-        )));
-    }
+    let reason = check_grant_terms(reason, expires_at, now).map_err(invalid)?;
     let grantee = grantee_id.to_string();
     officer_fact(
         state,
@@ -241,11 +321,7 @@ pub async fn grant(
         actor,
         submission_id,
         move |tx, officer, sub, sealer| {
-            if !lifecycle::releasable(sub.status()) {
-                return Err(AppError::Conflict(
-                    "Access can be granted only to validated PCII.".into(),
-                ));
-            }
+            may_release(officer, sub)?;
             // An account that does not exist is refused like a disabled one or one of another role.
             let eligible = match account::find(tx, &grantee).map_err(AppError::from) {
                 Ok(u) => !u.disabled && u.role == Role::AuthorizedUser,
@@ -337,6 +413,47 @@ pub struct NewDissemination {
 
 pub const RECIPIENT_KINDS: [&str; 4] = ["state", "local", "tribal", "territorial"];
 
+/// A release as typed, each problem under its form field: the recipient, the arrangement and what was
+/// released are required, the kind of entity is one of [`RECIPIENT_KINDS`], a sanitized release says what was
+/// removed, and the release date is not in the future.
+pub fn check_dissemination(d: &NewDissemination, now: i64) -> FieldErrors {
+    let mut errors = FieldErrors::new();
+    for (field, value, what) in [
+        ("recipient", &d.recipient, "the recipient"),
+        ("arrangement", &d.arrangement, "the arrangement"),
+        ("what", &d.what, "what was released"),
+        ("removed", &d.removed, "what was removed"),
+    ] {
+        if value.chars().count() > REASON_MAX {
+            errors.insert(
+                field.into(),
+                format!("This is too long (at most {REASON_MAX} characters)."),
+            );
+        } else if value.trim().is_empty() && field != "removed" {
+            errors.insert(field.into(), format!("Enter {what}."));
+        }
+    }
+    if !RECIPIENT_KINDS.contains(&d.recipient_kind.as_str()) {
+        errors.insert(
+            "recipient_kind".into(),
+            "Choose whether the recipient is a state, local, tribal or territorial entity.".into(),
+        );
+    }
+    if d.sanitized && d.removed.trim().is_empty() {
+        errors.insert(
+            "removed".into(),
+            "Say what was removed from the sanitized release.".into(),
+        );
+    }
+    if d.released_at > now + DAY {
+        errors.insert(
+            "released_on".into(),
+            "The release date cannot be in the future.".into(),
+        );
+    }
+    errors
+}
+
 pub async fn record_dissemination(
     state: &Services,
     officer: &User,
@@ -345,36 +462,9 @@ pub async fn record_dissemination(
     d: NewDissemination,
 ) -> AppResult<()> {
     let now = state.clock.now();
-    let mut missing = Vec::new();
-    for (value, what) in [
-        (&d.recipient, "the recipient"),
-        (&d.arrangement, "the arrangement"),
-        (&d.what, "what was released"),
-    ] {
-        if value.trim().is_empty() {
-            missing.push(what);
-        }
-        if value.chars().count() > REASON_MAX {
-            return Err(AppError::Invalid("A field is too long.".into()));
-        }
-    }
-    if !missing.is_empty() {
-        return Err(AppError::Invalid(format!("Enter {}.", missing.join(", "))));
-    }
-    if !RECIPIENT_KINDS.contains(&d.recipient_kind.as_str()) {
-        return Err(AppError::Invalid(
-            "Choose whether the recipient is a state, local, tribal or territorial entity.".into(),
-        ));
-    }
-    if d.sanitized && d.removed.trim().is_empty() {
-        return Err(AppError::Invalid(
-            "Say what was removed from the sanitized release.".into(),
-        ));
-    }
-    if d.released_at > now + DAY {
-        return Err(AppError::Invalid(
-            "The release date cannot be in the future.".into(),
-        ));
+    let errors = check_dissemination(&d, now);
+    if !errors.is_empty() {
+        return Err(invalid(errors));
     }
     officer_fact(
         state,
@@ -382,11 +472,7 @@ pub async fn record_dissemination(
         actor,
         submission_id,
         move |tx, officer, sub, sealer| {
-            if !lifecycle::releasable(sub.status()) {
-                return Err(AppError::Conflict(
-                    "Only validated PCII is disseminated under 6 CFR 29.8.".into(),
-                ));
-            }
+            may_release(officer, sub)?;
             let recipient = sealer.seal(d.recipient.trim())?;
             let arrangement = sealer.seal(d.arrangement.trim())?;
             let what = sealer.seal(d.what.trim())?;

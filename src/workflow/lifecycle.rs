@@ -25,7 +25,9 @@ pub enum Step {
     Validate,
     /// An officer decides it is not PCII (with a reason); the submitter then chooses return or destroy.
     NotValidate,
-    /// An officer removes protection (with a reason).
+    /// An officer removes the protection of validated PCII (with a reason): it was customarily in the public
+    /// domain when submitted, or the submitter asked in writing (6 CFR 29.6(f)). Information not yet validated
+    /// is decided "not validated" instead.
     RemoveProtection,
     /// The submitter withdraws before a final decision.
     Withdraw,
@@ -97,7 +99,7 @@ pub fn check(from: Status, step: Step, role: Role) -> Result<Status, StepRefused
         (Step::Cure, Defective) => Received,
         (Step::Validate, Received) => Validated,
         (Step::NotValidate, Received | Defective) => NotValidated,
-        (Step::RemoveProtection, Received | Defective | Validated) => ProtectionRemoved,
+        (Step::RemoveProtection, Validated) => ProtectionRemoved,
         (Step::Withdraw, Received | Defective) => Withdrawn,
         (Step::Destroy, NotValidated | Withdrawn) => Destroyed,
         (Step::Return, NotValidated | Withdrawn) => Returned,
@@ -314,6 +316,9 @@ mod tests {
         use Status::*;
         // Validation only from "received": a defect must be cured first.
         assert!(check(Defective, Step::Validate, Role::Officer).is_err());
+        // Protection is removed from validated PCII only; before that the decision is "not validated".
+        assert!(check(Received, Step::RemoveProtection, Role::Officer).is_err());
+        assert!(check(Defective, Step::RemoveProtection, Role::Officer).is_err());
         // No withdrawal after a final decision.
         assert!(check(Validated, Step::Withdraw, Role::Submitter).is_err());
         // Terminal states go nowhere.
@@ -419,11 +424,7 @@ mod tests {
                 matches!(status, Received | Defective),
                 "{status:?}"
             );
-            assert_eq!(
-                po.remove_protection,
-                matches!(status, Received | Defective | Validated),
-                "{status:?}"
-            );
+            assert_eq!(po.remove_protection, status == Validated, "{status:?}");
             assert_eq!(po.release, status == Validated, "{status:?}");
             assert!(!po.edit && !po.withdraw, "{status:?}");
 

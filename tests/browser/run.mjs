@@ -757,13 +757,21 @@ async function flowOfficerDefect(browser) {
   const stale = await p.context.newPage();
   await go(stale, 'officer: same submission in a second window', `/officer/submissions/${shared.submissionId}`);
 
+  // "Not validated" without its reason: the form comes back (422) with the reason marked and the defects kept.
+  const defects = 'File 2 (one-line diagram) is unreadable; attach a legible copy.';
+  await press(page, byId(page, 'd_not'), 'Space');
+  await byId(page, 'defects').fill(defects);
+  await go(page, 'officer: a decision without its reason', () => press(page, page.getByRole('button', { name: 'Record the decision' })),
+    { expectStatus: 422 });
+  expect(await byId(page, 'reason-error').isVisible(), 'the reason field is not marked');
+  expect((await byId(page, 'defects').inputValue()) === defects, 'the defects typed are gone');
+  expect(await byId(page, 'd_not').isChecked(), 'the decision chosen is gone');
   await press(page, byId(page, 'd_defective'), 'Space');
-  await byId(page, 'reason').fill('File 2 (one-line diagram) is unreadable; attach a legible copy.');
   await go(page, 'officer: marked defective', () => press(page, page.getByRole('button', { name: 'Record the decision' })));
   expect(/Defective/.test(await notice(page)), `no confirmation of the defect decision: "${await notice(page)}"`);
 
   await press(stale, byId(stale, 'd_defective'), 'Space');
-  await byId(stale, 'reason').fill('File 2 (one-line diagram) is unreadable; attach a legible copy.');
+  await byId(stale, 'defects').fill(defects);
   await go(stale, 'officer: the same decision sent again (stale window)', () => press(stale, stale.getByRole('button', { name: 'Record the decision' })),
     { expectStatus: 409, shot: '25-double-submit-conflict' });
   expect(/Conflict/.test(await heading(stale)), 'the repeated decision does not end on a clear page');
@@ -834,7 +842,10 @@ async function flowOfficerValidates() {
   await go(page, 'officer: opens the corrected submission', () => press(page, page.getByRole('link', { name: shared.tracking })));
   await press(page, byId(page, 'd_validate'), 'Space');
   await byId(page, 'reason').fill('Express statement, certifications and legible files present.');
-  await go(page, 'officer: validated', () => press(page, page.getByRole('button', { name: 'Record the decision' })));
+  // A final decision: a page says what will follow, and nothing is recorded until its button is pressed.
+  await go(page, 'officer: asked to confirm the validation', () => press(page, page.getByRole('button', { name: 'Record the decision' })));
+  expect(/^Validate PCII-/.test(await heading(page)), `no confirmation page before validating: "${await heading(page)}"`);
+  await go(page, 'officer: validated', () => press(page, page.getByRole('button', { name: 'Confirm: validated' })));
   expect(/Validated/.test(await notice(page)), `no confirmation of validation: "${await notice(page)}"`);
   expect((await page.locator('.pcii-banner').first().textContent()).includes('PROTECTED CRITICAL INFRASTRUCTURE INFORMATION'), 'no PCII marking after validation');
 

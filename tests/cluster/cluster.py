@@ -342,7 +342,8 @@ def concurrent_work(submitters, officers, analyst_id):
                     return
                 continue
             decision = "not_validated" if u.plan == "not_validated" else "validate"
-            fields = {"csrf": p.csrf, "decision": decision}
+            # confirm=1: the button of the page that asks to confirm a final decision.
+            fields = {"csrf": p.csrf, "decision": decision, "confirm": "1"}
             if decision != "validate":
                 fields["reason"] = f"Multi-instance suite: {u.title} is not PCII"
             st, _, _ = p.post_form(f"/officer/submissions/{u.sid}/decision", fields)

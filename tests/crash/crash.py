@@ -871,7 +871,8 @@ def scenario_decisions(ck, rnd):
     for i, sid in enumerate(ids):
         d = DECISIONS[i % 3]
         plan[sid] = d
-        fields = {"csrf": officer.csrf, "decision": d[0]}
+        # confirm=1: the button of the page that asks to confirm a final decision (defective needs none).
+        fields = {"csrf": officer.csrf, "decision": d[0], "confirm": "1"}
         if d[0] != "validate":
             fields["reason"] = f"crash suite reason {i}"
         jobs.append((f"/officer/submissions/{sid}/decision", fields, sid))

@@ -76,7 +76,11 @@ fn copies_of_a_destroyed_submission_open_for_no_key_and_a_crash_before_deleting_
     let kept = submit(&mut sub, "kept narrative", &[file_bytes(30_000, 3, "")]);
     let page = officer.post(
         &format!("/officer/submissions/{doomed}/decision"),
-        &[("decision", "not_validated"), ("reason", "Public domain")],
+        &[
+            ("decision", "not_validated"),
+            ("reason", "Public domain"),
+            ("confirm", "1"),
+        ],
     );
     assert_eq!(page.status, Status::SeeOther);
 
@@ -260,7 +264,7 @@ fn officers_words_are_sealed_shown_to_those_admitted_and_destroyed_with_the_cont
     let decide = |o: &mut Browser<'_>, id: &str, decision: &str, reason: &str| {
         let page = o.post(
             &format!("/officer/submissions/{id}/decision"),
-            &[("decision", decision), ("reason", reason)],
+            &[("decision", decision), ("reason", reason), ("confirm", "1")],
         );
         assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     };

@@ -161,10 +161,10 @@ fn defective_cured_validated_granted_read_exported_then_the_grant_expires() {
     assert_eq!(status_of(&app, &id), "received");
     assert_eq!(app.audit_count("submission.cured"), 1);
 
-    // Validated: full markings everywhere.
+    // Validated (a final decision, confirmed): full markings everywhere.
     let page = officer.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[("decision", "validate")],
+        &[("decision", "validate"), ("confirm", "1")],
     );
     assert_eq!(page.status, Status::SeeOther);
     assert_eq!(status_of(&app, &id), "validated");
@@ -288,6 +288,7 @@ fn not_validated_then_destroy_removes_every_blob_and_content_routes_answer_410_o
         &[
             ("decision", "not_validated"),
             ("reason", "Customarily in the public domain"),
+            ("confirm", "1"),
         ],
     );
     assert_eq!(page.status, Status::SeeOther);
@@ -416,7 +417,7 @@ fn dissemination_is_recorded_per_submission_and_in_the_whole_log() {
     let id = submit(&mut sub, &[]);
     officer.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[("decision", "validate")],
+        &[("decision", "validate"), ("confirm", "1")],
     );
     let today = chrono::Utc::now().date_naive().to_string();
     let page = officer.post(
@@ -512,7 +513,7 @@ fn route_by_role_matrix() {
     let id = submit(&mut owner, &[file_bytes(10_000, 1, "")]);
     officer.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[("decision", "validate")],
+        &[("decision", "validate"), ("confirm", "1")],
     );
     let att = app.attachment_ids(&id).remove(0);
 

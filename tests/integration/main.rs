@@ -18,6 +18,7 @@ mod keys_rotate;
 mod lease;
 mod lifecycle;
 mod log_hygiene;
+mod officer_forms;
 mod officer_queue;
 mod organisations;
 mod registration;

@@ -336,7 +336,8 @@ fn an_export_and_a_decision_twenty_minutes_after_sign_in_ask_for_the_factor_agai
     assert_eq!(res.status, Status::Unauthorized);
     assert!(res.body.contains("That did not work"));
     assert!(res.body.contains("fire alarm &amp; nothing more"));
-    // The page posts back what it carries, with the code: the decision is made as first typed.
+    // The page posts back what it carries, with the code: the decision goes on as first typed, to the page
+    // that asks to confirm it (a final decision), and its button applies it.
     let code = common::totp_code(app.state(), "o@example.gov");
     let res = officer.post(
         &decision,
@@ -344,6 +345,17 @@ fn an_export_and_a_decision_twenty_minutes_after_sign_in_ask_for_the_factor_agai
             ("decision", "not_validated"),
             ("reason", reason),
             ("factor_code", &code),
+        ],
+    );
+    assert_eq!(res.status, Status::Ok, "{}", res.body);
+    assert!(res.body.contains("Confirm: not validated"), "{}", res.body);
+    assert!(res.body.contains("fire alarm &amp; nothing more"));
+    let res = officer.post(
+        &decision,
+        &[
+            ("decision", "not_validated"),
+            ("reason", reason),
+            ("confirm", "1"),
         ],
     );
     assert_eq!(res.status, Status::SeeOther, "{}", res.body);
@@ -704,7 +716,11 @@ fn a_submitter_with_a_factor_gives_it_again_before_choosing_destruction() {
     let mut officer = app.login_as(Role::Officer, "o@example.gov", None);
     let res = officer.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[("decision", "not_validated"), ("reason", "Not CII")],
+        &[
+            ("decision", "not_validated"),
+            ("reason", "Not CII"),
+            ("confirm", "1"),
+        ],
     );
     assert_eq!(res.status, Status::SeeOther, "{}", res.body);
 

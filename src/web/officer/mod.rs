@@ -1,6 +1,7 @@
 //! PCII officers: the queue, one submission (content, decisions, grants, disseminations, export), the
 //! dissemination log, and the organisations of the Program Office's submitters.
 
+pub mod forms;
 pub mod organisations;
 pub mod queue;
 pub mod submissions;

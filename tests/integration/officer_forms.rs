@@ -1,0 +1,596 @@
+//! Issue 18, officer forms that forgive: every officer form comes back on a mistake with the message next to
+//! the field and everything typed kept (422); final decisions (validated, not validated, protection removed)
+//! are shown with what will follow and change nothing until confirmed; options the lifecycle forbids are not
+//! offered.
+
+use crate::common::{complete_fields, encode, Browser, TestApp};
+use diesel::prelude::*;
+use rocket::http::Status;
+
+use pcii_portal::db::schema::{audit_entries, grants, submissions};
+use pcii_portal::domain::Role;
+use pcii_portal::time::DAY;
+
+fn submit(b: &mut Browser<'_>) -> String {
+    let page = b.post_multipart(
+        "/submissions",
+        &complete_fields("Forms narrative", "submit"),
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    page.header("Location")
+        .unwrap()
+        .trim_start_matches("/submissions/")
+        .trim_end_matches("/receipt")
+        .to_string()
+}
+
+fn status_of(app: &TestApp, id: &str) -> String {
+    app.with_conn(|c| {
+        submissions::table
+            .find(id)
+            .select(submissions::status)
+            .first(c)
+            .unwrap()
+    })
+}
+
+fn audit_len(app: &TestApp) -> i64 {
+    app.with_conn(|c| audit_entries::table.count().get_result(c).unwrap())
+}
+
+/// Posts `fields` with the session's token fetched first, so that nothing but this post can add to the log
+/// between two counts.
+fn post_counted(
+    app: &TestApp,
+    b: &mut Browser<'_>,
+    uri: &str,
+    fields: &[(&str, &str)],
+) -> (crate::common::Page, i64) {
+    let token = b.csrf();
+    let mut all = vec![("csrf", token.as_str())];
+    all.extend_from_slice(fields);
+    let before = audit_len(app);
+    let page = b.post_raw(uri, encode(&all), None);
+    (page, audit_len(app) - before)
+}
+
+/// A received submission of Acme and a signed-in officer of the Program Office.
+fn received(app: &TestApp) -> (String, Browser<'_>, Browser<'_>) {
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut sub);
+    (id, sub, officer)
+}
+
+fn validated(app: &TestApp) -> (String, Browser<'_>) {
+    let (id, _, mut officer) = received(app);
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[("decision", "validate"), ("confirm", "1")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    (id, officer)
+}
+
+/// An active authorized user: its id.
+fn analyst(app: &TestApp) -> String {
+    app.create_user(Role::AuthorizedUser, "ana@dhs.example.gov", None)
+}
+
+/// The field error shown next to the field with element id `id`, and the summary's link to it.
+fn marked(body: &str, id: &str) -> bool {
+    body.contains(&format!("id=\"{id}-error\"")) && body.contains(&format!("href=\"#{id}\""))
+}
+
+#[test]
+fn a_decision_without_its_reason_comes_back_with_the_reason_marked_and_the_defects_typed_kept() {
+    let app = TestApp::new();
+    let (id, _, mut officer) = received(&app);
+    let uri = format!("/officer/submissions/{id}/decision");
+    let defects = "DefectsTypedMarker: the certification is missing";
+    let (page, logged) = post_counted(
+        &app,
+        &mut officer,
+        &uri,
+        &[
+            ("decision", "not_validated"),
+            ("defects", defects),
+            ("reason", ""),
+        ],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    assert!(marked(&page.body, "reason"), "{}", page.body);
+    assert!(page.body.contains("Give the reason for this decision"));
+    assert!(page.body.contains(defects), "the defects typed are kept");
+    assert!(page
+        .body
+        .contains("id=\"d_not\" name=\"decision\" value=\"not_validated\" checked"));
+    assert!(!marked(&page.body, "defects"));
+    assert_eq!(status_of(&app, &id), "received");
+    // The page shown again records its content view, never a decision.
+    assert!(logged <= 1, "{logged} entries");
+    assert_eq!(app.audit_count("decision.not_validated"), 0);
+
+    // A defect notice without its defects: the defects field is marked, the reason kept.
+    let page = officer.post(
+        &uri,
+        &[("decision", "defective"), ("defects", " "), ("reason", "")],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert!(marked(&page.body, "defects"), "{}", page.body);
+    assert!(page
+        .body
+        .contains("List the defects the submitter must cure."));
+
+    // No decision chosen: the choice is marked, and what was typed is kept.
+    let page = officer.post(
+        &uri,
+        &[
+            ("defects", "KeptDefectsMarker"),
+            ("reason", "KeptReasonMarker"),
+        ],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert!(marked(&page.body, "decision"), "{}", page.body);
+    assert!(page.body.contains("KeptDefectsMarker") && page.body.contains("KeptReasonMarker"));
+
+    // Validating while listing defects is caught as a slip.
+    let page = officer.post(&uri, &[("decision", "validate"), ("defects", "SlipMarker")]);
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert!(marked(&page.body, "defects"), "{}", page.body);
+    assert!(page.body.contains("SlipMarker"));
+
+    // A reason too long is marked where it was typed, and kept.
+    let long = format!("LongReasonMarker{}", "x".repeat(4000));
+    let page = officer.post(&uri, &[("decision", "not_validated"), ("reason", &long)]);
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert!(marked(&page.body, "reason") && page.body.contains(&long));
+
+    assert_eq!(status_of(&app, &id), "received");
+    for action in [
+        "decision.defective",
+        "decision.validated",
+        "decision.not_validated",
+    ] {
+        assert_eq!(app.audit_count(action), 0, "{action}");
+    }
+
+    // Defective needs no confirmation: applied at once, the defects and the reason sent together.
+    let page = officer.post(
+        &uri,
+        &[
+            ("decision", "defective"),
+            ("defects", "File 2 cannot be read"),
+            ("reason", "Send it again as PDF"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(status_of(&app, &id), "defective");
+    assert_eq!(app.audit_count("decision.defective"), 1);
+    let page = officer.get(&format!("/officer/submissions/{id}"));
+    assert!(
+        page.body.contains("File 2 cannot be read") && page.body.contains("Send it again as PDF")
+    );
+}
+
+#[test]
+fn validating_asks_for_confirmation_and_changes_nothing_until_confirmed() {
+    let app = TestApp::new();
+    let (id, _, mut officer) = received(&app);
+    let uri = format!("/officer/submissions/{id}/decision");
+    let note = "ValidateNoteMarker & <checked>";
+    let (page, logged) = post_counted(
+        &app,
+        &mut officer,
+        &uri,
+        &[("decision", "validate"), ("reason", note)],
+    );
+    assert_eq!(page.status, Status::Ok, "{}", page.body);
+    assert_eq!(logged, 0, "a confirmation page is not an action");
+    assert_eq!(status_of(&app, &id), "received");
+    assert!(page.body.contains("Validate PCII-"), "{}", page.body);
+    assert!(page
+        .body
+        .contains("becomes Protected Critical Infrastructure Information"));
+    assert!(page
+        .body
+        .contains("The submitter is notified in the portal"));
+    assert!(page.body.contains("The 30-day clocks stop"));
+    assert!(page.body.contains("can no longer withdraw it"));
+    assert!(page.body.contains("may then be granted access"));
+    assert!(page.body.contains("Confirm: validated"));
+    assert!(page.body.contains("name=\"confirm\" value=\"1\""));
+    // The typed words ride along, escaped, and the content is not shown.
+    assert!(page
+        .body
+        .contains("name=\"reason\" value=\"ValidateNoteMarker &amp; &lt;checked&gt;\""));
+    assert!(!page.body.contains("Forms narrative"));
+
+    // "Change the decision" brings the form back as typed, with nothing recorded.
+    let page = officer.post(
+        &uri,
+        &[("decision", "validate"), ("reason", note), ("change", "1")],
+    );
+    assert_eq!(page.status, Status::Ok);
+    assert!(page
+        .body
+        .contains("id=\"d_validate\" name=\"decision\" value=\"validate\" checked"));
+    assert!(page
+        .body
+        .contains("ValidateNoteMarker &amp; &lt;checked&gt;</textarea>"));
+    assert_eq!(status_of(&app, &id), "received");
+
+    let (page, _) = post_counted(
+        &app,
+        &mut officer,
+        &uri,
+        &[("decision", "validate"), ("reason", note), ("confirm", "1")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(status_of(&app, &id), "validated");
+    assert_eq!(app.audit_count("decision.validated"), 1);
+    // Sent twice (a second click, a stale window): refused, still one.
+    let page = officer.post(&uri, &[("decision", "validate"), ("confirm", "1")]);
+    assert_eq!(page.status, Status::Conflict);
+    assert_eq!(app.audit_count("decision.validated"), 1);
+}
+
+#[test]
+fn not_validated_asks_for_confirmation_saying_the_submitter_chooses_return_or_destruction() {
+    let app = TestApp::new();
+    let (id, mut sub, mut officer) = received(&app);
+    let uri = format!("/officer/submissions/{id}/decision");
+    let reason = "NotValidatedReasonMarker: customarily in the public domain";
+    let (page, logged) = post_counted(
+        &app,
+        &mut officer,
+        &uri,
+        &[("decision", "not_validated"), ("reason", reason)],
+    );
+    assert_eq!(page.status, Status::Ok, "{}", page.body);
+    assert_eq!(logged, 0);
+    assert_eq!(status_of(&app, &id), "received");
+    assert!(page.body.contains("is not validated?"));
+    assert!(page.body.contains("returned or destroyed"));
+    assert!(page.body.contains("with your reason"));
+    assert!(page.body.contains("Confirm: not validated"));
+    assert!(page.body.contains("as the submitter will read it"));
+    assert!(page.body.contains(reason));
+    assert!(!sub
+        .get(&format!("/submissions/{id}"))
+        .body
+        .contains("NotValidatedReasonMarker"));
+
+    let (page, logged) = post_counted(
+        &app,
+        &mut officer,
+        &uri,
+        &[
+            ("decision", "not_validated"),
+            ("reason", reason),
+            ("confirm", "1"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(logged, 1, "one entry for the one action");
+    assert_eq!(status_of(&app, &id), "not_validated");
+    assert_eq!(app.audit_count("decision.not_validated"), 1);
+    assert!(sub
+        .get(&format!("/submissions/{id}"))
+        .body
+        .contains("NotValidatedReasonMarker"));
+}
+
+#[test]
+fn remove_protection_is_offered_on_validated_pcii_only_and_asks_for_confirmation() {
+    let app = TestApp::new();
+    let (id, _, mut officer) = received(&app);
+    let page = officer.get(&format!("/officer/submissions/{id}"));
+    assert!(!page.body.contains("remove_protection") && !page.body.contains("Remove protection"));
+    let uri = format!("/officer/submissions/{id}/decision");
+    // Posted all the same (a forged or stale form): refused by the lifecycle, nothing changed.
+    let page = officer.post(
+        &uri,
+        &[
+            ("decision", "remove_protection"),
+            ("reason", "Public"),
+            ("confirm", "1"),
+        ],
+    );
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert_eq!(status_of(&app, &id), "received");
+
+    let page = officer.post(&uri, &[("decision", "validate"), ("confirm", "1")]);
+    assert_eq!(page.status, Status::SeeOther);
+    let page = officer.get(&format!("/officer/submissions/{id}"));
+    assert!(page.body.contains("Remove protection"));
+    assert!(
+        !page.body.contains("id=\"d_"),
+        "no decision form on validated PCII"
+    );
+
+    // Without its reason: the removal form's reason is marked.
+    let page = officer.post(&uri, &[("decision", "remove_protection"), ("reason", "")]);
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert!(marked(&page.body, "rp_reason"), "{}", page.body);
+
+    let reason = "RemovalReasonMarker: the submitter asked in writing";
+    let (page, logged) = post_counted(
+        &app,
+        &mut officer,
+        &uri,
+        &[("decision", "remove_protection"), ("reason", reason)],
+    );
+    assert_eq!(page.status, Status::Ok, "{}", page.body);
+    assert_eq!(logged, 0);
+    assert_eq!(status_of(&app, &id), "validated");
+    assert!(page.body.contains("Remove the protection of PCII-"));
+    assert!(page.body.contains("stops being PCII"));
+    assert!(page.body.contains("No one holds a live access grant"));
+    assert!(page.body.contains("Confirm: remove protection"));
+    assert!(page.body.contains(reason));
+
+    let page = officer.post(
+        &uri,
+        &[
+            ("decision", "remove_protection"),
+            ("reason", reason),
+            ("confirm", "1"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(status_of(&app, &id), "protection_removed");
+    assert_eq!(app.audit_count("decision.protection_removed"), 1);
+    let page = officer.get(&format!("/officer/submissions/{id}"));
+    assert!(!page.body.contains("value=\"remove_protection\""));
+}
+
+#[test]
+fn the_decision_options_are_those_the_lifecycle_allows_with_validated_not_first() {
+    let app = TestApp::new();
+    let (id, mut sub, mut officer) = received(&app);
+    let page = officer.get(&format!("/officer/submissions/{id}")).body;
+    let at = |id: &str| page.find(&format!("id=\"{id}\"")).unwrap_or(usize::MAX);
+    assert!(at("d_defective") < at("d_validate") && at("d_validate") < at("d_not"));
+    assert!(at("d_not") < usize::MAX);
+    for value in ["defective", "validate", "not_validated"] {
+        let chosen = format!("value=\"{value}\" checked");
+        assert!(!page.contains(&chosen), "no decision is chosen beforehand");
+    }
+
+    let uri = format!("/officer/submissions/{id}/decision");
+    let page = officer.post(
+        &uri,
+        &[("decision", "defective"), ("defects", "Unreadable")],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    // Defective: a cure comes first, so only "not validated" is open.
+    let page = officer.get(&format!("/officer/submissions/{id}")).body;
+    assert!(page.contains("id=\"d_not\""));
+    assert!(!page.contains("id=\"d_validate\"") && !page.contains("id=\"d_defective\""));
+    assert!(!page.contains("remove_protection"));
+
+    let page = officer.post(
+        &uri,
+        &[
+            ("decision", "not_validated"),
+            ("reason", "Not cured"),
+            ("confirm", "1"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    let page = officer.get(&format!("/officer/submissions/{id}")).body;
+    assert!(!page.contains("id=\"d_") && !page.contains("remove_protection"));
+    assert!(!page.contains("/decision\""), "no decision form at all");
+
+    // An officer of the submitting organisation is offered nothing, and asked to confirm nothing.
+    let mut own = app.login_as(Role::Officer, "oscar@acme.example", Some("Acme"));
+    let other = submit(&mut sub);
+    let page = own.get(&format!("/officer/submissions/{other}")).body;
+    assert!(!page.contains("id=\"d_"));
+    let page = own.post(
+        &format!("/officer/submissions/{other}/decision"),
+        &[("decision", "validate")],
+    );
+    assert_eq!(page.status, Status::Forbidden);
+}
+
+#[test]
+fn a_grant_with_mistakes_comes_back_as_typed() {
+    let app = TestApp::new();
+    let (id, mut officer) = validated(&app);
+    let analyst_id = analyst(&app);
+    let uri = format!("/officer/submissions/{id}/grants");
+    let page = officer.post(
+        &uri,
+        &[
+            ("user_id", &analyst_id),
+            ("reason", ""),
+            ("expires", "GrantDateMarker"),
+        ],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    assert!(
+        marked(&page.body, "g_reason") && marked(&page.body, "expires"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("value=\"GrantDateMarker\""));
+    assert!(page
+        .body
+        .contains(&format!("<option value=\"{analyst_id}\" selected>")));
+
+    let expires = pcii_portal::time::date(app.now() + 30 * DAY);
+    let page = officer.post(
+        &uri,
+        &[
+            ("user_id", ""),
+            ("reason", "GrantReasonMarker"),
+            ("expires", &expires),
+        ],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert!(marked(&page.body, "user_id"), "{}", page.body);
+    assert!(page.body.contains("value=\"GrantReasonMarker\""));
+    assert!(page.body.contains(&format!("value=\"{expires}\"")));
+
+    // Too far ahead; then an account that is not an authorized user (checked by the service).
+    let far = pcii_portal::time::date(app.now() + 400 * DAY);
+    let page = officer.post(
+        &uri,
+        &[
+            ("user_id", &analyst_id),
+            ("reason", "Need"),
+            ("expires", &far),
+        ],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert!(marked(&page.body, "expires"));
+    let page = officer.post(
+        &uri,
+        &[
+            ("user_id", "nobody"),
+            ("reason", "NobodyMarker"),
+            ("expires", &expires),
+        ],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    assert!(marked(&page.body, "user_id") && page.body.contains("NobodyMarker"));
+    assert_eq!(app.audit_count("grant.created"), 0);
+
+    let page = officer.post(
+        &uri,
+        &[
+            ("user_id", &analyst_id),
+            ("reason", "Need"),
+            ("expires", &expires),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.audit_count("grant.created"), 1);
+
+    // A revocation without its reason: marked on that grant's row, nothing revoked.
+    let grant_id: String = app.with_conn(|c| grants::table.select(grants::id).first(c).unwrap());
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/grants/{grant_id}/revoke"),
+        &[("reason", "  ")],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    assert!(
+        marked(&page.body, &format!("rv_{grant_id}")),
+        "{}",
+        page.body
+    );
+    assert_eq!(app.audit_count("grant.revoked"), 0);
+
+    // Once validated PCII has its protection removed, the confirmation counts the live grant.
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[("decision", "remove_protection"), ("reason", "Public")],
+    );
+    assert_eq!(page.status, Status::Ok);
+    assert!(
+        page.body
+            .contains("1 live access grant stops giving access"),
+        "{}",
+        page.body
+    );
+}
+
+#[test]
+fn a_release_with_mistakes_comes_back_as_typed() {
+    let app = TestApp::new();
+    let (id, mut officer) = validated(&app);
+    let uri = format!("/officer/submissions/{id}/disseminations");
+    let page = officer.post(
+        &uri,
+        &[
+            ("recipient", "RecipientMarker Fusion Center"),
+            ("recipient_kind", "county"),
+            ("arrangement", ""),
+            ("what", "WhatMarker summary"),
+            ("released_on", "ReleasedMarker"),
+            ("sanitized", "yes"),
+            ("removed", ""),
+        ],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    for field in ["recipient_kind", "arrangement", "released_on", "removed"] {
+        assert!(marked(&page.body, field), "{field}: {}", page.body);
+    }
+    assert!(!marked(&page.body, "recipient") && !marked(&page.body, "what"));
+    for kept in [
+        "value=\"RecipientMarker Fusion Center\"",
+        "value=\"WhatMarker summary\"",
+        "value=\"ReleasedMarker\"",
+        "id=\"sanitized\" name=\"sanitized\" value=\"yes\" checked",
+    ] {
+        assert!(page.body.contains(kept), "{kept}");
+    }
+
+    // A date in the future, the kind chosen and kept.
+    let future = pcii_portal::time::date(app.now() + 10 * DAY);
+    let page = officer.post(
+        &uri,
+        &[
+            ("recipient", "State EOC"),
+            ("recipient_kind", "tribal"),
+            ("arrangement", "ArrangementMarker"),
+            ("what", "Summary"),
+            ("released_on", &future),
+        ],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert!(marked(&page.body, "released_on"));
+    assert!(page.body.contains("<option value=\"tribal\" selected>"));
+    assert!(page.body.contains("value=\"ArrangementMarker\""));
+    assert_eq!(app.audit_count("dissemination.recorded"), 0);
+
+    let today = pcii_portal::time::date(app.now());
+    let page = officer.post(
+        &uri,
+        &[
+            ("recipient", "State EOC"),
+            ("recipient_kind", "tribal"),
+            ("arrangement", "ArrangementMarker"),
+            ("what", "Summary"),
+            ("released_on", &today),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.audit_count("dissemination.recorded"), 1);
+}
+
+#[test]
+fn find_comes_back_with_the_number_typed_and_the_reason() {
+    let app = TestApp::new();
+    let (id, _, mut officer) = received(&app);
+    let page = officer.get("/officer/find");
+    assert_eq!(page.status, Status::Ok);
+    assert!(page.body.contains("id=\"find-tracking\""));
+
+    let page = officer.get("/officer/find?tracking=FindMarker42");
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert!(marked(&page.body, "find-tracking"), "{}", page.body);
+    assert!(page.body.contains("value=\"FindMarker42\""));
+
+    let page = officer.get("/officer/find?tracking=PCII-1999-000001");
+    assert_eq!(page.status, Status::NotFound);
+    assert!(marked(&page.body, "find-tracking"), "{}", page.body);
+    assert!(page.body.contains("value=\"PCII-1999-000001\""));
+
+    let tn: String = app.with_conn(|c| {
+        submissions::table
+            .find(&id)
+            .select(submissions::tracking_number)
+            .first::<Option<String>>(c)
+            .unwrap()
+            .unwrap()
+    });
+    let page = officer.get(&format!("/officer/find?tracking={}", tn.to_lowercase()));
+    assert_eq!(page.status, Status::SeeOther);
+    assert_eq!(
+        page.header("Location"),
+        Some(format!("/officer/submissions/{id}").as_str())
+    );
+}
