@@ -67,6 +67,13 @@ pub fn acquire(conn: &mut DbConn, name: &str, holder: &str, seconds: i64) -> Que
     }
 }
 
+/// Forgets the lease whoever holds it (a holder known to be gone: see `workflow::blobs::sweep_at_start`).
+pub fn clear(conn: &mut DbConn, name: &str) -> QueryResult<()> {
+    diesel::delete(leases::table.find(name))
+        .execute(conn)
+        .map(|_| ())
+}
+
 /// Gives the lease up, if `holder` holds it: another instance may take it at once. Returns whether it did.
 pub fn release(conn: &mut DbConn, name: &str, holder: &str) -> QueryResult<bool> {
     diesel::delete(leases::table.find(name).filter(leases::holder.eq(holder)))

@@ -228,6 +228,10 @@ pub fn sweep_if_leased(
 
 /// The sweep at start (before the server takes requests), unless another instance holds the lease: then its next
 /// round sweeps (what this instance's own crash may have left, too).
+///
+/// On SQLite there is one instance (a database file is one machine's, and the README says never to share it), so a
+/// lease found at start is this instance's own from before a restart — after a `kill -9`, one that would not lapse
+/// for up to an interval and a half. It is taken over at once: a crash's leftovers are swept at the restart.
 pub fn sweep_at_start(
     conn: &mut DbConn,
     store: &dyn BlobStore,
@@ -237,6 +241,9 @@ pub fn sweep_at_start(
     let grace = Duration::from_secs(settings.blob_sweep_grace_minutes * 60);
     let every = settings.blob_sweep_interval_seconds;
     let holder = lease_holder();
+    if matches!(conn, DbConn::Sqlite(_)) {
+        lease::clear(conn, SWEEP_LEASE)?;
+    }
     let swept = sweep_if_leased(conn, store, audit, grace, holder, lease_seconds(every))?;
     if every == 0 && swept.is_some() {
         // No periodic round will renew it: the next instance to start sweeps at once.
