@@ -1,13 +1,23 @@
 //! Benchmark helper: fills a portal's audit log with N entries through the real append path (batched
-//! transactions), then prints how many bytes `audit verify` will hash (canonical encodings + Merkle nodes).
+//! transactions), then prints how many entries there are and how many bytes `audit verify --full` will hash
+//! (canonical encodings + Merkle nodes). With `--append`, appends the N entries and prints only the new head.
 //! Used by bench/audit_verify.sh; not part of the portal.
+//!
+//!     audit_fill [N] [--append]
 
 use pcii_portal::audit::log::{lock_head, Actor, AuditLog, Event, Outcome};
 
 fn main() -> Result<(), String> {
-    let n: i64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let append = args.iter().any(|a| a == "--append");
+    let n: i64 = args
+        .iter()
+        .find(|a| *a != "--append")
+        .map(|a| {
+            a.parse()
+                .map_err(|_| format!("{a:?} is not a number of entries"))
+        })
+        .transpose()?
         .unwrap_or(1_000_000);
     let figment = pcii_portal::figment();
     let settings = pcii_portal::config::load(&figment)?;
@@ -37,6 +47,11 @@ fn main() -> Result<(), String> {
         })
         .map_err(|e| e.to_string())?;
         done += batch;
+    }
+    if append {
+        let (head, _) = pcii_portal::audit::store::head(&mut conn).map_err(|e| e.to_string())?;
+        println!("{head}");
+        return Ok(());
     }
     let mut bytes: u64 = 0;
     let mut after = 0;

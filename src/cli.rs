@@ -7,6 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::audit::checkpoint::Checkpoint;
 use crate::audit::log::{Actor, AuditLog};
+use crate::audit::stored::Scope;
 use crate::audit::verify::Problem;
 use crate::config::Settings;
 use crate::db::Db;
@@ -55,8 +56,8 @@ pub enum CliError {
     #[error("{0}")]
     EncodeCheckpoint(#[source] serde_json::Error),
     /// `audit verify` of the live database found a problem.
-    #[error("audit log NOT intact: {0}")]
-    AuditNotIntact(Problem),
+    #[error("audit log NOT intact ({start}): {problem}")]
+    AuditNotIntact { start: String, problem: Problem },
     /// `audit verify --export` found a problem in the export.
     #[error("export NOT intact: {0}")]
     ExportNotIntact(Problem),
@@ -265,24 +266,46 @@ pub fn read_kept_checkpoints(path: &Path) -> Result<Vec<Checkpoint>, CliError> {
     })
 }
 
-pub fn audit_verify_live(settings: &Settings, kept: Option<&Path>) -> Result<(), CliError> {
+/// `audit verify`: incrementally from the last verified checkpoint, or the whole chain with `full`.
+pub fn audit_verify_live(
+    settings: &Settings,
+    kept: Option<&Path>,
+    full: bool,
+) -> Result<(), CliError> {
     let db = open_db(settings)?;
     let audit = open_audit(settings)?;
-    let mut conn = db.get()?;
     let kept = kept
         .map(read_kept_checkpoints)
         .transpose()?
         .unwrap_or_default();
-    let result = audit.verify_and_record(&mut conn, &Actor::cli(), &kept)?;
-    match result {
+    let scope = if full {
+        Scope::Full
+    } else {
+        Scope::Incremental
+    };
+    let verdict = audit.verify_and_record_from(&db, &Actor::cli(), &kept, scope)?;
+    match verdict.result {
         Ok(s) => {
             println!(
-                "audit log intact: {} entries (#{}..#{}), chain head {}, {} checkpoint(s) checked",
-                s.count, s.first_seq, s.last_seq, s.chain_head, s.checkpoints_checked
+                "audit log intact ({}): {} entries (#{}..#{}), chain head {}, {} checkpoint(s) checked",
+                verdict.start.describe(),
+                s.count,
+                s.first_seq,
+                s.last_seq,
+                s.chain_head,
+                s.checkpoints_checked
             );
+            if let Some(seq) = verdict.start.after_checkpoint() {
+                println!(
+                    "entries up to #{seq} were verified earlier and not read again; `audit verify --full` reads them"
+                );
+            }
             Ok(())
         }
-        Err(p) => Err(CliError::AuditNotIntact(p)),
+        Err(problem) => Err(CliError::AuditNotIntact {
+            start: verdict.start.describe(),
+            problem,
+        }),
     }
 }
 

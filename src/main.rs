@@ -151,7 +151,8 @@ enum KeysCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Verify the hash chain and signed checkpoints, of the live database or of an export.
+    /// Verify the hash chain and signed checkpoints, of the live database or of an export. The live database
+    /// is verified from the last checkpoint an earlier verify found intact, unless `--full`.
     Verify {
         /// An export zip to verify offline instead of the live database.
         #[arg(long)]
@@ -159,6 +160,10 @@ enum AuditCommand {
         /// A checkpoint file kept outside the portal; its public key is trusted.
         #[arg(long)]
         checkpoint: Option<std::path::PathBuf>,
+        /// Verify the whole chain from the first entry, not only what was added after the last verified
+        /// checkpoint (the default): what finds a change made before that checkpoint.
+        #[arg(long, conflicts_with = "export")]
+        full: bool,
     },
     /// Sign a checkpoint of the chain head now.
     Checkpoint,
@@ -217,11 +222,13 @@ fn main() -> ExitCode {
             AuditCommand::Verify {
                 export: Some(path),
                 checkpoint,
+                full: _,
             } => cli::audit_verify_export(&path, checkpoint.as_deref()).map_err(Into::into),
             AuditCommand::Verify {
                 export: None,
                 checkpoint,
-            } => cli::audit_verify_live(&settings, checkpoint.as_deref()).map_err(Into::into),
+                full,
+            } => cli::audit_verify_live(&settings, checkpoint.as_deref(), full).map_err(Into::into),
             AuditCommand::Checkpoint => cli::audit_checkpoint(&settings).map_err(Into::into),
         },
     };

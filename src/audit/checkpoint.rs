@@ -15,6 +15,17 @@
 //! | 8     | `at`, Unix seconds UTC, signed, big-endian                       |
 //!
 //! Hex fields in the JSON form are lowercase; the public key is the 32-byte Ed25519 key in hex.
+//!
+//! # Verified-through statement, version 1
+//!
+//! What a successful verify leaves for the next one to start from ([`VerifiedThrough`]): Ed25519, by the
+//! same key, over these 122 bytes:
+//!
+//! | bytes | field                                                            |
+//! |-------|------------------------------------------------------------------|
+//! | 22    | ASCII `pcii-audit-verified-v1`                                   |
+//! | 92    | the checkpoint's signed message above without its tag (`version` to `at`) |
+//! | 8     | `verified_at`, Unix seconds UTC, signed, big-endian              |
 
 use std::fmt;
 
@@ -49,6 +60,63 @@ pub struct Checkpoint {
     pub public_key: String,
     /// Ed25519 signature, 128 lowercase hex.
     pub signature: String,
+}
+
+/// Domain-separation tag at the start of the verified-through statement.
+pub const VERIFIED_TAG: &[u8] = b"pcii-audit-verified-v1";
+
+/// What a successful verify established, kept (in the database) for the next verify to start from: the
+/// entries up to `checkpoint.seq` were verified, trusting `checkpoint.public_key`, and `checkpoint` was the
+/// last signed checkpoint they ended in. Signed by the portal's key, so that someone who can write the
+/// database but not sign cannot move it forward over entries no verify read; putting an older one back only
+/// makes the next verify read more.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifiedThrough {
+    pub checkpoint: Checkpoint,
+    /// When the verify ran, Unix seconds UTC.
+    pub verified_at: i64,
+    /// Ed25519 over the verified-through statement (module documentation), 128 lowercase hex.
+    pub signature: String,
+}
+
+fn verified_message(
+    cp: &Checkpoint,
+    head: &[u8; 32],
+    root: &[u8; 32],
+    verified_at: i64,
+) -> [u8; 122] {
+    let checkpoint = signed_message(cp.version, cp.seq, cp.from_seq, head, root, cp.at);
+    let mut m = [0u8; 122];
+    m[..22].copy_from_slice(VERIFIED_TAG);
+    m[22..114].copy_from_slice(&checkpoint[CHECKPOINT_TAG.len()..]);
+    m[114..].copy_from_slice(&verified_at.to_be_bytes());
+    m
+}
+
+impl VerifiedThrough {
+    /// Checks the checkpoint (form, key, signature) and the statement's signature, both under
+    /// `trusted_public_key`.
+    pub fn verify(&self, trusted_public_key: &str) -> Result<(), VerifyError> {
+        self.checkpoint.verify_signature(Some(trusted_public_key))?;
+        // verify_signature checked the form of every field, and that the key is the trusted one.
+        let (Some(head), Some(root), Some(key)) = (
+            self.checkpoint.chain_head_bytes(),
+            self.checkpoint.merkle_root_bytes(),
+            parse_lower_hex::<32>(&self.checkpoint.public_key),
+        ) else {
+            return Err(VerifyError::Malformed("checkpoint"));
+        };
+        let sig = parse_lower_hex::<64>(&self.signature)
+            .ok_or(VerifyError::Malformed("signature is not 128 lowercase hex"))?;
+        let vk = VerifyingKey::from_bytes(&key)
+            .map_err(|_| VerifyError::Malformed("public_key is not an Ed25519 point"))?;
+        vk.verify_strict(
+            &verified_message(&self.checkpoint, &head, &root, self.verified_at),
+            &Signature::from_bytes(&sig),
+        )
+        .map_err(|_| VerifyError::BadSignature)
+    }
 }
 
 /// Why a checkpoint does not verify.
@@ -217,6 +285,30 @@ impl CheckpointSigner {
     }
 }
 
+impl CheckpointSigner {
+    /// States that a verify found the entries up to `checkpoint` intact, trusting this key; `None` when the
+    /// checkpoint is not this key's (a statement under this key could not vouch for it) or is malformed.
+    pub fn sign_verified(
+        &self,
+        checkpoint: &Checkpoint,
+        verified_at: i64,
+    ) -> Option<VerifiedThrough> {
+        if checkpoint.public_key != self.public_key_hex() {
+            return None;
+        }
+        let head = checkpoint.chain_head_bytes()?;
+        let root = checkpoint.merkle_root_bytes()?;
+        let sig = self
+            .key
+            .sign(&verified_message(checkpoint, &head, &root, verified_at));
+        Some(VerifiedThrough {
+            checkpoint: checkpoint.clone(),
+            verified_at,
+            signature: hex::encode(sig.to_bytes()),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,6 +396,53 @@ mod tests {
             cp.verify_signature(Some(&s.public_key_hex())),
             Err(VerifyError::UntrustedKey { .. })
         ));
+    }
+
+    #[test]
+    fn verified_through_is_bound_to_the_checkpoint_and_the_key() {
+        let s = signer();
+        let cp = s.sign(10, 1, &[1; 32], &[2; 32], 1_700_000_000);
+        let v = s.sign_verified(&cp, 1_700_000_100).unwrap();
+        v.verify(&s.public_key_hex()).unwrap();
+        let json = serde_json::to_string(&v).unwrap();
+        let back: VerifiedThrough = serde_json::from_str(&json).unwrap();
+        back.verify(&s.public_key_hex()).unwrap();
+        // Moved forward onto another checkpoint signed by the same key: the statement does not cover it.
+        let later = s.sign(20, 11, &[3; 32], &[4; 32], 1_700_000_050);
+        let moved = VerifiedThrough {
+            checkpoint: later.clone(),
+            ..v.clone()
+        };
+        assert_eq!(
+            moved.verify(&s.public_key_hex()),
+            Err(VerifyError::BadSignature)
+        );
+        // A checkpoint's own signature is no statement (different message).
+        let forged = VerifiedThrough {
+            checkpoint: later.clone(),
+            verified_at: 0,
+            signature: later.signature.clone(),
+        };
+        assert_eq!(
+            forged.verify(&s.public_key_hex()),
+            Err(VerifyError::BadSignature)
+        );
+        // Another key: its checkpoints are refused, and it cannot state anything about ours.
+        let (other, _) = CheckpointSigner::generate();
+        assert!(matches!(
+            v.verify(&other.public_key_hex()),
+            Err(VerifyError::UntrustedKey { .. })
+        ));
+        assert!(other.sign_verified(&cp, 0).is_none());
+        // Every field is bound, the time too.
+        let retimed = VerifiedThrough {
+            verified_at: 5,
+            ..v.clone()
+        };
+        assert_eq!(
+            retimed.verify(&s.public_key_hex()),
+            Err(VerifyError::BadSignature)
+        );
     }
 
     #[test]

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use super::chain::{compute_entry_hash, parse_hash_hex, NewEntryFields};
 use super::checkpoint::{Checkpoint, CheckpointSigner};
 use super::store;
-use super::verify::{ChainVerifier, Problem, Summary};
+use super::stored::{self, Scope, Verdict};
+use super::verify::{Problem, Summary};
 use crate::clock::Clock;
-use crate::db::DbConn;
+use crate::db::{Db, DbConn};
 use crate::error::{AppError, AppResult};
 
 /// Who did something, from where, in which request. Built by the web layer, or by the CLI.
@@ -214,67 +215,117 @@ impl AuditLog {
         })
     }
 
-    /// Verifies the stored chain (against this portal's signing key, or the key of checkpoints kept
-    /// outside), then records that it did — an entry, and the result the auditor's page shows — whatever
-    /// the outcome. The verdict is the inner result.
+    /// `audit verify` and "verify now": verifies the stored chain, in full or incrementally ([`stored`]),
+    /// reading on connections of its own from `db` (two readers where there are two cores), then records
+    /// that it did, whatever the outcome: the `audit.verify` entry, the result the auditor's page shows and,
+    /// when it passed, where the next verify may start — in one transaction, so a failed verify never moves
+    /// that forward. Trusts the key of `kept` checkpoints (kept outside the portal), else this portal's.
+    pub fn verify_and_record_from(
+        &self,
+        db: &Db,
+        actor: &Actor,
+        kept: &[Checkpoint],
+        scope: Scope,
+    ) -> AppResult<Verdict> {
+        let mut pooled = vec![db.get()?];
+        if readers_wanted() > 1 {
+            // If the pool has no second connection to spare (within its timeout), one reader does it all.
+            if let Ok(c) = db.get() {
+                pooled.push(c);
+            }
+        }
+        let mut conns: Vec<&mut DbConn> = pooled.iter_mut().map(|c| &mut **c).collect();
+        self.verify_on(&mut conns, actor, kept, scope)
+    }
+
+    /// [`verify_and_record_from`](Self::verify_and_record_from) in full, read on `conn` alone.
     pub fn verify_and_record(
         &self,
         conn: &mut DbConn,
         actor: &Actor,
         kept: &[Checkpoint],
     ) -> AppResult<Result<Summary, Problem>> {
-        let result = verify_stored(conn, kept, Some(&self.public_key_hex()));
-        let (outcome, summary) = match &result {
+        Ok(self
+            .verify_on(&mut [conn], actor, kept, Scope::Full)?
+            .result)
+    }
+
+    fn verify_on(
+        &self,
+        conns: &mut [&mut DbConn],
+        actor: &Actor,
+        kept: &[Checkpoint],
+        scope: Scope,
+    ) -> AppResult<Verdict> {
+        let own_key = self.public_key_hex();
+        let trusted = trusted_key(kept, Some(&own_key));
+        let verdict = stored::verify(conns, kept, trusted.as_deref(), scope);
+        let now = self.clock.now();
+        // Only a statement under the trusted key can be trusted by the next verify: with a kept checkpoint of
+        // another key, nothing is kept.
+        let reached = match (&verdict.result, &verdict.reached) {
+            (Ok(_), Some(cp)) if trusted.as_deref() == Some(own_key.as_str()) => {
+                self.signer.sign_verified(cp, now)
+            }
+            _ => None,
+        };
+        let (outcome, summary) = match &verdict.result {
             Ok(s) => (
                 Outcome::Success,
-                format!("{} entries, head {}", s.count, s.chain_head),
+                format!(
+                    "{}: {} entries (#{}..#{}), head {}, {} checkpoint(s) checked",
+                    verdict.start.describe(),
+                    s.count,
+                    s.first_seq,
+                    s.last_seq,
+                    s.chain_head,
+                    s.checkpoints_checked
+                ),
             ),
-            Err(p) => (Outcome::Failure, p.to_string()),
+            Err(p) => (
+                Outcome::Failure,
+                format!("{}: {p}", verdict.start.describe()),
+            ),
         };
-        store::record_verification(conn, result.is_ok(), &summary, self.clock.now())?;
-        self.record(
-            conn,
-            actor,
-            Event::new("audit.verify", outcome).reason(summary),
-        )?;
-        Ok(result)
+        let after = verdict.start.after_checkpoint();
+        let ok = verdict.result.is_ok();
+        self.fact(conns[0], actor, |tx| {
+            store::record_verification(tx, ok, &summary, after, now)?;
+            if let Some(v) = &reached {
+                let json = serde_json::to_string(v).map_err(|e| {
+                    AppError::Internal(format!("encoding the verified checkpoint: {e}"))
+                })?;
+                store::record_verified_through(tx, &json)?;
+            }
+            Ok(((), Event::new("audit.verify", outcome).reason(summary)))
+        })?;
+        Ok(verdict)
     }
+}
+
+/// Readers a verify uses: one per core, at most [`stored::MAX_READERS`].
+fn readers_wanted() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(stored::MAX_READERS)
+}
+
+/// A kept checkpoint's key is trusted; otherwise the portal's own signing key (a chain re-signed with
+/// another key then fails).
+fn trusted_key(kept: &[Checkpoint], own_key: Option<&str>) -> Option<String> {
+    kept.first()
+        .map(|c| c.public_key.clone())
+        .or_else(|| own_key.map(str::to_string))
 }
 
 pub use super::store::lock_head;
 
-/// Verifies the stored chain, streaming it in pages. Returns a summary or the first problem.
+/// Verifies the whole stored chain on `conn` (one reader). Returns a summary or the first problem.
 pub fn verify_stored(
     conn: &mut DbConn,
     kept: &[Checkpoint],
     own_key: Option<&str>,
 ) -> Result<Summary, Problem> {
-    let mut checkpoints = store::checkpoints(conn).map_err(|e| Problem {
-        seq: 0,
-        what: e.to_string(),
-    })?;
-    // A kept checkpoint's key is trusted; otherwise the portal's own signing key (a chain re-signed with
-    // another key then fails).
-    let trusted = kept
-        .first()
-        .map(|c| c.public_key.clone())
-        .or_else(|| own_key.map(str::to_string));
-    checkpoints.extend(kept.iter().cloned());
-    checkpoints.sort_by_key(|c| c.seq);
-    checkpoints.dedup_by(|a, b| a.seq == b.seq && a.signature == b.signature);
-    let mut verifier =
-        ChainVerifier::from_genesis().with_checkpoints(&checkpoints, trusted.as_deref());
-    let mut after = 0i64;
-    loop {
-        let page = store::page_after(conn, after, 10_000).map_err(|e| Problem {
-            seq: after + 1,
-            what: format!("reading the log: {e}"),
-        })?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for e in &page {
-            verifier.feed(e)?;
-        }
-    }
-    verifier.finish(&checkpoints, trusted.as_deref())
+    let trusted = trusted_key(kept, own_key);
+    stored::verify(&mut [conn], kept, trusted.as_deref(), Scope::Full).result
 }

@@ -94,6 +94,50 @@ pub fn page_after(conn: &mut DbConn, after: i64, limit: i64) -> QueryResult<Vec<
     Ok(rows.into_iter().map(to_entry).collect())
 }
 
+/// Calls `f` with each entry of `from..=to`, oldest first: one page of a verify, read by seq range so that
+/// several readers can each take their own pages (the sequence is gapless, so a range holds the same entries
+/// as a keyset page; a gap left by a deleted entry makes a page short). Row by row, so that each entry's
+/// strings are freed before the next one's are allocated, and never a page of rows at once.
+pub fn each_in_range(
+    conn: &mut DbConn,
+    from: i64,
+    to: i64,
+    mut f: impl FnMut(AuditEntry),
+) -> QueryResult<()> {
+    let rows = audit_entries::table
+        .filter(audit_entries::seq.ge(from))
+        .filter(audit_entries::seq.le(to))
+        .order(audit_entries::seq.asc())
+        .select(columns())
+        .load_iter::<Row, diesel::connection::DefaultLoadingMode>(conn)?;
+    for row in rows {
+        f(to_entry(row?));
+    }
+    Ok(())
+}
+
+/// The highest stored sequence number (not the head row: a verify reads what is stored).
+pub fn max_seq(conn: &mut DbConn) -> QueryResult<Option<i64>> {
+    audit_entries::table
+        .select(diesel::dsl::max(audit_entries::seq))
+        .first(conn)
+}
+
+/// The stored `entry_hash` of each of `seqs` that exists, as `(seq, entry_hash)`.
+pub fn entry_hashes_at(conn: &mut DbConn, seqs: &[i64]) -> QueryResult<Vec<(i64, String)>> {
+    let mut out = Vec::with_capacity(seqs.len());
+    // In chunks, to stay far below the backends' limits on bound parameters.
+    for chunk in seqs.chunks(500) {
+        out.extend(
+            audit_entries::table
+                .filter(audit_entries::seq.eq_any(chunk))
+                .select((audit_entries::seq, audit_entries::entry_hash))
+                .load::<(i64, String)>(conn)?,
+        );
+    }
+    Ok(out)
+}
+
 /// The auditor's filters. Every field optional; all that are given must hold.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Filter {
@@ -154,7 +198,13 @@ pub fn head(conn: &mut DbConn) -> QueryResult<(i64, String)> {
 }
 
 pub fn checkpoints(conn: &mut DbConn) -> QueryResult<Vec<Checkpoint>> {
+    checkpoints_after(conn, 0)
+}
+
+/// The checkpoints that end after entry `seq`, oldest first (an incremental verify's).
+pub fn checkpoints_after(conn: &mut DbConn, seq: i64) -> QueryResult<Vec<Checkpoint>> {
     let rows: Vec<(i64, i64, String, String, i64, String, String)> = audit_checkpoints::table
+        .filter(audit_checkpoints::seq.gt(seq))
         .order(audit_checkpoints::seq.asc())
         .select((
             audit_checkpoints::seq,
@@ -201,24 +251,32 @@ fn checkpoints_tail(conn: &mut DbConn) -> QueryResult<Vec<Checkpoint>> {
 }
 
 const LAST_VERIFIED: &str = "audit.last_verified";
+const VERIFIED_THROUGH: &str = "audit.verified_through";
 
+/// The last verification's result, for the auditor's page.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Verification {
     pub at: i64,
     pub ok: bool,
     pub summary: String,
+    /// The seq of the verified checkpoint an incremental verify started after; `None` for a full verify
+    /// (and for results recorded before verifies were incremental).
+    #[serde(default)]
+    pub after_checkpoint: Option<i64>,
 }
 
 pub fn record_verification(
     conn: &mut DbConn,
     ok: bool,
     summary: &str,
+    after_checkpoint: Option<i64>,
     now: i64,
 ) -> QueryResult<()> {
     let v = Verification {
         at: now,
         ok,
         summary: summary.to_string(),
+        after_checkpoint,
     };
     crate::models::settings::set(
         conn,
@@ -230,6 +288,16 @@ pub fn record_verification(
 pub fn last_verification(conn: &mut DbConn) -> QueryResult<Option<Verification>> {
     Ok(crate::models::settings::get(conn, LAST_VERIFIED)?
         .and_then(|s| serde_json::from_str(&s).ok()))
+}
+
+/// What the last successful verify established (a [`VerifiedThrough`](crate::audit::VerifiedThrough), as
+/// JSON), as stored: read, checked and trusted or refused by the verify that starts from it.
+pub fn verified_through(conn: &mut DbConn) -> QueryResult<Option<String>> {
+    crate::models::settings::get(conn, VERIFIED_THROUGH)
+}
+
+pub fn record_verified_through(conn: &mut DbConn, json: &str) -> QueryResult<()> {
+    crate::models::settings::set(conn, VERIFIED_THROUGH, json)
 }
 
 /// Takes the chain head's row lock (PostgreSQL) / the write lock (SQLite) at the start of a transaction.

@@ -13,6 +13,11 @@
 //! call), the verifier keeps every entry hash (32 bytes per entry) so that it can still check
 //! them.
 //!
+//! The stored chain is read by several threads ([`super::stored`]): they work out what can be known of each
+//! entry alone ([`Prehashed`]: its hash, its fields' escaping, its Merkle leaf), and
+//! [`ChainVerifier::feed_prehashed`] only links and counts; an entry with anything wrong is fed whole to
+//! [`ChainVerifier::feed`], which names the problem as it always does.
+//!
 //! The verifier stops at the first problem and names the first bad sequence number: problems
 //! within entries are found in `seq` order; a checkpoint whose chain head or Merkle root does not
 //! match (a consistently rewritten range) names the first entry of its range; a checkpoint with a
@@ -21,7 +26,9 @@
 
 use std::fmt;
 
-use super::chain::{field_is_clean, parse_hash_hex, AuditEntry, MerkleBuilder, GENESIS_HASH};
+use super::chain::{
+    field_is_clean, merkle_leaf, parse_hash_hex, AuditEntry, MerkleBuilder, GENESIS_HASH,
+};
 use super::checkpoint::Checkpoint;
 
 /// The first thing wrong with the log.
@@ -72,6 +79,45 @@ pub struct Summary {
     /// Last seq covered by a checked checkpoint: entries after it are chained but not yet
     /// vouched for by a signature (a truncation there cannot be detected).
     pub last_checkpoint_seq: Option<i64>,
+}
+
+/// What [`ChainVerifier::feed`] works out about one entry from the entry alone, without the chain before it:
+/// computed by the readers of a verify, in parallel, so that the verifier's own thread only links and counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prehashed {
+    pub seq: i64,
+    /// The stored `prev_hash` and `entry_hash`, parsed (`None` when not 64 lowercase hex characters).
+    prev: Option<[u8; 32]>,
+    stored: Option<[u8; 32]>,
+    /// The stored `entry_hash` is the hash of the contents over the stored `prev_hash`, and every field is
+    /// clean: nothing in the entry itself is wrong.
+    sound: bool,
+    /// RFC 6962 leaf hash of `stored`.
+    leaf: [u8; 32],
+}
+
+impl Prehashed {
+    pub fn of(e: &AuditEntry) -> Prehashed {
+        let prev = parse_hash_hex(&e.prev_hash);
+        let stored = parse_hash_hex(&e.entry_hash);
+        let sound = match (prev, stored) {
+            (Some(prev), Some(stored)) => {
+                e.computed_hash(&prev) == stored
+                    && e.refs()
+                        .named()
+                        .iter()
+                        .all(|(_, v)| v.is_none_or(field_is_clean))
+            }
+            _ => false,
+        };
+        Prehashed {
+            seq: e.seq,
+            prev,
+            stored,
+            sound,
+            leaf: stored.map(|h| merkle_leaf(&h)).unwrap_or_default(),
+        }
+    }
 }
 
 struct Range {
@@ -147,7 +193,14 @@ impl Tracker {
         self.pending.sort_by_key(|p| p.seq);
     }
 
-    fn on_entry(&mut self, seq: i64, hash: &[u8; 32], first: bool) -> Result<(), Problem> {
+    /// `leaf`: the entry's Merkle leaf hash when it was computed already (by a parallel reader).
+    fn on_entry(
+        &mut self,
+        seq: i64,
+        hash: &[u8; 32],
+        leaf: Option<[u8; 32]>,
+        first: bool,
+    ) -> Result<(), Problem> {
         let mut found: Option<Problem> = None;
         if let Some(p) = self.pending.get(self.pending_next) {
             if p.seq <= seq {
@@ -177,7 +230,10 @@ impl Tracker {
             self.builder = Some(MerkleBuilder::new());
         }
         if let Some(b) = self.builder.as_mut() {
-            b.push(hash);
+            match leaf {
+                Some(leaf) => b.push_leaf(leaf),
+                None => b.push(hash),
+            }
         }
         if r.to == seq {
             let root = self.builder.take().map(|b| b.root()).unwrap_or_default();
@@ -337,6 +393,52 @@ impl ChainVerifier {
         r
     }
 
+    /// Checks the next entry from what a reader worked out about it ([`Prehashed::of`]), with the same
+    /// verdict as [`feed`](Self::feed). `Ok(false)`: not checked, because something is wrong with it that
+    /// only `feed` with the whole entry can name; call `feed` with it (it returns that problem).
+    pub fn feed_prehashed(&mut self, p: &Prehashed) -> Result<bool, Problem> {
+        if let Some(problem) = &self.failed {
+            return Err(problem.clone());
+        }
+        let (Some(expected), Some(prev), Some(stored)) = (self.expected_seq, p.prev, p.stored)
+        else {
+            return Ok(false);
+        };
+        if !p.sound || p.seq != expected || prev != self.last_hash {
+            return Ok(false);
+        }
+        let first = self.count == 0;
+        let r = self.accept(p.seq, stored, Some(p.leaf), first);
+        if let Err(problem) = &r {
+            self.failed = Some(problem.clone());
+        }
+        r.map(|()| true)
+    }
+
+    /// Takes an entry whose own checks passed: checkpoint ranges, then the chain's state.
+    fn accept(
+        &mut self,
+        seq: i64,
+        stored_hash: [u8; 32],
+        leaf: Option<[u8; 32]>,
+        first: bool,
+    ) -> Result<(), Problem> {
+        match &mut self.mode {
+            Mode::Retain(hashes) => hashes.push(stored_hash),
+            Mode::Stream { tracker, .. } => {
+                tracker.seal();
+                tracker.on_entry(seq, &stored_hash, leaf, first)?;
+            }
+        }
+        self.prev2_hash = Some(self.last_hash);
+        self.last_hash = stored_hash;
+        self.expected_seq = Some(seq + 1);
+        self.first_seq.get_or_insert(seq);
+        self.last_seq = Some(seq);
+        self.count += 1;
+        Ok(())
+    }
+
     fn feed_inner(&mut self, e: &AuditEntry) -> Result<(), Problem> {
         let stored_prev = parse_hash_hex(&e.prev_hash);
         let first = self.count == 0;
@@ -425,20 +527,7 @@ impl ChainVerifier {
                 }
             }
         }
-        match &mut self.mode {
-            Mode::Retain(hashes) => hashes.push(stored_hash),
-            Mode::Stream { tracker, .. } => {
-                tracker.seal();
-                tracker.on_entry(e.seq, &stored_hash, first)?;
-            }
-        }
-        self.prev2_hash = Some(self.last_hash);
-        self.last_hash = stored_hash;
-        self.expected_seq = Some(e.seq + 1);
-        self.first_seq.get_or_insert(e.seq);
-        self.last_seq = Some(e.seq);
-        self.count += 1;
-        Ok(())
+        self.accept(e.seq, stored_hash, None, first)
     }
 
     /// Names the first bad seq when the entry's seq is not the expected one, using the links to
@@ -506,7 +595,7 @@ impl ChainVerifier {
                 tracker.seal();
                 let first = self.first_seq.unwrap_or(0);
                 for (i, h) in hashes.iter().enumerate() {
-                    tracker.on_entry(first + i as i64, h, i == 0)?;
+                    tracker.on_entry(first + i as i64, h, None, i == 0)?;
                 }
                 tracker.finish(self.last_seq)?;
                 (tracker.checked, tracker.last_checked)
@@ -655,6 +744,25 @@ pub(crate) mod tests {
             streamed, retained,
             "streaming and retaining verifiers disagree"
         );
+        // As the stored chain is verified: prehashed by the readers, the whole entry only for a problem, which
+        // feed() must then name.
+        let mut p = ChainVerifier::from_genesis().with_checkpoints(cps, trusted);
+        let prehashed = entries
+            .iter()
+            .try_for_each(|e| {
+                if p.feed_prehashed(&Prehashed::of(e))? {
+                    return Ok(());
+                }
+                let named = p.feed(e);
+                assert!(
+                    named.is_err(),
+                    "#{}: refused prehashed, passed whole",
+                    e.seq
+                );
+                named
+            })
+            .and_then(|()| p.finish(&[], None));
+        assert_eq!(streamed, prehashed, "prehashed and whole entries disagree");
         streamed
     }
 

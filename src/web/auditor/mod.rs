@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::audit::chain::AuditEntry;
 use crate::audit::log::{Event, Outcome};
 use crate::audit::store::{self as model, Filter};
+use crate::audit::stored::Scope;
 use crate::db::{Db, PooledConn};
 use crate::error::{AppError, AppResult};
 use crate::export::{stream_blocking, BlockingBody};
@@ -424,30 +425,44 @@ async fn checkpoints_json(ctx: Ctx<'_>, _auditor: AuditorUser<'_>) -> AppResult<
     })
 }
 
-#[rocket::post("/verify", data = "<_form>")]
+/// "Verify now": from the last verified checkpoint, or the whole chain with `full=1`.
+#[derive(rocket::FromForm)]
+struct VerifyForm {
+    #[field(default = String::new())]
+    full: String,
+}
+
+impl VerifyForm {
+    fn scope(&self) -> Scope {
+        match self.full.as_str() {
+            "1" | "true" | "on" | "yes" => Scope::Full,
+            _ => Scope::Incremental,
+        }
+    }
+}
+
+#[rocket::post("/verify", data = "<form>")]
 async fn verify(
     ctx: Ctx<'_>,
     _auditor: AuditorUser<'_>,
-    _form: CsrfForm<NoFields>,
+    form: CsrfForm<VerifyForm>,
 ) -> AppResult<Notice> {
     let (audit, who) = (ctx.state.audit.clone(), ctx.actor.clone());
-    let message = ctx
+    let scope = form.0.scope();
+    // Takes its own connections (a reader each), only while it reads.
+    let verdict = ctx
         .state
         .db
-        .run(move |c| {
-            let result = audit.verify_and_record(c, &who, &[])?;
-            let ok = result.is_ok();
-            let summary = match &result {
-                Ok(s) => format!("{} entries, head {}", s.count, s.chain_head),
-                Err(p) => p.to_string(),
-            };
-            Ok(if ok {
-                format!("Audit log intact: {summary}.")
-            } else {
-                format!("Audit log NOT intact: {summary}")
-            })
-        })
+        .run_lazily(move |db| audit.verify_and_record_from(db, &who, &[], scope))
         .await?;
+    let start = verdict.start.describe();
+    let message = match &verdict.result {
+        Ok(s) => format!(
+            "Audit log intact ({start}): {} entries (#{}..#{}), head {}.",
+            s.count, s.first_seq, s.last_seq, s.chain_head
+        ),
+        Err(p) => format!("Audit log NOT intact ({start}): {p}"),
+    };
     Ok(Notice::redirect("/audit", message))
 }
 
