@@ -286,15 +286,7 @@ pub fn audit_verify_live(
     let verdict = audit.verify_and_record_from(&db, &Actor::cli(), &kept, scope)?;
     match verdict.result {
         Ok(s) => {
-            println!(
-                "audit log intact ({}): {} entries (#{}..#{}), chain head {}, {} checkpoint(s) checked",
-                verdict.start.describe(),
-                s.count,
-                s.first_seq,
-                s.last_seq,
-                s.chain_head,
-                s.checkpoints_checked
-            );
+            println!("audit log intact ({}): {s}", verdict.start.describe());
             if let Some(seq) = verdict.start.after_checkpoint() {
                 println!(
                     "entries up to #{seq} were verified earlier and not read again; `audit verify --full` reads them"
@@ -312,10 +304,7 @@ pub fn audit_verify_live(
 pub fn audit_verify_export(path: &Path, kept: Option<&Path>) -> Result<(), CliError> {
     match crate::audit::export::verify_export(path, kept) {
         Ok(s) => {
-            println!(
-                "export intact: {} entries (#{}..#{}), chain head {}, {} checkpoint(s) checked",
-                s.count, s.first_seq, s.last_seq, s.chain_head, s.checkpoints_checked
-            );
+            println!("export intact: {s}");
             Ok(())
         }
         Err(p) => Err(CliError::ExportNotIntact(p)),

@@ -272,15 +272,7 @@ impl AuditLog {
         let (outcome, summary) = match &verdict.result {
             Ok(s) => (
                 Outcome::Success,
-                format!(
-                    "{}: {} entries (#{}..#{}), head {}, {} checkpoint(s) checked",
-                    verdict.start.describe(),
-                    s.count,
-                    s.first_seq,
-                    s.last_seq,
-                    s.chain_head,
-                    s.checkpoints_checked
-                ),
+                format!("{}: {s}", verdict.start.describe()),
             ),
             Err(p) => (
                 Outcome::Failure,

@@ -120,6 +120,18 @@ impl Prehashed {
     }
 }
 
+impl fmt::Display for Summary {
+    /// `N entries (#a..#b), chain head H, K checkpoint(s) checked`: what the CLI prints, the auditor's page shows and
+    /// the `audit.verify` entry records.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} entries (#{}..#{}), chain head {}, {} checkpoint(s) checked",
+            self.count, self.first_seq, self.last_seq, self.chain_head, self.checkpoints_checked
+        )
+    }
+}
+
 struct Range {
     from: i64,
     to: i64,

@@ -32,16 +32,6 @@ fn submit(b: &mut Browser<'_>, files: &[Vec<u8>]) -> String {
         .to_string()
 }
 
-fn status_of(app: &TestApp, id: &str) -> String {
-    app.with_conn(|c| {
-        submissions::table
-            .find(id)
-            .select(submissions::status)
-            .first(c)
-            .unwrap()
-    })
-}
-
 fn tracking_number_of(app: &TestApp, id: &str) -> String {
     app.with_conn(|c| {
         submissions::table
@@ -132,7 +122,7 @@ fn defective_cured_validated_granted_read_exported_then_the_grant_expires() {
         ],
     );
     assert_eq!(page.status, Status::SeeOther);
-    assert_eq!(status_of(&app, &id), "defective");
+    assert_eq!(app.status_of(&id), "defective");
     // Illegal: validating a defective submission before it is cured.
     let page = officer.post(
         &format!("/officer/submissions/{id}/decision"),
@@ -158,7 +148,7 @@ fn defective_cured_validated_granted_read_exported_then_the_grant_expires() {
     }
     let page = sub.post_multipart(&format!("/submissions/{id}"), &parts);
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    assert_eq!(status_of(&app, &id), "received");
+    assert_eq!(app.status_of(&id), "received");
     assert_eq!(app.audit_count("submission.cured"), 1);
 
     // Validated (a final decision, confirmed): full markings everywhere.
@@ -167,7 +157,7 @@ fn defective_cured_validated_granted_read_exported_then_the_grant_expires() {
         &[("decision", "validate"), ("confirm", "1")],
     );
     assert_eq!(page.status, Status::SeeOther);
-    assert_eq!(status_of(&app, &id), "validated");
+    assert_eq!(app.status_of(&id), "validated");
     let tn = tracking_number_of(&app, &id);
     for page in [
         officer.get(&format!("/officer/submissions/{id}")),
@@ -321,7 +311,7 @@ fn not_validated_then_destroy_removes_every_blob_and_content_routes_answer_410_o
         &[("disposition", "destroy")],
     );
     assert_eq!(page.status, Status::SeeOther);
-    assert_eq!(status_of(&app, &id), "destroyed");
+    assert_eq!(app.status_of(&id), "destroyed");
     for name in &stored {
         assert!(!app.blob_exists(name), "every ciphertext is gone");
     }
@@ -406,7 +396,7 @@ fn an_officer_never_decides_on_its_own_organisations_submission() {
     );
     assert_eq!(page.status, Status::Forbidden);
     assert!(page.body.contains("your own organisation"));
-    assert_eq!(status_of(&app, &id), "received");
+    assert_eq!(app.status_of(&id), "received");
 }
 
 #[test]

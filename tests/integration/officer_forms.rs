@@ -24,16 +24,6 @@ fn submit(b: &mut Browser<'_>) -> String {
         .to_string()
 }
 
-fn status_of(app: &TestApp, id: &str) -> String {
-    app.with_conn(|c| {
-        submissions::table
-            .find(id)
-            .select(submissions::status)
-            .first(c)
-            .unwrap()
-    })
-}
-
 fn audit_len(app: &TestApp) -> i64 {
     app.with_conn(|c| audit_entries::table.count().get_result(c).unwrap())
 }
@@ -106,7 +96,7 @@ fn a_decision_without_its_reason_comes_back_with_the_reason_marked_and_the_defec
         .body
         .contains("id=\"d_not\" name=\"decision\" value=\"not_validated\" checked"));
     assert!(!marked(&page.body, "defects"));
-    assert_eq!(status_of(&app, &id), "received");
+    assert_eq!(app.status_of(&id), "received");
     // The page shown again records its content view, never a decision.
     assert!(logged <= 1, "{logged} entries");
     assert_eq!(app.audit_count("decision.not_validated"), 0);
@@ -146,7 +136,7 @@ fn a_decision_without_its_reason_comes_back_with_the_reason_marked_and_the_defec
     assert_eq!(page.status, Status::UnprocessableEntity);
     assert!(marked(&page.body, "reason") && page.body.contains(&long));
 
-    assert_eq!(status_of(&app, &id), "received");
+    assert_eq!(app.status_of(&id), "received");
     for action in [
         "decision.defective",
         "decision.validated",
@@ -165,7 +155,7 @@ fn a_decision_without_its_reason_comes_back_with_the_reason_marked_and_the_defec
         ],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    assert_eq!(status_of(&app, &id), "defective");
+    assert_eq!(app.status_of(&id), "defective");
     assert_eq!(app.audit_count("decision.defective"), 1);
     let page = officer.get(&format!("/officer/submissions/{id}"));
     assert!(
@@ -187,7 +177,7 @@ fn validating_asks_for_confirmation_and_changes_nothing_until_confirmed() {
     );
     assert_eq!(page.status, Status::Ok, "{}", page.body);
     assert_eq!(logged, 0, "a confirmation page is not an action");
-    assert_eq!(status_of(&app, &id), "received");
+    assert_eq!(app.status_of(&id), "received");
     assert!(page.body.contains("Validate PCII-"), "{}", page.body);
     assert!(page
         .body
@@ -218,7 +208,7 @@ fn validating_asks_for_confirmation_and_changes_nothing_until_confirmed() {
     assert!(page
         .body
         .contains("ValidateNoteMarker &amp; &lt;checked&gt;</textarea>"));
-    assert_eq!(status_of(&app, &id), "received");
+    assert_eq!(app.status_of(&id), "received");
 
     let (page, _) = post_counted(
         &app,
@@ -227,7 +217,7 @@ fn validating_asks_for_confirmation_and_changes_nothing_until_confirmed() {
         &[("decision", "validate"), ("reason", note), ("confirm", "1")],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    assert_eq!(status_of(&app, &id), "validated");
+    assert_eq!(app.status_of(&id), "validated");
     assert_eq!(app.audit_count("decision.validated"), 1);
     // Sent twice (a second click, a stale window): refused, still one.
     let page = officer.post(&uri, &[("decision", "validate"), ("confirm", "1")]);
@@ -249,7 +239,7 @@ fn not_validated_asks_for_confirmation_saying_the_submitter_chooses_return_or_de
     );
     assert_eq!(page.status, Status::Ok, "{}", page.body);
     assert_eq!(logged, 0);
-    assert_eq!(status_of(&app, &id), "received");
+    assert_eq!(app.status_of(&id), "received");
     assert!(page.body.contains("is not validated?"));
     assert!(page.body.contains("returned or destroyed"));
     assert!(page.body.contains("with your reason"));
@@ -273,7 +263,7 @@ fn not_validated_asks_for_confirmation_saying_the_submitter_chooses_return_or_de
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     assert_eq!(logged, 1, "one entry for the one action");
-    assert_eq!(status_of(&app, &id), "not_validated");
+    assert_eq!(app.status_of(&id), "not_validated");
     assert_eq!(app.audit_count("decision.not_validated"), 1);
     assert!(sub
         .get(&format!("/submissions/{id}"))
@@ -298,7 +288,7 @@ fn remove_protection_is_offered_on_validated_pcii_only_and_asks_for_confirmation
         ],
     );
     assert_eq!(page.status, Status::Conflict, "{}", page.body);
-    assert_eq!(status_of(&app, &id), "received");
+    assert_eq!(app.status_of(&id), "received");
 
     let page = officer.post(&uri, &[("decision", "validate"), ("confirm", "1")]);
     assert_eq!(page.status, Status::SeeOther);
@@ -323,7 +313,7 @@ fn remove_protection_is_offered_on_validated_pcii_only_and_asks_for_confirmation
     );
     assert_eq!(page.status, Status::Ok, "{}", page.body);
     assert_eq!(logged, 0);
-    assert_eq!(status_of(&app, &id), "validated");
+    assert_eq!(app.status_of(&id), "validated");
     assert!(page.body.contains("Remove the protection of PCII-"));
     assert!(page.body.contains("stops being PCII"));
     assert!(page.body.contains("No one holds a live access grant"));
@@ -339,7 +329,7 @@ fn remove_protection_is_offered_on_validated_pcii_only_and_asks_for_confirmation
         ],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    assert_eq!(status_of(&app, &id), "protection_removed");
+    assert_eq!(app.status_of(&id), "protection_removed");
     assert_eq!(app.audit_count("decision.protection_removed"), 1);
     let page = officer.get(&format!("/officer/submissions/{id}"));
     assert!(!page.body.contains("value=\"remove_protection\""));

@@ -457,10 +457,7 @@ async fn verify(
         .await?;
     let start = verdict.start.describe();
     let message = match &verdict.result {
-        Ok(s) => format!(
-            "Audit log intact ({start}): {} entries (#{}..#{}), head {}.",
-            s.count, s.first_seq, s.last_seq, s.chain_head
-        ),
+        Ok(s) => format!("Audit log intact ({start}): {s}."),
         Err(p) => format!("Audit log NOT intact ({start}): {p}"),
     };
     Ok(Notice::redirect("/audit", message))

@@ -212,6 +212,19 @@ impl TestApp {
         pcii_portal::build(figment).expect("restart the portal").1
     }
 
+    /// A submission's status, as stored.
+    pub fn status_of(&self, id: &str) -> String {
+        use diesel::prelude::*;
+        use pcii_portal::db::schema::submissions;
+        self.with_conn(|c| {
+            submissions::table
+                .find(id)
+                .select(submissions::status)
+                .first(c)
+                .unwrap()
+        })
+    }
+
     pub fn audit_count(&self, action: &str) -> i64 {
         use diesel::prelude::*;
         use pcii_portal::db::schema::audit_entries;
