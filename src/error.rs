@@ -42,6 +42,15 @@ pub enum AppError {
 pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
+    /// An I/O failure while doing `what`: a full disk (507) and a store that does not answer (503) keep their own
+    /// answer; anything else is ours (500), named for the log.
+    pub fn io(what: &str, e: std::io::Error) -> AppError {
+        match AppError::from(e) {
+            AppError::Internal(m) => AppError::Internal(format!("{what}: {m}")),
+            other => other,
+        }
+    }
+
     /// What the person is told. Internal details never leave the server.
     pub fn public_message(&self) -> Option<String> {
         match self {

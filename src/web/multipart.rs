@@ -129,10 +129,9 @@ impl Drop for UploadSlot<'_> {
 }
 
 /// A write to the blob store failed: a full disk is said as such (507, after the rest of the body is read so that
-/// the browser sees the answer), anything else is ours (500).
+/// the browser sees the answer), a store that does not answer is 503, anything else is ours (500).
 fn store_fault(what: &str, e: std::io::Error) -> Failure {
-    match AppError::from(e) {
-        AppError::Internal(m) => Failure::Broken(AppError::Internal(format!("{what}: {m}"))),
+    match AppError::io(what, e) {
         full @ AppError::StorageFull(_) => Failure::Refused(full),
         other => Failure::Broken(other),
     }

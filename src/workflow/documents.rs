@@ -22,8 +22,17 @@ const FIRST_PIECE: usize = 1024 * 1024;
 
 fn integrity_error(e: std::io::Error) -> AppError {
     // The detail (blob name, what failed) goes to the log; the person is told only that it failed.
-    tracing::error!(error = %e, "a stored document failed to open or verify");
-    AppError::Internal("a stored document failed its integrity check".into())
+    match AppError::io("opening a stored document", e) {
+        AppError::Internal(detail) => {
+            tracing::error!(error = %detail, "a stored document failed to open or verify");
+            AppError::Internal("a stored document failed its integrity check".into())
+        }
+        // The store did not answer (S3 away, a read-only disk): 503 "try again", not a damaged document.
+        passing => {
+            tracing::warn!(error = ?passing, "a stored document could not be read now");
+            passing
+        }
+    }
 }
 
 /// Encrypts a content document into a new blob (durable before this returns).
@@ -38,7 +47,7 @@ pub async fn seal_content(
     tokio::task::spawn_blocking(move || seal_reader(&*store, &to, &json[..]))
         .await
         .map_err(|_| AppError::Internal("sealing task failed".into()))?
-        .map_err(|e| AppError::Internal(format!("sealing content: {e}")))
+        .map_err(|e| AppError::io("sealing content", e))
 }
 
 /// Decrypts and verifies a content document.

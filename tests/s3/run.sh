@@ -50,19 +50,31 @@ submissions() {
     "$PCII_DATA_DIR/pcii.sqlite3"
 }
 expect() { if [ "$2" != "$3" ]; then echo "FAIL: $1: got $2, expected $3" >&2; tail -20 "$work/portal.log" >&2; exit 1; fi; }
+# A draft of text only (its content document is a blob too), and the file of the first upload by its link.
+text_only() {
+  local t
+  t="$(curl -sf -b "$jar" "$base/submissions/new" | csrf_of)"
+  curl -s -o /dev/null -w '%{http_code}' -b "$jar" -F "csrf=$t" -F action=draft -F title=words "$base/submissions"
+}
+download() { curl -s -o /dev/null -w '%{http_code}' -b "$jar" "$base$file_link"; }
 expect "upload with the store up" "$(upload)" 303
 expect "health with the store up" "$(curl -s -o /dev/null -w '%{http_code}' "$base/healthz")" 200
+file_link="$(python3 -c 'import sqlite3, sys; print("/submissions/%s/files/%s" % sqlite3.connect(sys.argv[1]).execute("select submission_id, id from attachments").fetchone())' \
+  "$PCII_DATA_DIR/pcii.sqlite3")"
+expect "download with the store up" "$(download)" 200
 stop_seaweedfs
 expect "upload with the store down" "$(upload)" 503
+expect "text-only draft with the store down" "$(text_only)" 503
+expect "download with the store down" "$(download)" 503
 expect "health with the store down" "$(curl -s -o /dev/null -w '%{http_code}' "$base/healthz")" 503
 curl -s "$base/healthz" | grep -q '"blob_store":"unavailable"' || { echo "FAIL: healthz does not name the blob store" >&2; exit 1; }
-expect "submissions after the refused upload" "$(submissions)" 1
+expect "submissions after the refused uploads" "$(submissions)" 1
 start_seaweedfs "$work/seaweedfs"
 expect "health with the store back" "$(curl -s -o /dev/null -w '%{http_code}' "$base/healthz")" 200
 expect "upload with the store back" "$(upload)" 303
 expect "submissions after the store came back" "$(submissions)" 2
 kill "$portal_pid"
-echo "store down: upload 503, /healthz 503 naming the blob store, no row; back: 200 and uploads again"
+echo "store down: upload, text-only draft and download 503, /healthz 503 naming the blob store, no row; back: 200 and uploads again"
 
 left="$(seaweedfs_unfinished_uploads)"
 if [ "$left" != 0 ]; then
