@@ -36,15 +36,109 @@ use super::checkpoint::Checkpoint;
 use super::verify::{ChainVerifier, Problem, Summary};
 use crate::export::archive::ZipOut;
 
-/// Version of the export layout and manifest.
-pub const EXPORT_VERSION: u32 = 1;
+/// Version of the export layout and manifest. Version 2 adds the names joined at export time (see [`Named`]);
+/// version 1 exports still verify.
+pub const EXPORT_VERSION: u32 = 2;
 pub const ENTRIES_JSONL: &str = "entries.jsonl";
 pub const ENTRIES_CSV: &str = "entries.csv";
 pub const CHECKPOINTS_JSON: &str = "checkpoints.json";
 pub const MANIFEST_JSON: &str = "manifest.json";
-/// Column names of `entries.csv` (`at_utc` is `at` as RFC 3339, derived, not hashed).
-pub const CSV_HEADER: &str = "seq,at,at_utc,actor_id,actor_role,client_addr,action,object_kind,\
+/// Column names of `entries.csv` in version 1 exports (`at_utc` is `at` as RFC 3339, derived, not hashed).
+pub const CSV_HEADER_V1: &str = "seq,at,at_utc,actor_id,actor_role,client_addr,action,object_kind,\
 object_id,tracking_number,outcome,reason,request_id,prev_hash,entry_hash\r\n";
+/// Column names of `entries.csv`: version 1's, then the names joined at export time (not hashed).
+pub const CSV_HEADER: &str = "seq,at,at_utc,actor_id,actor_role,client_addr,action,object_kind,\
+object_id,tracking_number,outcome,reason,request_id,prev_hash,entry_hash,actor_name,actor_email,\
+actor_organisation,object_name,object_email,object_organisation\r\n";
+/// What the manifest says about the names (version 2).
+pub const NAMES_NOTE: &str = "actor_name/actor_email/actor_organisation and object_name/object_email/\
+object_organisation (entries.csv), and \"actor\" and \"object_account\" (entries.jsonl), were joined from the \
+portal's accounts when this export was made: they are not part of the hash chain and show each account as it \
+was at export time, not at the time of the entry.";
+
+/// An account as an auditor reads it next to its id: joined at export (and display) time, never hashed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Named {
+    pub name: String,
+    pub email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organisation: Option<String>,
+}
+
+/// Account id → the account's name, email and organisation.
+pub type Names = std::collections::HashMap<String, Named>;
+
+/// An `entries.jsonl` line: the entry's own fields (what the chain hashes), then the names joined for its
+/// actor and, when the object is an account, for the object.
+#[derive(Serialize)]
+struct LineOut<'a> {
+    #[serde(flatten)]
+    entry: &'a AuditEntry,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<&'a Named>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object_account: Option<&'a Named>,
+}
+
+/// An `entries.jsonl` line read back (version 1 lines have no names).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineIn {
+    seq: i64,
+    at: i64,
+    actor_id: Option<String>,
+    actor_role: Option<String>,
+    client_addr: Option<String>,
+    action: String,
+    object_kind: Option<String>,
+    object_id: Option<String>,
+    tracking_number: Option<String>,
+    outcome: String,
+    reason: Option<String>,
+    request_id: Option<String>,
+    prev_hash: String,
+    entry_hash: String,
+    #[serde(default)]
+    actor: Option<Named>,
+    #[serde(default)]
+    object_account: Option<Named>,
+}
+
+impl LineIn {
+    fn split(self) -> (AuditEntry, Option<Named>, Option<Named>) {
+        (
+            AuditEntry {
+                seq: self.seq,
+                at: self.at,
+                actor_id: self.actor_id,
+                actor_role: self.actor_role,
+                client_addr: self.client_addr,
+                action: self.action,
+                object_kind: self.object_kind,
+                object_id: self.object_id,
+                tracking_number: self.tracking_number,
+                outcome: self.outcome,
+                reason: self.reason,
+                request_id: self.request_id,
+                prev_hash: self.prev_hash,
+                entry_hash: self.entry_hash,
+            },
+            self.actor,
+            self.object_account,
+        )
+    }
+}
+
+/// The names of `e`'s actor and, if its object is an account, of its object.
+fn names_of<'a>(names: &'a Names, e: &AuditEntry) -> (Option<&'a Named>, Option<&'a Named>) {
+    let actor = e.actor_id.as_ref().and_then(|id| names.get(id));
+    let object = match (e.object_kind.as_deref(), &e.object_id) {
+        (Some("account"), Some(id)) => names.get(id),
+        _ => None,
+    };
+    (actor, object)
+}
 
 /// Largest `manifest.json`, `checkpoints.json` or kept checkpoint file read.
 const MAX_JSON_BYTES: u64 = 64 << 20;
@@ -81,6 +175,9 @@ pub struct ExportManifest {
     pub public_key: String,
     /// The checkpoints that lie entirely within `first_seq..=last_seq` (as `checkpoints.json`).
     pub checkpoints: Vec<Checkpoint>,
+    /// Version 2: how the names next to the account ids were joined ([`NAMES_NOTE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<String>,
     /// Digest of `entries.jsonl`, `entries.csv` and `checkpoints.json`.
     pub files: BTreeMap<String, FileDigest>,
 }
@@ -220,6 +317,33 @@ pub fn csv_row(out: &mut Vec<u8>, e: &AuditEntry) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends the six name cells of version 2 (`actor`, then `object`), after `csv_row`'s last cell (its CRLF
+/// removed by the caller) — empty cells for an account not known.
+fn csv_names(out: &mut Vec<u8>, actor: Option<&Named>, object: Option<&Named>) {
+    for n in [actor, object] {
+        let (name, email, org) = match n {
+            Some(n) => (
+                n.name.as_str(),
+                n.email.as_str(),
+                n.organisation.as_deref().unwrap_or(""),
+            ),
+            None => ("", "", ""),
+        };
+        for c in [name, email, org] {
+            out.push(b',');
+            csv_cell(out, c);
+        }
+    }
+}
+
+/// The whole version-2 CSV row of `e`.
+fn csv_row_named(out: &mut Vec<u8>, e: &AuditEntry, actor: Option<&Named>, object: Option<&Named>) {
+    csv_row(out, e);
+    out.truncate(out.len() - 2);
+    csv_names(out, actor, object);
+    out.extend_from_slice(b"\r\n");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Writing
 
@@ -245,6 +369,7 @@ pub struct ExportWriter<W: Write> {
     /// SHA-256 over the JSON lines of the second pass: must equal entries.jsonl's digest.
     pass2: Sha256,
     buf: Vec<u8>,
+    names: Names,
 }
 
 impl<W: Write> ExportWriter<W> {
@@ -269,7 +394,28 @@ impl<W: Write> ExportWriter<W> {
             csv_count: 0,
             pass2: Sha256::new(),
             buf: Vec::with_capacity(1024),
+            names: Names::new(),
         })
+    }
+
+    /// Joins these names next to the account ids (the same for both passes).
+    pub fn with_names(mut self, names: Names) -> Self {
+        self.names = names;
+        self
+    }
+
+    fn write_line(&mut self, e: &AuditEntry) -> Result<(), ExportError> {
+        let (actor, object_account) = names_of(&self.names, e);
+        serde_json::to_writer(
+            &mut self.buf,
+            &LineOut {
+                entry: e,
+                actor,
+                object_account,
+            },
+        )?;
+        self.buf.push(b'\n');
+        Ok(())
     }
 
     /// First pass: appends `e` to `entries.jsonl`.
@@ -280,8 +426,7 @@ impl<W: Write> ExportWriter<W> {
             ));
         }
         self.buf.clear();
-        serde_json::to_writer(&mut self.buf, e)?;
-        self.buf.push(b'\n');
+        self.write_line(e)?;
         self.zip.write_all(&self.buf)?;
         self.count += 1;
         self.first_seq.get_or_insert(e.seq);
@@ -315,11 +460,11 @@ impl<W: Write> ExportWriter<W> {
             ));
         }
         self.buf.clear();
-        serde_json::to_writer(&mut self.buf, e)?;
-        self.buf.push(b'\n');
+        self.write_line(e)?;
         self.pass2.update(&self.buf);
         self.buf.clear();
-        csv_row(&mut self.buf, e);
+        let (actor, object) = names_of(&self.names, e);
+        csv_row_named(&mut self.buf, e, actor, object);
         self.zip.write_all(&self.buf)?;
         self.csv_count += 1;
         Ok(())
@@ -378,6 +523,7 @@ impl<W: Write> ExportWriter<W> {
                 .unwrap_or_else(|| hex::encode(GENESIS_HASH)),
             public_key: public_key_hex.trim().to_owned(),
             checkpoints: cps,
+            names: Some(NAMES_NOTE.to_owned()),
             files,
         };
         self.zip.begin(MANIFEST_JSON, false)?;
@@ -398,12 +544,14 @@ fn source_err<E: Into<Box<dyn std::error::Error + Send + Sync>>>(e: E) -> Export
 /// documentation). `entries` is called twice and must yield the same entries, in seq order, each
 /// time (query `seq <= last` so that entries appended meanwhile do not matter; the second pass is
 /// cut at the first pass's count). `checkpoints` may hold every checkpoint: those outside the
-/// exported range are left out. `public_key_hex` is the portal's checkpoint key.
+/// exported range are left out. `public_key_hex` is the portal's checkpoint key. `names` are joined next to
+/// the account ids (see [`NAMES_NOTE`]).
 pub fn write_export<W, F, I, E>(
     out: W,
     mut entries: F,
     checkpoints: &[Checkpoint],
     public_key_hex: &str,
+    names: Names,
 ) -> Result<ExportManifest, ExportError>
 where
     W: Write,
@@ -411,7 +559,7 @@ where
     I: IntoIterator<Item = Result<AuditEntry, E>>,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut w = ExportWriter::new(out)?;
+    let mut w = ExportWriter::new(out)?.with_names(names);
     for e in entries().map_err(source_err)? {
         w.push_jsonl(&e.map_err(source_err)?)?;
     }
@@ -624,7 +772,11 @@ pub fn verify_export(zip_path: &Path, kept_checkpoint: Option<&Path>) -> Result<
     let mut zip = open_archive(zip_path)?;
     check_members(&mut zip)?;
     let (manifest, _) = read_json_member::<ExportManifest>(&mut zip, MANIFEST_JSON)?;
-    if manifest.version != EXPORT_VERSION || manifest.chain_version != CHAIN_VERSION {
+    let named = manifest.version >= 2;
+    if !(1..=EXPORT_VERSION).contains(&manifest.version)
+        || manifest.chain_version != CHAIN_VERSION
+        || named != manifest.names.is_some()
+    {
         return Err(structural(format!(
             "unsupported export version {} / chain version {}",
             manifest.version, manifest.chain_version
@@ -663,10 +815,11 @@ pub fn verify_export(zip_path: &Path, kept_checkpoint: Option<&Path>) -> Result<
     let mut jsha = Sha256::new();
     let mut csha = Sha256::new();
     let (mut jbytes, mut cbytes) = (0u64, 0u64);
-    let mut got = vec![0u8; CSV_HEADER.len()];
+    let header = if named { CSV_HEADER } else { CSV_HEADER_V1 };
+    let mut got = vec![0u8; header.len()];
     cr.read_exact(&mut got)
         .map_err(|e| structural(format!("reading {ENTRIES_CSV}: {e}")))?;
-    if got != CSV_HEADER.as_bytes() {
+    if got != header.as_bytes() {
         return Err(structural(format!(
             "{ENTRIES_CSV} has an unexpected header"
         )));
@@ -704,15 +857,28 @@ pub fn verify_export(zip_path: &Path, kept_checkpoint: Option<&Path>) -> Result<
                 format!("{ENTRIES_JSONL} line {line_no} is not terminated"),
             ));
         };
-        let entry: AuditEntry = serde_json::from_slice(body).map_err(|e| {
+        let parsed: LineIn = serde_json::from_slice(body).map_err(|e| {
             Problem::new(
                 next_seq,
                 format!("{ENTRIES_JSONL} line {line_no} is not a valid audit entry: {e}"),
             )
         })?;
+        let (entry, actor, object) = parsed.split();
+        if !named && (actor.is_some() || object.is_some()) {
+            return Err(Problem::new(
+                entry.seq,
+                format!(
+                    "{ENTRIES_JSONL} line {line_no} has names, which a version 1 export has not"
+                ),
+            ));
+        }
         verifier.feed(&entry)?;
         row.clear();
-        csv_row(&mut row, &entry);
+        if named {
+            csv_row_named(&mut row, &entry, actor.as_ref(), object.as_ref());
+        } else {
+            csv_row(&mut row, &entry);
+        }
         got.resize(row.len(), 0);
         let same = cr.read_exact(&mut got).is_ok() && got == row;
         if !same {
@@ -829,6 +995,7 @@ mod tests {
             || Ok::<_, io::Error>(entries.iter().cloned().map(Ok)),
             cps,
             key,
+            Names::new(),
         )
         .unwrap();
         (path, m)
@@ -932,6 +1099,103 @@ mod tests {
         let re = dir.path().join("re.zip");
         repack(&re, &files);
         verify_export(&re, None).unwrap();
+    }
+
+    #[test]
+    fn names_are_joined_next_to_the_ids_and_the_export_still_verifies() {
+        let (dir, entries, cps, key) = setup();
+        let mut names = Names::new();
+        names.insert(
+            "acct-1".into(),
+            Named {
+                name: "Ada Auditor".into(),
+                email: "ada@example.gov".into(),
+                organisation: Some("=Program Office".into()),
+            },
+        );
+        let path = dir.path().join("named.zip");
+        let m = write_export(
+            File::create(&path).unwrap(),
+            || Ok::<_, io::Error>(entries.iter().cloned().map(Ok)),
+            &cps,
+            &key,
+            names,
+        )
+        .unwrap();
+        assert_eq!(m.version, 2);
+        assert_eq!(m.names.as_deref(), Some(NAMES_NOTE));
+        assert_eq!(verify_export(&path, None).unwrap().count, 50);
+        let files = members(&path);
+        let csv = lines(&files[1].1);
+        assert_eq!(format!("{}\r\n", csv[0]), CSV_HEADER);
+        // Entry 1's actor is acct-1: its name, email and organisation (a formula neutralised) end the row.
+        assert!(
+            csv[1].ends_with(
+                ",\"Ada Auditor\",\"ada@example.gov\",\"'=Program Office\",\"\",\"\",\"\""
+            ),
+            "{}",
+            csv[1]
+        );
+        let jl = lines(&files[0].1);
+        let line: serde_json::Value = serde_json::from_str(&jl[0]).unwrap();
+        assert_eq!(line["actor"]["email"], "ada@example.gov");
+        // The entry's own fields are unchanged: the chain verifies on them alone.
+        let (entry, actor, _) = serde_json::from_str::<LineIn>(&jl[0]).unwrap().split();
+        assert_eq!(entry, entries[0]);
+        assert_eq!(actor.unwrap().name, "Ada Auditor");
+        // A name changed in entries.csv only is a row that differs from entries.jsonl.
+        let mut files = files;
+        edit(&mut files, ENTRIES_CSV, |b| {
+            let t =
+                String::from_utf8(b.clone())
+                    .unwrap()
+                    .replacen("Ada Auditor", "Eve Intruder", 1);
+            *b = t.into_bytes();
+        });
+        let re = dir.path().join("named-edited.zip");
+        repack(&re, &files);
+        let p = verify_export(&re, None).unwrap_err();
+        assert!(p.what.contains("row differs"), "{p:?}");
+    }
+
+    #[test]
+    fn a_version_1_export_still_verifies() {
+        let (dir, entries, cps, key) = setup();
+        let (path, _) = export(dir.path(), "v2.zip", &entries, &cps, &key);
+        // Rewrite it as version 1 wrote it: the old header, no names, no note in the manifest.
+        let mut files = members(&path);
+        edit(&mut files, ENTRIES_CSV, |b| {
+            let t = String::from_utf8(b.clone()).unwrap();
+            let mut out = CSV_HEADER_V1.to_string();
+            for row in t.split("\r\n").skip(1).filter(|r| !r.is_empty()) {
+                let cut = row.len() - ",\"\"".len() * 6;
+                out.push_str(&row[..cut]);
+                out.push_str("\r\n");
+            }
+            *b = out.into_bytes();
+        });
+        let csv = files
+            .iter()
+            .find(|(n, _)| n == ENTRIES_CSV)
+            .unwrap()
+            .1
+            .clone();
+        edit(&mut files, MANIFEST_JSON, |b| {
+            let mut m: ExportManifest = serde_json::from_slice(b).unwrap();
+            m.version = 1;
+            m.names = None;
+            m.files.insert(
+                ENTRIES_CSV.into(),
+                FileDigest {
+                    sha256: hex::encode(Sha256::digest(&csv)),
+                    bytes: csv.len() as u64,
+                },
+            );
+            *b = serde_json::to_vec_pretty(&m).unwrap();
+        });
+        let v1 = dir.path().join("v1.zip");
+        repack(&v1, &files);
+        assert_eq!(verify_export(&v1, None).unwrap().count, 50);
     }
 
     #[test]
@@ -1232,6 +1496,7 @@ mod tests {
             },
             &cps,
             &key,
+            Names::new(),
         );
         assert!(matches!(r, Err(ExportError::Inconsistent(_))), "{r:?}");
         // A source error surfaces as such.
@@ -1240,6 +1505,7 @@ mod tests {
             || Ok::<_, io::Error>(vec![Err(io::Error::other("db down"))].into_iter()),
             &cps,
             &key,
+            Names::new(),
         );
         assert!(matches!(r, Err(ExportError::Source(_))), "{r:?}");
     }

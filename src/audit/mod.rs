@@ -10,6 +10,7 @@
 //! * [`stored`]: verifying the stored chain, in full or from the last verified checkpoint, read in parallel.
 //! * [`store`]: the log's tables, read and written here only.
 
+pub mod actions;
 pub mod chain;
 pub mod checkpoint;
 pub mod export;
@@ -24,6 +25,8 @@ pub use chain::{
     ChainError, MerkleBuilder, NewEntryFields, CHAIN_VERSION, GENESIS_HASH,
 };
 pub use checkpoint::{Checkpoint, CheckpointSigner, SigningKeyError, VerifiedThrough, VerifyError};
-pub use export::{verify_export, write_export, ExportError, ExportManifest, ExportWriter};
+pub use export::{
+    verify_export, write_export, ExportError, ExportManifest, ExportWriter, Named, Names,
+};
 pub use stored::{Scope, Start, Verdict};
 pub use verify::{ChainVerifier, Prehashed, Problem, Summary};

@@ -142,7 +142,11 @@ pub fn entry_hashes_at(conn: &mut DbConn, seqs: &[i64]) -> QueryResult<Vec<(i64,
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Filter {
     pub actor: Option<String>,
+    /// Any of these actors (the accounts a name or email filter matched; empty matches nothing).
+    pub actors: Option<Vec<String>>,
     pub action: Option<String>,
+    /// Leave this action out (the auditors' own reading of the log, folded away by default).
+    pub hide_action: Option<String>,
     pub object: Option<String>,
     pub outcome: Option<String>,
     pub from: Option<i64>,
@@ -167,8 +171,14 @@ pub fn search(
     if let Some(a) = &f.actor {
         q = q.filter(audit_entries::actor_id.eq(a.clone()));
     }
+    if let Some(ids) = &f.actors {
+        q = q.filter(audit_entries::actor_id.eq_any(ids.clone()));
+    }
     if let Some(a) = &f.action {
         q = q.filter(audit_entries::action.eq(a.clone()));
+    }
+    if let Some(a) = &f.hide_action {
+        q = q.filter(audit_entries::action.ne(a.clone()));
     }
     if let Some(o) = &f.object {
         q = q.filter(
@@ -382,4 +392,101 @@ pub fn insert_checkpoint(tx: &mut DbConn, cp: &Checkpoint) -> QueryResult<()> {
         ))
         .execute(tx)?;
     Ok(())
+}
+
+/// The reading of one submission's protected content by one account, from the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ContentAccess {
+    pub actor_id: String,
+    pub views: i64,
+    pub downloads: i64,
+    pub exports: i64,
+    pub first_at: i64,
+    pub last_at: i64,
+    /// The attachments downloaded, by their number on the submission, with how many times each.
+    pub files: Vec<(i32, i64)>,
+}
+
+/// The actions that read a submission's content.
+pub const CONTENT_ACTIONS: [&str; 3] = ["content.viewed", "content.downloaded", "content.exported"];
+
+/// Who read the content of the submission `object` (its id or tracking number), per account, most recent
+/// reader first; and the submission's id as the entries name it. One grouped query, and one for the files.
+pub fn content_access(
+    conn: &mut DbConn,
+    object: &str,
+) -> QueryResult<(Vec<ContentAccess>, Option<String>)> {
+    use diesel::dsl::{count_star, max, min};
+    let about = || {
+        audit_entries::object_id
+            .eq(object.to_string())
+            .or(audit_entries::tracking_number.eq(object.to_string()))
+    };
+    /// Actor, action, count, first and last time.
+    type Tally = (Option<String>, String, i64, Option<i64>, Option<i64>);
+    let rows: Vec<Tally> = audit_entries::table
+        .filter(about())
+        .filter(audit_entries::action.eq_any(CONTENT_ACTIONS))
+        .filter(audit_entries::outcome.eq("success"))
+        .group_by((audit_entries::actor_id, audit_entries::action))
+        .select((
+            audit_entries::actor_id,
+            audit_entries::action,
+            count_star(),
+            min(audit_entries::at),
+            max(audit_entries::at),
+        ))
+        .load(conn)?;
+    let mut by_actor: std::collections::BTreeMap<String, ContentAccess> = Default::default();
+    for (actor, action, n, first, last) in rows {
+        let actor = actor.unwrap_or_default();
+        let a = by_actor
+            .entry(actor.clone())
+            .or_insert_with(|| ContentAccess {
+                actor_id: actor,
+                first_at: i64::MAX,
+                ..ContentAccess::default()
+            });
+        match action.as_str() {
+            "content.viewed" => a.views += n,
+            "content.downloaded" => a.downloads += n,
+            _ => a.exports += n,
+        }
+        a.first_at = a.first_at.min(first.unwrap_or(i64::MAX));
+        a.last_at = a.last_at.max(last.unwrap_or(0));
+    }
+    // Downloads name their file as "attachment N" (its number, never its name).
+    let files: Vec<(Option<String>, Option<String>, i64)> = audit_entries::table
+        .filter(about())
+        .filter(audit_entries::action.eq("content.downloaded"))
+        .filter(audit_entries::outcome.eq("success"))
+        .group_by((audit_entries::actor_id, audit_entries::reason))
+        .select((audit_entries::actor_id, audit_entries::reason, count_star()))
+        .load(conn)?;
+    for (actor, reason, n) in files {
+        let number = reason
+            .as_deref()
+            .and_then(|r| r.strip_prefix("attachment "))
+            .and_then(|n| n.parse::<i32>().ok());
+        if let (Some(a), Some(number)) = (by_actor.get_mut(&actor.unwrap_or_default()), number) {
+            a.files.push((number, n));
+        }
+    }
+    let submission_id: Option<String> = audit_entries::table
+        .filter(about())
+        .filter(audit_entries::object_kind.eq("submission"))
+        .select(audit_entries::object_id)
+        .first::<Option<String>>(conn)
+        .optional()?
+        .flatten();
+    let mut out: Vec<ContentAccess> = by_actor.into_values().collect();
+    for a in &mut out {
+        a.files.sort_unstable();
+    }
+    out.sort_by(|a, b| {
+        b.last_at
+            .cmp(&a.last_at)
+            .then_with(|| a.actor_id.cmp(&b.actor_id))
+    });
+    Ok((out, submission_id))
 }

@@ -14,6 +14,7 @@ pub mod lease;
 pub mod notice;
 pub mod organisation;
 pub mod passkey;
+pub mod people;
 pub mod queue;
 pub mod second_factor;
 pub mod sectors;

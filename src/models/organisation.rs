@@ -179,7 +179,8 @@ pub struct OrganisationFilter {
     pub verified: Option<bool>,
 }
 
-fn like_pattern(s: &str) -> String {
+/// `%s%`, lower-cased, with LIKE's wildcards escaped by `\` (use with `.escape('\\')`).
+pub(crate) fn like_pattern(s: &str) -> String {
     let mut out = String::from("%");
     for c in s.to_lowercase().chars() {
         if matches!(c, '%' | '_' | '\\') {

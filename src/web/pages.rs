@@ -31,6 +31,9 @@ impl Templates {
         let mut tera = Tera::default();
         // Tera escapes only the suffixes it is told: every HTML template ends in .html.tera.
         tera.autoescape_on(vec![".html.tera"]);
+        // And bidi controls shown as what they are, in every value a page shows: a right-to-left override in a
+        // narrative, reason or notice must not make the text read as something else.
+        tera.set_escape_fn(escape_html_and_bidi);
         let mut files = Vec::new();
         for name in TemplateFiles::iter() {
             let file =
@@ -60,6 +63,33 @@ impl Templates {
             }
         })
     }
+}
+
+/// Tera's HTML escaping, and each bidirectional formatting control (embeddings, overrides, isolates, marks)
+/// replaced by a visible `<U+202E>` (as `workflow::content::visible` writes file names): `invoice\u{202E}fdp.exe`
+/// shows as `invoice<U+202E>fdp.exe`, not as `invoiceexe.pdf`. Other characters, line breaks and joiners
+/// included, are left as they are (narratives keep their lines, scripts that need joiners their shapes).
+pub fn escape_html_and_bidi(input: &str) -> String {
+    let escaped = tera::escape_html(input);
+    if !escaped.chars().any(is_bidi_control) {
+        return escaped;
+    }
+    let mut out = String::with_capacity(escaped.len() + 16);
+    for c in escaped.chars() {
+        if is_bidi_control(c) {
+            out.push_str(&format!("&lt;U+{:04X}&gt;", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 fn ts_filter(f: fn(i64) -> String) -> impl tera::Filter {
@@ -143,6 +173,10 @@ impl Page {
         if let Some(a) = who {
             let mut me = crate::web::views::Me::of(&a.user);
             me.signed_in = a.signed_in();
+            ctx.insert(
+                "nav",
+                &crate::web::views::main_nav(&me, req.uri().path().as_str()),
+            );
             ctx.insert("me", &me);
         }
         ctx.insert("csrf", csrf);
@@ -207,4 +241,37 @@ fn take_notice(req: &Request<'_>) -> Option<String> {
     req.cookies()
         .remove_private(Cookie::build(NOTICE_COOKIE).path("/"));
     Some(c.value().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_html_and_bidi;
+
+    #[test]
+    fn bidi_controls_are_shown_as_escapes_and_html_is_escaped() {
+        assert_eq!(
+            escape_html_and_bidi("invoice\u{202E}fdp.exe <b>"),
+            "invoice&lt;U+202E&gt;fdp.exe &lt;b&gt;"
+        );
+        assert_eq!(
+            escape_html_and_bidi("a\u{2066}b\u{2069}c\u{200F}\u{061C}"),
+            "a&lt;U+2066&gt;b&lt;U+2069&gt;c&lt;U+200F&gt;&lt;U+061C&gt;"
+        );
+        // Lines, joiners and right-to-left letters themselves are text.
+        assert_eq!(
+            escape_html_and_bidi("שלום\nعالم\u{200D}"),
+            "שלום\nعالم\u{200D}"
+        );
+    }
+
+    #[test]
+    fn a_page_shows_an_override_in_any_value_as_an_escape() {
+        let mut tera = super::Templates::load().unwrap();
+        tera.add_raw_template("probe.html.tera", "<p>{{ message }}</p>")
+            .unwrap();
+        let mut ctx = tera::Context::new();
+        ctx.insert("message", "reason\u{202E}txt.exe");
+        let html = tera.render("probe.html.tera", &ctx).unwrap();
+        assert_eq!(html, "<p>reason&lt;U+202E&gt;txt.exe</p>");
+    }
 }

@@ -276,6 +276,64 @@ impl<'a> Me<'a> {
     }
 }
 
+/// A link of the role's main navigation; `current` marks the section the page belongs to.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct NavLink {
+    pub href: &'static str,
+    pub label: &'static str,
+    pub current: bool,
+}
+
+/// The main navigation of `me`'s role, the link of the page at `path` marked current: the link whose address
+/// is the longest one `path` is, or starts with as a section (`/officer/submissions/x` is under "Queue").
+pub fn main_nav(me: &Me<'_>, path: &str) -> Vec<NavLink> {
+    let links: &[(&'static str, &'static str)] = match me.role {
+        "submitter" if me.org_admin => &[
+            ("/submissions", "My submissions"),
+            ("/submissions/new", "New submission"),
+            ("/organisation", "Organisation"),
+        ],
+        "submitter" => &[
+            ("/submissions", "My submissions"),
+            ("/submissions/new", "New submission"),
+        ],
+        "officer" => &[
+            ("/officer", "Queue"),
+            ("/officer/find", "Search"),
+            ("/officer/disseminations", "Dissemination log"),
+            ("/officer/organisations", "Organisations"),
+        ],
+        "authorized_user" => &[("/analyst", "My access")],
+        "auditor" => &[
+            ("/audit", "Audit log"),
+            ("/audit/checkpoints", "Checkpoints"),
+        ],
+        "administrator" => &[
+            ("/admin", "Accounts"),
+            ("/admin/accounts/new", "Invite a person"),
+            ("/admin/approvals", "Approvals"),
+        ],
+        _ => &[],
+    };
+    let under = |href: &str| {
+        path == href || (path.starts_with(href) && path[href.len()..].starts_with('/'))
+    };
+    // The most specific: `/submissions/new` over `/submissions`, `/officer/find` over `/officer`.
+    let current = links
+        .iter()
+        .filter(|(href, _)| under(href))
+        .max_by_key(|(href, _)| href.len())
+        .map(|(href, _)| *href);
+    links
+        .iter()
+        .map(|&(href, label)| NavLink {
+            href,
+            label,
+            current: Some(href) == current,
+        })
+        .collect()
+}
+
 /// Opens the sealed officers' texts of rows loaded for a page (see `workflow::sealed_text`).
 pub fn open_notices(texts: &Texts, rows: &mut [NoticeRow]) {
     for n in rows {
@@ -305,5 +363,54 @@ pub fn open_disseminations(texts: &Texts, rows: &mut [DisseminationView]) {
         d.arrangement = texts.open(&d.arrangement);
         d.what = texts.open(&d.what);
         d.removed = texts.open_opt(d.removed.as_deref());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{main_nav, Me};
+
+    fn me(role: &'static str) -> Me<'static> {
+        Me {
+            id: "u",
+            email: "u@example.gov",
+            name: "U",
+            role,
+            role_label: "",
+            org_admin: false,
+            signed_in: true,
+        }
+    }
+
+    fn current(role: &'static str, path: &str) -> Vec<&'static str> {
+        main_nav(&me(role), path)
+            .into_iter()
+            .filter(|l| l.current)
+            .map(|l| l.label)
+            .collect()
+    }
+
+    #[test]
+    fn the_section_of_the_page_is_marked_current_and_only_it() {
+        assert_eq!(current("officer", "/officer"), ["Queue"]);
+        assert_eq!(current("officer", "/officer/submissions/abc"), ["Queue"]);
+        assert_eq!(current("officer", "/officer/find"), ["Search"]);
+        assert_eq!(
+            current("officer", "/officer/disseminations"),
+            ["Dissemination log"]
+        );
+        assert_eq!(current("submitter", "/submissions/new"), ["New submission"]);
+        assert_eq!(
+            current("submitter", "/submissions/x/receipt"),
+            ["My submissions"]
+        );
+        assert_eq!(
+            current("auditor", "/audit/submissions/PCII-1"),
+            ["Audit log"]
+        );
+        assert_eq!(current("auditor", "/audit/checkpoints"), ["Checkpoints"]);
+        // A prefix that is not a section: `/officerx` is not under `/officer`.
+        assert!(current("officer", "/officerx").is_empty());
+        assert!(current("officer", "/account").is_empty());
     }
 }

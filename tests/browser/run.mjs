@@ -946,14 +946,23 @@ async function flowAuditor(browser) {
   let rows = await page.locator('tbody tr').allTextContents();
   expect(rows.some((r) => r.includes('authorized_user') && r.includes('content.viewed')), 'the authorized user\'s read is not in the filtered log');
   expect(rows.some((r) => r.includes('authorized_user') && r.includes('content.exported')), 'the authorized user\'s export is not in the filtered log');
-  await byId(page, 'f-action').fill('content.exported');
-  await go(page, 'auditor: … and by action', () => press(page, byId(page, 'f-action')), { shot: '20-audit-filtered' });
+  // The action is chosen by its plain-English label; the real name is shown beside it.
+  await byId(page, 'f-action').selectOption({ label: 'Submission exported (package) (content.exported)' });
+  await go(page, 'auditor: … and by action', () => press(page, byId(page, 'f-object')), { shot: '20-audit-filtered' });
   rows = await page.locator('tbody tr').allTextContents();
   expect(rows.length >= 2 && rows.every((r) => r.includes('content.exported') && r.includes(shared.tracking)), 'the action filter did not narrow the log to exports of this submission');
+  expect(rows.some((r) => r.includes(people.analyst.name) && r.includes(people.analyst.email)), 'the log does not name the authorized user next to its account id');
   const q = new URL(page.url()).searchParams;
   expect(q.get('object') === shared.tracking && q.get('action') === 'content.exported', `the filters are not in the address: ${page.url()}`);
 
-  await go(page, 'auditor: history of the submission', () => press(page, page.getByRole('link', { name: shared.tracking }).first()));
+  // Who opened it, found by the person's email.
+  await go(page, 'auditor: log filtered by a person\'s email', () => fillAndEnter(page, { 'f-object': '', 'f-person': people.analyst.email }));
+  rows = await page.locator('tbody tr').allTextContents();
+  expect(rows.length >= 2 && rows.every((r) => r.includes(people.analyst.email)), 'the person filter did not narrow the log to the authorized user\'s entries');
+
+  await go(page, 'auditor: history of the submission', () => press(page, page.getByRole('link', { name: shared.tracking }).first()), { shot: '34-audit-who-accessed' });
+  const readers = (await page.locator('table.readers tbody').textContent()).replace(/\s+/g, ' ');
+  expect(readers.includes(people.analyst.name) && readers.includes(people.analyst.email), `"Who accessed this submission" does not name the authorized user: ${readers}`);
   await go(page, 'auditor: back to the whole log', () => press(page, page.getByRole('link', { name: 'Back to the whole log' })));
   await go(page, 'auditor: verified the log', () => press(page, page.getByRole('button', { name: 'Verify the log now' })), { shot: '19-audit-log' });
   expect(await page.locator('[data-verification="ok"]').count() === 1, 'the verification status is not OK');

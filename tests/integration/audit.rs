@@ -95,14 +95,22 @@ fn the_log_is_filtered_paginated_and_viewing_is_audited() {
     assert_eq!(page.status, Status::Ok);
     assert_eq!(app.audit_count("audit.view"), views + 1);
     assert!(page.body.contains("auth.login"));
-    assert!(!page.body.contains("account.create"), "filter applies");
+    assert!(
+        !page
+            .body
+            .contains("<code class=\"action\">account.create</code>"),
+        "filter applies"
+    );
     assert!(page.body.contains("<caption>"));
     assert!(page.body.contains("scope=\"col\""));
     assert!(page.body.contains("for=\"f-action\""));
     assert!(page.body.contains("Chain head"));
 
-    // A filter that matches nothing, and dates.
+    // An action that is not one (422, said next to the field), a filter that matches nothing, and dates.
     let page = auditor.get("/audit?action=no.such.action");
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert!(page.body.contains("No entries."));
+    let page = auditor.get("/audit?action=grant.revoked");
     assert!(page.body.contains("No entries."));
     let page = auditor.get("/audit?action=auth.login&from=2000-01-01&to=2000-01-02");
     assert!(page.body.contains("No entries."));

@@ -5,6 +5,7 @@ mod common;
 
 mod audit;
 mod audit_chain;
+mod audit_people;
 mod blob_store;
 mod cli;
 mod content_access;

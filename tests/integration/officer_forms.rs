@@ -584,3 +584,52 @@ fn find_comes_back_with_the_number_typed_and_the_reason() {
         Some(format!("/officer/submissions/{id}").as_str())
     );
 }
+
+/// Issue 18, text that cannot lie about itself: a right-to-left override typed in a narrative or an officer's
+/// reason is shown as a visible escape on the officer's and the submitter's pages, never as the raw control.
+#[test]
+fn bidi_controls_in_a_narrative_and_a_defect_reason_are_shown_as_escapes() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let page = sub.post_multipart(
+        "/submissions",
+        &complete_fields("Pump house \u{202E}gnp.exe\u{202C} at dam 4", "submit"),
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let id = page
+        .header("Location")
+        .unwrap()
+        .trim_start_matches("/submissions/")
+        .trim_end_matches("/receipt")
+        .to_string();
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[
+            ("decision", "defective"),
+            ("reason", "Attach \u{2067}the drawing\u{2069} again"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    for (who, page) in [
+        (
+            "officer",
+            officer.get(&format!("/officer/submissions/{id}")),
+        ),
+        ("submitter", sub.get(&format!("/submissions/{id}"))),
+    ] {
+        assert_eq!(page.status, Status::Ok, "{who}");
+        for c in ['\u{202E}', '\u{202C}', '\u{2067}', '\u{2069}'] {
+            assert!(!page.body.contains(c), "{who}: a raw {c:?} is on the page");
+        }
+        assert!(
+            page.body
+                .contains("Attach &lt;U+2067&gt;the drawing&lt;U+2069&gt; again"),
+            "{who}"
+        );
+    }
+    let page = officer.get(&format!("/officer/submissions/{id}"));
+    assert!(page
+        .body
+        .contains("Pump house &lt;U+202E&gt;gnp.exe&lt;U+202C&gt; at dam 4"));
+}

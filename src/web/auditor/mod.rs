@@ -8,13 +8,16 @@ use rocket::response::{self, Responder};
 use rocket::{Request, Response};
 use serde::Serialize;
 
+use crate::audit::actions;
 use crate::audit::chain::AuditEntry;
+use crate::audit::export::Named;
 use crate::audit::log::{Event, Outcome};
 use crate::audit::store::{self as model, Filter};
 use crate::audit::stored::Scope;
 use crate::db::{Db, PooledConn};
 use crate::error::{AppError, AppResult};
 use crate::export::{stream_blocking, BlockingBody};
+use crate::models::people;
 use crate::web::forms::{trimmed, CsrfForm, NoFields};
 use crate::web::guards::{AuditorUser, Ctx, FreshFactor};
 use crate::web::pages::{Notice, Page};
@@ -39,7 +42,11 @@ pub fn routes() -> Vec<rocket::Route> {
 #[derive(Debug, Clone, Default, Serialize)]
 struct FilterForm {
     actor: String,
+    /// A name, email or organisation: the accounts it matches.
+    person: String,
     action: String,
+    /// "1": show the auditors' own reading of the log (folded away by default).
+    reading: String,
     object: String,
     outcome: String,
     from: String,
@@ -72,6 +79,15 @@ impl FilterForm {
                 errors.insert("to", "The end date is before the start date.".to_string());
             }
         }
+        if !self.action.is_empty() && !actions::is_known(&self.action) {
+            errors.insert(
+                "action",
+                format!(
+                    "{:?} is not an action: choose one from the list.",
+                    self.action
+                ),
+            );
+        }
         if !self.outcome.is_empty() && !outcomes().contains(&self.outcome.as_str()) {
             errors.insert(
                 "outcome",
@@ -86,7 +102,9 @@ impl FilterForm {
         }
         Ok(Filter {
             actor: some(&self.actor),
+            actors: None,
             action: some(&self.action),
+            hide_action: self.folds_reading().then(|| actions::READING.to_string()),
             object: some(&self.object),
             outcome: some(&self.outcome),
             from,
@@ -95,10 +113,17 @@ impl FilterForm {
         })
     }
 
+    /// Whether the auditors' reading is left out: unless asked for, or filtered on.
+    fn folds_reading(&self) -> bool {
+        self.reading != "1" && self.action != actions::READING
+    }
+
     fn query(&self) -> Vec<(&'static str, &str)> {
         [
             ("actor", self.actor.as_str()),
+            ("person", self.person.as_str()),
             ("action", self.action.as_str()),
+            ("reading", self.reading.as_str()),
             ("object", self.object.as_str()),
             ("outcome", self.outcome.as_str()),
             ("from", self.from.as_str()),
@@ -140,9 +165,54 @@ fn parse_before(before: Option<&str>) -> AppResult<Option<i64>> {
     }
 }
 
+/// An entry as the auditor reads it: the entry, its action's label, and the names of the accounts it names
+/// (joined now, from the accounts table; the chain holds the ids).
+#[derive(Serialize)]
+struct EntryView {
+    #[serde(flatten)]
+    entry: AuditEntry,
+    action_label: &'static str,
+    actor: Option<Named>,
+    object_account: Option<Named>,
+}
+
+fn entry_views(c: &mut crate::db::DbConn, entries: Vec<AuditEntry>) -> AppResult<Vec<EntryView>> {
+    let ids = entries.iter().flat_map(|e| {
+        let object = (e.object_kind.as_deref() == Some("account"))
+            .then_some(e.object_id.as_deref())
+            .flatten();
+        e.actor_id.as_deref().into_iter().chain(object)
+    });
+    let names = people::by_ids(c, ids)?;
+    Ok(entries
+        .into_iter()
+        .map(|entry| {
+            let actor = entry
+                .actor_id
+                .as_ref()
+                .and_then(|id| names.get(id))
+                .cloned();
+            let object_account = match (entry.object_kind.as_deref(), &entry.object_id) {
+                (Some("account"), Some(id)) => names.get(id).cloned(),
+                _ => None,
+            };
+            let action_label = actions::ACTIONS
+                .iter()
+                .find(|(name, _)| *name == entry.action)
+                .map_or("", |(_, label)| label);
+            EntryView {
+                entry,
+                action_label,
+                actor,
+                object_account,
+            }
+        })
+        .collect())
+}
+
 /// What the list template shows, whatever the page.
 struct Listing {
-    entries: Vec<AuditEntry>,
+    entries: Vec<EntryView>,
     older: Option<i64>,
 }
 
@@ -159,7 +229,24 @@ fn load_listing(
     } else {
         None
     };
-    Ok(Listing { entries, older })
+    Ok(Listing {
+        entries: entry_views(c, entries)?,
+        older,
+    })
+}
+
+/// The action filter's choices: every action with its label.
+#[derive(Serialize)]
+struct ActionChoice {
+    name: &'static str,
+    label: &'static str,
+}
+
+fn action_choices() -> Vec<ActionChoice> {
+    actions::ACTIONS
+        .iter()
+        .map(|(name, label)| ActionChoice { name, label })
+        .collect()
 }
 
 /// The log's integrity at a glance: the last verification, the head, the newest checkpoint.
@@ -201,12 +288,14 @@ fn outcomes() -> Vec<&'static str> {
 }
 
 #[allow(clippy::too_many_arguments)]
-#[rocket::get("/?<actor>&<action>&<object>&<outcome>&<from>&<to>&<before>")]
+#[rocket::get("/?<actor>&<person>&<action>&<reading>&<object>&<outcome>&<from>&<to>&<before>")]
 async fn index(
     ctx: Ctx<'_>,
     _auditor: AuditorUser<'_>,
     actor: Option<&str>,
+    person: Option<&str>,
     action: Option<&str>,
+    reading: Option<&str>,
     object: Option<&str>,
     outcome: Option<&str>,
     from: Option<&str>,
@@ -215,13 +304,16 @@ async fn index(
 ) -> AppResult<Page> {
     let form = FilterForm {
         actor: trimmed(actor),
+        person: trimmed(person),
         action: trimmed(action),
+        reading: trimmed(reading),
         object: trimmed(object),
         outcome: trimmed(outcome),
         from: trimmed(from),
         to: trimmed(to),
     };
     let before = parse_before(before)?;
+    let person_text = form.person.clone();
     let filter = match form.to_filter() {
         Ok(filter) => filter,
         Err(errors) => {
@@ -234,19 +326,44 @@ async fn index(
                 .with("filters", &form)
                 .with("errors", errors)
                 .with("outcomes", outcomes())
-                .with("entries", Vec::<AuditEntry>::new())
+                .with("actions", action_choices())
+                .with("entries", Vec::<EntryView>::new())
                 .with("paged", false));
         }
     };
     let (audit, who) = (ctx.state.audit.clone(), ctx.actor.clone());
-    let (listing, status) = ctx
+    let (listing, status, matched) = ctx
         .state
         .db
         .run(move |c| {
             audit.record(c, &who, Event::new("audit.view", Outcome::Success))?;
-            Ok((load_listing(c, &filter, before)?, status_view(c)?))
+            let mut filter = filter;
+            // A name or email stands for the accounts it matches, resolved now.
+            let mut matched = None;
+            if !person_text.is_empty() {
+                let ids = people::ids_matching(c, &person_text)?;
+                matched = Some(ids.len() as i64);
+                filter.actors = Some(ids);
+            }
+            let listing = match matched {
+                Some(n) if n == 0 || n > people::MATCH_LIMIT => Listing {
+                    entries: Vec::new(),
+                    older: None,
+                },
+                _ => load_listing(c, &filter, before)?,
+            };
+            Ok((listing, status_view(c)?, matched))
         })
         .await?;
+    let person_note = matched.map(|n| match n {
+        0 => "No account's name, email or organisation contains this text.".to_string(),
+        n if n > people::MATCH_LIMIT => format!(
+            "More than {} accounts match this text: type more of the name or email.",
+            people::MATCH_LIMIT
+        ),
+        1 => "Entries by the one account that matches.".to_string(),
+        n => format!("Entries by the {n} accounts that match."),
+    });
     let older_link = listing.older.map(|seq| {
         let seq = seq.to_string();
         let mut q = form.query();
@@ -259,6 +376,15 @@ async fn index(
         .with("show_filters", true)
         .with("filters", &form)
         .with("outcomes", outcomes())
+        .with("actions", action_choices())
+        .with("person_note", person_note)
+        .with("reading_folded", form.folds_reading())
+        .with("reading_link", {
+            let mut q = form.query();
+            q.retain(|(k, _)| *k != "reading");
+            q.push(("reading", "1"));
+            format!("/audit?{}", query_string(&q))
+        })
         .with("status", status)
         .with("entries", listing.entries)
         .with("older_link", older_link)
@@ -308,6 +434,16 @@ async fn account_activity(
         actor: Some(id.to_string()),
         ..Filter::default()
     };
+    let (account, person_id) = (id.to_string(), id.to_string());
+    let person = ctx
+        .state
+        .db
+        .run(move |c| Ok(people::by_ids(c, [person_id.as_str()])?.remove(&account)))
+        .await?;
+    let heading = match &person {
+        Some(p) => format!("Activity of {} <{}>", p.name, p.email),
+        None => format!("Activity of account {id}"),
+    };
     // Named in the reason, not as the object: an auditor reading the trail is not an event about the account.
     let event =
         Event::new("audit.view", Outcome::Success).reason(format!("activity of account {id}"));
@@ -317,10 +453,11 @@ async fn account_activity(
         event,
         before,
         format!("/audit/accounts/{}", urlencode(id)),
-        format!("Activity of account {id}"),
+        heading,
         Some(format!("/audit?{}", query_string(&[("object", id)]))),
     )
     .await
+    .map(|page| page.with("person", person).with("account_id", id))
 }
 
 #[rocket::get("/submissions/<object>?<before>")]
@@ -338,11 +475,40 @@ async fn submission_history(
     let event = Event::new("audit.view", Outcome::Success)
         .reason(format!("access history of submission {object}"));
     let id = object.to_string();
-    // The destruction record (who, when, why, digests) is for the auditor too; it holds no content.
-    let destruction = ctx
+    // The destruction record (who, when, why, digests) is for the auditor too; it holds no content. And who
+    // read the content: per person, from the log, with the files by their number and size (never a name).
+    let (destruction, readers) = ctx
         .state
         .db
-        .run(move |c| Ok(crate::models::submission::destruction_of(c, &id)?))
+        .run(move |c| {
+            let destruction = crate::models::submission::destruction_of(c, &id)?;
+            let (access, submission_id) = model::content_access(c, &id)?;
+            let sizes: std::collections::HashMap<i32, i64> = match &submission_id {
+                Some(sid) => crate::models::attachment::attachments_of(c, sid)?
+                    .into_iter()
+                    .map(|a| (a.position, a.size_bytes))
+                    .collect(),
+                None => Default::default(),
+            };
+            let names = people::by_ids(c, access.iter().map(|a| a.actor_id.as_str()))?;
+            let readers: Vec<ReaderView> = access
+                .into_iter()
+                .map(|a| ReaderView {
+                    person: names.get(&a.actor_id).cloned(),
+                    files: a
+                        .files
+                        .iter()
+                        .map(|(number, times)| FileRead {
+                            number: *number,
+                            size: sizes.get(number).copied(),
+                            times: *times,
+                        })
+                        .collect(),
+                    access: a,
+                })
+                .collect();
+            Ok((destruction, readers))
+        })
         .await?;
     let page = scoped_listing(
         ctx,
@@ -354,10 +520,29 @@ async fn submission_history(
         None,
     )
     .await?;
-    Ok(page.with(
-        "destruction",
-        crate::web::views::destruction_view(destruction),
-    ))
+    Ok(page
+        .with(
+            "destruction",
+            crate::web::views::destruction_view(destruction),
+        )
+        .with("readers", readers)
+        .with("show_readers", true))
+}
+
+/// One person's reading of a submission, for "who accessed this submission".
+#[derive(Serialize)]
+struct ReaderView {
+    access: model::ContentAccess,
+    person: Option<Named>,
+    files: Vec<FileRead>,
+}
+
+#[derive(Serialize)]
+struct FileRead {
+    number: i32,
+    /// Its size as stored in the submission's record (None once the record of the file is gone).
+    size: Option<i64>,
+    times: i64,
 }
 
 #[rocket::get("/checkpoints")]
@@ -558,24 +743,30 @@ async fn export(
     let (audit, who) = (ctx.state.audit.clone(), ctx.actor.clone());
     // Recorded before streaming so the export contains its own entry, then a checkpoint signed over it
     // so the whole exported range is vouched for.
-    let (last, checkpoints) = ctx
+    let (last, checkpoints, names) = ctx
         .state
         .db
         .run(move |c| {
             audit.record(c, &who, Event::new("audit.export", Outcome::Success))?;
             audit.checkpoint_now(c, &who)?;
             let (last, _) = model::head(c)?;
-            Ok((last, model::checkpoints(c)?))
+            Ok((last, model::checkpoints(c)?, people::all(c)?))
         })
         .await?;
     let db = ctx.state.db.clone();
     let key = ctx.state.audit.public_key_hex();
     Ok(ZipStream(stream_blocking("audit export", move |out| {
-        crate::audit::export::write_export(out, || EntryPages::open(&db, last), &checkpoints, &key)
-            .map(|_| ())
-            .map_err(|e| match e {
-                crate::audit::ExportError::Io(e) => e,
-                e => io::Error::other(e),
-            })
+        crate::audit::export::write_export(
+            out,
+            || EntryPages::open(&db, last),
+            &checkpoints,
+            &key,
+            names,
+        )
+        .map(|_| ())
+        .map_err(|e| match e {
+            crate::audit::ExportError::Io(e) => e,
+            e => io::Error::other(e),
+        })
     })))
 }
