@@ -199,4 +199,16 @@ pub mod messages {
             ),
         }
     }
+
+    /// Sent when a PCII officer decided an authorized user's request for access. It says that much only: not
+    /// which submission (no tracking number, no title) and not how it was decided, which the portal shows.
+    pub fn access_request_decided(to: &str, name: &str, link: &str) -> Mail {
+        Mail {
+            to: to.into(),
+            subject: "Your request for access was decided".into(),
+            body: format!(
+                "Hello {name},\n\nYour request for access to a submission was decided \u{2014} sign in to see it:\n\n{link}\n{SIGNATURE}"
+            ),
+        }
+    }
 }

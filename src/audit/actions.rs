@@ -28,6 +28,10 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("decision.protection_removed", "PCII protection removed"),
     ("grant.created", "Need-to-know grant given"),
     ("grant.revoked", "Need-to-know grant revoked"),
+    (
+        "grants.listed",
+        "Titles of an analyst's granted submissions listed",
+    ),
     ("dissemination.recorded", "Dissemination recorded"),
     ("dissemination.exported", "Dissemination log exported"),
     ("access_request.created", "Access requested by an analyst"),

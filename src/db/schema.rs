@@ -362,6 +362,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    access_requests (id) {
+        id -> Text,
+        submission_id -> Text,
+        user_id -> Text,
+        reason -> Text,
+        state -> Text,
+        created_at -> BigInt,
+        decided_at -> Nullable<BigInt>,
+        decided_by -> Nullable<Text>,
+        refuse_reason -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(submissions -> organisations (organisation_id));
 diesel::joinable!(blobs -> submissions (submission_id));
 diesel::joinable!(data_keys -> submissions (submission_id));
@@ -369,6 +383,7 @@ diesel::joinable!(attachments -> submissions (submission_id));
 diesel::joinable!(grants -> submissions (submission_id));
 diesel::joinable!(disseminations -> submissions (submission_id));
 diesel::joinable!(notices -> submissions (submission_id));
+diesel::joinable!(access_requests -> submissions (submission_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     organisations,
@@ -399,4 +414,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     recovery_codes,
     passkeys,
     leases,
+    access_requests,
 );

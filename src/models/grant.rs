@@ -7,40 +7,35 @@ use serde::Serialize;
 use crate::db::schema::{disseminations, grants, submissions, users};
 use crate::db::DbConn;
 
-#[derive(Debug, Clone, Serialize)]
+/// One of an authorized user's live grants. `reason` is the officer's need-to-know reason as stored (sealed: the
+/// page opens it for the grantee only).
+#[derive(Debug, Clone, Serialize, Queryable)]
 pub struct GrantRow {
+    pub id: String,
     pub submission_id: String,
     pub tracking_number: Option<String>,
+    pub reason: String,
     pub expires_at: i64,
     pub created_at: i64,
 }
 
-/// An authorized user's live grants (not revoked, not expired).
+/// An authorized user's live grants (not revoked, not expired), the soonest to expire first.
 pub fn live_grants(conn: &mut DbConn, user_id: &str, now: i64) -> QueryResult<Vec<GrantRow>> {
-    let rows: Vec<(String, Option<String>, i64, i64)> = grants::table
+    grants::table
         .inner_join(submissions::table)
         .filter(grants::user_id.eq(user_id))
         .filter(grants::revoked_at.is_null())
         .filter(grants::expires_at.gt(now))
-        .order(grants::expires_at.asc())
+        .order((grants::expires_at.asc(), grants::id.asc()))
         .select((
+            grants::id,
             grants::submission_id,
             submissions::tracking_number,
+            grants::reason,
             grants::expires_at,
             grants::created_at,
         ))
-        .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(submission_id, tracking_number, expires_at, created_at)| GrantRow {
-                submission_id,
-                tracking_number,
-                expires_at,
-                created_at,
-            },
-        )
-        .collect())
+        .load(conn)
 }
 
 /// How long a grant runs and whether it was revoked.

@@ -1,5 +1,6 @@
 //! Diesel models: one file per table family, read structs apart from insertables, and the queries on them.
 
+pub mod access_request;
 pub mod account;
 pub mod account_token;
 pub mod attachment;

@@ -3,7 +3,7 @@
 
 use diesel::prelude::*;
 
-use crate::db::schema::{disseminations, grants, notices, submission_events};
+use crate::db::schema::{access_requests, disseminations, grants, notices, submission_events};
 use crate::db::DbConn;
 
 /// Which column a cell is in.
@@ -17,6 +17,8 @@ pub enum Column {
     DisseminationArrangement,
     DisseminationWhat,
     DisseminationRemoved,
+    AccessRequestReason,
+    AccessRequestRefuseReason,
 }
 
 /// One stored text.
@@ -91,6 +93,19 @@ pub fn cells_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<Cell>
         push(Column::DisseminationWhat, &id, at, Some(what));
         push(Column::DisseminationRemoved, &id, at, removed);
     }
+    let rows: Vec<(String, i64, String, Option<String>)> = access_requests::table
+        .filter(access_requests::submission_id.eq(submission_id))
+        .select((
+            access_requests::id,
+            access_requests::created_at,
+            access_requests::reason,
+            access_requests::refuse_reason,
+        ))
+        .load(conn)?;
+    for (id, at, reason, refuse) in rows {
+        push(Column::AccessRequestReason, &id, at, Some(reason));
+        push(Column::AccessRequestRefuseReason, &id, at, refuse);
+    }
     Ok(out)
 }
 
@@ -147,6 +162,20 @@ pub fn replace(conn: &mut DbConn, cell: &Cell, value: &str) -> QueryResult<bool>
                 .filter(disseminations::removed.eq(old)),
         )
         .set(disseminations::removed.eq(value))
+        .execute(conn)?,
+        Column::AccessRequestReason => diesel::update(
+            access_requests::table
+                .find(id)
+                .filter(access_requests::reason.eq(old)),
+        )
+        .set(access_requests::reason.eq(value))
+        .execute(conn)?,
+        Column::AccessRequestRefuseReason => diesel::update(
+            access_requests::table
+                .find(id)
+                .filter(access_requests::refuse_reason.eq(old)),
+        )
+        .set(access_requests::refuse_reason.eq(value))
         .execute(conn)?,
     };
     Ok(n == 1)

@@ -300,6 +300,7 @@ pub fn main_nav(me: &Me<'_>, path: &str) -> Vec<NavLink> {
         "officer" => &[
             ("/officer", "Queue"),
             ("/officer/find", "Search"),
+            ("/officer/access-requests", "Access requests"),
             ("/officer/disseminations", "Dissemination log"),
             ("/officer/organisations", "Organisations"),
         ],

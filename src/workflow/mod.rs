@@ -1,6 +1,7 @@
 //! Workflow rules: the PCII lifecycle, who may move a submission where, and what each step records.
 
 pub mod access;
+pub mod access_requests;
 pub mod blobs;
 pub mod content;
 pub mod custody;

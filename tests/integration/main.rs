@@ -3,6 +3,7 @@
 
 mod common;
 
+mod access_requests;
 mod audit;
 mod audit_chain;
 mod audit_people;

@@ -1,6 +1,7 @@
 //! PCII officers: the queue, one submission (content, decisions, grants, disseminations, export), the
 //! dissemination log, and the organisations of the Program Office's submitters.
 
+pub mod access_requests;
 pub mod forms;
 pub mod organisations;
 pub mod queue;
@@ -10,5 +11,6 @@ pub fn routes() -> Vec<rocket::Route> {
     let mut routes = queue::routes();
     routes.extend(submissions::routes());
     routes.extend(organisations::routes());
+    routes.extend(access_requests::routes());
     routes
 }

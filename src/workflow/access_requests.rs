@@ -1,0 +1,543 @@
+//! Authorized users at work: their live grants as their home lists them (title, reason, days left), their
+//! requests for need-to-know access to validated PCII by tracking number, and the officers' decision on each
+//! request. Every act is one transaction with its audit entry; the analyst's and the officer's words are sealed
+//! with the submission's data key; a grant goes through `decisions::grant`, so all of its rules apply.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::audit::log::{Actor, Event, Outcome};
+use crate::db::DbConn;
+use crate::error::{AppError, AppResult};
+use crate::key_store::data_keys::WrappedKey;
+use crate::mail::{messages, Mail};
+use crate::models::access_request::{self, NewAccessRequest, PendingView, RequestState};
+use crate::models::account::{self, User};
+use crate::models::grant::{self, GrantRow};
+use crate::models::submission::{self, Scope};
+use crate::services::Services;
+use crate::time::DAY;
+use crate::workflow::access::{self, Refusal};
+use crate::workflow::content::{is_tracking_number, FieldErrors};
+use crate::workflow::decisions;
+use crate::workflow::documents;
+use crate::workflow::lifecycle;
+use crate::workflow::sealed_text::{Sealer, Texts};
+
+/// A grant this close to its end is shown with a warning, and its holder may ask for it to be renewed.
+pub const EXPIRY_WARNING_DAYS: i64 = 14;
+/// Longest reason, the analyst's or the officer's.
+pub const REASON_MAX: usize = 4000;
+/// The most pending requests the officers' page lists at once (oldest first).
+pub const PENDING_SHOWN: i64 = 200;
+/// The most of its own requests an analyst's home lists (newest first).
+pub const OWN_SHOWN: i64 = 50;
+
+/// What an analyst is told for a number that is not a validated submission's, whether no submission has it or
+/// one has that is not validated: the answer must not tell the two apart.
+pub const NO_VALIDATED_SUBMISSION: &str =
+    "No validated PCII has this tracking number. Check the number: access is granted to validated PCII only.";
+
+/// The analyst's request as typed: its problems under the form's fields (`tracking`, `reason`), or the
+/// tracking number (upper-cased) and the cleaned reason.
+pub fn check_request(tracking: &str, reason: &str) -> Result<(String, String), FieldErrors> {
+    let mut errors = FieldErrors::new();
+    let tn = tracking.trim().to_uppercase();
+    if tn.is_empty() {
+        errors.insert(
+            "tracking".into(),
+            "Enter the tracking number of the submission.".into(),
+        );
+    } else if !is_tracking_number(&tn) {
+        errors.insert(
+            "tracking".into(),
+            "Enter a tracking number like PCII-2026-000123.".into(),
+        );
+    }
+    let reason = clean(reason);
+    if reason.is_empty() {
+        errors.insert(
+            "reason".into(),
+            "Give your need to know: the homeland-security duty this submission serves.".into(),
+        );
+    } else if reason.chars().count() > REASON_MAX {
+        errors.insert(
+            "reason".into(),
+            format!("The reason is too long (at most {REASON_MAX} characters)."),
+        );
+    }
+    if errors.is_empty() {
+        Ok((tn, reason))
+    } else {
+        Err(errors)
+    }
+}
+
+fn clean(text: &str) -> String {
+    text.trim().replace("\r\n", "\n")
+}
+
+/// Whether the person may work with PCII at all now (training current, NDA on file and current), by the very
+/// rules the content-access service applies before it looks at any grant: `access::decide` checks the person
+/// first, and with an id no grant names it answers nothing but that check ("no grant" when the person passes).
+pub fn person_refusal(conn: &mut DbConn, user: &User, now: i64) -> AppResult<Option<Refusal>> {
+    Ok(match access::decide(conn, user, "", now)? {
+        Err(Refusal::NoGrant) => None,
+        Err(r) => Some(r),
+        // Unreachable: no grant names an empty id; refused all the same.
+        Ok(_) => Some(Refusal::NotFound),
+    })
+}
+
+/// The checks of a request against the stored state, in the order that tells nothing: the person first (an
+/// analyst whose training lapsed learns that and nothing about the number), then the number, answered alike for
+/// no submission and one not validated, then what the analyst already holds or asked for. `Ok(Err(_))` is the
+/// form's problem, under its field; an `Err` is a refusal of the person.
+fn check_against_state(
+    conn: &mut DbConn,
+    user: &User,
+    tn: &str,
+    now: i64,
+) -> AppResult<Result<String, FieldErrors>> {
+    if let Some(refusal) = person_refusal(conn, user, now)? {
+        return Err(refusal.into_error());
+    }
+    let field = |m: &str| {
+        let mut e = FieldErrors::new();
+        e.insert("tracking".into(), m.to_string());
+        Ok(Err(e))
+    };
+    let Some((sid, _)) = access_request::requestable_by_tracking(conn, tn)? else {
+        return field(NO_VALIDATED_SUBMISSION);
+    };
+    // A live grant far from its end needs no request; one about to end may be renewed.
+    let live_until = grant::terms_held(conn, &user.id, &sid)?
+        .iter()
+        .filter(|g| g.revoked_at.is_none() && g.expires_at > now)
+        .map(|g| g.expires_at)
+        .max();
+    if live_until.is_some_and(|end| end - now > EXPIRY_WARNING_DAYS * DAY) {
+        return field(
+            "You already hold a live grant for this submission: it is in your list of grants.",
+        );
+    }
+    if access_request::has_pending(conn, &user.id, &sid)? {
+        return field(
+            "You already asked for access to this submission; a PCII officer has not decided yet.",
+        );
+    }
+    Ok(Ok(sid))
+}
+
+/// Records an authorized user's request for access to a validated submission (`access_request.created`), its
+/// reason sealed. `Ok(Err(_))` carries the form's problems, under its fields, with nothing recorded.
+pub async fn request(
+    state: &Services,
+    user: &User,
+    actor: &Actor,
+    tracking: &str,
+    reason: &str,
+) -> AppResult<Result<(), FieldErrors>> {
+    let (tn, reason) = match check_request(tracking, reason) {
+        Ok(v) => v,
+        Err(errors) => return Ok(Err(errors)),
+    };
+    let now = state.clock.now();
+    let checked = {
+        let (u, tn) = (user.clone(), tn.clone());
+        state
+            .db
+            .run(move |c| check_against_state(c, &u, &tn, now))
+            .await?
+    };
+    if let Err(errors) = checked {
+        return Ok(Err(errors));
+    }
+    let spare = spare_key(state)?;
+    let (audit, actor, user) = (state.audit.clone(), actor.clone(), user.clone());
+    state
+        .db
+        .run(move |c| {
+            audit.fact(c, &actor, |tx| {
+                // Again in the transaction: the state may have changed since (a request made in another tab).
+                let sid = check_against_state(tx, &user, &tn, now)?.map_err(|errors| {
+                    AppError::Invalid(errors.into_values().collect::<Vec<_>>().join(" "))
+                })?;
+                let sealed = Sealer::for_submission(tx, &sid, &spare, now)?.seal(&reason)?;
+                let id = crate::db::new_id();
+                access_request::insert(
+                    tx,
+                    &NewAccessRequest {
+                        id: &id,
+                        submission_id: &sid,
+                        user_id: &user.id,
+                        reason: &sealed.stored,
+                        state: RequestState::Pending,
+                        created_at: now,
+                    },
+                )?;
+                let event = Event::new("access_request.created", Outcome::Success)
+                    .object("submission", sid)
+                    .tracking(Some(tn.clone()))
+                    .reason(format!("request {id}; reason {}", sealed.audit_ref()));
+                Ok((Ok(()), event))
+            })
+        })
+        .await
+}
+
+/// A data key for a submission from before data keys, in case the one asked about has none yet.
+fn spare_key(state: &Services) -> AppResult<WrappedKey> {
+    let keys = state.current_keys();
+    let ring = keys.read().unwrap_or_else(|p| p.into_inner());
+    WrappedKey::generate(&ring).map_err(|e| AppError::Internal(format!("making a data key: {e}")))
+}
+
+/// One live grant as its holder's home shows it. `title` and `reason` only while the holder may read the
+/// submission (training current, NDA on file, content not destroyed): what the person may not read, it is not
+/// shown in a list either.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GrantLine {
+    pub submission_id: String,
+    pub tracking_number: Option<String>,
+    pub title: Option<String>,
+    pub reason: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// Whole days until it ends (0 on its last day).
+    pub days_left: i64,
+    /// Ends within [`EXPIRY_WARNING_DAYS`].
+    pub expiring: bool,
+    pub readable: bool,
+}
+
+/// The authorized user's live grants (one line per submission, the grant that runs longest), with the title of
+/// each submission and the officer's reason for the grant.
+///
+/// The title is inside the submission's sealed content document. Each submission is admitted by the content-access
+/// service's own decision (`access::decide`, the rules of every reading), and its document opened here rather than
+/// by `access::read_content`, which records a `content.viewed` entry per submission for a full reading: titles in
+/// a list of the analyst's own grants are recorded once, as one `grants.listed` entry naming the submissions,
+/// before the page leaves.
+pub async fn grants_list(
+    state: &Services,
+    user: &User,
+    actor: &Actor,
+) -> AppResult<Vec<GrantLine>> {
+    let now = state.clock.now();
+    let u = user.clone();
+    let (rows, admitted) = state
+        .db
+        .run(move |c| {
+            let mut best: Vec<GrantRow> = Vec::new();
+            for g in grant::live_grants(c, &u.id, now)? {
+                match best.iter_mut().find(|b| b.submission_id == g.submission_id) {
+                    Some(b) if b.expires_at < g.expires_at => *b = g,
+                    Some(_) => {}
+                    None => best.push(g),
+                }
+            }
+            // The content blob of each submission this person may read now (`None` once destroyed).
+            let mut admitted: HashMap<String, Option<String>> = HashMap::new();
+            for g in &best {
+                if let Ok(sub) = access::decide(c, &u, &g.submission_id, now)? {
+                    let blob = sub
+                        .content_blob_id
+                        .clone()
+                        .filter(|_| !lifecycle::content_destroyed(sub.status()));
+                    admitted.insert(sub.id.clone(), blob);
+                }
+            }
+            Ok((best, admitted))
+        })
+        .await?;
+    let texts = Texts::load(state, admitted.keys().cloned().collect()).await?;
+    let mut titles: HashMap<String, String> = HashMap::new();
+    for (sid, blob) in &admitted {
+        let Some(blob) = blob else { continue };
+        // A document that does not open now costs its title, not the analyst's whole home: the submission's
+        // own page reports the failure when it is opened.
+        match documents::read_content(state, blob).await {
+            Ok(content) => {
+                titles.insert(sid.clone(), content.title.clone());
+            }
+            Err(e) => {
+                tracing::warn!(submission = %sid, error = %e, "a title for the grants list did not open")
+            }
+        }
+    }
+    let lines: Vec<GrantLine> = rows
+        .into_iter()
+        .map(|g| {
+            let readable = admitted.contains_key(&g.submission_id);
+            let days_left = crate::time::days_between(now, g.expires_at);
+            GrantLine {
+                title: titles.get(&g.submission_id).cloned(),
+                reason: readable.then(|| texts.open(&g.reason)),
+                expiring: g.expires_at - now <= EXPIRY_WARNING_DAYS * DAY,
+                days_left,
+                readable,
+                created_at: g.created_at,
+                expires_at: g.expires_at,
+                tracking_number: g.tracking_number,
+                submission_id: g.submission_id,
+            }
+        })
+        .collect();
+    drop(texts);
+    if !titles.is_empty() {
+        let shown: Vec<String> = lines
+            .iter()
+            .filter(|l| titles.contains_key(&l.submission_id))
+            .map(|l| {
+                l.tracking_number
+                    .clone()
+                    .unwrap_or_else(|| l.submission_id.clone())
+            })
+            .collect();
+        let event = Event::new("grants.listed", Outcome::Success)
+            .object("account", user.id.clone())
+            .reason(format!(
+                "titles of {} granted submission{} shown: {}",
+                shown.len(),
+                if shown.len() == 1 { "" } else { "s" },
+                shown.join(", ")
+            ));
+        let (audit, actor) = (state.audit.clone(), actor.clone());
+        state
+            .db
+            .run(move |c| audit.record(c, &actor, event))
+            .await?;
+    }
+    Ok(lines)
+}
+
+/// The analyst's own requests, newest first.
+pub async fn own_requests(
+    state: &Services,
+    user: &User,
+) -> AppResult<Vec<access_request::OwnRequest>> {
+    let uid = user.id.clone();
+    state
+        .db
+        .run(move |c| Ok(access_request::of_user(c, &uid, OWN_SHOWN)?))
+        .await
+}
+
+/// The pending requests for officers, oldest first, each reason opened (officers read every sent submission's
+/// texts), and how many are pending in all.
+pub async fn pending(state: &Services) -> AppResult<(Vec<PendingView>, i64)> {
+    let (mut rows, total) = state
+        .db
+        .run(|c| {
+            Ok((
+                access_request::pending(c, PENDING_SHOWN)?,
+                access_request::pending_count(c)?,
+            ))
+        })
+        .await?;
+    let ids: Vec<String> = rows
+        .iter()
+        .map(|r| r.submission_id.clone())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let texts = Texts::load(state, ids).await?;
+    for r in &mut rows {
+        r.reason = texts.open(&r.reason);
+    }
+    Ok((rows, total))
+}
+
+/// A pending request, or why it cannot be decided: 404 for none, 409 once decided.
+async fn pending_request(
+    state: &Services,
+    request_id: &str,
+) -> AppResult<access_request::AccessRequest> {
+    let id = request_id.to_string();
+    let req = state
+        .db
+        .run(move |c| Ok(access_request::find(c, &id)?))
+        .await?;
+    if req.state != RequestState::Pending {
+        return Err(already_decided());
+    }
+    Ok(req)
+}
+
+fn already_decided() -> AppError {
+    AppError::Conflict("This request was already decided.".into())
+}
+
+/// The message that tells the analyst a request was decided, and nothing else (not which, not how).
+fn decided_mail(state: &Services, analyst: &User) -> Mail {
+    messages::access_request_decided(
+        &analyst.email,
+        &analyst.display_name,
+        &state.mailer.link("/analyst"),
+    )
+}
+
+/// Grants a pending request through [`decisions::grant`] (every rule of a grant applies: validated PCII, not the
+/// officer's own organisation, an active authorized user, a reason, an end within the longest grant), then marks
+/// the request granted (`access_request.granted`). Returns the message for the analyst, to send once committed.
+///
+/// Two transactions, one after the other: `decisions::grant` runs and commits its own (the grant and its
+/// `grant.created` entry), and no part of it takes a caller's transaction. Should the request have been decided
+/// by another officer in between, the grant stands (a full, audited grant) and this answers 409 saying so.
+pub async fn grant(
+    state: &Services,
+    officer: &User,
+    actor: &Actor,
+    request_id: &str,
+    reason: &str,
+    expires_at: i64,
+) -> AppResult<Mail> {
+    let req = pending_request(state, request_id).await?;
+    decisions::grant(
+        state,
+        officer,
+        actor,
+        &req.submission_id,
+        &req.user_id,
+        reason,
+        expires_at,
+    )
+    .await?;
+    let now = state.clock.now();
+    let (audit, actor, officer_id) = (state.audit.clone(), actor.clone(), officer.id.clone());
+    let analyst = state
+        .db
+        .run(move |c| {
+            audit.fact(c, &actor, |tx| {
+                let sub = submission::find(tx, &req.submission_id, Scope::ProgramOffice)?;
+                if access_request::mark_granted(tx, &req.id, &officer_id, now)? != 1 {
+                    return Err(AppError::Conflict(
+                        "Access was granted, but another officer had meanwhile decided this request."
+                            .into(),
+                    ));
+                }
+                let analyst = account::find(tx, &req.user_id)?;
+                let event = Event::new("access_request.granted", Outcome::Success)
+                    .object("submission", sub.id.clone())
+                    .tracking(sub.tracking_number.clone())
+                    .reason(format!(
+                        "request {} of account {}; granted until {}",
+                        req.id,
+                        req.user_id,
+                        crate::time::datetime(expires_at)
+                    ));
+                Ok((analyst, event))
+            })
+        })
+        .await?;
+    Ok(decided_mail(state, &analyst))
+}
+
+/// The officer's reason for a refusal, cleaned, or what is wrong with it.
+pub fn check_refusal(reason: &str) -> Result<String, String> {
+    let reason = clean(reason);
+    if reason.is_empty() {
+        Err("Give the reason for the refusal; it is kept, sealed, with the request.".into())
+    } else if reason.chars().count() > REASON_MAX {
+        Err(format!(
+            "The reason is too long (at most {REASON_MAX} characters)."
+        ))
+    } else {
+        Ok(reason)
+    }
+}
+
+/// Refuses a pending request (`access_request.refused`), the reason sealed. An officer never decides on a
+/// submission of its own organisation. Returns the message for the analyst, to send once committed.
+pub async fn refuse(
+    state: &Services,
+    officer: &User,
+    actor: &Actor,
+    request_id: &str,
+    reason: &str,
+) -> AppResult<Mail> {
+    let reason = check_refusal(reason).map_err(AppError::Invalid)?;
+    let spare = spare_key(state)?;
+    let now = state.clock.now();
+    let (audit, actor, officer, id) = (
+        state.audit.clone(),
+        actor.clone(),
+        officer.clone(),
+        request_id.to_string(),
+    );
+    let analyst = state
+        .db
+        .run(move |c| {
+            audit.fact(c, &actor, |tx| {
+                let req = access_request::find(tx, &id)?;
+                if req.state != RequestState::Pending {
+                    return Err(already_decided());
+                }
+                let sub = submission::find(tx, &req.submission_id, Scope::ProgramOffice)?;
+                not_own(&officer, &sub)?;
+                let sealed = Sealer::for_submission(tx, &sub.id, &spare, now)?.seal(&reason)?;
+                if access_request::mark_refused(tx, &req.id, &officer.id, &sealed.stored, now)? != 1
+                {
+                    return Err(already_decided());
+                }
+                let analyst = account::find(tx, &req.user_id)?;
+                let event = Event::new("access_request.refused", Outcome::Success)
+                    .object("submission", sub.id.clone())
+                    .tracking(sub.tracking_number.clone())
+                    .reason(format!(
+                        "request {} of account {}; reason {}",
+                        req.id,
+                        req.user_id,
+                        sealed.audit_ref()
+                    ));
+                Ok((analyst, event))
+            })
+        })
+        .await?;
+    Ok(decided_mail(state, &analyst))
+}
+
+/// The rule every officer action shares (`decisions`): never on a submission of the officer's own organisation.
+fn not_own(officer: &User, sub: &submission::Submission) -> AppResult<()> {
+    if lifecycle::own_organisation(officer, sub) {
+        return Err(AppError::Refused(
+            "You may not act on a submission of your own organisation; another officer must."
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `officer` may decide requests for `sub`'s submission (for the page: rows it may not decide show why).
+pub fn may_decide(officer: &User, submission_organisation_id: &str) -> bool {
+    officer.organisation_id.as_deref() != Some(submission_organisation_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_needs_a_well_formed_number_and_a_reason() {
+        let e = check_request("", " ").unwrap_err();
+        assert_eq!(e.keys().collect::<Vec<_>>(), ["reason", "tracking"]);
+        let e = check_request("PCII-26-1", "Duty").unwrap_err();
+        assert!(e["tracking"].contains("like PCII-2026-000123"));
+        let e = check_request("pcii-2026-000001", &"x".repeat(REASON_MAX + 1)).unwrap_err();
+        assert_eq!(e.keys().collect::<Vec<_>>(), ["reason"]);
+        assert_eq!(
+            check_request(" pcii-2026-000001 ", " Grid resilience study \r\n").unwrap(),
+            (
+                "PCII-2026-000001".to_string(),
+                "Grid resilience study".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn a_refusal_needs_its_reason() {
+        assert!(check_refusal("  ").is_err());
+        assert!(check_refusal(&"x".repeat(REASON_MAX + 1)).is_err());
+        assert_eq!(check_refusal(" No duty shown ").unwrap(), "No duty shown");
+    }
+}

@@ -1,0 +1,462 @@
+//! Issue 18, analysts: the grants list shows each submission's title, the grant's reason and the days left, and
+//! warns near the end; an analyst asks for access to validated PCII by tracking number, and an officer grants or
+//! refuses the request (audited; the analyst is told by an email that names nothing).
+
+use crate::common::{self, complete_fields, Browser, TestApp};
+use diesel::prelude::*;
+use rocket::http::Status;
+
+use pcii_portal::db::schema::{access_requests, audit_entries, submissions, users};
+use pcii_portal::domain::Role;
+use pcii_portal::time::DAY;
+
+const TITLE: &str = "Substation 14 protection scheme";
+const ANALYST: &str = "ana@dhs.example.gov";
+
+fn submit(b: &mut Browser<'_>) -> String {
+    let page = b.post_multipart(
+        "/submissions",
+        &complete_fields("Requests narrative", "submit"),
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    page.header("Location")
+        .unwrap()
+        .trim_start_matches("/submissions/")
+        .trim_end_matches("/receipt")
+        .to_string()
+}
+
+fn tracking_number_of(app: &TestApp, id: &str) -> String {
+    app.with_conn(|c| {
+        submissions::table
+            .find(id)
+            .select(submissions::tracking_number)
+            .first::<Option<String>>(c)
+            .unwrap()
+            .expect("a received submission has a tracking number")
+    })
+}
+
+/// A submission of Acme, validated by `officer`: its id and tracking number.
+fn validated(app: &TestApp, sub: &mut Browser<'_>, officer: &mut Browser<'_>) -> (String, String) {
+    let id = submit(sub);
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[("decision", "validate"), ("confirm", "1")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let tn = tracking_number_of(app, &id);
+    (id, tn)
+}
+
+/// An authorized user with current training and an NDA on file, signed in: its id and browser.
+fn analyst(app: &TestApp) -> (String, Browser<'_>) {
+    let id = app.create_user(Role::AuthorizedUser, ANALYST, None);
+    let now = app.now();
+    app.with_conn(|c| {
+        diesel::update(users::table.find(&id))
+            .set((
+                users::training_completed_at.eq(Some(now - 10 * DAY)),
+                users::nda_signed_at.eq(Some(now - 10 * DAY)),
+                users::agency.eq(Some("DHS Office of Intelligence")),
+            ))
+            .execute(c)
+            .unwrap()
+    });
+    let mut b = app.browser();
+    assert_eq!(b.login(ANALYST, common::PASSWORD), Status::SeeOther);
+    (id, b)
+}
+
+/// The Acme submitter and an officer of the Program Office, both signed in.
+fn people(app: &TestApp) -> (Browser<'_>, Browser<'_>) {
+    (
+        app.login_as(Role::Submitter, "ann@acme.example", Some("Acme")),
+        app.login_as(Role::Officer, "olga@pcii.example.gov", None),
+    )
+}
+
+/// The date `days` days after the app's today, as the forms take it (a grant runs to the end of it).
+fn date_in(app: &TestApp, days: i64) -> String {
+    pcii_portal::time::date(app.now() + days * DAY)
+}
+
+/// The id of the one request on record.
+fn only_request(app: &TestApp) -> String {
+    app.with_conn(|c| {
+        access_requests::table
+            .select(access_requests::id)
+            .first(c)
+            .unwrap()
+    })
+}
+
+/// The messages of the outbox sent to `to`.
+fn mail_to(app: &TestApp, to: &str) -> Vec<String> {
+    app.outbox()
+        .into_iter()
+        .filter(|m| m.to_lowercase().contains(&format!("to: {to}")))
+        .collect()
+}
+
+/// The text of the error shown next to the field with element id `id`.
+fn field_error(body: &str, id: &str) -> String {
+    let start = body
+        .find(&format!("id=\"{id}-error\""))
+        .unwrap_or_else(|| panic!("no error for {id}: {body}"));
+    let rest = &body[start..];
+    rest[..rest.find("</p>").unwrap()].to_string()
+}
+
+fn marked(body: &str, id: &str) -> bool {
+    body.contains(&format!("id=\"{id}-error\"")) && body.contains(&format!("href=\"#{id}\""))
+}
+
+#[test]
+fn an_analyst_sees_title_reason_and_days_left_of_each_grant_and_a_warning_near_the_end() {
+    let app = TestApp::new();
+    let (mut sub, mut officer) = people(&app);
+    let (soon, soon_tn) = validated(&app, &mut sub, &mut officer);
+    let (later, later_tn) = validated(&app, &mut sub, &mut officer);
+    let (analyst_id, mut a) = analyst(&app);
+    for (id, days, reason) in [
+        (&soon, 10, "SoonReasonMarker: grid exercise"),
+        (&later, 60, "LaterReasonMarker: sector study"),
+    ] {
+        let page = officer.post(
+            &format!("/officer/submissions/{id}/grants"),
+            &[
+                ("user_id", &analyst_id),
+                ("reason", reason),
+                ("expires", &date_in(&app, days)),
+            ],
+        );
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    }
+    let viewed = app.audit_count("content.viewed");
+    let page = a.get("/analyst");
+    assert_eq!(page.status, Status::Ok, "{}", page.body);
+    assert!(page.body.contains(&soon_tn) && page.body.contains(&later_tn));
+    assert_eq!(page.body.matches(TITLE).count(), 2, "{}", page.body);
+    assert!(page.body.contains("SoonReasonMarker: grid exercise"));
+    assert!(page.body.contains("LaterReasonMarker: sector study"));
+    assert!(page.body.contains("data-days-left=\"10\""), "{}", page.body);
+    assert!(page.body.contains("data-days-left=\"60\""));
+    assert_eq!(
+        page.body
+            .matches("Expires in 10 days — ask the Program Office to renew")
+            .count(),
+        1,
+        "only the grant that ends within 14 days warns"
+    );
+    assert!(!page.body.contains("Expires in 60 days"));
+    // The titles are one audited reading of the list, not a viewing of each submission.
+    assert_eq!(app.audit_count("content.viewed"), viewed);
+    assert_eq!(app.audit_count("grants.listed"), 1);
+    let listed: Option<String> = app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq("grants.listed"))
+            .select(audit_entries::reason)
+            .first(c)
+            .unwrap()
+    });
+    let listed = listed.unwrap();
+    assert!(
+        listed.contains(&soon_tn) && listed.contains(&later_tn),
+        "{listed}"
+    );
+
+    // Once the analyst's training lapses, the list keeps the dates and shows neither titles nor reasons.
+    let now = app.now();
+    app.with_conn(|c| {
+        diesel::update(users::table.find(&analyst_id))
+            .set(users::training_completed_at.eq(Some(now - 400 * DAY)))
+            .execute(c)
+            .unwrap()
+    });
+    let page = a.get("/analyst");
+    assert_eq!(page.status, Status::Ok);
+    assert!(!page.body.contains(TITLE));
+    assert!(!page.body.contains("SoonReasonMarker"));
+    assert!(page.body.contains("data-days-left=\"10\""));
+    assert!(page.body.contains("Your PCII training expired"));
+    assert!(!page.body.contains("action=\"/analyst/access-requests\""));
+    assert_eq!(app.audit_count("grants.listed"), 1);
+}
+
+#[test]
+fn a_request_for_an_unknown_or_unvalidated_number_gets_one_answer_and_a_reason_is_required() {
+    let app = TestApp::new();
+    let (mut sub, mut officer) = people(&app);
+    let (_, validated_tn) = validated(&app, &mut sub, &mut officer);
+    let received = submit(&mut sub);
+    let received_tn = tracking_number_of(&app, &received);
+    let (_, mut a) = analyst(&app);
+    let reason = "KeptReasonMarker: regional risk assessment";
+
+    let mut answers = Vec::new();
+    for tn in [received_tn.as_str(), "PCII-1999-999999"] {
+        let page = a.post(
+            "/analyst/access-requests",
+            &[("tracking", tn), ("reason", reason)],
+        );
+        assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+        assert!(marked(&page.body, "tracking"), "{}", page.body);
+        assert!(page.body.contains(reason), "the reason typed is kept");
+        assert!(page.body.contains(&format!("value=\"{tn}\"")));
+        answers.push(field_error(&page.body, "tracking"));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert!(answers[0].contains("No validated PCII has this tracking number"));
+
+    // No reason: the reason is marked, the number kept.
+    let page = a.post(
+        "/analyst/access-requests",
+        &[("tracking", &validated_tn), ("reason", "  ")],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert!(marked(&page.body, "reason"), "{}", page.body);
+    assert!(!marked(&page.body, "tracking"));
+    assert!(page.body.contains(&format!("value=\"{validated_tn}\"")));
+    assert_eq!(app.audit_count("access_request.created"), 0);
+
+    // A good request, then the same again while it is pending.
+    let page = a.post(
+        "/analyst/access-requests",
+        &[
+            ("tracking", &validated_tn.to_lowercase()),
+            ("reason", reason),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.audit_count("access_request.created"), 1);
+    let page = a.post(
+        "/analyst/access-requests",
+        &[("tracking", &validated_tn), ("reason", "Again")],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert!(field_error(&page.body, "tracking").contains("already asked"));
+    assert_eq!(app.audit_count("access_request.created"), 1);
+    let page = a.get("/analyst");
+    assert!(page.body.contains("data-request-state=\"pending\""));
+    assert!(page.body.contains(&validated_tn));
+}
+
+#[test]
+fn an_officer_grants_a_request_and_the_analyst_reads_the_submission_told_by_an_email_that_names_nothing(
+) {
+    let app = TestApp::new();
+    let (mut sub, mut officer) = people(&app);
+    let (id, tn) = validated(&app, &mut sub, &mut officer);
+    let (_, mut a) = analyst(&app);
+    assert_eq!(
+        a.get(&format!("/analyst/submissions/{id}")).status,
+        Status::Forbidden
+    );
+    let page = a.post(
+        "/analyst/access-requests",
+        &[
+            ("tracking", &tn),
+            ("reason", "RequestReasonMarker: pipeline threat brief"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+
+    let page = officer.get("/officer/access-requests");
+    assert_eq!(page.status, Status::Ok, "{}", page.body);
+    assert!(page.body.contains(&format!("Test {ANALYST}")));
+    assert!(page.body.contains(ANALYST));
+    assert!(page.body.contains("DHS Office of Intelligence"));
+    assert!(page.body.contains(&tn));
+    assert!(page
+        .body
+        .contains("RequestReasonMarker: pipeline threat brief"));
+    let rid = only_request(&app);
+    let uri = format!("/officer/access-requests/{rid}/grant");
+
+    // A grant without its reason comes back with the reason marked and the date kept.
+    let expires = date_in(&app, 30);
+    let page = officer.post(&uri, &[("reason", ""), ("expires", &expires)]);
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    assert!(
+        marked(&page.body, &format!("g_reason_{rid}")),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(&format!("value=\"{expires}\"")));
+    assert_eq!(app.audit_count("grant.created"), 0);
+
+    let page = officer.post(
+        &uri,
+        &[("reason", "Pipeline threat brief"), ("expires", &expires)],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.audit_count("grant.created"), 1);
+    assert_eq!(app.audit_count("access_request.granted"), 1);
+    assert_eq!(app.audit_count("access_request.created"), 1);
+    let page = officer.get("/officer/access-requests");
+    assert!(!page.body.contains("RequestReasonMarker"));
+    assert!(page.body.contains("No pending requests."));
+    // Decided once: a second click is refused.
+    let page = officer.post(
+        &uri,
+        &[("reason", "Pipeline threat brief"), ("expires", &expires)],
+    );
+    assert_eq!(page.status, Status::Conflict);
+    assert_eq!(app.audit_count("grant.created"), 1);
+
+    let page = a.get(&format!("/analyst/submissions/{id}"));
+    assert_eq!(page.status, Status::Ok, "{}", page.body);
+    assert!(page.body.contains(TITLE));
+    let page = a.get("/analyst");
+    assert!(page.body.contains("data-days-left=\"30\""), "{}", page.body);
+    assert!(page.body.contains("data-request-state=\"granted\""));
+    assert!(page.body.contains("Pipeline threat brief"));
+    // A live grant far from its end needs no request.
+    let page = a.post(
+        "/analyst/access-requests",
+        &[("tracking", &tn), ("reason", "More")],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert!(field_error(&page.body, "tracking").contains("already hold a live grant"));
+
+    let mails = mail_to(&app, ANALYST);
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(mails[0].contains("Your request for access to a submission was decided"));
+    assert!(!mails[0].contains(&tn) && !mails[0].contains(TITLE));
+    assert!(!mails[0].contains("Pipeline") && !mails[0].contains("RequestReasonMarker"));
+}
+
+#[test]
+fn a_refused_request_shows_as_refused_the_analyst_is_told_and_no_reason_is_stored_in_clear() {
+    let app = TestApp::new();
+    let (mut sub, mut officer) = people(&app);
+    let (_, tn) = validated(&app, &mut sub, &mut officer);
+    let (_, mut a) = analyst(&app);
+    let asked = "AskedMarker7731 critical pump stations";
+    let page = a.post(
+        "/analyst/access-requests",
+        &[("tracking", &tn), ("reason", asked)],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let rid = only_request(&app);
+    let uri = format!("/officer/access-requests/{rid}/refuse");
+
+    let page = officer.post(&uri, &[("reason", " ")]);
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    assert!(
+        marked(&page.body, &format!("rf_reason_{rid}")),
+        "{}",
+        page.body
+    );
+    assert_eq!(app.audit_count("access_request.refused"), 0);
+
+    let refused = "RefusedMarker4410 no duty shown";
+    let page = officer.post(&uri, &[("reason", refused)]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.audit_count("access_request.refused"), 1);
+    assert_eq!(app.audit_count("grant.created"), 0);
+
+    let page = a.get("/analyst");
+    assert!(
+        page.body.contains("data-request-state=\"refused\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Refused"));
+    let mails = mail_to(&app, ANALYST);
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].contains("was decided") && !mails[0].contains(&tn));
+    assert!(!mails[0].contains("RefusedMarker4410"));
+
+    // The words are sealed: neither the analyst's nor the officer's is in the database or its WAL.
+    if app.database_url.is_empty() {
+        let mut bytes = Vec::new();
+        for suffix in ["", "-wal"] {
+            let path = format!("{}{suffix}", app.data_dir().join("pcii.sqlite3").display());
+            if let Ok(b) = std::fs::read(&path) {
+                bytes.extend(b);
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.contains("access_request.refused"),
+            "the scan sees the log"
+        );
+        for words in [
+            "AskedMarker7731",
+            "critical pump stations",
+            "RefusedMarker4410",
+        ] {
+            assert!(!text.contains(words), "{words} in clear in the database");
+        }
+    }
+    let stored: (String, Option<String>) = app.with_conn(|c| {
+        access_requests::table
+            .find(&rid)
+            .select((access_requests::reason, access_requests::refuse_reason))
+            .first(c)
+            .unwrap()
+    });
+    assert!(stored.0.starts_with("age:") && !stored.0.contains("AskedMarker"));
+    assert!(stored.1.unwrap().starts_with("age:"));
+}
+
+#[test]
+fn only_officers_see_requests_and_an_officer_never_decides_on_its_own_organisations_submission() {
+    let app = TestApp::new();
+    let (mut sub, mut officer) = people(&app);
+    let (_, tn) = validated(&app, &mut sub, &mut officer);
+    let (_, mut a) = analyst(&app);
+    let page = a.post(
+        "/analyst/access-requests",
+        &[("tracking", &tn), ("reason", "Sector coordination")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let rid = only_request(&app);
+
+    assert_eq!(a.get("/officer/access-requests").status, Status::Forbidden);
+    assert_eq!(
+        sub.get("/officer/access-requests").status,
+        Status::Forbidden
+    );
+    let mut auditor = app.login_as(Role::Auditor, "u@example.gov", None);
+    assert_eq!(
+        auditor.get("/officer/access-requests").status,
+        Status::Forbidden
+    );
+    let page = a.post(
+        &format!("/officer/access-requests/{rid}/refuse"),
+        &[("reason", "Self-service")],
+    );
+    assert_eq!(page.status, Status::Forbidden);
+
+    // An officer who belongs to Acme sees the request and may not decide it.
+    let mut own = app.login_as(Role::Officer, "otto@acme.example", Some("Acme"));
+    let page = own.get("/officer/access-requests");
+    assert_eq!(page.status, Status::Ok);
+    assert!(page.body.contains("another officer must decide"));
+    assert!(!page.body.contains(&format!("id=\"g_reason_{rid}\"")));
+    let page = own.post(
+        &format!("/officer/access-requests/{rid}/grant"),
+        &[("reason", "Mine"), ("expires", &date_in(&app, 30))],
+    );
+    assert_eq!(page.status, Status::Forbidden, "{}", page.body);
+    let page = own.post(
+        &format!("/officer/access-requests/{rid}/refuse"),
+        &[("reason", "Mine")],
+    );
+    assert_eq!(page.status, Status::Forbidden, "{}", page.body);
+    assert_eq!(app.audit_count("grant.created"), 0);
+    assert_eq!(app.audit_count("access_request.granted"), 0);
+    assert_eq!(app.audit_count("access_request.refused"), 0);
+    let state: String = app.with_conn(|c| {
+        access_requests::table
+            .find(&rid)
+            .select(access_requests::state)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(state, "pending");
+    assert!(mail_to(&app, ANALYST).is_empty());
+}
