@@ -895,12 +895,7 @@ async function flowOfficerValidates() {
   expect(/Validated/.test(await notice(page)), `no confirmation of validation: "${await notice(page)}"`);
   expect((await page.locator('.pcii-banner').first().textContent()).includes('PROTECTED CRITICAL INFRASTRUCTURE INFORMATION'), 'no PCII marking after validation');
 
-  await byId(page, 'user_id').selectOption({ label: `${people.analyst.name} <${people.analyst.email}>` });
-  await go(page, 'officer: access granted', () => fillAndEnter(page, { g_reason: 'Regional grid resilience assessment, task 7' }));
-  expect(/Access granted/.test(await notice(page)), 'no confirmation of the grant');
-  const grantRows = await page.locator('table', { has: page.locator('caption', { hasText: 'Need-to-know grants' }) }).locator('tbody tr').allTextContents();
-  expect(grantRows.some((r) => r.includes(people.analyst.email) && r.includes('live')), 'the grant is not listed as live');
-
+  // The analyst's access comes from its own request (flowAnalyst).
   await byId(page, 'recipient').fill('State Public Utility Commission, Cyber Unit');
   await byId(page, 'recipient_kind').selectOption({ index: 0 });
   await byId(page, 'arrangement').fill('Information sharing agreement 2024-03');
@@ -963,7 +958,34 @@ async function flowAnalyst(browser) {
   await signIn(p, people.analyst.email, 'authorized user');
   await enrolAuthenticator(p, people.analyst, 'authorized user');
   expect(new URL(page.url()).pathname === '/analyst', `signed-in authorized user landed on ${page.url()}`);
-  await screenshot(page, '17-analyst-home');
+
+  // No grant yet: the analyst asks for access by tracking number, with its need to know.
+  await byId(page, 'tracking').fill(shared.tracking);
+  await byId(page, 'reason').fill('Regional grid resilience assessment, task 7');
+  await go(page, 'authorized user: access requested', () => press(page, page.getByRole('button', { name: 'Ask for access' })));
+  expect(/request was sent/.test(await notice(page)), `no confirmation of the request: "${await notice(page)}"`);
+  // An officer grants it from the pending requests.
+  const o = await person(browser, 'officer (access request)');
+  await signIn(o, people.officer.email, 'officer');
+  await go(o.page, 'officer: access requests', () => press(o.page, o.page.getByRole('link', { name: 'Access requests', exact: true })), { shot: '35-officer-access-requests' });
+  const pending = (await o.page.locator('main').textContent()).replace(/\s+/g, ' ');
+  expect(pending.includes(people.analyst.email) && pending.includes('Regional grid resilience assessment, task 7'), 'the pending request does not show the analyst and its reason');
+  await go(o.page, 'officer: request granted', () => press(o.page, o.page.getByRole('button', { name: 'Grant', exact: true })));
+  expect(/granted/i.test(await notice(o.page)) && /told by email/.test(await notice(o.page)), `no confirmation of the grant: "${await notice(o.page)}"`);
+  await signOut(o, 'officer');
+  await o.context.close();
+  // The analyst is told by email that the request was decided, and nothing about the submission.
+  const told = fs.readdirSync(OUTBOX).filter((f) => f.endsWith('.eml'))
+    .map((f) => parseEml(fs.readFileSync(path.join(OUTBOX, f), 'utf8')))
+    .filter((m) => m.to.includes(people.analyst.email) && /was decided/.test(m.body));
+  expect(told.length === 1 && !told[0].body.includes(shared.tracking), `${told.length} "decided" message(s) to the analyst, or one naming the submission`);
+  record(`mail to ${people.analyst.email}`, `"${told[0].subject}"`, []);
+  // The grant: title, reason and days left.
+  await go(page, 'authorized user: home, with the grant', '/analyst', { shot: '17-analyst-home' });
+  const grant = (await page.locator('table').first().locator('tbody tr').first().textContent()).replace(/\s+/g, ' ');
+  expect(grant.includes(shared.tracking) && grant.includes('Regional grid resilience assessment, task 7'), `the grant row lacks the number or the reason: ${grant}`);
+  const daysLeft = Number(await page.locator('[data-days-left]').first().getAttribute('data-days-left'));
+  expect(daysLeft >= 80 && daysLeft <= 90, `the grant shows ${daysLeft} days left, not about 90`);
   await go(page, 'authorized user: opens the granted submission', () => press(page, page.getByRole('link', { name: shared.tracking })), { shot: '18-analyst-submission' });
   expect(new URL(page.url()).pathname === `/analyst/submissions/${shared.submissionId}`, `the grant link went to ${page.url()}`);
   expect((await page.locator('.narrative').textContent()).includes('<b>not</b> public'), 'the narrative is not shown as written (escaped)');
