@@ -102,6 +102,13 @@ pub struct Settings {
     /// Registrations and password-reset requests allowed per client address per hour.
     pub registrations_per_hour: i64,
     pub password_resets_per_hour: i64,
+    /// The Program Office as the help pages name it, and how people reach it (shown on `/help/contact`; empty
+    /// values are left out).
+    pub office_name: String,
+    pub office_email: String,
+    pub office_phone: String,
+    pub office_hours: String,
+    pub office_address: String,
 }
 
 impl Default for Settings {
@@ -157,6 +164,11 @@ impl Default for Settings {
             second_factor_window_seconds: 300,
             registrations_per_hour: 10,
             password_resets_per_hour: 5,
+            office_name: "PCII Program Office".into(),
+            office_email: String::new(),
+            office_phone: String::new(),
+            office_hours: String::new(),
+            office_address: String::new(),
         }
     }
 }

@@ -12,6 +12,7 @@ mod cli;
 mod content_access;
 mod faults;
 mod hardening;
+mod help;
 mod identity;
 mod intake;
 mod key_custody;

@@ -1,6 +1,7 @@
 //! Pages anyone may reach: home, sign-in (`signin`), registration, email confirmation, password reset,
 //! invitations, the first-start setup link.
 
+pub mod help;
 pub mod signin;
 
 use rocket::form::FromForm;
@@ -22,6 +23,7 @@ use crate::web::pages::{Notice, Page};
 
 pub fn routes() -> Vec<rocket::Route> {
     let mut routes = signin::routes();
+    routes.extend(help::routes());
     routes.extend(rocket::routes![
         home,
         register_page,
