@@ -102,6 +102,9 @@ pub struct Settings {
     /// Registrations and password-reset requests allowed per client address per hour.
     pub registrations_per_hour: i64,
     pub password_resets_per_hour: i64,
+    /// How often the portal looks for mail it owes (defect notices, cure reminders, grants, training and NDAs about
+    /// to lapse, access requests); 0: never.
+    pub notification_interval_seconds: u64,
     /// The Program Office as the help pages name it, and how people reach it (shown on `/help/contact`; empty
     /// values are left out).
     pub office_name: String,
@@ -164,6 +167,7 @@ impl Default for Settings {
             second_factor_window_seconds: 300,
             registrations_per_hour: 10,
             password_resets_per_hour: 5,
+            notification_interval_seconds: 300,
             office_name: "PCII Program Office".into(),
             office_email: String::new(),
             office_phone: String::new(),

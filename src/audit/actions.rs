@@ -68,6 +68,10 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("account.enable", "Account enabled"),
     ("account.training", "Training recorded"),
     ("account.nda", "Non-disclosure agreement recorded"),
+    (
+        "account.notifications",
+        "Email notification choices changed",
+    ),
     ("account.privilege_request", "Privilege requested"),
     ("account.privilege_approve", "Privilege approved"),
     ("account.privilege_refuse", "Privilege refused"),
@@ -107,6 +111,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("key.convert", "Store converted to data keys"),
     ("key.unseal", "Portal unsealed"),
     ("blob.sweep", "Stored files swept"),
+    ("notifications.sent", "Notification emails sent"),
     // The audit log itself
     ("audit.view", "Audit log read by an auditor"),
     ("audit.verify", "Audit log verified"),

@@ -32,6 +32,7 @@ diesel::table! {
         email_verified_at -> Nullable<BigInt>,
         agency -> Nullable<Text>,
         nda_expires_at -> Nullable<BigInt>,
+        notifications_off -> Text,
     }
 }
 
@@ -376,6 +377,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    notifications_sent (kind, subject, user_id) {
+        kind -> Text,
+        subject -> Text,
+        user_id -> Text,
+        sent_at -> BigInt,
+    }
+}
+
 diesel::joinable!(submissions -> organisations (organisation_id));
 diesel::joinable!(blobs -> submissions (submission_id));
 diesel::joinable!(data_keys -> submissions (submission_id));
@@ -386,6 +396,7 @@ diesel::joinable!(notices -> submissions (submission_id));
 diesel::joinable!(access_requests -> submissions (submission_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    notifications_sent,
     organisations,
     users,
     sessions,

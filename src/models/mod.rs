@@ -13,6 +13,7 @@ pub mod grant;
 pub mod invitation;
 pub mod lease;
 pub mod notice;
+pub mod notification;
 pub mod organisation;
 pub mod passkey;
 pub mod people;

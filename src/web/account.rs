@@ -22,7 +22,8 @@ pub fn routes() -> Vec<rocket::Route> {
         account_page,
         change_password,
         end_session,
-        end_other_sessions
+        end_other_sessions,
+        notification_choices
     ]
 }
 
@@ -62,7 +63,17 @@ async fn account_page_for(ctx: &Ctx<'_>, user: &CurrentUser<'_>) -> AppResult<Pa
         None => None,
     };
     let sessions = live_sessions(ctx, user).await?;
+    let uid = user.user.id.clone();
+    let off = ctx
+        .state
+        .db
+        .run(move |c| Ok(crate::models::notification::turned_off(c, &uid)?))
+        .await?;
     Ok(Page::new("account.html.tera")
+        .with(
+            "notifications",
+            crate::workflow::notifications::preferences(user.user.role(), &off),
+        )
         .with("second_factor_any", user.has_factor)
         .with("organisation", org)
         .with("sessions", sessions)
@@ -82,6 +93,35 @@ async fn live_sessions(ctx: &Ctx<'_>, user: &CurrentUser<'_>) -> AppResult<Vec<S
 
 pub fn account_view(u: &crate::models::account::User) -> AccountView<'_> {
     AccountView::of(u)
+}
+
+#[derive(FromForm)]
+struct NotificationForm {
+    /// The optional kinds left on (ticked boxes; none ticked sends none).
+    #[field(default = Vec::new())]
+    on: Vec<String>,
+}
+
+#[rocket::post("/account/notifications", data = "<form>")]
+async fn notification_choices(
+    ctx: Ctx<'_>,
+    user: CurrentUser<'_>,
+    form: CsrfForm<NotificationForm>,
+) -> AppResult<Notice> {
+    let (audit, actor, u, on) = (
+        ctx.state.audit.clone(),
+        ctx.actor.clone(),
+        user.user.clone(),
+        form.0.on,
+    );
+    ctx.state
+        .db
+        .run(move |c| crate::workflow::notifications::set_preferences(c, &audit, &actor, &u, &on))
+        .await?;
+    Ok(Notice::redirect(
+        "/account#notifications",
+        "Your email notification choices are saved.",
+    ))
 }
 
 #[derive(FromForm)]

@@ -10,5 +10,6 @@ pub mod destruction;
 pub mod documents;
 pub mod intake;
 pub mod lifecycle;
+pub mod notifications;
 pub mod package;
 pub mod sealed_text;

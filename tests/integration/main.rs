@@ -21,6 +21,7 @@ mod keys_rotate;
 mod lease;
 mod lifecycle;
 mod log_hygiene;
+mod notifications;
 mod officer_forms;
 mod officer_queue;
 mod organisations;

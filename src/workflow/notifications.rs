@@ -1,0 +1,432 @@
+//! The portal's own mail: what is due is read from the state of things (a defect notice sent, a cure deadline
+//! near, a grant, training or NDA about to lapse, an access request waiting), sent, and recorded as sent, so that
+//! each goes once. A round runs every `notification_interval_seconds` on whichever instance holds the lease
+//! [`LEASE`], so several instances send once between them. Nothing is queued at the act: a notice committed just
+//! before a crash is still mailed by the next round. Mail is content-free — what happened and a link, never a
+//! tracking number, a title or an officer's words.
+//!
+//! Delivery is at least once: a message is recorded as sent after the mail route took it, so a crash in between
+//! sends it again; a message the route refuses (SMTP down) is tried again next round.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::audit::log::{Actor, Event, Outcome};
+use crate::db::DbConn;
+use crate::error::AppResult;
+use crate::mail::Mail;
+use crate::models::lease;
+use crate::models::notification::{self as model, Recipient};
+use crate::services::Services;
+use crate::time::DAY;
+
+/// The lease the instances take turns on for a round.
+pub const LEASE: &str = "notifications";
+
+/// What a notification is about. Defect notices and cure reminders cannot be turned off: a submitter who does not
+/// sign in must still learn that the 30-day cure clock runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    DefectNotice,
+    CureReminder7,
+    CureReminder2,
+    GrantEnding,
+    TrainingEnding,
+    NdaEnding,
+    AccessRequest,
+    /// A message in a submission's thread (sent at once by the messages service, not by a round).
+    Message,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 8] = [
+        Kind::DefectNotice,
+        Kind::CureReminder7,
+        Kind::CureReminder2,
+        Kind::GrantEnding,
+        Kind::TrainingEnding,
+        Kind::NdaEnding,
+        Kind::AccessRequest,
+        Kind::Message,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::DefectNotice => "defect_notice",
+            Kind::CureReminder7 => "cure_reminder_7",
+            Kind::CureReminder2 => "cure_reminder_2",
+            Kind::GrantEnding => "grant_ending",
+            Kind::TrainingEnding => "training_ending",
+            Kind::NdaEnding => "nda_ending",
+            Kind::AccessRequest => "access_request",
+            Kind::Message => "message",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// What the account page calls it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::DefectNotice => "A defect notice about one of your organisation's submissions",
+            Kind::CureReminder7 => "A reminder 7 days before a cure deadline",
+            Kind::CureReminder2 => "A reminder 2 days before a cure deadline",
+            Kind::GrantEnding => "A need-to-know grant ending within 14 days",
+            Kind::TrainingEnding => "Your PCII training lapsing within 30 days",
+            Kind::NdaEnding => "Your non-disclosure agreement expiring within 30 days",
+            Kind::AccessRequest => "An analyst's access request waiting for a decision",
+            Kind::Message => "A new message about a submission",
+        }
+    }
+
+    /// Whether a person may turn it off.
+    pub fn optional(self) -> bool {
+        !matches!(
+            self,
+            Kind::DefectNotice | Kind::CureReminder7 | Kind::CureReminder2
+        )
+    }
+
+    /// The kinds a person of `role` receives.
+    pub fn for_role(role: crate::domain::Role) -> Vec<Kind> {
+        use crate::domain::Role;
+        match role {
+            Role::Submitter => vec![
+                Kind::DefectNotice,
+                Kind::CureReminder7,
+                Kind::CureReminder2,
+                Kind::Message,
+            ],
+            Role::Officer => vec![Kind::AccessRequest, Kind::Message],
+            Role::AuthorizedUser => {
+                vec![Kind::GrantEnding, Kind::TrainingEnding, Kind::NdaEnding]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn mail(self, r: &Recipient, link: &str) -> Mail {
+        let date = crate::time::date(r.due_at);
+        let name = &r.name;
+        let (subject, what) = match self {
+            Kind::DefectNotice => (
+                "A defect notice about a PCII submission".to_string(),
+                format!(
+                    "A PCII officer found a defect in one of your organisation's submissions and sent a notice \
+                     saying what to correct. It must be corrected by {date} (UTC); otherwise the Program Office \
+                     may decide that it is not protected."
+                ),
+            ),
+            Kind::CureReminder7 | Kind::CureReminder2 => (
+                format!("Reminder: a PCII submission must be corrected by {date}"),
+                format!(
+                    "One of your organisation's submissions still has a defect to correct. The deadline is \
+                     {date} (UTC); after it the Program Office may decide that it is not protected."
+                ),
+            ),
+            Kind::GrantEnding => (
+                format!("Your access to a PCII submission ends on {date}"),
+                format!(
+                    "One of your need-to-know grants ends on {date} (UTC). If you still need the information, \
+                     ask the Program Office to renew it."
+                ),
+            ),
+            Kind::TrainingEnding => (
+                format!("Your PCII training lapses on {date}"),
+                format!(
+                    "Your PCII training counts until {date} (UTC). After that you cannot read PCII until it is \
+                     renewed and recorded."
+                ),
+            ),
+            Kind::NdaEnding => (
+                format!("Your PCII non-disclosure agreement expires on {date}"),
+                format!(
+                    "Your non-disclosure agreement expires on {date} (UTC). After that you cannot read PCII until \
+                     a new one is on file."
+                ),
+            ),
+            Kind::AccessRequest => (
+                "An access request is waiting for a PCII officer".to_string(),
+                "An authorized user asked for need-to-know access to a submission.".to_string(),
+            ),
+            Kind::Message => (
+                "A new message about a PCII submission".to_string(),
+                "You have a new message about a submission.".to_string(),
+            ),
+        };
+        Mail {
+            to: r.email.clone(),
+            subject,
+            body: format!(
+                "Hello {name},\n\n{what}\n\nSign in to read it:\n\n{link}\n\nYou can choose which optional \
+                 messages you get on your account page.\n-- \nPCII Program Office intake portal\n"
+            ),
+        }
+    }
+}
+
+/// Whether `kind` may go to a person whose turned-off kinds are `off` (comma-separated).
+pub fn wanted(kind: Kind, off: &str) -> bool {
+    !kind.optional() || !off.split(',').any(|k| k.trim() == kind.as_str())
+}
+
+/// One kind as a person's account page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preference {
+    pub kind: &'static str,
+    pub label: &'static str,
+    pub optional: bool,
+    pub on: bool,
+}
+
+/// The kinds a person of `role` receives, each on or off by `off` (mandatory ones always on).
+pub fn preferences(role: crate::domain::Role, off: &str) -> Vec<Preference> {
+    Kind::for_role(role)
+        .into_iter()
+        .map(|k| Preference {
+            kind: k.as_str(),
+            label: k.label(),
+            optional: k.optional(),
+            on: wanted(k, off),
+        })
+        .collect()
+}
+
+/// Keeps on exactly the optional kinds of `user`'s role named in `on` (unknown names and mandatory kinds are
+/// ignored: those cannot be turned off), audited as `account.notifications`.
+pub fn set_preferences(
+    conn: &mut DbConn,
+    audit: &crate::audit::log::AuditLog,
+    actor: &Actor,
+    user: &crate::models::account::User,
+    on: &[String],
+) -> AppResult<()> {
+    let off: Vec<&str> = Kind::for_role(user.role())
+        .into_iter()
+        .filter(|k| k.optional() && !on.iter().any(|o| o == k.as_str()))
+        .map(Kind::as_str)
+        .collect();
+    let off = off.join(",");
+    let uid = user.id.clone();
+    audit.fact(conn, actor, |tx| {
+        model::set_turned_off(tx, &uid, &off)?;
+        let event = Event::new("account.notifications", Outcome::Success)
+            .object("account", uid.clone())
+            .reason(if off.is_empty() {
+                "every notification on".to_string()
+            } else {
+                format!("turned off: {off}")
+            });
+        Ok(((), event))
+    })
+}
+
+/// Everything due now that was not sent yet and the person did not turn off.
+pub fn due(conn: &mut DbConn, now: i64) -> AppResult<Vec<(Kind, Recipient)>> {
+    let training_valid = crate::domain::TRAINING_VALID_DAYS * DAY;
+    let mut all: Vec<(Kind, Recipient)> = Vec::new();
+    let tag = |kind: Kind, v: Vec<Recipient>| v.into_iter().map(move |r| (kind, r));
+    all.extend(tag(Kind::DefectNotice, model::defect_notices(conn, now)?));
+    // Within 2 days: the 2-day reminder only (the 7-day one would say the same, later than due).
+    let two = model::cure_deadlines(conn, now, 2 * DAY)?;
+    let seven: Vec<Recipient> = model::cure_deadlines(conn, now, 7 * DAY)?
+        .into_iter()
+        .filter(|r| r.due_at - now > 2 * DAY)
+        .collect();
+    all.extend(tag(Kind::CureReminder2, two));
+    all.extend(tag(Kind::CureReminder7, seven));
+    all.extend(tag(
+        Kind::GrantEnding,
+        model::grants_ending(conn, now, 14 * DAY)?,
+    ));
+    all.extend(tag(
+        Kind::TrainingEnding,
+        model::training_ending(conn, now, training_valid, 30 * DAY)?,
+    ));
+    all.extend(tag(
+        Kind::NdaEnding,
+        model::nda_ending(conn, now, 30 * DAY)?,
+    ));
+    all.extend(tag(
+        Kind::AccessRequest,
+        model::access_requests_pending(conn)?,
+    ));
+    let mut out = Vec::new();
+    for (kind, r) in all {
+        if wanted(kind, &r.off) && !model::was_sent(conn, kind.as_str(), &r.subject, &r.user_id)? {
+            out.push((kind, r));
+        }
+    }
+    Ok(out)
+}
+
+/// What a round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Round {
+    pub sent: Vec<(Kind, String)>,
+    pub failed: usize,
+}
+
+/// What a round needs of the services (owned, so that the periodic task can keep it).
+#[derive(Clone)]
+struct Parts {
+    db: crate::db::Db,
+    audit: crate::audit::log::AuditLog,
+    mailer: std::sync::Arc<crate::mail::Mailer>,
+    clock: crate::clock::Clock,
+}
+
+impl Parts {
+    fn of(state: &Services) -> Parts {
+        Parts {
+            db: state.db.clone(),
+            audit: state.audit.clone(),
+            mailer: state.mailer.clone(),
+            clock: state.clock.clone(),
+        }
+    }
+}
+
+/// One round: when this instance holds the lease (taken for `lease_secs`), sends what is due and records it;
+/// `None` when another instance holds it. Audited (`notifications.sent`, the counts per kind, no addresses) when
+/// it sent or failed anything.
+pub async fn round(state: &Services, lease_secs: i64) -> AppResult<Option<Round>> {
+    round_with(&Parts::of(state), lease_secs).await
+}
+
+async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Round>> {
+    let now = parts.clock.now();
+    let holder = crate::workflow::blobs::lease_holder();
+    let due = parts
+        .db
+        .run(move |c| {
+            if !lease::acquire(c, LEASE, holder, lease_secs)? {
+                return Ok(None);
+            }
+            Ok(Some(due(c, now)?))
+        })
+        .await?;
+    let Some(due) = due else {
+        return Ok(None);
+    };
+    let mut done = Round::default();
+    for (kind, r) in due {
+        let mail = kind.mail(&r, &parts.mailer.link(&r.path));
+        let mailer = parts.mailer.clone();
+        // The SMTP exchange on a blocking thread, holding no database connection.
+        match tokio::task::spawn_blocking(move || mailer.send(&mail)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(kind = kind.as_str(), error = %e, "a notification could not be sent; the next round tries again");
+                done.failed += 1;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the mail task failed");
+                done.failed += 1;
+                continue;
+            }
+        }
+        let (subject, user) = (r.subject.clone(), r.user_id.clone());
+        parts
+            .db
+            .run(move |c| Ok(model::record_sent(c, kind.as_str(), &subject, &user, now)?))
+            .await?;
+        done.sent.push((kind, r.user_id));
+    }
+    if !done.sent.is_empty() || done.failed > 0 {
+        let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+        for (k, _) in &done.sent {
+            *counts.entry(k.as_str()).or_default() += 1;
+        }
+        let summary = counts
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let outcome = if done.failed == 0 {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        };
+        let event = Event::new("notifications.sent", outcome).reason(format!(
+            "sent: {}; not sent (tried again next round): {}",
+            if summary.is_empty() {
+                "none".into()
+            } else {
+                summary
+            },
+            done.failed
+        ));
+        let audit = parts.audit.clone();
+        parts
+            .db
+            .run(move |c| audit.record(c, &Actor::system(), event))
+            .await?;
+    }
+    Ok(Some(done))
+}
+
+/// Runs a round every `notification_interval_seconds` (0: never) on the current Tokio runtime.
+pub fn spawn_periodic(state: &Services) {
+    let every = state.settings.notification_interval_seconds;
+    if every == 0 {
+        return;
+    }
+    let parts = Parts::of(state);
+    let lease_secs = crate::workflow::blobs::lease_seconds(every);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(every));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = round_with(&parts, lease_secs).await {
+                tracing::warn!(error = %e, "a notification round failed; the next one tries again");
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defect_and_cure_mail_cannot_be_turned_off_and_the_others_can() {
+        let off = "defect_notice,cure_reminder_7,cure_reminder_2,grant_ending,message";
+        assert!(wanted(Kind::DefectNotice, off));
+        assert!(wanted(Kind::CureReminder7, off));
+        assert!(wanted(Kind::CureReminder2, off));
+        assert!(!wanted(Kind::GrantEnding, off));
+        assert!(!wanted(Kind::Message, off));
+        assert!(wanted(Kind::NdaEnding, off));
+        for k in Kind::ALL {
+            assert_eq!(Kind::parse(k.as_str()), Some(k));
+        }
+    }
+
+    #[test]
+    fn mail_names_neither_submission_nor_title() {
+        let r = Recipient {
+            user_id: "u".into(),
+            email: "ann@acme.example".into(),
+            name: "Ann".into(),
+            subject: "sub-id@1700000000".into(),
+            due_at: 1_700_000_000,
+            path: "/submissions".into(),
+            off: String::new(),
+        };
+        for k in Kind::ALL {
+            let m = k.mail(&r, &format!("https://portal.example{}", r.path));
+            assert!(
+                !m.body.contains("sub-id") && !m.subject.contains("sub-id"),
+                "{k:?}"
+            );
+            assert!(!m.body.contains("PCII-"), "{k:?}");
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Notifications by email (issue 19): defect notices and cure reminders 7 and 2 days before the deadline (these
+//! cannot be turned off), grants ending within 14 days, access requests waiting — each sent once, content-free,
+//! and the optional ones turned off from the account page. The clock is moved, not the rows.
+
+use crate::common::{self, complete_fields, Browser, TestApp};
+use diesel::prelude::*;
+use rocket::http::Status;
+
+use pcii_portal::db::schema::{submissions, users};
+use pcii_portal::domain::Role;
+use pcii_portal::time::DAY;
+use pcii_portal::workflow::notifications::round;
+
+fn submit(b: &mut Browser<'_>, title_marker: &str) -> String {
+    let page = b.post_multipart("/submissions", &complete_fields(title_marker, "submit"));
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    page.header("Location")
+        .unwrap()
+        .trim_start_matches("/submissions/")
+        .trim_end_matches("/receipt")
+        .to_string()
+}
+
+/// Runs one notification round, as the periodic task does; the kinds it sent, sorted.
+fn run(app: &TestApp) -> Vec<(&'static str, String)> {
+    let rt = rocket::tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let done = rt
+        .block_on(round(app.state(), 60))
+        .unwrap()
+        .expect("the only instance holds the lease");
+    assert_eq!(done.failed, 0);
+    let mut sent: Vec<(&'static str, String)> = done
+        .sent
+        .into_iter()
+        .map(|(k, u)| (k.as_str(), u))
+        .collect();
+    sent.sort();
+    sent
+}
+
+fn user_id(app: &TestApp, email: &str) -> String {
+    app.with_conn(|c| {
+        users::table
+            .filter(users::email.eq(email))
+            .select(users::id)
+            .first(c)
+            .unwrap()
+    })
+}
+
+fn mails_to(app: &TestApp, email: &str) -> Vec<String> {
+    app.outbox()
+        .into_iter()
+        .filter(|m| m.to_lowercase().contains(&format!("to: {email}")))
+        .collect()
+}
+
+#[test]
+fn a_defect_notice_and_both_cure_reminders_go_once_to_every_member_and_cannot_be_turned_off() {
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut bob = app.login_as(Role::Submitter, "bob@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut ann, "Turbine hall report");
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[
+            ("decision", "defective"),
+            ("reason", "Secret defect words: file 2 unreadable"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let (ann_id, bob_id) = (
+        user_id(&app, "ann@acme.example"),
+        user_id(&app, "bob@acme.example"),
+    );
+
+    // Bob turns every optional notification off: the defect notice and the reminders still reach him.
+    let page = bob.get("/account");
+    assert!(page.body.contains("id=\"n-cure_reminder_7\""));
+    assert!(page.body.contains("(always sent: a deadline runs)"));
+    assert_eq!(
+        bob.post("/account/notifications", &[]).status,
+        Status::SeeOther
+    );
+    assert_eq!(app.audit_count("account.notifications"), 1);
+
+    let sent = run(&app);
+    assert_eq!(
+        sent,
+        vec![
+            ("defect_notice", ann_id.clone()),
+            ("defect_notice", bob_id.clone())
+        ]
+    );
+    let tracking: String = app.with_conn(|c| {
+        submissions::table
+            .find(&id)
+            .select(submissions::tracking_number)
+            .first::<Option<String>>(c)
+            .unwrap()
+            .unwrap()
+    });
+    for mail in mails_to(&app, "ann@acme.example") {
+        assert!(!mail.contains(&tracking) && !mail.contains(&id), "{mail}");
+        assert!(
+            !mail.contains("Turbine hall") && !mail.contains("Secret defect words"),
+            "{mail}"
+        );
+    }
+    let defect_mail = mails_to(&app, "bob@acme.example").pop().unwrap();
+    assert!(
+        defect_mail.contains("Subject: A defect notice about a PCII submission"),
+        "{defect_mail}"
+    );
+    // Sent once: the next round has nothing.
+    assert!(run(&app).is_empty());
+    assert_eq!(app.audit_count("notifications.sent"), 1);
+
+    // 23 days later the deadline is 7 days away: the 7-day reminder, once.
+    app.advance(23 * DAY + 3600);
+    assert_eq!(
+        run(&app),
+        vec![
+            ("cure_reminder_7", ann_id.clone()),
+            ("cure_reminder_7", bob_id.clone())
+        ]
+    );
+    assert!(run(&app).is_empty());
+    // 2 days before: the 2-day reminder.
+    app.advance(5 * DAY);
+    assert_eq!(
+        run(&app),
+        vec![
+            ("cure_reminder_2", ann_id.clone()),
+            ("cure_reminder_2", bob_id)
+        ]
+    );
+    let reminder = mails_to(&app, "ann@acme.example").pop().unwrap();
+    assert!(
+        reminder.contains("Subject: Reminder: a PCII submission must be corrected by"),
+        "{reminder}"
+    );
+    // After the deadline: nothing more.
+    app.advance(3 * DAY);
+    assert!(run(&app).is_empty());
+}
+
+#[test]
+fn a_grant_ending_within_14_days_is_mailed_unless_turned_off_and_officers_hear_of_access_requests()
+{
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let analyst_id = app.create_user(Role::AuthorizedUser, "ana@dhs.example.gov", None);
+    let now = app.now();
+    app.with_conn(|c| {
+        diesel::update(users::table.find(&analyst_id))
+            .set((
+                users::training_completed_at.eq(Some(now - 10 * DAY)),
+                users::nda_signed_at.eq(Some(now - 10 * DAY)),
+            ))
+            .execute(c)
+            .unwrap()
+    });
+    let mut analyst = app.browser();
+    assert_eq!(
+        analyst.login("ana@dhs.example.gov", common::PASSWORD),
+        Status::SeeOther
+    );
+    let officer_id = user_id(&app, "olga@pcii.example.gov");
+    let grant = |officer: &mut Browser<'_>, id: &str| {
+        let page = officer.post(
+            &format!("/officer/submissions/{id}/decision"),
+            &[("decision", "validate"), ("confirm", "1")],
+        );
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+        let expires = pcii_portal::time::date(app.now() + 10 * DAY);
+        let page = officer.post(
+            &format!("/officer/submissions/{id}/grants"),
+            &[
+                ("user_id", &analyst_id),
+                ("reason", "need"),
+                ("expires", &expires),
+            ],
+        );
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    };
+    let first = submit(&mut ann, "First");
+    grant(&mut officer, &first);
+    assert_eq!(run(&app), vec![("grant_ending", analyst_id.clone())]);
+    let mail = mails_to(&app, "ana@dhs.example.gov").pop().unwrap();
+    assert!(
+        mail.contains("Subject: Your access to a PCII submission ends on"),
+        "{mail}"
+    );
+    assert!(run(&app).is_empty());
+
+    // Turned off: a second grant ending as soon is not mailed.
+    assert!(analyst
+        .get("/account")
+        .body
+        .contains("id=\"n-grant_ending\""));
+    let page = analyst.post(
+        "/account/notifications",
+        &[("on", "training_ending"), ("on", "nda_ending")],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    let second = submit(&mut ann, "Second");
+    grant(&mut officer, &second);
+    assert!(run(&app).is_empty());
+
+    // The analyst asks for access to a third: the officer hears of it, once.
+    let third = submit(&mut ann, "Third");
+    let page = officer.post(
+        &format!("/officer/submissions/{third}/decision"),
+        &[("decision", "validate"), ("confirm", "1")],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    let tn: String = app.with_conn(|c| {
+        submissions::table
+            .find(&third)
+            .select(submissions::tracking_number)
+            .first::<Option<String>>(c)
+            .unwrap()
+            .unwrap()
+    });
+    let page = analyst.post(
+        "/analyst/access-requests",
+        &[("tracking", &tn), ("reason", "Regional assessment")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(run(&app), vec![("access_request", officer_id)]);
+    let mail = mails_to(&app, "olga@pcii.example.gov").pop().unwrap();
+    assert!(
+        !mail.contains(&tn) && !mail.contains("Regional assessment"),
+        "{mail}"
+    );
+    assert!(run(&app).is_empty());
+}
