@@ -38,6 +38,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("access_request.granted", "Access request granted"),
     ("access_request.refused", "Access request refused"),
     ("case.assigned", "Case assigned"),
+    ("case.reassigned", "Case handed over"),
     ("case.released", "Case released"),
     ("case.note_added", "Case note added"),
     // Sign-in and sessions

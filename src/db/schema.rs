@@ -254,6 +254,10 @@ diesel::table! {
         closed_at -> Nullable<BigInt>,
         form_token -> Nullable<Text>,
         data_key_id -> Nullable<Text>,
+        assigned_to -> Nullable<Text>,
+        assigned_at -> Nullable<BigInt>,
+        cured_at -> Nullable<BigInt>,
+        title_sealed -> Nullable<Text>,
     }
 }
 
@@ -386,7 +390,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    case_notes (id) {
+        id -> Text,
+        submission_id -> Text,
+        author_id -> Text,
+        body -> Text,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(submissions -> organisations (organisation_id));
+diesel::joinable!(case_notes -> submissions (submission_id));
 diesel::joinable!(blobs -> submissions (submission_id));
 diesel::joinable!(data_keys -> submissions (submission_id));
 diesel::joinable!(attachments -> submissions (submission_id));
@@ -426,4 +441,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     passkeys,
     leases,
     access_requests,
+    case_notes,
 );

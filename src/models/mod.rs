@@ -6,6 +6,7 @@ pub mod account_token;
 pub mod attachment;
 pub mod blob;
 pub mod blob_deletion;
+pub mod case_note;
 pub mod data_key;
 pub mod destruction;
 pub mod event;

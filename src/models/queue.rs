@@ -1,5 +1,6 @@
 //! The PCII officer's queue: received and defective submissions with their two 30-day clocks, filtered, sorted
-//! and paged with one query for the page and one count, whatever the filters.
+//! and paged with one query for the page and one count, whatever the filters; and the officers' search across
+//! every status (two statements for the page, one for the count).
 
 use diesel::dsl::{count_star, max, min};
 use diesel::expression::BoxableExpression;
@@ -7,9 +8,9 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Nullable};
 use serde::Serialize;
 
-use crate::db::schema::{organisations, submissions};
+use crate::db::schema::{organisations, submissions, users};
 use crate::db::{DbConn, MultiBackend};
-use crate::domain::Status;
+use crate::domain::{Role, Status};
 use crate::time::{days_between, DAY};
 
 pub const PER_PAGE: i64 = 50;
@@ -29,13 +30,16 @@ pub enum QueueStatus {
     Defective,
     /// Received and the defect-notice window passed, or defective and the cure deadline passed.
     Overdue,
+    /// Received again after the submitter cured a defect, and not decided since: to be reviewed again.
+    Cured,
 }
 
 impl QueueStatus {
-    pub const ALL: [QueueStatus; 3] = [
+    pub const ALL: [QueueStatus; 4] = [
         QueueStatus::Received,
         QueueStatus::Defective,
         QueueStatus::Overdue,
+        QueueStatus::Cured,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +47,7 @@ impl QueueStatus {
             QueueStatus::Received => "received",
             QueueStatus::Defective => "defective",
             QueueStatus::Overdue => "overdue",
+            QueueStatus::Cured => "cured",
         }
     }
 
@@ -51,6 +56,7 @@ impl QueueStatus {
             QueueStatus::Received => "Received",
             QueueStatus::Defective => "Defective",
             QueueStatus::Overdue => "Overdue",
+            QueueStatus::Cured => "Cured — re-review",
         }
     }
 
@@ -106,13 +112,23 @@ impl QueueSort {
     }
 }
 
+/// Who handles the submissions asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assignee {
+    /// Nobody yet.
+    Unassigned,
+    /// This officer (an account id).
+    Officer(String),
+}
+
 /// What the officer asked for. Values are already checked (the sector is one of `sectors::SECTORS`, the
-/// organisation an existing id); an unknown value here simply matches nothing.
+/// organisation an existing id, the assignee an officer); an unknown value here simply matches nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueFilter {
     pub sector: Option<String>,
     pub status: Option<QueueStatus>,
     pub organisation_id: Option<String>,
+    pub assignee: Option<Assignee>,
     pub sort: QueueSort,
     /// Zero-based; clamped to the last page.
     pub page: i64,
@@ -140,6 +156,15 @@ pub struct QueueRow {
     pub cure_due_at: Option<i64>,
     pub cure_days_left: Option<i64>,
     pub overdue: bool,
+    /// Cured by the submitter and not decided since: "Cured — re-review".
+    pub cured: bool,
+    /// The officer handling it: account id and display name.
+    pub assigned_to: Option<String>,
+    pub handled_by: Option<String>,
+    /// The title as stored (sealed); the page opens it into `title` for its own rows only.
+    #[serde(skip)]
+    pub title_sealed: Option<String>,
+    pub title: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -177,7 +202,11 @@ fn status_test(f: &QueueFilter, page: bool) -> StatusTest {
         f.status,
         Some(QueueStatus::Received | QueueStatus::Defective)
     );
-    let subset = f.sector.is_some() || f.organisation_id.is_some();
+    // One officer's cases and the cured ones are small subsets, served by their own indexes like a sector's.
+    let subset = f.sector.is_some()
+        || f.organisation_id.is_some()
+        || matches!(f.assignee, Some(Assignee::Officer(_)))
+        || f.status == Some(QueueStatus::Cured);
     let by_receipt = matches!(f.sort, QueueSort::Oldest | QueueSort::Newest);
     if subset {
         StatusTest::Hidden
@@ -201,7 +230,7 @@ macro_rules! predicates {
             Box<dyn BoxableExpression<submissions::table, $backend, SqlType = Nullable<Bool>>>,
         > = Vec::new();
         let one = match f.status {
-            Some(QueueStatus::Received) => Some(RECEIVED),
+            Some(QueueStatus::Received | QueueStatus::Cured) => Some(RECEIVED),
             Some(QueueStatus::Defective) => Some(DEFECTIVE),
             Some(QueueStatus::Overdue) | None => None,
         };
@@ -225,11 +254,20 @@ macro_rules! predicates {
                     .or(hidden().eq(DEFECTIVE).and(s::cure_due_at.lt(now))),
             ));
         }
+        if f.status == Some(QueueStatus::Cured) {
+            out.push(Box::new(s::cured_at.is_not_null().nullable()));
+        }
         if let Some(sector) = &f.sector {
             out.push(Box::new(s::sector.eq(sector.clone()).nullable()));
         }
         if let Some(org) = &f.organisation_id {
             out.push(Box::new(s::organisation_id.eq(org.clone()).nullable()));
+        }
+        match &f.assignee {
+            // Tested on the entries of whichever queue index the plan reads (each carries the assignee).
+            Some(Assignee::Unassigned) => out.push(Box::new(s::assigned_to.is_null().nullable())),
+            Some(Assignee::Officer(id)) => out.push(Box::new(s::assigned_to.eq(id.clone()))),
+            None => {}
         }
         out
     }};
@@ -264,6 +302,10 @@ type RawRow = (
     Option<i64>,
     Option<i64>,
     Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
 );
 
 /// The page's rows in one statement: a subquery picks the page's ids from the index entries alone (filter,
@@ -294,6 +336,10 @@ macro_rules! load_page {
             .filter(organisations::id.eq(submissions::organisation_id))
             .select(organisations::name)
             .single_value();
+        let handler = users::table
+            .filter(users::id.nullable().eq(submissions::assigned_to))
+            .select(users::display_name)
+            .single_value();
         let rows = submissions::table
             .filter(submissions::id.eq_any(ids))
             .select((
@@ -305,6 +351,10 @@ macro_rules! load_page {
                 submissions::received_at,
                 submissions::defect_notice_at,
                 submissions::cure_due_at,
+                submissions::cured_at,
+                submissions::assigned_to,
+                handler,
+                submissions::title_sealed,
             ))
             .into_boxed::<$backend>();
         sorted!(rows, f.sort).load::<RawRow>($conn)
@@ -358,6 +408,10 @@ pub fn queue(conn: &mut DbConn, f: &QueueFilter, now: i64) -> QueryResult<QueueP
                 received_at,
                 defect_notice_at,
                 cure_due_at,
+                cured_at,
+                assigned_to,
+                handled_by,
+                title_sealed,
             )| {
                 let received = status == RECEIVED;
                 let defective = status == DEFECTIVE;
@@ -383,11 +437,254 @@ pub fn queue(conn: &mut DbConn, f: &QueueFilter, now: i64) -> QueryResult<QueueP
                     received_at,
                     notice_due_at,
                     cure_due_at,
+                    cured: received && cured_at.is_some(),
+                    assigned_to,
+                    handled_by,
+                    title_sealed,
+                    title: None,
                 }
             },
         )
         .collect();
     Ok(QueuePage {
+        rows,
+        total,
+        page,
+        pages,
+    })
+}
+
+/// An officer who may handle cases: id, display name and organisation (an officer never handles its own
+/// organisation's submissions). Active accounts only, by name.
+#[derive(Debug, Clone, Serialize)]
+pub struct OfficerChoice {
+    pub id: String,
+    pub display_name: String,
+    pub email: String,
+    #[serde(skip)]
+    pub organisation_id: Option<String>,
+}
+
+pub fn officers(conn: &mut DbConn) -> QueryResult<Vec<OfficerChoice>> {
+    let rows: Vec<(String, String, String, Option<String>)> = users::table
+        .filter(users::role.eq(Role::Officer.as_str()))
+        .filter(users::disabled.eq(false))
+        .order((users::display_name.asc(), users::id.asc()))
+        .select((
+            users::id,
+            users::display_name,
+            users::email,
+            users::organisation_id,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, display_name, email, organisation_id)| OfficerChoice {
+            id,
+            display_name,
+            email,
+            organisation_id,
+        })
+        .collect())
+}
+
+/// The officers' search: every submission past the draft stage, whatever its status. Values are already
+/// checked; `organisation_ids` is the organisations whose name matched (an empty list matches nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchFilter {
+    /// Upper-case; matched as a prefix of the tracking number (a whole number matches itself).
+    pub tracking_prefix: Option<String>,
+    pub organisation_ids: Option<Vec<String>>,
+    pub sector: Option<String>,
+    pub status: Option<Status>,
+    /// Received at or after, and at or before (Unix seconds).
+    pub received_from: Option<i64>,
+    pub received_to: Option<i64>,
+    pub assignee: Option<Assignee>,
+    /// Zero-based; clamped to the last page.
+    pub page: i64,
+}
+
+impl SearchFilter {
+    /// Whether anything was asked for beyond the page.
+    pub fn is_empty(&self) -> bool {
+        SearchFilter {
+            page: 0,
+            ..self.clone()
+        } == SearchFilter::default()
+    }
+}
+
+/// One search result; the title is opened by the page for its own rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchRow {
+    pub id: String,
+    pub tracking_number: Option<String>,
+    pub organisation: String,
+    pub sector: String,
+    pub status: Status,
+    pub status_label: &'static str,
+    pub received_at: Option<i64>,
+    pub cured: bool,
+    pub handled_by: Option<String>,
+    #[serde(skip)]
+    pub title_sealed: Option<String>,
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchPage {
+    pub rows: Vec<SearchRow>,
+    pub total: i64,
+    pub page: i64,
+    pub pages: i64,
+}
+
+/// The tracking numbers that start with `prefix` as a range (`>= prefix` and `< prefix` with its last character
+/// bumped), which the unique index on tracking numbers serves on both databases, where `LIKE` would not.
+fn prefix_range(prefix: &str) -> (String, String) {
+    let mut upper: Vec<char> = prefix.chars().collect();
+    if let Some(last) = upper.pop() {
+        upper.push(char::from_u32(last as u32 + 1).unwrap_or(char::MAX));
+    }
+    (prefix.to_string(), upper.into_iter().collect())
+}
+
+/// The search as boxed predicates on `submissions` (the same for the count and the page's ids).
+macro_rules! search_predicates {
+    ($f:expr) => {{
+        use crate::db::schema::submissions::dsl as s;
+        let f: &SearchFilter = $f;
+        let mut out: Vec<
+            Box<dyn BoxableExpression<submissions::table, MultiBackend, SqlType = Nullable<Bool>>>,
+        > = Vec::new();
+        match f.status {
+            Some(st) => out.push(Box::new(s::status.eq(st).nullable())),
+            None => out.push(Box::new(s::status.ne(Status::Draft).nullable())),
+        }
+        if let Some(p) = &f.tracking_prefix {
+            let (low, high) = prefix_range(p);
+            out.push(Box::new(
+                s::tracking_number.ge(low).and(s::tracking_number.lt(high)),
+            ));
+        }
+        if let Some(ids) = &f.organisation_ids {
+            out.push(Box::new(s::organisation_id.eq_any(ids.clone()).nullable()));
+        }
+        if let Some(sector) = &f.sector {
+            out.push(Box::new(s::sector.eq(sector.clone()).nullable()));
+        }
+        if let Some(from) = f.received_from {
+            out.push(Box::new(s::received_at.ge(from)));
+        }
+        if let Some(to) = f.received_to {
+            out.push(Box::new(s::received_at.le(to)));
+        }
+        match &f.assignee {
+            Some(Assignee::Unassigned) => out.push(Box::new(s::assigned_to.is_null().nullable())),
+            Some(Assignee::Officer(id)) => out.push(Box::new(s::assigned_to.eq(id.clone()))),
+            None => {}
+        }
+        out
+    }};
+}
+
+/// One page of the search, newest receipt first: the count, the page's ids (from index entries: the receipt
+/// index, or an organisation's, a sector's or an officer's), then only those rows.
+pub fn search(conn: &mut DbConn, f: &SearchFilter) -> QueryResult<SearchPage> {
+    let mut count = submissions::table.count().into_boxed::<MultiBackend>();
+    for p in search_predicates!(f) {
+        count = count.filter(p);
+    }
+    let total: i64 = count.get_result(conn)?;
+    let pages = (total + PER_PAGE - 1) / PER_PAGE;
+    let page = f.page.clamp(0, (pages - 1).max(0));
+    if total == 0 {
+        return Ok(SearchPage {
+            rows: Vec::new(),
+            total,
+            page,
+            pages,
+        });
+    }
+    let mut ids = submissions::table
+        .select(submissions::id)
+        .into_boxed::<MultiBackend>();
+    for p in search_predicates!(f) {
+        ids = ids.filter(p);
+    }
+    let ids: Vec<String> = ids
+        .order((submissions::received_at.desc(), submissions::id.desc()))
+        .limit(PER_PAGE)
+        .offset(page * PER_PAGE)
+        .load(conn)?;
+    let organisation = organisations::table
+        .filter(organisations::id.eq(submissions::organisation_id))
+        .select(organisations::name)
+        .single_value();
+    let handler = users::table
+        .filter(users::id.nullable().eq(submissions::assigned_to))
+        .select(users::display_name)
+        .single_value();
+    type Raw = (
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+        Status,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+    );
+    let raw: Vec<Raw> = submissions::table
+        .filter(submissions::id.eq_any(&ids))
+        .select((
+            submissions::id,
+            submissions::tracking_number,
+            organisation,
+            submissions::sector,
+            submissions::status,
+            submissions::received_at,
+            submissions::cured_at,
+            handler,
+            submissions::title_sealed,
+        ))
+        .load(conn)?;
+    let mut by_id: std::collections::HashMap<String, Raw> =
+        raw.into_iter().map(|r| (r.0.clone(), r)).collect();
+    let rows = ids
+        .iter()
+        .filter_map(|id| by_id.remove(id))
+        .map(
+            |(
+                id,
+                tracking_number,
+                organisation,
+                sector,
+                status,
+                received_at,
+                cured_at,
+                handled_by,
+                title_sealed,
+            )| {
+                SearchRow {
+                    id,
+                    tracking_number,
+                    organisation: organisation.unwrap_or_default(),
+                    sector,
+                    status_label: status.label(),
+                    cured: status == RECEIVED && cured_at.is_some(),
+                    status,
+                    received_at,
+                    handled_by,
+                    title_sealed,
+                    title: None,
+                }
+            },
+        )
+        .collect();
+    Ok(SearchPage {
         rows,
         total,
         page,
@@ -403,6 +700,17 @@ mod tests {
     fn defective_sorts_before_received() {
         // The notice order (status descending) and the open range depend on it.
         assert!(DEFECTIVE.as_str() < RECEIVED.as_str());
+    }
+
+    #[test]
+    fn a_prefix_is_a_range_of_tracking_numbers() {
+        assert_eq!(
+            prefix_range("PCII-2026-00"),
+            ("PCII-2026-00".to_string(), "PCII-2026-01".to_string())
+        );
+        let (low, high) = prefix_range("PCII-2026-000123");
+        assert!(low.as_str() <= "PCII-2026-000123" && "PCII-2026-000123" < high.as_str());
+        assert!("PCII-2026-000124" >= high.as_str());
     }
 
     #[test]

@@ -295,7 +295,8 @@ pub fn set_disposition(
         .execute(conn)
 }
 
-/// A defect notice sent at `now`: the new status and the cure deadline.
+/// A defect notice sent at `now`: the new status and the cure deadline. A decision ends the "cured —
+/// re-review" mark.
 pub fn set_defect_notice(
     conn: &mut DbConn,
     id: &str,
@@ -308,12 +309,14 @@ pub fn set_defect_notice(
             submissions::status.eq(status),
             submissions::defect_notice_at.eq(now),
             submissions::cure_due_at.eq(cure_due_at),
+            submissions::cured_at.eq(None::<i64>),
             submissions::updated_at.eq(now),
         ))
         .execute(conn)
 }
 
-/// An officer's decision taken at `now`: the new status and who decided.
+/// An officer's decision taken at `now`: the new status and who decided. It ends the "cured — re-review"
+/// mark.
 pub fn set_decision(
     conn: &mut DbConn,
     id: &str,
@@ -326,6 +329,7 @@ pub fn set_decision(
             submissions::status.eq(status),
             submissions::decided_at.eq(now),
             submissions::decided_by.eq(decided_by),
+            submissions::cured_at.eq(None::<i64>),
             submissions::updated_at.eq(now),
         ))
         .execute(conn)
@@ -376,4 +380,108 @@ pub fn bump_tracking_counter(conn: &mut DbConn, year: i32) -> QueryResult<i64> {
             .execute(conn)?;
     }
     Ok(next)
+}
+
+/// A submission's case: who handles it and since when, whether it came back cured and awaits a new decision,
+/// and its title as stored (sealed; `None` for a row saved before titles were kept).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = submissions)]
+pub struct CaseRow {
+    pub assigned_to: Option<String>,
+    pub assigned_at: Option<i64>,
+    pub cured_at: Option<i64>,
+    pub title_sealed: Option<String>,
+}
+
+pub fn case_of(conn: &mut DbConn, id: &str) -> QueryResult<CaseRow> {
+    submissions::table
+        .find(id)
+        .select(CaseRow::as_select())
+        .first(conn)
+}
+
+/// Hands the case to `assignee` (`None`: nobody) at `now`.
+pub fn set_assignee(
+    conn: &mut DbConn,
+    id: &str,
+    assignee: Option<&str>,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::update(submissions::table.find(id))
+        .set((
+            submissions::assigned_to.eq(assignee),
+            submissions::assigned_at.eq(assignee.map(|_| now)),
+        ))
+        .execute(conn)
+}
+
+/// The submitter cured a defect at `now`: flagged "cured — re-review" until the next decision.
+pub fn set_cured(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<usize> {
+    diesel::update(submissions::table.find(id))
+        .set(submissions::cured_at.eq(now))
+        .execute(conn)
+}
+
+/// The title of the current content, sealed to the submission's data key.
+pub fn set_title(conn: &mut DbConn, id: &str, title_sealed: &str) -> QueryResult<usize> {
+    diesel::update(submissions::table.find(id))
+        .set(submissions::title_sealed.eq(title_sealed))
+        .execute(conn)
+}
+
+/// The dissemination log filtered by what the clear columns hold: the submission's tracking number (a prefix,
+/// upper-case) and the release dates, newest first. The recipient is sealed, so it is matched by the caller once
+/// opened. Releases are few (each is a recorded act of an officer), so the whole filtered log is read.
+pub fn disseminations_filtered(
+    conn: &mut DbConn,
+    tracking_prefix: Option<&str>,
+    released_from: Option<i64>,
+    released_to: Option<i64>,
+) -> QueryResult<Vec<crate::models::grant::DisseminationView>> {
+    use crate::db::schema::{disseminations, users};
+    let mut q = disseminations::table
+        .inner_join(submissions::table)
+        .inner_join(users::table.on(users::id.eq(disseminations::recorded_by)))
+        .select((
+            disseminations::submission_id,
+            submissions::tracking_number,
+            disseminations::recipient,
+            disseminations::recipient_kind,
+            disseminations::arrangement,
+            disseminations::what,
+            disseminations::released_at,
+            disseminations::sanitized,
+            disseminations::removed,
+            users::display_name,
+        ))
+        .order((disseminations::released_at.desc(), disseminations::id.asc()))
+        .into_boxed();
+    if let Some(p) = tracking_prefix {
+        let mut high: Vec<char> = p.chars().collect();
+        if let Some(last) = high.pop() {
+            high.push(char::from_u32(last as u32 + 1).unwrap_or(char::MAX));
+        }
+        let high: String = high.into_iter().collect();
+        q = q
+            .filter(submissions::tracking_number.ge(p.to_string()))
+            .filter(submissions::tracking_number.lt(high));
+    }
+    if let Some(from) = released_from {
+        q = q.filter(disseminations::released_at.ge(from));
+    }
+    if let Some(to) = released_to {
+        q = q.filter(disseminations::released_at.le(to));
+    }
+    q.load(conn)
+}
+
+/// Fills a title left empty by a row saved before titles were kept (never overwrites one).
+pub fn fill_title(conn: &mut DbConn, id: &str, title_sealed: &str) -> QueryResult<usize> {
+    diesel::update(
+        submissions::table
+            .find(id)
+            .filter(submissions::title_sealed.is_null()),
+    )
+    .set(submissions::title_sealed.eq(title_sealed))
+    .execute(conn)
 }

@@ -3,7 +3,9 @@
 
 use diesel::prelude::*;
 
-use crate::db::schema::{access_requests, disseminations, grants, notices, submission_events};
+use crate::db::schema::{
+    access_requests, case_notes, disseminations, grants, notices, submission_events, submissions,
+};
 use crate::db::DbConn;
 
 /// Which column a cell is in.
@@ -19,6 +21,10 @@ pub enum Column {
     DisseminationRemoved,
     AccessRequestReason,
     AccessRequestRefuseReason,
+    /// A case note's body (`models::case_note`).
+    CaseNoteBody,
+    /// The submission's title for the officers' lists (`submissions.title_sealed`).
+    SubmissionTitle,
 }
 
 /// One stored text.
@@ -106,6 +112,17 @@ pub fn cells_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<Cell>
         push(Column::AccessRequestReason, &id, at, Some(reason));
         push(Column::AccessRequestRefuseReason, &id, at, refuse);
     }
+    for (id, at, body) in crate::models::case_note::cells_of(conn, submission_id)? {
+        push(Column::CaseNoteBody, &id, at, Some(body));
+    }
+    let title: Option<(i64, Option<String>)> = submissions::table
+        .find(submission_id)
+        .select((submissions::updated_at, submissions::title_sealed))
+        .first(conn)
+        .optional()?;
+    if let Some((at, title)) = title {
+        push(Column::SubmissionTitle, submission_id, at, title);
+    }
     Ok(out)
 }
 
@@ -176,6 +193,18 @@ pub fn replace(conn: &mut DbConn, cell: &Cell, value: &str) -> QueryResult<bool>
                 .filter(access_requests::refuse_reason.eq(old)),
         )
         .set(access_requests::refuse_reason.eq(value))
+        .execute(conn)?,
+        Column::CaseNoteBody => {
+            diesel::update(case_notes::table.find(id).filter(case_notes::body.eq(old)))
+                .set(case_notes::body.eq(value))
+                .execute(conn)?
+        }
+        Column::SubmissionTitle => diesel::update(
+            submissions::table
+                .find(id)
+                .filter(submissions::title_sealed.eq(old)),
+        )
+        .set(submissions::title_sealed.eq(value))
         .execute(conn)?,
     };
     Ok(n == 1)

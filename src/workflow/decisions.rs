@@ -89,8 +89,8 @@ fn clean_reason(reason: &str) -> AppResult<Option<String>> {
 }
 
 /// The one check every officer action on a submission shares: an officer never acts on a submission of
-/// its own organisation.
-fn not_own(officer: &User, sub: &Submission) -> AppResult<()> {
+/// its own organisation (nor is given one to handle, `workflow::cases`).
+pub(crate) fn not_own(officer: &User, sub: &Submission) -> AppResult<()> {
     if lifecycle::own_organisation(officer, sub) {
         return Err(AppError::Refused(
             "You may not act on a submission of your own organisation; another officer must."
@@ -104,7 +104,7 @@ fn not_own(officer: &User, sub: &Submission) -> AppResult<()> {
 /// Program Office's scope and refused if it is of the officer's own organisation, then `act` changes it
 /// and names the event, in the same transaction. `act` gets a [`Sealer`] for the submission's data key, to seal
 /// the officer's words with (a submission from before data keys gets one in the same transaction).
-async fn officer_fact<T, F>(
+pub(crate) async fn officer_fact<T, F>(
     state: &Services,
     officer: &User,
     actor: &Actor,

@@ -175,6 +175,8 @@ struct Plan {
     remove: Vec<String>,
     step: Option<Step>,
     sealing: SealingKey,
+    /// The title, sealed to the same data key as the content, for the officers' lists (see `workflow::cases`).
+    title_sealed: String,
 }
 
 async fn save_inner(
@@ -283,6 +285,10 @@ async fn save_inner(
     };
     let content_blob = seal_content(state, &req.sealing.recipients, &content).await?;
     new_blobs.push(content_blob.name.clone());
+    // Sealed to the content's data key, which the transaction checks is still the current one.
+    let title_sealed = crate::workflow::sealed_text::Sealer::to_key(&content_blob.key_id)?
+        .seal(content.title.trim())?
+        .stored;
     let plan = Plan {
         form_token,
         existing,
@@ -292,6 +298,7 @@ async fn save_inner(
         remove: req.remove,
         step: step.filter(|_| complete_errors.is_empty()),
         sealing: req.sealing,
+        title_sealed,
     };
     let audit = state.audit.clone();
     let actor = actor.clone();
@@ -427,6 +434,7 @@ fn commit_save(tx: &mut DbConn, who: &Submitter, plan: Plan, now: i64) -> AppRes
         sizes.iter().sum::<i64>(),
         now,
     )?;
+    submission::set_title(tx, &sub.id, &plan.title_sealed)?;
 
     let mut tracking = sub.tracking_number.clone();
     let (to, action) = match plan.step {
@@ -438,6 +446,10 @@ fn commit_save(tx: &mut DbConn, who: &Submitter, plan: Plan, now: i64) -> AppRes
                 tracking = Some(tn);
             }
             submission::set_status_affirmed(tx, &sub.id, to, STATEMENT_VERSION, now)?;
+            if step == Step::Cure {
+                // Received again: flagged "cured — re-review" in the queue until an officer decides.
+                submission::set_cured(tx, &sub.id, now)?;
+            }
             let tn = tracking.as_deref().unwrap_or("");
             let notice = match step {
                 Step::Submit => format!(

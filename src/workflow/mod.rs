@@ -3,6 +3,7 @@
 pub mod access;
 pub mod access_requests;
 pub mod blobs;
+pub mod cases;
 pub mod content;
 pub mod custody;
 pub mod decisions;

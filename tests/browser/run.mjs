@@ -885,7 +885,17 @@ async function flowOfficerValidates() {
   const p = shared.officer;
   const { page } = p;
   await go(page, 'officer: the queue', () => press(page, page.getByRole('link', { name: 'Queue', exact: true })));
+  // The cured submission is flagged for a re-review, with its title.
+  const row = (await page.locator('tr', { has: page.getByRole('link', { name: shared.tracking }) }).textContent()).replace(/\s+/g, ' ');
+  expect(row.includes('Cured — re-review'), `the cured submission is not flagged "Cured — re-review": ${row}`);
   await go(page, 'officer: opens the corrected submission', () => press(page, page.getByRole('link', { name: shared.tracking })));
+  // The case: claimed, then found under "Assigned to me".
+  await go(page, 'officer: claims the case', () => press(page, page.getByRole('button', { name: 'Claim this case' })));
+  expect(/You now handle|assigned|claimed/i.test(await notice(page)), `no confirmation of the claim: "${await notice(page)}"`);
+  await go(page, 'officer: the queue, assigned to me', '/officer?assignee=me', { shot: '11b-officer-queue-mine' });
+  const mine = await page.locator('table.queue tbody tr').allTextContents();
+  expect(mine.length === 1 && mine[0].includes(shared.tracking) && mine[0].includes(people.officer.name), `"Assigned to me" shows ${mine.length} row(s): ${mine.map((r) => r.replace(/\s+/g, ' ').slice(0, 100)).join(' | ')}`);
+  await go(page, 'officer: opens the claimed submission', () => press(page, page.getByRole('link', { name: shared.tracking })));
   await press(page, byId(page, 'd_validate'), 'Space');
   await byId(page, 'reason').fill('Express statement, certifications and legible files present.');
   // A final decision: a page says what will follow, and nothing is recorded until its button is pressed.
@@ -896,6 +906,12 @@ async function flowOfficerValidates() {
   expect((await page.locator('.pcii-banner').first().textContent()).includes('PROTECTED CRITICAL INFRASTRUCTURE INFORMATION'), 'no PCII marking after validation');
 
   // The analyst's access comes from its own request (flowAnalyst).
+  // Validated, it left the queue; the search finds it by its organisation's name.
+  await go(page, 'officer: search', () => press(page, page.getByRole('link', { name: 'Search', exact: true })));
+  await go(page, 'officer: found by organisation', () => fillAndEnter(page, { 'find-organisation': people.submitter.organisation.split(' ')[0] }), { shot: '36-officer-search' });
+  const found = await page.locator('main table tbody tr').allTextContents();
+  expect(found.some((r) => r.includes(shared.tracking) && /Validated/.test(r)), `the validated submission is not found by its organisation's name: ${found.map((r) => r.replace(/\s+/g, ' ').slice(0, 100)).join(' | ')}`);
+  await go(page, 'officer: back to the submission', () => press(page, page.getByRole('link', { name: shared.tracking }).first()));
   await byId(page, 'recipient').fill('State Public Utility Commission, Cyber Unit');
   await byId(page, 'recipient_kind').selectOption({ index: 0 });
   await byId(page, 'arrangement').fill('Information sharing agreement 2024-03');

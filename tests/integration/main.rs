@@ -8,6 +8,7 @@ mod audit;
 mod audit_chain;
 mod audit_people;
 mod blob_store;
+mod cases;
 mod cli;
 mod content_access;
 mod faults;

@@ -536,6 +536,7 @@ fn a_page_is_one_count_and_one_select_whatever_the_filters() {
                         sector,
                         status,
                         organisation_id,
+                        assignee: None,
                         sort,
                         page: 0,
                     };

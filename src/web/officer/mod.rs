@@ -2,6 +2,7 @@
 //! dissemination log, and the organisations of the Program Office's submitters.
 
 pub mod access_requests;
+pub mod cases;
 pub mod forms;
 pub mod organisations;
 pub mod queue;
@@ -12,5 +13,6 @@ pub fn routes() -> Vec<rocket::Route> {
     routes.extend(submissions::routes());
     routes.extend(organisations::routes());
     routes.extend(access_requests::routes());
+    routes.extend(cases::routes());
     routes
 }

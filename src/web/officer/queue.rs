@@ -1,5 +1,6 @@
-//! The officer's home: the queue of received and defective submissions with their 30-day clocks,
-//! filtered, sorted and paginated.
+//! The officer's home: the queue of received and defective submissions with their 30-day clocks, titles and
+//! handlers, filtered (sector, status, organisation, who handles it), sorted and paginated, with rows to select
+//! for a bulk assignment.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +9,7 @@ use serde::Serialize;
 
 use crate::error::AppResult;
 use crate::models::account::{self, Organisation};
-use crate::models::queue::{self, QueueFilter, QueueSort, QueueStatus};
+use crate::models::queue::{self, Assignee, OfficerChoice, QueueFilter, QueueSort, QueueStatus};
 use crate::models::sectors;
 use crate::web::forms::trimmed;
 use crate::web::guards::{Ctx, OfficerUser};
@@ -33,6 +34,8 @@ struct QueueForm {
     sector: String,
     status: String,
     organisation: String,
+    /// "me", "none" or an officer's account id.
+    assignee: String,
     sort: String,
 }
 
@@ -44,6 +47,7 @@ impl QueueForm {
             ("sector", self.sector.as_str()),
             ("status", self.status.as_str()),
             ("organisation", self.organisation.as_str()),
+            ("assignee", self.assignee.as_str()),
             (
                 "sort",
                 if sort == QueueSort::default() {
@@ -73,6 +77,8 @@ impl QueueForm {
         &self,
         page: &str,
         organisations: &[Organisation],
+        officers: &[OfficerChoice],
+        me: &str,
     ) -> Result<QueueFilter, BTreeMap<&'static str, String>> {
         let mut errors = BTreeMap::new();
         let mut filter = QueueFilter::default();
@@ -90,7 +96,8 @@ impl QueueForm {
                 None => {
                     errors.insert(
                         "status",
-                        "Choose received, defective or overdue.".to_string(),
+                        "Choose received, defective or overdue. Or \"Cured — re-review\": received again after a cure."
+                            .to_string(),
                     );
                 }
             }
@@ -103,6 +110,17 @@ impl QueueForm {
                     "organisation",
                     "Choose one of the listed organisations.".to_string(),
                 );
+            }
+        }
+        match self.assignee.as_str() {
+            "" => {}
+            "me" => filter.assignee = Some(Assignee::Officer(me.to_string())),
+            "none" => filter.assignee = Some(Assignee::Unassigned),
+            id if officers.iter().any(|o| o.id == id) => {
+                filter.assignee = Some(Assignee::Officer(id.to_string()))
+            }
+            _ => {
+                errors.insert("assignee", "Choose one of the listed officers.".to_string());
             }
         }
         if !self.sort.is_empty() {
@@ -138,16 +156,19 @@ struct Choice {
     label: &'static str,
 }
 
-/// The queue: received and defective submissions with their 30-day clocks; filters by sector, status
-/// (received, defective, overdue) and organisation; sortable; paged. Unknown filter values answer 422 with the
-/// form and the reason, never a guess.
-#[rocket::get("/officer?<sector>&<status>&<organisation>&<sort>&<page>")]
+/// The queue: received and defective submissions with their 30-day clocks, titles and handlers; filters by
+/// sector, status (received, defective, overdue, cured — re-review), organisation and who handles it (me,
+/// nobody, an officer); sortable; paged. Unknown filter values answer 422 with the form and the reason, never a
+/// guess. Titles are opened for the rows of the page shown only.
+#[allow(clippy::too_many_arguments)]
+#[rocket::get("/officer?<sector>&<status>&<organisation>&<assignee>&<sort>&<page>")]
 async fn officer_home(
     ctx: Ctx<'_>,
-    _officer: OfficerUser<'_>,
+    officer: OfficerUser<'_>,
     sector: Option<&str>,
     status: Option<&str>,
     organisation: Option<&str>,
+    assignee: Option<&str>,
     sort: Option<&str>,
     page: Option<&str>,
 ) -> AppResult<Page> {
@@ -155,21 +176,24 @@ async fn officer_home(
         sector: trimmed(sector),
         status: trimmed(status),
         organisation: trimmed(organisation),
+        assignee: trimmed(assignee),
         sort: trimmed(sort),
     };
     let page = trimmed(page);
     let now = ctx.state.clock.now();
     let form_ = form.clone();
-    let (organisations, checked) = ctx
+    let me = officer.user.id.clone();
+    let (organisations, officers, checked) = ctx
         .state
         .db
         .run(move |c| {
             let organisations = account::organisations(c)?;
-            let checked = match form_.to_filter(&page, &organisations) {
+            let officers = queue::officers(c)?;
+            let checked = match form_.to_filter(&page, &organisations, &officers, &me) {
                 Ok(filter) => Ok((queue::queue(c, &filter, now)?, filter.sort)),
                 Err(errors) => Err(errors),
             };
-            Ok((organisations, checked))
+            Ok((organisations, officers, checked))
         })
         .await?;
     let statuses: Vec<Choice> = QueueStatus::ALL
@@ -191,9 +215,11 @@ async fn officer_home(
         .with("sectors", sectors::SECTORS)
         .with("statuses", statuses)
         .with("organisations", &organisations)
+        .with("officers", &officers)
+        .with("me", &officer.user.id)
         .with("sorts", sorts)
         .with("clear_link", "/officer");
-    let (queue, sort) = match checked {
+    let (mut queue, sort) = match checked {
         Ok(found) => found,
         Err(errors) => {
             return Ok(page
@@ -201,6 +227,21 @@ async fn officer_home(
                 .status(Status::UnprocessableEntity))
         }
     };
+    let ids: Vec<String> = queue
+        .rows
+        .iter()
+        .filter(|r| r.title_sealed.is_some())
+        .map(|r| r.id.clone())
+        .collect();
+    let texts = crate::workflow::sealed_text::Texts::load(ctx.state, ids).await?;
+    for r in &mut queue.rows {
+        r.title = crate::workflow::cases::title_of(
+            &texts,
+            crate::domain::Status::Received,
+            r.title_sealed.as_deref(),
+        );
+    }
+    drop(texts);
     // A column header sorts by its clock; the receipt columns toggle between oldest and newest.
     let by_receipt = if sort == QueueSort::Oldest {
         QueueSort::Newest

@@ -26,6 +26,7 @@ use crate::web::views::{
     submission_view, Choice,
 };
 use crate::workflow::access::{self, Admitted, Reading};
+use crate::workflow::cases;
 use crate::workflow::content::FieldErrors;
 use crate::workflow::decisions::{self, Decision, NewDissemination, RECIPIENT_KINDS};
 use crate::workflow::lifecycle;
@@ -40,6 +41,7 @@ pub fn routes() -> Vec<rocket::Route> {
         revoke,
         disseminate,
         dissemination_log,
+        dissemination_csv,
         find
     ]
 }
@@ -59,23 +61,55 @@ async fn load(ctx: &Ctx<'_>, officer: &OfficerUser<'_>, id: &str) -> AppResult<A
 #[rocket::get("/officer/submissions/<id>")]
 async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<Page> {
     let admitted = load(&ctx, &officer, id).await?;
-    submission_page(&ctx, &officer, &admitted, None).await
+    submission_page(&ctx, &officer, &admitted, None, None).await
+}
+
+/// A case note posted empty (or too long): the text as typed and the message for its field.
+pub struct NoteAgain {
+    pub text: String,
+    pub errors: FieldErrors,
+}
+
+/// The case section of the page: who handles it, whether it came back cured, the officers it may be given to
+/// (none of the submission's organisation), and the notes, opened.
+#[derive(serde::Serialize)]
+struct CaseView {
+    handled_by: Option<String>,
+    assigned_to: Option<String>,
+    assigned_at: Option<i64>,
+    mine: bool,
+    cured_at: Option<i64>,
+    officers: Vec<Choice>,
+    notes: Vec<crate::models::case_note::CaseNoteView>,
+    /// Closed submissions (destroyed, returned) have no case to handle and take no notes.
+    open: bool,
 }
 
 /// The submission's page. `again` is a form of it posted with mistakes (each message by the id of its field),
-/// or sent back from a confirmation to be changed: the page shows it as typed, with 422 when it has mistakes.
-async fn submission_page(
+/// or sent back from a confirmation to be changed: the page shows it as typed, with 422 when it has mistakes;
+/// `note` is the case note form posted empty, likewise.
+pub(super) async fn submission_page(
     ctx: &Ctx<'_>,
     officer: &OfficerUser<'_>,
     admitted: &Admitted,
     again: Option<(Again, FieldErrors)>,
+    note: Option<NoteAgain>,
 ) -> AppResult<Page> {
     let state = ctx.state;
     let content = access::read_content(state, admitted, &ctx.actor, Reading::Page(None)).await?;
     let sub = admitted.submission();
     let sid = sub.id.clone();
     let now = state.clock.now();
-    let (attachments, mut events, destruction, mut grant_rows, mut dissem, analysts) = state
+    let (
+        attachments,
+        mut events,
+        destruction,
+        mut grant_rows,
+        mut dissem,
+        analysts,
+        case,
+        officers,
+    ) = state
         .db
         .run(move |c| {
             let grant_rows = grants::grants_of(c, &sid)?;
@@ -88,14 +122,52 @@ async fn submission_page(
                 grant_rows,
                 dissem,
                 analysts,
+                submission::case_of(c, &sid)?,
+                crate::models::queue::officers(c)?,
             ))
         })
         .await?;
+    if let (Some(c), None) = (&content, &case.title_sealed) {
+        cases::backfill_title(state, &sub.id, &c.title).await?;
+    }
     let texts = access::texts(state, admitted).await?;
     open_events(&texts, &mut events);
     open_grants(&texts, &mut grant_rows);
     open_disseminations(&texts, &mut dissem);
+    let notes = cases::notes(state, &texts, &sub.id).await?;
     drop(texts);
+    let case = CaseView {
+        handled_by: officers
+            .iter()
+            .find(|o| Some(&o.id) == case.assigned_to.as_ref())
+            .map(|o| o.display_name.clone()),
+        mine: case.assigned_to.as_deref() == Some(officer.user.id.as_str()),
+        assigned_to: case.assigned_to,
+        assigned_at: case.assigned_at,
+        cured_at: case
+            .cured_at
+            .filter(|_| sub.status() == crate::domain::Status::Received),
+        officers: officers
+            .into_iter()
+            .filter(|o| o.organisation_id.as_deref() != Some(sub.organisation_id.as_str()))
+            .map(|o| Choice {
+                label: format!("{} <{}>", o.display_name, o.email),
+                value: o.id,
+            })
+            .collect(),
+        notes,
+        open: !matches!(
+            sub.status(),
+            crate::domain::Status::Destroyed | crate::domain::Status::Returned
+        ),
+    };
+    let mut note_form = FormView::new(String::new());
+    if let Some(n) = note {
+        note_form = FormView {
+            values: n.text,
+            errors: n.errors,
+        };
+    }
     let oid = sub.organisation_id.clone();
     // Who submitted, and whether the Program Office has verified that organisation.
     let organisation = state
@@ -133,6 +205,10 @@ async fn submission_page(
     });
     let mut error_summary = Vec::new();
     let mut status = Status::Ok;
+    if !note_form.errors.is_empty() {
+        error_summary = summary(&note_form.errors, &["note".to_string()]);
+        status = Status::UnprocessableEntity;
+    }
     if let Some((again, errors)) = again {
         error_summary = summary(&errors, &again.order());
         if !errors.is_empty() {
@@ -180,6 +256,8 @@ async fn submission_page(
         .with("revoke_form", revoke_form)
         .with("dissemination_form", dissemination_form)
         .with("error_summary", error_summary)
+        .with("case", case)
+        .with("note_form", note_form)
         .status(status))
 }
 
@@ -222,7 +300,7 @@ async fn show_again(
     form: Again,
     errors: FieldErrors,
 ) -> AppResult<Either<Notice, Page>> {
-    let page = submission_page(ctx, officer, admitted, Some((form, errors))).await?;
+    let page = submission_page(ctx, officer, admitted, Some((form, errors)), None).await?;
     Ok(Either::Right(page))
 }
 
@@ -481,85 +559,571 @@ async fn disseminate(
 
 const LOG_PER_PAGE: i64 = 50;
 
-#[rocket::get("/officer/disseminations?<page>")]
-async fn dissemination_log(
-    ctx: Ctx<'_>,
-    _officer: OfficerUser<'_>,
-    page: Option<&str>,
-) -> AppResult<Page> {
-    let page = crate::web::forms::page_index(page)?;
-    let (rows, total) = ctx
+/// The dissemination log's filters as typed: refill the form and build the page and export links.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct LogForm {
+    tracking: String,
+    recipient: String,
+    from: String,
+    to: String,
+}
+
+impl LogForm {
+    fn query(&self, page: Option<i64>) -> String {
+        let page = page
+            .filter(|p| *p > 0)
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        query_string(&[
+            ("tracking", self.tracking.as_str()),
+            ("recipient", self.recipient.as_str()),
+            ("from", self.from.as_str()),
+            ("to", self.to.as_str()),
+            ("page", page.as_str()),
+        ])
+    }
+}
+
+/// `?k=v&...` of the non-empty pairs (empty when none), percent-encoded.
+fn query_string(pairs: &[(&str, &str)]) -> String {
+    let q = pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", rocket::http::RawStr::new(v).percent_encode()))
+        .collect::<Vec<_>>()
+        .join("&");
+    if q.is_empty() {
+        q
+    } else {
+        format!("?{q}")
+    }
+}
+
+/// A date field: empty is none; else YYYY-MM-DD, as the start (or with `end`, the last second) of that day.
+fn date_field(errors: &mut FieldErrors, id: &str, typed: &str, end: bool) -> Option<i64> {
+    if typed.is_empty() {
+        return None;
+    }
+    match crate::time::parse_date(typed) {
+        Some(d) => Some(if end { d + crate::time::DAY - 1 } else { d }),
+        None => {
+            errors.insert(id.into(), "Enter the date as YYYY-MM-DD.".into());
+            None
+        }
+    }
+}
+
+/// A tracking number or its start (`PCII-2026-00`), upper-cased; `None` when it cannot be one.
+fn tracking_prefix(typed: &str) -> Option<String> {
+    const TEMPLATE: &[u8] = b"PCII-9999-999999";
+    let t = typed.trim().to_uppercase();
+    let fits = !t.is_empty()
+        && t.len() <= TEMPLATE.len()
+        && t.bytes().zip(TEMPLATE).all(|(c, want)| match want {
+            b'9' => c.is_ascii_digit(),
+            w => c == *w,
+        });
+    fits.then_some(t)
+}
+
+/// The dissemination log's rows that match, opened: the clear columns are filtered in the query, the recipient
+/// (sealed) once opened, case-insensitively.
+async fn filtered_log(
+    ctx: &Ctx<'_>,
+    tracking: Option<String>,
+    from: Option<i64>,
+    to: Option<i64>,
+    recipient: &str,
+) -> AppResult<Vec<grants::DisseminationView>> {
+    let mut rows = ctx
         .state
         .db
         .run(move |c| {
-            let total = grants::dissemination_count(c)?;
-            let rows = grants::dissemination_log(c, LOG_PER_PAGE, page * LOG_PER_PAGE)?;
-            Ok((rows, total))
+            Ok(submission::disseminations_filtered(
+                c,
+                tracking.as_deref(),
+                from,
+                to,
+            )?)
         })
         .await?;
-    // Officers read every released (validated) submission's texts; the keys are unwrapped for this page only.
-    let mut rows = rows;
-    let ids: Vec<String> = rows.iter().map(|r| r.submission_id.clone()).collect();
+    // Officers read every released (validated) submission's texts; the keys are unwrapped for these rows only.
+    let mut ids: Vec<String> = rows.iter().map(|r| r.submission_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
     let texts = crate::workflow::sealed_text::Texts::load(ctx.state, ids).await?;
     crate::web::views::open_disseminations(&texts, &mut rows);
-    Ok(Page::new("officer/disseminations.html.tera")
-        .with("rows", rows)
-        .with("total", total)
-        .with("page", page)
-        .with("pages", (total + LOG_PER_PAGE - 1) / LOG_PER_PAGE))
+    drop(texts);
+    let needle = recipient.to_lowercase();
+    if !needle.is_empty() {
+        rows.retain(|r| r.recipient.to_lowercase().contains(&needle));
+    }
+    Ok(rows)
 }
 
-/// Any submission past the draft stage by its tracking number (validated and closed ones leave the queue).
-/// Without a number, the form; with one that is malformed (422) or not found (404), the form again with the
-/// number as typed and the reason next to it.
-#[rocket::get("/officer/find?<tracking>")]
-async fn find(
+/// The filters of the log checked: (tracking prefix, from, to), or the messages by field id.
+fn check_log_form(form: &LogForm) -> (Option<String>, Option<i64>, Option<i64>, FieldErrors) {
+    let mut errors = FieldErrors::new();
+    let tracking = if form.tracking.is_empty() {
+        None
+    } else {
+        let p = tracking_prefix(&form.tracking);
+        if p.is_none() {
+            errors.insert(
+                "log-tracking".into(),
+                "Enter a tracking number like PCII-2026-000123, or its start.".into(),
+            );
+        }
+        p
+    };
+    let from = date_field(&mut errors, "log-from", &form.from, false);
+    let to = date_field(&mut errors, "log-to", &form.to, true);
+    if form.recipient.chars().count() > 200 {
+        errors.insert(
+            "log-recipient".into(),
+            "Enter at most 200 characters.".into(),
+        );
+    }
+    (tracking, from, to, errors)
+}
+
+/// The dissemination log, filtered by submission (tracking number or its start), recipient (any part of its
+/// name) and release dates; paged, newest first. Mistakes in the filters come back marked, as typed (422).
+#[rocket::get("/officer/disseminations?<tracking>&<recipient>&<from>&<to>&<page>")]
+async fn dissemination_log(
     ctx: Ctx<'_>,
     _officer: OfficerUser<'_>,
     tracking: Option<&str>,
-) -> AppResult<Either<Redirect, Page>> {
-    let typed = tracking.unwrap_or("").trim().to_string();
-    let again = |message: String, status: Status| {
-        let mut errors = FieldErrors::new();
-        errors.insert("find-tracking".into(), message);
-        Either::Right(
-            Page::new("officer/find.html.tera")
-                .with("tracking", &typed)
-                .with("errors", errors)
-                .status(status),
-        )
+    recipient: Option<&str>,
+    from: Option<&str>,
+    to: Option<&str>,
+    page: Option<&str>,
+) -> AppResult<Page> {
+    use crate::web::forms::trimmed;
+    let page = crate::web::forms::page_index(page)?;
+    let form = LogForm {
+        tracking: trimmed(tracking),
+        recipient: trimmed(recipient),
+        from: trimmed(from),
+        to: trimmed(to),
     };
-    if tracking.is_none() {
+    let (tn, from, to, errors) = check_log_form(&form);
+    let base = Page::new("officer/disseminations.html.tera")
+        .with("form", &form)
+        .with(
+            "export_link",
+            format!("/officer/disseminations.csv{}", form.query(None)),
+        );
+    if !errors.is_empty() {
+        return Ok(base
+            .with("errors", errors)
+            .with("rows", Vec::<()>::new())
+            .with("total", 0)
+            .with("page", 0)
+            .with("pages", 0)
+            .status(Status::UnprocessableEntity));
+    }
+    let all = filtered_log(&ctx, tn, from, to, &form.recipient).await?;
+    let total = all.len() as i64;
+    let pages = (total + LOG_PER_PAGE - 1) / LOG_PER_PAGE;
+    let page = page.clamp(0, (pages - 1).max(0));
+    let rows: Vec<_> = all
+        .into_iter()
+        .skip((page * LOG_PER_PAGE) as usize)
+        .take(LOG_PER_PAGE as usize)
+        .collect();
+    Ok(base
+        .with("rows", rows)
+        .with("total", total)
+        .with("page", page)
+        .with("pages", pages)
+        .with(
+            "prev_link",
+            (page > 0).then(|| format!("/officer/disseminations{}", form.query(Some(page - 1)))),
+        )
+        .with(
+            "next_link",
+            (page + 1 < pages)
+                .then(|| format!("/officer/disseminations{}", form.query(Some(page + 1)))),
+        ))
+}
+
+/// The filtered dissemination log as CSV: a header row, then one row per release, every cell quoted and any
+/// cell a spreadsheet would take for a formula prefixed with `'`. The export is audited (`dissemination.exported`,
+/// with the clear filters and the row count; a recipient filter is named, not quoted: it may quote sealed text).
+#[rocket::get("/officer/disseminations.csv?<tracking>&<recipient>&<from>&<to>")]
+async fn dissemination_csv(
+    ctx: Ctx<'_>,
+    _officer: OfficerUser<'_>,
+    tracking: Option<&str>,
+    recipient: Option<&str>,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> AppResult<CsvDownload> {
+    use crate::web::forms::trimmed;
+    let form = LogForm {
+        tracking: trimmed(tracking),
+        recipient: trimmed(recipient),
+        from: trimmed(from),
+        to: trimmed(to),
+    };
+    let (tn, from_at, to_at, errors) = check_log_form(&form);
+    if !errors.is_empty() {
+        return Err(AppError::Invalid(
+            errors.into_values().collect::<Vec<_>>().join(" "),
+        ));
+    }
+    let rows = filtered_log(&ctx, tn, from_at, to_at, &form.recipient).await?;
+    let mut out = Vec::new();
+    let cell = crate::audit::export::csv_cell;
+    let header = [
+        "released_on",
+        "tracking_number",
+        "recipient",
+        "recipient_kind",
+        "arrangement",
+        "what",
+        "sanitized",
+        "removed",
+        "recorded_by",
+    ];
+    for (i, h) in header.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        cell(&mut out, h);
+    }
+    out.extend_from_slice(b"\r\n");
+    for r in &rows {
+        let released = crate::time::date(r.released_at);
+        let cells = [
+            released.as_str(),
+            r.tracking_number.as_deref().unwrap_or(""),
+            &r.recipient,
+            &r.recipient_kind,
+            &r.arrangement,
+            &r.what,
+            if r.sanitized { "yes" } else { "no" },
+            r.removed.as_deref().unwrap_or(""),
+            &r.recorded_by,
+        ];
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            cell(&mut out, c);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    let mut filters = Vec::new();
+    if !form.tracking.is_empty() {
+        filters.push(format!("tracking {}", form.tracking.to_uppercase()));
+    }
+    if !form.recipient.is_empty() {
+        filters.push("recipient".to_string());
+    }
+    if !form.from.is_empty() {
+        filters.push(format!("from {}", form.from));
+    }
+    if !form.to.is_empty() {
+        filters.push(format!("to {}", form.to));
+    }
+    let event = crate::audit::log::Event::new(
+        "dissemination.exported",
+        crate::audit::log::Outcome::Success,
+    )
+    .reason(format!(
+        "{} row(s) as CSV; filters: {}",
+        rows.len(),
+        if filters.is_empty() {
+            "none".to_string()
+        } else {
+            filters.join(", ")
+        }
+    ));
+    let (audit, actor) = (ctx.state.audit.clone(), ctx.actor.clone());
+    ctx.state
+        .db
+        .run(move |c| audit.record(c, &actor, event))
+        .await?;
+    Ok(CsvDownload(out))
+}
+
+/// A CSV attachment.
+pub struct CsvDownload(Vec<u8>);
+
+impl<'r> rocket::response::Responder<'r, 'static> for CsvDownload {
+    fn respond_to(self, _req: &'r rocket::Request<'_>) -> rocket::response::Result<'static> {
+        rocket::Response::build()
+            .header(rocket::http::ContentType::CSV)
+            .header(rocket::http::Header::new(
+                "Content-Disposition",
+                "attachment; filename=\"dissemination-log.csv\"",
+            ))
+            .header(rocket::http::Header::new("Cache-Control", "no-store"))
+            .sized_body(self.0.len(), std::io::Cursor::new(self.0))
+            .ok()
+    }
+}
+
+/// The search form as typed: refill it and build the page links.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct SearchForm {
+    tracking: String,
+    organisation: String,
+    sector: String,
+    status: String,
+    from: String,
+    to: String,
+    assignee: String,
+}
+
+impl SearchForm {
+    fn link(&self, page: i64) -> String {
+        let page = if page > 0 {
+            page.to_string()
+        } else {
+            String::new()
+        };
+        format!(
+            "/officer/find{}",
+            query_string(&[
+                ("tracking", self.tracking.as_str()),
+                ("organisation", self.organisation.as_str()),
+                ("sector", self.sector.as_str()),
+                ("status", self.status.as_str()),
+                ("from", self.from.as_str()),
+                ("to", self.to.as_str()),
+                ("assignee", self.assignee.as_str()),
+                ("page", page.as_str()),
+            ])
+        )
+    }
+
+    fn only_tracking(&self) -> bool {
+        SearchForm {
+            tracking: String::new(),
+            ..self.clone()
+        }
+        .is_blank()
+    }
+
+    fn is_blank(&self) -> bool {
+        [
+            &self.tracking,
+            &self.organisation,
+            &self.sector,
+            &self.status,
+            &self.from,
+            &self.to,
+            &self.assignee,
+        ]
+        .iter()
+        .all(|v| v.is_empty())
+    }
+}
+
+/// The statuses a search offers: every one past the draft stage.
+fn search_statuses() -> Vec<Choice> {
+    crate::domain::Status::ALL
+        .into_iter()
+        .filter(|s| *s != crate::domain::Status::Draft)
+        .map(|s| Choice {
+            value: s.as_str().to_string(),
+            label: s.label().to_string(),
+        })
+        .collect()
+}
+
+/// Finds submissions past the draft stage, whatever their status: by tracking number or its start,
+/// organisation (any part of its name), sector, status, receipt dates and who handles them; newest receipt first,
+/// paged, with titles opened for the page shown. A whole tracking number typed alone opens that submission (404
+/// with the form when there is none). Mistakes come back marked, as typed (422).
+#[allow(clippy::too_many_arguments)]
+#[rocket::get(
+    "/officer/find?<tracking>&<organisation>&<sector>&<status>&<from>&<to>&<assignee>&<page>"
+)]
+async fn find(
+    ctx: Ctx<'_>,
+    officer: OfficerUser<'_>,
+    tracking: Option<&str>,
+    organisation: Option<&str>,
+    sector: Option<&str>,
+    status: Option<&str>,
+    from: Option<&str>,
+    to: Option<&str>,
+    assignee: Option<&str>,
+    page: Option<&str>,
+) -> AppResult<Either<Redirect, Page>> {
+    use crate::models::queue::{self as q, Assignee, SearchFilter};
+    use crate::web::forms::trimmed;
+    let form = SearchForm {
+        tracking: trimmed(tracking),
+        organisation: trimmed(organisation),
+        sector: trimmed(sector),
+        status: trimmed(status),
+        from: trimmed(from),
+        to: trimmed(to),
+        assignee: trimmed(assignee),
+    };
+    let page_index = crate::web::forms::page_index(page)?;
+    let officers = ctx.state.db.run(|c| Ok(q::officers(c)?)).await?;
+    let base = Page::new("officer/find.html.tera")
+        .with("form", &form)
+        // The field keeps its old name in the page for the tracking number typed.
+        .with("tracking", &form.tracking)
+        .with("sectors", crate::models::sectors::SECTORS)
+        .with("statuses", search_statuses())
+        .with("officers", &officers);
+    if form.is_blank() {
+        return Ok(Either::Right(base));
+    }
+    let mut errors = FieldErrors::new();
+    let mut filter = SearchFilter {
+        page: page_index,
+        ..SearchFilter::default()
+    };
+    if !form.tracking.is_empty() {
+        match tracking_prefix(&form.tracking) {
+            Some(p) => filter.tracking_prefix = Some(p),
+            None => {
+                errors.insert(
+                    "find-tracking".into(),
+                    "Enter a tracking number like PCII-2026-000123, or its start.".into(),
+                );
+            }
+        }
+    }
+    if !form.sector.is_empty() {
+        match crate::models::sectors::find(&form.sector) {
+            Some(s) => filter.sector = Some(s.to_string()),
+            None => {
+                errors.insert(
+                    "find-sector".into(),
+                    "Choose one of the listed sectors.".into(),
+                );
+            }
+        }
+    }
+    if !form.status.is_empty() {
+        match crate::domain::Status::parse(&form.status)
+            .filter(|s| *s != crate::domain::Status::Draft)
+        {
+            Some(s) => filter.status = Some(s),
+            None => {
+                errors.insert(
+                    "find-status".into(),
+                    "Choose one of the listed statuses.".into(),
+                );
+            }
+        }
+    }
+    filter.received_from = date_field(&mut errors, "find-from", &form.from, false);
+    filter.received_to = date_field(&mut errors, "find-to", &form.to, true);
+    match form.assignee.as_str() {
+        "" => {}
+        "me" => filter.assignee = Some(Assignee::Officer(officer.user.id.clone())),
+        "none" => filter.assignee = Some(Assignee::Unassigned),
+        id if officers.iter().any(|o| o.id == id) => {
+            filter.assignee = Some(Assignee::Officer(id.to_string()))
+        }
+        _ => {
+            errors.insert(
+                "find-assignee".into(),
+                "Choose one of the listed officers.".into(),
+            );
+        }
+    }
+    if form.organisation.chars().count() > 200 {
+        errors.insert(
+            "find-organisation".into(),
+            "Enter at most 200 characters of the organisation's name.".into(),
+        );
+    }
+    if !errors.is_empty() {
         return Ok(Either::Right(
-            Page::new("officer/find.html.tera").with("tracking", ""),
+            base.with("errors", errors)
+                .status(Status::UnprocessableEntity),
         ));
     }
-    let tn = typed.to_uppercase();
-    if !crate::workflow::content::is_tracking_number(&tn) {
-        return Ok(again(
-            "Enter a tracking number like PCII-2026-000123.".into(),
-            Status::UnprocessableEntity,
-        ));
+    // A whole tracking number typed alone opens that submission, as it always did.
+    let exact = filter
+        .tracking_prefix
+        .clone()
+        .filter(|tn| form.only_tracking() && crate::workflow::content::is_tracking_number(tn));
+    if let Some(tn) = exact {
+        let found = ctx
+            .state
+            .db
+            .run({
+                let tn = tn.clone();
+                move |c| Ok(submission::find_by_tracking(c, &tn, Scope::ProgramOffice)?)
+            })
+            .await;
+        return match found {
+            Ok(sub) => Ok(Either::Left(Redirect::to(format!(
+                "/officer/submissions/{}",
+                sub.id
+            )))),
+            Err(AppError::NotFound) => {
+                let mut errors = FieldErrors::new();
+                errors.insert(
+                    "find-tracking".into(),
+                    format!(
+                        "No submission has the tracking number {tn}. Drafts are not shown to officers."
+                    ),
+                );
+                Ok(Either::Right(
+                    base.with("errors", errors).status(Status::NotFound),
+                ))
+            }
+            Err(e) => Err(e),
+        };
     }
-    let found = ctx
+    let name = form.organisation.to_lowercase();
+    let mut results = ctx
         .state
         .db
-        .run({
-            let tn = tn.clone();
-            move |c| Ok(submission::find_by_tracking(c, &tn, Scope::ProgramOffice)?)
+        .run(move |c| {
+            if !name.is_empty() {
+                // Organisations are few next to submissions: their names are matched here, case-insensitively
+                // and alike on both databases, and the submissions found through their ids' index.
+                let all = account::organisations(c)?;
+                let count = all.len();
+                let ids: Vec<String> = all
+                    .into_iter()
+                    .filter(|o| o.name.to_lowercase().contains(&name))
+                    .map(|o| o.id)
+                    .collect();
+                // A name every organisation matches filters nothing: without the list, the receipt index
+                // serves the page instead of sorting every submission of the list.
+                filter.organisation_ids = (ids.len() < count).then_some(ids);
+            }
+            Ok(q::search(c, &filter)?)
         })
-        .await;
-    match found {
-        Ok(sub) => Ok(Either::Left(Redirect::to(format!(
-            "/officer/submissions/{}",
-            sub.id
-        )))),
-        Err(AppError::NotFound) => Ok(again(
-            format!(
-                "No submission has the tracking number {tn}. Drafts are not shown to officers."
-            ),
-            Status::NotFound,
-        )),
-        Err(e) => Err(e),
+        .await?;
+    let ids: Vec<String> = results
+        .rows
+        .iter()
+        .filter(|r| r.title_sealed.is_some())
+        .map(|r| r.id.clone())
+        .collect();
+    let texts = crate::workflow::sealed_text::Texts::load(ctx.state, ids).await?;
+    for r in &mut results.rows {
+        r.title = cases::title_of(&texts, r.status, r.title_sealed.as_deref());
     }
+    drop(texts);
+    let last = (results.pages - 1).max(0);
+    Ok(Either::Right(
+        base.with(
+            "page_links",
+            crate::web::views::PageLinks {
+                first: (results.page > 0).then(|| form.link(0)),
+                prev: (results.page > 0).then(|| form.link(results.page - 1)),
+                next: (results.page < last).then(|| form.link(results.page + 1)),
+                last: (results.page < last).then(|| form.link(last)),
+            },
+        )
+        .with("results", results),
+    ))
 }

@@ -1,0 +1,13 @@
+DROP INDEX submissions_queue_cured;
+DROP INDEX submissions_queue_assignee;
+DROP INDEX submissions_queue_cure;
+CREATE INDEX submissions_queue_cure ON submissions(status, cure_due_at, received_at, id);
+DROP INDEX submissions_queue_receipt;
+CREATE INDEX submissions_queue_receipt ON submissions(received_at, id, status, cure_due_at);
+DROP INDEX submissions_queue;
+CREATE INDEX submissions_queue ON submissions(status DESC, received_at, id, cure_due_at);
+DROP TABLE case_notes;
+ALTER TABLE submissions DROP COLUMN title_sealed;
+ALTER TABLE submissions DROP COLUMN cured_at;
+ALTER TABLE submissions DROP COLUMN assigned_at;
+ALTER TABLE submissions DROP COLUMN assigned_to;
