@@ -211,4 +211,17 @@ pub mod messages {
             ),
         }
     }
+
+    /// Sent when the other side wrote in a submission's message thread. It names neither the submission (no
+    /// tracking number, no title) nor who wrote nor a word of the message: the link leads to the thread after
+    /// sign-in.
+    pub fn new_message(to: &str, name: &str, link: &str) -> Mail {
+        Mail {
+            to: to.into(),
+            subject: "You have a new message about a submission".into(),
+            body: format!(
+                "Hello {name},\n\nYou have a new message about a submission \u{2014} sign in to read it:\n\n{link}\n{SIGNATURE}"
+            ),
+        }
+    }
 }

@@ -41,6 +41,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("case.reassigned", "Case handed over"),
     ("case.released", "Case released"),
     ("case.note_added", "Case note added"),
+    ("message.sent", "Message sent in a submission's thread"),
     // Sign-in and sessions
     ("auth.login", "Sign-in"),
     ("auth.logout", "Sign-out"),

@@ -400,6 +400,41 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    messages (id) {
+        id -> Text,
+        submission_id -> Text,
+        seq -> BigInt,
+        author_id -> Text,
+        side -> Text,
+        body -> Text,
+        is_request_for_information -> Bool,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    message_files (id) {
+        id -> Text,
+        message_id -> Text,
+        submission_id -> Text,
+        blob_id -> Nullable<Text>,
+        position -> Integer,
+        size_bytes -> BigInt,
+        name -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    message_reads (user_id, submission_id) {
+        user_id -> Text,
+        submission_id -> Text,
+        last_read_seq -> BigInt,
+        last_read_at -> BigInt,
+    }
+}
+
 diesel::joinable!(submissions -> organisations (organisation_id));
 diesel::joinable!(case_notes -> submissions (submission_id));
 diesel::joinable!(blobs -> submissions (submission_id));
@@ -409,6 +444,8 @@ diesel::joinable!(grants -> submissions (submission_id));
 diesel::joinable!(disseminations -> submissions (submission_id));
 diesel::joinable!(notices -> submissions (submission_id));
 diesel::joinable!(access_requests -> submissions (submission_id));
+diesel::joinable!(messages -> submissions (submission_id));
+diesel::joinable!(message_files -> messages (message_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     notifications_sent,
@@ -442,4 +479,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     leases,
     access_requests,
     case_notes,
+    messages,
+    message_files,
+    message_reads,
 );

@@ -4,7 +4,8 @@
 use diesel::prelude::*;
 
 use crate::db::schema::{
-    access_requests, case_notes, disseminations, grants, notices, submission_events, submissions,
+    access_requests, case_notes, disseminations, grants, message_files, messages, notices,
+    submission_events, submissions,
 };
 use crate::db::DbConn;
 
@@ -25,6 +26,8 @@ pub enum Column {
     CaseNoteBody,
     /// The submission's title for the officers' lists (`submissions.title_sealed`).
     SubmissionTitle,
+    MessageBody,
+    MessageFileName,
 }
 
 /// One stored text.
@@ -123,6 +126,24 @@ pub fn cells_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<Cell>
     if let Some((at, title)) = title {
         push(Column::SubmissionTitle, submission_id, at, title);
     }
+    let rows: Vec<(String, i64, String)> = messages::table
+        .filter(messages::submission_id.eq(submission_id))
+        .select((messages::id, messages::created_at, messages::body))
+        .load(conn)?;
+    for (id, at, body) in rows {
+        push(Column::MessageBody, &id, at, Some(body));
+    }
+    let rows: Vec<(String, i64, String)> = message_files::table
+        .filter(message_files::submission_id.eq(submission_id))
+        .select((
+            message_files::id,
+            message_files::created_at,
+            message_files::name,
+        ))
+        .load(conn)?;
+    for (id, at, name) in rows {
+        push(Column::MessageFileName, &id, at, Some(name));
+    }
     Ok(out)
 }
 
@@ -205,6 +226,18 @@ pub fn replace(conn: &mut DbConn, cell: &Cell, value: &str) -> QueryResult<bool>
                 .filter(submissions::title_sealed.eq(old)),
         )
         .set(submissions::title_sealed.eq(value))
+        .execute(conn)?,
+        Column::MessageBody => {
+            diesel::update(messages::table.find(id).filter(messages::body.eq(old)))
+                .set(messages::body.eq(value))
+                .execute(conn)?
+        }
+        Column::MessageFileName => diesel::update(
+            message_files::table
+                .find(id)
+                .filter(message_files::name.eq(old)),
+        )
+        .set(message_files::name.eq(value))
         .execute(conn)?,
     };
     Ok(n == 1)

@@ -50,6 +50,7 @@ pub fn destroy_in_tx(
         },
     )?;
     attachment::unlink_blobs_of(tx, &submission.id)?;
+    crate::models::message::unlink_blobs_of(tx, &submission.id)?;
     submission::close_destroyed(tx, &submission.id, final_status, now)?;
     blob::delete_of_submission(tx, &submission.id)?;
     data_key::delete_of_submission(tx, &submission.id)?;

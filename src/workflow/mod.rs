@@ -11,6 +11,7 @@ pub mod destruction;
 pub mod documents;
 pub mod intake;
 pub mod lifecycle;
+pub mod messages;
 pub mod notifications;
 pub mod package;
 pub mod sealed_text;

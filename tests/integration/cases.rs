@@ -205,7 +205,8 @@ fn the_handled_by_column_shows_the_officers_name() {
     );
     let page = olga.get("/officer");
     assert!(
-        page.body.contains("<td>Test olga@pcii.example.gov</td>"),
+        page.body
+            .contains("data-label=\"Handled by\">Test olga@pcii.example.gov</td>"),
         "{}",
         page.body
     );

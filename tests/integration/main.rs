@@ -22,6 +22,7 @@ mod keys_rotate;
 mod lease;
 mod lifecycle;
 mod log_hygiene;
+mod messages;
 mod notifications;
 mod officer_forms;
 mod officer_queue;

@@ -4,6 +4,7 @@
 pub mod access_requests;
 pub mod cases;
 pub mod forms;
+pub mod messages;
 pub mod organisations;
 pub mod queue;
 pub mod submissions;
@@ -14,5 +15,6 @@ pub fn routes() -> Vec<rocket::Route> {
     routes.extend(organisations::routes());
     routes.extend(access_requests::routes());
     routes.extend(cases::routes());
+    routes.extend(messages::routes());
     routes
 }

@@ -210,13 +210,15 @@ async fn officer_home(
             label: s.label(),
         })
         .collect();
+    let unread_messages =
+        crate::workflow::messages::unread_for_user(ctx.state, &officer.user).await?;
     let page = Page::new("dashboard/officer.html.tera")
+        .with("unread_messages", unread_messages)
         .with("form", &form)
         .with("sectors", sectors::SECTORS)
         .with("statuses", statuses)
         .with("organisations", &organisations)
         .with("officers", &officers)
-        .with("me", &officer.user.id)
         .with("sorts", sorts)
         .with("clear_link", "/officer");
     let (mut queue, sort) = match checked {

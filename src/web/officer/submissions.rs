@@ -232,7 +232,17 @@ pub(super) async fn submission_page(
             Again::Dissemination(values) => dissemination_form = FormView { values, errors },
         }
     }
+    let unread = crate::workflow::messages::unread_for_user(ctx.state, &officer.user)
+        .await?
+        .get(&sub.id)
+        .copied()
+        .unwrap_or(0);
     Ok(Page::new("officer/submission.html.tera")
+        .with("unread_messages", unread)
+        .with(
+            "messages_link",
+            format!("/officer/submissions/{}/messages", sub.id),
+        )
         .with("submission", submission_view(sub))
         .with("content", content.as_ref().map(content_view))
         .with("files", file_views(content.as_ref(), &attachments))

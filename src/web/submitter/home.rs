@@ -38,7 +38,9 @@ async fn submitter_home(
     let texts = crate::workflow::sealed_text::Texts::load(ctx.state, ids).await?;
     crate::web::views::open_notices(&texts, &mut notices);
     let rows: Vec<SubmissionLine> = rows.into_iter().map(SubmissionLine::from).collect();
+    let unread_messages = crate::workflow::messages::unread_for_user(ctx.state, &user.user).await?;
     Ok(Page::new("dashboard/submitter.html.tera")
+        .with("unread_messages", unread_messages)
         .with("notices", notices)
         .with("unread", unread)
         .with("submissions", rows)

@@ -1,0 +1,3 @@
+DROP TABLE message_reads;
+DROP TABLE message_files;
+DROP TABLE messages;

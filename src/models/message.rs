@@ -1,0 +1,314 @@
+//! A submission's message thread: the messages (their words sealed, see `workflow::sealed_text`), their files (blobs
+//! of the submission, their names sealed) and how far each person has read each thread.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::db::schema::{message_files, message_reads, messages, submissions, users};
+use crate::db::DbConn;
+use crate::domain::{Role, Status};
+
+/// Who wrote a message: the submitting organisation or the Program Office.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Organisation,
+    Office,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Organisation => "organisation",
+            Side::Office => "office",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Side> {
+        [Side::Organisation, Side::Office]
+            .into_iter()
+            .find(|side| side.as_str() == s)
+    }
+
+    /// The side whose messages this side has to read.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Organisation => Side::Office,
+            Side::Office => Side::Organisation,
+        }
+    }
+
+    /// The side a person writes on; `None` for the roles that have no thread.
+    pub fn of(role: Role) -> Option<Side> {
+        match role {
+            Role::Submitter => Some(Side::Organisation),
+            Role::Officer => Some(Side::Office),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = messages)]
+pub struct MessageRow {
+    pub id: String,
+    pub submission_id: String,
+    pub seq: i64,
+    pub author_id: String,
+    pub side: String,
+    /// Sealed.
+    pub body: String,
+    pub is_request_for_information: bool,
+    pub created_at: i64,
+}
+
+impl MessageRow {
+    pub fn side(&self) -> Option<Side> {
+        Side::parse(&self.side)
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = message_files)]
+pub struct MessageFileRow {
+    pub id: String,
+    pub message_id: String,
+    pub submission_id: String,
+    /// `None` once destroyed with the submission.
+    pub blob_id: Option<String>,
+    pub position: i32,
+    pub size_bytes: i64,
+    /// Sealed.
+    pub name: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = messages)]
+pub struct NewMessage<'a> {
+    pub id: &'a str,
+    pub submission_id: &'a str,
+    pub seq: i64,
+    pub author_id: &'a str,
+    pub side: &'a str,
+    pub body: &'a str,
+    pub is_request_for_information: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = message_files)]
+pub struct NewMessageFile<'a> {
+    pub id: &'a str,
+    pub message_id: &'a str,
+    pub submission_id: &'a str,
+    pub blob_id: Option<&'a str>,
+    pub position: i32,
+    pub size_bytes: i64,
+    pub name: &'a str,
+    pub created_at: i64,
+}
+
+/// A submission's messages, oldest first, each with its author's display name (call only after the submission
+/// was found in scope).
+pub fn thread_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<(MessageRow, String)>> {
+    messages::table
+        .inner_join(users::table.on(users::id.eq(messages::author_id)))
+        .filter(messages::submission_id.eq(submission_id))
+        .order(messages::seq.asc())
+        .select((MessageRow::as_select(), users::display_name))
+        .load(conn)
+}
+
+/// The files of a submission's messages, in thread order.
+pub fn files_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<MessageFileRow>> {
+    message_files::table
+        .filter(message_files::submission_id.eq(submission_id))
+        .order(message_files::position.asc())
+        .select(MessageFileRow::as_select())
+        .load(conn)
+}
+
+/// One file of a submission's messages.
+pub fn file_of(
+    conn: &mut DbConn,
+    submission_id: &str,
+    file_id: &str,
+) -> QueryResult<Option<MessageFileRow>> {
+    message_files::table
+        .filter(message_files::submission_id.eq(submission_id))
+        .filter(message_files::id.eq(file_id))
+        .select(MessageFileRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The position of the thread's newest message (0 for none).
+pub fn last_seq(conn: &mut DbConn, submission_id: &str) -> QueryResult<i64> {
+    let max: Option<i64> = messages::table
+        .filter(messages::submission_id.eq(submission_id))
+        .select(diesel::dsl::max(messages::seq))
+        .first(conn)?;
+    Ok(max.unwrap_or(0))
+}
+
+/// The number the thread's next file gets.
+pub fn next_file_position(conn: &mut DbConn, submission_id: &str) -> QueryResult<i32> {
+    let max: Option<i32> = message_files::table
+        .filter(message_files::submission_id.eq(submission_id))
+        .select(diesel::dsl::max(message_files::position))
+        .first(conn)?;
+    Ok(max.unwrap_or(0) + 1)
+}
+
+pub fn insert(conn: &mut DbConn, new: &NewMessage<'_>) -> QueryResult<()> {
+    diesel::insert_into(messages::table)
+        .values(new)
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn insert_file(conn: &mut DbConn, new: &NewMessageFile<'_>) -> QueryResult<()> {
+    diesel::insert_into(message_files::table)
+        .values(new)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Detaches the files of a submission's messages from their blobs (which are about to be destroyed); the rows,
+/// with their numbers and sizes, stay.
+pub fn unlink_blobs_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<usize> {
+    diesel::update(message_files::table.filter(message_files::submission_id.eq(submission_id)))
+        .set(message_files::blob_id.eq(None::<String>))
+        .execute(conn)
+}
+
+/// How far `user_id` has read the thread (0: nothing yet).
+pub fn last_read(conn: &mut DbConn, user_id: &str, submission_id: &str) -> QueryResult<i64> {
+    Ok(message_reads::table
+        .find((user_id, submission_id))
+        .select(message_reads::last_read_seq)
+        .first(conn)
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Records that `user_id` has read the thread up to message `seq` (a mark never moves back).
+pub fn mark_read(
+    conn: &mut DbConn,
+    user_id: &str,
+    submission_id: &str,
+    seq: i64,
+    now: i64,
+) -> QueryResult<()> {
+    conn.transaction(|tx| {
+        let exists = message_reads::table
+            .find((user_id, submission_id))
+            .select(message_reads::last_read_seq)
+            .first::<i64>(tx)
+            .optional()?;
+        match exists {
+            Some(before) if before >= seq => {}
+            Some(_) => {
+                diesel::update(message_reads::table.find((user_id, submission_id)))
+                    .set((
+                        message_reads::last_read_seq.eq(seq),
+                        message_reads::last_read_at.eq(now),
+                    ))
+                    .execute(tx)?;
+            }
+            None => {
+                let inserted = diesel::insert_into(message_reads::table)
+                    .values((
+                        message_reads::user_id.eq(user_id),
+                        message_reads::submission_id.eq(submission_id),
+                        message_reads::last_read_seq.eq(seq),
+                        message_reads::last_read_at.eq(now),
+                    ))
+                    .execute(tx);
+                match inserted {
+                    // The same person's other window marked it at the same moment: its mark stands.
+                    Err(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _,
+                    )) => {}
+                    other => {
+                        other?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// For each submission `user_id` can open on `side`'s thread page, how many messages of the other side it has not
+/// read: the organisation's members see the office's messages on their organisation's submissions, officers the
+/// organisations' messages on every submission that left the draft stage. Submissions without unread messages are
+/// left out.
+pub fn unread_by_submission(
+    conn: &mut DbConn,
+    user_id: &str,
+    side: Side,
+    organisation_id: Option<&str>,
+) -> QueryResult<HashMap<String, i64>> {
+    let reads = message_reads::table.on(message_reads::submission_id
+        .eq(messages::submission_id)
+        .and(message_reads::user_id.eq(user_id)));
+    let unread = message_reads::last_read_seq
+        .nullable()
+        .is_null()
+        .or(messages::seq
+            .nullable()
+            .gt(message_reads::last_read_seq.nullable()));
+    let rows: Vec<(String, i64)> = match side {
+        Side::Organisation => {
+            let Some(org) = organisation_id else {
+                return Ok(HashMap::new());
+            };
+            messages::table
+                .inner_join(submissions::table)
+                .left_join(reads)
+                .filter(messages::side.eq(Side::Office.as_str()))
+                .filter(submissions::organisation_id.eq(org))
+                .filter(unread)
+                .group_by(messages::submission_id)
+                .select((messages::submission_id, diesel::dsl::count_star()))
+                .load(conn)?
+        }
+        Side::Office => messages::table
+            .inner_join(submissions::table)
+            .left_join(reads)
+            .filter(messages::side.eq(Side::Organisation.as_str()))
+            .filter(submissions::status.ne(Status::Draft))
+            .filter(unread)
+            .group_by(messages::submission_id)
+            .select((messages::submission_id, diesel::dsl::count_star()))
+            .load(conn)?,
+    };
+    Ok(rows.into_iter().collect())
+}
+
+/// Whom to tell that a message arrived: enabled accounts with a confirmed address, as (email, display name, the
+/// notification kinds they turned off). The organisation's members for a message of the office; every PCII officer
+/// for a message of the organisation.
+pub fn recipients(
+    conn: &mut DbConn,
+    to: Side,
+    organisation_id: &str,
+) -> QueryResult<Vec<(String, String, String)>> {
+    let base = users::table
+        .filter(users::disabled.eq(false))
+        .filter(users::email_verified_at.is_not_null())
+        .select((users::email, users::display_name, users::notifications_off))
+        .order(users::email.asc());
+    match to {
+        Side::Organisation => base
+            .filter(users::role.eq(Role::Submitter))
+            .filter(users::organisation_id.eq(organisation_id))
+            .load(conn),
+        Side::Office => base.filter(users::role.eq(Role::Officer)).load(conn),
+    }
+}

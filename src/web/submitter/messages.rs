@@ -1,0 +1,219 @@
+//! A submission's message thread, seen by the members of its organisation: the page (which marks it read), writing
+//! a message with files, and downloading the files. Every lookup goes through `access::admit`, scoped like the
+//! submitter's other routes: another organisation's ids answer 404. The page and the posting are shared with the
+//! officers' routes (`web::officer::messages`), which differ only in their paths and guard.
+
+use rocket::http::{ContentType, Status};
+use rocket::{Data, Either};
+use serde::Serialize;
+
+use crate::error::{AppError, AppResult};
+use crate::models::account::User;
+use crate::web::downloads::Download;
+use crate::web::forms::TokenCheck;
+use crate::web::guards::{Ctx, SubmitterUser};
+use crate::web::multipart::{open_form, FormStream, Limits, UploadSlot};
+use crate::web::pages::{human_size, Notice, Page};
+use crate::web::views::submission_view;
+use crate::workflow::access::{self, Admitted};
+use crate::workflow::content::FieldErrors;
+use crate::workflow::messages::{self, NewMessageRequest, SendResult, FILES_PER_MESSAGE};
+
+pub fn routes() -> Vec<rocket::Route> {
+    rocket::routes![thread, send, download]
+}
+
+/// Where a side's thread lives: `/submissions/<id>/messages` or `/officer/submissions/<id>/messages`.
+pub(crate) fn thread_path(officer: bool, id: &str) -> String {
+    if officer {
+        format!("/officer/submissions/{id}/messages")
+    } else {
+        format!("/submissions/{id}/messages")
+    }
+}
+
+/// What was typed, shown again after a mistake.
+#[derive(Serialize, Default)]
+struct Values {
+    body: String,
+    request_for_information: bool,
+}
+
+/// The thread page of an admitted submission for `user` (either side). `again` is a message posted with mistakes.
+pub(crate) async fn thread_page(
+    ctx: &Ctx<'_>,
+    user: &User,
+    admitted: &Admitted,
+    again: Option<(FieldErrors, String, bool)>,
+) -> AppResult<Page> {
+    let state = ctx.state;
+    let thread = messages::open_thread(state, admitted, user, &ctx.actor).await?;
+    let sub = admitted.submission();
+    let officer = user.role() == crate::domain::Role::Officer;
+    let mut page = Page::new("messages/thread.html.tera")
+        .with("submission", submission_view(sub))
+        .with("thread", &thread)
+        .with("officer", officer)
+        .with("may_write", messages::may_write(admitted, user))
+        .with("closed", messages::closed_reason(admitted, user))
+        .with("destroyed", admitted.content_destroyed())
+        .with("files_per_message", FILES_PER_MESSAGE)
+        .with("slots", (1..=FILES_PER_MESSAGE).collect::<Vec<usize>>())
+        .with("max_file", human_size(state.settings.max_file_bytes));
+    match again {
+        Some((errors, body, rfi)) => {
+            page = page
+                .with(
+                    "values",
+                    Values {
+                        body,
+                        request_for_information: rfi,
+                    },
+                )
+                .with("errors", errors)
+                .status(Status::UnprocessableEntity);
+        }
+        None => page = page.with("values", Values::default()),
+    }
+    Ok(page)
+}
+
+/// Room for a form with files: disk space and an upload slot for the account (as the submission form).
+fn upload_slot<'a>(ctx: &'a Ctx<'_>, user: &User) -> AppResult<UploadSlot<'a>> {
+    let state = ctx.state;
+    let room = crate::storage::free_space(&state.settings.data_dir)
+        .map_or(true, |free| free >= state.settings.min_free_disk_mib << 20);
+    if !room {
+        return Err(AppError::StorageFull(
+            "free space under min_free_disk_mib".into(),
+        ));
+    }
+    ctx.uploads.enter(&user.id)
+}
+
+/// Admits the writer and finds what its files are sealed to, before any byte of them is read.
+async fn prepare(
+    ctx: &Ctx<'_>,
+    user: &User,
+    id: &str,
+) -> AppResult<(Admitted, crate::key_store::data_keys::SealingKey)> {
+    let admitted = access::admit(ctx.state, user, &ctx.actor, id).await?;
+    if let Some(reason) = messages::closed_reason(&admitted, user) {
+        return Err(AppError::Conflict(reason));
+    }
+    let sealing = messages::sealing_key(ctx.state, &admitted).await?;
+    Ok((admitted, sealing))
+}
+
+/// Receives a message (multipart: the token first, the text, the officer's checkbox, files streamed and sealed
+/// as they arrive), sends it and the notices it owes; a mistake shows the thread again with the text kept (422).
+pub(crate) async fn post_message(
+    token: &TokenCheck<'_>,
+    ctx: &Ctx<'_>,
+    user: &User,
+    id: &str,
+    content_type: Option<&ContentType>,
+    data: Data<'_>,
+) -> AppResult<Either<Notice, Page>> {
+    let state = ctx.state;
+    let body: FormStream<'_> = open_form(token, state, content_type, data).await?;
+    let _slot = match upload_slot(ctx, user) {
+        Ok(slot) => slot,
+        Err(e) => {
+            body.discard().await;
+            return Err(e);
+        }
+    };
+    let (admitted, sealing) = match prepare(ctx, user, id).await {
+        Ok(ready) => ready,
+        Err(e) => {
+            body.discard().await;
+            return Err(e);
+        }
+    };
+    let limits = Limits {
+        max_file_bytes: state.settings.max_file_bytes,
+        max_total_bytes: state.settings.max_submission_bytes,
+        max_files: FILES_PER_MESSAGE,
+        seal_to: sealing.recipients.clone(),
+    };
+    let form = body.read(state, limits).await?;
+    let text = form.fields.get("body").to_string();
+    let rfi = user.role() == crate::domain::Role::Officer
+        && form.fields.get("request_for_information") == "yes";
+    let file_count = form.files.len();
+    let request = NewMessageRequest {
+        body: text.clone(),
+        request_for_information: rfi,
+        files: form.files,
+        sealing,
+    };
+    match messages::send(state, &admitted, user, &ctx.actor, request).await? {
+        SendResult::Sent { mails } => {
+            for mail in mails {
+                crate::web::deliver::send(state, mail).await;
+            }
+            let officer = user.role() == crate::domain::Role::Officer;
+            let files = match file_count {
+                0 => String::new(),
+                1 => " with 1 file".to_string(),
+                n => format!(" with {n} files"),
+            };
+            Ok(Either::Left(Notice::redirect(
+                thread_path(officer, &admitted.submission().id),
+                format!("Your message was sent{files}."),
+            )))
+        }
+        SendResult::Invalid(errors) => {
+            let page = thread_page(ctx, user, &admitted, Some((errors, text, rfi))).await?;
+            Ok(Either::Right(page.with(
+                "form_message",
+                if file_count > 0 {
+                    "Nothing was sent: correct the message below. Files you attached must be attached again."
+                } else {
+                    "Nothing was sent: correct the message below."
+                },
+            )))
+        }
+    }
+}
+
+/// One file of the thread, through the content-access rules, audited.
+pub(crate) async fn download_file(
+    ctx: &Ctx<'_>,
+    user: &User,
+    id: &str,
+    file: &str,
+) -> AppResult<Download> {
+    let admitted = access::admit(ctx.state, user, &ctx.actor, id).await?;
+    let opened = messages::open_file(ctx.state, &admitted, &ctx.actor, file).await?;
+    Ok(Download(opened))
+}
+
+#[rocket::get("/submissions/<id>/messages")]
+async fn thread(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Page> {
+    let admitted = access::admit(ctx.state, &user.user, &ctx.actor, id).await?;
+    thread_page(&ctx, &user.user, &admitted, None).await
+}
+
+#[rocket::post("/submissions/<id>/messages", data = "<data>")]
+async fn send(
+    token: TokenCheck<'_>,
+    ctx: Ctx<'_>,
+    user: SubmitterUser<'_>,
+    id: &str,
+    content_type: Option<&ContentType>,
+    data: Data<'_>,
+) -> AppResult<Either<Notice, Page>> {
+    post_message(&token, &ctx, &user.user, id, content_type, data).await
+}
+
+#[rocket::get("/submissions/<id>/messages/files/<file>")]
+async fn download(
+    ctx: Ctx<'_>,
+    user: SubmitterUser<'_>,
+    id: &str,
+    file: &str,
+) -> AppResult<Download> {
+    download_file(&ctx, &user.user, id, file).await
+}

@@ -1,0 +1,502 @@
+//! The message thread of one submission, between its organisation and the Program Office: who may write when,
+//! sending (the words sealed with the submission's data key, the files blobs of the submission sealed to it, one
+//! `message.sent` audit entry that names the message, never its words), reading (which marks the thread read),
+//! the files' downloads (through the content-access rules, audited) and the unread counts.
+//!
+//! A thread is written from the draft to the final decision: while the submission is a draft, received, defective
+//! or validated. Once a decision closed it (not validated, withdrawn, protection removed, returned, destroyed) it is
+//! read-only; once its content is destroyed, the data key that opens the words and the files is gone with it.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::audit::log::{Actor, Event, Outcome};
+use crate::db::DbConn;
+use crate::domain::{Role, Status};
+use crate::error::{AppError, AppResult};
+use crate::key_store::data_keys::{current_recipients, SealingKey};
+use crate::mail::{messages as mails, Mail};
+use crate::models::account::User;
+use crate::models::message::{self, NewMessage, NewMessageFile, Side};
+use crate::models::submission::{self, Scope};
+use crate::models::{blob, data_key};
+use crate::services::Services;
+use crate::workflow::access::{self, Admitted, OpenedFile};
+use crate::workflow::content::FieldErrors;
+use crate::workflow::documents::{self, delete_blobs};
+use crate::workflow::intake::IncomingFile;
+use crate::workflow::lifecycle;
+use crate::workflow::sealed_text::Sealer;
+
+/// The longest message, in characters.
+pub const BODY_MAX: usize = 20_000;
+/// Files one message may carry.
+pub const FILES_PER_MESSAGE: usize = 5;
+
+/// Whether a submission's thread takes new messages: from the draft until a decision closes it.
+pub fn writable(status: Status) -> bool {
+    matches!(
+        status,
+        Status::Draft | Status::Received | Status::Defective | Status::Validated
+    )
+}
+
+/// Whether `user` may write in the thread of a submission `admit` let it read: the organisation's members, and
+/// officers but one of the submitting organisation (it may read, not act), while the thread is open.
+pub fn may_write(admitted: &Admitted, user: &User) -> bool {
+    let sub = admitted.submission();
+    writable(sub.status())
+        && match user.role() {
+            Role::Submitter => true,
+            Role::Officer => !lifecycle::own_organisation(user, sub),
+            _ => false,
+        }
+}
+
+/// Why the thread takes no message from `user` now, in words for the page (`None`: it does).
+pub fn closed_reason(admitted: &Admitted, user: &User) -> Option<String> {
+    let sub = admitted.submission();
+    if !writable(sub.status()) {
+        return Some(format!(
+            "This submission is {}: its messages can be read, no longer written.",
+            sub.status().label().to_lowercase()
+        ));
+    }
+    if !may_write(admitted, user) {
+        return Some(
+            "You belong to the submitting organisation: you may read this thread, not write in it."
+                .into(),
+        );
+    }
+    None
+}
+
+/// One file of a message as the thread shows it.
+#[derive(Debug, Serialize)]
+pub struct FileView {
+    pub id: String,
+    pub position: i32,
+    pub name: String,
+    pub size_bytes: i64,
+    /// Still stored (not destroyed).
+    pub available: bool,
+}
+
+/// One message as the thread shows it.
+#[derive(Debug, Serialize)]
+pub struct MessageView {
+    pub id: String,
+    pub seq: i64,
+    pub author: String,
+    pub side: Side,
+    pub at: i64,
+    pub body: String,
+    pub request_for_information: bool,
+    /// Written by the other side after the reader's last visit.
+    pub new: bool,
+    pub files: Vec<FileView>,
+}
+
+/// A thread as one person opens it.
+#[derive(Debug, Serialize)]
+pub struct Thread {
+    pub messages: Vec<MessageView>,
+    /// Messages of the other side the reader had not read before this opening.
+    pub unread: i64,
+}
+
+fn side_of(user: &User) -> AppResult<Side> {
+    Side::of(user.role()).ok_or(AppError::NotFound)
+}
+
+/// The thread, oldest first, with its words and file names opened; marks it read by `user` up to its newest
+/// message, and records the reading (`content.viewed`, "message thread") when there is something to read.
+pub async fn open_thread(
+    state: &Services,
+    admitted: &Admitted,
+    user: &User,
+    actor: &Actor,
+) -> AppResult<Thread> {
+    let side = side_of(user)?;
+    let sub = admitted.submission();
+    let (sid, uid) = (sub.id.clone(), user.id.clone());
+    let now = state.clock.now();
+    let (rows, files, last_read) = state
+        .db
+        .run(move |c| {
+            let rows = message::thread_of(c, &sid)?;
+            let files = message::files_of(c, &sid)?;
+            let last_read = message::last_read(c, &uid, &sid)?;
+            if let Some((newest, _)) = rows.last() {
+                message::mark_read(c, &uid, &sid, newest.seq, now)?;
+            }
+            Ok((rows, files, last_read))
+        })
+        .await?;
+    if !rows.is_empty() && !admitted.content_destroyed() {
+        let event = Event::new("content.viewed", Outcome::Success)
+            .object("submission", sub.id.clone())
+            .tracking(sub.tracking_number.clone())
+            .reason("message thread");
+        let (audit, actor) = (state.audit.clone(), actor.clone());
+        state
+            .db
+            .run(move |c| audit.record(c, &actor, event))
+            .await?;
+    }
+    let texts = access::texts(state, admitted).await?;
+    let mut by_message: HashMap<String, Vec<FileView>> = HashMap::new();
+    for f in files {
+        by_message
+            .entry(f.message_id.clone())
+            .or_default()
+            .push(FileView {
+                name: texts
+                    .try_open(&f.name)
+                    .unwrap_or_else(|| format!("File {}", f.position)),
+                available: f.blob_id.is_some(),
+                id: f.id,
+                position: f.position,
+                size_bytes: f.size_bytes,
+            });
+    }
+    let mut unread = 0;
+    let messages = rows
+        .into_iter()
+        .map(|(row, author)| {
+            let from = row.side().unwrap_or(Side::Office);
+            let new = from != side && row.seq > last_read;
+            if new {
+                unread += 1;
+            }
+            MessageView {
+                body: texts.open(&row.body),
+                files: by_message.remove(&row.id).unwrap_or_default(),
+                id: row.id,
+                seq: row.seq,
+                author,
+                side: from,
+                at: row.created_at,
+                request_for_information: row.is_request_for_information,
+                new,
+            }
+        })
+        .collect();
+    Ok(Thread { messages, unread })
+}
+
+/// What the new blobs of a message are sealed to: the submission's current data key, or a new one (a submission
+/// from before data keys) that the message stores.
+pub async fn sealing_key(state: &Services, admitted: &Admitted) -> AppResult<SealingKey> {
+    let sid = admitted.submission().id.clone();
+    let current = state
+        .db
+        .run(move |c| {
+            current_recipients(c, &sid).map_err(|e| AppError::Internal(format!("data key: {e}")))
+        })
+        .await?;
+    match current {
+        Some(recipients) => Ok(SealingKey {
+            recipients,
+            new: None,
+        }),
+        None => {
+            let keys = state.current_keys();
+            let ring = keys.read().unwrap_or_else(|p| p.into_inner());
+            SealingKey::generate(&ring)
+                .map_err(|e| AppError::Internal(format!("making a data key: {e}")))
+        }
+    }
+}
+
+/// A message as posted; its files arrived already sealed (to `sealing`).
+#[derive(Debug)]
+pub struct NewMessageRequest {
+    pub body: String,
+    /// An officer's formal request for information (ignored from the organisation's side).
+    pub request_for_information: bool,
+    pub files: Vec<IncomingFile>,
+    pub sealing: SealingKey,
+}
+
+#[derive(Debug)]
+pub enum SendResult {
+    /// Committed with its audit entry; the content-free notices to send now.
+    Sent { mails: Vec<Mail> },
+    /// Nothing was kept (the files' blobs are deleted): each mistake by the name of its field.
+    Invalid(FieldErrors),
+}
+
+/// The mistakes in a message's text (empty when it may be sent).
+pub fn check_body(body: &str) -> FieldErrors {
+    let mut errors = FieldErrors::new();
+    if body.trim().is_empty() {
+        errors.insert("body".into(), "Write your message.".into());
+    } else if body.chars().count() > BODY_MAX {
+        errors.insert(
+            "body".into(),
+            format!("Your message is longer than {BODY_MAX} characters: shorten it or attach it as a file."),
+        );
+    }
+    errors
+}
+
+/// Writes a message in the thread, with its `message.sent` audit entry in the same transaction. The new blobs are
+/// referenced by committed rows when this returns `Sent`, or deleted.
+pub async fn send(
+    state: &Services,
+    admitted: &Admitted,
+    user: &User,
+    actor: &Actor,
+    req: NewMessageRequest,
+) -> AppResult<SendResult> {
+    let names: Vec<String> = req.files.iter().map(|f| f.sealed.name.clone()).collect();
+    let result = send_inner(state, admitted, user, actor, req).await;
+    if !matches!(result, Ok(SendResult::Sent { .. })) {
+        delete_blobs(state, names).await;
+    }
+    result
+}
+
+async fn send_inner(
+    state: &Services,
+    admitted: &Admitted,
+    user: &User,
+    actor: &Actor,
+    req: NewMessageRequest,
+) -> AppResult<SendResult> {
+    let side = side_of(user)?;
+    if !may_write(admitted, user) {
+        return Err(AppError::Conflict(
+            closed_reason(admitted, user).unwrap_or_default(),
+        ));
+    }
+    let errors = check_body(&req.body);
+    if !errors.is_empty() {
+        return Ok(SendResult::Invalid(errors));
+    }
+    let sub = admitted.submission().clone();
+    let (audit, actor, writer) = (state.audit.clone(), actor.clone(), user.clone());
+    let now = state.clock.now();
+    let sid = sub.id.clone();
+    state
+        .db
+        .run(move |c| {
+            audit.fact(c, &actor, |tx| {
+                commit_message(tx, &writer, side, &sid, req, now)
+            })
+        })
+        .await?;
+    let mails = notices(state, &sub, side).await?;
+    Ok(SendResult::Sent { mails })
+}
+
+fn commit_message(
+    tx: &mut DbConn,
+    writer: &User,
+    side: Side,
+    submission_id: &str,
+    req: NewMessageRequest,
+    now: i64,
+) -> AppResult<((), Event)> {
+    let scope = match side {
+        Side::Organisation => Scope::Organisation(
+            writer
+                .organisation_id
+                .as_deref()
+                .ok_or(AppError::NotFound)?,
+        ),
+        Side::Office => Scope::ProgramOffice,
+    };
+    // Read again under the write lock: a decision taken meanwhile closes the thread.
+    let sub = submission::find(tx, submission_id, scope)?;
+    if !writable(sub.status()) {
+        return Err(AppError::Conflict(format!(
+            "This submission is {}: its messages can be read, no longer written.",
+            sub.status().label().to_lowercase()
+        )));
+    }
+    if let Some(new) = &req.sealing.new {
+        data_key::insert_current(tx, &new.row(&sub.id, now))?;
+    }
+    // Every new blob must be sealed to the current data key (a rotation during a long upload replaces it).
+    let current = data_key::current_of(tx, &sub.id)?
+        .ok_or_else(|| AppError::Internal("a submission has no data key".into()))?;
+    if req.files.iter().any(|f| f.sealed.key_id != current) {
+        return Err(AppError::Conflict(
+            "The portal's encryption keys changed during your upload. Nothing was sent; send it again.".into(),
+        ));
+    }
+    let sealer = Sealer::to_key(&current)?;
+    let body = sealer.seal(&req.body)?;
+    let id = crate::db::new_id();
+    let rfi = side == Side::Office && req.request_for_information;
+    let seq = message::last_seq(tx, &sub.id)? + 1;
+    message::insert(
+        tx,
+        &NewMessage {
+            id: &id,
+            submission_id: &sub.id,
+            seq,
+            author_id: &writer.id,
+            side: side.as_str(),
+            body: &body.stored,
+            is_request_for_information: rfi,
+            created_at: now,
+        },
+    )?;
+    let first = message::next_file_position(tx, &sub.id)?;
+    for (position, file) in (first..).zip(&req.files) {
+        let blob_id = crate::db::new_id();
+        blob::insert(tx, &blob_id, &sub.id, "attachment", &file.sealed, now)?;
+        let name = sealer.seal(&file.file_name)?;
+        message::insert_file(
+            tx,
+            &NewMessageFile {
+                id: &crate::db::new_id(),
+                message_id: &id,
+                submission_id: &sub.id,
+                blob_id: Some(&blob_id),
+                position,
+                size_bytes: file.sealed.plaintext_len as i64,
+                name: &name.stored,
+                created_at: now,
+            },
+        )?;
+    }
+    let mut reason = format!("message {id} from the {}", side.as_str());
+    if rfi {
+        reason.push_str(", a formal request for information");
+    }
+    if !req.files.is_empty() {
+        reason.push_str(&format!(", with {} file(s)", req.files.len()));
+    }
+    let event = Event::new("message.sent", Outcome::Success)
+        .object("submission", sub.id.clone())
+        .tracking(sub.tracking_number.clone())
+        .reason(reason);
+    Ok(((), event))
+}
+
+/// The content-free notices of a new message, to the other side: the organisation's members for the office's
+/// message; every officer for the organisation's (none while the submission is a draft, which officers do not see).
+async fn notices(
+    state: &Services,
+    sub: &submission::Submission,
+    from: Side,
+) -> AppResult<Vec<Mail>> {
+    let to = from.other();
+    if to == Side::Office && sub.status() == Status::Draft {
+        return Ok(Vec::new());
+    }
+    let org = sub.organisation_id.clone();
+    let people = state
+        .db
+        .run(move |c| Ok(message::recipients(c, to, &org)?))
+        .await?;
+    let link = state.mailer.link(&match to {
+        Side::Organisation => format!("/submissions/{}/messages", sub.id),
+        Side::Office => format!("/officer/submissions/{}/messages", sub.id),
+    });
+    // "A new message" is one of the notifications a person may turn off (account page).
+    Ok(people
+        .into_iter()
+        .filter(|(_, _, off)| {
+            crate::workflow::notifications::wanted(
+                crate::workflow::notifications::Kind::Message,
+                off,
+            )
+        })
+        .map(|(email, name, _)| mails::new_message(&email, &name, &link))
+        .collect())
+}
+
+/// One file of the thread as a decrypting stream, recorded as downloaded (`message file N`, never its name). 410
+/// once the submission's content was destroyed.
+pub async fn open_file(
+    state: &Services,
+    admitted: &Admitted,
+    actor: &Actor,
+    file_id: &str,
+) -> AppResult<OpenedFile> {
+    admitted.require_content()?;
+    let sub = admitted.submission();
+    let (sid, fid) = (sub.id.clone(), file_id.to_string());
+    let row = state
+        .db
+        .run(move |c| Ok(message::file_of(c, &sid, &fid)?))
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let blob_id = row
+        .blob_id
+        .clone()
+        .ok_or_else(|| AppError::Gone("This file was destroyed with the submission.".into()))?;
+    let name = access::texts(state, admitted)
+        .await?
+        .try_open(&row.name)
+        .unwrap_or_else(|| format!("message-file-{}", row.position));
+    let (stream, len) = documents::open_blob(state, &blob_id).await?;
+    let event = Event::new("content.downloaded", Outcome::Success)
+        .object("submission", sub.id.clone())
+        .tracking(sub.tracking_number.clone())
+        .reason(format!("message file {}", row.position));
+    let (audit, actor) = (state.audit.clone(), actor.clone());
+    state
+        .db
+        .run(move |c| audit.record(c, &actor, event))
+        .await?;
+    Ok(OpenedFile { stream, name, len })
+}
+
+/// For `user`, the number of unread messages per submission id (submissions with none are left out): for a
+/// member of a submitting organisation, the Program Office's messages on its organisation's submissions; for a
+/// PCII officer, the organisations' messages on every submission past the draft stage; nothing for other roles.
+/// List pages show `get(&submission.id)` as a badge next to the submission's link.
+pub async fn unread_for_user(state: &Services, user: &User) -> AppResult<HashMap<String, i64>> {
+    let Some(side) = Side::of(user.role()) else {
+        return Ok(HashMap::new());
+    };
+    if user.disabled {
+        return Ok(HashMap::new());
+    }
+    let (uid, org) = (user.id.clone(), user.organisation_id.clone());
+    state
+        .db
+        .run(move |c| {
+            Ok(message::unread_by_submission(
+                c,
+                &uid,
+                side,
+                org.as_deref(),
+            )?)
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_is_written_from_the_draft_to_the_final_decision() {
+        for status in Status::ALL {
+            let open = matches!(
+                status,
+                Status::Draft | Status::Received | Status::Defective | Status::Validated
+            );
+            assert_eq!(writable(status), open, "{status:?}");
+            // A thread closes no later than the content can be destroyed.
+            if lifecycle::content_destroyed(status) {
+                assert!(!writable(status));
+            }
+        }
+    }
+
+    #[test]
+    fn a_message_needs_words_and_not_too_many() {
+        assert!(check_body("  \n ").contains_key("body"));
+        assert!(check_body("A question").is_empty());
+        assert!(check_body(&"x".repeat(BODY_MAX + 1)).contains_key("body"));
+    }
+}

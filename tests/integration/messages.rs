@@ -1,0 +1,533 @@
+//! Issue 19, messages: a thread per submission between its organisation and the Program Office — sealed words and
+//! files, content-free mail, unread counts on both sides, audited without words, scoped like the content, closed by
+//! the final decision and destroyed with the submission.
+
+use crate::common::{complete_fields, file_bytes, Browser, Part, TestApp};
+use diesel::prelude::*;
+use rocket::http::Status;
+
+use pcii_portal::db::schema::{audit_entries, blobs, message_files, submissions};
+use pcii_portal::domain::Role;
+use pcii_portal::models::account::User;
+use pcii_portal::workflow::messages::unread_for_user;
+
+const TITLE: &str = "Substation 14 protection scheme";
+const QUESTION: &str = "QuestionMarker5521: which relay settings does the scheme use?";
+const ANSWER: &str = "AnswerMarker8830: see the attached settings file.";
+const FILE_NAME: &str = "FileNameMarker-relay-settings.csv";
+
+fn submit(b: &mut Browser<'_>) -> String {
+    let parts = complete_fields("Messages narrative", "submit");
+    let page = b.post_multipart("/submissions", &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    page.header("Location")
+        .unwrap()
+        .trim_start_matches("/submissions/")
+        .trim_end_matches("/receipt")
+        .to_string()
+}
+
+fn tracking_number_of(app: &TestApp, id: &str) -> String {
+    app.with_conn(|c| {
+        submissions::table
+            .find(id)
+            .select(submissions::tracking_number)
+            .first::<Option<String>>(c)
+            .unwrap()
+            .unwrap()
+    })
+}
+
+fn user(app: &TestApp, email: &str) -> User {
+    app.with_conn(|c| pcii_portal::models::account::find_by_email(c, email))
+        .unwrap()
+        .unwrap()
+}
+
+fn unread(app: &TestApp, email: &str, id: &str) -> i64 {
+    let u = user(app, email);
+    let counts = app
+        .client
+        .rocket()
+        .state::<pcii_portal::services::Services>()
+        .map(|s| rocket::async_main(unread_for_user(s, &u)))
+        .unwrap()
+        .unwrap();
+    counts.get(id).copied().unwrap_or(0)
+}
+
+fn mails_to(app: &TestApp, email: &str) -> Vec<String> {
+    app.outbox()
+        .into_iter()
+        .filter(|m| m.to_lowercase().contains(&format!("to: {email}")))
+        .collect()
+}
+
+fn audit_reasons(app: &TestApp, action: &str) -> Vec<Option<String>> {
+    app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq(action))
+            .order(audit_entries::seq.asc())
+            .select(audit_entries::reason)
+            .load(c)
+            .unwrap()
+    })
+}
+
+#[test]
+fn an_officer_asks_the_organisation_answers_with_a_file_and_destruction_takes_the_thread() {
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    app.create_user(Role::Submitter, "bob@acme.example", Some("Acme"));
+    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut ann);
+    let tn = tracking_number_of(&app, &id);
+    let thread = format!("/submissions/{id}/messages");
+    let officer_thread = format!("/officer/submissions/{id}/messages");
+
+    let page = olga.get(&officer_thread);
+    assert_eq!(page.status, Status::Ok, "{}", page.body);
+    assert!(page.body.contains("No messages yet"));
+    assert!(page.body.contains("Formal request for information"));
+
+    // An empty message is refused next to its field, nothing sent; the checkbox stays as it was.
+    let page = olga.post_multipart(
+        &officer_thread,
+        &[
+            Part::Text("body", "  \r\n "),
+            Part::Text("request_for_information", "yes"),
+        ],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert!(page.body.contains("id=\"body-error\""), "{}", page.body);
+    assert!(page.body.contains("aria-invalid=\"true\""));
+    assert!(page.body.contains("Write your message."));
+    assert!(page.body.contains("value=\"yes\" checked"));
+    assert!(app.outbox().is_empty());
+
+    // The officer asks, as a formal request for information.
+    let page = olga.post_multipart(
+        &officer_thread,
+        &[
+            Part::Text("body", QUESTION),
+            Part::Text("request_for_information", "yes"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+
+    // Both members of the organisation are told, without the submission's number or title or a word of it.
+    for to in ["ann@acme.example", "bob@acme.example"] {
+        let mails = mails_to(&app, to);
+        assert_eq!(mails.len(), 1, "{to}");
+        let mail = &mails[0];
+        assert!(mail.contains("You have a new message about a submission"));
+        assert!(mail.contains(&format!("/submissions/{id}/messages")));
+        for secret in [tn.as_str(), TITLE, "QuestionMarker5521", "relay settings"] {
+            assert!(!mail.contains(secret), "{secret} in the mail to {to}");
+        }
+    }
+    assert!(mails_to(&app, "olga@pcii.example.gov").is_empty());
+
+    // The submitter sees one unread message; opening the thread reads it.
+    assert_eq!(unread(&app, "ann@acme.example", &id), 1);
+    assert_eq!(unread(&app, "bob@acme.example", &id), 1);
+    let page = ann.get(&thread);
+    assert_eq!(page.status, Status::Ok);
+    assert!(
+        page.body.contains("id=\"unread-count\">1 new"),
+        "{}",
+        page.body
+    );
+    assert!(page
+        .body
+        .contains("which relay settings does the scheme use?"));
+    assert!(page.body.contains("Request for information"));
+    assert!(page.body.contains("Test olga@pcii.example.gov"));
+    assert!(!page.body.contains("Formal request for information"));
+    assert_eq!(unread(&app, "ann@acme.example", &id), 0);
+    assert!(!ann.get(&thread).body.contains("unread-count"));
+    // Another member's count is its own.
+    assert_eq!(unread(&app, "bob@acme.example", &id), 1);
+
+    // The submitter answers with a file.
+    let file = file_bytes(300_000, 3, "FileContentMarker");
+    let page = ann.post_multipart(
+        &thread,
+        &[
+            Part::Text("body", ANSWER),
+            Part::File("file_1", FILE_NAME, &file),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let mails = mails_to(&app, "olga@pcii.example.gov");
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].contains(&format!("/officer/submissions/{id}/messages")));
+    for secret in [tn.as_str(), TITLE, "AnswerMarker8830", FILE_NAME] {
+        assert!(!mails[0].contains(secret), "{secret} in the officer's mail");
+    }
+    // The writer's own side is not unread for it.
+    assert_eq!(unread(&app, "ann@acme.example", &id), 0);
+
+    // The officer sees the unread answer and downloads the file as it was sent.
+    assert_eq!(unread(&app, "olga@pcii.example.gov", &id), 1);
+    let (file_id, blob_id): (String, Option<String>) = app.with_conn(|c| {
+        message_files::table
+            .filter(message_files::submission_id.eq(&id))
+            .select((message_files::id, message_files::blob_id))
+            .first(c)
+            .unwrap()
+    });
+    let blob_id = blob_id.expect("a stored file");
+    let stored_name: String = app.with_conn(|c| {
+        blobs::table
+            .find(&blob_id)
+            .select(blobs::storage_name)
+            .first(c)
+            .unwrap()
+    });
+    assert!(app.blob_exists(&stored_name));
+    let page = olga.get(&officer_thread);
+    assert!(
+        page.body.contains("id=\"unread-count\">1 new"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("see the attached settings file."));
+    assert!(page.body.contains(FILE_NAME));
+    assert!(page
+        .body
+        .contains(&format!("href=\"{officer_thread}/files/{file_id}\"")));
+    assert_eq!(unread(&app, "olga@pcii.example.gov", &id), 0);
+    let file_url = format!("{officer_thread}/files/{file_id}");
+    let (status, bytes, headers) = olga.get_bytes(&file_url);
+    assert_eq!(status, Status::Ok);
+    assert_eq!(bytes.as_deref(), Some(&file[..]), "byte-identical");
+    assert!(crate::common::header(&headers, "Content-Disposition")
+        .unwrap()
+        .contains("FileNameMarker"));
+    let (status, bytes, _) = ann.get_bytes(&format!("{thread}/files/{file_id}"));
+    assert_eq!(status, Status::Ok);
+    assert_eq!(bytes.as_deref(), Some(&file[..]));
+    let downloads = audit_reasons(&app, "content.downloaded");
+    assert_eq!(downloads.len(), 2);
+    for reason in &downloads {
+        assert_eq!(reason.as_deref(), Some("message file 1"));
+    }
+
+    // Another organisation, and the roles that have no thread, reach neither side's thread nor the file.
+    let mut eve = app.login_as(Role::Submitter, "eve@globex.example", Some("Globex"));
+    for url in [thread.clone(), format!("{thread}/files/{file_id}")] {
+        let page = eve.get(&url);
+        assert_eq!(page.status, Status::NotFound, "{url}");
+        assert!(!page.body.contains("Marker"));
+    }
+    let page = eve.post_multipart(&thread, &[Part::Text("body", "Intruder's words")]);
+    assert_eq!(page.status, Status::NotFound);
+    let mut others = [
+        app.login_as(Role::AuthorizedUser, "ana@dhs.example.gov", None),
+        app.login_as(Role::Auditor, "aud@pcii.example.gov", None),
+        app.login_as(Role::Administrator, "adm@pcii.example.gov", None),
+    ];
+    for b in others.iter_mut() {
+        for url in [
+            thread.clone(),
+            officer_thread.clone(),
+            format!("{thread}/files/{file_id}"),
+            format!("{officer_thread}/files/{file_id}"),
+        ] {
+            let page = b.get(&url);
+            assert!(
+                matches!(page.status, Status::Forbidden | Status::NotFound),
+                "{url}: {}",
+                page.status
+            );
+            assert!(!page.body.contains("Marker"), "{url}");
+        }
+    }
+
+    // Audited without words: who sent which message, a request for information said as such.
+    let sent = audit_reasons(&app, "message.sent");
+    assert_eq!(sent.len(), 2);
+    assert!(sent[0]
+        .as_deref()
+        .unwrap()
+        .contains("a formal request for information"));
+    assert!(sent[1].as_deref().unwrap().contains("with 1 file(s)"));
+    let tracked: Vec<Option<String>> = app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq("message.sent"))
+            .select(audit_entries::tracking_number)
+            .load(c)
+            .unwrap()
+    });
+    assert!(tracked.iter().all(|t| t.as_deref() == Some(tn.as_str())));
+    for reason in sent.iter().flatten() {
+        assert!(!reason.contains("Marker") && !reason.contains("relay"));
+    }
+
+    // The words and the file name are sealed: not in the database or its WAL.
+    if app.database_url.is_empty() {
+        let mut bytes = Vec::new();
+        for suffix in ["", "-wal"] {
+            let path = format!("{}{suffix}", app.data_dir().join("pcii.sqlite3").display());
+            if let Ok(b) = std::fs::read(&path) {
+                bytes.extend(b);
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("message.sent"), "the scan sees the log");
+        for words in [
+            "QuestionMarker5521",
+            "AnswerMarker8830",
+            "FileNameMarker",
+            "FileContentMarker",
+        ] {
+            assert!(!text.contains(words), "{words} in clear in the database");
+        }
+    }
+
+    // Withdrawn with destruction: the thread shows what the content shows, the file is gone.
+    let page = ann.post(
+        &format!("/submissions/{id}/withdraw"),
+        &[("disposition", "destroy")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.status_of(&id), "destroyed");
+    assert!(
+        !app.blob_exists(&stored_name),
+        "the file's ciphertext is gone"
+    );
+    assert!(!app.blob_files().iter().any(|n| n.contains(&stored_name)));
+    let destroyed = pcii_portal::workflow::sealed_text::DESTROYED;
+    for (b, url) in [(&mut ann, &thread), (&mut olga, &officer_thread)] {
+        let page = b.get(url);
+        assert_eq!(page.status, Status::Ok);
+        assert!(page.body.contains(destroyed), "{}", page.body);
+        for words in ["QuestionMarker5521", "AnswerMarker8830", "FileNameMarker"] {
+            assert!(!page.body.contains(words));
+        }
+        assert!(!page.body.contains("Send the message"), "read-only");
+        let (status, _, _) = b.get_bytes(&format!("{url}/files/{file_id}"));
+        assert!(
+            matches!(status, Status::Gone | Status::NotFound),
+            "{status}"
+        );
+    }
+    let page = ann.post_multipart(&thread, &[Part::Text("body", "After the end")]);
+    assert_eq!(page.status, Status::Conflict);
+    let row: Option<String> = app.with_conn(|c| {
+        message_files::table
+            .find(&file_id)
+            .select(message_files::blob_id)
+            .first(c)
+            .unwrap()
+    });
+    assert!(row.is_none(), "the file's row keeps no blob");
+}
+
+#[test]
+fn a_draft_thread_is_the_organisations_and_the_final_decision_closes_it() {
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    // A draft: its organisation writes, officers neither see it nor hear of it.
+    let page = ann.post_multipart("/submissions", &complete_fields("Draft narrative", "save"));
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let draft = page
+        .header("Location")
+        .unwrap()
+        .trim_start_matches("/submissions/")
+        .to_string();
+    let page = ann.post_multipart(
+        &format!("/submissions/{draft}/messages"),
+        &[Part::Text("body", "A note to ourselves")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert!(mails_to(&app, "olga@pcii.example.gov").is_empty());
+    assert_eq!(
+        olga.get(&format!("/officer/submissions/{draft}/messages"))
+            .status,
+        Status::NotFound
+    );
+    assert_eq!(unread(&app, "olga@pcii.example.gov", &draft), 0);
+    // The draft with its thread can still be deleted.
+    let page = ann.post(
+        &format!("/submissions/{draft}/delete"),
+        &[("confirm", "yes")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(
+        ann.get(&format!("/submissions/{draft}/messages")).status,
+        Status::NotFound
+    );
+
+    // Not validated: the thread is read, not written, on both sides.
+    let id = submit(&mut ann);
+    let page = olga.post_multipart(
+        &format!("/officer/submissions/{id}/messages"),
+        &[Part::Text("body", "Before the decision")],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    let page = olga.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[
+            ("decision", "not_validated"),
+            ("reason", "Customarily in the public domain"),
+            ("confirm", "1"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    for (b, url) in [
+        (&mut ann, format!("/submissions/{id}/messages")),
+        (&mut olga, format!("/officer/submissions/{id}/messages")),
+    ] {
+        let page = b.get(&url);
+        assert_eq!(page.status, Status::Ok);
+        assert!(page.body.contains("Before the decision"));
+        assert!(page.body.contains("no longer written"));
+        assert!(!page.body.contains("Send the message"));
+        let page = b.post_multipart(&url, &[Part::Text("body", "After the decision")]);
+        assert_eq!(page.status, Status::Conflict);
+    }
+
+    // An officer of the submitting organisation reads the thread but does not write in it.
+    let id = submit(&mut ann);
+    let mut oscar = app.login_as(Role::Officer, "oscar@acme.example", Some("Acme"));
+    let oscar_page = oscar.get(&format!("/officer/submissions/{id}/messages"));
+    assert_eq!(oscar_page.status, Status::Ok);
+    assert!(oscar_page
+        .body
+        .contains("you may read this thread, not write in it"));
+    assert!(!oscar_page.body.contains("Send the message"));
+    let page = oscar.post_multipart(
+        &format!("/officer/submissions/{id}/messages"),
+        &[Part::Text("body", "Conflicted")],
+    );
+    assert_eq!(page.status, Status::Conflict);
+}
+
+#[test]
+fn a_data_key_rotation_reseals_the_words_and_the_files_of_a_thread() {
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut ann);
+    let thread = format!("/officer/submissions/{id}/messages");
+    let file = file_bytes(40_000, 5, "");
+    let page = olga.post_multipart(
+        &thread,
+        &[
+            Part::Text("body", QUESTION),
+            Part::File("file_1", FILE_NAME, &file),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let sealed_cells = |app: &TestApp| -> Vec<String> {
+        app.with_conn(|c| {
+            let mut cells: Vec<String> = pcii_portal::db::schema::messages::table
+                .filter(pcii_portal::db::schema::messages::submission_id.eq(&id))
+                .select(pcii_portal::db::schema::messages::body)
+                .load(c)
+                .unwrap();
+            cells.extend(
+                message_files::table
+                    .filter(message_files::submission_id.eq(&id))
+                    .select(message_files::name)
+                    .load::<String>(c)
+                    .unwrap(),
+            );
+            cells
+        })
+    };
+    let before = sealed_cells(&app);
+    assert_eq!(before.len(), 2);
+    // The command renews data keys made before the second it starts in (by the system clock).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
+        .args(["keys", "rotate", "--data-keys"])
+        .env("PCII_DATA_DIR", app.data_dir())
+        .env("PCII_KEYS_DIR", app.keys_dir())
+        .env("PCII_DATABASE_URL", &app.database_url)
+        .env("PCII_CONFIG", "/nonexistent.toml")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let current = app.with_conn(|c| pcii_portal::models::data_key::current_of(c, &id).unwrap());
+    let after = sealed_cells(&app);
+    for (old, new) in before.iter().zip(&after) {
+        assert_ne!(old, new);
+        assert_eq!(
+            pcii_portal::workflow::sealed_text::sealed_to(new),
+            current.as_deref()
+        );
+    }
+    let page = olga.get(&thread);
+    assert!(page
+        .body
+        .contains("which relay settings does the scheme use?"));
+    assert!(page.body.contains(FILE_NAME));
+    let file_id: String = app.with_conn(|c| {
+        message_files::table
+            .filter(message_files::submission_id.eq(&id))
+            .select(message_files::id)
+            .first(c)
+            .unwrap()
+    });
+    let (status, bytes, _) = olga.get_bytes(&format!("{thread}/files/{file_id}"));
+    assert_eq!(status, Status::Ok);
+    assert_eq!(bytes.as_deref(), Some(&file[..]));
+}
+
+/// The way in to a thread, with what is new: the submission pages link to it with the count of unread messages,
+/// and the submitter's list and the officer's queue flag the submissions with unread messages.
+#[test]
+fn lists_and_submission_pages_show_unread_messages_until_the_thread_is_opened() {
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut ann);
+    assert!(!ann.get("/submissions").body.contains("data-unread"));
+    let page = olga.post_multipart(
+        &format!("/officer/submissions/{id}/messages"),
+        &[Part::Text("body", "Which substation is this?")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let list = ann.get("/submissions");
+    assert!(
+        list.body.contains("data-unread=\"1\">1 new message</a>"),
+        "{}",
+        list.body
+    );
+    let detail = ann.get(&format!("/submissions/{id}"));
+    assert!(detail.body.contains("Messages with the Program Office <span class=\"tag tag-warn\" data-unread=\"1\">1 new</span>"), "{}", detail.body);
+    assert_eq!(
+        ann.get(&format!("/submissions/{id}/messages")).status,
+        Status::Ok
+    );
+    assert!(!ann.get("/submissions").body.contains("data-unread"));
+    assert!(!ann
+        .get(&format!("/submissions/{id}"))
+        .body
+        .contains("data-unread"));
+
+    // The answer: flagged in the officer's queue and on the officer's page until read.
+    let page = ann.post_multipart(
+        &format!("/submissions/{id}/messages"),
+        &[Part::Text("body", "Substation 4, north yard.")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert!(olga
+        .get("/officer")
+        .body
+        .contains("data-unread=\"1\">1 new message</a>"));
+    assert!(olga
+        .get(&format!("/officer/submissions/{id}"))
+        .body
+        .contains("data-unread=\"1\""));
+    olga.get(&format!("/officer/submissions/{id}/messages"));
+    assert!(!olga.get("/officer").body.contains("data-unread"));
+}
