@@ -423,6 +423,25 @@ pub fn set_cured(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<usize> {
 }
 
 /// The title of the current content, sealed to the submission's data key.
+/// The status and sealed title of each of `ids` (for a list's titles).
+pub fn sealed_titles(
+    conn: &mut DbConn,
+    ids: &[String],
+) -> QueryResult<Vec<(String, Status, Option<String>)>> {
+    let rows: Vec<(String, String, Option<String>)> = submissions::table
+        .filter(submissions::id.eq_any(ids))
+        .select((
+            submissions::id,
+            submissions::status,
+            submissions::title_sealed,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, status, title)| Some((id, Status::parse(&status)?, title)))
+        .collect())
+}
+
 pub fn set_title(conn: &mut DbConn, id: &str, title_sealed: &str) -> QueryResult<usize> {
     diesel::update(submissions::table.find(id))
         .set(submissions::title_sealed.eq(title_sealed))

@@ -222,6 +222,25 @@ pub fn title_of(texts: &Texts, status: Status, sealed: Option<&str>) -> Option<S
     texts.try_open(sealed?).filter(|t| !t.is_empty())
 }
 
+/// The titles of the submissions `ids` for a list an officer reads (the dissemination log, the access requests),
+/// keyed by submission id: opened for those rows only, none for a destroyed or returned submission.
+pub async fn titles_for(
+    state: &Services,
+    mut ids: Vec<String>,
+) -> AppResult<std::collections::HashMap<String, String>> {
+    ids.sort_unstable();
+    ids.dedup();
+    let rows = state
+        .db
+        .run(move |c| Ok(submission::sealed_titles(c, &ids)?))
+        .await?;
+    let texts = Texts::load(state, rows.iter().map(|r| r.0.clone()).collect()).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, status, sealed)| Some((id, title_of(&texts, status, sealed.as_deref())?)))
+        .collect())
+}
+
 /// Rows saved before titles were kept have none (`title_sealed` NULL): the lists show "(title not yet indexed)"
 /// until an officer opens the submission, whose page (which decrypts the content anyway) seals the title to the
 /// current data key here. A lazy backfill, not audited: it records no act, only an index of what the content

@@ -268,6 +268,10 @@ fn an_officer_grants_a_request_and_the_analyst_reads_the_submission_told_by_an_e
     assert!(page.body.contains(ANALYST));
     assert!(page.body.contains("DHS Office of Intelligence"));
     assert!(page.body.contains(&tn));
+    // The submission's title, next to its number.
+    assert!(page
+        .body
+        .contains("<span class=\"case-title\">Substation 14 protection scheme</span>"));
     assert!(page
         .body
         .contains("RequestReasonMarker: pipeline threat brief"));

@@ -614,6 +614,13 @@ fn the_dissemination_log_filters_and_exports_csv_with_formula_cells_neutralised(
     assert_eq!(page.status, Status::Ok);
     assert!(page.body.contains("State of Example Fusion Center"));
     assert!(!page.body.contains("County Emergency Office"));
+    // Each release shows its submission's title under the tracking number.
+    assert!(
+        page.body
+            .contains("<span class=\"case-title\">Substation 14 protection scheme</span>"),
+        "{}",
+        page.body
+    );
     let page = olga.get(&format!("/officer/disseminations?tracking={tn2}"));
     assert!(page.body.contains("County Emergency Office") && !page.body.contains("Fusion"));
     let page = olga.get("/officer/disseminations?from=2000-01-01&to=2000-12-31");

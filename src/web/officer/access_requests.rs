@@ -131,7 +131,13 @@ async fn page(
             }
         })
         .collect();
+    let titles = crate::workflow::cases::titles_for(
+        ctx.state,
+        rows.iter().map(|q| q.r.submission_id.clone()).collect(),
+    )
+    .await?;
     Ok(Page::new("officer/access_requests.html.tera")
+        .with("titles", titles)
         .with("rows", rows)
         .with("total", total)
         .with("shown_max", access_requests::PENDING_SHOWN)

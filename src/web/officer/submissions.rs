@@ -742,7 +742,13 @@ async fn dissemination_log(
         .skip((page * LOG_PER_PAGE) as usize)
         .take(LOG_PER_PAGE as usize)
         .collect();
+    let titles = cases::titles_for(
+        ctx.state,
+        rows.iter().map(|r| r.submission_id.clone()).collect(),
+    )
+    .await?;
     Ok(base
+        .with("titles", titles)
         .with("rows", rows)
         .with("total", total)
         .with("page", page)
