@@ -125,12 +125,17 @@ pub const ACTIONS: &[(&str, &str)] = &[
 /// The auditors' own reading of the log: folded away unless asked for.
 pub const READING: &str = "audit.view";
 
-/// The label of `action`, or the name itself for one not in the list (an entry of an older version).
-pub fn label(action: &str) -> &str {
+/// The label of `action`, if it is in the list.
+pub fn known_label(action: &str) -> Option<&'static str> {
     ACTIONS
         .iter()
         .find(|(name, _)| *name == action)
-        .map_or(action, |(_, label)| label)
+        .map(|(_, label)| *label)
+}
+
+/// The label of `action`, or the name itself for one not in the list (an entry of an older version).
+pub fn label(action: &str) -> &str {
+    known_label(action).unwrap_or(action)
 }
 
 pub fn is_known(action: &str) -> bool {

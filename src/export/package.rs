@@ -88,7 +88,7 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 
 /// Bidirectional formatting controls (embeddings, overrides, isolates, marks), which can make a
 /// name display differently from what it is (`evil\u{202E}fdp.exe` shows as `evilexe.pdf`).
-fn is_bidi_control(c: char) -> bool {
+pub(crate) fn is_bidi_control(c: char) -> bool {
     matches!(
         c,
         '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'

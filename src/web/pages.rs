@@ -70,6 +70,7 @@ impl Templates {
 /// shows as `invoice<U+202E>fdp.exe`, not as `invoiceexe.pdf`. Other characters, line breaks and joiners
 /// included, are left as they are (narratives keep their lines, scripts that need joiners their shapes).
 pub fn escape_html_and_bidi(input: &str) -> String {
+    use crate::export::package::is_bidi_control;
     let escaped = tera::escape_html(input);
     if !escaped.chars().any(is_bidi_control) {
         return escaped;
@@ -83,13 +84,6 @@ pub fn escape_html_and_bidi(input: &str) -> String {
         }
     }
     out
-}
-
-fn is_bidi_control(c: char) -> bool {
-    matches!(
-        c,
-        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
-    )
 }
 
 fn ts_filter(f: fn(i64) -> String) -> impl tera::Filter {

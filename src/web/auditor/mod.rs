@@ -196,10 +196,7 @@ fn entry_views(c: &mut crate::db::DbConn, entries: Vec<AuditEntry>) -> AppResult
                 (Some("account"), Some(id)) => names.get(id).cloned(),
                 _ => None,
             };
-            let action_label = actions::ACTIONS
-                .iter()
-                .find(|(name, _)| *name == entry.action)
-                .map_or("", |(_, label)| label);
+            let action_label = actions::known_label(&entry.action).unwrap_or("");
             EntryView {
                 entry,
                 action_label,
