@@ -222,8 +222,8 @@ pub fn title_of(texts: &Texts, status: Status, sealed: Option<&str>) -> Option<S
     texts.try_open(sealed?).filter(|t| !t.is_empty())
 }
 
-/// The titles of the submissions `ids` for a list an officer reads (the dissemination log, the access requests),
-/// keyed by submission id: opened for those rows only, none for a destroyed or returned submission.
+/// The titles of the submissions `ids` for a list (an officer's dissemination log or access requests, a submitter's
+/// own submissions), keyed by submission id: opened for those rows only, none for a destroyed or returned submission.
 pub async fn titles_for(
     state: &Services,
     mut ids: Vec<String>,

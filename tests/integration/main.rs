@@ -33,4 +33,5 @@ mod sessions;
 mod setup;
 mod signin;
 mod smtp;
+mod submitter_home;
 mod web_security;

@@ -38,12 +38,20 @@ async fn submitter_home(
     let texts = crate::workflow::sealed_text::Texts::load(ctx.state, ids).await?;
     crate::web::views::open_notices(&texts, &mut notices);
     let rows: Vec<SubmissionLine> = rows.into_iter().map(SubmissionLine::from).collect();
+    // The organisation's own rows (the query above is scoped to it): their sealed titles open for its members,
+    // only for the rows shown.
+    let titles = crate::workflow::cases::titles_for(
+        ctx.state,
+        rows.iter().map(|r| r.row.id.clone()).collect(),
+    )
+    .await?;
     let unread_messages = crate::workflow::messages::unread_for_user(ctx.state, &user.user).await?;
     Ok(Page::new("dashboard/submitter.html.tera")
         .with("unread_messages", unread_messages)
         .with("notices", notices)
         .with("unread", unread)
         .with("submissions", rows)
+        .with("titles", titles)
         .with("total", total)
         .with("page", page)
         .with("pages", pages(total)))
