@@ -424,6 +424,30 @@ async function mailedLink(outbox, email, prefix) {
 }
 
 /**
+ * The newest message to `email` in `outbox` whose subject matches `subject`, written after `since` (ms since the
+ * epoch). Waits: mail about a notice goes out on the portal's next notification round.
+ */
+async function mailed(outbox, email, subject, { since = 0, wait = 30000 } = {}) {
+  const deadline = Date.now() + wait;
+  for (;;) {
+    const found = (fs.existsSync(outbox) ? fs.readdirSync(outbox) : [])
+      .filter((f) => f.endsWith('.eml'))
+      .map((f) => {
+        const file = path.join(outbox, f);
+        return { mtime: fs.statSync(file).mtimeMs, ...parseEml(fs.readFileSync(file, 'utf8')) };
+      })
+      .filter((m) => m.mtime >= since && m.to.toLowerCase().includes(email.toLowerCase()) && subject.test(m.subject))
+      .sort((a, b) => b.mtime - a.mtime);
+    if (found.length) {
+      record(`mail to ${email}`, `"${found[0].subject}"`, []);
+      return found[0];
+    }
+    expect(Date.now() < deadline, `no message to ${email} with a subject like ${subject} in ${outbox}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/**
  * A freshly registered person, signed in and held on "Confirm your email address", opens the link the
  * portal mailed it and confirms: its home page follows.
  */
@@ -851,6 +875,74 @@ async function flowSubmitterCures() {
   await stale.close();
 }
 
+async function flowConversation() {
+  const officer = shared.officer.page;
+  const { page } = shared.submitter;
+  const id = shared.submissionId;
+  const question = 'Which relay settings group is active in winter? Please attach the export.';
+  const answer = 'Group 2 is active from November to March; the export is attached.';
+  const unsaid = (m) => ![shared.tracking, 'Substation', 'relay', 'unreadable'].some((w) => m.body.includes(w) || m.subject.includes(w));
+
+  // The defect notice of the officer's flow reached the submitter by mail, with its deadline and nothing of the
+  // submission in it.
+  const defect = await mailed(OUTBOX, people.submitter.email, /defect notice/i);
+  expect(/corrected by \d{4}-\d{2}-\d{2}/.test(defect.body), 'the defect mail gives no cure deadline');
+  expect(unsaid(defect), 'the defect mail names the submission or quotes the notice');
+
+  // The officer asks a question, marked as a formal request for information.
+  await go(officer, 'officer: the submission again', `/officer/submissions/${id}`);
+  await go(officer, 'officer: messages with the submitter', () => press(officer, officer.locator('a[data-messages]')));
+  await byId(officer, 'body').fill(question);
+  await tick(officer, 'request_for_information');
+  const asked = Date.now();
+  await go(officer, 'officer: question sent', () => press(officer, officer.getByRole('button', { name: 'Send the message' })), { shot: '37-messages-officer' });
+  const sent = await officer.locator('ol.thread').textContent();
+  expect(sent.includes(question) && sent.includes('Request for information'), 'the question is not in the thread as a request for information');
+
+  // The submitter is told by mail, without a word of the question; its list and the submission show one new message.
+  const told = await mailed(OUTBOX, people.submitter.email, /new message/i, { since: asked - 1000 });
+  expect(unsaid(told) && !told.body.includes('winter'), 'the message mail says more than that there is a message');
+  await go(page, 'submitter: my submissions, one new message', () => press(page, page.getByRole('link', { name: 'My submissions', exact: true })));
+  const badge = page.locator(`a[data-unread][href="/submissions/${id}/messages"]`);
+  expect(await badge.count() === 1 && (await badge.getAttribute('data-unread')) === '1', 'My submissions does not show the one new message');
+  await go(page, 'submitter: the thread', () => press(page, badge), { shot: '38-messages-submitter' });
+  expect((await page.locator('ol.thread').textContent()).includes(question), 'the submitter does not see the question');
+
+  // It answers with a file.
+  await byId(page, 'body').fill(answer);
+  await byId(page, 'file_1').setInputFiles(attachment('settings-group-2.csv', 'text/csv', 'group,active\n2,Nov-Mar\n'));
+  await go(page, 'submitter: answer sent with a file', () => press(page, page.getByRole('button', { name: 'Send the message' })));
+  const thread = await page.locator('ol.thread').textContent();
+  expect(thread.includes(answer) && thread.includes('settings-group-2.csv'), 'the answer or its file is missing from the thread');
+
+  // The officer sees the new message on the submission, reads it and opens its file.
+  await go(officer, 'officer: the submission, one new message', `/officer/submissions/${id}`);
+  const unread = officer.locator('a[data-messages] [data-unread]');
+  expect(await unread.count() === 1 && (await unread.getAttribute('data-unread')) === '1', 'the officer does not see the new message');
+  await go(officer, 'officer: reads the answer', () => press(officer, officer.locator('a[data-messages]')));
+  expect((await officer.locator('ol.thread').textContent()).includes(answer), 'the officer does not see the answer');
+  const file = await download(officer, () => press(officer, officer.getByRole('link', { name: 'settings-group-2.csv' })));
+  expect(file.bytes.toString('utf8').includes('Nov-Mar'), 'the message file did not open for the officer');
+  record('officer: message file downloaded', `${file.name} (${file.bytes.length} bytes)`, []);
+
+  // Mail choices: the submitter turns off mail about messages; defect notices and cure reminders cannot be turned off.
+  await go(page, 'submitter: account, mail choices', () => press(page, page.getByRole('link', { name: 'Account', exact: true })));
+  for (const always of ['n-defect_notice', 'n-cure_reminder_7', 'n-cure_reminder_2']) {
+    expect(await byId(page, always).isDisabled() && await byId(page, always).isChecked(), `#${always} can be turned off`);
+  }
+  await press(page, byId(page, 'n-message'), 'Space');
+  expect(!(await byId(page, 'n-message').isChecked()), 'the message mail box did not untick from the keyboard');
+  await go(page, 'submitter: mail choices saved', () => press(page, page.getByRole('button', { name: 'Save my choices' })), { shot: '39-mail-choices' });
+  expect(!(await byId(page, 'n-message').isChecked()), 'the choice to get no message mail was not kept');
+
+  // Help, linked from every page's footer.
+  const help = [['Contact', '40-help-contact'], ['What PCII protection means', '41-help-pcii'], ['Privacy', null], ['Accessibility', null]];
+  for (const [name, shot] of help) {
+    await go(page, `help: ${name}`, () => press(page, page.locator('footer').getByRole('link', { name, exact: true })), shot ? { shot } : {});
+  }
+  expect(/Program Office/.test(await page.locator('main').textContent()), 'the accessibility statement does not say whom to contact');
+}
+
 async function flowOrganisation(browser) {
   // The registrant administers its organisation: it invites a colleague, who then sees the organisation's
   // submissions as its own.
@@ -1168,6 +1260,7 @@ const flows = [
   ['submitter: registers, submits, receipt', flowSubmitter],
   ['officer: queue, defect notice, double decision', flowOfficerDefect],
   ['submitter: answers the defect notice', flowSubmitterCures],
+  ['officer and submitter: mail, messages, mail choices, help', flowConversation],
   ['organisation administrator: invites a colleague', flowOrganisation],
   ['officer: validates, grants, records a release', flowOfficerValidates],
   ['officer: adds a passkey, signs in with it', flowOfficerPasskey],

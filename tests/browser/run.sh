@@ -109,7 +109,7 @@ wait_healthy() {
 MAIN_PORT="$(free_port)"
 MAIN_ORIGIN="http://localhost:$MAIN_PORT"
 say "starting the portal on 127.0.0.1:$MAIN_PORT, public origin $MAIN_ORIGIN"
-start main "$MAIN_PORT" PCII_PUBLIC_ORIGIN="$MAIN_ORIGIN"
+start main "$MAIN_PORT" PCII_PUBLIC_ORIGIN="$MAIN_ORIGIN" PCII_NOTIFICATION_INTERVAL_SECONDS=2
 wait_healthy main "$MAIN_PORT"
 
 SMALL_PORT="$(free_port)"
