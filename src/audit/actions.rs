@@ -13,6 +13,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("submission.draft_deleted", "Draft deleted"),
     ("submission.received", "Submission received"),
     ("submission.corrected", "Submission corrected"),
+    ("submission.file_replaced", "File replaced (cure)"),
     ("submission.cured", "Defects cured by the submitter"),
     ("submission.withdrawn", "Submission withdrawn"),
     (

@@ -150,9 +150,12 @@ pub fn lookup(
     }
     // Touch at most once a minute: a write per request would be needless load. The touch is best
     // effort: if the database is busy, the session is still live and the request goes on.
+    let mut session = session;
     if now - session.last_seen_at >= 60 {
-        if let Err(e) = model::touch(conn, &hash, now) {
-            tracing::warn!(error = %e, "recording a session's last use failed");
+        match model::touch(conn, &hash, now) {
+            // What the session now has left is counted from this touch (the page tells the browser).
+            Ok(_) => session.last_seen_at = now,
+            Err(e) => tracing::warn!(error = %e, "recording a session's last use failed"),
         }
     }
     let owed = Obligation::of(conn, &user)?;
@@ -163,6 +166,36 @@ pub fn lookup(
         session,
         user,
     })))
+}
+
+/// Records a use of the session now, whenever it was last recorded (unlike the once-a-minute touch of
+/// [`lookup`]): a keepalive, or a long upload that has just been saved, so that the next page still finds the
+/// session live. Returns whether the session still exists.
+pub fn touch_now(conn: &mut DbConn, token_hash: &str, now: i64) -> AppResult<bool> {
+    Ok(model::touch(conn, token_hash, now)? > 0)
+}
+
+/// A keepalive: records a use of the session now and returns the seconds it then has left, or `None` if it is
+/// gone.
+pub fn keep_alive(
+    conn: &mut DbConn,
+    token_hash: &str,
+    now: i64,
+    idle_secs: i64,
+    absolute_secs: i64,
+) -> AppResult<Option<i64>> {
+    if !touch_now(conn, token_hash, now)? {
+        return Ok(None);
+    }
+    Ok(model::find_with_user(conn, token_hash)?
+        .map(|(session, _)| seconds_left(&session, now, idle_secs, absolute_secs)))
+}
+
+/// The seconds a session has left from `now`: to its idle timeout, or to its absolute one if that comes first.
+pub fn seconds_left(session: &Session, now: i64, idle_secs: i64, absolute_secs: i64) -> i64 {
+    let idle_end = session.last_seen_at + idle_secs;
+    let absolute_end = session.created_at + absolute_secs;
+    (idle_end.min(absolute_end) - now).max(0)
 }
 
 pub fn delete(conn: &mut DbConn, token_hash: &str) -> AppResult<usize> {

@@ -291,6 +291,8 @@ diesel::table! {
         size_bytes -> BigInt,
         added_at -> BigInt,
         legacy_sha256 -> Nullable<Text>,
+        replaced_by -> Nullable<Text>,
+        replaced_at -> Nullable<BigInt>,
     }
 }
 

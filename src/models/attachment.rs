@@ -17,6 +17,8 @@ struct AttachmentRow {
     size_bytes: i64,
     legacy_sha256: Option<String>,
     added_at: i64,
+    replaced_by: Option<String>,
+    replaced_at: Option<i64>,
 }
 
 /// One file of a submission, with the digest of its stored ciphertext (while it is stored).
@@ -33,9 +35,20 @@ pub struct Attachment {
     /// SHA-256 of the file's stored ciphertext; `None` once destroyed.
     pub stored_sha256: Option<String>,
     pub added_at: i64,
+    /// The file that took this one's place in a cure (its attachment id); this one stays on record.
+    pub replaced_by: Option<String>,
+    pub replaced_at: Option<i64>,
 }
 
-/// A submission's attachments in upload order (call only after the submission was found in scope).
+impl Attachment {
+    /// Still one of the submission's files (not replaced by a corrected one).
+    pub fn is_current(&self) -> bool {
+        self.replaced_by.is_none()
+    }
+}
+
+/// A submission's attachments in upload order, replaced ones included (call only after the submission was found
+/// in scope).
 pub fn attachments_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<Attachment>> {
     let rows: Vec<(AttachmentRow, Option<String>)> = attachments::table
         .left_join(blobs::table.on(attachments::blob_id.eq(blobs::id.nullable())))
@@ -57,6 +70,8 @@ pub fn attachments_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec
             legacy_sha256: a.legacy_sha256,
             stored_sha256,
             added_at: a.added_at,
+            replaced_by: a.replaced_by,
+            replaced_at: a.replaced_at,
         })
         .collect())
 }
@@ -146,6 +161,28 @@ pub fn insert(conn: &mut DbConn, new: &NewAttachment<'_>) -> QueryResult<()> {
         .values(new)
         .execute(conn)
         .map(|_| ())
+}
+
+/// Marks file `old` of a submission as replaced by `new` at `now`; false when it is not a current file of it.
+pub fn mark_replaced(
+    conn: &mut DbConn,
+    submission_id: &str,
+    old: &str,
+    new: &str,
+    now: i64,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        attachments::table
+            .filter(attachments::id.eq(old))
+            .filter(attachments::submission_id.eq(submission_id))
+            .filter(attachments::replaced_by.is_null()),
+    )
+    .set((
+        attachments::replaced_by.eq(new),
+        attachments::replaced_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(n == 1)
 }
 
 /// Deletes one file's row (its blob row is the caller's to delete).

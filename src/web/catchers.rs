@@ -113,7 +113,8 @@ impl ErrorPage {
             .with("status", status.code)
             .with("title", title)
             .with("message", &message)
-            .with("login_link", status.code == 401);
+            .with("login_link", status.code == 401)
+            .with("login_href", login_href(req));
         let who = cached(req);
         let csrf = who.map(|a| a.csrf.clone()).unwrap_or_default();
         match page.render_with(req, who, &csrf) {
@@ -127,6 +128,15 @@ impl ErrorPage {
                 .ok(),
         }
     }
+}
+
+/// The sign-in link of a 401 page: back to the page asked for after signing in (a GET only: a form sent again
+/// by a redirect would be a GET of its action, not the form).
+fn login_href(req: &Request<'_>) -> String {
+    if req.method() != rocket::http::Method::Get {
+        return "/login".to_string();
+    }
+    crate::web::public::signin::login_link(&req.uri().to_string())
 }
 
 #[rocket::catch(default)]

@@ -71,6 +71,8 @@ pub struct Authenticated {
     pub second_factor_at: Option<i64>,
     /// The account must have one (staff, or a member of an organisation that requires it).
     pub factor_required: bool,
+    /// When the session ends unless it is used again (its idle or absolute timeout, whichever comes first).
+    pub expires_at: i64,
 }
 
 impl Authenticated {
@@ -142,7 +144,9 @@ async fn lookup(req: &Request<'_>) -> Result<Option<Authenticated>, StoreUnavail
         Ok(Lookup::Live(b)) => {
             let live = *b;
             let role = live.user.role();
+            let expires_at = now + sessions::seconds_left(&live.session, now, idle, absolute);
             Ok(Some(Authenticated {
+                expires_at,
                 role,
                 user: live.user,
                 session_hash: live.session.token_hash,

@@ -16,6 +16,7 @@ pub mod pages;
 // The sealed portal that answers until the custodians' shares unlock the keys (`shares` mode).
 pub mod sealed;
 pub mod security;
+pub mod session;
 pub mod step_up;
 pub mod views;
 
@@ -66,6 +67,7 @@ pub fn mount(rocket: Rocket<Build>, public_origin: &str) -> Rocket<Build> {
         .mount("/", fairings::host_check_routes())
         .mount("/", account::routes())
         .mount("/", security::routes())
+        .mount("/", session::routes())
         .mount("/", submitter::routes())
         .mount("/", officer::routes())
         .mount("/", analyst::routes())

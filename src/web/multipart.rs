@@ -24,7 +24,7 @@ use crate::web::forms::{TokenCheck, CSRF_FIELD};
 use crate::web::pages::human_size;
 use crate::workflow::content::{FormFields, FILE_NAME_MAX};
 use crate::workflow::documents::delete_blobs;
-use crate::workflow::intake::IncomingFile;
+use crate::workflow::intake::{FileSlot, IncomingFile};
 
 mod part_headers;
 use part_headers::{HeaderTooLong, PartHeaderEscaper, HEADER_BLOCK_MAX};
@@ -54,6 +54,81 @@ pub struct SubmissionForm {
     pub files: Vec<IncomingFile>,
     /// Values of the repeated `remove` field (attachment ids).
     pub remove: Vec<String>,
+}
+
+/// A file over a limit (its own size, the submission's total, or the number of files): which file, which
+/// limit, and the text fields read before it, so that the form can be shown again with what was typed.
+pub struct FileTooLarge {
+    /// The file's name as sent (shown escaped on the page, never logged).
+    pub file_name: String,
+    /// The id of the file input it came from (`file_3`, `files_1` for the picker, `replace_<id>`), for the error
+    /// next to that field.
+    pub field: String,
+    pub limit: SizeLimit,
+    /// The text fields read before the file; those after it were not read.
+    pub fields: FormFields,
+}
+
+/// Which limit a file went over.
+#[derive(Debug, Clone, Copy)]
+pub enum SizeLimit {
+    /// Bytes per file.
+    PerFile(u64),
+    /// Bytes of all files of a submission.
+    Total(u64),
+    /// Files of a submission.
+    Count(u32),
+}
+
+/// `1 MiB` rather than `1.0 MiB`: limits are round numbers.
+fn limit_size(bytes: u64) -> String {
+    human_size(bytes).replace(".0 ", " ")
+}
+
+/// Without the file's name or the text: neither may reach a log.
+impl std::fmt::Debug for FileTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileTooLarge")
+            .field("field", &self.field)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileTooLarge {
+    /// What the person reads: the file named, the limit, that nothing was kept, what to do.
+    pub fn message(&self) -> String {
+        let name = &self.file_name;
+        match self.limit {
+            SizeLimit::PerFile(max) => format!(
+                "\u{201c}{name}\u{201d} is larger than the limit of {} per file. Nothing was saved; attach a smaller file.",
+                limit_size(max)
+            ),
+            SizeLimit::Total(max) => format!(
+                "\u{201c}{name}\u{201d} takes the files over the limit of {} per submission. Nothing was saved; attach smaller files or fewer.",
+                limit_size(max)
+            ),
+            SizeLimit::Count(max) => format!(
+                "\u{201c}{name}\u{201d} is one file too many: a submission holds at most {max} files. Nothing was saved; attach fewer files."
+            ),
+        }
+    }
+}
+
+/// Why a form was not read: a file over a limit (the form can be shown again), or any other refusal.
+#[derive(Debug)]
+pub enum ReadRefusal {
+    FileTooLarge(Box<FileTooLarge>),
+    Other(AppError),
+}
+
+impl From<ReadRefusal> for AppError {
+    fn from(r: ReadRefusal) -> AppError {
+        match r {
+            ReadRefusal::FileTooLarge(f) => AppError::TooLarge(f.message()),
+            ReadRefusal::Other(e) => e,
+        }
+    }
 }
 
 /// A multipart body whose anti-forgery token (its first part) matched; nothing else was read yet.
@@ -166,6 +241,8 @@ pub async fn open_form<'r>(
             Err(token_refused())
         }
         Err(Failure::Refused(e) | Failure::Broken(e)) => Err(e),
+        // The token is read before any file.
+        Err(Failure::FileTooLarge(..)) => Err(token_refused()),
     }
 }
 
@@ -233,7 +310,19 @@ async fn read_token(
 
 impl FormStream<'_> {
     /// Reads the rest of the body. Errors: 400 malformed or interrupted, 413 over a limit (named).
-    pub async fn read(mut self, state: &Services, limits: Limits) -> AppResult<SubmissionForm> {
+    pub async fn read(self, state: &Services, limits: Limits) -> AppResult<SubmissionForm> {
+        self.read_keeping(state, limits)
+            .await
+            .map_err(AppError::from)
+    }
+
+    /// Reads the rest of the body like [`FormStream::read`], but a file over a limit comes back as
+    /// [`ReadRefusal::FileTooLarge`] with the text read before it (the body is drained and nothing is kept).
+    pub async fn read_keeping(
+        mut self,
+        state: &Services,
+        limits: Limits,
+    ) -> Result<SubmissionForm, ReadRefusal> {
         let mut reader = Reader {
             state,
             limits,
@@ -254,10 +343,19 @@ impl FormStream<'_> {
                 match failure {
                     Failure::Refused(e) => {
                         self.discard().await;
-                        Err(e)
+                        Err(ReadRefusal::Other(e))
                     }
-                    Failure::Csrf(_) => Err(token_refused()),
-                    Failure::Broken(e) => Err(e),
+                    Failure::FileTooLarge(limit, slot, file_name) => {
+                        self.discard().await;
+                        Err(ReadRefusal::FileTooLarge(Box::new(FileTooLarge {
+                            file_name,
+                            field: input_id(&slot),
+                            limit,
+                            fields: std::mem::take(&mut reader.form.fields),
+                        })))
+                    }
+                    Failure::Csrf(_) => Err(ReadRefusal::Other(token_refused())),
+                    Failure::Broken(e) => Err(ReadRefusal::Other(e)),
                 }
             }
         }
@@ -276,6 +374,8 @@ enum Failure {
     Csrf(&'static str),
     /// The request was readable but is refused (limits, bad field): answer after draining.
     Refused(AppError),
+    /// A file over a limit (which, its field, its name): answer after draining, with the form again.
+    FileTooLarge(SizeLimit, FileSlot, String),
     /// The body itself broke (client went away, malformed framing).
     Broken(AppError),
 }
@@ -311,8 +411,31 @@ fn broken(e: multer::Error) -> Failure {
     Failure::Broken(AppError::Malformed(message))
 }
 
-fn file_slot(name: &str) -> Option<u32> {
-    name.strip_prefix("file_")?.parse().ok().filter(|n| *n >= 1)
+/// The file fields: the `files` picker, `replace_<attachment id>` (a cure), and `file_N` (the older form).
+/// The id of the file input a slot's files come from (the template's ids; the first picker row for the picker).
+fn input_id(slot: &FileSlot) -> String {
+    match slot {
+        FileSlot::Numbered(n) => format!("file_{n}"),
+        FileSlot::Picker => "files_1".to_string(),
+        FileSlot::Replace(id) => format!("replace_{id}"),
+    }
+}
+
+fn file_slot(name: &str) -> Option<FileSlot> {
+    if name == "files" {
+        return Some(FileSlot::Picker);
+    }
+    if let Some(id) = name.strip_prefix("replace_") {
+        let plausible = !id.is_empty()
+            && id.len() <= 64
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        return plausible.then(|| FileSlot::Replace(id.to_string()));
+    }
+    name.strip_prefix("file_")?
+        .parse()
+        .ok()
+        .filter(|n| *n >= 1)
+        .map(FileSlot::Numbered)
 }
 
 impl Reader<'_> {
@@ -374,7 +497,7 @@ impl Reader<'_> {
     async fn read_file(
         &mut self,
         field: &mut multer::Field<'_>,
-        slot: u32,
+        slot: FileSlot,
         file_name: String,
     ) -> Result<(), Failure> {
         // An empty file input still sends a part with an empty name and no bytes: skip it.
@@ -384,10 +507,11 @@ impl Reader<'_> {
             return Ok(());
         }
         if self.form.files.len() >= self.limits.max_files {
-            return Err(Failure::Refused(AppError::TooLarge(format!(
-                "Too many files: a submission holds at most {} files.",
-                self.state.settings.max_files
-            ))));
+            return Err(Failure::FileTooLarge(
+                SizeLimit::Count(self.state.settings.max_files),
+                slot,
+                file_name,
+            ));
         }
         let file_name = if file_name.len() > FILE_NAME_MAX {
             let mut cut = FILE_NAME_MAX;
@@ -405,16 +529,18 @@ impl Reader<'_> {
         while let Some(chunk) = next {
             let sealer = self.sealer.as_mut().expect("sealer is set");
             if sealer.plaintext_len() + chunk.len() as u64 > self.limits.max_file_bytes {
-                return Err(Failure::Refused(AppError::TooLarge(format!(
-                    "A file is larger than the limit of {} per file. Nothing was saved.",
-                    human_size(self.limits.max_file_bytes)
-                ))));
+                return Err(Failure::FileTooLarge(
+                    SizeLimit::PerFile(self.limits.max_file_bytes),
+                    slot,
+                    file_name,
+                ));
             }
             if self.file_bytes + chunk.len() as u64 > self.limits.max_total_bytes {
-                return Err(Failure::Refused(AppError::TooLarge(format!(
-                    "The files are larger than the limit of {} per submission. Nothing was saved.",
-                    human_size(self.state.settings.max_submission_bytes)
-                ))));
+                return Err(Failure::FileTooLarge(
+                    SizeLimit::Total(self.state.settings.max_submission_bytes),
+                    slot,
+                    file_name,
+                ));
             }
             self.file_bytes += chunk.len() as u64;
             sealer

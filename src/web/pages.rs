@@ -172,6 +172,11 @@ impl Page {
                 &crate::web::views::main_nav(&me, req.uri().path().as_str()),
             );
             ctx.insert("me", &me);
+            // For the idle warning (static/session.js): what the server gives this session from now.
+            let services = req.rocket().state::<crate::services::Services>();
+            if let Some(state) = services.filter(|_| me.signed_in) {
+                ctx.insert("idle_seconds", &(a.expires_at - state.clock.now()).max(0));
+            }
         }
         ctx.insert("csrf", csrf);
         ctx.insert("request_id", &request_id(req));

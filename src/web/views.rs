@@ -31,33 +31,75 @@ pub struct FileView {
     pub stored_sha256: String,
     pub added_at: i64,
     pub available: bool,
+    /// The files this one replaced, earliest first.
+    pub replaces: Vec<ReplacedFile>,
 }
 
+/// A submission's current files, in list order: a corrected file takes the place of the one it replaced (it keeps
+/// its own number) and carries the files it replaced, which stay on record ([`FileView::replaces`]).
 pub fn file_views(content: Option<&Content>, attachments: &[Attachment]) -> Vec<FileView> {
-    attachments
+    let mut current: Vec<(i32, FileView)> = attachments
         .iter()
+        .filter(|a| a.is_current())
         .map(|a| {
-            let info = content.and_then(|c| c.attachments.get(&a.id));
-            FileView {
-                id: a.id.clone(),
-                position: a.position,
-                name: info
-                    .map(|i| visible(&i.name))
-                    .unwrap_or_else(|| format!("File {}", a.position)),
-                description: info.map(|i| i.description.clone()).unwrap_or_default(),
-                size: a.size_bytes,
-                size_label: human_size(a.size_bytes.max(0) as u64),
-                sha256: info
-                    .map(|i| i.sha256.clone())
-                    .filter(|d| !d.is_empty())
-                    .or_else(|| a.legacy_sha256.clone())
-                    .unwrap_or_default(),
-                stored_sha256: a.stored_sha256.clone().unwrap_or_default(),
-                added_at: a.added_at,
-                available: a.blob_id.is_some(),
+            let mut view = file_view(content, a);
+            let mut at = a;
+            // Back along its replacements; bounded, so that a damaged chain cannot loop.
+            for _ in 0..attachments.len() {
+                let Some(before) = attachments
+                    .iter()
+                    .find(|o| o.replaced_by.as_deref() == Some(at.id.as_str()))
+                else {
+                    break;
+                };
+                view.replaces.insert(
+                    0,
+                    ReplacedFile {
+                        file: Box::new(file_view(content, before)),
+                        replaced_at: before.replaced_at.unwrap_or(at.added_at),
+                        replaced_by: at.position,
+                    },
+                );
+                at = before;
             }
+            (at.position, view)
         })
-        .collect()
+        .collect();
+    current.sort_by_key(|(place, v)| (*place, v.position));
+    current.into_iter().map(|(_, v)| v).collect()
+}
+
+fn file_view(content: Option<&Content>, a: &Attachment) -> FileView {
+    let info = content.and_then(|c| c.attachments.get(&a.id));
+    FileView {
+        id: a.id.clone(),
+        position: a.position,
+        name: info
+            .map(|i| visible(&i.name))
+            .unwrap_or_else(|| format!("File {}", a.position)),
+        description: info.map(|i| i.description.clone()).unwrap_or_default(),
+        size: a.size_bytes,
+        size_label: human_size(a.size_bytes.max(0) as u64),
+        sha256: info
+            .map(|i| i.sha256.clone())
+            .filter(|d| !d.is_empty())
+            .or_else(|| a.legacy_sha256.clone())
+            .unwrap_or_default(),
+        stored_sha256: a.stored_sha256.clone().unwrap_or_default(),
+        added_at: a.added_at,
+        available: a.blob_id.is_some(),
+        replaces: Vec::new(),
+    }
+}
+
+/// A file a cure replaced: on record and readable by whoever reads the submission, until it is destroyed with it.
+#[derive(Serialize)]
+pub struct ReplacedFile {
+    #[serde(flatten)]
+    pub file: Box<FileView>,
+    pub replaced_at: i64,
+    /// The number of the file that took its place.
+    pub replaced_by: i32,
 }
 
 /// The content document as the pages show it (auto-escaped by the templates).

@@ -16,6 +16,22 @@ pub const EXPRESS_STATEMENT: &str = "This information is voluntarily submitted t
 expectation of protection from disclosure as provided by the provisions of the Critical Infrastructure \
 Information Act of 2002.";
 
+/// What each certification affirms, in the message shown when its box is not ticked (field name, message).
+const CERTIFICATION_MISSING: [(&str, &str); 3] = [
+    (
+        "cert_not_public",
+        "Certify that this information is not customarily in the public domain.",
+    ),
+    (
+        "cert_not_regulatory",
+        "Certify that this information is not submitted in lieu of compliance with a regulatory requirement.",
+    ),
+    (
+        "cert_authorized",
+        "Certify that your organisation owns this information, or that you are authorized to submit it for its owner.",
+    ),
+];
+
 /// The three certifications, each a required checkbox (form field name, text).
 pub const CERTIFICATIONS: [(&str, &str); 3] = [
     (
@@ -142,8 +158,14 @@ pub fn apply_fields(content: &mut Content, f: &FormFields) -> String {
     };
     content.follows_up = f.get("follows_up").to_uppercase();
     content.federal_requirement = f.get("federal_requirement") == "yes";
-    content.federal_agency = f.get("federal_agency").into();
-    content.federal_authority = f.get("federal_authority").into();
+    // "No" clears them: hidden fields the submitter can no longer see must not be stored or sent.
+    if content.federal_requirement {
+        content.federal_agency = f.get("federal_agency").into();
+        content.federal_authority = f.get("federal_authority").into();
+    } else {
+        content.federal_agency.clear();
+        content.federal_authority.clear();
+    }
     for (id, info) in content.attachments.iter_mut() {
         if let Some(d) = f.0.get(&format!("attachment_description_{id}")) {
             info.description = d.trim().to_string();
@@ -195,35 +217,35 @@ pub fn check_draft(content: &Content, sector: &str) -> FieldErrors {
         NARRATIVE_MAX,
         "The narrative",
     );
-    for (field, c) in [
-        ("primary", &content.primary_contact),
-        ("secondary", &content.secondary_contact),
+    for (field, whose, c) in [
+        ("primary", "primary", &content.primary_contact),
+        ("secondary", "secondary", &content.secondary_contact),
     ] {
         too_long(
             &mut e,
             &format!("{field}_name"),
             &c.name,
             SHORT_MAX,
-            "The name",
+            &format!("The {whose} contact's name"),
         );
         too_long(
             &mut e,
             &format!("{field}_email"),
             &c.email,
             SHORT_MAX,
-            "The email address",
+            &format!("The {whose} contact's email address"),
         );
         too_long(
             &mut e,
             &format!("{field}_phone"),
             &c.phone,
             40,
-            "The telephone number",
+            &format!("The {whose} contact's telephone number"),
         );
         if !c.email.is_empty() && !plausible_email(&c.email) {
             e.insert(
                 format!("{field}_email"),
-                "Enter an email address like name@example.com.".into(),
+                format!("Enter the {whose} contact's email address like name@example.com."),
             );
         }
     }
@@ -253,15 +275,34 @@ pub fn check_draft(content: &Content, sector: &str) -> FieldErrors {
             &format!("attachment_description_{id}"),
             &a.description,
             DESCRIPTION_MAX,
-            "The description",
+            &format!("The description of “{}”", visible(&a.name)),
         );
     }
     e
 }
 
-/// Everything a submission needs before it is received: the draft checks plus the required fields, the
-/// express statement and the three certifications.
+/// Everything a submission needs before it is received: its answers ([`check_answers`]), the express statement
+/// and the three certifications.
 pub fn check_complete(content: &Content, sector: &str, f: &FormFields) -> FieldErrors {
+    let mut e = check_answers(content, sector);
+    if !f.checked("express_statement") {
+        e.insert(
+            "express_statement".into(),
+            "Tick the box to make the express statement; without it the information cannot be protected."
+                .into(),
+        );
+    }
+    for (name, missing) in CERTIFICATION_MISSING {
+        if !f.checked(name) {
+            e.insert(name.into(), missing.into());
+        }
+    }
+    e
+}
+
+/// The answers a submission needs before it can be sent: the draft checks plus the required fields, each
+/// with a message of its own (the affirmations come after, on "check your answers").
+pub fn check_answers(content: &Content, sector: &str) -> FieldErrors {
     let mut e = check_draft(content, sector);
     let mut require = |name: &str, value: &str, msg: &str| {
         if value.is_empty() {
@@ -317,22 +358,44 @@ pub fn check_complete(content: &Content, sector: &str, f: &FormFields) -> FieldE
         require(
             &format!("attachment_description_{id}"),
             &a.description,
-            "Describe this file.",
+            &format!("Describe this file: “{}”.", visible(&a.name)),
         );
-    }
-    if !f.checked("express_statement") {
-        e.insert(
-            "express_statement".into(),
-            "Tick the box to make the express statement; without it the information cannot be protected."
-                .into(),
-        );
-    }
-    for (name, _) in CERTIFICATIONS {
-        if !f.checked(name) {
-            e.insert(name.into(), "Tick this certification to submit.".into());
-        }
     }
     e
+}
+
+/// The form's fields in the order the form shows them; a file's description comes where its file is listed
+/// (`files`: attachment ids in list order). The error summary follows this order.
+pub fn form_order(files: &[String]) -> Vec<String> {
+    let mut order: Vec<String> = [
+        "sector",
+        "title",
+        "narrative",
+        "follows_up",
+        "primary_name",
+        "primary_email",
+        "primary_phone",
+        "secondary_name",
+        "secondary_email",
+        "secondary_phone",
+        "federal_requirement",
+        "federal_agency",
+        "federal_authority",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    order.extend(
+        files
+            .iter()
+            .map(|id| format!("attachment_description_{id}")),
+    );
+    order.push("files".into());
+    // The picker rows, where a file over a limit is named.
+    order.extend((1..=3).map(|n| format!("files_{n}")));
+    order.push("express_statement".into());
+    order.extend(CERTIFICATIONS.iter().map(|(name, _)| name.to_string()));
+    order
 }
 
 #[cfg(test)]

@@ -19,8 +19,8 @@ use crate::models::{blob, blob_deletion, data_key, event, notice};
 use crate::services::Services;
 use crate::workflow::blobs::delete_after_commit;
 use crate::workflow::content::{
-    apply_fields, check_complete, check_draft, AttachmentInfo, Content, FieldErrors, FormFields,
-    STATEMENT_VERSION,
+    apply_fields, check_answers, check_complete, check_draft, AttachmentInfo, Content, FieldErrors,
+    FormFields, STATEMENT_VERSION,
 };
 use crate::workflow::destruction::destroy_in_tx;
 use crate::workflow::documents::{delete_blobs, read_content, seal_content};
@@ -33,13 +33,36 @@ pub struct Submitter {
     pub organisation_id: String,
 }
 
+/// Which of the form's file fields a file came in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileSlot {
+    /// `file_3`: its description is `description_3` (the form before pickers; clients still send it).
+    Numbered(u32),
+    /// The `files` picker, several files at once: each is described afterwards, on the form.
+    Picker,
+    /// `replace_<attachment id>`: a corrected file that takes that file's place (in a cure only).
+    Replace(String),
+}
+
 /// A file that arrived with the form, already sealed.
 #[derive(Debug)]
 pub struct IncomingFile {
-    /// The form slot it came in (`file_3` → 3); its description is `description_3`.
-    pub slot: u32,
+    pub slot: FileSlot,
     pub file_name: String,
     pub sealed: SealedBlob,
+}
+
+/// What the submitter asked for with a save.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// Keep it as it is, complete or not.
+    Draft,
+    /// Keep it, then say what is still missing before it can be sent (the "check your answers" step follows).
+    Continue,
+    /// The one-step form: save and send (submit a draft, send a cure) with the affirmations posted along.
+    Submit,
+    /// From "check your answers": send the content as stored; only the affirmations are posted.
+    Send,
 }
 
 #[derive(Debug)]
@@ -50,8 +73,9 @@ pub struct SaveRequest {
     pub files: Vec<IncomingFile>,
     /// Attachment ids to remove (drafts only).
     pub remove: Vec<String>,
-    /// Submit (a draft) or send the cure (a defective submission), not just save.
-    pub send: bool,
+    pub intent: Intent,
+    /// With [`Intent::Send`]: the content version the submitter checked; another one is refused.
+    pub checked_version: Option<String>,
     /// The random token of the new-submission form it came from: the same form sent twice creates one
     /// submission.
     pub form_token: Option<String>,
@@ -136,6 +160,11 @@ pub async fn allowance(
     })
 }
 
+/// A file may be replaced in answer to a defect notice: the Program Office asked for a corrected one.
+pub fn files_replaceable(status: Status) -> bool {
+    check(status, Step::Cure, Role::Submitter).is_ok()
+}
+
 fn editable(s: &Submission) -> AppResult<()> {
     if lifecycle::editable(s.status()) {
         return Ok(());
@@ -170,13 +199,16 @@ struct Plan {
     form_token: Option<String>,
     existing: Option<Submission>,
     sector: String,
-    content_blob: SealedBlob,
+    /// The new content version; `None` sends the stored one unchanged.
+    content_blob: Option<SealedBlob>,
     new_files: Vec<(String, IncomingFile)>,
+    /// (replaced attachment, the new one that takes its place).
+    replacements: Vec<(String, String)>,
     remove: Vec<String>,
     step: Option<Step>,
     sealing: SealingKey,
     /// The title, sealed to the same data key as the content, for the officers' lists (see `workflow::cases`).
-    title_sealed: String,
+    title_sealed: Option<String>,
 }
 
 async fn save_inner(
@@ -212,11 +244,24 @@ async fn save_inner(
         None => None,
     };
     let status = existing.as_ref().map(Submission::status);
+    let as_stored = req.intent == Intent::Send;
+    if as_stored {
+        let stored = existing.as_ref().and_then(|s| s.content_blob_id.as_deref());
+        if stored.is_none() || stored != req.checked_version.as_deref() {
+            return Err(AppError::Conflict(
+                "This submission was changed after you checked it. Check your answers again, then send."
+                    .into(),
+            ));
+        }
+    }
     let mut content = match existing.as_ref().and_then(|s| s.content_blob_id.clone()) {
         Some(blob_id) => read_content(state, &blob_id).await?,
         None => Content::default(),
     };
-    let sector = apply_fields(&mut content, &req.fields);
+    let sector = match (&existing, as_stored) {
+        (Some(s), true) => s.sector.clone(),
+        _ => apply_fields(&mut content, &req.fields),
+    };
 
     for id in &req.remove {
         if !status.is_some_and(lifecycle::files_removable) {
@@ -230,16 +275,36 @@ async fn save_inner(
         }
     }
     let mut new_files = Vec::new();
+    let mut replacements: Vec<(String, String)> = Vec::new();
     for f in req.files {
         let id = crate::db::new_id();
+        let description = match &f.slot {
+            FileSlot::Numbered(n) => req.fields.get(&format!("description_{n}")).to_string(),
+            FileSlot::Picker => String::new(),
+            FileSlot::Replace(old) => {
+                if !status.is_some_and(files_replaceable) {
+                    return Err(AppError::Conflict(
+                        "A file can be replaced only in answer to a defect notice.".into(),
+                    ));
+                }
+                if replacements.iter().any(|(o, _)| o == old) {
+                    return Err(AppError::Invalid(
+                        "Choose one corrected file for each file you replace.".into(),
+                    ));
+                }
+                let Some(info) = content.attachments.get(old) else {
+                    return Err(AppError::NotFound);
+                };
+                replacements.push((old.clone(), id.clone()));
+                // The corrected file is described like the one it replaces, until the submitter says otherwise.
+                info.description.clone()
+            }
+        };
         content.attachments.insert(
             id.clone(),
             AttachmentInfo {
                 name: f.file_name.clone(),
-                description: req
-                    .fields
-                    .get(&format!("description_{}", f.slot))
-                    .to_string(),
+                description,
                 sha256: hex::encode(f.sealed.plaintext_sha256),
             },
         );
@@ -273,31 +338,49 @@ async fn save_inner(
             saved: false,
         });
     }
-    let step = match (req.send, status) {
-        (false, _) => None,
-        (true, None | Some(Status::Draft)) => Some(Step::Submit),
-        (true, _) => Some(Step::Cure),
+    let step = match (req.intent, status) {
+        (Intent::Draft | Intent::Continue, _) => None,
+        (Intent::Submit | Intent::Send, None | Some(Status::Draft)) => Some(Step::Submit),
+        (Intent::Submit | Intent::Send, _) => Some(Step::Cure),
     };
-    let complete_errors = if step.is_some() {
-        check_complete(&content, &sector, &req.fields)
+    let complete_errors = match req.intent {
+        Intent::Draft => FieldErrors::new(),
+        Intent::Continue => check_answers(&content, &sector),
+        Intent::Submit | Intent::Send => check_complete(&content, &sector, &req.fields),
+    };
+    if as_stored && !complete_errors.is_empty() {
+        // Nothing to keep: the content is as stored.
+        return Ok(SaveResult::Invalid {
+            id: req.submission_id,
+            errors: complete_errors,
+            saved: true,
+        });
+    }
+    let (content_blob, title_sealed) = if as_stored {
+        (None, None)
     } else {
-        FieldErrors::new()
+        let blob = seal_content(state, &req.sealing.recipients, &content).await?;
+        new_blobs.push(blob.name.clone());
+        // Sealed to the content's data key, which the transaction checks is still the current one.
+        let title = crate::workflow::sealed_text::Sealer::to_key(&blob.key_id)?
+            .seal(content.title.trim())?
+            .stored;
+        (Some(blob), Some(title))
     };
-    let content_blob = seal_content(state, &req.sealing.recipients, &content).await?;
-    new_blobs.push(content_blob.name.clone());
-    // Sealed to the content's data key, which the transaction checks is still the current one.
-    let title_sealed = crate::workflow::sealed_text::Sealer::to_key(&content_blob.key_id)?
-        .seal(content.title.trim())?
-        .stored;
     let plan = Plan {
         form_token,
         existing,
         sector,
         content_blob,
         new_files,
+        replacements,
         remove: req.remove,
         step: step.filter(|_| complete_errors.is_empty()),
-        sealing: req.sealing,
+        // Nothing is sealed when the stored content is sent: no data key is made for it.
+        sealing: SealingKey {
+            new: req.sealing.new.filter(|_| !as_stored),
+            ..req.sealing
+        },
         title_sealed,
     };
     let audit = state.audit.clone();
@@ -306,7 +389,11 @@ async fn save_inner(
     let now = state.clock.now();
     let (id, status, obsolete) = state
         .db
-        .run(move |c| audit.fact(c, &actor, |tx| commit_save(tx, &who, plan, now)))
+        .run(move |c| {
+            audit.clone().fact(c, &actor, |tx| {
+                commit_save(tx, &audit, &actor, &who, plan, now)
+            })
+        })
         .await?;
     delete_after_commit(state, obsolete).await;
     if complete_errors.is_empty() {
@@ -322,7 +409,14 @@ async fn save_inner(
 
 type Saved = ((String, Status, Vec<String>), Event);
 
-fn commit_save(tx: &mut DbConn, who: &Submitter, plan: Plan, now: i64) -> AppResult<Saved> {
+fn commit_save(
+    tx: &mut DbConn,
+    audit: &crate::audit::log::AuditLog,
+    actor: &Actor,
+    who: &Submitter,
+    plan: Plan,
+    now: i64,
+) -> AppResult<Saved> {
     let scope = Scope::Organisation(&who.organisation_id);
     let mut obsolete = Vec::new();
     let (sub, created) = match &plan.existing {
@@ -376,7 +470,7 @@ fn commit_save(tx: &mut DbConn, who: &Submitter, plan: Plan, now: i64) -> AppRes
         .new_files
         .iter()
         .map(|(_, f)| &f.sealed.key_id)
-        .chain(std::iter::once(&plan.content_blob.key_id));
+        .chain(plan.content_blob.as_ref().map(|b| &b.key_id));
     for key_id in sealed_keys {
         if current_key.as_deref() != Some(key_id.as_str()) {
             return Err(AppError::Conflict(
@@ -387,18 +481,20 @@ fn commit_save(tx: &mut DbConn, who: &Submitter, plan: Plan, now: i64) -> AppRes
     }
 
     // The new content version. A draft's old version is discarded; once sent, every version is kept.
-    let content_blob_id = crate::db::new_id();
-    blob::insert(
-        tx,
-        &content_blob_id,
-        &sub.id,
-        "content",
-        &plan.content_blob,
-        now,
-    )?;
-    if let (Status::Draft, Some(old)) = (from, &sub.content_blob_id) {
-        obsolete.push(blob::delete(tx, old)?);
-    }
+    let content_blob_id = match &plan.content_blob {
+        Some(sealed) => {
+            let id = crate::db::new_id();
+            blob::insert(tx, &id, &sub.id, "content", sealed, now)?;
+            if let (Status::Draft, Some(old)) = (from, &sub.content_blob_id) {
+                obsolete.push(blob::delete(tx, old)?);
+            }
+            id
+        }
+        None => sub
+            .content_blob_id
+            .clone()
+            .ok_or_else(|| AppError::Conflict("This submission has nothing to send yet.".into()))?,
+    };
     for att_id in &plan.remove {
         let blob_id = attachment::blob_of(tx, &sub.id, att_id)?;
         attachment::delete(tx, att_id)?;
@@ -423,6 +519,34 @@ fn commit_save(tx: &mut DbConn, who: &Submitter, plan: Plan, now: i64) -> AppRes
             },
         )?;
     }
+    // A replaced file keeps its row and blob (on record, readable, destroyed with the submission); the corrected
+    // one is listed in its place. Each replacement is a fact of its own in the same transaction.
+    for (old, new) in &plan.replacements {
+        if !attachment::mark_replaced(tx, &sub.id, old, new, now)? {
+            return Err(AppError::Conflict(
+                "That file was already replaced or removed. Reload the page and try again.".into(),
+            ));
+        }
+        let numbers = attachment::attachments_of(tx, &sub.id)?;
+        let number = |id: &str| {
+            numbers
+                .iter()
+                .find(|a| a.id == id)
+                .map_or(0, |a| a.position)
+        };
+        audit.append(
+            tx,
+            actor,
+            &Event::new("submission.file_replaced", Outcome::Success)
+                .object("submission", sub.id.clone())
+                .tracking(sub.tracking_number.clone())
+                .reason(format!(
+                    "file {} replaced by file {}",
+                    number(old),
+                    number(new)
+                )),
+        )?;
+    }
     blob_deletion::enqueue(tx, &obsolete, now)?;
     let sizes = attachment::sizes_of(tx, &sub.id)?;
     submission::set_content(
@@ -434,7 +558,9 @@ fn commit_save(tx: &mut DbConn, who: &Submitter, plan: Plan, now: i64) -> AppRes
         sizes.iter().sum::<i64>(),
         now,
     )?;
-    submission::set_title(tx, &sub.id, &plan.title_sealed)?;
+    if let Some(title) = &plan.title_sealed {
+        submission::set_title(tx, &sub.id, title)?;
+    }
 
     let mut tracking = sub.tracking_number.clone();
     let (to, action) = match plan.step {

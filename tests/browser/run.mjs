@@ -783,13 +783,30 @@ async function flowSubmitter(browser) {
     attachment('one-line diagram.txt', 'text/plain', 'BUS 1 -- 345kV -- XFMR T1 -- BUS 2\n'),
     attachment('coordination-study.txt', 'text/plain', 'Coordination study, 2024 revision.\n'.repeat(40)),
   ];
-  for (const [i, f] of files.entries()) {
-    await byId(page, `description_${i + 1}`).fill(`Attachment ${i + 1}: ${f.name}`);
-    await byId(page, `file_${i + 1}`).setInputFiles(f);
-  }
-  await tick(page, 'express_statement');
-  for (const c of ['cert_not_public', 'cert_not_regulatory', 'cert_authorized']) await tick(page, c);
+  // One picker takes several files; "Add another file" (static/form.js) reveals a second picker row.
+  await byId(page, 'files_1').setInputFiles(files.slice(0, 2));
+  expect(!(await byId(page, 'files_2').isVisible()), 'the second picker row is shown before "Add another file"');
+  await press(page, page.getByRole('button', { name: 'Add another file' }));
+  expect(await byId(page, 'files_2').isVisible(), '"Add another file" did not reveal a second picker');
+  await byId(page, 'files_2').setInputFiles(files[2]);
   await screenshot(page, '08-submission-form');
+  // Continue keeps everything as a draft; the files picked are stored and now ask for their descriptions.
+  await go(page, 'submitter: continue, the files to describe', () => press(page, page.getByRole('button', { name: 'Continue' })),
+    { expectStatus: 422, shot: '08b-describe-files' });
+  const summaryFocused = await page.evaluate(() => document.activeElement?.classList.contains('error-summary'));
+  expect(summaryFocused, 'the error summary is not focused on load');
+  const described = page.locator('input[id^="attachment_description_"]');
+  expect(await described.count() === files.length, `the stored files do not each ask for a description (${await described.count()})`);
+  for (const [i, f] of files.entries()) await described.nth(i).fill(`Attachment ${i + 1}: ${f.name}`);
+  await go(page, 'submitter: check your answers', () => press(page, page.getByRole('button', { name: 'Continue' })), { shot: '08c-check-answers' });
+  expect(new URL(page.url()).pathname.endsWith('/check'), `Continue went to ${page.url()}`);
+  for (const f of files) expect((await page.locator('main').textContent()).includes(f.name), `${f.name} is missing from the check page`);
+  await tick(page, 'express_statement');
+  // Enter on the check page never sends: its default button is disabled.
+  await press(page, byId(page, 'express_statement'), 'Enter');
+  await page.waitForTimeout(500);
+  expect(new URL(page.url()).pathname.endsWith('/check'), 'Enter on the check page sent the submission');
+  for (const c of ['cert_not_public', 'cert_not_regulatory', 'cert_authorized']) await tick(page, c);
   await go(page, 'submitter: submitted → receipt', () => press(page, page.getByRole('button', { name: 'Submit to the PCII Program Office' })), { shot: '09-receipt' });
   const h1 = await heading(page);
   const tn = TRACKING.exec(h1)?.[0];
@@ -858,19 +875,26 @@ async function flowSubmitterCures() {
   const stale = await p.context.newPage();
   await go(stale, 'submitter: the answer form in a second window', `/submissions/${shared.submissionId}/edit`);
 
-  await byId(page, 'description_1').fill('Legible copy of the one-line diagram');
-  await byId(page, 'file_1').setInputFiles(attachment('one-line diagram (legible).txt', 'text/plain', 'BUS 1 == 345 kV == XFMR T1 == BUS 2 (legible)\n'));
+  // File 2, the unreadable diagram, is replaced by a legible copy.
+  const replace = page.locator('input[type=file][id^="replace_"]');
+  expect(await replace.count() === 3, `each file does not offer "Replace with a corrected file" (${await replace.count()})`);
+  await replace.nth(1).setInputFiles(attachment('one-line diagram (legible).txt', 'text/plain', 'BUS 1 == 345 kV == XFMR T1 == BUS 2 (legible)\n'));
+  await screenshot(page, '14-defect-answer');
+  await go(page, 'submitter: corrections checked', () => press(page, page.getByRole('button', { name: 'Continue' })), { shot: '14b-check-corrections' });
+  const checked = await page.locator('main').textContent();
+  expect(checked.includes('one-line diagram (legible).txt') && !checked.includes('one-line diagram.txt'), 'the check page does not list the corrected file in place of the old one');
   await tick(page, 'express_statement');
   for (const c of ['cert_not_public', 'cert_not_regulatory', 'cert_authorized']) await tick(page, c);
-  await screenshot(page, '14-defect-answer');
   await go(page, 'submitter: corrected submission sent', () => press(page, page.getByRole('button', { name: 'Send the corrected submission' })));
   expect(new URL(page.url()).pathname.endsWith('/receipt'), `after the correction the submitter is on ${page.url()}`);
-  expect((await page.locator('table').textContent()).includes('one-line diagram (legible).txt'), 'the added file is not on the new receipt');
+  const receiptFiles = await page.locator('table').textContent();
+  expect(receiptFiles.includes('one-line diagram (legible).txt') && !receiptFiles.includes('one-line diagram.txt'), 'the receipt does not list the corrected file instead of the replaced one');
+  await go(page, 'submitter: the submission, with the replaced file on record', () => press(page, page.getByRole('link', { name: 'Back to the submission' })), { shot: '14c-replaced-file' });
+  const history = (await page.locator('.replaced-files').textContent()).replace(/\s+/g, ' ');
+  expect(/File 2 \(one-line diagram\.txt\), replaced on .* by file 4/.test(history), `the replaced file is not on record: "${history}"`);
 
-  // The stale window sends the same correction again: a clear "conflict" page, nothing changed.
-  await tick(stale, 'express_statement');
-  for (const c of ['cert_not_public', 'cert_not_regulatory', 'cert_authorized']) await tick(stale, c);
-  await go(stale, 'submitter: the correction sent twice (stale window)', () => press(stale, stale.getByRole('button', { name: 'Send the corrected submission' })), { expectStatus: 409 });
+  // The stale window continues the same correction again: a clear "conflict" page, nothing changed.
+  await go(stale, 'submitter: the correction sent twice (stale window)', () => press(stale, stale.getByRole('button', { name: 'Continue' })), { expectStatus: 409 });
   expect(/Conflict/.test(await heading(stale)), 'the repeated correction does not end on a clear page');
   await stale.close();
 }
@@ -1238,14 +1262,8 @@ async function flowTooLarge(browser) {
   await byId(page, 'narrative').fill('A 2 MiB packet capture.');
   await byId(page, 'primary_name').fill(people.big.name);
   await byId(page, 'primary_email').fill(people.big.email);
-  await byId(page, 'description_1').fill('Packet capture, 2 MiB');
-  await byId(page, 'file_1').setInputFiles({ name: 'capture.pcap', mimeType: 'application/octet-stream', buffer: Buffer.alloc(2 * 1024 * 1024, 0x5a) });
-  await tick(page, 'express_statement');
-  for (const c of ['cert_not_public', 'cert_not_regulatory', 'cert_authorized']) await tick(page, c);
-  await go(page, 'large upload: 2 MiB file sent', () => press(page, page.getByRole('button', { name: 'Submit to the PCII Program Office' })),
-    { expectStatus: 413, shot: '24-too-large' });
-  expect(/Too large/.test(await heading(page)), 'no clear "Too large" page');
-  expect((await page.locator('main').textContent()).includes('1.0 MiB per file'), 'the 413 page does not name the limit');
+  await byId(page, 'files_1').setInputFiles({ name: 'capture.pcap', mimeType: 'application/octet-stream', buffer: Buffer.alloc(2 * 1024 * 1024, 0x5a) });
+  await refusedBeforeSending(browser, p, 'large upload', 'capture.pcap', '“capture.pcap” is 2 MiB; the limit per file is 1 MiB', { shot: '24-too-large' });
   await go(page, 'large upload: my submissions (nothing saved)', '/submissions', { base });
   expect((await page.locator('caption').first().textContent()).trim().startsWith('0 submissions'), 'the refused upload left a submission behind');
   await p.context.close();
@@ -1268,7 +1286,8 @@ const flows = [
   ['auditor: filters, verifies, exports', flowAuditor],
   ['administrator: resets the auditor\'s second factors', flowFactorReset],
   ['another organisation: 404, lost session, wrong password', flowOtherOrganisation],
-  ['too-large file: 413', flowTooLarge],
+  ['too-large file: refused before sending', flowTooLarge],
+  ['uploads that talk: progress, a long upload, the idle warning, a draft that survives', flowUploadsAndSessions],
   ['second portal: step-up with a stale factor', flowStepUp],
 ];
 
@@ -1314,3 +1333,195 @@ if (flowFailure) console.log(`flow failure: ${flowFailure}`);
 const passed = results.length - failedPages.length;
 console.log(`${passed} passed, ${failedPages.length + (flowFailure ? 1 : 0)} failed`);
 process.exit(failedPages.length || flowFailure ? 1 : 0);
+
+// ------------------------------------------------------------------------------------------------
+// Uploads that talk, sessions that warn, drafts that survive (static/upload.js, static/session.js)
+// ------------------------------------------------------------------------------------------------
+
+/**
+ * On the form now shown (files chosen), "Save draft" must be refused by the page itself: no POST leaves the
+ * browser, an error summary at the top of the form names the file and the limit and has the focus. Then, without
+ * script (a second context with the same cookies), the server answers 413 with the form again, the typed text
+ * kept and the file named.
+ */
+async function refusedBeforeSending(browser, p, label, fileName, message, { shot } = {}) {
+  const { page } = p;
+  const base = new URL(page.url()).origin;
+  const posts = [];
+  const onRequest = (r) => { if (r.method() === 'POST') posts.push(new URL(r.url()).pathname); };
+  page.on('request', onRequest);
+  await press(page, page.locator('button[name=action][value=draft]'));
+  const summary = page.locator('form .error-summary[data-upload-message]');
+  await summary.waitFor({ state: 'visible' });
+  await page.waitForTimeout(500);
+  page.off('request', onRequest);
+  const text = (await summary.textContent()).replace(/\s+/g, ' ');
+  expect(text.includes(message), `the refusal does not say "${message}": "${text}"`);
+  expect(await summary.evaluate((el) => el === document.activeElement), 'the error summary does not have the focus');
+  expect(posts.length === 0, `the form was sent although a file is over the limit: POST ${posts.join(', ')}`);
+  await checkPage(page, `${label}: refused before sending, naming ${fileName}`, { status: 200, headers: await headersOf(p), shot });
+
+  const narrative = await byId(page, 'narrative').inputValue();
+  const noScript = await browser.newContext({ storageState: await p.context.storageState(), javaScriptEnabled: false, viewport: { width: 1280, height: 800 } });
+  const plain = await noScript.newPage();
+  plain.setDefaultTimeout(TIMEOUT);
+  await plain.goto(new URL('/submissions/new', base).href);
+  await byId(plain, 'title').fill('Sent without script');
+  await byId(plain, 'narrative').fill(narrative);
+  await byId(plain, 'files_1').setInputFiles({ name: fileName, mimeType: 'application/octet-stream', buffer: Buffer.alloc(2 * 1024 * 1024, 0x5a) });
+  const [response] = await Promise.all([plain.waitForNavigation({ waitUntil: 'load' }), plain.locator('button[name=action][value=draft]').click()]);
+  const main = (await plain.locator('main').textContent()).replace(/\s+/g, ' ');
+  const problems = [];
+  if (response.status() !== 413) problems.push(`HTTP ${response.status()}, expected 413`);
+  if ((await byId(plain, 'narrative').inputValue()) !== narrative) problems.push('the typed narrative is not kept on the 413 form');
+  if (!main.includes(`“${fileName}” is larger than the limit of 1 MiB per file`)) problems.push(`the 413 form does not name ${fileName}`);
+  record(`${label}: without script, 413 with the text kept and ${fileName} named`, new URL(plain.url()).pathname, problems);
+  await noScript.close();
+}
+
+/** The headers the page now shown is served with (asked again, with the same cookies: no navigation showed it). */
+async function headersOf(p) {
+  const r = await p.context.request.get(p.page.url());
+  return r.headers();
+}
+
+/** A submitter of its own on `base`: registered, address confirmed, on "My submissions". */
+async function newSubmitter(browser, who, label, base, outbox) {
+  const p = await person(browser, label);
+  const { page } = p;
+  await go(page, `${label}: registration`, '/register', { base });
+  await go(page, `${label}: registered`, () => fillAndEnter(page, {
+    display_name: who.name, organisation: who.organisation, email: who.email, password: PASSWORD,
+  }));
+  await go(page, `${label}: signed in`, () => fillAndEnter(page, { email: who.email, password: PASSWORD }));
+  await confirmEmail(p, who.email, label, { base, outbox });
+  expect(here(page) === '/submissions', `${label} landed on ${page.url()}`);
+  return p;
+}
+
+/** Slows the page's network (DevTools Network.emulateNetworkConditions): bytes per second up and down. */
+async function throttle(p, upload, download = -1) {
+  const cdp = await p.context.newCDPSession(p.page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 40, uploadThroughput: upload, downloadThroughput: download });
+  return cdp;
+}
+
+/** A file of `bytes` under WORK (large files go by path: the DevTools protocol carries no 200 MB buffer). */
+function bigFile(name, bytes) {
+  const file = path.join(WORK, name);
+  const fd = fs.openSync(file, 'w');
+  const chunk = Buffer.alloc(1024 * 1024, 0x41);
+  for (let left = bytes; left > 0; left -= chunk.length) fs.writeSync(fd, chunk, 0, Math.min(chunk.length, left));
+  fs.closeSync(fd);
+  return file;
+}
+
+/**
+ * Sends the form now shown with "Save draft" and watches it: the buttons disabled, the total progress bar
+ * rising; then the page it leads to. Returns the progress values seen and the seconds taken.
+ */
+async function sendWatched(p, label, { timeout = 300000 } = {}) {
+  const { page } = p;
+  const nav = page.waitForNavigation({ waitUntil: 'load', timeout });
+  const started = Date.now();
+  await press(page, page.locator('button[name=action][value=draft]'));
+  const seen = [];
+  let disabled = null;
+  let settled = false;
+  nav.then(() => { settled = true; }, () => { settled = true; });
+  while (!settled) {
+    try {
+      const v = await page.evaluate(() => {
+        const bar = document.querySelector('.upload-total progress');
+        const button = document.querySelector('button[name=action][value=draft]');
+        return bar ? { value: bar.value, disabled: button.disabled } : null;
+      });
+      if (v) {
+        if (!seen.length || v.value !== seen[seen.length - 1]) seen.push(v.value);
+        if (disabled === null) disabled = v.disabled;
+      }
+    } catch (_) {
+      // The page is being replaced by the one the upload led to.
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  const response = await nav;
+  const seconds = (Date.now() - started) / 1000;
+  await checkPage(page, label, { status: response.status(), headers: await response.allHeaders() });
+  return { seen, seconds, disabled };
+}
+
+async function fillDraft(page, { title, narrative, file }) {
+  await byId(page, 'title').fill(title);
+  await byId(page, 'narrative').fill(narrative);
+  // The file first; its description is asked for once the draft holds it.
+  if (file) await byId(page, 'files_1').setInputFiles(file);
+}
+
+async function flowUploadsAndSessions(browser) {
+  const IDLE_BASE = env('PCII_IDLE_BASE_URL');
+  const IDLE_OUTBOX = env('PCII_IDLE_OUTBOX_DIR');
+
+  // The main portal: 200 MB over a throttled link, with progress, ending on the submission's page.
+  const sam = shared.submitter;
+  const big = bigFile('plant-survey-200mb.bin', 200 * 1024 * 1024);
+  await go(sam.page, 'progress: new submission form', '/submissions/new');
+  await fillDraft(sam.page, { title: 'Plant survey', narrative: 'A 200 MB survey, sent over a slow link.', file: big });
+  const slow = await throttle(sam, 4 * 1024 * 1024);
+  const sent = await sendWatched(sam, 'progress: 200 MB draft saved');
+  await slow.send('Network.emulateNetworkConditions', { offline: false, latency: 0, uploadThroughput: -1, downloadThroughput: -1 });
+  const rising = sent.seen.filter((v, i) => i === 0 || v > sent.seen[i - 1]);
+  expect(sent.seen.length >= 3 && rising.length === sent.seen.length, `the progress bar was not seen rising: ${sent.seen.map(Math.round).join(', ')}`);
+  expect(sent.disabled === true, 'the buttons stayed enabled while the form was sent');
+  expect(/^\/submissions\/[^/]+$/.test(here(sam.page)), `the upload ended on ${sam.page.url()}`);
+  expect((await sam.page.locator('main').textContent()).includes('plant-survey-200mb.bin'), 'the submission does not list the 200 MB file');
+  record('progress: 200 MB with progress', `${sent.seen.length} values seen in ${sent.seconds.toFixed(1)} s`, []);
+  fs.rmSync(big);
+
+  // The third portal: sessions end after one idle minute.
+  const ida = await newSubmitter(browser, { email: 'ida.idle@pipeline.example.com', name: 'Ida Idle', organisation: 'Pipeline Co' }, 'idle portal submitter', IDLE_BASE, IDLE_OUTBOX);
+  const { page } = ida;
+
+  // The warning, at once (less than two minutes are left), and "Stay signed in".
+  const warning = page.locator('.session-warning');
+  await warning.waitFor({ state: 'visible' });
+  expect(/You will be signed out in/.test(await warning.textContent()), `the warning says "${await warning.textContent()}"`);
+  await page.waitForTimeout(35000);
+  const [keepalive] = await Promise.all([
+    page.waitForResponse((r) => new URL(r.url()).pathname === '/session/keepalive'),
+    page.locator('.session-warning button').click(),
+  ]);
+  expect(keepalive.status() === 200, `"Stay signed in" was answered ${keepalive.status()}`);
+  expect((await keepalive.json()).idle_seconds_left > 0, 'the keepalive gave no time');
+  await page.waitForTimeout(35000);
+  // 70 s after the page was made, more than the idle minute: signed in only thanks to "Stay signed in".
+  await go(page, 'idle warning: "Stay signed in" kept the session', '/account', { base: IDLE_BASE });
+  expect(here(page) === '/account', `after "Stay signed in" the session was lost: ${page.url()}`);
+
+  // An upload longer than the idle timeout ends on its page, not on "Please sign in".
+  const slowFile = bigFile('slow-20mb.bin', 20 * 1024 * 1024);
+  await go(page, 'long upload: new submission form', '/submissions/new', { base: IDLE_BASE });
+  await fillDraft(page, { title: 'Long upload', narrative: 'Sent over a link slower than the idle minute.', file: slowFile });
+  const crawl = await throttle(ida, 256 * 1024);
+  const long = await sendWatched(ida, 'long upload: saved after more than the idle minute');
+  await crawl.send('Network.emulateNetworkConditions', { offline: false, latency: 0, uploadThroughput: -1, downloadThroughput: -1 });
+  expect(long.seconds > 70, `the throttled upload took only ${long.seconds.toFixed(1)} s: it did not outlive the idle minute`);
+  expect(/^\/submissions\/[^/]+$/.test(here(page)), `the long upload ended on ${page.url()}, not its submission`);
+  record('long upload: outlived the idle timeout', `${long.seconds.toFixed(1)} s`, []);
+  fs.rmSync(slowFile);
+
+  // A draft typed and left: saved before the session ends, and signing in again returns to it.
+  await go(page, 'draft survives: new submission form', '/submissions/new', { base: IDLE_BASE });
+  const typed = 'Typed, then left for lunch: this narrative must survive the end of the session.';
+  await byId(page, 'title').fill('Left for lunch');
+  await byId(page, 'narrative').fill(typed);
+  await page.waitForURL((u) => u.pathname === '/login', { timeout: 150000 });
+  const next = new URL(page.url()).searchParams.get('next') ?? '';
+  expect(/^\/submissions\/[^/]+\/edit$/.test(next), `the sign-in page was not given the draft to return to: next=${next}`);
+  await checkPage(page, 'draft survives: signed out, sign-in page with next', { status: 200, headers: await headersOf(ida) });
+  await go(page, 'draft survives: signed in again → the draft', () => fillAndEnter(page, { email: 'ida.idle@pipeline.example.com', password: PASSWORD }), { base: IDLE_BASE });
+  expect(here(page) === next, `signing in returned to ${page.url()}, not ${next}`);
+  expect((await byId(page, 'narrative').inputValue()) === typed, 'the typed narrative is not in the draft');
+  await ida.context.close();
+}

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The browser suite: builds the release binary, starts two portals on loopback with fresh data and key
+# The browser suite: builds the release binary, starts three portals on loopback with fresh data and key
 # directories, waits for /healthz, drives Debian's Chromium headless through every role's flow
 # (tests/browser/run.mjs), then stops the servers.
 #   - The main portal's public origin is http://localhost:PORT and the suite browses it there: passkeys need a
 #     host name (an IP address has none), and the Origin check and WebAuthn both need the exact origin.
 #   - The second portal keeps the default origin, http://127.0.0.1:PORT (passkeys off), has a 1 MiB file limit
 #     for the too-large upload, and step_up_minutes = 1 so that a second factor goes stale within a run.
+#   - The third portal (http://127.0.0.1:PORT) has session_idle_minutes = 1: an upload that outlives the idle
+#     timeout, the idle warning, and a draft saved before the session ends, without disturbing the others.
 # Without SMTP each portal writes its mail as .eml files to <data dir>/outbox/, where the suite reads the
 # invitation and confirmation links as a person would in its mail client. Exit status: 0 when every flow and
 # every page check passed, non-zero otherwise.
@@ -117,6 +119,11 @@ say "starting a second portal on 127.0.0.1:$SMALL_PORT with PCII_MAX_FILE_BYTES=
 start small "$SMALL_PORT" PCII_MAX_FILE_BYTES=1048576 PCII_STEP_UP_MINUTES=1
 wait_healthy small "$SMALL_PORT"
 
+IDLE_PORT="$(free_port)"
+say "starting a third portal on 127.0.0.1:$IDLE_PORT with PCII_SESSION_IDLE_MINUTES=1 (uploads and drafts that outlive a session)"
+start idle "$IDLE_PORT" PCII_SESSION_IDLE_MINUTES=1
+wait_healthy idle "$IDLE_PORT"
+
 # The first-start setup link is printed (never logged) on stderr: "... at: http://.../setup/<token> ***".
 SETUP_URL="$(grep -o 'http://[^ ]*/setup/[A-Za-z0-9_-]*' "$WORK/main.log" | head -n 1 || true)"
 [ -n "$SETUP_URL" ] || die "the portal printed no setup link"
@@ -132,6 +139,8 @@ say "running the flows in headless Chromium"
     PCII_SMALL_SETUP_URL="$SMALL_SETUP_URL" \
     PCII_OUTBOX_DIR="$WORK/main/data/outbox" \
     PCII_SMALL_OUTBOX_DIR="$WORK/small/data/outbox" \
+    PCII_IDLE_BASE_URL="http://127.0.0.1:$IDLE_PORT" \
+    PCII_IDLE_OUTBOX_DIR="$WORK/idle/data/outbox" \
     PCII_CHROMIUM="$CHROMIUM" \
     PCII_BROWSER_WORK="$WORK" \
     PCII_SCREENSHOT_DIR="${PCII_SCREENSHOT_DIR:-$ROOT/docs/screenshots}" \

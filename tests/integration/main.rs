@@ -33,5 +33,7 @@ mod sessions;
 mod setup;
 mod signin;
 mod smtp;
+mod submission_form;
 mod submitter_home;
+mod uploads;
 mod web_security;

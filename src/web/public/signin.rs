@@ -26,12 +26,51 @@ pub fn routes() -> Vec<rocket::Route> {
     ]
 }
 
-#[rocket::get("/login")]
-fn login_page(ctx: Ctx<'_>) -> Either<Redirect, Page> {
-    if ctx.who.is_some() {
-        return Either::Left(Redirect::to("/dashboard"));
+/// The longest `next` followed after signing in, in bytes.
+pub const NEXT_MAX: usize = 512;
+
+/// `next` if it is a path on this portal (one leading `/`, no `//` or `\\` that a browser would read as another
+/// host, printable ASCII only, at most [`NEXT_MAX`] bytes, a valid origin-form URI); else `None`. Anything
+/// else would make the sign-in page an open redirect.
+pub fn safe_next(next: &str) -> Option<&str> {
+    let local = next.len() <= NEXT_MAX
+        && next.starts_with('/')
+        && !next.contains("//")
+        && !next.contains('\\')
+        && next.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        && rocket::http::uri::Origin::parse(next).is_ok();
+    local.then_some(next)
+}
+
+/// Where to go after signing in: `next` when it is safe, else the dashboard.
+fn after_sign_in(next: &str) -> String {
+    safe_next(next).unwrap_or("/dashboard").to_string()
+}
+
+/// `/login?next=…` for the page a person was on (a safe local path), or `/login`.
+pub fn login_link(next: &str) -> String {
+    match safe_next(next) {
+        Some(next) => format!("/login?next={}", encode(next)),
+        None => "/login".to_string(),
     }
-    Either::Right(Page::new("login.html.tera"))
+}
+
+/// The hidden fields that carry `next` in the passkey form of the second step.
+fn next_fields(next: Option<&str>) -> Vec<(&'static str, &str)> {
+    next.map(|n| ("next", n)).into_iter().collect()
+}
+
+fn encode(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[rocket::get("/login?<next>")]
+fn login_page(ctx: Ctx<'_>, next: Option<&str>) -> Either<Redirect, Page> {
+    let next = next.and_then(safe_next);
+    if ctx.who.is_some() {
+        return Either::Left(Redirect::to(after_sign_in(next.unwrap_or_default())));
+    }
+    Either::Right(Page::new("login.html.tera").with("next", next))
 }
 
 /// The client's User-Agent header, if any (kept with the session, cleaned and truncated, so its owner can tell
@@ -57,6 +96,9 @@ impl<'r> rocket::request::FromRequest<'r> for UserAgent {
 struct LoginForm {
     email: String,
     password: String,
+    /// Where the person was before being asked to sign in (followed only if [`safe_next`]).
+    #[field(default = String::new())]
+    next: String,
 }
 
 #[rocket::post("/login", data = "<form>")]
@@ -66,7 +108,12 @@ async fn login(
     user_agent: UserAgent,
     form: CsrfForm<LoginForm>,
 ) -> AppResult<Either<Redirect, Page>> {
-    let LoginForm { email, password } = form.0;
+    let LoginForm {
+        email,
+        password,
+        next,
+    } = form.0;
+    let next = safe_next(&next).map(str::to_string);
     let s = &ctx.state.settings;
     let limits = LoginLimits {
         account_address: Policy {
@@ -121,17 +168,22 @@ async fn login(
                 .db
                 .run(move |c| second_factor::stage_after_password(c, &user))
                 .await?;
-            Ok(Either::Left(Redirect::to(match stage {
-                Stage::Pending => "/login/second-factor",
-                Stage::MustEnrol => "/account/security",
-                Stage::Complete => "/dashboard",
+            Ok(Either::Left(Redirect::to(match (stage, next) {
+                // The second step carries `next` on.
+                (Stage::Pending, Some(next)) => {
+                    format!("/login/second-factor?next={}", encode(&next))
+                }
+                (Stage::Pending, None) => "/login/second-factor".to_string(),
+                (Stage::MustEnrol, _) => "/account/security".to_string(),
+                (Stage::Complete, next) => after_sign_in(next.as_deref().unwrap_or_default()),
             })))
         }
         LoginResult::Failed => Ok(Either::Right(
             Page::new("login.html.tera")
                 .status(Status::Unauthorized)
                 .with("error", "The email or password is not correct.")
-                .with("email", email_shown),
+                .with("email", email_shown)
+                .with("next", &next),
         )),
         LoginResult::Throttled => Ok(Either::Right(
             Page::new("login.html.tera")
@@ -140,16 +192,24 @@ async fn login(
                     "error",
                     "Too many failed sign-in attempts. Wait a few minutes and try again.",
                 )
-                .with("email", email_shown),
+                .with("email", email_shown)
+                .with("next", &next),
         )),
     }
 }
 
 /// The second step of signing in, for an account with a second factor.
-#[rocket::get("/login/second-factor")]
-async fn second_factor_page(ctx: Ctx<'_>, who: SigningIn<'_>) -> AppResult<Page> {
+#[rocket::get("/login/second-factor?<next>")]
+async fn second_factor_page(
+    ctx: Ctx<'_>,
+    who: SigningIn<'_>,
+    next: Option<&str>,
+) -> AppResult<Page> {
     let options = step_up::passkey_options(ctx.state, &who).await?;
-    Ok(Page::new("login_second_factor.html.tera").with("passkey_options", options))
+    Ok(Page::new("login_second_factor.html.tera")
+        .with("passkey_options", options)
+        .with("next_fields", next_fields(next.and_then(safe_next)))
+        .with("next", next.and_then(safe_next)))
 }
 
 #[derive(FromForm)]
@@ -158,6 +218,8 @@ struct SecondFactorForm {
     factor_code: String,
     #[field(default = String::new())]
     webauthn_response: String,
+    #[field(default = String::new())]
+    next: String,
 }
 
 #[rocket::post("/login/second-factor", data = "<form>")]
@@ -167,6 +229,7 @@ async fn give_second_factor(
     jar: &CookieJar<'_>,
     form: CsrfForm<SecondFactorForm>,
 ) -> AppResult<Either<Notice, Page>> {
+    let next = safe_next(&form.0.next).map(str::to_string);
     let answer = FactorAnswer::new(form.0.factor_code, form.0.webauthn_response);
     let (status, error) = if answer.is_empty() {
         (Status::UnprocessableEntity, step_up::NO_ANSWER)
@@ -192,7 +255,10 @@ async fn give_second_factor(
                     ),
                     _ => "You are signed in.".to_string(),
                 };
-                return Ok(Either::Left(Notice::redirect("/dashboard", message)));
+                return Ok(Either::Left(Notice::redirect(
+                    after_sign_in(next.as_deref().unwrap_or_default()),
+                    message,
+                )));
             }
             refused => (
                 match refused {
@@ -208,7 +274,9 @@ async fn give_second_factor(
         Page::new("login_second_factor.html.tera")
             .status(status)
             .with("error", error)
-            .with("passkey_options", options),
+            .with("passkey_options", options)
+            .with("next_fields", next_fields(next.as_deref()))
+            .with("next", next),
     ))
 }
 

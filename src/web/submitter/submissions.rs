@@ -16,9 +16,10 @@ use crate::models::sectors::SECTORS;
 use crate::models::submission;
 use crate::services::Services;
 use crate::web::downloads::{Download, ZipDownload};
-use crate::web::forms::TokenCheck;
+use crate::web::forms::{CsrfForm, TokenCheck};
 use crate::web::guards::{Ctx, FreshFactor, SubmitterUser};
-use crate::web::multipart::{open_form, Limits};
+use crate::web::multipart::{open_form, FileTooLarge, Limits, ReadRefusal};
+use crate::web::officer::forms::{summary, SummaryLine};
 use crate::web::pages::{human_size, Notice, Page};
 use crate::web::step_up::StepUpForm;
 use crate::web::views::{
@@ -27,10 +28,11 @@ use crate::web::views::{
 };
 use crate::workflow::access::{self, Admitted, Reading};
 use crate::workflow::content::{
-    visible, Content, FieldErrors, CERTIFICATIONS, EXPRESS_STATEMENT, STATEMENT_VERSION,
+    check_answers, form_order, visible, Content, FieldErrors, FormFields, CERTIFICATIONS,
+    EXPRESS_STATEMENT, STATEMENT_VERSION,
 };
 use crate::workflow::intake::{
-    self, Request as SubmitterRequest, SaveRequest, SaveResult, Submitter,
+    self, FileSlot, Intent, Request as SubmitterRequest, SaveRequest, SaveResult, Submitter,
 };
 use crate::workflow::lifecycle;
 
@@ -41,6 +43,8 @@ pub fn routes() -> Vec<rocket::Route> {
         detail,
         edit_form,
         update,
+        check,
+        send,
         download,
         receipt,
         receipt_text,
@@ -166,26 +170,55 @@ async fn organisation_of(state: &Services, who: &Submitter) -> AppResult<String>
         .await
 }
 
-fn form_page(state: &Services) -> Page {
+/// What the upload script checks before sending (`data-max-*` on the form): the per-file limit, and the bytes and
+/// files this submission may still take.
+#[derive(Serialize)]
+struct UploadLimits {
+    max_file_bytes: u64,
+    max_total_bytes: u64,
+    max_files: usize,
+}
+
+async fn upload_limits(
+    state: &Services,
+    who: &Submitter,
+    id: Option<&str>,
+) -> AppResult<UploadLimits> {
+    let allowance = intake::allowance(state, who, id).await?;
+    Ok(UploadLimits {
+        max_file_bytes: state.settings.max_file_bytes,
+        max_total_bytes: allowance.bytes,
+        max_files: allowance.files,
+    })
+}
+
+/// The error summary's lines in the order of the form's fields (`files`: the files as listed).
+fn error_list(errors: &FieldErrors, files: &[FileView]) -> Vec<SummaryLine> {
+    let ids: Vec<String> = files.iter().map(|f| f.id.clone()).collect();
+    summary(errors, &form_order(&ids))
+}
+
+fn form_page(state: &Services, limits: UploadLimits) -> Page {
     Page::new("submissions/form.html.tera")
         .with("sectors", sector_options())
-        .with("express_statement", EXPRESS_STATEMENT)
-        .with("certifications", certification_view())
-        .with("slots", (1..=5).collect::<Vec<u32>>())
+        .with("pickers", [1, 2, 3])
         .with("max_file", human_size(state.settings.max_file_bytes))
         .with("max_total", human_size(state.settings.max_submission_bytes))
         .with("max_files", state.settings.max_files)
+        .with("upload_limits", limits)
 }
 
 #[rocket::get("/submissions/new")]
 async fn new_form(ctx: Ctx<'_>, user: SubmitterUser<'_>) -> AppResult<Page> {
     let who = submitter(&user)?;
-    Ok(form_page(ctx.state)
-        .with("organisation", organisation_of(ctx.state, &who).await?)
-        .with("form_token", crate::auth::sessions::new_token())
-        .with("action", "/submissions")
-        .with("values", FormValues::of(&Content::default(), ""))
-        .with("files", Vec::<FileView>::new()))
+    Ok(
+        form_page(ctx.state, upload_limits(ctx.state, &who, None).await?)
+            .with("organisation", organisation_of(ctx.state, &who).await?)
+            .with("form_token", crate::auth::sessions::new_token())
+            .with("action", "/submissions")
+            .with("values", FormValues::of(&Content::default(), ""))
+            .with("files", Vec::<FileView>::new()),
+    )
 }
 
 async fn edit_page(
@@ -224,18 +257,22 @@ async fn edit_page(
     if let Some(f) = posted {
         values = values.overlay(f);
     }
-    let mut page = form_page(state)
+    let files = file_views(Some(&content), &attachments);
+    let limits = upload_limits(state, who, Some(&sub.id)).await?;
+    let mut page = form_page(state, limits)
         .with("organisation", organisation_of(state, who).await?)
         .with("action", format!("/submissions/{}", sub.id))
         .with("submission", submission_view(sub))
         .with("may", lifecycle::affordances(sub, user))
         .with("values", values)
-        .with("files", file_views(Some(&content), &attachments))
         .with("notices", notices);
     if let Some(e) = errors {
-        page = page.with("errors", e).status(Status::UnprocessableEntity);
+        page = page
+            .with("error_list", error_list(&e, &files))
+            .with("errors", e)
+            .status(Status::UnprocessableEntity);
     }
-    Ok(page)
+    Ok(page.with("files", files))
 }
 
 #[rocket::get("/submissions/<id>/edit")]
@@ -303,16 +340,32 @@ async fn save(
         max_files: allowance.files,
         seal_to: allowance.sealing.recipients.clone(),
     };
-    let form = body.read(state, limits).await?;
-    let send = form.fields.get("action") == "submit";
+    let form = match body.read_keeping(state, limits).await {
+        Ok(form) => form,
+        Err(ReadRefusal::FileTooLarge(too_large)) => {
+            return too_large_page(ctx, user, &who, id, *too_large)
+                .await
+                .map(Either::Right)
+        }
+        Err(ReadRefusal::Other(e)) => return Err(e),
+    };
+    let intent = match form.fields.get("action") {
+        "submit" => Intent::Submit,
+        "continue" => Intent::Continue,
+        _ => Intent::Draft,
+    };
+    let send = intent == Intent::Submit;
     let form_token = Some(form.fields.get("form_token").to_string()).filter(|t| !t.is_empty());
     let file_count = form.files.len();
+    // Files from the picker come without a description: the form is where they get one.
+    let to_describe = form.files.iter().any(|f| f.slot == FileSlot::Picker);
     let request = SaveRequest {
         submission_id: id.map(str::to_string),
         fields: form.fields,
         files: form.files,
         remove: form.remove,
-        send,
+        intent,
+        checked_version: None,
         form_token,
         sealing: allowance.sealing,
     };
@@ -320,25 +373,38 @@ async fn save(
     let posted = crate::workflow::content::FormFields(request.fields.0.clone());
     match intake::save(state, &who, &ctx.actor, request).await? {
         SaveResult::Saved { id, status } => {
+            // The session was admitted when the upload began, and a long upload can outlive its idle timeout:
+            // the save counts as a use now, so that the redirect reaches the receipt.
+            let (hash, now) = (user.session_hash.clone(), state.clock.now());
+            if let Err(e) = state
+                .db
+                .run(move |c| crate::auth::sessions::touch_now(c, &hash, now))
+                .await
+            {
+                tracing::warn!(error = %e, "recording a session's use after a save failed");
+            }
+            let added = if file_count > 0 {
+                format!(
+                    " with {file_count} new file{}",
+                    if file_count == 1 { "" } else { "s" }
+                )
+            } else {
+                String::new()
+            };
             let (to, msg) = match status {
                 LifeStatus::Received if send => (
                     format!("/submissions/{id}/receipt"),
                     "Your submission was received. Keep this receipt.".to_string(),
                 ),
-                _ => (
-                    format!("/submissions/{id}"),
-                    format!(
-                        "Saved{}.",
-                        if file_count > 0 {
-                            format!(
-                                " with {file_count} new file{}",
-                                if file_count == 1 { "" } else { "s" }
-                            )
-                        } else {
-                            String::new()
-                        }
-                    ),
+                _ if intent == Intent::Continue => (
+                    format!("/submissions/{id}/check"),
+                    format!("Saved{added}. Check your answers, then send."),
                 ),
+                _ if to_describe => (
+                    format!("/submissions/{id}/edit#files"),
+                    format!("Saved{added}. Describe each file before you send."),
+                ),
+                _ => (format!("/submissions/{id}"), format!("Saved{added}.")),
             };
             Ok(Either::Left(Notice::redirect(to, msg)))
         }
@@ -364,7 +430,9 @@ async fn save(
             .await?;
             Ok(Either::Right(page.with(
                 "form_message",
-                if saved {
+                if saved && intent == Intent::Continue {
+                    "Your answers and files were saved. Complete the fields marked below, then continue."
+                } else if saved {
                     "Your changes and files were saved, but the submission was not sent: complete the fields marked below."
                 } else {
                     "Nothing was saved: correct the fields marked below. Files you attached must be attached again."
@@ -376,12 +444,13 @@ async fn save(
         } => {
             let values = FormValues::of(&Content::default(), "").overlay(&posted);
             Ok(Either::Right(
-                form_page(state)
+                form_page(state, upload_limits(state, &who, None).await?)
                     .with("organisation", organisation_of(state, &who).await?)
                     .with("form_token", posted.get("form_token"))
                     .with("action", "/submissions")
                     .with("values", values)
                     .with("files", Vec::<FileView>::new())
+                    .with("error_list", error_list(&errors, &[]))
                     .with("errors", errors)
                     .with(
                         "form_message",
@@ -391,6 +460,53 @@ async fn save(
             ))
         }
     }
+}
+
+/// A file over a limit: the form again (413) with what was typed before the file, the file named in the error
+/// summary and next to its field. Nothing was saved (the reader removed what it had started).
+async fn too_large_page(
+    ctx: &Ctx<'_>,
+    user: &SubmitterUser<'_>,
+    who: &Submitter,
+    id: Option<&str>,
+    too_large: FileTooLarge,
+) -> AppResult<Page> {
+    let state = ctx.state;
+    let mut errors = FieldErrors::new();
+    errors.insert(too_large.field.clone(), too_large.message());
+    let posted = &too_large.fields;
+    let page = match id {
+        Some(id) => {
+            let admitted = load(ctx, user, id).await?;
+            edit_page(
+                ctx,
+                &user.user,
+                who,
+                &admitted,
+                Reading::FormAgain,
+                Some(errors),
+                Some(posted),
+            )
+            .await?
+        }
+        None => form_page(state, upload_limits(state, who, None).await?)
+            .with("organisation", organisation_of(state, who).await?)
+            .with("form_token", posted.get("form_token"))
+            .with("action", "/submissions")
+            .with(
+                "values",
+                FormValues::of(&Content::default(), "").overlay(posted),
+            )
+            .with("files", Vec::<FileView>::new())
+            .with("error_list", error_list(&errors, &[]))
+            .with("errors", errors),
+    };
+    Ok(page
+        .with(
+            "form_message",
+            "Nothing was saved: a file is over a limit. What you typed is kept below; attach the files again.",
+        )
+        .status(Status::PayloadTooLarge))
 }
 
 #[rocket::post("/submissions", data = "<data>")]
@@ -414,6 +530,146 @@ async fn update(
     data: Data<'_>,
 ) -> AppResult<Either<Notice, Page>> {
     save(&token, &ctx, &user, Some(id), content_type, data).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Check your answers, then send
+// ---------------------------------------------------------------------------------------------
+
+/// The "check your answers" page of a complete, editable draft or cure: every answer with a link back to its
+/// field, then the express statement and the certifications, and the one button that sends.
+async fn check_page(
+    ctx: &Ctx<'_>,
+    user: &SubmitterUser<'_>,
+    id: &str,
+    errors: Option<FieldErrors>,
+) -> AppResult<Either<Notice, Page>> {
+    let state = ctx.state;
+    let who = submitter(user)?;
+    let admitted = load(ctx, user, id).await?;
+    let sub = admitted.submission();
+    if !lifecycle::editable(sub.status()) {
+        return Err(AppError::Conflict(format!(
+            "This submission is {}: there is nothing to check or send.",
+            sub.status().label().to_lowercase()
+        )));
+    }
+    let reading = if errors.is_some() {
+        Reading::FormAgain
+    } else {
+        Reading::Page(Some("check your answers"))
+    };
+    let content = access::read_content(state, &admitted, &ctx.actor, reading).await?;
+    let content = match content {
+        Some(c) if check_answers(&c, &sub.sector).is_empty() => c,
+        _ => {
+            return Ok(Either::Left(Notice::redirect(
+                format!("/submissions/{id}/edit"),
+                "Complete the form first: some answers are still missing.",
+            )))
+        }
+    };
+    let attachments = access::attachments(state, &admitted).await?;
+    let files = file_views(Some(&content), &attachments);
+    let mut page = Page::new("submissions/check.html.tera")
+        .with("organisation", organisation_of(state, &who).await?)
+        .with("submission", submission_view(sub))
+        .with("may", lifecycle::affordances(sub, &user.user))
+        .with("content", content_view(&content))
+        .with("express_statement", EXPRESS_STATEMENT)
+        .with("certifications", certification_view())
+        .with(
+            "version",
+            sub.content_blob_id.as_deref().unwrap_or_default(),
+        );
+    if let Some(e) = errors {
+        page = page
+            .with("error_list", error_list(&e, &files))
+            .with("errors", e)
+            .status(Status::UnprocessableEntity);
+    }
+    Ok(Either::Right(page.with("files", files)))
+}
+
+#[rocket::get("/submissions/<id>/check")]
+async fn check(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Either<Notice, Page>> {
+    check_page(&ctx, &user, id, None).await
+}
+
+/// The affirmations posted from the check page, and the content version they were made on.
+#[derive(FromForm)]
+struct SendForm {
+    #[field(default = String::new())]
+    version: String,
+    #[field(default = String::new())]
+    express_statement: String,
+    #[field(default = String::new())]
+    cert_not_public: String,
+    #[field(default = String::new())]
+    cert_not_regulatory: String,
+    #[field(default = String::new())]
+    cert_authorized: String,
+}
+
+/// Sends a checked draft (or cure) through the same intake as every save. Sent twice (a double click, Back
+/// and send again), it answers with the receipt of the first.
+#[rocket::post("/submissions/<id>/send", data = "<form>")]
+async fn send(
+    ctx: Ctx<'_>,
+    user: SubmitterUser<'_>,
+    id: &str,
+    form: CsrfForm<SendForm>,
+) -> AppResult<Either<Notice, Page>> {
+    let state = ctx.state;
+    let who = submitter(&user)?;
+    let admitted = load(&ctx, &user, id).await?;
+    let sub = admitted.submission();
+    if !lifecycle::editable(sub.status()) {
+        if sub.status() == LifeStatus::Received && sub.tracking_number.is_some() {
+            return Ok(Either::Left(Notice::redirect(
+                format!("/submissions/{id}/receipt"),
+                "This submission was already sent. Here is its receipt.",
+            )));
+        }
+        return Err(AppError::Conflict(format!(
+            "This submission is {}: it can no longer be sent.",
+            sub.status().label().to_lowercase()
+        )));
+    }
+    let f = form.0;
+    let fields = FormFields(
+        [
+            ("express_statement", f.express_statement),
+            ("cert_not_public", f.cert_not_public),
+            ("cert_not_regulatory", f.cert_not_regulatory),
+            ("cert_authorized", f.cert_authorized),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    );
+    let sealing = intake::allowance(state, &who, Some(id)).await?.sealing;
+    let request = SaveRequest {
+        submission_id: Some(id.to_string()),
+        fields,
+        files: Vec::new(),
+        remove: Vec::new(),
+        intent: Intent::Send,
+        checked_version: Some(f.version).filter(|v| !v.is_empty()),
+        form_token: None,
+        sealing,
+    };
+    match intake::save(state, &who, &ctx.actor, request).await? {
+        SaveResult::Saved { id, .. } => Ok(Either::Left(Notice::redirect(
+            format!("/submissions/{id}/receipt"),
+            "Your submission was received. Keep this receipt.",
+        ))),
+        SaveResult::Invalid { errors, .. } => check_page(&ctx, &user, id, Some(errors)).await,
+        SaveResult::Duplicate { id } => Ok(Either::Left(Notice::redirect(
+            format!("/submissions/{id}"),
+            "This submission was already sent.",
+        ))),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

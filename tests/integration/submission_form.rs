@@ -1,0 +1,473 @@
+//! Issue 19, the form: several files per picker, a file before its description, a cure that replaces a file
+//! (the replaced one kept on record and destroyed with the rest), federal fields only for "Yes", "check your
+//! answers" before the one button that sends, and an error summary in the form's order with a message per field.
+
+use crate::common::{self, complete_fields, file_bytes, Browser, Part, TestApp};
+use diesel::prelude::*;
+use rocket::http::Status;
+
+use pcii_portal::db::schema::{attachments, blobs, data_keys};
+use pcii_portal::domain::Role;
+
+fn location(page: &common::Page) -> String {
+    page.header("Location").expect("a redirect").to_string()
+}
+
+fn submission_id_from(loc: &str) -> String {
+    loc.trim_start_matches("/submissions/")
+        .split(['/', '#'])
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The error summary's text (between its opening tag and the end of its list).
+fn summary(body: &str) -> &str {
+    let start = body
+        .find("class=\"error-summary\"")
+        .expect("an error summary");
+    let end = body[start..].find("</ul>").expect("its list") + start;
+    &body[start..end]
+}
+
+/// The check page's version field: the content it shows.
+fn version(body: &str) -> String {
+    let marker = "name=\"version\" value=\"";
+    let start = body.find(marker).expect("a version field") + marker.len();
+    body[start..].split('"').next().unwrap().to_string()
+}
+
+fn send(b: &mut Browser<'_>, id: &str, version: &str, fields: &[(&str, &str)]) -> common::Page {
+    let mut all = vec![("version", version)];
+    all.extend_from_slice(fields);
+    b.post(&format!("/submissions/{id}/send"), &all)
+}
+
+const ALL_AFFIRMED: [(&str, &str); 4] = [
+    ("express_statement", "yes"),
+    ("cert_not_public", "yes"),
+    ("cert_not_regulatory", "yes"),
+    ("cert_authorized", "yes"),
+];
+
+/// A complete draft with one described file, continued to its check page: (id, check page body).
+fn continued(b: &mut Browser<'_>, file: &[u8]) -> (String, String) {
+    let mut parts = complete_fields("What happened at substation 14.", "continue");
+    parts.push(Part::File("file_1", "plan.pdf", file));
+    parts.push(Part::Text("description_1", "Protection plan"));
+    let page = b.post_multipart("/submissions", &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let loc = location(&page);
+    assert!(loc.ends_with("/check"), "{loc}");
+    let id = submission_id_from(&loc);
+    let check = b.get(&loc);
+    assert_eq!(check.status, Status::Ok, "{}", check.body);
+    (id, check.body)
+}
+
+#[test]
+fn one_picker_stores_several_files_in_one_post_each_then_described_on_the_form() {
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let form = b.get("/submissions/new");
+    assert!(form
+        .body
+        .contains(r#"name="files" multiple data-file-input"#));
+    assert_eq!(
+        form.body.matches(r#"name="files""#).count(),
+        3,
+        "three picker rows without script"
+    );
+    assert!(form.body.contains("Add another file"));
+    let (f1, f2, f3) = (
+        file_bytes(1000, 1, ""),
+        file_bytes(2000, 2, ""),
+        file_bytes(3000, 3, ""),
+    );
+    let page = b.post_multipart(
+        "/submissions",
+        &[
+            Part::Text("title", "Several at once"),
+            Part::File("files", "one.pdf", &f1),
+            Part::File("files", "two.pdf", &f2),
+            Part::File("files", "three.pdf", &f3),
+            Part::Text("action", "draft"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let loc = location(&page);
+    assert!(loc.ends_with("/edit#files"), "{loc}");
+    let id = submission_id_from(&loc);
+    let ids = app.attachment_ids(&id);
+    assert_eq!(ids.len(), 3, "three files from one post");
+
+    // Each stored file shows its description field, the file first.
+    let edit = b.get(&format!("/submissions/{id}/edit"));
+    for (att, name) in ids.iter().zip(["one.pdf", "two.pdf", "three.pdf"]) {
+        let file_at = edit.body.find(name).expect("the file is listed");
+        let field_at = edit
+            .body
+            .find(&format!(r#"id="attachment_description_{att}""#))
+            .expect("its description field");
+        assert!(file_at < field_at, "the file comes before its description");
+    }
+    assert_eq!(edit.body.matches("Describe this file").count(), 3);
+    // A draft has nothing to replace: a replacement is for a cure.
+    let page = b.post_multipart(
+        &format!("/submissions/{id}"),
+        &[
+            Part::File(&format!("replace_{}", ids[0]), "x.pdf", &f1),
+            Part::Text("action", "draft"),
+        ],
+    );
+    assert_eq!(page.status, Status::Conflict);
+    assert_eq!(app.attachment_ids(&id).len(), 3);
+}
+
+#[test]
+fn a_file_without_a_description_is_kept_in_the_draft_and_blocks_sending() {
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let data = file_bytes(5000, 1, "");
+    let mut parts = complete_fields("Complete otherwise.", "continue");
+    parts.push(Part::File("files", "undescribed.bin", &data));
+    let page = b.post_multipart("/submissions", &parts);
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    assert!(summary(&page.body).contains("Describe this file: “undescribed.bin”."));
+    let id: String = app.with_conn(|c| {
+        attachments::table
+            .select(attachments::submission_id)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(app.attachment_ids(&id).len(), 1, "the file is kept");
+    assert_eq!(app.status_of(&id), "draft");
+    // The check page is not reachable yet; the one-step submit is refused with the same message.
+    let check = b.get(&format!("/submissions/{id}/check"));
+    assert_eq!(check.status, Status::SeeOther);
+    assert_eq!(location(&check), format!("/submissions/{id}/edit"));
+    let page = b.post_multipart(
+        &format!("/submissions/{id}"),
+        &complete_fields("Complete otherwise.", "submit"),
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert!(page.body.contains("Describe this file"));
+    assert_eq!(app.status_of(&id), "draft");
+}
+
+#[test]
+fn continue_on_an_incomplete_draft_returns_the_errors_in_form_order_focused() {
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let data = file_bytes(100, 1, "");
+    let page = b.post_multipart(
+        "/submissions",
+        &[
+            Part::Text("title", "Only a title"),
+            Part::Text("secondary_phone", "+1 555 0199"),
+            Part::Text("federal_requirement", "yes"),
+            Part::File("files", "a.bin", &data),
+            Part::Text("action", "continue"),
+        ],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    let s = summary(&page.body);
+    assert!(s.contains("autofocus") && s.contains("tabindex=\"-1\""));
+    let expected = [
+        "Choose the critical infrastructure sector.",
+        "Describe the information in the narrative.",
+        "Enter the primary contact&#x27;s name.",
+        "Enter the primary contact&#x27;s email address.",
+        "Enter the secondary contact&#x27;s name",
+        "Enter the secondary contact&#x27;s email address",
+        "Name the agency whose requirement applies.",
+        "Name the legal authority that requires the information.",
+        "Describe this file: “a.bin”.",
+    ];
+    let mut last = 0;
+    for message in expected {
+        let at = s
+            .find(message)
+            .unwrap_or_else(|| panic!("{message} missing in {s}"));
+        assert!(at >= last, "{message} is out of the form's order in {s}");
+        last = at;
+    }
+    // The draft, with its file, was saved all the same.
+    let id: String = app.with_conn(|c| {
+        attachments::table
+            .select(attachments::submission_id)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(app.status_of(&id), "draft");
+}
+
+#[test]
+fn continue_check_then_send_gives_the_receipt_once_and_enter_cannot_send() {
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let data = file_bytes(40_000, 1, "");
+    let (id, check) = continued(&mut b, &data);
+    for shown in [
+        "Energy",
+        "Substation 14 protection scheme",
+        "What happened at substation 14.",
+        "Ann Operator",
+        "ann@acme.example",
+        "plan.pdf",
+        "Protection plan",
+        "39.1 KiB",
+    ] {
+        assert!(check.contains(shown), "{shown} is on the check page");
+    }
+    assert!(
+        check.contains("edit#title\""),
+        "a Change link to each field"
+    );
+    assert!(check.contains(&format!(r#"action="/submissions/{id}/send""#)));
+    // The form's first (default) button is disabled, so Enter does nothing; the button that sends comes after
+    // the statement and the certifications.
+    let form = &check[check.find("/send\"").unwrap()..];
+    let default_button = form.find("<button").unwrap();
+    assert!(form[default_button..].starts_with(r#"<button type="submit" disabled hidden>"#));
+    let statement = form.find("express_statement").unwrap();
+    let final_button = form.find("Submit to the PCII Program Office").unwrap();
+    assert!(default_button < statement && statement < final_button);
+    assert_eq!(app.status_of(&id), "draft", "nothing is sent by checking");
+
+    let page = send(&mut b, &id, &version(&check), &ALL_AFFIRMED);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(location(&page), format!("/submissions/{id}/receipt"));
+    assert_eq!(app.status_of(&id), "received");
+    assert_eq!(app.audit_count("submission.received"), 1);
+    // Sent again (Back, then the button): the receipt of the first, nothing more.
+    let page = send(&mut b, &id, &version(&check), &ALL_AFFIRMED);
+    assert_eq!(page.status, Status::SeeOther);
+    assert_eq!(location(&page), format!("/submissions/{id}/receipt"));
+    assert_eq!(app.audit_count("submission.received"), 1);
+    assert_eq!(b.get(&location(&page)).status, Status::Ok);
+}
+
+#[test]
+fn send_without_the_certifications_names_each_one_and_sends_nothing() {
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let (id, check) = continued(&mut b, &file_bytes(100, 1, ""));
+    let page = send(&mut b, &id, &version(&check), &[]);
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    let s = summary(&page.body);
+    let messages = [
+        "Tick the box to make the express statement",
+        "Certify that this information is not customarily in the public domain.",
+        "Certify that this information is not submitted in lieu of compliance with a regulatory requirement.",
+        "Certify that your organisation owns this information",
+    ];
+    let mut last = 0;
+    for m in messages {
+        let at = s.find(m).unwrap_or_else(|| panic!("{m} missing in {s}"));
+        assert!(at >= last, "{m} out of order");
+        last = at;
+    }
+    assert!(s.contains("autofocus"));
+    assert_eq!(app.status_of(&id), "draft");
+    // One missing is named alone.
+    let page = send(&mut b, &id, &version(&check), &ALL_AFFIRMED[..3]);
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    let s = summary(&page.body);
+    assert!(s.contains("Certify that your organisation owns this information"));
+    assert!(!s.contains("public domain") && !s.contains("express statement"));
+    // A version other than the one checked is refused: the content changed since.
+    let page = send(&mut b, &id, "not-the-version", &ALL_AFFIRMED);
+    assert_eq!(page.status, Status::Conflict);
+    assert_eq!(app.status_of(&id), "draft");
+}
+
+#[test]
+fn the_check_page_refuses_a_sent_submission_and_another_organisations() {
+    let app = TestApp::new();
+    let mut a = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut other = app.login_as(Role::Submitter, "bob@globex.example", Some("Globex"));
+    let (id, check) = continued(&mut a, &file_bytes(100, 1, ""));
+    assert_eq!(
+        other.get(&format!("/submissions/{id}/check")).status,
+        Status::NotFound
+    );
+    assert_eq!(
+        send(&mut other, &id, &version(&check), &ALL_AFFIRMED).status,
+        Status::NotFound
+    );
+    assert_eq!(app.status_of(&id), "draft");
+    assert_eq!(
+        send(&mut a, &id, &version(&check), &ALL_AFFIRMED).status,
+        Status::SeeOther
+    );
+    assert_eq!(
+        a.get(&format!("/submissions/{id}/check")).status,
+        Status::Conflict
+    );
+}
+
+#[test]
+fn federal_fields_are_cleared_when_no_is_posted() {
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let page = b.post_multipart(
+        "/submissions",
+        &[
+            Part::Text("title", "Federal"),
+            Part::Text("federal_requirement", "yes"),
+            Part::Text("federal_agency", "AGENCY-MARK-1"),
+            Part::Text("federal_authority", "AUTHORITY-MARK-2"),
+            Part::Text("action", "draft"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    let id = submission_id_from(&location(&page));
+    let edit = b.get(&format!("/submissions/{id}/edit"));
+    assert!(edit.body.contains("AGENCY-MARK-1"));
+    // The fields sit in the wrapper that "No" hides.
+    let wrapper = edit.body.find("class=\"federal-details\"").unwrap();
+    assert!(edit.body[wrapper..].find("id=\"federal_agency\"").is_some());
+
+    let mut parts = complete_fields("n", "continue");
+    parts.retain(|p| !matches!(p, Part::Text("federal_requirement", _)));
+    parts.push(Part::Text("federal_requirement", "no"));
+    parts.push(Part::Text("federal_agency", "AGENCY-MARK-1"));
+    parts.push(Part::Text("federal_authority", "AUTHORITY-MARK-2"));
+    let page = b.post_multipart(&format!("/submissions/{id}"), &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let check = b.get(&format!("/submissions/{id}/check"));
+    assert_eq!(check.status, Status::Ok);
+    let edit = b.get(&format!("/submissions/{id}/edit"));
+    for page in [&check.body, &edit.body] {
+        assert!(!page.contains("AGENCY-MARK-1") && !page.contains("AUTHORITY-MARK-2"));
+    }
+}
+
+#[test]
+fn a_cure_replaces_a_file_keeps_the_old_one_on_record_and_destruction_takes_both() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let (first, wrong, fixed) = (
+        file_bytes(3000, 1, ""),
+        file_bytes(4000, 2, "WRONG"),
+        file_bytes(5000, 3, "FIXED"),
+    );
+    let mut parts = complete_fields("Cure me.", "submit");
+    parts.push(Part::File("file_1", "diagram.pdf", &first));
+    parts.push(Part::Text("description_1", "Diagram"));
+    parts.push(Part::File("file_2", "settings-wrong.xlsx", &wrong));
+    parts.push(Part::Text("description_2", "Relay settings"));
+    let page = sub.post_multipart("/submissions", &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let id = submission_id_from(&location(&page));
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[
+            ("decision", "defective"),
+            ("reason", "File 2 holds the wrong settings."),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let ids = app.attachment_ids(&id);
+    let (one, two) = (ids[0].clone(), ids[1].clone());
+
+    let edit = sub.get(&format!("/submissions/{id}/edit"));
+    assert!(edit.body.contains("Replace with a corrected file"));
+    assert!(edit.body.contains(&format!(r#"name="replace_{two}""#)));
+    let field = format!("replace_{two}");
+    let mut parts = complete_fields("Cure me.", "continue");
+    parts.push(Part::File(&field, "settings-fixed.xlsx", &fixed));
+    let page = sub.post_multipart(&format!("/submissions/{id}"), &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(location(&page), format!("/submissions/{id}/check"));
+    let check = sub.get(&location(&page)).body;
+    // The corrected file (number 3) is listed in the place of file 2, with its description; the old one is not.
+    let (d, f) = (
+        check.find("diagram.pdf").unwrap(),
+        check.find("settings-fixed.xlsx").unwrap(),
+    );
+    assert!(d < f);
+    assert!(!check.contains("settings-wrong.xlsx"));
+    assert!(check.contains("Relay settings"));
+    assert!(check.contains("Send the corrected submission"));
+    let page = send(&mut sub, &id, &version(&check), &ALL_AFFIRMED);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.status_of(&id), "received");
+
+    let ids = app.attachment_ids(&id);
+    assert_eq!(ids.len(), 3, "the replaced file's row stays");
+    let new = ids[2].clone();
+    let replaced: (Option<String>, Option<i64>) = app.with_conn(|c| {
+        attachments::table
+            .find(&two)
+            .select((attachments::replaced_by, attachments::replaced_at))
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(replaced.0.as_deref(), Some(new.as_str()));
+    assert!(replaced.1.is_some());
+    assert_eq!(app.audit_count("submission.file_replaced"), 1);
+
+    // Both pages show the history; the old file still opens for whoever reads the submission.
+    for (b, base) in [
+        (&mut sub, format!("/submissions/{id}")),
+        (&mut officer, format!("/officer/submissions/{id}")),
+    ] {
+        let page = b.get(&base);
+        assert_eq!(page.status, Status::Ok);
+        assert!(
+            page.body.contains("File 2 (")
+                && page.body.contains("settings-wrong.xlsx")
+                && page.body.contains("by file 3"),
+            "{}",
+            page.body
+        );
+        let (status, body, _) = b.get_bytes(&format!("{base}/files/{two}"));
+        assert_eq!(status, Status::Ok);
+        assert_eq!(body.unwrap(), wrong);
+        let (status, body, _) = b.get_bytes(&format!("{base}/files/{new}"));
+        assert_eq!(status, Status::Ok);
+        assert_eq!(body.unwrap(), fixed);
+    }
+
+    // Destroyed with the submission: every blob (the replaced one too) and the data key are gone.
+    let names: Vec<String> = app.with_conn(|c| {
+        blobs::table
+            .filter(blobs::submission_id.eq(&id))
+            .select(blobs::storage_name)
+            .load(c)
+            .unwrap()
+    });
+    assert!(names.len() >= 4, "three files and the content");
+    let page = sub.post(
+        &format!("/submissions/{id}/withdraw"),
+        &[("disposition", "destroy")],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    for n in &names {
+        assert!(!app.blob_exists(n), "ciphertext {n} removed");
+    }
+    let keys: i64 = app.with_conn(|c| {
+        data_keys::table
+            .filter(data_keys::submission_id.eq(&id))
+            .count()
+            .get_result(c)
+            .unwrap()
+    });
+    assert_eq!(keys, 0, "no key opens any copy");
+    for att in [&one, &two, &new] {
+        assert_eq!(
+            sub.get(&format!("/submissions/{id}/files/{att}")).status,
+            Status::Gone
+        );
+        let officer_status = officer
+            .get(&format!("/officer/submissions/{id}/files/{att}"))
+            .status;
+        assert!(
+            officer_status == Status::Gone || officer_status == Status::NotFound,
+            "{officer_status}"
+        );
+    }
+}

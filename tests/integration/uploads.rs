@@ -1,0 +1,585 @@
+//! Issue 19, uploads that talk and drafts that survive: the keepalive a page's script sends; the way back to the
+//! page a person was on after signing in (`next`, never to another site); a file over a limit answered with the
+//! form again, the text kept and the file named; and an upload that outlives the idle timeout ending on its
+//! receipt.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use rocket::http::{Header, Status};
+
+use crate::common::{
+    self, complete_fields, encode, extract_csrf, file_bytes, Browser, Part, TestApp, BOUNDARY,
+    PASSWORD,
+};
+use pcii_portal::db::schema::{attachments, blobs, sessions, submissions};
+use pcii_portal::domain::Role;
+
+const SAM: &str = "sam@acme.example";
+
+fn submitter(app: &TestApp) -> Browser<'_> {
+    app.login_as(Role::Submitter, SAM, Some("Acme"))
+}
+
+fn last_seen_of(app: &TestApp, email: &str) -> Vec<i64> {
+    let id = app.with_conn(|c| {
+        pcii_portal::models::account::find_by_email(c, email)
+            .unwrap()
+            .unwrap()
+            .id
+    });
+    app.with_conn(|c| {
+        sessions::table
+            .filter(sessions::user_id.eq(&id))
+            .select(sessions::last_seen_at)
+            .load(c)
+            .unwrap()
+    })
+}
+
+fn counts(app: &TestApp) -> (i64, i64, i64) {
+    app.with_conn(|c| {
+        (
+            submissions::table.count().get_result(c).unwrap(),
+            blobs::table.count().get_result(c).unwrap(),
+            attachments::table.count().get_result(c).unwrap(),
+        )
+    })
+}
+
+fn json_header() -> Option<Header<'static>> {
+    Some(Header::new("Accept", "application/json"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keepalive
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn keepalive_without_a_session_answers_401_json() {
+    let app = TestApp::new();
+    let mut b = app.browser();
+    let token = b.csrf();
+    let page = b.post_raw(
+        "/session/keepalive",
+        encode(&[("csrf", &token)]),
+        json_header(),
+    );
+    assert_eq!(page.status, Status::Unauthorized, "{}", page.body);
+    assert!(page.header("Content-Type").unwrap().contains("json"));
+    assert!(
+        page.body.contains("\"idle_seconds_left\":0"),
+        "{}",
+        page.body
+    );
+}
+
+#[test]
+fn keepalive_needs_the_session_s_form_token() {
+    let app = TestApp::new();
+    let mut b = submitter(&app);
+    let before = last_seen_of(&app, SAM);
+    app.advance(30);
+    for body in [String::new(), encode(&[("csrf", "0123456789abcdef")])] {
+        let page = b.post_raw("/session/keepalive", body, json_header());
+        assert_eq!(page.status, Status::Forbidden, "{}", page.body);
+        assert!(page.header("Content-Type").unwrap().contains("json"));
+    }
+    assert_eq!(
+        last_seen_of(&app, SAM),
+        before,
+        "a refused keepalive touches nothing"
+    );
+    assert!(app.audit_count("csrf.refused") >= 2);
+}
+
+#[test]
+fn keepalive_touches_the_session_now_and_answers_the_seconds_left() {
+    let app = TestApp::new();
+    let mut b = submitter(&app);
+    let idle = app.state().settings.session_idle_minutes * 60;
+    let token = b.csrf();
+    // Within the minute in which a page does not record a use: only the keepalive does.
+    app.advance(45);
+    let now = app.now();
+    let page = b.post_raw(
+        "/session/keepalive",
+        encode(&[("csrf", &token)]),
+        json_header(),
+    );
+    assert_eq!(page.status, Status::Ok, "{}", page.body);
+    assert_eq!(page.body, format!("{{\"idle_seconds_left\":{idle}}}"));
+    let seen = last_seen_of(&app, SAM);
+    assert!(seen.iter().all(|t| *t >= now), "{seen:?} vs {now}");
+    // Kept alive: past the idle timeout counted from the sign-in, but not from the keepalive.
+    app.advance(idle - 20);
+    assert_eq!(b.get("/account").status, Status::Ok);
+}
+
+#[test]
+fn signed_in_pages_carry_the_seconds_left_and_the_session_script() {
+    let app = TestApp::new();
+    let mut b = submitter(&app);
+    let idle = app.state().settings.session_idle_minutes * 60;
+    let page = b.get("/submissions/new");
+    let shown: i64 = page
+        .body
+        .split("data-idle-seconds=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the seconds left on the body");
+    // What the server gives from the moment the page was made (a second may have passed since the sign-in).
+    assert!((idle - 2..=idle).contains(&shown), "{shown} of {idle}");
+    assert!(page.body.contains("/static/session.js"));
+    assert!(page
+        .body
+        .contains("data-upload data-draft data-max-file-bytes=\""));
+    let anonymous = app.browser().get("/login");
+    assert!(!anonymous.body.contains("data-idle-seconds"));
+    assert!(!anonymous.body.contains("/static/session.js"));
+    let script = app.browser().get("/static/session.js");
+    assert_eq!(script.status, Status::Ok);
+    assert!(script.body.contains("/session/keepalive"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Back where one was after signing in
+// ---------------------------------------------------------------------------------------------
+
+fn sign_in_with_next(b: &mut Browser<'_>, email: &str, next: &str) -> common::Page {
+    b.post(
+        "/login",
+        &[("email", email), ("password", PASSWORD), ("next", next)],
+    )
+}
+
+#[test]
+fn sign_in_returns_to_a_safe_local_next() {
+    let app = TestApp::new();
+    app.create_user(Role::Submitter, SAM, Some("Acme"));
+    // The 401 page of a page asked for links to the sign-in with that page as `next`.
+    let refused = app.browser().get("/submissions/new?x=1");
+    assert_eq!(refused.status, Status::Unauthorized);
+    assert!(
+        refused
+            .body
+            .contains("login?next=%2Fsubmissions%2Fnew%3Fx%3D1"),
+        "{}",
+        refused.body
+    );
+    let mut b = app.browser();
+    let form = b.get("/login?next=%2Fsubmissions%2Fnew%3Fx%3D1");
+    assert!(
+        form.body
+            .contains(r#"name="next" value="&#x2F;submissions&#x2F;new?x=1""#),
+        "{}",
+        form.body
+    );
+    let done = sign_in_with_next(&mut b, SAM, "/submissions/new?x=1");
+    assert_eq!(done.status, Status::SeeOther);
+    assert_eq!(done.header("Location"), Some("/submissions/new?x=1"));
+    // Signed in already: the sign-in page sends there at once.
+    assert_eq!(
+        b.get("/login?next=%2Fsubmissions").header("Location"),
+        Some("/submissions")
+    );
+}
+
+#[test]
+fn sign_in_ignores_a_next_that_leaves_the_portal() {
+    let app = TestApp::new();
+    app.create_user(Role::Submitter, SAM, Some("Acme"));
+    let long = format!("/{}", "a".repeat(600));
+    for next in [
+        "//evil.example",
+        "https://evil.example",
+        "/\\evil.example",
+        "\\\\evil.example",
+        "/ok//evil.example",
+        "/\t/evil.example",
+        "/\r\nSet-Cookie: x=1",
+        "evil.example",
+        "javascript:alert(1)",
+        long.as_str(),
+    ] {
+        let mut b = app.browser();
+        let form = b.get(&format!("/login?next={}", common::urlencode(next)));
+        assert!(!form.body.contains(r#"name="next""#), "{next:?}");
+        let done = sign_in_with_next(&mut b, SAM, next);
+        assert_eq!(done.status, Status::SeeOther, "{next:?}");
+        assert_eq!(done.header("Location"), Some("/dashboard"), "{next:?}");
+    }
+}
+
+#[test]
+fn next_is_carried_through_the_second_factor_step() {
+    let app = TestApp::new();
+    let email = "olive@example.gov";
+    app.create_user(Role::Officer, email, None);
+    let mut b = app.browser();
+    let password_step = sign_in_with_next(&mut b, email, "/account?tab=1");
+    assert_eq!(
+        password_step.header("Location"),
+        Some("/login/second-factor?next=%2Faccount%3Ftab%3D1")
+    );
+    let page = b.get("/login/second-factor?next=%2Faccount%3Ftab%3D1");
+    assert!(
+        page.body
+            .contains(r#"name="next" value="&#x2F;account?tab=1""#),
+        "{}",
+        page.body
+    );
+    let code = common::totp_code(app.state(), email);
+    let done = b.post(
+        "/login/second-factor",
+        &[("factor_code", &code), ("next", "/account?tab=1")],
+    );
+    assert_eq!(done.status, Status::SeeOther, "{}", done.body);
+    assert_eq!(done.header("Location"), Some("/account?tab=1"));
+
+    // And an unsafe one, given at the second step, is not followed.
+    let mut other = app.browser();
+    let step = sign_in_with_next(&mut other, email, "//evil.example");
+    assert_eq!(step.header("Location"), Some("/login/second-factor"));
+    let code = common::totp_code(app.state(), email);
+    let done = other.post(
+        "/login/second-factor",
+        &[("factor_code", &code), ("next", "//evil.example")],
+    );
+    assert_eq!(done.header("Location"), Some("/dashboard"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A file over a limit
+// ---------------------------------------------------------------------------------------------
+
+fn small_portal() -> TestApp {
+    TestApp::with(|f| {
+        f.merge(("max_file_bytes", 1024 * 1024))
+            .merge(("max_submission_bytes", 1536 * 1024))
+            .merge(("max_files", 3))
+    })
+}
+
+#[test]
+fn a_new_form_with_a_file_over_the_limit_comes_back_413_with_the_text_and_the_file_named() {
+    let app = small_portal();
+    let mut b = submitter(&app);
+    let before = (app.blob_files(), counts(&app));
+    let small = file_bytes(1000, 1, "");
+    let big = file_bytes(1024 * 1024 + 1, 2, "");
+    let narrative = "The relay settings of substation 14, typed with care <b>";
+    let mut parts = complete_fields(narrative, "submit");
+    // Both from the form's picker (several files in one input).
+    parts.push(Part::File("files", "small.bin", &small));
+    parts.push(Part::File("files", "big.bin", &big));
+    let page = b.post_multipart("/submissions", &parts);
+    assert_eq!(page.status, Status::PayloadTooLarge, "{}", page.body);
+    assert!(
+        page.body
+            .contains("The relay settings of substation 14, typed with care &lt;b&gt;"),
+        "the narrative is kept: {}",
+        page.body
+    );
+    let named = "\u{201c}big.bin\u{201d} is larger than the limit of 1 MiB per file. Nothing was saved; attach a smaller file.";
+    assert!(
+        page.body
+            .contains(&format!(r##"<a href="#files_1">{named}</a>"##)),
+        "summary: {}",
+        page.body
+    );
+    assert!(
+        page.body.contains(r#"id="files_1-error""#),
+        "field error: {}",
+        page.body
+    );
+    assert!(
+        page.body.contains("Substation 14 protection scheme"),
+        "the title too"
+    );
+    assert!(page.body.contains(r#"action="&#x2F;submissions""#));
+    assert_eq!((app.blob_files(), counts(&app)), before, "nothing stored");
+}
+
+#[test]
+fn a_draft_sent_with_too_many_bytes_comes_back_413_as_its_edit_form_and_keeps_what_was_stored() {
+    let app = small_portal();
+    let mut b = submitter(&app);
+    let saved = b.post_multipart("/submissions", &complete_fields("first words", "draft"));
+    assert_eq!(saved.status, Status::SeeOther, "{}", saved.body);
+    let id = saved
+        .header("Location")
+        .unwrap()
+        .trim_start_matches("/submissions/")
+        .to_string();
+    let before = (app.blob_files(), counts(&app));
+    let half = file_bytes(800 * 1024, 3, "");
+    let mut parts = complete_fields("second words, not yet saved", "draft");
+    parts.push(Part::File("file_1", "a.bin", &half));
+    parts.push(Part::File("file_2", "b.bin", &half));
+    let page = b.post_multipart(&format!("/submissions/{id}"), &parts);
+    assert_eq!(page.status, Status::PayloadTooLarge, "{}", page.body);
+    assert!(page.body.contains("second words, not yet saved"));
+    assert!(page.body.contains(
+        "\u{201c}b.bin\u{201d} takes the files over the limit of 1.5 MiB per submission."
+    ));
+    assert!(page
+        .body
+        .contains(&format!(r#"action="&#x2F;submissions&#x2F;{id}""#)));
+    assert_eq!((app.blob_files(), counts(&app)), before, "nothing stored");
+    // The stored draft still has its first words.
+    let edit = b.get(&format!("/submissions/{id}/edit"));
+    assert!(edit.body.contains("first words"));
+    assert!(!edit.body.contains("second words"));
+}
+
+#[test]
+fn the_form_carries_the_limits_the_script_checks_before_sending() {
+    let app = small_portal();
+    let mut b = submitter(&app);
+    let page = b.get("/submissions/new");
+    assert!(page.body.contains(
+        r#"data-upload data-draft data-max-file-bytes="1048576" data-max-total-bytes="1572864" data-max-files="3""#
+    ), "{}", page.body);
+    assert!(page
+        .body
+        .contains(r#"<script src="/static/upload.js" defer></script>"#));
+    assert!(page
+        .body
+        .contains(r#"name="files" multiple data-file-input"#));
+    // A draft with a file has less left.
+    let file = file_bytes(1024, 4, "");
+    let mut parts = complete_fields("n", "draft");
+    parts.push(Part::File("file_1", "one.bin", &file));
+    let saved = b.post_multipart("/submissions", &parts);
+    let id = saved.header("Location").unwrap().to_string();
+    let edit = b.get(&format!("{id}/edit"));
+    assert!(
+        edit.body.contains(
+            r#"data-max-file-bytes="1048576" data-max-total-bytes="1571840" data-max-files="2""#
+        ),
+        "{}",
+        edit.body
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// An upload that outlives the idle timeout
+// ---------------------------------------------------------------------------------------------
+
+/// The portal served on a loopback port (a real listener: a request whose body is still arriving while time
+/// passes), with its clock, and how to stop it.
+struct Served {
+    port: u16,
+    clock: pcii_portal::clock::Clock,
+    idle_secs: i64,
+    shutdown: rocket::Shutdown,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.shutdown.clone().notify();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve() -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let figment = pcii_portal::figment()
+        .merge(("data_dir", dir.path().join("data")))
+        .merge(("keys_dir", dir.path().join("keys")))
+        .merge(("database_url", ""))
+        .merge(("db_pool_size", 4))
+        .merge(("address", "127.0.0.1"))
+        .merge(("port", 0))
+        .merge(("shutdown.grace", 1))
+        .merge(("shutdown.mercy", 1))
+        .merge(("shutdown.ctrlc", false));
+    let (rocket, _) = pcii_portal::build(figment).expect("build");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let rocket = rocket.attach(rocket::fairing::AdHoc::on_liftoff("port", move |r| {
+        let port = r.config().port;
+        Box::pin(async move {
+            let _ = tx.send(port);
+        })
+    }));
+    let runtime = rocket::tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let rocket = runtime.block_on(rocket.ignite()).expect("ignite");
+    let state = rocket.state::<pcii_portal::services::Services>().unwrap();
+    let clock = state.clock.clone();
+    let idle_secs = state.settings.session_idle_minutes * 60;
+    pcii_portal::auth::accounts::create(
+        &state.db,
+        &state.audit,
+        &state.hasher,
+        &pcii_portal::audit::log::Actor::cli(),
+        pcii_portal::auth::accounts::NewAccount {
+            email: SAM.into(),
+            display_name: "Sam".into(),
+            role: Role::Submitter,
+            membership: pcii_portal::auth::accounts::Membership::New("Acme".into()),
+            org_admin: true,
+            agency: None,
+            password: PASSWORD.into(),
+        },
+        clock.now(),
+    )
+    .unwrap()
+    .unwrap();
+    let shutdown = rocket.shutdown();
+    let thread = std::thread::spawn(move || {
+        let _ = runtime.block_on(rocket.launch());
+    });
+    let port = rx.recv_timeout(Duration::from_secs(30)).expect("liftoff");
+    Served {
+        port,
+        clock,
+        idle_secs,
+        shutdown,
+        thread: Some(thread),
+        _dir: dir,
+    }
+}
+
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        common::header(&self.headers, name)
+    }
+}
+
+/// One HTTP/1.1 exchange: `head` (without Host, Cookie and Connection) and `body`, sent in two halves with `between`
+/// run after the first.
+fn exchange(
+    port: u16,
+    cookies: &mut Vec<(String, String)>,
+    head: &str,
+    body: &[u8],
+    between: impl FnOnce(),
+) -> Answer {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let cookie = cookies
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let request = format!(
+        "{head}\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n{}\r\n",
+        body.len(),
+        if cookie.is_empty() {
+            String::new()
+        } else {
+            format!("Cookie: {cookie}\r\n")
+        }
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let half = body.len() / 2;
+    stream.write_all(&body[..half]).unwrap();
+    stream.flush().unwrap();
+    between();
+    stream.write_all(&body[half..]).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    for (_, set) in headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("Set-Cookie"))
+    {
+        let pair = set.split(';').next().unwrap_or("");
+        if let Some((n, v)) = pair.split_once('=') {
+            cookies.retain(|(k, _)| k != n);
+            if !v.is_empty() && !set.contains("Max-Age=0") {
+                cookies.push((n.to_string(), v.to_string()));
+            }
+        }
+    }
+    Answer {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+fn get(port: u16, cookies: &mut Vec<(String, String)>, path: &str) -> Answer {
+    exchange(port, cookies, &format!("GET {path} HTTP/1.1"), b"", || {})
+}
+
+#[test]
+fn an_upload_that_outlives_the_idle_timeout_ends_on_its_receipt() {
+    let served = serve();
+    let port = served.port;
+    let mut cookies = Vec::new();
+    let login = get(port, &mut cookies, "/login");
+    let token = extract_csrf(&login.body).expect("a token");
+    let signed_in = exchange(
+        port,
+        &mut cookies,
+        "POST /login HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded",
+        encode(&[("csrf", &token), ("email", SAM), ("password", PASSWORD)]).as_bytes(),
+        || {},
+    );
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    let form = get(port, &mut cookies, "/submissions/new");
+    assert_eq!(form.status, 200, "{}", form.body);
+    let token = extract_csrf(&form.body).expect("the session's token");
+
+    let file = file_bytes(4 * 1024 * 1024, 5, "slow");
+    let mut parts = vec![Part::Text("csrf", &token)];
+    parts.extend(complete_fields("sent over a slow link", "submit"));
+    parts.push(Part::Text("description_1", "Relay settings"));
+    parts.push(Part::File("file_1", "large.bin", &file));
+    let body = common::multipart_body(&parts);
+    let idle = served.idle_secs;
+    let clock = served.clock.clone();
+    let sent = exchange(
+        port,
+        &mut cookies,
+        &format!(
+            "POST /submissions HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}"
+        ),
+        &body,
+        // Half the body is on its way (the session was admitted when the request began); the upload then takes
+        // longer than the idle timeout.
+        || {
+            std::thread::sleep(Duration::from_millis(1500));
+            clock.advance(idle + 120);
+        },
+    );
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    let to = sent.header("Location").expect("a redirect").to_string();
+    assert!(to.ends_with("/receipt"), "{to}");
+    let receipt = get(port, &mut cookies, &to);
+    assert_eq!(receipt.status, 200, "{}", receipt.body);
+    assert!(receipt.body.contains("PCII-"), "a tracking number");
+    assert!(receipt.body.contains("large.bin"));
+}
