@@ -1,6 +1,13 @@
 // The submission form's "Add another file": with this script the extra file pickers wait behind a button; without
-// it they are all shown. No other behaviour depends on it.
+// it they are all shown. And on "Check your answers", Enter in the form never sends it: the form's first button is
+// disabled, which stops implicit submission from a text field, but Chromium and Firefox send a form when Enter is
+// pressed on a checkbox by clicking its first enabled button.
 "use strict";
+document.addEventListener("keydown", function (e) {
+  if (e.key !== "Enter" || !e.target || e.target.tagName !== "INPUT") return;
+  var form = e.target.form;
+  if (form && form.hasAttribute("data-enter-does-not-send")) e.preventDefault();
+});
 document.addEventListener("DOMContentLoaded", function () {
   var button = document.querySelector("[data-add-file]");
   if (!button) return;

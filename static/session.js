@@ -12,6 +12,12 @@
 "use strict";
 
 (() => {
+  // The form's address. Not `form.action`: the form's buttons are named "action", and a control's name shadows the
+  // form's property of the same name.
+  function formAction(form) {
+    return new URL(form.getAttribute("action") || location.href, location.href).href;
+  }
+
   const body = document.body;
   const initial = Number(body.dataset.idleSeconds);
   if (!body.hasAttribute("data-idle-seconds") || !Number.isFinite(initial)) return;
@@ -155,7 +161,7 @@
     }
     data.append("action", "draft");
     try {
-      const res = await fetch(draftForm.action, { method: "POST", credentials: "same-origin", body: data });
+      const res = await fetch(formAction(draftForm), { method: "POST", credentials: "same-origin", body: data });
       if (!res.ok) return;
       // After the 303 the answer is the submission's page: its edit page is where to come back to.
       const url = new URL(res.url);
@@ -172,8 +178,8 @@
     const here = location.pathname + location.search;
     let next = draftSaved || here;
     // A new form saved as a draft comes back to the draft, not to an empty new form.
-    if (!draftSaved && draftForm && /^\/submissions\/[^/]+$/.test(new URL(draftForm.action).pathname)) {
-      next = new URL(draftForm.action).pathname + "/edit";
+    if (!draftSaved && draftForm && /^\/submissions\/[^/]+$/.test(new URL(formAction(draftForm)).pathname)) {
+      next = new URL(formAction(draftForm)).pathname + "/edit";
     }
     const signIn = "/login?next=" + encodeURIComponent(next);
     // Signed out now, as the warning said: a draft saved just before counted as a use on the server, which would

@@ -10,6 +10,12 @@
 "use strict";
 
 (() => {
+  // The form's address. Not `form.action`: the form's buttons are named "action", and a control's name shadows the
+  // form's property of the same name.
+  function formAction(form) {
+    return new URL(form.getAttribute("action") || location.href, location.href).href;
+  }
+
   // Binary units, as the portal's pages and messages write sizes.
   const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
 
@@ -237,9 +243,10 @@
     xhr.addEventListener("load", () => {
       done();
       const type = xhr.getResponseHeader("Content-Type") || "";
-      const action = new URL(form.action, location.href).href;
-      if (xhr.status < 400 && xhr.responseURL && xhr.responseURL !== action) {
-        // The 303 was followed: go to where it led (the receipt, the submission).
+      const action = new URL(formAction(form), location.href).href;
+      if (xhr.responseURL && xhr.responseURL !== action) {
+        // The 303 was followed: go to where it led (the receipt, the check page, the draft listing what is
+        // missing), whatever that page's status, so that the address bar shows it as after a plain form.
         location.assign(xhr.responseURL);
         return;
       }
@@ -262,7 +269,7 @@
     };
     xhr.addEventListener("error", failed);
     xhr.addEventListener("abort", failed);
-    xhr.open("POST", form.action);
+    xhr.open("POST", formAction(form));
     xhr.setRequestHeader("Accept", "text/html");
     xhr.send(data);
   }

@@ -881,8 +881,9 @@ async function flowSubmitterCures() {
   await replace.nth(1).setInputFiles(attachment('one-line diagram (legible).txt', 'text/plain', 'BUS 1 == 345 kV == XFMR T1 == BUS 2 (legible)\n'));
   await screenshot(page, '14-defect-answer');
   await go(page, 'submitter: corrections checked', () => press(page, page.getByRole('button', { name: 'Continue' })), { shot: '14b-check-corrections' });
-  const checked = await page.locator('main').textContent();
-  expect(checked.includes('one-line diagram (legible).txt') && !checked.includes('one-line diagram.txt'), 'the check page does not list the corrected file in place of the old one');
+  // The file names listed (the corrected file keeps the old one's description, which names the old file).
+  const checked = (await page.locator('main .check-answers .filename').allTextContents()).join('\n');
+  expect(checked.includes('one-line diagram (legible).txt') && !checked.includes('one-line diagram.txt'), `the check page does not list the corrected file in place of the old one: ${checked}`);
   await tick(page, 'express_statement');
   for (const c of ['cert_not_public', 'cert_not_regulatory', 'cert_authorized']) await tick(page, c);
   await go(page, 'submitter: corrected submission sent', () => press(page, page.getByRole('button', { name: 'Send the corrected submission' })));
@@ -1474,7 +1475,8 @@ async function flowUploadsAndSessions(browser) {
   const rising = sent.seen.filter((v, i) => i === 0 || v > sent.seen[i - 1]);
   expect(sent.seen.length >= 3 && rising.length === sent.seen.length, `the progress bar was not seen rising: ${sent.seen.map(Math.round).join(', ')}`);
   expect(sent.disabled === true, 'the buttons stayed enabled while the form was sent');
-  expect(/^\/submissions\/[^/]+$/.test(here(sam.page)), `the upload ended on ${sam.page.url()}`);
+  // A file from the picker still needs its description: the draft's form asks for it.
+  expect(/^\/submissions\/[^/]+(\/edit)?$/.test(here(sam.page)), `the upload ended on ${sam.page.url()}`);
   expect((await sam.page.locator('main').textContent()).includes('plant-survey-200mb.bin'), 'the submission does not list the 200 MB file');
   record('progress: 200 MB with progress', `${sent.seen.length} values seen in ${sent.seconds.toFixed(1)} s`, []);
   fs.rmSync(big);
@@ -1507,7 +1509,7 @@ async function flowUploadsAndSessions(browser) {
   const long = await sendWatched(ida, 'long upload: saved after more than the idle minute');
   await crawl.send('Network.emulateNetworkConditions', { offline: false, latency: 0, uploadThroughput: -1, downloadThroughput: -1 });
   expect(long.seconds > 70, `the throttled upload took only ${long.seconds.toFixed(1)} s: it did not outlive the idle minute`);
-  expect(/^\/submissions\/[^/]+$/.test(here(page)), `the long upload ended on ${page.url()}, not its submission`);
+  expect(/^\/submissions\/[^/]+(\/edit)?$/.test(here(page)), `the long upload ended on ${page.url()}, not its submission`);
   record('long upload: outlived the idle timeout', `${long.seconds.toFixed(1)} s`, []);
   fs.rmSync(slowFile);
 

@@ -21,6 +21,19 @@ fn submission_id_from(loc: &str) -> String {
         .to_string()
 }
 
+/// "Continue" on answers that are saved but not complete: a redirect to the draft's own address listing what is
+/// missing (so that a script's upload lands where a browser would), and that page.
+fn continued_to_missing(b: &mut Browser<'_>, uri: &str, parts: &[Part<'_>]) -> common::Page {
+    let page = b.post_multipart(uri, parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let loc = location(&page);
+    assert!(
+        loc.starts_with("/submissions/") && loc.ends_with("/edit?missing"),
+        "{loc}"
+    );
+    b.get(&loc)
+}
+
 /// The error summary's text (between its opening tag and the end of its list).
 fn summary(body: &str) -> &str {
     let start = body
@@ -131,7 +144,7 @@ fn a_file_without_a_description_is_kept_in_the_draft_and_blocks_sending() {
     let data = file_bytes(5000, 1, "");
     let mut parts = complete_fields("Complete otherwise.", "continue");
     parts.push(Part::File("files", "undescribed.bin", &data));
-    let page = b.post_multipart("/submissions", &parts);
+    let page = continued_to_missing(&mut b, "/submissions", &parts);
     assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
     assert!(summary(&page.body).contains("Describe this file: “undescribed.bin”."));
     let id: String = app.with_conn(|c| {
@@ -160,7 +173,8 @@ fn continue_on_an_incomplete_draft_returns_the_errors_in_form_order_focused() {
     let app = TestApp::new();
     let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
     let data = file_bytes(100, 1, "");
-    let page = b.post_multipart(
+    let page = continued_to_missing(
+        &mut b,
         "/submissions",
         &[
             Part::Text("title", "Only a title"),

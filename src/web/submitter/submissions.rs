@@ -221,13 +221,23 @@ async fn new_form(ctx: Ctx<'_>, user: SubmitterUser<'_>) -> AppResult<Page> {
     )
 }
 
+/// Which errors the edit form shows.
+enum Shown {
+    /// None: the form as stored.
+    Nothing,
+    /// These, from the save just refused.
+    Errors(FieldErrors),
+    /// What the stored answers still lack before they can be checked (after "Continue" saved them).
+    Missing,
+}
+
 async fn edit_page(
     ctx: &Ctx<'_>,
     user: &User,
     who: &Submitter,
     admitted: &Admitted,
     reading: Reading,
-    errors: Option<FieldErrors>,
+    shown: Shown,
     posted: Option<&crate::workflow::content::FormFields>,
 ) -> AppResult<Page> {
     let state = ctx.state;
@@ -257,6 +267,11 @@ async fn edit_page(
     if let Some(f) = posted {
         values = values.overlay(f);
     }
+    let errors = match shown {
+        Shown::Nothing => None,
+        Shown::Errors(e) => Some(e),
+        Shown::Missing => Some(check_answers(&content, &sub.sector)).filter(|e| !e.is_empty()),
+    };
     let files = file_views(Some(&content), &attachments);
     let limits = upload_limits(state, who, Some(&sub.id)).await?;
     let mut page = form_page(state, limits)
@@ -275,20 +290,39 @@ async fn edit_page(
     Ok(page.with("files", files))
 }
 
-#[rocket::get("/submissions/<id>/edit")]
-async fn edit_form(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Page> {
+/// The edit form; `?missing` (where "Continue" leads when the saved answers are not complete yet) shows what the
+/// stored answers still lack. A redirect, not a page in the POST's answer, so that the address is the draft's
+/// (after a new submission's first save too) and an upload sent by script lands on it like a browser would.
+#[rocket::get("/submissions/<id>/edit?<missing>")]
+async fn edit_form(
+    ctx: Ctx<'_>,
+    user: SubmitterUser<'_>,
+    id: &str,
+    missing: Option<&str>,
+) -> AppResult<Page> {
     let who = submitter(&user)?;
     let admitted = load(&ctx, &user, id).await?;
-    edit_page(
+    let page = edit_page(
         &ctx,
         &user.user,
         &who,
         &admitted,
         Reading::Page(Some("edit form")),
-        None,
+        if missing.is_some() {
+            Shown::Missing
+        } else {
+            Shown::Nothing
+        },
         None,
     )
-    .await
+    .await?;
+    Ok(match missing {
+        Some(_) => page.with(
+            "form_message",
+            "Complete the fields marked below, then continue.",
+        ),
+        None => page,
+    })
 }
 
 async fn save(
@@ -412,6 +446,15 @@ async fn save(
             format!("/submissions/{id}"),
             "This form was already sent; nothing was added. Here is the submission it created.",
         ))),
+        // Saved, but not complete enough to check: to the draft's own address, which lists what is missing.
+        SaveResult::Invalid {
+            id: Some(id),
+            saved: true,
+            ..
+        } if intent == Intent::Continue => Ok(Either::Left(Notice::redirect(
+            format!("/submissions/{id}/edit?missing"),
+            "Your answers and files were saved.",
+        ))),
         SaveResult::Invalid {
             id: Some(id),
             errors,
@@ -424,15 +467,13 @@ async fn save(
                 &who,
                 &admitted,
                 Reading::FormAgain,
-                Some(errors),
+                Shown::Errors(errors),
                 Some(&posted),
             )
             .await?;
             Ok(Either::Right(page.with(
                 "form_message",
-                if saved && intent == Intent::Continue {
-                    "Your answers and files were saved. Complete the fields marked below, then continue."
-                } else if saved {
+                if saved {
                     "Your changes and files were saved, but the submission was not sent: complete the fields marked below."
                 } else {
                     "Nothing was saved: correct the fields marked below. Files you attached must be attached again."
@@ -484,7 +525,7 @@ async fn too_large_page(
                 who,
                 &admitted,
                 Reading::FormAgain,
-                Some(errors),
+                Shown::Errors(errors),
                 Some(posted),
             )
             .await?
