@@ -1465,7 +1465,9 @@ async function flowUploadsAndSessions(browser) {
   const IDLE_OUTBOX = env('PCII_IDLE_OUTBOX_DIR');
 
   // The main portal: 200 MB over a throttled link, with progress, ending on the submission's page.
-  const sam = shared.submitter;
+  // The submitter of the first flows, in a browser of its own again (its first one was closed by a later flow).
+  const sam = await person(browser, 'submitter (progress)');
+  await signIn(sam, people.submitter.email, 'submitter (progress)');
   const big = bigFile('plant-survey-200mb.bin', 200 * 1024 * 1024);
   await go(sam.page, 'progress: new submission form', '/submissions/new');
   await fillDraft(sam.page, { title: 'Plant survey', narrative: 'A 200 MB survey, sent over a slow link.', file: big });
