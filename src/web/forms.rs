@@ -7,10 +7,12 @@ use rocket::data::{ByteUnit, FromData, Outcome};
 use rocket::form::{Form, FromForm};
 use rocket::http::{Cookie, SameSite, Status};
 use rocket::{Data, Request};
+use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use crate::audit::log::{Event, Outcome as AuditOutcome};
 use crate::web::guards::{actor, any_session, app};
+use crate::workflow::content::FieldErrors;
 
 pub const ANON_CSRF_COOKIE: &str = "pcii_csrf";
 pub const CSRF_FIELD: &str = "csrf";
@@ -190,4 +192,29 @@ impl TokenCheck<'_> {
     pub async fn refused(&self, reason: &'static str) {
         audit_csrf_refusal(self.req, reason).await;
     }
+}
+
+/// One line of the summary at the top of the page: the message, and the field it links to.
+#[derive(Serialize)]
+pub struct SummaryLine {
+    pub id: String,
+    pub message: String,
+}
+
+/// The messages in the order of the fields on the page (any other last).
+pub fn summary(errors: &FieldErrors, order: &[String]) -> Vec<SummaryLine> {
+    let mut lines: Vec<(usize, SummaryLine)> = errors
+        .iter()
+        .map(|(id, message)| {
+            (
+                order.iter().position(|o| o == id).unwrap_or(usize::MAX),
+                SummaryLine {
+                    id: id.clone(),
+                    message: message.clone(),
+                },
+            )
+        })
+        .collect();
+    lines.sort_by_key(|(at, _)| *at);
+    lines.into_iter().map(|(_, line)| line).collect()
 }

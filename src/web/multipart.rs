@@ -411,7 +411,6 @@ fn broken(e: multer::Error) -> Failure {
     Failure::Broken(AppError::Malformed(message))
 }
 
-/// The file fields: the `files` picker, `replace_<attachment id>` (a cure), and `file_N` (the older form).
 /// The id of the file input a slot's files come from (the template's ids; the first picker row for the picker).
 fn input_id(slot: &FileSlot) -> String {
     match slot {
@@ -421,6 +420,7 @@ fn input_id(slot: &FileSlot) -> String {
     }
 }
 
+/// The file fields: the `files` picker, `replace_<attachment id>` (a cure), and `file_N` (the older form).
 fn file_slot(name: &str) -> Option<FileSlot> {
     if name == "files" {
         return Some(FileSlot::Picker);

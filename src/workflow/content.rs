@@ -217,34 +217,34 @@ pub fn check_draft(content: &Content, sector: &str) -> FieldErrors {
         NARRATIVE_MAX,
         "The narrative",
     );
-    for (field, whose, c) in [
-        ("primary", "primary", &content.primary_contact),
-        ("secondary", "secondary", &content.secondary_contact),
+    for (whose, c) in [
+        ("primary", &content.primary_contact),
+        ("secondary", &content.secondary_contact),
     ] {
         too_long(
             &mut e,
-            &format!("{field}_name"),
+            &format!("{whose}_name"),
             &c.name,
             SHORT_MAX,
             &format!("The {whose} contact's name"),
         );
         too_long(
             &mut e,
-            &format!("{field}_email"),
+            &format!("{whose}_email"),
             &c.email,
             SHORT_MAX,
             &format!("The {whose} contact's email address"),
         );
         too_long(
             &mut e,
-            &format!("{field}_phone"),
+            &format!("{whose}_phone"),
             &c.phone,
             40,
             &format!("The {whose} contact's telephone number"),
         );
         if !c.email.is_empty() && !plausible_email(&c.email) {
             e.insert(
-                format!("{field}_email"),
+                format!("{whose}_email"),
                 format!("Enter the {whose} contact's email address like name@example.com."),
             );
         }

@@ -521,19 +521,24 @@ fn commit_save(
     }
     // A replaced file keeps its row and blob (on record, readable, destroyed with the submission); the corrected
     // one is listed in its place. Each replacement is a fact of its own in the same transaction.
+    // Numbers do not change with a replacement: read once, for the audit entries' "file 2 replaced by file 5".
+    let numbers = if plan.replacements.is_empty() {
+        Vec::new()
+    } else {
+        attachment::attachments_of(tx, &sub.id)?
+    };
+    let number = |id: &str| {
+        numbers
+            .iter()
+            .find(|a| a.id == id)
+            .map_or(0, |a| a.position)
+    };
     for (old, new) in &plan.replacements {
         if !attachment::mark_replaced(tx, &sub.id, old, new, now)? {
             return Err(AppError::Conflict(
                 "That file was already replaced or removed. Reload the page and try again.".into(),
             ));
         }
-        let numbers = attachment::attachments_of(tx, &sub.id)?;
-        let number = |id: &str| {
-            numbers
-                .iter()
-                .find(|a| a.id == id)
-                .map_or(0, |a| a.position)
-        };
         audit.append(
             tx,
             actor,

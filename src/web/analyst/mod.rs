@@ -10,9 +10,10 @@ use serde::Serialize;
 
 use crate::error::{AppError, AppResult};
 use crate::web::downloads::{Download, ZipDownload};
+use crate::web::forms::summary;
 use crate::web::forms::CsrfForm;
 use crate::web::guards::{AnalystUser, Ctx, FreshFactor};
-use crate::web::officer::forms::{summary, FormView};
+use crate::web::officer::forms::FormView;
 use crate::web::pages::{Notice, Page};
 use crate::web::views::{content_view, file_views, submission_view};
 use crate::workflow::access::{self, Reading};

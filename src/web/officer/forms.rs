@@ -199,34 +199,10 @@ pub struct RevokeView {
     pub reason: String,
 }
 
-/// One line of the summary at the top of the page: the message, and the field it links to.
-#[derive(Serialize)]
-pub struct SummaryLine {
-    pub id: String,
-    pub message: String,
-}
-
-/// The messages in the order of the fields on the page (any other last).
-pub fn summary(errors: &FieldErrors, order: &[String]) -> Vec<SummaryLine> {
-    let mut lines: Vec<(usize, SummaryLine)> = errors
-        .iter()
-        .map(|(id, message)| {
-            (
-                order.iter().position(|o| o == id).unwrap_or(usize::MAX),
-                SummaryLine {
-                    id: id.clone(),
-                    message: message.clone(),
-                },
-            )
-        })
-        .collect();
-    lines.sort_by_key(|(at, _)| *at);
-    lines.into_iter().map(|(_, line)| line).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::web::forms::summary;
 
     fn form(decision: &str, defects: &str, reason: &str) -> DecisionForm {
         DecisionForm {

@@ -13,11 +13,11 @@ use crate::models::account;
 use crate::models::grant as grants;
 use crate::models::submission::{self, Scope};
 use crate::web::downloads::{Download, ZipDownload};
-use crate::web::forms::CsrfForm;
+use crate::web::forms::{summary, CsrfForm};
 use crate::web::guards::{Ctx, FreshFactor, OfficerUser};
 use crate::web::officer::forms::{
-    grant_ids, revoke_id, summary, Again, DecisionForm, DisseminationForm, FormView, GrantForm,
-    RevokeForm, RevokeView,
+    grant_ids, revoke_id, Again, DecisionForm, DisseminationForm, FormView, GrantForm, RevokeForm,
+    RevokeView,
 };
 use crate::web::pages::{Notice, Page};
 use crate::web::step_up::StepUpForm;

@@ -16,10 +16,9 @@ use crate::models::sectors::SECTORS;
 use crate::models::submission;
 use crate::services::Services;
 use crate::web::downloads::{Download, ZipDownload};
-use crate::web::forms::{CsrfForm, TokenCheck};
+use crate::web::forms::{summary, CsrfForm, SummaryLine, TokenCheck};
 use crate::web::guards::{Ctx, FreshFactor, SubmitterUser};
 use crate::web::multipart::{open_form, FileTooLarge, Limits, ReadRefusal};
-use crate::web::officer::forms::{summary, SummaryLine};
 use crate::web::pages::{human_size, Notice, Page};
 use crate::web::step_up::StepUpForm;
 use crate::web::views::{
@@ -482,25 +481,36 @@ async fn save(
         }
         SaveResult::Invalid {
             id: None, errors, ..
-        } => {
-            let values = FormValues::of(&Content::default(), "").overlay(&posted);
-            Ok(Either::Right(
-                form_page(state, upload_limits(state, &who, None).await?)
-                    .with("organisation", organisation_of(state, &who).await?)
-                    .with("form_token", posted.get("form_token"))
-                    .with("action", "/submissions")
-                    .with("values", values)
-                    .with("files", Vec::<FileView>::new())
-                    .with("error_list", error_list(&errors, &[]))
-                    .with("errors", errors)
-                    .with(
-                        "form_message",
-                        "Nothing was saved: correct the fields marked below. Files you attached must be attached again.",
-                    )
-                    .status(Status::UnprocessableEntity),
-            ))
-        }
+        } => Ok(Either::Right(
+            new_form_again(state, &who, &posted, errors)
+                .await?
+                .with(
+                    "form_message",
+                    "Nothing was saved: correct the fields marked below. Files you attached must be attached again.",
+                )
+                .status(Status::UnprocessableEntity),
+        )),
     }
+}
+
+/// A new submission's form again when nothing was saved: what was typed (never the files), and the errors.
+async fn new_form_again(
+    state: &Services,
+    who: &Submitter,
+    posted: &FormFields,
+    errors: FieldErrors,
+) -> AppResult<Page> {
+    Ok(form_page(state, upload_limits(state, who, None).await?)
+        .with("organisation", organisation_of(state, who).await?)
+        .with("form_token", posted.get("form_token"))
+        .with("action", "/submissions")
+        .with(
+            "values",
+            FormValues::of(&Content::default(), "").overlay(posted),
+        )
+        .with("files", Vec::<FileView>::new())
+        .with("error_list", error_list(&errors, &[]))
+        .with("errors", errors))
 }
 
 /// A file over a limit: the form again (413) with what was typed before the file, the file named in the error
@@ -530,17 +540,7 @@ async fn too_large_page(
             )
             .await?
         }
-        None => form_page(state, upload_limits(state, who, None).await?)
-            .with("organisation", organisation_of(state, who).await?)
-            .with("form_token", posted.get("form_token"))
-            .with("action", "/submissions")
-            .with(
-                "values",
-                FormValues::of(&Content::default(), "").overlay(posted),
-            )
-            .with("files", Vec::<FileView>::new())
-            .with("error_list", error_list(&errors, &[]))
-            .with("errors", errors),
+        None => new_form_again(state, who, posted, errors).await?,
     };
     Ok(page
         .with(
