@@ -1,7 +1,7 @@
 // The submission form's "Add another file": with this script the extra file pickers wait behind a button; without
-// it they are all shown. And on "Check your answers", Enter in the form never sends it: the form's first button is
-// disabled, which stops implicit submission from a text field, but Chromium and Firefox send a form when Enter is
-// pressed on a checkbox by clicking its first enabled button.
+// it they are all shown. And on "Check your answers", Enter in the form does nothing: without this script it would
+// click the form's first button (Chromium and Firefox do so even on a checkbox), a hidden one that only shows the
+// page again with its ticks kept; the server sends only for the visible button's action=send.
 "use strict";
 document.addEventListener("keydown", function (e) {
   if (e.key !== "Enter" || !e.target || e.target.tagName !== "INPUT") return;

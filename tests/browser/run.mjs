@@ -802,10 +802,25 @@ async function flowSubmitter(browser) {
   expect(new URL(page.url()).pathname.endsWith('/check'), `Continue went to ${page.url()}`);
   for (const f of files) expect((await page.locator('main').textContent()).includes(f.name), `${f.name} is missing from the check page`);
   await tick(page, 'express_statement');
-  // Enter on the check page never sends: its default button is disabled.
+  // Enter on the check page never sends: the script stops it...
   await press(page, byId(page, 'express_statement'), 'Enter');
   await page.waitForTimeout(500);
   expect(new URL(page.url()).pathname.endsWith('/check'), 'Enter on the check page sent the submission');
+  // ...and without script, Enter on a box clicks the form's hidden default button, which shows the page again.
+  {
+    const noScript = await browser.newContext({ storageState: await p.context.storageState(), javaScriptEnabled: false, viewport: { width: 1280, height: 800 } });
+    const plain = await noScript.newPage();
+    plain.setDefaultTimeout(TIMEOUT);
+    await plain.goto(page.url());
+    for (const c of ['express_statement', 'cert_not_public', 'cert_not_regulatory', 'cert_authorized']) await tick(plain, c);
+    const [response] = await Promise.all([plain.waitForNavigation({ waitUntil: 'load' }), press(plain, byId(plain, 'cert_authorized'), 'Enter')]);
+    const problems = [];
+    if (response.status() !== 200) problems.push(`HTTP ${response.status()}, expected 200`);
+    if (!/Check your answers/.test(await heading(plain))) problems.push(`the page shown is "${await heading(plain)}"`);
+    if (!(await byId(plain, 'cert_authorized').isChecked())) problems.push('the ticks are not kept');
+    record('submitter: without script, Enter on a ticked box → the check page again, nothing sent', new URL(plain.url()).pathname, problems);
+    await noScript.close();
+  }
   for (const c of ['cert_not_public', 'cert_not_regulatory', 'cert_authorized']) await tick(page, c);
   await go(page, 'submitter: submitted → receipt', () => press(page, page.getByRole('button', { name: 'Submit to the PCII Program Office' })), { shot: '09-receipt' });
   const h1 = await heading(page);

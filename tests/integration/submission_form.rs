@@ -51,7 +51,7 @@ fn version(body: &str) -> String {
 }
 
 fn send(b: &mut Browser<'_>, id: &str, version: &str, fields: &[(&str, &str)]) -> common::Page {
-    let mut all = vec![("version", version)];
+    let mut all = vec![("action", "send"), ("version", version)];
     all.extend_from_slice(fields);
     b.post(&format!("/submissions/{id}/send"), &all)
 }
@@ -239,15 +239,44 @@ fn continue_check_then_send_gives_the_receipt_once_and_enter_cannot_send() {
         "a Change link to each field"
     );
     assert!(check.contains(&format!(r#"action="/submissions/{id}/send""#)));
-    // The form's first (default) button is disabled, so Enter does nothing; the button that sends comes after
-    // the statement and the certifications.
+    // The form's first (default) button, the one Enter clicks, only shows the page again; the button that
+    // sends comes after the statement and the certifications.
     let form = &check[check.find("/send\"").unwrap()..];
     let default_button = form.find("<button").unwrap();
-    assert!(form[default_button..].starts_with(r#"<button type="submit" disabled hidden>"#));
+    assert!(form[default_button..]
+        .starts_with(r#"<button type="submit" name="action" value="stay" hidden tabindex="-1">"#));
     let statement = form.find("express_statement").unwrap();
     let final_button = form.find("Submit to the PCII Program Office").unwrap();
     assert!(default_button < statement && statement < final_button);
     assert_eq!(app.status_of(&id), "draft", "nothing is sent by checking");
+
+    // Enter on a box without script: the default button's action=stay, every box ticked. Nothing is sent;
+    // the page comes back with the ticks kept.
+    let mut stay = vec![("action", "stay"), ("version", "")];
+    stay.extend_from_slice(&ALL_AFFIRMED);
+    let v = version(&check);
+    stay[1].1 = &v;
+    let page = b.post(&format!("/submissions/{id}/send"), &stay);
+    assert_eq!(page.status, Status::Ok, "{}", page.body);
+    assert_eq!(
+        app.status_of(&id),
+        "draft",
+        "Enter (action=stay) sent the submission"
+    );
+    assert_eq!(app.audit_count("submission.received"), 0);
+    for (name, _) in ALL_AFFIRMED {
+        assert!(
+            page.body
+                .contains(&format!(r#"id="{name}" name="{name}" value="yes" checked"#)),
+            "{name} is ticked again"
+        );
+    }
+    // Without any action (an old page, a script posting only the boxes): not sent either.
+    let mut bare = vec![("version", v.as_str())];
+    bare.extend_from_slice(&ALL_AFFIRMED);
+    let page = b.post(&format!("/submissions/{id}/send"), &bare);
+    assert_eq!(page.status, Status::Ok);
+    assert_eq!(app.status_of(&id), "draft");
 
     let page = send(&mut b, &id, &version(&check), &ALL_AFFIRMED);
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);

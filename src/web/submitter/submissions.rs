@@ -578,12 +578,14 @@ async fn update(
 // ---------------------------------------------------------------------------------------------
 
 /// The "check your answers" page of a complete, editable draft or cure: every answer with a link back to its
-/// field, then the express statement and the certifications, and the one button that sends.
+/// field, then the express statement and the certifications (`ticked` as they were posted, when shown again),
+/// and the one button that sends.
 async fn check_page(
     ctx: &Ctx<'_>,
     user: &SubmitterUser<'_>,
     id: &str,
     errors: Option<FieldErrors>,
+    ticked: &[(&str, bool)],
 ) -> AppResult<Either<Notice, Page>> {
     let state = ctx.state;
     let who = submitter(user)?;
@@ -620,6 +622,13 @@ async fn check_page(
         .with("express_statement", EXPRESS_STATEMENT)
         .with("certifications", certification_view())
         .with(
+            "ticked",
+            ticked
+                .iter()
+                .map(|(name, on)| (name.to_string(), *on))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        )
+        .with(
             "version",
             sub.content_blob_id.as_deref().unwrap_or_default(),
         );
@@ -634,12 +643,16 @@ async fn check_page(
 
 #[rocket::get("/submissions/<id>/check")]
 async fn check(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Either<Notice, Page>> {
-    check_page(&ctx, &user, id, None).await
+    check_page(&ctx, &user, id, None, &[]).await
 }
 
 /// The affirmations posted from the check page, and the content version they were made on.
 #[derive(FromForm)]
 struct SendForm {
+    /// "send" from the sending button; anything else (the hidden default button that Enter clicks) shows the
+    /// page again.
+    #[field(default = String::new())]
+    action: String,
     #[field(default = String::new())]
     version: String,
     #[field(default = String::new())]
@@ -678,6 +691,15 @@ async fn send(
         )));
     }
     let f = form.0;
+    let ticked = [
+        ("express_statement", f.express_statement == "yes"),
+        ("cert_not_public", f.cert_not_public == "yes"),
+        ("cert_not_regulatory", f.cert_not_regulatory == "yes"),
+        ("cert_authorized", f.cert_authorized == "yes"),
+    ];
+    if f.action != "send" {
+        return check_page(&ctx, &user, id, None, &ticked).await;
+    }
     let fields = FormFields(
         [
             ("express_statement", f.express_statement),
@@ -705,7 +727,9 @@ async fn send(
             format!("/submissions/{id}/receipt"),
             "Your submission was received. Keep this receipt.",
         ))),
-        SaveResult::Invalid { errors, .. } => check_page(&ctx, &user, id, Some(errors)).await,
+        SaveResult::Invalid { errors, .. } => {
+            check_page(&ctx, &user, id, Some(errors), &ticked).await
+        }
         SaveResult::Duplicate { id } => Ok(Either::Left(Notice::redirect(
             format!("/submissions/{id}"),
             "This submission was already sent.",
