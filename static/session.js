@@ -69,7 +69,7 @@
         method: "POST",
         credentials: "same-origin",
         headers: { "Content-Type": "application/x-www-form-urlencoded", Accept: "application/json" },
-        body: "csrf=" + encodeURIComponent(csrf()),
+        body: "csrf=" + encodeURIComponent(csrf()) + "&reason=idle",
       });
       if (!res.ok) return null;
       const answer = await res.json();
@@ -188,7 +188,7 @@
       method: "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/x-www-form-urlencoded" },
-      body: "csrf=" + encodeURIComponent(csrf()),
+      body: "csrf=" + encodeURIComponent(csrf()) + "&reason=idle",
     })
       .catch(() => null)
       .finally(() => location.assign(signIn));

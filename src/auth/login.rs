@@ -139,15 +139,31 @@ pub fn login(
     })
 }
 
+/// Why a session is ended on request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The person chose "Sign out".
+    SignedOut,
+    /// The page signed out by itself at the idle timeout (its script counts the idle time the server set): recorded
+    /// as the expiry it is, not as a choice the person made.
+    IdleTimeout,
+}
+
 pub fn logout(
     conn: &mut DbConn,
     audit: &AuditLog,
     actor: &Actor,
     token_hash: &str,
+    ending: SessionEnd,
 ) -> AppResult<()> {
     audit.fact(conn, actor, |tx| {
         sessions::delete(tx, token_hash)?;
-        Ok(((), Event::new("auth.logout", Outcome::Success)))
+        let event = match ending {
+            SessionEnd::SignedOut => Event::new("auth.logout", Outcome::Success),
+            SessionEnd::IdleTimeout => Event::new("auth.session_expired", Outcome::Success)
+                .reason("signed out by the page at the idle timeout"),
+        };
+        Ok(((), event))
     })
 }
 

@@ -119,6 +119,25 @@ fn keepalive_touches_the_session_now_and_answers_the_seconds_left() {
 }
 
 #[test]
+fn the_page_signing_out_at_the_idle_timeout_is_audited_as_an_expiry_not_a_sign_out() {
+    let app = TestApp::new();
+    let mut b = submitter(&app);
+    let token = b.csrf();
+    let page = b.post("/logout", &[("reason", "idle")]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.audit_count("auth.session_expired"), 1);
+    assert_eq!(app.audit_count("auth.logout"), 0);
+    assert!(last_seen_of(&app, SAM).is_empty(), "the session is gone");
+    // "Sign out" itself is still a sign-out.
+    let mut b = app.browser();
+    assert_eq!(b.login(SAM, PASSWORD), Status::SeeOther);
+    assert_ne!(b.csrf(), token);
+    assert_eq!(b.post("/logout", &[]).status, Status::SeeOther);
+    assert_eq!(app.audit_count("auth.logout"), 1);
+    assert_eq!(app.audit_count("auth.session_expired"), 1);
+}
+
+#[test]
 fn signed_in_pages_carry_the_seconds_left_and_the_session_script() {
     let app = TestApp::new();
     let mut b = submitter(&app);

@@ -280,21 +280,33 @@ async fn give_second_factor(
     ))
 }
 
-#[rocket::post("/logout", data = "<_form>")]
+/// A sign-out; `reason=idle` when the page's own script signs out at the idle timeout (static/session.js).
+#[derive(FromForm)]
+struct LogoutForm {
+    #[field(default = String::new())]
+    reason: String,
+}
+
+#[rocket::post("/logout", data = "<form>")]
 async fn logout(
     ctx: Ctx<'_>,
     user: AnySession<'_>,
     jar: &CookieJar<'_>,
-    _form: CsrfForm<crate::web::forms::NoFields>,
+    form: CsrfForm<LogoutForm>,
 ) -> AppResult<Notice> {
     let (audit, actor, hash) = (
         ctx.state.audit.clone(),
         ctx.actor.clone(),
         user.session_hash.clone(),
     );
+    let ending = if form.0.reason == "idle" {
+        signing_in::SessionEnd::IdleTimeout
+    } else {
+        signing_in::SessionEnd::SignedOut
+    };
     ctx.state
         .db
-        .run(move |c| signing_in::logout(c, &audit, &actor, &hash))
+        .run(move |c| signing_in::logout(c, &audit, &actor, &hash, ending))
         .await?;
     remove_session_cookie(ctx.tls, jar);
     Ok(Notice::redirect("/login", "You are signed out."))
