@@ -1,9 +1,9 @@
 //! A submission as a zip package: `COVER-SHEET.txt` (markings and protection statement),
-//! `manifest.json` (tracking number, status, files, sizes, SHA-256), `NARRATIVE.txt` (marked top and
+//! `manifest.json` (tracking number, status, files, sizes, SHA-256, which files a cure replaced), `NARRATIVE.txt` (marked top and
 //! bottom like the original), and the decrypted attachments under safe, unique names. The marking is
 //! also the archive comment. Attachments are decrypted and verified as the archive streams out.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::json;
 
@@ -56,6 +56,11 @@ pub(crate) async fn build(
     let mut used = HashSet::new();
     let mut files = Vec::new();
     let mut sources = Vec::new();
+    let position_of: HashMap<&str, i32> = attachments
+        .iter()
+        .map(|(a, _)| (a.id.as_str(), a.position))
+        .collect();
+    let mut replaced = 0;
     for (a, blob) in &attachments {
         let Some(blob) = blob else { continue };
         let original = content
@@ -64,6 +69,12 @@ pub(crate) async fn build(
             .map(|i| i.name.clone())
             .unwrap_or_else(|| format!("file-{}", a.position));
         let member = safe_member_name(a.position.max(0) as usize, &original, &mut used);
+        // A file a cure replaced stays in the package (it is on record until destruction), marked as such.
+        let replaced_by = a
+            .replaced_by
+            .as_deref()
+            .and_then(|id| position_of.get(id).copied());
+        replaced += usize::from(a.replaced_by.is_some());
         files.push(json!({
             "member": member,
             "position": a.position,
@@ -71,9 +82,20 @@ pub(crate) async fn build(
             "description": content.attachments.get(&a.id).map(|i| i.description.clone()).unwrap_or_default(),
             "size_bytes": a.size_bytes,
             "sha256": content.attachments.get(&a.id).map(|i| i.sha256.clone()).filter(|d| !d.is_empty()).or_else(|| a.legacy_sha256.clone()),
+            "current": a.replaced_by.is_none(),
+            "replaced_by_position": replaced_by,
+            "replaced_at": a.replaced_at.map(crate::time::rfc3339),
         }));
         sources.push((member, blob.clone()));
     }
+    let files_line = if replaced == 0 {
+        files.len().to_string()
+    } else {
+        format!(
+            "{} ({replaced} of them replaced by a corrected file, kept for the record)",
+            files.len()
+        )
+    };
 
     let cover = format!(
         "{title}\n\
@@ -84,7 +106,7 @@ pub(crate) async fn build(
          Package:      {purpose} of {tn}\n\
          Status:       {status_label}\n\
          Created:      {created} by {by}\n\
-         Files:        {count}\n\
+         Files:        {files_line}\n\
          \n\
          This package holds the submission's narrative (NARRATIVE.txt), a manifest with the SHA-256 of\n\
          every file (manifest.json) and the files themselves (attachments/). Every copy made from it\n\
@@ -95,7 +117,6 @@ pub(crate) async fn build(
         statement = marking.statement,
         status_label = status.label(),
         created = crate::time::datetime(now),
-        count = files.len(),
     );
     let manifest = json!({
         "tracking_number": sub.tracking_number,
