@@ -21,6 +21,8 @@ const MAX_BASE_BYTES: usize = 100;
 const MAX_EXT_BYTES: usize = 10;
 /// Folder of the attachments inside the package.
 pub const ATTACHMENTS_DIR: &str = "attachments";
+/// Where the files of the submission's messages go.
+pub const MESSAGES_DIR: &str = "messages";
 
 /// Where a member's contents come from.
 pub enum EntrySource {
@@ -270,6 +272,17 @@ fn split_ext(name: &str) -> (&str, Option<&str>) {
 /// nothing is left. If the name (ignoring case) is in `used`, ` (2)`, ` (3)`... is added before
 /// the extension. The name returned is added to `used`.
 pub fn safe_member_name(position: usize, original: &str, used: &mut HashSet<String>) -> String {
+    safe_member_name_in(ATTACHMENTS_DIR, position, original, used)
+}
+
+/// [`safe_member_name`] under the folder `dir` (one of this module's `*_DIR` names) instead of
+/// `attachments/`.
+pub fn safe_member_name_in(
+    dir: &str,
+    position: usize,
+    original: &str,
+    used: &mut HashSet<String>,
+) -> String {
     let last = original
         .rsplit(['/', '\\'])
         .find(|p| !p.trim().is_empty())
@@ -296,7 +309,7 @@ pub fn safe_member_name(position: usize, original: &str, used: &mut HashSet<Stri
         if stem_cut.is_empty() {
             stem_cut = "file";
         }
-        let candidate = format!("{ATTACHMENTS_DIR}/{position:02}-{stem_cut}{suffix}{ext_part}");
+        let candidate = format!("{dir}/{position:02}-{stem_cut}{suffix}{ext_part}");
         if !taken(&candidate, used) {
             debug_assert!(is_safe_member_name(&candidate), "{candidate:?}");
             used.insert(candidate.clone());

@@ -336,20 +336,34 @@ pub async fn open_attachment(
     Ok(OpenedFile { stream, name, len })
 }
 
-/// A marked zip package of the submission (`purpose` "export" or "return"; `by` names who asked, for the
-/// cover sheet), decrypted as it streams; recorded as exported before it does.
+/// A marked zip package of the submission for `reader` (`purpose` "export" or "return"), decrypted as it streams;
+/// recorded as exported before it does. The message thread goes in only for its two sides (the organisation and
+/// the Program Office), never for an authorized user reading under a grant.
 pub async fn export_package(
     services: &Services,
     admitted: &Admitted,
     actor: &Actor,
     purpose: &str,
-    by: &str,
+    reader: &User,
 ) -> AppResult<Package> {
     admitted.require_content()?;
     let sub = &admitted.submission;
     let blob_id = sub.content_blob_id.clone().ok_or_else(gone)?;
     let content = documents::read_content(services, &blob_id).await?;
-    let package = package::build(services, sub, &content, purpose, by).await?;
+    let thread = if crate::workflow::messages::reads_thread(reader) {
+        crate::workflow::messages::for_package(services, admitted).await?
+    } else {
+        Vec::new()
+    };
+    let package = package::build(
+        services,
+        sub,
+        &content,
+        &thread,
+        purpose,
+        &reader.display_name,
+    )
+    .await?;
     record_access(
         services,
         actor,

@@ -15,7 +15,7 @@ use crate::audit::log::{Actor, Event, Outcome};
 use crate::db::DbConn;
 use crate::domain::{Role, Status};
 use crate::error::{AppError, AppResult};
-use crate::key_store::data_keys::{current_recipients, SealingKey};
+use crate::key_store::data_keys::{blob_keys, current_recipients, BlobKeys, SealingKey};
 use crate::mail::{messages as mails, Mail};
 use crate::models::account::User;
 use crate::models::message::{self, NewMessage, NewMessageFile, Side};
@@ -108,6 +108,84 @@ pub struct Thread {
 
 fn side_of(user: &User) -> AppResult<Side> {
     Side::of(user.role()).ok_or(AppError::NotFound)
+}
+
+/// Whether `user`'s role is one of the thread's two sides (the organisation, the Program Office): only they read
+/// it, on a page or in a package. An authorized user reading validated PCII under a grant does not.
+pub fn reads_thread(user: &User) -> bool {
+    side_of(user).is_ok()
+}
+
+/// One message as a package carries it: its words opened, its files' blobs to open as the package streams.
+pub struct PackagedMessage {
+    pub seq: i64,
+    pub author: String,
+    pub side: Side,
+    pub at: i64,
+    pub request_for_information: bool,
+    pub body: String,
+    pub files: Vec<PackagedFile>,
+}
+
+pub struct PackagedFile {
+    pub position: i32,
+    pub name: String,
+    pub size_bytes: i64,
+    pub blob: BlobKeys,
+}
+
+/// The thread, oldest first, for the package of a submission whose content is still there (`access` admitted the
+/// asker, who [`reads_thread`]). Reading it this way does not mark it read: the package's export is recorded.
+pub(crate) async fn for_package(
+    state: &Services,
+    admitted: &Admitted,
+) -> AppResult<Vec<PackagedMessage>> {
+    admitted.require_content()?;
+    let sid = admitted.submission().id.clone();
+    let (rows, files) = state
+        .db
+        .run(move |c| {
+            let rows = message::thread_of(c, &sid)?;
+            let mut files = Vec::new();
+            for f in message::files_of(c, &sid)? {
+                if let Some(b) = &f.blob_id {
+                    let keys = blob_keys(c, b)?;
+                    files.push((f, keys));
+                }
+            }
+            Ok((rows, files))
+        })
+        .await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let texts = access::texts(state, admitted).await?;
+    let mut by_message: HashMap<String, Vec<PackagedFile>> = HashMap::new();
+    for (f, keys) in files {
+        by_message
+            .entry(f.message_id.clone())
+            .or_default()
+            .push(PackagedFile {
+                name: texts
+                    .try_open(&f.name)
+                    .unwrap_or_else(|| format!("message-file-{}", f.position)),
+                position: f.position,
+                size_bytes: f.size_bytes,
+                blob: keys,
+            });
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(row, author)| PackagedMessage {
+            body: texts.open(&row.body),
+            files: by_message.remove(&row.id).unwrap_or_default(),
+            side: row.side().unwrap_or(Side::Office),
+            seq: row.seq,
+            author,
+            at: row.created_at,
+            request_for_information: row.is_request_for_information,
+        })
+        .collect())
 }
 
 /// The thread, oldest first, with its words and file names opened; marks it read by `user` up to its newest

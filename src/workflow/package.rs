@@ -1,30 +1,37 @@
-//! A submission as a zip package: `COVER-SHEET.txt` (markings and protection statement),
-//! `manifest.json` (tracking number, status, files, sizes, SHA-256, which files a cure replaced), `NARRATIVE.txt` (marked top and
-//! bottom like the original), and the decrypted attachments under safe, unique names. The marking is
-//! also the archive comment. Attachments are decrypted and verified as the archive streams out.
+//! A submission as a zip package: `COVER-SHEET.txt` (markings and protection statement), `manifest.json`
+//! (tracking number, status, files, sizes, SHA-256, which files a cure replaced), `NARRATIVE.txt` (marked top and
+//! bottom like the original), the decrypted attachments under safe, unique names, and — for the thread's two
+//! sides — `MESSAGES.txt` with the message files under `messages/`. The marking is also the archive comment.
+//! Files are decrypted and verified as the archive streams out.
 
 use std::collections::{HashMap, HashSet};
 
 use serde_json::json;
 
 use crate::error::{AppError, AppResult};
-use crate::export::{package_stream, safe_member_name, BlockingBody, PackageEntry};
+use crate::export::{
+    package_stream, safe_member_name, safe_member_name_in, BlockingBody, PackageEntry, MESSAGES_DIR,
+};
+use crate::models::message::Side;
 use crate::models::submission::{self, Submission};
 use crate::services::Services;
 use crate::workflow::content::{marking_for, visible, Content};
+use crate::workflow::messages::PackagedMessage;
 
 pub struct Package {
     pub body: BlockingBody,
     pub file_name: String,
 }
 
-/// Builds the package of a submission, given its decrypted content document. Called by the content-access
-/// service (`workflow::access::export_package`) only, once the asker was admitted.
+/// Builds the package of a submission, given its decrypted content document and the message thread to include
+/// (empty when the asker is not one of its sides). Called by the content-access service
+/// (`workflow::access::export_package`) only, once the asker was admitted.
 /// `purpose` is "export" or "return"; `by` names who asked (for the cover sheet).
 pub(crate) async fn build(
     state: &Services,
     sub: &Submission,
     content: &Content,
+    thread: &[PackagedMessage],
     purpose: &str,
     by: &str,
 ) -> AppResult<Package> {
@@ -88,6 +95,24 @@ pub(crate) async fn build(
         }));
         sources.push((member, blob.clone()));
     }
+    // The thread's files, after the attachments, under messages/ numbered through the thread.
+    let mut message_files = Vec::new();
+    let mut message_members: HashMap<(i64, i32), String> = HashMap::new();
+    let mut number = 0;
+    for m in thread {
+        for f in &m.files {
+            number += 1;
+            let member = safe_member_name_in(MESSAGES_DIR, number, &f.name, &mut used);
+            message_files.push(json!({
+                "member": member,
+                "message": m.seq,
+                "original_name": visible(&f.name),
+                "size_bytes": f.size_bytes,
+            }));
+            message_members.insert((m.seq, f.position), member.clone());
+            sources.push((member, f.blob.clone()));
+        }
+    }
     let files_line = if replaced == 0 {
         files.len().to_string()
     } else {
@@ -107,12 +132,24 @@ pub(crate) async fn build(
          Status:       {status_label}\n\
          Created:      {created} by {by}\n\
          Files:        {files_line}\n\
+         Messages:     {messages_line}\n\
          \n\
          This package holds the submission's narrative (NARRATIVE.txt), a manifest with the SHA-256 of\n\
-         every file (manifest.json) and the files themselves (attachments/). Every copy made from it\n\
-         must carry these markings and be safeguarded in the same way.\n\
+         every file (manifest.json) and the files themselves (attachments/){thread_part}. Every copy made\n\
+         from it must carry these markings and be safeguarded in the same way.\n\
          \n\
          {title}\n",
+        messages_line = if thread.is_empty() {
+            "none in this package".to_string()
+        } else {
+            format!("{} (MESSAGES.txt; their files under messages/)", thread.len())
+        },
+        thread_part = if thread.is_empty() {
+            ""
+        } else {
+            ", and the messages between the\n\
+             submitting organisation and the PCII Program Office (MESSAGES.txt, messages/)"
+        },
         title = marking.title,
         statement = marking.statement,
         status_label = status.label(),
@@ -129,6 +166,8 @@ pub(crate) async fn build(
         "exported_at": crate::time::rfc3339(now),
         "purpose": purpose,
         "files": files,
+        "messages": thread.len(),
+        "message_files": message_files,
     });
     let narrative = narrative_text(content, marking.title, &tn, marking.statement);
     let comment = format!("{} - {tn} - {}", marking.title, marking.statement);
@@ -162,6 +201,18 @@ pub(crate) async fn build(
         ),
         PackageEntry::bytes("NARRATIVE.txt", narrative),
     ];
+    if !thread.is_empty() {
+        entries.push(PackageEntry::bytes(
+            "MESSAGES.txt",
+            messages_text(
+                thread,
+                &message_members,
+                marking.title,
+                &tn,
+                marking.statement,
+            ),
+        ));
+    }
     for (member, reader) in readers {
         entries.push(PackageEntry::reader(member, reader));
     }
@@ -169,6 +220,47 @@ pub(crate) async fn build(
         body: package_stream(entries, comment),
         file_name: format!("{tn}-{purpose}.zip"),
     })
+}
+
+/// The thread, oldest first, marked top and bottom like the narrative: each message's number, time, author and
+/// side, whether it is a formal request for information, its words and the members holding its files.
+fn messages_text(
+    thread: &[PackagedMessage],
+    members: &HashMap<(i64, i32), String>,
+    title: &str,
+    tn: &str,
+    statement: &str,
+) -> String {
+    let mut out = format!(
+        "{title}\nTracking number: {tn}\n\nMessages between the submitting organisation and the PCII Program Office, oldest first.\n"
+    );
+    for m in thread {
+        let side = match m.side {
+            Side::Organisation => "submitting organisation",
+            Side::Office => "PCII Program Office",
+        };
+        out.push_str(&format!(
+            "\n--- Message {} - {} - {} ({side}){}\n\n{}\n",
+            m.seq,
+            crate::time::datetime(m.at),
+            visible(&m.author),
+            if m.request_for_information {
+                " - formal request for information"
+            } else {
+                ""
+            },
+            m.body,
+        ));
+        for f in &m.files {
+            if let Some(member) = members.get(&(m.seq, f.position)) {
+                out.push_str(&format!("File: {member} ({} bytes)\n", f.size_bytes));
+            }
+        }
+    }
+    out.push_str(&format!(
+        "\n{statement}\n\n{title}\nTracking number: {tn}\n"
+    ));
+    out
 }
 
 fn narrative_text(c: &Content, title: &str, tn: &str, statement: &str) -> String {

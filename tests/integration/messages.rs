@@ -531,3 +531,128 @@ fn lists_and_submission_pages_show_unread_messages_until_the_thread_is_opened() 
     olga.get(&format!("/officer/submissions/{id}/messages"));
     assert!(!olga.get("/officer").body.contains("data-unread"));
 }
+
+fn zip_members(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("a valid zip");
+    (0..z.len())
+        .map(|i| {
+            let mut f = z.by_index(i).unwrap();
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut v).unwrap();
+            (f.name().unwrap().to_string(), v)
+        })
+        .collect()
+}
+
+#[test]
+fn the_thread_goes_into_the_officer_s_and_the_organisation_s_packages_never_an_analyst_s() {
+    use pcii_portal::db::schema::users;
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let file = file_bytes(20_000, 7, "FileContentMarker");
+    let talk = |ann: &mut Browser<'_>, olga: &mut Browser<'_>, id: &str| {
+        let page = olga.post_multipart(
+            &format!("/officer/submissions/{id}/messages"),
+            &[
+                Part::Text("body", QUESTION),
+                Part::Text("request_for_information", "yes"),
+            ],
+        );
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+        let page = ann.post_multipart(
+            &format!("/submissions/{id}/messages"),
+            &[
+                Part::Text("body", ANSWER),
+                Part::File("file_1", FILE_NAME, &file),
+            ],
+        );
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    };
+
+    // The officer's export: the thread, marked, and the answer's file byte for byte.
+    let id = submit(&mut ann);
+    let tn = tracking_number_of(&app, &id);
+    talk(&mut ann, &mut olga, &id);
+    let (status, zip, _) = olga.get_bytes(&format!("/officer/submissions/{id}/export"));
+    assert_eq!(status, Status::Ok);
+    let members = zip_members(&zip.unwrap());
+    let member = format!("messages/01-{FILE_NAME}");
+    let text = String::from_utf8(members["MESSAGES.txt"].clone()).unwrap();
+    assert!(text.contains(QUESTION) && text.contains(ANSWER), "{text}");
+    assert!(text.contains("(PCII Program Office) - formal request for information"));
+    assert!(text.contains("(submitting organisation)"));
+    assert!(text.contains(&format!("File: {member} (20000 bytes)")));
+    assert!(
+        text.contains(&tn) && text.starts_with("PCII — PENDING VALIDATION"),
+        "{text}"
+    );
+    assert_eq!(members[&member], file);
+    let manifest: serde_json::Value = serde_json::from_slice(&members["manifest.json"]).unwrap();
+    assert_eq!(manifest["messages"], 2);
+    assert_eq!(manifest["message_files"][0]["member"], member.as_str());
+    assert_eq!(manifest["message_files"][0]["message"], 2);
+    assert!(String::from_utf8_lossy(&members["COVER-SHEET.txt"]).contains("Messages:     2"));
+
+    // The organisation's return package carries it too.
+    let page = ann.post(
+        &format!("/submissions/{id}/withdraw"),
+        &[("disposition", "return")],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    let (status, zip, _) = ann.get_bytes(&format!("/submissions/{id}/package"));
+    assert_eq!(status, Status::Ok);
+    let members = zip_members(&zip.unwrap());
+    assert!(String::from_utf8_lossy(&members["MESSAGES.txt"]).contains(ANSWER));
+    assert_eq!(members[&member], file);
+
+    // An authorized user reads validated PCII under a grant: the content, not the conversation.
+    let id = submit(&mut ann);
+    talk(&mut ann, &mut olga, &id);
+    let page = olga.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[("decision", "validate"), ("confirm", "1")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let analyst = app.create_user(Role::AuthorizedUser, "ana@dhs.example.gov", None);
+    let now = app.now();
+    app.with_conn(|c| {
+        diesel::update(users::table.find(&analyst))
+            .set((
+                users::training_completed_at.eq(Some(now - 86_400)),
+                users::nda_signed_at.eq(Some(now - 86_400)),
+            ))
+            .execute(c)
+            .unwrap()
+    });
+    let page = olga.post(
+        &format!("/officer/submissions/{id}/grants"),
+        &[
+            ("user_id", analyst.as_str()),
+            ("reason", "Regional threat assessment"),
+            ("expires", &pcii_portal::time::date(now + 30 * 86_400)),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let mut ana = app.browser();
+    assert_eq!(
+        ana.login("ana@dhs.example.gov", crate::common::PASSWORD),
+        Status::SeeOther
+    );
+    let (status, zip, _) = ana.get_bytes(&format!("/analyst/submissions/{id}/export"));
+    assert_eq!(status, Status::Ok);
+    let members = zip_members(&zip.unwrap());
+    assert!(members.contains_key("NARRATIVE.txt"));
+    assert!(
+        !members
+            .keys()
+            .any(|m| m == "MESSAGES.txt" || m.starts_with("messages/")),
+        "{:?}",
+        members.keys()
+    );
+    let all: Vec<u8> = members.values().flatten().copied().collect();
+    let all = String::from_utf8_lossy(&all);
+    assert!(!all.contains("QuestionMarker5521") && !all.contains("AnswerMarker8830"));
+    let manifest: serde_json::Value = serde_json::from_slice(&members["manifest.json"]).unwrap();
+    assert_eq!(manifest["messages"], 0);
+}

@@ -62,14 +62,8 @@ async fn export(
     id: &str,
 ) -> AppResult<ZipDownload> {
     let admitted = access::admit(ctx.state, &user.user, &ctx.actor, id).await?;
-    let package = access::export_package(
-        ctx.state,
-        &admitted,
-        &ctx.actor,
-        "export",
-        &user.user.display_name,
-    )
-    .await?;
+    let package =
+        access::export_package(ctx.state, &admitted, &ctx.actor, "export", &user.user).await?;
     Ok(ZipDownload(package))
 }
 

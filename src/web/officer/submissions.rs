@@ -291,14 +291,8 @@ async fn export(
     id: &str,
 ) -> AppResult<ZipDownload> {
     let admitted = load(&ctx, &officer, id).await?;
-    let package = access::export_package(
-        ctx.state,
-        &admitted,
-        &ctx.actor,
-        "export",
-        &officer.user.display_name,
-    )
-    .await?;
+    let package =
+        access::export_package(ctx.state, &admitted, &ctx.actor, "export", &officer.user).await?;
     Ok(ZipDownload(package))
 }
 

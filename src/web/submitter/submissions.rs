@@ -1046,13 +1046,7 @@ async fn return_package(
                 .into(),
         ));
     }
-    let package = access::export_package(
-        ctx.state,
-        &admitted,
-        &ctx.actor,
-        "return",
-        &user.user.display_name,
-    )
-    .await?;
+    let package =
+        access::export_package(ctx.state, &admitted, &ctx.actor, "return", &user.user).await?;
     Ok(ZipDownload(package))
 }
