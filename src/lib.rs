@@ -175,6 +175,8 @@ pub fn build_unlocked(
     let swept = workflow::blobs::sweep_at_start(&mut conn, blobs.as_ref(), &audit, &settings)
         .map_err(|e| format!("sweeping the blob store: {e}"))?;
     let swept_blobs = swept.deleted + swept.temporaries + swept.orphans;
+    workflow::notifications::clear_lease_at_start(&mut conn)
+        .map_err(|e| format!("clearing the notification lease: {e}"))?;
     let setup_token = auth::accounts::issue_setup_token(
         &mut conn,
         &audit,

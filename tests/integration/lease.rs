@@ -189,3 +189,27 @@ fn the_periodic_sweep_skips_its_rounds_while_another_instance_holds_the_lease() 
     let held = app.with_conn(|c| lease::find(c, SWEEP_LEASE).unwrap());
     assert_eq!(held.map(|l| l.holder).as_deref(), Some(lease_holder()));
 }
+
+#[test]
+fn a_restart_on_sqlite_clears_the_notification_lease_its_crashed_process_left() {
+    use pcii_portal::workflow::notifications::LEASE;
+    let app = TestApp::new();
+    // The lease as a killed process leaves it: held, for longer than anyone wants to wait.
+    app.with_conn(|c| {
+        lease::clear(c, LEASE).unwrap();
+        assert!(lease::acquire(c, LEASE, OTHER, 3600).unwrap());
+    });
+    app.restart(|f| f);
+    let held = app.with_conn(|c| lease::find(c, LEASE).unwrap());
+    if app.database_url.is_empty() {
+        // One instance per SQLite file: it was this instance's, before the restart; the next round runs at once.
+        assert!(held.is_none(), "{:?}", held.map(|l| l.holder));
+        let round =
+            rocket::async_main(pcii_portal::workflow::notifications::round(app.state(), 60))
+                .unwrap();
+        assert!(round.is_some(), "the round after the restart ran");
+    } else {
+        // PostgreSQL: another instance may well hold it; it is respected.
+        assert_eq!(held.map(|l| l.holder).as_deref(), Some(OTHER));
+    }
+}
