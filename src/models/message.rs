@@ -244,16 +244,20 @@ pub fn mark_read(
     })
 }
 
-/// For each submission `user_id` can open on `side`'s thread page, how many messages of the other side it has not
-/// read: the organisation's members see the office's messages on their organisation's submissions, officers the
-/// organisations' messages on every submission that left the draft stage. Submissions without unread messages are
-/// left out.
+/// For each of `among` (the submissions a page shows) that `user_id` can open on `side`'s thread page, how many
+/// messages of the other side it has not read: the organisation's members see the office's messages on their
+/// organisation's submissions, officers the organisations' messages on every submission that left the draft stage.
+/// Submissions without unread messages are left out. Bounded by the page: never a count over every thread.
 pub fn unread_by_submission(
     conn: &mut DbConn,
     user_id: &str,
     side: Side,
     organisation_id: Option<&str>,
+    among: &[String],
 ) -> QueryResult<HashMap<String, i64>> {
+    if among.is_empty() {
+        return Ok(HashMap::new());
+    }
     let reads = message_reads::table.on(message_reads::submission_id
         .eq(messages::submission_id)
         .and(message_reads::user_id.eq(user_id)));
@@ -273,6 +277,7 @@ pub fn unread_by_submission(
                 .left_join(reads)
                 .filter(messages::side.eq(Side::Office.as_str()))
                 .filter(submissions::organisation_id.eq(org))
+                .filter(messages::submission_id.eq_any(among))
                 .filter(unread)
                 .group_by(messages::submission_id)
                 .select((messages::submission_id, diesel::dsl::count_star()))
@@ -283,6 +288,7 @@ pub fn unread_by_submission(
             .left_join(reads)
             .filter(messages::side.eq(Side::Organisation.as_str()))
             .filter(submissions::status.ne(Status::Draft))
+            .filter(messages::submission_id.eq_any(among))
             .filter(unread)
             .group_by(messages::submission_id)
             .select((messages::submission_id, diesel::dsl::count_star()))

@@ -527,11 +527,15 @@ pub async fn open_file(
     Ok(OpenedFile { stream, name, len })
 }
 
-/// For `user`, the number of unread messages per submission id (submissions with none are left out): for a
-/// member of a submitting organisation, the Program Office's messages on its organisation's submissions; for a
-/// PCII officer, the organisations' messages on every submission past the draft stage; nothing for other roles.
-/// List pages show `get(&submission.id)` as a badge next to the submission's link.
-pub async fn unread_for_user(state: &Services, user: &User) -> AppResult<HashMap<String, i64>> {
+/// For `user`, the number of unread messages on each of `among` (the submissions a page shows; those with none
+/// are left out): for a member of a submitting organisation, the Program Office's messages on its organisation's
+/// submissions; for a PCII officer, the organisations' messages on every submission past the draft stage; nothing
+/// for other roles. List pages show `get(&submission.id)` as a badge next to the submission's link.
+pub async fn unread_for_user(
+    state: &Services,
+    user: &User,
+    among: Vec<String>,
+) -> AppResult<HashMap<String, i64>> {
     let Some(side) = Side::of(user.role()) else {
         return Ok(HashMap::new());
     };
@@ -547,6 +551,7 @@ pub async fn unread_for_user(state: &Services, user: &User) -> AppResult<HashMap
                 &uid,
                 side,
                 org.as_deref(),
+                &among,
             )?)
         })
         .await

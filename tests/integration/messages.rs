@@ -50,7 +50,7 @@ fn unread(app: &TestApp, email: &str, id: &str) -> i64 {
         .client
         .rocket()
         .state::<pcii_portal::services::Services>()
-        .map(|s| rocket::async_main(unread_for_user(s, &u)))
+        .map(|s| rocket::async_main(unread_for_user(s, &u, vec![id.to_string()])))
         .unwrap()
         .unwrap();
     counts.get(id).copied().unwrap_or(0)

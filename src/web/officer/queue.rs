@@ -210,10 +210,7 @@ async fn officer_home(
             label: s.label(),
         })
         .collect();
-    let unread_messages =
-        crate::workflow::messages::unread_for_user(ctx.state, &officer.user).await?;
     let page = Page::new("dashboard/officer.html.tera")
-        .with("unread_messages", unread_messages)
         .with("form", &form)
         .with("sectors", sectors::SECTORS)
         .with("statuses", statuses)
@@ -229,6 +226,13 @@ async fn officer_home(
                 .status(Status::UnprocessableEntity))
         }
     };
+    let unread_messages = crate::workflow::messages::unread_for_user(
+        ctx.state,
+        &officer.user,
+        queue.rows.iter().map(|r| r.id.clone()).collect(),
+    )
+    .await?;
+    let page = page.with("unread_messages", unread_messages);
     let ids: Vec<String> = queue
         .rows
         .iter()

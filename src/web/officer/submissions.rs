@@ -232,11 +232,12 @@ pub(super) async fn submission_page(
             Again::Dissemination(values) => dissemination_form = FormView { values, errors },
         }
     }
-    let unread = crate::workflow::messages::unread_for_user(ctx.state, &officer.user)
-        .await?
-        .get(&sub.id)
-        .copied()
-        .unwrap_or(0);
+    let unread =
+        crate::workflow::messages::unread_for_user(ctx.state, &officer.user, vec![sub.id.clone()])
+            .await?
+            .get(&sub.id)
+            .copied()
+            .unwrap_or(0);
     Ok(Page::new("officer/submission.html.tera")
         .with("unread_messages", unread)
         .with(

@@ -45,7 +45,12 @@ async fn submitter_home(
         rows.iter().map(|r| r.row.id.clone()).collect(),
     )
     .await?;
-    let unread_messages = crate::workflow::messages::unread_for_user(ctx.state, &user.user).await?;
+    let unread_messages = crate::workflow::messages::unread_for_user(
+        ctx.state,
+        &user.user,
+        rows.iter().map(|r| r.row.id.clone()).collect(),
+    )
+    .await?;
     Ok(Page::new("dashboard/submitter.html.tera")
         .with("unread_messages", unread_messages)
         .with("notices", notices)

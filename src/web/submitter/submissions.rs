@@ -767,11 +767,12 @@ async fn detail(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Pa
     let texts = access::texts(state, &admitted).await?;
     open_events(&texts, &mut events);
     open_notices(&texts, &mut notices);
-    let unread = crate::workflow::messages::unread_for_user(state, &user.user)
-        .await?
-        .get(&sub.id)
-        .copied()
-        .unwrap_or(0);
+    let unread =
+        crate::workflow::messages::unread_for_user(state, &user.user, vec![sub.id.clone()])
+            .await?
+            .get(&sub.id)
+            .copied()
+            .unwrap_or(0);
     Ok(Page::new("submissions/detail.html.tera")
         .with("unread_messages", unread)
         .with("messages_link", format!("/submissions/{}/messages", sub.id))
