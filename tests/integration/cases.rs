@@ -637,7 +637,14 @@ fn the_dissemination_log_filters_and_exports_csv_with_formula_cells_neutralised(
     let csv = String::from_utf8(body.unwrap()).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 3, "{csv}");
-    assert!(lines[0].starts_with("\"released_on\",\"tracking_number\",\"recipient\""));
+    assert!(lines[0].starts_with("\"marking\",\"released_on\",\"tracking_number\",\"recipient\""));
+    // Each row marked as the PCII it describes, and the file named so.
+    assert!(lines[1..]
+        .iter()
+        .all(|l| l.starts_with("\"PROTECTED CRITICAL INFRASTRUCTURE INFORMATION\",")));
+    assert!(crate::common::header(&headers, "Content-Disposition")
+        .unwrap()
+        .contains("filename=\"PCII-dissemination-log.csv\""));
     assert!(csv.contains(&tn1) && csv.contains(&tn2));
     assert!(csv.contains("\"'=HYPERLINK(\"\"x\"\")\""), "{csv}");
     assert!(csv.contains("\"'@SUM(A1)\""), "{csv}");

@@ -787,7 +787,12 @@ async fn dissemination_csv(
     let rows = filtered_log(&ctx, tn, from_at, to_at, &form.recipient).await?;
     let mut out = Vec::new();
     let cell = crate::audit::export::csv_cell;
+    // Every row describes a release of PCII, in the officers' own words about it: each carries the marking (a
+    // column, so the file stays plain CSV for a spreadsheet), and so does the file name.
+    let marking =
+        crate::workflow::content::marking_for(crate::domain::Status::Validated, None).title;
     let header = [
+        "marking",
         "released_on",
         "tracking_number",
         "recipient",
@@ -808,6 +813,7 @@ async fn dissemination_csv(
     for r in &rows {
         let released = crate::time::date(r.released_at);
         let cells = [
+            marking,
             released.as_str(),
             r.tracking_number.as_deref().unwrap_or(""),
             &r.recipient,
@@ -869,7 +875,7 @@ impl<'r> rocket::response::Responder<'r, 'static> for CsvDownload {
             .header(rocket::http::ContentType::CSV)
             .header(rocket::http::Header::new(
                 "Content-Disposition",
-                "attachment; filename=\"dissemination-log.csv\"",
+                "attachment; filename=\"PCII-dissemination-log.csv\"",
             ))
             .header(rocket::http::Header::new("Cache-Control", "no-store"))
             .sized_body(self.0.len(), std::io::Cursor::new(self.0))
