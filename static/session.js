@@ -7,6 +7,7 @@
 // time than the server gives. If nobody answers and the page has form[data-draft] with typed changes, its text
 // (no files) is saved as a draft 30 seconds before the end; at the end the session is signed out and the browser
 // goes to the sign-in page with next= the draft's edit page (or this page), so that signing in again returns there.
+// If that save failed (the portal did not answer), the page is not left: its text stays, with a banner saying so.
 //
 // While static/upload.js sends a form (body[data-uploading]) the count is kept alive instead of warning.
 "use strict";
@@ -69,7 +70,7 @@
         method: "POST",
         credentials: "same-origin",
         headers: { "Content-Type": "application/x-www-form-urlencoded", Accept: "application/json" },
-        body: "csrf=" + encodeURIComponent(csrf()) + "&reason=idle",
+        body: "csrf=" + encodeURIComponent(csrf()),
       });
       if (!res.ok) return null;
       const answer = await res.json();
@@ -175,6 +176,8 @@
 
   function expire() {
     if (waitForUpload(expire)) return;
+    // Typed text the draft save could not keep (the portal did not answer): leaving would lose it, so stay.
+    const unsaved = Boolean(draftForm && dirty && !draftSaved);
     const here = location.pathname + location.search;
     let next = draftSaved || here;
     // A new form saved as a draft comes back to the draft, not to an empty new form.
@@ -191,7 +194,27 @@
       body: "csrf=" + encodeURIComponent(csrf()) + "&reason=idle",
     })
       .catch(() => null)
-      .finally(() => location.assign(signIn));
+      .finally(() => (unsaved ? keepText(signIn) : location.assign(signIn)));
+  }
+
+  // Signed out with text that could not be saved: the page stays, with the text in its fields, and says so.
+  function keepText(signIn) {
+    hideBanner();
+    banner = document.createElement("div");
+    banner.className = "session-warning";
+    banner.setAttribute("role", "alert");
+    const text = document.createElement("p");
+    text.id = "session-warning-text";
+    text.textContent =
+      "You have been signed out, and what you typed could not be saved: the portal did not answer. " +
+      "It is still on this page. Keep the page open, sign in again in a new tab, and copy your text across.";
+    const link = document.createElement("a");
+    link.href = signIn;
+    link.target = "_blank";
+    link.rel = "noopener";
+    link.textContent = "Sign in again (opens a new tab)";
+    banner.append(text, link);
+    body.prepend(banner);
   }
 
   function activity() {

@@ -1530,6 +1530,16 @@ async function flowUploadsAndSessions(browser) {
   record('long upload: outlived the idle timeout', `${long.seconds.toFixed(1)} s`, []);
   fs.rmSync(slowFile);
 
+  // Meanwhile, in a browser of its own: a draft typed while the portal cannot be reached (every POST to it refused),
+  // left to time out. Its save fails, so the page must not be left: the text stays in its fields.
+  const offline = await person(browser, 'idle portal submitter (portal unreachable)');
+  await signIn(offline, 'ida.idle@pipeline.example.com', 'unsaved draft', { base: IDLE_BASE });
+  await go(offline.page, 'unsaved draft: new submission form', '/submissions/new', { base: IDLE_BASE });
+  const kept = 'Typed while the portal could not be reached: this text must stay on the page.';
+  await byId(offline.page, 'narrative').fill(kept);
+  await offline.page.route((url) => url.pathname.startsWith('/submissions'),
+    (route) => (route.request().method() === 'POST' ? route.abort('connectionrefused') : route.continue()));
+
   // A draft typed and left: saved before the session ends, and signing in again returns to it.
   await go(page, 'draft survives: new submission form', '/submissions/new', { base: IDLE_BASE });
   const typed = 'Typed, then left for lunch: this narrative must survive the end of the session.';
@@ -1543,4 +1553,16 @@ async function flowUploadsAndSessions(browser) {
   expect(here(page) === next, `signing in returned to ${page.url()}, not ${next}`);
   expect((await byId(page, 'narrative').inputValue()) === typed, 'the typed narrative is not in the draft');
   await ida.context.close();
+
+  // The draft whose save was refused: its session ended (it started earlier), and the page stayed with its text.
+  const unsavedBanner = offline.page.locator('.session-warning[role=alert]');
+  await unsavedBanner.waitFor({ state: 'visible', timeout: 150000 });
+  const problems = [];
+  if (here(offline.page) !== '/submissions/new') problems.push(`the page was left for ${offline.page.url()}`);
+  if ((await byId(offline.page, 'narrative').inputValue()) !== kept) problems.push('the typed text is gone from the page');
+  const said = (await unsavedBanner.textContent()).replace(/\s+/g, ' ');
+  if (!/could not be saved/.test(said)) problems.push(`the banner says "${said}"`);
+  if ((await offline.page.getByRole('link', { name: 'Sign in again (opens a new tab)' }).count()) !== 1) problems.push('no link to sign in again');
+  record('unsaved draft: the save failed → the page and its text stay, signed out', here(offline.page), problems);
+  await offline.context.close();
 }
