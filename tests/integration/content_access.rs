@@ -2,10 +2,8 @@
 //! tells someone who may not read a submission nothing about whether it exists or was destroyed.
 
 use crate::common::{self, complete_fields, TestApp};
-use diesel::prelude::*;
 use rocket::http::Status;
 
-use pcii_portal::db::schema::users;
 use pcii_portal::domain::Role;
 
 fn send(app: &TestApp, email: &str, organisation: &str, action: &str) -> String {
@@ -23,17 +21,7 @@ fn send(app: &TestApp, email: &str, organisation: &str, action: &str) -> String 
 fn an_authorized_user_without_a_grant_gets_the_same_refusal_for_a_real_and_a_made_up_id() {
     let app = TestApp::new();
     let sent = send(&app, "ann@acme.example", "Acme", "submit");
-    let analyst = app.create_user(Role::AuthorizedUser, "ana@dhs.example.gov", None);
-    let now = app.now();
-    app.with_conn(|c| {
-        diesel::update(users::table.find(&analyst))
-            .set((
-                users::training_completed_at.eq(Some(now - 86_400)),
-                users::nda_signed_at.eq(Some(now - 86_400)),
-            ))
-            .execute(c)
-            .unwrap()
-    });
+    app.create_trained_analyst("ana@dhs.example.gov");
     let mut a = app.browser();
     assert_eq!(
         a.login("ana@dhs.example.gov", common::PASSWORD),

@@ -1,8 +1,6 @@
 //! Issue 5: the lifecycle through the officer, the submitter and the authorized user; markings on every
 //! content page and in the zip; need-to-know grants; destruction; the route × role matrix.
 
-use std::io::Read;
-
 use crate::common::{self, complete_fields, file_bytes, sha256_hex, Browser, Part, TestApp};
 use diesel::prelude::*;
 use rocket::http::Status;
@@ -76,19 +74,6 @@ fn analyst<'a>(app: &'a TestApp, email: &str) -> (String, Browser<'a>) {
 /// The date `days` days after the app's today, as the grant form takes it (a grant runs to the end of it).
 fn date_in(app: &TestApp, days: i64) -> String {
     pcii_portal::time::date(app.now() + days * DAY)
-}
-
-fn zip_members(bytes: &[u8]) -> (String, Vec<(String, Vec<u8>)>) {
-    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("a valid zip");
-    let comment = String::from_utf8_lossy(z.comment()).into_owned();
-    let mut out = Vec::new();
-    for i in 0..z.len() {
-        let mut f = z.by_index(i).unwrap();
-        let mut v = Vec::new();
-        f.read_to_end(&mut v).unwrap();
-        out.push((f.name().unwrap().to_string(), v));
-    }
-    (comment, out)
 }
 
 #[test]
@@ -194,7 +179,7 @@ fn defective_cured_validated_granted_read_exported_then_the_grant_expires() {
     let (status, body, _) = a.get_bytes(&format!("/analyst/submissions/{id}/export"));
     assert_eq!(status, Status::Ok);
     let body = body.expect("a complete zip");
-    let (comment, members) = zip_members(&body);
+    let (comment, members) = common::zip_members(&body);
     assert!(comment.contains(PCII) && comment.contains(&tn), "{comment}");
     let names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(

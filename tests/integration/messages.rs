@@ -532,21 +532,13 @@ fn lists_and_submission_pages_show_unread_messages_until_the_thread_is_opened() 
     assert!(!olga.get("/officer").body.contains("data-unread"));
 }
 
+/// A package's members by name.
 fn zip_members(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("a valid zip");
-    (0..z.len())
-        .map(|i| {
-            let mut f = z.by_index(i).unwrap();
-            let mut v = Vec::new();
-            std::io::Read::read_to_end(&mut f, &mut v).unwrap();
-            (f.name().unwrap().to_string(), v)
-        })
-        .collect()
+    crate::common::zip_members(bytes).1.into_iter().collect()
 }
 
 #[test]
 fn the_thread_goes_into_the_officer_s_and_the_organisation_s_packages_never_an_analyst_s() {
-    use pcii_portal::db::schema::users;
     let app = TestApp::new();
     let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
     let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
@@ -614,17 +606,8 @@ fn the_thread_goes_into_the_officer_s_and_the_organisation_s_packages_never_an_a
         &[("decision", "validate"), ("confirm", "1")],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    let analyst = app.create_user(Role::AuthorizedUser, "ana@dhs.example.gov", None);
+    let analyst = app.create_trained_analyst("ana@dhs.example.gov");
     let now = app.now();
-    app.with_conn(|c| {
-        diesel::update(users::table.find(&analyst))
-            .set((
-                users::training_completed_at.eq(Some(now - 86_400)),
-                users::nda_signed_at.eq(Some(now - 86_400)),
-            ))
-            .execute(c)
-            .unwrap()
-    });
     let page = olga.post(
         &format!("/officer/submissions/{id}/grants"),
         &[

@@ -478,14 +478,12 @@ fn a_cure_replaces_a_file_keeps_the_old_one_on_record_and_destruction_takes_both
     // The package carries both, the replaced one marked in the manifest and counted on the cover sheet.
     let (status, zip, _) = officer.get_bytes(&format!("/officer/submissions/{id}/export"));
     assert_eq!(status, Status::Ok);
-    let mut z = zip::ZipArchive::new(std::io::Cursor::new(zip.unwrap())).expect("a zip");
-    let member = |z: &mut zip::ZipArchive<std::io::Cursor<Vec<u8>>>, name: &str| {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut z.by_name(name).unwrap(), &mut text).unwrap();
-        text
+    let (_, members) = common::zip_members(&zip.unwrap());
+    let member = |name: &str| {
+        let (_, bytes) = members.iter().find(|(n, _)| n == name).expect(name);
+        String::from_utf8(bytes.clone()).unwrap()
     };
-    let manifest: serde_json::Value =
-        serde_json::from_str(&member(&mut z, "manifest.json")).unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&member("manifest.json")).unwrap();
     let files = manifest["files"].as_array().unwrap();
     assert_eq!(files.len(), 3, "{manifest}");
     let old = files.iter().find(|f| f["position"] == 2).unwrap();
@@ -496,7 +494,7 @@ fn a_cure_replaces_a_file_keeps_the_old_one_on_record_and_destruction_takes_both
     let fixed_entry = files.iter().find(|f| f["position"] == 3).unwrap();
     assert_eq!(fixed_entry["current"], true);
     assert!(fixed_entry["replaced_by_position"].is_null());
-    assert!(member(&mut z, "COVER-SHEET.txt")
+    assert!(member("COVER-SHEET.txt")
         .contains("Files:        3 (1 of them replaced by a corrected file, kept for the record)"));
 
     // Destroyed with the submission: every blob (the replaced one too) and the data key are gone.

@@ -147,6 +147,24 @@ impl TestApp {
         })
     }
 
+    /// A new authorized user, its training and NDA recorded a day ago (both current): its id.
+    pub fn create_trained_analyst(&self, email: &str) -> String {
+        use diesel::prelude::*;
+        use pcii_portal::db::schema::users;
+        let id = self.create_user(Role::AuthorizedUser, email, None);
+        let day_ago = self.now() - 86_400;
+        self.with_conn(|c| {
+            diesel::update(users::table.find(&id))
+                .set((
+                    users::training_completed_at.eq(Some(day_ago)),
+                    users::nda_signed_at.eq(Some(day_ago)),
+                ))
+                .execute(c)
+                .unwrap()
+        });
+        id
+    }
+
     /// A browser signed in as a new account of `role`.
     pub fn login_as(&self, role: Role, email: &str, organisation: Option<&str>) -> Browser<'_> {
         self.create_user(role, email, organisation);
@@ -696,6 +714,20 @@ pub fn complete_fields<'a>(narrative: &'a str, action: &'a str) -> Vec<Part<'a>>
     }
     parts.push(Part::Text("action", action));
     parts
+}
+
+/// A zip's comment and its members (name, bytes), in archive order.
+pub fn zip_members(bytes: &[u8]) -> (String, Vec<(String, Vec<u8>)>) {
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("a valid zip");
+    let comment = String::from_utf8_lossy(z.comment()).into_owned();
+    let mut out = Vec::new();
+    for i in 0..z.len() {
+        let mut f = z.by_index(i).unwrap();
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut v).unwrap();
+        out.push((f.name().unwrap().to_string(), v));
+    }
+    (comment, out)
 }
 
 pub fn sha256_hex(b: &[u8]) -> String {
