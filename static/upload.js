@@ -5,7 +5,7 @@
 // an offending file is named in an error summary at the top of the form, and nothing is sent. Otherwise the form
 // (with the button that was clicked) is sent with XMLHttpRequest, with a progress bar per file and for all, the
 // percentage and the time left; the buttons are disabled meanwhile and the session is kept alive. When the server
-// answers, the browser follows it to the final page (the receipt, the submission), or shows its error page.
+// answers, the browser goes to the page its redirect names (the receipt, the submission), or shows its error page.
 // Without this script the form is posted as a plain form, and the server checks the same limits.
 "use strict";
 
@@ -164,6 +164,16 @@
     return { row, bar, text, max };
   }
 
+  // The same-origin address in a redirect answered as data, or null.
+  function destination(text) {
+    try {
+      const to = new URL(JSON.parse(text).location, location.href);
+      return to.origin === location.origin ? to.href : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
   function buttons(form) {
     return form.querySelectorAll("button, input[type=submit]");
   }
@@ -243,11 +253,11 @@
     xhr.addEventListener("load", () => {
       done();
       const type = xhr.getResponseHeader("Content-Type") || "";
-      const action = new URL(formAction(form), location.href).href;
-      if (xhr.responseURL && xhr.responseURL !== action) {
-        // The 303 was followed: go to where it led (the receipt, the check page, the draft listing what is
-        // missing), whatever that page's status, so that the address bar shows it as after a plain form.
-        location.assign(xhr.responseURL);
+      const next = xhr.status === 200 && type.startsWith("application/json") ? destination(xhr.responseText) : null;
+      if (next) {
+        // Where the portal's redirect leads (the receipt, the check page, the draft listing what is missing): the
+        // browser fetches it once, with the notice the redirect left, and the address bar shows it.
+        location.assign(next);
         return;
       }
       if (type.startsWith("text/html")) {
@@ -271,6 +281,8 @@
     xhr.addEventListener("abort", failed);
     xhr.open("POST", formAction(form));
     xhr.setRequestHeader("Accept", "text/html");
+    // A redirect comes back as {"location": …} instead of being followed by the request itself.
+    xhr.setRequestHeader("Pcii-Redirect", "json");
     xhr.send(data);
   }
 

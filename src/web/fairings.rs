@@ -1,4 +1,5 @@
-//! Fairings that apply to every request: request ids and logging, security headers, the cross-site check.
+//! Fairings that apply to every request: request ids and logging, security headers, the cross-site check,
+//! redirects as data for the page's own script.
 
 use std::time::Instant;
 
@@ -94,6 +95,42 @@ impl Fairing for SecurityHeaders {
                 "max-age=63072000; includeSubDomains",
             ));
         }
+    }
+}
+
+/// The header with which a page's own script asks for a redirect as data (`static/upload.js`).
+pub const REDIRECT_AS_JSON: &str = "Pcii-Redirect";
+
+/// Answers a redirect as `200 {"location": …}` when the request asks for it with `Pcii-Redirect: json`. An
+/// XMLHttpRequest follows a redirect by itself: the page it leads to would be fetched twice (by the script, then
+/// by the browser showing it), recorded as two reads, and its one-time notice used up by the first fetch. Cookies
+/// the redirect sets (that notice) are kept; the page is fetched once, when the script goes to the location.
+/// A cross-site request cannot send the header without a preflight, which the portal does not answer.
+pub struct RedirectAsJson;
+
+#[rocket::async_trait]
+impl Fairing for RedirectAsJson {
+    fn info(&self) -> Info {
+        Info {
+            name: "redirects as data for the page's own script",
+            kind: Kind::Response,
+        }
+    }
+
+    async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
+        if req.headers().get_one(REDIRECT_AS_JSON) != Some("json")
+            || res.status().class() != rocket::http::StatusClass::Redirection
+        {
+            return;
+        }
+        let Some(location) = res.headers().get_one("Location").map(str::to_owned) else {
+            return;
+        };
+        let body = serde_json::json!({ "location": location }).to_string();
+        res.remove_header("Location");
+        res.set_status(rocket::http::Status::Ok);
+        res.set_header(rocket::http::ContentType::JSON);
+        res.set_sized_body(body.len(), std::io::Cursor::new(body));
     }
 }
 

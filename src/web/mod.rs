@@ -42,6 +42,7 @@ pub fn mount(rocket: Rocket<Build>, public_origin: &str) -> Rocket<Build> {
             public_origin: public_origin.to_string(),
         })
         .attach(fairings::OriginCheck)
+        .attach(fairings::RedirectAsJson)
         .attach(pages::Templates::fairing())
         .attach(rocket::fairing::AdHoc::on_liftoff("blob sweep", |rocket| {
             Box::pin(async move {

@@ -1,7 +1,7 @@
 //! Authorized users at work: their live grants as their home lists them (title, reason, days left), their
 //! requests for need-to-know access to validated PCII by tracking number, and the officers' decision on each
 //! request. Every act is one transaction with its audit entry; the analyst's and the officer's words are sealed
-//! with the submission's data key; a grant goes through `decisions::grant`, so all of its rules apply.
+//! with the submission's data key; a grant goes through `decisions::grant_in`, so all of its rules apply.
 
 use std::collections::{HashMap, HashSet};
 
@@ -377,13 +377,11 @@ fn decided_mail(state: &Services, analyst: &User) -> Mail {
     )
 }
 
-/// Grants a pending request through [`decisions::grant`] (every rule of a grant applies: validated PCII, not the
-/// officer's own organisation, an active authorized user, a reason, an end within the longest grant), then marks
-/// the request granted (`access_request.granted`). Returns the message for the analyst, to send once committed.
-///
-/// Two transactions, one after the other: `decisions::grant` runs and commits its own (the grant and its
-/// `grant.created` entry), and no part of it takes a caller's transaction. Should the request have been decided
-/// by another officer in between, the grant stands (a full, audited grant) and this answers 409 saying so.
+/// Grants a pending request with every rule of [`decisions::grant`] (validated PCII, not the officer's own
+/// organisation, an active authorized user, a reason, an end within the longest grant) and marks it granted, in
+/// one transaction with both entries (`grant.created`, `access_request.granted`): should another officer have
+/// decided the request meanwhile, nothing is granted and this answers 409. Returns the message for the analyst,
+/// to send once committed.
 pub async fn grant(
     state: &Services,
     officer: &User,
@@ -393,43 +391,48 @@ pub async fn grant(
     expires_at: i64,
 ) -> AppResult<Mail> {
     let req = pending_request(state, request_id).await?;
-    decisions::grant(
+    let now = state.clock.now();
+    let reason =
+        decisions::check_grant_terms(reason, expires_at, now).map_err(decisions::invalid)?;
+    let (audit, entry_actor) = (state.audit.clone(), actor.clone());
+    let submission_id = req.submission_id.clone();
+    let analyst = decisions::officer_fact(
         state,
         officer,
         actor,
-        &req.submission_id,
-        &req.user_id,
-        reason,
-        expires_at,
+        &submission_id,
+        move |tx, officer, sub, sealer| {
+            let created = decisions::grant_in(
+                tx,
+                officer,
+                sub,
+                sealer,
+                &req.user_id,
+                &reason,
+                expires_at,
+                now,
+            )?;
+            audit.append(tx, &entry_actor, &created)?;
+            if access_request::mark_granted(tx, &req.id, &officer.id, now)? != 1 {
+                return Err(AppError::Conflict(
+                    "Another officer has meanwhile decided this request; nothing was granted."
+                        .into(),
+                ));
+            }
+            let analyst = account::find(tx, &req.user_id)?;
+            let event = Event::new("access_request.granted", Outcome::Success)
+                .object("submission", sub.id.clone())
+                .tracking(sub.tracking_number.clone())
+                .reason(format!(
+                    "request {} of account {}; granted until {}",
+                    req.id,
+                    req.user_id,
+                    crate::time::datetime(expires_at)
+                ));
+            Ok((analyst, event))
+        },
     )
     .await?;
-    let now = state.clock.now();
-    let (audit, actor, officer_id) = (state.audit.clone(), actor.clone(), officer.id.clone());
-    let analyst = state
-        .db
-        .run(move |c| {
-            audit.fact(c, &actor, |tx| {
-                let sub = submission::find(tx, &req.submission_id, Scope::ProgramOffice)?;
-                if access_request::mark_granted(tx, &req.id, &officer_id, now)? != 1 {
-                    return Err(AppError::Conflict(
-                        "Access was granted, but another officer had meanwhile decided this request."
-                            .into(),
-                    ));
-                }
-                let analyst = account::find(tx, &req.user_id)?;
-                let event = Event::new("access_request.granted", Outcome::Success)
-                    .object("submission", sub.id.clone())
-                    .tracking(sub.tracking_number.clone())
-                    .reason(format!(
-                        "request {} of account {}; granted until {}",
-                        req.id,
-                        req.user_id,
-                        crate::time::datetime(expires_at)
-                    ));
-                Ok((analyst, event))
-            })
-        })
-        .await?;
     Ok(decided_mail(state, &analyst))
 }
 

@@ -263,7 +263,7 @@ fn apply_decision(
 }
 
 /// One message for a form's problems, for a caller that did not check the fields itself.
-fn invalid(errors: FieldErrors) -> AppError {
+pub(crate) fn invalid(errors: FieldErrors) -> AppError {
     AppError::Invalid(errors.into_values().collect::<Vec<_>>().join(" "))
 }
 
@@ -321,43 +321,60 @@ pub async fn grant(
         actor,
         submission_id,
         move |tx, officer, sub, sealer| {
-            may_release(officer, sub)?;
-            // An account that does not exist is refused like a disabled one or one of another role.
-            let eligible = match account::find(tx, &grantee).map_err(AppError::from) {
-                Ok(u) => !u.disabled && u.role == Role::AuthorizedUser,
-                Err(AppError::NotFound) => false,
-                Err(e) => return Err(e),
-            };
-            if !eligible {
-                return Err(AppError::Invalid(
-                    "Choose an active authorized user.".into(),
-                ));
-            }
-            let reason = sealer.seal(&reason)?;
-            grant::insert(
-                tx,
-                &NewGrant {
-                    id: &crate::db::new_id(),
-                    submission_id: &sub.id,
-                    user_id: &grantee,
-                    granted_by: &officer.id,
-                    reason: &reason.stored,
-                    created_at: now,
-                    expires_at,
-                },
-            )?;
-            let event = Event::new("grant.created", Outcome::Success)
-                .object("submission", sub.id.clone())
-                .tracking(sub.tracking_number.clone())
-                .reason(format!(
-                    "to account {grantee} until {}; reason {}",
-                    crate::time::datetime(expires_at),
-                    reason.audit_ref()
-                ));
+            let event = grant_in(tx, officer, sub, sealer, &grantee, &reason, expires_at, now)?;
             Ok(((), event))
         },
     )
     .await
+}
+
+/// The grant itself, in the transaction of an [`officer_fact`] (which found `sub` and checked it is not the
+/// officer's own): validated PCII, an active authorized user, the reason sealed, the row; the `grant.created`
+/// event for the caller to record. `reason` was checked by [`check_grant_terms`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn grant_in(
+    tx: &mut DbConn,
+    officer: &User,
+    sub: &Submission,
+    sealer: &Sealer,
+    grantee: &str,
+    reason: &str,
+    expires_at: i64,
+    now: i64,
+) -> AppResult<Event> {
+    may_release(officer, sub)?;
+    // An account that does not exist is refused like a disabled one or one of another role.
+    let eligible = match account::find(tx, grantee).map_err(AppError::from) {
+        Ok(u) => !u.disabled && u.role == Role::AuthorizedUser,
+        Err(AppError::NotFound) => false,
+        Err(e) => return Err(e),
+    };
+    if !eligible {
+        return Err(AppError::Invalid(
+            "Choose an active authorized user.".into(),
+        ));
+    }
+    let reason = sealer.seal(reason)?;
+    grant::insert(
+        tx,
+        &NewGrant {
+            id: &crate::db::new_id(),
+            submission_id: &sub.id,
+            user_id: grantee,
+            granted_by: &officer.id,
+            reason: &reason.stored,
+            created_at: now,
+            expires_at,
+        },
+    )?;
+    Ok(Event::new("grant.created", Outcome::Success)
+        .object("submission", sub.id.clone())
+        .tracking(sub.tracking_number.clone())
+        .reason(format!(
+            "to account {grantee} until {}; reason {}",
+            crate::time::datetime(expires_at),
+            reason.audit_ref()
+        )))
 }
 
 /// Revokes a grant (effective immediately).

@@ -1435,10 +1435,14 @@ function bigFile(name, bytes) {
 
 /**
  * Sends the form now shown with "Save draft" and watches it: the buttons disabled, the total progress bar
- * rising; then the page it leads to. Returns the progress values seen and the seconds taken.
+ * rising; then the page it leads to. Returns the progress values seen, the seconds taken, and how many times
+ * the page it led to was fetched meanwhile (by the script and the browser together).
  */
 async function sendWatched(p, label, { timeout = 300000 } = {}) {
   const { page } = p;
+  const fetched = [];
+  const onRequest = (r) => { if (r.method() === 'GET') fetched.push(new URL(r.url()).pathname); };
+  page.on('request', onRequest);
   const nav = page.waitForNavigation({ waitUntil: 'load', timeout });
   const started = Date.now();
   await press(page, page.locator('button[name=action][value=draft]'));
@@ -1464,8 +1468,10 @@ async function sendWatched(p, label, { timeout = 300000 } = {}) {
   }
   const response = await nav;
   const seconds = (Date.now() - started) / 1000;
+  page.off('request', onRequest);
   await checkPage(page, label, { status: response.status(), headers: await response.allHeaders() });
-  return { seen, seconds, disabled };
+  const fetches = fetched.filter((path) => path === here(page)).length;
+  return { seen, seconds, disabled, fetches };
 }
 
 async function fillDraft(page, { title, narrative, file }) {
@@ -1495,6 +1501,10 @@ async function flowUploadsAndSessions(browser) {
   // A file from the picker still needs its description: the draft's form asks for it.
   expect(/^\/submissions\/[^/]+(\/edit)?$/.test(here(sam.page)), `the upload ended on ${sam.page.url()}`);
   expect((await sam.page.locator('main').textContent()).includes('plant-survey-200mb.bin'), 'the submission does not list the 200 MB file');
+  // The script asked for the redirect as data: the page was fetched once, and shows the save's one-time notice.
+  expect(sent.fetches === 1, `the page the upload led to was fetched ${sent.fetches} times`);
+  const notice = await sam.page.locator('.notice[role=status]').first().textContent({ timeout: 5000 }).catch(() => '');
+  expect(/^Saved with 1 new file\./.test((notice || '').trim()), `the page the upload led to shows no "Saved" notice: "${notice}"`);
   record('progress: 200 MB with progress', `${sent.seen.length} values seen in ${sent.seconds.toFixed(1)} s`, []);
   fs.rmSync(big);
 

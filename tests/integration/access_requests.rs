@@ -331,6 +331,65 @@ fn an_officer_grants_a_request_and_the_analyst_reads_the_submission_told_by_an_e
     assert!(!mails[0].contains("Pipeline") && !mails[0].contains("RequestReasonMarker"));
 }
 
+/// Another officer decides the request while this one's grant is being written (a trigger refuses the request
+/// as the grant row goes in): the grant and the request's decision are one fact, so nothing is granted, nothing
+/// is recorded but the other decision, and the officer is told (409).
+#[test]
+fn a_request_decided_by_another_officer_meanwhile_grants_nothing() {
+    let app = TestApp::new();
+    let (mut sub, mut officer) = people(&app);
+    let (id, tn) = validated(&app, &mut sub, &mut officer);
+    let (_, mut a) = analyst(&app);
+    let page = a.post(
+        "/analyst/access-requests",
+        &[("tracking", &tn), ("reason", "Pipeline threat brief")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let rid = only_request(&app);
+    let decided_meanwhile = if app.database_url.starts_with("postgres") {
+        "CREATE FUNCTION decided_meanwhile() RETURNS trigger AS $$ BEGIN \
+         UPDATE access_requests SET state = 'refused'; RETURN NEW; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER decided_meanwhile BEFORE INSERT ON grants FOR EACH ROW \
+         EXECUTE FUNCTION decided_meanwhile();"
+    } else {
+        "CREATE TRIGGER decided_meanwhile BEFORE INSERT ON grants \
+         BEGIN UPDATE access_requests SET state = 'refused'; END;"
+    };
+    app.with_conn(|c| {
+        diesel::connection::SimpleConnection::batch_execute(c, decided_meanwhile).unwrap();
+    });
+    let entries_before: i64 =
+        app.with_conn(|c| audit_entries::table.count().get_result(c).unwrap());
+    let page = officer.post(
+        &format!("/officer/access-requests/{rid}/grant"),
+        &[
+            ("reason", "Pipeline threat brief"),
+            ("expires", &date_in(&app, 30)),
+        ],
+    );
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert!(page.body.contains("nothing was granted"), "{}", page.body);
+    let grants: i64 = app.with_conn(|c| {
+        diesel::dsl::sql::<diesel::sql_types::BigInt>("SELECT COUNT(*) FROM grants")
+            .get_result(c)
+            .unwrap()
+    });
+    assert_eq!(grants, 0, "the grant was rolled back with the decision");
+    assert_eq!(app.audit_count("grant.created"), 0);
+    assert_eq!(app.audit_count("access_request.granted"), 0);
+    let entries_after: i64 = app.with_conn(|c| audit_entries::table.count().get_result(c).unwrap());
+    // At most the refusal's own record (a 409 may be logged as a refusal); never the grant's two entries.
+    assert!(
+        entries_after - entries_before <= 1,
+        "{entries_before} -> {entries_after}"
+    );
+    assert_eq!(
+        a.get(&format!("/analyst/submissions/{id}")).status,
+        Status::Forbidden,
+        "the analyst holds no grant"
+    );
+}
+
 #[test]
 fn a_refused_request_shows_as_refused_the_analyst_is_told_and_no_reason_is_stored_in_clear() {
     let app = TestApp::new();

@@ -78,6 +78,56 @@ fn continued(b: &mut Browser<'_>, file: &[u8]) -> (String, String) {
     (id, check.body)
 }
 
+/// The upload script's request is answered `200 {"location": …}` instead of a redirect it would follow itself
+/// (fetching the next page twice and using up its notice): the notice's cookie comes with it, and the page at the
+/// location shows the notice once. A plain form post is still redirected.
+#[test]
+fn the_upload_script_gets_its_redirect_as_data_with_the_notice_kept_for_the_page() {
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let file = file_bytes(1000, 1, "");
+    let mut parts = complete_fields("What happened at substation 14.", "continue");
+    parts.push(Part::File("file_1", "plan.pdf", &file));
+    parts.push(Part::Text("description_1", "Protection plan"));
+    let viewed = app.audit_count("content.viewed");
+    let page = b.post_multipart_as_script("/submissions", &parts);
+    assert_eq!(page.status, Status::Ok, "{}", page.body);
+    assert_eq!(page.header("Location"), None);
+    assert!(page
+        .header("Content-Type")
+        .unwrap()
+        .starts_with("application/json"));
+    let answer: serde_json::Value = serde_json::from_str(&page.body).unwrap();
+    let loc = answer["location"].as_str().expect("a location").to_string();
+    assert!(
+        loc.starts_with("/submissions/") && loc.ends_with("/check"),
+        "{loc}"
+    );
+    assert_eq!(
+        app.audit_count("content.viewed"),
+        viewed,
+        "nothing was read yet"
+    );
+    let check = b.get(&loc);
+    assert_eq!(check.status, Status::Ok, "{}", check.body);
+    assert!(
+        check
+            .body
+            .contains("Saved with 1 new file. Check your answers, then send."),
+        "the save's notice is on the page it led to"
+    );
+    let again = b.get(&loc);
+    assert!(!again.body.contains("Saved with 1 new file"), "shown once");
+
+    // Without the header: the redirect, as for a browser without script.
+    let mut parts = complete_fields("A second report.", "continue");
+    parts.push(Part::File("file_1", "plan.pdf", &file));
+    parts.push(Part::Text("description_1", "Protection plan"));
+    let page = b.post_multipart("/submissions", &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert!(location(&page).ends_with("/check"));
+}
+
 #[test]
 fn one_picker_stores_several_files_in_one_post_each_then_described_on_the_form() {
     let app = TestApp::new();

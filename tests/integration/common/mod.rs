@@ -651,17 +651,22 @@ pub fn multipart_body(parts: &[Part<'_>]) -> Vec<u8> {
 impl<'c> Browser<'c> {
     /// Posts a multipart body as is (no token added).
     pub fn post_multipart_raw(&mut self, uri: &str, body: Vec<u8>) -> Page {
-        let ct = ContentType::new("multipart", "form-data").with_params(("boundary", BOUNDARY));
-        let mut req = self.client.post(uri.to_string()).header(ct).body(body);
-        for c in &self.cookies {
-            req = req.cookie(c.clone());
-        }
-        let res = req.dispatch();
-        self.finish(res)
+        self.send_multipart(uri, body, None)
     }
 
     /// Posts a multipart form with the session's anti-forgery token as its first part.
     pub fn post_multipart(&mut self, uri: &str, parts: &[Part<'_>]) -> Page {
+        let body = self.multipart_with_token(parts);
+        self.send_multipart(uri, body, None)
+    }
+
+    /// Posts a multipart form as `static/upload.js` does: asking for a redirect as data (`Pcii-Redirect: json`).
+    pub fn post_multipart_as_script(&mut self, uri: &str, parts: &[Part<'_>]) -> Page {
+        let body = self.multipart_with_token(parts);
+        self.send_multipart(uri, body, Some(Header::new("Pcii-Redirect", "json")))
+    }
+
+    fn multipart_with_token(&mut self, parts: &[Part<'_>]) -> Vec<u8> {
         let token = self.csrf();
         let mut all = vec![Part::Text("csrf", token.as_str())];
         for p in parts {
@@ -670,7 +675,20 @@ impl<'c> Browser<'c> {
                 Part::File(n, f, b) => Part::File(n, f, b),
             });
         }
-        self.post_multipart_raw(uri, multipart_body(&all))
+        multipart_body(&all)
+    }
+
+    fn send_multipart(&mut self, uri: &str, body: Vec<u8>, extra: Option<Header<'static>>) -> Page {
+        let ct = ContentType::new("multipart", "form-data").with_params(("boundary", BOUNDARY));
+        let mut req = self.client.post(uri.to_string()).header(ct).body(body);
+        if let Some(h) = extra {
+            req = req.header(h);
+        }
+        for c in &self.cookies {
+            req = req.cookie(c.clone());
+        }
+        let res = req.dispatch();
+        self.finish(res)
     }
 
     /// GETs a binary body: status, the body if it was read to a clean end, headers.
