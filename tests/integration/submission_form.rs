@@ -116,6 +116,11 @@ fn the_upload_script_gets_its_redirect_as_data_with_the_notice_kept_for_the_page
             .contains("Saved with 1 new file. Check your answers, then send."),
         "the save's notice is on the page it led to"
     );
+    assert_eq!(
+        app.audit_count("content.viewed"),
+        viewed + 1,
+        "the page's one fetch is its one recorded reading"
+    );
     let again = b.get(&loc);
     assert!(!again.body.contains("Saved with 1 new file"), "shown once");
 
