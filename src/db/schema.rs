@@ -393,6 +393,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    pending_mail (id) {
+        id -> Text,
+        kind -> Text,
+        user_id -> Text,
+        path -> Text,
+        created_at -> BigInt,
+        attempts -> BigInt,
+        next_attempt_at -> BigInt,
+    }
+}
+
+diesel::table! {
     case_notes (id) {
         id -> Text,
         submission_id -> Text,
@@ -484,4 +496,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     messages,
     message_files,
     message_reads,
+    pending_mail,
 );

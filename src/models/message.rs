@@ -297,6 +297,9 @@ pub fn unread_by_submission(
     Ok(rows.into_iter().collect())
 }
 
+/// A person to tell of a new message: account id, address, name, the notifications turned off.
+pub type MailRecipient = (String, String, String, String);
+
 /// Whom to tell that a message arrived: enabled accounts with a confirmed address, as (email, display name, the
 /// notification kinds they turned off). The organisation's members for a message of the office; every PCII officer
 /// for a message of the organisation.
@@ -304,11 +307,16 @@ pub fn recipients(
     conn: &mut DbConn,
     to: Side,
     organisation_id: &str,
-) -> QueryResult<Vec<(String, String, String)>> {
+) -> QueryResult<Vec<MailRecipient>> {
     let base = users::table
         .filter(users::disabled.eq(false))
         .filter(users::email_verified_at.is_not_null())
-        .select((users::email, users::display_name, users::notifications_off))
+        .select((
+            users::id,
+            users::email,
+            users::display_name,
+            users::notifications_off,
+        ))
         .order(users::email.asc());
     match to {
         Side::Organisation => base

@@ -18,6 +18,7 @@ pub mod notice;
 pub mod notification;
 pub mod organisation;
 pub mod passkey;
+pub mod pending_mail;
 pub mod people;
 pub mod queue;
 pub mod second_factor;

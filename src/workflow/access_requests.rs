@@ -9,7 +9,7 @@ use crate::audit::log::{Actor, Event, Outcome};
 use crate::db::DbConn;
 use crate::error::{AppError, AppResult};
 use crate::key_store::data_keys::WrappedKey;
-use crate::mail::{messages, Mail};
+use crate::mail::Mailer;
 use crate::models::access_request::{self, NewAccessRequest, PendingView, RequestState};
 use crate::models::account::{self, User};
 use crate::models::grant::{self, GrantRow};
@@ -21,6 +21,8 @@ use crate::workflow::content::{is_tracking_number, FieldErrors};
 use crate::workflow::decisions;
 use crate::workflow::documents;
 use crate::workflow::lifecycle;
+use crate::workflow::notifications::Kind;
+use crate::workflow::pending_mail::{self, Queued};
 use crate::workflow::sealed_text::{Sealer, Texts};
 
 /// A grant this close to its end is shown with a warning, and its holder may ask for it to be renewed.
@@ -368,12 +370,21 @@ fn already_decided() -> AppError {
     AppError::Conflict("This request was already decided.".into())
 }
 
-/// The message that tells the analyst a request was decided, and nothing else (not which, not how).
-fn decided_mail(state: &Services, analyst: &User) -> Mail {
-    messages::access_request_decided(
-        &analyst.email,
-        &analyst.display_name,
-        &state.mailer.link("/analyst"),
+/// Queues, in the decision's transaction, the message that tells the analyst a request was decided, and nothing
+/// else (not which, not how).
+fn queue_decided_mail(
+    tx: &mut DbConn,
+    mailer: &Mailer,
+    analyst: &User,
+    now: i64,
+) -> AppResult<Queued> {
+    pending_mail::enqueue(
+        tx,
+        mailer,
+        Kind::AccessDecided,
+        (&analyst.id, &analyst.email, &analyst.display_name),
+        "/analyst",
+        now,
     )
 }
 
@@ -381,7 +392,7 @@ fn decided_mail(state: &Services, analyst: &User) -> Mail {
 /// organisation, an active authorized user, a reason, an end within the longest grant) and marks it granted, in
 /// one transaction with both entries (`grant.created`, `access_request.granted`): should another officer have
 /// decided the request meanwhile, nothing is granted and this answers 409. Returns the message for the analyst,
-/// to send once committed.
+/// queued in the same transaction, to send once committed.
 pub async fn grant(
     state: &Services,
     officer: &User,
@@ -389,14 +400,14 @@ pub async fn grant(
     request_id: &str,
     reason: &str,
     expires_at: i64,
-) -> AppResult<Mail> {
+) -> AppResult<Queued> {
     let req = pending_request(state, request_id).await?;
     let now = state.clock.now();
     let reason =
         decisions::check_grant_terms(reason, expires_at, now).map_err(decisions::invalid)?;
-    let (audit, entry_actor) = (state.audit.clone(), actor.clone());
+    let (audit, entry_actor, mailer) = (state.audit.clone(), actor.clone(), state.mailer.clone());
     let submission_id = req.submission_id.clone();
-    let analyst = decisions::officer_fact(
+    decisions::officer_fact(
         state,
         officer,
         actor,
@@ -429,11 +440,10 @@ pub async fn grant(
                     req.user_id,
                     crate::time::datetime(expires_at)
                 ));
-            Ok((analyst, event))
+            Ok((queue_decided_mail(tx, &mailer, &analyst, now)?, event))
         },
     )
-    .await?;
-    Ok(decided_mail(state, &analyst))
+    .await
 }
 
 /// The officer's reason for a refusal, cleaned, or what is wrong with it.
@@ -451,24 +461,26 @@ pub fn check_refusal(reason: &str) -> Result<String, String> {
 }
 
 /// Refuses a pending request (`access_request.refused`), the reason sealed. An officer never decides on a
-/// submission of its own organisation. Returns the message for the analyst, to send once committed.
+/// submission of its own organisation. Returns the message for the analyst, queued in the same transaction, to send
+/// once committed.
 pub async fn refuse(
     state: &Services,
     officer: &User,
     actor: &Actor,
     request_id: &str,
     reason: &str,
-) -> AppResult<Mail> {
+) -> AppResult<Queued> {
     let reason = check_refusal(reason).map_err(AppError::Invalid)?;
     let spare = spare_key(state)?;
     let now = state.clock.now();
-    let (audit, actor, officer, id) = (
+    let (audit, actor, officer, id, mailer) = (
         state.audit.clone(),
         actor.clone(),
         officer.clone(),
         request_id.to_string(),
+        state.mailer.clone(),
     );
-    let analyst = state
+    state
         .db
         .run(move |c| {
             audit.fact(c, &actor, |tx| {
@@ -493,11 +505,10 @@ pub async fn refuse(
                         req.user_id,
                         sealed.audit_ref()
                     ));
-                Ok((analyst, event))
+                Ok((queue_decided_mail(tx, &mailer, &analyst, now)?, event))
             })
         })
-        .await?;
-    Ok(decided_mail(state, &analyst))
+        .await
 }
 
 /// The rule every officer action shares (`decisions`): never on a submission of the officer's own organisation.

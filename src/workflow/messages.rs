@@ -16,7 +16,7 @@ use crate::db::DbConn;
 use crate::domain::{Role, Status};
 use crate::error::{AppError, AppResult};
 use crate::key_store::data_keys::{blob_keys, current_recipients, BlobKeys, SealingKey};
-use crate::mail::{messages as mails, Mail};
+use crate::mail::Mailer;
 use crate::models::account::User;
 use crate::models::message::{self, NewMessage, NewMessageFile, Side};
 use crate::models::submission::{self, Scope};
@@ -27,6 +27,8 @@ use crate::workflow::content::FieldErrors;
 use crate::workflow::documents::{self, delete_blobs};
 use crate::workflow::intake::IncomingFile;
 use crate::workflow::lifecycle;
+use crate::workflow::notifications::{self, Kind};
+use crate::workflow::pending_mail::{self, Queued};
 use crate::workflow::sealed_text::Sealer;
 
 /// The longest message, in characters.
@@ -300,8 +302,9 @@ pub struct NewMessageRequest {
 
 #[derive(Debug)]
 pub enum SendResult {
-    /// Committed with its audit entry; the content-free notices to send now.
-    Sent { mails: Vec<Mail> },
+    /// Committed with its audit entry and the content-free notices it owes (queued in the same transaction), to
+    /// send now ([`pending_mail::send_now`]).
+    Sent { mails: Vec<Queued> },
     /// Nothing was kept (the files' blobs are deleted): each mistake by the name of its field.
     Invalid(FieldErrors),
 }
@@ -354,19 +357,19 @@ async fn send_inner(
     if !errors.is_empty() {
         return Ok(SendResult::Invalid(errors));
     }
-    let sub = admitted.submission().clone();
     let (audit, actor, writer) = (state.audit.clone(), actor.clone(), user.clone());
+    let mailer = state.mailer.clone();
     let now = state.clock.now();
-    let sid = sub.id.clone();
-    state
+    let sid = admitted.submission().id.clone();
+    let mails = state
         .db
         .run(move |c| {
             audit.fact(c, &actor, |tx| {
-                commit_message(tx, &writer, side, &sid, req, now)
+                let (sub, event) = commit_message(tx, &writer, side, &sid, req, now)?;
+                Ok((queue_notices(tx, &mailer, &sub, side, now)?, event))
             })
         })
         .await?;
-    let mails = notices(state, &sub, side).await?;
     Ok(SendResult::Sent { mails })
 }
 
@@ -377,7 +380,7 @@ fn commit_message(
     submission_id: &str,
     req: NewMessageRequest,
     now: i64,
-) -> AppResult<((), Event)> {
+) -> AppResult<(submission::Submission, Event)> {
     let scope = match side {
         Side::Organisation => Scope::Organisation(
             writer
@@ -454,40 +457,41 @@ fn commit_message(
         .object("submission", sub.id.clone())
         .tracking(sub.tracking_number.clone())
         .reason(reason);
-    Ok(((), event))
+    Ok((sub, event))
 }
 
-/// The content-free notices of a new message, to the other side: the organisation's members for the office's
-/// message; every officer for the organisation's (none while the submission is a draft, which officers do not see).
-async fn notices(
-    state: &Services,
+/// Queues, in the message's transaction, the content-free notices of a new message to the other side: the
+/// organisation's members for the office's message; every officer for the organisation's (none while the submission
+/// is a draft, which officers do not see). "A new message" is one of the notifications a person may turn off.
+fn queue_notices(
+    tx: &mut DbConn,
+    mailer: &Mailer,
     sub: &submission::Submission,
     from: Side,
-) -> AppResult<Vec<Mail>> {
+    now: i64,
+) -> AppResult<Vec<Queued>> {
     let to = from.other();
     if to == Side::Office && sub.status() == Status::Draft {
         return Ok(Vec::new());
     }
-    let org = sub.organisation_id.clone();
-    let people = state
-        .db
-        .run(move |c| Ok(message::recipients(c, to, &org)?))
-        .await?;
-    let link = state.mailer.link(&match to {
+    let path = match to {
         Side::Organisation => format!("/submissions/{}/messages", sub.id),
         Side::Office => format!("/officer/submissions/{}/messages", sub.id),
-    });
-    // "A new message" is one of the notifications a person may turn off (account page).
-    Ok(people
-        .into_iter()
-        .filter(|(_, _, off)| {
-            crate::workflow::notifications::wanted(
-                crate::workflow::notifications::Kind::Message,
-                off,
-            )
-        })
-        .map(|(email, name, _)| mails::new_message(&email, &name, &link))
-        .collect())
+    };
+    let mut queued = Vec::new();
+    for (id, email, name, off) in message::recipients(tx, to, &sub.organisation_id)? {
+        if notifications::wanted(Kind::Message, &off) {
+            queued.push(pending_mail::enqueue(
+                tx,
+                mailer,
+                Kind::Message,
+                (&id, &email, &name),
+                &path,
+                now,
+            )?);
+        }
+    }
+    Ok(queued)
 }
 
 /// One file of the thread as a decrypting stream, recorded as downloaded (`message file N`, never its name). 410

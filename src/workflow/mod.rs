@@ -14,4 +14,5 @@ pub mod lifecycle;
 pub mod messages;
 pub mod notifications;
 pub mod package;
+pub mod pending_mail;
 pub mod sealed_text;

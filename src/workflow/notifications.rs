@@ -36,12 +36,14 @@ pub enum Kind {
     TrainingEnding,
     NdaEnding,
     AccessRequest,
-    /// A message in a submission's thread (sent at once by the messages service, not by a round).
+    /// A message in a submission's thread (sent at once after it, `pending_mail`; a round retries what failed).
     Message,
+    /// The decision on an analyst's access request (sent like a message's).
+    AccessDecided,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::DefectNotice,
         Kind::CureReminder7,
         Kind::CureReminder2,
@@ -50,6 +52,7 @@ impl Kind {
         Kind::NdaEnding,
         Kind::AccessRequest,
         Kind::Message,
+        Kind::AccessDecided,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +65,7 @@ impl Kind {
             Kind::NdaEnding => "nda_ending",
             Kind::AccessRequest => "access_request",
             Kind::Message => "message",
+            Kind::AccessDecided => "access_request_decided",
         }
     }
 
@@ -80,14 +84,15 @@ impl Kind {
             Kind::NdaEnding => "Your non-disclosure agreement expiring within 30 days",
             Kind::AccessRequest => "An analyst's access request waiting for a decision",
             Kind::Message => "A new message about a submission",
+            Kind::AccessDecided => "The decision on your access request",
         }
     }
 
-    /// Whether a person may turn it off.
+    /// Whether a person may turn it off (an analyst always learns that a request was decided).
     pub fn optional(self) -> bool {
         !matches!(
             self,
-            Kind::DefectNotice | Kind::CureReminder7 | Kind::CureReminder2
+            Kind::DefectNotice | Kind::CureReminder7 | Kind::CureReminder2 | Kind::AccessDecided
         )
     }
 
@@ -153,10 +158,11 @@ impl Kind {
                 "An access request is waiting for a PCII officer".to_string(),
                 "An authorized user asked for need-to-know access to a submission.".to_string(),
             ),
-            Kind::Message => (
-                "A new message about a PCII submission".to_string(),
-                "You have a new message about a submission.".to_string(),
-            ),
+            // The mails acts queue (`pending_mail`): the texts they are sent with at once.
+            Kind::Message => return crate::mail::messages::new_message(&r.email, name, link),
+            Kind::AccessDecided => {
+                return crate::mail::messages::access_request_decided(&r.email, name, link)
+            }
         };
         Mail {
             to: r.email.clone(),
@@ -268,7 +274,10 @@ pub fn due(conn: &mut DbConn, now: i64) -> AppResult<Vec<(Kind, Recipient)>> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Round {
     pub sent: Vec<(Kind, String)>,
+    /// Refused by the mail route: tried again next round (or, for a queued mail, after its delay).
     pub failed: usize,
+    /// Queued mail dropped: not sent within three days, or refused for good (`pending_mail`).
+    pub given_up: usize,
 }
 
 /// What a round needs of the services (owned, so that the periodic task can keep it).
@@ -338,7 +347,12 @@ async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Round>> 
             .await?;
         done.sent.push((kind, r.user_id));
     }
-    if !done.sent.is_empty() || done.failed > 0 {
+    // Then the mail acts promised and the route did not take at once (`pending_mail`).
+    let retried = crate::workflow::pending_mail::retry_due(&parts.db, &parts.mailer, now).await?;
+    done.sent.extend(retried.sent);
+    done.failed += retried.failed;
+    done.given_up = retried.given_up;
+    if !done.sent.is_empty() || done.failed > 0 || done.given_up > 0 {
         let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
         for (k, _) in &done.sent {
             *counts.entry(k.as_str()).or_default() += 1;
@@ -348,12 +362,12 @@ async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Round>> 
             .map(|(k, n)| format!("{k} {n}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let outcome = if done.failed == 0 {
+        let outcome = if done.failed == 0 && done.given_up == 0 {
             Outcome::Success
         } else {
             Outcome::Failure
         };
-        let event = Event::new("notifications.sent", outcome).reason(format!(
+        let mut reason = format!(
             "sent: {}; not sent (tried again next round): {}",
             if summary.is_empty() {
                 "none".into()
@@ -361,7 +375,14 @@ async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Round>> 
                 summary
             },
             done.failed
-        ));
+        );
+        if done.given_up > 0 {
+            reason.push_str(&format!(
+                "; queued mail given up (not sent within 3 days, or an unusable address): {}",
+                done.given_up
+            ));
+        }
+        let event = Event::new("notifications.sent", outcome).reason(reason);
         let audit = parts.audit.clone();
         parts
             .db

@@ -523,3 +523,71 @@ fn only_officers_see_requests_and_an_officer_never_decides_on_its_own_organisati
     assert_eq!(state, "pending");
     assert!(mail_to(&app, ANALYST).is_empty());
 }
+
+#[test]
+fn a_decision_whose_mail_could_not_go_out_is_mailed_once_by_a_later_round() {
+    use pcii_portal::workflow::pending_mail::AT_ONCE_GRACE;
+    let app = TestApp::new();
+    let (mut sub, mut officer) = people(&app);
+    let (_, tn) = validated(&app, &mut sub, &mut officer);
+    let (analyst_id, mut a) = analyst(&app);
+    let page = a.post(
+        "/analyst/access-requests",
+        &[("tracking", &tn), ("reason", "pump stations")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let rid = only_request(&app);
+    let officer_mail_before = app.outbox().len();
+
+    // The mail route is down when the officer decides: the decision stands, the officer is told the mail waits.
+    app.break_outbox();
+    let page = officer.post(
+        &format!("/officer/access-requests/{rid}/refuse"),
+        &[("reason", "RefusedMarker5120 no duty shown")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.audit_count("access_request.refused"), 1);
+    let page = officer.get("/officer/access-requests");
+    assert!(
+        page.body
+            .contains("could not be sent yet; the portal tries again"),
+        "{}",
+        page.body
+    );
+    assert_eq!(app.pending_mail(), 1, "queued with the decision");
+    app.mend_outbox();
+    assert!(mail_to(&app, ANALYST).is_empty());
+
+    // A round right away leaves it alone: the send made at once may still be under way.
+    let done = app.notification_round();
+    assert!(done.sent.is_empty(), "{done:?}");
+    assert_eq!(app.pending_mail(), 1);
+
+    // Once that has had its time, a round sends it — the same content-free text — and takes it off the queue.
+    app.advance(AT_ONCE_GRACE + 1);
+    let done = app.notification_round();
+    let sent: Vec<(&str, String)> = done
+        .sent
+        .iter()
+        .map(|(k, u)| (k.as_str(), u.clone()))
+        .collect();
+    assert_eq!(sent, vec![("access_request_decided", analyst_id)]);
+    assert_eq!((done.failed, done.given_up), (0, 0));
+    let mails = mail_to(&app, ANALYST);
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].contains("Your request for access to a submission was decided"));
+    for secret in [tn.as_str(), "RefusedMarker5120", "pump stations"] {
+        assert!(!mails[0].contains(secret), "{secret} in the mail");
+    }
+    assert_eq!(app.pending_mail(), 0);
+    assert_eq!(
+        app.outbox().len(),
+        officer_mail_before + 1,
+        "nothing else was sent"
+    );
+
+    // Once only.
+    app.advance(3600);
+    assert!(app.notification_round().sent.is_empty());
+    assert_eq!(mail_to(&app, ANALYST).len(), 1);
+}

@@ -639,3 +639,82 @@ fn the_thread_goes_into_the_officer_s_and_the_organisation_s_packages_never_an_a
     let manifest: serde_json::Value = serde_json::from_slice(&members["manifest.json"]).unwrap();
     assert_eq!(manifest["messages"], 0);
 }
+
+#[test]
+fn a_message_mail_the_route_refused_is_retried_later_for_whoever_still_wants_it_then_given_up() {
+    use pcii_portal::workflow::pending_mail::{AT_ONCE_GRACE, GIVE_UP_AFTER};
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    app.create_user(Role::Submitter, "bob@acme.example", Some("Acme"));
+    app.create_user(Role::Submitter, "cyd@acme.example", Some("Acme"));
+    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut ann);
+    let officer_thread = format!("/officer/submissions/{id}/messages");
+
+    // The mail route is down: the message is sent all the same, and its writer told that the mail waits.
+    app.break_outbox();
+    let page = olga.post_multipart(&officer_thread, &[Part::Text("body", QUESTION)]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let page = olga.get(&officer_thread);
+    assert!(
+        page.body.contains("Your message was sent.")
+            && page
+                .body
+                .contains("could not go out yet; the portal tries again"),
+        "{}",
+        page.body
+    );
+    assert_eq!(app.pending_mail(), 3, "one for each member");
+
+    // Still down at the first retry: each is tried, and waits longer.
+    app.advance(AT_ONCE_GRACE + 1);
+    let done = app.notification_round();
+    assert_eq!((done.sent.len(), done.failed, done.given_up), (0, 3, 0));
+    assert_eq!(app.pending_mail(), 3);
+    let done = app.notification_round();
+    assert_eq!(done.failed, 0, "not due again yet");
+
+    // Up again. Bob turned this kind off meanwhile, and Cyd's account was disabled: only Ann is mailed.
+    app.mend_outbox();
+    let bob = user(&app, "bob@acme.example");
+    let cyd = user(&app, "cyd@acme.example");
+    app.with_conn(|c| {
+        use pcii_portal::db::schema::users;
+        diesel::update(users::table.find(&bob.id))
+            .set(users::notifications_off.eq("message"))
+            .execute(c)
+            .unwrap();
+        diesel::update(users::table.find(&cyd.id))
+            .set(users::disabled.eq(true))
+            .execute(c)
+            .unwrap();
+    });
+    app.advance(301);
+    let done = app.notification_round();
+    let sent: Vec<&str> = done.sent.iter().map(|(_, u)| u.as_str()).collect();
+    assert_eq!(sent, vec![user(&app, "ann@acme.example").id.as_str()]);
+    assert_eq!(app.pending_mail(), 0);
+    assert_eq!(mails_to(&app, "ann@acme.example").len(), 1);
+    assert!(mails_to(&app, "bob@acme.example").is_empty());
+    assert!(mails_to(&app, "cyd@acme.example").is_empty());
+    let mail = &mails_to(&app, "ann@acme.example")[0];
+    assert!(mail.contains(&format!("/submissions/{id}/messages")));
+    assert!(!mail.contains("QuestionMarker5521"));
+
+    // Ann answers while the route is down for good: after three days the round gives the mail up, audited.
+    app.break_outbox();
+    let page = ann.post_multipart(
+        &format!("/submissions/{id}/messages"),
+        &[Part::Text("body", ANSWER)],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.pending_mail(), 1, "the one officer");
+    app.advance(GIVE_UP_AFTER + 1);
+    let done = app.notification_round();
+    assert_eq!((done.sent.len(), done.failed, done.given_up), (0, 0, 1));
+    assert_eq!(app.pending_mail(), 0);
+    let reasons = audit_reasons(&app, "notifications.sent");
+    let last = reasons.last().unwrap().clone().unwrap();
+    assert!(last.contains("queued mail given up"), "{last}");
+    app.mend_outbox();
+}

@@ -9,7 +9,6 @@ use rocket::http::Status;
 use pcii_portal::db::schema::{submissions, users};
 use pcii_portal::domain::Role;
 use pcii_portal::time::DAY;
-use pcii_portal::workflow::notifications::round;
 
 fn submit(b: &mut Browser<'_>, title_marker: &str) -> String {
     let page = b.post_multipart("/submissions", &complete_fields(title_marker, "submit"));
@@ -23,15 +22,8 @@ fn submit(b: &mut Browser<'_>, title_marker: &str) -> String {
 
 /// Runs one notification round, as the periodic task does; the kinds it sent, sorted.
 fn run(app: &TestApp) -> Vec<(&'static str, String)> {
-    let rt = rocket::tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let done = rt
-        .block_on(round(app.state(), 60))
-        .unwrap()
-        .expect("the only instance holds the lease");
-    assert_eq!(done.failed, 0);
+    let done = app.notification_round();
+    assert_eq!((done.failed, done.given_up), (0, 0));
     let mut sent: Vec<(&'static str, String)> = done
         .sent
         .into_iter()

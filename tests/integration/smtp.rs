@@ -188,3 +188,98 @@ fn confirmation_and_reset_links_arrive_over_smtp() {
         Status::SeeOther
     );
 }
+
+/// An SMTP server (aiosmtpd, as `.ci/run` starts it) on `port`, writing to `maildir`: stopped when dropped.
+struct SmtpServer(std::process::Child);
+
+impl SmtpServer {
+    fn start(port: u16, maildir: &std::path::Path) -> SmtpServer {
+        let child = std::process::Command::new("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 -m aiosmtpd (Debian's python3-aiosmtpd)");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not start on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        SmtpServer(child)
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+#[ignore = "needs aiosmtpd, which .ci/run installs"]
+fn a_message_mail_refused_while_the_smtp_server_was_down_arrives_once_it_is_up() {
+    // A port nothing listens on yet: the SMTP server is down.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = TestApp::with(|f| {
+        f.merge(("smtp_host", "127.0.0.1"))
+            .merge(("smtp_port", port))
+            .merge(("smtp_security", "none"))
+            .merge(("mail_from", "PCII Portal <pcii@portal.test>"))
+            .merge(("notification_interval_seconds", 0))
+    });
+    let mut ann = app.login_as(
+        pcii_portal::domain::Role::Submitter,
+        "ann@acme-down.example",
+        Some("Acme"),
+    );
+    let mut olga = app.login_as(
+        pcii_portal::domain::Role::Officer,
+        "olga@pcii-down.example.gov",
+        None,
+    );
+    let page = ann.post_multipart(
+        "/submissions",
+        &complete_fields("SMTP down narrative", "submit"),
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let sid = page
+        .header("Location")
+        .unwrap()
+        .trim_start_matches("/submissions/")
+        .trim_end_matches("/receipt")
+        .to_string();
+
+    let thread = format!("/officer/submissions/{sid}/messages");
+    let page = olga.post_multipart(&thread, &[Part::Text("body", "DownMarker3391 a question")]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert!(olga
+        .get(&thread)
+        .body
+        .contains("could not go out yet; the portal tries again"));
+    assert_eq!(app.pending_mail(), 1);
+
+    // The server comes up; the next round after the at-once grace sends the mail over SMTP.
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("maildir");
+    let _server = SmtpServer::start(port, &maildir);
+    app.advance(pcii_portal::workflow::pending_mail::AT_ONCE_GRACE + 1);
+    let done = app.notification_round();
+    assert_eq!((done.sent.len(), done.failed), (1, 0), "{done:?}");
+    let link = received_link(&maildir, "ann@acme-down.example", "/submissions/");
+    assert!(
+        link.ends_with(&format!("/submissions/{sid}/messages")),
+        "{link}"
+    );
+    assert_eq!(app.pending_mail(), 0);
+}

@@ -9,7 +9,6 @@ use serde::Serialize;
 
 use crate::error::{AppError, AppResult};
 use crate::models::access_request::PendingView;
-use crate::web::deliver;
 use crate::web::forms::CsrfForm;
 use crate::web::forms::{summary, SummaryLine};
 use crate::web::guards::{Ctx, OfficerUser};
@@ -19,6 +18,7 @@ use crate::web::step_up::StepUpForm;
 use crate::workflow::access_requests;
 use crate::workflow::content::FieldErrors;
 use crate::workflow::decisions;
+use crate::workflow::pending_mail::{self, Queued};
 
 pub fn routes() -> Vec<rocket::Route> {
     rocket::routes![list, grant, refuse]
@@ -157,12 +157,15 @@ async fn show_again(
     ))
 }
 
-/// Sends the analyst's message once the decision committed, and says whether it went out.
-async fn notify(ctx: &Ctx<'_>, mail: crate::mail::Mail, done: &str) -> Notice {
-    let message = if deliver::send(ctx.state, mail).await {
+/// Sends the analyst's message (queued with the decision) once the decision committed, and says whether it went out.
+async fn notify(ctx: &Ctx<'_>, mail: Queued, done: &str) -> Notice {
+    let message = if pending_mail::send_now(ctx.state, vec![mail]).await == 0 {
         format!("{done} The analyst was told by email.")
     } else {
-        format!("{done} The email to the analyst could not be sent; they see the decision when they sign in.")
+        format!(
+            "{done} The email to the analyst could not be sent yet; the portal tries again, and they see the \
+             decision when they sign in."
+        )
     };
     Notice::redirect("/officer/access-requests", message)
 }

@@ -150,18 +150,20 @@ pub(crate) async fn post_message(
     };
     match messages::send(state, &admitted, user, &ctx.actor, request).await? {
         SendResult::Sent { mails } => {
-            for mail in mails {
-                crate::web::deliver::send(state, mail).await;
-            }
+            let unsent = crate::workflow::pending_mail::send_now(state, mails).await;
             let officer = user.role() == crate::domain::Role::Officer;
             let files = match file_count {
                 0 => String::new(),
                 1 => " with 1 file".to_string(),
                 n => format!(" with {n} files"),
             };
+            let mut notice = format!("Your message was sent{files}.");
+            if unsent > 0 {
+                notice.push_str(" The email telling the other side could not go out yet; the portal tries again.");
+            }
             Ok(Either::Left(Notice::redirect(
                 thread_path(officer, &admitted.submission().id),
-                format!("Your message was sent{files}."),
+                notice,
             )))
         }
         SendResult::Invalid(errors) => {

@@ -914,6 +914,40 @@ impl TestApp {
             .collect()
     }
 
+    /// Makes the mail route refuse every message, as an SMTP server that is down would: a file where the outbox
+    /// directory was. [`TestApp::mend_outbox`] puts the directory back, with what it held.
+    pub fn break_outbox(&self) {
+        let dir = self.data_dir().join("outbox");
+        std::fs::rename(&dir, self.data_dir().join("outbox.away")).unwrap();
+        std::fs::write(&dir, b"").unwrap();
+    }
+
+    pub fn mend_outbox(&self) {
+        let dir = self.data_dir().join("outbox");
+        std::fs::remove_file(&dir).unwrap();
+        std::fs::rename(self.data_dir().join("outbox.away"), &dir).unwrap();
+    }
+
+    /// Mail acts promised that the mail route has not taken yet.
+    pub fn pending_mail(&self) -> i64 {
+        self.with_conn(|c| pcii_portal::models::pending_mail::count(c).unwrap())
+    }
+
+    /// One notification round, as the periodic task runs it (this test app is the only instance: it holds the
+    /// lease).
+    pub fn notification_round(&self) -> pcii_portal::workflow::notifications::Round {
+        let rt = rocket::tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(pcii_portal::workflow::notifications::round(
+            self.state(),
+            60,
+        ))
+        .unwrap()
+        .expect("the only instance holds the lease")
+    }
+
     /// The path of the link starting with `prefix` (e.g. "/invitations/") in the newest message to `to`.
     pub fn mailed_link(&self, to: &str, prefix: &str) -> Option<String> {
         self.outbox()

@@ -1,0 +1,242 @@
+//! Mail a committed act promised: a new message in a thread (to the other side), an access request decided (to the
+//! analyst). The act writes one `pending_mail` row per person in its own transaction ([`enqueue`]); once it has
+//! committed the mail is sent at once and its row deleted ([`send_now`]). What the mail route refused (SMTP down)
+//! and what a crash left unsent, the notification round sends later ([`retry_due`]), with a growing delay, for at
+//! most [`GIVE_UP_AFTER`]. A person disabled meanwhile, or who turned the kind off, gets nothing. Delivery is at
+//! least once, like the round's own mail. A row holds neither address nor text: the mail is built when it is sent.
+
+use crate::db::DbConn;
+use crate::error::AppResult;
+use crate::mail::{messages as mails, Mail, MailError};
+use crate::models::account;
+use crate::models::notification as notification_model;
+use crate::models::pending_mail::{self as model, PendingMail};
+use crate::services::Services;
+use crate::time::DAY;
+use crate::workflow::notifications::{wanted, Kind};
+
+/// How long a round leaves a new row alone: the send made at once after the act is still under way.
+pub const AT_ONCE_GRACE: i64 = 120;
+/// The delay before a round's first retry of a row; it doubles with each failed retry, up to [`RETRY_MAX`].
+const RETRY_FIRST: i64 = 300;
+const RETRY_MAX: i64 = 6 * 3600;
+/// After this, a mail still not sent is dropped (and counted in the round's audit entry): a message or a decision
+/// three days old is better seen on the person's home page than announced.
+pub const GIVE_UP_AFTER: i64 = 3 * DAY;
+/// Rows one round takes at most (the rest wait for the next).
+const PER_ROUND: i64 = 500;
+
+/// A mail promised by an act that has committed, to send now.
+#[derive(Debug)]
+pub struct Queued {
+    id: String,
+    mail: Mail,
+}
+
+/// The mail of `kind` to `email` (greeted as `name`), linking to `link`: the same text whether it goes at once or
+/// later. Only the kinds an act queues have one.
+fn build(kind: Kind, email: &str, name: &str, link: &str) -> Option<Mail> {
+    match kind {
+        Kind::Message => Some(mails::new_message(email, name, link)),
+        Kind::AccessDecided => Some(mails::access_request_decided(email, name, link)),
+        _ => None,
+    }
+}
+
+/// Records, in the act's transaction `tx`, that the person `(user_id, email, name)` is owed a mail of `kind` linking to `path`; returns it, to
+/// send once the transaction has committed.
+pub fn enqueue(
+    tx: &mut DbConn,
+    mailer: &crate::mail::Mailer,
+    kind: Kind,
+    (user_id, email, name): (&str, &str, &str),
+    path: &str,
+    now: i64,
+) -> AppResult<Queued> {
+    let mail = build(kind, email, name, &mailer.link(path)).ok_or_else(|| {
+        crate::error::AppError::Internal(format!("no queued mail of kind {}", kind.as_str()))
+    })?;
+    let row = PendingMail {
+        id: crate::db::new_id(),
+        kind: kind.as_str().to_string(),
+        user_id: user_id.to_string(),
+        path: path.to_string(),
+        created_at: now,
+        attempts: 0,
+        next_attempt_at: now + AT_ONCE_GRACE,
+    };
+    model::insert(tx, &row)?;
+    Ok(Queued { id: row.id, mail })
+}
+
+/// Hands each mail to the mail route and deletes the row of each it took; returns how many it did not take (those
+/// wait for a round). Holds no database connection during an SMTP exchange.
+pub async fn send_now(state: &Services, queued: Vec<Queued>) -> usize {
+    let mut failed = 0;
+    for q in queued {
+        let mailer = state.mailer.clone();
+        let mail = q.mail;
+        match tokio::task::spawn_blocking(move || mailer.send(&mail)).await {
+            Ok(Ok(())) => {
+                let id = q.id;
+                if let Err(e) = state.db.run(move |c| Ok(model::delete(c, &id)?)).await {
+                    // Sent but still queued: a round sends it again (at least once).
+                    tracing::warn!(error = %e, "a sent mail could not be taken off the queue");
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "a mail could not be sent now; a notification round tries again");
+                failed += 1;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the mail task failed; a notification round tries again");
+                failed += 1;
+            }
+        }
+    }
+    failed
+}
+
+/// What a round's retries did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retried {
+    /// Sent: the kind and the person's account id.
+    pub sent: Vec<(Kind, String)>,
+    /// Refused again by the mail route: tried again later.
+    pub failed: usize,
+    /// Dropped: not sent within [`GIVE_UP_AFTER`], or refused for good (an address the route cannot use).
+    pub given_up: usize,
+}
+
+/// The delay before retry number `attempts` + 1.
+fn backoff(attempts: i64) -> i64 {
+    let doublings = u32::try_from(attempts.clamp(0, 16)).unwrap_or(16);
+    RETRY_FIRST.saturating_mul(1 << doublings).min(RETRY_MAX)
+}
+
+/// What to do with one due row, decided from the database (no mail sent here).
+enum Plan {
+    Drop { given_up: bool },
+    Send { kind: Kind, mail: Mail },
+}
+
+fn plan(
+    conn: &mut DbConn,
+    state_link: &dyn Fn(&str) -> String,
+    row: &PendingMail,
+    now: i64,
+) -> AppResult<Plan> {
+    let Some(kind) = Kind::parse(&row.kind) else {
+        return Ok(Plan::Drop { given_up: true });
+    };
+    if now - row.created_at > GIVE_UP_AFTER {
+        return Ok(Plan::Drop { given_up: true });
+    }
+    let user = account::find(conn, &row.user_id)?;
+    let off = notification_model::turned_off(conn, &row.user_id)?;
+    if user.disabled || !wanted(kind, &off) {
+        return Ok(Plan::Drop { given_up: false });
+    }
+    Ok(
+        match build(
+            kind,
+            &user.email,
+            &user.display_name,
+            &state_link(&row.path),
+        ) {
+            Some(mail) => Plan::Send { kind, mail },
+            None => Plan::Drop { given_up: true },
+        },
+    )
+}
+
+/// Sends the rows due by `now` (run by the round, on the instance holding its lease).
+pub(crate) async fn retry_due(
+    db: &crate::db::Db,
+    mailer: &std::sync::Arc<crate::mail::Mailer>,
+    now: i64,
+) -> AppResult<Retried> {
+    let rows = db.run(move |c| Ok(model::due(c, now, PER_ROUND)?)).await?;
+    let mut done = Retried::default();
+    for row in rows {
+        let (m, r) = (mailer.clone(), row.clone());
+        let plan = db
+            .run(move |c| plan(c, &|path| m.link(path), &r, now))
+            .await?;
+        let (kind, mail) = match plan {
+            Plan::Drop { given_up } => {
+                if given_up {
+                    tracing::warn!(kind = %row.kind, "a queued mail was not sent within three days and is dropped");
+                    done.given_up += 1;
+                }
+                let id = row.id.clone();
+                db.run(move |c| Ok(model::delete(c, &id)?)).await?;
+                continue;
+            }
+            Plan::Send { kind, mail } => (kind, mail),
+        };
+        let m = mailer.clone();
+        let sent = tokio::task::spawn_blocking(move || m.send(&mail))
+            .await
+            .map_err(|e| MailError::Send(e.to_string()))
+            .and_then(|r| r);
+        let id = row.id.clone();
+        match sent {
+            Ok(()) => {
+                db.run(move |c| Ok(model::delete(c, &id)?)).await?;
+                done.sent.push((kind, row.user_id));
+            }
+            // The route will never take it: no use trying again.
+            Err(e @ (MailError::Address | MailError::Build(_))) => {
+                tracing::warn!(kind = kind.as_str(), error = %e, "a queued mail cannot be sent and is dropped");
+                db.run(move |c| Ok(model::delete(c, &id)?)).await?;
+                done.given_up += 1;
+            }
+            Err(e) => {
+                tracing::warn!(kind = kind.as_str(), error = %e, "a queued mail could not be sent; tried again later");
+                let attempts = row.attempts + 1;
+                let next = now + backoff(row.attempts);
+                db.run(move |c| Ok(model::retry_at(c, &id, attempts, next)?))
+                    .await?;
+                done.failed += 1;
+            }
+        }
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_wait_longer_each_time_up_to_six_hours() {
+        assert_eq!(backoff(0), 300);
+        assert_eq!(backoff(1), 600);
+        assert_eq!(backoff(2), 1200);
+        assert_eq!(backoff(6), 300 * 64);
+        assert_eq!(backoff(7), 6 * 3600);
+        assert_eq!(backoff(1000), 6 * 3600);
+    }
+
+    #[test]
+    fn only_the_kinds_an_act_queues_have_a_mail_and_it_is_content_free() {
+        for kind in Kind::ALL {
+            let mail = build(
+                kind,
+                "ann@acme.example",
+                "Ann",
+                "https://portal.example/analyst",
+            );
+            assert_eq!(
+                mail.is_some(),
+                matches!(kind, Kind::Message | Kind::AccessDecided),
+                "{kind:?}"
+            );
+            if let Some(m) = mail {
+                assert!(m.body.contains("https://portal.example/analyst"));
+                assert!(!m.body.contains("PCII-"));
+            }
+        }
+    }
+}
