@@ -97,6 +97,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
         "organisation.member_remove",
         "Member removed from an organisation",
     ),
+    ("organisation.member_leave", "Member left an organisation"),
     (
         "organisation.second_factor_requirement",
         "Second-factor requirement changed",

@@ -54,6 +54,50 @@ pub fn remove_member(
     })
 }
 
+/// A member leaves its organisation of its own accord: the account is disabled (it belonged to the organisation
+/// only) and signed out everywhere, as if an administrator had removed it. The organisation keeps an
+/// administrator: its only one hands the role on first, and its last member stays (someone must answer for its
+/// submissions). Returns the organisation's name.
+pub fn leave(conn: &mut DbConn, audit: &AuditLog, actor: &Actor, who: &User) -> AppResult<String> {
+    let org = match (who.role(), who.organisation_id.as_deref()) {
+        (Role::Submitter, Some(org)) => org.to_string(),
+        _ => {
+            return Err(AppError::Conflict(
+                "Only a member of a submitting organisation can leave it.".into(),
+            ))
+        }
+    };
+    audit.fact(conn, actor, |tx| {
+        let name = account::organisation_name(tx, &org)?;
+        let was_admin = account::find(tx, &who.id)?.org_admin;
+        if model::remove_member(tx, &org, &who.id)? != 1 {
+            return Err(AppError::NotFound);
+        }
+        // Checked after the change, inside the transaction: an error rolls it back.
+        let others = model::members(tx, &org, false)?
+            .iter()
+            .any(|m| !m.disabled);
+        if !others {
+            return Err(AppError::Conflict(
+                "You are the organisation's last member, and someone must answer for its submissions: invite a \
+                 colleague and make them an administrator first."
+                    .into(),
+            ));
+        }
+        if was_admin && organisation_admins(tx, &org)?.is_empty() {
+            return Err(AppError::Conflict(
+                "You are the organisation's only administrator: make another member an administrator first, then \
+                 leave."
+                    .into(),
+            ));
+        }
+        let event = Event::new("organisation.member_leave", Outcome::Success)
+            .object("account", &who.id)
+            .reason(format!("organisation {org}"));
+        Ok((name, event))
+    })
+}
+
 /// An organisation administrator makes another member an organisation administrator too. Only a confirmed,
 /// active member can hold the role.
 pub fn grant_admin(

@@ -14,6 +14,7 @@ use crate::error::{AppError, AppResult};
 use crate::web::forms::{CsrfForm, NoFields};
 use crate::web::guards::{remove_session_cookie, Ctx, CurrentUser};
 use crate::web::pages::{Notice, Page};
+use crate::web::step_up::StepUpForm;
 use crate::web::views::AccountView;
 
 pub fn routes() -> Vec<rocket::Route> {
@@ -23,7 +24,8 @@ pub fn routes() -> Vec<rocket::Route> {
         change_password,
         end_session,
         end_other_sessions,
-        notification_choices
+        notification_choices,
+        leave_organisation
     ]
 }
 
@@ -248,4 +250,46 @@ async fn end_other_sessions(
         n => format!("Your {n} other sessions have ended."),
     };
     Ok(Notice::redirect("/account", message))
+}
+
+#[derive(FromForm)]
+struct LeaveForm {
+    #[field(default = String::new())]
+    confirm: String,
+}
+
+/// A member leaves its organisation: its account closes (disabled, every session ended), audited as
+/// `organisation.member_leave`. An act that cannot be undone by the person, so it takes a fresh second factor
+/// when the account has one, and a ticked box.
+#[rocket::post("/account/leave-organisation", data = "<form>")]
+async fn leave_organisation(
+    ctx: Ctx<'_>,
+    user: CurrentUser<'_>,
+    jar: &CookieJar<'_>,
+    form: StepUpForm<LeaveForm>,
+) -> AppResult<Notice> {
+    if form.0.confirm != "yes" {
+        return Err(AppError::Invalid(
+            "Tick the box to confirm that you leave the organisation and your account closes."
+                .into(),
+        ));
+    }
+    let (audit, actor, who) = (
+        ctx.state.audit.clone(),
+        ctx.actor.clone(),
+        user.user.clone(),
+    );
+    let name = ctx
+        .state
+        .db
+        .run(move |c| crate::auth::membership::leave(c, &audit, &actor, &who))
+        .await?;
+    remove_session_cookie(ctx.tls, jar);
+    Ok(Notice::redirect(
+        "/login",
+        format!(
+            "You have left {name}. Your account is closed and you are signed out everywhere; the organisation's \
+             submissions stay with it. To work with it again, ask one of its administrators to invite you."
+        ),
+    ))
 }

@@ -548,3 +548,91 @@ fn an_administrators_invitation_into_an_organisation_waits_for_its_admin_or_an_o
     assert_eq!(accept(&app, &token, "First Person"), Status::SeeOther);
     assert_eq!(app.audit_count("invitation.approve"), 2);
 }
+
+#[test]
+fn a_member_leaves_of_its_own_accord_while_the_organisation_keeps_an_administrator_and_a_member() {
+    let app = TestApp::new();
+    let mut admin = app.login_as(Role::Submitter, "a@acme.example", Some("Acme"));
+    let sub = submit(&mut admin, "Acme's report");
+    const LEAVE: &str = "/account/leave-organisation";
+
+    // Its last member cannot leave: someone must answer for its submissions.
+    let page = admin.post(LEAVE, &[("confirm", "yes")]);
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert!(page.body.contains("last member"), "{}", page.body);
+
+    let token = invite(&app, &mut admin, "col@acme.example", "Col League");
+    assert_eq!(accept(&app, &token, "Col League"), Status::SeeOther);
+    let mut colleague = app.browser();
+    assert_eq!(
+        colleague.login("col@acme.example", PASSWORD),
+        Status::SeeOther
+    );
+    let page = colleague.get("/account");
+    assert!(
+        page.body.contains(&format!("action=\"{LEAVE}\"")) && page.body.contains("Leave Acme"),
+        "{}",
+        page.body
+    );
+
+    // Its only administrator cannot leave while a member remains: the role is handed on first.
+    let page = admin.post(LEAVE, &[("confirm", "yes")]);
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert!(page.body.contains("only administrator"), "{}", page.body);
+    assert_eq!(admin.get(&format!("/submissions/{sub}")).status, Status::Ok);
+
+    // Without the box ticked nothing happens.
+    let page = colleague.post(LEAVE, &[]);
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert_eq!(
+        colleague.get(&format!("/submissions/{sub}")).status,
+        Status::Ok
+    );
+    assert_eq!(app.audit_count("organisation.member_leave"), 0);
+
+    // The colleague leaves: signed out everywhere, the account closed, audited; the submissions stay.
+    let mut other_session = app.browser();
+    assert_eq!(
+        other_session.login("col@acme.example", PASSWORD),
+        Status::SeeOther
+    );
+    let page = colleague.post(LEAVE, &[("confirm", "yes")]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(location(&page), "/login");
+    let page = colleague.get("/login");
+    assert!(page.body.contains("You have left Acme."), "{}", page.body);
+    for b in [&mut colleague, &mut other_session] {
+        let page = b.get(&format!("/submissions/{sub}"));
+        assert!(signed_out(&page), "status {}", page.status);
+    }
+    assert_ne!(
+        app.browser().login("col@acme.example", PASSWORD),
+        Status::SeeOther
+    );
+    let col_id = user_id(&app, "col@acme.example");
+    let (org, disabled): (Option<String>, bool) = app.with_conn(|c| {
+        users::table
+            .find(&col_id)
+            .select((users::organisation_id, users::disabled))
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!((org, disabled), (None, true));
+    let left: Vec<Option<String>> = app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq("organisation.member_leave"))
+            .select(audit_entries::object_id)
+            .load(c)
+            .unwrap()
+    });
+    assert_eq!(left, vec![Some(col_id)]);
+    assert_eq!(admin.get(&format!("/submissions/{sub}")).status, Status::Ok);
+
+    // Staff belong to no submitting organisation: nothing to leave, and the page offers nothing.
+    let mut officer = app.login_as(Role::Officer, "o@pcii.example.gov", None);
+    assert!(!officer.get("/account").body.contains(LEAVE));
+    assert_eq!(
+        officer.post(LEAVE, &[("confirm", "yes")]).status,
+        Status::Conflict
+    );
+}
