@@ -344,10 +344,13 @@ pub fn open_keys(settings: &Settings) -> Result<crate::key_store::OpenedKeys, Cl
 }
 
 /// `keys protect`: converts the key store to `passphrase` or `shares` (see
-/// `key_store::protection::protect`), asking for the current secret when it is sealed in the other mode.
+/// `key_store::protection::protect`), asking for the current secret when it is sealed in the other mode; with
+/// `new_unlock_key`, moves a sealed store to a new unlock key (`key_store::protection::rekey`), asking for the
+/// current secret.
 pub fn keys_protect(
     settings: &Settings,
     target: crate::key_store::protection::Target,
+    new_unlock_key: bool,
 ) -> Result<(), CliError> {
     use crate::key_store::protection::{self, Layout, Mode};
     let dir = settings.keys_dir.clone();
@@ -364,7 +367,11 @@ pub fn keys_protect(
             protection::unlock_shares_cli(&s, files)
         }
     };
-    let done = protection::protect(settings, target, &mut unlock_current)?;
+    let done = if new_unlock_key {
+        protection::rekey(settings, target, &mut unlock_current)?
+    } else {
+        protection::protect(settings, target, &mut unlock_current)?
+    };
     if done.finished_only {
         println!("the key store was already converted; finished removing what was left");
     }
@@ -383,6 +390,11 @@ pub fn keys_protect(
     println!(
         "set master_key_protection in the configuration to match; back up keys/ (it holds only ciphertext now)"
     );
+    if new_unlock_key {
+        println!(
+            "a new unlock key: the old passphrase or shares open nothing current; restart every instance with the new one"
+        );
+    }
     Ok(())
 }
 

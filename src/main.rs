@@ -146,6 +146,11 @@ enum KeysCommand {
         /// shares: a custodian's age X25519 recipient (age1...); one per custodian.
         #[arg(long)]
         custodian: Vec<String>,
+        /// On a sealed store: make a new unlock key too (to change the passphrase, or to re-split among new
+        /// custodians), so that an old copy of the wrapper and its old passphrase or shares open nothing
+        /// current. Stop every instance first; each starts again with the new passphrase or shares.
+        #[arg(long)]
+        new_unlock_key: bool,
     },
 }
 
@@ -215,8 +220,10 @@ fn main() -> ExitCode {
                 passphrase_file,
                 threshold,
                 custodian,
-            } => protect_target(&mode, passphrase_file.as_deref(), threshold, custodian)
-                .and_then(|target| cli::keys_protect(&settings, target).map_err(Into::into)),
+                new_unlock_key,
+            } => protect_target(&mode, passphrase_file.as_deref(), threshold, custodian).and_then(
+                |target| cli::keys_protect(&settings, target, new_unlock_key).map_err(Into::into),
+            ),
         },
         Command::Audit { command } => match command {
             AuditCommand::Verify {

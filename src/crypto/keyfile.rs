@@ -352,6 +352,30 @@ impl UnlockKey {
         age::encrypt(&self.identity.to_public(), plaintext).map_err(|_| "age encryption failed")
     }
 
+    /// Encrypts `plaintext` to this key and to `next` at once: either opens it. The state a secret file passes
+    /// through while the store moves to a new unlock key, so that a crash at any point leaves it readable.
+    pub fn seal_also_to(
+        &self,
+        next: &UnlockKey,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, &'static str> {
+        use std::io::Write;
+        let (a, b) = (self.identity.to_public(), next.identity.to_public());
+        let encryptor = age::Encryptor::with_recipients(
+            [&a as &dyn age::Recipient, &b as &dyn age::Recipient].into_iter(),
+        )
+        .map_err(|_| "age encryption failed")?;
+        let mut out = Vec::with_capacity(plaintext.len() + 512);
+        let mut writer = encryptor
+            .wrap_output(&mut out)
+            .map_err(|_| "age encryption failed")?;
+        writer
+            .write_all(plaintext)
+            .map_err(|_| "age encryption failed")?;
+        writer.finish().map_err(|_| "age encryption failed")?;
+        Ok(out)
+    }
+
     /// Decrypts what [`UnlockKey::seal`] produced, into a buffer that is zeroized on drop.
     pub fn open(&self, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, &'static str> {
         open_with(&self.identity, ciphertext)

@@ -440,6 +440,122 @@ pub fn protect(
     Ok(done)
 }
 
+/// `keys protect --new-unlock-key`: moves a sealed store to a *new* unlock key, wrapped as `target` says (a new
+/// passphrase, or shares among a new set of custodians; either mode). Re-wrapping the same unlock key would leave an
+/// old copy of the wrapper (an old `unlock.age` with its old passphrase, or k old shares) opening the secret files;
+/// after this, it opens none of the files on disk. In steps, each safe to interrupt:
+///
+/// 1. every secret file is encrypted to both the current and the new unlock key (each file replaced atomically);
+/// 2. the new wrapper is written: `unlock.age` replaced, or new share files under new names and then the manifest
+///    (the commit point);
+/// 3. the old wrapper is removed;
+/// 4. every secret file is encrypted to the new key alone; share files no manifest names are removed.
+///
+/// So whichever wrapper is on disk opens every file at every moment, and running the same command again completes
+/// it (with yet another new unlock key). Running portals keep the master identities they hold; each is restarted
+/// (with the new passphrase, or unsealed with the new shares) before the next `keys rotate`, which it could not
+/// read otherwise.
+pub fn rekey(
+    settings: &Settings,
+    target: Target,
+    unlock_current: &mut dyn FnMut() -> Result<UnlockKey, KeyStoreError>,
+) -> Result<Protected, KeyStoreError> {
+    let dir = settings.keys_dir.as_path();
+    super::prepare_dir(dir)?;
+    let mode = target.mode();
+    let layout = Layout::scan(dir);
+    if layout.committed().is_none() || !layout.clear.is_empty() {
+        // In clear (or half converted from clear): `keys protect` makes a new unlock key anyway.
+        return Err(KeyStoreError::NotProtected {
+            path: dir.to_path_buf(),
+            mode: mode.as_str(),
+        });
+    }
+    let mut done = Protected::default();
+    if layout.passphrase && layout.shares {
+        // A run stopped between steps 2 and 3: every file opens with either wrapper, so keep the target's.
+        finish(dir, mode, &mut done)?;
+    }
+    let current = unlock_current()?;
+    let next = UnlockKey::generate();
+    let sealed_names: Vec<&str> = SECRET_FILES
+        .into_iter()
+        .filter(|n| dir.join(format!("{n}.age")).exists())
+        .collect();
+    let current = Arc::new(current);
+    let opened = AtRest::Sealed(current.clone());
+    // 1. Both keys open every file.
+    for name in &sealed_names {
+        let path = dir.join(format!("{name}.age"));
+        let text = opened.read(&path)?;
+        let both = current
+            .seal_also_to(&next, text.as_bytes())
+            .map_err(|reason| {
+                KeyStoreError::KeyFile(keyfile::KeyFileError::Sealed {
+                    path: path.clone(),
+                    reason,
+                })
+            })?;
+        keyfile::write_private(&path, &both)?;
+    }
+    // 2. The new wrapper: the commit point.
+    let mut manifest_files: Vec<String> = Vec::new();
+    match &target {
+        Target::Passphrase(passphrase) => {
+            let wrapped = wrap_with_passphrase(&next, passphrase)?;
+            keyfile::write_private(&dir.join(UNLOCK_FILE), &wrapped)?;
+        }
+        Target::Shares {
+            threshold,
+            custodians,
+        } => {
+            let mut split = shares::split(&next, *threshold, custodians)?;
+            // New names, so that the files of the split in force are never overwritten before the commit.
+            let tag: String = next.recipient().chars().skip(4).take(8).collect();
+            for (entry, (file, _)) in split.manifest.shares.iter_mut().zip(split.files.iter_mut()) {
+                let renamed = format!("share-{}-{tag}.age", entry.id);
+                entry.file = renamed.clone();
+                *file = renamed;
+            }
+            let shares_dir = dir.join(SHARES_DIR);
+            for (file, ciphertext) in &split.files {
+                keyfile::write_private(&shares_dir.join(file), ciphertext)?;
+            }
+            for (s, (file, _)) in split.manifest.shares.iter().zip(&split.files) {
+                done.share_files
+                    .push((shares_dir.join(file), s.custodian.clone()));
+            }
+            manifest_files = split.files.iter().map(|(f, _)| f.clone()).collect();
+            let json =
+                serde_json::to_vec_pretty(&split.manifest).map_err(|_| KeyStoreError::Wrap)?;
+            keyfile::write_private(&Manifest::path(dir), &json)?;
+        }
+    }
+    // 3. The other mode's wrapper, if the mode changed.
+    finish(dir, mode, &mut done)?;
+    // 4. The new key alone; the split no longer in force.
+    let next = Arc::new(next);
+    let fresh = AtRest::Sealed(next.clone());
+    for name in &sealed_names {
+        let path = dir.join(format!("{name}.age"));
+        let text = fresh.read(&path)?;
+        fresh.write(&path, text.as_bytes())?;
+    }
+    if mode == Mode::Shares {
+        if let Ok(entries) = std::fs::read_dir(dir.join(SHARES_DIR)) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".age") && !manifest_files.contains(&name) {
+                    keyfile::destroy(&e.path())?;
+                    done.removed.push(format!("{SHARES_DIR}/{name}"));
+                }
+            }
+        }
+    }
+    done.unlock_recipient = Some(next.recipient());
+    Ok(done)
+}
+
 /// After the commit: removes the clear files whose sealed copy exists, and the other mode's wrapper.
 fn finish(dir: &Path, mode: Mode, done: &mut Protected) -> Result<(), KeyStoreError> {
     for name in SECRET_FILES {
@@ -606,5 +722,225 @@ mod tests {
             reopened.keyring.current_key_id(),
             opened.keyring.current_key_id()
         );
+    }
+
+    /// A copy of the key directory (what a backup, or an intruder, would hold).
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+
+    /// Every sealed secret file of `dir` opens with `key` (each one's clear text), or none does.
+    fn opens_all(dir: &Path, key: &UnlockKey) -> Option<Vec<Zeroizing<String>>> {
+        let at_rest = AtRest::Sealed(Arc::new(UnlockKey::from_secret(&key.to_secret()).unwrap()));
+        SECRET_FILES
+            .into_iter()
+            .map(|n| at_rest.read(&dir.join(format!("{n}.age"))).ok())
+            .collect()
+    }
+
+    fn custodians(n: usize) -> (Vec<age::x25519::Identity>, Vec<String>) {
+        (0..n)
+            .map(|_| {
+                let i = age::x25519::Identity::generate();
+                let r = i.to_public().to_string();
+                (i, r)
+            })
+            .unzip()
+    }
+
+    /// The unlock key from the first `k` of `files`, decrypted by their custodians `ids`.
+    fn combine(
+        dir: &Path,
+        ids: &[age::x25519::Identity],
+        files: &[(PathBuf, String)],
+        k: usize,
+    ) -> UnlockKey {
+        let mut c = Collector::new(Manifest::read(dir).unwrap());
+        for (i, (path, _)) in files.iter().enumerate().take(k) {
+            let text = keyfile::open_with(&ids[i], &std::fs::read(path).unwrap()).unwrap();
+            if let Offered::Complete(key) = c.offer(std::str::from_utf8(&text).unwrap()).unwrap() {
+                return key;
+            }
+        }
+        panic!("{k} shares did not unlock");
+    }
+
+    #[test]
+    fn a_new_passphrase_with_a_new_unlock_key_leaves_an_old_copy_of_the_store_opening_nothing_current(
+    ) {
+        weaken_scrypt_for_tests(4);
+        let tmp = tempfile::tempdir().unwrap();
+        let sealed = settings(tmp.path(), "passphrase");
+        let dir = sealed.keys_dir.clone();
+        let (old_pass, new_pass) = ("the first long passphrase", "the second long passphrase");
+        let opened = super::super::open_all(&settings(tmp.path(), "file")).unwrap();
+        protect(
+            &sealed,
+            Target::Passphrase(Zeroizing::new(old_pass.into())),
+            &mut || unreachable!(),
+        )
+        .unwrap();
+        let backup = tmp.path().join("backup");
+        copy_dir(&dir, &backup);
+        let old_key = unwrap_with_passphrase(&dir, old_pass).unwrap();
+        let before = opens_all(&dir, &old_key).expect("the old key opens the store");
+
+        let done = rekey(
+            &sealed,
+            Target::Passphrase(Zeroizing::new(new_pass.into())),
+            &mut || unwrap_with_passphrase(&dir, old_pass),
+        )
+        .unwrap();
+        let new_key = unwrap_with_passphrase(&dir, new_pass).unwrap();
+        assert_eq!(done.unlock_recipient, Some(new_key.recipient()));
+        assert_ne!(new_key.recipient(), old_key.recipient());
+        // The same secrets, under the new key only.
+        let after = opens_all(&dir, &new_key).expect("the new key opens the store");
+        assert!(before.iter().zip(&after).all(|(a, b)| **a == **b));
+        assert!(matches!(
+            unwrap_with_passphrase(&dir, old_pass),
+            Err(KeyStoreError::WrongPassphrase { .. })
+        ));
+        // The old wrapper from the backup, with the old passphrase, opens none of today's files.
+        let from_backup = unwrap_with_passphrase(&backup, old_pass).unwrap();
+        for n in SECRET_FILES {
+            let at_rest = AtRest::Sealed(Arc::new(
+                UnlockKey::from_secret(&from_backup.to_secret()).unwrap(),
+            ));
+            assert!(at_rest.read(&dir.join(format!("{n}.age"))).is_err(), "{n}");
+        }
+        let reopened =
+            super::super::open_unlocked(&sealed, &AtRest::Sealed(Arc::new(new_key))).unwrap();
+        assert_eq!(
+            reopened.keyring.current_key_id(),
+            opened.keyring.current_key_id()
+        );
+        assert!(reopened.generated.is_empty());
+    }
+
+    #[test]
+    fn a_re_split_among_new_custodians_and_an_interrupted_mode_change_both_complete() {
+        weaken_scrypt_for_tests(4);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("keys");
+        let shares_settings = settings(tmp.path(), "shares");
+        let opened = super::super::open_all(&settings(tmp.path(), "file")).unwrap();
+        let (old_ids, old_custodians) = custodians(3);
+        let first = protect(
+            &shares_settings,
+            Target::Shares {
+                threshold: 2,
+                custodians: old_custodians,
+            },
+            &mut || unreachable!(),
+        )
+        .unwrap();
+        let old_key = combine(&dir, &old_ids, &first.share_files, 2);
+
+        // Re-split 2-of-3 among three new custodians.
+        let (new_ids, new_custodians) = custodians(3);
+        let again = rekey(
+            &shares_settings,
+            Target::Shares {
+                threshold: 2,
+                custodians: new_custodians,
+            },
+            &mut || Ok(UnlockKey::from_secret(&old_key.to_secret()).unwrap()),
+        )
+        .unwrap();
+        let new_key = combine(&dir, &new_ids, &again.share_files, 2);
+        assert!(opens_all(&dir, &new_key).is_some());
+        assert!(
+            opens_all(&dir, &old_key).is_none(),
+            "old shares open nothing current"
+        );
+        // Only the new split's files are left (the old ones were overwritten, then unlinked).
+        let mut left: Vec<String> = std::fs::read_dir(dir.join(SHARES_DIR))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|f| !f.starts_with('.'))
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 4, "{left:?}");
+        assert!(
+            left.iter()
+                .all(|f| f == "manifest.json" || f.contains('-') && f.matches('-').count() == 2),
+            "{left:?}"
+        );
+        assert_eq!(again.removed.len(), 3, "{:?}", again.removed);
+
+        // Stopped between writing a new wrapper and removing the old one: both wrappers are on disk and every file
+        // opens with either. Made here by hand: the files encrypted to both keys, a passphrase wrapper of a new key.
+        let between = UnlockKey::generate();
+        for n in SECRET_FILES {
+            let path = dir.join(format!("{n}.age"));
+            let text = AtRest::Sealed(Arc::new(
+                UnlockKey::from_secret(&new_key.to_secret()).unwrap(),
+            ))
+            .read(&path)
+            .unwrap();
+            keyfile::write_private(
+                &path,
+                &new_key.seal_also_to(&between, text.as_bytes()).unwrap(),
+            )
+            .unwrap();
+        }
+        let pass = "a passphrase for the move";
+        keyfile::write_private(
+            &dir.join(UNLOCK_FILE),
+            &wrap_with_passphrase(&between, pass).unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(
+            check_layout(&dir, Mode::Passphrase),
+            Err(KeyStoreError::Interrupted { .. })
+        ));
+        // Running the command again keeps the target's wrapper, then moves on to yet another key.
+        let passphrase_settings = settings(tmp.path(), "passphrase");
+        let done = rekey(
+            &passphrase_settings,
+            Target::Passphrase(Zeroizing::new("the final long passphrase".into())),
+            &mut || unwrap_with_passphrase(&dir, pass),
+        )
+        .unwrap();
+        assert!(
+            done.removed.contains(&format!("{SHARES_DIR}/")),
+            "{:?}",
+            done.removed
+        );
+        check_layout(&dir, Mode::Passphrase).unwrap();
+        let last = unwrap_with_passphrase(&dir, "the final long passphrase").unwrap();
+        assert!(opens_all(&dir, &last).is_some());
+        assert!(opens_all(&dir, &between).is_none());
+        assert!(opens_all(&dir, &new_key).is_none());
+        let reopened =
+            super::super::open_unlocked(&passphrase_settings, &AtRest::Sealed(Arc::new(last)))
+                .unwrap();
+        assert_eq!(
+            reopened.keyring.current_key_id(),
+            opened.keyring.current_key_id()
+        );
+    }
+
+    #[test]
+    fn a_new_unlock_key_is_refused_for_a_store_in_clear() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clear = settings(tmp.path(), "file");
+        super::super::open_all(&clear).unwrap();
+        let err = rekey(
+            &clear,
+            Target::Passphrase(Zeroizing::new("x".repeat(20))),
+            &mut || unreachable!(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, KeyStoreError::NotProtected { .. }), "{err}");
     }
 }

@@ -204,6 +204,81 @@ fn passphrase_store_opens_nothing_without_the_passphrase() {
     assert_eq!(client.get("/officer").dispatch().status(), Status::Ok);
 }
 
+#[test]
+fn a_passphrase_changed_with_a_new_unlock_key_leaves_the_old_passphrase_and_an_old_copy_of_keys_useless(
+) {
+    protection::weaken_scrypt_for_tests(4);
+    let tmp = tempfile::tempdir().unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    let (old_file, new_file) = (secrets.path().join("old"), secrets.path().join("new"));
+    keyfile::write_private(&old_file, b"the passphrase of last year\n").unwrap();
+    keyfile::write_private(&new_file, b"the passphrase of this year\n").unwrap();
+    let with = |file: &Path| {
+        figment(tmp.path())
+            .merge(("master_key_protection", "passphrase"))
+            .merge(("master_key_passphrase_file", file))
+    };
+    let (rocket, _) = pcii_portal::build(with(&old_file)).unwrap();
+    let client = Client::tracked(rocket).unwrap();
+    create_user(&client, "officer@example.gov", Role::Officer);
+    drop(client);
+    let keys = tmp.path().join("keys");
+    let backup = tmp.path().join("keys-backup");
+    std::fs::create_dir_all(&backup).unwrap();
+    for e in std::fs::read_dir(&keys).unwrap().flatten() {
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), backup.join(e.file_name())).unwrap();
+        }
+    }
+
+    // The operator's command, through the real binary: the current passphrase from the configured file, the new
+    // one from --passphrase-file.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
+        .args([
+            "keys",
+            "protect",
+            "--mode",
+            "passphrase",
+            "--new-unlock-key",
+            "--passphrase-file",
+        ])
+        .arg(&new_file)
+        .env("PCII_CONFIG", "/nonexistent.toml")
+        .env("PCII_DATA_DIR", tmp.path().join("data"))
+        .env("PCII_KEYS_DIR", &keys)
+        .env("PCII_MASTER_KEY_PROTECTION", "passphrase")
+        .env("PCII_MASTER_KEY_PASSPHRASE_FILE", &old_file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("a new unlock key"), "{stdout}");
+
+    // The new passphrase opens the portal as before; the old one no longer does.
+    let (rocket, _) = pcii_portal::build(with(&new_file)).unwrap();
+    let client = Client::tracked(rocket).unwrap();
+    assert_eq!(login(&client, "officer@example.gov"), Status::SeeOther);
+    drop(client);
+    let err = pcii_portal::build(with(&old_file)).err().unwrap();
+    assert!(err.contains("does not open"), "{err}");
+    // A copy of keys/ taken before, with the old passphrase, unlocks an old key that opens none of today's files.
+    let old_key =
+        protection::unwrap_with_passphrase(&backup, "the passphrase of last year").unwrap();
+    let old = AtRest::Sealed(Arc::new(old_key));
+    for name in protection::SECRET_FILES {
+        assert!(
+            old.read(&old.path(&backup, name)).is_ok(),
+            "{name} of the backup"
+        );
+        assert!(old.read(&old.path(&keys, name)).is_err(), "{name} of today");
+    }
+    assert_keys_disclose_nothing(&keys, &[]);
+}
+
 fn post_share(client: &Client, share: &str) -> (Status, String) {
     let page = client.get("/unseal").dispatch().into_string().unwrap();
     let token = extract_csrf(&page).unwrap();
