@@ -199,6 +199,9 @@ pub(crate) async fn retry_due(
                 db.run(move |c| Ok(model::retry_at(c, &id, attempts, next)?))
                     .await?;
                 done.failed += 1;
+                // The route is down: the rest would wait for its timeout one by one, holding the lease. They stay
+                // due for the next round.
+                break;
             }
         }
     }
