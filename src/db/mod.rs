@@ -114,11 +114,12 @@ impl ManageConnection for Manager {
             Backend::Sqlite => {
                 let mut c = diesel::sqlite::SqliteConnection::establish(self.sqlite_path())
                     .map_err(r2d2::Error::ConnectionError)?;
-                c.batch_execute(SQLITE_PRAGMAS)
-                    .and_then(|()| {
-                        c.batch_execute(&format!("PRAGMA busy_timeout = {};", self.busy_timeout_ms))
-                    })
-                    .map_err(r2d2::Error::QueryError)?;
+                // The busy timeout first: every later statement, these pragmas included, waits for a lock.
+                c.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {}; {SQLITE_PRAGMAS}",
+                    self.busy_timeout_ms
+                ))
+                .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConn::Sqlite(c))
             }
             #[cfg(feature = "postgres")]
@@ -193,6 +194,9 @@ impl Db {
                 .map_err(|e| DbError::OpenSqlite(e.to_string()))?;
             c.batch_execute("PRAGMA journal_mode = WAL;")
                 .map_err(DbError::Wal)?;
+            // Before the pool exists: the connections it opens in the background would otherwise wait on a long
+            // migration's lock (rebuilding a large table) and log their failures.
+            run_migrations(&mut c)?;
         }
         let pool = Pool::builder()
             .max_size(pool_size.max(2))
@@ -201,7 +205,9 @@ impl Db {
             .build(manager)
             .map_err(DbError::Pool)?;
         let db = Db { pool, backend };
-        db.migrate()?;
+        if backend != Backend::Sqlite {
+            db.migrate()?;
+        }
         Ok(db)
     }
 
