@@ -103,6 +103,18 @@ impl Mailer {
     }
 }
 
+/// [`Mailer::send`] on a blocking thread: an SMTP exchange must neither stall the async executor nor be made while
+/// holding a database connection. A failed task reads as a failed send.
+pub async fn send_off_executor(
+    mailer: &std::sync::Arc<Mailer>,
+    mail: Mail,
+) -> Result<(), MailError> {
+    let mailer = mailer.clone();
+    tokio::task::spawn_blocking(move || mailer.send(&mail))
+        .await
+        .map_err(|e| MailError::Send(format!("the mail task failed: {e}")))?
+}
+
 fn smtp_transport(s: &Settings) -> Result<SmtpTransport, String> {
     let host = s.smtp_host.trim();
     let tls =

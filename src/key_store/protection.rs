@@ -410,20 +410,43 @@ pub fn protect(
         key
     };
 
-    match &target {
+    write_wrapper(dir, &key, &target, None, &mut done)?;
+    done.unlock_recipient = Some(key.recipient());
+    finish(dir, mode, &mut done)?;
+    Ok(done)
+}
+
+/// Writes the wrapper of `key` that `target` names — the commit point of a conversion: `unlock.age` under the
+/// passphrase, or a share file per custodian and then the manifest. Share files are named `share-<id>.age`, or
+/// `share-<id>-<tag>.age` when `tag` is given (so that the files of a split in force are not overwritten before the
+/// manifest that replaces it). Returns the share files written (none for a passphrase).
+fn write_wrapper(
+    dir: &Path,
+    key: &UnlockKey,
+    target: &Target,
+    tag: Option<&str>,
+    done: &mut Protected,
+) -> Result<Vec<String>, KeyStoreError> {
+    match target {
         Target::Passphrase(passphrase) => {
-            let wrapped = wrap_with_passphrase(&key, passphrase)?;
+            let wrapped = wrap_with_passphrase(key, passphrase)?;
             keyfile::write_private(&dir.join(UNLOCK_FILE), &wrapped)?;
+            Ok(Vec::new())
         }
         Target::Shares {
             threshold,
             custodians,
         } => {
-            let split = shares::split(&key, *threshold, custodians)?;
+            let mut split = shares::split(key, *threshold, custodians)?;
+            if let Some(tag) = tag {
+                for (entry, (file, _)) in split.manifest.shares.iter_mut().zip(&mut split.files) {
+                    *file = format!("share-{}-{tag}.age", entry.id);
+                    entry.file = file.clone();
+                }
+            }
             let shares_dir = dir.join(SHARES_DIR);
             for (file, ciphertext) in &split.files {
-                let path = shares_dir.join(file);
-                keyfile::write_private(&path, ciphertext)?;
+                keyfile::write_private(&shares_dir.join(file), ciphertext)?;
             }
             for (s, (file, _)) in split.manifest.shares.iter().zip(&split.files) {
                 done.share_files
@@ -433,11 +456,9 @@ pub fn protect(
                 serde_json::to_vec_pretty(&split.manifest).map_err(|_| KeyStoreError::Wrap)?;
             // The commit point: written after every share file.
             keyfile::write_private(&Manifest::path(dir), &json)?;
+            Ok(split.files.into_iter().map(|(file, _)| file).collect())
         }
     }
-    done.unlock_recipient = Some(key.recipient());
-    finish(dir, mode, &mut done)?;
-    Ok(done)
 }
 
 /// `keys protect --new-unlock-key`: moves a sealed store to a *new* unlock key, wrapped as `target` says (a new
@@ -498,39 +519,9 @@ pub fn rekey(
             })?;
         keyfile::write_private(&path, &both)?;
     }
-    // 2. The new wrapper: the commit point.
-    let mut manifest_files: Vec<String> = Vec::new();
-    match &target {
-        Target::Passphrase(passphrase) => {
-            let wrapped = wrap_with_passphrase(&next, passphrase)?;
-            keyfile::write_private(&dir.join(UNLOCK_FILE), &wrapped)?;
-        }
-        Target::Shares {
-            threshold,
-            custodians,
-        } => {
-            let mut split = shares::split(&next, *threshold, custodians)?;
-            // New names, so that the files of the split in force are never overwritten before the commit.
-            let tag: String = next.recipient().chars().skip(4).take(8).collect();
-            for (entry, (file, _)) in split.manifest.shares.iter_mut().zip(split.files.iter_mut()) {
-                let renamed = format!("share-{}-{tag}.age", entry.id);
-                entry.file = renamed.clone();
-                *file = renamed;
-            }
-            let shares_dir = dir.join(SHARES_DIR);
-            for (file, ciphertext) in &split.files {
-                keyfile::write_private(&shares_dir.join(file), ciphertext)?;
-            }
-            for (s, (file, _)) in split.manifest.shares.iter().zip(&split.files) {
-                done.share_files
-                    .push((shares_dir.join(file), s.custodian.clone()));
-            }
-            manifest_files = split.files.iter().map(|(f, _)| f.clone()).collect();
-            let json =
-                serde_json::to_vec_pretty(&split.manifest).map_err(|_| KeyStoreError::Wrap)?;
-            keyfile::write_private(&Manifest::path(dir), &json)?;
-        }
-    }
+    // 2. The new wrapper: the commit point. New share-file names, so that the split in force stays whole until then.
+    let tag: String = next.recipient().chars().skip(4).take(8).collect();
+    let manifest_files = write_wrapper(dir, &next, &target, Some(&tag), &mut done)?;
     // 3. The other mode's wrapper, if the mode changed.
     finish(dir, mode, &mut done)?;
     // 4. The new key alone; the split no longer in force.

@@ -7,15 +7,10 @@ use crate::services::Services;
 /// True when the message was handed to the mail route. A failure is logged without the message (it holds a
 /// link that is a credential) and reported to the caller, which tells the person what to do.
 pub async fn send(state: &Services, mail: Mail) -> bool {
-    let mailer = state.mailer.clone();
-    match rocket::tokio::task::spawn_blocking(move || mailer.send(&mail)).await {
-        Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "sending mail failed");
-            false
-        }
+    match crate::mail::send_off_executor(&state.mailer, mail).await {
+        Ok(()) => true,
         Err(e) => {
-            tracing::error!(error = %e, "the mail task failed");
+            tracing::error!(error = %e, "sending mail failed");
             false
         }
     }

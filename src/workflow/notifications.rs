@@ -325,20 +325,10 @@ async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Round>> 
     let mut done = Round::default();
     for (kind, r) in due {
         let mail = kind.mail(&r, &parts.mailer.link(&r.path));
-        let mailer = parts.mailer.clone();
-        // The SMTP exchange on a blocking thread, holding no database connection.
-        match tokio::task::spawn_blocking(move || mailer.send(&mail)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(kind = kind.as_str(), error = %e, "a notification could not be sent; the next round tries again");
-                done.failed += 1;
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the mail task failed");
-                done.failed += 1;
-                continue;
-            }
+        if let Err(e) = crate::mail::send_off_executor(&parts.mailer, mail).await {
+            tracing::warn!(kind = kind.as_str(), error = %e, "a notification could not be sent; the next round tries again");
+            done.failed += 1;
+            continue;
         }
         let (subject, user) = (r.subject.clone(), r.user_id.clone());
         parts

@@ -7,7 +7,7 @@
 
 use crate::db::DbConn;
 use crate::error::AppResult;
-use crate::mail::{messages as mails, Mail, MailError};
+use crate::mail::{messages as mails, send_off_executor, Mail, MailError};
 use crate::models::account;
 use crate::models::notification as notification_model;
 use crate::models::pending_mail::{self as model, PendingMail};
@@ -74,22 +74,16 @@ pub fn enqueue(
 pub async fn send_now(state: &Services, queued: Vec<Queued>) -> usize {
     let mut failed = 0;
     for q in queued {
-        let mailer = state.mailer.clone();
-        let mail = q.mail;
-        match tokio::task::spawn_blocking(move || mailer.send(&mail)).await {
-            Ok(Ok(())) => {
+        match send_off_executor(&state.mailer, q.mail).await {
+            Ok(()) => {
                 let id = q.id;
                 if let Err(e) = state.db.run(move |c| Ok(model::delete(c, &id)?)).await {
                     // Sent but still queued: a round sends it again (at least once).
                     tracing::warn!(error = %e, "a sent mail could not be taken off the queue");
                 }
             }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "a mail could not be sent now; a notification round tries again");
-                failed += 1;
-            }
             Err(e) => {
-                tracing::warn!(error = %e, "the mail task failed; a notification round tries again");
+                tracing::warn!(error = %e, "a mail could not be sent now; a notification round tries again");
                 failed += 1;
             }
         }
@@ -175,13 +169,8 @@ pub(crate) async fn retry_due(
             }
             Plan::Send { kind, mail } => (kind, mail),
         };
-        let m = mailer.clone();
-        let sent = tokio::task::spawn_blocking(move || m.send(&mail))
-            .await
-            .map_err(|e| MailError::Send(e.to_string()))
-            .and_then(|r| r);
         let id = row.id.clone();
-        match sent {
+        match send_off_executor(mailer, mail).await {
             Ok(()) => {
                 db.run(move |c| Ok(model::delete(c, &id)?)).await?;
                 done.sent.push((kind, row.user_id));

@@ -27,6 +27,16 @@ fn smtp_app() -> (TestApp, PathBuf) {
     (app, maildir)
 }
 
+/// The id of the submission a sent form made (its answer redirects to the receipt).
+fn submitted(page: crate::common::Page) -> String {
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    page.header("Location")
+        .unwrap()
+        .trim_start_matches("/submissions/")
+        .trim_end_matches("/receipt")
+        .to_string()
+}
+
 /// Waits for a message to `to` holding a link that starts with `prefix`, and returns the link's path.
 fn received_link(maildir: &std::path::Path, to: &str, prefix: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -72,14 +82,7 @@ fn a_colleague_invited_by_email_reads_the_companys_submissions_until_removed() {
     let mut parts = complete_fields("SMTP suite narrative", "submit");
     parts.push(Part::Text("description_1", "d"));
     parts.push(Part::File("file_1", "f.pdf", b"smtp suite file"));
-    let page = lead.post_multipart("/submissions", &parts);
-    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    let sid = page
-        .header("Location")
-        .unwrap()
-        .trim_start_matches("/submissions/")
-        .trim_end_matches("/receipt")
-        .to_string();
+    let sid = submitted(lead.post_multipart("/submissions", &parts));
 
     let invited = lead.post(
         "/organisation/invitations",
@@ -248,17 +251,10 @@ fn a_message_mail_refused_while_the_smtp_server_was_down_arrives_once_it_is_up()
         "olga@pcii-down.example.gov",
         None,
     );
-    let page = ann.post_multipart(
+    let sid = submitted(ann.post_multipart(
         "/submissions",
         &complete_fields("SMTP down narrative", "submit"),
-    );
-    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    let sid = page
-        .header("Location")
-        .unwrap()
-        .trim_start_matches("/submissions/")
-        .trim_end_matches("/receipt")
-        .to_string();
+    ));
 
     let thread = format!("/officer/submissions/{sid}/messages");
     let page = olga.post_multipart(&thread, &[Part::Text("body", "DownMarker3391 a question")]);
