@@ -13,7 +13,7 @@ use crate::config::Settings;
 use crate::db::Db;
 use crate::error::AppError;
 use crate::key_store::rotation::{self, Progress};
-use crate::key_store::KeyStoreError;
+use crate::key_store::{in_use, KeyStoreError};
 use crate::workflow::custody;
 
 /// Why a CLI operation failed. Printed by `main` as `pcii-portal: <message>`; never holds key material.
@@ -137,6 +137,7 @@ pub fn keys_rotate(settings: &Settings, data_keys: bool) -> Result<(), CliError>
     if data_keys {
         return rekey(settings, custody::Rekey::DataKeys);
     }
+    let _changing = in_use::changing(&settings.keys_dir, in_use::Needs::Nothing)?;
     let opened = open_keys(settings)?;
     let mut keyring = opened.keyring;
     let audit = AuditLog::new(opened.audit_signer, settings.audit_checkpoint_every);
@@ -201,6 +202,7 @@ pub fn keys_convert(settings: &Settings) -> Result<(), CliError> {
 }
 
 fn rekey(settings: &Settings, mode: custody::Rekey) -> Result<(), CliError> {
+    let _changing = in_use::changing(&settings.keys_dir, in_use::Needs::Nothing)?;
     let opened = open_keys(settings)?;
     let audit = AuditLog::new(opened.audit_signer, settings.audit_checkpoint_every);
     let db = open_db(settings)?;
@@ -354,6 +356,8 @@ pub fn keys_protect(
 ) -> Result<(), CliError> {
     use crate::key_store::protection::{self, Layout, Mode};
     let dir = settings.keys_dir.clone();
+    // Every file is rewritten under a new key: no portal may hold the old one, no other key operation run.
+    let _changing = in_use::changing(&dir, in_use::Needs::NoPortal)?;
     let mut unlock_current = || match Layout::scan(&dir).committed() {
         Some(Mode::Passphrase) => {
             let mut s = settings.clone();

@@ -314,6 +314,9 @@ fn unlock_for_serve(
 fn serve(figment: rocket::figment::Figment) -> Result<(), String> {
     let settings = config::load(&figment)?;
     pcii_portal::check_configuration(&figment)?;
+    // Held until the process exits: `keys protect` refuses to run under a portal (module documentation).
+    let _serving =
+        pcii_portal::key_store::in_use::serving(&settings.keys_dir).map_err(|e| e.to_string())?;
     let at_rest = unlock_for_serve(&figment, &settings)?;
     let (rocket, startup) = pcii_portal::build_unlocked(
         figment.clone(),

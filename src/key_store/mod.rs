@@ -2,11 +2,13 @@
 //! Generated on first start, reused afterwards, refused when group/world readable.
 //! [`data_keys`]: each submission's data key, stored wrapped to the master identity and the escrow recipients;
 //! [`rotation`] re-wraps every data key to a new master identity and retires the old ones.
+//! [`in_use`] keeps the commands that rewrite `keys/` from running under each other or under a running portal.
 //! [`protection`] is `master_key_protection`: the secrets in clear (`file`), or sealed to an unlock key
 //! that rests under a passphrase or in custodians' [`shares`].
 
 pub mod account_secrets;
 pub mod data_keys;
+pub mod in_use;
 pub mod protection;
 pub mod rotation;
 pub mod shares;
@@ -104,6 +106,16 @@ pub enum KeyStoreError {
     },
     #[error(transparent)]
     Database(#[from] AppError),
+    /// The key directory's lock could not be taken (not busy: the lock itself failed).
+    #[error("locking {}: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Someone else is using the key directory in a way that excludes this use (see [`in_use`]).
+    #[error("{why} ({})", path.display())]
+    InUse { path: PathBuf, why: String },
     /// `file` mode configured, but the store on disk is protected.
     #[error(
         "the key store {} is protected ({on_disk}); set master_key_protection = \"{on_disk}\" \

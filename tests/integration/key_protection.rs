@@ -233,23 +233,65 @@ fn a_passphrase_changed_with_a_new_unlock_key_leaves_the_old_passphrase_and_an_o
 
     // The operator's command, through the real binary: the current passphrase from the configured file, the new
     // one from --passphrase-file.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
-        .args([
-            "keys",
-            "protect",
-            "--mode",
-            "passphrase",
-            "--new-unlock-key",
-            "--passphrase-file",
-        ])
-        .arg(&new_file)
-        .env("PCII_CONFIG", "/nonexistent.toml")
-        .env("PCII_DATA_DIR", tmp.path().join("data"))
-        .env("PCII_KEYS_DIR", &keys)
-        .env("PCII_MASTER_KEY_PROTECTION", "passphrase")
-        .env("PCII_MASTER_KEY_PASSPHRASE_FILE", &old_file)
-        .output()
+    let portal = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"));
+        c.env("PCII_CONFIG", "/nonexistent.toml")
+            .env("PCII_DATA_DIR", tmp.path().join("data"))
+            .env("PCII_KEYS_DIR", &keys)
+            .env("PCII_MASTER_KEY_PROTECTION", "passphrase")
+            .env("PCII_MASTER_KEY_PASSPHRASE_FILE", &old_file)
+            .env("PCII_LOG", "warn");
+        c
+    };
+    let protect = || {
+        portal()
+            .args([
+                "keys",
+                "protect",
+                "--mode",
+                "passphrase",
+                "--new-unlock-key",
+                "--passphrase-file",
+            ])
+            .arg(&new_file)
+            .output()
+            .unwrap()
+    };
+
+    // Not while a portal runs on these keys: it holds the old unlock key and could not read what it reloads.
+    let mut serving = portal()
+        .arg("serve")
+        .env("PCII_ADDRESS", "127.0.0.1")
+        .env("PCII_PORT", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let mut started = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(serving.stderr.take().unwrap())) {
+        let line = line.unwrap();
+        started.push_str(&line);
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    assert!(started.contains("listening on"), "{started}");
+    let refused = protect();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        err.contains("a portal is running on this key directory"),
+        "{err}"
+    );
+    assert!(
+        protection::unwrap_with_passphrase(&keys, "the passphrase of last year").is_ok(),
+        "the refused command changed nothing"
+    );
+    // However the portal ends, its hold ends with it.
+    serving.kill().unwrap();
+    serving.wait().unwrap();
+
+    let out = protect();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
