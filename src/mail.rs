@@ -39,6 +39,12 @@ pub enum MailError {
     Address,
     #[error("building the message: {0}")]
     Build(String),
+    /// The mail server refused this message for good (a 5xx answer): sending it again will not help, but the route
+    /// works.
+    #[error("refused by the mail server: {0}")]
+    Rejected(String),
+    /// The route did not take it (server unreachable, timeout, a transient answer, the outbox unwritable): the
+    /// route is down for now.
     #[error("sending: {0}")]
     Send(String),
 }
@@ -91,10 +97,13 @@ impl Mailer {
             .body(mail.body.clone())
             .map_err(|e| MailError::Build(e.to_string()))?;
         match &self.route {
-            Route::Smtp(t) => t
-                .send(&message)
-                .map(|_| ())
-                .map_err(|e| MailError::Send(e.to_string())),
+            Route::Smtp(t) => t.send(&message).map(|_| ()).map_err(|e| {
+                if e.is_permanent() {
+                    MailError::Rejected(e.to_string())
+                } else {
+                    MailError::Send(e.to_string())
+                }
+            }),
             Route::Outbox(t, _) => t
                 .send(&message)
                 .map(|_| ())

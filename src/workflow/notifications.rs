@@ -6,7 +6,9 @@
 //! tracking number, a title or an officer's words.
 //!
 //! Delivery is at least once: a message is recorded as sent after the mail route took it, so a crash in between
-//! sends it again; a message the route refuses (SMTP down) is tried again next round.
+//! sends it again; a message the route refuses (SMTP down) is tried again next round. A round stops at the first
+//! sign that the route is down (not a refusal of one message), so an outage costs a round one timeout, not one per
+//! message, and leaves the queued mail untried.
 
 use std::time::Duration;
 
@@ -15,7 +17,7 @@ use serde::Serialize;
 use crate::audit::log::{Actor, Event, Outcome};
 use crate::db::DbConn;
 use crate::error::AppResult;
-use crate::mail::Mail;
+use crate::mail::{Mail, MailError};
 use crate::models::lease;
 use crate::models::notification::{self as model, Recipient};
 use crate::services::Services;
@@ -323,12 +325,27 @@ async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Round>> 
         return Ok(None);
     };
     let mut done = Round::default();
-    for (kind, r) in due {
+    let mut route_down = false;
+    let total = due.len();
+    for (i, (kind, r)) in due.into_iter().enumerate() {
         let mail = kind.mail(&r, &parts.mailer.link(&r.path));
-        if let Err(e) = crate::mail::send_off_executor(&parts.mailer, mail).await {
-            tracing::warn!(kind = kind.as_str(), error = %e, "a notification could not be sent; the next round tries again");
-            done.failed += 1;
-            continue;
+        match crate::mail::send_off_executor(&parts.mailer, mail).await {
+            Ok(()) => {}
+            // This message only: the others may go.
+            Err(e @ (MailError::Address | MailError::Build(_) | MailError::Rejected(_))) => {
+                tracing::warn!(kind = kind.as_str(), error = %e, "a notification could not be sent; the next round tries again");
+                done.failed += 1;
+                continue;
+            }
+            // The route is down: the rest would each wait for its timeout, holding the lease. They stay due (their
+            // state has not changed) for the next round.
+            Err(e) => {
+                let not_tried = total - i - 1;
+                tracing::warn!(kind = kind.as_str(), error = %e, not_tried, "the mail route is down; the next round tries again");
+                done.failed += 1 + not_tried;
+                route_down = true;
+                break;
+            }
         }
         let (subject, user) = (r.subject.clone(), r.user_id.clone());
         parts
@@ -337,11 +354,15 @@ async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Round>> 
             .await?;
         done.sent.push((kind, r.user_id));
     }
-    // Then the mail acts promised and the route did not take at once (`pending_mail`).
-    let retried = crate::workflow::pending_mail::retry_due(&parts.db, &parts.mailer, now).await?;
-    done.sent.extend(retried.sent);
-    done.failed += retried.failed;
-    done.given_up = retried.given_up;
+    // Then the mail acts promised and the route did not take at once (`pending_mail`), unless the route is down:
+    // they stay due, untried, without counting an attempt.
+    if !route_down {
+        let retried =
+            crate::workflow::pending_mail::retry_due(&parts.db, &parts.mailer, now).await?;
+        done.sent.extend(retried.sent);
+        done.failed += retried.failed;
+        done.given_up = retried.given_up;
+    }
     if !done.sent.is_empty() || done.failed > 0 || done.given_up > 0 {
         let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
         for (k, _) in &done.sent {

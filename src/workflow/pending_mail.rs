@@ -176,7 +176,7 @@ pub(crate) async fn retry_due(
                 done.sent.push((kind, row.user_id));
             }
             // The route will never take it: no use trying again.
-            Err(e @ (MailError::Address | MailError::Build(_))) => {
+            Err(e @ (MailError::Address | MailError::Build(_) | MailError::Rejected(_))) => {
                 tracing::warn!(kind = kind.as_str(), error = %e, "a queued mail cannot be sent and is dropped");
                 db.run(move |c| Ok(model::delete(c, &id)?)).await?;
                 done.given_up += 1;

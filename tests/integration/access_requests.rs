@@ -591,3 +591,78 @@ fn a_decision_whose_mail_could_not_go_out_is_mailed_once_by_a_later_round() {
     assert!(app.notification_round().sent.is_empty());
     assert_eq!(mail_to(&app, ANALYST).len(), 1);
 }
+
+#[test]
+fn a_round_that_finds_the_mail_route_down_stops_and_leaves_the_queued_mail_untried() {
+    use pcii_portal::db::schema::pending_mail;
+    use pcii_portal::workflow::pending_mail::AT_ONCE_GRACE;
+    let app = TestApp::new();
+    let (mut sub, mut officer) = people(&app);
+    let (_, first) = validated(&app, &mut sub, &mut officer);
+    let (_, second) = validated(&app, &mut sub, &mut officer);
+    let (analyst_id, mut a) = analyst(&app);
+    let officer_id = app.with_conn(|c| {
+        users::table
+            .filter(users::email.eq("olga@pcii.example.gov"))
+            .select(users::id)
+            .first::<String>(c)
+            .unwrap()
+    });
+    let page = a.post(
+        "/analyst/access-requests",
+        &[("tracking", &first), ("reason", "pump stations")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let rid = only_request(&app);
+    // The officer's notice of the first request goes out; then the route goes down.
+    app.notification_round();
+    app.break_outbox();
+    let page = officer.post(
+        &format!("/officer/access-requests/{rid}/refuse"),
+        &[("reason", "no duty shown")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.pending_mail(), 1, "the decision's mail is queued");
+    // A second request waits: its notice to the officer is due from the state of things.
+    let page = a.post(
+        "/analyst/access-requests",
+        &[("tracking", &second), ("reason", "substations")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    app.advance(AT_ONCE_GRACE + 1);
+
+    // The first send finds the route down: the round stops there; the queued mail is not tried, so it does not
+    // count an attempt or move its next try back.
+    let attempts = || {
+        app.with_conn(|c| {
+            pending_mail::table
+                .select((pending_mail::attempts, pending_mail::next_attempt_at))
+                .first::<(i64, i64)>(c)
+                .unwrap()
+        })
+    };
+    let before = attempts();
+    let done = app.notification_round();
+    assert!(done.sent.is_empty(), "{done:?}");
+    assert_eq!((done.failed, done.given_up), (1, 0), "{done:?}");
+    assert_eq!(attempts(), before, "the queued mail was not tried");
+
+    // Back up: the next round sends both, once.
+    app.mend_outbox();
+    let done = app.notification_round();
+    let mut sent: Vec<(&str, String)> = done
+        .sent
+        .iter()
+        .map(|(k, u)| (k.as_str(), u.clone()))
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        vec![
+            ("access_request", officer_id),
+            ("access_request_decided", analyst_id)
+        ]
+    );
+    assert_eq!((done.failed, done.given_up), (0, 0));
+    assert_eq!(app.pending_mail(), 0);
+}

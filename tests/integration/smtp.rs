@@ -197,11 +197,21 @@ struct SmtpServer(std::process::Child);
 
 impl SmtpServer {
     fn start(port: u16, maildir: &std::path::Path) -> SmtpServer {
+        SmtpServer::start_with(port, maildir, "aiosmtpd.handlers.Mailbox")
+    }
+
+    /// With the handler `class` (a Mailbox or a class of `tests/smtp/`).
+    fn start_with(port: u16, maildir: &std::path::Path, class: &str) -> SmtpServer {
         let child = std::process::Command::new("/usr/bin/python3")
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .args(["-c", class])
             .arg(maildir)
+            .env(
+                "PYTHONPATH",
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp"),
+            )
+            .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -278,4 +288,85 @@ fn a_message_mail_refused_while_the_smtp_server_was_down_arrives_once_it_is_up()
         "{link}"
     );
     assert_eq!(app.pending_mail(), 0);
+}
+
+#[test]
+#[ignore = "needs aiosmtpd, which .ci/run installs"]
+fn a_round_goes_on_past_addresses_the_smtp_server_refuses_for_good() {
+    use diesel::prelude::*;
+    use pcii_portal::db::schema::users;
+    use pcii_portal::domain::Role;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("maildir");
+    // A server that works but has no mailbox for two of the officers (550 to their RCPT).
+    let _server = SmtpServer::start_with(port, &maildir, "bounce.BounceSome");
+    let app = TestApp::with(|f| {
+        f.merge(("smtp_host", "127.0.0.1"))
+            .merge(("smtp_port", port))
+            .merge(("smtp_security", "none"))
+            .merge(("mail_from", "PCII Portal <pcii@portal.test>"))
+            .merge(("notification_interval_seconds", 0))
+    });
+    // Made first, so that the round meets them first.
+    app.create_user(Role::Officer, "bounce-a@pcii-bounce.example.gov", None);
+    app.create_user(Role::Officer, "bounce-b@pcii-bounce.example.gov", None);
+    let mut ann = app.login_as(Role::Submitter, "ann@acme-bounce.example", Some("Acme"));
+    let mut olga = app.login_as(Role::Officer, "olga@pcii-bounce.example.gov", None);
+    app.create_user(Role::Officer, "oscar@pcii-bounce.example.gov", None);
+    let sid = submitted(ann.post_multipart(
+        "/submissions",
+        &complete_fields("SMTP bounce narrative", "submit"),
+    ));
+    let page = olga.post(
+        &format!("/officer/submissions/{sid}/decision"),
+        &[("decision", "validate"), ("confirm", "1")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let tracking: String = app.with_conn(|c| {
+        pcii_portal::db::schema::submissions::table
+            .find(&sid)
+            .select(pcii_portal::db::schema::submissions::tracking_number)
+            .first::<Option<String>>(c)
+            .unwrap()
+            .unwrap()
+    });
+    let analyst = app.create_user(Role::AuthorizedUser, "ana@dhs-bounce.example.gov", None);
+    let now = app.now();
+    app.with_conn(|c| {
+        diesel::update(users::table.find(&analyst))
+            .set((
+                users::training_completed_at.eq(Some(now - 10 * pcii_portal::time::DAY)),
+                users::nda_signed_at.eq(Some(now - 10 * pcii_portal::time::DAY)),
+                users::agency.eq(Some("DHS Office of Intelligence")),
+            ))
+            .execute(c)
+            .unwrap()
+    });
+    let mut ana = app.browser();
+    assert_eq!(
+        ana.login("ana@dhs-bounce.example.gov", PASSWORD),
+        Status::SeeOther
+    );
+    let page = ana.post(
+        "/analyst/access-requests",
+        &[("tracking", &tracking), ("reason", "pump stations")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+
+    // The request waits: every officer is due a notice. The two refusals are this mail's, not the route's: the
+    // round goes on, and the other two officers get theirs.
+    let done = app.notification_round();
+    assert_eq!((done.sent.len(), done.failed), (2, 2), "{done:?}");
+    for to in [
+        "olga@pcii-bounce.example.gov",
+        "oscar@pcii-bounce.example.gov",
+    ] {
+        let link = received_link(&maildir, to, "/officer/");
+        assert!(link.ends_with("/officer/access-requests"), "{link}");
+    }
 }
