@@ -69,26 +69,47 @@ pub fn enqueue(
     Ok(Queued { id: row.id, mail })
 }
 
-/// Hands each mail to the mail route and deletes the row of each it took; returns how many it did not take (those
-/// wait for a round). Holds no database connection during an SMTP exchange.
-pub async fn send_now(state: &Services, queued: Vec<Queued>) -> usize {
-    let mut failed = 0;
-    for q in queued {
+/// What [`send_now`] did not send.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unsent {
+    /// Left on the queue, the mail route being down: a notification round tries again.
+    pub later: usize,
+    /// Refused for good (the mail server refused it, or the address is unusable): taken off the queue, since no
+    /// later try would go better.
+    pub refused: usize,
+}
+
+/// Hands each mail to the mail route and deletes the row of each it took, or of each refused for good. Stops at
+/// the first sign that the route is down: the rest wait for a round rather than keep the person's page waiting one
+/// timeout each. Holds no database connection during an SMTP exchange.
+pub async fn send_now(state: &Services, queued: Vec<Queued>) -> Unsent {
+    let mut unsent = Unsent::default();
+    let total = queued.len();
+    for (i, q) in queued.into_iter().enumerate() {
+        let id = q.id;
         match send_off_executor(&state.mailer, q.mail).await {
             Ok(()) => {
-                let id = q.id;
                 if let Err(e) = state.db.run(move |c| Ok(model::delete(c, &id)?)).await {
                     // Sent but still queued: a round sends it again (at least once).
                     tracing::warn!(error = %e, "a sent mail could not be taken off the queue");
                 }
             }
+            Err(e @ (MailError::Address | MailError::Build(_) | MailError::Rejected(_))) => {
+                tracing::warn!(error = %e, "a mail was refused for good and is dropped");
+                if let Err(e) = state.db.run(move |c| Ok(model::delete(c, &id)?)).await {
+                    // A round meets the same refusal and drops it then.
+                    tracing::warn!(error = %e, "a refused mail could not be taken off the queue");
+                }
+                unsent.refused += 1;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "a mail could not be sent now; a notification round tries again");
-                failed += 1;
+                unsent.later += total - i;
+                break;
             }
         }
     }
-    failed
+    unsent
 }
 
 /// What a round's retries did.

@@ -316,6 +316,11 @@ fn a_round_goes_on_past_addresses_the_smtp_server_refuses_for_good() {
     app.create_user(Role::Officer, "bounce-a@pcii-bounce.example.gov", None);
     app.create_user(Role::Officer, "bounce-b@pcii-bounce.example.gov", None);
     let mut ann = app.login_as(Role::Submitter, "ann@acme-bounce.example", Some("Acme"));
+    app.create_user(
+        Role::Submitter,
+        "bounce-c@acme-bounce.example",
+        Some("Acme"),
+    );
     let mut olga = app.login_as(Role::Officer, "olga@pcii-bounce.example.gov", None);
     app.create_user(Role::Officer, "oscar@pcii-bounce.example.gov", None);
     let sid = submitted(ann.post_multipart(
@@ -369,4 +374,27 @@ fn a_round_goes_on_past_addresses_the_smtp_server_refuses_for_good() {
         let link = received_link(&maildir, to, "/officer/");
         assert!(link.ends_with("/officer/access-requests"), "{link}");
     }
+
+    // A message to Acme, sent at once after the commit: the server refuses its member "bounce-c" for good, so
+    // that mail is dropped and the officer told; the other member gets hers.
+    let thread = format!("/officer/submissions/{sid}/messages");
+    let page = olga.post_multipart(
+        &thread,
+        &[Part::Text("body", "BounceMarker7710 a question")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let page = olga.get(&thread);
+    assert!(
+        page.body
+            .contains("The mail server refused the email to 1 of the people told"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("could not go out yet"), "{}", page.body);
+    assert_eq!(app.pending_mail(), 0, "nothing left to try again");
+    let link = received_link(&maildir, "ann@acme-bounce.example", "/submissions/");
+    assert!(
+        link.ends_with(&format!("/submissions/{sid}/messages")),
+        "{link}"
+    );
 }

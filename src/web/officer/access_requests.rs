@@ -159,13 +159,18 @@ async fn show_again(
 
 /// Sends the analyst's message (queued with the decision) once the decision committed, and says whether it went out.
 async fn notify(ctx: &Ctx<'_>, mail: Queued, done: &str) -> Notice {
-    let message = if pending_mail::send_now(ctx.state, vec![mail]).await == 0 {
-        format!("{done} The analyst was told by email.")
-    } else {
+    let unsent = pending_mail::send_now(ctx.state, vec![mail]).await;
+    let message = if unsent.refused > 0 {
+        format!(
+            "{done} The mail server refused the email to the analyst; they see the decision when they sign in."
+        )
+    } else if unsent.later > 0 {
         format!(
             "{done} The email to the analyst could not be sent yet; the portal tries again, and they see the \
              decision when they sign in."
         )
+    } else {
+        format!("{done} The analyst was told by email.")
     };
     Notice::redirect("/officer/access-requests", message)
 }

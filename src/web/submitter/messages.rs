@@ -158,8 +158,15 @@ pub(crate) async fn post_message(
                 n => format!(" with {n} files"),
             };
             let mut notice = format!("Your message was sent{files}.");
-            if unsent > 0 {
+            if unsent.later > 0 {
                 notice.push_str(" The email telling the other side could not go out yet; the portal tries again.");
+            }
+            if unsent.refused > 0 {
+                notice.push_str(&format!(
+                    " The mail server refused the email to {} of the people told; they see the message when they \
+                     sign in.",
+                    unsent.refused
+                ));
             }
             Ok(Either::Left(Notice::redirect(
                 thread_path(officer, &admitted.submission().id),
