@@ -64,6 +64,9 @@ pub enum CliError {
     /// `unseal`: the sealed portal could not be reached, or refused the share.
     #[error("unseal: {0}")]
     Unseal(String),
+    /// `backup` did not complete.
+    #[error("backup: {0}")]
+    Backup(#[from] crate::backup::BackupError),
 }
 
 fn open_db(settings: &Settings) -> Result<Db, CliError> {
@@ -192,6 +195,29 @@ pub fn keys_rotate(settings: &Settings, data_keys: bool) -> Result<(), CliError>
         "rotation complete: {} data key(s) re-wrapped; every data key is wrapped to {}",
         rotated.rewrapped, rotated.current_key_id
     );
+    Ok(())
+}
+
+/// `backup --to DIR`: the database snapshot and the blobs it names, checked (see [`crate::backup`]).
+pub fn backup(settings: &Settings, to: &std::path::Path) -> Result<(), CliError> {
+    let audit = open_audit(settings)?;
+    let db = open_db(settings)?;
+    let store = open_store(settings)?;
+    let made = crate::backup::make(&db, store.as_ref(), &audit, to)?;
+    println!(
+        "backup in {}: the database ({}) and {} stored file(s), {} bytes, each checked against its recorded digest",
+        crate::config::display_path(to),
+        crate::backup::DATABASE_FILE,
+        made.blobs,
+        made.bytes
+    );
+    if made.gone > 0 {
+        println!(
+            "{} file(s) named by the snapshot were destroyed before they could be copied",
+            made.gone
+        );
+    }
+    println!("keys/ is not in the backup: keep a copy of it apart (see the README, \"Backups\")");
     Ok(())
 }
 

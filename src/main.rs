@@ -56,6 +56,13 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// A consistent copy of the database (SQLite) and of the stored files it names, each checked, into a new or
+    /// empty directory. Made beside running instances; the keys are not included.
+    Backup {
+        /// Where (created 0700; must be missing or empty).
+        #[arg(long, value_name = "DIR")]
+        to: std::path::PathBuf,
+    },
     /// `shares` mode: give this custodian's decrypted share (`--share-file`, or asked without echo) to the sealed
     /// portal running on this host, through `keys/unseal.sock`.
     Unseal,
@@ -190,6 +197,7 @@ fn main() -> ExitCode {
     {
         Command::Serve => serve(figment).map_err(Into::into),
         Command::Unseal => cli::unseal_local(&settings).map_err(Into::into),
+        Command::Backup { to } => cli::backup(&settings, &to).map_err(Into::into),
         Command::Migrate => db::Db::open(&settings.database_url(), 2)
             .map(|_| println!("migrations applied"))
             .map_err(Into::into),

@@ -115,6 +115,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("key.convert", "Store converted to data keys"),
     ("key.unseal", "Portal unsealed"),
     ("blob.sweep", "Stored files swept"),
+    ("backup.made", "Backup made"),
     ("notifications.sent", "Notification emails sent"),
     // The audit log itself
     ("audit.view", "Audit log read by an auditor"),

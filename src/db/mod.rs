@@ -251,6 +251,30 @@ impl Db {
     }
 }
 
+/// A copy made by [`copy_into`], opened for reading only (no migrations, no pool): to read what it holds.
+pub fn open_copy(path: &std::path::Path) -> Result<DbConn, DbError> {
+    let mut c = diesel::sqlite::SqliteConnection::establish(&path.to_string_lossy())
+        .map_err(|e| DbError::OpenSqlite(e.to_string()))?;
+    c.batch_execute("PRAGMA query_only = ON;")
+        .map_err(|e| DbError::OpenSqlite(e.to_string()))?;
+    Ok(DbConn::Sqlite(c))
+}
+
+/// SQLite: a consistent copy of the whole database written into the empty file `path` (`VACUUM INTO`: one read
+/// transaction, beside running writers). `None` on PostgreSQL, whose tool for this is pg_dump.
+pub fn copy_into(conn: &mut DbConn, path: &str) -> Option<diesel::QueryResult<()>> {
+    match conn {
+        DbConn::Sqlite(c) => Some(
+            diesel::sql_query("VACUUM INTO ?")
+                .bind::<diesel::sql_types::Text, _>(path)
+                .execute(c)
+                .map(|_| ()),
+        ),
+        #[cfg(feature = "postgres")]
+        DbConn::Postgres(_) => None,
+    }
+}
+
 pub fn run_migrations(conn: &mut DbConn) -> Result<usize, DbError> {
     let applied = match conn {
         DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),

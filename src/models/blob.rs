@@ -91,6 +91,14 @@ pub fn storage_names_of(
         .load(conn)
 }
 
+/// Every blob's store name and the SHA-256 of its ciphertext (hex), in name order: what a backup copies.
+pub fn all_stored(conn: &mut crate::db::DbConn) -> QueryResult<Vec<(String, String)>> {
+    blobs::table
+        .select((blobs::storage_name, blobs::ciphertext_sha256))
+        .order(blobs::storage_name)
+        .load(conn)
+}
+
 /// Whether any row points to this file of the store (the orphan sweep keeps it if so).
 pub fn storage_name_in_use(conn: &mut crate::db::DbConn, storage_name: &str) -> QueryResult<bool> {
     let n: i64 = blobs::table

@@ -7,6 +7,7 @@ mod access_requests;
 mod audit;
 mod audit_chain;
 mod audit_people;
+mod backup;
 mod blob_store;
 mod cases;
 mod cli;

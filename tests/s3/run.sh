@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The blob-store contract and the intake and lifecycle suites with their blobs in a real S3 store (SeaweedFS on
+# The blob-store contract, the intake and lifecycle suites and the backup with their blobs in a real S3 store (SeaweedFS on
 # loopback), on SQLite and, when PCII_TEST_DATABASE_URL is set, on PostgreSQL too. Afterwards no multipart upload
 # may be left unfinished in the bucket (every refused or broken upload aborted its own).
 set -euo pipefail
@@ -10,7 +10,7 @@ work="$(mktemp -d)"
 trap 'stop_seaweedfs; rm -rf "$work"' EXIT
 start_seaweedfs "$work/seaweedfs"
 export PCII_TEST_BLOB_STORE="s3://$SEAWEEDFS_BUCKET"
-suites=(blob_store:: intake:: lifecycle::)
+suites=(blob_store:: intake:: lifecycle:: backup::)
 
 echo "-- SQLite + S3"
 cargo test --test integration -- --include-ignored "${suites[@]}"

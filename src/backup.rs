@@ -1,0 +1,228 @@
+//! `pcii-portal backup --to DIR`: a consistent copy of what the portal stores, taken while it runs, that discloses
+//! nothing without the keys.
+//!
+//! - The database (SQLite) is copied by `VACUUM INTO`: one read transaction, so the copy is a snapshot of one
+//!   moment, made beside running instances. It holds no protected text in clear (content, officers' words and
+//!   data keys are sealed), only ciphertext and the wrapped data keys.
+//! - The blobs the snapshot names are then copied from the blob store (directory or S3, through the same trait),
+//!   each checked against the SHA-256 of its ciphertext recorded in the snapshot as it is copied: a backup holds
+//!   exactly the files its database refers to, each verified. A blob gone by the time it is copied was destroyed
+//!   after the snapshot (its deletion follows the destruction's commit); it is counted, not an error.
+//! - `keys/` is not copied: it must be kept apart (with `master_key_protection = "file"` it holds the master key in
+//!   clear, and a backup beside it would open). Every file is written 0600 in a 0700 directory, then fsynced.
+//!
+//! PostgreSQL has its own tool for a consistent copy (`pg_dump`); on PostgreSQL the command refuses and says so.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::audit::log::{Actor, AuditLog, Event, Outcome};
+use crate::db::{Db, DbConn};
+use crate::storage::BlobStore;
+
+/// The database's file name in a backup (as under `data/`).
+pub const DATABASE_FILE: &str = "pcii.sqlite3";
+/// The blobs' directory in a backup (as under `data/`).
+pub const BLOB_DIR: &str = "blobs";
+
+/// What a backup holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Made {
+    pub database: PathBuf,
+    /// Blobs copied and checked.
+    pub blobs: usize,
+    /// Their bytes (ciphertext).
+    pub bytes: u64,
+    /// Blobs the snapshot names that were gone when copied: destroyed after the snapshot.
+    pub gone: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(
+        "the database is PostgreSQL: back it up with pg_dump (a consistent snapshot), and the blob store with \
+         its own means (see the README, \"Backups\")"
+    )]
+    Postgres,
+    #[error("{}: {why}", path.display())]
+    Target { path: PathBuf, why: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("copying the database: {0}")]
+    Database(String),
+    #[error("blob {name}: {why}")]
+    Blob { name: String, why: String },
+    #[error(transparent)]
+    App(#[from] crate::error::AppError),
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Makes a backup in `to` (created 0700; refused unless missing or empty) and records it in the audit log
+/// (`backup.made`, by the operator).
+pub fn make(
+    db: &Db,
+    store: &dyn BlobStore,
+    audit: &AuditLog,
+    to: &Path,
+) -> Result<Made, BackupError> {
+    let mut conn = db.get()?;
+    if !matches!(&*conn, DbConn::Sqlite(_)) {
+        return Err(BackupError::Postgres);
+    }
+    prepare(to)?;
+    let database = to.join(DATABASE_FILE);
+    snapshot(&mut conn, &database)?;
+    drop(conn);
+
+    let blob_dir = to.join(BLOB_DIR);
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&blob_dir)
+        .map_err(io_at(&blob_dir))?;
+    let mut made = Made {
+        database: database.clone(),
+        blobs: 0,
+        bytes: 0,
+        gone: 0,
+    };
+    for (name, sha256) in stored_blobs(&database)? {
+        match copy_blob(store, &name, &sha256, &blob_dir)? {
+            Some(bytes) => {
+                made.blobs += 1;
+                made.bytes += bytes;
+            }
+            None => made.gone += 1,
+        }
+    }
+    sync_dir(&blob_dir)?;
+    sync_dir(to)?;
+
+    let event = Event::new("backup.made", Outcome::Success).reason(format!(
+        "database snapshot and {} stored file(s), {} bytes of ciphertext, each checked; {} destroyed after the \
+         snapshot; keys not included",
+        made.blobs, made.bytes, made.gone
+    ));
+    let mut conn = db.get()?;
+    audit.record(&mut conn, &Actor::cli(), event)?;
+    Ok(made)
+}
+
+/// `to` missing (created 0700) or an empty directory (tightened to 0700).
+fn prepare(to: &Path) -> Result<(), BackupError> {
+    match fs::read_dir(to) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(BackupError::Target {
+                    path: to.to_path_buf(),
+                    why: "not empty; a backup goes into a new or empty directory".into(),
+                });
+            }
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(to, fs::Permissions::from_mode(0o700)).map_err(io_at(to))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(to)
+            .map_err(io_at(to)),
+        Err(e) => Err(io_at(to)(e)),
+    }
+}
+
+/// `VACUUM INTO` a file made empty and 0600 first (SQLite writes into an empty file and keeps its mode).
+fn snapshot(conn: &mut DbConn, database: &Path) -> Result<(), BackupError> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(database)
+        .map_err(io_at(database))?;
+    let path = database.to_str().ok_or_else(|| BackupError::Target {
+        path: database.to_path_buf(),
+        why: "the path is not UTF-8".into(),
+    })?;
+    crate::db::copy_into(conn, path)
+        .ok_or(BackupError::Postgres)?
+        .map_err(|e| BackupError::Database(e.to_string()))?;
+    File::open(database)
+        .and_then(|f| f.sync_all())
+        .map_err(io_at(database))
+}
+
+/// The blobs the snapshot names, with the SHA-256 of their ciphertext: read from the copy, so that the files
+/// copied are exactly those its database refers to.
+fn stored_blobs(database: &Path) -> Result<Vec<(String, String)>, BackupError> {
+    let mut conn =
+        crate::db::open_copy(database).map_err(|e| BackupError::Database(e.to_string()))?;
+    crate::models::blob::all_stored(&mut conn).map_err(|e| BackupError::Database(e.to_string()))
+}
+
+/// Copies one blob into `dir` (0600, fsynced), hashing it on the way: `None` when the store no longer has it.
+fn copy_blob(
+    store: &dyn BlobStore,
+    name: &str,
+    sha256: &str,
+    dir: &Path,
+) -> Result<Option<u64>, BackupError> {
+    let blob_error = |why: String| BackupError::Blob {
+        name: name.to_owned(),
+        why,
+    };
+    // The name comes from the database: checked like every name a store is given, before it names a file here.
+    crate::storage::check_blob_name(name).map_err(|e| blob_error(e.to_string()))?;
+    let mut from = match store.open(name) {
+        Ok(r) => r,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(blob_error(e.to_string())),
+    };
+    let path = dir.join(name);
+    let mut to = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io_at(&path))?;
+    let mut hasher = Sha256::new();
+    let mut len = 0u64;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(blob_error(e.to_string())),
+        };
+        hasher.update(&buf[..n]);
+        to.write_all(&buf[..n]).map_err(io_at(&path))?;
+        len += n as u64;
+    }
+    if hex::encode(hasher.finalize()) != sha256 {
+        return Err(blob_error(
+            "its ciphertext differs from the digest the database records: the stored copy is damaged or was \
+             replaced; the backup stops here"
+                .into(),
+        ));
+    }
+    to.sync_all().map_err(io_at(&path))?;
+    Ok(Some(len))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), BackupError> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io_at(dir))
+}
