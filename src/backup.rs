@@ -8,6 +8,7 @@
 //!   each checked against the SHA-256 of its ciphertext recorded in the snapshot as it is copied: a backup holds
 //!   exactly the files its database refers to, each verified. A blob gone by the time it is copied was destroyed
 //!   after the snapshot (its deletion follows the destruction's commit); it is counted, not an error.
+//! - `manifest.json` is written last (the database's SHA-256, the counts): a backup without it did not finish.
 //! - `keys/` is not copied: it must be kept apart (with `master_key_protection = "file"` it holds the master key in
 //!   clear, and a backup beside it would open). Every file is written 0600 in a 0700 directory, then fsynced.
 //!
@@ -28,6 +29,8 @@ use crate::storage::BlobStore;
 pub const DATABASE_FILE: &str = "pcii.sqlite3";
 /// The blobs' directory in a backup (as under `data/`).
 pub const BLOB_DIR: &str = "blobs";
+/// Written last: what the backup holds, with the database's SHA-256.
+pub const MANIFEST_FILE: &str = "manifest.json";
 
 /// What a backup holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +81,7 @@ pub fn make(
     store: &dyn BlobStore,
     audit: &AuditLog,
     to: &Path,
+    now: i64,
 ) -> Result<Made, BackupError> {
     let mut conn = db.get()?;
     if !matches!(&*conn, DbConn::Sqlite(_)) {
@@ -109,6 +113,7 @@ pub fn make(
         }
     }
     sync_dir(&blob_dir)?;
+    write_manifest(to, &made, now)?;
     sync_dir(to)?;
 
     let event = Event::new("backup.made", Outcome::Success).reason(format!(
@@ -219,6 +224,36 @@ fn copy_blob(
     }
     to.sync_all().map_err(io_at(&path))?;
     Ok(Some(len))
+}
+
+/// `manifest.json`, written last: a backup without it did not finish. Names the database file with its SHA-256 (so
+/// that a copy of the backup can be checked) and the counts.
+fn write_manifest(to: &Path, made: &Made, now: i64) -> Result<(), BackupError> {
+    let database = &made.database;
+    let mut hasher = Sha256::new();
+    io::copy(
+        &mut File::open(database).map_err(io_at(database))?,
+        &mut hasher,
+    )
+    .map_err(io_at(database))?;
+    let manifest = serde_json::json!({
+        "format": "pcii-portal backup 1",
+        "made_at": crate::time::rfc3339(now),
+        "database": { "file": DATABASE_FILE, "sha256": hex::encode(hasher.finalize()) },
+        "blobs": { "dir": BLOB_DIR, "files": made.blobs, "bytes": made.bytes },
+        "destroyed_after_the_snapshot": made.gone,
+        "keys": "not included",
+    });
+    let path = to.join(MANIFEST_FILE);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io_at(&path))?;
+    f.write_all(format!("{manifest:#}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(io_at(&path))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), BackupError> {

@@ -203,7 +203,8 @@ pub fn backup(settings: &Settings, to: &std::path::Path) -> Result<(), CliError>
     let audit = open_audit(settings)?;
     let db = open_db(settings)?;
     let store = open_store(settings)?;
-    let made = crate::backup::make(&db, store.as_ref(), &audit, to)?;
+    let now = crate::clock::Clock::system().now();
+    let made = crate::backup::make(&db, store.as_ref(), &audit, to, now)?;
     println!(
         "backup in {}: the database ({}) and {} stored file(s), {} bytes, each checked against its recorded digest",
         crate::config::display_path(to),

@@ -111,6 +111,17 @@ fn a_backup_taken_beside_a_running_portal_discloses_nothing_and_restores_with_th
         }
     }
 
+    // Written last, naming the database by its digest.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(to.join("manifest.json")).unwrap()).unwrap();
+    let db_bytes = std::fs::read(to.join("pcii.sqlite3")).unwrap();
+    assert_eq!(
+        manifest["database"]["sha256"],
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&db_bytes))
+    );
+    assert_eq!(manifest["blobs"]["files"], blobs.len());
+    assert_eq!(manifest["keys"], "not included");
+
     // Never into a directory that holds anything (not even its own last backup).
     let again = backup(&app, &to);
     assert!(!again.status.success());
