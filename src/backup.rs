@@ -256,6 +256,90 @@ fn write_manifest(to: &Path, made: &Made, now: i64) -> Result<(), BackupError> {
         .map_err(io_at(&path))
 }
 
+/// What [`check`] found in a backup that holds together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    pub made_at: String,
+    /// Stored files present and matching their digests.
+    pub blobs: usize,
+    pub bytes: u64,
+    /// Files the database names that the backup does not hold: exactly those destroyed after the snapshot.
+    pub destroyed: usize,
+}
+
+/// `backup --check DIR`: the backup finished (its manifest is there), its database file is the one the manifest
+/// names (SHA-256), and every stored file that database names is there with the digest it records, except the
+/// ones the manifest counts as destroyed after the snapshot. Reads the copy only; needs no keys and no portal.
+pub fn check(dir: &Path) -> Result<Checked, BackupError> {
+    let target = |why: &str| BackupError::Target {
+        path: dir.to_path_buf(),
+        why: why.to_owned(),
+    };
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let manifest: serde_json::Value = match fs::read(&manifest_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|_| target("manifest.json is not a backup manifest"))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(target("no manifest.json: this backup did not finish"))
+        }
+        Err(e) => return Err(io_at(&manifest_path)(e)),
+    };
+    let database = dir.join(DATABASE_FILE);
+    let mut hasher = Sha256::new();
+    io::copy(
+        &mut File::open(&database).map_err(io_at(&database))?,
+        &mut hasher,
+    )
+    .map_err(io_at(&database))?;
+    if manifest["database"]["sha256"].as_str() != Some(&hex::encode(hasher.finalize())) {
+        return Err(target(
+            "the database file differs from the one the manifest names (SHA-256): damaged or replaced",
+        ));
+    }
+    let blob_dir = dir.join(BLOB_DIR);
+    let mut checked = Checked {
+        made_at: manifest["made_at"].as_str().unwrap_or_default().to_owned(),
+        blobs: 0,
+        bytes: 0,
+        destroyed: 0,
+    };
+    for (name, sha256) in stored_blobs(&database)? {
+        crate::storage::check_blob_name(&name).map_err(|e| BackupError::Blob {
+            name: name.clone(),
+            why: e.to_string(),
+        })?;
+        let path = blob_dir.join(&name);
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                checked.destroyed += 1;
+                continue;
+            }
+            Err(e) => return Err(io_at(&path)(e)),
+        };
+        let mut hasher = Sha256::new();
+        checked.bytes += io::copy(&mut file, &mut hasher).map_err(io_at(&path))?;
+        if hex::encode(hasher.finalize()) != sha256 {
+            return Err(BackupError::Blob {
+                name,
+                why: "its ciphertext differs from the digest the backup's database records: damaged or replaced"
+                    .into(),
+            });
+        }
+        checked.blobs += 1;
+    }
+    let expected = manifest["destroyed_after_the_snapshot"].as_u64();
+    if expected != Some(checked.destroyed as u64) {
+        return Err(target(&format!(
+            "{} stored file(s) the database names are missing, where the manifest counts {} destroyed after the \
+             snapshot",
+            checked.destroyed,
+            expected.map_or("no number".to_owned(), |n| n.to_string())
+        )));
+    }
+    Ok(checked)
+}
+
 fn sync_dir(dir: &Path) -> Result<(), BackupError> {
     File::open(dir)
         .and_then(|f| f.sync_all())

@@ -222,6 +222,21 @@ pub fn backup(settings: &Settings, to: &std::path::Path) -> Result<(), CliError>
     Ok(())
 }
 
+/// `backup --check DIR` (see [`crate::backup::check`]).
+pub fn backup_check(dir: &std::path::Path) -> Result<(), CliError> {
+    let checked = crate::backup::check(dir)?;
+    println!(
+        "backup in {} (made {}) holds together: its database is the one its manifest names, and {} stored file(s), \
+         {} bytes, match the digests it records ({} destroyed after the snapshot, as the manifest says)",
+        crate::config::display_path(dir),
+        checked.made_at,
+        checked.blobs,
+        checked.bytes,
+        checked.destroyed
+    );
+    Ok(())
+}
+
 /// `keys convert`: blobs sealed straight to a master identity (before data keys) re-encrypted to a data key of
 /// their submission. Resumable.
 pub fn keys_convert(settings: &Settings) -> Result<(), CliError> {

@@ -58,10 +58,16 @@ enum Command {
     },
     /// A consistent copy of the database (SQLite) and of the stored files it names, each checked, into a new or
     /// empty directory. Made beside running instances; the keys are not included.
+    /// With `--check DIR`, checks a backup instead: finished, its database the one its manifest names, every stored
+    /// file there with the digest the database records.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["to", "check"])))]
     Backup {
         /// Where (created 0700; must be missing or empty).
         #[arg(long, value_name = "DIR")]
-        to: std::path::PathBuf,
+        to: Option<std::path::PathBuf>,
+        /// A backup to check (reads it only; needs no keys).
+        #[arg(long, value_name = "DIR")]
+        check: Option<std::path::PathBuf>,
     },
     /// `shares` mode: give this custodian's decrypted share (`--share-file`, or asked without echo) to the sealed
     /// portal running on this host, through `keys/unseal.sock`.
@@ -197,7 +203,12 @@ fn main() -> ExitCode {
     {
         Command::Serve => serve(figment).map_err(Into::into),
         Command::Unseal => cli::unseal_local(&settings).map_err(Into::into),
-        Command::Backup { to } => cli::backup(&settings, &to).map_err(Into::into),
+        Command::Backup { to, check } => match (to, check) {
+            (Some(to), _) => cli::backup(&settings, &to).map_err(Into::into),
+            (None, Some(dir)) => cli::backup_check(&dir).map_err(Into::into),
+            // clap requires one of the two.
+            (None, None) => Err("backup: --to DIR or --check DIR".into()),
+        },
         Command::Migrate => db::Db::open(&settings.database_url(), 2)
             .map(|_| println!("migrations applied"))
             .map_err(Into::into),

@@ -26,6 +26,19 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// `backup --check DIR`: needs neither the keys nor the portal's settings.
+fn check(dir: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
+        .args(["backup", "--check"])
+        .arg(dir)
+        .env("PCII_CONFIG", "/nonexistent.toml")
+        .env("PCII_DATA_DIR", dir.join("no-data-here"))
+        .env("PCII_KEYS_DIR", dir.join("no-keys-here"))
+        .env("PCII_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
 fn backup(app: &TestApp, to: &Path) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
         .args(["backup", "--to"])
@@ -122,6 +135,21 @@ fn a_backup_taken_beside_a_running_portal_discloses_nothing_and_restores_with_th
     assert_eq!(manifest["blobs"]["files"], blobs.len());
     assert_eq!(manifest["keys"], "not included");
 
+    // It checks out: finished, its database the one the manifest names, every file matching its digest.
+    let checked = check(&to);
+    let out = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        checked.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(out.contains("holds together"), "{out}");
+    assert!(
+        out.contains(&format!("{} stored file(s)", blobs.len())),
+        "{out}"
+    );
+    assert!(!to.join("no-keys-here").exists() && !to.join("no-data-here").exists());
+
     // Never into a directory that holds anything (not even its own last backup).
     let again = backup(&app, &to);
     assert!(!again.status.success());
@@ -175,5 +203,39 @@ fn a_backup_taken_beside_a_running_portal_discloses_nothing_and_restores_with_th
         "{}{}",
         String::from_utf8_lossy(&verify.stdout),
         String::from_utf8_lossy(&verify.stderr)
+    );
+
+    // A damaged file is named; a backup without its manifest did not finish.
+    let mut bytes = std::fs::read(blobs[0]).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(blobs[0], &bytes).unwrap();
+    let damaged = check(&to);
+    let err = String::from_utf8_lossy(&damaged.stderr);
+    assert!(!damaged.status.success());
+    let name = blobs[0].file_name().unwrap().to_string_lossy();
+    assert!(
+        err.contains(&*name) && err.contains("damaged or replaced"),
+        "{err}"
+    );
+    bytes[last] ^= 1;
+    std::fs::write(blobs[0], &bytes).unwrap();
+    assert!(check(&to).status.success());
+    std::fs::remove_file(blobs[1]).unwrap();
+    let missing = check(&to);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("1 stored file(s) the database names are missing"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    std::fs::remove_file(to.join("manifest.json")).unwrap();
+    let unfinished = check(&to);
+    assert!(!unfinished.status.success());
+    assert!(
+        String::from_utf8_lossy(&unfinished.stderr).contains("did not finish"),
+        "{}",
+        String::from_utf8_lossy(&unfinished.stderr)
     );
 }
