@@ -49,6 +49,14 @@ pub enum MailError {
     Send(String),
 }
 
+impl MailError {
+    /// Whether the route is down for now (worth trying the same mail later, not worth trying the next one now),
+    /// rather than this one message being refused for good.
+    pub fn route_is_down(&self) -> bool {
+        matches!(self, MailError::Send(_))
+    }
+}
+
 impl Mailer {
     /// The mail route the settings name. `origin` is where links in messages point.
     pub fn from_settings(settings: &Settings, origin: &str) -> Result<Mailer, String> {

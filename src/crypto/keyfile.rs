@@ -179,22 +179,29 @@ const WRITERS_LOCK: &str = ".key-writers.lock";
 
 impl WritersLock {
     fn take(dir: &Path) -> Result<WritersLock, KeyFileError> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| KeyFileError::io(dir, e))?;
-        let path = dir.join(WRITERS_LOCK);
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| KeyFileError::io(&path, e))?;
+        let (file, path) = open_lock_file(dir, WRITERS_LOCK)?;
         file.lock().map_err(|e| KeyFileError::io(&path, e))?;
         Ok(WritersLock { _file: file })
     }
+}
+
+/// Opens (creating it 0600, and the key directory 0700, when missing) the empty file `name` in `dir` that a lock is
+/// taken on; the caller chooses the lock.
+pub fn open_lock_file(dir: &Path, name: &str) -> Result<(File, std::path::PathBuf), KeyFileError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| KeyFileError::io(dir, e))?;
+    let path = dir.join(name);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| KeyFileError::io(&path, e))?;
+    Ok((file, path))
 }
 
 /// How many files a key directory holds, not counting the writers' lock (for tests that no temporary is left).

@@ -13,8 +13,7 @@
 //! it reloads. The locks span every process that sees the same directory with working `flock` (one host, or a
 //! shared mount that supports it); copies of `keys/` kept in step by a secret store are the operator's to order.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 
 use super::KeyStoreError;
@@ -48,26 +47,7 @@ pub enum Needs {
 }
 
 fn open_lock(dir: &Path, name: &str) -> Result<(File, PathBuf), KeyStoreError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| KeyStoreError::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-    let path = dir.join(name);
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|source| KeyStoreError::Lock {
-            path: path.clone(),
-            source,
-        })?;
-    Ok((file, path))
+    Ok(crate::crypto::keyfile::open_lock_file(dir, name)?)
 }
 
 /// Taken by `serve` before it opens the keys, and held until it exits. A `keys protect` under way makes the start

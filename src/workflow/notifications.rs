@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::audit::log::{Actor, Event, Outcome};
 use crate::db::DbConn;
 use crate::error::AppResult;
-use crate::mail::{Mail, MailError};
+use crate::mail::Mail;
 use crate::models::lease;
 use crate::models::notification::{self as model, Recipient};
 use crate::services::Services;
@@ -332,7 +332,7 @@ async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Round>> 
         match crate::mail::send_off_executor(&parts.mailer, mail).await {
             Ok(()) => {}
             // This message only: the others may go.
-            Err(e @ (MailError::Address | MailError::Build(_) | MailError::Rejected(_))) => {
+            Err(e) if !e.route_is_down() => {
                 tracing::warn!(kind = kind.as_str(), error = %e, "a notification could not be sent; the next round tries again");
                 done.failed += 1;
                 continue;

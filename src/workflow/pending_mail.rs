@@ -7,7 +7,7 @@
 
 use crate::db::DbConn;
 use crate::error::AppResult;
-use crate::mail::{messages as mails, send_off_executor, Mail, MailError};
+use crate::mail::{messages as mails, send_off_executor, Mail};
 use crate::models::account;
 use crate::models::notification as notification_model;
 use crate::models::pending_mail::{self as model, PendingMail};
@@ -94,7 +94,7 @@ pub async fn send_now(state: &Services, queued: Vec<Queued>) -> Unsent {
                     tracing::warn!(error = %e, "a sent mail could not be taken off the queue");
                 }
             }
-            Err(e @ (MailError::Address | MailError::Build(_) | MailError::Rejected(_))) => {
+            Err(e) if !e.route_is_down() => {
                 tracing::warn!(error = %e, "a mail was refused for good and is dropped");
                 if let Err(e) = state.db.run(move |c| Ok(model::delete(c, &id)?)).await {
                     // A round meets the same refusal and drops it then.
@@ -197,7 +197,7 @@ pub(crate) async fn retry_due(
                 done.sent.push((kind, row.user_id));
             }
             // The route will never take it: no use trying again.
-            Err(e @ (MailError::Address | MailError::Build(_) | MailError::Rejected(_))) => {
+            Err(e) if !e.route_is_down() => {
                 tracing::warn!(kind = kind.as_str(), error = %e, "a queued mail cannot be sent and is dropped");
                 db.run(move |c| Ok(model::delete(c, &id)?)).await?;
                 done.given_up += 1;

@@ -18,12 +18,7 @@ fn submit(b: &mut Browser<'_>) -> String {
         "/submissions",
         &complete_fields("Requests narrative", "submit"),
     );
-    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    page.header("Location")
-        .unwrap()
-        .trim_start_matches("/submissions/")
-        .trim_end_matches("/receipt")
-        .to_string()
+    crate::common::submission_id(&page)
 }
 
 fn tracking_number_of(app: &TestApp, id: &str) -> String {

@@ -18,12 +18,7 @@ fn submit(b: &mut Browser<'_>, files: &[Vec<u8>]) -> String {
         parts.push(Part::File(&names[i].0, "report.pdf", f));
     }
     let page = b.post_multipart("/submissions", &parts);
-    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    page.header("Location")
-        .unwrap()
-        .trim_start_matches("/submissions/")
-        .trim_end_matches("/receipt")
-        .to_string()
+    crate::common::submission_id(&page)
 }
 
 /// A submission of Acme read by an officer: two views of its page and two downloads of file 2.

@@ -7,24 +7,11 @@ use std::path::{Path, PathBuf};
 
 use rocket::http::Status;
 
-use crate::common::{complete_fields, Part, TestApp};
+use crate::common::{complete_fields, files_under, Part, TestApp};
 use pcii_portal::domain::Role;
 
 const NARRATIVE: &str = "BackupNarrativeMarker4417 the relay settings";
 const FILE: &[u8] = b"BackupFileMarker9023 one-line diagram of the substation";
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
 
 /// `backup --check DIR`: needs neither the keys nor the portal's settings.
 fn check(dir: &Path) -> std::process::Output {
@@ -60,13 +47,7 @@ fn a_backup_taken_beside_a_running_portal_discloses_nothing_and_restores_with_th
     let mut parts = complete_fields(NARRATIVE, "submit");
     parts.push(Part::File("file_1", "diagram.pdf", FILE));
     parts.push(Part::Text("description_1", "diagram"));
-    let page = ann.post_multipart("/submissions", &parts);
-    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    let receipt = page.header("Location").unwrap().to_string();
-    let id = receipt
-        .trim_start_matches("/submissions/")
-        .trim_end_matches("/receipt")
-        .to_string();
+    let id = crate::common::submission_id(&ann.post_multipart("/submissions", &parts));
 
     let tmp = tempfile::tempdir().unwrap();
     let to = tmp.path().join("backup");

@@ -18,12 +18,7 @@ fn submit(b: &mut Browser<'_>) -> String {
         "/submissions",
         &complete_fields("Cases narrative", "submit"),
     );
-    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    page.header("Location")
-        .unwrap()
-        .trim_start_matches("/submissions/")
-        .trim_end_matches("/receipt")
-        .to_string()
+    crate::common::submission_id(&page)
 }
 
 fn assigned_to(app: &TestApp, id: &str) -> Option<String> {

@@ -9,12 +9,7 @@ use pcii_portal::domain::Role;
 fn send(app: &TestApp, email: &str, organisation: &str, action: &str) -> String {
     let mut b = app.login_as(Role::Submitter, email, Some(organisation));
     let page = b.post_multipart("/submissions", &complete_fields("Access narrative", action));
-    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    page.header("Location")
-        .unwrap()
-        .trim_start_matches("/submissions/")
-        .trim_end_matches("/receipt")
-        .to_string()
+    crate::common::submission_id(&page)
 }
 
 #[test]

@@ -16,12 +16,7 @@ fn submit(b: &mut Browser<'_>) -> String {
     parts.push(Part::Text("description_1", "diagram"));
     parts.push(Part::File("file_1", "a.pdf", b"company A's file"));
     let page = b.post_multipart("/submissions", &parts);
-    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    page.header("Location")
-        .unwrap()
-        .trim_start_matches("/submissions/")
-        .trim_end_matches("/receipt")
-        .to_string()
+    crate::common::submission_id(&page)
 }
 
 fn register(b: &mut Browser<'_>, email: &str, organisation: &str) -> common::Page {

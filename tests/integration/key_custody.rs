@@ -25,12 +25,7 @@ fn submit(b: &mut Browser<'_>, narrative: &str, files: &[Vec<u8>]) -> String {
         parts.push(Part::File(&names[i].0, "report.bin", f));
     }
     let page = b.post_multipart("/submissions", &parts);
-    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    page.header("Location")
-        .unwrap()
-        .trim_start_matches("/submissions/")
-        .trim_end_matches("/receipt")
-        .to_string()
+    crate::common::submission_id(&page)
 }
 
 fn storage_names(app: &TestApp, id: &str) -> Vec<String> {

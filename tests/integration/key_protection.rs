@@ -2,7 +2,7 @@
 //! opens nothing without the secret; the sealed portal answers 503 until unsealed; a wrong share is
 //! refused and counted; after unsealing everything works as before.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use rocket::http::{ContentType, Header, Status};
@@ -16,7 +16,7 @@ use pcii_portal::domain::Role;
 use pcii_portal::key_store::protection::{self, Target};
 use pcii_portal::services::Services;
 
-use crate::common::{self, encode, extract_csrf, PASSWORD};
+use crate::common::{self, encode, extract_csrf, files_under, PASSWORD};
 
 const SECRET_LINE: &str = concat!("AGE-SECRET-", "KEY-1");
 
@@ -30,19 +30,6 @@ fn figment(dir: &Path) -> rocket::figment::Figment {
 
 fn settings(f: &rocket::figment::Figment) -> pcii_portal::config::Settings {
     pcii_portal::config::load(f).unwrap()
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// No file under `keys/` holds a secret key line or any of `secrets` in clear, and no `.age` file there

@@ -19,12 +19,7 @@ const FILE_NAME: &str = "FileNameMarker-relay-settings.csv";
 fn submit(b: &mut Browser<'_>) -> String {
     let parts = complete_fields("Messages narrative", "submit");
     let page = b.post_multipart("/submissions", &parts);
-    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    page.header("Location")
-        .unwrap()
-        .trim_start_matches("/submissions/")
-        .trim_end_matches("/receipt")
-        .to_string()
+    crate::common::submission_id(&page)
 }
 
 fn tracking_number_of(app: &TestApp, id: &str) -> String {

@@ -12,12 +12,7 @@ use pcii_portal::time::DAY;
 
 fn submit(b: &mut Browser<'_>, title_marker: &str) -> String {
     let page = b.post_multipart("/submissions", &complete_fields(title_marker, "submit"));
-    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    page.header("Location")
-        .unwrap()
-        .trim_start_matches("/submissions/")
-        .trim_end_matches("/receipt")
-        .to_string()
+    crate::common::submission_id(&page)
 }
 
 /// Runs one notification round, as the periodic task does; the kinds it sent, sorted.

@@ -16,12 +16,7 @@ fn submit(b: &mut Browser<'_>) -> String {
         "/submissions",
         &complete_fields("Forms narrative", "submit"),
     );
-    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    page.header("Location")
-        .unwrap()
-        .trim_start_matches("/submissions/")
-        .trim_end_matches("/receipt")
-        .to_string()
+    crate::common::submission_id(&page)
 }
 
 fn audit_len(app: &TestApp) -> i64 {
@@ -596,13 +591,7 @@ fn bidi_controls_in_a_narrative_and_a_defect_reason_are_shown_as_escapes() {
         "/submissions",
         &complete_fields("Pump house \u{202E}gnp.exe\u{202C} at dam 4", "submit"),
     );
-    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    let id = page
-        .header("Location")
-        .unwrap()
-        .trim_start_matches("/submissions/")
-        .trim_end_matches("/receipt")
-        .to_string();
+    let id = crate::common::submission_id(&page);
     let page = officer.post(
         &format!("/officer/submissions/{id}/decision"),
         &[

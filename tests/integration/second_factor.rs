@@ -258,12 +258,7 @@ fn received_submission(app: &TestApp) -> String {
         "/submissions",
         &complete_fields("Step-up narrative", "submit"),
     );
-    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
-    res.header("Location")
-        .unwrap()
-        .trim_start_matches("/submissions/")
-        .trim_end_matches("/receipt")
-        .to_string()
+    crate::common::submission_id(&res)
 }
 
 #[test]
@@ -706,13 +701,7 @@ fn a_submitter_with_a_factor_gives_it_again_before_choosing_destruction() {
         "/submissions",
         &complete_fields("To be destroyed", "submit"),
     );
-    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
-    let id = res
-        .header("Location")
-        .unwrap()
-        .trim_start_matches("/submissions/")
-        .trim_end_matches("/receipt")
-        .to_string();
+    let id = crate::common::submission_id(&res);
     let mut officer = app.login_as(Role::Officer, "o@example.gov", None);
     let res = officer.post(
         &format!("/officer/submissions/{id}/decision"),

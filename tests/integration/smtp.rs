@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::common::{complete_fields, Part, TestApp, PASSWORD};
+use crate::common::{complete_fields, submission_id, Part, TestApp, PASSWORD};
 use rocket::http::Status;
 
 use pcii_portal::models::account;
@@ -25,16 +25,6 @@ fn smtp_app() -> (TestApp, PathBuf) {
             .merge(("mail_from", "PCII Portal <pcii@portal.test>"))
     });
     (app, maildir)
-}
-
-/// The id of the submission a sent form made (its answer redirects to the receipt).
-fn submitted(page: crate::common::Page) -> String {
-    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    page.header("Location")
-        .unwrap()
-        .trim_start_matches("/submissions/")
-        .trim_end_matches("/receipt")
-        .to_string()
 }
 
 /// Waits for a message to `to` holding a link that starts with `prefix`, and returns the link's path.
@@ -82,7 +72,7 @@ fn a_colleague_invited_by_email_reads_the_companys_submissions_until_removed() {
     let mut parts = complete_fields("SMTP suite narrative", "submit");
     parts.push(Part::Text("description_1", "d"));
     parts.push(Part::File("file_1", "f.pdf", b"smtp suite file"));
-    let sid = submitted(lead.post_multipart("/submissions", &parts));
+    let sid = submission_id(&lead.post_multipart("/submissions", &parts));
 
     let invited = lead.post(
         "/organisation/invitations",
@@ -261,7 +251,7 @@ fn a_message_mail_refused_while_the_smtp_server_was_down_arrives_once_it_is_up()
         "olga@pcii-down.example.gov",
         None,
     );
-    let sid = submitted(ann.post_multipart(
+    let sid = submission_id(&ann.post_multipart(
         "/submissions",
         &complete_fields("SMTP down narrative", "submit"),
     ));
@@ -323,7 +313,7 @@ fn a_round_goes_on_past_addresses_the_smtp_server_refuses_for_good() {
     );
     let mut olga = app.login_as(Role::Officer, "olga@pcii-bounce.example.gov", None);
     app.create_user(Role::Officer, "oscar@pcii-bounce.example.gov", None);
-    let sid = submitted(ann.post_multipart(
+    let sid = submission_id(&ann.post_multipart(
         "/submissions",
         &complete_fields("SMTP bounce narrative", "submit"),
     ));

@@ -349,6 +349,30 @@ pub struct Page {
     pub headers: Vec<(String, String)>,
 }
 
+/// The id of the submission a sent form made: its answer redirects to `/submissions/<id>/receipt`.
+pub fn submission_id(page: &Page) -> String {
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    page.header("Location")
+        .unwrap()
+        .trim_start_matches("/submissions/")
+        .trim_end_matches("/receipt")
+        .to_string()
+}
+
+/// Every file under `dir`, at any depth.
+pub fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 impl Page {
     pub fn header(&self, name: &str) -> Option<&str> {
         header(&self.headers, name)
