@@ -222,6 +222,29 @@ pub fn backup(settings: &Settings, to: &std::path::Path) -> Result<(), CliError>
     Ok(())
 }
 
+/// `status`: the operator's overview (`workflow::operations`), as text or JSON. Needs no keys. Returns whether
+/// anything needs attention.
+pub fn status(settings: &Settings, json: bool) -> Result<bool, CliError> {
+    let db = open_db(settings)?;
+    let store = open_store(settings)?;
+    let live = crate::workflow::operations::Live {
+        blob_store: store.describe(),
+        blob_store_available: store.is_available(),
+        free_disk_bytes: crate::storage::free_space(&settings.data_dir).ok(),
+    };
+    let now = crate::clock::Clock::system().now();
+    let mut conn = db.get()?;
+    let o = crate::workflow::operations::overview(&mut conn, settings, db.backend, live, now)
+        .map_err(AppError::from)?;
+    if json {
+        // The overview is plain data: encoding it cannot fail.
+        println!("{}", serde_json::to_string_pretty(&o).unwrap_or_default());
+    } else {
+        print!("{}", crate::workflow::operations::as_text(&o));
+    }
+    Ok(!o.attention.is_empty())
+}
+
 /// `backup --check DIR` (see [`crate::backup::check`]).
 pub fn backup_check(dir: &std::path::Path) -> Result<(), CliError> {
     let checked = crate::backup::check(dir)?;

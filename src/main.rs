@@ -69,6 +69,14 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         check: Option<std::path::PathBuf>,
     },
+    /// The operator's overview: queues, background jobs, audit checkpoints and verification, backups, key
+    /// generations, and what needs attention. Needs no keys. Exits 0 when nothing needs attention, 2 when something
+    /// does (listed first), 1 when the overview could not be taken.
+    Status {
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// `shares` mode: give this custodian's decrypted share (`--share-file`, or asked without echo) to the sealed
     /// portal running on this host, through `keys/unseal.sock`.
     Unseal,
@@ -203,6 +211,11 @@ fn main() -> ExitCode {
     {
         Command::Serve => serve(figment).map_err(Into::into),
         Command::Unseal => cli::unseal_local(&settings).map_err(Into::into),
+        Command::Status { json } => match cli::status(&settings, json) {
+            Ok(false) => Ok(()),
+            Ok(true) => return ExitCode::from(2),
+            Err(e) => Err(e.into()),
+        },
         Command::Backup { to, check } => match (to, check) {
             (Some(to), _) => cli::backup(&settings, &to).map_err(Into::into),
             (None, Some(dir)) => cli::backup_check(&dir).map_err(Into::into),

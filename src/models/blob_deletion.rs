@@ -55,6 +55,23 @@ pub fn count(conn: &mut DbConn) -> QueryResult<i64> {
     blob_deletions::table.count().get_result(conn)
 }
 
+/// The queue at a glance (the operator's view).
+pub fn summary(conn: &mut DbConn) -> QueryResult<super::QueueSummary> {
+    use diesel::dsl::{count_star, max, min};
+    let (count, oldest_at, most): (i64, Option<i64>, Option<i32>) = blob_deletions::table
+        .select((
+            count_star(),
+            min(blob_deletions::queued_at),
+            max(blob_deletions::attempts),
+        ))
+        .first(conn)?;
+    Ok(super::QueueSummary {
+        count,
+        oldest_at,
+        most_attempts: most.map_or(0, i64::from),
+    })
+}
+
 /// Whether a name is queued (the orphan sweep leaves queued names to the queue).
 pub fn is_queued(conn: &mut DbConn, name: &str) -> QueryResult<bool> {
     let n: i64 = blob_deletions::table.find(name).count().get_result(conn)?;

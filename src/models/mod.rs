@@ -29,3 +29,12 @@ pub mod setup_token;
 pub mod submission;
 pub mod text_cell;
 pub mod throttle;
+
+/// A durable queue at a glance, for the operator: how many wait, since when, and the most tries any has had.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueSummary {
+    pub count: i64,
+    /// When the oldest waiting item was queued (Unix seconds).
+    pub oldest_at: Option<i64>,
+    pub most_attempts: i64,
+}

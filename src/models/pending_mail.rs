@@ -69,6 +69,23 @@ pub fn retry_at(
         .map(|_| ())
 }
 
+/// The queue at a glance (the operator's view).
+pub fn summary(conn: &mut DbConn) -> QueryResult<super::QueueSummary> {
+    use diesel::dsl::{count_star, max, min};
+    let (count, oldest_at, most): (i64, Option<i64>, Option<i64>) = pending_mail::table
+        .select((
+            count_star(),
+            min(pending_mail::created_at),
+            max(pending_mail::attempts),
+        ))
+        .first(conn)?;
+    Ok(super::QueueSummary {
+        count,
+        oldest_at,
+        most_attempts: most.unwrap_or(0),
+    })
+}
+
 /// How many are waiting (the operator's view, and the tests').
 pub fn count(conn: &mut DbConn) -> QueryResult<i64> {
     pending_mail::table.count().get_result(conn)

@@ -355,6 +355,7 @@ pub fn main_nav(me: &Me<'_>, path: &str) -> Vec<NavLink> {
             ("/admin", "Accounts"),
             ("/admin/accounts/new", "Invite a person"),
             ("/admin/approvals", "Approvals"),
+            ("/admin/operations", "Operations"),
         ],
         _ => &[],
     };

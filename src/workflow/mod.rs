@@ -13,6 +13,7 @@ pub mod intake;
 pub mod lifecycle;
 pub mod messages;
 pub mod notifications;
+pub mod operations;
 pub mod package;
 pub mod pending_mail;
 pub mod sealed_text;

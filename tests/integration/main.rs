@@ -27,6 +27,7 @@ mod messages;
 mod notifications;
 mod officer_forms;
 mod officer_queue;
+mod operations;
 mod organisations;
 mod registration;
 mod second_factor;

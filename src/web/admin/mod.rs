@@ -24,6 +24,7 @@ use crate::web::views::Choice;
 pub fn routes() -> Vec<rocket::Route> {
     rocket::routes![
         index,
+        operations,
         new_account_page,
         invite_account,
         account_page,
@@ -91,6 +92,36 @@ async fn index(
         .with("role_filter", role.map(|r| r.as_str()))
         .with("roles", roles_view())
         .with("registration_open", open))
+}
+
+/// The operator's overview: background work, queues, audit checkpoints, backups, key generations, and what needs
+/// attention. Counts and times only (see `workflow::operations`).
+#[rocket::get("/operations")]
+async fn operations(ctx: Ctx<'_>, _admin: AdminUser<'_>) -> AppResult<Page> {
+    let store = ctx.state.blobs.clone();
+    let blob_store_available = rocket::tokio::task::spawn_blocking(move || store.is_available())
+        .await
+        .unwrap_or(false);
+    let live = crate::workflow::operations::Live {
+        blob_store: ctx.state.blobs.describe(),
+        blob_store_available,
+        free_disk_bytes: crate::storage::free_space(&ctx.state.settings.data_dir).ok(),
+    };
+    let (settings, backend, now) = (
+        ctx.state.settings.clone(),
+        ctx.state.db.backend,
+        ctx.state.clock.now(),
+    );
+    let overview = ctx
+        .state
+        .db
+        .run(move |c| {
+            Ok(crate::workflow::operations::overview(
+                c, &settings, backend, live, now,
+            )?)
+        })
+        .await?;
+    Ok(Page::new("admin/operations.html.tera").with("o", overview))
 }
 
 /// The two-person rule's state, shown on every administrator page that grants anything.

@@ -1,0 +1,186 @@
+//! The operator's overview: `/admin/operations` for administrators and `pcii-portal status` on the host. It shows
+//! the queues, the background jobs' leases, checkpoints, verification and backups, says what needs attention, and
+//! names no submission, file or person.
+
+use rocket::http::Status;
+
+use crate::common::{complete_fields, Part, TestApp};
+use pcii_portal::domain::Role;
+use pcii_portal::models::{blob_deletion, pending_mail};
+
+const NARRATIVE: &str = "OperationsNarrativeMarker5521 the pump station's bypass";
+const FILE_NAME: &str = "OperationsFileMarker7730.pdf";
+
+fn status(app: &TestApp, json: bool) -> (i32, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"));
+    cmd.arg("status");
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd
+        .env("PCII_CONFIG", "/nonexistent.toml")
+        .env("PCII_DATA_DIR", app.data_dir())
+        .env("PCII_KEYS_DIR", app.keys_dir())
+        .env("PCII_DATABASE_URL", &app.database_url)
+        .env("PCII_BLOB_STORE", &app.state().settings.blob_store)
+        .env("PCII_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "{stderr}");
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+#[test]
+fn the_operations_overview_says_what_needs_attention_and_names_no_content() {
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut parts = complete_fields(NARRATIVE, "submit");
+    parts.push(Part::File("file_1", FILE_NAME, b"a diagram"));
+    parts.push(Part::Text("description_1", "diagram"));
+    crate::common::submission_id(&ann.post_multipart("/submissions", &parts));
+    let mut admin = app.login_as(Role::Administrator, "ada@pcii.example", None);
+
+    // A fresh portal: never backed up (SQLite), never verified; both queues empty.
+    let page = admin.get("/admin/operations");
+    assert_eq!(page.status, Status::Ok);
+    let sqlite = !app.database_url.starts_with("postgres");
+    assert_eq!(page.body.contains("No backup has been made"), sqlite);
+    assert!(page.body.contains("The audit log has never been verified"));
+    assert!(!page.body.contains("still wait to be deleted"));
+    assert!(!page.body.contains("wait for the mail route"));
+
+    // An auditor's verify answers one of them.
+    let mut audrey = app.login_as(Role::Auditor, "audrey@pcii.example", None);
+    assert_eq!(audrey.post("/audit/verify", &[]).status, Status::SeeOther);
+    let page = admin.get("/admin/operations");
+    assert!(!page.body.contains("never been verified"), "{}", page.body);
+    assert!(page.body.contains("intact"));
+
+    // Work that has waited too long: a deletion the store has not confirmed for two hours, and mail the route has
+    // not taken for two days.
+    let ada = app.with_conn(|c| {
+        pcii_portal::models::account::find_by_email(c, "ada@pcii.example")
+            .unwrap()
+            .unwrap()
+            .id
+    });
+    let now = app.now();
+    app.with_conn(|c| {
+        blob_deletion::enqueue(c, &["0123456789abcdef0123456789abcdef".into()], now).unwrap();
+        blob_deletion::failed(c, "0123456789abcdef0123456789abcdef").unwrap();
+        pending_mail::insert(
+            c,
+            &pending_mail::PendingMail {
+                id: "m1".into(),
+                kind: "message".into(),
+                user_id: ada,
+                path: "/dashboard".into(),
+                created_at: now,
+                attempts: 3,
+                next_attempt_at: now,
+            },
+        )
+        .unwrap();
+    });
+    app.advance(2 * 3600);
+    // Two hours idle ended the session: sign in again.
+    let mut admin = app.browser();
+    assert_eq!(
+        admin.login("ada@pcii.example", crate::common::PASSWORD),
+        Status::SeeOther
+    );
+    let page = admin.get("/admin/operations");
+    assert!(
+        page.body
+            .contains("1 destroyed file(s) still wait to be deleted from the blob store"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("tried up to 1 times"), "{}", page.body);
+    assert!(!page.body.contains("wait for the mail route"));
+    app.advance(2 * 86400);
+    let mut admin = app.browser();
+    assert_eq!(
+        admin.login("ada@pcii.example", crate::common::PASSWORD),
+        Status::SeeOther
+    );
+    let page = admin.get("/admin/operations");
+    assert!(
+        page.body
+            .contains("1 email(s) wait for the mail route (the oldest since"),
+        "{}",
+        page.body
+    );
+    // Counts and times only.
+    for marker in [NARRATIVE, FILE_NAME, "ann@acme.example", "Acme"] {
+        assert!(
+            !page.body.contains(marker),
+            "{marker} on the operations page"
+        );
+    }
+
+    // The same overview on the host, needing no keys. It reads the host's clock, not the test's advanced one, so
+    // the queued work is minutes old there; on SQLite the missing backup still needs attention (exit 2).
+    let (code, text) = status(&app, false);
+    assert_eq!(code, if sqlite { 2 } else { 0 }, "{text}");
+    assert!(text.contains("mail waiting for the route: 1"), "{text}");
+    let (code, json) = status(&app, true);
+    assert_eq!(code, if sqlite { 2 } else { 0 });
+    let o: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(o["deletions"]["count"], 1);
+    assert_eq!(o["deletions"]["most_attempts"], 1);
+    assert_eq!(o["mail"]["count"], 1);
+    assert_eq!(o["mail"]["most_attempts"], 3);
+    assert!(o["audit"]["entries"].as_i64().unwrap() > 0);
+    assert_eq!(o["audit"]["last_verification"]["ok"], true);
+    assert_eq!(o["key_generations"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        o["attention"].as_array().unwrap().len(),
+        usize::from(sqlite),
+        "{json}"
+    );
+    for marker in [NARRATIVE, FILE_NAME, "ann@acme.example", "Acme"] {
+        assert!(!json.contains(marker), "{marker} in the status");
+    }
+
+    // Once the queues are empty and (on SQLite) a backup is made, nothing needs attention: exit 0.
+    app.with_conn(|c| {
+        blob_deletion::done(c, "0123456789abcdef0123456789abcdef").unwrap();
+        pending_mail::delete(c, "m1").unwrap();
+    });
+    if sqlite {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
+            .args(["backup", "--to"])
+            .arg(tmp.path().join("b"))
+            .env("PCII_CONFIG", "/nonexistent.toml")
+            .env("PCII_DATA_DIR", app.data_dir())
+            .env("PCII_KEYS_DIR", app.keys_dir())
+            .env("PCII_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    let (code, text) = status(&app, false);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("needs attention: nothing"), "{text}");
+}
+
+#[test]
+fn the_operations_page_is_the_administrators_only() {
+    let app = TestApp::new();
+    let mut anon = app.browser();
+    assert_eq!(anon.get("/admin/operations").status, Status::Unauthorized);
+    for (role, mut b) in app.one_browser_per_role() {
+        let expected = if role == Role::Administrator {
+            Status::Ok
+        } else {
+            Status::Forbidden
+        };
+        assert_eq!(b.get("/admin/operations").status, expected, "{role:?}");
+    }
+}
