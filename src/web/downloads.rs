@@ -56,6 +56,10 @@ pub fn content_disposition(name: &str) -> String {
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
+/// The length is sent as `Content-Length`, not left to chunked encoding: Rocket 0.5 ends a streamed body whose
+/// read failed (a damaged or missing piece of ciphertext) as if it had finished, and in chunked encoding that
+/// writes the terminating chunk, so the client would see a complete 200. With a declared length, hyper closes the
+/// connection when the body ends short, and every client sees the download as cut off.
 impl<'r> Responder<'r, 'static> for Download {
     fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {
         Response::build()
@@ -64,6 +68,7 @@ impl<'r> Responder<'r, 'static> for Download {
                 "Content-Disposition",
                 content_disposition(&self.0.name),
             ))
+            .header(Header::new("Content-Length", self.0.len.to_string()))
             .header(Header::new("X-Plaintext-Length", self.0.len.to_string()))
             .streamed_body(self.0.stream)
             .ok()

@@ -394,6 +394,7 @@ fn the_form_carries_the_limits_the_script_checks_before_sending() {
 struct Served {
     port: u16,
     clock: pcii_portal::clock::Clock,
+    db: pcii_portal::db::Db,
     idle_secs: i64,
     shutdown: rocket::Shutdown,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -437,6 +438,7 @@ fn serve() -> Served {
     let rocket = runtime.block_on(rocket.ignite()).expect("ignite");
     let state = rocket.state::<pcii_portal::services::Services>().unwrap();
     let clock = state.clock.clone();
+    let db = state.db.clone();
     let idle_secs = state.settings.session_idle_minutes * 60;
     pcii_portal::auth::accounts::create(
         &state.db,
@@ -464,6 +466,7 @@ fn serve() -> Served {
     Served {
         port,
         clock,
+        db,
         idle_secs,
         shutdown,
         thread: Some(thread),
@@ -601,4 +604,121 @@ fn an_upload_that_outlives_the_idle_timeout_ends_on_its_receipt() {
     assert_eq!(receipt.status, 200, "{}", receipt.body);
     assert!(receipt.body.contains("PCII-"), "a tracking number");
     assert!(receipt.body.contains("large.bin"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A damaged file over a real socket
+// ---------------------------------------------------------------------------------------------
+
+/// One GET with the raw bytes of the answer: its head, and its body as it arrived (not de-chunked).
+fn get_raw(port: u16, cookies: &[(String, String)], path: &str) -> (String, Vec<u8>) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let cookie = cookies
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nCookie: {cookie}\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    // A connection the server cuts may end in a reset rather than an orderly close: what arrived is what counts.
+    let _ = stream.read_to_end(&mut raw);
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head");
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    (head, raw[end + 4..].to_vec())
+}
+
+/// Over a real connection (not Rocket's local client, which reads the body itself), a file whose stored copy was
+/// damaged past its first megabyte — sent after the headers went out — never arrives as a complete 200: the
+/// answer declares the file's length and the connection closes short of it.
+#[test]
+fn a_damaged_file_past_its_first_megabyte_arrives_cut_short_over_a_real_connection() {
+    let served = serve();
+    let port = served.port;
+    let mut cookies = Vec::new();
+    let login = get(port, &mut cookies, "/login");
+    let token = extract_csrf(&login.body).expect("a token");
+    let signed_in = exchange(
+        port,
+        &mut cookies,
+        "POST /login HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded",
+        encode(&[("csrf", &token), ("email", SAM), ("password", PASSWORD)]).as_bytes(),
+        || {},
+    );
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    let form = get(port, &mut cookies, "/submissions/new");
+    let token = extract_csrf(&form.body).expect("the session's token");
+    let file = file_bytes(3 * 1024 * 1024, 7, "cut");
+    let mut parts = vec![Part::Text("csrf", &token)];
+    parts.extend(complete_fields("a file to damage", "submit"));
+    parts.push(Part::Text("description_1", "Relay settings"));
+    parts.push(Part::File("file_1", "settings.bin", &file));
+    let sent = exchange(
+        port,
+        &mut cookies,
+        &format!(
+            "POST /submissions HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}"
+        ),
+        &common::multipart_body(&parts),
+        || {},
+    );
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    let id = sent
+        .header("Location")
+        .and_then(|l| l.strip_prefix("/submissions/"))
+        .and_then(|l| l.strip_suffix("/receipt"))
+        .expect("the receipt")
+        .to_string();
+    let (att, name): (String, String) = {
+        let mut conn = served.db.get().unwrap();
+        attachments::table
+            .inner_join(blobs::table.on(blobs::id.nullable().eq(attachments::blob_id)))
+            .filter(attachments::submission_id.eq(&id))
+            .select((attachments::id, blobs::storage_name))
+            .first(&mut conn)
+            .unwrap()
+    };
+    let uri = format!("/submissions/{id}/files/{att}");
+    let declared = |head: &str| -> Option<usize> {
+        head.lines()
+            .filter_map(|l| l.split_once(": "))
+            .find(|(n, _)| n.eq_ignore_ascii_case("Content-Length"))
+            .and_then(|(_, v)| v.trim().parse().ok())
+    };
+
+    // Intact: the declared length, all of it, byte for byte.
+    let (head, body) = get_raw(port, &cookies, &uri);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "{head}"
+    );
+    assert_eq!(declared(&head), Some(file.len()), "{head}");
+    assert!(body == file, "the intact file arrives whole");
+
+    // One bit flipped near the end of the stored copy.
+    let path = served._dir.path().join("data").join("blobs").join(&name);
+    let mut stored = std::fs::read(&path).unwrap();
+    let at = stored.len() - 100;
+    stored[at] ^= 0x01;
+    std::fs::write(&path, &stored).unwrap();
+    let (head, body) = get_raw(port, &cookies, &uri);
+    assert!(head.starts_with("HTTP/1.1 200"), "streamed: {head}");
+    assert_eq!(declared(&head), Some(file.len()), "{head}");
+    assert!(
+        body.len() < file.len(),
+        "a damaged file must arrive short of its declared length, got {} of {}",
+        body.len(),
+        file.len()
+    );
+    assert!(body.len() > 1024 * 1024, "the first megabyte went out");
 }
