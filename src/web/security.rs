@@ -361,12 +361,13 @@ async fn add_passkey(
     })
 }
 
-/// Only a path on this portal (`/...`, not `//host`): where to come back to after giving the factor again.
+/// Only a path on this portal that is a valid URI (the sign-in's own rule, `signin::safe_next`): where to come
+/// back to after giving the factor again. Anything else — another host, a space, a quote — goes to the dashboard,
+/// never to a redirect that cannot be built.
 fn local_path(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
-        _ => "/dashboard".to_string(),
-    }
+    next.and_then(crate::web::public::signin::safe_next)
+        .unwrap_or("/dashboard")
+        .to_string()
 }
 
 #[rocket::get("/account/step-up?<next>")]

@@ -736,3 +736,27 @@ fn a_submitter_with_a_factor_gives_it_again_before_choosing_destruction() {
     assert_eq!(res.status, Status::SeeOther, "{}", res.body);
     assert_eq!(status(&app), "destroyed");
 }
+
+/// A `next` that is no valid local path (a space, a quote, a non-ASCII letter, another host) sends the person to
+/// the dashboard once the factor is given: never a 500 after the code was accepted.
+#[test]
+fn a_step_up_with_a_next_that_is_no_local_path_ends_on_the_dashboard() {
+    let app = TestApp::new();
+    let mut officer = app.login_as(Role::Officer, "o@example.gov", None);
+    for next in [
+        "/a b",
+        "/\u{e9}",
+        "/\"x",
+        "//evil.example/",
+        "https://evil.example/",
+    ] {
+        app.advance(31); // a fresh time step: each code is accepted once
+        let code = common::totp_code(app.state(), "o@example.gov");
+        let res = officer.post(
+            "/account/step-up",
+            &[("next", next), ("factor_code", &code)],
+        );
+        assert_eq!(res.status, Status::SeeOther, "{next:?}: {}", res.body);
+        assert_eq!(res.header("Location"), Some("/dashboard"), "{next:?}");
+    }
+}
