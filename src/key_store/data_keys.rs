@@ -77,13 +77,18 @@ impl SealingKey {
     }
 }
 
-/// The submission's sealing key: its current data key if it has one (only its public half is read).
+/// The submission's sealing key: its current data key if it has one (only its public half is read). A database
+/// that cannot answer is the database's error (a busy or locked one is a 503, as everywhere); a stored key id that
+/// is no recipient is an internal one.
 pub fn current_recipients(
     conn: &mut DbConn,
     submission_id: &str,
-) -> Result<Option<Recipients>, io::Error> {
-    let current = data_key::current_of(conn, submission_id).map_err(io::Error::other)?;
-    current.map(|k| Recipients::from_key_id(&k)).transpose()
+) -> crate::error::AppResult<Option<Recipients>> {
+    let current = data_key::current_of(conn, submission_id)?;
+    current
+        .map(|k| Recipients::from_key_id(&k))
+        .transpose()
+        .map_err(|e| crate::error::AppError::Internal(format!("data key: {e}")))
 }
 
 /// A blob's row and the wrapped data key it opens with (`None`: before data keys, or destroyed).

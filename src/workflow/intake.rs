@@ -128,8 +128,7 @@ pub async fn allowance(
                 .db
                 .run(move |c| {
                     let s = submission::find(c, &id, Scope::Organisation(&org))?;
-                    let current = current_recipients(c, &s.id)
-                        .map_err(|e| AppError::Internal(format!("data key: {e}")))?;
+                    let current = current_recipients(c, &s.id)?;
                     Ok((s, current))
                 })
                 .await?;

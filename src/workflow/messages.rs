@@ -270,12 +270,7 @@ pub async fn open_thread(
 /// from before data keys) that the message stores.
 pub async fn sealing_key(state: &Services, admitted: &Admitted) -> AppResult<SealingKey> {
     let sid = admitted.submission().id.clone();
-    let current = state
-        .db
-        .run(move |c| {
-            current_recipients(c, &sid).map_err(|e| AppError::Internal(format!("data key: {e}")))
-        })
-        .await?;
+    let current = state.db.run(move |c| current_recipients(c, &sid)).await?;
     match current {
         Some(recipients) => Ok(SealingKey {
             recipients,
