@@ -12,7 +12,8 @@ use crate::domain::Status;
 use crate::error::AppResult;
 use crate::models::destruction::{self, NewDestruction};
 use crate::models::submission::Submission;
-use crate::models::{attachment, blob, blob_deletion, data_key, submission};
+use crate::models::{attachment, blob, blob_deletion, data_key, submission, text_cell};
+use crate::workflow::sealed_text::{sealed_to, DESTROYED};
 
 /// The database half of a destruction, inside the caller's transaction: writes the record, unlinks
 /// every blob row and sets the final status. Returns the storage names to delete once the transaction
@@ -49,6 +50,20 @@ pub fn destroy_in_tx(
             digests: &digests.to_string(),
         },
     )?;
+    // On a store not yet converted (`keys convert`), files' plaintext digests and officers' texts written before
+    // sealing rest in clear: deleting the data key cannot make them unreadable, so they go with the content here.
+    attachment::clear_legacy_digests(tx, &submission.id)?;
+    // (Kept: the words of this very act — its event and notice, written at `now` — which quote no content.)
+    for cell in text_cell::cells_of(tx, &submission.id)? {
+        let this_act = cell.at >= now
+            && matches!(
+                cell.column,
+                text_cell::Column::EventReason | text_cell::Column::NoticeMessage
+            );
+        if sealed_to(&cell.value).is_none() && cell.value != DESTROYED && !this_act {
+            text_cell::replace(tx, &cell, DESTROYED)?;
+        }
+    }
     attachment::unlink_blobs_of(tx, &submission.id)?;
     crate::models::message::unlink_blobs_of(tx, &submission.id)?;
     submission::close_destroyed(tx, &submission.id, final_status, now)?;

@@ -402,3 +402,52 @@ fn officers_words_are_sealed_shown_to_those_admitted_and_destroyed_with_the_cont
         assert!(page.body.contains(m), "{m} after the data-key rotation");
     }
 }
+
+/// A store upgraded but not yet converted (`keys convert`) still holds some things in clear: a file's plaintext
+/// digest and officers' texts written before sealing. Deleting the data key cannot make those unreadable, so a
+/// destruction replaces them in its own transaction.
+#[test]
+fn a_destruction_before_keys_convert_leaves_no_legacy_digest_or_clear_text_behind() {
+    use pcii_portal::db::schema::{attachments, submissions};
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let file = file_bytes(20_000, 3, MARKER);
+    let id = submit(&mut ann, "legacy leftovers", std::slice::from_ref(&file));
+    let digest = crate::common::sha256_hex(&file);
+    // What an unconverted store keeps in clear, as the older portal wrote it.
+    app.with_conn(|c| {
+        diesel::update(attachments::table.filter(attachments::submission_id.eq(&id)))
+            .set(attachments::legacy_sha256.eq(Some(&digest)))
+            .execute(c)
+            .unwrap();
+        diesel::update(submissions::table.find(&id))
+            .set(submissions::title_sealed.eq(Some("LegacyTitleMarker the substation")))
+            .execute(c)
+            .unwrap();
+    });
+    app.advance(5);
+    let res = ann.post(
+        &format!("/submissions/{id}/withdraw"),
+        &[("disposition", "destroy")],
+    );
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    let (digests, title): (Vec<Option<String>>, Option<String>) = app.with_conn(|c| {
+        (
+            attachments::table
+                .filter(attachments::submission_id.eq(&id))
+                .select(attachments::legacy_sha256)
+                .load(c)
+                .unwrap(),
+            submissions::table
+                .find(&id)
+                .select(submissions::title_sealed)
+                .first(c)
+                .unwrap(),
+        )
+    });
+    assert!(digests.iter().all(Option::is_none), "{digests:?}");
+    assert_eq!(
+        title.as_deref(),
+        Some(pcii_portal::workflow::sealed_text::DESTROYED)
+    );
+}
