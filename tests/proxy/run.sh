@@ -133,7 +133,6 @@ events {
     worker_connections $((NOFILE - 100));
 }
 http {
-    access_log $NGX/access.log;
     client_body_temp_path $NGX/client_body_temp;
     proxy_temp_path $NGX/proxy_temp;
     fastcgi_temp_path $NGX/fastcgi_temp;
@@ -142,6 +141,7 @@ http {
     default_type application/octet-stream;
 
     include snippets/pcii-portal-http.conf;
+    access_log $NGX/access.log pcii_portal;
 $UPSTREAM
 
     server {
@@ -164,6 +164,17 @@ for _ in $(seq 1 50); do
   sleep 0.2
 done
 curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$NGINX_PORT/healthz" || die "/healthz through nginx failed"
+
+# ------------------------------------------------------------------ the access log: no tokens, no query strings
+for p in /invitations/SecretTok0a1b2c /password/reset/SecretTok3d4e5f /setup/SecretTok6a7b8c \
+         /verify-email/SecretTok9d0e1f "/officer/disseminations?recipient=SecretTok42" /verify-email/resend; do
+  curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$NGINX_PORT$p" || true
+done
+! grep -q SecretTok "$NGX/access.log" || die "the access log holds a token or a query string: $(grep SecretTok "$NGX/access.log")"
+grep -q '"GET /invitations/\[token\] ' "$NGX/access.log" || die "the access log lacks the invitation path: $(tail -6 "$NGX/access.log")"
+grep -q '"GET /verify-email/resend ' "$NGX/access.log" || die "the access log lacks /verify-email/resend"
+grep -q '"GET /officer/disseminations ' "$NGX/access.log" || die "the access log lacks the disseminations path"
+say "the access log names token paths without their tokens, and no query string"
 
 # ---------------------------------------------------------------------------------------------------- the checks
 start=$(date +%s)
