@@ -46,6 +46,10 @@ pub struct Settings {
     /// Forms with files received at once: in all (past it, 503) and per account (past it, 429).
     pub max_concurrent_uploads: u32,
     pub max_uploads_per_account: u32,
+    /// Files, packages and audit exports being sent at once, in all and per account: each holds a connection, a
+    /// thread and up to a megabyte of plaintext while the client reads (503 / 429 beyond).
+    pub max_concurrent_downloads: u32,
+    pub max_downloads_per_account: u32,
     /// age recipients (public keys only) every data key is also wrapped to, so a lost master key loses nothing.
     pub escrow_recipients: Vec<String>,
     /// How the secrets under `keys_dir` rest: `file` (in clear; a loud warning at start), `passphrase`
@@ -140,6 +144,8 @@ impl Default for Settings {
             max_files: 50,
             max_concurrent_uploads: 64,
             max_uploads_per_account: 4,
+            max_concurrent_downloads: 64,
+            max_downloads_per_account: 8,
             escrow_recipients: Vec::new(),
             master_key_protection: "file".into(),
             master_key_passphrase_file: PathBuf::new(),
@@ -267,8 +273,10 @@ impl Settings {
             || self.max_submission_bytes == 0
             || self.max_concurrent_uploads == 0
             || self.max_uploads_per_account == 0
+            || self.max_concurrent_downloads == 0
+            || self.max_downloads_per_account == 0
         {
-            return Err("upload limits must be positive".into());
+            return Err("upload and download limits must be positive".into());
         }
         if !matches!(self.smtp_security.as_str(), "starttls" | "tls" | "none") {
             return Err(format!(

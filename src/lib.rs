@@ -19,6 +19,7 @@ pub mod logging;
 pub mod mail;
 pub mod models;
 pub mod services;
+pub mod slots;
 pub mod storage;
 pub mod streaming;
 pub mod time;
@@ -188,6 +189,10 @@ pub fn build_unlocked(
     drop(conn);
 
     let figment = figment.merge(("secret_key", opened.cookie_secret.as_str()));
+    let settings_downloads = (
+        settings.max_concurrent_downloads,
+        settings.max_downloads_per_account,
+    );
     let state = Services {
         settings,
         db,
@@ -202,6 +207,7 @@ pub fn build_unlocked(
         refusals: Arc::new(audit::refusals::RefusalTally::new(
             audit::refusals::WINDOW_SECS,
         )),
+        downloads: slots::Slots::new(settings_downloads.0, settings_downloads.1),
     };
     let mail_route = state.mailer.describe();
     let uploads = web::multipart::UploadSlots::new(

@@ -33,6 +33,8 @@ pub struct Services {
     pub passkeys: Option<Arc<Passkeys>>,
     /// Anonymous refusals folded per address, route and minute (see `audit::refusals`).
     pub refusals: Arc<RefusalTally>,
+    /// Files, packages and exports being sent (see `workflow::documents::download_slot`).
+    pub downloads: Arc<crate::slots::Slots>,
 }
 
 impl Services {

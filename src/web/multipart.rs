@@ -6,9 +6,8 @@
 //! every blob this request started or committed is removed before the error is returned, so a refused
 //! or aborted upload leaves nothing behind.
 
-use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -20,6 +19,7 @@ use tokio_util::io::ReaderStream;
 use crate::crypto::stream::{BlobSealer, Recipients};
 use crate::error::{AppError, AppResult};
 use crate::services::Services;
+use crate::slots::{Full, Slot, Slots};
 use crate::web::forms::{TokenCheck, CSRF_FIELD};
 use crate::web::pages::human_size;
 use crate::workflow::content::{FormFields, FILE_NAME_MAX};
@@ -144,62 +144,26 @@ fn token_refused() -> AppError {
 
 /// How many submission forms are being received at once, in all and per account. Each holds a connection, up to
 /// a megabyte of text and a sealing pipeline: past the caps a new one is refused at once, not queued.
-pub struct UploadSlots {
-    total: usize,
-    per_account: usize,
-    busy: Mutex<HashMap<String, usize>>,
-}
-
-/// A form being received; its slot is given back when this is dropped (the request ended, however).
-pub struct UploadSlot<'a> {
-    slots: &'a UploadSlots,
-    account: String,
-}
+pub struct UploadSlots(Arc<Slots>);
 
 impl UploadSlots {
     pub fn new(total: u32, per_account: u32) -> UploadSlots {
-        UploadSlots {
-            total: total as usize,
-            per_account: per_account as usize,
-            busy: Mutex::new(HashMap::new()),
-        }
+        UploadSlots(Slots::new(total, per_account))
     }
 
     /// 429 when the account already sends as many as it may, 503 when the portal receives as many as it will.
-    pub fn enter(&self, account: &str) -> AppResult<UploadSlot<'_>> {
-        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        let all: usize = busy.values().sum();
-        let mine = busy.get(account).copied().unwrap_or(0);
-        if mine >= self.per_account {
-            return Err(AppError::Throttled(format!(
+    pub fn enter(&self, account: &str) -> AppResult<Slot> {
+        self.0.enter(account).map_err(|full| match full {
+            Full::Account(mine) => AppError::Throttled(format!(
                 "Your account is already sending {mine} forms with files. Wait until one has finished, then send this one again."
-            )));
-        }
-        if all >= self.total {
-            return Err(AppError::Unavailable("every upload slot is in use".into()));
-        }
-        *busy.entry(account.to_string()).or_default() += 1;
-        Ok(UploadSlot {
-            slots: self,
-            account: account.to_string(),
+            )),
+            Full::All => AppError::Unavailable("every upload slot is in use".into()),
         })
     }
 
     #[cfg(test)]
     fn in_use(&self) -> usize {
-        self.busy.lock().unwrap().values().sum()
-    }
-}
-
-impl Drop for UploadSlot<'_> {
-    fn drop(&mut self) {
-        let mut busy = self.slots.busy.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = busy.get_mut(&self.account) {
-            *n -= 1;
-            if *n == 0 {
-                busy.remove(&self.account);
-            }
-        }
+        self.0.in_use()
     }
 }
 

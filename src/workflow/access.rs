@@ -324,7 +324,9 @@ pub async fn open_attachment(
         .and_then(|c| c.attachments.get(&attachment.id))
         .map(|i| i.name.clone())
         .unwrap_or_else(|| format!("file-{}", attachment.position));
+    let slot = documents::download_slot(services, actor)?;
     let (stream, len) = documents::open_blob(services, &blob_id).await?;
+    let stream = Box::pin(crate::slots::HeldBody::new(stream, slot));
     record_access(
         services,
         actor,
@@ -355,8 +357,10 @@ pub async fn export_package(
     } else {
         Vec::new()
     };
+    let slot = documents::download_slot(services, actor)?;
     let package = package::build(
         services,
+        slot,
         sub,
         &content,
         &thread,

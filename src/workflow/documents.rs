@@ -9,10 +9,12 @@ use std::pin::Pin;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use zeroize::Zeroizing;
 
+use crate::audit::log::Actor;
 use crate::crypto::stream::{decrypt_to_async, seal_reader, Recipients, SealedBlob};
 use crate::error::{AppError, AppResult};
 use crate::key_store::data_keys::{blob_keys, open_blob as open_sealed};
 use crate::services::Services;
+use crate::slots::{Full, Slot};
 use crate::workflow::content::Content;
 
 /// The largest content document accepted back from the store (the form caps it far below).
@@ -33,6 +35,19 @@ fn integrity_error(e: std::io::Error) -> AppError {
             passing
         }
     }
+}
+
+/// A slot to send a file, a package or an export to `actor`: 429 when the account has as many under way as it may,
+/// 503 when the portal sends as many as it will. Taken before anything is decrypted; the body holds it until it
+/// is dropped (`slots::HeldBody`), so a client that reads slowly, or not at all, holds only its own slots.
+pub fn download_slot(state: &Services, actor: &Actor) -> AppResult<Slot> {
+    let account = actor.user_id.as_deref().unwrap_or("-");
+    state.downloads.enter(account).map_err(|full| match full {
+        Full::Account(mine) => AppError::Throttled(format!(
+            "You already have {mine} downloads under way. Wait until one has finished, then try again."
+        )),
+        Full::All => AppError::Unavailable("every download slot is in use".into()),
+    })
 }
 
 /// Encrypts a content document into a new blob (durable before this returns).

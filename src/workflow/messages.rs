@@ -513,7 +513,9 @@ pub async fn open_file(
         .await?
         .try_open(&row.name)
         .unwrap_or_else(|| format!("message-file-{}", row.position));
+    let slot = documents::download_slot(state, actor)?;
     let (stream, len) = documents::open_blob(state, &blob_id).await?;
+    let stream = Box::pin(crate::slots::HeldBody::new(stream, slot));
     let event = Event::new("content.downloaded", Outcome::Success)
         .object("submission", sub.id.clone())
         .tracking(sub.tracking_number.clone())

@@ -15,11 +15,13 @@ use crate::export::{
 use crate::models::message::Side;
 use crate::models::submission::{self, Submission};
 use crate::services::Services;
+use crate::slots::{HeldBody, Slot};
 use crate::workflow::content::{marking_for, visible, Content};
 use crate::workflow::messages::PackagedMessage;
 
 pub struct Package {
-    pub body: BlockingBody,
+    /// Holds its download slot until the response is done with it.
+    pub body: HeldBody<BlockingBody>,
     pub file_name: String,
 }
 
@@ -29,6 +31,7 @@ pub struct Package {
 /// `purpose` is "export" or "return"; `by` names who asked (for the cover sheet).
 pub(crate) async fn build(
     state: &Services,
+    slot: Slot,
     sub: &Submission,
     content: &Content,
     thread: &[PackagedMessage],
@@ -217,7 +220,7 @@ pub(crate) async fn build(
         entries.push(PackageEntry::reader(member, reader));
     }
     Ok(Package {
-        body: package_stream(entries, comment),
+        body: HeldBody::new(package_stream(entries, comment), slot),
         file_name: format!("{tn}-{purpose}.zip"),
     })
 }

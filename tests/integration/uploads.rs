@@ -722,3 +722,46 @@ fn a_damaged_file_past_its_first_megabyte_arrives_cut_short_over_a_real_connecti
     );
     assert!(body.len() > 1024 * 1024, "the first megabyte went out");
 }
+
+/// Downloads hold a slot for as long as their body lives: a client that stops reading holds only its own account's
+/// few (429 past them), the portal as many as it will send (503 past them), and a slot comes back when the
+/// response is dropped.
+#[test]
+fn downloads_that_are_not_read_hold_their_account_s_slots_and_no_more() {
+    let app = TestApp::with(|f| {
+        f.merge(("max_downloads_per_account", 2))
+            .merge(("max_concurrent_downloads", 3))
+    });
+    let mut ann = app.login_as(Role::Submitter, SAM, Some("Acme"));
+    let file = file_bytes(3 * 1024 * 1024, 9, "held");
+    let mut parts = complete_fields("downloads held open", "submit");
+    parts.push(Part::Text("description_1", "d"));
+    parts.push(Part::File("file_1", "big.bin", &file));
+    let id = common::submission_id(&ann.post_multipart("/submissions", &parts));
+    let att = app.attachment_ids(&id).remove(0);
+    let uri = format!("/submissions/{id}/files/{att}");
+
+    let first = ann.get_unread(&uri);
+    assert_eq!(first.status(), Status::Ok);
+    let second = ann.get_unread(&uri);
+    assert_eq!(second.status(), Status::Ok);
+    let third = ann.get(&uri);
+    assert_eq!(third.status, Status::TooManyRequests, "{}", third.body);
+    assert!(third.body.contains("downloads under way"), "{}", third.body);
+    assert_eq!(app.state().downloads.in_use(), 2);
+
+    // Another account of the organisation takes the last slot of the portal; then the portal is full.
+    let mut bea = app.login_as(Role::Submitter, "bea@acme.example", Some("Acme"));
+    let held = bea.get_unread(&uri);
+    assert_eq!(held.status(), Status::Ok);
+    let full = bea.get(&uri);
+    assert_eq!(full.status, Status::ServiceUnavailable, "{}", full.body);
+
+    // Dropped responses give their slots back; a download read to its end gives its own back too.
+    drop((first, second, held));
+    assert_eq!(app.state().downloads.in_use(), 0);
+    let (status, body, _) = ann.get_bytes(&uri);
+    assert_eq!(status, Status::Ok);
+    assert!(body.unwrap() == file);
+    assert_eq!(app.state().downloads.in_use(), 0);
+}

@@ -716,7 +716,7 @@ impl Iterator for EntryPages {
 }
 
 /// The export archive, streamed as it is written; a failed export never ends cleanly.
-pub struct ZipStream(BlockingBody);
+pub struct ZipStream(crate::slots::HeldBody<BlockingBody>);
 
 impl<'r> Responder<'r, 'static> for ZipStream {
     fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {
@@ -737,6 +737,7 @@ async fn export(
     _auditor: AuditorUser<'_>,
     _fresh: FreshFactor,
 ) -> AppResult<ZipStream> {
+    let slot = crate::workflow::documents::download_slot(ctx.state, &ctx.actor)?;
     let (audit, who) = (ctx.state.audit.clone(), ctx.actor.clone());
     // Recorded before streaming so the export contains its own entry, then a checkpoint signed over it
     // so the whole exported range is vouched for.
@@ -752,7 +753,7 @@ async fn export(
         .await?;
     let db = ctx.state.db.clone();
     let key = ctx.state.audit.public_key_hex();
-    Ok(ZipStream(stream_blocking("audit export", move |out| {
+    let body = stream_blocking("audit export", move |out| {
         crate::audit::export::write_export(
             out,
             || EntryPages::open(&db, last),
@@ -765,5 +766,6 @@ async fn export(
             crate::audit::ExportError::Io(e) => e,
             e => io::Error::other(e),
         })
-    })))
+    });
+    Ok(ZipStream(crate::slots::HeldBody::new(body, slot)))
 }

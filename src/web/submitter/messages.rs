@@ -9,10 +9,11 @@ use serde::Serialize;
 
 use crate::error::{AppError, AppResult};
 use crate::models::account::User;
+use crate::slots::Slot;
 use crate::web::downloads::Download;
 use crate::web::forms::TokenCheck;
 use crate::web::guards::{Ctx, SubmitterUser};
-use crate::web::multipart::{open_form, FormStream, Limits, UploadSlot};
+use crate::web::multipart::{open_form, FormStream, Limits};
 use crate::web::pages::{human_size, Notice, Page};
 use crate::web::views::submission_view;
 use crate::workflow::access::{self, Admitted};
@@ -79,7 +80,7 @@ pub(crate) async fn thread_page(
 }
 
 /// Room for a form with files: disk space and an upload slot for the account (as the submission form).
-fn upload_slot<'a>(ctx: &'a Ctx<'_>, user: &User) -> AppResult<UploadSlot<'a>> {
+fn upload_slot(ctx: &Ctx<'_>, user: &User) -> AppResult<Slot> {
     let state = ctx.state;
     let room = crate::storage::free_space(&state.settings.data_dir)
         .map_or(true, |free| free >= state.settings.min_free_disk_mib << 20);

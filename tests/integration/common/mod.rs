@@ -715,6 +715,16 @@ impl<'c> Browser<'c> {
         self.finish(res)
     }
 
+    /// GETs without reading the body: the response, and whatever its body holds, stays alive until dropped (a
+    /// client that stopped reading).
+    pub fn get_unread(&mut self, uri: &str) -> rocket::local::blocking::LocalResponse<'c> {
+        let mut req = self.client.get(uri.to_string());
+        for c in &self.cookies {
+            req = req.cookie(c.clone());
+        }
+        req.dispatch()
+    }
+
     /// GETs a binary body: status, the body if it was read to a clean end, headers.
     pub fn get_bytes(&mut self, uri: &str) -> (Status, Option<Vec<u8>>, Vec<(String, String)>) {
         let mut req = self.client.get(uri.to_string());
