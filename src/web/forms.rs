@@ -44,12 +44,15 @@ pub fn page_index(page: Option<&str>) -> crate::error::AppResult<i64> {
     }
 }
 
-/// The token the current visitor's forms must carry (creating the anonymous one on first use).
-pub async fn expected_token(req: &Request<'_>) -> String {
-    if let Some(a) = any_session(req).await {
-        return a.csrf.clone();
-    }
-    anonymous_token(req)
+/// The token the current visitor's forms must carry (creating the anonymous one on first use); 503 when the
+/// session store does not answer.
+pub async fn expected_token(req: &Request<'_>) -> Result<String, Status> {
+    Ok(
+        match crate::web::guards::any_session_or_unavailable(req).await? {
+            Some(a) => a.csrf.clone(),
+            None => anonymous_token(req),
+        },
+    )
 }
 
 pub fn anonymous_token(req: &Request<'_>) -> String {
@@ -126,7 +129,7 @@ pub async fn checked_body(req: &Request<'_>, data: Data<'_>) -> Result<String, S
         .find(|(k, _)| *k == CSRF_FIELD)
         .map(|(_, v)| v.to_string())
         .unwrap_or_default();
-    let expected = expected_token(req).await;
+    let expected = expected_token(req).await?;
     if !tokens_match(&given, &expected) {
         audit_csrf_refusal(
             req,
@@ -177,10 +180,10 @@ pub struct TokenCheck<'r> {
 impl<'r> rocket::request::FromRequest<'r> for TokenCheck<'r> {
     type Error = ();
     async fn from_request(req: &'r Request<'_>) -> rocket::request::Outcome<Self, ()> {
-        rocket::request::Outcome::Success(TokenCheck {
-            expected: expected_token(req).await,
-            req,
-        })
+        match expected_token(req).await {
+            Ok(expected) => rocket::request::Outcome::Success(TokenCheck { expected, req }),
+            Err(status) => rocket::request::Outcome::Error((status, ())),
+        }
     }
 }
 

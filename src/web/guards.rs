@@ -202,6 +202,16 @@ pub async fn any_session<'r>(req: &'r Request<'_>) -> Option<&'r Authenticated> 
     session(req).await.ok().flatten()
 }
 
+/// As [`any_session`], but a session store that did not answer is a 503, not "no session": a form's token must
+/// not be checked against the anonymous one (a stale-form refusal) when the person may well be signed in.
+pub async fn any_session_or_unavailable<'r>(
+    req: &'r Request<'_>,
+) -> Result<Option<&'r Authenticated>, Status> {
+    session(req)
+        .await
+        .map_err(|StoreUnavailable| Status::ServiceUnavailable)
+}
+
 /// What every handler needs to act and to audit: the state, who asks, from where, in which request.
 pub struct Ctx<'r> {
     pub state: &'r Services,

@@ -254,3 +254,40 @@ fn invalid_utf8_anywhere_is_a_4xx_never_a_500() {
     );
     assert!((400..500).contains(&page.status.code), "{}", page.status);
 }
+
+/// A session store that does not answer while a form arrives is a 503 ("try again"), not a stale-form 403: the
+/// token must not be checked against the anonymous one when the person may well be signed in.
+#[test]
+fn a_form_sent_while_the_session_store_does_not_answer_is_a_503_not_a_stale_form() {
+    let app = TestApp::with(|f| f.merge(("database_busy_timeout_ms", 300)));
+    app.create_user(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut b = app.browser();
+    assert_eq!(b.login("ann@acme.example", PASSWORD), Status::SeeOther);
+    let token = b.csrf();
+    // Past the idle timeout the lookup must delete the session (a write); the store is locked, so it cannot.
+    app.advance(31 * 60);
+    let lock = {
+        let mut conn = app.state().db.get().expect("conn");
+        let sql = if app.database_url.is_empty() {
+            "BEGIN EXCLUSIVE"
+        } else {
+            "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE"
+        };
+        conn.batch_execute(sql).expect("lock");
+        WriteLock(conn)
+    };
+    // The sign-in form has no session guard of its own: only the token check looks at the session.
+    let page = b.post_raw(
+        "/login",
+        encode(&[
+            ("csrf", &token),
+            ("email", "ann@acme.example"),
+            ("password", PASSWORD),
+        ]),
+        None,
+    );
+    assert_eq!(page.status, Status::ServiceUnavailable, "{}", page.body);
+    assert!(!page.body.contains("stale"), "{}", page.body);
+    drop(lock);
+    assert_eq!(app.audit_count("csrf.refused"), 0);
+}
