@@ -388,7 +388,9 @@ fn refusal(who: &User, inv: &Invitation) -> AppError {
 }
 
 /// Withdraws an open invitation: its link stops working at once. An organisation administrator withdraws
-/// invitations into its organisation; an administrator those that administrators made.
+/// invitations of its company's people into its organisation (not a staff invitation that names it as a
+/// conflict of interest: to the company that one does not exist); an administrator those that administrators
+/// made.
 pub fn revoke(
     conn: &mut DbConn,
     audit: &AuditLog,
@@ -404,6 +406,7 @@ pub fn revoke(
             None => false,
         };
         let entitled = (is_org_admin(who)
+            && inv.role() == Role::Submitter
             && inv.organisation_id.is_some()
             && who.organisation_id == inv.organisation_id)
             || (who.role() == Role::Administrator && by_admin);

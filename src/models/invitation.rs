@@ -232,8 +232,10 @@ fn rows(conn: &mut DbConn, list: Vec<Invitation>, now: i64) -> QueryResult<Vec<I
         .collect())
 }
 
-/// Invitations into one organisation whose link is out (its administrator's list), newest first. Those
-/// still waiting for its approval are `awaiting_for_organisation`.
+/// Invitations of the company's people into one organisation whose link is out (its administrator's list),
+/// newest first. Those still waiting for its approval are `awaiting_for_organisation`. A staff invitation
+/// can carry the organisation's id too (an officer's conflict of interest): that is no business of the
+/// company's, so only submitter invitations are listed.
 pub fn sent_for_organisation(
     conn: &mut DbConn,
     organisation_id: &str,
@@ -241,6 +243,7 @@ pub fn sent_for_organisation(
 ) -> QueryResult<Vec<InvitationRow>> {
     let list = invitations::table
         .filter(invitations::organisation_id.eq(organisation_id))
+        .filter(invitations::role.eq(Role::Submitter))
         .filter(invitations::state.eq(SENT))
         .order(invitations::created_at.desc())
         .select(Invitation::as_select())

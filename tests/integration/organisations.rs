@@ -636,3 +636,53 @@ fn a_member_leaves_of_its_own_accord_while_the_organisation_keeps_an_administrat
         Status::Conflict
     );
 }
+
+// ---- staff invitations and staff accounts recorded against an organisation ----
+
+fn invitation_state(app: &TestApp, id: &str) -> String {
+    app.with_conn(|c| inv_t::table.find(id).select(inv_t::state).first(c).unwrap())
+}
+
+#[test]
+fn a_companys_admin_neither_sees_nor_withdraws_an_officers_invitation_naming_the_company() {
+    let app = TestApp::new();
+    let mut a = app.login_as(Role::Submitter, "a@acme.example", Some("Acme"));
+    let acme = app.organisation_id("Acme").unwrap();
+    invite(&app, &mut a, "col@acme.example", "Col League");
+    let mut root = app.login_as(Role::Administrator, "root@example.gov", None);
+    // An officer invited with Acme recorded as its conflict of interest: the link goes out at once (one administrator).
+    let page = root.post(
+        "/admin/accounts",
+        &[
+            ("email", "otto@example.gov"),
+            ("display_name", "Otto Officer"),
+            ("role", "officer"),
+            ("agency", "PCII Program Office"),
+            ("organisation_id", &acme),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let otto = invitation_id(&app, "otto@example.gov");
+    assert_eq!(invitation_state(&app, &otto), "sent");
+
+    // Acme's page lists its own colleague's invitation, not the officer's.
+    let page = a.get("/organisation");
+    assert!(page.body.contains("col@acme.example"), "{}", page.body);
+    assert!(
+        !page.body.contains("otto@example.gov") && !page.body.contains("Otto Officer"),
+        "{}",
+        page.body
+    );
+    // Withdrawing it answers as an unknown id does, and changes nothing.
+    let unknown = a.post("/organisation/invitations/no-such-id/revoke", &[]);
+    assert_eq!(unknown.status, Status::NotFound);
+    let page = a.post(&format!("/organisation/invitations/{otto}/revoke"), &[]);
+    assert_eq!(page.status, unknown.status, "{}", page.body);
+    assert_eq!(invitation_state(&app, &otto), "sent");
+    assert_eq!(app.audit_count("invitation.revoke"), 0);
+
+    // The administrators still withdraw it.
+    let page = root.post(&format!("/admin/invitations/{otto}/revoke"), &[]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(invitation_state(&app, &otto), "revoked");
+}
