@@ -639,6 +639,20 @@ fn a_member_leaves_of_its_own_accord_while_the_organisation_keeps_an_administrat
 
 // ---- staff invitations and staff accounts recorded against an organisation ----
 
+/// An administrator invites through the admin pages (its second factor fresh from signing in); the invitation's id.
+fn admin_invites_on_pages(
+    app: &TestApp,
+    root: &mut Browser<'_>,
+    fields: &[(&str, &str)],
+    email: &str,
+) -> String {
+    let mut all = vec![("email", email), ("display_name", "Invited Person")];
+    all.extend_from_slice(fields);
+    let page = root.post("/admin/accounts", &all);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    invitation_id(app, email)
+}
+
 fn invitation_state(app: &TestApp, id: &str) -> String {
     app.with_conn(|c| inv_t::table.find(id).select(inv_t::state).first(c).unwrap())
 }
@@ -685,4 +699,68 @@ fn a_companys_admin_neither_sees_nor_withdraws_an_officers_invitation_naming_the
     let page = root.post(&format!("/admin/invitations/{otto}/revoke"), &[]);
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     assert_eq!(invitation_state(&app, &otto), "revoked");
+}
+
+#[test]
+fn an_officer_recorded_against_an_organisation_cannot_decide_an_invitation_into_it() {
+    let app = TestApp::new();
+    let orphan =
+        app.with_conn(|c| account::create_organisation(c, "Orphan Utility", app.now()).unwrap());
+    // An officer who belongs to the organisation (its conflict of interest), and one who does not.
+    let mut conflicted = app.login_as(
+        Role::Officer,
+        "conflicted@example.gov",
+        Some("Orphan Utility"),
+    );
+    let conflicted_id = user_id(&app, "conflicted@example.gov");
+    let recorded: Option<String> = app.with_conn(|c| {
+        users::table
+            .find(&conflicted_id)
+            .select(users::organisation_id)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(recorded.as_deref(), Some(orphan.as_str()));
+    let mut other = app.login_as(Role::Officer, "other@example.gov", None);
+    let mut root = app.login_as(Role::Administrator, "root@example.gov", None);
+    let id = admin_invites_on_pages(
+        &app,
+        &mut root,
+        &[
+            ("role", "submitter"),
+            ("organisation_choice", "existing"),
+            ("organisation_id", &orphan),
+        ],
+        "first@orphan.example",
+    );
+    assert_eq!(invitation_state(&app, &id), "awaiting_approval");
+    let before = app.outbox().len();
+
+    for action in ["approve", "refuse"] {
+        let page = conflicted.post(
+            &format!("/officer/organisations/invitations/{id}/{action}"),
+            &[],
+        );
+        assert_eq!(page.status, Status::Conflict, "{action}: {}", page.body);
+        assert!(page.body.contains("another officer"), "{}", page.body);
+    }
+    assert_eq!(invitation_state(&app, &id), "awaiting_approval");
+    assert_eq!(app.outbox().len(), before, "no link went out");
+    assert_eq!(app.audit_count("invitation.approve"), 0);
+    // Its pages offer it no decision on this organisation's invitations.
+    let page = conflicted.get(&format!("/officer/organisations/{orphan}"));
+    assert!(page.body.contains("first@orphan.example"), "{}", page.body);
+    assert!(!page.body.contains(&format!("invitations/{id}/approve")));
+    let page = conflicted.get("/officer/organisations");
+    assert!(page.body.contains("first@orphan.example"), "{}", page.body);
+    assert!(!page.body.contains(&format!("invitations/{id}/approve")));
+
+    // Another officer decides it.
+    let page = other.post(
+        &format!("/officer/organisations/invitations/{id}/approve"),
+        &[],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.outbox().len(), before + 1);
+    assert_eq!(invitation_state(&app, &id), "sent");
 }
