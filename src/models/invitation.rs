@@ -308,6 +308,7 @@ pub fn awaiting_officer(
 ) -> QueryResult<Vec<InvitationRow>> {
     let admins = users::table
         .filter(users::organisation_id.eq(invitations::organisation_id))
+        .filter(users::role.eq(Role::Submitter))
         .filter(users::org_admin.eq(true))
         .filter(users::disabled.eq(false))
         .filter(users::email_verified_at.is_not_null())
@@ -342,10 +343,13 @@ pub fn pending_for_second_administrator(conn: &mut DbConn) -> QueryResult<i64> {
     Ok(invitations + changes)
 }
 
-/// The organisation's active, confirmed administrators (who approve invitations into it).
+/// The organisation's active, confirmed administrators (who approve invitations into it). Only its company's
+/// people count: a staff account recorded against the organisation (a conflict of interest) administers
+/// nothing there, whatever flag an earlier role left on it.
 pub fn organisation_admins(conn: &mut DbConn, organisation_id: &str) -> QueryResult<Vec<String>> {
     users::table
         .filter(users::organisation_id.eq(organisation_id))
+        .filter(users::role.eq(Role::Submitter))
         .filter(users::org_admin.eq(true))
         .filter(users::disabled.eq(false))
         .filter(users::email_verified_at.is_not_null())

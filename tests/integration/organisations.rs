@@ -764,3 +764,92 @@ fn an_officer_recorded_against_an_organisation_cannot_decide_an_invitation_into_
     assert_eq!(app.outbox().len(), before + 1);
     assert_eq!(invitation_state(&app, &id), "sent");
 }
+
+fn org_admin_flag(app: &TestApp, id: &str) -> bool {
+    app.with_conn(|c| {
+        users::table
+            .find(id)
+            .select(users::org_admin)
+            .first(c)
+            .unwrap()
+    })
+}
+
+#[test]
+fn an_admin_moved_to_a_staff_role_no_longer_counts_as_its_organisations_admin() {
+    let app = TestApp::new();
+    let mut a = app.login_as(Role::Submitter, "a@acme.example", Some("Acme"));
+    let mut b = app.login_as(Role::Submitter, "b@acme.example", Some("Acme"));
+    let acme = app.organisation_id("Acme").unwrap();
+    let a_id = user_id(&app, "a@acme.example");
+    let b_id = user_id(&app, "b@acme.example");
+    let page = a.post(&format!("/organisation/members/{b_id}/admin"), &[]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(b.get("/organisation").status, Status::Ok);
+
+    // An administrator makes B an officer (Acme stays recorded as its conflict of interest): the role goes.
+    let mut root = app.login_as(Role::Administrator, "root@example.gov", None);
+    let page = root.post(
+        &format!("/admin/accounts/{b_id}/role"),
+        &[("role", "officer")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert!(!org_admin_flag(&app, &b_id));
+
+    // A is Acme's last administrator and cannot step down.
+    let step_down = format!("/organisation/members/{a_id}/admin/revoke");
+    let page = a.post(&step_down, &[]);
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert!(
+        page.body.contains("at least one administrator"),
+        "{}",
+        page.body
+    );
+    // Nor with the flag a staff account may still carry from before (its role is what counts).
+    app.with_conn(|c| {
+        diesel::update(users::table.find(&b_id))
+            .set(users::org_admin.eq(true))
+            .execute(c)
+            .unwrap()
+    });
+    let page = a.post(&step_down, &[]);
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert_eq!(a.get("/organisation").status, Status::Ok);
+    assert_eq!(app.audit_count("organisation.admin_revoke"), 0);
+
+    // A moves to a staff role too: Acme has no administrator, so an officer decides invitations into it.
+    let page = root.post(
+        &format!("/admin/accounts/{a_id}/role"),
+        &[("role", "auditor")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert!(!org_admin_flag(&app, &a_id));
+    let id = admin_invites_on_pages(
+        &app,
+        &mut root,
+        &[
+            ("role", "submitter"),
+            ("organisation_choice", "existing"),
+            ("organisation_id", &acme),
+        ],
+        "new@acme.example",
+    );
+    let mut officer = app.login_as(Role::Officer, "o@example.gov", None);
+    let page = officer.get(&format!("/officer/organisations/{acme}"));
+    assert!(page.body.contains("new@acme.example"), "{}", page.body);
+    assert!(
+        page.body.contains("None with a confirmed address"),
+        "{}",
+        page.body
+    );
+    assert!(officer
+        .get("/officer/organisations")
+        .body
+        .contains("new@acme.example"));
+    let page = officer.post(
+        &format!("/officer/organisations/invitations/{id}/approve"),
+        &[],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(invitation_state(&app, &id), "sent");
+}
