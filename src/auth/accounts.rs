@@ -153,7 +153,8 @@ pub fn create(
                 disabled: false,
                 created_at: now,
                 password_changed_at: now,
-                org_admin: new.org_admin && org_id.is_some(),
+                // Only a company's person administers its membership, never a staff account.
+                org_admin: new.org_admin && org_id.is_some() && new.role == Role::Submitter,
                 email_verified_at: Some(now),
                 agency,
             },

@@ -298,7 +298,9 @@ pub fn invite(
     result
 }
 
-/// May `who` approve or refuse this invitation? (Never the person who made it.)
+/// May `who` approve or refuse this invitation? (Never the person who made it.) An officer who would decide
+/// for an organisation without an administrator, but is recorded against it, is refused with the conflict of
+/// interest (409), as verifying or merging it would be.
 fn may_approve(conn: &mut DbConn, who: &User, inv: &Invitation) -> AppResult<bool> {
     if inv.invited_by.as_deref() == Some(who.id.as_str()) {
         return Ok(false);
@@ -307,9 +309,17 @@ fn may_approve(conn: &mut DbConn, who: &User, inv: &Invitation) -> AppResult<boo
         Some(Approval::SecondAdministrator) => who.role() == Role::Administrator && !who.disabled,
         Some(Approval::Organisation) => {
             let org = inv.organisation_id.as_deref().unwrap_or("");
-            let admins = model::organisation_admins(conn, org)?;
-            (is_org_admin(who) && who.organisation_id.as_deref() == Some(org))
-                || (who.role() == Role::Officer && !who.disabled && admins.is_empty())
+            if is_org_admin(who) && who.organisation_id.as_deref() == Some(org) {
+                true
+            } else if who.role() == Role::Officer
+                && !who.disabled
+                && model::organisation_admins(conn, org)?.is_empty()
+            {
+                super::membership::officer_may_act(who, &[org])?;
+                true
+            } else {
+                false
+            }
         }
         None => false,
     })
@@ -388,7 +398,9 @@ fn refusal(who: &User, inv: &Invitation) -> AppError {
 }
 
 /// Withdraws an open invitation: its link stops working at once. An organisation administrator withdraws
-/// invitations into its organisation; an administrator those that administrators made.
+/// invitations of its company's people into its organisation (not a staff invitation that names it as a
+/// conflict of interest: to the company that one does not exist); an administrator those that administrators
+/// made.
 pub fn revoke(
     conn: &mut DbConn,
     audit: &AuditLog,
@@ -404,6 +416,7 @@ pub fn revoke(
             None => false,
         };
         let entitled = (is_org_admin(who)
+            && inv.role() == Role::Submitter
             && inv.organisation_id.is_some()
             && who.organisation_id == inv.organisation_id)
             || (who.role() == Role::Administrator && by_admin);

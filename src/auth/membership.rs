@@ -163,8 +163,9 @@ pub fn revoke_admin(
     })
 }
 
-/// An officer recorded against an organisation (a conflict of interest) decides nothing about it.
-fn officer_may_act(officer: &User, organisation_ids: &[&str]) -> AppResult<()> {
+/// An officer recorded against an organisation (a conflict of interest) decides nothing about it: not its
+/// verification, not a merge, not an invitation into it (`invitations::approve`/`refuse`).
+pub(crate) fn officer_may_act(officer: &User, organisation_ids: &[&str]) -> AppResult<()> {
     if officer.role() != Role::Officer {
         return Err(AppError::Refused("Only a PCII officer does this.".into()));
     }

@@ -201,10 +201,19 @@ pub fn set_disabled(conn: &mut DbConn, id: &str, disabled: bool) -> QueryResult<
         .execute(conn)
 }
 
+/// Changes an account's role. Administering a company's membership is a submitter's role only: an account moved to
+/// a staff role loses it in the same statement (its organisation id stays, as its conflict of interest).
 pub fn set_role(conn: &mut DbConn, id: &str, role: Role) -> QueryResult<usize> {
-    diesel::update(users::table.find(id))
-        .set(users::role.eq(role))
-        .execute(conn)
+    let target = users::table.find(id);
+    if role == Role::Submitter {
+        diesel::update(target)
+            .set(users::role.eq(role))
+            .execute(conn)
+    } else {
+        diesel::update(target)
+            .set((users::role.eq(role), users::org_admin.eq(false)))
+            .execute(conn)
+    }
 }
 
 /// Records (or with `None` clears) when the account completed its training.

@@ -232,8 +232,10 @@ fn rows(conn: &mut DbConn, list: Vec<Invitation>, now: i64) -> QueryResult<Vec<I
         .collect())
 }
 
-/// Invitations into one organisation whose link is out (its administrator's list), newest first. Those
-/// still waiting for its approval are `awaiting_for_organisation`.
+/// Invitations of the company's people into one organisation whose link is out (its administrator's list),
+/// newest first. Those still waiting for its approval are `awaiting_for_organisation`. A staff invitation
+/// can carry the organisation's id too (an officer's conflict of interest): that is no business of the
+/// company's, so only submitter invitations are listed.
 pub fn sent_for_organisation(
     conn: &mut DbConn,
     organisation_id: &str,
@@ -241,6 +243,7 @@ pub fn sent_for_organisation(
 ) -> QueryResult<Vec<InvitationRow>> {
     let list = invitations::table
         .filter(invitations::organisation_id.eq(organisation_id))
+        .filter(invitations::role.eq(Role::Submitter))
         .filter(invitations::state.eq(SENT))
         .order(invitations::created_at.desc())
         .select(Invitation::as_select())
@@ -305,6 +308,7 @@ pub fn awaiting_officer(
 ) -> QueryResult<Vec<InvitationRow>> {
     let admins = users::table
         .filter(users::organisation_id.eq(invitations::organisation_id))
+        .filter(users::role.eq(Role::Submitter))
         .filter(users::org_admin.eq(true))
         .filter(users::disabled.eq(false))
         .filter(users::email_verified_at.is_not_null())
@@ -339,10 +343,13 @@ pub fn pending_for_second_administrator(conn: &mut DbConn) -> QueryResult<i64> {
     Ok(invitations + changes)
 }
 
-/// The organisation's active, confirmed administrators (who approve invitations into it).
+/// The organisation's active, confirmed administrators (who approve invitations into it). Only its company's
+/// people count: a staff account recorded against the organisation (a conflict of interest) administers
+/// nothing there, whatever flag an earlier role left on it.
 pub fn organisation_admins(conn: &mut DbConn, organisation_id: &str) -> QueryResult<Vec<String>> {
     users::table
         .filter(users::organisation_id.eq(organisation_id))
+        .filter(users::role.eq(Role::Submitter))
         .filter(users::org_admin.eq(true))
         .filter(users::disabled.eq(false))
         .filter(users::email_verified_at.is_not_null())

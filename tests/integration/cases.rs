@@ -657,3 +657,61 @@ fn the_dissemination_log_filters_and_exports_csv_with_formula_cells_neutralised(
         Status::Forbidden
     );
 }
+
+#[test]
+fn the_dissemination_log_csv_asks_for_a_recent_second_factor_like_the_other_exports() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut sub);
+    let page = olga.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[("decision", "validate"), ("confirm", "1")],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    let today = pcii_portal::time::date(app.now());
+    let page = olga.post(
+        &format!("/officer/submissions/{id}/disseminations"),
+        &[
+            ("recipient", "State of Example Fusion Center"),
+            ("recipient_kind", "state"),
+            ("arrangement", "MOU 2026-14"),
+            ("what", "the protection scheme"),
+            ("released_on", &today),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    // The page's link is a plain link (no `download`), so a browser follows it to the step-up page.
+    let page = olga.get("/officer/disseminations");
+    assert!(
+        page.body
+            .contains("href=\"&#x2F;officer&#x2F;disseminations.csv\">"),
+        "{}",
+        page.body
+    );
+
+    // Twenty minutes after signing in: sent to give the factor again, and nothing exported.
+    app.advance(20 * 60);
+    let csv = "/officer/disseminations.csv?recipient=fusion";
+    let (status, body, headers) = olga.get_bytes(csv);
+    assert_eq!(status, Status::SeeOther);
+    let to = crate::common::header(&headers, "Location")
+        .unwrap()
+        .to_string();
+    assert!(to.starts_with("/account/step-up?next="), "{to}");
+    let body = String::from_utf8(body.unwrap_or_default()).unwrap();
+    assert!(!body.contains("Fusion"), "{body}");
+    assert_eq!(reasons(&app, "dissemination.exported").len(), 0);
+    assert!(olga.get(&to).body.contains("Confirm it is you"));
+
+    // With the factor given again, the same address downloads.
+    let code = crate::common::totp_code(app.state(), "olga@pcii.example.gov");
+    let res = olga.post("/account/step-up", &[("next", csv), ("factor_code", &code)]);
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    assert_eq!(res.header("Location"), Some(csv));
+    let (status, body, _) = olga.get_bytes(csv);
+    assert_eq!(status, Status::Ok);
+    let body = String::from_utf8(body.unwrap()).unwrap();
+    assert!(body.contains("State of Example Fusion Center"), "{body}");
+    assert_eq!(reasons(&app, "dissemination.exported").len(), 1);
+}

@@ -636,3 +636,220 @@ fn a_member_leaves_of_its_own_accord_while_the_organisation_keeps_an_administrat
         Status::Conflict
     );
 }
+
+// ---- staff invitations and staff accounts recorded against an organisation ----
+
+/// An administrator invites through the admin pages (its second factor fresh from signing in); the invitation's id.
+fn admin_invites_on_pages(
+    app: &TestApp,
+    root: &mut Browser<'_>,
+    fields: &[(&str, &str)],
+    email: &str,
+) -> String {
+    let mut all = vec![("email", email), ("display_name", "Invited Person")];
+    all.extend_from_slice(fields);
+    let page = root.post("/admin/accounts", &all);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    invitation_id(app, email)
+}
+
+fn invitation_state(app: &TestApp, id: &str) -> String {
+    app.with_conn(|c| inv_t::table.find(id).select(inv_t::state).first(c).unwrap())
+}
+
+#[test]
+fn a_companys_admin_neither_sees_nor_withdraws_an_officers_invitation_naming_the_company() {
+    let app = TestApp::new();
+    let mut a = app.login_as(Role::Submitter, "a@acme.example", Some("Acme"));
+    let acme = app.organisation_id("Acme").unwrap();
+    invite(&app, &mut a, "col@acme.example", "Col League");
+    let mut root = app.login_as(Role::Administrator, "root@example.gov", None);
+    // An officer invited with Acme recorded as its conflict of interest: the link goes out at once (one administrator).
+    let page = root.post(
+        "/admin/accounts",
+        &[
+            ("email", "otto@example.gov"),
+            ("display_name", "Otto Officer"),
+            ("role", "officer"),
+            ("agency", "PCII Program Office"),
+            ("organisation_id", &acme),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let otto = invitation_id(&app, "otto@example.gov");
+    assert_eq!(invitation_state(&app, &otto), "sent");
+
+    // Acme's page lists its own colleague's invitation, not the officer's.
+    let page = a.get("/organisation");
+    assert!(page.body.contains("col@acme.example"), "{}", page.body);
+    assert!(
+        !page.body.contains("otto@example.gov") && !page.body.contains("Otto Officer"),
+        "{}",
+        page.body
+    );
+    // Withdrawing it answers as an unknown id does, and changes nothing.
+    let unknown = a.post("/organisation/invitations/no-such-id/revoke", &[]);
+    assert_eq!(unknown.status, Status::NotFound);
+    let page = a.post(&format!("/organisation/invitations/{otto}/revoke"), &[]);
+    assert_eq!(page.status, unknown.status, "{}", page.body);
+    assert_eq!(invitation_state(&app, &otto), "sent");
+    assert_eq!(app.audit_count("invitation.revoke"), 0);
+
+    // The administrators still withdraw it.
+    let page = root.post(&format!("/admin/invitations/{otto}/revoke"), &[]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(invitation_state(&app, &otto), "revoked");
+}
+
+#[test]
+fn an_officer_recorded_against_an_organisation_cannot_decide_an_invitation_into_it() {
+    let app = TestApp::new();
+    let orphan =
+        app.with_conn(|c| account::create_organisation(c, "Orphan Utility", app.now()).unwrap());
+    // An officer who belongs to the organisation (its conflict of interest), and one who does not.
+    let mut conflicted = app.login_as(
+        Role::Officer,
+        "conflicted@example.gov",
+        Some("Orphan Utility"),
+    );
+    let conflicted_id = user_id(&app, "conflicted@example.gov");
+    let recorded: Option<String> = app.with_conn(|c| {
+        users::table
+            .find(&conflicted_id)
+            .select(users::organisation_id)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(recorded.as_deref(), Some(orphan.as_str()));
+    let mut other = app.login_as(Role::Officer, "other@example.gov", None);
+    let mut root = app.login_as(Role::Administrator, "root@example.gov", None);
+    let id = admin_invites_on_pages(
+        &app,
+        &mut root,
+        &[
+            ("role", "submitter"),
+            ("organisation_choice", "existing"),
+            ("organisation_id", &orphan),
+        ],
+        "first@orphan.example",
+    );
+    assert_eq!(invitation_state(&app, &id), "awaiting_approval");
+    let before = app.outbox().len();
+
+    for action in ["approve", "refuse"] {
+        let page = conflicted.post(
+            &format!("/officer/organisations/invitations/{id}/{action}"),
+            &[],
+        );
+        assert_eq!(page.status, Status::Conflict, "{action}: {}", page.body);
+        assert!(page.body.contains("another officer"), "{}", page.body);
+    }
+    assert_eq!(invitation_state(&app, &id), "awaiting_approval");
+    assert_eq!(app.outbox().len(), before, "no link went out");
+    assert_eq!(app.audit_count("invitation.approve"), 0);
+    // Its pages offer it no decision on this organisation's invitations.
+    let page = conflicted.get(&format!("/officer/organisations/{orphan}"));
+    assert!(page.body.contains("first@orphan.example"), "{}", page.body);
+    assert!(!page.body.contains(&format!("invitations/{id}/approve")));
+    let page = conflicted.get("/officer/organisations");
+    assert!(page.body.contains("first@orphan.example"), "{}", page.body);
+    assert!(!page.body.contains(&format!("invitations/{id}/approve")));
+
+    // Another officer decides it.
+    let page = other.post(
+        &format!("/officer/organisations/invitations/{id}/approve"),
+        &[],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.outbox().len(), before + 1);
+    assert_eq!(invitation_state(&app, &id), "sent");
+}
+
+fn org_admin_flag(app: &TestApp, id: &str) -> bool {
+    app.with_conn(|c| {
+        users::table
+            .find(id)
+            .select(users::org_admin)
+            .first(c)
+            .unwrap()
+    })
+}
+
+#[test]
+fn an_admin_moved_to_a_staff_role_no_longer_counts_as_its_organisations_admin() {
+    let app = TestApp::new();
+    let mut a = app.login_as(Role::Submitter, "a@acme.example", Some("Acme"));
+    let mut b = app.login_as(Role::Submitter, "b@acme.example", Some("Acme"));
+    let acme = app.organisation_id("Acme").unwrap();
+    let a_id = user_id(&app, "a@acme.example");
+    let b_id = user_id(&app, "b@acme.example");
+    let page = a.post(&format!("/organisation/members/{b_id}/admin"), &[]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(b.get("/organisation").status, Status::Ok);
+
+    // An administrator makes B an officer (Acme stays recorded as its conflict of interest): the role goes.
+    let mut root = app.login_as(Role::Administrator, "root@example.gov", None);
+    let page = root.post(
+        &format!("/admin/accounts/{b_id}/role"),
+        &[("role", "officer")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert!(!org_admin_flag(&app, &b_id));
+
+    // A is Acme's last administrator and cannot step down.
+    let step_down = format!("/organisation/members/{a_id}/admin/revoke");
+    let page = a.post(&step_down, &[]);
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert!(
+        page.body.contains("at least one administrator"),
+        "{}",
+        page.body
+    );
+    // Nor with the flag a staff account may still carry from before (its role is what counts).
+    app.with_conn(|c| {
+        diesel::update(users::table.find(&b_id))
+            .set(users::org_admin.eq(true))
+            .execute(c)
+            .unwrap()
+    });
+    let page = a.post(&step_down, &[]);
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert_eq!(a.get("/organisation").status, Status::Ok);
+    assert_eq!(app.audit_count("organisation.admin_revoke"), 0);
+
+    // A moves to a staff role too: Acme has no administrator, so an officer decides invitations into it.
+    let page = root.post(
+        &format!("/admin/accounts/{a_id}/role"),
+        &[("role", "auditor")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert!(!org_admin_flag(&app, &a_id));
+    let id = admin_invites_on_pages(
+        &app,
+        &mut root,
+        &[
+            ("role", "submitter"),
+            ("organisation_choice", "existing"),
+            ("organisation_id", &acme),
+        ],
+        "new@acme.example",
+    );
+    let mut officer = app.login_as(Role::Officer, "o@example.gov", None);
+    let page = officer.get(&format!("/officer/organisations/{acme}"));
+    assert!(page.body.contains("new@acme.example"), "{}", page.body);
+    assert!(
+        page.body.contains("None with a confirmed address"),
+        "{}",
+        page.body
+    );
+    assert!(officer
+        .get("/officer/organisations")
+        .body
+        .contains("new@acme.example"));
+    let page = officer.post(
+        &format!("/officer/organisations/invitations/{id}/approve"),
+        &[],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(invitation_state(&app, &id), "sent");
+}

@@ -57,7 +57,7 @@ fn urlencode(s: &str) -> String {
 #[rocket::get("/officer/organisations?<q>&<verified>&<page>")]
 async fn list(
     ctx: Ctx<'_>,
-    _officer: OfficerUser<'_>,
+    officer: OfficerUser<'_>,
     q: Option<&str>,
     verified: Option<&str>,
     page: Option<&str>,
@@ -105,7 +105,9 @@ async fn list(
                 ..PageLinks::default()
             },
         )
-        .with("awaiting", awaiting))
+        .with("awaiting", awaiting)
+        // An officer recorded against an organisation decides no invitation into it: its rows say so.
+        .with("own_organisation_id", &officer.user.organisation_id))
 }
 
 #[derive(Serialize)]

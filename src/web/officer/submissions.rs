@@ -762,10 +762,13 @@ async fn dissemination_log(
 /// The filtered dissemination log as CSV: a header row, then one row per release, every cell quoted and any
 /// cell a spreadsheet would take for a formula prefixed with `'`. The export is audited (`dissemination.exported`,
 /// with the clear filters and the row count; a recipient filter is named, not quoted: it may quote sealed text).
+/// It releases every matching release's recipient details in one file, so, like the per-submission exports, it
+/// asks for a recent second factor (a stale one is sent to give it again and brought back here).
 #[rocket::get("/officer/disseminations.csv?<tracking>&<recipient>&<from>&<to>")]
 async fn dissemination_csv(
     ctx: Ctx<'_>,
     _officer: OfficerUser<'_>,
+    _fresh: FreshFactor,
     tracking: Option<&str>,
     recipient: Option<&str>,
     from: Option<&str>,
