@@ -400,7 +400,22 @@ fn an_officer_verifies_with_a_method_and_merges_a_duplicate_with_a_reason() {
         Status::UnprocessableEntity
     );
     let reason = "same company registered twice, confirmed by phone";
+    // A merge cannot be undone and opens each side's submissions to the other: with a second factor older than
+    // `step_up_minutes` it asks for it again, keeping what was typed, and merges nothing until it is given.
+    app.advance(20 * 60);
     let page = officer.post(&uri, &[("target", &acme), ("reason", reason)]);
+    assert_eq!(page.status, Status::Unauthorized, "{}", page.body);
+    assert!(page.body.contains("Confirm it is you"), "{}", page.body);
+    assert_eq!(app.audit_count("organisation.merge"), 0);
+    let code = crate::common::totp_code(app.state(), "o@example.gov");
+    let page = officer.post(
+        &uri,
+        &[
+            ("target", &acme),
+            ("reason", reason),
+            ("factor_code", &code),
+        ],
+    );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     // Not into a merged one, and not twice.
     assert_eq!(

@@ -13,6 +13,7 @@ use crate::web::deliver;
 use crate::web::forms::{trimmed, CsrfForm, NoFields};
 use crate::web::guards::{Ctx, OfficerUser};
 use crate::web::pages::{Notice, Page};
+use crate::web::step_up::StepUpForm;
 use crate::web::views::PageLinks;
 
 pub fn routes() -> Vec<rocket::Route> {
@@ -201,7 +202,7 @@ async fn merge(
     ctx: Ctx<'_>,
     officer: OfficerUser<'_>,
     id: &str,
-    form: CsrfForm<MergeForm>,
+    form: StepUpForm<MergeForm>,
 ) -> AppResult<Notice> {
     let MergeForm { target, reason } = form.0;
     let target = target.trim().to_string();
@@ -232,7 +233,7 @@ async fn approve(
     ctx: Ctx<'_>,
     officer: OfficerUser<'_>,
     id: &str,
-    _form: CsrfForm<NoFields>,
+    _form: StepUpForm<NoFields>,
 ) -> AppResult<Notice> {
     let (to, sent) = deliver::approve_invitation(&ctx, &officer.user, id).await?;
     let message = if sent {

@@ -162,7 +162,7 @@ async fn second_factor_requirement(
 async fn invite(
     ctx: Ctx<'_>,
     admin: OrgAdminUser<'_>,
-    form: CsrfForm<InviteForm>,
+    form: StepUpForm<InviteForm>,
 ) -> AppResult<Either<Notice, Page>> {
     let values = form.0;
     let req = InvitationRequest {
@@ -246,7 +246,7 @@ async fn approve(
     ctx: Ctx<'_>,
     admin: OrgAdminUser<'_>,
     id: &str,
-    _form: CsrfForm<NoFields>,
+    _form: StepUpForm<NoFields>,
 ) -> AppResult<Notice> {
     let (to, sent) = deliver::approve_invitation(&ctx, &admin.user, id).await?;
     let message = if sent {
@@ -311,7 +311,7 @@ async fn grant_admin(
     ctx: Ctx<'_>,
     admin: OrgAdminUser<'_>,
     id: &str,
-    _form: CsrfForm<NoFields>,
+    _form: StepUpForm<NoFields>,
 ) -> AppResult<Notice> {
     let (audit, actor, org, id) = (
         ctx.state.audit.clone(),
