@@ -546,6 +546,39 @@ fn the_queue_lists_no_organisations_and_filters_by_any_part_of_a_name() {
 }
 
 #[test]
+fn the_search_matches_organisation_names_in_the_database_a_bounded_number_at_a_time() {
+    let app = TestApp::new();
+    let now = app.now();
+    world(&app, now);
+    bulk_organisations(&app, 300);
+    let mut officer = officer(&app);
+    for (query, expected) in [
+        ("organisation=globex%20nuc", vec!["PCII-R2"]),
+        (
+            "organisation=Acme",
+            vec!["PCII-R1", "PCII-D1", "PCII-D2", "PCII-V1"],
+        ),
+        ("organisation=Bulk%20Org%20300", vec![]),
+        // A name every organisation matches filters nothing.
+        (
+            "organisation=o",
+            vec!["PCII-R2", "PCII-R1", "PCII-D1", "PCII-D2", "PCII-V1"],
+        ),
+        ("organisation=%25", vec![]),
+    ] {
+        let page = officer.get(&format!("/officer/find?{query}"));
+        assert_eq!(page.status, Status::Ok, "{query}: {}", page.body);
+        assert_eq!(listed(&page.body), expected, "{query}");
+    }
+    // More organisations match than a search takes: refused with the reason, the form kept.
+    let page = officer.get("/officer/find?organisation=bulk%20org");
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    assert!(page.body.contains("type more of the name"), "{}", page.body);
+    assert!(page.body.contains("value=\"bulk org\""));
+    assert!(listed(&page.body).is_empty());
+}
+
+#[test]
 fn only_officers_see_the_queue() {
     let app = TestApp::new();
     let now = app.now();
