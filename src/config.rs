@@ -103,8 +103,13 @@ pub struct Settings {
     /// `second_factor_window_seconds`; then locked, the lock doubling with each further failure.
     pub second_factor_max_failures: i64,
     pub second_factor_window_seconds: i64,
-    /// Registrations and password-reset requests allowed per client address per hour.
+    /// Registrations and password-reset requests allowed per client address per hour (for registrations, an
+    /// IPv6 address counts by its /64: one subscriber's network).
     pub registrations_per_hour: i64,
+    /// Registrations allowed per hour from all addresses together: each makes an organisation before its address
+    /// is confirmed, so many networks at once must not make them without end. Once reached, registration waits an
+    /// hour for everyone.
+    pub registrations_per_hour_total: i64,
     pub password_resets_per_hour: i64,
     /// How often the portal looks for mail it owes (defect notices, cure reminders, grants, training and NDAs about
     /// to lapse, access requests); 0: never.
@@ -172,6 +177,7 @@ impl Default for Settings {
             second_factor_max_failures: 5,
             second_factor_window_seconds: 300,
             registrations_per_hour: 10,
+            registrations_per_hour_total: 100,
             password_resets_per_hour: 5,
             notification_interval_seconds: 300,
             office_name: "PCII Program Office".into(),
@@ -288,6 +294,7 @@ impl Settings {
             || self.email_verification_hours < 1
             || self.password_reset_minutes < 1
             || self.registrations_per_hour < 1
+            || self.registrations_per_hour_total < 1
             || self.password_resets_per_hour < 1
         {
             return Err("link lifetimes and per-hour limits must be positive".into());

@@ -74,11 +74,24 @@ pub fn register(
         return Ok(Err(errors));
     }
     let addr = actor.client_addr.as_deref().unwrap_or("unknown");
-    let limit = Policy {
+    let per_network = Policy {
         max_failures: settings.registrations_per_hour,
         window_secs: HOUR,
     };
-    if !throttle::allow(&mut *db.get()?, &keys.registration(addr), limit, now)? {
+    // Each registration makes an organisation before its address is confirmed: many networks together are
+    // limited too, not only each one.
+    let overall = Policy {
+        max_failures: settings.registrations_per_hour_total,
+        window_secs: HOUR,
+    };
+    if !throttle::allow_all(
+        &mut *db.get()?,
+        &[
+            (&keys.registration(addr), per_network),
+            (&keys.registrations_overall(), overall),
+        ],
+        now,
+    )? {
         audit.record(
             &mut *db.get()?,
             actor,

@@ -8,6 +8,8 @@
 //! The table never holds what was typed: each key is an HMAC of the identifier under a key derived from
 //! the portal's secret, and rows are forgotten once their window and lock have passed.
 
+use std::net::IpAddr;
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -89,14 +91,36 @@ impl ThrottleKey {
         self.key("2fa-addr", &[addr])
     }
 
-    /// Registrations from one client address.
+    /// Registrations from one client network (see [`network`]).
     pub fn registration(&self, addr: &str) -> String {
-        self.key("register", &[addr])
+        self.key("register", &[&network(addr)])
+    }
+
+    /// Registrations from every address together.
+    pub fn registrations_overall(&self) -> String {
+        self.key("register-all", &[])
     }
 
     /// Password-reset requests from one client address.
     pub fn password_reset(&self, addr: &str) -> String {
         self.key("reset", &[addr])
+    }
+}
+
+/// What one party is taken to control of a client address: an IPv4 address itself, an IPv6 address's /64 (the
+/// least a subscriber or a host is given, so its addresses are one network). An IPv4-mapped IPv6 address counts as
+/// its IPv4 address; anything else unparsable as itself.
+pub fn network(addr: &str) -> String {
+    match addr.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Err(_) => addr.to_string(),
     }
 }
 
@@ -129,11 +153,23 @@ pub fn record_failure(conn: &mut DbConn, key: &str, policy: Policy, now: i64) ->
 /// A rate limit on an action that is counted whether or not it succeeds (registrations, reset requests):
 /// `false` when the key is locked; otherwise the attempt is counted and `true`.
 pub fn allow(conn: &mut DbConn, key: &str, policy: Policy, now: i64) -> AppResult<bool> {
-    if is_locked(conn, key, now)? {
-        return Ok(false);
+    allow_all(conn, &[(key, policy)], now)
+}
+
+/// Several rate limits on one action (per network and over all): `false`, nothing counted, when any key is
+/// locked; otherwise the attempt is counted under every key, and `true` unless a count went past its limit (requests
+/// at once can all find a key unlocked just before the last allowed one locks it: those past the limit are refused).
+pub fn allow_all(conn: &mut DbConn, limits: &[(&str, Policy)], now: i64) -> AppResult<bool> {
+    for (key, _) in limits {
+        if is_locked(conn, key, now)? {
+            return Ok(false);
+        }
     }
-    record_failure(conn, key, policy, now)?;
-    Ok(true)
+    let mut within = true;
+    for (key, policy) in limits {
+        within &= record_failure(conn, key, *policy, now)? <= policy.max_failures;
+    }
+    Ok(within)
 }
 
 pub fn clear(conn: &mut DbConn, key: &str) -> AppResult<()> {
@@ -172,5 +208,28 @@ mod tests {
         assert_ne!(k, a.login_account_address("ann@example.com", "10.0.0.2"));
         // Length prefixes: ("ab", "c") and ("a", "bc") are different keys.
         assert_ne!(a.key("x", &["ab", "c"]), a.key("x", &["a", "bc"]));
+    }
+
+    #[test]
+    fn an_ipv6_address_counts_by_its_64_and_an_ipv4_address_by_itself() {
+        assert_eq!(network("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(
+            network("2001:DB8:1:2:ffff:ffff:ffff:ffff"),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(network("2001:db8:1:3::1"), "2001:db8:1:3::/64");
+        assert_eq!(network("198.51.100.7"), "198.51.100.7");
+        assert_eq!(network("::ffff:198.51.100.7"), "198.51.100.7");
+        assert_eq!(network("unknown"), "unknown");
+        let k = ThrottleKey::derive(b"secret");
+        assert_eq!(
+            k.registration("2001:db8:1:2::1"),
+            k.registration("2001:db8:1:2:a:b:c:d")
+        );
+        assert_ne!(
+            k.registration("198.51.100.7"),
+            k.registration("198.51.100.8")
+        );
+        assert_ne!(k.registration("unknown"), k.registrations_overall());
     }
 }

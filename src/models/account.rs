@@ -156,7 +156,8 @@ pub fn organisation_name(conn: &mut DbConn, id: &str) -> QueryResult<String> {
         .first(conn)
 }
 
-/// Every organisation, by name (for pickers and filters).
+/// Every organisation, by name: for the host's `organisation list` command only. Pages never load them all
+/// (registrations make organisations): they use `organisation::list` (a page) or `organisation::matching` (bounded).
 pub fn organisations(conn: &mut DbConn) -> QueryResult<Vec<Organisation>> {
     organisations::table
         .order((organisations::name.asc(), organisations::id.asc()))

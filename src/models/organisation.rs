@@ -245,6 +245,63 @@ pub fn list(
     Ok((rows, total))
 }
 
+/// At most this many organisations answer a name typed into an officer's queue filter or search.
+pub const NAME_MATCHES_MAX: i64 = 100;
+
+/// The organisations an officer's filter names: by id (the links of pages made before the filter took names) or
+/// by any part of the name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameMatches {
+    /// These organisations (none when nothing matches), at most `NAME_MATCHES_MAX`.
+    Ids(Vec<String>),
+    /// Every organisation: the text filters nothing.
+    Every,
+    /// More than `NAME_MATCHES_MAX`, and not every one.
+    TooMany,
+}
+
+/// What a typed organisation filter matches: the organisation with exactly this id, or else the organisations
+/// (not merged away: their submissions moved with the merge) whose name holds the text, in any case, with LIKE's
+/// wildcards taken literally. Bounded: one row for the id, one for "does any organisation not match", and at
+/// most `NAME_MATCHES_MAX` + 1 ids, however many organisations there are.
+pub fn matching(conn: &mut DbConn, text: &str) -> QueryResult<NameMatches> {
+    let text = text.trim();
+    let by_id: Option<String> = organisations::table
+        .find(text)
+        .select(organisations::id)
+        .first(conn)
+        .optional()?;
+    if let Some(id) = by_id {
+        return Ok(NameMatches::Ids(vec![id]));
+    }
+    let pattern = like_pattern(text);
+    let unmatched: Option<String> = organisations::table
+        .filter(organisations::merged_into.is_null())
+        .filter(
+            lower(organisations::name)
+                .not_like(pattern.clone())
+                .escape('\\'),
+        )
+        .select(organisations::id)
+        .first(conn)
+        .optional()?;
+    if unmatched.is_none() {
+        return Ok(NameMatches::Every);
+    }
+    let ids: Vec<String> = organisations::table
+        .filter(organisations::merged_into.is_null())
+        .filter(lower(organisations::name).like(pattern).escape('\\'))
+        .order(organisations::id.asc())
+        .select(organisations::id)
+        .limit(NAME_MATCHES_MAX + 1)
+        .load(conn)?;
+    Ok(if ids.len() as i64 > NAME_MATCHES_MAX {
+        NameMatches::TooMany
+    } else {
+        NameMatches::Ids(ids)
+    })
+}
+
 /// The organisations that were merged into this one.
 pub fn merged_from(conn: &mut DbConn, organisation_id: &str) -> QueryResult<Vec<Organisation>> {
     organisations::table

@@ -122,12 +122,13 @@ pub enum Assignee {
 }
 
 /// What the officer asked for. Values are already checked (the sector is one of `sectors::SECTORS`, the
-/// organisation an existing id, the assignee an officer); an unknown value here simply matches nothing.
+/// organisations existing ids, the assignee an officer); an unknown value here simply matches nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueFilter {
     pub sector: Option<String>,
     pub status: Option<QueueStatus>,
-    pub organisation_id: Option<String>,
+    /// The organisations whose name matched the filter (at most `organisation::NAME_MATCHES_MAX`).
+    pub organisation_ids: Option<Vec<String>>,
     pub assignee: Option<Assignee>,
     pub sort: QueueSort,
     /// Zero-based; clamped to the last page.
@@ -204,7 +205,7 @@ fn status_test(f: &QueueFilter, page: bool) -> StatusTest {
     );
     // One officer's cases and the cured ones are small subsets, served by their own indexes like a sector's.
     let subset = f.sector.is_some()
-        || f.organisation_id.is_some()
+        || f.organisation_ids.is_some()
         || matches!(f.assignee, Some(Assignee::Officer(_)))
         || f.status == Some(QueueStatus::Cured);
     let by_receipt = matches!(f.sort, QueueSort::Oldest | QueueSort::Newest);
@@ -260,8 +261,8 @@ macro_rules! predicates {
         if let Some(sector) = &f.sector {
             out.push(Box::new(s::sector.eq(sector.clone()).nullable()));
         }
-        if let Some(org) = &f.organisation_id {
-            out.push(Box::new(s::organisation_id.eq(org.clone()).nullable()));
+        if let Some(ids) = &f.organisation_ids {
+            out.push(Box::new(s::organisation_id.eq_any(ids.clone()).nullable()));
         }
         match &f.assignee {
             // Tested on the entries of whichever queue index the plan reads (each carries the assignee). Never

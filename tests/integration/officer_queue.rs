@@ -360,11 +360,10 @@ fn filters_by_status_sector_organisation_and_overdue() {
     );
     assert!(page.body.contains("<option value=\"overdue\" selected>"));
     assert!(page.body.contains("No submission matches."));
-    // Every organisation is offered by name.
-    assert!(page.body.contains(&format!(
-        "<option value=\"{}\">Globex Nuclear</option>",
-        w.globex.id
-    )));
+    // The organisation is typed, not picked from a list of every one.
+    assert!(page
+        .body
+        .contains("id=\"f-organisation\" name=\"organisation\" maxlength=\"200\" value=\"\""));
 }
 
 #[test]
@@ -451,7 +450,7 @@ fn unknown_filter_values_are_refused_with_422_and_the_reason() {
         ("status=validated", "Choose received, defective or overdue."),
         (
             "organisation=0123456789abcdef",
-            "Choose one of the listed organisations.",
+            "No organisation name contains this text.",
         ),
         ("sort=sideways", "Choose one of the listed orders."),
         ("page=-1", "The page must be a whole number from 0."),
@@ -471,6 +470,112 @@ fn unknown_filter_values_are_refused_with_422_and_the_reason() {
             assert!(page.body.contains("aria-invalid=\"true\""), "{query}");
         }
     }
+}
+
+/// Organisations with no submissions, named "Bulk Org 001" to "Bulk Org {n}" (as a flood of registrations
+/// would leave them).
+fn bulk_organisations(app: &TestApp, n: usize) {
+    let now = app.now();
+    app.with_conn(|c| {
+        for i in 1..=n {
+            account::create_organisation(c, &format!("Bulk Org {i:03}"), now).unwrap();
+        }
+    });
+}
+
+#[test]
+fn the_queue_lists_no_organisations_and_filters_by_any_part_of_a_name() {
+    let app = TestApp::new();
+    let now = app.now();
+    let w = world(&app, now);
+    bulk_organisations(&app, 300);
+    let mut officer = officer(&app);
+    let page = officer.get("/officer");
+    assert_eq!(page.status, Status::Ok);
+    assert_eq!(
+        listed(&page.body),
+        vec!["PCII-D2", "PCII-D1", "PCII-R1", "PCII-R2"]
+    );
+    // The organisations are not offered one by one: the page stays the same size however many there are.
+    assert!(!page.body.contains("Bulk Org 300"), "{}", page.body);
+    assert!(!page.body.contains("Bulk Org 001"));
+    assert!(!page.body.contains("Globex Nuclear</option>"));
+    assert!(page
+        .body
+        .contains("id=\"f-organisation\" name=\"organisation\""));
+    let all = vec!["PCII-D2", "PCII-D1", "PCII-R1", "PCII-R2"];
+    for (query, expected) in [
+        ("organisation=globex".to_string(), vec!["PCII-R2"]),
+        (
+            "organisation=ACME%20pow".to_string(),
+            vec!["PCII-D2", "PCII-D1", "PCII-R1"],
+        ),
+        ("organisation=Bulk%20Org%20300".to_string(), vec![]),
+        (
+            "organisation=acme&status=overdue&sort=newest".to_string(),
+            vec!["PCII-R1", "PCII-D2"],
+        ),
+        // Links with an organisation's id still work.
+        (format!("organisation={}", w.globex.id), vec!["PCII-R2"]),
+        // A name every organisation matches filters nothing.
+        ("organisation=o".to_string(), all.clone()),
+    ] {
+        let page = officer.get(&format!("/officer?{query}"));
+        assert_eq!(page.status, Status::Ok, "{query}: {}", page.body);
+        assert_eq!(listed(&page.body), expected, "{query}");
+    }
+    // The form keeps what was typed.
+    let page = officer.get("/officer?organisation=Globex%20Nuc");
+    assert!(page.body.contains("value=\"Globex Nuc\""), "{}", page.body);
+    // Too broad a name is refused with the reason rather than matched against every organisation; LIKE's
+    // wildcards are letters like any other.
+    for (query, message) in [
+        ("organisation=bulk", "type more of the name"),
+        (
+            "organisation=%25",
+            "No organisation name contains this text.",
+        ),
+        ("organisation=_", "No organisation name contains this text."),
+    ] {
+        let page = officer.get(&format!("/officer?{query}"));
+        assert_eq!(page.status, Status::UnprocessableEntity, "{query}");
+        assert!(page.body.contains(message), "{query}: {}", page.body);
+        assert!(listed(&page.body).is_empty(), "{query}");
+        assert!(!page.body.contains("Bulk Org 300"), "{query}");
+    }
+}
+
+#[test]
+fn the_search_matches_organisation_names_in_the_database_a_bounded_number_at_a_time() {
+    let app = TestApp::new();
+    let now = app.now();
+    world(&app, now);
+    bulk_organisations(&app, 300);
+    let mut officer = officer(&app);
+    for (query, expected) in [
+        ("organisation=globex%20nuc", vec!["PCII-R2"]),
+        (
+            "organisation=Acme",
+            vec!["PCII-R1", "PCII-D1", "PCII-D2", "PCII-V1"],
+        ),
+        ("organisation=Bulk%20Org%20300", vec![]),
+        // A name every organisation matches filters nothing.
+        (
+            "organisation=o",
+            vec!["PCII-R2", "PCII-R1", "PCII-D1", "PCII-D2", "PCII-V1"],
+        ),
+        ("organisation=%25", vec![]),
+    ] {
+        let page = officer.get(&format!("/officer/find?{query}"));
+        assert_eq!(page.status, Status::Ok, "{query}: {}", page.body);
+        assert_eq!(listed(&page.body), expected, "{query}");
+    }
+    // More organisations match than a search takes: refused with the reason, the form kept.
+    let page = officer.get("/officer/find?organisation=bulk%20org");
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    assert!(page.body.contains("type more of the name"), "{}", page.body);
+    assert!(page.body.contains("value=\"bulk org\""));
+    assert!(listed(&page.body).is_empty());
 }
 
 #[test]
@@ -532,14 +637,14 @@ fn a_page_is_one_count_and_one_select_whatever_the_filters() {
             Some(QueueStatus::Overdue),
         ] {
             for sort in QueueSort::ALL {
-                for (sector, organisation_id) in [
+                for (sector, organisation_ids) in [
                     (None, None),
-                    (Some("Energy".to_string()), Some(w.acme.id.clone())),
+                    (Some("Energy".to_string()), Some(vec![w.acme.id.clone()])),
                 ] {
                     let filter = QueueFilter {
                         sector,
                         status,
-                        organisation_id,
+                        organisation_ids,
                         assignee: None,
                         sort,
                         page: 0,

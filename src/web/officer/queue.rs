@@ -8,7 +8,7 @@ use rocket::http::{RawStr, Status};
 use serde::Serialize;
 
 use crate::error::AppResult;
-use crate::models::account::{self, Organisation};
+use crate::models::organisation::{self as orgs, NameMatches, NAME_MATCHES_MAX};
 use crate::models::queue::{self, Assignee, OfficerChoice, QueueFilter, QueueSort, QueueStatus};
 use crate::models::sectors;
 use crate::web::forms::trimmed;
@@ -18,6 +18,16 @@ use crate::web::views::PageLinks;
 
 pub fn routes() -> Vec<rocket::Route> {
     rocket::routes![officer_home]
+}
+
+/// The longest organisation text the filter takes (a name is at most 200 characters).
+const ORGANISATION_MAX_CHARS: usize = 200;
+
+/// The reason given when a typed name matches more organisations than a filter takes.
+pub(crate) fn too_many_organisations() -> String {
+    format!(
+        "More than {NAME_MATCHES_MAX} organisation names contain this text: type more of the name."
+    )
 }
 
 /// The column headers' links: each sorts by its clock.
@@ -33,6 +43,7 @@ struct SortLinks {
 struct QueueForm {
     sector: String,
     status: String,
+    /// Any part of an organisation's name (or, from older links, an organisation's id).
     organisation: String,
     /// "me", "none" or an officer's account id.
     assignee: String,
@@ -72,11 +83,12 @@ impl QueueForm {
         }
     }
 
-    /// Checks every value against what exists; each unknown one is reported next to its field.
+    /// Checks every value against what exists; each unknown one is reported next to its field. `organisations`
+    /// is what the database found for the organisation typed (`None` when nothing was typed or it was too long).
     fn to_filter(
         &self,
         page: &str,
-        organisations: &[Organisation],
+        organisations: Option<NameMatches>,
         officers: &[OfficerChoice],
         me: &str,
     ) -> Result<QueueFilter, BTreeMap<&'static str, String>> {
@@ -102,14 +114,26 @@ impl QueueForm {
                 }
             }
         }
-        if !self.organisation.is_empty() {
-            if organisations.iter().any(|o| o.id == self.organisation) {
-                filter.organisation_id = Some(self.organisation.clone());
-            } else {
-                errors.insert(
-                    "organisation",
-                    "Choose one of the listed organisations.".to_string(),
-                );
+        if self.organisation.chars().count() > ORGANISATION_MAX_CHARS {
+            errors.insert(
+                "organisation",
+                format!(
+                    "Enter at most {ORGANISATION_MAX_CHARS} characters of the organisation's name."
+                ),
+            );
+        } else {
+            match organisations {
+                None | Some(NameMatches::Every) => {}
+                Some(NameMatches::Ids(ids)) if ids.is_empty() => {
+                    errors.insert(
+                        "organisation",
+                        "No organisation name contains this text.".to_string(),
+                    );
+                }
+                Some(NameMatches::Ids(ids)) => filter.organisation_ids = Some(ids),
+                Some(NameMatches::TooMany) => {
+                    errors.insert("organisation", too_many_organisations());
+                }
             }
         }
         match self.assignee.as_str() {
@@ -183,17 +207,25 @@ async fn officer_home(
     let now = ctx.state.clock.now();
     let form_ = form.clone();
     let me = officer.user.id.clone();
-    let (organisations, officers, checked) = ctx
+    let (officers, checked) = ctx
         .state
         .db
         .run(move |c| {
-            let organisations = account::organisations(c)?;
+            // The organisations named by the filter, found by the database a bounded number at a time: the page
+            // never loads every organisation, however many registrations made one.
+            let typed = &form_.organisation;
+            let organisations =
+                if typed.is_empty() || typed.chars().count() > ORGANISATION_MAX_CHARS {
+                    None
+                } else {
+                    Some(orgs::matching(c, typed)?)
+                };
             let officers = queue::officers(c)?;
-            let checked = match form_.to_filter(&page, &organisations, &officers, &me) {
+            let checked = match form_.to_filter(&page, organisations, &officers, &me) {
                 Ok(filter) => Ok((queue::queue(c, &filter, now)?, filter.sort)),
                 Err(errors) => Err(errors),
             };
-            Ok((organisations, officers, checked))
+            Ok((officers, checked))
         })
         .await?;
     let statuses: Vec<Choice> = QueueStatus::ALL
@@ -214,7 +246,6 @@ async fn officer_home(
         .with("form", &form)
         .with("sectors", sectors::SECTORS)
         .with("statuses", statuses)
-        .with("organisations", &organisations)
         .with("officers", &officers)
         .with("sorts", sorts)
         .with("clear_link", "/officer");

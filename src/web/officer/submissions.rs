@@ -11,6 +11,7 @@ use crate::domain::Role;
 use crate::error::{AppError, AppResult};
 use crate::models::account;
 use crate::models::grant as grants;
+use crate::models::organisation::NameMatches;
 use crate::models::submission::{self, Scope};
 use crate::web::downloads::{Download, ZipDownload};
 use crate::web::forms::{summary, CsrfForm};
@@ -1100,28 +1101,36 @@ async fn find(
             Err(e) => Err(e),
         };
     }
-    let name = form.organisation.to_lowercase();
-    let mut results = ctx
+    let name = form.organisation.clone();
+    let found = ctx
         .state
         .db
         .run(move |c| {
             if !name.is_empty() {
-                // Organisations are few next to submissions: their names are matched here, case-insensitively
-                // and alike on both databases, and the submissions found through their ids' index.
-                let all = account::organisations(c)?;
-                let count = all.len();
-                let ids: Vec<String> = all
-                    .into_iter()
-                    .filter(|o| o.name.to_lowercase().contains(&name))
-                    .map(|o| o.id)
-                    .collect();
-                // A name every organisation matches filters nothing: without the list, the receipt index
-                // serves the page instead of sorting every submission of the list.
-                filter.organisation_ids = (ids.len() < count).then_some(ids);
+                // The database matches the names (any case, LIKE's wildcards taken literally) and hands back a
+                // bounded number of ids; the submissions are then found through their organisation's index.
+                match crate::models::organisation::matching(c, &name)? {
+                    // A name every organisation matches filters nothing: without the list, the receipt index
+                    // serves the page instead of sorting every submission of the list.
+                    NameMatches::Every => {}
+                    NameMatches::Ids(ids) => filter.organisation_ids = Some(ids),
+                    NameMatches::TooMany => return Ok(None),
+                }
             }
-            Ok(q::search(c, &filter)?)
+            Ok(Some(q::search(c, &filter)?))
         })
         .await?;
+    let Some(mut results) = found else {
+        let mut errors = FieldErrors::new();
+        errors.insert(
+            "find-organisation".into(),
+            super::queue::too_many_organisations(),
+        );
+        return Ok(Either::Right(
+            base.with("errors", errors)
+                .status(Status::UnprocessableEntity),
+        ));
+    };
     let ids: Vec<String> = results
         .rows
         .iter()
