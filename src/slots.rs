@@ -71,7 +71,7 @@ impl Drop for Slot {
         if let Some(n) = busy.get_mut(&self.account) {
             *n -= 1;
             if *n == 0 {
-                // No entry per account ever used: the map holds only accounts busy now.
+                // An account's entry goes with its last slot: the map holds only the accounts busy now.
                 busy.remove(&self.account);
             }
         }
