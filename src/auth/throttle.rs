@@ -7,6 +7,9 @@
 //!
 //! The table never holds what was typed: each key is an HMAC of the identifier under a key derived from
 //! the portal's secret, and rows are forgotten once their window and lock have passed.
+//!
+//! A "client address" here is the party behind it ([`network`]): an IPv4 address, or an IPv6 address's /64, since
+//! whoever holds one address of a /64 can use all of them.
 
 use std::net::IpAddr;
 
@@ -59,20 +62,20 @@ impl ThrottleKey {
         format!("{kind}:{}", hex::encode(mac.finalize().into_bytes()))
     }
 
-    /// Sign-in failures for one account from one client address.
+    /// Sign-in failures for one account from one client network (see [`network`]).
     pub fn login_account_address(&self, email: &str, addr: &str) -> String {
         let email = crate::models::account::normalize_email(email);
-        self.key("login-aa", &[&email, addr])
+        self.key("login-aa", &[&email, &network(addr)])
     }
 
-    /// Sign-in failures from one client address, whatever the account.
+    /// Sign-in failures from one client network, whatever the account.
     pub fn login_address(&self, addr: &str) -> String {
-        self.key("login-a", &[addr])
+        self.key("login-a", &[&network(addr)])
     }
 
-    /// Sign-in attempts from one client address, right or wrong.
+    /// Sign-in attempts from one client network, right or wrong.
     pub fn login_attempts(&self, addr: &str) -> String {
-        self.key("login-rate", &[addr])
+        self.key("login-rate", &[&network(addr)])
     }
 
     /// Wrong current passwords typed by one signed-in account.
@@ -86,9 +89,9 @@ impl ThrottleKey {
         self.key("2fa-acct", &[user_id])
     }
 
-    /// Wrong second-factor answers from one client address, whatever the account.
+    /// Wrong second-factor answers from one client network, whatever the account.
     pub fn second_factor_address(&self, addr: &str) -> String {
-        self.key("2fa-addr", &[addr])
+        self.key("2fa-addr", &[&network(addr)])
     }
 
     /// Registrations from one client network (see [`network`]).
@@ -101,9 +104,9 @@ impl ThrottleKey {
         self.key("register-all", &[])
     }
 
-    /// Password-reset requests from one client address.
+    /// Password-reset requests from one client network.
     pub fn password_reset(&self, addr: &str) -> String {
-        self.key("reset", &[addr])
+        self.key("reset", &[&network(addr)])
     }
 }
 
@@ -231,5 +234,19 @@ mod tests {
             k.registration("198.51.100.8")
         );
         assert_ne!(k.registration("unknown"), k.registrations_overall());
+        // Every address-keyed limit counts an IPv6 /64 as one party, so rotating addresses within it buys nothing.
+        let (a, b) = ("2001:db8:1:2::1", "2001:db8:1:2:a:b:c:d");
+        assert_eq!(k.login_attempts(a), k.login_attempts(b));
+        assert_eq!(k.login_address(a), k.login_address(b));
+        assert_eq!(
+            k.login_account_address("ann@acme.example", a),
+            k.login_account_address("Ann@acme.example", b)
+        );
+        assert_eq!(k.second_factor_address(a), k.second_factor_address(b));
+        assert_eq!(k.password_reset(a), k.password_reset(b));
+        assert_ne!(
+            k.login_attempts("198.51.100.7"),
+            k.login_attempts("198.51.100.8")
+        );
     }
 }

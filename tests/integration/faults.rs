@@ -291,3 +291,37 @@ fn a_form_sent_while_the_session_store_does_not_answer_is_a_503_not_a_stale_form
     drop(lock);
     assert_eq!(app.audit_count("csrf.refused"), 0);
 }
+
+/// Whoever holds one address of an IPv6 /64 holds them all: sign-in attempts from its addresses count together,
+/// and rotating through them buys nothing; the next /64 is another party.
+#[test]
+fn sign_in_attempts_from_one_ipv6_64_count_together() {
+    let app = TestApp::with(|f| f.merge(("login_attempts_per_minute", 3)));
+    app.create_user(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let at = |s: &str| std::net::SocketAddr::new(s.parse().unwrap(), 40000);
+    let mut b = app.browser();
+    for (i, from) in ["2001:db8:7:1::1", "2001:db8:7:1::2", "2001:db8:7:1:a:b:c:d"]
+        .into_iter()
+        .enumerate()
+    {
+        let email = format!("nobody{i}@acme.example");
+        let page = b.post_from(
+            "/login",
+            &[("email", &email), ("password", PASSWORD)],
+            at(from),
+        );
+        assert_eq!(page.status, Status::Unauthorized, "attempt {i} from {from}");
+    }
+    let page = b.post_from(
+        "/login",
+        &[("email", "ann@acme.example"), ("password", PASSWORD)],
+        at("2001:db8:7:1:ffff::9"),
+    );
+    assert_eq!(page.status, Status::TooManyRequests, "{}", page.body);
+    let page = b.post_from(
+        "/login",
+        &[("email", "ann@acme.example"), ("password", PASSWORD)],
+        at("2001:db8:7:2::1"),
+    );
+    assert_ne!(page.status, Status::TooManyRequests, "{}", page.body);
+}
