@@ -227,11 +227,7 @@ pub fn backup(settings: &Settings, to: &std::path::Path) -> Result<(), CliError>
 pub fn status(settings: &Settings, json: bool) -> Result<bool, CliError> {
     let db = open_db(settings)?;
     let store = open_store(settings)?;
-    let live = crate::workflow::operations::Live {
-        blob_store: store.describe(),
-        blob_store_available: store.is_available(),
-        free_disk_bytes: crate::storage::free_space(&settings.data_dir).ok(),
-    };
+    let live = crate::workflow::operations::Live::of(&*store, &settings.data_dir);
     let now = crate::clock::Clock::system().now();
     let mut conn = db.get()?;
     let o = crate::workflow::operations::overview(&mut conn, settings, db.backend, live, now)

@@ -112,6 +112,18 @@ pub struct Live {
     pub free_disk_bytes: Option<u64>,
 }
 
+impl Live {
+    /// Asks the blob store whether it answers and the data directory's file system for its free space (blocking:
+    /// the S3 store answers over the network).
+    pub fn of(store: &dyn crate::storage::BlobStore, data_dir: &std::path::Path) -> Live {
+        Live {
+            blob_store: store.describe(),
+            blob_store_available: store.is_available(),
+            free_disk_bytes: crate::storage::free_space(data_dir).ok(),
+        }
+    }
+}
+
 /// Takes the overview at `now`.
 pub fn overview(
     conn: &mut DbConn,

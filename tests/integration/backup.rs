@@ -27,15 +27,9 @@ fn check(dir: &Path) -> std::process::Output {
 }
 
 fn backup(app: &TestApp, to: &Path) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
+    app.command()
         .args(["backup", "--to"])
         .arg(to)
-        .env("PCII_CONFIG", "/nonexistent.toml")
-        .env("PCII_DATA_DIR", app.data_dir())
-        .env("PCII_KEYS_DIR", app.keys_dir())
-        .env("PCII_DATABASE_URL", &app.database_url)
-        .env("PCII_BLOB_STORE", &app.state().settings.blob_store)
-        .env("PCII_LOG", "warn")
         .output()
         .unwrap()
 }

@@ -21,13 +21,18 @@ struct WriteLock(pcii_portal::db::PooledConn);
 
 impl WriteLock {
     fn take(app: &TestApp) -> WriteLock {
+        WriteLock::take_on(app, "audit_head, settings")
+    }
+
+    /// SQLite: the whole database; PostgreSQL: the tables named (reads of them wait too).
+    fn take_on(app: &TestApp, pg_tables: &str) -> WriteLock {
         let mut conn = app.state().db.get().expect("conn");
         let sql = if app.database_url.is_empty() {
-            "BEGIN EXCLUSIVE"
+            "BEGIN EXCLUSIVE".to_string()
         } else {
-            "BEGIN; LOCK TABLE audit_head, settings IN ACCESS EXCLUSIVE MODE"
+            format!("BEGIN; LOCK TABLE {pg_tables} IN ACCESS EXCLUSIVE MODE")
         };
-        conn.batch_execute(sql).expect("lock");
+        conn.batch_execute(&sql).expect("lock");
         WriteLock(conn)
     }
 }
@@ -266,16 +271,7 @@ fn a_form_sent_while_the_session_store_does_not_answer_is_a_503_not_a_stale_form
     let token = b.csrf();
     // Past the idle timeout the lookup must delete the session (a write); the store is locked, so it cannot.
     app.advance(31 * 60);
-    let lock = {
-        let mut conn = app.state().db.get().expect("conn");
-        let sql = if app.database_url.is_empty() {
-            "BEGIN EXCLUSIVE"
-        } else {
-            "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE"
-        };
-        conn.batch_execute(sql).expect("lock");
-        WriteLock(conn)
-    };
+    let lock = WriteLock::take_on(&app, "sessions");
     // The sign-in form has no session guard of its own: only the token check looks at the session.
     let page = b.post_raw(
         "/login",

@@ -12,26 +12,28 @@ const NARRATIVE: &str = "OperationsNarrativeMarker5521 the pump station's bypass
 const FILE_NAME: &str = "OperationsFileMarker7730.pdf";
 
 fn status(app: &TestApp, json: bool) -> (i32, String) {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"));
+    let mut cmd = app.command();
     cmd.arg("status");
     if json {
         cmd.arg("--json");
     }
-    let out = cmd
-        .env("PCII_CONFIG", "/nonexistent.toml")
-        .env("PCII_DATA_DIR", app.data_dir())
-        .env("PCII_KEYS_DIR", app.keys_dir())
-        .env("PCII_DATABASE_URL", &app.database_url)
-        .env("PCII_BLOB_STORE", &app.state().settings.blob_store)
-        .env("PCII_LOG", "warn")
-        .output()
-        .unwrap();
+    let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.is_empty(), "{stderr}");
     (
         out.status.code().unwrap(),
         String::from_utf8(out.stdout).unwrap(),
     )
+}
+
+/// The page as the administrator sees it after signing in again (time travel ends the earlier session).
+fn operations_page_signed_in_again(app: &TestApp) -> crate::common::Page {
+    let mut admin = app.browser();
+    assert_eq!(
+        admin.login("ada@pcii.example", crate::common::PASSWORD),
+        Status::SeeOther
+    );
+    admin.get("/admin/operations")
 }
 
 #[test]
@@ -87,13 +89,7 @@ fn the_operations_overview_says_what_needs_attention_and_names_no_content() {
         .unwrap();
     });
     app.advance(2 * 3600);
-    // Two hours idle ended the session: sign in again.
-    let mut admin = app.browser();
-    assert_eq!(
-        admin.login("ada@pcii.example", crate::common::PASSWORD),
-        Status::SeeOther
-    );
-    let page = admin.get("/admin/operations");
+    let page = operations_page_signed_in_again(&app);
     assert!(
         page.body
             .contains("1 destroyed file(s) still wait to be deleted from the blob store"),
@@ -103,12 +99,7 @@ fn the_operations_overview_says_what_needs_attention_and_names_no_content() {
     assert!(page.body.contains("tried up to 1 times"), "{}", page.body);
     assert!(!page.body.contains("wait for the mail route"));
     app.advance(2 * 86400);
-    let mut admin = app.browser();
-    assert_eq!(
-        admin.login("ada@pcii.example", crate::common::PASSWORD),
-        Status::SeeOther
-    );
-    let page = admin.get("/admin/operations");
+    let page = operations_page_signed_in_again(&app);
     assert!(
         page.body
             .contains("1 email(s) wait for the mail route (the oldest since"),
@@ -154,13 +145,10 @@ fn the_operations_overview_says_what_needs_attention_and_names_no_content() {
     });
     if sqlite {
         let tmp = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
+        let out = app
+            .command()
             .args(["backup", "--to"])
             .arg(tmp.path().join("b"))
-            .env("PCII_CONFIG", "/nonexistent.toml")
-            .env("PCII_DATA_DIR", app.data_dir())
-            .env("PCII_KEYS_DIR", app.keys_dir())
-            .env("PCII_LOG", "warn")
             .output()
             .unwrap();
         assert!(out.status.success());

@@ -478,6 +478,8 @@ struct Answer {
     status: u16,
     headers: Vec<(String, String)>,
     body: String,
+    /// The body's bytes as they arrived (not de-chunked).
+    bytes: Vec<u8>,
 }
 
 impl Answer {
@@ -520,9 +522,14 @@ fn exchange(
     between();
     stream.write_all(&body[half..]).unwrap();
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    // A connection the server cuts may end in a reset rather than an orderly close: what arrived is what counts.
+    let _ = stream.read_to_end(&mut raw);
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let bytes = raw.get(end + 4..).unwrap_or_default().to_vec();
     let mut lines = head.split("\r\n");
     let status = lines
         .next()
@@ -548,7 +555,8 @@ fn exchange(
     Answer {
         status,
         headers,
-        body: body.to_string(),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        bytes,
     }
 }
 
@@ -556,24 +564,29 @@ fn get(port: u16, cookies: &mut Vec<(String, String)>, path: &str) -> Answer {
     exchange(port, cookies, &format!("GET {path} HTTP/1.1"), b"", || {})
 }
 
-#[test]
-fn an_upload_that_outlives_the_idle_timeout_ends_on_its_receipt() {
-    let served = serve();
-    let port = served.port;
-    let mut cookies = Vec::new();
-    let login = get(port, &mut cookies, "/login");
+/// Signs in as Sam over the connection and opens the submission form: its session's form token.
+fn sign_in_for_a_new_submission(port: u16, cookies: &mut Vec<(String, String)>) -> String {
+    let login = get(port, cookies, "/login");
     let token = extract_csrf(&login.body).expect("a token");
     let signed_in = exchange(
         port,
-        &mut cookies,
+        cookies,
         "POST /login HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded",
         encode(&[("csrf", &token), ("email", SAM), ("password", PASSWORD)]).as_bytes(),
         || {},
     );
     assert_eq!(signed_in.status, 303, "{}", signed_in.body);
-    let form = get(port, &mut cookies, "/submissions/new");
+    let form = get(port, cookies, "/submissions/new");
     assert_eq!(form.status, 200, "{}", form.body);
-    let token = extract_csrf(&form.body).expect("the session's token");
+    extract_csrf(&form.body).expect("the session's token")
+}
+
+#[test]
+fn an_upload_that_outlives_the_idle_timeout_ends_on_its_receipt() {
+    let served = serve();
+    let port = served.port;
+    let mut cookies = Vec::new();
+    let token = sign_in_for_a_new_submission(port, &mut cookies);
 
     let file = file_bytes(4 * 1024 * 1024, 5, "slow");
     let mut parts = vec![Part::Text("csrf", &token)];
@@ -610,33 +623,6 @@ fn an_upload_that_outlives_the_idle_timeout_ends_on_its_receipt() {
 // A damaged file over a real socket
 // ---------------------------------------------------------------------------------------------
 
-/// One GET with the raw bytes of the answer: its head, and its body as it arrived (not de-chunked).
-fn get_raw(port: u16, cookies: &[(String, String)], path: &str) -> (String, Vec<u8>) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let cookie = cookies
-        .iter()
-        .map(|(n, v)| format!("{n}={v}"))
-        .collect::<Vec<_>>()
-        .join("; ");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nCookie: {cookie}\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    // A connection the server cuts may end in a reset rather than an orderly close: what arrived is what counts.
-    let _ = stream.read_to_end(&mut raw);
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a complete head");
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    (head, raw[end + 4..].to_vec())
-}
-
 /// Over a real connection (not Rocket's local client, which reads the body itself), a file whose stored copy was
 /// damaged past its first megabyte — sent after the headers went out — never arrives as a complete 200: the
 /// answer declares the file's length and the connection closes short of it.
@@ -645,18 +631,7 @@ fn a_damaged_file_past_its_first_megabyte_arrives_cut_short_over_a_real_connecti
     let served = serve();
     let port = served.port;
     let mut cookies = Vec::new();
-    let login = get(port, &mut cookies, "/login");
-    let token = extract_csrf(&login.body).expect("a token");
-    let signed_in = exchange(
-        port,
-        &mut cookies,
-        "POST /login HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded",
-        encode(&[("csrf", &token), ("email", SAM), ("password", PASSWORD)]).as_bytes(),
-        || {},
-    );
-    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
-    let form = get(port, &mut cookies, "/submissions/new");
-    let token = extract_csrf(&form.body).expect("the session's token");
+    let token = sign_in_for_a_new_submission(port, &mut cookies);
     let file = file_bytes(3 * 1024 * 1024, 7, "cut");
     let mut parts = vec![Part::Text("csrf", &token)];
     parts.extend(complete_fields("a file to damage", "submit"));
@@ -688,22 +663,22 @@ fn a_damaged_file_past_its_first_megabyte_arrives_cut_short_over_a_real_connecti
             .unwrap()
     };
     let uri = format!("/submissions/{id}/files/{att}");
-    let declared = |head: &str| -> Option<usize> {
-        head.lines()
-            .filter_map(|l| l.split_once(": "))
-            .find(|(n, _)| n.eq_ignore_ascii_case("Content-Length"))
-            .and_then(|(_, v)| v.trim().parse().ok())
+    let declared = |a: &Answer| {
+        a.header("Content-Length")
+            .and_then(|v| v.parse::<usize>().ok())
     };
 
     // Intact: the declared length, all of it, byte for byte.
-    let (head, body) = get_raw(port, &cookies, &uri);
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(
-        !head.to_ascii_lowercase().contains("transfer-encoding"),
-        "{head}"
+    let intact = get(port, &mut cookies, &uri);
+    assert_eq!(intact.status, 200, "{:?}", intact.headers);
+    assert_eq!(
+        intact.header("Transfer-Encoding"),
+        None,
+        "{:?}",
+        intact.headers
     );
-    assert_eq!(declared(&head), Some(file.len()), "{head}");
-    assert!(body == file, "the intact file arrives whole");
+    assert_eq!(declared(&intact), Some(file.len()), "{:?}", intact.headers);
+    assert!(intact.bytes == file, "the intact file arrives whole");
 
     // One bit flipped near the end of the stored copy.
     let path = served._dir.path().join("data").join("blobs").join(&name);
@@ -711,16 +686,24 @@ fn a_damaged_file_past_its_first_megabyte_arrives_cut_short_over_a_real_connecti
     let at = stored.len() - 100;
     stored[at] ^= 0x01;
     std::fs::write(&path, &stored).unwrap();
-    let (head, body) = get_raw(port, &cookies, &uri);
-    assert!(head.starts_with("HTTP/1.1 200"), "streamed: {head}");
-    assert_eq!(declared(&head), Some(file.len()), "{head}");
+    let damaged = get(port, &mut cookies, &uri);
+    assert_eq!(damaged.status, 200, "streamed: {:?}", damaged.headers);
+    assert_eq!(
+        declared(&damaged),
+        Some(file.len()),
+        "{:?}",
+        damaged.headers
+    );
     assert!(
-        body.len() < file.len(),
+        damaged.bytes.len() < file.len(),
         "a damaged file must arrive short of its declared length, got {} of {}",
-        body.len(),
+        damaged.bytes.len(),
         file.len()
     );
-    assert!(body.len() > 1024 * 1024, "the first megabyte went out");
+    assert!(
+        damaged.bytes.len() > 1024 * 1024,
+        "the first megabyte went out"
+    );
 }
 
 /// Downloads hold a slot for as long as their body lives: a client that stops reading holds only its own account's

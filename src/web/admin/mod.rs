@@ -98,15 +98,12 @@ async fn index(
 /// attention. Counts and times only (see `workflow::operations`).
 #[rocket::get("/operations")]
 async fn operations(ctx: Ctx<'_>, _admin: AdminUser<'_>) -> AppResult<Page> {
-    let store = ctx.state.blobs.clone();
-    let blob_store_available = rocket::tokio::task::spawn_blocking(move || store.is_available())
-        .await
-        .unwrap_or(false);
-    let live = crate::workflow::operations::Live {
-        blob_store: ctx.state.blobs.describe(),
-        blob_store_available,
-        free_disk_bytes: crate::storage::free_space(&ctx.state.settings.data_dir).ok(),
-    };
+    let (store, data_dir) = (ctx.state.blobs.clone(), ctx.state.settings.data_dir.clone());
+    let live = rocket::tokio::task::spawn_blocking(move || {
+        crate::workflow::operations::Live::of(&*store, &data_dir)
+    })
+    .await
+    .map_err(|_| AppError::Internal("checking the blob store failed".into()))?;
     let (settings, backend, now) = (
         ctx.state.settings.clone(),
         ctx.state.db.backend,

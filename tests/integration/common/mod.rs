@@ -67,6 +67,19 @@ impl TestApp {
         self.state().clock.advance(seconds)
     }
 
+    /// The portal's binary, set up to work on this app's data, keys, database and blob store (as the operator's
+    /// commands on the host would); add the arguments and run it.
+    pub fn command(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"));
+        cmd.env("PCII_CONFIG", "/nonexistent.toml")
+            .env("PCII_DATA_DIR", self.data_dir())
+            .env("PCII_KEYS_DIR", self.keys_dir())
+            .env("PCII_DATABASE_URL", &self.database_url)
+            .env("PCII_BLOB_STORE", &self.state().settings.blob_store)
+            .env("PCII_LOG", "warn");
+        cmd
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
