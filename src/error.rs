@@ -19,6 +19,12 @@ pub enum AppError {
     /// Understood, but breaks a rule of the work (a missing reason, a step the lifecycle forbids).
     #[error("invalid: {0}")]
     Invalid(String),
+    /// A PCII officer asked to act where it has a conflict of interest (a submission of its own organisation, a
+    /// decision about that organisation). Refused like [`AppError::Refused`], and recorded: [`crate::audit::log::AuditLog::fact`]
+    /// rolls the act back and appends the refusal; a check made outside an act records it with
+    /// `AuditLog::record_conflict`.
+    #[error("conflict of interest: {}", .0.message)]
+    ConflictOfInterest(Box<ConflictOfInterest>),
     /// The state changed underneath (taken, already decided, a race lost).
     #[error("conflict: {0}")]
     Conflict(String),
@@ -41,6 +47,36 @@ pub enum AppError {
 
 pub type AppResult<T> = Result<T, AppError>;
 
+/// What an officer was refused for a conflict of interest: the object it asked to act on, why (for the audit
+/// entry), and what it is told.
+#[derive(Debug)]
+pub struct ConflictOfInterest {
+    pub object_kind: &'static str,
+    pub object_id: String,
+    pub tracking_number: Option<String>,
+    pub reason: &'static str,
+    pub message: &'static str,
+}
+
+impl AppError {
+    /// A refusal for a conflict of interest about `object_kind` `object_id` (see [`AppError::ConflictOfInterest`]).
+    pub fn conflict_of_interest(
+        object_kind: &'static str,
+        object_id: &str,
+        tracking_number: Option<&str>,
+        reason: &'static str,
+        message: &'static str,
+    ) -> AppError {
+        AppError::ConflictOfInterest(Box::new(ConflictOfInterest {
+            object_kind,
+            object_id: object_id.to_owned(),
+            tracking_number: tracking_number.map(str::to_owned),
+            reason,
+            message,
+        }))
+    }
+}
+
 impl AppError {
     /// An I/O failure while doing `what`: a full disk (507) and a store that does not answer (503) keep their own
     /// answer; anything else is ours (500), named for the log.
@@ -61,6 +97,7 @@ impl AppError {
             | AppError::Conflict(m)
             | AppError::TooLarge(m)
             | AppError::Throttled(m) => Some(m.clone()),
+            AppError::ConflictOfInterest(c) => Some(c.message.to_owned()),
             AppError::NotFound
             | AppError::Unavailable(_)
             | AppError::StorageFull(_)

@@ -106,6 +106,10 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("setup.complete", "Set-up completed"),
     // Refusals
     ("access.refused", "Access refused"),
+    (
+        "conflict_of_interest.refused",
+        "Officer refused: conflict of interest",
+    ),
     ("csrf.refused", "Form refused (stale or forged)"),
     // Keys and storage
     ("key.generate", "Key generated"),

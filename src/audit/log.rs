@@ -124,16 +124,40 @@ impl AuditLog {
     /// Runs `f` and records `event` in the same transaction: both commit, or neither does.
     /// The chain head row is locked first, so concurrent writers (threads or portal instances) queue up
     /// instead of deadlocking, and SQLite takes its write lock before any read.
+    ///
+    /// An act refused for a conflict of interest changes nothing, but the attempt is recorded: after the
+    /// rollback, in its own transaction (see [`AuditLog::record_conflict`]).
     pub fn fact<T, F>(&self, conn: &mut DbConn, actor: &Actor, f: F) -> AppResult<T>
     where
         F: FnOnce(&mut DbConn) -> AppResult<(T, Event)>,
     {
-        conn.transaction::<T, AppError, _>(|tx| {
+        let done = conn.transaction::<T, AppError, _>(|tx| {
             lock_head(tx)?;
             let (value, event) = f(tx)?;
             self.append(tx, actor, &event)?;
             Ok(value)
-        })
+        });
+        match done {
+            Err(e @ AppError::ConflictOfInterest(_)) => Err(self.record_conflict(conn, actor, e)),
+            done => done,
+        }
+    }
+
+    /// Records a refusal for a conflict of interest (`conflict_of_interest.refused`: who, on what, why) and
+    /// gives the error back to answer with; any other error passes untouched. If the entry cannot be
+    /// written, that failure is the answer instead (the refusal stands either way).
+    pub fn record_conflict(&self, conn: &mut DbConn, actor: &Actor, e: AppError) -> AppError {
+        let AppError::ConflictOfInterest(c) = &e else {
+            return e;
+        };
+        let event = Event::new("conflict_of_interest.refused", Outcome::Refused)
+            .object(c.object_kind, c.object_id.clone())
+            .tracking(c.tracking_number.clone())
+            .reason(c.reason);
+        match self.record(conn, actor, event) {
+            Ok(()) => e,
+            Err(failed) => failed,
+        }
     }
 
     /// Like [`AuditLog::fact`] for actions that write several entries (e.g. a refusal plus nothing else).

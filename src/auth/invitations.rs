@@ -300,7 +300,7 @@ pub fn invite(
 
 /// May `who` approve or refuse this invitation? (Never the person who made it.) An officer who would decide
 /// for an organisation without an administrator, but is recorded against it, is refused with the conflict of
-/// interest (409), as verifying or merging it would be.
+/// interest (403, and recorded), as verifying or merging it would be.
 fn may_approve(conn: &mut DbConn, who: &User, inv: &Invitation) -> AppResult<bool> {
     if inv.invited_by.as_deref() == Some(who.id.as_str()) {
         return Ok(false);

@@ -171,8 +171,12 @@ pub(crate) fn officer_may_act(officer: &User, organisation_ids: &[&str]) -> AppR
     }
     if let Some(own) = officer.organisation_id.as_deref() {
         if organisation_ids.contains(&own) {
-            return Err(AppError::Conflict(
-                "You belong to this organisation: another officer must decide.".into(),
+            return Err(AppError::conflict_of_interest(
+                "organisation",
+                own,
+                None,
+                "the officer belongs to the organisation",
+                "You belong to this organisation: another officer must decide.",
             ));
         }
     }

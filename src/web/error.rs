@@ -13,7 +13,7 @@ pub fn status(e: &AppError) -> Status {
     match e {
         AppError::NotFound => Status::NotFound,
         AppError::Gone(_) => Status::Gone,
-        AppError::Refused(_) => Status::Forbidden,
+        AppError::Refused(_) | AppError::ConflictOfInterest(_) => Status::Forbidden,
         AppError::Malformed(_) => Status::BadRequest,
         AppError::Invalid(_) => Status::UnprocessableEntity,
         AppError::Conflict(_) => Status::Conflict,

@@ -489,7 +489,7 @@ pub async fn refuse(
                     return Err(already_decided());
                 }
                 let sub = submission::find(tx, &req.submission_id, Scope::ProgramOffice)?;
-                not_own(&officer, &sub)?;
+                decisions::not_own(&officer, &sub)?;
                 let sealed = Sealer::for_submission(tx, &sub.id, &spare, now)?.seal(&reason)?;
                 if access_request::mark_refused(tx, &req.id, &officer.id, &sealed.stored, now)? != 1
                 {
@@ -509,17 +509,6 @@ pub async fn refuse(
             })
         })
         .await
-}
-
-/// The rule every officer action shares (`decisions`): never on a submission of the officer's own organisation.
-fn not_own(officer: &User, sub: &submission::Submission) -> AppResult<()> {
-    if lifecycle::own_organisation(officer, sub) {
-        return Err(AppError::Refused(
-            "You may not act on a submission of your own organisation; another officer must."
-                .into(),
-        ));
-    }
-    Ok(())
 }
 
 /// Whether `officer` may decide requests for `sub`'s submission (for the page: rows it may not decide show why).

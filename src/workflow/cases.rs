@@ -41,9 +41,12 @@ fn may_handle(user: &User, sub: &Submission) -> AppResult<()> {
         ));
     }
     if crate::workflow::lifecycle::own_organisation(user, sub) {
-        return Err(AppError::Refused(
-            "An officer never handles a submission of its own organisation; choose another officer."
-                .into(),
+        return Err(AppError::conflict_of_interest(
+            "submission",
+            &sub.id,
+            sub.tracking_number.as_deref(),
+            "the officer chosen to handle it belongs to the submitting organisation",
+            "An officer never handles a submission of its own organisation; choose another officer.",
         ));
     }
     Ok(())

@@ -92,12 +92,31 @@ fn clean_reason(reason: &str) -> AppResult<Option<String>> {
 /// its own organisation (nor is given one to handle, `workflow::cases`).
 pub(crate) fn not_own(officer: &User, sub: &Submission) -> AppResult<()> {
     if lifecycle::own_organisation(officer, sub) {
-        return Err(AppError::Refused(
-            "You may not act on a submission of your own organisation; another officer must."
-                .into(),
+        return Err(AppError::conflict_of_interest(
+            "submission",
+            &sub.id,
+            sub.tracking_number.as_deref(),
+            "the officer belongs to the submitting organisation",
+            "You may not act on a submission of your own organisation; another officer must.",
         ));
     }
     Ok(())
+}
+
+/// The answer of a check made before an act (a form's pre-check), with a refusal for a conflict of interest
+/// recorded, as [`AuditLog::fact`](crate::audit::log::AuditLog::fact) records one inside an act.
+pub async fn recorded<T>(state: &Services, actor: &Actor, answer: AppResult<T>) -> AppResult<T> {
+    match answer {
+        Err(e @ AppError::ConflictOfInterest(_)) => {
+            let (audit, actor) = (state.audit.clone(), actor.clone());
+            let answer = state
+                .db
+                .run(move |c| Ok(audit.record_conflict(c, &actor, e)))
+                .await;
+            Err(answer.unwrap_or_else(|failed| failed))
+        }
+        answer => answer,
+    }
 }
 
 /// Runs one officer action on a submission as one audited fact: the submission is looked up in the

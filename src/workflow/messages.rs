@@ -74,6 +74,25 @@ pub fn closed_reason(admitted: &Admitted, user: &User) -> Option<String> {
     None
 }
 
+/// Whether `user` may write in the thread now, as an error to answer with: a closed thread is a conflict of
+/// state; an officer of the submitting organisation, a conflict of interest (recorded by whoever answers with it).
+pub fn may_write_now(admitted: &Admitted, user: &User) -> AppResult<()> {
+    let Some(reason) = closed_reason(admitted, user) else {
+        return Ok(());
+    };
+    let sub = admitted.submission();
+    if writable(sub.status()) && user.role() == Role::Officer {
+        return Err(AppError::conflict_of_interest(
+            "submission",
+            &sub.id,
+            sub.tracking_number.as_deref(),
+            "the officer belongs to the submitting organisation (message refused)",
+            "You belong to the submitting organisation: you may read this thread, not write in it.",
+        ));
+    }
+    Err(AppError::Conflict(reason))
+}
+
 /// One file of a message as the thread shows it.
 #[derive(Debug, Serialize)]
 pub struct FileView {
@@ -343,11 +362,7 @@ async fn send_inner(
     req: NewMessageRequest,
 ) -> AppResult<SendResult> {
     let side = side_of(user)?;
-    if !may_write(admitted, user) {
-        return Err(AppError::Conflict(
-            closed_reason(admitted, user).unwrap_or_default(),
-        ));
-    }
+    crate::workflow::decisions::recorded(state, actor, may_write_now(admitted, user)).await?;
     let errors = check_body(&req.body);
     if !errors.is_empty() {
         return Ok(SendResult::Invalid(errors));

@@ -377,6 +377,7 @@ fn an_officer_never_decides_on_its_own_organisations_submission() {
     assert_eq!(page.status, Status::Forbidden);
     assert!(page.body.contains("your own organisation"));
     assert_eq!(app.status_of(&id), "received");
+    assert_eq!(app.audit_count("conflict_of_interest.refused"), 1);
 }
 
 #[test]

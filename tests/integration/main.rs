@@ -11,6 +11,7 @@ mod backup;
 mod blob_store;
 mod cases;
 mod cli;
+mod conflict_of_interest;
 mod content_access;
 mod faults;
 mod hardening;

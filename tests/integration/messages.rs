@@ -398,7 +398,8 @@ fn a_draft_thread_is_the_organisations_and_the_final_decision_closes_it() {
         &format!("/officer/submissions/{id}/messages"),
         &[Part::Text("body", "Conflicted")],
     );
-    assert_eq!(page.status, Status::Conflict);
+    assert_eq!(page.status, Status::Forbidden);
+    assert_eq!(app.audit_count("conflict_of_interest.refused"), 1);
 }
 
 #[test]

@@ -756,9 +756,10 @@ fn an_officer_recorded_against_an_organisation_cannot_decide_an_invitation_into_
             &format!("/officer/organisations/invitations/{id}/{action}"),
             &[],
         );
-        assert_eq!(page.status, Status::Conflict, "{action}: {}", page.body);
+        assert_eq!(page.status, Status::Forbidden, "{action}: {}", page.body);
         assert!(page.body.contains("another officer"), "{}", page.body);
     }
+    assert_eq!(app.audit_count("conflict_of_interest.refused"), 2);
     assert_eq!(invitation_state(&app, &id), "awaiting_approval");
     assert_eq!(app.outbox().len(), before, "no link went out");
     assert_eq!(app.audit_count("invitation.approve"), 0);

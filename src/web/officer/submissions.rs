@@ -339,7 +339,12 @@ async fn decide(
         errors.insert("decision".into(), "Choose a decision.".into());
         return show_again(&ctx, &officer, &admitted, Again::Decision(form), errors).await;
     };
-    let to = decisions::may_decide(&officer.user, sub, decision)?;
+    let to = decisions::recorded(
+        ctx.state,
+        &ctx.actor,
+        decisions::may_decide(&officer.user, sub, decision),
+    )
+    .await?;
     let errors = form.word_errors(decision);
     if !errors.is_empty() {
         return show_again(&ctx, &officer, &admitted, Again::Decision(form), errors).await;
@@ -433,7 +438,12 @@ async fn grant(
     let form = form.0;
     let admitted = load(&ctx, &officer, id).await?;
     // A form for a submission that is no longer releasable is refused as such, not corrected field by field.
-    decisions::may_release(&officer.user, admitted.submission())?;
+    decisions::recorded(
+        ctx.state,
+        &ctx.actor,
+        decisions::may_release(&officer.user, admitted.submission()),
+    )
+    .await?;
     let now = ctx.state.clock.now();
     // The grant runs to the end of the chosen day (UTC).
     let expires = crate::time::parse_date(&form.expires).map(|d| d + crate::time::DAY - 1);
@@ -526,7 +536,12 @@ async fn disseminate(
 ) -> AppResult<Either<Notice, Page>> {
     let form = form.0;
     let admitted = load(&ctx, &officer, id).await?;
-    decisions::may_release(&officer.user, admitted.submission())?;
+    decisions::recorded(
+        ctx.state,
+        &ctx.actor,
+        decisions::may_release(&officer.user, admitted.submission()),
+    )
+    .await?;
     let now = ctx.state.clock.now();
     let released_at = crate::time::parse_date(&form.released_on);
     let release = NewDissemination {

@@ -18,6 +18,7 @@ use crate::web::pages::{human_size, Notice, Page};
 use crate::web::views::submission_view;
 use crate::workflow::access::{self, Admitted};
 use crate::workflow::content::FieldErrors;
+use crate::workflow::decisions;
 use crate::workflow::messages::{self, NewMessageRequest, SendResult, FILES_PER_MESSAGE};
 
 pub fn routes() -> Vec<rocket::Route> {
@@ -99,9 +100,12 @@ async fn prepare(
     id: &str,
 ) -> AppResult<(Admitted, crate::key_store::data_keys::SealingKey)> {
     let admitted = access::admit(ctx.state, user, &ctx.actor, id).await?;
-    if let Some(reason) = messages::closed_reason(&admitted, user) {
-        return Err(AppError::Conflict(reason));
-    }
+    decisions::recorded(
+        ctx.state,
+        &ctx.actor,
+        messages::may_write_now(&admitted, user),
+    )
+    .await?;
     let sealing = messages::sealing_key(ctx.state, &admitted).await?;
     Ok((admitted, sealing))
 }
