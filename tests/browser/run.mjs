@@ -1184,7 +1184,7 @@ async function flowAuditor(browser) {
   await go(page, 'auditor: back to the whole log', () => press(page, page.getByRole('link', { name: 'Back to the whole log' })));
   await go(page, 'auditor: verified the log', () => press(page, page.getByRole('button', { name: 'Verify the log now' })), { shot: '19-audit-log' });
   expect(await page.locator('[data-verification="ok"]').count() === 1, 'the verification status is not OK');
-  const zip = await download(page, () => press(page, page.getByRole('link', { name: 'Download an export (zip)' })));
+  const zip = await download(page, () => press(page, page.getByRole('button', { name: 'Download an export (zip)' })));
   expect(zip.bytes.subarray(0, 4).toString('binary') === 'PK\u0003\u0004' && zip.bytes.includes('entries.jsonl') && zip.bytes.includes('manifest.json'), 'the audit export is not the expected zip');
   record('auditor: audit export downloaded', `${zip.name} (${zip.bytes.length} bytes)`, []);
   await go(page, 'auditor: signed checkpoints', () => press(page, page.getByRole('link', { name: 'Checkpoints', exact: true })), { shot: '21-audit-checkpoints' });

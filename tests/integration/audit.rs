@@ -184,9 +184,28 @@ fn verify_and_checkpoint_from_the_portal() {
 #[test]
 fn the_export_streams_a_verifiable_archive() {
     let app = TestApp::new();
-    let auditor = app.login_as(Role::Auditor, "u@example.gov", None);
-    let (status, headers, bytes) = get_bytes(&auditor, "/audit/export");
+    let mut auditor = app.login_as(Role::Auditor, "u@example.gov", None);
+    // A GET shows what an export does and changes nothing; a POST without the form's token is refused.
+    let checkpoints =
+        || app.with_conn(|c| pcii_portal::audit::store::checkpoints(c).unwrap().len());
+    let before = checkpoints();
+    let page = auditor.get("/audit/export");
+    assert_eq!(page.status, Status::Ok);
+    assert!(page
+        .body
+        .contains("form method=\"post\" action=\"/audit/export\""));
+    let page = auditor.post_raw("/audit/export", String::new(), None);
+    assert_eq!(page.status, Status::Forbidden);
+    assert_eq!(app.audit_count("audit.export"), 0);
+    assert_eq!(
+        checkpoints(),
+        before,
+        "no checkpoint signed by a GET or a forged POST"
+    );
+    let (status, bytes, headers) = auditor.post_bytes("/audit/export", &[]);
+    let bytes = bytes.unwrap_or_default();
     assert_eq!(status, Status::Ok);
+    assert_eq!(checkpoints(), before + 1);
     assert_eq!(header(&headers, "Content-Type"), Some("application/zip"));
     assert_eq!(
         header(&headers, "Content-Disposition"),
@@ -229,6 +248,20 @@ fn the_export_streams_a_verifiable_archive() {
     broken[mid] ^= 0x55;
     std::fs::write(&path, &broken).unwrap();
     assert!(pcii_portal::audit::export::verify_export(&path, None).is_err());
+
+    // Twenty minutes on, the export asks for the factor again (nothing exported, nothing signed), then goes
+    // through from that page.
+    app.advance(20 * 60);
+    let page = auditor.post("/audit/export", &[]);
+    assert_eq!(page.status, Status::Unauthorized);
+    assert!(page.body.contains("Confirm it is you"), "{}", page.body);
+    assert_eq!(app.audit_count("audit.export"), 1);
+    assert_eq!(checkpoints(), before + 1);
+    let code = common::totp_code(app.state(), "u@example.gov");
+    let (status, bytes, _) = auditor.post_bytes("/audit/export", &[("factor_code", &code)]);
+    assert_eq!(status, Status::Ok);
+    assert!(bytes.unwrap().starts_with(b"PK"));
+    assert_eq!(app.audit_count("audit.export"), 2);
 }
 
 #[test]

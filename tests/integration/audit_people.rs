@@ -167,7 +167,7 @@ fn the_export_carries_names_and_emails_and_still_verifies_offline_with_the_cli()
     let app = TestApp::new();
     let (_id, officer_id) = read_by_an_officer(&app);
     let mut auditor = app.login_as(Role::Auditor, "aud@pcii.example.gov", None);
-    let (status, bytes, _) = auditor.get_bytes("/audit/export");
+    let (status, bytes, _) = auditor.post_bytes("/audit/export", &[]);
     assert_eq!(status, Status::Ok);
     let bytes = bytes.unwrap();
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.clone())).unwrap();

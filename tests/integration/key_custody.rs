@@ -326,7 +326,7 @@ fn officers_words_are_sealed_shown_to_those_admitted_and_destroyed_with_the_cont
         log.body.contains("sealed, sha256"),
         "the entries bind the texts by digest"
     );
-    let (status, export, _) = auditor.get_bytes("/audit/export");
+    let (status, export, _) = auditor.post_bytes("/audit/export", &[]);
     assert_eq!(status, Status::Ok);
     let export = zip_text(&export.unwrap());
     // Nothing on disk holds them: the database, its WAL (not checkpointed) and the audit export.

@@ -587,7 +587,7 @@ fn no_seed_or_code_is_in_clear_in_the_database_file_or_the_audit_export_and_rota
     // The database file: no seed (raw or as base32), no recovery code, no used code.
     let base32 = totp_rs::Secret::from(seed.clone()).to_base32();
     let mut auditor = app.login_as(Role::Auditor, "u@example.gov", None);
-    let (status, export, _) = auditor.get_bytes("/audit/export");
+    let (status, export, _) = auditor.post_bytes("/audit/export", &[]);
     assert_eq!(status, Status::Ok);
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(export.unwrap())).unwrap();
     let mut exported = Vec::new();

@@ -19,8 +19,9 @@ use crate::error::{AppError, AppResult};
 use crate::export::{stream_blocking, BlockingBody};
 use crate::models::people;
 use crate::web::forms::{trimmed, CsrfForm, NoFields};
-use crate::web::guards::{AuditorUser, Ctx, FreshFactor};
+use crate::web::guards::{AuditorUser, Ctx};
 use crate::web::pages::{Notice, Page};
+use crate::web::step_up::StepUpForm;
 
 pub const PER_PAGE: i64 = 50;
 const EXPORT_PAGE: i64 = 5000;
@@ -32,6 +33,7 @@ pub fn routes() -> Vec<rocket::Route> {
         checkpoints_json,
         verify,
         checkpoint,
+        export_page,
         export,
         account_activity,
         submission_history
@@ -731,11 +733,19 @@ impl<'r> Responder<'r, 'static> for ZipStream {
     }
 }
 
+/// What an export is and the button that makes one. The export itself is a POST: it records itself and signs a
+/// checkpoint, and no GET changes anything (a link, or a page elsewhere, cannot make one).
 #[rocket::get("/export")]
+async fn export_page(_auditor: AuditorUser<'_>) -> Page {
+    Page::new("audit/export.html.tera")
+}
+
+/// The export, streamed; a stale second factor is asked for again first (the form is kept).
+#[rocket::post("/export", data = "<_form>")]
 async fn export(
     ctx: Ctx<'_>,
     _auditor: AuditorUser<'_>,
-    _fresh: FreshFactor,
+    _form: StepUpForm<NoFields>,
 ) -> AppResult<ZipStream> {
     let slot = crate::workflow::documents::download_slot(ctx.state, &ctx.actor)?;
     let (audit, who) = (ctx.state.audit.clone(), ctx.actor.clone());

@@ -739,6 +739,34 @@ impl<'c> Browser<'c> {
     }
 
     /// GETs a binary body: status, the body if it was read to a clean end, headers.
+    /// Posts a form (the anti-forgery token added) whose answer is a file: its status, bytes and headers.
+    pub fn post_bytes(
+        &mut self,
+        uri: &str,
+        fields: &[(&str, &str)],
+    ) -> (Status, Option<Vec<u8>>, Vec<(String, String)>) {
+        let token = self.csrf();
+        let mut all: Vec<(&str, &str)> = vec![("csrf", token.as_str())];
+        all.extend_from_slice(fields);
+        let mut req = self
+            .client
+            .post(uri.to_string())
+            .header(ContentType::Form)
+            .body(encode(&all));
+        for c in &self.cookies {
+            req = req.cookie(c.clone());
+        }
+        let res = req.dispatch();
+        self.absorb(&res);
+        let status = res.status();
+        let headers = res
+            .headers()
+            .iter()
+            .map(|h| (h.name().to_string(), h.value().to_string()))
+            .collect();
+        (status, res.into_bytes(), headers)
+    }
+
     pub fn get_bytes(&mut self, uri: &str) -> (Status, Option<Vec<u8>>, Vec<(String, String)>) {
         let mut req = self.client.get(uri.to_string());
         for c in &self.cookies {
