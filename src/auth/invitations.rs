@@ -340,7 +340,7 @@ pub fn approve(
     audit.fact(conn, actor, |tx| {
         let inv = model::find(tx, invitation_id)?;
         if inv.state != AWAITING_APPROVAL || !may_approve(tx, who, &inv)? {
-            return Err(refusal(who, &inv));
+            return refused(who, &inv);
         }
         let mail = send_now(tx, mailer, settings, &inv, Some(&who.id), now)?;
         let event = Event::new("invitation.approve", Outcome::Success)
@@ -351,8 +351,8 @@ pub fn approve(
                 inv.invited_by.as_deref().unwrap_or("cli"),
                 who.id
             ));
-        Ok((mail, event))
-    })
+        Ok((Ok(mail), event))
+    })?
 }
 
 /// Refuses an invitation waiting for `who`: it never takes effect.
@@ -367,7 +367,7 @@ pub fn refuse(
     audit.fact(conn, actor, |tx| {
         let inv = model::find(tx, invitation_id)?;
         if inv.state != AWAITING_APPROVAL || !may_approve(tx, who, &inv)? {
-            return Err(refusal(who, &inv));
+            return refused(who, &inv);
         }
         model::close(tx, &inv.id, REFUSED, Some(&who.id), None, now)?;
         let event = Event::new("invitation.refuse", Outcome::Success)
@@ -378,8 +378,24 @@ pub fn refuse(
                 inv.invited_by.as_deref().unwrap_or("cli"),
                 who.id
             ));
-        Ok(((), event))
-    })
+        Ok((Ok(()), event))
+    })?
+}
+
+/// An invitation outside the asker's reach answers 404, as an unknown id does, and the attempt is recorded
+/// ([`out_of_reach`]); the inviter's own and a closed invitation are conflicts of state, not recorded.
+fn refused<T>(who: &User, inv: &Invitation) -> AppResult<(AppResult<T>, Event)> {
+    match refusal(who, inv) {
+        AppError::NotFound => Ok((Err(AppError::NotFound), out_of_reach(inv))),
+        e => Err(e),
+    }
+}
+
+/// The entry for someone who reached for an invitation that is not theirs to decide or withdraw.
+fn out_of_reach(inv: &Invitation) -> Event {
+    Event::new("access.refused", Outcome::Refused)
+        .object("invitation", &inv.id)
+        .reason("invitation outside the asker's reach")
 }
 
 /// The answer to someone who may not decide an invitation: 404 to anyone outside the organisation (it
@@ -421,7 +437,7 @@ pub fn revoke(
             && who.organisation_id == inv.organisation_id)
             || (who.role() == Role::Administrator && by_admin);
         if !entitled {
-            return Err(AppError::NotFound);
+            return Ok((Err(AppError::NotFound), out_of_reach(&inv)));
         }
         if model::close(tx, &inv.id, REVOKED, Some(&who.id), None, now)? != 1 {
             return Err(AppError::Conflict(
@@ -429,10 +445,10 @@ pub fn revoke(
             ));
         }
         Ok((
-            (),
+            Ok(()),
             Event::new("invitation.revoke", Outcome::Success).object("invitation", &inv.id),
         ))
-    })
+    })?
 }
 
 /// What the acceptance page shows.

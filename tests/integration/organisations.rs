@@ -237,6 +237,21 @@ fn another_organisations_admin_gets_404_and_a_plain_member_403() {
             assert_eq!(other.post(&uri, &[]).status, Status::NotFound, "POST {uri}");
         }
     }
+    // Each reach for Acme's invitation is recorded against the asker (an unknown id has nothing to name).
+    let refusals: Vec<(Option<String>, Option<String>)> = app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq("access.refused"))
+            .filter(audit_entries::object_kind.eq("invitation"))
+            .select((audit_entries::object_id, audit_entries::actor_id))
+            .load(c)
+            .unwrap()
+    });
+    let other_id = user_id(&app, "b@globex.example");
+    assert_eq!(
+        refusals,
+        vec![(Some(inv.clone()), Some(other_id)); 3],
+        "one entry per attempt"
+    );
     let page = other.get("/organisation");
     assert!(!page.body.contains("m@acme.example"));
     assert!(!page.body.contains("pending@acme.example"));
