@@ -75,9 +75,7 @@ impl AppError {
             message,
         }))
     }
-}
 
-impl AppError {
     /// An I/O failure while doing `what`: a full disk (507) and a store that does not answer (503) keep their own
     /// answer; anything else is ours (500), named for the log.
     pub fn io(what: &str, e: std::io::Error) -> AppError {
