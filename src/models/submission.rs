@@ -449,18 +449,46 @@ pub fn set_title(conn: &mut DbConn, id: &str, title_sealed: &str) -> QueryResult
 }
 
 /// The dissemination log filtered by what the clear columns hold: the submission's tracking number (a prefix,
-/// upper-case) and the release dates, newest first. The recipient is sealed, so it is matched by the caller once
-/// opened. Releases are few (each is a recorded act of an officer), so the whole filtered log is read.
+/// upper-case) and the release dates, newest first; with `window` (offset, limit) only that page of it. Returns
+/// the number of matching releases and the rows. The recipient is sealed, so a caller that filters by it reads the
+/// whole filtered log (`window` `None`) and matches each row once opened.
 pub fn disseminations_filtered(
     conn: &mut DbConn,
     tracking_prefix: Option<&str>,
     released_from: Option<i64>,
     released_to: Option<i64>,
-) -> QueryResult<Vec<crate::models::grant::DisseminationView>> {
+    window: Option<(i64, i64)>,
+) -> QueryResult<(i64, Vec<crate::models::grant::DisseminationView>)> {
     use crate::db::schema::{disseminations, users};
-    let mut q = disseminations::table
-        .inner_join(submissions::table)
-        .inner_join(users::table.on(users::id.eq(disseminations::recorded_by)))
+    let tracking_range = tracking_prefix.map(|p| {
+        let mut high: Vec<char> = p.chars().collect();
+        if let Some(last) = high.pop() {
+            high.push(char::from_u32(last as u32 + 1).unwrap_or(char::MAX));
+        }
+        (p.to_string(), high.into_iter().collect::<String>())
+    });
+    // The same filters for the count and the rows (a boxed query cannot be reused).
+    macro_rules! filtered {
+        () => {{
+            let mut q = disseminations::table
+                .inner_join(submissions::table)
+                .inner_join(users::table.on(users::id.eq(disseminations::recorded_by)))
+                .into_boxed();
+            if let Some((low, high)) = &tracking_range {
+                q = q
+                    .filter(submissions::tracking_number.ge(low.clone()))
+                    .filter(submissions::tracking_number.lt(high.clone()));
+            }
+            if let Some(from) = released_from {
+                q = q.filter(disseminations::released_at.ge(from));
+            }
+            if let Some(to) = released_to {
+                q = q.filter(disseminations::released_at.le(to));
+            }
+            q
+        }};
+    }
+    let mut rows = filtered!()
         .select((
             disseminations::submission_id,
             submissions::tracking_number,
@@ -473,25 +501,19 @@ pub fn disseminations_filtered(
             disseminations::removed,
             users::display_name,
         ))
-        .order((disseminations::released_at.desc(), disseminations::id.asc()))
-        .into_boxed();
-    if let Some(p) = tracking_prefix {
-        let mut high: Vec<char> = p.chars().collect();
-        if let Some(last) = high.pop() {
-            high.push(char::from_u32(last as u32 + 1).unwrap_or(char::MAX));
+        .order((disseminations::released_at.desc(), disseminations::id.asc()));
+    let (total, rows) = match window {
+        Some((offset, limit)) => {
+            let total = filtered!().count().get_result(conn)?;
+            rows = rows.offset(offset).limit(limit);
+            (total, rows.load(conn)?)
         }
-        let high: String = high.into_iter().collect();
-        q = q
-            .filter(submissions::tracking_number.ge(p.to_string()))
-            .filter(submissions::tracking_number.lt(high));
-    }
-    if let Some(from) = released_from {
-        q = q.filter(disseminations::released_at.ge(from));
-    }
-    if let Some(to) = released_to {
-        q = q.filter(disseminations::released_at.le(to));
-    }
-    q.load(conn)
+        None => {
+            let rows: Vec<crate::models::grant::DisseminationView> = rows.load(conn)?;
+            (rows.len() as i64, rows)
+        }
+    };
+    Ok((total, rows))
 }
 
 /// Fills a title left empty by a row saved before titles were kept (never overwrites one).

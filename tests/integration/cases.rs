@@ -568,6 +568,58 @@ fn titles_appear_in_the_queue_and_the_search_results() {
 }
 
 #[test]
+fn the_dissemination_log_pages_every_release_once_with_and_without_a_recipient_filter() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut sub);
+    let page = olga.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[("decision", "validate"), ("confirm", "1")],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    let today = pcii_portal::time::date(app.now());
+    for i in 0..53 {
+        let page = olga.post(
+            &format!("/officer/submissions/{id}/disseminations"),
+            &[
+                ("recipient", &format!("Recipient {i:02}")),
+                ("recipient_kind", "state"),
+                ("arrangement", "MOU 2026-14"),
+                ("what", "Summary"),
+                ("released_on", &today),
+            ],
+        );
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    }
+    let shown = |body: &str| -> Vec<String> {
+        body.split("<td>Recipient ")
+            .skip(1)
+            .map(|rest| rest[..2].to_string())
+            .collect()
+    };
+    let first = olga.get("/officer/disseminations");
+    assert!(first.body.contains("53 releases") && first.body.contains("Page 1 of 2"));
+    let second = olga.get("/officer/disseminations?page=1");
+    let (a, b) = (shown(&first.body), shown(&second.body));
+    assert_eq!((a.len(), b.len()), (50, 3));
+    let mut all: Vec<String> = a.into_iter().chain(b.clone()).collect();
+    all.sort();
+    let expected: Vec<String> = (0..53).map(|i| format!("{i:02}")).collect();
+    assert_eq!(all, expected, "every release once, across the pages");
+    // A page past the end (a stale link) shows the last one.
+    let past = olga.get("/officer/disseminations?page=9");
+    assert_eq!(shown(&past.body), b);
+    assert!(past.body.contains("Page 2 of 2"));
+    // The recipient is sealed: matched once opened, then paged.
+    let page = olga.get("/officer/disseminations?recipient=recipient+5");
+    let mut matched = shown(&page.body);
+    matched.sort();
+    assert_eq!(matched, ["50", "51", "52"]);
+    assert!(page.body.contains("3 releases"));
+}
+
+#[test]
 fn the_dissemination_log_filters_and_exports_csv_with_formula_cells_neutralised() {
     let app = TestApp::new();
     let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));

@@ -655,8 +655,14 @@ async fn filtered_log(
     from: Option<i64>,
     to: Option<i64>,
     recipient: &str,
-) -> AppResult<Vec<grants::DisseminationView>> {
-    let mut rows = ctx
+    page: Option<i64>,
+) -> AppResult<(i64, Vec<grants::DisseminationView>)> {
+    let needle = recipient.to_lowercase();
+    // Without a recipient to match (it is sealed), the page is cut in SQL and only its rows are opened.
+    let window = page
+        .filter(|_| needle.is_empty())
+        .map(|p| (p * LOG_PER_PAGE, LOG_PER_PAGE));
+    let (total, mut rows) = ctx
         .state
         .db
         .run(move |c| {
@@ -665,6 +671,7 @@ async fn filtered_log(
                 tracking.as_deref(),
                 from,
                 to,
+                window,
             )?)
         })
         .await?;
@@ -675,11 +682,19 @@ async fn filtered_log(
     let texts = crate::workflow::sealed_text::Texts::load(ctx.state, ids).await?;
     crate::web::views::open_disseminations(&texts, &mut rows);
     drop(texts);
-    let needle = recipient.to_lowercase();
-    if !needle.is_empty() {
-        rows.retain(|r| r.recipient.to_lowercase().contains(&needle));
+    if needle.is_empty() {
+        return Ok((total, rows));
     }
-    Ok(rows)
+    rows.retain(|r| r.recipient.to_lowercase().contains(&needle));
+    let total = rows.len() as i64;
+    if let Some(p) = page {
+        rows = rows
+            .into_iter()
+            .skip((p * LOG_PER_PAGE) as usize)
+            .take(LOG_PER_PAGE as usize)
+            .collect();
+    }
+    Ok((total, rows))
 }
 
 /// The filters of the log checked: (tracking prefix, from, to), or the messages by field id.
@@ -744,15 +759,16 @@ async fn dissemination_log(
             .with("pages", 0)
             .status(Status::UnprocessableEntity));
     }
-    let all = filtered_log(&ctx, tn, from, to, &form.recipient).await?;
-    let total = all.len() as i64;
+    let (mut total, mut rows) =
+        filtered_log(&ctx, tn.clone(), from, to, &form.recipient, Some(page)).await?;
+    let pages = (total + LOG_PER_PAGE - 1) / LOG_PER_PAGE;
+    if page > 0 && page >= pages {
+        // Past the end (a stale link): the last page instead.
+        let last = (pages - 1).max(0);
+        (total, rows) = filtered_log(&ctx, tn, from, to, &form.recipient, Some(last)).await?;
+    }
     let pages = (total + LOG_PER_PAGE - 1) / LOG_PER_PAGE;
     let page = page.clamp(0, (pages - 1).max(0));
-    let rows: Vec<_> = all
-        .into_iter()
-        .skip((page * LOG_PER_PAGE) as usize)
-        .take(LOG_PER_PAGE as usize)
-        .collect();
     let titles = cases::titles_for(
         ctx.state,
         rows.iter().map(|r| r.submission_id.clone()).collect(),
@@ -803,7 +819,7 @@ async fn dissemination_csv(
             errors.into_values().collect::<Vec<_>>().join(" "),
         ));
     }
-    let rows = filtered_log(&ctx, tn, from_at, to_at, &form.recipient).await?;
+    let (_, rows) = filtered_log(&ctx, tn, from_at, to_at, &form.recipient, None).await?;
     let mut out = Vec::new();
     let cell = crate::audit::export::csv_cell;
     // Every row describes a release of PCII, in the officers' own words about it: each carries the marking (a
