@@ -94,6 +94,9 @@ pub struct Settings {
     pub email_verification_hours: i64,
     /// How long a password-reset link lives.
     pub password_reset_minutes: i64,
+    /// A self-registration whose address is still not confirmed this many days after it was made is removed, with
+    /// the organisation made for it, when nothing else refers to them (`auth::unconfirmed`).
+    pub unconfirmed_account_days: i64,
     /// A grant of a staff role needs a second administrator's approval while two or more are active.
     pub two_person_rule: bool,
     /// A decision, grant, dissemination record, export, destruction, role approval or factor change needs a second
@@ -172,6 +175,7 @@ impl Default for Settings {
             invitation_days: 7,
             email_verification_hours: 48,
             password_reset_minutes: 30,
+            unconfirmed_account_days: 7,
             two_person_rule: true,
             step_up_minutes: 15,
             second_factor_max_failures: 5,
@@ -298,6 +302,16 @@ impl Settings {
             || self.password_resets_per_hour < 1
         {
             return Err("link lifetimes and per-hour limits must be positive".into());
+        }
+        if self.unconfirmed_account_days < 1 {
+            return Err("unconfirmed_account_days must be at least 1".into());
+        }
+        // Never remove an account while its first confirmation link still works.
+        if self.unconfirmed_account_days.saturating_mul(24) < self.email_verification_hours {
+            return Err(format!(
+                "unconfirmed_account_days ({} days) must be at least as long as email_verification_hours ({} hours)",
+                self.unconfirmed_account_days, self.email_verification_hours
+            ));
         }
         if self.step_up_minutes < 1
             || self.second_factor_max_failures < 1
@@ -442,6 +456,15 @@ mod tests {
             },
             Settings {
                 login_window_seconds: 0,
+                ..Settings::default()
+            },
+            Settings {
+                unconfirmed_account_days: 0,
+                ..Settings::default()
+            },
+            Settings {
+                unconfirmed_account_days: 2,
+                email_verification_hours: 49,
                 ..Settings::default()
             },
         ] {

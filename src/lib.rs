@@ -179,6 +179,8 @@ pub fn build_unlocked(
     let swept_blobs = swept.deleted + swept.temporaries + swept.orphans;
     workflow::notifications::clear_lease_at_start(&mut conn)
         .map_err(|e| format!("clearing the notification lease: {e}"))?;
+    workflow::unconfirmed_purge::clear_lease_at_start(&mut conn)
+        .map_err(|e| format!("clearing the unconfirmed-registration purge's lease: {e}"))?;
     let setup_token = auth::accounts::issue_setup_token(
         &mut conn,
         &audit,

@@ -128,6 +128,14 @@ enum UserCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Remove self-registrations whose address is still not confirmed `unconfirmed_account_days` after they were
+    /// made, each with the organisation made for it, when nothing else refers to them (the running server does this
+    /// every hour). Prints the ids of what goes.
+    PurgeUnconfirmed {
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -491,6 +499,35 @@ fn user(settings: &config::Settings, command: UserCommand) -> Result<(), String>
             )
             .map_err(|e| e.to_string())?;
             println!("disabled {}; its sessions have ended", user.email);
+            Ok(())
+        }
+        UserCommand::PurgeUnconfirmed { dry_run } => {
+            let days = settings.unconfirmed_account_days;
+            let now = pcii_portal::clock::Clock::system().now();
+            let done = pcii_portal::auth::unconfirmed::purge(
+                &mut conn,
+                &audit,
+                &Actor::cli(),
+                days,
+                now,
+                dry_run,
+            )
+            .map_err(|e| e.to_string())?;
+            let verb = if dry_run { "would remove" } else { "removed" };
+            for (account, organisation) in &done.removed {
+                println!("{verb} account {account} with organisation {organisation}");
+            }
+            println!(
+                "{verb} {} unconfirmed registration(s) older than {days} days; {} kept (something else refers to them)",
+                done.removed.len(),
+                done.kept
+            );
+            if done.failed > 0 {
+                return Err(format!(
+                    "{} could not be removed (see the log); run the command again",
+                    done.failed
+                ));
+            }
             Ok(())
         }
         UserCommand::ResetFactors { email, reason } => {

@@ -63,6 +63,10 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("account.create", "Account created"),
     ("account.verify_email", "Email address verified"),
     ("account.verify_resend", "Verification email sent again"),
+    (
+        "account.purge_unconfirmed",
+        "Unconfirmed registration removed",
+    ),
     ("account.password", "Password changed"),
     ("account.reset_request", "Password reset requested"),
     ("account.password_reset", "Password reset"),

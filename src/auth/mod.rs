@@ -13,3 +13,4 @@ pub mod registration;
 pub mod second_factor;
 pub mod sessions;
 pub mod throttle;
+pub mod unconfirmed;

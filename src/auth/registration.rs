@@ -142,6 +142,7 @@ pub fn register(
             reg.display_name.trim(),
             &mailer.link(&format!("/verify-email/{token}")),
             settings.email_verification_hours,
+            settings.unconfirmed_account_days,
         );
         let event = Event::new("account.register", Outcome::Success)
             .object("account", &id)
@@ -184,6 +185,7 @@ pub fn resend_verification(
             &user.display_name,
             &mailer.link(&format!("/verify-email/{token}")),
             settings.email_verification_hours,
+            settings.unconfirmed_account_days,
         );
         Ok((
             Some(mail),

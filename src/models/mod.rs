@@ -29,6 +29,7 @@ pub mod setup_token;
 pub mod submission;
 pub mod text_cell;
 pub mod throttle;
+pub mod unconfirmed;
 
 /// A durable queue at a glance, for the operator: how many wait, since when, and the most tries any has had.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]

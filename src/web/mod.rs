@@ -49,6 +49,7 @@ pub fn mount(rocket: Rocket<Build>, public_origin: &str) -> Rocket<Build> {
                 if let Some(state) = rocket.state::<crate::services::Services>() {
                     crate::workflow::blobs::spawn_periodic_sweep(state);
                     crate::workflow::notifications::spawn_periodic(state);
+                    crate::workflow::unconfirmed_purge::spawn_periodic(state);
                     crate::audit::refusals::spawn_periodic_flush(state);
                 }
             })

@@ -17,3 +17,4 @@ pub mod operations;
 pub mod package;
 pub mod pending_mail;
 pub mod sealed_text;
+pub mod unconfirmed_purge;

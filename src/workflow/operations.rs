@@ -10,7 +10,7 @@ use crate::audit::store::{self as audit_store, Filter, Verification};
 use crate::config::Settings;
 use crate::db::{Backend, DbConn};
 use crate::models::{blob_deletion, data_key, lease, pending_mail, QueueSummary};
-use crate::workflow::{blobs, notifications};
+use crate::workflow::{blobs, notifications, unconfirmed_purge};
 
 /// A nightly backup (the shipped timer) that has not happened for this long is missed.
 pub const BACKUP_LATE_SECS: i64 = 36 * 3600;
@@ -143,6 +143,11 @@ pub fn overview(
             notifications::LEASE,
             "Notification round (reminders, queued mail)",
             settings.notification_interval_seconds,
+        ),
+        (
+            unconfirmed_purge::LEASE,
+            "Purge of unconfirmed registrations",
+            unconfirmed_purge::INTERVAL_SECS,
         ),
     ]
     .into_iter()

@@ -1,15 +1,22 @@
 //! Self-registration: a new submitter with its new organisation, field errors and weak passwords, a taken
 //! address answered like a new one, registration closed by an administrator, and the limits: per client address
-//! (an IPv6 /64 counting as one address) and over all addresses.
+//! (an IPv6 /64 counting as one address) and over all addresses. Registrations never confirmed are removed after
+//! `unconfirmed_account_days` — by the server's round (once across instances) or the operator's command — unless
+//! anything else refers to them.
 
 use std::net::SocketAddr;
 
-use crate::common::{TestApp, PASSWORD};
+use crate::common::{complete_fields, Part, TestApp, PASSWORD};
 use diesel::prelude::*;
 use rocket::http::Status;
 
-use pcii_portal::db::schema::{audit_entries, organisations};
+use pcii_portal::audit::log::Actor;
+use pcii_portal::auth::accounts::{self, AccountChange};
+use pcii_portal::db::schema::{account_tokens, audit_entries, organisations, sessions};
 use pcii_portal::domain::Role;
+use pcii_portal::models::{account, lease};
+use pcii_portal::workflow::blobs::lease_holder;
+use pcii_portal::workflow::unconfirmed_purge;
 
 fn addr(s: &str) -> SocketAddr {
     SocketAddr::new(s.parse().unwrap(), 40000)
@@ -244,4 +251,326 @@ fn registrations_over_all_addresses_are_capped_per_hour() {
 fn the_default_overall_registration_cap_is_a_hundred_an_hour() {
     let app = TestApp::new();
     assert_eq!(app.state().settings.registrations_per_hour_total, 100);
+}
+
+const DAY: i64 = 86_400;
+
+/// Registers `email` with a new organisation named `organisation`.
+fn register(app: &TestApp, email: &str, organisation: &str) {
+    let res = app.browser().post(
+        "/register",
+        &[
+            ("display_name", "Ann Operator"),
+            ("organisation", organisation),
+            ("email", email),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+}
+
+/// (account id, organisation id) of the account with this address, if it exists.
+fn registered(app: &TestApp, email: &str) -> Option<(String, String)> {
+    app.with_conn(|c| account::find_by_email(c, email).unwrap())
+        .map(|u| (u.id, u.organisation_id.expect("an organisation")))
+}
+
+fn organisation_exists(app: &TestApp, id: &str) -> bool {
+    app.with_conn(|c| {
+        organisations::table
+            .find(id)
+            .count()
+            .get_result::<i64>(c)
+            .unwrap()
+            == 1
+    })
+}
+
+/// One round of the server's purge, as its periodic task runs it; `None` when another instance holds the lease.
+fn purge_round(app: &TestApp) -> Option<pcii_portal::auth::unconfirmed::Purge> {
+    let rt = rocket::tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(unconfirmed_purge::round(app.state(), 60))
+        .unwrap()
+}
+
+/// (actor role, object id, reason) of every `account.purge_unconfirmed` entry, oldest first.
+fn purge_entries(app: &TestApp) -> Vec<(Option<String>, Option<String>, Option<String>)> {
+    app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq("account.purge_unconfirmed"))
+            .order(audit_entries::seq.asc())
+            .select((
+                audit_entries::actor_role,
+                audit_entries::object_id,
+                audit_entries::reason,
+            ))
+            .load(c)
+            .unwrap()
+    })
+}
+
+fn assert_audit_verifies(app: &TestApp) {
+    let out = app
+        .command()
+        .args(["audit", "verify", "--full"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_unconfirmed_registration_is_removed_after_the_limit_and_its_address_can_register_again() {
+    let app = TestApp::new();
+    register(&app, "late@acme.example", "Acme Water");
+    let (id, org) = registered(&app, "late@acme.example").unwrap();
+    let mut registrant = app.browser();
+    assert_eq!(
+        registrant.login("late@acme.example", PASSWORD),
+        Status::SeeOther
+    );
+
+    // A minute short of seven days: not yet.
+    app.advance(7 * DAY - 60);
+    assert!(purge_round(&app).unwrap().removed.is_empty());
+    assert!(registered(&app, "late@acme.example").is_some());
+
+    app.advance(61);
+    let done = purge_round(&app).unwrap();
+    assert_eq!(done.removed, vec![(id.clone(), org.clone())]);
+    assert!(registered(&app, "late@acme.example").is_none());
+    assert!(!organisation_exists(&app, &org));
+    let (sessions_left, tokens_left): (i64, i64) = app.with_conn(|c| {
+        (
+            sessions::table
+                .filter(sessions::user_id.eq(&id))
+                .count()
+                .get_result(c)
+                .unwrap(),
+            account_tokens::table
+                .filter(account_tokens::user_id.eq(&id))
+                .count()
+                .get_result(c)
+                .unwrap(),
+        )
+    });
+    assert_eq!((sessions_left, tokens_left), (0, 0));
+    assert_ne!(registrant.get("/verify-email").status, Status::Ok);
+
+    // Audited as the portal itself, by ids: no address, name or organisation name.
+    let entries = purge_entries(&app);
+    assert_eq!(entries.len(), 1);
+    let (actor, object, reason) = &entries[0];
+    assert_eq!(actor.as_deref(), Some("system"));
+    assert_eq!(object.as_deref(), Some(id.as_str()));
+    let reason = reason.as_deref().unwrap();
+    assert!(reason.contains(&org), "{reason}");
+    for personal in ["late@acme.example", "Ann Operator", "Acme Water"] {
+        assert!(!reason.contains(personal), "{reason}");
+    }
+    assert_audit_verifies(&app);
+
+    // The address is free again: a new registration gets a confirmation link, not the "already registered" note.
+    let before = app.outbox().len();
+    register(&app, "late@acme.example", "Acme Water");
+    let mails = app.outbox();
+    assert_eq!(mails.len(), before + 1);
+    let mail = mails.last().unwrap();
+    assert!(mail.contains("late@acme.example"), "{mail}");
+    assert!(mail.contains("/verify-email/"), "{mail}");
+    assert!(!mail.contains("already has one"), "{mail}");
+    let (new_id, _) = registered(&app, "late@acme.example").unwrap();
+    assert_ne!(new_id, id);
+    let link = app
+        .mailed_link("late@acme.example", "/verify-email/")
+        .unwrap();
+    assert_eq!(app.browser().post(&link, &[]).status, Status::SeeOther);
+}
+
+#[test]
+fn confirmed_young_disabled_and_accompanied_registrations_are_kept() {
+    let app = TestApp::new();
+
+    // Confirmed by its link.
+    register(&app, "confirmed@a.example", "Confirmed Ltd");
+    let link = app
+        .mailed_link("confirmed@a.example", "/verify-email/")
+        .unwrap();
+    assert_eq!(app.browser().post(&link, &[]).status, Status::SeeOther);
+
+    // A colleague attached to its organisation (by id, as the operator's `user add` does).
+    register(&app, "accompanied@b.example", "Accompanied Ltd");
+    app.create_user(
+        Role::Submitter,
+        "colleague@b.example",
+        Some("Accompanied Ltd"),
+    );
+
+    // A draft of the organisation's, its author gone since.
+    register(&app, "drafted@c.example", "Drafted Ltd");
+    let mut drafter = app.login_as(Role::Submitter, "drafter@c.example", Some("Drafted Ltd"));
+    let mut parts = complete_fields("draft text", "draft");
+    parts.retain(|p| !matches!(p, Part::Text("express_statement", _)));
+    let page = drafter.post_multipart("/submissions", &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let page = drafter.post("/account/leave-organisation", &[("confirm", "yes")]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+
+    // Disabled by the operator.
+    register(&app, "disabled@d.example", "Disabled Ltd");
+    let (disabled_id, _) = registered(&app, "disabled@d.example").unwrap();
+    app.with_conn(|c| {
+        accounts::change_account(
+            c,
+            &app.state().audit,
+            &Actor::cli(),
+            &disabled_id,
+            AccountChange::Disable {
+                reason: "looks like a stranger's".into(),
+            },
+        )
+        .unwrap()
+    });
+
+    // Nothing of the kind: removed, so the round did run.
+    register(&app, "alone@e.example", "Alone Ltd");
+    let alone = registered(&app, "alone@e.example").unwrap();
+
+    // Five days before the round.
+    app.advance(2 * DAY);
+    register(&app, "young@f.example", "Young Ltd");
+
+    app.advance(5 * DAY + 1);
+    let done = purge_round(&app).unwrap();
+    assert_eq!(done.removed, vec![alone]);
+    assert_eq!(done.kept, 2, "the accompanied and the drafted ones");
+    assert_eq!(done.failed, 0);
+    for email in [
+        "confirmed@a.example",
+        "accompanied@b.example",
+        "colleague@b.example",
+        "drafted@c.example",
+        "drafter@c.example",
+        "disabled@d.example",
+        "young@f.example",
+    ] {
+        let Some(u) = app.with_conn(|c| account::find_by_email(c, email).unwrap()) else {
+            panic!("{email} was removed");
+        };
+        if let Some(org) = u.organisation_id {
+            assert!(organisation_exists(&app, &org), "{email}'s organisation");
+        }
+    }
+    assert_eq!(purge_entries(&app).len(), 1);
+
+    // The young one goes once it is old enough.
+    app.advance(2 * DAY);
+    let (young, _) = registered(&app, "young@f.example").unwrap();
+    let done = purge_round(&app).unwrap();
+    assert_eq!(done.removed.len(), 1);
+    assert_eq!(done.removed[0].0, young);
+}
+
+#[test]
+fn the_operator_s_command_removes_them_too_and_its_dry_run_changes_nothing() {
+    let app = TestApp::new();
+    // The command reads the host's clock: the registration is made eight days back.
+    app.advance(-8 * DAY);
+    register(&app, "old@acme.example", "Old Ltd");
+    app.advance(8 * DAY);
+    register(&app, "new@acme.example", "New Ltd");
+    let (old, org) = registered(&app, "old@acme.example").unwrap();
+
+    let out = app
+        .command()
+        .args(["user", "purge-unconfirmed", "--dry-run"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "would remove account {old} with organisation {org}"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("would remove 1 unconfirmed registration(s) older than 7 days; 0 kept"),
+        "{stdout}"
+    );
+    assert!(registered(&app, "old@acme.example").is_some());
+    assert!(organisation_exists(&app, &org));
+    assert!(purge_entries(&app).is_empty());
+
+    let out = app
+        .command()
+        .args(["user", "purge-unconfirmed"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("removed account {old} with organisation {org}")),
+        "{stdout}"
+    );
+    assert!(registered(&app, "old@acme.example").is_none());
+    assert!(!organisation_exists(&app, &org));
+    assert!(registered(&app, "new@acme.example").is_some());
+    let entries = purge_entries(&app);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].0.as_deref(), Some("cli"));
+    assert_eq!(entries[0].1.as_deref(), Some(old.as_str()));
+    assert_audit_verifies(&app);
+}
+
+#[test]
+fn the_round_runs_on_the_instance_that_holds_its_lease() {
+    const OTHER: &str = "another-instance";
+    let app = TestApp::new();
+    register(&app, "late@acme.example", "Acme Water");
+    app.advance(8 * DAY);
+    app.with_conn(|c| {
+        lease::release(c, unconfirmed_purge::LEASE, lease_holder()).unwrap();
+        assert!(lease::acquire(c, unconfirmed_purge::LEASE, OTHER, 600).unwrap());
+    });
+    assert_eq!(purge_round(&app), None);
+    assert!(registered(&app, "late@acme.example").is_some());
+    // The other instance stopped: its lease given up, this one takes it.
+    app.with_conn(|c| assert!(lease::release(c, unconfirmed_purge::LEASE, OTHER).unwrap()));
+    assert_eq!(purge_round(&app).unwrap().removed.len(), 1);
+    assert!(registered(&app, "late@acme.example").is_none());
+}
+
+#[test]
+fn the_page_and_the_confirmation_mail_say_when_an_unconfirmed_registration_is_removed() {
+    let app = TestApp::with(|f| f.merge(("unconfirmed_account_days", 9)));
+    let page = app.browser().get("/register");
+    assert!(
+        page.body
+            .contains("A registration not confirmed within 9 days is removed"),
+        "{}",
+        page.body
+    );
+    register(&app, "told@acme.example", "Acme Water");
+    let mail = app.outbox().pop().unwrap();
+    assert!(
+        mail.contains("A registration not confirmed within 9 days is removed"),
+        "{mail}"
+    );
+    assert_eq!(app.state().settings.unconfirmed_account_days, 9);
+    assert_eq!(TestApp::new().state().settings.unconfirmed_account_days, 7);
 }

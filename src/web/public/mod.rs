@@ -62,7 +62,12 @@ async fn register_page(ctx: Ctx<'_>) -> AppResult<Page> {
         .db
         .run(|c| Ok(settings::self_registration_open(c)?))
         .await?;
-    Ok(Page::new("register.html.tera").with("registration_open", open))
+    Ok(Page::new("register.html.tera")
+        .with("registration_open", open)
+        .with(
+            "unconfirmed_account_days",
+            ctx.state.settings.unconfirmed_account_days,
+        ))
 }
 
 #[derive(FromForm, serde::Serialize)]
@@ -74,10 +79,11 @@ struct RegisterForm {
     password: String,
 }
 
-fn register_errors(values: &RegisterForm, errors: FieldErrors) -> Page {
+fn register_errors(values: &RegisterForm, errors: FieldErrors, removed_after_days: i64) -> Page {
     Page::new("register.html.tera")
         .status(Status::UnprocessableEntity)
         .with("registration_open", true)
+        .with("unconfirmed_account_days", removed_after_days)
         .with("values", values)
         .with("errors", errors)
 }
@@ -120,7 +126,11 @@ async fn register(ctx: Ctx<'_>, form: CsrfForm<RegisterForm>) -> AppResult<Eithe
                 "Registration received. We sent a link to your email address: open it to confirm the address, then sign in.",
             )))
         }
-        Err(errors) => Ok(Either::Right(register_errors(&values, errors))),
+        Err(errors) => Ok(Either::Right(register_errors(
+            &values,
+            errors,
+            state.settings.unconfirmed_account_days,
+        ))),
     }
 }
 
