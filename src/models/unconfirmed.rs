@@ -11,7 +11,7 @@ use crate::db::schema::{
     pending_mail, privilege_requests, recovery_codes, sessions, submission_events, submissions,
     totp_enrolments, totp_factors, users,
 };
-use crate::db::DbConn;
+use crate::db::{DbConn, MultiBackend};
 use crate::domain::Role;
 
 /// An unconfirmed registration: the account and the organisation made with it.
@@ -37,6 +37,28 @@ fn columns() -> Columns {
     )
 }
 
+/// The conditions of [`candidates`], on a row of users joined with their organisations.
+fn unconfirmed_registration(
+    created_before: i64,
+) -> Box<
+    dyn BoxableExpression<
+        diesel::dsl::InnerJoinQuerySource<users::table, organisations::table>,
+        MultiBackend,
+        SqlType = diesel::sql_types::Bool,
+    >,
+> {
+    Box::new(
+        users::role
+            .eq(Role::Submitter)
+            .and(users::email_verified_at.is_null())
+            .and(users::disabled.eq(false))
+            .and(users::created_at.lt(created_before))
+            .and(organisations::created_at.eq(users::created_at))
+            .and(organisations::verified_at.is_null())
+            .and(organisations::merged_into.is_null()),
+    )
+}
+
 /// Accounts that look like untouched self-registrations made before `created_before`: a submitter, enabled, its
 /// address never confirmed (registration is the only way an account is made without a confirmed address), and its
 /// organisation made in the same instant (registration makes both in one transaction), neither verified nor merged.
@@ -50,13 +72,7 @@ pub fn candidates(
 ) -> QueryResult<Vec<Registration>> {
     let mut q = users::table
         .inner_join(organisations::table)
-        .filter(users::role.eq(Role::Submitter))
-        .filter(users::email_verified_at.is_null())
-        .filter(users::disabled.eq(false))
-        .filter(users::created_at.lt(created_before))
-        .filter(organisations::created_at.eq(users::created_at))
-        .filter(organisations::verified_at.is_null())
-        .filter(organisations::merged_into.is_null())
+        .filter(unconfirmed_registration(created_before))
         .order((users::created_at.asc(), users::id.asc()))
         .select(columns())
         .limit(limit)
@@ -81,13 +97,7 @@ pub fn candidate(
     users::table
         .inner_join(organisations::table)
         .filter(users::id.eq(account_id))
-        .filter(users::role.eq(Role::Submitter))
-        .filter(users::email_verified_at.is_null())
-        .filter(users::disabled.eq(false))
-        .filter(users::created_at.lt(created_before))
-        .filter(organisations::created_at.eq(users::created_at))
-        .filter(organisations::verified_at.is_null())
-        .filter(organisations::merged_into.is_null())
+        .filter(unconfirmed_registration(created_before))
         .select(columns())
         .first(conn)
         .optional()

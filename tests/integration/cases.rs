@@ -70,7 +70,7 @@ fn an_officer_claims_assigns_hands_over_and_releases_a_case_each_audited() {
     let app = TestApp::new();
     let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
     let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
-    let olga_id = account_id(&app, "olga@pcii.example.gov");
+    let olga_id = app.user_id("olga@pcii.example.gov");
     let piet_id = app.create_user(Role::Officer, "piet@pcii.example.gov", None);
     let id = submit(&mut sub);
     let assign = format!("/officer/submissions/{id}/assign");
@@ -132,17 +132,6 @@ fn an_officer_claims_assigns_hands_over_and_releases_a_case_each_audited() {
     let page = olga.post(&assign, &[("assignee", &analyst)]);
     assert_eq!(page.status, Status::UnprocessableEntity);
     assert_eq!(assigned_to(&app, &id).as_deref(), Some(piet_id.as_str()));
-}
-
-fn account_id(app: &TestApp, email: &str) -> String {
-    use pcii_portal::db::schema::users;
-    app.with_conn(|c| {
-        users::table
-            .filter(users::email.eq(email))
-            .select(users::id)
-            .first(c)
-            .unwrap()
-    })
 }
 
 #[test]
@@ -234,7 +223,7 @@ fn an_officer_cannot_be_assigned_its_own_organisations_submission() {
     let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
     // An officer seconded from Acme.
     let mut acme_officer = app.login_as(Role::Officer, "omar@acme.example", Some("Acme"));
-    let omar = account_id(&app, "omar@acme.example");
+    let omar = app.user_id("omar@acme.example");
     let id = submit(&mut sub);
     let page = olga.post(
         &format!("/officer/submissions/{id}/assign"),
@@ -283,7 +272,7 @@ fn bulk_assign_gives_every_selected_submission_to_the_officer_with_one_entry_eac
 
     // All in one transaction: one submission that may not be assigned and nothing changes.
     app.create_user(Role::Officer, "omar@acme.example", Some("Acme"));
-    let omar = account_id(&app, "omar@acme.example");
+    let omar = app.user_id("omar@acme.example");
     let page = olga.post("/officer/assign", &[("ids", &b), ("assignee", &omar)]);
     assert_eq!(page.status, Status::Forbidden);
     let page = olga.post(

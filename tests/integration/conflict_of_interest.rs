@@ -6,20 +6,10 @@ use crate::common::{complete_fields, submission_id, Browser, Part, TestApp};
 use diesel::prelude::*;
 use rocket::http::Status;
 
-use pcii_portal::db::schema::{audit_entries, users};
+use pcii_portal::db::schema::audit_entries;
 use pcii_portal::domain::Role;
 
 const REFUSED: &str = "conflict_of_interest.refused";
-
-fn user_id(app: &TestApp, email: &str) -> String {
-    app.with_conn(|c| {
-        users::table
-            .filter(users::email.eq(email))
-            .select(users::id)
-            .first(c)
-            .unwrap()
-    })
-}
 
 /// The last entry: (actor, action, outcome, object kind, object id, reason).
 type Entry = (
@@ -87,8 +77,8 @@ fn every_act_refused_for_a_conflict_of_interest_is_recorded_and_changes_nothing(
     let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
     let mut olga = app.login_as(Role::Officer, "olga@acme.example", Some("Acme"));
     let mut oscar = app.login_as(Role::Officer, "oscar@pcii.example.gov", None);
-    let olga_id = user_id(&app, "olga@acme.example");
-    let oscar_id = user_id(&app, "oscar@pcii.example.gov");
+    let olga_id = app.user_id("olga@acme.example");
+    let oscar_id = app.user_id("oscar@pcii.example.gov");
     let acme = app.organisation_id("Acme").unwrap();
     let id = submit(&mut ann);
     let received = submit(&mut ann);
@@ -169,7 +159,7 @@ fn every_act_refused_for_a_conflict_of_interest_is_recorded_and_changes_nothing(
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     app.login_as(Role::AuthorizedUser, "ava@pcii.example.gov", None);
-    let analyst = user_id(&app, "ava@pcii.example.gov");
+    let analyst = app.user_id("ava@pcii.example.gov");
     let before = app.audit_count(REFUSED);
     let page = olga.post(
         &format!("/officer/submissions/{id}/grants"),

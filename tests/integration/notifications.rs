@@ -34,16 +34,6 @@ fn sorted(mut v: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
     v
 }
 
-fn user_id(app: &TestApp, email: &str) -> String {
-    app.with_conn(|c| {
-        users::table
-            .filter(users::email.eq(email))
-            .select(users::id)
-            .first(c)
-            .unwrap()
-    })
-}
-
 fn mails_to(app: &TestApp, email: &str) -> Vec<String> {
     app.outbox()
         .into_iter()
@@ -67,8 +57,8 @@ fn a_defect_notice_and_both_cure_reminders_go_once_to_every_member_and_cannot_be
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     let (ann_id, bob_id) = (
-        user_id(&app, "ann@acme.example"),
-        user_id(&app, "bob@acme.example"),
+        app.user_id("ann@acme.example"),
+        app.user_id("bob@acme.example"),
     );
 
     // Bob turns every optional notification off: the defect notice and the reminders still reach him.
@@ -164,7 +154,7 @@ fn a_grant_ending_within_14_days_is_mailed_unless_turned_off_and_officers_hear_o
         analyst.login("ana@dhs.example.gov", common::PASSWORD),
         Status::SeeOther
     );
-    let officer_id = user_id(&app, "olga@pcii.example.gov");
+    let officer_id = app.user_id("olga@pcii.example.gov");
     let grant = |officer: &mut Browser<'_>, id: &str| {
         let page = officer.post(
             &format!("/officer/submissions/{id}/decision"),

@@ -43,16 +43,6 @@ fn newest_invitation_token(app: &TestApp, to: &str) -> String {
         .collect()
 }
 
-fn user_id(app: &TestApp, email: &str) -> String {
-    app.with_conn(|c| {
-        users::table
-            .filter(users::email.eq(email))
-            .select(users::id)
-            .first(c)
-            .unwrap()
-    })
-}
-
 fn invitation_id(app: &TestApp, email: &str) -> String {
     app.with_conn(|c| {
         inv_t::table
@@ -118,7 +108,7 @@ fn an_invited_colleague_sees_the_submissions_until_removed_then_is_signed_out_an
     // The administrator sees its new member.
     assert!(admin.get("/organisation").body.contains("col@acme.example"));
 
-    let col_id = user_id(&app, "col@acme.example");
+    let col_id = app.user_id("col@acme.example");
     // Without the confirmation box nothing happens.
     let page = admin.post(&format!("/organisation/members/{col_id}/remove"), &[]);
     assert_eq!(page.status, Status::UnprocessableEntity);
@@ -210,8 +200,8 @@ fn another_organisations_admin_gets_404_and_a_plain_member_403() {
     invite(&app, &mut admin, "pending@acme.example", "Pending");
     let inv = invitation_id(&app, "pending@acme.example");
     let mut member = app.login_as(Role::Submitter, "m@acme.example", Some("Acme"));
-    let member_id = user_id(&app, "m@acme.example");
-    let admin_id = user_id(&app, "a@acme.example");
+    let member_id = app.user_id("m@acme.example");
+    let admin_id = app.user_id("a@acme.example");
 
     let mut other = app.login_as(Role::Submitter, "b@globex.example", Some("Globex"));
     assert_eq!(other.get("/organisation").status, Status::Ok);
@@ -246,7 +236,7 @@ fn another_organisations_admin_gets_404_and_a_plain_member_403() {
             .load(c)
             .unwrap()
     });
-    let other_id = user_id(&app, "b@globex.example");
+    let other_id = app.user_id("b@globex.example");
     assert_eq!(
         refusals,
         vec![(Some(inv.clone()), Some(other_id)); 3],
@@ -293,8 +283,8 @@ fn the_admin_role_is_handed_on_and_the_last_admin_cannot_step_down() {
     let app = TestApp::new();
     let mut admin = app.login_as(Role::Submitter, "a@acme.example", Some("Acme"));
     let mut member = app.login_as(Role::Submitter, "m@acme.example", Some("Acme"));
-    let admin_id = user_id(&app, "a@acme.example");
-    let member_id = user_id(&app, "m@acme.example");
+    let admin_id = app.user_id("a@acme.example");
+    let member_id = app.user_id("m@acme.example");
 
     // Alone, the administrator cannot step down.
     let page = admin.post(
@@ -639,7 +629,7 @@ fn a_member_leaves_of_its_own_accord_while_the_organisation_keeps_an_administrat
         app.browser().login("col@acme.example", PASSWORD),
         Status::SeeOther
     );
-    let col_id = user_id(&app, "col@acme.example");
+    let col_id = app.user_id("col@acme.example");
     let (org, disabled): (Option<String>, bool) = app.with_conn(|c| {
         users::table
             .find(&col_id)
@@ -742,7 +732,7 @@ fn an_officer_recorded_against_an_organisation_cannot_decide_an_invitation_into_
         "conflicted@example.gov",
         Some("Orphan Utility"),
     );
-    let conflicted_id = user_id(&app, "conflicted@example.gov");
+    let conflicted_id = app.user_id("conflicted@example.gov");
     let recorded: Option<String> = app.with_conn(|c| {
         users::table
             .find(&conflicted_id)
@@ -812,8 +802,8 @@ fn an_admin_moved_to_a_staff_role_no_longer_counts_as_its_organisations_admin() 
     let mut a = app.login_as(Role::Submitter, "a@acme.example", Some("Acme"));
     let mut b = app.login_as(Role::Submitter, "b@acme.example", Some("Acme"));
     let acme = app.organisation_id("Acme").unwrap();
-    let a_id = user_id(&app, "a@acme.example");
-    let b_id = user_id(&app, "b@acme.example");
+    let a_id = app.user_id("a@acme.example");
+    let b_id = app.user_id("b@acme.example");
     let page = a.post(&format!("/organisation/members/{b_id}/admin"), &[]);
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     assert_eq!(b.get("/organisation").status, Status::Ok);

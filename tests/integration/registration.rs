@@ -487,17 +487,7 @@ fn the_operator_s_command_removes_them_too_and_its_dry_run_changes_nothing() {
     register(&app, "new@acme.example", "New Ltd");
     let (old, org) = registered(&app, "old@acme.example").unwrap();
 
-    let out = app
-        .command()
-        .args(["user", "purge-unconfirmed", "--dry-run"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = purge_command(&app, &["user", "purge-unconfirmed", "--dry-run"]);
     assert!(
         stdout.contains(&format!(
             "would remove account {old} with organisation {org}"
@@ -512,17 +502,7 @@ fn the_operator_s_command_removes_them_too_and_its_dry_run_changes_nothing() {
     assert!(organisation_exists(&app, &org));
     assert!(purge_entries(&app).is_empty());
 
-    let out = app
-        .command()
-        .args(["user", "purge-unconfirmed"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = purge_command(&app, &["user", "purge-unconfirmed"]);
     assert!(
         stdout.contains(&format!("removed account {old} with organisation {org}")),
         "{stdout}"
@@ -573,4 +553,15 @@ fn the_page_and_the_confirmation_mail_say_when_an_unconfirmed_registration_is_re
     );
     assert_eq!(app.state().settings.unconfirmed_account_days, 9);
     assert_eq!(TestApp::new().state().settings.unconfirmed_account_days, 7);
+}
+
+/// Runs `pcii-portal ARGS` on the app's data; it must succeed. Its standard output.
+fn purge_command(app: &TestApp, args: &[&str]) -> String {
+    let out = app.command().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

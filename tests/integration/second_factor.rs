@@ -9,18 +9,8 @@ use diesel::prelude::*;
 use rocket::http::Status;
 
 use crate::common::{self, code_for, complete_fields, Browser, TestApp, PASSWORD};
-use pcii_portal::db::schema::{audit_entries, recovery_codes, sessions, totp_factors, users};
+use pcii_portal::db::schema::{audit_entries, recovery_codes, sessions, totp_factors};
 use pcii_portal::domain::Role;
-
-fn user_id(app: &TestApp, email: &str) -> String {
-    app.with_conn(|c| {
-        users::table
-            .filter(users::email.eq(email))
-            .select(users::id)
-            .first(c)
-            .unwrap()
-    })
-}
 
 fn audit_reasons(app: &TestApp, action: &str) -> Vec<String> {
     app.with_conn(|c| {
@@ -120,7 +110,7 @@ fn an_invited_officer_must_enrol_then_signs_in_with_a_code_that_works_once() {
         olive.get("/officer").header("Location"),
         Some("/login/second-factor")
     );
-    let olive_id = user_id(&app, "olive@example.gov");
+    let olive_id = app.user_id("olive@example.gov");
     let last_step: i64 = app.with_conn(|c| {
         totp_factors::table
             .find(&olive_id)
@@ -458,7 +448,7 @@ fn removing_a_factor_needs_the_password_and_a_fresh_factor_and_staff_keep_one() 
         &[("password", PASSWORD), ("factor_code", &code)],
     );
     assert_eq!(done.status, Status::SeeOther, "{}", done.body);
-    let sam_id = user_id(&app, "sam@acme.example");
+    let sam_id = app.user_id("sam@acme.example");
     let codes: i64 = app.with_conn(|c| {
         recovery_codes::table
             .filter(recovery_codes::user_id.eq(&sam_id))

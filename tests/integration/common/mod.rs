@@ -256,6 +256,19 @@ impl TestApp {
         })
     }
 
+    /// The id of the account with this (normalised) email address.
+    pub fn user_id(&self, email: &str) -> String {
+        use diesel::prelude::*;
+        use pcii_portal::db::schema::users;
+        self.with_conn(|c| {
+            users::table
+                .filter(users::email.eq(email))
+                .select(users::id)
+                .first(c)
+                .unwrap()
+        })
+    }
+
     pub fn audit_count(&self, action: &str) -> i64 {
         use diesel::prelude::*;
         use pcii_portal::db::schema::audit_entries;
@@ -738,7 +751,6 @@ impl<'c> Browser<'c> {
         req.dispatch()
     }
 
-    /// GETs a binary body: status, the body if it was read to a clean end, headers.
     /// Posts a form (the anti-forgery token added) whose answer is a file: its status, bytes and headers.
     pub fn post_bytes(
         &mut self,
@@ -757,22 +769,23 @@ impl<'c> Browser<'c> {
             req = req.cookie(c.clone());
         }
         let res = req.dispatch();
-        self.absorb(&res);
-        let status = res.status();
-        let headers = res
-            .headers()
-            .iter()
-            .map(|h| (h.name().to_string(), h.value().to_string()))
-            .collect();
-        (status, res.into_bytes(), headers)
+        self.bytes_of(res)
     }
 
+    /// GETs a binary body: status, the body if it was read to a clean end, headers.
     pub fn get_bytes(&mut self, uri: &str) -> (Status, Option<Vec<u8>>, Vec<(String, String)>) {
         let mut req = self.client.get(uri.to_string());
         for c in &self.cookies {
             req = req.cookie(c.clone());
         }
         let res = req.dispatch();
+        self.bytes_of(res)
+    }
+
+    fn bytes_of(
+        &mut self,
+        res: rocket::local::blocking::LocalResponse<'_>,
+    ) -> (Status, Option<Vec<u8>>, Vec<(String, String)>) {
         self.absorb(&res);
         let status = res.status();
         let headers = res
