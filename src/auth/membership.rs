@@ -25,6 +25,29 @@ fn one_line(text: &str, missing: &str) -> AppResult<String> {
     Ok(t.to_string())
 }
 
+/// What an organisation administrator's member id names: a member of its own organisation, or something
+/// outside it. Outside answers 404, as an unknown id does; an id that is someone else's account (another
+/// company's member, staff) is recorded as an `access.refused` entry, since an administrator holding it
+/// learned it somewhere.
+enum Reach {
+    Member(User),
+    Outside(Event),
+}
+
+fn reach(tx: &mut DbConn, organisation_id: &str, member_id: &str) -> AppResult<Reach> {
+    if let Some(member) = model::member(tx, organisation_id, member_id)? {
+        return Ok(Reach::Member(member));
+    }
+    if !account::exists(tx, member_id)? {
+        return Err(AppError::NotFound);
+    }
+    Ok(Reach::Outside(
+        Event::new("access.refused", Outcome::Refused)
+            .object("account", member_id)
+            .reason("member id outside the administrator's organisation"),
+    ))
+}
+
 /// An organisation administrator removes a member of its organisation (never itself). The member's sessions
 /// end at once; it loses the organisation and its administrator role, and its account is disabled (an
 /// invitation can bring it back).
@@ -37,7 +60,10 @@ pub fn remove_member(
     member_id: &str,
 ) -> AppResult<()> {
     audit.fact(conn, actor, |tx| {
-        let member = model::member(tx, organisation_id, member_id)?.ok_or(AppError::NotFound)?;
+        let member = match reach(tx, organisation_id, member_id)? {
+            Reach::Member(member) => member,
+            Reach::Outside(entry) => return Ok((Err(AppError::NotFound), entry)),
+        };
         if member.id == who.id {
             return Err(AppError::Conflict(
                 "You cannot remove yourself. Hand the administrator role on first, then ask the new administrator."
@@ -50,8 +76,8 @@ pub fn remove_member(
         let event = Event::new("organisation.member_remove", Outcome::Success)
             .object("account", &member.id)
             .reason(format!("organisation {organisation_id}"));
-        Ok(((), event))
-    })
+        Ok((Ok(()), event))
+    })?
 }
 
 /// A member leaves its organisation of its own accord: the account is disabled (it belonged to the organisation
@@ -108,7 +134,10 @@ pub fn grant_admin(
     member_id: &str,
 ) -> AppResult<()> {
     audit.fact(conn, actor, |tx| {
-        let member = model::member(tx, organisation_id, member_id)?.ok_or(AppError::NotFound)?;
+        let member = match reach(tx, organisation_id, member_id)? {
+            Reach::Member(member) => member,
+            Reach::Outside(entry) => return Ok((Err(AppError::NotFound), entry)),
+        };
         if member.org_admin {
             return Err(AppError::Conflict(
                 "This member already administers the organisation.".into(),
@@ -124,8 +153,8 @@ pub fn grant_admin(
         let event = Event::new("organisation.admin_grant", Outcome::Success)
             .object("account", &member.id)
             .reason(format!("organisation {organisation_id}"));
-        Ok(((), event))
-    })
+        Ok((Ok(()), event))
+    })?
 }
 
 /// An organisation administrator withdraws the role from a member, or steps down itself, as long as at least
@@ -138,7 +167,10 @@ pub fn revoke_admin(
     member_id: &str,
 ) -> AppResult<()> {
     audit.fact(conn, actor, |tx| {
-        let member = model::member(tx, organisation_id, member_id)?.ok_or(AppError::NotFound)?;
+        let member = match reach(tx, organisation_id, member_id)? {
+            Reach::Member(member) => member,
+            Reach::Outside(entry) => return Ok((Err(AppError::NotFound), entry)),
+        };
         if !member.org_admin {
             return Err(AppError::Conflict(
                 "This member does not administer the organisation.".into(),
@@ -159,8 +191,8 @@ pub fn revoke_admin(
         let event = Event::new("organisation.admin_revoke", Outcome::Success)
             .object("account", &member.id)
             .reason(reason);
-        Ok(((), event))
-    })
+        Ok((Ok(()), event))
+    })?
 }
 
 /// An officer recorded against an organisation (a conflict of interest) decides nothing about it: not its

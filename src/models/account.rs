@@ -140,6 +140,11 @@ pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<User> {
     users::table.find(id).select(User::as_select()).first(conn)
 }
 
+/// Whether an account has this id (whatever its role, organisation or state).
+pub fn exists(conn: &mut DbConn, id: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(users::table.find(id))).get_result(conn)
+}
+
 pub fn any_administrator(conn: &mut DbConn) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(
         users::table

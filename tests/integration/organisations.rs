@@ -239,8 +239,24 @@ fn another_organisations_admin_gets_404_and_a_plain_member_403() {
     let other_id = app.user_id("b@globex.example");
     assert_eq!(
         refusals,
-        vec![(Some(inv.clone()), Some(other_id)); 3],
+        vec![(Some(inv.clone()), Some(other_id.clone())); 3],
         "one entry per attempt"
+    );
+    // So is each reach for one of Acme's people: three acts on each of two accounts.
+    let reached: Vec<(Option<String>, Option<String>)> = app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq("access.refused"))
+            .filter(audit_entries::object_kind.eq("account"))
+            .order(audit_entries::seq)
+            .select((audit_entries::object_id, audit_entries::actor_id))
+            .load(c)
+            .unwrap()
+    });
+    let mut expected = vec![(Some(member_id.clone()), Some(other_id.clone())); 3];
+    expected.extend(vec![(Some(admin_id.clone()), Some(other_id)); 3]);
+    assert_eq!(
+        reached, expected,
+        "one entry per attempt, none for an unknown id"
     );
     let page = other.get("/organisation");
     assert!(!page.body.contains("m@acme.example"));
