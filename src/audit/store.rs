@@ -213,9 +213,48 @@ pub fn checkpoints(conn: &mut DbConn) -> QueryResult<Vec<Checkpoint>> {
 
 /// The checkpoints that end after entry `seq`, oldest first (an incremental verify's).
 pub fn checkpoints_after(conn: &mut DbConn, seq: i64) -> QueryResult<Vec<Checkpoint>> {
-    let rows: Vec<(i64, i64, String, String, i64, String, String)> = audit_checkpoints::table
-        .filter(audit_checkpoints::seq.gt(seq))
-        .order(audit_checkpoints::seq.asc())
+    load_checkpoints(
+        audit_checkpoints::table
+            .filter(audit_checkpoints::seq.gt(seq))
+            .order(audit_checkpoints::seq.asc())
+            .into_boxed::<crate::db::MultiBackend>(),
+        conn,
+    )
+}
+
+/// Up to `limit` checkpoints, newest first, that end before entry `before` (all when `None`), and whether
+/// older ones remain: the auditor's page, which a long-lived log (a checkpoint an hour) cannot show whole.
+pub fn checkpoints_newest(
+    conn: &mut DbConn,
+    before: Option<i64>,
+    limit: i64,
+) -> QueryResult<(Vec<Checkpoint>, bool)> {
+    let mut query = audit_checkpoints::table
+        .order(audit_checkpoints::seq.desc())
+        .limit(limit + 1)
+        .into_boxed::<crate::db::MultiBackend>();
+    if let Some(before) = before {
+        query = query.filter(audit_checkpoints::seq.lt(before));
+    }
+    let mut page = load_checkpoints(query, conn)?;
+    let more = page.len() as i64 > limit;
+    page.truncate(limit as usize);
+    Ok((page, more))
+}
+
+pub fn checkpoint_count(conn: &mut DbConn) -> QueryResult<i64> {
+    audit_checkpoints::table.count().get_result(conn)
+}
+
+pub fn latest_checkpoint(conn: &mut DbConn) -> QueryResult<Option<Checkpoint>> {
+    Ok(checkpoints_newest(conn, None, 1)?.0.pop())
+}
+
+fn load_checkpoints(
+    query: audit_checkpoints::BoxedQuery<'_, crate::db::MultiBackend>,
+    conn: &mut DbConn,
+) -> QueryResult<Vec<Checkpoint>> {
+    let rows: Vec<(i64, i64, String, String, i64, String, String)> = query
         .select((
             audit_checkpoints::seq,
             audit_checkpoints::from_seq,
@@ -241,23 +280,6 @@ pub fn checkpoints_after(conn: &mut DbConn, seq: i64) -> QueryResult<Vec<Checkpo
             },
         )
         .collect())
-}
-
-pub fn latest_checkpoint(conn: &mut DbConn) -> QueryResult<Option<Checkpoint>> {
-    Ok(checkpoints_tail(conn)?.pop())
-}
-
-fn checkpoints_tail(conn: &mut DbConn) -> QueryResult<Vec<Checkpoint>> {
-    let last: Option<i64> = audit_checkpoints::table
-        .select(diesel::dsl::max(audit_checkpoints::seq))
-        .first(conn)?;
-    match last {
-        None => Ok(Vec::new()),
-        Some(seq) => Ok(checkpoints(conn)?
-            .into_iter()
-            .filter(|c| c.seq == seq)
-            .collect()),
-    }
 }
 
 const LAST_VERIFIED: &str = "audit.last_verified";

@@ -182,6 +182,50 @@ fn verify_and_checkpoint_from_the_portal() {
 }
 
 #[test]
+fn checkpoints_are_listed_a_page_at_a_time_newest_first() {
+    let app = TestApp::new();
+    let mut auditor = app.login_as(Role::Auditor, "u@example.gov", None);
+    for _ in 0..53 {
+        assert_eq!(
+            auditor.post("/audit/checkpoint", &[]).status,
+            Status::SeeOther
+        );
+    }
+    let all = app.with_conn(|c| pcii_portal::audit::store::checkpoints(c).unwrap());
+    assert!(all.len() >= 53, "{}", all.len());
+    let first = auditor.get("/audit/checkpoints");
+    assert_eq!(first.status, Status::Ok);
+    assert!(
+        first
+            .body
+            .contains(&format!("{} checkpoints in all; 50 shown", all.len())),
+        "{}",
+        first.body
+    );
+    let older = format!("/audit/checkpoints?before={}", all[all.len() - 50].seq);
+    assert!(
+        first.body.contains(&older.replace('/', "&#x2F;")),
+        "the older link starts below the page's oldest: {}",
+        first.body
+    );
+    let second = auditor.get(&older);
+    assert_eq!(second.status, Status::Ok);
+    assert!(second.body.contains("(older page)"));
+    assert!(!second.body.contains("rel=\"next\""), "no third page");
+    // Each checkpoint on exactly one page, the newest on the first.
+    for (i, cp) in all.iter().enumerate() {
+        let on_first = first.body.contains(&cp.chain_head);
+        let on_second = second.body.contains(&cp.chain_head);
+        assert!(on_first != on_second, "checkpoint #{} on one page", cp.seq);
+        assert_eq!(on_first, i >= all.len() - 50, "checkpoint #{}", cp.seq);
+    }
+    assert_eq!(
+        auditor.get("/audit/checkpoints?before=x").status,
+        Status::UnprocessableEntity
+    );
+}
+
+#[test]
 fn the_export_streams_a_verifiable_archive() {
     let app = TestApp::new();
     let mut auditor = app.login_as(Role::Auditor, "u@example.gov", None);

@@ -544,10 +544,20 @@ struct FileRead {
     times: i64,
 }
 
-#[rocket::get("/checkpoints")]
-async fn checkpoints_page(ctx: Ctx<'_>, _auditor: AuditorUser<'_>) -> AppResult<Page> {
+/// Checkpoints shown on one page of `/audit/checkpoints`.
+const CHECKPOINTS_PER_PAGE: i64 = 50;
+
+/// The signed checkpoints, newest first, a page at a time (`before`: the seq the page's checkpoints end
+/// before); the JSON download has them all.
+#[rocket::get("/checkpoints?<before>")]
+async fn checkpoints_page(
+    ctx: Ctx<'_>,
+    _auditor: AuditorUser<'_>,
+    before: Option<&str>,
+) -> AppResult<Page> {
+    let before = parse_before(before)?;
     let (audit, who) = (ctx.state.audit.clone(), ctx.actor.clone());
-    let mut cps = ctx
+    let (total, (cps, more)) = ctx
         .state
         .db
         .run(move |c| {
@@ -556,12 +566,21 @@ async fn checkpoints_page(ctx: Ctx<'_>, _auditor: AuditorUser<'_>) -> AppResult<
                 &who,
                 Event::new("audit.view", Outcome::Success).reason("checkpoints"),
             )?;
-            Ok(model::checkpoints(c)?)
+            Ok((
+                model::checkpoint_count(c)?,
+                model::checkpoints_newest(c, before, CHECKPOINTS_PER_PAGE)?,
+            ))
         })
         .await?;
-    cps.reverse();
+    let older_link = more
+        .then(|| cps.last())
+        .flatten()
+        .map(|oldest| format!("/audit/checkpoints?before={}", oldest.seq));
     Ok(Page::new("audit/checkpoints.html.tera")
         .with("checkpoints", cps)
+        .with("total", total)
+        .with("older_link", older_link)
+        .with("paged", before.is_some())
         .with("public_key", ctx.state.audit.public_key_hex()))
 }
 
