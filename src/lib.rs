@@ -210,6 +210,7 @@ pub fn build_unlocked(
             audit::refusals::WINDOW_SECS,
         )),
         downloads: slots::Slots::new(settings_downloads.0, settings_downloads.1),
+        verifies: slots::Slots::new(1, 1),
     };
     let mail_route = state.mailer.describe();
     let uploads = web::multipart::UploadSlots::new(

@@ -35,6 +35,9 @@ pub struct Services {
     pub refusals: Arc<RefusalTally>,
     /// Files, packages and exports being sent (see `workflow::documents::download_slot`).
     pub downloads: Arc<crate::slots::Slots>,
+    /// One verify of the audit log at a time on this instance: each holds two reader connections and both
+    /// cores while it runs, so a second one (a double click, a script) waits its turn by being refused.
+    pub verifies: Arc<crate::slots::Slots>,
 }
 
 impl Services {

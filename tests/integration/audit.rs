@@ -172,6 +172,21 @@ fn verify_and_checkpoint_from_the_portal() {
     assert!(page.body.contains("Audit log intact"), "notice shown");
     assert!(page.body.contains("data-verification=\"ok\""));
 
+    // One verify at a time on an instance: while one runs (its slot held here), another is refused and
+    // records nothing; once it has ended, the next goes through.
+    let running = app.state().verifies.enter("").unwrap();
+    for full in ["", "1"] {
+        let res = auditor.post("/audit/verify", &[("full", full)]);
+        assert_eq!(res.status, Status::TooManyRequests, "full={full:?}");
+        assert!(res.body.contains("already running"), "{}", res.body);
+    }
+    assert_eq!(app.audit_count("audit.verify"), 1);
+    drop(running);
+    let res = auditor.post("/audit/verify", &[("full", "1")]);
+    assert_eq!(res.status, Status::SeeOther);
+    assert_eq!(app.audit_count("audit.verify"), 2);
+    assert_eq!(app.state().verifies.in_use(), 0, "the slot comes back");
+
     let before = app.with_conn(|c| pcii_portal::audit::store::checkpoints(c).unwrap().len());
     let res = auditor.post("/audit/checkpoint", &[]);
     assert_eq!(res.status, Status::SeeOther);

@@ -652,11 +652,22 @@ async fn verify(
 ) -> AppResult<Notice> {
     let (audit, who) = (ctx.state.audit.clone(), ctx.actor.clone());
     let scope = form.0.scope();
-    // Takes its own connections (a reader each), only while it reads.
+    let slot = ctx.state.verifies.enter("").map_err(|_| {
+        AppError::Throttled(
+            "A verification of the audit log is already running on this server. Its result appears at the top \
+             of the audit log when it ends: look there, or try again then."
+                .into(),
+        )
+    })?;
+    // Takes its own connections (a reader each), only while it reads. The slot goes with the work, so that a
+    // request given up on does not free it while the verify still runs.
     let verdict = ctx
         .state
         .db
-        .run_lazily(move |db| audit.verify_and_record_from(db, &who, &[], scope))
+        .run_lazily(move |db| {
+            let _slot = slot;
+            audit.verify_and_record_from(db, &who, &[], scope)
+        })
         .await?;
     let start = verdict.start.describe();
     let message = match &verdict.result {
