@@ -1,16 +1,63 @@
 //! tracing set-up: human-readable by default, JSON when configured, filtered by `PCII_LOG` or else by the
-//! caller's default (the server's keeps its framework's own output at warnings).
+//! caller's default. Rocket's own output stays at warnings whatever `PCII_LOG` says: its request lines print
+//! raw URIs, and setup, invitation, reset and confirmation links carry their token in the path.
 
-use tracing_subscriber::{fmt, EnvFilter};
+use tracing_subscriber::{filter::Directive, fmt, EnvFilter};
+
+/// Targets held at warnings in every filter: Rocket's (`rocket`, and `_` for its request and response lines).
+const FRAMEWORK_CAPS: [&str; 2] = ["rocket=warn", "_=warn"];
 
 pub fn init(format: &str, default_filter: &str) {
     let _ = tracing_log::LogTracer::init();
-    let filter =
-        EnvFilter::try_from_env("PCII_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter = filter_from(std::env::var("PCII_LOG").ok().as_deref(), default_filter);
     let builder = fmt().with_env_filter(filter).with_target(false);
     let _ = if format == "json" {
         builder.json().flatten_event(true).try_init()
     } else {
         builder.try_init()
     };
+}
+
+/// The filter `PCII_LOG` asks for (the default when unset or unreadable), with the framework capped.
+fn filter_from(env: Option<&str>, default_filter: &str) -> EnvFilter {
+    let mut filter = env
+        .and_then(|e| EnvFilter::try_new(e).ok())
+        .unwrap_or_else(|| EnvFilter::new(default_filter));
+    for cap in FRAMEWORK_CAPS {
+        // Added last, so they replace a directive for the same target that `PCII_LOG` gave.
+        filter = filter.add_directive(cap.parse::<Directive>().expect("a valid directive"));
+    }
+    filter
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directives(env: Option<&str>) -> Vec<String> {
+        filter_from(env, "info")
+            .to_string()
+            .split(',')
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn rocket_stays_at_warnings_whatever_pcii_log_says() {
+        for env in [
+            None,
+            Some("info"),
+            Some("debug"),
+            Some("trace,rocket=trace,_=debug"),
+        ] {
+            let d = directives(env);
+            assert!(d.contains(&"rocket=warn".to_string()), "{env:?}: {d:?}");
+            assert!(d.contains(&"_=warn".to_string()), "{env:?}: {d:?}");
+            assert!(
+                !d.iter().any(|x| x == "rocket=trace" || x == "_=debug"),
+                "{env:?}: {d:?}"
+            );
+        }
+        assert!(directives(Some("debug")).contains(&"debug".to_string()));
+    }
 }

@@ -211,9 +211,8 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    // Rocket's own `log` output is bridged and kept at warnings: its request lines would print raw URIs,
-    // and setup links carry a token in the path.
-    logging::init(&settings.log_format, "info,rocket=warn,_=warn");
+    // Rocket's own `log` output is bridged and kept at warnings (by `logging`, whatever `PCII_LOG` says).
+    logging::init(&settings.log_format, "info");
     // Every command's error, typed or not, is printed by its `Display`.
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command.unwrap_or(Command::Serve)
     {
