@@ -58,9 +58,12 @@ impl Throttle {
         });
     }
 
+    /// Whether wrong shares from `address` are refused unread. The overall cap does not bind the local socket
+    /// (0600 in the key directory: only the portal's own user reaches it), so that strangers on the network
+    /// cannot lock out the custodian at the host.
     fn blocked(&mut self, address: &str, now: i64) -> bool {
         self.prune(now);
-        self.overall.len() >= MAX_FAILURES_OVERALL
+        address != LOCAL_SOCKET && self.overall.len() >= MAX_FAILURES_OVERALL
             || self
                 .by_address
                 .get(address)
@@ -75,6 +78,9 @@ impl Throttle {
             .push(now);
     }
 }
+
+/// The address the local unseal socket's attempts are throttled and recorded under.
+const LOCAL_SOCKET: &str = "local socket";
 
 /// Longest line read from the socket (a share line is a few hundred bytes).
 const SOCKET_LINE_MAX: u64 = 8 * 1024;
@@ -287,8 +293,10 @@ impl Answer {
     }
 }
 
-/// Offers one share, throttled (per address and overall) and audited whoever gave it; on the k-th the unlock
-/// key is handed over and the sealed portal shuts down.
+/// Offers one share, audited whoever gave it; on the k-th the unlock key is handed over and the sealed portal
+/// shuts down. A true share is always taken, even from an address over its limit: a share cannot be guessed
+/// (it must match its digest in the manifest), so the throttle only stops wrong ones, and strangers sending
+/// wrong shares cannot keep the custodians from unsealing.
 async fn offer_share(
     state: &SealedPortal,
     actor: &Actor,
@@ -297,26 +305,28 @@ async fn offer_share(
     shutdown: &Shutdown,
 ) -> Answer {
     let now = state.clock.now();
+    let address = crate::auth::throttle::network(address);
+    let address = address.as_str();
     let blocked = state
         .throttle
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .blocked(address, now);
-    if blocked {
-        audit(
-            state,
-            actor,
-            Event::new("key.unseal", AuditOutcome::Refused).reason("throttled"),
-        )
-        .await;
-        return Answer::Throttled;
-    }
     let offered = state
         .collector
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .offer(share);
     match offered {
+        Err(_) if blocked => {
+            audit(
+                state,
+                actor,
+                Event::new("key.unseal", AuditOutcome::Refused).reason("throttled"),
+            )
+            .await;
+            Answer::Throttled
+        }
         Ok(Offered::Accepted { have, need }) => {
             audit(
                 state,
@@ -327,7 +337,17 @@ async fn offer_share(
             .await;
             Answer::Accepted { have, need }
         }
-        Ok(Offered::Duplicate { .. }) => Answer::Duplicate,
+        Ok(Offered::Duplicate { have, need }) => {
+            audit(
+                state,
+                actor,
+                Event::new("key.unseal", AuditOutcome::Success).reason(format!(
+                    "share given again, counted once ({have} of {need})"
+                )),
+            )
+            .await;
+            Answer::Duplicate
+        }
         Ok(Offered::Complete(key)) => {
             let need = state
                 .collector
@@ -416,10 +436,10 @@ async fn answer_socket(state: &SealedPortal, stream: tokio::net::UnixStream, shu
     let actor = Actor {
         user_id: None,
         role: Some("custodian".into()),
-        client_addr: Some("local socket".into()),
+        client_addr: Some(LOCAL_SOCKET.into()),
         request_id: None,
     };
-    let answer = offer_share(state, &actor, "local socket", line.trim(), shutdown).await;
+    let answer = offer_share(state, &actor, LOCAL_SOCKET, line.trim(), shutdown).await;
     let _ = write
         .write_all(format!("{}\n", answer.line()).as_bytes())
         .await;

@@ -467,7 +467,8 @@ fn shares_portal_is_sealed_until_two_of_three_unseal_it() {
     assert_eq!(login(&client, "officer@example.gov"), Status::SeeOther);
     assert_eq!(client.get("/officer").dispatch().status(), Status::Ok);
     assert_eq!(unseal_count(&client, "refused"), 1);
-    assert_eq!(unseal_count(&client, "success"), 2);
+    // Two shares taken, and the one given twice recorded as such.
+    assert_eq!(unseal_count(&client, "success"), 3);
     // The entries written while sealed (without a checkpoint) are part of a chain that verifies.
     let state = client.rocket().state::<Services>().unwrap();
     let mut conn = state.db.get().unwrap();
@@ -493,26 +494,88 @@ fn unseal_count_sealed(dir: &Path, outcome: &str) -> i64 {
         .unwrap()
 }
 
+/// Like [`post_share`], from the client address `ip`.
+fn post_share_from(client: &Client, ip: &str, share: &str) -> Status {
+    let remote = std::net::SocketAddr::new(ip.parse().unwrap(), 4000);
+    let page = client
+        .get("/unseal")
+        .remote(remote)
+        .dispatch()
+        .into_string()
+        .unwrap();
+    let token = extract_csrf(&page).unwrap();
+    client
+        .post("/unseal")
+        .remote(remote)
+        .header(ContentType::Form)
+        .body(encode(&[("csrf", &token), ("share", share)]))
+        .dispatch()
+        .status()
+}
+
 #[test]
-fn wrong_shares_are_throttled_per_address() {
+fn wrong_shares_are_throttled_but_never_keep_a_true_one_out() {
+    use pcii_portal::web::sealed::{MAX_FAILURES_OVERALL, MAX_FAILURES_PER_ADDRESS};
     let tmp = tempfile::tempdir().unwrap();
     let (_, shares, _) = shares_store(tmp.path());
     let sealed_figment = figment(tmp.path()).merge(("master_key_protection", "shares"));
     let (rocket, unlocked) =
         pcii_portal::web::sealed::build_with_clock(sealed_figment, Clock::system()).unwrap();
     let client = Client::tracked(rocket).unwrap();
-    for _ in 0..pcii_portal::web::sealed::MAX_FAILURES_PER_ADDRESS {
-        let (status, _) = post_share(&client, "pcii-share-v1:0102030405");
-        assert_eq!(status, Status::UnprocessableEntity);
+    let wrong = "pcii-share-v1:0102030405";
+    for _ in 0..MAX_FAILURES_PER_ADDRESS {
+        assert_eq!(
+            post_share_from(&client, "192.0.2.1", wrong),
+            Status::UnprocessableEntity
+        );
     }
-    // Locked now: even a good share is not looked at.
-    let (status, _) = post_share(&client, &shares[0]);
-    assert_eq!(status, Status::TooManyRequests);
-    assert!(unlocked.try_recv().is_err());
+    // Locked now: a wrong share is refused unread.
     assert_eq!(
-        unseal_count_sealed(tmp.path(), "refused"),
-        pcii_portal::web::sealed::MAX_FAILURES_PER_ADDRESS as i64 + 1
+        post_share_from(&client, "192.0.2.1", wrong),
+        Status::TooManyRequests
     );
+    // A true share is still taken from the locked address.
+    assert_eq!(
+        post_share_from(&client, "192.0.2.1", &shares[0]),
+        Status::Ok
+    );
+    for i in 0..(MAX_FAILURES_PER_ADDRESS - 1) {
+        assert_eq!(
+            post_share_from(&client, &format!("2001:db8::{i:x}"), wrong),
+            Status::UnprocessableEntity
+        );
+    }
+    assert_eq!(
+        post_share_from(&client, "2001:db8::ff", wrong),
+        Status::UnprocessableEntity
+    );
+    assert_eq!(
+        post_share_from(&client, "2001:db8::1:0", wrong),
+        Status::TooManyRequests,
+        "one /64 is one party"
+    );
+    // Strangers fill the overall limit from addresses of their own: every wrong share is refused unread...
+    let mut stranger = 0;
+    while stranger < MAX_FAILURES_OVERALL {
+        let status = post_share_from(&client, &format!("198.51.100.{stranger}"), wrong);
+        if status == Status::TooManyRequests {
+            break;
+        }
+        assert_eq!(status, Status::UnprocessableEntity);
+        stranger += 1;
+    }
+    assert_eq!(
+        post_share_from(&client, "203.0.113.9", wrong),
+        Status::TooManyRequests
+    );
+    assert!(unlocked.try_recv().is_err(), "one share unseals nothing");
+    // ...and a custodian's true share from yet another address still unseals.
+    assert_eq!(
+        post_share_from(&client, "203.0.113.9", &shares[1]),
+        Status::Ok
+    );
+    assert!(unlocked.try_recv().is_ok(), "unsealed by the second share");
+    assert_eq!(unseal_count_sealed(tmp.path(), "success"), 2);
 }
 
 /// Runs `pcii-portal unseal --share-file F` against the sealed portal of `dir`, driving the portal's runtime with
