@@ -165,6 +165,11 @@ impl AuditLog {
         self.fact(conn, actor, |_| Ok(((), event)))
     }
 
+    /// The time entries are stamped with now: for an act recorded in the same fact, so that both agree.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
     /// Appends one entry. Must run inside a transaction that has called [`lock_head`].
     pub fn append(&self, tx: &mut DbConn, actor: &Actor, event: &Event) -> AppResult<i64> {
         let (head_seq, head_hash) = store::head(tx)?;

@@ -8,7 +8,7 @@ use crate::db::{new_id, Db, DbConn};
 use crate::domain::Role;
 use crate::error::{AppError, AppResult};
 use crate::models::account::{self, normalize_email, NewUser};
-use crate::models::{session, setup_token};
+use crate::models::{grant, session, setup_token};
 
 /// Field-level problems with a form, shown next to each field.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -212,7 +212,7 @@ pub fn change_account(
                 "You cannot disable your own account or change your own role.".into(),
             ));
         }
-        let (action, reason) = apply_change(tx, &user, change)?;
+        let (action, reason) = apply_change(tx, audit, actor, &user, change)?;
         let mut event = Event::new(action, Outcome::Success).object("account", user_id);
         if let Some(r) = reason {
             event = event.reason(r);
@@ -221,10 +221,15 @@ pub fn change_account(
     })
 }
 
-/// Applies one change to an account inside the caller's transaction: the audit action and its reason.
-/// Disabling and role changes end every session of the account.
+/// Applies one change to an account inside the caller's fact (its transaction, the audit head locked): the
+/// audit action and its reason. Disabling and role changes end every session of the account; disabling an
+/// authorized user, or moving it to another role, also revokes its live need-to-know grants (one
+/// `grant.revoked` entry each), so that re-enabling it or moving it back does not give PCII back without
+/// an officer's new grant.
 pub fn apply_change(
     tx: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
     user: &crate::models::account::User,
     change: AccountChange,
 ) -> AppResult<(&'static str, Option<String>)> {
@@ -233,9 +238,13 @@ pub fn apply_change(
         AccountChange::Disable { reason } => {
             account::set_disabled(tx, user_id, true)?;
             let ended = session::delete_all_of(tx, user_id)?;
+            let revoked = revoke_grants(tx, audit, actor, user_id, "the account was disabled")?;
             (
                 "account.disable",
-                Some(format!("{reason} ({ended} session(s) ended)")),
+                Some(format!(
+                    "{reason} ({ended} session(s) ended{})",
+                    grants_note(revoked)
+                )),
             )
         }
         AccountChange::Enable => {
@@ -252,9 +261,20 @@ pub fn apply_change(
             }
             account::set_role(tx, user_id, *role)?;
             session::delete_all_of(tx, user_id)?;
+            let revoked = if user.role() == Role::AuthorizedUser && *role != Role::AuthorizedUser {
+                let why = format!("the account's role changed to {}", role.as_str());
+                revoke_grants(tx, audit, actor, user_id, &why)?
+            } else {
+                0
+            };
             (
                 "account.role",
-                Some(format!("{} -> {}", user.role.as_str(), role.as_str())),
+                Some(format!(
+                    "{} -> {}{}",
+                    user.role.as_str(),
+                    role.as_str(),
+                    grants_note(revoked)
+                )),
             )
         }
         AccountChange::ResetFactors { reason } => {
@@ -298,6 +318,34 @@ pub fn apply_change(
         }
     };
     Ok(applied)
+}
+
+/// Revokes the account's live grants with `why` as the stored reason (the system's words, no PCII), each with
+/// its own `grant.revoked` entry on the submission: how many.
+fn revoke_grants(
+    tx: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
+    user_id: &str,
+    why: &str,
+) -> AppResult<usize> {
+    let now = audit.now();
+    let revoked = grant::revoke_all_live(tx, user_id, actor.user_id.as_deref(), why, now)?;
+    for g in &revoked {
+        let event = Event::new("grant.revoked", Outcome::Success)
+            .object("submission", g.submission_id.clone())
+            .tracking(g.tracking_number.clone())
+            .reason(format!("from account {user_id}; {why}"));
+        audit.append(tx, actor, &event)?;
+    }
+    Ok(revoked.len())
+}
+
+fn grants_note(revoked: usize) -> String {
+    match revoked {
+        0 => String::new(),
+        n => format!("; {n} need-to-know grant(s) revoked"),
+    }
 }
 
 /// Issues a one-time setup link token when no administrator exists; `None` when one does.

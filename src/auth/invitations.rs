@@ -686,8 +686,13 @@ pub fn decide_privilege_request(
                 ));
             }
             let target = account::find(tx, &req.account_id)?;
-            let (action, reason) =
-                super::accounts::apply_change(tx, &target, as_account_change(change))?;
+            let (action, reason) = super::accounts::apply_change(
+                tx,
+                audit,
+                actor,
+                &target,
+                as_account_change(change),
+            )?;
             let what = match reason {
                 Some(r) => format!("{action} ({r})"),
                 None => action.to_string(),

@@ -113,6 +113,28 @@ pub fn revoke(
         .execute(conn)
 }
 
+/// Revokes every live grant of one account as of `now` (its account disabled, or no longer an authorized
+/// user): the grants revoked.
+pub fn revoke_all_live(
+    conn: &mut DbConn,
+    user_id: &str,
+    revoked_by: Option<&str>,
+    reason: &str,
+    now: i64,
+) -> QueryResult<Vec<GrantRow>> {
+    let live = live_grants(conn, user_id, now)?;
+    if !live.is_empty() {
+        diesel::update(grants::table.filter(grants::id.eq_any(live.iter().map(|g| g.id.as_str()))))
+            .set((
+                grants::revoked_at.eq(now),
+                grants::revoked_by.eq(revoked_by),
+                grants::revoke_reason.eq(reason),
+            ))
+            .execute(conn)?;
+    }
+    Ok(live)
+}
+
 /// One logged release; `removed` says what a sanitized release left out (`None` when not sanitized).
 #[derive(Insertable)]
 #[diesel(table_name = disseminations, treat_none_as_default_value = false)]

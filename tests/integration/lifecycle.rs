@@ -71,6 +71,100 @@ fn date_in(app: &TestApp, days: i64) -> String {
     pcii_portal::time::date(app.now() + days * DAY)
 }
 
+/// A grant to `analyst_id` on `id` for 30 days, given by `officer`.
+fn grant(app: &TestApp, officer: &mut Browser<'_>, id: &str, analyst_id: &str) {
+    let expires = date_in(app, 30);
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/grants"),
+        &[
+            ("user_id", analyst_id),
+            ("reason", "Regional threat assessment"),
+            ("expires", &expires),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+}
+
+#[test]
+fn disabling_an_analyst_or_moving_it_to_another_role_revokes_its_grants_for_good() {
+    use pcii_portal::db::schema::grants;
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let mut admin = app.login_as(Role::Administrator, "root@pcii.example.gov", None);
+    let id = submit(&mut sub, &[file_bytes(1000, 1, "")]);
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[("decision", "validate"), ("confirm", "1")],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    let (ana, mut a) = analyst(&app, "ana@dhs.example.gov");
+    let (ben, mut b) = analyst(&app, "ben@dhs.example.gov");
+    grant(&app, &mut officer, &id, &ana);
+    grant(&app, &mut officer, &id, &ben);
+    let uri = format!("/analyst/submissions/{id}");
+    assert_eq!(a.get(&uri).status, Status::Ok);
+    assert_eq!(b.get(&uri).status, Status::Ok);
+    let revoked = |user: &str| -> Vec<Option<i64>> {
+        app.with_conn(|c| {
+            grants::table
+                .filter(grants::user_id.eq(user))
+                .select(grants::revoked_at)
+                .load(c)
+                .unwrap()
+        })
+    };
+
+    // Disabled, then enabled again: the grant stays revoked, with its own entry on the submission.
+    let page = admin.post(
+        &format!("/admin/accounts/{ana}/disable"),
+        &[("reason", "left the agency"), ("confirm", "true")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert!(revoked(&ana)[0].is_some());
+    assert!(
+        revoked(&ben)[0].is_none(),
+        "another analyst keeps its grant"
+    );
+    let page = admin.post(&format!("/admin/accounts/{ana}/enable"), &[]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let mut a = signed_in(&app, "ana@dhs.example.gov");
+    let page = a.get(&uri);
+    assert_eq!(page.status, Status::Forbidden);
+    assert!(page.body.contains("was revoked"), "{}", page.body);
+
+    // Moved to auditor and back: the same.
+    for role in ["auditor", "authorized_user"] {
+        let page = admin.post(&format!("/admin/accounts/{ben}/role"), &[("role", role)]);
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    }
+    assert!(revoked(&ben)[0].is_some());
+    let mut b = signed_in(&app, "ben@dhs.example.gov");
+    assert_eq!(b.get(&uri).status, Status::Forbidden);
+
+    let entries: Vec<(Option<String>, Option<String>)> = app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq("grant.revoked"))
+            .order(audit_entries::seq)
+            .select((audit_entries::object_id, audit_entries::reason))
+            .load(c)
+            .unwrap()
+    });
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert!(entries
+        .iter()
+        .all(|(o, _)| o.as_deref() == Some(id.as_str())));
+    let reasons: Vec<&str> = entries.iter().filter_map(|(_, r)| r.as_deref()).collect();
+    assert!(
+        reasons[0].contains(&ana) && reasons[0].contains("disabled"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains(&ben) && reasons[1].contains("auditor"),
+        "{reasons:?}"
+    );
+}
+
 #[test]
 fn defective_cured_validated_granted_read_exported_then_the_grant_expires() {
     let app = TestApp::new();
