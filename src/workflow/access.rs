@@ -243,8 +243,8 @@ fn gone() -> AppError {
 pub enum Reading {
     /// Shown on a page; the detail names which (`None` for the submission's own page).
     Page(Option<&'static str>),
-    /// The submitter's own form shown again after a save it must correct: what it shows is mostly what
-    /// was just typed, and the opening of the form was recorded.
+    /// The submitter's own form shown again after a save it must correct. Recorded too: the page shows what is
+    /// stored beside what was just typed, and a request can be made to fail on purpose to see it.
     FormAgain,
 }
 
@@ -264,16 +264,18 @@ pub async fn read_content(
         return Ok(None);
     }
     let content = documents::read_content(services, blob_id).await?;
-    if let Reading::Page(detail) = reading {
-        record_access(
-            services,
-            actor,
-            "content.viewed",
-            sub,
-            detail.map(str::to_string),
-        )
-        .await?;
-    }
+    let detail = match reading {
+        Reading::Page(detail) => detail,
+        Reading::FormAgain => Some("form shown again"),
+    };
+    record_access(
+        services,
+        actor,
+        "content.viewed",
+        sub,
+        detail.map(str::to_string),
+    )
+    .await?;
     Ok(Some(content))
 }
 

@@ -591,3 +591,45 @@ fn a_cure_replaces_a_file_keeps_the_old_one_on_record_and_destruction_takes_both
         );
     }
 }
+
+/// A save that must be corrected shows the form again with what is stored beside what was typed: that is a
+/// reading of the stored content, recorded like any other (a request can be made to fail on purpose).
+#[test]
+fn a_form_shown_again_after_a_failed_save_is_a_recorded_reading() {
+    use diesel::prelude::*;
+    use pcii_portal::db::schema::audit_entries;
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let parts = complete_fields("Stored narrative about substation 14.", "continue");
+    let page = ann.post_multipart("/submissions", &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let id = crate::common::submission_id(&page)
+        .trim_end_matches("/check")
+        .to_string();
+
+    let viewed = app.audit_count("content.viewed");
+    let page = ann.post_multipart(
+        &format!("/submissions/{id}"),
+        &[Part::Text("sector", "no such sector")],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    assert!(page.body.contains("Stored narrative about substation 14."));
+    assert_eq!(app.audit_count("content.viewed"), viewed + 1);
+    let ann_id = app.user_id("ann@acme.example");
+    let (actor, object, reason): (Option<String>, Option<String>, Option<String>) =
+        app.with_conn(|c| {
+            audit_entries::table
+                .filter(audit_entries::action.eq("content.viewed"))
+                .order(audit_entries::seq.desc())
+                .select((
+                    audit_entries::actor_id,
+                    audit_entries::object_id,
+                    audit_entries::reason,
+                ))
+                .first(c)
+                .unwrap()
+        });
+    assert_eq!(actor, Some(ann_id));
+    assert_eq!(object, Some(id));
+    assert_eq!(reason.as_deref(), Some("form shown again"));
+}
