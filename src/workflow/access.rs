@@ -11,7 +11,7 @@ use crate::audit::log::{Actor, Event, Outcome};
 use crate::db::DbConn;
 use crate::domain::{Role, Status, TRAINING_VALID_DAYS};
 use crate::error::{AppError, AppResult};
-use crate::models::account::User;
+use crate::models::account::{self, User};
 use crate::models::attachment::{self, Attachment};
 use crate::models::grant;
 use crate::models::submission::{self, Scope, Submission};
@@ -129,6 +129,9 @@ pub fn decide(
     id: &str,
     now: i64,
 ) -> AppResult<Result<Submission, Refusal>> {
+    // The account as it is now, not as it was when the request began: a long request (an upload trickled
+    // for minutes) must not read for someone disabled, removed or moved meanwhile.
+    let user = &account::find(conn, &user.id)?;
     if user.disabled {
         return Ok(Err(Refusal::NotFound));
     }
@@ -185,6 +188,25 @@ fn decide_for_authorized_user(
         return Ok(Err(Refusal::NotValidated));
     }
     Ok(Ok(sub))
+}
+
+/// Inside an act's transaction: whether the account that began the request is still what it was then —
+/// enabled, in the same role and the same organisation. Writes that follow a long request (an upload trickled
+/// for minutes) must not commit for someone disabled, removed or moved meanwhile.
+pub(crate) fn still_as_begun(
+    tx: &mut DbConn,
+    user_id: &str,
+    role: Role,
+    organisation_id: Option<&str>,
+) -> AppResult<()> {
+    let now = account::find(tx, user_id)?;
+    if now.disabled || now.role() != role || now.organisation_id.as_deref() != organisation_id {
+        return Err(AppError::Refused(
+            "Your account changed while this request was under way, and nothing was saved. Sign in again."
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Decides, and on refusal records it (`access.refused`, with the reason's code) and answers with it.

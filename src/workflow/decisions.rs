@@ -151,6 +151,12 @@ where
         .db
         .run(move |c| {
             audit.fact(c, &actor, |tx| {
+                crate::workflow::access::still_as_begun(
+                    tx,
+                    &officer.id,
+                    officer.role(),
+                    officer.organisation_id.as_deref(),
+                )?;
                 let sub = submission::find(tx, &id, Scope::ProgramOffice)?;
                 not_own(&officer, &sub)?;
                 let sealer = Sealer::for_submission(tx, &sub.id, &spare, now)?;

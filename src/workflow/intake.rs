@@ -416,6 +416,12 @@ fn commit_save(
     plan: Plan,
     now: i64,
 ) -> AppResult<Saved> {
+    crate::workflow::access::still_as_begun(
+        tx,
+        &who.user_id,
+        Role::Submitter,
+        Some(&who.organisation_id),
+    )?;
     let scope = Scope::Organisation(&who.organisation_id);
     let mut obsolete = Vec::new();
     let (sub, created) = match &plan.existing {

@@ -400,6 +400,12 @@ fn commit_message(
         ),
         Side::Office => Scope::ProgramOffice,
     };
+    crate::workflow::access::still_as_begun(
+        tx,
+        &writer.id,
+        writer.role(),
+        writer.organisation_id.as_deref(),
+    )?;
     // Read again under the write lock: a decision taken meanwhile closes the thread.
     let sub = submission::find(tx, submission_id, scope)?;
     if !writable(sub.status()) {

@@ -890,3 +890,59 @@ fn an_admin_moved_to_a_staff_role_no_longer_counts_as_its_organisations_admin() 
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     assert_eq!(invitation_state(&app, &id), "sent");
 }
+
+/// A request that began before its member was removed (an upload trickled for minutes) carries the account as it
+/// was. Whatever it does afterwards is decided on the account as it is now: it reads nothing and writes
+/// nothing. (Driven through the library, as the local client cannot hold a request open across another.)
+#[test]
+fn a_request_begun_before_its_member_was_removed_neither_reads_nor_writes_afterwards() {
+    use pcii_portal::workflow::{access, messages};
+    let app = TestApp::new();
+    let mut admin = app.login_as(Role::Submitter, "a@acme.example", Some("Acme"));
+    let sub = submit(&mut admin, "Acme's report");
+    app.login_as(Role::Submitter, "m@acme.example", Some("Acme"));
+    let member_id = app.user_id("m@acme.example");
+    let as_begun = app.with_conn(|c| account::find(c, &member_id).unwrap());
+    let state = app.state();
+    let actor = Actor {
+        user_id: Some(member_id.clone()),
+        role: Some("submitter".into()),
+        client_addr: None,
+        request_id: None,
+    };
+    let rt = rocket::tokio::runtime::Runtime::new().unwrap();
+    let admitted = rt
+        .block_on(access::admit(state, &as_begun, &actor, &sub))
+        .expect("a member reads its company's submission");
+    let sealing = rt
+        .block_on(messages::sealing_key(state, &admitted))
+        .unwrap();
+
+    let page = admin.post(
+        &format!("/organisation/members/{member_id}/remove"),
+        &[("confirm", "yes")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+
+    let messages_before = app.audit_count("message.sent");
+    let sent = rt.block_on(messages::send(
+        state,
+        &admitted,
+        &as_begun,
+        &actor,
+        messages::NewMessageRequest {
+            body: "Written after the removal.".into(),
+            request_for_information: false,
+            files: Vec::new(),
+            sealing,
+        },
+    ));
+    assert!(
+        matches!(sent, Err(pcii_portal::error::AppError::Refused(_))),
+        "{sent:?}"
+    );
+    assert_eq!(app.audit_count("message.sent"), messages_before);
+    let now = app.now();
+    let verdict = app.with_conn(|c| access::decide(c, &as_begun, &sub, now).unwrap());
+    assert!(verdict.is_err(), "read nothing: {verdict:?}");
+}
