@@ -386,16 +386,33 @@ pub fn unused_keys(figment: &Figment) -> Vec<String> {
         .collect()
 }
 
-/// A portal reached beyond this machine without `public_origin` cannot tell its own name: the Host check (DNS
-/// rebinding) then answers loopback names and the bare address only, and links in mail name the bare address.
-pub fn exposure_warning(figment: &Figment, settings: &Settings) -> Option<String> {
-    let address: std::net::IpAddr = figment.extract_inner("address").ok()?;
-    (settings.public_origin.is_empty() && !address.is_loopback()).then(|| {
-        format!(
+/// What start-up warns of about how the portal is reached:
+/// - beyond this machine without `public_origin`, it cannot tell its own name: the Host check (DNS rebinding)
+///   then answers loopback names and the bare address only, and links in mail name the bare address;
+/// - trusting a proxy's client-address header (`ip_header`) while listening beyond this machine lets whoever
+///   connects directly, not through the proxy, choose its own address for every per-address limit.
+pub fn exposure_warnings(figment: &Figment, settings: &Settings) -> Vec<String> {
+    let Ok(address) = figment.extract_inner::<std::net::IpAddr>("address") else {
+        return Vec::new();
+    };
+    let mut warnings = Vec::new();
+    if address.is_loopback() {
+        return warnings;
+    }
+    if settings.public_origin.is_empty() {
+        warnings.push(format!(
             "listening on {address}, beyond this machine, without `public_origin`: set it to the address people use \
              (e.g. https://pcii.example.gov); until then only requests for {address} or localhost are answered"
-        )
-    })
+        ));
+    }
+    if let Ok(header) = figment.extract_inner::<String>("ip_header") {
+        warnings.push(format!(
+            "trusting the client address in `{header}` while listening on {address}, beyond this machine: whoever \
+             reaches the portal directly, not through the proxy, chooses its own address for every per-address limit; \
+             listen on 127.0.0.1 (or firewall the port) so that only the proxy reaches it"
+        ));
+    }
+    warnings
 }
 
 pub fn load(figment: &Figment) -> Result<Settings, String> {
@@ -431,6 +448,32 @@ pub fn display_path(p: &Path) -> String {
 mod tests {
     use super::*;
     use figment::providers::Serialized;
+
+    #[test]
+    fn exposure_is_warned_of_beyond_loopback_only() {
+        let warnings = |address: &str, ip_header: Option<&str>, origin: &str| {
+            let mut figment = Figment::from(Serialized::defaults(Settings::default()))
+                .merge(("address", address))
+                .merge(("ip_header", false));
+            if let Some(h) = ip_header {
+                figment = figment.merge(("ip_header", h));
+            }
+            let settings = Settings {
+                public_origin: origin.into(),
+                ..Settings::default()
+            };
+            exposure_warnings(&figment, &settings)
+        };
+        let origin = "https://pcii.example.gov";
+        assert!(warnings("127.0.0.1", Some("X-Real-IP"), "").is_empty());
+        assert!(warnings("0.0.0.0", None, origin).is_empty());
+        let w = warnings("0.0.0.0", Some("X-Real-IP"), origin);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("X-Real-IP") && w[0].contains("chooses its own address"));
+        let w = warnings("::", None, "");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("public_origin"));
+    }
 
     #[test]
     fn a_key_nothing_reads_is_named_and_known_ones_are_not() {

@@ -132,6 +132,16 @@ pub async fn send_off_executor(
         .map_err(|e| MailError::Send(format!("the mail task failed: {e}")))?
 }
 
+/// `localhost` or a loopback address: a server that traffic to never leaves this machine.
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn smtp_transport(s: &Settings) -> Result<SmtpTransport, String> {
     let host = s.smtp_host.trim();
     let tls =
@@ -139,7 +149,13 @@ fn smtp_transport(s: &Settings) -> Result<SmtpTransport, String> {
     let tls = match s.smtp_security.as_str() {
         "tls" => Tls::Wrapper(tls()?),
         "starttls" => Tls::Required(tls()?),
-        "none" => Tls::None,
+        "none" if is_loopback_host(host) => Tls::None,
+        "none" => {
+            return Err(format!(
+                "smtp_security = \"none\" sends the SMTP password and every link in clear: it is allowed only for \
+                 a server on this machine (localhost, 127.0.0.1, ::1), not {host}; use `starttls` or `tls`"
+            ))
+        }
         other => {
             return Err(format!(
                 "smtp_security must be `starttls`, `tls` or `none`, not `{other}`"
@@ -154,13 +170,9 @@ fn smtp_transport(s: &Settings) -> Result<SmtpTransport, String> {
         let password = if s.smtp_password_file.as_os_str().is_empty() {
             s.smtp_password.0.clone()
         } else {
-            std::fs::read_to_string(&s.smtp_password_file)
-                .map_err(|e| {
-                    format!(
-                        "reading smtp_password_file {}: {e}",
-                        s.smtp_password_file.display()
-                    )
-                })?
+            // A secret like the key files: refused when others may read it.
+            crate::crypto::keyfile::read_private(&s.smtp_password_file)
+                .map_err(|e| format!("smtp_password_file: {e}"))?
                 .trim_end_matches(['\r', '\n'])
                 .to_string()
         };
@@ -258,6 +270,39 @@ pub mod messages {
             body: format!(
                 "Hello {name},\n\nYou have a new message about a submission \u{2014} sign in to read it:\n\n{link}\n{SIGNATURE}"
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(host: &str, security: &str) -> Settings {
+        Settings {
+            smtp_host: host.into(),
+            smtp_security: security.into(),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn mail_in_clear_only_to_a_server_on_this_machine() {
+        for host in ["127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.53"] {
+            assert!(smtp_transport(&settings(host, "none")).is_ok(), "{host}");
+        }
+        for host in [
+            "mail.example.gov",
+            "10.0.0.25",
+            "192.0.2.1",
+            "localhost.example.gov",
+        ] {
+            let e = smtp_transport(&settings(host, "none")).unwrap_err();
+            assert!(e.contains("in clear"), "{host}: {e}");
+            assert!(
+                smtp_transport(&settings(host, "starttls")).is_ok(),
+                "{host}"
+            );
         }
     }
 }

@@ -366,7 +366,7 @@ fn serve(figment: rocket::figment::Figment) -> Result<(), String> {
         warn_keys(&settings, &startup.generated_keys);
     }
     let origin = config::origin(&figment, &settings);
-    if let Some(warning) = config::exposure_warning(&figment, &settings) {
+    for warning in config::exposure_warnings(&figment, &settings) {
         eprintln!("*** WARNING: {warning} ***");
         tracing::warn!("{warning}");
     }

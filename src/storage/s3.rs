@@ -130,7 +130,9 @@ fn io_error(e: object_store::Error) -> io::Error {
 
 /// Reads `[profile]`'s key pair from an AWS shared-credentials file.
 fn read_credentials_file(path: &FsPath) -> io::Result<(String, String, Option<String>)> {
-    let text = std::fs::read_to_string(path)?;
+    // A secret like the key files: refused when others may read it.
+    let text = crate::crypto::keyfile::read_private(path)
+        .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e.to_string()))?;
     let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
     let (mut in_profile, mut id, mut secret, mut token) = (false, None, None, None);
     for line in text.lines().map(str::trim) {
@@ -552,6 +554,16 @@ mod tests {
     fn credentials_come_from_the_named_profile_and_errors_name_no_value() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("credentials");
+        std::fs::write(
+            &path,
+            "[default]\naws_access_key_id = A\naws_secret_access_key = B\n",
+        )
+        .unwrap();
+        // Readable by others (the umask's 0644): refused, like a key file.
+        let err = read_credentials_file(&path).unwrap_err().to_string();
+        assert!(err.contains("0600"), "{err}");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::write(
             &path,
             "# comment\n[other]\naws_access_key_id = WRONG\naws_secret_access_key = WRONG\n\n[default]\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = s3cr3t-MARKER\n",
