@@ -140,6 +140,15 @@ pub enum KeyStoreError {
         path.display()
     )]
     Interrupted { path: PathBuf, mode: &'static str },
+    /// `keys protect` into the mode the store is already fully in: the passphrase or custodians given would
+    /// be ignored, so nothing is done and the operator is told how to change them.
+    #[error(
+        "the key store {} is already protected ({mode}) and nothing was left to finish: nothing was changed. \
+         To set a new passphrase or new custodians, run `pcii-portal keys protect --mode {mode} \
+         --new-unlock-key ...`",
+        path.display()
+    )]
+    AlreadyProtected { path: PathBuf, mode: &'static str },
     /// `shares` mode configured on a store that has no shares yet.
     #[error(
         "the key store {} has no shares; create them with \

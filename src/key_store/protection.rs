@@ -387,6 +387,12 @@ pub fn protect(
         // A re-run: the target wrapper was written (after every sealed file), so what is left is removal.
         done.finished_only = true;
         finish(dir, mode, &mut done)?;
+        if done.removed.is_empty() {
+            return Err(KeyStoreError::AlreadyProtected {
+                path: dir.to_path_buf(),
+                mode: mode.as_str(),
+            });
+        }
         return Ok(done);
     }
 
@@ -649,6 +655,23 @@ mod tests {
         .unwrap();
         assert!(again.finished_only);
         assert_eq!(again.removed, vec![COOKIE_SECRET_FILE.to_string()]);
+        // Once more, with nothing left to finish: a new passphrase given this way would be ignored, so it is
+        // refused (and the old passphrase still opens the store).
+        let ignored = protect(
+            &sealed_settings,
+            Target::Passphrase(Zeroizing::new("another passphrase, ignored".into())),
+            &mut || unreachable!(),
+        );
+        assert!(
+            matches!(
+                ignored,
+                Err(KeyStoreError::AlreadyProtected {
+                    mode: "passphrase",
+                    ..
+                })
+            ),
+            "{ignored:?}"
+        );
         // The file mode now refuses the store instead of generating clear keys beside it.
         assert!(matches!(
             super::super::open_all(&clear),
