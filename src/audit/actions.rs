@@ -88,6 +88,19 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("invitation.revoke", "Invitation revoked"),
     ("invitation.accept", "Invitation accepted"),
     ("organisation.verify", "Organisation verified"),
+    (
+        "organisation.merge_propose",
+        "Merge of organisations proposed",
+    ),
+    (
+        "organisation.merge_accept",
+        "Merge of organisations accepted by one company",
+    ),
+    (
+        "organisation.merge_refuse",
+        "Merge of organisations refused by a company",
+    ),
+    ("organisation.merge_withdraw", "Merge proposal withdrawn"),
     ("organisation.merge", "Organisations merged"),
     (
         "organisation.admin_grant",

@@ -1,5 +1,5 @@
 //! Membership rules: an organisation administrator removes members and hands its role on; the Program Office
-//! verifies organisations and merges duplicates. Each change commits together with its audit entry.
+//! verifies organisations and proposes merging duplicates, which each company's administrator accepts or refuses. Each change commits together with its audit entry.
 //!
 //! Everything an organisation administrator does is scoped by its own organisation's id: a member of another
 //! organisation answers "not found", exactly like an id that does not exist.
@@ -10,6 +10,7 @@ use crate::domain::Role;
 use crate::error::{AppError, AppResult};
 use crate::models::account::{self, User};
 use crate::models::invitation::organisation_admins;
+use crate::models::merge_proposal::{self as proposals, Side};
 use crate::models::organisation as model;
 
 /// The longest verification method or merge reason, in characters.
@@ -245,10 +246,12 @@ pub fn verify(
     })
 }
 
-/// A PCII officer merges a duplicate organisation into another one (by id), in one transaction: its members,
-/// submissions and open invitations move to the target, and the duplicate is marked merged.
+/// A PCII officer proposes to merge a duplicate organisation into another one (by id). Nothing moves yet: the
+/// merge lets the duplicate's people into the target and shows each company's submissions to the other's people,
+/// so an organisation administrator of each company must accept it first ([`answer_merge`]). One open proposal
+/// per duplicate at a time. Returns the proposal's id.
 #[allow(clippy::too_many_arguments)]
-pub fn merge(
+pub fn propose_merge(
     conn: &mut DbConn,
     audit: &AuditLog,
     actor: &Actor,
@@ -257,7 +260,7 @@ pub fn merge(
     target_id: &str,
     reason: &str,
     now: i64,
-) -> AppResult<model::Moved> {
+) -> AppResult<String> {
     let reason = one_line(
         reason,
         "Give the reason for the merge, in one line (up to 200 characters).",
@@ -287,13 +290,157 @@ pub fn merge(
             ));
         };
         officer_may_act(officer, &[dup.id.as_str(), target.id.as_str()])?;
+        if proposals::open_conflicting(tx, &dup.id, &target.id)?.is_some() {
+            return Err(AppError::Conflict(
+                "A merge of this organisation is already proposed: wait for the companies' answers, or withdraw it first."
+                    .into(),
+            ));
+        }
+        let id = proposals::insert(tx, &dup.id, &target.id, &reason, &officer.id, now)?;
+        let event = Event::new("organisation.merge_propose", Outcome::Success)
+            .object("organisation", &dup.id)
+            .reason(format!(
+                "proposed merging {} into {}: {reason} (proposal {id})",
+                dup.id, target.id
+            ));
+        Ok((id, event))
+    })
+}
+
+/// What became of an organisation administrator's answer to a merge proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeAnswer {
+    /// Accepted; the other company has not yet.
+    Accepted,
+    /// Accepted second: the merge ran.
+    Merged(model::Moved),
+    /// Refused: the proposal is closed and nothing moved.
+    Refused,
+}
+
+/// An organisation administrator of one of the two companies accepts or refuses an open merge proposal. Any
+/// other organisation's administrator is answered 404, as for an unknown id, and the attempt is recorded. The
+/// second acceptance runs the merge in the same transaction, after checking again that both organisations exist,
+/// neither was merged away, and the proposal is still open. A refusal closes the proposal.
+#[allow(clippy::too_many_arguments)]
+pub fn answer_merge(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
+    who: &User,
+    organisation_id: &str,
+    proposal_id: &str,
+    accept: bool,
+    now: i64,
+) -> AppResult<MergeAnswer> {
+    audit.fact(conn, actor, |tx| {
+        let Some(p) = proposals::find(tx, proposal_id)? else {
+            return Err(AppError::NotFound);
+        };
+        let Some(side) = p.side_of(organisation_id) else {
+            return Ok((Err(AppError::NotFound), out_of_reach(&p.id)));
+        };
+        // The administrator answers for its own organisation, as it stands now.
+        match model::member(tx, organisation_id, &who.id)? {
+            Some(me) if me.org_admin && !me.disabled => {}
+            _ => return Ok((Err(AppError::NotFound), out_of_reach(&p.id))),
+        }
+        if !p.is_open() {
+            return Err(AppError::Conflict(
+                "This merge proposal is closed: it was answered or withdrawn.".into(),
+            ));
+        }
+        let side_name = match side {
+            Side::Duplicate => "duplicate",
+            Side::Target => "target",
+        };
+        if !accept {
+            if proposals::close(tx, &p.id, proposals::REFUSED, &who.id, now)? != 1 {
+                return Err(AppError::Conflict("This merge proposal is closed.".into()));
+            }
+            let event = Event::new("organisation.merge_refuse", Outcome::Success)
+                .object("organisation", &p.duplicate_id)
+                .reason(format!(
+                    "refused merging {} into {} for the {side_name} {organisation_id} (proposal {})",
+                    p.duplicate_id, p.target_id, p.id
+                ));
+            return Ok((Ok(MergeAnswer::Refused), event));
+        }
+        if proposals::accept(tx, &p.id, side, &who.id, now)? != 1 {
+            return Err(AppError::Conflict(
+                "Your organisation has already accepted this merge.".into(),
+            ));
+        }
+        let accepted = Event::new("organisation.merge_accept", Outcome::Success)
+            .object("organisation", &p.duplicate_id)
+            .reason(format!(
+                "accepted merging {} into {} for the {side_name} {organisation_id} (proposal {})",
+                p.duplicate_id, p.target_id, p.id
+            ));
+        let (dup_by, target_by) = match side {
+            Side::Duplicate => (Some(who.id.clone()), p.target_accepted_by.clone()),
+            Side::Target => (p.duplicate_accepted_by.clone(), Some(who.id.clone())),
+        };
+        let (Some(dup_by), Some(target_by)) = (dup_by, target_by) else {
+            return Ok((Ok(MergeAnswer::Accepted), accepted));
+        };
+        // Both companies have accepted: the merge runs now, in this transaction, if it still can.
+        let dup = model::find(tx, &p.duplicate_id)?;
+        let target = model::find(tx, &p.target_id)?;
+        if dup.merged_into.is_some() || target.merged_into.is_some() {
+            return Err(AppError::Conflict(
+                "One of the two organisations was merged into another since: this proposal can no longer be carried out. Ask the Program Office to withdraw it."
+                    .into(),
+            ));
+        }
+        audit.append(tx, actor, &accepted)?;
         let moved = model::merge(tx, &dup.id, &target.id, now)?;
+        if proposals::close(tx, &p.id, proposals::MERGED, &who.id, now)? != 1 {
+            return Err(AppError::Conflict("This merge proposal is closed.".into()));
+        }
         let event = Event::new("organisation.merge", Outcome::Success)
             .object("organisation", &dup.id)
             .reason(format!(
-                "merged {} into {}: {reason} ({} members, {} submissions, {} open invitations moved)",
-                dup.id, target.id, moved.members, moved.submissions, moved.invitations
+                "merged {} into {}: {} ({} members, {} submissions, {} open invitations moved); proposed by {}, accepted by {dup_by} for the duplicate and {target_by} for the target (proposal {})",
+                dup.id, target.id, p.reason, moved.members, moved.submissions, moved.invitations, p.proposed_by, p.id
             ));
-        Ok((moved, event))
+        Ok((Ok(MergeAnswer::Merged(moved)), event))
+    })?
+}
+
+/// An officer withdraws an open merge proposal (the one who made it, or any officer without a conflict of
+/// interest in either organisation). Returns the duplicate's id.
+pub fn withdraw_merge(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
+    officer: &User,
+    proposal_id: &str,
+    now: i64,
+) -> AppResult<String> {
+    audit.fact(conn, actor, |tx| {
+        let Some(p) = proposals::find(tx, proposal_id)? else {
+            return Err(AppError::NotFound);
+        };
+        officer_may_act(officer, &[p.duplicate_id.as_str(), p.target_id.as_str()])?;
+        if proposals::close(tx, &p.id, proposals::WITHDRAWN, &officer.id, now)? != 1 {
+            return Err(AppError::Conflict(
+                "This merge proposal is already closed.".into(),
+            ));
+        }
+        let event = Event::new("organisation.merge_withdraw", Outcome::Success)
+            .object("organisation", &p.duplicate_id)
+            .reason(format!(
+                "withdrew the proposal to merge {} into {} (proposal {})",
+                p.duplicate_id, p.target_id, p.id
+            ));
+        Ok((p.duplicate_id, event))
     })
+}
+
+/// The entry for an administrator that reached for a merge proposal its organisation is no party to.
+fn out_of_reach(proposal_id: &str) -> Event {
+    Event::new("access.refused", Outcome::Refused)
+        .object("merge_proposal", proposal_id)
+        .reason("merge proposal outside the administrator's organisation")
 }

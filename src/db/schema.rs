@@ -449,6 +449,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    merge_proposals (id) {
+        id -> Text,
+        duplicate_id -> Text,
+        target_id -> Text,
+        reason -> Text,
+        proposed_by -> Text,
+        proposed_at -> BigInt,
+        duplicate_accepted_by -> Nullable<Text>,
+        duplicate_accepted_at -> Nullable<BigInt>,
+        target_accepted_by -> Nullable<Text>,
+        target_accepted_at -> Nullable<BigInt>,
+        state -> Text,
+        closed_by -> Nullable<Text>,
+        closed_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(submissions -> organisations (organisation_id));
 diesel::joinable!(case_notes -> submissions (submission_id));
 diesel::joinable!(blobs -> submissions (submission_id));
@@ -497,4 +515,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     message_files,
     message_reads,
     pending_mail,
+    merge_proposals,
 );

@@ -13,6 +13,7 @@ pub mod event;
 pub mod grant;
 pub mod invitation;
 pub mod lease;
+pub mod merge_proposal;
 pub mod message;
 pub mod notice;
 pub mod notification;

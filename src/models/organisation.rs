@@ -333,7 +333,7 @@ pub fn verify(
 }
 
 /// What a merge moved.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Moved {
     pub members: usize,
     pub submissions: usize,

@@ -7,9 +7,9 @@ use diesel::prelude::*;
 
 use crate::db::schema::{
     access_requests, account_tokens, case_notes, destruction_records, disseminations, grants,
-    invitations, message_reads, messages, notices, notifications_sent, organisations, passkeys,
-    pending_mail, privilege_requests, recovery_codes, sessions, submission_events, submissions,
-    totp_enrolments, totp_factors, users,
+    invitations, merge_proposals, message_reads, messages, notices, notifications_sent,
+    organisations, passkeys, pending_mail, privilege_requests, recovery_codes, sessions,
+    submission_events, submissions, totp_enrolments, totp_factors, users,
 };
 use crate::db::{DbConn, MultiBackend};
 use crate::domain::Role;
@@ -105,7 +105,7 @@ pub fn candidate(
 
 /// What refers to the registration besides the account's own sign-in state, if anything: another account in the
 /// organisation (a colleague, or an officer recorded against it), a submission or draft, an invitation, a notice, an
-/// organisation merged into it, or anything the account did or received that another table keeps. `None`: nothing.
+/// organisation merged into it, a merge proposal naming it, or anything the account did or received that another table keeps. `None`: nothing.
 pub fn referenced_by(conn: &mut DbConn, r: &Registration) -> QueryResult<Option<&'static str>> {
     let (uid, org) = (r.account_id.as_str(), r.organisation_id.as_str());
     macro_rules! unless_any {
@@ -152,6 +152,17 @@ pub fn referenced_by(conn: &mut DbConn, r: &Registration) -> QueryResult<Option<
             organisations::merged_into
                 .eq(org)
                 .or(organisations::verified_by.eq(uid))
+        )
+    );
+    unless_any!(
+        "a merge proposal",
+        merge_proposals::table.filter(
+            merge_proposals::duplicate_id
+                .eq(org)
+                .or(merge_proposals::target_id.eq(org))
+                .or(merge_proposals::duplicate_accepted_by.eq(uid))
+                .or(merge_proposals::target_accepted_by.eq(uid))
+                .or(merge_proposals::closed_by.eq(uid))
         )
     );
     unless_any!(

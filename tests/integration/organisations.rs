@@ -9,7 +9,9 @@ use rocket::http::Status;
 use pcii_portal::audit::log::Actor;
 use pcii_portal::auth::accounts::Membership;
 use pcii_portal::auth::invitations::{self, InvitationRequest, Invited};
-use pcii_portal::db::schema::{audit_entries, invitations as inv_t, organisations, users};
+use pcii_portal::db::schema::{
+    audit_entries, invitations as inv_t, merge_proposals, organisations, users,
+};
 use pcii_portal::domain::Role;
 use pcii_portal::models::account;
 
@@ -438,6 +440,46 @@ fn an_officer_verifies_with_a_method_and_merges_a_duplicate_with_a_reason() {
         ],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    // That only proposed it: nothing moved, and one open proposal per duplicate.
+    assert_eq!(app.audit_count("organisation.merge_propose"), 1);
+    assert_eq!(app.audit_count("organisation.merge"), 0);
+    assert_eq!(
+        d.get(&format!("/submissions/{a_sub}")).status,
+        Status::NotFound
+    );
+    assert_eq!(
+        officer
+            .post(&uri, &[("target", &acme), ("reason", reason)])
+            .status,
+        Status::Conflict
+    );
+    assert_eq!(
+        officer
+            .post(
+                &format!("/officer/organisations/{acme}/merge"),
+                &[("target", &dup), ("reason", "the other way round")]
+            )
+            .status,
+        Status::Conflict
+    );
+    let pid = open_proposal(&app, &dup);
+    let page = officer.get(&format!("/officer/organisations/{dup}"));
+    assert!(page
+        .body
+        .contains(&format!("merge-proposals/{pid}/withdraw")));
+
+    // Each company's administrator accepts it (with a recent second factor, if it has one: these have none);
+    // the second acceptance merges.
+    let accept = format!("/organisation/merge-proposals/{pid}/accept");
+    let page = d.post(&accept, &[]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.audit_count("organisation.merge_accept"), 1);
+    assert_eq!(app.audit_count("organisation.merge"), 0);
+    let page = a.post(&accept, &[]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.audit_count("organisation.merge_accept"), 2);
+    assert_eq!(proposal_state(&app, &pid), "merged");
+
     // Not into a merged one, and not twice.
     assert_eq!(
         officer
@@ -487,6 +529,222 @@ fn an_officer_verifies_with_a_method_and_merges_a_duplicate_with_a_reason() {
         why.contains(reason) && why.contains(&acme) && why.contains(&dup),
         "{why}"
     );
+    // It names the proposing officer and both acceptors.
+    for who in ["o@example.gov", "d@acme-dup.example", "a@acme.example"] {
+        assert!(why.contains(&app.user_id(who)), "{who}: {why}");
+    }
+}
+
+/// The open merge proposal of a duplicate.
+fn open_proposal(app: &TestApp, duplicate: &str) -> String {
+    app.with_conn(|c| {
+        merge_proposals::table
+            .filter(merge_proposals::duplicate_id.eq(duplicate))
+            .filter(merge_proposals::state.eq("open"))
+            .select(merge_proposals::id)
+            .first(c)
+            .unwrap()
+    })
+}
+
+fn proposal_state(app: &TestApp, id: &str) -> String {
+    app.with_conn(|c| {
+        merge_proposals::table
+            .find(id)
+            .select(merge_proposals::state)
+            .first(c)
+            .unwrap()
+    })
+}
+
+fn organisation_of(app: &TestApp, email: &str) -> Option<String> {
+    let id = app.user_id(email);
+    app.with_conn(|c| {
+        users::table
+            .find(&id)
+            .select(users::organisation_id)
+            .first(c)
+            .unwrap()
+    })
+}
+
+/// The attack the consent closes: an officer registers a shell company with an address it controls and merges it
+/// into a victim company, which would make its shell account an administrator of the victim, reading its drafts and
+/// submissions. Now the officer only proposes; nothing moves until each company's administrator accepts, the
+/// victim's refusal closes the proposal, and a third company's administrator cannot even see it.
+#[test]
+fn an_officer_cannot_merge_a_shell_company_into_a_victim_without_both_administrators_consent() {
+    let app = TestApp::new();
+    let mut victim = app.login_as(Role::Submitter, "v@victim.example", Some("Victim Power"));
+    let mut colleague = app.login_as(Role::Submitter, "v2@victim.example", Some("Victim Power"));
+    let mut third = app.login_as(Role::Submitter, "t@third.example", Some("Third Co"));
+    let mut officer = app.login_as(Role::Officer, "o@example.gov", None);
+    // The shell: registered by the officer with an address it controls.
+    let mut shell = app.login_as(Role::Submitter, "me@shell.example", Some("Shell Co"));
+    let v_sub = submit(&mut victim, "the victim's report");
+    let s_sub = submit(&mut shell, "the shell's report");
+    let v_org = app.organisation_id("Victim Power").unwrap();
+    let s_org = app.organisation_id("Shell Co").unwrap();
+    let propose = |officer: &mut Browser<'_>| {
+        let page = officer.post(
+            &format!("/officer/organisations/{s_org}/merge"),
+            &[("target", &v_org), ("reason", "same company, I am sure")],
+        );
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+        assert_eq!(
+            organisation_of(&app, "me@shell.example").as_deref(),
+            Some(s_org.as_str()),
+            "the officer's form alone moved the shell's account into the victim"
+        );
+        open_proposal(&app, &s_org)
+    };
+    let nothing_moved = |shell: &mut Browser<'_>| {
+        assert_eq!(
+            organisation_of(&app, "me@shell.example").as_deref(),
+            Some(s_org.as_str())
+        );
+        assert_eq!(
+            shell.get(&format!("/submissions/{v_sub}")).status,
+            Status::NotFound
+        );
+        assert_eq!(app.audit_count("organisation.merge"), 0);
+    };
+
+    let pid = propose(&mut officer);
+    assert_eq!(app.audit_count("organisation.merge_propose"), 1);
+    nothing_moved(&mut shell);
+
+    // Both administrators see it on their organisation page, in plain words, with the answers.
+    let page = victim.get("/organisation");
+    assert!(page.body.contains("Shell Co"), "{}", page.body);
+    assert!(page.body.contains(&format!("merge-proposals/{pid}/accept")));
+    assert!(page.body.contains(&format!("merge-proposals/{pid}/refuse")));
+    assert!(
+        page.body.contains("will see your organisation"),
+        "{}",
+        page.body
+    );
+    let page = shell.get("/organisation");
+    assert!(page.body.contains("Victim Power"), "{}", page.body);
+    // Another company's administrator sees nothing of it, and reaching for it answers 404, recorded.
+    let page = third.get("/organisation");
+    assert!(!page.body.contains(&pid) && !page.body.contains("Shell Co"));
+    let refused = app.audit_count("access.refused");
+    for action in ["accept", "refuse"] {
+        let page = third.post(
+            &format!("/organisation/merge-proposals/{pid}/{action}"),
+            &[],
+        );
+        assert_eq!(page.status, Status::NotFound, "{action}: {}", page.body);
+    }
+    assert_eq!(app.audit_count("access.refused"), refused + 2);
+    assert_eq!(
+        third
+            .post("/organisation/merge-proposals/no-such-id/accept", &[])
+            .status,
+        Status::NotFound
+    );
+    assert_eq!(app.audit_count("access.refused"), refused + 2);
+    // A member who does not administer the victim answers nothing for it.
+    assert_eq!(
+        colleague
+            .post(&format!("/organisation/merge-proposals/{pid}/accept"), &[])
+            .status,
+        Status::Forbidden
+    );
+
+    // The shell accepts its side: still nothing moves.
+    let page = shell.post(&format!("/organisation/merge-proposals/{pid}/accept"), &[]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.audit_count("organisation.merge_accept"), 1);
+    nothing_moved(&mut shell);
+    assert_eq!(
+        shell
+            .post(&format!("/organisation/merge-proposals/{pid}/accept"), &[])
+            .status,
+        Status::Conflict
+    );
+    // The officer's page shows which side accepted.
+    let page = officer.get(&format!("/officer/organisations/{v_org}"));
+    assert!(page.body.contains("Accepted by"), "{}", page.body);
+    assert!(page
+        .body
+        .contains(&format!("merge-proposals/{pid}/withdraw")));
+
+    // The victim refuses: the proposal is closed and nothing moved.
+    let page = victim.post(&format!("/organisation/merge-proposals/{pid}/refuse"), &[]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(proposal_state(&app, &pid), "refused");
+    assert_eq!(app.audit_count("organisation.merge_refuse"), 1);
+    assert_eq!(
+        victim
+            .post(&format!("/organisation/merge-proposals/{pid}/accept"), &[])
+            .status,
+        Status::Conflict
+    );
+    nothing_moved(&mut shell);
+    assert!(!victim.get("/organisation").body.contains(&pid));
+
+    // An officer withdraws a proposal: closed, nothing moved.
+    let pid = propose(&mut officer);
+    let page = officer.post(
+        &format!("/officer/organisations/merge-proposals/{pid}/withdraw"),
+        &[],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(proposal_state(&app, &pid), "withdrawn");
+    assert_eq!(app.audit_count("organisation.merge_withdraw"), 1);
+    assert_eq!(
+        shell
+            .post(&format!("/organisation/merge-proposals/{pid}/accept"), &[])
+            .status,
+        Status::Conflict
+    );
+    nothing_moved(&mut shell);
+
+    // Only when both companies accept does the merge run, moving exactly what it always moved.
+    let pid = propose(&mut officer);
+    let page = victim.post(&format!("/organisation/merge-proposals/{pid}/accept"), &[]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    nothing_moved(&mut shell);
+    let page = shell.post(&format!("/organisation/merge-proposals/{pid}/accept"), &[]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(proposal_state(&app, &pid), "merged");
+    assert_eq!(app.audit_count("organisation.merge"), 1);
+    assert_eq!(
+        organisation_of(&app, "me@shell.example").as_deref(),
+        Some(v_org.as_str())
+    );
+    assert_eq!(
+        shell.get(&format!("/submissions/{v_sub}")).status,
+        Status::Ok
+    );
+    assert_eq!(
+        victim.get(&format!("/submissions/{s_sub}")).status,
+        Status::Ok
+    );
+    let moved: String = app.with_conn(|c| {
+        pcii_portal::db::schema::submissions::table
+            .find(&s_sub)
+            .select(pcii_portal::db::schema::submissions::organisation_id)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(moved, v_org);
+    let why: Option<String> = app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq("organisation.merge"))
+            .select(audit_entries::reason)
+            .first(c)
+            .unwrap()
+    });
+    let why = why.unwrap_or_default();
+    for who in ["o@example.gov", "v@victim.example", "me@shell.example"] {
+        assert!(why.contains(&app.user_id(who)), "{who}: {why}");
+    }
+    assert!(why.contains("1 members, 1 submissions"), "{why}");
+    // Nothing left to answer.
+    assert!(!victim.get("/organisation").body.contains(&pid));
 }
 
 #[test]

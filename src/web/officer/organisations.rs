@@ -1,5 +1,6 @@
-//! PCII officers: the organisations (list, one organisation's page), verification, merging duplicates, and
-//! administrators' invitations into organisations that have no organisation administrator to decide them.
+//! PCII officers: the organisations (list, one organisation's page), verification, proposing (and withdrawing)
+//! merges of duplicates, which each company's administrator accepts or refuses, and administrators' invitations
+//! into organisations that have no organisation administrator to decide them.
 
 use rocket::form::FromForm;
 use serde::Serialize;
@@ -8,6 +9,7 @@ use crate::auth::membership;
 use crate::error::AppResult;
 use crate::models::account::{self, Organisation};
 use crate::models::invitation::{self, InvitationRow};
+use crate::models::merge_proposal::{self as proposals, ProposalRow};
 use crate::models::organisation::{self as orgs, OrganisationFilter, ORGANISATIONS_PER_PAGE};
 use crate::web::deliver;
 use crate::web::forms::{trimmed, CsrfForm, NoFields};
@@ -17,7 +19,7 @@ use crate::web::step_up::StepUpForm;
 use crate::web::views::PageLinks;
 
 pub fn routes() -> Vec<rocket::Route> {
-    rocket::routes![list, detail, verify, merge, approve, refuse]
+    rocket::routes![list, detail, verify, merge, withdraw_merge, approve, refuse]
 }
 
 const LIST: &str = "/officer/organisations";
@@ -121,6 +123,7 @@ struct Detail {
     merged_from: Vec<Organisation>,
     awaiting: Vec<InvitationRow>,
     has_admin: bool,
+    proposals: Vec<ProposalRow>,
 }
 
 #[rocket::get("/officer/organisations/<id>")]
@@ -146,6 +149,7 @@ async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<P
                 merged_from: orgs::merged_from(c, &id)?,
                 awaiting: invitation::awaiting_officer(c, Some(&id), now)?,
                 has_admin: !invitation::organisation_admins(c, &id)?.is_empty(),
+                proposals: proposals::open_rows(c, &id)?,
                 verified_by_name,
                 merged_into,
                 organisation,
@@ -197,6 +201,7 @@ struct MergeForm {
     reason: String,
 }
 
+/// Proposes the merge: nothing moves until an organisation administrator of each company accepts it.
 #[rocket::post("/officer/organisations/<id>/merge", data = "<form>")]
 async fn merge(
     ctx: Ctx<'_>,
@@ -205,26 +210,49 @@ async fn merge(
     form: StepUpForm<MergeForm>,
 ) -> AppResult<Notice> {
     let MergeForm { target, reason } = form.0;
-    let target = target.trim().to_string();
     let (audit, actor, who, oid, into) = (
         ctx.state.audit.clone(),
         ctx.actor.clone(),
         officer.user.clone(),
         id.to_string(),
-        target.clone(),
+        target.trim().to_string(),
     );
     let now = ctx.state.clock.now();
-    let moved = ctx
-        .state
+    ctx.state
         .db
-        .run(move |c| membership::merge(c, &audit, &actor, &who, &oid, &into, &reason, now))
+        .run(move |c| membership::propose_merge(c, &audit, &actor, &who, &oid, &into, &reason, now))
         .await?;
     Ok(Notice::redirect(
-        format!("{LIST}/{target}"),
-        format!(
-            "Merged: {} members, {} submissions and {} open invitations moved here.",
-            moved.members, moved.submissions, moved.invitations
-        ),
+        format!("{LIST}/{id}"),
+        "The merge is proposed. Nothing moves until an organisation administrator of each company accepts it.",
+    ))
+}
+
+#[rocket::post(
+    "/officer/organisations/merge-proposals/<id>/withdraw",
+    data = "<_form>"
+)]
+async fn withdraw_merge(
+    ctx: Ctx<'_>,
+    officer: OfficerUser<'_>,
+    id: &str,
+    _form: CsrfForm<NoFields>,
+) -> AppResult<Notice> {
+    let (audit, actor, who, pid) = (
+        ctx.state.audit.clone(),
+        ctx.actor.clone(),
+        officer.user.clone(),
+        id.to_string(),
+    );
+    let now = ctx.state.clock.now();
+    let duplicate = ctx
+        .state
+        .db
+        .run(move |c| membership::withdraw_merge(c, &audit, &actor, &who, &pid, now))
+        .await?;
+    Ok(Notice::redirect(
+        format!("{LIST}/{duplicate}"),
+        "The merge proposal was withdrawn: nothing moved.",
     ))
 }
 

@@ -1,6 +1,7 @@
 //! An organisation administrator's page: its organisation, members and open invitations; inviting
 //! colleagues, withdrawing invitations, deciding administrators' invitations into the organisation, removing
-//! members and handing the administrator role on. Every id is looked up within its own organisation: another
+//! members and handing the administrator role on; accepting or refusing an officer's proposal to merge the
+//! organisation with another. Every id is looked up within its own organisation: another
 //! organisation's ids answer 404. No submission content is shown here.
 
 use rocket::form::FromForm;
@@ -15,6 +16,7 @@ use crate::domain::Role;
 use crate::error::{AppError, AppResult};
 use crate::models::account::{self, Organisation};
 use crate::models::invitation::{self, InvitationRow};
+use crate::models::merge_proposal::{self as proposals, ProposalRow};
 use crate::models::organisation::{self as orgs, MemberRow};
 use crate::web::deliver;
 use crate::web::forms::{CsrfForm, NoFields};
@@ -32,7 +34,9 @@ pub fn routes() -> Vec<rocket::Route> {
         remove_member,
         grant_admin,
         revoke_admin,
-        second_factor_requirement
+        second_factor_requirement,
+        accept_merge,
+        refuse_merge
     ]
 }
 
@@ -43,6 +47,7 @@ struct Overview {
     members: Vec<MemberRow>,
     open: Vec<InvitationRow>,
     awaiting: Vec<InvitationRow>,
+    merges: Vec<ProposalRow>,
 }
 
 async fn overview(ctx: &Ctx<'_>, organisation_id: &str) -> AppResult<Overview> {
@@ -55,11 +60,13 @@ async fn overview(ctx: &Ctx<'_>, organisation_id: &str) -> AppResult<Overview> {
             let members = orgs::members(c, &org, false)?;
             let open = invitation::sent_for_organisation(c, &org, now)?;
             let awaiting = invitation::awaiting_for_organisation(c, &org, now)?;
+            let merges = proposals::open_rows(c, &org)?;
             Ok(Overview {
                 organisation,
                 members,
                 open,
                 awaiting,
+                merges,
             })
         })
         .await
@@ -85,6 +92,7 @@ fn page(admin: &OrgAdminUser<'_>, o: Overview) -> Page {
         .with("members", &o.members)
         .with("invitations", &o.open)
         .with("awaiting", &o.awaiting)
+        .with("merges", &o.merges)
         .with("admin_count", admins)
         .with("me_id", &admin.user.id)
 }
@@ -356,4 +364,60 @@ async fn revoke_admin(
         HOME,
         "The member no longer administers the organisation.",
     ))
+}
+
+/// Accepting a proposed merge lets another company's people into one's organisation, or one's people and
+/// submissions into another's: like other acts that widen membership, it needs a recent second factor.
+#[rocket::post("/organisation/merge-proposals/<id>/accept", data = "<_form>")]
+async fn accept_merge(
+    ctx: Ctx<'_>,
+    admin: OrgAdminUser<'_>,
+    id: &str,
+    _form: StepUpForm<NoFields>,
+) -> AppResult<Notice> {
+    let answer = answer_merge(&ctx, &admin, id, true).await?;
+    Ok(Notice::redirect(
+        HOME,
+        match answer {
+            membership::MergeAnswer::Merged(moved) => format!(
+                "Accepted by both companies: the organisations are merged ({} members, {} submissions and {} open invitations moved).",
+                moved.members, moved.submissions, moved.invitations
+            ),
+            _ => "Accepted. Nothing moves until the other company's administrator accepts too.".to_string(),
+        },
+    ))
+}
+
+#[rocket::post("/organisation/merge-proposals/<id>/refuse", data = "<_form>")]
+async fn refuse_merge(
+    ctx: Ctx<'_>,
+    admin: OrgAdminUser<'_>,
+    id: &str,
+    _form: CsrfForm<NoFields>,
+) -> AppResult<Notice> {
+    answer_merge(&ctx, &admin, id, false).await?;
+    Ok(Notice::redirect(
+        HOME,
+        "The merge was refused: nothing moved, and the proposal is closed.",
+    ))
+}
+
+async fn answer_merge(
+    ctx: &Ctx<'_>,
+    admin: &OrgAdminUser<'_>,
+    id: &str,
+    accept: bool,
+) -> AppResult<membership::MergeAnswer> {
+    let (audit, actor, org, who, pid) = (
+        ctx.state.audit.clone(),
+        ctx.actor.clone(),
+        admin.organisation_id.clone(),
+        admin.user.clone(),
+        id.to_string(),
+    );
+    let now = ctx.state.clock.now();
+    ctx.state
+        .db
+        .run(move |c| membership::answer_merge(c, &audit, &actor, &who, &org, &pid, accept, now))
+        .await
 }
