@@ -160,18 +160,6 @@ impl Mailer {
     }
 }
 
-/// [`Mailer::send`] on a blocking thread: an SMTP exchange must neither stall the async executor nor be made while
-/// holding a database connection. A failed task reads as a failed send.
-pub async fn send_off_executor(
-    mailer: &std::sync::Arc<Mailer>,
-    mail: Mail,
-) -> Result<(), MailError> {
-    let mailer = mailer.clone();
-    tokio::task::spawn_blocking(move || mailer.send(&mail))
-        .await
-        .map_err(|e| MailError::Send(format!("the mail task failed: {e}")))?
-}
-
 /// Hands `mail` to the route on a blocking thread and returns at once, not waiting for the exchange: for an answer
 /// that must take as long whether or not a mail was sent (a reset request for an address that may have no account).
 /// A failure is logged without the message (it may hold a link that is a credential); nothing retries it.
@@ -191,6 +179,18 @@ pub fn send_detached(mailer: &std::sync::Arc<Mailer>, mail: Mail) {
             tracing::error!(error = %e, "sending mail failed");
         }
     }));
+}
+
+/// [`Mailer::send`] on a blocking thread: an SMTP exchange must neither stall the async executor nor be made while
+/// holding a database connection. A failed task reads as a failed send.
+pub async fn send_off_executor(
+    mailer: &std::sync::Arc<Mailer>,
+    mail: Mail,
+) -> Result<(), MailError> {
+    let mailer = mailer.clone();
+    tokio::task::spawn_blocking(move || mailer.send(&mail))
+        .await
+        .map_err(|e| MailError::Send(format!("the mail task failed: {e}")))?
 }
 
 fn smtp_transport(s: &Settings) -> Result<SmtpTransport, String> {
