@@ -103,7 +103,7 @@ pub struct Settings {
     /// factor used within this many minutes; otherwise it is asked for again.
     pub step_up_minutes: i64,
     /// Wrong second-factor answers allowed per account (and four times as many per client address) within
-    /// `second_factor_window_seconds`; then locked, the lock doubling with each further failure.
+    /// `second_factor_window_seconds`; then locked, the lock doubling with each failure soon after one ends.
     pub second_factor_max_failures: i64,
     pub second_factor_window_seconds: i64,
     /// Registrations and password-reset requests allowed per client address per hour (for registrations, an

@@ -31,6 +31,29 @@ pub struct Mailer {
     from: Mailbox,
     /// The origin links in messages point at (`https://pcii.example.gov`).
     origin: String,
+    /// Messages handed off by [`send_detached`] and not yet through the route.
+    in_flight: InFlight,
+}
+
+/// A count of detached sends, to wait for them (tests; an orderly stop).
+#[derive(Default)]
+struct InFlight {
+    count: std::sync::Mutex<usize>,
+    idle: std::sync::Condvar,
+}
+
+impl InFlight {
+    fn begin(&self) {
+        *self.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+    }
+
+    fn end(&self) {
+        let mut n = self.count.lock().unwrap_or_else(|p| p.into_inner());
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.idle.notify_all();
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +98,7 @@ impl Mailer {
             route,
             from,
             origin: origin.trim_end_matches('/').to_string(),
+            in_flight: InFlight::default(),
         })
     }
 
@@ -87,6 +111,22 @@ impl Mailer {
                 crate::config::display_path(dir)
             ),
         }
+    }
+
+    /// Waits until every message handed off by [`send_detached`] has been through the route (sent or failed), at most
+    /// `timeout`. Returns whether none is left.
+    pub fn wait_for_detached(&self, timeout: Duration) -> bool {
+        let n = self
+            .in_flight
+            .count
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let (n, _) = self
+            .in_flight
+            .idle
+            .wait_timeout_while(n, timeout, |n| *n > 0)
+            .unwrap_or_else(|p| p.into_inner());
+        *n == 0
     }
 
     /// An absolute link to `path` on this portal.
@@ -118,6 +158,27 @@ impl Mailer {
                 .map_err(|e| MailError::Send(e.to_string())),
         }
     }
+}
+
+/// Hands `mail` to the route on a blocking thread and returns at once, not waiting for the exchange: for an answer
+/// that must take as long whether or not a mail was sent (a reset request for an address that may have no account).
+/// A failure is logged without the message (it may hold a link that is a credential); nothing retries it.
+pub fn send_detached(mailer: &std::sync::Arc<Mailer>, mail: Mail) {
+    /// Ends the count however the send ends (a panic included).
+    struct Flight(std::sync::Arc<Mailer>);
+    impl Drop for Flight {
+        fn drop(&mut self) {
+            self.0.in_flight.end();
+        }
+    }
+    mailer.in_flight.begin();
+    let flight = Flight(mailer.clone());
+    // The handle is dropped: the task runs on by itself.
+    drop(tokio::task::spawn_blocking(move || {
+        if let Err(e) = flight.0.send(&mail) {
+            tracing::error!(error = %e, "sending mail failed");
+        }
+    }));
 }
 
 /// [`Mailer::send`] on a blocking thread: an SMTP exchange must neither stall the async executor nor be made while

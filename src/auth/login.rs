@@ -257,6 +257,7 @@ pub fn change_password(
     audit.fact(&mut *db.get()?, actor, |tx| {
         account::set_password(tx, &user.id, &hash, now)?;
         throttle::clear(tx, &key)?;
+        super::second_factor::forget_pending_totp(tx, &user.id)?;
         let ended = sessions::delete_others(tx, &user.id, session_hash)?;
         let event = event(Outcome::Success).reason(format!("{ended} other session(s) ended"));
         Ok((PasswordChange::Changed, event))

@@ -326,6 +326,7 @@ pub fn reset_password(
         let verified_at = user.email_verified_at.unwrap_or(now);
         account::set_password_with_email_verified(tx, &user_id, &hash, now, verified_at)?;
         account_token::void(tx, &user_id, Purpose::ResetPassword, now)?;
+        super::second_factor::forget_pending_totp(tx, &user_id)?;
         let ended = session::delete_all_of(tx, &user_id)?;
         Ok((
             Ok(()),

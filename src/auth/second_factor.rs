@@ -8,6 +8,9 @@
 //!   earlier one is refused (one conditional update, so two requests racing with one code cannot both pass).
 //! - No secret rests in clear: the TOTP seed is sealed to the master identity (`key_store::account_secrets`);
 //!   recovery codes carry 79 random bits each and are kept as SHA-256 digests.
+//! - An app being enrolled belongs to the session that started it and lasts [`ENROLMENT_SECS`]: another session of
+//!   the account (someone else who knows the password) is never shown its seed, and a setup it starts replaces the
+//!   pending one. A password change or reset drops it.
 //! - Wrong answers are throttled per account and per client address; enrolment, use, failure, recovery-code use,
 //!   removal and reset are audited, never a code or secret.
 
@@ -32,6 +35,8 @@ use crate::models::second_factor as model;
 pub const RECOVERY_CODE_COUNT: usize = 10;
 const ISSUER: &str = "PCII Portal";
 const SEED_BYTES: usize = 20;
+/// How long an authenticator-app setup may wait for its confirming code.
+pub const ENROLMENT_SECS: i64 = 15 * 60;
 /// Recovery codes: 16 characters of a 31-character alphabet without look-alikes (79 bits), in groups of four.
 const RECOVERY_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
 
@@ -157,34 +162,64 @@ fn opened(ring: &RwLock<KeyRing>, stored: &str) -> AppResult<Zeroizing<Vec<u8>>>
 }
 
 /// Starts (or restarts) enrolling an authenticator app: a new seed, sealed and kept as the account's pending
-/// enrolment until a code from it confirms it. The account's current factor, if any, stays until then.
+/// enrolment, for this session only, until a code from it confirms it. The account's current factor, if any, stays
+/// until then.
 pub fn begin_totp(
     conn: &mut DbConn,
     ring: &RwLock<KeyRing>,
     user: &User,
+    session_hash: &str,
     now: i64,
 ) -> AppResult<TotpSetup> {
     let mut seed = Zeroizing::new([0u8; SEED_BYTES]);
     rand::rngs::OsRng.fill(&mut seed[..]);
     let sealed = account_secrets::seal(&ring_read(ring), &seed[..])
         .map_err(|e| AppError::Internal(format!("sealing a TOTP secret: {e}")))?;
-    model::put_enrolment(conn, &user.id, &sealed.stored, &sealed.master_key_id, now)?;
+    model::put_enrolment(
+        conn,
+        &user.id,
+        &sealed.stored,
+        &sealed.master_key_id,
+        session_hash,
+        now,
+    )?;
     setup_of(&seed[..], &user.email)
 }
 
-/// The pending enrolment shown again (after a wrong code), if there is one.
+/// The account's pending enrolment if this session started it and it has not expired: anything else is nobody's
+/// to see or confirm.
+fn own_enrolment(
+    conn: &mut DbConn,
+    user: &User,
+    session_hash: &str,
+    now: i64,
+) -> AppResult<Option<model::TotpEnrolment>> {
+    Ok(model::find_enrolment(conn, &user.id)?
+        .filter(|e| e.session_hash == session_hash && e.created_at > now - ENROLMENT_SECS))
+}
+
+/// This session's pending enrolment shown again (after a wrong code, a reload), if there is one.
 pub fn pending_totp(
     conn: &mut DbConn,
     ring: &RwLock<KeyRing>,
     user: &User,
+    session_hash: &str,
+    now: i64,
 ) -> AppResult<Option<TotpSetup>> {
-    match model::find_enrolment(conn, &user.id)? {
+    match own_enrolment(conn, user, session_hash, now)? {
         Some(e) => Ok(Some(setup_of(
             &opened(ring, &e.secret_sealed)?,
             &user.email,
         )?)),
         None => Ok(None),
     }
+}
+
+/// Drops the account's pending authenticator-app setup, whichever session started it (its password has changed:
+/// whoever started it may have known the old one).
+pub fn forget_pending_totp(conn: &mut DbConn, user_id: &str) -> AppResult<()> {
+    model::delete_enrolment(conn, user_id)?;
+    Ok(())
 }
 
 /// A code as an authenticator app shows it (six digits, spaces allowed), or `None`: anything else is not worth
@@ -249,7 +284,7 @@ pub fn confirm_totp(
     now: i64,
 ) -> AppResult<Enrolled> {
     let keys = throttle_keys(c, actor, &user.id);
-    let Some(pending) = model::find_enrolment(conn, &user.id)? else {
+    let Some(pending) = own_enrolment(conn, user, session_hash, now)? else {
         return Ok(Enrolled::NothingPending);
     };
     if locked(conn, &keys, now)? {

@@ -5,8 +5,12 @@
 //! from an address that has not failed, still signs in. After `max_failures` in one window a key is locked,
 //! and each further failure doubles the lock (progressive delay, at most an hour).
 //!
+//! A failure within one window after a lock ended continues the run that caused it, so the lock it sets is twice the
+//! last one (callers refuse without counting while a key is locked, so a run is only ever continued after its lock);
+//! a window later with no failure, the run is over and the count starts again.
+//!
 //! The table never holds what was typed: each key is an HMAC of the identifier under a key derived from
-//! the portal's secret, and rows are forgotten once their window and lock have passed.
+//! the portal's secret, and rows are forgotten once their window has closed and their lock ended a window ago.
 //!
 //! A "client address" here is the party behind it ([`network`]): an IPv4 address, or an IPv6 address's /64, since
 //! whoever holds one address of a /64 can use all of them.
@@ -133,13 +137,25 @@ pub fn is_locked(conn: &mut DbConn, key: &str, now: i64) -> AppResult<bool> {
     Ok(until.is_some_and(|u| u > now))
 }
 
-/// Counts one failure; locks the key once `max_failures` fall in one window, doubling the lock each time
-/// after. Returns how many failures the window now holds.
+/// Counts one failure; locks the key once `max_failures` fall in one window, and each failure after that lock (within
+/// a window of its end) doubles the lock, up to an hour. Returns how many failures the run now holds.
 pub fn record_failure(conn: &mut DbConn, key: &str, policy: Policy, now: i64) -> AppResult<i64> {
+    count(conn, key, policy, now, now - policy.window_secs)
+}
+
+/// Counts one failure or attempt. The run goes on while the window is open or the lock ended after
+/// `lock_ended_after`; otherwise it restarts at one.
+fn count(
+    conn: &mut DbConn,
+    key: &str,
+    policy: Policy,
+    now: i64,
+    lock_ended_after: i64,
+) -> AppResult<i64> {
     // Each step is one statement, so requests counting the same key at once (a flood from one address) neither
     // collide on its row nor lose a count.
     model::insert_if_absent(conn, key, now)?;
-    if !model::count_in_window(conn, key, now - policy.window_secs, now)? {
+    if !model::count_in_window(conn, key, now - policy.window_secs, lock_ended_after)? {
         model::restart_window(conn, key, now)?;
     }
     let failures = model::find(conn, key)?.map_or(1, |c| c.failures);
@@ -162,6 +178,7 @@ pub fn allow(conn: &mut DbConn, key: &str, policy: Policy, now: i64) -> AppResul
 /// Several rate limits on one action (per network and over all): `false`, nothing counted, when any key is
 /// locked; otherwise the attempt is counted under every key, and `true` unless a count went past its limit (requests
 /// at once can all find a key unlocked just before the last allowed one locks it: those past the limit are refused).
+/// A rate limit does not double: once its lock has ended the count starts again, so the next attempt is allowed.
 pub fn allow_all(conn: &mut DbConn, limits: &[(&str, Policy)], now: i64) -> AppResult<bool> {
     for (key, _) in limits {
         if is_locked(conn, key, now)? {
@@ -170,7 +187,7 @@ pub fn allow_all(conn: &mut DbConn, limits: &[(&str, Policy)], now: i64) -> AppR
     }
     let mut within = true;
     for (key, policy) in limits {
-        within &= record_failure(conn, key, *policy, now)? <= policy.max_failures;
+        within &= count(conn, key, *policy, now, now)? <= policy.max_failures;
     }
     Ok(within)
 }
@@ -180,8 +197,8 @@ pub fn clear(conn: &mut DbConn, key: &str) -> AppResult<()> {
     Ok(())
 }
 
-/// Forgets the rows of one kind whose window has closed and whose lock has passed: they would count
-/// nothing any more.
+/// Forgets the rows of one kind whose window has closed and whose lock ended a window ago: they would count
+/// nothing any more (a failure after them starts a new run).
 pub fn forget_expired(
     conn: &mut DbConn,
     kind: &str,
@@ -191,7 +208,7 @@ pub fn forget_expired(
     Ok(model::delete_expired(
         conn,
         &format!("{kind}:"),
-        now,
+        now - window_secs,
         now - window_secs,
     )?)
 }

@@ -197,6 +197,7 @@ diesel::table! {
         secret_sealed -> Text,
         master_key_id -> Text,
         created_at -> BigInt,
+        session_hash -> Text,
     }
 }
 

@@ -71,13 +71,17 @@ pub struct TotpEnrolment {
     pub secret_sealed: String,
     pub master_key_id: String,
     pub created_at: i64,
+    /// The token hash of the session that started it: no other session may see or confirm it.
+    pub session_hash: String,
 }
 
+/// Makes this the account's one pending enrolment (replacing any other, whichever session started it).
 pub fn put_enrolment(
     conn: &mut DbConn,
     user_id: &str,
     secret_sealed: &str,
     master_key_id: &str,
+    session_hash: &str,
     now: i64,
 ) -> QueryResult<()> {
     diesel::delete(totp_enrolments::table.find(user_id)).execute(conn)?;
@@ -87,6 +91,7 @@ pub fn put_enrolment(
             totp_enrolments::secret_sealed.eq(secret_sealed),
             totp_enrolments::master_key_id.eq(master_key_id),
             totp_enrolments::created_at.eq(now),
+            totp_enrolments::session_hash.eq(session_hash),
         ))
         .execute(conn)
         .map(|_| ())

@@ -71,20 +71,22 @@ pub fn insert_if_absent(conn: &mut DbConn, key: &str, now: i64) -> QueryResult<(
     }
 }
 
-/// Adds one failure in one statement when the key's window is still open (or it is locked): no count is lost to a
-/// concurrent request. Returns whether it did (`false`: the window has closed, see [`restart_window`]).
+/// Adds one failure in one statement when the key's run goes on: its window opened at or after
+/// `window_opened_after`, or its lock ends after `lock_ended_after` (so a failure soon after a lock ended continues
+/// the run that caused it). No count is lost to a concurrent request. Returns whether it did (`false`: the run is
+/// over, see [`restart_window`]).
 pub fn count_in_window(
     conn: &mut DbConn,
     key: &str,
     window_opened_after: i64,
-    now: i64,
+    lock_ended_after: i64,
 ) -> QueryResult<bool> {
     use login_throttle::dsl as t;
     diesel::update(
         t::login_throttle.find(key).filter(
             t::window_start
                 .ge(window_opened_after)
-                .or(t::locked_until.gt(now)),
+                .or(t::locked_until.gt(lock_ended_after)),
         ),
     )
     .set(t::failures.eq(t::failures + 1))
@@ -127,18 +129,18 @@ pub fn delete(conn: &mut DbConn, key: &str) -> QueryResult<usize> {
     diesel::delete(login_throttle::table.find(key)).execute(conn)
 }
 
-/// Deletes the rows whose key starts with `key_prefix`, whose lock has ended by `now` and whose window
+/// Deletes the rows whose key starts with `key_prefix`, whose lock ended by `lock_ended_by` and whose window
 /// opened before `window_opened_before`. The prefix is matched with `LIKE`: it must hold no `%` or `_`.
 pub fn delete_expired(
     conn: &mut DbConn,
     key_prefix: &str,
-    now: i64,
+    lock_ended_by: i64,
     window_opened_before: i64,
 ) -> QueryResult<usize> {
     diesel::delete(
         login_throttle::table
             .filter(login_throttle::throttle_key.like(format!("{key_prefix}%")))
-            .filter(login_throttle::locked_until.le(now))
+            .filter(login_throttle::locked_until.le(lock_ended_by))
             .filter(login_throttle::window_start.lt(window_opened_before)),
     )
     .execute(conn)

@@ -72,14 +72,15 @@ async fn security_page_for(
 #[rocket::get("/account/security/totp")]
 async fn totp_page(ctx: Ctx<'_>, who: ManagingFactors<'_>, _fresh: FreshFactor) -> AppResult<Page> {
     let (ring, user) = (ctx.state.current_keys(), who.user.clone());
+    let hash = who.session_hash.clone();
     let now = ctx.state.clock.now();
     let setup = ctx
         .state
         .db
         .run(
-            move |c| match second_factor::pending_totp(c, &ring, &user)? {
+            move |c| match second_factor::pending_totp(c, &ring, &user, &hash, now)? {
                 Some(s) => Ok(s),
-                None => second_factor::begin_totp(c, &ring, &user, now),
+                None => second_factor::begin_totp(c, &ring, &user, &hash, now),
             },
         )
         .await?;
@@ -181,7 +182,7 @@ async fn confirm_totp(
                 second_factor::confirm_totp(c, &checker, &actor, &user, &hash, &code, now)?;
             let again = match result {
                 Enrolled::WrongCode | Enrolled::Throttled => {
-                    second_factor::pending_totp(c, &ring, &user)?
+                    second_factor::pending_totp(c, &ring, &user, &hash, now)?
                 }
                 _ => None,
             };
@@ -206,7 +207,8 @@ async fn confirm_totp(
                 .status(Status::TooManyRequests)
                 .with("error", "Too many wrong codes. Wait a few minutes and try again."),
         )),
-        // Confirmed already (a form sent twice), or reset meanwhile: the page says where things stand.
+        // Confirmed already (a form sent twice), reset meanwhile, expired, or replaced by a setup another session
+        // started: the page says where things stand.
         _ => Ok(Either::Right(Notice::redirect(
             "/account/security",
             "No authenticator app is being set up now: your second factors are listed below.",

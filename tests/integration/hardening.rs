@@ -700,3 +700,108 @@ fn failures_counted_at_once_on_one_key_are_all_counted_and_none_collides() {
     });
     assert_eq!(counted, 80);
 }
+
+#[test]
+fn a_failure_soon_after_a_sign_in_lock_ended_doubles_the_lock_and_a_success_resets_it() {
+    let app = TestApp::new();
+    app.create_user(Role::Submitter, "victim@acme.example", Some("Acme"));
+    let max = app.state().settings.login_max_failures;
+    let window = app.state().settings.login_window_seconds;
+    let a = addr("198.51.100.9");
+    let mut b = app.browser();
+    for _ in 0..max {
+        assert_eq!(
+            b.login_from("victim@acme.example", "wrong password, again", a),
+            Status::Unauthorized
+        );
+    }
+    assert_eq!(
+        b.login_from("victim@acme.example", PASSWORD, a),
+        Status::TooManyRequests
+    );
+    // The first lock (one window) ends; one more failure soon after continues the run.
+    app.advance(window + 1);
+    assert_eq!(
+        b.login_from("victim@acme.example", "wrong password, again", a),
+        Status::Unauthorized
+    );
+    // Locked for two windows now: still refused, even the right password, a window and more later.
+    app.advance(window + 1);
+    assert_eq!(
+        b.login_from("victim@acme.example", PASSWORD, a),
+        Status::TooManyRequests
+    );
+    // Once the doubled lock has passed, the right password signs in and the run is over.
+    app.advance(window);
+    assert_eq!(
+        b.login_from("victim@acme.example", PASSWORD, a),
+        Status::SeeOther
+    );
+    let mut again = app.browser();
+    for _ in 0..max - 1 {
+        assert_eq!(
+            again.login_from("victim@acme.example", "wrong password, again", a),
+            Status::Unauthorized
+        );
+    }
+    assert_eq!(
+        again.login_from("victim@acme.example", PASSWORD, a),
+        Status::SeeOther,
+        "a success starts the count again"
+    );
+}
+
+#[test]
+fn each_lock_after_the_first_doubles_up_to_an_hour_and_a_quiet_window_ends_the_run() {
+    use pcii_portal::auth::throttle::{self, Policy};
+    let app = TestApp::new();
+    let db = app.state().db.clone();
+    let policy = Policy {
+        max_failures: 5,
+        window_secs: 300,
+    };
+    let key = "2fa-acct:doubling";
+    let mut conn = db.get().unwrap();
+    let mut now = app.now();
+    for _ in 0..5 {
+        throttle::record_failure(&mut conn, key, policy, now).unwrap();
+    }
+    let mut lock = 300;
+    assert!(throttle::is_locked(&mut conn, key, now + lock - 1).unwrap());
+    for expected in [600, 1200, 2400, 3600, 3600] {
+        // A failure shortly after the lock ended; meanwhile another key of the kind is counted (which forgets
+        // the kind's finished rows), and this row stays.
+        now += lock + 10;
+        throttle::record_failure(&mut conn, "2fa-acct:other", policy, now).unwrap();
+        throttle::record_failure(&mut conn, key, policy, now).unwrap();
+        assert!(throttle::is_locked(&mut conn, key, now + expected - 1).unwrap());
+        assert!(!throttle::is_locked(&mut conn, key, now + expected).unwrap());
+        lock = expected;
+    }
+    // A whole window after the lock ended without a failure: the run is over, one failure locks nothing.
+    now += lock + 300;
+    throttle::record_failure(&mut conn, key, policy, now).unwrap();
+    assert!(!throttle::is_locked(&mut conn, key, now).unwrap());
+}
+
+#[test]
+fn a_rate_limit_does_not_double_once_its_lock_has_ended() {
+    use pcii_portal::auth::throttle::{self, Policy};
+    let app = TestApp::new();
+    let db = app.state().db.clone();
+    let policy = Policy {
+        max_failures: 3,
+        window_secs: 60,
+    };
+    let key = "reset:rate";
+    let mut conn = db.get().unwrap();
+    let now = app.now();
+    for _ in 0..3 {
+        assert!(throttle::allow(&mut conn, key, policy, now).unwrap());
+    }
+    assert!(!throttle::allow(&mut conn, key, policy, now + 1).unwrap());
+    // The lock has ended: the next attempts are allowed again, as many as the limit.
+    for _ in 0..3 {
+        assert!(throttle::allow(&mut conn, key, policy, now + 61).unwrap());
+    }
+}

@@ -607,3 +607,45 @@ fn one_administrator_cannot_disable_the_other_and_then_grant_alone() {
     assert!(!admin_user(&app, "off@example.gov").disabled);
     assert_eq!(app.audit_count("account.privilege_approve"), 1);
 }
+
+#[test]
+fn a_reset_request_is_answered_while_its_mail_is_still_with_the_mail_server() {
+    use std::io::Read;
+    use std::net::{Shutdown, TcpListener};
+    use std::sync::mpsc;
+    use std::time::Duration;
+    // A mail server that takes the connection and says nothing: no SMTP exchange with it can finish until the test
+    // lets go. It reports when the portal's side closes (a finished exchange, given up on).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (accepted_tx, accepted) = mpsc::channel();
+    let (closed_tx, closed) = mpsc::channel();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        accepted_tx.send(conn.try_clone().unwrap()).unwrap();
+        let _ = conn.read(&mut [0u8; 64]);
+        let _ = closed_tx.send(());
+    });
+    let app = TestApp::with(|f| {
+        f.merge(("smtp_host", "127.0.0.1"))
+            .merge(("smtp_port", port))
+            .merge(("smtp_security", "none"))
+            .merge(("mail_from", "PCII Portal <pcii@portal.test>"))
+    });
+    app.create_user(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let res = app
+        .browser()
+        .post("/password/forgot", &[("email", "sam@acme.example")]);
+    assert_eq!(res.status, Status::SeeOther);
+    // The mail goes to the server...
+    let held = accepted
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the portal hands the reset mail to the mail server");
+    // ...but the answer did not wait for the exchange: the portal is still waiting on the server.
+    assert!(
+        closed.recv_timeout(Duration::from_millis(500)).is_err(),
+        "the request waited for the SMTP exchange to end"
+    );
+    held.shutdown(Shutdown::Both).unwrap();
+    server.join().unwrap();
+}

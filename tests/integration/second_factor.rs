@@ -750,3 +750,93 @@ fn a_step_up_with_a_next_that_is_no_local_path_ends_on_the_dashboard() {
         assert_eq!(res.header("Location"), Some("/dashboard"), "{next:?}");
     }
 }
+
+#[test]
+fn a_pending_app_setup_is_shown_only_to_its_session_and_not_after_fifteen_minutes() {
+    let app = TestApp::new();
+    let mut a = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    // Someone else who knows the password signs in to the same account, in another browser.
+    let mut b = app.browser();
+    assert_eq!(b.login("sam@acme.example", PASSWORD), Status::SeeOther);
+
+    let first = a.get("/account/security/totp");
+    assert_eq!(first.status, Status::Ok, "{}", first.body);
+    let seed_a = common::shown_secret(&first.body);
+    // The session that started it sees it again.
+    assert_eq!(
+        common::shown_secret(&a.get("/account/security/totp").body),
+        seed_a
+    );
+    // Another session of the account gets a seed of its own, which replaces A's.
+    let seed_b = common::shown_secret(&b.get("/account/security/totp").body);
+    assert_ne!(seed_a, seed_b);
+    let clock = app.state().clock.clone();
+    for who in [&mut a, &mut b] {
+        let res = who.post(
+            "/account/security/totp",
+            &[("code", &common::code_for(&seed_a, 0, &clock))],
+        );
+        assert_ne!(
+            res.header("Location"),
+            Some("/account/security/recovery-codes"),
+            "the replaced seed confirmed"
+        );
+    }
+    let user = app.user_id("sam@acme.example");
+    let factors: i64 = app.with_conn(|c| {
+        totp_factors::table
+            .filter(totp_factors::user_id.eq(&user))
+            .count()
+            .get_result(c)
+            .unwrap()
+    });
+    assert_eq!(factors, 0);
+
+    // A setup left for more than fifteen minutes is not shown again: a new seed.
+    let seed_b2 = common::shown_secret(&b.get("/account/security/totp").body);
+    assert_eq!(seed_b2, seed_b);
+    app.advance(15 * 60 + 1);
+    let seed_b3 = common::shown_secret(&b.get("/account/security/totp").body);
+    assert_ne!(seed_b3, seed_b);
+    let res = b.post(
+        "/account/security/totp",
+        &[("code", &common::code_for(&seed_b, 0, &clock))],
+    );
+    assert_ne!(
+        res.header("Location"),
+        Some("/account/security/recovery-codes")
+    );
+    // The fresh one is confirmed by its own session.
+    b.enrol_authenticator_on_pages();
+}
+
+#[test]
+fn a_password_change_or_reset_drops_a_pending_app_setup() {
+    use pcii_portal::db::schema::totp_enrolments;
+    let app = TestApp::new();
+    let mut a = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let pending =
+        || -> i64 { app.with_conn(|c| totp_enrolments::table.count().get_result(c).unwrap()) };
+    assert_eq!(a.get("/account/security/totp").status, Status::Ok);
+    assert_eq!(pending(), 1);
+    let changed = a.post(
+        "/account/password",
+        &[
+            ("current_password", PASSWORD),
+            ("new_password", "a brand new changed passphrase"),
+        ],
+    );
+    assert_eq!(changed.status, Status::SeeOther, "{}", changed.body);
+    assert_eq!(pending(), 0);
+
+    assert_eq!(a.get("/account/security/totp").status, Status::Ok);
+    assert_eq!(pending(), 1);
+    let mut anon = app.browser();
+    anon.post("/password/forgot", &[("email", "sam@acme.example")]);
+    let link = app
+        .mailed_link("sam@acme.example", "/password/reset/")
+        .expect("a reset link");
+    let reset = anon.post(&link, &[("new_password", "a brand new reset passphrase")]);
+    assert_eq!(reset.status, Status::SeeOther);
+    assert_eq!(pending(), 0);
+}

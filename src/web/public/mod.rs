@@ -252,8 +252,9 @@ async fn forgot(ctx: Ctx<'_>, form: CsrfForm<ForgotForm>) -> AppResult<Notice> {
             registration::request_reset(c, &audit, &keys, &mailer, &settings, &actor, &email, now)
         })
         .await?;
+    // Not awaited: an SMTP exchange only for a live account would tell by the time taken whether the address has one.
     if let Some(mail) = mail {
-        deliver::send(state, mail).await;
+        crate::mail::send_detached(&state.mailer, mail);
     }
     // The same answer whether or not the address has an account.
     Ok(Notice::redirect(

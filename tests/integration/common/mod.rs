@@ -984,6 +984,11 @@ impl TestApp {
     /// Every message the portal wrote to its outbox (no SMTP configured), oldest first, with
     /// quoted-printable soft line breaks undone.
     pub fn outbox(&self) -> Vec<String> {
+        // A reset request answers before its mail is written: wait for such mail to be through.
+        assert!(self
+            .state()
+            .mailer
+            .wait_for_detached(std::time::Duration::from_secs(30)));
         let dir = self.data_dir().join("outbox");
         let mut files: Vec<_> = std::fs::read_dir(&dir)
             .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())

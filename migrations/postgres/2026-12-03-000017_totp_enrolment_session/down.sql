@@ -1,0 +1,1 @@
+ALTER TABLE totp_enrolments DROP COLUMN session_hash;
