@@ -5,8 +5,9 @@
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::db::schema::{merge_proposals, organisations, users};
+use crate::db::schema::{merge_proposals, users};
 use crate::db::DbConn;
+use crate::models::account::organisation_name;
 
 pub const OPEN: &str = "open";
 pub const MERGED: &str = "merged";
@@ -184,13 +185,6 @@ pub struct ProposalRow {
     pub target_accepted_at: Option<i64>,
     /// Seen from the organisation whose page it is: whether it is the duplicate.
     pub is_duplicate: bool,
-}
-
-fn organisation_name(conn: &mut DbConn, id: &str) -> QueryResult<String> {
-    organisations::table
-        .find(id)
-        .select(organisations::name)
-        .first(conn)
 }
 
 fn user_name(conn: &mut DbConn, id: Option<&str>) -> QueryResult<Option<String>> {
