@@ -403,7 +403,38 @@ pub fn set_share_files(files: Vec<PathBuf>) {
 pub fn open_keys(settings: &Settings) -> Result<crate::key_store::OpenedKeys, CliError> {
     let files = SHARE_FILES.get().map(Vec::as_slice).unwrap_or(&[]);
     let at_rest = crate::key_store::protection::unlock_interactive(settings, files)?;
-    Ok(crate::key_store::open_unlocked(settings, &at_rest)?)
+    let opened = crate::key_store::open_unlocked(settings, &at_rest)?;
+    if !opened.generated.is_empty() {
+        record_host_act(settings, &at_rest, &opened.generated, None)?;
+    }
+    Ok(opened)
+}
+
+/// Records an act on the key store done from this host's command line, as the server records its own: the keys a
+/// command `generated` because they were missing (`key.generate`, names and public parts only) and, when
+/// `protected` says what a `keys protect` did, a `key.protect` entry. The store is opened again as `at_rest` says
+/// for its audit signing key (every key file exists by now; any still missing would be generated and recorded).
+fn record_host_act(
+    settings: &Settings,
+    at_rest: &crate::crypto::keyfile::AtRest,
+    generated: &[String],
+    protected: Option<String>,
+) -> Result<(), CliError> {
+    let opened = crate::key_store::open_unlocked(settings, at_rest)?;
+    let audit = AuditLog::new(opened.audit_signer, settings.audit_checkpoint_every);
+    let db = open_db(settings)?;
+    let mut conn = db.get()?;
+    crate::key_store::record_generated(&mut conn, &audit, generated)?;
+    crate::key_store::record_generated(&mut conn, &audit, &opened.generated)?;
+    if let Some(what) = protected {
+        audit.record(
+            &mut conn,
+            &Actor::cli(),
+            crate::audit::log::Event::new("key.protect", crate::audit::log::Outcome::Success)
+                .reason(what),
+        )?;
+    }
+    Ok(())
 }
 
 /// `keys protect`: converts the key store to `passphrase` or `shares` (see
@@ -431,6 +462,18 @@ pub fn keys_protect(
             let files = SHARE_FILES.get().map(Vec::as_slice).unwrap_or(&[]);
             protection::unlock_shares_cli(&s, files)
         }
+    };
+    // What the audit entry says: the mode and, for shares, the threshold and the custodians' public recipients.
+    let mut what = match &target {
+        protection::Target::Passphrase(_) => "passphrase".to_owned(),
+        protection::Target::Shares {
+            threshold,
+            custodians,
+        } => format!(
+            "shares, {threshold} of {}: {}",
+            custodians.len(),
+            custodians.join(", ")
+        ),
     };
     let done = if new_unlock_key {
         protection::rekey(settings, target, &mut unlock_current)?
@@ -460,7 +503,27 @@ pub fn keys_protect(
             "a new unlock key: the old passphrase or shares open nothing current; restart every instance with the new one"
         );
     }
-    Ok(())
+    if let Some(r) = &done.unlock_recipient {
+        what.push_str(&format!("; unlock key {r}"));
+    }
+    if new_unlock_key {
+        what.push_str("; a new unlock key");
+    }
+    // A re-run that only finished an interrupted conversion holds no unlock key: it asks for the new secret (the
+    // interrupted run stopped before it could record the conversion).
+    let key = match done.unlock {
+        Some(key) => key,
+        None => {
+            what.push_str("; finishing an interrupted conversion");
+            std::sync::Arc::new(unlock_current()?)
+        }
+    };
+    record_host_act(
+        settings,
+        &crate::crypto::keyfile::AtRest::Sealed(key),
+        &[],
+        Some(what),
+    )
 }
 
 /// `pcii-portal unseal`: gives this custodian's decrypted share (from `--share-file`, else asked on the terminal

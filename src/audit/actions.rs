@@ -135,6 +135,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("key.retire", "Old master key retired"),
     ("key.convert", "Store converted to data keys"),
     ("key.unseal", "Portal unsealed"),
+    ("key.protect", "Keys at rest protected"),
     ("blob.sweep", "Stored files swept"),
     ("backup.made", "Backup made"),
     ("notifications.sent", "Notification emails sent"),

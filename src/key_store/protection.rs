@@ -361,6 +361,9 @@ pub struct Protected {
     pub share_files: Vec<(PathBuf, String)>,
     /// The unlock key's recipient (public).
     pub unlock_recipient: Option<String>,
+    /// The unlock key the store is now sealed to (`None` when a re-run only finished removing leftovers): so
+    /// that the command can open the audit signing key and record what it did without asking again.
+    pub unlock: Option<Arc<UnlockKey>>,
 }
 
 /// Converts the key store to `target`. New files are written (and fsynced) first, the wrapper of the
@@ -419,6 +422,7 @@ pub fn protect(
     write_wrapper(dir, &key, &target, None, &mut done)?;
     done.unlock_recipient = Some(key.recipient());
     finish(dir, mode, &mut done)?;
+    done.unlock = Some(key);
     Ok(done)
 }
 
@@ -550,6 +554,7 @@ pub fn rekey(
         }
     }
     done.unlock_recipient = Some(next.recipient());
+    done.unlock = Some(next);
     Ok(done)
 }
 

@@ -291,6 +291,16 @@ fn a_passphrase_changed_with_a_new_unlock_key_leaves_the_old_passphrase_and_an_o
     let (rocket, _) = pcii_portal::build(with(&new_file)).unwrap();
     let client = Client::tracked(rocket).unwrap();
     assert_eq!(login(&client, "officer@example.gov"), Status::SeeOther);
+    // The host's act is in the audit log, as the host's (public parts only), once: the refused run left nothing.
+    let protected = entries_of(&client, "key.protect");
+    assert_eq!(protected.len(), 1, "{protected:?}");
+    let (role, reason) = &protected[0];
+    assert_eq!(role.as_deref(), Some("cli"));
+    let reason = reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.starts_with("passphrase; unlock key age1") && reason.ends_with("; a new unlock key"),
+        "{reason}"
+    );
     drop(client);
     let err = pcii_portal::build(with(&old_file)).err().unwrap();
     assert!(err.contains("does not open"), "{err}");
@@ -318,6 +328,55 @@ fn post_share(client: &Client, share: &str) -> (Status, String) {
         .dispatch();
     let status = res.status();
     (status, res.into_string().unwrap_or_default())
+}
+
+/// The actor's role and the reason of every audit entry of `action`, oldest first.
+fn entries_of(client: &Client, action: &str) -> Vec<(Option<String>, Option<String>)> {
+    use diesel::prelude::*;
+    use pcii_portal::db::schema::audit_entries;
+    let state = client.rocket().state::<Services>().unwrap();
+    let mut conn = state.db.get().unwrap();
+    audit_entries::table
+        .filter(audit_entries::action.eq(action))
+        .order(audit_entries::seq.asc())
+        .select((audit_entries::actor_role, audit_entries::reason))
+        .load(&mut conn)
+        .unwrap()
+}
+
+/// Keys a command on the host generated because they were missing are recorded as the server records its own,
+/// and the portal started on them afterwards records none again.
+#[test]
+fn keys_generated_by_a_host_command_are_audited() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
+        .args(["keys", "init"])
+        .env("PCII_CONFIG", "/nonexistent.toml")
+        .env("PCII_DATA_DIR", tmp.path().join("data"))
+        .env("PCII_KEYS_DIR", tmp.path().join("keys"))
+        .env("PCII_DATABASE_URL", "")
+        .env("PCII_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (rocket, _) = pcii_portal::build(figment(tmp.path())).unwrap();
+    let client = Client::tracked(rocket).unwrap();
+    let generated = entries_of(&client, "key.generate");
+    let reasons: Vec<&str> = generated
+        .iter()
+        .map(|(role, reason)| {
+            assert_eq!(role.as_deref(), Some("cli"));
+            reason.as_deref().unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons[0].starts_with("age identity "), "{reasons:?}");
+    assert_eq!(reasons[1], "cookie secret key");
+    assert!(reasons[2].starts_with("audit signing key "), "{reasons:?}");
 }
 
 fn unseal_count(client: &Client, outcome: &str) -> i64 {
