@@ -321,6 +321,20 @@ pub mod messages {
         }
     }
 
+    /// Sent to each organisation administrator of both companies when an officer proposes to merge them. It names
+    /// neither company nor the officer's reason: the proposal is read, and answered, on the organisation page.
+    pub fn merge_proposed(to: &str, name: &str, link: &str) -> Mail {
+        Mail {
+            to: to.into(),
+            subject: "A merge of your organisation is proposed".into(),
+            body: format!(
+                "Hello {name},\n\nA PCII officer proposed merging your organisation with another one. Nothing changes \
+                 unless an administrator of each organisation accepts it \u{2014} sign in to read the proposal and \
+                 accept or refuse it:\n\n{link}\n{SIGNATURE}"
+            ),
+        }
+    }
+
     /// Sent when the other side wrote in a submission's message thread. It names neither the submission (no
     /// tracking number, no title) nor who wrote nor a word of the message: the link leads to the thread after
     /// sign-in.

@@ -249,18 +249,20 @@ pub fn verify(
 /// A PCII officer proposes to merge a duplicate organisation into another one (by id). Nothing moves yet: the
 /// merge lets the duplicate's people into the target and shows each company's submissions to the other's people,
 /// so an organisation administrator of each company must accept it first ([`answer_merge`]). One open proposal
-/// per duplicate at a time. Returns the proposal's id.
+/// per duplicate at a time. Each of those administrators is owed a mail, queued in the same transaction: returns
+/// the proposal's id and the mails, to send once it has committed.
 #[allow(clippy::too_many_arguments)]
 pub fn propose_merge(
     conn: &mut DbConn,
     audit: &AuditLog,
+    mailer: &crate::mail::Mailer,
     actor: &Actor,
     officer: &User,
     duplicate_id: &str,
     target_id: &str,
     reason: &str,
     now: i64,
-) -> AppResult<String> {
+) -> AppResult<(String, Vec<crate::workflow::pending_mail::Queued>)> {
     let reason = one_line(
         reason,
         "Give the reason for the merge, in one line (up to 200 characters).",
@@ -297,13 +299,27 @@ pub fn propose_merge(
             ));
         }
         let id = proposals::insert(tx, &dup.id, &target.id, &reason, &officer.id, now)?;
+        let mut mails = Vec::new();
+        for org in [&dup.id, &target.id] {
+            for admin in organisation_admins(tx, org)? {
+                let admin = account::find(tx, &admin)?;
+                mails.push(crate::workflow::pending_mail::enqueue(
+                    tx,
+                    mailer,
+                    crate::workflow::notifications::Kind::MergeProposed,
+                    (&admin.id, &admin.email, &admin.display_name),
+                    "/organisation",
+                    now,
+                )?);
+            }
+        }
         let event = Event::new("organisation.merge_propose", Outcome::Success)
             .object("organisation", &dup.id)
             .reason(format!(
                 "proposed merging {} into {}: {reason} (proposal {id})",
                 dup.id, target.id
             ));
-        Ok((id, event))
+        Ok(((id, mails), event))
     })
 }
 

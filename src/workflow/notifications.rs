@@ -42,10 +42,13 @@ pub enum Kind {
     Message,
     /// The decision on an analyst's access request (sent like a message's).
     AccessDecided,
+    /// An officer's proposal to merge the organisation with another, to its administrators (sent like a
+    /// message's): the merge needs their consent, so they must learn of it.
+    MergeProposed,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::DefectNotice,
         Kind::CureReminder7,
         Kind::CureReminder2,
@@ -55,6 +58,7 @@ impl Kind {
         Kind::AccessRequest,
         Kind::Message,
         Kind::AccessDecided,
+        Kind::MergeProposed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +72,7 @@ impl Kind {
             Kind::AccessRequest => "access_request",
             Kind::Message => "message",
             Kind::AccessDecided => "access_request_decided",
+            Kind::MergeProposed => "merge_proposed",
         }
     }
 
@@ -87,15 +92,27 @@ impl Kind {
             Kind::AccessRequest => "An analyst's access request waiting for a decision",
             Kind::Message => "A new message about a submission",
             Kind::AccessDecided => "The decision on your access request",
+            Kind::MergeProposed => {
+                "A proposal to merge your organisation with another (to its administrators)"
+            }
+        }
+    }
+
+    /// Why a kind that cannot be turned off is always sent (what the account page says beside it).
+    pub fn always_because(self) -> Option<&'static str> {
+        match self {
+            Kind::DefectNotice | Kind::CureReminder7 | Kind::CureReminder2 => {
+                Some("a deadline runs")
+            }
+            Kind::AccessDecided => Some("your request waits on it"),
+            Kind::MergeProposed => Some("nothing merges without your organisation's consent"),
+            _ => None,
         }
     }
 
     /// Whether a person may turn it off (an analyst always learns that a request was decided).
     pub fn optional(self) -> bool {
-        !matches!(
-            self,
-            Kind::DefectNotice | Kind::CureReminder7 | Kind::CureReminder2 | Kind::AccessDecided
-        )
+        self.always_because().is_none()
     }
 
     /// The kinds a person of `role` receives.
@@ -107,6 +124,7 @@ impl Kind {
                 Kind::CureReminder7,
                 Kind::CureReminder2,
                 Kind::Message,
+                Kind::MergeProposed,
             ],
             Role::Officer => vec![Kind::AccessRequest, Kind::Message],
             Role::AuthorizedUser => {
@@ -165,6 +183,7 @@ impl Kind {
             Kind::AccessDecided => {
                 return crate::mail::messages::access_request_decided(&r.email, name, link)
             }
+            Kind::MergeProposed => return crate::mail::messages::merge_proposed(&r.email, name, link),
         };
         Mail {
             to: r.email.clone(),
@@ -188,6 +207,8 @@ pub struct Preference {
     pub kind: &'static str,
     pub label: &'static str,
     pub optional: bool,
+    /// Why it is always sent, when it cannot be turned off.
+    pub always_because: Option<&'static str>,
     pub on: bool,
 }
 
@@ -199,6 +220,7 @@ pub fn preferences(role: crate::domain::Role, off: &str) -> Vec<Preference> {
             kind: k.as_str(),
             label: k.label(),
             optional: k.optional(),
+            always_because: k.always_because(),
             on: wanted(k, off),
         })
         .collect()

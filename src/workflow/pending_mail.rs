@@ -1,5 +1,5 @@
 //! Mail a committed act promised: a new message in a thread (to the other side), an access request decided (to the
-//! analyst). The act writes one `pending_mail` row per person in its own transaction ([`enqueue`]); once it has
+//! analyst), a merge of organisations proposed (to each company's administrators). The act writes one `pending_mail` row per person in its own transaction ([`enqueue`]); once it has
 //! committed the mail is sent at once and its row deleted ([`send_now`]). What the mail route refused (SMTP down)
 //! and what a crash left unsent, the notification round sends later ([`retry_due`]), with a growing delay, for at
 //! most [`GIVE_UP_AFTER`]. A person disabled meanwhile, or who turned the kind off, gets nothing. Delivery is at
@@ -39,6 +39,7 @@ fn build(kind: Kind, email: &str, name: &str, link: &str) -> Option<Mail> {
     match kind {
         Kind::Message => Some(mails::new_message(email, name, link)),
         Kind::AccessDecided => Some(mails::access_request_decided(email, name, link)),
+        Kind::MergeProposed => Some(mails::merge_proposed(email, name, link)),
         _ => None,
     }
 }
@@ -243,7 +244,10 @@ mod tests {
             );
             assert_eq!(
                 mail.is_some(),
-                matches!(kind, Kind::Message | Kind::AccessDecided),
+                matches!(
+                    kind,
+                    Kind::Message | Kind::AccessDecided | Kind::MergeProposed
+                ),
                 "{kind:?}"
             );
             if let Some(m) = mail {

@@ -65,6 +65,10 @@ fn a_defect_notice_and_both_cure_reminders_go_once_to_every_member_and_cannot_be
     let page = bob.get("/account");
     assert!(page.body.contains("id=\"n-cure_reminder_7\""));
     assert!(page.body.contains("(always sent: a deadline runs)"));
+    assert!(page.body.contains("id=\"n-merge_proposed\""));
+    assert!(page
+        .body
+        .contains("(always sent: nothing merges without your organisation"));
     assert_eq!(
         bob.post("/account/notifications", &[]).status,
         Status::SeeOther

@@ -442,6 +442,27 @@ fn an_officer_verifies_with_a_method_and_merges_a_duplicate_with_a_reason() {
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     // That only proposed it: nothing moved, and one open proposal per duplicate.
     assert_eq!(app.audit_count("organisation.merge_propose"), 1);
+    // Each company's administrator is told by email, with a link to answer and nothing of the proposal itself.
+    for admin in ["a@acme.example", "d@acme-dup.example"] {
+        assert_eq!(
+            app.mailed_link(admin, "/organisation").as_deref(),
+            Some("/organisation"),
+            "{admin}"
+        );
+    }
+    let told: Vec<String> = app
+        .outbox()
+        .into_iter()
+        .filter(|m| m.contains("A merge of your organisation is proposed"))
+        .collect();
+    assert_eq!(told.len(), 2, "{told:?}");
+    for m in &told {
+        assert!(
+            !m.contains(reason) && !m.contains("Acme") && !m.contains("ACME") && !m.contains("a2@"),
+            "{m}"
+        );
+    }
+    assert_eq!(app.pending_mail(), 0);
     assert_eq!(app.audit_count("organisation.merge"), 0);
     assert_eq!(
         d.get(&format!("/submissions/{a_sub}")).status,

@@ -218,14 +218,33 @@ async fn merge(
         target.trim().to_string(),
     );
     let now = ctx.state.clock.now();
-    ctx.state
+    let mailer = ctx.state.mailer.clone();
+    let (_, mails) = ctx
+        .state
         .db
-        .run(move |c| membership::propose_merge(c, &audit, &actor, &who, &oid, &into, &reason, now))
+        .run(move |c| {
+            membership::propose_merge(c, &audit, &mailer, &actor, &who, &oid, &into, &reason, now)
+        })
         .await?;
-    Ok(Notice::redirect(
-        format!("{LIST}/{id}"),
+    let told = mails.len();
+    let unsent = crate::workflow::pending_mail::send_now(ctx.state, mails).await;
+    let mut notice = String::from(
         "The merge is proposed. Nothing moves until an organisation administrator of each company accepts it.",
-    ))
+    );
+    notice.push_str(&match told {
+        0 => " Neither company has an active administrator to tell by email.".to_string(),
+        n => format!(" {n} administrator(s) of the two companies were told by email."),
+    });
+    if unsent.later > 0 {
+        notice.push_str(" Some of those emails could not go out yet; the portal tries again.");
+    }
+    if unsent.refused > 0 {
+        notice.push_str(&format!(
+            " The mail server refused {} of them; those administrators see the proposal when they sign in.",
+            unsent.refused
+        ));
+    }
+    Ok(Notice::redirect(format!("{LIST}/{id}"), notice))
 }
 
 #[rocket::post(
