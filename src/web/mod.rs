@@ -55,6 +55,32 @@ pub fn mount(rocket: Rocket<Build>, public_origin: &str) -> Rocket<Build> {
             })
         }))
         .attach(rocket::fairing::AdHoc::on_shutdown(
+            "mail under way",
+            |rocket| {
+                Box::pin(async move {
+                    // A password-reset mail is handed off without being awaited (its request answers first): let it
+                    // finish, for as long as Rocket lets a shutdown fairing run (`grace` + `mercy`).
+                    if let Some(state) = rocket.state::<crate::services::Services>() {
+                        let shutdown = &rocket.config().shutdown;
+                        let wait = std::time::Duration::from_secs(u64::from(
+                            shutdown.grace.saturating_add(shutdown.mercy),
+                        ));
+                        let mailer = state.mailer.clone();
+                        let done = rocket::tokio::task::spawn_blocking(move || {
+                            mailer.wait_for_detached(wait)
+                        })
+                        .await
+                        .unwrap_or(false);
+                        if !done {
+                            tracing::warn!(
+                                "shut down while a mail was still being sent (a password-reset link: the person can ask again)"
+                            );
+                        }
+                    }
+                })
+            },
+        ))
+        .attach(rocket::fairing::AdHoc::on_shutdown(
             "folded refusals",
             |rocket| {
                 Box::pin(async move {

@@ -649,3 +649,56 @@ fn a_reset_request_is_answered_while_its_mail_is_still_with_the_mail_server() {
     held.shutdown(Shutdown::Both).unwrap();
     server.join().unwrap();
 }
+
+#[test]
+fn a_shutdown_lets_a_reset_mail_under_way_finish() {
+    use std::io::Read;
+    use std::net::{Shutdown, TcpListener};
+    use std::sync::mpsc;
+    use std::time::Duration;
+    // A mail server that takes the connection, says nothing, and hangs up a moment after the portal begins to shut
+    // down: the exchange under way ends (failed) only then.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (accepted_tx, accepted) = mpsc::channel();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        accepted_tx.send(conn.try_clone().unwrap()).unwrap();
+        let _ = conn.read(&mut [0u8; 64]);
+    });
+    let app = TestApp::with(|f| {
+        f.merge(("smtp_host", "127.0.0.1"))
+            .merge(("smtp_port", port))
+            .merge(("smtp_security", "none"))
+            .merge(("mail_from", "PCII Portal <pcii@portal.test>"))
+    });
+    app.create_user(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let res = app
+        .browser()
+        .post("/password/forgot", &[("email", "sam@acme.example")]);
+    assert_eq!(res.status, Status::SeeOther);
+    let held = accepted
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the portal hands the reset mail to the mail server");
+    let mailer = app.state().mailer.clone();
+    assert!(
+        !mailer.wait_for_detached(Duration::ZERO),
+        "the mail is under way"
+    );
+    // Later than the second the local client's runtime gives blocking work when it stops, sooner than the
+    // `grace` + `mercy` (5 s) Rocket lets a shutdown fairing take.
+    let hang_up = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(2500));
+        held.shutdown(Shutdown::Both).unwrap();
+    });
+    // Shutting down runs the shutdown fairings; when it returns, no mail is left under way.
+    let TestApp { client, dir, .. } = app;
+    drop(client.terminate());
+    assert!(
+        mailer.wait_for_detached(Duration::ZERO),
+        "the shutdown ended while the reset mail was still being sent"
+    );
+    hang_up.join().unwrap();
+    server.join().unwrap();
+    drop(dir);
+}
