@@ -249,8 +249,8 @@ fn cross_site(req: &Request<'_>) -> bool {
     }
     let configured = req
         .rocket()
-        .state::<crate::services::Services>()
-        .map(|s| s.settings.public_origin.trim_end_matches('/').to_string())
+        .state::<crate::web::guards::PublicOrigin>()
+        .map(|o| o.0.trim_end_matches('/').to_string())
         .unwrap_or_default();
     if !configured.is_empty() {
         return origin != configured;

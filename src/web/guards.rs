@@ -47,13 +47,17 @@ fn tls(req: &Request<'_>) -> bool {
     served_over_https(req)
 }
 
+/// The configured `public_origin`, managed by the portal's Rocket and by the sealed one alike, so that what depends
+/// on it (HTTPS, the origin a form may come from) holds on the unseal page as on every other.
+pub struct PublicOrigin(pub String);
+
 /// Whether browsers reach the portal over HTTPS: its `public_origin` says so. This build has no TLS listener, so
 /// HTTPS always ends at a reverse proxy and Rocket cannot tell; asking Rocket would give plain cookies and no HSTS
 /// behind every proxy.
 pub fn served_over_https(req: &Request<'_>) -> bool {
     req.rocket()
-        .state::<Services>()
-        .is_some_and(|s| s.settings.public_origin.trim().starts_with("https://"))
+        .state::<PublicOrigin>()
+        .is_some_and(|o| o.0.trim().starts_with("https://"))
 }
 
 /// A session and its account. Signed in only at [`Stage::Complete`]: a session that has not used the account's

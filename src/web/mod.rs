@@ -34,6 +34,7 @@ use rocket::{Build, Rocket};
 /// Attaches every fairing, route and catcher: the one place the web surface is assembled.
 pub fn mount(rocket: Rocket<Build>, public_origin: &str) -> Rocket<Build> {
     rocket
+        .manage(guards::PublicOrigin(public_origin.to_string()))
         // An empty Shield replaces Rocket's default; fairings::SecurityHeaders sets the full set.
         .attach(rocket::shield::Shield::new())
         .attach(fairings::RequestLog)

@@ -144,6 +144,9 @@ pub fn build_with_clock(
                 })
             },
         ))
+        .manage(crate::web::guards::PublicOrigin(
+            settings.public_origin.clone(),
+        ))
         .attach(rocket::shield::Shield::new())
         .attach(fairings::RequestLog)
         .attach(fairings::SecurityHeaders)

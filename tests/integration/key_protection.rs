@@ -379,6 +379,53 @@ fn keys_generated_by_a_host_command_are_audited() {
     assert!(reasons[2].starts_with("audit signing key "), "{reasons:?}");
 }
 
+/// Behind an HTTPS proxy the unseal page is served as every other page is: HSTS, a `Secure` form cookie, and a form
+/// posted from the public origin (a browser that sends `Origin` without `Sec-Fetch-Site`) taken, not refused.
+#[test]
+fn the_sealed_portal_behind_https_reads_public_origin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_custodians, shares, _) = shares_store(tmp.path());
+    let sealed_figment = figment(tmp.path())
+        .merge(("master_key_protection", "shares"))
+        .merge(("public_origin", "https://pcii.example.gov"));
+    let (rocket, unlocked) =
+        pcii_portal::web::sealed::build_with_clock(sealed_figment, Clock::system()).unwrap();
+    let client = Client::tracked(rocket).unwrap();
+    let page = client.get("/unseal").dispatch();
+    assert_eq!(page.status(), Status::Ok);
+    assert_eq!(
+        page.headers().get_one("Strict-Transport-Security"),
+        Some("max-age=63072000; includeSubDomains")
+    );
+    let cookies: Vec<String> = page
+        .headers()
+        .get("Set-Cookie")
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        !cookies.is_empty() && cookies.iter().all(|c| c.contains("Secure")),
+        "{cookies:?}"
+    );
+    let token = extract_csrf(&page.into_string().unwrap()).unwrap();
+    let res = client
+        .post("/unseal")
+        .header(ContentType::Form)
+        .header(Header::new("Origin", "https://pcii.example.gov"))
+        .body(encode(&[("csrf", &token), ("share", &shares[0])]))
+        .dispatch();
+    assert_eq!(res.status(), Status::Ok);
+    assert!(res.into_string().unwrap().contains("1 of 2"));
+    // Another origin is still refused: its share, the second, unseals nothing.
+    let res = client
+        .post("/unseal")
+        .header(ContentType::Form)
+        .header(Header::new("Origin", "https://elsewhere.example"))
+        .body(encode(&[("csrf", &token), ("share", &shares[1])]))
+        .dispatch();
+    assert_ne!(res.status(), Status::Ok);
+    assert!(unlocked.try_recv().is_err(), "a cross-site post unsealed");
+}
+
 fn unseal_count(client: &Client, outcome: &str) -> i64 {
     use diesel::prelude::*;
     use pcii_portal::db::schema::audit_entries;
