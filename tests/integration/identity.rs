@@ -608,14 +608,20 @@ fn one_administrator_cannot_disable_the_other_and_then_grant_alone() {
     assert_eq!(app.audit_count("account.privilege_approve"), 1);
 }
 
-#[test]
-fn a_reset_request_is_answered_while_its_mail_is_still_with_the_mail_server() {
+/// A reset mail held by a mail server on loopback that takes the connection and says nothing, so that no SMTP
+/// exchange with it can finish until the test lets go: the portal (configured for that server), the server's end
+/// of the connection, a receiver told when the portal's side closes (a finished exchange, given up on), and the
+/// server's thread.
+fn reset_mail_held_by_a_silent_server() -> (
+    TestApp,
+    std::net::TcpStream,
+    std::sync::mpsc::Receiver<()>,
+    std::thread::JoinHandle<()>,
+) {
     use std::io::Read;
-    use std::net::{Shutdown, TcpListener};
+    use std::net::TcpListener;
     use std::sync::mpsc;
     use std::time::Duration;
-    // A mail server that takes the connection and says nothing: no SMTP exchange with it can finish until the test
-    // lets go. It reports when the portal's side closes (a finished exchange, given up on).
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (accepted_tx, accepted) = mpsc::channel();
@@ -637,11 +643,19 @@ fn a_reset_request_is_answered_while_its_mail_is_still_with_the_mail_server() {
         .browser()
         .post("/password/forgot", &[("email", "sam@acme.example")]);
     assert_eq!(res.status, Status::SeeOther);
-    // The mail goes to the server...
+    // The mail goes to the server.
     let held = accepted
         .recv_timeout(Duration::from_secs(15))
         .expect("the portal hands the reset mail to the mail server");
-    // ...but the answer did not wait for the exchange: the portal is still waiting on the server.
+    (app, held, closed, server)
+}
+
+#[test]
+fn a_reset_request_is_answered_while_its_mail_is_still_with_the_mail_server() {
+    use std::net::Shutdown;
+    use std::time::Duration;
+    let (_app, held, closed, server) = reset_mail_held_by_a_silent_server();
+    // The answer did not wait for the exchange: the portal is still waiting on the server.
     assert!(
         closed.recv_timeout(Duration::from_millis(500)).is_err(),
         "the request waited for the SMTP exchange to end"
@@ -652,34 +666,11 @@ fn a_reset_request_is_answered_while_its_mail_is_still_with_the_mail_server() {
 
 #[test]
 fn a_shutdown_lets_a_reset_mail_under_way_finish() {
-    use std::io::Read;
-    use std::net::{Shutdown, TcpListener};
-    use std::sync::mpsc;
+    use std::net::Shutdown;
     use std::time::Duration;
-    // A mail server that takes the connection, says nothing, and hangs up a moment after the portal begins to shut
-    // down: the exchange under way ends (failed) only then.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (accepted_tx, accepted) = mpsc::channel();
-    let server = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        accepted_tx.send(conn.try_clone().unwrap()).unwrap();
-        let _ = conn.read(&mut [0u8; 64]);
-    });
-    let app = TestApp::with(|f| {
-        f.merge(("smtp_host", "127.0.0.1"))
-            .merge(("smtp_port", port))
-            .merge(("smtp_security", "none"))
-            .merge(("mail_from", "PCII Portal <pcii@portal.test>"))
-    });
-    app.create_user(Role::Submitter, "sam@acme.example", Some("Acme"));
-    let res = app
-        .browser()
-        .post("/password/forgot", &[("email", "sam@acme.example")]);
-    assert_eq!(res.status, Status::SeeOther);
-    let held = accepted
-        .recv_timeout(Duration::from_secs(15))
-        .expect("the portal hands the reset mail to the mail server");
+    // The server hangs up a moment after the portal begins to shut down: the exchange under way ends (failed) only
+    // then.
+    let (app, held, _closed, server) = reset_mail_held_by_a_silent_server();
     let mailer = app.state().mailer.clone();
     assert!(
         !mailer.wait_for_detached(Duration::ZERO),

@@ -407,21 +407,20 @@ fn the_sealed_portal_behind_https_reads_public_origin() {
         "{cookies:?}"
     );
     let token = extract_csrf(&page.into_string().unwrap()).unwrap();
-    let res = client
-        .post("/unseal")
-        .header(ContentType::Form)
-        .header(Header::new("Origin", "https://pcii.example.gov"))
-        .body(encode(&[("csrf", &token), ("share", &shares[0])]))
-        .dispatch();
+    // A browser that sends `Origin` but not `Sec-Fetch-Site`.
+    let post_from = |origin: &str, share: &str| {
+        client
+            .post("/unseal")
+            .header(ContentType::Form)
+            .header(Header::new("Origin", origin.to_owned()))
+            .body(encode(&[("csrf", &token), ("share", share)]))
+            .dispatch()
+    };
+    let res = post_from("https://pcii.example.gov", &shares[0]);
     assert_eq!(res.status(), Status::Ok);
     assert!(res.into_string().unwrap().contains("1 of 2"));
     // Another origin is still refused: its share, the second, unseals nothing.
-    let res = client
-        .post("/unseal")
-        .header(ContentType::Form)
-        .header(Header::new("Origin", "https://elsewhere.example"))
-        .body(encode(&[("csrf", &token), ("share", &shares[1])]))
-        .dispatch();
+    let res = post_from("https://elsewhere.example", &shares[1]);
     assert_ne!(res.status(), Status::Ok);
     assert!(unlocked.try_recv().is_err(), "a cross-site post unsealed");
 }
