@@ -2,7 +2,7 @@
 //! data key re-wrapped, no blob touched), `keys rotate --data-keys` (fresh data keys, blobs re-encrypted). Each is
 //! interrupted midway and resumed; afterwards every blob opens with the new keys alone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::common::{self, TestApp};
 use diesel::prelude::*;
@@ -584,23 +584,41 @@ fn a_populated_store_from_before_data_keys_migrates_and_converts_and_keeps_no_pl
     }
 }
 
-/// Runs the CLI and kills it (SIGKILL) after `ms` milliseconds; true if it had already finished.
-fn cli_killed_after(app: &TestApp, args: &[&str], ms: u64) -> bool {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
+/// Runs the CLI and kills it (SIGKILL) once `reached()` holds, looked at every millisecond; true if the run had
+/// finished first. The kill waits on the run's own progress, not on a clock, so that it lands midway on a fast
+/// machine as on a slow one.
+fn cli_killed_when(app: &TestApp, args: &[&str], mut reached: impl FnMut() -> bool) -> bool {
+    let mut child = app
+        .command()
         .args(args)
-        .env("PCII_DATA_DIR", app.data_dir())
-        .env("PCII_KEYS_DIR", app.keys_dir())
-        .env("PCII_DATABASE_URL", &app.database_url)
-        .env("PCII_CONFIG", "/nonexistent.toml")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(ms));
-    let finished = child.try_wait().unwrap().is_some();
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let finished = loop {
+        if child.try_wait().unwrap().is_some() {
+            break Some(true);
+        }
+        if reached() {
+            break Some(false);
+        }
+        if std::time::Instant::now() > give_up {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
     let _ = child.kill();
     let _ = child.wait();
-    finished
+    finished.unwrap_or_else(|| panic!("{args:?} neither finished nor got there in two minutes"))
+}
+
+/// Runs the CLI and kills it (SIGKILL) after `ms` milliseconds; true if it had already finished.
+fn cli_killed_after(app: &TestApp, args: &[&str], ms: u64) -> bool {
+    let start = std::time::Instant::now();
+    cli_killed_when(app, args, || {
+        start.elapsed() >= std::time::Duration::from_millis(ms)
+    })
 }
 
 #[test]
@@ -637,21 +655,37 @@ fn kill_9_at_any_moment_of_a_data_key_rotation_or_a_master_key_rotation_loses_no
             assert_eq!(back, texts[&row.id]);
         }
     };
-    // Killed ever later until a run completes (each kill lands somewhere else in the work).
-    let mut kills = 0;
+    // Killed ever later in the work until a run completes: first as it starts, then once 1, 20, ... of the 160
+    // blobs have moved to fresh data keys (counted from the copies the run began with).
+    let first_copies: HashSet<String> = all_blobs(&app)
+        .into_iter()
+        .map(|row| row.storage_name)
+        .collect();
+    let moved = || {
+        all_blobs(&app)
+            .iter()
+            .filter(|row| !first_copies.contains(&row.storage_name))
+            .count()
+    };
+    let args = ["keys", "rotate", "--data-keys"];
+    cli_killed_after(&app, &args, 5);
+    all_open(&ring);
+    let mut killed_midway = 0;
     let mut finished = false;
-    for ms in [60, 120, 200, 300, 450, 700, 1000, 1500, 2500, 4000] {
+    for target in [1, 20, 60, 100, 140, 159] {
         app.advance(2);
-        finished = cli_killed_after(&app, &["keys", "rotate", "--data-keys"], ms);
+        finished = cli_killed_when(&app, &args, || moved() >= target);
         all_open(&ring);
         if finished {
             break;
         }
-        kills += 1;
+        if (1..160).contains(&moved()) {
+            killed_midway += 1;
+        }
     }
     assert!(
-        kills > 0,
-        "no run was interrupted: the store is too small to test this"
+        killed_midway > 0,
+        "no run was killed with part of its blobs moved"
     );
     if !finished {
         let out = ok(&cli(&app, &["keys", "rotate", "--data-keys"]));
