@@ -6,8 +6,10 @@
 //!   data keys are sealed), only ciphertext and the wrapped data keys.
 //! - The blobs the snapshot names are then copied from the blob store (directory or S3, through the same trait),
 //!   each checked against the SHA-256 of its ciphertext recorded in the snapshot as it is copied: a backup holds
-//!   exactly the files its database refers to, each verified. A blob gone by the time it is copied was destroyed
-//!   after the snapshot (its deletion follows the destruction's commit); it is counted, not an error.
+//!   exactly the files its database refers to, each verified. Before the snapshot the backup takes a hold on
+//!   deletions ([`BACKUP_HOLD`]): a file the portal makes obsolete meanwhile (a destruction, a replaced draft, a
+//!   re-encryption) stays queued until the copy is done, so every file the snapshot names is there to copy, and one
+//!   that is not was lost from the store: the backup stops and names it.
 //! - `manifest.json` is written last (the database's SHA-256, the counts): a backup without it did not finish.
 //! - `keys/` is not copied: it must be kept apart (with `master_key_protection = "file"` it holds the master key in
 //!   clear, and a backup beside it would open). Every file is written 0600 in a 0700 directory, then fsynced.
@@ -23,7 +25,14 @@ use sha2::{Digest, Sha256};
 
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
 use crate::db::{Db, DbConn};
+use crate::models::lease;
 use crate::storage::BlobStore;
+use crate::workflow::blobs::{lease_holder, BACKUP_HOLD};
+
+/// How long the hold on deletions lasts unless renewed: a backup renews it every [`HOLD_RENEW_SECS`] as it copies;
+/// one killed midway stops holding deletions within this time.
+const HOLD_SECS: i64 = 300;
+const HOLD_RENEW_SECS: u64 = 60;
 
 /// The database's file name in a backup (as under `data/`).
 pub const DATABASE_FILE: &str = "pcii.sqlite3";
@@ -40,8 +49,6 @@ pub struct Made {
     pub blobs: usize,
     /// Their bytes (ciphertext).
     pub bytes: u64,
-    /// Blobs the snapshot names that were gone when copied: destroyed after the snapshot.
-    pub gone: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +70,13 @@ pub enum BackupError {
     Database(String),
     #[error("blob {name}: {why}")]
     Blob { name: String, why: String },
+    #[error(
+        "another backup is copying the blob store now (it holds deletions for up to {HOLD_SECS} s at a time); \
+         take this one after it"
+    )]
+    Busy,
+    #[error("the hold on deletions: {0}")]
+    Hold(String),
     #[error(transparent)]
     App(#[from] crate::error::AppError),
 }
@@ -88,9 +102,33 @@ pub fn make(
         return Err(BackupError::Postgres);
     }
     prepare(to)?;
+    let hold_error = |e: diesel::result::Error| BackupError::Hold(e.to_string());
+    if !lease::acquire(&mut conn, BACKUP_HOLD, lease_holder(), HOLD_SECS).map_err(hold_error)? {
+        return Err(BackupError::Busy);
+    }
+    let copied = copy_everything(&mut conn, store, to, now);
+    // Given up however the copy ended (a kill leaves it to lapse).
+    let released = lease::release(&mut conn, BACKUP_HOLD, lease_holder());
+    let made = copied?;
+    released.map_err(hold_error)?;
+
+    let event = Event::new("backup.made", Outcome::Success).reason(format!(
+        "database snapshot and {} stored file(s), {} bytes of ciphertext, each checked; keys not included",
+        made.blobs, made.bytes
+    ));
+    audit.record(&mut conn, &Actor::cli(), event)?;
+    Ok(made)
+}
+
+/// The snapshot, then every file it names, then the manifest; under the hold on deletions, renewed on the way.
+fn copy_everything(
+    conn: &mut DbConn,
+    store: &dyn BlobStore,
+    to: &Path,
+    now: i64,
+) -> Result<Made, BackupError> {
     let database = to.join(DATABASE_FILE);
-    snapshot(&mut conn, &database)?;
-    drop(conn);
+    snapshot(conn, &database)?;
 
     let blob_dir = to.join(BLOB_DIR);
     fs::DirBuilder::new()
@@ -101,28 +139,27 @@ pub fn make(
         database: database.clone(),
         blobs: 0,
         bytes: 0,
-        gone: 0,
     };
+    let mut renewed = std::time::Instant::now();
     for (name, sha256) in stored_blobs(&database)? {
-        match copy_blob(store, &name, &sha256, &blob_dir)? {
-            Some(bytes) => {
-                made.blobs += 1;
-                made.bytes += bytes;
+        if renewed.elapsed().as_secs() >= HOLD_RENEW_SECS {
+            let held = lease::acquire(conn, BACKUP_HOLD, lease_holder(), HOLD_SECS)
+                .map_err(|e| BackupError::Hold(e.to_string()))?;
+            if !held {
+                return Err(BackupError::Hold(
+                    "it lapsed and another backup took it; files may have been deleted since the snapshot: \
+                     take the backup again"
+                        .into(),
+                ));
             }
-            None => made.gone += 1,
+            renewed = std::time::Instant::now();
         }
+        made.bytes += copy_blob(store, &name, &sha256, &blob_dir)?;
+        made.blobs += 1;
     }
     sync_dir(&blob_dir)?;
     write_manifest(to, &made, now)?;
     sync_dir(to)?;
-
-    let event = Event::new("backup.made", Outcome::Success).reason(format!(
-        "database snapshot and {} stored file(s), {} bytes of ciphertext, each checked; {} destroyed after the \
-         snapshot; keys not included",
-        made.blobs, made.bytes, made.gone
-    ));
-    let mut conn = db.get()?;
-    audit.record(&mut conn, &Actor::cli(), event)?;
     Ok(made)
 }
 
@@ -176,13 +213,13 @@ fn stored_blobs(database: &Path) -> Result<Vec<(String, String)>, BackupError> {
     crate::models::blob::all_stored(&mut conn).map_err(|e| BackupError::Database(e.to_string()))
 }
 
-/// Copies one blob into `dir` (0600, fsynced), hashing it on the way: `None` when the store no longer has it.
+/// Copies one blob into `dir` (0600, fsynced), hashing it on the way; returns its length.
 fn copy_blob(
     store: &dyn BlobStore,
     name: &str,
     sha256: &str,
     dir: &Path,
-) -> Result<Option<u64>, BackupError> {
+) -> Result<u64, BackupError> {
     let blob_error = |why: String| BackupError::Blob {
         name: name.to_owned(),
         why,
@@ -191,7 +228,13 @@ fn copy_blob(
     crate::storage::check_blob_name(name).map_err(|e| blob_error(e.to_string()))?;
     let mut from = match store.open(name) {
         Ok(r) => r,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(blob_error(
+                "the database names it but the blob store does not have it: it was lost from the store (deletions \
+                 wait while a backup copies); the backup stops here"
+                    .into(),
+            ))
+        }
         Err(e) => return Err(blob_error(e.to_string())),
     };
     let path = dir.join(name);
@@ -223,7 +266,7 @@ fn copy_blob(
         ));
     }
     to.sync_all().map_err(io_at(&path))?;
-    Ok(Some(len))
+    Ok(len)
 }
 
 /// `manifest.json`, written last: a backup without it did not finish. Names the database file with its SHA-256 (so
@@ -241,7 +284,9 @@ fn write_manifest(to: &Path, made: &Made, now: i64) -> Result<(), BackupError> {
         "made_at": crate::time::rfc3339(now),
         "database": { "file": DATABASE_FILE, "sha256": hex::encode(hasher.finalize()) },
         "blobs": { "dir": BLOB_DIR, "files": made.blobs, "bytes": made.bytes },
-        "destroyed_after_the_snapshot": made.gone,
+        // Deletions wait while a backup copies, so none is missing; kept for `check` of older backups, which
+        // counted files destroyed after their snapshot.
+        "destroyed_after_the_snapshot": 0,
         "keys": "not included",
     });
     let path = to.join(MANIFEST_FILE);

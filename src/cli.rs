@@ -212,12 +212,6 @@ pub fn backup(settings: &Settings, to: &std::path::Path) -> Result<(), CliError>
         made.blobs,
         made.bytes
     );
-    if made.gone > 0 {
-        println!(
-            "{} file(s) named by the snapshot were destroyed before they could be copied",
-            made.gone
-        );
-    }
     println!("keys/ is not in the backup: keep a copy of it apart (see the README, \"Backups\")");
     Ok(())
 }

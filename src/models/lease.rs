@@ -1,5 +1,5 @@
 //! Leases (`leases`): work that must run once across several instances on one database (the blob sweep) is done
-//! by whichever instance holds its lease. Times are the database's clock (Unix seconds): every instance reads the
+//! by whichever instance holds its lease; a backup holds one while it copies (deletions wait for it). Times are the database's clock (Unix seconds): every instance reads the
 //! same one, so clock skew between machines cannot make two of them think they hold a lease at once.
 
 use diesel::prelude::*;
@@ -79,6 +79,12 @@ pub fn release(conn: &mut DbConn, name: &str, holder: &str) -> QueryResult<bool>
     diesel::delete(leases::table.find(name).filter(leases::holder.eq(holder)))
         .execute(conn)
         .map(|n| n > 0)
+}
+
+/// Whether anyone holds the lease `name` now (by the database's clock).
+pub fn is_held(conn: &mut DbConn, name: &str) -> QueryResult<bool> {
+    let now = database_now(conn)?;
+    Ok(find(conn, name)?.is_some_and(|lease| lease.expires_at > now))
 }
 
 /// The lease's row, held or lapsed (for the tests and an operator's look).

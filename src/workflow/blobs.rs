@@ -27,6 +27,11 @@ const BATCH: i64 = 200;
 /// The lease the instances on one database take turns on: a sweep round runs on whichever holds it.
 pub const SWEEP_LEASE: &str = "blob-sweep";
 
+/// The hold a backup takes while it copies the blob store (see `crate::backup`): while anyone holds it, queued
+/// ciphertexts stay queued (and so are no orphans either), so that every file the backup's database snapshot names
+/// is still there when its turn to be copied comes. A sweep after the hold ends deletes them.
+pub const BACKUP_HOLD: &str = "backup-hold";
+
 /// What a round's lease lasts beyond the interval, at least: see [`lease_seconds`].
 const LEASE_MARGIN_MIN_SECS: u64 = 5;
 
@@ -75,13 +80,19 @@ impl Swept {
 }
 
 /// Deletes queued ciphertexts from the store — `names` only, or the whole queue — and dequeues each once the
-/// store confirms it is gone. Returns (deleted, failed).
+/// store confirms it is gone; nothing while a backup holds deletions ([`BACKUP_HOLD`]). Returns (deleted, failed).
 pub fn delete_queued(
     conn: &mut DbConn,
     store: &dyn BlobStore,
     names: Option<&[String]>,
 ) -> AppResult<(usize, usize)> {
     let (mut deleted, mut failed) = (0, 0);
+    // Read after the commit that queued the names: a backup whose snapshot still names one of them took its hold
+    // before that snapshot, hence before this commit, and is seen here.
+    if lease::is_held(conn, BACKUP_HOLD)? {
+        tracing::info!("queued blob deletions wait while a backup copies the blob store");
+        return Ok((0, 0));
+    }
     // True when the store confirmed the deletion.
     let handle = |conn: &mut DbConn, name: &str| -> AppResult<bool> {
         match store.delete(name) {

@@ -214,3 +214,76 @@ fn a_backup_taken_beside_a_running_portal_discloses_nothing_and_restores_with_th
         String::from_utf8_lossy(&unfinished.stderr)
     );
 }
+
+/// A backup holds deletions from before its snapshot until its last copy: what the portal makes obsolete meanwhile
+/// (here a draft's replaced content version) stays in the store, queued, and the sweep after the hold deletes it.
+/// So a file the snapshot names that the store does not have was lost, not destroyed: the backup stops and names
+/// it, writes no manifest, and gives the hold up.
+#[test]
+fn deletions_wait_while_a_backup_holds_them_and_a_file_lost_from_the_store_stops_the_backup() {
+    use pcii_portal::models::{blob_deletion, lease};
+    use pcii_portal::workflow::blobs::BACKUP_HOLD;
+    let app = TestApp::new();
+    let sqlite = !app.database_url.starts_with("postgres");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let draft = crate::common::submission_id(
+        &ann.post_multipart("/submissions", &complete_fields("First words", "save")),
+    );
+    let before = app.blob_files();
+
+    // As `backup --to` takes it.
+    assert!(app.with_conn(|c| lease::acquire(c, BACKUP_HOLD, "a-backup", 300).unwrap()));
+    let page = ann.post_multipart(
+        &format!("/submissions/{draft}"),
+        &complete_fields("Second words", "save"),
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let during = app.blob_files();
+    assert_eq!(during.len(), before.len() + 1, "the new version is stored");
+    assert!(
+        before.iter().all(|name| during.contains(name)),
+        "the replaced version is kept while the hold lasts"
+    );
+    assert_eq!(app.with_conn(|c| blob_deletion::count(c).unwrap()), 1);
+    // A sweep meanwhile (here the one at a restart) leaves it too.
+    app.restart(|f| f);
+    assert_eq!(app.blob_files(), during);
+    if sqlite {
+        // One backup at a time: another meanwhile is refused and writes nothing.
+        let second = tmp.path().join("second");
+        let out = backup(&app, &second);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("another backup is copying"), "{err}");
+        assert!(!second.join("manifest.json").exists());
+    }
+
+    // The hold ends: the next sweep deletes what waited.
+    assert!(app.with_conn(|c| lease::release(c, BACKUP_HOLD, "a-backup").unwrap()));
+    app.restart(|f| f);
+    assert_eq!(app.blob_files().len(), before.len());
+    assert_eq!(app.with_conn(|c| blob_deletion::count(c).unwrap()), 0);
+    if !sqlite {
+        return; // `backup --to` is SQLite's (pg_dump is PostgreSQL's): see the test above
+    }
+
+    // The store loses a file the database names: the backup stops with its name.
+    let lost = app.blob_files().remove(0);
+    app.state().blobs.delete(&lost).unwrap();
+    let to = tmp.path().join("backup");
+    let out = backup(&app, &to);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&lost) && err.contains("lost from the store"),
+        "{err}"
+    );
+    assert!(!to.join("manifest.json").exists());
+    assert_eq!(app.audit_count("backup.made"), 0);
+    assert_eq!(
+        app.with_conn(|c| lease::find(c, BACKUP_HOLD).unwrap()),
+        None,
+        "the failed backup gave its hold up"
+    );
+}
