@@ -398,16 +398,22 @@ pub fn open_keys(settings: &Settings) -> Result<crate::key_store::OpenedKeys, Cl
     let files = SHARE_FILES.get().map(Vec::as_slice).unwrap_or(&[]);
     let at_rest = crate::key_store::protection::unlock_interactive(settings, files)?;
     let opened = crate::key_store::open_unlocked(settings, &at_rest)?;
-    if !opened.generated.is_empty() {
-        record_host_act(settings, &at_rest, &opened.generated, None)?;
+    if !opened.generated.is_empty() || opened.unrecorded_protection.is_some() {
+        record_host_act(
+            settings,
+            &at_rest,
+            &opened.generated,
+            opened.unrecorded_protection.clone(),
+        )?;
     }
     Ok(opened)
 }
 
 /// Records an act on the key store done from this host's command line, as the server records its own: the keys a
 /// command `generated` because they were missing (`key.generate`, names and public parts only) and, when
-/// `protected` says what a `keys protect` did, a `key.protect` entry. The store is opened again as `at_rest` says
-/// for its audit signing key (every key file exists by now; any still missing would be generated and recorded).
+/// `protected` says what a `keys protect` did (or the store holds a note of one left unrecorded), a `key.protect`
+/// entry. The store is opened again as `at_rest` says for its audit signing key (every key file exists by now; any
+/// still missing would be generated and recorded).
 fn record_host_act(
     settings: &Settings,
     at_rest: &crate::crypto::keyfile::AtRest,
@@ -420,13 +426,8 @@ fn record_host_act(
     let mut conn = db.get()?;
     crate::key_store::record_generated(&mut conn, &audit, generated)?;
     crate::key_store::record_generated(&mut conn, &audit, &opened.generated)?;
-    if let Some(what) = protected {
-        audit.record(
-            &mut conn,
-            &Actor::cli(),
-            crate::audit::log::Event::new("key.protect", crate::audit::log::Outcome::Success)
-                .reason(what),
-        )?;
+    if let Some(entry) = protected.or(opened.unrecorded_protection) {
+        crate::key_store::record_protection(&mut conn, &audit, &settings.keys_dir, entry)?;
     }
     Ok(())
 }
@@ -440,11 +441,12 @@ pub fn keys_protect(
     target: crate::key_store::protection::Target,
     new_unlock_key: bool,
 ) -> Result<(), CliError> {
+    use crate::crypto::keyfile::{AtRest, UnlockKey};
     use crate::key_store::protection::{self, Layout, Mode};
     let dir = settings.keys_dir.clone();
     // Every file is rewritten under a new key: no portal may hold the old one, no other key operation run.
     let _changing = in_use::changing(&dir, in_use::Needs::NoPortal)?;
-    let mut unlock_current = || match Layout::scan(&dir).committed() {
+    let unlock_current = || match Layout::scan(&dir).committed() {
         Some(Mode::Passphrase) => {
             let mut s = settings.clone();
             s.master_key_protection = "passphrase".into();
@@ -457,24 +459,62 @@ pub fn keys_protect(
             protection::unlock_shares_cli(&s, files)
         }
     };
-    // What the audit entry says: the mode and, for shares, the threshold and the custodians' public recipients.
-    let mut what = match &target {
-        protection::Target::Passphrase(_) => "passphrase".to_owned(),
-        protection::Target::Shares {
-            threshold,
-            custodians,
-        } => format!(
-            "shares, {threshold} of {}: {}",
-            custodians.len(),
-            custodians.join(", ")
-        ),
+    let described = target.describe();
+    let mode = target.mode().as_str();
+    // A conversion a killed run left unrecorded is recorded before this run changes the store again (its note would
+    // be replaced); the secret asked for it serves this run too.
+    let mut unlocked: Option<std::sync::Arc<UnlockKey>> = None;
+    let mut recorded_before = false;
+    if dir.join(protection::UNRECORDED_FILE).exists() && Layout::scan(&dir).committed().is_some() {
+        let key = std::sync::Arc::new(unlock_current()?);
+        if let Some(entry) = protection::unrecorded(&dir, Some(&key))? {
+            record_host_act(settings, &AtRest::Sealed(key.clone()), &[], Some(entry))?;
+            println!("recorded the conversion an interrupted run had not");
+            recorded_before = true;
+        }
+        unlocked = Some(key);
+    }
+    let mut unlock_current = || match &unlocked {
+        Some(key) => UnlockKey::from_secret(&key.to_secret()).ok_or(KeyStoreError::Wrap),
+        None => unlock_current(),
     };
-    let done = if new_unlock_key {
-        protection::rekey(settings, target, &mut unlock_current)?
+    let converted = if new_unlock_key {
+        protection::rekey(settings, target, &mut unlock_current)
     } else {
-        protection::protect(settings, target, &mut unlock_current)?
+        protection::protect(settings, target, &mut unlock_current)
     };
-    if done.finished_only {
+    let mut done = match converted {
+        // Recording that conversion was all there was to do.
+        Err(KeyStoreError::AlreadyProtected { .. }) if recorded_before => return Ok(()),
+        other => other?,
+    };
+    // What to record. A re-run that found the conversion committed holds no unlock key: it asks for the secret and
+    // records what the note its interrupted run left says (that run stopped before it could).
+    let record = match (done.unlock.take(), done.entry.take()) {
+        (Some(key), Some(entry)) => Some((key, entry)),
+        // Removal finished, for the conversion recorded above.
+        _ if recorded_before => None,
+        _ => {
+            let key = std::sync::Arc::new(unlock_current()?);
+            match protection::unrecorded(&dir, Some(&key))? {
+                Some(entry) => {
+                    println!("the key store was already converted; recording the conversion its interrupted run had not");
+                    Some((key, entry))
+                }
+                // The note was stale (its run stopped before committing) and nothing was left to remove.
+                None if done.removed.is_empty() => {
+                    protection::forget_unrecorded(&dir)?;
+                    return Err(KeyStoreError::AlreadyProtected { path: dir, mode }.into());
+                }
+                // Interrupted by a version that left no note.
+                None => {
+                    let entry = format!("{described}; finishing an interrupted conversion");
+                    Some((key, entry))
+                }
+            }
+        }
+    };
+    if done.finished_only && !done.removed.is_empty() {
         println!("the key store was already converted; finished removing what was left");
     }
     if let Some(r) = &done.unlock_recipient {
@@ -497,27 +537,10 @@ pub fn keys_protect(
             "a new unlock key: the old passphrase or shares open nothing current; restart every instance with the new one"
         );
     }
-    if let Some(r) = &done.unlock_recipient {
-        what.push_str(&format!("; unlock key {r}"));
+    match record {
+        Some((key, entry)) => record_host_act(settings, &AtRest::Sealed(key), &[], Some(entry)),
+        None => Ok(()),
     }
-    if new_unlock_key {
-        what.push_str("; a new unlock key");
-    }
-    // A re-run that only finished an interrupted conversion holds no unlock key: it asks for the new secret (the
-    // interrupted run stopped before it could record the conversion).
-    let key = match done.unlock {
-        Some(key) => key,
-        None => {
-            what.push_str("; finishing an interrupted conversion");
-            std::sync::Arc::new(unlock_current()?)
-        }
-    };
-    record_host_act(
-        settings,
-        &crate::crypto::keyfile::AtRest::Sealed(key),
-        &[],
-        Some(what),
-    )
 }
 
 /// `pcii-portal unseal`: gives this custodian's decrypted share (from `--share-file`, else asked on the terminal

@@ -174,6 +174,10 @@ pub fn build_unlocked(
         key_store::record_generated(&mut conn, &audit, &opened.generated)
             .map_err(|e| e.to_string())?;
     }
+    if let Some(entry) = opened.unrecorded_protection {
+        key_store::record_protection(&mut conn, &audit, &settings.keys_dir, entry)
+            .map_err(|e| e.to_string())?;
+    }
     let swept = workflow::blobs::sweep_at_start(&mut conn, blobs.as_ref(), &audit, &settings)
         .map_err(|e| format!("sweeping the blob store: {e}"))?;
     let swept_blobs = swept.deleted + swept.temporaries + swept.orphans;

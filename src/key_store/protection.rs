@@ -24,6 +24,10 @@ use crate::crypto::keys::IDENTITY_FILE_NAME;
 pub const UNLOCK_FILE: &str = "unlock.age";
 /// Every secret file of the store, by its clear name.
 pub const SECRET_FILES: [&str; 3] = [IDENTITY_FILE_NAME, COOKIE_SECRET_FILE, AUDIT_SIGNING_FILE];
+/// Written before a conversion's commit point and removed once its `key.protect` audit entry is recorded: a run
+/// killed between the two leaves it, and whoever next opens the store with its secret records the conversion (see
+/// [`unrecorded`]). Public parts only: the entry's text (mode, custodians' and unlock key's recipients).
+pub const UNRECORDED_FILE: &str = "protect-unrecorded.json";
 /// Shortest passphrase accepted when one is chosen (the same floor as account passwords).
 pub const MIN_PASSPHRASE_CHARS: usize = 12;
 
@@ -342,12 +346,98 @@ pub enum Target {
 }
 
 impl Target {
-    fn mode(&self) -> Mode {
+    pub fn mode(&self) -> Mode {
         match self {
             Target::Passphrase(_) => Mode::Passphrase,
             Target::Shares { .. } => Mode::Shares,
         }
     }
+
+    /// The mode and, for shares, the threshold and the custodians' public recipients.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Passphrase(_) => "passphrase".to_owned(),
+            Target::Shares {
+                threshold,
+                custodians,
+            } => format!(
+                "shares, {threshold} of {}: {}",
+                custodians.len(),
+                custodians.join(", ")
+            ),
+        }
+    }
+
+    /// The `key.protect` entry's words for a conversion to this target sealed to `key` (public parts only).
+    fn entry(&self, key: &UnlockKey, new_unlock_key: bool) -> String {
+        let new = if new_unlock_key {
+            "; a new unlock key"
+        } else {
+            ""
+        };
+        format!("{}; unlock key {}{new}", self.describe(), key.recipient())
+    }
+}
+
+/// The note [`UNRECORDED_FILE`] holds.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Unrecorded {
+    mode: String,
+    unlock_recipient: String,
+    entry: String,
+}
+
+/// Notes a conversion to `target` sealed to `key` as not yet recorded (before its commit point).
+fn note_unrecorded(
+    dir: &Path,
+    target: &Target,
+    key: &UnlockKey,
+    new_unlock_key: bool,
+) -> Result<(), KeyStoreError> {
+    let note = Unrecorded {
+        mode: target.mode().as_str().into(),
+        unlock_recipient: key.recipient(),
+        entry: target.entry(key, new_unlock_key),
+    };
+    let json = serde_json::to_vec_pretty(&note).map_err(|_| KeyStoreError::Wrap)?;
+    keyfile::write_private(&dir.join(UNRECORDED_FILE), &json)?;
+    Ok(())
+}
+
+/// The `key.protect` entry a conversion left unrecorded, when it committed: the store is sealed in its mode to
+/// the unlock key it names, `current` (the key the store was just opened with). A note whose run stopped before
+/// its commit point (the store in clear, another mode, or another unlock key in force) says nothing happened; it
+/// can never match later (its unlock key was made for that run, or the mode it names is committed only by a run
+/// that writes its own note), and it is left for the next `keys protect`, which holds the store's lock, to replace
+/// or forget: a command opening the store meanwhile could be beside a conversion under way.
+pub fn unrecorded(
+    dir: &Path,
+    current: Option<&UnlockKey>,
+) -> Result<Option<String>, KeyStoreError> {
+    let path = dir.join(UNRECORDED_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let note: Option<Unrecorded> = serde_json::from_str(&keyfile::read_private(&path)?).ok();
+    let committed = Layout::scan(dir).committed().map(Mode::as_str);
+    match (note, current) {
+        (Some(note), Some(key))
+            if committed == Some(note.mode.as_str())
+                && note.unlock_recipient == key.recipient() =>
+        {
+            Ok(Some(format!(
+                "{}; recorded by a later run (the converting run stopped before it could)",
+                note.entry
+            )))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The conversion's entry is in the audit log (or its note was stale): the note goes.
+pub fn forget_unrecorded(dir: &Path) -> Result<(), KeyStoreError> {
+    keyfile::destroy(&dir.join(UNRECORDED_FILE))?;
+    Ok(())
 }
 
 /// What a conversion did, for the operator (file names and public ids only).
@@ -364,6 +454,9 @@ pub struct Protected {
     /// The unlock key the store is now sealed to (`None` when a re-run only finished removing leftovers): so
     /// that the command can open the audit signing key and record what it did without asking again.
     pub unlock: Option<Arc<UnlockKey>>,
+    /// The `key.protect` entry's words for what it converted (`None` when a re-run only finished: then the note
+    /// its interrupted run left says it, see [`unrecorded`]).
+    pub entry: Option<String>,
 }
 
 /// Converts the key store to `target`. New files are written (and fsynced) first, the wrapper of the
@@ -390,7 +483,8 @@ pub fn protect(
         // A re-run: the target wrapper was written (after every sealed file), so what is left is removal.
         done.finished_only = true;
         finish(dir, mode, &mut done)?;
-        if done.removed.is_empty() {
+        // With a note left, the caller opens the store and records the conversion if it committed.
+        if done.removed.is_empty() && !dir.join(UNRECORDED_FILE).exists() {
             return Err(KeyStoreError::AlreadyProtected {
                 path: dir.to_path_buf(),
                 mode: mode.as_str(),
@@ -401,9 +495,12 @@ pub fn protect(
 
     let key = if layout.committed().is_some() {
         // Sealed in the other mode: keep the unlock key (and so every sealed file), re-wrap it.
-        Arc::new(unlock_current()?)
+        let key = Arc::new(unlock_current()?);
+        note_unrecorded(dir, &target, &key, false)?;
+        key
     } else {
         let key = Arc::new(UnlockKey::generate());
+        note_unrecorded(dir, &target, &key, false)?;
         let sealed = AtRest::Sealed(key.clone());
         for name in SECRET_FILES {
             let clear = dir.join(name);
@@ -422,6 +519,7 @@ pub fn protect(
     write_wrapper(dir, &key, &target, None, &mut done)?;
     done.unlock_recipient = Some(key.recipient());
     finish(dir, mode, &mut done)?;
+    done.entry = Some(target.entry(&key, false));
     done.unlock = Some(key);
     Ok(done)
 }
@@ -509,6 +607,7 @@ pub fn rekey(
     }
     let current = unlock_current()?;
     let next = UnlockKey::generate();
+    note_unrecorded(dir, &target, &next, true)?;
     let sealed_names: Vec<&str> = SECRET_FILES
         .into_iter()
         .filter(|n| dir.join(format!("{n}.age")).exists())
@@ -554,6 +653,7 @@ pub fn rekey(
         }
     }
     done.unlock_recipient = Some(next.recipient());
+    done.entry = Some(target.entry(&next, true));
     done.unlock = Some(next);
     Ok(done)
 }
@@ -660,6 +760,9 @@ mod tests {
         .unwrap();
         assert!(again.finished_only);
         assert_eq!(again.removed, vec![COOKIE_SECRET_FILE.to_string()]);
+        // The command records the conversion, then forgets its note (kept, a re-run would record it).
+        assert!(dir.join(UNRECORDED_FILE).exists());
+        forget_unrecorded(&dir).unwrap();
         // Once more, with nothing left to finish: a new passphrase given this way would be ignored, so it is
         // refused (and the old passphrase still opens the store).
         let ignored = protect(

@@ -759,3 +759,118 @@ fn a_custodian_on_the_same_host_unseals_through_the_cli() {
     );
     assert_eq!(unseal_count_sealed(tmp.path(), "refused"), 1);
 }
+
+/// `keys protect` stopped after its commit point but before its audit entry — the state the conversion alone
+/// leaves (called here as the command calls it): the store converted, no entry, the run's note of it. The next
+/// run that opens the store with its secret records it, once, naming the unlock key in force: a re-run of the
+/// command, or the portal's start. A note whose run stopped before committing records nothing.
+#[test]
+fn a_conversion_stopped_before_its_audit_entry_is_recorded_by_the_next_run_that_opens_the_store() {
+    protection::weaken_scrypt_for_tests(4);
+    let secrets = tempfile::tempdir().unwrap();
+    let pass_file = secrets.path().join("passphrase");
+    keyfile::write_private(&pass_file, b"the passphrase of the test\n").unwrap();
+    let converted_unrecorded = |dir: &Path| {
+        let clear = figment(dir);
+        let (rocket, _) = pcii_portal::build(clear.clone()).unwrap();
+        drop(Client::tracked(rocket).unwrap());
+        let done = protection::protect(
+            &settings(&clear),
+            Target::Passphrase(zeroize::Zeroizing::new("the passphrase of the test".into())),
+            &mut || unreachable!("a clear store needs no unlocking"),
+        )
+        .unwrap();
+        // The note holds public parts only.
+        assert!(dir.join("keys").join(protection::UNRECORDED_FILE).exists());
+        assert_keys_disclose_nothing(&dir.join("keys"), &["the passphrase of the test"]);
+        done.unlock_recipient.unwrap()
+    };
+    let sealed = |dir: &Path| {
+        figment(dir)
+            .merge(("master_key_protection", "passphrase"))
+            .merge(("master_key_passphrase_file", &pass_file))
+    };
+    let recorded_once = |dir: &Path, recipient: &str| {
+        let (rocket, _) = pcii_portal::build(sealed(dir)).unwrap();
+        let client = Client::tracked(rocket).unwrap();
+        let entries = entries_of(&client, "key.protect");
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert_eq!(entries[0].0.as_deref(), Some("cli"));
+        let reason = entries[0].1.as_deref().unwrap_or_default();
+        assert!(
+            reason.starts_with(&format!("passphrase; unlock key {recipient}"))
+                && reason.contains("recorded by a later run"),
+            "{reason}"
+        );
+    };
+    let noted = |dir: &Path| dir.join("keys").join(protection::UNRECORDED_FILE).exists();
+    let protect = |dir: &Path, mode: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
+            .args(["keys", "protect", "--mode", mode, "--passphrase-file"])
+            .arg(&pass_file)
+            .env("PCII_CONFIG", "/nonexistent.toml")
+            .env("PCII_DATA_DIR", dir.join("data"))
+            .env("PCII_KEYS_DIR", dir.join("keys"))
+            .env("PCII_DATABASE_URL", "")
+            .env("PCII_MASTER_KEY_PROTECTION", "passphrase")
+            .env("PCII_MASTER_KEY_PASSPHRASE_FILE", &pass_file)
+            .env("PCII_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+
+    // The operator runs the command again: it records the conversion and says so; once more, it has nothing to do.
+    let by_command = tempfile::tempdir().unwrap();
+    let recipient = converted_unrecorded(by_command.path());
+    let out = protect(by_command.path(), "passphrase");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("recorded the conversion"), "{stdout}");
+    let again = protect(by_command.path(), "passphrase");
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already protected"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    recorded_once(by_command.path(), &recipient);
+    assert!(!noted(by_command.path()));
+
+    // Or the portal starts on it: its start records it (and the next start does not again).
+    let by_start = tempfile::tempdir().unwrap();
+    let recipient = converted_unrecorded(by_start.path());
+    recorded_once(by_start.path(), &recipient);
+    assert!(!noted(by_start.path()));
+    recorded_once(by_start.path(), &recipient);
+
+    // A run that stopped before its commit point (here a split refused: 5 of 2) left a note of a conversion that
+    // never happened: starts record nothing, and the next `keys protect` forgets it.
+    let s = settings(&sealed(by_start.path()));
+    let refused = protection::protect(
+        &s,
+        Target::Shares {
+            threshold: 5,
+            custodians: (0..2)
+                .map(|_| age::x25519::Identity::generate().to_public().to_string())
+                .collect(),
+        },
+        &mut || protection::unlock_passphrase(&s, true),
+    );
+    assert!(refused.is_err());
+    assert!(noted(by_start.path()));
+    recorded_once(by_start.path(), &recipient);
+    assert!(noted(by_start.path()), "kept for the next `keys protect`");
+    let out = protect(by_start.path(), "passphrase");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already protected"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!noted(by_start.path()));
+    recorded_once(by_start.path(), &recipient);
+}
