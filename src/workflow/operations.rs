@@ -49,6 +49,8 @@ pub struct Overview {
     pub key_generations: Vec<Generation>,
     pub mail: QueueSummary,
     pub deletions: QueueSummary,
+    /// Until when a backup holds deletions (`blobs::BACKUP_HOLD`), while it does: they wait for its copy.
+    pub deletions_held_until: Option<i64>,
     pub background: Vec<Job>,
     pub audit: AuditState,
     /// The latest entry of each of the system's own acts (`RECORDED`), or `None` if it never happened.
@@ -221,6 +223,9 @@ pub fn overview(
             .collect(),
         mail: pending_mail::summary(conn)?,
         deletions: blob_deletion::summary(conn)?,
+        deletions_held_until: lease::find(conn, blobs::BACKUP_HOLD)?
+            .map(|hold| hold.expires_at)
+            .filter(|&until| until > db_now),
         background,
         audit,
         recorded,
@@ -282,7 +287,7 @@ fn attention(o: &Overview, backend: Backend) -> Vec<String> {
         ));
     }
     if let Some(oldest) = o.deletions.oldest_at {
-        if o.at - oldest > DELETION_LATE_SECS {
+        if o.at - oldest > DELETION_LATE_SECS && o.deletions_held_until.is_none() {
             out.push(format!(
                 "{} destroyed file(s) still wait to be deleted from the blob store (the oldest since {}, tried up \
                  to {} times). Their data keys are gone, so they cannot be read, but the store should be checked.",
@@ -391,6 +396,13 @@ pub fn as_text(o: &Overview) -> String {
             q.count,
             when(q.oldest_at),
             q.most_attempts
+        );
+    }
+    if let Some(until) = o.deletions_held_until {
+        let _ = writeln!(
+            s,
+            "a backup is copying the blob store: deletions wait for it (its hold lasts until {} unless renewed)",
+            when(Some(until))
         );
     }
     for j in &o.background {

@@ -246,6 +246,14 @@ fn deletions_wait_while_a_backup_holds_them_and_a_file_lost_from_the_store_stops
         "the replaced version is kept while the hold lasts"
     );
     assert_eq!(app.with_conn(|c| blob_deletion::count(c).unwrap()), 1);
+    // The operator's overview says why they wait.
+    let status = app.command().arg("status").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&status.stdout)
+            .contains("a backup is copying the blob store: deletions wait for it"),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
     // A sweep meanwhile (here the one at a restart) leaves it too.
     app.restart(|f| f);
     assert_eq!(app.blob_files(), during);
