@@ -29,8 +29,8 @@ use crate::models::lease;
 use crate::storage::BlobStore;
 use crate::workflow::blobs::{lease_holder, BACKUP_HOLD};
 
-/// How long the hold on deletions lasts unless renewed: a backup renews it every [`HOLD_RENEW_SECS`] as it copies;
-/// one killed midway stops holding deletions within this time.
+/// How long the hold on deletions lasts unless renewed: a backup renews it every [`HOLD_RENEW_SECS`] while it copies
+/// (however long one file takes); one killed midway stops holding deletions within this time.
 const HOLD_SECS: i64 = 300;
 const HOLD_RENEW_SECS: u64 = 60;
 
@@ -106,7 +106,13 @@ pub fn make(
     if !lease::acquire(&mut conn, BACKUP_HOLD, lease_holder(), HOLD_SECS).map_err(hold_error)? {
         return Err(BackupError::Busy);
     }
-    let copied = copy_everything(&mut conn, store, to, now);
+    let copied = std::thread::scope(|scope| {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        scope.spawn(move || keep_holding(db, &stopped));
+        let copied = copy_everything(&mut conn, store, to, now);
+        drop(stop);
+        copied
+    });
     // Given up however the copy ended (a kill leaves it to lapse).
     let released = lease::release(&mut conn, BACKUP_HOLD, lease_holder());
     let made = copied?;
@@ -120,7 +126,28 @@ pub fn make(
     Ok(made)
 }
 
-/// The snapshot, then every file it names, then the manifest; under the hold on deletions, renewed on the way.
+/// Renews the hold every [`HOLD_RENEW_SECS`] until `stopped` says the copy ended. A renewal that fails is logged
+/// and tried again at the next; were the hold to lapse meanwhile, a file deleted in that time stops the copy as
+/// missing, so a backup never finishes without a file its snapshot names.
+fn keep_holding(db: &Db, stopped: &std::sync::mpsc::Receiver<()>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let every = std::time::Duration::from_secs(HOLD_RENEW_SECS);
+    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+        let renewed = db.get().map_err(|e| e.to_string()).and_then(|mut c| {
+            lease::acquire(&mut c, BACKUP_HOLD, lease_holder(), HOLD_SECS)
+                .map_err(|e| e.to_string())
+        });
+        match renewed {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!("the backup's hold on deletions was taken by another backup")
+            }
+            Err(e) => tracing::warn!(error = %e, "renewing the backup's hold on deletions failed"),
+        }
+    }
+}
+
+/// The snapshot, then every file it names, then the manifest (under the hold on deletions).
 fn copy_everything(
     conn: &mut DbConn,
     store: &dyn BlobStore,
@@ -140,20 +167,7 @@ fn copy_everything(
         blobs: 0,
         bytes: 0,
     };
-    let mut renewed = std::time::Instant::now();
     for (name, sha256) in stored_blobs(&database)? {
-        if renewed.elapsed().as_secs() >= HOLD_RENEW_SECS {
-            let held = lease::acquire(conn, BACKUP_HOLD, lease_holder(), HOLD_SECS)
-                .map_err(|e| BackupError::Hold(e.to_string()))?;
-            if !held {
-                return Err(BackupError::Hold(
-                    "it lapsed and another backup took it; files may have been deleted since the snapshot: \
-                     take the backup again"
-                        .into(),
-                ));
-            }
-            renewed = std::time::Instant::now();
-        }
         made.bytes += copy_blob(store, &name, &sha256, &blob_dir)?;
         made.blobs += 1;
     }
@@ -231,7 +245,7 @@ fn copy_blob(
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(blob_error(
                 "the database names it but the blob store does not have it: it was lost from the store (deletions \
-                 wait while a backup copies); the backup stops here"
+                 wait while a backup copies, unless its hold lapsed: see the log); the backup stops here"
                     .into(),
             ))
         }
