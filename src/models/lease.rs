@@ -1,6 +1,7 @@
 //! Leases (`leases`): work that must run once across several instances on one database (the blob sweep) is done
-//! by whichever instance holds its lease; a backup holds one while it copies (deletions wait for it). Times are the database's clock (Unix seconds): every instance reads the
-//! same one, so clock skew between machines cannot make two of them think they hold a lease at once.
+//! by whichever instance holds its lease; a backup holds one while it copies (deletions wait for it). Times are the
+//! database's clock (Unix seconds): every instance reads the same one, so clock skew between machines cannot make
+//! two of them think they hold a lease at once.
 
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
