@@ -29,15 +29,20 @@ pub enum EntrySource {
     /// Contents held in memory (cover sheet, manifest, narrative).
     Bytes(Vec<u8>),
     /// Contents read to EOF while the member is written (a decrypting `VerifiedReader`); an
-    /// error fails the whole package.
-    Reader(Box<dyn Read + Send>),
+    /// error fails the whole package. With `len`, the reader must give exactly that many bytes
+    /// (fewer or more fails the package), and the archive's length can be known before it is
+    /// written ([`package_length`]).
+    Reader {
+        reader: Box<dyn Read + Send>,
+        len: Option<u64>,
+    },
 }
 
 impl std::fmt::Debug for EntrySource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             EntrySource::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
-            EntrySource::Reader(_) => f.write_str("Reader"),
+            EntrySource::Reader { len, .. } => write!(f, "Reader({len:?} bytes)"),
         }
     }
 }
@@ -61,8 +66,114 @@ impl PackageEntry {
     pub fn reader(name: impl Into<String>, reader: impl Read + Send + 'static) -> Self {
         PackageEntry {
             name: name.into(),
-            source: EntrySource::Reader(Box::new(reader)),
+            source: EntrySource::Reader {
+                reader: Box::new(reader),
+                len: None,
+            },
         }
+    }
+
+    /// A member read from `reader`, which must give exactly `len` bytes.
+    pub fn reader_of_len(
+        name: impl Into<String>,
+        reader: impl Read + Send + 'static,
+        len: u64,
+    ) -> Self {
+        PackageEntry {
+            name: name.into(),
+            source: EntrySource::Reader {
+                reader: Box::new(reader),
+                len: Some(len),
+            },
+        }
+    }
+
+    /// The same member with a reader's contents replaced by zeros, of its length or (`empty`) of none; `None` for a
+    /// reader of unknown length. The archive's layout depends on names and lengths only.
+    fn same_shape(&self, empty: bool) -> Option<PackageEntry> {
+        let source = match &self.source {
+            EntrySource::Bytes(b) => EntrySource::Bytes(b.clone()),
+            EntrySource::Reader { len: Some(len), .. } => {
+                let len = if empty { 0 } else { *len };
+                EntrySource::Reader {
+                    reader: Box::new(io::repeat(0).take(len)),
+                    len: Some(len),
+                }
+            }
+            EntrySource::Reader { len: None, .. } => return None,
+        };
+        Some(PackageEntry {
+            name: self.name.clone(),
+            source,
+        })
+    }
+}
+
+/// A reader that must give exactly `left` more bytes: an early end or a byte past them is an error.
+struct ExactLen<'a> {
+    inner: &'a mut dyn Read,
+    left: u64,
+}
+
+impl Read for ExactLen<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            // Past the promised length: one byte more fails it.
+            let mut extra = [0u8; 1];
+            return match self.inner.read(&mut extra)? {
+                0 => Ok(0),
+                _ => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "longer than its recorded length",
+                )),
+            };
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "shorter than its recorded length",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// The exact length of the archive [`write_package`] makes of `entries` with `comment`, when every reader's length
+/// is known (`None` otherwise), found without reading them: the same archive is written, counted and not kept,
+/// with the readers' contents left out, and their lengths added. That holds while every size and offset stays
+/// under 4 GiB (a stored member's bytes change only its CRC, whose size is fixed; past 4 GiB ZIP64 fields come in):
+/// a larger archive is written whole with zeros for contents instead (a CRC pass over its length, no memory). With
+/// it the archive can be sent with `Content-Length`, so that one cut short by a failing source is seen as cut by
+/// every client.
+pub fn package_length(entries: &[PackageEntry], comment: &str) -> io::Result<Option<u64>> {
+    let shapes = |empty| {
+        entries
+            .iter()
+            .map(|e| e.same_shape(empty))
+            .collect::<Option<Vec<_>>>()
+    };
+    let Some(empty) = shapes(true) else {
+        return Ok(None);
+    };
+    let contents: u64 = entries
+        .iter()
+        .map(|e| match e.source {
+            EntrySource::Reader { len: Some(len), .. } => len,
+            _ => 0,
+        })
+        .sum();
+    let length = write_package(io::sink(), empty, comment)?.saturating_add(contents);
+    if length < u64::from(u32::MAX) {
+        return Ok(Some(length));
+    }
+    match shapes(false) {
+        Some(whole) => write_package(io::sink(), whole, comment).map(Some),
+        None => Ok(None),
     }
 }
 
@@ -202,10 +313,20 @@ pub fn write_package(
                 zip.start(&entry.name, large)?;
                 zip.write_all(&bytes)?;
             }
-            EntrySource::Reader(mut r) => {
-                // Size unknown until EOF: ZIP64 fields from the start.
+            EntrySource::Reader { mut reader, len } => {
+                // Size unknown (or not trusted) until EOF: ZIP64 fields from the start.
                 zip.start(&entry.name, true)?;
-                copy_member(r.as_mut(), &mut zip, index)?;
+                match len {
+                    Some(len) => copy_member(
+                        &mut ExactLen {
+                            inner: reader.as_mut(),
+                            left: len,
+                        },
+                        &mut zip,
+                        index,
+                    )?,
+                    None => copy_member(reader.as_mut(), &mut zip, index)?,
+                };
             }
         }
     }
@@ -445,6 +566,65 @@ Requirements for use (nondisclosure) apply: 6 U.S.C. 671-674; 6 CFR part 29.";
             f.read_to_end(&mut got).unwrap();
             assert!(got == *bytes, "{name} differs");
         }
+    }
+
+    /// The same members, every reader with its length.
+    fn sized(entries: Vec<PackageEntry>) -> Vec<PackageEntry> {
+        entries
+            .into_iter()
+            .map(|e| match e.source {
+                EntrySource::Reader { mut reader, .. } => {
+                    let mut bytes = Vec::new();
+                    reader.read_to_end(&mut bytes).unwrap();
+                    let len = bytes.len() as u64;
+                    PackageEntry::reader_of_len(e.name, Cursor::new(bytes), len)
+                }
+                bytes => PackageEntry {
+                    name: e.name,
+                    source: bytes,
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_length_known_before_writing_is_the_length_written() {
+        let (entries, expected) = sample_entries();
+        // A reader of unknown length: no length before writing.
+        assert_eq!(package_length(&entries, MARKING).unwrap(), None);
+        let mut entries = sized(entries);
+        let mut used = HashSet::new();
+        let big: Vec<u8> = (0..2_500_000u64).map(byte_at).collect();
+        entries.push(PackageEntry::reader_of_len(
+            safe_member_name_in(MESSAGES_DIR, 1, "Réponse (finale).xlsx", &mut used),
+            Cursor::new(big.clone()),
+            big.len() as u64,
+        ));
+        let known = package_length(&entries, MARKING).unwrap().unwrap();
+        let mut raw = Vec::new();
+        let written = write_package(&mut raw, entries, MARKING).unwrap();
+        assert_eq!((known, written), (raw.len() as u64, raw.len() as u64));
+        let z = zip::ZipArchive::new(Cursor::new(&raw)).unwrap();
+        assert_eq!(z.len(), expected.len() + 1);
+    }
+
+    #[test]
+    fn a_member_shorter_or_longer_than_its_length_fails_the_package() {
+        let member = |len| {
+            vec![PackageEntry::reader_of_len(
+                "attachments/01-a.bin",
+                Cursor::new(vec![7u8; 100_000]),
+                len,
+            )]
+        };
+        for wrong in [99_999, 100_001, 0] {
+            let mut raw = Vec::new();
+            let err = write_package(&mut raw, member(wrong), MARKING).unwrap_err();
+            assert!(err.to_string().contains("package member 0"), "{err}");
+            assert_eq!(eocd(&raw), None, "{wrong}: no central directory");
+        }
+        let mut raw = Vec::new();
+        assert!(write_package(&mut raw, member(100_000), MARKING).is_ok());
     }
 
     #[test]
@@ -744,12 +924,17 @@ Requirements for use (nondisclosure) apply: 6 U.S.C. 671-674; 6 CFR part 29.";
         const LEN: u64 = (4 << 30) + (200 << 20);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("huge.zip");
-        let entries = vec![PackageEntry::reader(
+        let entries = vec![PackageEntry::reader_of_len(
             "attachments/01-huge.bin",
             Generated { pos: 0, len: LEN },
+            LEN,
         )];
+        // Past 4 GiB the length known before writing comes from the whole archive written with zeros.
+        let known = package_length(&entries, MARKING).unwrap();
         let out = io::BufWriter::new(std::fs::File::create(&path).unwrap());
-        write_package(out, entries, MARKING).unwrap();
+        let written = write_package(out, entries, MARKING).unwrap();
+        assert_eq!(known, Some(written));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), written);
         let mut z = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
         let mut f = z.by_index(0).unwrap();
         assert_eq!(f.size(), LEN);

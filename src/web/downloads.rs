@@ -75,16 +75,21 @@ impl<'r> Responder<'r, 'static> for Download {
     }
 }
 
-/// A zip package, streamed as it is written; never cached.
+/// A zip package, streamed as it is written; never cached. Its exact length, known before it is written, is sent
+/// as `Content-Length` for the same reason as a file's: an archive cut short by a damaged stored file then ends
+/// visibly short, not as a complete 200 (in chunked encoding Rocket 0.5 would finish it cleanly).
 pub struct ZipDownload(pub crate::workflow::package::Package);
 
 impl<'r> Responder<'r, 'static> for ZipDownload {
     fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {
         let name = content_disposition(&self.0.file_name);
-        Response::build()
+        let mut response = Response::build();
+        response
             .header(ContentType::ZIP)
-            .header(Header::new("Content-Disposition", name))
-            .streamed_body(self.0.body)
-            .ok()
+            .header(Header::new("Content-Disposition", name));
+        if let Some(len) = self.0.len {
+            response.header(Header::new("Content-Length", len.to_string()));
+        }
+        response.streamed_body(self.0.body).ok()
     }
 }

@@ -10,7 +10,8 @@ use serde_json::json;
 
 use crate::error::{AppError, AppResult};
 use crate::export::{
-    package_stream, safe_member_name, safe_member_name_in, BlockingBody, PackageEntry, MESSAGES_DIR,
+    package_length, package_stream, safe_member_name, safe_member_name_in, BlockingBody,
+    PackageEntry, MESSAGES_DIR,
 };
 use crate::models::message::Side;
 use crate::models::submission::{self, Submission};
@@ -23,6 +24,8 @@ pub struct Package {
     /// Holds its download slot until the response is done with it.
     pub body: HeldBody<BlockingBody>,
     pub file_name: String,
+    /// The archive's exact length, when every member's is known (always, for a package of stored files).
+    pub len: Option<u64>,
 }
 
 /// Builds the package of a submission, given its decrypted content document and the message thread to include
@@ -184,8 +187,9 @@ pub(crate) async fn build(
         sources
             .into_iter()
             .map(|(member, r)| {
+                let len = u64::try_from(r.blob.plaintext_len).unwrap_or(0);
                 crate::key_store::data_keys::open_blob(&*store, &ring, &r)
-                    .map(|reader| (member, reader))
+                    .map(|reader| (member, reader, len))
             })
             .collect::<std::io::Result<Vec<_>>>()
     })
@@ -216,12 +220,24 @@ pub(crate) async fn build(
             ),
         ));
     }
-    for (member, reader) in readers {
-        entries.push(PackageEntry::reader(member, reader));
+    for (member, reader, len) in readers {
+        entries.push(PackageEntry::reader_of_len(member, reader, len));
     }
+    // Known before the first byte goes out, so that it is sent as `Content-Length` (see `ZipDownload`).
+    let (entries, comment, len) = tokio::task::spawn_blocking(move || {
+        let len = package_length(&entries, &comment);
+        (entries, comment, len)
+    })
+    .await
+    .map_err(|_| AppError::Internal("sizing the package failed".into()))?;
+    let len = len.map_err(|e| {
+        tracing::error!(error = %e, "sizing a package failed");
+        AppError::Internal("the package could not be made".into())
+    })?;
     Ok(Package {
         body: HeldBody::new(package_stream(entries, comment), slot),
         file_name: format!("{tn}-{purpose}.zip"),
+        len,
     })
 }
 

@@ -5,7 +5,7 @@ use crate::common::{self, complete_fields, file_bytes, sha256_hex, Browser, Part
 use diesel::prelude::*;
 use rocket::http::Status;
 
-use pcii_portal::db::schema::{audit_entries, blobs, submissions, users};
+use pcii_portal::db::schema::{attachments, audit_entries, blobs, submissions, users};
 use pcii_portal::domain::Role;
 use pcii_portal::time::DAY;
 
@@ -265,9 +265,14 @@ fn defective_cured_validated_granted_read_exported_then_the_grant_expires() {
     assert_eq!(page.status, Status::Ok);
     assert_eq!(page.body.matches(PCII).count(), 2);
     assert!(page.body.contains("Lifecycle narrative, corrected"));
-    let (status, body, _) = a.get_bytes(&format!("/analyst/submissions/{id}/export"));
+    let (status, body, headers) = a.get_bytes(&format!("/analyst/submissions/{id}/export"));
     assert_eq!(status, Status::Ok);
     let body = body.expect("a complete zip");
+    // Its exact length is known before it is written, and declared.
+    let declared = |headers: &[(String, String)]| {
+        common::header(headers, "Content-Length").and_then(|v| v.parse::<usize>().ok())
+    };
+    assert_eq!(declared(&headers), Some(body.len()), "{headers:?}");
     let (comment, members) = common::zip_members(&body);
     assert!(comment.contains(PCII) && comment.contains(&tn), "{comment}");
     let names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
@@ -316,6 +321,30 @@ fn defective_cured_validated_granted_read_exported_then_the_grant_expires() {
         );
         std::fs::remove_file(&path).unwrap();
     }
+
+    // A stored file found damaged while the archive streams: the answer had declared the whole archive's length
+    // and the body ends short of it, never as a complete zip (over a real connection the client sees it cut, as
+    // `uploads` shows for a file).
+    let stored: Vec<String> = app.with_conn(|c| {
+        attachments::table
+            .inner_join(blobs::table.on(blobs::id.nullable().eq(attachments::blob_id)))
+            .filter(attachments::submission_id.eq(&id))
+            .order(attachments::position.asc())
+            .select(blobs::storage_name)
+            .load(c)
+            .unwrap()
+    });
+    let last = stored.last().unwrap();
+    let mut bytes = app.read_blob(last);
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x01;
+    app.overwrite_blob(last, &bytes);
+    let (status, damaged, headers) = a.get_bytes(&format!("/analyst/submissions/{id}/export"));
+    assert_eq!(status, Status::Ok, "streamed");
+    assert_eq!(declared(&headers), Some(body.len()), "{headers:?}");
+    assert!(damaged.is_none(), "the body never ends cleanly");
+    bytes[at] ^= 0x01;
+    app.overwrite_blob(last, &bytes);
 
     // The grant expires: access stops, with the reason. A month on (the grant ran to the end of its 30th day),
     // the analyst's session has long idled out too: it signs in again.
