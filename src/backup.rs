@@ -322,7 +322,8 @@ pub struct Checked {
     /// Stored files present and matching their digests.
     pub blobs: usize,
     pub bytes: u64,
-    /// Files the database names that the backup does not hold: exactly those destroyed after the snapshot.
+    /// Files the database names that the backup does not hold: exactly those its manifest counts as destroyed
+    /// after the snapshot (none since backups hold deletions while they copy).
     pub destroyed: usize,
 }
 
