@@ -87,12 +87,16 @@ pub fn delete_queued(
     names: Option<&[String]>,
 ) -> AppResult<(usize, usize)> {
     let (mut deleted, mut failed) = (0, 0);
-    // Read after the commit that queued the names: a backup whose snapshot still names one of them took its hold
-    // before that snapshot, hence before this commit, and is seen here.
-    if lease::is_held(conn, BACKUP_HOLD)? {
-        tracing::info!("queued blob deletions wait while a backup copies the blob store");
-        return Ok((0, 0));
-    }
+    // Looked at after the names to delete were read: a name a backup's snapshot still holds was queued after that
+    // snapshot, so after the backup took its hold, which is then seen here. (Looked at before reading a page of
+    // the queue, it could miss a hold taken, and a name queued, in between.)
+    let held = |conn: &mut DbConn| -> AppResult<bool> {
+        let held = lease::is_held(conn, BACKUP_HOLD)?;
+        if held {
+            tracing::info!("queued blob deletions wait while a backup copies the blob store");
+        }
+        Ok(held)
+    };
     // True when the store confirmed the deletion.
     let handle = |conn: &mut DbConn, name: &str| -> AppResult<bool> {
         match store.delete(name) {
@@ -116,6 +120,10 @@ pub fn delete_queued(
     };
     match names {
         Some(names) => {
+            // Queued by a commit the caller made before this call.
+            if held(conn)? {
+                return Ok((0, 0));
+            }
             for name in names {
                 count(handle(conn, name)?);
             }
@@ -126,7 +134,7 @@ pub fn delete_queued(
             let mut seen = 0;
             while seen < total {
                 let page = blob_deletion::pending(conn, BATCH)?;
-                if page.is_empty() {
+                if page.is_empty() || held(conn)? {
                     break;
                 }
                 let mut failed_here = 0;
