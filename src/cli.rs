@@ -492,30 +492,24 @@ pub fn keys_protect(
         Err(KeyStoreError::AlreadyProtected { .. }) if recorded_before => return Ok(()),
         other => other?,
     };
-    // What to record. A re-run that found the conversion committed holds no unlock key: it asks for the secret and
-    // records what the note its interrupted run left says (that run stopped before it could).
+    // What to record. A note of a conversion that committed was recorded above, so a run that converted nothing
+    // has only leftovers to account for.
     let record = match (done.unlock.take(), done.entry.take()) {
         (Some(key), Some(entry)) => Some((key, entry)),
         // Removal finished, for the conversion recorded above.
         _ if recorded_before => None,
+        // Nothing to remove, only a stale note (its run stopped before committing).
+        _ if done.removed.is_empty() => {
+            protection::forget_unrecorded(&dir)?;
+            return Err(KeyStoreError::AlreadyProtected { path: dir, mode }.into());
+        }
+        // Removal finished, for a conversion interrupted by a version that left no note: it asks for the secret.
         _ => {
             let key = std::sync::Arc::new(unlock_current()?);
-            match protection::unrecorded(&dir, Some(&key))? {
-                Some(entry) => {
-                    println!("the key store was already converted; recording the conversion its interrupted run had not");
-                    Some((key, entry))
-                }
-                // The note was stale (its run stopped before committing) and nothing was left to remove.
-                None if done.removed.is_empty() => {
-                    protection::forget_unrecorded(&dir)?;
-                    return Err(KeyStoreError::AlreadyProtected { path: dir, mode }.into());
-                }
-                // Interrupted by a version that left no note.
-                None => {
-                    let entry = format!("{described}; finishing an interrupted conversion");
-                    Some((key, entry))
-                }
-            }
+            Some((
+                key,
+                format!("{described}; finishing an interrupted conversion"),
+            ))
         }
     };
     if done.finished_only && !done.removed.is_empty() {

@@ -32,6 +32,17 @@ fn settings(f: &rocket::figment::Figment) -> pcii_portal::config::Settings {
     pcii_portal::config::load(f).unwrap()
 }
 
+/// The portal's binary as the operator runs it on the host of `dir` (as [`figment`] lays it out: `data/`, `keys/`,
+/// SQLite, no configuration file); add the arguments and the protection's settings.
+fn host_command(dir: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"));
+    c.env("PCII_CONFIG", "/nonexistent.toml")
+        .env("PCII_DATA_DIR", dir.join("data"))
+        .env("PCII_KEYS_DIR", dir.join("keys"))
+        .env("PCII_DATABASE_URL", "");
+    c
+}
+
 /// No file under `keys/` holds a secret key line or any of `secrets` in clear, and no `.age` file there
 /// opens with any identity or passphrase that the directory itself holds.
 fn assert_keys_disclose_nothing(keys: &Path, secrets: &[&str]) {
@@ -221,11 +232,8 @@ fn a_passphrase_changed_with_a_new_unlock_key_leaves_the_old_passphrase_and_an_o
     // The operator's command, through the real binary: the current passphrase from the configured file, the new
     // one from --passphrase-file.
     let portal = || {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"));
-        c.env("PCII_CONFIG", "/nonexistent.toml")
-            .env("PCII_DATA_DIR", tmp.path().join("data"))
-            .env("PCII_KEYS_DIR", &keys)
-            .env("PCII_MASTER_KEY_PROTECTION", "passphrase")
+        let mut c = host_command(tmp.path());
+        c.env("PCII_MASTER_KEY_PROTECTION", "passphrase")
             .env("PCII_MASTER_KEY_PASSPHRASE_FILE", &old_file)
             .env("PCII_LOG", "warn");
         c
@@ -349,12 +357,8 @@ fn entries_of(client: &Client, action: &str) -> Vec<(Option<String>, Option<Stri
 #[test]
 fn keys_generated_by_a_host_command_are_audited() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
+    let out = host_command(tmp.path())
         .args(["keys", "init"])
-        .env("PCII_CONFIG", "/nonexistent.toml")
-        .env("PCII_DATA_DIR", tmp.path().join("data"))
-        .env("PCII_KEYS_DIR", tmp.path().join("keys"))
-        .env("PCII_DATABASE_URL", "")
         .env("PCII_LOG", "warn")
         .output()
         .unwrap();
@@ -688,14 +692,10 @@ fn wrong_shares_are_throttled_but_never_keep_a_true_one_out() {
 fn unseal_by_cli(client: &Client, dir: &Path, share: &str) -> (bool, String) {
     let file = dir.join(format!("share-{}.txt", rand::random::<u32>()));
     keyfile::write_private(&file, share.as_bytes()).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
+    let mut child = host_command(dir)
         .args(["unseal", "--share-file"])
         .arg(&file)
-        .env("PCII_DATA_DIR", dir.join("data"))
-        .env("PCII_KEYS_DIR", dir.join("keys"))
-        .env("PCII_DATABASE_URL", "")
         .env("PCII_MASTER_KEY_PROTECTION", "shares")
-        .env("PCII_CONFIG", "/nonexistent.toml")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -804,14 +804,16 @@ fn a_conversion_stopped_before_its_audit_entry_is_recorded_by_the_next_run_that_
         );
     };
     let noted = |dir: &Path| dir.join("keys").join(protection::UNRECORDED_FILE).exists();
-    let protect = |dir: &Path, mode: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
-            .args(["keys", "protect", "--mode", mode, "--passphrase-file"])
+    let protect = |dir: &Path| {
+        host_command(dir)
+            .args([
+                "keys",
+                "protect",
+                "--mode",
+                "passphrase",
+                "--passphrase-file",
+            ])
             .arg(&pass_file)
-            .env("PCII_CONFIG", "/nonexistent.toml")
-            .env("PCII_DATA_DIR", dir.join("data"))
-            .env("PCII_KEYS_DIR", dir.join("keys"))
-            .env("PCII_DATABASE_URL", "")
             .env("PCII_MASTER_KEY_PROTECTION", "passphrase")
             .env("PCII_MASTER_KEY_PASSPHRASE_FILE", &pass_file)
             .env("PCII_LOG", "warn")
@@ -822,7 +824,7 @@ fn a_conversion_stopped_before_its_audit_entry_is_recorded_by_the_next_run_that_
     // The operator runs the command again: it records the conversion and says so; once more, it has nothing to do.
     let by_command = tempfile::tempdir().unwrap();
     let recipient = converted_unrecorded(by_command.path());
-    let out = protect(by_command.path(), "passphrase");
+    let out = protect(by_command.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -830,7 +832,7 @@ fn a_conversion_stopped_before_its_audit_entry_is_recorded_by_the_next_run_that_
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("recorded the conversion"), "{stdout}");
-    let again = protect(by_command.path(), "passphrase");
+    let again = protect(by_command.path());
     assert!(!again.status.success());
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("already protected"),
@@ -864,7 +866,7 @@ fn a_conversion_stopped_before_its_audit_entry_is_recorded_by_the_next_run_that_
     assert!(noted(by_start.path()));
     recorded_once(by_start.path(), &recipient);
     assert!(noted(by_start.path()), "kept for the next `keys protect`");
-    let out = protect(by_start.path(), "passphrase");
+    let out = protect(by_start.path());
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("already protected"),
