@@ -31,10 +31,11 @@ JSON
 wait_for_seaweedfs() {
   local dir="$1" bucket="$2"
   export PCII_S3_ENDPOINT="http://127.0.0.1:8333" SEAWEEDFS_BUCKET="$bucket" SEAWEEDFS_FILER="http://127.0.0.1:8888"
-  # Up when the gateway answers and the bucket is there (an unsigned request gets 403 from a live gateway).
+  # Up when the gateway lists the bucket for our identity (a signed request; curl signs it). The filer and the
+  # gateway answer a moment before the gateway knows the bucket: a first request then got NoSuchBucket.
   for _ in $(seq 1 120); do
-    if curl -s -o /dev/null "$SEAWEEDFS_FILER/buckets/$bucket/" \
-      && [ "$(curl -s -o /dev/null -w '%{http_code}' "$PCII_S3_ENDPOINT/$bucket")" != 000 ]; then
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' --aws-sigv4 "aws:amz:us-east-1:s3" \
+      --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$PCII_S3_ENDPOINT/$bucket?list-type=2&max-keys=1")" = 200 ]; then
       return 0
     fi
     if ! kill -0 "$SEAWEEDFS_PID" 2>/dev/null; then break; fi
