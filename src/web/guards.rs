@@ -345,7 +345,7 @@ pub async fn record_refusal(
 }
 
 /// Audits a refused guard once per request and answers its status.
-async fn refuse<'r>(
+pub(crate) async fn refuse<'r>(
     req: &'r Request<'_>,
     who: Option<&'r Authenticated>,
     status: Status,
@@ -569,6 +569,7 @@ impl<'r> FromRequest<'r> for FreshFactor {
         if factor_fresh(req, who) {
             return Outcome::Success(FreshFactor);
         }
+        let status = refuse(req, Some(who), Status::Unauthorized, stale_factor(req)).await;
         let back = req.uri().to_string();
         go_to(
             req,
@@ -581,6 +582,14 @@ impl<'r> FromRequest<'r> for FreshFactor {
             req,
             "Confirm it is you: give your second factor again to continue.".into(),
         );
-        Outcome::Error((Status::Unauthorized, ()))
+        Outcome::Error((status, ()))
     }
+}
+
+/// The reason recorded when an act is refused until the second factor is given again.
+pub fn stale_factor(req: &Request<'_>) -> String {
+    format!(
+        "step-up: second factor not used within the last {} minute(s), asked for again",
+        app(req).settings.step_up_minutes
+    )
 }

@@ -16,7 +16,9 @@ use crate::auth::second_factor::{self, Answer, Checked, Checker, Limits, Purpose
 use crate::error::AppResult;
 use crate::services::Services;
 use crate::web::forms::{checked_body, decoded_fields, CSRF_FIELD};
-use crate::web::guards::{actor, any_session, app, factor_fresh, Authenticated};
+use crate::web::guards::{
+    actor, any_session, app, factor_fresh, refuse, stale_factor, Authenticated,
+};
 
 /// The field a typed second-factor answer (an authenticator code or a recovery code) arrives in.
 pub const CODE_FIELD: &str = "factor_code";
@@ -194,6 +196,8 @@ where
         let answer = FactorAnswer::from_fields(&fields);
         let state = app(req);
         let error = if answer.is_empty() {
+            // Asked for the factor (a wrong answer is recorded as a failed factor instead).
+            refuse(req, Some(who), Status::Unauthorized, stale_factor(req)).await;
             None
         } else {
             match check_answer(state, actor(req, Some(who)), who, answer, Purpose::StepUp).await {

@@ -267,6 +267,16 @@ fn an_export_and_a_decision_twenty_minutes_after_sign_in_ask_for_the_factor_agai
     assert_eq!(res.status, Status::SeeOther);
     let to = res.header("Location").unwrap().to_string();
     assert!(to.starts_with("/account/step-up?next="), "{to}");
+    // The refusal is recorded: who was asked for the factor again, on which route.
+    let asked = |app: &TestApp| {
+        audit_reasons(app, "access.refused")
+            .into_iter()
+            .filter(|r| {
+                r.starts_with("step-up: second factor not used within the last 15 minute(s)")
+            })
+            .count()
+    };
+    assert_eq!(asked(&app), 1);
     let page = officer.get(&to);
     assert_eq!(page.status, Status::Ok);
     assert!(page.body.contains("Confirm it is you"));
@@ -309,6 +319,11 @@ fn an_export_and_a_decision_twenty_minutes_after_sign_in_ask_for_the_factor_agai
             .unwrap()
     });
     assert_eq!(status, "received", "nothing was decided yet");
+    assert_eq!(
+        asked(&app),
+        2,
+        "the decision asked for the factor: recorded"
+    );
     // A wrong code asks again, still with the reason.
     let res = officer.post(
         &decision,
@@ -321,6 +336,14 @@ fn an_export_and_a_decision_twenty_minutes_after_sign_in_ask_for_the_factor_agai
     assert_eq!(res.status, Status::Unauthorized);
     assert!(res.body.contains("That did not work"));
     assert!(res.body.contains("fire alarm &amp; nothing more"));
+    assert_eq!(
+        asked(&app),
+        2,
+        "a wrong answer is a failed factor, not another refusal"
+    );
+    assert!(audit_reasons(&app, "mfa.failed")
+        .iter()
+        .any(|r| r == "step-up: a wrong code"));
     // The page posts back what it carries, with the code: the decision goes on as first typed, to the page
     // that asks to confirm it (a final decision), and its button applies it.
     let code = common::totp_code(app.state(), "o@example.gov");
