@@ -541,13 +541,33 @@ fn source_err<E: Into<Box<dyn std::error::Error + Send + Sync>>>(e: E) -> Export
 }
 
 /// Streams an export of the entries yielded by `entries` into `out` (see the module
-/// documentation). `entries` is called twice and must yield the same entries, in seq order, each
-/// time (query `seq <= last` so that entries appended meanwhile do not matter; the second pass is
+/// documentation), generated now. See [`write_export_at`].
+pub fn write_export<W, F, I, E>(
+    out: W,
+    entries: F,
+    checkpoints: &[Checkpoint],
+    public_key_hex: &str,
+    names: Names,
+) -> Result<ExportManifest, ExportError>
+where
+    W: Write,
+    F: FnMut() -> Result<I, E>,
+    I: IntoIterator<Item = Result<AuditEntry, E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let now = chrono::Utc::now().timestamp();
+    write_export_at(out, now, entries, checkpoints, public_key_hex, names)
+}
+
+/// Streams an export of the entries yielded by `entries` into `out` (see the module
+/// documentation), stamped `generated_at`. `entries` is called twice and must yield the same entries, in seq
+/// order, each time (query `seq <= last` so that entries appended meanwhile do not matter; the second pass is
 /// cut at the first pass's count). `checkpoints` may hold every checkpoint: those outside the
 /// exported range are left out. `public_key_hex` is the portal's checkpoint key. `names` are joined next to
 /// the account ids (see [`NAMES_NOTE`]).
-pub fn write_export<W, F, I, E>(
+pub fn write_export_at<W, F, I, E>(
     out: W,
+    generated_at: i64,
     mut entries: F,
     checkpoints: &[Checkpoint],
     public_key_hex: &str,
@@ -559,7 +579,7 @@ where
     I: IntoIterator<Item = Result<AuditEntry, E>>,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut w = ExportWriter::new(out)?.with_names(names);
+    let mut w = ExportWriter::with_time(out, generated_at)?.with_names(names);
     for e in entries().map_err(source_err)? {
         w.push_jsonl(&e.map_err(source_err)?)?;
     }
@@ -569,6 +589,99 @@ where
         w.push_csv(&e.map_err(source_err)?)?;
     }
     w.finish(checkpoints, public_key_hex)
+}
+
+/// The exact length of the archive [`write_export_at`] makes of the same arguments, found by writing it into a
+/// counter (the entries are read twice more; nothing is kept). With it an export is sent with `Content-Length`
+/// (see [`write_export_of_len`]), so that one cut short by a failing source is seen as cut by every client.
+pub fn export_length<F, I, E>(
+    generated_at: i64,
+    entries: F,
+    checkpoints: &[Checkpoint],
+    public_key_hex: &str,
+    names: Names,
+) -> Result<u64, ExportError>
+where
+    F: FnMut() -> Result<I, E>,
+    I: IntoIterator<Item = Result<AuditEntry, E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut counted = AtMost {
+        inner: io::sink(),
+        left: u64::MAX,
+    };
+    write_export_at(
+        &mut counted,
+        generated_at,
+        entries,
+        checkpoints,
+        public_key_hex,
+        names,
+    )?;
+    Ok(u64::MAX - counted.left)
+}
+
+/// [`write_export_at`] for an answer that declared `len` bytes ([`export_length`] of the same arguments): a byte
+/// past them fails the export instead of reaching `out`, and an export that ends short of them fails as well.
+#[allow(clippy::too_many_arguments)]
+pub fn write_export_of_len<W, F, I, E>(
+    out: W,
+    len: u64,
+    generated_at: i64,
+    entries: F,
+    checkpoints: &[Checkpoint],
+    public_key_hex: &str,
+    names: Names,
+) -> Result<ExportManifest, ExportError>
+where
+    W: Write,
+    F: FnMut() -> Result<I, E>,
+    I: IntoIterator<Item = Result<AuditEntry, E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut capped = AtMost {
+        inner: out,
+        left: len,
+    };
+    let manifest = write_export_at(
+        &mut capped,
+        generated_at,
+        entries,
+        checkpoints,
+        public_key_hex,
+        names,
+    )?;
+    if capped.left != 0 {
+        return Err(ExportError::Inconsistent(format!(
+            "the export came out {} byte(s) shorter than its declared length",
+            capped.left
+        )));
+    }
+    Ok(manifest)
+}
+
+/// Passes at most `left` more bytes on; a write past them fails (nothing of it is written).
+struct AtMost<W: Write> {
+    inner: W,
+    left: u64,
+}
+
+impl<W: Write> Write for AtMost<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the export came out longer than its declared length",
+            ));
+        }
+        let n = self.inner.write(buf)?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1508,5 +1621,59 @@ mod tests {
             Names::new(),
         );
         assert!(matches!(r, Err(ExportError::Source(_))), "{r:?}");
+    }
+
+    #[test]
+    fn the_length_found_before_writing_is_the_length_written_and_any_other_fails_the_export() {
+        let (_dir, entries, cps, key) = setup();
+        let mut names = Names::new();
+        names.insert(
+            entries[0].actor_id.clone().unwrap_or_default(),
+            Named {
+                name: "Ann \"Auditor\" Ünal".into(),
+                email: "ann@example.gov".into(),
+                organisation: Some("Acme, Inc.".into()),
+            },
+        );
+        let at = 1_790_000_000;
+        for take in [0, 1, 50] {
+            let source = || Ok::<_, io::Error>(entries[..take].iter().cloned().map(Ok));
+            let len = export_length(at, source, &cps, &key, names.clone()).unwrap();
+            let mut written = Vec::new();
+            write_export_at(&mut written, at, source, &cps, &key, names.clone()).unwrap();
+            assert_eq!(len, written.len() as u64, "{take} entries");
+            let mut exact = Vec::new();
+            write_export_of_len(&mut exact, len, at, source, &cps, &key, names.clone()).unwrap();
+            assert_eq!(exact, written);
+            // Declared one byte short: nothing past it is written, and the export fails.
+            let mut cut = Vec::new();
+            let r = write_export_of_len(&mut cut, len - 1, at, source, &cps, &key, names.clone());
+            assert!(r.is_err(), "{r:?}");
+            assert!(cut.len() < len as usize);
+            // Declared one byte long: the export ends short of it and fails.
+            let r = write_export_of_len(Vec::new(), len + 1, at, source, &cps, &key, names.clone());
+            assert!(matches!(r, Err(ExportError::Inconsistent(_))), "{r:?}");
+        }
+        // Entries the source yields longer between the count and the export (a reason changed) fail it.
+        let len = export_length(
+            at,
+            || Ok::<_, io::Error>(entries.clone().into_iter().map(Ok)),
+            &cps,
+            &key,
+            Names::new(),
+        )
+        .unwrap();
+        let mut changed = entries.clone();
+        changed[7].reason = Some("longer than it was when the export was counted".into());
+        let r = write_export_of_len(
+            Vec::new(),
+            len,
+            at,
+            || Ok::<_, io::Error>(changed.clone().into_iter().map(Ok)),
+            &cps,
+            &key,
+            Names::new(),
+        );
+        assert!(r.is_err(), "{r:?}");
     }
 }

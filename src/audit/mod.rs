@@ -26,7 +26,8 @@ pub use chain::{
 };
 pub use checkpoint::{Checkpoint, CheckpointSigner, SigningKeyError, VerifiedThrough, VerifyError};
 pub use export::{
-    verify_export, write_export, ExportError, ExportManifest, ExportWriter, Named, Names,
+    export_length, verify_export, write_export, write_export_at, write_export_of_len, ExportError,
+    ExportManifest, ExportWriter, Named, Names,
 };
 pub use stored::{Scope, Start, Verdict};
 pub use verify::{ChainVerifier, Prehashed, Problem, Summary};

@@ -270,6 +270,11 @@ fn the_export_streams_a_verifiable_archive() {
         header(&headers, "Content-Disposition"),
         Some("attachment; filename=\"pcii-audit-export.zip\"")
     );
+    // Its length is declared (an export cut short by a failing source then ends visibly short of it).
+    assert_eq!(
+        header(&headers, "Content-Length"),
+        Some(bytes.len().to_string().as_str())
+    );
     assert_eq!(app.audit_count("audit.export"), 1);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("export.zip");

@@ -747,8 +747,12 @@ impl Iterator for EntryPages {
     }
 }
 
-/// The export archive, streamed as it is written; a failed export never ends cleanly.
-pub struct ZipStream(crate::slots::HeldBody<BlockingBody>);
+/// The export archive, streamed as it is written, with its length declared: a failed export never ends cleanly,
+/// and ends short of `len`.
+pub struct ZipStream {
+    body: crate::slots::HeldBody<BlockingBody>,
+    len: u64,
+}
 
 impl<'r> Responder<'r, 'static> for ZipStream {
     fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {
@@ -758,7 +762,8 @@ impl<'r> Responder<'r, 'static> for ZipStream {
                 "Content-Disposition",
                 "attachment; filename=\"pcii-audit-export.zip\"",
             ))
-            .streamed_body(self.0)
+            .header(Header::new("Content-Length", self.len.to_string()))
+            .streamed_body(self.body)
             .ok()
     }
 }
@@ -791,11 +796,32 @@ async fn export(
             Ok((last, model::checkpoints(c)?, people::all(c)?))
         })
         .await?;
-    let db = ctx.state.db.clone();
     let key = ctx.state.audit.public_key_hex();
+    let generated_at = ctx.state.clock.now();
+    // Its length first (the entries read twice more, nothing kept), so that the answer declares it and an export
+    // whose source fails midway is seen as cut short by every client, not as a finished download (Rocket 0.5 ends a
+    // failed chunked body as if it had finished). A source failing here is an error page, not a 200.
+    let (len, checkpoints, key, names) = ctx
+        .state
+        .db
+        .run_lazily(move |db| {
+            let len = crate::audit::export_length(
+                generated_at,
+                || EntryPages::open(db, last),
+                &checkpoints,
+                &key,
+                names.clone(),
+            )
+            .map_err(export_failed)?;
+            Ok((len, checkpoints, key, names))
+        })
+        .await?;
+    let db = ctx.state.db.clone();
     let body = stream_blocking("audit export", move |out| {
-        crate::audit::export::write_export(
+        crate::audit::write_export_of_len(
             out,
+            len,
+            generated_at,
             || EntryPages::open(&db, last),
             &checkpoints,
             &key,
@@ -807,5 +833,19 @@ async fn export(
             e => io::Error::other(e),
         })
     });
-    Ok(ZipStream(crate::slots::HeldBody::new(body, slot)))
+    Ok(ZipStream {
+        body: crate::slots::HeldBody::new(body, slot),
+        len,
+    })
+}
+
+/// A failed export before its first byte: the source's own error (a database that does not answer is a 503).
+fn export_failed(e: crate::audit::ExportError) -> AppError {
+    match e {
+        crate::audit::ExportError::Source(source) => match source.downcast::<AppError>() {
+            Ok(e) => *e,
+            Err(other) => AppError::Internal(format!("reading the audit log: {other}")),
+        },
+        e => AppError::Internal(format!("making the audit export: {e}")),
+    }
 }
