@@ -328,6 +328,75 @@ fn the_export_streams_a_verifiable_archive() {
     assert_eq!(app.audit_count("audit.export"), 2);
 }
 
+/// The database failing while an export streams: the answer had declared the archive's length, and the body ends
+/// short of it, never as a complete archive; nothing in the log is lost.
+#[test]
+fn an_export_whose_log_fails_to_read_midway_ends_short_of_its_declared_length() {
+    use diesel::connection::SimpleConnection;
+    use rocket::http::ContentType;
+    use std::io::Read;
+
+    let app = TestApp::new();
+    let mut auditor = app.login_as(Role::Auditor, "u@example.gov", None);
+    // More entries than one page of the export reads at a time, and more bytes than its queue holds.
+    app.with_conn(|c| {
+        let actor = pcii_portal::audit::log::Actor::default();
+        for i in 0..6_000 {
+            let event = pcii_portal::audit::log::Event::new(
+                "access.refused",
+                pcii_portal::audit::log::Outcome::Refused,
+            )
+            .object("route", format!("/filler/{i}"));
+            app.state().audit.record(c, &actor, event).unwrap();
+        }
+    });
+    let token = auditor.csrf();
+    let mut req = auditor
+        .client
+        .post("/audit/export")
+        .header(ContentType::Form)
+        .body(format!("csrf={token}"));
+    for c in &auditor.cookies {
+        req = req.cookie(c.clone());
+    }
+    let mut res = req.dispatch();
+    assert_eq!(res.status(), Status::Ok);
+    let declared: usize = res
+        .headers()
+        .get_one("Content-Length")
+        .expect("a declared length")
+        .parse()
+        .unwrap();
+    // The log's table goes away while the archive is being sent: after its first bytes, while its writer waits
+    // for the client with the rest of the first page of entries.
+    let mut got = vec![0u8; 2];
+    res.read_exact(&mut got).unwrap();
+    assert_eq!(got, b"PK");
+    app.with_conn(|c| {
+        c.batch_execute("ALTER TABLE audit_entries RENAME TO audit_entries_away")
+            .unwrap()
+    });
+    let read = res.read_to_end(&mut got);
+    app.with_conn(|c| {
+        c.batch_execute("ALTER TABLE audit_entries_away RENAME TO audit_entries")
+            .unwrap()
+    });
+    assert!(read.is_err(), "the body never ends cleanly");
+    assert!(got.len() < declared, "{} of {declared} bytes", got.len());
+    // Nothing stored was lost: the chain is whole, and the next export is complete.
+    assert!(app
+        .with_conn(|c| pcii_portal::audit::log::verify_stored(c, &[], None))
+        .is_ok());
+    let (status, bytes, headers) = auditor.post_bytes("/audit/export", &[]);
+    assert_eq!(status, Status::Ok);
+    let bytes = bytes.expect("a complete archive");
+    assert_eq!(
+        header(&headers, "Content-Length"),
+        Some(bytes.len().to_string().as_str())
+    );
+    assert!(bytes.len() > declared);
+}
+
 #[test]
 fn kept_checkpoints_verify_and_tampering_is_named() {
     let app = TestApp::new();
