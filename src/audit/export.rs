@@ -227,6 +227,16 @@ impl<W: Write> Members<W> {
         Ok(())
     }
 
+    /// Adds `n` bytes to the current member's size without writing them (a run that only finds the length).
+    fn count_unwritten(&mut self, n: u64) -> io::Result<()> {
+        let m = self
+            .current
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no zip member open"))?;
+        m.size += n;
+        Ok(())
+    }
+
     /// Closes the current member's digest.
     fn end(&mut self) -> io::Result<FileDigest> {
         let m = self
@@ -370,6 +380,10 @@ pub struct ExportWriter<W: Write> {
     pass2: Sha256,
     buf: Vec<u8>,
     names: Names,
+    /// A run that counts the entry files' bytes instead of writing them ([`ExportWriter::count_entry`]), and the
+    /// CSV rows' bytes counted so far.
+    counting: bool,
+    csv_unwritten: u64,
 }
 
 impl<W: Write> ExportWriter<W> {
@@ -395,6 +409,8 @@ impl<W: Write> ExportWriter<W> {
             pass2: Sha256::new(),
             buf: Vec::with_capacity(1024),
             names: Names::new(),
+            counting: false,
+            csv_unwritten: 0,
         })
     }
 
@@ -435,6 +451,28 @@ impl<W: Write> ExportWriter<W> {
         Ok(())
     }
 
+    /// The length-only run ([`export_length`]): counts `e`'s line of `entries.jsonl` and its row of
+    /// `entries.csv`, both in one pass over the entries, and writes neither.
+    fn count_entry(&mut self, e: &AuditEntry) -> Result<(), ExportError> {
+        if self.phase != Phase::Jsonl || !self.counting {
+            return Err(ExportError::Inconsistent(
+                "count_entry outside a count".into(),
+            ));
+        }
+        self.buf.clear();
+        self.write_line(e)?;
+        self.zip.count_unwritten(self.buf.len() as u64)?;
+        self.buf.clear();
+        let (actor, object) = names_of(&self.names, e);
+        csv_row_named(&mut self.buf, e, actor, object);
+        self.csv_unwritten += self.buf.len() as u64;
+        self.count += 1;
+        self.first_seq.get_or_insert(e.seq);
+        self.last_seq = e.seq;
+        self.chain_head = Some(e.entry_hash.clone());
+        Ok(())
+    }
+
     /// Ends `entries.jsonl` and starts `entries.csv`.
     pub fn start_csv(&mut self) -> Result<(), ExportError> {
         if self.phase != Phase::Jsonl {
@@ -443,6 +481,10 @@ impl<W: Write> ExportWriter<W> {
         self.jsonl = Some(self.zip.end()?);
         self.zip.begin(ENTRIES_CSV, true)?;
         self.zip.write_all(CSV_HEADER.as_bytes())?;
+        if self.counting {
+            self.zip.count_unwritten(self.csv_unwritten)?;
+            self.csv_count = self.count;
+        }
         self.phase = Phase::Csv;
         Ok(())
     }
@@ -485,7 +527,8 @@ impl<W: Write> ExportWriter<W> {
             .take()
             .ok_or_else(|| ExportError::Inconsistent("entries.jsonl not written".into()))?;
         if self.csv_count != self.count
-            || hex::encode(std::mem::take(&mut self.pass2).finalize()) != jsonl.sha256
+            || (!self.counting
+                && hex::encode(std::mem::take(&mut self.pass2).finalize()) != jsonl.sha256)
         {
             return Err(ExportError::Inconsistent(
                 "the second pass over the entries differs from the first".into(),
@@ -591,10 +634,71 @@ where
     w.finish(checkpoints, public_key_hex)
 }
 
-/// The exact length of the archive [`write_export_at`] makes of the same arguments, found by writing it into a
-/// counter (the entries are read twice more; nothing is kept). With it an export is sent with `Content-Length`
-/// (see [`write_export_of_len`]), so that one cut short by a failing source is seen as cut by every client.
+/// The exact length of the archive [`write_export_at`] makes of the same arguments, found without writing it (with
+/// it an export is sent with `Content-Length`, see [`write_export_of_len`], so that one cut short by a failing source
+/// is seen as cut by every client). One pass over the entries counts both encodings of each; the archive is written
+/// around them with the two entry files left empty, and their lengths added. That holds while every size and offset
+/// stays under 4 GiB (a stored member's bytes change only its CRC and digest, whose sizes are fixed; past 4 GiB ZIP64
+/// fields come in): a larger export is written whole into a counter instead, reading the entries twice more.
 pub fn export_length<F, I, E>(
+    generated_at: i64,
+    mut entries: F,
+    checkpoints: &[Checkpoint],
+    public_key_hex: &str,
+    names: Names,
+) -> Result<u64, ExportError>
+where
+    F: FnMut() -> Result<I, E>,
+    I: IntoIterator<Item = Result<AuditEntry, E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let counted = counted_length(
+        generated_at,
+        &mut entries,
+        checkpoints,
+        public_key_hex,
+        names.clone(),
+    )?;
+    if counted < u64::from(u32::MAX) {
+        return Ok(counted);
+    }
+    written_length(generated_at, entries, checkpoints, public_key_hex, names)
+}
+
+/// The archive's length from one pass that counts the entries' encodings (see [`export_length`]).
+fn counted_length<F, I, E>(
+    generated_at: i64,
+    mut entries: F,
+    checkpoints: &[Checkpoint],
+    public_key_hex: &str,
+    names: Names,
+) -> Result<u64, ExportError>
+where
+    F: FnMut() -> Result<I, E>,
+    I: IntoIterator<Item = Result<AuditEntry, E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut counter = AtMost {
+        inner: io::sink(),
+        left: u64::MAX,
+    };
+    let mut w = ExportWriter::with_time(&mut counter, generated_at)?.with_names(names);
+    w.counting = true;
+    for e in entries().map_err(source_err)? {
+        w.count_entry(&e.map_err(source_err)?)?;
+    }
+    let manifest = w.finish(checkpoints, public_key_hex)?;
+    let unwritten: u64 = [ENTRIES_JSONL, ENTRIES_CSV]
+        .iter()
+        .filter_map(|name| manifest.files.get(*name))
+        .map(|f| f.bytes)
+        .sum::<u64>()
+        - CSV_HEADER.len() as u64;
+    Ok((u64::MAX - counter.left).saturating_add(unwritten))
+}
+
+/// The archive's length from writing it whole into a counter (the entries read twice).
+fn written_length<F, I, E>(
     generated_at: i64,
     entries: F,
     checkpoints: &[Checkpoint],
@@ -606,19 +710,19 @@ where
     I: IntoIterator<Item = Result<AuditEntry, E>>,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut counted = AtMost {
+    let mut counter = AtMost {
         inner: io::sink(),
         left: u64::MAX,
     };
     write_export_at(
-        &mut counted,
+        &mut counter,
         generated_at,
         entries,
         checkpoints,
         public_key_hex,
         names,
     )?;
-    Ok(u64::MAX - counted.left)
+    Ok(u64::MAX - counter.left)
 }
 
 /// [`write_export_at`] for an answer that declared `len` bytes ([`export_length`] of the same arguments): a byte
@@ -1625,7 +1729,9 @@ mod tests {
 
     #[test]
     fn the_length_found_before_writing_is_the_length_written_and_any_other_fails_the_export() {
-        let (_dir, entries, cps, key) = setup();
+        let (_dir, mut entries, cps, key) = setup();
+        // Cells that CSV and JSON escape differently (quoted, a formula, a line break, a control, not ASCII).
+        entries[0].reason = Some("=\"quoted\", ünïcode\nline\u{1}".into());
         let mut names = Names::new();
         names.insert(
             entries[0].actor_id.clone().unwrap_or_default(),
@@ -1642,6 +1748,9 @@ mod tests {
             let mut written = Vec::new();
             write_export_at(&mut written, at, source, &cps, &key, names.clone()).unwrap();
             assert_eq!(len, written.len() as u64, "{take} entries");
+            // The way taken past 4 GiB (the archive written whole into a counter) finds the same.
+            let whole = written_length(at, source, &cps, &key, names.clone()).unwrap();
+            assert_eq!(whole, len, "{take} entries");
             let mut exact = Vec::new();
             write_export_of_len(&mut exact, len, at, source, &cps, &key, names.clone()).unwrap();
             assert_eq!(exact, written);

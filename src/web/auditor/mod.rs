@@ -798,9 +798,9 @@ async fn export(
         .await?;
     let key = ctx.state.audit.public_key_hex();
     let generated_at = ctx.state.clock.now();
-    // Its length first (the entries read twice more, nothing kept), so that the answer declares it and an export
-    // whose source fails midway is seen as cut short by every client, not as a finished download (Rocket 0.5 ends a
-    // failed chunked body as if it had finished). A source failing here is an error page, not a 200.
+    // Its length first (one more pass over the entries, counted, not kept), so that the answer declares it and an
+    // export whose source fails midway is seen as cut short by every client, not as a finished download (Rocket 0.5
+    // ends a failed chunked body as if it had finished). A source failing here is an error page, not a 200.
     let (len, checkpoints, key, names) = ctx
         .state
         .db
