@@ -35,6 +35,7 @@ use super::chain::{AuditEntry, CHAIN_VERSION, GENESIS_HASH};
 use super::checkpoint::Checkpoint;
 use super::verify::{ChainVerifier, Problem, Summary};
 use crate::export::archive::ZipOut;
+use crate::export::package::Counting;
 
 /// Version of the export layout and manifest. Version 2 adds the names joined at export time (see [`Named`]);
 /// version 1 exports still verify.
@@ -645,44 +646,18 @@ pub fn export_length<F, I, E>(
     mut entries: F,
     checkpoints: &[Checkpoint],
     public_key_hex: &str,
-    names: Names,
+    names: &Names,
 ) -> Result<u64, ExportError>
 where
     F: FnMut() -> Result<I, E>,
     I: IntoIterator<Item = Result<AuditEntry, E>>,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let counted = counted_length(
-        generated_at,
-        &mut entries,
-        checkpoints,
-        public_key_hex,
-        names.clone(),
-    )?;
-    if counted < u64::from(u32::MAX) {
-        return Ok(counted);
-    }
-    written_length(generated_at, entries, checkpoints, public_key_hex, names)
-}
-
-/// The archive's length from one pass that counts the entries' encodings (see [`export_length`]).
-fn counted_length<F, I, E>(
-    generated_at: i64,
-    mut entries: F,
-    checkpoints: &[Checkpoint],
-    public_key_hex: &str,
-    names: Names,
-) -> Result<u64, ExportError>
-where
-    F: FnMut() -> Result<I, E>,
-    I: IntoIterator<Item = Result<AuditEntry, E>>,
-    E: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let mut counter = AtMost {
+    let mut counter = Counting {
         inner: io::sink(),
-        left: u64::MAX,
+        count: 0,
     };
-    let mut w = ExportWriter::with_time(&mut counter, generated_at)?.with_names(names);
+    let mut w = ExportWriter::with_time(&mut counter, generated_at)?.with_names(names.clone());
     w.counting = true;
     for e in entries().map_err(source_err)? {
         w.count_entry(&e.map_err(source_err)?)?;
@@ -694,7 +669,11 @@ where
         .map(|f| f.bytes)
         .sum::<u64>()
         - CSV_HEADER.len() as u64;
-    Ok((u64::MAX - counter.left).saturating_add(unwritten))
+    let counted = counter.count.saturating_add(unwritten);
+    if counted < u64::from(u32::MAX) {
+        return Ok(counted);
+    }
+    written_length(generated_at, entries, checkpoints, public_key_hex, names)
 }
 
 /// The archive's length from writing it whole into a counter (the entries read twice).
@@ -703,16 +682,16 @@ fn written_length<F, I, E>(
     entries: F,
     checkpoints: &[Checkpoint],
     public_key_hex: &str,
-    names: Names,
+    names: &Names,
 ) -> Result<u64, ExportError>
 where
     F: FnMut() -> Result<I, E>,
     I: IntoIterator<Item = Result<AuditEntry, E>>,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut counter = AtMost {
+    let mut counter = Counting {
         inner: io::sink(),
-        left: u64::MAX,
+        count: 0,
     };
     write_export_at(
         &mut counter,
@@ -720,9 +699,9 @@ where
         entries,
         checkpoints,
         public_key_hex,
-        names,
+        names.clone(),
     )?;
-    Ok(u64::MAX - counter.left)
+    Ok(counter.count)
 }
 
 /// [`write_export_at`] for an answer that declared `len` bytes ([`export_length`] of the same arguments): a byte
@@ -1744,12 +1723,12 @@ mod tests {
         let at = 1_790_000_000;
         for take in [0, 1, 50] {
             let source = || Ok::<_, io::Error>(entries[..take].iter().cloned().map(Ok));
-            let len = export_length(at, source, &cps, &key, names.clone()).unwrap();
+            let len = export_length(at, source, &cps, &key, &names).unwrap();
             let mut written = Vec::new();
             write_export_at(&mut written, at, source, &cps, &key, names.clone()).unwrap();
             assert_eq!(len, written.len() as u64, "{take} entries");
             // The way taken past 4 GiB (the archive written whole into a counter) finds the same.
-            let whole = written_length(at, source, &cps, &key, names.clone()).unwrap();
+            let whole = written_length(at, source, &cps, &key, &names).unwrap();
             assert_eq!(whole, len, "{take} entries");
             let mut exact = Vec::new();
             write_export_of_len(&mut exact, len, at, source, &cps, &key, names.clone()).unwrap();
@@ -1769,7 +1748,7 @@ mod tests {
             || Ok::<_, io::Error>(entries.clone().into_iter().map(Ok)),
             &cps,
             &key,
-            Names::new(),
+            &Names::new(),
         )
         .unwrap();
         let mut changed = entries.clone();

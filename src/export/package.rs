@@ -177,10 +177,10 @@ pub fn package_length(entries: &[PackageEntry], comment: &str) -> io::Result<Opt
     }
 }
 
-/// Counts the bytes that reach the output.
-struct Counting<W: Write> {
-    inner: W,
-    count: u64,
+/// Counts the bytes that reach the output (`io::sink()` for a length alone).
+pub(crate) struct Counting<W: Write> {
+    pub(crate) inner: W,
+    pub(crate) count: u64,
 }
 
 impl<W: Write> Write for Counting<W> {

@@ -810,7 +810,7 @@ async fn export(
                 || EntryPages::open(db, last),
                 &checkpoints,
                 &key,
-                names.clone(),
+                &names,
             )
             .map_err(export_failed)?;
             Ok((len, checkpoints, key, names))
