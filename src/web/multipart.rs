@@ -34,6 +34,9 @@ use part_headers::{HeaderTooLong, PartHeaderEscaper, HEADER_BLOCK_MAX};
 const TEXT_FIELD_MAX: usize = 512 * 1024;
 const TEXT_TOTAL_MAX: usize = 1024 * 1024;
 const FIELDS_MAX: usize = 500;
+/// A field's name: the form's own are under 64 bytes (`attachment_description_<id>`); anything longer is
+/// not this form's, and is refused before it is kept (names count towards [`TEXT_TOTAL_MAX`] too).
+const FIELD_NAME_MAX: usize = 128;
 /// Multipart framing allowed on top of the file bytes the limits count.
 const FRAMING_SLACK: u64 = 16 * 1024 * 1024;
 
@@ -412,6 +415,11 @@ impl Reader<'_> {
                 )));
             }
             let name = field.name().unwrap_or("").to_string();
+            if name.len() > FIELD_NAME_MAX {
+                return Err(Failure::Refused(AppError::Malformed(
+                    "A field name of the form is too long.".into(),
+                )));
+            }
             match (
                 file_slot(&name),
                 field.file_name().map(part_headers::file_name),
@@ -436,6 +444,8 @@ impl Reader<'_> {
         name: String,
     ) -> Result<(), Failure> {
         let mut value = Vec::new();
+        // The name is kept beside the value: it counts towards the form's text.
+        self.text_bytes += name.len();
         while let Some(chunk) = field.chunk().await.map_err(broken)? {
             self.text_bytes += chunk.len();
             if value.len() + chunk.len() > TEXT_FIELD_MAX || self.text_bytes > TEXT_TOTAL_MAX {
