@@ -273,14 +273,14 @@ pub fn invite(
                 "awaiting a second administrator",
             ),
             Some(Approval::Organisation) => {
-                let approver =
-                    if model::organisation_admins(tx, organisation_id.as_deref().unwrap_or(""))?
-                        .is_empty()
-                    {
-                        "a PCII officer (the organisation has no administrator)"
-                    } else {
-                        "the organisation's administrator"
-                    };
+                let approver = if !model::organisation_has_administrator(
+                    tx,
+                    organisation_id.as_deref().unwrap_or(""),
+                )? {
+                    "a PCII officer (the organisation has no administrator)"
+                } else {
+                    "the organisation's administrator"
+                };
                 (
                     Invited::AwaitingApproval {
                         id: id.clone(),
@@ -313,7 +313,7 @@ fn may_approve(conn: &mut DbConn, who: &User, inv: &Invitation) -> AppResult<boo
                 true
             } else if who.role() == Role::Officer
                 && !who.disabled
-                && model::organisation_admins(conn, org)?.is_empty()
+                && !model::organisation_has_administrator(conn, org)?
             {
                 super::membership::officer_may_act(who, &[org])?;
                 true
@@ -399,14 +399,18 @@ fn out_of_reach(inv: &Invitation) -> Event {
 }
 
 /// The answer to someone who may not decide an invitation: 404 to anyone outside the organisation (it
-/// must not learn the invitation exists), 409 to the inviter itself and to a closed invitation.
+/// must not learn the invitation exists), 409 to the inviter itself and to a closed invitation its asker could
+/// know of: any, for an administrator; for the company's people, an invitation of a company's person into their
+/// organisation (a staff invitation naming it as a conflict of interest does not exist for them, open or closed).
 fn refusal(who: &User, inv: &Invitation) -> AppError {
+    let knows_of = who.role() == Role::Administrator
+        || (who.role() == Role::Submitter
+            && inv.role() == Role::Submitter
+            && who.organisation_id.is_some()
+            && who.organisation_id == inv.organisation_id);
     if inv.invited_by.as_deref() == Some(who.id.as_str()) {
         AppError::Conflict("Someone else must approve the invitations you made.".into())
-    } else if inv.state != AWAITING_APPROVAL
-        && (who.role() == Role::Administrator
-            || who.organisation_id.is_some() && who.organisation_id == inv.organisation_id)
-    {
+    } else if inv.state != AWAITING_APPROVAL && knows_of {
         AppError::Conflict("This invitation is no longer waiting for approval.".into())
     } else {
         AppError::NotFound
@@ -465,6 +469,9 @@ const INVITATION_GONE: &str = "This invitation has been used, withdrawn or has e
 pub fn view(conn: &mut DbConn, token: &str, now: i64) -> AppResult<InvitationView> {
     let inv = model::find_live_by_token(conn, &hash_token(token), now)?
         .ok_or_else(|| AppError::Gone(INVITATION_GONE.into()))?;
+    if !inviter_still_entitled(conn, &inv)? {
+        return Err(AppError::Gone(INVITATION_GONE.into()));
+    }
     Ok(InvitationView {
         what: what(conn, &inv)?,
         role_label: inv.role().label(),
@@ -502,6 +509,13 @@ pub fn accept(
         let Some(inv) = model::find_live_by_token(tx, &token_hash, now)? else {
             return Err(AppError::Gone(INVITATION_GONE.into()));
         };
+        if !inviter_still_entitled(tx, &inv)? {
+            model::close(tx, &inv.id, REVOKED, None, None, now)?;
+            let event = Event::new("invitation.accept", Outcome::Refused)
+                .object("invitation", &inv.id)
+                .reason("the inviter no longer holds the authority it invited with: invitation withdrawn");
+            return Ok((Err(AppError::Gone(INVITATION_GONE.into())), event));
+        }
         let organisation_id = match (&inv.organisation_id, &inv.new_organisation) {
             (Some(org), _) => match account::find_organisation(tx, org)? {
                 Some(o) => Some(o.id),
@@ -560,7 +574,32 @@ pub fn accept(
         let event = Event::new("invitation.accept", Outcome::Success)
             .object("account", &id)
             .reason(format!("invitation {}, role {}", inv.id, inv.role.as_str()));
-        Ok((Ok(id), event))
+        Ok((Ok(Ok(id)), event))
+    })?
+}
+
+/// An invitation carries its inviter's authority and lapses with it: an organisation administrator's is
+/// accepted only while that person still administers the organisation it names (not after leaving, being
+/// removed, stepping down or being disabled: else a member about to be removed could invite an address of
+/// its own and come back), an administrator's only while that person is an active administrator. One made on
+/// the command line (the operator's) has no inviter to lose it.
+fn inviter_still_entitled(conn: &mut DbConn, inv: &Invitation) -> AppResult<bool> {
+    let Some(by) = inv.invited_by.as_deref() else {
+        return Ok(true);
+    };
+    if !account::exists(conn, by)? {
+        return Ok(false);
+    }
+    let inviter = account::find(conn, by)?;
+    Ok(match inviter.role() {
+        Role::Submitter => {
+            is_org_admin(&inviter)
+                && inv.role() == Role::Submitter
+                && inv.organisation_id.is_some()
+                && inviter.organisation_id == inv.organisation_id
+        }
+        Role::Administrator => !inviter.disabled,
+        _ => false,
     })
 }
 

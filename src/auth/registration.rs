@@ -327,12 +327,21 @@ pub fn reset_password(
         account::set_password_with_email_verified(tx, &user_id, &hash, now, verified_at)?;
         account_token::void(tx, &user_id, Purpose::ResetPassword, now)?;
         super::second_factor::forget_pending_totp(tx, &user_id)?;
+        let mut reason = String::new();
+        if user.email_verified_at.is_none() {
+            // The address is proved only now: whatever second factor the account had was set up by whoever
+            // registered it without proving it (possibly squatting it), not by its owner.
+            reason = format!(
+                "; address confirmed by this reset, {}",
+                super::second_factor::delete_all(tx, &user_id)?
+            );
+        }
         let ended = session::delete_all_of(tx, &user_id)?;
         Ok((
             Ok(()),
             Event::new("account.password_reset", Outcome::Success)
                 .object("account", &user_id)
-                .reason(format!("{ended} session(s) ended")),
+                .reason(format!("{ended} session(s) ended{reason}")),
         ))
     })
 }

@@ -298,9 +298,9 @@ pub fn awaiting_for_organisation(
     rows(conn, list, now)
 }
 
-/// Administrators' invitations into organisations that have no active, confirmed administrator (a PCII
-/// officer decides those), optionally for one organisation, oldest first. The test of "has an administrator"
-/// is `organisation_admins`, as a correlated subquery.
+/// Administrators' invitations into organisations that have no confirmed administrator (a PCII officer decides
+/// those), optionally for one organisation, oldest first. The test of "has an administrator" is
+/// `organisation_has_administrator`, as a correlated subquery.
 pub fn awaiting_officer(
     conn: &mut DbConn,
     organisation_id: Option<&str>,
@@ -310,7 +310,6 @@ pub fn awaiting_officer(
         .filter(users::organisation_id.eq(invitations::organisation_id))
         .filter(users::role.eq(Role::Submitter))
         .filter(users::org_admin.eq(true))
-        .filter(users::disabled.eq(false))
         .filter(users::email_verified_at.is_not_null())
         .select(users::id);
     let mut query = invitations::table
@@ -355,6 +354,24 @@ pub fn organisation_admins(conn: &mut DbConn, organisation_id: &str) -> QueryRes
         .filter(users::email_verified_at.is_not_null())
         .select(users::id)
         .load(conn)
+}
+
+/// Whether the organisation has a confirmed administrator of its own, enabled or not. While it has one,
+/// invitations into it wait for the company and never for a PCII officer: a disabled administrator holds the
+/// company's say too (it is enabled again, or removed), else an administrator could disable the company's
+/// administrator to have an officer decide in the company's place.
+pub fn organisation_has_administrator(
+    conn: &mut DbConn,
+    organisation_id: &str,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        users::table
+            .filter(users::organisation_id.eq(organisation_id))
+            .filter(users::role.eq(Role::Submitter))
+            .filter(users::org_admin.eq(true))
+            .filter(users::email_verified_at.is_not_null()),
+    ))
+    .get_result(conn)
 }
 
 /// Active administrators: the two-person rule applies when there are two or more.

@@ -529,6 +529,12 @@ impl<'r> FromRequest<'r> for ManagingFactors<'r> {
     type Error = ();
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ()> {
         match session(req).await {
+            // A factor is the address owner's to set up: an unconfirmed registration may be someone else's
+            // squatting the address, whose factor would lock the owner out after a password reset.
+            Ok(Some(a)) if !a.user.email_verified() => {
+                go_to(req, "/verify-email");
+                Outcome::Error((Status::Forbidden, ()))
+            }
             Ok(Some(a)) if a.stage != Stage::Pending => Outcome::Success(ManagingFactors(a)),
             Ok(Some(_)) => {
                 go_to(req, "/login/second-factor");

@@ -693,3 +693,65 @@ fn a_shutdown_lets_a_reset_mail_under_way_finish() {
     server.join().unwrap();
     drop(dir);
 }
+
+/// Whether the account with this address has any second factor (authenticator app, passkey, recovery codes).
+fn factor_rows(app: &TestApp, email: &str) -> i64 {
+    use diesel::prelude::*;
+    use pcii_portal::db::schema::{recovery_codes, totp_factors};
+    let id = app.user_id(email);
+    app.with_conn(|c| {
+        let apps: i64 = totp_factors::table
+            .filter(totp_factors::user_id.eq(&id))
+            .count()
+            .get_result(c)
+            .unwrap();
+        let codes: i64 = recovery_codes::table
+            .filter(recovery_codes::user_id.eq(&id))
+            .count()
+            .get_result(c)
+            .unwrap();
+        apps + codes
+    })
+}
+
+#[test]
+fn a_squatted_registration_sets_up_no_factor_and_the_owners_reset_clears_any() {
+    let app = TestApp::new();
+    // A stranger registers the victim's address (never confirmed) and signs in with it.
+    let mut squatter = app.browser();
+    assert_eq!(
+        register(&mut squatter, "victim@acme.example", "Squat Co").status,
+        Status::SeeOther
+    );
+    assert_eq!(
+        squatter.login("victim@acme.example", PASSWORD),
+        Status::SeeOther
+    );
+    // Setting up a factor is the address owner's: sent to confirm the address first.
+    let page = squatter.get("/account/security/totp");
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(page.header("Location"), Some("/verify-email"));
+    let page = squatter.post("/account/security/totp", &[("code", "123456")]);
+    assert_ne!(page.status, Status::Ok);
+    assert_eq!(factor_rows(&app, "victim@acme.example"), 0);
+
+    // Had one been set up anyway (an account from before this rule), the owner's reset, which proves the
+    // address for the first time, removes it: the owner signs in with the password alone.
+    app.enrol_authenticator(&app.user_id("victim@acme.example"));
+    assert!(factor_rows(&app, "victim@acme.example") > 0);
+    let mut owner = app.browser();
+    owner.post("/password/forgot", &[("email", "victim@acme.example")]);
+    let link = app
+        .mailed_link("victim@acme.example", "/password/reset/")
+        .unwrap();
+    let ok = owner.post(&link, &[("new_password", "the owner's own new passphrase")]);
+    assert_eq!(ok.status, Status::SeeOther, "{}", ok.body);
+    assert_eq!(factor_rows(&app, "victim@acme.example"), 0);
+    assert_eq!(
+        owner.login("victim@acme.example", "the owner's own new passphrase"),
+        Status::SeeOther
+    );
+    assert_eq!(owner.get("/account/security").status, Status::Ok);
+    // The squatter's session ended with the reset.
+    assert_ne!(squatter.get("/account").status, Status::Ok);
+}

@@ -1225,3 +1225,167 @@ fn a_request_begun_before_its_member_was_removed_neither_reads_nor_writes_afterw
     let verdict = app.with_conn(|c| access::decide(c, &as_begun, &sub, now).unwrap());
     assert!(verdict.is_err(), "read nothing: {verdict:?}");
 }
+
+// ---- an invitation carries its inviter's authority ----
+
+/// `(outcome, reason)` of every entry of `action`, oldest first.
+fn entries_of(app: &TestApp, action: &str) -> Vec<(String, Option<String>)> {
+    app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq(action))
+            .order(audit_entries::seq.asc())
+            .select((audit_entries::outcome, audit_entries::reason))
+            .load(c)
+            .unwrap()
+    })
+}
+
+#[test]
+fn an_invitation_lapses_with_its_inviters_authority_so_a_removed_admin_cannot_invite_itself_back() {
+    let app = TestApp::new();
+    let mut m = app.login_as(Role::Submitter, "m@acme.example", Some("Acme"));
+    let mut b = app.login_as(Role::Submitter, "b@acme.example", Some("Acme"));
+    let sub = submit(&mut m, "Acme's report");
+    let (m_id, b_id) = (app.user_id("m@acme.example"), app.user_id("b@acme.example"));
+    let page = m.post(&format!("/organisation/members/{b_id}/admin"), &[]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+
+    // M, about to be removed, invites a colleague's address and its own.
+    let colleague = invite(&app, &mut m, "friend@elsewhere.example", "Friend");
+    let own = invite(&app, &mut m, "m@acme.example", "M Again");
+    // B removes M: M is signed out and disabled.
+    let page = b.post(
+        &format!("/organisation/members/{m_id}/remove"),
+        &[("confirm", "yes")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+
+    // Neither link brings anyone in any more: the page and the form answer 410, as for a withdrawn link.
+    let accepts_before = entries_of(&app, "invitation.accept").len();
+    assert_eq!(accept(&app, &colleague, "Friend"), Status::Gone);
+    let mut visitor = app.browser();
+    for (token, name) in [(&colleague, "Friend"), (&own, "M Again")] {
+        let uri = format!("/invitations/{token}");
+        assert_eq!(
+            visitor
+                .post(&uri, &[("display_name", name), ("password", PASSWORD)])
+                .status,
+            Status::Gone
+        );
+    }
+    let friend: i64 = app.with_conn(|c| {
+        users::table
+            .filter(users::email.eq("friend@elsewhere.example"))
+            .count()
+            .get_result(c)
+            .unwrap()
+    });
+    assert_eq!(friend, 0, "no account made");
+    let (org, disabled): (Option<String>, bool) = app.with_conn(|c| {
+        users::table
+            .find(&m_id)
+            .select((users::organisation_id, users::disabled))
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!((org, disabled), (None, true), "M stays out");
+    let mut again = app.browser();
+    assert_ne!(again.login("m@acme.example", PASSWORD), Status::SeeOther);
+    // B still reads Acme's submission; M does not come back to it.
+    assert_eq!(b.get(&format!("/submissions/{sub}")).status, Status::Ok);
+    // Each attempt is recorded as refused, and the invitations are closed.
+    let entries = entries_of(&app, "invitation.accept");
+    assert_eq!(entries.len(), accepts_before + 2, "{entries:?}");
+    assert!(
+        entries
+            .iter()
+            .rev()
+            .take(2)
+            .all(|(outcome, reason)| outcome == "refused"
+                && reason
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("no longer holds the authority")),
+        "{entries:?}"
+    );
+    for email in ["friend@elsewhere.example", "m@acme.example"] {
+        assert_eq!(
+            invitation_state(&app, &invitation_id(&app, email)),
+            "revoked"
+        );
+    }
+
+    // An invitation B makes (B still administers Acme) works as before.
+    let token = invite(&app, &mut b, "new@acme.example", "New");
+    assert_eq!(accept(&app, &token, "New"), Status::SeeOther);
+}
+
+#[test]
+fn an_administrator_cannot_hand_a_companys_approval_to_an_officer_by_disabling_its_administrator() {
+    let app = TestApp::new();
+    let _alice = app.login_as(Role::Submitter, "alice@acme.example", Some("Acme"));
+    let acme = app.organisation_id("Acme").unwrap();
+    let alice = app.user_id("alice@acme.example");
+    let mut root = app.login_as(Role::Administrator, "root@example.gov", None);
+    let mut officer = app.login_as(Role::Officer, "o@example.gov", None);
+
+    // The administrator disables Acme's only administrator (applied at once: a company's person), then invites
+    // an address of its own into Acme.
+    let page = root.post(
+        &format!("/admin/accounts/{alice}/disable"),
+        &[("reason", "suspected compromise"), ("confirm", "true")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let sock = admin_invites_on_pages(
+        &app,
+        &mut root,
+        &[("role", "submitter"), ("organisation_id", &acme)],
+        "sock@elsewhere.example",
+    );
+    assert_eq!(invitation_state(&app, &sock), "awaiting_approval");
+
+    // The decision stays the company's: no officer lists it, and approving it answers as an unknown id does.
+    assert!(!officer
+        .get("/officer/organisations")
+        .body
+        .contains("sock@elsewhere.example"));
+    let page = officer.get(&format!("/officer/organisations/{acme}"));
+    assert!(page.body.contains("Yes, disabled"), "{}", page.body);
+    let unknown = officer.post("/officer/organisations/invitations/no-such-id/approve", &[]);
+    let page = officer.post(
+        &format!("/officer/organisations/invitations/{sock}/approve"),
+        &[],
+    );
+    assert_eq!(page.status, unknown.status, "{}", page.body);
+    assert_eq!(page.status, Status::NotFound);
+    assert_eq!(invitation_state(&app, &sock), "awaiting_approval");
+    assert_eq!(app.audit_count("invitation.approve"), 0);
+}
+
+#[test]
+fn a_closed_officers_invitation_naming_the_company_answers_its_admin_as_an_unknown_id() {
+    let app = TestApp::new();
+    let mut a = app.login_as(Role::Submitter, "a@acme.example", Some("Acme"));
+    let acme = app.organisation_id("Acme").unwrap();
+    let mut root = app.login_as(Role::Administrator, "root@example.gov", None);
+    let otto = admin_invites_on_pages(
+        &app,
+        &mut root,
+        &[
+            ("role", "officer"),
+            ("agency", "PCII Program Office"),
+            ("organisation_id", &acme),
+        ],
+        "otto@example.gov",
+    );
+    assert_eq!(invitation_state(&app, &otto), "sent");
+    let unknown = a.post("/organisation/invitations/no-such-id/approve", &[]);
+    assert_eq!(unknown.status, Status::NotFound);
+    for act in ["approve", "refuse"] {
+        let refused = app.audit_count("access.refused");
+        let page = a.post(&format!("/organisation/invitations/{otto}/{act}"), &[]);
+        assert_eq!(page.status, unknown.status, "{act}: {}", page.body);
+        assert_eq!(app.audit_count("access.refused"), refused + 1, "{act}");
+    }
+    assert_eq!(invitation_state(&app, &otto), "sent");
+}

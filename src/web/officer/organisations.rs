@@ -123,6 +123,8 @@ struct Detail {
     merged_from: Vec<Organisation>,
     awaiting: Vec<InvitationRow>,
     has_admin: bool,
+    /// It has one, but none enabled: invitations into it wait all the same.
+    admin_disabled: bool,
     proposals: Vec<ProposalRow>,
 }
 
@@ -148,7 +150,8 @@ async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<P
                 submissions: orgs::submission_count(c, &id)?,
                 merged_from: orgs::merged_from(c, &id)?,
                 awaiting: invitation::awaiting_officer(c, Some(&id), now)?,
-                has_admin: !invitation::organisation_admins(c, &id)?.is_empty(),
+                has_admin: invitation::organisation_has_administrator(c, &id)?,
+                admin_disabled: invitation::organisation_admins(c, &id)?.is_empty(),
                 proposals: proposals::open_rows(c, &id)?,
                 verified_by_name,
                 merged_into,
