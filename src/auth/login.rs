@@ -258,6 +258,13 @@ pub fn change_password(
         account::set_password(tx, &user.id, &hash, now)?;
         throttle::clear(tx, &key)?;
         super::second_factor::forget_pending_totp(tx, &user.id)?;
+        // A reset link asked for earlier would set the password again behind the one just chosen.
+        crate::models::account_token::void(
+            tx,
+            &user.id,
+            crate::models::account_token::Purpose::ResetPassword,
+            now,
+        )?;
         let ended = sessions::delete_others(tx, &user.id, session_hash)?;
         let event = event(Outcome::Success).reason(format!("{ended} other session(s) ended"));
         Ok((PasswordChange::Changed, event))

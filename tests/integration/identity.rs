@@ -755,3 +755,31 @@ fn a_squatted_registration_sets_up_no_factor_and_the_owners_reset_clears_any() {
     // The squatter's session ended with the reset.
     assert_ne!(squatter.get("/account").status, Status::Ok);
 }
+
+#[test]
+fn changing_the_password_voids_a_reset_link_asked_for_earlier() {
+    let app = TestApp::new();
+    let mut sam = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    app.browser()
+        .post("/password/forgot", &[("email", "sam@acme.example")]);
+    let link = app
+        .mailed_link("sam@acme.example", "/password/reset/")
+        .unwrap();
+    let page = sam.post(
+        "/account/password",
+        &[
+            ("current_password", PASSWORD),
+            ("new_password", "a fresh passphrase of sam's own"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let page = app
+        .browser()
+        .post(&link, &[("new_password", "someone else's passphrase now")]);
+    assert_eq!(page.status, Status::Gone, "{}", page.body);
+    assert_eq!(
+        app.browser()
+            .login("sam@acme.example", "a fresh passphrase of sam's own"),
+        Status::SeeOther
+    );
+}
