@@ -691,6 +691,7 @@ pub async fn delete_draft(
             })
         })
         .await?;
+    crate::workflow::destruction::checkpoint_after(state).await;
     // After the commit; a crash before this leaves the names queued for the sweep.
     delete_after_commit(state, names).await;
     Ok(())
@@ -726,6 +727,9 @@ pub async fn request(
             })
         })
         .await?;
+    if matches!(status, Status::Destroyed | Status::Returned) {
+        crate::workflow::destruction::checkpoint_after(state).await;
+    }
     delete_after_commit(state, shredded).await;
     Ok(status)
 }
