@@ -530,7 +530,7 @@ pub fn keys_protect(
     println!(
         "set master_key_protection in the configuration to match; back up keys/ (it holds only ciphertext now)"
     );
-    if new_unlock_key {
+    if done.new_unlock_key {
         println!(
             "a new unlock key: the old passphrase or shares open nothing current; restart every instance with the new one"
         );

@@ -361,6 +361,31 @@ pub fn accepts_writes(conn: &mut DbConn) -> bool {
     matches!(tried, Err(diesel::result::Error::RollbackTransaction))
 }
 
+/// The column of `PRAGMA wal_checkpoint`'s answer that says whether it was kept from finishing.
+#[derive(diesel::QueryableByName)]
+struct WalCheckpoint {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    busy: i32,
+}
+
+/// SQLite: copies every page of the write-ahead log into the database file and truncates the log to nothing
+/// (`PRAGMA wal_checkpoint(TRUNCATE)`), for after a deletion that must leave no copy behind (a destruction's wrapped
+/// data keys). `secure_delete` zeroes the deleted bytes in the new page image, but until a checkpoint the database
+/// file keeps the old page and the log every earlier image of it. It waits for writers, and for readers of older
+/// snapshots, up to the busy timeout: `Ok(false)` (or a busy error) when some were still reading; SQLite's automatic
+/// checkpoint catches up later. Nothing to do on PostgreSQL (`Ok(true)`).
+pub fn checkpoint_truncate(conn: &mut DbConn) -> diesel::QueryResult<bool> {
+    match conn {
+        DbConn::Sqlite(c) => {
+            let answer: WalCheckpoint =
+                diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").get_result(c)?;
+            Ok(answer.busy == 0)
+        }
+        #[cfg(feature = "postgres")]
+        DbConn::Postgres(_) => Ok(true),
+    }
+}
+
 /// True when the database answers a trivial query (for `/healthz`).
 pub fn ping(conn: &mut DbConn) -> bool {
     diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("1"))

@@ -6,16 +6,19 @@
 //! identity still in the ring: `keys convert` moves it) or destroyed (its data key is gone: it opens for nobody).
 
 use std::io;
+use std::sync::{Arc, RwLock};
 
 use crate::crypto::data_key::{DataKey, DataKeyError};
 use crate::crypto::keys::KeyRing;
 use crate::crypto::stream::{open_verified, Recipients, VerifiedReader};
 use crate::db::DbConn;
+use crate::error::{AppError, AppResult};
 use crate::models::blob::{self, BlobRow};
 use crate::models::data_key::{self, DataKeyRow};
 use crate::storage::BlobStore;
 
-/// A freshly made data key, already wrapped; its secret was dropped (and zeroized) when it was wrapped.
+/// A freshly made data key, already wrapped. Its secret stays in memory until this is dropped (zeroized then), so
+/// that [`WrappedKey::insert_current`] can wrap it again if the master identity changed before it was stored.
 #[derive(Debug, Clone)]
 pub struct WrappedKey {
     /// The data key's public recipient (`age1...`).
@@ -24,6 +27,7 @@ pub struct WrappedKey {
     pub wrapped: Vec<u8>,
     /// The master identity it is wrapped to.
     pub master_key_id: String,
+    key: Arc<DataKey>,
 }
 
 impl WrappedKey {
@@ -34,10 +38,13 @@ impl WrappedKey {
             key_id: key.key_id(),
             wrapped: key.wrap(ring)?,
             master_key_id: ring.current_key_id().to_owned(),
+            key: Arc::new(key),
         })
     }
 
-    /// The row that stores it for `submission_id`.
+    /// The row that stores it for `submission_id`, wrapped as it was made. Only for a caller that keeps master-key
+    /// rotations out while it works (the CLI under its key lock, tests, benchmarks); the portal stores a new key
+    /// with [`WrappedKey::insert_current`].
     pub fn row(&self, submission_id: &str, now: i64) -> DataKeyRow {
         DataKeyRow {
             key_id: self.key_id.clone(),
@@ -46,6 +53,56 @@ impl WrappedKey {
             master_key_id: self.master_key_id.clone(),
             created_at: now,
         }
+    }
+
+    /// The row that stores it for `submission_id`, wrapped to `ring`'s current master identity: as made if that is
+    /// still the one it was wrapped to, wrapped again (to it and the escrow recipients) otherwise.
+    pub fn row_for(
+        &self,
+        ring: &KeyRing,
+        submission_id: &str,
+        now: i64,
+    ) -> Result<DataKeyRow, DataKeyError> {
+        if ring.current_key_id() == self.master_key_id {
+            return Ok(self.row(submission_id, now));
+        }
+        Ok(DataKeyRow {
+            wrapped: self.key.wrap(ring)?,
+            master_key_id: ring.current_key_id().to_owned(),
+            ..self.row(submission_id, now)
+        })
+    }
+
+    /// Stores it as `submission_id`'s current data key, inside the caller's transaction, which must hold the audit
+    /// chain-head lock (every audited fact takes it first). It was wrapped when it was made, before an upload that
+    /// can take minutes; a `keys rotate` meanwhile re-wraps only the keys already stored and may retire the master
+    /// identity this one is wrapped to. `keys rotate` retires an identity only under the same lock, so the identity
+    /// file as read here stands until this commits: the ring is read again from it if it changed, and the key is
+    /// wrapped again to its current identity if that is another one. A key stored after a retirement is never
+    /// wrapped to the retired identity alone, and one stored before is counted by the rotation, which keeps the
+    /// identity.
+    pub fn insert_current(
+        &self,
+        tx: &mut DbConn,
+        submission_id: &str,
+        now: i64,
+        keys: &RwLock<KeyRing>,
+    ) -> AppResult<()> {
+        let row = {
+            let held = keys.read().unwrap_or_else(|p| p.into_inner());
+            // Read from the file, not swapped into the shared ring: no write lock taken under the database's.
+            let reloaded = if held.changed_on_disk() {
+                Some(held.reload().map_err(|e| {
+                    AppError::Internal(format!("reading the changed key ring: {e}"))
+                })?)
+            } else {
+                None
+            };
+            self.row_for(reloaded.as_ref().unwrap_or(&*held), submission_id, now)
+        };
+        let row = row.map_err(|e| AppError::Internal(format!("wrapping a data key: {e}")))?;
+        data_key::insert_current(tx, &row)?;
+        Ok(())
     }
 }
 
@@ -80,15 +137,12 @@ impl SealingKey {
 /// The submission's sealing key: its current data key if it has one (only its public half is read). A database
 /// that cannot answer is the database's error (a busy or locked one is a 503, as everywhere); a stored key id that
 /// is no recipient is an internal one.
-pub fn current_recipients(
-    conn: &mut DbConn,
-    submission_id: &str,
-) -> crate::error::AppResult<Option<Recipients>> {
+pub fn current_recipients(conn: &mut DbConn, submission_id: &str) -> AppResult<Option<Recipients>> {
     let current = data_key::current_of(conn, submission_id)?;
     current
         .map(|k| Recipients::from_key_id(&k))
         .transpose()
-        .map_err(|e| crate::error::AppError::Internal(format!("data key: {e}")))
+        .map_err(|e| AppError::Internal(format!("data key: {e}")))
 }
 
 /// A blob's row and the wrapped data key it opens with (`None`: before data keys, or destroyed).

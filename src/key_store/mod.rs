@@ -188,6 +188,13 @@ pub enum KeyStoreError {
     BadShareFile { path: PathBuf },
 }
 
+/// For a transaction of the key store's own (e.g. a rotation's count-and-retire under the audit head lock).
+impl From<diesel::result::Error> for KeyStoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        KeyStoreError::Database(AppError::from(e))
+    }
+}
+
 pub struct OpenedKeys {
     pub keyring: KeyRing,
     pub cookie_secret: Zeroizing<String>,

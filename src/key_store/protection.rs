@@ -457,14 +457,16 @@ pub struct Protected {
     /// The `key.protect` entry's words for what it converted (`None` when a re-run only finished: then the note
     /// its interrupted run left says it, see [`unrecorded`]).
     pub entry: Option<String>,
+    /// The store moved from one unlock key to a new one (see [`rekey`]): old wrappers open nothing current.
+    pub new_unlock_key: bool,
 }
 
 /// Converts the key store to `target`. New files are written (and fsynced) first, the wrapper of the
 /// unlock key last — that write is the commit point — and only then are the clear files (or the old
 /// wrapper) overwritten and unlinked. Interrupted before the commit, the clear store is untouched and a
 /// re-run starts again with a new unlock key; interrupted after it, a re-run only finishes the removal.
-/// `unlock_current` is asked for the current unlock key when the store is already sealed in the other
-/// mode (the passphrase or the shares of the current protection).
+/// A store already sealed in the other mode moves to a new unlock key, as [`rekey`] does: `unlock_current` is
+/// asked for the current unlock key (the passphrase or the shares of the current protection).
 pub fn protect(
     settings: &Settings,
     target: Target,
@@ -479,6 +481,11 @@ pub fn protect(
         Mode::Passphrase => layout.passphrase,
         _ => layout.shares,
     };
+    if layout.passphrase && layout.shares {
+        // A move to a new unlock key in the other mode stopped after its commit point, before the old wrapper went:
+        // the files may still open with the old key too. Done again, with yet another new key, as `rekey` does.
+        return rekey(settings, target, unlock_current);
+    }
     if target_committed {
         // A re-run: the target wrapper was written (after every sealed file), so what is left is removal.
         done.finished_only = true;
@@ -493,12 +500,18 @@ pub fn protect(
         return Ok(done);
     }
 
-    let key = if layout.committed().is_some() {
-        // Sealed in the other mode: keep the unlock key (and so every sealed file), re-wrap it.
-        let key = Arc::new(unlock_current()?);
-        note_unrecorded(dir, &target, &key, false)?;
-        key
-    } else {
+    if let Some(current) = layout.committed() {
+        // Sealed in the other mode. Re-wrapping the unlock key in force would leave an old copy of its wrapper (an
+        // `unlock.age` and its old passphrase, or k old shares) opening today's files, as a same-mode change would:
+        // a new unlock key, every file re-encrypted to it. Clear files a conversion to the current mode left after
+        // its commit point go first (`rekey` refuses a store with clear files).
+        finish(dir, current, &mut done)?;
+        let mut rekeyed = rekey(settings, target, unlock_current)?;
+        done.removed.append(&mut rekeyed.removed);
+        rekeyed.removed = done.removed;
+        return Ok(rekeyed);
+    }
+    let key = {
         let key = Arc::new(UnlockKey::generate());
         note_unrecorded(dir, &target, &key, false)?;
         let sealed = AtRest::Sealed(key.clone());
@@ -654,6 +667,7 @@ pub fn rekey(
     }
     done.unlock_recipient = Some(next.recipient());
     done.entry = Some(target.entry(&next, true));
+    done.new_unlock_key = true;
     done.unlock = Some(next);
     Ok(done)
 }

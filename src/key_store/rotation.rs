@@ -8,7 +8,7 @@
 
 use std::thread;
 
-use crate::audit::log::{Actor, AuditLog, Event, Outcome};
+use crate::audit::log::{lock_head, Actor, AuditLog, Event, Outcome};
 use crate::crypto::data_key::DataKey;
 use crate::crypto::keys::{KeyInfo, KeyRing};
 use crate::db::DbConn;
@@ -117,12 +117,34 @@ pub fn rotate(
     let mut retired = Vec::new();
     let mut kept = Vec::new();
     for k in keyring.keys().into_iter().filter(|k| !k.current) {
-        // Checked right before retiring: an instance that had not reloaded the key ring may have wrapped a data key
-        // to the old identity meanwhile (it cannot once the identity is gone from the file).
-        let data_keys = data_key::count_wrapped_to(conn, &k.key_id).map_err(db)?;
-        let legacy_blobs = blob::count_on_key(conn, &k.key_id).map_err(db)?;
-        let account_secrets = super::account_secrets::count_sealed_to(conn, &k.key_id)?;
-        if data_keys + legacy_blobs + account_secrets > 0 {
+        // Counted and retired in one transaction under the audit chain-head lock, the lock every portal write takes
+        // first, including the one that stores a new data key: a data key wrapped to the old identity by a portal
+        // that had not reloaded the key ring yet (a long upload's key was wrapped when it began) is either stored
+        // before the count, which keeps the identity, or after the identity file changed, and is then wrapped
+        // again to the current identity as it is stored (`WrappedKey::insert_current`).
+        let counted = conn.transaction::<_, KeyStoreError, _>(|tx| {
+            lock_head(tx).map_err(db)?;
+            let data_keys = data_key::count_wrapped_to(tx, &k.key_id).map_err(db)?;
+            let legacy_blobs = blob::count_on_key(tx, &k.key_id).map_err(db)?;
+            let account_secrets = super::account_secrets::count_sealed_to(tx, &k.key_id)?;
+            if data_keys + legacy_blobs + account_secrets > 0 {
+                return Ok(Some((data_keys, legacy_blobs, account_secrets)));
+            }
+            keyring
+                .retire(&k.key_id)
+                .map_err(|source| KeyStoreError::Retire {
+                    key_id: k.key_id.clone(),
+                    source,
+                })?;
+            audit.append(
+                tx,
+                &actor,
+                &Event::new("key.retire", Outcome::Success)
+                    .reason(format!("identity {}", k.key_id)),
+            )?;
+            Ok(None)
+        })?;
+        if let Some((data_keys, legacy_blobs, account_secrets)) = counted {
             progress(Progress::Kept {
                 key_id: &k.key_id,
                 data_keys,
@@ -132,17 +154,6 @@ pub fn rotate(
             kept.push(k.key_id);
             continue;
         }
-        keyring
-            .retire(&k.key_id)
-            .map_err(|source| KeyStoreError::Retire {
-                key_id: k.key_id.clone(),
-                source,
-            })?;
-        audit.record(
-            conn,
-            &actor,
-            Event::new("key.retire", Outcome::Success).reason(format!("identity {}", k.key_id)),
-        )?;
         progress(Progress::Retired { key_id: &k.key_id });
         retired.push(k.key_id);
     }

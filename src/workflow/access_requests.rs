@@ -154,7 +154,7 @@ pub async fn request(
     if let Err(errors) = checked {
         return Ok(Err(errors));
     }
-    let spare = spare_key(state)?;
+    let (spare, keys) = (spare_key(state)?, state.keys.clone());
     let (audit, actor, user) = (state.audit.clone(), actor.clone(), user.clone());
     state
         .db
@@ -164,7 +164,7 @@ pub async fn request(
                 let sid = check_against_state(tx, &user, &tn, now)?.map_err(|errors| {
                     AppError::Invalid(errors.into_values().collect::<Vec<_>>().join(" "))
                 })?;
-                let sealed = Sealer::for_submission(tx, &sid, &spare, now)?.seal(&reason)?;
+                let sealed = Sealer::for_submission(tx, &sid, &spare, &keys, now)?.seal(&reason)?;
                 let id = crate::db::new_id();
                 access_request::insert(
                     tx,
@@ -471,7 +471,7 @@ pub async fn refuse(
     reason: &str,
 ) -> AppResult<Queued> {
     let reason = check_refusal(reason).map_err(AppError::Invalid)?;
-    let spare = spare_key(state)?;
+    let (spare, keys) = (spare_key(state)?, state.keys.clone());
     let now = state.clock.now();
     let (audit, actor, officer, id, mailer) = (
         state.audit.clone(),
@@ -490,7 +490,8 @@ pub async fn refuse(
                 }
                 let sub = submission::find(tx, &req.submission_id, Scope::ProgramOffice)?;
                 decisions::not_own(&officer, &sub)?;
-                let sealed = Sealer::for_submission(tx, &sub.id, &spare, now)?.seal(&reason)?;
+                let sealed =
+                    Sealer::for_submission(tx, &sub.id, &spare, &keys, now)?.seal(&reason)?;
                 if access_request::mark_refused(tx, &req.id, &officer.id, &sealed.stored, now)? != 1
                 {
                     return Err(already_decided());

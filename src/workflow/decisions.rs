@@ -140,7 +140,7 @@ where
         WrappedKey::generate(&ring)
             .map_err(|e| AppError::Internal(format!("making a data key: {e}")))?
     };
-    let now = state.clock.now();
+    let (now, keys) = (state.clock.now(), state.keys.clone());
     let (audit, actor, officer, id) = (
         state.audit.clone(),
         actor.clone(),
@@ -159,7 +159,7 @@ where
                 )?;
                 let sub = submission::find(tx, &id, Scope::ProgramOffice)?;
                 not_own(&officer, &sub)?;
-                let sealer = Sealer::for_submission(tx, &sub.id, &spare, now)?;
+                let sealer = Sealer::for_submission(tx, &sub.id, &spare, &keys, now)?;
                 act(tx, &officer, &sub, &sealer)
             })
         })

@@ -15,6 +15,26 @@ use crate::models::submission::Submission;
 use crate::models::{attachment, blob, blob_deletion, data_key, submission, text_cell};
 use crate::workflow::sealed_text::{sealed_to, DESTROYED};
 
+/// After a destruction (or a draft's deletion) committed: on SQLite, the write-ahead log checkpointed and truncated,
+/// so that the deleted wrapped data keys are left neither in the log nor in the database file's old pages (see
+/// [`crate::db::checkpoint_truncate`]). Best effort: readers still busy with an older snapshot can keep it from
+/// finishing; that is logged, SQLite's automatic checkpoint catches up, and the request stands.
+pub async fn checkpoint_after(state: &crate::services::Services) {
+    let done = state
+        .db
+        .run(|c| Ok(crate::db::checkpoint_truncate(c)))
+        .await;
+    match done {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => tracing::warn!(
+            "after a destruction, the database's write-ahead log was not truncated: readers were busy; \
+             SQLite's automatic checkpoint will catch up"
+        ),
+        Ok(Err(e)) => tracing::warn!(error = %e, "after a destruction, checkpointing the database's write-ahead log failed"),
+        Err(e) => tracing::warn!(error = %e, "after a destruction, checkpointing the database's write-ahead log failed"),
+    }
+}
+
 /// The database half of a destruction, inside the caller's transaction: writes the record, unlinks
 /// every blob row and sets the final status. Returns the storage names to delete once the transaction
 /// has committed (until then the blobs stay, so a rollback loses nothing).

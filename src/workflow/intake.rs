@@ -206,6 +206,8 @@ struct Plan {
     remove: Vec<String>,
     step: Option<Step>,
     sealing: SealingKey,
+    /// The key ring, read again under the write lock if a new data key is stored (see `WrappedKey::insert_current`).
+    keys: std::sync::Arc<std::sync::RwLock<crate::crypto::keys::KeyRing>>,
     /// The title, sealed to the same data key as the content, for the officers' lists (see `workflow::cases`).
     title_sealed: Option<String>,
 }
@@ -380,6 +382,7 @@ async fn save_inner(
             new: req.sealing.new.filter(|_| !as_stored),
             ..req.sealing
         },
+        keys: state.keys.clone(),
         title_sealed,
     };
     let audit = state.audit.clone();
@@ -467,8 +470,9 @@ fn commit_save(
     // The data key: a new one is stored and made current with the first blobs sealed to it. Every new blob
     // must be sealed to the current key: a `keys rotate --data-keys` that ran during a long upload may have
     // replaced it, and a blob on a key about to be retired would become unreadable, so it is refused instead.
+    // A new data key is wrapped again if a `keys rotate` changed the master identity during the upload.
     if let Some(new) = &plan.sealing.new {
-        data_key::insert_current(tx, &new.row(&sub.id, now))?;
+        new.insert_current(tx, &sub.id, now, &plan.keys)?;
     }
     let current_key = data_key::current_of(tx, &sub.id)?;
     let sealed_keys = plan
@@ -687,6 +691,7 @@ pub async fn delete_draft(
             })
         })
         .await?;
+    crate::workflow::destruction::checkpoint_after(state).await;
     // After the commit; a crash before this leaves the names queued for the sweep.
     delete_after_commit(state, names).await;
     Ok(())
@@ -722,6 +727,9 @@ pub async fn request(
             })
         })
         .await?;
+    if matches!(status, Status::Destroyed | Status::Returned) {
+        crate::workflow::destruction::checkpoint_after(state).await;
+    }
     delete_after_commit(state, shredded).await;
     Ok(status)
 }

@@ -368,14 +368,14 @@ async fn send_inner(
         return Ok(SendResult::Invalid(errors));
     }
     let (audit, actor, writer) = (state.audit.clone(), actor.clone(), user.clone());
-    let mailer = state.mailer.clone();
+    let (mailer, keys) = (state.mailer.clone(), state.keys.clone());
     let now = state.clock.now();
     let sid = admitted.submission().id.clone();
     let mails = state
         .db
         .run(move |c| {
             audit.fact(c, &actor, |tx| {
-                let (sub, event) = commit_message(tx, &writer, side, &sid, req, now)?;
+                let (sub, event) = commit_message(tx, &writer, side, &sid, req, &keys, now)?;
                 Ok((queue_notices(tx, &mailer, &sub, side, now)?, event))
             })
         })
@@ -389,6 +389,7 @@ fn commit_message(
     side: Side,
     submission_id: &str,
     req: NewMessageRequest,
+    keys: &std::sync::RwLock<crate::crypto::keys::KeyRing>,
     now: i64,
 ) -> AppResult<(submission::Submission, Event)> {
     let scope = match side {
@@ -414,8 +415,9 @@ fn commit_message(
             sub.status().label().to_lowercase()
         )));
     }
+    // Wrapped again if a `keys rotate` changed the master identity during the upload.
     if let Some(new) = &req.sealing.new {
-        data_key::insert_current(tx, &new.row(&sub.id, now))?;
+        new.insert_current(tx, &sub.id, now, keys)?;
     }
     // Every new blob must be sealed to the current data key (a rotation during a long upload replaces it).
     let current = data_key::current_of(tx, &sub.id)?

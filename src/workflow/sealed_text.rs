@@ -52,17 +52,18 @@ pub struct Sealer {
 
 impl Sealer {
     /// The submission's current data key; a submission from before data keys gets `spare` as its data key now
-    /// (in the caller's transaction).
+    /// (in the caller's transaction, under the audit head lock: see `WrappedKey::insert_current`).
     pub fn for_submission(
         tx: &mut DbConn,
         submission_id: &str,
         spare: &WrappedKey,
+        keys: &std::sync::RwLock<crate::crypto::keys::KeyRing>,
         now: i64,
     ) -> AppResult<Sealer> {
         let key_id = match data_key::current_of(tx, submission_id)? {
             Some(k) => k,
             None => {
-                data_key::insert_current(tx, &spare.row(submission_id, now))?;
+                spare.insert_current(tx, submission_id, now, keys)?;
                 spare.key_id.clone()
             }
         };

@@ -451,3 +451,57 @@ fn a_destruction_before_keys_convert_leaves_no_legacy_digest_or_clear_text_behin
         Some(pcii_portal::workflow::sealed_text::DESTROYED)
     );
 }
+
+/// A destruction deletes the submission's wrapped data key in its transaction; on SQLite the write-ahead log is then
+/// checkpointed and truncated, so that no copy of the key is left in the log or in the database file's old pages
+/// (`secure_delete` zeroes it in the new ones).
+#[test]
+fn a_destroyed_submissions_wrapped_data_key_is_left_in_neither_the_database_file_nor_its_wal() {
+    let app = TestApp::new();
+    if !app.database_url.is_empty() {
+        return; // PostgreSQL: no file of its own to scan, and nothing to checkpoint.
+    }
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let doomed = submit(&mut sub, "doomed", &[file_bytes(20_000, 4, "")]);
+    let page = officer.post(
+        &format!("/officer/submissions/{doomed}/decision"),
+        &[
+            ("decision", "not_validated"),
+            ("reason", "Public domain"),
+            ("confirm", "1"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    let wrapped: Vec<u8> = app.with_conn(|c| {
+        data_keys::table
+            .filter(data_keys::submission_id.eq(&doomed))
+            .select(data_keys::wrapped)
+            .first(c)
+            .unwrap()
+    });
+    // The end of the wrapped key: ciphertext of the key itself, found nowhere else.
+    let needle = &wrapped[wrapped.len() - 48..];
+    let db = app.data_dir().join("pcii.sqlite3");
+    let files = || {
+        ["", "-wal"]
+            .iter()
+            .map(|suffix| std::path::PathBuf::from(format!("{}{suffix}", db.display())))
+            .filter(|p| p.exists())
+            .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let holds = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    // Positive control: before, the scan finds it.
+    assert!(files().iter().any(|(_, b)| holds(b)));
+
+    let page = sub.post(
+        &format!("/submissions/{doomed}/disposition"),
+        &[("disposition", "destroy")],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    assert_eq!(app.status_of(&doomed), "destroyed");
+    for (path, bytes) in files() {
+        assert!(!holds(&bytes), "the destroyed data key is still in {path}");
+    }
+}

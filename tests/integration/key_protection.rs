@@ -876,3 +876,74 @@ fn a_conversion_stopped_before_its_audit_entry_is_recorded_by_the_next_run_that_
     assert!(!noted(by_start.path()));
     recorded_once(by_start.path(), &recipient);
 }
+
+/// `keys protect` from a passphrase store to shares makes a new unlock key, as a new passphrase does: re-wrapping
+/// the one in force would let a copy of `keys/` taken before (its `unlock.age`) and the old passphrase open today's
+/// files.
+#[test]
+fn a_passphrase_store_moved_to_shares_leaves_the_old_passphrase_and_an_old_copy_of_keys_useless() {
+    protection::weaken_scrypt_for_tests(4);
+    let tmp = tempfile::tempdir().unwrap();
+    let clear = figment(tmp.path());
+    let (rocket, _) = pcii_portal::build(clear.clone()).unwrap();
+    let client = Client::tracked(rocket).unwrap();
+    create_user(&client, "officer@example.gov", Role::Officer);
+    drop(client);
+    let keys = tmp.path().join("keys");
+    let pass = "the passphrase of last year";
+    protection::protect(
+        &settings(&clear),
+        Target::Passphrase(pass.to_owned().into()),
+        &mut || unreachable!("a clear store needs no unlocking"),
+    )
+    .unwrap();
+    let backup = tmp.path().join("keys-backup");
+    std::fs::create_dir_all(&backup).unwrap();
+    for e in std::fs::read_dir(&keys).unwrap().flatten() {
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), backup.join(e.file_name())).unwrap();
+        }
+    }
+
+    let custodians: Vec<String> = (0..3)
+        .map(|_| age::x25519::Identity::generate().to_public().to_string())
+        .collect();
+    let done = protection::protect(
+        &settings(&clear),
+        Target::Shares {
+            threshold: 2,
+            custodians,
+        },
+        &mut || protection::unwrap_with_passphrase(&keys, pass),
+    )
+    .unwrap();
+    assert!(!keys.join(protection::UNLOCK_FILE).exists());
+
+    // The copy's unlock key, from its unlock.age and the old passphrase, opens the copy and none of today's files;
+    // the new unlock key opens them all.
+    let old = AtRest::Sealed(Arc::new(
+        protection::unwrap_with_passphrase(&backup, pass).unwrap(),
+    ));
+    let new = AtRest::Sealed(done.unlock.clone().unwrap());
+    for name in protection::SECRET_FILES {
+        assert!(
+            old.read(&old.path(&backup, name)).is_ok(),
+            "{name} of the copy"
+        );
+        assert!(old.read(&old.path(&keys, name)).is_err(), "{name} of today");
+        assert!(
+            new.read(&new.path(&keys, name)).is_ok(),
+            "{name} with the new key"
+        );
+    }
+    assert_keys_disclose_nothing(&keys, &[]);
+    // Audited as such.
+    assert!(
+        done.entry
+            .as_deref()
+            .unwrap_or_default()
+            .ends_with("; a new unlock key"),
+        "{:?}",
+        done.entry
+    );
+}

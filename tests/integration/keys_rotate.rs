@@ -712,3 +712,105 @@ fn kill_9_at_any_moment_of_a_data_key_rotation_or_a_master_key_rotation_loses_no
     let ring = KeyRing::load(&app.keys_dir(), &[]).unwrap();
     all_open(&ring);
 }
+
+/// A new submission's data key is made, and wrapped to the master identity of the moment, when its upload begins. A
+/// `keys rotate` that runs to completion during the upload re-wraps only the keys already stored, so it retires that
+/// identity. Stored afterwards, the key is wrapped again to the new identity: the submission opens, and the next
+/// rotation goes through. (Driven through the library: the local client cannot hold an upload open across a CLI run.)
+#[test]
+fn a_data_key_made_before_a_rotation_and_stored_after_it_is_wrapped_to_the_new_master_key() {
+    use pcii_portal::workflow::content::FormFields;
+    use pcii_portal::workflow::intake::{
+        self, FileSlot, IncomingFile, Intent, SaveRequest, SaveResult, Submitter,
+    };
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let user_id = app.user_id("sam@acme.example");
+    let who = Submitter {
+        user_id: user_id.clone(),
+        organisation_id: app.organisation_id("Acme").unwrap(),
+    };
+    let actor = pcii_portal::audit::log::Actor {
+        user_id: Some(user_id),
+        role: Some("submitter".into()),
+        client_addr: None,
+        request_id: None,
+    };
+    let state = app.state();
+    let rt = rocket::tokio::runtime::Runtime::new().unwrap();
+    let old_master = KeyRing::load(&app.keys_dir(), &[])
+        .unwrap()
+        .current_key_id()
+        .to_string();
+
+    // The upload begins: its data key is made, wrapped to the current master identity, and the file sealed to it.
+    let allowance = rt.block_on(intake::allowance(state, &who, None)).unwrap();
+    assert_eq!(
+        allowance.sealing.new.as_ref().unwrap().master_key_id,
+        old_master
+    );
+    let data = common::file_bytes(200_000, 7, "");
+    let sealed = seal_reader(&*state.blobs, &allowance.sealing.recipients, &data[..]).unwrap();
+
+    // Meanwhile a rotation runs to completion: no stored key is wrapped to the old identity, so it is retired.
+    let out = ok(&cli(&app, &["keys", "rotate"]));
+    let ring = KeyRing::load(&app.keys_dir(), &[]).unwrap();
+    assert!(!ring.contains(&old_master), "{out}");
+
+    // The upload ends and is saved.
+    let mut fields = HashMap::new();
+    for part in common::complete_fields("made before the rotation", "submit") {
+        if let common::Part::Text(k, v) = part {
+            fields.insert(k.to_string(), v.to_string());
+        }
+    }
+    fields.insert("description_1".into(), "d".into());
+    let saved = rt
+        .block_on(intake::save(
+            state,
+            &who,
+            &actor,
+            SaveRequest {
+                submission_id: None,
+                fields: FormFields(fields),
+                files: vec![IncomingFile {
+                    slot: FileSlot::Numbered(1),
+                    file_name: "f.bin".into(),
+                    sealed,
+                }],
+                remove: Vec::new(),
+                intent: Intent::Submit,
+                checked_version: None,
+                form_token: None,
+                sealing: allowance.sealing,
+            },
+        ))
+        .unwrap();
+    let SaveResult::Saved { id, .. } = saved else {
+        panic!("not saved: {saved:?}");
+    };
+
+    // The file downloads byte-identical: its data key is wrapped to the new master identity.
+    let att = app.attachment_ids(&id);
+    assert_eq!(att.len(), 1);
+    let download = |b: &mut common::Browser<'_>| {
+        let (status, body, _) = b.get_bytes(&format!("/submissions/{id}/files/{}", att[0]));
+        assert_eq!(status, rocket::http::Status::Ok);
+        assert!(body.as_deref() == Some(&data[..]), "not byte-identical");
+    };
+    download(&mut b);
+    let masters: Vec<String> = app.with_conn(|c| {
+        data_keys::table
+            .filter(data_keys::submission_id.eq(&id))
+            .select(data_keys::master_key_id)
+            .load(c)
+            .unwrap()
+    });
+    assert_eq!(masters, vec![ring.current_key_id().to_string()]);
+    // The next rotation re-wraps it and retires the identity it replaces; the file still opens.
+    let out = ok(&cli(&app, &["keys", "rotate"]));
+    assert!(out.contains("1 data key(s) re-wrapped"), "{out}");
+    let after = KeyRing::load(&app.keys_dir(), &[]).unwrap();
+    assert_eq!(after.keys().len(), 1);
+    download(&mut b);
+}
