@@ -785,3 +785,66 @@ fn the_same_new_submission_form_sent_twice_creates_one_submission() {
     );
     assert_eq!(app.audit_count("submission.received"), 1);
 }
+
+/// The second line behind the upload's window: a save whose new file is no longer in the store when it commits
+/// (taken by a sweep, say) is refused (503) and commits nothing, rather than a row that points at nothing.
+#[test]
+fn a_save_whose_new_file_left_the_store_commits_nothing() {
+    use pcii_portal::audit::log::Actor;
+    use pcii_portal::crypto::stream::BlobSealer;
+    use pcii_portal::error::AppError;
+    use pcii_portal::workflow::content::FormFields;
+    use pcii_portal::workflow::intake::{
+        self, FileSlot, IncomingFile, Intent, SaveRequest, Submitter,
+    };
+
+    let app = TestApp::new();
+    let _b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let who = Submitter {
+        user_id: app.user_id("ann@acme.example"),
+        organisation_id: app.organisation_id("Acme").unwrap(),
+    };
+    let state = app.state();
+    let runtime = rocket::tokio::runtime::Runtime::new().unwrap();
+    let allowance = runtime
+        .block_on(intake::allowance(state, &who, None))
+        .unwrap();
+    let file = runtime.block_on(async {
+        let mut sealer =
+            BlobSealer::start(state.blobs.clone(), &allowance.sealing.recipients).unwrap();
+        sealer
+            .write(bytes::Bytes::from(file_bytes(4096, 1, "")))
+            .await
+            .unwrap();
+        IncomingFile {
+            slot: FileSlot::Numbered(1),
+            file_name: "gone.bin".into(),
+            sealed: sealer.finish().await.unwrap(),
+        }
+    });
+    // The sweep took it while the request was still running.
+    state.blobs.delete(&file.sealed.name).unwrap();
+    let before = table_counts(&app);
+    let saved = runtime.block_on(intake::save(
+        state,
+        &who,
+        &Actor::cli(),
+        SaveRequest {
+            submission_id: None,
+            fields: FormFields(
+                [("title".to_string(), "Early notes".to_string())]
+                    .into_iter()
+                    .collect(),
+            ),
+            files: vec![file],
+            remove: Vec::new(),
+            intent: Intent::Draft,
+            checked_version: None,
+            form_token: None,
+            sealing: allowance.sealing,
+        },
+    ));
+    assert!(matches!(saved, Err(AppError::Unavailable(_))), "{saved:?}");
+    assert_eq!(table_counts(&app), before);
+    assert_eq!(app.blob_files(), Vec::<String>::new());
+}
