@@ -209,6 +209,9 @@ struct Plan {
     sealing: SealingKey,
     /// The title, sealed to the same data key as the content, for the officers' lists (see `workflow::cases`).
     title_sealed: Option<String>,
+    /// The per-submission limits (`max_files`, `max_submission_bytes`), checked again in the commit.
+    max_files: usize,
+    max_bytes: u64,
 }
 
 async fn save_inner(
@@ -382,6 +385,8 @@ async fn save_inner(
             ..req.sealing
         },
         title_sealed,
+        max_files: state.settings.max_files as usize,
+        max_bytes: state.settings.max_submission_bytes,
     };
     let audit = state.audit.clone();
     let actor = actor.clone();
@@ -562,6 +567,25 @@ fn commit_save(
     }
     blob_deletion::enqueue(tx, &obsolete, now)?;
     let sizes = attachment::sizes_of(tx, &sub.id)?;
+    // The allowance the body was read against was computed before the body, from the draft as it was then:
+    // another save to the same submission may have committed files meanwhile. Counted again here, under the write
+    // lock, the files this save adds must still fit (a submission over limits lowered since is not refused a save
+    // that adds nothing).
+    let total: i64 = sizes.iter().sum();
+    if !plan.new_files.is_empty()
+        && (sizes.len() > plan.max_files || total.max(0) as u64 > plan.max_bytes)
+    {
+        let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
+        return Err(AppError::TooLarge(format!(
+            "Another save added files to this submission while yours was sent: with yours it would hold {} files \
+             ({}), over the limit of {} files and {} per submission. Nothing was saved; reload the page and \
+             attach fewer or smaller files.",
+            sizes.len(),
+            mib(total.max(0) as u64),
+            plan.max_files,
+            mib(plan.max_bytes),
+        )));
+    }
     submission::set_content(
         tx,
         &sub.id,
