@@ -34,6 +34,9 @@ pub enum AppError {
     /// Too many attempts; try later.
     #[error("throttled: {0}")]
     Throttled(String),
+    /// The request took longer than the portal allows (an upload past its window): nothing of it was kept.
+    #[error("timed out: {0}")]
+    TimedOut(String),
     /// Ours, and passing: the database or the store is busy, locked, read-only or down.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -94,7 +97,8 @@ impl AppError {
             | AppError::Invalid(m)
             | AppError::Conflict(m)
             | AppError::TooLarge(m)
-            | AppError::Throttled(m) => Some(m.clone()),
+            | AppError::Throttled(m)
+            | AppError::TimedOut(m) => Some(m.clone()),
             AppError::ConflictOfInterest(c) => Some(c.message.to_owned()),
             AppError::NotFound
             | AppError::Unavailable(_)

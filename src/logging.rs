@@ -1,11 +1,22 @@
 //! tracing set-up: human-readable by default, JSON when configured, filtered by `PCII_LOG` or else by the
 //! caller's default. Rocket's own output stays at warnings whatever `PCII_LOG` says: its request lines print
-//! raw URIs, and setup, invitation, reset and confirmation links carry their token in the path.
+//! raw URIs, and setup, invitation, reset and confirmation links carry their token in the path. The few lines it
+//! logs about one request at error or warn level print the URI too ("No matching routes for GET /password/reset/
+//! <token>/x."): those targets are off. What Rocket says about its launch (`rocket::launch`, `rocket::error`,
+//! `rocket::config`, a shutdown in `rocket::server`) stays.
 
 use tracing_subscriber::{filter::Directive, fmt, EnvFilter};
 
-/// Targets held at warnings in every filter: Rocket's (`rocket`, and `_` for its request and response lines).
-const FRAMEWORK_CAPS: [&str; 2] = ["rocket=warn", "_=warn"];
+/// Targets capped in every filter: Rocket's at warnings (`rocket`, and `_` for its request and response lines);
+/// the ones where it logs a request's URI at error or warn level, off: `rocket::server::_` (the lines about one
+/// request: "No matching routes for …", "Dispatching salvaged request to catcher: …", a handler's panic, a failed
+/// write) and `rocket::request` (a URI hyper and Rocket disagree on, a header dropped).
+const FRAMEWORK_CAPS: [&str; 4] = [
+    "rocket=warn",
+    "_=warn",
+    "rocket::server::_=off",
+    "rocket::request=off",
+];
 
 pub fn init(format: &str, default_filter: &str) {
     let _ = tracing_log::LogTracer::init();
@@ -53,6 +64,14 @@ mod tests {
             let d = directives(env);
             assert!(d.contains(&"rocket=warn".to_string()), "{env:?}: {d:?}");
             assert!(d.contains(&"_=warn".to_string()), "{env:?}: {d:?}");
+            assert!(
+                d.contains(&"rocket::server::_=off".to_string()),
+                "{env:?}: {d:?}"
+            );
+            assert!(
+                d.contains(&"rocket::request=off".to_string()),
+                "{env:?}: {d:?}"
+            );
             assert!(
                 !d.iter().any(|x| x == "rocket=trace" || x == "_=debug"),
                 "{env:?}: {d:?}"

@@ -19,6 +19,7 @@ pub fn status(e: &AppError) -> Status {
         AppError::Conflict(_) => Status::Conflict,
         AppError::TooLarge(_) => Status::PayloadTooLarge,
         AppError::Throttled(_) => Status::TooManyRequests,
+        AppError::TimedOut(_) => Status::RequestTimeout,
         AppError::Unavailable(_) => Status::ServiceUnavailable,
         AppError::StorageFull(_) => Status::InsufficientStorage,
         AppError::Internal(_) => Status::InternalServerError,

@@ -5,6 +5,10 @@
 //! The anti-forgery token must be the first part; nothing else is read before it matched. On any failure
 //! every blob this request started or committed is removed before the error is returned, so a refused
 //! or aborted upload leaves nothing behind.
+//!
+//! A body must arrive within the upload's window ([`upload_window_secs`]) from the request's start: past it the
+//! request is refused (408) and its blobs are removed, so that no blob it committed grows older than the orphan
+//! sweep's grace before its row commits.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,6 +26,7 @@ use crate::services::Services;
 use crate::slots::{Full, Slot, Slots};
 use crate::web::forms::{TokenCheck, CSRF_FIELD};
 use crate::web::pages::human_size;
+use crate::workflow::blobs::upload_window_secs;
 use crate::workflow::content::{FormFields, FILE_NAME_MAX};
 use crate::workflow::documents::delete_blobs;
 use crate::workflow::intake::{FileSlot, IncomingFile};
@@ -137,6 +142,22 @@ impl From<ReadRefusal> for AppError {
 /// A multipart body whose anti-forgery token (its first part) matched; nothing else was read yet.
 pub struct FormStream<'r> {
     multipart: multer::Multipart<'r>,
+    /// The portal's time (Unix seconds) by which the body must have arrived: the request's start plus the
+    /// upload's window.
+    deadline: i64,
+}
+
+/// An upload past its window: nothing is kept, and the person is told why.
+fn too_slow(window_secs: i64) -> AppError {
+    let window = if window_secs >= 120 {
+        format!("{} minutes", window_secs / 60)
+    } else {
+        format!("{window_secs} seconds")
+    };
+    AppError::TimedOut(format!(
+        "The upload took longer than the {window} the portal allows for one form. Nothing was saved; send \
+         fewer or smaller files at once, or send them over a faster connection."
+    ))
 }
 
 fn token_refused() -> AppError {
@@ -187,6 +208,11 @@ pub async fn open_form<'r>(
     content_type: Option<&ContentType>,
     data: Data<'r>,
 ) -> AppResult<FormStream<'r>> {
+    // The window starts before anything is read: every blob of this request is younger than the request.
+    let deadline = state
+        .clock
+        .now()
+        .saturating_add(upload_window_secs(state.settings.blob_sweep_grace_minutes));
     let Some(boundary) = content_type
         .filter(|ct| ct.is_form_data())
         .and_then(|ct| ct.param("boundary"))
@@ -202,7 +228,10 @@ pub async fn open_form<'r>(
     let stream = BoundedBursts::new(PartHeaderEscaper::new(stream, boundary));
     let mut multipart = multer::Multipart::new(stream, boundary.to_string());
     match read_token(&mut multipart, token).await {
-        Ok(()) => Ok(FormStream { multipart }),
+        Ok(()) => Ok(FormStream {
+            multipart,
+            deadline,
+        }),
         Err(Failure::Csrf(reason)) => {
             token.refused(reason).await;
             Err(token_refused())
@@ -298,6 +327,7 @@ impl FormStream<'_> {
             file_bytes: 0,
             text_bytes: 0,
             fields: 0,
+            deadline: self.deadline,
         };
         match reader.read_all(&mut self.multipart).await {
             Ok(()) => Ok(reader.form),
@@ -355,6 +385,7 @@ struct Reader<'a> {
     file_bytes: u64,
     text_bytes: usize,
     fields: usize,
+    deadline: i64,
 }
 
 fn broken(e: multer::Error) -> Failure {
@@ -406,8 +437,19 @@ fn file_slot(name: &str) -> Option<FileSlot> {
 }
 
 impl Reader<'_> {
+    /// Refuses the request once its window is over (checked as each piece of the body arrives, and at its end).
+    fn in_time(&self) -> Result<(), Failure> {
+        if self.state.clock.now() > self.deadline {
+            let window = upload_window_secs(self.state.settings.blob_sweep_grace_minutes);
+            tracing::info!(window_secs = window, "an upload went past its window");
+            return Err(Failure::Refused(too_slow(window)));
+        }
+        Ok(())
+    }
+
     async fn read_all(&mut self, mp: &mut multer::Multipart<'_>) -> Result<(), Failure> {
         while let Some(mut field) = mp.next_field().await.map_err(broken)? {
+            self.in_time()?;
             self.fields += 1;
             if self.fields > FIELDS_MAX {
                 return Err(Failure::Refused(AppError::Malformed(
@@ -435,7 +477,8 @@ impl Reader<'_> {
                 (None, None) => self.read_text(&mut field, name).await?,
             }
         }
-        Ok(())
+        // The whole body arrived: the save commits right after this.
+        self.in_time()
     }
 
     async fn read_text(
@@ -447,6 +490,7 @@ impl Reader<'_> {
         // The name is kept beside the value: it counts towards the form's text.
         self.text_bytes += name.len();
         while let Some(chunk) = field.chunk().await.map_err(broken)? {
+            self.in_time()?;
             self.text_bytes += chunk.len();
             if value.len() + chunk.len() > TEXT_FIELD_MAX || self.text_bytes > TEXT_TOTAL_MAX {
                 return Err(Failure::Refused(AppError::TooLarge(
@@ -501,6 +545,7 @@ impl Reader<'_> {
         self.sealer = Some(sealer);
         let mut next = first;
         while let Some(chunk) = next {
+            self.in_time()?;
             let sealer = self.sealer.as_mut().expect("sealer is set");
             if sealer.plaintext_len() + chunk.len() as u64 > self.limits.max_file_bytes {
                 return Err(Failure::FileTooLarge(

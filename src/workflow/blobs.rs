@@ -53,6 +53,46 @@ pub fn lease_seconds(interval_secs: u64) -> i64 {
     i64::try_from(interval_secs.saturating_add(margin)).unwrap_or(i64::MAX / 2)
 }
 
+/// What an upload's window keeps back from the sweep's grace, at most (see [`upload_window_secs`]).
+const UPLOAD_MARGIN_SECS: i64 = 5 * 60;
+
+/// How long an upload request may last, in seconds from its start to the last byte of its body: the sweep's grace
+/// less five minutes (half the grace when that is ten minutes or less). Every blob a request writes is committed
+/// after it began, so when its row commits (right after the body) the blob is still younger than the grace and no
+/// sweep — of this instance or another sharing the store — takes it for an orphan. The margin covers the commit
+/// itself and a clock that differs between instances and the store (the age of an S3 object is the store's
+/// last-modified time). An upload past its window is refused and its blobs are deleted
+/// (`web::multipart`); the save's commit checks once more that every new blob is still in the store.
+pub fn upload_window_secs(grace_minutes: u64) -> i64 {
+    let grace = i64::try_from(grace_minutes.saturating_mul(60)).unwrap_or(i64::MAX / 2);
+    if grace <= 2 * UPLOAD_MARGIN_SECS {
+        grace / 2
+    } else {
+        grace - UPLOAD_MARGIN_SECS
+    }
+}
+
+/// Called in a save's transaction just before it commits: every blob of `names` (the save's new ones) is still in
+/// the store. The upload's window keeps them younger than the orphan sweep's grace; should one be gone all the
+/// same, nothing is committed (503) rather than a row that points at nothing. One stat (a HEAD on S3) per blob.
+pub fn still_stored<'a>(
+    store: &dyn BlobStore,
+    names: impl IntoIterator<Item = &'a String>,
+) -> AppResult<()> {
+    for name in names {
+        match store.exists(name) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(AppError::Unavailable(
+                    "a new blob is no longer in the store; nothing was committed".into(),
+                ))
+            }
+            Err(e) => return Err(AppError::io("checking a new blob", e)),
+        }
+    }
+    Ok(())
+}
+
 /// What a sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Swept {
@@ -311,6 +351,16 @@ pub fn spawn_periodic_sweep(state: &Services) {
 #[cfg(test)]
 mod tests {
     use super::lease_seconds;
+
+    #[test]
+    fn an_upload_s_window_ends_before_the_sweep_s_grace() {
+        use super::upload_window_secs;
+        assert_eq!(upload_window_secs(60), 55 * 60);
+        assert_eq!(upload_window_secs(10), 5 * 60);
+        assert_eq!(upload_window_secs(1), 30);
+        assert_eq!(upload_window_secs(0), 0);
+        assert!(upload_window_secs(u64::MAX) > 0);
+    }
 
     #[test]
     fn a_round_s_lease_outlasts_its_interval_so_that_the_holder_renews_it_in_time() {

@@ -17,7 +17,8 @@ use crate::models::attachment::{self, NewAttachment};
 use crate::models::submission::{self, NewSubmission, Scope, Submission};
 use crate::models::{blob, blob_deletion, data_key, event, notice};
 use crate::services::Services;
-use crate::workflow::blobs::delete_after_commit;
+use crate::storage::BlobStore;
+use crate::workflow::blobs::{delete_after_commit, still_stored};
 use crate::workflow::content::{
     apply_fields, check_answers, check_complete, check_draft, AttachmentInfo, Content, FieldErrors,
     FormFields, STATEMENT_VERSION,
@@ -210,6 +211,9 @@ struct Plan {
     keys: std::sync::Arc<std::sync::RwLock<crate::crypto::keys::KeyRing>>,
     /// The title, sealed to the same data key as the content, for the officers' lists (see `workflow::cases`).
     title_sealed: Option<String>,
+    /// The per-submission limits (`max_files`, `max_submission_bytes`), checked again in the commit.
+    max_files: usize,
+    max_bytes: u64,
 }
 
 async fn save_inner(
@@ -384,16 +388,19 @@ async fn save_inner(
         },
         keys: state.keys.clone(),
         title_sealed,
+        max_files: state.settings.max_files as usize,
+        max_bytes: state.settings.max_submission_bytes,
     };
     let audit = state.audit.clone();
     let actor = actor.clone();
     let who = who.clone();
     let now = state.clock.now();
+    let store = state.blobs.clone();
     let (id, status, obsolete) = state
         .db
         .run(move |c| {
             audit.clone().fact(c, &actor, |tx| {
-                commit_save(tx, &audit, &actor, &who, plan, now)
+                commit_save(tx, &audit, &actor, &who, plan, now, &*store)
             })
         })
         .await?;
@@ -418,6 +425,7 @@ fn commit_save(
     who: &Submitter,
     plan: Plan,
     now: i64,
+    store: &dyn BlobStore,
 ) -> AppResult<Saved> {
     crate::workflow::access::still_as_begun(
         tx,
@@ -563,6 +571,25 @@ fn commit_save(
     }
     blob_deletion::enqueue(tx, &obsolete, now)?;
     let sizes = attachment::sizes_of(tx, &sub.id)?;
+    // The allowance the body was read against was computed before the body, from the draft as it was then:
+    // another save to the same submission may have committed files meanwhile. Counted again here, under the write
+    // lock, the files this save adds must still fit (a submission over limits lowered since is not refused a save
+    // that adds nothing).
+    let total: i64 = sizes.iter().sum();
+    if !plan.new_files.is_empty()
+        && (sizes.len() > plan.max_files || total.max(0) as u64 > plan.max_bytes)
+    {
+        let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
+        return Err(AppError::TooLarge(format!(
+            "Another save added files to this submission while yours was sent: with yours it would hold {} files \
+             ({}), over the limit of {} files and {} per submission. Nothing was saved; reload the page and \
+             attach fewer or smaller files.",
+            sizes.len(),
+            mib(total.max(0) as u64),
+            plan.max_files,
+            mib(plan.max_bytes),
+        )));
+    }
     submission::set_content(
         tx,
         &sub.id,
@@ -629,6 +656,13 @@ fn commit_save(
         None if from == Status::Draft => (from, "submission.draft_saved"),
         None => (from, "submission.corrected"),
     };
+    // Last, just before the commit: every new blob is still in the store (see `blobs::still_stored`).
+    let new_blobs = plan
+        .new_files
+        .iter()
+        .map(|(_, f)| &f.sealed.name)
+        .chain(plan.content_blob.as_ref().map(|b| &b.name));
+    still_stored(store, new_blobs)?;
     let event = Event::new(action, Outcome::Success)
         .object("submission", sub.id.clone())
         .tracking(tracking);

@@ -371,12 +371,17 @@ async fn send_inner(
     let (mailer, keys) = (state.mailer.clone(), state.keys.clone());
     let now = state.clock.now();
     let sid = admitted.submission().id.clone();
+    let store = state.blobs.clone();
     let mails = state
         .db
         .run(move |c| {
             audit.fact(c, &actor, |tx| {
+                let names: Vec<String> = req.files.iter().map(|f| f.sealed.name.clone()).collect();
                 let (sub, event) = commit_message(tx, &writer, side, &sid, req, &keys, now)?;
-                Ok((queue_notices(tx, &mailer, &sub, side, now)?, event))
+                let mails = queue_notices(tx, &mailer, &sub, side, now)?;
+                // Last, just before the commit: the new files are still in the store.
+                crate::workflow::blobs::still_stored(&*store, &names)?;
+                Ok((mails, event))
             })
         })
         .await?;

@@ -785,3 +785,169 @@ fn the_same_new_submission_form_sent_twice_creates_one_submission() {
     );
     assert_eq!(app.audit_count("submission.received"), 1);
 }
+
+/// Two saves to one draft, each read against an allowance computed before its body from the draft as it was (no
+/// files yet): each fits the limits alone (two files of `max_files` 3, 600 KiB of `max_submission_bytes` 1 MiB),
+/// together they do not. The first commits; the second is refused (413) in its commit, under the write lock,
+/// its blob removed and nothing of it committed. Driven through the workflow layer: the local client cannot
+/// interleave two bodies.
+#[test]
+fn two_saves_each_within_the_draft_s_allowance_cannot_exceed_the_limits_together() {
+    use pcii_portal::audit::log::Actor;
+    use pcii_portal::crypto::stream::BlobSealer;
+    use pcii_portal::error::AppError;
+    use pcii_portal::workflow::content::FormFields;
+    use pcii_portal::workflow::intake::{
+        self, FileSlot, IncomingFile, Intent, SaveRequest, SaveResult, Submitter,
+    };
+
+    let app = TestApp::with(|f| {
+        f.merge(("max_submission_bytes", 1024 * 1024))
+            .merge(("max_files", 3))
+    });
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let page = b.post_multipart(
+        "/submissions",
+        &[
+            Part::Text("title", "Early notes"),
+            Part::Text("action", "draft"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let id = submission_id_from(&location(&page));
+    let user_id = app.user_id("ann@acme.example");
+    let organisation_id = app.organisation_id("Acme").unwrap();
+    let who = Submitter {
+        user_id,
+        organisation_id,
+    };
+    let state = app.state();
+    let runtime = rocket::tokio::runtime::Runtime::new().unwrap();
+
+    // Both allowances first, as two requests whose bodies are read at the same time get them.
+    let first = runtime
+        .block_on(intake::allowance(state, &who, Some(&id)))
+        .unwrap();
+    let second = runtime
+        .block_on(intake::allowance(state, &who, Some(&id)))
+        .unwrap();
+    assert_eq!((first.files, first.bytes), (3, 1024 * 1024));
+    let seal = |allowance: &intake::Allowance, n: u32, len: usize| {
+        runtime.block_on(async {
+            let mut sealer =
+                BlobSealer::start(state.blobs.clone(), &allowance.sealing.recipients).unwrap();
+            sealer
+                .write(bytes::Bytes::from(file_bytes(len, n as u8, "")))
+                .await
+                .unwrap();
+            IncomingFile {
+                slot: FileSlot::Numbered(n),
+                file_name: format!("f{n}.bin"),
+                sealed: sealer.finish().await.unwrap(),
+            }
+        })
+    };
+    let request = |allowance: intake::Allowance, files: Vec<IncomingFile>| SaveRequest {
+        submission_id: Some(id.clone()),
+        fields: FormFields(
+            [("title".to_string(), "Early notes".to_string())]
+                .into_iter()
+                .collect(),
+        ),
+        files,
+        remove: Vec::new(),
+        intent: Intent::Draft,
+        checked_version: None,
+        form_token: None,
+        sealing: allowance.sealing,
+    };
+    // Files: 2 + 2 of 3. Bytes: 600 + 600 KiB of 1 MiB.
+    let a = vec![seal(&first, 1, 300 * 1024), seal(&first, 2, 300 * 1024)];
+    let b_files = vec![seal(&second, 3, 300 * 1024), seal(&second, 4, 300 * 1024)];
+    let b_names: Vec<String> = b_files.iter().map(|f| f.sealed.name.clone()).collect();
+    let actor = Actor::cli();
+    let saved_a = runtime.block_on(intake::save(state, &who, &actor, request(first, a)));
+    assert!(
+        matches!(saved_a, Ok(SaveResult::Saved { .. })),
+        "{saved_a:?}"
+    );
+    let saved_b = runtime.block_on(intake::save(state, &who, &actor, request(second, b_files)));
+    assert!(matches!(saved_b, Err(AppError::TooLarge(_))), "{saved_b:?}");
+
+    // Exactly the first save's two files are stored; the second's blobs are gone.
+    let (count, bytes): (i32, i64) = app.with_conn(|c| {
+        submissions::table
+            .find(&id)
+            .select((submissions::file_count, submissions::total_bytes))
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!((count, bytes), (2, 600 * 1024));
+    assert_eq!(app.attachment_ids(&id).len(), 2);
+    for name in &b_names {
+        assert!(!app.state().blobs.exists(name).unwrap(), "{name}");
+    }
+}
+
+/// The second line behind the upload's window: a save whose new file is no longer in the store when it commits
+/// (taken by a sweep, say) is refused (503) and commits nothing, rather than a row that points at nothing.
+#[test]
+fn a_save_whose_new_file_left_the_store_commits_nothing() {
+    use pcii_portal::audit::log::Actor;
+    use pcii_portal::crypto::stream::BlobSealer;
+    use pcii_portal::error::AppError;
+    use pcii_portal::workflow::content::FormFields;
+    use pcii_portal::workflow::intake::{
+        self, FileSlot, IncomingFile, Intent, SaveRequest, Submitter,
+    };
+
+    let app = TestApp::new();
+    let _b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let who = Submitter {
+        user_id: app.user_id("ann@acme.example"),
+        organisation_id: app.organisation_id("Acme").unwrap(),
+    };
+    let state = app.state();
+    let runtime = rocket::tokio::runtime::Runtime::new().unwrap();
+    let allowance = runtime
+        .block_on(intake::allowance(state, &who, None))
+        .unwrap();
+    let file = runtime.block_on(async {
+        let mut sealer =
+            BlobSealer::start(state.blobs.clone(), &allowance.sealing.recipients).unwrap();
+        sealer
+            .write(bytes::Bytes::from(file_bytes(4096, 1, "")))
+            .await
+            .unwrap();
+        IncomingFile {
+            slot: FileSlot::Numbered(1),
+            file_name: "gone.bin".into(),
+            sealed: sealer.finish().await.unwrap(),
+        }
+    });
+    // The sweep took it while the request was still running.
+    state.blobs.delete(&file.sealed.name).unwrap();
+    let before = table_counts(&app);
+    let saved = runtime.block_on(intake::save(
+        state,
+        &who,
+        &Actor::cli(),
+        SaveRequest {
+            submission_id: None,
+            fields: FormFields(
+                [("title".to_string(), "Early notes".to_string())]
+                    .into_iter()
+                    .collect(),
+            ),
+            files: vec![file],
+            remove: Vec::new(),
+            intent: Intent::Draft,
+            checked_version: None,
+            form_token: None,
+            sealing: allowance.sealing,
+        },
+    ));
+    assert!(matches!(saved, Err(AppError::Unavailable(_))), "{saved:?}");
+    assert_eq!(table_counts(&app), before);
+    assert_eq!(app.blob_files(), Vec::<String>::new());
+}

@@ -207,3 +207,84 @@ fn no_secret_or_typed_value_reaches_the_log() {
         assert!(!log.contains(secret), "the log holds {secret}");
     }
 }
+
+/// Rocket logs a request it has no route for at error level with the whole URI ("No matching routes for GET
+/// /password/reset/<token>/x."), and a request it salvaged or found odd at warn level, under its own targets; a
+/// token in the path of such a request (a reset, invitation or setup link with a segment added) must not reach the
+/// log. Tried on the real binary, logging as an operator would set it (`PCII_LOG=trace`, the most it can ask): no
+/// line carries the marker. Rocket's launch errors still do: a second portal on the same port says why it stops.
+#[test]
+fn rocket_s_own_lines_never_carry_a_request_s_uri() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    const MARKER: &str = "MARKERPATHTOKEN5e1d";
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let start = |dir: &std::path::Path| {
+        let log = std::fs::File::create(dir.join("portal.log")).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
+            .env("PCII_PORT", port.to_string())
+            .env("PCII_ADDRESS", "127.0.0.1")
+            .env("PCII_DATA_DIR", dir.join("data"))
+            .env("PCII_KEYS_DIR", dir.join("keys"))
+            .env("PCII_DATABASE_URL", "")
+            .env("PCII_CONFIG", "/nonexistent.toml")
+            .env("PCII_LOG", "trace")
+            .env_remove("PCII_TEST_DATABASE_URL")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut portal = start(dir.path());
+    let ask = |path: &str| -> Option<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .ok()?;
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        Some(out)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ask("/healthz").is_none_or(|a| !a.starts_with("HTTP/1.1 200")) {
+        assert!(Instant::now() < deadline, "the portal did not start");
+        assert!(portal.try_wait().unwrap().is_none(), "the portal stopped");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for path in [
+        format!("/password/reset/{MARKER}/x"),
+        format!("/invitations/{MARKER}/x"),
+        format!("/setup/{MARKER}/x"),
+        format!("/nothing/{MARKER}?token={MARKER}"),
+    ] {
+        let answer = ask(&path).expect("an answer");
+        assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
+    }
+
+    // A second portal on the same port: Rocket's launch error is logged.
+    let other = tempfile::tempdir().unwrap();
+    let second = start(other.path()).wait_with_output().unwrap();
+    assert!(!second.status.success());
+    let second_log = std::fs::read_to_string(other.path().join("portal.log")).unwrap();
+
+    let _ = portal.kill();
+    let _ = portal.wait();
+    let log = std::fs::read_to_string(dir.path().join("portal.log")).unwrap();
+    assert!(
+        !log.contains(MARKER),
+        "a request's URI reached the log:\n{log}"
+    );
+    assert!(
+        second_log.contains("binding failed: Address already in use"),
+        "the launch error is said:\n{second_log}"
+    );
+}

@@ -411,6 +411,10 @@ impl Drop for Served {
 }
 
 fn serve() -> Served {
+    serve_with(|f| f)
+}
+
+fn serve_with(tweak: impl FnOnce(rocket::figment::Figment) -> rocket::figment::Figment) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let figment = pcii_portal::figment()
         .merge(("data_dir", dir.path().join("data")))
@@ -422,7 +426,7 @@ fn serve() -> Served {
         .merge(("shutdown.grace", 1))
         .merge(("shutdown.mercy", 1))
         .merge(("shutdown.ctrlc", false));
-    let (rocket, _) = pcii_portal::build(figment).expect("build");
+    let (rocket, _) = pcii_portal::build(tweak(figment)).expect("build");
     let (tx, rx) = std::sync::mpsc::channel();
     let rocket = rocket.attach(rocket::fairing::AdHoc::on_liftoff("port", move |r| {
         let port = r.config().port;
@@ -617,6 +621,89 @@ fn an_upload_that_outlives_the_idle_timeout_ends_on_its_receipt() {
     assert_eq!(receipt.status, 200, "{}", receipt.body);
     assert!(receipt.body.contains("PCII-"), "a tracking number");
     assert!(receipt.body.contains("large.bin"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// An upload past its window
+// ---------------------------------------------------------------------------------------------
+
+/// The blob store's committed blobs (64 hex digits) and temporaries: everything in its directory but its lock.
+fn stored_files(served: &Served) -> Vec<String> {
+    std::fs::read_dir(served._dir.path().join("data").join("blobs"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with(".owner-"))
+        .collect()
+}
+
+/// A long upload's first file is committed to the store as soon as its part ends, and no row points to it until the
+/// save commits at the end of the request; the orphan sweep deletes such blobs once they are older than
+/// `blob_sweep_grace_minutes`. So a request may last only the upload's window (the grace less five minutes): one
+/// whose body is still arriving past it is refused with 408, and the file it had already stored is removed, instead
+/// of a receipt for a file the sweep may have taken.
+#[test]
+fn an_upload_still_arriving_past_its_window_is_refused_and_leaves_nothing() {
+    let served = serve_with(|f| f.merge(("blob_sweep_grace_minutes", 30)));
+    let window = pcii_portal::workflow::blobs::upload_window_secs(30);
+    assert_eq!(window, 25 * 60);
+    let port = served.port;
+    let mut cookies = Vec::new();
+    let token = sign_in_for_a_new_submission(port, &mut cookies);
+
+    let early = file_bytes(64 * 1024, 3, "early");
+    let late = file_bytes(4 * 1024 * 1024, 4, "late");
+    let mut parts = vec![Part::Text("csrf", &token)];
+    parts.extend(complete_fields(
+        "a small file, then a large one over a slow link",
+        "submit",
+    ));
+    parts.push(Part::Text("description_1", "Relay settings"));
+    parts.push(Part::File("file_1", "early.bin", &early));
+    parts.push(Part::Text("description_2", "Historian export"));
+    parts.push(Part::File("file_2", "late.bin", &late));
+    let body = common::multipart_body(&parts);
+    let clock = served.clock.clone();
+    let mut committed_meanwhile = Vec::new();
+    let sent = exchange(
+        port,
+        &mut cookies,
+        &format!(
+            "POST /submissions HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}"
+        ),
+        &body,
+        // Half the body is on its way: the first file whole (committed to the store), part of the second. Then
+        // the rest takes longer than the window.
+        || {
+            let until = std::time::Instant::now() + Duration::from_secs(30);
+            while committed_meanwhile.is_empty() && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(50));
+                committed_meanwhile = stored_files(&served)
+                    .into_iter()
+                    .filter(|n| pcii_portal::storage::is_valid_blob_name(n))
+                    .collect();
+            }
+            clock.advance(window + 1);
+        },
+    );
+    assert!(
+        !committed_meanwhile.is_empty(),
+        "the first file was committed to the store while the body arrived"
+    );
+    assert_eq!(sent.status, 408, "{}", sent.body);
+    assert!(
+        sent.body.contains("took longer than the 25 minutes"),
+        "{}",
+        sent.body
+    );
+    assert!(sent.body.contains("Nothing was saved"), "{}", sent.body);
+    // Nothing left: neither the first file's blob nor the second's temporary, and no row.
+    assert_eq!(stored_files(&served), Vec::<String>::new());
+    let mut conn = served.db.get().unwrap();
+    let rows: i64 = submissions::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(rows, 0);
+    let blob_rows: i64 = blobs::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(blob_rows, 0);
 }
 
 // ---------------------------------------------------------------------------------------------
