@@ -5,6 +5,7 @@
 //! Files are decrypted and verified as the archive streams out.
 
 use std::collections::{HashMap, HashSet};
+use std::io::Read;
 
 use serde_json::json;
 
@@ -178,20 +179,34 @@ pub(crate) async fn build(
     let narrative = narrative_text(content, marking.title, &tn, marking.statement);
     let comment = format!("{} - {tn} - {}", marking.title, marking.statement);
 
-    // Open every attachment (header and key checked now, so a missing blob or key is an error page);
-    // the rest is verified while it streams.
+    // Every attachment is opened now, its header and key checked, and closed again (one at a time), so that a
+    // missing blob or key is an error page; each is opened again only when the zip writer reaches it (see
+    // `LazyBlob`), so one blob at a time is open while the package streams: no read-ahead GET left idle (and timed
+    // out) for each later member of a slow download, no buffers, fd or connection held per member.
     let keys = state.current_keys();
     let store = state.blobs.clone();
     let readers = tokio::task::spawn_blocking(move || {
-        let ring = keys.read().unwrap_or_else(|p| p.into_inner());
-        sources
-            .into_iter()
-            .map(|(member, r)| {
-                let len = u64::try_from(r.blob.plaintext_len).unwrap_or(0);
-                crate::key_store::data_keys::open_blob(&*store, &ring, &r)
-                    .map(|reader| (member, reader, len))
-            })
-            .collect::<std::io::Result<Vec<_>>>()
+        {
+            let ring = keys.read().unwrap_or_else(|p| p.into_inner());
+            for (_, r) in &sources {
+                drop(crate::key_store::data_keys::open_blob(&*store, &ring, r)?);
+            }
+        }
+        Ok::<_, std::io::Error>(
+            sources
+                .into_iter()
+                .map(|(member, r)| {
+                    let len = u64::try_from(r.blob.plaintext_len).unwrap_or(0);
+                    let (keys, store) = (keys.clone(), store.clone());
+                    let reader = LazyBlob::new(move || {
+                        let ring = keys.read().unwrap_or_else(|p| p.into_inner());
+                        crate::key_store::data_keys::open_blob(&*store, &ring, &r)
+                            .map(|reader| Box::new(reader) as Box<dyn Read + Send>)
+                    });
+                    (member, reader, len)
+                })
+                .collect::<Vec<_>>(),
+        )
     })
     .await
     .map_err(|_| AppError::Internal("opening attachments failed".into()))?
@@ -239,6 +254,42 @@ pub(crate) async fn build(
         file_name: format!("{tn}-{purpose}.zip"),
         len,
     })
+}
+
+type Opener = Box<dyn FnOnce() -> std::io::Result<Box<dyn Read + Send>> + Send>;
+
+/// A member's blob, opened when the zip writer first reads it and closed at its end: the package holds one blob
+/// open at a time. A blob that fails to open then fails the package's body (cut short of its `Content-Length`).
+struct LazyBlob {
+    open: Option<Opener>,
+    reader: Option<Box<dyn Read + Send>>,
+}
+
+impl LazyBlob {
+    fn new(
+        open: impl FnOnce() -> std::io::Result<Box<dyn Read + Send>> + Send + 'static,
+    ) -> LazyBlob {
+        LazyBlob {
+            open: Some(Box::new(open)),
+            reader: None,
+        }
+    }
+}
+
+impl Read for LazyBlob {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(open) = self.open.take() {
+            self.reader = Some(open()?);
+        }
+        let Some(reader) = self.reader.as_mut() else {
+            return Ok(0); // read to its end and closed
+        };
+        let n = reader.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.reader = None;
+        }
+        Ok(n)
+    }
 }
 
 /// The thread, oldest first, marked top and bottom like the narrative: each message's number, time, author and

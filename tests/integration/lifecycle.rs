@@ -760,3 +760,47 @@ fn route_by_role_matrix() {
     }
     assert_eq!(checked, 9 * 10);
 }
+
+/// A package opens each member's blob when the zip writer reaches it, not all before the first byte: on S3 each
+/// open starts a GET whose body is left idle (and times out) until its member's turn. Seen through the
+/// filesystem store's open files: while a package of four 1 MiB files waits for its client, at most one blob
+/// is open (before, all four were).
+#[test]
+fn a_package_holds_at_most_one_blob_open_while_it_streams() {
+    if !common::s3_test_store().unwrap_or_default().is_empty() {
+        return; // open files of the directory store only
+    }
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let files: Vec<Vec<u8>> = (1..=4u8).map(|i| file_bytes(1024 * 1024, i, "")).collect();
+    let id = submit(&mut sub, &files);
+    let blob_dir = std::fs::canonicalize(app.data_dir().join("blobs")).unwrap();
+    let open_blobs = || {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|p| p.starts_with(&blob_dir))
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(".owner-"))
+            })
+            .count()
+    };
+    assert_eq!(open_blobs(), 0);
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let export = format!("/officer/submissions/{id}/export");
+    let waiting = officer.get_unread(&export);
+    assert_eq!(waiting.status(), Status::Ok);
+    // The writer fills its small channel from the first member and waits for the client.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let open = open_blobs();
+    assert!(open <= 1, "{open} blobs open at once");
+    drop(waiting);
+    // Read through, it is whole.
+    let (status, zip, _) = officer.get_bytes(&export);
+    assert_eq!(status, Status::Ok);
+    let (_, members) = common::zip_members(&zip.unwrap());
+    for f in &files {
+        assert!(members.iter().any(|(_, b)| b == f), "a file is missing");
+    }
+}
