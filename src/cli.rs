@@ -166,6 +166,13 @@ pub fn keys_rotate(settings: &Settings, data_keys: bool) -> Result<(), CliError>
                 b.inc(count);
             }
         }
+        Progress::Unopenable { key_id, reason } => {
+            let line = format!("left data key {key_id} as it was: {reason}");
+            match &bar {
+                Some(b) => b.suspend(|| println!("{line}")),
+                None => println!("{line}"),
+            }
+        }
         Progress::RewrapDone => {
             if let Some(b) = &bar {
                 b.finish();
@@ -191,6 +198,16 @@ pub fn keys_rotate(settings: &Settings, data_keys: bool) -> Result<(), CliError>
         }
         Progress::Retired { key_id } => println!("retired {key_id}"),
     })?;
+    if !rotated.unopenable.is_empty() {
+        println!(
+            "rotation done but for the data keys above: {} data key(s) re-wrapped to {}",
+            rotated.rewrapped, rotated.current_key_id
+        );
+        return Err(KeyStoreError::RewrapIncomplete {
+            count: rotated.unopenable.len(),
+        }
+        .into());
+    }
     println!(
         "rotation complete: {} data key(s) re-wrapped; every data key is wrapped to {}",
         rotated.rewrapped, rotated.current_key_id

@@ -92,6 +92,12 @@ pub enum KeyStoreError {
         #[source]
         source: crate::crypto::data_key::DataKeyError,
     },
+    /// Rotation: every other data key was re-wrapped, these the key ring could not open (see `keys list`).
+    #[error(
+        "{count} data key(s) could not be re-wrapped: no identity in the key ring opens them (or they are damaged); \
+         `keys list` names the master identities they are wrapped to"
+    )]
+    RewrapIncomplete { count: usize },
     #[error("re-sealing the TOTP secret of account {user_id}: {source}")]
     ResealSecret {
         user_id: String,

@@ -32,6 +32,9 @@ pub enum Progress<'a> {
     Rewrapping { total: u64 },
     /// `count` more data keys were re-wrapped (or found destroyed meanwhile).
     Rewrapped { count: u64 },
+    /// A data key no identity of the ring opens (its master identity is gone, or it is damaged): left as it is, and
+    /// the rotation carries on with the others. Reported once per run.
+    Unopenable { key_id: &'a str, reason: String },
     /// No data key is left wrapped to an old identity.
     RewrapDone,
     /// An old identity was kept: data keys wrapped to it arrived during the rotation, or blobs from before data
@@ -60,6 +63,8 @@ pub struct Rotated {
     pub retired: Vec<String>,
     /// The old identities kept (see [`Progress::Kept`]).
     pub kept: Vec<String>,
+    /// The data keys left as they were because the ring could not open them (see [`Progress::Unopenable`]).
+    pub unopenable: Vec<String>,
 }
 
 pub(crate) fn db(e: diesel::result::Error) -> KeyStoreError {
@@ -103,10 +108,11 @@ pub fn rotate(
         total: total as u64,
     });
     let mut rewrapped = 0u64;
+    let mut unopenable = std::collections::BTreeSet::new();
     // Keys wrapped by an instance that had not reloaded the ring yet may arrive meanwhile: a few passes.
     for _pass in 0..3 {
-        rewrapped += rewrap_pass(keyring, conn, &current, progress)?;
-        if pending(conn, &current)? == 0 {
+        rewrapped += rewrap_pass(keyring, conn, &current, &mut unopenable, progress)?;
+        if pending(conn, &current)? <= unopenable.len() as i64 {
             break;
         }
     }
@@ -163,16 +169,19 @@ pub fn rotate(
         rewrapped,
         retired,
         kept,
+        unopenable: unopenable.into_iter().collect(),
     })
 }
 
 /// One pass over the data keys not wrapped to `current`, batch by batch, in key id order: each batch is re-wrapped
 /// on every core while the previous one is written (one transaction per batch, one conditional UPDATE per key), so
-/// the database work overlaps the age work. Returns how many keys were handled.
+/// the database work overlaps the age work. A key the ring cannot open is left as it is, added to `unopenable` (and
+/// reported the first time). Returns how many keys were handled.
 fn rewrap_pass(
     keyring: &KeyRing,
     conn: &mut DbConn,
     current: &str,
+    unopenable: &mut std::collections::BTreeSet<String>,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<u64, KeyStoreError> {
     let mut rewrapped = 0u64;
@@ -192,10 +201,24 @@ fn rewrap_pass(
                 })
             });
             if let Some(handle) = in_flight.take() {
-                let (rows, wrapped): (Vec<DataKeyRow>, Result<Vec<Vec<u8>>, KeyStoreError>) =
+                let (rows, wrapped): (Vec<DataKeyRow>, Vec<Result<Vec<u8>, KeyStoreError>>) =
                     handle.join().expect("a re-wrapping thread panicked");
-                write_batch(conn, &rows, &wrapped?, current)?;
-                rewrapped += rows.len() as u64;
+                let mut done = Vec::with_capacity(rows.len());
+                for (row, new) in rows.iter().zip(wrapped) {
+                    match new {
+                        Ok(new) => done.push((row, new)),
+                        Err(e) => {
+                            if unopenable.insert(row.key_id.clone()) {
+                                progress(Progress::Unopenable {
+                                    key_id: &row.key_id,
+                                    reason: e.to_string(),
+                                });
+                            }
+                        }
+                    }
+                }
+                write_batch(conn, &done, current)?;
+                rewrapped += done.len() as u64;
                 progress(Progress::Rewrapped {
                     count: rows.len() as u64,
                 });
@@ -213,12 +236,11 @@ fn rewrap_pass(
 /// re-wrapped by another run, meanwhile) is left alone.
 fn write_batch(
     conn: &mut DbConn,
-    rows: &[DataKeyRow],
-    wrapped: &[Vec<u8>],
+    rewrapped: &[(&DataKeyRow, Vec<u8>)],
     current: &str,
 ) -> Result<(), KeyStoreError> {
     conn.transaction(|tx| {
-        for (row, new) in rows.iter().zip(wrapped) {
+        for (row, new) in rewrapped {
             data_key::rewrap(tx, &row.key_id, &row.master_key_id, new, current)?;
         }
         Ok::<_, diesel::result::Error>(())
@@ -227,8 +249,8 @@ fn write_batch(
 }
 
 /// Unwraps each data key with the ring and wraps it to the ring's current identity (and the escrow), on every core:
-/// this is the whole per-submission cost of a rotation.
-fn rewrap_all(ring: &KeyRing, rows: &[DataKeyRow]) -> Result<Vec<Vec<u8>>, KeyStoreError> {
+/// this is the whole per-submission cost of a rotation. Each key's own result, in order.
+fn rewrap_all(ring: &KeyRing, rows: &[DataKeyRow]) -> Vec<Result<Vec<u8>, KeyStoreError>> {
     let threads = thread::available_parallelism().map_or(1, |n| n.get());
     let per = rows.len().div_ceil(threads).max(1);
     let rewrap = |row: &DataKeyRow| -> Result<Vec<u8>, KeyStoreError> {
@@ -247,11 +269,9 @@ fn rewrap_all(ring: &KeyRing, rows: &[DataKeyRow]) -> Result<Vec<Vec<u8>>, KeySt
             .collect();
         let mut out = Vec::with_capacity(rows.len());
         for w in workers {
-            for r in w.join().expect("a re-wrapping thread panicked") {
-                out.push(r?);
-            }
+            out.extend(w.join().expect("a re-wrapping thread panicked"));
         }
-        Ok(out)
+        out
     })
 }
 

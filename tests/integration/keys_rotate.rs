@@ -814,3 +814,57 @@ fn a_data_key_made_before_a_rotation_and_stored_after_it_is_wrapped_to_the_new_m
     assert_eq!(after.keys().len(), 1);
     download(&mut b);
 }
+
+/// A data key the key ring cannot open (wrapped to an identity no longer in `keys/`, or damaged) is reported and left
+/// as it is; the rotation re-wraps every other key and retires the old identity, and says it did not finish (exit
+/// status). Before, the first such key stopped every rotation, for good.
+#[test]
+fn a_data_key_no_identity_opens_is_reported_and_the_rotation_carries_on_with_the_others() {
+    let app = TestApp::new();
+    let subs = submissions(&app, 4);
+    let ring = KeyRing::load(&app.keys_dir(), &[]).unwrap();
+    let old_master = ring.current_key_id().to_string();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (stranger, _) = KeyRing::load_or_generate(elsewhere.path(), &[]).unwrap();
+    let now = app.now();
+    let lost = WrappedKey::generate(&stranger).unwrap();
+    app.with_conn(|c| data_key::insert_current(c, &lost.row(&subs[0], now)).unwrap());
+    for sub in &subs[1..] {
+        let key = WrappedKey::generate(&ring).unwrap();
+        app.with_conn(|c| data_key::insert_current(c, &key.row(sub, now)).unwrap());
+    }
+
+    let out = cli(&app, &["keys", "rotate"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("left data key {}", lost.key_id)),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains("1 data key(s) could not be re-wrapped"),
+        "{stderr}"
+    );
+    let ring = KeyRing::load(&app.keys_dir(), &[]).unwrap();
+    assert_eq!(ring.keys().len(), 1, "the old identity retired: {stdout}");
+    assert_ne!(ring.current_key_id(), old_master);
+    let masters: Vec<(String, String)> = app.with_conn(|c| {
+        data_keys::table
+            .select((data_keys::key_id, data_keys::master_key_id))
+            .load(c)
+            .unwrap()
+    });
+    for (key_id, master) in &masters {
+        let expected = if *key_id == lost.key_id {
+            stranger.current_key_id()
+        } else {
+            ring.current_key_id()
+        };
+        assert_eq!(master, expected, "{key_id}");
+    }
+    // The next rotation goes through the same way.
+    let out = cli(&app, &["keys", "rotate"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("3 data key(s) re-wrapped"), "{stdout}");
+}
