@@ -72,9 +72,10 @@ pub fn upload_window_secs(grace_minutes: u64) -> i64 {
     }
 }
 
-/// Called in a save's transaction just before it commits: every blob of `names` (the save's new ones) is still in
-/// the store. The upload's window keeps them younger than the orphan sweep's grace; should one be gone all the
-/// same, nothing is committed (503) rather than a row that points at nothing. One stat (a HEAD on S3) per blob.
+/// Called right before a save's transaction (not inside it, so that no store request is made under the write
+/// lock): every blob of `names` (the save's new ones) is still in the store. The upload's window keeps them younger
+/// than the orphan sweep's grace; should one be gone all the same, nothing is committed (503) rather than a row that
+/// points at nothing. One stat (a HEAD on S3) per blob.
 pub fn still_stored<'a>(
     store: &dyn BlobStore,
     names: impl IntoIterator<Item = &'a String>,

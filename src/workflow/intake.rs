@@ -17,7 +17,6 @@ use crate::models::attachment::{self, NewAttachment};
 use crate::models::submission::{self, NewSubmission, Scope, Submission};
 use crate::models::{blob, blob_deletion, data_key, event, notice};
 use crate::services::Services;
-use crate::storage::BlobStore;
 use crate::workflow::blobs::{delete_after_commit, still_stored};
 use crate::workflow::content::{
     apply_fields, check_answers, check_complete, check_draft, AttachmentInfo, Content, FieldErrors,
@@ -395,12 +394,14 @@ async fn save_inner(
     let actor = actor.clone();
     let who = who.clone();
     let now = state.clock.now();
-    let store = state.blobs.clone();
+    let (store, names) = (state.blobs.clone(), new_blobs.clone());
     let (id, status, obsolete) = state
         .db
         .run(move |c| {
+            // Before the transaction, so that no stat (a HEAD on S3) is made under the write lock.
+            still_stored(&*store, &names)?;
             audit.clone().fact(c, &actor, |tx| {
-                commit_save(tx, &audit, &actor, &who, plan, now, &*store)
+                commit_save(tx, &audit, &actor, &who, plan, now)
             })
         })
         .await?;
@@ -425,7 +426,6 @@ fn commit_save(
     who: &Submitter,
     plan: Plan,
     now: i64,
-    store: &dyn BlobStore,
 ) -> AppResult<Saved> {
     crate::workflow::access::still_as_begun(
         tx,
@@ -656,13 +656,6 @@ fn commit_save(
         None if from == Status::Draft => (from, "submission.draft_saved"),
         None => (from, "submission.corrected"),
     };
-    // Last, just before the commit: every new blob is still in the store (see `blobs::still_stored`).
-    let new_blobs = plan
-        .new_files
-        .iter()
-        .map(|(_, f)| &f.sealed.name)
-        .chain(plan.content_blob.as_ref().map(|b| &b.name));
-    still_stored(store, new_blobs)?;
     let event = Event::new(action, Outcome::Success)
         .object("submission", sub.id.clone())
         .tracking(tracking);

@@ -375,13 +375,12 @@ async fn send_inner(
     let mails = state
         .db
         .run(move |c| {
+            // Before the transaction, so that no stat (a HEAD on S3) is made under the write lock.
+            let names: Vec<String> = req.files.iter().map(|f| f.sealed.name.clone()).collect();
+            crate::workflow::blobs::still_stored(&*store, &names)?;
             audit.fact(c, &actor, |tx| {
-                let names: Vec<String> = req.files.iter().map(|f| f.sealed.name.clone()).collect();
                 let (sub, event) = commit_message(tx, &writer, side, &sid, req, &keys, now)?;
-                let mails = queue_notices(tx, &mailer, &sub, side, now)?;
-                // Last, just before the commit: the new files are still in the store.
-                crate::workflow::blobs::still_stored(&*store, &names)?;
-                Ok((mails, event))
+                Ok((queue_notices(tx, &mailer, &sub, side, now)?, event))
             })
         })
         .await?;
