@@ -255,6 +255,14 @@ pub fn change_password(
     }
     let hash = hasher.hash(new)?;
     audit.fact(&mut *db.get()?, actor, |tx| {
+        // Checked again here too: the right password sent among parallel guesses must not count once the wrong
+        // ones have locked the form (and ended this session).
+        if throttle::is_locked(tx, &key, now)? {
+            return Ok((
+                PasswordChange::Throttled,
+                event(Outcome::Refused).reason("throttled"),
+            ));
+        }
         account::set_password(tx, &user.id, &hash, now)?;
         throttle::clear(tx, &key)?;
         super::second_factor::forget_pending_totp(tx, &user.id)?;

@@ -287,14 +287,13 @@ pub fn confirm_totp(
     let Some(pending) = own_enrolment(conn, user, session_hash, now)? else {
         return Ok(Enrolled::NothingPending);
     };
+    let throttled = || {
+        Event::new("mfa.failed", Outcome::Refused)
+            .object("account", &user.id)
+            .reason("enrolment: throttled")
+    };
     if locked(conn, &keys, now)? {
-        c.audit.record(
-            conn,
-            actor,
-            Event::new("mfa.failed", Outcome::Refused)
-                .object("account", &user.id)
-                .reason("enrolment: throttled"),
-        )?;
+        c.audit.record(conn, actor, throttled())?;
         return Ok(Enrolled::Throttled);
     }
     let step = step_of(
@@ -305,6 +304,10 @@ pub fn confirm_totp(
     )?;
     let Some(step) = step else {
         return c.audit.fact(conn, actor, |tx| {
+            // Checked again inside the transaction, as in `check`.
+            if locked(tx, &keys, now)? {
+                return Ok((Enrolled::Throttled, throttled()));
+            }
             record_failure(tx, c, &keys, now)?;
             let event = Event::new("mfa.failed", Outcome::Failure)
                 .object("account", &user.id)
@@ -313,6 +316,9 @@ pub fn confirm_totp(
         });
     };
     c.audit.fact(conn, actor, |tx| {
+        if locked(tx, &keys, now)? {
+            return Ok((Enrolled::Throttled, throttled()));
+        }
         model::put_totp(
             tx,
             &user.id,
@@ -494,14 +500,13 @@ pub fn check(
     now: i64,
 ) -> AppResult<Checked> {
     let keys = throttle_keys(c, actor, &user.id);
+    let throttled = || {
+        Event::new("mfa.failed", Outcome::Refused)
+            .object("account", &user.id)
+            .reason(format!("{}: throttled", purpose.as_str()))
+    };
     if locked(conn, &keys, now)? {
-        c.audit.record(
-            conn,
-            actor,
-            Event::new("mfa.failed", Outcome::Refused)
-                .object("account", &user.id)
-                .reason(format!("{}: throttled", purpose.as_str())),
-        )?;
+        c.audit.record(conn, actor, throttled())?;
         return Ok(Checked::Throttled);
     }
     // The seed is opened (an age decryption) before the transaction, not while the audit head is locked.
@@ -513,6 +518,11 @@ pub fn check(
         _ => None,
     };
     let result = c.audit.fact(conn, actor, |tx| {
+        // Checked again inside the transaction (facts are serialised): answers sent in parallel all pass the
+        // read above, and without this each would be checked, however many the limit allows.
+        if locked(tx, &keys, now)? {
+            return Ok((Checked::Throttled, throttled()));
+        }
         let passed = match &answer {
             Answer::Passkey {
                 verified: Some(name),
@@ -618,35 +628,45 @@ pub fn remove_own(
     removal: Removal,
 ) -> AppResult<()> {
     audit.fact(conn, actor, |tx| {
-        let before = factors(tx, &user.id)?;
-        let left = usize::from(before.authenticator_app) + before.passkeys.len();
-        if must_have_one && left <= 1 {
-            return Err(AppError::Conflict(
-                "Your account must keep a second factor. Add another one before removing this one."
-                    .into(),
-            ));
-        }
-        let what = match &removal {
-            Removal::AuthenticatorApp => {
-                if model::delete_totp(tx, &user.id)? == 0 {
-                    return Err(AppError::NotFound);
-                }
-                "authenticator app".to_string()
-            }
-            Removal::Passkey { id } => match super::passkeys::remove(tx, &user.id, id)? {
-                Some(name) => format!("passkey \"{name}\""),
-                None => return Err(AppError::NotFound),
-            },
-        };
-        // Recovery codes stand in for a factor: with none left, they go too.
-        if !model::has_factor(tx, &user.id)? {
-            model::delete_recovery_codes(tx, &user.id)?;
-        }
-        let event = Event::new("mfa.removed", Outcome::Success)
-            .object("account", &user.id)
-            .reason(what);
-        Ok(((), event))
+        removal_in(tx, user, must_have_one, &removal)
     })
+}
+
+/// The removal itself, inside the caller's transaction: what [`remove_own`] records.
+fn removal_in(
+    tx: &mut DbConn,
+    user: &User,
+    must_have_one: bool,
+    removal: &Removal,
+) -> AppResult<((), Event)> {
+    let before = factors(tx, &user.id)?;
+    let left = usize::from(before.authenticator_app) + before.passkeys.len();
+    if must_have_one && left <= 1 {
+        return Err(AppError::Conflict(
+            "Your account must keep a second factor. Add another one before removing this one."
+                .into(),
+        ));
+    }
+    let what = match removal {
+        Removal::AuthenticatorApp => {
+            if model::delete_totp(tx, &user.id)? == 0 {
+                return Err(AppError::NotFound);
+            }
+            "authenticator app".to_string()
+        }
+        Removal::Passkey { id } => match super::passkeys::remove(tx, &user.id, id)? {
+            Some(name) => format!("passkey \"{name}\""),
+            None => return Err(AppError::NotFound),
+        },
+    };
+    // Recovery codes stand in for a factor: with none left, they go too.
+    if !model::has_factor(tx, &user.id)? {
+        model::delete_recovery_codes(tx, &user.id)?;
+    }
+    let event = Event::new("mfa.removed", Outcome::Success)
+        .object("account", &user.id)
+        .reason(what);
+    Ok(((), event))
 }
 
 pub enum RemovalResult {
@@ -685,12 +705,23 @@ pub fn remove_own_with_password(
     let conn = &mut db.get()?;
     if !password_ok {
         return audit.fact(conn, actor, |tx| {
+            // Checked again inside the transaction: a parallel request may have set the lock meanwhile.
+            if throttle::is_locked(tx, &key, now)? {
+                return Ok((RemovalResult::Throttled, refused("throttled")));
+            }
             throttle::record_failure(tx, &key, policy, now)?;
             Ok((RemovalResult::WrongPassword, refused("wrong password")))
         });
     }
-    remove_own(conn, audit, actor, user, must_have_one, removal)?;
-    Ok(RemovalResult::Removed)
+    audit.fact(conn, actor, |tx| {
+        // Again inside the transaction: guesses sent in parallel all passed the read above, and the right
+        // password among them must not count once the wrong ones have locked the form.
+        if throttle::is_locked(tx, &key, now)? {
+            return Ok((RemovalResult::Throttled, refused("throttled")));
+        }
+        let ((), event) = removal_in(tx, user, must_have_one, &removal)?;
+        Ok((RemovalResult::Removed, event))
+    })
 }
 
 /// What an account has and owes: whether it has a second factor, and whether it must (staff, or a member of an

@@ -783,3 +783,92 @@ fn changing_the_password_voids_a_reset_link_asked_for_earlier() {
         Status::SeeOther
     );
 }
+
+/// Wrong current passwords sent at once to the password change, with the right one among them: the right one may
+/// change the password only if it was counted before the wrong ones locked the form, never after.
+#[test]
+fn the_right_password_among_parallel_guesses_changes_nothing_once_the_form_is_locked() {
+    use pcii_portal::audit::log::Outcome;
+    use pcii_portal::auth::login::{self, PasswordChange};
+    use pcii_portal::auth::throttle::Policy;
+
+    let app = TestApp::new();
+    let id = app.create_user(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let state = app.state();
+    let user = app.with_conn(|c| account::find(c, &id).unwrap());
+    let policy = Policy::current_password(&state.settings);
+    let limit = usize::try_from(policy.max_failures).unwrap();
+    let mut guesses: Vec<String> = (0..limit * 3)
+        .map(|n| format!("not the password {n}"))
+        .collect();
+    // The right one last, so that it is likely to reach its transaction after the lock.
+    guesses.push(PASSWORD.to_string());
+    let start = std::sync::Barrier::new(guesses.len());
+    let answers: Vec<PasswordChange> = std::thread::scope(|s| {
+        let threads: Vec<_> = guesses
+            .iter()
+            .map(|guess| {
+                let (start, user) = (&start, &user);
+                s.spawn(move || {
+                    start.wait();
+                    login::change_password(
+                        &state.db,
+                        &state.audit,
+                        &state.hasher,
+                        &state.throttle_key,
+                        policy,
+                        &Actor::cli(),
+                        user,
+                        "no-session",
+                        guess,
+                        "a new and rather long passphrase 7",
+                        state.clock.now(),
+                    )
+                    .unwrap()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    // In the order they were recorded, each must be what the throttle allowed at that point: a wrong password
+    // checked only while fewer than the limit had failed, the change likewise (it clears the count).
+    let recorded: Vec<(String, Option<String>)> = app.with_conn(|c| {
+        use diesel::prelude::*;
+        use pcii_portal::db::schema::audit_entries;
+        audit_entries::table
+            .filter(audit_entries::action.eq("account.password"))
+            .order(audit_entries::seq.asc())
+            .select((audit_entries::outcome, audit_entries::reason))
+            .load(c)
+            .unwrap()
+    });
+    assert_eq!(recorded.len(), guesses.len());
+    let mut failed = 0;
+    for (outcome, reason) in &recorded {
+        let reason = reason.as_deref().unwrap_or_default();
+        if outcome == Outcome::Success.as_str() {
+            assert!(
+                failed < limit,
+                "changed after {failed} failures had locked the form: {recorded:?}"
+            );
+            failed = 0;
+        } else if reason == "throttled" {
+            assert!(failed >= limit, "refused before the limit: {recorded:?}");
+        } else {
+            assert!(
+                failed < limit,
+                "a guess checked after the lock: {recorded:?}"
+            );
+            failed += 1;
+        }
+    }
+    let changed = answers.iter().any(|a| matches!(a, PasswordChange::Changed));
+    assert_eq!(
+        changed,
+        recorded.iter().any(|(o, _)| o == Outcome::Success.as_str())
+    );
+    if !changed {
+        let mut b = app.browser();
+        assert_eq!(b.login("ann@acme.example", PASSWORD), Status::SeeOther);
+    }
+}

@@ -546,6 +546,157 @@ fn guessing_codes_is_throttled_per_account_and_audited() {
     assert_eq!(res.status, Status::SeeOther);
 }
 
+/// Guesses sent all at once: each request reads "not locked" before any of them has failed, so the lock must be
+/// checked again inside the transaction that records the failure, or every one of them is checked.
+#[test]
+fn guesses_sent_in_parallel_are_checked_no_more_often_than_the_limit_allows() {
+    use pcii_portal::audit::log::Actor;
+    use pcii_portal::auth::second_factor::{self, Answer, Checked, Checker, Limits, Purpose};
+
+    let app = TestApp::new();
+    let id = app.create_user(Role::Officer, "o@example.gov", None);
+    let state = app.state();
+    let user = app.with_conn(|c| pcii_portal::models::account::find(c, &id).unwrap());
+    let limits = Limits::from_settings(&state.settings);
+    let limit = usize::try_from(state.settings.second_factor_max_failures).unwrap();
+    let right = common::totp_code(state, "o@example.gov");
+    let guesses: Vec<String> = (1..)
+        .map(|n: u32| format!("{:06}", n * 7919 % 1_000_000))
+        .filter(|g| *g != right)
+        .take(limit * 3)
+        .collect();
+    let ring = state.current_keys();
+    let start = std::sync::Barrier::new(guesses.len());
+    let answers: Vec<Checked> = std::thread::scope(|s| {
+        let threads: Vec<_> = guesses
+            .iter()
+            .map(|guess| {
+                let (ring, start, user) = (&ring, &start, &user);
+                s.spawn(move || {
+                    let checker = Checker {
+                        audit: &state.audit,
+                        ring,
+                        keys: &state.throttle_key,
+                        limits,
+                    };
+                    start.wait();
+                    let mut conn = state.db.get().unwrap();
+                    second_factor::check(
+                        &mut conn,
+                        &checker,
+                        &Actor::cli(),
+                        user,
+                        "no-session",
+                        Answer::Code(guess),
+                        Purpose::SignIn,
+                        state.clock.now(),
+                    )
+                    .unwrap()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let failed = answers
+        .iter()
+        .filter(|a| matches!(a, Checked::Failed))
+        .count();
+    let throttled = answers
+        .iter()
+        .filter(|a| matches!(a, Checked::Throttled))
+        .count();
+    assert_eq!(
+        (failed, throttled),
+        (limit, guesses.len() - limit),
+        "of {} guesses sent at once, only the first {limit} may be checked",
+        guesses.len()
+    );
+    let reasons = audit_reasons(&app, "mfa.failed");
+    assert_eq!(reasons.len(), guesses.len());
+    assert_eq!(
+        reasons.iter().filter(|r| r.ends_with("throttled")).count(),
+        guesses.len() - limit
+    );
+    // Locked now: the right code is refused too.
+    let mut b = app.browser();
+    let res = b.post(
+        "/login",
+        &[("email", "o@example.gov"), ("password", PASSWORD)],
+    );
+    assert_eq!(res.header("Location"), Some("/login/second-factor"));
+    let res = b.post("/login/second-factor", &[("factor_code", &right)]);
+    assert_eq!(res.status, Status::TooManyRequests);
+}
+
+/// The same for the password that removing a factor asks for: wrong passwords sent at once count no more than the
+/// limit, and once they have locked the form the right one removes nothing.
+#[test]
+fn wrong_passwords_sent_in_parallel_to_remove_a_factor_are_checked_no_more_often_than_the_limit_allows(
+) {
+    use pcii_portal::audit::log::Actor;
+    use pcii_portal::auth::second_factor::{self, Removal, RemovalResult};
+    use pcii_portal::auth::throttle::Policy;
+
+    let app = TestApp::new();
+    let id = app.create_user(Role::Submitter, "ann@acme.example", Some("Acme"));
+    app.enrol_authenticator(&id);
+    let state = app.state();
+    let user = app.with_conn(|c| pcii_portal::models::account::find(c, &id).unwrap());
+    let policy = Policy::current_password(&state.settings);
+    let limit = usize::try_from(policy.max_failures).unwrap();
+    let remove = |password: &str| {
+        second_factor::remove_own_with_password(
+            &state.db,
+            &state.audit,
+            &state.hasher,
+            &state.throttle_key,
+            policy,
+            &Actor::cli(),
+            &user,
+            false,
+            password,
+            Removal::AuthenticatorApp,
+            state.clock.now(),
+        )
+        .unwrap()
+    };
+    let guesses: Vec<String> = (0..limit * 3)
+        .map(|n| format!("not the password {n}"))
+        .collect();
+    let start = std::sync::Barrier::new(guesses.len());
+    let answers: Vec<RemovalResult> = std::thread::scope(|s| {
+        let threads: Vec<_> = guesses
+            .iter()
+            .map(|guess| {
+                let (start, remove) = (&start, &remove);
+                s.spawn(move || {
+                    start.wait();
+                    remove(guess)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let wrong = answers
+        .iter()
+        .filter(|a| matches!(a, RemovalResult::WrongPassword))
+        .count();
+    let throttled = answers
+        .iter()
+        .filter(|a| matches!(a, RemovalResult::Throttled))
+        .count();
+    assert_eq!((wrong, throttled), (limit, guesses.len() - limit));
+    assert!(matches!(remove(PASSWORD), RemovalResult::Throttled));
+    let apps: i64 = app.with_conn(|c| {
+        totp_factors::table
+            .filter(totp_factors::user_id.eq(&id))
+            .count()
+            .get_result(c)
+            .unwrap()
+    });
+    assert_eq!(apps, 1, "the authenticator app is still there");
+}
+
 #[test]
 fn no_seed_or_code_is_in_clear_in_the_database_file_or_the_audit_export_and_rotation_reseals_the_seeds(
 ) {
