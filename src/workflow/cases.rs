@@ -78,6 +78,12 @@ pub async fn assign(
         .db
         .run(move |c| {
             audit.clone().fact(c, &actor, |tx| {
+                crate::workflow::access::still_as_begun(
+                    tx,
+                    &officer.id,
+                    officer.role(),
+                    officer.organisation_id.as_deref(),
+                )?;
                 let target = match &assignee {
                     Some(id) => match account::find(tx, id).map_err(AppError::from) {
                         Ok(u) => Some(u),

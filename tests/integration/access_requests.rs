@@ -661,3 +661,49 @@ fn a_round_that_finds_the_mail_route_down_stops_and_leaves_the_queued_mail_untri
     assert_eq!((done.failed, done.given_up), (0, 0));
     assert_eq!(app.pending_mail(), 0);
 }
+
+/// An officer disabled while its request was under way (its account read by the guard before): the refusal
+/// checks the account again inside its transaction and records nothing.
+#[test]
+fn an_officer_disabled_mid_request_refuses_nothing() {
+    let app = TestApp::new();
+    let (mut sub, mut officer) = people(&app);
+    let (_, tn) = validated(&app, &mut sub, &mut officer);
+    let (_, mut a) = analyst(&app);
+    let page = a.post(
+        "/analyst/access-requests",
+        &[("tracking", &tn), ("reason", "Pipeline threat brief")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let rid = only_request(&app);
+    let officer_id = app.user_id("olga@pcii.example.gov");
+    let as_the_guard_read_it =
+        app.with_conn(|c| pcii_portal::models::account::find(c, &officer_id).unwrap());
+    app.with_conn(|c| {
+        diesel::update(users::table.find(&officer_id))
+            .set(users::disabled.eq(true))
+            .execute(c)
+            .unwrap()
+    });
+    let runtime = rocket::tokio::runtime::Runtime::new().unwrap();
+    let refused = runtime.block_on(pcii_portal::workflow::access_requests::refuse(
+        app.state(),
+        &as_the_guard_read_it,
+        &pcii_portal::audit::log::Actor::cli(),
+        &rid,
+        "Not needed for the brief",
+    ));
+    assert!(
+        matches!(refused, Err(pcii_portal::error::AppError::Refused(_))),
+        "{refused:?}"
+    );
+    let state: String = app.with_conn(|c| {
+        access_requests::table
+            .find(&rid)
+            .select(access_requests::state)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(state, "pending");
+    assert_eq!(app.audit_count("access_request.refused"), 0);
+}

@@ -756,3 +756,35 @@ fn the_dissemination_log_csv_asks_for_a_recent_second_factor_like_the_other_expo
     assert!(body.contains("State of Example Fusion Center"), "{body}");
     assert_eq!(reasons(&app, "dissemination.exported").len(), 1);
 }
+
+/// An officer disabled while its request was under way (its account read by the guard before) assigns nothing.
+#[test]
+fn an_officer_disabled_mid_request_assigns_nothing() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let id = submit(&mut sub);
+    let officer_id = app.create_user(Role::Officer, "olga@pcii.example.gov", None);
+    let colleague = app.create_user(Role::Officer, "oscar@pcii.example.gov", None);
+    let as_the_guard_read_it =
+        app.with_conn(|c| pcii_portal::models::account::find(c, &officer_id).unwrap());
+    app.with_conn(|c| {
+        diesel::update(pcii_portal::db::schema::users::table.find(&officer_id))
+            .set(pcii_portal::db::schema::users::disabled.eq(true))
+            .execute(c)
+            .unwrap()
+    });
+    let runtime = rocket::tokio::runtime::Runtime::new().unwrap();
+    let assigned = runtime.block_on(pcii_portal::workflow::cases::assign(
+        app.state(),
+        &as_the_guard_read_it,
+        &pcii_portal::audit::log::Actor::cli(),
+        vec![id.clone()],
+        Some(colleague),
+    ));
+    assert!(
+        matches!(assigned, Err(pcii_portal::error::AppError::Refused(_))),
+        "{assigned:?}"
+    );
+    assert_eq!(assigned_to(&app, &id), None);
+    assert_eq!(app.audit_count("case.assigned"), 0);
+}
