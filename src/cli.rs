@@ -212,8 +212,16 @@ pub fn keys_rotate(settings: &Settings, data_keys: bool) -> Result<(), CliError>
         "rotation complete: {} data key(s) re-wrapped; every data key is wrapped to {}",
         rotated.rewrapped, rotated.current_key_id
     );
+    if !rotated.wal_truncated {
+        println!("{WAL_NOT_TRUNCATED}");
+    }
     Ok(())
 }
+
+/// After a rotation whose checkpoint readers kept from finishing.
+const WAL_NOT_TRUNCATED: &str = "note: the database's write-ahead log could not be truncated (readers were busy): \
+    what this run replaced stays in it, and in the database file's old pages, until SQLite's automatic checkpoint \
+    catches up";
 
 /// `backup --to DIR`: the database snapshot and the blobs it names, checked (see [`crate::backup`]).
 pub fn backup(settings: &Settings, to: &std::path::Path) -> Result<(), CliError> {
@@ -326,6 +334,9 @@ fn rekey(settings: &Settings, mode: custody::Rekey) -> Result<(), CliError> {
         "done: {} new data key(s), {} blob(s) re-encrypted, {} old data key(s) deleted",
         done.new_data_keys, done.blobs, done.retired_data_keys
     );
+    if !done.wal_truncated {
+        println!("{WAL_NOT_TRUNCATED}");
+    }
     Ok(())
 }
 

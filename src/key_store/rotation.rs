@@ -65,6 +65,9 @@ pub struct Rotated {
     pub kept: Vec<String>,
     /// The data keys left as they were because the ring could not open them (see [`Progress::Unopenable`]).
     pub unopenable: Vec<String>,
+    /// Whether the old wrappings are gone from the SQLite write-ahead log and the database file's old pages (see
+    /// [`crate::db::checkpoint_truncate`]); always true on PostgreSQL.
+    pub wal_truncated: bool,
 }
 
 pub(crate) fn db(e: diesel::result::Error) -> KeyStoreError {
@@ -163,7 +166,10 @@ pub fn rotate(
         progress(Progress::Retired { key_id: &k.key_id });
         retired.push(k.key_id);
     }
+    // The old wrappings (to identities now retired) are overwritten in the database file, not left in its log.
+    let wal_truncated = crate::db::checkpoint_truncate(conn).unwrap_or(false);
     Ok(Rotated {
+        wal_truncated,
         current_key_id: current,
         generated,
         rewrapped,

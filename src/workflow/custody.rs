@@ -58,6 +58,9 @@ pub struct Rekeyed {
     pub blobs: u64,
     /// Old data keys deleted (no blob used them any more).
     pub retired_data_keys: u64,
+    /// Whether the deleted keys are gone from the SQLite write-ahead log and the database file's old pages (see
+    /// [`crate::db::checkpoint_truncate`]); always true on PostgreSQL.
+    pub wal_truncated: bool,
     /// File digests moved from clear into a sealed content document (or cleared, for destroyed content).
     pub digests_sealed: u64,
     /// Officers' texts sealed to the current data key (or, for destroyed content, replaced by a marker).
@@ -187,6 +190,8 @@ pub fn rekey(
             done.texts_sealed
         )),
     )?;
+    // The deleted data keys are overwritten in the database file, not left in its log (as after a destruction).
+    done.wal_truncated = crate::db::checkpoint_truncate(conn).unwrap_or(false);
     progress(RekeyProgress::Done);
     Ok(done)
 }

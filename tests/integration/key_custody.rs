@@ -482,15 +482,7 @@ fn a_destroyed_submissions_wrapped_data_key_is_left_in_neither_the_database_file
     });
     // The end of the wrapped key: ciphertext of the key itself, found nowhere else.
     let needle = &wrapped[wrapped.len() - 48..];
-    let db = app.data_dir().join("pcii.sqlite3");
-    let files = || {
-        ["", "-wal"]
-            .iter()
-            .map(|suffix| std::path::PathBuf::from(format!("{}{suffix}", db.display())))
-            .filter(|p| p.exists())
-            .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
-            .collect::<Vec<_>>()
-    };
+    let files = || database_files(&app);
     let holds = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
     // Positive control: before, the scan finds it.
     assert!(files().iter().any(|(_, b)| holds(b)));
@@ -504,4 +496,86 @@ fn a_destroyed_submissions_wrapped_data_key_is_left_in_neither_the_database_file
     for (path, bytes) in files() {
         assert!(!holds(&bytes), "the destroyed data key is still in {path}");
     }
+}
+
+/// The database file and its write-ahead log, as `(path, bytes)`, for a scan. Copied by another process: closing a
+/// descriptor of the file in this one would drop the POSIX locks this process's connections hold on it (the CLI
+/// would then take itself for the last user, and remove the log and shared memory from under them).
+fn database_files(app: &TestApp) -> Vec<(String, Vec<u8>)> {
+    let db = app.data_dir().join("pcii.sqlite3");
+    let copies = tempfile::tempdir().unwrap();
+    ["", "-wal"]
+        .iter()
+        .map(|suffix| std::path::PathBuf::from(format!("{}{suffix}", db.display())))
+        .filter(|p| p.exists())
+        .map(|p| {
+            let copy = copies.path().join("copy");
+            let status = std::process::Command::new("cp")
+                .arg(&p)
+                .arg(&copy)
+                .status()
+                .unwrap();
+            assert!(status.success());
+            (p.display().to_string(), std::fs::read(&copy).unwrap())
+        })
+        .collect()
+}
+
+/// What a rotation replaces goes as a destruction's keys do: `keys rotate` leaves no data key wrapped to the retired
+/// master identity, and `keys rotate --data-keys` no deleted data key, in the database file or its log.
+#[test]
+fn what_a_rotation_replaces_is_left_in_neither_the_database_file_nor_its_wal() {
+    let app = TestApp::new();
+    if !app.database_url.is_empty() {
+        return; // PostgreSQL: no file of its own to scan, and nothing to checkpoint.
+    }
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let id = submit(&mut sub, "rotated", &[file_bytes(20_000, 5, "")]);
+    let wrapped = || -> Vec<u8> {
+        app.with_conn(|c| {
+            data_keys::table
+                .filter(data_keys::submission_id.eq(&id))
+                .select(data_keys::wrapped)
+                .first(c)
+                .unwrap()
+        })
+    };
+    let left_anywhere = |wrapped: &[u8]| {
+        // The end of the wrapped key: ciphertext of the key itself, found nowhere else.
+        let needle = &wrapped[wrapped.len() - 48..];
+        database_files(&app)
+            .into_iter()
+            .filter(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
+            .map(|(path, _)| path)
+            .collect::<Vec<_>>()
+    };
+    for args in [&["keys", "rotate"][..], &["keys", "rotate", "--data-keys"]] {
+        let before = wrapped();
+        // Positive control: the scan finds the key as it is stored now.
+        assert!(!left_anywhere(&before).is_empty());
+        // The command's clock is the system's: a data key is replaced when it is older than the run (by a second).
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let out = app.command().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!stdout.contains("could not be truncated"), "{stdout}");
+        assert_ne!(
+            wrapped(),
+            before,
+            "{args:?} replaced the stored key: {stdout}"
+        );
+        assert_eq!(
+            left_anywhere(&before),
+            Vec::<String>::new(),
+            "after {args:?}"
+        );
+    }
+    // And the submission still opens.
+    let page = sub.get(&format!("/submissions/{id}"));
+    assert_eq!(page.status, Status::Ok);
+    assert!(page.body.contains("rotated"), "{}", page.body);
 }
