@@ -116,6 +116,14 @@ pub fn each_in_range(
     Ok(())
 }
 
+/// The lowest stored sequence number. The chain starts at #1: anything lower was put there by hand, outside the
+/// chain, and a verify must say so (it reads from #1 up, and the pages below list only entries from #1).
+pub fn min_seq(conn: &mut DbConn) -> QueryResult<Option<i64>> {
+    audit_entries::table
+        .select(diesel::dsl::min(audit_entries::seq))
+        .first(conn)
+}
+
 /// The highest stored sequence number (not the head row: a verify reads what is stored).
 pub fn max_seq(conn: &mut DbConn) -> QueryResult<Option<i64>> {
     audit_entries::table
@@ -162,6 +170,7 @@ pub fn search(
 ) -> QueryResult<Vec<AuditEntry>> {
     let mut q = audit_entries::table
         .select(columns())
+        .filter(audit_entries::seq.ge(1))
         .order(audit_entries::seq.desc())
         .limit(limit)
         .into_boxed();
@@ -439,10 +448,13 @@ pub fn content_access(
     object: &str,
 ) -> QueryResult<(Vec<ContentAccess>, Option<String>)> {
     use diesel::dsl::{count_star, max, min};
+    // Entries of the chain only (see `min_seq`).
     let about = || {
-        audit_entries::object_id
-            .eq(object.to_string())
-            .or(audit_entries::tracking_number.eq(object.to_string()))
+        audit_entries::seq.ge(1).and(
+            audit_entries::object_id
+                .eq(object.to_string())
+                .or(audit_entries::tracking_number.eq(object.to_string())),
+        )
     };
     /// Actor, action, count, first and last time.
     type Tally = (Option<String>, String, i64, Option<i64>, Option<i64>);

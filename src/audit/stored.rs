@@ -185,6 +185,17 @@ fn check(
             (v.checkpoint.seq, head)
         }
     };
+    // Before #1 there is no chain to read: a row numbered there was inserted by hand (a full verify and an
+    // incremental one alike look, with one query).
+    if let Some(lowest) = store::min_seq(conns[0])
+        .map_err(|e| reading(1, e))?
+        .filter(|seq| *seq < 1)
+    {
+        return Err(Problem::new(
+            lowest,
+            "numbered before the first entry (#1): not part of the chain; it was inserted by hand",
+        ));
+    }
     let checkpoints = checkpoints_from(conns, after, kept, trusted)?;
     let to = store::max_seq(conns[0])
         .map_err(|e| reading(after + 1, e))?
@@ -518,6 +529,34 @@ mod tests {
         assert_paged_agree(&log, Some(17));
         sql(&log, "DELETE FROM audit_entries WHERE seq < 31");
         assert_paged_agree(&log, Some(1));
+    }
+
+    /// A row numbered 0 or below (hashes or not) is outside the chain that is read from #1: the verify names it,
+    /// full or incremental, and the auditor's search and "who read this submission" never list it.
+    #[test]
+    fn an_entry_numbered_before_the_first_is_named_and_never_listed() {
+        let log = log(25, 10);
+        let incremental = verify_now(&log, Scope::Incremental);
+        assert!(incremental.result.is_ok(), "{incremental:?}");
+        assert!(verified_through(&log).is_some());
+        sql(
+            &log,
+            "INSERT INTO audit_entries SELECT -1, at, 'officer-x', 'officer', client_addr, 'content.viewed', \
+             'submission', 'sub-1', tracking_number, 'success', reason, request_id, 'zz', 'zz' \
+             FROM audit_entries WHERE seq = 20",
+        );
+        for scope in [Scope::Full, Scope::Incremental] {
+            let p = run(&log, scope, 7, 2).result.unwrap_err();
+            assert_eq!(p.seq, -1, "{scope:?}: {p}");
+            assert!(p.what.contains("inserted by hand"), "{p}");
+        }
+        let mut c = log.db.get().unwrap();
+        let listed = store::search(&mut c, &store::Filter::default(), None, 100).unwrap();
+        // The 25 and the verify's own entry.
+        assert_eq!(listed.len(), 26);
+        assert!(listed.iter().all(|e| e.seq >= 1));
+        let (readers, _) = store::content_access(&mut c, "sub-1").unwrap();
+        assert!(readers.is_empty(), "{readers:?}");
     }
 
     #[test]
