@@ -768,6 +768,72 @@ impl Read for VerifiedReader {
     }
 }
 
+/// A [`VerifiedReader`] held to the plaintext length its row records, for a response that declares that length:
+/// a byte more is an error, an end before it is an error, and the last byte is given only once the blob has
+/// verified (its ciphertext digest checked). A longer blob copied over this one (same data key, so it decrypts)
+/// would otherwise fill the declared length and end as a complete download before the digest check ran.
+pub struct ExactVerified {
+    inner: VerifiedReader,
+    left: u64,
+}
+
+impl ExactVerified {
+    pub fn new(inner: VerifiedReader, len: u64) -> Self {
+        ExactVerified { inner, left: len }
+    }
+
+    fn wrong_length(&mut self, what: &str) -> io::Error {
+        let msg = format!("blob {}: {what} than its recorded length", self.inner.name);
+        self.inner.fail(io::ErrorKind::InvalidData, msg)
+    }
+
+    /// True once the reader has reached its verified end; an error if anything follows.
+    fn ends_verified(&mut self) -> io::Result<()> {
+        let mut extra = [0u8; 1];
+        loop {
+            match self.inner.read(&mut extra) {
+                Ok(0) => return Ok(()),
+                Ok(_) => return Err(self.wrong_length("longer")),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Read for ExactVerified {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            // An empty file, or the end: nothing is returned before the blob verified.
+            self.ends_verified()?;
+            return Ok(0);
+        }
+        if self.left == 1 {
+            let mut last = [0u8; 1];
+            if self.inner.read(&mut last)? == 0 {
+                return Err(self.wrong_length("shorter"));
+            }
+            self.ends_verified()?;
+            self.left = 0;
+            buf[0] = last[0];
+            return Ok(1);
+        }
+        // All but the last byte may go as they come.
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left - 1).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(self.wrong_length("shorter"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Async download
 // ---------------------------------------------------------------------------------------------
@@ -800,12 +866,12 @@ impl AsyncRead for AsyncBlobReader {
 ///
 /// Open the reader first (e.g. in `spawn_blocking`), so that a missing blob or a wrong key is an
 /// error before any response is started.
-pub fn decrypt_to_async(mut reader: VerifiedReader) -> io::Result<AsyncBlobReader> {
+pub fn decrypt_to_async(mut reader: impl Read + Send + 'static) -> io::Result<AsyncBlobReader> {
     let inner = stream_blocking("blob download", move |out| {
         let mut buf = vec![0u8; IO_CHUNK];
         loop {
             match reader.read(&mut buf) {
-                // EOF from a VerifiedReader means the blob verified.
+                // EOF from a VerifiedReader (or an ExactVerified) means the blob verified.
                 Ok(0) => return Ok(()),
                 Ok(n) => out.write_all(&buf[..n])?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

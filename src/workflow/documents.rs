@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use zeroize::Zeroizing;
 
 use crate::audit::log::Actor;
-use crate::crypto::stream::{decrypt_to_async, seal_reader, Recipients, SealedBlob};
+use crate::crypto::stream::{decrypt_to_async, seal_reader, ExactVerified, Recipients, SealedBlob};
 use crate::error::{AppError, AppResult};
 use crate::key_store::data_keys::{blob_keys, open_blob as open_sealed};
 use crate::services::Services;
@@ -110,7 +110,11 @@ pub(in crate::workflow) async fn open_blob(
     let store = state.blobs.clone();
     let (first, rest) = tokio::task::spawn_blocking(move || {
         let ring = keys.read().unwrap_or_else(|p| p.into_inner());
-        let mut reader = open_sealed(&*store, &ring, &keys_of_blob).map_err(integrity_error)?;
+        // Held to the recorded length, which the response declares (see `ExactVerified`).
+        let mut reader = ExactVerified::new(
+            open_sealed(&*store, &ring, &keys_of_blob).map_err(integrity_error)?,
+            len,
+        );
         drop(ring);
         let mut first = vec![0u8; FIRST_PIECE];
         let mut filled = 0;

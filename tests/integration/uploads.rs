@@ -793,6 +793,76 @@ fn a_damaged_file_past_its_first_megabyte_arrives_cut_short_over_a_real_connecti
     );
 }
 
+/// A longer stored file of the same submission copied over a file's stored copy decrypts (one data key for both),
+/// but fails its recorded digest: the download must not end as a complete 200 carrying the other file's bytes. The
+/// answer declares the file's length, and the last byte waits for the digest check, so it arrives short.
+#[test]
+fn another_file_of_the_submission_copied_over_a_stored_file_arrives_cut_short() {
+    let served = serve();
+    let port = served.port;
+    let mut cookies = Vec::new();
+    let token = sign_in_for_a_new_submission(port, &mut cookies);
+    let short = file_bytes(2 * 1024 * 1024 + 12_345, 3, "short");
+    let long = file_bytes(4 * 1024 * 1024, 4, "long");
+    let mut parts = vec![Part::Text("csrf", &token)];
+    parts.extend(complete_fields("two files", "submit"));
+    parts.push(Part::Text("description_1", "short"));
+    parts.push(Part::File("file_1", "short.bin", &short));
+    parts.push(Part::Text("description_2", "long"));
+    parts.push(Part::File("file_2", "long.bin", &long));
+    let sent = exchange(
+        port,
+        &mut cookies,
+        &format!(
+            "POST /submissions HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}"
+        ),
+        &common::multipart_body(&parts),
+        || {},
+    );
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    let id = sent
+        .header("Location")
+        .and_then(|l| l.strip_prefix("/submissions/"))
+        .and_then(|l| l.strip_suffix("/receipt"))
+        .expect("the receipt")
+        .to_string();
+    let files: Vec<(String, String, i64)> = {
+        let mut conn = served.db.get().unwrap();
+        attachments::table
+            .inner_join(blobs::table.on(blobs::id.nullable().eq(attachments::blob_id)))
+            .filter(attachments::submission_id.eq(&id))
+            .select((attachments::id, blobs::storage_name, blobs::plaintext_len))
+            .load(&mut conn)
+            .unwrap()
+    };
+    let of_len = |len: usize| {
+        files
+            .iter()
+            .find(|f| f.2 == len as i64)
+            .cloned()
+            .unwrap()
+    };
+    let (short_id, short_name, _) = of_len(short.len());
+    let (_, long_name, _) = of_len(long.len());
+    let blobs_dir = served._dir.path().join("data").join("blobs");
+    std::fs::copy(blobs_dir.join(&long_name), blobs_dir.join(&short_name)).unwrap();
+    let uri = format!("/submissions/{id}/files/{short_id}");
+    let swapped = get(port, &mut cookies, &uri);
+    assert_eq!(swapped.status, 200, "streamed: {:?}", swapped.headers);
+    assert_eq!(
+        swapped
+            .header("Content-Length")
+            .and_then(|v| v.parse::<usize>().ok()),
+        Some(short.len())
+    );
+    assert!(
+        swapped.bytes.len() < short.len(),
+        "a swapped file must arrive short of its declared length, got {} of {}",
+        swapped.bytes.len(),
+        short.len()
+    );
+}
+
 /// Downloads hold a slot for as long as their body lives: a client that stops reading holds only its own account's
 /// few (429 past them), the portal as many as it will send (503 past them), and a slot comes back when the
 /// response is dropped.
