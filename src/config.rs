@@ -303,6 +303,16 @@ impl Settings {
         {
             return Err("link lifetimes and per-hour limits must be positive".into());
         }
+        // An upload may last the grace less five minutes, and a re-encryption's new copy waits out the gap
+        // between being stored and being recorded within it: a few minutes of grace would sweep them. 0 is kept
+        // for clearing a stopped store's orphans at start (uploads are then refused; see `grace_warnings`).
+        if (1..MIN_SWEEP_GRACE_MINUTES).contains(&self.blob_sweep_grace_minutes) {
+            return Err(format!(
+                "blob_sweep_grace_minutes must be at least {MIN_SWEEP_GRACE_MINUTES} (or 0, only to sweep a stopped \
+                 store's orphans at start), not {}",
+                self.blob_sweep_grace_minutes
+            ));
+        }
         if self.unconfirmed_account_days < 1 {
             return Err("unconfirmed_account_days must be at least 1".into());
         }
@@ -384,6 +394,21 @@ pub fn unused_keys(figment: &Figment) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// The least `blob_sweep_grace_minutes` a running portal takes (0 aside).
+pub const MIN_SWEEP_GRACE_MINUTES: u64 = 10;
+
+/// What start-up warns of about the sweep: with no grace, every unreferenced blob is removed at once.
+pub fn grace_warnings(settings: &Settings) -> Vec<String> {
+    if settings.blob_sweep_grace_minutes == 0 {
+        vec!["blob_sweep_grace_minutes is 0: every stored file no row names yet is swept at once, so uploads are \
+              refused (their window is 0) and a `keys rotate --data-keys` running meanwhile can lose files; use it \
+              only to clear a stopped store's orphans, then start again with the default"
+            .to_string()]
+    } else {
+        Vec::new()
+    }
 }
 
 /// What start-up warns of about how the portal is reached:
@@ -510,10 +535,31 @@ mod tests {
                 email_verification_hours: 49,
                 ..Settings::default()
             },
+            Settings {
+                blob_sweep_grace_minutes: 1,
+                ..Settings::default()
+            },
+            Settings {
+                blob_sweep_grace_minutes: MIN_SWEEP_GRACE_MINUTES - 1,
+                ..Settings::default()
+            },
         ] {
-            assert!(bad.validate().is_err());
+            assert!(bad.validate().is_err(), "{bad:?}");
         }
         assert!(Settings::default().validate().is_ok());
+        // 0 starts, with a warning; the least grace otherwise starts without one.
+        let none = Settings {
+            blob_sweep_grace_minutes: 0,
+            ..Settings::default()
+        };
+        assert!(none.validate().is_ok());
+        assert_eq!(grace_warnings(&none).len(), 1);
+        let least = Settings {
+            blob_sweep_grace_minutes: MIN_SWEEP_GRACE_MINUTES,
+            ..Settings::default()
+        };
+        assert!(least.validate().is_ok());
+        assert!(grace_warnings(&least).is_empty());
     }
 
     #[test]

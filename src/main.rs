@@ -366,7 +366,10 @@ fn serve(figment: rocket::figment::Figment) -> Result<(), String> {
         warn_keys(&settings, &startup.generated_keys);
     }
     let origin = config::origin(&figment, &settings);
-    for warning in config::exposure_warnings(&figment, &settings) {
+    for warning in config::exposure_warnings(&figment, &settings)
+        .into_iter()
+        .chain(config::grace_warnings(&settings))
+    {
         eprintln!("*** WARNING: {warning} ***");
         tracing::warn!("{warning}");
     }

@@ -835,13 +835,7 @@ fn another_file_of_the_submission_copied_over_a_stored_file_arrives_cut_short() 
             .load(&mut conn)
             .unwrap()
     };
-    let of_len = |len: usize| {
-        files
-            .iter()
-            .find(|f| f.2 == len as i64)
-            .cloned()
-            .unwrap()
-    };
+    let of_len = |len: usize| files.iter().find(|f| f.2 == len as i64).cloned().unwrap();
     let (short_id, short_name, _) = of_len(short.len());
     let (_, long_name, _) = of_len(long.len());
     let blobs_dir = served._dir.path().join("data").join("blobs");
