@@ -26,6 +26,7 @@ use zeroize::Zeroizing;
 
 use crate::audit::checkpoint::CheckpointSigner;
 use crate::audit::log::{Actor, AuditLog, Event, Outcome as AuditOutcome};
+use crate::audit::refusals::{self, RefusalTally};
 use crate::clock::Clock;
 use crate::crypto::keyfile::UnlockKey;
 use crate::db::Db;
@@ -94,6 +95,9 @@ pub struct SealedPortal {
     db: Db,
     audit: AuditLog,
     clock: Clock,
+    /// Anonymous refusals (a missing form token, a throttled attempt) folded per address as the real portal
+    /// folds them: a flood of them must not fill the append-only log (and take its head lock) once per request.
+    refusals: Arc<RefusalTally>,
 }
 
 /// Builds the sealed portal on the figment's address. The receiver yields the unlock key once k valid
@@ -131,6 +135,7 @@ pub fn build_with_clock(
         db,
         audit,
         clock,
+        refusals: Arc::new(RefusalTally::new(refusals::WINDOW_SECS)),
     };
     let rocket = rocket::custom(figment)
         .manage(Arc::new(state))
@@ -140,6 +145,17 @@ pub fn build_with_clock(
                 Box::pin(async move {
                     if let Some(state) = rocket.state::<Arc<SealedPortal>>() {
                         serve_socket(state.clone(), rocket.shutdown());
+                        flush_refusals_periodically(state.clone(), rocket.shutdown());
+                    }
+                })
+            },
+        ))
+        .attach(rocket::fairing::AdHoc::on_shutdown(
+            "folded refusals",
+            |rocket| {
+                Box::pin(async move {
+                    if let Some(state) = rocket.state::<Arc<SealedPortal>>() {
+                        flush_refusals(state, true).await;
                     }
                 })
             },
@@ -226,6 +242,53 @@ async fn audit(state: &SealedPortal, actor: &Actor, event: Event) {
     }
 }
 
+/// An anonymous refusal, recorded or folded (see [`refusals`]).
+async fn audit_folded(state: &SealedPortal, actor: &Actor, event: Event) {
+    let (audit, tally, now) = (
+        state.audit.clone(),
+        state.refusals.clone(),
+        state.clock.now(),
+    );
+    let actor = actor.clone();
+    let recorded = state
+        .db
+        .run(move |c| refusals::record_anonymous(c, &audit, &tally, &actor, event, now))
+        .await;
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, "auditing an unseal attempt failed");
+    }
+}
+
+/// Writes the folded counts of closed windows (or of all, when the sealed portal stops).
+async fn flush_refusals(state: &SealedPortal, all: bool) {
+    let (audit, tally, now) = (
+        state.audit.clone(),
+        state.refusals.clone(),
+        state.clock.now(),
+    );
+    if let Err(e) = state
+        .db
+        .run(move |c| tally.flush(c, &audit, now, all))
+        .await
+    {
+        tracing::warn!(error = %e, "writing folded unseal refusals failed");
+    }
+}
+
+fn flush_refusals_periodically(state: Arc<SealedPortal>, shutdown: Shutdown) {
+    tokio::spawn(async move {
+        let mut tick =
+            tokio::time::interval(std::time::Duration::from_secs(refusals::WINDOW_SECS as u64));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.clone() => break,
+                _ = tick.tick() => flush_refusals(&state, false).await,
+            }
+        }
+    });
+}
+
 #[rocket::post("/unseal", data = "<form>")]
 async fn unseal(
     state: &State<Arc<SealedPortal>>,
@@ -236,7 +299,7 @@ async fn unseal(
     let form = form.into_inner();
     let share = Zeroizing::new(form.share);
     if !tokens_match(&form.csrf, &client.csrf) {
-        audit(
+        audit_folded(
             state,
             &client.actor(),
             Event::new("csrf.refused", AuditOutcome::Refused)
@@ -322,10 +385,12 @@ async fn offer_share(
         .offer(share);
     match offered {
         Err(_) if blocked => {
-            audit(
+            audit_folded(
                 state,
                 actor,
-                Event::new("key.unseal", AuditOutcome::Refused).reason("throttled"),
+                Event::new("key.unseal", AuditOutcome::Refused)
+                    .object("route", "/unseal")
+                    .reason("throttled"),
             )
             .await;
             Answer::Throttled

@@ -947,3 +947,47 @@ fn a_passphrase_store_moved_to_shares_leaves_the_old_passphrase_and_an_old_copy_
         done.entry
     );
 }
+
+/// A flood of tokenless posts to the sealed portal's form: the first is recorded, the rest folded into one counted
+/// entry written when the sealed portal stops (as the real portal folds anonymous refusals), not one row each.
+#[test]
+fn a_flood_of_tokenless_unseal_posts_costs_the_log_two_entries() {
+    use diesel::prelude::*;
+    use pcii_portal::db::schema::audit_entries;
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, shares, _) = shares_store(tmp.path());
+    let sealed_figment = figment(tmp.path()).merge(("master_key_protection", "shares"));
+    let (rocket, _unlocked) =
+        pcii_portal::web::sealed::build_with_clock(sealed_figment, Clock::system()).unwrap();
+    let client = Client::tracked(rocket).unwrap();
+    for _ in 0..50 {
+        let res = client
+            .post("/unseal")
+            .header(ContentType::Form)
+            .body(encode(&[("share", &shares[0])]))
+            .dispatch();
+        assert_eq!(res.status(), Status::Forbidden);
+    }
+    let refusals = || -> Vec<Option<String>> {
+        let s = settings(&figment(tmp.path()));
+        let db = pcii_portal::db::Db::open(&s.database_url(), 1).unwrap();
+        let mut conn = db.get().unwrap();
+        audit_entries::table
+            .filter(audit_entries::action.eq("csrf.refused"))
+            .order(audit_entries::seq.asc())
+            .select(audit_entries::reason)
+            .load(&mut conn)
+            .unwrap()
+    };
+    assert_eq!(refusals().len(), 1, "{:?}", refusals());
+    client.terminate();
+    let recorded = refusals();
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert!(
+        recorded[1]
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("49 more like this"),
+        "{recorded:?}"
+    );
+}
