@@ -305,7 +305,7 @@ impl Settings {
         }
         // An upload may last the grace less five minutes, and a re-encryption's new copy waits out the gap
         // between being stored and being recorded within it: a few minutes of grace would sweep them. 0 is kept
-        // for clearing a stopped store's orphans at start (uploads are then refused; see `grace_warnings`).
+        // for clearing a stopped store's orphans at start (with a warning, `grace_warnings`).
         if (1..MIN_SWEEP_GRACE_MINUTES).contains(&self.blob_sweep_grace_minutes) {
             return Err(format!(
                 "blob_sweep_grace_minutes must be at least {MIN_SWEEP_GRACE_MINUTES} (or 0, only to sweep a stopped \
@@ -402,9 +402,9 @@ pub const MIN_SWEEP_GRACE_MINUTES: u64 = 10;
 /// What start-up warns of about the sweep: with no grace, every unreferenced blob is removed at once.
 pub fn grace_warnings(settings: &Settings) -> Vec<String> {
     if settings.blob_sweep_grace_minutes == 0 {
-        vec!["blob_sweep_grace_minutes is 0: every stored file no row names yet is swept at once, so uploads are \
-              refused (their window is 0) and a `keys rotate --data-keys` running meanwhile can lose files; use it \
-              only to clear a stopped store's orphans, then start again with the default"
+        vec!["blob_sweep_grace_minutes is 0: every stored file no row names yet is swept at once, those of uploads \
+              and of a `keys rotate --data-keys` in progress included (an upload's window is 0 too); use it only to \
+              clear a stopped store's orphans, then start again with the default"
             .to_string()]
     } else {
         Vec::new()
