@@ -21,6 +21,9 @@ pub struct Settings {
     pub database_busy_timeout_ms: u64,
     /// Below this much free space where `data_dir` lives, `/healthz` says `degraded` and uploads are refused (507).
     pub min_free_disk_mib: u64,
+    /// `/healthz` answers from its last check for this long (ms), one check at a time: a flood of it then costs
+    /// the database and the blob store one check per interval, not one per request.
+    pub healthz_cache_ms: u64,
     /// The origin browsers use to reach the portal (e.g. `https://pcii.example.gov`); used for the
     /// Origin check and the setup link. Empty means `http://<address>:<port>`.
     pub public_origin: String,
@@ -135,6 +138,7 @@ impl Default for Settings {
             db_pool_size: 8,
             database_busy_timeout_ms: crate::db::DEFAULT_BUSY_TIMEOUT_MS,
             min_free_disk_mib: 256,
+            healthz_cache_ms: 1000,
             public_origin: String::new(),
             session_idle_minutes: 30,
             session_absolute_hours: 12,

@@ -1,6 +1,8 @@
 //! `GET /healthz`: can the portal do its work now — the database answers and takes writes, the key store is usable,
 //! the blob store is there with room to spare. `ok` (200) or `degraded` (503) with what is wrong; no secrets, no
-//! counts of content. A load balancer takes an instance out on 503.
+//! counts of content. A load balancer takes an instance out on 503. Answered from the last check for
+//! `healthz_cache_ms` (1 s), one check at a time: anyone may call it, and a flood must not reach the database and
+//! the store once per request.
 
 use rocket::http::Status;
 use rocket::serde::json::{json, Value};
@@ -8,8 +10,26 @@ use rocket::State;
 
 use crate::services::Services;
 
+/// The last answer of `/healthz` and when it was found; its lock lets one check run at a time.
+#[derive(Default)]
+pub struct LastCheck(rocket::tokio::sync::Mutex<Option<(std::time::Instant, Status, Value)>>);
+
 #[rocket::get("/healthz")]
-async fn healthz(state: &State<Services>) -> (Status, Value) {
+async fn healthz(state: &State<Services>, last: &State<LastCheck>) -> (Status, Value) {
+    let fresh_for = std::time::Duration::from_millis(state.settings.healthz_cache_ms);
+    // Held while checking: requests arriving meanwhile wait for this check's answer instead of making their own.
+    let mut last = last.0.lock().await;
+    if let Some((at, status, body)) = &*last {
+        if at.elapsed() < fresh_for {
+            return (*status, body.clone());
+        }
+    }
+    let (status, body) = check(state).await;
+    *last = Some((std::time::Instant::now(), status, body.clone()));
+    (status, body)
+}
+
+async fn check(state: &Services) -> (Status, Value) {
     let (reads, writes) = state
         .db
         .run(|c| Ok((crate::db::ping(c), crate::db::accepts_writes(c))))

@@ -92,6 +92,7 @@ pub fn mount(rocket: Rocket<Build>, public_origin: &str) -> Rocket<Build> {
             },
         ))
         .mount("/", public::routes())
+        .manage(health::LastCheck::default())
         .mount("/", health::routes())
         .mount("/", fairings::host_check_routes())
         .mount("/", account::routes())

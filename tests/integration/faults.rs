@@ -321,3 +321,21 @@ fn sign_in_attempts_from_one_ipv6_64_count_together() {
     );
     assert_ne!(page.status, Status::TooManyRequests, "{}", page.body);
 }
+
+/// With `healthz_cache_ms` set (1 s by default), `/healthz` answers from its last check within it: a flood of it
+/// costs the database and the store one check, not one per request. Seen here with the database locked meanwhile:
+/// a check would find it locked (503, as above); the answers within the interval are the last check's.
+#[test]
+fn healthz_within_its_interval_answers_from_the_last_check() {
+    let app = TestApp::with(|f| {
+        f.merge(("healthz_cache_ms", 60_000))
+            .merge(("database_busy_timeout_ms", 300))
+    });
+    assert_eq!(healthz(&app).0, Status::Ok);
+    let lock = WriteLock::take(&app);
+    for _ in 0..20 {
+        let (status, body) = healthz(&app);
+        assert_eq!(status, Status::Ok, "{body}");
+    }
+    drop(lock);
+}

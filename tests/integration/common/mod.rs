@@ -287,7 +287,9 @@ fn base_figment(dir: &std::path::Path, database_url: &str) -> rocket::figment::F
         .merge(("data_dir", dir.join("data")))
         .merge(("keys_dir", dir.join("keys")))
         .merge(("database_url", database_url))
-        .merge(("db_pool_size", 4));
+        .merge(("db_pool_size", 4))
+        // Every /healthz checks afresh, so that tests see a fault at once (see faults::healthz_…_cached).
+        .merge(("healthz_cache_ms", 0));
     match s3_test_store() {
         // Each app its own prefix in the test bucket (the temp dir's unique name), so that no app's sweep meets
         // another's blobs. Endpoint and credentials come from PCII_S3_* and AWS_* variables (see .ci/run).
