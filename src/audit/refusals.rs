@@ -203,13 +203,14 @@ pub fn record_anonymous(
     }
 }
 
-/// What writing the folded counts needs, taken from the services (the periodic task outlives any borrow of them).
+/// What writing the folded counts needs (the periodic task outlives any borrow of the services): the portal's,
+/// or the sealed portal's own.
 #[derive(Clone)]
-struct Flusher {
-    db: crate::db::Db,
-    audit: AuditLog,
-    tally: std::sync::Arc<RefusalTally>,
-    clock: crate::clock::Clock,
+pub struct Flusher {
+    pub db: crate::db::Db,
+    pub audit: AuditLog,
+    pub tally: std::sync::Arc<RefusalTally>,
+    pub clock: crate::clock::Clock,
 }
 
 impl Flusher {
@@ -223,25 +224,33 @@ impl Flusher {
     }
 
     /// Writes the folded counts of closed windows (or of all, at shutdown).
-    async fn flush(&self, all: bool) {
+    pub async fn flush(&self, all: bool) {
         let (audit, tally, now) = (self.audit.clone(), self.tally.clone(), self.clock.now());
         if let Err(e) = self.db.run(move |c| tally.flush(c, &audit, now, all)).await {
             tracing::warn!(error = %e, all, "writing folded refusals failed");
         }
     }
+
+    /// Writes the folded counts of closed windows every window, until `stop` completes.
+    pub fn spawn_periodic(self, stop: impl std::future::Future<Output = ()> + Send + 'static) {
+        tokio::spawn(async move {
+            let mut tick =
+                tokio::time::interval(std::time::Duration::from_secs(WINDOW_SECS as u64));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => break,
+                    _ = tick.tick() => self.flush(false).await,
+                }
+            }
+        });
+    }
 }
 
 /// Writes the folded counts of closed windows every window while the server runs.
 pub fn spawn_periodic_flush(state: &crate::services::Services) {
-    let flusher = Flusher::of(state);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(WINDOW_SECS as u64));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            flusher.flush(false).await;
-        }
-    });
+    Flusher::of(state).spawn_periodic(std::future::pending());
 }
 
 /// At shutdown: every window's folded count, closed or not.

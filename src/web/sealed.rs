@@ -100,6 +100,18 @@ pub struct SealedPortal {
     refusals: Arc<RefusalTally>,
 }
 
+impl SealedPortal {
+    /// Writes this portal's folded refusals, as the real portal's are written.
+    fn refusal_flusher(&self) -> refusals::Flusher {
+        refusals::Flusher {
+            db: self.db.clone(),
+            audit: self.audit.clone(),
+            tally: self.refusals.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+}
+
 /// Builds the sealed portal on the figment's address. The receiver yields the unlock key once k valid
 /// shares were given.
 pub fn build(figment: Figment) -> Result<(Rocket<Build>, mpsc::Receiver<UnlockKey>), String> {
@@ -145,7 +157,7 @@ pub fn build_with_clock(
                 Box::pin(async move {
                     if let Some(state) = rocket.state::<Arc<SealedPortal>>() {
                         serve_socket(state.clone(), rocket.shutdown());
-                        flush_refusals_periodically(state.clone(), rocket.shutdown());
+                        state.refusal_flusher().spawn_periodic(rocket.shutdown());
                     }
                 })
             },
@@ -155,7 +167,7 @@ pub fn build_with_clock(
             |rocket| {
                 Box::pin(async move {
                     if let Some(state) = rocket.state::<Arc<SealedPortal>>() {
-                        flush_refusals(state, true).await;
+                        state.refusal_flusher().flush(true).await;
                     }
                 })
             },
@@ -257,36 +269,6 @@ async fn audit_folded(state: &SealedPortal, actor: &Actor, event: Event) {
     if let Err(e) = recorded {
         tracing::error!(error = %e, "auditing an unseal attempt failed");
     }
-}
-
-/// Writes the folded counts of closed windows (or of all, when the sealed portal stops).
-async fn flush_refusals(state: &SealedPortal, all: bool) {
-    let (audit, tally, now) = (
-        state.audit.clone(),
-        state.refusals.clone(),
-        state.clock.now(),
-    );
-    if let Err(e) = state
-        .db
-        .run(move |c| tally.flush(c, &audit, now, all))
-        .await
-    {
-        tracing::warn!(error = %e, "writing folded unseal refusals failed");
-    }
-}
-
-fn flush_refusals_periodically(state: Arc<SealedPortal>, shutdown: Shutdown) {
-    tokio::spawn(async move {
-        let mut tick =
-            tokio::time::interval(std::time::Duration::from_secs(refusals::WINDOW_SECS as u64));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.clone() => break,
-                _ = tick.tick() => flush_refusals(&state, false).await,
-            }
-        }
-    });
 }
 
 #[rocket::post("/unseal", data = "<form>")]

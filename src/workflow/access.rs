@@ -209,6 +209,11 @@ pub(crate) fn still_as_begun(
     Ok(())
 }
 
+/// [`still_as_begun`] for the account as the request's guard read it.
+pub(crate) fn still_as_read(tx: &mut DbConn, user: &User) -> AppResult<()> {
+    still_as_begun(tx, &user.id, user.role(), user.organisation_id.as_deref())
+}
+
 /// Decides, and on refusal records it (`access.refused`, with the reason's code) and answers with it.
 pub async fn admit(
     services: &Services,

@@ -484,12 +484,7 @@ pub async fn refuse(
         .db
         .run(move |c| {
             audit.fact(c, &actor, |tx| {
-                crate::workflow::access::still_as_begun(
-                    tx,
-                    &officer.id,
-                    officer.role(),
-                    officer.organisation_id.as_deref(),
-                )?;
+                crate::workflow::access::still_as_read(tx, &officer)?;
                 let req = access_request::find(tx, &id)?;
                 if req.state != RequestState::Pending {
                     return Err(already_decided());

@@ -78,12 +78,7 @@ pub async fn assign(
         .db
         .run(move |c| {
             audit.clone().fact(c, &actor, |tx| {
-                crate::workflow::access::still_as_begun(
-                    tx,
-                    &officer.id,
-                    officer.role(),
-                    officer.organisation_id.as_deref(),
-                )?;
+                crate::workflow::access::still_as_read(tx, &officer)?;
                 let target = match &assignee {
                     Some(id) => match account::find(tx, id).map_err(AppError::from) {
                         Ok(u) => Some(u),

@@ -151,12 +151,7 @@ where
         .db
         .run(move |c| {
             audit.fact(c, &actor, |tx| {
-                crate::workflow::access::still_as_begun(
-                    tx,
-                    &officer.id,
-                    officer.role(),
-                    officer.organisation_id.as_deref(),
-                )?;
+                crate::workflow::access::still_as_read(tx, &officer)?;
                 let sub = submission::find(tx, &id, Scope::ProgramOffice)?;
                 not_own(&officer, &sub)?;
                 let sealer = Sealer::for_submission(tx, &sub.id, &spare, &keys, now)?;

@@ -405,12 +405,7 @@ fn commit_message(
         ),
         Side::Office => Scope::ProgramOffice,
     };
-    crate::workflow::access::still_as_begun(
-        tx,
-        &writer.id,
-        writer.role(),
-        writer.organisation_id.as_deref(),
-    )?;
+    crate::workflow::access::still_as_read(tx, writer)?;
     // Read again under the write lock: a decision taken meanwhile closes the thread.
     let sub = submission::find(tx, submission_id, scope)?;
     if !writable(sub.status()) {

@@ -803,32 +803,21 @@ fn the_right_password_among_parallel_guesses_changes_nothing_once_the_form_is_lo
         .collect();
     // The right one last, so that it is likely to reach its transaction after the lock.
     guesses.push(PASSWORD.to_string());
-    let start = std::sync::Barrier::new(guesses.len());
-    let answers: Vec<PasswordChange> = std::thread::scope(|s| {
-        let threads: Vec<_> = guesses
-            .iter()
-            .map(|guess| {
-                let (start, user) = (&start, &user);
-                s.spawn(move || {
-                    start.wait();
-                    login::change_password(
-                        &state.db,
-                        &state.audit,
-                        &state.hasher,
-                        &state.throttle_key,
-                        policy,
-                        &Actor::cli(),
-                        user,
-                        "no-session",
-                        guess,
-                        "a new and rather long passphrase 7",
-                        state.clock.now(),
-                    )
-                    .unwrap()
-                })
-            })
-            .collect();
-        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    let answers = common::all_at_once(&guesses, |guess| {
+        login::change_password(
+            &state.db,
+            &state.audit,
+            &state.hasher,
+            &state.throttle_key,
+            policy,
+            &Actor::cli(),
+            &user,
+            "no-session",
+            guess,
+            "a new and rather long passphrase 7",
+            state.clock.now(),
+        )
+        .unwrap()
     });
     // In the order they were recorded, each must be what the throttle allowed at that point: a wrong password
     // checked only while fewer than the limit had failed, the change likewise (it clears the count).

@@ -566,36 +566,25 @@ fn guesses_sent_in_parallel_are_checked_no_more_often_than_the_limit_allows() {
         .take(limit * 3)
         .collect();
     let ring = state.current_keys();
-    let start = std::sync::Barrier::new(guesses.len());
-    let answers: Vec<Checked> = std::thread::scope(|s| {
-        let threads: Vec<_> = guesses
-            .iter()
-            .map(|guess| {
-                let (ring, start, user) = (&ring, &start, &user);
-                s.spawn(move || {
-                    let checker = Checker {
-                        audit: &state.audit,
-                        ring,
-                        keys: &state.throttle_key,
-                        limits,
-                    };
-                    start.wait();
-                    let mut conn = state.db.get().unwrap();
-                    second_factor::check(
-                        &mut conn,
-                        &checker,
-                        &Actor::cli(),
-                        user,
-                        "no-session",
-                        Answer::Code(guess),
-                        Purpose::SignIn,
-                        state.clock.now(),
-                    )
-                    .unwrap()
-                })
-            })
-            .collect();
-        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    let checker = Checker {
+        audit: &state.audit,
+        ring: &ring,
+        keys: &state.throttle_key,
+        limits,
+    };
+    let answers = common::all_at_once(&guesses, |guess| {
+        let mut conn = state.db.get().unwrap();
+        second_factor::check(
+            &mut conn,
+            &checker,
+            &Actor::cli(),
+            &user,
+            "no-session",
+            Answer::Code(guess),
+            Purpose::SignIn,
+            state.clock.now(),
+        )
+        .unwrap()
     });
     let failed = answers
         .iter()
@@ -663,20 +652,7 @@ fn wrong_passwords_sent_in_parallel_to_remove_a_factor_are_checked_no_more_often
     let guesses: Vec<String> = (0..limit * 3)
         .map(|n| format!("not the password {n}"))
         .collect();
-    let start = std::sync::Barrier::new(guesses.len());
-    let answers: Vec<RemovalResult> = std::thread::scope(|s| {
-        let threads: Vec<_> = guesses
-            .iter()
-            .map(|guess| {
-                let (start, remove) = (&start, &remove);
-                s.spawn(move || {
-                    start.wait();
-                    remove(guess)
-                })
-            })
-            .collect();
-        threads.into_iter().map(|t| t.join().unwrap()).collect()
-    });
+    let answers = common::all_at_once(&guesses, |guess| remove(guess));
     let wrong = answers
         .iter()
         .filter(|a| matches!(a, RemovalResult::WrongPassword))

@@ -304,6 +304,25 @@ fn base_figment(dir: &std::path::Path, database_url: &str) -> rocket::figment::F
     }
 }
 
+/// Calls `f` with each of `inputs`, each on its own thread, all released at once: requests racing each other, as a
+/// burst of them does. The answers come back in the order of `inputs`.
+pub fn all_at_once<T: Sync, R: Send>(inputs: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let start = std::sync::Barrier::new(inputs.len());
+    std::thread::scope(|s| {
+        let threads: Vec<_> = inputs
+            .iter()
+            .map(|input| {
+                let (start, f) = (&start, &f);
+                s.spawn(move || {
+                    start.wait();
+                    f(input)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    })
+}
+
 /// `PCII_TEST_BLOB_STORE` (`s3://bucket`): the suites run with their blobs in that S3 bucket.
 pub fn s3_test_store() -> Option<String> {
     std::env::var("PCII_TEST_BLOB_STORE")
