@@ -287,20 +287,31 @@ pub(crate) fn field_is_clean(s: &str) -> bool {
     !s.chars().any(needs_escape)
 }
 
-fn put_str<S: FnMut(&[u8])>(sink: &mut S, s: &str) {
-    sink(&(s.len() as u64).to_be_bytes());
-    sink(s.as_bytes());
+/// Whether stored bytes are a clean field ([`field_is_clean`]); bytes that are not UTF-8 are not.
+pub(crate) fn field_bytes_clean(b: &[u8]) -> bool {
+    // Printable ASCII is UTF-8 and one character per byte (no early exit, so that it vectorises).
+    let outside = b.iter().fold(0u8, |acc, &b| {
+        acc | u8::from(b < 0x20) | u8::from(b >= 0x7f)
+    });
+    if outside == 0 {
+        return b.len() <= MAX_FIELD_CHARS;
+    }
+    std::str::from_utf8(b).is_ok_and(field_is_clean)
 }
 
-fn put_opt<S: FnMut(&[u8])>(sink: &mut S, v: Option<&str>) {
-    match v {
-        None => sink(&[0x00]),
-        Some(s) => {
-            sink(&[0x01]);
-            put_str(sink, s);
-        }
-    }
-}
+/// Whether each string field may be absent, in the order of the encoding ([`FieldRefs::named`]).
+pub(crate) const FIELD_OPTIONAL: [bool; 10] = [
+    true,  // actor_id
+    true,  // actor_role
+    true,  // client_addr
+    false, // action
+    true,  // object_kind
+    true,  // object_id
+    true,  // tracking_number
+    false, // outcome
+    true,  // reason
+    true,  // request_id
+];
 
 /// Writes the canonical version-1 encoding (see the module documentation) into `sink`.
 fn encode<S: FnMut(&[u8])>(
@@ -310,49 +321,101 @@ fn encode<S: FnMut(&[u8])>(
     f: &FieldRefs<'_>,
     prev_hash: &[u8; 32],
 ) {
+    put_header(sink, seq, at);
+    for ((_, value), optional) in f.named().into_iter().zip(FIELD_OPTIONAL) {
+        put_field(sink, optional, value.map(str::as_bytes));
+    }
+    sink(prev_hash);
+}
+
+/// What comes before the string fields.
+fn put_header<S: FnMut(&[u8])>(sink: &mut S, seq: i64, at: i64) {
     sink(ENTRY_HASH_TAG);
     sink(&seq.to_be_bytes());
     sink(&at.to_be_bytes());
-    put_opt(sink, f.actor_id);
-    put_opt(sink, f.actor_role);
-    put_opt(sink, f.client_addr);
-    put_str(sink, f.action);
-    put_opt(sink, f.object_kind);
-    put_opt(sink, f.object_id);
-    put_opt(sink, f.tracking_number);
-    put_str(sink, f.outcome);
-    put_opt(sink, f.reason);
-    put_opt(sink, f.request_id);
-    sink(prev_hash);
+}
+
+/// One string field: an optional one as a presence byte then, when present, its length and bytes; a
+/// required one as its length and bytes.
+fn put_field<S: FnMut(&[u8])>(sink: &mut S, optional: bool, value: Option<&[u8]>) {
+    match (optional, value) {
+        (true, None) => sink(&[0x00]),
+        (true, Some(v)) => {
+            sink(&[0x01]);
+            sink(&(v.len() as u64).to_be_bytes());
+            sink(v);
+        }
+        (false, v) => {
+            let v = v.unwrap_or_default();
+            sink(&(v.len() as u64).to_be_bytes());
+            sink(v);
+        }
+    }
 }
 
 /// Entries whose encoding fits are encoded on the stack and hashed in one call: most are a few hundred
 /// bytes, and some thirty small updates cost more than the copy (this runs once per entry when verifying).
 const ENCODE_ON_STACK: usize = 1024;
 
-pub(crate) fn hash_refs(seq: i64, at: i64, f: &FieldRefs<'_>, prev_hash: &[u8; 32]) -> [u8; 32] {
-    let mut buf = [0u8; ENCODE_ON_STACK];
-    let mut len = 0;
-    let mut fits = true;
-    encode(
-        &mut |b: &[u8]| match buf.get_mut(len..len + b.len()) {
-            Some(to) if fits => {
-                to.copy_from_slice(b);
-                len += b.len();
-            }
-            _ => fits = false,
-        },
-        seq,
-        at,
-        f,
-        prev_hash,
-    );
-    if fits {
-        return Sha256::digest(&buf[..len]).into();
+/// SHA-256 of an entry's canonical encoding, written a field at a time: for [`hash_refs`], and for a reader
+/// that holds each stored field only for a moment (a verify hashing rows where SQLite keeps them). The
+/// string fields must come in the encoding's order, each with its [`FIELD_OPTIONAL`].
+pub(crate) struct EntryHasher {
+    buf: [u8; ENCODE_ON_STACK],
+    len: usize,
+    /// Where the buffer goes once an entry outgrows it.
+    spill: Option<Sha256>,
+}
+
+impl EntryHasher {
+    #[inline]
+    pub(crate) fn new(seq: i64, at: i64) -> EntryHasher {
+        let mut h = EntryHasher {
+            buf: [0; ENCODE_ON_STACK],
+            len: 0,
+            spill: None,
+        };
+        put_header(&mut |b: &[u8]| h.write(b), seq, at);
+        h
     }
-    let mut h = Sha256::new();
-    encode(&mut |b: &[u8]| h.update(b), seq, at, f, prev_hash);
-    h.finalize().into()
+
+    #[inline]
+    pub(crate) fn field(&mut self, optional: bool, value: Option<&[u8]>) {
+        put_field(&mut |b: &[u8]| self.write(b), optional, value);
+    }
+
+    #[inline]
+    pub(crate) fn finish(mut self, prev_hash: &[u8; 32]) -> [u8; 32] {
+        self.write(prev_hash);
+        match self.spill {
+            None => Sha256::digest(&self.buf[..self.len]).into(),
+            Some(mut h) => {
+                h.update(&self.buf[..self.len]);
+                h.finalize().into()
+            }
+        }
+    }
+
+    #[inline]
+    fn write(&mut self, b: &[u8]) {
+        if let Some(to) = self.buf.get_mut(self.len..self.len + b.len()) {
+            to.copy_from_slice(b);
+            self.len += b.len();
+        } else {
+            let h = self.spill.get_or_insert_with(Sha256::new);
+            h.update(&self.buf[..self.len]);
+            h.update(b);
+            self.len = 0;
+        }
+    }
+}
+
+pub(crate) fn hash_refs(seq: i64, at: i64, f: &FieldRefs<'_>, prev_hash: &[u8; 32]) -> [u8; 32] {
+    let mut h = EntryHasher::new(seq, at);
+    for ((_, value), optional) in f.named().into_iter().zip(FIELD_OPTIONAL) {
+        h.field(optional, value.map(str::as_bytes));
+    }
+    h.finish(prev_hash)
 }
 
 /// SHA-256 over the canonical encoding of an entry (module documentation). The field values are
@@ -413,7 +476,12 @@ pub fn chain_next(
 
 /// Parses a hash written as exactly 64 lowercase hex characters (the only accepted spelling).
 pub fn parse_hash_hex(s: &str) -> Option<[u8; 32]> {
-    parse_lower_hex::<32>(s)
+    parse_hash_hex_bytes(s.as_bytes())
+}
+
+/// [`parse_hash_hex`] of stored bytes.
+pub(crate) fn parse_hash_hex_bytes(b: &[u8]) -> Option<[u8; 32]> {
+    parse_lower_hex_bytes::<32>(b)
 }
 
 /// Lowercase hex digit values; 0xFF for every other byte.
@@ -435,7 +503,10 @@ const HEX_VALUE: [u8; 256] = {
 /// Parses exactly `2 * N` lowercase hex characters (table-driven, branch-free per byte: this
 /// runs twice per entry when verifying).
 pub(crate) fn parse_lower_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    let b = s.as_bytes();
+    parse_lower_hex_bytes(s.as_bytes())
+}
+
+fn parse_lower_hex_bytes<const N: usize>(b: &[u8]) -> Option<[u8; N]> {
     if b.len() != 2 * N {
         return None;
     }

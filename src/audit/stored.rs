@@ -359,11 +359,9 @@ fn scan(
                     let lo = from + page as i64 * page_size;
                     let hi = (lo + page_size - 1).min(to);
                     let mut prehashed = Vec::with_capacity(usize::try_from(page_size).unwrap_or(0));
-                    let read = store::each_in_range(conn, lo, hi, |e| {
-                        prehashed.push(Prehashed::of(&e));
-                    })
-                    .map(|()| prehashed)
-                    .map_err(|e| reading(lo, e));
+                    let read = store::each_prehashed_in_range(conn, lo, hi, |p| prehashed.push(p))
+                        .map(|()| prehashed)
+                        .map_err(|e| reading(lo, e));
                     let failed = read.is_err();
                     // The verifier hung up (it stopped early): nothing more to do.
                     if tx.send(read).is_err() || failed {
@@ -492,6 +490,10 @@ mod tests {
         v.finish(&[], None)
     }
 
+    fn one_pass_reads_fail(log: &Log) -> bool {
+        store::page_after(&mut log.db.get().unwrap(), 0, 1_000_000).is_err()
+    }
+
     fn assert_paged_agree(log: &Log, first_bad: Option<i64>) {
         let want = one_pass(log);
         assert_eq!(want.as_ref().err().map(|p| p.seq), first_bad, "{want:?}");
@@ -529,6 +531,70 @@ mod tests {
         assert_paged_agree(&log, Some(17));
         sql(&log, "DELETE FROM audit_entries WHERE seq < 31");
         assert_paged_agree(&log, Some(1));
+    }
+
+    /// Sets entry `seq`'s reason to `bytes`, stored as `stored_as` (an SQL expression of `?`, the bytes as a
+    /// blob literal), and its entry_hash to the hash over what is then stored, as a forger would.
+    fn store_reason_rehashed(log: &Log, seq: i64, bytes: &[u8], stored_as: &str) {
+        use crate::audit::chain::{parse_hash_hex, EntryHasher, FIELD_OPTIONAL};
+        let e = store::page_after(&mut log.db.get().unwrap(), seq - 1, 1)
+            .unwrap()
+            .remove(0);
+        let mut hasher = EntryHasher::new(e.seq, e.at);
+        for ((name, value), optional) in e.refs().named().into_iter().zip(FIELD_OPTIONAL) {
+            let value = if name == "reason" {
+                Some(bytes)
+            } else {
+                value.map(str::as_bytes)
+            };
+            hasher.field(optional, value);
+        }
+        let hash = hasher.finish(&parse_hash_hex(&e.prev_hash).unwrap());
+        let value = stored_as.replace('?', &format!("X'{}'", hex::encode(bytes)));
+        sql(
+            log,
+            &format!(
+                "UPDATE audit_entries SET reason = {value}, entry_hash = '{}' WHERE seq = {seq}",
+                hex::encode(hash)
+            ),
+        );
+    }
+
+    /// On SQLite the readers hash each row where SQLite holds it, as bytes; the one-pass verifier reads it into
+    /// `String`s. They agree on what the log never writes: text that is not UTF-8, control characters, a
+    /// value stored as a BLOB; and on what it does: non-ASCII text, an entry too long to hash on the stack.
+    #[test]
+    fn readers_in_place_agree_with_one_pass_on_stored_bytes() {
+        // The last checkpoint is at #50: #51 can be rewritten, rehashed, without breaking a signature.
+        let log = log(51, 10);
+        store_reason_rehashed(&log, 51, "réseau électrique".as_bytes(), "CAST(? AS TEXT)");
+        assert_paged_agree(&log, None);
+        store_reason_rehashed(&log, 51, "réseau électrique".as_bytes(), "?");
+        assert_paged_agree(&log, None);
+        store_reason_rehashed(&log, 51, &"x".repeat(1000).into_bytes(), "CAST(? AS TEXT)");
+        assert_paged_agree(&log, None);
+        store_reason_rehashed(&log, 51, b"bell \x07", "CAST(? AS TEXT)");
+        assert_paged_agree(&log, Some(51));
+        // Text that is not UTF-8 cannot be read into a `String`: the one-pass reader stops with an error. The
+        // readers name the entry.
+        for stored_as in ["CAST(? AS TEXT)", "?"] {
+            store_reason_rehashed(&log, 51, b"not \xff UTF-8", stored_as);
+            assert!(one_pass_reads_fail(&log));
+            for page in [1, 3, 7, 64] {
+                for readers in [1, 2] {
+                    let problem = run(&log, Scope::Full, page, readers).result.unwrap_err();
+                    assert_eq!(problem.seq, 51, "{problem}");
+                }
+            }
+            sql(
+                &log,
+                "UPDATE audit_entries SET reason = 'entry 50' WHERE seq = 51",
+            );
+        }
+        store_reason_rehashed(&log, 51, &"x".repeat(1025).into_bytes(), "CAST(? AS TEXT)");
+        assert_paged_agree(&log, Some(51));
+        store_reason_rehashed(&log, 51, b"entry 50", "CAST(? AS TEXT)");
+        assert_paged_agree(&log, None);
     }
 
     /// A row numbered 0 or below (hashes or not) is outside the chain that is read from #1: the verify names it,

@@ -97,6 +97,22 @@ pub struct Prehashed {
 }
 
 impl Prehashed {
+    /// From what a reader worked out itself: the stored hashes, parsed, and whether the entry is sound.
+    pub(crate) fn from_parts(
+        seq: i64,
+        prev: Option<[u8; 32]>,
+        stored: Option<[u8; 32]>,
+        sound: bool,
+    ) -> Prehashed {
+        Prehashed {
+            seq,
+            prev,
+            stored,
+            sound,
+            leaf: stored.map(|h| merkle_leaf(&h)).unwrap_or_default(),
+        }
+    }
+
     pub fn of(e: &AuditEntry) -> Prehashed {
         let prev = parse_hash_hex(&e.prev_hash);
         let stored = parse_hash_hex(&e.entry_hash);
@@ -110,13 +126,7 @@ impl Prehashed {
             }
             _ => false,
         };
-        Prehashed {
-            seq: e.seq,
-            prev,
-            stored,
-            sound,
-            leaf: stored.map(|h| merkle_leaf(&h)).unwrap_or_default(),
-        }
+        Prehashed::from_parts(e.seq, prev, stored, sound)
     }
 }
 
