@@ -442,6 +442,16 @@ fn unseal_count(client: &Client, outcome: &str) -> i64 {
         .unwrap()
 }
 
+/// A [`shares_store`] in `dir` and its sealed portal on the real clock: the shares, the client, and where an unseal
+/// hands on the unlock key.
+fn sealed_portal(dir: &Path) -> (Vec<String>, Client, std::sync::mpsc::Receiver<UnlockKey>) {
+    let (_, shares, _) = shares_store(dir);
+    let sealed_figment = figment(dir).merge(("master_key_protection", "shares"));
+    let (rocket, unlocked) =
+        pcii_portal::web::sealed::build_with_clock(sealed_figment, Clock::system()).unwrap();
+    (shares, Client::tracked(rocket).unwrap(), unlocked)
+}
+
 /// A clear store with one account, converted to 2-of-3 shares; the custodians' identities and the
 /// cookie secret and signing seed it had in clear.
 fn shares_store(dir: &Path) -> (Vec<age::x25519::Identity>, Vec<String>, Vec<String>) {
@@ -626,11 +636,7 @@ fn post_share_from(client: &Client, ip: &str, share: &str) -> Status {
 fn wrong_shares_are_throttled_but_never_keep_a_true_one_out() {
     use pcii_portal::web::sealed::{MAX_FAILURES_OVERALL, MAX_FAILURES_PER_ADDRESS};
     let tmp = tempfile::tempdir().unwrap();
-    let (_, shares, _) = shares_store(tmp.path());
-    let sealed_figment = figment(tmp.path()).merge(("master_key_protection", "shares"));
-    let (rocket, unlocked) =
-        pcii_portal::web::sealed::build_with_clock(sealed_figment, Clock::system()).unwrap();
-    let client = Client::tracked(rocket).unwrap();
+    let (shares, client, unlocked) = sealed_portal(tmp.path());
     let wrong = "pcii-share-v1:0102030405";
     for _ in 0..MAX_FAILURES_PER_ADDRESS {
         assert_eq!(
@@ -721,11 +727,7 @@ fn unseal_by_cli(client: &Client, dir: &Path, share: &str) -> (bool, String) {
 #[test]
 fn a_custodian_on_the_same_host_unseals_through_the_cli() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_custodians, shares, _) = shares_store(tmp.path());
-    let sealed_figment = figment(tmp.path()).merge(("master_key_protection", "shares"));
-    let (rocket, unlocked) =
-        pcii_portal::web::sealed::build_with_clock(sealed_figment, Clock::system()).unwrap();
-    let client = Client::tracked(rocket).unwrap();
+    let (shares, client, unlocked) = sealed_portal(tmp.path());
     let socket = tmp
         .path()
         .join("keys")
@@ -955,11 +957,7 @@ fn a_flood_of_tokenless_unseal_posts_costs_the_log_two_entries() {
     use diesel::prelude::*;
     use pcii_portal::db::schema::audit_entries;
     let tmp = tempfile::tempdir().unwrap();
-    let (_, shares, _) = shares_store(tmp.path());
-    let sealed_figment = figment(tmp.path()).merge(("master_key_protection", "shares"));
-    let (rocket, _unlocked) =
-        pcii_portal::web::sealed::build_with_clock(sealed_figment, Clock::system()).unwrap();
-    let client = Client::tracked(rocket).unwrap();
+    let (shares, client, _unlocked) = sealed_portal(tmp.path());
     for _ in 0..50 {
         let res = client
             .post("/unseal")

@@ -568,6 +568,34 @@ fn get(port: u16, cookies: &mut Vec<(String, String)>, path: &str) -> Answer {
     exchange(port, cookies, &format!("GET {path} HTTP/1.1"), b"", || {})
 }
 
+/// Posts the submission form `body` (multipart) over the connection, `between` run once half of it is sent.
+fn post_submission(
+    port: u16,
+    cookies: &mut Vec<(String, String)>,
+    body: &[u8],
+    between: impl FnOnce(),
+) -> Answer {
+    exchange(
+        port,
+        cookies,
+        &format!(
+            "POST /submissions HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}"
+        ),
+        body,
+        between,
+    )
+}
+
+/// The submission a successful post redirected to the receipt of.
+fn submitted_id(sent: &Answer) -> String {
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    sent.header("Location")
+        .and_then(|l| l.strip_prefix("/submissions/"))
+        .and_then(|l| l.strip_suffix("/receipt"))
+        .expect("the receipt")
+        .to_string()
+}
+
 /// Signs in as Sam over the connection and opens the submission form: its session's form token.
 fn sign_in_for_a_new_submission(port: u16, cookies: &mut Vec<(String, String)>) -> String {
     let login = get(port, cookies, "/login");
@@ -600,12 +628,9 @@ fn an_upload_that_outlives_the_idle_timeout_ends_on_its_receipt() {
     let body = common::multipart_body(&parts);
     let idle = served.idle_secs;
     let clock = served.clock.clone();
-    let sent = exchange(
+    let sent = post_submission(
         port,
         &mut cookies,
-        &format!(
-            "POST /submissions HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}"
-        ),
         &body,
         // Half the body is on its way (the session was admitted when the request began); the upload then takes
         // longer than the idle timeout.
@@ -665,12 +690,9 @@ fn an_upload_still_arriving_past_its_window_is_refused_and_leaves_nothing() {
     let body = common::multipart_body(&parts);
     let clock = served.clock.clone();
     let mut committed_meanwhile = Vec::new();
-    let sent = exchange(
+    let sent = post_submission(
         port,
         &mut cookies,
-        &format!(
-            "POST /submissions HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}"
-        ),
         &body,
         // Half the body is on its way: the first file whole (committed to the store), part of the second. Then
         // the rest takes longer than the window.
@@ -724,22 +746,8 @@ fn a_damaged_file_past_its_first_megabyte_arrives_cut_short_over_a_real_connecti
     parts.extend(complete_fields("a file to damage", "submit"));
     parts.push(Part::Text("description_1", "Relay settings"));
     parts.push(Part::File("file_1", "settings.bin", &file));
-    let sent = exchange(
-        port,
-        &mut cookies,
-        &format!(
-            "POST /submissions HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}"
-        ),
-        &common::multipart_body(&parts),
-        || {},
-    );
-    assert_eq!(sent.status, 303, "{}", sent.body);
-    let id = sent
-        .header("Location")
-        .and_then(|l| l.strip_prefix("/submissions/"))
-        .and_then(|l| l.strip_suffix("/receipt"))
-        .expect("the receipt")
-        .to_string();
+    let sent = post_submission(port, &mut cookies, &common::multipart_body(&parts), || {});
+    let id = submitted_id(&sent);
     let (att, name): (String, String) = {
         let mut conn = served.db.get().unwrap();
         attachments::table
@@ -810,22 +818,8 @@ fn another_file_of_the_submission_copied_over_a_stored_file_arrives_cut_short() 
     parts.push(Part::File("file_1", "short.bin", &short));
     parts.push(Part::Text("description_2", "long"));
     parts.push(Part::File("file_2", "long.bin", &long));
-    let sent = exchange(
-        port,
-        &mut cookies,
-        &format!(
-            "POST /submissions HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}"
-        ),
-        &common::multipart_body(&parts),
-        || {},
-    );
-    assert_eq!(sent.status, 303, "{}", sent.body);
-    let id = sent
-        .header("Location")
-        .and_then(|l| l.strip_prefix("/submissions/"))
-        .and_then(|l| l.strip_suffix("/receipt"))
-        .expect("the receipt")
-        .to_string();
+    let sent = post_submission(port, &mut cookies, &common::multipart_body(&parts), || {});
+    let id = submitted_id(&sent);
     let files: Vec<(String, String, i64)> = {
         let mut conn = served.db.get().unwrap();
         attachments::table
