@@ -241,16 +241,25 @@ pub fn backup(settings: &Settings, to: &std::path::Path) -> Result<(), CliError>
     Ok(())
 }
 
-/// `status`: the operator's overview (`workflow::operations`), as text or JSON. Needs no keys. Returns whether
-/// anything needs attention.
+/// `status`: the operator's overview (`workflow::operations`), as text or JSON. Needs no secret: the last verify's
+/// signature is checked with the audit key where it rests in clear (`file`), else shown as not checked. Returns
+/// whether anything needs attention.
 pub fn status(settings: &Settings, json: bool) -> Result<bool, CliError> {
     let db = open_db(settings)?;
     let store = open_store(settings)?;
     let live = crate::workflow::operations::Live::of(&*store, &settings.data_dir);
     let now = crate::clock::Clock::system().now();
     let mut conn = db.get()?;
-    let o = crate::workflow::operations::overview(&mut conn, settings, db.backend, live, now)
-        .map_err(AppError::from)?;
+    let audit_key = crate::key_store::audit_public_key_in_clear(settings);
+    let o = crate::workflow::operations::overview(
+        &mut conn,
+        settings,
+        db.backend,
+        live,
+        audit_key.as_deref(),
+        now,
+    )
+    .map_err(AppError::from)?;
     if json {
         // The overview is plain data: encoding it cannot fail.
         println!("{}", serde_json::to_string_pretty(&o).unwrap_or_default());

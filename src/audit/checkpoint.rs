@@ -26,6 +26,21 @@
 //! | 22    | ASCII `pcii-audit-verified-v1`                                   |
 //! | 92    | the checkpoint's signed message above without its tag (`version` to `at`) |
 //! | 8     | `verified_at`, Unix seconds UTC, signed, big-endian              |
+//!
+//! # Verify result, version 1
+//!
+//! What the auditor's page and the operator's alerts show as the last verify's result (`settings`, kept by the
+//! verify that produced it): Ed25519, by the same key, over these 77 bytes, so that someone who can write the
+//! database but not sign cannot turn a failed verify into a passed one there:
+//!
+//! | bytes | field                                                            |
+//! |-------|------------------------------------------------------------------|
+//! | 27    | ASCII `pcii-audit-verify-result-v1`                              |
+//! | 8     | `at`, when the verify ran, Unix seconds UTC, signed, big-endian  |
+//! | 1     | `ok`: 1 when the verify passed, else 0                           |
+//! | 1     | 1 when the verify was incremental, else 0                        |
+//! | 8     | the checkpoint it started after (0 for a full verify), signed, big-endian |
+//! | 32    | SHA-256 of the summary's UTF-8 text                              |
 
 use std::fmt;
 
@@ -64,6 +79,46 @@ pub struct Checkpoint {
 
 /// Domain-separation tag at the start of the verified-through statement.
 pub const VERIFIED_TAG: &[u8] = b"pcii-audit-verified-v1";
+/// Domain-separation tag at the start of a verify result.
+pub const RESULT_TAG: &[u8] = b"pcii-audit-verify-result-v1";
+
+/// A verify's result as the portal shows it: when, passed or not, what it covered, and the summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerifyResult<'a> {
+    pub at: i64,
+    pub ok: bool,
+    /// The checkpoint an incremental verify started after; `None` for a full verify.
+    pub after_checkpoint: Option<i64>,
+    pub summary: &'a str,
+}
+
+impl VerifyResult<'_> {
+    fn message(&self) -> [u8; 77] {
+        use sha2::{Digest, Sha256};
+        let mut m = [0u8; 77];
+        m[..27].copy_from_slice(RESULT_TAG);
+        m[27..35].copy_from_slice(&self.at.to_be_bytes());
+        m[35] = u8::from(self.ok);
+        m[36] = u8::from(self.after_checkpoint.is_some());
+        m[37..45].copy_from_slice(&self.after_checkpoint.unwrap_or(0).to_be_bytes());
+        m[45..].copy_from_slice(&Sha256::digest(self.summary.as_bytes()));
+        m
+    }
+
+    /// Whether `signature` (128 lowercase hex) is `public_key`'s (64 lowercase hex) over this result.
+    pub fn signed_by(&self, public_key: &str, signature: &str) -> bool {
+        let (Some(key), Some(sig)) = (
+            parse_lower_hex::<32>(public_key),
+            parse_lower_hex::<64>(signature),
+        ) else {
+            return false;
+        };
+        VerifyingKey::from_bytes(&key).is_ok_and(|vk| {
+            vk.verify_strict(&self.message(), &Signature::from_bytes(&sig))
+                .is_ok()
+        })
+    }
+}
 
 /// What a successful verify established, kept (in the database) for the next verify to start from: the
 /// entries up to `checkpoint.seq` were verified, trusting `checkpoint.public_key`, and `checkpoint` was the
@@ -307,6 +362,11 @@ impl CheckpointSigner {
             signature: hex::encode(sig.to_bytes()),
         })
     }
+
+    /// Signs a verify's result (128 lowercase hex).
+    pub fn sign_result(&self, result: &VerifyResult<'_>) -> String {
+        hex::encode(self.key.sign(&result.message()).to_bytes())
+    }
 }
 
 #[cfg(test)]
@@ -443,6 +503,56 @@ mod tests {
             retimed.verify(&s.public_key_hex()),
             Err(VerifyError::BadSignature)
         );
+    }
+
+    #[test]
+    fn a_verify_result_is_bound_to_every_field_and_the_key() {
+        let s = signer();
+        let result = VerifyResult {
+            at: 1_700_000_000,
+            ok: false,
+            after_checkpoint: Some(40),
+            summary: "from checkpoint #40: entry #51: entry_hash does not match its contents",
+        };
+        let sig = s.sign_result(&result);
+        assert_eq!(sig.len(), 128);
+        assert!(result.signed_by(&s.public_key_hex(), &sig));
+        // Turned into a pass, retimed, made full, moved to another checkpoint, or reworded: no longer signed.
+        for changed in [
+            VerifyResult { ok: true, ..result },
+            VerifyResult {
+                at: 1_700_000_001,
+                ..result
+            },
+            VerifyResult {
+                after_checkpoint: None,
+                ..result
+            },
+            VerifyResult {
+                after_checkpoint: Some(0),
+                ..result
+            },
+            VerifyResult {
+                after_checkpoint: Some(41),
+                ..result
+            },
+            VerifyResult {
+                summary: "from checkpoint #40: 11 entries (#41..#51)",
+                ..result
+            },
+        ] {
+            assert!(!changed.signed_by(&s.public_key_hex(), &sig), "{changed:?}");
+        }
+        // Another key's signature, or not a signature at all.
+        let (other, _) = CheckpointSigner::generate();
+        assert!(!result.signed_by(&s.public_key_hex(), &other.sign_result(&result)));
+        assert!(!result.signed_by(&other.public_key_hex(), &sig));
+        assert!(!result.signed_by(&s.public_key_hex(), ""));
+        assert!(!result.signed_by(&s.public_key_hex(), &sig.to_uppercase()));
+        assert!(!result.signed_by("not a key", &sig));
+        // A checkpoint's signature is no result's.
+        let cp = s.sign(40, 1, &[1; 32], &[2; 32], 1_700_000_000);
+        assert!(!result.signed_by(&s.public_key_hex(), &cp.signature));
     }
 
     #[test]

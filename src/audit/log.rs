@@ -121,6 +121,14 @@ impl AuditLog {
         self.signer.public_key_hex()
     }
 
+    /// The last verify's stored result, its signature checked against this portal's key.
+    pub fn last_verification(
+        &self,
+        conn: &mut DbConn,
+    ) -> diesel::QueryResult<Option<store::LastVerification>> {
+        store::last_verification(conn, Some(&self.public_key_hex()))
+    }
+
     /// Runs `f` and records `event` in the same transaction: both commit, or neither does.
     /// The chain head row is locked first, so concurrent writers (threads or portal instances) queue up
     /// instead of deadlocking, and SQLite takes its write lock before any read.
@@ -308,10 +316,17 @@ impl AuditLog {
                 format!("{}: {p}", verdict.start.describe()),
             ),
         };
-        let after = verdict.start.after_checkpoint();
-        let ok = verdict.result.is_ok();
+        let mut record = store::Verification {
+            at: now,
+            ok: verdict.result.is_ok(),
+            summary,
+            after_checkpoint: verdict.start.after_checkpoint(),
+            signature: None,
+        };
+        record.signature = Some(self.signer.sign_result(&record.result()));
+        let summary = record.summary.clone();
         self.fact(conns[0], actor, |tx| {
-            store::record_verification(tx, ok, &summary, after, now)?;
+            store::record_verification(tx, &record)?;
             if let Some(v) = &reached {
                 let json = serde_json::to_string(v).map_err(|e| {
                     AppError::Internal(format!("encoding the verified checkpoint: {e}"))

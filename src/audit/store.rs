@@ -9,7 +9,7 @@ use crate::audit::chain::{
     field_bytes_clean, parse_hash_hex_bytes, AuditEntry, EntryHasher, NewEntryFields,
     FIELD_OPTIONAL,
 };
-use crate::audit::checkpoint::Checkpoint;
+use crate::audit::checkpoint::{Checkpoint, VerifyResult};
 use crate::audit::verify::Prehashed;
 use crate::db::schema::{audit_checkpoints, audit_entries, audit_head};
 use crate::db::DbConn;
@@ -378,7 +378,7 @@ fn load_checkpoints(
 const LAST_VERIFIED: &str = "audit.last_verified";
 const VERIFIED_THROUGH: &str = "audit.verified_through";
 
-/// The last verification's result, for the auditor's page.
+/// The last verification's result, for the auditor's page and the operator's alerts.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Verification {
     pub at: i64,
@@ -388,31 +388,68 @@ pub struct Verification {
     /// (and for results recorded before verifies were incremental).
     #[serde(default)]
     pub after_checkpoint: Option<i64>,
+    /// The portal's audit key's signature over the fields above ([`VerifyResult`]); `None` in results recorded
+    /// before they were signed.
+    #[serde(default)]
+    pub signature: Option<String>,
 }
 
-pub fn record_verification(
-    conn: &mut DbConn,
-    ok: bool,
-    summary: &str,
-    after_checkpoint: Option<i64>,
-    now: i64,
-) -> QueryResult<()> {
-    let v = Verification {
-        at: now,
-        ok,
-        summary: summary.to_string(),
-        after_checkpoint,
-    };
+impl Verification {
+    /// The signed fields.
+    pub fn result(&self) -> VerifyResult<'_> {
+        VerifyResult {
+            at: self.at,
+            ok: self.ok,
+            after_checkpoint: self.after_checkpoint,
+            summary: &self.summary,
+        }
+    }
+}
+
+/// The stored result of the last verify, and whether it carries the portal's signature.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastVerification {
+    #[serde(flatten)]
+    pub record: Verification,
+    /// `Some(true)`: signed by the portal's audit key; `Some(false)`: not (written outside the portal, or before
+    /// results were signed), so neither its verdict nor its time can be trusted; `None`: not checked (the
+    /// reader had no key).
+    pub signed: Option<bool>,
+}
+
+impl LastVerification {
+    /// Whether what it says can be relied on: signed, or not checked.
+    pub fn trusted(&self) -> bool {
+        self.signed != Some(false)
+    }
+}
+
+/// Stores `v` (signed by the caller) as the last verification's result.
+pub fn record_verification(conn: &mut DbConn, v: &Verification) -> QueryResult<()> {
     crate::models::settings::set(
         conn,
         LAST_VERIFIED,
-        &serde_json::to_string(&v).unwrap_or_default(),
+        &serde_json::to_string(v).unwrap_or_default(),
     )
 }
 
-pub fn last_verification(conn: &mut DbConn) -> QueryResult<Option<Verification>> {
+/// The last verification's result, its signature checked against `audit_key` (the portal's audit public key, 64
+/// lowercase hex) when one is given.
+pub fn last_verification(
+    conn: &mut DbConn,
+    audit_key: Option<&str>,
+) -> QueryResult<Option<LastVerification>> {
     Ok(crate::models::settings::get(conn, LAST_VERIFIED)?
-        .and_then(|s| serde_json::from_str(&s).ok()))
+        .and_then(|s| serde_json::from_str::<Verification>(&s).ok())
+        .map(|record| {
+            let signed = audit_key.map(|key| {
+                record
+                    .signature
+                    .as_deref()
+                    .is_some_and(|sig| record.result().signed_by(key, sig))
+            });
+            LastVerification { record, signed }
+        }))
 }
 
 /// What the last successful verify established (a [`VerifiedThrough`](crate::audit::VerifiedThrough), as

@@ -325,6 +325,20 @@ fn open_cookie_secret(
     }
 }
 
+/// The audit public key where it can be read without a secret: from the signing key of a store whose keys rest in
+/// clear (`file`), never generating one. `None` for a sealed store, a store with no key yet, or one that cannot
+/// be read.
+pub fn audit_public_key_in_clear(settings: &Settings) -> Option<String> {
+    if protection::Mode::of(settings) != protection::Mode::File {
+        return None;
+    }
+    let path = AtRest::Clear.path(&settings.keys_dir, AUDIT_SIGNING_FILE);
+    let seed = AtRest::Clear.read(&path).ok()?;
+    CheckpointSigner::from_seed_hex(seed.trim())
+        .ok()
+        .map(|s| s.public_key_hex())
+}
+
 /// Reads the audit signing key, or generates one if the file is missing (written 0600). The flag says
 /// whether it was generated.
 pub fn open_signing_key(path: &Path) -> Result<(CheckpointSigner, bool), KeyStoreError> {

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::audit::actions;
-use crate::audit::store::{self as audit_store, Filter, Verification};
+use crate::audit::store::{self as audit_store, Filter, LastVerification};
 use crate::config::Settings;
 use crate::db::{Backend, DbConn};
 use crate::models::{blob_deletion, data_key, lease, pending_mail, QueueSummary};
@@ -89,7 +89,8 @@ pub struct AuditState {
     pub last_checkpoint_seq: Option<i64>,
     pub last_checkpoint_at: Option<i64>,
     pub since_checkpoint: i64,
-    pub last_verification: Option<Verification>,
+    /// Its signature is checked when the overview was given the portal's audit key.
+    pub last_verification: Option<LastVerification>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -126,12 +127,14 @@ impl Live {
     }
 }
 
-/// Takes the overview at `now`.
+/// Takes the overview at `now`. With `audit_key` (the portal's audit public key) the last verify's stored result
+/// is checked against its signature; without it, it is shown as stored.
 pub fn overview(
     conn: &mut DbConn,
     settings: &Settings,
     backend: Backend,
     live: Live,
+    audit_key: Option<&str>,
     now: i64,
 ) -> diesel::QueryResult<Overview> {
     let db_now = lease::database_now(conn)?;
@@ -177,7 +180,7 @@ pub fn overview(
         last_checkpoint_seq: checkpoint.as_ref().map(|c| c.seq),
         last_checkpoint_at: checkpoint.as_ref().map(|c| c.at),
         since_checkpoint: entries - checkpoint.as_ref().map_or(0, |c| c.seq),
-        last_verification: audit_store::last_verification(conn)?,
+        last_verification: audit_store::last_verification(conn, audit_key)?,
     };
     let recorded = RECORDED
         .iter()
@@ -263,14 +266,19 @@ fn attention(o: &Overview, backend: Backend) -> Vec<String> {
         None => out.push("Free space under the data directory could not be read.".into()),
         _ => {}
     }
-    if let Some(v) = &o.audit.last_verification {
-        if !v.ok {
-            out.push(format!(
-                "The last verification of the audit log ({}) found a problem: {}",
-                ago(v.at),
-                v.summary
-            ));
-        }
+    match &o.audit.last_verification {
+        Some(v) if !v.trusted() => out.push(
+            "The stored result of the last audit verification does not carry this portal's signature: it was \
+             written outside the portal (or before results were signed), so neither its verdict nor its time can \
+             be trusted. Verify the log again: an auditor's \"Verify now\", or `pcii-portal audit verify`."
+                .into(),
+        ),
+        Some(v) if !v.record.ok => out.push(format!(
+            "The last verification of the audit log ({}) found a problem: {}",
+            ago(v.record.at),
+            v.record.summary
+        )),
+        _ => {}
     }
     if o.audit.checkpoint_every > 0 && o.audit.since_checkpoint >= o.audit.checkpoint_every {
         out.push(format!(
@@ -336,11 +344,13 @@ fn attention(o: &Overview, backend: Backend) -> Vec<String> {
             "The audit log has never been verified: an auditor's \"Verify now\", or `pcii-portal audit verify`."
                 .into(),
         ),
-        Some(v) if v.ok && o.at - v.at > VERIFY_LATE_SECS => out.push(format!(
-            "The audit log was last verified at {}, over {} days ago.",
-            ago(v.at),
-            VERIFY_LATE_SECS / 86400
-        )),
+        Some(v) if v.trusted() && v.record.ok && o.at - v.record.at > VERIFY_LATE_SECS => {
+            out.push(format!(
+                "The audit log was last verified at {}, over {} days ago.",
+                ago(v.record.at),
+                VERIFY_LATE_SECS / 86400
+            ))
+        }
         _ => {}
     }
     out
@@ -431,10 +441,15 @@ pub fn as_text(o: &Overview) -> String {
         Some(v) => {
             let _ = writeln!(
                 s,
-                "last verification: {} {}: {}",
-                crate::time::datetime(v.at),
-                if v.ok { "intact" } else { "PROBLEM" },
-                v.summary
+                "last verification: {} {}{}: {}",
+                crate::time::datetime(v.record.at),
+                if v.record.ok { "intact" } else { "PROBLEM" },
+                match v.signed {
+                    Some(true) => "",
+                    Some(false) => " (NOT SIGNED by this portal's audit key: not to be trusted)",
+                    None => " (signature not checked)",
+                },
+                v.record.summary
             );
         }
         None => {

@@ -164,8 +164,7 @@ fn verify_and_checkpoint_from_the_portal() {
     assert_eq!(res.status, Status::SeeOther);
     assert_eq!(app.audit_count("audit.verify"), 1);
     let v = app
-        .with_conn(pcii_portal::audit::store::last_verification)
-        .unwrap()
+        .last_verification()
         .expect("a verification was recorded");
     assert!(v.ok, "{}", v.summary);
     let page = auditor.get("/audit");
@@ -466,10 +465,7 @@ fn kept_checkpoints_verify_and_tampering_is_named() {
 
     // The portal's own verification of the whole chain reports the failure too.
     auditor.post("/audit/verify", &[("full", "1")]);
-    let v = app
-        .with_conn(pcii_portal::audit::store::last_verification)
-        .unwrap()
-        .unwrap();
+    let v = app.last_verification().unwrap();
     assert!(!v.ok);
     assert!(
         v.summary.contains(&format!("entry #{target}")),
@@ -620,10 +616,7 @@ fn a_failed_verify_does_not_move_the_verified_checkpoint() {
         assert_eq!(verified_through(&app), Some(first), "{args:?} moved it");
     }
     // The auditor's page says it failed, and the incremental verify still starts at the first checkpoint.
-    let v = app
-        .with_conn(pcii_portal::audit::store::last_verification)
-        .unwrap()
-        .unwrap();
+    let v = app.last_verification().unwrap();
     assert!(!v.ok);
     assert_eq!(v.after_checkpoint, None);
     change_reason(&app, changed, was.as_deref().unwrap_or_default());
@@ -650,11 +643,7 @@ fn verify_now_is_incremental_and_the_whole_chain_on_request() {
         auditor.post("/audit/checkpoint", &[]).status,
         Status::SeeOther
     );
-    let last = |app: &TestApp| {
-        app.with_conn(pcii_portal::audit::store::last_verification)
-            .unwrap()
-            .unwrap()
-    };
+    let last = |app: &TestApp| app.last_verification().unwrap();
 
     assert_eq!(auditor.post("/audit/verify", &[]).status, Status::SeeOther);
     let page = auditor.get("/audit");

@@ -4,9 +4,9 @@
 
 use rocket::http::Status;
 
-use crate::common::{complete_fields, Part, TestApp};
+use crate::common::{complete_fields, Browser, Part, TestApp};
 use pcii_portal::domain::Role;
-use pcii_portal::models::{blob_deletion, pending_mail};
+use pcii_portal::models::{blob_deletion, pending_mail, settings};
 
 const NARRATIVE: &str = "OperationsNarrativeMarker5521 the pump station's bypass";
 const FILE_NAME: &str = "OperationsFileMarker7730.pdf";
@@ -171,4 +171,92 @@ fn the_operations_page_is_the_administrators_only() {
         };
         assert_eq!(b.get("/admin/operations").status, expected, "{role:?}");
     }
+}
+
+/// The last verify's result is kept in the database for the auditor's page and the operator's alerts. Rewritten
+/// there by someone who cannot sign (a failed verify made to read as passed, a stale one as recent), it no longer
+/// carries the portal's signature: every view says so instead of trusting it, until a new verify replaces it.
+#[test]
+fn a_verify_result_rewritten_in_the_database_is_not_trusted() {
+    const UNTRUSTED: &str = "does not carry this portal&#x27;s signature";
+    let app = TestApp::new();
+    let mut audrey = app.login_as(Role::Auditor, "audrey@pcii.example", None);
+    let mut admin = app.login_as(Role::Administrator, "ada@pcii.example", None);
+    assert_eq!(audrey.post("/audit/verify", &[]).status, Status::SeeOther);
+    let stored = app
+        .with_conn(|c| settings::get(c, "audit.last_verified"))
+        .unwrap()
+        .expect("a result was stored");
+    let genuine: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(genuine["ok"], true);
+    assert_eq!(genuine["signature"].as_str().map(str::len), Some(128));
+    fn trusted(app: &TestApp, audrey: &mut Browser<'_>, admin: &mut Browser<'_>) {
+        let log = audrey.get("/audit");
+        assert!(
+            log.body.contains("data-verification=\"ok\""),
+            "{}",
+            log.body
+        );
+        assert!(!log.body.contains("data-verification=\"unsigned\""));
+        let ops = admin.get("/admin/operations");
+        assert!(!ops.body.contains(UNTRUSTED), "{}", ops.body);
+        let (_, text) = status(app, false);
+        assert!(text.contains("last verification: "), "{text}");
+        assert!(!text.contains("NOT SIGNED"), "{text}");
+        assert!(!text.contains("signature not checked"), "{text}");
+    }
+    trusted(&app, &mut audrey, &mut admin);
+
+    let later = genuine["at"].as_i64().unwrap() + 30 * 86_400;
+    let forgeries: [(&str, serde_json::Value); 4] = [
+        ("verdict", serde_json::json!(false)),
+        ("retimed", serde_json::json!(later)),
+        (
+            "reworded",
+            serde_json::json!("full verify: 1 entries (#1..#1)"),
+        ),
+        ("unsigned", serde_json::Value::Null),
+    ];
+    for (what, value) in forgeries {
+        let mut forged = genuine.clone();
+        let field = match what {
+            "verdict" => "ok",
+            "retimed" => "at",
+            "reworded" => "summary",
+            _ => "signature",
+        };
+        forged[field] = value;
+        app.with_conn(|c| settings::set(c, "audit.last_verified", &forged.to_string()))
+            .unwrap();
+        let log = audrey.get("/audit");
+        assert!(
+            log.body.contains("data-verification=\"unsigned\""),
+            "{what}: {}",
+            log.body
+        );
+        assert!(!log.body.contains("data-verification=\"ok\""), "{what}");
+        assert!(!log.body.contains("data-verification=\"failed\""), "{what}");
+        let ops = admin.get("/admin/operations");
+        assert!(ops.body.contains(UNTRUSTED), "{what}: {}", ops.body);
+        assert!(ops.body.contains("not to be trusted"), "{what}");
+        // The host's `status` reads the audit key where it rests in clear: it says so too, and needs attention.
+        let (code, text) = status(&app, false);
+        assert_ne!(code, 0, "{what}: {text}");
+        assert!(
+            text.contains("NOT SIGNED by this portal's audit key"),
+            "{what}: {text}"
+        );
+        assert!(
+            text.contains("does not carry this portal's signature"),
+            "{what}: {text}"
+        );
+        let (_, json) = status(&app, true);
+        let o: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(o["audit"]["last_verification"]["signed"], false, "{what}");
+    }
+
+    // The next verify replaces it with a signed result.
+    assert_eq!(audrey.post("/audit/verify", &[]).status, Status::SeeOther);
+    trusted(&app, &mut audrey, &mut admin);
+    assert!(app.last_verification().unwrap().ok);
 }

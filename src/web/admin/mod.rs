@@ -109,12 +109,18 @@ async fn operations(ctx: Ctx<'_>, _admin: AdminUser<'_>) -> AppResult<Page> {
         ctx.state.db.backend,
         ctx.state.clock.now(),
     );
+    let audit_key = ctx.state.audit.public_key_hex();
     let overview = ctx
         .state
         .db
         .run(move |c| {
             Ok(crate::workflow::operations::overview(
-                c, &settings, backend, live, now,
+                c,
+                &settings,
+                backend,
+                live,
+                Some(&audit_key),
+                now,
             )?)
         })
         .await?;

@@ -251,7 +251,7 @@ fn action_choices() -> Vec<ActionChoice> {
 /// The log's integrity at a glance: the last verification, the head, the newest checkpoint.
 #[derive(Serialize)]
 struct IntegrityView {
-    verification: Option<model::Verification>,
+    verification: Option<model::LastVerification>,
     head_seq: i64,
     head_hash: String,
     checkpoint: Option<CheckpointMark>,
@@ -263,8 +263,8 @@ struct CheckpointMark {
     at: i64,
 }
 
-fn status_view(c: &mut crate::db::DbConn) -> AppResult<IntegrityView> {
-    let verification = model::last_verification(c)?;
+fn status_view(c: &mut crate::db::DbConn, audit: &crate::AuditLog) -> AppResult<IntegrityView> {
+    let verification = audit.last_verification(c)?;
     let (head_seq, head_hash) = model::head(c)?;
     let checkpoint = model::latest_checkpoint(c)?;
     Ok(IntegrityView {
@@ -351,7 +351,7 @@ async fn index(
                 },
                 _ => load_listing(c, &filter, before)?,
             };
-            Ok((listing, status_view(c)?, matched))
+            Ok((listing, status_view(c, &audit)?, matched))
         })
         .await?;
     let person_note = matched.map(|n| match n {

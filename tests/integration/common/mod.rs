@@ -219,6 +219,15 @@ impl TestApp {
         f(&mut conn)
     }
 
+    /// The last verify's stored result, which must carry the portal's signature.
+    pub fn last_verification(&self) -> Option<pcii_portal::audit::store::Verification> {
+        let v = self
+            .with_conn(|c| self.state().audit.last_verification(c))
+            .expect("reading the last verification")?;
+        assert_eq!(v.signed, Some(true), "{v:?}");
+        Some(v.record)
+    }
+
     /// The ids of a submission's attachments, in their order on the form.
     pub fn attachment_ids(&self, submission_id: &str) -> Vec<String> {
         use diesel::prelude::*;
