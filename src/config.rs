@@ -53,6 +53,10 @@ pub struct Settings {
     /// thread and up to a megabyte of plaintext while the client reads (503 / 429 beyond).
     pub max_concurrent_downloads: u32,
     pub max_downloads_per_account: u32,
+    /// While a file or package is being sent, whether its reader may still read it is decided again every this
+    /// many seconds (0: before every piece); once not (a grant revoked or expired, the account disabled, the
+    /// content destroyed), the download is cut off.
+    pub access_recheck_seconds: u64,
     /// age recipients (public keys only) every data key is also wrapped to, so a lost master key loses nothing.
     pub escrow_recipients: Vec<String>,
     /// How the secrets under `keys_dir` rest: `file` (in clear; a loud warning at start), `passphrase`
@@ -158,6 +162,7 @@ impl Default for Settings {
             max_uploads_per_account: 4,
             max_concurrent_downloads: 64,
             max_downloads_per_account: 8,
+            access_recheck_seconds: 5,
             escrow_recipients: Vec::new(),
             master_key_protection: "file".into(),
             master_key_passphrase_file: PathBuf::new(),

@@ -7,6 +7,10 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("content.viewed", "Content viewed"),
     ("content.downloaded", "File downloaded"),
     ("content.exported", "Submission exported (package)"),
+    (
+        "content.cut",
+        "Download or package cut off: access ended while it was sent",
+    ),
     // Submissions
     ("submission.draft_created", "Draft created"),
     ("submission.draft_saved", "Draft saved"),

@@ -7,6 +7,10 @@
 //! the content leaves. A refusal never tells someone who may not read a submission whether it exists
 //! or was destroyed.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
 use crate::audit::log::{Actor, Event, Outcome};
 use crate::db::DbConn;
 use crate::domain::{Role, Status, TRAINING_VALID_DAYS};
@@ -94,6 +98,8 @@ impl Refusal {
 /// the access rules were applied; the content functions below take it.
 pub struct Admitted {
     submission: Submission,
+    /// Who was admitted: the content functions hand out streams that ask again ([`WhileAdmitted`]).
+    user: User,
 }
 
 impl Admitted {
@@ -225,7 +231,10 @@ pub async fn admit(
     let now = services.clock.now();
     let verdict = services.db.run(move |c| decide(c, &u, &sid, now)).await?;
     match verdict {
-        Ok(submission) => Ok(Admitted { submission }),
+        Ok(submission) => Ok(Admitted {
+            submission,
+            user: user.clone(),
+        }),
         Err(refusal) => {
             let (audit, actor) = (services.audit.clone(), actor.clone());
             let event = Event::new("access.refused", Outcome::Refused)
@@ -355,16 +364,20 @@ pub async fn open_attachment(
         .unwrap_or_else(|| format!("file-{}", attachment.position));
     let slot = documents::download_slot(services, actor)?;
     let (stream, len) = documents::open_blob(services, &blob_id).await?;
-    let stream = Box::pin(crate::slots::HeldBody::new(stream, slot));
-    record_access(
+    let what = format!("attachment {}", attachment.position);
+    let stream = WhileAdmitted::new(
         services,
+        admitted,
         actor,
-        "content.downloaded",
-        sub,
-        Some(format!("attachment {}", attachment.position)),
-    )
-    .await?;
-    Ok(OpenedFile { stream, name, len })
+        what.clone(),
+        crate::slots::HeldBody::new(stream, slot),
+    );
+    record_access(services, actor, "content.downloaded", sub, Some(what)).await?;
+    Ok(OpenedFile {
+        stream: Box::pin(stream),
+        name,
+        len,
+    })
 }
 
 /// A marked zip package of the submission for `reader` (`purpose` "export" or "return"), decrypted as it streams;
@@ -387,7 +400,7 @@ pub async fn export_package(
         Vec::new()
     };
     let slot = documents::download_slot(services, actor)?;
-    let package = package::build(
+    let mut package = package::build(
         services,
         slot,
         sub,
@@ -397,6 +410,13 @@ pub async fn export_package(
         &reader.display_name,
     )
     .await?;
+    package.body = Box::pin(WhileAdmitted::new(
+        services,
+        admitted,
+        actor,
+        format!("{purpose} package"),
+        package.body,
+    ));
     record_access(
         services,
         actor,
@@ -406,4 +426,136 @@ pub async fn export_package(
     )
     .await?;
     Ok(package)
+}
+
+/// A stream of a submission's protected content that keeps asking whether its reader may still read it: every
+/// `access_recheck_seconds` [`decide`] runs again, and no more bytes go out until it has answered. Once the answer
+/// is no (a grant revoked or expired, training or NDA lapsed, the account disabled or moved, the submission out of
+/// reach) or the content was destroyed meanwhile, the stream fails: the response declared its length, so the
+/// client sees the download cut off. The cut is recorded (`content.cut`, with the reason's code). When the question
+/// cannot be answered (the database unreachable) the stream fails too, unrecorded: access is never assumed.
+pub struct WhileAdmitted<R> {
+    inner: R,
+    asker: Arc<Asker>,
+    every: Duration,
+    next: tokio::time::Instant,
+    asking: Option<futures::future::BoxFuture<'static, Result<(), String>>>,
+    ended: Option<String>,
+}
+
+/// What asking again needs, owned: the stream outlives the request's borrows.
+struct Asker {
+    db: crate::db::Db,
+    audit: crate::audit::log::AuditLog,
+    clock: crate::clock::Clock,
+    user: User,
+    actor: Actor,
+    submission_id: String,
+    tracking_number: Option<String>,
+    what: String,
+}
+
+impl<R> WhileAdmitted<R> {
+    pub fn new(
+        services: &Services,
+        admitted: &Admitted,
+        actor: &Actor,
+        what: String,
+        inner: R,
+    ) -> WhileAdmitted<R> {
+        let every = Duration::from_secs(services.settings.access_recheck_seconds);
+        WhileAdmitted {
+            inner,
+            asker: Arc::new(Asker {
+                db: services.db.clone(),
+                audit: services.audit.clone(),
+                clock: services.clock.clone(),
+                user: admitted.user.clone(),
+                actor: actor.clone(),
+                submission_id: admitted.submission.id.clone(),
+                tracking_number: admitted.submission.tracking_number.clone(),
+                what,
+            }),
+            every,
+            // Access was decided just now, when the request was admitted.
+            next: tokio::time::Instant::now() + every,
+            asking: None,
+            ended: None,
+        }
+    }
+}
+
+impl Asker {
+    /// `Ok` while the reader is still admitted and the content is there; otherwise why not (recorded).
+    async fn still_admitted(self: Arc<Self>) -> Result<(), String> {
+        let now = self.clock.now();
+        let asker = self.clone();
+        let verdict = self
+            .db
+            .run(move |c| {
+                let reason = match decide(c, &asker.user, &asker.submission_id, now)? {
+                    Ok(sub) => {
+                        let admitted = Admitted {
+                            submission: sub,
+                            user: asker.user.clone(),
+                        };
+                        if !admitted.content_destroyed() {
+                            return Ok(None);
+                        }
+                        "content destroyed"
+                    }
+                    Err(refusal) => refusal.code(),
+                };
+                let event = Event::new("content.cut", Outcome::Refused)
+                    .object("submission", asker.submission_id.clone())
+                    .tracking(asker.tracking_number.clone())
+                    .reason(format!("{}: {reason}", asker.what));
+                asker.audit.record(c, &asker.actor, event)?;
+                Ok(Some(reason))
+            })
+            .await;
+        match verdict {
+            Ok(None) => Ok(()),
+            Ok(Some(reason)) => Err(format!("access to the submission ended ({reason})")),
+            Err(e) => {
+                tracing::error!(error = %e, "could not decide again whether a download may go on; it is cut off");
+                Err("whether access still holds could not be decided".into())
+            }
+        }
+    }
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WhileAdmitted<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let ended =
+            |why: &str| std::io::Error::new(std::io::ErrorKind::PermissionDenied, why.to_string());
+        if let Some(why) = &this.ended {
+            return Poll::Ready(Err(ended(why)));
+        }
+        if this.asking.is_none() && tokio::time::Instant::now() >= this.next {
+            this.asking = Some(Box::pin(this.asker.clone().still_admitted()));
+        }
+        if let Some(asking) = this.asking.as_mut() {
+            match asking.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(())) => {
+                    this.asking = None;
+                    this.next = tokio::time::Instant::now() + this.every;
+                }
+                Poll::Ready(Err(why)) => {
+                    this.asking = None;
+                    let e = ended(&why);
+                    this.ended = Some(why);
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
 }

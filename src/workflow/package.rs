@@ -11,8 +11,8 @@ use serde_json::json;
 
 use crate::error::{AppError, AppResult};
 use crate::export::{
-    package_length, package_stream, safe_member_name, safe_member_name_in, BlockingBody,
-    PackageEntry, MESSAGES_DIR,
+    package_length, package_stream, safe_member_name, safe_member_name_in, PackageEntry,
+    MESSAGES_DIR,
 };
 use crate::models::message::Side;
 use crate::models::submission::{self, Submission};
@@ -23,7 +23,7 @@ use crate::workflow::messages::PackagedMessage;
 
 pub struct Package {
     /// Holds its download slot until the response is done with it.
-    pub body: HeldBody<BlockingBody>,
+    pub body: crate::workflow::documents::PlaintextStream,
     pub file_name: String,
     /// The archive's exact length, when every member's is known (always, for a package of stored files).
     pub len: Option<u64>,
@@ -250,7 +250,7 @@ pub(crate) async fn build(
         AppError::Internal("the package could not be made".into())
     })?;
     Ok(Package {
-        body: HeldBody::new(package_stream(entries, comment), slot),
+        body: Box::pin(HeldBody::new(package_stream(entries, comment), slot)),
         file_name: format!("{tn}-{purpose}.zip"),
         len,
     })

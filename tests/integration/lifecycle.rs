@@ -804,3 +804,95 @@ fn a_package_holds_at_most_one_blob_open_while_it_streams() {
         assert!(members.iter().any(|(_, b)| b == f), "a file is missing");
     }
 }
+
+/// A file or package being sent stops once its reader may no longer read it: the grant revoked while a file
+/// streams, the account disabled while a package streams. What is left never leaves (the client sees the response
+/// end short of its declared length) and each cut is recorded. Asked again before every piece here
+/// (`access_recheck_seconds = 0`); every 5 s by default.
+#[test]
+fn a_download_under_way_is_cut_off_when_its_reader_loses_access() {
+    use pcii_portal::db::schema::grants;
+    use std::io::Read;
+    const LEN: usize = 3 << 20;
+    let app = TestApp::with(|f| f.merge(("access_recheck_seconds", 0)));
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let mut admin = app.login_as(Role::Administrator, "root@pcii.example.gov", None);
+    let id = submit(&mut sub, &[file_bytes(LEN, 3, "")]);
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[("decision", "validate"), ("confirm", "1")],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    let (ana, mut a) = analyst(&app, "ana@dhs.example.gov");
+    grant(&app, &mut officer, &id, &ana);
+    let att = app.attachment_ids(&id).remove(0);
+    let file = format!("/analyst/submissions/{id}/files/{att}");
+
+    // Untouched, the file arrives whole although access is asked again before every piece.
+    let (status, whole, _) = a.get_bytes(&file);
+    assert_eq!(status, Status::Ok);
+    assert_eq!(whole.expect("read to a clean end").len(), LEN);
+    assert_eq!(app.audit_count("content.cut"), 0);
+
+    // The grant revoked after the first piece: the download goes no further.
+    let mut res = a.get_unread(&file);
+    assert_eq!(res.status(), Status::Ok);
+    let mut first = vec![0u8; 64 * 1024];
+    let n = res.read(&mut first).unwrap();
+    assert!(n > 0);
+    let grant_id: String = app.with_conn(|c| {
+        grants::table
+            .filter(grants::user_id.eq(&ana))
+            .select(grants::id)
+            .first(c)
+            .unwrap()
+    });
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/grants/{grant_id}/revoke"),
+        &[("reason", "Assessment finished")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let mut rest = Vec::new();
+    let _ = res.read_to_end(&mut rest);
+    let got = n + rest.len();
+    assert!(
+        got < LEN / 2,
+        "{got} of {LEN} bytes sent after the revocation"
+    );
+    drop(res);
+    assert_eq!(app.audit_count("content.cut"), 1);
+    let reason: Option<String> = app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq("content.cut"))
+            .select(audit_entries::reason)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(reason.as_deref(), Some("attachment 1: grant revoked"));
+    // And the next request is refused at the door.
+    assert_eq!(a.get_bytes(&file).0, Status::Forbidden);
+
+    // A second analyst's package, cut when an administrator disables the account.
+    let (ben, mut b) = analyst(&app, "ben@dhs.example.gov");
+    grant(&app, &mut officer, &id, &ben);
+    let export = format!("/analyst/submissions/{id}/export");
+    let mut res = b.get_unread(&export);
+    assert_eq!(res.status(), Status::Ok);
+    let n = res.read(&mut first).unwrap();
+    assert!(n > 0);
+    let page = admin.post(
+        &format!("/admin/accounts/{ben}/disable"),
+        &[("reason", "left the agency"), ("confirm", "true")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let mut rest = Vec::new();
+    let _ = res.read_to_end(&mut rest);
+    let got = n + rest.len();
+    assert!(
+        got < LEN / 2,
+        "{got} bytes of the package sent after the account was disabled"
+    );
+    drop(res);
+    assert_eq!(app.audit_count("content.cut"), 2);
+}
