@@ -68,6 +68,22 @@ pub fn acquire(conn: &mut DbConn, name: &str, holder: &str, seconds: i64) -> Que
     }
 }
 
+/// A lease taken for a run of work made of steps (a notification round's mails): renewed before each step, so a
+/// run longer than the lease keeps it, and stopped at the first step after another instance took it over.
+#[derive(Debug, Clone, Copy)]
+pub struct Held {
+    pub name: &'static str,
+    pub holder: &'static str,
+    pub seconds: i64,
+}
+
+impl Held {
+    /// Renews the lease for another `seconds` from now; `false` when another instance holds it (stop the run).
+    pub fn renew(&self, conn: &mut DbConn) -> QueryResult<bool> {
+        acquire(conn, self.name, self.holder, self.seconds)
+    }
+}
+
 /// Forgets the lease whoever holds it (a holder known to be gone: see `workflow::blobs::sweep_at_start`).
 pub fn clear(conn: &mut DbConn, name: &str) -> QueryResult<()> {
     diesel::delete(leases::table.find(name))

@@ -302,6 +302,9 @@ pub struct Round {
     pub failed: usize,
     /// Queued mail dropped: not sent within three days, or refused for good (`pending_mail`).
     pub given_up: usize,
+    /// Another instance took the lease over while this round ran (it lasted longer than the lease, renewals
+    /// included): the round stopped before its next mail, which that instance's round sends.
+    pub lease_lost: bool,
 }
 
 /// What a round needs of the services (owned, so that the periodic task can keep it).
@@ -333,11 +336,15 @@ pub async fn round(state: &Services, lease_secs: i64) -> AppResult<Option<Round>
 
 async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Round>> {
     let now = parts.clock.now();
-    let holder = crate::workflow::blobs::lease_holder();
+    let held = lease::Held {
+        name: LEASE,
+        holder: crate::workflow::blobs::lease_holder(),
+        seconds: lease_secs,
+    };
     let due = parts
         .db
         .run(move |c| {
-            if !lease::acquire(c, LEASE, holder, lease_secs)? {
+            if !held.renew(c)? {
                 return Ok(None);
             }
             Ok(Some(due(c, now)?))
@@ -350,6 +357,16 @@ async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Round>> 
     let mut route_down = false;
     let total = due.len();
     for (i, (kind, r)) in due.into_iter().enumerate() {
+        // Each mail may wait for the SMTP timeout: the lease is renewed before each, so that a long round keeps it
+        // and no other instance starts sending the same mails meanwhile.
+        if i > 0 && !parts.db.run(move |c| Ok(held.renew(c)?)).await? {
+            tracing::warn!(
+                not_sent = total - i,
+                "another instance took the notification lease over; this round stops"
+            );
+            done.lease_lost = true;
+            break;
+        }
         let mail = kind.mail(&r, &parts.mailer.link(&r.path));
         match crate::mail::send_off_executor(&parts.mailer, mail).await {
             Ok(()) => {}
@@ -378,9 +395,10 @@ async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Round>> 
     }
     // Then the mail acts promised and the route did not take at once (`pending_mail`), unless the route is down:
     // they stay due, untried, without counting an attempt.
-    if !route_down {
+    if !route_down && !done.lease_lost {
         let retried =
-            crate::workflow::pending_mail::retry_due(&parts.db, &parts.mailer, now).await?;
+            crate::workflow::pending_mail::retry_due(&parts.db, &parts.mailer, held, now).await?;
+        done.lease_lost = retried.lease_lost;
         done.sent.extend(retried.sent);
         done.failed += retried.failed;
         done.given_up = retried.given_up;
@@ -409,6 +427,9 @@ async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Round>> 
             },
             done.failed
         );
+        if done.lease_lost {
+            reason.push_str("; stopped: another instance took the lease over and sends the rest");
+        }
         if done.given_up > 0 {
             reason.push_str(&format!(
                 "; queued mail given up (not sent within 3 days, or an unusable address): {}",

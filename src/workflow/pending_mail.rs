@@ -122,6 +122,8 @@ pub struct Retried {
     pub failed: usize,
     /// Dropped: not sent within [`GIVE_UP_AFTER`], or refused for good (an address the route cannot use).
     pub given_up: usize,
+    /// Stopped: another instance took the round's lease over.
+    pub lease_lost: bool,
 }
 
 /// The delay before retry number `attempts` + 1.
@@ -166,10 +168,11 @@ fn plan(
     )
 }
 
-/// Sends the rows due by `now` (run by the round, on the instance holding its lease).
+/// Sends the rows due by `now` (run by the round, on the instance holding its lease `held`, renewed before each).
 pub(crate) async fn retry_due(
     db: &crate::db::Db,
     mailer: &std::sync::Arc<crate::mail::Mailer>,
+    held: crate::models::lease::Held,
     now: i64,
 ) -> AppResult<Retried> {
     let rows = db.run(move |c| Ok(model::due(c, now, PER_ROUND)?)).await?;
@@ -177,8 +180,18 @@ pub(crate) async fn retry_due(
     for row in rows {
         let (m, r) = (mailer.clone(), row.clone());
         let plan = db
-            .run(move |c| plan(c, &|path| m.link(path), &r, now))
+            .run(move |c| {
+                if !held.renew(c)? {
+                    return Ok(None);
+                }
+                plan(c, &|path| m.link(path), &r, now).map(Some)
+            })
             .await?;
+        let Some(plan) = plan else {
+            tracing::warn!("another instance took the notification lease over; its round sends the queued mail");
+            done.lease_lost = true;
+            break;
+        };
         let (kind, mail) = match plan {
             Plan::Drop { given_up } => {
                 if given_up {

@@ -215,3 +215,198 @@ fn a_restart_on_sqlite_clears_the_notification_lease_its_crashed_process_left() 
         assert_eq!(held.map(|l| l.holder).as_deref(), Some(OTHER));
     }
 }
+
+/// A mail server that takes `delay` to accept each message (as a slow route does, up to the SMTP timeout) and
+/// counts the messages it accepted. Minimal SMTP: every command gets 250, DATA 354, QUIT 221.
+fn slow_smtp(delay: Duration) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let count = count.clone();
+            std::thread::spawn(move || {
+                let mut out = stream.try_clone().unwrap();
+                let mut lines = BufReader::new(stream);
+                let _ = out.write_all(b"220 slow.test ESMTP\r\n");
+                let mut line = String::new();
+                let mut in_data = false;
+                while lines.read_line(&mut line).unwrap_or(0) > 0 {
+                    let reply: &[u8] = if in_data {
+                        if line.trim_end_matches(['\r', '\n']) == "." {
+                            in_data = false;
+                            std::thread::sleep(delay);
+                            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            b"250 queued\r\n"
+                        } else {
+                            b""
+                        }
+                    } else {
+                        let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                        match verb.as_str() {
+                            "DATA" => {
+                                in_data = true;
+                                b"354 go ahead\r\n"
+                            }
+                            "QUIT" => {
+                                let _ = out.write_all(b"221 bye\r\n");
+                                return;
+                            }
+                            _ => b"250 ok\r\n",
+                        }
+                    };
+                    if !reply.is_empty() && out.write_all(reply).is_err() {
+                        return;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    (port, accepted)
+}
+
+/// Four members of one organisation, each with a defect notice due: a round of four mails.
+fn four_notices_due(app: &TestApp) {
+    let emails = [
+        "m1@acme.example",
+        "m2@acme.example",
+        "m3@acme.example",
+        "m4@acme.example",
+    ];
+    let mut first = app.login_as(
+        pcii_portal::domain::Role::Submitter,
+        emails[0],
+        Some("Acme"),
+    );
+    for e in &emails[1..] {
+        app.login_as(pcii_portal::domain::Role::Submitter, e, Some("Acme"));
+    }
+    let page = first.post_multipart(
+        "/submissions",
+        &crate::common::complete_fields("Lease round report", "submit"),
+    );
+    let id = crate::common::submission_id(&page);
+    let mut officer = app.login_as(
+        pcii_portal::domain::Role::Officer,
+        "olga@pcii.example.gov",
+        None,
+    );
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[("decision", "defective"), ("reason", "File 2 unreadable")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+}
+
+/// Runs one notification round with a lease of `lease_secs`, while "another instance" tries to take the lease
+/// every 50 ms; returns the round and whether the other instance got the lease while the round ran.
+fn round_against_another_instance(
+    app: &TestApp,
+    lease_secs: i64,
+) -> (pcii_portal::workflow::notifications::Round, bool) {
+    use pcii_portal::workflow::notifications::{round, LEASE};
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // This instance takes the lease first (the round renews it), then the other starts trying, on a connection of
+    // its own (the test app stays on this thread).
+    let db = app.state().db.clone();
+    assert!(lease::acquire(&mut db.get().unwrap(), LEASE, lease_holder(), lease_secs).unwrap());
+    let other_took_it = std::thread::scope(|s| {
+        let watcher = s.spawn(|| loop {
+            if done.load(std::sync::atomic::Ordering::SeqCst) {
+                return false;
+            }
+            if lease::acquire(&mut db.get().unwrap(), LEASE, OTHER, 60).unwrap() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        });
+        let rt = rocket::tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = rt.block_on(round(app.state(), lease_secs)).unwrap();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        (result, watcher.join().unwrap())
+    });
+    let (result, other) = other_took_it;
+    (result.expect("the round took the lease"), other)
+}
+
+/// A notification round outlasting its lease (a slow mail route) keeps the lease by renewing it before each mail,
+/// so no other instance starts the same round meanwhile; and a round whose lease another instance did take over
+/// (a single mail outlasting the lease) stops before its next mail instead of sending what that instance sends.
+#[test]
+fn a_notification_round_renews_its_lease_and_stops_once_another_instance_has_it() {
+    use pcii_portal::workflow::notifications::LEASE;
+    let (port, accepted) = slow_smtp(Duration::from_millis(1500));
+    let app = TestApp::with(|f| {
+        f.merge(("smtp_host", "127.0.0.1"))
+            .merge(("smtp_port", port))
+            .merge(("smtp_security", "none"))
+    });
+    four_notices_due(&app);
+
+    // Four mails of 1.5 s under a 4 s lease: the round lasts about 6 s and keeps its lease throughout.
+    let (round, other_took_it) = round_against_another_instance(&app, 4);
+    assert!(
+        !other_took_it,
+        "another instance took the lease while the round ran"
+    );
+    assert!(!round.lease_lost);
+    assert_eq!(round.sent.len(), 4);
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 4);
+    app.with_conn(|c| lease::release(c, LEASE, lease_holder()).unwrap());
+
+    // Four more due (a second submission), under a 1 s lease that lapses during the first 1.5 s mail: the other
+    // instance takes it, and the round stops after that mail; the three left stay due for the other's round.
+    four_more_notices_due(&app);
+    let (round, other_took_it) = round_against_another_instance(&app, 1);
+    assert!(other_took_it);
+    assert!(round.lease_lost);
+    assert_eq!(round.sent.len(), 1, "{:?}", round.sent);
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5);
+    let reason: Option<String> = app.with_conn(|c| {
+        use diesel::prelude::*;
+        use pcii_portal::db::schema::audit_entries;
+        audit_entries::table
+            .filter(audit_entries::action.eq("notifications.sent"))
+            .order(audit_entries::seq.desc())
+            .select(audit_entries::reason)
+            .first(c)
+            .unwrap()
+    });
+    assert!(
+        reason
+            .unwrap_or_default()
+            .contains("another instance took the lease over"),
+        "the round's entry says why it stopped"
+    );
+}
+
+/// A second defect notice to each of the four members (their first, already sent, is not sent again).
+fn four_more_notices_due(app: &TestApp) {
+    let mut first = app.browser();
+    assert_eq!(
+        first.login("m1@acme.example", crate::common::PASSWORD),
+        Status::SeeOther
+    );
+    let page = first.post_multipart(
+        "/submissions",
+        &crate::common::complete_fields("Second lease round report", "submit"),
+    );
+    let id = crate::common::submission_id(&page);
+    let mut officer = app.browser();
+    assert_eq!(
+        officer.login("olga@pcii.example.gov", crate::common::PASSWORD),
+        Status::SeeOther
+    );
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[("decision", "defective"), ("reason", "File 3 unreadable")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+}
