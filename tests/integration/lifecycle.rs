@@ -805,6 +805,23 @@ fn a_package_holds_at_most_one_blob_open_while_it_streams() {
     }
 }
 
+/// A download answered 200 whose first piece is read, then `meanwhile` runs, then what still comes is read: the
+/// bytes received in all.
+fn received_around(
+    mut res: rocket::local::blocking::LocalResponse<'_>,
+    meanwhile: impl FnOnce(),
+) -> usize {
+    use std::io::Read;
+    assert_eq!(res.status(), Status::Ok);
+    let mut first = vec![0u8; 64 * 1024];
+    let n = res.read(&mut first).unwrap();
+    assert!(n > 0);
+    meanwhile();
+    let mut rest = Vec::new();
+    let _ = res.read_to_end(&mut rest);
+    n + rest.len()
+}
+
 /// A file or package being sent stops once its reader may no longer read it: the grant revoked while a file
 /// streams, the account disabled while a package streams. What is left never leaves (the client sees the response
 /// end short of its declared length) and each cut is recorded. Asked again before every piece here
@@ -812,7 +829,6 @@ fn a_package_holds_at_most_one_blob_open_while_it_streams() {
 #[test]
 fn a_download_under_way_is_cut_off_when_its_reader_loses_access() {
     use pcii_portal::db::schema::grants;
-    use std::io::Read;
     const LEN: usize = 3 << 20;
     let app = TestApp::with(|f| f.merge(("access_recheck_seconds", 0)));
     let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
@@ -836,11 +852,6 @@ fn a_download_under_way_is_cut_off_when_its_reader_loses_access() {
     assert_eq!(app.audit_count("content.cut"), 0);
 
     // The grant revoked after the first piece: the download goes no further.
-    let mut res = a.get_unread(&file);
-    assert_eq!(res.status(), Status::Ok);
-    let mut first = vec![0u8; 64 * 1024];
-    let n = res.read(&mut first).unwrap();
-    assert!(n > 0);
     let grant_id: String = app.with_conn(|c| {
         grants::table
             .filter(grants::user_id.eq(&ana))
@@ -848,19 +859,17 @@ fn a_download_under_way_is_cut_off_when_its_reader_loses_access() {
             .first(c)
             .unwrap()
     });
-    let page = officer.post(
-        &format!("/officer/submissions/{id}/grants/{grant_id}/revoke"),
-        &[("reason", "Assessment finished")],
-    );
-    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    let mut rest = Vec::new();
-    let _ = res.read_to_end(&mut rest);
-    let got = n + rest.len();
+    let got = received_around(a.get_unread(&file), || {
+        let page = officer.post(
+            &format!("/officer/submissions/{id}/grants/{grant_id}/revoke"),
+            &[("reason", "Assessment finished")],
+        );
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    });
     assert!(
         got < LEN / 2,
         "{got} of {LEN} bytes sent after the revocation"
     );
-    drop(res);
     assert_eq!(app.audit_count("content.cut"), 1);
     let reason: Option<String> = app.with_conn(|c| {
         audit_entries::table
@@ -877,22 +886,16 @@ fn a_download_under_way_is_cut_off_when_its_reader_loses_access() {
     let (ben, mut b) = analyst(&app, "ben@dhs.example.gov");
     grant(&app, &mut officer, &id, &ben);
     let export = format!("/analyst/submissions/{id}/export");
-    let mut res = b.get_unread(&export);
-    assert_eq!(res.status(), Status::Ok);
-    let n = res.read(&mut first).unwrap();
-    assert!(n > 0);
-    let page = admin.post(
-        &format!("/admin/accounts/{ben}/disable"),
-        &[("reason", "left the agency"), ("confirm", "true")],
-    );
-    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    let mut rest = Vec::new();
-    let _ = res.read_to_end(&mut rest);
-    let got = n + rest.len();
+    let got = received_around(b.get_unread(&export), || {
+        let page = admin.post(
+            &format!("/admin/accounts/{ben}/disable"),
+            &[("reason", "left the agency"), ("confirm", "true")],
+        );
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    });
     assert!(
         got < LEN / 2,
         "{got} bytes of the package sent after the account was disabled"
     );
-    drop(res);
     assert_eq!(app.audit_count("content.cut"), 2);
 }
