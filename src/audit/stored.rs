@@ -200,10 +200,10 @@ fn check(
     let to = store::max_seq(conns[0])
         .map_err(|e| reading(after + 1, e))?
         .unwrap_or(0);
-    let mut verifier =
-        ChainVerifier::new(Some((after + 1, start_hash))).with_checkpoints(&checkpoints, trusted);
-    scan(conns, after + 1, to, page, &mut verifier)?;
-    let summary = verifier.finish(&[], None)?;
+    let verifier = || {
+        ChainVerifier::new(Some((after + 1, start_hash))).with_checkpoints(&checkpoints, trusted)
+    };
+    let summary = scan(conns, after + 1, to, page, verifier)?.finish(&[], None)?;
     let reached = summary.last_checkpoint_seq.and_then(|seq| {
         checkpoints
             .iter()
@@ -320,6 +320,37 @@ fn checkpoints_from(
     Ok(checkpoints)
 }
 
+/// One page as a reader hands it over.
+type Page = Result<Vec<Prehashed>, Problem>;
+
+/// Feeds `pages` pages from `channels` (page `i` from channel `i % channels.len()`) to `verifier`, in order:
+/// where it stopped before the end, if it did.
+fn take_pages(
+    channels: &[mpsc::Receiver<Page>],
+    from: i64,
+    pages: usize,
+    page_size: i64,
+    verifier: &mut ChainVerifier,
+) -> Result<Option<Stop>, Problem> {
+    let mut last = from - 1;
+    for page in 0..pages {
+        let lo = from + page as i64 * page_size;
+        let entries = channels[page % channels.len()]
+            .recv()
+            .map_err(|_| reading(lo, "a reader stopped"))??;
+        if entries.is_empty() {
+            return Ok(Some(Stop::After(last)));
+        }
+        for p in &entries {
+            if !verifier.feed_prehashed(p)? {
+                return Ok(Some(Stop::Entry(p.seq)));
+            }
+            last = p.seq;
+        }
+    }
+    Ok(None)
+}
+
 /// Why the verifier stopped taking pages before the end.
 enum Stop {
     /// This entry has a problem only the whole entry can name.
@@ -337,22 +368,24 @@ fn page_count(from: i64, to: i64, page: i64) -> usize {
     }
 }
 
-/// Feeds the stored entries `from..=to` to `verifier`, in order, `page_size` at a time. Page `i` is read by reader
-/// `i % readers`, each on its own connection and with its own bounded channel, so the verifier takes them in
-/// order and no reader runs more than [`AHEAD`] pages ahead.
+/// Feeds the stored entries `from..=to` to the verifier `start` makes, in order, `page_size` at a time, and
+/// returns it. Page `i` is read by reader `i % readers`, each on its own connection and with its own bounded
+/// channel, so the verifier takes them in order and no reader runs more than [`AHEAD`] pages ahead. The
+/// verifier is made once the readers have started: it checks the checkpoints' signatures (a thousand take
+/// some 50 ms), which then overlaps with reading the first pages.
 fn scan(
     conns: &mut [&mut DbConn],
     from: i64,
     to: i64,
     page_size: i64,
-    verifier: &mut ChainVerifier,
-) -> Result<(), Problem> {
+    start: impl FnOnce() -> ChainVerifier,
+) -> Result<ChainVerifier, Problem> {
     let pages = page_count(from, to, page_size);
     let readers = conns.len().min(pages).clamp(1, MAX_READERS);
-    let stopped = std::thread::scope(|s| -> Result<Option<Stop>, Problem> {
+    let (mut verifier, stopped) = std::thread::scope(|s| {
         let mut channels = Vec::with_capacity(readers);
         for (first, conn) in conns.iter_mut().take(readers).enumerate() {
-            let (tx, rx) = mpsc::sync_channel::<Result<Vec<Prehashed>, Problem>>(AHEAD);
+            let (tx, rx) = mpsc::sync_channel::<Page>(AHEAD);
             channels.push(rx);
             s.spawn(move || {
                 for page in (first..pages).step_by(readers) {
@@ -370,27 +403,13 @@ fn scan(
                 }
             });
         }
-        let mut last = from - 1;
-        for page in 0..pages {
-            let lo = from + page as i64 * page_size;
-            let entries = channels[page % readers]
-                .recv()
-                .map_err(|_| reading(lo, "a reader stopped"))??;
-            if entries.is_empty() {
-                return Ok(Some(Stop::After(last)));
-            }
-            for p in &entries {
-                if !verifier.feed_prehashed(p)? {
-                    return Ok(Some(Stop::Entry(p.seq)));
-                }
-                last = p.seq;
-            }
-        }
-        Ok(None)
+        let mut verifier = start();
+        let stopped = take_pages(&channels, from, pages, page_size, &mut verifier)?;
+        Ok::<_, Problem>((verifier, stopped))
         // Returning drops the channels: readers still running see it at their next page and stop.
     })?;
     let (after, what) = match stopped {
-        None => return Ok(()),
+        None => return Ok(verifier),
         Some(Stop::Entry(seq)) => (seq - 1, seq),
         Some(Stop::After(seq)) => (seq, seq + 1),
     };
