@@ -92,3 +92,83 @@ fn verify_live_catches_a_changed_entry_on_sqlite() {
         .expect_err("caught");
     assert_eq!(problem.seq, 2, "{problem}");
 }
+
+/// Migration 18 (SQLite: the audit table keyed by `seq` itself) on a populated log: every entry kept as it was,
+/// the chain and its checkpoints still verify, appends go on after it, and a range is read without the old
+/// separate index.
+#[test]
+fn the_audit_table_rekeyed_by_seq_keeps_every_entry_and_verifies() {
+    use diesel::RunQueryDsl;
+    let app = TestApp::new();
+    if app.database_url.starts_with("postgres") {
+        return; // SQLite only: the PostgreSQL migration is empty
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Plan {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+    let plan = |app: &TestApp| -> String {
+        app.with_conn(|c| {
+            diesel::sql_query(
+                "EXPLAIN QUERY PLAN SELECT * FROM audit_entries WHERE seq >= 1 AND seq <= 9",
+            )
+            .load::<Plan>(c)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.detail)
+            .collect::<Vec<_>>()
+            .join("; ")
+        })
+    };
+    let record = |app: &TestApp, n: usize, what: &str| {
+        let audit = &app.state().audit;
+        app.with_conn(|c| {
+            for i in 0..n {
+                audit
+                    .record(
+                        c,
+                        &Actor::cli(),
+                        Event::new("test.migration", Outcome::Success)
+                            .reason(format!("{what} {i}")),
+                    )
+                    .unwrap();
+            }
+        });
+    };
+    let own_key = app.state().audit.public_key_hex();
+
+    // The schema as it was (BIGINT PRIMARY KEY: an index beside the rows), with a log and checkpoints on it.
+    app.with_conn(|c| pcii_portal::db::revert_last_migration(c).unwrap());
+    assert!(
+        plan(&app).contains("sqlite_autoindex_audit_entries"),
+        "{}",
+        plan(&app)
+    );
+    record(&app, 120, "before");
+    app.with_conn(|c| app.state().audit.checkpoint_now(c, &Actor::cli()).unwrap());
+    let before = app.with_conn(|c| pcii_portal::audit::store::page_after(c, 0, 100_000).unwrap());
+    let checkpoints = app.with_conn(|c| pcii_portal::audit::store::checkpoints(c).unwrap());
+    assert!(before.len() >= 120 && !checkpoints.is_empty());
+
+    app.with_conn(|c| assert_eq!(pcii_portal::db::run_migrations(c).unwrap(), 1));
+    assert!(!plan(&app).contains("autoindex"), "{}", plan(&app));
+    let after = app.with_conn(|c| pcii_portal::audit::store::page_after(c, 0, 100_000).unwrap());
+    assert_eq!(after, before, "every entry kept, byte for byte");
+    let summary = app
+        .with_conn(|c| pcii_portal::audit::log::verify_stored(c, &[], Some(&own_key)))
+        .expect("the chain verifies after the migration");
+    assert_eq!(summary.count, before.len() as u64);
+    assert_eq!(summary.checkpoints_checked, checkpoints.len());
+
+    // Still append-only, and appends go on from the same head.
+    let changed = app.with_conn(|c| {
+        diesel::sql_query("UPDATE audit_entries SET reason = 'nothing' WHERE seq = 2").execute(c)
+    });
+    assert!(changed.is_err(), "the append-only triggers came back");
+    record(&app, 30, "after");
+    let summary = app
+        .with_conn(|c| pcii_portal::audit::log::verify_stored(c, &[], Some(&own_key)))
+        .expect("the chain verifies with entries appended after the migration");
+    assert_eq!(summary.count, before.len() as u64 + 30);
+}
