@@ -148,6 +148,10 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("audit.verify", "Audit log verified"),
     ("audit.checkpoint", "Checkpoint signed"),
     ("audit.export", "Audit log exported"),
+    (
+        "audit.export_cut",
+        "Audit export cut off: the auditor's access ended while it was sent",
+    ),
     ("audit.checkpoints_download", "Checkpoints downloaded"),
 ];
 

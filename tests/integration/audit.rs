@@ -703,3 +703,57 @@ fn verify_now_is_incremental_and_the_whole_chain_on_request() {
     );
     assert_eq!(app.audit_count("audit.verify"), 3);
 }
+
+/// An audit export being sent stops once its auditor may no longer read the log: untouched it arrives whole (access
+/// asked again before every page here, `access_recheck_seconds = 0`); with the account disabled after the first
+/// piece, nothing more is read, the client sees the archive end short of its declared length, and the cut is
+/// recorded.
+#[test]
+fn an_audit_export_under_way_is_cut_off_when_its_auditor_is_disabled() {
+    use pcii_portal::audit::log::{lock_head, Actor, Event, Outcome};
+    let app = TestApp::with(|f| f.merge(("access_recheck_seconds", 0)));
+    let mut auditor = app.login_as(Role::Auditor, "ada@pcii.example.gov", None);
+    let mut admin = app.login_as(Role::Administrator, "root@pcii.example.gov", None);
+    // Pages of 5,000 entries: enough for several, each reason different (the archive is compressed).
+    let audit = app.state().audit.clone();
+    app.with_conn(|c| {
+        c.transaction::<_, pcii_portal::error::AppError, _>(|tx| {
+            lock_head(tx)?;
+            for i in 0..16_000 {
+                let event = Event::new("test.filler", Outcome::Success)
+                    .reason(common::sha256_hex(format!("filler {i}").as_bytes()));
+                audit.append(tx, &Actor::cli(), &event)?;
+            }
+            Ok(())
+        })
+        .unwrap()
+    });
+
+    let (status, whole, headers) = auditor.post_bytes("/audit/export", &[]);
+    assert_eq!(status, Status::Ok);
+    let whole = whole.expect("an untouched export reads to a clean end");
+    assert_eq!(
+        header(&headers, "Content-Length"),
+        Some(whole.len().to_string().as_str())
+    );
+    assert_eq!(app.audit_count("audit.export_cut"), 0);
+
+    let ada = app.user_id("ada@pcii.example.gov");
+    let got = common::received_around(auditor.post_unread("/audit/export", &[]), || {
+        let page = admin.post(
+            &format!("/admin/accounts/{ada}/disable"),
+            &[("reason", "left the office"), ("confirm", "true")],
+        );
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    });
+    assert!(
+        got < whole.len() / 2,
+        "{got} of about {} bytes sent after the account was disabled",
+        whole.len()
+    );
+    assert_eq!(app.audit_count("audit.export_cut"), 1);
+    assert_eq!(
+        app.audit_reasons("audit.export_cut"),
+        vec!["account disabled".to_string()]
+    );
+}

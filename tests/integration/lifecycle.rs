@@ -1,7 +1,9 @@
 //! Issue 5: the lifecycle through the officer, the submitter and the authorized user; markings on every
 //! content page and in the zip; need-to-know grants; destruction; the route × role matrix.
 
-use crate::common::{self, complete_fields, file_bytes, sha256_hex, Browser, Part, TestApp};
+use crate::common::{
+    self, complete_fields, file_bytes, received_around, sha256_hex, Browser, Part, TestApp,
+};
 use diesel::prelude::*;
 use rocket::http::Status;
 
@@ -803,23 +805,6 @@ fn a_package_holds_at_most_one_blob_open_while_it_streams() {
     for f in &files {
         assert!(members.iter().any(|(_, b)| b == f), "a file is missing");
     }
-}
-
-/// A download answered 200 whose first piece is read, then `meanwhile` runs, then what still comes is read: the
-/// bytes received in all.
-fn received_around(
-    mut res: rocket::local::blocking::LocalResponse<'_>,
-    meanwhile: impl FnOnce(),
-) -> usize {
-    use std::io::Read;
-    assert_eq!(res.status(), Status::Ok);
-    let mut first = vec![0u8; 64 * 1024];
-    let n = res.read(&mut first).unwrap();
-    assert!(n > 0);
-    meanwhile();
-    let mut rest = Vec::new();
-    let _ = res.read_to_end(&mut rest);
-    n + rest.len()
 }
 
 /// A file or package being sent stops once its reader may no longer read it: the grant revoked while a file

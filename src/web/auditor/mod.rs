@@ -706,17 +706,63 @@ struct EntryPages {
     last: i64,
     buf: VecDeque<AuditEntry>,
     failed: bool,
+    /// For an export being sent: whether its auditor may still read the log, asked again before a page.
+    reader: Option<StillAuditor>,
 }
 
 impl EntryPages {
-    fn open(db: &Db, last: i64) -> AppResult<EntryPages> {
+    fn open(db: &Db, last: i64, reader: Option<StillAuditor>) -> AppResult<EntryPages> {
         Ok(EntryPages {
             conn: db.get()?,
             after: 0,
             last,
             buf: VecDeque::new(),
             failed: false,
+            reader,
         })
+    }
+}
+
+/// The auditor an export is sent to, asked about again as it streams, as files and packages of submissions are
+/// ([`crate::workflow::access::WhileAdmitted`]): every `access_recheck_seconds` (0: before every page), before the
+/// next page is read, the account must still be enabled, confirmed and an auditor's. Once it is not (disabled by an
+/// administrator, moved to another role), nothing more is read: the export fails, the client sees it end short of
+/// its declared length, and the cut is recorded (`audit.export_cut`).
+#[derive(Clone)]
+struct StillAuditor {
+    user_id: String,
+    audit: crate::audit::log::AuditLog,
+    actor: crate::audit::log::Actor,
+    every: std::time::Duration,
+    next: std::time::Instant,
+}
+
+impl StillAuditor {
+    /// `Ok` while the auditor may still read the log (asked only when due); otherwise why not, recorded.
+    fn check(&mut self, conn: &mut crate::db::DbConn) -> AppResult<()> {
+        let now = std::time::Instant::now();
+        if now < self.next {
+            return Ok(());
+        }
+        let account = crate::models::account::find(conn, &self.user_id)?;
+        let ended = if account.disabled {
+            "account disabled"
+        } else if account.role != crate::domain::Role::Auditor {
+            "no longer an auditor"
+        } else if !account.email_verified() {
+            "email address not confirmed"
+        } else {
+            self.next = now + self.every;
+            return Ok(());
+        };
+        self.audit.record(
+            conn,
+            &self.actor,
+            Event::new("audit.export_cut", Outcome::Refused).reason(ended),
+        )?;
+        Err(AppError::Refused(format!(
+            "the audit export was cut off: {ended}"
+        )))
     }
 }
 
@@ -728,6 +774,12 @@ impl Iterator for EntryPages {
             return None;
         }
         if self.buf.is_empty() && self.after < self.last {
+            if let Some(reader) = self.reader.as_mut() {
+                if let Err(e) = reader.check(&mut self.conn) {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
             let limit = EXPORT_PAGE.min(self.last - self.after);
             match model::page_after(&mut self.conn, self.after, limit) {
                 Ok(page) => {
@@ -779,7 +831,7 @@ async fn export_page(_auditor: AuditorUser<'_>) -> Page {
 #[rocket::post("/export", data = "<_form>")]
 async fn export(
     ctx: Ctx<'_>,
-    _auditor: AuditorUser<'_>,
+    auditor: AuditorUser<'_>,
     _form: StepUpForm<NoFields>,
 ) -> AppResult<ZipStream> {
     let slot = crate::workflow::documents::download_slot(ctx.state, &ctx.actor)?;
@@ -807,7 +859,7 @@ async fn export(
         .run_lazily(move |db| {
             let len = crate::audit::export_length(
                 generated_at,
-                || EntryPages::open(db, last),
+                || EntryPages::open(db, last, None),
                 &checkpoints,
                 &key,
                 &names,
@@ -817,12 +869,21 @@ async fn export(
         })
         .await?;
     let db = ctx.state.db.clone();
+    let every = std::time::Duration::from_secs(ctx.state.settings.access_recheck_seconds);
+    let reader = StillAuditor {
+        user_id: auditor.user.id.clone(),
+        audit: ctx.state.audit.clone(),
+        actor: ctx.actor.clone(),
+        every,
+        // Asked just now, when the request was admitted.
+        next: std::time::Instant::now() + every,
+    };
     let body = stream_blocking("audit export", move |out| {
         crate::audit::write_export_of_len(
             out,
             len,
             generated_at,
-            || EntryPages::open(&db, last),
+            || EntryPages::open(&db, last, Some(reader.clone())),
             &checkpoints,
             &key,
             names,

@@ -289,6 +289,23 @@ impl TestApp {
                 .unwrap()
         })
     }
+
+    /// The reasons recorded with `action`, oldest first.
+    pub fn audit_reasons(&self, action: &str) -> Vec<String> {
+        use diesel::prelude::*;
+        use pcii_portal::db::schema::audit_entries;
+        self.with_conn(|c| {
+            audit_entries::table
+                .filter(audit_entries::action.eq(action))
+                .order(audit_entries::seq.asc())
+                .select(audit_entries::reason)
+                .load::<Option<String>>(c)
+                .unwrap()
+                .into_iter()
+                .map(Option::unwrap_or_default)
+                .collect()
+        })
+    }
 }
 
 fn base_figment(dir: &std::path::Path, database_url: &str) -> rocket::figment::Figment {
@@ -781,6 +798,26 @@ impl<'c> Browser<'c> {
         req.dispatch()
     }
 
+    /// Posts a form (the anti-forgery token added) without reading the answer's body (as [`Self::get_unread`]).
+    pub fn post_unread(
+        &mut self,
+        uri: &str,
+        fields: &[(&str, &str)],
+    ) -> rocket::local::blocking::LocalResponse<'c> {
+        let token = self.csrf();
+        let mut all: Vec<(&str, &str)> = vec![("csrf", token.as_str())];
+        all.extend_from_slice(fields);
+        let mut req = self
+            .client
+            .post(uri.to_string())
+            .header(ContentType::Form)
+            .body(encode(&all));
+        for c in &self.cookies {
+            req = req.cookie(c.clone());
+        }
+        req.dispatch()
+    }
+
     /// Posts a form (the anti-forgery token added) whose answer is a file: its status, bytes and headers.
     pub fn post_bytes(
         &mut self,
@@ -1087,4 +1124,21 @@ impl TestApp {
                 Some(rest[..end].to_string())
             })
     }
+}
+
+/// Reads the first piece of a 200 response, does `meanwhile`, then reads what else comes: how many bytes arrived in
+/// all (a response cut off ends early, short of its declared length).
+pub fn received_around(
+    mut res: rocket::local::blocking::LocalResponse<'_>,
+    meanwhile: impl FnOnce(),
+) -> usize {
+    use std::io::Read;
+    assert_eq!(res.status(), Status::Ok);
+    let mut first = vec![0u8; 64 * 1024];
+    let n = res.read(&mut first).unwrap();
+    assert!(n > 0);
+    meanwhile();
+    let mut rest = Vec::new();
+    let _ = res.read_to_end(&mut rest);
+    n + rest.len()
 }
