@@ -824,18 +824,7 @@ impl<'c> Browser<'c> {
         uri: &str,
         fields: &[(&str, &str)],
     ) -> (Status, Option<Vec<u8>>, Vec<(String, String)>) {
-        let token = self.csrf();
-        let mut all: Vec<(&str, &str)> = vec![("csrf", token.as_str())];
-        all.extend_from_slice(fields);
-        let mut req = self
-            .client
-            .post(uri.to_string())
-            .header(ContentType::Form)
-            .body(encode(&all));
-        for c in &self.cookies {
-            req = req.cookie(c.clone());
-        }
-        let res = req.dispatch();
+        let res = self.post_unread(uri, fields);
         self.bytes_of(res)
     }
 
