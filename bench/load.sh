@@ -77,19 +77,9 @@ export PCII_LOGIN_ATTEMPTS_PER_MINUTE=1000000       # and no attempt refused by 
 base="http://127.0.0.1:$PORT"
 password="bench-$(openssl rand -hex 16)"
 
-tick_hz="$(getconf CLK_TCK)"
-busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
-# Wait (up to BENCH_WAIT_QUIET seconds; 0 = never) until the machine has been nearly idle (< 0.1 cores busy)
-# for 2 s in a row.
-wait_quiet() {
-    local limit="${BENCH_WAIT_QUIET:-120}" waited=0 calm=0 b0 b1
-    while [ "$waited" -lt "$limit" ] && [ "$calm" -lt 2 ]; do
-        b0="$(busy_ticks)"; sleep 1; b1="$(busy_ticks)"
-        waited=$((waited + 1))
-        if [ $((b1 - b0)) -lt $((tick_hz / 10)) ]; then calm=$((calm + 1)); else calm=0; fi
-    done
-    [ "$calm" -ge 2 ] || [ "$limit" = 0 ] || echo "  (machine still busy after ${limit} s; measuring anyway)" >&2
-}
+wait_quiet_default=120
+# shellcheck source=bench/quiet.sh
+source bench/quiet.sh
 
 start_server() {
     "$bin" serve > "$work/server-$1.log" 2>&1 &

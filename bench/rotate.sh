@@ -26,18 +26,8 @@ export PCII_CONFIG=/nonexistent.toml PCII_DATA_DIR="$work/data" PCII_KEYS_DIR="$
 export PCII_DATABASE_URL=
 if [ -n "${BENCH_ESCROW:-}" ]; then export PCII_ESCROW_RECIPIENTS="[\"$BENCH_ESCROW\"]"; fi
 now() { date +%s.%N; }
-tick_hz="$(getconf CLK_TCK)"
-busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
-# Waits until the machine has been nearly idle (< 0.1 cores busy) for 2 s in a row, at most BENCH_WAIT_QUIET s.
-wait_quiet() {
-    local limit="${BENCH_WAIT_QUIET:-300}" waited=0 calm=0 b0 b1
-    while [ "$waited" -lt "$limit" ] && [ "$calm" -lt 2 ]; do
-        b0="$(busy_ticks)"; sleep 1; b1="$(busy_ticks)"
-        waited=$((waited + 1))
-        if [ $((b1 - b0)) -lt $((tick_hz / 10)) ]; then calm=$((calm + 1)); else calm=0; fi
-    done
-    [ "$calm" -ge 2 ] || [ "$limit" = 0 ] || echo "  (machine still busy after ${limit} s; measuring anyway)" >&2
-}
+# shellcheck source=bench/quiet.sh
+source bench/quiet.sh
 
 echo "filling $N submissions with a data key each ..." >&2
 "$fill" fill "$N" 3

@@ -72,20 +72,8 @@ recipient="$(grep -o 'age1[0-9a-z]*' "$work/rage.key" | head -1)"
 
 results="$work/results.txt"   # one line per measurement, see the report below
 : > "$results"
-tick_hz="$(getconf CLK_TCK)"
-# CPU ticks spent by the whole machine (user, nice, system, irq, softirq, steal).
-busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
-# Before each measurement: wait (up to BENCH_WAIT_QUIET seconds, default 300; 0 = never) until the machine has
-# been nearly idle (< 0.1 cores busy) for 2 s in a row, since other jobs on a shared machine skew the figures.
-wait_quiet() {
-    local limit="${BENCH_WAIT_QUIET:-300}" waited=0 calm=0 b0 b1
-    while [ "$waited" -lt "$limit" ] && [ "$calm" -lt 2 ]; do
-        b0="$(busy_ticks)"; sleep 1; b1="$(busy_ticks)"
-        waited=$((waited + 1))
-        if [ $((b1 - b0)) -lt $((tick_hz / 10)) ]; then calm=$((calm + 1)); else calm=0; fi
-    done
-    [ "$calm" -ge 2 ] || [ "$limit" = 0 ] || echo "  (machine still busy after ${limit} s; measuring anyway)" >&2
-}
+# shellcheck source=bench/quiet.sh
+source bench/quiet.sh
 # Runs a command under /usr/bin/time, its stdout to $work/cmd.out; prints
 # "<wall s> <cpu s of the command> <machine busy cpu s>".
 measure() {
