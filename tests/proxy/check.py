@@ -82,9 +82,11 @@ class Client:
 
     def __init__(self, port, src="127.0.0.1"):
         self.port, self.src, self.cookies = port, src, {}
+        # An IPv6 source talks to nginx's [::1] listener; the Host header stays the portal's origin.
+        self.host = "::1" if ":" in src else "127.0.0.1"
 
     def request(self, method, path, body=None, headers=None, timeout=10):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout, source_address=(self.src, 0))
+        c = http.client.HTTPConnection(self.host, self.port, timeout=timeout, source_address=(self.src, 0))
         h = {"Host": f"127.0.0.1:{self.port}"}
         if self.cookies:
             h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
@@ -493,6 +495,38 @@ def main():
           f"with 429")
     st, _, _ = Client(nginx_port, "127.0.0.60").request("GET", "/login")
     check(st == 200, f"c. GET /login from the flooding address is not limited: HTTP {st}")
+
+    # ------------------------------------------------------------------ c. an IPv6 /64 is one client
+    v6 = env.get("PROXY_V6", "").split()
+    if len(v6) == 3:
+        first, same_64, other_64 = v6
+        say(f"== c. sign-in POSTs from IPv6: 15 from {first}, then 5 from {same_64} (same /64), "
+            f"5 from {other_64} (another /64)")
+
+        def posts(src, n):
+            cl = Client(nginx_port, src)
+            token = cl.csrf("/login")
+            answers = {}
+            for _ in range(n):
+                st, hd, _ = cl.request("POST", "/login",
+                                       {"email": "nobody6@example.org", "password": "wrong-password", "csrf": token})
+                who = "portal" if "content-security-policy" in hd else "nginx"
+                answers[f"{st} from {who}"] = answers.get(f"{st} from {who}", 0) + 1
+            return answers
+
+        def reached(answers):
+            return sum(v for k, v in answers.items() if k.endswith("portal"))
+
+        a, b, c = posts(first, 15), posts(same_64, 5), posts(other_64, 5)
+        say(f"  answers: {first} {a}; {same_64} {b}; {other_64} {c}")
+        check(10 <= reached(a) <= 13 and a.get("429 from nginx", 0) >= 2,
+              f"c. limit_req let {reached(a)} of 15 from {first} through (burst 10 + the rate)")
+        check(b.get("429 from nginx", 0) >= 3,
+              f"c. another address of the same /64 gets no fresh allowance: nginx refused "
+              f"{b.get('429 from nginx', 0)} of 5 ({reached(b)} reached the portal)")
+        check(reached(c) == 5, f"c. an address in another /64 has its own: {reached(c)} of 5 reached the portal")
+    else:
+        say("== c. SKIPPED the IPv6 /64 check: IPv6 on lo or the right to add addresses to it (root) is missing")
 
     # ------------------------------------------------------------------ c. a large upload and download stream
     say(f"== c. a {upload_mib} MiB upload and its download through nginx")
