@@ -512,7 +512,8 @@ fn queue_notices(
 }
 
 /// One file of the thread as a decrypting stream, recorded as downloaded (`message file N`, never its name). 410
-/// once the submission's content was destroyed.
+/// once the submission's content was destroyed. Like an attachment, the stream keeps asking whether its reader may
+/// still read the submission ([`access::WhileAdmitted`]) and stops once the answer is no.
 pub async fn open_file(
     state: &Services,
     admitted: &Admitted,
@@ -537,11 +538,18 @@ pub async fn open_file(
         .unwrap_or_else(|| format!("message-file-{}", row.position));
     let slot = documents::download_slot(state, actor)?;
     let (stream, len) = documents::open_blob(state, &blob_id).await?;
-    let stream = Box::pin(crate::slots::HeldBody::new(stream, slot));
+    let what = format!("message file {}", row.position);
+    let stream = Box::pin(access::WhileAdmitted::new(
+        state,
+        admitted,
+        actor,
+        what.clone(),
+        crate::slots::HeldBody::new(stream, slot),
+    ));
     let event = Event::new("content.downloaded", Outcome::Success)
         .object("submission", sub.id.clone())
         .tracking(sub.tracking_number.clone())
-        .reason(format!("message file {}", row.position));
+        .reason(what);
     let (audit, actor) = (state.audit.clone(), actor.clone());
     state
         .db

@@ -717,3 +717,61 @@ fn a_message_mail_the_route_refused_is_retried_later_for_whoever_still_wants_it_
     assert!(last.contains("queued mail given up"), "{last}");
     app.mend_outbox();
 }
+
+/// A message file being sent stops once its reader may no longer read the submission, as an attachment does: here
+/// the officer's account is disabled after the first piece. What is left never leaves and the cut is recorded.
+/// Asked again before every piece (`access_recheck_seconds = 0`); every 5 s by default.
+#[test]
+fn a_message_file_download_under_way_is_cut_off_when_its_reader_loses_access() {
+    const LEN: usize = 3 << 20;
+    let app = TestApp::with(|f| f.merge(("access_recheck_seconds", 0)));
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let mut admin = app.login_as(Role::Administrator, "root@pcii.example.gov", None);
+    let id = submit(&mut ann);
+    let thread = format!("/submissions/{id}/messages");
+    let file = file_bytes(LEN, 7, "CutFileMarker");
+    let page = ann.post_multipart(
+        &thread,
+        &[
+            Part::Text("body", ANSWER),
+            Part::File("file_1", FILE_NAME, &file),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let file_id: String = app.with_conn(|c| {
+        message_files::table
+            .filter(message_files::submission_id.eq(&id))
+            .select(message_files::id)
+            .first(c)
+            .unwrap()
+    });
+    let url = format!("/officer/submissions/{id}/messages/files/{file_id}");
+
+    // Untouched, the file arrives whole although access is asked again before every piece.
+    let (status, whole, _) = olga.get_bytes(&url);
+    assert_eq!(status, Status::Ok);
+    assert_eq!(whole.expect("read to a clean end").len(), LEN);
+    assert!(audit_reasons(&app, "content.cut").is_empty());
+
+    let olga_id = user(&app, "olga@pcii.example.gov").id;
+    let got = crate::common::received_around(olga.get_unread(&url), || {
+        let page = admin.post(
+            &format!("/admin/accounts/{olga_id}/disable"),
+            &[("reason", "left the office"), ("confirm", "true")],
+        );
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    });
+    assert!(
+        got < LEN / 2,
+        "{got} of {LEN} bytes sent after the account was disabled"
+    );
+    let cuts = audit_reasons(&app, "content.cut");
+    assert_eq!(cuts.len(), 1, "{cuts:?}");
+    assert!(
+        cuts[0]
+            .as_deref()
+            .is_some_and(|r| r.starts_with("message file 1: ")),
+        "{cuts:?}"
+    );
+}
