@@ -90,6 +90,7 @@ impl ErrorPage {
             let page = Page::new("step_up.html.tera")
                 .with("action", &challenge.action)
                 .with("fields", &challenge.fields)
+                .with("secrets", &challenge.secrets)
                 .with("error", &challenge.error)
                 .with("passkey_options", &challenge.passkey_options)
                 .with("back", "/dashboard")

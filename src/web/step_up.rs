@@ -145,8 +145,11 @@ pub async fn passkey_options(state: &Services, who: &Authenticated) -> AppResult
 pub struct StepUpChallenge {
     /// Where the form posts again: the address it was posted to.
     pub action: String,
-    /// Everything that was typed, but the form token and the answer itself.
+    /// Everything that was typed, but the form token, the answer itself and any secret.
     pub fields: Vec<(String, String)>,
+    /// Names of the secret fields that were typed (a current password): never written back into the page, which
+    /// asks for them again instead.
+    pub secrets: Vec<String>,
     pub error: Option<String>,
     pub passkey_options: Option<String>,
 }
@@ -160,6 +163,12 @@ pub fn challenge_of(req: &Request<'_>) -> Option<StepUpChallenge> {
         .lock()
         .ok()
         .and_then(|c| c.clone())
+}
+
+/// A field whose value is a secret (the current password a factor's removal asks for): the step-up page does not
+/// carry it as typed, which would write the password into the page's source and its saved form state.
+fn is_secret(name: &str) -> bool {
+    name.contains("password")
 }
 
 /// A urlencoded form with its anti-forgery token checked (as [`crate::web::forms::CsrfForm`]) that also needs a
@@ -213,14 +222,17 @@ where
             tracing::error!(error = %e, "starting a passkey ceremony failed");
             None
         });
-        let kept = fields
+        let (secret, kept): (Vec<_>, Vec<_>) = fields
             .into_iter()
             .filter(|(k, _)| k != CSRF_FIELD && k != CODE_FIELD && k != PASSKEY_FIELD)
-            .collect();
+            .partition(|(k, _)| is_secret(k));
+        let mut secrets: Vec<String> = secret.into_iter().map(|(k, _)| k).collect();
+        secrets.dedup();
         if let Ok(mut slot) = req.local_cache(ChallengeSlot::default).0.lock() {
             *slot = Some(StepUpChallenge {
                 action: req.uri().to_string(),
                 fields: kept,
+                secrets,
                 error: error.map(str::to_string),
                 passkey_options,
             });

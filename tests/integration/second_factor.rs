@@ -465,6 +465,18 @@ fn removing_a_factor_needs_the_password_and_a_fresh_factor_and_staff_keep_one() 
         Status::Unauthorized,
         "a stale factor is asked for again"
     );
+    // The page that asks for it does not write the typed password back into itself: it asks for it again.
+    assert!(
+        !stale.body.contains(PASSWORD),
+        "the password is in the step-up page"
+    );
+    assert!(
+        stale
+            .body
+            .contains(r#"name="password" type="password" autocomplete="current-password""#),
+        "{}",
+        stale.body
+    );
     let code = common::totp_code(app.state(), "sam@acme.example");
     let done = sam.post(
         "/account/security/totp/remove",
