@@ -11,7 +11,7 @@ use rocket::response::Redirect;
 use rocket::Either;
 
 use crate::auth::second_factor::{
-    self, Checked, Checker, Enrolled, Limits, Purpose, Removal, RemovalResult,
+    self, Checked, Checker, Enrolled, Limits, Purpose, Removal, RemovalResult, Stage,
 };
 use crate::auth::throttle::Policy;
 use crate::error::{AppError, AppResult};
@@ -190,9 +190,12 @@ async fn confirm_totp(
         })
         .await?;
     match (result, again) {
-        (Enrolled::Done { recovery_codes }, _) => Ok(Either::Right(match recovery_codes {
+        (Enrolled::Done { recovery_codes }, _) => Ok(Either::Right({
+            finish_sign_in_if_enrolling(&ctx, &who, jar).await?;
+            match recovery_codes {
             Some(codes) => show_codes_once(&ctx, jar, &codes, "Your authenticator app is set up."),
             None => Notice::redirect("/account/security", "Your authenticator app is set up."),
+            }
         })),
         (Enrolled::WrongCode, Some(setup)) => Ok(Either::Left(
             totp_setup_page(&setup)
@@ -357,10 +360,35 @@ async fn add_passkey(
             )
         })
         .await?;
+    finish_sign_in_if_enrolling(&ctx, &who, jar).await?;
     Ok(match codes {
         Some(codes) => show_codes_once(&ctx, jar, &codes, "Your passkey is added."),
         None => Notice::redirect("/account/security", "Your passkey is added."),
     })
+}
+
+/// A session that signed in with the password alone and has just enrolled the factor its account must have now
+/// holds the full sign-in: like the second-factor step at sign-in (`sessions::upgrade`), it gets a new token, and
+/// the one issued after the password alone ends. A session already signed in with a factor keeps its token.
+async fn finish_sign_in_if_enrolling(
+    ctx: &Ctx<'_>,
+    who: &ManagingFactors<'_>,
+    jar: &CookieJar<'_>,
+) -> AppResult<()> {
+    if who.stage != Stage::MustEnrol {
+        return Ok(());
+    }
+    let (hash, now) = (who.session_hash.clone(), ctx.state.clock.now());
+    let token = ctx
+        .state
+        .db
+        .run(move |c| crate::auth::sessions::upgrade(c, &hash, now))
+        .await?
+        .ok_or(AppError::Conflict(
+            "Your sign-in expired. Sign in again.".into(),
+        ))?;
+    jar.add_private(crate::web::guards::session_cookie(ctx.tls, token));
+    Ok(())
 }
 
 /// Only a path on this portal that is a valid URI (the sign-in's own rule, `signin::safe_next`): where to come

@@ -1002,3 +1002,38 @@ fn a_password_change_or_reset_drops_a_pending_app_setup() {
     assert_eq!(reset.status, Status::SeeOther);
     assert_eq!(pending(), 0);
 }
+
+/// An account that must have a factor signs in with its password alone and is sent to enrol one. Enrolling it
+/// completes the sign-in as giving it at the second step does: on a new session token, the one issued after the
+/// password alone ended.
+#[test]
+fn enrolling_the_factor_an_account_must_have_finishes_signing_in_on_a_new_session_token() {
+    use pcii_portal::db::schema::sessions;
+    use std::collections::BTreeSet;
+    let app = TestApp::new();
+    let mut olive = invited_officer(&app, "olive@example.gov");
+    olive.login("olive@example.gov", "olive's own long passphrase");
+    let olive_id = app.user_id("olive@example.gov");
+    let tokens = |app: &TestApp| -> BTreeSet<String> {
+        app.with_conn(|c| {
+            sessions::table
+                .filter(sessions::user_id.eq(&olive_id))
+                .select(sessions::token_hash)
+                .load::<String>(c)
+                .unwrap()
+                .into_iter()
+                .collect()
+        })
+    };
+    let before = tokens(&app);
+    olive.enrol_authenticator_on_pages();
+    let after = tokens(&app);
+    assert_eq!(
+        before.difference(&after).count(),
+        1,
+        "the password-only token still lives"
+    );
+    assert_eq!(after.difference(&before).count(), 1, "no new token");
+    // The new token holds the full sign-in.
+    assert_eq!(olive.get("/officer").status, Status::Ok);
+}
