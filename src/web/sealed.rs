@@ -444,6 +444,18 @@ async fn offer_share(
 fn serve_socket(state: Arc<SealedPortal>, shutdown: Shutdown) {
     use std::os::unix::fs::PermissionsExt;
     let path = state.socket.clone();
+    // Whoever can connect may offer shares and read the progress, and a new socket takes the process's umask until it
+    // is made 0600: it opens only in a key directory no other account can enter (the portal makes it 0700).
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let private = std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o077 == 0);
+    if !private {
+        tracing::warn!(
+            dir = %dir.display(),
+            "the key directory is open to other accounts (chmod 700 it): the local unseal socket is not opened; \
+             unseal on the /unseal page"
+        );
+        return;
+    }
     // A socket left by a process that died: nothing listens on it any more.
     let _ = std::fs::remove_file(&path);
     let listener = match tokio::net::UnixListener::bind(&path) {
@@ -453,7 +465,12 @@ fn serve_socket(state: Arc<SealedPortal>, shutdown: Shutdown) {
             return;
         }
     };
-    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    if let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+        tracing::warn!(path = %path.display(), error = %e, "the local unseal socket could not be made 0600: not opened");
+        drop(listener);
+        let _ = std::fs::remove_file(&path);
+        return;
+    }
     tokio::spawn(async move {
         loop {
             tokio::select! {

@@ -762,6 +762,30 @@ fn a_custodian_on_the_same_host_unseals_through_the_cli() {
     assert_eq!(unseal_count_sealed(tmp.path(), "refused"), 1);
 }
 
+/// The local socket accepts shares from whoever can connect to it: a sealed portal whose key directory other
+/// accounts can enter (an operator's `mkdir keys`, mode 0755) does not open it; the unseal page is still there.
+#[test]
+fn the_unseal_socket_opens_only_in_a_key_directory_closed_to_other_accounts() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys");
+    shares_store(tmp.path());
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sealed_figment = figment(tmp.path()).merge(("master_key_protection", "shares"));
+    let (rocket, _unlocked) =
+        pcii_portal::web::sealed::build_with_clock(sealed_figment, Clock::system()).unwrap();
+    let client = Client::tracked(rocket).unwrap();
+    assert_eq!(
+        client.get("/healthz").dispatch().status(),
+        Status::ServiceUnavailable
+    );
+    assert!(
+        !keys.join(pcii_portal::key_store::UNSEAL_SOCKET).exists(),
+        "the socket is open in a directory others can enter"
+    );
+    assert_eq!(client.get("/unseal").dispatch().status(), Status::Ok);
+}
+
 /// `keys protect` stopped after its commit point but before its audit entry — the state the conversion alone
 /// leaves (called here as the command calls it): the store converted, no entry, the run's note of it. The next
 /// run that opens the store with its secret records it, once, naming the unlock key in force: a re-run of the
