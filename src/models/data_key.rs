@@ -183,6 +183,29 @@ pub fn submissions_with_current_older_than(
         .load(conn)
 }
 
+/// Submissions (ids after `after`, in order, at most `limit`) that hold a data key besides their current one: what
+/// an interrupted `keys rotate --data-keys` leaves once a submission's blobs are on its new key but its texts may not
+/// be and its old key is not yet deleted.
+pub fn submissions_with_retired(
+    conn: &mut DbConn,
+    after: &str,
+    limit: i64,
+) -> QueryResult<Vec<String>> {
+    data_keys::table
+        .inner_join(submissions::table.on(submissions::id.eq(data_keys::submission_id)))
+        .filter(
+            submissions::data_key_id
+                .is_null()
+                .or(submissions::data_key_id.ne(data_keys::key_id.nullable())),
+        )
+        .filter(data_keys::submission_id.gt(after))
+        .select(data_keys::submission_id)
+        .distinct()
+        .order(data_keys::submission_id.asc())
+        .limit(limit)
+        .load(conn)
+}
+
 /// Every wrapped data key of these submissions.
 pub fn of_submissions(
     conn: &mut DbConn,

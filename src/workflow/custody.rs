@@ -151,6 +151,19 @@ pub fn rekey(
             progress(RekeyProgress::Submission { blobs: n });
         }
     }
+    // Then every submission that still holds an old data key: a run killed after it moved a submission's blobs to
+    // the new key, but before it moved the texts and deleted the old one, leaves it so, and neither pass above sees
+    // it again (its current key is not older than the run, no blob is off it).
+    let mut after = String::new();
+    loop {
+        let ids = data_key::submissions_with_retired(conn, &after, REKEY_BATCH).map_err(db)?;
+        let Some(last) = ids.last() else { break };
+        after = last.clone();
+        for id in &ids {
+            let n = reencrypt_submission(keyring, conn, store, id, &mut done, now)?;
+            progress(RekeyProgress::Submission { blobs: n });
+        }
+    }
     // Officers' texts written in clear before they were sealed (a conversion walks every submission).
     if mode == Rekey::Convert {
         let mut after = String::new();

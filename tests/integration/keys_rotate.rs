@@ -868,3 +868,68 @@ fn a_data_key_no_identity_opens_is_reported_and_the_rotation_carries_on_with_the
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("3 data key(s) re-wrapped"), "{stdout}");
 }
+
+/// `keys rotate --data-keys` killed after it gave a submission its new key and moved every blob to it, but before
+/// it moved the officers' texts and deleted the old key: the run that resumes must still finish that submission.
+/// Neither of the resumed run's first two passes sees it (its current key is not older than the run, no blob is off
+/// it), so the old key (the one a rotation of data keys is there to retire) would stay, with the run saying
+/// "finished".
+#[test]
+fn a_data_key_rotation_killed_between_moving_the_blobs_and_deleting_the_old_key_finishes_on_resume()
+{
+    let app = TestApp::new();
+    let sub = submissions(&app, 1).remove(0);
+    let store = FsBlobStore::open(&app.data_dir().join("blobs")).unwrap();
+    let ring = KeyRing::load(&app.keys_dir(), &[]).unwrap();
+    let t0 = app.now();
+    let old = WrappedKey::generate(&ring).unwrap();
+    app.with_conn(|c| data_key::insert_current(c, &old.row(&sub, t0)).unwrap());
+    let text = "the file of the interrupted rotation ".repeat(100);
+    let sealed = seal_reader(
+        &store,
+        &Recipients::from_key_id(&old.key_id).unwrap(),
+        text.as_bytes(),
+    )
+    .unwrap();
+    app.with_conn(|c| blob::insert(c, "b-1", &sub, "attachment", &sealed, t0).unwrap());
+
+    // What the killed run left: its mark (its start, T), the submission's new key made at T and current, the blob
+    // re-encrypted to it and switched; the old key still stored.
+    app.advance(5);
+    let t = app.now();
+    app.with_conn(|c| {
+        pcii_portal::models::settings::set(c, "data_key_rotation_started_at", &t.to_string())
+            .unwrap()
+    });
+    let new = WrappedKey::generate(&ring).unwrap();
+    app.with_conn(|c| data_key::insert_current(c, &new.row(&sub, t)).unwrap());
+    let resealed = seal_reader(
+        &store,
+        &Recipients::from_key_id(&new.key_id).unwrap(),
+        text.as_bytes(),
+    )
+    .unwrap();
+    app.with_conn(|c| assert!(blob::switch_ciphertext(c, "b-1", &sealed.name, &resealed).unwrap()));
+    store.delete(&sealed.name).unwrap();
+    let keys_of = |app: &TestApp| -> Vec<String> {
+        app.with_conn(|c| {
+            data_keys::table
+                .filter(data_keys::submission_id.eq(&sub))
+                .select(data_keys::key_id)
+                .load(c)
+                .unwrap()
+        })
+    };
+    assert_eq!(keys_of(&app).len(), 2);
+
+    app.advance(5);
+    let out = ok(&cli(&app, &["keys", "rotate", "--data-keys"]));
+    assert!(out.contains("resuming"), "{out}");
+    assert_eq!(
+        keys_of(&app),
+        vec![new.key_id.clone()],
+        "the old data key survived the resumed run: {out}"
+    );
+    let texts = HashMap::from([("b-1".to_string(), text)]);
+    assert_all_readable(&app, &store, &ring, &texts);
+}
