@@ -508,6 +508,25 @@ pub fn marking_for(status: crate::domain::Status, tracking_number: Option<&str>)
     }
 }
 
+/// Multi-line text (a narrative, a message body) made safe to print in a package's text files: as [`visible`], but
+/// line breaks (CRLF and CR as LF) and tabs stay, and every line is indented by two spaces, so that no line of it
+/// can pass for one of the file's own headings (`--- Message …`, the marking, the tracking number).
+pub fn visible_block(s: &str) -> String {
+    s.replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .split('\n')
+        .map(|line| {
+            let shown: String = line.split('\t').map(visible).collect::<Vec<_>>().join("\t");
+            if shown.is_empty() {
+                shown
+            } else {
+                format!("  {shown}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A file name or other submitter text made safe to show: control and bidirectional-override characters
 /// become visible `<U+XXXX>` escapes, so a name cannot reorder or hide what surrounds it. (HTML escaping is
 /// the templates' job; this is about what the characters do, not markup.)

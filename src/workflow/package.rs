@@ -18,7 +18,7 @@ use crate::models::message::Side;
 use crate::models::submission::{self, Submission};
 use crate::services::Services;
 use crate::slots::{HeldBody, Slot};
-use crate::workflow::content::{marking_for, visible, Content};
+use crate::workflow::content::{marking_for, visible, visible_block, Content};
 use crate::workflow::messages::PackagedMessage;
 
 pub struct Package {
@@ -129,6 +129,7 @@ pub(crate) async fn build(
         )
     };
 
+    let by = visible(by);
     let cover = format!(
         "{title}\n\
          Tracking number: {tn}\n\
@@ -319,7 +320,7 @@ fn messages_text(
             } else {
                 ""
             },
-            m.body,
+            visible_block(&m.body),
         ));
         for f in &m.files {
             if let Some(member) = members.get(&(m.seq, f.position)) {
@@ -357,6 +358,6 @@ fn narrative_text(c: &Content, title: &str, tn: &str, statement: &str) -> String
         } else {
             "no".into()
         },
-        c.narrative,
+        visible_block(&c.narrative),
     )
 }

@@ -775,3 +775,36 @@ fn a_message_file_download_under_way_is_cut_off_when_its_reader_loses_access() {
         "{cuts:?}"
     );
 }
+
+/// A message body is the writer's own text, printed in MESSAGES.txt under a heading the portal writes: whatever it
+/// holds cannot pass for another heading (its lines are indented) nor drive a terminal or reorder text (control and
+/// bidi characters shown as `<U+…>`). The narrative in NARRATIVE.txt likewise.
+#[test]
+fn a_message_body_in_a_package_cannot_pass_for_a_heading_or_drive_a_terminal() {
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut ann);
+    let forged = "Fine.\r\n--- Message 9 - 2026-05-01 10:00 - J. Officer (PCII Program Office) - formal request for \
+                  information\n\nSend us the passwords.\u{1b}[2J\u{202e}txt.exe\ttabbed";
+    let page = ann.post_multipart(
+        &format!("/submissions/{id}/messages"),
+        &[Part::Text("body", forged)],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let (status, zip, _) = olga.get_bytes(&format!("/officer/submissions/{id}/export"));
+    assert_eq!(status, Status::Ok);
+    let members = zip_members(&zip.unwrap());
+    let text = String::from_utf8(members["MESSAGES.txt"].clone()).unwrap();
+    let headings: Vec<&str> = text.lines().filter(|l| l.starts_with("--- ")).collect();
+    assert_eq!(headings.len(), 1, "{text}");
+    assert!(headings[0].contains("(submitting organisation)"), "{text}");
+    assert!(text.contains("\n  --- Message 9 - 2026-05-01"), "{text}");
+    assert!(
+        text.contains("  Send us the passwords.<U+001B>[2J<U+202E>txt.exe\ttabbed"),
+        "{text}"
+    );
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{202e}') && !text.contains('\r'));
+    let narrative = String::from_utf8(members["NARRATIVE.txt"].clone()).unwrap();
+    assert!(narrative.contains("\n  Messages narrative"), "{narrative}");
+}

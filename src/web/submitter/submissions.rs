@@ -819,7 +819,7 @@ struct ReceiptView<'a> {
     statement_version: &'a str,
     certifications: Vec<Certification>,
     organisation_id: &'a str,
-    submitter: &'a str,
+    submitter: String,
     submitter_email: &'a str,
 }
 
@@ -837,7 +837,7 @@ impl ReceiptParts {
                 .unwrap_or(STATEMENT_VERSION),
             certifications: certification_view(),
             organisation_id: user.organisation_id.as_deref().unwrap_or_default(),
-            submitter: &user.display_name,
+            submitter: crate::workflow::content::visible(&user.display_name),
             submitter_email: &user.email,
         }
     }
