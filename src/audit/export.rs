@@ -1085,7 +1085,10 @@ pub fn verify_export(zip_path: &Path, kept_checkpoint: Option<&Path>) -> Result<
         }
         csha.update(&row);
         cbytes += row.len() as u64;
-        next_seq = entry.seq + 1;
+        next_seq = entry
+            .seq
+            .checked_add(1)
+            .ok_or_else(|| Problem::new(entry.seq, "sequence number out of range"))?;
     }
     let mut rest = [0u8; 1];
     match cr.read(&mut rest) {

@@ -452,9 +452,13 @@ impl ChainVerifier {
                 tracker.on_entry(seq, &stored_hash, leaf, first)?;
             }
         }
+        // The last possible number has no successor: a chain that gets there (only a crafted one can) ends there.
+        let next = seq
+            .checked_add(1)
+            .ok_or_else(|| Problem::new(seq, "sequence number out of range"))?;
         self.prev2_hash = Some(self.last_hash);
         self.last_hash = stored_hash;
-        self.expected_seq = Some(seq + 1);
+        self.expected_seq = Some(next);
         self.first_seq.get_or_insert(seq);
         self.last_seq = Some(seq);
         self.count += 1;
@@ -664,6 +668,19 @@ pub(crate) mod tests {
         chain_next, parse_hash_hex, MerkleBuilder, NewEntryFields, GENESIS_HASH,
     };
     use crate::audit::checkpoint::CheckpointSigner;
+
+    /// A chain that starts at the last possible sequence number (only a crafted one can) is refused, not wrapped
+    /// around to a negative number (release builds) or a panic (debug builds).
+    #[test]
+    fn an_entry_at_the_last_possible_sequence_number_is_a_problem_not_an_overflow() {
+        let mut e = chain_next(None, 1, 1_700_000_000, fields(1)).unwrap();
+        e.seq = i64::MAX;
+        e.entry_hash = hex::encode(e.computed_hash(&GENESIS_HASH));
+        let mut v = ChainVerifier::new(Some((i64::MAX, GENESIS_HASH)));
+        let problem = v.feed(&e).unwrap_err();
+        assert_eq!(problem.seq, i64::MAX);
+        assert!(problem.what.contains("out of range"), "{}", problem.what);
+    }
 
     pub(crate) fn fields(i: i64) -> NewEntryFields {
         NewEntryFields {
