@@ -254,12 +254,17 @@ pub async fn backfill_title(state: &Services, submission_id: &str, title: &str) 
     state
         .db
         .run(move |c| {
-            let Some(key) = data_key::current_of(c, &sid)? else {
-                return Ok(());
-            };
-            let sealed = Sealer::to_key(&key)?.seal(&title)?;
-            submission::fill_title(c, &sid, &sealed.stored)?;
-            Ok(())
+            // Under the facts' lock, as every write sealed to a data key: `keys rotate --data-keys` changes the
+            // current key and deletes the old one under it, so the title is never stored sealed to a retired key.
+            c.transaction(|tx| {
+                crate::audit::log::lock_head(tx)?;
+                let Some(key) = data_key::current_of(tx, &sid)? else {
+                    return Ok(());
+                };
+                let sealed = Sealer::to_key(&key)?.seal(&title)?;
+                submission::fill_title(tx, &sid, &sealed.stored)?;
+                Ok::<_, AppError>(())
+            })
         })
         .await
 }

@@ -228,7 +228,8 @@ fn new_current_key(
         lock_head(tx)?;
         let current = data_key::current_of(tx, submission_id)?;
         let due = match (older_than, &current) {
-            (None, None) => true,
+            // A submission destroyed meanwhile (its blob rows went with its keys) gets no new key.
+            (None, None) => !blob::of_submission(tx, submission_id)?.is_empty(),
             (Some(cutoff), Some(k)) => {
                 data_key::find(tx, submission_id, k)?.is_none_or(|row| row.created_at < cutoff)
             }
@@ -273,6 +274,9 @@ fn reencrypt_submission(
         })?;
         let switched = conn
             .transaction(|tx| {
+                // Under the facts' lock: a destruction reading this submission's blobs either runs before (the row
+                // is gone: the new copy is queued below) or after (it sees the new copy, and queues it).
+                lock_head(tx)?;
                 let switched = blob::switch_ciphertext(tx, &row.id, &row.storage_name, &sealed)?;
                 let garbage = if switched {
                     &row.storage_name // the old copy
