@@ -225,6 +225,7 @@ pub async fn open_form<'r>(
         .max_submission_bytes
         .saturating_add(FRAMING_SLACK);
     let stream = ReaderStream::with_capacity(data.open(open_limit.bytes()), 64 * 1024);
+    let stream = WindowEnd::new(stream, state.clock.clone(), deadline);
     let stream = BoundedBursts::new(PartHeaderEscaper::new(stream, boundary));
     let mut multipart = multer::Multipart::new(stream, boundary.to_string());
     match read_token(&mut multipart, token).await {
@@ -242,6 +243,80 @@ pub async fn open_form<'r>(
     }
 }
 
+/// Ends the body with a `TimedOut` error when the request's window runs out while the portal waits for more of it.
+/// The window is otherwise checked as pieces arrive, so a client that stops sending would hold its connection and
+/// its upload slot for as long as it liked (behind nginx, `client_body_timeout` cuts it after 30 s; the portal on its
+/// own had nothing). While waiting it looks at the portal's clock once a second.
+struct WindowEnd<S> {
+    inner: S,
+    clock: crate::clock::Clock,
+    deadline: i64,
+    tick: tokio::time::Interval,
+    over: bool,
+}
+
+impl<S> WindowEnd<S> {
+    fn new(inner: S, clock: crate::clock::Clock, deadline: i64) -> Self {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        WindowEnd {
+            inner,
+            clock,
+            deadline,
+            tick,
+            over: false,
+        }
+    }
+}
+
+impl<S: Stream<Item = std::io::Result<Bytes>> + Unpin> Stream for WindowEnd<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        if self.over {
+            return Poll::Ready(None);
+        }
+        let next = Pin::new(&mut self.inner).poll_next(cx);
+        if next.is_ready() {
+            return next;
+        }
+        // Nothing to read: until the next tick is pending (which registers the wake-up), look at the clock.
+        while self.tick.poll_tick(cx).is_ready() {
+            if self.clock.now() > self.deadline {
+                self.over = true;
+                return Poll::Ready(Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    WindowOver,
+                ))));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// The error [`WindowEnd`] ends a body with.
+#[derive(Debug)]
+struct WindowOver;
+
+impl std::fmt::Display for WindowOver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the upload's window ran out while waiting for the body")
+    }
+}
+
+impl std::error::Error for WindowOver {}
+
+impl WindowOver {
+    /// Whether multer's error is this one, passed through from the stream.
+    fn caused(e: &multer::Error) -> bool {
+        matches!(e, multer::Error::StreamReadFailed(inner)
+            if inner
+                .downcast_ref::<std::io::Error>()
+                .and_then(|e| e.get_ref())
+                .is_some_and(|e| e.is::<WindowOver>()))
+    }
+}
+
 /// Hands multer at most [`BODY_BURST`] bytes of the body per poll.
 ///
 /// multer reads everything its stream has ready into one growing buffer before it parses. While
@@ -252,6 +327,9 @@ struct BoundedBursts<S> {
     inner: S,
     burst: usize,
 }
+
+/// How long the rest of a refused body is drained at most before the answer goes out regardless.
+const DISCARD_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Body bytes multer may gather per poll: a few reads, as large as the sealer's pieces.
 const BODY_BURST: usize = 256 * 1024;
@@ -359,10 +437,17 @@ impl FormStream<'_> {
     }
 
     /// Reads and drops the rest of the body, so that a browser gets the answer to a refused upload
-    /// instead of a reset connection. The body is capped when it is opened.
+    /// instead of a reset connection. The body is capped when it is opened, and the time spent draining it is
+    /// capped here ([`DISCARD_MAX`]; the window ends it too): a refused client that trickles its body does not keep
+    /// the connection and its upload slot for long.
     pub async fn discard(mut self) {
-        while let Ok(Some(mut field)) = self.multipart.next_field().await {
-            while let Ok(Some(_)) = field.chunk().await {}
+        let drain = async {
+            while let Ok(Some(mut field)) = self.multipart.next_field().await {
+                while let Ok(Some(_)) = field.chunk().await {}
+            }
+        };
+        if tokio::time::timeout(DISCARD_MAX, drain).await.is_err() {
+            tracing::info!("stopped draining a refused upload's body");
         }
     }
 }
@@ -389,6 +474,14 @@ struct Reader<'a> {
 }
 
 fn broken(e: multer::Error) -> Failure {
+    if WindowOver::caused(&e) {
+        tracing::info!("an upload stopped arriving and its window ran out");
+        return Failure::Refused(AppError::TimedOut(
+            "The upload stopped arriving and ran out of the time the portal allows for one form. Nothing was \
+             saved; send the form again."
+                .into(),
+        ));
+    }
     tracing::info!(error = %e, "a multipart body could not be read");
     let message = match e {
         // Control characters in file names are escaped before multer sees them (part_headers), so

@@ -728,6 +728,75 @@ fn an_upload_still_arriving_past_its_window_is_refused_and_leaves_nothing() {
     assert_eq!(blob_rows, 0);
 }
 
+/// A client that stops sending mid-body cannot hold its connection and upload slot past the window: while the
+/// portal waits for more it looks at the clock, and once the window is over it answers 408 without the rest and
+/// removes what the request had stored.
+#[test]
+fn an_upload_that_stops_arriving_is_refused_when_its_window_is_over() {
+    let served = serve_with(|f| f.merge(("blob_sweep_grace_minutes", 30)));
+    let window = pcii_portal::workflow::blobs::upload_window_secs(30);
+    let port = served.port;
+    let mut cookies = Vec::new();
+    let token = sign_in_for_a_new_submission(port, &mut cookies);
+    let early = file_bytes(64 * 1024, 3, "early");
+    let late = file_bytes(4 * 1024 * 1024, 4, "late");
+    let mut parts = vec![Part::Text("csrf", &token)];
+    parts.extend(complete_fields("a file, then a stall", "submit"));
+    parts.push(Part::Text("description_1", "Relay settings"));
+    parts.push(Part::File("file_1", "early.bin", &early));
+    parts.push(Part::Text("description_2", "Historian export"));
+    parts.push(Part::File("file_2", "late.bin", &late));
+    let body = common::multipart_body(&parts);
+
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let cookie = cookies
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let head = format!(
+        "POST /submissions HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n\
+         Host: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\nCookie: {cookie}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body[..body.len() / 2]).unwrap();
+    stream.flush().unwrap();
+    // The first file is committed to the store; then nothing more is sent, and the window passes.
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while stored_files(&served)
+        .iter()
+        .all(|n| !pcii_portal::storage::is_valid_blob_name(n))
+        && std::time::Instant::now() < until
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    served.clock.advance(window + 1);
+    let started = std::time::Instant::now();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let answer = String::from_utf8_lossy(&raw);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("stopped arriving"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "answered only after {:?}",
+        started.elapsed()
+    );
+    // Nothing left: the first file's blob and the second's temporary are gone, and no row.
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while !stored_files(&served).is_empty() && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(stored_files(&served), Vec::<String>::new());
+    let mut conn = served.db.get().unwrap();
+    let rows: i64 = submissions::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(rows, 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // A damaged file over a real socket
 // ---------------------------------------------------------------------------------------------
