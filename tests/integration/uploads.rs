@@ -765,14 +765,34 @@ fn an_upload_that_stops_arriving_is_refused_when_its_window_is_over() {
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(&body[..body.len() / 2]).unwrap();
     stream.flush().unwrap();
-    // The first file is committed to the store; then nothing more is sent, and the window passes.
+    // The first file is committed to the store and the second's temporary stops growing: the portal has read all
+    // that was sent and waits for more. Nothing more is sent, and the window passes.
+    let dir = served._dir.path().join("data").join("blobs");
+    let sizes = || -> Vec<(String, u64)> {
+        let mut v: Vec<_> = stored_files(&served)
+            .into_iter()
+            .map(|n| {
+                let len = std::fs::metadata(dir.join(&n))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                (n, len)
+            })
+            .collect();
+        v.sort();
+        v
+    };
     let until = std::time::Instant::now() + Duration::from_secs(30);
-    while stored_files(&served)
-        .iter()
-        .all(|n| !pcii_portal::storage::is_valid_blob_name(n))
-        && std::time::Instant::now() < until
-    {
-        std::thread::sleep(Duration::from_millis(50));
+    let mut last = sizes();
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = sizes();
+        let committed = now
+            .iter()
+            .any(|(n, _)| pcii_portal::storage::is_valid_blob_name(n));
+        if (committed && now.len() == 2 && now == last) || std::time::Instant::now() > until {
+            break;
+        }
+        last = now;
     }
     served.clock.advance(window + 1);
     let started = std::time::Instant::now();
@@ -781,6 +801,7 @@ fn an_upload_that_stops_arriving_is_refused_when_its_window_is_over() {
     let answer = String::from_utf8_lossy(&raw);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("stopped arriving"), "{answer}");
+    assert!(answer.contains("Nothing was saved"), "{answer}");
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "answered only after {:?}",
