@@ -884,3 +884,73 @@ fn a_download_under_way_is_cut_off_when_its_reader_loses_access() {
     );
     assert_eq!(app.audit_count("content.cut"), 2);
 }
+
+/// A final decision is confirmed on a page that shows the submission as it was: if the submitter cures it (or
+/// another officer decides) before the officer confirms, the confirmation is refused and nothing is recorded, so a
+/// decision never lands on content the officer did not see. Confirmed on a fresh page, it goes through.
+#[test]
+fn a_final_decision_confirmed_after_the_submission_changed_is_refused() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut sub, &[file_bytes(50_000, 1, "")]);
+    let decision = format!("/officer/submissions/{id}/decision");
+    let page = officer.post(
+        &decision,
+        &[
+            ("decision", "defective"),
+            ("reason", "File 1 is unreadable."),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    let reason = "Defects not cured.";
+    let seen_on = |page: &str| -> String {
+        let needle = r#"name="seen" value=""#;
+        let at = page.find(needle).expect("a seen field") + needle.len();
+        page[at..at + page[at..].find('"').unwrap()].to_string()
+    };
+    let page = officer.post(
+        &decision,
+        &[("decision", "not_validated"), ("reason", reason)],
+    );
+    assert_eq!(page.status, Status::Ok, "{}", page.body);
+    let seen = seen_on(&page.body);
+
+    // Meanwhile the submitter cures it.
+    app.advance(1);
+    let mut parts = complete_fields("Lifecycle narrative, corrected", "submit");
+    for a in app.attachment_ids(&id) {
+        parts.push(Part::Text(
+            Box::leak(format!("attachment_description_{a}").into_boxed_str()),
+            "desc",
+        ));
+    }
+    let cured = sub.post_multipart(&format!("/submissions/{id}"), &parts);
+    assert_eq!(cured.status, Status::SeeOther, "{}", cured.body);
+    assert_eq!(app.status_of(&id), "received");
+
+    let page = officer.post(
+        &decision,
+        &[
+            ("decision", "not_validated"),
+            ("reason", reason),
+            ("confirm", "1"),
+            ("seen", &seen),
+        ],
+    );
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert!(page.body.contains("changed after the confirmation page"));
+    assert_eq!(app.status_of(&id), "received");
+    assert_eq!(app.audit_count("decision.not_validated"), 0);
+
+    // On a page that shows it as it is now, the confirmation goes through.
+    let page = officer.post(&decision, &[("decision", "validate")]);
+    assert_eq!(page.status, Status::Ok);
+    let seen = seen_on(&page.body);
+    let page = officer.post(
+        &decision,
+        &[("decision", "validate"), ("confirm", "1"), ("seen", &seen)],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.status_of(&id), "validated");
+}

@@ -354,6 +354,14 @@ async fn decide(
             confirmation_page(&ctx, sub, decision, to, &form).await?,
         ));
     }
+    // Confirmed on a page that showed the submission as it no longer is: decided on what the officer did not see.
+    if form.confirm == "1" && !form.seen.is_empty() && form.seen != super::forms::seen_token(sub) {
+        return Err(AppError::Conflict(
+            "This submission changed after the confirmation page was shown (the submitter sent a cure, or \
+             another officer decided). Nothing was recorded: review it again before deciding."
+                .into(),
+        ));
+    }
     match decisions::decide(
         ctx.state,
         &officer.user,
@@ -417,6 +425,7 @@ async fn confirmation_page(
     };
     Ok(Page::new("officer/confirm_decision.html.tera")
         .with("submission", submission_view(sub))
+        .with("seen", super::forms::seen_token(sub))
         .with("title", title)
         .with("button", button)
         .with("decision", decision.as_str())
