@@ -177,3 +177,29 @@ fn the_audit_table_rekeyed_by_seq_keeps_every_entry_and_verifies() {
         .expect("the chain verifies with entries appended after the migration");
     assert_eq!(summary.count, before.len() as u64 + 30);
 }
+
+/// Checkpoints are append-only like the entries they sign (migration 19): deleting the newest ones would turn what
+/// they covered back into an unsigned tail, so the database refuses to update or delete one, on either backend.
+#[test]
+fn checkpoints_are_append_only_like_the_entries() {
+    use diesel::RunQueryDsl;
+    let app = TestApp::new();
+    app.create_user(
+        pcii_portal::domain::Role::Officer,
+        "olga@pcii.example.gov",
+        None,
+    );
+    app.with_conn(|c| app.state().audit.checkpoint_now(c, &Actor::cli()).unwrap());
+    let checkpoints = app.with_conn(|c| pcii_portal::audit::store::checkpoints(c).unwrap());
+    assert!(!checkpoints.is_empty());
+    for sql in [
+        "DELETE FROM audit_checkpoints",
+        "UPDATE audit_checkpoints SET at = at + 1",
+    ] {
+        let refused = app.with_conn(|c| diesel::sql_query(sql).execute(c));
+        let e = refused.expect_err(sql).to_string();
+        assert!(e.contains("append-only"), "{sql}: {e}");
+    }
+    let after = app.with_conn(|c| pcii_portal::audit::store::checkpoints(c).unwrap());
+    assert_eq!(after.len(), checkpoints.len());
+}

@@ -1,0 +1,2 @@
+DROP TRIGGER audit_checkpoints_no_delete;
+DROP TRIGGER audit_checkpoints_no_update;
