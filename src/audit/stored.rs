@@ -114,10 +114,17 @@ fn verify_in_pages(
         Begin::After(v) => Start::After(v.checkpoint.seq),
     };
     match check(conns, &begin, kept, trusted, page) {
-        Ok((summary, reached)) => Verdict {
-            start,
-            result: Ok(summary),
-            reached,
+        Ok((summary, reached)) => match lost_checkpoint(conns, &begin, trusted, reached.as_ref()) {
+            Some(problem) => Verdict {
+                start,
+                result: Err(problem),
+                reached: None,
+            },
+            None => Verdict {
+                start,
+                result: Ok(summary),
+                reached,
+            },
         },
         Err(problem) => Verdict {
             start,
@@ -125,6 +132,36 @@ fn verify_in_pages(
             reached: None,
         },
     }
+}
+
+/// A verify from the first entry that ended before the checkpoint the last verify established (its record signed
+/// right under `trusted`): checkpoints an earlier verify found intact are no longer stored, so the entries they
+/// signed became an unsigned tail that could have been rewritten. An incremental verify finds this in `check_base`.
+fn lost_checkpoint(
+    conns: &mut [&mut DbConn],
+    begin: &Begin,
+    trusted: Option<&str>,
+    reached: Option<&Checkpoint>,
+) -> Option<Problem> {
+    let Begin::First(_) = begin else {
+        return None;
+    };
+    let trusted = trusted?.trim();
+    let json = store::verified_through(conns[0]).ok()??;
+    let earlier = serde_json::from_str::<VerifiedThrough>(&json).ok()?;
+    if earlier.checkpoint.public_key != trusted || earlier.verify(trusted).is_err() {
+        return None;
+    }
+    let seq = earlier.checkpoint.seq;
+    (reached.map_or(0, |c| c.seq) < seq).then(|| {
+        Problem::new(
+            seq,
+            format!(
+                "the checkpoint at #{seq}, which an earlier verify found intact, is no longer stored: checkpoints \
+                 were deleted, and the entries they signed may have been rewritten since"
+            ),
+        )
+    })
 }
 
 /// Where a verify begins.
@@ -669,6 +706,22 @@ mod tests {
         let got = run(&log, Scope::Full, 5, 2).result;
         assert!(got.is_err());
         assert_eq!(got, one_pass(&log));
+    }
+
+    /// Checkpoints deleted after a verify found them (their triggers dropped, as a database administrator could):
+    /// a full verify names the checkpoint the last verify reached, and records nothing newer over it.
+    #[test]
+    fn a_full_verify_names_checkpoints_deleted_since_the_last_verify() {
+        let log = log(30, 10);
+        assert!(verify_now(&log, Scope::Full).result.is_ok());
+        assert_eq!(verified_through(&log).unwrap().checkpoint.seq, 30);
+        sql(&log, "DROP TRIGGER audit_checkpoints_no_delete");
+        sql(&log, "DELETE FROM audit_checkpoints WHERE seq > 10");
+        let v = verify_now(&log, Scope::Full);
+        let p = v.result.unwrap_err();
+        assert_eq!(p.seq, 30, "{p}");
+        assert!(p.what.contains("no longer stored"), "{p}");
+        assert_eq!(verified_through(&log).unwrap().checkpoint.seq, 30);
     }
 
     fn verified_through(log: &Log) -> Option<VerifiedThrough> {
