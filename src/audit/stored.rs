@@ -146,12 +146,7 @@ fn lost_checkpoint(
     let Begin::First(_) = begin else {
         return None;
     };
-    let trusted = trusted?.trim();
-    let json = store::verified_through(conns[0]).ok()??;
-    let earlier = serde_json::from_str::<VerifiedThrough>(&json).ok()?;
-    if earlier.checkpoint.public_key != trusted || earlier.verify(trusted).is_err() {
-        return None;
-    }
+    let earlier = last_verified(conns, trusted).ok()?.ok()?;
     let seq = earlier.checkpoint.seq;
     (reached.map_or(0, |c| c.seq) < seq).then(|| {
         Problem::new(
@@ -180,28 +175,39 @@ fn starting_point(
     scope: Scope,
     trusted: Option<&str>,
 ) -> Result<Begin, Problem> {
-    let instead = |why: &str| Ok(Begin::First(Start::FullInstead(why.to_owned())));
     if scope == Scope::Full {
         return Ok(Begin::First(Start::Full));
     }
-    let Some(trusted) = trusted else {
-        return instead("no trusted key to check an earlier verify with");
+    Ok(match last_verified(conns, trusted)? {
+        Ok(verified) => Begin::After(verified),
+        Err(why) => Begin::First(Start::FullInstead(why)),
+    })
+}
+
+/// The record of the last verify, checked: `Ok` when it is there, readable and signed right under `trusted`;
+/// otherwise why it cannot be trusted.
+fn last_verified(
+    conns: &mut [&mut DbConn],
+    trusted: Option<&str>,
+) -> Result<Result<VerifiedThrough, String>, Problem> {
+    let Some(trusted) = trusted.map(str::trim) else {
+        return Ok(Err("no trusted key to check an earlier verify with".into()));
     };
     let Some(json) = store::verified_through(conns[0]).map_err(|e| reading(0, e))? else {
-        return instead("no earlier verify to start from");
+        return Ok(Err("no earlier verify to start from".into()));
     };
     let Ok(verified) = serde_json::from_str::<VerifiedThrough>(&json) else {
-        return instead("the record of the last verify is unreadable");
+        return Ok(Err("the record of the last verify is unreadable".into()));
     };
-    if verified.checkpoint.public_key != trusted.trim() {
-        return instead("the last verify trusted another key");
+    if verified.checkpoint.public_key != trusted {
+        return Ok(Err("the last verify trusted another key".into()));
     }
-    if let Err(e) = verified.verify(trusted.trim()) {
-        return instead(&format!(
+    if let Err(e) = verified.verify(trusted) {
+        return Ok(Err(format!(
             "the record of the last verify does not verify ({e}): it was changed"
-        ));
+        )));
     }
-    Ok(Begin::After(verified))
+    Ok(Ok(verified))
 }
 
 /// Checks the entries from where `begin` says, and the checkpoints over them: the summary and the last

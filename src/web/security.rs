@@ -190,13 +190,14 @@ async fn confirm_totp(
         })
         .await?;
     match (result, again) {
-        (Enrolled::Done { recovery_codes }, _) => Ok(Either::Right({
+        (Enrolled::Done { recovery_codes }, _) => {
             finish_sign_in_if_enrolling(&ctx, &who, jar).await?;
-            match recovery_codes {
-            Some(codes) => show_codes_once(&ctx, jar, &codes, "Your authenticator app is set up."),
-            None => Notice::redirect("/account/security", "Your authenticator app is set up."),
-            }
-        })),
+            let done = "Your authenticator app is set up.";
+            Ok(Either::Right(match recovery_codes {
+                Some(codes) => show_codes_once(&ctx, jar, &codes, done),
+                None => Notice::redirect("/account/security", done),
+            }))
+        }
         (Enrolled::WrongCode, Some(setup)) => Ok(Either::Left(
             totp_setup_page(&setup)
                 .status(Status::UnprocessableEntity)

@@ -121,72 +121,64 @@ pub fn rekey(
     let mut done = Rekeyed::default();
     // First, a fresh data key for each submission whose current one is older than the run.
     if let Some(cutoff) = cutoff {
-        let mut after = String::new();
-        loop {
-            let ids =
-                data_key::submissions_with_current_older_than(conn, cutoff, &after, REKEY_BATCH)
-                    .map_err(db)?;
-            let Some(last) = ids.last() else { break };
-            after = last.clone();
-            for id in &ids {
-                let replaced = new_current_key(keyring, conn, id, Some(cutoff), now)?;
+        each_listed(
+            conn,
+            |c, after| data_key::submissions_with_current_older_than(c, cutoff, after, REKEY_BATCH),
+            |c, id| {
+                let replaced = new_current_key(keyring, c, id, Some(cutoff), now)?;
                 done.new_data_keys += u64::from(replaced);
-                let n = reencrypt_submission(keyring, conn, store, id, &mut done, now)?;
+                let n = reencrypt_submission(keyring, c, store, id, &mut done, now)?;
                 progress(RekeyProgress::Submission { blobs: n });
-            }
-        }
+                Ok(())
+            },
+        )?;
     }
     // Then every blob not on its submission's current data key (from before data keys, or left by an interrupted
     // run).
-    let mut after = String::new();
-    loop {
-        let ids = blob::submissions_off_current(conn, &after, REKEY_BATCH).map_err(db)?;
-        let Some(last) = ids.last() else { break };
-        after = last.clone();
-        for id in &ids {
-            if data_key::current_of(conn, id).map_err(db)?.is_none() {
-                done.new_data_keys += u64::from(new_current_key(keyring, conn, id, None, now)?);
+    each_listed(
+        conn,
+        |c, after| blob::submissions_off_current(c, after, REKEY_BATCH),
+        |c, id| {
+            if data_key::current_of(c, id).map_err(db)?.is_none() {
+                done.new_data_keys += u64::from(new_current_key(keyring, c, id, None, now)?);
             }
-            let n = reencrypt_submission(keyring, conn, store, id, &mut done, now)?;
+            let n = reencrypt_submission(keyring, c, store, id, &mut done, now)?;
             progress(RekeyProgress::Submission { blobs: n });
-        }
-    }
+            Ok(())
+        },
+    )?;
     // Then every submission that still holds an old data key: a run killed after it moved a submission's blobs to
     // the new key, but before it moved the texts and deleted the old one, leaves it so, and neither pass above sees
     // it again (its current key is not older than the run, no blob is off it).
-    let mut after = String::new();
-    loop {
-        let ids = data_key::submissions_with_retired(conn, &after, REKEY_BATCH).map_err(db)?;
-        let Some(last) = ids.last() else { break };
-        after = last.clone();
-        for id in &ids {
-            let n = reencrypt_submission(keyring, conn, store, id, &mut done, now)?;
+    each_listed(
+        conn,
+        |c, after| data_key::submissions_with_retired(c, after, REKEY_BATCH),
+        |c, id| {
+            let n = reencrypt_submission(keyring, c, store, id, &mut done, now)?;
             progress(RekeyProgress::Submission { blobs: n });
-        }
-    }
+            Ok(())
+        },
+    )?;
     // Officers' texts written in clear before they were sealed (a conversion walks every submission).
     if mode == Rekey::Convert {
-        let mut after = String::new();
-        loop {
-            let ids = submission::ids_after(conn, &after, REKEY_BATCH).map_err(db)?;
-            let Some(last) = ids.last() else { break };
-            after = last.clone();
-            for id in &ids {
-                done.texts_sealed += reseal_texts(keyring, conn, id)?;
-            }
-        }
+        each_listed(
+            conn,
+            |c, after| submission::ids_after(c, after, REKEY_BATCH),
+            |c, id| {
+                done.texts_sealed += reseal_texts(keyring, c, id)?;
+                Ok(())
+            },
+        )?;
     }
     // Last, file digests still in clear from before they moved into the sealed content document.
-    let mut after = String::new();
-    loop {
-        let ids =
-            attachment::submissions_with_legacy_digests(conn, &after, REKEY_BATCH).map_err(db)?;
-        let Some(last) = ids.last() else { break };
-        after = last.clone();
-        for id in &ids {
-            done.digests_sealed += absorb_legacy_digests(keyring, conn, store, id, now)?;
-        }
-    }
+    each_listed(
+        conn,
+        |c, after| attachment::submissions_with_legacy_digests(c, after, REKEY_BATCH),
+        |c, id| {
+            done.digests_sealed += absorb_legacy_digests(keyring, c, store, id, now)?;
+            Ok(())
+        },
+    )?;
     if cutoff.is_some() {
         settings::set(conn, DATA_KEY_ROTATION_MARK, "").map_err(db)?;
     }
@@ -207,6 +199,26 @@ pub fn rekey(
     done.wal_truncated = crate::db::checkpoint_truncate(conn).unwrap_or(false);
     progress(RekeyProgress::Done);
     Ok(done)
+}
+
+/// Calls `each` for every submission id that `list` gives, a batch at a time, each batch listed after the last id
+/// of the one before (so a pass ends even when `each` leaves a submission as it was).
+fn each_listed(
+    conn: &mut DbConn,
+    mut list: impl FnMut(&mut DbConn, &str) -> diesel::QueryResult<Vec<String>>,
+    mut each: impl FnMut(&mut DbConn, &str) -> Result<(), KeyStoreError>,
+) -> Result<(), KeyStoreError> {
+    let mut after = String::new();
+    loop {
+        let ids = list(conn, &after).map_err(db)?;
+        let Some(last) = ids.last() else {
+            return Ok(());
+        };
+        after = last.clone();
+        for id in &ids {
+            each(conn, id)?;
+        }
+    }
 }
 
 /// Gives a submission a new current data key, provided its current one is still older than `older_than` (or, with

@@ -51,6 +51,17 @@ fn unread(app: &TestApp, email: &str, id: &str) -> i64 {
     counts.get(id).copied().unwrap_or(0)
 }
 
+/// The id of the (first) message file of a submission's thread.
+fn message_file_id(app: &TestApp, id: &str) -> String {
+    app.with_conn(|c| {
+        message_files::table
+            .filter(message_files::submission_id.eq(id))
+            .select(message_files::id)
+            .first(c)
+            .unwrap()
+    })
+}
+
 fn mails_to(app: &TestApp, email: &str) -> Vec<String> {
     app.outbox()
         .into_iter()
@@ -466,13 +477,7 @@ fn a_data_key_rotation_reseals_the_words_and_the_files_of_a_thread() {
         .body
         .contains("which relay settings does the scheme use?"));
     assert!(page.body.contains(FILE_NAME));
-    let file_id: String = app.with_conn(|c| {
-        message_files::table
-            .filter(message_files::submission_id.eq(&id))
-            .select(message_files::id)
-            .first(c)
-            .unwrap()
-    });
+    let file_id = message_file_id(&app, &id);
     let (status, bytes, _) = olga.get_bytes(&format!("{thread}/files/{file_id}"));
     assert_eq!(status, Status::Ok);
     assert_eq!(bytes.as_deref(), Some(&file[..]));
@@ -739,13 +744,7 @@ fn a_message_file_download_under_way_is_cut_off_when_its_reader_loses_access() {
         ],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    let file_id: String = app.with_conn(|c| {
-        message_files::table
-            .filter(message_files::submission_id.eq(&id))
-            .select(message_files::id)
-            .first(c)
-            .unwrap()
-    });
+    let file_id = message_file_id(&app, &id);
     let url = format!("/officer/submissions/{id}/messages/files/{file_id}");
 
     // Untouched, the file arrives whole although access is asked again before every piece.

@@ -501,6 +501,16 @@ fn exchange(
     body: &[u8],
     between: impl FnOnce(),
 ) -> Answer {
+    let half = body.len() / 2;
+    let mut stream = send_first_half(port, cookies, head, body);
+    between();
+    stream.write_all(&body[half..]).unwrap();
+    read_answer(stream, cookies)
+}
+
+/// Opens a connection and sends `head` (with Host, Cookie, `Connection: close` and the whole body's length added)
+/// and the first half of `body`.
+fn send_first_half(port: u16, cookies: &[(String, String)], head: &str, body: &[u8]) -> TcpStream {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(120)))
@@ -520,11 +530,13 @@ fn exchange(
         }
     );
     stream.write_all(request.as_bytes()).unwrap();
-    let half = body.len() / 2;
-    stream.write_all(&body[..half]).unwrap();
+    stream.write_all(&body[..body.len() / 2]).unwrap();
     stream.flush().unwrap();
-    between();
-    stream.write_all(&body[half..]).unwrap();
+    stream
+}
+
+/// Reads the answer to the end of the connection, keeping the cookies it sets.
+fn read_answer(mut stream: TcpStream, cookies: &mut Vec<(String, String)>) -> Answer {
     let mut raw = Vec::new();
     // A connection the server cuts may end in a reset rather than an orderly close: what arrived is what counts.
     let _ = stream.read_to_end(&mut raw);
@@ -748,23 +760,14 @@ fn an_upload_that_stops_arriving_is_refused_when_its_window_is_over() {
     parts.push(Part::File("file_2", "late.bin", &late));
     let body = common::multipart_body(&parts);
 
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let cookie = cookies
-        .iter()
-        .map(|(n, v)| format!("{n}={v}"))
-        .collect::<Vec<_>>()
-        .join("; ");
-    let head = format!(
-        "POST /submissions HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n\
-         Host: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\nCookie: {cookie}\r\n\r\n",
-        body.len()
+    let stream = send_first_half(
+        port,
+        &cookies,
+        &format!(
+            "POST /submissions HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}"
+        ),
+        &body,
     );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(&body[..body.len() / 2]).unwrap();
-    stream.flush().unwrap();
     // The first file is committed to the store and the second's temporary stops growing: the portal has read all
     // that was sent and waits for more. Nothing more is sent, and the window passes.
     let dir = served._dir.path().join("data").join("blobs");
@@ -796,12 +799,10 @@ fn an_upload_that_stops_arriving_is_refused_when_its_window_is_over() {
     }
     served.clock.advance(window + 1);
     let started = std::time::Instant::now();
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    let answer = String::from_utf8_lossy(&raw);
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains("stopped arriving"), "{answer}");
-    assert!(answer.contains("Nothing was saved"), "{answer}");
+    let answer = read_answer(stream, &mut cookies);
+    assert_eq!(answer.status, 408, "{}", answer.body);
+    assert!(answer.body.contains("stopped arriving"), "{}", answer.body);
+    assert!(answer.body.contains("Nothing was saved"), "{}", answer.body);
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "answered only after {:?}",
