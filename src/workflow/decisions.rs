@@ -73,6 +73,9 @@ impl Decision {
     pub fn missing_reason(self) -> &'static str {
         match self {
             Decision::Defective => "List the defects the submitter must cure.",
+            Decision::Validate => {
+                "Give the basis for validating (what you checked); the submitter reads it in the history."
+            }
             _ => "Give the reason for this decision; the submitter is told it.",
         }
     }
@@ -191,8 +194,8 @@ pub fn may_release(officer: &User, sub: &Submission) -> AppResult<()> {
     Ok(())
 }
 
-/// Records a decision. A reason is required for "defective" (the list of defects), "not validated" and
-/// "protection removed".
+/// Records a decision. Every decision needs its reason: the list of defects for "defective", the basis for
+/// "validated", the reason for "not validated" and "protection removed"; the submitter reads each in the history.
 pub async fn decide(
     state: &Services,
     officer: &User,

@@ -52,11 +52,12 @@ impl Step {
         }
     }
 
-    /// Whether a person must give a reason (decisions that go against the submitter, and the defect list).
+    /// Whether a person must give a reason: every officer's decision (PCII.md: an officer never decides without
+    /// leaving one), the defect list being a defect notice's reason.
     pub fn needs_reason(self) -> bool {
         matches!(
             self,
-            Step::MarkDefective | Step::NotValidate | Step::RemoveProtection
+            Step::MarkDefective | Step::Validate | Step::NotValidate | Step::RemoveProtection
         )
     }
 

@@ -343,9 +343,9 @@ def concurrent_work(submitters, officers, analyst_id):
                 continue
             decision = "not_validated" if u.plan == "not_validated" else "validate"
             # confirm=1: the button of the page that asks to confirm a final decision.
-            fields = {"csrf": p.csrf, "decision": decision, "confirm": "1"}
-            if decision != "validate":
-                fields["reason"] = f"Multi-instance suite: {u.title} is not PCII"
+            fields = {"csrf": p.csrf, "decision": decision, "confirm": "1",
+                      "reason": f"Multi-instance suite: {u.title} is not PCII" if decision != "validate"
+                      else f"Multi-instance suite: {u.title} checked"}
             st, _, _ = p.post_form(f"/officer/submissions/{u.sid}/decision", fields)
             if st != 303:
                 raise Failure(f"{p.name}: decision {decision} on {u.sid} answered HTTP {st}")

@@ -875,9 +875,7 @@ def scenario_decisions(ck, rnd):
         d = DECISIONS[i % 3]
         plan[sid] = d
         # confirm=1: the button of the page that asks to confirm a final decision (defective needs none).
-        fields = {"csrf": officer.csrf, "decision": d[0], "confirm": "1"}
-        if d[0] != "validate":
-            fields["reason"] = f"crash suite reason {i}"
+        fields = {"csrf": officer.csrf, "decision": d[0], "confirm": "1", "reason": f"crash suite reason {i}"}
         jobs.append((f"/officer/submissions/{sid}/decision", fields, sid))
         if i % 10 == 0:  # the same decision sent twice at once: at most one may be recorded
             jobs.append((f"/officer/submissions/{sid}/decision", fields, sid))

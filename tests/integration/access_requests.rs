@@ -37,7 +37,11 @@ fn validated(app: &TestApp, sub: &mut Browser<'_>, officer: &mut Browser<'_>) ->
     let id = submit(sub);
     let page = officer.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[("decision", "validate"), ("confirm", "1")],
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("confirm", "1"),
+        ],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     let tn = tracking_number_of(app, &id);

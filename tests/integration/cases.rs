@@ -359,7 +359,11 @@ fn a_cured_submission_shows_cured_re_review_until_decided() {
         .contains("Cured — re-review</span>"));
     let page = olga.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[("decision", "validate"), ("confirm", "1")],
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("confirm", "1"),
+        ],
     );
     assert_eq!(page.status, Status::SeeOther);
     assert!(!olga
@@ -465,7 +469,11 @@ fn search_finds_a_validated_submission_by_organisation_name_and_tracking_prefix(
     let elsewhere = submit(&mut bob);
     let page = olga.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[("decision", "validate"), ("confirm", "1")],
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("confirm", "1"),
+        ],
     );
     assert_eq!(page.status, Status::SeeOther);
     assert_eq!(app.status_of(&id), "validated");
@@ -564,7 +572,11 @@ fn the_dissemination_log_pages_every_release_once_with_and_without_a_recipient_f
     let id = submit(&mut sub);
     let page = olga.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[("decision", "validate"), ("confirm", "1")],
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("confirm", "1"),
+        ],
     );
     assert_eq!(page.status, Status::SeeOther);
     let today = pcii_portal::time::date(app.now());
@@ -618,7 +630,11 @@ fn the_dissemination_log_filters_and_exports_csv_with_formula_cells_neutralised(
     for id in [&first, &second] {
         let page = olga.post(
             &format!("/officer/submissions/{id}/decision"),
-            &[("decision", "validate"), ("confirm", "1")],
+            &[
+                ("decision", "validate"),
+                ("reason", "Statement, certification and files checked"),
+                ("confirm", "1"),
+            ],
         );
         assert_eq!(page.status, Status::SeeOther);
     }
@@ -707,7 +723,11 @@ fn the_dissemination_log_csv_asks_for_a_recent_second_factor_like_the_other_expo
     let id = submit(&mut sub);
     let page = olga.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[("decision", "validate"), ("confirm", "1")],
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("confirm", "1"),
+        ],
     );
     assert_eq!(page.status, Status::SeeOther);
     let today = pcii_portal::time::date(app.now());

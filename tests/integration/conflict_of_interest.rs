@@ -89,7 +89,11 @@ fn every_act_refused_for_a_conflict_of_interest_is_recorded_and_changes_nothing(
     let before = app.audit_count(REFUSED);
     let page = olga.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[("decision", "validate"), ("confirm", "1")],
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("confirm", "1"),
+        ],
     );
     refused_and_recorded(&app, before, &page, &olga_id, "submission", &id, "decision");
     assert_eq!(app.status_of(&id), "received");
@@ -155,7 +159,11 @@ fn every_act_refused_for_a_conflict_of_interest_is_recorded_and_changes_nothing(
     // Validated by an officer without a conflict; a grant by the conflicted one is refused (pre-check).
     let page = oscar.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[("decision", "validate"), ("confirm", "1")],
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("confirm", "1"),
+        ],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     app.login_as(Role::AuthorizedUser, "ava@pcii.example.gov", None);
@@ -212,7 +220,11 @@ fn an_officer_without_a_conflict_records_no_refusal() {
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     let page = oscar.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[("decision", "validate"), ("confirm", "1")],
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("confirm", "1"),
+        ],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     assert_eq!(app.status_of(&id), "validated");

@@ -251,6 +251,7 @@ fn officers_words_are_sealed_shown_to_those_admitted_and_destroyed_with_the_cont
         "ARRANGEMENT-MARKER-f6",
         "WHAT-MARKER-g7",
         "REMOVED-MARKER-h8",
+        "BASIS-MARKER-i9",
     ];
 
     // One submission found defective, then not validated; another validated, granted, revoked, disseminated.
@@ -265,7 +266,7 @@ fn officers_words_are_sealed_shown_to_those_admitted_and_destroyed_with_the_cont
     };
     decide(&mut officer, &doomed, "defective", markers[0]);
     decide(&mut officer, &doomed, "not_validated", markers[1]);
-    decide(&mut officer, &kept, "validate", "");
+    decide(&mut officer, &kept, "validate", markers[8]);
     let expires = pcii_portal::time::date(app.now() + 30 * pcii_portal::time::DAY);
     let page = officer.post(
         &format!("/officer/submissions/{kept}/grants"),

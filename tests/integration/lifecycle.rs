@@ -97,7 +97,11 @@ fn disabling_an_analyst_or_moving_it_to_another_role_revokes_its_grants_for_good
     let id = submit(&mut sub, &[file_bytes(1000, 1, "")]);
     let page = officer.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[("decision", "validate"), ("confirm", "1")],
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("confirm", "1"),
+        ],
     );
     assert_eq!(page.status, Status::SeeOther);
     let (ana, mut a) = analyst(&app, "ana@dhs.example.gov");
@@ -202,7 +206,10 @@ fn defective_cured_validated_granted_read_exported_then_the_grant_expires() {
     // Illegal: validating a defective submission before it is cured.
     let page = officer.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[("decision", "validate")],
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+        ],
     );
     assert_eq!(page.status, Status::Conflict);
     assert!(page.body.contains("cannot be validated"));
@@ -230,7 +237,11 @@ fn defective_cured_validated_granted_read_exported_then_the_grant_expires() {
     // Validated (a final decision, confirmed): full markings everywhere.
     let page = officer.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[("decision", "validate"), ("confirm", "1")],
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("confirm", "1"),
+        ],
     );
     assert_eq!(page.status, Status::SeeOther);
     assert_eq!(app.status_of(&id), "validated");
@@ -497,7 +508,10 @@ fn an_officer_never_decides_on_its_own_organisations_submission() {
     let id = submit(&mut sub, &[]);
     let page = officer.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[("decision", "validate")],
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+        ],
     );
     assert_eq!(page.status, Status::Forbidden);
     assert!(page.body.contains("your own organisation"));
@@ -513,7 +527,11 @@ fn dissemination_is_recorded_per_submission_and_in_the_whole_log() {
     let id = submit(&mut sub, &[]);
     officer.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[("decision", "validate"), ("confirm", "1")],
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("confirm", "1"),
+        ],
     );
     let today = chrono::Utc::now().date_naive().to_string();
     let page = officer.post(
@@ -609,7 +627,11 @@ fn route_by_role_matrix() {
     let id = submit(&mut owner, &[file_bytes(10_000, 1, "")]);
     officer.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[("decision", "validate"), ("confirm", "1")],
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("confirm", "1"),
+        ],
     );
     let att = app.attachment_ids(&id).remove(0);
 
@@ -822,7 +844,11 @@ fn a_download_under_way_is_cut_off_when_its_reader_loses_access() {
     let id = submit(&mut sub, &[file_bytes(LEN, 3, "")]);
     let page = officer.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[("decision", "validate"), ("confirm", "1")],
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("confirm", "1"),
+        ],
     );
     assert_eq!(page.status, Status::SeeOther);
     let (ana, mut a) = analyst(&app, "ana@dhs.example.gov");
@@ -944,12 +970,23 @@ fn a_final_decision_confirmed_after_the_submission_changed_is_refused() {
     assert_eq!(app.audit_count("decision.not_validated"), 0);
 
     // On a page that shows it as it is now, the confirmation goes through.
-    let page = officer.post(&decision, &[("decision", "validate")]);
+    let page = officer.post(
+        &decision,
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+        ],
+    );
     assert_eq!(page.status, Status::Ok);
     let seen = seen_on(&page.body);
     let page = officer.post(
         &decision,
-        &[("decision", "validate"), ("confirm", "1"), ("seen", &seen)],
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("confirm", "1"),
+            ("seen", &seen),
+        ],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     assert_eq!(app.status_of(&id), "validated");

@@ -604,7 +604,11 @@ fn the_thread_goes_into_the_officer_s_and_the_organisation_s_packages_never_an_a
     talk(&mut ann, &mut olga, &id);
     let page = olga.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[("decision", "validate"), ("confirm", "1")],
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("confirm", "1"),
+        ],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     let analyst = app.create_trained_analyst("ana@dhs.example.gov");

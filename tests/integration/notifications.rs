@@ -162,7 +162,11 @@ fn a_grant_ending_within_14_days_is_mailed_unless_turned_off_and_officers_hear_o
     let grant = |officer: &mut Browser<'_>, id: &str| {
         let page = officer.post(
             &format!("/officer/submissions/{id}/decision"),
-            &[("decision", "validate"), ("confirm", "1")],
+            &[
+                ("decision", "validate"),
+                ("reason", "Statement, certification and files checked"),
+                ("confirm", "1"),
+            ],
         );
         assert_eq!(page.status, Status::SeeOther, "{}", page.body);
         let expires = pcii_portal::time::date(app.now() + 10 * DAY);
@@ -207,7 +211,11 @@ fn a_grant_ending_within_14_days_is_mailed_unless_turned_off_and_officers_hear_o
     let third = submit(&mut ann, "Third");
     let page = officer.post(
         &format!("/officer/submissions/{third}/decision"),
-        &[("decision", "validate"), ("confirm", "1")],
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("confirm", "1"),
+        ],
     );
     assert_eq!(page.status, Status::SeeOther);
     let tn: String = app.with_conn(|c| {

@@ -51,7 +51,11 @@ fn validated(app: &TestApp) -> (String, Browser<'_>) {
     let (id, _, mut officer) = received(app);
     let page = officer.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[("decision", "validate"), ("confirm", "1")],
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("confirm", "1"),
+        ],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     (id, officer)
@@ -120,7 +124,14 @@ fn a_decision_without_its_reason_comes_back_with_the_reason_marked_and_the_defec
     assert!(page.body.contains("KeptDefectsMarker") && page.body.contains("KeptReasonMarker"));
 
     // Validating while listing defects is caught as a slip.
-    let page = officer.post(&uri, &[("decision", "validate"), ("defects", "SlipMarker")]);
+    let page = officer.post(
+        &uri,
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("defects", "SlipMarker"),
+        ],
+    );
     assert_eq!(page.status, Status::UnprocessableEntity);
     assert!(marked(&page.body, "defects"), "{}", page.body);
     assert!(page.body.contains("SlipMarker"));
@@ -156,6 +167,50 @@ fn a_decision_without_its_reason_comes_back_with_the_reason_marked_and_the_defec
     assert!(
         page.body.contains("File 2 cannot be read") && page.body.contains("Send it again as PDF")
     );
+}
+
+/// PCII.md: an officer never decides without leaving a reason, validation included. Neither the form nor a
+/// confirmation sent straight (a crafted request) records a validation without its basis.
+#[test]
+fn validating_needs_the_basis_written_down() {
+    let app = TestApp::new();
+    let (id, mut sub, mut officer) = received(&app);
+    let uri = format!("/officer/submissions/{id}/decision");
+    for fields in [
+        &[("decision", "validate"), ("reason", " \r\n ")][..],
+        &[("decision", "validate"), ("confirm", "1")][..],
+    ] {
+        let page = officer.post(&uri, fields);
+        assert_eq!(
+            page.status,
+            Status::UnprocessableEntity,
+            "{fields:?}: {}",
+            page.body
+        );
+        assert!(marked(&page.body, "reason"), "{}", page.body);
+        assert!(page.body.contains("Give the basis for validating"));
+        assert!(!page.body.contains("Confirm: validated"));
+    }
+    assert_eq!(app.status_of(&id), "received");
+    assert_eq!(app.audit_count("decision.validated"), 0);
+
+    // With it, the decision lands and the basis is in the history both sides read.
+    let basis = "BasisMarker: statement, certification and both files checked";
+    let page = officer.post(
+        &uri,
+        &[
+            ("decision", "validate"),
+            ("reason", basis),
+            ("confirm", "1"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.status_of(&id), "validated");
+    assert!(officer
+        .get(&format!("/officer/submissions/{id}"))
+        .body
+        .contains(basis));
+    assert!(sub.get(&format!("/submissions/{id}")).body.contains(basis));
 }
 
 #[test]
@@ -215,7 +270,14 @@ fn validating_asks_for_confirmation_and_changes_nothing_until_confirmed() {
     assert_eq!(app.status_of(&id), "validated");
     assert_eq!(app.audit_count("decision.validated"), 1);
     // Sent twice (a second click, a stale window): refused, still one.
-    let page = officer.post(&uri, &[("decision", "validate"), ("confirm", "1")]);
+    let page = officer.post(
+        &uri,
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("confirm", "1"),
+        ],
+    );
     assert_eq!(page.status, Status::Conflict);
     assert_eq!(app.audit_count("decision.validated"), 1);
 }
@@ -285,7 +347,14 @@ fn remove_protection_is_offered_on_validated_pcii_only_and_asks_for_confirmation
     assert_eq!(page.status, Status::Conflict, "{}", page.body);
     assert_eq!(app.status_of(&id), "received");
 
-    let page = officer.post(&uri, &[("decision", "validate"), ("confirm", "1")]);
+    let page = officer.post(
+        &uri,
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("confirm", "1"),
+        ],
+    );
     assert_eq!(page.status, Status::SeeOther);
     let page = officer.get(&format!("/officer/submissions/{id}"));
     assert!(page.body.contains("Remove protection"));
@@ -375,7 +444,10 @@ fn the_decision_options_are_those_the_lifecycle_allows_with_validated_not_first(
     assert!(!page.contains("id=\"d_"));
     let page = own.post(
         &format!("/officer/submissions/{other}/decision"),
-        &[("decision", "validate")],
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+        ],
     );
     assert_eq!(page.status, Status::Forbidden);
 }

@@ -319,7 +319,11 @@ fn a_round_goes_on_past_addresses_the_smtp_server_refuses_for_good() {
     ));
     let page = olga.post(
         &format!("/officer/submissions/{sid}/decision"),
-        &[("decision", "validate"), ("confirm", "1")],
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("confirm", "1"),
+        ],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     let tracking: String = app.with_conn(|c| {

@@ -235,10 +235,13 @@ mod tests {
             .is_empty());
         let e = form("remove_protection", "", " ").word_errors(Decision::RemoveProtection);
         assert_eq!(e.keys().collect::<Vec<_>>(), ["rp_reason"]);
-        assert!(form("validate", "", "")
+        let e = form("validate", "", " ").word_errors(Decision::Validate);
+        assert_eq!(e.keys().collect::<Vec<_>>(), ["reason"]);
+        assert!(form("validate", "", "Statement and certification checked")
             .word_errors(Decision::Validate)
             .is_empty());
-        let e = form("validate", "Certification missing", "").word_errors(Decision::Validate);
+        let e =
+            form("validate", "Certification missing", "Checked").word_errors(Decision::Validate);
         assert_eq!(e.keys().collect::<Vec<_>>(), ["defects"]);
         let long = "x".repeat(4001);
         let e = form("not_validated", "", &long).word_errors(Decision::NotValidate);
