@@ -174,11 +174,31 @@ pub fn decision_reason(decision: Decision, reason: &str) -> AppResult<Option<Str
     Ok(reason)
 }
 
-/// Whether `officer` may take `decision` on `sub` as it stands, and the status it leads to: the checks
+/// Whether `officer` may take `decision` on `sub` as it stands at `now`, and the status it leads to: the checks
 /// [`decide`] makes again in its transaction, for a page that asks the officer to confirm first.
-pub fn may_decide(officer: &User, sub: &Submission, decision: Decision) -> AppResult<Status> {
+pub fn may_decide(
+    officer: &User,
+    sub: &Submission,
+    decision: Decision,
+    now: i64,
+) -> AppResult<Status> {
     not_own(officer, sub)?;
-    Ok(check(sub.status(), decision.step(), Role::Officer)?)
+    let to = check(sub.status(), decision.step(), Role::Officer)?;
+    cure_period_over(sub, decision, now)?;
+    Ok(to)
+}
+
+/// "Not validated" on a defective submission waits for the end of its cure period: until then the submitter may
+/// still cure it (PCII.md: 30 days to cure; if not cured, the office may decide "not validated").
+fn cure_period_over(sub: &Submission, decision: Decision, now: i64) -> AppResult<()> {
+    match lifecycle::cure_period_runs(sub, now) {
+        Some(due) if decision == Decision::NotValidate => Err(AppError::Conflict(format!(
+            "The submitter has until {} to cure the defects. Decide \"not validated\" once that date has \
+             passed without a cure.",
+            crate::time::date(due)
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Whether `officer` may grant access to `sub` and record its releases now: validated PCII, not of the
@@ -230,6 +250,7 @@ fn apply_decision(
     let from = sub.status();
     let step = decision.step();
     let to = check(from, step, Role::Officer)?;
+    cure_period_over(sub, decision, now)?;
     let tn = sub.tracking_number.clone().unwrap_or_default();
     let notice = match decision {
         Decision::Defective => {

@@ -191,13 +191,22 @@ pub struct Affordances {
     pub validate: bool,
     pub not_validate: bool,
     pub remove_protection: bool,
+    /// A defective submission's cure deadline while it is still ahead: "not validated" waits for it.
+    pub cure_due: Option<i64>,
     /// Grant, revoke and record disseminations.
     pub release: bool,
     /// The grants and disseminations of validated PCII are listed.
     pub see_releases: bool,
 }
 
-pub fn affordances(sub: &Submission, user: &User) -> Affordances {
+/// The deadline of a defective submission's cure period while it runs (PCII.md: the submitter has 30 days to cure;
+/// only if it is not cured may the office end the presumption). `None` once it has passed, or for any other status.
+pub fn cure_period_runs(sub: &Submission, now: i64) -> Option<i64> {
+    sub.cure_due_at
+        .filter(|due| sub.status() == Status::Defective && *due > now)
+}
+
+pub fn affordances(sub: &Submission, user: &User, now: i64) -> Affordances {
     let status = sub.status();
     match user.role() {
         Role::Submitter
@@ -218,7 +227,10 @@ pub fn affordances(sub: &Submission, user: &User) -> Affordances {
         Role::Officer => {
             let own = own_organisation(user, sub);
             let o = Role::Officer;
-            let acts = |step| !own && may(status, step, o);
+            let cure_due = cure_period_runs(sub, now);
+            let acts = |step| {
+                !own && may(status, step, o) && !(step == Step::NotValidate && cure_due.is_some())
+            };
             Affordances {
                 cure: status == Status::Defective,
                 own_organisation: own,
@@ -229,6 +241,7 @@ pub fn affordances(sub: &Submission, user: &User) -> Affordances {
                 validate: acts(Step::Validate),
                 not_validate: acts(Step::NotValidate),
                 remove_protection: acts(Step::RemoveProtection),
+                cure_due,
                 release: !own && releasable(status),
                 see_releases: releasable(status),
                 ..Affordances::default()
@@ -392,7 +405,7 @@ mod tests {
         let conflicted = person(Role::Officer, Some("acme"));
         for status in Status::ALL {
             let sub = submission(status, "acme");
-            let mine = affordances(&sub, &submitter);
+            let mine = affordances(&sub, &submitter, 0);
             assert_eq!(mine.edit, matches!(status, Draft | Defective), "{status:?}");
             assert_eq!(mine.cure, status == Defective, "{status:?}");
             assert_eq!(
@@ -407,12 +420,12 @@ mod tests {
             );
             assert!(!mine.decide && !mine.release, "{status:?}");
             assert_eq!(
-                affordances(&sub, &stranger),
+                affordances(&sub, &stranger, 0),
                 Affordances::default(),
                 "{status:?}"
             );
 
-            let po = affordances(&sub, &officer);
+            let po = affordances(&sub, &officer, 0);
             assert_eq!(po.validate, status == Received, "{status:?}");
             assert_eq!(po.mark_defective, status == Received, "{status:?}");
             assert_eq!(
@@ -430,7 +443,7 @@ mod tests {
             assert!(!po.edit && !po.withdraw, "{status:?}");
 
             // Conflict of interest: the officer of the submitting organisation reads, never acts.
-            let own = affordances(&sub, &conflicted);
+            let own = affordances(&sub, &conflicted, 0);
             assert!(own.own_organisation);
             assert!(
                 !own.decide && !own.remove_protection && !own.release,
@@ -439,16 +452,38 @@ mod tests {
             assert_eq!(own.see_releases, status == Validated);
         }
         let mut chose = submission(NotValidated, "acme");
-        assert!(affordances(&chose, &submitter).choose_disposition);
+        assert!(affordances(&chose, &submitter, 0).choose_disposition);
         chose.disposition = Some(Disposition::Return);
-        let after = affordances(&chose, &submitter);
+        let after = affordances(&chose, &submitter, 0);
         assert!(!after.choose_disposition && after.take_return);
         for role in [Role::AuthorizedUser, Role::Auditor, Role::Administrator] {
             let sub = submission(Validated, "acme");
             assert_eq!(
-                affordances(&sub, &person(role, None)),
+                affordances(&sub, &person(role, None), 0),
                 Affordances::default()
             );
         }
+    }
+
+    #[test]
+    fn not_validated_waits_for_the_end_of_the_cure_period() {
+        let officer = person(Role::Officer, None);
+        let mut sub = submission(Status::Defective, "acme");
+        sub.cure_due_at = Some(1_000);
+        let during = affordances(&sub, &officer, 999);
+        assert_eq!(cure_period_runs(&sub, 999), Some(1_000));
+        assert!(!during.not_validate && !during.decide);
+        assert_eq!(during.cure_due, Some(1_000));
+        for after in [1_000, 5_000] {
+            let a = affordances(&sub, &officer, after);
+            assert!(
+                a.not_validate && a.decide && a.cure_due.is_none(),
+                "{after}"
+            );
+        }
+        // Only a defective submission has a cure period: a stale deadline on another status holds nothing up.
+        sub.status = Status::Received;
+        assert_eq!(cure_period_runs(&sub, 999), None);
+        assert!(affordances(&sub, &officer, 999).not_validate);
     }
 }

@@ -265,6 +265,15 @@ fn officers_words_are_sealed_shown_to_those_admitted_and_destroyed_with_the_cont
         assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     };
     decide(&mut officer, &doomed, "defective", markers[0]);
+    // "Not validated" waits for the end of the cure period; everyone signs in again after it.
+    app.advance(31 * pcii_portal::time::DAY);
+    for (b, email) in [
+        (&mut sub, "ann@acme.example"),
+        (&mut officer, "olga@pcii.example.gov"),
+        (&mut auditor, "aud@oig.example.gov"),
+    ] {
+        assert_eq!(b.login(email, crate::common::PASSWORD), Status::SeeOther);
+    }
     decide(&mut officer, &doomed, "not_validated", markers[1]);
     decide(&mut officer, &kept, "validate", markers[8]);
     let expires = pcii_portal::time::date(app.now() + 30 * pcii_portal::time::DAY);

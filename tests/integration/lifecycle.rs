@@ -929,6 +929,16 @@ fn a_final_decision_confirmed_after_the_submission_changed_is_refused() {
         ],
     );
     assert_eq!(page.status, Status::SeeOther);
+    // The cure period passes ("not validated" waits for it); a late cure is still taken. Both sign in again.
+    app.advance(31 * DAY);
+    assert_eq!(
+        officer.login("olga@pcii.example.gov", common::PASSWORD),
+        Status::SeeOther
+    );
+    assert_eq!(
+        sub.login("ann@acme.example", common::PASSWORD),
+        Status::SeeOther
+    );
     let reason = "Defects not cured.";
     let seen_on = |page: &str| -> String {
         let needle = r#"name="seen" value=""#;

@@ -3,7 +3,7 @@
 //! are shown with what will follow and change nothing until confirmed; options the lifecycle forbids are not
 //! offered.
 
-use crate::common::{complete_fields, encode, Browser, TestApp};
+use crate::common::{complete_fields, encode, Browser, TestApp, PASSWORD};
 use diesel::prelude::*;
 use rocket::http::Status;
 
@@ -418,21 +418,52 @@ fn the_decision_options_are_those_the_lifecycle_allows_with_validated_not_first(
         &[("decision", "defective"), ("defects", "Unreadable")],
     );
     assert_eq!(page.status, Status::SeeOther);
-    // Defective: a cure comes first, so only "not validated" is open.
+    // Defective: the submitter has 30 days to cure, and no decision is open meanwhile; the page says until when.
+    let due = pcii_portal::time::date(app.now() + 30 * DAY);
+    let page = officer.get(&format!("/officer/submissions/{id}")).body;
+    assert!(
+        !page.contains("id=\"d_"),
+        "no decision while the cure period runs"
+    );
+    assert!(
+        page.contains(&format!(
+            "The submitter has until {due} to cure the defects"
+        )),
+        "{page}"
+    );
+    // "Not validated" sent anyway (a form from before, a crafted request): refused, nothing recorded.
+    let not_cured = [
+        ("decision", "not_validated"),
+        ("reason", "Not cured"),
+        ("confirm", "1"),
+    ];
+    for fields in [&not_cured[..2], &not_cured[..]] {
+        let page = officer.post(&uri, fields);
+        assert_eq!(page.status, Status::Conflict, "{fields:?}: {}", page.body);
+        assert!(page.body.contains(&format!("until {due}")), "{}", page.body);
+    }
+    // A minute before the deadline (the clock also runs), still refused; the sessions have idled out meanwhile.
+    app.advance(30 * DAY - 60);
+    for (b, email) in [
+        (&mut officer, "olga@pcii.example.gov"),
+        (&mut sub, "ann@acme.example"),
+    ] {
+        assert_eq!(b.login(email, PASSWORD), Status::SeeOther);
+    }
+    assert_eq!(officer.post(&uri, &not_cured).status, Status::Conflict);
+    assert_eq!(app.status_of(&id), "defective");
+    assert_eq!(app.audit_count("decision.not_validated"), 0);
+
+    // Once the period has passed without a cure, only "not validated" is open.
+    app.advance(60);
     let page = officer.get(&format!("/officer/submissions/{id}")).body;
     assert!(page.contains("id=\"d_not\""));
+    assert!(!page.contains("id=\"cure-period\""));
     assert!(!page.contains("id=\"d_validate\"") && !page.contains("id=\"d_defective\""));
     assert!(!page.contains("remove_protection"));
 
-    let page = officer.post(
-        &uri,
-        &[
-            ("decision", "not_validated"),
-            ("reason", "Not cured"),
-            ("confirm", "1"),
-        ],
-    );
-    assert_eq!(page.status, Status::SeeOther);
+    let page = officer.post(&uri, &not_cured);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     let page = officer.get(&format!("/officer/submissions/{id}")).body;
     assert!(!page.contains("id=\"d_") && !page.contains("remove_protection"));
     assert!(!page.contains("/decision\""), "no decision form at all");

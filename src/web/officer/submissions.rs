@@ -260,7 +260,10 @@ pub(super) async fn submission_page(
         .with("recipient_kinds", RECIPIENT_KINDS)
         .with("organisation", organisation)
         .with("days_since_receipt", days_since)
-        .with("may", lifecycle::affordances(sub, &officer.user))
+        .with(
+            "may",
+            lifecycle::affordances(sub, &officer.user, ctx.state.clock.now()),
+        )
         .with("can_export", content.is_some())
         .with("decision_form", decision_form)
         .with("removal_form", removal_form)
@@ -342,7 +345,7 @@ async fn decide(
     let to = decisions::recorded(
         ctx.state,
         &ctx.actor,
-        decisions::may_decide(&officer.user, sub, decision),
+        decisions::may_decide(&officer.user, sub, decision, ctx.state.clock.now()),
     )
     .await?;
     let errors = form.word_errors(decision);

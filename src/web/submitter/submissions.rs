@@ -277,7 +277,7 @@ async fn edit_page(
         .with("organisation", organisation_of(state, who).await?)
         .with("action", format!("/submissions/{}", sub.id))
         .with("submission", submission_view(sub))
-        .with("may", lifecycle::affordances(sub, user))
+        .with("may", lifecycle::affordances(sub, user, state.clock.now()))
         .with("values", values)
         .with("notices", notices);
     if let Some(e) = errors {
@@ -617,7 +617,10 @@ async fn check_page(
     let mut page = Page::new("submissions/check.html.tera")
         .with("organisation", organisation_of(state, &who).await?)
         .with("submission", submission_view(sub))
-        .with("may", lifecycle::affordances(sub, &user.user))
+        .with(
+            "may",
+            lifecycle::affordances(sub, &user.user, state.clock.now()),
+        )
         .with("content", content_view(&content))
         .with("express_statement", EXPRESS_STATEMENT)
         .with("certifications", certification_view())
@@ -782,7 +785,10 @@ async fn detail(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Pa
         .with("events", events)
         .with("notices", notices)
         .with("destruction", destruction_view(destruction))
-        .with("may", lifecycle::affordances(sub, &user.user))
+        .with(
+            "may",
+            lifecycle::affordances(sub, &user.user, state.clock.now()),
+        )
         .with("file_base", format!("/submissions/{}/files", sub.id)))
 }
 
