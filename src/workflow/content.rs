@@ -508,6 +508,22 @@ pub fn marking_for(status: crate::domain::Status, tracking_number: Option<&str>)
     }
 }
 
+/// The marking of a page that lists several submissions' protected words (titles in a queue, a search result, a
+/// log): the strongest among the rows that show them, validated PCII over presumed protected, with no tracking
+/// number (each row shows its own); none when no row shows words that are PCII or presumed so.
+pub fn list_marking(shown: impl IntoIterator<Item = crate::domain::Status>) -> Option<Marking> {
+    use crate::domain::Status;
+    let mut strongest = None;
+    for status in shown {
+        match status {
+            Status::Validated => return Some(marking_for(Status::Validated, None)),
+            Status::Received | Status::Defective => strongest = Some(Status::Received),
+            _ => {}
+        }
+    }
+    strongest.map(|s| marking_for(s, None))
+}
+
 /// Multi-line text (a narrative, a message body) made safe to print in a package's text files: as [`visible`], but
 /// line breaks (CRLF and CR as LF) and tabs stay, and every line is indented by two spaces, so that no line of it
 /// can pass for one of the file's own headings (`--- Message …`, the marking, the tracking number).

@@ -1001,3 +1001,72 @@ fn a_final_decision_confirmed_after_the_submission_changed_is_refused() {
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     assert_eq!(app.status_of(&id), "validated");
 }
+
+/// PCII.md, Markings: every page that displays protected information is marked at the top and bottom. Pages that
+/// list titles (the officer's queue and search, the analyst's grants, the submitter's own list) carry the strongest
+/// marking among the titles they show, with the protection statement; a page showing none carries none.
+#[test]
+fn pages_listing_protected_titles_are_marked_top_and_bottom() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let (ana, mut a) = analyst(&app, "ana@dhs.example.gov");
+    let marked = |body: &str, title: &str| {
+        body.matches(&format!("<p class=\"marking-title\">{title}</p>"))
+            .count()
+    };
+    let search = "/officer/find?status=validated";
+    for (who, body) in [
+        ("queue", officer.get("/officer").body),
+        ("submitter", sub.get("/submissions").body),
+        ("analyst", a.get("/analyst").body),
+        ("search", officer.get(search).body),
+    ] {
+        assert!(
+            !body.contains("pcii-banner"),
+            "{who}: nothing listed, nothing marked"
+        );
+    }
+
+    let id = submit(&mut sub, &[]);
+    for (who, body) in [
+        ("queue", officer.get("/officer").body),
+        ("submitter", sub.get("/submissions").body),
+    ] {
+        assert!(
+            body.contains("Substation 14 protection scheme"),
+            "{who}: the title is listed"
+        );
+        assert_eq!(marked(&body, PENDING), 2, "{who}: {body}");
+        assert!(body.contains("presumed protected"), "{who}: the statement");
+    }
+
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[
+            ("decision", "validate"),
+            ("reason", "Statement, certification and files checked"),
+            ("confirm", "1"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    grant(&app, &mut officer, &id, &ana);
+    let queue = officer.get("/officer").body;
+    assert!(
+        !queue.contains("pcii-banner"),
+        "validated PCII leaves the queue"
+    );
+    for (who, body) in [
+        ("search", officer.get(search).body),
+        ("analyst", a.get("/analyst").body),
+        ("submitter", sub.get("/submissions").body),
+    ] {
+        assert!(
+            body.contains("Substation 14 protection scheme"),
+            "{who}: the title is listed"
+        );
+        assert_eq!(marked(&body, PCII), 2, "{who}: {body}");
+        assert_eq!(marked(&body, PENDING), 0, "{who}");
+        assert!(body.contains("6 CFR Part 29"), "{who}: the statement");
+    }
+}

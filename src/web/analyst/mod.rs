@@ -124,7 +124,13 @@ async fn home(
             r,
         })
         .collect();
+    // A grant is to validated PCII: a title shown is PCII.
+    let shown = grants
+        .iter()
+        .any(|g| g.title.is_some())
+        .then_some(crate::domain::Status::Validated);
     Ok(Page::new("dashboard/analyst.html.tera")
+        .with("marking", crate::workflow::content::list_marking(shown))
         .with("grants", grants)
         .with("warning_days", EXPIRY_WARNING_DAYS)
         .with("requests", requests)

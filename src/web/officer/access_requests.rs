@@ -137,7 +137,10 @@ async fn page(
         rows.iter().map(|q| q.r.submission_id.clone()).collect(),
     )
     .await?;
+    // Access is asked for validated PCII only: a title shown is PCII.
+    let shown = (!titles.is_empty()).then_some(crate::domain::Status::Validated);
     Ok(Page::new("officer/access_requests.html.tera")
+        .with("marking", crate::workflow::content::list_marking(shown))
         .with("titles", titles)
         .with("rows", rows)
         .with("total", total)

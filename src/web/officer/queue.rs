@@ -305,5 +305,15 @@ async fn officer_home(
                 last: (queue.page < last).then(|| form.link(sort, last)),
             },
         )
+        .with(
+            "marking",
+            crate::workflow::content::list_marking(
+                queue
+                    .rows
+                    .iter()
+                    .filter(|r| r.title.is_some())
+                    .filter_map(|r| crate::domain::Status::parse(&r.status)),
+            ),
+        )
         .with("queue", queue))
 }

@@ -786,7 +786,10 @@ async fn dissemination_log(
         rows.iter().map(|r| r.submission_id.clone()).collect(),
     )
     .await?;
+    // Every release is of validated PCII, and its details (what, to whom, under which arrangement) describe it.
+    let shown = (!rows.is_empty()).then_some(crate::domain::Status::Validated);
     Ok(base
+        .with("marking", crate::workflow::content::list_marking(shown))
         .with("titles", titles)
         .with("rows", rows)
         .with("total", total)
@@ -1195,6 +1198,16 @@ async fn find(
                 next: (results.page < last).then(|| form.link(results.page + 1)),
                 last: (results.page < last).then(|| form.link(last)),
             },
+        )
+        .with(
+            "marking",
+            crate::workflow::content::list_marking(
+                results
+                    .rows
+                    .iter()
+                    .filter(|r| r.title.is_some())
+                    .map(|r| r.status),
+            ),
         )
         .with("results", results),
     ))

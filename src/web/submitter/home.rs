@@ -51,7 +51,13 @@ async fn submitter_home(
         rows.iter().map(|r| r.row.id.clone()).collect(),
     )
     .await?;
+    let marking = crate::workflow::content::list_marking(
+        rows.iter()
+            .filter(|r| titles.contains_key(&r.row.id))
+            .map(|r| r.row.status),
+    );
     Ok(Page::new("dashboard/submitter.html.tera")
+        .with("marking", marking)
         .with("unread_messages", unread_messages)
         .with("notices", notices)
         .with("unread", unread)
