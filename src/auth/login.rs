@@ -32,7 +32,9 @@ pub struct LoginLimits {
 }
 
 /// Checks the throttle, the password (a dummy hash for unknown accounts), and opens a session. The attempt and its
-/// outcome are audited in the same transaction as the throttle counters and the new session.
+/// outcome are audited in the same transaction as the throttle counters and the new session. On success the
+/// session the browser held before (`earlier_session`, its token's hash) ends in that transaction: its cookie is
+/// replaced, and a copy of it taken earlier must not outlive it.
 #[allow(clippy::too_many_arguments)]
 pub fn login(
     db: &Db,
@@ -45,6 +47,7 @@ pub fn login(
     password: &str,
     limits: &LoginLimits,
     user_agent: Option<&str>,
+    earlier_session: Option<&str>,
     now: i64,
 ) -> AppResult<LoginResult> {
     let email = normalize_email(email);
@@ -102,6 +105,10 @@ pub fn login(
                 if let Some(h) = rehash {
                     account::replace_password_hash(tx, &u.id, &h)?;
                 }
+                let ended = match earlier_session {
+                    Some(hash) => sessions::delete(tx, hash)?,
+                    None => 0,
+                };
                 let token = sessions::create_with_agent(
                     tx,
                     &u.id,
@@ -109,7 +116,10 @@ pub fn login(
                     actor.client_addr.as_deref(),
                     user_agent,
                 )?;
-                let event = Event::new("auth.login", Outcome::Success).object("account", &u.id);
+                let mut event = Event::new("auth.login", Outcome::Success).object("account", &u.id);
+                if ended > 0 {
+                    event = event.reason("ended the session this browser held before");
+                }
                 Ok((
                     LoginResult::Success {
                         token,
@@ -168,7 +178,8 @@ pub fn logout(
 }
 
 pub enum PasswordChange {
-    Changed,
+    /// Changed; the session goes on under this new token (the old one is gone with the others).
+    Changed { token: String },
     /// The current password was wrong, or the new one is refused: the fields say which.
     Invalid(FieldErrors),
     /// Too many wrong current passwords lately: refused without checking (no argon2 run).
@@ -274,8 +285,13 @@ pub fn change_password(
             now,
         )?;
         let ended = sessions::delete_others(tx, &user.id, session_hash)?;
-        let event = event(Outcome::Success).reason(format!("{ended} other session(s) ended"));
-        Ok((PasswordChange::Changed, event))
+        let token = sessions::renew(tx, session_hash, now)?.ok_or_else(|| {
+            crate::error::AppError::Conflict("This session ended while the password was being changed; nothing was changed. Sign in again.".into())
+        })?;
+        let event = event(Outcome::Success).reason(format!(
+            "{ended} other session(s) ended, this one renewed"
+        ));
+        Ok((PasswordChange::Changed { token }, event))
     })
 }
 

@@ -172,10 +172,13 @@ async fn change_password(
         })
         .await?;
     match result {
-        PasswordChange::Changed => Ok(Either::Left(Notice::redirect(
-            "/account",
-            "Your password is changed. Your other sessions have ended.",
-        ))),
+        PasswordChange::Changed { token } => {
+            jar.add_private(crate::web::guards::session_cookie(ctx.tls, token));
+            Ok(Either::Left(Notice::redirect(
+                "/account",
+                "Your password is changed. Your other sessions have ended.",
+            )))
+        }
         PasswordChange::SessionEnded => {
             remove_session_cookie(ctx.tls, jar);
             Ok(Either::Left(Notice::redirect(

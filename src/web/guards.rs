@@ -43,6 +43,24 @@ pub fn remove_session_cookie(tls: bool, jar: &CookieJar<'_>) {
     jar.remove_private(Cookie::build(session_cookie_name(tls)).path("/"));
 }
 
+/// Ends the session this browser holds, if any — its row, then its cookie — for a flow that leaves the browser
+/// signed out (a password reset, an accepted invitation): the earlier session must not live on behind it for
+/// whoever kept a copy of its cookie.
+pub async fn end_browser_session(
+    ctx: &Ctx<'_>,
+    jar: &CookieJar<'_>,
+) -> crate::error::AppResult<()> {
+    if let Some(cookie) = jar.get_private(session_cookie_name(ctx.tls)) {
+        let hash = sessions::hash_token(cookie.value());
+        ctx.state
+            .db
+            .run(move |c| sessions::delete(c, &hash).map(|_| ()))
+            .await?;
+    }
+    remove_session_cookie(ctx.tls, jar);
+    Ok(())
+}
+
 fn tls(req: &Request<'_>) -> bool {
     served_over_https(req)
 }

@@ -851,7 +851,9 @@ fn the_right_password_among_parallel_guesses_changes_nothing_once_the_form_is_lo
             failed += 1;
         }
     }
-    let changed = answers.iter().any(|a| matches!(a, PasswordChange::Changed));
+    let changed = answers
+        .iter()
+        .any(|a| matches!(a, PasswordChange::Changed { .. }));
     assert_eq!(
         changed,
         recorded.iter().any(|(o, _)| o == Outcome::Success.as_str())

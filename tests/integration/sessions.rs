@@ -16,10 +16,18 @@ fn session_cookie_is_new_at_login_and_dead_after_logout() {
     let first = b.session_cookie().unwrap();
     let cookie_header = b.get("/account");
     assert_eq!(cookie_header.status, Status::Ok);
-    // Logging in again gives a new session id.
+    // Logging in again gives a new session id, and ends the one it replaces: a copy of the first cookie taken
+    // before opens nothing (whoever signs in next in this browser, the earlier session's row does not live on).
+    let before = b.cookies.clone();
     assert_eq!(b.login("sam@acme.example", PASSWORD), Status::SeeOther);
     let second = b.session_cookie().unwrap();
     assert_ne!(first, second);
+    let mut copied = Browser {
+        client: &app.client,
+        cookies: before,
+    };
+    assert_eq!(copied.get("/account").status, Status::Unauthorized);
+    assert_eq!(b.get("/account").status, Status::Ok);
     let stolen = b.cookies.clone();
     assert_eq!(b.post("/logout", &[]).status, Status::SeeOther);
     // The old cookie, replayed, no longer works: the server-side session is gone.
@@ -133,6 +141,8 @@ fn role_change_kills_sessions_and_password_change_kills_the_others() {
     let mut phone = app.browser();
     assert_eq!(laptop.login("sam@acme.example", PASSWORD), Status::SeeOther);
     assert_eq!(phone.login("sam@acme.example", PASSWORD), Status::SeeOther);
+    let before = laptop.session_cookie().unwrap();
+    let copied_before = laptop.cookies.clone();
     let res = laptop.post(
         "/account/password",
         &[
@@ -143,6 +153,13 @@ fn role_change_kills_sessions_and_password_change_kills_the_others() {
     assert_eq!(res.status, Status::SeeOther);
     assert_eq!(laptop.get("/account").status, Status::Ok);
     assert_eq!(phone.get("/account").status, Status::Unauthorized);
+    // The session that changed it goes on under a new id: a copy of its cookie from before opens nothing.
+    assert_ne!(laptop.session_cookie().unwrap(), before);
+    let mut copied = Browser {
+        client: &app.client,
+        cookies: copied_before,
+    };
+    assert_eq!(copied.get("/account").status, Status::Unauthorized);
     let mut again = app.browser();
     assert_eq!(
         again.login("sam@acme.example", "an entirely new passphrase"),
@@ -219,4 +236,27 @@ fn a_failed_touch_of_the_session_does_not_fail_the_request() {
             .unwrap()
     });
     assert_eq!(seen, stale, "the touch really failed");
+}
+
+/// A flow that leaves the browser signed out (a reset of another account's password opened in it) ends the
+/// session the browser held, not only its cookie: a copy of that cookie taken before opens nothing.
+#[test]
+fn a_password_reset_in_a_signed_in_browser_ends_its_earlier_session() {
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    app.create_user(Role::Submitter, "ben@acme.example", Some("Acme"));
+    let copied_before = ann.cookies.clone();
+    app.browser()
+        .post("/password/forgot", &[("email", "ben@acme.example")]);
+    let link = app
+        .mailed_link("ben@acme.example", "/password/reset/")
+        .unwrap();
+    let page = ann.post(&link, &[("new_password", "ben's brand new passphrase")]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(ann.get("/account").status, Status::Unauthorized);
+    let mut copied = Browser {
+        client: &app.client,
+        cookies: copied_before,
+    };
+    assert_eq!(copied.get("/account").status, Status::Unauthorized);
 }

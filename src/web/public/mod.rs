@@ -18,7 +18,7 @@ use crate::models::settings;
 use crate::web::deliver;
 use crate::web::fairings::CrossSiteRefused;
 use crate::web::forms::{audit_csrf_refusal, CsrfForm};
-use crate::web::guards::{remove_session_cookie, Ctx, CurrentUser};
+use crate::web::guards::{end_browser_session, Ctx, CurrentUser};
 use crate::web::pages::{Notice, Page};
 
 pub fn routes() -> Vec<rocket::Route> {
@@ -309,7 +309,7 @@ async fn reset(
         .await?;
     match result {
         Ok(()) => {
-            remove_session_cookie(ctx.tls, jar);
+            end_browser_session(&ctx, jar).await?;
             Ok(Either::Left(Notice::redirect(
                 "/login",
                 "Your password is changed and every session of your account has ended. Sign in with the new password.",
@@ -374,7 +374,7 @@ async fn accept_invitation(
     match result {
         Ok(_) => {
             // Whoever was signed in on this browser is not the invitee.
-            remove_session_cookie(ctx.tls, jar);
+            end_browser_session(&ctx, jar).await?;
             Ok(Either::Left(Notice::redirect(
                 "/login",
                 "Your account is ready. Sign in with your email address and the password you chose.",

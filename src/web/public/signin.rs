@@ -139,6 +139,9 @@ async fn login(
     );
     let email_shown = email.clone();
     let now = ctx.state.clock.now();
+    let earlier_session = jar
+        .get_private(crate::web::guards::session_cookie_name(ctx.tls))
+        .map(|c| sessions::hash_token(c.value()));
     let result = ctx
         .state
         .db
@@ -154,6 +157,7 @@ async fn login(
                 &password,
                 &limits,
                 user_agent.0.as_deref(),
+                earlier_session.as_deref(),
                 now,
             )
         })
