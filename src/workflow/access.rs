@@ -333,6 +333,7 @@ pub async fn attachments(services: &Services, admitted: &Admitted) -> AppResult<
 /// One attachment as a decrypting stream, with its original name and length; recorded as downloaded.
 pub struct OpenedFile {
     pub stream: PlaintextStream,
+    /// The name to save it under, marked ([`super::content::marked_file_name`]).
     pub name: String,
     pub len: u64,
 }
@@ -375,7 +376,7 @@ pub async fn open_attachment(
     record_access(services, actor, "content.downloaded", sub, Some(what)).await?;
     Ok(OpenedFile {
         stream: Box::pin(stream),
-        name,
+        name: super::content::marked_file_name(sub.status(), sub.tracking_number.as_deref(), &name),
         len,
     })
 }

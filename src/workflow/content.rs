@@ -443,6 +443,27 @@ mod tests {
     }
 
     #[test]
+    fn a_downloaded_copy_is_named_with_its_marking() {
+        use crate::domain::Status;
+        let tn = Some("PCII-2026-000123");
+        assert_eq!(
+            marked_file_name(Status::Validated, tn, "report.pdf"),
+            "PCII PCII-2026-000123 - report.pdf"
+        );
+        assert_eq!(
+            marked_file_name(Status::Defective, tn, "../x/report.pdf"),
+            "PCII-PENDING PCII-2026-000123 - x/report.pdf"
+        );
+        for status in [
+            Status::NotValidated,
+            Status::ProtectionRemoved,
+            Status::Draft,
+        ] {
+            assert_eq!(marked_file_name(status, tn, "report.pdf"), "report.pdf");
+        }
+    }
+
+    #[test]
     fn formats_are_checked() {
         assert!(is_tracking_number("PCII-2026-000123"));
         assert!(!is_tracking_number("PCII-26-000123"));
@@ -522,6 +543,30 @@ pub fn list_marking(shown: impl IntoIterator<Item = crate::domain::Status>) -> O
         }
     }
     strongest.map(|s| marking_for(s, None))
+}
+
+/// The name a downloaded file is saved under. The file itself is given as submitted and cannot carry a marking, so
+/// its copy's name does (PCII.md: copies are marked like the original): the marking and the tracking number before
+/// the submitter's name for it, e.g. `PCII PCII-2026-000123 - report.pdf`, `PCII-PENDING PCII-2026-000123 - ...`.
+/// A file of a submission that is not (or no longer) PCII keeps its name.
+pub fn marked_file_name(
+    status: crate::domain::Status,
+    tracking_number: Option<&str>,
+    name: &str,
+) -> String {
+    use crate::domain::Status;
+    let mark = match status {
+        Status::Validated => "PCII",
+        Status::Received | Status::Defective => "PCII-PENDING",
+        _ => return name.to_string(),
+    };
+    // What would lead the name were it alone (dots, separators) is dropped, as the download header drops it there.
+    let name =
+        name.trim_start_matches(|c: char| matches!(c, '.' | '/' | '\\') || c.is_whitespace());
+    match tracking_number {
+        Some(tn) => format!("{mark} {tn} - {name}"),
+        None => format!("{mark} - {name}"),
+    }
 }
 
 /// Multi-line text (a narrative, a message body) made safe to print in a package's text files: as [`visible`], but

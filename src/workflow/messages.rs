@@ -555,6 +555,8 @@ pub async fn open_file(
         .db
         .run(move |c| audit.record(c, &actor, event))
         .await?;
+    let name =
+        super::content::marked_file_name(sub.status(), sub.tracking_number.as_deref(), &name);
     Ok(OpenedFile { stream, name, len })
 }
 

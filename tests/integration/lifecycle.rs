@@ -1028,7 +1028,28 @@ fn pages_listing_protected_titles_are_marked_top_and_bottom() {
         );
     }
 
-    let id = submit(&mut sub, &[]);
+    let id = submit(&mut sub, &[file_bytes(2000, 3, "")]);
+    let tn = tracking_number_of(&app, &id);
+    let att = app.attachment_ids(&id).remove(0);
+    // A downloaded file cannot carry a marking inside: the name its copy is saved under does.
+    let saved_as = |b: &mut Browser<'_>, uri: String| -> String {
+        let (status, _, headers) = b.get_bytes(&uri);
+        assert_eq!(status, Status::Ok, "{uri}");
+        crate::common::header(&headers, "Content-Disposition")
+            .unwrap()
+            .to_string()
+    };
+    let pending = format!("filename*=UTF-8''PCII-PENDING%20{tn}%20-%20evilreport.pdf");
+    for (b, uri) in [
+        (
+            &mut officer,
+            format!("/officer/submissions/{id}/files/{att}"),
+        ),
+        (&mut sub, format!("/submissions/{id}/files/{att}")),
+    ] {
+        let cd = saved_as(b, uri);
+        assert!(cd.ends_with(&pending), "{cd}");
+    }
     for (who, body) in [
         ("queue", officer.get("/officer").body),
         ("submitter", sub.get("/submissions").body),
@@ -1069,4 +1090,15 @@ fn pages_listing_protected_titles_are_marked_top_and_bottom() {
         assert_eq!(marked(&body, PENDING), 0, "{who}");
         assert!(body.contains("6 CFR Part 29"), "{who}: the statement");
     }
+    let cd = saved_as(&mut a, format!("/analyst/submissions/{id}/files/{att}"));
+    assert!(
+        cd.ends_with(&format!(
+            "filename*=UTF-8''PCII%20{tn}%20-%20evilreport.pdf"
+        )),
+        "{cd}"
+    );
+    assert!(
+        cd.contains(&format!("filename=\"PCII {tn} - evilreport.pdf\"")),
+        "{cd}"
+    );
 }
