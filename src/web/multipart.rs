@@ -617,6 +617,12 @@ impl Reader<'_> {
             while field.chunk().await.map_err(broken)?.is_some() {}
             return Ok(());
         }
+        // Bytes without a name (no browser sends them): a file must be listed, and its copies saved, by a name.
+        if file_name.trim().is_empty() {
+            return Err(Failure::Refused(AppError::Malformed(
+                "A file was sent without a file name: send it with its name.".into(),
+            )));
+        }
         if self.form.files.len() >= self.limits.max_files {
             return Err(Failure::FileTooLarge(
                 SizeLimit::Count(self.state.settings.max_files),

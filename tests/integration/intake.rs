@@ -603,6 +603,19 @@ fn hostile_file_names_are_stored_as_data_and_shown_safely() {
     assert!(page.body.contains("a header over 64 KiB"), "{}", page.body);
     assert_eq!((app.blob_files(), table_counts(&app)), before);
 
+    // Bytes in a file part with an empty (or blank) name — no browser sends that — are refused, not kept nameless.
+    for blank in ["", "  "] {
+        let token = b.csrf();
+        let mut parts = vec![Part::Text("csrf", &token)];
+        parts.extend(complete_fields("nameless", "submit"));
+        parts.push(Part::Text("description_1", "d"));
+        parts.push(Part::File("file_1", blank, &data));
+        let page = b.post_multipart_raw("/submissions", common::multipart_body(&parts));
+        assert_eq!(page.status, Status::BadRequest, "{blank:?}: {}", page.body);
+        assert!(page.body.contains("without a file name"), "{}", page.body);
+        assert_eq!((app.blob_files(), table_counts(&app)), before);
+    }
+
     // A field name no form of the portal has (200 bytes) is refused before it is kept: names are not a way
     // around the text caps (before, 499 names of 64 KiB each were kept whole, whatever the caps said).
     let token = b.csrf();
