@@ -296,13 +296,7 @@ impl AuditLog {
     ) -> AppResult<Verdict> {
         let own_key = self.public_key_hex();
         let trusted = trusted_key(kept, Some(&own_key));
-        let verdict = stored::verify(
-            conns,
-            kept,
-            trusted.as_deref(),
-            scope,
-            Some(self.checkpoint_every),
-        );
+        let verdict = stored::verify(conns, kept, trusted.as_deref(), scope);
         let now = self.clock.now();
         // Only a statement under the trusted key can be trusted by the next verify: with a kept checkpoint of
         // another key, nothing is kept.
@@ -362,14 +356,12 @@ fn trusted_key(kept: &[Checkpoint], own_key: Option<&str>) -> Option<String> {
 
 pub use super::store::lock_head;
 
-/// Verifies the whole stored chain on `conn` (one reader). Returns a summary or the first problem. Without the
-/// log's checkpoint interval, a gap between checkpoints is found but not the latest ones deleted: the portal's
-/// own verify ([`AuditLog::verify_and_record_from`]) knows the interval.
+/// Verifies the whole stored chain on `conn` (one reader). Returns a summary or the first problem.
 pub fn verify_stored(
     conn: &mut DbConn,
     kept: &[Checkpoint],
     own_key: Option<&str>,
 ) -> Result<Summary, Problem> {
     let trusted = trusted_key(kept, own_key);
-    stored::verify(&mut [conn], kept, trusted.as_deref(), Scope::Full, None).result
+    stored::verify(&mut [conn], kept, trusted.as_deref(), Scope::Full).result
 }

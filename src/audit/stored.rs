@@ -81,17 +81,14 @@ fn reading(seq: i64, e: impl std::fmt::Display) -> Problem {
 }
 
 /// Verifies the chain stored on `conns` (one reader each; the first also does the few single reads), trusting
-/// `trusted` (a kept checkpoint's key, or the portal's own) and checking `kept` checkpoints too. The checkpoints
-/// must cover the entries without a gap and, when the log signs one every `every` entries, leave fewer than
-/// that unsigned at the end ([`coverage`]).
+/// `trusted` (a kept checkpoint's key, or the portal's own) and checking `kept` checkpoints too.
 pub fn verify(
     conns: &mut [&mut DbConn],
     kept: &[Checkpoint],
     trusted: Option<&str>,
     scope: Scope,
-    every: Option<i64>,
 ) -> Verdict {
-    verify_in_pages(conns, kept, trusted, scope, every, PAGE)
+    verify_in_pages(conns, kept, trusted, scope, PAGE)
 }
 
 /// [`verify`] reading `page` entries at a time (tests use small pages to cross page boundaries).
@@ -100,7 +97,6 @@ fn verify_in_pages(
     kept: &[Checkpoint],
     trusted: Option<&str>,
     scope: Scope,
-    every: Option<i64>,
     page: i64,
 ) -> Verdict {
     let begin = match starting_point(conns, scope, trusted) {
@@ -117,7 +113,7 @@ fn verify_in_pages(
         Begin::First(start) => start.clone(),
         Begin::After(v) => Start::After(v.checkpoint.seq),
     };
-    match check(conns, &begin, kept, trusted, every, page) {
+    match check(conns, &begin, kept, trusted, page) {
         Ok((summary, reached)) => match lost_checkpoint(conns, &begin, trusted, reached.as_ref()) {
             Some(problem) => Verdict {
                 start,
@@ -221,7 +217,6 @@ fn check(
     begin: &Begin,
     kept: &[Checkpoint],
     trusted: Option<&str>,
-    every: Option<i64>,
     page: i64,
 ) -> Result<(Summary, Option<Checkpoint>), Problem> {
     let (after, start_hash) = match begin {
@@ -252,23 +247,7 @@ fn check(
         ChainVerifier::new(Some((after + 1, start_hash))).with_checkpoints(&checkpoints, trusted)
     };
     let summary = scan(conns, after + 1, to, page, verifier)?.finish(&[], None)?;
-    // The interval may have been longer when older checkpoints were signed (a setting lowered since): the
-    // longest range already signed, the checkpoint started after included, bounds the tail too.
-    let base = match begin {
-        Begin::After(v) => Some(&v.checkpoint),
-        Begin::First(_) => None,
-    };
-    let longest = checkpoints
-        .iter()
-        .chain(base)
-        .map(|c| c.seq - c.from_seq + 1)
-        .max();
-    coverage(
-        &checkpoints,
-        after,
-        to,
-        every.map(|e| e.max(longest.unwrap_or(0))),
-    )?;
+    no_gap(&checkpoints, after)?;
     let reached = summary.last_checkpoint_seq.and_then(|seq| {
         checkpoints
             .iter()
@@ -278,17 +257,12 @@ fn check(
     Ok((summary, reached))
 }
 
-/// The checkpoints over `after + 1..=to` (sorted by their last entry) must leave no entry unsigned between them:
-/// the portal signs each one from the entry after the previous, so a gap is checkpoints deleted, and the entries
-/// they signed could have been rewritten since. At the end, fewer than `every` entries may wait for the next
-/// one (one is signed with every `every`-th entry, the caller's bound being at least that); more means the
-/// latest checkpoints were deleted.
-fn coverage(
-    checkpoints: &[Checkpoint],
-    after: i64,
-    to: i64,
-    every: Option<i64>,
-) -> Result<(), Problem> {
+/// The checkpoints after `after` (sorted by their last entry) must leave no entry unsigned between them: the portal
+/// signs each one from the entry after the previous (`AuditLog::write_checkpoint`), so a gap is checkpoints
+/// deleted, and the entries they signed may have been rewritten since. How many entries may wait after the last
+/// one is not bounded here: a sealed portal appends without signing and the interval may change, so a bound would
+/// cry wolf; the latest checkpoints deleted show against kept ones and the signed record of the last verify.
+fn no_gap(checkpoints: &[Checkpoint], after: i64) -> Result<(), Problem> {
     let mut next = after + 1;
     for c in checkpoints {
         if c.from_seq > next {
@@ -305,18 +279,7 @@ fn coverage(
         }
         next = next.max(c.seq.saturating_add(1));
     }
-    match every {
-        Some(every) if to >= next && to - next + 1 >= every => Err(Problem::new(
-            next,
-            format!(
-                "the last {} entries (#{next}..#{to}) are signed by no checkpoint, but one is signed every \
-                 {every} entries: the latest checkpoints were deleted, and the entries they signed may have \
-                 been rewritten",
-                to - next + 1
-            ),
-        )),
-        _ => Ok(()),
-    }
+    Ok(())
 }
 
 /// The entry an incremental verify starts after must still be the one that was verified.
@@ -551,7 +514,6 @@ mod tests {
         db: Db,
         audit: AuditLog,
         key: String,
-        every: i64,
     }
 
     fn signer() -> CheckpointSigner {
@@ -568,7 +530,6 @@ mod tests {
             db,
             audit: AuditLog::new(signer(), every),
             key: signer().public_key_hex(),
-            every,
         };
         append(&log, n);
         sql(&log, "DROP TRIGGER audit_entries_no_update");
@@ -603,14 +564,7 @@ mod tests {
     fn run(log: &Log, scope: Scope, page: i64, readers: usize) -> Verdict {
         let mut pooled: Vec<_> = (0..readers).map(|_| log.db.get().unwrap()).collect();
         let mut conns: Vec<&mut DbConn> = pooled.iter_mut().map(|c| &mut **c).collect();
-        verify_in_pages(
-            &mut conns,
-            &[],
-            Some(&log.key),
-            scope,
-            Some(log.every),
-            page,
-        )
+        verify_in_pages(&mut conns, &[], Some(&log.key), scope, page)
     }
 
     /// The verifier fed every stored entry in one pass, on one thread: what the paged readers must agree with.
@@ -786,17 +740,15 @@ mod tests {
         assert_eq!(got, one_pass(&log));
     }
 
-    /// Checkpoints deleted after a verify found them, with the entries they signed (their triggers dropped, as a
-    /// database administrator could): a full verify names the checkpoint the last verify reached, and records
-    /// nothing newer over it.
+    /// Checkpoints deleted after a verify found them (their triggers dropped, as a database administrator could):
+    /// a full verify names the checkpoint the last verify reached, and records nothing newer over it.
     #[test]
     fn a_full_verify_names_checkpoints_deleted_since_the_last_verify() {
         let log = log(30, 10);
         assert!(verify_now(&log, Scope::Full).result.is_ok());
         assert_eq!(verified_through(&log).unwrap().checkpoint.seq, 30);
         sql(&log, "DROP TRIGGER audit_checkpoints_no_delete");
-        sql(&log, "DELETE FROM audit_checkpoints WHERE seq > 20");
-        sql(&log, "DELETE FROM audit_entries WHERE seq > 20");
+        sql(&log, "DELETE FROM audit_checkpoints WHERE seq > 10");
         let v = verify_now(&log, Scope::Full);
         let p = v.result.unwrap_err();
         assert_eq!(p.seq, 30, "{p}");
@@ -804,63 +756,28 @@ mod tests {
         assert_eq!(verified_through(&log).unwrap().checkpoint.seq, 30);
     }
 
-    /// Checkpoints deleted while the entries they signed stay (a middle one, or the latest ones): the entries are
-    /// left signed by none, and could have been rewritten and re-chained. A verify names the first of them.
+    /// A checkpoint deleted between two others (its trigger dropped, as a database administrator could) leaves its
+    /// entries signed by none: they could have been rewritten and re-chained. A verify names the first of them;
+    /// an incremental one that starts before the gap too.
     #[test]
     fn entries_left_signed_by_no_checkpoint_fail_the_verify() {
-        for (deleted, every, first, what) in [
-            (
-                "seq = 20",
-                Some(10),
-                11,
-                "signed by no checkpoint (the next one, #21..#30",
-            ),
-            (
-                "seq > 10",
-                Some(10),
-                11,
-                "the last 25 entries (#11..#35) are signed by no checkpoint",
-            ),
-            // Without the interval (a verify on the stored chain alone), a gap still shows; the tail cannot.
-            ("seq = 20", None, 11, "signed by no checkpoint"),
-        ] {
-            let log = log(35, 10);
-            assert!(run(&log, Scope::Full, 8, 2).result.is_ok());
-            sql(&log, "DROP TRIGGER audit_checkpoints_no_delete");
-            sql(
-                &log,
-                &format!("DELETE FROM audit_checkpoints WHERE {deleted}"),
-            );
-            let mut c = log.db.get().unwrap();
-            let p = verify_in_pages(&mut [&mut c], &[], Some(&log.key), Scope::Full, every, 8)
-                .result
-                .unwrap_err();
-            assert_eq!(p.seq, first, "{deleted}: {p}");
-            assert!(p.what.contains(what), "{deleted}: {p}");
-        }
-        // The tail shorter than the interval is the entries waiting for the next checkpoint: fine.
-        let lowered = log(59, 20);
-        let log = log(39, 10);
+        let latest = log(35, 10);
+        let log = log(35, 10);
         assert!(run(&log, Scope::Full, 8, 2).result.is_ok());
-        let mut c = log.db.get().unwrap();
-        let tail = verify_in_pages(&mut [&mut c], &[], Some(&log.key), Scope::Full, None, 8);
-        assert!(tail.result.is_ok());
-        // The interval lowered since (20 when these were signed, 10 now): the 19 waiting are not a deletion.
-        let mut c20 = lowered.db.get().unwrap();
-        let v = verify_in_pages(
-            &mut [&mut c20],
-            &[],
-            Some(&lowered.key),
-            Scope::Full,
-            Some(10),
-            8,
-        );
-        assert!(v.result.is_ok(), "{:?}", v.result);
-        // The latest deleted without a verify that knows the interval: passes (what `every` is for).
         sql(&log, "DROP TRIGGER audit_checkpoints_no_delete");
-        sql(&log, "DELETE FROM audit_checkpoints WHERE seq > 10");
-        let v = verify_in_pages(&mut [&mut c], &[], Some(&log.key), Scope::Full, None, 8);
-        assert!(v.result.is_ok());
+        sql(&log, "DELETE FROM audit_checkpoints WHERE seq = 20");
+        let p = run(&log, Scope::Full, 8, 2).result.unwrap_err();
+        assert_eq!(p.seq, 11, "{p}");
+        assert!(
+            p.what
+                .contains("#11..#20 are signed by no checkpoint (the next one, #21..#30"),
+            "{p}"
+        );
+        // The latest deleted leaves a longer tail waiting, which this check does not bound.
+
+        sql(&latest, "DROP TRIGGER audit_checkpoints_no_delete");
+        sql(&latest, "DELETE FROM audit_checkpoints WHERE seq > 10");
+        assert!(run(&latest, Scope::Full, 8, 2).result.is_ok());
     }
 
     fn verified_through(log: &Log) -> Option<VerifiedThrough> {
@@ -963,7 +880,6 @@ mod tests {
             &[],
             Some(&other.public_key_hex()),
             Scope::Incremental,
-            Some(log.every),
             8,
         );
         assert_eq!(
@@ -1001,14 +917,7 @@ mod tests {
         let all = store::checkpoints(&mut c).unwrap();
         // A kept checkpoint before the start is checked against the entry it ends with.
         let kept = [all[1].clone()];
-        let v = verify_in_pages(
-            &mut [&mut c],
-            &kept,
-            Some(&log.key),
-            Scope::Incremental,
-            Some(log.every),
-            8,
-        );
+        let v = verify_in_pages(&mut [&mut c], &kept, Some(&log.key), Scope::Incremental, 8);
         assert_eq!(v.start, Start::After(50));
         assert!(v.result.is_ok(), "{:?}", v.result);
         drop(c);
@@ -1020,16 +929,9 @@ mod tests {
             ),
         );
         let mut c = log.db.get().unwrap();
-        let p = verify_in_pages(
-            &mut [&mut c],
-            &kept,
-            Some(&log.key),
-            Scope::Incremental,
-            Some(log.every),
-            8,
-        )
-        .result
-        .unwrap_err();
+        let p = verify_in_pages(&mut [&mut c], &kept, Some(&log.key), Scope::Incremental, 8)
+            .result
+            .unwrap_err();
         assert_eq!(p.seq, 11, "{p}");
         assert!(p.what.contains("kept checkpoint #11..#20"), "{p}");
 
