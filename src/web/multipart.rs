@@ -613,7 +613,7 @@ impl Reader<'_> {
     ) -> Result<(), Failure> {
         // An empty file input still sends a part with an empty name and no bytes: skip it.
         let first = field.chunk().await.map_err(broken)?;
-        if file_name.is_empty() && first.as_ref().is_none_or(Bytes::is_empty) {
+        if file_name.trim().is_empty() && first.as_ref().is_none_or(Bytes::is_empty) {
             while field.chunk().await.map_err(broken)?.is_some() {}
             return Ok(());
         }

@@ -454,6 +454,10 @@ mod tests {
             marked_file_name(Status::Defective, tn, "../x/report.pdf"),
             "PCII-PENDING PCII-2026-000123 - x/report.pdf"
         );
+        let long = format!("{}.pdf", "r".repeat(300));
+        let marked = marked_file_name(Status::Validated, tn, &long);
+        assert_eq!(marked.chars().count(), 24 + 110, "{marked}");
+        assert!(marked.ends_with("rr….pdf"), "{marked}");
         for status in [
             Status::NotValidated,
             Status::ProtectionRemoved,
@@ -563,10 +567,28 @@ pub fn marked_file_name(
     // What would lead the name were it alone (dots, separators) is dropped, as the download header drops it there.
     let name =
         name.trim_start_matches(|c: char| matches!(c, '.' | '/' | '\\') || c.is_whitespace());
+    // The download header keeps 150 characters: a long name is cut in its middle, so its extension stays.
+    let name = shortened(name, 110);
     match tracking_number {
         Some(tn) => format!("{mark} {tn} - {name}"),
         None => format!("{mark} - {name}"),
     }
+}
+
+/// `name` in at most `max` characters: when longer, its start and its extension (up to 16 characters after the
+/// last dot) with "…" between.
+fn shortened(name: &str, max: usize) -> String {
+    let count = name.chars().count();
+    if count <= max {
+        return name.to_string();
+    }
+    let ext = name
+        .rfind('.')
+        .map(|i| &name[i..])
+        .filter(|e| e.chars().count() <= 16)
+        .unwrap_or("");
+    let keep = max - 1 - ext.chars().count();
+    format!("{}…{ext}", name.chars().take(keep).collect::<String>())
 }
 
 /// Multi-line text (a narrative, a message body) made safe to print in a package's text files: as [`visible`], but

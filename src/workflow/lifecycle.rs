@@ -241,7 +241,8 @@ pub fn affordances(sub: &Submission, user: &User, now: i64) -> Affordances {
                 validate: acts(Step::Validate),
                 not_validate: acts(Step::NotValidate),
                 remove_protection: acts(Step::RemoveProtection),
-                cure_due,
+                // What the officer may do once it passes: nothing, for an officer of the submitting organisation.
+                cure_due: cure_due.filter(|_| !own),
                 release: !own && releasable(status),
                 see_releases: releasable(status),
                 ..Affordances::default()
@@ -474,6 +475,9 @@ mod tests {
         assert_eq!(cure_period_runs(&sub, 999), Some(1_000));
         assert!(!during.not_validate && !during.decide);
         assert_eq!(during.cure_due, Some(1_000));
+        // An officer of the submitting organisation is not told what it may do after: it may do nothing.
+        let own = affordances(&sub, &person(Role::Officer, Some("acme")), 999);
+        assert_eq!(own.cure_due, None);
         for after in [1_000, 5_000] {
             let a = affordances(&sub, &officer, after);
             assert!(
