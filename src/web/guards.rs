@@ -45,20 +45,21 @@ pub fn remove_session_cookie(tls: bool, jar: &CookieJar<'_>) {
 
 /// Ends the session this browser holds, if any — its row, then its cookie — for a flow that leaves the browser
 /// signed out (a password reset, an accepted invitation): the earlier session must not live on behind it for
-/// whoever kept a copy of its cookie.
-pub async fn end_browser_session(
-    ctx: &Ctx<'_>,
-    jar: &CookieJar<'_>,
-) -> crate::error::AppResult<()> {
+/// whoever kept a copy of its cookie. Called once the flow's own change has committed, so a failure here is
+/// logged and the answer stays the flow's (the row then lives until its timeouts, as it did before).
+pub async fn end_browser_session(ctx: &Ctx<'_>, jar: &CookieJar<'_>) {
     if let Some(cookie) = jar.get_private(session_cookie_name(ctx.tls)) {
         let hash = sessions::hash_token(cookie.value());
-        ctx.state
+        let ended = ctx
+            .state
             .db
             .run(move |c| sessions::delete(c, &hash).map(|_| ()))
-            .await?;
+            .await;
+        if ended.is_err() {
+            tracing::warn!("could not end the browser's earlier session; it ends at its timeouts");
+        }
     }
     remove_session_cookie(ctx.tls, jar);
-    Ok(())
 }
 
 fn tls(req: &Request<'_>) -> bool {

@@ -309,7 +309,7 @@ async fn reset(
         .await?;
     match result {
         Ok(()) => {
-            end_browser_session(&ctx, jar).await?;
+            end_browser_session(&ctx, jar).await;
             Ok(Either::Left(Notice::redirect(
                 "/login",
                 "Your password is changed and every session of your account has ended. Sign in with the new password.",
@@ -374,7 +374,7 @@ async fn accept_invitation(
     match result {
         Ok(_) => {
             // Whoever was signed in on this browser is not the invitee.
-            end_browser_session(&ctx, jar).await?;
+            end_browser_session(&ctx, jar).await;
             Ok(Either::Left(Notice::redirect(
                 "/login",
                 "Your account is ready. Sign in with your email address and the password you chose.",
