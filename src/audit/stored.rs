@@ -757,8 +757,7 @@ mod tests {
     }
 
     /// A checkpoint deleted between two others (its trigger dropped, as a database administrator could) leaves its
-    /// entries signed by none: they could have been rewritten and re-chained. A verify names the first of them;
-    /// an incremental one that starts before the gap too.
+    /// entries signed by none: they could have been rewritten and re-chained. A verify names the first of them.
     #[test]
     fn entries_left_signed_by_no_checkpoint_fail_the_verify() {
         let latest = log(35, 10);
@@ -774,7 +773,6 @@ mod tests {
             "{p}"
         );
         // The latest deleted leaves a longer tail waiting, which this check does not bound.
-
         sql(&latest, "DROP TRIGGER audit_checkpoints_no_delete");
         sql(&latest, "DELETE FROM audit_checkpoints WHERE seq > 10");
         assert!(run(&latest, Scope::Full, 8, 2).result.is_ok());

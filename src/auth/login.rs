@@ -286,11 +286,14 @@ pub fn change_password(
         )?;
         let ended = sessions::delete_others(tx, &user.id, session_hash)?;
         let token = sessions::renew(tx, session_hash, now)?.ok_or_else(|| {
-            crate::error::AppError::Conflict("This session ended while the password was being changed; nothing was changed. Sign in again.".into())
+            crate::error::AppError::Conflict(
+                "This session ended while the password was being changed; nothing was changed. \
+                 Sign in again."
+                    .into(),
+            )
         })?;
-        let event = event(Outcome::Success).reason(format!(
-            "{ended} other session(s) ended, this one renewed"
-        ));
+        let event = event(Outcome::Success)
+            .reason(format!("{ended} other session(s) ended, this one renewed"));
         Ok((PasswordChange::Changed { token }, event))
     })
 }

@@ -84,24 +84,22 @@ pub fn create_with_agent(
 /// token: the one issued after the password alone is not the one that holds the full sign-in), keeping its start
 /// time, address and browser. Returns the new cookie token, or `None` if the session is gone.
 pub fn upgrade(conn: &mut DbConn, token_hash: &str, now: i64) -> AppResult<Option<String>> {
-    replace(conn, token_hash, now, Some(now))
+    replace(conn, token_hash, now, |_| Some(now))
 }
 
 /// Replaces a session with a new one (a new token and form token) where it stands: after a password change, so
 /// that a copy of the old cookie taken before it opens nothing. Returns the new cookie token, or `None` if the
 /// session is gone.
 pub fn renew(conn: &mut DbConn, token_hash: &str, now: i64) -> AppResult<Option<String>> {
-    let Some((old, _)) = model::find_with_user(conn, token_hash)? else {
-        return Ok(None);
-    };
-    replace(conn, token_hash, now, old.second_factor_at)
+    replace(conn, token_hash, now, |kept| kept)
 }
 
+/// The new session's `second_factor_at` is `factor_at` of the old one's.
 fn replace(
     conn: &mut DbConn,
     token_hash: &str,
     now: i64,
-    second_factor_at: Option<i64>,
+    factor_at: impl FnOnce(Option<i64>) -> Option<i64>,
 ) -> AppResult<Option<String>> {
     let Some((old, _)) = model::find_with_user(conn, token_hash)? else {
         return Ok(None);
@@ -120,7 +118,7 @@ fn replace(
                 public_id: Some(&crate::db::new_id()),
                 client_addr: old.client_addr.as_deref(),
                 user_agent: old.user_agent.as_deref(),
-                second_factor_at,
+                second_factor_at: factor_at(old.second_factor_at),
             },
         )?;
         model::delete(tx, token_hash).map(|_| ())

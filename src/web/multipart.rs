@@ -611,17 +611,17 @@ impl Reader<'_> {
         slot: FileSlot,
         file_name: String,
     ) -> Result<(), Failure> {
-        // An empty file input still sends a part with an empty name and no bytes: skip it.
         let first = field.chunk().await.map_err(broken)?;
-        if file_name.trim().is_empty() && first.as_ref().is_none_or(Bytes::is_empty) {
+        if file_name.trim().is_empty() {
+            // An empty file input still sends a part with an empty name and no bytes: skip it. Bytes without a
+            // name (no browser sends them) are refused: a file is listed, and its copies saved, by its name.
+            if first.as_ref().is_some_and(|b| !b.is_empty()) {
+                return Err(Failure::Refused(AppError::Malformed(
+                    "A file was sent without a file name: send it with its name.".into(),
+                )));
+            }
             while field.chunk().await.map_err(broken)?.is_some() {}
             return Ok(());
-        }
-        // Bytes without a name (no browser sends them): a file must be listed, and its copies saved, by a name.
-        if file_name.trim().is_empty() {
-            return Err(Failure::Refused(AppError::Malformed(
-                "A file was sent without a file name: send it with its name.".into(),
-            )));
         }
         if self.form.files.len() >= self.limits.max_files {
             return Err(Failure::FileTooLarge(

@@ -39,7 +39,7 @@ fn validated(app: &TestApp, sub: &mut Browser<'_>, officer: &mut Browser<'_>) ->
         &format!("/officer/submissions/{id}/decision"),
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("confirm", "1"),
         ],
     );

@@ -361,7 +361,7 @@ fn a_cured_submission_shows_cured_re_review_until_decided() {
         &format!("/officer/submissions/{id}/decision"),
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("confirm", "1"),
         ],
     );
@@ -471,7 +471,7 @@ fn search_finds_a_validated_submission_by_organisation_name_and_tracking_prefix(
         &format!("/officer/submissions/{id}/decision"),
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("confirm", "1"),
         ],
     );
@@ -574,7 +574,7 @@ fn the_dissemination_log_pages_every_release_once_with_and_without_a_recipient_f
         &format!("/officer/submissions/{id}/decision"),
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("confirm", "1"),
         ],
     );
@@ -632,7 +632,7 @@ fn the_dissemination_log_filters_and_exports_csv_with_formula_cells_neutralised(
             &format!("/officer/submissions/{id}/decision"),
             &[
                 ("decision", "validate"),
-                ("reason", "Statement, certification and files checked"),
+                ("reason", crate::common::BASIS),
                 ("confirm", "1"),
             ],
         );
@@ -725,7 +725,7 @@ fn the_dissemination_log_csv_asks_for_a_recent_second_factor_like_the_other_expo
         &format!("/officer/submissions/{id}/decision"),
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("confirm", "1"),
         ],
     );

@@ -91,7 +91,7 @@ fn every_act_refused_for_a_conflict_of_interest_is_recorded_and_changes_nothing(
         &format!("/officer/submissions/{id}/decision"),
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("confirm", "1"),
         ],
     );
@@ -161,7 +161,7 @@ fn every_act_refused_for_a_conflict_of_interest_is_recorded_and_changes_nothing(
         &format!("/officer/submissions/{id}/decision"),
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("confirm", "1"),
         ],
     );
@@ -222,7 +222,7 @@ fn an_officer_without_a_conflict_records_no_refusal() {
         &format!("/officer/submissions/{id}/decision"),
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("confirm", "1"),
         ],
     );

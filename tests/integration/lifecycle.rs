@@ -99,7 +99,7 @@ fn disabling_an_analyst_or_moving_it_to_another_role_revokes_its_grants_for_good
         &format!("/officer/submissions/{id}/decision"),
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("confirm", "1"),
         ],
     );
@@ -206,10 +206,7 @@ fn defective_cured_validated_granted_read_exported_then_the_grant_expires() {
     // Illegal: validating a defective submission before it is cured.
     let page = officer.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[
-            ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
-        ],
+        &[("decision", "validate"), ("reason", crate::common::BASIS)],
     );
     assert_eq!(page.status, Status::Conflict);
     assert!(page.body.contains("cannot be validated"));
@@ -239,7 +236,7 @@ fn defective_cured_validated_granted_read_exported_then_the_grant_expires() {
         &format!("/officer/submissions/{id}/decision"),
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("confirm", "1"),
         ],
     );
@@ -508,10 +505,7 @@ fn an_officer_never_decides_on_its_own_organisations_submission() {
     let id = submit(&mut sub, &[]);
     let page = officer.post(
         &format!("/officer/submissions/{id}/decision"),
-        &[
-            ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
-        ],
+        &[("decision", "validate"), ("reason", crate::common::BASIS)],
     );
     assert_eq!(page.status, Status::Forbidden);
     assert!(page.body.contains("your own organisation"));
@@ -529,7 +523,7 @@ fn dissemination_is_recorded_per_submission_and_in_the_whole_log() {
         &format!("/officer/submissions/{id}/decision"),
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("confirm", "1"),
         ],
     );
@@ -629,7 +623,7 @@ fn route_by_role_matrix() {
         &format!("/officer/submissions/{id}/decision"),
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("confirm", "1"),
         ],
     );
@@ -846,7 +840,7 @@ fn a_download_under_way_is_cut_off_when_its_reader_loses_access() {
         &format!("/officer/submissions/{id}/decision"),
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("confirm", "1"),
         ],
     );
@@ -982,10 +976,7 @@ fn a_final_decision_confirmed_after_the_submission_changed_is_refused() {
     // On a page that shows it as it is now, the confirmation goes through.
     let page = officer.post(
         &decision,
-        &[
-            ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
-        ],
+        &[("decision", "validate"), ("reason", crate::common::BASIS)],
     );
     assert_eq!(page.status, Status::Ok);
     let seen = seen_on(&page.body);
@@ -993,7 +984,7 @@ fn a_final_decision_confirmed_after_the_submission_changed_is_refused() {
         &decision,
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("confirm", "1"),
             ("seen", &seen),
         ],
@@ -1066,7 +1057,7 @@ fn pages_listing_protected_titles_are_marked_top_and_bottom() {
         &format!("/officer/submissions/{id}/decision"),
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("confirm", "1"),
         ],
     );

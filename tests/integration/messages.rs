@@ -606,7 +606,7 @@ fn the_thread_goes_into_the_officer_s_and_the_organisation_s_packages_never_an_a
         &format!("/officer/submissions/{id}/decision"),
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("confirm", "1"),
         ],
     );

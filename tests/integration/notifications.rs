@@ -164,7 +164,7 @@ fn a_grant_ending_within_14_days_is_mailed_unless_turned_off_and_officers_hear_o
             &format!("/officer/submissions/{id}/decision"),
             &[
                 ("decision", "validate"),
-                ("reason", "Statement, certification and files checked"),
+                ("reason", crate::common::BASIS),
                 ("confirm", "1"),
             ],
         );
@@ -213,7 +213,7 @@ fn a_grant_ending_within_14_days_is_mailed_unless_turned_off_and_officers_hear_o
         &format!("/officer/submissions/{third}/decision"),
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("confirm", "1"),
         ],
     );

@@ -53,7 +53,7 @@ fn validated(app: &TestApp) -> (String, Browser<'_>) {
         &format!("/officer/submissions/{id}/decision"),
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("confirm", "1"),
         ],
     );
@@ -128,7 +128,7 @@ fn a_decision_without_its_reason_comes_back_with_the_reason_marked_and_the_defec
         &uri,
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("defects", "SlipMarker"),
         ],
     );
@@ -274,7 +274,7 @@ fn validating_asks_for_confirmation_and_changes_nothing_until_confirmed() {
         &uri,
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("confirm", "1"),
         ],
     );
@@ -351,7 +351,7 @@ fn remove_protection_is_offered_on_validated_pcii_only_and_asks_for_confirmation
         &uri,
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("confirm", "1"),
         ],
     );
@@ -475,10 +475,7 @@ fn the_decision_options_are_those_the_lifecycle_allows_with_validated_not_first(
     assert!(!page.contains("id=\"d_"));
     let page = own.post(
         &format!("/officer/submissions/{other}/decision"),
-        &[
-            ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
-        ],
+        &[("decision", "validate"), ("reason", crate::common::BASIS)],
     );
     assert_eq!(page.status, Status::Forbidden);
 }

@@ -321,7 +321,7 @@ fn a_round_goes_on_past_addresses_the_smtp_server_refuses_for_good() {
         &format!("/officer/submissions/{sid}/decision"),
         &[
             ("decision", "validate"),
-            ("reason", "Statement, certification and files checked"),
+            ("reason", crate::common::BASIS),
             ("confirm", "1"),
         ],
     );

@@ -13,6 +13,8 @@ use pcii_portal::domain::Role;
 use pcii_portal::services::Services;
 
 pub const PASSWORD: &str = "correct horse battery staple";
+/// The reason an officer gives for validating (every decision needs one).
+pub const BASIS: &str = "Statement, certification and files checked";
 
 pub struct TestApp {
     pub client: Client,
