@@ -252,7 +252,7 @@ macro_rules! predicates {
                 hidden()
                     .eq(RECEIVED)
                     .and(s::received_at.lt(notice_cutoff))
-                    .or(hidden().eq(DEFECTIVE).and(s::cure_due_at.lt(now))),
+                    .or(hidden().eq(DEFECTIVE).and(s::cure_due_at.le(now))),
             ));
         }
         if f.status == Some(QueueStatus::Cured) {
@@ -431,8 +431,10 @@ pub fn queue(conn: &mut DbConn, f: &QueueFilter, now: i64) -> QueryResult<QueueP
                     days_since_receipt: received_at.map(|r| days_between(r, now)),
                     notice_days_left: notice_due_at.map(|d| whole_days(d - now)),
                     cure_days_left: cure_due_at.map(|d| whole_days(d - now)),
+                    // A cure is overdue from its deadline's second on, when "not validated" opens
+                    // (`lifecycle::cure_period_runs`); the filter above agrees.
                     overdue: notice_due_at.is_some_and(|d| d < now)
-                        || cure_due_at.is_some_and(|d| d < now),
+                        || cure_due_at.is_some_and(|d| d <= now),
                     defect_notice_at: defect_notice_at.filter(|_| defective),
                     status: status.as_str().to_string(),
                     status_label: if defective {

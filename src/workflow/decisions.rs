@@ -193,9 +193,9 @@ pub fn may_decide(
 fn cure_period_over(sub: &Submission, decision: Decision, now: i64) -> AppResult<()> {
     match lifecycle::cure_period_runs(sub, now) {
         Some(due) if decision == Decision::NotValidate => Err(AppError::Conflict(format!(
-            "The submitter has until {} to cure the defects. Decide \"not validated\" once that date has \
+            "The submitter has until {} to cure the defects. Decide \"not validated\" once that time has \
              passed without a cure.",
-            crate::time::date(due)
+            crate::time::datetime(due)
         ))),
         _ => Ok(()),
     }

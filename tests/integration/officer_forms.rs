@@ -419,7 +419,7 @@ fn the_decision_options_are_those_the_lifecycle_allows_with_validated_not_first(
     );
     assert_eq!(page.status, Status::SeeOther);
     // Defective: the submitter has 30 days to cure, and no decision is open meanwhile; the page says until when.
-    let due = pcii_portal::time::date(app.now() + 30 * DAY);
+    let due = pcii_portal::time::datetime(app.now() + 30 * DAY);
     let page = officer.get(&format!("/officer/submissions/{id}")).body;
     assert!(
         !page.contains("id=\"d_"),
@@ -454,8 +454,27 @@ fn the_decision_options_are_those_the_lifecycle_allows_with_validated_not_first(
     assert_eq!(app.status_of(&id), "defective");
     assert_eq!(app.audit_count("decision.not_validated"), 0);
 
-    // Once the period has passed without a cure, only "not validated" is open.
+    let tracking: String = app.with_conn(|c| {
+        submissions::table
+            .find(&id)
+            .select(submissions::tracking_number.assume_not_null())
+            .first(c)
+            .unwrap()
+    });
+    // Listed by the overdue filter (SQL) and its row marked overdue (the row's flag).
+    let overdue = |officer: &mut Browser| {
+        let body = officer.get("/officer?status=overdue").body;
+        body.contains(&tracking) && body.contains("class=\"overdue\"")
+    };
+    assert!(!overdue(&mut officer), "not overdue before its deadline");
+
+    // Once the period has passed without a cure (from the deadline's second), only "not validated" is open, and
+    // the queue calls the cure overdue from the same second.
     app.advance(60);
+    assert!(
+        overdue(&mut officer),
+        "overdue when \"not validated\" opens"
+    );
     let page = officer.get(&format!("/officer/submissions/{id}")).body;
     assert!(page.contains("id=\"d_not\""));
     assert!(!page.contains("id=\"cure-period\""));
