@@ -139,10 +139,23 @@ impl AuditLog {
     where
         F: FnOnce(&mut DbConn) -> AppResult<(T, Event)>,
     {
+        self.fact_if(conn, actor, |tx| {
+            f(tx).map(|(value, event)| (value, Some(event)))
+        })
+    }
+
+    /// [`AuditLog::fact`] for an act that can turn out to have done nothing (what it would end was already
+    /// gone): `None` records nothing.
+    pub fn fact_if<T, F>(&self, conn: &mut DbConn, actor: &Actor, f: F) -> AppResult<T>
+    where
+        F: FnOnce(&mut DbConn) -> AppResult<(T, Option<Event>)>,
+    {
         let done = conn.transaction::<T, AppError, _>(|tx| {
             lock_head(tx)?;
             let (value, event) = f(tx)?;
-            self.append(tx, actor, &event)?;
+            if let Some(event) = event {
+                self.append(tx, actor, &event)?;
+            }
             Ok(value)
         });
         match done {

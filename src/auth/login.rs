@@ -177,6 +177,41 @@ pub fn logout(
     })
 }
 
+/// A flow that leaves the browser signed out once it has committed, ending the session the browser held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeftBy {
+    PasswordReset,
+    InvitationAccepted,
+}
+
+/// Ends the session a browser held when a flow that leaves it signed out has committed (a password reset, an
+/// accepted invitation): a `session.end` entry names whose it was, as a logout would; nothing is recorded when
+/// it had already ended (a reset ends every session of its own account first). The actor is the flow's.
+pub fn end_left_session(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
+    token_hash: &str,
+    by: LeftBy,
+) -> AppResult<bool> {
+    audit.fact_if(conn, actor, |tx| {
+        let Some((owner, public_id)) = sessions::delete_returning_owner(tx, token_hash)? else {
+            return Ok((false, None));
+        };
+        let flow = match by {
+            LeftBy::PasswordReset => "a password reset",
+            LeftBy::InvitationAccepted => "an accepted invitation",
+        };
+        let which = public_id.map_or_else(String::new, |id| format!(" (session {id})"));
+        let event = Event::new("session.end", Outcome::Success)
+            .object("account", owner)
+            .reason(format!(
+                "the session{which} this browser held ended: {flow} signs the browser out"
+            ));
+        Ok((true, Some(event)))
+    })
+}
+
 pub enum PasswordChange {
     /// Changed; the session goes on under this new token (the old one is gone with the others).
     Changed { token: String },

@@ -219,6 +219,14 @@ pub fn delete(conn: &mut DbConn, token_hash: &str) -> AppResult<usize> {
     Ok(model::delete(conn, token_hash)?)
 }
 
+/// [`delete`], telling whose session it was and its public id (`None`: there was none).
+pub fn delete_returning_owner(
+    conn: &mut DbConn,
+    token_hash: &str,
+) -> AppResult<Option<(String, Option<String>)>> {
+    Ok(model::delete_returning_owner(conn, token_hash)?)
+}
+
 pub fn delete_others(conn: &mut DbConn, user_id: &str, keep_hash: &str) -> AppResult<usize> {
     Ok(model::delete_others(conn, user_id, keep_hash)?)
 }

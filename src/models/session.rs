@@ -67,6 +67,23 @@ pub fn delete(conn: &mut DbConn, token_hash: &str) -> QueryResult<usize> {
     diesel::delete(sessions::table.find(token_hash)).execute(conn)
 }
 
+/// Ends the session with this token hash: whose it was and its public id, `None` when there was none. Run it in
+/// a transaction that holds the write lock (the audit head's), so that the row read is the row deleted.
+pub fn delete_returning_owner(
+    conn: &mut DbConn,
+    token_hash: &str,
+) -> QueryResult<Option<(String, Option<String>)>> {
+    let owner = sessions::table
+        .find(token_hash)
+        .select((sessions::user_id, sessions::public_id))
+        .first::<(String, Option<String>)>(conn)
+        .optional()?;
+    if owner.is_some() {
+        delete(conn, token_hash)?;
+    }
+    Ok(owner)
+}
+
 /// Ends every session of an account (disabled, role changed, removed, password reset).
 pub fn delete_all_of(conn: &mut DbConn, user_id: &str) -> QueryResult<usize> {
     diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)

@@ -8,6 +8,7 @@ use rocket::request::{FromRequest, Outcome};
 use rocket::Request;
 
 use crate::audit::log::{Actor, Event, Outcome as AuditOutcome};
+use crate::auth::login;
 use crate::auth::second_factor::Stage;
 use crate::auth::sessions::{self, Lookup};
 use crate::domain::Role;
@@ -43,17 +44,18 @@ pub fn remove_session_cookie(tls: bool, jar: &CookieJar<'_>) {
     jar.remove_private(Cookie::build(session_cookie_name(tls)).path("/"));
 }
 
-/// Ends the session this browser holds, if any — its row, then its cookie — for a flow that leaves the browser
-/// signed out (a password reset, an accepted invitation): the earlier session must not live on behind it for
-/// whoever kept a copy of its cookie. Called once the flow's own change has committed, so a failure here is
+/// Ends the session this browser holds, if any — its row (audited), then its cookie — for a flow that leaves the
+/// browser signed out (a password reset, an accepted invitation): the earlier session must not live on behind it
+/// for whoever kept a copy of its cookie. Called once the flow's own change has committed, so a failure here is
 /// logged and the answer stays the flow's (the row then lives until its timeouts, as it did before).
-pub async fn end_browser_session(ctx: &Ctx<'_>, jar: &CookieJar<'_>) {
+pub async fn end_browser_session(ctx: &Ctx<'_>, jar: &CookieJar<'_>, by: login::LeftBy) {
     if let Some(cookie) = jar.get_private(session_cookie_name(ctx.tls)) {
         let hash = sessions::hash_token(cookie.value());
+        let (audit, actor) = (ctx.state.audit.clone(), ctx.actor.clone());
         let ended = ctx
             .state
             .db
-            .run(move |c| sessions::delete(c, &hash).map(|_| ()))
+            .run(move |c| login::end_left_session(c, &audit, &actor, &hash, by))
             .await;
         if ended.is_err() {
             tracing::warn!("could not end the browser's earlier session; it ends at its timeouts");

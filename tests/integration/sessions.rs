@@ -5,6 +5,8 @@
 use crate::common::{encode, Browser, TestApp, PASSWORD};
 use rocket::http::Status;
 
+use diesel::prelude::*;
+use pcii_portal::db::schema::audit_entries;
 use pcii_portal::domain::Role;
 
 #[test]
@@ -259,4 +261,37 @@ fn a_password_reset_in_a_signed_in_browser_ends_its_earlier_session() {
         cookies: copied_before,
     };
     assert_eq!(copied.get("/account").status, Status::Unauthorized);
+    // Audited as a logout is: whose session ended, and why.
+    let ended = app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq("session.end"))
+            .select((audit_entries::object_id, audit_entries::reason))
+            .load::<(Option<String>, Option<String>)>(c)
+            .unwrap()
+    });
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(
+        ended[0].0.as_deref(),
+        Some(app.user_id("ann@acme.example").as_str())
+    );
+    let why = ended[0].1.as_deref().unwrap_or_default();
+    assert!(
+        why.ends_with("ended: a password reset signs the browser out"),
+        "{why}"
+    );
+
+    // A reset of the browser's own account has ended its session already: nothing more to record.
+    let mut ben = app.browser();
+    assert_eq!(
+        ben.login("ben@acme.example", "ben's brand new passphrase"),
+        Status::SeeOther
+    );
+    ben.post("/password/forgot", &[("email", "ben@acme.example")]);
+    let link = app
+        .mailed_link("ben@acme.example", "/password/reset/")
+        .unwrap();
+    let page = ben.post(&link, &[("new_password", "ben's even newer passphrase")]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(ben.get("/account").status, Status::Unauthorized);
+    assert_eq!(app.audit_count("session.end"), 1);
 }

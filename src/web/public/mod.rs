@@ -11,6 +11,7 @@ use rocket::Either;
 
 use crate::auth::accounts::{self, FieldErrors};
 use crate::auth::invitations;
+use crate::auth::login::LeftBy;
 use crate::auth::registration::{self, Registration};
 use crate::error::{AppError, AppResult};
 use crate::models::account_token::Purpose;
@@ -309,7 +310,7 @@ async fn reset(
         .await?;
     match result {
         Ok(()) => {
-            end_browser_session(&ctx, jar).await;
+            end_browser_session(&ctx, jar, LeftBy::PasswordReset).await;
             Ok(Either::Left(Notice::redirect(
                 "/login",
                 "Your password is changed and every session of your account has ended. Sign in with the new password.",
@@ -374,7 +375,7 @@ async fn accept_invitation(
     match result {
         Ok(_) => {
             // Whoever was signed in on this browser is not the invitee.
-            end_browser_session(&ctx, jar).await;
+            end_browser_session(&ctx, jar, LeftBy::InvitationAccepted).await;
             Ok(Either::Left(Notice::redirect(
                 "/login",
                 "Your account is ready. Sign in with your email address and the password you chose.",
