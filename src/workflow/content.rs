@@ -467,6 +467,30 @@ mod tests {
         }
     }
 
+    /// PCII.md: presumed protected until a final decision. A withdrawal is none, so what the office holds of a
+    /// withdrawn submission is marked and named as presumed protected; a removal of protection is one.
+    #[test]
+    fn withdrawn_stays_presumed_protected_and_a_removal_says_so() {
+        use crate::domain::Status;
+        let tn = Some("PCII-2026-000123");
+        let withdrawn = marking_for(Status::Withdrawn, tn);
+        assert_eq!(withdrawn.kind, "pending");
+        assert!(withdrawn.title.starts_with("PCII — WITHDRAWN"));
+        assert!(withdrawn.statement.contains("presumed protected"));
+        assert_eq!(
+            list_marking([Status::NotValidated, Status::Withdrawn]).map(|m| m.title),
+            Some("PCII — PENDING VALIDATION")
+        );
+        assert_eq!(
+            marked_file_name(Status::Withdrawn, tn, "a.pdf"),
+            "PCII-PENDING PCII-2026-000123 - a.pdf"
+        );
+        let removed = marking_for(Status::ProtectionRemoved, tn);
+        assert_eq!(removed.title, "NOT PCII — PROTECTION REMOVED");
+        assert!(!removed.statement.contains("return"), "it stays on record");
+        assert!(list_marking([Status::ProtectionRemoved]).is_none());
+    }
+
     #[test]
     fn formats_are_checked() {
         assert!(is_tracking_number("PCII-2026-000123"));
@@ -492,6 +516,12 @@ pub const PENDING_STATEMENT: &str = "This information was submitted for protecti
 Infrastructure Information Act of 2002 and is presumed protected (6 CFR 29.6(b)) until the PCII Program \
 Office decides. Safeguard it as PCII: disclose it only to authorized users with a need to know.";
 
+/// Shown with information its submitter withdrew before a decision: withdrawal is not a decision that it is not
+/// PCII, so the presumption holds while the office keeps it.
+pub const WITHDRAWN_STATEMENT: &str = "The submitter withdrew this information before the PCII Program Office \
+decided. It stays presumed protected (6 CFR 29.6(b)) until it is returned to the submitter or destroyed: \
+safeguard it as PCII and disclose it to no one.";
+
 /// The marking a page, receipt or export of a submission carries, by status.
 #[derive(Debug, Clone, Serialize)]
 pub struct Marking {
@@ -514,10 +544,21 @@ pub fn marking_for(status: crate::domain::Status, tracking_number: Option<&str>)
         Status::Received | Status::Defective => {
             ("pending", "PCII — PENDING VALIDATION", PENDING_STATEMENT)
         }
+        Status::Withdrawn => (
+            "pending",
+            "PCII — WITHDRAWN, HELD FOR RETURN OR DESTRUCTION",
+            WITHDRAWN_STATEMENT,
+        ),
         Status::Draft => (
             "draft",
             "DRAFT — NOT YET SUBMITTED",
             "A draft is visible to your organisation only and is not presumed protected until it is submitted.",
+        ),
+        // A final finding that it is not PCII: it stays on record, as the office decided.
+        Status::ProtectionRemoved => (
+            "other",
+            "NOT PCII — PROTECTION REMOVED",
+            "The PCII Program Office removed this information's protection: it is no longer PCII.",
         ),
         _ => (
             "other",
@@ -542,7 +583,9 @@ pub fn list_marking(shown: impl IntoIterator<Item = crate::domain::Status>) -> O
     for status in shown {
         match status {
             Status::Validated => return Some(marking_for(Status::Validated, None)),
-            Status::Received | Status::Defective => strongest = Some(Status::Received),
+            Status::Received | Status::Defective | Status::Withdrawn => {
+                strongest = Some(Status::Received)
+            }
             _ => {}
         }
     }
@@ -552,7 +595,7 @@ pub fn list_marking(shown: impl IntoIterator<Item = crate::domain::Status>) -> O
 /// The name a downloaded file is saved under. The file itself is given as submitted and cannot carry a marking, so
 /// its copy's name does (PCII.md: copies are marked like the original): the marking and the tracking number before
 /// the submitter's name for it, e.g. `PCII PCII-2026-000123 - report.pdf`, `PCII-PENDING PCII-2026-000123 - ...`.
-/// A file of a submission that is not (or no longer) PCII keeps its name.
+/// A file of a submission that is not (or no longer) PCII keeps its name; a withdrawn one is still presumed so.
 pub fn marked_file_name(
     status: crate::domain::Status,
     tracking_number: Option<&str>,
@@ -561,7 +604,7 @@ pub fn marked_file_name(
     use crate::domain::Status;
     let mark = match status {
         Status::Validated => "PCII",
-        Status::Received | Status::Defective => "PCII-PENDING",
+        Status::Received | Status::Defective | Status::Withdrawn => "PCII-PENDING",
         _ => return name.to_string(),
     };
     // What would lead the name were it alone (dots, separators) is dropped, as the download header drops it there.
