@@ -321,6 +321,21 @@ pub mod messages {
         }
     }
 
+    /// Sent to the organisation's members when a PCII officer records a final decision on one of its submissions
+    /// (validated, not validated, protection removed). It says neither which submission nor how it was decided:
+    /// the portal shows both, and what the organisation may have to choose.
+    pub fn decided(to: &str, name: &str, link: &str) -> Mail {
+        Mail {
+            to: to.into(),
+            subject: "A decision on one of your organisation's PCII submissions".into(),
+            body: format!(
+                "Hello {name},\n\nThe PCII Program Office recorded a decision on one of your organisation's \
+                 submissions. Sign in to read it; a submission that was not validated waits for your organisation \
+                 to choose whether it is returned or destroyed:\n\n{link}\n{SIGNATURE}"
+            ),
+        }
+    }
+
     /// Sent to each organisation administrator of both companies when an officer proposes to merge them. It names
     /// neither company nor the officer's reason: the proposal is read, and answered, on the organisation page.
     pub fn merge_proposed(to: &str, name: &str, link: &str) -> Mail {

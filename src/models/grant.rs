@@ -135,6 +135,36 @@ pub fn revoke_all_live(
     Ok(live)
 }
 
+/// Revokes every live grant on one submission as of `now` (it is no longer validated PCII): the grantees'
+/// account ids.
+pub fn revoke_all_live_of_submission(
+    conn: &mut DbConn,
+    submission_id: &str,
+    revoked_by: &str,
+    reason: &str,
+    now: i64,
+) -> QueryResult<Vec<String>> {
+    let live = grants::table
+        .filter(grants::submission_id.eq(submission_id))
+        .filter(grants::revoked_at.is_null())
+        .filter(grants::expires_at.gt(now))
+        .select((grants::id, grants::user_id))
+        .order(grants::created_at.asc())
+        .load::<(String, String)>(conn)?;
+    if !live.is_empty() {
+        diesel::update(
+            grants::table.filter(grants::id.eq_any(live.iter().map(|(id, _)| id.as_str()))),
+        )
+        .set((
+            grants::revoked_at.eq(now),
+            grants::revoked_by.eq(revoked_by),
+            grants::revoke_reason.eq(reason),
+        ))
+        .execute(conn)?;
+    }
+    Ok(live.into_iter().map(|(_, user)| user).collect())
+}
+
 /// One logged release; `removed` says what a sanitized release left out (`None` when not sanitized).
 #[derive(Insertable)]
 #[diesel(table_name = disseminations, treat_none_as_default_value = false)]

@@ -2,7 +2,7 @@
 //! protection removed), need-to-know grants and their revocation, and the dissemination log. Each is one
 //! transaction with its audit entry; the submitter is notified in the portal.
 
-use crate::audit::log::{Actor, Event, Outcome};
+use crate::audit::log::{Actor, AuditLog, Event, Outcome};
 use crate::db::DbConn;
 use crate::domain::Role;
 use crate::domain::Status;
@@ -11,11 +11,14 @@ use crate::error::{AppError, AppResult};
 use crate::key_store::data_keys::WrappedKey;
 use crate::models::account::{self, User};
 use crate::models::grant::{self, NewDisseminationRow, NewGrant};
+use crate::models::message::Side;
 use crate::models::submission::{self, Scope, Submission};
 use crate::services::Services;
 use crate::time::DAY;
 use crate::workflow::content::FieldErrors;
 use crate::workflow::lifecycle::{self, check, record_transition, Change, Step};
+use crate::workflow::notifications::Kind;
+use crate::workflow::pending_mail::{self, Queued, Unsent};
 use crate::workflow::sealed_text::{Sealed, Sealer};
 
 /// Longest need-to-know grant an officer may give.
@@ -214,8 +217,23 @@ pub fn may_release(officer: &User, sub: &Submission) -> AppResult<()> {
     Ok(())
 }
 
+/// A decision recorded: the submission's new status, and the mail to its organisation that did not go out at once
+/// (a notification round sends what the route could not take).
+#[derive(Debug)]
+pub struct Decided {
+    pub status: Status,
+    pub unsent: Unsent,
+}
+
+/// What a removal of protection records on each grant it ends (the system's words, no PCII).
+const GRANTS_END_WITH_PROTECTION: &str =
+    "its protection was removed: need-to-know grants are for validated PCII only";
+
 /// Records a decision. Every decision needs its reason: the list of defects for "defective", the basis for
 /// "validated", the reason for "not validated" and "protection removed"; the submitter reads each in the history.
+/// A final decision is mailed to the organisation's members (content-free; queued in the decision's transaction,
+/// sent once it has committed); a defect notice goes with the notification round, which also reminds of its
+/// deadline.
 pub async fn decide(
     state: &Services,
     officer: &User,
@@ -223,23 +241,60 @@ pub async fn decide(
     submission_id: &str,
     decision: Decision,
     reason: &str,
-) -> AppResult<Status> {
+) -> AppResult<Decided> {
     let reason = decision_reason(decision, reason)?;
     let now = state.clock.now();
-    officer_fact(
+    let (audit, mailer, act_as) = (state.audit.clone(), state.mailer.clone(), actor.clone());
+    let (status, mails) = officer_fact(
         state,
         officer,
         actor,
         submission_id,
         move |tx, officer, sub, sealer| {
-            apply_decision(tx, officer, sub, sealer, decision, reason.as_deref(), now)
+            let (status, event) = apply_decision(
+                tx,
+                &audit,
+                &act_as,
+                officer,
+                sub,
+                sealer,
+                decision,
+                reason.as_deref(),
+                now,
+            )?;
+            let mails = match decision {
+                Decision::Defective => Vec::new(),
+                _ => queue_decided(tx, &mailer, sub, now)?,
+            };
+            Ok(((status, mails), event))
         },
     )
-    .await
+    .await?;
+    let unsent = pending_mail::send_now(state, mails).await;
+    Ok(Decided { status, unsent })
 }
 
+/// Queues, in the decision's transaction, the content-free mail of a final decision to the organisation's members.
+fn queue_decided(
+    tx: &mut DbConn,
+    mailer: &crate::mail::Mailer,
+    sub: &Submission,
+    now: i64,
+) -> AppResult<Vec<Queued>> {
+    let path = format!("/submissions/{}", sub.id);
+    crate::models::message::recipients(tx, Side::Organisation, &sub.organisation_id)?
+        .into_iter()
+        .map(|(id, email, name, _)| {
+            pending_mail::enqueue(tx, mailer, Kind::Decided, (&id, &email, &name), &path, now)
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
 fn apply_decision(
     tx: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
     officer: &User,
     sub: &Submission,
     sealer: &Sealer,
@@ -251,6 +306,25 @@ fn apply_decision(
     let step = decision.step();
     let to = check(from, step, Role::Officer)?;
     cure_period_over(sub, decision, now)?;
+    // Grants are for validated PCII only: what leaves that state ends them, each with its own entry, in this
+    // transaction (reading was already refused by the status; now the grant lists and reminders agree).
+    if from == Status::Validated && to != Status::Validated {
+        for grantee in grant::revoke_all_live_of_submission(
+            tx,
+            &sub.id,
+            &officer.id,
+            GRANTS_END_WITH_PROTECTION,
+            now,
+        )? {
+            let event = Event::new("grant.revoked", Outcome::Success)
+                .object("submission", sub.id.clone())
+                .tracking(sub.tracking_number.clone())
+                .reason(format!(
+                    "from account {grantee}; {GRANTS_END_WITH_PROTECTION}"
+                ));
+            audit.append(tx, actor, &event)?;
+        }
+    }
     let tn = sub.tracking_number.clone().unwrap_or_default();
     let notice = match decision {
         Decision::Defective => {
@@ -258,7 +332,7 @@ fn apply_decision(
             submission::set_defect_notice(tx, &sub.id, to, due, now)?;
             format!(
                 "The PCII Program Office found {tn} defective. Cure it by {} (30 days): {}",
-                crate::time::date(due),
+                crate::time::datetime(due),
                 reason.unwrap_or_default()
             )
         }

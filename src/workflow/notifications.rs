@@ -45,10 +45,13 @@ pub enum Kind {
     /// An officer's proposal to merge the organisation with another, to its administrators (sent like a
     /// message's): the merge needs their consent, so they must learn of it.
     MergeProposed,
+    /// A final decision on one of the organisation's submissions, to its members (sent like a message's): "not
+    /// validated" waits for their choice of return or destruction (PCII.md: the submitter is notified).
+    Decided,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::DefectNotice,
         Kind::CureReminder7,
         Kind::CureReminder2,
@@ -59,6 +62,7 @@ impl Kind {
         Kind::Message,
         Kind::AccessDecided,
         Kind::MergeProposed,
+        Kind::Decided,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +77,7 @@ impl Kind {
             Kind::Message => "message",
             Kind::AccessDecided => "access_request_decided",
             Kind::MergeProposed => "merge_proposed",
+            Kind::Decided => "decision",
         }
     }
 
@@ -95,6 +100,7 @@ impl Kind {
             Kind::MergeProposed => {
                 "A proposal to merge your organisation with another (to its administrators)"
             }
+            Kind::Decided => "A decision on one of your organisation's submissions",
         }
     }
 
@@ -106,6 +112,7 @@ impl Kind {
             }
             Kind::AccessDecided => Some("your request waits on it"),
             Kind::MergeProposed => Some("nothing merges without your organisation's consent"),
+            Kind::Decided => Some("a decision may wait for your organisation's choice"),
             _ => None,
         }
     }
@@ -123,6 +130,7 @@ impl Kind {
                 Kind::DefectNotice,
                 Kind::CureReminder7,
                 Kind::CureReminder2,
+                Kind::Decided,
                 Kind::Message,
                 Kind::MergeProposed,
             ],
@@ -184,6 +192,7 @@ impl Kind {
                 return crate::mail::messages::access_request_decided(&r.email, name, link)
             }
             Kind::MergeProposed => return crate::mail::messages::merge_proposed(&r.email, name, link),
+            Kind::Decided => return crate::mail::messages::decided(&r.email, name, link),
         };
         Mail {
             to: r.email.clone(),

@@ -1,5 +1,6 @@
 //! Mail a committed act promised: a new message in a thread (to the other side), an access request decided (to the
-//! analyst), a merge of organisations proposed (to each company's administrators). The act writes one `pending_mail` row per person in its own transaction ([`enqueue`]); once it has
+//! analyst), a merge of organisations proposed (to each company's administrators), a final decision on a submission
+//! (to its organisation's members). The act writes one `pending_mail` row per person in its own transaction ([`enqueue`]); once it has
 //! committed the mail is sent at once and its row deleted ([`send_now`]). What the mail route refused (SMTP down)
 //! and what a crash left unsent, the notification round sends later ([`retry_due`]), with a growing delay, for at
 //! most [`GIVE_UP_AFTER`]. A person disabled meanwhile, or who turned the kind off, gets nothing. Delivery is at
@@ -40,6 +41,7 @@ fn build(kind: Kind, email: &str, name: &str, link: &str) -> Option<Mail> {
         Kind::Message => Some(mails::new_message(email, name, link)),
         Kind::AccessDecided => Some(mails::access_request_decided(email, name, link)),
         Kind::MergeProposed => Some(mails::merge_proposed(email, name, link)),
+        Kind::Decided => Some(mails::decided(email, name, link)),
         _ => None,
     }
 }
@@ -259,7 +261,7 @@ mod tests {
                 mail.is_some(),
                 matches!(
                     kind,
-                    Kind::Message | Kind::AccessDecided | Kind::MergeProposed
+                    Kind::Message | Kind::AccessDecided | Kind::MergeProposed | Kind::Decided
                 ),
                 "{kind:?}"
             );

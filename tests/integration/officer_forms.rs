@@ -322,6 +322,17 @@ fn not_validated_asks_for_confirmation_saying_the_submitter_chooses_return_or_de
     assert_eq!(logged, 1, "one entry for the one action");
     assert_eq!(app.status_of(&id), "not_validated");
     assert_eq!(app.audit_count("decision.not_validated"), 1);
+    // The organisation's members are mailed (PCII.md: the submitter is notified and chooses): a link, and
+    // neither the submission nor the officer's words.
+    let decided: Vec<String> = app
+        .outbox()
+        .into_iter()
+        .filter(|m| m.contains("A decision on one of your organisation's PCII submissions"))
+        .collect();
+    assert_eq!(decided.len(), 1, "{decided:?}");
+    assert!(decided[0].to_lowercase().contains("to: ann@acme.example"));
+    assert!(decided[0].contains(&format!("/submissions/{id}")));
+    assert!(!decided[0].contains("PCII-2") && !decided[0].contains("NotValidatedReasonMarker"));
     assert!(sub
         .get(&format!("/submissions/{id}"))
         .body
@@ -594,11 +605,34 @@ fn a_grant_with_mistakes_comes_back_as_typed() {
     );
     assert_eq!(page.status, Status::Ok);
     assert!(
-        page.body
-            .contains("1 live access grant stops giving access"),
+        page.body.contains("1 live access grant is revoked at once"),
         "{}",
         page.body
     );
+    // Confirmed: the grant is revoked in the decision's transaction, with its own entry (the system's words).
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[
+            ("decision", "remove_protection"),
+            ("reason", "Public"),
+            ("confirm", "1"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let revoked: (Option<i64>, Option<String>) = app.with_conn(|c| {
+        grants::table
+            .find(&grant_id)
+            .select((grants::revoked_at, grants::revoke_reason))
+            .first(c)
+            .unwrap()
+    });
+    assert!(revoked.0.is_some());
+    assert!(revoked.1.unwrap().contains("protection was removed"));
+    let reasons = app.audit_reasons("grant.revoked");
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("protection was removed"), "{reasons:?}");
+    let page = officer.get(&format!("/officer/submissions/{id}")).body;
+    assert!(!page.contains("/revoke\""), "nothing left to revoke");
 }
 
 #[test]

@@ -375,10 +375,21 @@ async fn decide(
     )
     .await
     {
-        Ok(status) => Ok(Either::Left(Notice::redirect(
-            format!("/officer/submissions/{id}"),
-            format!("Recorded: {}. The submitter was notified.", status.label()),
-        ))),
+        Ok(decided) => {
+            let mut notice = format!(
+                "Recorded: {}. The submitter was notified.",
+                decided.status.label()
+            );
+            if decided.unsent.later > 0 {
+                notice.push_str(
+                    " The email telling the organisation could not go out yet; the portal tries again.",
+                );
+            }
+            Ok(Either::Left(Notice::redirect(
+                format!("/officer/submissions/{id}"),
+                notice,
+            )))
+        }
         // The words were checked above; should the service still refuse them, they come back as typed.
         Err(AppError::Invalid(m)) => {
             let mut errors = FieldErrors::new();
