@@ -261,18 +261,13 @@ pub mod messages {
     const SIGNATURE: &str = "\n-- \nPCII Program Office intake portal\nIf you did not expect this message, you can ignore it.\n";
 
     /// `removed_after_days`: when a registration never confirmed is removed (`unconfirmed_account_days`).
-    pub fn verify_email(
-        to: &str,
-        name: &str,
-        link: &str,
-        hours: i64,
-        removed_after_days: i64,
-    ) -> Mail {
+    /// Greets no one by name: the address is not confirmed yet, and the name is whatever the registrant typed.
+    pub fn verify_email(to: &str, link: &str, hours: i64, removed_after_days: i64) -> Mail {
         Mail {
             to: to.into(),
             subject: "Confirm your email address for the PCII portal".into(),
             body: format!(
-                "Hello {name},\n\nConfirm that this is your address by opening this link within {hours} hours:\n\n{link}\n\nUntil you do, your account cannot submit or see anything of its organisation. A registration not confirmed within {removed_after_days} days is removed, with its organisation.\n{SIGNATURE}"
+                "Hello,\n\nConfirm that this is your address by opening this link within {hours} hours:\n\n{link}\n\nUntil you do, your account cannot submit or see anything of its organisation. A registration not confirmed within {removed_after_days} days is removed, with its organisation.\n{SIGNATURE}"
             ),
         }
     }

@@ -27,6 +27,10 @@ use crate::models::invitation::{
 
 const DAY: i64 = 86_400;
 
+/// Invitations one organisation administrator may make in an hour. Each is a mail carrying names its organisation
+/// typed to any address; a company onboarding its staff stays well under it. (Office staff are not capped.)
+pub const ORGANISATION_INVITATIONS_PER_HOUR: i64 = 20;
+
 /// What the inviter typed.
 pub struct InvitationRequest {
     pub email: String,
@@ -204,6 +208,18 @@ pub fn invite(
     let email = normalize_email(&req.email);
     let id = new_id();
     let result = audit.fact(conn, actor, |tx| {
+        if inviter.role() == Role::Submitter
+            && model::made_since(tx, &inviter.id, now - 3600)? >= ORGANISATION_INVITATIONS_PER_HOUR
+        {
+            let event = Event::new("invitation.create", Outcome::Refused).reason("throttled");
+            return Ok((
+                Err(AppError::Throttled(format!(
+                    "You made {ORGANISATION_INVITATIONS_PER_HOUR} invitations in the last hour, the most \
+                     allowed. Try again later."
+                ))),
+                event,
+            ));
+        }
         let organisation_id = match &membership {
             Membership::Existing(org) => match account::find_organisation(tx, org)? {
                 Some(o) => Some(o.id),

@@ -19,6 +19,10 @@ use crate::models::settings;
 
 const HOUR: i64 = 3600;
 
+/// Confirmation links one account may be sent in an hour (its registration's included): each is a mail to an
+/// address nobody has confirmed yet, so whoever registered someone else's address must not bomb it.
+pub const VERIFY_LINKS_PER_HOUR: i64 = 5;
+
 /// Issues a mailed link's token for an account, voiding its earlier unused tokens of the same purpose (only
 /// the newest link works). Returns the token for the link.
 fn issue_link(
@@ -139,7 +143,6 @@ pub fn register(
         let token = issue_link(tx, &id, Purpose::VerifyEmail, now, verify_secs)?;
         let mail = messages::verify_email(
             &email,
-            reg.display_name.trim(),
             &mailer.link(&format!("/verify-email/{token}")),
             settings.email_verification_hours,
             settings.unconfirmed_account_days,
@@ -153,7 +156,8 @@ pub fn register(
     })
 }
 
-/// A new confirmation link for a signed-in account whose address is not confirmed yet (`None` once it is).
+/// A new confirmation link for a signed-in account whose address is not confirmed yet (`None` once it is); at most
+/// [`VERIFY_LINKS_PER_HOUR`] an hour (429, the refusal audited).
 pub fn resend_verification(
     conn: &mut DbConn,
     audit: &AuditLog,
@@ -167,10 +171,24 @@ pub fn resend_verification(
         let user = account::find(tx, user_id)?;
         if user.email_verified() {
             return Ok((
-                None,
+                Ok(None),
                 Event::new("account.verify_resend", Outcome::Refused)
                     .object("account", user_id)
                     .reason("already confirmed"),
+            ));
+        }
+        if account_token::issued_since(tx, user_id, Purpose::VerifyEmail, now - HOUR)?
+            >= VERIFY_LINKS_PER_HOUR
+        {
+            return Ok((
+                Err(AppError::Throttled(
+                    "Too many confirmation links were sent to this address in the last hour. Use the newest \
+                     one, or ask again later."
+                        .into(),
+                )),
+                Event::new("account.verify_resend", Outcome::Refused)
+                    .object("account", user_id)
+                    .reason("throttled"),
             ));
         }
         let token = issue_link(
@@ -182,16 +200,15 @@ pub fn resend_verification(
         )?;
         let mail = messages::verify_email(
             &user.email,
-            &user.display_name,
             &mailer.link(&format!("/verify-email/{token}")),
             settings.email_verification_hours,
             settings.unconfirmed_account_days,
         );
         Ok((
-            Some(mail),
+            Ok(Some(mail)),
             Event::new("account.verify_resend", Outcome::Success).object("account", user_id),
         ))
-    })
+    })?
 }
 
 /// True while a link of this purpose is live (for the page in front of the form).

@@ -81,6 +81,21 @@ pub fn spend(
 }
 
 /// Voids every unused token of one purpose for an account (a newer link was sent, or the password changed).
+/// How many links of `purpose` the account was issued at or after `since` (used, voided or live).
+pub fn issued_since(
+    conn: &mut DbConn,
+    user_id: &str,
+    purpose: Purpose,
+    since: i64,
+) -> QueryResult<i64> {
+    account_tokens::table
+        .filter(account_tokens::user_id.eq(user_id))
+        .filter(account_tokens::purpose.eq(purpose.as_str()))
+        .filter(account_tokens::created_at.ge(since))
+        .count()
+        .get_result(conn)
+}
+
 pub fn void(conn: &mut DbConn, user_id: &str, purpose: Purpose, now: i64) -> QueryResult<usize> {
     diesel::update(
         account_tokens::table

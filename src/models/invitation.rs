@@ -125,6 +125,15 @@ pub fn find_live_by_token(
         .optional()
 }
 
+/// How many invitations one person made at or after `since` (whatever became of them).
+pub fn made_since(conn: &mut DbConn, invited_by: &str, since: i64) -> QueryResult<i64> {
+    invitations::table
+        .filter(invitations::invited_by.eq(invited_by))
+        .filter(invitations::created_at.ge(since))
+        .count()
+        .get_result(conn)
+}
+
 /// The open invitations one person made to one address.
 pub fn open_ids_for(conn: &mut DbConn, email: &str, invited_by: &str) -> QueryResult<Vec<String>> {
     invitations::table

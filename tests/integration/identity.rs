@@ -517,6 +517,93 @@ fn registering_a_taken_address_tells_its_owner_not_the_visitor() {
     assert!(app.organisation_id("Other").is_none());
 }
 
+/// Mail whose address and words a stranger chooses is capped: confirmation links to an address nobody confirmed
+/// (registering someone else's address, then asking again and again), and invitations from a company's
+/// administrator (a self-registered one included). The confirmation mail greets no one by the typed name.
+#[test]
+fn mail_a_stranger_can_send_to_any_address_is_capped() {
+    let app = TestApp::new();
+    let mut stranger = app.browser();
+    assert_eq!(
+        register(&mut stranger, "victim@elsewhere.example", "Prize Dept").status,
+        Status::SeeOther
+    );
+    if stranger.get("/verify-email").status != Status::Ok {
+        assert_eq!(
+            stranger.login("victim@elsewhere.example", PASSWORD),
+            Status::SeeOther
+        );
+    }
+    let mails_to_victim = |app: &TestApp| {
+        app.outbox()
+            .into_iter()
+            .filter(|m| m.to_lowercase().contains("to: victim@elsewhere.example"))
+            .collect::<Vec<_>>()
+    };
+    let first = mails_to_victim(&app);
+    assert_eq!(first.len(), 1);
+    assert!(
+        first[0].contains("Hello,") && !first[0].contains("Someone"),
+        "{}",
+        first[0]
+    );
+    // The registration's link and four more in the hour; the fifth ask is refused and audited.
+    for _ in 1..pcii_portal::auth::registration::VERIFY_LINKS_PER_HOUR {
+        let page = stranger.post("/verify-email/resend", &[]);
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    }
+    let page = stranger.post("/verify-email/resend", &[]);
+    assert_eq!(page.status, Status::TooManyRequests, "{}", page.body);
+    assert_eq!(mails_to_victim(&app).len(), 5);
+    assert_eq!(
+        app.audit_reasons("account.verify_resend")
+            .last()
+            .map(String::as_str),
+        Some("throttled")
+    );
+
+    // An organisation administrator: twenty invitations an hour, then 429, nothing created or mailed.
+    let mut admin = app.login_as(Role::Submitter, "lead@acme.example", Some("Acme"));
+    let cap = pcii_portal::auth::invitations::ORGANISATION_INVITATIONS_PER_HOUR;
+    for i in 0..cap {
+        let page = admin.post(
+            "/organisation/invitations",
+            &[
+                ("email", &format!("p{i}@elsewhere.example")),
+                ("display_name", "P"),
+            ],
+        );
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    }
+    let sent = app.outbox().len();
+    let page = admin.post(
+        "/organisation/invitations",
+        &[
+            ("email", "one-more@elsewhere.example"),
+            ("display_name", "P"),
+        ],
+    );
+    assert_eq!(page.status, Status::TooManyRequests, "{}", page.body);
+    assert_eq!(app.outbox().len(), sent);
+    assert_eq!(
+        app.audit_reasons("invitation.create")
+            .last()
+            .map(String::as_str),
+        Some("throttled")
+    );
+    // An hour later the count starts again.
+    app.advance(3601);
+    assert_eq!(admin.login("lead@acme.example", PASSWORD), Status::SeeOther);
+    let page = admin.post(
+        "/organisation/invitations",
+        &[
+            ("email", "one-more@elsewhere.example"),
+            ("display_name", "P"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+}
+
 #[test]
 fn without_smtp_mail_goes_to_the_outbox_and_the_banner_says_so() {
     let app = TestApp::new();
