@@ -259,6 +259,7 @@ diesel::table! {
         assigned_at -> Nullable<BigInt>,
         cured_at -> Nullable<BigInt>,
         title_sealed -> Nullable<Text>,
+        statement_affirmed_by -> Nullable<Text>,
     }
 }
 

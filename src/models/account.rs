@@ -140,6 +140,15 @@ pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<User> {
     users::table.find(id).select(User::as_select()).first(conn)
 }
 
+/// The account with this id, `None` when there is none.
+pub fn find_opt(conn: &mut DbConn, id: &str) -> QueryResult<Option<User>> {
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
 /// Whether an account has this id (whatever its role, organisation or state).
 pub fn exists(conn: &mut DbConn, id: &str) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(users::table.find(id))).get_result(conn)

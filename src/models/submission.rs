@@ -65,6 +65,8 @@ pub struct Submission {
     pub content_blob_id: Option<String>,
     pub statement_version: Option<String>,
     pub statement_affirmed_at: Option<i64>,
+    /// The account that affirmed them (`None` for submissions sent before this was kept).
+    pub statement_affirmed_by: Option<String>,
     pub certified_at: Option<i64>,
     pub file_count: i32,
     pub total_bytes: i64,
@@ -244,13 +246,14 @@ pub fn set_received(
         .execute(conn)
 }
 
-/// The submitter sent the submission (or its cure): the new status, with the express statement it affirmed
+/// The submitter `by` sent the submission (or its cure): the new status, with the express statement it affirmed
 /// and the certifications it made at `now`.
 pub fn set_status_affirmed(
     conn: &mut DbConn,
     id: &str,
     status: Status,
     statement_version: &str,
+    by: &str,
     now: i64,
 ) -> QueryResult<usize> {
     diesel::update(submissions::table.find(id))
@@ -258,6 +261,7 @@ pub fn set_status_affirmed(
             submissions::status.eq(status),
             submissions::statement_version.eq(statement_version),
             submissions::statement_affirmed_at.eq(now),
+            submissions::statement_affirmed_by.eq(by),
             submissions::certified_at.eq(now),
         ))
         .execute(conn)

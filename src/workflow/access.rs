@@ -330,6 +330,21 @@ pub async fn attachments(services: &Services, admitted: &Admitted) -> AppResult<
         .await
 }
 
+/// Who affirmed the express statement and made the certifications when the admitted submission (or its cure) was
+/// sent: the person its receipt names (`None` for one sent before this was kept).
+pub async fn affirmed_by(
+    services: &Services,
+    admitted: &Admitted,
+) -> AppResult<Option<crate::models::account::User>> {
+    let Some(id) = admitted.submission.statement_affirmed_by.clone() else {
+        return Ok(None);
+    };
+    services
+        .db
+        .run(move |c| Ok(crate::models::account::find_opt(c, &id)?))
+        .await
+}
+
 /// One attachment as a decrypting stream, with its original name and length; recorded as downloaded.
 pub struct OpenedFile {
     pub stream: PlaintextStream,

@@ -612,7 +612,7 @@ fn commit_save(
                 submission::set_received(tx, &sub.id, &tn, now)?;
                 tracking = Some(tn);
             }
-            submission::set_status_affirmed(tx, &sub.id, to, STATEMENT_VERSION, now)?;
+            submission::set_status_affirmed(tx, &sub.id, to, STATEMENT_VERSION, &who.user_id, now)?;
             if step == Step::Cure {
                 // Received again: flagged "cured — re-review" in the queue until an officer decides.
                 submission::set_cured(tx, &sub.id, now)?;

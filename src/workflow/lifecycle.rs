@@ -361,6 +361,7 @@ mod tests {
             content_blob_id: None,
             statement_version: None,
             statement_affirmed_at: None,
+            statement_affirmed_by: None,
             certified_at: None,
             file_count: 0,
             total_bytes: 0,

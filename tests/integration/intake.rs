@@ -9,6 +9,7 @@ use rocket::http::Status;
 
 use pcii_portal::db::schema::{attachments, blobs, submissions};
 use pcii_portal::domain::Role;
+use pcii_portal::models::account;
 
 fn location(page: &common::Page) -> String {
     page.header("Location").expect("a redirect").to_string()
@@ -113,6 +114,23 @@ fn a_submission_with_three_files_gets_a_receipt_and_its_files_back_byte_identica
         assert!(
             receipt.body.contains(&sha256_hex(f)),
             "receipt lists each SHA-256"
+        );
+    }
+    // The receipt names who affirmed the statement when it was sent, whoever opens it (PCII.md: who, when, which
+    // text version), here a colleague of the organisation.
+    let ann = app.with_conn(|c| account::find(c, &app.user_id("ann@acme.example")).unwrap());
+    let mut colleague = app.login_as(Role::Submitter, "col@acme.example", Some("Acme"));
+    for uri in [
+        format!("/submissions/{id}/receipt"),
+        format!("/submissions/{id}/receipt.txt"),
+    ] {
+        let body = colleague.get(&uri).body;
+        let at = body.find("Submitted by").expect("a submitter line");
+        let line: String = body[at..].chars().take(160).collect();
+        assert!(line.contains("ann@acme.example"), "{line}");
+        assert!(
+            line.contains(&ann.display_name) && !line.contains("col@"),
+            "{line}"
         );
     }
     let text = b.get(&format!("/submissions/{id}/receipt.txt"));

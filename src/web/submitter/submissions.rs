@@ -813,6 +813,8 @@ struct ReceiptParts {
     admitted: Admitted,
     content: Content,
     attachments: Vec<crate::models::attachment::Attachment>,
+    /// Who affirmed the statement when it was sent (not whoever opens the receipt).
+    affirmed_by: Option<crate::models::account::User>,
 }
 
 /// The receipt as both its page and its text file show it.
@@ -825,12 +827,13 @@ struct ReceiptView<'a> {
     statement_version: &'a str,
     certifications: Vec<Certification>,
     organisation_id: &'a str,
-    submitter: String,
+    /// `None`: sent before the portal kept who affirmed (the audit log names who sent it).
+    submitter: Option<String>,
     submitter_email: &'a str,
 }
 
 impl ReceiptParts {
-    fn view<'a>(&'a self, user: &'a crate::models::account::User) -> ReceiptView<'a> {
+    fn view(&self) -> ReceiptView<'_> {
         let sub = self.admitted.submission();
         ReceiptView {
             submission: submission_view(sub),
@@ -842,9 +845,12 @@ impl ReceiptParts {
                 .as_deref()
                 .unwrap_or(STATEMENT_VERSION),
             certifications: certification_view(),
-            organisation_id: user.organisation_id.as_deref().unwrap_or_default(),
-            submitter: crate::workflow::content::visible(&user.display_name),
-            submitter_email: &user.email,
+            organisation_id: &sub.organisation_id,
+            submitter: self
+                .affirmed_by
+                .as_ref()
+                .map(|u| crate::workflow::content::visible(&u.display_name)),
+            submitter_email: self.affirmed_by.as_ref().map_or("", |u| u.email.as_str()),
         }
     }
 }
@@ -867,17 +873,19 @@ async fn receipt_data(
             .await?
             .ok_or(AppError::NotFound)?;
     let attachments = access::attachments(state, &admitted).await?;
+    let affirmed_by = access::affirmed_by(state, &admitted).await?;
     Ok(ReceiptParts {
         admitted,
         content,
         attachments,
+        affirmed_by,
     })
 }
 
 #[rocket::get("/submissions/<id>/receipt")]
 async fn receipt(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Page> {
     let parts = receipt_data(&ctx, &user, id).await?;
-    Ok(Page::new("submissions/receipt.html.tera").with("r", parts.view(&user.user)))
+    Ok(Page::new("submissions/receipt.html.tera").with("r", parts.view()))
 }
 
 /// The plain-text receipt, rendered with the same data (the template is not HTML, so it is not escaped;
@@ -911,7 +919,7 @@ async fn receipt_text(
         .clone()
         .unwrap_or_else(|| "submission".into());
     let mut tctx = tera::Context::new();
-    tctx.insert("r", &parts.view(&user.user));
+    tctx.insert("r", &parts.view());
     let text = templates
         .0
         .render("submissions/receipt.txt.tera", &tctx)
