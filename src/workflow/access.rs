@@ -68,6 +68,18 @@ impl Refusal {
         }
     }
 
+    /// The person's standing as an officer reads it about someone else (the grant form, a grant's notice): `None`
+    /// for refusals that are not about the person.
+    pub fn about_person(self) -> Option<&'static str> {
+        Some(match self {
+            Refusal::TrainingMissing => "PCII training not on record",
+            Refusal::TrainingExpired => "PCII training expired",
+            Refusal::NdaMissing => "no non-disclosure agreement on file",
+            Refusal::NdaExpired => "non-disclosure agreement expired",
+            _ => return None,
+        })
+    }
+
     /// How the web answers it: out of scope is indistinguishable from nonexistent.
     pub fn into_error(self) -> AppError {
         match self {
@@ -153,22 +165,42 @@ pub fn decide(
     Ok(submission::find_in_scope(conn, id, scope)?.ok_or(Refusal::NotFound))
 }
 
+/// What keeps an authorized user from reading any PCII now, whatever it holds (PCII.md: training completed and
+/// current, a non-disclosure agreement on file and current), from the account's records of them: `None` when
+/// nothing does.
+pub fn standing(
+    training_completed_at: Option<i64>,
+    nda_signed_at: Option<i64>,
+    nda_expires_at: Option<i64>,
+    now: i64,
+) -> Option<Refusal> {
+    match training_completed_at {
+        None => return Some(Refusal::TrainingMissing),
+        Some(t) if now - t > TRAINING_VALID_DAYS * DAY => return Some(Refusal::TrainingExpired),
+        Some(_) => {}
+    }
+    if nda_signed_at.is_none() {
+        return Some(Refusal::NdaMissing);
+    }
+    if nda_expires_at.is_some_and(|e| e <= now) {
+        return Some(Refusal::NdaExpired);
+    }
+    None
+}
+
 fn decide_for_authorized_user(
     conn: &mut DbConn,
     user: &User,
     id: &str,
     now: i64,
 ) -> AppResult<Result<Submission, Refusal>> {
-    match user.training_completed_at {
-        None => return Ok(Err(Refusal::TrainingMissing)),
-        Some(t) if now - t > TRAINING_VALID_DAYS * DAY => return Ok(Err(Refusal::TrainingExpired)),
-        Some(_) => {}
-    }
-    if user.nda_signed_at.is_none() {
-        return Ok(Err(Refusal::NdaMissing));
-    }
-    if user.nda_expires_at.is_some_and(|e| e <= now) {
-        return Ok(Err(Refusal::NdaExpired));
+    if let Some(refusal) = standing(
+        user.training_completed_at,
+        user.nda_signed_at,
+        user.nda_expires_at,
+        now,
+    ) {
+        return Ok(Err(refusal));
     }
     // Grants exist only for submissions that exist: no grant answers for a nonexistent id too.
     let held = grant::terms_held(conn, &user.id, id)?;

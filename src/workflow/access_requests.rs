@@ -413,7 +413,8 @@ pub async fn grant(
         actor,
         &submission_id,
         move |tx, officer, sub, sealer| {
-            let created = decisions::grant_in(
+            // The analyst's standing was checked when it asked; reading checks it again.
+            let (created, _) = decisions::grant_in(
                 tx,
                 officer,
                 sub,

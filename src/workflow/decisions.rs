@@ -429,7 +429,7 @@ pub async fn grant(
     grantee_id: &str,
     reason: &str,
     expires_at: i64,
-) -> AppResult<()> {
+) -> AppResult<Granted> {
     let now = state.clock.now();
     let reason = check_grant_terms(reason, expires_at, now).map_err(invalid)?;
     let grantee = grantee_id.to_string();
@@ -439,11 +439,20 @@ pub async fn grant(
         actor,
         submission_id,
         move |tx, officer, sub, sealer| {
-            let event = grant_in(tx, officer, sub, sealer, &grantee, &reason, expires_at, now)?;
-            Ok(((), event))
+            let (event, granted) =
+                grant_in(tx, officer, sub, sealer, &grantee, &reason, expires_at, now)?;
+            Ok((granted, event))
         },
     )
     .await
+}
+
+/// A grant made: to whom, and what keeps that person from using it now (training, NDA), for the officer's notice.
+/// The grant stands either way (training may be under way); reading waits until the record is complete.
+#[derive(Debug)]
+pub struct Granted {
+    pub grantee: String,
+    pub cannot_read_yet: Option<crate::workflow::access::Refusal>,
 }
 
 /// The grant itself, in the transaction of an [`officer_fact`] (which found `sub` and checked it is not the
@@ -459,19 +468,28 @@ pub(crate) fn grant_in(
     reason: &str,
     expires_at: i64,
     now: i64,
-) -> AppResult<Event> {
+) -> AppResult<(Event, Granted)> {
     may_release(officer, sub)?;
     // An account that does not exist is refused like a disabled one or one of another role.
-    let eligible = match account::find(tx, grantee).map_err(AppError::from) {
-        Ok(u) => !u.disabled && u.role == Role::AuthorizedUser,
-        Err(AppError::NotFound) => false,
+    let person = match account::find(tx, grantee).map_err(AppError::from) {
+        Ok(u) if !u.disabled && u.role == Role::AuthorizedUser => Some(u),
+        Ok(_) | Err(AppError::NotFound) => None,
         Err(e) => return Err(e),
     };
-    if !eligible {
+    let Some(person) = person else {
         return Err(AppError::Invalid(
             "Choose an active authorized user.".into(),
         ));
-    }
+    };
+    let granted = Granted {
+        grantee: person.display_name.clone(),
+        cannot_read_yet: crate::workflow::access::standing(
+            person.training_completed_at,
+            person.nda_signed_at,
+            person.nda_expires_at,
+            now,
+        ),
+    };
     let reason = sealer.seal(reason)?;
     grant::insert(
         tx,
@@ -485,14 +503,15 @@ pub(crate) fn grant_in(
             expires_at,
         },
     )?;
-    Ok(Event::new("grant.created", Outcome::Success)
+    let event = Event::new("grant.created", Outcome::Success)
         .object("submission", sub.id.clone())
         .tracking(sub.tracking_number.clone())
         .reason(format!(
             "to account {grantee} until {}; reason {}",
             crate::time::datetime(expires_at),
             reason.audit_ref()
-        )))
+        ));
+    Ok((event, granted))
 }
 
 /// Revokes a grant (effective immediately).

@@ -510,6 +510,46 @@ fn the_decision_options_are_those_the_lifecycle_allows_with_validated_not_first(
     assert_eq!(page.status, Status::Forbidden);
 }
 
+/// A grant to an authorized user whose training or NDA is not on record stands (the training may be under way), but
+/// the form says who cannot read PCII now, and why, and so does the notice of the grant.
+#[test]
+fn a_grant_to_someone_not_yet_cleared_says_so() {
+    let app = TestApp::new();
+    let (id, mut officer) = validated(&app);
+    let trained = app.create_trained_analyst("tina@analysts.example.gov");
+    let untrained = app.create_user(Role::AuthorizedUser, "uma@analysts.example.gov", None);
+    let page = officer.get(&format!("/officer/submissions/{id}")).body;
+    let option = |uid: &str| {
+        let at = page
+            .find(&format!("<option value=\"{uid}\""))
+            .expect("offered");
+        page[at..].split("</option>").next().unwrap().to_string()
+    };
+    assert!(
+        option(&untrained).contains("cannot read PCII now: PCII training not on record"),
+        "{}",
+        option(&untrained)
+    );
+    assert!(!option(&trained).contains("cannot read"));
+
+    let expires = pcii_portal::time::date(app.now() + 30 * DAY);
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/grants"),
+        &[
+            ("user_id", untrained.as_str()),
+            ("reason", "Need"),
+            ("expires", &expires),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.audit_count("grant.created"), 1);
+    let shown = officer.get(page.header("Location").unwrap()).body;
+    assert!(
+        shown.contains("cannot read it until that is recorded (PCII training not on record)"),
+        "{shown}"
+    );
+}
+
 #[test]
 fn a_grant_with_mistakes_comes_back_as_typed() {
     let app = TestApp::new();

@@ -182,12 +182,28 @@ pub(super) async fn submission_page(
             g,
         })
         .collect();
+    // Each with what keeps it from reading PCII now, if anything: a grant to it stands, but waits on that record.
     let analysts: Vec<Choice> = analysts
         .into_iter()
         .filter(|a| !a.disabled)
-        .map(|a| Choice {
-            label: format!("{} <{}>", a.display_name, a.email),
-            value: a.id,
+        .map(|a| {
+            let why = access::standing(
+                a.training_completed_at,
+                a.nda_signed_at,
+                a.nda_expires_at,
+                now,
+            )
+            .and_then(|r| r.about_person());
+            Choice {
+                label: match why {
+                    Some(why) => format!(
+                        "{} <{}> — cannot read PCII now: {why}",
+                        a.display_name, a.email
+                    ),
+                    None => format!("{} <{}>", a.display_name, a.email),
+                },
+                value: a.id,
+            }
         })
         .collect();
     let days_since = sub.received_at.map(|r| crate::time::days_between(r, now));
@@ -497,10 +513,19 @@ async fn grant(
     )
     .await
     {
-        Ok(()) => Ok(Either::Left(Notice::redirect(
-            format!("/officer/submissions/{id}"),
-            "Access granted.",
-        ))),
+        Ok(granted) => {
+            let mut notice = "Access granted.".to_string();
+            if let Some(why) = granted.cannot_read_yet.and_then(|r| r.about_person()) {
+                notice.push_str(&format!(
+                    " {} cannot read it until that is recorded ({why}); the grant's time runs meanwhile.",
+                    granted.grantee
+                ));
+            }
+            Ok(Either::Left(Notice::redirect(
+                format!("/officer/submissions/{id}"),
+                notice,
+            )))
+        }
         // The terms were checked above: what is left is the account chosen (disabled, or not an authorized user).
         Err(AppError::Invalid(m)) => {
             let mut errors = FieldErrors::new();
