@@ -346,6 +346,17 @@ pub struct AccountRow {
 
 pub const ACCOUNTS_PER_PAGE: i64 = 50;
 
+/// Every enabled account of `role`, by name: whom an officer may choose (a grant's authorized user). Not paged: an
+/// office has hundreds of them at most, and one left off a page could not be chosen at all.
+pub fn enabled_of_role(conn: &mut DbConn, role: Role) -> QueryResult<Vec<User>> {
+    users::table
+        .filter(users::role.eq(role))
+        .filter(users::disabled.eq(false))
+        .order((users::display_name.asc(), users::email.asc()))
+        .select(User::as_select())
+        .load(conn)
+}
+
 /// Accounts, newest first, one page at a time, with their organisation's name (one query).
 pub fn list_accounts(
     conn: &mut DbConn,

@@ -518,6 +518,15 @@ fn a_grant_to_someone_not_yet_cleared_says_so() {
     let (id, mut officer) = validated(&app);
     let trained = app.create_trained_analyst("tina@analysts.example.gov");
     let untrained = app.create_user(Role::AuthorizedUser, "uma@analysts.example.gov", None);
+    // More analysts joined since than an accounts page holds: every one can still be chosen.
+    app.advance(1);
+    for i in 0..51 {
+        app.create_user(
+            Role::AuthorizedUser,
+            &format!("a{i}@analysts.example.gov"),
+            None,
+        );
+    }
     let page = officer.get(&format!("/officer/submissions/{id}")).body;
     let option = |uid: &str| {
         let at = page

@@ -115,7 +115,7 @@ pub(super) async fn submission_page(
         .run(move |c| {
             let grant_rows = grants::grants_of(c, &sid)?;
             let dissem = grants::disseminations_of(c, &sid)?;
-            let (analysts, _) = account::list_accounts(c, Some(Role::AuthorizedUser), 0)?;
+            let analysts = account::enabled_of_role(c, Role::AuthorizedUser)?;
             Ok((
                 submission::attachments_of(c, &sid)?,
                 submission::events_of(c, &sid)?,
@@ -185,7 +185,6 @@ pub(super) async fn submission_page(
     // Each with what keeps it from reading PCII now, if anything: a grant to it stands, but waits on that record.
     let analysts: Vec<Choice> = analysts
         .into_iter()
-        .filter(|a| !a.disabled)
         .map(|a| {
             let why = access::standing(
                 a.training_completed_at,
