@@ -349,6 +349,8 @@ diesel::table! {
         sanitized -> Bool,
         removed -> Nullable<Text>,
         created_at -> BigInt,
+        purpose -> Text,
+        consent -> Nullable<Text>,
     }
 }
 

@@ -180,6 +180,8 @@ pub struct NewDisseminationRow<'a> {
     pub sanitized: bool,
     pub removed: Option<&'a str>,
     pub created_at: i64,
+    pub purpose: &'a str,
+    pub consent: Option<&'a str>,
 }
 
 pub fn insert_dissemination(conn: &mut DbConn, new: &NewDisseminationRow<'_>) -> QueryResult<()> {
@@ -215,9 +217,13 @@ pub struct DisseminationView {
     pub sanitized: bool,
     pub removed: Option<String>,
     pub recorded_by: String,
+    /// `homeland_security` or `regulatory` (`workflow::decisions::PURPOSES`).
+    pub purpose: String,
+    /// For a regulatory purpose: where the written consents are on file.
+    pub consent: Option<String>,
 }
 
-type DisseminationColumns = (
+pub type DisseminationColumns = (
     disseminations::submission_id,
     submissions::tracking_number,
     disseminations::recipient,
@@ -228,9 +234,12 @@ type DisseminationColumns = (
     disseminations::sanitized,
     disseminations::removed,
     users::display_name,
+    disseminations::purpose,
+    disseminations::consent,
 );
 
-fn dissemination_columns() -> DisseminationColumns {
+/// What a [`DisseminationView`] is read from (the release, its submission's tracking number, who recorded it).
+pub fn dissemination_columns() -> DisseminationColumns {
     (
         disseminations::submission_id,
         submissions::tracking_number,
@@ -242,6 +251,8 @@ fn dissemination_columns() -> DisseminationColumns {
         disseminations::sanitized,
         disseminations::removed,
         users::display_name,
+        disseminations::purpose,
+        disseminations::consent,
     )
 }
 

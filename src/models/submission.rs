@@ -493,18 +493,7 @@ pub fn disseminations_filtered(
         }};
     }
     let mut rows = filtered!()
-        .select((
-            disseminations::submission_id,
-            submissions::tracking_number,
-            disseminations::recipient,
-            disseminations::recipient_kind,
-            disseminations::arrangement,
-            disseminations::what,
-            disseminations::released_at,
-            disseminations::sanitized,
-            disseminations::removed,
-            users::display_name,
-        ))
+        .select(crate::models::grant::dissemination_columns())
         .order((disseminations::released_at.desc(), disseminations::id.asc()));
     let (total, rows) = match window {
         Some((offset, limit)) => {

@@ -20,6 +20,7 @@ pub enum Column {
     DisseminationArrangement,
     DisseminationWhat,
     DisseminationRemoved,
+    DisseminationConsent,
     AccessRequestReason,
     AccessRequestRefuseReason,
     /// A case note's body (`models::case_note`).
@@ -84,7 +85,15 @@ pub fn cells_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<Cell>
         push(Column::GrantReason, &id, at, Some(reason));
         push(Column::GrantRevokeReason, &id, at, revoke);
     }
-    type Dissemination = (String, i64, String, String, String, Option<String>);
+    type Dissemination = (
+        String,
+        i64,
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+    );
     let rows: Vec<Dissemination> = disseminations::table
         .filter(disseminations::submission_id.eq(submission_id))
         .select((
@@ -94,13 +103,15 @@ pub fn cells_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<Cell>
             disseminations::arrangement,
             disseminations::what,
             disseminations::removed,
+            disseminations::consent,
         ))
         .load(conn)?;
-    for (id, at, recipient, arrangement, what, removed) in rows {
+    for (id, at, recipient, arrangement, what, removed, consent) in rows {
         push(Column::DisseminationRecipient, &id, at, Some(recipient));
         push(Column::DisseminationArrangement, &id, at, Some(arrangement));
         push(Column::DisseminationWhat, &id, at, Some(what));
         push(Column::DisseminationRemoved, &id, at, removed);
+        push(Column::DisseminationConsent, &id, at, consent);
     }
     let rows: Vec<(String, i64, String, Option<String>)> = access_requests::table
         .filter(access_requests::submission_id.eq(submission_id))
@@ -200,6 +211,13 @@ pub fn replace(conn: &mut DbConn, cell: &Cell, value: &str) -> QueryResult<bool>
                 .filter(disseminations::removed.eq(old)),
         )
         .set(disseminations::removed.eq(value))
+        .execute(conn)?,
+        Column::DisseminationConsent => diesel::update(
+            disseminations::table
+                .find(id)
+                .filter(disseminations::consent.eq(old)),
+        )
+        .set(disseminations::consent.eq(value))
         .execute(conn)?,
         Column::AccessRequestReason => diesel::update(
             access_requests::table

@@ -407,6 +407,7 @@ pub fn open_disseminations(texts: &Texts, rows: &mut [DisseminationView]) {
         d.arrangement = texts.open(&d.arrangement);
         d.what = texts.open(&d.what);
         d.removed = texts.open_opt(d.removed.as_deref());
+        d.consent = texts.open_opt(d.consent.as_deref());
     }
 }
 

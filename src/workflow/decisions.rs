@@ -563,9 +563,18 @@ pub struct NewDissemination {
     pub released_at: i64,
     pub sanitized: bool,
     pub removed: String,
+    /// One of [`PURPOSES`].
+    pub purpose: String,
+    /// For a regulatory purpose: where the written consents of the Program Manager and of the submitter are on file.
+    pub consent: String,
 }
 
 pub const RECIPIENT_KINDS: [&str; 4] = ["state", "local", "tribal", "territorial"];
+
+/// What a release is for. PCII.md: PCII may not be used for a regulatory purpose without the written consent of
+/// both the Program Manager and the submitter, so a regulatory release records where both are on file.
+pub const PURPOSES: [&str; 2] = ["homeland_security", "regulatory"];
+pub const REGULATORY: &str = "regulatory";
 
 /// A release as typed, each problem under its form field: the recipient, the arrangement and what was
 /// released are required, the kind of entity is one of [`RECIPIENT_KINDS`], a sanitized release says what was
@@ -577,13 +586,14 @@ pub fn check_dissemination(d: &NewDissemination, now: i64) -> FieldErrors {
         ("arrangement", &d.arrangement, "the arrangement"),
         ("what", &d.what, "what was released"),
         ("removed", &d.removed, "what was removed"),
+        ("consent", &d.consent, "the consents"),
     ] {
         if value.chars().count() > REASON_MAX {
             errors.insert(
                 field.into(),
                 format!("This is too long (at most {REASON_MAX} characters)."),
             );
-        } else if value.trim().is_empty() && field != "removed" {
+        } else if value.trim().is_empty() && !matches!(field, "removed" | "consent") {
             errors.insert(field.into(), format!("Enter {what}."));
         }
     }
@@ -591,6 +601,19 @@ pub fn check_dissemination(d: &NewDissemination, now: i64) -> FieldErrors {
         errors.insert(
             "recipient_kind".into(),
             "Choose whether the recipient is a state, local, tribal or territorial entity.".into(),
+        );
+    }
+    if !PURPOSES.contains(&d.purpose.as_str()) {
+        errors.insert(
+            "purpose".into(),
+            "Choose whether the release serves homeland security or a regulatory purpose.".into(),
+        );
+    } else if d.purpose == REGULATORY && d.consent.trim().is_empty() {
+        errors.insert(
+            "consent".into(),
+            "A regulatory use needs the written consent of both the Program Manager and the submitter: say \
+             where each is on file."
+                .into(),
         );
     }
     if d.sanitized && d.removed.trim().is_empty() {
@@ -634,6 +657,10 @@ pub async fn record_dissemination(
                 .sanitized
                 .then(|| sealer.seal(d.removed.trim()))
                 .transpose()?;
+            let regulatory = d.purpose == REGULATORY;
+            let consent = regulatory
+                .then(|| sealer.seal(d.consent.trim()))
+                .transpose()?;
             grant::insert_dissemination(
                 tx,
                 &NewDisseminationRow {
@@ -648,6 +675,8 @@ pub async fn record_dissemination(
                     sanitized: d.sanitized,
                     removed: removed.as_ref().map(|r| r.stored.as_str()),
                     created_at: now,
+                    purpose: if regulatory { REGULATORY } else { PURPOSES[0] },
+                    consent: consent.as_ref().map(|c| c.stored.as_str()),
                 },
             )?;
             let digests: Vec<&str> = [
@@ -655,6 +684,7 @@ pub async fn record_dissemination(
                 Some(&arrangement),
                 Some(&what),
                 removed.as_ref(),
+                consent.as_ref(),
             ]
             .into_iter()
             .flatten()
@@ -664,10 +694,16 @@ pub async fn record_dissemination(
                 .object("submission", sub.id.clone())
                 .tracking(sub.tracking_number.clone())
                 .reason(format!(
-                    "to a {} entity{}; recipient, arrangement, what{} sealed, sha256 {}",
+                    "to a {} entity{}{}; recipient, arrangement, what{}{} sealed, sha256 {}",
                     d.recipient_kind,
+                    if regulatory {
+                        ", for a regulatory purpose with written consents"
+                    } else {
+                        ""
+                    },
                     if d.sanitized { ", sanitized" } else { "" },
                     if d.sanitized { ", removed" } else { "" },
+                    if regulatory { ", consents" } else { "" },
                     digests.join(" ")
                 ));
             Ok(((), event))

@@ -252,6 +252,7 @@ fn officers_words_are_sealed_shown_to_those_admitted_and_destroyed_with_the_cont
         "WHAT-MARKER-g7",
         "REMOVED-MARKER-h8",
         "BASIS-MARKER-i9",
+        "CONSENT-MARKER-j10",
     ];
 
     // One submission found defective, then not validated; another validated, granted, revoked, disseminated.
@@ -308,6 +309,8 @@ fn officers_words_are_sealed_shown_to_those_admitted_and_destroyed_with_the_cont
             ("released_on", &today),
             ("sanitized", "yes"),
             ("removed", markers[7]),
+            ("purpose", "regulatory"),
+            ("consent", markers[9]),
         ],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);

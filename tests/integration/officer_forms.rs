@@ -7,7 +7,7 @@ use crate::common::{complete_fields, encode, Browser, TestApp, PASSWORD};
 use diesel::prelude::*;
 use rocket::http::Status;
 
-use pcii_portal::db::schema::{audit_entries, grants, submissions};
+use pcii_portal::db::schema::{audit_entries, disseminations, grants, submissions};
 use pcii_portal::domain::Role;
 use pcii_portal::time::DAY;
 
@@ -682,6 +682,82 @@ fn a_grant_with_mistakes_comes_back_as_typed() {
     assert!(reasons[0].contains("protection was removed"), "{reasons:?}");
     let page = officer.get(&format!("/officer/submissions/{id}")).body;
     assert!(!page.contains("/revoke\""), "nothing left to revoke");
+}
+
+/// PCII.md: PCII may not be used for a regulatory purpose without the written consent of both the Program Manager
+/// and the submitter. A release for one records where both are on file, or is not recorded.
+#[test]
+fn a_release_for_a_regulatory_purpose_needs_both_consents_on_file() {
+    let app = TestApp::new();
+    let (id, mut officer) = validated(&app);
+    let uri = format!("/officer/submissions/{id}/disseminations");
+    let today = pcii_portal::time::date(app.now());
+    let release = |purpose: &'static str, consent: &'static str| {
+        [
+            ("recipient", "State Fusion Center"),
+            ("recipient_kind", "state"),
+            ("arrangement", "MOU 12"),
+            ("what", "Summary"),
+            ("released_on", today.as_str()),
+            ("purpose", purpose),
+            ("consent", consent),
+        ]
+    };
+    let page = officer.post(&uri, &release("regulatory", "  "));
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    assert!(marked(&page.body, "consent"), "{}", page.body);
+    assert!(page
+        .body
+        .contains("id=\"purpose_reg\" name=\"purpose\" value=\"regulatory\" checked"));
+    let page = officer.post(&uri, &release("enforcement", ""));
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    assert!(marked(&page.body, "purpose"), "{}", page.body);
+    assert_eq!(app.audit_count("dissemination.recorded"), 0);
+
+    let consent = "ConsentMarker: PM memo 2026-11-02, submitter letter 2026-11-03";
+    let page = officer.post(&uri, &release("regulatory", consent));
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let page = officer.get(&format!("/officer/submissions/{id}")).body;
+    assert!(
+        page.contains(&format!("regulatory — consents: {consent}")),
+        "{page}"
+    );
+    let log = officer.get("/officer/disseminations").body;
+    assert!(log.contains(&format!("regulatory — consents: {consent}")));
+    let reasons = app.audit_reasons("dissemination.recorded");
+    assert!(
+        reasons[0].contains("for a regulatory purpose with written consents"),
+        "{reasons:?}"
+    );
+    assert!(
+        !reasons[0].contains("ConsentMarker"),
+        "the words are sealed"
+    );
+    let stored: (String, Option<String>) = app.with_conn(|c| {
+        disseminations::table
+            .select((disseminations::purpose, disseminations::consent))
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(stored.0, "regulatory");
+    assert!(
+        !stored.1.unwrap().contains("ConsentMarker"),
+        "sealed at rest"
+    );
+
+    // Without a purpose (a client from before it was asked): homeland security, no consent kept.
+    let page = officer.post(&uri, &release("", "IgnoredMarker"));
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let purposes: Vec<(String, Option<String>)> = app.with_conn(|c| {
+        disseminations::table
+            .select((disseminations::purpose, disseminations::consent))
+            .load(c)
+            .unwrap()
+    });
+    assert!(
+        purposes.contains(&("homeland_security".to_string(), None)),
+        "{purposes:?}"
+    );
 }
 
 #[test]

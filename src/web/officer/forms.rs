@@ -133,13 +133,17 @@ pub struct DisseminationForm {
     pub sanitized: String,
     #[field(default = String::new())]
     pub removed: String,
+    #[field(default = String::new())]
+    pub purpose: String,
+    #[field(default = String::new())]
+    pub consent: String,
 }
 
 /// The element ids of each form's fields in the order the page shows them (the summary lists in that order).
 pub const DECISION_IDS: [&str; 3] = ["decision", "defects", "reason"];
 pub const REMOVAL_IDS: [&str; 1] = ["rp_reason"];
 pub const GRANT_IDS: [&str; 3] = ["user_id", "g_reason", "expires"];
-pub const DISSEMINATION_IDS: [&str; 7] = [
+pub const DISSEMINATION_IDS: [&str; 9] = [
     "recipient",
     "recipient_kind",
     "arrangement",
@@ -147,6 +151,8 @@ pub const DISSEMINATION_IDS: [&str; 7] = [
     "released_on",
     "sanitized",
     "removed",
+    "purpose",
+    "consent",
 ];
 
 /// The grant form's reason field is `g_reason` on the page.

@@ -217,6 +217,7 @@ pub(super) async fn submission_page(
     let mut revoke_form = FormView::new(RevokeView::default());
     let mut dissemination_form = FormView::new(DisseminationForm {
         released_on: crate::time::date(now),
+        purpose: decisions::PURPOSES[0].to_string(),
         ..<DisseminationForm as Default>::default()
     });
     let mut error_summary = Vec::new();
@@ -600,6 +601,12 @@ async fn disseminate(
         released_at: released_at.unwrap_or(now),
         sanitized: form.sanitized == "yes",
         removed: form.removed.clone(),
+        // A form from before the purpose was asked (or a client that leaves it out) releases for homeland security.
+        purpose: match form.purpose.as_str() {
+            "" => decisions::PURPOSES[0].to_string(),
+            p => p.to_string(),
+        },
+        consent: form.consent.clone(),
     };
     let mut errors = decisions::check_dissemination(&release, now);
     if released_at.is_none() {
@@ -886,6 +893,8 @@ async fn dissemination_csv(
         "what",
         "sanitized",
         "removed",
+        "purpose",
+        "consent",
         "recorded_by",
     ];
     for (i, h) in header.iter().enumerate() {
@@ -907,6 +916,8 @@ async fn dissemination_csv(
             &r.what,
             if r.sanitized { "yes" } else { "no" },
             r.removed.as_deref().unwrap_or(""),
+            &r.purpose,
+            r.consent.as_deref().unwrap_or(""),
             &r.recorded_by,
         ];
         for (i, c) in cells.iter().enumerate() {

@@ -1,0 +1,2 @@
+ALTER TABLE disseminations DROP COLUMN consent;
+ALTER TABLE disseminations DROP COLUMN purpose;
