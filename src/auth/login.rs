@@ -202,12 +202,14 @@ pub fn end_left_session(
             LeftBy::PasswordReset => "a password reset",
             LeftBy::InvitationAccepted => "an accepted invitation",
         };
-        let which = public_id.map_or_else(String::new, |id| format!(" (session {id})"));
-        let event = Event::new("session.end", Outcome::Success)
-            .object("account", owner)
-            .reason(format!(
-                "the session{which} this browser held ended: {flow} signs the browser out"
-            ));
+        // Named by its session like the other `session.end` entries, its account in the reason (the actor is
+        // whoever completed the flow, not necessarily the session's owner).
+        let why = format!("of account {owner}, held by this browser: {flow} signs the browser out");
+        let event = match public_id {
+            Some(id) => Event::new("session.end", Outcome::Success).object("session", id),
+            None => Event::new("session.end", Outcome::Success).object("account", owner.clone()),
+        }
+        .reason(why);
         Ok((true, Some(event)))
     })
 }

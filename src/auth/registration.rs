@@ -278,6 +278,24 @@ pub fn request_reset(
             None
         };
         match user {
+            // Asked from many networks, one address still gets at most this many links an hour: past it the
+            // answer stays the same (it must not tell whether the address has an account) and no mail goes.
+            Some(u)
+                if !u.disabled
+                    && account_token::issued_since(
+                        tx,
+                        &u.id,
+                        Purpose::ResetPassword,
+                        now - HOUR,
+                    )? >= settings.password_resets_per_hour =>
+            {
+                Ok((
+                    None,
+                    Event::new("account.reset_request", Outcome::Refused)
+                        .object("account", &u.id)
+                        .reason("throttled for this account"),
+                ))
+            }
             Some(u) if !u.disabled => {
                 let token = issue_link(tx, &u.id, Purpose::ResetPassword, now, minutes * 60)?;
                 let mail = messages::reset_password(

@@ -80,7 +80,6 @@ pub fn spend(
     Ok((spent == 1).then_some(user_id))
 }
 
-/// Voids every unused token of one purpose for an account (a newer link was sent, or the password changed).
 /// How many links of `purpose` the account was issued at or after `since` (used, voided or live).
 pub fn issued_since(
     conn: &mut DbConn,
@@ -96,6 +95,7 @@ pub fn issued_since(
         .get_result(conn)
 }
 
+/// Voids every unused token of one purpose for an account (a newer link was sent, or the password changed).
 pub fn void(conn: &mut DbConn, user_id: &str, purpose: Purpose, now: i64) -> QueryResult<usize> {
     diesel::update(
         account_tokens::table

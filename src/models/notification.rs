@@ -111,10 +111,13 @@ fn defective(
     Ok(out)
 }
 
-/// Holders of live grants that end within `within` seconds (subject: the grant).
+/// Holders of live grants on validated PCII that end within `within` seconds (subject: the grant). A grant on a
+/// submission that is no longer validated gives no access, so there is nothing to renew.
 pub fn grants_ending(conn: &mut DbConn, now: i64, within: i64) -> QueryResult<Vec<Recipient>> {
     let rows: Vec<(String, i64, Person)> = grants::table
         .inner_join(users::table.on(users::id.eq(grants::user_id)))
+        .inner_join(submissions::table.on(submissions::id.eq(grants::submission_id)))
+        .filter(submissions::status.eq(crate::domain::Status::Validated))
         .filter(grants::revoked_at.is_null())
         .filter(grants::expires_at.gt(now))
         .filter(grants::expires_at.le(now.saturating_add(within)))

@@ -479,6 +479,11 @@ mod tests {
         assert!(withdrawn.statement.contains("presumed protected"));
         assert_eq!(
             list_marking([Status::NotValidated, Status::Withdrawn]).map(|m| m.title),
+            Some(withdrawn.title)
+        );
+        assert_eq!(
+            list_marking([Status::Withdrawn, Status::Defective, Status::Withdrawn])
+                .map(|m| m.title),
             Some("PCII — PENDING VALIDATION")
         );
         assert_eq!(
@@ -583,8 +588,10 @@ pub fn list_marking(shown: impl IntoIterator<Item = crate::domain::Status>) -> O
     for status in shown {
         match status {
             Status::Validated => return Some(marking_for(Status::Validated, None)),
-            Status::Received | Status::Defective | Status::Withdrawn => {
-                strongest = Some(Status::Received)
+            Status::Received | Status::Defective => strongest = Some(Status::Received),
+            // Presumed protected too; named as withdrawn only when nothing awaiting a decision is shown.
+            Status::Withdrawn => {
+                strongest.get_or_insert(Status::Withdrawn);
             }
             _ => {}
         }

@@ -144,21 +144,23 @@ impl Kind {
 
     fn mail(self, r: &Recipient, link: &str) -> Mail {
         let date = crate::time::date(r.due_at);
+        // A cure deadline is a second, not a day: "not validated" opens at it.
+        let deadline = crate::time::datetime(r.due_at);
         let name = &r.name;
         let (subject, what) = match self {
             Kind::DefectNotice => (
                 "A defect notice about a PCII submission".to_string(),
                 format!(
                     "A PCII officer found a defect in one of your organisation's submissions and sent a notice \
-                     saying what to correct. It must be corrected by {date} (UTC); otherwise the Program Office \
+                     saying what to correct. It must be corrected by {deadline}; otherwise the Program Office \
                      may decide that it is not protected."
                 ),
             ),
             Kind::CureReminder7 | Kind::CureReminder2 => (
-                format!("Reminder: a PCII submission must be corrected by {date}"),
+                format!("Reminder: a PCII submission must be corrected by {deadline}"),
                 format!(
                     "One of your organisation's submissions still has a defect to correct. The deadline is \
-                     {date} (UTC); after it the Program Office may decide that it is not protected."
+                     {deadline}; after it the Program Office may decide that it is not protected."
                 ),
             ),
             Kind::GrantEnding => (

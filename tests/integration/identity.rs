@@ -602,6 +602,42 @@ fn mail_a_stranger_can_send_to_any_address_is_capped() {
         ],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+
+    // Reset links asked for one address from ever new networks: five an hour reach it, the rest get the same
+    // answer and no mail (the answer must not tell whether the address has an account).
+    let resets = |app: &TestApp| {
+        app.outbox()
+            .into_iter()
+            .filter(|m| {
+                m.to_lowercase().contains("to: lead@acme.example") && m.contains("/password/reset/")
+            })
+            .count()
+    };
+    let mut anon = app.browser();
+    let mut answers = Vec::new();
+    for i in 0..7u8 {
+        let addr = std::net::SocketAddr::from(([198, 51, 100, 10 + i], 40000));
+        let page = anon.post_from("/password/forgot", &[("email", "lead@acme.example")], addr);
+        answers.push((page.status, page.header("Location").map(str::to_string)));
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+    // Reset mail leaves after the answer (send_detached): count once the outbox stops growing.
+    let mut sent = resets(&app);
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let now = resets(&app);
+        if now == sent {
+            break;
+        }
+        sent = now;
+    }
+    assert_eq!(sent, 5);
+    assert_eq!(
+        app.audit_reasons("account.reset_request")
+            .last()
+            .map(String::as_str),
+        Some("throttled for this account")
+    );
 }
 
 #[test]

@@ -286,6 +286,37 @@ fn the_model_computes_both_clocks_and_the_overdue_flag() {
     assert_eq!(d2.organisation, "Acme Power");
 }
 
+/// A cure is overdue from its deadline's very second, when "not validated" opens (`lifecycle::cure_period_runs`):
+/// the overdue filter (SQL) and the row's flag agree with the decisions at that second.
+#[test]
+fn a_cure_is_overdue_from_its_deadlines_second() {
+    let app = TestApp::new();
+    let now = app.now();
+    let acme = organisation(&app, "sub@acme-power.example", "Acme Power");
+    let seed = Seed {
+        tracking: "PCII-D0",
+        org: &acme,
+        status: "defective",
+        sector: "Dams",
+        received_ago: Some(40 * DAY),
+        notice_ago: Some(30 * DAY),
+        cure_in: Some(0),
+    };
+    insert(&app, now, &seed);
+    let overdue = QueueFilter {
+        status: Some(QueueStatus::Overdue),
+        ..QueueFilter::default()
+    };
+    for (at, expected) in [(now - 1, false), (now, true)] {
+        let listed = app.with_conn(|c| queue::queue(c, &overdue, at)).unwrap();
+        assert_eq!(listed.total, i64::from(expected), "filter at {}", at - now);
+        let all = app
+            .with_conn(|c| queue::queue(c, &QueueFilter::default(), at))
+            .unwrap();
+        assert_eq!(all.rows[0].overdue, expected, "flag at {}", at - now);
+    }
+}
+
 #[test]
 fn sorts_by_receipt_and_by_each_clock() {
     let app = TestApp::new();

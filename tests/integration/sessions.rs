@@ -253,6 +253,14 @@ fn a_password_reset_in_a_signed_in_browser_ends_its_earlier_session() {
     let link = app
         .mailed_link("ben@acme.example", "/password/reset/")
         .unwrap();
+    let ann_session: Option<String> = app.with_conn(|c| {
+        pcii_portal::db::schema::sessions::table
+            .filter(pcii_portal::db::schema::sessions::user_id.eq(app.user_id("ann@acme.example")))
+            .select(pcii_portal::db::schema::sessions::public_id)
+            .first(c)
+            .unwrap()
+    });
+    assert!(ann_session.is_some());
     let page = ann.post(&link, &[("new_password", "ben's brand new passphrase")]);
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     assert_eq!(ann.get("/account").status, Status::Unauthorized);
@@ -270,14 +278,13 @@ fn a_password_reset_in_a_signed_in_browser_ends_its_earlier_session() {
             .unwrap()
     });
     assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0].0, ann_session, "named by its session");
     assert_eq!(
-        ended[0].0.as_deref(),
-        Some(app.user_id("ann@acme.example").as_str())
-    );
-    let why = ended[0].1.as_deref().unwrap_or_default();
-    assert!(
-        why.ends_with("ended: a password reset signs the browser out"),
-        "{why}"
+        ended[0].1.as_deref().unwrap_or_default(),
+        format!(
+            "of account {}, held by this browser: a password reset signs the browser out",
+            app.user_id("ann@acme.example")
+        )
     );
 
     // A reset of the browser's own account has ended its session already: nothing more to record.

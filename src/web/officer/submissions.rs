@@ -401,6 +401,13 @@ async fn decide(
                     " The email telling the organisation could not go out yet; the portal tries again.",
                 );
             }
+            if decided.unsent.refused > 0 {
+                notice.push_str(&format!(
+                    " The mail server refused the email to {} of its members; they see the decision when they \
+                     sign in.",
+                    decided.unsent.refused
+                ));
+            }
             Ok(Either::Left(Notice::redirect(
                 format!("/officer/submissions/{id}"),
                 notice,
