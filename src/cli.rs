@@ -583,6 +583,12 @@ pub fn keys_protect(
 pub fn unseal_local(settings: &Settings) -> Result<(), CliError> {
     use std::io::{BufRead, Write};
     let socket = settings.keys_dir.join(crate::key_store::UNSEAL_SOCKET);
+    // One custodian gives one share per run: a second file would otherwise be dropped without a word.
+    if SHARE_FILES.get().is_some_and(|f| f.len() > 1) {
+        return Err(CliError::Unseal(
+            "give one --share-file per run: each custodian unseals with their own share".into(),
+        ));
+    }
     let share = match SHARE_FILES.get().and_then(|f| f.first()) {
         Some(path) => crate::crypto::keyfile::read_private(path)
             .map_err(|e| CliError::KeyStore(KeyStoreError::KeyFile(e)))?,

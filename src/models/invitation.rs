@@ -260,13 +260,20 @@ pub fn sent_for_organisation(
     rows(conn, list, now)
 }
 
-/// Open invitations that administrators made (staff and companies), newest first.
+/// Open invitations that administrators made (staff and companies), newest first: awaiting approval, or sent and
+/// not expired (an expired one stays `sent` until replaced, and would crowd the live ones out of the list).
 pub fn open_by_administrators(conn: &mut DbConn, now: i64) -> QueryResult<Vec<InvitationRow>> {
     let admins = users::table
         .filter(users::role.eq(Role::Administrator))
         .select(users::id.nullable());
     let list = invitations::table
-        .filter(invitations::state.eq_any([AWAITING_APPROVAL, SENT]))
+        .filter(
+            invitations::state
+                .eq(AWAITING_APPROVAL)
+                .or(invitations::state
+                    .eq(SENT)
+                    .and(invitations::expires_at.gt(now))),
+        )
         .filter(invitations::invited_by.eq_any(admins))
         .order(invitations::created_at.desc())
         .limit(200)

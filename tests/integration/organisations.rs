@@ -1016,6 +1016,33 @@ fn a_companys_admin_neither_sees_nor_withdraws_an_officers_invitation_naming_the
     assert_eq!(invitation_state(&app, &otto), "revoked");
 }
 
+/// The administrators' list of open invitations shows the live ones: one past its expiry stays `sent` until
+/// replaced, and must not crowd the others out of a list kept to 200.
+#[test]
+fn an_expired_invitation_leaves_the_administrators_open_list() {
+    let app = TestApp::new();
+    let mut root = app.login_as(Role::Administrator, "root@example.gov", None);
+    let page = root.post(
+        "/admin/accounts",
+        &[
+            ("email", "otto@example.gov"),
+            ("display_name", "Otto Officer"),
+            ("role", "officer"),
+            ("agency", "PCII Program Office"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert!(root
+        .get("/admin/approvals")
+        .body
+        .contains("otto@example.gov"));
+    app.advance(8 * pcii_portal::time::DAY);
+    assert_eq!(root.login("root@example.gov", PASSWORD), Status::SeeOther);
+    let page = root.get("/admin/approvals");
+    assert_eq!(page.status, Status::Ok);
+    assert!(!page.body.contains("otto@example.gov"), "{}", page.body);
+}
+
 #[test]
 fn an_officer_recorded_against_an_organisation_cannot_decide_an_invitation_into_it() {
     let app = TestApp::new();
