@@ -525,7 +525,7 @@ Office decides. Safeguard it as PCII: disclose it only to authorized users with 
 /// PCII, so the presumption holds while the office keeps it.
 pub const WITHDRAWN_STATEMENT: &str = "The submitter withdrew this information before the PCII Program Office \
 decided. It stays presumed protected (6 CFR 29.6(b)) until it is returned to the submitter or destroyed: \
-safeguard it as PCII and disclose it to no one.";
+safeguard it as PCII.";
 
 /// The marking a page, receipt or export of a submission carries, by status.
 #[derive(Debug, Clone, Serialize)]

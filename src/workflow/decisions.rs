@@ -1,6 +1,6 @@
 //! The PCII Program Office's side: decisions on a submission (defective, validated, not validated,
 //! protection removed), need-to-know grants and their revocation, and the dissemination log. Each is one
-//! transaction with its audit entry; the submitter is notified in the portal.
+//! transaction with its audit entry; the submitter is notified in the portal, and of a final decision by mail.
 
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
 use crate::db::DbConn;
