@@ -154,7 +154,7 @@ fn plan(
     }
     let user = account::find(conn, &row.user_id)?;
     let off = notification_model::turned_off(conn, &row.user_id)?;
-    if user.disabled || !wanted(kind, &off) {
+    if user.disabled || !wanted(kind, &off) || !still_concerned(conn, &user, &row.path)? {
         return Ok(Plan::Drop { given_up: false });
     }
     Ok(
@@ -168,6 +168,33 @@ fn plan(
             None => Plan::Drop { given_up: true },
         },
     )
+}
+
+/// Whether the person is still one the mail was meant for, by the page it links to: a submission's page (a
+/// decision, a message to the organisation) only for a member of the organisation that holds it, an officer's page
+/// for an officer, an analyst's for an authorized user, the organisation page for its administrators. Someone moved
+/// or demoted since the act hears nothing of it.
+fn still_concerned(conn: &mut DbConn, user: &account::User, path: &str) -> AppResult<bool> {
+    use crate::domain::Role;
+    use crate::models::submission::{self, Scope};
+    if let Some(rest) = path.strip_prefix("/submissions/") {
+        let id = rest.split('/').next().unwrap_or_default();
+        return Ok(match (user.role(), user.organisation_id.as_deref()) {
+            (Role::Submitter, Some(org)) => {
+                submission::find_in_scope(conn, id, Scope::Organisation(org))?.is_some()
+            }
+            _ => false,
+        });
+    }
+    Ok(if path.starts_with("/officer/") {
+        user.role() == Role::Officer
+    } else if path.starts_with("/analyst") {
+        user.role() == Role::AuthorizedUser
+    } else if path.starts_with("/organisation") {
+        user.role() == Role::Submitter && user.org_admin
+    } else {
+        true
+    })
 }
 
 /// Sends the rows due by `now` (run by the round, on the instance holding its lease `held`, renewed before each).

@@ -652,6 +652,7 @@ fn a_message_mail_the_route_refused_is_retried_later_for_whoever_still_wants_it_
     let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
     app.create_user(Role::Submitter, "bob@acme.example", Some("Acme"));
     app.create_user(Role::Submitter, "cyd@acme.example", Some("Acme"));
+    app.create_user(Role::Submitter, "dan@acme.example", Some("Acme"));
     let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
     let id = submit(&mut ann);
     let officer_thread = format!("/officer/submissions/{id}/messages");
@@ -669,25 +670,34 @@ fn a_message_mail_the_route_refused_is_retried_later_for_whoever_still_wants_it_
         "{}",
         page.body
     );
-    assert_eq!(app.pending_mail(), 3, "one for each member");
+    assert_eq!(app.pending_mail(), 4, "one for each member");
 
     // Still down at the first retry: a round stops at the first refusal (the others would each wait for the route's
     // timeout), so each round tries one; each tried mail waits longer before its next try.
     app.advance(AT_ONCE_GRACE + 1);
-    for _ in 0..3 {
+    for _ in 0..4 {
         let done = app.notification_round();
         assert_eq!((done.sent.len(), done.failed, done.given_up), (0, 1, 0));
     }
-    assert_eq!(app.pending_mail(), 3);
+    assert_eq!(app.pending_mail(), 4);
     let done = app.notification_round();
     assert_eq!(done.failed, 0, "none due again yet");
 
-    // Up again. Bob turned this kind off meanwhile, and Cyd's account was disabled: only Ann is mailed.
+    // Up again. Bob turned this kind off meanwhile, Cyd's account was disabled, and Dan moved to another
+    // organisation (the thread is no longer his to hear of): only Ann is mailed.
     app.mend_outbox();
     let bob = user(&app, "bob@acme.example");
     let cyd = user(&app, "cyd@acme.example");
+    let dan = user(&app, "dan@acme.example");
+    let elsewhere = app.with_conn(|c| {
+        pcii_portal::models::account::create_organisation(c, "Elsewhere Ltd", app.now()).unwrap()
+    });
     app.with_conn(|c| {
         use pcii_portal::db::schema::users;
+        diesel::update(users::table.find(&dan.id))
+            .set(users::organisation_id.eq(Some(elsewhere.as_str())))
+            .execute(c)
+            .unwrap();
         diesel::update(users::table.find(&bob.id))
             .set(users::notifications_off.eq("message"))
             .execute(c)
@@ -705,6 +715,7 @@ fn a_message_mail_the_route_refused_is_retried_later_for_whoever_still_wants_it_
     assert_eq!(mails_to(&app, "ann@acme.example").len(), 1);
     assert!(mails_to(&app, "bob@acme.example").is_empty());
     assert!(mails_to(&app, "cyd@acme.example").is_empty());
+    assert!(mails_to(&app, "dan@acme.example").is_empty());
     let mail = &mails_to(&app, "ann@acme.example")[0];
     assert!(mail.contains(&format!("/submissions/{id}/messages")));
     assert!(!mail.contains("QuestionMarker5521"));
