@@ -209,7 +209,7 @@ pub fn invite(
     let id = new_id();
     let result = audit.fact(conn, actor, |tx| {
         if inviter.role() == Role::Submitter
-            && model::made_since(tx, &inviter.id, now - 3600)? >= ORGANISATION_INVITATIONS_PER_HOUR
+            && model::made_since(tx, &inviter.id, now - DAY / 24)? >= ORGANISATION_INVITATIONS_PER_HOUR
         {
             let event = Event::new("invitation.create", Outcome::Refused).reason("throttled");
             return Ok((

@@ -123,15 +123,13 @@ pub fn revoke_all_live(
     now: i64,
 ) -> QueryResult<Vec<GrantRow>> {
     let live = live_grants(conn, user_id, now)?;
-    if !live.is_empty() {
-        diesel::update(grants::table.filter(grants::id.eq_any(live.iter().map(|g| g.id.as_str()))))
-            .set((
-                grants::revoked_at.eq(now),
-                grants::revoked_by.eq(revoked_by),
-                grants::revoke_reason.eq(reason),
-            ))
-            .execute(conn)?;
-    }
+    revoke_ids(
+        conn,
+        live.iter().map(|g| g.id.as_str()),
+        revoked_by,
+        reason,
+        now,
+    )?;
     Ok(live)
 }
 
@@ -151,18 +149,29 @@ pub fn revoke_all_live_of_submission(
         .select((grants::id, grants::user_id))
         .order(grants::created_at.asc())
         .load::<(String, String)>(conn)?;
-    if !live.is_empty() {
-        diesel::update(
-            grants::table.filter(grants::id.eq_any(live.iter().map(|(id, _)| id.as_str()))),
-        )
-        .set((
-            grants::revoked_at.eq(now),
-            grants::revoked_by.eq(revoked_by),
-            grants::revoke_reason.eq(reason),
-        ))
-        .execute(conn)?;
-    }
+    let ids = live.iter().map(|(id, _)| id.as_str());
+    revoke_ids(conn, ids, Some(revoked_by), reason, now)?;
     Ok(live.into_iter().map(|(_, user)| user).collect())
+}
+
+/// Revokes the grants with these ids as of `now`, with the same reason (nothing when there are none).
+fn revoke_ids<'a>(
+    conn: &mut DbConn,
+    ids: impl ExactSizeIterator<Item = &'a str>,
+    revoked_by: Option<&str>,
+    reason: &str,
+    now: i64,
+) -> QueryResult<()> {
+    if ids.len() > 0 {
+        diesel::update(grants::table.filter(grants::id.eq_any(ids)))
+            .set((
+                grants::revoked_at.eq(now),
+                grants::revoked_by.eq(revoked_by),
+                grants::revoke_reason.eq(reason),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
 }
 
 /// One logged release; `removed` says what a sanitized release left out (`None` when not sanitized).

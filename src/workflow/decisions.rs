@@ -471,11 +471,8 @@ pub(crate) fn grant_in(
 ) -> AppResult<(Event, Granted)> {
     may_release(officer, sub)?;
     // An account that does not exist is refused like a disabled one or one of another role.
-    let person = match account::find(tx, grantee).map_err(AppError::from) {
-        Ok(u) if !u.disabled && u.role == Role::AuthorizedUser => Some(u),
-        Ok(_) | Err(AppError::NotFound) => None,
-        Err(e) => return Err(e),
-    };
+    let person =
+        account::find_opt(tx, grantee)?.filter(|u| !u.disabled && u.role == Role::AuthorizedUser);
     let Some(person) = person else {
         return Err(AppError::Invalid(
             "Choose an active authorized user.".into(),
