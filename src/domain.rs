@@ -18,6 +18,9 @@ pub const DEFECT_NOTICE_DAYS: i64 = 30;
 
 /// Days the submitter has to cure a defect (6 CFR 29.6(d)); `cure_due_at` holds that deadline.
 pub const CURE_DAYS: i64 = 30;
+/// Days the organisation has to choose return or destruction of a submission not validated or withdrawn, and to take
+/// a return package once it chose a return; after them the Program Office may destroy the content.
+pub const DISPOSITION_DAYS: i64 = 30;
 
 /// Stores an enum as its `as_str()` text and reads it back through `parse`.
 macro_rules! stored_as_text {

@@ -31,6 +31,10 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("decision.validated", "Validated as PCII"),
     ("decision.not_validated", "Not validated"),
     ("decision.protection_removed", "PCII protection removed"),
+    (
+        "decision.destroyed_unclaimed",
+        "Destroyed by the Program Office: no return-or-destroy answer in time",
+    ),
     ("grant.created", "Need-to-know grant given"),
     ("grant.revoked", "Need-to-know grant revoked"),
     (

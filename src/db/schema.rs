@@ -260,6 +260,7 @@ diesel::table! {
         cured_at -> Nullable<BigInt>,
         title_sealed -> Nullable<Text>,
         statement_affirmed_by -> Nullable<Text>,
+        disposition_due_at -> Nullable<BigInt>,
     }
 }
 

@@ -111,6 +111,38 @@ fn defective(
     Ok(out)
 }
 
+/// Members of each organisation whose answer on a submission (return or destruction, or taking the return package it
+/// chose) is due within `within` seconds and has not passed (subject: the submission and its deadline, so a return
+/// chosen, which sets a new deadline, is reminded of again).
+pub fn disposition_deadlines(
+    conn: &mut DbConn,
+    now: i64,
+    within: i64,
+) -> QueryResult<Vec<Recipient>> {
+    let rows: Vec<(String, String, Option<i64>)> =
+        crate::models::submission::awaiting_answer_due(now.saturating_add(within))
+            .filter(submissions::disposition_due_at.gt(now))
+            .select((
+                submissions::id,
+                submissions::organisation_id,
+                submissions::disposition_due_at,
+            ))
+            .load(conn)?;
+    let mut out = Vec::new();
+    for (sid, org, due) in rows {
+        let Some(due) = due else { continue };
+        for p in members(conn, &org)? {
+            out.push(recipient(
+                p,
+                format!("{sid}@{due}"),
+                due,
+                "/submissions".into(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Holders of live grants on validated PCII that end within `within` seconds (subject: the grant). A grant on a
 /// submission that is no longer validated gives no access, so there is nothing to renew.
 pub fn grants_ending(conn: &mut DbConn, now: i64, within: i64) -> QueryResult<Vec<Recipient>> {

@@ -462,6 +462,35 @@ pub fn queue(conn: &mut DbConn, f: &QueueFilter, now: i64) -> QueryResult<QueueP
     })
 }
 
+/// A submission whose organisation let its deadline pass without choosing return or destruction, or without taking
+/// the return package it chose (`workflow::lifecycle::disposition_lapsed`): the office may destroy it.
+#[derive(Debug, Clone, Serialize, Queryable)]
+pub struct Unanswered {
+    pub id: String,
+    pub tracking_number: Option<String>,
+    pub status: Status,
+    pub disposition: Option<crate::domain::Disposition>,
+    pub disposition_due_at: Option<i64>,
+}
+
+/// The `limit` longest overdue of those, oldest deadline first, and how many there are in all.
+pub fn unanswered(conn: &mut DbConn, now: i64, limit: i64) -> QueryResult<(Vec<Unanswered>, i64)> {
+    use crate::models::submission::awaiting_answer_due;
+    let total = awaiting_answer_due(now).count().get_result(conn)?;
+    let rows = awaiting_answer_due(now)
+        .order((submissions::disposition_due_at.asc(), submissions::id.asc()))
+        .limit(limit)
+        .select((
+            submissions::id,
+            submissions::tracking_number,
+            submissions::status,
+            submissions::disposition,
+            submissions::disposition_due_at,
+        ))
+        .load(conn)?;
+    Ok((rows, total))
+}
+
 /// An officer who may handle cases: id, display name and organisation (an officer never handles its own
 /// organisation's submissions). Active accounts only, by name.
 #[derive(Debug, Clone, Serialize)]

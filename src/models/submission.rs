@@ -78,6 +78,9 @@ pub struct Submission {
     pub decided_at: Option<i64>,
     pub decided_by: Option<String>,
     pub disposition: Option<Disposition>,
+    /// Until when the organisation may choose return or destruction, or take its return package (not validated,
+    /// withdrawn): past it, the Program Office may destroy the content.
+    pub disposition_due_at: Option<i64>,
     pub closed_at: Option<i64>,
 }
 
@@ -95,6 +98,26 @@ pub enum Scope<'a> {
     Organisation(&'a str),
     /// A PCII officer: every submission that left the draft stage (drafts are the submitter's alone).
     ProgramOffice,
+}
+
+/// Submissions waiting on their organisation's answer — not validated with no choice made, or a return chosen (after
+/// the decision or with a withdrawal) and its package not taken — whose deadline is `on_or_before` or earlier. The
+/// SQL of `workflow::lifecycle::disposition_awaited`.
+#[diesel::dsl::auto_type]
+pub fn awaiting_answer_due(on_or_before: i64) -> _ {
+    let not_validated: Status = Status::NotValidated;
+    let open: [Status; 2] = [Status::NotValidated, Status::Withdrawn];
+    let to_return: Disposition = Disposition::Return;
+    submissions::table.filter(
+        submissions::disposition_due_at.le(on_or_before).and(
+            submissions::status
+                .eq(not_validated)
+                .and(submissions::disposition.is_null())
+                .or(submissions::status
+                    .eq_any(open)
+                    .and(submissions::disposition.eq(to_return))),
+        ),
+    )
 }
 
 pub fn find(conn: &mut DbConn, id: &str, scope: Scope<'_>) -> QueryResult<Submission> {
@@ -267,33 +290,38 @@ pub fn set_status_affirmed(
         .execute(conn)
 }
 
-/// A withdrawal: the new status with the return-or-destroy choice made with it.
+/// A withdrawal: the new status with the return-or-destroy choice made with it, and until when the package may be
+/// taken.
 pub fn set_status_and_disposition(
     conn: &mut DbConn,
     id: &str,
     status: Status,
     disposition: Disposition,
+    disposition_due_at: i64,
     now: i64,
 ) -> QueryResult<usize> {
     diesel::update(submissions::table.find(id))
         .set((
             submissions::status.eq(status),
             submissions::disposition.eq(disposition),
+            submissions::disposition_due_at.eq(disposition_due_at),
             submissions::updated_at.eq(now),
         ))
         .execute(conn)
 }
 
-/// The submitter's return-or-destroy choice, the status unchanged.
+/// The submitter's return-or-destroy choice, the status unchanged, with the new deadline to take the package.
 pub fn set_disposition(
     conn: &mut DbConn,
     id: &str,
     disposition: Disposition,
+    disposition_due_at: i64,
     now: i64,
 ) -> QueryResult<usize> {
     diesel::update(submissions::table.find(id))
         .set((
             submissions::disposition.eq(disposition),
+            submissions::disposition_due_at.eq(disposition_due_at),
             submissions::updated_at.eq(now),
         ))
         .execute(conn)
@@ -319,18 +347,20 @@ pub fn set_defect_notice(
         .execute(conn)
 }
 
-/// An officer's decision taken at `now`: the new status and who decided. It ends the "cured — re-review"
-/// mark.
+/// An officer's decision taken at `now`: the new status, who decided and, for "not validated", until when the
+/// organisation may choose return or destruction. It ends the "cured — re-review" mark.
 pub fn set_decision(
     conn: &mut DbConn,
     id: &str,
     status: Status,
     decided_by: &str,
+    disposition_due_at: Option<i64>,
     now: i64,
 ) -> QueryResult<usize> {
     diesel::update(submissions::table.find(id))
         .set((
             submissions::status.eq(status),
+            submissions::disposition_due_at.eq(disposition_due_at),
             submissions::decided_at.eq(now),
             submissions::decided_by.eq(decided_by),
             submissions::cured_at.eq(None::<i64>),
@@ -351,6 +381,7 @@ pub fn close_destroyed(
         .set((
             submissions::content_blob_id.eq(None::<String>),
             submissions::status.eq(final_status),
+            submissions::disposition_due_at.eq(None::<i64>),
             submissions::closed_at.eq(Some(now)),
             submissions::updated_at.eq(now),
         ))

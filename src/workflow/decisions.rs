@@ -274,6 +274,95 @@ pub async fn decide(
     Ok(Decided { status, unsent })
 }
 
+/// Destroys, for the Program Office, a submission whose organisation let its deadline pass without answering: it
+/// did not choose between return and destruction after a "not validated" decision, or did not take the return package
+/// it asked for ([`lifecycle::disposition_lapsed`]). PCII.md has the information returned or destroyed; a submitter
+/// that never answers would otherwise leave it on record, presumed protected or not, for ever. The reason is the
+/// lapse itself (the deadline, in words that quote nothing); the destruction is the submitter's own in every other
+/// respect: wrapped data keys deleted in this transaction, ciphertexts queued for deletion, a destruction record,
+/// the organisation told in the portal and by a content-free mail.
+pub async fn destroy_unclaimed(
+    state: &Services,
+    officer: &User,
+    actor: &Actor,
+    submission_id: &str,
+) -> AppResult<Decided> {
+    let now = state.clock.now();
+    let mailer = state.mailer.clone();
+    let (shredded, mails) = officer_fact(
+        state,
+        officer,
+        actor,
+        submission_id,
+        move |tx, officer, sub, _sealer| {
+            let from = sub.status();
+            let to = check(from, Step::DestroyUnclaimed, Role::Officer)?;
+            let Some(due) = lifecycle::disposition_awaited(sub) else {
+                return Err(AppError::Conflict(
+                    "This submission is not waiting for its organisation to choose return or destruction, or to \
+                     take a return package: the Program Office has nothing to destroy in its place."
+                        .into(),
+                ));
+            };
+            if due > now {
+                return Err(AppError::Conflict(format!(
+                    "The organisation has until {} to answer. The Program Office may destroy the content only once \
+                     that time has passed without an answer.",
+                    crate::time::datetime(due)
+                )));
+            }
+            let what = if lifecycle::return_pending(sub) {
+                "had not taken the return package it asked for"
+            } else {
+                "had not chosen return or destruction"
+            };
+            let reason = format!(
+                "destroyed by the PCII Program Office: the organisation {what} by {}",
+                crate::time::datetime(due)
+            );
+            let names = crate::workflow::destruction::destroy_in_tx(
+                tx,
+                sub,
+                to,
+                Some(&officer.id),
+                &reason,
+                now,
+            )?;
+            let tn = sub.tracking_number.clone().unwrap_or_default();
+            record_transition(
+                tx,
+                sub,
+                Some(&officer.id),
+                Change {
+                    from: Some(from),
+                    to,
+                    reason: Some(&reason),
+                    notice: &format!(
+                        "{tn} was destroyed by the PCII Program Office: your organisation {what} by {}. A \
+                         destruction record remains.",
+                        crate::time::datetime(due)
+                    ),
+                },
+                now,
+            )?;
+            let mails = queue_decided(tx, &mailer, sub, now)?;
+            let event = Event::new(Step::DestroyUnclaimed.action(), Outcome::Success)
+                .object("submission", sub.id.clone())
+                .tracking(sub.tracking_number.clone())
+                .reason(reason);
+            Ok(((names, mails), event))
+        },
+    )
+    .await?;
+    crate::workflow::destruction::checkpoint_after(state).await;
+    crate::workflow::blobs::delete_after_commit(state, shredded).await;
+    let unsent = pending_mail::send_now(state, mails).await;
+    Ok(Decided {
+        status: Status::Destroyed,
+        unsent,
+    })
+}
+
 /// Queues, in the decision's transaction, the content-free mail of a final decision to the organisation's members.
 fn queue_decided(
     tx: &mut DbConn,
@@ -337,14 +426,18 @@ fn apply_decision(
             )
         }
         _ => {
-            submission::set_decision(tx, &sub.id, to, &officer.id, now)?;
+            let disposition_due =
+                (to == Status::NotValidated).then(|| lifecycle::disposition_deadline(now));
+            submission::set_decision(tx, &sub.id, to, &officer.id, disposition_due, now)?;
             match decision {
                 Decision::Validate => format!(
                     "{tn} was validated as Protected Critical Infrastructure Information."
                 ),
                 Decision::NotValidate => format!(
-                    "{tn} was not validated as PCII: {}. Choose whether it is returned to you or destroyed.",
-                    reason.unwrap_or_default()
+                    "{tn} was not validated as PCII: {}. Choose by {} whether it is returned to you or destroyed; \
+                     after that the PCII Program Office may destroy it.",
+                    reason.unwrap_or_default(),
+                    crate::time::datetime(lifecycle::disposition_deadline(now))
                 ),
                 _ => format!(
                     "The PCII protection of {tn} was removed: {}",

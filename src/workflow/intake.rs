@@ -781,7 +781,14 @@ fn apply_request(
     match request {
         Request::Withdraw(disposition) => {
             let to = check(from, Step::Withdraw, Role::Submitter)?;
-            submission::set_status_and_disposition(tx, &sub.id, to, disposition, now)?;
+            submission::set_status_and_disposition(
+                tx,
+                &sub.id,
+                to,
+                disposition,
+                lifecycle::disposition_deadline(now),
+                now,
+            )?;
             let reason = format!("withdrawn by the submitter; chose {}", disposition.as_str());
             record_transition(
                 tx,
@@ -817,7 +824,13 @@ fn apply_request(
                 }
                 Disposition::Return => {
                     check(from, Step::Return, Role::Submitter)?;
-                    submission::set_disposition(tx, &sub.id, Disposition::Return, now)?;
+                    submission::set_disposition(
+                        tx,
+                        &sub.id,
+                        Disposition::Return,
+                        lifecycle::disposition_deadline(now),
+                        now,
+                    )?;
                     Ok((
                         (from, Vec::new()),
                         event("submission.return_requested").reason("submitter chose return"),

@@ -35,6 +35,9 @@ pub enum Step {
     Destroy,
     /// The submitter took its last package back: the content is destroyed, the submission returned.
     Return,
+    /// The Program Office destroys what the organisation left unanswered: no choice between return and destruction,
+    /// or a return package not taken, by the deadline ([`disposition_lapsed`]).
+    DestroyUnclaimed,
 }
 
 impl Step {
@@ -49,6 +52,7 @@ impl Step {
             Step::Withdraw => "submission.withdrawn",
             Step::Destroy => "submission.destroyed",
             Step::Return => "submission.returned",
+            Step::DestroyUnclaimed => "decision.destroyed_unclaimed",
         }
     }
 
@@ -66,9 +70,11 @@ impl Step {
             Step::Submit | Step::Cure | Step::Withdraw | Step::Destroy | Step::Return => {
                 Role::Submitter
             }
-            Step::MarkDefective | Step::Validate | Step::NotValidate | Step::RemoveProtection => {
-                Role::Officer
-            }
+            Step::MarkDefective
+            | Step::Validate
+            | Step::NotValidate
+            | Step::RemoveProtection
+            | Step::DestroyUnclaimed => Role::Officer,
         }
     }
 }
@@ -104,6 +110,7 @@ pub fn check(from: Status, step: Step, role: Role) -> Result<Status, StepRefused
         (Step::Withdraw, Received | Defective) => Withdrawn,
         (Step::Destroy, NotValidated | Withdrawn) => Destroyed,
         (Step::Return, NotValidated | Withdrawn) => Returned,
+        (Step::DestroyUnclaimed, NotValidated | Withdrawn) => Destroyed,
         (step, from) => {
             return Err(StepRefused(format!(
                 "a submission that is {} cannot be {}",
@@ -118,6 +125,7 @@ pub fn check(from: Status, step: Step, role: Role) -> Result<Status, StepRefused
                     Step::Withdraw => "withdrawn",
                     Step::Destroy => "destroyed",
                     Step::Return => "returned",
+                    Step::DestroyUnclaimed => "destroyed by the Program Office",
                 }
             )))
         }
@@ -166,6 +174,25 @@ pub fn return_pending(sub: &Submission) -> bool {
     may(sub.status(), Step::Return, Role::Submitter) && sub.disposition == Some(Disposition::Return)
 }
 
+/// Until when the organisation may choose return or destruction, or take its return package, for a step taken at
+/// `now` that opens that choice (a "not validated" decision, a withdrawal, a choice of return).
+pub fn disposition_deadline(now: i64) -> i64 {
+    now + crate::domain::DISPOSITION_DAYS * crate::time::DAY
+}
+
+/// The organisation's answer is still awaited (return or destruction not chosen, or the return package not taken)
+/// and its deadline: `None` for any submission not waiting on it.
+pub fn disposition_awaited(sub: &Submission) -> Option<i64> {
+    let waiting = awaiting_disposition(sub) || return_pending(sub);
+    sub.disposition_due_at.filter(|_| waiting)
+}
+
+/// The organisation's deadline passed without its answer: the Program Office may destroy the content
+/// ([`Step::DestroyUnclaimed`]). Submissions that never had a deadline (none is set for them) stay as they are.
+pub fn disposition_lapsed(sub: &Submission, now: i64) -> bool {
+    disposition_awaited(sub).is_some_and(|due| due <= now)
+}
+
 fn may(from: Status, step: Step, role: Role) -> bool {
     check(from, step, role).is_ok()
 }
@@ -183,6 +210,10 @@ pub struct Affordances {
     pub delete: bool,
     pub choose_disposition: bool,
     pub take_return: bool,
+    /// Until when the organisation may choose return or destruction, or take its return package.
+    pub disposition_due: Option<i64>,
+    /// The organisation's deadline passed without its answer: the officer may destroy the content.
+    pub destroy_unclaimed: bool,
     /// The officer belongs to the submitting organisation: it may read, not act.
     pub own_organisation: bool,
     /// Record any of the decisions open at this stage.
@@ -221,6 +252,7 @@ pub fn affordances(sub: &Submission, user: &User, now: i64) -> Affordances {
                 delete: deletable(status),
                 choose_disposition: awaiting_disposition(sub),
                 take_return: return_pending(sub),
+                disposition_due: disposition_awaited(sub),
                 ..Affordances::default()
             }
         }
@@ -243,6 +275,8 @@ pub fn affordances(sub: &Submission, user: &User, now: i64) -> Affordances {
                 remove_protection: acts(Step::RemoveProtection),
                 // What the officer may do once it passes: nothing, for an officer of the submitting organisation.
                 cure_due: cure_due.filter(|_| !own),
+                disposition_due: disposition_awaited(sub),
+                destroy_unclaimed: acts(Step::DestroyUnclaimed) && disposition_lapsed(sub, now),
                 release: !own && releasable(status),
                 see_releases: releasable(status),
                 ..Affordances::default()
@@ -373,6 +407,7 @@ mod tests {
             decided_at: None,
             decided_by: None,
             disposition: None,
+            disposition_due_at: None,
             closed_at: None,
         }
     }
@@ -490,5 +525,61 @@ mod tests {
         sub.status = Status::Received;
         assert_eq!(cure_period_runs(&sub, 999), None);
         assert!(affordances(&sub, &officer, 999).not_validate);
+    }
+
+    #[test]
+    fn the_office_may_destroy_only_what_waits_on_an_answer_past_its_deadline() {
+        let officer = person(Role::Officer, None);
+        let own = person(Role::Officer, Some("acme"));
+        let submitter = person(Role::Submitter, Some("acme"));
+        let mut sub = submission(Status::NotValidated, "acme");
+        sub.disposition_due_at = Some(1_000);
+        assert_eq!(disposition_awaited(&sub), Some(1_000));
+        assert_eq!(
+            affordances(&sub, &submitter, 0).disposition_due,
+            Some(1_000)
+        );
+        assert!(!disposition_lapsed(&sub, 999));
+        assert!(!affordances(&sub, &officer, 999).destroy_unclaimed);
+        for at in [1_000, 5_000] {
+            assert!(disposition_lapsed(&sub, at));
+            assert!(affordances(&sub, &officer, at).destroy_unclaimed, "{at}");
+            assert!(!affordances(&sub, &own, at).destroy_unclaimed, "{at}");
+            assert!(!affordances(&sub, &submitter, at).destroy_unclaimed, "{at}");
+        }
+        // A return chosen and not taken waits too, after a withdrawal as after the decision.
+        sub.disposition = Some(Disposition::Return);
+        assert!(disposition_lapsed(&sub, 1_000));
+        sub.status = Status::Withdrawn;
+        assert!(affordances(&sub, &officer, 1_000).destroy_unclaimed);
+        // Nothing waits on the organisation in any other state, whatever deadline the row still holds.
+        for status in [
+            Status::Validated,
+            Status::ProtectionRemoved,
+            Status::Destroyed,
+            Status::Returned,
+            Status::Received,
+        ] {
+            sub.status = status;
+            assert_eq!(disposition_awaited(&sub), None, "{status:?}");
+            assert!(
+                !affordances(&sub, &officer, 5_000).destroy_unclaimed,
+                "{status:?}"
+            );
+        }
+        // A submission from before deadlines were kept has none: nothing lapses.
+        let mut old = submission(Status::NotValidated, "acme");
+        old.disposition_due_at = None;
+        assert!(!disposition_lapsed(&old, i64::MAX));
+        assert!(check(
+            Status::NotValidated,
+            Step::DestroyUnclaimed,
+            Role::Submitter
+        )
+        .is_err());
+        assert_eq!(
+            check(Status::Withdrawn, Step::DestroyUnclaimed, Role::Officer),
+            Ok(Status::Destroyed)
+        );
     }
 }

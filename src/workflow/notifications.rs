@@ -48,10 +48,13 @@ pub enum Kind {
     /// A final decision on one of the organisation's submissions, to its members (sent like a message's): "not
     /// validated" waits for their choice of return or destruction (PCII.md: the submitter is notified).
     Decided,
+    /// A reminder 7 days before the organisation's answer on a submission not validated or withdrawn is due (return
+    /// or destruction, or taking the return package): after it the Program Office may destroy the information.
+    DispositionReminder,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::DefectNotice,
         Kind::CureReminder7,
         Kind::CureReminder2,
@@ -63,6 +66,7 @@ impl Kind {
         Kind::AccessDecided,
         Kind::MergeProposed,
         Kind::Decided,
+        Kind::DispositionReminder,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +82,7 @@ impl Kind {
             Kind::AccessDecided => "access_request_decided",
             Kind::MergeProposed => "merge_proposed",
             Kind::Decided => "decision",
+            Kind::DispositionReminder => "disposition_reminder",
         }
     }
 
@@ -101,15 +106,19 @@ impl Kind {
                 "A proposal to merge your organisation with another (to its administrators)"
             }
             Kind::Decided => "A decision on one of your organisation's submissions",
+            Kind::DispositionReminder => {
+                "A reminder 7 days before your organisation must choose return or destruction, or take a return"
+            }
         }
     }
 
     /// Why a kind that cannot be turned off is always sent (what the account page says beside it).
     pub fn always_because(self) -> Option<&'static str> {
         match self {
-            Kind::DefectNotice | Kind::CureReminder7 | Kind::CureReminder2 => {
-                Some("a deadline runs")
-            }
+            Kind::DefectNotice
+            | Kind::CureReminder7
+            | Kind::CureReminder2
+            | Kind::DispositionReminder => Some("a deadline runs"),
             Kind::AccessDecided => Some("your request waits on it"),
             Kind::MergeProposed => Some("nothing merges without your organisation's consent"),
             Kind::Decided => Some("a decision may wait for your organisation's choice"),
@@ -131,6 +140,7 @@ impl Kind {
                 Kind::CureReminder7,
                 Kind::CureReminder2,
                 Kind::Decided,
+                Kind::DispositionReminder,
                 Kind::Message,
                 Kind::MergeProposed,
             ],
@@ -161,6 +171,14 @@ impl Kind {
                 format!(
                     "One of your organisation's submissions still has a defect to correct. The deadline is \
                      {deadline}; after it the Program Office may decide that it is not protected."
+                ),
+            ),
+            Kind::DispositionReminder => (
+                format!("Reminder: choose what happens to a PCII submission by {deadline}"),
+                format!(
+                    "One of your organisation's submissions waits for your organisation to choose whether it is \
+                     returned or destroyed, or to take the return package it chose. The deadline is {deadline}; \
+                     after it the Program Office may destroy the information without returning it."
                 ),
             ),
             Kind::GrantEnding => (
@@ -280,6 +298,10 @@ pub fn due(conn: &mut DbConn, now: i64) -> AppResult<Vec<(Kind, Recipient)>> {
         .collect();
     all.extend(tag(Kind::CureReminder2, two));
     all.extend(tag(Kind::CureReminder7, seven));
+    all.extend(tag(
+        Kind::DispositionReminder,
+        model::disposition_deadlines(conn, now, 7 * DAY)?,
+    ));
     all.extend(tag(
         Kind::GrantEnding,
         model::grants_ending(conn, now, 14 * DAY)?,

@@ -1093,3 +1093,231 @@ fn pages_listing_protected_titles_are_marked_top_and_bottom() {
         "{cd}"
     );
 }
+
+/// Not validated (or withdrawn for a return), the organisation must answer: choose return or destruction, take the
+/// package it chose. PCII.md has the information returned or destroyed; an organisation that never answers must not
+/// leave it on record for ever. 30 days after the decision (or after choosing a return) the Program Office may destroy
+/// it, not a second earlier, as finally as a submitter's destruction, with the lapse as its recorded reason.
+#[test]
+fn the_office_destroys_what_the_organisation_left_unanswered_and_only_after_its_30_days() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let mut insider = app.login_as(Role::Officer, "otto@acme.example", Some("Acme"));
+    let id = submit(&mut sub, &[file_bytes(50_000, 1, "")]);
+    let decided_at = app.now();
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[
+            ("decision", "not_validated"),
+            ("reason", "Customarily in the public domain"),
+            ("confirm", "1"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let due = pcii_portal::time::datetime(decided_at + 30 * DAY);
+    let detail = sub.get(&format!("/submissions/{id}"));
+    assert!(detail.body.contains("disposition-due"), "{}", detail.body);
+    assert!(detail.body.contains(&due), "{}", detail.body);
+    let stored: Vec<String> = app.with_conn(|c| {
+        blobs::table
+            .filter(blobs::submission_id.eq(&id))
+            .select(blobs::storage_name)
+            .load(c)
+            .unwrap()
+    });
+    assert!(!stored.is_empty());
+
+    let destroy = format!("/officer/submissions/{id}/destroy-unclaimed");
+    let refused_before_due = |officer: &mut Browser<'_>| {
+        let page = officer.get(&format!("/officer/submissions/{id}"));
+        assert!(
+            page.body.contains("The organisation has until"),
+            "{}",
+            page.body
+        );
+        assert!(!page.body.contains("unclaimed_confirm"));
+        assert!(!officer
+            .get("/officer")
+            .body
+            .contains("No answer from the organisation"));
+        let page = officer.post(&destroy, &[("confirm", "yes")]);
+        assert_eq!(page.status, Status::Conflict, "{}", page.body);
+        assert_eq!(app.status_of(&id), "not_validated");
+    };
+    refused_before_due(&mut officer);
+    // One second before the deadline: still the organisation's time (each signs in again after the days).
+    app.advance(30 * DAY - 1);
+    officer = signed_in(&app, "olga@pcii.example.gov");
+    refused_before_due(&mut officer);
+    assert_eq!(app.audit_count("decision.destroyed_unclaimed"), 0);
+
+    app.advance(1);
+    officer = signed_in(&app, "olga@pcii.example.gov");
+    insider = {
+        let _ = insider;
+        signed_in(&app, "otto@acme.example")
+    };
+    let home = officer.get("/officer");
+    assert!(
+        home.body.contains("No answer from the organisation"),
+        "{}",
+        home.body
+    );
+    assert!(home.body.contains(&format!("/officer/submissions/{id}")));
+    let page = officer.get(&format!("/officer/submissions/{id}"));
+    assert!(page.body.contains("unclaimed_confirm"), "{}", page.body);
+    // The box unticked, nothing happens; an officer of the submitting organisation may not do it at all.
+    assert_eq!(
+        officer.post(&destroy, &[]).status,
+        Status::UnprocessableEntity
+    );
+    let page = insider.post(&destroy, &[("confirm", "yes")]);
+    assert_ne!(page.status, Status::SeeOther, "{}", page.body);
+    assert!(!insider
+        .get(&format!("/officer/submissions/{id}"))
+        .body
+        .contains("unclaimed_confirm"));
+    assert_eq!(app.status_of(&id), "not_validated");
+    assert!(stored.iter().all(|n| app.blob_exists(n)));
+
+    let mails_before = app.outbox().len();
+    let page = officer.post(&destroy, &[("confirm", "yes")]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.status_of(&id), "destroyed");
+    for name in &stored {
+        assert!(!app.blob_exists(name), "every ciphertext is gone");
+    }
+    let keys: i64 = app.with_conn(|c| {
+        use pcii_portal::db::schema::data_keys;
+        data_keys::table
+            .filter(data_keys::submission_id.eq(&id))
+            .count()
+            .get_result(c)
+            .unwrap()
+    });
+    assert_eq!(keys, 0, "its wrapped data keys went with the decision");
+    assert_eq!(app.audit_count("decision.destroyed_unclaimed"), 1);
+    let reasons = app.audit_reasons("decision.destroyed_unclaimed");
+    assert!(
+        reasons[0].contains("had not chosen return or destruction by"),
+        "{reasons:?}"
+    );
+    // The organisation is told: its history names who destroyed it and why, and its member gets the mail.
+    sub = signed_in(&app, "ann@acme.example");
+    let detail = sub.get(&format!("/submissions/{id}"));
+    assert!(
+        detail.body.contains("destroyed by the PCII Program Office"),
+        "{}",
+        detail.body
+    );
+    assert!(!detail.body.contains("Record my choice"));
+    let mails = app.outbox();
+    assert!(
+        mails[mails_before..]
+            .iter()
+            .any(|m| m.contains("To: ann@acme.example") || m.contains("<ann@acme.example>")),
+        "{:?}",
+        &mails[mails_before..]
+    );
+    assert!(!home_lists(&mut officer, &id));
+    // Once is all: a second try is refused.
+    assert_eq!(
+        officer.post(&destroy, &[("confirm", "yes")]).status,
+        Status::Conflict
+    );
+}
+
+fn home_lists(officer: &mut Browser<'_>, id: &str) -> bool {
+    officer
+        .get("/officer")
+        .body
+        .contains(&format!("<li><a href=\"/officer/submissions/{id}\""))
+}
+
+/// A return chosen restarts the 30 days, for taking the package; the office may destroy only once they pass too.
+#[test]
+fn a_return_chosen_but_never_taken_may_be_destroyed_30_days_after_the_choice() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut sub, &[file_bytes(50_000, 1, "")]);
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[
+            ("decision", "not_validated"),
+            ("reason", "Customarily in the public domain"),
+            ("confirm", "1"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    app.advance(20 * DAY);
+    sub = signed_in(&app, "ann@acme.example");
+    let chose_at = app.now();
+    let page = sub.post(
+        &format!("/submissions/{id}/disposition"),
+        &[("disposition", "return")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let detail = sub.get(&format!("/submissions/{id}"));
+    assert!(
+        detail
+            .body
+            .contains(&pcii_portal::time::datetime(chose_at + 30 * DAY)),
+        "{}",
+        detail.body
+    );
+    // Past the decision's 30 days, within the choice's: refused.
+    app.advance(11 * DAY);
+    officer = signed_in(&app, "olga@pcii.example.gov");
+    assert!(!home_lists(&mut officer, &id));
+    let destroy = format!("/officer/submissions/{id}/destroy-unclaimed");
+    assert_eq!(
+        officer.post(&destroy, &[("confirm", "yes")]).status,
+        Status::Conflict
+    );
+    app.advance(19 * DAY);
+    officer = signed_in(&app, "olga@pcii.example.gov");
+    assert!(home_lists(&mut officer, &id));
+    assert!(officer
+        .get("/officer")
+        .body
+        .contains("return package not taken"));
+    let page = officer.post(&destroy, &[("confirm", "yes")]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.status_of(&id), "destroyed");
+    let reasons = app.audit_reasons("decision.destroyed_unclaimed");
+    assert!(
+        reasons[0].contains("had not taken the return package"),
+        "{reasons:?}"
+    );
+    // The package can no longer be taken.
+    sub = signed_in(&app, "ann@acme.example");
+    assert_ne!(
+        sub.post(&format!("/submissions/{id}/returned"), &[]).status,
+        Status::SeeOther
+    );
+    assert_eq!(app.status_of(&id), "destroyed");
+
+    // Withdrawn for a return: the same 30 days from the withdrawal.
+    let withdrawn = submit(&mut sub, &[file_bytes(50_000, 2, "")]);
+    let page = sub.post(
+        &format!("/submissions/{withdrawn}/withdraw"),
+        &[("disposition", "return")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.status_of(&withdrawn), "withdrawn");
+    let destroy = format!("/officer/submissions/{withdrawn}/destroy-unclaimed");
+    app.advance(30 * DAY - 60);
+    officer = signed_in(&app, "olga@pcii.example.gov");
+    assert!(!home_lists(&mut officer, &withdrawn));
+    assert_eq!(
+        officer.post(&destroy, &[("confirm", "yes")]).status,
+        Status::Conflict
+    );
+    app.advance(60);
+    assert!(home_lists(&mut officer, &withdrawn));
+    let page = officer.post(&destroy, &[("confirm", "yes")]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.status_of(&withdrawn), "destroyed");
+}

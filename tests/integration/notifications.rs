@@ -239,3 +239,89 @@ fn a_grant_ending_within_14_days_is_mailed_unless_turned_off_and_officers_hear_o
     );
     assert!(run(&app).is_empty());
 }
+
+/// Not validated, the organisation has 30 days to choose return or destruction: its members are reminded 7 days
+/// before (always: a deadline runs), once; a return chosen sets a new deadline for taking the package, reminded of
+/// in turn. Content-free like every mail.
+#[test]
+fn members_are_reminded_7_days_before_their_return_or_destruction_answer_is_due() {
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut bob = app.login_as(Role::Submitter, "bob@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut ann, "Turbine hall report");
+    // Bob turns every optional notification off: the reminder still reaches him.
+    assert_eq!(
+        bob.post("/account/notifications", &[]).status,
+        Status::SeeOther
+    );
+    assert!(bob
+        .get("/account")
+        .body
+        .contains("id=\"n-disposition_reminder\""));
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[
+            ("decision", "not_validated"),
+            ("reason", "Secret reason words"),
+            ("confirm", "1"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let (ann_id, bob_id) = (
+        app.user_id("ann@acme.example"),
+        app.user_id("bob@acme.example"),
+    );
+    assert!(run(&app).is_empty(), "30 days ahead: nothing yet");
+    app.advance(22 * DAY);
+    assert!(run(&app).is_empty(), "8 days ahead: nothing yet");
+    app.advance(DAY + 3600);
+    assert_eq!(
+        run(&app),
+        sorted(vec![
+            ("disposition_reminder", ann_id.clone()),
+            ("disposition_reminder", bob_id.clone())
+        ])
+    );
+    assert!(run(&app).is_empty(), "once");
+    let reminder = mails_to(&app, "bob@acme.example").pop().unwrap();
+    assert!(
+        reminder.contains("Subject: Reminder: choose what happens to a PCII submission by"),
+        "{reminder}"
+    );
+    assert!(
+        !reminder.contains("Turbine hall")
+            && !reminder.contains("Secret reason")
+            && !reminder.contains(&id),
+        "{reminder}"
+    );
+
+    // Ann chooses a return: 30 days from now to take the package, and a reminder 7 days before that.
+    ann = {
+        let _ = ann;
+        let mut b = app.browser();
+        assert_eq!(
+            b.login("ann@acme.example", common::PASSWORD),
+            Status::SeeOther
+        );
+        b
+    };
+    let page = ann.post(
+        &format!("/submissions/{id}/disposition"),
+        &[("disposition", "return")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    app.advance(7 * DAY);
+    assert!(run(&app).is_empty(), "the first deadline no longer counts");
+    app.advance(16 * DAY);
+    assert_eq!(
+        run(&app),
+        sorted(vec![
+            ("disposition_reminder", ann_id),
+            ("disposition_reminder", bob_id)
+        ])
+    );
+    // After the deadline: nothing more.
+    app.advance(8 * DAY);
+    assert!(run(&app).is_empty());
+}

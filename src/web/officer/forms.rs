@@ -9,6 +9,13 @@ use serde::Serialize;
 use crate::workflow::content::FieldErrors;
 use crate::workflow::decisions::Decision;
 
+/// The Program Office's destruction of what an organisation left unanswered: only its confirmation box.
+#[derive(FromForm, Debug, Clone, Default)]
+pub struct DestroyUnclaimedForm {
+    #[field(default = String::new())]
+    pub confirm: String,
+}
+
 /// The decision form and the protection removal form: both post the same fields to the same address.
 #[derive(FromForm, Serialize, Debug, Clone, Default)]
 pub struct DecisionForm {

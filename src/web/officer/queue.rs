@@ -30,6 +30,9 @@ pub(crate) fn too_many_organisations() -> String {
     )
 }
 
+/// How many submissions left unanswered past their deadline the home lists (the page says how many there are).
+const UNANSWERED_SHOWN: i64 = 20;
+
 /// The column headers' links: each sorts by its clock.
 #[derive(Serialize)]
 struct SortLinks {
@@ -207,7 +210,7 @@ async fn officer_home(
     let now = ctx.state.clock.now();
     let form_ = form.clone();
     let me = officer.user.id.clone();
-    let (officers, checked) = ctx
+    let (officers, checked, unanswered) = ctx
         .state
         .db
         .run(move |c| {
@@ -225,7 +228,8 @@ async fn officer_home(
                 Ok(filter) => Ok((queue::queue(c, &filter, now)?, filter.sort)),
                 Err(errors) => Err(errors),
             };
-            Ok((officers, checked))
+            let unanswered = queue::unanswered(c, now, UNANSWERED_SHOWN)?;
+            Ok((officers, checked, unanswered))
         })
         .await?;
     let statuses: Vec<Choice> = QueueStatus::ALL
@@ -248,7 +252,9 @@ async fn officer_home(
         .with("statuses", statuses)
         .with("officers", &officers)
         .with("sorts", sorts)
-        .with("clear_link", "/officer");
+        .with("clear_link", "/officer")
+        .with("unanswered", &unanswered.0)
+        .with("unanswered_total", unanswered.1);
     let (mut queue, sort) = match checked {
         Ok(found) => found,
         Err(errors) => {

@@ -17,8 +17,8 @@ use crate::web::downloads::{Download, ZipDownload};
 use crate::web::forms::{summary, CsrfForm};
 use crate::web::guards::{Ctx, FreshFactor, OfficerUser};
 use crate::web::officer::forms::{
-    grant_ids, revoke_id, Again, DecisionForm, DisseminationForm, FormView, GrantForm, RevokeForm,
-    RevokeView,
+    grant_ids, revoke_id, Again, DecisionForm, DestroyUnclaimedForm, DisseminationForm, FormView,
+    GrantForm, RevokeForm, RevokeView,
 };
 use crate::web::pages::{Notice, Page};
 use crate::web::step_up::StepUpForm;
@@ -38,6 +38,7 @@ pub fn routes() -> Vec<rocket::Route> {
         download,
         export,
         decide,
+        destroy_unclaimed,
         grant,
         revoke,
         disseminate,
@@ -421,6 +422,43 @@ async fn decide(
         }
         Err(e) => Err(e),
     }
+}
+
+/// The Program Office destroys a submission whose organisation let its deadline pass without choosing return or
+/// destruction, or without taking its return package. Final, so the form's box must be ticked (and the officer's
+/// sign-in recent, like every final decision); the service checks the deadline again in its transaction.
+#[rocket::post("/officer/submissions/<id>/destroy-unclaimed", data = "<form>")]
+async fn destroy_unclaimed(
+    ctx: Ctx<'_>,
+    officer: OfficerUser<'_>,
+    id: &str,
+    form: StepUpForm<DestroyUnclaimedForm>,
+) -> AppResult<Notice> {
+    if form.0.confirm != "yes" {
+        return Err(AppError::Invalid(
+            "Tick the box to confirm the destruction: nothing was destroyed.".into(),
+        ));
+    }
+    let decided = decisions::destroy_unclaimed(ctx.state, &officer.user, &ctx.actor, id).await?;
+    let mut notice = String::from(
+        "Destroyed: the content can no longer be opened by any key, and a destruction record remains. The \
+         organisation was notified.",
+    );
+    if decided.unsent.later > 0 {
+        notice.push_str(
+            " The email telling the organisation could not go out yet; the portal tries again.",
+        );
+    }
+    if decided.unsent.refused > 0 {
+        notice.push_str(&format!(
+            " The mail server refused the email to {} of its members; they see it when they sign in.",
+            decided.unsent.refused
+        ));
+    }
+    Ok(Notice::redirect(
+        format!("/officer/submissions/{id}"),
+        notice,
+    ))
 }
 
 /// What a final decision will do, for the officer to confirm: the typed words ride along in hidden fields.
