@@ -331,6 +331,20 @@ pub mod messages {
         }
     }
 
+    /// Sent to the organisation's members when the Program Office destroyed a submission's information because the
+    /// organisation did not choose return or destruction, or take its return package, in time. Names nothing of it.
+    pub fn destroyed(to: &str, name: &str, link: &str) -> Mail {
+        Mail {
+            to: to.into(),
+            subject: "The PCII Program Office destroyed a submission's information".into(),
+            body: format!(
+                "Hello {name},\n\nThe PCII Program Office destroyed the information of one of your organisation's \
+                 submissions: its deadline to choose return or destruction, or to take the return package, had \
+                 passed. Sign in to see the destruction record:\n\n{link}\n{SIGNATURE}"
+            ),
+        }
+    }
+
     /// Sent to each organisation administrator of both companies when an officer proposes to merge them. It names
     /// neither company nor the officer's reason: the proposal is read, and answered, on the organisation page.
     pub fn merge_proposed(to: &str, name: &str, link: &str) -> Mail {

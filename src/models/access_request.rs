@@ -129,8 +129,17 @@ pub struct OwnRequest {
 }
 
 /// The analyst's requests, newest first (the last `limit`).
-pub fn of_user(conn: &mut DbConn, user_id: &str, limit: i64) -> QueryResult<Vec<OwnRequest>> {
-    access_requests::table
+pub fn of_user(
+    conn: &mut DbConn,
+    user_id: &str,
+    limit: i64,
+) -> QueryResult<crate::models::Capped<OwnRequest>> {
+    let total = access_requests::table
+        .inner_join(submissions::table)
+        .filter(access_requests::user_id.eq(user_id))
+        .count()
+        .get_result(conn)?;
+    let rows = access_requests::table
         .inner_join(submissions::table)
         .filter(access_requests::user_id.eq(user_id))
         .order((
@@ -145,7 +154,8 @@ pub fn of_user(conn: &mut DbConn, user_id: &str, limit: i64) -> QueryResult<Vec<
             access_requests::created_at,
             access_requests::decided_at,
         ))
-        .load(conn)
+        .load(conn)?;
+    Ok(crate::models::Capped { rows, total })
 }
 
 /// A pending request as the officers' page lists it: who asked (name, address, agency or organisation), for

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::db::schema::{invitations, organisations, privilege_requests, users};
 use crate::db::DbConn;
 use crate::domain::Role;
+use crate::models::Capped;
 
 /// Whose approval an invitation waits for before its link is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,24 +263,44 @@ pub fn sent_for_organisation(
 
 /// Open invitations that administrators made (staff and companies), newest first: awaiting approval, or sent and
 /// not expired (an expired one stays `sent` until replaced, and would crowd the live ones out of the list).
-pub fn open_by_administrators(conn: &mut DbConn, now: i64) -> QueryResult<Vec<InvitationRow>> {
-    let admins = users::table
-        .filter(users::role.eq(Role::Administrator))
-        .select(users::id.nullable());
-    let list = invitations::table
-        .filter(
-            invitations::state
-                .eq(AWAITING_APPROVAL)
-                .or(invitations::state
-                    .eq(SENT)
-                    .and(invitations::expires_at.gt(now))),
-        )
-        .filter(invitations::invited_by.eq_any(admins))
+pub fn open_by_administrators(conn: &mut DbConn, now: i64) -> QueryResult<Capped<InvitationRow>> {
+    let open = || {
+        let admins = users::table
+            .filter(users::role.eq(Role::Administrator))
+            .select(users::id.nullable());
+        invitations::table
+            .filter(
+                invitations::state
+                    .eq(AWAITING_APPROVAL)
+                    .or(invitations::state
+                        .eq(SENT)
+                        .and(invitations::expires_at.gt(now))),
+            )
+            .filter(invitations::invited_by.eq_any(admins))
+    };
+    let total = open().count().get_result(conn)?;
+    let list = open()
         .order(invitations::created_at.desc())
-        .limit(200)
+        .limit(LISTED)
         .select(Invitation::as_select())
         .load(conn)?;
-    rows(conn, list, now)
+    capped(conn, list, total, now)
+}
+
+/// How many rows the administrators' and officers' lists of pending things show (the oldest; their pages say how many
+/// there are in all).
+pub const LISTED: i64 = 200;
+
+fn capped(
+    conn: &mut DbConn,
+    list: Vec<Invitation>,
+    total: i64,
+    now: i64,
+) -> QueryResult<Capped<InvitationRow>> {
+    Ok(Capped {
+        rows: rows(conn, list, now)?,
+        total,
+    })
 }
 
 /// Invitations waiting for one kind of approval, oldest first.
@@ -287,15 +308,19 @@ pub fn awaiting(
     conn: &mut DbConn,
     approval: Approval,
     now: i64,
-) -> QueryResult<Vec<InvitationRow>> {
-    let list = invitations::table
-        .filter(invitations::state.eq(AWAITING_APPROVAL))
-        .filter(invitations::approval.eq(approval.as_str()))
+) -> QueryResult<Capped<InvitationRow>> {
+    let waiting = || {
+        invitations::table
+            .filter(invitations::state.eq(AWAITING_APPROVAL))
+            .filter(invitations::approval.eq(approval.as_str()))
+    };
+    let total = waiting().count().get_result(conn)?;
+    let list = waiting()
         .order(invitations::created_at.asc())
-        .limit(200)
+        .limit(LISTED)
         .select(Invitation::as_select())
         .load(conn)?;
-    rows(conn, list, now)
+    capped(conn, list, total, now)
 }
 
 /// Administrators' invitations into one organisation that wait for its approval, oldest first.
@@ -321,27 +346,32 @@ pub fn awaiting_officer(
     conn: &mut DbConn,
     organisation_id: Option<&str>,
     now: i64,
-) -> QueryResult<Vec<InvitationRow>> {
-    let admins = users::table
-        .filter(users::organisation_id.eq(invitations::organisation_id))
-        .filter(users::role.eq(Role::Submitter))
-        .filter(users::org_admin.eq(true))
-        .filter(users::email_verified_at.is_not_null())
-        .select(users::id);
-    let mut query = invitations::table
-        .filter(invitations::state.eq(AWAITING_APPROVAL))
-        .filter(invitations::approval.eq(Approval::Organisation.as_str()))
-        .filter(invitations::organisation_id.is_not_null())
-        .filter(diesel::dsl::not(diesel::dsl::exists(admins)))
+) -> QueryResult<Capped<InvitationRow>> {
+    let waiting = || {
+        let admins = users::table
+            .filter(users::organisation_id.eq(invitations::organisation_id))
+            .filter(users::role.eq(Role::Submitter))
+            .filter(users::org_admin.eq(true))
+            .filter(users::email_verified_at.is_not_null())
+            .select(users::id);
+        let mut query = invitations::table
+            .filter(invitations::state.eq(AWAITING_APPROVAL))
+            .filter(invitations::approval.eq(Approval::Organisation.as_str()))
+            .filter(invitations::organisation_id.is_not_null())
+            .filter(diesel::dsl::not(diesel::dsl::exists(admins)))
+            .into_boxed();
+        if let Some(org) = organisation_id {
+            query = query.filter(invitations::organisation_id.eq(org.to_string()));
+        }
+        query
+    };
+    let total = waiting().count().get_result(conn)?;
+    let list = waiting()
         .order(invitations::created_at.asc())
-        .limit(200)
+        .limit(LISTED)
         .select(Invitation::as_select())
-        .into_boxed();
-    if let Some(org) = organisation_id {
-        query = query.filter(invitations::organisation_id.eq(org.to_string()));
-    }
-    let list = query.load(conn)?;
-    rows(conn, list, now)
+        .load(conn)?;
+    capped(conn, list, total, now)
 }
 
 /// How many grants wait for a second administrator: staff invitations and changes of privilege.
@@ -534,11 +564,15 @@ pub struct PrivilegeRequestRow {
     pub requested_by_name: Option<String>,
 }
 
-pub fn pending_privilege_requests(conn: &mut DbConn) -> QueryResult<Vec<PrivilegeRequestRow>> {
+pub fn pending_privilege_requests(conn: &mut DbConn) -> QueryResult<Capped<PrivilegeRequestRow>> {
+    let total = privilege_requests::table
+        .filter(privilege_requests::state.eq("pending"))
+        .count()
+        .get_result(conn)?;
     let list: Vec<PrivilegeRequest> = privilege_requests::table
         .filter(privilege_requests::state.eq("pending"))
         .order(privilege_requests::requested_at.asc())
-        .limit(200)
+        .limit(LISTED)
         .select(PrivilegeRequest::as_select())
         .load(conn)?;
     let mut out = Vec::with_capacity(list.len());
@@ -573,5 +607,5 @@ pub fn pending_privilege_requests(conn: &mut DbConn) -> QueryResult<Vec<Privileg
             request: r,
         });
     }
-    Ok(out)
+    Ok(Capped { rows: out, total })
 }

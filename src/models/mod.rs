@@ -32,6 +32,14 @@ pub mod text_cell;
 pub mod throttle;
 pub mod unconfirmed;
 
+/// A list kept to its first rows (the oldest or newest, as its query orders them), with how many there are in all, so
+/// that the page showing it can say when it is cut.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Capped<T> {
+    pub rows: Vec<T>,
+    pub total: i64,
+}
+
 /// A durable queue at a glance, for the operator: how many wait, since when, and the most tries any has had.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct QueueSummary {

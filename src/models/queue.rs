@@ -468,6 +468,7 @@ pub fn queue(conn: &mut DbConn, f: &QueueFilter, now: i64) -> QueryResult<QueueP
 pub struct Unanswered {
     pub id: String,
     pub tracking_number: Option<String>,
+    pub organisation_id: String,
     pub status: Status,
     pub disposition: Option<crate::domain::Disposition>,
     pub disposition_due_at: Option<i64>,
@@ -483,6 +484,7 @@ pub fn unanswered(conn: &mut DbConn, now: i64, limit: i64) -> QueryResult<(Vec<U
         .select((
             submissions::id,
             submissions::tracking_number,
+            submissions::organisation_id,
             submissions::status,
             submissions::disposition,
             submissions::disposition_due_at,

@@ -313,11 +313,11 @@ pub async fn grants_list(
     Ok(lines)
 }
 
-/// The analyst's own requests, newest first.
+/// The analyst's own requests, the [`OWN_SHOWN`] newest, and how many it made in all.
 pub async fn own_requests(
     state: &Services,
     user: &User,
-) -> AppResult<Vec<access_request::OwnRequest>> {
+) -> AppResult<crate::models::Capped<access_request::OwnRequest>> {
     let uid = user.id.clone();
     state
         .db

@@ -264,7 +264,7 @@ pub async fn decide(
             )?;
             let mails = match decision {
                 Decision::Defective => Vec::new(),
-                _ => queue_decided(tx, &mailer, sub, now)?,
+                _ => queue_to_members(tx, &mailer, Kind::Decided, sub, now)?,
             };
             Ok(((status, mails), event))
         },
@@ -345,7 +345,7 @@ pub async fn destroy_unclaimed(
                 },
                 now,
             )?;
-            let mails = queue_decided(tx, &mailer, sub, now)?;
+            let mails = queue_to_members(tx, &mailer, Kind::Destroyed, sub, now)?;
             let event = Event::new(Step::DestroyUnclaimed.action(), Outcome::Success)
                 .object("submission", sub.id.clone())
                 .tracking(sub.tracking_number.clone())
@@ -363,10 +363,12 @@ pub async fn destroy_unclaimed(
     })
 }
 
-/// Queues, in the decision's transaction, the content-free mail of a final decision to the organisation's members.
-fn queue_decided(
+/// Queues, in the decision's transaction, the content-free mail of a final decision (`kind`) to the organisation's
+/// members.
+fn queue_to_members(
     tx: &mut DbConn,
     mailer: &crate::mail::Mailer,
+    kind: Kind,
     sub: &Submission,
     now: i64,
 ) -> AppResult<Vec<Queued>> {
@@ -374,7 +376,7 @@ fn queue_decided(
     crate::models::message::recipients(tx, Side::Organisation, &sub.organisation_id)?
         .into_iter()
         .map(|(id, email, name, _)| {
-            pending_mail::enqueue(tx, mailer, Kind::Decided, (&id, &email, &name), &path, now)
+            pending_mail::enqueue(tx, mailer, kind, (&id, &email, &name), &path, now)
         })
         .collect()
 }

@@ -817,6 +817,16 @@ fn apply_request(
                     "The return-or-destroy choice for this submission was already made.".into(),
                 ));
             }
+            // A return chosen again would start its 30 days afresh each time (and remind again): the package waits
+            // until the deadline already set. (Destruction may still be chosen instead.)
+            if sub.disposition == Some(Disposition::Return) && disposition == Disposition::Return {
+                return Err(AppError::Conflict(format!(
+                    "A return was already chosen: take the package by {}.",
+                    sub.disposition_due_at
+                        .map(crate::time::datetime)
+                        .unwrap_or_else(|| "the deadline shown on the submission's page".into())
+                )));
+            }
             match disposition {
                 Disposition::Destroy => {
                     let shredded = shred(tx, &sub, from, Step::Destroy, who, now)?;

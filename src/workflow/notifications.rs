@@ -51,10 +51,12 @@ pub enum Kind {
     /// A reminder 7 days before the organisation's answer on a submission not validated or withdrawn is due (return
     /// or destruction, or taking the return package): after it the Program Office may destroy the information.
     DispositionReminder,
+    /// The Program Office destroyed a submission whose organisation let that deadline pass (sent like a message's).
+    Destroyed,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::DefectNotice,
         Kind::CureReminder7,
         Kind::CureReminder2,
@@ -67,6 +69,7 @@ impl Kind {
         Kind::MergeProposed,
         Kind::Decided,
         Kind::DispositionReminder,
+        Kind::Destroyed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,6 +86,7 @@ impl Kind {
             Kind::MergeProposed => "merge_proposed",
             Kind::Decided => "decision",
             Kind::DispositionReminder => "disposition_reminder",
+            Kind::Destroyed => "destroyed_unclaimed",
         }
     }
 
@@ -109,6 +113,9 @@ impl Kind {
             Kind::DispositionReminder => {
                 "A reminder 7 days before your organisation must choose return or destruction, or take a return"
             }
+            Kind::Destroyed => {
+                "The Program Office destroying a submission whose return-or-destroy deadline passed"
+            }
         }
     }
 
@@ -122,6 +129,7 @@ impl Kind {
             Kind::AccessDecided => Some("your request waits on it"),
             Kind::MergeProposed => Some("nothing merges without your organisation's consent"),
             Kind::Decided => Some("a decision may wait for your organisation's choice"),
+            Kind::Destroyed => Some("a destruction record is owed to your organisation"),
             _ => None,
         }
     }
@@ -141,6 +149,7 @@ impl Kind {
                 Kind::CureReminder2,
                 Kind::Decided,
                 Kind::DispositionReminder,
+                Kind::Destroyed,
                 Kind::Message,
                 Kind::MergeProposed,
             ],
@@ -213,6 +222,7 @@ impl Kind {
             }
             Kind::MergeProposed => return crate::mail::messages::merge_proposed(&r.email, name, link),
             Kind::Decided => return crate::mail::messages::decided(&r.email, name, link),
+            Kind::Destroyed => return crate::mail::messages::destroyed(&r.email, name, link),
         };
         Mail {
             to: r.email.clone(),

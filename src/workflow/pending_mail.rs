@@ -42,6 +42,7 @@ fn build(kind: Kind, email: &str, name: &str, link: &str) -> Option<Mail> {
         Kind::AccessDecided => Some(mails::access_request_decided(email, name, link)),
         Kind::MergeProposed => Some(mails::merge_proposed(email, name, link)),
         Kind::Decided => Some(mails::decided(email, name, link)),
+        Kind::Destroyed => Some(mails::destroyed(email, name, link)),
         _ => None,
     }
 }
@@ -288,7 +289,11 @@ mod tests {
                 mail.is_some(),
                 matches!(
                     kind,
-                    Kind::Message | Kind::AccessDecided | Kind::MergeProposed | Kind::Decided
+                    Kind::Message
+                        | Kind::AccessDecided
+                        | Kind::MergeProposed
+                        | Kind::Decided
+                        | Kind::Destroyed
                 ),
                 "{kind:?}"
             );

@@ -711,3 +711,45 @@ fn an_officer_disabled_mid_request_refuses_nothing() {
     assert_eq!(state, "pending");
     assert_eq!(app.audit_count("access_request.refused"), 0);
 }
+
+/// The analyst's home lists its 50 newest requests, and says how many it made in all when there are more.
+#[test]
+fn an_analyst_with_more_requests_than_listed_is_told_how_many_there_are() {
+    use pcii_portal::models::access_request::{self as model, NewAccessRequest, RequestState};
+    let app = TestApp::new();
+    let (mut sub, mut officer) = people(&app);
+    let (id, _) = validated(&app, &mut sub, &mut officer);
+    let (analyst_id, mut a) = analyst(&app);
+    let now = app.now();
+    let seed = |from: i64, to: i64| {
+        app.with_conn(|c| {
+            for i in from..to {
+                model::insert(
+                    c,
+                    &NewAccessRequest {
+                        id: &format!("seeded-{i:03}"),
+                        submission_id: &id,
+                        user_id: &analyst_id,
+                        reason: "sealed elsewhere",
+                        state: RequestState::Refused,
+                        created_at: now - 1000 + i,
+                    },
+                )
+                .unwrap();
+            }
+        })
+    };
+    seed(0, 50);
+    let page = a.get("/analyst");
+    assert_eq!(page.body.matches("data-request-state=").count(), 50);
+    assert!(!page.body.contains("data-capped"), "all 50 are listed");
+    seed(50, 51);
+    let page = a.get("/analyst");
+    assert_eq!(page.body.matches("data-request-state=").count(), 50);
+    assert!(
+        page.body
+            .contains("51 in all: the 50 newest are listed here."),
+        "{}",
+        page.body
+    );
+}

@@ -986,3 +986,63 @@ fn the_right_password_among_parallel_guesses_changes_nothing_once_the_form_is_lo
         assert_eq!(b.login("ann@acme.example", PASSWORD), Status::SeeOther);
     }
 }
+
+/// The administrators' approvals page lists the 200 oldest staff invitations waiting for a second administrator; its
+/// caption counts them all, and a note says when not all are listed.
+#[test]
+fn the_approvals_page_counts_every_waiting_invitation_and_says_when_it_lists_fewer() {
+    use pcii_portal::models::invitation::{self, Approval, NewInvitation, AWAITING_APPROVAL};
+    let app = TestApp::new();
+    let mut admin = app.login_as(Role::Administrator, "admin@example.gov", None);
+    let other = app.create_user(Role::Administrator, "other@example.gov", None);
+    let now = app.now();
+    let seed = |from: usize, to: usize| {
+        app.with_conn(|c| {
+            for i in from..to {
+                invitation::insert(
+                    c,
+                    &NewInvitation {
+                        id: &format!("seeded-{i:03}"),
+                        token_hash: None,
+                        email: &format!("officer{i}@example.gov"),
+                        display_name: &format!("Officer {i}"),
+                        role: Role::Officer,
+                        organisation_id: None,
+                        new_organisation: None,
+                        org_admin: false,
+                        agency: Some("CISA PCII Program Office"),
+                        invited_by: Some(&other),
+                        approval: Some(Approval::SecondAdministrator.as_str()),
+                        state: AWAITING_APPROVAL,
+                        created_at: now - 10_000 + i as i64,
+                        expires_at: now + 7 * 86_400,
+                    },
+                )
+                .unwrap();
+            }
+        })
+    };
+    seed(0, 200);
+    let page = admin.get("/admin/approvals");
+    assert!(
+        page.body.contains("200 staff invitations pending"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("data-capped"));
+    seed(200, 203);
+    let page = admin.get("/admin/approvals");
+    assert!(page.body.contains("203 staff invitations pending"));
+    assert!(page
+        .body
+        .contains("203 in all: the 200 oldest are listed here."));
+    // The oldest are the ones listed for approval; the open invitations (the same ones, as an administrator made
+    // them) list the newest, and say so too.
+    let (waiting, rest) = page
+        .body
+        .split_once("Changes of role or status waiting")
+        .unwrap();
+    assert!(waiting.contains("officer0@example.gov"));
+    assert!(!waiting.contains("officer202@example.gov"));
+    assert!(rest.contains("203 in all: the 200 newest are listed here."));
+}

@@ -1172,8 +1172,14 @@ fn the_office_destroys_what_the_organisation_left_unanswered_and_only_after_its_
         officer.post(&destroy, &[]).status,
         Status::UnprocessableEntity
     );
+    assert!(insider
+        .get("/officer")
+        .body
+        .contains("(your organisation's: another officer decides)"));
+    assert!(!home.body.contains("another officer decides)"));
     let page = insider.post(&destroy, &[("confirm", "yes")]);
-    assert_ne!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(page.status, Status::Forbidden, "{}", page.body);
+    assert_eq!(app.audit_count("conflict_of_interest.refused"), 1);
     assert!(!insider
         .get(&format!("/officer/submissions/{id}"))
         .body
@@ -1213,12 +1219,20 @@ fn the_office_destroys_what_the_organisation_left_unanswered_and_only_after_its_
     );
     assert!(!detail.body.contains("Record my choice"));
     let mails = app.outbox();
+    let told: Vec<&String> = mails[mails_before..]
+        .iter()
+        .filter(|m| m.contains("ann@acme.example"))
+        .collect();
+    assert_eq!(told.len(), 1, "{:?}", &mails[mails_before..]);
     assert!(
-        mails[mails_before..]
-            .iter()
-            .any(|m| m.contains("To: ann@acme.example") || m.contains("<ann@acme.example>")),
-        "{:?}",
-        &mails[mails_before..]
+        told[0].contains("Subject: The PCII Program Office destroyed a submission's information"),
+        "{}",
+        told[0]
+    );
+    assert!(
+        !told[0].contains(&tracking_number_of(&app, &id)),
+        "{}",
+        told[0]
     );
     assert!(!home_lists(&mut officer, &id));
     // Once is all: a second try is refused.
@@ -1259,6 +1273,14 @@ fn a_return_chosen_but_never_taken_may_be_destroyed_30_days_after_the_choice() {
         &[("disposition", "return")],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    // Chosen again later, a return would push its deadline on for ever: refused, the deadline kept.
+    app.advance(60);
+    let page = sub.post(
+        &format!("/submissions/{id}/disposition"),
+        &[("disposition", "return")],
+    );
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert_eq!(app.audit_count("submission.return_requested"), 1);
     let detail = sub.get(&format!("/submissions/{id}"));
     assert!(
         detail
@@ -1320,4 +1342,68 @@ fn a_return_chosen_but_never_taken_may_be_destroyed_30_days_after_the_choice() {
     let page = officer.post(&destroy, &[("confirm", "yes")]);
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     assert_eq!(app.status_of(&withdrawn), "destroyed");
+}
+
+/// Migration 000022 on a populated store: submissions already waiting on their organisation's answer were told of no
+/// deadline, so theirs runs 30 days from the migration (or from their last change, if later), never from a change
+/// long past; nothing else gets one.
+#[test]
+fn waiting_submissions_get_their_30_days_from_the_migration_not_from_the_past() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let old = submit(&mut sub, &[file_bytes(10_000, 1, "")]);
+    let recent = submit(&mut sub, &[file_bytes(10_000, 2, "")]);
+    let validated = submit(&mut sub, &[file_bytes(10_000, 3, "")]);
+    for (id, decision) in [
+        (&old, "not_validated"),
+        (&recent, "not_validated"),
+        (&validated, "validate"),
+    ] {
+        let page = officer.post(
+            &format!("/officer/submissions/{id}/decision"),
+            &[
+                ("decision", decision),
+                ("reason", "Customarily in the public domain"),
+                ("confirm", "1"),
+            ],
+        );
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    }
+    app.with_conn(|c| pcii_portal::db::revert_last_migration(c).unwrap());
+    let wall = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let (long_ago, ahead) = (wall() - 90 * DAY, wall() + 10 * DAY);
+    app.with_conn(|c| {
+        for (id, at) in [(&old, long_ago), (&recent, ahead)] {
+            diesel::sql_query(format!(
+                "UPDATE submissions SET updated_at = {at} WHERE id = '{id}'"
+            ))
+            .execute(c)
+            .unwrap();
+        }
+    });
+    let before = wall();
+    app.with_conn(|c| assert_eq!(pcii_portal::db::run_migrations(c).unwrap(), 1));
+    let after = wall();
+    let due = |id: &str| -> Option<i64> {
+        app.with_conn(|c| {
+            submissions::table
+                .find(id)
+                .select(submissions::disposition_due_at)
+                .first(c)
+                .unwrap()
+        })
+    };
+    let old_due = due(&old).expect("a deadline");
+    assert!(
+        (before + 30 * DAY..=after + 30 * DAY).contains(&old_due),
+        "{old_due} is 30 days from the migration"
+    );
+    assert_eq!(due(&recent), Some(ahead + 30 * DAY));
+    assert_eq!(due(&validated), None);
 }

@@ -117,7 +117,9 @@ async fn home(
     } else {
         Status::UnprocessableEntity
     };
+    let requests_total = requests.total;
     let requests: Vec<RequestLine> = requests
+        .rows
         .into_iter()
         .map(|r| RequestLine {
             state_label: r.state.label(),
@@ -134,6 +136,7 @@ async fn home(
         .with("grants", grants)
         .with("warning_days", EXPIRY_WARNING_DAYS)
         .with("requests", requests)
+        .with("requests_total", requests_total)
         .with("may_request", refusal.is_none())
         .with("refusal", refusal.map(|r| r.message()))
         .with("request_form", form)

@@ -121,7 +121,7 @@ struct Detail {
     verified_by_name: Option<String>,
     merged_into: Option<Organisation>,
     merged_from: Vec<Organisation>,
-    awaiting: Vec<InvitationRow>,
+    awaiting: crate::models::Capped<InvitationRow>,
     has_admin: bool,
     /// It has one, but none enabled: invitations into it wait all the same.
     admin_disabled: bool,

@@ -254,7 +254,9 @@ async fn officer_home(
         .with("sorts", sorts)
         .with("clear_link", "/officer")
         .with("unanswered", &unanswered.0)
-        .with("unanswered_total", unanswered.1);
+        .with("unanswered_total", unanswered.1)
+        // An officer destroys nothing of its own organisation's: its rows say another officer does.
+        .with("own_organisation_id", &officer.user.organisation_id);
     let (mut queue, sort) = match checked {
         Ok(found) => found,
         Err(errors) => {
