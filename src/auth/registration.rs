@@ -7,6 +7,7 @@ use super::password::{check_policy, Hasher};
 use super::sessions::{hash_token, new_token};
 use super::throttle::{self, Policy, ThrottleKey};
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
+use crate::audit::refusals::{record_anonymous, RefusalTally};
 use crate::config::Settings;
 use crate::db::{new_id, Db, DbConn};
 use crate::domain::Role;
@@ -59,6 +60,7 @@ pub struct Registration {
 pub fn register(
     db: &Db,
     audit: &AuditLog,
+    refusals: &RefusalTally,
     hasher: &Hasher,
     keys: &ThrottleKey,
     mailer: &Mailer,
@@ -96,10 +98,16 @@ pub fn register(
         ],
         now,
     )? {
-        audit.record(
+        // Folded like other anonymous refusals: a flood costs the log one entry and a count per minute.
+        record_anonymous(
             &mut *db.get()?,
+            audit,
+            refusals,
             actor,
-            Event::new("account.register", Outcome::Refused).reason("throttled"),
+            Event::new("account.register", Outcome::Refused)
+                .object("route", "/register")
+                .reason("throttled"),
+            now,
         )?;
         return Err(AppError::Throttled(
             "Too many registrations from your network. Try again in an hour.".into(),
@@ -247,6 +255,7 @@ pub fn confirm_email(
 pub fn request_reset(
     conn: &mut DbConn,
     audit: &AuditLog,
+    refusals: &RefusalTally,
     keys: &ThrottleKey,
     mailer: &Mailer,
     settings: &Settings,
@@ -260,10 +269,15 @@ pub fn request_reset(
         window_secs: HOUR,
     };
     if !throttle::allow(conn, &keys.password_reset(addr), limit, now)? {
-        audit.record(
+        record_anonymous(
             conn,
+            audit,
+            refusals,
             actor,
-            Event::new("account.reset_request", Outcome::Refused).reason("throttled"),
+            Event::new("account.reset_request", Outcome::Refused)
+                .object("route", "/password/forgot")
+                .reason("throttled"),
+            now,
         )?;
         return Err(AppError::Throttled(
             "Too many requests from your network. Try again in an hour.".into(),

@@ -208,6 +208,23 @@ pub fn keep_alive(
         .map(|(session, _)| seconds_left(&session, now, idle_secs, absolute_secs)))
 }
 
+/// Deletes the sessions past their idle or absolute timeout at `now`. A session is ended when its cookie comes back
+/// late, but a browser closed without signing out never sends it again: without this its row (the account, the
+/// client's address and browser) would stay for ever. Housekeeping of what is already dead, so not audited.
+pub fn delete_expired(
+    conn: &mut DbConn,
+    now: i64,
+    idle_secs: i64,
+    absolute_secs: i64,
+) -> AppResult<usize> {
+    // The same test as `lookup`'s: past it by a second or more.
+    Ok(model::delete_expired(
+        conn,
+        now - idle_secs,
+        now - absolute_secs,
+    )?)
+}
+
 /// The seconds a session has left from `now`: to its idle timeout, or to its absolute one if that comes first.
 pub fn seconds_left(session: &Session, now: i64, idle_secs: i64, absolute_secs: i64) -> i64 {
     let idle_end = session.last_seen_at + idle_secs;

@@ -99,6 +99,23 @@ pub fn delete_others(conn: &mut DbConn, user_id: &str, keep_hash: &str) -> Query
     .execute(conn)
 }
 
+/// Deletes every session last used before `seen_before` or opened before `created_before` (past its idle or
+/// absolute timeout: no cookie opens it any more). Returns how many.
+pub fn delete_expired(
+    conn: &mut DbConn,
+    seen_before: i64,
+    created_before: i64,
+) -> QueryResult<usize> {
+    diesel::delete(
+        sessions::table.filter(
+            sessions::last_seen_at
+                .lt(seen_before)
+                .or(sessions::created_at.lt(created_before)),
+        ),
+    )
+    .execute(conn)
+}
+
 /// The account's sessions last used at or after `seen_since` and opened at or after `created_since`, the most
 /// recently used first.
 pub fn recent_of(

@@ -22,7 +22,7 @@ const CONTENT_MAX: u64 = 16 * 1024 * 1024;
 /// Read (and so verified, for files this small) before a download's headers are sent.
 const FIRST_PIECE: usize = 1024 * 1024;
 
-fn integrity_error(e: std::io::Error) -> AppError {
+pub(crate) fn integrity_error(e: std::io::Error) -> AppError {
     // The detail (blob name, what failed) goes to the log; the person is told only that it failed.
     match AppError::io("opening a stored document", e) {
         AppError::Internal(detail) => {

@@ -671,7 +671,12 @@ fn next_tracking_number(tx: &mut DbConn, now: i64) -> AppResult<String> {
         .unwrap_or(1970);
     let next = submission::bump_tracking_counter(tx, year)?;
     if next > 999_999 {
-        return Err(AppError::Internal(
+        // Ours, not the sender's: 503 (the draft stays a draft); the operator must look at what sent a million.
+        tracing::error!(
+            year,
+            "tracking numbers exhausted for the year: submissions cannot be sent"
+        );
+        return Err(AppError::Unavailable(
             "tracking numbers exhausted for the year".into(),
         ));
     }

@@ -211,10 +211,8 @@ pub(crate) async fn build(
     })
     .await
     .map_err(|_| AppError::Internal("opening attachments failed".into()))?
-    .map_err(|e| {
-        tracing::error!(error = %e, "an attachment failed to open for a package");
-        AppError::Internal("a stored document failed its integrity check".into())
-    })?;
+    // A store that did not answer is 503 "try again", as for a single file; only a real failure is an integrity error.
+    .map_err(crate::workflow::documents::integrity_error)?;
 
     let mut entries = vec![
         PackageEntry::bytes("COVER-SHEET.txt", cover),

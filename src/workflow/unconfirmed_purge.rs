@@ -1,6 +1,7 @@
 //! The round that removes self-registrations never confirmed (`auth::unconfirmed`): at start and every hour while the
 //! server runs, on whichever instance holds the lease [`LEASE`], so that several instances purge once between them.
-//! Registrations become due by the day, so an hour late costs nothing.
+//! Registrations become due by the day, so an hour late costs nothing. The same round deletes sessions past their
+//! idle or absolute timeout whose cookie never came back (`auth::sessions::delete_expired`).
 
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ struct Parts {
     audit: AuditLog,
     clock: Clock,
     days: i64,
+    idle_secs: i64,
+    absolute_secs: i64,
 }
 
 impl Parts {
@@ -35,6 +38,8 @@ impl Parts {
             audit: state.audit.clone(),
             clock: state.clock.clone(),
             days: state.settings.unconfirmed_account_days,
+            idle_secs: state.settings.session_idle_minutes * 60,
+            absolute_secs: state.settings.session_absolute_hours * 3600,
         }
     }
 }
@@ -47,13 +52,19 @@ pub async fn round(state: &Services, lease_secs: i64) -> AppResult<Option<Purge>
 
 async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Purge>> {
     let (audit, days, now) = (parts.audit.clone(), parts.days, parts.clock.now());
+    let (idle, absolute) = (parts.idle_secs, parts.absolute_secs);
     parts
         .db
         .run(move |c| {
             if !lease::acquire(c, LEASE, lease_holder(), lease_secs)? {
                 return Ok(None);
             }
-            unconfirmed::purge(c, &audit, &Actor::system(), days, now, false).map(Some)
+            let purge = unconfirmed::purge(c, &audit, &Actor::system(), days, now, false)?;
+            let sessions = crate::auth::sessions::delete_expired(c, now, idle, absolute)?;
+            if sessions > 0 {
+                tracing::info!(sessions, "expired sessions deleted");
+            }
+            Ok(Some(purge))
         })
         .await
 }

@@ -523,6 +523,37 @@ fn registrations_and_reset_requests_are_limited_per_address() {
             .status,
         Status::SeeOther
     );
+
+    // A flood of refused requests from the throttled address costs the log no entry each: they fold into the
+    // refusal already recorded within the minute (counted, written as one entry when the minute closes). (At most
+    // one more entry each, should the flood outlast that minute.)
+    let refusals = |action: &str| -> i64 {
+        use pcii_portal::db::schema::audit_entries;
+        app.with_conn(|c| {
+            audit_entries::table
+                .filter(audit_entries::action.eq(action))
+                .filter(audit_entries::outcome.eq("refused"))
+                .count()
+                .get_result(c)
+                .unwrap()
+        })
+    };
+    let before = (
+        refusals("account.register"),
+        refusals("account.reset_request"),
+    );
+    for i in 0..20 {
+        let refused = visitor.post_from(
+            "/register",
+            &register_fields(&format!("flood{i}@acme.example"), PASSWORD),
+            a,
+        );
+        assert_eq!(refused.status, Status::TooManyRequests);
+        let refused = visitor.post_from("/password/forgot", &[("email", "reg0@acme.example")], a);
+        assert_eq!(refused.status, Status::TooManyRequests);
+    }
+    assert!(refusals("account.register") - before.0 <= 1);
+    assert!(refusals("account.reset_request") - before.1 <= 1);
 }
 
 #[test]
@@ -804,4 +835,35 @@ fn a_rate_limit_does_not_double_once_its_lock_has_ended() {
     for _ in 0..3 {
         assert!(throttle::allow(&mut conn, key, policy, now + 61).unwrap());
     }
+}
+
+/// A kind's finished throttle rows are forgotten by a counted attempt, but at most once a minute per process: the
+/// forgetting reads every row of the kind, and whoever is throttled can grow their number.
+#[test]
+fn finished_throttle_rows_are_forgotten_at_most_once_a_minute() {
+    use pcii_portal::auth::throttle::{self, Policy};
+    use pcii_portal::models::throttle as model;
+    let app = TestApp::new();
+    let db = app.state().db.clone();
+    let policy = Policy {
+        max_failures: 5,
+        window_secs: 10,
+    };
+    let mut conn = db.get().unwrap();
+    let t0 = app.now();
+    let kept =
+        |conn: &mut pcii_portal::db::DbConn, key: &str| model::find(conn, key).unwrap().is_some();
+    // (This first attempt of the kind forgets what there is: nothing.)
+    throttle::record_failure(&mut conn, "gc-once-a-minute:a", policy, t0).unwrap();
+    // A minute on: the next attempt of the kind forgets the finished row.
+    let t1 = t0 + 60;
+    throttle::record_failure(&mut conn, "gc-once-a-minute:b", policy, t1).unwrap();
+    assert!(!kept(&mut conn, "gc-once-a-minute:a"));
+    // Within the minute, a finished row stays (nothing reads the kind again)...
+    throttle::record_failure(&mut conn, "gc-once-a-minute:c", policy, t1 + 30).unwrap();
+    assert!(kept(&mut conn, "gc-once-a-minute:b"));
+    // ...until a minute has passed.
+    throttle::record_failure(&mut conn, "gc-once-a-minute:d", policy, t1 + 60).unwrap();
+    assert!(!kept(&mut conn, "gc-once-a-minute:b"));
+    assert!(kept(&mut conn, "gc-once-a-minute:d"));
 }

@@ -982,3 +982,32 @@ fn a_save_whose_new_file_left_the_store_commits_nothing() {
     assert_eq!(table_counts(&app), before);
     assert_eq!(app.blob_files(), Vec::<String>::new());
 }
+
+/// A year's million tracking numbers used up is the portal's fault, not the sender's: 503 with the "try again" page
+/// (no 500), and nothing half-sent is left behind.
+#[test]
+fn sending_when_the_years_tracking_numbers_are_used_up_is_a_503_and_leaves_nothing() {
+    use pcii_portal::db::schema::tracking_counters;
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let page = ann.post_multipart(
+        "/submissions",
+        &complete_fields("First of the year", "submit"),
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let count = || -> i64 { app.with_conn(|c| submissions::table.count().get_result(c).unwrap()) };
+    assert_eq!(count(), 1);
+    app.with_conn(|c| {
+        diesel::update(tracking_counters::table)
+            .set(tracking_counters::last_value.eq(999_999_i64))
+            .execute(c)
+            .unwrap()
+    });
+    let page = ann.post_multipart("/submissions", &complete_fields("One too many", "submit"));
+    assert_eq!(page.status, Status::ServiceUnavailable, "{}", page.body);
+    assert!(
+        !page.body.contains("exhausted"),
+        "internal detail stays in the log"
+    );
+    assert_eq!(count(), 1, "nothing half-sent");
+}

@@ -302,3 +302,38 @@ fn a_password_reset_in_a_signed_in_browser_ends_its_earlier_session() {
     assert_eq!(ben.get("/account").status, Status::Unauthorized);
     assert_eq!(app.audit_count("session.end"), 1);
 }
+
+/// A browser closed without signing out never sends its cookie again: the hourly housekeeping round deletes the
+/// sessions past their idle (30 minutes) or absolute (12 hours) timeout, and only those.
+#[test]
+fn sessions_past_their_timeout_are_deleted_by_the_hourly_round_though_their_cookie_never_returns() {
+    use pcii_portal::db::schema::sessions;
+    let app = TestApp::new();
+    let _closed = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let rows = |app: &TestApp| -> i64 {
+        app.with_conn(|c| sessions::table.count().get_result(c).unwrap())
+    };
+    assert_eq!(rows(&app), 1);
+    let round = |app: &TestApp| {
+        let rt = rocket::tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(pcii_portal::workflow::unconfirmed_purge::round(
+            app.state(),
+            60,
+        ))
+        .unwrap()
+        .expect("this instance holds the lease");
+    };
+    // Idle for exactly its 30 minutes: still a live session.
+    app.advance(30 * 60);
+    round(&app);
+    assert_eq!(rows(&app), 1);
+    // A second past: gone, without the cookie ever coming back; one signed in now stays.
+    app.advance(1);
+    let mut live = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    round(&app);
+    assert_eq!(rows(&app), 1);
+    assert_eq!(live.get("/officer").status, Status::Ok);
+}

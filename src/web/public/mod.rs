@@ -101,8 +101,9 @@ async fn register(ctx: Ctx<'_>, form: CsrfForm<RegisterForm>) -> AppResult<Eithe
         password: values.password.clone(),
     };
     let state = ctx.state;
-    let (audit, hasher, keys, mailer, actor) = (
+    let (audit, refusals, hasher, keys, mailer, actor) = (
         state.audit.clone(),
+        state.refusals.clone(),
         state.hasher.clone(),
         state.throttle_key.clone(),
         state.mailer.clone(),
@@ -114,7 +115,7 @@ async fn register(ctx: Ctx<'_>, form: CsrfForm<RegisterForm>) -> AppResult<Eithe
         .db
         .run_lazily(move |c| {
             registration::register(
-                c, &audit, &hasher, &keys, &mailer, &settings, &actor, reg, now,
+                c, &audit, &refusals, &hasher, &keys, &mailer, &settings, &actor, reg, now,
             )
         })
         .await?;
@@ -238,8 +239,9 @@ struct ForgotForm {
 #[rocket::post("/password/forgot", data = "<form>")]
 async fn forgot(ctx: Ctx<'_>, form: CsrfForm<ForgotForm>) -> AppResult<Notice> {
     let state = ctx.state;
-    let (audit, keys, mailer, actor, email) = (
+    let (audit, refusals, keys, mailer, actor, email) = (
         state.audit.clone(),
+        state.refusals.clone(),
         state.throttle_key.clone(),
         state.mailer.clone(),
         ctx.actor.clone(),
@@ -250,7 +252,9 @@ async fn forgot(ctx: Ctx<'_>, form: CsrfForm<ForgotForm>) -> AppResult<Notice> {
     let mail = state
         .db
         .run(move |c| {
-            registration::request_reset(c, &audit, &keys, &mailer, &settings, &actor, &email, now)
+            registration::request_reset(
+                c, &audit, &refusals, &keys, &mailer, &settings, &actor, &email, now,
+            )
         })
         .await?;
     // Not awaited: an SMTP exchange only for a live account would tell by the time taken whether the address has one.
