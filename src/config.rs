@@ -46,6 +46,10 @@ pub struct Settings {
     pub max_file_bytes: u64,
     pub max_submission_bytes: u64,
     pub max_files: u32,
+    /// What one organisation's drafts may hold together: how many, and how many bytes of files. Drafts are never
+    /// sent to anyone, so without a cap one account could fill the disk (or the bucket) with them.
+    pub max_drafts_per_organisation: u32,
+    pub max_draft_bytes_per_organisation: u64,
     /// Forms with files received at once: in all (past it, 503) and per account (past it, 429).
     pub max_concurrent_uploads: u32,
     pub max_uploads_per_account: u32,
@@ -158,6 +162,8 @@ impl Default for Settings {
             max_file_bytes: 2 << 30,
             max_submission_bytes: 4 << 30,
             max_files: 50,
+            max_drafts_per_organisation: 100,
+            max_draft_bytes_per_organisation: 40 << 30,
             max_concurrent_uploads: 64,
             max_uploads_per_account: 4,
             max_concurrent_downloads: 64,
@@ -290,6 +296,8 @@ impl Settings {
         if self.max_files == 0
             || self.max_file_bytes == 0
             || self.max_submission_bytes == 0
+            || self.max_drafts_per_organisation == 0
+            || self.max_draft_bytes_per_organisation == 0
             || self.max_concurrent_uploads == 0
             || self.max_uploads_per_account == 0
             || self.max_concurrent_downloads == 0

@@ -393,6 +393,21 @@ pub fn delete(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
     diesel::delete(submissions::table.find(id)).execute(conn)
 }
 
+/// How many drafts the organisation keeps, and the bytes of their files together.
+pub fn draft_usage(conn: &mut DbConn, organisation_id: &str) -> QueryResult<(i64, i64)> {
+    // (SUM of a BIGINT is NUMERIC on PostgreSQL: cast back.)
+    submissions::table
+        .filter(submissions::organisation_id.eq(organisation_id))
+        .filter(submissions::status.eq(Status::Draft))
+        .select((
+            diesel::dsl::count_star(),
+            diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                "CAST(COALESCE(SUM(total_bytes), 0) AS BIGINT)",
+            ),
+        ))
+        .first(conn)
+}
+
 /// Counts one more tracking number for `year` and returns it (1 for the year's first). Read then written,
 /// so the caller must hold the lock that serialises writers (the audit head lock every fact takes).
 pub fn bump_tracking_counter(conn: &mut DbConn, year: i32) -> QueryResult<i64> {

@@ -52,6 +52,9 @@ pub struct Limits {
     pub max_total_bytes: u64,
     /// Files this request may still add.
     pub max_files: usize,
+    /// `max_total_bytes` is what the organisation's drafts may still take together (less than the submission
+    /// could): a file over it is told so.
+    pub drafts_room_binds: bool,
     /// The data key the files are sealed to as they arrive.
     pub seal_to: Recipients,
 }
@@ -86,6 +89,8 @@ pub enum SizeLimit {
     Total(u64),
     /// Files of a submission.
     Count(u32),
+    /// Bytes of files of all the organisation's drafts together.
+    DraftRoom(u64),
 }
 
 /// `1 MiB` rather than `1.0 MiB`: limits are round numbers.
@@ -118,6 +123,10 @@ impl FileTooLarge {
             ),
             SizeLimit::Count(max) => format!(
                 "\u{201c}{name}\u{201d} is one file too many: a submission holds at most {max} files. Nothing was saved; attach fewer files."
+            ),
+            SizeLimit::DraftRoom(max) => format!(
+                "\u{201c}{name}\u{201d} takes your organisation's drafts over the {} their files may hold together. Nothing was saved; send or delete drafts, or attach smaller files.",
+                limit_size(max)
             ),
         }
     }
@@ -654,11 +663,12 @@ impl Reader<'_> {
                 ));
             }
             if self.file_bytes + chunk.len() as u64 > self.limits.max_total_bytes {
-                return Err(Failure::FileTooLarge(
-                    SizeLimit::Total(self.state.settings.max_submission_bytes),
-                    slot,
-                    file_name,
-                ));
+                let limit = if self.limits.drafts_room_binds {
+                    SizeLimit::DraftRoom(self.state.settings.max_draft_bytes_per_organisation)
+                } else {
+                    SizeLimit::Total(self.state.settings.max_submission_bytes)
+                };
+                return Err(Failure::FileTooLarge(limit, slot, file_name));
             }
             self.file_bytes += chunk.len() as u64;
             sealer

@@ -88,6 +88,8 @@ pub struct SaveRequest {
 pub struct Allowance {
     pub files: usize,
     pub bytes: u64,
+    /// `bytes` is what the organisation's drafts may still take together, less than the submission's own room.
+    pub drafts_room_binds: bool,
     pub sealing: SealingKey,
 }
 
@@ -120,25 +122,55 @@ pub async fn allowance(
 ) -> AppResult<Allowance> {
     let max_files = state.settings.max_files as usize;
     let max_bytes = state.settings.max_submission_bytes;
-    let (files, bytes, current) = match submission_id {
-        None => (max_files, max_bytes, None),
+    let org = who.organisation_id.clone();
+    let (usage, existing) = match submission_id {
+        None => (
+            state
+                .db
+                .run(move |c| Ok(submission::draft_usage(c, &org)?))
+                .await?,
+            None,
+        ),
         Some(id) => {
-            let (id, org) = (id.to_string(), who.organisation_id.clone());
-            let (s, current) = state
+            let id = id.to_string();
+            let (usage, s, current) = state
                 .db
                 .run(move |c| {
                     let s = submission::find(c, &id, Scope::Organisation(&org))?;
                     let current = current_recipients(c, &s.id)?;
-                    Ok((s, current))
+                    Ok((submission::draft_usage(c, &org)?, s, current))
                 })
                 .await?;
             editable(&s)?;
-            (
-                max_files.saturating_sub(s.file_count.max(0) as usize),
-                max_bytes.saturating_sub(s.total_bytes.max(0) as u64),
-                current,
-            )
+            (usage, Some((s, current)))
         }
+    };
+    let (drafts, draft_bytes) = usage;
+    if existing.is_none() && drafts >= i64::from(state.settings.max_drafts_per_organisation) {
+        return Err(AppError::Conflict(format!(
+            "Your organisation keeps {drafts} drafts, as many as it may: send or delete one before starting another."
+        )));
+    }
+    let (files, bytes, current, is_draft) = match existing {
+        None => (max_files, max_bytes, None, true),
+        Some((s, current)) => (
+            max_files.saturating_sub(s.file_count.max(0) as usize),
+            max_bytes.saturating_sub(s.total_bytes.max(0) as u64),
+            current,
+            s.status() == Status::Draft,
+        ),
+    };
+    // Files of a draft count against what the organisation's drafts may hold together (a cure does not: the
+    // Program Office asked for it).
+    let drafts_room = state
+        .settings
+        .max_draft_bytes_per_organisation
+        .saturating_sub(draft_bytes.max(0) as u64);
+    let drafts_room_binds = is_draft && drafts_room < bytes;
+    let bytes = if drafts_room_binds {
+        drafts_room
+    } else {
+        bytes
     };
     let sealing = match current {
         Some(recipients) => SealingKey {
@@ -155,6 +187,7 @@ pub async fn allowance(
     Ok(Allowance {
         files,
         bytes,
+        drafts_room_binds,
         sealing,
     })
 }
@@ -213,6 +246,9 @@ struct Plan {
     /// The per-submission limits (`max_files`, `max_submission_bytes`), checked again in the commit.
     max_files: usize,
     max_bytes: u64,
+    /// What the organisation's drafts may hold together, checked again in the commit.
+    max_drafts: u32,
+    max_draft_bytes: u64,
 }
 
 async fn save_inner(
@@ -389,6 +425,8 @@ async fn save_inner(
         title_sealed,
         max_files: state.settings.max_files as usize,
         max_bytes: state.settings.max_submission_bytes,
+        max_drafts: state.settings.max_drafts_per_organisation,
+        max_draft_bytes: state.settings.max_draft_bytes_per_organisation,
     };
     let audit = state.audit.clone();
     let actor = actor.clone();
@@ -601,6 +639,25 @@ fn commit_save(
     )?;
     if let Some(title) = &plan.title_sealed {
         submission::set_title(tx, &sub.id, title)?;
+    }
+    // What the organisation's drafts hold together, counted again under the write lock (the allowance was read
+    // before the body: another save may have committed meanwhile). Only a save that leaves a draft with more in it
+    // is refused; sending frees the draft's share.
+    if from == Status::Draft && plan.step != Some(Step::Submit) {
+        let (drafts, bytes) = submission::draft_usage(tx, &who.organisation_id)?;
+        if created && drafts > i64::from(plan.max_drafts) {
+            return Err(AppError::Conflict(format!(
+                "Your organisation keeps {} drafts, as many as it may: send or delete one before starting another.",
+                plan.max_drafts
+            )));
+        }
+        if !plan.new_files.is_empty() && bytes.max(0) as u64 > plan.max_draft_bytes {
+            return Err(AppError::TooLarge(format!(
+                "With this save your organisation's drafts would hold more than the {:.1} GiB their files may hold \
+                 together. Nothing was saved; send or delete drafts, or attach smaller files.",
+                plan.max_draft_bytes as f64 / f64::from(1u32 << 30)
+            )));
+        }
     }
 
     let mut tracking = sub.tracking_number.clone();

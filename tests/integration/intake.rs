@@ -1011,3 +1011,56 @@ fn sending_when_the_years_tracking_numbers_are_used_up_is_a_503_and_leaves_nothi
     );
     assert_eq!(count(), 1, "nothing half-sent");
 }
+
+/// What one organisation's drafts may hold together: a draft past the count is 409, files past the bytes 413 with
+/// the organisation's limit named and nothing kept; another organisation is not touched, and deleting a draft (or
+/// sending it) makes room again.
+#[test]
+fn an_organisations_drafts_are_capped_in_number_and_bytes_and_room_comes_back() {
+    let app = TestApp::with(|f| {
+        f.merge(("max_drafts_per_organisation", 2))
+            .merge(("max_draft_bytes_per_organisation", 100_000))
+    });
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut bob = app.login_as(Role::Submitter, "bob@globex.example", Some("Globex"));
+    let file = file_bytes(60_000, 1, "");
+    let draft_with = |b: &mut Browser<'_>, file: Option<&[u8]>| {
+        let mut parts = complete_fields("Draft narrative", "draft");
+        if let Some(f) = file {
+            parts.push(Part::Text("description_1", "desc"));
+            parts.push(Part::File("file_1", "scan.pdf", f));
+        }
+        b.post_multipart("/submissions", &parts)
+    };
+    let blobs_now = || app.blob_files().len();
+
+    let first = draft_with(&mut ann, Some(&file));
+    assert_eq!(first.status, Status::SeeOther, "{}", first.body);
+    let first = common::submission_id(&first);
+    // 60,000 + 60,000 bytes would pass 100,000: refused, nothing kept, the limit named.
+    let before = blobs_now();
+    let over = draft_with(&mut ann, Some(&file));
+    assert_eq!(over.status, Status::PayloadTooLarge, "{}", over.body);
+    assert!(
+        over.body.contains("your organisation&#x27;s drafts")
+            || over.body.contains("your organisation's drafts"),
+        "{}",
+        over.body
+    );
+    assert_eq!(blobs_now(), before, "nothing kept");
+    // A draft of text alone still fits; then the count is reached.
+    let second = draft_with(&mut ann, None);
+    assert_eq!(second.status, Status::SeeOther, "{}", second.body);
+    let third = draft_with(&mut ann, None);
+    assert_eq!(third.status, Status::Conflict, "{}", third.body);
+    assert!(third.body.contains("keeps 2 drafts"), "{}", third.body);
+    // Another organisation has its own room.
+    assert_eq!(draft_with(&mut bob, Some(&file)).status, Status::SeeOther);
+    // Deleting the first draft frees its files' bytes and its place.
+    let deleted = ann.post(
+        &format!("/submissions/{first}/delete"),
+        &[("confirm", "yes")],
+    );
+    assert_eq!(deleted.status, Status::SeeOther, "{}", deleted.body);
+    assert_eq!(draft_with(&mut ann, Some(&file)).status, Status::SeeOther);
+}

@@ -140,6 +140,7 @@ pub(crate) async fn post_message(
         max_file_bytes: state.settings.max_file_bytes,
         max_total_bytes: state.settings.max_submission_bytes,
         max_files: FILES_PER_MESSAGE,
+        drafts_room_binds: false,
         seal_to: sealing.recipients.clone(),
     };
     let form = body.read(state, limits).await?;
