@@ -208,16 +208,17 @@ pub fn keep_alive(
         .map(|(session, _)| seconds_left(&session, now, idle_secs, absolute_secs)))
 }
 
-/// Deletes the sessions past their idle or absolute timeout at `now`. A session is ended when its cookie comes back
-/// late, but a browser closed without signing out never sends it again: without this its row (the account, the
-/// client's address and browser) would stay for ever. Housekeeping of what is already dead, so not audited.
+/// Deletes the sessions idle for more than `idle_secs`, or opened more than `absolute_secs` ago, at `now`. A session
+/// is ended when its cookie comes back late, but a browser closed without signing out never sends it again: without
+/// this its row (the account, the client's address and browser) would stay for ever. Housekeeping of what is already
+/// dead, so not audited.
 pub fn delete_expired(
     conn: &mut DbConn,
     now: i64,
     idle_secs: i64,
     absolute_secs: i64,
 ) -> AppResult<usize> {
-    // The same test as `lookup`'s: past it by a second or more.
+    // The same test as `lookup`'s (past it by a second or more), with the caller's margins.
     Ok(model::delete_expired(
         conn,
         now - idle_secs,

@@ -15,7 +15,6 @@
 //! A "client address" here is the party behind it ([`network`]): an IPv4 address, or an IPv6 address's /64, since
 //! whoever holds one address of a /64 can use all of them.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use hmac::{Hmac, Mac};
@@ -198,7 +197,7 @@ pub fn clear(conn: &mut DbConn, key: &str) -> AppResult<()> {
     Ok(())
 }
 
-/// How often a process forgets a kind's finished rows ([`forget_expired`]).
+/// How often a kind's finished rows are forgotten ([`forget_expired`]).
 const FORGET_EVERY_SECS: i64 = 60;
 
 /// Forgets the rows of one kind whose window has closed and whose lock ended a window ago: they would count
@@ -206,24 +205,25 @@ const FORGET_EVERY_SECS: i64 = 60;
 ///
 /// Garbage collection, not a rule (a closed window counts nothing whether or not its row is gone), and it reads every
 /// row of the kind (the key's prefix is matched with `LIKE`, which no index serves), whose number whoever is
-/// throttled can grow: so each process runs it for a kind at most once a minute, not on every counted attempt.
+/// throttled can grow: so it runs for a kind at most once a minute, not on every counted attempt. When it last ran is
+/// a row of the table itself (`~forgotten:<kind>`, matched by no kind's prefix), so that every instance sharing the
+/// database shares it.
 pub fn forget_expired(
     conn: &mut DbConn,
     kind: &str,
     now: i64,
     window_secs: i64,
 ) -> AppResult<usize> {
-    static LAST_RUN: std::sync::Mutex<BTreeMap<String, i64>> =
-        std::sync::Mutex::new(BTreeMap::new());
-    {
-        let mut last = LAST_RUN.lock().unwrap_or_else(|p| p.into_inner());
-        let at = last.entry(kind.to_string()).or_insert(i64::MIN);
+    let marker = format!("~forgotten:{kind}");
+    if let Some(last) = model::find(conn, &marker)? {
         // (A clock set back runs it at once rather than waiting for the old time to come round again.)
-        if (*at..at.saturating_add(FORGET_EVERY_SECS)).contains(&now) {
+        let at = last.window_start;
+        if (at..at.saturating_add(FORGET_EVERY_SECS)).contains(&now) {
             return Ok(0);
         }
-        *at = now;
     }
+    model::insert_if_absent(conn, &marker, now)?;
+    model::restart_window(conn, &marker, now)?;
     Ok(model::delete_expired(
         conn,
         &format!("{kind}:"),

@@ -192,6 +192,16 @@ pub async fn allowance(
     })
 }
 
+/// A byte count as a person reads a limit: `40 GiB`, `1.5 MiB`, `100000 bytes`.
+fn size_label(bytes: u64) -> String {
+    let (unit, name) = match bytes {
+        b if b >= 1 << 30 => (1u64 << 30, "GiB"),
+        b if b >= 1 << 20 => (1 << 20, "MiB"),
+        _ => return format!("{bytes} bytes"),
+    };
+    format!("{:.1} {name}", bytes as f64 / unit as f64).replace(".0 ", " ")
+}
+
 /// A file may be replaced in answer to a defect notice: the Program Office asked for a corrected one.
 pub fn files_replaceable(status: Status) -> bool {
     check(status, Step::Cure, Role::Submitter).is_ok()
@@ -653,9 +663,9 @@ fn commit_save(
         }
         if !plan.new_files.is_empty() && bytes.max(0) as u64 > plan.max_draft_bytes {
             return Err(AppError::TooLarge(format!(
-                "With this save your organisation's drafts would hold more than the {:.1} GiB their files may hold \
+                "With this save your organisation's drafts would hold more than the {} their files may hold \
                  together. Nothing was saved; send or delete drafts, or attach smaller files.",
-                plan.max_draft_bytes as f64 / f64::from(1u32 << 30)
+                size_label(plan.max_draft_bytes)
             )));
         }
     }

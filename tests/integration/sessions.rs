@@ -304,7 +304,9 @@ fn a_password_reset_in_a_signed_in_browser_ends_its_earlier_session() {
 }
 
 /// A browser closed without signing out never sends its cookie again: the hourly housekeeping round deletes the
-/// sessions past their idle (30 minutes) or absolute (12 hours) timeout, and only those.
+/// sessions past their idle (30 minutes) or absolute (12 hours) timeout, and only those — the idle one with the
+/// upload window's margin (`blob_sweep_grace_minutes`, 60), so that an upload without keep-alives still ends on its
+/// receipt.
 #[test]
 fn sessions_past_their_timeout_are_deleted_by_the_hourly_round_though_their_cookie_never_returns() {
     use pcii_portal::db::schema::sessions;
@@ -326,12 +328,13 @@ fn sessions_past_their_timeout_are_deleted_by_the_hourly_round_though_their_cook
         .unwrap()
         .expect("this instance holds the lease");
     };
-    // Idle for exactly its 30 minutes: still a live session.
-    app.advance(30 * 60);
+    // Idle for (nearly) its 30 minutes and the hour's margin: still there, though no longer opening anything. (The
+    // test clock runs with the wall clock: half a minute's leeway.)
+    app.advance(90 * 60 - 30);
     round(&app);
     assert_eq!(rows(&app), 1);
-    // A second past: gone, without the cookie ever coming back; one signed in now stays.
-    app.advance(1);
+    // Past it: gone, without the cookie ever coming back; one signed in now stays.
+    app.advance(31);
     let mut live = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
     round(&app);
     assert_eq!(rows(&app), 1);

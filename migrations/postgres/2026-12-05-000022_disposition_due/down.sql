@@ -1,2 +1,2 @@
-DROP INDEX submissions_disposition_due;
+DROP INDEX IF EXISTS submissions_disposition_due;
 ALTER TABLE submissions DROP COLUMN disposition_due_at;

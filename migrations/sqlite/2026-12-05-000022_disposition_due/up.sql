@@ -7,5 +7,6 @@ ALTER TABLE submissions ADD COLUMN disposition_due_at BIGINT;
 UPDATE submissions SET disposition_due_at = MAX(updated_at, CAST(strftime('%s', 'now') AS INTEGER)) + 30 * 86400
   WHERE (status = 'not_validated' AND (disposition IS NULL OR disposition = 'return'))
      OR (status = 'withdrawn' AND disposition = 'return');
--- The officers' home counts the lapsed ones on every load; a destruction clears the deadline, so the index stays small.
-CREATE INDEX submissions_disposition_due ON submissions (disposition_due_at);
+-- The officers' home counts the lapsed ones on every load. Partial: only the submissions waiting on an answer have a
+-- deadline (a destruction clears it), so the index stays small.
+CREATE INDEX submissions_disposition_due ON submissions (disposition_due_at) WHERE disposition_due_at IS NOT NULL;
