@@ -393,10 +393,12 @@ pub fn delete(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
     diesel::delete(submissions::table.find(id)).execute(conn)
 }
 
-/// How many drafts the organisation keeps, and the bytes of their files together.
+/// How many drafts the organisation keeps, and the bytes of their files together: the drafts' attachments and the
+/// files of messages in their threads (a draft's thread is the organisation's own, and takes files too).
 pub fn draft_usage(conn: &mut DbConn, organisation_id: &str) -> QueryResult<(i64, i64)> {
+    use crate::db::schema::message_files;
     // (SUM of a BIGINT is NUMERIC on PostgreSQL: cast back.)
-    submissions::table
+    let (count, attachments): (i64, i64) = submissions::table
         .filter(submissions::organisation_id.eq(organisation_id))
         .filter(submissions::status.eq(Status::Draft))
         .select((
@@ -405,7 +407,16 @@ pub fn draft_usage(conn: &mut DbConn, organisation_id: &str) -> QueryResult<(i64
                 "CAST(COALESCE(SUM(total_bytes), 0) AS BIGINT)",
             ),
         ))
-        .first(conn)
+        .first(conn)?;
+    let message_files: i64 = message_files::table
+        .inner_join(submissions::table.on(submissions::id.eq(message_files::submission_id)))
+        .filter(submissions::organisation_id.eq(organisation_id))
+        .filter(submissions::status.eq(Status::Draft))
+        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "CAST(COALESCE(SUM(message_files.size_bytes), 0) AS BIGINT)",
+        ))
+        .first(conn)?;
+    Ok((count, attachments.saturating_add(message_files)))
 }
 
 /// Counts one more tracking number for `year` and returns it (1 for the year's first). Read then written,

@@ -192,6 +192,19 @@ pub async fn allowance(
     })
 }
 
+/// Bytes the organisation's drafts may still take together (`max_draft_bytes_per_organisation` less what they hold).
+pub async fn drafts_room(state: &Services, organisation_id: &str) -> AppResult<u64> {
+    let org = organisation_id.to_string();
+    let (_, used) = state
+        .db
+        .run(move |c| Ok(submission::draft_usage(c, &org)?))
+        .await?;
+    Ok(state
+        .settings
+        .max_draft_bytes_per_organisation
+        .saturating_sub(used.max(0) as u64))
+}
+
 /// A byte count as a person reads a limit: `40 GiB`, `1.5 MiB`, `100000 bytes`.
 fn size_label(bytes: u64) -> String {
     let (unit, name) = match bytes {

@@ -312,6 +312,9 @@ pub struct NewMessageRequest {
     pub request_for_information: bool,
     pub files: Vec<IncomingFile>,
     pub sealing: SealingKey,
+    /// What the organisation's drafts may hold together (`max_draft_bytes_per_organisation`): files in a draft's
+    /// thread count against it, checked again here under the write lock.
+    pub max_draft_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -462,6 +465,16 @@ fn commit_message(
                 created_at: now,
             },
         )?;
+    }
+    if sub.status() == Status::Draft && !req.files.is_empty() {
+        let (_, bytes) = submission::draft_usage(tx, &sub.organisation_id)?;
+        if bytes.max(0) as u64 > req.max_draft_bytes {
+            return Err(AppError::TooLarge(
+                "With these files your organisation's drafts would hold more than their files may hold together. \
+                 Nothing was sent; attach files to the draft once it is sent, or send or delete drafts."
+                    .into(),
+            ));
+        }
     }
     let mut reason = format!("message {id} from the {}", side.as_str());
     if rfi {

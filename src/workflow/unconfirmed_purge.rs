@@ -41,10 +41,16 @@ impl Parts {
             // An upload without the page's keep-alive may run past the idle timeout (up to the sweep's grace): its
             // row must still be there when it ends, so that the save lands the person on its receipt. A session past
             // its timeout opens nothing meanwhile (`auth::sessions::lookup` refuses and deletes it).
-            idle_secs: state.settings.session_idle_minutes * 60
-                + i64::try_from(state.settings.blob_sweep_grace_minutes).unwrap_or(i64::MAX / 120)
-                    * 60,
-            absolute_secs: state.settings.session_absolute_hours * 3600,
+            idle_secs: state
+                .settings
+                .session_idle_minutes
+                .saturating_mul(60)
+                .saturating_add(
+                    i64::try_from(state.settings.blob_sweep_grace_minutes)
+                        .unwrap_or(i64::MAX)
+                        .saturating_mul(60),
+                ),
+            absolute_secs: state.settings.session_absolute_hours.saturating_mul(3600),
         }
     }
 }

@@ -1051,6 +1051,18 @@ fn an_organisations_drafts_are_capped_in_number_and_bytes_and_room_comes_back() 
     // A draft of text alone still fits; then the count is reached.
     let second = draft_with(&mut ann, None);
     assert_eq!(second.status, Status::SeeOther, "{}", second.body);
+    // A draft's thread takes files too, and they count: refused the same way, nothing kept.
+    let second = common::submission_id(&second);
+    let before = blobs_now();
+    let message = ann.post_multipart(
+        &format!("/submissions/{second}/messages"),
+        &[
+            Part::Text("body", "The drawings, for ourselves"),
+            Part::File("file_1", "drawings.pdf", &file),
+        ],
+    );
+    assert_eq!(message.status, Status::PayloadTooLarge, "{}", message.body);
+    assert_eq!(blobs_now(), before, "nothing kept");
     let third = draft_with(&mut ann, None);
     assert_eq!(third.status, Status::Conflict, "{}", third.body);
     assert!(third.body.contains("keeps 2 drafts"), "{}", third.body);

@@ -1237,6 +1237,7 @@ fn a_request_begun_before_its_member_was_removed_neither_reads_nor_writes_afterw
             request_for_information: false,
             files: Vec::new(),
             sealing,
+            max_draft_bytes: u64::MAX,
         },
     ));
     assert!(

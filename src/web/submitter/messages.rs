@@ -136,11 +136,27 @@ pub(crate) async fn post_message(
             return Err(e);
         }
     };
+    // In a draft's thread, files count against what the organisation's drafts may hold together.
+    let drafts_room = if admitted.submission().status() == crate::domain::Status::Draft {
+        match crate::workflow::intake::drafts_room(state, &admitted.submission().organisation_id)
+            .await
+        {
+            Ok(room) => Some(room),
+            Err(e) => {
+                body.discard().await;
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
+    let max_total_bytes = state.settings.max_submission_bytes;
+    let drafts_room_binds = drafts_room.is_some_and(|room| room < max_total_bytes);
     let limits = Limits {
         max_file_bytes: state.settings.max_file_bytes,
-        max_total_bytes: state.settings.max_submission_bytes,
+        max_total_bytes: drafts_room.map_or(max_total_bytes, |room| room.min(max_total_bytes)),
         max_files: FILES_PER_MESSAGE,
-        drafts_room_binds: false,
+        drafts_room_binds,
         seal_to: sealing.recipients.clone(),
     };
     let form = body.read(state, limits).await?;
@@ -153,6 +169,7 @@ pub(crate) async fn post_message(
         request_for_information: rfi,
         files: form.files,
         sealing,
+        max_draft_bytes: state.settings.max_draft_bytes_per_organisation,
     };
     match messages::send(state, &admitted, user, &ctx.actor, request).await? {
         SendResult::Sent { mails } => {
