@@ -162,15 +162,10 @@ pub async fn allowance(
     };
     // Files of a draft count against what the organisation's drafts may hold together (a cure does not: the
     // Program Office asked for it).
-    let drafts_room = state
-        .settings
-        .max_draft_bytes_per_organisation
-        .saturating_sub(draft_bytes.max(0) as u64);
-    let drafts_room_binds = is_draft && drafts_room < bytes;
-    let bytes = if drafts_room_binds {
-        drafts_room
+    let (bytes, drafts_room_binds) = if is_draft {
+        within_drafts_room(&state.settings, draft_bytes, bytes)
     } else {
-        bytes
+        (bytes, false)
     };
     let sealing = match current {
         Some(recipients) => SealingKey {
@@ -192,17 +187,28 @@ pub async fn allowance(
     })
 }
 
-/// Bytes the organisation's drafts may still take together (`max_draft_bytes_per_organisation` less what they hold).
-pub async fn drafts_room(state: &Services, organisation_id: &str) -> AppResult<u64> {
-    let org = organisation_id.to_string();
+/// `bytes` kept within what the organisation's drafts may still take together (`max_draft_bytes_per_organisation`
+/// less the `used` they hold), and whether that room is what limits it.
+fn within_drafts_room(settings: &crate::config::Settings, used: i64, bytes: u64) -> (u64, bool) {
+    let room = settings
+        .max_draft_bytes_per_organisation
+        .saturating_sub(used.max(0) as u64);
+    (bytes.min(room), room < bytes)
+}
+
+/// How many bytes of files one message in `sub`'s thread may carry, and whether the organisation's drafts quota is
+/// what limits it: in a draft's thread (the organisation's own) the files count with the drafts'.
+pub async fn message_files_room(state: &Services, sub: &Submission) -> AppResult<(u64, bool)> {
+    let max = state.settings.max_submission_bytes;
+    if sub.status() != Status::Draft {
+        return Ok((max, false));
+    }
+    let org = sub.organisation_id.clone();
     let (_, used) = state
         .db
         .run(move |c| Ok(submission::draft_usage(c, &org)?))
         .await?;
-    Ok(state
-        .settings
-        .max_draft_bytes_per_organisation
-        .saturating_sub(used.max(0) as u64))
+    Ok(within_drafts_room(&state.settings, used, max))
 }
 
 /// A byte count as a person reads a limit: `40 GiB`, `1.5 MiB`, `100000 bytes`.

@@ -136,25 +136,17 @@ pub(crate) async fn post_message(
             return Err(e);
         }
     };
-    // In a draft's thread, files count against what the organisation's drafts may hold together.
-    let drafts_room = if admitted.submission().status() == crate::domain::Status::Draft {
-        match crate::workflow::intake::drafts_room(state, &admitted.submission().organisation_id)
-            .await
-        {
-            Ok(room) => Some(room),
-            Err(e) => {
-                body.discard().await;
-                return Err(e);
-            }
+    let room = crate::workflow::intake::message_files_room(state, admitted.submission()).await;
+    let (max_total_bytes, drafts_room_binds) = match room {
+        Ok(room) => room,
+        Err(e) => {
+            body.discard().await;
+            return Err(e);
         }
-    } else {
-        None
     };
-    let max_total_bytes = state.settings.max_submission_bytes;
-    let drafts_room_binds = drafts_room.is_some_and(|room| room < max_total_bytes);
     let limits = Limits {
         max_file_bytes: state.settings.max_file_bytes,
-        max_total_bytes: drafts_room.map_or(max_total_bytes, |room| room.min(max_total_bytes)),
+        max_total_bytes,
         max_files: FILES_PER_MESSAGE,
         drafts_room_binds,
         seal_to: sealing.recipients.clone(),
