@@ -46,6 +46,11 @@ pub enum AppError {
     /// Ours, and a fault.
     #[error("internal: {0}")]
     Internal(String),
+    /// The act was done and its commit failed: whether the database kept it cannot be told (PostgreSQL may have
+    /// committed before the connection was lost). Nothing it wrote may be undone on that guess: files stay for the
+    /// orphan sweep, which removes only what no committed row names. The error inside says why (503, or 507).
+    #[error("not confirmed: {0}")]
+    Unconfirmed(Box<AppError>),
 }
 
 pub type AppResult<T> = Result<T, AppError>;
@@ -100,6 +105,10 @@ impl AppError {
             | AppError::Throttled(m)
             | AppError::TimedOut(m) => Some(m.clone()),
             AppError::ConflictOfInterest(c) => Some(c.message.to_owned()),
+            AppError::Unconfirmed(_) => Some(
+                "The portal could not confirm that this was recorded. Look whether it was before you try again."
+                    .into(),
+            ),
             AppError::NotFound
             | AppError::Unavailable(_)
             | AppError::StorageFull(_)

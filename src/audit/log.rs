@@ -150,16 +150,20 @@ impl AuditLog {
     where
         F: FnOnce(&mut DbConn) -> AppResult<(T, Option<Event>)>,
     {
+        let mut committing = false;
         let done = conn.transaction::<T, AppError, _>(|tx| {
             lock_head(tx)?;
             let (value, event) = f(tx)?;
             if let Some(event) = event {
                 self.append(tx, actor, &event)?;
             }
+            committing = true;
             Ok(value)
         });
         match done {
             Err(e @ AppError::ConflictOfInterest(_)) => Err(self.record_conflict(conn, actor, e)),
+            // Only COMMIT failed after this point.
+            Err(e) if committing => Err(AppError::Unconfirmed(Box::new(e))),
             done => done,
         }
     }

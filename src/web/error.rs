@@ -23,6 +23,11 @@ pub fn status(e: &AppError) -> Status {
         AppError::Unavailable(_) => Status::ServiceUnavailable,
         AppError::StorageFull(_) => Status::InsufficientStorage,
         AppError::Internal(_) => Status::InternalServerError,
+        // Passing either way: the person looks whether it was recorded, then tries again.
+        AppError::Unconfirmed(inner) => match **inner {
+            AppError::StorageFull(_) => Status::InsufficientStorage,
+            _ => Status::ServiceUnavailable,
+        },
     }
 }
 

@@ -237,7 +237,8 @@ fn editable(s: &Submission) -> AppResult<()> {
 }
 
 /// Saves a draft, submits it, or answers a defect notice. Newly sealed blobs are either referenced by
-/// committed rows when this returns, or deleted.
+/// committed rows when this returns, or deleted; when the commit's outcome is unknown they are left to the orphan
+/// sweep, which keeps whatever a committed row names.
 pub async fn save(
     state: &Services,
     who: &Submitter,
@@ -248,7 +249,9 @@ pub async fn save(
     let result = save_inner(state, who, actor, req, &mut new_blobs).await;
     let keep = matches!(
         result,
-        Ok(SaveResult::Saved { .. }) | Ok(SaveResult::Invalid { saved: true, .. })
+        Ok(SaveResult::Saved { .. })
+            | Ok(SaveResult::Invalid { saved: true, .. })
+            | Err(AppError::Unconfirmed(_))
     );
     if !keep {
         delete_blobs(state, new_blobs).await;

@@ -341,7 +341,8 @@ pub fn check_body(body: &str) -> FieldErrors {
 }
 
 /// Writes a message in the thread, with its `message.sent` audit entry in the same transaction. The new blobs are
-/// referenced by committed rows when this returns `Sent`, or deleted.
+/// referenced by committed rows when this returns `Sent`, or deleted (left to the orphan sweep when the commit's
+/// outcome is unknown).
 pub async fn send(
     state: &Services,
     admitted: &Admitted,
@@ -351,7 +352,10 @@ pub async fn send(
 ) -> AppResult<SendResult> {
     let names: Vec<String> = req.files.iter().map(|f| f.sealed.name.clone()).collect();
     let result = send_inner(state, admitted, user, actor, req).await;
-    if !matches!(result, Ok(SendResult::Sent { .. })) {
+    if !matches!(
+        result,
+        Ok(SendResult::Sent { .. }) | Err(AppError::Unconfirmed(_))
+    ) {
         delete_blobs(state, names).await;
     }
     result

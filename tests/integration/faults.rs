@@ -339,3 +339,95 @@ fn healthz_within_its_interval_answers_from_the_last_check() {
     }
     drop(lock);
 }
+
+/// Makes every commit that appended an audit entry fail at COMMIT, after the act's statements all succeeded: a
+/// deferred constraint on the audit table (SQLite checks a deferred foreign key at COMMIT; PostgreSQL runs a
+/// deferred constraint trigger there). Dropped again by `disarm`.
+fn arm_commit_trap(app: &TestApp) {
+    let sql = if app.database_url.is_empty() {
+        "CREATE TABLE IF NOT EXISTS commit_trap_target (id TEXT PRIMARY KEY);
+         CREATE TABLE IF NOT EXISTS commit_trap (ref TEXT REFERENCES commit_trap_target (id) DEFERRABLE INITIALLY DEFERRED);
+         CREATE TRIGGER commit_trap AFTER INSERT ON audit_entries BEGIN INSERT INTO commit_trap VALUES ('none'); END;"
+    } else {
+        "CREATE OR REPLACE FUNCTION commit_trap() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'trap'; END $$;
+         CREATE CONSTRAINT TRIGGER commit_trap AFTER INSERT ON audit_entries DEFERRABLE INITIALLY DEFERRED
+             FOR EACH ROW EXECUTE FUNCTION commit_trap();"
+    };
+    app.with_conn(|c| c.batch_execute(sql))
+        .expect("arm the trap");
+}
+
+fn disarm_commit_trap(app: &TestApp) {
+    let sql = if app.database_url.is_empty() {
+        "DROP TRIGGER commit_trap"
+    } else {
+        "DROP TRIGGER commit_trap ON audit_entries"
+    };
+    app.with_conn(|c| c.batch_execute(sql))
+        .expect("disarm the trap");
+}
+
+fn submission_count(app: &TestApp) -> i64 {
+    use diesel::{QueryDsl, RunQueryDsl};
+    use pcii_portal::db::schema::submissions;
+    app.with_conn(|c| submissions::table.count().get_result(c).unwrap())
+}
+
+#[test]
+fn a_save_or_message_whose_commit_fails_is_503_unconfirmed_and_its_files_wait_for_the_sweep() {
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let kept = file_bytes(5_000, 1, "");
+    let mut parts = complete_fields("Kept", "submit");
+    parts.push(Part::Text("description_1", "Kept"));
+    parts.push(Part::File("file_1", "kept.bin", &kept));
+    let id = submission_id(&b.post_multipart("/submissions", &parts));
+    let (blobs_before, count_before) = (app.blob_files(), submission_count(&app));
+
+    arm_commit_trap(&app);
+    let file = file_bytes(70_000, 2, "");
+    let mut parts = complete_fields("Lost at commit", "submit");
+    parts.push(Part::Text("description_1", "Report"));
+    parts.push(Part::File("file_1", "report.bin", &file));
+    let page = b.post_multipart("/submissions", &parts);
+    disarm_commit_trap(&app);
+    assert_eq!(page.status, Status::ServiceUnavailable, "{}", page.body);
+    assert!(page.body.contains("could not confirm"), "{}", page.body);
+    assert!(
+        !page.body.contains("trap") && !page.body.contains("FOREIGN KEY"),
+        "no internals"
+    );
+    // Both databases rolled back here, but a save cannot tell that from a commit that went through before the
+    // connection was lost: its files (the content and the attachment) are not deleted on that guess.
+    assert_eq!(submission_count(&app), count_before);
+    let left = app.blob_files();
+    assert_eq!(left.len(), blobs_before.len() + 2, "{left:?}");
+
+    // A message with a file, the same.
+    arm_commit_trap(&app);
+    let page = b.post_multipart(
+        &format!("/submissions/{id}/messages"),
+        &[
+            Part::Text("body", "Lost at commit too"),
+            Part::File("file_1", "m.bin", &file),
+        ],
+    );
+    disarm_commit_trap(&app);
+    assert_eq!(page.status, Status::ServiceUnavailable, "{}", page.body);
+    assert!(page.body.contains("could not confirm"), "{}", page.body);
+    assert_eq!(app.blob_files().len(), blobs_before.len() + 3);
+
+    // The sweep removes what no committed row names, and keeps the rest.
+    let state = app.state();
+    let swept = app.with_conn(|c| {
+        pcii_portal::workflow::blobs::sweep(
+            c,
+            state.blobs.as_ref(),
+            &state.audit,
+            &pcii_portal::audit::log::Actor::system(),
+            std::time::Duration::ZERO,
+        )
+    });
+    assert_eq!(swept.expect("sweep").orphans, 3);
+    assert_eq!(app.blob_files(), blobs_before);
+}
