@@ -2,12 +2,14 @@
 //! window is recorded at once; the rest of that window become one entry with their count, written when the window
 //! has closed (at the next refusal of that key, or by the periodic flush). A flood of anonymous requests then costs
 //! the log two entries per address, route and window instead of one per request, and still shows how many there
-//! were. Signed-in people's refusals are never folded: each says who tried what.
+//! were. Signed-in people's refusals are never folded: each says who tried what. An address is counted as the
+//! throttles count it ([`network`]): an IPv6 address by its /64, so rotating through one buys no entries.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::log::{Actor, AuditLog, Event, Outcome};
+use crate::auth::throttle::network;
 use crate::db::DbConn;
 use crate::error::AppResult;
 use crate::time::rfc3339;
@@ -52,8 +54,13 @@ impl Folded {
         let event = Event::new(self.action, Outcome::Refused)
             .object("route", self.route.clone())
             .reason(format!(
-                "{} more like this from this address between {} and {} ({})",
+                "{} more like this from this {} between {} and {} ({})",
                 self.count,
+                if self.addr.ends_with("/64") {
+                    "network"
+                } else {
+                    "address"
+                },
                 rfc3339(self.from),
                 rfc3339(self.until),
                 self.reason
@@ -188,10 +195,10 @@ pub fn record_anonymous(
     event: Event,
     now: i64,
 ) -> AppResult<()> {
-    let addr = actor.client_addr.as_deref().unwrap_or("unknown");
+    let addr = network(actor.client_addr.as_deref().unwrap_or("unknown"));
     let route = event.object_id.clone().unwrap_or_default();
     let reason = event.reason.clone().unwrap_or_default();
-    match tally.note(addr, event.action, &route, &reason, now) {
+    match tally.note(&addr, event.action, &route, &reason, now) {
         Noted::Folded => Ok(()),
         Noted::Record(previous) => audit.fact(conn, actor, |tx| {
             if let Some(f) = previous {

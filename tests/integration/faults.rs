@@ -188,6 +188,40 @@ fn a_flood_of_anonymous_refusals_is_one_entry_and_a_count_per_address_route_and_
         "{reasons:?}"
     );
     assert_eq!(reasons[6], "not logged in", "{reasons:?}");
+
+    // Addresses of one IPv6 /64 are one party: rotating through them buys no entries; the next /64 is another.
+    let at = |s: &str| std::net::SocketAddr::new(s.parse().unwrap(), 40000);
+    for i in 1..=20 {
+        let from = at(&format!("2001:db8:9:1::{i:x}"));
+        let res = app.client.get("/officer").remote(from).dispatch();
+        assert_eq!(res.status(), Status::Unauthorized);
+    }
+    let res = app
+        .client
+        .get("/officer")
+        .remote(at("2001:db8:9:2::1"))
+        .dispatch();
+    assert_eq!(res.status(), Status::Unauthorized);
+    assert_eq!(
+        refusal_reasons(&app).len(),
+        9,
+        "{:?}",
+        refusal_reasons(&app)
+    );
+    app.advance(61);
+    let res = app
+        .client
+        .get("/officer")
+        .remote(at("2001:db8:9:1::99"))
+        .dispatch();
+    assert_eq!(res.status(), Status::Unauthorized);
+    let reasons = refusal_reasons(&app);
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("19 more like this from this network")),
+        "{reasons:?}"
+    );
     // The chain is whole.
     assert!(app
         .with_conn(|c| pcii_portal::audit::log::verify_stored(c, &[], None))
