@@ -235,10 +235,13 @@ pub fn confirm_email(
     token: &str,
     now: i64,
 ) -> AppResult<()> {
+    let hash = hash_token(token);
+    // A read first: a flood of made-up links does not queue for the write lock every fact takes.
+    if account_token::peek(conn, &hash, Purpose::VerifyEmail, now)?.is_none() {
+        return Err(AppError::Gone(LINK_GONE.into()));
+    }
     audit.fact(conn, actor, |tx| {
-        let Some(user_id) =
-            account_token::spend(tx, &hash_token(token), Purpose::VerifyEmail, now)?
-        else {
+        let Some(user_id) = account_token::spend(tx, &hash, Purpose::VerifyEmail, now)? else {
             return Err(AppError::Gone(LINK_GONE.into()));
         };
         account::set_email_verified(tx, &user_id, now)?;

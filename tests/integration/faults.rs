@@ -465,3 +465,20 @@ fn a_save_or_message_whose_commit_fails_is_503_unconfirmed_and_its_files_wait_fo
     assert_eq!(swept.expect("sweep").orphans, 3);
     assert_eq!(app.blob_files(), blobs_before);
 }
+
+/// A made-up confirmation link is refused from a read: a flood of them does not queue for the write lock (seen
+/// here with the database locked meanwhile: the answer is still 410, not a 503 after the busy timeout).
+#[test]
+fn a_made_up_confirmation_link_is_refused_without_the_write_lock() {
+    let app = TestApp::with(|f| f.merge(("database_busy_timeout_ms", 300)));
+    let mut b = app.browser();
+    let token = b.csrf();
+    let lock = WriteLock::take(&app);
+    let page = b.post_raw(
+        "/verify-email/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        encode(&[("csrf", &token)]),
+        None,
+    );
+    drop(lock);
+    assert_eq!(page.status, Status::Gone, "{}", page.body);
+}
