@@ -421,6 +421,10 @@ fn commit_message(
             sub.status().label().to_lowercase()
         )));
     }
+    // Read again too: a merge accepted meanwhile can make it the officer's own organisation's.
+    if side == Side::Office {
+        crate::workflow::decisions::not_own(writer, &sub)?;
+    }
     // Wrapped again if a `keys rotate` changed the master identity during the upload.
     if let Some(new) = &req.sealing.new {
         new.insert_current(tx, &sub.id, now, keys)?;
