@@ -50,6 +50,31 @@ fn members(conn: &mut DbConn, organisation_id: &str) -> QueryResult<Vec<Person>>
         .load(conn)
 }
 
+/// How many of an organisation's members can be mailed (enabled, address confirmed), how many were sent `kind`
+/// about `subject`, and when it first went.
+pub fn reach(
+    conn: &mut DbConn,
+    organisation_id: &str,
+    kind: &str,
+    subject: &str,
+) -> QueryResult<(i64, i64, Option<i64>)> {
+    let mailable = members(conn, organisation_id)?.len() as i64;
+    let (sent, first): (i64, Option<i64>) = notifications_sent::table
+        .filter(notifications_sent::kind.eq(kind))
+        .filter(notifications_sent::subject.eq(subject))
+        .select((
+            diesel::dsl::count_star(),
+            diesel::dsl::min(notifications_sent::sent_at),
+        ))
+        .first(conn)?;
+    Ok((mailable, sent, first))
+}
+
+/// The key a disposition reminder is recorded under: the submission and the deadline it names.
+pub fn disposition_subject(submission_id: &str, due_at: i64) -> String {
+    format!("{submission_id}@{due_at}")
+}
+
 fn recipient(p: Person, subject: String, due_at: i64, path: String) -> Recipient {
     Recipient {
         user_id: p.0,
@@ -134,7 +159,7 @@ pub fn disposition_deadlines(
         for p in members(conn, &org)? {
             out.push(recipient(
                 p,
-                format!("{sid}@{due}"),
+                disposition_subject(&sid, due),
                 due,
                 "/submissions".into(),
             ));

@@ -294,6 +294,53 @@ pub fn set_preferences(
     })
 }
 
+/// How long before its deadline an organisation is reminded to answer for a submission not validated.
+const DISPOSITION_REMINDER_BEFORE: i64 = 7 * DAY;
+
+/// Whether an organisation hears by email that its answer is awaited: for the officer who may destroy what it
+/// leaves unanswered. `None` when no answer is awaited.
+#[derive(Debug, Serialize)]
+pub struct DispositionReach {
+    /// Members who can be mailed now (enabled, address confirmed).
+    pub mailable: i64,
+    /// Members the reminder went to, and when it first went.
+    pub reminded: i64,
+    pub reminded_at: Option<i64>,
+    /// When the reminder is due, and whether that time has come.
+    pub reminder_from: i64,
+    pub reminder_due: bool,
+}
+
+pub async fn disposition_reach(
+    state: &Services,
+    sub: &crate::models::submission::Submission,
+) -> AppResult<Option<DispositionReach>> {
+    let Some(due) = crate::workflow::lifecycle::disposition_awaited(sub) else {
+        return Ok(None);
+    };
+    let oid = sub.organisation_id.clone();
+    let subject = model::disposition_subject(&sub.id, due);
+    let (mailable, reminded, reminded_at) = state
+        .db
+        .run(move |c| {
+            Ok(model::reach(
+                c,
+                &oid,
+                Kind::DispositionReminder.as_str(),
+                &subject,
+            )?)
+        })
+        .await?;
+    let reminder_from = due - DISPOSITION_REMINDER_BEFORE;
+    Ok(Some(DispositionReach {
+        mailable,
+        reminded,
+        reminded_at,
+        reminder_from,
+        reminder_due: state.clock.now() >= reminder_from,
+    }))
+}
+
 /// Everything due now that was not sent yet and the person did not turn off.
 pub fn due(conn: &mut DbConn, now: i64) -> AppResult<Vec<(Kind, Recipient)>> {
     let training_valid = crate::domain::TRAINING_VALID_DAYS * DAY;
@@ -310,7 +357,7 @@ pub fn due(conn: &mut DbConn, now: i64) -> AppResult<Vec<(Kind, Recipient)>> {
     all.extend(tag(Kind::CureReminder7, seven));
     all.extend(tag(
         Kind::DispositionReminder,
-        model::disposition_deadlines(conn, now, 7 * DAY)?,
+        model::disposition_deadlines(conn, now, DISPOSITION_REMINDER_BEFORE)?,
     ));
     all.extend(tag(
         Kind::GrantEnding,

@@ -1424,3 +1424,64 @@ fn waiting_submissions_get_their_30_days_from_the_migration_not_from_the_past() 
     assert_eq!(due(&recent), Some(ahead + 30 * DAY));
     assert_eq!(due(&validated), None);
 }
+
+/// Before destroying what an organisation left unanswered, the officer sees whether it was told by email: when its
+/// reminder goes, that it went (to how many, when), or that no member of it can be mailed at all.
+#[test]
+fn the_officer_sees_whether_the_organisation_was_reminded_of_its_deadline() {
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut bob = app.login_as(Role::Submitter, "bob@globex.example", Some("Globex"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let not_validated = |officer: &mut Browser<'_>, id: &str| {
+        let page = officer.post(
+            &format!("/officer/submissions/{id}/decision"),
+            &[
+                ("decision", "not_validated"),
+                ("reason", "Not critical infrastructure"),
+                ("confirm", "1"),
+            ],
+        );
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    };
+    let acme = submit(&mut ann, &[file_bytes(1_000, 1, "")]);
+    let globex = submit(&mut bob, &[file_bytes(1_000, 2, "")]);
+    not_validated(&mut officer, &acme);
+    not_validated(&mut officer, &globex);
+
+    let reminder_from = pcii_portal::time::datetime(disposition_due(&app, &acme) - 7 * DAY);
+    let page = officer.get(&format!("/officer/submissions/{acme}"));
+    assert!(
+        page.body.contains(&format!(
+            "goes to the organisation's 1 member with a confirmed address on {reminder_from}"
+        )),
+        "{}",
+        page.body
+    );
+    // Globex's one member has not confirmed an address: nobody there hears of the deadline by email.
+    app.with_conn(|c| {
+        diesel::update(users::table.filter(users::email.eq("bob@globex.example")))
+            .set(users::email_verified_at.eq(None::<i64>))
+            .execute(c)
+            .unwrap()
+    });
+    let page = officer.get(&format!("/officer/submissions/{globex}"));
+    assert!(
+        page.body
+            .contains("No member of the organisation can be mailed"),
+        "{}",
+        page.body
+    );
+
+    // Past the reminder's time, the round mails Acme's member; the page says so.
+    app.advance(23 * DAY + 120);
+    app.notification_round();
+    officer = signed_in(&app, "olga@pcii.example.gov");
+    let page = officer.get(&format!("/officer/submissions/{acme}"));
+    assert!(
+        page.body
+            .contains("was mailed to 1 member of the organisation on"),
+        "{}",
+        page.body
+    );
+}

@@ -256,8 +256,10 @@ pub(super) async fn submission_page(
             .get(&sub.id)
             .copied()
             .unwrap_or(0);
+    let reach = crate::workflow::notifications::disposition_reach(ctx.state, sub).await?;
     Ok(Page::new("officer/submission.html.tera")
         .with("unread_messages", unread)
+        .with("reach", reach)
         .with(
             "messages_link",
             format!("/officer/submissions/{}/messages", sub.id),
