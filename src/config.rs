@@ -50,6 +50,11 @@ pub struct Settings {
     /// sent to anyone, so without a cap one account could fill the disk (or the bucket) with them.
     pub max_drafts_per_organisation: u32,
     pub max_draft_bytes_per_organisation: u64,
+    /// What an organisation the Program Office has not verified yet may have sent and still held (not returned or
+    /// destroyed): how many submissions, and how many bytes of files. Self-registration is open, so without a cap
+    /// one account could fill the disk (and the officers' queue) by sending; a verified organisation is not capped.
+    pub max_unverified_sent_per_organisation: u32,
+    pub max_unverified_sent_bytes_per_organisation: u64,
     /// Forms with files received at once: in all (past it, 503) and per account (past it, 429).
     pub max_concurrent_uploads: u32,
     pub max_uploads_per_account: u32,
@@ -164,6 +169,8 @@ impl Default for Settings {
             max_files: 50,
             max_drafts_per_organisation: 100,
             max_draft_bytes_per_organisation: 40 << 30,
+            max_unverified_sent_per_organisation: 50,
+            max_unverified_sent_bytes_per_organisation: 20 << 30,
             max_concurrent_uploads: 64,
             max_uploads_per_account: 4,
             max_concurrent_downloads: 64,
@@ -298,6 +305,8 @@ impl Settings {
             || self.max_submission_bytes == 0
             || self.max_drafts_per_organisation == 0
             || self.max_draft_bytes_per_organisation == 0
+            || self.max_unverified_sent_per_organisation == 0
+            || self.max_unverified_sent_bytes_per_organisation == 0
             || self.max_concurrent_uploads == 0
             || self.max_uploads_per_account == 0
             || self.max_concurrent_downloads == 0

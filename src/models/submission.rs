@@ -419,6 +419,32 @@ pub fn draft_usage(conn: &mut DbConn, organisation_id: &str) -> QueryResult<(i64
     Ok((count, attachments.saturating_add(message_files)))
 }
 
+/// What an organisation has sent and still holds (every status but draft, returned and destroyed): how many
+/// submissions, and the bytes of their files and of the files in their threads.
+pub fn sent_usage(conn: &mut DbConn, organisation_id: &str) -> QueryResult<(i64, i64)> {
+    use crate::db::schema::message_files;
+    let gone = [Status::Draft, Status::Returned, Status::Destroyed];
+    let (count, attachments): (i64, i64) = submissions::table
+        .filter(submissions::organisation_id.eq(organisation_id))
+        .filter(submissions::status.ne_all(gone))
+        .select((
+            diesel::dsl::count_star(),
+            diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                "CAST(COALESCE(SUM(total_bytes), 0) AS BIGINT)",
+            ),
+        ))
+        .first(conn)?;
+    let message_files: i64 = message_files::table
+        .inner_join(submissions::table.on(submissions::id.eq(message_files::submission_id)))
+        .filter(submissions::organisation_id.eq(organisation_id))
+        .filter(submissions::status.ne_all(gone))
+        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "CAST(COALESCE(SUM(message_files.size_bytes), 0) AS BIGINT)",
+        ))
+        .first(conn)?;
+    Ok((count, attachments.saturating_add(message_files)))
+}
+
 /// Counts one more tracking number for `year` and returns it (1 for the year's first). Read then written,
 /// so the caller must hold the lock that serialises writers (the audit head lock every fact takes).
 pub fn bump_tracking_counter(conn: &mut DbConn, year: i32) -> QueryResult<i64> {

@@ -212,13 +212,49 @@ pub async fn message_files_room(state: &Services, sub: &Submission) -> AppResult
 }
 
 /// A byte count as a person reads a limit: `40 GiB`, `1.5 MiB`, `100000 bytes`.
-fn size_label(bytes: u64) -> String {
+pub fn size_label(bytes: u64) -> String {
     let (unit, name) = match bytes {
         b if b >= 1 << 30 => (1u64 << 30, "GiB"),
         b if b >= 1 << 20 => (1 << 20, "MiB"),
         _ => return format!("{bytes} bytes"),
     };
     format!("{:.1} {name}", bytes as f64 / unit as f64).replace(".0 ", " ")
+}
+
+/// An organisation the Program Office has not verified may have only so much sent and held (this submission
+/// counted, its status already changed in the transaction): self-registration is open, and sending frees a draft's
+/// share of the drafts quota, so without this one account could fill the disk by sending.
+/// Also checked when the organisation writes a message with files in a sent submission's thread (`max_sent`
+/// `None`: the count does not change).
+pub fn within_unverified_room(
+    tx: &mut DbConn,
+    organisation_id: &str,
+    max_sent: Option<u32>,
+    max_bytes: u64,
+) -> AppResult<()> {
+    let verified = crate::models::account::find_organisation(tx, organisation_id)?
+        .is_some_and(|o| o.verified_at.is_some());
+    if verified {
+        return Ok(());
+    }
+    let (sent, bytes) = submission::sent_usage(tx, organisation_id)?;
+    if let Some(max) = max_sent.filter(|max| sent > i64::from(*max)) {
+        return Err(AppError::Conflict(format!(
+            "Your organisation has not been verified by the PCII Program Office yet: until it is, it may have {} \
+             submissions with the Program Office. Nothing was sent (a draft stays as it was). The Program Office \
+             verifies new organisations; ask it if this takes long.",
+            max
+        )));
+    }
+    if bytes.max(0) as u64 > max_bytes {
+        return Err(AppError::TooLarge(format!(
+            "Your organisation has not been verified by the PCII Program Office yet: until it is, the files it \
+             has sent may hold {} together, and this would take it past that. Nothing was sent (a draft stays \
+             as it was). The Program Office verifies new organisations; ask it if this takes long.",
+            size_label(max_bytes)
+        )));
+    }
+    Ok(())
 }
 
 /// A file may be replaced in answer to a defect notice: the Program Office asked for a corrected one.
@@ -281,6 +317,9 @@ struct Plan {
     /// What the organisation's drafts may hold together, checked again in the commit.
     max_drafts: u32,
     max_draft_bytes: u64,
+    /// What an organisation not verified yet may have sent and still held, checked when it sends.
+    max_unverified_sent: u32,
+    max_unverified_sent_bytes: u64,
 }
 
 async fn save_inner(
@@ -459,6 +498,8 @@ async fn save_inner(
         max_bytes: state.settings.max_submission_bytes,
         max_drafts: state.settings.max_drafts_per_organisation,
         max_draft_bytes: state.settings.max_draft_bytes_per_organisation,
+        max_unverified_sent: state.settings.max_unverified_sent_per_organisation,
+        max_unverified_sent_bytes: state.settings.max_unverified_sent_bytes_per_organisation,
     };
     let audit = state.audit.clone();
     let actor = actor.clone();
@@ -702,6 +743,14 @@ fn commit_save(
                 tracking = Some(tn);
             }
             submission::set_status_affirmed(tx, &sub.id, to, STATEMENT_VERSION, &who.user_id, now)?;
+            if step == Step::Submit {
+                within_unverified_room(
+                    tx,
+                    &who.organisation_id,
+                    Some(plan.max_unverified_sent),
+                    plan.max_unverified_sent_bytes,
+                )?;
+            }
             if step == Step::Cure {
                 // Received again: flagged "cured — re-review" in the queue until an officer decides.
                 submission::set_cured(tx, &sub.id, now)?;

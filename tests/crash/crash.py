@@ -110,6 +110,9 @@ def base_env(extra=None):
         PCII_LOG=os.environ.get("PCII_LOG", "info"),
         # The suite signs its officer in once per server life; a slow CI machine must not outlive the step-up.
         PCII_STEP_UP_MINUTES="120",
+        # The suite's organisation is never verified and sends more than an unverified one may.
+        PCII_MAX_UNVERIFIED_SENT_PER_ORGANISATION="1000000000",
+        PCII_MAX_UNVERIFIED_SENT_BYTES_PER_ORGANISATION=str(1 << 50),
         NO_COLOR="1",
     )
     if extra:

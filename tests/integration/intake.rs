@@ -1076,3 +1076,96 @@ fn an_organisations_drafts_are_capped_in_number_and_bytes_and_room_comes_back() 
     assert_eq!(deleted.status, Status::SeeOther, "{}", deleted.body);
     assert_eq!(draft_with(&mut ann, Some(&file)).status, Status::SeeOther);
 }
+
+/// An organisation the Program Office has not verified yet may have only so much sent and held: self-registration
+/// is open, and sending frees a draft's share of the drafts quota, so without a cap one account could fill the disk
+/// by sending. Past the count, 409; past the bytes, 413; nothing of the refused send kept, a draft left as it was.
+/// Verified, the organisation is not capped.
+#[test]
+fn an_unverified_organisation_may_have_only_so_much_sent() {
+    let app = TestApp::with(|f| {
+        f.merge(("max_unverified_sent_per_organisation", 2))
+            .merge(("max_unverified_sent_bytes_per_organisation", 100_000))
+    });
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut gus = app.login_as(Role::Submitter, "gus@globex.example", Some("Globex"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let send = |b: &mut Browser<'_>, bytes: usize, action: &str| {
+        let file = file_bytes(bytes, 1, "");
+        let mut parts = complete_fields("n", action);
+        parts.push(Part::Text("description_1", "Diagram"));
+        parts.push(Part::File("file_1", "d.bin", &file));
+        b.post_multipart("/submissions", &parts)
+    };
+    for _ in 0..2 {
+        assert_eq!(send(&mut ann, 1_000, "submit").status, Status::SeeOther);
+    }
+    let before = (app.blob_files(), table_counts(&app));
+    let page = send(&mut ann, 1_000, "submit");
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert!(page.body.contains("has not been verified"), "{}", page.body);
+    assert_eq!((app.blob_files(), table_counts(&app)), before);
+
+    // A draft may still be kept; sending it is refused and leaves it a draft.
+    let page = send(&mut ann, 1_000, "draft");
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let draft = submission_id_from(&location(&page));
+    let page = ann.post_multipart(
+        &format!("/submissions/{draft}"),
+        &complete_fields("n", "submit"),
+    );
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert!(page.body.contains("has not been verified"), "{}", page.body);
+    assert_eq!(app.status_of(&draft), "draft");
+
+    // The bytes: another organisation's one submission over them.
+    let before = (app.blob_files(), table_counts(&app));
+    let page = send(&mut gus, 100_001, "submit");
+    assert_eq!(page.status, Status::PayloadTooLarge, "{}", page.body);
+    assert!(page.body.contains("has not been verified"), "{}", page.body);
+    assert_eq!((app.blob_files(), table_counts(&app)), before);
+
+    // Files in a sent submission's thread count too.
+    let sent: String = app.with_conn(|c| {
+        submissions::table
+            .filter(submissions::status.eq(pcii_portal::domain::Status::Received))
+            .select(submissions::id)
+            .first(c)
+            .unwrap()
+    });
+    let big = file_bytes(99_000, 3, "");
+    let before = (app.blob_files(), table_counts(&app));
+    let page = ann.post_multipart(
+        &format!("/submissions/{sent}/messages"),
+        &[
+            Part::Text("body", "More"),
+            Part::File("file_1", "m.bin", &big),
+        ],
+    );
+    assert_eq!(page.status, Status::PayloadTooLarge, "{}", page.body);
+    assert!(page.body.contains("has not been verified"), "{}", page.body);
+    assert_eq!((app.blob_files(), table_counts(&app)), before);
+
+    // Its administrator's page says so before anyone finds out by sending.
+    let page = ann.get("/organisation");
+    assert!(
+        page.body
+            .contains("may have 2 submissions (files of 100000 bytes together)"),
+        "{}",
+        page.body
+    );
+
+    // Verified by the Program Office, Acme sends.
+    let acme = app.organisation_id("Acme").unwrap();
+    let page = officer.post(
+        &format!("/officer/organisations/{acme}/verify"),
+        &[("method", "called the listed phone number of the company")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let page = ann.post_multipart(
+        &format!("/submissions/{draft}"),
+        &complete_fields("n", "submit"),
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.status_of(&draft), "received");
+}

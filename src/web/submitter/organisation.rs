@@ -48,11 +48,18 @@ struct Overview {
     open: Vec<InvitationRow>,
     awaiting: Vec<InvitationRow>,
     merges: Vec<ProposalRow>,
+    /// What it may have sent and held until the Program Office verifies it: how many, and the files' size.
+    unverified_room: (u32, String),
 }
 
 async fn overview(ctx: &Ctx<'_>, organisation_id: &str) -> AppResult<Overview> {
     let org = organisation_id.to_string();
     let now = ctx.state.clock.now();
+    let settings = &ctx.state.settings;
+    let unverified_room = (
+        settings.max_unverified_sent_per_organisation,
+        crate::workflow::intake::size_label(settings.max_unverified_sent_bytes_per_organisation),
+    );
     ctx.state
         .db
         .run(move |c| {
@@ -67,6 +74,7 @@ async fn overview(ctx: &Ctx<'_>, organisation_id: &str) -> AppResult<Overview> {
                 open,
                 awaiting,
                 merges,
+                unverified_room,
             })
         })
         .await
@@ -89,6 +97,7 @@ fn page(admin: &OrgAdminUser<'_>, o: Overview) -> Page {
     Page::new("organisation/index.html.tera")
         .with("organisation", &o.organisation)
         .with("verified", o.organisation.verified_at.is_some())
+        .with("unverified_room", &o.unverified_room)
         .with("members", &o.members)
         .with("invitations", &o.open)
         .with("awaiting", &o.awaiting)
