@@ -46,8 +46,8 @@ pub enum AppError {
     /// Ours, and a fault.
     #[error("internal: {0}")]
     Internal(String),
-    /// The act was done and its commit failed: whether the database kept it cannot be told (PostgreSQL may have
-    /// committed before the connection was lost). Nothing it wrote may be undone on that guess: files stay for the
+    /// The act was done and its commit failed on PostgreSQL: whether the database kept it cannot be told (the server
+    /// may have committed before the connection was lost; on SQLite a failed commit is a rollback). Nothing it wrote may be undone on that guess: files stay for the
     /// orphan sweep, which removes only what no committed row names. The error inside says why (503, or 507).
     #[error("not confirmed: {0}")]
     Unconfirmed(Box<AppError>),

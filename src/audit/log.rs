@@ -150,6 +150,9 @@ impl AuditLog {
     where
         F: FnOnce(&mut DbConn) -> AppResult<(T, Option<Event>)>,
     {
+        // A failed COMMIT on SQLite is a rollback; on PostgreSQL a connection lost during it leaves the outcome
+        // unknown (the server may have committed).
+        let uncertain_commit = !matches!(conn, DbConn::Sqlite(_));
         let mut committing = false;
         let done = conn.transaction::<T, AppError, _>(|tx| {
             lock_head(tx)?;
@@ -163,7 +166,7 @@ impl AuditLog {
         match done {
             Err(e @ AppError::ConflictOfInterest(_)) => Err(self.record_conflict(conn, actor, e)),
             // Only COMMIT failed after this point.
-            Err(e) if committing => Err(AppError::Unconfirmed(Box::new(e))),
+            Err(e) if committing && uncertain_commit => Err(AppError::Unconfirmed(Box::new(e))),
             done => done,
         }
     }

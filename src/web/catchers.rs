@@ -60,7 +60,8 @@ impl<'r> Responder<'r, 'static> for ErrorPage {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
         let status = self.0;
         let mut res = self.render(req)?;
-        if let Some(secs) = retry_after(status) {
+        if let Some(secs) = retry_after(status).filter(|_| !crate::web::error::outcome_unknown(req))
+        {
             res.set_raw_header("Retry-After", secs);
         }
         Ok(res)

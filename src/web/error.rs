@@ -42,6 +42,14 @@ pub fn set_error_message(req: &Request<'_>, message: String) {
     }
 }
 
+/// Set when an act's outcome is unknown ([`AppError::Unconfirmed`]): its 503 carries no `Retry-After`, which would
+/// invite a client to send it again before anyone looked whether it was recorded.
+pub struct OutcomeUnknown(pub bool);
+
+pub fn outcome_unknown(req: &Request<'_>) -> bool {
+    req.local_cache(|| OutcomeUnknown(false)).0
+}
+
 pub fn error_message(req: &Request<'_>) -> Option<String> {
     req.local_cache(ErrorMessage::default)
         .0
@@ -60,6 +68,9 @@ impl<'r> Responder<'r, 'static> for AppError {
         }
         if let Some(m) = self.public_message() {
             set_error_message(req, m);
+        }
+        if matches!(self, AppError::Unconfirmed(_)) {
+            req.local_cache(|| OutcomeUnknown(true));
         }
         // The catcher for this status renders the page (or JSON), so every error looks and is headed the same.
         Err(status)
