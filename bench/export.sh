@@ -40,7 +40,8 @@ work="$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/pcii-export-bench.XXXXXX")"
 server_pid=""
 trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 # This run's organisations are never verified and send more than an unverified one may.
-export PCII_MAX_UNVERIFIED_SENT_PER_ORGANISATION=1000000000 PCII_MAX_UNVERIFIED_SENT_BYTES_PER_ORGANISATION=1125899906842624
+export PCII_MAX_UNVERIFIED_SENT_PER_ORGANISATION=1000000000 PCII_MAX_UNVERIFIED_SENT_BYTES_PER_ORGANISATION=1125899906842624 \
+  PCII_MAX_UNVERIFIED_SENT_BYTES_TOTAL=1125899906842624
 export PCII_CONFIG=/nonexistent.toml PCII_DATA_DIR="$work/data" PCII_KEYS_DIR="$work/keys" PCII_LOG=warn
 export PCII_DATABASE_URL= PCII_ADDRESS=127.0.0.1 PCII_PORT="$PORT"
 base="http://127.0.0.1:$PORT"

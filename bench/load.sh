@@ -70,7 +70,8 @@ stop_server() {
 trap 'stop_server; rm -rf "$work"' EXIT
 
 # This run's organisations are never verified and send more than an unverified one may.
-export PCII_MAX_UNVERIFIED_SENT_PER_ORGANISATION=1000000000 PCII_MAX_UNVERIFIED_SENT_BYTES_PER_ORGANISATION=1125899906842624
+export PCII_MAX_UNVERIFIED_SENT_PER_ORGANISATION=1000000000 PCII_MAX_UNVERIFIED_SENT_BYTES_PER_ORGANISATION=1125899906842624 \
+  PCII_MAX_UNVERIFIED_SENT_BYTES_TOTAL=1125899906842624
 export PCII_CONFIG=/nonexistent.toml PCII_DATA_DIR="$work/data" PCII_KEYS_DIR="$work/keys" PCII_LOG=warn
 export PCII_DATABASE_URL=
 export PCII_ADDRESS=127.0.0.1 PCII_PORT="$PORT"   # Rocket's own keys are read with the PCII_ prefix

@@ -23,7 +23,8 @@ fill="$target/release/examples/data_keys_fill"
 work="$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/pcii-rotate-bench.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 # This run's organisations are never verified and send more than an unverified one may.
-export PCII_MAX_UNVERIFIED_SENT_PER_ORGANISATION=1000000000 PCII_MAX_UNVERIFIED_SENT_BYTES_PER_ORGANISATION=1125899906842624
+export PCII_MAX_UNVERIFIED_SENT_PER_ORGANISATION=1000000000 PCII_MAX_UNVERIFIED_SENT_BYTES_PER_ORGANISATION=1125899906842624 \
+  PCII_MAX_UNVERIFIED_SENT_BYTES_TOTAL=1125899906842624
 export PCII_CONFIG=/nonexistent.toml PCII_DATA_DIR="$work/data" PCII_KEYS_DIR="$work/keys" PCII_LOG=warn
 export PCII_DATABASE_URL=
 if [ -n "${BENCH_ESCROW:-}" ]; then export PCII_ESCROW_RECIPIENTS="[\"$BENCH_ESCROW\"]"; fi

@@ -54,7 +54,8 @@ fi
 trap 'stop_server; [ "$S3" != 1 ] || stop_seaweedfs; rm -rf "$work"' EXIT
 
 # This run's organisations are never verified and send more than an unverified one may.
-export PCII_MAX_UNVERIFIED_SENT_PER_ORGANISATION=1000000000 PCII_MAX_UNVERIFIED_SENT_BYTES_PER_ORGANISATION=1125899906842624
+export PCII_MAX_UNVERIFIED_SENT_PER_ORGANISATION=1000000000 PCII_MAX_UNVERIFIED_SENT_BYTES_PER_ORGANISATION=1125899906842624 \
+  PCII_MAX_UNVERIFIED_SENT_BYTES_TOTAL=1125899906842624
 export PCII_CONFIG=/nonexistent.toml PCII_KEYS_DIR="$work/keys" PCII_LOG=warn PCII_DATABASE_URL=
 export PCII_ADDRESS=127.0.0.1 PCII_PORT="$PORT"   # Rocket's own keys are read with the PCII_ prefix
 base="http://127.0.0.1:$PORT"

@@ -55,6 +55,9 @@ pub struct Settings {
     /// one account could fill the disk (and the officers' queue) by sending; a verified organisation is not capped.
     pub max_unverified_sent_per_organisation: u32,
     pub max_unverified_sent_bytes_per_organisation: u64,
+    /// The same bytes over every organisation not verified yet: each registration makes one, so a per-organisation
+    /// cap alone only slows a flood of them down.
+    pub max_unverified_sent_bytes_total: u64,
     /// Forms with files received at once: in all (past it, 503) and per account (past it, 429).
     pub max_concurrent_uploads: u32,
     pub max_uploads_per_account: u32,
@@ -171,6 +174,7 @@ impl Default for Settings {
             max_draft_bytes_per_organisation: 40 << 30,
             max_unverified_sent_per_organisation: 50,
             max_unverified_sent_bytes_per_organisation: 20 << 30,
+            max_unverified_sent_bytes_total: 100 << 30,
             max_concurrent_uploads: 64,
             max_uploads_per_account: 4,
             max_concurrent_downloads: 64,
@@ -307,6 +311,7 @@ impl Settings {
             || self.max_draft_bytes_per_organisation == 0
             || self.max_unverified_sent_per_organisation == 0
             || self.max_unverified_sent_bytes_per_organisation == 0
+            || self.max_unverified_sent_bytes_total == 0
             || self.max_concurrent_uploads == 0
             || self.max_uploads_per_account == 0
             || self.max_concurrent_downloads == 0

@@ -420,9 +420,9 @@ pub fn draft_usage(conn: &mut DbConn, organisation_id: &str) -> QueryResult<(i64
 }
 
 /// What an organisation has sent and still holds (every status but draft, returned and destroyed): how many
-/// submissions, and the bytes of their files and of the files in their threads.
+/// submissions, and the bytes of their files and of the files its members put in their threads (not the officers').
 pub fn sent_usage(conn: &mut DbConn, organisation_id: &str) -> QueryResult<(i64, i64)> {
-    use crate::db::schema::message_files;
+    use crate::db::schema::{message_files, messages};
     let gone = [Status::Draft, Status::Returned, Status::Destroyed];
     let (count, attachments): (i64, i64) = submissions::table
         .filter(submissions::organisation_id.eq(organisation_id))
@@ -436,13 +436,44 @@ pub fn sent_usage(conn: &mut DbConn, organisation_id: &str) -> QueryResult<(i64,
         .first(conn)?;
     let message_files: i64 = message_files::table
         .inner_join(submissions::table.on(submissions::id.eq(message_files::submission_id)))
+        .inner_join(messages::table.on(messages::id.eq(message_files::message_id)))
         .filter(submissions::organisation_id.eq(organisation_id))
         .filter(submissions::status.ne_all(gone))
+        .filter(messages::side.eq("organisation"))
         .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
             "CAST(COALESCE(SUM(message_files.size_bytes), 0) AS BIGINT)",
         ))
         .first(conn)?;
     Ok((count, attachments.saturating_add(message_files)))
+}
+
+/// The bytes every organisation not verified yet holds sent, counted as [`sent_usage`] counts one organisation's.
+pub fn unverified_sent_bytes(conn: &mut DbConn) -> QueryResult<i64> {
+    use crate::db::schema::{message_files, messages, organisations};
+    let gone = [Status::Draft, Status::Returned, Status::Destroyed];
+    let unverified = || {
+        organisations::table
+            .filter(organisations::verified_at.is_null())
+            .select(organisations::id)
+    };
+    let attachments: i64 = submissions::table
+        .filter(submissions::organisation_id.eq_any(unverified()))
+        .filter(submissions::status.ne_all(gone))
+        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "CAST(COALESCE(SUM(total_bytes), 0) AS BIGINT)",
+        ))
+        .first(conn)?;
+    let message_files: i64 = message_files::table
+        .inner_join(submissions::table.on(submissions::id.eq(message_files::submission_id)))
+        .inner_join(messages::table.on(messages::id.eq(message_files::message_id)))
+        .filter(submissions::organisation_id.eq_any(unverified()))
+        .filter(submissions::status.ne_all(gone))
+        .filter(messages::side.eq("organisation"))
+        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "CAST(COALESCE(SUM(message_files.size_bytes), 0) AS BIGINT)",
+        ))
+        .first(conn)?;
+    Ok(attachments.saturating_add(message_files))
 }
 
 /// Counts one more tracking number for `year` and returns it (1 for the year's first). Read then written,

@@ -221,37 +221,62 @@ pub fn size_label(bytes: u64) -> String {
     format!("{:.1} {name}", bytes as f64 / unit as f64).replace(".0 ", " ")
 }
 
-/// An organisation the Program Office has not verified may have only so much sent and held (this submission
-/// counted, its status already changed in the transaction): self-registration is open, and sending frees a draft's
-/// share of the drafts quota, so without this one account could fill the disk by sending.
-/// Also checked when the organisation writes a message with files in a sent submission's thread (`max_sent`
-/// `None`: the count does not change).
+/// What organisations the Program Office has not verified yet may have sent and still hold (`max_unverified_*` in
+/// the settings): self-registration is open, and sending frees a draft's share of the drafts quota, so without this
+/// one account (or a flood of registrations, each making an organisation) could fill the disk by sending.
+#[derive(Debug, Clone, Copy)]
+pub struct UnverifiedCaps {
+    pub per_organisation: u32,
+    pub bytes_per_organisation: u64,
+    pub bytes_total: u64,
+}
+
+impl UnverifiedCaps {
+    pub fn of(settings: &crate::config::Settings) -> UnverifiedCaps {
+        UnverifiedCaps {
+            per_organisation: settings.max_unverified_sent_per_organisation,
+            bytes_per_organisation: settings.max_unverified_sent_bytes_per_organisation,
+            bytes_total: settings.max_unverified_sent_bytes_total,
+        }
+    }
+}
+
+/// Checks an unverified organisation's caps in the commit that adds to what it holds sent (a send, a sent
+/// submission's new files, a message's files in a sent submission's thread), counting what that commit wrote;
+/// `sending` also counts the submissions. A verified organisation passes.
 pub fn within_unverified_room(
     tx: &mut DbConn,
     organisation_id: &str,
-    max_sent: Option<u32>,
-    max_bytes: u64,
+    caps: UnverifiedCaps,
+    sending: bool,
 ) -> AppResult<()> {
     let verified = crate::models::account::find_organisation(tx, organisation_id)?
         .is_some_and(|o| o.verified_at.is_some());
     if verified {
         return Ok(());
     }
+    const WAIT: &str = "The Program Office verifies new organisations; ask it if this takes long.";
     let (sent, bytes) = submission::sent_usage(tx, organisation_id)?;
-    if let Some(max) = max_sent.filter(|max| sent > i64::from(*max)) {
+    if sending && sent > i64::from(caps.per_organisation) {
         return Err(AppError::Conflict(format!(
             "Your organisation has not been verified by the PCII Program Office yet: until it is, it may have {} \
-             submissions with the Program Office. Nothing was sent (a draft stays as it was). The Program Office \
-             verifies new organisations; ask it if this takes long.",
-            max
+             submissions with the Program Office. Nothing was sent (a draft stays as it was). {WAIT}",
+            caps.per_organisation
         )));
     }
-    if bytes.max(0) as u64 > max_bytes {
+    if bytes.max(0) as u64 > caps.bytes_per_organisation {
         return Err(AppError::TooLarge(format!(
             "Your organisation has not been verified by the PCII Program Office yet: until it is, the files it \
              has sent may hold {} together, and this would take it past that. Nothing was sent (a draft stays \
-             as it was). The Program Office verifies new organisations; ask it if this takes long.",
-            size_label(max_bytes)
+             as it was). {WAIT}",
+            size_label(caps.bytes_per_organisation)
+        )));
+    }
+    if submission::unverified_sent_bytes(tx)?.max(0) as u64 > caps.bytes_total {
+        return Err(AppError::TooLarge(format!(
+            "Your organisation has not been verified by the PCII Program Office yet, and the Program Office holds \
+             as much as it takes from organisations it has not verified. Nothing was sent (a draft stays as it \
+             was). {WAIT}"
         )));
     }
     Ok(())
@@ -317,9 +342,8 @@ struct Plan {
     /// What the organisation's drafts may hold together, checked again in the commit.
     max_drafts: u32,
     max_draft_bytes: u64,
-    /// What an organisation not verified yet may have sent and still held, checked when it sends.
-    max_unverified_sent: u32,
-    max_unverified_sent_bytes: u64,
+    /// What organisations not verified yet may have sent and still hold, checked when this adds to it.
+    unverified: UnverifiedCaps,
 }
 
 async fn save_inner(
@@ -498,8 +522,7 @@ async fn save_inner(
         max_bytes: state.settings.max_submission_bytes,
         max_drafts: state.settings.max_drafts_per_organisation,
         max_draft_bytes: state.settings.max_draft_bytes_per_organisation,
-        max_unverified_sent: state.settings.max_unverified_sent_per_organisation,
-        max_unverified_sent_bytes: state.settings.max_unverified_sent_bytes_per_organisation,
+        unverified: UnverifiedCaps::of(&state.settings),
     };
     let audit = state.audit.clone();
     let actor = actor.clone();
@@ -732,6 +755,11 @@ fn commit_save(
             )));
         }
     }
+    // A sent submission grows too (a cure's files, a defective one's save): an unverified organisation's cap
+    // counts what it holds, this save's files with it.
+    if from != Status::Draft && !plan.new_files.is_empty() {
+        within_unverified_room(tx, &who.organisation_id, plan.unverified, false)?;
+    }
 
     let mut tracking = sub.tracking_number.clone();
     let (to, action) = match plan.step {
@@ -744,12 +772,7 @@ fn commit_save(
             }
             submission::set_status_affirmed(tx, &sub.id, to, STATEMENT_VERSION, &who.user_id, now)?;
             if step == Step::Submit {
-                within_unverified_room(
-                    tx,
-                    &who.organisation_id,
-                    Some(plan.max_unverified_sent),
-                    plan.max_unverified_sent_bytes,
-                )?;
+                within_unverified_room(tx, &who.organisation_id, plan.unverified, true)?;
             }
             if step == Step::Cure {
                 // Received again: flagged "cured — re-review" in the queue until an officer decides.

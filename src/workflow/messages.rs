@@ -315,9 +315,9 @@ pub struct NewMessageRequest {
     /// What the organisation's drafts may hold together (`max_draft_bytes_per_organisation`): files in a draft's
     /// thread count against it, checked again here under the write lock.
     pub max_draft_bytes: u64,
-    /// What an organisation not verified yet may have sent and held (`max_unverified_sent_bytes_per_organisation`):
-    /// files in a sent submission's thread count against it, checked here under the write lock.
-    pub max_unverified_sent_bytes: u64,
+    /// What organisations not verified yet may have sent and hold: the files an organisation puts in a sent
+    /// submission's thread count, checked here under the write lock.
+    pub unverified: crate::workflow::intake::UnverifiedCaps,
 }
 
 #[derive(Debug)]
@@ -491,8 +491,8 @@ fn commit_message(
         crate::workflow::intake::within_unverified_room(
             tx,
             &sub.organisation_id,
-            None,
-            req.max_unverified_sent_bytes,
+            req.unverified,
+            false,
         )?;
     }
     let mut reason = format!("message {id} from the {}", side.as_str());

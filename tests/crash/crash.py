@@ -113,6 +113,7 @@ def base_env(extra=None):
         # The suite's organisation is never verified and sends more than an unverified one may.
         PCII_MAX_UNVERIFIED_SENT_PER_ORGANISATION="1000000000",
         PCII_MAX_UNVERIFIED_SENT_BYTES_PER_ORGANISATION=str(1 << 50),
+        PCII_MAX_UNVERIFIED_SENT_BYTES_TOTAL=str(1 << 50),
         NO_COLOR="1",
     )
     if extra:

@@ -1086,6 +1086,7 @@ fn an_unverified_organisation_may_have_only_so_much_sent() {
     let app = TestApp::with(|f| {
         f.merge(("max_unverified_sent_per_organisation", 2))
             .merge(("max_unverified_sent_bytes_per_organisation", 100_000))
+            .merge(("max_unverified_sent_bytes_total", 150_000))
     });
     let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
     let mut gus = app.login_as(Role::Submitter, "gus@globex.example", Some("Globex"));
@@ -1145,6 +1146,66 @@ fn an_unverified_organisation_may_have_only_so_much_sent() {
     assert_eq!(page.status, Status::PayloadTooLarge, "{}", page.body);
     assert!(page.body.contains("has not been verified"), "{}", page.body);
     assert_eq!((app.blob_files(), table_counts(&app)), before);
+
+    // Every unverified organisation's files together are capped too: each registration makes one.
+    let mut ivy = app.login_as(Role::Submitter, "ivy@initech.example", Some("Initech"));
+    let mut uma = app.login_as(Role::Submitter, "uma@umbrella.example", Some("Umbrella"));
+    assert_eq!(send(&mut ivy, 60_000, "submit").status, Status::SeeOther);
+    let before = (app.blob_files(), table_counts(&app));
+    let page = send(&mut uma, 90_000, "submit");
+    assert_eq!(page.status, Status::PayloadTooLarge, "{}", page.body);
+    assert!(
+        page.body.contains("holds as much as it takes"),
+        "{}",
+        page.body
+    );
+    assert_eq!((app.blob_files(), table_counts(&app)), before);
+
+    // An officer's files in the thread are not the organisation's: they do not count against it.
+    let page = officer.post_multipart(
+        &format!("/officer/submissions/{sent}/messages"),
+        &[
+            Part::Text("body", "Our notes"),
+            Part::File("file_1", "o.bin", &big),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let small = file_bytes(1_000, 4, "");
+    let page = ann.post_multipart(
+        &format!("/submissions/{sent}/messages"),
+        &[
+            Part::Text("body", "Small"),
+            Part::File("file_1", "s.bin", &small),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+
+    // A cure's files count too: a sent submission grows.
+    let page = officer.post(
+        &format!("/officer/submissions/{sent}/decision"),
+        &[
+            ("decision", "defective"),
+            ("reason", "File 1 is unreadable."),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let descs: Vec<String> = app
+        .attachment_ids(&sent)
+        .iter()
+        .map(|a| format!("attachment_description_{a}"))
+        .collect();
+    let mut parts = complete_fields("n", "submit");
+    parts.push(Part::Text("description_1", "Readable file"));
+    parts.push(Part::File("file_1", "fixed.bin", &big));
+    for d in &descs {
+        parts.push(Part::Text(d, "desc"));
+    }
+    let before = (app.blob_files(), table_counts(&app));
+    let page = ann.post_multipart(&format!("/submissions/{sent}"), &parts);
+    assert_eq!(page.status, Status::PayloadTooLarge, "{}", page.body);
+    assert!(page.body.contains("has not been verified"), "{}", page.body);
+    assert_eq!((app.blob_files(), table_counts(&app)), before);
+    assert_eq!(app.status_of(&sent), "defective");
 
     // Its administrator's page says so before anyone finds out by sending.
     let page = ann.get("/organisation");

@@ -1484,4 +1484,16 @@ fn the_officer_sees_whether_the_organisation_was_reminded_of_its_deadline() {
         "{}",
         page.body
     );
+
+    // Past the deadline, where the officer may destroy, no reminder is said to be coming: none went to Globex.
+    app.advance(7 * DAY);
+    officer = signed_in(&app, "olga@pcii.example.gov");
+    let page = officer.get(&format!("/officer/submissions/{globex}"));
+    assert!(page.body.contains("unclaimed_confirm"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("No reminder was mailed before the deadline"),
+        "{}",
+        page.body
+    );
 }

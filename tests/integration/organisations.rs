@@ -1238,7 +1238,7 @@ fn a_request_begun_before_its_member_was_removed_neither_reads_nor_writes_afterw
             files: Vec::new(),
             sealing,
             max_draft_bytes: u64::MAX,
-            max_unverified_sent_bytes: u64::MAX,
+            unverified: pcii_portal::workflow::intake::UnverifiedCaps::of(&state.settings),
         },
     ));
     assert!(

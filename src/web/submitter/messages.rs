@@ -162,7 +162,7 @@ pub(crate) async fn post_message(
         files: form.files,
         sealing,
         max_draft_bytes: state.settings.max_draft_bytes_per_organisation,
-        max_unverified_sent_bytes: state.settings.max_unverified_sent_bytes_per_organisation,
+        unverified: crate::workflow::intake::UnverifiedCaps::of(&state.settings),
     };
     match messages::send(state, &admitted, user, &ctx.actor, request).await? {
         SendResult::Sent { mails } => {
