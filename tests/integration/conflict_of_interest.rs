@@ -230,3 +230,64 @@ fn an_officer_without_a_conflict_records_no_refusal() {
     assert_eq!(app.status_of(&id), "validated");
     assert_eq!(app.audit_count(REFUSED), 0);
 }
+
+/// An officer's message re-checks the conflict of interest in its commit: a merge accepted while its upload ran
+/// can make the submission its own organisation's. (Driven through the library, as the local client cannot hold
+/// a request open across another.)
+#[test]
+fn an_officers_message_is_refused_when_a_merge_made_the_submission_its_own_meanwhile() {
+    use pcii_portal::audit::log::Actor;
+    use pcii_portal::workflow::{access, intake::UnverifiedCaps, messages};
+    let app = TestApp::new();
+    let mut gus = app.login_as(Role::Submitter, "gus@globex.example", Some("Globex"));
+    let id = submit(&mut gus);
+    app.login_as(Role::Officer, "otto@initech.example", Some("Initech"));
+    let otto_id = app.user_id("otto@initech.example");
+    let otto = app.with_conn(|c| pcii_portal::models::account::find(c, &otto_id).unwrap());
+    let state = app.state();
+    let actor = Actor {
+        user_id: Some(otto_id.clone()),
+        role: Some("officer".into()),
+        client_addr: None,
+        request_id: None,
+    };
+    let rt = rocket::tokio::runtime::Runtime::new().unwrap();
+    let admitted = rt
+        .block_on(access::admit(state, &otto, &actor, &id))
+        .expect("an officer reads another organisation's submission");
+    messages::may_write_now(&admitted, &otto).expect("not its own organisation's, yet");
+    let sealing = rt
+        .block_on(messages::sealing_key(state, &admitted))
+        .unwrap();
+
+    let (globex, initech) = (
+        app.organisation_id("Globex").unwrap(),
+        app.organisation_id("Initech").unwrap(),
+    );
+    let now = app.now();
+    app.with_conn(|c| pcii_portal::models::organisation::merge(c, &globex, &initech, now).unwrap());
+
+    let sent = rt.block_on(messages::send(
+        state,
+        &admitted,
+        &otto,
+        &actor,
+        messages::NewMessageRequest {
+            body: "Written after the merge.".into(),
+            request_for_information: false,
+            files: Vec::new(),
+            sealing,
+            max_draft_bytes: u64::MAX,
+            unverified: UnverifiedCaps::of(&state.settings),
+        },
+    ));
+    assert!(
+        matches!(
+            sent,
+            Err(pcii_portal::error::AppError::ConflictOfInterest(_))
+        ),
+        "{sent:?}"
+    );
+    assert_eq!(app.audit_count("message.sent"), 0);
+    assert_eq!(app.audit_count(REFUSED), 1);
+}
