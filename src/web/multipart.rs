@@ -29,6 +29,7 @@ use crate::web::pages::human_size;
 use crate::workflow::blobs::upload_window_secs;
 use crate::workflow::content::{FormFields, FILE_NAME_MAX};
 use crate::workflow::documents::delete_blobs;
+use crate::workflow::intake::Binding;
 use crate::workflow::intake::{FileSlot, IncomingFile};
 
 mod part_headers;
@@ -52,9 +53,8 @@ pub struct Limits {
     pub max_total_bytes: u64,
     /// Files this request may still add.
     pub max_files: usize,
-    /// `max_total_bytes` is what the organisation's drafts may still take together (less than the submission
-    /// could): a file over it is told so.
-    pub drafts_room_binds: bool,
+    /// Which limit `max_total_bytes` comes from: a file over it is told that one.
+    pub binding: crate::workflow::intake::Binding,
     /// The data key the files are sealed to as they arrive.
     pub seal_to: Recipients,
 }
@@ -91,6 +91,8 @@ pub enum SizeLimit {
     Count(u32),
     /// Bytes of files of all the organisation's drafts together.
     DraftRoom(u64),
+    /// What an organisation not verified yet may hold sent (its own cap, or all unverified organisations').
+    UnverifiedRoom,
 }
 
 /// `1 MiB` rather than `1.0 MiB`: limits are round numbers.
@@ -127,6 +129,9 @@ impl FileTooLarge {
             SizeLimit::DraftRoom(max) => format!(
                 "\u{201c}{name}\u{201d} takes your organisation's drafts over the {} their files may hold together. Nothing was saved; send or delete drafts, or attach smaller files.",
                 limit_size(max)
+            ),
+            SizeLimit::UnverifiedRoom => format!(
+                "\u{201c}{name}\u{201d} takes what your organisation has sent past what it may hold: it has not been verified by the PCII Program Office yet. Nothing was saved; the Program Office verifies new organisations (ask it if this takes long), or attach smaller files."
             ),
         }
     }
@@ -663,10 +668,14 @@ impl Reader<'_> {
                 ));
             }
             if self.file_bytes + chunk.len() as u64 > self.limits.max_total_bytes {
-                let limit = if self.limits.drafts_room_binds {
-                    SizeLimit::DraftRoom(self.state.settings.max_draft_bytes_per_organisation)
-                } else {
-                    SizeLimit::Total(self.state.settings.max_submission_bytes)
+                let limit = match self.limits.binding {
+                    Binding::Drafts => {
+                        SizeLimit::DraftRoom(self.state.settings.max_draft_bytes_per_organisation)
+                    }
+                    Binding::Unverified => SizeLimit::UnverifiedRoom,
+                    Binding::Submission => {
+                        SizeLimit::Total(self.state.settings.max_submission_bytes)
+                    }
                 };
                 return Err(Failure::FileTooLarge(limit, slot, file_name));
             }

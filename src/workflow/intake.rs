@@ -88,9 +88,18 @@ pub struct SaveRequest {
 pub struct Allowance {
     pub files: usize,
     pub bytes: u64,
-    /// `bytes` is what the organisation's drafts may still take together, less than the submission's own room.
-    pub drafts_room_binds: bool,
+    /// Which limit `bytes` comes from.
+    pub binding: Binding,
     pub sealing: SealingKey,
+}
+
+/// Which limit sets the bytes a request may still add, so that a file over it is told the right one: the
+/// submission's own, the organisation's drafts' together, or what an unverified organisation may hold sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    Submission,
+    Drafts,
+    Unverified,
 }
 
 #[derive(Debug)]
@@ -160,12 +169,12 @@ pub async fn allowance(
             s.status() == Status::Draft,
         ),
     };
-    // Files of a draft count against what the organisation's drafts may hold together (a cure does not: the
-    // Program Office asked for it).
-    let (bytes, drafts_room_binds) = if is_draft {
+    // Files of a draft count against what the organisation's drafts may hold together (a cure's do not: the
+    // Program Office asked for them); a sent submission's against what an unverified organisation may hold sent.
+    let (bytes, binding) = if is_draft {
         within_drafts_room(&state.settings, draft_bytes, bytes)
     } else {
-        (bytes, false)
+        within_unverified_room_now(state, &who.organisation_id, bytes).await?
     };
     let sealing = match current {
         Some(recipients) => SealingKey {
@@ -182,26 +191,71 @@ pub async fn allowance(
     Ok(Allowance {
         files,
         bytes,
-        drafts_room_binds,
+        binding,
         sealing,
     })
 }
 
 /// `bytes` kept within what the organisation's drafts may still take together (`max_draft_bytes_per_organisation`
 /// less the `used` they hold), and whether that room is what limits it.
-fn within_drafts_room(settings: &crate::config::Settings, used: i64, bytes: u64) -> (u64, bool) {
+fn within_drafts_room(settings: &crate::config::Settings, used: i64, bytes: u64) -> (u64, Binding) {
     let room = settings
         .max_draft_bytes_per_organisation
         .saturating_sub(used.max(0) as u64);
-    (bytes.min(room), room < bytes)
+    if room < bytes {
+        (room, Binding::Drafts)
+    } else {
+        (bytes, Binding::Submission)
+    }
 }
 
-/// How many bytes of files one message in `sub`'s thread may carry, and whether the organisation's drafts quota is
-/// what limits it: in a draft's thread (the organisation's own) the files count with the drafts'.
-pub async fn message_files_room(state: &Services, sub: &Submission) -> AppResult<(u64, bool)> {
+/// `bytes` kept within what an unverified organisation may still add to what it holds sent (its own cap and all
+/// unverified organisations' together), read before the body so that an organisation at its cap is refused at its
+/// first byte, not after a whole upload; the commit counts again ([`within_unverified_room`]).
+async fn within_unverified_room_now(
+    state: &Services,
+    organisation_id: &str,
+    bytes: u64,
+) -> AppResult<(u64, Binding)> {
+    let caps = UnverifiedCaps::of(&state.settings);
+    let org = organisation_id.to_string();
+    let room = state
+        .db
+        .run(move |c| {
+            let verified = crate::models::account::find_organisation(c, &org)?
+                .is_some_and(|o| o.verified_at.is_some());
+            if verified {
+                return Ok(None);
+            }
+            let (_, used) = submission::sent_usage(c, &org)?;
+            let all = submission::unverified_sent_bytes(c)?;
+            Ok(Some(
+                caps.bytes_per_organisation
+                    .saturating_sub(used.max(0) as u64)
+                    .min(caps.bytes_total.saturating_sub(all.max(0) as u64)),
+            ))
+        })
+        .await?;
+    Ok(match room {
+        Some(room) if room < bytes => (room, Binding::Unverified),
+        _ => (bytes, Binding::Submission),
+    })
+}
+
+/// How many bytes of files one message in `sub`'s thread may carry, and which limit sets it: in a draft's thread
+/// (the organisation's own) the files count with the drafts'; the organisation's files in a sent submission's
+/// thread with what it holds sent, while it is not verified (`from_organisation`: an officer's are not counted).
+pub async fn message_files_room(
+    state: &Services,
+    sub: &Submission,
+    from_organisation: bool,
+) -> AppResult<(u64, Binding)> {
     let max = state.settings.max_submission_bytes;
     if sub.status() != Status::Draft {
-        return Ok((max, false));
+        if !from_organisation {
+            return Ok((max, Binding::Submission));
+        }
+        return within_unverified_room_now(state, &sub.organisation_id, max).await;
     }
     let org = sub.organisation_id.clone();
     let (_, used) = state

@@ -136,8 +136,14 @@ pub(crate) async fn post_message(
             return Err(e);
         }
     };
-    let room = crate::workflow::intake::message_files_room(state, admitted.submission()).await;
-    let (max_total_bytes, drafts_room_binds) = match room {
+    let from_organisation = user.role() == crate::domain::Role::Submitter;
+    let room = crate::workflow::intake::message_files_room(
+        state,
+        admitted.submission(),
+        from_organisation,
+    )
+    .await;
+    let (max_total_bytes, binding) = match room {
         Ok(room) => room,
         Err(e) => {
             body.discard().await;
@@ -148,7 +154,7 @@ pub(crate) async fn post_message(
         max_file_bytes: state.settings.max_file_bytes,
         max_total_bytes,
         max_files: FILES_PER_MESSAGE,
-        drafts_room_binds,
+        binding,
         seal_to: sealing.recipients.clone(),
     };
     let form = body.read(state, limits).await?;

@@ -371,7 +371,7 @@ async fn save(
         max_file_bytes: state.settings.max_file_bytes,
         max_total_bytes: allowance.bytes,
         max_files: allowance.files,
-        drafts_room_binds: allowance.drafts_room_binds,
+        binding: allowance.binding,
         seal_to: allowance.sealing.recipients.clone(),
     };
     let form = match body.read_keeping(state, limits).await {
