@@ -393,28 +393,32 @@ pub fn delete(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
     diesel::delete(submissions::table.find(id)).execute(conn)
 }
 
+// (SUM of a BIGINT is NUMERIC on PostgreSQL: cast back.)
+fn sum_total_bytes() -> diesel::expression::SqlLiteral<diesel::sql_types::BigInt> {
+    diesel::dsl::sql("CAST(COALESCE(SUM(total_bytes), 0) AS BIGINT)")
+}
+
+fn sum_message_file_bytes() -> diesel::expression::SqlLiteral<diesel::sql_types::BigInt> {
+    diesel::dsl::sql("CAST(COALESCE(SUM(message_files.size_bytes), 0) AS BIGINT)")
+}
+
+/// Statuses whose content the Program Office does not hold as sent: not sent yet, or gone.
+const NOT_HELD_SENT: [Status; 3] = [Status::Draft, Status::Returned, Status::Destroyed];
+
 /// How many drafts the organisation keeps, and the bytes of their files together: the drafts' attachments and the
 /// files of messages in their threads (a draft's thread is the organisation's own, and takes files too).
 pub fn draft_usage(conn: &mut DbConn, organisation_id: &str) -> QueryResult<(i64, i64)> {
     use crate::db::schema::message_files;
-    // (SUM of a BIGINT is NUMERIC on PostgreSQL: cast back.)
     let (count, attachments): (i64, i64) = submissions::table
         .filter(submissions::organisation_id.eq(organisation_id))
         .filter(submissions::status.eq(Status::Draft))
-        .select((
-            diesel::dsl::count_star(),
-            diesel::dsl::sql::<diesel::sql_types::BigInt>(
-                "CAST(COALESCE(SUM(total_bytes), 0) AS BIGINT)",
-            ),
-        ))
+        .select((diesel::dsl::count_star(), sum_total_bytes()))
         .first(conn)?;
     let message_files: i64 = message_files::table
         .inner_join(submissions::table.on(submissions::id.eq(message_files::submission_id)))
         .filter(submissions::organisation_id.eq(organisation_id))
         .filter(submissions::status.eq(Status::Draft))
-        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-            "CAST(COALESCE(SUM(message_files.size_bytes), 0) AS BIGINT)",
-        ))
+        .select(sum_message_file_bytes())
         .first(conn)?;
     Ok((count, attachments.saturating_add(message_files)))
 }
@@ -423,26 +427,18 @@ pub fn draft_usage(conn: &mut DbConn, organisation_id: &str) -> QueryResult<(i64
 /// submissions, and the bytes of their files and of the files its members put in their threads (not the officers').
 pub fn sent_usage(conn: &mut DbConn, organisation_id: &str) -> QueryResult<(i64, i64)> {
     use crate::db::schema::{message_files, messages};
-    let gone = [Status::Draft, Status::Returned, Status::Destroyed];
     let (count, attachments): (i64, i64) = submissions::table
         .filter(submissions::organisation_id.eq(organisation_id))
-        .filter(submissions::status.ne_all(gone))
-        .select((
-            diesel::dsl::count_star(),
-            diesel::dsl::sql::<diesel::sql_types::BigInt>(
-                "CAST(COALESCE(SUM(total_bytes), 0) AS BIGINT)",
-            ),
-        ))
+        .filter(submissions::status.ne_all(NOT_HELD_SENT))
+        .select((diesel::dsl::count_star(), sum_total_bytes()))
         .first(conn)?;
     let message_files: i64 = message_files::table
         .inner_join(submissions::table.on(submissions::id.eq(message_files::submission_id)))
         .inner_join(messages::table.on(messages::id.eq(message_files::message_id)))
         .filter(submissions::organisation_id.eq(organisation_id))
-        .filter(submissions::status.ne_all(gone))
+        .filter(submissions::status.ne_all(NOT_HELD_SENT))
         .filter(messages::side.eq("organisation"))
-        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-            "CAST(COALESCE(SUM(message_files.size_bytes), 0) AS BIGINT)",
-        ))
+        .select(sum_message_file_bytes())
         .first(conn)?;
     Ok((count, attachments.saturating_add(message_files)))
 }
@@ -450,7 +446,6 @@ pub fn sent_usage(conn: &mut DbConn, organisation_id: &str) -> QueryResult<(i64,
 /// The bytes every organisation not verified yet holds sent, counted as [`sent_usage`] counts one organisation's.
 pub fn unverified_sent_bytes(conn: &mut DbConn) -> QueryResult<i64> {
     use crate::db::schema::{message_files, messages, organisations};
-    let gone = [Status::Draft, Status::Returned, Status::Destroyed];
     let unverified = || {
         organisations::table
             .filter(organisations::verified_at.is_null())
@@ -458,20 +453,16 @@ pub fn unverified_sent_bytes(conn: &mut DbConn) -> QueryResult<i64> {
     };
     let attachments: i64 = submissions::table
         .filter(submissions::organisation_id.eq_any(unverified()))
-        .filter(submissions::status.ne_all(gone))
-        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-            "CAST(COALESCE(SUM(total_bytes), 0) AS BIGINT)",
-        ))
+        .filter(submissions::status.ne_all(NOT_HELD_SENT))
+        .select(sum_total_bytes())
         .first(conn)?;
     let message_files: i64 = message_files::table
         .inner_join(submissions::table.on(submissions::id.eq(message_files::submission_id)))
         .inner_join(messages::table.on(messages::id.eq(message_files::message_id)))
         .filter(submissions::organisation_id.eq_any(unverified()))
-        .filter(submissions::status.ne_all(gone))
+        .filter(submissions::status.ne_all(NOT_HELD_SENT))
         .filter(messages::side.eq("organisation"))
-        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-            "CAST(COALESCE(SUM(message_files.size_bytes), 0) AS BIGINT)",
-        ))
+        .select(sum_message_file_bytes())
         .first(conn)?;
     Ok(attachments.saturating_add(message_files))
 }

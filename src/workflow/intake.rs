@@ -219,24 +219,8 @@ async fn within_unverified_room_now(
 ) -> AppResult<(u64, Binding)> {
     let caps = UnverifiedCaps::of(&state.settings);
     let org = organisation_id.to_string();
-    let room = state
-        .db
-        .run(move |c| {
-            let verified = crate::models::account::find_organisation(c, &org)?
-                .is_some_and(|o| o.verified_at.is_some());
-            if verified {
-                return Ok(None);
-            }
-            let (_, used) = submission::sent_usage(c, &org)?;
-            let all = submission::unverified_sent_bytes(c)?;
-            Ok(Some(
-                caps.bytes_per_organisation
-                    .saturating_sub(used.max(0) as u64)
-                    .min(caps.bytes_total.saturating_sub(all.max(0) as u64)),
-            ))
-        })
-        .await?;
-    Ok(match room {
+    let usage = state.db.run(move |c| unverified_usage(c, &org)).await?;
+    Ok(match usage.map(|u| u.room(caps)) {
         Some(room) if room < bytes => (room, Binding::Unverified),
         _ => (bytes, Binding::Submission),
     })
@@ -295,6 +279,42 @@ impl UnverifiedCaps {
     }
 }
 
+/// What an organisation not verified yet holds sent: `sent` submissions and `bytes` of files, and the `all_bytes`
+/// of every unverified organisation together.
+struct UnverifiedUsage {
+    sent: i64,
+    bytes: u64,
+    all_bytes: u64,
+}
+
+impl UnverifiedUsage {
+    /// The bytes it may still add: under its own cap and under all unverified organisations'.
+    fn room(&self, caps: UnverifiedCaps) -> u64 {
+        caps.bytes_per_organisation
+            .saturating_sub(self.bytes)
+            .min(caps.bytes_total.saturating_sub(self.all_bytes))
+    }
+}
+
+/// `None` for a verified organisation: it is not capped.
+fn unverified_usage(
+    conn: &mut DbConn,
+    organisation_id: &str,
+) -> AppResult<Option<UnverifiedUsage>> {
+    let verified = crate::models::account::find_organisation(conn, organisation_id)?
+        .is_some_and(|o| o.verified_at.is_some());
+    if verified {
+        return Ok(None);
+    }
+    let (sent, bytes) = submission::sent_usage(conn, organisation_id)?;
+    let all_bytes = submission::unverified_sent_bytes(conn)?;
+    Ok(Some(UnverifiedUsage {
+        sent,
+        bytes: bytes.max(0) as u64,
+        all_bytes: all_bytes.max(0) as u64,
+    }))
+}
+
 /// Checks an unverified organisation's caps in the commit that adds to what it holds sent (a send, a sent
 /// submission's new files, a message's files in a sent submission's thread), counting what that commit wrote;
 /// `sending` also counts the submissions. A verified organisation passes.
@@ -304,21 +324,18 @@ pub fn within_unverified_room(
     caps: UnverifiedCaps,
     sending: bool,
 ) -> AppResult<()> {
-    let verified = crate::models::account::find_organisation(tx, organisation_id)?
-        .is_some_and(|o| o.verified_at.is_some());
-    if verified {
+    let Some(usage) = unverified_usage(tx, organisation_id)? else {
         return Ok(());
-    }
+    };
     const WAIT: &str = "The Program Office verifies new organisations; ask it if this takes long.";
-    let (sent, bytes) = submission::sent_usage(tx, organisation_id)?;
-    if sending && sent > i64::from(caps.per_organisation) {
+    if sending && usage.sent > i64::from(caps.per_organisation) {
         return Err(AppError::Conflict(format!(
             "Your organisation has not been verified by the PCII Program Office yet: until it is, it may have {} \
              submissions with the Program Office. Nothing was sent (a draft stays as it was). {WAIT}",
             caps.per_organisation
         )));
     }
-    if bytes.max(0) as u64 > caps.bytes_per_organisation {
+    if usage.bytes > caps.bytes_per_organisation {
         return Err(AppError::TooLarge(format!(
             "Your organisation has not been verified by the PCII Program Office yet: until it is, the files it \
              has sent may hold {} together, and this would take it past that. Nothing was sent (a draft stays \
@@ -326,7 +343,7 @@ pub fn within_unverified_room(
             size_label(caps.bytes_per_organisation)
         )));
     }
-    if submission::unverified_sent_bytes(tx)?.max(0) as u64 > caps.bytes_total {
+    if usage.all_bytes > caps.bytes_total {
         return Err(AppError::TooLarge(format!(
             "Your organisation has not been verified by the PCII Program Office yet, and the Program Office holds \
              as much as it takes from organisations it has not verified. Nothing was sent (a draft stays as it \
