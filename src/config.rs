@@ -58,6 +58,10 @@ pub struct Settings {
     /// The same bytes over every organisation not verified yet: each registration makes one, so a per-organisation
     /// cap alone only slows a flood of them down.
     pub max_unverified_sent_bytes_total: u64,
+    /// Messages one side of a submission's thread may write in it (the organisation's members together, or the
+    /// Program Office's officers together): a thread is carried whole in the submission's package, so without a cap
+    /// one member could make every package, and the disk, as large as it liked.
+    pub max_messages_per_side: u32,
     /// Forms with files received at once: in all (past it, 503) and per account (past it, 429).
     pub max_concurrent_uploads: u32,
     pub max_uploads_per_account: u32,
@@ -175,6 +179,7 @@ impl Default for Settings {
             max_unverified_sent_per_organisation: 50,
             max_unverified_sent_bytes_per_organisation: 20 << 30,
             max_unverified_sent_bytes_total: 100 << 30,
+            max_messages_per_side: 500,
             max_concurrent_uploads: 64,
             max_uploads_per_account: 4,
             max_concurrent_downloads: 64,
@@ -312,6 +317,7 @@ impl Settings {
             || self.max_unverified_sent_per_organisation == 0
             || self.max_unverified_sent_bytes_per_organisation == 0
             || self.max_unverified_sent_bytes_total == 0
+            || self.max_messages_per_side == 0
             || self.max_concurrent_uploads == 0
             || self.max_uploads_per_account == 0
             || self.max_concurrent_downloads == 0

@@ -122,6 +122,59 @@ pub fn thread_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<(Mes
         .load(conn)
 }
 
+/// A page of a submission's thread, oldest first: the newest `limit` messages before message `before` (all of
+/// them when `None`), each with its author's display name (call only after the submission was found in scope).
+pub fn page_of(
+    conn: &mut DbConn,
+    submission_id: &str,
+    before: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<(MessageRow, String)>> {
+    let mut query = messages::table
+        .inner_join(users::table.on(users::id.eq(messages::author_id)))
+        .filter(messages::submission_id.eq(submission_id))
+        .into_boxed();
+    if let Some(before) = before {
+        query = query.filter(messages::seq.lt(before));
+    }
+    let mut rows: Vec<(MessageRow, String)> = query
+        .order(messages::seq.desc())
+        .limit(limit)
+        .select((MessageRow::as_select(), users::display_name))
+        .load(conn)?;
+    rows.reverse();
+    Ok(rows)
+}
+
+/// The files of the messages `message_ids` of a submission's thread, in thread order.
+pub fn files_of_messages(
+    conn: &mut DbConn,
+    submission_id: &str,
+    message_ids: &[String],
+) -> QueryResult<Vec<MessageFileRow>> {
+    message_files::table
+        .filter(message_files::submission_id.eq(submission_id))
+        .filter(message_files::message_id.eq_any(message_ids))
+        .order(message_files::position.asc())
+        .select(MessageFileRow::as_select())
+        .load(conn)
+}
+
+/// How many messages `side` wrote in a submission's thread, in all or after message `after`.
+pub fn count_from(
+    conn: &mut DbConn,
+    submission_id: &str,
+    side: Side,
+    after: i64,
+) -> QueryResult<i64> {
+    messages::table
+        .filter(messages::submission_id.eq(submission_id))
+        .filter(messages::side.eq(side.as_str()))
+        .filter(messages::seq.gt(after))
+        .count()
+        .get_result(conn)
+}
+
 /// The files of a submission's messages, in thread order.
 pub fn files_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<MessageFileRow>> {
     message_files::table

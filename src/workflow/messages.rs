@@ -35,6 +35,8 @@ use crate::workflow::sealed_text::Sealer;
 pub const BODY_MAX: usize = 20_000;
 /// Files one message may carry.
 pub const FILES_PER_MESSAGE: usize = 5;
+/// Messages a thread page shows: the newest by default, older ones a page at a time.
+pub const THREAD_PAGE: i64 = 50;
 
 /// Whether a submission's thread takes new messages: from the draft until a decision closes it.
 pub fn writable(status: Status) -> bool {
@@ -119,12 +121,42 @@ pub struct MessageView {
     pub files: Vec<FileView>,
 }
 
-/// A thread as one person opens it.
+/// A page of a thread as one person opens it: at most [`THREAD_PAGE`] messages, oldest first.
 #[derive(Debug, Serialize)]
 pub struct Thread {
     pub messages: Vec<MessageView>,
-    /// Messages of the other side the reader had not read before this opening.
+    /// Messages of the other side the reader had not read before this opening, in the whole thread.
     pub unread: i64,
+    /// Messages in the whole thread (they are numbered from 1 without gaps).
+    pub total: i64,
+    /// Where the page of older messages starts (its `before`), when there are older messages.
+    pub older: Option<i64>,
+    /// Whether newer messages than this page's exist.
+    pub newer: bool,
+    /// Where the page of newer messages starts (its `before`); `None` with `newer`: the newest page.
+    pub newer_before: Option<i64>,
+}
+
+/// Which page of a thread to open: the newest, or the one ending just before message `before`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ThreadPage {
+    pub before: Option<i64>,
+}
+
+impl ThreadPage {
+    /// From the address's `before`: absent or empty is the newest page; anything but a message number is the
+    /// caller's mistake.
+    pub fn parse(before: Option<&str>) -> AppResult<ThreadPage> {
+        match before.map(str::trim).filter(|b| !b.is_empty()) {
+            None => Ok(ThreadPage::default()),
+            Some(b) => match b.parse::<i64>() {
+                Ok(n) if n > 1 => Ok(ThreadPage { before: Some(n) }),
+                _ => Err(AppError::Malformed(
+                    "The page of messages asked for is not a message number.".into(),
+                )),
+            },
+        }
+    }
 }
 
 fn side_of(user: &User) -> AppResult<Side> {
@@ -209,30 +241,50 @@ pub(crate) async fn for_package(
         .collect())
 }
 
-/// The thread, oldest first, with its words and file names opened; marks it read by `user` up to its newest
-/// message, and records the reading (`content.viewed`, "message thread") when there is something to read.
+/// A page of the thread (the newest [`THREAD_PAGE`] messages, or those before `page.before`), oldest first,
+/// with its words and file names opened: only that page's are read and opened, however long the thread. Marks the
+/// thread read by `user` up to the newest message shown, and records the reading (`content.viewed`, "message
+/// thread") when there is something to read. A page past the thread's messages is not found.
 pub async fn open_thread(
     state: &Services,
     admitted: &Admitted,
     user: &User,
     actor: &Actor,
+    page: ThreadPage,
 ) -> AppResult<Thread> {
     let side = side_of(user)?;
     let sub = admitted.submission();
     let (sid, uid) = (sub.id.clone(), user.id.clone());
     let now = state.clock.now();
-    let (rows, files, last_read) = state
+    let (mut rows, files, last_read, unread, total) = state
         .db
         .run(move |c| {
-            let rows = message::thread_of(c, &sid)?;
-            let files = message::files_of(c, &sid)?;
+            let total = message::last_seq(c, &sid)?;
+            if page.before.is_some_and(|b| b > total + 1) {
+                return Err(AppError::NotFound);
+            }
+            // One more than a page: whether older messages exist.
+            let rows = message::page_of(c, &sid, page.before, THREAD_PAGE + 1)?;
+            let shown = &rows[rows.len().saturating_sub(THREAD_PAGE as usize)..];
+            let ids: Vec<String> = shown.iter().map(|(m, _)| m.id.clone()).collect();
+            let files = message::files_of_messages(c, &sid, &ids)?;
             let last_read = message::last_read(c, &uid, &sid)?;
+            let unread = message::count_from(c, &sid, side.other(), last_read)?;
             if let Some((newest, _)) = rows.last() {
                 message::mark_read(c, &uid, &sid, newest.seq, now)?;
             }
-            Ok((rows, files, last_read))
+            Ok((rows, files, last_read, unread, total))
         })
         .await?;
+    let older = if rows.len() as i64 > THREAD_PAGE {
+        rows.remove(0);
+        rows.first().map(|(m, _)| m.seq)
+    } else {
+        None
+    };
+    let last_shown = rows.last().map_or(0, |(m, _)| m.seq);
+    let newer = last_shown < total;
+    let newer_before = (last_shown + THREAD_PAGE < total).then_some(last_shown + THREAD_PAGE + 1);
     if !rows.is_empty() && !admitted.content_destroyed() {
         let event = Event::new("content.viewed", Outcome::Success)
             .object("submission", sub.id.clone())
@@ -260,15 +312,11 @@ pub async fn open_thread(
                 size_bytes: f.size_bytes,
             });
     }
-    let mut unread = 0;
     let messages = rows
         .into_iter()
         .map(|(row, author)| {
             let from = row.side().unwrap_or(Side::Office);
             let new = from != side && row.seq > last_read;
-            if new {
-                unread += 1;
-            }
             MessageView {
                 body: texts.open(&row.body),
                 files: by_message.remove(&row.id).unwrap_or_default(),
@@ -282,7 +330,46 @@ pub async fn open_thread(
             }
         })
         .collect();
-    Ok(Thread { messages, unread })
+    Ok(Thread {
+        messages,
+        unread,
+        total,
+        older,
+        newer,
+        newer_before,
+    })
+}
+
+/// Whether `side` may still write in the thread: at most `max_per_side` messages each (a conflict past it, with
+/// the reason in words). Checked before a message's files are read and again in its commit.
+fn within_messages_cap(
+    conn: &mut DbConn,
+    submission_id: &str,
+    side: Side,
+    max_per_side: u32,
+) -> AppResult<()> {
+    if message::count_from(conn, submission_id, side, 0)? < i64::from(max_per_side) {
+        return Ok(());
+    }
+    let whose = match side {
+        Side::Organisation => "your organisation",
+        Side::Office => "the Program Office",
+    };
+    Err(AppError::Conflict(format!(
+        "Nothing was sent: this thread already holds {max_per_side} messages from {whose}, the most one side may \
+         write in one submission's thread."
+    )))
+}
+
+/// [`within_messages_cap`] before a message's body is read, so that a thread at its cap is refused at once.
+pub async fn room_for_message(state: &Services, admitted: &Admitted, user: &User) -> AppResult<()> {
+    let side = side_of(user)?;
+    let sid = admitted.submission().id.clone();
+    let max = state.settings.max_messages_per_side;
+    state
+        .db
+        .run(move |c| within_messages_cap(c, &sid, side, max))
+        .await
 }
 
 /// What the new blobs of a message are sealed to: the submission's current data key, or a new one (a submission
@@ -318,6 +405,8 @@ pub struct NewMessageRequest {
     /// What organisations not verified yet may have sent and hold: the files an organisation puts in a sent
     /// submission's thread count, checked here under the write lock.
     pub unverified: crate::workflow::intake::UnverifiedCaps,
+    /// Messages each side may write in the thread (`max_messages_per_side`), checked here under the write lock.
+    pub max_per_side: u32,
 }
 
 #[derive(Debug)]
@@ -428,6 +517,7 @@ fn commit_message(
     if side == Side::Office {
         crate::workflow::decisions::not_own(writer, &sub)?;
     }
+    within_messages_cap(tx, &sub.id, side, req.max_per_side)?;
     // Wrapped again if a `keys rotate` changed the master identity during the upload.
     if let Some(new) = &req.sealing.new {
         new.insert_current(tx, &sub.id, now, keys)?;

@@ -279,6 +279,7 @@ fn an_officers_message_is_refused_when_a_merge_made_the_submission_its_own_meanw
             sealing,
             max_draft_bytes: u64::MAX,
             unverified: UnverifiedCaps::of(&state.settings),
+            max_per_side: state.settings.max_messages_per_side,
         },
     ));
     assert!(

@@ -822,3 +822,176 @@ fn a_message_body_in_a_package_cannot_pass_for_a_heading_or_drive_a_terminal() {
     let narrative = String::from_utf8(members["NARRATIVE.txt"].clone()).unwrap();
     assert!(narrative.contains("\n  Messages narrative"), "{narrative}");
 }
+
+/// A long thread opens a page at a time: the newest 50 messages, with a link to the older ones and back. The
+/// unread count covers the whole thread; the thread is marked read up to the newest message shown, so a member who
+/// opened only an older page still has the newer ones to read. A page that is not a message number is the caller's
+/// mistake (400); one past the thread's messages does not exist (404).
+#[test]
+fn a_long_thread_opens_a_page_at_a_time() {
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut bob = app.login_as(Role::Submitter, "bob@acme.example", Some("Acme"));
+    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut ann);
+    let officer_thread = format!("/officer/submissions/{id}/messages");
+    let thread = format!("/submissions/{id}/messages");
+    for n in 1..=61 {
+        let body = format!("PageMarker-{n:02}.");
+        let page = olga.post_multipart(&officer_thread, &[Part::Text("body", &body)]);
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    }
+    let marker = |n: i32| format!("PageMarker-{n:02}.");
+    let shows = |body: &str, range: std::ops::RangeInclusive<i32>| {
+        for n in 1..=61 {
+            assert_eq!(body.contains(&marker(n)), range.contains(&n), "message {n}");
+        }
+    };
+
+    let newest = ann.get(&thread);
+    assert_eq!(newest.status, Status::Ok);
+    shows(&newest.body, 12..=61);
+    assert!(newest.body.contains("Messages 12 to 61 of 61."));
+    assert!(newest.body.contains(&format!(
+        "<a href=\"{thread}?before=12\" id=\"older-messages\">"
+    )));
+    assert!(!newest.body.contains("id=\"newer-messages\""));
+    assert!(newest.body.contains(">61 new</span>"), "{}", newest.body);
+    assert_eq!(unread(&app, "ann@acme.example", &id), 0);
+
+    // The older page: its newer page is the newest.
+    let older = ann.get(&format!("{thread}?before=12"));
+    assert_eq!(older.status, Status::Ok);
+    shows(&older.body, 1..=11);
+    assert!(older.body.contains("Messages 1 to 11 of 61."));
+    assert!(!older.body.contains("id=\"older-messages\""));
+    assert!(older
+        .body
+        .contains(&format!("<a href=\"{thread}\" id=\"newer-messages\">")));
+
+    // A page a whole page behind the newest links to the page after it, and to the newest.
+    let behind = ann.get(&format!("{thread}?before=11"));
+    shows(&behind.body, 1..=10);
+    assert!(behind.body.contains(&format!(
+        "<a href=\"{thread}?before=61\" id=\"newer-messages\">"
+    )));
+    assert!(behind
+        .body
+        .contains(&format!("<a href=\"{thread}\">Newest messages</a>")));
+    shows(&ann.get(&format!("{thread}?before=61")).body, 11..=60);
+
+    // Bob opens only the oldest page: the newer messages stay unread for him.
+    assert_eq!(unread(&app, "bob@acme.example", &id), 61);
+    assert_eq!(bob.get(&format!("{thread}?before=11")).status, Status::Ok);
+    assert_eq!(unread(&app, "bob@acme.example", &id), 51);
+
+    assert_eq!(ann.get(&format!("{thread}?before=62")).status, Status::Ok);
+    assert_eq!(
+        ann.get(&format!("{thread}?before=63")).status,
+        Status::NotFound
+    );
+    for bad in ["x1", "1", "-5"] {
+        assert_eq!(
+            ann.get(&format!("{thread}?before={bad}")).status,
+            Status::BadRequest,
+            "{bad}"
+        );
+    }
+    let officer_page = olga.get(&format!("{officer_thread}?before=11"));
+    assert_eq!(officer_page.status, Status::Ok);
+    shows(&officer_page.body, 1..=10);
+}
+
+/// Each side writes at most `max_messages_per_side` messages in a thread (a package carries the thread whole):
+/// past it, 409 before anything of the message is read (an empty one is refused for the cap, not for its
+/// emptiness), nothing kept; the other side can still write. The commit checks again, under the write lock.
+#[test]
+fn each_side_writes_at_most_its_cap_of_messages_in_a_thread() {
+    use pcii_portal::audit::log::Actor;
+    use pcii_portal::workflow::{access, messages};
+    let app = TestApp::with(|f| f.merge(("max_messages_per_side", 2)));
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut ann);
+    let thread = format!("/submissions/{id}/messages");
+    let officer_thread = format!("/officer/submissions/{id}/messages");
+    for n in 1..=2 {
+        let page = ann.post_multipart(&thread, &[Part::Text("body", &format!("Answer {n}"))]);
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    }
+    let blobs_before = app.with_conn(|c| blobs::table.count().get_result::<i64>(c).unwrap());
+    let sent_before = app.audit_count("message.sent");
+    let file = file_bytes(10_000, 7, "");
+    let page = ann.post_multipart(
+        &thread,
+        &[
+            Part::Text("body", "A third answer"),
+            Part::File("file_1", "third.bin", &file),
+        ],
+    );
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert!(
+        page.body
+            .contains("this thread already holds 2 messages from your organisation"),
+        "{}",
+        page.body
+    );
+    let page = ann.post_multipart(&thread, &[Part::Text("body", "")]);
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert_eq!(
+        app.with_conn(|c| blobs::table.count().get_result::<i64>(c).unwrap()),
+        blobs_before
+    );
+    assert_eq!(app.audit_count("message.sent"), sent_before);
+
+    // The Program Office still writes, up to its own cap.
+    for n in 1..=2 {
+        let page = olga.post_multipart(
+            &officer_thread,
+            &[Part::Text("body", &format!("Question {n}"))],
+        );
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    }
+    let page = olga.post_multipart(&officer_thread, &[Part::Text("body", "Question 3")]);
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert!(page
+        .body
+        .contains("this thread already holds 2 messages from the Program Office"));
+
+    // A message that passed the check before its body (begun before the cap was reached) is refused by its commit.
+    let state = app.state();
+    let as_begun = user(&app, "ann@acme.example");
+    let actor = Actor {
+        user_id: Some(as_begun.id.clone()),
+        role: Some("submitter".into()),
+        client_addr: None,
+        request_id: None,
+    };
+    let rt = rocket::tokio::runtime::Runtime::new().unwrap();
+    let admitted = rt
+        .block_on(access::admit(state, &as_begun, &actor, &id))
+        .unwrap();
+    let sealing = rt
+        .block_on(messages::sealing_key(state, &admitted))
+        .unwrap();
+    let sent = rt.block_on(messages::send(
+        state,
+        &admitted,
+        &as_begun,
+        &actor,
+        messages::NewMessageRequest {
+            body: "Begun before the cap was reached.".into(),
+            request_for_information: false,
+            files: Vec::new(),
+            sealing,
+            max_draft_bytes: u64::MAX,
+            unverified: pcii_portal::workflow::intake::UnverifiedCaps::of(&state.settings),
+            max_per_side: state.settings.max_messages_per_side,
+        },
+    ));
+    assert!(
+        matches!(&sent, Err(pcii_portal::error::AppError::Conflict(m)) if m.contains("2 messages from your organisation")),
+        "{sent:?}"
+    );
+    assert_eq!(app.audit_count("message.sent"), sent_before + 2);
+}

@@ -1239,6 +1239,7 @@ fn a_request_begun_before_its_member_was_removed_neither_reads_nor_writes_afterw
             sealing,
             max_draft_bytes: u64::MAX,
             unverified: pcii_portal::workflow::intake::UnverifiedCaps::of(&state.settings),
+            max_per_side: state.settings.max_messages_per_side,
         },
     ));
     assert!(

@@ -12,15 +12,22 @@ use crate::web::guards::{Ctx, OfficerUser};
 use crate::web::pages::{Notice, Page};
 use crate::web::submitter::messages::{download_file, post_message, thread_page};
 use crate::workflow::access;
+use crate::workflow::messages::ThreadPage;
 
 pub fn routes() -> Vec<rocket::Route> {
     rocket::routes![thread, send, download]
 }
 
-#[rocket::get("/officer/submissions/<id>/messages")]
-async fn thread(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<Page> {
+#[rocket::get("/officer/submissions/<id>/messages?<before>")]
+async fn thread(
+    ctx: Ctx<'_>,
+    officer: OfficerUser<'_>,
+    id: &str,
+    before: Option<&str>,
+) -> AppResult<Page> {
+    let which = ThreadPage::parse(before)?;
     let admitted = access::admit(ctx.state, &officer.user, &ctx.actor, id).await?;
-    thread_page(&ctx, &officer.user, &admitted, None).await
+    thread_page(&ctx, &officer.user, &admitted, which, None).await
 }
 
 #[rocket::post("/officer/submissions/<id>/messages", data = "<data>")]

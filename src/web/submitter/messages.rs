@@ -19,7 +19,9 @@ use crate::web::views::submission_view;
 use crate::workflow::access::{self, Admitted};
 use crate::workflow::content::FieldErrors;
 use crate::workflow::decisions;
-use crate::workflow::messages::{self, NewMessageRequest, SendResult, FILES_PER_MESSAGE};
+use crate::workflow::messages::{
+    self, NewMessageRequest, SendResult, ThreadPage, FILES_PER_MESSAGE,
+};
 
 pub fn routes() -> Vec<rocket::Route> {
     rocket::routes![thread, send, download]
@@ -41,15 +43,17 @@ struct Values {
     request_for_information: bool,
 }
 
-/// The thread page of an admitted submission for `user` (either side). `again` is a message posted with mistakes.
+/// The thread page of an admitted submission for `user` (either side): `which` page of its messages. `again` is a
+/// message posted with mistakes.
 pub(crate) async fn thread_page(
     ctx: &Ctx<'_>,
     user: &User,
     admitted: &Admitted,
+    which: ThreadPage,
     again: Option<(FieldErrors, String, bool)>,
 ) -> AppResult<Page> {
     let state = ctx.state;
-    let thread = messages::open_thread(state, admitted, user, &ctx.actor).await?;
+    let thread = messages::open_thread(state, admitted, user, &ctx.actor, which).await?;
     let sub = admitted.submission();
     let officer = user.role() == crate::domain::Role::Officer;
     let mut page = Page::new("messages/thread.html.tera")
@@ -93,7 +97,8 @@ fn upload_slot(ctx: &Ctx<'_>, user: &User) -> AppResult<Slot> {
     ctx.uploads.enter(&user.id)
 }
 
-/// Admits the writer and finds what its files are sealed to, before any byte of them is read.
+/// Admits the writer, checks that its side may still write in the thread, and finds what its files are sealed to,
+/// before any byte of them is read.
 async fn prepare(
     ctx: &Ctx<'_>,
     user: &User,
@@ -106,6 +111,7 @@ async fn prepare(
         messages::may_write_now(&admitted, user),
     )
     .await?;
+    messages::room_for_message(ctx.state, &admitted, user).await?;
     let sealing = messages::sealing_key(ctx.state, &admitted).await?;
     Ok((admitted, sealing))
 }
@@ -169,6 +175,7 @@ pub(crate) async fn post_message(
         sealing,
         max_draft_bytes: state.settings.max_draft_bytes_per_organisation,
         unverified: crate::workflow::intake::UnverifiedCaps::of(&state.settings),
+        max_per_side: state.settings.max_messages_per_side,
     };
     match messages::send(state, &admitted, user, &ctx.actor, request).await? {
         SendResult::Sent { mails } => {
@@ -196,7 +203,14 @@ pub(crate) async fn post_message(
             )))
         }
         SendResult::Invalid(errors) => {
-            let page = thread_page(ctx, user, &admitted, Some((errors, text, rfi))).await?;
+            let page = thread_page(
+                ctx,
+                user,
+                &admitted,
+                ThreadPage::default(),
+                Some((errors, text, rfi)),
+            )
+            .await?;
             Ok(Either::Right(page.with(
                 "form_message",
                 if file_count > 0 {
@@ -221,10 +235,16 @@ pub(crate) async fn download_file(
     Ok(Download(opened))
 }
 
-#[rocket::get("/submissions/<id>/messages")]
-async fn thread(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Page> {
+#[rocket::get("/submissions/<id>/messages?<before>")]
+async fn thread(
+    ctx: Ctx<'_>,
+    user: SubmitterUser<'_>,
+    id: &str,
+    before: Option<&str>,
+) -> AppResult<Page> {
+    let which = ThreadPage::parse(before)?;
     let admitted = access::admit(ctx.state, &user.user, &ctx.actor, id).await?;
-    thread_page(&ctx, &user.user, &admitted, None).await
+    thread_page(&ctx, &user.user, &admitted, which, None).await
 }
 
 #[rocket::post("/submissions/<id>/messages", data = "<data>")]
