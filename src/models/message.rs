@@ -111,14 +111,53 @@ pub struct NewMessageFile<'a> {
     pub created_at: i64,
 }
 
-/// A submission's messages, oldest first, each with its author's display name (call only after the submission
-/// was found in scope).
-pub fn thread_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<(MessageRow, String)>> {
+/// A message without its words: what a package lists of each before it opens the words a page at a time.
+#[derive(Debug, Clone, Queryable)]
+pub struct MessageHeader {
+    pub id: String,
+    pub seq: i64,
+    pub side: String,
+    pub is_request_for_information: bool,
+    pub created_at: i64,
+    /// Its author's display name.
+    pub author: String,
+}
+
+impl MessageHeader {
+    pub fn side(&self) -> Option<Side> {
+        Side::parse(&self.side)
+    }
+}
+
+/// A submission's messages without their words, oldest first (call only after the submission was found in scope).
+pub fn headers_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<MessageHeader>> {
     messages::table
         .inner_join(users::table.on(users::id.eq(messages::author_id)))
         .filter(messages::submission_id.eq(submission_id))
         .order(messages::seq.asc())
-        .select((MessageRow::as_select(), users::display_name))
+        .select((
+            messages::id,
+            messages::seq,
+            messages::side,
+            messages::is_request_for_information,
+            messages::created_at,
+            users::display_name,
+        ))
+        .load(conn)
+}
+
+/// The sealed words of a submission's messages `from..=to`, by number.
+pub fn bodies_between(
+    conn: &mut DbConn,
+    submission_id: &str,
+    from: i64,
+    to: i64,
+) -> QueryResult<Vec<(i64, String)>> {
+    messages::table
+        .filter(messages::submission_id.eq(submission_id))
+        .filter(messages::seq.between(from, to))
+        .order(messages::seq.asc())
+        .select((messages::seq, messages::body))
         .load(conn)
 }
 

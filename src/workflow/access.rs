@@ -445,7 +445,7 @@ pub async fn export_package(
     let thread = if crate::workflow::messages::reads_thread(reader) {
         crate::workflow::messages::for_package(services, admitted).await?
     } else {
-        Vec::new()
+        None
     };
     let slot = documents::download_slot(services, actor)?;
     let mut package = package::build(
@@ -453,7 +453,7 @@ pub async fn export_package(
         slot,
         sub,
         &content,
-        &thread,
+        thread,
         purpose,
         &reader.display_name,
     )

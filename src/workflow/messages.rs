@@ -169,14 +169,14 @@ pub fn reads_thread(user: &User) -> bool {
     side_of(user).is_ok()
 }
 
-/// One message as a package carries it: its words opened, its files' blobs to open as the package streams.
+/// One message as a package carries it: who wrote it when, and its files' blobs to open as the package streams.
+/// Its words are opened a page at a time as the package's `MESSAGES.txt` streams ([`ThreadWords`]).
 pub struct PackagedMessage {
     pub seq: i64,
     pub author: String,
     pub side: Side,
     pub at: i64,
     pub request_for_information: bool,
-    pub body: String,
     pub files: Vec<PackagedFile>,
 }
 
@@ -187,18 +187,47 @@ pub struct PackagedFile {
     pub blob: BlobKeys,
 }
 
-/// The thread, oldest first, for the package of a submission whose content is still there (`access` admitted the
-/// asker, who [`reads_thread`]). Reading it this way does not mark it read: the package's export is recorded.
+/// The words of a thread's messages, read and opened a few at a time while a package streams: a package holds one
+/// page of them, however long the thread.
+pub struct ThreadWords {
+    db: crate::db::Db,
+    submission_id: String,
+    texts: crate::workflow::sealed_text::Texts,
+}
+
+impl ThreadWords {
+    /// The opened words of messages `from..=to`, by number (on a blocking thread: it takes a connection).
+    pub fn open(&self, from: i64, to: i64) -> std::io::Result<Vec<(i64, String)>> {
+        let failed = |e: String| std::io::Error::other(format!("reading the thread: {e}"));
+        let mut conn = self.db.get().map_err(|e| failed(e.to_string()))?;
+        let rows = message::bodies_between(&mut conn, &self.submission_id, from, to)
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, body)| (seq, self.texts.open(&body)))
+            .collect())
+    }
+}
+
+/// The thread as a package carries it: its messages, oldest first, and the means to open their words.
+pub struct PackagedThread {
+    pub messages: Vec<PackagedMessage>,
+    pub words: ThreadWords,
+}
+
+/// The thread for the package of a submission whose content is still there (`access` admitted the asker, who
+/// [`reads_thread`]); `None` when it has no messages. Reading it this way does not mark it read: the package's export
+/// is recorded.
 pub(crate) async fn for_package(
     state: &Services,
     admitted: &Admitted,
-) -> AppResult<Vec<PackagedMessage>> {
+) -> AppResult<Option<PackagedThread>> {
     admitted.require_content()?;
     let sid = admitted.submission().id.clone();
-    let (rows, files) = state
+    let (headers, files) = state
         .db
         .run(move |c| {
-            let rows = message::thread_of(c, &sid)?;
+            let headers = message::headers_of(c, &sid)?;
             let mut files = Vec::new();
             for f in message::files_of(c, &sid)? {
                 if let Some(b) = &f.blob_id {
@@ -206,11 +235,11 @@ pub(crate) async fn for_package(
                     files.push((f, keys));
                 }
             }
-            Ok((rows, files))
+            Ok((headers, files))
         })
         .await?;
-    if rows.is_empty() {
-        return Ok(Vec::new());
+    if headers.is_empty() {
+        return Ok(None);
     }
     let texts = access::texts(state, admitted).await?;
     let mut by_message: HashMap<String, Vec<PackagedFile>> = HashMap::new();
@@ -227,18 +256,25 @@ pub(crate) async fn for_package(
                 blob: keys,
             });
     }
-    Ok(rows
+    let messages = headers
         .into_iter()
-        .map(|(row, author)| PackagedMessage {
-            body: texts.open(&row.body),
-            files: by_message.remove(&row.id).unwrap_or_default(),
-            side: row.side().unwrap_or(Side::Office),
-            seq: row.seq,
-            author,
-            at: row.created_at,
-            request_for_information: row.is_request_for_information,
+        .map(|h| PackagedMessage {
+            files: by_message.remove(&h.id).unwrap_or_default(),
+            side: h.side().unwrap_or(Side::Office),
+            seq: h.seq,
+            author: h.author,
+            at: h.created_at,
+            request_for_information: h.is_request_for_information,
         })
-        .collect())
+        .collect();
+    Ok(Some(PackagedThread {
+        messages,
+        words: ThreadWords {
+            db: state.db.clone(),
+            submission_id: admitted.submission().id.clone(),
+            texts,
+        },
+    }))
 }
 
 /// A page of the thread (the newest [`THREAD_PAGE`] messages, or those before `page.before`), oldest first,

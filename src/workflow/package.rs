@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
+use std::sync::Arc;
 
 use serde_json::json;
 
@@ -19,7 +20,7 @@ use crate::models::submission::{self, Submission};
 use crate::services::Services;
 use crate::slots::{HeldBody, Slot};
 use crate::workflow::content::{marking_for, visible, visible_block, Content};
-use crate::workflow::messages::PackagedMessage;
+use crate::workflow::messages::{PackagedMessage, PackagedThread, ThreadWords, THREAD_PAGE};
 
 pub struct Package {
     /// Holds its download slot until the response is done with it.
@@ -30,7 +31,7 @@ pub struct Package {
 }
 
 /// Builds the package of a submission, given its decrypted content document and the message thread to include
-/// (empty when the asker is not one of its sides). Called by the content-access service
+/// (`None` when the asker is not one of its sides, or there are no messages). Called by the content-access service
 /// (`workflow::access::export_package`) only, once the asker was admitted.
 /// `purpose` is "export" or "return"; `by` names who asked (for the cover sheet).
 pub(crate) async fn build(
@@ -38,10 +39,14 @@ pub(crate) async fn build(
     slot: Slot,
     sub: &Submission,
     content: &Content,
-    thread: &[PackagedMessage],
+    thread: Option<PackagedThread>,
     purpose: &str,
     by: &str,
 ) -> AppResult<Package> {
+    let (messages, words) = match thread {
+        Some(t) => (t.messages, Some(t.words)),
+        None => (Vec::new(), None),
+    };
     let sid = sub.id.clone();
     let attachments = state
         .db
@@ -106,7 +111,7 @@ pub(crate) async fn build(
     let mut message_files = Vec::new();
     let mut message_members: HashMap<(i64, i32), String> = HashMap::new();
     let mut number = 0;
-    for m in thread {
+    for m in &messages {
         for f in &m.files {
             number += 1;
             let member = safe_member_name_in(MESSAGES_DIR, number, &f.name, &mut used);
@@ -147,12 +152,12 @@ pub(crate) async fn build(
          from it must carry these markings and be safeguarded in the same way.\n\
          \n\
          {title}\n",
-        messages_line = if thread.is_empty() {
+        messages_line = if messages.is_empty() {
             "none in this package".to_string()
         } else {
-            format!("{} (MESSAGES.txt; their files under messages/)", thread.len())
+            format!("{} (MESSAGES.txt; their files under messages/)", messages.len())
         },
-        thread_part = if thread.is_empty() {
+        thread_part = if messages.is_empty() {
             ""
         } else {
             ", and the messages between the\n\
@@ -174,7 +179,7 @@ pub(crate) async fn build(
         "exported_at": crate::time::rfc3339(now),
         "purpose": purpose,
         "files": files,
-        "messages": thread.len(),
+        "messages": messages.len(),
         "message_files": message_files,
     });
     let narrative = narrative_text(content, marking.title, &tn, marking.statement);
@@ -222,16 +227,34 @@ pub(crate) async fn build(
         ),
         PackageEntry::bytes("NARRATIVE.txt", narrative),
     ];
-    if !thread.is_empty() {
-        entries.push(PackageEntry::bytes(
-            "MESSAGES.txt",
-            messages_text(
-                thread,
-                &message_members,
-                marking.title,
-                &tn,
-                marking.statement,
+    if let (Some(words), false) = (words, messages.is_empty()) {
+        let text = Arc::new(ThreadText {
+            head: format!(
+                "{}\nTracking number: {tn}\n\nMessages between the submitting organisation and the PCII Program Office, oldest first.\n",
+                marking.title
             ),
+            foot: format!(
+                "\n{}\n\n{}\nTracking number: {tn}\n",
+                marking.statement, marking.title
+            ),
+            messages,
+            members: message_members,
+            words,
+        });
+        let sized = text.clone();
+        let len = tokio::task::spawn_blocking(move || sized.length())
+            .await
+            .map_err(|_| AppError::Internal("sizing the thread failed".into()))?
+            .map_err(|e| AppError::Internal(format!("sizing the thread: {e}")))?;
+        entries.push(PackageEntry::reader_of_len(
+            "MESSAGES.txt",
+            ThreadTextReader {
+                text,
+                next: 0,
+                buf: Vec::new(),
+                pos: 0,
+            },
+            len,
         ));
     }
     for (member, reader, len) in readers {
@@ -291,45 +314,105 @@ impl Read for LazyBlob {
     }
 }
 
-/// The thread, oldest first, marked top and bottom like the narrative: each message's number, time, author and
-/// side, whether it is a formal request for information, its words and the members holding its files.
-fn messages_text(
-    thread: &[PackagedMessage],
-    members: &HashMap<(i64, i32), String>,
-    title: &str,
-    tn: &str,
-    statement: &str,
-) -> String {
-    let mut out = format!(
-        "{title}\nTracking number: {tn}\n\nMessages between the submitting organisation and the PCII Program Office, oldest first.\n"
-    );
-    for m in thread {
-        let side = match m.side {
-            Side::Organisation => "submitting organisation",
-            Side::Office => "PCII Program Office",
+/// `MESSAGES.txt`: the thread, oldest first, marked top and bottom like the narrative — each message's number,
+/// time, author and side, whether it is a formal request for information, its words and the members holding its
+/// files. It is made a page of messages at a time ([`THREAD_PAGE`], their words read and opened for that page only),
+/// so a package holds one page of the thread's words however long the thread: once to count its length (the
+/// archive's is sent first), then as it streams. Both give the same text: a message's words never change, and
+/// everything else was read once, before.
+struct ThreadText {
+    head: String,
+    foot: String,
+    messages: Vec<PackagedMessage>,
+    members: HashMap<(i64, i32), String>,
+    words: ThreadWords,
+}
+
+impl ThreadText {
+    /// The `i`th piece of the text: the heading, a page of messages, the closing marking; `None` past the end.
+    fn piece(&self, i: usize) -> std::io::Result<Option<Vec<u8>>> {
+        let pages: Vec<&[PackagedMessage]> = self.messages.chunks(THREAD_PAGE as usize).collect();
+        if i == 0 {
+            return Ok(Some(self.head.clone().into_bytes()));
+        }
+        if i == pages.len() + 1 {
+            return Ok(Some(self.foot.clone().into_bytes()));
+        }
+        let Some(page) = pages.get(i - 1) else {
+            return Ok(None);
         };
-        out.push_str(&format!(
-            "\n--- Message {} - {} - {} ({side}){}\n\n{}\n",
-            m.seq,
-            crate::time::datetime(m.at),
-            visible(&m.author),
-            if m.request_for_information {
-                " - formal request for information"
-            } else {
-                ""
-            },
-            visible_block(&m.body),
-        ));
-        for f in &m.files {
-            if let Some(member) = members.get(&(m.seq, f.position)) {
-                out.push_str(&format!("File: {member} ({} bytes)\n", f.size_bytes));
+        let (first, last) = (page[0].seq, page[page.len() - 1].seq);
+        let mut words: HashMap<i64, String> = self.words.open(first, last)?.into_iter().collect();
+        let mut out = String::new();
+        for m in page.iter() {
+            let body = words.remove(&m.seq).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "a message of the thread is no longer there",
+                )
+            })?;
+            let side = match m.side {
+                Side::Organisation => "submitting organisation",
+                Side::Office => "PCII Program Office",
+            };
+            out.push_str(&format!(
+                "\n--- Message {} - {} - {} ({side}){}\n\n{}\n",
+                m.seq,
+                crate::time::datetime(m.at),
+                visible(&m.author),
+                if m.request_for_information {
+                    " - formal request for information"
+                } else {
+                    ""
+                },
+                visible_block(&body),
+            ));
+            for f in &m.files {
+                if let Some(member) = self.members.get(&(m.seq, f.position)) {
+                    out.push_str(&format!("File: {member} ({} bytes)\n", f.size_bytes));
+                }
             }
         }
+        Ok(Some(out.into_bytes()))
     }
-    out.push_str(&format!(
-        "\n{statement}\n\n{title}\nTracking number: {tn}\n"
-    ));
-    out
+
+    /// The text's length in bytes, found by making it a piece at a time (on a blocking thread).
+    fn length(&self) -> std::io::Result<u64> {
+        let mut len = 0u64;
+        let mut i = 0;
+        while let Some(piece) = self.piece(i)? {
+            len += piece.len() as u64;
+            i += 1;
+        }
+        Ok(len)
+    }
+}
+
+/// Reads [`ThreadText`] a piece at a time as the zip writer asks for it.
+struct ThreadTextReader {
+    text: Arc<ThreadText>,
+    next: usize,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ThreadTextReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.text.piece(self.next)? {
+                Some(piece) => {
+                    self.buf = piece;
+                    self.pos = 0;
+                    self.next += 1;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 fn narrative_text(c: &Content, title: &str, tn: &str, statement: &str) -> String {

@@ -900,6 +900,26 @@ fn a_long_thread_opens_a_page_at_a_time() {
     let officer_page = olga.get(&format!("{officer_thread}?before=11"));
     assert_eq!(officer_page.status, Status::Ok);
     shows(&officer_page.body, 1..=10);
+    // The package carries the whole thread, its words read a page at a time as it streams: every message once,
+    // in order, within the markings, and the archive as long as it said.
+    let (status, zip, _) = olga.get_bytes(&format!("/officer/submissions/{id}/export"));
+    assert_eq!(status, Status::Ok);
+    let members = zip_members(&zip.unwrap());
+    let text = String::from_utf8(members["MESSAGES.txt"].clone()).unwrap();
+    let mut at = 0;
+    for n in 1..=61 {
+        let found = text[at..]
+            .find(&format!("--- Message {n} - "))
+            .unwrap_or_else(|| panic!("message {n} in order"));
+        at += found;
+        assert!(text[at..].starts_with(&format!("--- Message {n} - ")));
+        assert!(text[at..].contains(&marker(n)));
+        assert_eq!(text.matches(&marker(n)).count(), 1, "message {n} once");
+    }
+    assert!(text.trim_end().ends_with(&format!(
+        "Tracking number: {}",
+        tracking_number_of(&app, &id)
+    )));
 }
 
 /// Each side writes at most `max_messages_per_side` messages in a thread (a package carries the thread whole):

@@ -924,7 +924,12 @@ async fn receipt_text(
     let text = templates
         .0
         .render("submissions/receipt.txt.tera", &tctx)
-        .map_err(|e| AppError::Internal(format!("receipt template: {e:?}")))?;
+        .map_err(|e| {
+            AppError::Internal(format!(
+                "receipt template: {}",
+                crate::web::pages::render_error_kind(&e)
+            ))
+        })?;
     Ok(TextReceipt(text, tn))
 }
 
