@@ -107,6 +107,10 @@ pub fn email_problem(email: &str) -> Option<&'static str> {
     if email.chars().any(is_invisible) {
         return Some("This address contains an invisible character. Type it again by hand.");
     }
+    // What the mailer will take (no link could reach an address it refuses: `a,b@x.example`, `a..b@x.example`).
+    if email.parse::<lettre::message::Mailbox>().is_err() {
+        return Some(generic);
+    }
     let labels = std::iter::once(local).chain(domain.split('.'));
     for label in labels {
         if !label.is_single_script() {

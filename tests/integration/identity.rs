@@ -517,6 +517,41 @@ fn registering_a_taken_address_tells_its_owner_not_the_visitor() {
     assert!(app.organisation_id("Other").is_none());
 }
 
+/// An address the mailer cannot use (an account made before registration checked for it) gets no new link, and the
+/// answer says so (422) instead of "try again in a few seconds": trying again would never help.
+#[test]
+fn a_new_link_to_an_address_the_mailer_refuses_says_it_cannot_reach_it() {
+    use diesel::prelude::*;
+    use pcii_portal::db::schema::users;
+    let app = TestApp::new();
+    let mut person = app.browser();
+    assert_eq!(
+        register(&mut person, "early@elsewhere.example", "Early Ltd").status,
+        Status::SeeOther
+    );
+    if person.get("/verify-email").status != Status::Ok {
+        assert_eq!(
+            person.login("early@elsewhere.example", PASSWORD),
+            Status::SeeOther
+        );
+    }
+    app.with_conn(|c| {
+        diesel::update(users::table.filter(users::email.eq("early@elsewhere.example")))
+            .set(users::email.eq("early,bird@elsewhere.example"))
+            .execute(c)
+            .unwrap()
+    });
+    let page = person.post("/verify-email/resend", &[]);
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    assert!(
+        page.body
+            .contains("does not accept mail for early,bird@elsewhere.example"),
+        "{}",
+        page.body
+    );
+    assert!(page.header("Retry-After").is_none());
+}
+
 /// Mail whose address and words a stranger chooses is capped: confirmation links to an address nobody confirmed
 /// (registering someone else's address, then asking again and again), and invitations from a company's
 /// administrator (a self-registered one included). The confirmation mail greets no one by the typed name.

@@ -172,13 +172,24 @@ async fn verify_email_resend(
             "Your email address is already confirmed.",
         ));
     };
-    if deliver::send(state, mail).await {
-        Ok(Notice::redirect(
+    let to = mail.to.clone();
+    match crate::mail::send_off_executor(&state.mailer, mail).await {
+        Ok(()) => Ok(Notice::redirect(
             "/verify-email",
             "We sent a new link. Earlier links no longer work.",
-        ))
-    } else {
-        Err(AppError::Unavailable("the mail could not be sent".into()))
+        )),
+        // For good: trying again will not help, so the answer must not say it would.
+        Err(e @ (crate::mail::MailError::Address | crate::mail::MailError::Rejected(_))) => {
+            tracing::warn!(error = %e, "a confirmation link was refused for good");
+            Err(AppError::Invalid(format!(
+                "The mail server does not accept mail for {to}, so no link can reach it. Register again with \
+                 another address, or ask your organisation's administrator to invite you."
+            )))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sending mail failed");
+            Err(AppError::Unavailable("the mail could not be sent".into()))
+        }
     }
 }
 
