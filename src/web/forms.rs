@@ -14,6 +14,10 @@ use crate::audit::log::{Event, Outcome as AuditOutcome};
 use crate::web::guards::{actor, any_session, app};
 use crate::workflow::content::FieldErrors;
 
+/// The longest text a search field takes (an organisation's name, a person's): the text is matched with LIKE, whose
+/// pattern SQLite caps at 50,000 bytes, and no name is this long.
+pub const SEARCH_TEXT_MAX_CHARS: usize = 200;
+
 pub const ANON_CSRF_COOKIE: &str = "pcii_csrf";
 pub const CSRF_FIELD: &str = "csrf";
 const FORM_LIMIT: ByteUnit = ByteUnit::Kibibyte(256);

@@ -621,6 +621,40 @@ fn emails_are_normalised_and_confusable_addresses_refused() {
     assert_eq!(count, 1);
 }
 
+/// A search text longer than any name is the caller's mistake (422 with the reason): matched with LIKE, a text of
+/// 50,000 characters made a pattern past SQLite's limit, and the database's refusal was a 500.
+#[test]
+fn an_overlong_search_text_answers_422_not_500() {
+    let app = TestApp::new();
+    // SQLite checks the pattern's length when it compares a row: there must be rows.
+    app.create_user(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "o@example.gov", None);
+    let mut auditor = app.login_as(Role::Auditor, "u@example.gov", None);
+    let long = "a".repeat(50_000);
+    let page = officer.get(&format!("/officer/organisations?q={long}"));
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert!(page
+        .body
+        .contains("Enter at most 200 characters of the organisation"));
+    let page = auditor.get(&format!("/audit?person={long}"));
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert!(page
+        .body
+        .contains("Enter at most 200 characters of the name"));
+    // 200 characters are still a search.
+    let most = "a".repeat(200);
+    assert_eq!(
+        officer
+            .get(&format!("/officer/organisations?q={most}"))
+            .status,
+        Status::Ok
+    );
+    assert_eq!(
+        auditor.get(&format!("/audit?person={most}")).status,
+        Status::Ok
+    );
+}
+
 /// Page numbers out of range, negative or not numbers are the caller's mistake: 422 with the reason, never a 500 (an
 /// overflowing offset) and never a silent first page.
 #[test]

@@ -81,6 +81,15 @@ impl FilterForm {
                 errors.insert("to", "The end date is before the start date.".to_string());
             }
         }
+        if self.person.chars().count() > crate::web::forms::SEARCH_TEXT_MAX_CHARS {
+            errors.insert(
+                "person",
+                format!(
+                    "Enter at most {} characters of the name, email or organisation.",
+                    crate::web::forms::SEARCH_TEXT_MAX_CHARS
+                ),
+            );
+        }
         if !self.action.is_empty() && !actions::is_known(&self.action) {
             errors.insert(
                 "action",

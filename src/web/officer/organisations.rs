@@ -6,7 +6,7 @@ use rocket::form::FromForm;
 use serde::Serialize;
 
 use crate::auth::membership;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::models::account::{self, Organisation};
 use crate::models::invitation::{self, InvitationRow};
 use crate::models::merge_proposal::{self as proposals, ProposalRow};
@@ -73,6 +73,13 @@ async fn list(
             _ => String::new(),
         },
     };
+    // A name typed is matched with LIKE, whose pattern SQLite caps (50,000 bytes); no name is this long.
+    if form.q.chars().count() > crate::web::forms::SEARCH_TEXT_MAX_CHARS {
+        return Err(AppError::Invalid(format!(
+            "Enter at most {} characters of the organisation's name.",
+            crate::web::forms::SEARCH_TEXT_MAX_CHARS
+        )));
+    }
     let filter = OrganisationFilter {
         name: form.q.clone(),
         verified: match form.verified.as_str() {
