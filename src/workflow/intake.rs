@@ -469,6 +469,7 @@ async fn save_inner(
         _ => apply_fields(&mut content, &req.fields),
     };
 
+    let mut removed: Vec<String> = Vec::new();
     for id in &req.remove {
         if !status.is_some_and(lifecycle::files_removable) {
             return Err(AppError::Conflict(
@@ -476,8 +477,17 @@ async fn save_inner(
                     .into(),
             ));
         }
+        // The same file ticked twice (a form posted by hand) is removed once.
+        if removed.contains(id) {
+            continue;
+        }
+        removed.push(id.clone());
         if content.attachments.remove(id).is_none() {
-            return Err(AppError::NotFound);
+            return Err(AppError::Conflict(
+                "A file you asked to remove is no longer in this draft (removed from another window?). Nothing \
+                 was saved: open the draft again to see its files."
+                    .into(),
+            ));
         }
     }
     let mut new_files = Vec::new();
@@ -499,7 +509,11 @@ async fn save_inner(
                     ));
                 }
                 let Some(info) = content.attachments.get(old) else {
-                    return Err(AppError::NotFound);
+                    return Err(AppError::Conflict(
+                        "A file you chose to replace is not one of this submission's files. Nothing was saved: \
+                         open the submission again to see its files."
+                            .into(),
+                    ));
                 };
                 replacements.push((old.clone(), id.clone()));
                 // The corrected file is described like the one it replaces, until the submitter says otherwise.
@@ -580,7 +594,7 @@ async fn save_inner(
         content_blob,
         new_files,
         replacements,
-        remove: req.remove,
+        remove: removed,
         step: step.filter(|_| complete_errors.is_empty()),
         // Nothing is sealed when the stored content is sent: no data key is made for it.
         sealing: SealingKey {

@@ -190,6 +190,32 @@ fn one_picker_stores_several_files_in_one_post_each_then_described_on_the_form()
     );
     assert_eq!(page.status, Status::Conflict);
     assert_eq!(app.attachment_ids(&id).len(), 3);
+
+    // A file ticked twice for removal (a form posted by hand) is removed once; ticking one already removed (from
+    // another window) is a conflict that says so, not "no page here", and saves nothing.
+    let page = b.post_multipart(
+        &format!("/submissions/{id}"),
+        &[
+            Part::Text("remove", &ids[0]),
+            Part::Text("remove", &ids[0]),
+            Part::Text("action", "draft"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.attachment_ids(&id).len(), 2);
+    let page = b.post_multipart(
+        &format!("/submissions/{id}"),
+        &[
+            Part::Text("remove", &ids[0]),
+            Part::Text("remove", &ids[1]),
+            Part::Text("action", "draft"),
+        ],
+    );
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert!(page
+        .body
+        .contains("A file you asked to remove is no longer in this draft"));
+    assert_eq!(app.attachment_ids(&id).len(), 2);
 }
 
 #[test]
@@ -474,6 +500,20 @@ fn a_cure_replaces_a_file_keeps_the_old_one_on_record_and_destruction_takes_both
     let edit = sub.get(&format!("/submissions/{id}/edit"));
     assert!(edit.body.contains("Replace with a corrected file"));
     assert!(edit.body.contains(&format!(r#"name="replace_{two}""#)));
+    // A file that is not the submission's (a stale form, or one posted by hand) is a conflict that says so.
+    let mut parts = complete_fields("Cure me.", "continue");
+    parts.push(Part::File(
+        "replace_0123456789abcdef",
+        "settings-fixed.xlsx",
+        &fixed,
+    ));
+    let page = sub.post_multipart(&format!("/submissions/{id}"), &parts);
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert!(page
+        .body
+        .contains("A file you chose to replace is not one of this submission"));
+    assert_eq!(app.attachment_ids(&id).len(), 2);
+
     let field = format!("replace_{two}");
     let mut parts = complete_fields("Cure me.", "continue");
     parts.push(Part::File(&field, "settings-fixed.xlsx", &fixed));
