@@ -529,11 +529,45 @@ fn wants_json(req: &Request<'_>) -> bool {
             .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
 }
 
-/// Every other request, whatever its method: 503, the portal is sealed.
-struct SealedAnswer;
+/// Every other request, whatever its method: 503, the portal is sealed. A request a route or guard refused as the
+/// caller's mistake (a form too large or not understood, a wrong host) gets that status and what was wrong
+/// instead: telling a custodian to wait would not help.
+struct SealedAnswer {
+    refused: Option<(Status, &'static str)>,
+}
+
+/// What a client error the unseal routes or guards answered means, in words (`None`: no route took the request,
+/// or not the caller's mistake).
+fn refused_reason(status: Status) -> Option<&'static str> {
+    match status.code {
+        400 | 422 => Some("The form was not understood. Reload the unseal page and give the share again."),
+        403 => Some("The request was refused: a form from another site, or a stale one. Reload the unseal page."),
+        413 => Some("The form was too large: give one share at a time, as its custodian received it."),
+        421 => Some("This address is not one the portal answers to."),
+        _ => None,
+    }
+}
 
 impl<'r> Responder<'r, 'static> for SealedAnswer {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        if let Some((status, reason)) = self.refused {
+            let mut res = if wants_json(req) {
+                let body = json!({
+                    "error": "Refused",
+                    "message": reason,
+                    "status": status.code,
+                    "request_id": request_id(req),
+                });
+                Response::build_from(body.respond_to(req)?)
+            } else {
+                let page = match req.rocket().state::<Arc<SealedPortal>>() {
+                    Some(state) => unseal_view(state, status, Some(reason)),
+                    None => Page::new("sealed.html.tera").status(status),
+                };
+                Response::build_from(page.respond_to(req)?)
+            };
+            return res.status(status).ok();
+        }
         let status = Status::ServiceUnavailable;
         let mut res = if wants_json(req) {
             let body = json!({
@@ -555,6 +589,8 @@ impl<'r> Responder<'r, 'static> for SealedAnswer {
 }
 
 #[rocket::catch(default)]
-fn sealed_catcher(_status: Status, _req: &Request<'_>) -> SealedAnswer {
-    SealedAnswer
+fn sealed_catcher(status: Status, _req: &Request<'_>) -> SealedAnswer {
+    SealedAnswer {
+        refused: refused_reason(status).map(|reason| (status, reason)),
+    }
 }

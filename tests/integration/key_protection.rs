@@ -543,6 +543,19 @@ fn shares_portal_is_sealed_until_two_of_three_unseal_it() {
     assert!(res.into_string().unwrap().contains("\"sealed\""));
     assert_eq!(client.get("/unseal").dispatch().status(), Status::Ok);
 
+    // A caller's mistake is said as such, not "sealed, try again later".
+    let res = client
+        .post("/unseal")
+        .header(ContentType::Form)
+        .body(format!("share={}", "a".repeat(300 << 10)))
+        .dispatch();
+    assert_eq!(res.status(), Status::PayloadTooLarge);
+    assert!(res.headers().get_one("Retry-After").is_none());
+    assert!(res
+        .into_string()
+        .unwrap()
+        .contains("The form was too large"));
+
     // No token: refused, nothing taken.
     let res = client
         .post("/unseal")
