@@ -206,13 +206,20 @@ pub fn submissions_with_retired(
         .load(conn)
 }
 
-/// Every wrapped data key of these submissions.
+/// Every wrapped data key of these submissions, asked for a bounded number at a time (SQLite takes at most 32,766
+/// values in one statement).
 pub fn of_submissions(
     conn: &mut DbConn,
     submission_ids: &[String],
 ) -> QueryResult<Vec<DataKeyRow>> {
-    data_keys::table
-        .filter(data_keys::submission_id.eq_any(submission_ids))
-        .select(DataKeyRow::as_select())
-        .load(conn)
+    let mut rows = Vec::new();
+    for ids in submission_ids.chunks(1_000) {
+        rows.extend(
+            data_keys::table
+                .filter(data_keys::submission_id.eq_any(ids))
+                .select(DataKeyRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(rows)
 }

@@ -592,3 +592,20 @@ fn what_a_rotation_replaces_is_left_in_neither_the_database_file_nor_its_wal() {
     assert_eq!(page.status, Status::Ok);
     assert!(page.body.contains("rotated"), "{}", page.body);
 }
+
+/// The data keys of many submissions at once (a dissemination log filtered by recipient opens every matching
+/// release) are asked for a bounded number at a time: one statement with 40,000 ids failed on SQLite (at most
+/// 32,766 values).
+#[test]
+fn the_data_keys_of_tens_of_thousands_of_submissions_are_read_in_bounded_statements() {
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let id = submit(&mut ann, "One of many", &[]);
+    let mut ids: Vec<String> = (0..40_000).map(|n| format!("{n:032x}")).collect();
+    ids.push(id.clone());
+    let rows = app
+        .with_conn(|c| pcii_portal::models::data_key::of_submissions(c, &ids))
+        .expect("read in bounded statements");
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r.submission_id == id));
+}

@@ -781,8 +781,13 @@ async fn filtered_log(
     ids.sort();
     ids.dedup();
     let texts = crate::workflow::sealed_text::Texts::load(ctx.state, ids).await?;
-    crate::web::views::open_disseminations(&texts, &mut rows);
-    drop(texts);
+    // Off the async workers: filtered by recipient, every matching release is opened.
+    let mut rows = rocket::tokio::task::spawn_blocking(move || {
+        crate::web::views::open_disseminations(&texts, &mut rows);
+        rows
+    })
+    .await
+    .map_err(|_| AppError::Internal("opening the dissemination log failed".into()))?;
     if needle.is_empty() {
         return Ok((total, rows));
     }
