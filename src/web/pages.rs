@@ -246,6 +246,35 @@ fn take_notice(req: &Request<'_>) -> Option<String> {
     Some(c.value().to_string())
 }
 
+/// What kind of failure a template's rendering was, without its message: tera puts the value a filter refused
+/// into the message, and a page's values are the submission's words.
+pub(crate) fn render_error_kind(e: &tera::Error) -> &'static str {
+    use std::error::Error as _;
+    let mut kinds = vec![&e.kind];
+    let mut source = e.source();
+    while let Some(inner) = source {
+        if let Some(t) = inner.downcast_ref::<tera::Error>() {
+            kinds.push(&t.kind);
+        }
+        source = inner.source();
+    }
+    // The innermost tera error says what went wrong; the outer ones only where.
+    match kinds.last().copied() {
+        Some(tera::ErrorKind::TemplateNotFound(_)) => "template not found",
+        Some(tera::ErrorKind::FilterNotFound(_)) => "filter not found",
+        Some(tera::ErrorKind::FunctionNotFound(_)) => "function not found",
+        Some(tera::ErrorKind::TestNotFound(_)) => "test not found",
+        Some(tera::ErrorKind::CallFilter(_)) => "a filter failed",
+        Some(tera::ErrorKind::CallFunction(_)) => "a function failed",
+        Some(tera::ErrorKind::CallTest(_)) => "a test failed",
+        Some(tera::ErrorKind::Json(_)) => "a value could not be converted",
+        Some(tera::ErrorKind::Msg(_)) => {
+            "a template error (a missing variable or a value of the wrong type)"
+        }
+        _ => "other",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::escape_html_and_bidi;
@@ -276,34 +305,5 @@ mod tests {
         ctx.insert("message", "reason\u{202E}txt.exe");
         let html = tera.render("probe.html.tera", &ctx).unwrap();
         assert_eq!(html, "<p>reason&lt;U+202E&gt;txt.exe</p>");
-    }
-}
-
-/// What kind of failure a template's rendering was, without its message: tera puts the value a filter refused
-/// into the message, and a page's values are the submission's words.
-pub(crate) fn render_error_kind(e: &tera::Error) -> &'static str {
-    use std::error::Error as _;
-    let mut kinds = vec![&e.kind];
-    let mut source = e.source();
-    while let Some(inner) = source {
-        if let Some(t) = inner.downcast_ref::<tera::Error>() {
-            kinds.push(&t.kind);
-        }
-        source = inner.source();
-    }
-    // The innermost tera error says what went wrong; the outer ones only where.
-    match kinds.last().copied() {
-        Some(tera::ErrorKind::TemplateNotFound(_)) => "template not found",
-        Some(tera::ErrorKind::FilterNotFound(_)) => "filter not found",
-        Some(tera::ErrorKind::FunctionNotFound(_)) => "function not found",
-        Some(tera::ErrorKind::TestNotFound(_)) => "test not found",
-        Some(tera::ErrorKind::CallFilter(_)) => "a filter failed",
-        Some(tera::ErrorKind::CallFunction(_)) => "a function failed",
-        Some(tera::ErrorKind::CallTest(_)) => "a test failed",
-        Some(tera::ErrorKind::Json(_)) => "a value could not be converted",
-        Some(tera::ErrorKind::Msg(_)) => {
-            "a template error (a missing variable or a value of the wrong type)"
-        }
-        _ => "other",
     }
 }
