@@ -49,6 +49,22 @@ fn reach(tx: &mut DbConn, organisation_id: &str, member_id: &str) -> AppResult<R
     ))
 }
 
+/// The acting administrator, read again under the write lock: one that another administrator's request removed,
+/// disabled or demoted after its own request's guard let it in acts no more (two administrators removing each
+/// other at once would otherwise leave the organisation with none).
+fn still_administrator(tx: &mut DbConn, actor: &Actor, organisation_id: &str) -> AppResult<()> {
+    let me = match actor.user_id.as_deref() {
+        Some(id) => model::member(tx, organisation_id, id)?,
+        None => None,
+    };
+    match me {
+        Some(me) if me.org_admin && !me.disabled => Ok(()),
+        _ => Err(AppError::Refused(
+            "You are no longer an administrator of this organisation: nothing was changed.".into(),
+        )),
+    }
+}
+
 /// An organisation administrator removes a member of its organisation (never itself). The member's sessions
 /// end at once; it loses the organisation and its administrator role, and its account is disabled (an
 /// invitation can bring it back).
@@ -61,6 +77,7 @@ pub fn remove_member(
     member_id: &str,
 ) -> AppResult<()> {
     audit.fact(conn, actor, |tx| {
+        still_administrator(tx, actor, organisation_id)?;
         let member = match reach(tx, organisation_id, member_id)? {
             Reach::Member(member) => member,
             Reach::Outside(entry) => return Ok((Err(AppError::NotFound), entry)),
@@ -135,6 +152,7 @@ pub fn grant_admin(
     member_id: &str,
 ) -> AppResult<()> {
     audit.fact(conn, actor, |tx| {
+        still_administrator(tx, actor, organisation_id)?;
         let member = match reach(tx, organisation_id, member_id)? {
             Reach::Member(member) => member,
             Reach::Outside(entry) => return Ok((Err(AppError::NotFound), entry)),
@@ -168,6 +186,7 @@ pub fn revoke_admin(
     member_id: &str,
 ) -> AppResult<()> {
     audit.fact(conn, actor, |tx| {
+        still_administrator(tx, actor, organisation_id)?;
         let member = match reach(tx, organisation_id, member_id)? {
             Reach::Member(member) => member,
             Reach::Outside(entry) => return Ok((Err(AppError::NotFound), entry)),

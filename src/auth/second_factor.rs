@@ -315,9 +315,16 @@ pub fn confirm_totp(
             Ok((Enrolled::WrongCode, event))
         });
     };
-    c.audit.fact(conn, actor, |tx| {
+    c.audit.fact_if(conn, actor, |tx| {
         if locked(tx, &keys, now)? {
-            return Ok((Enrolled::Throttled, throttled()));
+            return Ok((Enrolled::Throttled, Some(throttled())));
+        }
+        // Read again under the write lock: a password change or reset meanwhile deletes the pending setup and ends
+        // the session that began it, and then nothing is enrolled.
+        let still = own_enrolment(tx, user, session_hash, now)?
+            .is_some_and(|e| e.secret_sealed == pending.secret_sealed);
+        if !still || model::mark_session(tx, session_hash, now)? != 1 {
+            return Ok((Enrolled::NothingPending, None));
         }
         model::put_totp(
             tx,
@@ -328,7 +335,6 @@ pub fn confirm_totp(
             now,
         )?;
         model::delete_enrolment(tx, &user.id)?;
-        model::mark_session(tx, session_hash, now)?;
         throttle::clear(tx, &keys.0)?;
         let recovery_codes = if model::recovery_codes_left(tx, &user.id)? == 0 {
             Some(new_recovery_codes(tx, &user.id, now)?)
@@ -342,7 +348,7 @@ pub fn confirm_totp(
         let event = Event::new("mfa.enrolled", Outcome::Success)
             .object("account", &user.id)
             .reason(reason);
-        Ok((Enrolled::Done { recovery_codes }, event))
+        Ok((Enrolled::Done { recovery_codes }, Some(event)))
     })
 }
 
@@ -718,6 +724,15 @@ pub fn remove_own_with_password(
         // password among them must not count once the wrong ones have locked the form.
         if throttle::is_locked(tx, &key, now)? {
             return Ok((RemovalResult::Throttled, refused("throttled")));
+        }
+        // The password was checked against the hash read with the request: one changed or reset since (which
+        // also ends this session) is no longer the account's, and the account must still be enabled.
+        let current = crate::models::account::find(tx, &user.id)?;
+        if current.disabled || current.password_hash != user.password_hash {
+            return Ok((
+                RemovalResult::WrongPassword,
+                refused("the password changed during the request"),
+            ));
         }
         let ((), event) = removal_in(tx, user, must_have_one, &removal)?;
         Ok((RemovalResult::Removed, event))

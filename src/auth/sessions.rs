@@ -105,8 +105,13 @@ fn replace(
         return Ok(None);
     };
     let token = new_token();
-    // One transaction: never both tokens alive, never neither.
-    conn.transaction(|tx| {
+    // One transaction: never both tokens alive, never neither. The old one is deleted first, and must still be
+    // there: a password reset or "end my other sessions" that ended it after the read above wins, and no new
+    // session takes its place.
+    let replaced = conn.transaction(|tx| {
+        if model::delete(tx, token_hash)? != 1 {
+            return Ok::<_, diesel::result::Error>(false);
+        }
         model::insert(
             tx,
             &NewSession {
@@ -121,9 +126,9 @@ fn replace(
                 second_factor_at: factor_at(old.second_factor_at),
             },
         )?;
-        model::delete(tx, token_hash).map(|_| ())
+        Ok(true)
     })?;
-    Ok(Some(token))
+    Ok(replaced.then_some(token))
 }
 
 /// A live session, its account, and where it stands with the account's second factor.

@@ -160,7 +160,8 @@ pub fn secrets_not_sealed_to(
         .collect())
 }
 
-/// Stores a re-sealed secret if the row is still sealed to the key it was read with.
+/// Stores a re-sealed secret if the row still holds the secret it was read with (a new authenticator confirmed
+/// meanwhile may be sealed to the same old key: it is not overwritten with the old secret).
 pub fn reseal(
     conn: &mut DbConn,
     row: &SealedSecretRow,
@@ -171,7 +172,8 @@ pub fn reseal(
         SecretTable::Factor => diesel::update(
             totp_factors::table
                 .find(&row.user_id)
-                .filter(totp_factors::master_key_id.eq(&row.master_key_id)),
+                .filter(totp_factors::master_key_id.eq(&row.master_key_id))
+                .filter(totp_factors::secret_sealed.eq(&row.stored)),
         )
         .set((
             totp_factors::secret_sealed.eq(stored),
@@ -181,7 +183,8 @@ pub fn reseal(
         SecretTable::Enrolment => diesel::update(
             totp_enrolments::table
                 .find(&row.user_id)
-                .filter(totp_enrolments::master_key_id.eq(&row.master_key_id)),
+                .filter(totp_enrolments::master_key_id.eq(&row.master_key_id))
+                .filter(totp_enrolments::secret_sealed.eq(&row.stored)),
         )
         .set((
             totp_enrolments::secret_sealed.eq(stored),

@@ -1415,3 +1415,52 @@ fn a_closed_officers_invitation_naming_the_company_answers_its_admin_as_an_unkno
     }
     assert_eq!(invitation_state(&app, &otto), "sent");
 }
+
+/// Two organisation administrators removing each other at once: each request passed its guard before either
+/// committed, and the second commit must not leave the organisation without an administrator. The acting
+/// administrator is read again in the commit; one removed meanwhile changes nothing.
+#[test]
+fn an_administrator_removed_meanwhile_removes_and_promotes_no_one() {
+    use pcii_portal::auth::membership;
+    let app = TestApp::new();
+    app.login_as(Role::Submitter, "a@acme.example", Some("Acme"));
+    let b = app.create_user(Role::Submitter, "b@acme.example", Some("Acme"));
+    let c = app.create_user(Role::Submitter, "c@acme.example", Some("Acme"));
+    let a = app.user_id("a@acme.example");
+    let org = app.organisation_id("Acme").unwrap();
+    let state = app.state();
+    let actor = |id: &str| Actor {
+        user_id: Some(id.to_string()),
+        role: Some("submitter".into()),
+        client_addr: None,
+        request_id: None,
+    };
+    app.with_conn(|conn| membership::grant_admin(conn, &state.audit, &actor(&a), &org, &b))
+        .expect("a makes b an administrator too");
+    // a's request to remove b has passed its guard; b's removal of a commits first.
+    let a_as_read = app.with_conn(|conn| account::find(conn, &a).unwrap());
+    let b_now = app.with_conn(|conn| account::find(conn, &b).unwrap());
+    app.with_conn(|conn| {
+        membership::remove_member(conn, &state.audit, &actor(&b), &org, &b_now, &a)
+    })
+    .expect("b removes a");
+    let removed = app.with_conn(|conn| {
+        membership::remove_member(conn, &state.audit, &actor(&a), &org, &a_as_read, &b)
+    });
+    assert!(
+        matches!(removed, Err(pcii_portal::error::AppError::Refused(_))),
+        "{removed:?}"
+    );
+    let promoted =
+        app.with_conn(|conn| membership::grant_admin(conn, &state.audit, &actor(&a), &org, &c));
+    assert!(
+        matches!(promoted, Err(pcii_portal::error::AppError::Refused(_))),
+        "{promoted:?}"
+    );
+    let b_after = app.with_conn(|conn| account::find(conn, &b).unwrap());
+    assert!(b_after.org_admin && !b_after.disabled);
+    assert!(
+        !app.with_conn(|conn| account::find(conn, &c).unwrap())
+            .org_admin
+    );
+}

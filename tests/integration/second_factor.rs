@@ -685,6 +685,57 @@ fn wrong_passwords_sent_in_parallel_to_remove_a_factor_are_checked_no_more_often
     assert_eq!(apps, 1, "the authenticator app is still there");
 }
 
+/// Removing a factor with the password checks it against the hash read with the request; a password changed or
+/// reset meanwhile (which ends the session too) is no longer the account's, and the commit refuses the removal.
+#[test]
+fn a_factor_removal_whose_password_changed_during_the_request_removes_nothing() {
+    use diesel::prelude::*;
+    use pcii_portal::audit::log::Actor;
+    use pcii_portal::auth::second_factor::{self, Removal, RemovalResult};
+    use pcii_portal::auth::throttle::Policy;
+    use pcii_portal::db::schema::users;
+
+    let app = TestApp::new();
+    let id = app.create_user(Role::Submitter, "ann@acme.example", Some("Acme"));
+    app.enrol_authenticator(&id);
+    let state = app.state();
+    // The account as the request read it, before the owner's password reset committed.
+    let as_read = app.with_conn(|c| pcii_portal::models::account::find(c, &id).unwrap());
+    let new_hash = state
+        .hasher
+        .hash("the owner's new long passphrase")
+        .unwrap();
+    app.with_conn(|c| {
+        diesel::update(users::table.find(&id))
+            .set(users::password_hash.eq(&new_hash))
+            .execute(c)
+            .unwrap()
+    });
+    let result = second_factor::remove_own_with_password(
+        &state.db,
+        &state.audit,
+        &state.hasher,
+        &state.throttle_key,
+        Policy::current_password(&state.settings),
+        &Actor::cli(),
+        &as_read,
+        false,
+        PASSWORD,
+        Removal::AuthenticatorApp,
+        state.clock.now(),
+    )
+    .unwrap();
+    assert!(matches!(result, RemovalResult::WrongPassword));
+    let apps: i64 = app.with_conn(|c| {
+        totp_factors::table
+            .filter(totp_factors::user_id.eq(&id))
+            .count()
+            .get_result(c)
+            .unwrap()
+    });
+    assert_eq!(apps, 1, "the authenticator app is still there");
+}
+
 #[test]
 fn no_seed_or_code_is_in_clear_in_the_database_file_or_the_audit_export_and_rotation_reseals_the_seeds(
 ) {
@@ -1036,4 +1087,39 @@ fn enrolling_the_factor_an_account_must_have_finishes_signing_in_on_a_new_sessio
     assert_eq!(after.difference(&before).count(), 1, "no new token");
     // The new token holds the full sign-in.
     assert_eq!(olive.get("/officer").status, Status::Ok);
+}
+
+/// A key rotation re-seals each authenticator secret only if the row still holds the secret it read: a new
+/// authenticator confirmed meanwhile (sealed to the same, old key) is not overwritten with the old one.
+#[test]
+fn a_rotation_does_not_put_back_an_authenticator_replaced_while_it_ran() {
+    use pcii_portal::models::second_factor as model;
+    let app = TestApp::new();
+    let id = app.create_user(Role::Submitter, "ann@acme.example", Some("Acme"));
+    app.enrol_authenticator(&id);
+    // What the rotation read: every secret not sealed to the (new) current key.
+    let rows = app.with_conn(|c| model::secrets_not_sealed_to(c, "the-new-master-key").unwrap());
+    let row = rows
+        .into_iter()
+        .find(|r| r.user_id == id)
+        .expect("the app's secret");
+    // The owner replaces the app meanwhile; its secret is sealed to the same old key.
+    app.with_conn(|c| {
+        diesel::update(totp_factors::table.find(&id))
+            .set(totp_factors::secret_sealed.eq("the new app's sealed secret"))
+            .execute(c)
+            .unwrap()
+    });
+    let stored = app.with_conn(|c| {
+        model::reseal(c, &row, "the old secret re-sealed", "the-new-master-key").unwrap()
+    });
+    assert_eq!(stored, 0);
+    let now: String = app.with_conn(|c| {
+        totp_factors::table
+            .find(&id)
+            .select(totp_factors::secret_sealed)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(now, "the new app's sealed secret");
 }
