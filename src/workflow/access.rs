@@ -281,14 +281,17 @@ pub async fn admit(
     }
 }
 
-/// Records an open of protected content before it is sent: no content leaves without its audit entry.
+/// Records an open of protected content before it is sent: no content leaves without its audit entry. Whether the
+/// reader may read it is decided again in the same transaction: a grant revoked, an account changed or the content
+/// destroyed since [`admit`] (while the content was read and decrypted) wins, and nothing is sent.
 async fn record_access(
     services: &Services,
+    admitted: &Admitted,
     actor: &Actor,
     action: &'static str,
-    sub: &Submission,
     detail: Option<String>,
 ) -> AppResult<()> {
+    let sub = &admitted.submission;
     let mut event = Event::new(action, Outcome::Success)
         .object("submission", sub.id.clone())
         .tracking(sub.tracking_number.clone());
@@ -296,10 +299,25 @@ async fn record_access(
         event = event.reason(d);
     }
     let (audit, actor) = (services.audit.clone(), actor.clone());
+    let (user, sid) = (admitted.user.clone(), sub.id.clone());
+    let now = services.clock.now();
     services
         .db
-        .run(move |c| audit.record(c, &actor, event))
-        .await
+        .run(move |c| {
+            audit.fact_if(c, &actor, |tx| match decide(tx, &user, &sid, now)? {
+                Ok(now_sub) if lifecycle::content_destroyed(now_sub.status()) => {
+                    Ok((Err(gone()), None))
+                }
+                Ok(_) => Ok((Ok(()), Some(event))),
+                Err(refusal) => {
+                    let refused = Event::new("access.refused", Outcome::Refused)
+                        .object("submission", sid.clone())
+                        .reason(refusal.code());
+                    Ok((Err(refusal.into_error()), Some(refused)))
+                }
+            })
+        })
+        .await?
 }
 
 fn gone() -> AppError {
@@ -338,9 +356,9 @@ pub async fn read_content(
     };
     record_access(
         services,
+        admitted,
         actor,
         "content.viewed",
-        sub,
         detail.map(str::to_string),
     )
     .await?;
@@ -420,7 +438,7 @@ pub async fn open_attachment(
         what.clone(),
         crate::slots::HeldBody::new(stream, slot),
     );
-    record_access(services, actor, "content.downloaded", sub, Some(what)).await?;
+    record_access(services, admitted, actor, "content.downloaded", Some(what)).await?;
     Ok(OpenedFile {
         stream: Box::pin(stream),
         name: super::content::marked_file_name(sub.status(), sub.tracking_number.as_deref(), &name),
@@ -467,9 +485,9 @@ pub async fn export_package(
     ));
     record_access(
         services,
+        admitted,
         actor,
         "content.exported",
-        sub,
         Some(format!("{purpose} package")),
     )
     .await?;

@@ -215,11 +215,11 @@ pub struct GrantLine {
 /// The authorized user's live grants (one line per submission, the grant that runs longest), with the title of
 /// each submission and the officer's reason for the grant.
 ///
-/// The title is inside the submission's sealed content document. Each submission is admitted by the content-access
-/// service's own decision (`access::decide`, the rules of every reading), and its document opened here rather than
-/// by `access::read_content`, which records a `content.viewed` entry per submission for a full reading: titles in
-/// a list of the analyst's own grants are recorded once, as one `grants.listed` entry naming the submissions,
-/// before the page leaves.
+/// Each submission is admitted by the content-access service's own decision (`access::decide`, the rules of every
+/// reading); its title is opened from its sealed title column (the content document only for a submission saved
+/// before titles were kept), rather than by `access::read_content`, which records a `content.viewed` entry per
+/// submission for a full reading: titles in a list of the analyst's own grants are recorded once, as one
+/// `grants.listed` entry naming the submissions, before the page leaves.
 pub async fn grants_list(
     state: &Services,
     user: &User,
@@ -253,9 +253,19 @@ pub async fn grants_list(
         })
         .await?;
     let texts = Texts::load(state, admitted.keys().cloned().collect()).await?;
-    let mut titles: HashMap<String, String> = HashMap::new();
+    // The titles from their sealed column: no content document is read for a list.
+    let with_content: Vec<String> = admitted
+        .iter()
+        .filter(|(_, blob)| blob.is_some())
+        .map(|(sid, _)| sid.clone())
+        .collect();
+    let mut titles = crate::workflow::cases::titles_for(state, with_content).await?;
+    // A submission saved before titles were kept has none there: its document, as the title's only source.
     for (sid, blob) in &admitted {
         let Some(blob) = blob else { continue };
+        if titles.contains_key(sid) {
+            continue;
+        }
         // A document that does not open now costs its title, not the analyst's whole home: the submission's
         // own page reports the failure when it is opened.
         match documents::read_content(state, blob).await {

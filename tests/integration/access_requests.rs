@@ -753,3 +753,91 @@ fn an_analyst_with_more_requests_than_listed_is_told_how_many_there_are() {
         page.body
     );
 }
+
+/// The analyst's list of grants shows each title from its sealed title column: no content document is read for a
+/// list (with the document gone from the store, the title still shows).
+#[test]
+fn the_grants_list_reads_titles_without_opening_the_content_documents() {
+    use pcii_portal::db::schema::blobs;
+    let app = TestApp::new();
+    let (mut sub, mut officer) = people(&app);
+    let (id, _) = validated(&app, &mut sub, &mut officer);
+    let (analyst_id, mut a) = analyst(&app);
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/grants"),
+        &[
+            ("user_id", &analyst_id),
+            ("reason", "Sector study"),
+            ("expires", &date_in(&app, 30)),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let document: String = app.with_conn(|c| {
+        submissions::table
+            .inner_join(blobs::table.on(blobs::id.nullable().eq(submissions::content_blob_id)))
+            .filter(submissions::id.eq(&id))
+            .select(blobs::storage_name)
+            .first(c)
+            .unwrap()
+    });
+    app.state().blobs.delete(&document).unwrap();
+    let page = a.get("/analyst");
+    assert_eq!(page.status, Status::Ok, "{}", page.body);
+    assert!(page.body.contains(TITLE), "{}", page.body);
+}
+
+/// Whether a reader may read is decided again in the transaction that records the read: a grant revoked after the
+/// request was admitted (while the content was being read and decrypted) wins, the content is not handed out, and
+/// the refusal is recorded.
+#[test]
+fn a_grant_revoked_while_a_read_is_under_way_stops_it_before_the_content_goes_out() {
+    use pcii_portal::audit::log::Actor;
+    use pcii_portal::db::schema::grants;
+    use pcii_portal::workflow::access::{self, Reading};
+    let app = TestApp::new();
+    let (mut sub, mut officer) = people(&app);
+    let (id, _) = validated(&app, &mut sub, &mut officer);
+    let (analyst_id, _a) = analyst(&app);
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/grants"),
+        &[
+            ("user_id", &analyst_id),
+            ("reason", "Sector study"),
+            ("expires", &date_in(&app, 30)),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let state = app.state();
+    let ana = app.with_conn(|c| pcii_portal::models::account::find(c, &analyst_id).unwrap());
+    let actor = Actor {
+        user_id: Some(analyst_id.clone()),
+        role: Some("authorized_user".into()),
+        client_addr: None,
+        request_id: None,
+    };
+    let rt = rocket::tokio::runtime::Runtime::new().unwrap();
+    let admitted = rt
+        .block_on(access::admit(state, &ana, &actor, &id))
+        .expect("admitted under the grant");
+    let now = app.now();
+    app.with_conn(|c| {
+        diesel::update(grants::table.filter(grants::submission_id.eq(&id)))
+            .set(grants::revoked_at.eq(Some(now)))
+            .execute(c)
+            .unwrap()
+    });
+    let viewed = app.audit_count("content.viewed");
+    let refused = app.audit_count("access.refused");
+    let read = rt.block_on(access::read_content(
+        state,
+        &admitted,
+        &actor,
+        Reading::Page(None),
+    ));
+    assert!(
+        read.is_err(),
+        "the content was handed out after the revocation"
+    );
+    assert_eq!(app.audit_count("content.viewed"), viewed);
+    assert_eq!(app.audit_count("access.refused"), refused + 1);
+}
