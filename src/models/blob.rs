@@ -99,6 +99,18 @@ pub fn all_stored(conn: &mut crate::db::DbConn) -> QueryResult<Vec<(String, Stri
         .load(conn)
 }
 
+/// Those of `names` that a blob row stores.
+pub fn storage_names_in_use(
+    conn: &mut crate::db::DbConn,
+    names: &[String],
+) -> QueryResult<std::collections::HashSet<String>> {
+    let used: Vec<String> = blobs::table
+        .filter(blobs::storage_name.eq_any(names))
+        .select(blobs::storage_name)
+        .load(conn)?;
+    Ok(used.into_iter().collect())
+}
+
 /// Whether any row points to this file of the store (the orphan sweep keeps it if so).
 pub fn storage_name_in_use(conn: &mut crate::db::DbConn, storage_name: &str) -> QueryResult<bool> {
     let n: i64 = blobs::table

@@ -72,6 +72,18 @@ pub fn summary(conn: &mut DbConn) -> QueryResult<super::QueueSummary> {
     })
 }
 
+/// Those of `names` waiting in the deletion queue.
+pub fn queued_among(
+    conn: &mut DbConn,
+    names: &[String],
+) -> QueryResult<std::collections::HashSet<String>> {
+    let queued: Vec<String> = blob_deletions::table
+        .filter(blob_deletions::storage_name.eq_any(names))
+        .select(blob_deletions::storage_name)
+        .load(conn)?;
+    Ok(queued.into_iter().collect())
+}
+
 /// Whether a name is queued (the orphan sweep leaves queued names to the queue).
 pub fn is_queued(conn: &mut DbConn, name: &str) -> QueryResult<bool> {
     let n: i64 = blob_deletions::table.find(name).count().get_result(conn)?;

@@ -691,9 +691,13 @@ mod tests {
         pending.write_all(b"d").unwrap();
 
         let mut asked = Vec::new();
-        let removed = sweep_orphans(&store, Duration::from_secs(86400), &mut |n: &str| {
-            asked.push(n.to_owned());
-            n == referenced_old
+        let removed = sweep_orphans(&store, Duration::from_secs(86400), &mut |names| {
+            asked.extend(names.iter().cloned());
+            names
+                .iter()
+                .filter(|n| **n == referenced_old)
+                .cloned()
+                .collect()
         })
         .unwrap();
         assert_eq!(removed, 1);
@@ -705,6 +709,29 @@ mod tests {
             "young blobs are not even looked up"
         );
         pending.commit().unwrap();
+    }
+
+    #[test]
+    fn the_orphan_sweep_asks_about_blobs_a_batch_at_a_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(tmp.path()).unwrap();
+        let names: Vec<String> = (0..1_100).map(|_| put(&store, b"x")).collect();
+        let kept: std::collections::HashSet<String> = names.iter().step_by(3).cloned().collect();
+        let mut batches = Vec::new();
+        let removed = sweep_orphans(&store, Duration::ZERO, &mut |batch| {
+            batches.push(batch.len());
+            batch
+                .iter()
+                .filter(|n| kept.contains(*n))
+                .cloned()
+                .collect()
+        })
+        .unwrap();
+        assert_eq!(batches, vec![500, 500, 100]);
+        assert_eq!(removed, names.len() - kept.len());
+        for name in &names {
+            assert_eq!(store.exists(name).unwrap(), kept.contains(name), "{name}");
+        }
     }
 
     #[test]

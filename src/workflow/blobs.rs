@@ -223,13 +223,15 @@ pub fn sweep(
         .sweep_temporaries(grace)
         .map_err(|e| AppError::Unavailable(format!("sweeping temporaries: {e}")))?;
     let mut lookup_failure = None;
-    let orphans = sweep_orphans(store, grace, &mut |name| {
-        let referenced = blob::storage_name_in_use(conn, name)
-            .and_then(|used| Ok(used || blob_deletion::is_queued(conn, name)?));
+    let orphans = sweep_orphans(store, grace, &mut |names| {
+        let referenced = blob::storage_names_in_use(conn, names).and_then(|mut used| {
+            used.extend(blob_deletion::queued_among(conn, names)?);
+            Ok(used)
+        });
         referenced.unwrap_or_else(|e| {
-            // When in doubt, keep the blob.
+            // When in doubt, keep the blobs.
             lookup_failure = Some(e.to_string());
-            true
+            names.iter().cloned().collect()
         })
     })
     .map_err(|e| AppError::Unavailable(format!("sweeping orphans: {e}")))?;

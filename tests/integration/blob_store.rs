@@ -129,14 +129,18 @@ fn the_orphan_sweep_spares_young_and_referenced_blobs(kind: Kind) {
     let referenced = put(store.as_ref(), b"referenced");
     let orphan = put(store.as_ref(), b"orphan");
     // Everything is young: nothing goes.
-    let removed = storage::sweep_orphans(store.as_ref(), Duration::from_secs(3600), &mut |n| {
-        n == referenced
-    })
-    .unwrap();
+    let mut in_use = |names: &[String]| {
+        names
+            .iter()
+            .filter(|n| **n == referenced)
+            .cloned()
+            .collect()
+    };
+    let removed =
+        storage::sweep_orphans(store.as_ref(), Duration::from_secs(3600), &mut in_use).unwrap();
     assert_eq!(removed, 0);
     // No grace: only the orphan goes.
-    let removed =
-        storage::sweep_orphans(store.as_ref(), Duration::ZERO, &mut |n| n == referenced).unwrap();
+    let removed = storage::sweep_orphans(store.as_ref(), Duration::ZERO, &mut in_use).unwrap();
     assert_eq!(removed, 1);
     assert_eq!(names(store.as_ref()), vec![referenced]);
     assert!(!store.exists(&orphan).unwrap());
