@@ -116,9 +116,20 @@ pub fn login(
                     actor.client_addr.as_deref(),
                     user_agent,
                 )?;
-                let mut event = Event::new("auth.login", Outcome::Success).object("account", &u.id);
+                let capped = sessions::end_beyond_cap(tx, &u.id, &token)?;
+                let mut reasons = Vec::new();
                 if ended > 0 {
-                    event = event.reason("ended the session this browser held before");
+                    reasons.push("ended the session this browser held before".to_string());
+                }
+                if capped > 0 {
+                    reasons.push(format!(
+                        "ended the {capped} least recently used session(s) past {}",
+                        sessions::SESSIONS_PER_ACCOUNT
+                    ));
+                }
+                let mut event = Event::new("auth.login", Outcome::Success).object("account", &u.id);
+                if !reasons.is_empty() {
+                    event = event.reason(reasons.join("; "));
                 }
                 Ok((
                     LoginResult::Success {

@@ -53,6 +53,21 @@ pub fn clean_user_agent(ua: &str) -> Option<String> {
     (!cleaned.is_empty()).then_some(cleaned)
 }
 
+/// Sessions one account may hold: signing in past it ends the least recently used ones. Signing in is cheap to
+/// repeat (30 a minute per address), and every session is a row the account's page lists.
+pub const SESSIONS_PER_ACCOUNT: i64 = 20;
+
+/// Ends the account's least recently used sessions past [`SESSIONS_PER_ACCOUNT`], never the one whose cookie
+/// token is `current` (call in the sign-in's audited transaction, which says how many). Returns how many ended.
+pub fn end_beyond_cap(conn: &mut DbConn, user_id: &str, current: &str) -> AppResult<usize> {
+    Ok(model::delete_beyond_newest(
+        conn,
+        user_id,
+        &hash_token(current),
+        SESSIONS_PER_ACCOUNT,
+    )?)
+}
+
 /// Creates a session, keeping the client's address and (cleaned) User-Agent, and returns its cookie token.
 pub fn create_with_agent(
     conn: &mut DbConn,

@@ -99,6 +99,28 @@ pub fn delete_others(conn: &mut DbConn, user_id: &str, keep_hash: &str) -> Query
     .execute(conn)
 }
 
+/// Deletes the account's sessions past its `keep` most recently used ones, never the one with `current_hash` (it
+/// counts among them: sessions made in the same second tie). Returns how many.
+pub fn delete_beyond_newest(
+    conn: &mut DbConn,
+    user_id: &str,
+    current_hash: &str,
+    keep: i64,
+) -> QueryResult<usize> {
+    let older: Vec<String> = sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::token_hash.ne(current_hash))
+        .order((sessions::last_seen_at.desc(), sessions::created_at.desc()))
+        .offset((keep - 1).max(0))
+        .limit(1_000)
+        .select(sessions::token_hash)
+        .load(conn)?;
+    if older.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(sessions::table.filter(sessions::token_hash.eq_any(&older))).execute(conn)
+}
+
 /// Deletes every session last used before `seen_before` or opened before `created_before` (past its idle or
 /// absolute timeout: no cookie opens it any more). Returns how many.
 pub fn delete_expired(
