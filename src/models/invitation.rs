@@ -246,19 +246,28 @@ fn rows(conn: &mut DbConn, list: Vec<Invitation>, now: i64) -> QueryResult<Vec<I
 /// newest first. Those still waiting for its approval are `awaiting_for_organisation`. A staff invitation
 /// can carry the organisation's id too (an officer's conflict of interest): that is no business of the
 /// company's, so only submitter invitations are listed.
+/// At most [`LISTED`] of them, with how many there are.
 pub fn sent_for_organisation(
     conn: &mut DbConn,
     organisation_id: &str,
     now: i64,
-) -> QueryResult<Vec<InvitationRow>> {
-    let list = invitations::table
-        .filter(invitations::organisation_id.eq(organisation_id))
-        .filter(invitations::role.eq(Role::Submitter))
-        .filter(invitations::state.eq(SENT))
+) -> QueryResult<Capped<InvitationRow>> {
+    let sent = || {
+        invitations::table
+            .filter(invitations::organisation_id.eq(organisation_id))
+            .filter(invitations::role.eq(Role::Submitter))
+            .filter(invitations::state.eq(SENT))
+    };
+    let list = sent()
         .order(invitations::created_at.desc())
+        .limit(LISTED)
         .select(Invitation::as_select())
         .load(conn)?;
-    rows(conn, list, now)
+    let total = sent().count().get_result(conn)?;
+    Ok(Capped {
+        rows: rows(conn, list, now)?,
+        total,
+    })
 }
 
 /// Open invitations that administrators made (staff and companies), newest first: awaiting approval, or sent and

@@ -1464,3 +1464,49 @@ fn an_administrator_removed_meanwhile_removes_and_promotes_no_one() {
             .org_admin
     );
 }
+
+/// An organisation's open invitations are listed 200 at a time, the newest, with a note counting them all (they
+/// used to be listed whole, expired ones included, however many its administrators had sent).
+#[test]
+fn the_organisation_page_lists_its_200_newest_open_invitations_and_counts_them_all() {
+    use pcii_portal::models::invitation::{self, NewInvitation, SENT};
+    let app = TestApp::new();
+    let mut admin = app.login_as(Role::Submitter, "a@acme.example", Some("Acme"));
+    let org = app.organisation_id("Acme").unwrap();
+    let inviter = app.user_id("a@acme.example");
+    let now = app.now();
+    app.with_conn(|c| {
+        for i in 0..203 {
+            invitation::insert(
+                c,
+                &NewInvitation {
+                    id: &format!("seeded-{i:03}"),
+                    token_hash: None,
+                    email: &format!("person{i:03}@acme.example"),
+                    display_name: &format!("Person {i}"),
+                    role: Role::Submitter,
+                    organisation_id: Some(&org),
+                    new_organisation: None,
+                    org_admin: false,
+                    agency: None,
+                    invited_by: Some(&inviter),
+                    approval: None,
+                    state: SENT,
+                    created_at: now - 10_000 + i as i64,
+                    expires_at: now + 7 * 86_400,
+                },
+            )
+            .unwrap();
+        }
+    });
+    let page = admin.get("/organisation");
+    assert_eq!(page.status, Status::Ok, "{}", page.body);
+    assert!(
+        page.body
+            .contains("203 in all: the 200 newest are listed here."),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("person202@acme.example"));
+    assert!(!page.body.contains("person002@acme.example"));
+}

@@ -45,7 +45,7 @@ const HOME: &str = "/organisation";
 struct Overview {
     organisation: Organisation,
     members: Vec<MemberRow>,
-    open: Vec<InvitationRow>,
+    open: crate::models::Capped<InvitationRow>,
     awaiting: Vec<InvitationRow>,
     merges: Vec<ProposalRow>,
     /// What it may have sent and held until the Program Office verifies it: how many, and the files' size.
@@ -99,7 +99,8 @@ fn page(admin: &OrgAdminUser<'_>, o: Overview) -> Page {
         .with("verified", o.organisation.verified_at.is_some())
         .with("unverified_room", &o.unverified_room)
         .with("members", &o.members)
-        .with("invitations", &o.open)
+        .with("invitations", &o.open.rows)
+        .with("open_invitations", &o.open)
         .with("awaiting", &o.awaiting)
         .with("merges", &o.merges)
         .with("admin_count", admins)
