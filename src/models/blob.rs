@@ -99,7 +99,7 @@ pub fn all_stored(conn: &mut crate::db::DbConn) -> QueryResult<Vec<(String, Stri
         .load(conn)
 }
 
-/// Those of `names` that a blob row stores.
+/// Those of `names` that a blob row stores (the orphan sweep keeps them).
 pub fn storage_names_in_use(
     conn: &mut crate::db::DbConn,
     names: &[String],
@@ -109,15 +109,6 @@ pub fn storage_names_in_use(
         .select(blobs::storage_name)
         .load(conn)?;
     Ok(used.into_iter().collect())
-}
-
-/// Whether any row points to this file of the store (the orphan sweep keeps it if so).
-pub fn storage_name_in_use(conn: &mut crate::db::DbConn, storage_name: &str) -> QueryResult<bool> {
-    let n: i64 = blobs::table
-        .filter(blobs::storage_name.eq(storage_name))
-        .count()
-        .get_result(conn)?;
-    Ok(n > 0)
 }
 
 /// Deletes a blob row and returns its storage name, for deletion from the store after commit.

@@ -72,7 +72,7 @@ pub fn summary(conn: &mut DbConn) -> QueryResult<super::QueueSummary> {
     })
 }
 
-/// Those of `names` waiting in the deletion queue.
+/// Those of `names` waiting in the deletion queue (the orphan sweep leaves them to the queue).
 pub fn queued_among(
     conn: &mut DbConn,
     names: &[String],
@@ -82,10 +82,4 @@ pub fn queued_among(
         .select(blob_deletions::storage_name)
         .load(conn)?;
     Ok(queued.into_iter().collect())
-}
-
-/// Whether a name is queued (the orphan sweep leaves queued names to the queue).
-pub fn is_queued(conn: &mut DbConn, name: &str) -> QueryResult<bool> {
-    let n: i64 = blob_deletions::table.find(name).count().get_result(conn)?;
-    Ok(n > 0)
 }

@@ -331,14 +331,15 @@ struct ThreadText {
 impl ThreadText {
     /// The `i`th piece of the text: the heading, a page of messages, the closing marking; `None` past the end.
     fn piece(&self, i: usize) -> std::io::Result<Option<Vec<u8>>> {
-        let pages: Vec<&[PackagedMessage]> = self.messages.chunks(THREAD_PAGE as usize).collect();
+        let page_len = THREAD_PAGE as usize;
+        let pages = self.messages.len().div_ceil(page_len);
         if i == 0 {
             return Ok(Some(self.head.clone().into_bytes()));
         }
-        if i == pages.len() + 1 {
+        if i == pages + 1 {
             return Ok(Some(self.foot.clone().into_bytes()));
         }
-        let Some(page) = pages.get(i - 1) else {
+        let Some(page) = self.messages.chunks(page_len).nth(i - 1) else {
             return Ok(None);
         };
         let (first, last) = (page[0].seq, page[page.len() - 1].seq);

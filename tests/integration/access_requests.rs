@@ -791,7 +791,6 @@ fn the_grants_list_reads_titles_without_opening_the_content_documents() {
 /// the refusal is recorded.
 #[test]
 fn a_grant_revoked_while_a_read_is_under_way_stops_it_before_the_content_goes_out() {
-    use pcii_portal::audit::log::Actor;
     use pcii_portal::db::schema::grants;
     use pcii_portal::workflow::access::{self, Reading};
     let app = TestApp::new();
@@ -809,12 +808,7 @@ fn a_grant_revoked_while_a_read_is_under_way_stops_it_before_the_content_goes_ou
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     let state = app.state();
     let ana = app.with_conn(|c| pcii_portal::models::account::find(c, &analyst_id).unwrap());
-    let actor = Actor {
-        user_id: Some(analyst_id.clone()),
-        role: Some("authorized_user".into()),
-        client_addr: None,
-        request_id: None,
-    };
+    let actor = common::actor_of(&ana);
     let rt = rocket::tokio::runtime::Runtime::new().unwrap();
     let admitted = rt
         .block_on(access::admit(state, &ana, &actor, &id))

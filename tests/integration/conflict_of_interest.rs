@@ -236,7 +236,6 @@ fn an_officer_without_a_conflict_records_no_refusal() {
 /// a request open across another.)
 #[test]
 fn an_officers_message_is_refused_when_a_merge_made_the_submission_its_own_meanwhile() {
-    use pcii_portal::audit::log::Actor;
     use pcii_portal::workflow::{access, intake::UnverifiedCaps, messages};
     let app = TestApp::new();
     let mut gus = app.login_as(Role::Submitter, "gus@globex.example", Some("Globex"));
@@ -245,12 +244,7 @@ fn an_officers_message_is_refused_when_a_merge_made_the_submission_its_own_meanw
     let otto_id = app.user_id("otto@initech.example");
     let otto = app.with_conn(|c| pcii_portal::models::account::find(c, &otto_id).unwrap());
     let state = app.state();
-    let actor = Actor {
-        user_id: Some(otto_id.clone()),
-        role: Some("officer".into()),
-        client_addr: None,
-        request_id: None,
-    };
+    let actor = crate::common::actor_of(&otto);
     let rt = rocket::tokio::runtime::Runtime::new().unwrap();
     let admitted = rt
         .block_on(access::admit(state, &otto, &actor, &id))

@@ -927,7 +927,6 @@ fn a_long_thread_opens_a_page_at_a_time() {
 /// emptiness), nothing kept; the other side can still write. The commit checks again, under the write lock.
 #[test]
 fn each_side_writes_at_most_its_cap_of_messages_in_a_thread() {
-    use pcii_portal::audit::log::Actor;
     use pcii_portal::workflow::{access, messages};
     let app = TestApp::with(|f| f.merge(("max_messages_per_side", 2)));
     let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
@@ -981,12 +980,7 @@ fn each_side_writes_at_most_its_cap_of_messages_in_a_thread() {
     // A message that passed the check before its body (begun before the cap was reached) is refused by its commit.
     let state = app.state();
     let as_begun = user(&app, "ann@acme.example");
-    let actor = Actor {
-        user_id: Some(as_begun.id.clone()),
-        role: Some("submitter".into()),
-        client_addr: None,
-        request_id: None,
-    };
+    let actor = crate::common::actor_of(&as_begun);
     let rt = rocket::tokio::runtime::Runtime::new().unwrap();
     let admitted = rt
         .block_on(access::admit(state, &as_begun, &actor, &id))

@@ -1206,12 +1206,7 @@ fn a_request_begun_before_its_member_was_removed_neither_reads_nor_writes_afterw
     let member_id = app.user_id("m@acme.example");
     let as_begun = app.with_conn(|c| account::find(c, &member_id).unwrap());
     let state = app.state();
-    let actor = Actor {
-        user_id: Some(member_id.clone()),
-        role: Some("submitter".into()),
-        client_addr: None,
-        request_id: None,
-    };
+    let actor = common::actor_of(&as_begun);
     let rt = rocket::tokio::runtime::Runtime::new().unwrap();
     let admitted = rt
         .block_on(access::admit(state, &as_begun, &actor, &sub))
@@ -1429,12 +1424,8 @@ fn an_administrator_removed_meanwhile_removes_and_promotes_no_one() {
     let a = app.user_id("a@acme.example");
     let org = app.organisation_id("Acme").unwrap();
     let state = app.state();
-    let actor = |id: &str| Actor {
-        user_id: Some(id.to_string()),
-        role: Some("submitter".into()),
-        client_addr: None,
-        request_id: None,
-    };
+    let actor =
+        |id: &str| common::actor_of(&app.with_conn(|conn| account::find(conn, id).unwrap()));
     app.with_conn(|conn| membership::grant_admin(conn, &state.audit, &actor(&a), &org, &b))
         .expect("a makes b an administrator too");
     // a's request to remove b has passed its guard; b's removal of a commits first.

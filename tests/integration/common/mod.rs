@@ -334,6 +334,17 @@ fn base_figment(dir: &std::path::Path, database_url: &str) -> rocket::figment::F
 
 /// Calls `f` with each of `inputs`, each on its own thread, all released at once: requests racing each other, as a
 /// burst of them does. The answers come back in the order of `inputs`.
+/// The actor a request of `user` records: the account and its role, no address or request id. For tests that call
+/// the workflow directly, as a request begun earlier would.
+pub fn actor_of(user: &pcii_portal::models::account::User) -> Actor {
+    Actor {
+        user_id: Some(user.id.clone()),
+        role: Some(user.role().as_str().into()),
+        client_addr: None,
+        request_id: None,
+    }
+}
+
 pub fn all_at_once<T: Sync, R: Send>(inputs: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let start = std::sync::Barrier::new(inputs.len());
     std::thread::scope(|s| {
