@@ -188,6 +188,25 @@ pub fn logout(
     })
 }
 
+/// Ends a session found past its idle or absolute timeout and records `auth.session_expired`, in one
+/// transaction: the entry is there exactly when the session is gone, and two requests that bring the same late
+/// cookie at once record it once. The actor names the session's account.
+pub fn end_expired(
+    conn: &mut DbConn,
+    audit: &AuditLog,
+    actor: &Actor,
+    token_hash: &str,
+    account_id: &str,
+) -> AppResult<bool> {
+    audit.fact_if(conn, actor, |tx| {
+        let ended = sessions::delete(tx, token_hash)? > 0;
+        let event = ended.then(|| {
+            Event::new("auth.session_expired", Outcome::Success).object("account", account_id)
+        });
+        Ok((ended, event))
+    })
+}
+
 /// A flow that leaves the browser signed out once it has committed, ending the session the browser held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeftBy {

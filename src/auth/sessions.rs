@@ -158,12 +158,12 @@ pub struct LiveSession {
 
 pub enum Lookup {
     Live(Box<LiveSession>),
-    /// Existed but ran past its idle or absolute timeout (now deleted).
+    /// Exists but ran past its idle or absolute timeout (not yet deleted: see `login::end_expired`).
     Expired(Box<User>),
     Missing,
 }
 
-/// Finds a live session; deletes it when it has expired or its account is disabled.
+/// Finds a live session; deletes it when its account is disabled, and reports it when it has expired.
 pub fn lookup(
     conn: &mut DbConn,
     token: &str,
@@ -177,13 +177,14 @@ pub fn lookup(
     };
     let expired =
         now - session.last_seen_at > idle_secs || now - session.created_at > absolute_secs;
-    if expired || user.disabled {
+    if expired {
+        // Left in place: the caller ends it and records the expiry in one transaction
+        // (`login::end_expired`).
+        return Ok(Lookup::Expired(Box::new(user)));
+    }
+    if user.disabled {
         model::delete(conn, &hash)?;
-        return Ok(if expired {
-            Lookup::Expired(Box::new(user))
-        } else {
-            Lookup::Missing
-        });
+        return Ok(Lookup::Missing);
     }
     // Touch at most once a minute: a write per request would be needless load. The touch is best
     // effort: if the database is busy, the session is still live and the request goes on.

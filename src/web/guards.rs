@@ -157,6 +157,7 @@ async fn lookup(req: &Request<'_>) -> Result<Option<Authenticated>, StoreUnavail
         return Ok(None);
     };
     let token = cookie.value().to_string();
+    let hash = sessions::hash_token(&token);
     let state = app(req);
     let idle = state.settings.session_idle_minutes * 60;
     let absolute = state.settings.session_absolute_hours * 3600;
@@ -183,17 +184,26 @@ async fn lookup(req: &Request<'_>) -> Result<Option<Authenticated>, StoreUnavail
             }))
         }
         Ok(Lookup::Expired(user)) => {
-            remove_session_cookie(tls(req), req.cookies());
             let mut who = actor(req, None);
             who.user_id = Some(user.id.clone());
             who.role = Some(user.role.as_str().to_string());
-            let event = Event::new("auth.session_expired", AuditOutcome::Success)
-                .object("account", user.id);
             let audit = state.audit.clone();
-            if let Err(e) = state.db.run(move |c| audit.record(c, &who, event)).await {
-                tracing::error!(error = %e, "auditing a session expiry failed");
+            let ended = state
+                .db
+                .run(move |c| login::end_expired(c, &audit, &who, &hash, &user.id))
+                .await;
+            match ended {
+                Ok(_) => {
+                    remove_session_cookie(tls(req), req.cookies());
+                    Ok(None)
+                }
+                Err(e) => {
+                    // As a lookup that failed: the row stays, still past its timeout, and the next request with
+                    // it tries again.
+                    tracing::error!(error = %e, "ending an expired session failed");
+                    Err(StoreUnavailable)
+                }
             }
-            Ok(None)
         }
         Ok(Lookup::Missing) => {
             remove_session_cookie(tls(req), req.cookies());

@@ -173,9 +173,19 @@ fn role_change_kills_sessions_and_password_change_kills_the_others() {
 fn idle_session_expires_and_the_expiry_is_audited() {
     let app = TestApp::new();
     let mut b = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let mut copy = Browser {
+        client: &app.client,
+        cookies: b.cookies.clone(),
+    };
     let idle = app.state().settings.session_idle_minutes * 60;
     app.advance(idle + 5);
     assert_eq!(b.get("/account").status, Status::Unauthorized);
+    assert_eq!(app.audit_count("auth.session_expired"), 1);
+    // The row ended with the entry; the same late cookie again finds nothing and records nothing.
+    use pcii_portal::db::schema::sessions;
+    let left: i64 = app.with_conn(|c| sessions::table.count().get_result(c).unwrap());
+    assert_eq!(left, 0);
+    assert_eq!(copy.get("/account").status, Status::Unauthorized);
     assert_eq!(app.audit_count("auth.session_expired"), 1);
 }
 
