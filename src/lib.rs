@@ -3,6 +3,19 @@
 //! Layers point one way: `web` (routes, guards, templates) → `workflow`/`auth`/`audit` (rules) →
 //! `models`/`storage`/`crypto` (diesel, blob store, age) → `db`.
 
+/// `Debug` for a type that holds protected words (a submission's text, a file's name as sent, an officer's
+/// reason or note): its name only, so that no `{:?}`, `dbg!` or failed assertion can print them into a log. A test
+/// that compares such values sees `Content { .. }` on failure, not the words.
+macro_rules! debug_without_words {
+    ($name:ident) => {
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(concat!(stringify!($name), " { .. }"))
+            }
+        }
+    };
+}
+
 pub mod audit;
 pub mod auth;
 pub mod backup;

@@ -26,13 +26,14 @@ pub fn insert(conn: &mut DbConn, new: &NewCaseNote<'_>) -> QueryResult<()> {
 }
 
 /// A note as the officer's page lists it: its author's name, and the body as stored until the page opens it.
-#[derive(Debug, Clone, Serialize, Queryable)]
+#[derive(Clone, Serialize, Queryable)]
 pub struct CaseNoteView {
     pub id: String,
     pub author_name: String,
     pub body: String,
     pub created_at: i64,
 }
+debug_without_words!(CaseNoteView);
 
 /// A submission's notes, oldest first.
 pub fn notes_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<CaseNoteView>> {

@@ -136,7 +136,7 @@ pub struct QueueFilter {
 }
 
 /// One row of the queue, clocks computed against the `now` the page was asked at.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct QueueRow {
     pub id: String,
     pub tracking_number: Option<String>,
@@ -167,6 +167,7 @@ pub struct QueueRow {
     pub title_sealed: Option<String>,
     pub title: Option<String>,
 }
+debug_without_words!(QueueRow);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct QueuePage {
@@ -555,7 +556,7 @@ impl SearchFilter {
 }
 
 /// One search result; the title is opened by the page for its own rows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct SearchRow {
     pub id: String,
     pub tracking_number: Option<String>,
@@ -570,6 +571,7 @@ pub struct SearchRow {
     pub title_sealed: Option<String>,
     pub title: Option<String>,
 }
+debug_without_words!(SearchRow);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchPage {

@@ -197,7 +197,7 @@ fn spare_key(state: &Services) -> AppResult<WrappedKey> {
 /// One live grant as its holder's home shows it. `title` and `reason` only while the holder may read the
 /// submission (training current, NDA on file, content not destroyed): what the person may not read, it is not
 /// shown in a list either.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Clone, serde::Serialize)]
 pub struct GrantLine {
     pub submission_id: String,
     pub tracking_number: Option<String>,
@@ -211,6 +211,7 @@ pub struct GrantLine {
     pub expiring: bool,
     pub readable: bool,
 }
+debug_without_words!(GrantLine);
 
 /// The authorized user's live grants (one line per submission, the grant that runs longest), with the title of
 /// each submission and the officer's reason for the grant.

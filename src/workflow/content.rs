@@ -55,12 +55,13 @@ pub const DESCRIPTION_MAX: usize = 2_000;
 /// Original file names are kept as data, whatever they hold, up to this many bytes.
 pub const FILE_NAME_MAX: usize = 16 * 1024;
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Contact {
     pub name: String,
     pub email: String,
     pub phone: String,
 }
+debug_without_words!(Contact);
 
 impl Contact {
     pub fn is_empty(&self) -> bool {
@@ -68,7 +69,7 @@ impl Contact {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AttachmentInfo {
     /// The original file name, exactly as the browser sent it (shown escaped, never used as a path).
     pub name: String,
@@ -78,8 +79,9 @@ pub struct AttachmentInfo {
     #[serde(default)]
     pub sha256: String,
 }
+debug_without_words!(AttachmentInfo);
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Content {
     pub title: String,
     pub narrative: String,
@@ -93,6 +95,7 @@ pub struct Content {
     /// Keyed by attachment id.
     pub attachments: BTreeMap<String, AttachmentInfo>,
 }
+debug_without_words!(Content);
 
 impl Drop for Content {
     fn drop(&mut self) {
@@ -112,8 +115,9 @@ impl Content {
 }
 
 /// The text fields of the submission form, as posted.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct FormFields(pub HashMap<String, String>);
+debug_without_words!(FormFields);
 
 impl FormFields {
     pub fn get(&self, name: &str) -> &str {
@@ -401,6 +405,25 @@ pub fn form_order(files: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_names_the_type_not_the_words() {
+        let mut content = Content::default();
+        content.title = "MARKER-TITLE".into();
+        content.narrative = "MARKER-NARRATIVE".into();
+        content.primary_contact.name = "MARKER-CONTACT".into();
+        content.attachments.insert(
+            "a1".into(),
+            AttachmentInfo {
+                name: "MARKER-FILE.pdf".into(),
+                ..AttachmentInfo::default()
+            },
+        );
+        let typed = fields(&[("narrative", "MARKER-TYPED")]);
+        let printed = format!("{content:?} {typed:?} {:?}", Some(&content));
+        assert!(!printed.contains("MARKER"), "{printed}");
+        assert!(printed.starts_with("Content { .. } FormFields { .. }"));
+    }
 
     fn fields(pairs: &[(&str, &str)]) -> FormFields {
         FormFields(

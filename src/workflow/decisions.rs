@@ -646,7 +646,7 @@ pub async fn revoke(
 }
 
 /// One release of PCII to a state, local, tribal or territorial entity (6 CFR 29.8).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewDissemination {
     pub recipient: String,
     pub recipient_kind: String,
@@ -660,6 +660,7 @@ pub struct NewDissemination {
     /// For a regulatory purpose: where the written consents of the Program Manager and of the submitter are on file.
     pub consent: String,
 }
+debug_without_words!(NewDissemination);
 
 pub const RECIPIENT_KINDS: [&str; 4] = ["state", "local", "tribal", "territorial"];
 

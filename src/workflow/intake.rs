@@ -45,12 +45,12 @@ pub enum FileSlot {
 }
 
 /// A file that arrived with the form, already sealed.
-#[derive(Debug)]
 pub struct IncomingFile {
     pub slot: FileSlot,
     pub file_name: String,
     pub sealed: SealedBlob,
 }
+debug_without_words!(IncomingFile);
 
 /// What the submitter asked for with a save.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -96,7 +96,7 @@ pub fn may_write_now(admitted: &Admitted, user: &User) -> AppResult<()> {
 }
 
 /// One file of a message as the thread shows it.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct FileView {
     pub id: String,
     pub position: i32,
@@ -105,9 +105,10 @@ pub struct FileView {
     /// Still stored (not destroyed).
     pub available: bool,
 }
+debug_without_words!(FileView);
 
 /// One message as the thread shows it.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct MessageView {
     pub id: String,
     pub seq: i64,
@@ -120,6 +121,7 @@ pub struct MessageView {
     pub new: bool,
     pub files: Vec<FileView>,
 }
+debug_without_words!(MessageView);
 
 /// A page of a thread as one person opens it: at most [`THREAD_PAGE`] messages, oldest first.
 #[derive(Debug, Serialize)]
@@ -428,7 +430,6 @@ pub async fn sealing_key(state: &Services, admitted: &Admitted) -> AppResult<Sea
 }
 
 /// A message as posted; its files arrived already sealed (to `sealing`).
-#[derive(Debug)]
 pub struct NewMessageRequest {
     pub body: String,
     /// An officer's formal request for information (ignored from the organisation's side).
@@ -444,6 +445,7 @@ pub struct NewMessageRequest {
     /// Messages each side may write in the thread (`max_messages_per_side`), checked here under the write lock.
     pub max_per_side: u32,
 }
+debug_without_words!(NewMessageRequest);
 
 #[derive(Debug)]
 pub enum SendResult {

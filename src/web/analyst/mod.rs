@@ -68,13 +68,14 @@ async fn export(
 }
 
 /// The request form as typed.
-#[derive(FromForm, Serialize, Debug, Clone, Default)]
+#[derive(FromForm, Serialize, Clone, Default)]
 pub struct RequestForm {
     #[field(default = String::new())]
     pub tracking: String,
     #[field(default = String::new())]
     pub reason: String,
 }
+debug_without_words!(RequestForm);
 
 /// The order of the request form's fields, for the summary of its problems.
 const REQUEST_IDS: [&str; 2] = ["tracking", "reason"];

@@ -27,19 +27,21 @@ pub fn routes() -> Vec<rocket::Route> {
 /// Days a grant made from a request runs unless the officer changes it.
 const DEFAULT_GRANT_DAYS: i64 = 90;
 
-#[derive(FromForm, Serialize, Debug, Clone, Default)]
+#[derive(FromForm, Serialize, Clone, Default)]
 pub struct RequestGrantForm {
     #[field(default = String::new())]
     pub reason: String,
     #[field(default = String::new())]
     pub expires: String,
 }
+debug_without_words!(RequestGrantForm);
 
-#[derive(FromForm, Serialize, Debug, Clone, Default)]
+#[derive(FromForm, Serialize, Clone, Default)]
 pub struct RefuseForm {
     #[field(default = String::new())]
     pub reason: String,
 }
+debug_without_words!(RefuseForm);
 
 /// The element ids of one request's fields on the page (every row has the same forms).
 fn grant_reason_id(request: &str) -> String {

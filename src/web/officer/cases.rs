@@ -32,11 +32,12 @@ pub struct BulkAssignForm {
     assignee: String,
 }
 
-#[derive(FromForm, Debug, Default)]
+#[derive(FromForm, Default)]
 pub struct NoteForm {
     #[field(default = String::new())]
     note: String,
 }
+debug_without_words!(NoteForm);
 
 /// The account id a form's `assignee` names ("me" is the officer posting it).
 fn assignee_id(officer: &OfficerUser<'_>, assignee: &str) -> AppResult<String> {

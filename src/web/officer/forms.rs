@@ -17,7 +17,7 @@ pub struct DestroyUnclaimedForm {
 }
 
 /// The decision form and the protection removal form: both post the same fields to the same address.
-#[derive(FromForm, Serialize, Debug, Clone, Default)]
+#[derive(FromForm, Serialize, Clone, Default)]
 pub struct DecisionForm {
     #[field(default = String::new())]
     pub decision: String,
@@ -37,6 +37,7 @@ pub struct DecisionForm {
     #[field(default = String::new())]
     pub seen: String,
 }
+debug_without_words!(DecisionForm);
 
 /// What a confirmation page saw of a submission: its status and when it last changed.
 pub fn seen_token(sub: &crate::models::submission::Submission) -> String {
@@ -108,7 +109,7 @@ impl DecisionForm {
     }
 }
 
-#[derive(FromForm, Serialize, Debug, Clone, Default)]
+#[derive(FromForm, Serialize, Clone, Default)]
 pub struct GrantForm {
     #[field(default = String::new())]
     pub user_id: String,
@@ -117,14 +118,16 @@ pub struct GrantForm {
     #[field(default = String::new())]
     pub expires: String,
 }
+debug_without_words!(GrantForm);
 
-#[derive(FromForm, Serialize, Debug, Clone, Default)]
+#[derive(FromForm, Serialize, Clone, Default)]
 pub struct RevokeForm {
     #[field(default = String::new())]
     pub reason: String,
 }
+debug_without_words!(RevokeForm);
 
-#[derive(FromForm, Serialize, Debug, Clone, Default)]
+#[derive(FromForm, Serialize, Clone, Default)]
 pub struct DisseminationForm {
     #[field(default = String::new())]
     pub recipient: String,
@@ -145,6 +148,7 @@ pub struct DisseminationForm {
     #[field(default = String::new())]
     pub consent: String,
 }
+debug_without_words!(DisseminationForm);
 
 /// The element ids of each form's fields in the order the page shows them (the summary lists in that order).
 pub const DECISION_IDS: [&str; 3] = ["decision", "defects", "reason"];
