@@ -146,8 +146,13 @@ impl ManageConnection for Manager {
             .map_err(r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, _conn: &mut DbConn) -> bool {
-        false
+    /// A connection given back by a panicking thread, or with a transaction still open or failed, is dropped, not
+    /// pooled: a transaction left open would keep SQLite's write lock for ever, and the next holder's
+    /// transactions would run as savepoints inside it, never committed (as diesel's own r2d2 manager does).
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        use diesel::connection::TransactionManager;
+        std::thread::panicking()
+            || <DbConn as Connection>::TransactionManager::is_broken_transaction_manager(conn)
     }
 }
 

@@ -498,3 +498,40 @@ fn a_made_up_confirmation_link_is_refused_without_the_write_lock() {
     drop(lock);
     assert_eq!(page.status, Status::Gone, "{}", page.body);
 }
+
+/// A bug that panics inside a transaction must not leave that transaction open in a pooled connection: the lock
+/// it holds would refuse every other writer, and the next holder's transactions would run inside it as
+/// savepoints, never committed. The pool drops such a connection (closing it rolls the transaction back).
+#[test]
+fn a_connection_given_back_by_a_panic_mid_transaction_is_not_pooled() {
+    use diesel::Connection;
+    use pcii_portal::audit::log::{Actor, Event, Outcome};
+    use pcii_portal::error::AppError;
+    let app = TestApp::with(|f| f.merge(("database_busy_timeout_ms", 300)));
+    let state = app.state();
+    let before = app.audit_count("auth.logout");
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut conn = state.db.get().expect("conn");
+        let _ = conn.transaction::<(), AppError, _>(|tx| {
+            let event = Event::new("auth.logout", Outcome::Success);
+            state.audit.append(tx, &Actor::system(), &event)?;
+            panic!("a bug inside a transaction");
+        });
+    }));
+    assert!(panicked.is_err());
+    // Every connection of the pool at once, so the one the panic gave back is among them if it was pooled: each
+    // writes and commits.
+    let mut all: Vec<_> = (0..state.settings.db_pool_size.max(2))
+        .map(|_| state.db.get().expect("conn"))
+        .collect();
+    for conn in all.iter_mut() {
+        let event = Event::new("auth.logout", Outcome::Success);
+        state
+            .audit
+            .record(conn, &Actor::system(), event)
+            .expect("a write after the panic commits");
+    }
+    drop(all);
+    let written = state.settings.db_pool_size.max(2) as i64;
+    assert_eq!(app.audit_count("auth.logout"), before + written);
+}
