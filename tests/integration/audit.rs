@@ -757,3 +757,39 @@ fn an_audit_export_under_way_is_cut_off_when_its_auditor_is_disabled() {
         vec!["account disabled".to_string()]
     );
 }
+
+/// An export waiting for a client that does not read holds none of the pool's connections: with a pool of two,
+/// two exports stalled mid-archive leave the next page free to answer (it waited for a connection, then 503,
+/// when each export kept one for as long as it streamed).
+#[test]
+fn an_export_to_a_client_that_does_not_read_holds_no_database_connection() {
+    use pcii_portal::audit::log::{Actor, Event, Outcome};
+    let app = TestApp::with(|f| f.merge(("db_pool_size", 2)));
+    let mut auditor = app.login_as(Role::Auditor, "u@example.gov", None);
+    // Enough entries that the archive is far longer than what the stream buffers ahead of its client.
+    let state = app.state();
+    app.with_conn(|c| {
+        state
+            .audit
+            .fact_if(c, &Actor::system(), |tx| {
+                for _ in 0..4000 {
+                    let event = Event::new("auth.logout", Outcome::Success);
+                    state.audit.append(tx, &Actor::system(), &event)?;
+                }
+                Ok(((), None))
+            })
+            .unwrap()
+    });
+    let mut other = common::Browser {
+        client: &app.client,
+        cookies: auditor.cookies.clone(),
+    };
+    let first = auditor.post_unread("/audit/export", &[]);
+    assert_eq!(first.status(), Status::Ok);
+    let second = other.post_unread("/audit/export", &[]);
+    assert_eq!(second.status(), Status::Ok);
+    // Both are still streaming (neither client has read a byte); the log's page needs a connection.
+    assert_eq!(auditor.get("/audit").status, Status::Ok);
+    assert_eq!(auditor.get("/audit/checkpoints").status, Status::Ok);
+    drop((first, second));
+}

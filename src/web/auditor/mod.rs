@@ -14,7 +14,7 @@ use crate::audit::export::Named;
 use crate::audit::log::{Event, Outcome};
 use crate::audit::store::{self as model, Filter};
 use crate::audit::stored::Scope;
-use crate::db::{Db, PooledConn};
+use crate::db::Db;
 use crate::error::{AppError, AppResult};
 use crate::export::{stream_blocking, BlockingBody};
 use crate::models::people;
@@ -708,9 +708,11 @@ async fn checkpoint(
     Ok(Notice::redirect("/audit", message))
 }
 
-/// The entries `1..=last`, oldest first, read in pages from a connection of its own.
+/// The entries `1..=last`, oldest first, read in pages. Each page takes a connection from the pool and gives it
+/// back before its entries are written out: an export to a slow client must not hold one of the pool's few
+/// connections for as long as the client takes to read.
 struct EntryPages {
-    conn: PooledConn,
+    db: Db,
     after: i64,
     last: i64,
     buf: VecDeque<AuditEntry>,
@@ -722,7 +724,7 @@ struct EntryPages {
 impl EntryPages {
     fn open(db: &Db, last: i64, reader: Option<StillAuditor>) -> AppResult<EntryPages> {
         Ok(EntryPages {
-            conn: db.get()?,
+            db: db.clone(),
             after: 0,
             last,
             buf: VecDeque::new(),
@@ -783,14 +785,21 @@ impl Iterator for EntryPages {
             return None;
         }
         if self.buf.is_empty() && self.after < self.last {
+            let mut conn = match self.db.get() {
+                Ok(conn) => conn,
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            };
             if let Some(reader) = self.reader.as_mut() {
-                if let Err(e) = reader.check(&mut self.conn) {
+                if let Err(e) = reader.check(&mut conn) {
                     self.failed = true;
                     return Some(Err(e));
                 }
             }
             let limit = EXPORT_PAGE.min(self.last - self.after);
-            match model::page_after(&mut self.conn, self.after, limit) {
+            match model::page_after(&mut conn, self.after, limit) {
                 Ok(page) => {
                     self.buf = page.into_iter().filter(|e| e.seq <= self.last).collect();
                     match self.buf.back() {
