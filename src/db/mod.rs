@@ -9,7 +9,7 @@ use diesel::r2d2::{self, CustomizeConnection, ManageConnection, Pool, PooledConn
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use crate::error::AppError;
+use crate::error::{AppError, AppResult};
 
 /// The connection every query runs on; the variant is picked by the database URL's scheme.
 #[derive(diesel::MultiConnection)]
@@ -216,6 +216,12 @@ impl Db {
         Ok(db)
     }
 
+    /// Connections of the pool taken and not yet given back.
+    pub fn connections_in_use(&self) -> u32 {
+        let state = self.pool.state();
+        state.connections - state.idle_connections
+    }
+
     pub fn get(&self) -> Result<PooledConn, AppError> {
         self.pool
             .get()
@@ -253,6 +259,25 @@ impl Db {
     pub fn migrate(&self) -> Result<usize, DbError> {
         let mut conn = self.get().map_err(DbError::Connection)?;
         run_migrations(&mut conn)
+    }
+}
+
+/// Where work that alternates database steps with slow outside calls (the blob store) gets its connection for
+/// each step: the one the caller holds, or one taken from the pool for that step only, so that none is held while
+/// the outside call waits.
+pub trait Connections {
+    fn with<R>(&mut self, f: impl FnOnce(&mut DbConn) -> AppResult<R>) -> AppResult<R>;
+}
+
+impl Connections for &mut DbConn {
+    fn with<R>(&mut self, f: impl FnOnce(&mut DbConn) -> AppResult<R>) -> AppResult<R> {
+        f(self)
+    }
+}
+
+impl Connections for &Db {
+    fn with<R>(&mut self, f: impl FnOnce(&mut DbConn) -> AppResult<R>) -> AppResult<R> {
+        f(&mut *self.get()?)
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
 use crate::config::Settings;
-use crate::db::{Db, DbConn};
+use crate::db::{Connections, Db, DbConn};
 use crate::error::{AppError, AppResult};
 use crate::models::{blob, blob_deletion, lease};
 use crate::services::Services;
@@ -123,7 +123,7 @@ impl Swept {
 /// Deletes queued ciphertexts from the store — `names` only, or the whole queue — and dequeues each once the
 /// store confirms it is gone; nothing while a backup holds deletions ([`BACKUP_HOLD`]). Returns (deleted, failed).
 pub fn delete_queued(
-    conn: &mut DbConn,
+    mut conns: impl Connections,
     store: &dyn BlobStore,
     names: Option<&[String]>,
 ) -> AppResult<(usize, usize)> {
@@ -138,51 +138,36 @@ pub fn delete_queued(
         }
         Ok(held)
     };
-    // True when the store confirmed the deletion.
-    let handle = |conn: &mut DbConn, name: &str| -> AppResult<bool> {
-        match store.delete(name) {
-            Ok(()) => {
-                blob_deletion::done(conn, name)?;
-                Ok(true)
-            }
-            Err(e) => {
-                tracing::warn!(blob = %name, error = %e, "deleting a queued blob failed; it stays queued");
-                blob_deletion::failed(conn, name)?;
-                Ok(false)
-            }
-        }
-    };
     let mut count = |ok: bool| {
         if ok {
             deleted += 1
         } else {
             failed += 1
         }
+        ok
     };
     match names {
         Some(names) => {
             // Queued by a commit the caller made before this call.
-            if held(conn)? {
+            if conns.with(held)? {
                 return Ok((0, 0));
             }
             for name in names {
-                count(handle(conn, name)?);
+                count(delete_one(&mut conns, store, name)?);
             }
         }
         None => {
             // Each pass sees every name at most once: failures move to the back (more attempts).
-            let total = blob_deletion::count(conn)?;
+            let total = conns.with(|c| Ok(blob_deletion::count(c)?))?;
             let mut seen = 0;
             while seen < total {
-                let page = blob_deletion::pending(conn, BATCH)?;
-                if page.is_empty() || held(conn)? {
+                let page = conns.with(|c| Ok(blob_deletion::pending(c, BATCH)?))?;
+                if page.is_empty() || conns.with(held)? {
                     break;
                 }
                 let mut failed_here = 0;
                 for name in &page {
-                    let ok = handle(conn, name)?;
-                    failed_here += usize::from(!ok);
-                    count(ok);
+                    failed_here += usize::from(!count(delete_one(&mut conns, store, name)?));
                 }
                 seen += page.len() as i64;
                 if failed_here == page.len() {
@@ -194,6 +179,23 @@ pub fn delete_queued(
     Ok((deleted, failed))
 }
 
+/// Deletes one queued ciphertext and dequeues it once the store confirms it is gone (true), or counts a failed
+/// attempt (false). The store is asked between two database steps, with no connection taken for it when the
+/// caller lends none (see [`Connections`]).
+fn delete_one(conns: &mut impl Connections, store: &dyn BlobStore, name: &str) -> AppResult<bool> {
+    match store.delete(name) {
+        Ok(()) => {
+            conns.with(|c| Ok(blob_deletion::done(c, name)?))?;
+            Ok(true)
+        }
+        Err(e) => {
+            tracing::warn!(blob = %name, error = %e, "deleting a queued blob failed; it stays queued");
+            conns.with(|c| Ok(blob_deletion::failed(c, name)?))?;
+            Ok(false)
+        }
+    }
+}
+
 /// After a commit that queued `names`: deletes them now (failures stay queued for the sweep).
 pub async fn delete_after_commit(state: &Services, names: Vec<String>) {
     if names.is_empty() {
@@ -202,7 +204,7 @@ pub async fn delete_after_commit(state: &Services, names: Vec<String>) {
     let store = state.blobs.clone();
     let result = state
         .db
-        .run(move |c| delete_queued(c, &*store, Some(&names)))
+        .run_lazily(move |db| delete_queued(db, &*store, Some(&names)))
         .await;
     if let Err(e) = result {
         tracing::warn!(error = %e, "deleting queued blobs failed; the sweep will retry");
@@ -218,7 +220,7 @@ pub fn sweep(
     actor: &Actor,
     grace: Duration,
 ) -> AppResult<Swept> {
-    let (deleted, failed) = delete_queued(conn, store, None)?;
+    let (deleted, failed) = delete_queued(&mut *conn, store, None)?;
     let temporaries = store
         .sweep_temporaries(grace)
         .map_err(|e| AppError::Unavailable(format!("sweeping temporaries: {e}")))?;

@@ -304,7 +304,7 @@ fn reencrypt_submission(
         } else {
             &sealed.name
         };
-        delete_queued(conn, store, Some(std::slice::from_ref(garbage)))?;
+        delete_queued(&mut *conn, store, Some(std::slice::from_ref(garbage)))?;
         n += 1;
     }
     done.blobs += n;

@@ -616,10 +616,11 @@ async fn save_inner(
     let (store, names) = (state.blobs.clone(), new_blobs.clone());
     let (id, status, obsolete) = state
         .db
-        .run(move |c| {
-            // Before the transaction, so that no stat (a HEAD on S3) is made under the write lock.
+        .run_lazily(move |db| {
+            // Before a connection is taken, so that no stat (a HEAD on S3, slow when the store is) is made while
+            // holding one of the pool's connections or under the write lock.
             still_stored(&*store, &names)?;
-            audit.clone().fact(c, &actor, |tx| {
+            audit.clone().fact(&mut *db.get()?, &actor, |tx| {
                 commit_save(tx, &audit, &actor, &who, plan, now)
             })
         })

@@ -511,11 +511,12 @@ async fn send_inner(
     let store = state.blobs.clone();
     let mails = state
         .db
-        .run(move |c| {
-            // Before the transaction, so that no stat (a HEAD on S3) is made under the write lock.
+        .run_lazily(move |db| {
+            // Before a connection is taken, so that no stat (a HEAD on S3, slow when the store is) is made while
+            // holding one of the pool's connections or under the write lock.
             let names: Vec<String> = req.files.iter().map(|f| f.sealed.name.clone()).collect();
             crate::workflow::blobs::still_stored(&*store, &names)?;
-            audit.fact(c, &actor, |tx| {
+            audit.fact(&mut *db.get()?, &actor, |tx| {
                 let (sub, event) = commit_message(tx, &writer, side, &sid, req, &keys, now)?;
                 Ok((queue_notices(tx, &mailer, &sub, side, now)?, event))
             })
