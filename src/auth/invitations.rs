@@ -480,6 +480,7 @@ pub struct InvitationView {
     pub what: String,
 }
 
+const SUSPENDED: &str = "The Program Office has disabled the account at this address: an invitation cannot enable it again. Ask the Program Office.";
 const INVITATION_GONE: &str = "This invitation has been used, withdrawn or has expired. Ask whoever invited you for a new one.";
 
 pub fn view(conn: &mut DbConn, token: &str, now: i64) -> AppResult<InvitationView> {
@@ -548,7 +549,9 @@ pub fn accept(
                     && inv.role() == Role::Submitter
                     && u.organisation_id.is_none() =>
             {
-                account::rejoin(
+                // An account the Program Office disabled stays so: removing it from its organisation and
+                // inviting it back must not undo an administrator's decision.
+                let rejoined = account::rejoin(
                     tx,
                     &u.id,
                     organisation_id.as_deref(),
@@ -557,6 +560,9 @@ pub fn accept(
                     &hash,
                     now,
                 )?;
+                if rejoined != 1 {
+                    return Err(AppError::Conflict(SUSPENDED.into()));
+                }
                 u.id
             }
             Some(_) => {

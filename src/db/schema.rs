@@ -33,6 +33,7 @@ diesel::table! {
         agency -> Nullable<Text>,
         nda_expires_at -> Nullable<BigInt>,
         notifications_off -> Text,
+        suspended -> Bool,
     }
 }
 

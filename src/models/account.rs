@@ -214,9 +214,11 @@ pub fn insert(conn: &mut DbConn, new: &NewUser<'_>) -> QueryResult<()> {
         .map(|_| ())
 }
 
+/// Disables an account by an administrator's (or the operator's) decision, or enables it again. A disabled account
+/// is also suspended: unlike a member its organisation removed, no invitation brings it back (see [`rejoin`]).
 pub fn set_disabled(conn: &mut DbConn, id: &str, disabled: bool) -> QueryResult<usize> {
     diesel::update(users::table.find(id))
-        .set(users::disabled.eq(disabled))
+        .set((users::disabled.eq(disabled), users::suspended.eq(disabled)))
         .execute(conn)
 }
 
@@ -303,7 +305,8 @@ pub fn set_email_verified(conn: &mut DbConn, id: &str, at: i64) -> QueryResult<u
 }
 
 /// Brings a removed member back into an organisation (by invitation): enabled again, with the name and
-/// password the person chose and its address confirmed at `now`.
+/// password the person chose and its address confirmed at `now`. Never a suspended account (0 rows): only an
+/// administrator enables that.
 pub fn rejoin(
     conn: &mut DbConn,
     id: &str,
@@ -313,7 +316,7 @@ pub fn rejoin(
     password_hash: &str,
     now: i64,
 ) -> QueryResult<usize> {
-    diesel::update(users::table.find(id))
+    diesel::update(users::table.find(id).filter(users::suspended.eq(false)))
         .set((
             users::organisation_id.eq(organisation_id),
             users::org_admin.eq(org_admin),

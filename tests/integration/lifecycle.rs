@@ -1386,7 +1386,17 @@ fn waiting_submissions_get_their_30_days_from_the_migration_not_from_the_past() 
         );
         assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     }
-    app.with_conn(|c| pcii_portal::db::revert_last_migration(c).unwrap());
+    // Back to before migration 22 (the one under test): every later migration reverted first, then 22.
+    let mut reverted = 0;
+    while app.with_conn(|c| {
+        diesel::sql_query("SELECT disposition_due_at FROM submissions LIMIT 1")
+            .execute(c)
+            .is_ok()
+    }) {
+        assert!(reverted < 20, "migration 22 was never reverted");
+        app.with_conn(|c| pcii_portal::db::revert_last_migration(c).unwrap());
+        reverted += 1;
+    }
     let wall = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -1404,7 +1414,7 @@ fn waiting_submissions_get_their_30_days_from_the_migration_not_from_the_past() 
         }
     });
     let before = wall();
-    app.with_conn(|c| assert_eq!(pcii_portal::db::run_migrations(c).unwrap(), 1));
+    app.with_conn(|c| assert_eq!(pcii_portal::db::run_migrations(c).unwrap(), reverted));
     let after = wall();
     let due = |id: &str| -> Option<i64> {
         app.with_conn(|c| {

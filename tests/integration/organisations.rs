@@ -162,6 +162,50 @@ fn an_invited_colleague_sees_the_submissions_until_removed_then_is_signed_out_an
     );
 }
 
+/// An account the Program Office disabled is not enabled again by its organisation: removed and invited back, its
+/// acceptance is refused and it stays disabled. Once an administrator enables it, an invitation brings it back.
+#[test]
+fn a_member_the_program_office_disabled_cannot_be_removed_and_invited_back_into_use() {
+    use pcii_portal::auth::accounts::{change_account, AccountChange};
+    let app = TestApp::new();
+    let mut admin = app.login_as(Role::Submitter, "a@acme.example", Some("Acme"));
+    let sub = submit(&mut admin, "Acme's report");
+    let token = invite(&app, &mut admin, "col@acme.example", "Col League");
+    assert_eq!(accept(&app, &token, "Col League"), Status::SeeOther);
+    let col_id = app.user_id("col@acme.example");
+    let state = app.state();
+    let set = |change| {
+        app.with_conn(|c| change_account(c, &state.audit, &Actor::cli(), &col_id, change))
+            .unwrap()
+    };
+    set(AccountChange::Disable {
+        reason: "incident: credentials seen on a paste site".into(),
+    });
+    let page = admin.post(
+        &format!("/organisation/members/{col_id}/remove"),
+        &[("confirm", "yes")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let token = invite(&app, &mut admin, "col@acme.example", "Col League");
+    assert_eq!(accept(&app, &token, "Col League"), Status::Conflict);
+    let disabled: bool = app.with_conn(|c| {
+        users::table
+            .find(&col_id)
+            .select(users::disabled)
+            .first(c)
+            .unwrap()
+    });
+    assert!(disabled);
+    let mut col = app.browser();
+    assert_ne!(col.login("col@acme.example", PASSWORD), Status::SeeOther);
+
+    // The Program Office lifts the suspension; the organisation may then invite the person back.
+    set(AccountChange::Enable);
+    assert_eq!(accept(&app, &token, "Col League"), Status::SeeOther);
+    assert_eq!(col.login("col@acme.example", PASSWORD), Status::SeeOther);
+    assert_eq!(col.get(&format!("/submissions/{sub}")).status, Status::Ok);
+}
+
 #[test]
 fn an_invitation_link_works_once_and_a_withdrawn_one_answers_410() {
     let app = TestApp::new();
