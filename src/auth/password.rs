@@ -197,9 +197,15 @@ impl Hasher {
                             Ok(rx) => rx.recv(),
                             Err(_) => return,
                         };
-                        match job {
-                            Ok(job) => job(&mut memory),
-                            Err(_) => return,
+                        let Ok(job) = job else { return };
+                        // A panicking job (a bug) fails its caller only: the worker goes on, with fresh memory.
+                        // Without this each such panic took a worker for good, and the last one every sign-in.
+                        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            job(&mut memory)
+                        }));
+                        if ran.is_err() {
+                            tracing::error!("a password job panicked; its worker goes on");
+                            memory = Memory::new();
                         }
                     }
                 })
@@ -481,6 +487,22 @@ mod tests {
         assert!(Argon2::default()
             .verify_password(b"correct horse battery staple", &parsed)
             .is_ok());
+    }
+
+    #[test]
+    fn a_job_that_panics_fails_its_caller_and_the_worker_goes_on() {
+        let settings = Settings {
+            password_hash_workers: 1,
+            ..Settings::default()
+        };
+        let h = Hasher::new(&settings).unwrap();
+        let failed = h.on_worker(|_, _| -> bool { panic!("a bug in a password job") });
+        assert!(matches!(failed, Err(AppError::Internal(_))));
+        // The one worker still answers.
+        let stored = h.hash("correct horse battery staple").unwrap();
+        assert!(h
+            .verify("correct horse battery staple", Some(&stored))
+            .unwrap());
     }
 
     #[test]
