@@ -134,8 +134,14 @@ impl From<diesel::result::Error> for AppError {
                     AppError::StorageFull(detail)
                 } else if matches!(
                     kind,
-                    Kind::ReadOnlyTransaction | Kind::ClosedConnection | Kind::SerializationFailure
+                    Kind::ReadOnlyTransaction
+                        | Kind::ClosedConnection
+                        | Kind::SerializationFailure
+                        | Kind::UnableToSendCommand
                 ) || message.contains("database is locked")
+                    // PostgreSQL: one of two transactions waiting on each other was cancelled; the other went on.
+                    || message.contains("deadlock detected")
+                    || message.contains("terminating connection")
                     || message.contains("table is locked")
                     || message.contains("schema is locked")
                     || message.contains("readonly database")
@@ -148,7 +154,20 @@ impl From<diesel::result::Error> for AppError {
                     AppError::Internal(detail)
                 }
             }
+            // The commit's own failure says what happened (a rollback that also failed adds nothing to do).
+            Error::RollbackErrorOnCommit { commit_error, .. } => AppError::from(*commit_error),
             other => AppError::Internal(format!("database: {other}")),
+        }
+    }
+}
+
+impl AppError {
+    /// The `AppError` an I/O error carries (a database step inside a reader: busy stays 503), or else the I/O error
+    /// as `doing` met it.
+    pub fn carried_by(e: std::io::Error, doing: &str) -> AppError {
+        match e.downcast::<AppError>() {
+            Ok(carried) => carried,
+            Err(e) => AppError::io(doing, e),
         }
     }
 }
@@ -207,6 +226,47 @@ mod tests {
             .execute(&mut other)
             .unwrap_err();
         assert!(matches!(AppError::from(e), AppError::Unavailable(_)));
+    }
+
+    #[test]
+    fn postgresql_deadlocks_lost_connections_and_failed_commits_are_unavailable() {
+        use diesel::result::{DatabaseErrorKind as Kind, Error};
+        let db = |kind, message: &str| Error::DatabaseError(kind, Box::new(message.to_string()));
+        for e in [
+            db(Kind::Unknown, "deadlock detected"),
+            db(Kind::UnableToSendCommand, "no connection to the server"),
+            db(
+                Kind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+            Error::RollbackErrorOnCommit {
+                rollback_error: Box::new(Error::BrokenTransactionManager),
+                commit_error: Box::new(db(Kind::SerializationFailure, "could not serialize")),
+            },
+        ] {
+            let shown = e.to_string();
+            assert!(
+                matches!(AppError::from(e), AppError::Unavailable(_)),
+                "{shown}"
+            );
+        }
+        assert!(matches!(
+            AppError::from(db(Kind::Unknown, "syntax error at or near")),
+            AppError::Internal(_)
+        ));
+    }
+
+    #[test]
+    fn an_error_carried_through_a_reader_keeps_its_kind() {
+        let busy = std::io::Error::other(AppError::Unavailable("database is locked".into()));
+        assert!(matches!(
+            AppError::carried_by(busy, "sizing"),
+            AppError::Unavailable(_)
+        ));
+        let plain = std::io::Error::other("something else");
+        assert!(
+            matches!(AppError::carried_by(plain, "sizing"), AppError::Internal(m) if m.starts_with("sizing"))
+        );
     }
 
     #[test]

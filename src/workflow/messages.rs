@@ -200,10 +200,11 @@ pub struct ThreadWords {
 impl ThreadWords {
     /// The opened words of messages `from..=to`, by number (on a blocking thread: it takes a connection).
     pub fn open(&self, from: i64, to: i64) -> std::io::Result<Vec<(i64, String)>> {
-        let failed = |e: String| std::io::Error::other(format!("reading the thread: {e}"));
-        let mut conn = self.db.get().map_err(|e| failed(e.to_string()))?;
+        // The AppError is kept inside, so that a busy database stays a 503 where the caller can still answer
+        // (see `AppError::from_io`).
+        let mut conn = self.db.get().map_err(std::io::Error::other)?;
         let rows = message::bodies_between(&mut conn, &self.submission_id, from, to)
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(|e| std::io::Error::other(AppError::from(e)))?;
         Ok(rows
             .into_iter()
             .map(|(seq, body)| (seq, self.texts.open(&body)))

@@ -245,7 +245,7 @@ pub(crate) async fn build(
         let len = tokio::task::spawn_blocking(move || sized.length())
             .await
             .map_err(|_| AppError::Internal("sizing the thread failed".into()))?
-            .map_err(|e| AppError::Internal(format!("sizing the thread: {e}")))?;
+            .map_err(|e| AppError::carried_by(e, "sizing the thread"))?;
         entries.push(PackageEntry::reader_of_len(
             "MESSAGES.txt",
             ThreadTextReader {
