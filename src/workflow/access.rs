@@ -284,7 +284,7 @@ pub async fn admit(
 /// Records an open of protected content before it is sent: no content leaves without its audit entry. Whether the
 /// reader may read it is decided again in the same transaction: a grant revoked, an account changed or the content
 /// destroyed since [`admit`] (while the content was read and decrypted) wins, and nothing is sent.
-async fn record_access(
+pub(in crate::workflow) async fn record_access(
     services: &Services,
     admitted: &Admitted,
     actor: &Actor,

@@ -708,15 +708,9 @@ pub async fn open_file(
         what.clone(),
         crate::slots::HeldBody::new(stream, slot),
     ));
-    let event = Event::new("content.downloaded", Outcome::Success)
-        .object("submission", sub.id.clone())
-        .tracking(sub.tracking_number.clone())
-        .reason(what);
-    let (audit, actor) = (state.audit.clone(), actor.clone());
-    state
-        .db
-        .run(move |c| audit.record(c, &actor, event))
-        .await?;
+    // Decided again in the transaction that records it, as an attachment's download is: an account disabled or
+    // moved meanwhile gets nothing, and the refusal is recorded.
+    access::record_access(state, admitted, actor, "content.downloaded", Some(what)).await?;
     let name =
         super::content::marked_file_name(sub.status(), sub.tracking_number.as_deref(), &name);
     Ok(OpenedFile { stream, name, len })

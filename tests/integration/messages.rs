@@ -1009,3 +1009,47 @@ fn each_side_writes_at_most_its_cap_of_messages_in_a_thread() {
     );
     assert_eq!(app.audit_count("message.sent"), sent_before + 2);
 }
+
+/// Whether a reader may read is decided again in the transaction that records a message file's download, as for an
+/// attachment: an account disabled after the request was admitted gets nothing, and the refusal is recorded.
+#[test]
+fn a_message_file_download_admitted_before_its_reader_was_disabled_hands_out_nothing() {
+    use pcii_portal::db::schema::users;
+    use pcii_portal::workflow::access;
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let _olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut ann);
+    let page = ann.post_multipart(
+        &format!("/submissions/{id}/messages"),
+        &[
+            Part::Text("body", ANSWER),
+            Part::File("file_1", FILE_NAME, b"relay,setting\n"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let file_id = message_file_id(&app, &id);
+    let olga = user(&app, "olga@pcii.example.gov");
+    let actor = crate::common::actor_of(&olga);
+    let state = app.state();
+    let rt = rocket::tokio::runtime::Runtime::new().unwrap();
+    let admitted = rt
+        .block_on(access::admit(state, &olga, &actor, &id))
+        .expect("an officer is admitted");
+    app.with_conn(|c| {
+        diesel::update(users::table.find(&olga.id))
+            .set(users::disabled.eq(true))
+            .execute(c)
+            .unwrap()
+    });
+    let (downloaded, refused) = (
+        app.audit_count("content.downloaded"),
+        app.audit_count("access.refused"),
+    );
+    let opened = rt.block_on(pcii_portal::workflow::messages::open_file(
+        state, &admitted, &actor, &file_id,
+    ));
+    assert!(opened.is_err(), "the file was handed out after the disable");
+    assert_eq!(app.audit_count("content.downloaded"), downloaded);
+    assert_eq!(app.audit_count("access.refused"), refused + 1);
+}
