@@ -78,6 +78,20 @@ async fn check(state: &Services) -> (Status, Value) {
     )
 }
 
+/// The one HEAD the portal answers (a load balancer's check); every other HEAD is 405 ([`head_refused`]).
+#[rocket::head("/healthz")]
+async fn healthz_head(state: &State<Services>, last: &State<LastCheck>) -> Status {
+    healthz(state, last).await.0
+}
+
+/// HEAD anywhere else is 405. Rocket answers a HEAD by running the GET route and dropping its body, so a HEAD on a
+/// file or on a submission's page would decrypt content, take a download slot and record a download or a view
+/// that nothing received.
+#[rocket::head("/<_..>", rank = 100)]
+fn head_refused() -> Status {
+    Status::MethodNotAllowed
+}
+
 pub fn routes() -> Vec<rocket::Route> {
-    rocket::routes![healthz]
+    rocket::routes![healthz, healthz_head, head_refused]
 }

@@ -1242,3 +1242,40 @@ fn an_unverified_organisation_may_have_only_so_much_sent() {
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     assert_eq!(app.status_of(&draft), "received");
 }
+
+/// A HEAD on a file (or a page) of a submission is 405: Rocket would answer it by running the download and dropping
+/// the body, decrypting the file and recording a download nobody received. The health check still answers HEAD.
+#[test]
+fn a_head_request_reads_and_records_nothing() {
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let (id, _files) = submit_three(&app, &mut b, "head");
+    let att: String = app.with_conn(|c| {
+        attachments::table
+            .filter(attachments::submission_id.eq(&id))
+            .select(attachments::id)
+            .first(c)
+            .unwrap()
+    });
+    let (downloaded, viewed) = (
+        app.audit_count("content.downloaded"),
+        app.audit_count("content.viewed"),
+    );
+    for uri in [
+        format!("/submissions/{id}/files/{att}"),
+        format!("/submissions/{id}"),
+    ] {
+        let mut req = app.client.head(uri.clone());
+        for c in &b.cookies {
+            req = req.cookie(c.clone());
+        }
+        assert_eq!(req.dispatch().status(), Status::MethodNotAllowed, "{uri}");
+    }
+    assert_eq!(app.audit_count("content.downloaded"), downloaded);
+    assert_eq!(app.audit_count("content.viewed"), viewed);
+    assert_eq!(app.client.head("/healthz").dispatch().status(), Status::Ok);
+    // The same file by GET is still a download, recorded.
+    let (status, _, _) = b.get_bytes(&format!("/submissions/{id}/files/{att}"));
+    assert_eq!(status, Status::Ok);
+    assert_eq!(app.audit_count("content.downloaded"), downloaded + 1);
+}
