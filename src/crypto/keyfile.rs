@@ -11,7 +11,7 @@
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -214,7 +214,8 @@ pub fn key_files_in(dir: &Path) -> usize {
 }
 
 /// Wipes and removes the temporaries of key-file writes that never finished (the writer was killed between
-/// writing and renaming). Returns how many. Called before the key store is opened, by the server and the CLI.
+/// writing and renaming). A temporary that is a second name of a key file (a `create_private` killed between its link
+/// and its unlink) is only unlinked. Returns how many. Called before the key store is opened, by the server and the CLI.
 pub fn remove_abandoned_temporaries(dir: &Path) -> Result<usize, KeyFileError> {
     if !dir.is_dir() {
         return Ok(0);
@@ -225,7 +226,19 @@ pub fn remove_abandoned_temporaries(dir: &Path) -> Result<usize, KeyFileError> {
         let entry = entry.map_err(|e| KeyFileError::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') && name.contains(".tmp-") {
-            destroy(&entry.path())?;
+            let path = entry.path();
+            // A `create_private` killed between its link and its unlink leaves the temporary as a second name of the
+            // live key file: wiping it would wipe that file too, so such a name is only unlinked.
+            let linked = fs::symlink_metadata(&path).map(|m| m.nlink() > 1);
+            match linked {
+                Ok(true) => {
+                    fs::remove_file(&path).map_err(|e| KeyFileError::io(&path, e))?;
+                    sync_parent(&path)?;
+                }
+                Ok(false) => destroy(&path)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(KeyFileError::io(&path, e)),
+            }
             removed += 1;
         }
     }
@@ -611,6 +624,29 @@ mod tests {
         assert!(!tmp.exists());
         assert_eq!(fs::read(&path).unwrap(), b"kept");
         assert_eq!(remove_abandoned_temporaries(dir.path()).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_temporary_that_is_a_second_name_of_a_key_file_is_unlinked_not_wiped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("unlock.age");
+        // What `create_private` killed between its link and its unlink leaves: the key file and its temporary, one
+        // inode under two names.
+        let tmp = write_temp(&path, b"the live key").unwrap();
+        fs::hard_link(&tmp, &path).unwrap();
+        // And an ordinary abandoned temporary beside it, which must still be wiped.
+        let other = dir.path().join("rocket-secret.key");
+        let lone = write_temp(&other, b"secret in clear").unwrap();
+        let mut before_wipe = File::open(&lone).unwrap();
+        assert_eq!(remove_abandoned_temporaries(dir.path()).unwrap(), 2);
+        assert!(!tmp.exists());
+        assert!(!lone.exists());
+        assert_eq!(fs::read(&path).unwrap(), b"the live key");
+        assert_eq!(fs::metadata(&path).unwrap().nlink(), 1);
+        // The lone temporary was overwritten before it went (read through a handle opened before the cleanup).
+        let mut wiped = Vec::new();
+        before_wipe.read_to_end(&mut wiped).unwrap();
+        assert_eq!(wiped, vec![0u8; b"secret in clear".len()]);
     }
 
     #[test]
