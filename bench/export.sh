@@ -56,6 +56,7 @@ timed() { local t0 t1; t0=$(now); "$@"; t1=$(now); echo "$t1 - $t0" | bc; }
 source bench/quiet.sh
 median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
+"$bin" keys init >/dev/null 2>&1
 for who in "submitter --new-organisation BenchOrg" "officer"; do
     role="${who%% *}"
     # shellcheck disable=SC2086

@@ -108,6 +108,7 @@ log_notes() {
 
 t_start=$(date +%s)
 echo "set-up: $SESSIONS accounts (pcii-portal user add), signing them in on a set-up server ..." >&2
+"$bin" keys init >/dev/null 2>&1
 accounts="$work/accounts.txt"
 : > "$accounts"
 org_id=""

@@ -36,6 +36,7 @@ base="http://127.0.0.1:$PORT"
 echo "filling $N submissions ..."
 "$BIN/examples/queue_fill" "$N" 2>/dev/null | tail -1
 if [ -n "${BENCH_DATABASE_URL:-}" ]; then psql -q "$BENCH_DATABASE_URL" -c 'VACUUM ANALYZE submissions' >/dev/null; fi
+"$BIN/pcii-portal" keys init >/dev/null 2>&1
 password="bench-officer-passphrase-$RANDOM$RANDOM"
 printf '%s\n' "$password" |
   "$BIN/pcii-portal" user add --email officer@bench.example --role officer --password-stdin >/dev/null 2>&1

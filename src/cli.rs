@@ -140,6 +140,8 @@ pub fn keys_rotate(settings: &Settings, data_keys: bool) -> Result<(), CliError>
     if data_keys {
         return rekey(settings, custody::Rekey::DataKeys);
     }
+    // Before the lock, whose file would make the directory.
+    crate::key_store::require_existing(&settings.keys_dir)?;
     let _changing = in_use::changing(&settings.keys_dir, in_use::Needs::Nothing)?;
     let opened = open_keys(settings)?;
     let mut keyring = opened.keyring;
@@ -295,6 +297,8 @@ pub fn keys_convert(settings: &Settings) -> Result<(), CliError> {
 }
 
 fn rekey(settings: &Settings, mode: custody::Rekey) -> Result<(), CliError> {
+    // Before the lock, whose file would make the directory.
+    crate::key_store::require_existing(&settings.keys_dir)?;
     let _changing = in_use::changing(&settings.keys_dir, in_use::Needs::Nothing)?;
     let opened = open_keys(settings)?;
     let audit = AuditLog::new(opened.audit_signer, settings.audit_checkpoint_every);
@@ -433,12 +437,31 @@ pub fn set_share_files(files: Vec<PathBuf>) {
     let _ = SHARE_FILES.set(files);
 }
 
-/// Opens the key store for a CLI command in any `master_key_protection` mode: the passphrase from
-/// `master_key_passphrase_file` or the terminal, shares from `--share-file`s or the terminal.
+/// Opens the existing key store for a CLI command in any `master_key_protection` mode: the passphrase from
+/// `master_key_passphrase_file` or the terminal, shares from `--share-file`s or the terminal. A key directory
+/// without a master identity is refused before anything is asked or written (`KeyStoreError::NoKeyStore`): only
+/// `keys init` ([`init_keys`]) and the portal's start make a new store.
 pub fn open_keys(settings: &Settings) -> Result<crate::key_store::OpenedKeys, CliError> {
+    crate::key_store::require_existing(&settings.keys_dir)?;
+    open_keys_creating(settings, false)
+}
+
+/// `keys init`: opens the key store, generating whatever is missing (a new store in an empty directory).
+pub fn init_keys(settings: &Settings) -> Result<crate::key_store::OpenedKeys, CliError> {
+    open_keys_creating(settings, true)
+}
+
+fn open_keys_creating(
+    settings: &Settings,
+    may_create: bool,
+) -> Result<crate::key_store::OpenedKeys, CliError> {
     let files = SHARE_FILES.get().map(Vec::as_slice).unwrap_or(&[]);
     let at_rest = crate::key_store::protection::unlock_interactive(settings, files)?;
-    let opened = crate::key_store::open_unlocked(settings, &at_rest)?;
+    let opened = if may_create {
+        crate::key_store::open_unlocked(settings, &at_rest)?
+    } else {
+        crate::key_store::open_existing(settings, &at_rest)?
+    };
     if !opened.generated.is_empty() || opened.unrecorded_protection.is_some() {
         record_host_act(
             settings,

@@ -237,7 +237,7 @@ fn main() -> ExitCode {
             command: OrganisationCommand::List,
         } => organisation_list(&settings).map_err(Into::into),
         Command::Keys { command } => match command {
-            KeysCommand::Init => cli::open_keys(&settings)
+            KeysCommand::Init => cli::init_keys(&settings)
                 .map(|k| {
                     if k.generated.is_empty() {
                         println!(

@@ -104,6 +104,19 @@ pub enum KeyStoreError {
         #[source]
         source: account_secrets::SecretError,
     },
+    /// `keys rotate --data-keys` / `keys convert`: a submission's current data key does not open with this key ring
+    /// (wrapped to a master identity that is not in it, or damaged), so nothing is re-encrypted to it.
+    #[error(
+        "submission {submission_id}: its current data key {key_id} (wrapped to {master_key_id}) does not open with \
+         this key ring ({reason}); nothing was re-encrypted to it. Was it made with another keys_dir? `keys list` \
+         names the master identities data keys are wrapped to"
+    )]
+    CurrentKeyUnopenable {
+        submission_id: String,
+        key_id: String,
+        master_key_id: String,
+        reason: String,
+    },
     #[error("re-encrypting blob {id}: {source}")]
     Reseal {
         id: String,
@@ -189,6 +202,16 @@ pub enum KeyStoreError {
     /// A share, the split or the manifest.
     #[error("shares: {0}")]
     Shares(#[from] shares::ShareError),
+    /// A command that must not create keys found no master identity file in the key directory: a wrong
+    /// `keys_dir`, or a store not yet made. Nothing was written.
+    #[error(
+        "no key store in {}: neither {IDENTITY} nor {IDENTITY}.age is there. Nothing was created: this command \
+         only opens an existing key store (check keys_dir; a new one is made by `pcii-portal keys init` or the \
+         portal's first start)",
+        path.display(),
+        IDENTITY = crate::crypto::keys::IDENTITY_FILE_NAME
+    )]
+    NoKeyStore { path: PathBuf },
     /// A `--share-file` holds no share of this store.
     #[error("{} holds no share of this key store", path.display())]
     BadShareFile { path: PathBuf },
@@ -253,10 +276,46 @@ pub fn open_all(settings: &Settings) -> Result<OpenedKeys, KeyStoreError> {
     open_unlocked(settings, &at_rest)
 }
 
+/// Whether the key directory holds a master identity file, in clear or sealed: a store that exists, as opposed to
+/// a missing or empty directory (or a wrong `keys_dir`). Reads nothing, writes nothing.
+pub fn has_master_identity(dir: &Path) -> bool {
+    let name = crate::crypto::keys::IDENTITY_FILE_NAME;
+    AtRest::Clear.path(dir, name).exists() || dir.join(format!("{name}.age")).exists()
+}
+
+/// Refuses, with [`KeyStoreError::NoKeyStore`], a key directory that holds no master identity: for the commands
+/// that only open a store (every one but `keys init`, `keys protect` and the portal's start), checked before they
+/// unlock or write anything.
+pub fn require_existing(dir: &Path) -> Result<(), KeyStoreError> {
+    if has_master_identity(dir) {
+        Ok(())
+    } else {
+        Err(KeyStoreError::NoKeyStore {
+            path: dir.to_path_buf(),
+        })
+    }
+}
+
 /// Opens (or generates) the key store with its secret files resting as `at_rest` says. Refuses a store
 /// whose layout does not match (a clear store in a sealed mode, a sealed one in `file` mode, a
 /// half-finished conversion), so a misconfiguration never makes a second store.
 pub fn open_unlocked(settings: &Settings, at_rest: &AtRest) -> Result<OpenedKeys, KeyStoreError> {
+    open_store(settings, at_rest, true)
+}
+
+/// [`open_unlocked`] that never makes a new master identity: a store without one is
+/// [`KeyStoreError::NoKeyStore`]. A new identity wrapped to a directory nobody meant (a wrong `keys_dir`) would
+/// become the current master key of the database's next data keys.
+pub fn open_existing(settings: &Settings, at_rest: &AtRest) -> Result<OpenedKeys, KeyStoreError> {
+    require_existing(&settings.keys_dir)?;
+    open_store(settings, at_rest, false)
+}
+
+fn open_store(
+    settings: &Settings,
+    at_rest: &AtRest,
+    may_create: bool,
+) -> Result<OpenedKeys, KeyStoreError> {
     let dir = settings.keys_dir.as_path();
     prepare_dir(dir)?;
     crate::crypto::keyfile::remove_abandoned_temporaries(dir)?;
@@ -272,8 +331,19 @@ pub fn open_unlocked(settings: &Settings, at_rest: &AtRest) -> Result<OpenedKeys
     protection::check_layout(dir, mode)?;
     let mut generated = Vec::new();
 
-    let (keyring, new_age) =
-        KeyRing::load_or_generate_with(dir, &settings.escrow_recipients, at_rest)?;
+    let (keyring, new_age) = if may_create {
+        KeyRing::load_or_generate_with(dir, &settings.escrow_recipients, at_rest)?
+    } else {
+        match KeyRing::load_with(dir, &settings.escrow_recipients, at_rest) {
+            Ok(ring) => (ring, false),
+            Err(crate::crypto::keys::KeyRingError::Missing { .. }) => {
+                return Err(KeyStoreError::NoKeyStore {
+                    path: dir.to_path_buf(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     if new_age {
         generated.push(format!("age identity {}", keyring.current_key_id()));
     }

@@ -8,6 +8,7 @@
 //! started, so that the next run replaces only the keys made before it.
 
 use crate::audit::log::{lock_head, Actor, AuditLog, Event, Outcome};
+use crate::crypto::data_key::DataKey;
 use crate::crypto::keys::KeyRing;
 use crate::crypto::stream::{seal_reader, Recipients};
 use crate::db::DbConn;
@@ -268,6 +269,28 @@ fn reencrypt_submission(
     let Some(current) = data_key::current_of(conn, submission_id).map_err(db)? else {
         return Ok(0);
     };
+    // Sealing needs only the public half, so a current key wrapped to a master identity this ring lacks (made by a
+    // run on a wrong keys_dir) would take the blobs and texts where no key here reaches: it must open first.
+    let row = data_key::find(conn, submission_id, &current).map_err(db)?;
+    let unopenable = |master_key_id: &str, reason: String| KeyStoreError::CurrentKeyUnopenable {
+        submission_id: submission_id.to_owned(),
+        key_id: current.clone(),
+        master_key_id: master_key_id.to_owned(),
+        reason,
+    };
+    match &row {
+        None => return Err(unopenable("-", "it is not stored".into())),
+        Some(row) => match DataKey::unwrap(&row.wrapped, keyring) {
+            Ok(key) if key.key_id() == current => {}
+            Ok(_) => {
+                return Err(unopenable(
+                    &row.master_key_id,
+                    "it holds another key".into(),
+                ))
+            }
+            Err(e) => return Err(unopenable(&row.master_key_id, e.to_string())),
+        },
+    }
     let to = Recipients::from_key_id(&current).map_err(|source| KeyStoreError::Reseal {
         id: submission_id.to_owned(),
         source,

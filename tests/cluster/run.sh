@@ -11,7 +11,7 @@
 # What it starts (and stops on exit, failure or interruption): PostgreSQL 15 if it is not running (installed
 # with apt-get when missing), a database of its own (CLUSTER_DB, dropped before and after), the instances and
 # nginx as the current user with their own ports, logs and temp directories in a mktemp directory. Accounts are
-# made with `pcii-portal user add` before any instance starts (that also creates the keys and the schema); the
+# made with `pcii-portal keys init` and `user add` before any instance starts (keys, then schema); the
 # first instance starts alone, the other two at the same moment (a concurrent start on a made store is safe:
 # nothing is generated or migrated, and the start-up sweep goes to whichever holds the lease).
 #

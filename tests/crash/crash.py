@@ -470,6 +470,7 @@ expected_files = {}
 
 def setup_accounts():
     global officer_app
+    cli("keys", "init")
     cli("user", "add", "--email", SUBMITTER, "--role", "submitter", "--name", "Sam Crash",
         "--new-organisation", "GridCo Crash Test", "--password-stdin", stdin=PASSWORD + "\n")
     cli("user", "add", "--email", OFFICER, "--role", "officer", "--name", "Otto Crash",

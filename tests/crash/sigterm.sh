@@ -62,6 +62,7 @@ PY
 blob_files() { find "$WORK/data/blobs" -maxdepth 1 -type f ! -name '.owner-*' | wc -l; }
 temporaries() { find "$WORK/data/blobs" -maxdepth 1 -name '.tmp-*' | wc -l; }
 
+"$PCII_BIN" keys init >/dev/null 2>&1 || fail "keys init"
 echo "$PASSWORD" | "$PCII_BIN" user add --email ann@sigterm.example --role submitter --new-organisation "Sigterm Co" \
   --org-admin --password-stdin >/dev/null 2>&1 || fail "user add"
 head -c $((48 << 20)) /dev/urandom >"$WORK/in.bin"

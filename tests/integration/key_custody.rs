@@ -609,3 +609,123 @@ fn the_data_keys_of_tens_of_thousands_of_submissions_are_read_in_bounded_stateme
     assert!(!rows.is_empty());
     assert!(rows.iter().all(|r| r.submission_id == id));
 }
+
+/// A command pointed at a key directory with no store in it (a wrong `keys_dir`, missing or empty) refuses, writes
+/// nothing there, and changes nothing in the database: it used to make a new store on the spot, and
+/// `keys rotate --data-keys` then made new current data keys wrapped to that stray identity.
+#[test]
+fn commands_on_a_key_directory_without_a_store_refuse_and_create_nothing() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let id = submit(&mut sub, "kept where it is", &[file_bytes(5_000, 3, "")]);
+    let data_keys_before =
+        app.with_conn(|c| data_keys::table.count().get_result::<i64>(c).unwrap());
+    let entries = || {
+        use pcii_portal::db::schema::audit_entries;
+        app.with_conn(|c| audit_entries::table.count().get_result::<i64>(c).unwrap())
+    };
+    let entries_before = entries();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let missing = elsewhere.path().join("keys");
+    let empty = elsewhere.path().join("empty-keys");
+    std::fs::create_dir(&empty).unwrap();
+    let backup_to = elsewhere.path().join("backup");
+    let backup_to = backup_to.to_str().unwrap();
+    for dir in [&missing, &empty] {
+        for args in [
+            &["keys", "list"][..],
+            &["keys", "rotate"],
+            &["keys", "rotate", "--data-keys"],
+            &["keys", "convert"],
+            &["audit", "verify"],
+            &["audit", "checkpoint"],
+            &["user", "disable", "--email", "ann@acme.example"],
+            &["backup", "--to", backup_to],
+        ] {
+            let out = app
+                .command()
+                .env("PCII_KEYS_DIR", dir)
+                .args(args)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} in {}", dir.display());
+            assert!(stderr.contains("no key store in"), "{args:?}: {stderr}");
+            assert!(stderr.contains("keys init"), "{args:?}: {stderr}");
+        }
+    }
+    assert!(!missing.exists(), "nothing was made where no store was");
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+    assert!(!std::path::Path::new(backup_to).exists());
+    assert_eq!(
+        app.with_conn(|c| data_keys::table.count().get_result::<i64>(c).unwrap()),
+        data_keys_before
+    );
+    assert_eq!(entries(), entries_before);
+    // `keys init` is how a new store is made on purpose.
+    let out = app
+        .command()
+        .env("PCII_KEYS_DIR", &empty)
+        .args(["keys", "init"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(empty.join("age-identities.txt").exists());
+    // The real store still works, and the submission still opens.
+    let out = app.command().args(["keys", "list"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = sub.get(&format!("/submissions/{id}"));
+    assert!(page.body.contains("kept where it is"), "{}", page.body);
+}
+
+/// A current data key the key ring cannot open (made by a run on another key store) is never the target of a
+/// re-encryption: `keys convert` refuses, naming it, and leaves every blob where it was, still readable.
+#[test]
+fn nothing_is_re_encrypted_to_a_current_data_key_the_key_ring_cannot_open() {
+    use pcii_portal::crypto::keys::KeyRing;
+    use pcii_portal::key_store::data_keys::WrappedKey;
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let id = submit(
+        &mut sub,
+        "not moved to a stray key",
+        &[file_bytes(5_000, 3, "")],
+    );
+    let names = storage_names(&app, &id);
+    // What a `keys rotate --data-keys` on a stray store leaves: a new current data key wrapped to its identity.
+    let stray_dir = tempfile::tempdir().unwrap();
+    let (stray, _) = KeyRing::load_or_generate(stray_dir.path(), &[]).unwrap();
+    let stray_key = WrappedKey::generate(&stray).unwrap();
+    app.with_conn(|c| {
+        pcii_portal::models::data_key::insert_current(c, &stray_key.row(&id, app.now())).unwrap()
+    });
+    let out = app.command().args(["keys", "convert"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert_eq!(storage_names(&app, &id), names, "no blob was re-encrypted");
+    assert!(
+        stderr.contains("does not open with this key ring"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&stray_key.key_id), "{stderr}");
+    let ids: Vec<String> = app.with_conn(|c| {
+        blobs::table
+            .filter(blobs::submission_id.eq(&id))
+            .select(blobs::id)
+            .load(c)
+            .unwrap()
+    });
+    for blob in ids {
+        let keys = app.with_conn(|c| blob_keys(c, &blob).unwrap());
+        let ring = app.state().keys.read().unwrap();
+        assert!(open_blob(&*app.state().blobs, &ring, &keys).is_ok());
+    }
+}

@@ -96,6 +96,7 @@ SUBMITTER_EMAIL=submitter@example.org
 SUBMITTER_PASSWORD="proxy-$(openssl rand -hex 12)"
 VICTIM_EMAIL=throttled@example.org
 VICTIM_PASSWORD="proxy-$(openssl rand -hex 12)"
+"$BIN" keys init >>"$WORK/portal.log" 2>&1 || die "keys init failed"
 printf '%s\n' "$SUBMITTER_PASSWORD" | "$BIN" user add --email "$SUBMITTER_EMAIL" --role submitter \
   --new-organisation "Proxy Test Org" --password-stdin >>"$WORK/portal.log" 2>&1 || die "user add failed"
 printf '%s\n' "$VICTIM_PASSWORD" | "$BIN" user add --email "$VICTIM_EMAIL" --role submitter \

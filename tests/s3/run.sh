@@ -27,6 +27,7 @@ export PCII_CONFIG=/nonexistent.toml PCII_DATA_DIR="$work/portal/data" PCII_KEYS
   PCII_LOG=warn PCII_DATABASE_URL= PCII_ADDRESS=127.0.0.1 PCII_PORT="$port" \
   PCII_BLOB_STORE="s3://$SEAWEEDFS_BUCKET/outage"
 email=s3@example.org password="s3-outage-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+"$bin" keys init >/dev/null
 printf '%s\n' "$password" |
   "$bin" user add --email "$email" --role submitter --new-organisation "S3 Org" --password-stdin >/dev/null
 "$bin" serve >"$work/portal.log" 2>&1 &
