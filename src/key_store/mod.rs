@@ -384,14 +384,33 @@ fn open_cookie_secret(
     at_rest: &AtRest,
 ) -> Result<(Zeroizing<String>, bool), KeyStoreError> {
     if path.exists() {
-        let s = at_rest.read(path)?;
-        Ok((Zeroizing::new(s.trim().to_string()), false))
+        read_cookie_secret(path, at_rest)
     } else {
-        let mut bytes = Zeroizing::new([0u8; 64]);
-        rand::rngs::OsRng.fill_bytes(bytes.as_mut());
-        let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&bytes[..]));
-        at_rest.write(path, encoded.as_bytes())?;
+        generate_cookie_secret(path, at_rest)
+    }
+}
+
+fn read_cookie_secret(
+    path: &Path,
+    at_rest: &AtRest,
+) -> Result<(Zeroizing<String>, bool), KeyStoreError> {
+    let s = at_rest.read(path)?;
+    Ok((Zeroizing::new(s.trim().to_string()), false))
+}
+
+/// Creates the cookie secret exactly once: a process that starts beside this one and writes first wins, and its
+/// secret is read back, so that both sign cookies with the one on disk.
+fn generate_cookie_secret(
+    path: &Path,
+    at_rest: &AtRest,
+) -> Result<(Zeroizing<String>, bool), KeyStoreError> {
+    let mut bytes = Zeroizing::new([0u8; 64]);
+    rand::rngs::OsRng.fill_bytes(bytes.as_mut());
+    let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&bytes[..]));
+    if at_rest.create(path, encoded.as_bytes())? {
         Ok((encoded, true))
+    } else {
+        read_cookie_secret(path, at_rest)
     }
 }
 
@@ -421,19 +440,38 @@ pub fn open_signing_key_with(
     at_rest: &AtRest,
 ) -> Result<(CheckpointSigner, bool), KeyStoreError> {
     if path.exists() {
-        let seed = at_rest.read(path)?;
-        let signer = CheckpointSigner::from_seed_hex(seed.trim()).map_err(|source| {
-            KeyStoreError::SigningKey {
-                path: path.to_path_buf(),
-                source,
-            }
-        })?;
-        Ok((signer, false))
+        read_signing_key(path, at_rest)
     } else {
-        let (signer, seed_hex) = CheckpointSigner::generate();
-        let seed_hex = Zeroizing::new(seed_hex);
-        at_rest.write(path, seed_hex.as_bytes())?;
+        generate_signing_key(path, at_rest)
+    }
+}
+
+fn read_signing_key(
+    path: &Path,
+    at_rest: &AtRest,
+) -> Result<(CheckpointSigner, bool), KeyStoreError> {
+    let seed = at_rest.read(path)?;
+    let signer = CheckpointSigner::from_seed_hex(seed.trim()).map_err(|source| {
+        KeyStoreError::SigningKey {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    Ok((signer, false))
+}
+
+/// Creates the audit signing key exactly once: when another process wrote one first, that one is read back and
+/// used, so no process signs checkpoints with a key that is not on disk.
+fn generate_signing_key(
+    path: &Path,
+    at_rest: &AtRest,
+) -> Result<(CheckpointSigner, bool), KeyStoreError> {
+    let (signer, seed_hex) = CheckpointSigner::generate();
+    let seed_hex = Zeroizing::new(seed_hex);
+    if at_rest.create(path, seed_hex.as_bytes())? {
         Ok((signer, true))
+    } else {
+        read_signing_key(path, at_rest)
     }
 }
 
@@ -472,6 +510,32 @@ pub fn record_protection(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two processes starting on an empty store both find the files missing; the second to write must take the
+    /// first one's keys, not replace them (it used to, leaving the first signing with a key no longer on disk).
+    #[test]
+    fn a_process_that_loses_the_race_to_generate_uses_the_keys_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let at_rest = AtRest::Clear;
+        let signing = dir.path().join(AUDIT_SIGNING_FILE);
+        let (first, made) = generate_signing_key(&signing, &at_rest).unwrap();
+        assert!(made);
+        let on_disk = std::fs::read(&signing).unwrap();
+        // The slower process, which saw no file a moment ago.
+        let (second, made) = generate_signing_key(&signing, &at_rest).unwrap();
+        assert!(!made);
+        assert_eq!(second.public_key_hex(), first.public_key_hex());
+        assert_eq!(std::fs::read(&signing).unwrap(), on_disk);
+
+        let cookie = dir.path().join(COOKIE_SECRET_FILE);
+        let (first, made) = generate_cookie_secret(&cookie, &at_rest).unwrap();
+        assert!(made);
+        let (second, made) = generate_cookie_secret(&cookie, &at_rest).unwrap();
+        assert!(!made);
+        assert_eq!(*second, *first);
+        assert_eq!(std::fs::read_to_string(&cookie).unwrap(), *first);
+        assert_eq!(crate::crypto::keyfile::key_files_in(dir.path()), 2);
+    }
 
     #[test]
     fn signing_key_file_is_created_0600_and_reloaded() {
