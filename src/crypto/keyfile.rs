@@ -468,13 +468,19 @@ impl AtRest {
         create_private(path, &self.encode(path, bytes)?)
     }
 
-    fn encode(&self, path: &Path, bytes: &[u8]) -> Result<Vec<u8>, KeyFileError> {
+    /// The bytes to write: in clear mode a copy of the secret itself, so it is zeroized when dropped like every
+    /// other buffer of key material.
+    fn encode(&self, path: &Path, bytes: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
         match self {
-            AtRest::Clear => Ok(bytes.to_vec()),
-            AtRest::Sealed(key) => key.seal(bytes).map_err(|reason| KeyFileError::Sealed {
-                path: path.to_path_buf(),
-                reason,
-            }),
+            AtRest::Clear => Ok(Zeroizing::new(bytes.to_vec())),
+            AtRest::Sealed(key) => {
+                key.seal(bytes)
+                    .map(Zeroizing::new)
+                    .map_err(|reason| KeyFileError::Sealed {
+                        path: path.to_path_buf(),
+                        reason,
+                    })
+            }
         }
     }
 }
@@ -647,6 +653,15 @@ mod tests {
         let mut wiped = Vec::new();
         before_wipe.read_to_end(&mut wiped).unwrap();
         assert_eq!(wiped, vec![0u8; b"secret in clear".len()]);
+    }
+
+    #[test]
+    fn the_clear_copy_of_a_secret_to_write_is_zeroizing() {
+        // A type check as much as a test: the copy `encode` makes of the clear key is wiped when dropped.
+        let encoded: Zeroizing<Vec<u8>> = AtRest::Clear
+            .encode(Path::new("k"), b"clear key material")
+            .unwrap();
+        assert_eq!(&encoded[..], b"clear key material");
     }
 
     #[test]
