@@ -212,6 +212,17 @@ pub enum KeyStoreError {
         IDENTITY = crate::crypto::keys::IDENTITY_FILE_NAME
     )]
     NoKeyStore { path: PathBuf },
+    /// `keys protect` found sealed secret files without their clear counterparts and without the wrapper that
+    /// opens them: no interrupted conversion leaves that (a partial restore, or a wrapper moved away).
+    #[error(
+        "the key store {} holds sealed key files ({}) but neither unlock.age nor shares/manifest.json to open \
+         them, and no clear copy of them: not something an interrupted `keys protect` leaves (a partial restore, or \
+         the wrapper moved away?). Nothing was changed: put the wrapper back, or move these files aside if they \
+         are not wanted",
+        path.display(),
+        files.join(", ")
+    )]
+    SealedWithoutWrapper { path: PathBuf, files: Vec<String> },
     /// A `--share-file` holds no share of this store.
     #[error("{} holds no share of this key store", path.display())]
     BadShareFile { path: PathBuf },

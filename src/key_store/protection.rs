@@ -511,6 +511,21 @@ pub fn protect(
         rekeyed.removed = done.removed;
         return Ok(rekeyed);
     }
+    // A run of this command interrupted before its commit point seals only files it has in clear, and removes no
+    // clear file before that point: a sealed file with neither its clear copy nor a wrapper came from elsewhere,
+    // and the wrapper that opens it may yet be found.
+    let orphans: Vec<String> = layout
+        .sealed
+        .iter()
+        .filter(|n| !layout.clear.contains(n))
+        .map(|n| format!("{n}.age"))
+        .collect();
+    if !orphans.is_empty() {
+        return Err(KeyStoreError::SealedWithoutWrapper {
+            path: dir.to_path_buf(),
+            files: orphans,
+        });
+    }
     let key = {
         let key = Arc::new(UnlockKey::generate());
         note_unrecorded(dir, &target, &key, false)?;
@@ -518,12 +533,10 @@ pub fn protect(
         for name in SECRET_FILES {
             let clear = dir.join(name);
             let target_path = sealed.path(dir, name);
+            // A sealed leftover beside its clear file (an interrupted run's, to a key never committed) is replaced.
             if clear.exists() {
                 let text = keyfile::read_private(&clear)?;
                 sealed.write(&target_path, text.as_bytes())?;
-            } else {
-                // A sealed leftover of an interrupted run, sealed to a key that was never committed.
-                keyfile::destroy(&target_path)?;
             }
         }
         key
@@ -858,6 +871,46 @@ mod tests {
             reopened.keyring.current_key_id(),
             opened.keyring.current_key_id()
         );
+    }
+
+    /// Sealed files with no wrapper and no clear copy (a partial restore) are refused, never wiped: the wrapper that
+    /// opens them may be found.
+    #[test]
+    fn protect_refuses_sealed_files_that_have_neither_a_wrapper_nor_a_clear_copy() {
+        weaken_scrypt_for_tests(4);
+        let tmp = tempfile::tempdir().unwrap();
+        let clear = settings(tmp.path(), "file");
+        let dir = clear.keys_dir.clone();
+        let somewhere = Arc::new(UnlockKey::generate());
+        let sealed = AtRest::Sealed(somewhere.clone());
+        for name in SECRET_FILES {
+            sealed
+                .write(&sealed.path(&dir, name), format!("the {name}").as_bytes())
+                .unwrap();
+        }
+        let before: Vec<Vec<u8>> = SECRET_FILES
+            .iter()
+            .map(|n| std::fs::read(sealed.path(&dir, n)).unwrap())
+            .collect();
+        let refused = protect(
+            &clear,
+            Target::Passphrase(Zeroizing::new("correct horse battery staple".into())),
+            &mut || unreachable!(),
+        );
+        match refused {
+            Err(KeyStoreError::SealedWithoutWrapper { files, .. }) => {
+                assert_eq!(files.len(), 3, "{files:?}");
+                assert!(files.contains(&format!("{IDENTITY_FILE_NAME}.age")));
+            }
+            other => panic!("{other:?}"),
+        }
+        for (name, bytes) in SECRET_FILES.iter().zip(&before) {
+            assert_eq!(&std::fs::read(sealed.path(&dir, name)).unwrap(), bytes);
+        }
+        assert!(!dir.join(UNLOCK_FILE).exists());
+        assert!(!dir.join(UNRECORDED_FILE).exists());
+        // The wrapper, found again, opens them all.
+        assert_eq!(opens_all(&dir, &somewhere).unwrap().len(), 3);
     }
 
     /// A copy of the key directory (what a backup, or an intruder, would hold).
