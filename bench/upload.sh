@@ -58,6 +58,7 @@ export PCII_MAX_UNVERIFIED_SENT_PER_ORGANISATION=1000000000 PCII_MAX_UNVERIFIED_
   PCII_MAX_UNVERIFIED_SENT_BYTES_TOTAL=1125899906842624
 export PCII_CONFIG=/nonexistent.toml PCII_KEYS_DIR="$work/keys" PCII_LOG=warn PCII_DATABASE_URL=
 export PCII_ADDRESS=127.0.0.1 PCII_PORT="$PORT"   # Rocket's own keys are read with the PCII_ prefix
+"$bin" keys init >/dev/null 2>&1   # one key store for every server of the run (user add no longer makes one)
 base="http://127.0.0.1:$PORT"
 email=bench@example.org
 password="bench-$(openssl rand -hex 16)"
