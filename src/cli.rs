@@ -175,6 +175,13 @@ pub fn keys_rotate(settings: &Settings, data_keys: bool) -> Result<(), CliError>
                 None => println!("{line}"),
             }
         }
+        Progress::SecretUnopenable { user_id, reason } => {
+            let line = format!("left account {user_id}'s authenticator secret as it was: {reason}");
+            match &bar {
+                Some(b) => b.suspend(|| println!("{line}")),
+                None => println!("{line}"),
+            }
+        }
         Progress::RewrapDone => {
             if let Some(b) = &bar {
                 b.finish();
@@ -200,6 +207,13 @@ pub fn keys_rotate(settings: &Settings, data_keys: bool) -> Result<(), CliError>
         }
         Progress::Retired { key_id } => println!("retired {key_id}"),
     })?;
+    if !rotated.unopenable_secrets.is_empty() {
+        println!(
+            "{} account(s)' authenticator secret could not be opened (above): reset their second factors \
+             (`pcii-portal user reset-factors`); an old identity a secret is sealed to is kept until then",
+            rotated.unopenable_secrets.len()
+        );
+    }
     if !rotated.unopenable.is_empty() {
         println!(
             "rotation done but for the data keys above: {} data key(s) re-wrapped to {}",

@@ -80,19 +80,31 @@ pub fn open(ring: &KeyRing, stored: &str) -> Result<Zeroizing<Vec<u8>>, SecretEr
 }
 
 /// Re-seals every account secret not sealed to the ring's current identity; returns how many. One conditional
-/// update per secret: one re-sealed meanwhile (or deleted) is left alone.
-pub fn reseal_all(ring: &KeyRing, conn: &mut DbConn) -> Result<u64, KeyStoreError> {
+/// update per secret: one re-sealed meanwhile (or deleted) is left alone. A secret the ring cannot open (damaged,
+/// or sealed to an identity no longer in the ring) is left as it is and reported to `unopenable` (its account's
+/// id, why), as a data key is: one such secret stopped every rotation, and each retry generated another identity.
+/// It still counts as sealed to its identity, so that identity is kept while it is there.
+pub fn reseal_all(
+    ring: &KeyRing,
+    conn: &mut DbConn,
+    unopenable: &mut dyn FnMut(&str, &SecretError),
+) -> Result<u64, KeyStoreError> {
     let current = ring.current_key_id().to_string();
     let db = super::rotation::db;
     let rows = second_factor::secrets_not_sealed_to(conn, &current).map_err(db)?;
     let mut done = 0;
     for row in rows {
-        let fail = |source| KeyStoreError::ResealSecret {
+        let opened = match open(ring, &row.stored) {
+            Ok(opened) => opened,
+            Err(e) => {
+                unopenable(&row.user_id, &e);
+                continue;
+            }
+        };
+        let sealed = seal(ring, &opened).map_err(|source| KeyStoreError::ResealSecret {
             user_id: row.user_id.clone(),
             source,
-        };
-        let opened = open(ring, &row.stored).map_err(fail)?;
-        let sealed = seal(ring, &opened).map_err(fail)?;
+        })?;
         second_factor::reseal(conn, &row, &sealed.stored, &sealed.master_key_id).map_err(db)?;
         done += 1;
     }

@@ -37,6 +37,9 @@ pub enum Progress<'a> {
     Unopenable { key_id: &'a str, reason: String },
     /// No data key is left wrapped to an old identity.
     RewrapDone,
+    /// An account's TOTP secret the ring cannot open: left as it is (its identity is then kept), and the rotation
+    /// carries on.
+    SecretUnopenable { user_id: &'a str, reason: String },
     /// An old identity was kept: data keys wrapped to it arrived during the rotation, or blobs from before data
     /// keys are still sealed straight to it (`keys convert` first).
     Kept {
@@ -65,6 +68,8 @@ pub struct Rotated {
     pub kept: Vec<String>,
     /// The data keys left as they were because the ring could not open them (see [`Progress::Unopenable`]).
     pub unopenable: Vec<String>,
+    /// The accounts whose TOTP secret was left as it was (see [`Progress::SecretUnopenable`]).
+    pub unopenable_secrets: Vec<String>,
     /// Whether the old wrappings are gone from the SQLite write-ahead log and the database file's old pages (see
     /// [`crate::db::checkpoint_truncate`]); always true on PostgreSQL.
     pub wal_truncated: bool,
@@ -121,7 +126,14 @@ pub fn rotate(
     }
     progress(Progress::RewrapDone);
     // The accounts' TOTP secrets are sealed to the master identity alone: re-sealed too, before it goes.
-    super::account_secrets::reseal_all(keyring, conn)?;
+    let mut unopenable_secrets = Vec::new();
+    super::account_secrets::reseal_all(keyring, conn, &mut |user_id, e| {
+        progress(Progress::SecretUnopenable {
+            user_id,
+            reason: e.to_string(),
+        });
+        unopenable_secrets.push(user_id.to_string());
+    })?;
 
     let mut retired = Vec::new();
     let mut kept = Vec::new();
@@ -176,6 +188,7 @@ pub fn rotate(
         retired,
         kept,
         unopenable: unopenable.into_iter().collect(),
+        unopenable_secrets,
     })
 }
 

@@ -1123,3 +1123,54 @@ fn a_rotation_does_not_put_back_an_authenticator_replaced_while_it_ran() {
     });
     assert_eq!(now, "the new app's sealed secret");
 }
+
+/// One TOTP secret the key ring cannot open (damaged, or sealed to an identity no longer there) no longer stops a
+/// rotation: it is left as it is and named, the others are re-sealed, and the identity it is sealed to is kept.
+#[test]
+fn a_rotation_re_seals_the_other_secrets_past_one_it_cannot_open() {
+    let app = TestApp::new();
+    let mut olive = invited_officer(&app, "olive@example.gov");
+    olive.login("olive@example.gov", "olive's own long passphrase");
+    olive.enrol_authenticator_on_pages();
+    // An auditor made with its authenticator already set up: the secret to damage.
+    app.login_as(Role::Auditor, "otto@example.gov", None);
+    let otto_id = app.user_id("otto@example.gov");
+    let keys = app.keys_dir();
+    let mut ring = pcii_portal::crypto::keys::KeyRing::load(&keys, &[]).unwrap();
+    let old = ring.current_key_id().to_string();
+    app.with_conn(|c| {
+        diesel::update(totp_factors::table.filter(totp_factors::user_id.eq(&otto_id)))
+            .set(totp_factors::secret_sealed.eq(format!("age:{old}:bm90IGFuIGFnZSBmaWxl")))
+            .execute(c)
+            .unwrap()
+    });
+    let rotate = |ring: &mut pcii_portal::crypto::keys::KeyRing| {
+        app.with_conn(|c| {
+            pcii_portal::key_store::rotation::rotate(ring, c, &app.state().audit, &mut |_| {})
+        })
+    };
+    let rotated = rotate(&mut ring).expect("the rotation goes past the damaged secret");
+    assert_eq!(rotated.unopenable_secrets, vec![otto_id.clone()]);
+    assert_eq!(rotated.kept, vec![old.clone()]);
+    let sealed_to: Vec<(String, String)> = app.with_conn(|c| {
+        totp_factors::table
+            .select((totp_factors::user_id, totp_factors::master_key_id))
+            .load(c)
+            .unwrap()
+    });
+    for (user, key) in sealed_to {
+        let expected = if user == otto_id {
+            &old
+        } else {
+            &rotated.current_key_id
+        };
+        assert_eq!(&key, expected, "{user}");
+    }
+    // Olive still signs in with her app; a second rotation goes through too.
+    assert_eq!(
+        app.browser()
+            .login("olive@example.gov", "olive's own long passphrase"),
+        Status::SeeOther
+    );
+    assert!(rotate(&mut ring).is_ok());
+}
