@@ -246,11 +246,16 @@ struct UnsealForm {
     share: String,
 }
 
-async fn audit(state: &SealedPortal, actor: &Actor, event: Event) {
+/// Records an unseal attempt; whether it was recorded.
+async fn audit(state: &SealedPortal, actor: &Actor, event: Event) -> bool {
     let audit = state.audit.clone();
     let actor = actor.clone();
-    if let Err(e) = state.db.run(move |c| audit.record(c, &actor, event)).await {
-        tracing::error!(error = %e, "auditing an unseal attempt failed");
+    match state.db.run(move |c| audit.record(c, &actor, event)).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "auditing an unseal attempt failed");
+            false
+        }
     }
 }
 
@@ -312,16 +317,28 @@ async fn unseal(
             Status::UnprocessableEntity,
             Some("That is not a share of this portal's key. Check that you pasted the whole decrypted share."),
         ),
+        Answer::NotRecorded => unseal_view(state, Status::ServiceUnavailable, Some(NOT_RECORDED)),
     }
 }
+
+const NOT_RECORDED: &str = "The portal could not record the unsealing (its database did not answer), so it stays \
+     sealed and the shares given so far are forgotten. Once the database answers, the custodians give their shares \
+     again.";
 
 /// What became of one offered share.
 enum Answer {
     Throttled,
-    Accepted { have: usize, need: usize },
+    Accepted {
+        have: usize,
+        need: usize,
+    },
     Duplicate,
-    Unsealed { need: usize },
+    Unsealed {
+        need: usize,
+    },
     Refused,
+    /// The k-th share completed the key but its `key.unseal` entry could not be written: the key is dropped.
+    NotRecorded,
 }
 
 impl Answer {
@@ -337,6 +354,7 @@ impl Answer {
                 format!("unsealed: with {need} shares; the portal is starting")
             }
             Answer::Refused => "refused: not a share of this portal's key".into(),
+            Answer::NotRecorded => format!("failed: {NOT_RECORDED}"),
         }
     }
 }
@@ -404,13 +422,18 @@ async fn offer_share(
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .need();
-            audit(
+            // Fails closed: a portal is never unsealed without the entry that says who unsealed it.
+            let recorded = audit(
                 state,
                 actor,
                 Event::new("key.unseal", AuditOutcome::Success)
                     .reason(format!("unsealed with {need} shares")),
             )
             .await;
+            if !recorded {
+                drop(key);
+                return Answer::NotRecorded;
+            }
             let sender = state
                 .unlocked
                 .lock()

@@ -1026,3 +1026,41 @@ fn a_flood_of_tokenless_unseal_posts_costs_the_log_two_entries() {
         "{recorded:?}"
     );
 }
+
+/// The sealed portal fails closed: the share that completes the key is refused (503) when its `key.unseal` entry
+/// cannot be written, the key is dropped and nothing is unsealed; once the database answers the custodians give
+/// their shares again and it unseals, recorded.
+#[test]
+fn an_unseal_that_cannot_be_recorded_unseals_nothing() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    let tmp = tempfile::tempdir().unwrap();
+    let (_custodians, shares, _) = shares_store(tmp.path());
+    let sealed_figment = figment(tmp.path())
+        .merge(("master_key_protection", "shares"))
+        .merge(("database_busy_timeout_ms", 300));
+    let (rocket, unlocked) =
+        pcii_portal::web::sealed::build_with_clock(sealed_figment, Clock::system()).unwrap();
+    let client = Client::tracked(rocket).unwrap();
+    let (status, body) = post_share(&client, &shares[0]);
+    assert_eq!(status, Status::Ok);
+    assert!(body.contains("1 of 2"), "{body}");
+    // Another process holds the database's write lock while the second share arrives.
+    let path = settings(&figment(tmp.path())).data_dir.join("pcii.sqlite3");
+    let mut holder = diesel::sqlite::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    holder.batch_execute("BEGIN EXCLUSIVE").unwrap();
+    let (status, body) = post_share(&client, &shares[1]);
+    assert_eq!(status, Status::ServiceUnavailable, "{body}");
+    assert!(body.contains("could not record"), "{body}");
+    assert!(unlocked.try_recv().is_err(), "unsealed without its entry");
+    holder.batch_execute("ROLLBACK").unwrap();
+    // The shares given before were forgotten: two again.
+    let (_, body) = post_share(&client, &shares[1]);
+    assert!(body.contains("1 of 2"), "{body}");
+    let (status, body) = post_share(&client, &shares[0]);
+    assert_eq!(status, Status::Ok);
+    assert!(body.contains("Unsealed"), "{body}");
+    assert!(unlocked.try_recv().is_ok());
+    drop(client);
+    assert_eq!(unseal_count_sealed(tmp.path(), "success"), 3);
+}
