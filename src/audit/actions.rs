@@ -11,6 +11,10 @@ pub const ACTIONS: &[(&str, &str)] = &[
         "content.cut",
         "Download or package cut off: access ended while it was sent",
     ),
+    (
+        "content.failed",
+        "Download or package failed: a stored file did not pass its integrity check, or could not be read",
+    ),
     // Submissions
     ("submission.draft_created", "Draft created"),
     ("submission.draft_saved", "Draft saved"),

@@ -552,6 +552,22 @@ impl<R> WhileAdmitted<R> {
 }
 
 impl Asker {
+    /// Records that the content being sent failed midway (`content.failed`: what, why).
+    async fn record_failure(self: Arc<Self>, why: &'static str) {
+        let event = Event::new("content.failed", Outcome::Failure)
+            .object("submission", self.submission_id.clone())
+            .tracking(self.tracking_number.clone())
+            .reason(format!("{}: {why}", self.what));
+        let asker = self.clone();
+        let recorded = self
+            .db
+            .run(move |c| asker.audit.record(c, &asker.actor, event))
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, "recording a failed download failed");
+        }
+    }
+
     /// `Ok` while the reader is still admitted and the content is there; otherwise why not (recorded).
     async fn still_admitted(self: Arc<Self>) -> Result<(), String> {
         let now = self.clock.now();
@@ -622,6 +638,21 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WhileAdmitted<R> 
                 }
             }
         }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Err(e)) => {
+                // The download fails (it ends short of its declared length); the auditor sees that it did, and
+                // why: a ciphertext that failed its integrity check is evidence of tampering.
+                let why = if e.kind() == std::io::ErrorKind::InvalidData {
+                    "integrity check failed"
+                } else {
+                    "reading or decrypting it failed"
+                };
+                this.ended = Some(format!("the download failed ({why})"));
+                let asker = this.asker.clone();
+                tokio::spawn(async move { asker.record_failure(why).await });
+                Poll::Ready(Err(e))
+            }
+            other => other,
+        }
     }
 }

@@ -325,6 +325,16 @@ fn a_flipped_byte_in_a_stored_blob_never_downloads_as_a_complete_200() {
             "a damaged blob must not download completely (status {status})"
         );
     }
+    // The one that failed midway (file 3, after its first megabyte went out) is in the audit log, with why: the
+    // entry is written as the download fails, so it may follow the answer by a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.audit_count("content.failed") == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        app.audit_reasons("content.failed"),
+        vec!["attachment 3: integrity check failed".to_string()]
+    );
 }
 
 #[test]
