@@ -42,7 +42,8 @@ pub fn page_index(page: Option<&str>) -> crate::error::AppResult<i64> {
             .filter(|n| (0..=MAX_PAGE).contains(n))
             .ok_or_else(|| {
                 crate::error::AppError::Invalid(format!(
-                    "There is no page {p:?}: pages are numbered from 0 to {MAX_PAGE}."
+                    "There is no page {}: pages are numbered from 0 to {MAX_PAGE}.",
+                    quoted(p)
                 ))
             }),
     }
@@ -224,4 +225,37 @@ pub fn summary(errors: &FieldErrors, order: &[String]) -> Vec<SummaryLine> {
         .collect();
     lines.sort_by_key(|(at, _)| *at);
     lines.into_iter().map(|(_, line)| line).collect()
+}
+
+/// A value the caller sent, quoted for a message that refuses it: at most [`QUOTED_CHARS`] characters (then `…`), so
+/// that a page never repeats a megabyte it was sent.
+pub fn quoted(value: &str) -> String {
+    let mut chars = value.chars();
+    let head: String = chars.by_ref().take(QUOTED_CHARS).collect();
+    if chars.next().is_some() {
+        format!("{:?}", format!("{head}…"))
+    } else {
+        format!("{head:?}")
+    }
+}
+
+/// The most characters of a refused value a message repeats.
+pub const QUOTED_CHARS: usize = 40;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_value_is_quoted_short() {
+        assert_eq!(quoted("abc"), "\"abc\"");
+        let long = "x".repeat(100_000);
+        let q = quoted(&long);
+        assert_eq!(q, format!("\"{}…\"", "x".repeat(QUOTED_CHARS)));
+        assert_eq!(
+            quoted(&"é".repeat(QUOTED_CHARS)).chars().count(),
+            QUOTED_CHARS + 2
+        );
+        assert_eq!(quoted("a\u{202e}b"), "\"a\\u{202e}b\"");
+    }
 }

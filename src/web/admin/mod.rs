@@ -64,7 +64,8 @@ async fn index(
         None => None,
         Some(r) => Some(Role::parse(r).ok_or_else(|| {
             AppError::Invalid(format!(
-                "{r:?} is not a role: submitter, officer, authorized_user, auditor or administrator."
+                "{} is not a role: submitter, officer, authorized_user, auditor or administrator.",
+                crate::web::forms::quoted(r)
             ))
         })?),
     };

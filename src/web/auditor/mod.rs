@@ -70,7 +70,13 @@ impl FilterForm {
             }
             let parsed = crate::time::parse_date(v);
             if parsed.is_none() {
-                errors.insert(name, format!("{v:?} is not a date: use YYYY-MM-DD."));
+                errors.insert(
+                    name,
+                    format!(
+                        "{} is not a date: use YYYY-MM-DD.",
+                        crate::web::forms::quoted(v)
+                    ),
+                );
             }
             parsed
         };
@@ -94,8 +100,8 @@ impl FilterForm {
             errors.insert(
                 "action",
                 format!(
-                    "{:?} is not an action: choose one from the list.",
-                    self.action
+                    "{} is not an action: choose one from the list.",
+                    crate::web::forms::quoted(&self.action)
                 ),
             );
         }
@@ -103,8 +109,8 @@ impl FilterForm {
             errors.insert(
                 "outcome",
                 format!(
-                    "{:?} is not an outcome: choose one from the list.",
-                    self.outcome
+                    "{} is not an outcome: choose one from the list.",
+                    crate::web::forms::quoted(&self.outcome)
                 ),
             );
         }
@@ -170,7 +176,8 @@ fn parse_before(before: Option<&str>) -> AppResult<Option<i64>> {
             .map(Some)
             .ok_or_else(|| {
                 crate::error::AppError::Invalid(format!(
-                    "{b:?} is not a position in the log (a positive whole number)."
+                    "{} is not a position in the log (a positive whole number).",
+                    crate::web::forms::quoted(b)
                 ))
             }),
     }
