@@ -205,11 +205,12 @@ impl UploadSlots {
     }
 }
 
-/// A write to the blob store failed: a full disk is said as such (507, after the rest of the body is read so that
-/// the browser sees the answer), a store that does not answer is 503, anything else is ours (500).
+/// A write to the blob store failed: a full disk is said as such (507), a store that does not answer is 503 —
+/// both after the rest of the body is read (within [`DISCARD_MAX`]), so that the browser sees the answer and not a
+/// reset connection; anything else is ours (500).
 fn store_fault(what: &str, e: std::io::Error) -> Failure {
     match AppError::io(what, e) {
-        full @ AppError::StorageFull(_) => Failure::Refused(full),
+        passing @ (AppError::StorageFull(_) | AppError::Unavailable(_)) => Failure::Refused(passing),
         other => Failure::Broken(other),
     }
 }
