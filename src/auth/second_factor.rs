@@ -37,6 +37,15 @@ const ISSUER: &str = "PCII Portal";
 const SEED_BYTES: usize = 20;
 /// How long an authenticator-app setup may wait for its confirming code.
 pub const ENROLMENT_SECS: i64 = 15 * 60;
+
+/// Deletes the authenticator-app enrolments past their [`ENROLMENT_SECS`] at `now` (housekeeping of what can no
+/// longer be confirmed, so not audited); how many.
+pub fn delete_lapsed_enrolments(conn: &mut DbConn, now: i64) -> AppResult<usize> {
+    Ok(model::delete_enrolments_begun_before(
+        conn,
+        now - ENROLMENT_SECS,
+    )?)
+}
 /// Recovery codes: 16 characters of a 31-character alphabet without look-alikes (79 bits), in groups of four.
 const RECOVERY_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
 

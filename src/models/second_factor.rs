@@ -105,6 +105,13 @@ pub fn find_enrolment(conn: &mut DbConn, user_id: &str) -> QueryResult<Option<To
         .optional()
 }
 
+/// Deletes the enrolments begun at or before `before` (past their time: none can be confirmed any more). Their
+/// sealed secrets would otherwise stay, and keep the master identity they are sealed to from being retired.
+pub fn delete_enrolments_begun_before(conn: &mut DbConn, before: i64) -> QueryResult<usize> {
+    diesel::delete(totp_enrolments::table.filter(totp_enrolments::created_at.le(before)))
+        .execute(conn)
+}
+
 pub fn delete_enrolment(conn: &mut DbConn, user_id: &str) -> QueryResult<usize> {
     diesel::delete(totp_enrolments::table.find(user_id)).execute(conn)
 }

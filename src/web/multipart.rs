@@ -210,7 +210,9 @@ impl UploadSlots {
 /// reset connection; anything else is ours (500).
 fn store_fault(what: &str, e: std::io::Error) -> Failure {
     match AppError::io(what, e) {
-        passing @ (AppError::StorageFull(_) | AppError::Unavailable(_)) => Failure::Refused(passing),
+        passing @ (AppError::StorageFull(_) | AppError::Unavailable(_)) => {
+            Failure::Refused(passing)
+        }
         other => Failure::Broken(other),
     }
 }

@@ -1,7 +1,8 @@
 //! The round that removes self-registrations never confirmed (`auth::unconfirmed`): at start and every hour while the
 //! server runs, on whichever instance holds the lease [`LEASE`], so that several instances purge once between them.
 //! Registrations become due by the day, so an hour late costs nothing. The same round deletes sessions past their
-//! idle or absolute timeout whose cookie never came back (`auth::sessions::delete_expired`).
+//! idle or absolute timeout whose cookie never came back (`auth::sessions::delete_expired`), and authenticator-app
+//! enrolments past their time (`auth::second_factor::delete_lapsed_enrolments`).
 
 use std::time::Duration;
 
@@ -74,6 +75,10 @@ async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Purge>> 
             let sessions = crate::auth::sessions::delete_expired(c, now, idle, absolute)?;
             if sessions > 0 {
                 tracing::info!(sessions, "expired sessions deleted");
+            }
+            let enrolments = crate::auth::second_factor::delete_lapsed_enrolments(c, now)?;
+            if enrolments > 0 {
+                tracing::info!(enrolments, "lapsed authenticator enrolments deleted");
             }
             Ok(Some(purge))
         })

@@ -1174,3 +1174,36 @@ fn a_rotation_re_seals_the_other_secrets_past_one_it_cannot_open() {
     );
     assert!(rotate(&mut ring).is_ok());
 }
+
+/// An authenticator-app enrolment never confirmed is deleted by the hourly housekeeping round once past its 15
+/// minutes: its sealed secret would otherwise stay for ever (and keep the master identity it is sealed to from
+/// being retired).
+#[test]
+fn a_lapsed_enrolment_is_deleted_by_the_hourly_round() {
+    use pcii_portal::db::schema::totp_enrolments;
+    let app = TestApp::new();
+    let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    assert_eq!(b.get("/account/security/totp").status, Status::Ok);
+    let pending =
+        || -> i64 { app.with_conn(|c| totp_enrolments::table.count().get_result(c).unwrap()) };
+    assert_eq!(pending(), 1);
+    let round = || {
+        let rt = rocket::tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(pcii_portal::workflow::unconfirmed_purge::round(
+            app.state(),
+            60,
+        ))
+        .unwrap()
+        .expect("this instance holds the lease");
+    };
+    // Within its time (the test clock runs with the wall clock: a minute's leeway): kept.
+    app.advance(14 * 60);
+    round();
+    assert_eq!(pending(), 1);
+    app.advance(2 * 60);
+    round();
+    assert_eq!(pending(), 0);
+}
