@@ -1064,3 +1064,36 @@ fn an_unseal_that_cannot_be_recorded_unseals_nothing() {
     drop(client);
     assert_eq!(unseal_count_sealed(tmp.path(), "success"), 3);
 }
+
+/// `backup --to` needs no key: on a store sealed by shares it runs unattended (no terminal, no share), as a nightly
+/// job does, and records `backup.made`; it used to open the whole key store, asking for the custodians' shares.
+#[test]
+fn a_backup_of_a_shares_store_asks_for_no_share() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_custodians, _shares, _) = shares_store(tmp.path());
+    let to = tmp.path().join("backup");
+    let out = host_command(tmp.path())
+        .env("PCII_MASTER_KEY_PROTECTION", "shares")
+        .args(["backup", "--to"])
+        .arg(&to)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(to.join("manifest.json").exists());
+    let check = host_command(tmp.path())
+        .env("PCII_MASTER_KEY_PROTECTION", "shares")
+        .args(["backup", "--check"])
+        .arg(&to)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
