@@ -629,8 +629,6 @@ fn commands_on_a_key_directory_without_a_store_refuse_and_create_nothing() {
     let missing = elsewhere.path().join("keys");
     let empty = elsewhere.path().join("empty-keys");
     std::fs::create_dir(&empty).unwrap();
-    let backup_to = elsewhere.path().join("backup");
-    let backup_to = backup_to.to_str().unwrap();
     for dir in [&missing, &empty] {
         for args in [
             &["keys", "list"][..],
@@ -640,7 +638,6 @@ fn commands_on_a_key_directory_without_a_store_refuse_and_create_nothing() {
             &["audit", "verify"],
             &["audit", "checkpoint"],
             &["user", "disable", "--email", "ann@acme.example"],
-            &["backup", "--to", backup_to],
         ] {
             let out = app
                 .command()
@@ -656,7 +653,6 @@ fn commands_on_a_key_directory_without_a_store_refuse_and_create_nothing() {
     }
     assert!(!missing.exists(), "nothing was made where no store was");
     assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
-    assert!(!std::path::Path::new(backup_to).exists());
     assert_eq!(
         app.with_conn(|c| data_keys::table.count().get_result::<i64>(c).unwrap()),
         data_keys_before
