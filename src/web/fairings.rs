@@ -225,7 +225,12 @@ impl Fairing for OriginCheck {
     }
 
     async fn on_request(&self, req: &mut Request<'_>, _: &mut Data<'_>) {
-        if matches!(req.method(), Method::Get | Method::Head | Method::Options) {
+        // Rocket turns a form POST whose first field is `_method=get` into a GET before any fairing runs: a "GET"
+        // that carries a form body came as a POST, and is judged as one (the portal itself never sends `_method`).
+        let overridden = req
+            .content_type()
+            .is_some_and(|ct| ct.is_form() || ct.is_form_data());
+        if matches!(req.method(), Method::Get | Method::Head | Method::Options) && !overridden {
             return;
         }
         if cross_site(req) {

@@ -270,3 +270,21 @@ fn a_request_for_another_host_name_is_refused_as_misdirected_dns_rebinding() {
         .dispatch();
     assert_eq!(res.status(), Status::Ok);
 }
+
+/// Rocket turns a form POST whose first field is `_method=get` into a GET before the cross-site check runs: such a
+/// "GET" is judged as the POST it came as, so a cross-site form cannot reach the GET pages (which mark notices and
+/// messages read, or begin an authenticator's setup) that way. The same form from the portal's own pages passes.
+#[test]
+fn a_cross_site_form_disguised_as_a_get_is_refused() {
+    let app = TestApp::new();
+    let mut sam = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let cross = Header::new("Sec-Fetch-Site", "cross-site");
+    let res = sam.post_raw("/account", "_method=get".into(), Some(cross));
+    assert_eq!(res.status, Status::Forbidden);
+    let foreign = Header::new("Origin", "https://evil.example");
+    let res = sam.post_raw("/account", "_method=get".into(), Some(foreign));
+    assert_eq!(res.status, Status::Forbidden);
+    let same = Header::new("Sec-Fetch-Site", "same-origin");
+    let res = sam.post_raw("/account", "_method=get".into(), Some(same));
+    assert_eq!(res.status, Status::Ok);
+}
