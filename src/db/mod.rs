@@ -309,12 +309,28 @@ pub fn run_migrations(conn: &mut DbConn) -> Result<usize, DbError> {
     let applied = match conn {
         DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
         #[cfg(feature = "postgres")]
-        DbConn::Postgres(c) => c
-            .run_pending_migrations(POSTGRES_MIGRATIONS)
-            .map(|v| v.len()),
+        DbConn::Postgres(c) => {
+            // Instances of a new version started together take turns: the second finds nothing pending instead of
+            // applying the same migration and failing to start. (SQLite: its write lock does the same.)
+            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+                .map_err(|e| DbError::Migrate(e.to_string()))?;
+            let applied = c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|v| v.len());
+            let unlocked = c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));
+            if let Err(e) = unlocked {
+                // The lock is the session's: it goes with the connection if this failed.
+                tracing::warn!(error = %e, "releasing the migration lock failed");
+            }
+            applied
+        }
     };
     applied.map_err(|e| DbError::Migrate(e.to_string()))
 }
+
+/// The PostgreSQL advisory lock key the migrations are applied under (any fixed number no other lock uses).
+#[cfg(feature = "postgres")]
+const MIGRATION_LOCK: i64 = 0x5043_4949_4d49_4752; // "PCIIMIGR"
 
 /// Reverts every applied migration (for `migrate --down-all` and the up/down/up test).
 pub fn revert_all_migrations(conn: &mut DbConn) -> Result<usize, DbError> {

@@ -151,3 +151,31 @@ fn the_sqlite_database_and_its_wal_and_shm_files_are_private() {
         0o600
     );
 }
+
+/// Instances of a new version started together on one PostgreSQL database take turns applying its migrations (an
+/// advisory lock): each starts, none fails on a migration the other applied meanwhile. (SQLite is one instance.)
+#[test]
+fn instances_starting_together_apply_pending_migrations_once() {
+    let app = TestApp::new();
+    if app.database_url.is_empty() {
+        return;
+    }
+    app.with_conn(|c| {
+        for _ in 0..3 {
+            pcii_portal::db::revert_last_migration(c).unwrap();
+        }
+    });
+    let starts: Vec<_> = (0..3)
+        .map(|_| {
+            let url = app.database_url.clone();
+            std::thread::spawn(move || pcii_portal::db::Db::open(&url, 2).map(|_| ()))
+        })
+        .collect();
+    for start in starts {
+        start
+            .join()
+            .unwrap()
+            .expect("every instance starts, the migrations applied once");
+    }
+    app.with_conn(|c| assert_eq!(pcii_portal::db::run_migrations(c).unwrap(), 0));
+}
