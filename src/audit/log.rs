@@ -347,7 +347,20 @@ impl AuditLog {
         let summary = record.summary.clone();
         self.fact(conns[0], actor, |tx| {
             store::record_verification(tx, &record)?;
-            if let Some(v) = &reached {
+            // Only forward: a verify that reached an earlier checkpoint than one recorded meanwhile (by a verify
+            // on another instance) leaves the later one in place.
+            // (A record that does not verify under this portal's key counts for nothing: it is replaced.)
+            let key = self.public_key_hex();
+            let recorded_seq = store::verified_through(tx)?
+                .and_then(|json| {
+                    serde_json::from_str::<super::checkpoint::VerifiedThrough>(&json).ok()
+                })
+                .filter(|v| v.verify(&key).is_ok())
+                .map(|v| v.checkpoint.seq);
+            if let Some(v) = reached
+                .as_ref()
+                .filter(|v| recorded_seq.is_none_or(|seq| v.checkpoint.seq >= seq))
+            {
                 let json = serde_json::to_string(v).map_err(|e| {
                     AppError::Internal(format!("encoding the verified checkpoint: {e}"))
                 })?;

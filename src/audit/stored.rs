@@ -113,8 +113,17 @@ fn verify_in_pages(
         Begin::First(start) => start.clone(),
         Begin::After(v) => Start::After(v.checkpoint.seq),
     };
+    // What an earlier verify established, read before this one reads the chain: a verify on another instance that
+    // records a later checkpoint meanwhile is not a checkpoint this one lost.
+    let earlier = match &begin {
+        Begin::First(_) => last_verified(conns, trusted)
+            .ok()
+            .and_then(Result::ok)
+            .map(|v| v.checkpoint.seq),
+        Begin::After(_) => None,
+    };
     match check(conns, &begin, kept, trusted, page) {
-        Ok((summary, reached)) => match lost_checkpoint(conns, &begin, trusted, reached.as_ref()) {
+        Ok((summary, reached)) => match lost_checkpoint(earlier, reached.as_ref()) {
             Some(problem) => Verdict {
                 start,
                 result: Err(problem),
@@ -137,17 +146,8 @@ fn verify_in_pages(
 /// A verify from the first entry that ended before the checkpoint the last verify established (its record signed
 /// right under `trusted`): checkpoints an earlier verify found intact are no longer stored, so the entries they
 /// signed became an unsigned tail that could have been rewritten. An incremental verify finds this in `check_base`.
-fn lost_checkpoint(
-    conns: &mut [&mut DbConn],
-    begin: &Begin,
-    trusted: Option<&str>,
-    reached: Option<&Checkpoint>,
-) -> Option<Problem> {
-    let Begin::First(_) = begin else {
-        return None;
-    };
-    let earlier = last_verified(conns, trusted).ok()?.ok()?;
-    let seq = earlier.checkpoint.seq;
+fn lost_checkpoint(earlier: Option<i64>, reached: Option<&Checkpoint>) -> Option<Problem> {
+    let seq = earlier?;
     (reached.map_or(0, |c| c.seq) < seq).then(|| {
         Problem::new(
             seq,
