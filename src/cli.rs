@@ -241,11 +241,10 @@ const WAL_NOT_TRUNCATED: &str = "note: the database's write-ahead log could not 
 
 /// `backup --to DIR`: the database snapshot and the blobs it names, checked (see [`crate::backup`]).
 pub fn backup(settings: &Settings, to: &std::path::Path) -> Result<(), CliError> {
-    // A backup needs no key: its one entry (`backup.made`) is recorded unsigned, as the sealed portal's are, and the
-    // portal's next checkpoint covers it. Opening the key store would ask a nightly job for the passphrase or the
-    // custodians' shares, and hold the master identities in its memory.
-    let (signer, _seed) = crate::audit::checkpoint::CheckpointSigner::generate();
-    let audit = AuditLog::new(signer, i64::MAX);
+    // A backup needs no key: its one entry (`backup.made`) is recorded unsigned, as the sealed portal's are.
+    // Opening the key store would ask a nightly job for the passphrase or the custodians' shares, and hold the master
+    // identities in its memory.
+    let audit = AuditLog::unsigned();
     let db = open_db(settings)?;
     let store = open_store(settings)?;
     let now = crate::clock::Clock::system().now();

@@ -111,6 +111,14 @@ impl AuditLog {
         }
     }
 
+    /// A log for a process that holds no signing key (the sealed portal, `backup`): it records entries but never
+    /// signs a checkpoint (its key is a throwaway; none is due before `i64::MAX` entries). The portal's next
+    /// checkpoint covers what it recorded.
+    pub fn unsigned() -> AuditLog {
+        let (signer, _seed) = CheckpointSigner::generate();
+        AuditLog::new(signer, i64::MAX)
+    }
+
     /// The same log, timestamping with `clock` (the portal's, so tests that advance it see it here too).
     pub fn with_clock(mut self, clock: Clock) -> AuditLog {
         self.clock = clock;

@@ -24,7 +24,6 @@ use rocket::serde::json::{json, Value};
 use rocket::{Build, Request, Response, Rocket, Shutdown, State};
 use zeroize::Zeroizing;
 
-use crate::audit::checkpoint::CheckpointSigner;
 use crate::audit::log::{Actor, AuditLog, Event, Outcome as AuditOutcome};
 use crate::audit::refusals::{self, RefusalTally};
 use crate::clock::Clock;
@@ -128,10 +127,8 @@ pub fn build_with_clock(
     let manifest = Manifest::read(&settings.keys_dir).map_err(|e| e.to_string())?;
     crate::create_private_dir(&settings.data_dir)?;
     let db = Db::open(&settings.database_url(), 2).map_err(|e| e.to_string())?;
-    // The signing key is sealed too: a throwaway signer that never signs (no checkpoint is due before
-    // i64::MAX entries). The real log's next checkpoint covers these entries.
-    let (signer, _seed) = CheckpointSigner::generate();
-    let audit = AuditLog::new(signer, i64::MAX).with_clock(clock.clone());
+    // The signing key is sealed too: entries are recorded unsigned, and the real log's next checkpoint covers them.
+    let audit = AuditLog::unsigned().with_clock(clock.clone());
     let (tx, rx) = mpsc::sync_channel(1);
     // The cookie secret is sealed as well: the anti-forgery cookie of the unseal form uses a key that
     // lives as long as this sealed process.

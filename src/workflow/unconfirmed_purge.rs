@@ -41,7 +41,8 @@ impl Parts {
             days: state.settings.unconfirmed_account_days,
             // An upload without the page's keep-alive may run past the idle timeout (up to the sweep's grace): its
             // row must still be there when it ends, so that the save lands the person on its receipt. A session past
-            // its timeout opens nothing meanwhile (`auth::sessions::lookup` refuses and deletes it).
+            // its timeout opens nothing meanwhile (`auth::sessions::lookup` refuses it, `auth::login::end_expired`
+            // ends it).
             idle_secs: state
                 .settings
                 .session_idle_minutes

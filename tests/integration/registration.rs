@@ -286,16 +286,6 @@ fn organisation_exists(app: &TestApp, id: &str) -> bool {
     })
 }
 
-/// One round of the server's purge, as its periodic task runs it; `None` when another instance holds the lease.
-fn purge_round(app: &TestApp) -> Option<pcii_portal::auth::unconfirmed::Purge> {
-    let rt = rocket::tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(unconfirmed_purge::round(app.state(), 60))
-        .unwrap()
-}
-
 /// (actor role, object id, reason) of every `account.purge_unconfirmed` entry, oldest first.
 fn purge_entries(app: &TestApp) -> Vec<(Option<String>, Option<String>, Option<String>)> {
     app.with_conn(|c| {
@@ -338,11 +328,11 @@ fn an_unconfirmed_registration_is_removed_after_the_limit_and_its_address_can_re
 
     // A minute short of seven days: not yet.
     app.advance(7 * DAY - 60);
-    assert!(purge_round(&app).unwrap().removed.is_empty());
+    assert!(app.housekeeping_round().unwrap().removed.is_empty());
     assert!(registered(&app, "late@acme.example").is_some());
 
     app.advance(61);
-    let done = purge_round(&app).unwrap();
+    let done = app.housekeeping_round().unwrap();
     assert_eq!(done.removed, vec![(id.clone(), org.clone())]);
     assert!(registered(&app, "late@acme.example").is_none());
     assert!(!organisation_exists(&app, &org));
@@ -447,7 +437,7 @@ fn confirmed_young_disabled_and_accompanied_registrations_are_kept() {
     register(&app, "young@f.example", "Young Ltd");
 
     app.advance(5 * DAY + 1);
-    let done = purge_round(&app).unwrap();
+    let done = app.housekeeping_round().unwrap();
     assert_eq!(done.removed, vec![alone]);
     assert_eq!(done.kept, 2, "the accompanied and the drafted ones");
     assert_eq!(done.failed, 0);
@@ -472,7 +462,7 @@ fn confirmed_young_disabled_and_accompanied_registrations_are_kept() {
     // The young one goes once it is old enough.
     app.advance(2 * DAY);
     let (young, _) = registered(&app, "young@f.example").unwrap();
-    let done = purge_round(&app).unwrap();
+    let done = app.housekeeping_round().unwrap();
     assert_eq!(done.removed.len(), 1);
     assert_eq!(done.removed[0].0, young);
 }
@@ -527,11 +517,11 @@ fn the_round_runs_on_the_instance_that_holds_its_lease() {
         lease::release(c, unconfirmed_purge::LEASE, lease_holder()).unwrap();
         assert!(lease::acquire(c, unconfirmed_purge::LEASE, OTHER, 600).unwrap());
     });
-    assert_eq!(purge_round(&app), None);
+    assert_eq!(app.housekeeping_round(), None);
     assert!(registered(&app, "late@acme.example").is_some());
     // The other instance stopped: its lease given up, this one takes it.
     app.with_conn(|c| assert!(lease::release(c, unconfirmed_purge::LEASE, OTHER).unwrap()));
-    assert_eq!(purge_round(&app).unwrap().removed.len(), 1);
+    assert_eq!(app.housekeeping_round().unwrap().removed.len(), 1);
     assert!(registered(&app, "late@acme.example").is_none());
 }
 

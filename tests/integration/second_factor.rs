@@ -1188,16 +1188,8 @@ fn a_lapsed_enrolment_is_deleted_by_the_hourly_round() {
         || -> i64 { app.with_conn(|c| totp_enrolments::table.count().get_result(c).unwrap()) };
     assert_eq!(pending(), 1);
     let round = || {
-        let rt = rocket::tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(pcii_portal::workflow::unconfirmed_purge::round(
-            app.state(),
-            60,
-        ))
-        .unwrap()
-        .expect("this instance holds the lease");
+        app.housekeeping_round()
+            .expect("this instance holds the lease");
     };
     // Within its time (the test clock runs with the wall clock: a minute's leeway): kept.
     app.advance(14 * 60);

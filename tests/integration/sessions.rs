@@ -327,16 +327,8 @@ fn sessions_past_their_timeout_are_deleted_by_the_hourly_round_though_their_cook
     };
     assert_eq!(rows(&app), 1);
     let round = |app: &TestApp| {
-        let rt = rocket::tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(pcii_portal::workflow::unconfirmed_purge::round(
-            app.state(),
-            60,
-        ))
-        .unwrap()
-        .expect("this instance holds the lease");
+        app.housekeeping_round()
+            .expect("this instance holds the lease");
     };
     // Idle for (nearly) its 30 minutes and the hour's margin: still there, though no longer opening anything. (The
     // test clock runs with the wall clock: half a minute's leeway.)

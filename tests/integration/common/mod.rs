@@ -292,6 +292,20 @@ impl TestApp {
         })
     }
 
+    /// One round of the server's hourly housekeeping (unconfirmed registrations, expired sessions, lapsed
+    /// authenticator enrolments), as its periodic task runs it; `None` when another instance holds the lease.
+    pub fn housekeeping_round(&self) -> Option<pcii_portal::auth::unconfirmed::Purge> {
+        let rt = rocket::tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(pcii_portal::workflow::unconfirmed_purge::round(
+            self.state(),
+            60,
+        ))
+        .unwrap()
+    }
+
     /// The reasons recorded with `action`, oldest first.
     pub fn audit_reasons(&self, action: &str) -> Vec<String> {
         use diesel::prelude::*;
