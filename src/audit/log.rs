@@ -324,6 +324,8 @@ impl AuditLog {
     ) -> AppResult<Verdict> {
         let own_key = self.public_key_hex();
         let trusted = trusted_key(kept, Some(&own_key));
+        // The result is dated when the verify began: the state of the log it read.
+        let began = self.clock.now();
         let verdict = stored::verify(conns, kept, trusted.as_deref(), scope);
         let now = self.clock.now();
         // Only a statement under the trusted key can be trusted by the next verify: with a kept checkpoint of
@@ -345,7 +347,7 @@ impl AuditLog {
             ),
         };
         let mut record = store::Verification {
-            at: now,
+            at: began,
             ok: verdict.result.is_ok(),
             summary,
             after_checkpoint: verdict.start.after_checkpoint(),
@@ -354,7 +356,12 @@ impl AuditLog {
         record.signature = Some(self.signer.sign_result(&record.result()));
         let summary = record.summary.clone();
         self.fact(conns[0], actor, |tx| {
-            store::record_verification(tx, &record)?;
+            // Another verify (on another instance, or an earlier failure) may be the one to keep showing.
+            if store::last_verification(tx, Some(&own_key))?
+                .is_none_or(|stored| record.supersedes(&stored))
+            {
+                store::record_verification(tx, &record)?;
+            }
             // Only forward: a verify that reached an earlier checkpoint than one recorded meanwhile (by a verify
             // on another instance) leaves the later one in place.
             // (A record that does not verify under this portal's key counts for nothing: it is replaced.)

@@ -395,6 +395,31 @@ pub struct Verification {
 }
 
 impl Verification {
+    /// Whether this result, just reached, is the one to show instead of `stored`. A failure stays shown until a
+    /// pass that began after it and read at least what it read (a full verify, or an incremental one starting at
+    /// or before the failed one's checkpoint): an incremental pass does not hide a full verify's failure. Otherwise
+    /// the verify that began last is shown, so one that began earlier and ended later (on another instance) does
+    /// not replace fresher news. A failure always replaces a pass; a stored result not signed by the portal is
+    /// always replaced.
+    pub fn supersedes(&self, stored: &LastVerification) -> bool {
+        let old = &stored.record;
+        if !stored.trusted() {
+            return true;
+        }
+        match (old.ok, self.ok) {
+            (true, false) => true,
+            (false, true) => {
+                let read_as_much = match (self.after_checkpoint, old.after_checkpoint) {
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                    (Some(new), Some(old)) => new <= old,
+                };
+                self.at >= old.at && read_as_much
+            }
+            _ => self.at >= old.at,
+        }
+    }
+
     /// The signed fields.
     pub fn result(&self) -> VerifyResult<'_> {
         VerifyResult {
@@ -644,4 +669,54 @@ pub fn content_access(
             .then_with(|| a.actor_id.cmp(&b.actor_id))
     });
     Ok((out, submission_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LastVerification, Verification};
+
+    fn result(at: i64, ok: bool, after_checkpoint: Option<i64>) -> Verification {
+        Verification {
+            at,
+            ok,
+            summary: String::new(),
+            after_checkpoint,
+            signature: None,
+        }
+    }
+
+    fn stored(v: Verification, signed: bool) -> LastVerification {
+        LastVerification {
+            record: v,
+            signed: Some(signed),
+        }
+    }
+
+    #[test]
+    fn a_failure_stays_shown_until_a_later_pass_that_read_as_much() {
+        let full_failed = stored(result(100, false, None), true);
+        assert!(!result(200, true, Some(50)).supersedes(&full_failed));
+        assert!(result(200, true, None).supersedes(&full_failed));
+        assert!(
+            !result(90, true, None).supersedes(&full_failed),
+            "began before it"
+        );
+        let incremental_failed = stored(result(100, false, Some(50)), true);
+        assert!(result(200, true, Some(50)).supersedes(&incremental_failed));
+        assert!(result(200, true, Some(40)).supersedes(&incremental_failed));
+        assert!(!result(200, true, Some(60)).supersedes(&incremental_failed));
+        assert!(result(200, false, Some(60)).supersedes(&incremental_failed));
+        assert!(!result(90, false, Some(60)).supersedes(&incremental_failed));
+    }
+
+    #[test]
+    fn the_verify_that_began_last_is_shown_but_a_failure_replaces_any_pass() {
+        let passed = stored(result(100, true, Some(50)), true);
+        assert!(result(100, true, Some(60)).supersedes(&passed));
+        assert!(!result(90, true, None).supersedes(&passed), "older news");
+        assert!(result(90, false, None).supersedes(&passed));
+        // A result the portal did not sign counts for nothing.
+        let forged = stored(result(1000, false, None), false);
+        assert!(result(10, true, Some(5)).supersedes(&forged));
+    }
 }

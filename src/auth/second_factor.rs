@@ -173,6 +173,11 @@ fn opened(ring: &RwLock<KeyRing>, stored: &str) -> AppResult<Zeroizing<Vec<u8>>>
 /// Starts (or restarts) enrolling an authenticator app: a new seed, sealed and kept as the account's pending
 /// enrolment, for this session only, until a code from it confirms it. The account's current factor, if any, stays
 /// until then.
+///
+/// Sealed and stored under the audit chain-head lock, as a new data key is: `keys rotate` retires an identity only
+/// under that lock once nothing is sealed to it, so the identity file as read here stands until this commits. One
+/// changed on disk since this process read it is read again (not swapped into the shared ring: no write lock under
+/// the database's), so an enrolment begun across a rotation is never sealed to the identity just retired.
 pub fn begin_totp(
     conn: &mut DbConn,
     ring: &RwLock<KeyRing>,
@@ -182,16 +187,30 @@ pub fn begin_totp(
 ) -> AppResult<TotpSetup> {
     let mut seed = Zeroizing::new([0u8; SEED_BYTES]);
     rand::rngs::OsRng.fill(&mut seed[..]);
-    let sealed = account_secrets::seal(&ring_read(ring), &seed[..])
-        .map_err(|e| AppError::Internal(format!("sealing a TOTP secret: {e}")))?;
-    model::put_enrolment(
-        conn,
-        &user.id,
-        &sealed.stored,
-        &sealed.master_key_id,
-        session_hash,
-        now,
-    )?;
+    conn.transaction(|tx| {
+        crate::audit::log::lock_head(tx)?;
+        let sealed = {
+            let held = ring_read(ring);
+            let reloaded = if held.changed_on_disk() {
+                Some(held.reload().map_err(|e| {
+                    AppError::Internal(format!("reading the changed key ring: {e}"))
+                })?)
+            } else {
+                None
+            };
+            account_secrets::seal(reloaded.as_ref().unwrap_or(&*held), &seed[..])
+                .map_err(|e| AppError::Internal(format!("sealing a TOTP secret: {e}")))?
+        };
+        model::put_enrolment(
+            tx,
+            &user.id,
+            &sealed.stored,
+            &sealed.master_key_id,
+            session_hash,
+            now,
+        )?;
+        Ok::<_, AppError>(())
+    })?;
     setup_of(&seed[..], &user.email)
 }
 

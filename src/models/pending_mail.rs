@@ -53,6 +53,20 @@ pub fn delete(conn: &mut DbConn, id: &str) -> QueryResult<()> {
         .map(|_| ())
 }
 
+/// Claims the row for one sender until `until`, provided no other sender claimed it since it was seen with
+/// `seen` as its next attempt (false otherwise, or if it is gone): the send made at once after an act and a
+/// notification round on another instance never both send one row.
+pub fn claim(conn: &mut DbConn, id: &str, seen: i64, until: i64) -> QueryResult<bool> {
+    diesel::update(
+        pending_mail::table
+            .find(id)
+            .filter(pending_mail::next_attempt_at.eq(seen)),
+    )
+    .set(pending_mail::next_attempt_at.eq(until))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
 /// Not sent this time: tried again at `next_attempt_at`.
 pub fn retry_at(
     conn: &mut DbConn,

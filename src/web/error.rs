@@ -61,7 +61,11 @@ pub fn error_message(req: &Request<'_>) -> Option<String> {
 impl<'r> Responder<'r, 'static> for AppError {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
         let status = status(&self);
-        if status.code >= 500 {
+        if matches!(self, AppError::Unavailable(_)) {
+            // Passing by its nature (every worker or slot busy, the database locked for a moment): a warning, so
+            // that the error level stays for faults. An outage shows as a run of these and a failing `/healthz`.
+            tracing::warn!(status = status.code, error = %self, "request refused for now");
+        } else if status.code >= 500 {
             tracing::error!(status = status.code, error = %self, "request failed");
         } else {
             tracing::info!(status = status.code, "request refused");

@@ -123,9 +123,20 @@ impl Swept {
 /// Deletes queued ciphertexts from the store — `names` only, or the whole queue — and dequeues each once the
 /// store confirms it is gone; nothing while a backup holds deletions ([`BACKUP_HOLD`]). Returns (deleted, failed).
 pub fn delete_queued(
+    conns: impl Connections,
+    store: &dyn BlobStore,
+    names: Option<&[String]>,
+) -> AppResult<(usize, usize)> {
+    delete_queued_under(conns, store, names, None)
+}
+
+/// [`delete_queued`], renewing `lease` (the sweep's) before each page of the queue and stopping once another
+/// instance holds it: a long queue (after a store outage) is not worked through by two instances at once.
+fn delete_queued_under(
     mut conns: impl Connections,
     store: &dyn BlobStore,
     names: Option<&[String]>,
+    lease: Option<lease::Held>,
 ) -> AppResult<(usize, usize)> {
     let (mut deleted, mut failed) = (0, 0);
     // Looked at after the names to delete were read: a name a backup's snapshot still holds was queued after that
@@ -161,6 +172,15 @@ pub fn delete_queued(
             let total = conns.with(|c| Ok(blob_deletion::count(c)?))?;
             let mut seen = 0;
             while seen < total {
+                if let Some(held) = lease {
+                    if !conns.with(|c| Ok(held.renew(c)?))? {
+                        tracing::warn!(
+                            lease = held.name,
+                            "another instance took the blob sweep over; it goes on"
+                        );
+                        break;
+                    }
+                }
                 let page = conns.with(|c| Ok(blob_deletion::pending(c, BATCH)?))?;
                 if page.is_empty() || conns.with(held)? {
                     break;
@@ -212,20 +232,30 @@ pub async fn delete_after_commit(state: &Services, names: Vec<String>) {
 }
 
 /// A full sweep: the deletion queue, then temporaries and orphans older than `grace`. Audited (`blob.sweep`) when
-/// it removed or failed to remove anything.
+/// it removed or failed to remove anything. Under `lease` (the periodic round's), renewed before each page of the
+/// queue and each batch of orphans: once another instance holds it, this round deletes nothing more.
 pub fn sweep(
     conn: &mut DbConn,
     store: &dyn BlobStore,
     audit: &AuditLog,
     actor: &Actor,
     grace: Duration,
+    lease: Option<lease::Held>,
 ) -> AppResult<Swept> {
-    let (deleted, failed) = delete_queued(&mut *conn, store, None)?;
+    let (deleted, failed) = delete_queued_under(&mut *conn, store, None, lease)?;
     let temporaries = store
         .sweep_temporaries(grace)
         .map_err(|e| AppError::Unavailable(format!("sweeping temporaries: {e}")))?;
     let mut lookup_failure = None;
+    let mut lease_lost = false;
     let orphans = sweep_orphans(store, grace, &mut |names| {
+        if let Some(held) = lease.filter(|_| !lease_lost) {
+            lease_lost = !held.renew(conn).unwrap_or(false);
+        }
+        if lease_lost {
+            // Another instance sweeps now (or the lease could not be renewed): keep them all.
+            return names.iter().cloned().collect();
+        }
         let referenced = blob::storage_names_in_use(conn, names).and_then(|mut used| {
             used.extend(blob_deletion::queued_among(conn, names)?);
             Ok(used)
@@ -239,6 +269,12 @@ pub fn sweep(
     .map_err(|e| AppError::Unavailable(format!("sweeping orphans: {e}")))?;
     if let Some(e) = lookup_failure {
         tracing::warn!(error = %e, "blob sweep could not check some blobs; they were kept");
+    }
+    if lease_lost {
+        tracing::warn!(
+            lease = SWEEP_LEASE,
+            "another instance took the blob sweep over; it looks at the orphans"
+        );
     }
     let swept = Swept {
         deleted,
@@ -275,7 +311,7 @@ pub fn sweep_if_leased(
     store: &dyn BlobStore,
     audit: &AuditLog,
     grace: Duration,
-    holder: &str,
+    holder: &'static str,
     lease_secs: i64,
 ) -> AppResult<Option<Swept>> {
     if !lease::acquire(conn, SWEEP_LEASE, holder, lease_secs)? {
@@ -286,7 +322,12 @@ pub fn sweep_if_leased(
         return Ok(None);
     }
     let started = std::time::Instant::now();
-    let swept = sweep(conn, store, audit, &Actor::system(), grace)?;
+    let held = lease::Held {
+        name: SWEEP_LEASE,
+        holder,
+        seconds: lease_secs,
+    };
+    let swept = sweep(conn, store, audit, &Actor::system(), grace, Some(held))?;
     // took_ms: a round's start is its log line's time less this (the cluster suite spaces the rounds' starts).
     tracing::debug!(
         lease = SWEEP_LEASE,

@@ -32,6 +32,9 @@ const PER_ROUND: i64 = 500;
 pub struct Queued {
     id: String,
     mail: Mail,
+    /// The row's next attempt as the act wrote it: the send claims the row from this value, so that a round that
+    /// took the row meanwhile (the send was slow) is the only one to send it.
+    next_attempt_at: i64,
 }
 
 /// The mail of `kind` to `email` (greeted as `name`), linking to `link`: the same text whether it goes at once or
@@ -70,7 +73,11 @@ pub fn enqueue(
         next_attempt_at: now + AT_ONCE_GRACE,
     };
     model::insert(tx, &row)?;
-    Ok(Queued { id: row.id, mail })
+    Ok(Queued {
+        id: row.id,
+        mail,
+        next_attempt_at: row.next_attempt_at,
+    })
 }
 
 /// What [`send_now`] did not send.
@@ -81,16 +88,38 @@ pub struct Unsent {
     /// Refused for good (the mail server refused it, or the address is unusable): taken off the queue, since no
     /// later try would go better.
     pub refused: usize,
+    /// Taken by a notification round meanwhile (on this instance or another): it sends them, not this send.
+    pub taken: usize,
 }
 
 /// Hands each mail to the mail route and deletes the row of each it took, or of each refused for good. Stops at
 /// the first sign that the route is down: the rest wait for a round rather than keep the person's page waiting one
-/// timeout each. Holds no database connection during an SMTP exchange.
+/// timeout each. Holds no database connection during an SMTP exchange. Each row is claimed for [`AT_ONCE_GRACE`]
+/// before its mail is sent: one a round took meanwhile (a long fan-out outlasts the grace) is left to the round.
 pub async fn send_now(state: &Services, queued: Vec<Queued>) -> Unsent {
     let mut unsent = Unsent::default();
     let total = queued.len();
     for (i, q) in queued.into_iter().enumerate() {
         let id = q.id;
+        let (seen, until) = (q.next_attempt_at, state.clock.now() + AT_ONCE_GRACE);
+        let claim_id = id.clone();
+        match state
+            .db
+            .run(move |c| Ok(model::claim(c, &claim_id, seen, until)?))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                unsent.taken += 1;
+                continue;
+            }
+            Err(e) => {
+                // The row stays due: a round sends it.
+                tracing::warn!(error = %e, "a queued mail could not be claimed; a notification round sends it");
+                unsent.later += total - i;
+                break;
+            }
+        }
         match send_off_executor(&state.mailer, q.mail).await {
             Ok(()) => {
                 if let Err(e) = state.db.run(move |c| Ok(model::delete(c, &id)?)).await {
@@ -214,13 +243,24 @@ pub(crate) async fn retry_due(
                 if !held.renew(c)? {
                     return Ok(None);
                 }
-                plan(c, &|path| m.link(path), &r, now).map(Some)
+                let plan = plan(c, &|path| m.link(path), &r, now)?;
+                // The send made at once after the act may have claimed the row since it was read: then it is
+                // that send's.
+                if matches!(plan, Plan::Send { .. })
+                    && !model::claim(c, &r.id, r.next_attempt_at, now + AT_ONCE_GRACE)?
+                {
+                    return Ok(Some(None));
+                }
+                Ok(Some(Some(plan)))
             })
             .await?;
         let Some(plan) = plan else {
             tracing::warn!("another instance took the notification lease over; its round sends the queued mail");
             done.lease_lost = true;
             break;
+        };
+        let Some(plan) = plan else {
+            continue;
         };
         let (kind, mail) = match plan {
             Plan::Drop { given_up } => {

@@ -626,6 +626,13 @@ fn a_failed_verify_does_not_move_the_verified_checkpoint() {
         "{out}"
     );
     assert_eq!(verified_through(&app), Some(second));
+    // The full verify's failure is still what the auditor's page shows: the incremental pass did not read the
+    // whole chain. A full pass, later, replaces it.
+    let v = app.last_verification().unwrap();
+    assert!(!v.ok && v.after_checkpoint.is_none(), "{}", v.summary);
+    run_ok(&app, &["audit", "verify", "--full"]);
+    let v = app.last_verification().unwrap();
+    assert!(v.ok && v.after_checkpoint.is_none(), "{}", v.summary);
 }
 
 #[test]

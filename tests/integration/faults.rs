@@ -476,6 +476,7 @@ fn a_failed_commit_deletes_files_only_when_its_outcome_is_known() {
             &state.audit,
             &pcii_portal::audit::log::Actor::system(),
             std::time::Duration::ZERO,
+            None,
         )
     });
     assert_eq!(swept.expect("sweep").orphans, left);

@@ -815,6 +815,48 @@ fn a_data_key_made_before_a_rotation_and_stored_after_it_is_wrapped_to_the_new_m
     download(&mut b);
 }
 
+/// An authenticator's setup sealed by a server whose ring was read before a `keys rotate` that retired that ring's
+/// identity is sealed to the new master identity (read again from disk under the chain-head lock), not to the retired
+/// one: before, its setup page failed for its 15 minutes and no rotation could re-seal it.
+#[test]
+fn an_authenticator_setup_begun_across_a_rotation_is_sealed_to_the_new_master_key() {
+    use pcii_portal::db::schema::totp_enrolments;
+    let app = TestApp::new();
+    app.create_user(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let user = app
+        .with_conn(|c| pcii_portal::models::account::find_by_email(c, "sam@acme.example"))
+        .unwrap()
+        .unwrap();
+    let old_master = KeyRing::load(&app.keys_dir(), &[])
+        .unwrap()
+        .current_key_id()
+        .to_string();
+    // The server holds its ring as read at start; a rotation runs to completion meanwhile (nothing sealed to the old
+    // identity, so it is retired).
+    let out = ok(&cli(&app, &["keys", "rotate"]));
+    let ring = KeyRing::load(&app.keys_dir(), &[]).unwrap();
+    assert!(!ring.contains(&old_master), "{out}");
+    assert!(app.state().keys.read().unwrap().contains(&old_master));
+
+    app.with_conn(|c| {
+        pcii_portal::auth::second_factor::begin_totp(
+            c,
+            &app.state().keys,
+            &user,
+            "a session's hash",
+            app.now(),
+        )
+    })
+    .unwrap();
+    let sealed_to: Vec<String> = app.with_conn(|c| {
+        totp_enrolments::table
+            .select(totp_enrolments::master_key_id)
+            .load(c)
+            .unwrap()
+    });
+    assert_eq!(sealed_to, vec![ring.current_key_id().to_string()]);
+}
+
 /// A data key the key ring cannot open (wrapped to an identity no longer in `keys/`, or damaged) is reported and left
 /// as it is; the rotation re-wraps every other key and retires the old identity, and says it did not finish (exit
 /// status). Before, the first such key stopped every rotation, for good.

@@ -646,6 +646,59 @@ fn the_thread_goes_into_the_officer_s_and_the_organisation_s_packages_never_an_a
 }
 
 #[test]
+fn a_mail_a_round_took_while_the_send_after_its_act_was_slow_goes_out_once() {
+    use pcii_portal::workflow::notifications::Kind;
+    use pcii_portal::workflow::pending_mail::{self, AT_ONCE_GRACE};
+    let app = TestApp::new();
+    app.create_user(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let ann = user(&app, "ann@acme.example");
+    // An act (a message to a large organisation, say) queued a mail to Ann; the send made at once after it is still
+    // busy with the others when the grace ends, and a notification round (on this or another instance) sends hers.
+    let queued = app.with_conn(|c| {
+        pending_mail::enqueue(
+            c,
+            &app.state().mailer,
+            Kind::Message,
+            (&ann.id, &ann.email, &ann.display_name),
+            "/",
+            app.now(),
+        )
+        .unwrap()
+    });
+    app.advance(AT_ONCE_GRACE + 1);
+    assert_eq!(app.notification_round().sent.len(), 1);
+    assert_eq!(mails_to(&app, "ann@acme.example").len(), 1);
+
+    // The send after the act reaches her row late: the round took it, so it sends nothing.
+    let rt = rocket::tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let unsent = rt.block_on(pending_mail::send_now(app.state(), vec![queued]));
+    assert_eq!((unsent.taken, unsent.later, unsent.refused), (1, 0, 0));
+    assert_eq!(mails_to(&app, "ann@acme.example").len(), 1, "sent once");
+
+    // The other way round: a send that claimed its row first keeps it from a round for the grace.
+    let queued = app.with_conn(|c| {
+        pending_mail::enqueue(
+            c,
+            &app.state().mailer,
+            Kind::Message,
+            (&ann.id, &ann.email, &ann.display_name),
+            "/",
+            app.now(),
+        )
+        .unwrap()
+    });
+    let unsent = rt.block_on(pending_mail::send_now(app.state(), vec![queued]));
+    assert_eq!(unsent, pending_mail::Unsent::default());
+    assert_eq!(mails_to(&app, "ann@acme.example").len(), 2);
+    app.advance(AT_ONCE_GRACE + 1);
+    assert!(app.notification_round().sent.is_empty());
+    assert_eq!(mails_to(&app, "ann@acme.example").len(), 2);
+}
+
+#[test]
 fn a_message_mail_the_route_refused_is_retried_later_for_whoever_still_wants_it_then_given_up() {
     use pcii_portal::workflow::pending_mail::{AT_ONCE_GRACE, GIVE_UP_AFTER};
     let app = TestApp::new();
