@@ -97,6 +97,19 @@ pub fn login(
         {
             return Ok((LoginResult::Throttled, event.reason("throttled")));
         }
+        // Read again under the write lock: a reset, a password change or a disable committed since the read above
+        // wins. The password was checked against the hash read then; a session made on it now would outlive the
+        // reset that was to end them all, and its re-hash would put the old password back.
+        let (user, password_ok) = match user {
+            Some(u) => {
+                let current = account::find_opt(tx, &u.id)?;
+                let unchanged = current
+                    .as_ref()
+                    .is_some_and(|c| c.password_hash == u.password_hash);
+                (current, password_ok && unchanged)
+            }
+            None => (None, false),
+        };
         match user {
             Some(u) if password_ok && !u.disabled => {
                 // Only this account's count from this address: clearing the address's count would let

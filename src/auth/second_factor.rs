@@ -67,10 +67,11 @@ pub fn required(role: Role, organisation_requires: bool) -> bool {
 
 pub fn stage(second_factor_at: Option<i64>, has_factor: bool, required: bool) -> Stage {
     match (second_factor_at, has_factor, required) {
-        (Some(_), _, _) => Stage::Complete,
+        // Whatever the session gave once: a factor removed since, then required, is enrolled again first.
+        (_, false, true) => Stage::MustEnrol,
+        (Some(_), true, _) => Stage::Complete,
         (None, true, _) => Stage::Pending,
-        (None, false, true) => Stage::MustEnrol,
-        (None, false, false) => Stage::Complete,
+        (_, false, false) => Stage::Complete,
     }
 }
 
@@ -843,6 +844,8 @@ mod tests {
         assert_eq!(stage(None, true, false), Stage::Pending);
         assert_eq!(stage(None, false, true), Stage::MustEnrol);
         assert_eq!(stage(None, false, false), Stage::Complete);
+        assert_eq!(stage(Some(1), false, false), Stage::Complete);
+        assert_eq!(stage(Some(1), false, true), Stage::MustEnrol);
         assert!(required(Role::Officer, false));
         assert!(!required(Role::Submitter, false));
         assert!(required(Role::Submitter, true));

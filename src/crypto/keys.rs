@@ -398,13 +398,15 @@ impl KeyRing {
         Ok(())
     }
 
-    /// Whether the identity file on disk no longer holds exactly our identities (`keys rotate` ran in
-    /// another process). A long-running server checks this before sealing and reloads.
+    /// Whether the identity file on disk is no longer the one this ring read (`keys rotate` ran in another process;
+    /// or the file was replaced with the same identities: a restore, a configuration tool). A long-running server
+    /// checks this before sealing and reloads, so a replaced file is read once, not at every check. A ring that
+    /// wrote the file itself (no stamp) compares the identities.
     pub fn changed_on_disk(&self) -> bool {
-        if self.stamp.is_some() && stamp_of(&self.path) == self.stamp {
-            return false;
+        match self.stamp {
+            Some(stamp) => stamp_of(&self.path) != Some(stamp),
+            None => self.check_unchanged_on_disk().is_err(),
         }
-        self.check_unchanged_on_disk().is_err()
     }
 
     /// Refuses to rewrite the file if its identities differ from ours (someone else rotated or
@@ -740,6 +742,14 @@ mod tests {
         // Unchanged: answered from the file's metadata.
         assert!(server.stamp.is_some());
         assert!(!server.changed_on_disk());
+        // The file replaced by a copy of itself (a restore): read again once, then answered from its metadata.
+        let copy = tmp.path().join("copy");
+        std::fs::copy(server.path(), &copy).unwrap();
+        std::fs::rename(&copy, server.path()).unwrap();
+        assert!(server.changed_on_disk());
+        let same = server.reload().unwrap();
+        assert_eq!(same.keys(), server.keys());
+        assert!(!same.changed_on_disk());
         let mut cli = KeyRing::load(tmp.path(), &[]).unwrap();
         cli.rotate().unwrap();
         assert!(server.changed_on_disk());

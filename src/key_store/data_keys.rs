@@ -173,23 +173,57 @@ pub fn open_blob(
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     match &keys.data_key {
         Some(row) => {
-            let key = DataKey::unwrap(&row.wrapped, ring).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("blob {}: data key {}: {e}", reference.name, row.key_id),
-                )
-            })?;
+            let key = unwrap_for(row, ring, &reference.name)?;
             open_verified(store, &reference.name, &key, &reference.ciphertext_sha256)
         }
-        None if ring.contains(&keys.blob.key_id) => {
+        None => {
+            legacy_identity(ring, keys, &reference.name)?;
             open_verified(store, &reference.name, ring, &reference.ciphertext_sha256)
         }
-        None => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "blob {}: its data key {} is not stored (destroyed)",
-                reference.name, keys.blob.key_id
-            ),
-        )),
     }
+}
+
+/// [`open_blob`] with the portal's shared ring: the data key is unwrapped under the ring's read lock, which is let go
+/// before the store is asked for the blob (a GET on S3, retried for seconds when the store is slow), so that a
+/// reload after `keys rotate` (a write lock) waits for no store, and nor does every reader queued behind it. (A blob
+/// from before data keys is opened with the ring's identities themselves, under the lock.)
+pub fn open_blob_shared(
+    store: &dyn BlobStore,
+    ring: &RwLock<KeyRing>,
+    keys: &BlobKeys,
+) -> io::Result<VerifiedReader> {
+    let read = || ring.read().unwrap_or_else(|p| p.into_inner());
+    let Some(row) = &keys.data_key else {
+        return open_blob(store, &read(), keys);
+    };
+    let reference = keys
+        .blob
+        .blob_ref()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let key = unwrap_for(row, &read(), &reference.name)?;
+    open_verified(store, &reference.name, &key, &reference.ciphertext_sha256)
+}
+
+fn unwrap_for(row: &DataKeyRow, ring: &KeyRing, blob_name: &str) -> io::Result<DataKey> {
+    DataKey::unwrap(&row.wrapped, ring).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("blob {blob_name}: data key {}: {e}", row.key_id),
+        )
+    })
+}
+
+/// A blob with no data key row opens with the ring's identities only if it was sealed to one of them (from before
+/// data keys); otherwise its data key was destroyed.
+fn legacy_identity(ring: &KeyRing, keys: &BlobKeys, blob_name: &str) -> io::Result<()> {
+    if ring.contains(&keys.blob.key_id) {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "blob {blob_name}: its data key {} is not stored (destroyed)",
+            keys.blob.key_id
+        ),
+    ))
 }

@@ -100,7 +100,9 @@ pub fn delete_others(conn: &mut DbConn, user_id: &str, keep_hash: &str) -> Query
 }
 
 /// Deletes the account's sessions past its `keep` most recently used ones, never the one with `current_hash` (it
-/// counts among them: sessions made in the same second tie). Returns how many.
+/// counts among them: sessions made in the same second tie). Sessions that gave the second factor are kept before
+/// those that did not: someone holding only the password, signing in again and again, ends their own half-done
+/// sessions and not the owner's. Returns how many.
 pub fn delete_beyond_newest(
     conn: &mut DbConn,
     user_id: &str,
@@ -110,7 +112,11 @@ pub fn delete_beyond_newest(
     let older: Vec<String> = sessions::table
         .filter(sessions::user_id.eq(user_id))
         .filter(sessions::token_hash.ne(current_hash))
-        .order((sessions::last_seen_at.desc(), sessions::created_at.desc()))
+        .order((
+            sessions::second_factor_at.is_null().asc(),
+            sessions::last_seen_at.desc(),
+            sessions::created_at.desc(),
+        ))
         .offset((keep - 1).max(0))
         .limit(1_000)
         .select(sessions::token_hash)

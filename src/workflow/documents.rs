@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 use crate::audit::log::Actor;
 use crate::crypto::stream::{decrypt_to_async, seal_reader, ExactVerified, Recipients, SealedBlob};
 use crate::error::{AppError, AppResult};
-use crate::key_store::data_keys::{blob_keys, open_blob as open_sealed};
+use crate::key_store::data_keys::{blob_keys, open_blob_shared as open_sealed};
 use crate::services::Services;
 use crate::slots::{Full, Slot};
 use crate::workflow::content::Content;
@@ -77,9 +77,7 @@ pub(in crate::workflow) async fn read_content(
     let keys = state.current_keys();
     let store = state.blobs.clone();
     tokio::task::spawn_blocking(move || {
-        let ring = keys.read().unwrap_or_else(|p| p.into_inner());
-        let reader = open_sealed(&*store, &ring, &keys_of_blob).map_err(integrity_error)?;
-        drop(ring);
+        let reader = open_sealed(&*store, &keys, &keys_of_blob).map_err(integrity_error)?;
         let mut json = Zeroizing::new(Vec::new());
         reader
             .take(CONTENT_MAX)
@@ -109,13 +107,11 @@ pub(in crate::workflow) async fn open_blob(
     let keys = state.current_keys();
     let store = state.blobs.clone();
     let (first, rest) = tokio::task::spawn_blocking(move || {
-        let ring = keys.read().unwrap_or_else(|p| p.into_inner());
         // Held to the recorded length, which the response declares (see `ExactVerified`).
         let mut reader = ExactVerified::new(
-            open_sealed(&*store, &ring, &keys_of_blob).map_err(integrity_error)?,
+            open_sealed(&*store, &keys, &keys_of_blob).map_err(integrity_error)?,
             len,
         );
-        drop(ring);
         let mut first = vec![0u8; FIRST_PIECE];
         let mut filled = 0;
         while filled < first.len() {

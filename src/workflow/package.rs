@@ -192,11 +192,10 @@ pub(crate) async fn build(
     let keys = state.current_keys();
     let store = state.blobs.clone();
     let readers = tokio::task::spawn_blocking(move || {
-        {
-            let ring = keys.read().unwrap_or_else(|p| p.into_inner());
-            for (_, r) in &sources {
-                drop(crate::key_store::data_keys::open_blob(&*store, &ring, r)?);
-            }
+        for (_, r) in &sources {
+            drop(crate::key_store::data_keys::open_blob_shared(
+                &*store, &keys, r,
+            )?);
         }
         Ok::<_, std::io::Error>(
             sources
@@ -205,8 +204,7 @@ pub(crate) async fn build(
                     let len = u64::try_from(r.blob.plaintext_len).unwrap_or(0);
                     let (keys, store) = (keys.clone(), store.clone());
                     let reader = LazyBlob::new(move || {
-                        let ring = keys.read().unwrap_or_else(|p| p.into_inner());
-                        crate::key_store::data_keys::open_blob(&*store, &ring, &r)
+                        crate::key_store::data_keys::open_blob_shared(&*store, &keys, &r)
                             .map(|reader| Box::new(reader) as Box<dyn Read + Send>)
                     });
                     (member, reader, len)

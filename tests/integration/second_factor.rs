@@ -528,6 +528,29 @@ fn an_organisation_that_requires_a_factor_sends_its_members_to_enrol() {
     assert_eq!(other.get("/submissions").status, Status::Ok);
 }
 
+/// A session that gave a factor the account has since removed is sent to enrol once the organisation requires one,
+/// as a member who never had one is (before, it stayed signed in and every step-up act passed with no factor at all).
+#[test]
+fn a_member_who_removed_the_factor_is_sent_to_enrol_once_the_organisation_requires_one() {
+    let app = TestApp::new();
+    let mut admin = app.login_as(Role::Submitter, "boss@acme.example", Some("Acme"));
+    let mut sam = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    sam.enrol_authenticator_on_pages();
+    sam.post("/logout", &[]);
+    assert_eq!(sam.login("sam@acme.example", PASSWORD), Status::SeeOther);
+    let removed = sam.post("/account/security/totp/remove", &[("password", PASSWORD)]);
+    assert_eq!(removed.status, Status::SeeOther, "{}", removed.body);
+    assert_eq!(sam.get("/submissions").status, Status::Ok);
+    let res = admin.post("/organisation/second-factor", &[("require", "yes")]);
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    assert_eq!(
+        sam.get("/submissions").header("Location"),
+        Some("/account/security")
+    );
+    sam.enrol_authenticator_on_pages();
+    assert_eq!(sam.get("/submissions").status, Status::Ok);
+}
+
 #[test]
 fn guessing_codes_is_throttled_per_account_and_audited() {
     let app = TestApp::new();

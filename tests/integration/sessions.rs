@@ -343,6 +343,37 @@ fn sessions_past_their_timeout_are_deleted_by_the_hourly_round_though_their_cook
     assert_eq!(live.get("/officer").status, Status::Ok);
 }
 
+/// Someone holding an officer's password but not its second factor, signing in again and again, ends only the
+/// half-done sessions it makes: the officer's own session, which gave the factor, stays (before, the cap ended the
+/// least recently used session whatever it was, and 20 password-only sign-ins signed the officer out).
+#[test]
+fn password_only_sign_ins_past_the_cap_do_not_end_a_session_that_gave_the_factor() {
+    use pcii_portal::db::schema::sessions;
+    let app = TestApp::new();
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = app.user_id("olga@pcii.example.gov");
+    let cap = pcii_portal::auth::sessions::SESSIONS_PER_ACCOUNT as usize;
+    // The officer's session is the least recently used one (sessions of one second tie).
+    app.advance(60);
+    for _ in 0..cap + 2 {
+        let mut b = app.browser();
+        let page = b.post(
+            "/login",
+            &[("email", "olga@pcii.example.gov"), ("password", PASSWORD)],
+        );
+        assert_eq!(page.header("Location"), Some("/login/second-factor"));
+    }
+    let held: i64 = app.with_conn(|c| {
+        sessions::table
+            .filter(sessions::user_id.eq(&id))
+            .count()
+            .get_result(c)
+            .unwrap()
+    });
+    assert_eq!(held, cap as i64);
+    assert_eq!(officer.get("/officer").status, Status::Ok);
+}
+
 /// An account holds at most 20 sessions: signing in past them ends the least recently used ones (signing in is cheap
 /// to repeat, and each session is a row the account's page lists), and the sign-in's entry says so. The newest
 /// sessions, the current one among them, still work.
