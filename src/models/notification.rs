@@ -270,6 +270,26 @@ pub fn was_sent(conn: &mut DbConn, kind: &str, subject: &str, user_id: &str) -> 
     .get_result(conn)
 }
 
+/// Of `subjects`, which (subject, user id) pairs were sent `kind` already: one query per 500 subjects, where asking
+/// [`was_sent`] of every candidate was a query per subject and person (each pending access request times each
+/// officer, every round).
+pub fn sent_among(
+    conn: &mut DbConn,
+    kind: &str,
+    subjects: &[&str],
+) -> QueryResult<std::collections::HashSet<(String, String)>> {
+    let mut sent = std::collections::HashSet::new();
+    for chunk in subjects.chunks(500) {
+        let rows: Vec<(String, String)> = notifications_sent::table
+            .filter(notifications_sent::kind.eq(kind))
+            .filter(notifications_sent::subject.eq_any(chunk))
+            .select((notifications_sent::subject, notifications_sent::user_id))
+            .load(conn)?;
+        sent.extend(rows);
+    }
+    Ok(sent)
+}
+
 /// Records that `kind` about `subject` went to `user_id` (a second record of the same is a no-op).
 pub fn record_sent(
     conn: &mut DbConn,

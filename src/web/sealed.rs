@@ -370,16 +370,21 @@ async fn offer_share(
     let now = state.clock.now();
     let address = crate::auth::throttle::network(address);
     let address = address.as_str();
-    let blocked = state
-        .throttle
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .blocked(address, now);
-    let offered = state
-        .collector
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .offer(share);
+    let (blocked, offered) = {
+        let mut throttle = state.throttle.lock().unwrap_or_else(|p| p.into_inner());
+        let blocked = throttle.blocked(address, now);
+        let offered = state
+            .collector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .offer(share);
+        // Counted under the lock the check was made under: wrong shares sent at once cannot pass the cap between
+        // the two.
+        if offered.is_err() && !blocked {
+            throttle.fail(address, now);
+        }
+        (blocked, offered)
+    };
     match offered {
         Err(_) if blocked => {
             audit_folded(
@@ -443,11 +448,6 @@ async fn offer_share(
             Answer::Unsealed { need }
         }
         Err(e) => {
-            state
-                .throttle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .fail(address, now);
             // The error names no share; the pasted text is never recorded.
             audit(
                 state,

@@ -375,13 +375,29 @@ pub fn due(conn: &mut DbConn, now: i64) -> AppResult<Vec<(Kind, Recipient)>> {
         Kind::AccessRequest,
         model::access_requests_pending(conn)?,
     ));
-    let mut out = Vec::new();
-    for (kind, r) in all {
-        if wanted(kind, &r.off) && !model::was_sent(conn, kind.as_str(), &r.subject, &r.user_id)? {
-            out.push((kind, r));
-        }
+    // What was sent already is read a kind at a time, for all its subjects at once.
+    let mut sent = std::collections::HashMap::new();
+    let kinds: std::collections::BTreeSet<&'static str> =
+        all.iter().map(|(k, _)| k.as_str()).collect();
+    for kind in kinds {
+        let mut subjects: Vec<&str> = all
+            .iter()
+            .filter(|(k, _)| k.as_str() == kind)
+            .map(|(_, r)| r.subject.as_str())
+            .collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        sent.insert(kind, model::sent_among(conn, kind, &subjects)?);
     }
-    Ok(out)
+    Ok(all
+        .into_iter()
+        .filter(|(kind, r)| {
+            wanted(*kind, &r.off)
+                && !sent
+                    .get(kind.as_str())
+                    .is_some_and(|s| s.contains(&(r.subject.clone(), r.user_id.clone())))
+        })
+        .collect())
 }
 
 /// What a round did.
