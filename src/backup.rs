@@ -115,7 +115,7 @@ pub fn make(
     });
     // Given up however the copy ended (a kill leaves it to lapse).
     let released = lease::release(&mut conn, BACKUP_HOLD, lease_holder());
-    let made = copied?;
+    let made = copied.inspect_err(|_| discard(to))?;
     released.map_err(hold_error)?;
 
     let event = Event::new("backup.made", Outcome::Success).reason(format!(
@@ -175,6 +175,26 @@ fn copy_everything(
     write_manifest(to, &made, now)?;
     sync_dir(to)?;
     Ok(made)
+}
+
+/// Removes what a backup that failed wrote into `to` (found empty, or made, by [`prepare`]): its database snapshot
+/// holds every wrapped data key and sealed text, and a directory without a manifest is not one an operator keeps
+/// track of (or prunes) as a backup. A removal that fails is logged.
+fn discard(to: &Path) {
+    let removed = [
+        fs::remove_file(to.join(MANIFEST_FILE)),
+        fs::remove_file(to.join(DATABASE_FILE)),
+        fs::remove_dir_all(to.join(BLOB_DIR)),
+    ];
+    for e in removed.into_iter().filter_map(Result::err) {
+        if e.kind() != io::ErrorKind::NotFound {
+            tracing::warn!(
+                dir = %to.display(),
+                error = %e,
+                "could not remove what the failed backup wrote; delete it"
+            );
+        }
+    }
 }
 
 /// `to` missing (created 0700) or an empty directory (tightened to 0700).

@@ -55,6 +55,8 @@ pub struct Limits {
     pub max_files: usize,
     /// Which limit `max_total_bytes` comes from: a file over it is told that one.
     pub binding: crate::workflow::intake::Binding,
+    /// What the files are attached to: the limits a file over them is told of are that one's.
+    pub holder: Holder,
     /// The data key the files are sealed to as they arrive.
     pub seal_to: Recipients,
 }
@@ -80,11 +82,22 @@ pub struct FileTooLarge {
     pub fields: FormFields,
 }
 
+/// What an upload's files are attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    Submission,
+    Message,
+}
+
 /// Which limit a file went over.
 #[derive(Debug, Clone, Copy)]
 pub enum SizeLimit {
     /// Bytes per file.
     PerFile(u64),
+    /// Bytes of all files of one message.
+    MessageTotal(u64),
+    /// Files of one message.
+    MessageCount(usize),
     /// Bytes of all files of a submission.
     Total(u64),
     /// Files of a submission.
@@ -122,6 +135,13 @@ impl FileTooLarge {
             SizeLimit::Total(max) => format!(
                 "\u{201c}{name}\u{201d} takes the files over the limit of {} per submission. Nothing was saved; attach smaller files or fewer.",
                 limit_size(max)
+            ),
+            SizeLimit::MessageTotal(max) => format!(
+                "\u{201c}{name}\u{201d} takes the files over the limit of {} per message. Nothing was sent; attach smaller files or fewer.",
+                limit_size(max)
+            ),
+            SizeLimit::MessageCount(max) => format!(
+                "\u{201c}{name}\u{201d} is one file too many: a message carries at most {max} files. Nothing was sent; attach fewer files."
             ),
             SizeLimit::Count(max) => format!(
                 "\u{201c}{name}\u{201d} is one file too many: a submission holds at most {max} files. Nothing was saved; attach fewer files."
@@ -641,11 +661,11 @@ impl Reader<'_> {
             return Ok(());
         }
         if self.form.files.len() >= self.limits.max_files {
-            return Err(Failure::FileTooLarge(
-                SizeLimit::Count(self.state.settings.max_files),
-                slot,
-                file_name,
-            ));
+            let limit = match self.limits.holder {
+                Holder::Submission => SizeLimit::Count(self.state.settings.max_files),
+                Holder::Message => SizeLimit::MessageCount(self.limits.max_files),
+            };
+            return Err(Failure::FileTooLarge(limit, slot, file_name));
         }
         let file_name = if file_name.len() > FILE_NAME_MAX {
             let mut cut = FILE_NAME_MAX;
@@ -676,9 +696,12 @@ impl Reader<'_> {
                         SizeLimit::DraftRoom(self.state.settings.max_draft_bytes_per_organisation)
                     }
                     Binding::Unverified => SizeLimit::UnverifiedRoom,
-                    Binding::Submission => {
-                        SizeLimit::Total(self.state.settings.max_submission_bytes)
-                    }
+                    Binding::Submission => match self.limits.holder {
+                        Holder::Submission => {
+                            SizeLimit::Total(self.state.settings.max_submission_bytes)
+                        }
+                        Holder::Message => SizeLimit::MessageTotal(self.limits.max_total_bytes),
+                    },
                 };
                 return Err(Failure::FileTooLarge(limit, slot, file_name));
             }

@@ -261,7 +261,6 @@ events {
     worker_connections 4096;
 }
 http {
-    access_log $NGX/access.log;
     client_body_temp_path $NGX/client_body_temp;
     proxy_temp_path $NGX/proxy_temp;
     fastcgi_temp_path $NGX/fastcgi_temp;
@@ -277,6 +276,8 @@ $UPSTREAM
     server {
         # Plain HTTP on loopback instead of the shipped 443 ssl server.
         listen 127.0.0.1:$LB_PORT;
+        # The shipped servers' log line (no tokens, no query strings).
+        access_log $NGX/access.log pcii_portal;
         include snippets/pcii-portal-limits.conf;
         include snippets/pcii-portal-proxy.conf;
     }

@@ -288,6 +288,8 @@ fn deletions_wait_while_a_backup_holds_them_and_a_file_lost_from_the_store_stops
         "{err}"
     );
     assert!(!to.join("manifest.json").exists());
+    // Nothing of it is left: its database snapshot holds every wrapped data key.
+    assert_eq!(std::fs::read_dir(&to).unwrap().count(), 0);
     assert_eq!(app.audit_count("backup.made"), 0);
     assert_eq!(
         app.with_conn(|c| lease::find(c, BACKUP_HOLD).unwrap()),

@@ -288,3 +288,29 @@ fn rocket_s_own_lines_never_carry_a_request_s_uri() {
         "the launch error is said:\n{second_log}"
     );
 }
+
+/// Every server of the shipped nginx sites logs with the portal's own line (`pcii_portal`: tokens in links replaced,
+/// no query string); a server without its own `access_log` falls back to nginx's default, which logs the whole
+/// request line (reset, invitation and setup tokens with it). The proxy suite checks that line's output.
+#[test]
+fn every_shipped_nginx_server_logs_without_tokens() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx");
+    for site in ["pcii-portal.conf", "pcii-portal-cluster.conf"] {
+        let text = std::fs::read_to_string(root.join(site)).unwrap();
+        let servers: Vec<&str> = text.split("\nserver {").skip(1).collect();
+        assert!(!servers.is_empty(), "{site} has no server block");
+        for (i, server) in servers.iter().enumerate() {
+            let body = server.split("\n}").next().unwrap();
+            let logs: Vec<&str> = body
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("access_log"))
+                .collect();
+            assert!(
+                !logs.is_empty() && logs.iter().all(|l| l.contains(" pcii_portal;")),
+                "{site}, server block {}: {logs:?}",
+                i + 1
+            );
+        }
+    }
+}

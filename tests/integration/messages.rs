@@ -645,6 +645,50 @@ fn the_thread_goes_into_the_officer_s_and_the_organisation_s_packages_never_an_a
     assert_eq!(manifest["messages"], 0);
 }
 
+/// A message's files over its own limits are told those limits: the files one message carries, and the bytes of
+/// one message (they named the submission's before).
+#[test]
+fn a_message_over_its_file_limits_is_told_the_message_s_limits() {
+    let app = TestApp::with(|f| {
+        f.merge(("max_file_bytes", 1024 * 1024))
+            .merge(("max_submission_bytes", 1536 * 1024))
+    });
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut ann);
+    let thread = format!("/officer/submissions/{id}/messages");
+    let big = file_bytes(1000 * 1024, 3, "");
+    let page = olga.post_multipart(
+        &thread,
+        &[
+            Part::Text("body", QUESTION),
+            Part::File("file_1", "one.bin", &big),
+            Part::File("file_2", "two.bin", &big),
+        ],
+    );
+    assert_eq!(page.status, Status::PayloadTooLarge, "{}", page.body);
+    assert!(
+        page.body
+            .contains("takes the files over the limit of 1.5 MiB per message"),
+        "{}",
+        page.body
+    );
+    let small = file_bytes(10, 3, "");
+    let mut parts = vec![Part::Text("body", QUESTION)];
+    let names: Vec<String> = (1..=6).map(|i| format!("file_{i}")).collect();
+    for name in &names {
+        parts.push(Part::File(name, "f.bin", &small));
+    }
+    let page = olga.post_multipart(&thread, &parts);
+    assert_eq!(page.status, Status::PayloadTooLarge, "{}", page.body);
+    assert!(
+        page.body
+            .contains("one file too many: a message carries at most 5 files"),
+        "{}",
+        page.body
+    );
+}
+
 #[test]
 fn a_mail_a_round_took_while_the_send_after_its_act_was_slow_goes_out_once() {
     use pcii_portal::workflow::notifications::Kind;

@@ -288,3 +288,45 @@ fn a_cross_site_form_disguised_as_a_get_is_refused() {
     let res = sam.post_raw("/account", "_method=get".into(), Some(same));
     assert_eq!(res.status, Status::Ok);
 }
+
+/// The forms where protected words are typed (the submission form, its thread, the officer's decision, grant,
+/// revocation, dissemination and note forms) ask the browser not to keep what was typed in its form history, which
+/// would put PCII on the user's disk and offer it on any site with a field of the same name.
+#[test]
+fn forms_that_take_protected_words_keep_them_out_of_the_browser_s_form_history() {
+    let app = TestApp::new();
+    let mut sam = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let page = sam.post_multipart(
+        "/submissions",
+        &common::complete_fields("Form history", "submit"),
+    );
+    let id = common::submission_id(&page);
+    for (officer, path) in [
+        (false, "/submissions/new".to_string()),
+        (false, format!("/submissions/{id}/messages")),
+        (true, format!("/officer/submissions/{id}")),
+        (true, format!("/officer/submissions/{id}/messages")),
+    ] {
+        let page = if officer {
+            olga.get(&path)
+        } else {
+            sam.get(&path)
+        };
+        assert_eq!(page.status, Status::Ok, "{path}");
+        let forms: Vec<&str> = page
+            .body
+            .split("<form")
+            .skip(1)
+            .map(|f| f.split('>').next().unwrap())
+            .filter(|f| f.contains("method=\"post\"") && !f.contains("/logout"))
+            .collect();
+        assert!(!forms.is_empty(), "{path}");
+        for form in forms {
+            assert!(
+                form.contains("autocomplete=\"off\""),
+                "{path}: <form{form}>"
+            );
+        }
+    }
+}

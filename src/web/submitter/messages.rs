@@ -161,6 +161,7 @@ pub(crate) async fn post_message(
         max_total_bytes,
         max_files: FILES_PER_MESSAGE,
         binding,
+        holder: crate::web::multipart::Holder::Message,
         seal_to: sealing.recipients.clone(),
     };
     let form = body.read(state, limits).await?;

@@ -372,6 +372,7 @@ async fn save(
         max_total_bytes: allowance.bytes,
         max_files: allowance.files,
         binding: allowance.binding,
+        holder: crate::web::multipart::Holder::Submission,
         seal_to: allowance.sealing.recipients.clone(),
     };
     let form = match body.read_keeping(state, limits).await {
