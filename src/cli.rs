@@ -73,6 +73,12 @@ fn open_db(settings: &Settings) -> Result<Db, CliError> {
     Ok(Db::open(&settings.database_url(), 2)?)
 }
 
+/// The portal's database, which must exist (see [`Db::open_existing`]): for every command that reports on it or acts
+/// on what it holds. Only the start, `migrate`, `keys init` and `user add` make one.
+fn open_existing_db(settings: &Settings) -> Result<Db, CliError> {
+    Ok(Db::open_existing(&settings.database_url(), 2)?)
+}
+
 fn open_audit(settings: &Settings) -> Result<AuditLog, CliError> {
     let opened = open_keys(settings)?;
     Ok(AuditLog::new(
@@ -84,7 +90,7 @@ fn open_audit(settings: &Settings) -> Result<AuditLog, CliError> {
 /// `keys list`: every master identity with its creation time and how many data keys it wraps.
 pub fn keys_list(settings: &Settings) -> Result<(), CliError> {
     let opened = open_keys(settings)?;
-    let db = open_db(settings)?;
+    let db = open_existing_db(settings)?;
     let mut conn = db.get()?;
     let counts = rotation::key_counts(&opened.keyring, &mut conn)?;
     println!(
@@ -146,7 +152,7 @@ pub fn keys_rotate(settings: &Settings, data_keys: bool) -> Result<(), CliError>
     let opened = open_keys(settings)?;
     let mut keyring = opened.keyring;
     let audit = AuditLog::new(opened.audit_signer, settings.audit_checkpoint_every);
-    let db = open_db(settings)?;
+    let db = open_existing_db(settings)?;
     let mut conn = db.get()?;
     let style = ProgressStyle::with_template(
         "{spinner} re-wrapping [{bar:40}] {pos}/{len} data keys ({eta} left)",
@@ -245,7 +251,7 @@ pub fn backup(settings: &Settings, to: &std::path::Path) -> Result<(), CliError>
     // Opening the key store would ask a nightly job for the passphrase or the custodians' shares, and hold the master
     // identities in its memory.
     let audit = AuditLog::unsigned();
-    let db = open_db(settings)?;
+    let db = open_existing_db(settings)?;
     let store = open_store(settings)?;
     let now = crate::clock::Clock::system().now();
     let made = crate::backup::make(&db, store.as_ref(), &audit, to, now)?;
@@ -264,7 +270,7 @@ pub fn backup(settings: &Settings, to: &std::path::Path) -> Result<(), CliError>
 /// signature is checked with the audit key where it rests in clear (`file`), else shown as not checked. Returns
 /// whether anything needs attention.
 pub fn status(settings: &Settings, json: bool) -> Result<bool, CliError> {
-    let db = open_db(settings)?;
+    let db = open_existing_db(settings)?;
     let store = open_store(settings)?;
     let live = crate::workflow::operations::Live::of(&*store, &settings.data_dir);
     let now = crate::clock::Clock::system().now();
@@ -319,7 +325,7 @@ fn rekey(settings: &Settings, mode: custody::Rekey) -> Result<(), CliError> {
     let _changing = in_use::changing(&settings.keys_dir, in_use::Needs::Nothing)?;
     let opened = open_keys(settings)?;
     let audit = AuditLog::new(opened.audit_signer, settings.audit_checkpoint_every);
-    let db = open_db(settings)?;
+    let db = open_existing_db(settings)?;
     let mut conn = db.get()?;
     let store = open_store(settings)?;
     let style = ProgressStyle::with_template(
@@ -391,7 +397,7 @@ pub fn audit_verify_live(
     kept: Option<&Path>,
     full: bool,
 ) -> Result<(), CliError> {
-    let db = open_db(settings)?;
+    let db = open_existing_db(settings)?;
     let audit = open_audit(settings)?;
     let kept = kept
         .map(read_kept_checkpoints)
@@ -432,7 +438,7 @@ pub fn audit_verify_export(path: &Path, kept: Option<&Path>) -> Result<(), CliEr
 
 /// `audit checkpoint`: signs a checkpoint of the current head now.
 pub fn audit_checkpoint(settings: &Settings) -> Result<(), CliError> {
-    let db = open_db(settings)?;
+    let db = open_existing_db(settings)?;
     let audit = open_audit(settings)?;
     let mut conn = db.get()?;
     let cp = audit.checkpoint_now(&mut conn, &Actor::cli())?;

@@ -380,13 +380,27 @@ impl Settings {
         if !self.blob_store.is_empty()
             && crate::storage::s3::S3Location::parse(&self.blob_store).is_none()
         {
-            return Err(format!(
-                "blob_store must be empty (files under data_dir) or s3://bucket[/prefix], not `{}`",
-                self.blob_store
-            ));
+            // Not repeated: a value such as s3://KEY:SECRET@bucket holds credentials, and this goes to the journal.
+            return Err(
+                "blob_store must be empty (files under data_dir) or s3://bucket[/prefix]; credentials go in \
+                 s3_credentials_file or the standard AWS variables"
+                    .into(),
+            );
         }
         if self.audit_checkpoint_every < 1 {
             return Err("audit_checkpoint_every must be at least 1".into());
+        }
+        if let Some(problem) = origin_problem(&self.public_origin) {
+            return Err(format!("public_origin {problem}"));
+        }
+        let password_given =
+            !self.smtp_password.0.is_empty() || !self.smtp_password_file.as_os_str().is_empty();
+        if password_given && self.smtp_username.trim().is_empty() {
+            return Err(
+                "an SMTP password is set (smtp_password or smtp_password_file) but no smtp_username: the mail \
+                 server would be asked without credentials"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -477,10 +491,58 @@ pub fn exposure_warnings(figment: &Figment, settings: &Settings) -> Vec<String> 
     warnings
 }
 
+/// What is wrong with `public_origin` (empty: derived from the address), if anything: it is `https://host[:port]`
+/// — or `http://` on this machine (localhost, a loopback address) — with no path, query or user. Anything else
+/// silently drops the `Secure` and `__Host-` cookie attributes and HSTS, and mails links in clear.
+fn origin_problem(origin: &str) -> Option<&'static str> {
+    let origin = origin.trim();
+    if origin.is_empty() {
+        return None;
+    }
+    let Some((scheme, rest)) = origin.trim_end_matches('/').split_once("://") else {
+        return Some("must be https://host[:port] (the address people type, with its scheme)");
+    };
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+        return Some("must be https://host[:port], with no path, query or user");
+    }
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => rest.split(':').next().unwrap_or_default(),
+    };
+    let this_machine = host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback());
+    match scheme {
+        "https" => None,
+        "http" if this_machine => None,
+        "http" => Some(
+            "must be https:// beyond this machine (over http the session cookie loses `Secure`, HSTS is not sent \
+             and mailed links cross the network in clear); TLS ends at the proxy (deploy/nginx)",
+        ),
+        _ => Some("must be https://host[:port]"),
+    }
+}
+
+/// A configuration that does not extract, said without the values it refuses: a secret typed in the wrong place
+/// (an all-digit SMTP password read as a number) would otherwise be printed to the journal.
+fn describe_extraction_error(e: figment::Error) -> String {
+    use figment::error::Kind;
+    e.into_iter()
+        .map(|e| match &e.kind {
+            Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => format!(
+                "configuration: `{}` is not valid: expected {expected} (the value is not repeated here)",
+                e.path.join(".")
+            ),
+            _ => format!("configuration: {e}"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 pub fn load(figment: &Figment) -> Result<Settings, String> {
-    let settings: Settings = figment
-        .extract()
-        .map_err(|e| format!("configuration: {e}"))?;
+    let settings: Settings = figment.extract().map_err(describe_extraction_error)?;
     settings.validate()?;
     Ok(settings)
 }
@@ -597,6 +659,53 @@ mod tests {
         };
         assert!(least.validate().is_ok());
         assert!(grace_warnings(&least).is_empty());
+    }
+
+    #[test]
+    fn refusals_do_not_repeat_values_that_may_be_secrets() {
+        let base = || Figment::from(Serialized::defaults(Settings::default()));
+        let e = load(&base().merge(("smtp_password", 20240917123456u64))).unwrap_err();
+        assert!(
+            e.contains("smtp_password") && !e.contains("20240917123456"),
+            "{e}"
+        );
+        let e =
+            load(&base().merge(("blob_store", "s3://AKIAMARKER:SecretMarker@bucket"))).unwrap_err();
+        assert!(e.contains("blob_store") && !e.contains("Marker"), "{e}");
+    }
+
+    #[test]
+    fn public_origin_is_https_or_this_machine_and_a_password_needs_a_user() {
+        for ok in [
+            "",
+            "https://pcii.example.gov",
+            "https://pcii.example.gov:8443/",
+            "http://localhost:8000",
+            "http://127.0.0.1:8000",
+            "http://[::1]:8000",
+        ] {
+            assert_eq!(origin_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "http://pcii.example.gov",
+            "pcii.example.gov",
+            "https://pcii.example.gov/portal",
+            "https://user@pcii.example.gov",
+            "ftp://pcii.example.gov",
+        ] {
+            assert!(origin_problem(bad).is_some(), "{bad}");
+        }
+        let s = Settings {
+            smtp_password: Secret("p".into()),
+            ..Settings::default()
+        };
+        assert!(s.validate().unwrap_err().contains("smtp_username"));
+        let s = Settings {
+            smtp_password: Secret("p".into()),
+            smtp_username: "portal".into(),
+            ..Settings::default()
+        };
+        assert!(s.validate().is_ok());
     }
 
     #[test]

@@ -391,7 +391,7 @@ fn serve(figment: rocket::figment::Figment) -> Result<(), String> {
 }
 
 fn organisation_list(settings: &config::Settings) -> Result<(), String> {
-    let db = db::Db::open(&settings.database_url(), 2).map_err(|e| e.to_string())?;
+    let db = db::Db::open_existing(&settings.database_url(), 2).map_err(|e| e.to_string())?;
     let mut conn = db.get().map_err(|e| e.to_string())?;
     let all = account_model::organisations(&mut conn).map_err(|e| e.to_string())?;
     println!("{:<32}  {:<10}  name", "id", "verified");
@@ -407,8 +407,9 @@ fn organisation_list(settings: &config::Settings) -> Result<(), String> {
 }
 
 fn user(settings: &config::Settings, command: UserCommand) -> Result<(), String> {
-    let db = db::Db::open(&settings.database_url(), 2).map_err(|e| e.to_string())?;
+    // Keys first: a missing key store is refused before a database is made.
     let opened = cli::open_keys(settings).map_err(|e| e.to_string())?;
+    let db = db::Db::open(&settings.database_url(), 2).map_err(|e| e.to_string())?;
     let audit = pcii_portal::audit::log::AuditLog::new(
         opened.audit_signer,
         settings.audit_checkpoint_every,

@@ -362,6 +362,9 @@ pub fn issue_setup_token(
                 Event::new("setup.link", Outcome::Refused).reason("an administrator exists"),
             ));
         }
+        // Each start prints a new link: the ones printed before stop working (they stayed live, one per restart,
+        // each in the journal).
+        setup_token::retire_unused(tx)?;
         let token = sessions::new_token();
         setup_token::insert(tx, &sessions::hash_token(&token), now + minutes * 60)?;
         Ok((

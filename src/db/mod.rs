@@ -70,6 +70,11 @@ pub enum DbError {
     Migrate(String),
     #[error("reverting migrations: {0}")]
     Revert(String),
+    #[error(
+        "no database at {path}: this command reads the portal's own, and creates none; check data_dir (or \
+         database_url) and the working directory, or start the portal first"
+    )]
+    Missing { path: String },
 }
 
 impl Backend {
@@ -173,6 +178,25 @@ impl Db {
     /// Opens the pool (creating the SQLite file and WAL mode on first use) and applies pending migrations.
     pub fn open(url: &str, pool_size: u32) -> Result<Db, DbError> {
         Db::open_with(url, pool_size, DEFAULT_BUSY_TIMEOUT_MS)
+    }
+
+    /// [`Db::open`] for a command that reads or acts on the portal's database and must not make one: a SQLite file
+    /// that is not there is refused (a `status` or `backup` run from the wrong directory made a new, empty database
+    /// and reported on it, exit status and all).
+    pub fn open_existing(url: &str, pool_size: u32) -> Result<Db, DbError> {
+        if Backend::from_url(url)? == Backend::Sqlite {
+            let path = Manager {
+                url: url.to_string(),
+                backend: Backend::Sqlite,
+                busy_timeout_ms: DEFAULT_BUSY_TIMEOUT_MS,
+            }
+            .sqlite_path()
+            .to_string();
+            if !std::path::Path::new(&path).exists() {
+                return Err(DbError::Missing { path });
+            }
+        }
+        Db::open(url, pool_size)
     }
 
     /// [`Db::open`] with SQLite's busy timeout (ms): how long a write waits for another's lock before failing.

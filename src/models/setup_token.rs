@@ -18,6 +18,13 @@ pub fn insert(conn: &mut DbConn, token_hash: &str, expires_at: i64) -> QueryResu
         .map(|_| ())
 }
 
+/// Marks every unused token used (a new link replaces them: only the newest printed one works). Returns how many.
+pub fn retire_unused(conn: &mut DbConn) -> QueryResult<usize> {
+    diesel::update(setup_tokens::table.filter(setup_tokens::used.eq(false)))
+        .set(setup_tokens::used.eq(true))
+        .execute(conn)
+}
+
 /// True when the token is unused and unexpired.
 pub fn is_live(conn: &mut DbConn, token_hash: &str, now: i64) -> QueryResult<bool> {
     let n: i64 = setup_tokens::table

@@ -69,7 +69,6 @@ async fn check(state: &Services) -> (Status, Value) {
         json!({
             "status": if ok { "ok" } else { "degraded" },
             "database": database,
-            "backend": format!("{:?}", state.db.backend).to_lowercase(),
             "key_store": word(keys),
             "blob_store": word(blobs),
             // Whether there is room, not how much: free space over time would tell an outsider how much is uploaded.

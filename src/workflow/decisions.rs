@@ -715,13 +715,33 @@ pub fn check_dissemination(d: &NewDissemination, now: i64) -> FieldErrors {
             "Say what was removed from the sanitized release.".into(),
         );
     }
-    if d.released_at > now + DAY {
+    // The date is a day (midnight UTC): today's is the last one allowed (an office west of UTC is never ahead).
+    if d.released_at > now - now.rem_euclid(DAY) {
         errors.insert(
             "released_on".into(),
             "The release date cannot be in the future.".into(),
         );
     }
     errors
+}
+
+/// A release is of validated PCII: its date is not before the day the submission was validated.
+fn released_after_validation(d: &NewDissemination, sub: &Submission) -> AppResult<()> {
+    let Some(validated) = sub.decided_at else {
+        return Ok(());
+    };
+    if d.released_at < validated - validated.rem_euclid(DAY) {
+        let mut errors = FieldErrors::new();
+        errors.insert(
+            "released_on".into(),
+            format!(
+                "The release date cannot be before the submission was validated ({}).",
+                crate::time::date(validated)
+            ),
+        );
+        return Err(invalid(errors));
+    }
+    Ok(())
 }
 
 pub async fn record_dissemination(
@@ -743,6 +763,7 @@ pub async fn record_dissemination(
         submission_id,
         move |tx, officer, sub, sealer| {
             may_release(officer, sub)?;
+            released_after_validation(&d, sub)?;
             let recipient = sealer.seal(d.recipient.trim())?;
             let arrangement = sealer.seal(d.arrangement.trim())?;
             let what = sealer.seal(d.what.trim())?;

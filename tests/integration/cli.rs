@@ -295,3 +295,38 @@ fn the_binary_refuses_tls_and_names_a_setting_nothing_reads() {
         "refused before anything was made"
     );
 }
+
+/// Commands that report on the portal's database or act on it refuse one that is not there, and make none: `status`
+/// or `backup` run from the wrong directory (or without the unit's environment) made a new, empty database beside
+/// it and reported on that one — `backup` exited 0 with "0 stored file(s)", and a monitor read success.
+#[test]
+fn commands_that_read_the_portal_s_database_make_none_where_there_is_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
+            .args(args)
+            .env("PCII_DATA_DIR", dir.path().join("data"))
+            .env("PCII_KEYS_DIR", dir.path().join("keys"))
+            .env("PCII_DATABASE_URL", "")
+            .env("PCII_CONFIG", "/nonexistent.toml")
+            .env_remove("PCII_TEST_DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let to = dir.path().join("backup");
+    for args in [
+        &["status"][..],
+        &["backup", "--to", to.to_str().unwrap()],
+        &["audit", "verify"],
+        &["organisation", "list"],
+    ] {
+        let out = run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("no database at"), "{args:?}: {stderr}");
+        assert!(
+            !dir.path().join("data").join("pcii.sqlite3").exists(),
+            "{args:?} made a database"
+        );
+    }
+}

@@ -838,6 +838,33 @@ fn a_release_with_mistakes_comes_back_as_typed() {
     assert!(page.body.contains("value=\"ArrangementMarker\""));
     assert_eq!(app.audit_count("dissemination.recorded"), 0);
 
+    // Tomorrow is in the future too (it passed before: the check allowed a day), and a release is of validated
+    // PCII: not dated before the day it was validated.
+    for (date, says) in [
+        (
+            pcii_portal::time::date(app.now() + DAY),
+            "cannot be in the future",
+        ),
+        (
+            pcii_portal::time::date(app.now() - 3 * DAY),
+            "cannot be before the submission was validated",
+        ),
+    ] {
+        let page = officer.post(
+            &uri,
+            &[
+                ("recipient", "State EOC"),
+                ("recipient_kind", "tribal"),
+                ("arrangement", "ArrangementMarker"),
+                ("what", "Summary"),
+                ("released_on", &date),
+            ],
+        );
+        assert_eq!(page.status, Status::UnprocessableEntity, "{date}");
+        assert!(page.body.contains(says), "{date}: {}", page.body);
+    }
+    assert_eq!(app.audit_count("dissemination.recorded"), 0);
+
     let today = pcii_portal::time::date(app.now());
     let page = officer.post(
         &uri,
