@@ -48,6 +48,10 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("dissemination.recorded", "Dissemination recorded"),
     ("dissemination.exported", "Dissemination log exported"),
     ("access_request.created", "Access requested by an analyst"),
+    (
+        "access_request.missed",
+        "Access asked for a number that is not validated PCII",
+    ),
     ("access_request.granted", "Access request granted"),
     ("access_request.refused", "Access request refused"),
     ("case.assigned", "Case assigned"),

@@ -152,6 +152,20 @@ pub async fn request(
             .await?
     };
     if let Err(errors) = checked {
+        if errors
+            .get("tracking")
+            .is_some_and(|m| m == NO_VALIDATED_SUBMISSION)
+        {
+            // Recorded, so that an auditor sees a sweep of tracking numbers (each hit is an `access_request.created`).
+            let (audit, actor) = (state.audit.clone(), actor.clone());
+            let event = Event::new("access_request.missed", Outcome::Refused)
+                .tracking(Some(tn.clone()))
+                .reason("no validated PCII has this tracking number");
+            state
+                .db
+                .run(move |c| audit.record(c, &actor, event))
+                .await?;
+        }
         return Ok(Err(errors));
     }
     let (spare, keys) = (spare_key(state)?, state.keys.clone());

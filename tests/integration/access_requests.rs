@@ -207,6 +207,8 @@ fn a_request_for_an_unknown_or_unvalidated_number_gets_one_answer_and_a_reason_i
     }
     assert_eq!(answers[0], answers[1]);
     assert!(answers[0].contains("No validated PCII has this tracking number"));
+    // Each miss is recorded (a sweep of numbers shows in the log), the same for both.
+    assert_eq!(app.audit_count("access_request.missed"), 2);
 
     // No reason: the reason is marked, the number kept.
     let page = a.post(
