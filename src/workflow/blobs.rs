@@ -123,17 +123,17 @@ impl Swept {
 /// Deletes queued ciphertexts from the store — `names` only, or the whole queue — and dequeues each once the
 /// store confirms it is gone; nothing while a backup holds deletions ([`BACKUP_HOLD`]). Returns (deleted, failed).
 pub fn delete_queued(
-    conns: impl Connections,
+    mut conns: impl Connections,
     store: &dyn BlobStore,
     names: Option<&[String]>,
 ) -> AppResult<(usize, usize)> {
-    delete_queued_under(conns, store, names, None)
+    delete_queued_under(&mut conns, store, names, None)
 }
 
 /// [`delete_queued`], renewing `lease` (the sweep's) before each page of the queue and stopping once another
 /// instance holds it: a long queue (after a store outage) is not worked through by two instances at once.
 fn delete_queued_under(
-    mut conns: impl Connections,
+    conns: &mut impl Connections,
     store: &dyn BlobStore,
     names: Option<&[String]>,
     lease: Option<lease::Held>,
@@ -164,7 +164,7 @@ fn delete_queued_under(
                 return Ok((0, 0));
             }
             for name in names {
-                count(delete_one(&mut conns, store, name)?);
+                count(delete_one(conns, store, name)?);
             }
         }
         None => {
@@ -187,7 +187,7 @@ fn delete_queued_under(
                 }
                 let mut failed_here = 0;
                 for name in &page {
-                    failed_here += usize::from(!count(delete_one(&mut conns, store, name)?));
+                    failed_here += usize::from(!count(delete_one(conns, store, name)?));
                 }
                 seen += page.len() as i64;
                 if failed_here == page.len() {
@@ -234,15 +234,18 @@ pub async fn delete_after_commit(state: &Services, names: Vec<String>) {
 /// A full sweep: the deletion queue, then temporaries and orphans older than `grace`. Audited (`blob.sweep`) when
 /// it removed or failed to remove anything. Under `lease` (the periodic round's), renewed before each page of the
 /// queue and each batch of orphans: once another instance holds it, this round deletes nothing more.
+///
+/// The store is asked between database steps, each on a connection taken for it when `conns` lends none (the
+/// periodic round's): a slow S3 holds no connection of the pool through a round.
 pub fn sweep(
-    conn: &mut DbConn,
+    conns: &mut impl Connections,
     store: &dyn BlobStore,
     audit: &AuditLog,
     actor: &Actor,
     grace: Duration,
     lease: Option<lease::Held>,
 ) -> AppResult<Swept> {
-    let (deleted, failed) = delete_queued_under(&mut *conn, store, None, lease)?;
+    let (deleted, failed) = delete_queued_under(conns, store, None, lease)?;
     let temporaries = store
         .sweep_temporaries(grace)
         .map_err(|e| AppError::Unavailable(format!("sweeping temporaries: {e}")))?;
@@ -250,14 +253,15 @@ pub fn sweep(
     let mut lease_lost = false;
     let orphans = sweep_orphans(store, grace, &mut |names| {
         if let Some(held) = lease.filter(|_| !lease_lost) {
-            lease_lost = !held.renew(conn).unwrap_or(false);
+            lease_lost = !conns.with(|c| Ok(held.renew(c)?)).unwrap_or(false);
         }
         if lease_lost {
             // Another instance sweeps now (or the lease could not be renewed): keep them all.
             return names.iter().cloned().collect();
         }
-        let referenced = blob::storage_names_in_use(conn, names).and_then(|mut used| {
-            used.extend(blob_deletion::queued_among(conn, names)?);
+        let referenced = conns.with(|c| {
+            let mut used = blob::storage_names_in_use(c, names)?;
+            used.extend(blob_deletion::queued_among(c, names)?);
             Ok(used)
         });
         referenced.unwrap_or_else(|e| {
@@ -295,11 +299,8 @@ pub fn sweep(
         } else {
             Outcome::Success
         };
-        audit.record(
-            conn,
-            actor,
-            Event::new("blob.sweep", outcome).reason(swept.describe()),
-        )?;
+        let event = Event::new("blob.sweep", outcome).reason(swept.describe());
+        conns.with(|c| audit.record(c, actor, event))?;
     }
     Ok(swept)
 }
@@ -307,14 +308,14 @@ pub fn sweep(
 /// One round of the sweep for `holder`: the sweep when `holder` holds the lease [`SWEEP_LEASE`] (taking or
 /// renewing it for `lease_secs`), `None` when another instance does — that one sweeps this round.
 pub fn sweep_if_leased(
-    conn: &mut DbConn,
+    conns: &mut impl Connections,
     store: &dyn BlobStore,
     audit: &AuditLog,
     grace: Duration,
     holder: &'static str,
     lease_secs: i64,
 ) -> AppResult<Option<Swept>> {
-    if !lease::acquire(conn, SWEEP_LEASE, holder, lease_secs)? {
+    if !conns.with(|c| Ok(lease::acquire(c, SWEEP_LEASE, holder, lease_secs)?))? {
         tracing::debug!(
             lease = SWEEP_LEASE,
             "blob sweep skipped: another instance holds the lease"
@@ -327,7 +328,7 @@ pub fn sweep_if_leased(
         holder,
         seconds: lease_secs,
     };
-    let swept = sweep(conn, store, audit, &Actor::system(), grace, Some(held))?;
+    let swept = sweep(conns, store, audit, &Actor::system(), grace, Some(held))?;
     // took_ms: a round's start is its log line's time less this (the cluster suite spaces the rounds' starts).
     tracing::debug!(
         lease = SWEEP_LEASE,
@@ -356,7 +357,14 @@ pub fn sweep_at_start(
     if matches!(conn, DbConn::Sqlite(_)) {
         lease::clear(conn, SWEEP_LEASE)?;
     }
-    let swept = sweep_if_leased(conn, store, audit, grace, holder, lease_seconds(every))?;
+    let swept = sweep_if_leased(
+        &mut &mut *conn,
+        store,
+        audit,
+        grace,
+        holder,
+        lease_seconds(every),
+    )?;
     if every == 0 && swept.is_some() {
         // No periodic round will renew it: the next instance to start sweeps at once.
         lease::release(conn, SWEEP_LEASE, holder)?;
@@ -382,9 +390,17 @@ pub fn spawn_periodic_sweep(state: &Services) {
         loop {
             tick.tick().await;
             let (store, audit) = (store.clone(), audit.clone());
+            // No connection held through the round: each step takes one (see `sweep`).
             let result = db
-                .run(move |c| {
-                    sweep_if_leased(c, &*store, &audit, grace, lease_holder(), lease_secs)
+                .run_lazily(move |db| {
+                    sweep_if_leased(
+                        &mut { db },
+                        &*store,
+                        &audit,
+                        grace,
+                        lease_holder(),
+                        lease_secs,
+                    )
                 })
                 .await;
             if let Err(e) = result {

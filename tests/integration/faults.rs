@@ -471,7 +471,7 @@ fn a_failed_commit_deletes_files_only_when_its_outcome_is_known() {
     let state = app.state();
     let swept = app.with_conn(|c| {
         pcii_portal::workflow::blobs::sweep(
-            c,
+            &mut { c },
             state.blobs.as_ref(),
             &state.audit,
             &pcii_portal::audit::log::Actor::system(),

@@ -207,7 +207,7 @@ fn a_sweep_round_deletes_nothing_more_once_another_instance_took_its_lease_over(
     };
     let swept = app.with_conn(|c| {
         pcii_portal::workflow::blobs::sweep_if_leased(
-            c,
+            &mut { c },
             &store,
             &app.state().audit,
             Duration::ZERO,
