@@ -354,6 +354,8 @@ pub fn approve(
     now: i64,
 ) -> AppResult<Mail> {
     audit.fact(conn, actor, |tx| {
+        // As the person stands now, not as the request's guard read them before a slow body.
+        let who = &account::find(tx, &who.id)?;
         let inv = model::find(tx, invitation_id)?;
         if inv.state != AWAITING_APPROVAL || !may_approve(tx, who, &inv)? {
             return refused(who, &inv);
@@ -381,6 +383,7 @@ pub fn refuse(
     now: i64,
 ) -> AppResult<()> {
     audit.fact(conn, actor, |tx| {
+        let who = &account::find(tx, &who.id)?;
         let inv = model::find(tx, invitation_id)?;
         if inv.state != AWAITING_APPROVAL || !may_approve(tx, who, &inv)? {
             return refused(who, &inv);
@@ -446,6 +449,7 @@ pub fn revoke(
     now: i64,
 ) -> AppResult<()> {
     audit.fact(conn, actor, |tx| {
+        let who = &account::find(tx, &who.id)?;
         let inv = model::find(tx, invitation_id)?;
         let by_admin = match &inv.invited_by {
             Some(id) => account::find(tx, id)?.role() == Role::Administrator,
@@ -526,11 +530,18 @@ pub fn accept(
         let Some(inv) = model::find_live_by_token(tx, &token_hash, now)? else {
             return Err(AppError::Gone(INVITATION_GONE.into()));
         };
-        if !inviter_still_entitled(tx, &inv)? {
+        let lapsed = if !inviter_still_entitled(tx, &inv)? {
+            Some("the inviter no longer holds the authority it invited with: invitation withdrawn")
+        } else if !approver_still_entitled(tx, &inv)? {
+            Some("whoever approved it no longer holds the authority it approved with: invitation withdrawn")
+        } else {
+            None
+        };
+        if let Some(why) = lapsed {
             model::close(tx, &inv.id, REVOKED, None, None, now)?;
             let event = Event::new("invitation.accept", Outcome::Refused)
                 .object("invitation", &inv.id)
-                .reason("the inviter no longer holds the authority it invited with: invitation withdrawn");
+                .reason(why);
             return Ok((Err(AppError::Gone(INVITATION_GONE.into())), event));
         }
         let organisation_id = match (&inv.organisation_id, &inv.new_organisation) {
@@ -625,6 +636,29 @@ fn inviter_still_entitled(conn: &mut DbConn, inv: &Invitation) -> AppResult<bool
     })
 }
 
+/// An approval carries its approver's authority as an invitation carries its inviter's: an organisation
+/// administrator's counts only while that person still administers the organisation, an officer's or a second
+/// administrator's only while that account is enabled in that role (else a removed administrator's approval of an
+/// address of its own still let it back in).
+fn approver_still_entitled(conn: &mut DbConn, inv: &Invitation) -> AppResult<bool> {
+    let Some(by) = inv.approved_by.as_deref() else {
+        return Ok(true);
+    };
+    if !account::exists(conn, by)? {
+        return Ok(false);
+    }
+    let approver = account::find(conn, by)?;
+    Ok(match approver.role() {
+        Role::Submitter => {
+            is_org_admin(&approver)
+                && inv.organisation_id.is_some()
+                && approver.organisation_id == inv.organisation_id
+        }
+        Role::Officer | Role::Administrator => !approver.disabled,
+        _ => false,
+    })
+}
+
 // ---- changes of privilege under the two-person rule ----
 
 pub use crate::models::invitation::PrivilegeChange;
@@ -710,6 +744,18 @@ pub fn change_privilege(
 
 /// A second administrator decides a pending change of privilege. Approval applies it as the approver (and a
 /// role change or disabling ends the account's sessions).
+/// The deciding administrator as it stands in the transaction: still an enabled administrator (one disabled or moved
+/// to another role while its request's body arrived decides nothing).
+fn still_an_administrator(tx: &mut DbConn, who: &User) -> AppResult<()> {
+    let now = account::find(tx, &who.id)?;
+    if now.role() != Role::Administrator || now.disabled {
+        return Err(AppError::Refused(
+            "Your account may no longer decide this.".into(),
+        ));
+    }
+    Ok(())
+}
+
 pub fn decide_privilege_request(
     conn: &mut DbConn,
     audit: &AuditLog,
@@ -741,6 +787,7 @@ pub fn decide_privilege_request(
         // The change and the request's decision commit together: apply it inside the same fact.
         let requester = req.requested_by.clone().unwrap_or_else(|| "cli".into());
         return audit.fact(conn, actor, |tx| {
+            still_an_administrator(tx, who)?;
             if model::decide_privilege_request(tx, &req.id, state, &who.id, now)? != 1 {
                 return Err(AppError::Conflict(
                     "This request is no longer pending.".into(),
@@ -768,6 +815,7 @@ pub fn decide_privilege_request(
         });
     }
     audit.fact(conn, actor, |tx| {
+        still_an_administrator(tx, who)?;
         if model::decide_privilege_request(tx, &req.id, state, &who.id, now)? != 1 {
             return Err(AppError::Conflict(
                 "This request is no longer pending.".into(),

@@ -52,7 +52,11 @@ fn reach(tx: &mut DbConn, organisation_id: &str, member_id: &str) -> AppResult<R
 /// The acting administrator, read again under the write lock: one that another administrator's request removed,
 /// disabled or demoted after its own request's guard let it in acts no more (two administrators removing each
 /// other at once would otherwise leave the organisation with none).
-fn still_administrator(tx: &mut DbConn, actor: &Actor, organisation_id: &str) -> AppResult<()> {
+pub(crate) fn still_administrator(
+    tx: &mut DbConn,
+    actor: &Actor,
+    organisation_id: &str,
+) -> AppResult<()> {
     let me = match actor.user_id.as_deref() {
         Some(id) => model::member(tx, organisation_id, id)?,
         None => None,
@@ -419,6 +423,24 @@ pub fn answer_merge(
         let (Some(dup_by), Some(target_by)) = (dup_by, target_by) else {
             return Ok((Ok(MergeAnswer::Accepted), accepted));
         };
+        // The other company's acceptance counts only while whoever gave it is still one of its administrators: one
+        // removed since (or disabled) could otherwise bring the merge, and with it a company of their own, in later.
+        let (other_side, other_org, other_by) = match side {
+            Side::Duplicate => (Side::Target, &p.target_id, &target_by),
+            Side::Target => (Side::Duplicate, &p.duplicate_id, &dup_by),
+        };
+        let still_entitled = model::member(tx, other_org, other_by)?
+            .is_some_and(|m| m.org_admin && !m.disabled);
+        if !still_entitled {
+            proposals::forget_acceptance(tx, &p.id, other_side)?;
+            let accepted = accepted.reason(format!(
+                "accepted merging {} into {} for the {side_name} {organisation_id} (proposal {}); the other \
+                 organisation's acceptance was given by {other_by}, no longer its administrator, and is forgotten: \
+                 it answers again",
+                p.duplicate_id, p.target_id, p.id
+            ));
+            return Ok((Ok(MergeAnswer::Accepted), accepted));
+        }
         // Both companies have accepted: the merge runs now, in this transaction, if it still can.
         let dup = model::find(tx, &p.duplicate_id)?;
         let target = model::find(tx, &p.target_id)?;

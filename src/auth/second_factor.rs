@@ -809,6 +809,8 @@ pub fn set_organisation_requirement(
     require: bool,
 ) -> AppResult<()> {
     audit.fact(conn, actor, |tx| {
+        // The administrator as it stands now (not as the request's guard read it before a slow body).
+        super::membership::still_administrator(tx, actor, organisation_id)?;
         crate::models::organisation::set_requires_second_factor(tx, organisation_id, require)?;
         let event = Event::new("organisation.second_factor_requirement", Outcome::Success)
             .object("organisation", organisation_id)

@@ -868,7 +868,8 @@ impl AsyncRead for AsyncBlobReader {
 /// error before any response is started.
 pub fn decrypt_to_async(mut reader: impl Read + Send + 'static) -> io::Result<AsyncBlobReader> {
     let inner = stream_blocking("blob download", move |out| {
-        let mut buf = vec![0u8; IO_CHUNK];
+        // Plaintext: wiped when the download ends.
+        let mut buf = zeroize::Zeroizing::new(vec![0u8; IO_CHUNK]);
         loop {
             match reader.read(&mut buf) {
                 // EOF from a VerifiedReader (or an ExactVerified) means the blob verified.

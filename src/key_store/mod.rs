@@ -193,6 +193,12 @@ pub enum KeyStoreError {
     /// The chosen passphrase is too short.
     #[error("the passphrase must have at least {min} characters")]
     PassphraseTooShort { min: usize },
+    /// The chosen passphrase is easy to guess offline.
+    #[error(
+        "the passphrase is too easy to guess for a secret a copy of keys/ can be tried against at leisure: use \
+         five or more unrelated words, or a long random one"
+    )]
+    PassphraseWeak,
     /// The terminal could not be read.
     #[error("reading from the terminal: {0}")]
     Terminal(#[source] std::io::Error),

@@ -215,7 +215,20 @@ pub fn new_passphrase(file: Option<&Path>) -> Result<Zeroizing<String>, KeyStore
             min: MIN_PASSPHRASE_CHARS,
         });
     }
+    if !hard_to_guess(&passphrase) {
+        return Err(KeyStoreError::PassphraseWeak);
+    }
     Ok(passphrase)
+}
+
+/// Whether zxcvbn puts the passphrase out of reach of an offline attack (score 4: over 10^10 guesses). It is the
+/// one secret a copy of `keys/` can be tried against at leisure (one scrypt run a guess), and it guards every data
+/// key: a length alone let "aaaaaaaaaaaa" through.
+fn hard_to_guess(passphrase: &str) -> bool {
+    // zxcvbn's matching grows faster than linearly with the length; a passphrase strong in its first 100
+    // characters is strong.
+    let head: String = passphrase.chars().take(100).collect();
+    zxcvbn::zxcvbn(&head, &[]).score() >= zxcvbn::Score::Four
 }
 
 /// The configured passphrase file, if any.
@@ -725,6 +738,28 @@ fn finish(dir: &Path, mode: Mode, done: &mut Protected) -> Result<(), KeyStoreEr
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_master_key_passphrase_must_be_out_of_reach_of_an_offline_attack() {
+        for weak in [
+            "aaaaaaaaaaaa",
+            "passwordpassword",
+            "Summer2026!!!",
+            "qwertyuiop123",
+        ] {
+            assert!(!super::hard_to_guess(weak), "{weak}");
+        }
+        // The suites' own passphrases, and a few unrelated words.
+        for strong in [
+            "a passphrase for the test suite",
+            "the passphrase of last year",
+            "the passphrase of this year",
+            "the passphrase of the test",
+            "correct horse battery staple",
+        ] {
+            assert!(super::hard_to_guess(strong), "{strong}");
+        }
+    }
+
     use super::*;
 
     fn settings(dir: &Path, mode: &str) -> Settings {

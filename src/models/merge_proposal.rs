@@ -153,6 +153,28 @@ pub fn accept(conn: &mut DbConn, id: &str, side: Side, by: &str, now: i64) -> Qu
     }
 }
 
+/// Forgets one side's acceptance of an open proposal (given by someone who has since lost the authority to give it):
+/// that side answers again.
+pub fn forget_acceptance(conn: &mut DbConn, id: &str, side: Side) -> QueryResult<usize> {
+    let open = merge_proposals::table
+        .find(id)
+        .filter(merge_proposals::state.eq(OPEN));
+    match side {
+        Side::Duplicate => diesel::update(open)
+            .set((
+                merge_proposals::duplicate_accepted_by.eq(None::<String>),
+                merge_proposals::duplicate_accepted_at.eq(None::<i64>),
+            ))
+            .execute(conn),
+        Side::Target => diesel::update(open)
+            .set((
+                merge_proposals::target_accepted_by.eq(None::<String>),
+                merge_proposals::target_accepted_at.eq(None::<i64>),
+            ))
+            .execute(conn),
+    }
+}
+
 /// Closes an open proposal (`MERGED`, `REFUSED` or `WITHDRAWN`). 0: it was not open.
 pub fn close(conn: &mut DbConn, id: &str, state: &str, by: &str, now: i64) -> QueryResult<usize> {
     diesel::update(

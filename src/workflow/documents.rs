@@ -79,10 +79,18 @@ pub(in crate::workflow) async fn read_content(
     tokio::task::spawn_blocking(move || {
         let reader = open_sealed(&*store, &keys, &keys_of_blob).map_err(integrity_error)?;
         let mut json = Zeroizing::new(Vec::new());
+        // One byte over the cap is read: a document that ends within it ended at the reader's verified end (age's
+        // final chunk and the ciphertext digest checked), and one over it is refused, never parsed as a prefix.
         reader
-            .take(CONTENT_MAX)
+            .take(CONTENT_MAX + 1)
             .read_to_end(&mut json)
             .map_err(integrity_error)?;
+        if json.len() as u64 > CONTENT_MAX {
+            return Err(integrity_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "a content document over its cap",
+            )));
+        }
         Content::from_json(&json).map_err(AppError::Internal)
     })
     .await
@@ -112,7 +120,8 @@ pub(in crate::workflow) async fn open_blob(
             open_sealed(&*store, &keys, &keys_of_blob).map_err(integrity_error)?,
             len,
         );
-        let mut first = vec![0u8; FIRST_PIECE];
+        // Plaintext: wiped when the response is done with it.
+        let mut first = Zeroizing::new(vec![0u8; FIRST_PIECE]);
         let mut filled = 0;
         while filled < first.len() {
             match reader.read(&mut first[filled..]) {

@@ -942,12 +942,20 @@ pub async fn delete_draft(
     let audit = state.audit.clone();
     let actor = actor.clone();
     let organisation = who.organisation_id.clone();
+    let user_id = who.user_id.clone();
     let id = submission_id.to_string();
     let now = state.clock.now();
     let names = state
         .db
         .run(move |c| {
             audit.fact(c, &actor, |tx| {
+                // The person as it stands now: one removed from the organisation meanwhile deletes nothing.
+                crate::workflow::access::still_as_begun(
+                    tx,
+                    &user_id,
+                    Role::Submitter,
+                    Some(&organisation),
+                )?;
                 let sub = submission::find(tx, &id, Scope::Organisation(&organisation))?;
                 if !lifecycle::deletable(sub.status()) {
                     return Err(AppError::Conflict(
@@ -1022,6 +1030,14 @@ fn apply_request(
     request: Request,
     now: i64,
 ) -> AppResult<((Status, Vec<String>), Event)> {
+    // As in a save's commit: a withdrawal, a choice of destruction or return cannot be undone, and one removed from
+    // the organisation since the page was checked makes none.
+    crate::workflow::access::still_as_begun(
+        tx,
+        &who.user_id,
+        Role::Submitter,
+        Some(&who.organisation_id),
+    )?;
     let sub = submission::find(tx, id, Scope::Organisation(&who.organisation_id))?;
     let from = sub.status();
     let tn = sub.tracking_number.clone().unwrap_or_default();

@@ -181,7 +181,14 @@ impl Texts {
             .decrypt(crate::crypto::stream::Identities::identities(key).into_iter())
             .ok()?;
         let mut out = Zeroizing::new(Vec::new());
-        (&mut reader).take(TEXT_MAX).read_to_end(&mut out).ok()?;
+        // One byte over the cap: a text that ends within it ended at age's verified final chunk.
+        (&mut reader)
+            .take(TEXT_MAX + 1)
+            .read_to_end(&mut out)
+            .ok()?;
+        if out.len() as u64 > TEXT_MAX {
+            return None;
+        }
         String::from_utf8(out.to_vec()).ok()
     }
 }
@@ -213,5 +220,23 @@ mod tests {
             DataKey::unwrap(&key.wrapped, &ring).unwrap(),
         );
         assert_eq!(texts.open(&sealed.stored), "MARKER-defect list");
+    }
+
+    #[test]
+    fn a_text_over_its_cap_opens_as_nothing_not_as_its_beginning() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ring, _) = KeyRing::load_or_generate(tmp.path(), &[]).unwrap();
+        let key = WrappedKey::generate(&ring).unwrap();
+        let sealer = Sealer::to_key(&key.key_id).unwrap();
+        let mut texts = Texts::none();
+        texts.keys.insert(
+            key.key_id.clone(),
+            DataKey::unwrap(&key.wrapped, &ring).unwrap(),
+        );
+        let at_cap = "x".repeat(TEXT_MAX as usize);
+        let sealed = sealer.seal(&at_cap).unwrap();
+        assert_eq!(texts.try_open(&sealed.stored).as_deref(), Some(&at_cap[..]));
+        let over = sealer.seal(&format!("{at_cap}y")).unwrap();
+        assert_eq!(texts.try_open(&over.stored), None);
     }
 }

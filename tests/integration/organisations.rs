@@ -633,6 +633,58 @@ fn organisation_of(app: &TestApp, email: &str) -> Option<String> {
     })
 }
 
+/// A company's acceptance of a merge lasts only while whoever gave it still administers the company: an
+/// administrator who accepted, then was removed, can no longer bring the merge (and a shell company of its own, with
+/// its shell account an administrator of the victim) in by having the shell accept later. The victim answers again.
+#[test]
+fn a_merge_acceptance_lapses_with_the_administrator_who_gave_it() {
+    let app = TestApp::new();
+    let mut victim = app.login_as(Role::Submitter, "v@victim.example", Some("Victim Power"));
+    let mut colleague = app.login_as(Role::Submitter, "v2@victim.example", Some("Victim Power"));
+    let mut officer = app.login_as(Role::Officer, "o@example.gov", None);
+    let mut shell = app.login_as(Role::Submitter, "me@shell.example", Some("Shell Co"));
+    let v_org = app.organisation_id("Victim Power").unwrap();
+    let s_org = app.organisation_id("Shell Co").unwrap();
+    let v_id = app.user_id("v@victim.example");
+    let col_id = app.user_id("v2@victim.example");
+    assert_eq!(
+        victim
+            .post(&format!("/organisation/members/{col_id}/admin"), &[])
+            .status,
+        Status::SeeOther
+    );
+    let page = officer.post(
+        &format!("/officer/organisations/{s_org}/merge"),
+        &[
+            ("target", &v_org),
+            ("reason", "the same company, I am told"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let pid = open_proposal(&app, &s_org);
+    let page = victim.post(&format!("/organisation/merge-proposals/{pid}/accept"), &[]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    // The other administrator removes the one who accepted.
+    let page = colleague.post(
+        &format!("/organisation/members/{v_id}/remove"),
+        &[("confirm", "yes")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+
+    // The shell accepts: nothing is merged, the victim's acceptance is forgotten, and it answers again.
+    let page = shell.post(&format!("/organisation/merge-proposals/{pid}/accept"), &[]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(proposal_state(&app, &pid), "open");
+    assert_eq!(app.audit_count("organisation.merge"), 0);
+    assert_eq!(
+        organisation_of(&app, "me@shell.example").as_deref(),
+        Some(s_org.as_str())
+    );
+    let page = colleague.post(&format!("/organisation/merge-proposals/{pid}/refuse"), &[]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(proposal_state(&app, &pid), "refused");
+}
+
 /// The attack the consent closes: an officer registers a shell company with an address it controls and merges it
 /// into a victim company, which would make its shell account an administrator of the victim, reading its drafts and
 /// submissions. Now the officer only proposes; nothing moves until each company's administrator accepts, the
@@ -884,6 +936,29 @@ fn an_administrators_invitation_into_an_organisation_waits_for_its_admin_or_an_o
     });
     assert_eq!(org.as_deref(), Some(acme.as_str()));
 
+    // An approval lapses with its approver's authority: approved, then the approver no longer administers Acme
+    // (stepped down, removed): the link is refused and the invitation withdrawn.
+    let id = admin_invites("later@acme.example", &acme);
+    let page = a.post(&format!("/organisation/invitations/{id}/approve"), &[]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let token = newest_invitation_token(&app, "later@acme.example");
+    let set_admin = |yes: bool| {
+        app.with_conn(|c| {
+            diesel::update(users::table.filter(users::email.eq("a@acme.example")))
+                .set(users::org_admin.eq(yes))
+                .execute(c)
+                .unwrap()
+        })
+    };
+    set_admin(false);
+    assert_eq!(accept(&app, &token, "Later Person"), Status::Gone);
+    set_admin(true);
+    assert_eq!(
+        accept(&app, &token, "Later Person"),
+        Status::Gone,
+        "withdrawn"
+    );
+
     // Into an organisation without an administrator: an officer approves it; Acme's admin gets 404.
     let before = app.outbox().len();
     let id = admin_invites("first@orphan.example", &orphan);
@@ -905,7 +980,7 @@ fn an_administrators_invitation_into_an_organisation_waits_for_its_admin_or_an_o
     assert_eq!(app.outbox().len(), before + 1);
     let token = newest_invitation_token(&app, "first@orphan.example");
     assert_eq!(accept(&app, &token, "First Person"), Status::SeeOther);
-    assert_eq!(app.audit_count("invitation.approve"), 2);
+    assert_eq!(app.audit_count("invitation.approve"), 3);
 }
 
 #[test]
