@@ -462,6 +462,27 @@ pub fn grace_warnings(settings: &Settings) -> Vec<String> {
     }
 }
 
+/// What start-up warns of about the mail route: implicit TLS on the submission port (587) or STARTTLS on the
+/// implicit-TLS port (465) fails at the first send, a day later as "mail waits", not at start.
+pub fn mail_warnings(settings: &Settings) -> Vec<String> {
+    if settings.smtp_host.trim().is_empty() {
+        return Vec::new();
+    }
+    match (settings.smtp_security.as_str(), settings.smtp_port) {
+        ("tls", 587) => vec![
+            "smtp_security is `tls` (implicit TLS) on port 587, where servers expect STARTTLS: \
+                              every send is likely to fail; use `starttls`, or port 465"
+                .to_string(),
+        ],
+        ("starttls", 465) => vec![
+            "smtp_security is `starttls` on port 465, where servers expect implicit TLS: \
+                                   every send is likely to fail; use `tls`, or port 587"
+                .to_string(),
+        ],
+        _ => Vec::new(),
+    }
+}
+
 /// What start-up warns of about how the portal is reached:
 /// - beyond this machine without `public_origin`, it cannot tell its own name: the Host check (DNS rebinding)
 ///   then answers loopback names and the bare address only, and links in mail name the bare address;
@@ -659,6 +680,24 @@ mod tests {
         };
         assert!(least.validate().is_ok());
         assert!(grace_warnings(&least).is_empty());
+    }
+
+    #[test]
+    fn a_tls_mode_on_the_other_mode_s_port_is_warned_of() {
+        let with = |security: &str, port: u16| Settings {
+            smtp_host: "mail.example".into(),
+            smtp_security: security.into(),
+            smtp_port: port,
+            ..Settings::default()
+        };
+        assert_eq!(mail_warnings(&with("tls", 587)).len(), 1);
+        assert_eq!(mail_warnings(&with("starttls", 465)).len(), 1);
+        assert!(mail_warnings(&with("starttls", 587)).is_empty());
+        assert!(mail_warnings(&with("tls", 465)).is_empty());
+        assert!(
+            mail_warnings(&Settings::default()).is_empty(),
+            "no SMTP host"
+        );
     }
 
     #[test]

@@ -369,6 +369,7 @@ fn serve(figment: rocket::figment::Figment) -> Result<(), String> {
     for warning in config::exposure_warnings(&figment, &settings)
         .into_iter()
         .chain(config::grace_warnings(&settings))
+        .chain(config::mail_warnings(&settings))
     {
         eprintln!("*** WARNING: {warning} ***");
         tracing::warn!("{warning}");
