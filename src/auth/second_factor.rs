@@ -176,9 +176,9 @@ fn opened(ring: &RwLock<KeyRing>, stored: &str) -> AppResult<Zeroizing<Vec<u8>>>
 /// until then.
 ///
 /// Sealed and stored under the audit chain-head lock, as a new data key is: `keys rotate` retires an identity only
-/// under that lock once nothing is sealed to it, so the identity file as read here stands until this commits. One
-/// changed on disk since this process read it is read again (not swapped into the shared ring: no write lock under
-/// the database's), so an enrolment begun across a rotation is never sealed to the identity just retired.
+/// under that lock once nothing is sealed to it, so the identity file as read here stands until this commits; one
+/// changed on disk since this process read it is read again ([`KeyRing::as_on_disk`]), so an enrolment begun across
+/// a rotation is never sealed to the identity just retired.
 pub fn begin_totp(
     conn: &mut DbConn,
     ring: &RwLock<KeyRing>,
@@ -190,18 +190,10 @@ pub fn begin_totp(
     rand::rngs::OsRng.fill(&mut seed[..]);
     conn.transaction(|tx| {
         crate::audit::log::lock_head(tx)?;
-        let sealed = {
-            let held = ring_read(ring);
-            let reloaded = if held.changed_on_disk() {
-                Some(held.reload().map_err(|e| {
-                    AppError::Internal(format!("reading the changed key ring: {e}"))
-                })?)
-            } else {
-                None
-            };
-            account_secrets::seal(reloaded.as_ref().unwrap_or(&*held), &seed[..])
-                .map_err(|e| AppError::Internal(format!("sealing a TOTP secret: {e}")))?
-        };
+        let sealed = ring_read(ring)
+            .as_on_disk(|ring| account_secrets::seal(ring, &seed[..]))
+            .map_err(|e| AppError::Internal(format!("reading the changed key ring: {e}")))?
+            .map_err(|e| AppError::Internal(format!("sealing a TOTP secret: {e}")))?;
         model::put_enrolment(
             tx,
             &user.id,

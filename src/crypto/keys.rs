@@ -268,6 +268,17 @@ impl KeyRing {
         })
     }
 
+    /// Runs `f` with the ring as its file is now: this one, or — when the file changed on disk since it was read
+    /// (`keys rotate` in another process) — a copy read afresh for this call only. Not swapped into a shared ring,
+    /// so a caller under the database's write lock takes no write lock of the ring's.
+    pub fn as_on_disk<R>(&self, f: impl FnOnce(&KeyRing) -> R) -> Result<R, KeyRingError> {
+        if self.changed_on_disk() {
+            Ok(f(&self.reload()?))
+        } else {
+            Ok(f(self))
+        }
+    }
+
     /// The same ring read again from its file (after another process rotated), with the same escrow
     /// recipients and the same protection at rest.
     pub fn reload(&self) -> Result<KeyRing, KeyRingError> {

@@ -88,19 +88,12 @@ impl WrappedKey {
         now: i64,
         keys: &RwLock<KeyRing>,
     ) -> AppResult<()> {
-        let row = {
-            let held = keys.read().unwrap_or_else(|p| p.into_inner());
-            // Read from the file, not swapped into the shared ring: no write lock taken under the database's.
-            let reloaded = if held.changed_on_disk() {
-                Some(held.reload().map_err(|e| {
-                    AppError::Internal(format!("reading the changed key ring: {e}"))
-                })?)
-            } else {
-                None
-            };
-            self.row_for(reloaded.as_ref().unwrap_or(&*held), submission_id, now)
-        };
-        let row = row.map_err(|e| AppError::Internal(format!("wrapping a data key: {e}")))?;
+        let row = keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_on_disk(|ring| self.row_for(ring, submission_id, now))
+            .map_err(|e| AppError::Internal(format!("reading the changed key ring: {e}")))?
+            .map_err(|e| AppError::Internal(format!("wrapping a data key: {e}")))?;
         data_key::insert_current(tx, &row)?;
         Ok(())
     }

@@ -231,44 +231,6 @@ fn s3_wrong_credentials_or_bucket_are_said_at_start_without_the_secret() {
     assert!(!err.to_string().is_empty());
 }
 
-/// The store as seen by the deletion queue: how many database connections were taken while the store was asked.
-struct Watched {
-    inner: FsBlobStore,
-    db: pcii_portal::db::Db,
-    in_use_at_delete: std::sync::Mutex<Vec<u32>>,
-}
-
-impl BlobStore for Watched {
-    fn create(&self) -> std::io::Result<Box<dyn storage::BlobWriter>> {
-        self.inner.create()
-    }
-    fn open(&self, name: &str) -> std::io::Result<Box<dyn Read + Send>> {
-        self.inner.open(name)
-    }
-    fn delete(&self, name: &str) -> std::io::Result<()> {
-        self.in_use_at_delete
-            .lock()
-            .unwrap()
-            .push(self.db.connections_in_use());
-        self.inner.delete(name)
-    }
-    fn exists(&self, name: &str) -> std::io::Result<bool> {
-        self.inner.exists(name)
-    }
-    fn list(&self) -> std::io::Result<Vec<(String, Duration)>> {
-        self.inner.list()
-    }
-    fn sweep_temporaries(&self, older_than: Duration) -> std::io::Result<usize> {
-        self.inner.sweep_temporaries(older_than)
-    }
-    fn is_available(&self) -> bool {
-        self.inner.is_available()
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-}
-
 /// Deletions queued by a request's commit are made with no database connection held while the store is asked: a
 /// slow store (S3 in a brownout, 20 s a call) must not take the pool's few connections with it.
 #[test]
@@ -277,17 +239,21 @@ fn queued_deletions_hold_no_database_connection_while_the_store_answers() {
     let dir = tempfile::tempdir().unwrap();
     let url = dir.path().join("portal.db").display().to_string();
     let db = pcii_portal::db::Db::open(&url, 2).unwrap();
-    let store = Watched {
-        inner: FsBlobStore::open(&dir.path().join("blobs")).unwrap(),
-        db: db.clone(),
-        in_use_at_delete: Default::default(),
+    // How many database connections were taken while the store was asked to delete.
+    let in_use_at_delete = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = crate::common::BeforeDelete {
+        inner: Arc::new(FsBlobStore::open(&dir.path().join("blobs")).unwrap()),
+        before_delete: {
+            let (db, seen) = (db.clone(), in_use_at_delete.clone());
+            move |_: &str| seen.lock().unwrap().push(db.connections_in_use())
+        },
     };
     let names: Vec<String> = (0..3).map(|i| put(&store, &[i; 10])).collect();
     blob_deletion::enqueue(&mut db.get().unwrap(), &names, 0).unwrap();
     let (deleted, failed) =
         pcii_portal::workflow::blobs::delete_queued(&db, &store, Some(&names)).unwrap();
     assert_eq!((deleted, failed), (3, 0));
-    assert_eq!(*store.in_use_at_delete.lock().unwrap(), vec![0, 0, 0]);
+    assert_eq!(*in_use_at_delete.lock().unwrap(), vec![0, 0, 0]);
     assert_eq!(blob_deletion::count(&mut db.get().unwrap()).unwrap(), 0);
     for name in &names {
         assert!(!store.exists(name).unwrap());

@@ -154,56 +154,27 @@ fn the_start_up_sweep_runs_only_on_the_instance_holding_the_lease() {
     assert_eq!(held.map(|l| l.holder).as_deref(), Some(lease_holder()));
 }
 
-/// A store that, at its first deletion, sees another instance take the sweep's lease over (this round's took
-/// longer than the lease: a long queue after a store outage).
-struct TakenOverMidRound {
-    inner: Arc<dyn pcii_portal::storage::BlobStore>,
-    db: pcii_portal::db::Db,
-    taken: std::sync::atomic::AtomicBool,
-}
-
-impl pcii_portal::storage::BlobStore for TakenOverMidRound {
-    fn create(&self) -> std::io::Result<Box<dyn pcii_portal::storage::BlobWriter>> {
-        self.inner.create()
-    }
-    fn open(&self, name: &str) -> std::io::Result<Box<dyn std::io::Read + Send>> {
-        self.inner.open(name)
-    }
-    fn delete(&self, name: &str) -> std::io::Result<()> {
-        if !self.taken.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            let mut c = self.db.get().unwrap();
-            lease::clear(&mut c, SWEEP_LEASE).unwrap();
-            assert!(lease::acquire(&mut c, SWEEP_LEASE, OTHER, 3600).unwrap());
-        }
-        self.inner.delete(name)
-    }
-    fn exists(&self, name: &str) -> std::io::Result<bool> {
-        self.inner.exists(name)
-    }
-    fn list(&self) -> std::io::Result<Vec<(String, Duration)>> {
-        self.inner.list()
-    }
-    fn sweep_temporaries(&self, older_than: Duration) -> std::io::Result<usize> {
-        self.inner.sweep_temporaries(older_than)
-    }
-    fn is_available(&self) -> bool {
-        self.inner.is_available()
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-}
-
 #[test]
 fn a_sweep_round_deletes_nothing_more_once_another_instance_took_its_lease_over() {
     let app = TestApp::new();
     let queued = orphan(&app);
     app.with_conn(|c| blob_deletion::enqueue(c, std::slice::from_ref(&queued), app.now()).unwrap());
     let unreferenced = orphan(&app);
-    let store = TakenOverMidRound {
+    // At its first deletion, the store sees another instance take the sweep's lease over (this round took longer
+    // than the lease: a long queue after a store outage).
+    let (db, taken) = (
+        app.state().db.clone(),
+        std::sync::atomic::AtomicBool::new(false),
+    );
+    let store = crate::common::BeforeDelete {
         inner: app.state().blobs.clone(),
-        db: app.state().db.clone(),
-        taken: false.into(),
+        before_delete: move |_: &str| {
+            if !taken.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let mut c = db.get().unwrap();
+                lease::clear(&mut c, SWEEP_LEASE).unwrap();
+                assert!(lease::acquire(&mut c, SWEEP_LEASE, OTHER, 3600).unwrap());
+            }
+        },
     };
     let swept = app.with_conn(|c| {
         pcii_portal::workflow::blobs::sweep_if_leased(

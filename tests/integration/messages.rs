@@ -698,17 +698,20 @@ fn a_mail_a_round_took_while_the_send_after_its_act_was_slow_goes_out_once() {
     let ann = user(&app, "ann@acme.example");
     // An act (a message to a large organisation, say) queued a mail to Ann; the send made at once after it is still
     // busy with the others when the grace ends, and a notification round (on this or another instance) sends hers.
-    let queued = app.with_conn(|c| {
-        pending_mail::enqueue(
-            c,
-            &app.state().mailer,
-            Kind::Message,
-            (&ann.id, &ann.email, &ann.display_name),
-            "/",
-            app.now(),
-        )
-        .unwrap()
-    });
+    let enqueue = || {
+        app.with_conn(|c| {
+            pending_mail::enqueue(
+                c,
+                &app.state().mailer,
+                Kind::Message,
+                (&ann.id, &ann.email, &ann.display_name),
+                "/",
+                app.now(),
+            )
+            .unwrap()
+        })
+    };
+    let queued = enqueue();
     app.advance(AT_ONCE_GRACE + 1);
     assert_eq!(app.notification_round().sent.len(), 1);
     assert_eq!(mails_to(&app, "ann@acme.example").len(), 1);
@@ -723,17 +726,7 @@ fn a_mail_a_round_took_while_the_send_after_its_act_was_slow_goes_out_once() {
     assert_eq!(mails_to(&app, "ann@acme.example").len(), 1, "sent once");
 
     // The other way round: a send that claimed its row first keeps it from a round for the grace.
-    let queued = app.with_conn(|c| {
-        pending_mail::enqueue(
-            c,
-            &app.state().mailer,
-            Kind::Message,
-            (&ann.id, &ann.email, &ann.display_name),
-            "/",
-            app.now(),
-        )
-        .unwrap()
-    });
+    let queued = enqueue();
     let unsent = rt.block_on(pending_mail::send_now(app.state(), vec![queued]));
     assert_eq!(unsent, pending_mail::Unsent::default());
     assert_eq!(mails_to(&app, "ann@acme.example").len(), 2);

@@ -343,12 +343,23 @@ fn sessions_past_their_timeout_are_deleted_by_the_hourly_round_though_their_cook
     assert_eq!(live.get("/officer").status, Status::Ok);
 }
 
+/// How many sessions the account holds.
+fn sessions_of(app: &TestApp, user_id: &str) -> i64 {
+    use pcii_portal::db::schema::sessions;
+    app.with_conn(|c| {
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .count()
+            .get_result(c)
+            .unwrap()
+    })
+}
+
 /// Someone holding an officer's password but not its second factor, signing in again and again, ends only the
 /// half-done sessions it makes: the officer's own session, which gave the factor, stays (before, the cap ended the
 /// least recently used session whatever it was, and 20 password-only sign-ins signed the officer out).
 #[test]
 fn password_only_sign_ins_past_the_cap_do_not_end_a_session_that_gave_the_factor() {
-    use pcii_portal::db::schema::sessions;
     let app = TestApp::new();
     let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
     let id = app.user_id("olga@pcii.example.gov");
@@ -363,14 +374,7 @@ fn password_only_sign_ins_past_the_cap_do_not_end_a_session_that_gave_the_factor
         );
         assert_eq!(page.header("Location"), Some("/login/second-factor"));
     }
-    let held: i64 = app.with_conn(|c| {
-        sessions::table
-            .filter(sessions::user_id.eq(&id))
-            .count()
-            .get_result(c)
-            .unwrap()
-    });
-    assert_eq!(held, cap as i64);
+    assert_eq!(sessions_of(&app, &id), cap as i64);
     assert_eq!(officer.get("/officer").status, Status::Ok);
 }
 
@@ -379,7 +383,6 @@ fn password_only_sign_ins_past_the_cap_do_not_end_a_session_that_gave_the_factor
 /// sessions, the current one among them, still work.
 #[test]
 fn an_account_holds_at_most_twenty_sessions_and_signing_in_ends_the_oldest() {
-    use pcii_portal::db::schema::sessions;
     let app = TestApp::new();
     let id = app.create_user(Role::Submitter, "ann@acme.example", Some("Acme"));
     let cap = pcii_portal::auth::sessions::SESSIONS_PER_ACCOUNT as usize;
@@ -389,14 +392,7 @@ fn an_account_holds_at_most_twenty_sessions_and_signing_in_ends_the_oldest() {
         assert_eq!(b.login("ann@acme.example", PASSWORD), Status::SeeOther);
         browsers.push(b);
     }
-    let held: i64 = app.with_conn(|c| {
-        sessions::table
-            .filter(sessions::user_id.eq(&id))
-            .count()
-            .get_result(c)
-            .unwrap()
-    });
-    assert_eq!(held, cap as i64);
+    assert_eq!(sessions_of(&app, &id), cap as i64);
     let reasons: Vec<Option<String>> = app.with_conn(|c| {
         audit_entries::table
             .filter(audit_entries::action.eq("auth.login"))

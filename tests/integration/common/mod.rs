@@ -1158,3 +1158,38 @@ pub fn received_around(
     let _ = res.read_to_end(&mut rest);
     n + rest.len()
 }
+
+/// A blob store that hands every call to `inner` and runs `before_delete` (with the blob's name) before each
+/// deletion: for tests that act, or look, at the moment the store is asked to delete.
+pub struct BeforeDelete<F> {
+    pub inner: std::sync::Arc<dyn pcii_portal::storage::BlobStore>,
+    pub before_delete: F,
+}
+
+impl<F: Fn(&str) + Send + Sync + 'static> pcii_portal::storage::BlobStore for BeforeDelete<F> {
+    fn create(&self) -> std::io::Result<Box<dyn pcii_portal::storage::BlobWriter>> {
+        self.inner.create()
+    }
+    fn open(&self, name: &str) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        self.inner.open(name)
+    }
+    fn delete(&self, name: &str) -> std::io::Result<()> {
+        (self.before_delete)(name);
+        self.inner.delete(name)
+    }
+    fn exists(&self, name: &str) -> std::io::Result<bool> {
+        self.inner.exists(name)
+    }
+    fn list(&self) -> std::io::Result<Vec<(String, std::time::Duration)>> {
+        self.inner.list()
+    }
+    fn sweep_temporaries(&self, older_than: std::time::Duration) -> std::io::Result<usize> {
+        self.inner.sweep_temporaries(older_than)
+    }
+    fn is_available(&self) -> bool {
+        self.inner.is_available()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
