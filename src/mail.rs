@@ -242,14 +242,25 @@ fn smtp_transport(s: &Settings) -> Result<SmtpTransport, String> {
     Ok(builder.build())
 }
 
+/// The outbox holds live links (reset, invitation, confirmation): only the portal's user may list or read it. An
+/// outbox that already exists (made by hand, or by an older version) is narrowed to that too, since the files
+/// lettre writes in it take the process's umask.
 fn create_private_dir(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .map_err(|e| format!("creating the mail outbox {}: {e}", dir.display()))?;
+    }
+    let mode = std::fs::metadata(dir)
+        .map_err(|e| format!("reading the mail outbox {}: {e}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("making the mail outbox {} private: {e}", dir.display()))?;
     }
     Ok(())
 }
@@ -267,7 +278,7 @@ pub mod messages {
             to: to.into(),
             subject: "Confirm your email address for the PCII portal".into(),
             body: format!(
-                "Hello,\n\nConfirm that this is your address by opening this link within {hours} hours:\n\n{link}\n\nUntil you do, your account cannot submit or see anything of its organisation. A registration not confirmed within {removed_after_days} days is removed, with its organisation.\n{SIGNATURE}"
+                "Hello,\n\nThis address was used to register at the PCII Program Office intake portal. If it was you, sign in with the password you chose, then open this link within {hours} hours to confirm that the address is yours:\n\n{link}\n\nUntil you do, your account cannot submit or see anything of its organisation. A registration not confirmed within {removed_after_days} days is removed, with its organisation. If you did not register, do nothing: the link confirms the address only for whoever registered it, and only once they have signed in.\n{SIGNATURE}"
             ),
         }
     }
@@ -284,12 +295,14 @@ pub mod messages {
         }
     }
 
-    pub fn reset_password(to: &str, name: &str, link: &str, minutes: i64) -> Mail {
+    /// `name` only once the address is confirmed (before, it is whatever the registrant typed).
+    pub fn reset_password(to: &str, name: Option<&str>, link: &str, minutes: i64) -> Mail {
+        let hello = name.map_or_else(|| "Hello".to_string(), |n| format!("Hello {n}"));
         Mail {
             to: to.into(),
             subject: "Reset your PCII portal password".into(),
             body: format!(
-                "Hello {name},\n\nSomeone (we hope you) asked to reset the password of your PCII portal account. Open this link within {minutes} minutes to choose a new one; it works once:\n\n{link}\n\nEvery session of your account ends when the password changes.\n{SIGNATURE}"
+                "{hello},\n\nSomeone (we hope you) asked to reset the password of your PCII portal account. Open this link within {minutes} minutes to choose a new one; it works once:\n\n{link}\n\nEvery session of your account ends when the password changes.\n{SIGNATURE}"
             ),
         }
     }
@@ -383,6 +396,19 @@ mod tests {
             smtp_security: security.into(),
             ..Settings::default()
         }
+    }
+
+    #[test]
+    fn an_outbox_others_may_read_is_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = dir.path().join("outbox");
+        create_private_dir(&outbox).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&outbox), 0o700);
+        std::fs::set_permissions(&outbox, std::fs::Permissions::from_mode(0o755)).unwrap();
+        create_private_dir(&outbox).unwrap();
+        assert_eq!(mode(&outbox), 0o700);
     }
 
     #[test]

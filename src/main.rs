@@ -557,7 +557,9 @@ fn user(settings: &config::Settings, command: UserCommand) -> Result<(), String>
             )
             .map_err(|e| e.to_string())?;
             println!(
-                "reset the second factors of {}; its sessions have ended. It sets up a new factor at its next sign-in.",
+                "reset the second factors of {}; its sessions have ended and its password no longer works. The person \
+                 chooses a new one with \"Forgot your password?\" (a link to the account's address), then sets up a new \
+                 factor at the next sign-in.",
                 user.email
             );
             Ok(())

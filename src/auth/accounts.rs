@@ -53,7 +53,7 @@ pub fn validate_person(email: &str, display_name: &str, password: Option<&str>) 
         errors.add("email", m);
     }
     let name = display_name.trim();
-    if name.is_empty() || name.chars().count() > 120 || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().count() > 120 || name.chars().any(unfit_in_a_name) {
         errors.add(
             "display_name",
             "Enter the person's name (up to 120 characters).",
@@ -70,7 +70,13 @@ pub fn validate_person(email: &str, display_name: &str, password: Option<&str>) 
 /// A one-line name (an organisation, an agency): trimmed, 1..=200 characters, no control characters.
 pub fn valid_name(name: &str) -> bool {
     let n = name.trim();
-    !n.is_empty() && n.chars().count() <= 200 && !n.chars().any(char::is_control)
+    !n.is_empty() && n.chars().count() <= 200 && !n.chars().any(unfit_in_a_name)
+}
+
+/// Control characters, and invisible ones: a bidirectional override makes a name read otherwise in a mail or a
+/// list than it is stored (`U+202E` before `moc.elpmaxe` shows it as `example.com`).
+fn unfit_in_a_name(c: char) -> bool {
+    c.is_control() || account::is_invisible(c)
 }
 
 fn validate_new_account(a: &NewAccount) -> FieldErrors {
@@ -180,7 +186,8 @@ pub enum AccountChange {
     },
     Enable,
     Role(Role),
-    /// Every second factor deleted and every session ended: the person enrols again at the next sign-in.
+    /// Every second factor deleted, every session ended and the password voided: the person chooses a new password
+    /// through a mailed reset link, then enrols again at the next sign-in.
     ResetFactors {
         reason: String,
     },
@@ -238,6 +245,13 @@ pub fn apply_change(
         AccountChange::Disable { reason } => {
             account::set_disabled(tx, user_id, true)?;
             let ended = session::delete_all_of(tx, user_id)?;
+            // A reset link mailed before would otherwise still set the password (in place once it is enabled).
+            crate::models::account_token::void(
+                tx,
+                user_id,
+                crate::models::account_token::Purpose::ResetPassword,
+                audit.now(),
+            )?;
             let revoked = revoke_grants(tx, audit, actor, user_id, "the account was disabled")?;
             (
                 "account.disable",
@@ -280,9 +294,15 @@ pub fn apply_change(
         AccountChange::ResetFactors { reason } => {
             let what = super::second_factor::delete_all(tx, user_id)?;
             let ended = session::delete_all_of(tx, user_id)?;
+            // The password goes too: whoever knows it (the factor was what stopped them) would otherwise enrol a
+            // factor of their own at the next sign-in, before the person. A new one is chosen through a link mailed
+            // to the account's address ("Forgot your password?"), so the mailbox stands before the new factor.
+            account::set_password(tx, user_id, super::password::VOIDED, audit.now())?;
             (
                 "mfa.reset",
-                Some(format!("{reason}; {what}; {ended} session(s) ended")),
+                Some(format!(
+                    "{reason}; {what}; {ended} session(s) ended; password voided"
+                )),
             )
         }
         AccountChange::Training(at) => {

@@ -27,9 +27,13 @@ use crate::models::invitation::{
 
 const DAY: i64 = 86_400;
 
-/// Invitations one organisation administrator may make in an hour. Each is a mail carrying names its organisation
-/// typed to any address; a company onboarding its staff stays well under it. (Office staff are not capped.)
+/// Invitations one organisation's administrators may make in an hour, all of them together (each new member made an
+/// administrator must not bring twenty more an hour). Each is a mail carrying names its organisation typed to any
+/// address; a company onboarding its staff stays well under it. (Office staff are not capped.)
 pub const ORGANISATION_INVITATIONS_PER_HOUR: i64 = 20;
+/// Invitations from organisations one address may be sent in a day, whichever organisations send them: the portal's
+/// mail must not be a way to flood one inbox.
+pub const INVITATIONS_PER_ADDRESS_PER_DAY: i64 = 3;
 
 /// What the inviter typed.
 pub struct InvitationRequest {
@@ -208,17 +212,30 @@ pub fn invite(
     let email = normalize_email(&req.email);
     let id = new_id();
     let result = audit.fact(conn, actor, |tx| {
-        if inviter.role() == Role::Submitter
-            && model::made_since(tx, &inviter.id, now - DAY / 24)? >= ORGANISATION_INVITATIONS_PER_HOUR
-        {
-            let event = Event::new("invitation.create", Outcome::Refused).reason("throttled");
-            return Ok((
-                Err(AppError::Throttled(format!(
-                    "You made {ORGANISATION_INVITATIONS_PER_HOUR} invitations in the last hour, the most \
-                     allowed. Try again later."
-                ))),
-                event,
-            ));
+        if inviter.role() == Role::Submitter {
+            let organisation = inviter.organisation_id.as_deref().unwrap_or_default();
+            let refusal = if model::made_for_organisation_since(tx, organisation, now - DAY / 24)?
+                >= ORGANISATION_INVITATIONS_PER_HOUR
+            {
+                Some(format!(
+                    "Your organisation made {ORGANISATION_INVITATIONS_PER_HOUR} invitations in the last hour, the \
+                     most allowed. Try again later."
+                ))
+            } else if model::made_to_address_by_organisations_since(tx, &email, now - DAY)?
+                >= INVITATIONS_PER_ADDRESS_PER_DAY
+            {
+                Some(
+                    "This address was sent as many invitations today as the portal sends one address. Try again \
+                     tomorrow."
+                        .to_string(),
+                )
+            } else {
+                None
+            };
+            if let Some(refusal) = refusal {
+                let event = Event::new("invitation.create", Outcome::Refused).reason("throttled");
+                return Ok((Err(AppError::Throttled(refusal)), event));
+            }
         }
         let organisation_id = match &membership {
             Membership::Existing(org) => match account::find_organisation(tx, org)? {

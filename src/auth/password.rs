@@ -40,6 +40,10 @@ pub struct Hasher {
     inner: Arc<Inner>,
 }
 
+/// What an account's stored password is set to when it must be chosen again through a mailed reset link (its
+/// second factors were reset): no password matches it.
+pub const VOIDED: &str = "!voided";
+
 struct Inner {
     params: Params,
     /// A hash of a random password, verified against when the account does not exist.
@@ -117,9 +121,11 @@ impl Inner {
         .to_string())
     }
 
-    /// A password over the cap is still run against the dummy hash so the refusal takes the same time.
+    /// A password over the cap, or an account whose password was voided ([`VOIDED`]), is still run against the
+    /// dummy hash so the refusal takes the same time.
     fn verify(&self, password: &str, stored: Option<&str>, memory: &mut Memory) -> bool {
         let over_cap = password.len() > MAX_BYTES;
+        let stored = stored.filter(|s| *s != VOIDED);
         let candidate = if over_cap { "" } else { password };
         let target = if over_cap {
             &self.dummy

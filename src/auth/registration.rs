@@ -227,12 +227,20 @@ pub fn link_live(conn: &mut DbConn, token: &str, purpose: Purpose, now: i64) -> 
 const LINK_GONE: &str =
     "This link has been used or has expired. Ask for a new one (sign in, or use \"Forgot your password?\").";
 
-/// Confirms an address with its single-use link.
+/// What a confirmation link opened outside its own account's session is told.
+pub const CONFIRM_IN_OWN_SESSION: &str = "This link confirms the address of the account that registered it: sign in \
+     to that account (with the password chosen at registration), then open the link again. If you did not register at \
+     the PCII portal, ignore the link: the registration is removed unless it is confirmed.";
+
+/// Confirms an address with its single-use link, in a session of the account it was sent for (`signed_in_as`): a
+/// link confirms nothing for whoever merely receives it, or someone who registered another's address (a squatter)
+/// would have it confirmed by the owner's click, and the account would pass for the owner's.
 pub fn confirm_email(
     conn: &mut DbConn,
     audit: &AuditLog,
     actor: &Actor,
     token: &str,
+    signed_in_as: &str,
     now: i64,
 ) -> AppResult<()> {
     let hash = hash_token(token);
@@ -244,6 +252,10 @@ pub fn confirm_email(
         let Some(user_id) = account_token::spend(tx, &hash, Purpose::VerifyEmail, now)? else {
             return Err(AppError::Gone(LINK_GONE.into()));
         };
+        if user_id != signed_in_as {
+            // The error rolls the spending back: the link still works in its own account's session.
+            return Err(AppError::Refused(CONFIRM_IN_OWN_SESSION.into()));
+        }
         account::set_email_verified(tx, &user_id, now)?;
         Ok((
             (),
@@ -315,9 +327,15 @@ pub fn request_reset(
             }
             Some(u) if !u.disabled => {
                 let token = issue_link(tx, &u.id, Purpose::ResetPassword, now, minutes * 60)?;
+                // The name is the registrant's own words until the address is confirmed (whoever registered it may
+                // not be its owner): the mail greets no one by it till then.
+                let name = u
+                    .email_verified_at
+                    .is_some()
+                    .then_some(u.display_name.as_str());
                 let mail = messages::reset_password(
                     &u.email,
-                    &u.display_name,
+                    name,
                     &mailer.link(&format!("/password/reset/{token}")),
                     minutes,
                 );
@@ -372,6 +390,11 @@ pub fn reset_password(
         if account_token::spend(tx, &hash_token(token), Purpose::ResetPassword, now)?.as_deref()
             != Some(user_id.as_str())
         {
+            return Err(AppError::Gone(LINK_GONE.into()));
+        }
+        // Disabled meanwhile (its links are voided when it is): no password is set for an account the Program Office
+        // or its organisation closed.
+        if account::find(tx, &user_id)?.disabled {
             return Err(AppError::Gone(LINK_GONE.into()));
         }
         // The address counts as confirmed (the link reached it), from its first confirmation if it had one.

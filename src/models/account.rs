@@ -107,9 +107,12 @@ pub fn email_problem(email: &str) -> Option<&'static str> {
     if email.chars().any(is_invisible) {
         return Some("This address contains an invisible character. Type it again by hand.");
     }
-    // What the mailer will take (no link could reach an address it refuses: `a,b@x.example`, `a..b@x.example`).
-    if email.parse::<lettre::message::Mailbox>().is_err() {
-        return Some(generic);
+    // What the mailer will take (no link could reach an address it refuses: `a,b@x.example`, `a..b@x.example`), as
+    // a bare address: a name with the address in brackets (`x<ann@corp.example>`) would be stored as one account's
+    // address while its mail went to another's.
+    match email.parse::<lettre::message::Mailbox>() {
+        Ok(m) if m.name.is_none() && AsRef::<str>::as_ref(&m.email) == email => {}
+        _ => return Some(generic),
     }
     let labels = std::iter::once(local).chain(domain.split('.'));
     for label in labels {
@@ -122,8 +125,9 @@ pub fn email_problem(email: &str) -> Option<&'static str> {
     None
 }
 
-/// Zero-width and other invisible format characters (Unicode default-ignorables that survive NFKC).
-fn is_invisible(c: char) -> bool {
+/// Zero-width and other invisible format characters (Unicode default-ignorables that survive NFKC), bidirectional
+/// overrides and isolates among them.
+pub(crate) fn is_invisible(c: char) -> bool {
     matches!(c,
         '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
         | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'

@@ -135,6 +135,35 @@ pub fn made_since(conn: &mut DbConn, invited_by: &str, since: i64) -> QueryResul
         .get_result(conn)
 }
 
+/// Invitations made by the administrators of one organisation (into it) since `since`.
+pub fn made_for_organisation_since(
+    conn: &mut DbConn,
+    organisation_id: &str,
+    since: i64,
+) -> QueryResult<i64> {
+    invitations::table
+        .inner_join(users::table.on(users::id.nullable().eq(invitations::invited_by)))
+        .filter(users::organisation_id.eq(organisation_id))
+        .filter(invitations::created_at.ge(since))
+        .count()
+        .get_result(conn)
+}
+
+/// Invitations made to one address by organisations' administrators (not by the Program Office) since `since`.
+pub fn made_to_address_by_organisations_since(
+    conn: &mut DbConn,
+    email: &str,
+    since: i64,
+) -> QueryResult<i64> {
+    invitations::table
+        .inner_join(users::table.on(users::id.nullable().eq(invitations::invited_by)))
+        .filter(invitations::email.eq(email))
+        .filter(users::role.eq(crate::domain::Role::Submitter.as_str()))
+        .filter(invitations::created_at.ge(since))
+        .count()
+        .get_result(conn)
+}
+
 /// The open invitations one person made to one address.
 pub fn open_ids_for(conn: &mut DbConn, email: &str, invited_by: &str) -> QueryResult<Vec<String>> {
     invitations::table

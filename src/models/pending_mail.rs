@@ -46,6 +46,15 @@ pub fn due(conn: &mut DbConn, now: i64, limit: i64) -> QueryResult<Vec<PendingMa
         .load(conn)
 }
 
+/// The row `id`, if it is still queued.
+pub fn find_opt(conn: &mut DbConn, id: &str) -> QueryResult<Option<PendingMail>> {
+    pending_mail::table
+        .find(id)
+        .select(PendingMail::as_select())
+        .first(conn)
+        .optional()
+}
+
 /// Sent, or given up: gone (deleting one already gone is a no-op).
 pub fn delete(conn: &mut DbConn, id: &str) -> QueryResult<()> {
     diesel::delete(pending_mail::table.find(id))

@@ -31,10 +31,18 @@ const PER_ROUND: i64 = 500;
 #[derive(Debug)]
 pub struct Queued {
     id: String,
-    mail: Mail,
     /// The row's next attempt as the act wrote it: the send claims the row from this value, so that a round that
     /// took the row meanwhile (the send was slow) is the only one to send it.
     next_attempt_at: i64,
+}
+
+/// What claiming a queued row for the send made at once found.
+enum Claimed {
+    /// A round took it meanwhile: it is the round's to send.
+    Taken,
+    /// The person is no longer one to tell (disabled, moved, turned the kind off since the act): dropped.
+    Dropped,
+    Send(Mail),
 }
 
 /// The mail of `kind` to `email` (greeted as `name`), linking to `link`: the same text whether it goes at once or
@@ -60,7 +68,8 @@ pub fn enqueue(
     path: &str,
     now: i64,
 ) -> AppResult<Queued> {
-    let mail = build(kind, email, name, &mailer.link(path)).ok_or_else(|| {
+    // Built when it is sent (see `plan`); a kind that has no mail is refused here, in the act.
+    build(kind, email, name, &mailer.link(path)).ok_or_else(|| {
         crate::error::AppError::Internal(format!("no queued mail of kind {}", kind.as_str()))
     })?;
     let row = PendingMail {
@@ -75,7 +84,6 @@ pub fn enqueue(
     model::insert(tx, &row)?;
     Ok(Queued {
         id: row.id,
-        mail,
         next_attempt_at: row.next_attempt_at,
     })
 }
@@ -90,6 +98,8 @@ pub struct Unsent {
     pub refused: usize,
     /// Taken by a notification round meanwhile (on this instance or another): it sends them, not this send.
     pub taken: usize,
+    /// Not sent: the person was disabled, moved or turned the kind off between the act and the send.
+    pub dropped: usize,
 }
 
 /// Hands each mail to the mail route and deletes the row of each it took, or of each refused for good. Stops at
@@ -101,16 +111,37 @@ pub async fn send_now(state: &Services, queued: Vec<Queued>) -> Unsent {
     let total = queued.len();
     for (i, q) in queued.into_iter().enumerate() {
         let id = q.id;
-        let (seen, until) = (q.next_attempt_at, state.clock.now() + AT_ONCE_GRACE);
-        let claim_id = id.clone();
-        match state
+        let now = state.clock.now();
+        let (seen, until) = (q.next_attempt_at, now + AT_ONCE_GRACE);
+        let (claim_id, mailer) = (id.clone(), state.mailer.clone());
+        let claimed = state
             .db
-            .run(move |c| Ok(model::claim(c, &claim_id, seen, until)?))
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
+            .run(move |c| {
+                if !model::claim(c, &claim_id, seen, until)? {
+                    return Ok(Claimed::Taken);
+                }
+                let Some(row) = model::find_opt(c, &claim_id)? else {
+                    return Ok(Claimed::Taken);
+                };
+                // Decided as a round decides, now: a fan-out to a large organisation takes minutes, and whoever was
+                // disabled, removed or turned the kind off meanwhile must not be mailed from the act's old list.
+                Ok(match plan(c, &|path| mailer.link(path), &row, now)? {
+                    Plan::Send { mail, .. } => Claimed::Send(mail),
+                    Plan::Drop { .. } => {
+                        model::delete(c, &claim_id)?;
+                        Claimed::Dropped
+                    }
+                })
+            })
+            .await;
+        let mail = match claimed {
+            Ok(Claimed::Send(mail)) => mail,
+            Ok(Claimed::Taken) => {
                 unsent.taken += 1;
+                continue;
+            }
+            Ok(Claimed::Dropped) => {
+                unsent.dropped += 1;
                 continue;
             }
             Err(e) => {
@@ -119,8 +150,8 @@ pub async fn send_now(state: &Services, queued: Vec<Queued>) -> Unsent {
                 unsent.later += total - i;
                 break;
             }
-        }
-        match send_off_executor(&state.mailer, q.mail).await {
+        };
+        match send_off_executor(&state.mailer, mail).await {
             Ok(()) => {
                 if let Err(e) = state.db.run(move |c| Ok(model::delete(c, &id)?)).await {
                     // Sent but still queued: a round sends it again (at least once).

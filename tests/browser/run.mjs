@@ -1194,8 +1194,9 @@ async function flowAuditor(browser) {
 
 /**
  * The auditor lost its phone and recovery codes: the administrator resets its second factors ("Reset second
- * factors", a reason and a confirmation box; at once, with a single administrator). At its next sign-in the
- * auditor must set up a factor again before it reaches the audit log.
+ * factors", a reason and a confirmation box; at once, with a single administrator). The reset voids its password:
+ * it chooses a new one through the mailed link, and at its next sign-in must set up a factor again before it
+ * reaches the audit log.
  */
 async function flowFactorReset(browser) {
   const a = await person(browser, 'administrator');
@@ -1215,6 +1216,15 @@ async function flowFactorReset(browser) {
   await a.context.close();
 
   const p = await person(browser, 'auditor');
+  // The reset voided the password too: the old one is refused, and a new one is chosen through the mailed link
+  // (so whoever knew the old password cannot enrol a factor of their own first).
+  await go(p.page, 'auditor: sign-in page', '/login');
+  await go(p.page, 'auditor: the old password, after the reset', () => fillAndEnter(p.page, { email: people.auditor.email, password: PASSWORD }), { expectStatus: 401 });
+  await go(p.page, 'auditor: forgot the password', '/password/forgot');
+  await go(p.page, 'auditor: a reset link asked for', () => fillAndEnter(p.page, { email: people.auditor.email }));
+  const resetLink = await mailedLink(OUTBOX, people.auditor.email, '/password/reset/');
+  await go(p.page, 'auditor: opens the reset link', resetLink);
+  await go(p.page, 'auditor: a new password', () => fillAndEnter(p.page, { new_password: PASSWORD }));
   await signIn(p, people.auditor.email, 'auditor (after the reset)');
   expect(here(p.page) === '/account/security', `after the reset the auditor's sign-in led to ${p.page.url()}`);
   expect(/needs a second factor/.test(await errorSummary(p.page)), 'after the reset, /account/security does not ask for a new factor');

@@ -211,12 +211,29 @@ fn cli_resets_an_accounts_second_factors() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The session ended; the next sign-in leads to enrolment.
+    // The session ended and the password no longer works; a new one through the mailed link, then enrolment.
     assert_eq!(b.get("/admin").status, Status::Unauthorized);
     let mut again = app.browser();
     let res = again.post(
         "/login",
         &[("email", "lone@example.gov"), ("password", PASSWORD)],
+    );
+    assert_eq!(res.status, Status::Unauthorized);
+    again.post("/password/forgot", &[("email", "lone@example.gov")]);
+    let link = app
+        .mailed_link("lone@example.gov", "/password/reset/")
+        .expect("a reset link");
+    let res = again.post(
+        &link,
+        &[("new_password", "a new passphrase of the lone one")],
+    );
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    let res = again.post(
+        "/login",
+        &[
+            ("email", "lone@example.gov"),
+            ("password", "a new passphrase of the lone one"),
+        ],
     );
     assert_eq!(res.header("Location"), Some("/account/security"));
     assert_eq!(app.audit_count("mfa.reset"), 1);

@@ -612,10 +612,24 @@ fn emails_are_normalised_and_confusable_addresses_refused() {
         ("a,b@example.com", "like name@example.com"),
         ("a..b@example.com", "like name@example.com"),
         ("a(b)@example.com", "like name@example.com"),
+        // A name with the address in brackets: stored as one address, mailed to another.
+        ("x<ann@example.com>", "like name@example.com"),
+        ("ops.example.com<me@evil.example>", "like name@example.com"),
     ] {
         let res = other.post("/register", &register_fields(email, PASSWORD));
         assert_eq!(res.status, Status::UnprocessableEntity, "{email:?}");
         assert!(res.body.contains(says), "{email:?}");
+    }
+    // A right-to-left override in a person's or a company's name (it would read otherwise in mails and lists).
+    for (field, value) in [
+        ("display_name", "Ann \u{202E}troppus"),
+        ("organisation", "Acme \u{2066}Water"),
+    ] {
+        let mut fields = register_fields("bob@example.com", PASSWORD);
+        fields.iter_mut().find(|(k, _)| *k == field).unwrap().1 = value;
+        let res = other.post("/register", &fields);
+        assert_eq!(res.status, Status::UnprocessableEntity, "{field}");
+        assert!(res.body.contains("field-error"), "{field}");
     }
     let count: i64 = app.with_conn(|c| users::table.count().get_result(c).unwrap());
     assert_eq!(count, 1);

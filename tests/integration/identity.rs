@@ -503,6 +503,64 @@ fn password_reset_by_emailed_link_without_enumeration() {
     );
 }
 
+/// Someone registers another's address (a utility's shared mailbox) with a password of its own; the owner, mailed
+/// the link, opens it and presses the button. The link confirms only in a session of the account it was sent for:
+/// the owner's click confirms nothing, so the squatter's account never passes for the utility's own.
+#[test]
+fn a_confirmation_link_confirms_only_in_its_own_accounts_session() {
+    let app = TestApp::new();
+    let mut squatter = app.browser();
+    assert_eq!(
+        register(&mut squatter, "ops@bigutility.example", "Big Utility").status,
+        Status::SeeOther
+    );
+    let link = app
+        .mailed_link("ops@bigutility.example", "/verify-email/")
+        .expect("a confirmation link");
+    let verified = |app: &TestApp| {
+        app.with_conn(|c| {
+            account::find_by_email(c, "ops@bigutility.example")
+                .unwrap()
+                .unwrap()
+                .email_verified_at
+        })
+    };
+    // The owner, signed out: the page asks for a sign-in, and a post confirms nothing.
+    let mut owner = app.browser();
+    let page = owner.get(&link);
+    assert_eq!(page.status, Status::Ok);
+    assert!(page.body.contains("login?next="), "{}", page.body);
+    assert!(!page.body.contains("Confirm my address"));
+    assert_eq!(owner.post(&link, &[]).status, Status::Forbidden);
+    // Signed in to an account of its own, likewise.
+    let mut other = app.login_as(
+        Role::Submitter,
+        "someone@elsewhere.example",
+        Some("Elsewhere"),
+    );
+    let page = other.post(&link, &[]);
+    assert_eq!(page.status, Status::Forbidden, "{}", page.body);
+    assert!(page.body.contains("sign in"));
+    assert_eq!(verified(&app), None);
+    // In its own account's session the link still works (the refusals did not spend it).
+    assert_eq!(
+        squatter.login("ops@bigutility.example", PASSWORD),
+        Status::SeeOther
+    );
+    assert_eq!(squatter.post(&link, &[]).status, Status::SeeOther);
+    assert!(verified(&app).is_some());
+    // The mail tells whoever did not register to do nothing.
+    let mail = app
+        .outbox()
+        .into_iter()
+        .find(|m| m.contains("/verify-email/"))
+        .unwrap();
+    assert!(
+        mail.contains("If you did not register, do nothing"),
+        "{mail}"
+    );
+}
+
 #[test]
 fn registering_a_taken_address_tells_its_owner_not_the_visitor() {
     let app = TestApp::new();
@@ -672,6 +730,80 @@ fn mail_a_stranger_can_send_to_any_address_is_capped() {
             .last()
             .map(String::as_str),
         Some("throttled for this account")
+    );
+}
+
+/// The hourly cap on invitations is the organisation's, all its administrators together (each member made an
+/// administrator brought twenty more an hour), and one address gets at most three organisations' invitations a day,
+/// whichever organisations send them.
+#[test]
+fn invitations_are_capped_per_organisation_and_per_address() {
+    use diesel::prelude::*;
+    use pcii_portal::auth::invitations::{
+        INVITATIONS_PER_ADDRESS_PER_DAY, ORGANISATION_INVITATIONS_PER_HOUR,
+    };
+    use pcii_portal::db::schema::users;
+    let app = TestApp::new();
+    let mut lead = app.login_as(Role::Submitter, "lead@acme.example", Some("Acme"));
+    app.create_user(Role::Submitter, "deputy@acme.example", Some("Acme"));
+    let deputy_id = app.user_id("deputy@acme.example");
+    app.with_conn(|c| {
+        diesel::update(users::table.find(&deputy_id))
+            .set(users::org_admin.eq(true))
+            .execute(c)
+            .unwrap()
+    });
+    let mut deputy = app.browser();
+    assert_eq!(
+        deputy.login("deputy@acme.example", PASSWORD),
+        Status::SeeOther
+    );
+    let invite = |b: &mut Browser<'_>, email: &str| {
+        b.post(
+            "/organisation/invitations",
+            &[("email", email), ("display_name", "P")],
+        )
+        .status
+    };
+    let half = ORGANISATION_INVITATIONS_PER_HOUR / 2;
+    for i in 0..ORGANISATION_INVITATIONS_PER_HOUR {
+        let who = if i < half { &mut lead } else { &mut deputy };
+        assert_eq!(
+            invite(who, &format!("p{i}@elsewhere.example")),
+            Status::SeeOther
+        );
+    }
+    let sent = app.outbox().len();
+    assert_eq!(
+        invite(&mut lead, "one-more@elsewhere.example"),
+        Status::TooManyRequests
+    );
+    assert_eq!(
+        invite(&mut deputy, "one-more@elsewhere.example"),
+        Status::TooManyRequests
+    );
+    assert_eq!(app.outbox().len(), sent);
+
+    // A new hour: one address, from two organisations, three invitations a day in all.
+    app.advance(3601);
+    assert_eq!(lead.login("lead@acme.example", PASSWORD), Status::SeeOther);
+    let mut other = app.login_as(Role::Submitter, "lead@globex.example", Some("Globex"));
+    for n in 0..INVITATIONS_PER_ADDRESS_PER_DAY {
+        let who = if n == 0 { &mut other } else { &mut lead };
+        assert_eq!(invite(who, "victim@target.example"), Status::SeeOther);
+    }
+    assert_eq!(
+        invite(&mut other, "victim@target.example"),
+        Status::TooManyRequests
+    );
+    assert_eq!(
+        invite(&mut lead, "Victim@Target.example"),
+        Status::TooManyRequests
+    );
+    // Other addresses are still invited.
+    assert_eq!(
+        invite(&mut other, "someone@target.example"),
+        Status::SeeOther
     );
 }
 
@@ -940,6 +1072,88 @@ fn changing_the_password_voids_a_reset_link_asked_for_earlier() {
             .login("sam@acme.example", "a fresh passphrase of sam's own"),
         Status::SeeOther
     );
+}
+
+/// A reset link mailed before the account was disabled sets no password, then or after the account is enabled again.
+#[test]
+fn disabling_an_account_voids_its_reset_link() {
+    use pcii_portal::audit::log::Actor;
+    use pcii_portal::auth::accounts::{self, AccountChange};
+    let app = TestApp::new();
+    app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let id = app.user_id("sam@acme.example");
+    app.browser()
+        .post("/password/forgot", &[("email", "sam@acme.example")]);
+    let link = app
+        .mailed_link("sam@acme.example", "/password/reset/")
+        .unwrap();
+    let state = app.state();
+    for change in [
+        AccountChange::Disable {
+            reason: "left the company".into(),
+        },
+        AccountChange::Enable,
+    ] {
+        accounts::change_account(
+            &mut state.db.get().unwrap(),
+            &state.audit,
+            &Actor::cli(),
+            &id,
+            change,
+        )
+        .unwrap();
+    }
+    let page = app
+        .browser()
+        .post(&link, &[("new_password", "someone else's passphrase now")]);
+    assert_eq!(page.status, Status::Gone, "{}", page.body);
+    assert_eq!(
+        app.browser().login("sam@acme.example", PASSWORD),
+        Status::SeeOther
+    );
+}
+
+/// Until its address is confirmed, an account's name is whatever its registrant typed: a reset mail, which goes to
+/// the address's real owner, does not greet them with it.
+#[test]
+fn a_reset_mail_greets_by_name_only_a_confirmed_address() {
+    let app = TestApp::new();
+    let mut squatter = app.browser();
+    let res = squatter.post(
+        "/register",
+        &[
+            ("display_name", "Call 555-0100 for support"),
+            ("organisation", "Squat Co"),
+            ("email", "victim@acme.example"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    app.create_user(Role::Submitter, "sam@acme.example", Some("Acme"));
+    for email in ["victim@acme.example", "sam@acme.example"] {
+        app.browser().post("/password/forgot", &[("email", email)]);
+    }
+    let mails = app.outbox();
+    let reset_to = |to: &str| {
+        mails
+            .iter()
+            .rev()
+            .find(|m| {
+                m.to_lowercase().contains(&format!("to: {to}")) && m.contains("/password/reset/")
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("no reset mail to {to}"))
+    };
+    let victim = reset_to("victim@acme.example");
+    assert!(!victim.contains("555-0100"), "{victim}");
+    assert!(victim.contains("Hello,"), "{victim}");
+    // A confirmed account is greeted by its name (a positive control for the check above).
+    let name = app.with_conn(|c| {
+        pcii_portal::models::account::find(c, &app.user_id("sam@acme.example"))
+            .unwrap()
+            .display_name
+    });
+    assert!(reset_to("sam@acme.example").contains(&format!("Hello {name},")));
 }
 
 /// Wrong current passwords sent at once to the password change, with the right one among them: the right one may

@@ -91,6 +91,11 @@ fn no_secret_or_typed_value_reaches_the_log() {
         .mailed_link("marker-sam@example.com", "/verify-email/")
         .expect("a confirmation link");
     let confirm_token = confirm.trim_start_matches("/verify-email/").to_string();
+    // Confirmed in the account's own session.
+    assert_eq!(
+        sam.login("marker-sam@example.com", submitter_password),
+        Status::SeeOther
+    );
     assert_eq!(sam.post(&confirm, &[]).status, Status::SeeOther);
     // A failed login, a wrong-password change, a good one.
     assert_eq!(

@@ -350,6 +350,13 @@ fn a_draft_thread_is_the_organisations_and_the_final_decision_closes_it() {
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     assert!(mails_to(&app, "olga@pcii.example.gov").is_empty());
+    // And the submitter is told so, not that the message was sent to the Office.
+    let thread = ann.get(&format!("/submissions/{draft}/messages"));
+    assert!(thread
+        .body
+        .contains("the PCII Program Office does not see it until the draft is sent"));
+    assert!(!thread.body.contains("Your message was sent"));
+    assert!(thread.body.contains("Your message was saved"));
     assert_eq!(
         olga.get(&format!("/officer/submissions/{draft}/messages"))
             .status,
@@ -733,6 +740,44 @@ fn a_mail_a_round_took_while_the_send_after_its_act_was_slow_goes_out_once() {
     app.advance(AT_ONCE_GRACE + 1);
     assert!(app.notification_round().sent.is_empty());
     assert_eq!(mails_to(&app, "ann@acme.example").len(), 2);
+}
+
+/// The send made at once after an act decides as a round does, when it sends: a person disabled between the act and
+/// the send (a fan-out to a large organisation takes minutes) gets nothing, and the row is gone.
+#[test]
+fn a_mail_to_someone_disabled_since_its_act_is_not_sent_at_once_either() {
+    use pcii_portal::db::schema::{pending_mail as pending, users};
+    use pcii_portal::workflow::notifications::Kind;
+    use pcii_portal::workflow::pending_mail;
+    let app = TestApp::new();
+    app.create_user(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let ann = user(&app, "ann@acme.example");
+    let queued = app.with_conn(|c| {
+        pending_mail::enqueue(
+            c,
+            &app.state().mailer,
+            Kind::Message,
+            (&ann.id, &ann.email, &ann.display_name),
+            "/",
+            app.now(),
+        )
+        .unwrap()
+    });
+    app.with_conn(|c| {
+        diesel::update(users::table.find(&ann.id))
+            .set(users::disabled.eq(true))
+            .execute(c)
+            .unwrap()
+    });
+    let rt = rocket::tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let unsent = rt.block_on(pending_mail::send_now(app.state(), vec![queued]));
+    assert_eq!(unsent.dropped, 1, "{unsent:?}");
+    assert!(mails_to(&app, "ann@acme.example").is_empty());
+    let left: i64 = app.with_conn(|c| pending::table.count().get_result(c).unwrap());
+    assert_eq!(left, 0);
 }
 
 #[test]

@@ -447,8 +447,8 @@ struct ResetFactorsForm {
     confirm: bool,
 }
 
-/// A person who lost their second factors gets them reset: every factor deleted, every session ended; they enrol
-/// again at their next sign-in. Two administrators agree to it while the portal has two or more.
+/// A person who lost their second factors gets them reset: every factor deleted, every session ended, the password
+/// voided; they choose a new password through a mailed link and enrol again at their next sign-in. Two administrators agree to it while the portal has two or more.
 #[rocket::post("/accounts/<id>/reset-factors", data = "<form>")]
 async fn reset_factors(
     ctx: Ctx<'_>,
@@ -472,7 +472,9 @@ async fn reset_factors(
         &admin,
         id,
         PrivilegeChange::ResetFactors { reason },
-        "Second factors reset; the person's sessions have ended. They set up a new factor at their next sign-in.",
+        "Second factors reset; the person's sessions have ended and their password no longer works. Tell them to \
+         choose a new one with \"Forgot your password?\" on the sign-in page (a link goes to their address), then \
+         set up a new factor when they sign in.",
     )
     .await
 }

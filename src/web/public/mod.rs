@@ -125,7 +125,7 @@ async fn register(ctx: Ctx<'_>, form: CsrfForm<RegisterForm>) -> AppResult<Eithe
             deliver::send(state, mail).await;
             Ok(Either::Left(Notice::redirect(
                 "/login",
-                "Registration received. We sent a link to your email address: open it to confirm the address, then sign in.",
+                "Registration received. We sent a link to your email address: sign in, then open it to confirm the address.",
             )))
         }
         Err(errors) => Ok(Either::Right(register_errors(
@@ -210,7 +210,14 @@ async fn verify_email_page(ctx: Ctx<'_>, token: &str) -> AppResult<Page> {
                 .into(),
         ));
     }
-    Ok(Page::new("verify_email.html.tera").with("token", token))
+    // Signed out, the page asks for a sign-in first and comes back here after it (see `confirm_email`).
+    let sign_in = ctx
+        .who
+        .is_none()
+        .then(|| signin::login_link(&format!("/verify-email/{token}")));
+    Ok(Page::new("verify_email.html.tera")
+        .with("token", token)
+        .with("sign_in", sign_in))
 }
 
 #[rocket::post("/verify-email/<token>", data = "<_form>")]
@@ -219,22 +226,38 @@ async fn verify_email(
     token: &str,
     _form: CsrfForm<crate::web::forms::NoFields>,
 ) -> AppResult<Notice> {
-    let (audit, actor, t) = (
+    let now = ctx.state.clock.now();
+    let Some(who) = ctx.who else {
+        // A link that is not (or no longer) live is answered as such, from a read (a flood of made-up links takes
+        // no write lock); a live one asks for the sign-in.
+        let t = token.to_string();
+        let live = ctx
+            .state
+            .db
+            .run(move |c| registration::link_live(c, &t, Purpose::VerifyEmail, now))
+            .await?;
+        return Err(if live {
+            AppError::Refused(registration::CONFIRM_IN_OWN_SESSION.into())
+        } else {
+            AppError::Gone(
+                "This confirmation link has been used or has expired. Sign in to ask for a new one.".into(),
+            )
+        });
+    };
+    let (audit, actor, t, uid) = (
         ctx.state.audit.clone(),
         ctx.actor.clone(),
         token.to_string(),
+        who.user.id.clone(),
     );
-    let now = ctx.state.clock.now();
     ctx.state
         .db
-        .run(move |c| registration::confirm_email(c, &audit, &actor, &t, now))
+        .run(move |c| registration::confirm_email(c, &audit, &actor, &t, &uid, now))
         .await?;
-    let to = if ctx.who.is_some() {
-        "/dashboard"
-    } else {
-        "/login"
-    };
-    Ok(Notice::redirect(to, "Your email address is confirmed."))
+    Ok(Notice::redirect(
+        "/dashboard",
+        "Your email address is confirmed.",
+    ))
 }
 
 #[rocket::get("/password/forgot")]

@@ -187,7 +187,14 @@ pub(crate) async fn post_message(
                 1 => " with 1 file".to_string(),
                 n => format!(" with {n} files"),
             };
-            let mut notice = format!("Your message was sent{files}.");
+            // A draft's thread is the organisation's own until the draft is sent: nothing reached the Office.
+            let mut notice = if admitted.submission().status() == crate::domain::Status::Draft {
+                format!(
+                    "Your message was saved{files}. The PCII Program Office sees this thread once the draft is sent."
+                )
+            } else {
+                format!("Your message was sent{files}.")
+            };
             if unsent.later > 0 {
                 notice.push_str(" The email telling the other side could not go out yet; the portal tries again.");
             }
