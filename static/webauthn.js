@@ -3,7 +3,7 @@
 // A form marked data-webauthn="register" or data-webauthn="authenticate" carries the server's options in
 // data-webauthn-options (JSON from webauthn-rs: {"publicKey": {...}} with binary fields in base64url). On submit
 // the browser is asked for a credential; its answer, as the JSON webauthn-rs reads, goes into the form's hidden
-// "webauthn_response" field and the form is posted. If WebAuthn is unavailable or the person cancels, a short
+// "webauthn_response" field (a registration's into "webauthn_registration") and the form is posted. If WebAuthn is unavailable or the person cancels, a short
 // message goes into the form's [data-webauthn-message] element and nothing is posted.
 //
 // Where the browser can use passkeys, elements marked data-webauthn-show-if-supported are shown and those marked
@@ -182,7 +182,9 @@
     if (form.hasAttribute("data-webauthn-busy")) return;
     const mode = form.dataset.webauthn;
     if (!supported()) return say(form, MESSAGES.unsupported);
-    const field = form.querySelector('input[name="webauthn_response"]');
+    // A registration's answer has a field of its own: a form that needs a fresh factor first must not take it
+    // for the factor's answer.
+    const field = form.querySelector(mode === "register" ? 'input[name="webauthn_registration"]' : 'input[name="webauthn_response"]');
     if (!field || !form.dataset.webauthnOptions || (mode !== "register" && mode !== "authenticate")) {
       return say(form, MESSAGES.failed);
     }

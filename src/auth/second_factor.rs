@@ -532,7 +532,10 @@ pub fn check(
             .object("account", &user.id)
             .reason(format!("{}: throttled", purpose.as_str()))
     };
-    if locked(conn, &keys, now)? {
+    // The lock bounds guessing, and a passkey's signed answer cannot be guessed: one that verified passes a lock,
+    // so that whoever holds only the password cannot lock the owner of a passkey out with wrong codes.
+    let guessable = !matches!(answer, Answer::Passkey { verified: Some(_) });
+    if guessable && locked(conn, &keys, now)? {
         c.audit.record(conn, actor, throttled())?;
         return Ok(Checked::Throttled);
     }
@@ -547,7 +550,7 @@ pub fn check(
     let result = c.audit.fact(conn, actor, |tx| {
         // Checked again inside the transaction (facts are serialised): answers sent in parallel all pass the
         // read above, and without this each would be checked, however many the limit allows.
-        if locked(tx, &keys, now)? {
+        if guessable && locked(tx, &keys, now)? {
             return Ok((Checked::Throttled, throttled()));
         }
         let passed = match &answer {

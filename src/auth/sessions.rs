@@ -163,7 +163,13 @@ pub enum Lookup {
     Missing,
 }
 
-/// Finds a live session; deletes it when its account is disabled, and reports it when it has expired.
+/// How long a session that gave the password but not yet the factor it owes lasts, from its sign-in: long enough to
+/// find the phone or the key, not the full session's hours (it holds a ceremony's state and a place under the
+/// account's session cap, and is all that a stolen password gets).
+pub const PENDING_FACTOR_SECS: i64 = 15 * 60;
+
+/// Finds a live session; deletes it when its account is disabled, and reports it when it has expired (a session
+/// still owing its factor, after [`PENDING_FACTOR_SECS`]).
 pub fn lookup(
     conn: &mut DbConn,
     token: &str,
@@ -186,6 +192,11 @@ pub fn lookup(
         model::delete(conn, &hash)?;
         return Ok(Lookup::Missing);
     }
+    let owed = Obligation::of(conn, &user)?;
+    let stage = owed.stage(session.second_factor_at);
+    if stage == Stage::Pending && now - session.created_at > PENDING_FACTOR_SECS {
+        return Ok(Lookup::Expired(Box::new(user)));
+    }
     // Touch at most once a minute: a write per request would be needless load. The touch is best
     // effort: if the database is busy, the session is still live and the request goes on.
     let mut session = session;
@@ -196,9 +207,8 @@ pub fn lookup(
             Err(e) => tracing::warn!(error = %e, "recording a session's last use failed"),
         }
     }
-    let owed = Obligation::of(conn, &user)?;
     Ok(Lookup::Live(Box::new(LiveSession {
-        stage: owed.stage(session.second_factor_at),
+        stage,
         has_factor: owed.has_factor,
         factor_required: owed.required,
         session,

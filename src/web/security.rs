@@ -308,12 +308,14 @@ async fn remove_passkey(
     remove(&ctx, &who, form.0.password, removal).await
 }
 
+/// A new passkey. Its answer has a field of its own: under the step-up check's field name (`webauthn_response`), a
+/// registration posted with a stale factor was checked as a sign-in answer, failed, and counted as a wrong factor.
 #[derive(FromForm)]
 struct PasskeyForm {
     #[field(default = String::new())]
     name: String,
     #[field(default = String::new())]
-    webauthn_response: String,
+    webauthn_registration: String,
 }
 
 #[rocket::post("/account/security/passkeys", data = "<form>")]
@@ -330,9 +332,9 @@ async fn add_passkey(
     };
     let PasskeyForm {
         name,
-        webauthn_response,
+        webauthn_registration,
     } = form.0;
-    if webauthn_response.trim().is_empty() {
+    if webauthn_registration.trim().is_empty() {
         return Err(AppError::Invalid(
             "Your browser did not create a passkey. Passkeys need JavaScript on this page.".into(),
         ));
@@ -356,7 +358,7 @@ async fn add_passkey(
                 &user,
                 &hash,
                 &name,
-                &webauthn_response,
+                &webauthn_registration,
                 now,
             )
         })

@@ -434,10 +434,26 @@ fn two_administrators_reset_a_lost_factor_and_the_person_enrols_again() {
             .unwrap()
     });
     assert_eq!(left, 0);
-    let mut again = app.browser();
-    let res = again.post(
+    // The password went with them: whoever knew it (the factor was what stopped them) cannot sign in and enrol a
+    // factor of their own before the person does.
+    let mut intruder = app.browser();
+    let res = intruder.post(
         "/login",
         &[("email", "o@example.gov"), ("password", PASSWORD)],
+    );
+    assert_eq!(res.status, Status::Unauthorized, "{}", res.body);
+    // The person chooses a new one through the link mailed to the account's address, then enrols.
+    let mut again = app.browser();
+    again.post("/password/forgot", &[("email", "o@example.gov")]);
+    let link = app
+        .mailed_link("o@example.gov", "/password/reset/")
+        .expect("a reset link");
+    let new_password = "the officer's own new passphrase";
+    let res = again.post(&link, &[("new_password", new_password)]);
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    let res = again.post(
+        "/login",
+        &[("email", "o@example.gov"), ("password", new_password)],
     );
     assert_eq!(res.header("Location"), Some("/account/security"));
     again.enrol_authenticator_on_pages();
@@ -445,6 +461,7 @@ fn two_administrators_reset_a_lost_factor_and_the_person_enrols_again() {
     let approve = audit_reasons(&app, "account.privilege_approve");
     assert!(approve[0].contains("mfa.reset"), "{approve:?}");
     assert!(approve[0].contains("1 authenticator app"), "{approve:?}");
+    assert!(approve[0].contains("password voided"), "{approve:?}");
 }
 
 #[test]
@@ -570,6 +587,15 @@ fn guessing_codes_is_throttled_per_account_and_audited() {
     let res = b.post("/login/second-factor", &[("factor_code", &code)]);
     assert_eq!(res.status, Status::TooManyRequests);
     assert_eq!(audit_reasons(&app, "mfa.failed").len(), 6);
+    let elsewhere: std::net::SocketAddr = "198.51.100.77:40000".parse().unwrap();
+    let mut other = app.browser();
+    assert_eq!(
+        other.login_from("o@example.gov", PASSWORD, elsewhere),
+        Status::SeeOther
+    );
+    let res = other.post_from("/login/second-factor", &[("factor_code", &code)], elsewhere);
+    assert_eq!(res.status, Status::TooManyRequests);
+    assert_eq!(audit_reasons(&app, "mfa.failed").len(), 7);
     assert!(audit_reasons(&app, "mfa.failed")
         .last()
         .unwrap()
@@ -650,6 +676,93 @@ fn guesses_sent_in_parallel_are_checked_no_more_often_than_the_limit_allows() {
     assert_eq!(res.header("Location"), Some("/login/second-factor"));
     let res = b.post("/login/second-factor", &[("factor_code", &right)]);
     assert_eq!(res.status, Status::TooManyRequests);
+}
+
+/// The lock bounds guessing; a passkey's signed answer cannot be guessed. Whoever holds only the password and locks
+/// the account with wrong codes does not lock its owner's passkey out: a verified passkey passes the lock, a code
+/// (even the right one) does not.
+#[test]
+fn a_verified_passkey_passes_a_lock_that_wrong_codes_set() {
+    use pcii_portal::audit::log::Actor;
+    use pcii_portal::auth::second_factor::{
+        self, Answer, Checked, Checker, Limits, Method, Purpose,
+    };
+
+    let app = TestApp::new();
+    let id = app.create_user(Role::Officer, "o@example.gov", None);
+    let state = app.state();
+    let user = app.with_conn(|c| pcii_portal::models::account::find(c, &id).unwrap());
+    let ring = state.current_keys();
+    let checker = Checker {
+        audit: &state.audit,
+        ring: &ring,
+        keys: &state.throttle_key,
+        limits: Limits::from_settings(&state.settings),
+    };
+    let check = |answer: Answer<'_>| {
+        second_factor::check(
+            &mut state.db.get().unwrap(),
+            &checker,
+            &Actor::cli(),
+            &user,
+            "no-session",
+            answer,
+            Purpose::SignIn,
+            state.clock.now(),
+        )
+        .unwrap()
+    };
+    let right = common::totp_code(state, "o@example.gov");
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for _ in 0..state.settings.second_factor_max_failures {
+        assert_eq!(check(Answer::Code(wrong)), Checked::Failed);
+    }
+    assert_eq!(check(Answer::Code(&right)), Checked::Throttled);
+    assert_eq!(
+        check(Answer::Passkey { verified: None }),
+        Checked::Throttled
+    );
+    assert_eq!(
+        check(Answer::Passkey {
+            verified: Some("Blue key".into())
+        }),
+        Checked::Passed(Method::Passkey {
+            name: "Blue key".into()
+        })
+    );
+}
+
+/// A session that gave the password but not the factor it owes ends after a quarter of an hour, however often it is
+/// used: it is all that a stolen password gets, and it held a place under the account's session cap for hours.
+#[test]
+fn a_session_still_owing_its_factor_ends_after_a_quarter_of_an_hour() {
+    use pcii_portal::auth::sessions::PENDING_FACTOR_SECS;
+    let app = TestApp::new();
+    app.create_user(Role::Officer, "o@example.gov", None);
+    let mut b = app.browser();
+    let res = b.post(
+        "/login",
+        &[("email", "o@example.gov"), ("password", PASSWORD)],
+    );
+    assert_eq!(res.header("Location"), Some("/login/second-factor"));
+    // Used every few minutes, so never idle.
+    for _ in 0..3 {
+        app.advance(PENDING_FACTOR_SECS / 4);
+        assert_eq!(b.get("/login/second-factor").status, Status::Ok);
+    }
+    app.advance(PENDING_FACTOR_SECS / 4 + 1);
+    let res = b.get("/login/second-factor");
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    let code = common::totp_code(app.state(), "o@example.gov");
+    b.post("/login/second-factor", &[("factor_code", &code)]);
+    assert_eq!(app.audit_count("mfa.verified"), 0);
+    assert_eq!(app.audit_count("auth.session_expired"), 1);
+    // A fresh sign-in gives the factor as usual.
+    assert_eq!(b.login("o@example.gov", PASSWORD), Status::SeeOther);
 }
 
 /// The same for the password that removing a factor asks for: wrong passwords sent at once count no more than the
@@ -889,13 +1002,39 @@ fn on_a_host_name_origin_passkeys_are_offered_and_a_forged_answer_is_refused() {
         "/account/security/passkeys",
         &[
             ("name", "Forged key"),
-            ("webauthn_response", "{\"id\":\"x\"}"),
+            ("webauthn_registration", "{\"id\":\"x\"}"),
         ],
     );
     assert_eq!(res.status, Status::UnprocessableEntity, "{}", res.body);
     assert_eq!(app.audit_count("mfa.enrolled"), 0);
     let listed = o.get("/account/security");
     assert!(!listed.body.contains("Forged key"));
+
+    // With a stale factor, adding a passkey asks for the factor first, the registration's answer kept for after it:
+    // it is not taken for the factor's answer (it was: checked as a sign-in answer, failed, counted as a wrong factor).
+    // The field the page's registration form (and its script) puts the answer in:
+    let form = &page.body[page.body.find("data-webauthn=\"register\"").unwrap()..];
+    let form = &form[..form.find("</form>").unwrap()];
+    let needle = "<input type=\"hidden\" name=\"webauthn_";
+    let at = form.find(needle).expect("the answer's field") + needle.len() - "webauthn_".len();
+    let field = &form[at..at + form[at..].find('"').unwrap()];
+    app.advance(16 * 60);
+    let failed = app.audit_count("mfa.failed");
+    let res = o.post(
+        "/account/security/passkeys",
+        &[("name", "Laptop"), (field, "{\"id\":\"x\"}")],
+    );
+    assert_eq!(res.status, Status::Unauthorized, "{}", res.body);
+    assert!(
+        res.body.contains(&format!("name=\"{field}\"")),
+        "kept for after the step-up: {}",
+        res.body
+    );
+    assert_eq!(
+        app.audit_count("mfa.failed"),
+        failed,
+        "not counted as a wrong factor"
+    );
 
     // A made-up passkey answer at sign-in is a failure like a wrong code: refused, throttled, audited.
     let mut b = app.browser();
