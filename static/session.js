@@ -10,6 +10,8 @@
 // If that save failed (the portal did not answer), the page is not left: its text stays, with a banner saying so.
 //
 // While static/upload.js sends a form (body[data-uploading]) the count is kept alive instead of warning.
+// Tabs share the newest end the server gave (localStorage, a time only): a tab whose count runs out while another
+// kept the session counts again instead of warning, saving its older text or signing the other tab out.
 "use strict";
 
 (() => {
@@ -93,8 +95,40 @@
     timers.push(setTimeout(f, Math.max(0, when - Date.now())));
   }
 
-  function schedule(newDeadline) {
+  // The session is shared by every tab of this browser: each tab's newest word from the server on when it ends is
+  // kept here (a time, nothing else), so that a tab left open does not save its older text over what another tab
+  // saved since, nor sign out a session another tab is using. The newest answer wins, later or not.
+  const SHARED_DEADLINE = "pcii-session-deadline";
+
+  function share(when) {
+    try {
+      localStorage.setItem(SHARED_DEADLINE, String(when));
+    } catch (_) {
+      // Storage refused (a private window's quota): each tab counts alone, as before.
+    }
+  }
+
+  // A later end another tab heard of since this tab's count was set, or null.
+  function laterElsewhere() {
+    try {
+      const when = Number(localStorage.getItem(SHARED_DEADLINE));
+      return Number.isFinite(when) && when > deadline + 1000 ? when : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  // Before warning, saving or signing out: when another tab kept the session, count again from its end instead.
+  function keptElsewhere() {
+    const when = laterElsewhere();
+    if (when === null) return false;
+    schedule(when, false);
+    return true;
+  }
+
+  function schedule(newDeadline, fromServer = true) {
     deadline = newDeadline;
+    if (fromServer) share(deadline);
     clearTimers();
     hideBanner();
     at(deadline - WARN_BEFORE_MS, warn);
@@ -110,6 +144,7 @@
 
   function warn() {
     if (waitForUpload(warn)) return;
+    if (keptElsewhere()) return;
     if (banner) return;
     banner = document.createElement("div");
     banner.className = "session-warning";
@@ -148,6 +183,7 @@
   // The form's text fields (no files), saved with action=draft to the form's own address.
   async function saveDraft() {
     if (waitForUpload(saveDraft)) return;
+    if (keptElsewhere()) return;
     if (!draftForm || !dirty || draftSaved) return;
     const data = new FormData();
     for (const el of draftForm.elements) {
@@ -169,6 +205,10 @@
       const match = url.pathname.match(/^\/submissions\/([^/]+)$/);
       draftSaved = match ? "/submissions/" + match[1] + "/edit" : null;
       dirty = false;
+      // This page no longer shows the newest version (its own save made one): a later save from it is not refused
+      // as coming from an older page.
+      const base = draftForm.querySelector('input[name="base_version"]');
+      if (base) base.value = "";
     } catch (_) {
       // Nothing more can be done without the server; the end of the session follows.
     }
@@ -176,6 +216,7 @@
 
   function expire() {
     if (waitForUpload(expire)) return;
+    if (keptElsewhere()) return;
     // Typed text the draft save could not keep (the portal did not answer): leaving would lose it, so stay.
     const unsaved = Boolean(draftForm && dirty && !draftSaved);
     const here = location.pathname + location.search;

@@ -112,6 +112,11 @@ impl ThrottleKey {
     pub fn password_reset(&self, addr: &str) -> String {
         self.key("reset", &[&network(addr)])
     }
+
+    /// An authorized user's access requests for numbers that are not validated PCII's.
+    pub fn access_request_misses(&self, user_id: &str) -> String {
+        self.key("ar-miss", &[user_id])
+    }
 }
 
 /// What one party is taken to control of a client address: an IPv4 address itself, an IPv6 address's /64 (the

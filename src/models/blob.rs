@@ -68,6 +68,11 @@ pub fn find(conn: &mut crate::db::DbConn, id: &str) -> QueryResult<BlobRow> {
         .first(conn)
 }
 
+/// The blob row `id`, if it (still) exists.
+pub fn find_opt(conn: &mut crate::db::DbConn, id: &str) -> QueryResult<Option<BlobRow>> {
+    find(conn, id).optional()
+}
+
 /// Every blob row of a submission (content versions and files), oldest first.
 pub fn of_submission(
     conn: &mut crate::db::DbConn,

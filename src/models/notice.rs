@@ -14,6 +14,10 @@ pub struct NoticeRow {
     pub created_at: i64,
     pub message: String,
     pub read_at: Option<i64>,
+    /// The submission's status now: a notice quotes officers' words about it, so a page listing it is marked as
+    /// the submission is.
+    #[serde(skip)]
+    pub status: crate::domain::Status,
 }
 
 /// Notices to an organisation, newest first (optionally for one submission).
@@ -40,6 +44,7 @@ pub fn notices_for(
             n::created_at,
             n::message,
             n::read_at,
+            submissions::status,
         ))
         .load(conn)
 }

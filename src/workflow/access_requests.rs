@@ -39,6 +39,23 @@ pub const OWN_SHOWN: i64 = 50;
 pub const NO_VALIDATED_SUBMISSION: &str =
     "No validated PCII has this tracking number. Check the number: access is granted to validated PCII only.";
 
+/// Numbers that are not validated PCII's one analyst may ask about in [`MISSES_WINDOW_SECS`] before every request of
+/// theirs is refused until the window has passed: typos are few, a sweep of tracking numbers to learn which are
+/// validated PCII is many.
+pub const MISSES_ALLOWED: i64 = 10;
+pub const MISSES_WINDOW_SECS: i64 = 3600;
+/// What an analyst whose misses are throttled is told, for every number alike (a hit must not show through the lock).
+pub const TOO_MANY_MISSES: &str =
+    "Too many requests named a number that is not validated PCII. Try again in an hour, \
+     or ask the PCII Program Office for the right tracking number.";
+
+fn misses_policy() -> crate::auth::throttle::Policy {
+    crate::auth::throttle::Policy {
+        max_failures: MISSES_ALLOWED,
+        window_secs: MISSES_WINDOW_SECS,
+    }
+}
+
 /// The analyst's request as typed: its problems under the form's fields (`tracking`, `reason`), or the
 /// tracking number (upper-cased) and the cleaned reason.
 pub fn check_request(tracking: &str, reason: &str) -> Result<(String, String), FieldErrors> {
@@ -144,26 +161,54 @@ pub async fn request(
         Err(errors) => return Ok(Err(errors)),
     };
     let now = state.clock.now();
+    let misses_key = state.throttle_key.access_request_misses(&user.id);
     let checked = {
-        let (u, tn) = (user.clone(), tn.clone());
+        let (u, tn, key) = (user.clone(), tn.clone(), misses_key.clone());
         state
             .db
-            .run(move |c| check_against_state(c, &u, &tn, now))
+            .run(move |c| {
+                // Before the number is looked at: while throttled, a hit is refused like a miss.
+                if crate::auth::throttle::is_locked(c, &key, now)? {
+                    let mut errors = FieldErrors::new();
+                    errors.insert("tracking".into(), TOO_MANY_MISSES.into());
+                    return Ok(Err(errors));
+                }
+                check_against_state(c, &u, &tn, now)
+            })
             .await?
     };
     if let Err(errors) = checked {
-        if errors
-            .get("tracking")
-            .is_some_and(|m| m == NO_VALIDATED_SUBMISSION)
-        {
-            // Recorded, so that an auditor sees a sweep of tracking numbers (each hit is an `access_request.created`).
+        let said = errors.get("tracking").map(String::as_str);
+        let reason = match said {
+            Some(NO_VALIDATED_SUBMISSION) => Some("no validated PCII has this tracking number"),
+            Some(TOO_MANY_MISSES) => {
+                Some("throttled: too many numbers that are not validated PCII")
+            }
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            // Recorded, so that an auditor sees a sweep of tracking numbers (each hit is an `access_request.created`);
+            // a miss is counted with its entry.
             let (audit, actor) = (state.audit.clone(), actor.clone());
+            let counts = said == Some(NO_VALIDATED_SUBMISSION);
             let event = Event::new("access_request.missed", Outcome::Refused)
                 .tracking(Some(tn.clone()))
-                .reason("no validated PCII has this tracking number");
+                .reason(reason);
             state
                 .db
-                .run(move |c| audit.record(c, &actor, event))
+                .run(move |c| {
+                    audit.fact(c, &actor, |tx| {
+                        if counts {
+                            crate::auth::throttle::record_failure(
+                                tx,
+                                &misses_key,
+                                misses_policy(),
+                                now,
+                            )?;
+                        }
+                        Ok(((), event))
+                    })
+                })
                 .await?;
         }
         return Ok(Err(errors));

@@ -167,6 +167,30 @@ where
         .await
 }
 
+/// What a page showed an officer of a submission: its status, when it last changed and its content version. A
+/// decision posted from that page carries it, and is refused when the submission is no longer as shown (a cure sent,
+/// a cure's draft saved, another officer's decision): an officer decides on what it read.
+pub fn seen_token(sub: &Submission) -> String {
+    format!(
+        "{}-{}-{}",
+        sub.status.as_str(),
+        sub.updated_at,
+        sub.content_blob_id.as_deref().unwrap_or("")
+    )
+}
+
+/// Refuses a decision taken on a page that showed the submission otherwise than it is now.
+pub fn still_as_seen(sub: &Submission, seen: Option<&str>) -> AppResult<()> {
+    match seen {
+        Some(seen) if seen != seen_token(sub) => Err(AppError::Conflict(
+            "This submission changed after your page showed it (the submitter sent or saved a cure, or another \
+             officer decided). Nothing was recorded: review it again before deciding."
+                .into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The officer's words for a decision, cleaned (`None` when none were given and none are needed), or why
 /// they will not do: missing where the decision needs them, or too long.
 pub fn decision_reason(decision: Decision, reason: &str) -> AppResult<Option<String>> {
@@ -241,6 +265,7 @@ pub async fn decide(
     submission_id: &str,
     decision: Decision,
     reason: &str,
+    seen: Option<String>,
 ) -> AppResult<Decided> {
     let reason = decision_reason(decision, reason)?;
     let now = state.clock.now();
@@ -251,6 +276,8 @@ pub async fn decide(
         actor,
         submission_id,
         move |tx, officer, sub, sealer| {
+            // In the transaction: a cure committed after the page's own check is caught here.
+            still_as_seen(sub, seen.as_deref())?;
             let (status, event) = apply_decision(
                 tx,
                 &audit,

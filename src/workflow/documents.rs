@@ -65,11 +65,38 @@ pub async fn seal_content(
         .map_err(|e| AppError::io("sealing content", e))
 }
 
-/// Decrypts and verifies a content document.
+/// What a person is told when the content version a page was opening was replaced meanwhile.
+const VERSION_REPLACED: &str =
+    "This draft was saved again (in another window or tab) while this page was opening \
+     it. Reload the page to see the newest version.";
+
+/// Decrypts and verifies a content document. A version deleted while it was being opened (a draft saved again in
+/// another tab replaces its version) is a 409 that says so; a stored file missing while its row remains is a failed
+/// integrity check, as before.
 pub(in crate::workflow) async fn read_content(
     state: &Services,
     blob_id: &str,
 ) -> AppResult<Content> {
+    match read_content_once(state, blob_id).await {
+        Err(AppError::NotFound) => {
+            let id = blob_id.to_string();
+            let row = state
+                .db
+                .run(move |c| Ok(crate::models::blob::find_opt(c, &id)?))
+                .await?;
+            Err(match row {
+                None => AppError::Conflict(VERSION_REPLACED.into()),
+                Some(_) => integrity_error(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "a stored document's file is missing",
+                )),
+            })
+        }
+        other => other,
+    }
+}
+
+async fn read_content_once(state: &Services, blob_id: &str) -> AppResult<Content> {
     let keys_of_blob = {
         let id = blob_id.to_string();
         state.db.run(move |c| Ok(blob_keys(c, &id)?)).await?
@@ -77,7 +104,13 @@ pub(in crate::workflow) async fn read_content(
     let keys = state.current_keys();
     let store = state.blobs.clone();
     tokio::task::spawn_blocking(move || {
-        let reader = open_sealed(&*store, &keys, &keys_of_blob).map_err(integrity_error)?;
+        let reader = open_sealed(&*store, &keys, &keys_of_blob).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                AppError::NotFound
+            } else {
+                integrity_error(e)
+            }
+        })?;
         let mut json = Zeroizing::new(Vec::new());
         // One byte over the cap is read: a document that ends within it ended at the reader's verified end (age's
         // final chunk and the ciphertext digest checked), and one over it is refused, never parsed as a prefix.

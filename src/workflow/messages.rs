@@ -325,15 +325,16 @@ pub async fn open_thread(
     let newer = last_shown < total;
     let newer_before = (last_shown + THREAD_PAGE < total).then_some(last_shown + THREAD_PAGE + 1);
     if !rows.is_empty() && !admitted.content_destroyed() {
-        let event = Event::new("content.viewed", Outcome::Success)
-            .object("submission", sub.id.clone())
-            .tracking(sub.tracking_number.clone())
-            .reason("message thread");
-        let (audit, actor) = (state.audit.clone(), actor.clone());
-        state
-            .db
-            .run(move |c| audit.record(c, &actor, event))
-            .await?;
+        // Whether the reader may still read is decided again in the transaction that records the read (a member
+        // removed, an officer moved to another role since `admit`), as for a file.
+        access::record_access(
+            state,
+            admitted,
+            actor,
+            "content.viewed",
+            Some("message thread".into()),
+        )
+        .await?;
     }
     let texts = access::texts(state, admitted).await?;
     let mut by_message: HashMap<String, Vec<FileView>> = HashMap::new();

@@ -50,7 +50,11 @@ fn validated(app: &TestApp, sub: &mut Browser<'_>, officer: &mut Browser<'_>) ->
 
 /// An authorized user with current training and an NDA on file, signed in: its id and browser.
 fn analyst(app: &TestApp) -> (String, Browser<'_>) {
-    let id = app.create_user(Role::AuthorizedUser, ANALYST, None);
+    analyst_as(app, ANALYST)
+}
+
+fn analyst_as<'a>(app: &'a TestApp, email: &str) -> (String, Browser<'a>) {
+    let id = app.create_user(Role::AuthorizedUser, email, None);
     let now = app.now();
     app.with_conn(|c| {
         diesel::update(users::table.find(&id))
@@ -63,7 +67,7 @@ fn analyst(app: &TestApp) -> (String, Browser<'_>) {
             .unwrap()
     });
     let mut b = app.browser();
-    assert_eq!(b.login(ANALYST, common::PASSWORD), Status::SeeOther);
+    assert_eq!(b.login(email, common::PASSWORD), Status::SeeOther);
     (id, b)
 }
 
@@ -241,6 +245,47 @@ fn a_request_for_an_unknown_or_unvalidated_number_gets_one_answer_and_a_reason_i
     let page = a.get("/analyst");
     assert!(page.body.contains("data-request-state=\"pending\""));
     assert!(page.body.contains(&validated_tn));
+}
+
+#[test]
+fn a_sweep_of_numbers_is_throttled_and_while_it_is_a_validated_number_is_refused_alike() {
+    use pcii_portal::workflow::access_requests::{MISSES_ALLOWED, MISSES_WINDOW_SECS};
+    let app = TestApp::new();
+    let (mut sub, mut officer) = people(&app);
+    let (_, validated_tn) = validated(&app, &mut sub, &mut officer);
+    let (_, mut a) = analyst(&app);
+    let (_, mut other) = analyst_as(&app, "second.analyst@dhs.example");
+    let ask = |b: &mut Browser<'_>, tn: &str| {
+        b.post(
+            "/analyst/access-requests",
+            &[("tracking", tn), ("reason", "Regional risk assessment")],
+        )
+    };
+    for n in 0..MISSES_ALLOWED {
+        let page = ask(&mut a, &format!("PCII-1999-{:06}", 100 + n));
+        assert_eq!(page.status, Status::UnprocessableEntity);
+        assert!(field_error(&page.body, "tracking").contains("No validated PCII"));
+    }
+    // The sweep is stopped: the next number, and the validated one too, get the same refusal and nothing is created.
+    let mut answers = Vec::new();
+    for tn in ["PCII-1999-000001", validated_tn.as_str()] {
+        let page = ask(&mut a, tn);
+        assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+        answers.push(field_error(&page.body, "tracking"));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert!(answers[0].contains("Too many requests"), "{}", answers[0]);
+    assert_eq!(app.audit_count("access_request.created"), 0);
+    assert_eq!(app.audit_count("access_request.missed"), MISSES_ALLOWED + 2);
+    // Another analyst is not held back by it.
+    assert_eq!(ask(&mut other, &validated_tn).status, Status::SeeOther);
+    // Once the window has passed, the analyst's good request goes through.
+    app.advance(MISSES_WINDOW_SECS + 1);
+    let mut a = app.browser();
+    assert_eq!(a.login(ANALYST, common::PASSWORD), Status::SeeOther);
+    let page = ask(&mut a, &validated_tn);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.audit_count("access_request.created"), 2);
 }
 
 #[test]

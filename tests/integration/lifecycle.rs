@@ -969,7 +969,7 @@ fn a_final_decision_confirmed_after_the_submission_changed_is_refused() {
         ],
     );
     assert_eq!(page.status, Status::Conflict, "{}", page.body);
-    assert!(page.body.contains("changed after the confirmation page"));
+    assert!(page.body.contains("changed after your page showed it"));
     assert_eq!(app.status_of(&id), "received");
     assert_eq!(app.audit_count("decision.not_validated"), 0);
 
@@ -991,6 +991,155 @@ fn a_final_decision_confirmed_after_the_submission_changed_is_refused() {
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     assert_eq!(app.status_of(&id), "validated");
+}
+
+/// The submission page's decision form carries what the page showed: an officer who read one version, and decides
+/// after another officer's defect notice and the submitter's cure, decides nothing (a validation would have applied
+/// to content the officer never opened; a second defect notice would have restarted the cure period).
+#[test]
+fn a_decision_from_a_page_that_showed_an_earlier_version_is_refused() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let mut omar = app.login_as(Role::Officer, "omar@pcii.example.gov", None);
+    let id = submit(&mut sub, &[file_bytes(50_000, 1, "")]);
+    let path = format!("/officer/submissions/{id}");
+    let decision = format!("{path}/decision");
+    let seen_on = |page: &str| -> String {
+        let needle = r#"name="seen" value=""#;
+        let at = page.find(needle).expect("a seen field") + needle.len();
+        page[at..at + page[at..].find('"').unwrap()].to_string()
+    };
+    // Olga reads the first version.
+    let page = olga.get(&path);
+    assert_eq!(page.status, Status::Ok);
+    let seen = seen_on(&page.body);
+    assert!(!seen.is_empty());
+    // Omar marks it defective; the submitter cures it.
+    let page = omar.post(
+        &decision,
+        &[
+            ("decision", "defective"),
+            ("reason", "File 1 is unreadable."),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    app.advance(1);
+    let mut parts = complete_fields("Lifecycle narrative, corrected", "submit");
+    for a in app.attachment_ids(&id) {
+        parts.push(Part::Text(
+            Box::leak(format!("attachment_description_{a}").into_boxed_str()),
+            "desc",
+        ));
+    }
+    let cured = sub.post_multipart(&format!("/submissions/{id}"), &parts);
+    assert_eq!(cured.status, Status::SeeOther, "{}", cured.body);
+    assert_eq!(app.status_of(&id), "received");
+
+    // Olga's stale page: a validation is refused at its confirmation page already, and at its confirmation.
+    let page = olga.post(
+        &decision,
+        &[
+            ("decision", "validate"),
+            ("reason", crate::common::BASIS),
+            ("seen", &seen),
+        ],
+    );
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    let page = olga.post(
+        &decision,
+        &[
+            ("decision", "validate"),
+            ("reason", crate::common::BASIS),
+            ("confirm", "1"),
+            ("seen", &seen),
+        ],
+    );
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert!(page.body.contains("changed after your page showed it"));
+    // A defect notice from the stale page is refused too.
+    let page = olga.post(
+        &decision,
+        &[
+            ("decision", "defective"),
+            ("reason", "File 1 is unreadable."),
+            ("seen", &seen),
+        ],
+    );
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert_eq!(app.status_of(&id), "received");
+    assert_eq!(app.audit_count("decision.validated"), 0);
+    assert_eq!(app.audit_count("decision.defective"), 1);
+
+    // From the page as it is now, the validation goes through, its confirmation page carrying that page's token.
+    let page = olga.get(&path);
+    let seen = seen_on(&page.body);
+    let page = olga.post(
+        &decision,
+        &[
+            ("decision", "validate"),
+            ("reason", crate::common::BASIS),
+            ("seen", &seen),
+        ],
+    );
+    assert_eq!(page.status, Status::Ok, "{}", page.body);
+    assert_eq!(seen_on(&page.body), seen);
+    let page = olga.post(
+        &decision,
+        &[
+            ("decision", "validate"),
+            ("reason", crate::common::BASIS),
+            ("confirm", "1"),
+            ("seen", &seen),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.status_of(&id), "validated");
+}
+
+/// The submitter's list shows the organisation's newest notices on every page, and a defect notice quotes the
+/// officer's words about a submission presumed protected: a page that shows such a notice is marked even when the
+/// submission itself is listed on another page.
+#[test]
+fn a_notice_shown_beside_a_page_of_drafts_marks_the_page() {
+    use pcii_portal::models::submission::PER_PAGE;
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut sub, &[file_bytes(1000, 1, "")]);
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[
+            ("decision", "defective"),
+            ("reason", "DefectWordsMarker: file 1 is unreadable"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    app.advance(1);
+    for i in 0..PER_PAGE {
+        let page = sub.post_multipart(
+            "/submissions",
+            &[
+                Part::Text("title", &format!("Draft {i}")),
+                Part::Text("action", "draft"),
+            ],
+        );
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    }
+    let first = sub.get("/submissions");
+    assert_eq!(first.status, Status::Ok);
+    assert!(
+        !first
+            .body
+            .contains(&format!("<tr><td><a href=\"/submissions/{id}\">")),
+        "the defective one is listed on page 2"
+    );
+    assert!(
+        first.body.contains("DefectWordsMarker"),
+        "its notice is shown"
+    );
+    assert!(first.body.contains("pcii-banner"), "and the page is marked");
+    assert_eq!(sub.get("/submissions?page=1").status, Status::Ok);
 }
 
 /// PCII.md, Markings: every page that displays protected information is marked at the top and bottom. Pages that

@@ -32,17 +32,13 @@ pub struct DecisionForm {
     /// "1" from the confirmation page's other button: the form comes back as typed, to be changed.
     #[field(default = String::new())]
     pub change: String,
-    /// The state of the submission the confirmation page showed ([`seen_token`]): a confirmation for a submission
-    /// that changed since (a cure sent, another officer's decision) is refused.
+    /// The state of the submission the page the decision came from showed (`decisions::seen_token`), carried
+    /// through the confirmation page: a decision on a submission that changed since (a cure sent or saved, another
+    /// officer's decision) is refused.
     #[field(default = String::new())]
     pub seen: String,
 }
 debug_without_words!(DecisionForm);
-
-/// What a confirmation page saw of a submission: its status and when it last changed.
-pub fn seen_token(sub: &crate::models::submission::Submission) -> String {
-    format!("{}-{}", sub.status.as_str(), sub.updated_at)
-}
 
 impl DecisionForm {
     pub fn removal() -> DecisionForm {

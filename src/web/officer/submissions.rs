@@ -258,6 +258,7 @@ pub(super) async fn submission_page(
             .unwrap_or(0);
     let reach = crate::workflow::notifications::disposition_reach(ctx.state, sub).await?;
     Ok(Page::new("officer/submission.html.tera")
+        .with("seen", decisions::seen_token(sub))
         .with("unread_messages", unread)
         .with("reach", reach)
         .with(
@@ -371,17 +372,12 @@ async fn decide(
     if !errors.is_empty() {
         return show_again(&ctx, &officer, &admitted, Again::Decision(form), errors).await;
     }
+    // Posted from a page that showed the submission as it no longer is: decided on what the officer did not see.
+    let seen = Some(form.seen.clone()).filter(|s| !s.is_empty());
+    decisions::still_as_seen(sub, seen.as_deref())?;
     if decision.is_final() && form.confirm != "1" {
         return Ok(Either::Right(
             confirmation_page(&ctx, sub, decision, to, &form).await?,
-        ));
-    }
-    // Confirmed on a page that showed the submission as it no longer is: decided on what the officer did not see.
-    if form.confirm == "1" && !form.seen.is_empty() && form.seen != super::forms::seen_token(sub) {
-        return Err(AppError::Conflict(
-            "This submission changed after the confirmation page was shown (the submitter sent a cure, or \
-             another officer decided). Nothing was recorded: review it again before deciding."
-                .into(),
         ));
     }
     match decisions::decide(
@@ -391,6 +387,7 @@ async fn decide(
         id,
         decision,
         &form.words(),
+        seen,
     )
     .await
     {
@@ -502,7 +499,13 @@ async fn confirmation_page(
     };
     Ok(Page::new("officer/confirm_decision.html.tera")
         .with("submission", submission_view(sub))
-        .with("seen", super::forms::seen_token(sub))
+        // What the submission page showed, when the form came from one; else what this page shows.
+        .with(
+            "seen",
+            Some(form.seen.clone())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| decisions::seen_token(sub)),
+        )
         .with("title", title)
         .with("button", button)
         .with("decision", decision.as_str())

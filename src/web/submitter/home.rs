@@ -51,10 +51,13 @@ async fn submitter_home(
         rows.iter().map(|r| r.row.id.clone()).collect(),
     )
     .await?;
+    // The notices shown quote officers' words about their submissions (a defect list), whichever page of the list
+    // is shown: they count towards the marking like the titles.
     let marking = crate::workflow::content::list_marking(
         rows.iter()
             .filter(|r| titles.contains_key(&r.row.id))
-            .map(|r| r.row.status),
+            .map(|r| r.row.status)
+            .chain(notices.iter().map(|n| n.status)),
     );
     Ok(Page::new("dashboard/submitter.html.tera")
         .with("marking", marking)
