@@ -440,7 +440,7 @@ def check_exactly_once(acked, analyst_id, analyst):
     st, _, body = analyst.get("/analyst")
     shown = collections.Counter(re.findall(r'href="/analyst/submissions/([0-9a-f]+)"', body.decode()))
     bad = [s for s in ids if grants.get(s) != 1 or audited.get(s) != 1 or shown.get(s) != 1]
-    check(st == 200 and not bad and set(grants) == set(ids) and set(audited) == set(ids) and set(shown) == set(ids),
+    check(st == 200 and ids and not bad and set(grants) == set(ids) and set(audited) == set(ids) and set(shown) == set(ids),
           f"grants: {len(ids)} acknowledged, {sum(grants.values())} grant rows, {sum(audited.values())} audited, "
           f"{sum(shown.values())} listed on the analyst's page (HTTP {st}), each once (wrong for {bad[:3]})")
 
@@ -456,7 +456,7 @@ def check_exactly_once(acked, analyst_id, analyst):
                           "GROUP BY submission_id")
     bad = [s for s in ids if rows.get(s) != "destroyed" or destroyed.get(s) != 1 or withdrawn.get(s) != 1
            or records.get(s) != 1]
-    check(not bad and set(destroyed) == set(ids) and set(records) == set(ids) and not left and not keys_left,
+    check(ids and not bad and set(destroyed) == set(ids) and set(records) == set(ids) and not left and not keys_left,
           f"destructions: {len(ids)} acknowledged, {len(destroyed)} audited, {len(records)} destruction records, "
           f"each once; {sum(left.values())} blob rows and {sum(keys_left.values())} data keys left (wrong for "
           f"{bad[:3]})")
@@ -464,8 +464,8 @@ def check_exactly_once(acked, analyst_id, analyst):
     for u in acked["destroy"][:6]:
         for aid in [r[0] for r in sql(f"SELECT id FROM attachments WHERE submission_id = {lit(u.sid)}")]:
             answers[u.owner.get(f"/submissions/{u.sid}/files/{aid}")[0]] += 1
-    check(set(answers) <= {404, 410}, f"destructions: the files of destroyed submissions answer "
-          f"{dict(answers)} (404 or 410 expected)")
+    check(answers and set(answers) <= {404, 410}, f"destructions: the files of destroyed submissions answer "
+          f"{dict(answers)} (404 or 410 expected; none asked is a failure too)")
 
     ids_by_email = {r[1]: r[0] for r in sql("SELECT id, email FROM users")}
     audited = counts_by("SELECT object_id, count(*) FROM audit_entries WHERE action = 'auth.login' "

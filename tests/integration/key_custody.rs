@@ -374,6 +374,7 @@ fn officers_words_are_sealed_shown_to_those_admitted_and_destroyed_with_the_cont
     assert!(!page.body.contains(markers[0]) && !page.body.contains(markers[1]));
     assert!(page.body.contains("destroyed with it"), "{}", page.body);
     let page = officer.get(&format!("/officer/submissions/{doomed}"));
+    assert_eq!(page.status, Status::Ok);
     assert!(!page.body.contains(markers[1]));
     // The other submission's texts still open.
     assert!(officer

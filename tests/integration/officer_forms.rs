@@ -318,10 +318,9 @@ fn not_validated_asks_for_confirmation_saying_the_submitter_chooses_return_or_de
     assert!(page.body.contains("Confirm: not validated"));
     assert!(page.body.contains("as the submitter will read it"));
     assert!(page.body.contains(reason));
-    assert!(!sub
-        .get(&format!("/submissions/{id}"))
-        .body
-        .contains("NotValidatedReasonMarker"));
+    let shown = sub.get(&format!("/submissions/{id}"));
+    assert_eq!(shown.status, Status::Ok);
+    assert!(!shown.body.contains("NotValidatedReasonMarker"));
 
     let (page, logged) = post_counted(
         &app,

@@ -907,6 +907,7 @@ fn an_administrators_invitation_into_an_organisation_waits_for_its_admin_or_an_o
     assert_eq!(app.outbox().len(), before, "no mail before approval");
     let mut officer = app.login_as(Role::Officer, "o@example.gov", None);
     // Acme has its own administrator: the officer neither lists nor decides it.
+    assert_eq!(officer.get("/officer/organisations").status, Status::Ok);
     assert!(!officer
         .get("/officer/organisations")
         .body
@@ -1485,6 +1486,7 @@ fn an_administrator_cannot_hand_a_companys_approval_to_an_officer_by_disabling_i
     assert_eq!(invitation_state(&app, &sock), "awaiting_approval");
 
     // The decision stays the company's: no officer lists it, and approving it answers as an unknown id does.
+    assert_eq!(officer.get("/officer/organisations").status, Status::Ok);
     assert!(!officer
         .get("/officer/organisations")
         .body
