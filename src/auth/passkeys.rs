@@ -26,6 +26,10 @@ pub const NAME_MAX_CHARS: usize = 60;
 pub const MAX_PER_ACCOUNT: i64 = 20;
 /// A browser's answer is a few kilobytes; anything much larger is not one.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// How long a ceremony's challenge is answerable, from when its page was made: above the browser's own timeout for
+/// the ceremony (webauthn-rs asks for five minutes), so that no answer a browser still gives is refused, and well
+/// below a session's hours.
+pub const CEREMONY_SECS: i64 = 10 * 60;
 /// Two pages of one session rarely race for its ceremony state; after this many lost races, give up.
 const STATE_ATTEMPTS: usize = 3;
 
@@ -104,6 +108,7 @@ impl Passkeys {
         conn: &mut DbConn,
         user: &User,
         session_hash: &str,
+        now: i64,
     ) -> AppResult<String> {
         let exclude: Vec<CredentialID> = passkey::credential_ids_of(conn, &user.id)?
             .iter()
@@ -119,8 +124,11 @@ impl Passkeys {
                 Some(exclude),
             )
             .map_err(|e| AppError::Internal(format!("starting a passkey registration: {e}")))?;
-        change_state(conn, session_hash, |s| s.registration = Some(state.clone()))?
-            .ok_or_else(session_ended)?;
+        change_state(conn, session_hash, |s| {
+            s.registration = Some(state.clone());
+            s.registration_at = Some(now);
+        })?
+        .ok_or_else(session_ended)?;
         to_json(&options, "passkey registration options")
     }
 
@@ -137,14 +145,15 @@ impl Passkeys {
         now: i64,
     ) -> AppResult<PasskeyInfo> {
         let name = valid_name(name)?;
-        let state = change_state(conn, session_hash, |s| s.registration.take())?
-            .flatten()
-            .ok_or_else(|| {
-                AppError::Invalid(
-                    "This request to add a passkey has expired or was already used. Try again."
-                        .into(),
-                )
-            })?;
+        let state = change_state(conn, session_hash, |s| {
+            (s.registration.take(), s.registration_at.take())
+        })?
+        .and_then(|(state, at)| state.filter(|_| answerable(at, now)))
+        .ok_or_else(|| {
+            AppError::Invalid(
+                "This request to add a passkey has expired or was already used. Try again.".into(),
+            )
+        })?;
         if passkey::count_of(conn, &user.id)? >= MAX_PER_ACCOUNT {
             return Err(AppError::Invalid(format!(
                 "An account can have at most {MAX_PER_ACCOUNT} passkeys. Remove one first."
@@ -166,6 +175,7 @@ impl Passkeys {
         conn: &mut DbConn,
         user_id: &str,
         session_hash: &str,
+        now: i64,
     ) -> AppResult<Option<String>> {
         let keys: Vec<Passkey> = passkey::list_of(conn, user_id)?
             .iter()
@@ -179,7 +189,8 @@ impl Passkeys {
             .start_passkey_authentication(&keys)
             .map_err(|e| AppError::Internal(format!("starting a passkey authentication: {e}")))?;
         change_state(conn, session_hash, |s| {
-            s.authentication = Some(state.clone())
+            s.authentication = Some(state.clone());
+            s.authentication_at = Some(now);
         })?
         .ok_or_else(session_ended)?;
         to_json(&options, "passkey authentication options").map(Some)
@@ -197,10 +208,18 @@ impl Passkeys {
         response_json: &str,
         now: i64,
     ) -> AppResult<Option<String>> {
-        let Some(Some(state)) = change_state(conn, session_hash, |s| s.authentication.take())?
+        let Some((Some(state), at)) = change_state(conn, session_hash, |s| {
+            (s.authentication.take(), s.authentication_at.take())
+        })?
         else {
             return Ok(None);
         };
+        if !answerable(at, now) {
+            tracing::info!(
+                "passkey authentication refused: its challenge is older than the ceremony's time"
+            );
+            return Ok(None);
+        }
         let Some(response) = parse_response::<PublicKeyCredential>(response_json) else {
             tracing::info!("passkey authentication refused: the answer is not an assertion");
             return Ok(None);
@@ -260,8 +279,19 @@ pub fn count(conn: &mut DbConn, user_id: &str) -> AppResult<i64> {
 struct CeremonyState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     registration: Option<PasskeyRegistration>,
+    /// When the registration began (webauthn-rs keeps no time in its state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    registration_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     authentication: Option<PasskeyAuthentication>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    authentication_at: Option<i64>,
+}
+
+/// Whether a ceremony begun at `at` may still be answered at `now` (one with no time, saved by an older version,
+/// may not: the person starts it again).
+fn answerable(at: Option<i64>, now: i64) -> bool {
+    at.is_some_and(|at| (at..=at.saturating_add(CEREMONY_SECS)).contains(&now))
 }
 
 impl CeremonyState {
@@ -568,7 +598,7 @@ mod tests {
         add_stored_passkey(&mut f.conn, &f.alice.id, "Old key", "AAECAwQ");
         let options = f
             .passkeys
-            .begin_registration(&mut f.conn, &f.alice, ALICE_SESSION)
+            .begin_registration(&mut f.conn, &f.alice, ALICE_SESSION, NOW)
             .unwrap();
         let options: serde_json::Value = serde_json::from_str(&options).unwrap();
         let public_key = &options["publicKey"];
@@ -589,7 +619,7 @@ mod tests {
         let mut f = fixture();
         for answer in ["not json", FORGED_ATTESTATION] {
             f.passkeys
-                .begin_registration(&mut f.conn, &f.alice, ALICE_SESSION)
+                .begin_registration(&mut f.conn, &f.alice, ALICE_SESSION, NOW)
                 .unwrap();
             let refused = f.passkeys.finish_registration(
                 &mut f.conn,
@@ -617,11 +647,62 @@ mod tests {
         assert_eq!(count(&mut f.conn, &f.alice.id).unwrap(), 0);
     }
 
+    /// A challenge is answerable for the ceremony's time only: after it the registration reads as expired (before
+    /// the answer is looked at) and the authentication as a failed answer, and either state is consumed.
+    #[test]
+    fn a_ceremony_answered_after_its_time_is_refused() {
+        let mut f = fixture();
+        let late = NOW + CEREMONY_SECS + 1;
+        f.passkeys
+            .begin_registration(&mut f.conn, &f.alice, ALICE_SESSION, NOW)
+            .unwrap();
+        let refused = f.passkeys.finish_registration(
+            &mut f.conn,
+            &f.alice,
+            ALICE_SESSION,
+            "My key",
+            FORGED_ATTESTATION,
+            late,
+        );
+        let Err(AppError::Invalid(message)) = refused else {
+            panic!("a late registration was not refused");
+        };
+        assert!(message.contains("expired"), "{message}");
+        // In time, the same answer gets as far as being checked (and refused as forged, not as expired).
+        f.passkeys
+            .begin_registration(&mut f.conn, &f.alice, ALICE_SESSION, NOW)
+            .unwrap();
+        let refused = f.passkeys.finish_registration(
+            &mut f.conn,
+            &f.alice,
+            ALICE_SESSION,
+            "My key",
+            FORGED_ATTESTATION,
+            NOW + CEREMONY_SECS,
+        );
+        let Err(AppError::Invalid(message)) = refused else {
+            panic!("a forged registration was not refused");
+        };
+        assert!(!message.contains("expired"), "{message}");
+        add_stored_passkey(&mut f.conn, &f.alice.id, "Old key", "AAECAwQ");
+        f.passkeys
+            .begin_authentication(&mut f.conn, &f.alice.id, ALICE_SESSION, NOW)
+            .unwrap()
+            .unwrap();
+        assert!(state_of(&mut f.conn).unwrap()["authentication_at"].is_i64());
+        let answered = f
+            .passkeys
+            .finish_authentication(&mut f.conn, &f.alice.id, ALICE_SESSION, "{}", late)
+            .unwrap();
+        assert_eq!(answered, None);
+        assert_eq!(state_of(&mut f.conn), None);
+    }
+
     #[test]
     fn a_bad_name_is_refused_before_the_state_is_used() {
         let mut f = fixture();
         f.passkeys
-            .begin_registration(&mut f.conn, &f.alice, ALICE_SESSION)
+            .begin_registration(&mut f.conn, &f.alice, ALICE_SESSION, NOW)
             .unwrap();
         for name in ["   ", &"k".repeat(NAME_MAX_CHARS + 1), "a\u{7}b"] {
             let refused = f.passkeys.finish_registration(
@@ -646,7 +727,7 @@ mod tests {
         let mut f = fixture();
         let options = f
             .passkeys
-            .begin_authentication(&mut f.conn, &f.alice.id, ALICE_SESSION)
+            .begin_authentication(&mut f.conn, &f.alice.id, ALICE_SESSION, NOW)
             .unwrap();
         assert_eq!(options, None);
         assert_eq!(state_of(&mut f.conn), None);
@@ -658,11 +739,11 @@ mod tests {
         add_stored_passkey(&mut f.conn, &f.alice.id, "Laptop", "AAECAwQ");
         add_stored_passkey(&mut f.conn, &f.bob.id, "Bob's", "BQYHCAk");
         f.passkeys
-            .begin_registration(&mut f.conn, &f.alice, ALICE_SESSION)
+            .begin_registration(&mut f.conn, &f.alice, ALICE_SESSION, NOW)
             .unwrap();
         let options = f
             .passkeys
-            .begin_authentication(&mut f.conn, &f.alice.id, ALICE_SESSION)
+            .begin_authentication(&mut f.conn, &f.alice.id, ALICE_SESSION, NOW)
             .unwrap()
             .unwrap();
         let options: serde_json::Value = serde_json::from_str(&options).unwrap();
@@ -691,11 +772,11 @@ mod tests {
             .unwrap();
         assert_eq!(no_state, None);
         f.passkeys
-            .begin_registration(&mut f.conn, &f.alice, ALICE_SESSION)
+            .begin_registration(&mut f.conn, &f.alice, ALICE_SESSION, NOW)
             .unwrap();
         for answer in ["{garbage", "", FORGED_ASSERTION] {
             f.passkeys
-                .begin_authentication(&mut f.conn, &f.alice.id, ALICE_SESSION)
+                .begin_authentication(&mut f.conn, &f.alice.id, ALICE_SESSION, NOW)
                 .unwrap()
                 .unwrap();
             let outcome = f
@@ -729,9 +810,9 @@ mod tests {
             )
             .unwrap();
         assert_eq!(outcome, None);
-        let begun = f
-            .passkeys
-            .begin_authentication(&mut f.conn, &f.alice.id, "no-such-session");
+        let begun =
+            f.passkeys
+                .begin_authentication(&mut f.conn, &f.alice.id, "no-such-session", NOW);
         assert!(matches!(begun, Err(AppError::Gone(_))));
     }
 

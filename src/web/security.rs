@@ -47,13 +47,14 @@ async fn security_page_for(
 ) -> AppResult<Page> {
     let (user, hash) = (who.user.clone(), who.session_hash.clone());
     let passkeys = ctx.state.passkeys.clone();
+    let now = ctx.state.clock.now();
     let (factors, registration) = ctx
         .state
         .db
         .run(move |c| {
             let factors = second_factor::factors(c, &user.id)?;
             let registration = match passkeys.as_deref() {
-                Some(p) => Some(p.begin_registration(c, &user, &hash)?),
+                Some(p) => Some(p.begin_registration(c, &user, &hash, now)?),
                 None => None,
             };
             Ok((factors, registration))

@@ -134,9 +134,10 @@ pub async fn passkey_options(state: &Services, who: &Authenticated) -> AppResult
         return Ok(None);
     };
     let (user_id, session_hash) = (who.user.id.clone(), who.session_hash.clone());
+    let now = state.clock.now();
     state
         .db
-        .run(move |c| passkeys.begin_authentication(c, &user_id, &session_hash))
+        .run(move |c| passkeys.begin_authentication(c, &user_id, &session_hash, now))
         .await
 }
 
