@@ -678,6 +678,52 @@ fn guesses_sent_in_parallel_are_checked_no_more_often_than_the_limit_allows() {
     assert_eq!(res.status, Status::TooManyRequests);
 }
 
+/// The records that let an authorized user read PCII (training, NDA), the self-registration switch and a password
+/// change ask for a recent second factor, like grants of privilege: a stolen session alone changes none of them.
+#[test]
+fn records_that_open_pcii_and_a_password_change_need_a_fresh_factor() {
+    let app = TestApp::new();
+    let mut admin = app.login_as(Role::Administrator, "admin@example.gov", None);
+    let analyst = app.create_user(Role::AuthorizedUser, "ana@dhs.example.gov", None);
+    let training = format!("/admin/accounts/{analyst}/training");
+    let nda = format!("/admin/accounts/{analyst}/nda");
+    let today = pcii_portal::time::date(app.now());
+    app.advance(16 * 60);
+    let training_at = |app: &TestApp| {
+        app.with_conn(|c| {
+            pcii_portal::models::account::find(c, &analyst)
+                .unwrap()
+                .training_completed_at
+        })
+    };
+    for (uri, fields) in [
+        (training.as_str(), vec![("date", today.as_str())]),
+        (nda.as_str(), vec![("date", today.as_str())]),
+        ("/admin/settings/registration", vec![("open", "false")]),
+        (
+            "/account/password",
+            vec![
+                ("current_password", PASSWORD),
+                ("new_password", "a new passphrase for the admin"),
+            ],
+        ),
+    ] {
+        let res = admin.post(uri, &fields);
+        assert_eq!(res.status, Status::Unauthorized, "{uri}: {}", res.body);
+        assert!(res.body.contains("Confirm it is you"), "{uri}");
+    }
+    assert_eq!(training_at(&app), None);
+    assert_eq!(app.audit_count("account.training"), 0);
+    // With the factor given, the record is saved.
+    let code = common::totp_code(app.state(), "admin@example.gov");
+    let res = admin.post(
+        &training,
+        &[("date", today.as_str()), ("factor_code", &code)],
+    );
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    assert!(training_at(&app).is_some());
+}
+
 /// The lock bounds guessing; a passkey's signed answer cannot be guessed. Whoever holds only the password and locks
 /// the account with wrong codes does not lock its owner's passkey out: a verified passkey passes the lock, a code
 /// (even the right one) does not.

@@ -601,12 +601,14 @@ fn parse_optional_date(s: &str, now: i64) -> AppResult<Option<i64>> {
     Ok(Some(ts))
 }
 
+// Training and NDA records are what let an authorized user read PCII (PCII.md), and the self-registration switch
+// opens the portal to strangers: like the grants of privilege, they need a recent second factor.
 #[rocket::post("/accounts/<id>/training", data = "<form>")]
 async fn training(
     ctx: Ctx<'_>,
     _admin: AdminUser<'_>,
     id: &str,
-    form: CsrfForm<DateForm>,
+    form: StepUpForm<DateForm>,
 ) -> AppResult<Notice> {
     let at = parse_optional_date(&form.0.date, ctx.state.clock.now())?;
     apply(
@@ -623,7 +625,7 @@ async fn nda(
     ctx: Ctx<'_>,
     _admin: AdminUser<'_>,
     id: &str,
-    form: CsrfForm<DateForm>,
+    form: StepUpForm<DateForm>,
 ) -> AppResult<Notice> {
     let signed_at = parse_optional_date(&form.0.date, ctx.state.clock.now())?;
     let expires_at = match form.0.expires.trim() {
@@ -671,7 +673,7 @@ struct RegistrationForm {
 async fn registration(
     ctx: Ctx<'_>,
     _admin: AdminUser<'_>,
-    form: CsrfForm<RegistrationForm>,
+    form: StepUpForm<RegistrationForm>,
 ) -> AppResult<Notice> {
     let open = form.0.open;
     let (audit, actor) = (ctx.state.audit.clone(), ctx.actor.clone());

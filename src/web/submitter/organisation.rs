@@ -300,7 +300,9 @@ async fn remove_member(
     ctx: Ctx<'_>,
     admin: OrgAdminUser<'_>,
     id: &str,
-    form: CsrfForm<RemoveForm>,
+    // Removing disables the member's account, and revoking takes away an administrator: with a recent second factor
+    // (an administrator's without one passes, as everywhere), as appointing one needs.
+    form: StepUpForm<RemoveForm>,
 ) -> AppResult<Notice> {
     if form.0.confirm != "yes" {
         return Err(AppError::Invalid(
@@ -352,7 +354,7 @@ async fn revoke_admin(
     ctx: Ctx<'_>,
     admin: OrgAdminUser<'_>,
     id: &str,
-    _form: CsrfForm<NoFields>,
+    _form: StepUpForm<NoFields>,
 ) -> AppResult<Notice> {
     let (audit, actor, org, target) = (
         ctx.state.audit.clone(),
