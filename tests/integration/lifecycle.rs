@@ -905,6 +905,27 @@ fn a_download_under_way_is_cut_off_when_its_reader_loses_access() {
     assert_eq!(app.audit_count("content.cut"), 2);
 }
 
+/// The `seen` token of the first decision form on a page (what the page showed of the submission).
+fn seen_on(page: &str) -> String {
+    let needle = r#"name="seen" value=""#;
+    let at = page.find(needle).expect("a seen field") + needle.len();
+    page[at..at + page[at..].find('"').unwrap()].to_string()
+}
+
+/// The submitter sends its cure of a defective submission, its stored files described again: received again.
+fn send_cure(app: &TestApp, sub: &mut Browser<'_>, id: &str) {
+    let mut parts = complete_fields("Lifecycle narrative, corrected", "submit");
+    for a in app.attachment_ids(id) {
+        parts.push(Part::Text(
+            Box::leak(format!("attachment_description_{a}").into_boxed_str()),
+            "desc",
+        ));
+    }
+    let cured = sub.post_multipart(&format!("/submissions/{id}"), &parts);
+    assert_eq!(cured.status, Status::SeeOther, "{}", cured.body);
+    assert_eq!(app.status_of(id), "received");
+}
+
 /// A final decision is confirmed on a page that shows the submission as it was: if the submitter cures it (or
 /// another officer decides) before the officer confirms, the confirmation is refused and nothing is recorded, so a
 /// decision never lands on content the officer did not see. Confirmed on a fresh page, it goes through.
@@ -934,11 +955,6 @@ fn a_final_decision_confirmed_after_the_submission_changed_is_refused() {
         Status::SeeOther
     );
     let reason = "Defects not cured.";
-    let seen_on = |page: &str| -> String {
-        let needle = r#"name="seen" value=""#;
-        let at = page.find(needle).expect("a seen field") + needle.len();
-        page[at..at + page[at..].find('"').unwrap()].to_string()
-    };
     let page = officer.post(
         &decision,
         &[("decision", "not_validated"), ("reason", reason)],
@@ -948,16 +964,7 @@ fn a_final_decision_confirmed_after_the_submission_changed_is_refused() {
 
     // Meanwhile the submitter cures it.
     app.advance(1);
-    let mut parts = complete_fields("Lifecycle narrative, corrected", "submit");
-    for a in app.attachment_ids(&id) {
-        parts.push(Part::Text(
-            Box::leak(format!("attachment_description_{a}").into_boxed_str()),
-            "desc",
-        ));
-    }
-    let cured = sub.post_multipart(&format!("/submissions/{id}"), &parts);
-    assert_eq!(cured.status, Status::SeeOther, "{}", cured.body);
-    assert_eq!(app.status_of(&id), "received");
+    send_cure(&app, &mut sub, &id);
 
     let page = officer.post(
         &decision,
@@ -1005,11 +1012,6 @@ fn a_decision_from_a_page_that_showed_an_earlier_version_is_refused() {
     let id = submit(&mut sub, &[file_bytes(50_000, 1, "")]);
     let path = format!("/officer/submissions/{id}");
     let decision = format!("{path}/decision");
-    let seen_on = |page: &str| -> String {
-        let needle = r#"name="seen" value=""#;
-        let at = page.find(needle).expect("a seen field") + needle.len();
-        page[at..at + page[at..].find('"').unwrap()].to_string()
-    };
     // Olga reads the first version.
     let page = olga.get(&path);
     assert_eq!(page.status, Status::Ok);
@@ -1025,16 +1027,7 @@ fn a_decision_from_a_page_that_showed_an_earlier_version_is_refused() {
     );
     assert_eq!(page.status, Status::SeeOther);
     app.advance(1);
-    let mut parts = complete_fields("Lifecycle narrative, corrected", "submit");
-    for a in app.attachment_ids(&id) {
-        parts.push(Part::Text(
-            Box::leak(format!("attachment_description_{a}").into_boxed_str()),
-            "desc",
-        ));
-    }
-    let cured = sub.post_multipart(&format!("/submissions/{id}"), &parts);
-    assert_eq!(cured.status, Status::SeeOther, "{}", cured.body);
-    assert_eq!(app.status_of(&id), "received");
+    send_cure(&app, &mut sub, &id);
 
     // Olga's stale page: a validation is refused at its confirmation page already, and at its confirmation.
     let page = olga.post(

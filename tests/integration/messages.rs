@@ -696,28 +696,30 @@ fn a_message_over_its_file_limits_is_told_the_message_s_limits() {
     );
 }
 
+/// Queues a "new message" mail to `to`, as an act does in its transaction.
+fn queue_message_mail(app: &TestApp, to: &User) -> pcii_portal::workflow::pending_mail::Queued {
+    app.with_conn(|c| {
+        pcii_portal::workflow::pending_mail::enqueue(
+            c,
+            &app.state().mailer,
+            pcii_portal::workflow::notifications::Kind::Message,
+            (&to.id, &to.email, &to.display_name),
+            "/",
+            app.now(),
+        )
+        .unwrap()
+    })
+}
+
 #[test]
 fn a_mail_a_round_took_while_the_send_after_its_act_was_slow_goes_out_once() {
-    use pcii_portal::workflow::notifications::Kind;
     use pcii_portal::workflow::pending_mail::{self, AT_ONCE_GRACE};
     let app = TestApp::new();
     app.create_user(Role::Submitter, "ann@acme.example", Some("Acme"));
     let ann = user(&app, "ann@acme.example");
     // An act (a message to a large organisation, say) queued a mail to Ann; the send made at once after it is still
     // busy with the others when the grace ends, and a notification round (on this or another instance) sends hers.
-    let enqueue = || {
-        app.with_conn(|c| {
-            pending_mail::enqueue(
-                c,
-                &app.state().mailer,
-                Kind::Message,
-                (&ann.id, &ann.email, &ann.display_name),
-                "/",
-                app.now(),
-            )
-            .unwrap()
-        })
-    };
+    let enqueue = || queue_message_mail(&app, &ann);
     let queued = enqueue();
     app.advance(AT_ONCE_GRACE + 1);
     assert_eq!(app.notification_round().sent.len(), 1);
@@ -777,22 +779,11 @@ fn one_mail_per_unread_stretch_of_a_thread() {
 #[test]
 fn a_mail_to_someone_disabled_since_its_act_is_not_sent_at_once_either() {
     use pcii_portal::db::schema::{pending_mail as pending, users};
-    use pcii_portal::workflow::notifications::Kind;
     use pcii_portal::workflow::pending_mail;
     let app = TestApp::new();
     app.create_user(Role::Submitter, "ann@acme.example", Some("Acme"));
     let ann = user(&app, "ann@acme.example");
-    let queued = app.with_conn(|c| {
-        pending_mail::enqueue(
-            c,
-            &app.state().mailer,
-            Kind::Message,
-            (&ann.id, &ann.email, &ann.display_name),
-            "/",
-            app.now(),
-        )
-        .unwrap()
-    });
+    let queued = queue_message_mail(&app, &ann);
     app.with_conn(|c| {
         diesel::update(users::table.find(&ann.id))
             .set(users::disabled.eq(true))

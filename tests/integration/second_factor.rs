@@ -568,16 +568,19 @@ fn a_member_who_removed_the_factor_is_sent_to_enrol_once_the_organisation_requir
     assert_eq!(sam.get("/submissions").status, Status::Ok);
 }
 
+/// A browser that gave `email`'s password and is asked for its second factor.
+fn password_only<'a>(app: &'a TestApp, email: &str) -> Browser<'a> {
+    let mut b = app.browser();
+    let res = b.post("/login", &[("email", email), ("password", PASSWORD)]);
+    assert_eq!(res.header("Location"), Some("/login/second-factor"));
+    b
+}
+
 #[test]
 fn guessing_codes_is_throttled_per_account_and_audited() {
     let app = TestApp::new();
     app.create_user(Role::Officer, "o@example.gov", None);
-    let mut b = app.browser();
-    let res = b.post(
-        "/login",
-        &[("email", "o@example.gov"), ("password", PASSWORD)],
-    );
-    assert_eq!(res.header("Location"), Some("/login/second-factor"));
+    let mut b = password_only(&app, "o@example.gov");
     for guess in ["111111", "222222", "333333", "444444", "555555"] {
         let res = b.post("/login/second-factor", &[("factor_code", guess)]);
         assert_eq!(res.status, Status::Unauthorized);
@@ -668,12 +671,7 @@ fn guesses_sent_in_parallel_are_checked_no_more_often_than_the_limit_allows() {
         guesses.len() - limit
     );
     // Locked now: the right code is refused too.
-    let mut b = app.browser();
-    let res = b.post(
-        "/login",
-        &[("email", "o@example.gov"), ("password", PASSWORD)],
-    );
-    assert_eq!(res.header("Location"), Some("/login/second-factor"));
+    let mut b = password_only(&app, "o@example.gov");
     let res = b.post("/login/second-factor", &[("factor_code", &right)]);
     assert_eq!(res.status, Status::TooManyRequests);
 }
@@ -789,12 +787,7 @@ fn a_session_still_owing_its_factor_ends_after_a_quarter_of_an_hour() {
     use pcii_portal::auth::sessions::PENDING_FACTOR_SECS;
     let app = TestApp::new();
     app.create_user(Role::Officer, "o@example.gov", None);
-    let mut b = app.browser();
-    let res = b.post(
-        "/login",
-        &[("email", "o@example.gov"), ("password", PASSWORD)],
-    );
-    assert_eq!(res.header("Location"), Some("/login/second-factor"));
+    let mut b = password_only(&app, "o@example.gov");
     // Used every few minutes, so never idle.
     for _ in 0..3 {
         app.advance(PENDING_FACTOR_SECS / 4);
@@ -1083,12 +1076,7 @@ fn on_a_host_name_origin_passkeys_are_offered_and_a_forged_answer_is_refused() {
     );
 
     // A made-up passkey answer at sign-in is a failure like a wrong code: refused, throttled, audited.
-    let mut b = app.browser();
-    let res = b.post(
-        "/login",
-        &[("email", "o@example.gov"), ("password", PASSWORD)],
-    );
-    assert_eq!(res.header("Location"), Some("/login/second-factor"));
+    let mut b = password_only(&app, "o@example.gov");
     let res = b.post(
         "/login/second-factor",
         &[("webauthn_response", "{\"id\":\"AAAA\",\"rawId\":\"AAAA\"}")],
