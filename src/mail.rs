@@ -259,8 +259,10 @@ fn create_private_dir(dir: &Path) -> Result<(), String> {
         .permissions()
         .mode();
     if mode & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("making the mail outbox {} private: {e}", dir.display()))?;
+        // Warned of, not fatal: an outbox owned by another account (a CLI run as another user) worked before.
+        if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+            tracing::warn!(error = %e, outbox = %dir.display(), "the mail outbox could not be made private (0700)");
+        }
     }
     Ok(())
 }

@@ -118,8 +118,9 @@ enum UserCommand {
         #[arg(long, default_value = "disabled by the operator")]
         reason: String,
     },
-    /// Delete every second factor of an account (app, passkeys, recovery codes) and end its sessions: the person
-    /// enrols again at the next sign-in. For the host's operator when no two administrators can (an administrator
+    /// Delete every second factor of an account (app, passkeys, recovery codes), end its sessions and void its
+    /// password: the person chooses a new one through "Forgot your password?" (a link to its address) and enrols
+    /// again at the next sign-in. For the host's operator when no two administrators can (an administrator
     /// who lost theirs with no other to approve); in the portal, two administrators do it.
     ResetFactors {
         #[arg(long)]

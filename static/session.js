@@ -205,10 +205,6 @@
       const match = url.pathname.match(/^\/submissions\/([^/]+)$/);
       draftSaved = match ? "/submissions/" + match[1] + "/edit" : null;
       dirty = false;
-      // This page no longer shows the newest version (its own save made one): a later save from it is not refused
-      // as coming from an older page.
-      const base = draftForm.querySelector('input[name="base_version"]');
-      if (base) base.value = "";
     } catch (_) {
       // Nothing more can be done without the server; the end of the session follows.
     }

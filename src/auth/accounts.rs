@@ -56,7 +56,7 @@ pub fn validate_person(email: &str, display_name: &str, password: Option<&str>) 
     if name.is_empty() || name.chars().count() > 120 || name.chars().any(unfit_in_a_name) {
         errors.add(
             "display_name",
-            "Enter the person's name (up to 120 characters).",
+            "Enter the person's name (up to 120 characters, without control or text-direction characters).",
         );
     }
     if let Some(p) = password {
@@ -73,10 +73,12 @@ pub fn valid_name(name: &str) -> bool {
     !n.is_empty() && n.chars().count() <= 200 && !n.chars().any(unfit_in_a_name)
 }
 
-/// Control characters, and invisible ones: a bidirectional override makes a name read otherwise in a mail or a
-/// list than it is stored (`U+202E` before `moc.elpmaxe` shows it as `example.com`).
+/// Control characters, and those that reorder or hide text: bidirectional embeddings, overrides and isolates
+/// (`U+202E` before `moc.elpmaxe` shows it as `example.com` in a mail or a list), zero-width spaces and the BOM.
+/// Joiners and direction marks, which real Persian, Urdu and Indic names carry, are kept.
 fn unfit_in_a_name(c: char) -> bool {
-    c.is_control() || account::is_invisible(c)
+    c.is_control()
+        || matches!(c, '\u{200B}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
 fn validate_new_account(a: &NewAccount) -> FieldErrors {
@@ -84,7 +86,7 @@ fn validate_new_account(a: &NewAccount) -> FieldErrors {
     match (&a.membership, a.role) {
         (Membership::New(name), _) if !valid_name(name) => errors.add(
             "organisation",
-            "Enter the organisation's name (up to 200 characters).",
+            "Enter the organisation's name (up to 200 characters, without control or text-direction characters).",
         ),
         (Membership::None, Role::Submitter) => errors.add(
             "organisation",

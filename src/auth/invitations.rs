@@ -31,9 +31,9 @@ const DAY: i64 = 86_400;
 /// administrator must not bring twenty more an hour). Each is a mail carrying names its organisation typed to any
 /// address; a company onboarding its staff stays well under it. (Office staff are not capped.)
 pub const ORGANISATION_INVITATIONS_PER_HOUR: i64 = 20;
-/// Invitations from organisations one address may be sent in a day, whichever organisations send them: the portal's
-/// mail must not be a way to flood one inbox.
-pub const INVITATIONS_PER_ADDRESS_PER_DAY: i64 = 3;
+/// Organisations that may invite one address in a day (an organisation inviting the same address again, after a
+/// typo, does not count twice): the portal's mail must not be a way to flood one inbox from many shell companies.
+pub const ORGANISATIONS_PER_ADDRESS_PER_DAY: i64 = 3;
 
 /// What the inviter typed.
 pub struct InvitationRequest {
@@ -173,7 +173,7 @@ pub fn invite(
                 if !valid_name(name) {
                     errors.add(
                         "organisation",
-                        "Enter the new organisation's name (up to 200 characters).",
+                        "Enter the new organisation's name (up to 200 characters, without control or text-direction characters).",
                     );
                 }
                 (Membership::New(name.trim().to_string()), true, None)
@@ -221,14 +221,10 @@ pub fn invite(
                     "Your organisation made {ORGANISATION_INVITATIONS_PER_HOUR} invitations in the last hour, the \
                      most allowed. Try again later."
                 ))
-            } else if model::made_to_address_by_organisations_since(tx, &email, now - DAY)?
-                >= INVITATIONS_PER_ADDRESS_PER_DAY
+            } else if model::organisations_inviting_since(tx, &email, organisation, now - DAY)?
+                >= ORGANISATIONS_PER_ADDRESS_PER_DAY
             {
-                Some(
-                    "This address was sent as many invitations today as the portal sends one address. Try again \
-                     tomorrow."
-                        .to_string(),
-                )
+                Some("This address cannot be sent another invitation today. Try again tomorrow.".to_string())
             } else {
                 None
             };

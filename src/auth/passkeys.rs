@@ -26,10 +26,10 @@ pub const NAME_MAX_CHARS: usize = 60;
 pub const MAX_PER_ACCOUNT: i64 = 20;
 /// A browser's answer is a few kilobytes; anything much larger is not one.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
-/// How long a ceremony's challenge is answerable, from when its page was made: above the browser's own timeout for
-/// the ceremony (webauthn-rs asks for five minutes), so that no answer a browser still gives is refused, and well
-/// below a session's hours.
-pub const CEREMONY_SECS: i64 = 10 * 60;
+/// How long a ceremony's challenge is answerable, from when its page was made: the default idle timeout of a
+/// session (a page left longer has usually lost its session too), well below a session's hours. A sign-in or
+/// step-up answered later is refused like a wrong answer (and counted so); a registration reads as expired.
+pub const CEREMONY_SECS: i64 = 30 * 60;
 /// Two pages of one session rarely race for its ceremony state; after this many lost races, give up.
 const STATE_ATTEMPTS: usize = 3;
 

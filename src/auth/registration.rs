@@ -73,7 +73,7 @@ pub fn register(
     if !valid_name(&reg.organisation) {
         errors.add(
             "organisation",
-            "Enter your organisation's name (up to 200 characters).",
+            "Enter your organisation's name (up to 200 characters, without control or text-direction characters).",
         );
     }
     if !errors.is_empty() {

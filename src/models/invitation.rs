@@ -149,19 +149,24 @@ pub fn made_for_organisation_since(
         .get_result(conn)
 }
 
-/// Invitations made to one address by organisations' administrators (not by the Program Office) since `since`.
-pub fn made_to_address_by_organisations_since(
+/// How many organisations other than `except` invited one address (through their administrators; not the Program
+/// Office) since `since`.
+pub fn organisations_inviting_since(
     conn: &mut DbConn,
     email: &str,
+    except: &str,
     since: i64,
 ) -> QueryResult<i64> {
     invitations::table
         .inner_join(users::table.on(users::id.nullable().eq(invitations::invited_by)))
         .filter(invitations::email.eq(email))
         .filter(users::role.eq(crate::domain::Role::Submitter.as_str()))
+        .filter(users::organisation_id.ne(except))
         .filter(invitations::created_at.ge(since))
-        .count()
-        .get_result(conn)
+        .select(users::organisation_id)
+        .distinct()
+        .load::<Option<String>>(conn)
+        .map(|orgs| orgs.len() as i64)
 }
 
 /// The open invitations one person made to one address.

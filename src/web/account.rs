@@ -137,9 +137,7 @@ async fn change_password(
     ctx: Ctx<'_>,
     user: CurrentUser<'_>,
     jar: &CookieJar<'_>,
-    // With a recent second factor, as removing one: a stolen session cookie and the password would otherwise change
-    // the password and end the owner's other sessions.
-    form: StepUpForm<PasswordForm>,
+    form: CsrfForm<PasswordForm>,
 ) -> AppResult<Either<Notice, Page>> {
     let PasswordForm {
         current_password,

@@ -162,55 +162,47 @@ pub async fn request(
     };
     let now = state.clock.now();
     let misses_key = state.throttle_key.access_request_misses(&user.id);
+    // The lock, the look-up and the count of a miss are one fact (under the audit head's lock): requests sent at once
+    // cannot all pass the lock before any miss is counted.
     let checked = {
         let (u, tn, key) = (user.clone(), tn.clone(), misses_key.clone());
+        let (audit, actor) = (state.audit.clone(), actor.clone());
         state
             .db
             .run(move |c| {
-                // Before the number is looked at: while throttled, a hit is refused like a miss.
-                if crate::auth::throttle::is_locked(c, &key, now)? {
-                    let mut errors = FieldErrors::new();
-                    errors.insert("tracking".into(), TOO_MANY_MISSES.into());
-                    return Ok(Err(errors));
-                }
-                check_against_state(c, &u, &tn, now)
+                audit.fact_if(c, &actor, |tx| {
+                    let missed = |why: &str| {
+                        Event::new("access_request.missed", Outcome::Refused)
+                            .tracking(Some(tn.clone()))
+                            .reason(why)
+                    };
+                    // Before the number is looked at: while throttled, a hit is refused like a miss.
+                    if crate::auth::throttle::is_locked(tx, &key, now)? {
+                        let mut errors = FieldErrors::new();
+                        errors.insert("tracking".into(), TOO_MANY_MISSES.into());
+                        let event =
+                            missed("throttled: too many numbers that are not validated PCII");
+                        return Ok((Err(errors), Some(event)));
+                    }
+                    match check_against_state(tx, &u, &tn, now)? {
+                        // Recorded, so that an auditor sees a sweep of tracking numbers (each hit is an
+                        // `access_request.created`), and counted.
+                        Err(errors)
+                            if errors
+                                .get("tracking")
+                                .is_some_and(|m| m == NO_VALIDATED_SUBMISSION) =>
+                        {
+                            crate::auth::throttle::record_failure(tx, &key, misses_policy(), now)?;
+                            let event = missed("no validated PCII has this tracking number");
+                            Ok((Err(errors), Some(event)))
+                        }
+                        other => Ok((other, None)),
+                    }
+                })
             })
             .await?
     };
     if let Err(errors) = checked {
-        let said = errors.get("tracking").map(String::as_str);
-        let reason = match said {
-            Some(NO_VALIDATED_SUBMISSION) => Some("no validated PCII has this tracking number"),
-            Some(TOO_MANY_MISSES) => {
-                Some("throttled: too many numbers that are not validated PCII")
-            }
-            _ => None,
-        };
-        if let Some(reason) = reason {
-            // Recorded, so that an auditor sees a sweep of tracking numbers (each hit is an `access_request.created`);
-            // a miss is counted with its entry.
-            let (audit, actor) = (state.audit.clone(), actor.clone());
-            let counts = said == Some(NO_VALIDATED_SUBMISSION);
-            let event = Event::new("access_request.missed", Outcome::Refused)
-                .tracking(Some(tn.clone()))
-                .reason(reason);
-            state
-                .db
-                .run(move |c| {
-                    audit.fact(c, &actor, |tx| {
-                        if counts {
-                            crate::auth::throttle::record_failure(
-                                tx,
-                                &misses_key,
-                                misses_policy(),
-                                now,
-                            )?;
-                        }
-                        Ok(((), event))
-                    })
-                })
-                .await?;
-        }
         return Ok(Err(errors));
     }
     let (spare, keys) = (spare_key(state)?, state.keys.clone());

@@ -67,8 +67,8 @@ pub async fn seal_content(
 
 /// What a person is told when the content version a page was opening was replaced meanwhile.
 const VERSION_REPLACED: &str =
-    "This draft was saved again (in another window or tab) while this page was opening \
-     it. Reload the page to see the newest version.";
+    "What this page was opening changed meanwhile (a draft saved again in another window \
+     or tab, or content destroyed). Reload the page.";
 
 /// Decrypts and verifies a content document. A version deleted while it was being opened (a draft saved again in
 /// another tab replaces its version) is a 409 that says so; a stored file missing while its row remains is a failed

@@ -65,11 +65,6 @@ pub enum Intent {
     Send,
 }
 
-/// What a save from a page older than the submission's newest version is told.
-pub const STALE_PAGE: &str = "This submission was saved in another window or tab after this page was opened, so \
-     nothing from this page was saved (it would have put older text over newer). What you typed is still on this \
-     page: copy what you need, open the submission again, and add it there.";
-
 #[derive(Debug)]
 pub struct SaveRequest {
     /// None for a new submission.
@@ -456,14 +451,6 @@ async fn save_inner(
     };
     let status = existing.as_ref().map(Submission::status);
     let as_stored = req.intent == Intent::Send;
-    // The version the page was made from: another window's save since (or a stale tab's automatic save before its
-    // session ends) must not put older text over newer.
-    let base = req.fields.get("base_version");
-    if let Some(s) = existing.as_ref().filter(|_| !as_stored && !base.is_empty()) {
-        if s.content_blob_id.as_deref() != Some(base) {
-            return Err(AppError::Conflict(STALE_PAGE.into()));
-        }
-    }
     if as_stored {
         let stored = existing.as_ref().and_then(|s| s.content_blob_id.as_deref());
         if stored.is_none() || stored != req.checked_version.as_deref() {

@@ -642,8 +642,7 @@ fn commit_message(
 
 /// Queues, in the message's transaction, the content-free notices of a new message to the other side: the
 /// organisation's members for the office's message; every officer for the organisation's (none while the submission
-/// is a draft, which officers do not see), each at most once until it opens the thread again. "A new message" is one
-/// of the notifications a person may turn off.
+/// is a draft, which officers do not see). "A new message" is one of the notifications a person may turn off.
 fn queue_notices(
     tx: &mut DbConn,
     mailer: &Mailer,
@@ -662,13 +661,6 @@ fn queue_notices(
     let mut queued = Vec::new();
     for (id, email, name, off) in message::recipients(tx, to, &sub.organisation_id)? {
         if !notifications::wanted(Kind::Message, &off) {
-            continue;
-        }
-        // One mail per unread stretch: whoever has not opened the thread since an earlier message of this side was
-        // mailed about that one already; each later message would be another mail about the same unread thread
-        // (an organisation writing fifty messages filled every officer's inbox, and the queue in an outage).
-        let read_up_to = message::last_read(tx, &id, &sub.id)?;
-        if message::count_from(tx, &sub.id, from, read_up_to)? > 1 {
             continue;
         }
         queued.push(pending_mail::enqueue(

@@ -1039,6 +1039,11 @@ fn a_decision_from_a_page_that_showed_an_earlier_version_is_refused() {
         ],
     );
     assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    // The submission page comes back as it is now, the officer's words kept, the form carrying what it now shows.
+    assert!(page.body.contains("changed after your page showed it"));
+    assert!(page.body.contains(crate::common::BASIS));
+    let fresh = seen_on(&page.body);
+    assert_ne!(fresh, seen);
     let page = olga.post(
         &decision,
         &[

@@ -744,36 +744,6 @@ fn a_mail_a_round_took_while_the_send_after_its_act_was_slow_goes_out_once() {
     assert_eq!(mails_to(&app, "ann@acme.example").len(), 2);
 }
 
-/// A person is mailed once per unread stretch of a thread: the first message of the other side since it last opened
-/// the thread is mailed, the next ones are not (it has not read the first), and once it opens the thread the next
-/// message is mailed again. An organisation writing many messages does not fill every officer's inbox.
-#[test]
-fn one_mail_per_unread_stretch_of_a_thread() {
-    let app = TestApp::new();
-    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
-    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
-    let id = submit(&mut ann);
-    let thread = format!("/submissions/{id}/messages");
-    let officer_thread = format!("/officer/submissions/{id}/messages");
-    let write = |b: &mut Browser<'_>, to: &str, body: &str| {
-        let page = b.post_multipart(to, &[Part::Text("body", body)]);
-        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    };
-    write(&mut ann, &thread, "First question");
-    write(&mut ann, &thread, "Second question");
-    write(&mut ann, &thread, "Third question");
-    assert_eq!(mails_to(&app, "olga@pcii.example.gov").len(), 1);
-    // The officer's two answers: Ann is mailed about the first.
-    write(&mut olga, &officer_thread, "An answer");
-    write(&mut olga, &officer_thread, "Another answer");
-    assert_eq!(mails_to(&app, "ann@acme.example").len(), 1);
-    assert_eq!(mails_to(&app, "olga@pcii.example.gov").len(), 1);
-    // Olga opens the thread: Ann's next message is mailed again.
-    assert_eq!(olga.get(&officer_thread).status, Status::Ok);
-    write(&mut ann, &thread, "Fourth question");
-    assert_eq!(mails_to(&app, "olga@pcii.example.gov").len(), 2);
-}
-
 /// The send made at once after an act decides as a round does, when it sends: a person disabled between the act and
 /// the send (a fan-out to a large organisation takes minutes) gets nothing, and the row is gone.
 #[test]

@@ -372,9 +372,36 @@ async fn decide(
     if !errors.is_empty() {
         return show_again(&ctx, &officer, &admitted, Again::Decision(form), errors).await;
     }
-    // Posted from a page that showed the submission as it no longer is: decided on what the officer did not see.
+    // Posted from a page that showed the submission as it no longer is: decided on what the officer did not see. The
+    // submission page comes back as it is now (409), the officer's words kept and the form carrying what it shows.
     let seen = Some(form.seen.clone()).filter(|s| !s.is_empty());
-    decisions::still_as_seen(sub, seen.as_deref())?;
+    if let Err(refused) = decisions::still_as_seen(sub, seen.as_deref()) {
+        let mut errors = FieldErrors::new();
+        let field = if form.is_removal() {
+            form.reason_id()
+        } else {
+            "decision"
+        };
+        let message = match refused {
+            AppError::Conflict(m) => m,
+            other => return Err(other),
+        };
+        errors.insert(field.into(), message);
+        let form = DecisionForm {
+            seen: String::new(),
+            confirm: String::new(),
+            ..form
+        };
+        let page = submission_page(
+            &ctx,
+            &officer,
+            &admitted,
+            Some((Again::Decision(form), errors)),
+            None,
+        )
+        .await?;
+        return Ok(Either::Right(page.status(Status::Conflict)));
+    }
     if decision.is_final() && form.confirm != "1" {
         return Ok(Either::Right(
             confirmation_page(&ctx, sub, decision, to, &form).await?,

@@ -279,12 +279,7 @@ async fn edit_page(
         .with("submission", submission_view(sub))
         .with("may", lifecycle::affordances(sub, user, state.clock.now()))
         .with("values", values)
-        .with("notices", notices)
-        // The version this page shows: a save from it once another window has saved a newer one is refused.
-        .with(
-            "base_version",
-            sub.content_blob_id.clone().unwrap_or_default(),
-        );
+        .with("notices", notices);
     if let Some(e) = errors {
         page = page
             .with("error_list", error_list(&e, &files))
