@@ -247,13 +247,7 @@ pub fn apply_change(
         AccountChange::Disable { reason } => {
             account::set_disabled(tx, user_id, true)?;
             let ended = session::delete_all_of(tx, user_id)?;
-            // A reset link mailed before would otherwise still set the password (in place once it is enabled).
-            crate::models::account_token::void(
-                tx,
-                user_id,
-                crate::models::account_token::Purpose::ResetPassword,
-                audit.now(),
-            )?;
+            super::registration::void_reset_links(tx, user_id, audit.now())?;
             let revoked = revoke_grants(tx, audit, actor, user_id, "the account was disabled")?;
             (
                 "account.disable",

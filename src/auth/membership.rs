@@ -13,18 +13,6 @@ use crate::models::invitation::organisation_admins;
 use crate::models::merge_proposal::{self as proposals, Side};
 use crate::models::organisation as model;
 
-/// A member removed (or leaving) has its account disabled, and, as for any disabled account, its unused reset links
-/// voided: one mailed before would still set a password, in place once the account is enabled again.
-fn void_reset_links(tx: &mut DbConn, audit: &AuditLog, user_id: &str) -> AppResult<()> {
-    crate::models::account_token::void(
-        tx,
-        user_id,
-        crate::models::account_token::Purpose::ResetPassword,
-        audit.now(),
-    )?;
-    Ok(())
-}
-
 /// The longest verification method or merge reason, in characters.
 pub const NOTE_MAX: usize = 200;
 
@@ -107,7 +95,8 @@ pub fn remove_member(
         if model::remove_member(tx, organisation_id, &member.id)? != 1 {
             return Err(AppError::NotFound);
         }
-        void_reset_links(tx, audit, &member.id)?;
+        // Its account is disabled with it: its reset links go, as for any disabled account.
+        super::registration::void_reset_links(tx, &member.id, audit.now())?;
         let event = Event::new("organisation.member_remove", Outcome::Success)
             .object("account", &member.id)
             .reason(format!("organisation {organisation_id}"));
@@ -134,7 +123,7 @@ pub fn leave(conn: &mut DbConn, audit: &AuditLog, actor: &Actor, who: &User) -> 
         if model::remove_member(tx, &org, &who.id)? != 1 {
             return Err(AppError::NotFound);
         }
-        void_reset_links(tx, audit, &who.id)?;
+        super::registration::void_reset_links(tx, &who.id, audit.now())?;
         // Checked after the change, inside the transaction: an error rolls it back.
         let others = model::members(tx, &org, false)?
             .iter()

@@ -358,6 +358,13 @@ pub fn request_reset(
     })
 }
 
+/// Voids an account's unused reset links, as its account is disabled (by the Program Office, or with its removal
+/// from its organisation): one mailed before would still set a password, in place once the account is enabled again.
+pub(crate) fn void_reset_links(tx: &mut DbConn, user_id: &str, now: i64) -> AppResult<()> {
+    account_token::void(tx, user_id, Purpose::ResetPassword, now)?;
+    Ok(())
+}
+
 /// Sets a new password with a live reset link. Every session of the account ends, every other reset link
 /// is void, and the address counts as confirmed (the link reached it).
 pub fn reset_password(
