@@ -127,6 +127,13 @@ impl From<diesel::result::Error> for AppError {
             Error::DatabaseError(kind, info) => {
                 let message = info.message().to_ascii_lowercase();
                 let detail = format!("database: {}", info.message());
+                // PostgreSQL refuses a NUL character in text (SQLite stores it): the caller sent one, in a path,
+                // a query or a field, where no value the portal keeps can hold it.
+                if message.contains("invalid byte sequence for encoding") {
+                    return AppError::Malformed(
+                        "The request holds a character no value here can hold (a NUL).".into(),
+                    );
+                }
                 if message.contains("disk is full")
                     || message.contains("no space left")
                     || message.contains("could not extend file")
@@ -148,6 +155,8 @@ impl From<diesel::result::Error> for AppError {
                     || message.contains("read-only")
                     || message.contains("disk i/o error")
                     || message.contains("lock timeout")
+                    // A statement timeout set on the role, or a cancel by the operator (pg_cancel_backend).
+                    || message.contains("canceling statement due to")
                 {
                     AppError::Unavailable(detail)
                 } else {
@@ -188,6 +197,10 @@ impl From<std::io::Error> for AppError {
             | ErrorKind::NotConnected
             | ErrorKind::HostUnreachable
             | ErrorKind::NetworkUnreachable => AppError::Unavailable(format!("io: {e}")),
+            // Out of file descriptors under load (EMFILE, ENFILE): passing, like a busy database.
+            _ if matches!(e.raw_os_error(), Some(23 | 24)) => {
+                AppError::Unavailable(format!("io: {e}"))
+            }
             _ => AppError::Internal(format!("io: {e}")),
         }
     }
@@ -243,6 +256,11 @@ mod tests {
                 rollback_error: Box::new(Error::BrokenTransactionManager),
                 commit_error: Box::new(db(Kind::SerializationFailure, "could not serialize")),
             },
+            db(
+                Kind::Unknown,
+                "canceling statement due to statement timeout",
+            ),
+            db(Kind::Unknown, "canceling statement due to user request"),
         ] {
             let shown = e.to_string();
             assert!(
@@ -253,6 +271,14 @@ mod tests {
         assert!(matches!(
             AppError::from(db(Kind::Unknown, "syntax error at or near")),
             AppError::Internal(_)
+        ));
+        // A NUL the caller sent, which PostgreSQL text cannot hold: the caller's mistake.
+        assert!(matches!(
+            AppError::from(db(
+                Kind::Unknown,
+                "invalid byte sequence for encoding \"UTF8\": 0x00"
+            )),
+            AppError::Malformed(_)
         ));
     }
 
@@ -272,7 +298,14 @@ mod tests {
     #[test]
     fn a_full_disk_is_storage_full_and_a_read_only_one_unavailable() {
         // The errno values as the kernel reports them (Linux: ENOSPC 28, EDQUOT 122, EROFS 30).
-        for (errno, full) in [(28, true), (122, true), (30, false)] {
+        // Out of file descriptors (ENFILE 23, EMFILE 24) passes too.
+        for (errno, full) in [
+            (28, true),
+            (122, true),
+            (30, false),
+            (23, false),
+            (24, false),
+        ] {
             match AppError::from(std::io::Error::from_raw_os_error(errno)) {
                 AppError::StorageFull(_) => assert!(full, "errno {errno}"),
                 AppError::Unavailable(_) => assert!(!full, "errno {errno}"),

@@ -411,7 +411,14 @@ fn organisation_list(settings: &config::Settings) -> Result<(), String> {
 fn user(settings: &config::Settings, command: UserCommand) -> Result<(), String> {
     // Keys first: a missing key store is refused before a database is made.
     let opened = cli::open_keys(settings).map_err(|e| e.to_string())?;
-    let db = db::Db::open(&settings.database_url(), 2).map_err(|e| e.to_string())?;
+    // Only `user add` may make the database (the first administrator of a new install); the others act on accounts
+    // it holds, and run from the wrong directory must not make an empty one and report on that.
+    let db = if matches!(command, UserCommand::Add { .. }) {
+        db::Db::open(&settings.database_url(), 2)
+    } else {
+        db::Db::open_existing(&settings.database_url(), 2)
+    }
+    .map_err(|e| e.to_string())?;
     let audit = pcii_portal::audit::log::AuditLog::new(
         opened.audit_signer,
         settings.audit_checkpoint_every,

@@ -336,8 +336,23 @@ pub fn run_migrations(conn: &mut DbConn) -> Result<usize, DbError> {
         DbConn::Postgres(c) => {
             // Instances of a new version started together take turns: the second finds nothing pending instead of
             // applying the same migration and failing to start. (SQLite: its write lock does the same.)
-            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
-                .map_err(|e| DbError::Migrate(e.to_string()))?;
+            // Waited for as long as the other instance's migrations take: the connection's lock timeout (5 s) made
+            // an instance that started during a longer migration fail to start. The migrations themselves keep it, so
+            // one waiting on a table a running query reads gives up instead of blocking every query behind it.
+            let migrate_err = |e: diesel::result::Error| DbError::Migrate(e.to_string());
+            let prior: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+                "current_setting('lock_timeout')",
+            ))
+            .get_result(c)
+            .map_err(migrate_err)?;
+            c.batch_execute(&format!(
+                "SET lock_timeout = 0; SELECT pg_advisory_lock({MIGRATION_LOCK})"
+            ))
+            .map_err(migrate_err)?;
+            diesel::sql_query("SELECT set_config('lock_timeout', $1, false)")
+                .bind::<diesel::sql_types::Text, _>(&prior)
+                .execute(c)
+                .map_err(migrate_err)?;
             let applied = c
                 .run_pending_migrations(POSTGRES_MIGRATIONS)
                 .map(|v| v.len());
@@ -354,7 +369,7 @@ pub fn run_migrations(conn: &mut DbConn) -> Result<usize, DbError> {
 
 /// The PostgreSQL advisory lock key the migrations are applied under (any fixed number no other lock uses).
 #[cfg(feature = "postgres")]
-const MIGRATION_LOCK: i64 = 0x5043_4949_4d49_4752; // "PCIIMIGR"
+pub const MIGRATION_LOCK: i64 = 0x5043_4949_4d49_4752; // "PCIIMIGR"
 
 /// Reverts every applied migration (for `migrate --down-all` and the up/down/up test).
 pub fn revert_all_migrations(conn: &mut DbConn) -> Result<usize, DbError> {

@@ -150,9 +150,9 @@ fn wrong_host() -> rocket::http::Status {
     rocket::http::Status::MisdirectedRequest
 }
 
-/// The route [`HostCheck`] needs: mounted wherever the fairing is attached.
-pub fn host_check_routes() -> Vec<rocket::Route> {
-    rocket::routes![wrong_host]
+/// The routes [`HostCheck`] and [`NulCheck`] need: mounted wherever the fairings are attached.
+pub fn refusal_routes() -> Vec<rocket::Route> {
+    rocket::routes![wrong_host, nul_refused]
 }
 
 #[rocket::async_trait]
@@ -179,6 +179,39 @@ impl Fairing for HostCheck {
             tracing::warn!(host = %shown, "refused a request addressed to another host name");
             req.set_method(Method::Get);
             req.set_uri(Origin::parse(WRONG_HOST_PATH).expect("static path"));
+        }
+    }
+}
+
+pub const NUL_PATH: &str = "/__refused/nul";
+
+/// Refuses a request whose path or query carries a NUL character (`%00`): no id, search or value the portal keeps
+/// can hold one, and PostgreSQL refuses it in text (a 500 before this; SQLite stored it). Answered 400 on either
+/// database, before any handler reads it.
+pub struct NulCheck;
+
+/// Where [`NulCheck`] sends a request that carries a NUL.
+#[rocket::get("/__refused/nul")]
+fn nul_refused() -> rocket::http::Status {
+    rocket::http::Status::BadRequest
+}
+
+#[rocket::async_trait]
+impl Fairing for NulCheck {
+    fn info(&self) -> Info {
+        Info {
+            name: "NUL character check",
+            kind: Kind::Request,
+        }
+    }
+
+    async fn on_request(&self, req: &mut Request<'_>, _: &mut Data<'_>) {
+        let uri = req.uri();
+        let carries_nul = |raw: &str| raw.contains("%00");
+        if carries_nul(uri.path().as_str()) || uri.query().is_some_and(|q| carries_nul(q.as_str()))
+        {
+            req.set_method(Method::Get);
+            req.set_uri(Origin::parse(NUL_PATH).expect("static path"));
         }
     }
 }

@@ -43,6 +43,7 @@ pub fn mount(rocket: Rocket<Build>, public_origin: &str) -> Rocket<Build> {
             public_origin: public_origin.to_string(),
         })
         .attach(fairings::OriginCheck)
+        .attach(fairings::NulCheck)
         .attach(fairings::RedirectAsJson)
         .attach(pages::Templates::fairing())
         .attach(rocket::fairing::AdHoc::on_liftoff("blob sweep", |rocket| {
@@ -94,7 +95,7 @@ pub fn mount(rocket: Rocket<Build>, public_origin: &str) -> Rocket<Build> {
         .mount("/", public::routes())
         .manage(health::LastCheck::default())
         .mount("/", health::routes())
-        .mount("/", fairings::host_check_routes())
+        .mount("/", fairings::refusal_routes())
         .mount("/", account::routes())
         .mount("/", security::routes())
         .mount("/", session::routes())

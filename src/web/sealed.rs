@@ -179,9 +179,10 @@ pub fn build_with_clock(
             public_origin: settings.public_origin.clone(),
         })
         .attach(fairings::OriginCheck)
+        .attach(fairings::NulCheck)
         .attach(Templates::fairing())
         .mount("/", rocket::routes![unseal_page, unseal, healthz])
-        .mount("/", fairings::host_check_routes())
+        .mount("/", fairings::refusal_routes())
         .register("/", rocket::catchers![sealed_catcher]);
     Ok((rocket, rx))
 }

@@ -346,4 +346,41 @@ fn commands_that_read_the_portal_s_database_make_none_where_there_is_none() {
             "{args:?} made a database"
         );
     }
+    // The account commands other than `user add` too, with a key store in place (they open it first): made by
+    // `keys init` for a database elsewhere.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
+        .args(["keys", "init"])
+        .env("PCII_DATA_DIR", dir.path().join("elsewhere"))
+        .env("PCII_KEYS_DIR", dir.path().join("keys"))
+        .env("PCII_DATABASE_URL", "")
+        .env("PCII_CONFIG", "/nonexistent.toml")
+        .env_remove("PCII_TEST_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for args in [
+        &["user", "disable", "--email", "ann@acme.example"][..],
+        &[
+            "user",
+            "reset-factors",
+            "--email",
+            "ann@acme.example",
+            "--reason",
+            "checked in person",
+        ],
+        &["user", "purge-unconfirmed", "--dry-run"],
+    ] {
+        let out = run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("no database at"), "{args:?}: {stderr}");
+        assert!(
+            !dir.path().join("data").join("pcii.sqlite3").exists(),
+            "{args:?} made a database"
+        );
+    }
 }

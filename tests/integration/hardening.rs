@@ -673,6 +673,35 @@ fn an_overlong_search_text_answers_422_not_500() {
     );
 }
 
+/// A NUL character, in a form field, a path or a search, is the caller's mistake on either database: PostgreSQL's
+/// text cannot hold one, and its refusal was a 500 there (SQLite stores it, and finds nothing).
+#[test]
+fn a_nul_character_anywhere_is_the_callers_mistake_not_a_500() {
+    let app = TestApp::new();
+    app.create_user(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut anon = app.browser();
+    let page = anon.post(
+        "/login",
+        &[("email", "ann\0@acme.example"), ("password", "x")],
+    );
+    assert!(
+        page.status.code >= 400 && page.status.code < 500,
+        "{}",
+        page.status
+    );
+    let mut ann = app.login_as(Role::Submitter, "bob@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "o@example.gov", None);
+    let pages = [
+        ann.get("/submissions/%00"),
+        officer.get("/officer/submissions/a%00b"),
+        officer.get("/officer/organisations?q=a%00b"),
+    ];
+    // In a path or a query: refused before any handler reads it, on either database.
+    for page in pages {
+        assert_eq!(page.status, Status::BadRequest, "{}", page.body);
+    }
+}
+
 /// Page numbers out of range, negative or not numbers are the caller's mistake: 422 with the reason, never a 500 (an
 /// overflowing offset) and never a silent first page.
 #[test]

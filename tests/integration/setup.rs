@@ -194,3 +194,33 @@ fn instances_starting_together_apply_pending_migrations_once() {
     }
     app.with_conn(|c| assert_eq!(pcii_portal::db::run_migrations(c).unwrap(), 0));
 }
+
+/// An instance that starts while another applies a migration waits for it, however long it takes: the migration
+/// lock was taken under the connection's lock timeout (5 s by default), and a start during a longer migration failed.
+#[cfg(feature = "postgres")]
+#[test]
+fn an_instance_waits_for_the_migration_lock_past_its_lock_timeout() {
+    use diesel::connection::SimpleConnection;
+    let app = TestApp::new();
+    if app.database_url.is_empty() {
+        return;
+    }
+    let lock = pcii_portal::db::MIGRATION_LOCK;
+    let (held, holding) = std::sync::mpsc::channel();
+    let url = app.database_url.clone();
+    let holder = std::thread::spawn(move || {
+        let db = pcii_portal::db::Db::open(&url, 1).unwrap();
+        let mut c = db.get().unwrap();
+        c.batch_execute(&format!("SELECT pg_advisory_lock({lock})"))
+            .unwrap();
+        held.send(()).unwrap();
+        // Held well past the other's lock timeout (200 ms).
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        c.batch_execute(&format!("SELECT pg_advisory_unlock({lock})"))
+            .unwrap();
+    });
+    holding.recv().unwrap();
+    pcii_portal::db::Db::open_with(&app.database_url, 2, 200)
+        .expect("started once the other instance let the lock go");
+    holder.join().unwrap();
+}
