@@ -104,6 +104,37 @@ pub fn remove_member(
     })?
 }
 
+const LAST_MEMBER: &str =
+    "You are the organisation's last member, and someone must answer for its submissions: \
+                           invite a colleague and make them an administrator first.";
+const ONLY_ADMINISTRATOR: &str =
+    "You are the organisation's only administrator: make another member an administrator first, then leave.";
+
+/// Why `who` cannot leave its organisation as it stands (its last enabled member, or its only administrator), for
+/// the account page to say so rather than offer a button that is refused. [`leave`] checks the same again after
+/// the change, in its transaction.
+pub fn kept_from_leaving(
+    conn: &mut DbConn,
+    organisation_id: &str,
+    who_id: &str,
+) -> AppResult<Option<&'static str>> {
+    let others = model::members(conn, organisation_id, false)?
+        .iter()
+        .any(|m| !m.disabled && m.id != who_id);
+    if !others {
+        return Ok(Some(LAST_MEMBER));
+    }
+    let was_admin = account::find(conn, who_id)?.org_admin;
+    if was_admin
+        && organisation_admins(conn, organisation_id)?
+            .iter()
+            .all(|a| a == who_id)
+    {
+        return Ok(Some(ONLY_ADMINISTRATOR));
+    }
+    Ok(None)
+}
+
 /// A member leaves its organisation of its own accord: the account is disabled (it belonged to the organisation
 /// only) and signed out everywhere, as if an administrator had removed it. The organisation keeps an
 /// administrator: its only one hands the role on first, and its last member stays (someone must answer for its
@@ -125,22 +156,12 @@ pub fn leave(conn: &mut DbConn, audit: &AuditLog, actor: &Actor, who: &User) -> 
         }
         super::registration::void_reset_links(tx, &who.id, audit.now())?;
         // Checked after the change, inside the transaction: an error rolls it back.
-        let others = model::members(tx, &org, false)?
-            .iter()
-            .any(|m| !m.disabled);
+        let others = model::members(tx, &org, false)?.iter().any(|m| !m.disabled);
         if !others {
-            return Err(AppError::Conflict(
-                "You are the organisation's last member, and someone must answer for its submissions: invite a \
-                 colleague and make them an administrator first."
-                    .into(),
-            ));
+            return Err(AppError::Conflict(LAST_MEMBER.into()));
         }
         if was_admin && organisation_admins(tx, &org)?.is_empty() {
-            return Err(AppError::Conflict(
-                "You are the organisation's only administrator: make another member an administrator first, then \
-                 leave."
-                    .into(),
-            ));
+            return Err(AppError::Conflict(ONLY_ADMINISTRATOR.into()));
         }
         let event = Event::new("organisation.member_leave", Outcome::Success)
             .object("account", &who.id)

@@ -60,6 +60,22 @@ pub fn terms_held(
         .load(conn)
 }
 
+/// The live grants (not revoked, not expired) one user holds for one submission: id and end.
+pub fn live_held(
+    conn: &mut DbConn,
+    user_id: &str,
+    submission_id: &str,
+    now: i64,
+) -> QueryResult<Vec<(String, i64)>> {
+    grants::table
+        .filter(grants::user_id.eq(user_id))
+        .filter(grants::submission_id.eq(submission_id))
+        .filter(grants::revoked_at.is_null())
+        .filter(grants::expires_at.gt(now))
+        .select((grants::id, grants::expires_at))
+        .load(conn)
+}
+
 /// Who holds a grant and whether it was revoked.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = grants)]

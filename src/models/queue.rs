@@ -151,7 +151,7 @@ pub struct QueueRow {
     /// days since, so 0 can be either side and `overdue` tells which).
     pub notice_due_at: Option<i64>,
     pub notice_days_left: Option<i64>,
-    /// Defective only: when the defect notice went out.
+    /// Defective or cured only: when the defect notice went out.
     pub defect_notice_at: Option<i64>,
     /// Defective only: the cure deadline, and the whole days left before it (counted like `notice_days_left`).
     pub cure_due_at: Option<i64>,
@@ -253,6 +253,7 @@ macro_rules! predicates {
                 hidden()
                     .eq(RECEIVED)
                     .and(s::received_at.lt(notice_cutoff))
+                    .and(s::cured_at.is_null())
                     .or(hidden().eq(DEFECTIVE).and(s::cure_due_at.le(now))),
             ));
         }
@@ -422,7 +423,11 @@ pub fn queue(conn: &mut DbConn, f: &QueueFilter, now: i64) -> QueryResult<QueueP
             )| {
                 let received = status == RECEIVED;
                 let defective = status == DEFECTIVE;
-                let notice_due_at = received_at.filter(|_| received).map(|r| r + NOTICE_WINDOW);
+                // A cured submission had its notice: the Office's 30 days from receipt no longer run.
+                let cured = received && cured_at.is_some();
+                let notice_due_at = received_at
+                    .filter(|_| received && !cured)
+                    .map(|r| r + NOTICE_WINDOW);
                 let cure_due_at = cure_due_at.filter(|_| defective);
                 QueueRow {
                     id,
@@ -436,7 +441,7 @@ pub fn queue(conn: &mut DbConn, f: &QueueFilter, now: i64) -> QueryResult<QueueP
                     // (`lifecycle::cure_period_runs`); the filter above agrees.
                     overdue: notice_due_at.is_some_and(|d| d < now)
                         || cure_due_at.is_some_and(|d| d <= now),
-                    defect_notice_at: defect_notice_at.filter(|_| defective),
+                    defect_notice_at: defect_notice_at.filter(|_| defective || cured),
                     status: status.as_str().to_string(),
                     status_label: if defective {
                         QueueStatus::Defective.label()
@@ -446,7 +451,7 @@ pub fn queue(conn: &mut DbConn, f: &QueueFilter, now: i64) -> QueryResult<QueueP
                     received_at,
                     notice_due_at,
                     cure_due_at,
-                    cured: received && cured_at.is_some(),
+                    cured,
                     assigned_to,
                     handled_by,
                     title_sealed,

@@ -55,14 +55,24 @@ async fn account_page(ctx: Ctx<'_>, user: CurrentUser<'_>) -> AppResult<Page> {
 
 /// The account page with what every rendering of it needs (organisation, sessions).
 async fn account_page_for(ctx: &Ctx<'_>, user: &CurrentUser<'_>) -> AppResult<Page> {
-    let org = match user.user.organisation_id.clone() {
-        Some(id) => Some(
+    // The organisation's name, and for a member of a company what keeps it from leaving now, if anything.
+    let (org, kept_from_leaving) = match user.user.organisation_id.clone() {
+        Some(id) => {
+            let (uid, submitter) = (user.user.id.clone(), user.role == Role::Submitter);
             ctx.state
                 .db
-                .run(move |c| Ok(crate::models::account::organisation_name(c, &id)?))
-                .await?,
-        ),
-        None => None,
+                .run(move |c| {
+                    let name = crate::models::account::organisation_name(c, &id)?;
+                    let kept = if submitter {
+                        crate::auth::membership::kept_from_leaving(c, &id, &uid)?
+                    } else {
+                        None
+                    };
+                    Ok((Some(name), kept))
+                })
+                .await?
+        }
+        None => (None, None),
     };
     let sessions = live_sessions(ctx, user).await?;
     let uid = user.user.id.clone();
@@ -78,6 +88,7 @@ async fn account_page_for(ctx: &Ctx<'_>, user: &CurrentUser<'_>) -> AppResult<Pa
         )
         .with("second_factor_any", user.has_factor)
         .with("organisation", org)
+        .with("kept_from_leaving", kept_from_leaving)
         .with("sessions", sessions)
         .with("account", account_view(&user.user)))
 }

@@ -47,6 +47,7 @@ impl Templates {
         tera.register_filter("datetime", ts_filter(crate::time::datetime));
         tera.register_filter("date", ts_filter(crate::time::date));
         tera.register_filter("filesize", filesize_filter);
+        tera.register_filter("status_label", status_label_filter);
         Ok(tera)
     }
 
@@ -92,6 +93,16 @@ fn ts_filter(f: fn(i64) -> String) -> impl tera::Filter {
             .map(|ts| Value::String(f(ts)))
             .unwrap_or(Value::String(String::new())))
     }
+}
+
+/// A status as stored (`not_validated`) in the words the pages use for it ("Not validated").
+fn status_label_filter(v: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
+    let stored = v.as_str().unwrap_or_default();
+    Ok(Value::String(
+        crate::domain::Status::parse(stored)
+            .map(|s| s.label().to_string())
+            .unwrap_or_else(|| stored.to_string()),
+    ))
 }
 
 fn filesize_filter(v: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {

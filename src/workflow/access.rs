@@ -395,6 +395,34 @@ pub async fn affirmed_by(
         .await
 }
 
+/// A download that failed before anything was sent (a file up to 1 MiB is verified whole first; a larger one's first
+/// MiB): recorded as one that fails midway is (`content.failed`, what and why), so the auditor sees every damaged
+/// read, not only those found after the first MiB went out. A store that did not answer, or a fault of the portal's
+/// own, is not a failure of the content, and is not recorded as one.
+async fn failed_before_sending(
+    services: &Services,
+    admitted: &Admitted,
+    actor: &Actor,
+    what: &str,
+    e: AppError,
+) -> AppError {
+    if matches!(&e, AppError::Internal(m) if m == documents::INTEGRITY_FAILED) {
+        let event = Event::new("content.failed", Outcome::Failure)
+            .object("submission", admitted.submission.id.clone())
+            .tracking(admitted.submission.tracking_number.clone())
+            .reason(format!("{what}: integrity check failed"));
+        let (audit, actor) = (services.audit.clone(), actor.clone());
+        if let Err(recording) = services
+            .db
+            .run(move |c| audit.record(c, &actor, event))
+            .await
+        {
+            tracing::error!(error = %recording, "recording a failed download failed");
+        }
+    }
+    e
+}
+
 /// One attachment as a decrypting stream, with its original name and length; recorded as downloaded.
 pub struct OpenedFile {
     pub stream: PlaintextStream,
@@ -429,8 +457,11 @@ pub async fn open_attachment(
         .map(|i| i.name.clone())
         .unwrap_or_else(|| format!("file-{}", attachment.position));
     let slot = documents::download_slot(services, actor)?;
-    let (stream, len) = documents::open_blob(services, &blob_id).await?;
     let what = format!("attachment {}", attachment.position);
+    let (stream, len) = match documents::open_blob(services, &blob_id).await {
+        Ok(opened) => opened,
+        Err(e) => return Err(failed_before_sending(services, admitted, actor, &what, e).await),
+    };
     let stream = WhileAdmitted::new(
         services,
         admitted,

@@ -588,10 +588,21 @@ pub fn marking_for(status: crate::domain::Status, tracking_number: Option<&str>)
             "NOT PCII — PROTECTION REMOVED",
             "The PCII Program Office removed this information's protection: it is no longer PCII.",
         ),
-        _ => (
+        // Gone from the portal: the page shows a record of it, not content held for a choice.
+        Status::Returned => (
+            "other",
+            "RETURNED — NO CONTENT HELD",
+            "This information was returned to the submitter; the portal no longer holds its content.",
+        ),
+        Status::Destroyed => (
+            "other",
+            "DESTROYED — NO CONTENT HELD",
+            "This information's content was destroyed; the portal keeps only the record of what was destroyed, when and by whom.",
+        ),
+        Status::NotValidated => (
             "other",
             "NOT PCII — HELD FOR RETURN OR DESTRUCTION",
-            "This information is not (or no longer) PCII. It is held only until it is returned to the submitter or destroyed.",
+            "This information is not PCII. It is held only until it is returned to the submitter or destroyed.",
         ),
     };
     Marking {

@@ -600,6 +600,22 @@ pub(crate) fn grant_in(
             "Choose an active authorized user.".into(),
         ));
     };
+    // One live grant per person and submission. A form sent twice (a double click) made two, and revoking the one
+    // the page showed left its twin live: one that runs as long is refused. One that runs longer renews: it
+    // replaces the live one (revoked in this transaction), as an analyst near a grant's end asks. Checked inside
+    // the fact, so two sent at once cannot both pass.
+    let live = grant::live_held(tx, grantee, &sub.id, now)?;
+    if let Some(until) = live.iter().map(|(_, end)| *end).max() {
+        if until >= expires_at {
+            // The form's mistake, said at its person field (a 409 would send the page to the generic error).
+            return Err(AppError::Invalid(format!(
+                "{} already holds a live grant for this submission, until {}. Revoke it first to grant on shorter \
+                 terms.",
+                person.display_name,
+                crate::time::datetime(until)
+            )));
+        }
+    }
     let granted = Granted {
         grantee: person.display_name.clone(),
         cannot_read_yet: crate::workflow::access::standing(
@@ -610,10 +626,11 @@ pub(crate) fn grant_in(
         ),
     };
     let reason = sealer.seal(reason)?;
+    let id = crate::db::new_id();
     grant::insert(
         tx,
         &NewGrant {
-            id: &crate::db::new_id(),
+            id: &id,
             submission_id: &sub.id,
             user_id: grantee,
             granted_by: &officer.id,
@@ -622,11 +639,20 @@ pub(crate) fn grant_in(
             expires_at,
         },
     )?;
+    let mut renews = String::new();
+    if !live.is_empty() {
+        let replaced = sealer.seal(&format!("Renewed: replaced by grant {id}."))?;
+        for (old, _) in &live {
+            grant::revoke(tx, old, &officer.id, &replaced.stored, now)?;
+        }
+        let ids: Vec<&str> = live.iter().map(|(old, _)| old.as_str()).collect();
+        renews = format!("; renews grant {}", ids.join(", "));
+    }
     let event = Event::new("grant.created", Outcome::Success)
         .object("submission", sub.id.clone())
         .tracking(sub.tracking_number.clone())
         .reason(format!(
-            "to account {grantee} until {}; reason {}",
+            "to account {grantee} until {}; reason {}{renews}",
             crate::time::datetime(expires_at),
             reason.audit_ref()
         ));

@@ -22,12 +22,15 @@ const CONTENT_MAX: u64 = 16 * 1024 * 1024;
 /// Read (and so verified, for files this small) before a download's headers are sent.
 const FIRST_PIECE: usize = 1024 * 1024;
 
+/// What [`integrity_error`] tells of a stored document that failed to open or verify.
+pub(crate) const INTEGRITY_FAILED: &str = "a stored document failed its integrity check";
+
 pub(crate) fn integrity_error(e: std::io::Error) -> AppError {
     // The detail (blob name, what failed) goes to the log; the person is told only that it failed.
     match AppError::io("opening a stored document", e) {
         AppError::Internal(detail) => {
             tracing::error!(error = %detail, "a stored document failed to open or verify");
-            AppError::Internal("a stored document failed its integrity check".into())
+            AppError::Internal(INTEGRITY_FAILED.into())
         }
         // The store did not answer (S3 away, a read-only disk): 503 "try again", not a damaged document.
         passing => {

@@ -325,7 +325,7 @@ def concurrent_work(submitters, officers, analyst_id):
             with lock:
                 acked["upload"].append(u)
             if plan == "destroy":
-                st, _, _ = p.post_form(f"/submissions/{sid}/withdraw", {"csrf": p.csrf, "disposition": "destroy"})
+                st, _, _ = p.post_form(f"/submissions/{sid}/withdraw", {"csrf": p.csrf, "disposition": "destroy", "confirm": "yes"})
                 if st != 303:
                     raise Failure(f"{p.name}: withdrawal with destruction of {sid} answered HTTP {st}")
                 with lock:

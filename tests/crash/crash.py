@@ -1103,9 +1103,9 @@ def scenario_destruction(ck, rnd):
     jobs = []
     for sid, st in targets:
         if st == "received":
-            jobs.append((f"/submissions/{sid}/withdraw", {"csrf": submitter.csrf, "disposition": "destroy"}, sid))
+            jobs.append((f"/submissions/{sid}/withdraw", {"csrf": submitter.csrf, "disposition": "destroy", "confirm": "yes"}, sid))
         else:
-            jobs.append((f"/submissions/{sid}/disposition", {"csrf": submitter.csrf, "disposition": "destroy"}, sid))
+            jobs.append((f"/submissions/{sid}/disposition", {"csrf": submitter.csrf, "disposition": "destroy", "confirm": "yes"}, sid))
     results = burst(submitter, jobs, int(len(jobs) * (0.3 + 0.4 * rng.random())), "destruction burst")
     # What the kill left for the start-up sweep: names queued (committed destructions whose files were not yet
     # deleted), and files of destroyed submissions still on disk.

@@ -427,7 +427,7 @@ fn a_case_note_is_sealed_and_unreadable_after_destruction() {
     // Destroyed with the submission: the note reads as destroyed.
     let page = sub.post(
         &format!("/submissions/{id}/withdraw"),
-        &[("disposition", "destroy")],
+        &[("disposition", "destroy"), ("confirm", "yes")],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     assert_eq!(app.status_of(&id), "destroyed");
@@ -553,7 +553,7 @@ fn titles_appear_in_the_queue_and_the_search_results() {
     // A destroyed submission shows no title.
     let page = sub.post(
         &format!("/submissions/{id}/withdraw"),
-        &[("disposition", "destroy")],
+        &[("disposition", "destroy"), ("confirm", "yes")],
     );
     assert_eq!(page.status, Status::SeeOther);
     let page = olga.get("/officer/find?status=destroyed");

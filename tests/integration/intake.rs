@@ -325,15 +325,19 @@ fn a_flipped_byte_in_a_stored_blob_never_downloads_as_a_complete_200() {
             "a damaged blob must not download completely (status {status})"
         );
     }
-    // The one that failed midway (file 3, after its first megabyte went out) is in the audit log, with why: the
-    // entry is written as the download fails, so it may follow the answer by a moment.
+    // Both are in the audit log, with why: the one refused before anything went out (file 1), and the one that
+    // failed midway (file 3, after its first megabyte), whose entry is written as the download fails, so it may
+    // follow the answer by a moment.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while app.audit_count("content.failed") == 0 && std::time::Instant::now() < deadline {
+    while app.audit_count("content.failed") < 2 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(
         app.audit_reasons("content.failed"),
-        vec!["attachment 3: integrity check failed".to_string()]
+        vec![
+            "attachment 1: integrity check failed".to_string(),
+            "attachment 3: integrity check failed".to_string()
+        ]
     );
 }
 
@@ -356,13 +360,16 @@ fn another_organisation_gets_404_for_every_id_and_route() {
     for (uri, fields) in [
         (
             format!("/submissions/{id}/withdraw"),
-            vec![("disposition", "destroy")],
+            vec![("disposition", "destroy"), ("confirm", "yes")],
         ),
         (
             format!("/submissions/{id}/disposition"),
-            vec![("disposition", "destroy")],
+            vec![("disposition", "destroy"), ("confirm", "yes")],
         ),
-        (format!("/submissions/{id}/returned"), vec![]),
+        (
+            format!("/submissions/{id}/returned"),
+            vec![("confirm", "yes")],
+        ),
     ] {
         assert_eq!(
             other.post(&uri, &fields).status,
@@ -701,7 +708,7 @@ fn notices_are_new_until_their_submission_is_opened() {
     let (id, _) = submit_three(&app, &mut a, "notices");
     let page = a.post(
         &format!("/submissions/{id}/withdraw"),
-        &[("disposition", "return")],
+        &[("disposition", "return"), ("confirm", "yes")],
     );
     assert_eq!(page.status, Status::SeeOther);
     let unread = || -> i64 {
@@ -757,9 +764,17 @@ fn withdrawing_with_destroy_shreds_every_ciphertext_and_keeps_a_record() {
             .load(c)
             .unwrap()
     });
+    // Final, so the box is ticked or nothing happens.
     let page = b.post(
         &format!("/submissions/{id}/withdraw"),
         &[("disposition", "destroy")],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert_eq!(app.status_of(&id), "received");
+    assert!(names.iter().all(|n| app.blob_exists(n)));
+    let page = b.post(
+        &format!("/submissions/{id}/withdraw"),
+        &[("disposition", "destroy"), ("confirm", "yes")],
     );
     assert_eq!(page.status, Status::SeeOther);
     for n in &names {
@@ -794,7 +809,7 @@ fn withdrawing_with_destroy_shreds_every_ciphertext_and_keeps_a_record() {
     // Nothing further can happen to it.
     let page = b.post(
         &format!("/submissions/{id}/withdraw"),
-        &[("disposition", "destroy")],
+        &[("disposition", "destroy"), ("confirm", "yes")],
     );
     assert_eq!(page.status, Status::Conflict);
 }

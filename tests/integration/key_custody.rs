@@ -125,7 +125,7 @@ fn copies_of_a_destroyed_submission_open_for_no_key_and_a_crash_before_deleting_
     // files still on disk (put back from the copy) and still queued for deletion.
     let page = sub.post(
         &format!("/submissions/{doomed}/disposition"),
-        &[("disposition", "destroy")],
+        &[("disposition", "destroy"), ("confirm", "yes")],
     );
     assert_eq!(page.status, Status::SeeOther);
     for (name, bytes) in &copies {
@@ -366,7 +366,7 @@ fn officers_words_are_sealed_shown_to_those_admitted_and_destroyed_with_the_cont
     // Destroyed with the content: the submitter's history no longer has the words, only the fact.
     let page = sub.post(
         &format!("/submissions/{doomed}/disposition"),
-        &[("disposition", "destroy")],
+        &[("disposition", "destroy"), ("confirm", "yes")],
     );
     assert_eq!(page.status, Status::SeeOther);
     let page = sub.get(&format!("/submissions/{doomed}"));
@@ -442,7 +442,7 @@ fn a_destruction_before_keys_convert_leaves_no_legacy_digest_or_clear_text_behin
     app.advance(5);
     let res = ann.post(
         &format!("/submissions/{id}/withdraw"),
-        &[("disposition", "destroy")],
+        &[("disposition", "destroy"), ("confirm", "yes")],
     );
     assert_eq!(res.status, Status::SeeOther, "{}", res.body);
     let (digests, title): (Vec<Option<String>>, Option<String>) = app.with_conn(|c| {
@@ -503,7 +503,7 @@ fn a_destroyed_submissions_wrapped_data_key_is_left_in_neither_the_database_file
 
     let page = sub.post(
         &format!("/submissions/{doomed}/disposition"),
-        &[("disposition", "destroy")],
+        &[("disposition", "destroy"), ("confirm", "yes")],
     );
     assert_eq!(page.status, Status::SeeOther);
     assert_eq!(app.status_of(&doomed), "destroyed");

@@ -87,6 +87,82 @@ fn grant(app: &TestApp, officer: &mut Browser<'_>, id: &str, analyst_id: &str) {
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
 }
 
+/// One live grant per person and submission: the grant form sent twice (a double click) gives one grant and says
+/// so at the field; a grant that runs longer renews, replacing the live one; revoking the live grant leaves no twin
+/// live. After the revocation, a new grant may be made.
+#[test]
+fn the_same_grant_sent_twice_makes_one_live_grant_and_a_longer_one_renews_it() {
+    use pcii_portal::db::schema::grants;
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut sub, &[file_bytes(1000, 1, "")]);
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[
+            ("decision", "validate"),
+            ("reason", crate::common::BASIS),
+            ("confirm", "1"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    let (ana, mut a) = analyst(&app, "ana@dhs.example.gov");
+    grant(&app, &mut officer, &id, &ana);
+    let post_grant = |officer: &mut Browser<'_>, days: i64| {
+        let expires = date_in(&app, days);
+        officer.post(
+            &format!("/officer/submissions/{id}/grants"),
+            &[
+                ("user_id", ana.as_str()),
+                ("reason", "Regional threat assessment"),
+                ("expires", expires.as_str()),
+            ],
+        )
+    };
+    let live = || -> Vec<String> {
+        app.with_conn(|c| {
+            grants::table
+                .filter(grants::user_id.eq(&ana))
+                .filter(grants::revoked_at.is_null())
+                .select(grants::id)
+                .load(c)
+                .unwrap()
+        })
+    };
+    // The same grant again, or a shorter one: refused at the field, nothing made.
+    for days in [30, 10] {
+        let page = post_grant(&mut officer, days);
+        assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+        assert!(page.body.contains("already holds a live grant"));
+    }
+    let first = live();
+    assert_eq!(first.len(), 1);
+    assert_eq!(app.audit_count("grant.created"), 1);
+    // A longer one renews: the first is revoked in the same step, one grant is live, reading goes on.
+    let page = post_grant(&mut officer, 60);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let renewed = live();
+    assert_eq!(renewed.len(), 1);
+    assert_ne!(renewed, first);
+    let reasons = app.audit_reasons("grant.created");
+    assert!(
+        reasons[1].contains(&format!("renews grant {}", first[0])),
+        "{reasons:?}"
+    );
+    let uri = format!("/analyst/submissions/{id}");
+    assert_eq!(a.get(&uri).status, Status::Ok);
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/grants/{}/revoke", renewed[0]),
+        &[("reason", "Assessment finished")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(a.get(&uri).status, Status::Forbidden, "no twin left live");
+    // Revoked, a new grant may be made.
+    let page = post_grant(&mut officer, 30);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(a.get(&uri).status, Status::Ok);
+}
+
 #[test]
 fn disabling_an_analyst_or_moving_it_to_another_role_revokes_its_grants_for_good() {
     use pcii_portal::db::schema::grants;
@@ -419,9 +495,17 @@ fn not_validated_then_destroy_removes_every_blob_and_content_routes_answer_410_o
     for f in &files {
         assert!(receipt.contains(&sha256_hex(f)));
     }
+    // Final, so a ticked box says it is meant: without it nothing happens.
     let page = sub.post(
         &format!("/submissions/{id}/disposition"),
         &[("disposition", "destroy")],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity);
+    assert!(page.body.contains("Tick the box to confirm"));
+    assert_eq!(app.status_of(&id), "not_validated");
+    let page = sub.post(
+        &format!("/submissions/{id}/disposition"),
+        &[("disposition", "destroy"), ("confirm", "yes")],
     );
     assert_eq!(page.status, Status::SeeOther);
     assert_eq!(app.status_of(&id), "destroyed");
@@ -445,6 +529,9 @@ fn not_validated_then_destroy_removes_every_blob_and_content_routes_answer_410_o
             !page.body.contains("Lifecycle narrative"),
             "no content left to show"
         );
+        // Marked as what it is now, not as content held for a choice already made.
+        assert!(page.body.contains("DESTROYED — NO CONTENT HELD"));
+        assert!(!page.body.contains("HELD FOR RETURN OR DESTRUCTION"));
     }
     let (analyst_id, mut a) = analyst(&app, "ana@dhs.example.gov");
     let _ = analyst_id;
@@ -489,11 +576,15 @@ fn not_validated_then_destroy_removes_every_blob_and_content_routes_answer_410_o
     assert_eq!(app.audit_count("submission.destroyed"), 1);
     // The auditor sees the destruction record (digests, no content) with the access history.
     let mut auditor = app.login_as(Role::Auditor, "aud@oig.example.gov", None);
-    let page = auditor.get(&format!("/audit/submissions/{id}"));
-    assert_eq!(page.status, Status::Ok);
-    assert!(page.body.contains("Destruction record"));
-    for d in &stored {
-        assert!(page.body.contains(d.as_str()));
+    // By its id, and by its tracking number as the log links it.
+    let tracking = tracking_number_of(&app, &id);
+    for path in [&id, &tracking] {
+        let page = auditor.get(&format!("/audit/submissions/{path}"));
+        assert_eq!(page.status, Status::Ok);
+        assert!(page.body.contains("Destruction record"), "{path}");
+        for d in &stored {
+            assert!(page.body.contains(d.as_str()), "{path}");
+        }
     }
 }
 
@@ -511,6 +602,17 @@ fn an_officer_never_decides_on_its_own_organisations_submission() {
     assert!(page.body.contains("your own organisation"));
     assert_eq!(app.status_of(&id), "received");
     assert_eq!(app.audit_count("conflict_of_interest.refused"), 1);
+    // From a page that showed it otherwise too: refused and recorded as such, not answered "it changed".
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[
+            ("decision", "validate"),
+            ("reason", crate::common::BASIS),
+            ("seen", "received-0-stale"),
+        ],
+    );
+    assert_eq!(page.status, Status::Forbidden);
+    assert_eq!(app.audit_count("conflict_of_interest.refused"), 2);
 }
 
 #[test]
@@ -1069,6 +1171,8 @@ fn a_decision_from_a_page_that_showed_an_earlier_version_is_refused() {
     assert_eq!(app.audit_count("decision.validated"), 0);
     assert_eq!(app.audit_count("decision.defective"), 1);
 
+    // Omar opens it too, as Olga does.
+    let omar_seen = seen_on(&omar.get(&path).body);
     // From the page as it is now, the validation goes through, its confirmation page carrying that page's token.
     let page = olga.get(&path);
     let seen = seen_on(&page.body);
@@ -1093,6 +1197,26 @@ fn a_decision_from_a_page_that_showed_an_earlier_version_is_refused() {
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     assert_eq!(app.status_of(&id), "validated");
+
+    // Omar, from his page before it, finds it not PCII: a decision it can no longer take. Told it changed (not that
+    // validated PCII cannot be marked so), with his words shown though the page has no form for them any more.
+    let words = "Omar's ground: customarily in the public domain";
+    let page = omar.post(
+        &decision,
+        &[
+            ("decision", "not_validated"),
+            ("reason", words),
+            ("seen", &omar_seen),
+        ],
+    );
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert!(page.body.contains("changed after your page showed it"));
+    assert!(page.body.contains("What you wrote (not recorded)"));
+    assert!(page
+        .body
+        .contains("Omar&#x27;s ground: customarily in the public domain"));
+    assert_eq!(app.status_of(&id), "validated");
+    assert_eq!(app.audit_count("decision.not_validated"), 0);
 }
 
 /// The submitter's list shows the organisation's newest notices on every page, and a defect notice quotes the
@@ -1433,7 +1557,7 @@ fn a_return_chosen_but_never_taken_may_be_destroyed_30_days_after_the_choice() {
     let before = app.now();
     let page = sub.post(
         &format!("/submissions/{id}/disposition"),
-        &[("disposition", "return")],
+        &[("disposition", "return"), ("confirm", "yes")],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     let due_at = disposition_due(&app, &id);
@@ -1442,7 +1566,7 @@ fn a_return_chosen_but_never_taken_may_be_destroyed_30_days_after_the_choice() {
     app.advance(60);
     let page = sub.post(
         &format!("/submissions/{id}/disposition"),
-        &[("disposition", "return")],
+        &[("disposition", "return"), ("confirm", "yes")],
     );
     assert_eq!(page.status, Status::Conflict, "{}", page.body);
     assert_eq!(app.audit_count("submission.return_requested"), 1);
@@ -1479,7 +1603,11 @@ fn a_return_chosen_but_never_taken_may_be_destroyed_30_days_after_the_choice() {
     // The package can no longer be taken.
     sub = signed_in(&app, "ann@acme.example");
     assert_ne!(
-        sub.post(&format!("/submissions/{id}/returned"), &[]).status,
+        sub.post(
+            &format!("/submissions/{id}/returned"),
+            &[("confirm", "yes")]
+        )
+        .status,
         Status::SeeOther
     );
     assert_eq!(app.status_of(&id), "destroyed");
@@ -1488,7 +1616,7 @@ fn a_return_chosen_but_never_taken_may_be_destroyed_30_days_after_the_choice() {
     let withdrawn = submit(&mut sub, &[file_bytes(50_000, 2, "")]);
     let page = sub.post(
         &format!("/submissions/{withdrawn}/withdraw"),
-        &[("disposition", "return")],
+        &[("disposition", "return"), ("confirm", "yes")],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     assert_eq!(app.status_of(&withdrawn), "withdrawn");

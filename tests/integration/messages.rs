@@ -295,7 +295,7 @@ fn an_officer_asks_the_organisation_answers_with_a_file_and_destruction_takes_th
     // Withdrawn with destruction: the thread shows what the content shows, the file is gone.
     let page = ann.post(
         &format!("/submissions/{id}/withdraw"),
-        &[("disposition", "destroy")],
+        &[("disposition", "destroy"), ("confirm", "yes")],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     assert_eq!(app.status_of(&id), "destroyed");
@@ -597,7 +597,7 @@ fn the_thread_goes_into_the_officer_s_and_the_organisation_s_packages_never_an_a
     // The organisation's return package carries it too.
     let page = ann.post(
         &format!("/submissions/{id}/withdraw"),
-        &[("disposition", "return")],
+        &[("disposition", "return"), ("confirm", "yes")],
     );
     assert_eq!(page.status, Status::SeeOther);
     let (status, zip, _) = ann.get_bytes(&format!("/submissions/{id}/package"));
@@ -605,6 +605,21 @@ fn the_thread_goes_into_the_officer_s_and_the_organisation_s_packages_never_an_a
     let members = zip_members(&zip.unwrap());
     assert!(String::from_utf8_lossy(&members["MESSAGES.txt"]).contains(ANSWER));
     assert_eq!(members[&member], file);
+    // Taken: the page is marked as a record of what left, not as content still held.
+    assert_eq!(
+        ann.post(&format!("/submissions/{id}/returned"), &[]).status,
+        Status::UnprocessableEntity,
+        "the box is ticked, or nothing is destroyed"
+    );
+    let page = ann.post(
+        &format!("/submissions/{id}/returned"),
+        &[("confirm", "yes")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let detail = ann.get(&format!("/submissions/{id}"));
+    assert_eq!(detail.status, Status::Ok);
+    assert!(detail.body.contains("RETURNED — NO CONTENT HELD"));
+    assert!(!detail.body.contains("HELD FOR RETURN OR DESTRUCTION"));
 
     // An authorized user reads validated PCII under a grant: the content, not the conversation.
     let id = submit(&mut ann);

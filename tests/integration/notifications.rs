@@ -310,7 +310,7 @@ fn members_are_reminded_7_days_before_their_return_or_destruction_answer_is_due(
     };
     let page = ann.post(
         &format!("/submissions/{id}/disposition"),
-        &[("disposition", "return")],
+        &[("disposition", "return"), ("confirm", "yes")],
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     app.advance(7 * DAY);

@@ -317,6 +317,57 @@ fn a_cure_is_overdue_from_its_deadlines_second() {
     }
 }
 
+/// A cured submission had its defect notice: the Office's 30 days from receipt no longer run for it, so it is
+/// neither flagged nor filtered as overdue, and its row says when the notice was sent.
+#[test]
+fn a_cured_submission_is_not_overdue_for_the_notice_it_had() {
+    let app = TestApp::new();
+    let now = app.now();
+    let acme = organisation(&app, "sub@acme-power.example", "Acme Power");
+    let id = insert(
+        &app,
+        now,
+        &Seed {
+            tracking: "PCII-C1",
+            org: &acme,
+            status: "received",
+            sector: "Dams",
+            received_ago: Some(60 * DAY),
+            notice_ago: Some(40 * DAY),
+            cure_in: Some(-10 * DAY),
+        },
+    );
+    app.with_conn(|c| {
+        diesel::update(submissions::table.find(&id))
+            .set(submissions::cured_at.eq(now - 12 * DAY))
+            .execute(c)
+            .unwrap()
+    });
+    let all = app
+        .with_conn(|c| queue::queue(c, &QueueFilter::default(), now))
+        .unwrap();
+    assert_eq!(all.total, 1);
+    let row = &all.rows[0];
+    assert!(row.cured);
+    assert!(!row.overdue);
+    assert_eq!((row.notice_due_at, row.notice_days_left), (None, None));
+    assert_eq!(row.defect_notice_at, Some(now - 40 * DAY));
+    let overdue = QueueFilter {
+        status: Some(QueueStatus::Overdue),
+        ..QueueFilter::default()
+    };
+    let listed = app.with_conn(|c| queue::queue(c, &overdue, now)).unwrap();
+    assert_eq!(listed.total, 0);
+    let page = officer(&app).get("/officer");
+    assert_eq!(page.status, Status::Ok);
+    let row = row_of(&page.body, "PCII-C1");
+    assert!(
+        !row.contains("class=\"overdue\"") && !row.contains("overdue by"),
+        "{row}"
+    );
+    assert!(row.contains("Sent "), "{row}");
+}
+
 #[test]
 fn sorts_by_receipt_and_by_each_clock() {
     let app = TestApp::new();

@@ -991,7 +991,11 @@ fn a_member_leaves_of_its_own_accord_while_the_organisation_keeps_an_administrat
     let sub = submit(&mut admin, "Acme's report");
     const LEAVE: &str = "/account/leave-organisation";
 
-    // Its last member cannot leave: someone must answer for its submissions.
+    // Its last member cannot leave: someone must answer for its submissions. The account page says so instead of
+    // offering the button.
+    let page = admin.get("/account");
+    assert!(page.body.contains("Leave Acme") && page.body.contains("last member"));
+    assert!(!page.body.contains(&format!("action=\"{LEAVE}\"")));
     let page = admin.post(LEAVE, &[("confirm", "yes")]);
     assert_eq!(page.status, Status::Conflict, "{}", page.body);
     assert!(page.body.contains("last member"), "{}", page.body);
@@ -1011,6 +1015,9 @@ fn a_member_leaves_of_its_own_accord_while_the_organisation_keeps_an_administrat
     );
 
     // Its only administrator cannot leave while a member remains: the role is handed on first.
+    let page = admin.get("/account");
+    assert!(page.body.contains("only administrator"));
+    assert!(!page.body.contains(&format!("action=\"{LEAVE}\"")));
     let page = admin.post(LEAVE, &[("confirm", "yes")]);
     assert_eq!(page.status, Status::Conflict, "{}", page.body);
     assert!(page.body.contains("only administrator"), "{}", page.body);

@@ -1113,7 +1113,7 @@ fn a_submitter_with_a_factor_gives_it_again_before_choosing_destruction() {
 
     app.advance(20 * 60);
     let choose = format!("/submissions/{id}/disposition");
-    let res = sam.post(&choose, &[("disposition", "destroy")]);
+    let res = sam.post(&choose, &[("disposition", "destroy"), ("confirm", "yes")]);
     assert_eq!(res.status, Status::Unauthorized);
     assert!(res.body.contains("Confirm it is you"));
     let status = |app: &TestApp| -> String {
@@ -1129,7 +1129,11 @@ fn a_submitter_with_a_factor_gives_it_again_before_choosing_destruction() {
     let code = common::totp_code(app.state(), "sam@acme.example");
     let res = sam.post(
         &choose,
-        &[("disposition", "destroy"), ("factor_code", &code)],
+        &[
+            ("disposition", "destroy"),
+            ("confirm", "yes"),
+            ("factor_code", &code),
+        ],
     );
     assert_eq!(res.status, Status::SeeOther, "{}", res.body);
     assert_eq!(status(&app), "destroyed");

@@ -603,7 +603,7 @@ fn a_cure_replaces_a_file_keeps_the_old_one_on_record_and_destruction_takes_both
     assert!(names.len() >= 4, "three files and the content");
     let page = sub.post(
         &format!("/submissions/{id}/withdraw"),
-        &[("disposition", "destroy")],
+        &[("disposition", "destroy"), ("confirm", "yes")],
     );
     assert_eq!(page.status, Status::SeeOther);
     for n in &names {

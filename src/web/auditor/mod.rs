@@ -496,8 +496,12 @@ async fn submission_history(
         .state
         .db
         .run(move |c| {
-            let destruction = crate::models::submission::destruction_of(c, &id)?;
+            // By id or by tracking number (the log links either): the record is the submission's.
             let (access, submission_id) = model::content_access(c, &id)?;
+            let destruction = crate::models::submission::destruction_of(
+                c,
+                submission_id.as_deref().unwrap_or(&id),
+            )?;
             let sizes: std::collections::HashMap<i32, i64> = match &submission_id {
                 Some(sid) => crate::models::attachment::attachments_of(c, sid)?
                     .into_iter()

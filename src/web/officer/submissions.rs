@@ -362,16 +362,13 @@ async fn decide(
         errors.insert("decision".into(), "Choose a decision.".into());
         return show_again(&ctx, &officer, &admitted, Again::Decision(form), errors).await;
     };
-    let to = decisions::recorded(
+    // Its own organisation's submission is refused and recorded (403) whatever its page showed.
+    decisions::recorded(
         ctx.state,
         &ctx.actor,
-        decisions::may_decide(&officer.user, sub, decision, ctx.state.clock.now()),
+        decisions::not_own(&officer.user, sub),
     )
     .await?;
-    let errors = form.word_errors(decision);
-    if !errors.is_empty() {
-        return show_again(&ctx, &officer, &admitted, Again::Decision(form), errors).await;
-    }
     // Posted from a page that showed the submission as it no longer is: decided on what the officer did not see. The
     // submission page comes back as it is now (409), the officer's words kept and the form carrying what it shows.
     let seen = Some(form.seen.clone()).filter(|s| !s.is_empty());
@@ -401,6 +398,16 @@ async fn decide(
         )
         .await?;
         return Ok(Either::Right(page.status(Status::Conflict)));
+    }
+    let to = decisions::recorded(
+        ctx.state,
+        &ctx.actor,
+        decisions::may_decide(&officer.user, sub, decision, ctx.state.clock.now()),
+    )
+    .await?;
+    let errors = form.word_errors(decision);
+    if !errors.is_empty() {
+        return show_again(&ctx, &officer, &admitted, Again::Decision(form), errors).await;
     }
     if decision.is_final() && form.confirm != "1" {
         return Ok(Either::Right(
@@ -451,8 +458,9 @@ async fn decide(
 }
 
 /// The Program Office destroys a submission whose organisation let its deadline pass without choosing return or
-/// destruction, or without taking its return package. Final, so the form's box must be ticked (and the officer's
-/// sign-in recent, like every final decision); the service checks the deadline again in its transaction.
+/// destruction, or without taking its return package. Final, so the form's box must be ticked (and a second factor
+/// given recently, `StepUpForm`, as for every final decision); the service checks the deadline again in its
+/// transaction.
 #[rocket::post("/officer/submissions/<id>/destroy-unclaimed", data = "<form>")]
 async fn destroy_unclaimed(
     ctx: Ctx<'_>,
@@ -603,7 +611,8 @@ async fn grant(
                 notice,
             )))
         }
-        // The terms were checked above: what is left is the account chosen (disabled, or not an authorized user).
+        // The terms were checked above: what is left is the account chosen (disabled, not an authorized user, or
+        // already holding a live grant that runs as long).
         Err(AppError::Invalid(m)) => {
             let mut errors = FieldErrors::new();
             errors.insert("user_id".into(), m);

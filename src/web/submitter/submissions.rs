@@ -942,6 +942,26 @@ async fn receipt_text(
 struct DispositionForm {
     #[field(default = String::new())]
     disposition: String,
+    /// "yes" from the box ticked to say the person means it: each of these is final.
+    #[field(default = String::new())]
+    confirm: String,
+}
+
+#[derive(FromForm)]
+struct ConfirmForm {
+    #[field(default = String::new())]
+    confirm: String,
+}
+
+/// A withdrawal, a choice of return or destruction and a taken return cannot be undone: a ticked box says so.
+fn confirmed(confirm: &str, what: &str) -> AppResult<()> {
+    if confirm == "yes" {
+        Ok(())
+    } else {
+        Err(AppError::Invalid(format!(
+            "Tick the box to confirm {what}: it cannot be undone."
+        )))
+    }
 }
 
 fn parse_disposition(s: &str) -> AppResult<Disposition> {
@@ -977,6 +997,7 @@ async fn withdraw(
     let who = submitter(&user)?;
     load(&ctx, &user, id).await?;
     let d = parse_disposition(&form.0.disposition)?;
+    confirmed(&form.0.confirm, "the withdrawal")?;
     let status = intake::request(
         ctx.state,
         &who,
@@ -1025,20 +1046,22 @@ async fn disposition(
     let who = submitter(&user)?;
     load(&ctx, &user, id).await?;
     let d = parse_disposition(&form.0.disposition)?;
+    confirmed(&form.0.confirm, "your choice")?;
     let status =
         intake::request(ctx.state, &who, &ctx.actor, id, SubmitterRequest::Choose(d)).await?;
     Ok(after(id, status))
 }
 
-#[rocket::post("/submissions/<id>/returned", data = "<_form>")]
+#[rocket::post("/submissions/<id>/returned", data = "<form>")]
 async fn confirm_return(
     ctx: Ctx<'_>,
     user: SubmitterUser<'_>,
     id: &str,
-    _form: StepUpForm<crate::web::forms::NoFields>,
+    form: StepUpForm<ConfirmForm>,
 ) -> AppResult<Notice> {
     let who = submitter(&user)?;
     load(&ctx, &user, id).await?;
+    confirmed(&form.0.confirm, "that you have the package")?;
     let status = intake::request(
         ctx.state,
         &who,
