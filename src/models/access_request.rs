@@ -174,6 +174,10 @@ pub struct PendingView {
     pub user_organisation: Option<String>,
     pub reason: String,
     pub created_at: i64,
+    /// The analyst's training and NDA as on record: a grant made while they lapsed stands, but reading waits.
+    pub training_completed_at: Option<i64>,
+    pub nda_signed_at: Option<i64>,
+    pub nda_expires_at: Option<i64>,
 }
 
 /// Pending requests, oldest first (the first `limit`).
@@ -197,6 +201,9 @@ pub fn pending(conn: &mut DbConn, limit: i64) -> QueryResult<Vec<PendingView>> {
             organisations::name.nullable(),
             access_requests::reason,
             access_requests::created_at,
+            users::training_completed_at,
+            users::nda_signed_at,
+            users::nda_expires_at,
         ))
         .load(conn)
 }

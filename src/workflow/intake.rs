@@ -45,6 +45,7 @@ pub enum FileSlot {
 }
 
 /// A file that arrived with the form, already sealed.
+#[derive(Clone)]
 pub struct IncomingFile {
     pub slot: FileSlot,
     pub file_name: String,
@@ -391,6 +392,10 @@ pub async fn save(
     result
 }
 
+/// How many times a save's commit is tried again after a passing lock (see `save_inner`).
+const COMMIT_RETRIES: u64 = 2;
+
+#[derive(Clone)]
 struct Plan {
     form_token: Option<String>,
     existing: Option<Submission>,
@@ -617,12 +622,29 @@ async fn save_inner(
     let (id, status, obsolete) = state
         .db
         .run_lazily(move |db| {
-            // Before a connection is taken, so that no stat (a HEAD on S3, slow when the store is) is made while
-            // holding one of the pool's connections or under the write lock.
-            still_stored(&*store, &names)?;
-            audit.clone().fact(&mut *db.get()?, &actor, |tx| {
-                commit_save(tx, &audit, &actor, &who, plan, now)
-            })
+            // The files are stored and sealed by now, perhaps gigabytes of them: a passing lock at the commit (the
+            // busy timeout, a PostgreSQL deadlock, no free connection) is waited out a few times rather than
+            // answered 503, which deletes them and has the person send them all again. Only the check and the
+            // commit are repeated; an outcome not known (`Unconfirmed`) is never retried.
+            let mut attempt = 0;
+            loop {
+                // Before a connection is taken, so that no stat (a HEAD on S3, slow when the store is) is made
+                // while holding one of the pool's connections or under the write lock.
+                still_stored(&*store, &names)?;
+                let committed = db.get().and_then(|mut conn| {
+                    audit.clone().fact(&mut conn, &actor, |tx| {
+                        commit_save(tx, &audit, &actor, &who, plan.clone(), now)
+                    })
+                });
+                match committed {
+                    Err(AppError::Unavailable(why)) if attempt < COMMIT_RETRIES => {
+                        attempt += 1;
+                        tracing::warn!(error = %why, attempt, "a save's commit met a passing lock; trying again");
+                        std::thread::sleep(std::time::Duration::from_millis(250 * attempt));
+                    }
+                    other => break other,
+                }
+            }
         })
         .await?;
     delete_after_commit(state, obsolete).await;

@@ -321,6 +321,38 @@ fn an_officer_grants_a_request_and_the_analyst_reads_the_submission_told_by_an_e
     assert!(page
         .body
         .contains("RequestReasonMarker: pipeline threat brief"));
+    assert!(
+        !page.body.contains("Can read now"),
+        "training and NDA current"
+    );
+    // An NDA that lapsed since the request is said beside it: a grant would stand, reading would wait.
+    let analyst_id = app.user_id(ANALYST);
+    let now = app.now();
+    app.with_conn(|c| {
+        diesel::update(users::table.find(&analyst_id))
+            .set(users::nda_expires_at.eq(Some(now - 1)))
+            .execute(c)
+            .unwrap()
+    });
+    let page = officer.get("/officer/access-requests");
+    assert!(
+        page.body.contains("No: non-disclosure agreement expired"),
+        "{}",
+        page.body
+    );
+    // The analyst's own page says it lapsed, not only when it was signed.
+    let page = a.get("/analyst");
+    assert!(
+        page.body.contains("<span class=\"tag tag-bad\">expired "),
+        "{}",
+        page.body
+    );
+    app.with_conn(|c| {
+        diesel::update(users::table.find(&analyst_id))
+            .set(users::nda_expires_at.eq(None::<i64>))
+            .execute(c)
+            .unwrap()
+    });
     let rid = only_request(&app);
     let uri = format!("/officer/access-requests/{rid}/grant");
 

@@ -1114,9 +1114,18 @@ fn a_decision_from_a_page_that_showed_an_earlier_version_is_refused() {
     let id = submit(&mut sub, &[file_bytes(50_000, 1, "")]);
     let path = format!("/officer/submissions/{id}");
     let decision = format!("{path}/decision");
-    // Olga reads the first version.
+    // Olga reads the first version, with who affirmed its express statement (as the receipt names them).
     let page = olga.get(&path);
     assert_eq!(page.status, Status::Ok);
+    assert!(
+        page.body
+            .contains("by <bdi>Test ann@acme.example &lt;ann@acme.example&gt;</bdi>"),
+        "{}",
+        page.body
+    );
+    // And the Office's own deadline for a defect notice, 30 days from receipt; once one was sent, the cure's.
+    assert!(page.body.contains("<dt>Defect notice due</dt>"));
+    assert!(!page.body.contains("<dt>Cure due</dt>"));
     let seen = seen_on(&page.body);
     assert!(!seen.is_empty());
     // Omar marks it defective; the submitter cures it.
@@ -1128,6 +1137,9 @@ fn a_decision_from_a_page_that_showed_an_earlier_version_is_refused() {
         ],
     );
     assert_eq!(page.status, Status::SeeOther);
+    let page = olga.get(&path);
+    assert!(page.body.contains("<dt>Cure due</dt>"));
+    assert!(!page.body.contains("<dt>Defect notice due</dt>"));
     app.advance(1);
     send_cure(&app, &mut sub, &id);
 

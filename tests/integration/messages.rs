@@ -695,6 +695,10 @@ fn a_message_over_its_file_limits_is_told_the_message_s_limits() {
         "{}",
         page.body
     );
+    // The thread comes back with the words typed, nothing sent.
+    assert!(page.body.contains("What you typed is kept below"));
+    assert!(page.body.contains("QuestionMarker5521"));
+    assert_eq!(app.audit_count("message.sent"), 0);
     let small = file_bytes(10, 3, "");
     let mut parts = vec![Part::Text("body", QUESTION)];
     let names: Vec<String> = (1..=6).map(|i| format!("file_{i}")).collect();

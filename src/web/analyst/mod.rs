@@ -145,6 +145,17 @@ async fn home(
         .with("training_current", training_current)
         .with("training_completed_at", user.user.training_completed_at)
         .with("nda_signed_at", user.user.nda_signed_at)
+        .with("nda_expires_at", user.user.nda_expires_at)
+        .with(
+            "training_expires_at",
+            user.user
+                .training_completed_at
+                .map(|t| t + crate::domain::TRAINING_VALID_DAYS * crate::time::DAY),
+        )
+        .with(
+            "nda_current",
+            user.user.nda_expires_at.is_none_or(|e| e > now),
+        )
         .status(status))
 }
 

@@ -66,6 +66,9 @@ struct Row {
     r: PendingView,
     /// False for a submission of the officer's own organisation: another officer decides.
     may_decide: bool,
+    /// What keeps the analyst from reading now (training or NDA lapsed since the request), as the grant form on a
+    /// submission's page says: a grant stands, reading waits.
+    cannot_read: Option<&'static str>,
     grant: FormView<RequestGrantForm>,
     refuse: FormView<RefuseForm>,
 }
@@ -128,6 +131,13 @@ async fn page(
                     &officer.user,
                     &r.submission_organisation_id,
                 ),
+                cannot_read: crate::workflow::access::standing(
+                    r.training_completed_at,
+                    r.nda_signed_at,
+                    r.nda_expires_at,
+                    now,
+                )
+                .and_then(|why| why.about_person()),
                 r,
                 grant,
                 refuse,

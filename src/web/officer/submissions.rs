@@ -132,6 +132,10 @@ pub(super) async fn submission_page(
     if let (Some(c), None) = (&content, &case.title_sealed) {
         cases::backfill_title(state, &sub.id, &c.title).await?;
     }
+    // Who affirmed the express statement, as the receipt names the person (PCII.md: who, when, which version).
+    let affirmed_by = access::affirmed_by(state, admitted)
+        .await?
+        .map(|u| format!("{} <{}>", u.display_name, u.email));
     let texts = access::texts(state, admitted).await?;
     open_events(&texts, &mut events);
     open_grants(&texts, &mut grant_rows);
@@ -258,6 +262,12 @@ pub(super) async fn submission_page(
             .unwrap_or(0);
     let reach = crate::workflow::notifications::disposition_reach(ctx.state, sub).await?;
     Ok(Page::new("officer/submission.html.tera")
+        .with("affirmed_by", affirmed_by)
+        .with(
+            "notice_due_at",
+            sub.received_at
+                .map(|r| r + crate::domain::DEFECT_NOTICE_DAYS * crate::time::DAY),
+        )
         .with("seen", decisions::seen_token(sub))
         .with("unread_messages", unread)
         .with("reach", reach)

@@ -13,7 +13,7 @@ use crate::slots::Slot;
 use crate::web::downloads::Download;
 use crate::web::forms::TokenCheck;
 use crate::web::guards::{Ctx, SubmitterUser};
-use crate::web::multipart::{open_form, FormStream, Limits};
+use crate::web::multipart::{open_form, FormStream, Limits, ReadRefusal};
 use crate::web::pages::{human_size, Notice, Page};
 use crate::web::views::submission_view;
 use crate::workflow::access::{self, Admitted};
@@ -164,10 +164,36 @@ pub(crate) async fn post_message(
         holder: crate::web::multipart::Holder::Message,
         seal_to: sealing.recipients.clone(),
     };
-    let form = body.read(state, limits).await?;
+    let officer_asks = |fields: &crate::workflow::content::FormFields| {
+        user.role() == crate::domain::Role::Officer
+            && fields.get("request_for_information") == "yes"
+    };
+    let form = match body.read_keeping(state, limits).await {
+        Ok(form) => form,
+        // A file over a limit: the thread again with the text typed before it kept (the body comes first), 413.
+        Err(ReadRefusal::FileTooLarge(too_large)) => {
+            let mut errors = FieldErrors::new();
+            errors.insert(too_large.field.clone(), too_large.message());
+            let again = (
+                errors,
+                too_large.fields.get("body").to_string(),
+                officer_asks(&too_large.fields),
+            );
+            let page =
+                thread_page(ctx, user, &admitted, ThreadPage::default(), Some(again)).await?;
+            return Ok(Either::Right(
+                page.with(
+                    "form_message",
+                    "Nothing was sent: a file is over a limit. What you typed is kept below; attach the files \
+                     again.",
+                )
+                .status(Status::PayloadTooLarge),
+            ));
+        }
+        Err(ReadRefusal::Other(e)) => return Err(e),
+    };
     let text = form.fields.get("body").to_string();
-    let rfi = user.role() == crate::domain::Role::Officer
-        && form.fields.get("request_for_information") == "yes";
+    let rfi = officer_asks(&form.fields);
     let file_count = form.files.len();
     let request = NewMessageRequest {
         body: text.clone(),
