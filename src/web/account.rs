@@ -89,6 +89,8 @@ async fn account_page_for(ctx: &Ctx<'_>, user: &CurrentUser<'_>) -> AppResult<Pa
         .with("second_factor_any", user.has_factor)
         .with("organisation", org)
         .with("kept_from_leaving", kept_from_leaving)
+        // For the training and NDA dates: said expired once they are.
+        .with("now", ctx.state.clock.now())
         .with("sessions", sessions)
         .with("account", account_view(&user.user)))
 }

@@ -399,7 +399,7 @@ pub async fn affirmed_by(
 /// MiB): recorded as one that fails midway is (`content.failed`, what and why), so the auditor sees every damaged
 /// read, not only those found after the first MiB went out. A store that did not answer, or a fault of the portal's
 /// own, is not a failure of the content, and is not recorded as one.
-async fn failed_before_sending(
+pub(in crate::workflow) async fn failed_before_sending(
     services: &Services,
     admitted: &Admitted,
     actor: &Actor,

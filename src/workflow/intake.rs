@@ -637,9 +637,13 @@ async fn save_inner(
                     })
                 });
                 match committed {
-                    Err(AppError::Unavailable(why)) if attempt < COMMIT_RETRIES => {
+                    // The database's passing states only ("database: …", "database pool: …"), not a state of
+                    // ours that waiting does not change (tracking numbers exhausted for the year).
+                    Err(AppError::Unavailable(why))
+                        if attempt < COMMIT_RETRIES && why.starts_with("database") =>
+                    {
                         attempt += 1;
-                        tracing::warn!(error = %why, attempt, "a save's commit met a passing lock; trying again");
+                        tracing::warn!(error = %why, attempt, "a save's commit could not be made now; trying again");
                         std::thread::sleep(std::time::Duration::from_millis(250 * attempt));
                     }
                     other => break other,

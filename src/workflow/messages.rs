@@ -701,8 +701,13 @@ pub async fn open_file(
         .try_open(&row.name)
         .unwrap_or_else(|| format!("message-file-{}", row.position));
     let slot = documents::download_slot(state, actor)?;
-    let (stream, len) = documents::open_blob(state, &blob_id).await?;
     let what = format!("message file {}", row.position);
+    let (stream, len) = match documents::open_blob(state, &blob_id).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            return Err(access::failed_before_sending(state, admitted, actor, &what, e).await)
+        }
+    };
     let stream = Box::pin(access::WhileAdmitted::new(
         state,
         admitted,

@@ -347,6 +347,13 @@ fn an_officer_grants_a_request_and_the_analyst_reads_the_submission_told_by_an_e
         "{}",
         page.body
     );
+    let page = a.get("/account");
+    assert!(
+        page.body
+            .contains("<span class=\"tag tag-bad\">expired</span>"),
+        "{}",
+        page.body
+    );
     app.with_conn(|c| {
         diesel::update(users::table.find(&analyst_id))
             .set(users::nda_expires_at.eq(None::<i64>))

@@ -715,6 +715,48 @@ fn a_message_over_its_file_limits_is_told_the_message_s_limits() {
     );
 }
 
+/// A message file that fails its integrity check before anything is sent (a small file is verified whole first) is
+/// refused, and audited as `content.failed` as an attachment's is: the auditor sees every damaged read.
+#[test]
+fn a_damaged_message_file_is_refused_and_audited() {
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut ann);
+    let thread = format!("/officer/submissions/{id}/messages");
+    let file = file_bytes(20_000, 4, "");
+    let page = olga.post_multipart(
+        &thread,
+        &[
+            Part::Text("body", QUESTION),
+            Part::File("file_1", "settings.bin", &file),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let fid = message_file_id(&app, &id);
+    let name: String = app.with_conn(|c| {
+        message_files::table
+            .find(&fid)
+            .inner_join(blobs::table.on(blobs::id.nullable().eq(message_files::blob_id)))
+            .select(blobs::storage_name)
+            .first(c)
+            .unwrap()
+    });
+    let mut bytes = app.read_blob(&name);
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x01;
+    app.overwrite_blob(&name, &bytes);
+    let (status, body, _) = olga.get_bytes(&format!("{thread}/files/{fid}"));
+    assert!(
+        status != Status::Ok || body.is_none(),
+        "a damaged file never downloads whole (status {status})"
+    );
+    assert_eq!(
+        app.audit_reasons("content.failed"),
+        vec!["message file 1: integrity check failed".to_string()]
+    );
+}
+
 /// Queues a "new message" mail to `to`, as an act does in its transaction.
 fn queue_message_mail(app: &TestApp, to: &User) -> pcii_portal::workflow::pending_mail::Queued {
     app.with_conn(|c| {
