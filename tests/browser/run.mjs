@@ -876,7 +876,10 @@ async function flowOfficerDefect(browser) {
   await byId(stale, 'defects').fill(defects);
   await go(stale, 'officer: the same decision sent again (stale window)', () => press(stale, stale.getByRole('button', { name: 'Record the decision' })),
     { expectStatus: 409, shot: '25-double-submit-conflict' });
-  expect(/Conflict/.test(await heading(stale)), 'the repeated decision does not end on a clear page');
+  // The submission page again, as it is now: told it changed meanwhile, the officer's words shown, nothing recorded.
+  const staleText = await stale.locator('main').textContent();
+  expect(staleText.includes('changed after your page showed it'), 'the repeated decision does not say the submission changed');
+  expect(staleText.includes('What you wrote (not recorded)') && staleText.includes(defects), "the stale window's words are gone");
   await stale.close();
 }
 
