@@ -87,16 +87,9 @@ fn grant(app: &TestApp, officer: &mut Browser<'_>, id: &str, analyst_id: &str) {
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
 }
 
-/// One live grant per person and submission: the grant form sent twice (a double click) gives one grant and says
-/// so at the field; a grant that runs longer renews, replacing the live one; revoking the live grant leaves no twin
-/// live. After the revocation, a new grant may be made.
-#[test]
-fn the_same_grant_sent_twice_makes_one_live_grant_and_a_longer_one_renews_it() {
-    use pcii_portal::db::schema::grants;
-    let app = TestApp::new();
-    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
-    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
-    let id = submit(&mut sub, &[file_bytes(1000, 1, "")]);
+/// A submission of one small file, sent by `sub` and validated by `officer`: its id.
+fn validated(sub: &mut Browser<'_>, officer: &mut Browser<'_>) -> String {
+    let id = submit(sub, &[file_bytes(1000, 1, "")]);
     let page = officer.post(
         &format!("/officer/submissions/{id}/decision"),
         &[
@@ -106,6 +99,19 @@ fn the_same_grant_sent_twice_makes_one_live_grant_and_a_longer_one_renews_it() {
         ],
     );
     assert_eq!(page.status, Status::SeeOther);
+    id
+}
+
+/// One live grant per person and submission: the grant form sent twice (a double click) gives one grant and says
+/// so at the field; a grant that runs longer renews, replacing the live one; revoking the live grant leaves no twin
+/// live. After the revocation, a new grant may be made.
+#[test]
+fn the_same_grant_sent_twice_makes_one_live_grant_and_a_longer_one_renews_it() {
+    use pcii_portal::db::schema::grants;
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = validated(&mut sub, &mut officer);
     let (ana, mut a) = analyst(&app, "ana@dhs.example.gov");
     grant(&app, &mut officer, &id, &ana);
     let post_grant = |officer: &mut Browser<'_>, days: i64| {
@@ -170,16 +176,7 @@ fn disabling_an_analyst_or_moving_it_to_another_role_revokes_its_grants_for_good
     let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
     let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
     let mut admin = app.login_as(Role::Administrator, "root@pcii.example.gov", None);
-    let id = submit(&mut sub, &[file_bytes(1000, 1, "")]);
-    let page = officer.post(
-        &format!("/officer/submissions/{id}/decision"),
-        &[
-            ("decision", "validate"),
-            ("reason", crate::common::BASIS),
-            ("confirm", "1"),
-        ],
-    );
-    assert_eq!(page.status, Status::SeeOther);
+    let id = validated(&mut sub, &mut officer);
     let (ana, mut a) = analyst(&app, "ana@dhs.example.gov");
     let (ben, mut b) = analyst(&app, "ben@dhs.example.gov");
     grant(&app, &mut officer, &id, &ana);
