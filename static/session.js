@@ -7,7 +7,8 @@
 // time than the server gives. If nobody answers and the page has form[data-draft] with typed changes, its text
 // (no files) is saved as a draft 30 seconds before the end; at the end the session is signed out and the browser
 // goes to the sign-in page with next= the draft's edit page (or this page), so that signing in again returns there.
-// If that save failed (the portal did not answer), the page is not left: its text stays, with a banner saying so.
+// If that save failed (the portal did not answer, or the draft was saved elsewhere since the page was made), the page
+// is not left: its text stays, with a banner saying so.
 //
 // While static/upload.js sends a form (body[data-uploading]) the count is kept alive instead of warning.
 // Tabs share the newest end the server gave (localStorage, a time only): a tab whose count runs out while another
@@ -39,6 +40,8 @@
   let timers = [];
   let banner = null;
   let draftSaved = null;
+  // The save was refused because the draft was saved elsewhere after this page was made (409).
+  let savedElsewhere = false;
   let dirty = false;
 
   const draftForm = document.querySelector("form[data-draft]");
@@ -199,7 +202,10 @@
     data.append("action", "draft");
     try {
       const res = await fetch(formAction(draftForm), { method: "POST", credentials: "same-origin", body: data });
-      if (!res.ok) return;
+      if (!res.ok) {
+        savedElsewhere = res.status === 409;
+        return;
+      }
       // After the 303 the answer is the submission's page: its edit page is where to come back to.
       const url = new URL(res.url);
       const match = url.pathname.match(/^\/submissions\/([^/]+)$/);
@@ -243,7 +249,11 @@
     const text = document.createElement("p");
     text.id = "session-warning-text";
     text.textContent =
-      "You have been signed out, and what you typed could not be saved: the portal did not answer. " +
+      "You have been signed out, and what you typed could not be saved: " +
+      (savedElsewhere
+        ? "this draft was saved in another window, or by someone else, after this page was opened, and was not " +
+          "replaced. "
+        : "the portal did not answer. ") +
       "It is still on this page. Keep the page open, sign in again in a new tab, and copy your text across.";
     const link = document.createElement("a");
     link.href = signIn;

@@ -77,6 +77,10 @@ pub struct SaveRequest {
     pub intent: Intent,
     /// With [`Intent::Send`]: the content version the submitter checked; another one is refused.
     pub checked_version: Option<String>,
+    /// The content version the form was made from (its hidden `version`, empty for a draft without one): a
+    /// save from a page older than the stored version is refused as [`SaveResult::Stale`], not written over the
+    /// newer one. `None` (a form posted without the field, e.g. by a script) is not checked.
+    pub shown_version: Option<String>,
     /// The random token of the new-submission form it came from: the same form sent twice creates one
     /// submission.
     pub form_token: Option<String>,
@@ -119,6 +123,12 @@ pub enum SaveResult {
         id: Option<String>,
         errors: FieldErrors,
         saved: bool,
+    },
+    /// Nothing was saved: the form was made from an older version than the one stored, which another window or
+    /// another member of the organisation saved at `saved_at` after the page was opened.
+    Stale {
+        id: String,
+        saved_at: i64,
     },
 }
 
@@ -456,6 +466,14 @@ async fn save_inner(
     };
     let status = existing.as_ref().map(Submission::status);
     let as_stored = req.intent == Intent::Send;
+    if let (Some(shown), Some(s), false) = (&req.shown_version, &existing, as_stored) {
+        if shown.as_str() != s.content_blob_id.as_deref().unwrap_or("") {
+            return Ok(SaveResult::Stale {
+                id: s.id.clone(),
+                saved_at: s.updated_at,
+            });
+        }
+    }
     if as_stored {
         let stored = existing.as_ref().and_then(|s| s.content_blob_id.as_deref());
         if stored.is_none() || stored != req.checked_version.as_deref() {

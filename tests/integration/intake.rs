@@ -914,6 +914,7 @@ fn two_saves_each_within_the_draft_s_allowance_cannot_exceed_the_limits_together
         remove: Vec::new(),
         intent: Intent::Draft,
         checked_version: None,
+        shown_version: None,
         form_token: None,
         sealing: allowance.sealing,
     };
@@ -999,6 +1000,7 @@ fn a_save_whose_new_file_left_the_store_commits_nothing() {
             remove: Vec::new(),
             intent: Intent::Draft,
             checked_version: None,
+            shown_version: None,
             form_token: None,
             sealing: allowance.sealing,
         },

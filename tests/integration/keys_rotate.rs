@@ -781,6 +781,7 @@ fn a_data_key_made_before_a_rotation_and_stored_after_it_is_wrapped_to_the_new_m
                 remove: Vec::new(),
                 intent: Intent::Submit,
                 checked_version: None,
+                shown_version: None,
                 form_token: None,
                 sealing: allowance.sealing,
             },

@@ -43,7 +43,7 @@ fn summary(body: &str) -> &str {
     &body[start..end]
 }
 
-/// The check page's version field: the content it shows.
+/// The check page's or the edit form's version field: the content it shows.
 fn version(body: &str) -> String {
     let marker = "name=\"version\" value=\"";
     let start = body.find(marker).expect("a version field") + marker.len();
@@ -725,4 +725,90 @@ fn a_draft_version_replaced_while_a_page_opens_it_is_a_conflict_that_says_so() {
     });
     app.state().blobs.delete(&name).unwrap();
     assert_eq!(b.get(&edit).status, Status::InternalServerError);
+}
+
+/// A save from a page older than the stored draft (another window, or another member, saved since) is not written
+/// over the newer version: 409, the form again with what was typed, the fields that differ marked, its files not
+/// kept; saving again from that page replaces the newer version knowingly.
+#[test]
+fn a_save_from_an_older_page_does_not_overwrite_a_newer_version() {
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let page = ann.post_multipart(
+        "/submissions",
+        &[
+            Part::Text("title", "First title"),
+            Part::Text("narrative", "First words."),
+            Part::Text("action", "draft"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let id = submission_id_from(&location(&page));
+    let edit = format!("/submissions/{id}/edit");
+    let old_page = ann.get(&edit);
+    let old = version(&old_page.body);
+    assert!(!old.is_empty());
+
+    // Another window saves first, from the same page.
+    let page = ann.post_multipart(
+        &format!("/submissions/{id}"),
+        &[
+            Part::Text("version", &old),
+            Part::Text("title", "Newer title"),
+            Part::Text("narrative", "First words."),
+            Part::Text("action", "draft"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let files_before = app.blob_files();
+
+    // The first window saves what it has: refused, its words kept on the page, the differing field marked.
+    let page = ann.post_multipart(
+        &format!("/submissions/{id}"),
+        &[
+            Part::Text("version", &old),
+            Part::Text("title", "Older window's title"),
+            Part::Text("narrative", "First words."),
+            Part::File("file_1", "late.txt", b"attached in the older window"),
+            Part::Text("description_1", "Late file"),
+            Part::Text("action", "draft"),
+        ],
+    );
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert!(page.body.contains("Nothing was saved"), "{}", page.body);
+    assert!(
+        page.body.contains("Older window&#x27;s title")
+            || page.body.contains("Older window's title")
+    );
+    let marked = summary(&page.body);
+    assert!(marked.contains("newer version"), "{marked}");
+    assert_eq!(
+        marked.matches("<li").count(),
+        1,
+        "only the title differs: {marked}"
+    );
+    assert_eq!(
+        app.blob_files(),
+        files_before,
+        "the refused save's file was kept"
+    );
+    let stored = ann.get(&edit);
+    assert!(stored.body.contains("Newer title"), "{}", stored.body);
+    assert!(!stored.body.contains("Older window"));
+    assert!(!stored.body.contains("late.txt"));
+
+    // Saved again from the page the refusal showed: what was typed replaces the newer version.
+    let newer = version(&page.body);
+    assert_ne!(newer, old);
+    let page = ann.post_multipart(
+        &format!("/submissions/{id}"),
+        &[
+            Part::Text("version", &newer),
+            Part::Text("title", "Older window's title"),
+            Part::Text("narrative", "First words."),
+            Part::Text("action", "draft"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert!(ann.get(&edit).body.contains("Older window"));
 }

@@ -158,6 +158,56 @@ impl FormValues {
         }
         self
     }
+
+    /// The names of the fields whose values differ between the two (ends and line endings aside, as stored).
+    fn differing(&self, other: &FormValues) -> Vec<&'static str> {
+        let pairs = [
+            ("sector", &self.sector, &other.sector),
+            ("title", &self.title, &other.title),
+            ("narrative", &self.narrative, &other.narrative),
+            ("primary_name", &self.primary_name, &other.primary_name),
+            ("primary_email", &self.primary_email, &other.primary_email),
+            ("primary_phone", &self.primary_phone, &other.primary_phone),
+            (
+                "secondary_name",
+                &self.secondary_name,
+                &other.secondary_name,
+            ),
+            (
+                "secondary_email",
+                &self.secondary_email,
+                &other.secondary_email,
+            ),
+            (
+                "secondary_phone",
+                &self.secondary_phone,
+                &other.secondary_phone,
+            ),
+            ("follows_up", &self.follows_up, &other.follows_up),
+            (
+                "federal_requirement",
+                &self.federal_requirement,
+                &other.federal_requirement,
+            ),
+            (
+                "federal_agency",
+                &self.federal_agency,
+                &other.federal_agency,
+            ),
+            (
+                "federal_authority",
+                &self.federal_authority,
+                &other.federal_authority,
+            ),
+        ];
+        let same =
+            |a: &str, b: &str| a.trim().replace("\r\n", "\n") == b.trim().replace("\r\n", "\n");
+        pairs
+            .into_iter()
+            .filter(|(_, a, b)| !same(a, b))
+            .map(|(name, _, _)| name)
+            .collect()
+    }
 }
 
 /// The submitter's organisation, shown (not editable) on the form: a submission is always its own.
@@ -228,6 +278,9 @@ enum Shown {
     Errors(FieldErrors),
     /// What the stored answers still lack before they can be checked (after "Continue" saved them).
     Missing,
+    /// The save was refused as made from an older version: the fields where what was typed differs from the
+    /// newer stored version are marked.
+    Stale,
 }
 
 async fn edit_page(
@@ -270,12 +323,27 @@ async fn edit_page(
         Shown::Nothing => None,
         Shown::Errors(e) => Some(e),
         Shown::Missing => Some(check_answers(&content, &sub.sector)).filter(|e| !e.is_empty()),
+        Shown::Stale => Some(
+            values
+                .differing(&FormValues::of(&content, &sub.sector))
+                .into_iter()
+                .map(|name| {
+                    (
+                        name.to_string(),
+                        "The newer version has something else here; what you typed is shown."
+                            .to_string(),
+                    )
+                })
+                .collect(),
+        ),
     };
     let files = file_views(Some(&content), &attachments);
     let limits = upload_limits(state, who, Some(&sub.id)).await?;
     let mut page = form_page(state, limits)
         .with("organisation", organisation_of(state, who).await?)
         .with("action", format!("/submissions/{}", sub.id))
+        // The version this form is made from: a save from it after another one is refused (see `SaveRequest`).
+        .with("version", sub.content_blob_id.clone().unwrap_or_default())
         .with("submission", submission_view(sub))
         .with("may", lifecycle::affordances(sub, user, state.clock.now()))
         .with("values", values)
@@ -391,6 +459,7 @@ async fn save(
     };
     let send = intent == Intent::Submit;
     let form_token = Some(form.fields.get("form_token").to_string()).filter(|t| !t.is_empty());
+    let shown_version = form.fields.0.get("version").map(|v| v.trim().to_string());
     let file_count = form.files.len();
     // Files from the picker come without a description: the form is where they get one.
     let to_describe = form.files.iter().any(|f| f.slot == FileSlot::Picker);
@@ -401,6 +470,7 @@ async fn save(
         remove: form.remove,
         intent,
         checked_version: None,
+        shown_version,
         form_token,
         sealing: allowance.sealing,
     };
@@ -480,6 +550,33 @@ async fn save(
                     "Nothing was saved: correct the fields marked below. Files you attached must be attached again."
                 },
             )))
+        }
+        SaveResult::Stale { id, saved_at } => {
+            let admitted = load(ctx, user, &id).await?;
+            let page = edit_page(
+                ctx,
+                &user.user,
+                &who,
+                &admitted,
+                Reading::FormAgain,
+                Shown::Stale,
+                Some(&posted),
+            )
+            .await?;
+            Ok(Either::Right(
+                page.with(
+                    "form_message",
+                    format!(
+                        "Nothing was saved: this submission was saved again at {} (in another window, or by \
+                         someone else in your organisation) after you opened this page. What you typed is shown \
+                         below, and the fields marked differ from that newer version. Save again to replace it \
+                         with what is below, or open the submission again to see the newer version. Files you \
+                         attached must be attached again.",
+                        crate::time::datetime(saved_at)
+                    ),
+                )
+                .status(Status::Conflict),
+            ))
         }
         SaveResult::Invalid {
             id: None, errors, ..
@@ -724,6 +821,7 @@ async fn send(
         remove: Vec::new(),
         intent: Intent::Send,
         checked_version: Some(f.version).filter(|v| !v.is_empty()),
+        shown_version: None,
         form_token: None,
         sealing,
     };
@@ -739,6 +837,10 @@ async fn send(
             format!("/submissions/{id}"),
             "This submission was already sent.",
         ))),
+        // Not made by a send (it has no form version; its checked version is compared instead).
+        SaveResult::Stale { .. } => Err(AppError::Conflict(
+            "This submission was changed after you checked it. Check your answers again, then send.".into(),
+        )),
     }
 }
 
