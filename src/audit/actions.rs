@@ -67,6 +67,10 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("mfa.enrolled", "Second factor enrolled"),
     ("mfa.verified", "Second factor verified"),
     ("mfa.failed", "Second factor failed"),
+    (
+        "mfa.passkey_possible_clone",
+        "Passkey removed: its counter went back (possible copy)",
+    ),
     ("mfa.removed", "Second factor removed"),
     ("mfa.reset", "Second factors reset"),
     ("mfa.recovery_code_used", "Recovery code used"),

@@ -10,7 +10,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use webauthn_rs::prelude::{
     CredentialID, Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
-    RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
+    RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder, WebauthnError,
 };
 
 use crate::db::DbConn;
@@ -47,6 +47,29 @@ pub struct PasskeyInfo {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
 }
+
+/// What an authentication answer turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// It verified: the passkey's name.
+    Verified(String),
+    /// Wrong, mismatched, unreadable, late, or no ceremony to answer.
+    Refused,
+    /// Correctly signed, but with a signature counter at or below the one stored: the WebAuthn sign that the key
+    /// may have been copied (two authenticators holding it, each counting on its own). The caller removes it.
+    PossibleClone { id: String, name: String },
+}
+
+/// The signature counter of a stored credential (webauthn-rs's serialised `Passkey`), 0 when it has none.
+fn stored_counter(credential_json: &str) -> u64 {
+    serde_json::from_str::<serde_json::Value>(credential_json)
+        .ok()
+        .and_then(|v| v["cred"]["counter"].as_u64())
+        .unwrap_or(0)
+}
+
+/// How many times a use is recorded again when another use of the same passkey changed it meanwhile.
+const RECORD_ATTEMPTS: usize = 3;
 
 impl From<PasskeyRow> for PasskeyInfo {
     fn from(row: PasskeyRow) -> PasskeyInfo {
@@ -198,8 +221,9 @@ impl Passkeys {
 
     /// Verifies the browser's answer (a `PublicKeyCredential` as JSON) against the saved state, which is consumed
     /// whatever the outcome. On success records the use (counter, backup state, time) and returns the passkey's
-    /// name. A wrong, mismatched or unreadable answer, or no saved state, is `Ok(None)`: a failed attempt for the
-    /// caller to audit and throttle. Only database faults are errors.
+    /// name. A wrong, mismatched or unreadable answer, or no saved state, is [`Verdict::Refused`]: a failed attempt
+    /// for the caller to audit and throttle; a counter that did not move forward is [`Verdict::PossibleClone`]
+    /// (nothing recorded here). Only database faults are errors.
     pub fn finish_authentication(
         &self,
         conn: &mut DbConn,
@@ -207,47 +231,75 @@ impl Passkeys {
         session_hash: &str,
         response_json: &str,
         now: i64,
-    ) -> AppResult<Option<String>> {
+    ) -> AppResult<Verdict> {
         let Some((Some(state), at)) = change_state(conn, session_hash, |s| {
             (s.authentication.take(), s.authentication_at.take())
         })?
         else {
-            return Ok(None);
+            return Ok(Verdict::Refused);
         };
         if !answerable(at, now) {
             tracing::info!(
                 "passkey authentication refused: its challenge is older than the ceremony's time"
             );
-            return Ok(None);
+            return Ok(Verdict::Refused);
         }
         let Some(response) = parse_response::<PublicKeyCredential>(response_json) else {
             tracing::info!("passkey authentication refused: the answer is not an assertion");
-            return Ok(None);
+            return Ok(Verdict::Refused);
         };
         let result = match self
             .webauthn
             .finish_passkey_authentication(&response, &state)
         {
             Ok(result) => result,
+            // Signed by the key, with a counter at or below the one stored when the ceremony began.
+            Err(WebauthnError::CredentialPossibleCompromise) => {
+                let credential_id = URL_SAFE_NO_PAD.encode(response.get_credential_id());
+                return Ok(
+                    match passkey::find_by_credential_id(conn, user_id, &credential_id)? {
+                        Some(row) => Verdict::PossibleClone {
+                            id: row.id,
+                            name: row.name,
+                        },
+                        None => Verdict::Refused,
+                    },
+                );
+            }
             Err(e) => {
                 tracing::info!(error = %e, "passkey authentication refused");
-                return Ok(None);
+                return Ok(Verdict::Refused);
             }
         };
         let credential_id = URL_SAFE_NO_PAD.encode(result.cred_id());
-        // Scoped by the account: the state allowed only its credentials, and a removed one no longer counts.
-        let Some(row) = passkey::find_by_credential_id(conn, user_id, &credential_id)? else {
-            return Ok(None);
-        };
-        // The counter and backup state move with each use; an unchanged credential is not rewritten.
-        let mut updated = None;
-        if let Some(mut key) = stored_key(&row) {
-            if key.update_credential(&result) == Some(true) {
-                updated = Some(to_json(&key, "a passkey credential")?);
+        // The ceremony's state holds the credential as it was when the page was made; another use may have moved
+        // the counter since. Checked again against the stored one, and stored only if that is still what was read.
+        for _ in 0..RECORD_ATTEMPTS {
+            // Scoped by the account: the state allowed only its credentials, and a removed one no longer counts.
+            let Some(row) = passkey::find_by_credential_id(conn, user_id, &credential_id)? else {
+                return Ok(Verdict::Refused);
+            };
+            let (counter, stored) = (u64::from(result.counter()), stored_counter(&row.credential));
+            if (counter > 0 || stored > 0) && counter <= stored {
+                return Ok(Verdict::PossibleClone {
+                    id: row.id,
+                    name: row.name,
+                });
+            }
+            // The counter and backup state move with each use; an unchanged credential is not rewritten.
+            let mut updated = None;
+            if let Some(mut key) = stored_key(&row) {
+                if key.update_credential(&result) == Some(true) {
+                    updated = Some(to_json(&key, "a passkey credential")?);
+                }
+            }
+            if passkey::record_use(conn, &row.id, &row.credential, updated.as_deref(), now)? == 1 {
+                return Ok(Verdict::Verified(row.name));
             }
         }
-        passkey::record_use(conn, &row.id, updated.as_deref(), now)?;
-        Ok(Some(row.name))
+        Err(AppError::Unavailable(
+            "database: a passkey's use kept changing while it was recorded".into(),
+        ))
     }
 }
 
@@ -694,7 +746,7 @@ mod tests {
             .passkeys
             .finish_authentication(&mut f.conn, &f.alice.id, ALICE_SESSION, "{}", late)
             .unwrap();
-        assert_eq!(answered, None);
+        assert_eq!(answered, Verdict::Refused);
         assert_eq!(state_of(&mut f.conn), None);
     }
 
@@ -770,7 +822,7 @@ mod tests {
                 NOW,
             )
             .unwrap();
-        assert_eq!(no_state, None);
+        assert_eq!(no_state, Verdict::Refused);
         f.passkeys
             .begin_registration(&mut f.conn, &f.alice, ALICE_SESSION, NOW)
             .unwrap();
@@ -783,7 +835,7 @@ mod tests {
                 .passkeys
                 .finish_authentication(&mut f.conn, &f.alice.id, ALICE_SESSION, answer, NOW)
                 .unwrap();
-            assert_eq!(outcome, None, "{answer}");
+            assert_eq!(outcome, Verdict::Refused, "{answer}");
             let state = state_of(&mut f.conn).unwrap();
             assert!(state.get("authentication").is_none(), "{answer}");
             // The other ceremony is left alone.
@@ -809,7 +861,7 @@ mod tests {
                 NOW,
             )
             .unwrap();
-        assert_eq!(outcome, None);
+        assert_eq!(outcome, Verdict::Refused);
         let begun =
             f.passkeys
                 .begin_authentication(&mut f.conn, &f.alice.id, "no-such-session", NOW);

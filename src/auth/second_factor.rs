@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use totp_rs::{Builder, Totp};
 use zeroize::Zeroizing;
 
+use super::passkeys::Verdict;
 use super::throttle::{self, Policy, ThrottleKey};
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
 use crate::config::Settings;
@@ -496,7 +497,7 @@ impl Purpose {
 /// answer (checked by the caller with [`super::passkeys`], which reports whether it verified).
 pub enum Answer<'a> {
     Code(&'a str),
-    Passkey { verified: Option<String> },
+    Passkey(super::passkeys::Verdict),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -511,6 +512,9 @@ pub enum Checked {
     Passed(Method),
     Failed,
     Throttled,
+    /// A passkey answered with a counter that did not move forward (it may have been copied): refused, and the
+    /// passkey removed from the account.
+    PasskeyRemoved,
 }
 
 /// Checks an answer for the account and, when it passes, records in the same transaction that the session
@@ -533,8 +537,9 @@ pub fn check(
             .reason(format!("{}: throttled", purpose.as_str()))
     };
     // The lock bounds guessing, and a passkey's signed answer cannot be guessed: one that verified passes a lock,
-    // so that whoever holds only the password cannot lock the owner of a passkey out with wrong codes.
-    let guessable = !matches!(answer, Answer::Passkey { verified: Some(_) });
+    // so that whoever holds only the password cannot lock the owner of a passkey out with wrong codes; so does one
+    // signed with a counter that went back (it is no guess: the passkey is removed whatever the lock).
+    let guessable = matches!(answer, Answer::Code(_) | Answer::Passkey(Verdict::Refused));
     if guessable && locked(conn, &keys, now)? {
         c.audit.record(conn, actor, throttled())?;
         return Ok(Checked::Throttled);
@@ -553,11 +558,22 @@ pub fn check(
         if guessable && locked(tx, &keys, now)? {
             return Ok((Checked::Throttled, throttled()));
         }
+        if let Answer::Passkey(Verdict::PossibleClone { id, name }) = &answer {
+            // The WebAuthn sign of a copied key: two authenticators signing with it, each counting on its own. It
+            // no longer counts as a factor; the account's other factors (or a reset) remain.
+            super::passkeys::remove(tx, &user.id, id)?;
+            let event = Event::new("mfa.passkey_possible_clone", Outcome::Refused)
+                .object("account", &user.id)
+                .reason(format!(
+                    "{}: passkey \"{name}\" signed with a counter at or below the one stored (it may have \
+                     been copied); removed",
+                    purpose.as_str()
+                ));
+            return Ok((Checked::PasskeyRemoved, event));
+        }
         let passed = match &answer {
-            Answer::Passkey {
-                verified: Some(name),
-            } => Some(Method::Passkey { name: name.clone() }),
-            Answer::Passkey { verified: None } => None,
+            Answer::Passkey(Verdict::Verified(name)) => Some(Method::Passkey { name: name.clone() }),
+            Answer::Passkey(_) => None,
             Answer::Code(_) if step.is_some() => {
                 // Later than every step used before, or it is a replay.
                 (model::use_step(tx, &user.id, step.unwrap_or_default())? == 1)

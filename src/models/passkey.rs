@@ -86,14 +86,19 @@ pub fn find_by_credential_id(
         .optional()
 }
 
-/// Records a use of the passkey, with its updated credential (counter, backup state) when it changed.
+/// Records a use of the passkey, with its updated credential (counter, backup state) when it changed, only if
+/// its stored credential is still `read` (a compare-and-set: two uses finishing at once cannot both store a
+/// counter checked against the same older one). Returns the rows changed (0: it changed meanwhile, or is gone).
 pub fn record_use(
     conn: &mut DbConn,
     id: &str,
+    read: &str,
     credential: Option<&str>,
     now: i64,
 ) -> QueryResult<usize> {
-    let row = passkeys::table.find(id);
+    let row = passkeys::table
+        .filter(passkeys::id.eq(id))
+        .filter(passkeys::credential.eq(read));
     match credential {
         Some(credential) => diesel::update(row)
             .set((

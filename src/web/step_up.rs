@@ -71,6 +71,12 @@ pub fn refusal(checked: &Checked) -> Option<&'static str> {
             "That did not work. Enter the current code from your authenticator app, an unused recovery code, or use your passkey.",
         ),
         Checked::Throttled => Some("Too many wrong answers. Wait a few minutes and try again."),
+        Checked::PasskeyRemoved => Some(
+            "That passkey was refused and removed from your account: it signed with a count it had already used, \
+             a sign that it may have been copied. Use your authenticator app or a recovery code. Once signed in, \
+             you can add the passkey again at Account > Second factors; if you did not expect this, tell the \
+             Program Office.",
+        ),
     }
 }
 
@@ -102,14 +108,10 @@ pub async fn check_answer(
                 limits,
             };
             let answer = match (&answer.passkey, &answer.code) {
-                (Some(json), _) => Answer::Passkey {
-                    verified: match passkeys.as_deref() {
-                        Some(p) => {
-                            p.finish_authentication(c, &user.id, &session_hash, json, now)?
-                        }
-                        None => None,
-                    },
-                },
+                (Some(json), _) => Answer::Passkey(match passkeys.as_deref() {
+                    Some(p) => p.finish_authentication(c, &user.id, &session_hash, json, now)?,
+                    None => crate::auth::passkeys::Verdict::Refused,
+                }),
                 (None, Some(code)) => Answer::Code(code),
                 (None, None) => Answer::Code(""),
             };

@@ -1100,6 +1100,25 @@ async function flowOfficerPasskey(browser) {
   const used = await page.locator('main table tbody tr').first().textContent();
   expect(!used.includes('Never'), `the passkey is still "never used" after signing in with it: ${used}`);
   await signOut(p, 'officer');
+
+  // A copy of the key whose count is behind the portal's (what a cloned authenticator looks like): the same private
+  // key, put back with its signature counter at 0. Its correctly signed answer is refused and the passkey removed;
+  // the authenticator app still signs in.
+  const [held] = (await cdp.send('WebAuthn.getCredentials', { authenticatorId })).credentials;
+  expect(held.signCount >= 1, `the virtual authenticator counted ${held.signCount} uses of the passkey`);
+  await cdp.send('WebAuthn.removeCredential', { authenticatorId, credentialId: held.credentialId });
+  await cdp.send('WebAuthn.addCredential', { authenticatorId, credential: { ...held, signCount: 0 } });
+  await signIn(p, people.officer.email, 'officer', { factor: 'none' });
+  await go(page, 'officer: a copy of the passkey, its count behind → refused and removed', () => press(page, page.getByRole('button', { name: 'Use a passkey or security key' })), { expectStatus: 401 });
+  expect(here(page) === '/login/second-factor', `after the copied passkey the officer is on ${page.url()}`);
+  expect(/removed from your account/.test(await errorSummary(page)), `the refusal does not say the passkey was removed: "${await errorSummary(page)}"`);
+  const { code } = await factors.code(people.officer.email);
+  await go(page, 'officer: signed in with the authenticator app instead', () => fillAndEnter(page, { factor_code: code }));
+  expect(/You are signed in/.test(await notice(page)), `the app code did not sign in after the refused passkey: "${await notice(page)}"`);
+  await go(page, 'officer: second factors, the copied passkey gone', '/account/security');
+  const left = (await page.locator('main').textContent());
+  expect(!left.includes('Virtual key'), 'the passkey whose count went back is still listed');
+  await signOut(p, 'officer');
   await p.context.close();
 }
 
@@ -1310,7 +1329,7 @@ const flows = [
   ['officer and submitter: mail, messages, mail choices, help', flowConversation],
   ['organisation administrator: invites a colleague', flowOrganisation],
   ['officer: validates, grants, records a release', flowOfficerValidates],
-  ['officer: adds a passkey, signs in with it', flowOfficerPasskey],
+  ['officer: adds a passkey, signs in with it; a copy of it is refused and removed', flowOfficerPasskey],
   ['authorized user: reads and exports', flowAnalyst],
   ['auditor: filters, verifies, exports', flowAuditor],
   ['administrator: resets the auditor\'s second factors', flowFactorReset],

@@ -727,6 +727,7 @@ fn records_that_open_pcii_need_a_fresh_factor() {
 #[test]
 fn a_verified_passkey_passes_a_lock_that_wrong_codes_set() {
     use pcii_portal::audit::log::Actor;
+    use pcii_portal::auth::passkeys::Verdict;
     use pcii_portal::auth::second_factor::{
         self, Answer, Checked, Checker, Limits, Method, Purpose,
     };
@@ -765,18 +766,96 @@ fn a_verified_passkey_passes_a_lock_that_wrong_codes_set() {
         assert_eq!(check(Answer::Code(wrong)), Checked::Failed);
     }
     assert_eq!(check(Answer::Code(&right)), Checked::Throttled);
+    assert_eq!(check(Answer::Passkey(Verdict::Refused)), Checked::Throttled);
     assert_eq!(
-        check(Answer::Passkey { verified: None }),
-        Checked::Throttled
-    );
-    assert_eq!(
-        check(Answer::Passkey {
-            verified: Some("Blue key".into())
-        }),
+        check(Answer::Passkey(Verdict::Verified("Blue key".into()))),
         Checked::Passed(Method::Passkey {
             name: "Blue key".into()
         })
     );
+}
+
+/// A passkey that signs with a counter at or below the one stored (the WebAuthn sign of a copied key) is refused
+/// and removed from the account in the same transaction as its audit entry, even while wrong codes hold the account
+/// locked; the account's other passkeys stay. (The counter itself is compared in `auth::passkeys`, with a real
+/// authenticator in the browser suite's passkey flow.)
+#[test]
+fn a_passkey_whose_counter_went_back_is_refused_removed_and_audited() {
+    use pcii_portal::audit::log::Actor;
+    use pcii_portal::auth::passkeys::{self, Verdict};
+    use pcii_portal::auth::second_factor::{self, Answer, Checked, Checker, Limits, Purpose};
+    use pcii_portal::models::passkey::{self as passkey_rows, NewPasskey};
+
+    let app = TestApp::new();
+    let id = app.create_user(Role::Officer, "o@example.gov", None);
+    let state = app.state();
+    let user = app.with_conn(|c| pcii_portal::models::account::find(c, &id).unwrap());
+    let now = state.clock.now();
+    for (key_id, name) in [("pk-copied", "Blue key"), ("pk-other", "Laptop")] {
+        app.with_conn(|c| {
+            passkey_rows::insert(
+                c,
+                &NewPasskey {
+                    id: key_id,
+                    user_id: &id,
+                    name,
+                    credential_id: key_id,
+                    credential: "{}",
+                    created_at: now,
+                    last_used_at: None,
+                },
+            )
+            .unwrap()
+        });
+    }
+    let ring = state.current_keys();
+    let checker = Checker {
+        audit: &state.audit,
+        ring: &ring,
+        keys: &state.throttle_key,
+        limits: Limits::from_settings(&state.settings),
+    };
+    let check = |answer: Answer<'_>| {
+        second_factor::check(
+            &mut state.db.get().unwrap(),
+            &checker,
+            &Actor::cli(),
+            &user,
+            "no-session",
+            answer,
+            Purpose::SignIn,
+            state.clock.now(),
+        )
+        .unwrap()
+    };
+    for _ in 0..state.settings.second_factor_max_failures {
+        assert_eq!(check(Answer::Code("000000x")), Checked::Failed);
+    }
+    assert_eq!(
+        check(Answer::Passkey(Verdict::PossibleClone {
+            id: "pk-copied".into(),
+            name: "Blue key".into(),
+        })),
+        Checked::PasskeyRemoved
+    );
+    let left: Vec<String> = app.with_conn(|c| {
+        passkeys::list(c, &id)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.name)
+            .collect()
+    });
+    assert_eq!(left, vec!["Laptop".to_string()]);
+    let (object, reason): (Option<String>, Option<String>) = app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq("mfa.passkey_possible_clone"))
+            .select((audit_entries::object_id, audit_entries::reason))
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(object.as_deref(), Some(id.as_str()));
+    assert!(reason.unwrap().contains("\"Blue key\""));
+    assert_eq!(app.audit_count("mfa.passkey_possible_clone"), 1);
 }
 
 /// A session that gave the password but not the factor it owes ends after a quarter of an hour, however often it is
