@@ -3,9 +3,11 @@
 //! `message.sent` audit entry that names the message, never its words), reading (which marks the thread read),
 //! the files' downloads (through the content-access rules, audited) and the unread counts.
 //!
-//! A thread is written from the draft to the final decision: while the submission is a draft, received, defective
-//! or validated. Once a decision closed it (not validated, withdrawn, protection removed, returned, destroyed) it is
-//! read-only; once its content is destroyed, the data key that opens the words and the files is gone with it.
+//! A thread is written from the draft until the content leaves the Office: while the submission is a draft,
+//! received, defective or validated, and while a submission not validated or withdrawn waits for its return or
+//! destruction (the organisation has 30 days to choose, and may need to ask). Once returned or destroyed, or its
+//! protection removed, it is read-only; once its content is destroyed, the data key that opens the words and the
+//! files is gone with it.
 
 use std::collections::HashMap;
 
@@ -38,11 +40,17 @@ pub const FILES_PER_MESSAGE: usize = 5;
 /// Messages a thread page shows: the newest by default, older ones a page at a time.
 pub const THREAD_PAGE: i64 = 50;
 
-/// Whether a submission's thread takes new messages: from the draft until a decision closes it.
+/// Whether a submission's thread takes new messages: from the draft until the content is returned or destroyed
+/// (or its protection removed).
 pub fn writable(status: Status) -> bool {
     matches!(
         status,
-        Status::Draft | Status::Received | Status::Defective | Status::Validated
+        Status::Draft
+            | Status::Received
+            | Status::Defective
+            | Status::Validated
+            | Status::NotValidated
+            | Status::Withdrawn
     )
 }
 
@@ -758,11 +766,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_thread_is_written_from_the_draft_to_the_final_decision() {
+    fn a_thread_is_written_from_the_draft_until_the_content_leaves_the_office() {
         for status in Status::ALL {
-            let open = matches!(
+            let open = !matches!(
                 status,
-                Status::Draft | Status::Received | Status::Defective | Status::Validated
+                Status::ProtectionRemoved | Status::Returned | Status::Destroyed
             );
             assert_eq!(writable(status), open, "{status:?}");
             // A thread closes no later than the content can be destroyed.

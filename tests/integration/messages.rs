@@ -331,8 +331,10 @@ fn an_officer_asks_the_organisation_answers_with_a_file_and_destruction_takes_th
     assert!(row.is_none(), "the file's row keeps no blob");
 }
 
+/// A draft's thread is the organisation's alone; a thread stays open through "not validated" and a withdrawal for
+/// a return, and closes once the content is returned or destroyed.
 #[test]
-fn a_draft_thread_is_the_organisations_and_the_final_decision_closes_it() {
+fn a_draft_thread_is_the_organisations_and_it_closes_once_the_content_is_gone() {
     let app = TestApp::new();
     let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
     let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
@@ -374,7 +376,8 @@ fn a_draft_thread_is_the_organisations_and_the_final_decision_closes_it() {
         Status::NotFound
     );
 
-    // Not validated: the thread is read, not written, on both sides.
+    // Not validated: the thread stays open on both sides while the organisation has its 30 days to choose return or
+    // destruction (it may need to ask), and closes once the content is gone.
     let id = submit(&mut ann);
     let page = olga.post_multipart(
         &format!("/officer/submissions/{id}/messages"),
@@ -397,11 +400,43 @@ fn a_draft_thread_is_the_organisations_and_the_final_decision_closes_it() {
         let page = b.get(&url);
         assert_eq!(page.status, Status::Ok);
         assert!(page.body.contains("Before the decision"));
-        assert!(page.body.contains("no longer written"));
+        assert!(!page.body.contains("no longer written"));
+        assert!(page.body.contains("Send the message"));
+        let page = b.post_multipart(&url, &[Part::Text("body", "Why was it not validated?")]);
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    }
+    let page = ann.post(
+        &format!("/submissions/{id}/disposition"),
+        &[("disposition", "destroy"), ("confirm", "yes")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    for (b, url) in [
+        (&mut ann, format!("/submissions/{id}/messages")),
+        (&mut olga, format!("/officer/submissions/{id}/messages")),
+    ] {
+        let page = b.get(&url);
+        assert_eq!(page.status, Status::Ok);
+        assert!(page.body.contains("no longer written"), "{}", page.body);
         assert!(!page.body.contains("Send the message"));
-        let page = b.post_multipart(&url, &[Part::Text("body", "After the decision")]);
+        let page = b.post_multipart(&url, &[Part::Text("body", "After the destruction")]);
         assert_eq!(page.status, Status::Conflict);
     }
+
+    // Withdrawn for a return: open until the content is returned.
+    let id = submit(&mut ann);
+    let page = ann.post(
+        &format!("/submissions/{id}/withdraw"),
+        &[("disposition", "return"), ("confirm", "yes")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let page = ann.post_multipart(
+        &format!("/submissions/{id}/messages"),
+        &[Part::Text(
+            "body",
+            "We withdrew it by mistake; can we send it again?",
+        )],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
 
     // An officer of the submitting organisation reads the thread but does not write in it.
     let id = submit(&mut ann);
