@@ -955,3 +955,115 @@ fn bidi_controls_in_a_narrative_and_a_defect_reason_are_shown_as_escapes() {
         .body
         .contains("Pump house &lt;U+202E&gt;gnp.exe&lt;U+202C&gt; at dam 4"));
 }
+
+/// The administrator's account forms (disable, reset second factors, NDA) and the officer's organisation forms
+/// (verify, propose a merge) come back on a mistake as their page (422) with the message at the form and what was
+/// typed kept, nothing changed; corrected, they go through.
+#[test]
+fn account_and_organisation_forms_refused_keep_what_was_typed() {
+    let app = TestApp::new();
+    let mut root = app.login_as(Role::Administrator, "root@example.gov", None);
+    let ana = app.create_trained_analyst("ana@dhs.example.gov");
+    let account = format!("/admin/accounts/{ana}");
+
+    // Disable: the reason typed, the box not ticked.
+    let page = root.post(
+        &format!("{account}/disable"),
+        &[("reason", "Left the agency on 1 December")],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    assert!(
+        page.body.contains("Tick the box to confirm"),
+        "{}",
+        page.body
+    );
+    assert!(page
+        .body
+        .contains("value=\"Left the agency on 1 December\""));
+    assert!(page.body.contains("id=\"disable-confirm-error\""));
+    // Reset: a reason with a line break in it.
+    let page = root.post(
+        &format!("{account}/reset-factors"),
+        &[
+            ("reason", "Lost phone\nchecked by call"),
+            ("confirm", "true"),
+        ],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    assert!(
+        page.body.contains("id=\"reset-reason-error\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Lost phone"));
+    // NDA: an expiry before the signature; the dates and the reference stay as typed.
+    let page = root.post(
+        &format!("{account}/nda"),
+        &[
+            ("date", "2026-11-01"),
+            ("expires", "2026-10-01"),
+            ("reference", "NDA-2026-117"),
+        ],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    assert!(page.body.contains("must expire after it was signed"));
+    for typed in [
+        "value=\"2026-11-01\"",
+        "value=\"2026-10-01\"",
+        "value=\"NDA-2026-117\"",
+    ] {
+        assert!(page.body.contains(typed), "{typed}: {}", page.body);
+    }
+    let disabled: bool = app.with_conn(|c| {
+        users::table
+            .find(&ana)
+            .select(users::disabled)
+            .first(c)
+            .unwrap()
+    });
+    assert!(!disabled);
+    assert_eq!(app.audit_count("account.disable"), 0);
+    assert_eq!(app.audit_count("account.nda"), 0);
+    let page = root.post(
+        &format!("{account}/disable"),
+        &[
+            ("reason", "Left the agency on 1 December"),
+            ("confirm", "true"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+
+    // The officer's organisation page: a verification without its method, a merge into an unknown id.
+    let mut sub = app.login_as(Role::Submitter, "a@acme.example", Some("Acme"));
+    submit(&mut sub);
+    let acme = app.organisation_id("Acme").unwrap();
+    let mut officer = app.login_as(Role::Officer, "o@example.gov", None);
+    let page = officer.post(
+        &format!("/officer/organisations/{acme}/verify"),
+        &[("method", "x".repeat(201).as_str())],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    assert!(page.body.contains("id=\"verify-error\""), "{}", page.body);
+    assert!(page
+        .body
+        .contains(&format!("value=\"{}\"", "x".repeat(201))));
+    let page = officer.post(
+        &format!("/officer/organisations/{acme}/merge"),
+        &[
+            ("target", "no-such-organisation"),
+            ("reason", "Registered twice by the same company"),
+        ],
+    );
+    assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+    assert!(
+        page.body.contains("No organisation has this id"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("value=\"no-such-organisation\""));
+    assert!(page
+        .body
+        .contains("value=\"Registered twice by the same company\""));
+    assert_eq!(app.audit_count("organisation.verify"), 0);
+    assert_eq!(app.audit_count("organisation.merge_propose"), 0);
+}

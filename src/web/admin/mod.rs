@@ -367,6 +367,32 @@ async fn decide_request(
 
 #[rocket::get("/accounts/<id>")]
 async fn account_page(ctx: Ctx<'_>, _admin: AdminUser<'_>, id: &str) -> AppResult<Page> {
+    account_view_page(&ctx, id).await
+}
+
+/// The account page again after one of its forms was refused: the message at its field, and what was typed back
+/// in that form (`typed`, by field id: the form is the part before the first `-`), 422.
+async fn account_page_again(
+    ctx: &Ctx<'_>,
+    id: &str,
+    field: &str,
+    message: String,
+    typed: &[(&str, &str)],
+) -> AppResult<Either<Notice, Page>> {
+    let form = field.split('-').next().unwrap_or_default().to_string();
+    let errors: std::collections::BTreeMap<&str, String> = [(field, message)].into_iter().collect();
+    let typed: std::collections::BTreeMap<&str, &str> = typed.iter().copied().collect();
+    Ok(Either::Right(
+        account_view_page(ctx, id)
+            .await?
+            .with("errors", errors)
+            .with("typed_form", form)
+            .with("typed", typed)
+            .status(Status::UnprocessableEntity),
+    ))
+}
+
+async fn account_view_page(ctx: &Ctx<'_>, id: &str) -> AppResult<Page> {
     let id = id.to_string();
     let (user, org, factors) = ctx
         .state
@@ -391,7 +417,8 @@ async fn account_page(ctx: Ctx<'_>, _admin: AdminUser<'_>, id: &str) -> AppResul
         .with("account", account_view(&user))
         .with("second_factor", second_factor)
         .with("organisation", org)
-        .with("roles", roles_view()))
+        .with("roles", roles_view())
+        .with("typed_form", ""))
 }
 
 async fn apply(ctx: &Ctx<'_>, id: &str, change: AccountChange, done: &str) -> AppResult<Notice> {
@@ -417,26 +444,37 @@ async fn disable(
     admin: AdminUser<'_>,
     id: &str,
     form: StepUpForm<DisableForm>,
-) -> AppResult<Notice> {
+) -> AppResult<Either<Notice, Page>> {
     let reason = form.0.reason.trim().to_string();
+    let typed = [("disable-reason", form.0.reason.as_str())];
+    if !valid_reason(&reason) {
+        let message = "Give the reason for disabling the account (one line, up to 500 characters).";
+        return account_page_again(&ctx, id, "disable-reason", message.into(), &typed).await;
+    }
     if !form.0.confirm {
-        return Err(AppError::Invalid(
-            "Tick the box to confirm that the account is to be disabled.".into(),
-        ));
+        let message = "Tick the box to confirm that the account is to be disabled.";
+        return account_page_again(&ctx, id, "disable-confirm", message.into(), &typed).await;
     }
-    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
-        return Err(AppError::Invalid(
-            "Give the reason for disabling the account (one line, up to 500 characters).".into(),
-        ));
-    }
-    privilege(
+    let change = PrivilegeChange::Disable { reason };
+    match privilege(
         &ctx,
         &admin,
         id,
-        PrivilegeChange::Disable { reason },
+        change,
         "Account disabled; its sessions have ended.",
     )
     .await
+    {
+        Err(AppError::Invalid(message)) => {
+            account_page_again(&ctx, id, "disable-reason", message, &typed).await
+        }
+        done => done.map(Either::Left),
+    }
+}
+
+/// A reason kept in the audit log: one line, up to 500 characters.
+fn valid_reason(reason: &str) -> bool {
+    !reason.is_empty() && reason.chars().count() <= 500 && !reason.chars().any(char::is_control)
 }
 
 #[derive(FromForm)]
@@ -455,28 +493,35 @@ async fn reset_factors(
     admin: AdminUser<'_>,
     id: &str,
     form: StepUpForm<ResetFactorsForm>,
-) -> AppResult<Notice> {
+) -> AppResult<Either<Notice, Page>> {
     let reason = form.0.reason.trim().to_string();
+    let typed = [("reset-reason", form.0.reason.as_str())];
+    if !valid_reason(&reason) {
+        let message = "Give the reason for the reset, e.g. how the person's identity was checked (one line, up to \
+                       500 characters).";
+        return account_page_again(&ctx, id, "reset-reason", message.into(), &typed).await;
+    }
     if !form.0.confirm {
-        return Err(AppError::Invalid(
-            "Tick the box to confirm that the account's second factors are to be reset.".into(),
-        ));
+        let message = "Tick the box to confirm that the account's second factors are to be reset.";
+        return account_page_again(&ctx, id, "reset-confirm", message.into(), &typed).await;
     }
-    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
-        return Err(AppError::Invalid(
-            "Give the reason for the reset, e.g. how the person's identity was checked (one line, up to 500 characters).".into(),
-        ));
-    }
-    privilege(
+    let done = "Second factors reset; the person's sessions have ended and their password no longer works. Tell \
+                them to choose a new one with \"Forgot your password?\" on the sign-in page (a link goes to their \
+                address), then set up a new factor when they sign in.";
+    match privilege(
         &ctx,
         &admin,
         id,
         PrivilegeChange::ResetFactors { reason },
-        "Second factors reset; the person's sessions have ended and their password no longer works. Tell them to \
-         choose a new one with \"Forgot your password?\" on the sign-in page (a link goes to their address), then \
-         set up a new factor when they sign in.",
+        done,
     )
     .await
+    {
+        Err(AppError::Invalid(message)) => {
+            account_page_again(&ctx, id, "reset-reason", message, &typed).await
+        }
+        done => done.map(Either::Left),
+    }
 }
 
 /// A change of status that may wait for a second administrator (disabling an administrator, enabling staff).
@@ -626,30 +671,43 @@ async fn nda(
     _admin: AdminUser<'_>,
     id: &str,
     form: StepUpForm<DateForm>,
-) -> AppResult<Notice> {
-    let signed_at = parse_optional_date(&form.0.date, ctx.state.clock.now())?;
-    let expires_at = match form.0.expires.trim() {
+) -> AppResult<Either<Notice, Page>> {
+    let f = &form.0;
+    let typed = [
+        ("nda-date", f.date.as_str()),
+        ("nda-expires", f.expires.as_str()),
+        ("nda-reference", f.reference.as_str()),
+    ];
+    let signed_at = match parse_optional_date(&f.date, ctx.state.clock.now()) {
+        Ok(at) => at,
+        Err(AppError::Invalid(message)) => {
+            return account_page_again(&ctx, id, "nda-date", message, &typed).await
+        }
+        Err(e) => return Err(e),
+    };
+    let expires_at = match f.expires.trim() {
         "" => None,
-        d => Some(
-            crate::time::parse_date(d)
-                .ok_or_else(|| AppError::Invalid("Enter the expiry date as YYYY-MM-DD.".into()))?,
-        ),
+        d => match crate::time::parse_date(d) {
+            Some(at) => Some(at),
+            None => {
+                let message = "Enter the expiry date as YYYY-MM-DD.";
+                return account_page_again(&ctx, id, "nda-expires", message.into(), &typed).await;
+            }
+        },
     };
     if let (Some(s), Some(e)) = (signed_at, expires_at) {
         if e <= s {
-            return Err(AppError::Invalid(
-                "The NDA must expire after it was signed.".into(),
-            ));
+            let message = "The NDA must expire after it was signed.";
+            return account_page_again(&ctx, id, "nda-expires", message.into(), &typed).await;
         }
     }
-    let reference = Some(form.0.reference.trim().to_string()).filter(|r| !r.is_empty());
+    let reference = Some(f.reference.trim().to_string()).filter(|r| !r.is_empty());
     if reference
         .as_ref()
         .is_some_and(|r| r.chars().count() > 200 || r.chars().any(char::is_control))
     {
-        return Err(AppError::Invalid(
-            "The NDA reference must be one line of at most 200 characters.".into(),
-        ));
+        let message = "The NDA reference must be one line of at most 200 characters.";
+        return account_page_again(&ctx, id, "nda-reference", message.into(), &typed).await;
     }
     apply(
         &ctx,
@@ -662,6 +720,7 @@ async fn nda(
         "Non-disclosure agreement record saved.",
     )
     .await
+    .map(Either::Left)
 }
 
 #[derive(FromForm)]

@@ -3,6 +3,8 @@
 //! into organisations that have no organisation administrator to decide them.
 
 use rocket::form::FromForm;
+use rocket::http::Status;
+use rocket::Either;
 use serde::Serialize;
 
 use crate::auth::membership;
@@ -137,6 +139,32 @@ struct Detail {
 
 #[rocket::get("/officer/organisations/<id>")]
 async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<Page> {
+    detail_page(&ctx, &officer, id).await
+}
+
+/// The organisation's page again after its verification or merge form was refused: the message at the form
+/// (`form`: "verify" or "merge") and what was typed back in it, 422.
+async fn detail_again(
+    ctx: &Ctx<'_>,
+    officer: &OfficerUser<'_>,
+    id: &str,
+    form: &str,
+    message: String,
+    typed: &[(&str, &str)],
+) -> AppResult<Either<Notice, Page>> {
+    let errors: std::collections::BTreeMap<&str, String> = [(form, message)].into_iter().collect();
+    let typed: std::collections::BTreeMap<&str, &str> = typed.iter().copied().collect();
+    Ok(Either::Right(
+        detail_page(ctx, officer, id)
+            .await?
+            .with("errors", errors)
+            .with("typed_form", form)
+            .with("typed", typed)
+            .status(Status::UnprocessableEntity),
+    ))
+}
+
+async fn detail_page(ctx: &Ctx<'_>, officer: &OfficerUser<'_>, id: &str) -> AppResult<Page> {
     let id = id.to_string();
     let now = ctx.state.clock.now();
     let d = ctx
@@ -169,6 +197,7 @@ async fn detail(ctx: Ctx<'_>, officer: OfficerUser<'_>, id: &str) -> AppResult<P
     let own = officer.user.organisation_id.as_deref() == Some(d.organisation.id.as_str());
     Ok(Page::new("officer/organisation.html.tera")
         .with("own_organisation", own)
+        .with("typed_form", "")
         .with("d", d))
 }
 
@@ -184,23 +213,31 @@ async fn verify(
     officer: OfficerUser<'_>,
     id: &str,
     form: CsrfForm<VerifyForm>,
-) -> AppResult<Notice> {
+) -> AppResult<Either<Notice, Page>> {
+    let typed = form.0.method;
     let (audit, actor, who, oid, method) = (
         ctx.state.audit.clone(),
         ctx.actor.clone(),
         officer.user.clone(),
         id.to_string(),
-        form.0.method,
+        typed.clone(),
     );
     let now = ctx.state.clock.now();
-    ctx.state
+    let verified = ctx
+        .state
         .db
         .run(move |c| membership::verify(c, &audit, &actor, &who, &oid, &method, now))
-        .await?;
-    Ok(Notice::redirect(
-        format!("{LIST}/{id}"),
-        "The organisation is marked verified.",
-    ))
+        .await;
+    match verified {
+        Ok(_) => Ok(Either::Left(Notice::redirect(
+            format!("{LIST}/{id}"),
+            "The organisation is marked verified.",
+        ))),
+        Err(AppError::Invalid(message)) => {
+            detail_again(&ctx, &officer, id, "verify", message, &[("method", &typed)]).await
+        }
+        Err(e) => Err(e),
+    }
 }
 
 #[derive(FromForm)]
@@ -218,8 +255,9 @@ async fn merge(
     officer: OfficerUser<'_>,
     id: &str,
     form: StepUpForm<MergeForm>,
-) -> AppResult<Notice> {
+) -> AppResult<Either<Notice, Page>> {
     let MergeForm { target, reason } = form.0;
+    let typed = [("target", target.clone()), ("reason", reason.clone())];
     let (audit, actor, who, oid, into) = (
         ctx.state.audit.clone(),
         ctx.actor.clone(),
@@ -229,13 +267,21 @@ async fn merge(
     );
     let now = ctx.state.clock.now();
     let mailer = ctx.state.mailer.clone();
-    let (_, mails) = ctx
+    let proposed = ctx
         .state
         .db
         .run(move |c| {
             membership::propose_merge(c, &audit, &mailer, &actor, &who, &oid, &into, &reason, now)
         })
-        .await?;
+        .await;
+    let mails = match proposed {
+        Ok((_, mails)) => mails,
+        Err(AppError::Invalid(message)) => {
+            let typed: Vec<(&str, &str)> = typed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            return detail_again(&ctx, &officer, id, "merge", message, &typed).await;
+        }
+        Err(e) => return Err(e),
+    };
     let told = mails.len();
     let unsent = crate::workflow::pending_mail::send_now(ctx.state, mails).await;
     let mut notice = String::from(
@@ -254,7 +300,10 @@ async fn merge(
             unsent.refused
         ));
     }
-    Ok(Notice::redirect(format!("{LIST}/{id}"), notice))
+    Ok(Either::Left(Notice::redirect(
+        format!("{LIST}/{id}"),
+        notice,
+    )))
 }
 
 #[rocket::post(
