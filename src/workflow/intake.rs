@@ -487,6 +487,11 @@ async fn save_inner(
         Some(blob_id) => read_content(state, &blob_id).await?,
         None => Content::default(),
     };
+    // As stored, to tell a save that changes nothing (below).
+    let stored = existing
+        .as_ref()
+        .filter(|s| s.content_blob_id.is_some())
+        .map(|s| (s.sector.clone(), content.clone()));
     let sector = match (&existing, as_stored) {
         (Some(s), true) => s.sector.clone(),
         _ => apply_fields(&mut content, &req.fields),
@@ -591,6 +596,31 @@ async fn save_inner(
         Intent::Continue => check_answers(&content, &sector),
         Intent::Submit | Intent::Send => check_complete(&content, &sector, &req.fields),
     };
+    // A save that changes nothing (the same answers and descriptions, no file added, removed or replaced) keeps
+    // no new version: once sent, every version is kept on record, and repeated saves of an unchanged page (by
+    // hand, or the idle save) would each add one.
+    let unchanged = matches!(req.intent, Intent::Draft | Intent::Continue)
+        && new_files.is_empty()
+        && removed.is_empty()
+        && replacements.is_empty()
+        && req.sealing.new.is_none()
+        && stored
+            .as_ref()
+            .is_some_and(|(s, c)| *s == sector && *c == content);
+    if let (true, Some(s)) = (unchanged, &existing) {
+        return Ok(if complete_errors.is_empty() {
+            SaveResult::Saved {
+                id: s.id.clone(),
+                status: s.status(),
+            }
+        } else {
+            SaveResult::Invalid {
+                id: Some(s.id.clone()),
+                errors: complete_errors,
+                saved: true,
+            }
+        });
+    }
     if as_stored && !complete_errors.is_empty() {
         // Nothing to keep: the content is as stored.
         return Ok(SaveResult::Invalid {

@@ -812,3 +812,54 @@ fn a_save_from_an_older_page_does_not_overwrite_a_newer_version() {
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     assert!(ann.get(&edit).body.contains("Older window"));
 }
+
+/// A save that changes nothing keeps no new version (once sent, every version is kept on record, so repeated
+/// saves of an unchanged page each added one); a change does.
+#[test]
+fn a_save_that_changes_nothing_keeps_no_new_version() {
+    use pcii_portal::db::schema::submissions;
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut parts = complete_fields("Unchanged narrative.", "draft");
+    let page = ann.post_multipart("/submissions", &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let id = submission_id_from(&location(&page));
+    let version = |app: &TestApp| -> String {
+        app.with_conn(|c| {
+            submissions::table
+                .find(&id)
+                .select(submissions::content_blob_id)
+                .first::<Option<String>>(c)
+                .unwrap()
+                .unwrap()
+        })
+    };
+    let content_blobs = |app: &TestApp| -> i64 {
+        app.with_conn(|c| {
+            blobs::table
+                .filter(blobs::submission_id.eq(&id))
+                .count()
+                .get_result(c)
+                .unwrap()
+        })
+    };
+    let first = version(&app);
+    let (blobs_before, audit_before) = (
+        content_blobs(&app),
+        app.audit_count("submission.draft_saved"),
+    );
+    for action in ["draft", "continue"] {
+        let mut same = complete_fields("Unchanged narrative.", action);
+        same.push(Part::Text("version", &first));
+        let page = ann.post_multipart(&format!("/submissions/{id}"), &same);
+        assert_eq!(page.status, Status::SeeOther, "{action}: {}", page.body);
+    }
+    assert_eq!(version(&app), first);
+    assert_eq!(content_blobs(&app), blobs_before);
+    assert_eq!(app.audit_count("submission.draft_saved"), audit_before);
+    parts = complete_fields("A changed narrative.", "draft");
+    parts.push(Part::Text("version", &first));
+    let page = ann.post_multipart(&format!("/submissions/{id}"), &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_ne!(version(&app), first);
+}
