@@ -40,7 +40,7 @@
   let timers = [];
   let banner = null;
   let draftSaved = null;
-  // The save was refused because the draft was saved elsewhere after this page was made (409).
+  // The save was refused because the submission changed after this page was made (409: saved elsewhere, or sent).
   let savedElsewhere = false;
   let dirty = false;
 
@@ -251,8 +251,8 @@
     text.textContent =
       "You have been signed out, and what you typed could not be saved: " +
       (savedElsewhere
-        ? "this draft was saved in another window, or by someone else, after this page was opened, and was not " +
-          "replaced. "
+        ? "the submission changed after this page was opened (saved in another window or by someone else, or " +
+          "sent), and was not replaced. "
         : "the portal did not answer. ") +
       "It is still on this page. Keep the page open, sign in again in a new tab, and copy your text across.";
     const link = document.createElement("a");

@@ -512,9 +512,12 @@ pub enum Checked {
     Passed(Method),
     Failed,
     Throttled,
-    /// A passkey answered with a counter that did not move forward (it may have been copied): refused, and the
-    /// passkey removed from the account.
-    PasskeyRemoved,
+    /// A passkey answered with a counter that did not move forward (it may have been copied): refused, the passkey
+    /// removed from the account and its other sessions ended. `signed_out`: it was the account's last factor, so
+    /// its recovery codes and every session (this one too) went with it and its password was voided.
+    PasskeyRemoved {
+        signed_out: bool,
+    },
 }
 
 /// Checks an answer for the account and, when it passes, records in the same transaction that the session
@@ -561,15 +564,30 @@ pub fn check(
         if let Answer::Passkey(Verdict::PossibleClone { id, name }) = &answer {
             // The WebAuthn sign of a copied key: two authenticators signing with it, each counting on its own. It
             // no longer counts as a factor; the account's other factors (or a reset) remain.
+            // Whoever holds the copy may have signed in with it already: the account's other sessions end. When it
+            // was the last factor, whoever holds the copy may know the password too, and an account left with none
+            // would enrol a new factor for whoever signs in next: as in a factor reset, the recovery codes and
+            // every session go and the password is voided; the person chooses a new one through the link mailed to
+            // the account's address, then enrols again.
             super::passkeys::remove(tx, &user.id, id)?;
+            let last = !model::has_factor(tx, &user.id)?;
+            let what = if last {
+                let reset = delete_all(tx, &user.id)?;
+                let ended = crate::models::session::delete_all_of(tx, &user.id)?;
+                crate::models::account::set_password(tx, &user.id, super::password::VOIDED, now)?;
+                format!("it was the last factor: {reset}; {ended} session(s) ended; password voided")
+            } else {
+                let ended = crate::models::session::delete_others(tx, &user.id, session_hash)?;
+                format!("{ended} other session(s) ended")
+            };
             let event = Event::new("mfa.passkey_possible_clone", Outcome::Refused)
                 .object("account", &user.id)
                 .reason(format!(
                     "{}: passkey \"{name}\" signed with a counter at or below the one stored (it may have \
-                     been copied); removed",
+                     been copied); removed; {what}",
                     purpose.as_str()
                 ));
-            return Ok((Checked::PasskeyRemoved, event));
+            return Ok((Checked::PasskeyRemoved { signed_out: last }, event));
         }
         let passed = match &answer {
             Answer::Passkey(Verdict::Verified(name)) => Some(Method::Passkey { name: name.clone() }),

@@ -262,6 +262,7 @@ diesel::table! {
         title_sealed -> Nullable<Text>,
         statement_affirmed_by -> Nullable<Text>,
         disposition_due_at -> Nullable<BigInt>,
+        sent_content_blob_id -> Nullable<Text>,
     }
 }
 

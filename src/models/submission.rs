@@ -63,6 +63,9 @@ pub struct Submission {
     pub status: Status,
     pub sector: String,
     pub content_blob_id: Option<String>,
+    /// The version the Office last received (the submission or its cure as sent); `None` for a draft, or one sent
+    /// before this was kept whose version is not known (see migration 25).
+    pub sent_content_blob_id: Option<String>,
     pub statement_version: Option<String>,
     pub statement_affirmed_at: Option<i64>,
     /// The account that affirmed them (`None` for submissions sent before this was kept).
@@ -237,7 +240,8 @@ pub fn content_blob_of(conn: &mut DbConn, id: &str) -> QueryResult<Option<String
         .first(conn)
 }
 
-/// Points a submission at a new content version, provided it still points at `old` (false otherwise).
+/// Points a submission at a new content version, provided it still points at `old` (false otherwise); the version
+/// the Office received moves with it when it was `old` (the same content, re-sealed).
 pub fn replace_content_blob(
     conn: &mut DbConn,
     id: &str,
@@ -251,6 +255,15 @@ pub fn replace_content_blob(
     )
     .set(submissions::content_blob_id.eq(new))
     .execute(conn)?;
+    if n == 1 {
+        diesel::update(
+            submissions::table
+                .find(id)
+                .filter(submissions::sent_content_blob_id.eq(old)),
+        )
+        .set(submissions::sent_content_blob_id.eq(new))
+        .execute(conn)?;
+    }
     Ok(n == 1)
 }
 
@@ -286,6 +299,8 @@ pub fn set_status_affirmed(
             submissions::statement_affirmed_at.eq(now),
             submissions::statement_affirmed_by.eq(by),
             submissions::certified_at.eq(now),
+            // Sent as it stands: the version the Office now holds as received.
+            submissions::sent_content_blob_id.eq(submissions::content_blob_id),
         ))
         .execute(conn)
 }
@@ -380,6 +395,7 @@ pub fn close_destroyed(
     diesel::update(submissions::table.find(id))
         .set((
             submissions::content_blob_id.eq(None::<String>),
+            submissions::sent_content_blob_id.eq(None::<String>),
             submissions::status.eq(final_status),
             submissions::disposition_due_at.eq(None::<i64>),
             submissions::closed_at.eq(Some(now)),

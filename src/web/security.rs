@@ -444,6 +444,8 @@ async fn give_factor_again(
     let f = form.0;
     let next = local_path(Some(&f.next));
     let answer = FactorAnswer::new(f.factor_code, f.webauthn_response);
+    // A copied passkey that was the last factor ends this session too: no new ceremony can be begun on it.
+    let mut signed_out = false;
     let error = if answer.is_empty() {
         step_up::NO_ANSWER
     } else {
@@ -451,10 +453,17 @@ async fn give_factor_again(
             .await?
         {
             Checked::Passed(_) => return Ok(Either::Left(Redirect::to(next))),
-            refused => step_up::refusal(&refused).unwrap_or_default(),
+            refused => {
+                signed_out = matches!(refused, Checked::PasskeyRemoved { signed_out: true });
+                step_up::refusal(&refused).unwrap_or_default()
+            }
         }
     };
-    let options = step_up::passkey_options(ctx.state, &who).await?;
+    let options = if signed_out {
+        None
+    } else {
+        step_up::passkey_options(ctx.state, &who).await?
+    };
     Ok(Either::Right(
         step_up_form_page(&ctx, next, options, Some(error)).status(Status::Unauthorized),
     ))

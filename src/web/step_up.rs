@@ -71,11 +71,18 @@ pub fn refusal(checked: &Checked) -> Option<&'static str> {
             "That did not work. Enter the current code from your authenticator app, an unused recovery code, or use your passkey.",
         ),
         Checked::Throttled => Some("Too many wrong answers. Wait a few minutes and try again."),
-        Checked::PasskeyRemoved => Some(
+        Checked::PasskeyRemoved { signed_out: false } => Some(
             "That passkey was refused and removed from your account: it signed with a count it had already used, \
-             a sign that it may have been copied. Use your authenticator app or a recovery code. Once signed in, \
-             you can add the passkey again at Account > Second factors; if you did not expect this, tell the \
-             Program Office.",
+             a sign that it may have been copied. Your other sessions were ended. Use your authenticator app or a \
+             recovery code. Once signed in, you can add the passkey again at Account > Second factors; if you did \
+             not expect this, tell the Program Office.",
+        ),
+        Checked::PasskeyRemoved { signed_out: true } => Some(
+            "That passkey was refused and removed from your account: it signed with a count it had already used, \
+             a sign that it may have been copied. It was your only second factor, so you have been signed out and \
+             your password no longer works: choose a new one with \"Forgot your password?\" on the sign-in page \
+             (a link goes to your address), then set up a second factor again. If you did not expect this, tell \
+             the Program Office.",
         ),
     }
 }
@@ -207,6 +214,7 @@ where
         let fields = decoded_fields(&body);
         let answer = FactorAnswer::from_fields(&fields);
         let state = app(req);
+        let mut signed_out = false;
         let error = if answer.is_empty() {
             // Asked for the factor (a wrong answer is recorded as a failed factor instead).
             refuse(req, Some(who), Status::Unauthorized, stale_factor(req)).await;
@@ -214,6 +222,11 @@ where
         } else {
             match check_answer(state, actor(req, Some(who)), who, answer, Purpose::StepUp).await {
                 Ok(Checked::Passed(_)) => return parse(&body),
+                // This session ended with the account's last factor: the page says so, and offers no ceremony.
+                Ok(refused @ Checked::PasskeyRemoved { signed_out: true }) => {
+                    signed_out = true;
+                    refusal(&refused)
+                }
                 Ok(refused) => refusal(&refused),
                 Err(e) => {
                     tracing::error!(error = %e, "checking a step-up answer failed");
@@ -221,10 +234,14 @@ where
                 }
             }
         };
-        let passkey_options = passkey_options(state, who).await.unwrap_or_else(|e| {
-            tracing::error!(error = %e, "starting a passkey ceremony failed");
+        let passkey_options = if signed_out {
             None
-        });
+        } else {
+            passkey_options(state, who).await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "starting a passkey ceremony failed");
+                None
+            })
+        };
         let (secret, kept): (Vec<_>, Vec<_>) = fields
             .into_iter()
             .filter(|(k, _)| k != CSRF_FIELD && k != CODE_FIELD && k != PASSKEY_FIELD)

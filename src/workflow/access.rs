@@ -365,6 +365,82 @@ pub async fn read_content(
     Ok(Some(content))
 }
 
+/// The content document as the Office last received it, recorded as viewed, and whether the organisation has
+/// saved a correction since that it has not sent (a defective submission's draft answer): the receipt shows what
+/// was sent, not the draft. `None` as for [`read_content`].
+pub async fn read_sent_content(
+    services: &Services,
+    admitted: &Admitted,
+    actor: &Actor,
+    reading: Reading,
+) -> AppResult<Option<(Content, bool)>> {
+    let sub = &admitted.submission;
+    let (Some(current), Some(sent)) = (
+        sub.content_blob_id.as_deref(),
+        sub.sent_content_blob_id.as_deref(),
+    ) else {
+        return Ok(read_content(services, admitted, actor, reading)
+            .await?
+            .map(|c| (c, false)));
+    };
+    if current == sent || admitted.content_destroyed() {
+        return Ok(read_content(services, admitted, actor, reading)
+            .await?
+            .map(|c| (c, false)));
+    }
+    let content = documents::read_content(services, sent).await?;
+    let detail = match reading {
+        Reading::Page(detail) => detail,
+        Reading::FormAgain => Some("form shown again"),
+    };
+    record_access(
+        services,
+        admitted,
+        actor,
+        "content.viewed",
+        Some(format!("{} (as last sent)", detail.unwrap_or("page"))),
+    )
+    .await?;
+    Ok(Some((content, true)))
+}
+
+/// A submission's attachment rows as a content version holds them: its files as they were (a replacement saved
+/// after it undone), the files replaced before it kept on record, and files added after it left out.
+pub fn attachments_as_of(version: &Content, rows: Vec<Attachment>) -> Vec<Attachment> {
+    let mut kept: std::collections::HashSet<String> = rows
+        .iter()
+        .filter(|a| version.attachments.contains_key(&a.id))
+        .map(|a| a.id.clone())
+        .collect();
+    let in_version = kept.clone();
+    // Back along the replacements from the version's files (bounded: each round keeps one more row or stops).
+    for _ in 0..rows.len() {
+        let before = kept.len();
+        for a in &rows {
+            if a.replaced_by.as_deref().is_some_and(|r| kept.contains(r)) {
+                kept.insert(a.id.clone());
+            }
+        }
+        if kept.len() == before {
+            break;
+        }
+    }
+    rows.into_iter()
+        .filter(|a| kept.contains(&a.id))
+        .map(|mut a| {
+            // Replaced by a file the version does not hold: replaced after it.
+            if a.replaced_by
+                .as_deref()
+                .is_some_and(|r| !in_version.contains(r))
+            {
+                a.replaced_by = None;
+                a.replaced_at = None;
+            }
+            a
+        })
+        .collect()
+}
+
 /// The officers' sealed texts of an admitted submission — reasons, notices, grant and dissemination details —
 /// for the pages that show them to the people admitted to it (its submitters, officers).
 pub async fn texts(services: &Services, admitted: &Admitted) -> AppResult<Texts> {

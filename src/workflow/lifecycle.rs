@@ -393,6 +393,7 @@ mod tests {
             status,
             sector: "Energy".into(),
             content_blob_id: None,
+            sent_content_blob_id: None,
             statement_version: None,
             statement_affirmed_at: None,
             statement_affirmed_by: None,

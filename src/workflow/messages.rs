@@ -3,11 +3,12 @@
 //! `message.sent` audit entry that names the message, never its words), reading (which marks the thread read),
 //! the files' downloads (through the content-access rules, audited) and the unread counts.
 //!
-//! A thread is written from the draft until the content leaves the Office: while the submission is a draft,
-//! received, defective or validated, and while a submission not validated or withdrawn waits for its return or
-//! destruction (the organisation has 30 days to choose, and may need to ask). Once returned or destroyed, or its
-//! protection removed, it is read-only; once its content is destroyed, the data key that opens the words and the
-//! files is gone with it.
+//! A thread is written from the draft to the final decision, and after "not validated" until the organisation
+//! chooses return or destruction (it has 30 days, and may need to ask why): while the submission is a draft,
+//! received, defective or validated, or not validated with no choice made. Once a return is chosen (the package is
+//! the record: a message written after it was taken would be lost with the content), or the submission is withdrawn,
+//! returned, destroyed or its protection removed, it is read-only; once its content is destroyed, the data key that
+//! opens the words and the files is gone with it.
 
 use std::collections::HashMap;
 
@@ -15,13 +16,13 @@ use serde::Serialize;
 
 use crate::audit::log::{Actor, Event, Outcome};
 use crate::db::DbConn;
-use crate::domain::{Role, Status};
+use crate::domain::{Disposition, Role, Status};
 use crate::error::{AppError, AppResult};
 use crate::key_store::data_keys::{blob_keys, current_recipients, BlobKeys, SealingKey};
 use crate::mail::Mailer;
 use crate::models::account::User;
 use crate::models::message::{self, NewMessage, NewMessageFile, Side};
-use crate::models::submission::{self, Scope};
+use crate::models::submission::{self, Scope, Submission};
 use crate::models::{blob, data_key};
 use crate::services::Services;
 use crate::workflow::access::{self, Admitted, OpenedFile};
@@ -40,25 +41,38 @@ pub const FILES_PER_MESSAGE: usize = 5;
 /// Messages a thread page shows: the newest by default, older ones a page at a time.
 pub const THREAD_PAGE: i64 = 50;
 
-/// Whether a submission's thread takes new messages: from the draft until the content is returned or destroyed
-/// (or its protection removed).
-pub fn writable(status: Status) -> bool {
-    matches!(
-        status,
-        Status::Draft
-            | Status::Received
-            | Status::Defective
-            | Status::Validated
-            | Status::NotValidated
-            | Status::Withdrawn
+/// Whether a submission's thread takes new messages: from the draft to the final decision, and after "not
+/// validated" until a return or destruction is chosen.
+pub fn writable(sub: &Submission) -> bool {
+    open_in(sub.status(), sub.disposition)
+}
+
+/// Why a thread no longer takes messages, in words for the page.
+fn closed_text(sub: &Submission) -> String {
+    if sub.status() == Status::NotValidated && sub.disposition == Some(Disposition::Return) {
+        return "A return was chosen for this submission: its messages can be read, no longer written (they are in \
+                the return package)."
+            .into();
+    }
+    format!(
+        "This submission is {}: its messages can be read, no longer written.",
+        sub.status().label().to_lowercase()
     )
+}
+
+fn open_in(status: Status, disposition: Option<Disposition>) -> bool {
+    match status {
+        Status::Draft | Status::Received | Status::Defective | Status::Validated => true,
+        Status::NotValidated => disposition.is_none(),
+        _ => false,
+    }
 }
 
 /// Whether `user` may write in the thread of a submission `admit` let it read: the organisation's members, and
 /// officers but one of the submitting organisation (it may read, not act), while the thread is open.
 pub fn may_write(admitted: &Admitted, user: &User) -> bool {
     let sub = admitted.submission();
-    writable(sub.status())
+    writable(sub)
         && match user.role() {
             Role::Submitter => true,
             Role::Officer => !lifecycle::own_organisation(user, sub),
@@ -69,11 +83,8 @@ pub fn may_write(admitted: &Admitted, user: &User) -> bool {
 /// Why the thread takes no message from `user` now, in words for the page (`None`: it does).
 pub fn closed_reason(admitted: &Admitted, user: &User) -> Option<String> {
     let sub = admitted.submission();
-    if !writable(sub.status()) {
-        return Some(format!(
-            "This submission is {}: its messages can be read, no longer written.",
-            sub.status().label().to_lowercase()
-        ));
+    if !writable(sub) {
+        return Some(closed_text(sub));
     }
     if !may_write(admitted, user) {
         return Some(
@@ -91,7 +102,7 @@ pub fn may_write_now(admitted: &Admitted, user: &User) -> AppResult<()> {
         return Ok(());
     };
     let sub = admitted.submission();
-    if writable(sub.status()) && user.role() == Role::Officer {
+    if writable(sub) && user.role() == Role::Officer {
         return Err(AppError::conflict_of_interest(
             "submission",
             &sub.id,
@@ -556,11 +567,8 @@ fn commit_message(
     crate::workflow::access::still_as_read(tx, writer)?;
     // Read again under the write lock: a decision taken meanwhile closes the thread.
     let sub = submission::find(tx, submission_id, scope)?;
-    if !writable(sub.status()) {
-        return Err(AppError::Conflict(format!(
-            "This submission is {}: its messages can be read, no longer written.",
-            sub.status().label().to_lowercase()
-        )));
+    if !writable(&sub) {
+        return Err(AppError::Conflict(closed_text(&sub)));
     }
     // Read again too: a merge accepted meanwhile can make it the officer's own organisation's.
     if side == Side::Office {
@@ -766,16 +774,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_thread_is_written_from_the_draft_until_the_content_leaves_the_office() {
+    fn a_thread_is_written_to_the_final_decision_and_until_a_not_validated_ones_choice() {
         for status in Status::ALL {
-            let open = !matches!(
+            let open = matches!(
                 status,
-                Status::ProtectionRemoved | Status::Returned | Status::Destroyed
+                Status::Draft
+                    | Status::Received
+                    | Status::Defective
+                    | Status::Validated
+                    | Status::NotValidated
             );
-            assert_eq!(writable(status), open, "{status:?}");
+            assert_eq!(open_in(status, None), open, "{status:?}");
+            for chosen in [Disposition::Return, Disposition::Destroy] {
+                assert_eq!(
+                    open_in(status, Some(chosen)),
+                    open && status != Status::NotValidated,
+                    "{status:?} {chosen:?}"
+                );
+            }
             // A thread closes no later than the content can be destroyed.
             if lifecycle::content_destroyed(status) {
-                assert!(!writable(status));
+                assert!(!open_in(status, None));
             }
         }
     }

@@ -331,10 +331,10 @@ fn an_officer_asks_the_organisation_answers_with_a_file_and_destruction_takes_th
     assert!(row.is_none(), "the file's row keeps no blob");
 }
 
-/// A draft's thread is the organisation's alone; a thread stays open through "not validated" and a withdrawal for
-/// a return, and closes once the content is returned or destroyed.
+/// A draft's thread is the organisation's alone; a thread stays open after "not validated" until the organisation
+/// chooses return or destruction, and is closed by a withdrawal.
 #[test]
-fn a_draft_thread_is_the_organisations_and_it_closes_once_the_content_is_gone() {
+fn a_draft_thread_is_the_organisations_and_stays_open_until_a_not_validated_ones_choice() {
     let app = TestApp::new();
     let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
     let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
@@ -377,7 +377,7 @@ fn a_draft_thread_is_the_organisations_and_it_closes_once_the_content_is_gone() 
     );
 
     // Not validated: the thread stays open on both sides while the organisation has its 30 days to choose return or
-    // destruction (it may need to ask), and closes once the content is gone.
+    // destruction (it may need to ask), and closes once it chose.
     let id = submit(&mut ann);
     let page = olga.post_multipart(
         &format!("/officer/submissions/{id}/messages"),
@@ -422,7 +422,30 @@ fn a_draft_thread_is_the_organisations_and_it_closes_once_the_content_is_gone() 
         assert_eq!(page.status, Status::Conflict);
     }
 
-    // Withdrawn for a return: open until the content is returned.
+    // A return chosen: closed (the return package is the record; a message written after it was taken would be
+    // lost with the content). Withdrawn (the choice is made with the withdrawal): closed too.
+    let id = submit(&mut ann);
+    let page = olga.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[
+            ("decision", "not_validated"),
+            ("reason", "Customarily in the public domain"),
+            ("confirm", "1"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let page = ann.post(
+        &format!("/submissions/{id}/disposition"),
+        &[("disposition", "return"), ("confirm", "yes")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let page = ann.get(&format!("/submissions/{id}/messages"));
+    assert!(page.body.contains("A return was chosen"), "{}", page.body);
+    let page = ann.post_multipart(
+        &format!("/submissions/{id}/messages"),
+        &[Part::Text("body", "After choosing the return")],
+    );
+    assert_eq!(page.status, Status::Conflict);
     let id = submit(&mut ann);
     let page = ann.post(
         &format!("/submissions/{id}/withdraw"),
@@ -431,12 +454,9 @@ fn a_draft_thread_is_the_organisations_and_it_closes_once_the_content_is_gone() 
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     let page = ann.post_multipart(
         &format!("/submissions/{id}/messages"),
-        &[Part::Text(
-            "body",
-            "We withdrew it by mistake; can we send it again?",
-        )],
+        &[Part::Text("body", "After the withdrawal")],
     );
-    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(page.status, Status::Conflict);
 
     // An officer of the submitting organisation reads the thread but does not write in it.
     let id = submit(&mut ann);

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use rocket::http::Status;
 
 use crate::common::{self, code_for, complete_fields, Browser, TestApp, PASSWORD};
-use pcii_portal::db::schema::{audit_entries, recovery_codes, sessions, totp_factors};
+use pcii_portal::db::schema::{audit_entries, recovery_codes, sessions, totp_factors, users};
 use pcii_portal::domain::Role;
 
 fn audit_reasons(app: &TestApp, action: &str) -> Vec<String> {
@@ -791,6 +791,15 @@ fn a_passkey_whose_counter_went_back_is_refused_removed_and_audited() {
     let state = app.state();
     let user = app.with_conn(|c| pcii_portal::models::account::find(c, &id).unwrap());
     let now = state.clock.now();
+    let sessions_of = |app: &TestApp| -> i64 {
+        app.with_conn(|c| {
+            sessions::table
+                .filter(sessions::user_id.eq(&id))
+                .count()
+                .get_result(c)
+                .unwrap()
+        })
+    };
     for (key_id, name) in [("pk-copied", "Blue key"), ("pk-other", "Laptop")] {
         app.with_conn(|c| {
             passkey_rows::insert(
@@ -828,6 +837,8 @@ fn a_passkey_whose_counter_went_back_is_refused_removed_and_audited() {
         )
         .unwrap()
     };
+    let _other = password_only(&app, "o@example.gov");
+    assert_eq!(sessions_of(&app), 1);
     for _ in 0..state.settings.second_factor_max_failures {
         assert_eq!(check(Answer::Code("000000x")), Checked::Failed);
     }
@@ -836,8 +847,9 @@ fn a_passkey_whose_counter_went_back_is_refused_removed_and_audited() {
             id: "pk-copied".into(),
             name: "Blue key".into(),
         })),
-        Checked::PasskeyRemoved
+        Checked::PasskeyRemoved { signed_out: false }
     );
+    assert_eq!(sessions_of(&app), 0, "the account's other sessions ended");
     let left: Vec<String> = app.with_conn(|c| {
         passkeys::list(c, &id)
             .unwrap()
@@ -856,6 +868,37 @@ fn a_passkey_whose_counter_went_back_is_refused_removed_and_audited() {
     assert_eq!(object.as_deref(), Some(id.as_str()));
     assert!(reason.unwrap().contains("\"Blue key\""));
     assert_eq!(app.audit_count("mfa.passkey_possible_clone"), 1);
+
+    // The last factor copied: the account is reset as two administrators would (its password voided), so that
+    // whoever holds the copy and the password cannot enrol a factor of their own.
+    app.with_conn(|c| {
+        diesel::delete(totp_factors::table.filter(totp_factors::user_id.eq(&id)))
+            .execute(c)
+            .unwrap()
+    });
+    assert_eq!(
+        check(Answer::Passkey(Verdict::PossibleClone {
+            id: "pk-other".into(),
+            name: "Laptop".into(),
+        })),
+        Checked::PasskeyRemoved { signed_out: true }
+    );
+    assert!(app
+        .with_conn(|c| passkeys::list(c, &id).unwrap())
+        .is_empty());
+    let hash: String = app.with_conn(|c| {
+        users::table
+            .find(&id)
+            .select(users::password_hash)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(hash, pcii_portal::auth::password::VOIDED);
+    assert_ne!(
+        app.browser().login("o@example.gov", PASSWORD),
+        Status::SeeOther,
+        "the voided password still signs in"
+    );
 }
 
 /// A session that gave the password but not the factor it owes ends after a quarter of an hour, however often it is

@@ -863,3 +863,128 @@ fn a_save_that_changes_nothing_keeps_no_new_version() {
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     assert_ne!(version(&app), first);
 }
+
+/// While a defective submission's correction is saved but not sent, its receipt shows what the Office received
+/// (the title and files as sent, a file the draft replaced still current, a file it added absent) and says a
+/// correction is pending; once the correction is sent, the receipt shows it.
+#[test]
+fn the_receipt_shows_what_was_received_not_an_unsent_correction() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let (sent_file, fixed, extra) = (
+        file_bytes(3000, 1, "SENT"),
+        file_bytes(4000, 2, "FIXED"),
+        file_bytes(5000, 3, "EXTRA"),
+    );
+    let mut parts = complete_fields("As sent.", "submit");
+    parts.push(Part::File("file_1", "as-sent.pdf", &sent_file));
+    parts.push(Part::Text("description_1", "Diagram"));
+    let page = sub.post_multipart("/submissions", &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let id = submission_id_from(&location(&page));
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[
+            ("decision", "defective"),
+            ("reason", "The diagram is unreadable."),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let one = app.attachment_ids(&id)[0].clone();
+
+    // A correction saved, not sent: a new title, the file replaced, another added.
+    let replace = format!("replace_{one}");
+    let mut parts = complete_fields("Corrected, not sent.", "draft");
+    parts.retain(|p| !matches!(p, Part::Text("title", _)));
+    parts.push(Part::Text("title", "Title of the unsent correction"));
+    parts.push(Part::File(&replace, "corrected.pdf", &fixed));
+    parts.push(Part::File("file_1", "added-later.pdf", &extra));
+    parts.push(Part::Text("description_1", "Added in the correction"));
+    let page = sub.post_multipart(&format!("/submissions/{id}"), &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.status_of(&id), "defective");
+
+    for uri in [
+        format!("/submissions/{id}/receipt"),
+        format!("/submissions/{id}/receipt.txt"),
+    ] {
+        let page = sub.get(&uri);
+        assert_eq!(page.status, Status::Ok, "{uri}: {}", page.body);
+        assert!(
+            page.body.contains("Substation 14 protection scheme"),
+            "{uri}: {}",
+            page.body
+        );
+        assert!(page.body.contains("as-sent.pdf"), "{uri}");
+        for unsent in [
+            "Title of the unsent correction",
+            "corrected.pdf",
+            "added-later.pdf",
+        ] {
+            assert!(!page.body.contains(unsent), "{uri} shows {unsent}");
+        }
+        assert!(page.body.contains("not sent yet"), "{uri}: {}", page.body);
+    }
+
+    // Sent: the receipt is the correction's.
+    let check = sub.get(&format!("/submissions/{id}/check"));
+    assert_eq!(check.status, Status::Ok, "{}", check.body);
+    let page = send(&mut sub, &id, &version(&check.body), &ALL_AFFIRMED);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let page = sub.get(&format!("/submissions/{id}/receipt"));
+    assert!(page.body.contains("Title of the unsent correction"));
+    assert!(page.body.contains("corrected.pdf") && page.body.contains("added-later.pdf"));
+    assert!(!page.body.contains("not sent yet"));
+}
+
+/// A page older than the stored version, refused for a file over a limit (the save never reached the stale check),
+/// comes back still standing on the version it was made from: saving from it again is refused as stale, not
+/// written over the newer version.
+#[test]
+fn a_stale_page_refused_for_a_large_file_is_still_stale() {
+    let app = TestApp::with(|f| f.merge(("max_file_bytes", 64 * 1024)));
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let page = ann.post_multipart(
+        "/submissions",
+        &[Part::Text("title", "First"), Part::Text("action", "draft")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let id = submission_id_from(&location(&page));
+    let uri = format!("/submissions/{id}");
+    let old = version(&ann.get(&format!("{uri}/edit")).body);
+    let page = ann.post_multipart(
+        &uri,
+        &[
+            Part::Text("version", &old),
+            Part::Text("title", "Saved in another window"),
+            Part::Text("action", "draft"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let big = file_bytes(64 * 1024 + 1, 4, "");
+    let page = ann.post_multipart(
+        &uri,
+        &[
+            Part::Text("version", &old),
+            Part::Text("title", "From the old window"),
+            Part::File("file_1", "big.bin", &big),
+            Part::Text("action", "draft"),
+        ],
+    );
+    assert_eq!(page.status, Status::PayloadTooLarge, "{}", page.body);
+    assert_eq!(version(&page.body), old);
+    let page = ann.post_multipart(
+        &uri,
+        &[
+            Part::Text("version", &version(&page.body)),
+            Part::Text("title", "From the old window"),
+            Part::Text("action", "draft"),
+        ],
+    );
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert!(ann
+        .get(&format!("{uri}/edit"))
+        .body
+        .contains("Saved in another window"));
+}

@@ -235,6 +235,8 @@ async fn give_second_factor(
 ) -> AppResult<Either<Notice, Page>> {
     let next = safe_next(&form.0.next).map(str::to_string);
     let answer = FactorAnswer::new(form.0.factor_code, form.0.webauthn_response);
+    // A copied passkey that was the last factor ends this session too: no new ceremony can be begun on it.
+    let mut signed_out = false;
     let (status, error) = if answer.is_empty() {
         (Status::UnprocessableEntity, step_up::NO_ANSWER)
     } else {
@@ -264,16 +266,23 @@ async fn give_second_factor(
                     message,
                 )));
             }
-            refused => (
-                match refused {
-                    Checked::Throttled => Status::TooManyRequests,
-                    _ => Status::Unauthorized,
-                },
-                step_up::refusal(&refused).unwrap_or_default(),
-            ),
+            refused => {
+                signed_out = matches!(refused, Checked::PasskeyRemoved { signed_out: true });
+                (
+                    match refused {
+                        Checked::Throttled => Status::TooManyRequests,
+                        _ => Status::Unauthorized,
+                    },
+                    step_up::refusal(&refused).unwrap_or_default(),
+                )
+            }
         }
     };
-    let options = step_up::passkey_options(ctx.state, &who).await?;
+    let options = if signed_out {
+        None
+    } else {
+        step_up::passkey_options(ctx.state, &who).await?
+    };
     Ok(Either::Right(
         Page::new("login_second_factor.html.tera")
             .status(status)

@@ -542,6 +542,9 @@ async fn save(
                 Some(&posted),
             )
             .await?;
+            // Nothing saved: the form still stands on the version it was made from (a save from it after another
+            // one is still refused); a save that was kept made the stored version its own.
+            let page = if saved { page } else { with_posted_version(page, &posted) };
             Ok(Either::Right(page.with(
                 "form_message",
                 if saved {
@@ -592,6 +595,15 @@ async fn save(
     }
 }
 
+/// A form shown again after a refusal that saved nothing keeps the version it was posted from, not the stored one:
+/// otherwise a page older than a save made elsewhere would, once refused for a mistake, pass the stale check.
+fn with_posted_version(page: Page, posted: &FormFields) -> Page {
+    match posted.0.get("version") {
+        Some(version) => page.with("version", version.trim()),
+        None => page,
+    }
+}
+
 /// A new submission's form again when nothing was saved: what was typed (never the files), and the errors.
 async fn new_form_again(
     state: &Services,
@@ -628,7 +640,7 @@ async fn too_large_page(
     let page = match id {
         Some(id) => {
             let admitted = load(ctx, user, id).await?;
-            edit_page(
+            let page = edit_page(
                 ctx,
                 &user.user,
                 who,
@@ -637,7 +649,9 @@ async fn too_large_page(
                 Shown::Errors(errors),
                 Some(posted),
             )
-            .await?
+            .await?;
+            // Nothing was saved: the form still stands on the version it was made from.
+            with_posted_version(page, posted)
         }
         None => new_form_again(state, who, posted, errors).await?,
     };
@@ -919,6 +933,8 @@ struct ReceiptParts {
     attachments: Vec<crate::models::attachment::Attachment>,
     /// Who affirmed the statement when it was sent (not whoever opens the receipt).
     affirmed_by: Option<crate::models::account::User>,
+    /// A correction was saved since and not sent: the receipt shows what was sent.
+    correction_pending: bool,
 }
 
 /// The receipt as both its page and its text file show it.
@@ -934,6 +950,7 @@ struct ReceiptView<'a> {
     /// `None`: sent before the portal kept who affirmed (the audit log names who sent it).
     submitter: Option<String>,
     submitter_email: &'a str,
+    correction_pending: bool,
 }
 
 impl ReceiptParts {
@@ -955,6 +972,7 @@ impl ReceiptParts {
                 .as_ref()
                 .map(|u| crate::workflow::content::visible(&u.display_name)),
             submitter_email: self.affirmed_by.as_ref().map_or("", |u| u.email.as_str()),
+            correction_pending: self.correction_pending,
         }
     }
 }
@@ -972,17 +990,22 @@ async fn receipt_data(
         return Err(AppError::NotFound);
     }
     admitted.require_content()?;
-    let content =
-        access::read_content(state, &admitted, &ctx.actor, Reading::Page(Some("receipt")))
+    // What the Office received, not a correction saved since and not sent yet.
+    let (content, correction_pending) =
+        access::read_sent_content(state, &admitted, &ctx.actor, Reading::Page(Some("receipt")))
             .await?
             .ok_or(AppError::NotFound)?;
-    let attachments = access::attachments(state, &admitted).await?;
+    let mut attachments = access::attachments(state, &admitted).await?;
+    if correction_pending {
+        attachments = access::attachments_as_of(&content, attachments);
+    }
     let affirmed_by = access::affirmed_by(state, &admitted).await?;
     Ok(ReceiptParts {
         admitted,
         content,
         attachments,
         affirmed_by,
+        correction_pending,
     })
 }
 

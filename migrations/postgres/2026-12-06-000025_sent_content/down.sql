@@ -1,0 +1,1 @@
+ALTER TABLE submissions DROP COLUMN sent_content_blob_id;
