@@ -513,11 +513,33 @@ pub enum Checked {
     Failed,
     Throttled,
     /// A passkey answered with a counter that did not move forward (it may have been copied): refused, the passkey
-    /// removed from the account and its other sessions ended. `signed_out`: it was the account's last factor, so
-    /// its recovery codes and every session (this one too) went with it and its password was voided.
+    /// removed from the account, and sessions ended as `ended` says.
     PasskeyRemoved {
-        signed_out: bool,
+        ended: Ended,
     },
+}
+
+/// Which sessions a copied passkey ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The account's other sessions (at sign-in: this one has not given its factor yet).
+    Others,
+    /// Every session of the account, this one too (at a step-up: this one is signed in, and may be the copy's).
+    All,
+    /// Every session, and the password voided with the recovery codes: it was the account's last factor.
+    AllAndPassword,
+}
+
+impl Checked {
+    /// Whether the session that gave this answer has ended (no new ceremony can be begun on it).
+    pub fn signed_out(&self) -> bool {
+        matches!(
+            self,
+            Checked::PasskeyRemoved {
+                ended: Ended::All | Ended::AllAndPassword
+            }
+        )
+    }
 }
 
 /// Checks an answer for the account and, when it passes, records in the same transaction that the session
@@ -564,21 +586,28 @@ pub fn check(
         if let Answer::Passkey(Verdict::PossibleClone { id, name }) = &answer {
             // The WebAuthn sign of a copied key: two authenticators signing with it, each counting on its own. It
             // no longer counts as a factor; the account's other factors (or a reset) remain.
-            // Whoever holds the copy may have signed in with it already: the account's other sessions end. When it
-            // was the last factor, whoever holds the copy may know the password too, and an account left with none
-            // would enrol a new factor for whoever signs in next: as in a factor reset, the recovery codes and
+            // Whoever holds the copy may have signed in with it already: the account's other sessions end, and at a
+            // step-up this one too (it is signed in, and the one whose counter is behind may be the copy's). When
+            // it was the last factor, whoever holds the copy may know the password too, and an account left with
+            // none would enrol a new factor for whoever signs in next: as in a factor reset, the recovery codes and
             // every session go and the password is voided; the person chooses a new one through the link mailed to
             // the account's address, then enrols again.
             super::passkeys::remove(tx, &user.id, id)?;
             let last = !model::has_factor(tx, &user.id)?;
-            let what = if last {
+            let (ended, what) = if last {
                 let reset = delete_all(tx, &user.id)?;
-                let ended = crate::models::session::delete_all_of(tx, &user.id)?;
+                let n = crate::models::session::delete_all_of(tx, &user.id)?;
                 crate::models::account::set_password(tx, &user.id, super::password::VOIDED, now)?;
-                format!("it was the last factor: {reset}; {ended} session(s) ended; password voided")
+                (
+                    Ended::AllAndPassword,
+                    format!("it was the last factor: {reset}; {n} session(s) ended; password voided"),
+                )
+            } else if purpose == Purpose::StepUp {
+                let n = crate::models::session::delete_all_of(tx, &user.id)?;
+                (Ended::All, format!("{n} session(s) ended, this one too"))
             } else {
-                let ended = crate::models::session::delete_others(tx, &user.id, session_hash)?;
-                format!("{ended} other session(s) ended")
+                let n = crate::models::session::delete_others(tx, &user.id, session_hash)?;
+                (Ended::Others, format!("{n} other session(s) ended"))
             };
             let event = Event::new("mfa.passkey_possible_clone", Outcome::Refused)
                 .object("account", &user.id)
@@ -587,7 +616,7 @@ pub fn check(
                      been copied); removed; {what}",
                     purpose.as_str()
                 ));
-            return Ok((Checked::PasskeyRemoved { signed_out: last }, event));
+            return Ok((Checked::PasskeyRemoved { ended }, event));
         }
         let passed = match &answer {
             Answer::Passkey(Verdict::Verified(name)) => Some(Method::Passkey { name: name.clone() }),

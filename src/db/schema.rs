@@ -263,6 +263,7 @@ diesel::table! {
         statement_affirmed_by -> Nullable<Text>,
         disposition_due_at -> Nullable<BigInt>,
         sent_content_blob_id -> Nullable<Text>,
+        sent_sector -> Nullable<Text>,
     }
 }
 

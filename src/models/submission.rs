@@ -66,6 +66,8 @@ pub struct Submission {
     /// The version the Office last received (the submission or its cure as sent); `None` for a draft, or one sent
     /// before this was kept whose version is not known (see migration 25).
     pub sent_content_blob_id: Option<String>,
+    /// The sector as the Office last received it (a correction's save changes `sector`), like the version.
+    pub sent_sector: Option<String>,
     pub statement_version: Option<String>,
     pub statement_affirmed_at: Option<i64>,
     /// The account that affirmed them (`None` for submissions sent before this was kept).
@@ -301,6 +303,7 @@ pub fn set_status_affirmed(
             submissions::certified_at.eq(now),
             // Sent as it stands: the version the Office now holds as received.
             submissions::sent_content_blob_id.eq(submissions::content_blob_id),
+            submissions::sent_sector.eq(submissions::sector.nullable()),
         ))
         .execute(conn)
 }

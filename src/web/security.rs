@@ -439,12 +439,13 @@ struct StepUpAnswerForm {
 async fn give_factor_again(
     ctx: Ctx<'_>,
     who: CurrentUser<'_>,
+    jar: &CookieJar<'_>,
     form: CsrfForm<StepUpAnswerForm>,
-) -> AppResult<Either<Redirect, Page>> {
+) -> AppResult<Either<Either<Redirect, Notice>, Page>> {
     let f = form.0;
     let next = local_path(Some(&f.next));
     let answer = FactorAnswer::new(f.factor_code, f.webauthn_response);
-    // A copied passkey that was the last factor ends this session too: no new ceremony can be begun on it.
+    // A copied passkey ends this session too: no new ceremony can be begun on it.
     let mut signed_out = false;
     let error = if answer.is_empty() {
         step_up::NO_ANSWER
@@ -452,18 +453,21 @@ async fn give_factor_again(
         match step_up::check_answer(ctx.state, ctx.actor.clone(), &who, answer, Purpose::StepUp)
             .await?
         {
-            Checked::Passed(_) => return Ok(Either::Left(Redirect::to(next))),
+            Checked::Passed(_) => return Ok(Either::Left(Either::Left(Redirect::to(next)))),
             refused => {
-                signed_out = matches!(refused, Checked::PasskeyRemoved { signed_out: true });
+                signed_out = refused.signed_out();
                 step_up::refusal(&refused).unwrap_or_default()
             }
         }
     };
-    let options = if signed_out {
-        None
-    } else {
-        step_up::passkey_options(ctx.state, &who).await?
-    };
+    if signed_out {
+        // The browser forgets the ended session; the sign-in page says why.
+        crate::web::guards::remove_session_cookie(ctx.tls, jar);
+        return Ok(Either::Left(Either::Right(Notice::redirect(
+            "/login", error,
+        ))));
+    }
+    let options = step_up::passkey_options(ctx.state, &who).await?;
     Ok(Either::Right(
         step_up_form_page(&ctx, next, options, Some(error)).status(Status::Unauthorized),
     ))

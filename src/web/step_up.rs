@@ -12,7 +12,7 @@ use rocket::form::{Form, FromForm};
 use rocket::http::Status;
 use rocket::{Data, Request};
 
-use crate::auth::second_factor::{self, Answer, Checked, Checker, Limits, Purpose};
+use crate::auth::second_factor::{self, Answer, Checked, Checker, Ended, Limits, Purpose};
 use crate::error::AppResult;
 use crate::services::Services;
 use crate::web::forms::{checked_body, decoded_fields, CSRF_FIELD};
@@ -71,13 +71,23 @@ pub fn refusal(checked: &Checked) -> Option<&'static str> {
             "That did not work. Enter the current code from your authenticator app, an unused recovery code, or use your passkey.",
         ),
         Checked::Throttled => Some("Too many wrong answers. Wait a few minutes and try again."),
-        Checked::PasskeyRemoved { signed_out: false } => Some(
+        Checked::PasskeyRemoved {
+            ended: Ended::Others,
+        } => Some(
             "That passkey was refused and removed from your account: it signed with a count it had already used, \
              a sign that it may have been copied. Your other sessions were ended. Use your authenticator app or a \
              recovery code. Once signed in, you can add the passkey again at Account > Second factors; if you did \
              not expect this, tell the Program Office.",
         ),
-        Checked::PasskeyRemoved { signed_out: true } => Some(
+        Checked::PasskeyRemoved { ended: Ended::All } => Some(
+            "That passkey was refused and removed from your account: it signed with a count it had already used, \
+             a sign that it may have been copied. Every session of your account was ended, this one too: sign in \
+             again with your password and your authenticator app or a recovery code. If you did not expect this, \
+             tell the Program Office.",
+        ),
+        Checked::PasskeyRemoved {
+            ended: Ended::AllAndPassword,
+        } => Some(
             "That passkey was refused and removed from your account: it signed with a count it had already used, \
              a sign that it may have been copied. It was your only second factor, so you have been signed out and \
              your password no longer works: choose a new one with \"Forgot your password?\" on the sign-in page \
@@ -222,9 +232,14 @@ where
         } else {
             match check_answer(state, actor(req, Some(who)), who, answer, Purpose::StepUp).await {
                 Ok(Checked::Passed(_)) => return parse(&body),
-                // This session ended with the account's last factor: the page says so, and offers no ceremony.
-                Ok(refused @ Checked::PasskeyRemoved { signed_out: true }) => {
+                // This session ended (a copied passkey): the page says so, offers no ceremony, and the browser
+                // forgets the session.
+                Ok(refused) if refused.signed_out() => {
                     signed_out = true;
+                    crate::web::guards::remove_session_cookie(
+                        crate::web::guards::served_over_https(req),
+                        req.cookies(),
+                    );
                     refusal(&refused)
                 }
                 Ok(refused) => refusal(&refused),

@@ -777,13 +777,17 @@ fn a_verified_passkey_passes_a_lock_that_wrong_codes_set() {
 
 /// A passkey that signs with a counter at or below the one stored (the WebAuthn sign of a copied key) is refused
 /// and removed from the account in the same transaction as its audit entry, even while wrong codes hold the account
-/// locked; the account's other passkeys stay. (The counter itself is compared in `auth::passkeys`, with a real
-/// authenticator in the browser suite's passkey flow.)
+/// locked; the account's other passkeys stay. At sign-in the account's other sessions end; at a step-up this one
+/// too (it may be the copy's); when it was the last factor, the account is reset as two administrators would (codes,
+/// sessions, password). (The counter itself is compared in `auth::passkeys`, with a real authenticator in the
+/// browser suite's passkey flow.)
 #[test]
 fn a_passkey_whose_counter_went_back_is_refused_removed_and_audited() {
     use pcii_portal::audit::log::Actor;
     use pcii_portal::auth::passkeys::{self, Verdict};
-    use pcii_portal::auth::second_factor::{self, Answer, Checked, Checker, Limits, Purpose};
+    use pcii_portal::auth::second_factor::{
+        self, Answer, Checked, Checker, Ended, Limits, Purpose,
+    };
     use pcii_portal::models::passkey::{self as passkey_rows, NewPasskey};
 
     let app = TestApp::new();
@@ -791,16 +795,31 @@ fn a_passkey_whose_counter_went_back_is_refused_removed_and_audited() {
     let state = app.state();
     let user = app.with_conn(|c| pcii_portal::models::account::find(c, &id).unwrap());
     let now = state.clock.now();
-    let sessions_of = |app: &TestApp| -> i64 {
+    let sessions_of = |app: &TestApp| -> Vec<String> {
         app.with_conn(|c| {
             sessions::table
                 .filter(sessions::user_id.eq(&id))
-                .count()
-                .get_result(c)
+                .select(sessions::token_hash)
+                .load(c)
                 .unwrap()
         })
     };
-    for (key_id, name) in [("pk-copied", "Blue key"), ("pk-other", "Laptop")] {
+    let names = |app: &TestApp| -> Vec<String> {
+        let mut names: Vec<String> = app.with_conn(|c| {
+            passkeys::list(c, &id)
+                .unwrap()
+                .into_iter()
+                .map(|p| p.name)
+                .collect()
+        });
+        names.sort();
+        names
+    };
+    for (key_id, name) in [
+        ("pk-copied", "Blue key"),
+        ("pk-phone", "Phone"),
+        ("pk-other", "Laptop"),
+    ] {
         app.with_conn(|c| {
             passkey_rows::insert(
                 c,
@@ -824,40 +843,46 @@ fn a_passkey_whose_counter_went_back_is_refused_removed_and_audited() {
         keys: &state.throttle_key,
         limits: Limits::from_settings(&state.settings),
     };
-    let check = |answer: Answer<'_>| {
+    let check = |session: &str, purpose: Purpose, answer: Answer<'_>| {
         second_factor::check(
             &mut state.db.get().unwrap(),
             &checker,
             &Actor::cli(),
             &user,
-            "no-session",
+            session,
             answer,
-            Purpose::SignIn,
+            purpose,
             state.clock.now(),
         )
         .unwrap()
     };
-    let _other = password_only(&app, "o@example.gov");
-    assert_eq!(sessions_of(&app), 1);
-    for _ in 0..state.settings.second_factor_max_failures {
-        assert_eq!(check(Answer::Code("000000x")), Checked::Failed);
-    }
-    assert_eq!(
-        check(Answer::Passkey(Verdict::PossibleClone {
-            id: "pk-copied".into(),
-            name: "Blue key".into(),
-        })),
-        Checked::PasskeyRemoved { signed_out: false }
+    let copied = |key_id: &str, name: &str| {
+        Answer::Passkey(Verdict::PossibleClone {
+            id: key_id.into(),
+            name: name.into(),
+        })
+    };
+    let (_this, _other) = (
+        password_only(&app, "o@example.gov"),
+        password_only(&app, "o@example.gov"),
     );
-    assert_eq!(sessions_of(&app), 0, "the account's other sessions ended");
-    let left: Vec<String> = app.with_conn(|c| {
-        passkeys::list(c, &id)
-            .unwrap()
-            .into_iter()
-            .map(|p| p.name)
-            .collect()
-    });
-    assert_eq!(left, vec!["Laptop".to_string()]);
+    let this = sessions_of(&app)[0].clone();
+    for _ in 0..state.settings.second_factor_max_failures {
+        assert_eq!(
+            check(&this, Purpose::SignIn, Answer::Code("000000x")),
+            Checked::Failed
+        );
+    }
+
+    // At sign-in: the others end, this one (which has not given its factor) stays.
+    assert_eq!(
+        check(&this, Purpose::SignIn, copied("pk-copied", "Blue key")),
+        Checked::PasskeyRemoved {
+            ended: Ended::Others
+        }
+    );
+    assert_eq!(sessions_of(&app), vec![this.clone()]);
+    assert_eq!(names(&app), vec!["Laptop".to_string(), "Phone".to_string()]);
     let (object, reason): (Option<String>, Option<String>) = app.with_conn(|c| {
         audit_entries::table
             .filter(audit_entries::action.eq("mfa.passkey_possible_clone"))
@@ -867,25 +892,49 @@ fn a_passkey_whose_counter_went_back_is_refused_removed_and_audited() {
     });
     assert_eq!(object.as_deref(), Some(id.as_str()));
     assert!(reason.unwrap().contains("\"Blue key\""));
-    assert_eq!(app.audit_count("mfa.passkey_possible_clone"), 1);
 
-    // The last factor copied: the account is reset as two administrators would (its password voided), so that
-    // whoever holds the copy and the password cannot enrol a factor of their own.
+    // At a step-up: this session ends too.
+    assert_eq!(
+        check(&this, Purpose::StepUp, copied("pk-phone", "Phone")),
+        Checked::PasskeyRemoved { ended: Ended::All }
+    );
+    assert!(sessions_of(&app).is_empty());
+    assert_eq!(names(&app), vec!["Laptop".to_string()]);
+
+    // The last factor copied: the account is reset as two administrators would (its recovery codes gone, its
+    // password voided), so that whoever holds the copy and the password cannot enrol a factor of their own.
     app.with_conn(|c| {
         diesel::delete(totp_factors::table.filter(totp_factors::user_id.eq(&id)))
             .execute(c)
+            .unwrap();
+        diesel::insert_into(recovery_codes::table)
+            .values((
+                recovery_codes::id.eq("rc-1"),
+                recovery_codes::user_id.eq(&id),
+                recovery_codes::code_sha256.eq("00"),
+                recovery_codes::created_at.eq(now),
+            ))
+            .execute(c)
             .unwrap()
     });
+    let _again = password_only(&app, "o@example.gov");
+    let again = sessions_of(&app)[0].clone();
     assert_eq!(
-        check(Answer::Passkey(Verdict::PossibleClone {
-            id: "pk-other".into(),
-            name: "Laptop".into(),
-        })),
-        Checked::PasskeyRemoved { signed_out: true }
+        check(&again, Purpose::SignIn, copied("pk-other", "Laptop")),
+        Checked::PasskeyRemoved {
+            ended: Ended::AllAndPassword
+        }
     );
-    assert!(app
-        .with_conn(|c| passkeys::list(c, &id).unwrap())
-        .is_empty());
+    assert!(names(&app).is_empty());
+    assert!(sessions_of(&app).is_empty(), "this session ended too");
+    let codes: i64 = app.with_conn(|c| {
+        recovery_codes::table
+            .filter(recovery_codes::user_id.eq(&id))
+            .count()
+            .get_result(c)
+            .unwrap()
+    });
+    assert_eq!(codes, 0);
     let hash: String = app.with_conn(|c| {
         users::table
             .find(&id)
@@ -899,6 +948,7 @@ fn a_passkey_whose_counter_went_back_is_refused_removed_and_audited() {
         Status::SeeOther,
         "the voided password still signs in"
     );
+    assert_eq!(app.audit_count("mfa.passkey_possible_clone"), 3);
 }
 
 /// A session that gave the password but not the factor it owes ends after a quarter of an hour, however often it is

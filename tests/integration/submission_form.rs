@@ -896,8 +896,9 @@ fn the_receipt_shows_what_was_received_not_an_unsent_correction() {
     // A correction saved, not sent: a new title, the file replaced, another added.
     let replace = format!("replace_{one}");
     let mut parts = complete_fields("Corrected, not sent.", "draft");
-    parts.retain(|p| !matches!(p, Part::Text("title", _)));
+    parts.retain(|p| !matches!(p, Part::Text("title" | "sector", _)));
     parts.push(Part::Text("title", "Title of the unsent correction"));
+    parts.push(Part::Text("sector", "Dams"));
     parts.push(Part::File(&replace, "corrected.pdf", &fixed));
     parts.push(Part::File("file_1", "added-later.pdf", &extra));
     parts.push(Part::Text("description_1", "Added in the correction"));
@@ -917,6 +918,10 @@ fn the_receipt_shows_what_was_received_not_an_unsent_correction() {
             page.body
         );
         assert!(page.body.contains("as-sent.pdf"), "{uri}");
+        assert!(
+            page.body.contains("Energy") && !page.body.contains("Dams"),
+            "{uri}: the sector as sent"
+        );
         for unsent in [
             "Title of the unsent correction",
             "corrected.pdf",
@@ -935,6 +940,7 @@ fn the_receipt_shows_what_was_received_not_an_unsent_correction() {
     let page = sub.get(&format!("/submissions/{id}/receipt"));
     assert!(page.body.contains("Title of the unsent correction"));
     assert!(page.body.contains("corrected.pdf") && page.body.contains("added-later.pdf"));
+    assert!(page.body.contains("Dams"));
     assert!(!page.body.contains("not sent yet"));
 }
 

@@ -267,7 +267,7 @@ async fn give_second_factor(
                 )));
             }
             refused => {
-                signed_out = matches!(refused, Checked::PasskeyRemoved { signed_out: true });
+                signed_out = refused.signed_out();
                 (
                     match refused {
                         Checked::Throttled => Status::TooManyRequests,
@@ -278,11 +278,12 @@ async fn give_second_factor(
             }
         }
     };
-    let options = if signed_out {
-        None
-    } else {
-        step_up::passkey_options(ctx.state, &who).await?
-    };
+    if signed_out {
+        // The browser forgets the ended session; the sign-in page says why.
+        crate::web::guards::remove_session_cookie(ctx.tls, jar);
+        return Ok(Either::Left(Notice::redirect("/login", error)));
+    }
+    let options = step_up::passkey_options(ctx.state, &who).await?;
     Ok(Either::Right(
         Page::new("login_second_factor.html.tera")
             .status(status)

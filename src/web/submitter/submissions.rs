@@ -950,7 +950,11 @@ struct ReceiptView<'a> {
     /// `None`: sent before the portal kept who affirmed (the audit log names who sent it).
     submitter: Option<String>,
     submitter_email: &'a str,
+    /// The sector as received (a correction's save changes the row's).
+    sector: &'a str,
     correction_pending: bool,
+    /// The pending correction can still be sent (the submission is defective).
+    correction_sendable: bool,
 }
 
 impl ReceiptParts {
@@ -972,7 +976,9 @@ impl ReceiptParts {
                 .as_ref()
                 .map(|u| crate::workflow::content::visible(&u.display_name)),
             submitter_email: self.affirmed_by.as_ref().map_or("", |u| u.email.as_str()),
+            sector: sub.sent_sector.as_deref().unwrap_or(&sub.sector),
             correction_pending: self.correction_pending,
+            correction_sendable: sub.status() == LifeStatus::Defective,
         }
     }
 }
