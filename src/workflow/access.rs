@@ -334,6 +334,16 @@ pub enum Reading {
     FormAgain,
 }
 
+impl Reading {
+    /// What the `content.viewed` entry says of it.
+    fn detail(&self) -> Option<&'static str> {
+        match self {
+            Reading::Page(detail) => *detail,
+            Reading::FormAgain => Some("form shown again"),
+        }
+    }
+}
+
 /// The decrypted content document, recorded as viewed. `None` once the content was destroyed (the record
 /// is still shown), or for a draft nothing was saved in yet.
 pub async fn read_content(
@@ -349,20 +359,23 @@ pub async fn read_content(
     if admitted.content_destroyed() {
         return Ok(None);
     }
+    let detail = reading.detail().map(str::to_string);
+    read_version(services, admitted, actor, blob_id, detail)
+        .await
+        .map(Some)
+}
+
+/// One content version of an admitted submission, decrypted and recorded as viewed with `detail`.
+async fn read_version(
+    services: &Services,
+    admitted: &Admitted,
+    actor: &Actor,
+    blob_id: &str,
+    detail: Option<String>,
+) -> AppResult<Content> {
     let content = documents::read_content(services, blob_id).await?;
-    let detail = match reading {
-        Reading::Page(detail) => detail,
-        Reading::FormAgain => Some("form shown again"),
-    };
-    record_access(
-        services,
-        admitted,
-        actor,
-        "content.viewed",
-        detail.map(str::to_string),
-    )
-    .await?;
-    Ok(Some(content))
+    record_access(services, admitted, actor, "content.viewed", detail).await?;
+    Ok(content)
 }
 
 /// The content document as the Office last received it, recorded as viewed, and whether the organisation has
@@ -375,32 +388,17 @@ pub async fn read_sent_content(
     reading: Reading,
 ) -> AppResult<Option<(Content, bool)>> {
     let sub = &admitted.submission;
-    let (Some(current), Some(sent)) = (
-        sub.content_blob_id.as_deref(),
-        sub.sent_content_blob_id.as_deref(),
-    ) else {
-        return Ok(read_content(services, admitted, actor, reading)
-            .await?
-            .map(|c| (c, false)));
+    // The sent version when it is not the current one (a correction pending), else the current one as usual.
+    let pending = match (&sub.content_blob_id, &sub.sent_content_blob_id) {
+        (Some(current), Some(sent)) if current != sent && !admitted.content_destroyed() => sent,
+        _ => {
+            return Ok(read_content(services, admitted, actor, reading)
+                .await?
+                .map(|c| (c, false)))
+        }
     };
-    if current == sent || admitted.content_destroyed() {
-        return Ok(read_content(services, admitted, actor, reading)
-            .await?
-            .map(|c| (c, false)));
-    }
-    let content = documents::read_content(services, sent).await?;
-    let detail = match reading {
-        Reading::Page(detail) => detail,
-        Reading::FormAgain => Some("form shown again"),
-    };
-    record_access(
-        services,
-        admitted,
-        actor,
-        "content.viewed",
-        Some(format!("{} (as last sent)", detail.unwrap_or("page"))),
-    )
-    .await?;
+    let detail = format!("{} (as last sent)", reading.detail().unwrap_or("page"));
+    let content = read_version(services, admitted, actor, pending, Some(detail)).await?;
     Ok(Some((content, true)))
 }
 
