@@ -264,6 +264,7 @@ diesel::table! {
         disposition_due_at -> Nullable<BigInt>,
         sent_content_blob_id -> Nullable<Text>,
         sent_sector -> Nullable<Text>,
+        sent_title_sealed -> Nullable<Text>,
     }
 }
 

@@ -162,7 +162,7 @@ pub struct QueueRow {
     /// The officer handling it: account id and display name.
     pub assigned_to: Option<String>,
     pub handled_by: Option<String>,
-    /// The title as stored (sealed); the page opens it into `title` for its own rows only.
+    /// The title as the Office received it (sealed); the page opens it into `title` for its own rows only.
     #[serde(skip)]
     pub title_sealed: Option<String>,
     pub title: Option<String>,
@@ -362,7 +362,8 @@ macro_rules! load_page {
                 submissions::cured_at,
                 submissions::assigned_to,
                 handler,
-                submissions::title_sealed,
+                // The title as the Office received it: a correction being drafted is the organisation's own.
+                submissions::sent_title_sealed,
             ))
             .into_boxed::<$backend>();
         sorted!(rows, f.sort).load::<RawRow>($conn)
@@ -697,7 +698,7 @@ pub fn search(conn: &mut DbConn, f: &SearchFilter) -> QueryResult<SearchPage> {
             submissions::received_at,
             submissions::cured_at,
             handler,
-            submissions::title_sealed,
+            submissions::sent_title_sealed,
         ))
         .load(conn)?;
     let mut by_id: std::collections::HashMap<String, Raw> =

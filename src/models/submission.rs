@@ -304,6 +304,7 @@ pub fn set_status_affirmed(
             // Sent as it stands: the version the Office now holds as received.
             submissions::sent_content_blob_id.eq(submissions::content_blob_id),
             submissions::sent_sector.eq(submissions::sector.nullable()),
+            submissions::sent_title_sealed.eq(submissions::title_sealed),
         ))
         .execute(conn)
 }
@@ -511,7 +512,7 @@ pub fn bump_tracking_counter(conn: &mut DbConn, year: i32) -> QueryResult<i64> {
 }
 
 /// A submission's case: who handles it and since when, whether it came back cured and awaits a new decision,
-/// and its title as stored (sealed; `None` for a row saved before titles were kept).
+/// and its titles as stored (sealed; `None` for a row saved before titles were kept).
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = submissions)]
 pub struct CaseRow {
@@ -519,6 +520,8 @@ pub struct CaseRow {
     pub assigned_at: Option<i64>,
     pub cured_at: Option<i64>,
     pub title_sealed: Option<String>,
+    /// The title as the Office last received it (`None` while not yet indexed, see migration 26).
+    pub sent_title_sealed: Option<String>,
 }
 
 pub fn case_of(conn: &mut DbConn, id: &str) -> QueryResult<CaseRow> {
@@ -550,20 +553,38 @@ pub fn set_cured(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<usize> {
         .execute(conn)
 }
 
-/// The title of the current content, sealed to the submission's data key.
-/// The status and sealed title of each of `ids` (for a list's titles).
+/// Which of a submission's titles a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TitleAsOf {
+    /// As last saved (`title_sealed`): the organisation's own lists, its drafts and unsent corrections included.
+    Saved,
+    /// As the Office last received it (`sent_title_sealed`): everyone outside the organisation.
+    Sent,
+}
+
+/// The status and sealed title (sealed to the submission's data key) of each of `ids`, for a list's titles.
 pub fn sealed_titles(
     conn: &mut DbConn,
     ids: &[String],
+    as_of: TitleAsOf,
 ) -> QueryResult<Vec<(String, Status, Option<String>)>> {
-    let rows: Vec<(String, String, Option<String>)> = submissions::table
-        .filter(submissions::id.eq_any(ids))
-        .select((
-            submissions::id,
-            submissions::status,
-            submissions::title_sealed,
-        ))
-        .load(conn)?;
+    let query = submissions::table.filter(submissions::id.eq_any(ids));
+    let rows: Vec<(String, String, Option<String>)> = match as_of {
+        TitleAsOf::Saved => query
+            .select((
+                submissions::id,
+                submissions::status,
+                submissions::title_sealed,
+            ))
+            .load(conn)?,
+        TitleAsOf::Sent => query
+            .select((
+                submissions::id,
+                submissions::status,
+                submissions::sent_title_sealed,
+            ))
+            .load(conn)?,
+    };
     Ok(rows
         .into_iter()
         .filter_map(|(id, status, title)| Some((id, Status::parse(&status)?, title)))
@@ -633,13 +654,38 @@ pub fn disseminations_filtered(
     Ok((total, rows))
 }
 
-/// Fills a title left empty by a row saved before titles were kept (never overwrites one).
-pub fn fill_title(conn: &mut DbConn, id: &str, title_sealed: &str) -> QueryResult<usize> {
-    diesel::update(
+/// Fills the titles left empty (a row saved before titles were kept, or one sent before the title as sent was
+/// kept) from content version `version`: the title as saved if that version is the current one, the title as
+/// sent if it is the one the Office holds (or the current one, when which was sent is not known). Never overwrites
+/// a title, so a save or a send in between wins.
+pub fn fill_titles(
+    conn: &mut DbConn,
+    id: &str,
+    version: &str,
+    title_sealed: &str,
+) -> QueryResult<usize> {
+    let saved = diesel::update(
         submissions::table
             .find(id)
-            .filter(submissions::title_sealed.is_null()),
+            .filter(submissions::title_sealed.is_null())
+            .filter(submissions::content_blob_id.eq(version)),
     )
     .set(submissions::title_sealed.eq(title_sealed))
-    .execute(conn)
+    .execute(conn)?;
+    let sent = diesel::update(
+        submissions::table
+            .find(id)
+            .filter(submissions::status.ne(Status::Draft))
+            .filter(submissions::sent_title_sealed.is_null())
+            .filter(
+                submissions::sent_content_blob_id
+                    .eq(version)
+                    .or(submissions::sent_content_blob_id
+                        .is_null()
+                        .and(submissions::content_blob_id.eq(version))),
+            ),
+    )
+    .set(submissions::sent_title_sealed.eq(title_sealed))
+    .execute(conn)?;
+    Ok(saved + sent)
 }

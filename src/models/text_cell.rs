@@ -25,8 +25,10 @@ pub enum Column {
     AccessRequestRefuseReason,
     /// A case note's body (`models::case_note`).
     CaseNoteBody,
-    /// The submission's title for the officers' lists (`submissions.title_sealed`).
+    /// The submission's title as last saved, for its organisation's lists (`submissions.title_sealed`).
     SubmissionTitle,
+    /// The title as the Office last received it, for the officers' lists (`submissions.sent_title_sealed`).
+    SubmissionSentTitle,
     MessageBody,
     MessageFileName,
 }
@@ -129,13 +131,18 @@ pub fn cells_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<Cell>
     for (id, at, body) in crate::models::case_note::cells_of(conn, submission_id)? {
         push(Column::CaseNoteBody, &id, at, Some(body));
     }
-    let title: Option<(i64, Option<String>)> = submissions::table
+    let titles: Option<(i64, Option<String>, Option<String>)> = submissions::table
         .find(submission_id)
-        .select((submissions::updated_at, submissions::title_sealed))
+        .select((
+            submissions::updated_at,
+            submissions::title_sealed,
+            submissions::sent_title_sealed,
+        ))
         .first(conn)
         .optional()?;
-    if let Some((at, title)) = title {
+    if let Some((at, title, sent_title)) = titles {
         push(Column::SubmissionTitle, submission_id, at, title);
+        push(Column::SubmissionSentTitle, submission_id, at, sent_title);
     }
     let rows: Vec<(String, i64, String)> = messages::table
         .filter(messages::submission_id.eq(submission_id))
@@ -244,6 +251,13 @@ pub fn replace(conn: &mut DbConn, cell: &Cell, value: &str) -> QueryResult<bool>
                 .filter(submissions::title_sealed.eq(old)),
         )
         .set(submissions::title_sealed.eq(value))
+        .execute(conn)?,
+        Column::SubmissionSentTitle => diesel::update(
+            submissions::table
+                .find(id)
+                .filter(submissions::sent_title_sealed.eq(old)),
+        )
+        .set(submissions::sent_title_sealed.eq(value))
         .execute(conn)?,
         Column::MessageBody => {
             diesel::update(messages::table.find(id).filter(messages::body.eq(old)))

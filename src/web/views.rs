@@ -155,6 +155,23 @@ pub struct SubmissionView<'a> {
     pub marking: Marking,
 }
 
+/// [`submission_view`] for a reader admitted to it: while a correction is pending, those outside the organisation
+/// see the submission as the Office last received it (its sector, and its files as `files`, the rows they are shown).
+pub fn shown_submission_view<'a>(
+    admitted: &'a crate::workflow::access::Admitted,
+    files: &[crate::models::attachment::Attachment],
+) -> SubmissionView<'a> {
+    let s = admitted.submission();
+    let mut view = submission_view(s);
+    if admitted.shown_as_sent() {
+        view.sector = s.sent_sector.as_deref().unwrap_or(&s.sector);
+        view.file_count = files.len() as i32;
+        view.total_bytes = files.iter().map(|a| a.size_bytes).sum();
+        view.total_label = human_size(view.total_bytes.max(0) as u64);
+    }
+    view
+}
+
 pub fn submission_view(s: &Submission) -> SubmissionView<'_> {
     let status = s.status();
     SubmissionView {

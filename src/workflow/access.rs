@@ -126,6 +126,39 @@ impl Admitted {
             || s.content_blob_id.is_none() && s.status() != Status::Draft
     }
 
+    /// The content version this reader is shown. The organisation's own members see it as last saved, a correction
+    /// they are drafting included; everyone else (officers, authorized users) the version the Office last received:
+    /// a defective submission's correction is the organisation's draft until it is sent, and nobody outside the
+    /// organisation reads a draft. (The current one when which was received is not known: see migration 25.)
+    pub fn shown_version(&self) -> Option<&str> {
+        let s = &self.submission;
+        if self.user.role() == Role::Submitter {
+            s.content_blob_id.as_deref()
+        } else {
+            s.sent_content_blob_id
+                .as_deref()
+                .or(s.content_blob_id.as_deref())
+        }
+    }
+
+    /// Whether this reader is shown a version older than the one last saved (a correction saved and not sent).
+    pub fn shown_as_sent(&self) -> bool {
+        self.shown_version() != self.submission.content_blob_id.as_deref()
+    }
+
+    /// The attachment rows this reader is shown, from all of the submission's (`rows`) and the content version it
+    /// is shown: the files as they were in the version received while a correction is pending.
+    pub fn shown_attachments(
+        &self,
+        shown: Option<&Content>,
+        rows: Vec<Attachment>,
+    ) -> Vec<Attachment> {
+        match shown {
+            Some(version) if self.shown_as_sent() => attachments_as_of(version, rows),
+            _ => rows,
+        }
+    }
+
     /// 410 once the content is gone: for the routes that exist only to hand content out.
     pub fn require_content(&self) -> AppResult<()> {
         if self.content_destroyed() {
@@ -344,22 +377,24 @@ impl Reading {
     }
 }
 
-/// The decrypted content document, recorded as viewed. `None` once the content was destroyed (the record
-/// is still shown), or for a draft nothing was saved in yet.
+/// The decrypted content document this reader is shown ([`Admitted::shown_version`]), recorded as viewed. `None`
+/// once the content was destroyed (the record is still shown), or for a draft nothing was saved in yet.
 pub async fn read_content(
     services: &Services,
     admitted: &Admitted,
     actor: &Actor,
     reading: Reading,
 ) -> AppResult<Option<Content>> {
-    let sub = &admitted.submission;
-    let Some(blob_id) = sub.content_blob_id.as_deref() else {
+    let Some(blob_id) = admitted.shown_version() else {
         return Ok(None);
     };
     if admitted.content_destroyed() {
         return Ok(None);
     }
-    let detail = reading.detail().map(str::to_string);
+    let detail = match (reading.detail(), admitted.shown_as_sent()) {
+        (detail, false) => detail.map(str::to_string),
+        (detail, true) => Some(format!("{} (as last sent)", detail.unwrap_or("page"))),
+    };
     read_version(services, admitted, actor, blob_id, detail)
         .await
         .map(Some)
@@ -513,18 +548,20 @@ pub async fn open_attachment(
 ) -> AppResult<OpenedFile> {
     admitted.require_content()?;
     let sub = &admitted.submission;
-    let attachment = attachments(services, admitted)
-        .await?
+    let content = match admitted.shown_version() {
+        Some(b) => Some(documents::read_content(services, b).await?),
+        None => None,
+    };
+    // A file added by a correction not yet sent is not this reader's to see (a 404, as for any other id).
+    let rows = attachments(services, admitted).await?;
+    let attachment = admitted
+        .shown_attachments(content.as_ref(), rows)
         .into_iter()
         .find(|a| a.id == attachment_id)
         .ok_or(AppError::NotFound)?;
     let blob_id = attachment.blob_id.clone().ok_or_else(|| {
         AppError::Gone("This file was destroyed; only its digest remains.".into())
     })?;
-    let content = match &sub.content_blob_id {
-        Some(b) => Some(documents::read_content(services, b).await?),
-        None => None,
-    };
     let name = content
         .as_ref()
         .and_then(|c| c.attachments.get(&attachment.id))
@@ -563,8 +600,8 @@ pub async fn export_package(
 ) -> AppResult<Package> {
     admitted.require_content()?;
     let sub = &admitted.submission;
-    let blob_id = sub.content_blob_id.clone().ok_or_else(gone)?;
-    let content = documents::read_content(services, &blob_id).await?;
+    let blob_id = admitted.shown_version().ok_or_else(gone)?;
+    let content = documents::read_content(services, blob_id).await?;
     let thread = if crate::workflow::messages::reads_thread(reader) {
         crate::workflow::messages::for_package(services, admitted).await?
     } else {
@@ -576,6 +613,7 @@ pub async fn export_package(
         slot,
         sub,
         &content,
+        admitted.shown_as_sent(),
         thread,
         purpose,
         &reader.display_name,

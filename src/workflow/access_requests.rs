@@ -294,9 +294,11 @@ pub async fn grants_list(
             let mut admitted: HashMap<String, Option<String>> = HashMap::new();
             for g in &best {
                 if let Ok(sub) = access::decide(c, &u, &g.submission_id, now)? {
+                    // The version the Office holds (validated PCII: the current one).
                     let blob = sub
-                        .content_blob_id
+                        .sent_content_blob_id
                         .clone()
+                        .or_else(|| sub.content_blob_id.clone())
                         .filter(|_| !lifecycle::content_destroyed(sub.status()));
                     admitted.insert(sub.id.clone(), blob);
                 }
@@ -311,7 +313,12 @@ pub async fn grants_list(
         .filter(|(_, blob)| blob.is_some())
         .map(|(sid, _)| sid.clone())
         .collect();
-    let mut titles = crate::workflow::cases::titles_for(state, with_content).await?;
+    let mut titles = crate::workflow::cases::titles_for(
+        state,
+        with_content,
+        crate::models::submission::TitleAsOf::Sent,
+    )
+    .await?;
     // A submission saved before titles were kept has none there: its document, as the title's only source.
     for (sid, blob) in &admitted {
         let Some(blob) = blob else { continue };

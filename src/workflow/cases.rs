@@ -9,7 +9,7 @@ use crate::error::{AppError, AppResult};
 use crate::models::account::{self, User};
 use crate::models::case_note::{self, NewCaseNote};
 use crate::models::data_key;
-use crate::models::submission::{self, Scope, Submission};
+use crate::models::submission::{self, Scope, Submission, TitleAsOf};
 use crate::services::Services;
 use crate::workflow::decisions::{not_own, officer_fact};
 use crate::workflow::sealed_text::{Sealer, Texts};
@@ -228,15 +228,17 @@ pub fn title_of(texts: &Texts, status: Status, sealed: Option<&str>) -> Option<S
 
 /// The titles of the submissions `ids` for a list (an officer's dissemination log or access requests, a submitter's
 /// own submissions), keyed by submission id: opened for those rows only, none for a destroyed or returned submission.
+/// `as_of`: the organisation's own lists show titles as saved, everyone else's as the Office received them.
 pub async fn titles_for(
     state: &Services,
     mut ids: Vec<String>,
+    as_of: TitleAsOf,
 ) -> AppResult<std::collections::HashMap<String, String>> {
     ids.sort_unstable();
     ids.dedup();
     let rows = state
         .db
-        .run(move |c| Ok(submission::sealed_titles(c, &ids)?))
+        .run(move |c| Ok(submission::sealed_titles(c, &ids, as_of)?))
         .await?;
     let texts = Texts::load(state, rows.iter().map(|r| r.0.clone()).collect()).await?;
     Ok(rows
@@ -245,12 +247,23 @@ pub async fn titles_for(
         .collect())
 }
 
-/// Rows saved before titles were kept have none (`title_sealed` NULL): the lists show "(title not yet indexed)"
-/// until an officer opens the submission, whose page (which decrypts the content anyway) seals the title to the
-/// current data key here. A lazy backfill, not audited: it records no act, only an index of what the content
-/// already says, sealed like it. Only a NULL title is filled, so a save in between is never overwritten.
-pub async fn backfill_title(state: &Services, submission_id: &str, title: &str) -> AppResult<()> {
-    let (sid, title) = (submission_id.to_string(), title.trim().to_string());
+/// Rows saved before titles were kept have none (`title_sealed` NULL), nor rows sent with a correction pending
+/// before the title as sent was kept (`sent_title_sealed` NULL, migration 26): the lists show "(title not yet
+/// indexed)" until an officer opens the submission, whose page (which decrypts content version `version` anyway)
+/// seals its title to the current data key here, into whichever of the two it is the title of. A lazy backfill,
+/// not audited: it records no act, only an index of what the content already says, sealed like it. Only a NULL
+/// title is filled, so a save or a send in between is never overwritten.
+pub async fn backfill_title(
+    state: &Services,
+    submission_id: &str,
+    version: &str,
+    title: &str,
+) -> AppResult<()> {
+    let (sid, version, title) = (
+        submission_id.to_string(),
+        version.to_string(),
+        title.trim().to_string(),
+    );
     state
         .db
         .run(move |c| {
@@ -262,7 +275,7 @@ pub async fn backfill_title(state: &Services, submission_id: &str, title: &str) 
                     return Ok(());
                 };
                 let sealed = Sealer::to_key(&key)?.seal(&title)?;
-                submission::fill_title(tx, &sid, &sealed.stored)?;
+                submission::fill_titles(tx, &sid, &version, &sealed.stored)?;
                 Ok::<_, AppError>(())
             })
         })

@@ -33,12 +33,15 @@ pub struct Package {
 /// Builds the package of a submission, given its decrypted content document and the message thread to include
 /// (`None` when the asker is not one of its sides, or there are no messages). Called by the content-access service
 /// (`workflow::access::export_package`) only, once the asker was admitted.
-/// `purpose` is "export" or "return"; `by` names who asked (for the cover sheet).
+/// `purpose` is "export" or "return"; `by` names who asked (for the cover sheet). `older`: `content` is a version
+/// before the one last saved (the one the Office received, a correction pending), so the files are as it held them.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn build(
     state: &Services,
     slot: Slot,
     sub: &Submission,
     content: &Content,
+    older: bool,
     thread: Option<PackagedThread>,
     purpose: &str,
     by: &str,
@@ -63,6 +66,25 @@ pub(crate) async fn build(
             Ok(rows)
         })
         .await?;
+    let attachments = if older {
+        let mut blobs: HashMap<String, _> = attachments
+            .iter()
+            .map(|(a, blob)| (a.id.clone(), blob.clone()))
+            .collect();
+        let as_of = crate::workflow::access::attachments_as_of(
+            content,
+            attachments.into_iter().map(|(a, _)| a).collect(),
+        );
+        as_of
+            .into_iter()
+            .map(|a| {
+                let blob = blobs.remove(&a.id).flatten();
+                (a, blob)
+            })
+            .collect()
+    } else {
+        attachments
+    };
 
     let status = sub.status();
     let marking = marking_for(status, sub.tracking_number.as_deref());
@@ -173,7 +195,8 @@ pub(crate) async fn build(
         "status": status.as_str(),
         "marking": marking.title,
         "protection_statement": marking.statement,
-        "sector": sub.sector,
+        // The sector of the version packaged (a correction's draft may have changed the row's).
+        "sector": if older { sub.sent_sector.as_deref().unwrap_or(&sub.sector) } else { &sub.sector },
         "received_at": sub.received_at.map(crate::time::rfc3339),
         "decided_at": sub.decided_at.map(crate::time::rfc3339),
         "exported_at": crate::time::rfc3339(now),

@@ -534,13 +534,18 @@ fn titles_appear_in_the_queue_and_the_search_results() {
     });
     let stored = stored.unwrap();
     assert!(stored.starts_with("age:age1") && !stored.contains("Substation"));
-    // A row from before titles were kept says so, until an officer opens its page.
+    // A row from before titles were kept (neither title: migration 26 copied none) says so, until an officer
+    // opens its page, which indexes both (the version it reads is the current one and the one received).
     app.with_conn(|c| {
         diesel::update(submissions::table.find(&id))
-            .set(submissions::title_sealed.eq(None::<String>))
+            .set((
+                submissions::title_sealed.eq(None::<String>),
+                submissions::sent_title_sealed.eq(None::<String>),
+            ))
             .execute(c)
             .unwrap()
     });
+    assert!(!sub.get("/submissions").body.contains(TITLE));
     assert!(olga
         .get("/officer")
         .body
@@ -550,6 +555,7 @@ fn titles_appear_in_the_queue_and_the_search_results() {
         Status::Ok
     );
     assert!(olga.get("/officer").body.contains(TITLE));
+    assert!(sub.get("/submissions").body.contains(TITLE));
     // A destroyed submission shows no title.
     let page = sub.post(
         &format!("/submissions/{id}/withdraw"),

@@ -944,6 +944,189 @@ fn the_receipt_shows_what_was_received_not_an_unsent_correction() {
     assert!(!page.body.contains("not sent yet"));
 }
 
+/// A defective submission's correction is the organisation's draft until it is sent: officers see the submission
+/// as the Office received it — its title (on its page, in the queue and the search), narrative, sector and files,
+/// the file a correction replaced still current, a file it added not there (404 to a download, absent from the
+/// export package) — while its organisation sees its own correction; once the correction is sent, officers see it.
+#[test]
+fn officers_see_what_was_received_not_an_unsent_correction() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let (sent_file, fixed, extra) = (
+        file_bytes(3000, 1, "SENT"),
+        file_bytes(4000, 2, "FIXED"),
+        file_bytes(5000, 3, "EXTRA"),
+    );
+    let mut parts = complete_fields("Narrative as sent.", "submit");
+    parts.push(Part::File("file_1", "as-sent.pdf", &sent_file));
+    parts.push(Part::Text("description_1", "Diagram"));
+    let page = sub.post_multipart("/submissions", &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let id = submission_id_from(&location(&page));
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[
+            ("decision", "defective"),
+            ("reason", "The diagram is unreadable."),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let one = app.attachment_ids(&id)[0].clone();
+    let tracking: String = app.with_conn(|c| {
+        pcii_portal::db::schema::submissions::table
+            .find(&id)
+            .select(pcii_portal::db::schema::submissions::tracking_number)
+            .first::<Option<String>>(c)
+            .unwrap()
+            .unwrap()
+    });
+
+    let replace = format!("replace_{one}");
+    let mut parts = complete_fields("Narrative of the unsent correction.", "draft");
+    parts.retain(|p| !matches!(p, Part::Text("title" | "sector", _)));
+    parts.push(Part::Text("title", "Title of the unsent correction"));
+    parts.push(Part::Text("sector", "Dams"));
+    parts.push(Part::File(&replace, "corrected.pdf", &fixed));
+    parts.push(Part::File("file_1", "added-later.pdf", &extra));
+    parts.push(Part::Text("description_1", "Added in the correction"));
+    let page = sub.post_multipart(&format!("/submissions/{id}"), &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.status_of(&id), "defective");
+    let ids = app.attachment_ids(&id);
+    assert_eq!(
+        ids.len(),
+        3,
+        "the sent file, its replacement, the added file"
+    );
+    let unsent = [
+        "Title of the unsent correction",
+        "Narrative of the unsent correction.",
+        "corrected.pdf",
+        "added-later.pdf",
+        "Dams",
+    ];
+
+    let viewed_before = app.audit_reasons("content.viewed").len();
+    let page = officer.get(&format!("/officer/submissions/{id}"));
+    assert_eq!(page.status, Status::Ok, "{}", page.body);
+    for shown in [
+        "Substation 14 protection scheme",
+        "Narrative as sent.",
+        "as-sent.pdf",
+        "Energy",
+    ] {
+        assert!(page.body.contains(shown), "the page lacks {shown}");
+    }
+    for draft in unsent {
+        assert!(
+            !page.body.contains(draft),
+            "the officer's page shows {draft}"
+        );
+    }
+    let reasons = app.audit_reasons("content.viewed");
+    assert_eq!(reasons.len(), viewed_before + 1);
+    assert!(
+        reasons.iter().any(|r| r.contains("as last sent")),
+        "{reasons:?}"
+    );
+    for uri in [
+        "/officer?status=defective".to_string(),
+        "/officer/find?organisation=Acme".to_string(),
+    ] {
+        let page = officer.get(&uri);
+        assert_eq!(page.status, Status::Ok, "{uri}: {}", page.body);
+        assert!(page.body.contains(&tracking), "{uri} does not list it");
+        assert!(
+            page.body.contains("Substation 14 protection scheme"),
+            "{uri}"
+        );
+        assert!(
+            !page.body.contains("Title of the unsent correction"),
+            "{uri}"
+        );
+    }
+    // The organisation's own list shows its correction's title.
+    let home = sub.get("/submissions");
+    assert!(
+        home.body.contains("Title of the unsent correction"),
+        "{}",
+        home.body
+    );
+
+    let file = |id: &str, att: &str| format!("/officer/submissions/{id}/files/{att}");
+    let (status, body, _) = officer.get_bytes(&file(&id, &one));
+    assert_eq!(status, Status::Ok);
+    assert_eq!(body.as_deref(), Some(&sent_file[..]));
+    for later in &ids[1..] {
+        let (status, _, _) = officer.get_bytes(&file(&id, later));
+        assert_eq!(status, Status::NotFound, "a file of the unsent correction");
+    }
+    let (status, zip, _) = officer.get_bytes(&format!("/officer/submissions/{id}/export"));
+    assert_eq!(status, Status::Ok);
+    let (_, members) = common::zip_members(&zip.unwrap());
+    let text: String = members
+        .iter()
+        .map(|(name, bytes)| format!("{name}\n{}\n", String::from_utf8_lossy(bytes)))
+        .collect();
+    assert!(text.contains("Narrative as sent."), "{text}");
+    assert!(members.iter().any(|(_, b)| b == &sent_file));
+    assert!(!members.iter().any(|(_, b)| b == &fixed || b == &extra));
+    for draft in unsent {
+        assert!(!text.contains(draft), "the export holds {draft}");
+    }
+
+    // Sent with a correction pending before the title as sent was kept (migration 26 leaves it empty): listed as
+    // not yet indexed, never with the draft's title, until an officer's page opens the version received and
+    // indexes its title.
+    app.with_conn(|c| {
+        use pcii_portal::db::schema::submissions;
+        diesel::update(submissions::table.find(&id))
+            .set(submissions::sent_title_sealed.eq(None::<String>))
+            .execute(c)
+            .unwrap()
+    });
+    let page = officer.get("/officer?status=defective");
+    assert!(
+        page.body.contains("(title not yet indexed)"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("Title of the unsent correction"));
+    assert_eq!(
+        officer.get(&format!("/officer/submissions/{id}")).status,
+        Status::Ok
+    );
+    let page = officer.get("/officer?status=defective");
+    assert!(
+        page.body.contains("Substation 14 protection scheme"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("Title of the unsent correction"));
+    let home = sub.get("/submissions");
+    assert!(
+        home.body.contains("Title of the unsent correction"),
+        "the draft's own title kept"
+    );
+
+    // Sent: officers see the correction.
+    let check = sub.get(&format!("/submissions/{id}/check"));
+    assert_eq!(check.status, Status::Ok, "{}", check.body);
+    let page = send(&mut sub, &id, &version(&check.body), &ALL_AFFIRMED);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let page = officer.get(&format!("/officer/submissions/{id}"));
+    for sent in unsent {
+        assert!(page.body.contains(sent), "the officer's page lacks {sent}");
+    }
+    let page = officer.get("/officer");
+    assert!(page.body.contains("Title of the unsent correction"));
+    for later in &ids[1..] {
+        let (status, _, _) = officer.get_bytes(&file(&id, later));
+        assert_eq!(status, Status::Ok);
+    }
+}
+
 /// A page older than the stored version, refused for a file over a limit (the save never reached the stale check),
 /// comes back still standing on the version it was made from: saving from it again is refused as stale, not
 /// written over the newer version.

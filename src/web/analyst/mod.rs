@@ -15,7 +15,7 @@ use crate::web::forms::CsrfForm;
 use crate::web::guards::{AnalystUser, Ctx, FreshFactor};
 use crate::web::officer::forms::FormView;
 use crate::web::pages::{Notice, Page};
-use crate::web::views::{content_view, file_views, submission_view};
+use crate::web::views::{content_view, file_views};
 use crate::workflow::access::{self, Reading};
 use crate::workflow::access_requests::{self, EXPIRY_WARNING_DAYS};
 use crate::workflow::content::FieldErrors;
@@ -30,10 +30,16 @@ async fn detail(ctx: Ctx<'_>, user: AnalystUser<'_>, id: &str) -> AppResult<Page
     let content = access::read_content(ctx.state, &admitted, &ctx.actor, Reading::Page(None))
         .await?
         .ok_or_else(|| AppError::Gone("The content of this submission was destroyed.".into()))?;
-    let attachments = access::attachments(ctx.state, &admitted).await?;
+    let attachments = admitted.shown_attachments(
+        Some(&content),
+        access::attachments(ctx.state, &admitted).await?,
+    );
     let sub = admitted.submission();
     Ok(Page::new("analyst/submission.html.tera")
-        .with("submission", submission_view(sub))
+        .with(
+            "submission",
+            crate::web::views::shown_submission_view(&admitted, &attachments),
+        )
         .with("content", content_view(&content))
         .with("files", file_views(Some(&content), &attachments))
         .with(

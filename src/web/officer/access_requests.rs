@@ -147,6 +147,7 @@ async fn page(
     let titles = crate::workflow::cases::titles_for(
         ctx.state,
         rows.iter().map(|q| q.r.submission_id.clone()).collect(),
+        crate::models::submission::TitleAsOf::Sent,
     )
     .await?;
     // Access is asked for validated PCII only: a title shown is PCII.

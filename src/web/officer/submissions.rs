@@ -129,8 +129,14 @@ pub(super) async fn submission_page(
             ))
         })
         .await?;
-    if let (Some(c), None) = (&content, &case.title_sealed) {
-        cases::backfill_title(state, &sub.id, &c.title).await?;
+    // The files as the version shown held them (a correction's draft is the organisation's own until it is sent).
+    let attachments = admitted.shown_attachments(content.as_ref(), attachments);
+    if let (Some(c), Some(version)) = (&content, admitted.shown_version()) {
+        if case.sent_title_sealed.is_none()
+            || case.title_sealed.is_none() && !admitted.shown_as_sent()
+        {
+            cases::backfill_title(state, &sub.id, version, &c.title).await?;
+        }
     }
     // Who affirmed the express statement, as the receipt names the person (PCII.md: who, when, which version).
     let affirmed_by = access::affirmed_by(state, admitted)
@@ -275,7 +281,10 @@ pub(super) async fn submission_page(
             "messages_link",
             format!("/officer/submissions/{}/messages", sub.id),
         )
-        .with("submission", submission_view(sub))
+        .with(
+            "submission",
+            crate::web::views::shown_submission_view(admitted, &attachments),
+        )
         .with("content", content.as_ref().map(content_view))
         .with("files", file_views(content.as_ref(), &attachments))
         .with(
@@ -927,6 +936,7 @@ async fn dissemination_log(
     let titles = cases::titles_for(
         ctx.state,
         rows.iter().map(|r| r.submission_id.clone()).collect(),
+        crate::models::submission::TitleAsOf::Sent,
     )
     .await?;
     // Every release is of validated PCII, and its details (what, to whom, under which arrangement) describe it.

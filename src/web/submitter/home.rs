@@ -43,6 +43,7 @@ async fn submitter_home(
     let titles = crate::workflow::cases::titles_for(
         ctx.state,
         rows.iter().map(|r| r.row.id.clone()).collect(),
+        crate::models::submission::TitleAsOf::Saved,
     )
     .await?;
     let unread_messages = crate::workflow::messages::unread_for_user(
