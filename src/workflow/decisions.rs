@@ -167,15 +167,25 @@ where
         .await
 }
 
-/// What a page showed an officer of a submission: its status, when it last changed and its content version. A
-/// decision posted from that page carries it, and is refused when the submission is no longer as shown (a cure sent,
-/// a cure's draft saved, another officer's decision): an officer decides on what it read.
+/// What a page showed an officer of a submission: its status, the content version officers are shown (the one the
+/// Office received), when it was last sent and last decided. A decision posted from that page carries it, and is
+/// refused when the submission is no longer as shown (a cure sent, another officer's decision, a withdrawal): an
+/// officer decides on what it read. A correction the organisation saves and has not sent is not the Office's yet:
+/// it changes nothing officers see, so it does not make their pages stale either.
 pub fn seen_token(sub: &Submission) -> String {
+    let at = |t: Option<i64>| t.map_or_else(String::new, |t| t.to_string());
     format!(
-        "{}-{}-{}",
+        "{}-{}-{}-{}-{}-{}-{}",
         sub.status.as_str(),
-        sub.updated_at,
-        sub.content_blob_id.as_deref().unwrap_or("")
+        sub.sent_content_blob_id
+            .as_deref()
+            .or(sub.content_blob_id.as_deref())
+            .unwrap_or(""),
+        at(sub.statement_affirmed_at),
+        at(sub.defect_notice_at),
+        at(sub.decided_at),
+        sub.disposition.map_or("", |d| d.as_str()),
+        at(sub.closed_at),
     )
 }
 
@@ -183,8 +193,8 @@ pub fn seen_token(sub: &Submission) -> String {
 pub fn still_as_seen(sub: &Submission, seen: Option<&str>) -> AppResult<()> {
     match seen {
         Some(seen) if seen != seen_token(sub) => Err(AppError::Conflict(
-            "This submission changed after your page showed it (the submitter sent or saved a cure, or another \
-             officer decided). Nothing was recorded: review it again before deciding."
+            "This submission changed after your page showed it (the submitter sent a cure or withdrew it, or \
+             another officer decided). Nothing was recorded: review it again before deciding."
                 .into(),
         )),
         _ => Ok(()),

@@ -1099,6 +1099,64 @@ fn a_final_decision_confirmed_after_the_submission_changed_is_refused() {
     assert_eq!(app.status_of(&id), "validated");
 }
 
+/// A correction the organisation saves and does not send is its own draft: it changes nothing officers see, so an
+/// officer's page from before it is not stale, and the decision confirmed on it is recorded.
+#[test]
+fn a_correction_saved_and_not_sent_does_not_make_an_officers_page_stale() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut sub, &[file_bytes(50_000, 1, "")]);
+    let decision = format!("/officer/submissions/{id}/decision");
+    let page = officer.post(
+        &decision,
+        &[
+            ("decision", "defective"),
+            ("reason", "File 1 is unreadable."),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther);
+    app.advance(31 * DAY);
+    for (browser, email) in [
+        (&mut officer, "olga@pcii.example.gov"),
+        (&mut sub, "ann@acme.example"),
+    ] {
+        assert_eq!(browser.login(email, common::PASSWORD), Status::SeeOther);
+    }
+    let reason = "Defects not cured.";
+    let page = officer.post(
+        &decision,
+        &[("decision", "not_validated"), ("reason", reason)],
+    );
+    assert_eq!(page.status, Status::Ok, "{}", page.body);
+    let seen = seen_on(&page.body);
+
+    // Meanwhile the submitter saves a correction, and does not send it.
+    app.advance(1);
+    let mut parts = complete_fields("A correction, not sent", "draft");
+    for a in app.attachment_ids(&id) {
+        parts.push(Part::Text(
+            Box::leak(format!("attachment_description_{a}").into_boxed_str()),
+            "desc",
+        ));
+    }
+    let saved = sub.post_multipart(&format!("/submissions/{id}"), &parts);
+    assert_eq!(saved.status, Status::SeeOther, "{}", saved.body);
+    assert_eq!(app.status_of(&id), "defective");
+
+    let page = officer.post(
+        &decision,
+        &[
+            ("decision", "not_validated"),
+            ("reason", reason),
+            ("confirm", "1"),
+            ("seen", &seen),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.status_of(&id), "not_validated");
+}
+
 /// The submission page's decision form carries what the page showed: an officer who read one version, and decides
 /// after another officer's defect notice and the submitter's cure, decides nothing (a validation would have applied
 /// to content the officer never opened; a second defect notice would have restarted the cure period).
