@@ -346,6 +346,24 @@ pub mod messages {
         }
     }
 
+    /// Sent to a person whose passkey was refused and removed because it signed with a counter it had already used
+    /// (the sign of a copy). Names neither the passkey nor where it was used; says what was reset and what to do.
+    pub fn passkey_removed(to: &str, name: &str, link: &str) -> Mail {
+        Mail {
+            to: to.into(),
+            subject: "A passkey was removed from your PCII portal account".into(),
+            body: format!(
+                "Hello {name},\n\nA passkey of your PCII portal account was used with a signature count it had \
+                 already used: the sign that it may have been copied. The portal refused it, removed it from your \
+                 account and ended your account's other sessions. If it was your only second factor, your \
+                 password and recovery codes were reset as well: choose a new password with \"Forgot your \
+                 password?\" on the sign-in page, then set up a second factor again.\n\nIf you did not expect \
+                 this, tell the PCII Program Office at once: someone may hold a copy of your passkey and your \
+                 password. Your second factors:\n\n{link}\n{SIGNATURE}"
+            ),
+        }
+    }
+
     /// Sent to the organisation's members when the Program Office destroyed a submission's information because the
     /// organisation did not choose return or destruction, or take its return package, in time. Names nothing of it.
     pub fn destroyed(to: &str, name: &str, link: &str) -> Mail {

@@ -609,6 +609,15 @@ pub fn check(
                 let n = crate::models::session::delete_others(tx, &user.id, session_hash)?;
                 (Ended::Others, format!("{n} other session(s) ended"))
             };
+            // The person learns of it by mail (sent once this commits; a notification round retries it), before
+            // the next sign-in: it may not be the person who used the copy.
+            crate::workflow::pending_mail::enqueue_to_account(
+                tx,
+                crate::workflow::notifications::Kind::PasskeyRemoved,
+                &user.id,
+                "/account/security",
+                now,
+            )?;
             let event = Event::new("mfa.passkey_possible_clone", Outcome::Refused)
                 .object("account", &user.id)
                 .reason(format!(

@@ -46,6 +46,21 @@ pub fn due(conn: &mut DbConn, now: i64, limit: i64) -> QueryResult<Vec<PendingMa
         .load(conn)
 }
 
+/// The rows of `kind` queued for `user_id` at `at`.
+pub fn of_user_created_at(
+    conn: &mut DbConn,
+    user_id: &str,
+    kind: &str,
+    at: i64,
+) -> QueryResult<Vec<PendingMail>> {
+    pending_mail::table
+        .filter(pending_mail::user_id.eq(user_id))
+        .filter(pending_mail::kind.eq(kind))
+        .filter(pending_mail::created_at.eq(at))
+        .select(PendingMail::as_select())
+        .load(conn)
+}
+
 /// The row `id`, if it is still queued.
 pub fn find_opt(conn: &mut DbConn, id: &str) -> QueryResult<Option<PendingMail>> {
     pending_mail::table

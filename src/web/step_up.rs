@@ -114,8 +114,9 @@ pub async fn check_answer(
     let passkeys = state.passkeys.clone();
     let limits = Limits::from_settings(&state.settings);
     let (user, session_hash) = (who.user.clone(), who.session_hash.clone());
+    let user_id = user.id.clone();
     let now = state.clock.now();
-    state
+    let checked = state
         .db
         .run(move |c| {
             let checker = Checker {
@@ -143,7 +144,24 @@ pub async fn check_answer(
                 now,
             )
         })
-        .await
+        .await?;
+    if matches!(checked, Checked::PasskeyRemoved { .. }) {
+        // The mail the check queued with the removal, sent now (a notification round sends it if this fails).
+        let kind = crate::workflow::notifications::Kind::PasskeyRemoved;
+        match state
+            .db
+            .run(move |c| crate::workflow::pending_mail::queued_at(c, &user_id, kind, now))
+            .await
+        {
+            Ok(queued) => {
+                crate::workflow::pending_mail::send_now(state, queued).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a passkey removal's mail is left to the notification round")
+            }
+        }
+    }
+    Ok(checked)
 }
 
 /// Options for a passkey ceremony on a page that asks for the factor (`None` when the account has no passkey or

@@ -53,10 +53,14 @@ pub enum Kind {
     DispositionReminder,
     /// The Program Office destroyed a submission whose organisation let that deadline pass (sent like a message's).
     Destroyed,
+    /// A passkey of the person's account was refused and removed as a possible copy (sent like a message's, to the
+    /// account's own address, whatever its role): whoever holds the copy may be signing in as the person, who must
+    /// learn of it before the next sign-in, and reset a password voided with it.
+    PasskeyRemoved,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::DefectNotice,
         Kind::CureReminder7,
         Kind::CureReminder2,
@@ -70,6 +74,7 @@ impl Kind {
         Kind::Decided,
         Kind::DispositionReminder,
         Kind::Destroyed,
+        Kind::PasskeyRemoved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,6 +92,7 @@ impl Kind {
             Kind::Decided => "decision",
             Kind::DispositionReminder => "disposition_reminder",
             Kind::Destroyed => "destroyed_unclaimed",
+            Kind::PasskeyRemoved => "passkey_removed",
         }
     }
 
@@ -116,6 +122,7 @@ impl Kind {
             Kind::Destroyed => {
                 "The Program Office destroying a submission whose return-or-destroy deadline passed"
             }
+            Kind::PasskeyRemoved => "A passkey of your account removed because it may have been copied",
         }
     }
 
@@ -130,6 +137,7 @@ impl Kind {
             Kind::MergeProposed => Some("nothing merges without your organisation's consent"),
             Kind::Decided => Some("a decision may wait for your organisation's choice"),
             Kind::Destroyed => Some("a destruction record is owed to your organisation"),
+            Kind::PasskeyRemoved => Some("it is about who can sign in as you"),
             _ => None,
         }
     }
@@ -223,6 +231,9 @@ impl Kind {
             Kind::MergeProposed => return crate::mail::messages::merge_proposed(&r.email, name, link),
             Kind::Decided => return crate::mail::messages::decided(&r.email, name, link),
             Kind::Destroyed => return crate::mail::messages::destroyed(&r.email, name, link),
+            Kind::PasskeyRemoved => {
+                return crate::mail::messages::passkey_removed(&r.email, name, link)
+            }
         };
         Mail {
             to: r.email.clone(),

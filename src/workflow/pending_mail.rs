@@ -54,6 +54,7 @@ fn build(kind: Kind, email: &str, name: &str, link: &str) -> Option<Mail> {
         Kind::MergeProposed => Some(mails::merge_proposed(email, name, link)),
         Kind::Decided => Some(mails::decided(email, name, link)),
         Kind::Destroyed => Some(mails::destroyed(email, name, link)),
+        Kind::PasskeyRemoved => Some(mails::passkey_removed(email, name, link)),
         _ => None,
     }
 }
@@ -69,9 +70,28 @@ pub fn enqueue(
     now: i64,
 ) -> AppResult<Queued> {
     // Built when it is sent (see `plan`); a kind that has no mail is refused here, in the act.
-    build(kind, email, name, &mailer.link(path)).ok_or_else(|| {
-        crate::error::AppError::Internal(format!("no queued mail of kind {}", kind.as_str()))
-    })?;
+    build(kind, email, name, &mailer.link(path)).ok_or_else(|| no_mail(kind))?;
+    insert(tx, kind, user_id, path, now)
+}
+
+fn no_mail(kind: Kind) -> crate::error::AppError {
+    crate::error::AppError::Internal(format!("no queued mail of kind {}", kind.as_str()))
+}
+
+/// [`enqueue`] for a mail to the account's own address, by an act that has no mailer at hand (a second-factor check):
+/// the address and name are read when it is sent, as always.
+pub fn enqueue_to_account(
+    tx: &mut DbConn,
+    kind: Kind,
+    user_id: &str,
+    path: &str,
+    now: i64,
+) -> AppResult<Queued> {
+    build(kind, "", "", path).ok_or_else(|| no_mail(kind))?;
+    insert(tx, kind, user_id, path, now)
+}
+
+fn insert(tx: &mut DbConn, kind: Kind, user_id: &str, path: &str, now: i64) -> AppResult<Queued> {
     let row = PendingMail {
         id: crate::db::new_id(),
         kind: kind.as_str().to_string(),
@@ -86,6 +106,18 @@ pub fn enqueue(
         id: row.id,
         next_attempt_at: row.next_attempt_at,
     })
+}
+
+/// The mail of `kind` queued for `user_id` at `at` by an act that could not hand its [`Queued`] back (a check made
+/// below the web layer, which then sends it with [`send_now`]).
+pub fn queued_at(conn: &mut DbConn, user_id: &str, kind: Kind, at: i64) -> AppResult<Vec<Queued>> {
+    Ok(model::of_user_created_at(conn, user_id, kind.as_str(), at)?
+        .into_iter()
+        .map(|row| Queued {
+            id: row.id,
+            next_attempt_at: row.next_attempt_at,
+        })
+        .collect())
 }
 
 /// What [`send_now`] did not send.
@@ -365,6 +397,7 @@ mod tests {
                         | Kind::MergeProposed
                         | Kind::Decided
                         | Kind::Destroyed
+                        | Kind::PasskeyRemoved
                 ),
                 "{kind:?}"
             );

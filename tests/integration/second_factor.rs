@@ -949,6 +949,27 @@ fn a_passkey_whose_counter_went_back_is_refused_removed_and_audited() {
         "the voided password still signs in"
     );
     assert_eq!(app.audit_count("mfa.passkey_possible_clone"), 3);
+
+    // Each removal queued a mail to the account's own address in its transaction (the web's check sends it at once;
+    // here a notification round does): three mails, naming no passkey, saying what to do.
+    assert_eq!(app.pending_mail(), 3);
+    app.advance(pcii_portal::workflow::pending_mail::AT_ONCE_GRACE + 1);
+    app.notification_round();
+    assert_eq!(app.pending_mail(), 0);
+    let mails: Vec<String> = app
+        .outbox()
+        .into_iter()
+        .filter(|m| m.contains("A passkey was removed from your PCII portal account"))
+        .collect();
+    assert_eq!(mails.len(), 3, "{mails:?}");
+    for m in &mails {
+        assert!(m.contains("To: o@example.gov"), "{m}");
+        assert!(
+            m.contains("/account/security") && m.contains("Forgot your"),
+            "{m}"
+        );
+        assert!(!m.contains("Blue key") && !m.contains("Laptop"), "{m}");
+    }
 }
 
 /// A session that gave the password but not the factor it owes ends after a quarter of an hour, however often it is
