@@ -115,17 +115,21 @@ fn wait<T>(task: JoinHandle<T>) -> io::Result<T> {
     futures::executor::block_on(task).map_err(|_| io::Error::other("an S3 client task failed"))
 }
 
-/// An object_store error as an I/O error of the right kind: a missing object is `NotFound`, refused credentials
-/// `PermissionDenied`, and anything else (no answer, a 5xx, a cut connection) `ConnectionAborted`, which the web layer
-/// answers 503 "try again". Messages say what failed without credentials (object_store's hold none).
+/// An object_store error as an I/O error of the right kind: a missing object is `NotFound`; anything else (no answer,
+/// a 5xx, a cut connection, and credentials the store refuses — expired or revoked since the start, which checked
+/// them) `ConnectionAborted`, which the web layer answers 503 "try again": each is the portal's fault, not the
+/// caller's, and passes once the store or its credentials are mended. Messages say what failed without credentials
+/// (object_store's hold none); the log names refused credentials as such.
 fn io_error(e: object_store::Error) -> io::Error {
     use object_store::Error as E;
-    let kind = match &e {
-        E::NotFound { .. } => return io::Error::new(io::ErrorKind::NotFound, "no such blob"),
-        E::PermissionDenied { .. } | E::Unauthenticated { .. } => io::ErrorKind::PermissionDenied,
-        _ => io::ErrorKind::ConnectionAborted,
-    };
-    io::Error::new(kind, format!("S3: {e}"))
+    match &e {
+        E::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, "no such blob"),
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            format!("S3 refused the portal's credentials (expired or revoked?): {e}"),
+        ),
+        _ => io::Error::new(io::ErrorKind::ConnectionAborted, format!("S3: {e}")),
+    }
 }
 
 /// Reads `[profile]`'s key pair from an AWS shared-credentials file.
@@ -518,6 +522,37 @@ impl Read for S3Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Credentials refused after the start (expired, revoked) are the portal's fault and pass once mended: a 503,
+    /// like a store that does not answer, not a 500; a missing object is still a missing object.
+    #[test]
+    fn refused_credentials_and_an_unanswering_store_are_unavailable_not_a_fault() {
+        use crate::error::AppError;
+        let source = || -> Box<dyn std::error::Error + Send + Sync> { "403 AccessDenied".into() };
+        let path = "blobs/x".to_string();
+        for e in [
+            object_store::Error::PermissionDenied {
+                path: path.clone(),
+                source: source(),
+            },
+            object_store::Error::Unauthenticated {
+                path: path.clone(),
+                source: source(),
+            },
+            object_store::Error::Generic {
+                store: "S3",
+                source: source(),
+            },
+        ] {
+            let app = AppError::from(io_error(e));
+            assert!(matches!(app, AppError::Unavailable(_)), "{app:?}");
+        }
+        let missing = io_error(object_store::Error::NotFound {
+            path,
+            source: source(),
+        });
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+    }
 
     #[test]
     fn locations_parse_and_refuse_what_could_address_elsewhere() {
