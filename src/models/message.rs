@@ -389,6 +389,61 @@ pub fn unread_by_submission(
     Ok(rows.into_iter().collect())
 }
 
+/// A thread whose last message is the organisation's: it waits for the Program Office's answer.
+#[derive(Debug, Clone, Serialize, Queryable)]
+pub struct AwaitingOffice {
+    pub submission_id: String,
+    pub tracking_number: Option<String>,
+    pub organisation_id: String,
+    pub status: Status,
+    /// When the organisation's last message was written.
+    pub last_at: i64,
+}
+
+/// The threads past the draft whose last message is the organisation's, on submissions whose thread is still open
+/// (status in `open`, or in `open_until_choice` with no return or destruction chosen): the `limit` that have
+/// waited longest, and how many there are in all.
+pub fn awaiting_office(
+    conn: &mut DbConn,
+    open: &[Status],
+    open_until_choice: &[Status],
+    limit: i64,
+) -> QueryResult<(Vec<AwaitingOffice>, i64)> {
+    let later = diesel::alias!(messages as later);
+    macro_rules! last_from_organisation {
+        () => {
+            messages::table
+                .inner_join(submissions::table)
+                .filter(messages::side.eq(Side::Organisation.as_str()))
+                .filter(submissions::status.ne(Status::Draft))
+                .filter(
+                    submissions::status.eq_any(open.to_vec()).or(submissions::status
+                        .eq_any(open_until_choice.to_vec())
+                        .and(submissions::disposition.is_null())),
+                )
+                // No later message in the thread (the unique index on (submission_id, seq) answers it).
+                .filter(diesel::dsl::not(diesel::dsl::exists(
+                    later
+                        .filter(later.field(messages::submission_id).eq(messages::submission_id))
+                        .filter(later.field(messages::seq).gt(messages::seq)),
+                )))
+        };
+    }
+    let total = last_from_organisation!().count().get_result(conn)?;
+    let rows = last_from_organisation!()
+        .order((messages::created_at.asc(), messages::submission_id.asc()))
+        .limit(limit)
+        .select((
+            messages::submission_id,
+            submissions::tracking_number,
+            submissions::organisation_id,
+            submissions::status,
+            messages::created_at,
+        ))
+        .load(conn)?;
+    Ok((rows, total))
+}
+
 /// A person to tell of a new message: account id, address, name, the notifications turned off.
 pub type MailRecipient = (String, String, String, String);
 

@@ -47,6 +47,37 @@ pub fn writable(sub: &Submission) -> bool {
     open_in(sub.status(), sub.disposition)
 }
 
+/// Threads waiting for the Program Office's answer (the organisation wrote last) on submissions whose thread is still
+/// open, for the officers' home: the [`AWAITING_SHOWN`] that have waited longest, and how many there are in all.
+/// An officer's queue lists received and defective submissions only; an organisation also writes after validation
+/// and during its 30 days after "not validated", and this is where officers find those.
+pub async fn awaiting_office(
+    state: &Services,
+) -> AppResult<(Vec<crate::models::message::AwaitingOffice>, i64)> {
+    let open: Vec<Status> = Status::ALL
+        .into_iter()
+        .filter(|s| open_in(*s, Some(Disposition::Return)))
+        .collect();
+    let until_choice: Vec<Status> = Status::ALL
+        .into_iter()
+        .filter(|s| open_in(*s, None) && !open.contains(s))
+        .collect();
+    state
+        .db
+        .run(move |c| {
+            Ok(crate::models::message::awaiting_office(
+                c,
+                &open,
+                &until_choice,
+                AWAITING_SHOWN,
+            )?)
+        })
+        .await
+}
+
+/// How many threads waiting for an answer the officers' home lists.
+pub const AWAITING_SHOWN: i64 = 20;
+
 /// Why a thread no longer takes messages, in words for the page.
 fn closed_text(sub: &Submission) -> String {
     if sub.status() == Status::NotValidated && sub.disposition == Some(Disposition::Return) {

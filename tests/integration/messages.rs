@@ -1295,3 +1295,105 @@ fn a_message_file_download_admitted_before_its_reader_was_disabled_hands_out_not
     assert_eq!(app.audit_count("content.downloaded"), downloaded);
     assert_eq!(app.audit_count("access.refused"), refused + 1);
 }
+
+/// The officers' home lists the threads waiting for the Office's answer (the organisation wrote last) whatever the
+/// submission's status while its thread is open — validated, and not validated before the organisation's choice,
+/// which the queue does not list — longest waiting first, with the count; never a draft's, nor one answered, nor a
+/// closed one.
+#[test]
+fn the_officers_home_lists_threads_waiting_for_an_answer() {
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let awaiting = |olga: &mut Browser<'_>| -> Option<String> {
+        let page = olga.get("/officer");
+        assert_eq!(page.status, Status::Ok);
+        let at = page.body.find("id=\"awaiting\"")?;
+        let end = at + page.body[at..].find("</ul>").unwrap();
+        Some(page.body[at..end].to_string())
+    };
+    let write = |b: &mut Browser<'_>, url: &str, body: &str| {
+        let page = b.post_multipart(url, &[Part::Text("body", body)]);
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    };
+    // A draft's thread is the organisation's own.
+    let page = ann.post_multipart("/submissions", &complete_fields("Draft narrative", "save"));
+    let draft = crate::common::submission_id(&page);
+    write(
+        &mut ann,
+        &format!("/submissions/{draft}/messages"),
+        "To ourselves",
+    );
+    assert_eq!(awaiting(&mut olga), None);
+
+    let (validated, not_validated, received) =
+        (submit(&mut ann), submit(&mut ann), submit(&mut ann));
+    let decide = |olga: &mut Browser<'_>, id: &str, decision: &str, reason: &str| {
+        let page = olga.post(
+            &format!("/officer/submissions/{id}/decision"),
+            &[("decision", decision), ("reason", reason), ("confirm", "1")],
+        );
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    };
+    decide(&mut olga, &validated, "validate", crate::common::BASIS);
+    decide(
+        &mut olga,
+        &not_validated,
+        "not_validated",
+        "Customarily in the public domain",
+    );
+    for id in [&not_validated, &validated, &received] {
+        app.advance(60);
+        write(
+            &mut ann,
+            &format!("/submissions/{id}/messages"),
+            "A question for the Office",
+        );
+    }
+    let tn = |id: &str| tracking_number_of(&app, id);
+    let list = awaiting(&mut olga).expect("threads waiting");
+    assert!(list.contains("3 threads"), "{list}");
+    let at = |id: &str| {
+        list.find(&tn(id))
+            .unwrap_or_else(|| panic!("{} missing: {list}", tn(id)))
+    };
+    assert!(
+        at(&not_validated) < at(&validated) && at(&validated) < at(&received),
+        "{list}"
+    );
+    assert!(
+        list.contains("not validated") && list.contains("validated"),
+        "{list}"
+    );
+    assert!(list.contains(&format!("/officer/submissions/{validated}/messages")));
+
+    // Answered: no longer waiting. The organisation's choice closes its thread: no longer listed either.
+    write(
+        &mut olga,
+        &format!("/officer/submissions/{received}/messages"),
+        "An answer",
+    );
+    let page = ann.post(
+        &format!("/submissions/{not_validated}/disposition"),
+        &[("disposition", "destroy"), ("confirm", "yes")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let list = awaiting(&mut olga).expect("one thread waiting");
+    assert!(list.contains("1 thread "), "{list}");
+    assert!(list.contains(&tn(&validated)), "{list}");
+    assert!(
+        !list.contains(&tn(&received)) && !list.contains(&tn(&not_validated)),
+        "{list}"
+    );
+    // The organisation writes again after the answer: waiting again.
+    write(
+        &mut ann,
+        &format!("/submissions/{received}/messages"),
+        "A follow-up",
+    );
+    let list = awaiting(&mut olga).expect("threads waiting");
+    assert!(
+        list.contains("2 threads") && list.contains(&tn(&received)),
+        "{list}"
+    );
+}

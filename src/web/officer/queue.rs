@@ -183,10 +183,19 @@ struct Choice {
     label: &'static str,
 }
 
+/// A thread waiting for the Office's answer, as the officers' home lists it.
+#[derive(serde::Serialize)]
+struct AwaitingLine {
+    #[serde(flatten)]
+    a: crate::models::message::AwaitingOffice,
+    status_label: &'static str,
+}
+
 /// The queue: received and defective submissions with their 30-day clocks, titles and handlers; filters by
 /// sector, status (received, defective, overdue, cured — re-review), organisation and who handles it (me,
 /// nobody, an officer); sortable; paged. Unknown filter values answer 422 with the form and the reason, never a
-/// guess. Titles are opened for the rows of the page shown only.
+/// guess. Titles are opened for the rows of the page shown only. Below it, the threads waiting for the Office's
+/// answer and the submissions whose organisation let its deadline to choose pass.
 #[allow(clippy::too_many_arguments)]
 #[rocket::get("/officer?<sector>&<status>&<organisation>&<assignee>&<sort>&<page>")]
 async fn officer_home(
@@ -232,6 +241,14 @@ async fn officer_home(
             Ok((officers, checked, unanswered))
         })
         .await?;
+    let (awaiting, awaiting_total) = crate::workflow::messages::awaiting_office(ctx.state).await?;
+    let awaiting: Vec<AwaitingLine> = awaiting
+        .into_iter()
+        .map(|a| AwaitingLine {
+            status_label: a.status.label(),
+            a,
+        })
+        .collect();
     let statuses: Vec<Choice> = QueueStatus::ALL
         .iter()
         .map(|s| Choice {
@@ -255,6 +272,8 @@ async fn officer_home(
         .with("clear_link", "/officer")
         .with("unanswered", &unanswered.0)
         .with("unanswered_total", unanswered.1)
+        .with("awaiting", &awaiting)
+        .with("awaiting_total", awaiting_total)
         // An officer destroys nothing of its own organisation's: its rows say another officer does.
         .with("own_organisation_id", &officer.user.organisation_id);
     let (mut queue, sort) = match checked {
