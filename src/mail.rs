@@ -359,7 +359,7 @@ pub mod messages {
                  password and recovery codes were reset as well: choose a new password with \"Forgot your \
                  password?\" on the sign-in page, then set up a second factor again.\n\nIf you did not expect \
                  this, tell the PCII Program Office at once: someone may hold a copy of your passkey and your \
-                 password. Your second factors:\n\n{link}\n{SIGNATURE}"
+                 password. Where to go on:\n\n{link}\n{SIGNATURE}"
             ),
         }
     }

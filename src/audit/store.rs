@@ -644,12 +644,18 @@ pub fn content_access(
         .select((audit_entries::actor_id, audit_entries::reason, count_star()))
         .load(conn)?;
     for (actor, reason, n) in files {
+        // "attachment 3", or "attachment 3 (as last sent)" for the version received while a correction was pending:
+        // the same file, counted once.
         let number = reason
             .as_deref()
             .and_then(|r| r.strip_prefix("attachment "))
+            .and_then(|n| n.split(' ').next())
             .and_then(|n| n.parse::<i32>().ok());
         if let (Some(a), Some(number)) = (by_actor.get_mut(&actor.unwrap_or_default()), number) {
-            a.files.push((number, n));
+            match a.files.iter_mut().find(|(f, _)| *f == number) {
+                Some((_, times)) => *times += n,
+                None => a.files.push((number, n)),
+            }
         }
     }
     let submission_id: Option<String> = audit_entries::table

@@ -615,7 +615,12 @@ pub fn check(
                 tx,
                 crate::workflow::notifications::Kind::PasskeyRemoved,
                 &user.id,
-                "/account/security",
+                // The account's second factors, or, once its password was voided, where to choose a new one.
+                if last {
+                    "/password/forgot"
+                } else {
+                    "/account/security"
+                },
                 now,
             )?;
             let event = Event::new("mfa.passkey_possible_clone", Outcome::Refused)

@@ -146,6 +146,15 @@ impl Admitted {
         self.shown_version() != self.submission.content_blob_id.as_deref()
     }
 
+    /// What an audit entry adds when the version read is the one received, not the one last saved.
+    fn as_sent_note(&self) -> &'static str {
+        if self.shown_as_sent() {
+            " (as last sent)"
+        } else {
+            ""
+        }
+    }
+
     /// The attachment rows this reader is shown, from all of the submission's (`rows`) and the content version it
     /// is shown: the files as they were in the version received while a correction is pending.
     pub fn shown_attachments(
@@ -568,7 +577,11 @@ pub async fn open_attachment(
         .map(|i| i.name.clone())
         .unwrap_or_else(|| format!("file-{}", attachment.position));
     let slot = documents::download_slot(services, actor)?;
-    let what = format!("attachment {}", attachment.position);
+    let what = format!(
+        "attachment {}{}",
+        attachment.position,
+        admitted.as_sent_note()
+    );
     let (stream, len) = match documents::open_blob(services, &blob_id).await {
         Ok(opened) => opened,
         Err(e) => return Err(failed_before_sending(services, admitted, actor, &what, e).await),
@@ -623,7 +636,7 @@ pub async fn export_package(
         services,
         admitted,
         actor,
-        format!("{purpose} package"),
+        format!("{purpose} package{}", admitted.as_sent_note()),
         package.body,
     ));
     record_access(
@@ -631,7 +644,7 @@ pub async fn export_package(
         admitted,
         actor,
         "content.exported",
-        Some(format!("{purpose} package")),
+        Some(format!("{purpose} package{}", admitted.as_sent_note())),
     )
     .await?;
     Ok(package)

@@ -432,6 +432,14 @@ fn reseal_texts(
     };
     let mut changed = 0;
     conn.transaction(|tx| {
+        // Read again under the facts' lock: an act since the read above may have written a cell (a send copies the
+        // title as saved into the title as sent), and a cell this pass skips would stay sealed to a key about to be
+        // deleted.
+        crate::audit::log::lock_head(tx)?;
+        let cells: Vec<_> = text_cell::cells_of(tx, submission_id)?
+            .into_iter()
+            .filter(|c| stale(&c.value))
+            .collect();
         for cell in &cells {
             let new = match (&sealer, destroyed_at) {
                 (Some(sealer), _) => match texts.try_open(&cell.value) {

@@ -1362,7 +1362,8 @@ fn the_officers_home_lists_threads_waiting_for_an_answer() {
         "{list}"
     );
     assert!(
-        list.contains("not validated") && list.contains("validated"),
+        list.contains("— Not validated, last message")
+            && list.contains("— Validated PCII, last message"),
         "{list}"
     );
     assert!(list.contains(&format!("/officer/submissions/{validated}/messages")));

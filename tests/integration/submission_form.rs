@@ -1058,6 +1058,12 @@ fn officers_see_what_was_received_not_an_unsent_correction() {
     let (status, body, _) = officer.get_bytes(&file(&id, &one));
     assert_eq!(status, Status::Ok);
     assert_eq!(body.as_deref(), Some(&sent_file[..]));
+    assert!(
+        app.audit_reasons("content.downloaded")
+            .contains(&"attachment 1 (as last sent)".to_string()),
+        "{:?}",
+        app.audit_reasons("content.downloaded")
+    );
     for later in &ids[1..] {
         let (status, _, _) = officer.get_bytes(&file(&id, later));
         assert_eq!(status, Status::NotFound, "a file of the unsent correction");
@@ -1070,6 +1076,9 @@ fn officers_see_what_was_received_not_an_unsent_correction() {
         .map(|(name, bytes)| format!("{name}\n{}\n", String::from_utf8_lossy(bytes)))
         .collect();
     assert!(text.contains("Narrative as sent."), "{text}");
+    assert!(app
+        .audit_reasons("content.exported")
+        .contains(&"export package (as last sent)".to_string()));
     assert!(members.iter().any(|(_, b)| b == &sent_file));
     assert!(!members.iter().any(|(_, b)| b == &fixed || b == &extra));
     for draft in unsent {
@@ -1125,6 +1134,99 @@ fn officers_see_what_was_received_not_an_unsent_correction() {
         let (status, _, _) = officer.get_bytes(&file(&id, later));
         assert_eq!(status, Status::Ok);
     }
+}
+
+/// Migration 26 on a populated store: where migration 25 left the version received unknown (a correction saved after
+/// the defect notice, none sent since), it is found again (the latest version at or before the affirmation), and the
+/// title as received is left to be filled from it, never copied from the correction; a submission with no correction
+/// pending gets its title as it is.
+#[test]
+fn migration_26_finds_the_version_received_and_never_copies_a_corrections_title() {
+    use pcii_portal::db::schema::submissions;
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let send = |sub: &mut Browser<'_>| {
+        let page = sub.post_multipart(
+            "/submissions",
+            &complete_fields("Narrative as sent.", "submit"),
+        );
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+        submission_id_from(&location(&page))
+    };
+    let (pending, plain) = (send(&mut sub), send(&mut sub));
+    let page = officer.post(
+        &format!("/officer/submissions/{pending}/decision"),
+        &[("decision", "defective"), ("reason", "Say more.")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let received: Option<String> = app.with_conn(|c| {
+        submissions::table
+            .find(&pending)
+            .select(submissions::content_blob_id)
+            .first(c)
+            .unwrap()
+    });
+    app.advance(5);
+    let mut parts = complete_fields("Narrative of the correction.", "draft");
+    parts.retain(|p| !matches!(p, Part::Text("title", _)));
+    parts.push(Part::Text("title", "Title of the correction"));
+    let page = sub.post_multipart(&format!("/submissions/{pending}"), &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+
+    // Back to before migration 26, with what migration 25 could not know.
+    let mut reverted = 0;
+    while app.with_conn(|c| {
+        diesel::sql_query("SELECT sent_title_sealed FROM submissions LIMIT 1")
+            .execute(c)
+            .is_ok()
+    }) {
+        assert!(reverted < 5, "migration 26 was never reverted");
+        app.with_conn(|c| pcii_portal::db::revert_last_migration(c).unwrap());
+        reverted += 1;
+    }
+    app.with_conn(|c| {
+        diesel::sql_query(format!(
+            "UPDATE submissions SET sent_content_blob_id = NULL WHERE id = '{pending}'"
+        ))
+        .execute(c)
+        .unwrap()
+    });
+    app.with_conn(|c| assert_eq!(pcii_portal::db::run_migrations(c).unwrap(), reverted));
+    let row = |id: &str| -> (Option<String>, Option<String>, Option<String>) {
+        app.with_conn(|c| {
+            submissions::table
+                .find(id)
+                .select((
+                    submissions::sent_content_blob_id,
+                    submissions::sent_title_sealed,
+                    submissions::title_sealed,
+                ))
+                .first(c)
+                .unwrap()
+        })
+    };
+    let (sent, sent_title, _) = row(&pending);
+    assert_eq!(sent, received, "the version received, found again");
+    assert_eq!(sent_title, None, "not the correction's title");
+    let (_, sent_title, title) = row(&plain);
+    assert!(sent_title.is_some() && sent_title == title);
+
+    let page = officer.get("/officer?status=defective");
+    assert!(
+        page.body.contains("(title not yet indexed)"),
+        "{}",
+        page.body
+    );
+    let page = officer.get(&format!("/officer/submissions/{pending}"));
+    assert!(page.body.contains("Narrative as sent.") && !page.body.contains("of the correction"));
+    let page = officer.get("/officer?status=defective");
+    assert!(
+        page.body.contains("Substation 14 protection scheme"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("Title of the correction"));
 }
 
 /// A page older than the stored version, refused for a file over a limit (the save never reached the stale check),
