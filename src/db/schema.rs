@@ -263,8 +263,8 @@ diesel::table! {
         statement_affirmed_by -> Nullable<Text>,
         disposition_due_at -> Nullable<BigInt>,
         sent_content_blob_id -> Nullable<Text>,
-        sent_sector -> Nullable<Text>,
         sent_title_sealed -> Nullable<Text>,
+        saved_sector -> Nullable<Text>,
     }
 }
 

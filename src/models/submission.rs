@@ -25,6 +25,9 @@ pub struct SubmissionListRow {
     pub tracking_number: Option<String>,
     pub status: Status,
     pub sector: String,
+    /// A pending correction's sector (the organisation's list shows it, as it shows the correction's title).
+    #[serde(skip)]
+    pub saved_sector: Option<String>,
     pub file_count: i32,
     pub total_bytes: i64,
     pub created_at: i64,
@@ -61,13 +64,16 @@ pub struct Submission {
     pub submitter_id: String,
     /// Serialized as its snake_case text, the stored value.
     pub status: Status,
+    /// The sector the Office holds: as received, or a draft's as saved (a correction's save leaves it, see
+    /// `saved_sector`).
     pub sector: String,
+    /// The sector of a correction saved and not sent (`None` when none is pending, see migration 26).
+    #[serde(skip)]
+    pub saved_sector: Option<String>,
     pub content_blob_id: Option<String>,
     /// The version the Office last received (the submission or its cure as sent); `None` for a draft, or one sent
     /// before this was kept whose version is not known (see migration 25).
     pub sent_content_blob_id: Option<String>,
-    /// The sector as the Office last received it (a correction's save changes `sector`), like the version.
-    pub sent_sector: Option<String>,
     pub statement_version: Option<String>,
     pub statement_affirmed_at: Option<i64>,
     /// The account that affirmed them (`None` for submissions sent before this was kept).
@@ -92,6 +98,11 @@ pub struct Submission {
 impl Submission {
     pub fn status(&self) -> Status {
         self.status
+    }
+
+    /// The sector as its organisation last saved it: a pending correction's, else the one the Office holds.
+    pub fn saved_sector(&self) -> &str {
+        self.saved_sector.as_deref().unwrap_or(&self.sector)
     }
 }
 
@@ -203,25 +214,34 @@ pub fn insert(conn: &mut DbConn, new: &NewSubmission<'_>) -> QueryResult<()> {
         .map(|_| ())
 }
 
-/// Points a submission at a new content version and records what its files now add up to.
+/// Points a submission at a new content version and records what its files now add up to. A draft's sector is its
+/// `sector`; a sent submission's save (a correction) keeps the sector the Office holds there, and its own in
+/// `saved_sector` until it is sent ([`set_status_affirmed`]).
+#[allow(clippy::too_many_arguments)]
 pub fn set_content(
     conn: &mut DbConn,
     id: &str,
+    draft: bool,
     sector: &str,
     content_blob_id: &str,
     file_count: i32,
     total_bytes: i64,
     now: i64,
 ) -> QueryResult<usize> {
-    diesel::update(submissions::table.find(id))
-        .set((
-            submissions::sector.eq(sector),
-            submissions::content_blob_id.eq(content_blob_id),
-            submissions::file_count.eq(file_count),
-            submissions::total_bytes.eq(total_bytes),
-            submissions::updated_at.eq(now),
-        ))
-        .execute(conn)
+    let row = diesel::update(submissions::table.find(id));
+    let rest = (
+        submissions::content_blob_id.eq(content_blob_id),
+        submissions::file_count.eq(file_count),
+        submissions::total_bytes.eq(total_bytes),
+        submissions::updated_at.eq(now),
+    );
+    if draft {
+        row.set((submissions::sector.eq(sector), rest))
+            .execute(conn)
+    } else {
+        row.set((submissions::saved_sector.eq(sector), rest))
+            .execute(conn)
+    }
 }
 
 /// Up to `limit` submission ids after `after`, in id order (key custody walks every submission).
@@ -286,10 +306,12 @@ pub fn set_received(
 
 /// The submitter `by` sent the submission (or its cure): the new status, with the express statement it affirmed
 /// and the certifications it made at `now`.
+#[allow(clippy::too_many_arguments)]
 pub fn set_status_affirmed(
     conn: &mut DbConn,
     id: &str,
     status: Status,
+    sector: &str,
     statement_version: &str,
     by: &str,
     now: i64,
@@ -301,9 +323,10 @@ pub fn set_status_affirmed(
             submissions::statement_affirmed_at.eq(now),
             submissions::statement_affirmed_by.eq(by),
             submissions::certified_at.eq(now),
-            // Sent as it stands: the version the Office now holds as received.
+            // Sent as it stands: the version and sector the Office now holds as received.
             submissions::sent_content_blob_id.eq(submissions::content_blob_id),
-            submissions::sent_sector.eq(submissions::sector.nullable()),
+            submissions::sector.eq(sector),
+            submissions::saved_sector.eq(None::<String>),
             submissions::sent_title_sealed.eq(submissions::title_sealed),
         ))
         .execute(conn)

@@ -164,7 +164,7 @@ pub fn shown_submission_view<'a>(
     let s = admitted.submission();
     let mut view = submission_view(s);
     if admitted.shown_as_sent() {
-        view.sector = s.sent_sector.as_deref().unwrap_or(&s.sector);
+        view.sector = &s.sector;
         view.file_count = files.len() as i32;
         view.total_bytes = files.iter().map(|a| a.size_bytes).sum();
         view.total_label = human_size(view.total_bytes.max(0) as u64);
@@ -179,7 +179,9 @@ pub fn submission_view(s: &Submission) -> SubmissionView<'_> {
         tracking_number: s.tracking_number.as_deref(),
         status,
         status_label: status.label(),
-        sector: &s.sector,
+        // As its organisation last saved it; those shown the version received are shown its sector instead
+        // (`shown_submission_view`).
+        sector: s.saved_sector(),
         file_count: s.file_count,
         total_bytes: s.total_bytes,
         total_label: human_size(s.total_bytes.max(0) as u64),
@@ -286,7 +288,10 @@ pub struct SubmissionLine {
 }
 
 impl From<SubmissionListRow> for SubmissionLine {
-    fn from(row: SubmissionListRow) -> SubmissionLine {
+    fn from(mut row: SubmissionListRow) -> SubmissionLine {
+        if let Some(saved) = row.saved_sector.take() {
+            row.sector = saved;
+        }
         let status_label = row.status.label();
         SubmissionLine { row, status_label }
     }

@@ -491,9 +491,9 @@ async fn save_inner(
     let stored = existing
         .as_ref()
         .filter(|s| s.content_blob_id.is_some())
-        .map(|s| (s.sector.clone(), content.clone()));
+        .map(|s| (s.saved_sector().to_string(), content.clone()));
     let sector = match (&existing, as_stored) {
-        (Some(s), true) => s.sector.clone(),
+        (Some(s), true) => s.saved_sector().to_string(),
         _ => apply_fields(&mut content, &req.fields),
     };
 
@@ -887,6 +887,7 @@ fn commit_save(
     submission::set_content(
         tx,
         &sub.id,
+        from == Status::Draft,
         &plan.sector,
         &content_blob_id,
         sizes.len() as i32,
@@ -930,7 +931,15 @@ fn commit_save(
                 submission::set_received(tx, &sub.id, &tn, now)?;
                 tracking = Some(tn);
             }
-            submission::set_status_affirmed(tx, &sub.id, to, STATEMENT_VERSION, &who.user_id, now)?;
+            submission::set_status_affirmed(
+                tx,
+                &sub.id,
+                to,
+                &plan.sector,
+                STATEMENT_VERSION,
+                &who.user_id,
+                now,
+            )?;
             if step == Step::Submit {
                 within_unverified_room(tx, &who.organisation_id, plan.unverified, true)?;
             }

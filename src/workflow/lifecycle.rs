@@ -394,7 +394,7 @@ mod tests {
             sector: "Energy".into(),
             content_blob_id: None,
             sent_content_blob_id: None,
-            sent_sector: None,
+            saved_sector: None,
             statement_version: None,
             statement_affirmed_at: None,
             statement_affirmed_by: None,

@@ -196,7 +196,7 @@ pub(crate) async fn build(
         "marking": marking.title,
         "protection_statement": marking.statement,
         // The sector of the version packaged (a correction's draft may have changed the row's).
-        "sector": if older { sub.sent_sector.as_deref().unwrap_or(&sub.sector) } else { &sub.sector },
+        "sector": if older { &sub.sector } else { sub.saved_sector() },
         "received_at": sub.received_at.map(crate::time::rfc3339),
         "decided_at": sub.decided_at.map(crate::time::rfc3339),
         "exported_at": crate::time::rfc3339(now),

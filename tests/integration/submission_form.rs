@@ -1045,9 +1045,36 @@ fn officers_see_what_was_received_not_an_unsent_correction() {
             !page.body.contains("Title of the unsent correction"),
             "{uri}"
         );
+        // The sector as received in the row (the filter's list names every sector).
+        assert!(
+            page.body.contains("<td data-label=\"Sector\">Energy</td>")
+                || page.body.contains("<td>Energy</td>"),
+            "{uri}: {}",
+            page.body
+        );
+        assert!(!page.body.contains(">Dams</td>"), "{uri}");
     }
-    // The organisation's own list shows its correction's title.
+    // Filtered by sector, it is where it was received, not where the correction would put it.
+    for (uri, listed) in [
+        ("/officer?status=defective&sector=Energy", true),
+        ("/officer?status=defective&sector=Dams", false),
+        ("/officer/find?organisation=Acme&sector=Energy", true),
+        ("/officer/find?organisation=Acme&sector=Dams", false),
+    ] {
+        let page = officer.get(uri);
+        assert_eq!(page.status, Status::Ok, "{uri}: {}", page.body);
+        assert_eq!(page.body.contains(&tracking), listed, "{uri}");
+    }
+    // The organisation's own form shows its correction's sector.
+    let form = sub.get(&format!("/submissions/{id}/edit"));
+    assert!(
+        form.body.contains("<option value=\"Dams\" selected>"),
+        "{}",
+        form.body
+    );
+    // The organisation's own list shows its correction's title and sector.
     let home = sub.get("/submissions");
+    assert!(home.body.contains("<td>Dams</td>"), "{}", home.body);
     assert!(
         home.body.contains("Title of the unsent correction"),
         "{}",
@@ -1169,8 +1196,9 @@ fn migration_26_finds_the_version_received_and_never_copies_a_corrections_title(
     });
     app.advance(5);
     let mut parts = complete_fields("Narrative of the correction.", "draft");
-    parts.retain(|p| !matches!(p, Part::Text("title", _)));
+    parts.retain(|p| !matches!(p, Part::Text("title" | "sector", _)));
     parts.push(Part::Text("title", "Title of the correction"));
+    parts.push(Part::Text("sector", "Dams"));
     let page = sub.post_multipart(&format!("/submissions/{pending}"), &parts);
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
 
@@ -1211,6 +1239,18 @@ fn migration_26_finds_the_version_received_and_never_copies_a_corrections_title(
     assert_eq!(sent_title, None, "not the correction's title");
     let (_, sent_title, title) = row(&plain);
     assert!(sent_title.is_some() && sent_title == title);
+    // The sector the Office holds stays `sector` (what its queue filters on); the correction's is kept apart.
+    let sectors = |id: &str| -> (String, Option<String>) {
+        app.with_conn(|c| {
+            submissions::table
+                .find(id)
+                .select((submissions::sector, submissions::saved_sector))
+                .first(c)
+                .unwrap()
+        })
+    };
+    assert_eq!(sectors(&pending), ("Energy".into(), Some("Dams".into())));
+    assert_eq!(sectors(&plain), ("Energy".into(), None));
 
     let page = officer.get("/officer?status=defective");
     assert!(

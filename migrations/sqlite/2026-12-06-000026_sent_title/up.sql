@@ -24,3 +24,16 @@ WHERE status <> 'draft'
 
 -- The officers' list of threads waiting for an answer reads the organisation's messages oldest first.
 CREATE INDEX messages_side_created ON messages(side, created_at);
+
+-- `sector` becomes the sector the Office holds (the queue and the search filter on it, through its indexes): a
+-- correction's save keeps its own in `saved_sector` until it is sent. `sent_sector` (migration 25) is then
+-- `sector` wherever it is known, and becomes `saved_sector`: corrections pending now, whose sector as received is
+-- known, swap the two; the rest keep none pending. (Both databases read the old row on the right of `SET`.)
+UPDATE submissions SET sector = sent_sector, sent_sector = sector
+WHERE status <> 'draft'
+  AND sent_sector IS NOT NULL
+  AND sent_sector <> sector;
+UPDATE submissions SET sent_sector = NULL
+WHERE status = 'draft'
+  OR sent_sector = sector;
+ALTER TABLE submissions RENAME COLUMN sent_sector TO saved_sector;

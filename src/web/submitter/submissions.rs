@@ -315,17 +315,19 @@ async fn edit_page(
         })
         .await?;
     open_notices(&access::texts(state, admitted).await?, &mut notices);
-    let mut values = FormValues::of(&content, &sub.sector);
+    let mut values = FormValues::of(&content, sub.saved_sector());
     if let Some(f) = posted {
         values = values.overlay(f);
     }
     let errors = match shown {
         Shown::Nothing => None,
         Shown::Errors(e) => Some(e),
-        Shown::Missing => Some(check_answers(&content, &sub.sector)).filter(|e| !e.is_empty()),
+        Shown::Missing => {
+            Some(check_answers(&content, sub.saved_sector())).filter(|e| !e.is_empty())
+        }
         Shown::Stale => Some(
             values
-                .differing(&FormValues::of(&content, &sub.sector))
+                .differing(&FormValues::of(&content, sub.saved_sector()))
                 .into_iter()
                 .map(|name| {
                     (
@@ -717,7 +719,7 @@ async fn check_page(
     };
     let content = access::read_content(state, &admitted, &ctx.actor, reading).await?;
     let content = match content {
-        Some(c) if check_answers(&c, &sub.sector).is_empty() => c,
+        Some(c) if check_answers(&c, sub.saved_sector()).is_empty() => c,
         _ => {
             return Ok(Either::Left(Notice::redirect(
                 format!("/submissions/{id}/edit"),
@@ -976,7 +978,8 @@ impl ReceiptParts {
                 .as_ref()
                 .map(|u| crate::workflow::content::visible(&u.display_name)),
             submitter_email: self.affirmed_by.as_ref().map_or("", |u| u.email.as_str()),
-            sector: sub.sent_sector.as_deref().unwrap_or(&sub.sector),
+            // The sector the Office holds, as received (not a pending correction's).
+            sector: &sub.sector,
             correction_pending: self.correction_pending,
             correction_sendable: sub.status() == LifeStatus::Defective,
         }
