@@ -124,10 +124,14 @@ fn io_error(e: object_store::Error) -> io::Error {
     use object_store::Error as E;
     match &e {
         E::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, "no such blob"),
-        E::PermissionDenied { .. } | E::Unauthenticated { .. } => io::Error::new(
-            io::ErrorKind::ConnectionAborted,
-            format!("S3 refused the portal's credentials (expired or revoked?): {e}"),
-        ),
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => {
+            // An error, not the warning a passing 503 gets: it does not pass until someone mends the credentials.
+            tracing::error!(error = %e, "the S3 store refused the portal's credentials");
+            io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                format!("S3 refused the portal's credentials (expired or revoked?): {e}"),
+            )
+        }
         _ => io::Error::new(io::ErrorKind::ConnectionAborted, format!("S3: {e}")),
     }
 }
