@@ -423,6 +423,8 @@ pub fn close_destroyed(
         .set((
             submissions::content_blob_id.eq(None::<String>),
             submissions::sent_content_blob_id.eq(None::<String>),
+            // The sector received stays on record; a correction never sent goes with the content.
+            submissions::saved_sector.eq(None::<String>),
             submissions::status.eq(final_status),
             submissions::disposition_due_at.eq(None::<i64>),
             submissions::closed_at.eq(Some(now)),

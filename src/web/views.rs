@@ -155,20 +155,30 @@ pub struct SubmissionView<'a> {
     pub marking: Marking,
 }
 
-/// [`submission_view`] for a reader admitted to it: while a correction is pending, those outside the organisation
-/// see the submission as the Office last received it (its sector, and its files as `files`, the rows they are shown).
+/// [`submission_view`] for a reader admitted to it: those outside the organisation see the sector the Office holds
+/// (a pending correction's is the organisation's, even once the content is gone), and while a correction is pending
+/// its files as `files`, the rows they are shown.
 pub fn shown_submission_view<'a>(
     admitted: &'a crate::workflow::access::Admitted,
     files: &[crate::models::attachment::Attachment],
 ) -> SubmissionView<'a> {
     let s = admitted.submission();
     let mut view = submission_view(s);
-    if admitted.shown_as_sent() {
+    if !admitted.reads_as_organisation() {
         view.sector = &s.sector;
+    }
+    if admitted.shown_as_sent() {
         view.file_count = files.len() as i32;
         view.total_bytes = files.iter().map(|a| a.size_bytes).sum();
         view.total_label = human_size(view.total_bytes.max(0) as u64);
     }
+    view
+}
+
+/// [`submission_view`] as the Program Office holds it: the sector received, not a pending correction's.
+pub fn office_submission_view(s: &Submission) -> SubmissionView<'_> {
+    let mut view = submission_view(s);
+    view.sector = &s.sector;
     view
 }
 

@@ -132,13 +132,18 @@ impl Admitted {
     /// organisation reads a draft. (The current one when which was received is not known: see migration 25.)
     pub fn shown_version(&self) -> Option<&str> {
         let s = &self.submission;
-        if self.user.role() == Role::Submitter {
+        if self.reads_as_organisation() {
             s.content_blob_id.as_deref()
         } else {
             s.sent_content_blob_id
                 .as_deref()
                 .or(s.content_blob_id.as_deref())
         }
+    }
+
+    /// Whether this reader reads as a member of the submitting organisation (its own drafts and corrections).
+    pub fn reads_as_organisation(&self) -> bool {
+        self.user.role() == Role::Submitter
     }
 
     /// Whether this reader is shown a version older than the one last saved (a correction saved and not sent).

@@ -1023,14 +1023,15 @@ async function flowOfficerValidates() {
   // The cured submission is flagged for a re-review, with its title.
   const row = (await page.locator('tr', { has: page.getByRole('link', { name: shared.tracking }) }).textContent()).replace(/\s+/g, ' ');
   expect(row.includes('Cured — re-review'), `the cured submission is not flagged "Cured — re-review": ${row}`);
-  await go(page, 'officer: opens the corrected submission', () => press(page, page.getByRole('link', { name: shared.tracking })));
+  // The queue's row (the list of threads waiting for an answer, below it, may name the same number).
+  await go(page, 'officer: opens the corrected submission', () => press(page, page.getByRole('table').getByRole('link', { name: shared.tracking })));
   // The case: claimed, then found under "Assigned to me".
   await go(page, 'officer: claims the case', () => press(page, page.getByRole('button', { name: 'Claim this case' })));
   expect(/You now handle|assigned|claimed/i.test(await notice(page)), `no confirmation of the claim: "${await notice(page)}"`);
   await go(page, 'officer: the queue, assigned to me', '/officer?assignee=me', { shot: '11b-officer-queue-mine' });
   const mine = await page.locator('table.queue tbody tr').allTextContents();
   expect(mine.length === 1 && mine[0].includes(shared.tracking) && mine[0].includes(people.officer.name), `"Assigned to me" shows ${mine.length} row(s): ${mine.map((r) => r.replace(/\s+/g, ' ').slice(0, 100)).join(' | ')}`);
-  await go(page, 'officer: opens the claimed submission', () => press(page, page.getByRole('link', { name: shared.tracking })));
+  await go(page, 'officer: opens the claimed submission', () => press(page, page.getByRole('table').getByRole('link', { name: shared.tracking })));
   await press(page, byId(page, 'd_validate'), 'Space');
   await byId(page, 'reason').fill('Express statement, certifications and legible files present.');
   // A final decision: a page says what will follow, and nothing is recorded until its button is pressed.

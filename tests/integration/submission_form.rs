@@ -1155,12 +1155,59 @@ fn officers_see_what_was_received_not_an_unsent_correction() {
     for sent in unsent {
         assert!(page.body.contains(sent), "the officer's page lacks {sent}");
     }
+    let sectors: (String, Option<String>) = app.with_conn(|c| {
+        pcii_portal::db::schema::submissions::table
+            .find(&id)
+            .select((
+                pcii_portal::db::schema::submissions::sector,
+                pcii_portal::db::schema::submissions::saved_sector,
+            ))
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(
+        sectors,
+        ("Dams".to_string(), None),
+        "the sector sent is the Office's"
+    );
     let page = officer.get("/officer");
     assert!(page.body.contains("Title of the unsent correction"));
     for later in &ids[1..] {
         let (status, _, _) = officer.get_bytes(&file(&id, later));
         assert_eq!(status, Status::Ok);
     }
+}
+
+/// A correction never sent goes with the content: once a defective submission with one pending is withdrawn and
+/// destroyed, officers see the sector it was received in, not the correction's.
+#[test]
+fn a_destroyed_submission_shows_officers_the_sector_received_not_an_unsent_corrections() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let page = sub.post_multipart("/submissions", &complete_fields("As sent.", "submit"));
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let id = submission_id_from(&location(&page));
+    let page = officer.post(
+        &format!("/officer/submissions/{id}/decision"),
+        &[("decision", "defective"), ("reason", "Say more.")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let mut parts = complete_fields("A correction.", "draft");
+    parts.retain(|p| !matches!(p, Part::Text("sector", _)));
+    parts.push(Part::Text("sector", "Dams"));
+    let page = sub.post_multipart(&format!("/submissions/{id}"), &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let page = sub.post(
+        &format!("/submissions/{id}/withdraw"),
+        &[("disposition", "destroy"), ("confirm", "yes")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.status_of(&id), "destroyed");
+    let page = officer.get(&format!("/officer/submissions/{id}"));
+    assert_eq!(page.status, Status::Ok, "{}", page.body);
+    assert!(page.body.contains("<dd>Energy</dd>"), "{}", page.body);
+    assert!(!page.body.contains("Dams</dd>"));
 }
 
 /// Migration 26 on a populated store: where migration 25 left the version received unknown (a correction saved after
@@ -1181,26 +1228,35 @@ fn migration_26_finds_the_version_received_and_never_copies_a_corrections_title(
         assert_eq!(page.status, Status::SeeOther, "{}", page.body);
         submission_id_from(&location(&page))
     };
-    let (pending, plain) = (send(&mut sub), send(&mut sub));
-    let page = officer.post(
-        &format!("/officer/submissions/{pending}/decision"),
-        &[("decision", "defective"), ("reason", "Say more.")],
-    );
-    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
-    let received: Option<String> = app.with_conn(|c| {
-        submissions::table
-            .find(&pending)
-            .select(submissions::content_blob_id)
-            .first(c)
-            .unwrap()
-    });
+    // `pending`: a correction pending whose version and sector received migration 25 could not know; `known`: one
+    // it knew; `plain`: none pending.
+    let (pending, known, plain) = (send(&mut sub), send(&mut sub), send(&mut sub));
+    let received = |id: &str| -> Option<String> {
+        app.with_conn(|c| {
+            submissions::table
+                .find(id)
+                .select(submissions::content_blob_id)
+                .first(c)
+                .unwrap()
+        })
+    };
+    let (received_pending, received_known) = (received(&pending), received(&known));
+    for id in [&pending, &known] {
+        let page = officer.post(
+            &format!("/officer/submissions/{id}/decision"),
+            &[("decision", "defective"), ("reason", "Say more.")],
+        );
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    }
     app.advance(5);
-    let mut parts = complete_fields("Narrative of the correction.", "draft");
-    parts.retain(|p| !matches!(p, Part::Text("title" | "sector", _)));
-    parts.push(Part::Text("title", "Title of the correction"));
-    parts.push(Part::Text("sector", "Dams"));
-    let page = sub.post_multipart(&format!("/submissions/{pending}"), &parts);
-    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    for id in [&pending, &known] {
+        let mut parts = complete_fields("Narrative of the correction.", "draft");
+        parts.retain(|p| !matches!(p, Part::Text("title" | "sector", _)));
+        parts.push(Part::Text("title", "Title of the correction"));
+        parts.push(Part::Text("sector", "Dams"));
+        let page = sub.post_multipart(&format!("/submissions/{id}"), &parts);
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    }
 
     // Back to before migration 26, with what migration 25 could not know.
     let mut reverted = 0;
@@ -1215,7 +1271,7 @@ fn migration_26_finds_the_version_received_and_never_copies_a_corrections_title(
     }
     app.with_conn(|c| {
         diesel::sql_query(format!(
-            "UPDATE submissions SET sent_content_blob_id = NULL WHERE id = '{pending}'"
+            "UPDATE submissions SET sent_content_blob_id = NULL, sent_sector = NULL WHERE id = '{pending}'"
         ))
         .execute(c)
         .unwrap()
@@ -1235,7 +1291,10 @@ fn migration_26_finds_the_version_received_and_never_copies_a_corrections_title(
         })
     };
     let (sent, sent_title, _) = row(&pending);
-    assert_eq!(sent, received, "the version received, found again");
+    assert_eq!(sent, received_pending, "the version received, found again");
+    assert_eq!(sent_title, None, "not the correction's title");
+    let (sent, sent_title, _) = row(&known);
+    assert_eq!(sent, received_known);
     assert_eq!(sent_title, None, "not the correction's title");
     let (_, sent_title, title) = row(&plain);
     assert!(sent_title.is_some() && sent_title == title);
@@ -1249,8 +1308,10 @@ fn migration_26_finds_the_version_received_and_never_copies_a_corrections_title(
                 .unwrap()
         })
     };
-    assert_eq!(sectors(&pending), ("Energy".into(), Some("Dams".into())));
+    assert_eq!(sectors(&known), ("Energy".into(), Some("Dams".into())));
     assert_eq!(sectors(&plain), ("Energy".into(), None));
+    // Where migration 25 did not know the sector received either, the one last saved stays (README: officers see it).
+    assert_eq!(sectors(&pending), ("Dams".into(), None));
 
     let page = officer.get("/officer?status=defective");
     assert!(

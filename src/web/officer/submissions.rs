@@ -24,7 +24,7 @@ use crate::web::pages::{Notice, Page};
 use crate::web::step_up::StepUpForm;
 use crate::web::views::{
     content_view, destruction_view, file_views, open_disseminations, open_events, open_grants,
-    submission_view, Choice,
+    Choice,
 };
 use crate::workflow::access::{self, Admitted, Reading};
 use crate::workflow::cases;
@@ -552,7 +552,7 @@ async fn confirmation_page(
         Decision::Defective => (format!("Mark {tn} defective?"), "Confirm: defective"),
     };
     Ok(Page::new("officer/confirm_decision.html.tera")
-        .with("submission", submission_view(sub))
+        .with("submission", crate::web::views::office_submission_view(sub))
         // What the submission page showed, when the form came from one; else what this page shows.
         .with(
             "seen",
