@@ -154,7 +154,7 @@ impl Admitted {
     /// What an audit entry adds when the version read is the one received, not the one last saved.
     fn as_sent_note(&self) -> &'static str {
         if self.shown_as_sent() {
-            " (as last sent)"
+            AS_SENT
         } else {
             ""
         }
@@ -371,6 +371,9 @@ fn gone() -> AppError {
     AppError::Gone("The content of this submission was destroyed; only its record remains.".into())
 }
 
+/// What an audit entry of a read adds when the version read is the one the Office received, not the one last saved.
+const AS_SENT: &str = " (as last sent)";
+
 /// Why content is read, for the audit entry.
 #[derive(Debug, Clone, Copy)]
 pub enum Reading {
@@ -389,6 +392,11 @@ impl Reading {
             Reading::FormAgain => Some("form shown again"),
         }
     }
+
+    /// What the entry says of it when the version read is the one received, not the one last saved.
+    fn detail_as_sent(&self) -> String {
+        format!("{}{AS_SENT}", self.detail().unwrap_or("page"))
+    }
 }
 
 /// The decrypted content document this reader is shown ([`Admitted::shown_version`]), recorded as viewed. `None`
@@ -405,9 +413,10 @@ pub async fn read_content(
     if admitted.content_destroyed() {
         return Ok(None);
     }
-    let detail = match (reading.detail(), admitted.shown_as_sent()) {
-        (detail, false) => detail.map(str::to_string),
-        (detail, true) => Some(format!("{} (as last sent)", detail.unwrap_or("page"))),
+    let detail = if admitted.shown_as_sent() {
+        Some(reading.detail_as_sent())
+    } else {
+        reading.detail().map(str::to_string)
     };
     read_version(services, admitted, actor, blob_id, detail)
         .await
@@ -446,8 +455,14 @@ pub async fn read_sent_content(
                 .map(|c| (c, false)))
         }
     };
-    let detail = format!("{} (as last sent)", reading.detail().unwrap_or("page"));
-    let content = read_version(services, admitted, actor, pending, Some(detail)).await?;
+    let content = read_version(
+        services,
+        admitted,
+        actor,
+        pending,
+        Some(reading.detail_as_sent()),
+    )
+    .await?;
     Ok(Some((content, true)))
 }
 
@@ -562,12 +577,16 @@ pub async fn open_attachment(
 ) -> AppResult<OpenedFile> {
     admitted.require_content()?;
     let sub = &admitted.submission;
+    // An id the submission never had is a 404 before any document is decrypted.
+    let rows = attachments(services, admitted).await?;
+    if !rows.iter().any(|a| a.id == attachment_id) {
+        return Err(AppError::NotFound);
+    }
     let content = match admitted.shown_version() {
         Some(b) => Some(documents::read_content(services, b).await?),
         None => None,
     };
     // A file added by a correction not yet sent is not this reader's to see (a 404, as for any other id).
-    let rows = attachments(services, admitted).await?;
     let attachment = admitted
         .shown_attachments(content.as_ref(), rows)
         .into_iter()
