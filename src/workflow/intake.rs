@@ -513,7 +513,7 @@ async fn save_inner(
         if content.attachments.remove(id).is_none() {
             return Err(AppError::Conflict(
                 "A file you asked to remove is no longer in this draft (removed from another window?). Nothing \
-                 was saved: open the draft again to see its files."
+                 was saved."
                     .into(),
             ));
         }
@@ -538,8 +538,8 @@ async fn save_inner(
                 }
                 let Some(info) = content.attachments.get(old) else {
                     return Err(AppError::Conflict(
-                        "A file you chose to replace is not one of this submission's files. Nothing was saved: \
-                         open the submission again to see its files."
+                        "A file you chose to replace is not one of this submission's files (any more). Nothing was \
+                         saved."
                             .into(),
                     ));
                 };
@@ -735,7 +735,7 @@ fn commit_save(
             if current.status != before.status || current.content_blob_id != before.content_blob_id
             {
                 return Err(AppError::Conflict(
-                    "This submission was changed in another window. Reload it and try again."
+                    "This submission was changed in another window while yours was saved. Nothing was saved."
                         .into(),
                 ));
             }
@@ -847,7 +847,7 @@ fn commit_save(
     for (old, new) in &plan.replacements {
         if !attachment::mark_replaced(tx, &sub.id, old, new, now)? {
             return Err(AppError::Conflict(
-                "That file was already replaced or removed. Reload the page and try again.".into(),
+                "That file was already replaced or removed (in another window?). Nothing was saved.".into(),
             ));
         }
         audit.append(
@@ -876,8 +876,8 @@ fn commit_save(
         let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
         return Err(AppError::TooLarge(format!(
             "Another save added files to this submission while yours was sent: with yours it would hold {} files \
-             ({}), over the limit of {} files and {} per submission. Nothing was saved; reload the page and \
-             attach fewer or smaller files.",
+             ({}), over the limit of {} files and {} per submission. Nothing was saved; attach fewer or \
+             smaller files.",
             sizes.len(),
             mib(total.max(0) as u64),
             plan.max_files,

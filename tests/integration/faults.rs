@@ -508,18 +508,28 @@ fn a_connection_given_back_by_a_panic_mid_transaction_is_not_pooled() {
     use diesel::Connection;
     use pcii_portal::audit::log::{Actor, Event, Outcome};
     use pcii_portal::error::AppError;
-    let app = TestApp::with(|f| f.merge(("database_busy_timeout_ms", 300)));
+    let app = TestApp::with(|f| f.merge(("database_busy_timeout_ms", 2000)));
     let state = app.state();
     let before = app.audit_count("auth.logout");
-    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut conn = state.db.get().expect("conn");
-        let _ = conn.transaction::<(), AppError, _>(|tx| {
-            let event = Event::new("auth.logout", Outcome::Success);
-            state.audit.append(tx, &Actor::system(), &event)?;
-            panic!("a bug inside a transaction");
-        });
-    }));
-    assert!(panicked.is_err());
+    // The panic must come after the transaction wrote (so that it holds the write lock): on a loaded machine the
+    // write can meet the app's own start-up work holding the lock past the busy timeout, and is then tried again.
+    let mut panicked = false;
+    for _ in 0..20 {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut conn = state.db.get().expect("conn");
+            conn.transaction::<(), AppError, _>(|tx| {
+                let event = Event::new("auth.logout", Outcome::Success);
+                state.audit.append(tx, &Actor::system(), &event)?;
+                panic!("a bug inside a transaction");
+            })
+        }));
+        if outcome.is_err() {
+            panicked = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(panicked, "the transaction never wrote");
     // Every connection of the pool at once, so the one the panic gave back is among them if it was pooled: each
     // writes and commits.
     let mut all: Vec<_> = (0..state.settings.db_pool_size.max(2))

@@ -1133,6 +1133,24 @@ fn an_unverified_organisation_may_have_only_so_much_sent() {
     assert_eq!(page.status, Status::Conflict, "{}", page.body);
     assert!(page.body.contains("has not been verified"), "{}", page.body);
     assert_eq!((app.blob_files(), table_counts(&app)), before);
+    // Refused at the commit, after the form was read: the new form again with what was typed, not an error page.
+    let file = file_bytes(1_000, 1, "");
+    let mut parts = complete_fields("Typed before the cap was found", "submit");
+    parts.push(Part::Text("description_1", "Diagram"));
+    parts.push(Part::File("file_1", "d.bin", &file));
+    let page = ann.post_multipart("/submissions", &parts);
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert!(page.body.contains("has not been verified"), "{}", page.body);
+    assert!(
+        page.body
+            .contains(">Typed before the cap was found</textarea>"),
+        "{}",
+        page.body
+    );
+    assert!(page
+        .body
+        .contains("Files you attached must be attached again"));
+    assert_eq!((app.blob_files(), table_counts(&app)), before);
 
     // A draft may still be kept; sending it is refused and leaves it a draft.
     let page = send(&mut ann, 1_000, "draft");
@@ -1151,6 +1169,11 @@ fn an_unverified_organisation_may_have_only_so_much_sent() {
     let page = send(&mut gus, 100_001, "submit");
     assert_eq!(page.status, Status::PayloadTooLarge, "{}", page.body);
     assert!(page.body.contains("has not been verified"), "{}", page.body);
+    assert!(
+        page.body.contains(r#"name="narrative""#),
+        "the form again: {}",
+        page.body
+    );
     assert_eq!((app.blob_files(), table_counts(&app)), before);
 
     // Files in a sent submission's thread count too.

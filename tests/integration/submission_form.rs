@@ -203,9 +203,12 @@ fn one_picker_stores_several_files_in_one_post_each_then_described_on_the_form()
     );
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     assert_eq!(app.attachment_ids(&id).len(), 2);
+    // The form comes back with what was typed (a narrative is not lost to a refusal), marked as not saved.
     let page = b.post_multipart(
         &format!("/submissions/{id}"),
         &[
+            Part::Text("title", "Several at once"),
+            Part::Text("narrative", "Typed in the window that lost the race"),
             Part::Text("remove", &ids[0]),
             Part::Text("remove", &ids[1]),
             Part::Text("action", "draft"),
@@ -215,7 +218,20 @@ fn one_picker_stores_several_files_in_one_post_each_then_described_on_the_form()
     assert!(page
         .body
         .contains("A file you asked to remove is no longer in this draft"));
+    assert!(page
+        .body
+        .contains("What you typed is shown below (not saved)"));
+    assert!(
+        page.body
+            .contains(">Typed in the window that lost the race</textarea>"),
+        "{}",
+        page.body
+    );
     assert_eq!(app.attachment_ids(&id).len(), 2);
+    let stored = b.get(&format!("/submissions/{id}/edit"));
+    assert!(!stored
+        .body
+        .contains("Typed in the window that lost the race"));
 }
 
 #[test]

@@ -478,7 +478,11 @@ async fn save(
     };
     // Kept for re-showing the form after an error (values only; files are never echoed).
     let posted = crate::workflow::content::FormFields(request.fields.0.clone());
-    match intake::save(state, &who, &ctx.actor, request).await? {
+    let result = match intake::save(state, &who, &ctx.actor, request).await {
+        Ok(result) => result,
+        Err(refusal) => return form_after_refusal(ctx, user, &who, id, &posted, refusal).await,
+    };
+    match result {
         SaveResult::Saved { id, status } => {
             // The session was admitted when the upload began, and a long upload can outlive its idle timeout:
             // the save counts as a use now, so that the redirect reaches the receipt.
@@ -595,6 +599,67 @@ async fn save(
                 .status(Status::UnprocessableEntity),
         )),
     }
+}
+
+/// A save refused for a reason that is not one of its fields' (the submission or its files changed meanwhile, a
+/// cap reached, the database busy, the disk full): the form again with what was typed and why, under the refusal's
+/// own status, so that a long narrative is not lost with it. Nothing was saved. The refusal as it is when the form
+/// cannot be shown (the submission can no longer be changed, the database is down) or when whether it was saved
+/// is not known (a commit PostgreSQL did not confirm).
+async fn form_after_refusal(
+    ctx: &Ctx<'_>,
+    user: &SubmitterUser<'_>,
+    who: &Submitter,
+    id: Option<&str>,
+    posted: &FormFields,
+    refusal: AppError,
+) -> AppResult<Either<Notice, Page>> {
+    let (status, message) = match &refusal {
+        AppError::Conflict(why) => (Status::Conflict, why.clone()),
+        AppError::TooLarge(why) => (Status::PayloadTooLarge, why.clone()),
+        AppError::Unavailable(_) => (
+            Status::ServiceUnavailable,
+            "Nothing was saved: the portal is busy. Save again in a moment.".to_string(),
+        ),
+        AppError::StorageFull(_) => (
+            Status::InsufficientStorage,
+            "Nothing was saved: the portal's storage is full. Try again later; if this lasts, tell the \
+             Program Office."
+                .to_string(),
+        ),
+        _ => return Err(refusal),
+    };
+    let page = match id {
+        Some(id) => match load(ctx, user, id).await {
+            Ok(admitted) => edit_page(
+                ctx,
+                &user.user,
+                who,
+                &admitted,
+                Reading::FormAgain,
+                Shown::Nothing,
+                Some(posted),
+            )
+            .await
+            // Nothing was saved: the form still stands on the version it was made from.
+            .map(|page| with_posted_version(page, posted)),
+            Err(e) => Err(e),
+        },
+        None => new_form_again(ctx.state, who, posted, FieldErrors::new()).await,
+    };
+    let Ok(page) = page else {
+        return Err(refusal);
+    };
+    Ok(Either::Right(
+        page.with(
+            "refusal",
+            format!(
+                "{message} What you typed is shown below{}. Files you attached must be attached again.",
+                if id.is_some() { " (not saved)" } else { "" }
+            ),
+        )
+        .status(status),
+    ))
 }
 
 /// A form shown again after a refusal that saved nothing keeps the version it was posted from, not the stored one:
