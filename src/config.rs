@@ -483,24 +483,32 @@ pub fn mail_warnings(settings: &Settings) -> Vec<String> {
     }
 }
 
-/// What start-up warns of about how the portal is reached:
-/// - beyond this machine without `public_origin`, it cannot tell its own name: the Host check (DNS rebinding)
-///   then answers loopback names and the bare address only, and links in mail name the bare address;
-/// - trusting a proxy's client-address header (`ip_header`) while listening beyond this machine lets whoever
-///   connects directly, not through the proxy, choose its own address for every per-address limit.
-pub fn exposure_warnings(figment: &Figment, settings: &Settings) -> Vec<String> {
+/// Why the portal may not start listening as configured, if it may not: beyond this machine without
+/// `public_origin`, its origin would be `http://<address>:<port>`, plain HTTP across the network — the session
+/// cookie without `Secure`, no HSTS, mailed links in clear — which an `http://` `public_origin` beyond this machine
+/// is refused for too ([`origin_problem`]).
+pub fn exposure_problem(figment: &Figment) -> Option<String> {
+    let address = figment.extract_inner::<std::net::IpAddr>("address").ok()?;
+    let origin: String = figment.extract_inner("public_origin").unwrap_or_default();
+    (!address.is_loopback() && origin.trim().is_empty()).then(|| {
+        format!(
+            "listening on {address}, beyond this machine, without `public_origin`: the portal would be served in \
+             clear across the network. End TLS at a reverse proxy (deploy/nginx) and set `public_origin` to the \
+             https:// address people use, or listen on 127.0.0.1"
+        )
+    })
+}
+
+/// What start-up warns of about how the portal is reached: trusting a proxy's client-address header (`ip_header`)
+/// while listening beyond this machine lets whoever connects directly, not through the proxy, choose its own
+/// address for every per-address limit.
+pub fn exposure_warnings(figment: &Figment) -> Vec<String> {
     let Ok(address) = figment.extract_inner::<std::net::IpAddr>("address") else {
         return Vec::new();
     };
     let mut warnings = Vec::new();
     if address.is_loopback() {
         return warnings;
-    }
-    if settings.public_origin.is_empty() {
-        warnings.push(format!(
-            "listening on {address}, beyond this machine, without `public_origin`: set it to the address people use \
-             (e.g. https://pcii.example.gov); until then only requests for {address} or localhost are answered"
-        ));
     }
     if let Ok(header) = figment.extract_inner::<String>("ip_header") {
         warnings.push(format!(
@@ -596,28 +604,33 @@ mod tests {
 
     #[test]
     fn exposure_is_warned_of_beyond_loopback_only() {
-        let warnings = |address: &str, ip_header: Option<&str>, origin: &str| {
+        let figment = |address: &str, ip_header: Option<&str>, origin: &str| {
             let mut figment = Figment::from(Serialized::defaults(Settings::default()))
                 .merge(("address", address))
-                .merge(("ip_header", false));
+                .merge(("ip_header", false))
+                .merge(("public_origin", origin));
             if let Some(h) = ip_header {
                 figment = figment.merge(("ip_header", h));
             }
-            let settings = Settings {
-                public_origin: origin.into(),
-                ..Settings::default()
-            };
-            exposure_warnings(&figment, &settings)
+            figment
         };
         let origin = "https://pcii.example.gov";
-        assert!(warnings("127.0.0.1", Some("X-Real-IP"), "").is_empty());
-        assert!(warnings("0.0.0.0", None, origin).is_empty());
-        let w = warnings("0.0.0.0", Some("X-Real-IP"), origin);
+        assert!(exposure_warnings(&figment("127.0.0.1", Some("X-Real-IP"), "")).is_empty());
+        assert!(exposure_warnings(&figment("0.0.0.0", None, origin)).is_empty());
+        let w = exposure_warnings(&figment("0.0.0.0", Some("X-Real-IP"), origin));
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].contains("X-Real-IP") && w[0].contains("chooses its own address"));
-        let w = warnings("::", None, "");
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].contains("public_origin"));
+        // Without `public_origin` beyond this machine it would be plain HTTP on the network: refused, not warned.
+        assert_eq!(exposure_problem(&figment("127.0.0.1", None, "")), None);
+        assert_eq!(exposure_problem(&figment("::1", None, "")), None);
+        assert_eq!(exposure_problem(&figment("0.0.0.0", None, origin)), None);
+        for address in ["0.0.0.0", "::", "192.0.2.10"] {
+            let problem = exposure_problem(&figment(address, None, "")).expect("refused");
+            assert!(
+                problem.contains("public_origin") && problem.contains(address),
+                "{problem}"
+            );
+        }
     }
 
     #[test]

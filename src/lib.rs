@@ -141,6 +141,9 @@ pub fn check_configuration(figment: &Figment) -> Result<(), String> {
                     (see README, \"Behind a reverse proxy\") and remove the `tls` setting"
             .into());
     }
+    if let Some(problem) = config::exposure_problem(figment) {
+        return Err(problem);
+    }
     Ok(())
 }
 

@@ -367,7 +367,7 @@ fn serve(figment: rocket::figment::Figment) -> Result<(), String> {
         warn_keys(&settings, &startup.generated_keys);
     }
     let origin = config::origin(&figment, &settings);
-    for warning in config::exposure_warnings(&figment, &settings)
+    for warning in config::exposure_warnings(&figment)
         .into_iter()
         .chain(config::grace_warnings(&settings))
         .chain(config::mail_warnings(&settings))
