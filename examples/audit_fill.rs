@@ -30,6 +30,7 @@ fn main() -> Result<(), String> {
         role: Some("officer".into()),
         client_addr: Some("127.0.0.1".into()),
         request_id: Some("00112233aabbccdd".into()),
+        session: None,
     };
     let mut done = 0;
     while done < n {

@@ -18,6 +18,9 @@ pub struct Actor {
     pub role: Option<String>,
     pub client_addr: Option<String>,
     pub request_id: Option<String>,
+    /// The token hash of the session the act came from, if any (not recorded): a stream of protected content it
+    /// opened goes on only while that session lives ([`crate::auth::sessions::still_streaming`]).
+    pub session: Option<String>,
 }
 
 impl Actor {

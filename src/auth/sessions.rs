@@ -223,6 +223,31 @@ pub fn touch_now(conn: &mut DbConn, token_hash: &str, now: i64) -> AppResult<boo
     Ok(model::touch(conn, token_hash, now)? > 0)
 }
 
+/// Whether a session still stands for a download or export it opened, at `now`: its row is there (no sign-out,
+/// "end other sessions", factor reset or password change ended it) and within its absolute lifetime. The stream is
+/// the session's use, so the idle timeout does not end a long download: it is recorded as one at most once a
+/// minute, as a request is.
+pub fn still_streaming(
+    conn: &mut DbConn,
+    token_hash: &str,
+    now: i64,
+    absolute_secs: i64,
+) -> AppResult<bool> {
+    let Some((session, _)) = model::find_with_user(conn, token_hash)? else {
+        return Ok(false);
+    };
+    if now - session.created_at > absolute_secs {
+        return Ok(false);
+    }
+    // Best effort, as a request's: a busy database does not end the stream.
+    if now - session.last_seen_at >= 60 {
+        if let Err(e) = model::touch(conn, token_hash, now) {
+            tracing::warn!(error = %e, "recording a session's last use during a download failed");
+        }
+    }
+    Ok(true)
+}
+
 /// A keepalive: records a use of the session now and returns the seconds it then has left, or `None` if it is
 /// gone.
 pub fn keep_alive(

@@ -149,6 +149,7 @@ pub fn actor(req: &Request<'_>, who: Option<&Authenticated>) -> Actor {
         role: who.map(|a| a.role.as_str().to_string()),
         client_addr: client_addr(req),
         request_id: Some(request_id(req)),
+        session: who.map(|a| a.session_hash.clone()),
     }
 }
 

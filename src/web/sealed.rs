@@ -216,6 +216,7 @@ impl Client {
             role: Some("custodian".into()),
             client_addr: Some(self.address.clone()),
             request_id: Some(self.request_id.clone()),
+            session: None,
         }
     }
 }
@@ -526,6 +527,7 @@ async fn answer_socket(state: &SealedPortal, stream: tokio::net::UnixStream, shu
         role: Some("custodian".into()),
         client_addr: Some(LOCAL_SOCKET.into()),
         request_id: None,
+        session: None,
     };
     let answer = offer_share(state, &actor, LOCAL_SOCKET, line.trim(), shutdown).await;
     let _ = write

@@ -677,7 +677,7 @@ pub async fn export_package(
 /// A stream of a submission's protected content that keeps asking whether its reader may still read it: every
 /// `access_recheck_seconds` [`decide`] runs again, and no more bytes go out until it has answered. Once the answer
 /// is no (a grant revoked or expired, training or NDA lapsed, the account disabled or moved, the submission out of
-/// reach) or the content was destroyed meanwhile, the stream fails: the response declared its length, so the
+/// reach, the session it came from ended) or the content was destroyed meanwhile, the stream fails: the response declared its length, so the
 /// client sees the download cut off. The cut is recorded (`content.cut`, with the reason's code). When the question
 /// cannot be answered (the database unreachable) the stream fails too, unrecorded: access is never assumed.
 pub struct WhileAdmitted<R> {
@@ -696,6 +696,8 @@ struct Asker {
     clock: crate::clock::Clock,
     user: User,
     actor: Actor,
+    /// The session's absolute lifetime (seconds): the stream ends with the session it came from.
+    session_absolute_secs: i64,
     submission_id: String,
     tracking_number: Option<String>,
     what: String,
@@ -718,6 +720,7 @@ impl<R> WhileAdmitted<R> {
                 clock: services.clock.clone(),
                 user: admitted.user.clone(),
                 actor: actor.clone(),
+                session_absolute_secs: services.settings.session_absolute_hours * 3600,
                 submission_id: admitted.submission.id.clone(),
                 tracking_number: admitted.submission.tracking_number.clone(),
                 what,
@@ -755,7 +758,19 @@ impl Asker {
         let verdict = self
             .db
             .run(move |c| {
+                // A stream from a session that has ended since (signed out, ended from another, factors reset,
+                // password changed, past its lifetime) ends with it; a stream with no session (the CLI) has none.
+                let session_ended = match &asker.actor.session {
+                    Some(hash) => !crate::auth::sessions::still_streaming(
+                        c,
+                        hash,
+                        now,
+                        asker.session_absolute_secs,
+                    )?,
+                    None => false,
+                };
                 let reason = match decide(c, &asker.user, &asker.submission_id, now)? {
+                    Ok(_) if session_ended => "session ended",
                     Ok(sub) => {
                         let admitted = Admitted {
                             submission: sub,

@@ -767,6 +767,27 @@ fn an_audit_export_under_way_is_cut_off_when_its_auditor_is_disabled() {
         app.audit_reasons("audit.export_cut"),
         vec!["account disabled".to_string()]
     );
+
+    // Another auditor's export, cut when the session it came from is signed out from another of its sessions.
+    let mut ida = app.login_as(Role::Auditor, "ida@pcii.example.gov", None);
+    let mut owner = app.browser();
+    assert_eq!(
+        owner.login("ida@pcii.example.gov", common::PASSWORD),
+        Status::SeeOther
+    );
+    let got = common::received_around(ida.post_unread("/audit/export", &[]), || {
+        let page = owner.post("/account/sessions/end-others", &[]);
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    });
+    assert!(
+        got < whole.len() / 2,
+        "{got} of about {} bytes sent after the session ended",
+        whole.len()
+    );
+    assert_eq!(
+        app.audit_reasons("audit.export_cut"),
+        vec!["account disabled".to_string(), "session ended".to_string()]
+    );
 }
 
 /// An export waiting for a client that does not read holds none of the pool's connections: with a pool of two,

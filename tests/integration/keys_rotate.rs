@@ -735,6 +735,7 @@ fn a_data_key_made_before_a_rotation_and_stored_after_it_is_wrapped_to_the_new_m
         role: Some("submitter".into()),
         client_addr: None,
         request_id: None,
+        session: None,
     };
     let state = app.state();
     let rt = rocket::tokio::runtime::Runtime::new().unwrap();

@@ -1002,6 +1002,38 @@ fn a_download_under_way_is_cut_off_when_its_reader_loses_access() {
         "{got} bytes of the package sent after the account was disabled"
     );
     assert_eq!(app.audit_count("content.cut"), 2);
+
+    // A third analyst's download, cut when the session it came from is ended from another (a stolen session ended
+    // by its owner): the grant and the account still hold, the session does not.
+    let (_, mut c) = analyst(&app, "cam@dhs.example.gov");
+    let cam = app.user_id("cam@dhs.example.gov");
+    grant(&app, &mut officer, &id, &cam);
+    let mut owner = signed_in(&app, "cam@dhs.example.gov");
+    let got = received_around(c.get_unread(&file), || {
+        let page = owner.post("/account/sessions/end-others", &[]);
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    });
+    assert!(
+        got < LEN / 2,
+        "{got} of {LEN} bytes sent after the session ended"
+    );
+    assert_eq!(app.audit_count("content.cut"), 3);
+    let reasons: Vec<Option<String>> = app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq("content.cut"))
+            .order(audit_entries::seq)
+            .select(audit_entries::reason)
+            .load(c)
+            .unwrap()
+    });
+    assert_eq!(
+        reasons.last().cloned().flatten().as_deref(),
+        Some("attachment 1: session ended")
+    );
+    // The owner's own session reads on.
+    let (status, whole, _) = owner.get_bytes(&file);
+    assert_eq!(status, Status::Ok);
+    assert_eq!(whole.expect("read to a clean end").len(), LEN);
 }
 
 /// The `seen` token of the first decision form on a page (what the page showed of the submission).

@@ -747,14 +747,17 @@ impl EntryPages {
 
 /// The auditor an export is sent to, asked about again as it streams, as files and packages of submissions are
 /// ([`crate::workflow::access::WhileAdmitted`]): every `access_recheck_seconds` (0: before every page), before the
-/// next page is read, the account must still be enabled, confirmed and an auditor's. Once it is not (disabled by an
-/// administrator, moved to another role), nothing more is read: the export fails, the client sees it end short of
+/// next page is read, the account must still be enabled, confirmed and an auditor's, and the session it came from
+/// must still live. Once it is not (disabled by an administrator, moved to another role, signed out), nothing more
+/// is read: the export fails, the client sees it end short of
 /// its declared length, and the cut is recorded (`audit.export_cut`).
 #[derive(Clone)]
 struct StillAuditor {
     user_id: String,
     audit: crate::audit::log::AuditLog,
     actor: crate::audit::log::Actor,
+    clock: crate::clock::Clock,
+    session_absolute_secs: i64,
     every: std::time::Duration,
     next: std::time::Instant,
 }
@@ -767,12 +770,24 @@ impl StillAuditor {
             return Ok(());
         }
         let account = crate::models::account::find(conn, &self.user_id)?;
+        let session_ended = match &self.actor.session {
+            Some(hash) => !crate::auth::sessions::still_streaming(
+                conn,
+                hash,
+                self.clock.now(),
+                self.session_absolute_secs,
+            )?,
+            None => false,
+        };
+        // The account's state first: disabling it ends its sessions too, and is the reason to give.
         let ended = if account.disabled {
             "account disabled"
         } else if account.role != crate::domain::Role::Auditor {
             "no longer an auditor"
         } else if !account.email_verified() {
             "email address not confirmed"
+        } else if session_ended {
+            "session ended"
         } else {
             self.next = now + self.every;
             return Ok(());
@@ -903,6 +918,8 @@ async fn export(
         user_id: auditor.user.id.clone(),
         audit: ctx.state.audit.clone(),
         actor: ctx.actor.clone(),
+        clock: ctx.state.clock.clone(),
+        session_absolute_secs: ctx.state.settings.session_absolute_hours * 3600,
         every,
         // Asked just now, when the request was admitted.
         next: std::time::Instant::now() + every,

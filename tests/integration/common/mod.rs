@@ -356,6 +356,7 @@ pub fn actor_of(user: &pcii_portal::models::account::User) -> Actor {
         role: Some(user.role().as_str().into()),
         client_addr: None,
         request_id: None,
+        session: None,
     }
 }
 
