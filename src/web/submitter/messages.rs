@@ -84,6 +84,60 @@ pub(crate) async fn thread_page(
     Ok(page)
 }
 
+/// A message refused once its form was read, for a reason that is not its text's (the thread closed meanwhile — a
+/// withdrawal, a decision —, the side's cap reached, the database busy, the disk full): the thread again with what
+/// was typed and why, under the refusal's status, so that a long answer is not lost with it. Where the thread no
+/// longer takes messages, the text is shown as "not sent" to copy. The refusal as it is when the thread cannot be
+/// shown (access ended) or whether it was sent is not known (a commit PostgreSQL did not confirm).
+async fn thread_after_refusal(
+    ctx: &Ctx<'_>,
+    user: &User,
+    id: &str,
+    text: String,
+    rfi: bool,
+    file_count: usize,
+    refusal: AppError,
+) -> AppResult<Either<Notice, Page>> {
+    let not_sent = |why: &str| {
+        if why.contains("Nothing was sent") {
+            why.to_string()
+        } else {
+            format!("Nothing was sent. {why}")
+        }
+    };
+    let (status, message) = match &refusal {
+        AppError::Conflict(why) => (Status::Conflict, not_sent(why)),
+        AppError::TooLarge(why) => (Status::PayloadTooLarge, not_sent(why)),
+        AppError::Unavailable(_) => (
+            Status::ServiceUnavailable,
+            "Nothing was sent: the portal is busy. Send it again in a moment.".to_string(),
+        ),
+        AppError::StorageFull(_) => (
+            Status::InsufficientStorage,
+            "Nothing was sent: the portal's storage is full. Try again later; if this lasts, tell the Program \
+             Office."
+                .to_string(),
+        ),
+        _ => return Err(refusal),
+    };
+    let Ok(admitted) = access::admit(ctx.state, user, &ctx.actor, id).await else {
+        return Err(refusal);
+    };
+    let again = Some((FieldErrors::new(), text, rfi));
+    let Ok(page) = thread_page(ctx, user, &admitted, ThreadPage::default(), again).await else {
+        return Err(refusal);
+    };
+    let files = if file_count > 0 {
+        " Files you attached must be attached again."
+    } else {
+        ""
+    };
+    Ok(Either::Right(
+        page.with("refusal", format!("{message}{files}"))
+            .status(status),
+    ))
+}
+
 /// Room for a form with files: disk space and an upload slot for the account (as the submission form).
 fn upload_slot(ctx: &Ctx<'_>, user: &User) -> AppResult<Slot> {
     let state = ctx.state;
@@ -204,7 +258,13 @@ pub(crate) async fn post_message(
         unverified: crate::workflow::intake::UnverifiedCaps::of(&state.settings),
         max_per_side: state.settings.max_messages_per_side,
     };
-    match messages::send(state, &admitted, user, &ctx.actor, request).await? {
+    let result = match messages::send(state, &admitted, user, &ctx.actor, request).await {
+        Ok(result) => result,
+        Err(refusal) => {
+            return thread_after_refusal(ctx, user, id, text, rfi, file_count, refusal).await
+        }
+    };
+    match result {
         SendResult::Sent { mails } => {
             let unsent = crate::workflow::pending_mail::send_now(state, mails).await;
             let officer = user.role() == crate::domain::Role::Officer;
