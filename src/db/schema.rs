@@ -455,6 +455,7 @@ diesel::table! {
         submission_id -> Text,
         last_read_seq -> BigInt,
         last_read_at -> BigInt,
+        last_mailed_seq -> BigInt,
     }
 }
 

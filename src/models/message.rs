@@ -287,6 +287,57 @@ pub fn last_read(conn: &mut DbConn, user_id: &str, submission_id: &str) -> Query
         .unwrap_or(0))
 }
 
+/// Whether `user_id` is to be mailed about message `seq` of the thread: not while it has not read the message it was
+/// last mailed about (one mail per unread stretch); a yes records `seq` as the one it was mailed about. Run in the
+/// message's transaction.
+pub fn mail_turn(
+    conn: &mut DbConn,
+    user_id: &str,
+    submission_id: &str,
+    seq: i64,
+) -> QueryResult<bool> {
+    let marks = |conn: &mut DbConn| {
+        message_reads::table
+            .find((user_id, submission_id))
+            .select((message_reads::last_read_seq, message_reads::last_mailed_seq))
+            .first::<(i64, i64)>(conn)
+            .optional()
+    };
+    let (read, mailed) = match marks(conn)? {
+        Some(found) => found,
+        None => {
+            // Never opened the thread: read nothing, mailed nothing until now. In a savepoint: the person opening
+            // it at this moment inserts the row first (PostgreSQL would otherwise abort the message's transaction).
+            let inserted = conn.transaction(|tx| {
+                diesel::insert_into(message_reads::table)
+                    .values((
+                        message_reads::user_id.eq(user_id),
+                        message_reads::submission_id.eq(submission_id),
+                        message_reads::last_read_seq.eq(0),
+                        message_reads::last_read_at.eq(0),
+                        message_reads::last_mailed_seq.eq(seq),
+                    ))
+                    .execute(tx)
+            });
+            match inserted {
+                Ok(_) => return Ok(true),
+                Err(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _,
+                )) => marks(conn)?.unwrap_or((0, 0)),
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    if mailed > read {
+        return Ok(false);
+    }
+    diesel::update(message_reads::table.find((user_id, submission_id)))
+        .set(message_reads::last_mailed_seq.eq(seq))
+        .execute(conn)?;
+    Ok(true)
+}
+
 /// Records that `user_id` has read the thread up to message `seq` (a mark never moves back).
 pub fn mark_read(
     conn: &mut DbConn,

@@ -689,7 +689,9 @@ fn commit_message(
 
 /// Queues, in the message's transaction, the content-free notices of a new message to the other side: the
 /// organisation's members for the office's message; every officer for the organisation's (none while the submission
-/// is a draft, which officers do not see). "A new message" is one of the notifications a person may turn off.
+/// is a draft, which officers do not see). "A new message" is one of the notifications a person may turn off. One
+/// mail per unread stretch: a person already mailed about a message of this thread it has not read since is not
+/// mailed again until it has opened the thread ([`message::mail_turn`]), so a burst of messages is one mail each.
 fn queue_notices(
     tx: &mut DbConn,
     mailer: &Mailer,
@@ -705,9 +707,12 @@ fn queue_notices(
         Side::Organisation => format!("/submissions/{}/messages", sub.id),
         Side::Office => format!("/officer/submissions/{}/messages", sub.id),
     };
+    let seq = message::last_seq(tx, &sub.id)?;
     let mut queued = Vec::new();
     for (id, email, name, off) in message::recipients(tx, to, &sub.organisation_id)? {
-        if !notifications::wanted(Kind::Message, &off) {
+        if !notifications::wanted(Kind::Message, &off)
+            || !message::mail_turn(tx, &id, &sub.id, seq)?
+        {
             continue;
         }
         queued.push(pending_mail::enqueue(

@@ -1398,3 +1398,52 @@ fn the_officers_home_lists_threads_waiting_for_an_answer() {
         "{list}"
     );
 }
+
+/// A burst of messages is one mail to each person of the other side, not one a message: a person mailed about a
+/// message it has not read since is not mailed again until it has opened the thread. Messages written while the
+/// submission was a draft (officers were not told of them) do not hold back the first mail after it is sent.
+#[test]
+fn a_burst_of_messages_mails_each_person_once_until_it_reads_the_thread() {
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    app.create_user(Role::Officer, "otto@pcii.example.gov", None);
+    let post = |b: &mut Browser<'_>, path: &str, body: &str| {
+        let page = b.post_multipart(path, &[Part::Text("body", body)]);
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    };
+    // A draft's thread first: the organisation's own, nobody at the Office is told.
+    let page = ann.post_multipart("/submissions", &complete_fields("Draft first", "draft"));
+    let id = crate::common::submission_id(&page);
+    let thread = format!("/submissions/{id}/messages");
+    post(&mut ann, &thread, "A note to ourselves while drafting");
+    assert!(mails_to(&app, "olga@pcii.example.gov").is_empty());
+    let page = ann.post_multipart(
+        &format!("/submissions/{id}"),
+        &complete_fields("Draft first", "submit"),
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+
+    for n in 1..=3 {
+        post(&mut ann, &thread, &format!("Answer part {n}"));
+    }
+    for officer in ["olga@pcii.example.gov", "otto@pcii.example.gov"] {
+        assert_eq!(mails_to(&app, officer).len(), 1, "{officer}");
+    }
+    // Olga opens the thread: the next message mails her again; Otto, who has not, is still not mailed.
+    assert_eq!(
+        olga.get(&format!("/officer/submissions/{id}/messages"))
+            .status,
+        Status::Ok
+    );
+    post(&mut ann, &thread, "Answer part 4");
+    assert_eq!(mails_to(&app, "olga@pcii.example.gov").len(), 2);
+    assert_eq!(mails_to(&app, "otto@pcii.example.gov").len(), 1);
+    // The other way round the same: the officer's two messages are one mail to the member.
+    let officer_thread = format!("/officer/submissions/{id}/messages");
+    post(&mut olga, &officer_thread, "Thank you");
+    post(&mut olga, &officer_thread, "One more question");
+    assert_eq!(mails_to(&app, "ann@acme.example").len(), 1);
+    // Unread counts still count every message (the draft's note too, now that officers see the thread).
+    assert_eq!(unread(&app, "otto@pcii.example.gov", &id), 5);
+}

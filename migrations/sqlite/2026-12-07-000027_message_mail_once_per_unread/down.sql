@@ -1,0 +1,1 @@
+ALTER TABLE message_reads DROP COLUMN last_mailed_seq;
