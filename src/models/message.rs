@@ -214,6 +214,22 @@ pub fn count_from(
         .get_result(conn)
 }
 
+/// The first message of `side` after message `after` (the oldest `side` wrote that a reader who read up to `after`
+/// has not read), if any.
+pub fn first_from(
+    conn: &mut DbConn,
+    submission_id: &str,
+    side: Side,
+    after: i64,
+) -> QueryResult<Option<i64>> {
+    messages::table
+        .filter(messages::submission_id.eq(submission_id))
+        .filter(messages::side.eq(side.as_str()))
+        .filter(messages::seq.gt(after))
+        .select(diesel::dsl::min(messages::seq))
+        .first(conn)
+}
+
 /// The files of a submission's messages, in thread order.
 pub fn files_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<MessageFileRow>> {
     message_files::table

@@ -338,6 +338,19 @@ pub(in crate::workflow) async fn record_access(
     action: &'static str,
     detail: Option<String>,
 ) -> AppResult<()> {
+    record_access_and(services, admitted, actor, action, detail, |_| Ok(())).await
+}
+
+/// [`record_access`], with `also` written in the same transaction when the read is allowed (a thread's read mark:
+/// nothing is marked read that the reader was refused).
+pub(in crate::workflow) async fn record_access_and(
+    services: &Services,
+    admitted: &Admitted,
+    actor: &Actor,
+    action: &'static str,
+    detail: Option<String>,
+    also: impl FnOnce(&mut crate::db::DbConn) -> AppResult<()> + Send + 'static,
+) -> AppResult<()> {
     let sub = &admitted.submission;
     let mut event = Event::new(action, Outcome::Success)
         .object("submission", sub.id.clone())
@@ -355,7 +368,10 @@ pub(in crate::workflow) async fn record_access(
                 Ok(now_sub) if lifecycle::content_destroyed(now_sub.status()) => {
                     Ok((Err(gone()), None))
                 }
-                Ok(_) => Ok((Ok(()), Some(event))),
+                Ok(_) => {
+                    also(tx)?;
+                    Ok((Ok(()), Some(event)))
+                }
                 Err(refusal) => {
                     let refused = Event::new("access.refused", Outcome::Refused)
                         .object("submission", sid.clone())

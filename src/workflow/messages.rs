@@ -187,6 +187,9 @@ pub struct Thread {
     pub newer: bool,
     /// Where the page of newer messages starts (its `before`); `None` with `newer`: the newest page.
     pub newer_before: Option<i64>,
+    /// Opened at the reader's oldest unread message rather than the newest page: more than a page of messages came
+    /// after it.
+    pub from_first_unread: bool,
 }
 
 /// Which page of a thread to open: the newest, or the one ending just before message `before`.
@@ -331,9 +334,11 @@ pub(crate) async fn for_package(
 }
 
 /// A page of the thread (the newest [`THREAD_PAGE`] messages, or those before `page.before`), oldest first,
-/// with its words and file names opened: only that page's are read and opened, however long the thread. Marks the
-/// thread read by `user` up to the newest message shown, and records the reading (`content.viewed`, "message
-/// thread") when there is something to read. A page past the thread's messages is not found.
+/// with its words and file names opened: only that page's are read and opened, however long the thread. Opened
+/// without a page asked for, it starts at the reader's oldest unread message when that one is not on the newest
+/// page, so that no unread message is marked read unseen. Marks the thread read by `user` up to the newest message
+/// shown, in the transaction that records the reading (`content.viewed`, "message thread") when there is something
+/// to read: a reader refused there has nothing marked. A page past the thread's messages is not found.
 pub async fn open_thread(
     state: &Services,
     admitted: &Admitted,
@@ -345,24 +350,36 @@ pub async fn open_thread(
     let sub = admitted.submission();
     let (sid, uid) = (sub.id.clone(), user.id.clone());
     let now = state.clock.now();
-    let (mut rows, files, last_read, unread, total) = state
+    let (mut rows, files, last_read, unread, total, from_first_unread) = state
         .db
         .run(move |c| {
             let total = message::last_seq(c, &sid)?;
             if page.before.is_some_and(|b| b > total + 1) {
                 return Err(AppError::NotFound);
             }
+            let last_read = message::last_read(c, &uid, &sid)?;
+            let unread = message::count_from(c, &sid, side.other(), last_read)?;
+            let first_unread = match page.before {
+                Some(_) => None,
+                None => message::first_from(c, &sid, side.other(), last_read)?
+                    .filter(|first| total - first >= THREAD_PAGE),
+            };
+            let before = page
+                .before
+                .or(first_unread.map(|first| first + THREAD_PAGE));
             // One more than a page: whether older messages exist.
-            let rows = message::page_of(c, &sid, page.before, THREAD_PAGE + 1)?;
+            let rows = message::page_of(c, &sid, before, THREAD_PAGE + 1)?;
             let shown = &rows[rows.len().saturating_sub(THREAD_PAGE as usize)..];
             let ids: Vec<String> = shown.iter().map(|(m, _)| m.id.clone()).collect();
             let files = message::files_of_messages(c, &sid, &ids)?;
-            let last_read = message::last_read(c, &uid, &sid)?;
-            let unread = message::count_from(c, &sid, side.other(), last_read)?;
-            if let Some((newest, _)) = rows.last() {
-                message::mark_read(c, &uid, &sid, newest.seq, now)?;
-            }
-            Ok((rows, files, last_read, unread, total))
+            Ok((
+                rows,
+                files,
+                last_read,
+                unread,
+                total,
+                first_unread.is_some(),
+            ))
         })
         .await?;
     let older = if rows.len() as i64 > THREAD_PAGE {
@@ -374,17 +391,26 @@ pub async fn open_thread(
     let last_shown = rows.last().map_or(0, |(m, _)| m.seq);
     let newer = last_shown < total;
     let newer_before = (last_shown + THREAD_PAGE < total).then_some(last_shown + THREAD_PAGE + 1);
-    if !rows.is_empty() && !admitted.content_destroyed() {
-        // Whether the reader may still read is decided again in the transaction that records the read (a member
-        // removed, an officer moved to another role since `admit`), as for a file.
-        access::record_access(
-            state,
-            admitted,
-            actor,
-            "content.viewed",
-            Some("message thread".into()),
-        )
-        .await?;
+    if let Some((newest, _)) = rows.last() {
+        let (uid, sid, newest) = (user.id.clone(), sub.id.clone(), newest.seq);
+        let mark = move |c: &mut crate::db::DbConn| {
+            message::mark_read(c, &uid, &sid, newest, now).map_err(AppError::from)
+        };
+        if admitted.content_destroyed() {
+            state.db.run(mark).await?;
+        } else {
+            // Whether the reader may still read is decided again in the transaction that records the read (a
+            // member removed, an officer moved to another role since `admit`), as for a file; the mark with it.
+            access::record_access_and(
+                state,
+                admitted,
+                actor,
+                "content.viewed",
+                Some("message thread".into()),
+                mark,
+            )
+            .await?;
+        }
     }
     let texts = access::texts(state, admitted).await?;
     let mut by_message: HashMap<String, Vec<FileView>> = HashMap::new();
@@ -427,6 +453,7 @@ pub async fn open_thread(
         older,
         newer,
         newer_before,
+        from_first_unread,
     })
 }
 

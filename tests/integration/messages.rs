@@ -1065,7 +1065,8 @@ fn a_message_body_in_a_package_cannot_pass_for_a_heading_or_drive_a_terminal() {
     assert!(narrative.contains("\n  Messages narrative"), "{narrative}");
 }
 
-/// A long thread opens a page at a time: the newest 50 messages, with a link to the older ones and back. The
+/// A long thread opens a page at a time: the newest 50 messages, with a link to the older ones and back — or, when
+/// the reader's oldest unread message is not on the newest page, the page that starts with it, said so. The
 /// unread count covers the whole thread; the thread is marked read up to the newest message shown, so a member who
 /// opened only an older page still has the newer ones to read. A page that is not a message number is the caller's
 /// mistake (400); one past the thread's messages does not exist (404).
@@ -1090,15 +1091,28 @@ fn a_long_thread_opens_a_page_at_a_time() {
         }
     };
 
+    // All 61 unread: the thread opens at the oldest, marks read only what it shows, and says more follow.
+    let first = ann.get(&thread);
+    assert_eq!(first.status, Status::Ok);
+    shows(&first.body, 1..=50);
+    assert!(first.body.contains("id=\"first-unread\""), "{}", first.body);
+    assert!(first.body.contains(">61 new</span>"), "{}", first.body);
+    assert!(first
+        .body
+        .contains(&format!("<a href=\"{thread}\" id=\"newer-messages\">")));
+    assert_eq!(unread(&app, "ann@acme.example", &id), 11);
+
+    // Opened again, the rest fits the newest page: the newest 50.
     let newest = ann.get(&thread);
     assert_eq!(newest.status, Status::Ok);
     shows(&newest.body, 12..=61);
+    assert!(!newest.body.contains("first-unread"));
     assert!(newest.body.contains("Messages 12 to 61 of 61."));
     assert!(newest.body.contains(&format!(
         "<a href=\"{thread}?before=12\" id=\"older-messages\">"
     )));
     assert!(!newest.body.contains("id=\"newer-messages\""));
-    assert!(newest.body.contains(">61 new</span>"), "{}", newest.body);
+    assert!(newest.body.contains(">11 new</span>"), "{}", newest.body);
     assert_eq!(unread(&app, "ann@acme.example", &id), 0);
 
     // The older page: its newer page is the newest.
@@ -1117,9 +1131,9 @@ fn a_long_thread_opens_a_page_at_a_time() {
     assert!(behind.body.contains(&format!(
         "<a href=\"{thread}?before=61\" id=\"newer-messages\">"
     )));
-    assert!(behind
-        .body
-        .contains(&format!("<a href=\"{thread}\">Newest messages</a>")));
+    assert!(behind.body.contains(&format!(
+        "<a href=\"{thread}?before=62\">Newest messages</a>"
+    )));
     shows(&ann.get(&format!("{thread}?before=61")).body, 11..=60);
 
     // Bob opens only the oldest page: the newer messages stay unread for him.
@@ -1446,4 +1460,47 @@ fn a_burst_of_messages_mails_each_person_once_until_it_reads_the_thread() {
     assert_eq!(mails_to(&app, "ann@acme.example").len(), 1);
     // Unread counts still count every message (the draft's note too, now that officers see the thread).
     assert_eq!(unread(&app, "otto@pcii.example.gov", &id), 5);
+}
+
+/// Opening a thread marks it read in the transaction that records the reading, once whether the reader may read has
+/// been decided again there: a reader disabled after its request was admitted is refused, and nothing is marked
+/// read (its unread badge would otherwise have gone with nothing shown).
+#[test]
+fn a_thread_opened_by_a_reader_disabled_meanwhile_marks_nothing_read() {
+    use pcii_portal::db::schema::users;
+    use pcii_portal::workflow::{access, messages};
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    app.create_user(Role::Submitter, "bob@acme.example", Some("Acme"));
+    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut ann);
+    let page = olga.post_multipart(
+        &format!("/officer/submissions/{id}/messages"),
+        &[Part::Text("body", "A question")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let state = app.state();
+    let bob = user(&app, "bob@acme.example");
+    let actor = crate::common::actor_of(&bob);
+    let rt = rocket::tokio::runtime::Runtime::new().unwrap();
+    let admitted = rt
+        .block_on(access::admit(state, &bob, &actor, &id))
+        .unwrap();
+    app.with_conn(|c| {
+        diesel::update(users::table.find(&bob.id))
+            .set(users::disabled.eq(true))
+            .execute(c)
+            .unwrap()
+    });
+    let opened = rt.block_on(messages::open_thread(
+        state,
+        &admitted,
+        &bob,
+        &actor,
+        messages::ThreadPage::default(),
+    ));
+    assert!(opened.is_err(), "a disabled reader was shown the thread");
+    let marked =
+        app.with_conn(|c| pcii_portal::models::message::last_read(c, &bob.id, &id).unwrap());
+    assert_eq!(marked, 0, "nothing shown, nothing marked read");
 }
