@@ -446,6 +446,7 @@ diesel::table! {
         size_bytes -> BigInt,
         name -> Text,
         created_at -> BigInt,
+        sha256_sealed -> Nullable<Text>,
     }
 }
 

@@ -83,6 +83,8 @@ pub struct MessageFileRow {
     /// Sealed.
     pub name: String,
     pub created_at: i64,
+    /// The file's SHA-256 as sent (hex), sealed; `None` for files sent before it was kept.
+    pub sha256_sealed: Option<String>,
 }
 
 #[derive(Debug, Insertable)]
@@ -109,6 +111,8 @@ pub struct NewMessageFile<'a> {
     pub size_bytes: i64,
     pub name: &'a str,
     pub created_at: i64,
+    /// Sealed, like the name.
+    pub sha256_sealed: Option<&'a str>,
 }
 
 /// A message without its words: what a package lists of each before it opens the words a page at a time.

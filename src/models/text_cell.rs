@@ -31,6 +31,8 @@ pub enum Column {
     SubmissionSentTitle,
     MessageBody,
     MessageFileName,
+    /// A message file's SHA-256 as sent (`message_files.sha256_sealed`).
+    MessageFileSha256,
 }
 
 /// One stored text.
@@ -151,16 +153,18 @@ pub fn cells_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<Cell>
     for (id, at, body) in rows {
         push(Column::MessageBody, &id, at, Some(body));
     }
-    let rows: Vec<(String, i64, String)> = message_files::table
+    let rows: Vec<(String, i64, String, Option<String>)> = message_files::table
         .filter(message_files::submission_id.eq(submission_id))
         .select((
             message_files::id,
             message_files::created_at,
             message_files::name,
+            message_files::sha256_sealed,
         ))
         .load(conn)?;
-    for (id, at, name) in rows {
+    for (id, at, name, sha256) in rows {
         push(Column::MessageFileName, &id, at, Some(name));
+        push(Column::MessageFileSha256, &id, at, sha256);
     }
     Ok(out)
 }
@@ -270,6 +274,13 @@ pub fn replace(conn: &mut DbConn, cell: &Cell, value: &str) -> QueryResult<bool>
                 .filter(message_files::name.eq(old)),
         )
         .set(message_files::name.eq(value))
+        .execute(conn)?,
+        Column::MessageFileSha256 => diesel::update(
+            message_files::table
+                .find(id)
+                .filter(message_files::sha256_sealed.eq(old)),
+        )
+        .set(message_files::sha256_sealed.eq(value))
         .execute(conn)?,
     };
     Ok(n == 1)

@@ -152,6 +152,8 @@ pub struct FileView {
     pub position: i32,
     pub name: String,
     pub size_bytes: i64,
+    /// As sent (hex); `None` for a file sent before it was kept, or destroyed.
+    pub sha256: Option<String>,
     /// Still stored (not destroyed).
     pub available: bool,
 }
@@ -239,6 +241,8 @@ pub struct PackagedFile {
     pub position: i32,
     pub name: String,
     pub size_bytes: i64,
+    /// As sent (hex); `None` for a file sent before it was kept.
+    pub sha256: Option<String>,
     pub blob: BlobKeys,
 }
 
@@ -309,6 +313,7 @@ pub(crate) async fn for_package(
                     .unwrap_or_else(|| format!("message-file-{}", f.position)),
                 position: f.position,
                 size_bytes: f.size_bytes,
+                sha256: f.sha256_sealed.as_deref().and_then(|s| texts.try_open(s)),
                 blob: keys,
             });
     }
@@ -422,6 +427,7 @@ pub async fn open_thread(
                 name: texts
                     .try_open(&f.name)
                     .unwrap_or_else(|| format!("File {}", f.position)),
+                sha256: f.sha256_sealed.as_deref().and_then(|s| texts.try_open(s)),
                 available: f.blob_id.is_some(),
                 id: f.id,
                 position: f.position,
@@ -668,6 +674,7 @@ fn commit_message(
         let blob_id = crate::db::new_id();
         blob::insert(tx, &blob_id, &sub.id, "attachment", &file.sealed, now)?;
         let name = sealer.seal(&file.file_name)?;
+        let sha256 = sealer.seal(&hex::encode(file.sealed.plaintext_sha256))?;
         message::insert_file(
             tx,
             &NewMessageFile {
@@ -679,6 +686,7 @@ fn commit_message(
                 size_bytes: file.sealed.plaintext_len as i64,
                 name: &name.stored,
                 created_at: now,
+                sha256_sealed: Some(&sha256.stored),
             },
         )?;
     }

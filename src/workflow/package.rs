@@ -142,6 +142,7 @@ pub(crate) async fn build(
                 "message": m.seq,
                 "original_name": visible(&f.name),
                 "size_bytes": f.size_bytes,
+                "sha256": f.sha256,
             }));
             message_members.insert((m.seq, f.position), member.clone());
             sources.push((member, f.blob.clone()));
@@ -391,7 +392,15 @@ impl ThreadText {
             ));
             for f in &m.files {
                 if let Some(member) = self.members.get(&(m.seq, f.position)) {
-                    out.push_str(&format!("File: {member} ({} bytes)\n", f.size_bytes));
+                    let digest = f
+                        .sha256
+                        .as_deref()
+                        .map(|d| format!(", SHA-256 {d}"))
+                        .unwrap_or_default();
+                    out.push_str(&format!(
+                        "File: {member} ({} bytes{digest})\n",
+                        f.size_bytes
+                    ));
                 }
             }
         }

@@ -505,11 +505,20 @@ fn a_data_key_rotation_reseals_the_words_and_the_files_of_a_thread() {
                     .load::<String>(c)
                     .unwrap(),
             );
+            cells.extend(
+                message_files::table
+                    .filter(message_files::submission_id.eq(&id))
+                    .select(message_files::sha256_sealed)
+                    .load::<Option<String>>(c)
+                    .unwrap()
+                    .into_iter()
+                    .flatten(),
+            );
             cells
         })
     };
     let before = sealed_cells(&app);
-    assert_eq!(before.len(), 2);
+    assert_eq!(before.len(), 3, "the body, the file's name and its digest");
     // The command renews data keys made before the second it starts in (by the system clock).
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
@@ -539,6 +548,7 @@ fn a_data_key_rotation_reseals_the_words_and_the_files_of_a_thread() {
         .body
         .contains("which relay settings does the scheme use?"));
     assert!(page.body.contains(FILE_NAME));
+    assert!(page.body.contains(&crate::common::sha256_hex(&file)));
     let file_id = message_file_id(&app, &id);
     let (status, bytes, _) = olga.get_bytes(&format!("{thread}/files/{file_id}"));
     assert_eq!(status, Status::Ok);
@@ -637,7 +647,14 @@ fn the_thread_goes_into_the_officer_s_and_the_organisation_s_packages_never_an_a
     assert!(text.contains(QUESTION) && text.contains(ANSWER), "{text}");
     assert!(text.contains("(PCII Program Office) - formal request for information"));
     assert!(text.contains("(submitting organisation)"));
-    assert!(text.contains(&format!("File: {member} (20000 bytes)")));
+    // The file's SHA-256 as sent is on record: in MESSAGES.txt, the manifest and the thread page.
+    let sent_sha256 = crate::common::sha256_hex(&file);
+    assert!(
+        text.contains(&format!(
+            "File: {member} (20000 bytes, SHA-256 {sent_sha256})"
+        )),
+        "{text}"
+    );
     assert!(
         text.contains(&tn) && text.starts_with("PCII — PENDING VALIDATION"),
         "{text}"
@@ -647,6 +664,24 @@ fn the_thread_goes_into_the_officer_s_and_the_organisation_s_packages_never_an_a
     assert_eq!(manifest["messages"], 2);
     assert_eq!(manifest["message_files"][0]["member"], member.as_str());
     assert_eq!(manifest["message_files"][0]["message"], 2);
+    assert_eq!(manifest["message_files"][0]["sha256"], sent_sha256.as_str());
+    let thread = olga.get(&format!("/officer/submissions/{id}/messages"));
+    assert!(
+        thread.body.contains(&format!(
+            "SHA-256 <span class=\"digest\">{sent_sha256}</span>"
+        )),
+        "{}",
+        thread.body
+    );
+    // Sealed at rest, like the file's name: not in clear in the database.
+    let stored: Option<String> = app.with_conn(|c| {
+        message_files::table
+            .select(message_files::sha256_sealed)
+            .first(c)
+            .unwrap()
+    });
+    let stored = stored.expect("the digest is kept");
+    assert!(!stored.contains(&sent_sha256), "{stored}");
     assert!(String::from_utf8_lossy(&members["COVER-SHEET.txt"]).contains("Messages:     2"));
 
     // The organisation's return package carries it too.
