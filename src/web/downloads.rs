@@ -17,17 +17,17 @@ impl From<OpenedFile> for Download {
 }
 
 /// `Content-Disposition` for a submitter-supplied name: an ASCII fallback plus the RFC 5987 UTF-8 form,
-/// both stripped of anything that could act as a path, a control or a quote.
+/// both stripped of anything that could act as a path, a control or a quote, and kept to 150 characters with the
+/// extension (a long `report.exe (scan).pdf` is saved as a `.pdf`, not cut to its `.exe`).
 pub fn content_disposition(name: &str) -> String {
     let cleaned: String = name
         .chars()
         .filter(|c| {
             !c.is_control()
-                && !matches!(*c, '/' | '\\' | '"' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}')
+                && !matches!(*c, '/' | '\\' | '"' | '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}')
         })
-        .take(150)
         .collect();
-    let cleaned = cleaned.trim().trim_start_matches('.').to_string();
+    let cleaned = crate::workflow::content::shortened(cleaned.trim().trim_start_matches('.'), 150);
     let cleaned = if cleaned.is_empty() {
         "attachment".to_string()
     } else {
@@ -91,5 +91,46 @@ impl<'r> Responder<'r, 'static> for ZipDownload {
             response.header(Header::new("Content-Length", len.to_string()));
         }
         response.streamed_body(self.0.body).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_disposition;
+
+    /// The name a browser saves under: of the UTF-8 form, decoded.
+    fn saved_as(disposition: &str) -> String {
+        let encoded = disposition.split("filename*=UTF-8''").nth(1).unwrap();
+        let bytes: Vec<u8> = {
+            let b = encoded.as_bytes();
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%' {
+                    out.push(u8::from_str_radix(&encoded[i + 1..i + 3], 16).unwrap());
+                    i += 3;
+                } else {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+            out
+        };
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_long_name_keeps_its_extension_and_no_bidi_control() {
+        let name = format!("{}.exe (scan).pdf", "a".repeat(200));
+        let saved = saved_as(&content_disposition(&name));
+        assert!(saved.ends_with("….pdf"), "{saved}");
+        assert_eq!(saved.chars().count(), 150);
+        let fallback = content_disposition(&name);
+        assert!(fallback.contains("_.pdf\";"), "{fallback}");
+        // The Arabic letter mark reorders text like the other bidi controls: dropped with them.
+        let saved = saved_as(&content_disposition("report\u{061C}\u{202E}fdp.exe"));
+        assert_eq!(saved, "reportfdp.exe");
+        // Short names are as they were.
+        assert_eq!(saved_as(&content_disposition("..plan.pdf")), "plan.pdf");
     }
 }

@@ -661,7 +661,7 @@ pub fn marked_file_name(
 
 /// `name` in at most `max` characters: when longer, its start and its extension (up to 16 characters after the
 /// last dot) with "…" between.
-fn shortened(name: &str, max: usize) -> String {
+pub fn shortened(name: &str, max: usize) -> String {
     let count = name.chars().count();
     if count <= max {
         return name.to_string();
