@@ -117,6 +117,15 @@ pub fn has_pending(conn: &mut DbConn, user_id: &str, submission_id: &str) -> Que
     Ok(n > 0)
 }
 
+/// How many of `user_id`'s requests no officer decided yet.
+pub fn pending_count_of(conn: &mut DbConn, user_id: &str) -> QueryResult<i64> {
+    access_requests::table
+        .filter(access_requests::user_id.eq(user_id))
+        .filter(access_requests::state.eq(RequestState::Pending))
+        .count()
+        .get_result(conn)
+}
+
 /// One of an analyst's own requests, as its home lists them (no reasons: they are sealed to a submission the
 /// analyst may not read yet).
 #[derive(Debug, Clone, Serialize, Queryable)]

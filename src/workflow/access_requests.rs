@@ -49,6 +49,15 @@ pub const TOO_MANY_MISSES: &str =
     "Too many requests named a number that is not validated PCII. Try again in an hour, \
      or ask the PCII Program Office for the right tracking number.";
 
+/// Requests one analyst may have waiting for an officer's decision at once. Each hit of a sweep of tracking numbers
+/// files one, so the cap bounds what a sweep learns (which numbers are validated PCII) to this many until officers
+/// decide, and keeps one analyst from filling the officers' list; it is checked before the number is looked at.
+pub const PENDING_ALLOWED: i64 = 10;
+/// What an analyst at [`PENDING_ALLOWED`] is told, for every number alike.
+pub const TOO_MANY_PENDING: &str =
+    "You have 10 requests waiting for a PCII officer's decision, as many as one person may: ask again once some \
+     are decided.";
+
 fn misses_policy() -> crate::auth::throttle::Policy {
     crate::auth::throttle::Policy {
         max_failures: MISSES_ALLOWED,
@@ -108,7 +117,8 @@ pub fn person_refusal(conn: &mut DbConn, user: &User, now: i64) -> AppResult<Opt
 }
 
 /// The checks of a request against the stored state, in the order that tells nothing: the person first (an
-/// analyst whose training lapsed learns that and nothing about the number), then the number, answered alike for
+/// analyst whose training lapsed learns that and nothing about the number), then how many it has waiting, then the
+/// number, answered alike for
 /// no submission and one not validated, then what the analyst already holds or asked for. `Ok(Err(_))` is the
 /// form's problem, under its field; an `Err` is a refusal of the person.
 fn check_against_state(
@@ -125,6 +135,10 @@ fn check_against_state(
         e.insert("tracking".into(), m.to_string());
         Ok(Err(e))
     };
+    // Before the number is looked at: the answer must not depend on it.
+    if access_request::pending_count_of(conn, &user.id)? >= PENDING_ALLOWED {
+        return field(TOO_MANY_PENDING);
+    }
     let Some((sid, _)) = access_request::requestable_by_tracking(conn, tn)? else {
         return field(NO_VALIDATED_SUBMISSION);
     };

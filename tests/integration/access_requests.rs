@@ -288,6 +288,59 @@ fn a_sweep_of_numbers_is_throttled_and_while_it_is_a_validated_number_is_refused
     assert_eq!(app.audit_count("access_request.created"), 2);
 }
 
+/// Each hit of a sweep files a request, so the misses' throttle alone would let a sweep learn as many validated
+/// numbers as it hits: one analyst may have only so many requests waiting, refused alike for every number once it
+/// has them (a hit and a miss get the same answer, nothing is created), until an officer decides one.
+#[test]
+fn an_analyst_may_have_only_so_many_requests_waiting_and_the_next_is_refused_alike_for_any_number()
+{
+    use pcii_portal::workflow::access_requests::{PENDING_ALLOWED, TOO_MANY_PENDING};
+    let app = TestApp::new();
+    let (mut sub, mut officer) = people(&app);
+    let numbers: Vec<String> = (0..=PENDING_ALLOWED)
+        .map(|_| validated(&app, &mut sub, &mut officer).1)
+        .collect();
+    let (_, mut a) = analyst(&app);
+    let ask = |b: &mut Browser<'_>, tn: &str| {
+        b.post(
+            "/analyst/access-requests",
+            &[("tracking", tn), ("reason", "Regional risk assessment")],
+        )
+    };
+    for tn in &numbers[..PENDING_ALLOWED as usize] {
+        assert_eq!(ask(&mut a, tn).status, Status::SeeOther);
+    }
+    let mut answers = Vec::new();
+    for tn in [numbers.last().unwrap().as_str(), "PCII-1999-000001"] {
+        let page = ask(&mut a, tn);
+        assert_eq!(page.status, Status::UnprocessableEntity, "{}", page.body);
+        answers.push(field_error(&page.body, "tracking"));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert!(
+        answers[0].contains(&TOO_MANY_PENDING.replace('\'', "&#x27;")),
+        "{}",
+        answers[0]
+    );
+    assert_eq!(app.audit_count("access_request.created"), PENDING_ALLOWED);
+    // An officer decides one: the next goes through.
+    let rid: String = app.with_conn(|c| {
+        access_requests::table
+            .select(access_requests::id)
+            .first(c)
+            .unwrap()
+    });
+    let page = officer.post(
+        &format!("/officer/access-requests/{rid}/refuse"),
+        &[("reason", "No duty shown")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(
+        ask(&mut a, numbers.last().unwrap()).status,
+        Status::SeeOther
+    );
+}
+
 #[test]
 fn an_officer_grants_a_request_and_the_analyst_reads_the_submission_told_by_an_email_that_names_nothing(
 ) {
