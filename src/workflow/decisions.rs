@@ -168,14 +168,15 @@ where
 }
 
 /// What a page showed an officer of a submission: its status, the content version officers are shown (the one the
-/// Office received), when it was last sent and last decided. A decision posted from that page carries it, and is
-/// refused when the submission is no longer as shown (a cure sent, another officer's decision, a withdrawal): an
-/// officer decides on what it read. A correction the organisation saves and has not sent is not the Office's yet:
-/// it changes nothing officers see, so it does not make their pages stale either.
-pub fn seen_token(sub: &Submission) -> String {
+/// Office received), when it was last sent and last decided, and the last message of its thread (`thread_last`). A
+/// decision posted from that page carries it, and is refused when the submission is no longer as shown (a cure
+/// sent, another officer's decision, a withdrawal, an answer written in the thread): an officer decides on what it
+/// read. A correction the organisation saves and has not sent is not the Office's yet: it changes nothing officers
+/// see, so it does not make their pages stale either.
+pub fn seen_token(sub: &Submission, thread_last: i64) -> String {
     let at = |t: Option<i64>| t.map_or_else(String::new, |t| t.to_string());
     format!(
-        "{}-{}-{}-{}-{}-{}-{}",
+        "{}-{}-{}-{}-{}-{}-{}-{thread_last}",
         sub.status.as_str(),
         sub.sent_content_blob_id
             .as_deref()
@@ -189,12 +190,24 @@ pub fn seen_token(sub: &Submission) -> String {
     )
 }
 
-/// Refuses a decision taken on a page that showed the submission otherwise than it is now.
-pub fn still_as_seen(sub: &Submission, seen: Option<&str>) -> AppResult<()> {
+/// [`seen_token`] of `sub` as it stands now, its thread read.
+pub async fn seen_now(state: &Services, sub: &Submission) -> AppResult<String> {
+    let sid = sub.id.clone();
+    let thread_last = state
+        .db
+        .run(move |c| Ok(crate::models::message::last_seq(c, &sid)?))
+        .await?;
+    Ok(seen_token(sub, thread_last))
+}
+
+/// Refuses a decision taken on a page that showed the submission otherwise than it is now (`now`: its
+/// [`seen_token`]).
+pub fn still_as_seen(now: &str, seen: Option<&str>) -> AppResult<()> {
     match seen {
-        Some(seen) if seen != seen_token(sub) => Err(AppError::Conflict(
-            "This submission changed after your page showed it (the submitter sent a cure or withdrew it, or \
-             another officer decided). Nothing was recorded: review it again before deciding."
+        Some(seen) if seen != now => Err(AppError::Conflict(
+            "This submission changed after your page showed it (the submitter sent a cure, withdrew it or wrote in \
+             its thread, or another officer decided or wrote). Nothing was recorded: review it again before \
+             deciding."
                 .into(),
         )),
         _ => Ok(()),
@@ -287,7 +300,8 @@ pub async fn decide(
         submission_id,
         move |tx, officer, sub, sealer| {
             // In the transaction: a cure committed after the page's own check is caught here.
-            still_as_seen(sub, seen.as_deref())?;
+            let now_seen = seen_token(sub, crate::models::message::last_seq(tx, &sub.id)?);
+            still_as_seen(&now_seen, seen.as_deref())?;
             let (status, event) = apply_decision(
                 tx,
                 &audit,

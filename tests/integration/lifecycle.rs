@@ -1131,6 +1131,52 @@ fn a_final_decision_confirmed_after_the_submission_changed_is_refused() {
     assert_eq!(app.status_of(&id), "validated");
 }
 
+/// An answer written in the thread after an officer's page was made (to a request for information, say) makes that
+/// page stale: the decision confirmed on it is refused (409, nothing recorded), the page comes back with the words
+/// kept, and from a page made after the answer it goes through.
+#[test]
+fn a_message_written_after_an_officers_page_makes_its_decision_stale() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = submit(&mut sub, &[file_bytes(5_000, 1, "")]);
+    let decision = format!("/officer/submissions/{id}/decision");
+    let page = officer.post(
+        &decision,
+        &[("decision", "validate"), ("reason", crate::common::BASIS)],
+    );
+    assert_eq!(page.status, Status::Ok, "{}", page.body);
+    let seen = seen_on(&page.body);
+
+    let page = sub.post_multipart(
+        &format!("/submissions/{id}/messages"),
+        &[Part::Text("body", "One more thing before you decide")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    fn confirm(seen: &str) -> [(&'static str, &str); 4] {
+        [
+            ("decision", "validate"),
+            ("reason", crate::common::BASIS),
+            ("confirm", "1"),
+            ("seen", seen),
+        ]
+    }
+    let page = officer.post(&decision, &confirm(&seen));
+    assert_eq!(page.status, Status::Conflict, "{}", page.body);
+    assert!(page.body.contains("wrote in its thread"), "{}", page.body);
+    assert_eq!(app.status_of(&id), "received");
+    assert_eq!(app.audit_count("decision.validated"), 0);
+
+    let page = officer.post(
+        &decision,
+        &[("decision", "validate"), ("reason", crate::common::BASIS)],
+    );
+    assert_eq!(page.status, Status::Ok);
+    let page = officer.post(&decision, &confirm(&seen_on(&page.body)));
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(app.status_of(&id), "validated");
+}
+
 /// A correction the organisation saves and does not send is its own draft: it changes nothing officers see, so an
 /// officer's page from before it is not stale, and the decision confirmed on it is recorded.
 #[test]

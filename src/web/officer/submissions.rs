@@ -274,7 +274,7 @@ pub(super) async fn submission_page(
             sub.received_at
                 .map(|r| r + crate::domain::DEFECT_NOTICE_DAYS * crate::time::DAY),
         )
-        .with("seen", decisions::seen_token(sub))
+        .with("seen", decisions::seen_now(ctx.state, sub).await?)
         .with("unread_messages", unread)
         .with("reach", reach)
         .with(
@@ -391,7 +391,8 @@ async fn decide(
     // Posted from a page that showed the submission as it no longer is: decided on what the officer did not see. The
     // submission page comes back as it is now (409), the officer's words kept and the form carrying what it shows.
     let seen = Some(form.seen.clone()).filter(|s| !s.is_empty());
-    if let Err(refused) = decisions::still_as_seen(sub, seen.as_deref()) {
+    let now_seen = decisions::seen_now(ctx.state, sub).await?;
+    if let Err(refused) = decisions::still_as_seen(&now_seen, seen.as_deref()) {
         let mut errors = FieldErrors::new();
         let field = if form.is_removal() {
             form.reason_id()
@@ -551,15 +552,14 @@ async fn confirmation_page(
         // Not final, so never asked; named all the same.
         Decision::Defective => (format!("Mark {tn} defective?"), "Confirm: defective"),
     };
+    // What the submission page showed, when the form came from one; else what this page shows.
+    let seen = match Some(form.seen.clone()).filter(|s| !s.is_empty()) {
+        Some(seen) => seen,
+        None => decisions::seen_now(ctx.state, sub).await?,
+    };
     Ok(Page::new("officer/confirm_decision.html.tera")
         .with("submission", crate::web::views::office_submission_view(sub))
-        // What the submission page showed, when the form came from one; else what this page shows.
-        .with(
-            "seen",
-            Some(form.seen.clone())
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| decisions::seen_token(sub)),
-        )
+        .with("seen", seen)
         .with("title", title)
         .with("button", button)
         .with("decision", decision.as_str())
