@@ -337,7 +337,8 @@ pub fn apply_change(
 }
 
 /// Revokes the account's live grants with `why` as the stored reason (the system's words, no PCII), each with
-/// its own `grant.revoked` entry on the submission: how many.
+/// its own `grant.revoked` entry on the submission, and closes its pending access requests (`access_request.refused`
+/// each): how many grants.
 fn revoke_grants(
     tx: &mut DbConn,
     audit: &AuditLog,
@@ -353,6 +354,16 @@ fn revoke_grants(
             .tracking(g.tracking_number.clone())
             .reason(format!("from account {user_id}; {why}"));
         audit.append(tx, actor, &event)?;
+    }
+    // Its requests waiting for access can no longer be granted either: closed, each with its entry.
+    let closed = crate::models::access_request::close_pending_of_user(
+        tx,
+        user_id,
+        actor.user_id.as_deref(),
+        now,
+    )?;
+    for c in &closed {
+        audit.append(tx, actor, &c.event(why))?;
     }
     Ok(revoked.len())
 }

@@ -256,6 +256,107 @@ pub fn mark_granted(conn: &mut DbConn, id: &str, officer_id: &str, now: i64) -> 
     .execute(conn)
 }
 
+/// A pending request closed because it can no longer be granted.
+#[derive(Debug, Clone)]
+pub struct Closed {
+    pub id: String,
+    pub user_id: String,
+    pub submission_id: String,
+    pub tracking_number: Option<String>,
+}
+
+impl Closed {
+    /// Its `access_request.refused` entry: closed for `why` (the system's words, no PCII).
+    pub fn event(&self, why: &str) -> crate::audit::log::Event {
+        crate::audit::log::Event::new(
+            "access_request.refused",
+            crate::audit::log::Outcome::Success,
+        )
+        .object("submission", self.submission_id.clone())
+        .tracking(self.tracking_number.clone())
+        .reason(format!(
+            "request {} of account {}; closed: {why}",
+            self.id, self.user_id
+        ))
+    }
+}
+
+/// Closes as refused, with no reason of an officer's, the pending requests `rows` (`by`: who made the change that
+/// closes them): for a submission no longer validated, or an account that may no longer be granted access.
+fn close_pending(
+    conn: &mut DbConn,
+    rows: Vec<(String, String, String, Option<String>)>,
+    by: Option<&str>,
+    now: i64,
+) -> QueryResult<Vec<Closed>> {
+    let ids: Vec<&String> = rows.iter().map(|r| &r.0).collect();
+    if !ids.is_empty() {
+        diesel::update(
+            access_requests::table
+                .filter(access_requests::id.eq_any(ids))
+                .filter(access_requests::state.eq(RequestState::Pending)),
+        )
+        .set((
+            access_requests::state.eq(RequestState::Refused),
+            access_requests::decided_at.eq(now),
+            access_requests::decided_by.eq(by),
+        ))
+        .execute(conn)?;
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(id, user_id, submission_id, tracking_number)| Closed {
+            id,
+            user_id,
+            submission_id,
+            tracking_number,
+        })
+        .collect())
+}
+
+/// Closes the pending requests for a submission that is no longer validated PCII.
+pub fn close_pending_of_submission(
+    conn: &mut DbConn,
+    submission_id: &str,
+    by: Option<&str>,
+    now: i64,
+) -> QueryResult<Vec<Closed>> {
+    let rows = access_requests::table
+        .inner_join(submissions::table)
+        .filter(access_requests::submission_id.eq(submission_id))
+        .filter(access_requests::state.eq(RequestState::Pending))
+        .select((
+            access_requests::id,
+            access_requests::user_id,
+            access_requests::submission_id,
+            submissions::tracking_number,
+        ))
+        .load(conn)?;
+    close_pending(conn, rows, by, now)
+}
+
+/// Closes the pending requests of an account that may no longer be granted access (disabled, or no longer an
+/// authorized user).
+pub fn close_pending_of_user(
+    conn: &mut DbConn,
+    user_id: &str,
+    by: Option<&str>,
+    now: i64,
+) -> QueryResult<Vec<Closed>> {
+    let rows = access_requests::table
+        .inner_join(submissions::table)
+        .filter(access_requests::user_id.eq(user_id))
+        .filter(access_requests::state.eq(RequestState::Pending))
+        .select((
+            access_requests::id,
+            access_requests::user_id,
+            access_requests::submission_id,
+            submissions::tracking_number,
+        ))
+        .load(conn)?;
+    close_pending(conn, rows, by, now)
+}
+
 /// Marks a pending request refused with the officer's (sealed) reason (0 when it was no longer pending).
 pub fn mark_refused(
     conn: &mut DbConn,

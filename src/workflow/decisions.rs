@@ -466,6 +466,19 @@ fn apply_decision(
                 ));
             audit.append(tx, actor, &event)?;
         }
+        // Requests waiting for access to it can no longer be granted: closed, each with its entry.
+        for closed in crate::models::access_request::close_pending_of_submission(
+            tx,
+            &sub.id,
+            Some(&officer.id),
+            now,
+        )? {
+            audit.append(
+                tx,
+                actor,
+                &closed.event("the submission is no longer validated PCII"),
+            )?;
+        }
     }
     let tn = sub.tracking_number.clone().unwrap_or_default();
     let notice = match decision {

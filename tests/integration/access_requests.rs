@@ -341,6 +341,68 @@ fn an_analyst_may_have_only_so_many_requests_waiting_and_the_next_is_refused_ali
     );
 }
 
+/// A request that can no longer be granted is closed, not left waiting in front of officers: the submission's
+/// protection removed closes the requests for it, an analyst disabled closes its requests; each is recorded as a
+/// refusal that says why, and the officers' list no longer shows it.
+#[test]
+fn requests_that_can_no_longer_be_granted_are_closed_with_the_change_that_ends_them() {
+    let app = TestApp::new();
+    let (mut sub, mut officer) = people(&app);
+    let (first, first_tn) = validated(&app, &mut sub, &mut officer);
+    let (_, second_tn) = validated(&app, &mut sub, &mut officer);
+    let (_, mut a) = analyst(&app);
+    let (ben, mut b) = analyst_as(&app, "ben@dhs.example");
+    let ask = |br: &mut Browser<'_>, tn: &str| {
+        let page = br.post(
+            "/analyst/access-requests",
+            &[("tracking", tn), ("reason", "Regional risk assessment")],
+        );
+        assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    };
+    ask(&mut a, &first_tn);
+    ask(&mut b, &second_tn);
+    let pending = |app: &TestApp| -> i64 {
+        app.with_conn(|c| {
+            access_requests::table
+                .filter(access_requests::state.eq("pending"))
+                .count()
+                .get_result(c)
+                .unwrap()
+        })
+    };
+    assert_eq!(pending(&app), 2);
+
+    let page = officer.post(
+        &format!("/officer/submissions/{first}/decision"),
+        &[
+            ("decision", "remove_protection"),
+            ("reason", "Published by the company"),
+            ("confirm", "1"),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(pending(&app), 1);
+    let list = officer.get("/officer/access-requests");
+    assert!(!list.body.contains(&first_tn), "{}", list.body);
+    assert!(list.body.contains(&second_tn));
+
+    let mut admin = app.login_as(Role::Administrator, "root@pcii.example.gov", None);
+    let page = admin.post(
+        &format!("/admin/accounts/{ben}/disable"),
+        &[("reason", "left the agency"), ("confirm", "true")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(pending(&app), 0);
+    let reasons = app.audit_reasons("access_request.refused");
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons[0].ends_with("closed: the submission is no longer validated PCII"));
+    assert!(reasons[1].ends_with("closed: the account was disabled"));
+    assert!(a
+        .get("/analyst")
+        .body
+        .contains("data-request-state=\"refused\""));
+}
+
 #[test]
 fn an_officer_grants_a_request_and_the_analyst_reads_the_submission_told_by_an_email_that_names_nothing(
 ) {
