@@ -483,17 +483,17 @@ pub fn mail_warnings(settings: &Settings) -> Vec<String> {
     }
 }
 
-/// Why the portal may not start listening as configured, if it may not: beyond this machine without
-/// `public_origin`, its origin would be `http://<address>:<port>`, plain HTTP across the network — the session
-/// cookie without `Secure`, no HSTS, mailed links in clear — which an `http://` `public_origin` beyond this machine
-/// is refused for too ([`origin_problem`]).
+/// Why the portal may not start listening as configured, if it may not: beyond this machine without an https://
+/// `public_origin` (none, or an `http://` one naming this machine), it would be served in plain HTTP across the
+/// network — the session cookie without `Secure`, no HSTS, mailed links in clear — which an `http://`
+/// `public_origin` beyond this machine is refused for too ([`origin_problem`]).
 pub fn exposure_problem(figment: &Figment) -> Option<String> {
     let address = figment.extract_inner::<std::net::IpAddr>("address").ok()?;
     let origin: String = figment.extract_inner("public_origin").unwrap_or_default();
-    (!address.is_loopback() && origin.trim().is_empty()).then(|| {
+    (!address.is_loopback() && !origin.trim().starts_with("https://")).then(|| {
         format!(
-            "listening on {address}, beyond this machine, without `public_origin`: the portal would be served in \
-             clear across the network. End TLS at a reverse proxy (deploy/nginx) and set `public_origin` to the \
+            "listening on {address}, beyond this machine, without an https:// `public_origin`: the portal would be \
+             served in clear across the network. End TLS at a reverse proxy (deploy/nginx) and set `public_origin` to the \
              https:// address people use, or listen on 127.0.0.1"
         )
     })
@@ -625,11 +625,13 @@ mod tests {
         assert_eq!(exposure_problem(&figment("::1", None, "")), None);
         assert_eq!(exposure_problem(&figment("0.0.0.0", None, origin)), None);
         for address in ["0.0.0.0", "::", "192.0.2.10"] {
-            let problem = exposure_problem(&figment(address, None, "")).expect("refused");
-            assert!(
-                problem.contains("public_origin") && problem.contains(address),
-                "{problem}"
-            );
+            for origin in ["", "http://localhost:8000"] {
+                let problem = exposure_problem(&figment(address, None, origin)).expect("refused");
+                assert!(
+                    problem.contains("public_origin") && problem.contains(address),
+                    "{problem}"
+                );
+            }
         }
     }
 

@@ -224,19 +224,20 @@ pub fn touch_now(conn: &mut DbConn, token_hash: &str, now: i64) -> AppResult<boo
 }
 
 /// Whether a session still stands for a download or export it opened, at `now`: its row is there (no sign-out,
-/// "end other sessions", factor reset or password change ended it) and within its absolute lifetime. The stream is
-/// the session's use, so the idle timeout does not end a long download: it is recorded as one at most once a
-/// minute, as a request is.
+/// "end other sessions", factor reset or password change ended it) and within its idle and absolute timeouts. A
+/// stream that moves is the session's use, recorded at most once a minute as a request is, so a long download
+/// does not idle out; one stalled past the idle timeout has (its session is not brought back to life).
 pub fn still_streaming(
     conn: &mut DbConn,
     token_hash: &str,
     now: i64,
+    idle_secs: i64,
     absolute_secs: i64,
 ) -> AppResult<bool> {
     let Some((session, _)) = model::find_with_user(conn, token_hash)? else {
         return Ok(false);
     };
-    if now - session.created_at > absolute_secs {
+    if now - session.last_seen_at > idle_secs || now - session.created_at > absolute_secs {
         return Ok(false);
     }
     // Best effort, as a request's: a busy database does not end the stream.

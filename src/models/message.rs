@@ -372,37 +372,39 @@ pub fn mark_read(
             .select(message_reads::last_read_seq)
             .first::<i64>(tx)
             .optional()?;
-        match exists {
-            Some(before) if before >= seq => {}
-            Some(_) => {
-                diesel::update(message_reads::table.find((user_id, submission_id)))
-                    .set((
-                        message_reads::last_read_seq.eq(seq),
-                        message_reads::last_read_at.eq(now),
-                    ))
-                    .execute(tx)?;
-            }
-            None => {
-                let inserted = diesel::insert_into(message_reads::table)
+        if exists.is_none() {
+            // In a savepoint of its own: the same person's other window may insert the row at this moment, and on
+            // PostgreSQL a failed statement left in the transaction would abort it (the reading's entry with it).
+            let inserted = tx.transaction(|t| {
+                diesel::insert_into(message_reads::table)
                     .values((
                         message_reads::user_id.eq(user_id),
                         message_reads::submission_id.eq(submission_id),
                         message_reads::last_read_seq.eq(seq),
                         message_reads::last_read_at.eq(now),
                     ))
-                    .execute(tx);
-                match inserted {
-                    // The same person's other window marked it at the same moment: its mark stands.
-                    Err(diesel::result::Error::DatabaseError(
-                        diesel::result::DatabaseErrorKind::UniqueViolation,
-                        _,
-                    )) => {}
-                    other => {
-                        other?;
-                    }
-                }
+                    .execute(t)
+            });
+            match inserted {
+                Ok(_) => return Ok(()),
+                // The other window's row stands; moved forward below if this mark is further.
+                Err(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _,
+                )) => {}
+                Err(e) => return Err(e),
             }
         }
+        diesel::update(
+            message_reads::table
+                .find((user_id, submission_id))
+                .filter(message_reads::last_read_seq.lt(seq)),
+        )
+        .set((
+            message_reads::last_read_seq.eq(seq),
+            message_reads::last_read_at.eq(now),
+        ))
+        .execute(tx)?;
         Ok(())
     })
 }

@@ -58,18 +58,25 @@ pub fn error_message(req: &Request<'_>) -> Option<String> {
         .and_then(|m| m.clone())
 }
 
+/// Logs a refusal as its answer does: a passing one (busy) as a warning, a fault of ours as an error, the caller's
+/// mistakes at info without their words. For pages that answer a refusal themselves (a form shown again).
+pub fn log_refusal(e: &AppError) {
+    let status = status(e);
+    if matches!(e, AppError::Unavailable(_)) {
+        // Passing by its nature (every worker or slot busy, the database locked for a moment): a warning, so
+        // that the error level stays for faults. An outage shows as a run of these and a failing `/healthz`.
+        tracing::warn!(status = status.code, error = %e, "request refused for now");
+    } else if status.code >= 500 {
+        tracing::error!(status = status.code, error = %e, "request failed");
+    } else {
+        tracing::info!(status = status.code, "request refused");
+    }
+}
+
 impl<'r> Responder<'r, 'static> for AppError {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
         let status = status(&self);
-        if matches!(self, AppError::Unavailable(_)) {
-            // Passing by its nature (every worker or slot busy, the database locked for a moment): a warning, so
-            // that the error level stays for faults. An outage shows as a run of these and a failing `/healthz`.
-            tracing::warn!(status = status.code, error = %self, "request refused for now");
-        } else if status.code >= 500 {
-            tracing::error!(status = status.code, error = %self, "request failed");
-        } else {
-            tracing::info!(status = status.code, "request refused");
-        }
+        log_refusal(&self);
         if let Some(m) = self.public_message() {
             set_error_message(req, m);
         }

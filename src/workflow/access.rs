@@ -712,8 +712,8 @@ struct Asker {
     clock: crate::clock::Clock,
     user: User,
     actor: Actor,
-    /// The session's absolute lifetime (seconds): the stream ends with the session it came from.
-    session_absolute_secs: i64,
+    /// The session's timeouts (idle, absolute; seconds): the stream ends with the session it came from.
+    session_timeouts: (i64, i64),
     submission_id: String,
     tracking_number: Option<String>,
     what: String,
@@ -736,7 +736,10 @@ impl<R> WhileAdmitted<R> {
                 clock: services.clock.clone(),
                 user: admitted.user.clone(),
                 actor: actor.clone(),
-                session_absolute_secs: services.settings.session_absolute_hours * 3600,
+                session_timeouts: (
+                    services.settings.session_idle_minutes * 60,
+                    services.settings.session_absolute_hours * 3600,
+                ),
                 submission_id: admitted.submission.id.clone(),
                 tracking_number: admitted.submission.tracking_number.clone(),
                 what,
@@ -781,7 +784,8 @@ impl Asker {
                         c,
                         hash,
                         now,
-                        asker.session_absolute_secs,
+                        asker.session_timeouts.0,
+                        asker.session_timeouts.1,
                     )?,
                     None => false,
                 };

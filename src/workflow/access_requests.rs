@@ -176,59 +176,48 @@ pub async fn request(
     };
     let now = state.clock.now();
     let misses_key = state.throttle_key.access_request_misses(&user.id);
-    // The lock, the look-up and the count of a miss are one fact (under the audit head's lock): requests sent at once
-    // cannot all pass the lock before any miss is counted.
-    let checked = {
-        let (u, tn, key) = (user.clone(), tn.clone(), misses_key.clone());
-        let (audit, actor) = (state.audit.clone(), actor.clone());
-        state
-            .db
-            .run(move |c| {
-                audit.fact_if(c, &actor, |tx| {
-                    let missed = |why: &str| {
-                        Event::new("access_request.missed", Outcome::Refused)
-                            .tracking(Some(tn.clone()))
-                            .reason(why)
-                    };
-                    // Before the number is looked at: while throttled, a hit is refused like a miss.
-                    if crate::auth::throttle::is_locked(tx, &key, now)? {
-                        let mut errors = FieldErrors::new();
-                        errors.insert("tracking".into(), TOO_MANY_MISSES.into());
-                        let event =
-                            missed("throttled: too many numbers that are not validated PCII");
-                        return Ok((Err(errors), Some(event)));
-                    }
-                    match check_against_state(tx, &u, &tn, now)? {
-                        // Recorded, so that an auditor sees a sweep of tracking numbers (each hit is an
-                        // `access_request.created`), and counted.
-                        Err(errors)
-                            if errors
-                                .get("tracking")
-                                .is_some_and(|m| m == NO_VALIDATED_SUBMISSION) =>
-                        {
-                            crate::auth::throttle::record_failure(tx, &key, misses_policy(), now)?;
-                            let event = missed("no validated PCII has this tracking number");
-                            Ok((Err(errors), Some(event)))
-                        }
-                        other => Ok((other, None)),
-                    }
-                })
-            })
-            .await?
-    };
-    if let Err(errors) = checked {
-        return Ok(Err(errors));
-    }
     let (spare, keys) = (spare_key(state)?, state.keys.clone());
     let (audit, actor, user) = (state.audit.clone(), actor.clone(), user.clone());
+    // The lock, the look-up, the count of a miss and the request filed are one fact (under the audit head's lock):
+    // requests sent at once cannot all pass the lock before any miss is counted, nor the cap of waiting requests
+    // before any is filed (a hit refused by a second check would then answer otherwise than a miss).
     state
         .db
         .run(move |c| {
-            audit.fact(c, &actor, |tx| {
-                // Again in the transaction: the state may have changed since (a request made in another tab).
-                let sid = check_against_state(tx, &user, &tn, now)?.map_err(|errors| {
-                    AppError::Invalid(errors.into_values().collect::<Vec<_>>().join(" "))
-                })?;
+            audit.fact_if(c, &actor, |tx| {
+                let missed = |why: &str| {
+                    Event::new("access_request.missed", Outcome::Refused)
+                        .tracking(Some(tn.clone()))
+                        .reason(why)
+                };
+                // Before the number is looked at: while throttled, a hit is refused like a miss.
+                if crate::auth::throttle::is_locked(tx, &misses_key, now)? {
+                    let mut errors = FieldErrors::new();
+                    errors.insert("tracking".into(), TOO_MANY_MISSES.into());
+                    let event = missed("throttled: too many numbers that are not validated PCII");
+                    return Ok((Err(errors), Some(event)));
+                }
+                let sid = match check_against_state(tx, &user, &tn, now)? {
+                    Ok(sid) => sid,
+                    // Recorded, so that an auditor sees a sweep of tracking numbers (each hit is an
+                    // `access_request.created`), and counted.
+                    Err(errors) if has_message(&errors, NO_VALIDATED_SUBMISSION) => {
+                        crate::auth::throttle::record_failure(
+                            tx,
+                            &misses_key,
+                            misses_policy(),
+                            now,
+                        )?;
+                        let event = missed("no validated PCII has this tracking number");
+                        return Ok((Err(errors), Some(event)));
+                    }
+                    // Recorded too (a sweep stopped by the cap shows), not counted: the number was not looked at.
+                    Err(errors) if has_message(&errors, TOO_MANY_PENDING) => {
+                        let event = missed("throttled: too many requests waiting for a decision");
+                        return Ok((Err(errors), Some(event)));
+                    }
+                    Err(errors) => return Ok((Err(errors), None)),
+                };
                 let sealed = Sealer::for_submission(tx, &sid, &spare, &keys, now)?.seal(&reason)?;
                 let id = crate::db::new_id();
                 access_request::insert(
@@ -246,10 +235,15 @@ pub async fn request(
                     .object("submission", sid)
                     .tracking(Some(tn.clone()))
                     .reason(format!("request {id}; reason {}", sealed.audit_ref()));
-                Ok((Ok(()), event))
+                Ok((Ok(()), Some(event)))
             })
         })
         .await
+}
+
+/// Whether the form's problems are the tracking number's `message`.
+fn has_message(errors: &FieldErrors, message: &str) -> bool {
+    errors.get("tracking").is_some_and(|m| m == message)
 }
 
 /// A data key for a submission from before data keys, in case the one asked about has none yet.
@@ -350,10 +344,59 @@ pub async fn grants_list(
             }
         }
     }
+    // Decided again in the transaction that records the titles shown: a grant revoked (protection removed, the
+    // account changed) since the first decision wins, and that line shows neither title nor reason.
+    let ended: HashSet<String> = if titles.is_empty() {
+        HashSet::new()
+    } else {
+        let order: Vec<(String, String)> = rows
+            .iter()
+            .filter(|g| titles.contains_key(&g.submission_id))
+            .map(|g| {
+                let shown = g
+                    .tracking_number
+                    .clone()
+                    .unwrap_or_else(|| g.submission_id.clone());
+                (g.submission_id.clone(), shown)
+            })
+            .collect();
+        let (audit, actor, u) = (state.audit.clone(), actor.clone(), user.clone());
+        let now = state.clock.now();
+        state
+            .db
+            .run(move |c| {
+                audit.fact_if(c, &actor, |tx| {
+                    let mut ended = HashSet::new();
+                    let mut shown = Vec::new();
+                    for (sid, number) in order {
+                        if access::decide(tx, &u, &sid, now)?.is_ok() {
+                            shown.push(number);
+                        } else {
+                            ended.insert(sid);
+                        }
+                    }
+                    if shown.is_empty() {
+                        return Ok((ended, None));
+                    }
+                    let event = Event::new("grants.listed", Outcome::Success)
+                        .object("account", u.id.clone())
+                        .reason(format!(
+                            "titles of {} granted submission{} shown: {}",
+                            shown.len(),
+                            if shown.len() == 1 { "" } else { "s" },
+                            shown.join(", ")
+                        ));
+                    Ok((ended, Some(event)))
+                })
+            })
+            .await?
+    };
+    titles.retain(|sid, _| !ended.contains(sid));
     let lines: Vec<GrantLine> = rows
         .into_iter()
         .map(|g| {
-            let readable = admitted.contains_key(&g.submission_id);
+            let readable =
+                admitted.contains_key(&g.submission_id) && !ended.contains(&g.submission_id);
             let days_left = crate::time::days_between(now, g.expires_at);
             GrantLine {
                 title: titles.get(&g.submission_id).cloned(),
@@ -369,30 +412,6 @@ pub async fn grants_list(
         })
         .collect();
     drop(texts);
-    if !titles.is_empty() {
-        let shown: Vec<String> = lines
-            .iter()
-            .filter(|l| titles.contains_key(&l.submission_id))
-            .map(|l| {
-                l.tracking_number
-                    .clone()
-                    .unwrap_or_else(|| l.submission_id.clone())
-            })
-            .collect();
-        let event = Event::new("grants.listed", Outcome::Success)
-            .object("account", user.id.clone())
-            .reason(format!(
-                "titles of {} granted submission{} shown: {}",
-                shown.len(),
-                if shown.len() == 1 { "" } else { "s" },
-                shown.join(", ")
-            ));
-        let (audit, actor) = (state.audit.clone(), actor.clone());
-        state
-            .db
-            .run(move |c| audit.record(c, &actor, event))
-            .await?;
-    }
     Ok(lines)
 }
 

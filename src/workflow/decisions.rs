@@ -168,15 +168,16 @@ where
 }
 
 /// What a page showed an officer of a submission: its status, the content version officers are shown (the one the
-/// Office received), when it was last sent and last decided, and the last message of its thread (`thread_last`). A
+/// Office received), when it was last sent and last decided, and how many messages its organisation wrote in the
+/// thread (`org_messages`; the Office's own do not count, or an officer's message would stale its own page). A
 /// decision posted from that page carries it, and is refused when the submission is no longer as shown (a cure
 /// sent, another officer's decision, a withdrawal, an answer written in the thread): an officer decides on what it
 /// read. A correction the organisation saves and has not sent is not the Office's yet: it changes nothing officers
 /// see, so it does not make their pages stale either.
-pub fn seen_token(sub: &Submission, thread_last: i64) -> String {
+pub fn seen_token(sub: &Submission, org_messages: i64) -> String {
     let at = |t: Option<i64>| t.map_or_else(String::new, |t| t.to_string());
     format!(
-        "{}-{}-{}-{}-{}-{}-{}-{thread_last}",
+        "{}-{}-{}-{}-{}-{}-{}-{org_messages}",
         sub.status.as_str(),
         sub.sent_content_blob_id
             .as_deref()
@@ -190,14 +191,21 @@ pub fn seen_token(sub: &Submission, thread_last: i64) -> String {
     )
 }
 
+/// How many messages the organisation wrote in the submission's thread ([`seen_token`]).
+fn org_messages(conn: &mut DbConn, submission_id: &str) -> AppResult<i64> {
+    Ok(crate::models::message::count_from(
+        conn,
+        submission_id,
+        Side::Organisation,
+        0,
+    )?)
+}
+
 /// [`seen_token`] of `sub` as it stands now, its thread read.
 pub async fn seen_now(state: &Services, sub: &Submission) -> AppResult<String> {
     let sid = sub.id.clone();
-    let thread_last = state
-        .db
-        .run(move |c| Ok(crate::models::message::last_seq(c, &sid)?))
-        .await?;
-    Ok(seen_token(sub, thread_last))
+    let written = state.db.run(move |c| org_messages(c, &sid)).await?;
+    Ok(seen_token(sub, written))
 }
 
 /// Refuses a decision taken on a page that showed the submission otherwise than it is now (`now`: its
@@ -206,8 +214,7 @@ pub fn still_as_seen(now: &str, seen: Option<&str>) -> AppResult<()> {
     match seen {
         Some(seen) if seen != now => Err(AppError::Conflict(
             "This submission changed after your page showed it (the submitter sent a cure, withdrew it or wrote in \
-             its thread, or another officer decided or wrote). Nothing was recorded: review it again before \
-             deciding."
+             its thread, or another officer decided). Nothing was recorded: review it again before deciding."
                 .into(),
         )),
         _ => Ok(()),
@@ -300,7 +307,7 @@ pub async fn decide(
         submission_id,
         move |tx, officer, sub, sealer| {
             // In the transaction: a cure committed after the page's own check is caught here.
-            let now_seen = seen_token(sub, crate::models::message::last_seq(tx, &sub.id)?);
+            let now_seen = seen_token(sub, org_messages(tx, &sub.id)?);
             still_as_seen(&now_seen, seen.as_deref())?;
             let (status, event) = apply_decision(
                 tx,

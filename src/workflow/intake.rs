@@ -389,7 +389,29 @@ pub async fn save(
     req: SaveRequest,
 ) -> AppResult<SaveResult> {
     let mut new_blobs: Vec<String> = req.files.iter().map(|f| f.sealed.name.clone()).collect();
-    let result = save_inner(state, who, actor, req, &mut new_blobs).await;
+    let form_token = req
+        .form_token
+        .clone()
+        .filter(|_| req.submission_id.is_none());
+    let result = match save_inner(state, who, actor, req, &mut new_blobs).await {
+        // Two copies of one new form sent at once: the second is refused in its commit, the first having committed
+        // meanwhile. It is answered as a copy sent again later is: with the submission the form made.
+        Err(AppError::Conflict(why)) => match form_token {
+            Some(token) => {
+                let org = who.organisation_id.clone();
+                match state
+                    .db
+                    .run(move |c| Ok(submission::id_made_by_form(c, &org, &token)?))
+                    .await?
+                {
+                    Some(id) => Ok(SaveResult::Duplicate { id }),
+                    None => Err(AppError::Conflict(why)),
+                }
+            }
+            None => Err(AppError::Conflict(why)),
+        },
+        other => other,
+    };
     let keep = matches!(
         result,
         Ok(SaveResult::Saved { .. })

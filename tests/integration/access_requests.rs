@@ -323,6 +323,8 @@ fn an_analyst_may_have_only_so_many_requests_waiting_and_the_next_is_refused_ali
         answers[0]
     );
     assert_eq!(app.audit_count("access_request.created"), PENDING_ALLOWED);
+    // Recorded as a sweep's misses are (not counted towards the misses' lock: the number was not looked at).
+    assert_eq!(app.audit_count("access_request.missed"), 2);
     // An officer decides one: the next goes through.
     let rid: String = app.with_conn(|c| {
         access_requests::table

@@ -1172,6 +1172,12 @@ fn a_message_written_after_an_officers_page_makes_its_decision_stale() {
         &[("decision", "validate"), ("reason", crate::common::BASIS)],
     );
     assert_eq!(page.status, Status::Ok);
+    // The Office's own message (this officer thanking them) does not make its page stale.
+    let thanks = officer.post_multipart(
+        &format!("/officer/submissions/{id}/messages"),
+        &[Part::Text("body", "Thank you, noted")],
+    );
+    assert_eq!(thanks.status, Status::SeeOther, "{}", thanks.body);
     let page = officer.post(&decision, &confirm(&seen_on(&page.body)));
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     assert_eq!(app.status_of(&id), "validated");

@@ -757,7 +757,8 @@ struct StillAuditor {
     audit: crate::audit::log::AuditLog,
     actor: crate::audit::log::Actor,
     clock: crate::clock::Clock,
-    session_absolute_secs: i64,
+    /// The session's timeouts (idle, absolute; seconds).
+    session_timeouts: (i64, i64),
     every: std::time::Duration,
     next: std::time::Instant,
 }
@@ -775,7 +776,8 @@ impl StillAuditor {
                 conn,
                 hash,
                 self.clock.now(),
-                self.session_absolute_secs,
+                self.session_timeouts.0,
+                self.session_timeouts.1,
             )?,
             None => false,
         };
@@ -919,7 +921,10 @@ async fn export(
         audit: ctx.state.audit.clone(),
         actor: ctx.actor.clone(),
         clock: ctx.state.clock.clone(),
-        session_absolute_secs: ctx.state.settings.session_absolute_hours * 3600,
+        session_timeouts: (
+            ctx.state.settings.session_idle_minutes * 60,
+            ctx.state.settings.session_absolute_hours * 3600,
+        ),
         every,
         // Asked just now, when the request was admitted.
         next: std::time::Instant::now() + every,

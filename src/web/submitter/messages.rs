@@ -120,6 +120,8 @@ async fn thread_after_refusal(
         ),
         _ => return Err(refusal),
     };
+    // The error page would have logged ours; so does this one.
+    crate::web::error::log_refusal(&refusal);
     let Ok(admitted) = access::admit(ctx.state, user, &ctx.actor, id).await else {
         return Err(refusal);
     };

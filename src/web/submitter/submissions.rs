@@ -629,6 +629,8 @@ async fn form_after_refusal(
         ),
         _ => return Err(refusal),
     };
+    // The error page would have logged ours; so does this one.
+    crate::web::error::log_refusal(&refusal);
     let page = match id {
         Some(id) => match load(ctx, user, id).await {
             Ok(admitted) => edit_page(
