@@ -244,6 +244,14 @@ pub const ARGON2_MIN_MEMORY_KIB: u32 = 19 * 1024;
 pub const ARGON2_MIN_ITERATIONS: u32 = 2;
 
 impl Settings {
+    /// A session's idle and absolute timeouts, in seconds.
+    pub fn session_timeouts(&self) -> (i64, i64) {
+        (
+            self.session_idle_minutes * 60,
+            self.session_absolute_hours * 3600,
+        )
+    }
+
     pub fn database_url(&self) -> String {
         if self.database_url.is_empty() {
             self.data_dir

@@ -356,12 +356,8 @@ fn revoke_grants(
         audit.append(tx, actor, &event)?;
     }
     // Its requests waiting for access can no longer be granted either: closed, each with its entry.
-    let closed = crate::models::access_request::close_pending_of_user(
-        tx,
-        user_id,
-        actor.user_id.as_deref(),
-        now,
-    )?;
+    use crate::models::access_request::{close_pending, PendingOf};
+    let closed = close_pending(tx, PendingOf::User(user_id), actor.user_id.as_deref(), now)?;
     for c in &closed {
         audit.append(tx, actor, &c.event(why))?;
     }

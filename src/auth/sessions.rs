@@ -223,17 +223,20 @@ pub fn touch_now(conn: &mut DbConn, token_hash: &str, now: i64) -> AppResult<boo
     Ok(model::touch(conn, token_hash, now)? > 0)
 }
 
-/// Whether a session still stands for a download or export it opened, at `now`: its row is there (no sign-out,
-/// "end other sessions", factor reset or password change ended it) and within its idle and absolute timeouts. A
-/// stream that moves is the session's use, recorded at most once a minute as a request is, so a long download
-/// does not idle out; one stalled past the idle timeout has (its session is not brought back to life).
+/// Whether the session a download or export came from (its token hash; `None` for one no session asked for, the
+/// CLI's) still stands at `now`: its row is there (no sign-out, "end other sessions", factor reset or password
+/// change ended it) and within its timeouts (`(idle, absolute)`, seconds). A stream that moves is the session's use,
+/// recorded at most once a minute as a request is, so a long download does not idle out; one stalled past the idle
+/// timeout has (its session is not brought back to life).
 pub fn still_streaming(
     conn: &mut DbConn,
-    token_hash: &str,
+    session: Option<&str>,
     now: i64,
-    idle_secs: i64,
-    absolute_secs: i64,
+    (idle_secs, absolute_secs): (i64, i64),
 ) -> AppResult<bool> {
+    let Some(token_hash) = session else {
+        return Ok(true);
+    };
     let Some((session, _)) = model::find_with_user(conn, token_hash)? else {
         return Ok(false);
     };

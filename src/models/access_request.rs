@@ -281,14 +281,39 @@ impl Closed {
     }
 }
 
-/// Closes as refused, with no reason of an officer's, the pending requests `rows` (`by`: who made the change that
-/// closes them): for a submission no longer validated, or an account that may no longer be granted access.
-fn close_pending(
+/// Whose pending requests [`close_pending`] closes.
+#[derive(Debug, Clone, Copy)]
+pub enum PendingOf<'a> {
+    /// For a submission that is no longer validated PCII.
+    Submission(&'a str),
+    /// Of an account that may no longer be granted access (disabled, or no longer an authorized user).
+    User(&'a str),
+}
+
+/// Closes as refused, with no reason of an officer's, the pending requests `of` selects (`by`: who made the change
+/// that closes them). What was closed.
+pub fn close_pending(
     conn: &mut DbConn,
-    rows: Vec<(String, String, String, Option<String>)>,
+    of: PendingOf<'_>,
     by: Option<&str>,
     now: i64,
 ) -> QueryResult<Vec<Closed>> {
+    let mut q = access_requests::table
+        .inner_join(submissions::table)
+        .filter(access_requests::state.eq(RequestState::Pending))
+        .into_boxed();
+    q = match of {
+        PendingOf::Submission(id) => q.filter(access_requests::submission_id.eq(id.to_string())),
+        PendingOf::User(id) => q.filter(access_requests::user_id.eq(id.to_string())),
+    };
+    let rows: Vec<(String, String, String, Option<String>)> = q
+        .select((
+            access_requests::id,
+            access_requests::user_id,
+            access_requests::submission_id,
+            submissions::tracking_number,
+        ))
+        .load(conn)?;
     let ids: Vec<&String> = rows.iter().map(|r| &r.0).collect();
     if !ids.is_empty() {
         diesel::update(
@@ -312,49 +337,6 @@ fn close_pending(
             tracking_number,
         })
         .collect())
-}
-
-/// Closes the pending requests for a submission that is no longer validated PCII.
-pub fn close_pending_of_submission(
-    conn: &mut DbConn,
-    submission_id: &str,
-    by: Option<&str>,
-    now: i64,
-) -> QueryResult<Vec<Closed>> {
-    let rows = access_requests::table
-        .inner_join(submissions::table)
-        .filter(access_requests::submission_id.eq(submission_id))
-        .filter(access_requests::state.eq(RequestState::Pending))
-        .select((
-            access_requests::id,
-            access_requests::user_id,
-            access_requests::submission_id,
-            submissions::tracking_number,
-        ))
-        .load(conn)?;
-    close_pending(conn, rows, by, now)
-}
-
-/// Closes the pending requests of an account that may no longer be granted access (disabled, or no longer an
-/// authorized user).
-pub fn close_pending_of_user(
-    conn: &mut DbConn,
-    user_id: &str,
-    by: Option<&str>,
-    now: i64,
-) -> QueryResult<Vec<Closed>> {
-    let rows = access_requests::table
-        .inner_join(submissions::table)
-        .filter(access_requests::user_id.eq(user_id))
-        .filter(access_requests::state.eq(RequestState::Pending))
-        .select((
-            access_requests::id,
-            access_requests::user_id,
-            access_requests::submission_id,
-            submissions::tracking_number,
-        ))
-        .load(conn)?;
-    close_pending(conn, rows, by, now)
 }
 
 /// Marks a pending request refused with the officer's (sealed) reason (0 when it was no longer pending).

@@ -316,39 +316,11 @@ pub fn mail_turn(
     submission_id: &str,
     seq: i64,
 ) -> QueryResult<bool> {
-    let marks = |conn: &mut DbConn| {
-        message_reads::table
-            .find((user_id, submission_id))
-            .select((message_reads::last_read_seq, message_reads::last_mailed_seq))
-            .first::<(i64, i64)>(conn)
-            .optional()
-    };
-    let (read, mailed) = match marks(conn)? {
-        Some(found) => found,
-        None => {
-            // Never opened the thread: read nothing, mailed nothing until now. In a savepoint: the person opening
-            // it at this moment inserts the row first (PostgreSQL would otherwise abort the message's transaction).
-            let inserted = conn.transaction(|tx| {
-                diesel::insert_into(message_reads::table)
-                    .values((
-                        message_reads::user_id.eq(user_id),
-                        message_reads::submission_id.eq(submission_id),
-                        message_reads::last_read_seq.eq(0),
-                        message_reads::last_read_at.eq(0),
-                        message_reads::last_mailed_seq.eq(seq),
-                    ))
-                    .execute(tx)
-            });
-            match inserted {
-                Ok(_) => return Ok(true),
-                Err(diesel::result::Error::DatabaseError(
-                    diesel::result::DatabaseErrorKind::UniqueViolation,
-                    _,
-                )) => marks(conn)?.unwrap_or((0, 0)),
-                Err(e) => return Err(e),
-            }
-        }
-    };
+    ensure_marks(conn, user_id, submission_id)?;
+    let (read, mailed): (i64, i64) = message_reads::table
+        .find((user_id, submission_id))
+        .select((message_reads::last_read_seq, message_reads::last_mailed_seq))
+        .first(conn)?;
     if mailed > read {
         return Ok(false);
     }
@@ -366,47 +338,53 @@ pub fn mark_read(
     seq: i64,
     now: i64,
 ) -> QueryResult<()> {
-    conn.transaction(|tx| {
-        let exists = message_reads::table
+    ensure_marks(conn, user_id, submission_id)?;
+    diesel::update(
+        message_reads::table
             .find((user_id, submission_id))
-            .select(message_reads::last_read_seq)
-            .first::<i64>(tx)
-            .optional()?;
-        if exists.is_none() {
-            // In a savepoint of its own: the same person's other window may insert the row at this moment, and on
-            // PostgreSQL a failed statement left in the transaction would abort it (the reading's entry with it).
-            let inserted = tx.transaction(|t| {
-                diesel::insert_into(message_reads::table)
-                    .values((
-                        message_reads::user_id.eq(user_id),
-                        message_reads::submission_id.eq(submission_id),
-                        message_reads::last_read_seq.eq(seq),
-                        message_reads::last_read_at.eq(now),
-                    ))
-                    .execute(t)
-            });
-            match inserted {
-                Ok(_) => return Ok(()),
-                // The other window's row stands; moved forward below if this mark is further.
-                Err(diesel::result::Error::DatabaseError(
-                    diesel::result::DatabaseErrorKind::UniqueViolation,
-                    _,
-                )) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        diesel::update(
-            message_reads::table
-                .find((user_id, submission_id))
-                .filter(message_reads::last_read_seq.lt(seq)),
-        )
-        .set((
-            message_reads::last_read_seq.eq(seq),
-            message_reads::last_read_at.eq(now),
-        ))
-        .execute(tx)?;
-        Ok(())
-    })
+            .filter(message_reads::last_read_seq.lt(seq)),
+    )
+    .set((
+        message_reads::last_read_seq.eq(seq),
+        message_reads::last_read_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Makes sure `user_id` has its row of marks for the thread: one that never opened it read nothing and was mailed
+/// nothing. The insert has a savepoint of its own: the same person's other window, or a message's mail, may insert
+/// the row at this moment, and on PostgreSQL a failed statement left in the transaction would abort it (the
+/// reading's or the message's entry with it).
+fn ensure_marks(conn: &mut DbConn, user_id: &str, submission_id: &str) -> QueryResult<()> {
+    let exists = message_reads::table
+        .find((user_id, submission_id))
+        .select(message_reads::last_read_seq)
+        .first::<i64>(conn)
+        .optional()?
+        .is_some();
+    if exists {
+        return Ok(());
+    }
+    let inserted = conn.transaction(|tx| {
+        diesel::insert_into(message_reads::table)
+            .values((
+                message_reads::user_id.eq(user_id),
+                message_reads::submission_id.eq(submission_id),
+                message_reads::last_read_seq.eq(0),
+                message_reads::last_read_at.eq(0),
+                message_reads::last_mailed_seq.eq(0),
+            ))
+            .execute(tx)
+    });
+    match inserted {
+        Ok(_)
+        | Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// For each of `among` (the submissions a page shows) that `user_id` can open on `side`'s thread page, how many

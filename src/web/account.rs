@@ -96,8 +96,7 @@ async fn account_page_for(ctx: &Ctx<'_>, user: &CurrentUser<'_>) -> AppResult<Pa
 }
 
 async fn live_sessions(ctx: &Ctx<'_>, user: &CurrentUser<'_>) -> AppResult<Vec<SessionView>> {
-    let s = &ctx.state.settings;
-    let (idle, absolute) = (s.session_idle_minutes * 60, s.session_absolute_hours * 3600);
+    let (idle, absolute) = ctx.state.settings.session_timeouts();
     let (id, hash) = (user.user.id.clone(), user.session_hash.clone());
     let now = ctx.state.clock.now();
     ctx.state

@@ -101,22 +101,10 @@ mod tests {
     /// The name a browser saves under: of the UTF-8 form, decoded.
     fn saved_as(disposition: &str) -> String {
         let encoded = disposition.split("filename*=UTF-8''").nth(1).unwrap();
-        let bytes: Vec<u8> = {
-            let b = encoded.as_bytes();
-            let mut out = Vec::new();
-            let mut i = 0;
-            while i < b.len() {
-                if b[i] == b'%' {
-                    out.push(u8::from_str_radix(&encoded[i + 1..i + 3], 16).unwrap());
-                    i += 3;
-                } else {
-                    out.push(b[i]);
-                    i += 1;
-                }
-            }
-            out
-        };
-        String::from_utf8(bytes).unwrap()
+        percent_encoding::percent_decode_str(encoded)
+            .decode_utf8()
+            .unwrap()
+            .into_owned()
     }
 
     #[test]

@@ -160,8 +160,7 @@ async fn lookup(req: &Request<'_>) -> Result<Option<Authenticated>, StoreUnavail
     let token = cookie.value().to_string();
     let hash = sessions::hash_token(&token);
     let state = app(req);
-    let idle = state.settings.session_idle_minutes * 60;
-    let absolute = state.settings.session_absolute_hours * 3600;
+    let (idle, absolute) = state.settings.session_timeouts();
     let now = state.clock.now();
     let found = state
         .db

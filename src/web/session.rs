@@ -61,8 +61,7 @@ async fn keepalive(ctx: Ctx<'_>, token: TokenCheck<'_>, data: Data<'_>) -> (Stat
     }
     let state = ctx.state;
     let (hash, now) = (who.session_hash.clone(), state.clock.now());
-    let idle = state.settings.session_idle_minutes * 60;
-    let absolute = state.settings.session_absolute_hours * 3600;
+    let (idle, absolute) = state.settings.session_timeouts();
     match state
         .db
         .run(move |c| sessions::keep_alive(c, &hash, now, idle, absolute))

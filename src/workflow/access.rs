@@ -736,10 +736,7 @@ impl<R> WhileAdmitted<R> {
                 clock: services.clock.clone(),
                 user: admitted.user.clone(),
                 actor: actor.clone(),
-                session_timeouts: (
-                    services.settings.session_idle_minutes * 60,
-                    services.settings.session_absolute_hours * 3600,
-                ),
+                session_timeouts: services.settings.session_timeouts(),
                 submission_id: admitted.submission.id.clone(),
                 tracking_number: admitted.submission.tracking_number.clone(),
                 what,
@@ -779,16 +776,12 @@ impl Asker {
             .run(move |c| {
                 // A stream from a session that has ended since (signed out, ended from another, factors reset,
                 // password changed, past its lifetime) ends with it; a stream with no session (the CLI) has none.
-                let session_ended = match &asker.actor.session {
-                    Some(hash) => !crate::auth::sessions::still_streaming(
-                        c,
-                        hash,
-                        now,
-                        asker.session_timeouts.0,
-                        asker.session_timeouts.1,
-                    )?,
-                    None => false,
-                };
+                let session_ended = !crate::auth::sessions::still_streaming(
+                    c,
+                    asker.actor.session.as_deref(),
+                    now,
+                    asker.session_timeouts,
+                )?;
                 let reason = match decide(c, &asker.user, &asker.submission_id, now)? {
                     Ok(_) if session_ended => "session ended",
                     Ok(sub) => {

@@ -474,12 +474,8 @@ fn apply_decision(
             audit.append(tx, actor, &event)?;
         }
         // Requests waiting for access to it can no longer be granted: closed, each with its entry.
-        for closed in crate::models::access_request::close_pending_of_submission(
-            tx,
-            &sub.id,
-            Some(&officer.id),
-            now,
-        )? {
+        use crate::models::access_request::{close_pending, PendingOf};
+        for closed in close_pending(tx, PendingOf::Submission(&sub.id), Some(&officer.id), now)? {
             audit.append(
                 tx,
                 actor,

@@ -771,16 +771,12 @@ impl StillAuditor {
             return Ok(());
         }
         let account = crate::models::account::find(conn, &self.user_id)?;
-        let session_ended = match &self.actor.session {
-            Some(hash) => !crate::auth::sessions::still_streaming(
-                conn,
-                hash,
-                self.clock.now(),
-                self.session_timeouts.0,
-                self.session_timeouts.1,
-            )?,
-            None => false,
-        };
+        let session_ended = !crate::auth::sessions::still_streaming(
+            conn,
+            self.actor.session.as_deref(),
+            self.clock.now(),
+            self.session_timeouts,
+        )?;
         // The account's state first: disabling it ends its sessions too, and is the reason to give.
         let ended = if account.disabled {
             "account disabled"
@@ -921,10 +917,7 @@ async fn export(
         audit: ctx.state.audit.clone(),
         actor: ctx.actor.clone(),
         clock: ctx.state.clock.clone(),
-        session_timeouts: (
-            ctx.state.settings.session_idle_minutes * 60,
-            ctx.state.settings.session_absolute_hours * 3600,
-        ),
+        session_timeouts: ctx.state.settings.session_timeouts(),
         every,
         // Asked just now, when the request was admitted.
         next: std::time::Instant::now() + every,
