@@ -239,13 +239,17 @@ pub fn host_allowed(host: &str, public_origin: &str, address: std::net::IpAddr) 
     }
     asked == address.to_string() || matches!(asked.as_str(), "localhost" | "127.0.0.1" | "::1")
 }
-pub struct CrossSiteRefused(pub bool);
+/// Why `OriginCheck` re-routed a request, if it did (the reason its audit entry records).
+pub struct CrossSiteRefused(pub Option<&'static str>);
 
 pub const REFUSED_PATH: &str = "/__refused/cross-site";
 
 /// Refuses every state-changing request a browser marks as cross-site (Sec-Fetch-Site), or whose Origin is
-/// not ours. Done for every route at once, so no handler can forget it; the per-form token is checked by
-/// `forms::CsrfForm`. A refused request is re-routed to a handler that answers 403.
+/// not ours, and every read another site's page makes other than by navigating the browser to it (an image, a
+/// script, a frame, a background fetch: a sibling subdomain is the same site, so the SameSite=Strict cookie goes
+/// with it). Done for every route at once, so no handler can forget it; the per-form token is checked by
+/// `forms::CsrfForm`, and downloads refuse even a navigation another site started (`guards::StartedHere`). A
+/// refused request is re-routed to a handler that answers 403.
 pub struct OriginCheck;
 
 #[rocket::async_trait]
@@ -263,15 +267,39 @@ impl Fairing for OriginCheck {
         let overridden = req
             .content_type()
             .is_some_and(|ct| ct.is_form() || ct.is_form_data());
-        if matches!(req.method(), Method::Get | Method::Head | Method::Options) && !overridden {
+        let reason = if matches!(req.method(), Method::Get | Method::Head | Method::Options)
+            && !overridden
+        {
+            if !embedded_elsewhere(req) {
+                return;
+            }
+            "read embedded in another site's page"
+        } else if cross_site(req) {
+            "cross-site origin"
+        } else {
             return;
-        }
-        if cross_site(req) {
-            req.local_cache(|| CrossSiteRefused(true));
-            req.set_method(Method::Get);
-            req.set_uri(Origin::parse(REFUSED_PATH).expect("static path"));
-        }
+        };
+        req.local_cache(|| CrossSiteRefused(Some(reason)));
+        req.set_method(Method::Get);
+        req.set_uri(Origin::parse(REFUSED_PATH).expect("static path"));
     }
+}
+
+/// A read that another site's page made without navigating the browser to it (fetch metadata's "resource
+/// isolation" rule). Requests without the headers (scripts, older browsers) are not judged by it.
+fn embedded_elsewhere(req: &Request<'_>) -> bool {
+    let headers = req.headers();
+    if !matches!(
+        headers.get_one("Sec-Fetch-Site"),
+        Some("same-site" | "cross-site")
+    ) {
+        return false;
+    }
+    let navigates = headers.get_one("Sec-Fetch-Mode") == Some("navigate");
+    let top_level = headers
+        .get_one("Sec-Fetch-Dest")
+        .is_none_or(|dest| dest == "document");
+    !(navigates && top_level)
 }
 
 fn cross_site(req: &Request<'_>) -> bool {

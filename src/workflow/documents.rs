@@ -13,6 +13,7 @@ use crate::audit::log::Actor;
 use crate::crypto::stream::{decrypt_to_async, seal_reader, ExactVerified, Recipients, SealedBlob};
 use crate::error::{AppError, AppResult};
 use crate::key_store::data_keys::{blob_keys, open_blob_shared as open_sealed};
+use crate::models::blob;
 use crate::services::Services;
 use crate::slots::{Full, Slot};
 use crate::workflow::content::Content;
@@ -150,12 +151,10 @@ pub(in crate::workflow) async fn open_blob(
     let len = keys_of_blob.blob.plaintext_len.max(0) as u64;
     let keys = state.current_keys();
     let store = state.blobs.clone();
-    let (first, rest) = tokio::task::spawn_blocking(move || {
+    let opened_as = keys_of_blob.blob.storage_name.clone();
+    let opened = tokio::task::spawn_blocking(move || {
         // Held to the recorded length, which the response declares (see `ExactVerified`).
-        let mut reader = ExactVerified::new(
-            open_sealed(&*store, &keys, &keys_of_blob).map_err(integrity_error)?,
-            len,
-        );
+        let mut reader = ExactVerified::new(open_sealed(&*store, &keys, &keys_of_blob)?, len);
         // Plaintext: wiped when the response is done with it.
         let mut first = Zeroizing::new(vec![0u8; FIRST_PIECE]);
         let mut filled = 0;
@@ -167,13 +166,17 @@ pub(in crate::workflow) async fn open_blob(
                 }
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(integrity_error(e)),
+                Err(e) => return Err(e),
             }
         }
         Ok((first, Some(reader)))
     })
     .await
-    .map_err(|_| AppError::Internal("decryption task failed".into()))??;
+    .map_err(|_| AppError::Internal("decryption task failed".into()))?;
+    let (first, rest) = match opened {
+        Ok(opened) => opened,
+        Err(e) => return Err(moved_meanwhile(state, blob_id, opened_as, e).await),
+    };
     let stream: PlaintextStream = match rest {
         None => Box::pin(Cursor::new(first)),
         Some(reader) => {
@@ -182,6 +185,29 @@ pub(in crate::workflow) async fn open_blob(
         }
     };
     Ok((stream, len))
+}
+
+/// Why a blob failed to open: if its row went (a destruction or a deletion committed after the row was read, and
+/// the ciphertext was collected) or now names another ciphertext (`keys rotate --data-keys` re-encrypted it), the
+/// file moved under the reader, which is no fault of the content: 410 or 503 "try again", not a failed integrity
+/// check. Otherwise what failed ([`integrity_error`]).
+async fn moved_meanwhile(
+    state: &Services,
+    blob_id: &str,
+    opened_as: String,
+    e: std::io::Error,
+) -> AppError {
+    let id = blob_id.to_string();
+    let now = state.db.run(move |c| Ok(blob::find_opt(c, &id)?)).await;
+    match now {
+        Ok(None) => {
+            AppError::Gone("This file was removed or destroyed while it was being opened.".into())
+        }
+        Ok(Some(row)) if row.storage_name != opened_as => AppError::Unavailable(
+            "This file was being re-encrypted as it was opened. Try again.".into(),
+        ),
+        _ => integrity_error(e),
+    }
 }
 
 /// Removes blobs from the store after the rows that pointed to them are gone (or never committed).

@@ -7,7 +7,9 @@ use crate::common::{
 use diesel::prelude::*;
 use rocket::http::Status;
 
-use pcii_portal::db::schema::{attachments, audit_entries, blobs, submissions, users};
+use pcii_portal::db::schema::{
+    attachments, audit_entries, blobs, message_files, submissions, users,
+};
 use pcii_portal::domain::Role;
 use pcii_portal::time::DAY;
 
@@ -1932,4 +1934,130 @@ fn the_officer_sees_whether_the_organisation_was_reminded_of_its_deadline() {
         "{}",
         page.body
     );
+}
+
+/// A download or export that a page on another site started by navigating the browser to it is refused, for every
+/// role and route that hands out content: a sibling subdomain is the same site, so the session cookie goes with
+/// it. Nothing is read or recorded as read, the refusal is audited; the same link followed from the portal's own
+/// page (or typed: no site) works. Pages themselves may still be linked to from elsewhere, but not embedded.
+#[test]
+fn a_download_or_export_another_site_started_is_refused_and_a_page_embedded_elsewhere_too() {
+    const ELSEWHERE: [(&str, &str); 3] = [
+        ("Sec-Fetch-Site", "same-site"),
+        ("Sec-Fetch-Mode", "navigate"),
+        ("Sec-Fetch-Dest", "document"),
+    ];
+    const HERE: [(&str, &str); 3] = [
+        ("Sec-Fetch-Site", "same-origin"),
+        ("Sec-Fetch-Mode", "navigate"),
+        ("Sec-Fetch-Dest", "document"),
+    ];
+    let app = TestApp::new();
+    let mut sue = app.login_as(Role::Submitter, "sue@acme.example", Some("Acme"));
+    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let id = validated(&mut sue, &mut olga);
+    let (analyst_id, mut ana) = analyst(&app, "ana@pcii.example.gov");
+    grant(&app, &mut olga, &id, &analyst_id);
+    let drawing = file_bytes(700, 3, "");
+    let page = sue.post_multipart(
+        &format!("/submissions/{id}/messages"),
+        &[
+            Part::Text("body", "The drawing you asked for."),
+            Part::File("file_1", "drawing.pdf", &drawing),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let file = app.attachment_ids(&id)[0].clone();
+    let message_file: String = app.with_conn(|c| {
+        message_files::table
+            .select(message_files::id)
+            .first(c)
+            .unwrap()
+    });
+
+    let routes: Vec<(usize, String)> = vec![
+        (0, format!("/submissions/{id}/files/{file}")),
+        (
+            0,
+            format!("/submissions/{id}/messages/files/{message_file}"),
+        ),
+        (0, format!("/submissions/{id}/package")),
+        (1, format!("/officer/submissions/{id}/files/{file}")),
+        (1, format!("/officer/submissions/{id}/export")),
+        (1, "/officer/disseminations.csv".to_string()),
+        (
+            1,
+            format!("/officer/submissions/{id}/messages/files/{message_file}"),
+        ),
+        (2, format!("/analyst/submissions/{id}/files/{file}")),
+        (2, format!("/analyst/submissions/{id}/export")),
+    ];
+    let reads =
+        |app: &TestApp| app.audit_count("content.downloaded") + app.audit_count("content.exported");
+    let mut refused = app.audit_count("access.refused");
+    for (who, url) in routes {
+        let browser = match who {
+            0 => &mut sue,
+            1 => &mut olga,
+            _ => &mut ana,
+        };
+        let read_before = reads(&app);
+        let (status, body, _) = browser.get_bytes_with(&url, &ELSEWHERE);
+        assert_eq!(status, Status::Forbidden, "{url}");
+        let body = String::from_utf8(body.unwrap_or_default()).unwrap();
+        assert!(body.contains("started from another site"), "{url}: {body}");
+        refused += 1;
+        assert_eq!(app.audit_count("access.refused"), refused, "{url}");
+        assert_eq!(reads(&app), read_before, "{url}: nothing was read");
+        if url.ends_with("/package") {
+            continue; // offered only once a return was chosen
+        }
+        let (status, body, _) = browser.get_bytes_with(&url, &HERE);
+        assert_eq!(status, Status::Ok, "{url}");
+        assert!(!body.unwrap_or_default().is_empty(), "{url}");
+        let (status, _, _) = browser.get_bytes(&url);
+        assert_eq!(status, Status::Ok, "{url}: no fetch metadata, not judged");
+    }
+    assert!(app
+        .audit_reasons("access.refused")
+        .iter()
+        .any(|r| r.contains("download or export started from another site")));
+
+    // A page linked from elsewhere opens; the same page as an image, in a frame or fetched is refused, audited.
+    let page = format!("/officer/submissions/{id}");
+    let (status, _, _) = olga.get_bytes_with(&page, &ELSEWHERE);
+    assert_eq!(status, Status::Ok);
+    let csrf = app.audit_count("csrf.refused");
+    for (mode, dest) in [
+        ("no-cors", "image"),
+        ("navigate", "iframe"),
+        ("cors", "empty"),
+    ] {
+        let (status, body, _) = olga.get_bytes_with(
+            &page,
+            &[
+                ("Sec-Fetch-Site", "same-site"),
+                ("Sec-Fetch-Mode", mode),
+                ("Sec-Fetch-Dest", dest),
+            ],
+        );
+        assert_eq!(status, Status::Forbidden, "{mode} {dest}");
+        let body = String::from_utf8(body.unwrap_or_default()).unwrap();
+        assert!(!body.contains("Lifecycle narrative"), "{mode} {dest}");
+    }
+    assert_eq!(app.audit_count("csrf.refused"), csrf + 3);
+    assert!(app
+        .audit_reasons("csrf.refused")
+        .iter()
+        .any(|r| r.contains("read embedded in another site's page")));
+    // The portal's own page loading its stylesheet is not judged.
+    let (status, _, _) = olga.get_bytes_with(
+        "/static/style.css",
+        &[
+            ("Sec-Fetch-Site", "same-origin"),
+            ("Sec-Fetch-Mode", "no-cors"),
+            ("Sec-Fetch-Dest", "style"),
+        ],
+    );
+    assert_eq!(status, Status::Ok);
 }

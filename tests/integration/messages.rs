@@ -2,11 +2,11 @@
 //! files, content-free mail, unread counts on both sides, audited without words, scoped like the content, closed by
 //! the final decision and destroyed with the submission.
 
-use crate::common::{complete_fields, file_bytes, Browser, Part, TestApp};
+use crate::common::{complete_fields, file_bytes, sha256_hex, Browser, Part, TestApp};
 use diesel::prelude::*;
 use rocket::http::Status;
 
-use pcii_portal::db::schema::{audit_entries, blobs, message_files, submissions};
+use pcii_portal::db::schema::{audit_entries, blobs, message_files, messages, submissions};
 use pcii_portal::domain::Role;
 use pcii_portal::models::account::User;
 use pcii_portal::workflow::messages::unread_for_user;
@@ -269,6 +269,24 @@ fn an_officer_asks_the_organisation_answers_with_a_file_and_destruction_takes_th
     assert!(tracked.iter().all(|t| t.as_deref() == Some(tn.as_str())));
     for reason in sent.iter().flatten() {
         assert!(!reason.contains("Marker") && !reason.contains("relay"));
+    }
+    // Each binds its stored words by the SHA-256 of their ciphertext.
+    let stored: Vec<String> = app.with_conn(|c| {
+        messages::table
+            .order(messages::seq.asc())
+            .select(messages::body)
+            .load(c)
+            .unwrap()
+    });
+    assert_eq!(stored.len(), 2);
+    for (reason, stored) in sent.iter().flatten().zip(&stored) {
+        use base64::Engine;
+        let armour = stored.rsplit(':').next().unwrap();
+        let ciphertext = base64::engine::general_purpose::STANDARD
+            .decode(armour)
+            .unwrap();
+        let bound = format!("; words sealed, sha256 {}", sha256_hex(&ciphertext));
+        assert!(reason.ends_with(&bound), "{reason}");
     }
 
     // The words and the file name are sealed: not in the database or its WAL.

@@ -507,7 +507,8 @@ async fn setup(
     }
 }
 
-/// Where `fairings::OriginCheck` sends a cross-site state-changing request: audited, then 403.
+/// Where `fairings::OriginCheck` sends a cross-site state-changing request, or a read embedded in another
+/// site's page: audited, then 403.
 #[rocket::get("/__refused/cross-site")]
 fn cross_site_refused(_audited: CrossSiteAudited) -> AppError {
     AppError::Refused("This request came from another site and was refused.".into())
@@ -519,8 +520,8 @@ struct CrossSiteAudited;
 impl<'r> rocket::request::FromRequest<'r> for CrossSiteAudited {
     type Error = ();
     async fn from_request(req: &'r rocket::Request<'_>) -> rocket::request::Outcome<Self, ()> {
-        if req.local_cache(|| CrossSiteRefused(false)).0 {
-            audit_csrf_refusal(req, "cross-site origin").await;
+        if let Some(reason) = req.local_cache(|| CrossSiteRefused(None)).0 {
+            audit_csrf_refusal(req, reason).await;
         }
         rocket::request::Outcome::Success(CrossSiteAudited)
     }

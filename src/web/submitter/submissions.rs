@@ -17,7 +17,7 @@ use crate::models::submission;
 use crate::services::Services;
 use crate::web::downloads::{Download, ZipDownload};
 use crate::web::forms::{summary, CsrfForm, SummaryLine, TokenCheck};
-use crate::web::guards::{Ctx, FreshFactor, SubmitterUser};
+use crate::web::guards::{Ctx, FreshFactor, StartedHere, SubmitterUser};
 use crate::web::multipart::{open_form, FileTooLarge, Limits, ReadRefusal};
 use crate::web::pages::{human_size, Notice, Page};
 use crate::web::step_up::StepUpForm;
@@ -983,6 +983,7 @@ async fn detail(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Pa
 async fn download(
     ctx: Ctx<'_>,
     user: SubmitterUser<'_>,
+    _started: StartedHere,
     id: &str,
     file: &str,
 ) -> AppResult<Download> {
@@ -1279,6 +1280,7 @@ async fn confirm_return(
 async fn return_package(
     ctx: Ctx<'_>,
     user: SubmitterUser<'_>,
+    _started: StartedHere,
     _fresh: FreshFactor,
     id: &str,
 ) -> AppResult<ZipDownload> {

@@ -866,6 +866,23 @@ impl<'c> Browser<'c> {
         self.bytes_of(res)
     }
 
+    /// GETs a binary body as [`Self::get_bytes`] does, with extra request headers (a browser's fetch metadata).
+    pub fn get_bytes_with(
+        &mut self,
+        uri: &str,
+        extra: &[(&'static str, &'static str)],
+    ) -> (Status, Option<Vec<u8>>, Vec<(String, String)>) {
+        let mut req = self.client.get(uri.to_string());
+        for c in &self.cookies {
+            req = req.cookie(c.clone());
+        }
+        for (name, value) in extra {
+            req = req.header(Header::new(*name, *value));
+        }
+        let res = req.dispatch();
+        self.bytes_of(res)
+    }
+
     fn bytes_of(
         &mut self,
         res: rocket::local::blocking::LocalResponse<'_>,
