@@ -83,7 +83,7 @@ pages=(
   "/healthz"
   "/officer"
   "/officer?page=280"
-  "/officer?page=999999"
+  "/officer?page=99999"
   "/officer?sort=newest&page=400"
   "/officer?status=overdue"
   "/officer?status=overdue&sort=newest&page=200"

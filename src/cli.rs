@@ -70,13 +70,22 @@ pub enum CliError {
 }
 
 fn open_db(settings: &Settings) -> Result<Db, CliError> {
-    Ok(Db::open(&settings.database_url(), 2)?)
+    Ok(Db::open_with(
+        &settings.database_url(),
+        2,
+        settings.database_busy_timeout_ms,
+    )?)
 }
 
 /// The portal's database, which must exist (see [`Db::open_existing`]): for every command that reports on it or acts
-/// on what it holds. Only the start, `migrate`, `keys init` and `user add` make one.
+/// on what it holds. Only the start, `migrate`, `keys init` (and `keys protect` making a new store) and `user add`
+/// make one.
 fn open_existing_db(settings: &Settings) -> Result<Db, CliError> {
-    Ok(Db::open_existing(&settings.database_url(), 2)?)
+    Ok(Db::open_existing_with(
+        &settings.database_url(),
+        2,
+        settings.database_busy_timeout_ms,
+    )?)
 }
 
 fn open_audit(settings: &Settings) -> Result<AuditLog, CliError> {
@@ -509,7 +518,15 @@ fn record_host_act(
 ) -> Result<(), CliError> {
     let opened = crate::key_store::open_unlocked(settings, at_rest)?;
     let audit = AuditLog::new(opened.audit_signer, settings.audit_checkpoint_every);
-    let db = open_db(settings)?;
+    // A new key store (`keys init`, `keys protect` on an empty `keys/`) may start its database. An existing store's
+    // act goes to the database it has, never to a new one a wrong data_dir would make: the note of a conversion then
+    // stays, for the next command (or start) with the right data_dir to record.
+    let new_store = !generated.is_empty() || !opened.generated.is_empty();
+    let db = if new_store {
+        open_db(settings)?
+    } else {
+        open_existing_db(settings)?
+    };
     let mut conn = db.get()?;
     crate::key_store::record_generated(&mut conn, &audit, generated)?;
     crate::key_store::record_generated(&mut conn, &audit, &opened.generated)?;

@@ -145,17 +145,19 @@ pub fn is_locked(conn: &mut DbConn, key: &str, now: i64) -> AppResult<bool> {
 /// Counts one failure; locks the key once `max_failures` fall in one window, and each failure after that lock (within
 /// a window of its end) doubles the lock, up to an hour. Returns how many failures the run now holds.
 pub fn record_failure(conn: &mut DbConn, key: &str, policy: Policy, now: i64) -> AppResult<i64> {
-    count(conn, key, policy, now, now - policy.window_secs)
+    count(conn, key, policy, now, now - policy.window_secs, true)
 }
 
 /// Counts one failure or attempt. The run goes on while the window is open or the lock ended after
-/// `lock_ended_after`; otherwise it restarts at one.
+/// `lock_ended_after`; otherwise it restarts at one. A count past the limit locks the key for a window, or, when it
+/// `doubles`, for a window doubled once per count past the limit (up to an hour).
 fn count(
     conn: &mut DbConn,
     key: &str,
     policy: Policy,
     now: i64,
     lock_ended_after: i64,
+    doubles: bool,
 ) -> AppResult<i64> {
     // Each step is one statement, so requests counting the same key at once (a flood from one address) neither
     // collide on its row nor lose a count.
@@ -165,7 +167,11 @@ fn count(
     }
     let failures = model::find(conn, key)?.map_or(1, |c| c.failures);
     if failures >= policy.max_failures {
-        let doublings = (failures - policy.max_failures).min(12) as u32;
+        let doublings = if doubles {
+            (failures - policy.max_failures).min(12) as u32
+        } else {
+            0
+        };
         let until = now + (policy.window_secs.saturating_mul(1 << doublings)).min(MAX_LOCK_SECS);
         model::lock_until(conn, key, until)?;
     }
@@ -183,7 +189,8 @@ pub fn allow(conn: &mut DbConn, key: &str, policy: Policy, now: i64) -> AppResul
 /// Several rate limits on one action (per network and over all): `false`, nothing counted, when any key is
 /// locked; otherwise the attempt is counted under every key, and `true` unless a count went past its limit (requests
 /// at once can all find a key unlocked just before the last allowed one locks it: those past the limit are refused).
-/// A rate limit does not double: once its lock has ended the count starts again, so the next attempt is allowed.
+/// A rate limit does not double, not even for requests past the limit counted at once: its lock is one window, and
+/// once it has ended the count starts again, so the next attempt is allowed.
 pub fn allow_all(conn: &mut DbConn, limits: &[(&str, Policy)], now: i64) -> AppResult<bool> {
     for (key, _) in limits {
         if is_locked(conn, key, now)? {
@@ -192,7 +199,7 @@ pub fn allow_all(conn: &mut DbConn, limits: &[(&str, Policy)], now: i64) -> AppR
     }
     let mut within = true;
     for (key, policy) in limits {
-        within &= count(conn, key, *policy, now, now)? <= policy.max_failures;
+        within &= count(conn, key, *policy, now, now, false)? <= policy.max_failures;
     }
     Ok(within)
 }

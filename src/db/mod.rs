@@ -184,6 +184,15 @@ impl Db {
     /// that is not there is refused (a `status` or `backup` run from the wrong directory made a new, empty database
     /// and reported on it, exit status and all).
     pub fn open_existing(url: &str, pool_size: u32) -> Result<Db, DbError> {
+        Db::open_existing_with(url, pool_size, DEFAULT_BUSY_TIMEOUT_MS)
+    }
+
+    /// [`Db::open_existing`] with SQLite's busy timeout (ms), as [`Db::open_with`].
+    pub fn open_existing_with(
+        url: &str,
+        pool_size: u32,
+        busy_timeout_ms: u64,
+    ) -> Result<Db, DbError> {
         if Backend::from_url(url)? == Backend::Sqlite {
             let path = Manager {
                 url: url.to_string(),
@@ -196,7 +205,7 @@ impl Db {
                 return Err(DbError::Missing { path });
             }
         }
-        Db::open(url, pool_size)
+        Db::open_with(url, pool_size, busy_timeout_ms)
     }
 
     /// [`Db::open`] with SQLite's busy timeout (ms): how long a write waits for another's lock before failing.

@@ -47,11 +47,14 @@ fn wants_json(req: &Request<'_>) -> bool {
 
 pub struct ErrorPage(Status);
 
+/// Seconds a throttled client is told to wait (the attempt limits' window).
+pub const THROTTLED_RETRY_AFTER: &str = "60";
+
 /// How long a client should wait before trying again, for the statuses that are about time (RFC 9110 Retry-After).
 fn retry_after(status: Status) -> Option<&'static str> {
     match status.code {
         503 => Some("5"),
-        429 => Some("60"),
+        429 => Some(THROTTLED_RETRY_AFTER),
         _ => None,
     }
 }

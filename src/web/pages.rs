@@ -213,10 +213,14 @@ impl<'r> Responder<'r, 'static> for Page {
             None => anonymous_token(req),
         };
         let html = self.render_with(req, who.as_ref(), &csrf)?;
-        Response::build_from(html.respond_to(req)?)
-            .status(self.status)
-            .header(ContentType::HTML)
-            .ok()
+        let mut res = Response::build_from(html.respond_to(req)?);
+        res.status(self.status).header(ContentType::HTML);
+        // A form shown again because its sender is throttled (sign-in, second factor, a password check) says when
+        // to come back, as the error pages do.
+        if self.status == Status::TooManyRequests {
+            res.raw_header("Retry-After", crate::web::catchers::THROTTLED_RETRY_AFTER);
+        }
+        res.ok()
     }
 }
 

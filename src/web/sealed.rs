@@ -126,7 +126,12 @@ pub fn build_with_clock(
     check_layout(&settings.keys_dir, Mode::Shares).map_err(|e| e.to_string())?;
     let manifest = Manifest::read(&settings.keys_dir).map_err(|e| e.to_string())?;
     crate::create_private_dir(&settings.data_dir)?;
-    let db = Db::open(&settings.database_url(), 2).map_err(|e| e.to_string())?;
+    let db = Db::open_with(
+        &settings.database_url(),
+        2,
+        settings.database_busy_timeout_ms,
+    )
+    .map_err(|e| e.to_string())?;
     // The signing key is sealed too: entries are recorded unsigned, and the real log's next checkpoint covers them.
     let audit = AuditLog::unsigned().with_clock(clock.clone());
     let (tx, rx) = mpsc::sync_channel(1);

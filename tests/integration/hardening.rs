@@ -732,19 +732,8 @@ fn bad_page_numbers_answer_422_on_every_paged_list() {
     for list in ["/officer/disseminations", "/officer/organisations"] {
         check(&mut officer, list);
     }
-    // The queue shows its last page for a page past the end (its own rule), and refuses what is not a page.
-    assert_eq!(
-        officer.get("/officer?page=9223372036854775807").status,
-        Status::Ok
-    );
-    for bad in ["-1", "abc", "99999999999999999999"] {
-        let res = officer.get(&format!("/officer?page={bad}"));
-        assert_eq!(
-            res.status,
-            Status::UnprocessableEntity,
-            "/officer?page={bad}"
-        );
-    }
+    // The queue too (its page is checked with its other filters, so the form is shown again).
+    check(&mut officer, "/officer");
 }
 
 /// An auditor who mistypes a date is told so, not shown the whole log as if filtered; unknown values in the
@@ -922,6 +911,22 @@ fn a_rate_limit_does_not_double_once_its_lock_has_ended() {
     for _ in 0..3 {
         assert!(throttle::allow(&mut conn, key, policy, now + 61).unwrap());
     }
+
+    // A burst of requests at once all find the key unlocked before the first past the limit locks it, and each is
+    // counted: the last of 40 sees 40 in the window. It is refused and locks the key for one window, not an hour.
+    use pcii_portal::models::throttle as model;
+    let burst = "login-rate:burst";
+    assert!(throttle::allow(&mut conn, burst, policy, now).unwrap());
+    let counted = model::Counter {
+        failures: 39,
+        window_start: now,
+        locked_until: 0,
+    };
+    model::update(&mut conn, burst, counted).unwrap();
+    assert!(!throttle::allow(&mut conn, burst, policy, now).unwrap());
+    assert!(throttle::is_locked(&mut conn, burst, now + 59).unwrap());
+    assert!(!throttle::is_locked(&mut conn, burst, now + 60).unwrap());
+    assert!(throttle::allow(&mut conn, burst, policy, now + 61).unwrap());
 }
 
 /// A kind's finished throttle rows are forgotten by a counted attempt, but at most once a minute per process: the

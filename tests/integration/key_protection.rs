@@ -916,6 +916,63 @@ fn a_conversion_stopped_before_its_audit_entry_is_recorded_by_the_next_run_that_
     recorded_once(by_start.path(), &recipient);
 }
 
+/// `keys protect` run with a wrong data directory converts the store but makes no database there to record it in:
+/// it says there is none, keeps its note, and the same command with the right one records the conversion once.
+#[test]
+fn a_conversion_run_with_a_wrong_data_dir_makes_no_database_and_is_recorded_by_the_right_one() {
+    protection::weaken_scrypt_for_tests(4);
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    let pass_file = secrets.path().join("passphrase");
+    keyfile::write_private(&pass_file, b"the passphrase of the test\n").unwrap();
+    let (rocket, _) = pcii_portal::build(figment(dir.path())).unwrap();
+    drop(Client::tracked(rocket).unwrap());
+    let wrong = dir.path().join("elsewhere");
+    let protect = |data_dir: &Path| {
+        host_command(dir.path())
+            .args([
+                "keys",
+                "protect",
+                "--mode",
+                "passphrase",
+                "--passphrase-file",
+            ])
+            .arg(&pass_file)
+            .env("PCII_DATA_DIR", data_dir)
+            .env("PCII_MASTER_KEY_PROTECTION", "passphrase")
+            .env("PCII_MASTER_KEY_PASSPHRASE_FILE", &pass_file)
+            .env("PCII_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = protect(&wrong);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no database at"), "{stderr}");
+    assert!(
+        !wrong.join("pcii.sqlite3").exists(),
+        "no database made in the wrong directory"
+    );
+    let noted = dir.path().join("keys").join(protection::UNRECORDED_FILE);
+    assert!(noted.exists(), "the conversion is still to be recorded");
+
+    let out = protect(&dir.path().join("data"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("recorded the conversion"), "{stdout}");
+    assert!(!noted.exists());
+    let sealed = figment(dir.path())
+        .merge(("master_key_protection", "passphrase"))
+        .merge(("master_key_passphrase_file", &pass_file));
+    let (rocket, _) = pcii_portal::build(sealed).unwrap();
+    let client = Client::tracked(rocket).unwrap();
+    assert_eq!(entries_of(&client, "key.protect").len(), 1);
+}
+
 /// `keys protect` from a passphrase store to shares makes a new unlock key, as a new passphrase does: re-wrapping
 /// the one in force would let a copy of `keys/` taken before (its `unlock.age`) and the old passphrase open today's
 /// files.

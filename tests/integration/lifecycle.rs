@@ -1958,6 +1958,7 @@ fn a_download_or_export_another_site_started_is_refused_and_a_page_embedded_else
     let id = validated(&mut sue, &mut olga);
     let (analyst_id, mut ana) = analyst(&app, "ana@pcii.example.gov");
     grant(&app, &mut olga, &id, &analyst_id);
+    let mut audrey = app.login_as(Role::Auditor, "audrey@pcii.example.gov", None);
     let drawing = file_bytes(700, 3, "");
     let page = sue.post_multipart(
         &format!("/submissions/{id}/messages"),
@@ -1982,6 +1983,8 @@ fn a_download_or_export_another_site_started_is_refused_and_a_page_embedded_else
             format!("/submissions/{id}/messages/files/{message_file}"),
         ),
         (0, format!("/submissions/{id}/package")),
+        (0, format!("/submissions/{id}/receipt.txt")),
+        (3, "/audit/checkpoints.json".to_string()),
         (1, format!("/officer/submissions/{id}/files/{file}")),
         (1, format!("/officer/submissions/{id}/export")),
         (1, "/officer/disseminations.csv".to_string()),
@@ -1999,7 +2002,8 @@ fn a_download_or_export_another_site_started_is_refused_and_a_page_embedded_else
         let browser = match who {
             0 => &mut sue,
             1 => &mut olga,
-            _ => &mut ana,
+            2 => &mut ana,
+            _ => &mut audrey,
         };
         let read_before = reads(&app);
         let (status, body, _) = browser.get_bytes_with(&url, &ELSEWHERE);

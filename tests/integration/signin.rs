@@ -75,11 +75,13 @@ fn login_is_throttled_per_account_and_another_account_is_unaffected() {
             Status::Unauthorized
         );
     }
-    // The next attempt is refused, even with the right password.
-    assert_eq!(
-        b.login("victim@acme.example", PASSWORD),
-        Status::TooManyRequests
+    // The next attempt is refused, even with the right password: the form again, with when to come back.
+    let page = b.post(
+        "/login",
+        &[("email", "victim@acme.example"), ("password", PASSWORD)],
     );
+    assert_eq!(page.status, Status::TooManyRequests);
+    assert_eq!(page.header("Retry-After"), Some("60"));
     assert_eq!(app.audit_count("auth.login"), max + 1);
     // Another account, from the same address, still signs in.
     let mut other = app.browser();

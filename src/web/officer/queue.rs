@@ -160,11 +160,14 @@ impl QueueForm {
         }
         if !page.is_empty() {
             match page.parse::<i64>() {
-                Ok(p) if p >= 0 => filter.page = p,
+                Ok(p) if (0..=crate::web::forms::MAX_PAGE).contains(&p) => filter.page = p,
                 _ => {
                     errors.insert(
                         "page",
-                        "The page must be a whole number from 0.".to_string(),
+                        format!(
+                            "The page must be a whole number from 0 to {}.",
+                            crate::web::forms::MAX_PAGE
+                        ),
                     );
                 }
             }

@@ -1112,6 +1112,7 @@ impl<'r> Responder<'r, 'static> for TextReceipt {
 async fn receipt_text(
     ctx: Ctx<'_>,
     user: SubmitterUser<'_>,
+    _started: StartedHere,
     id: &str,
     templates: &rocket::State<crate::web::pages::Templates>,
 ) -> AppResult<TextReceipt> {
