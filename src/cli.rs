@@ -521,7 +521,10 @@ fn record_host_act(
     // A new key store (`keys init`, `keys protect` on an empty `keys/`) may start its database. An existing store's
     // act goes to the database it has, never to a new one a wrong data_dir would make: the note of a conversion then
     // stays, for the next command (or start) with the right data_dir to record.
-    let new_store = !generated.is_empty() || !opened.generated.is_empty();
+    let new_store = generated
+        .iter()
+        .chain(&opened.generated)
+        .any(|g| g.starts_with(crate::key_store::GENERATED_MASTER));
     let db = if new_store {
         open_db(settings)?
     } else {

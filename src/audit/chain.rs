@@ -866,16 +866,19 @@ mod tests {
         assert!(!field_is_clean(&"x".repeat(MAX_FIELD_CHARS + 1)));
     }
 
+    /// RFC 6962 section 2.1's MTH, written out independently of the code under test (its own leaf and node
+    /// hashes, with the 0x00 / 0x01 domain-separation prefixes).
     fn reference_root(leaves: &[[u8; 32]]) -> [u8; 32] {
         match leaves.len() {
             0 => Sha256::digest(b"").into(),
-            1 => merkle_leaf(&leaves[0]),
+            1 => Sha256::digest([&[0x00u8][..], &leaves[0][..]].concat()).into(),
             n => {
                 let mut k = 1;
                 while k * 2 < n {
                     k *= 2;
                 }
-                merkle_node(&reference_root(&leaves[..k]), &reference_root(&leaves[k..]))
+                let (left, right) = (reference_root(&leaves[..k]), reference_root(&leaves[k..]));
+                Sha256::digest([&[0x01u8][..], &left[..], &right[..]].concat()).into()
             }
         }
     }
@@ -894,6 +897,30 @@ mod tests {
             hex::encode(merkle_root(&[])),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+        // Roots computed outside Rust, with the leaves above (SHA-256 of the single byte i):
+        //   H = lambda b: hashlib.sha256(b).digest(); L = [H(bytes([i])) for i in range(40)]
+        //   mth(d) = H(b"") if not d else H(b"\x00" + d[0]) if len(d) == 1
+        //            else H(b"\x01" + mth(d[:k]) + mth(d[k:]))  (k the largest power of two < len(d))
+        for (n, root) in [
+            (
+                1,
+                "d9de27625445003d8a9739a851e3ff8d41c0683630b4d63a88327a6aaa37c409",
+            ),
+            (
+                2,
+                "604d540f09268b91672ab011394d5266ccd7d4484d0d109411a55848126a1b2c",
+            ),
+            (
+                7,
+                "bee2275db16667589a4515f63e0d053a2fa602c1d9f9703e98920a5bdad59baf",
+            ),
+            (
+                40,
+                "91868eb8851700818ff881d9e30dbbc011df50def2274a68ce70aca790eea038",
+            ),
+        ] {
+            assert_eq!(hex::encode(merkle_root(&leaves[..n])), root, "n={n}");
+        }
     }
 
     #[test]

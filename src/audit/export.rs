@@ -1628,7 +1628,7 @@ mod tests {
                 String::from_utf8_lossy(&out.stderr)
             ),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                eprintln!("unzip not installed: skipping");
+                panic!("unzip is required for the unzip -t check (apt-get install unzip): {e}")
             }
             Err(e) => panic!("running unzip: {e}"),
         }

@@ -234,6 +234,9 @@ pub enum KeyStoreError {
     BadShareFile { path: PathBuf },
 }
 
+/// How a newly generated master identity is named in `OpenedKeys::generated` (a new key store).
+pub const GENERATED_MASTER: &str = "age identity ";
+
 /// For a transaction of the key store's own (e.g. a rotation's count-and-retire under the audit head lock).
 impl From<diesel::result::Error> for KeyStoreError {
     fn from(e: diesel::result::Error) -> Self {
@@ -362,7 +365,7 @@ fn open_store(
         }
     };
     if new_age {
-        generated.push(format!("age identity {}", keyring.current_key_id()));
+        generated.push(format!("{GENERATED_MASTER}{}", keyring.current_key_id()));
     }
 
     let (cookie_secret, new_secret) =

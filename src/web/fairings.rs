@@ -150,9 +150,10 @@ fn wrong_host() -> rocket::http::Status {
     rocket::http::Status::MisdirectedRequest
 }
 
-/// The routes [`HostCheck`] and [`NulCheck`] need: mounted wherever the fairings are attached.
+/// The routes [`HostCheck`], [`NulCheck`] and [`OriginCheck`]'s continuation need: mounted wherever the fairings
+/// are attached (each portal mounts its own handler of [`REFUSED_PATH`], which audits in its own log).
 pub fn refusal_routes() -> Vec<rocket::Route> {
-    rocket::routes![wrong_host, nul_refused]
+    rocket::routes![wrong_host, nul_refused, continue_here]
 }
 
 #[rocket::async_trait]
@@ -239,17 +240,27 @@ pub fn host_allowed(host: &str, public_origin: &str, address: std::net::IpAddr) 
     }
     asked == address.to_string() || matches!(asked.as_str(), "localhost" | "127.0.0.1" | "::1")
 }
-/// Why `OriginCheck` re-routed a request, if it did (the reason its audit entry records).
-pub struct CrossSiteRefused(pub Option<&'static str>);
+/// Why `OriginCheck` re-routed a request, if it did (the reason its audit entry records), and whether that entry
+/// is folded whoever asked (reads another site's page embeds: one page can make a thousand).
+pub struct CrossSiteRefused(pub Option<(&'static str, bool)>);
 
 pub const REFUSED_PATH: &str = "/__refused/cross-site";
 
+/// Where a signed-in person's browser is sent when a page on another site of the same site navigated it to the
+/// portal (see [`OriginCheck`]).
+pub const CONTINUE_PATH: &str = "/__continue";
+
+/// The page a same-site navigation asked for, kept while the request is re-routed to [`CONTINUE_PATH`].
+struct ContinueTo(Option<String>);
+
 /// Refuses every state-changing request a browser marks as cross-site (Sec-Fetch-Site), or whose Origin is
 /// not ours, and every read another site's page makes other than by navigating the browser to it (an image, a
-/// script, a frame, a background fetch: a sibling subdomain is the same site, so the SameSite=Strict cookie goes
-/// with it). Done for every route at once, so no handler can forget it; the per-form token is checked by
-/// `forms::CsrfForm`, and downloads refuse even a navigation another site started (`guards::StartedHere`). A
-/// refused request is re-routed to a handler that answers 403.
+/// script, a frame, a background fetch, a prefetch). A page on a sibling subdomain is the same site, so the
+/// SameSite=Strict cookie goes with what it makes the browser ask: a navigation it starts in a signed-in browser is
+/// answered with a page that asks the person to continue (a link on the portal's own page), so that nothing is
+/// opened or recorded in their name unless they choose it. (A cross-site navigation carries no session cookie.)
+/// Done for every route at once, so no handler can forget it (downloads and exports included); the per-form token
+/// is checked by `forms::CsrfForm`. A refused request is re-routed to a handler that answers 403.
 pub struct OriginCheck;
 
 #[rocket::async_trait]
@@ -267,39 +278,100 @@ impl Fairing for OriginCheck {
         let overridden = req
             .content_type()
             .is_some_and(|ct| ct.is_form() || ct.is_form_data());
-        let reason = if matches!(req.method(), Method::Get | Method::Head | Method::Options)
+        let refused = if matches!(req.method(), Method::Get | Method::Head | Method::Options)
             && !overridden
         {
-            if !embedded_elsewhere(req) {
-                return;
+            match started_by(req) {
+                Starter::Here => return,
+                Starter::EmbeddedElsewhere => ("read embedded in another site's page", true),
+                Starter::NavigatedElsewhere => {
+                    if signed_in(req) {
+                        let asked = req.uri().to_string();
+                        req.local_cache(|| ContinueTo(Some(asked)));
+                        req.set_method(Method::Get);
+                        req.set_uri(Origin::parse(CONTINUE_PATH).expect("static path"));
+                    }
+                    return;
+                }
             }
-            "read embedded in another site's page"
         } else if cross_site(req) {
-            "cross-site origin"
+            ("cross-site origin", false)
         } else {
             return;
         };
-        req.local_cache(|| CrossSiteRefused(Some(reason)));
+        req.local_cache(|| CrossSiteRefused(Some(refused)));
         req.set_method(Method::Get);
         req.set_uri(Origin::parse(REFUSED_PATH).expect("static path"));
     }
 }
 
-/// A read that another site's page made without navigating the browser to it (fetch metadata's "resource
-/// isolation" rule). Requests without the headers (scripts, older browsers) are not judged by it.
-fn embedded_elsewhere(req: &Request<'_>) -> bool {
+/// Who started a read, by the fetch metadata browsers send.
+enum Starter {
+    /// The portal's own page, the person (typed, bookmarked), a client that sends no fetch metadata, or a path
+    /// that holds nothing of anyone's (the stylesheet, the health check).
+    Here,
+    /// Another site's page, other than by navigating the browser to it.
+    EmbeddedElsewhere,
+    /// Another site's page, navigating the browser (a link, a redirect, a script setting `location`).
+    NavigatedElsewhere,
+}
+
+fn started_by(req: &Request<'_>) -> Starter {
     let headers = req.headers();
     if !matches!(
         headers.get_one("Sec-Fetch-Site"),
         Some("same-site" | "cross-site")
     ) {
-        return false;
+        return Starter::Here;
     }
+    let path = req.uri().path();
+    if path == "/" || path == "/healthz" || path.starts_with("/static/") {
+        return Starter::Here;
+    }
+    // Fetch metadata's "resource isolation" rule: only a top-level navigation may come from elsewhere, and not
+    // a prefetch, which would open and record a page the person never sees.
     let navigates = headers.get_one("Sec-Fetch-Mode") == Some("navigate");
     let top_level = headers
         .get_one("Sec-Fetch-Dest")
         .is_none_or(|dest| dest == "document");
-    !(navigates && top_level)
+    let prefetch = headers
+        .get_one("Sec-Purpose")
+        .or_else(|| headers.get_one("Purpose"))
+        .is_some_and(|p| p.contains("prefetch") || p.contains("prerender"));
+    if navigates && top_level && !prefetch {
+        Starter::NavigatedElsewhere
+    } else {
+        Starter::EmbeddedElsewhere
+    }
+}
+
+/// The browser holds a session cookie (whether it is still valid is the guards' to decide).
+fn signed_in(req: &Request<'_>) -> bool {
+    use crate::web::guards::{SESSION_COOKIE, SESSION_COOKIE_TLS};
+    req.cookies().get(SESSION_COOKIE).is_some() || req.cookies().get(SESSION_COOKIE_TLS).is_some()
+}
+
+/// The page a same-site navigation asked for (`/` when this page was asked for directly, or for a target that
+/// would leave the portal: `//host` is another site).
+pub struct Continuation(pub String);
+
+#[rocket::async_trait]
+impl<'r> rocket::request::FromRequest<'r> for Continuation {
+    type Error = std::convert::Infallible;
+    async fn from_request(req: &'r Request<'_>) -> rocket::request::Outcome<Self, Self::Error> {
+        let asked = req.local_cache(|| ContinueTo(None)).0.clone();
+        let target = asked
+            .filter(|to| to.starts_with('/') && !to.starts_with("//") && !to.starts_with("/\\"))
+            .unwrap_or_else(|| "/".to_string());
+        rocket::request::Outcome::Success(Continuation(target))
+    }
+}
+
+/// Asks a signed-in person whom another site's page sent here to continue from the portal's own page: nothing was
+/// opened or recorded.
+#[rocket::get("/__continue")]
+fn continue_here(to: Continuation) -> crate::web::pages::Page {
+    crate::web::pages::Page::new("continue.html.tera").with("to", to.0)
 }
 
 fn cross_site(req: &Request<'_>) -> bool {

@@ -84,6 +84,12 @@ pub fn tokens_match(given: &str, expected: &str) -> bool {
 
 /// Audits a refused anti-forgery check (the token value itself is never recorded).
 pub async fn audit_csrf_refusal(req: &Request<'_>, reason: &'static str) {
+    audit_csrf_refusal_as(req, reason, false).await
+}
+
+/// [`audit_csrf_refusal`]; with `folded`, folded per address, route and minute even when a person is signed in (as
+/// an anonymous refusal is): what another site's page makes a browser ask, it can make it ask a thousand times.
+pub async fn audit_csrf_refusal_as(req: &Request<'_>, reason: &'static str, folded: bool) {
     let state = app(req);
     let who = any_session(req).await;
     let actor = actor(req, who);
@@ -91,7 +97,7 @@ pub async fn audit_csrf_refusal(req: &Request<'_>, reason: &'static str) {
     let event = Event::new("csrf.refused", AuditOutcome::Refused)
         .object("route", route)
         .reason(reason);
-    let anonymous = who.is_none();
+    let anonymous = folded || who.is_none();
     if let Err(e) = crate::web::guards::record_refusal(state, anonymous, actor, event).await {
         tracing::error!(error = %e, "auditing a CSRF refusal failed");
     }

@@ -623,41 +623,6 @@ impl<'r> FromRequest<'r> for FreshFactor {
     }
 }
 
-/// A download or export the portal's own page started, or the person typed or bookmarked. One a page on another
-/// site started by navigating the browser to it is refused: a sibling subdomain is the same site, so the
-/// SameSite=Strict session cookie goes with it, and the portal would record the download in the signed-in
-/// person's name and hand the file to their browser. (`fairings::OriginCheck` already refuses reads embedded in
-/// another site's page; pages themselves may still be linked to.) Clients that send no fetch metadata (scripts,
-/// older browsers) pass.
-pub struct StartedHere;
-
-#[rocket::async_trait]
-impl<'r> FromRequest<'r> for StartedHere {
-    type Error = ();
-    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ()> {
-        if !matches!(
-            req.headers().get_one("Sec-Fetch-Site"),
-            Some("same-site" | "cross-site")
-        ) {
-            return Outcome::Success(StartedHere);
-        }
-        let who = session(req).await.ok().flatten();
-        let status = refuse(
-            req,
-            who,
-            Status::Forbidden,
-            "a download or export started from another site".into(),
-        )
-        .await;
-        crate::web::error::set_error_message(
-            req,
-            "This download was started from another site and was refused. Open it from the portal's own page."
-                .into(),
-        );
-        Outcome::Error((status, ()))
-    }
-}
-
 /// The reason recorded when an act is refused until the second factor is given again.
 pub fn stale_factor(req: &Request<'_>) -> String {
     format!(

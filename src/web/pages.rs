@@ -141,6 +141,8 @@ pub struct Page {
     template: &'static str,
     ctx: Context,
     status: Status,
+    /// Seconds a throttled client is told to wait (429 only), when not the attempt limits' window.
+    retry_after: Option<u64>,
 }
 
 impl Page {
@@ -149,6 +151,7 @@ impl Page {
             template,
             ctx: Context::new(),
             status: Status::Ok,
+            retry_after: None,
         }
     }
 
@@ -159,6 +162,12 @@ impl Page {
 
     pub fn status(mut self, status: Status) -> Page {
         self.status = status;
+        self
+    }
+
+    /// For a 429: how many seconds to wait, when the wait is not the attempt limits' window (60 s).
+    pub fn retry_after(mut self, seconds: u64) -> Page {
+        self.retry_after = Some(seconds);
         self
     }
 
@@ -218,7 +227,11 @@ impl<'r> Responder<'r, 'static> for Page {
         // A form shown again because its sender is throttled (sign-in, second factor, a password check) says when
         // to come back, as the error pages do.
         if self.status == Status::TooManyRequests {
-            res.raw_header("Retry-After", crate::web::catchers::THROTTLED_RETRY_AFTER);
+            let seconds = match self.retry_after {
+                Some(s) => s.to_string(),
+                None => crate::web::catchers::THROTTLED_RETRY_AFTER.to_string(),
+            };
+            res.raw_header("Retry-After", seconds);
         }
         res.ok()
     }

@@ -186,7 +186,10 @@ pub fn build_with_clock(
         .attach(fairings::OriginCheck)
         .attach(fairings::NulCheck)
         .attach(Templates::fairing())
-        .mount("/", rocket::routes![unseal_page, unseal, healthz])
+        .mount(
+            "/",
+            rocket::routes![unseal_page, unseal, healthz, cross_site_refused],
+        )
         .mount("/", fairings::refusal_routes())
         .register("/", rocket::catchers![sealed_catcher]);
     Ok((rocket, rx))
@@ -235,6 +238,23 @@ fn unseal_view(state: &SealedPortal, status: Status, message: Option<&str>) -> P
         .with("custodians", c.custodians())
         .with("message", message)
         .with("unsealed", false)
+}
+
+/// Where `fairings::OriginCheck` sends a request another site made (a cross-site form, a read embedded in another
+/// site's page): 403 with what was wrong, folded in the log like the unseal form's refusals.
+#[rocket::get("/__refused/cross-site")]
+async fn cross_site_refused(state: &State<Arc<SealedPortal>>, client: Client) -> SealedAnswer {
+    audit_folded(
+        state,
+        &client.actor(),
+        Event::new("csrf.refused", AuditOutcome::Refused)
+            .object("route", fairings::REFUSED_PATH)
+            .reason("a request another site's page made"),
+    )
+    .await;
+    SealedAnswer {
+        refused: refused_reason(Status::Forbidden).map(|reason| (Status::Forbidden, reason)),
+    }
 }
 
 #[rocket::get("/unseal")]
@@ -309,7 +329,8 @@ async fn unseal(
             state,
             Status::TooManyRequests,
             Some("Too many wrong shares. Wait a quarter of an hour and try again."),
-        ),
+        )
+        .retry_after(15 * 60),
         Answer::Accepted { .. } => unseal_view(state, Status::Ok, Some("Share accepted.")),
         Answer::Duplicate => unseal_view(state, Status::Ok, Some("That share was given already.")),
         Answer::Unsealed { need } => Page::new("unseal.html.tera")

@@ -210,6 +210,7 @@ async fn confirm_totp(
         (Enrolled::Throttled, Some(setup)) => Ok(Either::Left(
             totp_setup_page(&setup)
                 .status(Status::TooManyRequests)
+                .retry_after(ctx.state.settings.second_factor_window_seconds.max(1) as u64)
                 .with("error", "Too many wrong codes. Wait a few minutes and try again."),
         )),
         // Confirmed already (a form sent twice), reset meanwhile, expired, or replaced by a setup another session

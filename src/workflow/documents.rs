@@ -199,15 +199,19 @@ async fn moved_meanwhile(
 ) -> AppError {
     let id = blob_id.to_string();
     let now = state.db.run(move |c| Ok(blob::find_opt(c, &id)?)).await;
-    match now {
+    let moved = match now {
         Ok(None) => {
             AppError::Gone("This file was removed or destroyed while it was being opened.".into())
         }
         Ok(Some(row)) if row.storage_name != opened_as => AppError::Unavailable(
             "This file was being re-encrypted as it was opened. Try again.".into(),
         ),
-        _ => integrity_error(e),
-    }
+        Ok(Some(_)) => return integrity_error(e),
+        // Whether it moved cannot be told now: a passing state of the database (503), not a damaged file.
+        Err(db) => return db,
+    };
+    tracing::info!(blob = %blob_id, error = %e, "a blob moved while it was being opened");
+    moved
 }
 
 /// Removes blobs from the store after the rows that pointed to them are gone (or never committed).

@@ -715,7 +715,8 @@ fn commit_message(
     if !req.files.is_empty() {
         reason.push_str(&format!(", with {} file(s)", req.files.len()));
     }
-    // Bound by digest, as officers' reasons are: the auditor can tell that the stored words are the ones sent.
+    // Bound by digest, as officers' reasons are: the auditor can tell that the stored words are the ones sent (until
+    // a `keys rotate --data-keys` seals them again, under a new digest).
     reason.push_str(&format!("; words {}", body.audit_ref()));
     let event = Event::new("message.sent", Outcome::Success)
         .object("submission", sub.id.clone())

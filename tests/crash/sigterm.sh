@@ -100,14 +100,28 @@ kill -TERM "$PID"; wait "$PID" 2>/dev/null || true
 before_rows="$(count 'SELECT COUNT(*) FROM attachments')"
 before_blobs="$(blob_files)"
 PCII_SHUTDOWN='{grace=2,mercy=1}' start
+[ "$(temporaries)" = 0 ] || fail "a temporary was in data/blobs before the second upload began"
 upload "$WORK/in.bin" 4M "$WORK/up2"
-sleep 2
+# Positive control: SIGTERM goes out while the upload is mid-stream, i.e. its temporary is in data/blobs and
+# curl is still sending (48 MiB at 4 MiB/s: about 12 s, far beyond grace + mercy). An upload refused at once
+# (a lost session, an empty token) would leave nothing behind and prove nothing.
+for _ in $(seq 1 100); do [ "$(temporaries)" -ge 1 ] && break; sleep 0.1; done
+[ "$(temporaries)" -ge 1 ] || fail "no temporary appeared within 10 s: the upload was not in flight ($(tr '\n' ' ' <"$WORK/up2"))"
+sleep 1
+tmps_at_term="$(temporaries)"
+[ "$tmps_at_term" -ge 1 ] || fail "the upload's temporary was gone before SIGTERM ($(tr '\n' ' ' <"$WORK/up2"))"
+kill -0 "$UPLOAD" 2>/dev/null || fail "the upload had already ended before SIGTERM ($(tr '\n' ' ' <"$WORK/up2"))"
 kill -TERM "$PID"
 wait "$UPLOAD" || true
 for _ in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$PID" 2>/dev/null && fail "with a 2 s grace the portal did not exit within 10 s"
-grep -q 303 "$WORK/up2" && fail "an upload slower than the grace was acknowledged"
-say "with grace=2 the slow upload was cut ($(tr '\n' ' ' <"$WORK/up2"))"
+# The status field exactly: 000 is curl's "no answer", i.e. the connection was cut; 303 would be an
+# acknowledgement, and any other answer means it was not cut mid-stream.
+code="" secs=""
+read -r code secs <"$WORK/up2" || true
+[ "$code" = 303 ] && fail "an upload slower than the grace was acknowledged (303 after ${secs} s)"
+[ "$code" = 000 ] || fail "the upload in flight at SIGTERM answered '$code' (expected the connection cut, 000)"
+say "with grace=2 the slow upload, mid-stream at SIGTERM ($tmps_at_term temporary), was cut ($(tr '\n' ' ' <"$WORK/up2"))"
 start
 [ "$(count 'SELECT COUNT(*) FROM attachments')" = "$before_rows" ] || fail "the cut upload left a row"
 [ "$(temporaries)" = 0 ] || fail "the cut upload left $(temporaries) temporary file(s) after the restart"

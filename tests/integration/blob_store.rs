@@ -216,6 +216,12 @@ fn s3_wrong_credentials_or_bucket_are_said_at_start_without_the_secret() {
         "[default]\naws_access_key_id = nobody\naws_secret_access_key = wrong-secret-MARKER\n",
     )
     .unwrap();
+    // 0600, as a key file must be: otherwise the portal refuses the file itself, and the wrong credentials would
+    // never reach the store.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let options = S3Options {
         credentials_file: creds,
         ..s3_options()
@@ -223,12 +229,16 @@ fn s3_wrong_credentials_or_bucket_are_said_at_start_without_the_secret() {
     let err = S3BlobStore::open(S3Location::parse(&bucket).unwrap(), &options)
         .expect_err("wrong credentials are refused at open");
     assert!(!err.to_string().contains("MARKER"), "{err}");
+    // The store refused them (S3 answers an unknown key 403), and that answer is said.
+    assert!(err.to_string().contains("403 Forbidden"), "{err}");
     let err = S3BlobStore::open(
         S3Location::parse("s3://no-such-bucket-pcii").unwrap(),
         &s3_options(),
     )
     .expect_err("a missing bucket is refused at open");
-    assert!(!err.to_string().is_empty());
+    // The message names the bucket and says it does not exist.
+    assert!(err.to_string().contains("no-such-bucket-pcii"), "{err}");
+    assert!(err.to_string().contains("NoSuchBucket"), "{err}");
 }
 
 /// Deletions queued by a request's commit are made with no database connection held while the store is asked: a

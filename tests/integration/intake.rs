@@ -34,33 +34,51 @@ fn table_counts(app: &TestApp) -> (i64, i64, i64) {
 }
 
 /// Every file under `dir` whose bytes contain `needle` (only files modified since `since`, when given:
-/// the shared temp dir holds other programs' large trees).
+/// the shared temp dir holds other programs' large trees). With `strict`, an entry that cannot be listed, examined
+/// or read, or a file too large to read, fails the test instead of being skipped: under a directory the portal
+/// owns, a blind spot must not read as "not found". (The shared temp dir is scanned leniently: other users' and
+/// programs' private directories there are not ours to read.)
 fn files_containing(
     dir: &Path,
     needle: &[u8],
     since: Option<std::time::SystemTime>,
+    strict: bool,
 ) -> Vec<String> {
     let mut hits = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
+        let rd = match std::fs::read_dir(&d) {
+            Ok(rd) => rd,
+            Err(e) if strict => panic!("cannot list {}: {e}", d.display()),
+            Err(_) => continue,
         };
-        for e in rd.flatten() {
+        for e in rd {
+            let e = match e {
+                Ok(e) => e,
+                Err(e) if strict => panic!("cannot list {}: {e}", d.display()),
+                Err(_) => continue,
+            };
             let p = e.path();
-            let Ok(meta) = std::fs::symlink_metadata(&p) else {
-                continue;
+            let meta = match std::fs::symlink_metadata(&p) {
+                Ok(m) => m,
+                Err(e) if strict => panic!("cannot examine {}: {e}", p.display()),
+                Err(_) => continue,
             };
             if meta.is_dir() {
                 stack.push(p);
-            } else if meta.is_file()
-                && meta.len() < 512 * 1024 * 1024
-                && since.is_none_or(|t| meta.modified().is_ok_and(|m| m >= t))
+            } else if meta.is_file() && since.is_none_or(|t| meta.modified().is_ok_and(|m| m >= t))
             {
-                if let Ok(bytes) = std::fs::read(&p) {
-                    if bytes.windows(needle.len()).any(|w| w == needle) {
-                        hits.push(p.display().to_string());
-                    }
+                if meta.len() >= 512 * 1024 * 1024 {
+                    assert!(!strict, "too large to scan: {}", p.display());
+                    continue;
+                }
+                let bytes = match std::fs::read(&p) {
+                    Ok(b) => b,
+                    Err(e) if strict => panic!("cannot read {}: {e}", p.display()),
+                    Err(_) => continue,
+                };
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    hits.push(p.display().to_string());
                 }
             }
         }
@@ -232,13 +250,51 @@ fn no_marker_in_the_data_dir_database_or_temp_dir_after_an_upload_and_after_an_a
 
     let needle = marker.as_bytes();
     assert_eq!(
-        files_containing(app.dir.path(), needle, None),
+        files_containing(app.dir.path(), needle, None, true),
         Vec::<String>::new()
     );
     assert_eq!(
-        files_containing(&std::env::temp_dir(), needle, Some(started)),
+        files_containing(&std::env::temp_dir(), needle, Some(started), false),
         Vec::<String>::new()
     );
+
+    // Positive controls, with the same scan: it sees what is meant to be in clear. On SQLite the database lives
+    // under the data dir, and an audit action name is stored in clear there (in the database or its WAL).
+    if app.database_url.is_empty() {
+        let db = app.data_dir().join("pcii.sqlite3").display().to_string();
+        let found = files_containing(app.dir.path(), b"submission.received", None, true);
+        assert!(
+            found.iter().any(|f| f.starts_with(&db)),
+            "the scan does not see the database's clear text: {found:?}"
+        );
+    }
+    // And it finds the marker itself, nested below the data dir and in the temp dir, once a file holds it.
+    let nested = app.data_dir().join("control").join("nested");
+    std::fs::create_dir_all(&nested).unwrap();
+    let control = nested.join("control.bin");
+    std::fs::write(
+        &control,
+        [b"before ".as_slice(), needle, b" after"].concat(),
+    )
+    .unwrap();
+    assert_eq!(
+        files_containing(app.dir.path(), needle, None, true),
+        vec![control.display().to_string()]
+    );
+    let temp_control = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(temp_control.path(), needle).unwrap();
+    let mut found = files_containing(&std::env::temp_dir(), needle, Some(started), false);
+    found.sort();
+    // (The data dir is itself below the temp dir, so its control file is found there too.)
+    let mut expected = vec![
+        temp_control.path().display().to_string(),
+        control.display().to_string(),
+    ];
+    if !control.starts_with(std::env::temp_dir()) {
+        expected.pop();
+    }
+    expected.sort();
+    assert_eq!(found, expected);
 }
 
 #[test]

@@ -425,7 +425,8 @@ fn the_sealed_portal_behind_https_reads_public_origin() {
     assert!(res.into_string().unwrap().contains("1 of 2"));
     // Another origin is still refused: its share, the second, unseals nothing.
     let res = post_from("https://elsewhere.example", &shares[1]);
-    assert_ne!(res.status(), Status::Ok);
+    assert_eq!(res.status(), Status::Forbidden, "refused, not 'sealed'");
+    assert!(res.into_string().unwrap().contains("another site"));
     assert!(unlocked.try_recv().is_err(), "a cross-site post unsealed");
 }
 

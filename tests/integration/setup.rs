@@ -15,17 +15,29 @@ fn healthz_reports_database_and_key_store() {
     assert_eq!(v["status"], "ok");
     assert_eq!(v["database"], "ok");
     assert_eq!(v["key_store"], "ok");
-    // The suite really runs on the backend CI asked for.
-    let expected = if cfg!(feature = "postgres")
-        && std::env::var("PCII_TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty())
-    {
-        "postgres"
-    } else {
-        "sqlite"
+    // The suite really runs on the backend CI asked for. CI states it in `PCII_TEST_EXPECT_BACKEND`,
+    // independently of `PCII_TEST_DATABASE_URL` (which selects it): if that selector were lost, the
+    // PostgreSQL pass would fall back to SQLite, and only an independent expectation catches it.
+    // Without the variable (a plain `cargo test`), the expectation follows the selector.
+    let expected = match std::env::var("PCII_TEST_EXPECT_BACKEND") {
+        Ok(b) if !b.is_empty() => {
+            assert!(
+                b == "sqlite" || b == "postgres",
+                "PCII_TEST_EXPECT_BACKEND must be sqlite or postgres, not {b:?}"
+            );
+            b
+        }
+        _ if cfg!(feature = "postgres")
+            && std::env::var("PCII_TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty()) =>
+        {
+            "postgres".to_owned()
+        }
+        _ => "sqlite".to_owned(),
     };
     assert_eq!(
         format!("{:?}", app.state().db.backend).to_lowercase(),
-        expected
+        expected,
+        "the suite runs on another backend than PCII_TEST_EXPECT_BACKEND / PCII_TEST_DATABASE_URL say"
     );
     // Which database it is, is the operator's to know (the Operations page), not any caller's.
     assert!(v.get("backend").is_none(), "{v}");

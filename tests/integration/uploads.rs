@@ -786,17 +786,27 @@ fn an_upload_that_stops_arriving_is_refused_when_its_window_is_over() {
     };
     let until = std::time::Instant::now() + Duration::from_secs(30);
     let mut last = sizes();
-    loop {
+    let stalled = loop {
         std::thread::sleep(Duration::from_millis(500));
         let now = sizes();
         let committed = now
             .iter()
             .any(|(n, _)| pcii_portal::storage::is_valid_blob_name(n));
-        if (committed && now.len() == 2 && now == last) || std::time::Instant::now() > until {
-            break;
+        if committed && now.len() == 2 && now == last {
+            break true;
+        }
+        if std::time::Instant::now() > until {
+            break false;
         }
         last = now;
-    }
+    };
+    // Positive control: the stall state was reached (the first file committed, the second's temporary there and no
+    // longer growing), so the "nothing left" check below has something to clean up.
+    assert!(
+        stalled,
+        "the portal never reached the stall state: {:?}",
+        sizes()
+    );
     served.clock.advance(window + 1);
     let started = std::time::Instant::now();
     let answer = read_answer(stream, &mut cookies);

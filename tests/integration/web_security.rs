@@ -96,10 +96,42 @@ fn state_changing_posts_need_the_token_and_a_same_site_origin() {
 
 #[test]
 fn every_state_changing_route_refuses_a_missing_token() {
+    use diesel::prelude::*;
+    use pcii_portal::db::schema::audit_entries;
+
     let app = TestApp::new();
-    // One signed-in browser per role, so the role guard passes and the token check is what answers.
-    let mut browsers = app.one_browser_per_role();
-    let posts: Vec<String> = app
+    // One signed-in browser per role, so the role guard passes and the token check is what answers; and one that
+    // has given only its password (owing the second factor), for the routes of that stage
+    // (`/login/second-factor`), which refuse every signed-in browser before the token is looked at.
+    let mut browsers: Vec<common::Browser<'_>> = app
+        .one_browser_per_role()
+        .into_iter()
+        .map(|(_, b)| b)
+        .collect();
+    app.create_user(Role::Officer, "halfway@example.gov", None);
+    let mut halfway = app.browser();
+    let page = halfway.post(
+        "/login",
+        &[("email", "halfway@example.gov"), ("password", PASSWORD)],
+    );
+    assert_eq!(
+        page.header("Location"),
+        Some("/login/second-factor"),
+        "{}",
+        page.body
+    );
+    browsers.push(halfway);
+    let refusals_of = |route: &str| -> i64 {
+        app.with_conn(|c| {
+            audit_entries::table
+                .filter(audit_entries::action.eq("csrf.refused"))
+                .filter(audit_entries::object_id.eq(route))
+                .count()
+                .get_result(c)
+                .unwrap()
+        })
+    };
+    let posts: Vec<(String, String)> = app
         .client
         .rocket()
         .routes()
@@ -109,13 +141,17 @@ fn every_state_changing_route_refuses_a_missing_token() {
                 rocket::http::Method::Get | rocket::http::Method::Head
             )
         })
-        .map(|r| r.uri.path().to_string())
+        .map(|r| (r.uri.path().to_string(), r.uri.to_string()))
         .collect();
     assert!(
         posts.len() >= 10,
         "the portal has state-changing routes: {posts:?}"
     );
-    for path in posts {
+    assert!(
+        posts.iter().any(|(p, _)| p == "/login/second-factor"),
+        "{posts:?}"
+    );
+    for (path, template) in posts {
         let concrete = path
             .split('/')
             .map(|seg| {
@@ -127,15 +163,36 @@ fn every_state_changing_route_refuses_a_missing_token() {
             })
             .collect::<Vec<_>>()
             .join("/");
-        let mut statuses = Vec::new();
-        for (_, b) in browsers.iter_mut() {
-            statuses.push(b.post_raw(&concrete, "x=1".into(), None).status);
-        }
+        let before = refusals_of(&template);
+        let pages: Vec<common::Page> = browsers
+            .iter_mut()
+            .map(|b| b.post_raw(&concrete, "x=1".into(), None))
+            .collect();
+        let (signed_in, owing) = pages.split_at(5);
         // For whichever role the route belongs to, a missing token is 403; for the others the role guard
         // answers 403 first. Never a success and never a 404 that could hide a state change.
         assert!(
-            statuses.iter().all(|s| *s == Status::Forbidden),
-            "{path}: {statuses:?}"
+            signed_in.iter().all(|p| p.status == Status::Forbidden),
+            "{path}: {:?}",
+            signed_in.iter().map(|p| p.status).collect::<Vec<_>>()
+        );
+        // The browser owing its second factor is refused too: by the token check, or sent back to give the
+        // factor (401 where the route answers scripts).
+        let owing = &owing[0];
+        assert!(
+            owing.status == Status::Forbidden
+                || owing.status == Status::Unauthorized
+                || (owing.status == Status::SeeOther
+                    && owing.header("Location") == Some("/login/second-factor")),
+            "{path}: {} {:?}",
+            owing.status,
+            owing.header("Location")
+        );
+        // And the refusal was the token check's for at least one of them: a guard's 403 alone would leave the
+        // route's token check untried.
+        assert!(
+            refusals_of(&template) > before,
+            "{template}: no csrf.refused entry; the token check was never reached"
         );
     }
 }

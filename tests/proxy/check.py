@@ -69,11 +69,77 @@ def nginx_fds():
     return sum(max(fds(w), 0) for w in children(NGINX_PID))
 
 
-def files_under(path):
-    n = 0
-    for _root, _dirs, files in os.walk(path):
-        n += len(files)
-    return n
+# nginx's temporary files. nginx unlinks a temporary file right after opening it (ngx_open_tempfile: persistent
+# only with client_body_in_file_only, proxy_store or a cache), so its directory stays empty even while it buffers:
+# counting entries there cannot fail. What shows is the worker's open descriptor ("<path> (deleted)" in
+# /proc/<pid>/fd) and, at error_log level warn (run.sh's test config), nginx's own warning.
+TEMP_DIRS = ("client_body_temp", "proxy_temp")
+TEMP_WARNINGS = {"client_body_temp": "a client request body is buffered to a temporary file",
+                 "proxy_temp": "an upstream response is buffered to a temporary file"}
+
+
+def nginx_temp_fds(prefix):
+    """For each of TEMP_DIRS, the nginx workers' open descriptors on a file in it (deleted or not), and the targets."""
+    roots = {d: os.path.join(os.path.realpath(prefix), d) + "/" for d in TEMP_DIRS}
+    found = {d: [] for d in TEMP_DIRS}
+    for w in children(NGINX_PID):
+        try:
+            names = os.listdir(f"/proc/{w}/fd")
+        except OSError:
+            continue
+        for fd in names:
+            try:
+                target = os.readlink(f"/proc/{w}/fd/{fd}")
+            except OSError:
+                continue
+            for d, root in roots.items():
+                if target.startswith(root):
+                    found[d].append(f"{w}:{target}")
+    return found
+
+
+class TempWatch:
+    """While the `with` block runs: the peak number of nginx worker descriptors open on a file in client_body_temp and
+    proxy_temp (sampled every 10 ms), and afterwards the "buffered to a temporary file" warnings nginx logged meanwhile."""
+
+    def __init__(self, prefix):
+        self.prefix, self.log = prefix, os.path.join(prefix, "error.log")
+        self.fds = {d: 0 for d in TEMP_DIRS}
+        self.examples = {d: "" for d in TEMP_DIRS}
+        self.logged = {d: 0 for d in TEMP_DIRS}
+        self.samples = 0
+        self._stop = threading.Event()
+
+    def _sample(self):
+        while True:
+            for d, targets in nginx_temp_fds(self.prefix).items():
+                if len(targets) > self.fds[d]:
+                    self.fds[d], self.examples[d] = len(targets), targets[0]
+            self.samples += 1
+            if self._stop.wait(0.01):
+                return
+
+    def __enter__(self):
+        self._offset = os.path.getsize(self.log)
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_):
+        time.sleep(0.2)  # nginx writes its warning when it opens the file; let a last sample and the log settle
+        self._stop.set()
+        self._thread.join()
+        with open(self.log, "rb") as f:
+            f.seek(self._offset)
+            new = f.read().decode(errors="replace")
+        for d, warning in TEMP_WARNINGS.items():
+            self.logged[d] = new.count(warning)
+        return False
+
+    def seen(self, d):
+        return (f"{self.fds[d]} open descriptor(s) in {d} at peak over {self.samples} samples"
+                + (f" (e.g. {self.examples[d]})" if self.examples[d] else "")
+                + f", {self.logged[d]} '{TEMP_WARNINGS[d]}' warning(s) in error.log")
 
 
 # ----------------------------------------------------------------------------------------------- HTTP helpers
@@ -535,39 +601,32 @@ def main():
         for _ in range(upload_mib):
             f.write(os.urandom(1 << 20))
     digest = hashlib.sha256(open(src_file, "rb").read()).hexdigest()
-    temp_seen = {"client_body_temp": 0, "proxy_temp": 0}
-    stop = threading.Event()
-
-    def watch_temp():
-        while not stop.is_set():
-            for d in temp_seen:
-                temp_seen[d] = max(temp_seen[d], files_under(os.path.join(nginx_prefix, d)))
-            time.sleep(0.05)
-
     peak_rss = [rss_mib(portal_pid)]
+    stop = threading.Event()
 
     def watch_rss():
         while not stop.is_set():
             peak_rss[0] = max(peak_rss[0], rss_mib(portal_pid))
             time.sleep(0.1)
 
-    ths = [threading.Thread(target=watch_temp, daemon=True), threading.Thread(target=watch_rss, daemon=True)]
-    for t in ths:
-        t.start()
+    rss_thread = threading.Thread(target=watch_rss, daemon=True)
+    rss_thread.start()
     csrf = sub.csrf("/submissions/new")
-    out = subprocess.run(
-        ["curl", "-s", "-o", "/dev/null", "--interface", "127.0.0.50", "-H", "Expect:", "-H", f"Cookie: {cookie}",
-         "-w", "%{http_code} %{time_total} %{size_upload} %{redirect_url}",
-         "-F", f"csrf={csrf}", "-F", "action=draft", "-F", "title=proxy", "-F", "description_1=proxy",
-         "-F", f"file_1=@{src_file};type=application/octet-stream",
-         f"http://127.0.0.1:{nginx_port}/submissions"], capture_output=True, text=True).stdout.split()
+    with TempWatch(nginx_prefix) as up:
+        out = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "--interface", "127.0.0.50", "-H", "Expect:", "-H", f"Cookie: {cookie}",
+             "-w", "%{http_code} %{time_total} %{size_upload} %{redirect_url}",
+             "-F", f"csrf={csrf}", "-F", "action=draft", "-F", "title=proxy", "-F", "description_1=proxy",
+             "-F", f"file_1=@{src_file};type=application/octet-stream",
+             f"http://127.0.0.1:{nginx_port}/submissions"], capture_output=True, text=True).stdout.split()
     code, secs, sent = out[0], float(out[1]), int(float(out[2]))
     location = out[3] if len(out) > 3 else ""
     say(f"  upload: HTTP {code} in {secs:.1f} s ({sent / secs / 2**20:.0f} MiB/s), portal peak RSS "
-        f"{peak_rss[0]:.1f} MiB, files seen in nginx's client_body_temp: {temp_seen['client_body_temp']}")
+        f"{peak_rss[0]:.1f} MiB; nginx: {up.seen('client_body_temp')}")
     check(code == "303", f"c. the {upload_mib} MiB upload through nginx succeeded: HTTP {code}")
-    check(temp_seen["client_body_temp"] == 0,
-          "c. the upload streamed: nginx's client_body_temp stayed empty (proxy_request_buffering off)")
+    check(up.fds["client_body_temp"] == 0 and up.logged["client_body_temp"] == 0,
+          "c. the upload streamed: no nginx worker held a client_body_temp file and nginx logged no buffered "
+          "request body (proxy_request_buffering off)")
     path = location.replace(f"http://127.0.0.1:{nginx_port}", "") or "/submissions"
     _, _, page = sub.request("GET", path)
     m = re.search(r'href="(/submissions/[^"/]+/files/[^"]+)"', html.unescape(page.decode()))
@@ -575,20 +634,51 @@ def main():
         stop.set()
         raise SystemExit(1)
     dl = os.path.join(WORK, "download.bin")
-    out = subprocess.run(
-        ["curl", "-s", "-o", dl, "--interface", "127.0.0.50", "-H", f"Cookie: {cookie}",
-         "-w", "%{http_code} %{time_starttransfer} %{time_total} %{size_download}",
-         f"http://127.0.0.1:{nginx_port}{m.group(1)}"], capture_output=True, text=True).stdout.split()
+    with TempWatch(nginx_prefix) as down:
+        out = subprocess.run(
+            ["curl", "-s", "-o", dl, "--interface", "127.0.0.50", "-H", f"Cookie: {cookie}",
+             "-w", "%{http_code} %{time_starttransfer} %{time_total} %{size_download}",
+             f"http://127.0.0.1:{nginx_port}{m.group(1)}"], capture_output=True, text=True).stdout.split()
     stop.set()
-    for t in ths:
-        t.join()
+    rss_thread.join()
     got = hashlib.sha256(open(dl, "rb").read()).hexdigest() if os.path.exists(dl) else ""
     say(f"  download: HTTP {out[0]}, first byte after {float(out[1]) * 1000:.0f} ms, {int(out[3]) / 2**20:.0f} MiB "
-        f"in {float(out[2]):.1f} s; files seen in nginx's proxy_temp: {temp_seen['proxy_temp']}")
+        f"in {float(out[2]):.1f} s; nginx: {down.seen('proxy_temp')}")
     check(out[0] == "200" and got == digest, "c. the download through nginx is the uploaded file (sha256 equal)")
-    check(temp_seen["proxy_temp"] == 0, "c. the download streamed: nginx's proxy_temp stayed empty (proxy_buffering off)")
+    check(down.fds["proxy_temp"] == 0 and down.logged["proxy_temp"] == 0,
+          "c. the download streamed: no nginx worker held a proxy_temp file and nginx logged no buffered "
+          "response (proxy_buffering off)")
     os.remove(src_file)
     os.remove(dl)
+
+    # Positive control: the same detector sees buffering where nginx does buffer. run.sh's test config (not the
+    # shipped one) has `location /__buffered/` passing to the portal with request and response buffering on and
+    # small in-memory buffers, so both go to temporary files.
+    say("== c. positive control: the same detector on /__buffered/ (test config only: buffering on, tiny buffers)")
+    ctl_file = os.path.join(WORK, "control.bin")
+    with open(ctl_file, "wb") as f:
+        f.write(os.urandom(8 << 20))
+    with TempWatch(nginx_prefix) as ctl_up:
+        # 8 MiB at 4 MiB/s: nginx reads the whole body into its temp file before passing it on; the portal's
+        # answer to a POST on /healthz does not matter.
+        code = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "--interface", "127.0.0.51", "-H", "Expect:", "--limit-rate", "4M",
+             "-w", "%{http_code}", "-H", "Content-Type: application/octet-stream", "--data-binary", f"@{ctl_file}",
+             f"http://127.0.0.1:{nginx_port}/__buffered/healthz"], capture_output=True, text=True).stdout
+    say(f"  buffered upload: HTTP {code}; nginx: {ctl_up.seen('client_body_temp')}")
+    check(ctl_up.fds["client_body_temp"] >= 1 and ctl_up.logged["client_body_temp"] >= 1,
+          "c. control: a request body nginx buffers shows as an open client_body_temp file and a warning")
+    with TempWatch(nginx_prefix) as ctl_down:
+        # The portal sends faster than curl reads (8 MiB/s for 3 s), so nginx spills the response to proxy_temp.
+        out = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "--interface", "127.0.0.51", "-H", f"Cookie: {cookie}",
+             "--limit-rate", "8M", "--max-time", "3", "-w", "%{http_code} %{size_download}",
+             f"http://127.0.0.1:{nginx_port}/__buffered{m.group(1)}"], capture_output=True, text=True).stdout.split()
+    say(f"  buffered download: HTTP {out[0]}, {int(out[1]) / 2**20:.0f} MiB read before curl stopped; "
+        f"nginx: {ctl_down.seen('proxy_temp')}")
+    check(out[0] == "200" and ctl_down.fds["proxy_temp"] >= 1 and ctl_down.logged["proxy_temp"] >= 1,
+          "c. control: a response nginx buffers shows as an open proxy_temp file and a warning")
+    os.remove(ctl_file)
 
     # ------------------------------------------------------------------ d. the portal sees the client's address
     say("== d. the portal sees the client's address (ip_header = X-Real-IP), and a forged X-Real-IP is overwritten")

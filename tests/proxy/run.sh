@@ -14,7 +14,8 @@
 # Then tests/proxy/check.py (Python 3 standard library): (a) a slowloris of 20,000 half-sent headers from one
 # address, through nginx (asserted) and straight at the portal (measured only); (b) stalled multipart uploads
 # with 4 MB of text fields, from one address and from many; (c) limit_conn, limit_req on the sign-in form, a
-# 200 MiB upload and its download streaming through nginx; (d) the portal's throttle and audit log see each
+# 200 MiB upload and its download streaming through nginx (nginx workers hold no temp file and log no buffering,
+# with a positive control through a test-only location that buffers); (d) the portal's throttle and audit log see each
 # client's own address, and a forged X-Real-IP is overwritten.
 #
 #   tests/proxy/run.sh                 from anywhere; builds the release binary (honours CARGO_TARGET_DIR)
@@ -170,6 +171,19 @@ $UPSTREAM
         $V6_LISTEN
         include snippets/pcii-portal-limits.conf;
         include snippets/pcii-portal-proxy.conf;
+
+        # Test only, not shipped: the positive control of check.py's "streamed, not buffered" detector. Here
+        # nginx buffers on purpose (request body and response, tiny in-memory buffers, so both spill to temp files).
+        location /__buffered/ {
+            proxy_request_buffering on;
+            client_body_buffer_size 1k;
+            proxy_buffering on;
+            proxy_buffers 4 4k;
+            proxy_busy_buffers_size 8k;
+            proxy_max_temp_file_size 1024m;
+            proxy_temp_file_write_size 8k;
+            proxy_pass http://pcii_portal/;
+        }
     }
 }
 EOF

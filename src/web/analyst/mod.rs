@@ -12,7 +12,7 @@ use crate::error::{AppError, AppResult};
 use crate::web::downloads::{Download, ZipDownload};
 use crate::web::forms::summary;
 use crate::web::forms::CsrfForm;
-use crate::web::guards::{AnalystUser, Ctx, FreshFactor, StartedHere};
+use crate::web::guards::{AnalystUser, Ctx, FreshFactor};
 use crate::web::officer::forms::FormView;
 use crate::web::pages::{Notice, Page};
 use crate::web::views::{content_view, file_views};
@@ -52,7 +52,6 @@ async fn detail(ctx: Ctx<'_>, user: AnalystUser<'_>, id: &str) -> AppResult<Page
 async fn download(
     ctx: Ctx<'_>,
     user: AnalystUser<'_>,
-    _started: StartedHere,
     id: &str,
     file: &str,
 ) -> AppResult<Download> {
@@ -65,7 +64,6 @@ async fn download(
 async fn export(
     ctx: Ctx<'_>,
     user: AnalystUser<'_>,
-    _started: StartedHere,
     _fresh: FreshFactor,
     id: &str,
 ) -> AppResult<ZipDownload> {

@@ -19,7 +19,7 @@ use crate::error::{AppError, AppResult};
 use crate::export::{stream_blocking, BlockingBody};
 use crate::models::people;
 use crate::web::forms::{trimmed, CsrfForm, NoFields};
-use crate::web::guards::{AuditorUser, Ctx, StartedHere};
+use crate::web::guards::{AuditorUser, Ctx};
 use crate::web::pages::{Notice, Page};
 use crate::web::step_up::StepUpForm;
 
@@ -625,11 +625,7 @@ impl<'r> Responder<'r, 'static> for Download {
 }
 
 #[rocket::get("/checkpoints.json")]
-async fn checkpoints_json(
-    ctx: Ctx<'_>,
-    _auditor: AuditorUser<'_>,
-    _started: StartedHere,
-) -> AppResult<Download> {
+async fn checkpoints_json(ctx: Ctx<'_>, _auditor: AuditorUser<'_>) -> AppResult<Download> {
     let (audit, who) = (ctx.state.audit.clone(), ctx.actor.clone());
     let cps = ctx
         .state

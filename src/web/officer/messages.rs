@@ -8,7 +8,7 @@ use rocket::{Data, Either};
 use crate::error::AppResult;
 use crate::web::downloads::Download;
 use crate::web::forms::TokenCheck;
-use crate::web::guards::{Ctx, OfficerUser, StartedHere};
+use crate::web::guards::{Ctx, OfficerUser};
 use crate::web::pages::{Notice, Page};
 use crate::web::submitter::messages::{download_file, post_message, thread_page};
 use crate::workflow::access;
@@ -46,7 +46,6 @@ async fn send(
 async fn download(
     ctx: Ctx<'_>,
     officer: OfficerUser<'_>,
-    _started: StartedHere,
     id: &str,
     file: &str,
 ) -> AppResult<Download> {

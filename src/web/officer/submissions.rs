@@ -15,7 +15,7 @@ use crate::models::organisation::NameMatches;
 use crate::models::submission::{self, Scope};
 use crate::web::downloads::{Download, ZipDownload};
 use crate::web::forms::{summary, CsrfForm};
-use crate::web::guards::{Ctx, FreshFactor, OfficerUser, StartedHere};
+use crate::web::guards::{Ctx, FreshFactor, OfficerUser};
 use crate::web::officer::forms::{
     grant_ids, revoke_id, Again, DecisionForm, DestroyUnclaimedForm, DisseminationForm, FormView,
     GrantForm, RevokeForm, RevokeView,
@@ -319,7 +319,6 @@ pub(super) async fn submission_page(
 async fn download(
     ctx: Ctx<'_>,
     officer: OfficerUser<'_>,
-    _started: StartedHere,
     id: &str,
     file: &str,
 ) -> AppResult<Download> {
@@ -332,7 +331,6 @@ async fn download(
 async fn export(
     ctx: Ctx<'_>,
     officer: OfficerUser<'_>,
-    _started: StartedHere,
     _fresh: FreshFactor,
     id: &str,
 ) -> AppResult<ZipDownload> {
@@ -967,11 +965,9 @@ async fn dissemination_log(
 /// It releases every matching release's recipient details in one file, so, like the per-submission exports, it
 /// asks for a recent second factor (a stale one is sent to give it again and brought back here).
 #[rocket::get("/officer/disseminations.csv?<tracking>&<recipient>&<from>&<to>")]
-#[allow(clippy::too_many_arguments)] // four guards and the four filters of the page it exports
 async fn dissemination_csv(
     ctx: Ctx<'_>,
     _officer: OfficerUser<'_>,
-    _started: StartedHere,
     _fresh: FreshFactor,
     tracking: Option<&str>,
     recipient: Option<&str>,

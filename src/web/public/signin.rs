@@ -192,6 +192,7 @@ async fn login(
         LoginResult::Throttled => Ok(Either::Right(
             Page::new("login.html.tera")
                 .status(Status::TooManyRequests)
+                .retry_after(ctx.state.settings.login_window_seconds.max(1) as u64)
                 .with(
                     "error",
                     "Too many failed sign-in attempts. Wait a few minutes and try again.",
@@ -287,6 +288,7 @@ async fn give_second_factor(
     Ok(Either::Right(
         Page::new("login_second_factor.html.tera")
             .status(status)
+            .retry_after(ctx.state.settings.second_factor_window_seconds.max(1) as u64)
             .with("error", error)
             .with("passkey_options", options)
             .with("next_fields", next_fields(next.as_deref()))

@@ -12,7 +12,7 @@ use crate::models::account::User;
 use crate::slots::Slot;
 use crate::web::downloads::Download;
 use crate::web::forms::TokenCheck;
-use crate::web::guards::{Ctx, StartedHere, SubmitterUser};
+use crate::web::guards::{Ctx, SubmitterUser};
 use crate::web::multipart::{open_form, FormStream, Limits, ReadRefusal};
 use crate::web::pages::{human_size, Notice, Page};
 use crate::web::views::submission_view;
@@ -359,7 +359,6 @@ async fn send(
 async fn download(
     ctx: Ctx<'_>,
     user: SubmitterUser<'_>,
-    _started: StartedHere,
     id: &str,
     file: &str,
 ) -> AppResult<Download> {

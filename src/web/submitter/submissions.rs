@@ -17,7 +17,7 @@ use crate::models::submission;
 use crate::services::Services;
 use crate::web::downloads::{Download, ZipDownload};
 use crate::web::forms::{summary, CsrfForm, SummaryLine, TokenCheck};
-use crate::web::guards::{Ctx, FreshFactor, StartedHere, SubmitterUser};
+use crate::web::guards::{Ctx, FreshFactor, SubmitterUser};
 use crate::web::multipart::{open_form, FileTooLarge, Limits, ReadRefusal};
 use crate::web::pages::{human_size, Notice, Page};
 use crate::web::step_up::StepUpForm;
@@ -983,7 +983,6 @@ async fn detail(ctx: Ctx<'_>, user: SubmitterUser<'_>, id: &str) -> AppResult<Pa
 async fn download(
     ctx: Ctx<'_>,
     user: SubmitterUser<'_>,
-    _started: StartedHere,
     id: &str,
     file: &str,
 ) -> AppResult<Download> {
@@ -1112,7 +1111,6 @@ impl<'r> Responder<'r, 'static> for TextReceipt {
 async fn receipt_text(
     ctx: Ctx<'_>,
     user: SubmitterUser<'_>,
-    _started: StartedHere,
     id: &str,
     templates: &rocket::State<crate::web::pages::Templates>,
 ) -> AppResult<TextReceipt> {
@@ -1281,7 +1279,6 @@ async fn confirm_return(
 async fn return_package(
     ctx: Ctx<'_>,
     user: SubmitterUser<'_>,
-    _started: StartedHere,
     _fresh: FreshFactor,
     id: &str,
 ) -> AppResult<ZipDownload> {

@@ -389,14 +389,26 @@ impl TestApp {
     /// directory too — temporaries included, so that "nothing left behind" sees them — but its owner lock.
     pub fn blob_files(&self) -> Vec<String> {
         let mut names: Vec<String> = if self.state().settings.blob_store.is_empty() {
-            std::fs::read_dir(self.data_dir().join("blobs"))
-                .map(|rd| {
-                    rd.filter_map(|e| e.ok())
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .filter(|n| !n.starts_with(".owner-"))
-                        .collect()
+            // The store always exists while the app runs, holding its owner lock: a missing directory or no lock
+            // means this is not the live store, and "nothing in it" would prove nothing.
+            let dir = self.data_dir().join("blobs");
+            let all: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("the blob store directory {}: {e}", dir.display()))
+                .map(|e| {
+                    e.expect("a blob store directory entry")
+                        .file_name()
+                        .to_string_lossy()
+                        .into_owned()
                 })
-                .unwrap_or_default()
+                .collect();
+            assert!(
+                all.iter().any(|n| n.starts_with(".owner-")),
+                "no owner lock in {}: not the live blob store ({all:?})",
+                dir.display()
+            );
+            all.into_iter()
+                .filter(|n| !n.starts_with(".owner-"))
+                .collect()
         } else {
             self.state()
                 .blobs
