@@ -2,7 +2,8 @@
 //! window is recorded at once; the rest of that window become one entry with their count, written when the window
 //! has closed (at the next refusal of that key, or by the periodic flush). A flood of anonymous requests then costs
 //! the log two entries per address, route and window instead of one per request, and still shows how many there
-//! were. Signed-in people's refusals are never folded: each says who tried what. An address is counted as the
+//! were. Signed-in people's refusals are not folded (each says who tried what), except those another site's page
+//! makes their browser send (`fairings::OriginCheck`), which are recorded as anonymous ones. An address is counted as the
 //! throttles count it ([`network`]): an IPv6 address by its /64, so rotating through one buys no entries.
 
 use std::collections::HashMap;

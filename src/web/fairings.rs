@@ -275,6 +275,10 @@ impl Fairing for OriginCheck {
     async fn on_request(&self, req: &mut Request<'_>, _: &mut Data<'_>) {
         // Rocket turns a form POST whose first field is `_method=get` into a GET before any fairing runs: a "GET"
         // that carries a form body came as a POST, and is judged as one (the portal itself never sends `_method`).
+        // Another check re-routed it already (a wrong host's 421 stands).
+        if req.uri().path().starts_with("/__refused/") {
+            return;
+        }
         let overridden = req
             .content_type()
             .is_some_and(|ct| ct.is_form() || ct.is_form_data());
@@ -295,7 +299,8 @@ impl Fairing for OriginCheck {
                 }
             }
         } else if cross_site(req) {
-            ("cross-site origin", false)
+            // Folded too: another site's page can post a thousand times in the signed-in person's name.
+            ("cross-site origin", true)
         } else {
             return;
         };
@@ -318,37 +323,66 @@ enum Starter {
 
 fn started_by(req: &Request<'_>) -> Starter {
     let headers = req.headers();
+    let path = req.uri().path();
+    // What holds nothing of anyone's and touches no session.
+    if path == "/healthz" || path.starts_with("/static/") {
+        return Starter::Here;
+    }
+    // A prefetch or prerender, whoever started it (the browser itself, from the address bar, sends no site):
+    // it would open and record a page the person may never see. Refused; the real navigation follows.
+    let prefetch = headers
+        .get_one("Sec-Purpose")
+        .or_else(|| headers.get_one("Purpose"))
+        .is_some_and(|p| p.contains("prefetch") || p.contains("prerender"));
+    if prefetch {
+        return Starter::EmbeddedElsewhere;
+    }
     if !matches!(
         headers.get_one("Sec-Fetch-Site"),
         Some("same-site" | "cross-site")
     ) {
         return Starter::Here;
     }
-    let path = req.uri().path();
-    if path == "/" || path == "/healthz" || path.starts_with("/static/") {
-        return Starter::Here;
-    }
-    // Fetch metadata's "resource isolation" rule: only a top-level navigation may come from elsewhere, and not
-    // a prefetch, which would open and record a page the person never sees.
+    // Fetch metadata's "resource isolation" rule: only a top-level navigation may come from elsewhere.
     let navigates = headers.get_one("Sec-Fetch-Mode") == Some("navigate");
     let top_level = headers
         .get_one("Sec-Fetch-Dest")
         .is_none_or(|dest| dest == "document");
-    let prefetch = headers
-        .get_one("Sec-Purpose")
-        .or_else(|| headers.get_one("Purpose"))
-        .is_some_and(|p| p.contains("prefetch") || p.contains("prerender"));
-    if navigates && top_level && !prefetch {
-        Starter::NavigatedElsewhere
-    } else {
-        Starter::EmbeddedElsewhere
+    match (navigates && top_level, path == "/") {
+        (false, _) => Starter::EmbeddedElsewhere,
+        // The start page opens nothing of anyone's: a link to the portal lands there directly.
+        (true, true) => Starter::Here,
+        (true, false) => Starter::NavigatedElsewhere,
     }
 }
 
-/// The browser holds a session cookie (whether it is still valid is the guards' to decide).
+/// The browser holds this portal's session cookie (whether it is still valid is the guards' to decide). Under
+/// TLS only the `__Host-` one counts: a sibling host can set the other for the parent domain. The sealed portal
+/// has no sessions (a cookie there is left from before).
 fn signed_in(req: &Request<'_>) -> bool {
-    use crate::web::guards::{SESSION_COOKIE, SESSION_COOKIE_TLS};
-    req.cookies().get(SESSION_COOKIE).is_some() || req.cookies().get(SESSION_COOKIE_TLS).is_some()
+    if req.rocket().state::<crate::services::Services>().is_none() {
+        return false;
+    }
+    let tls = crate::web::guards::served_over_https(req);
+    req.cookies()
+        .get(crate::web::guards::session_cookie_name(tls))
+        .is_some()
+}
+
+/// Where the continue page may send the person: a path on the portal (`//host` and `/\host` are other sites).
+/// The sign-in and step-up pages are offered bare: with a `next=` they would send a signed-in browser straight on
+/// to whatever it names (a download, an export), which the page would not have said.
+fn continue_target(asked: Option<String>) -> String {
+    let Some(to) =
+        asked.filter(|to| to.starts_with('/') && !to.starts_with("//") && !to.starts_with("/\\"))
+    else {
+        return "/".to_string();
+    };
+    let path = to.split('?').next().unwrap_or("/");
+    if path == "/login" || path == "/account/step-up" {
+        return path.to_string();
+    }
+    to
 }
 
 /// The page a same-site navigation asked for (`/` when this page was asked for directly, or for a target that
@@ -360,10 +394,7 @@ impl<'r> rocket::request::FromRequest<'r> for Continuation {
     type Error = std::convert::Infallible;
     async fn from_request(req: &'r Request<'_>) -> rocket::request::Outcome<Self, Self::Error> {
         let asked = req.local_cache(|| ContinueTo(None)).0.clone();
-        let target = asked
-            .filter(|to| to.starts_with('/') && !to.starts_with("//") && !to.starts_with("/\\"))
-            .unwrap_or_else(|| "/".to_string());
-        rocket::request::Outcome::Success(Continuation(target))
+        rocket::request::Outcome::Success(Continuation(continue_target(asked)))
     }
 }
 

@@ -87,17 +87,18 @@ pub async fn audit_csrf_refusal(req: &Request<'_>, reason: &'static str) {
     audit_csrf_refusal_as(req, reason, false).await
 }
 
-/// [`audit_csrf_refusal`]; with `folded`, folded per address, route and minute even when a person is signed in (as
-/// an anonymous refusal is): what another site's page makes a browser ask, it can make it ask a thousand times.
+/// [`audit_csrf_refusal`]; with `folded`, recorded as an anonymous refusal is (by address, folded per network, route
+/// and minute), the session not even looked up: what another site's page makes a browser ask, it can make it ask a
+/// thousand times, and looking the session up would count as its use (a page could keep it from ever idling out).
 pub async fn audit_csrf_refusal_as(req: &Request<'_>, reason: &'static str, folded: bool) {
     let state = app(req);
-    let who = any_session(req).await;
+    let who = if folded { None } else { any_session(req).await };
     let actor = actor(req, who);
     let route = req.route().map(|r| r.uri.to_string()).unwrap_or_default();
     let event = Event::new("csrf.refused", AuditOutcome::Refused)
         .object("route", route)
         .reason(reason);
-    let anonymous = folded || who.is_none();
+    let anonymous = who.is_none();
     if let Err(e) = crate::web::guards::record_refusal(state, anonymous, actor, event).await {
         tracing::error!(error = %e, "auditing a CSRF refusal failed");
     }

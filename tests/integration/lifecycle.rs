@@ -2100,6 +2100,49 @@ fn what_another_site_s_page_makes_a_signed_in_browser_ask_opens_and_records_noth
         .audit_reasons("csrf.refused")
         .iter()
         .any(|r| r.contains("read embedded in another site's page")));
+    // A prefetch is refused whoever started it (the browser itself, from the address bar, sends no site).
+    let (status, _, _) = olga.get_bytes_with(
+        &page,
+        &[
+            ("Sec-Fetch-Site", "none"),
+            ("Sec-Fetch-Mode", "navigate"),
+            ("Sec-Purpose", "prefetch;prerender"),
+        ],
+    );
+    assert_eq!(status, Status::Forbidden);
+    // The start page may be linked to, not embedded (each load would count as the session's use).
+    let (status, body, _) = olga.get_bytes_with("/", &SAME_SITE);
+    assert_eq!(status, Status::Ok);
+    assert!(!String::from_utf8_lossy(&body.unwrap()).contains("You came here from another site"));
+    let (status, _, _) = olga.get_bytes_with(
+        "/",
+        &[
+            ("Sec-Fetch-Site", "same-site"),
+            ("Sec-Fetch-Mode", "no-cors"),
+            ("Sec-Fetch-Dest", "image"),
+        ],
+    );
+    assert_eq!(status, Status::Forbidden);
+    // The sign-in and step-up pages are offered without the `next=` that would send the browser on unseen.
+    for (asked, offered) in [
+        (
+            format!("/login?next=/officer/submissions/{id}/export"),
+            "/login",
+        ),
+        (
+            format!("/account/step-up?next=/officer/submissions/{id}/export"),
+            "/account/step-up",
+        ),
+    ] {
+        let (status, body, _) = olga.get_bytes_with(&asked, &SAME_SITE);
+        assert_eq!(status, Status::Ok, "{asked}");
+        let body = String::from_utf8_lossy(&body.unwrap()).into_owned();
+        let href = format!("href=\"{}\"", offered.replace('/', "&#x2F;"));
+        assert!(
+            body.contains(&href) && !body.contains("&#x2F;export"),
+            "{asked}: {body}"
+        );
+    }
     // A sibling page using the portal's stylesheet is not judged.
     let (status, _, _) = olga.get_bytes_with(
         "/static/style.css",

@@ -77,7 +77,8 @@ fn state_changing_posts_need_the_token_and_a_same_site_origin() {
             .status,
         Status::Forbidden
     );
-    assert_eq!(app.audit_count("csrf.refused"), 4);
+    // The two from another site are folded into one entry (its page could post a thousand times).
+    assert_eq!(app.audit_count("csrf.refused"), 3);
     // Same origin with the token: accepted.
     let same = Header::new("Sec-Fetch-Site", "same-origin");
     assert_eq!(
