@@ -69,7 +69,8 @@ pub enum CliError {
     Backup(#[from] crate::backup::BackupError),
 }
 
-fn open_db(settings: &Settings) -> Result<Db, CliError> {
+/// The portal's database for a host command (made if missing), with the configured busy timeout.
+pub fn open_db(settings: &Settings) -> Result<Db, CliError> {
     Ok(Db::open_with(
         &settings.database_url(),
         2,
@@ -80,7 +81,7 @@ fn open_db(settings: &Settings) -> Result<Db, CliError> {
 /// The portal's database, which must exist (see [`Db::open_existing`]): for every command that reports on it or acts
 /// on what it holds. Only the start, `migrate`, `keys init` (and `keys protect` making a new store) and `user add`
 /// make one.
-fn open_existing_db(settings: &Settings) -> Result<Db, CliError> {
+pub fn open_existing_db(settings: &Settings) -> Result<Db, CliError> {
     Ok(Db::open_existing_with(
         &settings.database_url(),
         2,

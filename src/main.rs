@@ -13,7 +13,7 @@ use pcii_portal::crypto::keyfile::AtRest;
 use pcii_portal::domain::Role;
 use pcii_portal::key_store::protection::{self, Target};
 use pcii_portal::models::account as account_model;
-use pcii_portal::{cli, config, db, logging};
+use pcii_portal::{cli, config, logging};
 
 #[derive(Parser)]
 #[command(
@@ -230,13 +230,9 @@ fn main() -> ExitCode {
             // clap requires one of the two.
             (None, None) => Err("backup: --to DIR or --check DIR".into()),
         },
-        Command::Migrate => db::Db::open_with(
-            &settings.database_url(),
-            2,
-            settings.database_busy_timeout_ms,
-        )
-        .map(|_| println!("migrations applied"))
-        .map_err(Into::into),
+        Command::Migrate => cli::open_db(&settings)
+            .map(|_| println!("migrations applied"))
+            .map_err(Into::into),
         Command::User { command } => user(&settings, command).map_err(Into::into),
         Command::Organisation {
             command: OrganisationCommand::List,
@@ -397,12 +393,7 @@ fn serve(figment: rocket::figment::Figment) -> Result<(), String> {
 }
 
 fn organisation_list(settings: &config::Settings) -> Result<(), String> {
-    let db = db::Db::open_existing_with(
-        &settings.database_url(),
-        2,
-        settings.database_busy_timeout_ms,
-    )
-    .map_err(|e| e.to_string())?;
+    let db = cli::open_existing_db(settings).map_err(|e| e.to_string())?;
     let mut conn = db.get().map_err(|e| e.to_string())?;
     let all = account_model::organisations(&mut conn).map_err(|e| e.to_string())?;
     println!("{:<32}  {:<10}  name", "id", "verified");
@@ -423,17 +414,9 @@ fn user(settings: &config::Settings, command: UserCommand) -> Result<(), String>
     // Only `user add` may make the database (the first administrator of a new install); the others act on accounts
     // it holds, and run from the wrong directory must not make an empty one and report on that.
     let db = if matches!(command, UserCommand::Add { .. }) {
-        db::Db::open_with(
-            &settings.database_url(),
-            2,
-            settings.database_busy_timeout_ms,
-        )
+        cli::open_db(settings)
     } else {
-        db::Db::open_existing_with(
-            &settings.database_url(),
-            2,
-            settings.database_busy_timeout_ms,
-        )
+        cli::open_existing_db(settings)
     }
     .map_err(|e| e.to_string())?;
     let audit = pcii_portal::audit::log::AuditLog::new(

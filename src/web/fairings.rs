@@ -240,9 +240,8 @@ pub fn host_allowed(host: &str, public_origin: &str, address: std::net::IpAddr) 
     }
     asked == address.to_string() || matches!(asked.as_str(), "localhost" | "127.0.0.1" | "::1")
 }
-/// Why `OriginCheck` re-routed a request, if it did (the reason its audit entry records), and whether that entry
-/// is folded whoever asked (reads another site's page embeds: one page can make a thousand).
-pub struct CrossSiteRefused(pub Option<(&'static str, bool)>);
+/// Why `OriginCheck` re-routed a request, if it did: the reason its audit entry records.
+pub struct CrossSiteRefused(pub Option<&'static str>);
 
 pub const REFUSED_PATH: &str = "/__refused/cross-site";
 
@@ -273,12 +272,12 @@ impl Fairing for OriginCheck {
     }
 
     async fn on_request(&self, req: &mut Request<'_>, _: &mut Data<'_>) {
-        // Rocket turns a form POST whose first field is `_method=get` into a GET before any fairing runs: a "GET"
-        // that carries a form body came as a POST, and is judged as one (the portal itself never sends `_method`).
         // Another check re-routed it already (a wrong host's 421 stands).
         if req.uri().path().starts_with("/__refused/") {
             return;
         }
+        // Rocket turns a form POST whose first field is `_method=get` into a GET before any fairing runs: a "GET"
+        // that carries a form body came as a POST, and is judged as one (the portal itself never sends `_method`).
         let overridden = req
             .content_type()
             .is_some_and(|ct| ct.is_form() || ct.is_form_data());
@@ -287,7 +286,7 @@ impl Fairing for OriginCheck {
         {
             match started_by(req) {
                 Starter::Here => return,
-                Starter::EmbeddedElsewhere => ("read embedded in another site's page", true),
+                Starter::EmbeddedElsewhere => "read embedded in another site's page",
                 Starter::NavigatedElsewhere => {
                     if signed_in(req) {
                         let asked = req.uri().to_string();
@@ -299,8 +298,7 @@ impl Fairing for OriginCheck {
                 }
             }
         } else if cross_site(req) {
-            // Folded too: another site's page can post a thousand times in the signed-in person's name.
-            ("cross-site origin", true)
+            "cross-site origin"
         } else {
             return;
         };

@@ -84,15 +84,23 @@ pub fn tokens_match(given: &str, expected: &str) -> bool {
 
 /// Audits a refused anti-forgery check (the token value itself is never recorded).
 pub async fn audit_csrf_refusal(req: &Request<'_>, reason: &'static str) {
-    audit_csrf_refusal_as(req, reason, false).await
+    let who = any_session(req).await;
+    record_csrf_refusal(req, who, reason).await
 }
 
-/// [`audit_csrf_refusal`]; with `folded`, recorded as an anonymous refusal is (by address, folded per network, route
-/// and minute), the session not even looked up: what another site's page makes a browser ask, it can make it ask a
-/// thousand times, and looking the session up would count as its use (a page could keep it from ever idling out).
-pub async fn audit_csrf_refusal_as(req: &Request<'_>, reason: &'static str, folded: bool) {
+/// Audits a request another site's page made the browser send (`fairings::OriginCheck`) as an anonymous refusal is
+/// (by address, folded per network, route and minute), the session not even looked up: such a page can make a
+/// thousand, and looking the session up would count as its use (a page could keep it from ever idling out).
+pub async fn audit_cross_site_refusal(req: &Request<'_>, reason: &'static str) {
+    record_csrf_refusal(req, None, reason).await
+}
+
+async fn record_csrf_refusal(
+    req: &Request<'_>,
+    who: Option<&crate::web::guards::Authenticated>,
+    reason: &'static str,
+) {
     let state = app(req);
-    let who = if folded { None } else { any_session(req).await };
     let actor = actor(req, who);
     let route = req.route().map(|r| r.uri.to_string()).unwrap_or_default();
     let event = Event::new("csrf.refused", AuditOutcome::Refused)

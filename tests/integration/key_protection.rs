@@ -43,6 +43,24 @@ fn host_command(dir: &Path) -> std::process::Command {
     c
 }
 
+/// `keys protect --mode passphrase` on the host of `dir`, the passphrase (new and, for a store already sealed by
+/// one, current) read from `pass_file`.
+fn protect_with_passphrase(dir: &Path, pass_file: &Path) -> std::process::Command {
+    let mut c = host_command(dir);
+    c.args([
+        "keys",
+        "protect",
+        "--mode",
+        "passphrase",
+        "--passphrase-file",
+    ])
+    .arg(pass_file)
+    .env("PCII_MASTER_KEY_PROTECTION", "passphrase")
+    .env("PCII_MASTER_KEY_PASSPHRASE_FILE", pass_file)
+    .env("PCII_LOG", "warn");
+    c
+}
+
 /// No file under `keys/` holds a secret key line or any of `secrets` in clear, and no `.age` file there
 /// opens with any identity or passphrase that the directory itself holds.
 fn assert_keys_disclose_nothing(keys: &Path, secrets: &[&str]) {
@@ -844,22 +862,7 @@ fn a_conversion_stopped_before_its_audit_entry_is_recorded_by_the_next_run_that_
         );
     };
     let noted = |dir: &Path| dir.join("keys").join(protection::UNRECORDED_FILE).exists();
-    let protect = |dir: &Path| {
-        host_command(dir)
-            .args([
-                "keys",
-                "protect",
-                "--mode",
-                "passphrase",
-                "--passphrase-file",
-            ])
-            .arg(&pass_file)
-            .env("PCII_MASTER_KEY_PROTECTION", "passphrase")
-            .env("PCII_MASTER_KEY_PASSPHRASE_FILE", &pass_file)
-            .env("PCII_LOG", "warn")
-            .output()
-            .unwrap()
-    };
+    let protect = |dir: &Path| protect_with_passphrase(dir, &pass_file).output().unwrap();
 
     // The operator runs the command again: it records the conversion and says so; once more, it has nothing to do.
     let by_command = tempfile::tempdir().unwrap();
@@ -930,19 +933,8 @@ fn a_conversion_run_with_a_wrong_data_dir_makes_no_database_and_is_recorded_by_t
     drop(Client::tracked(rocket).unwrap());
     let wrong = dir.path().join("elsewhere");
     let protect = |data_dir: &Path| {
-        host_command(dir.path())
-            .args([
-                "keys",
-                "protect",
-                "--mode",
-                "passphrase",
-                "--passphrase-file",
-            ])
-            .arg(&pass_file)
+        protect_with_passphrase(dir.path(), &pass_file)
             .env("PCII_DATA_DIR", data_dir)
-            .env("PCII_MASTER_KEY_PROTECTION", "passphrase")
-            .env("PCII_MASTER_KEY_PASSPHRASE_FILE", &pass_file)
-            .env("PCII_LOG", "warn")
             .output()
             .unwrap()
     };

@@ -1961,26 +1961,18 @@ fn the_officer_sees_whether_the_organisation_was_reminded_of_its_deadline() {
 /// folded; the stylesheet is not judged.
 #[test]
 fn what_another_site_s_page_makes_a_signed_in_browser_ask_opens_and_records_nothing() {
-    const SAME_SITE: [(&str, &str); 3] = [
-        ("Sec-Fetch-Site", "same-site"),
-        ("Sec-Fetch-Mode", "navigate"),
-        ("Sec-Fetch-Dest", "document"),
-    ];
-    const CROSS_SITE: [(&str, &str); 3] = [
-        ("Sec-Fetch-Site", "cross-site"),
-        ("Sec-Fetch-Mode", "navigate"),
-        ("Sec-Fetch-Dest", "document"),
-    ];
-    const HERE: [(&str, &str); 3] = [
-        ("Sec-Fetch-Site", "same-origin"),
-        ("Sec-Fetch-Mode", "navigate"),
-        ("Sec-Fetch-Dest", "document"),
-    ];
-    const TYPED: [(&str, &str); 3] = [
-        ("Sec-Fetch-Site", "none"),
-        ("Sec-Fetch-Mode", "navigate"),
-        ("Sec-Fetch-Dest", "document"),
-    ];
+    // The fetch metadata of a top-level navigation that `site` started.
+    const fn navigation(site: &'static str) -> [(&'static str, &'static str); 3] {
+        [
+            ("Sec-Fetch-Site", site),
+            ("Sec-Fetch-Mode", "navigate"),
+            ("Sec-Fetch-Dest", "document"),
+        ]
+    }
+    const SAME_SITE: [(&str, &str); 3] = navigation("same-site");
+    const CROSS_SITE: [(&str, &str); 3] = navigation("cross-site");
+    const HERE: [(&str, &str); 3] = navigation("same-origin");
+    const TYPED: [(&str, &str); 3] = navigation("none");
     let app = TestApp::new();
     let mut sue = app.login_as(Role::Submitter, "sue@acme.example", Some("Acme"));
     let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);

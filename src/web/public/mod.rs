@@ -18,7 +18,7 @@ use crate::models::account_token::Purpose;
 use crate::models::settings;
 use crate::web::deliver;
 use crate::web::fairings::CrossSiteRefused;
-use crate::web::forms::{audit_csrf_refusal_as, CsrfForm};
+use crate::web::forms::{audit_cross_site_refusal, CsrfForm};
 use crate::web::guards::{end_browser_session, Ctx, CurrentUser};
 use crate::web::pages::{Notice, Page};
 
@@ -520,8 +520,8 @@ struct CrossSiteAudited;
 impl<'r> rocket::request::FromRequest<'r> for CrossSiteAudited {
     type Error = ();
     async fn from_request(req: &'r rocket::Request<'_>) -> rocket::request::Outcome<Self, ()> {
-        if let Some((reason, folded)) = req.local_cache(|| CrossSiteRefused(None)).0 {
-            audit_csrf_refusal_as(req, reason, folded).await;
+        if let Some(reason) = req.local_cache(|| CrossSiteRefused(None)).0 {
+            audit_cross_site_refusal(req, reason).await;
         }
         rocket::request::Outcome::Success(CrossSiteAudited)
     }
