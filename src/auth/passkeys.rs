@@ -60,6 +60,15 @@ pub enum Verdict {
     PossibleClone { id: String, name: String },
 }
 
+/// What a registration answer turned out to be.
+#[derive(Debug, Clone)]
+pub enum Registered {
+    /// It verified and the passkey is stored.
+    Added(PasskeyInfo),
+    /// Unreadable, not a registration, or refused by the WebAuthn checks.
+    Refused,
+}
+
 /// The signature counter of a stored credential (webauthn-rs's serialised `Passkey`), 0 when it has none.
 fn stored_counter(credential_json: &str) -> u64 {
     serde_json::from_str::<serde_json::Value>(credential_json)
@@ -156,8 +165,9 @@ impl Passkeys {
     }
 
     /// Verifies the browser's answer (a `RegisterPublicKeyCredential` as JSON) against the saved state and
-    /// stores the credential under `name`. The state is consumed whatever the outcome, once the name is valid.
-    /// Does not audit: the caller does, in its own transaction.
+    /// stores the credential under `name`. An answer that does not verify is [`Registered::Refused`], not an
+    /// error, so that the caller's transaction commits the state's consumption (and its audit entry): the
+    /// challenge is answerable once. Does not audit: the caller does, in its own transaction.
     pub fn finish_registration(
         &self,
         conn: &mut DbConn,
@@ -166,7 +176,7 @@ impl Passkeys {
         name: &str,
         response_json: &str,
         now: i64,
-    ) -> AppResult<PasskeyInfo> {
+    ) -> AppResult<Registered> {
         let name = valid_name(name)?;
         let state = change_state(conn, session_hash, |s| {
             (s.registration.take(), s.registration_at.take())
@@ -182,13 +192,13 @@ impl Passkeys {
                 "An account can have at most {MAX_PER_ACCOUNT} passkeys. Remove one first."
             )));
         }
-        let response: RegisterPublicKeyCredential = parse_response(response_json)
-            .ok_or_else(|| registration_refused("the answer is not a registration"))?;
-        let key = self
-            .webauthn
-            .finish_passkey_registration(&response, &state)
-            .map_err(|e| registration_refused(&e.to_string()))?;
-        store(conn, user, name, &key, now)
+        let Some(response) = parse_response::<RegisterPublicKeyCredential>(response_json) else {
+            return Ok(registration_refused("the answer is not a registration"));
+        };
+        match self.webauthn.finish_passkey_registration(&response, &state) {
+            Ok(key) => store(conn, user, name, &key, now).map(Registered::Added),
+            Err(e) => Ok(registration_refused(&e.to_string())),
+        }
     }
 
     /// Options JSON for `navigator.credentials.get` (a `RequestChallengeResponse`) for the account's passkeys,
@@ -477,9 +487,9 @@ fn parse_response<T: serde::de::DeserializeOwned>(json: &str) -> Option<T> {
     serde_json::from_str(json).ok()
 }
 
-fn registration_refused(why: &str) -> AppError {
+fn registration_refused(why: &str) -> Registered {
     tracing::info!(reason = why, "passkey registration refused");
-    AppError::Invalid("The passkey could not be added. Try again.".into())
+    Registered::Refused
 }
 
 fn session_ended() -> AppError {
@@ -681,7 +691,7 @@ mod tests {
                 answer,
                 NOW,
             );
-            assert!(matches!(refused, Err(AppError::Invalid(_))), "{answer}");
+            assert!(matches!(refused, Ok(Registered::Refused)), "{answer}");
             assert_eq!(state_of(&mut f.conn), None, "{answer}");
         }
         let again = f.passkeys.finish_registration(
@@ -732,10 +742,10 @@ mod tests {
             FORGED_ATTESTATION,
             NOW + CEREMONY_SECS,
         );
-        let Err(AppError::Invalid(message)) = refused else {
-            panic!("a forged registration was not refused");
-        };
-        assert!(!message.contains("expired"), "{message}");
+        assert!(
+            matches!(refused, Ok(Registered::Refused)),
+            "a forged registration was not refused as one"
+        );
         add_stored_passkey(&mut f.conn, &f.alice.id, "Old key", "AAECAwQ");
         f.passkeys
             .begin_authentication(&mut f.conn, &f.alice.id, ALICE_SESSION, NOW)

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use totp_rs::{Builder, Totp};
 use zeroize::Zeroizing;
 
-use super::passkeys::Verdict;
+use super::passkeys::{Registered, Verdict};
 use super::throttle::{self, Policy, ThrottleKey};
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
 use crate::config::Settings;
@@ -388,9 +388,16 @@ pub fn enrol_passkey(
     response_json: &str,
     now: i64,
 ) -> AppResult<Option<Vec<Zeroizing<String>>>> {
-    audit.fact(conn, actor, |tx| {
-        let added =
+    let enrolled = audit.fact(conn, actor, |tx| {
+        let registered =
             passkeys.finish_registration(tx, user, session_hash, name, response_json, now)?;
+        let Registered::Added(added) = registered else {
+            // Recorded, and the ceremony used up, as a wrong code at an app's setup is.
+            let event = Event::new("mfa.failed", Outcome::Failure)
+                .object("account", &user.id)
+                .reason("enrolment: a passkey answer that did not verify");
+            return Ok((None, event));
+        };
         model::mark_session(tx, session_hash, now)?;
         let recovery_codes = if model::recovery_codes_left(tx, &user.id)? == 0 {
             Some(new_recovery_codes(tx, &user.id, now)?)
@@ -404,8 +411,9 @@ pub fn enrol_passkey(
         let event = Event::new("mfa.enrolled", Outcome::Success)
             .object("account", &user.id)
             .reason(reason);
-        Ok((recovery_codes, event))
-    })
+        Ok((Some(recovery_codes), event))
+    })?;
+    enrolled.ok_or_else(|| AppError::Invalid("The passkey could not be added. Try again.".into()))
 }
 
 // ---- recovery codes ----

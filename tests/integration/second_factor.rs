@@ -1240,7 +1240,27 @@ fn on_a_host_name_origin_passkeys_are_offered_and_a_forged_answer_is_refused() {
         ],
     );
     assert_eq!(res.status, Status::UnprocessableEntity, "{}", res.body);
+    assert!(res.body.contains("The passkey could not be added"));
     assert_eq!(app.audit_count("mfa.enrolled"), 0);
+    // Recorded as a failed enrolment, as a wrong code at an app's setup is, and the ceremony is used up: the same
+    // answer again finds nothing to answer (it did: the refusal was an error that rolled the consumption back).
+    assert_eq!(
+        audit_reasons(&app, "mfa.failed"),
+        ["enrolment: a passkey answer that did not verify"]
+    );
+    let again = o.post(
+        "/account/security/passkeys",
+        &[
+            ("name", "Forged key"),
+            ("webauthn_registration", "{\"id\":\"x\"}"),
+        ],
+    );
+    assert_eq!(again.status, Status::UnprocessableEntity, "{}", again.body);
+    assert!(
+        again.body.contains("expired or was already used"),
+        "{}",
+        again.body
+    );
     let listed = o.get("/account/security");
     assert!(!listed.body.contains("Forged key"));
 

@@ -43,6 +43,69 @@ fn login_page_and_error_pages_carry_the_security_headers() {
     assert_security_headers(&refused);
 }
 
+/// The answers nginx makes itself (`deploy/nginx/snippets/pcii-portal-limits.conf`: a body too large, a limit's 429,
+/// the portal down) carry every header the portal puts on its own pages, with the same values, so that a header
+/// added to the portal and not to the proxy fails here. The proxy suite (`tests/proxy/`) checks nginx sends them.
+#[test]
+fn the_shipped_proxy_s_own_answers_carry_the_portal_s_security_headers() {
+    let snippet = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy/nginx/snippets/pcii-portal-limits.conf"),
+    )
+    .unwrap();
+    let app = TestApp::new();
+    let login = app.browser().get("/login");
+    assert_eq!(login.status, Status::Ok);
+    // What belongs to one answer rather than to every answer.
+    let per_answer = [
+        "content-type",
+        "content-length",
+        "set-cookie",
+        "x-request-id",
+        "server",
+    ];
+    let portal: Vec<(String, String)> = login
+        .headers
+        .iter()
+        .filter(|(name, _)| !per_answer.contains(&name.to_ascii_lowercase().as_str()))
+        .cloned()
+        .collect();
+    assert!(portal.len() >= 9, "the portal's headers: {portal:?}");
+    for location in ["@pcii_error_page", "@pcii_error_json"] {
+        let block = snippet
+            .split(&format!("\nlocation {location} {{"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no `location {location}` in the limits snippet"))
+            .split("\n}")
+            .next()
+            .unwrap();
+        let proxy: Vec<(String, String)> = block
+            .lines()
+            .map(str::trim)
+            .filter_map(|line| line.strip_prefix("add_header "))
+            .map(|rest| {
+                let rest = rest
+                    .strip_suffix(" always;")
+                    .unwrap_or_else(|| panic!("{location}: `add_header {rest}` without `always`"));
+                let (name, value) = rest.split_once(' ').unwrap();
+                (name.to_string(), value.trim_matches('"').to_string())
+            })
+            .collect();
+        for (name, value) in &portal {
+            assert_eq!(
+                common::header(&proxy, name),
+                Some(value.as_str()),
+                "{location}: {name}"
+            );
+        }
+        // HSTS and Retry-After are sent by the proxy when they apply (under TLS; a 429 or 503), from a map.
+        assert_eq!(
+            common::header(&proxy, "Strict-Transport-Security"),
+            Some("$pcii_error_hsts")
+        );
+    }
+}
+
 #[test]
 fn state_changing_posts_need_the_token_and_a_same_site_origin() {
     let app = TestApp::new();

@@ -549,11 +549,14 @@ def main():
     flood = Client(nginx_port, "127.0.0.60")
     token = flood.csrf("/login")
     codes = {}
+    nginx_429 = None
     for _ in range(40):
         st, hd, _ = flood.request("POST", "/login",
                                   {"email": "nobody@example.org", "password": "wrong-password", "csrf": token})
-        who = "portal" if "content-security-policy" in hd else "nginx"
+        who = "portal" if "x-request-id" in hd else "nginx"
         codes[f"{st} from {who}"] = codes.get(f"{st} from {who}", 0) + 1
+        if who == "nginx" and st == 429:
+            nginx_429 = hd
     say(f"  answers: {codes}")
     passed = sum(v for k, v in codes.items() if k.endswith("portal"))
     check(codes.get("429 from nginx", 0) >= 25 and 10 <= passed <= 13,
@@ -576,7 +579,7 @@ def main():
             for _ in range(n):
                 st, hd, _ = cl.request("POST", "/login",
                                        {"email": "nobody6@example.org", "password": "wrong-password", "csrf": token})
-                who = "portal" if "content-security-policy" in hd else "nginx"
+                who = "portal" if "x-request-id" in hd else "nginx"
                 answers[f"{st} from {who}"] = answers.get(f"{st} from {who}", 0) + 1
             return answers
 
@@ -688,8 +691,8 @@ def main():
         seen.append(a.login(vic_email, "not-the-password")[0])
     st, hd, _ = a.login(vic_email, vic_pw)
     say(f"  from 127.0.0.2: five wrong passwords -> {seen}; the right one next -> {st}"
-        f" ({'the portal' if 'content-security-policy' in hd else 'nginx'} answered)")
-    check(seen == [401] * 5 and st == 429 and "content-security-policy" in hd,
+        f" ({'the portal' if 'x-request-id' in hd else 'nginx'} answered)")
+    check(seen == [401] * 5 and st == 429 and "x-request-id" in hd,
           "d. the portal throttled the account from 127.0.0.2 after 5 failures (429 from the portal, not nginx)")
     st, _, _ = Client(nginx_port, "127.0.0.3").login(vic_email, vic_pw)
     check(st == 303, f"d. the same account from 127.0.0.3 signs in (another address, not throttled): HTTP {st}")
@@ -709,6 +712,56 @@ def main():
     addrs = {r[0] for r in rows}
     check({"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.50"} <= addrs and "127.0.0.1" not in addrs,
           "d. the audit log names each client's own address (127.0.0.2/.3/.4/.50), never nginx's 127.0.0.1")
+
+    # ------------------------------------------------------------------ e. nginx's own answers
+    say("== e. the answers nginx makes itself carry the portal's security headers, as a page or as JSON")
+    _, portal_hd, _ = Client(nginx_port, "127.0.0.70").request("GET", "/login")
+    check("x-request-id" in portal_hd, "e. control: GET /login through nginx is the portal's answer")
+    security = ["content-security-policy", "x-content-type-options", "referrer-policy", "cross-origin-opener-policy",
+                "cross-origin-resource-policy", "x-frame-options", "permissions-policy", "cache-control", "pragma"]
+    check(all(portal_hd.get(h) for h in security), f"e. control: the portal's page has all of {security}")
+
+    def same_headers(what, hd):
+        differ = {h: hd.get(h) for h in security if hd.get(h) != portal_hd.get(h)}
+        check(not differ and "x-request-id" not in hd,
+              f"e. {what}: nginx's answer has the portal's security headers with the same values"
+              + (f" (differ: {differ})" if differ else ""))
+
+    if nginx_429 is None:
+        check(False, "e. the login flood (c) gave no 429 from nginx to look at")
+    else:
+        same_headers("the login flood's 429", nginx_429)
+        check(nginx_429.get("retry-after") == "10", f"e. nginx's 429 says when to try again: "
+                                                    f"Retry-After {nginx_429.get('retry-after')}")
+    big = Client(nginx_port, "127.0.0.71")
+    st, hd, body = big.request("POST", "/submissions/new", headers={"Content-Length": str(5 << 30)}, timeout=10)
+    say(f"  a POST declaring 5 GiB: HTTP {st}, {hd.get('content-type')}")
+    check(st == 413 and hd.get("content-type", "").startswith("text/html") and b"Nothing was stored" in body,
+          "e. a body over client_max_body_size: 413 from nginx, a page saying nothing was stored")
+    same_headers("the 413 page", hd)
+    st, hd, body = big.request("POST", "/submissions/new", headers={"Content-Length": str(5 << 30),
+                                                                   "Accept": "application/json"}, timeout=10)
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    check(st == 413 and hd.get("content-type") == "application/json" and isinstance(answer, dict)
+          and answer.get("status") == 413 and answer.get("error") == "Too large",
+          f"e. the same asked for as JSON: 413 with {answer}")
+    same_headers("the 413 as JSON", hd)
+    down_port = int(env["PROXY_NGINX_DOWN_PORT"])
+    st, hd, body = Client(down_port, "127.0.0.72").request("GET", "/dashboard", headers={"Accept": "text/html"})
+    check(st == 502 and hd.get("content-type", "").startswith("text/html") and b"not answering" in body,
+          f"e. the portal down (an nginx server of the same snippets whose upstream is closed): 502 page, HTTP {st}")
+    same_headers("the 502 page", hd)
+    st, hd, body = Client(down_port, "127.0.0.72").request("GET", "/healthz")
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    check(st == 502 and isinstance(answer, dict) and answer.get("status") == 502,
+          f"e. /healthz with the portal down: 502 as JSON, for a monitor: {answer}")
+    same_headers("the 502 as JSON", hd)
 
     # ------------------------------------------------------------------ contrast: the same attack at the portal
     say("== contrast (measured, not asserted): the same slowloris straight at the portal")

@@ -87,6 +87,8 @@ free_port() {
 PORTAL_PORT="$(free_port)"
 NGINX_PORT="$(free_port)"
 [ "$PORTAL_PORT" != "$NGINX_PORT" ] || NGINX_PORT="$(free_port)"
+DOWN_PORT="$(free_port)"     # an nginx server of the same snippets in front of a portal that is down
+CLOSED_PORT="$(free_port)"   # ... which would listen here (nothing does)
 
 # ---------------------------------------------------------------------------------------------------- the portal
 export PCII_CONFIG="$ROOT/Rocket.toml" PCII_DATA_DIR="$WORK/data" PCII_KEYS_DIR="$WORK/keys" PCII_DATABASE_URL=
@@ -185,6 +187,15 @@ $UPSTREAM
             proxy_pass http://pcii_portal/;
         }
     }
+
+    # Test only: the shipped limits (and with them nginx's own error answers) in front of a portal that is down.
+    server {
+        listen 127.0.0.1:$DOWN_PORT;
+        include snippets/pcii-portal-limits.conf;
+        location / {
+            proxy_pass http://127.0.0.1:$CLOSED_PORT;
+        }
+    }
 }
 EOF
 "$NGINX" -t -q -p "$NGX" -c "$NGX/conf/nginx.conf" -e "$NGX/error.log" || die "nginx -t refused the configuration"
@@ -212,7 +223,7 @@ say "the access log names token paths without their tokens, and no query string"
 
 # ---------------------------------------------------------------------------------------------------- the checks
 start=$(date +%s)
-PROXY_WORK="$WORK" PROXY_NGINX_PID="$NGINX_PID" PROXY_NGINX_PORT="$NGINX_PORT" PROXY_NGINX_PREFIX="$NGX" \
+PROXY_WORK="$WORK" PROXY_NGINX_PID="$NGINX_PID" PROXY_NGINX_PORT="$NGINX_PORT" PROXY_NGINX_DOWN_PORT="$DOWN_PORT" PROXY_NGINX_PREFIX="$NGX" \
   PROXY_PORTAL_PORT="$PORTAL_PORT" PROXY_PORTAL_PID="$PORTAL_PID" PROXY_DB="$WORK/data/pcii.sqlite3" \
   PROXY_SUBMITTER_EMAIL="$SUBMITTER_EMAIL" PROXY_SUBMITTER_PASSWORD="$SUBMITTER_PASSWORD" \
   PROXY_VICTIM_EMAIL="$VICTIM_EMAIL" PROXY_VICTIM_PASSWORD="$VICTIM_PASSWORD" PROXY_V6="$V6" \
