@@ -403,6 +403,12 @@ pub fn setup_token_live(conn: &mut DbConn, token: &str, now: i64) -> AppResult<b
     Ok(live && !account::any_administrator(conn)?)
 }
 
+fn setup_link_gone() -> AppError {
+    AppError::Gone(
+        "This setup link has been used or has expired. Restart the portal for a new one.".into(),
+    )
+}
+
 /// Creates the first administrator with a live setup token, and spends the token, in one transaction.
 #[allow(clippy::too_many_arguments)]
 pub fn complete_setup(
@@ -420,16 +426,18 @@ pub fn complete_setup(
     if !errors.is_empty() {
         return Ok(Err(errors));
     }
+    // Checked before the password is hashed, as a reset or an invitation link is: a made-up or spent link costs a
+    // read, not an argon2 run (and again in the transaction, where it is spent).
+    if !setup_token_live(&mut *db.get()?, token, now)? {
+        return Err(setup_link_gone());
+    }
     // Hashed with no connection held.
     let hash = hasher.hash(password)?;
     let email = normalize_email(email);
     audit.fact(&mut *db.get()?, actor, |tx| {
         let spent = setup_token::spend(tx, &sessions::hash_token(token), now)?;
         if spent != 1 || account::any_administrator(tx)? {
-            return Err(AppError::Gone(
-                "This setup link has been used or has expired. Restart the portal for a new one."
-                    .into(),
-            ));
+            return Err(setup_link_gone());
         }
         if account::find_by_email(tx, &email)?.is_some() {
             return Err(AppError::Conflict(

@@ -268,11 +268,16 @@ pub enum PasswordChange {
     SessionEnded,
 }
 
+/// The audit reason of a current-password check refused by [`Policy::CURRENT_PASSWORD_CHECKS`].
+pub const TOO_MANY_CHECKS: &str = "throttled: more current-password checks than a person needs";
+
 /// Changes the password after checking the current one; every other session of the account ends.
 ///
 /// Wrong current passwords are counted per account like sign-in failures (`policy`): whoever holds a session
 /// (a borrowed or stolen one) cannot use this form to guess the password. When the count reaches the limit,
-/// the session asking ends; while the account's count is locked, the form is refused unchecked.
+/// the session asking ends; while the account's count is locked, the form is refused unchecked. A new password the
+/// policy refuses is answered before the current one is checked, and every check, right or wrong, counts against
+/// [`Policy::CURRENT_PASSWORD_CHECKS`]: an argon2 run on the shared workers is not free for the asking.
 #[allow(clippy::too_many_arguments)]
 pub fn change_password(
     db: &Db,
@@ -290,24 +295,40 @@ pub fn change_password(
     let key = keys.password_check(&user.id);
     let event =
         |outcome: Outcome| Event::new("account.password", outcome).object("account", &user.id);
-    if throttle::is_locked(&mut *db.get()?, &key, now)? {
+    let mut errors = FieldErrors::default();
+    if let Err(m) = check_policy(new, &user.email) {
+        errors.add("new_password", m);
         audit.record(
             &mut *db.get()?,
             actor,
-            event(Outcome::Refused).reason("throttled"),
+            event(Outcome::Failure).reason("new password refused (the current one not checked)"),
+        )?;
+        return Ok(PasswordChange::Invalid(errors));
+    }
+    let refusal = if throttle::is_locked(&mut *db.get()?, &key, now)? {
+        Some("throttled")
+    } else if !throttle::allow(
+        &mut *db.get()?,
+        &keys.password_checks_made(&user.id),
+        Policy::CURRENT_PASSWORD_CHECKS,
+        now,
+    )? {
+        Some(TOO_MANY_CHECKS)
+    } else {
+        None
+    };
+    if let Some(reason) = refusal {
+        audit.record(
+            &mut *db.get()?,
+            actor,
+            event(Outcome::Refused).reason(reason),
         )?;
         return Ok(PasswordChange::Throttled);
     }
     // No connection is held while the password is checked or hashed.
     let current_ok = hasher.verify(current, Some(&user.password_hash))?;
-    let mut errors = FieldErrors::default();
     if !current_ok {
         errors.add("current_password", "This is not your current password.");
-    }
-    if let Err(m) = check_policy(new, &user.email) {
-        errors.add("new_password", m);
-    }
-    if !current_ok {
         return audit.fact(&mut *db.get()?, actor, |tx| {
             // Checked again inside the transaction: a parallel request may have set the lock meanwhile.
             if throttle::is_locked(tx, &key, now)? {
@@ -325,24 +346,11 @@ pub fn change_password(
                         .reason(format!("{failures} wrong current passwords: session ended")),
                 ));
             }
-            let reason = if errors.0.contains_key("new_password") {
-                "wrong current password; new password refused"
-            } else {
-                "wrong current password"
-            };
             Ok((
                 PasswordChange::Invalid(errors),
-                event(Outcome::Failure).reason(reason),
+                event(Outcome::Failure).reason("wrong current password"),
             ))
         });
-    }
-    if !errors.is_empty() {
-        audit.record(
-            &mut *db.get()?,
-            actor,
-            event(Outcome::Failure).reason("new password refused"),
-        )?;
-        return Ok(PasswordChange::Invalid(errors));
     }
     let hash = hasher.hash(new)?;
     audit.fact(&mut *db.get()?, actor, |tx| {

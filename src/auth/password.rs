@@ -6,6 +6,7 @@ use argon2::password_hash::{
 };
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use zeroize::Zeroizing;
@@ -49,6 +50,8 @@ struct Inner {
     /// A hash of a random password, verified against when the account does not exist.
     dummy: String,
     jobs: mpsc::SyncSender<Job>,
+    /// Jobs handed to the workers since start.
+    runs: AtomicU64,
 }
 
 /// A job for a worker, given the worker's own argon2 memory.
@@ -179,6 +182,7 @@ impl Hasher {
             params,
             dummy: String::new(),
             jobs: tx,
+            runs: AtomicU64::new(0),
         };
         inner.dummy = inner
             .hash(&crate::db::new_id(), &mut Memory::new())
@@ -233,7 +237,9 @@ impl Hasher {
             let _ = done.send(f(&inner, memory));
         });
         match self.inner.jobs.try_send(job) {
-            Ok(()) => {}
+            Ok(()) => {
+                self.inner.runs.fetch_add(1, Ordering::Relaxed);
+            }
             Err(mpsc::TrySendError::Full(_)) => {
                 tracing::warn!("password check refused: every worker busy and the queue full");
                 return Err(AppError::Unavailable(BUSY.into()));
@@ -245,6 +251,11 @@ impl Hasher {
         result
             .recv()
             .map_err(|_| AppError::Internal("a password worker failed".into()))
+    }
+
+    /// How many hashes and checks were handed to the workers since start: what a form costs them.
+    pub fn runs(&self) -> u64 {
+        self.inner.runs.load(Ordering::Relaxed)
     }
 
     /// Hashes a new password on a worker. `Invalid` for a password over the length cap (the policy refuses it first).

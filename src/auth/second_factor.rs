@@ -811,8 +811,22 @@ pub fn remove_own_with_password(
             .object("account", &user.id)
             .reason(reason.to_string())
     };
+    // Every check counts, right or wrong, as a password change's do (an argon2 run each).
     if throttle::is_locked(&mut *db.get()?, &key, now)? {
         audit.record(&mut *db.get()?, actor, refused("throttled"))?;
+        return Ok(RemovalResult::Throttled);
+    }
+    if !throttle::allow(
+        &mut *db.get()?,
+        &keys.password_checks_made(&user.id),
+        Policy::CURRENT_PASSWORD_CHECKS,
+        now,
+    )? {
+        audit.record(
+            &mut *db.get()?,
+            actor,
+            refused(super::login::TOO_MANY_CHECKS),
+        )?;
         return Ok(RemovalResult::Throttled);
     }
     // Checked with no connection held.

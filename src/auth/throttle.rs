@@ -42,6 +42,14 @@ impl Policy {
             window_secs: s.login_window_seconds,
         }
     }
+
+    /// Current-password checks by a signed-in person, right or wrong (each one costs an argon2 run on the workers
+    /// that every sign-in shares): a few a day are what a person needs, so a signed-in account — a stranger's
+    /// fresh one included — cannot use the password form to keep the workers busy.
+    pub const CURRENT_PASSWORD_CHECKS: Policy = Policy {
+        max_failures: 10,
+        window_secs: 3600,
+    };
 }
 
 /// The HMAC key for throttle identifiers.
@@ -85,6 +93,11 @@ impl ThrottleKey {
     /// Wrong current passwords typed by one signed-in account.
     pub fn password_check(&self, user_id: &str) -> String {
         self.key("pwcheck", &[user_id])
+    }
+
+    /// Current-password checks by one signed-in account, right or wrong ([`Policy::CURRENT_PASSWORD_CHECKS`]).
+    pub fn password_checks_made(&self, user_id: &str) -> String {
+        self.key("pwcheck-rate", &[user_id])
     }
 
     /// Wrong second-factor answers (codes, recovery codes, passkey assertions) for one account, from anywhere: a

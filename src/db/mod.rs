@@ -98,6 +98,40 @@ const SQLITE_PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA secure_delete = O
 /// How long a statement waits for another writer's lock before it fails (and the request is answered 503).
 pub const DEFAULT_BUSY_TIMEOUT_MS: u64 = 5000;
 
+// SQLite's own `lower()` folds ASCII letters only ("É" stays "É"), so the case-insensitive name searches
+// (`lower(column) LIKE lower-cased text`) missed "Électricité" typed in small letters. Every SQLite connection
+// replaces it with Unicode lower case, as PostgreSQL's `lower()` does under a UTF-8 `LC_CTYPE`. Registered only;
+// queries call `models::organisation::lower`, which emits the same SQL name.
+#[allow(dead_code)]
+mod sqlite_functions {
+    diesel::define_sql_function! {
+        #[sql_name = "lower"]
+        fn unicode_lower(
+            x: diesel::sql_types::Nullable<diesel::sql_types::Text>,
+        ) -> diesel::sql_types::Nullable<diesel::sql_types::Text>;
+    }
+}
+
+/// A SQLite connection as the portal uses every one: [`SQLITE_PRAGMAS`] after the busy timeout (every later
+/// statement, these pragmas included, waits for a lock), and `lower()` in Unicode.
+fn open_sqlite(
+    path: &str,
+    busy_timeout_ms: u64,
+) -> diesel::ConnectionResult<diesel::sqlite::SqliteConnection> {
+    let mut c = diesel::sqlite::SqliteConnection::establish(path)?;
+    let setup = c
+        .batch_execute(&format!(
+            "PRAGMA busy_timeout = {busy_timeout_ms}; {SQLITE_PRAGMAS}"
+        ))
+        .and_then(|()| {
+            sqlite_functions::unicode_lower_utils::register_impl(&mut c, |x: Option<String>| {
+                x.map(|s| s.to_lowercase())
+            })
+        });
+    setup.map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+    Ok(c)
+}
+
 pub struct Manager {
     url: String,
     backend: Backend,
@@ -117,14 +151,8 @@ impl ManageConnection for Manager {
     fn connect(&self) -> Result<DbConn, r2d2::Error> {
         match self.backend {
             Backend::Sqlite => {
-                let mut c = diesel::sqlite::SqliteConnection::establish(self.sqlite_path())
+                let c = open_sqlite(self.sqlite_path(), self.busy_timeout_ms)
                     .map_err(r2d2::Error::ConnectionError)?;
-                // The busy timeout first: every later statement, these pragmas included, waits for a lock.
-                c.batch_execute(&format!(
-                    "PRAGMA busy_timeout = {}; {SQLITE_PRAGMAS}",
-                    self.busy_timeout_ms
-                ))
-                .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConn::Sqlite(c))
             }
             #[cfg(feature = "postgres")]

@@ -313,23 +313,3 @@ pub fn disseminations_of(
         .select(dissemination_columns())
         .load(conn)
 }
-
-pub fn dissemination_count(conn: &mut DbConn) -> QueryResult<i64> {
-    disseminations::table.count().get_result(conn)
-}
-
-/// One page of the whole dissemination log, newest first (ties by id, so pages never overlap).
-pub fn dissemination_log(
-    conn: &mut DbConn,
-    limit: i64,
-    offset: i64,
-) -> QueryResult<Vec<DisseminationView>> {
-    disseminations::table
-        .inner_join(submissions::table)
-        .inner_join(users::table.on(users::id.eq(disseminations::recorded_by)))
-        .order((disseminations::released_at.desc(), disseminations::id.asc()))
-        .limit(limit)
-        .offset(offset)
-        .select(dissemination_columns())
-        .load(conn)
-}

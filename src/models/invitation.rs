@@ -126,15 +126,6 @@ pub fn find_live_by_token(
         .optional()
 }
 
-/// How many invitations one person made at or after `since` (whatever became of them).
-pub fn made_since(conn: &mut DbConn, invited_by: &str, since: i64) -> QueryResult<i64> {
-    invitations::table
-        .filter(invitations::invited_by.eq(invited_by))
-        .filter(invitations::created_at.ge(since))
-        .count()
-        .get_result(conn)
-}
-
 /// Invitations made by the administrators of one organisation (into it) since `since`.
 pub fn made_for_organisation_since(
     conn: &mut DbConn,

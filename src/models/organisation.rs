@@ -114,9 +114,12 @@ pub fn member_count(conn: &mut DbConn, organisation_id: &str) -> QueryResult<i64
         .get_result(conn)
 }
 
-pub fn submission_count(conn: &mut DbConn, organisation_id: &str) -> QueryResult<i64> {
+/// The organisation's submissions the Program Office has received: drafts are the company's alone, so an officer is
+/// not told how many it has.
+pub fn sent_submission_count(conn: &mut DbConn, organisation_id: &str) -> QueryResult<i64> {
     submissions::table
         .filter(submissions::organisation_id.eq(organisation_id))
+        .filter(submissions::status.ne(crate::domain::Status::Draft))
         .count()
         .get_result(conn)
 }
@@ -238,7 +241,7 @@ pub fn list(
         rows.push(OrganisationRow {
             verified: o.verified_at.is_some(),
             members: member_count(conn, &o.id)?,
-            submissions: submission_count(conn, &o.id)?,
+            submissions: sent_submission_count(conn, &o.id)?,
             organisation: o,
         });
     }

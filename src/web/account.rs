@@ -202,7 +202,7 @@ async fn change_password(
             let mut errors = crate::auth::accounts::FieldErrors::default();
             errors.add(
                 "current_password",
-                "Too many wrong current passwords. Wait a few minutes and try again.",
+                "Too many attempts (wrong current passwords, or more checks than a person needs). Wait and try again later.",
             );
             Ok(Either::Right(
                 account_page_for(&ctx, &user)

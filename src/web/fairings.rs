@@ -403,6 +403,14 @@ fn continue_here(to: Continuation) -> crate::web::pages::Page {
     crate::web::pages::Page::new("continue.html.tera").with("to", to.0)
 }
 
+/// The continue page for a signed-in browser sent to the sign-in page with a `next=` (a 401 page's "Sign in"
+/// button, reached from another site's link without the session cookie): offered, not followed.
+pub fn continue_when_signed_in(next: &str) -> crate::web::pages::Page {
+    crate::web::pages::Page::new("continue.html.tera")
+        .with("to", continue_target(Some(next.to_string())))
+        .with("signed_in_already", true)
+}
+
 fn cross_site(req: &Request<'_>) -> bool {
     if let Some(site) = req.headers().get_one("Sec-Fetch-Site") {
         return !matches!(site, "same-origin" | "none");

@@ -285,7 +285,7 @@ async fn remove(
                 .status(Status::UnprocessableEntity),
         )),
         RemovalResult::Throttled => Err(AppError::Throttled(
-            "Too many wrong passwords. Wait a few minutes and try again.".into(),
+            "Too many attempts (wrong passwords, or more checks than a person needs). Wait and try again later.".into(),
         )),
     }
 }

@@ -641,16 +641,17 @@ pub async fn open_attachment(
     })
 }
 
-/// A marked zip package of the submission for `reader` (`purpose` "export" or "return"), decrypted as it streams;
-/// recorded as exported before it does. The message thread goes in only for its two sides (the organisation and
-/// the Program Office), never for an authorized user reading under a grant.
+/// A marked zip package of the submission for the person admitted (`purpose` "export" or "return"), decrypted as it
+/// streams; recorded as exported before it does. The message thread goes in only for its two sides (the
+/// organisation and the Program Office), never for an authorized user reading under a grant.
 pub async fn export_package(
     services: &Services,
     admitted: &Admitted,
     actor: &Actor,
     purpose: &str,
-    reader: &User,
 ) -> AppResult<Package> {
+    // The reader is the person admitted, never one named beside it.
+    let reader = &admitted.user;
     admitted.require_content()?;
     let sub = &admitted.submission;
     let blob_id = admitted.shown_version().ok_or_else(gone)?;

@@ -62,3 +62,34 @@ fn officers_and_other_organisations_get_404_for_what_they_may_not_see_and_each_i
     );
     assert_eq!(app.audit_count("access.refused"), before + 1);
 }
+
+/// Drafts are the company's alone: the officers' organisation pages count the submissions the Office received,
+/// not the drafts the company keeps.
+#[test]
+fn an_officer_is_not_told_how_many_drafts_an_organisation_keeps() {
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    for action in ["submit", "save", "save"] {
+        let page = ann.post_multipart("/submissions", &complete_fields("Counted", action));
+        assert_eq!(page.status, Status::SeeOther, "{action}");
+    }
+    let acme = app.organisation_id("Acme").unwrap();
+    let mut officer = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let page = officer.get(&format!("/officer/organisations/{acme}"));
+    assert_eq!(page.status, Status::Ok);
+    assert!(
+        page.body.contains("<dt>Submissions</dt><dd>1</dd>"),
+        "{}",
+        page.body
+    );
+    let list = officer.get("/officer/organisations?q=acme");
+    let row = &list.body[list.body.find(">Acme<").expect("listed")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    // The cells after the name's: id, verified, members, submissions, created.
+    let cells: Vec<&str> = row
+        .split("<td>")
+        .skip(1)
+        .map(|c| c.split("</td>").next().unwrap())
+        .collect();
+    assert_eq!(cells[3], "1", "submissions: {row}");
+}

@@ -415,6 +415,58 @@ fn ending_all_other_sessions_keeps_only_this_one() {
     assert_eq!(left, 1);
 }
 
+/// A signed-in account (a stranger's fresh one too) cannot use the password form to keep the password workers busy:
+/// a new password the policy refuses is answered without checking the current one, and every check, right or wrong,
+/// counts against `Policy::CURRENT_PASSWORD_CHECKS` (10 an hour).
+#[test]
+fn the_password_form_costs_the_password_workers_a_few_checks_an_hour_at_most() {
+    use pcii_portal::auth::throttle::Policy;
+    let app = TestApp::new();
+    let mut sam = app.login_as(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let runs = app.state().hasher.runs();
+    for _ in 0..30 {
+        let res = sam.post(
+            "/account/password",
+            &[("current_password", PASSWORD), ("new_password", "short")],
+        );
+        assert_eq!(res.status, Status::UnprocessableEntity);
+    }
+    assert_eq!(
+        app.state().hasher.runs(),
+        runs,
+        "a refused new password costs no check"
+    );
+    let limit = Policy::CURRENT_PASSWORD_CHECKS;
+    let mut current = PASSWORD.to_string();
+    let change = |sam: &mut Browser, current: &str, i: i64| {
+        sam.post(
+            "/account/password",
+            &[
+                ("current_password", current),
+                (
+                    "new_password",
+                    &format!("an entirely new passphrase, number {i}"),
+                ),
+            ],
+        )
+    };
+    for i in 0..limit.max_failures {
+        let res = change(&mut sam, &current, i);
+        assert_eq!(res.status, Status::SeeOther, "change {i}: {}", res.body);
+        current = format!("an entirely new passphrase, number {i}");
+    }
+    let before = app.state().hasher.runs();
+    let res = change(&mut sam, &current, 99);
+    assert_eq!(res.status, Status::TooManyRequests);
+    assert_eq!(app.state().hasher.runs(), before, "refused unchecked");
+    // The window over, the form checks again.
+    app.advance(limit.window_secs + 1);
+    let mut sam = app.browser();
+    assert_eq!(sam.login("sam@acme.example", &current), Status::SeeOther);
+    let res = change(&mut sam, &current, 100);
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+}
+
 #[test]
 fn wrong_current_passwords_end_the_session() {
     let app = TestApp::new();

@@ -2050,6 +2050,22 @@ fn what_another_site_s_page_makes_a_signed_in_browser_ask_opens_and_records_noth
             assert!(!body.contains("Lifecycle narrative"), "{url}");
             assert_eq!(entries(&app), before, "{url}: nothing recorded");
         }
+        // Such a navigation arriving without the session cookie (a cross-site link) meets a 401 page whose "Sign
+        // in" opens the sign-in page with `next=` from the portal itself: signed in, it offers the page too.
+        let before = entries(&app);
+        let asked = format!("/login?next={}", common::urlencode(&url));
+        let (status, body, _) = browser.get_bytes_with(&asked, &HERE);
+        assert_eq!(status, Status::Ok, "{asked}");
+        let body = String::from_utf8_lossy(&body.unwrap_or_default()).into_owned();
+        assert!(
+            body.contains("You are signed in already"),
+            "{asked}: {body}"
+        );
+        assert!(
+            body.contains(&format!("href=\"{}\"", url.replace('/', "&#x2F;"))),
+            "{asked}: {body}"
+        );
+        assert_eq!(entries(&app), before, "{asked}: nothing recorded");
         if url.ends_with("/package") {
             continue; // offered only once a return was chosen
         }

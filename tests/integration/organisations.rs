@@ -1629,3 +1629,54 @@ fn the_organisation_page_lists_its_200_newest_open_invitations_and_counts_them_a
     assert!(page.body.contains("person202@acme.example"));
     assert!(!page.body.contains("person002@acme.example"));
 }
+
+/// The officers' list finds an organisation by its name in any case, accented letters included (SQLite's own
+/// `lower()` folds ASCII only; the portal replaces it on every connection).
+#[test]
+fn an_organisation_is_found_by_its_name_in_any_case_accented_letters_included() {
+    let app = TestApp::new();
+    app.create_user(
+        Role::Submitter,
+        "ines@elec.example",
+        Some("Électricité Öffentlich"),
+    );
+    app.create_user(Role::Submitter, "sam@acme.example", Some("Acme"));
+    let mut officer = app.login_as(Role::Officer, "o@example.gov", None);
+    // On PostgreSQL `lower()` is the database's own, by its LC_CTYPE: Unicode unless it was created under "C".
+    let unicode = app.with_conn(|c| {
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
+            "lower('ÉÖ') = 'éö'",
+        ))
+        .get_result::<bool>(c)
+        .unwrap()
+    });
+    assert!(
+        unicode || !app.database_url.is_empty(),
+        "SQLite's lower() is replaced"
+    );
+    let typed: &[&str] = if unicode {
+        &[
+            "électricité",
+            "ÉLECTRICITÉ",
+            "öffentlich",
+            "TÉ ÖF",
+            "LECTRICIT",
+        ]
+    } else {
+        eprintln!(
+            "this PostgreSQL database lower-cases ASCII only (LC_CTYPE C): ASCII searches checked"
+        );
+        &["LECTRICIT"]
+    };
+    for typed in typed {
+        let page = officer.get(&format!(
+            "/officer/organisations?{}",
+            common::encode(&[("q", typed)])
+        ));
+        assert_eq!(page.status, Status::Ok);
+        assert!(page.body.contains("Électricité Öffentlich"), "{typed}");
+        assert!(!page.body.contains(">Acme<"), "{typed}: filtered");
+    }
+    let none = officer.get("/officer/organisations?q=%C3%A9lectricit%C3%A9x");
+    assert!(!none.body.contains("Électricité Öffentlich"));
+}

@@ -120,6 +120,7 @@ fn setup_link_creates_the_first_administrator_once() {
     // Spent: the link no longer works, and no second administrator can be made with it.
     let mut other = app.browser();
     assert_eq!(other.get(&format!("/setup/{token}")).status, Status::Gone);
+    let runs = app.state().hasher.runs();
     let again = other.post(
         &format!("/setup/{token}"),
         &[
@@ -129,6 +130,17 @@ fn setup_link_creates_the_first_administrator_once() {
         ],
     );
     assert_eq!(again.status, Status::Gone);
+    // Refused before the password is hashed: a spent or made-up link costs no argon2 run.
+    let made_up = other.post(
+        "/setup/made-up-token",
+        &[
+            ("email", "mallory@example.com"),
+            ("display_name", "M"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(made_up.status, Status::Gone);
+    assert_eq!(app.state().hasher.runs(), runs);
     assert_eq!(
         other.login("mallory@example.com", PASSWORD),
         Status::Unauthorized

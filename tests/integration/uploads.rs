@@ -200,11 +200,17 @@ fn sign_in_returns_to_a_safe_local_next() {
     let done = sign_in_with_next(&mut b, SAM, "/submissions/new?x=1");
     assert_eq!(done.status, Status::SeeOther);
     assert_eq!(done.header("Location"), Some("/submissions/new?x=1"));
-    // Signed in already: the sign-in page sends there at once.
-    assert_eq!(
-        b.get("/login?next=%2Fsubmissions").header("Location"),
-        Some("/submissions")
+    // Signed in already: the sign-in page offers the page, it does not send there (another site's link reaches it
+    // through a 401 page's "Sign in" button); without a `next` it sends to the dashboard.
+    let offered = b.get("/login?next=%2Fsubmissions");
+    assert_eq!(offered.status, Status::Ok);
+    assert!(offered.body.contains("You are signed in already"));
+    assert!(
+        offered.body.contains(r#"href="&#x2F;submissions""#),
+        "{}",
+        offered.body
     );
+    assert_eq!(b.get("/login").header("Location"), Some("/dashboard"));
 }
 
 #[test]

@@ -68,8 +68,7 @@ async fn export(
     id: &str,
 ) -> AppResult<ZipDownload> {
     let admitted = access::admit(ctx.state, &user.user, &ctx.actor, id).await?;
-    let package =
-        access::export_package(ctx.state, &admitted, &ctx.actor, "export", &user.user).await?;
+    let package = access::export_package(ctx.state, &admitted, &ctx.actor, "export").await?;
     Ok(ZipDownload(package))
 }
 

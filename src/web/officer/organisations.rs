@@ -182,7 +182,7 @@ async fn detail_page(ctx: &Ctx<'_>, officer: &OfficerUser<'_>, id: &str) -> AppR
             };
             Ok(Detail {
                 members: orgs::members(c, &id, true)?,
-                submissions: orgs::submission_count(c, &id)?,
+                submissions: orgs::sent_submission_count(c, &id)?,
                 merged_from: orgs::merged_from(c, &id)?,
                 awaiting: invitation::awaiting_officer(c, Some(&id), now)?,
                 has_admin: invitation::organisation_has_administrator(c, &id)?,

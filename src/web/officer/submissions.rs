@@ -335,8 +335,7 @@ async fn export(
     id: &str,
 ) -> AppResult<ZipDownload> {
     let admitted = load(&ctx, &officer, id).await?;
-    let package =
-        access::export_package(ctx.state, &admitted, &ctx.actor, "export", &officer.user).await?;
+    let package = access::export_package(ctx.state, &admitted, &ctx.actor, "export").await?;
     Ok(ZipDownload(package))
 }
 

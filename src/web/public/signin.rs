@@ -68,7 +68,13 @@ fn encode(value: &str) -> String {
 fn login_page(ctx: Ctx<'_>, next: Option<&str>) -> Either<Redirect, Page> {
     let next = next.and_then(safe_next);
     if ctx.who.is_some() {
-        return Either::Left(Redirect::to(after_sign_in(next.unwrap_or_default())));
+        // Signed in already: a `next` is offered, not followed. This is where another site's link ends up once
+        // the 401 page it met (its navigation carried no session cookie) is answered with "Sign in": following
+        // `next` would open a download or an export in the person's name without their asking the portal.
+        return match next {
+            Some(next) => Either::Right(crate::web::fairings::continue_when_signed_in(next)),
+            None => Either::Left(Redirect::to("/dashboard")),
+        };
     }
     Either::Right(Page::new("login.html.tera").with("next", next))
 }

@@ -1292,7 +1292,6 @@ async fn return_package(
                 .into(),
         ));
     }
-    let package =
-        access::export_package(ctx.state, &admitted, &ctx.actor, "return", &user.user).await?;
+    let package = access::export_package(ctx.state, &admitted, &ctx.actor, "return").await?;
     Ok(ZipDownload(package))
 }
