@@ -280,7 +280,7 @@ pub mod messages {
             to: to.into(),
             subject: "Confirm your email address for the PCII portal".into(),
             body: format!(
-                "Hello,\n\nThis address was used to register at the PCII Program Office intake portal. If it was you, sign in with the password you chose, then open this link within {hours} hours to confirm that the address is yours:\n\n{link}\n\nUntil you do, your account cannot submit or see anything of its organisation. A registration not confirmed within {removed_after_days} days is removed, with its organisation. If you did not register, do nothing: the link confirms the address only for whoever registered it, and only once they have signed in.\n{SIGNATURE}"
+                "Hello,\n\nThis address was used to register at the PCII Program Office intake portal. If it was you, open this link within {hours} hours and sign in there with the password you chose: that confirms the address is yours.\n\n{link}\n\nUntil you do, your account cannot sign in. A registration not confirmed within {removed_after_days} days is removed, with its organisation. If the link has expired, use \"Forgot your password?\" on the sign-in page: a password reset confirms the address too. If you did not register, do nothing: the link confirms the address only for whoever registered it, with the password they chose.\n{SIGNATURE}"
             ),
         }
     }

@@ -48,6 +48,7 @@ pub fn login(
     limits: &LoginLimits,
     user_agent: Option<&str>,
     earlier_session: Option<&str>,
+    confirmation: Option<&str>,
     now: i64,
 ) -> AppResult<LoginResult> {
     let email = normalize_email(email);
@@ -110,8 +111,24 @@ pub fn login(
             }
             None => (None, false),
         };
+        // An address nobody has confirmed signs in only with its confirmation link, spent here: otherwise anyone
+        // could learn whether an address has an account by registering it and signing in (a new address's account
+        // takes the registrant's password; a taken one's does not). Refused like a wrong password, counted alike.
+        let mut user = user;
+        let mut confirmed_now = false;
+        if let Some(u) = user.as_mut().filter(|u| password_ok && !u.disabled) {
+            if !u.email_verified() {
+                if let Some(token) = confirmation {
+                    confirmed_now =
+                        super::registration::confirm_by_link(tx, audit, actor, token, &u.id, now)?;
+                }
+                if confirmed_now {
+                    u.email_verified_at = Some(now);
+                }
+            }
+        }
         match user {
-            Some(u) if password_ok && !u.disabled => {
+            Some(u) if password_ok && !u.disabled && u.email_verified() => {
                 // Only this account's count from this address: clearing the address's count would let
                 // one's own successful sign-in reset a guessing run against others.
                 throttle::clear(tx, &account_key)?;
@@ -131,6 +148,9 @@ pub fn login(
                 )?;
                 let capped = sessions::end_beyond_cap(tx, &u.id, &token)?;
                 let mut reasons = Vec::new();
+                if confirmed_now {
+                    reasons.push("address confirmed by its link".to_string());
+                }
                 if ended > 0 {
                     reasons.push("ended the session this browser held before".to_string());
                 }
@@ -160,6 +180,9 @@ pub fn login(
                     None => "unknown account",
                     Some(u) if u.disabled => "account disabled",
                     Some(_) if password.len() > MAX_BYTES => "password over the length cap",
+                    Some(_) if password_ok => {
+                        "address not confirmed: no live confirmation link given"
+                    }
                     Some(_) => "wrong password",
                 };
                 let event = Event {

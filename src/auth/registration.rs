@@ -13,16 +13,12 @@ use crate::db::{new_id, Db, DbConn};
 use crate::domain::Role;
 use crate::error::{AppError, AppResult};
 use crate::mail::{messages, Mail, Mailer};
-use crate::models::account::{self, normalize_email, NewUser};
+use crate::models::account::{self, normalize_email, NewUser, User};
 use crate::models::account_token::{self, Purpose};
 use crate::models::session;
 use crate::models::settings;
 
 const HOUR: i64 = 3600;
-
-/// Confirmation links one account may be sent in an hour (its registration's included): each is a mail to an
-/// address nobody has confirmed yet, so whoever registered someone else's address must not bomb it.
-pub const VERIFY_LINKS_PER_HOUR: i64 = 5;
 
 /// Issues a mailed link's token for an account, voiding its earlier unused tokens of the same purpose (only
 /// the newest link works). Returns the token for the link.
@@ -164,61 +160,6 @@ pub fn register(
     })
 }
 
-/// A new confirmation link for a signed-in account whose address is not confirmed yet (`None` once it is); at most
-/// [`VERIFY_LINKS_PER_HOUR`] an hour (429, the refusal audited).
-pub fn resend_verification(
-    conn: &mut DbConn,
-    audit: &AuditLog,
-    mailer: &Mailer,
-    settings: &Settings,
-    actor: &Actor,
-    user_id: &str,
-    now: i64,
-) -> AppResult<Option<Mail>> {
-    audit.fact(conn, actor, |tx| {
-        let user = account::find(tx, user_id)?;
-        if user.email_verified() {
-            return Ok((
-                Ok(None),
-                Event::new("account.verify_resend", Outcome::Refused)
-                    .object("account", user_id)
-                    .reason("already confirmed"),
-            ));
-        }
-        if account_token::issued_since(tx, user_id, Purpose::VerifyEmail, now - HOUR)?
-            >= VERIFY_LINKS_PER_HOUR
-        {
-            return Ok((
-                Err(AppError::Throttled(
-                    "Too many confirmation links were sent to this address in the last hour. Use the newest \
-                     one, or ask again later."
-                        .into(),
-                )),
-                Event::new("account.verify_resend", Outcome::Refused)
-                    .object("account", user_id)
-                    .reason("throttled"),
-            ));
-        }
-        let token = issue_link(
-            tx,
-            user_id,
-            Purpose::VerifyEmail,
-            now,
-            settings.email_verification_hours * HOUR,
-        )?;
-        let mail = messages::verify_email(
-            &user.email,
-            &mailer.link(&format!("/verify-email/{token}")),
-            settings.email_verification_hours,
-            settings.unconfirmed_account_days,
-        );
-        Ok((
-            Ok(Some(mail)),
-            Event::new("account.verify_resend", Outcome::Success).object("account", user_id),
-        ))
-    })?
-}
-
 /// True while a link of this purpose is live (for the page in front of the form).
 pub fn link_live(conn: &mut DbConn, token: &str, purpose: Purpose, now: i64) -> AppResult<bool> {
     Ok(account_token::peek(conn, &hash_token(token), purpose, now)?.is_some())
@@ -227,41 +168,40 @@ pub fn link_live(conn: &mut DbConn, token: &str, purpose: Purpose, now: i64) -> 
 const LINK_GONE: &str =
     "This link has been used or has expired. Ask for a new one (sign in, or use \"Forgot your password?\").";
 
-/// What a confirmation link opened outside its own account's session is told.
-pub const CONFIRM_IN_OWN_SESSION: &str = "This link confirms the address of the account that registered it: sign in \
-     to that account (with the password chosen at registration), then open the link again. If you did not register at \
-     the PCII portal, ignore the link: the registration is removed unless it is confirmed.";
-
-/// Confirms an address with its single-use link, in a session of the account it was sent for (`signed_in_as`): a
-/// link confirms nothing for whoever merely receives it, or someone who registered another's address (a squatter)
-/// would have it confirmed by the owner's click, and the account would pass for the owner's.
-pub fn confirm_email(
-    conn: &mut DbConn,
+/// Confirms the address of `user_id` with its single-use link, inside the transaction of the sign-in that gave the
+/// password chosen at registration ([`crate::auth::login::login`]): a link confirms nothing for whoever merely
+/// receives it, or someone who registered another's address (a squatter) would have it confirmed by the owner's
+/// click, and the account would pass for the owner's. `false`, nothing spent, when the link is not live or is
+/// another account's.
+pub fn confirm_by_link(
+    tx: &mut DbConn,
     audit: &AuditLog,
     actor: &Actor,
     token: &str,
-    signed_in_as: &str,
+    user_id: &str,
     now: i64,
-) -> AppResult<()> {
+) -> AppResult<bool> {
     let hash = hash_token(token);
-    // A read first: a flood of made-up links does not queue for the write lock every fact takes.
-    if account_token::peek(conn, &hash, Purpose::VerifyEmail, now)?.is_none() {
-        return Err(AppError::Gone(LINK_GONE.into()));
+    if account_token::peek(tx, &hash, Purpose::VerifyEmail, now)?.as_deref() != Some(user_id)
+        || account_token::spend(tx, &hash, Purpose::VerifyEmail, now)?.is_none()
+    {
+        return Ok(false);
     }
-    audit.fact(conn, actor, |tx| {
-        let Some(user_id) = account_token::spend(tx, &hash, Purpose::VerifyEmail, now)? else {
-            return Err(AppError::Gone(LINK_GONE.into()));
-        };
-        if user_id != signed_in_as {
-            // The error rolls the spending back: the link still works in its own account's session.
-            return Err(AppError::Refused(CONFIRM_IN_OWN_SESSION.into()));
-        }
-        account::set_email_verified(tx, &user_id, now)?;
-        Ok((
-            (),
-            Event::new("account.verify_email", Outcome::Success).object("account", &user_id),
-        ))
-    })
+    account::set_email_verified(tx, user_id, now)?;
+    audit.append(
+        tx,
+        actor,
+        &Event::new("account.verify_email", Outcome::Success).object("account", user_id),
+    )?;
+    Ok(true)
+}
+
+/// The account a live confirmation link was sent for (for the page in front of the sign-in it takes).
+pub fn confirmation_for(conn: &mut DbConn, token: &str, now: i64) -> AppResult<Option<User>> {
+    match account_token::peek(conn, &hash_token(token), Purpose::VerifyEmail, now)? {
+        Some(user_id) => Ok(account::find_opt(conn, &user_id)?.filter(|u| !u.email_verified())),
+        None => Ok(None),
+    }
 }
 
 /// "Forgot your password?": mails a reset link when the address has a live account, and answers the same

@@ -341,7 +341,7 @@ async fn require<'r>(
         (Some(a), Some(_)) if !a.user.email_verified() => {
             crate::web::error::set_error_message(
                 req,
-                "Confirm your email address first: open the link we sent you. Lost it? Ask for a new one at /verify-email.".into(),
+                "Confirm your email address first: open the link we sent you and sign in there. Lost it? Use \"Forgot your password?\" on the sign-in page: a reset confirms the address too.".into(),
             );
             (Status::Forbidden, "email address not confirmed".to_string())
         }

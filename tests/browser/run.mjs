@@ -448,18 +448,16 @@ async function mailed(outbox, email, subject, { since = 0, wait = 30000 } = {}) 
 }
 
 /**
- * A freshly registered person, signed in and held on "Confirm your email address", opens the link the
- * portal mailed it and confirms: its home page follows.
+ * A freshly registered person (an unconfirmed account does not sign in) opens the link the portal mailed it and
+ * signs in on its page with the password it chose: that confirms the address, and its home page follows.
  */
-async function confirmEmail(p, email, label, { base = BASE, outbox = OUTBOX, shot, pendingShot } = {}) {
+async function confirmEmail(p, email, label, { base = BASE, outbox = OUTBOX, shot } = {}) {
   const { page } = p;
-  expect(new URL(page.url()).pathname === '/verify-email', `an unconfirmed ${label} landed on ${page.url()}, not /verify-email`);
-  expect(/Confirm your email address/.test(await heading(page)), 'the pending page does not ask to confirm the address');
-  if (pendingShot) await screenshot(page, pendingShot);
   const link = await mailedLink(outbox, email, '/verify-email/');
   await go(page, `${label}: opens the confirmation link`, link, { base, shot });
-  await go(page, `${label}: address confirmed`, () => press(page, page.getByRole('button', { name: 'Confirm my address' })));
-  expect(/email address is confirmed/.test(await notice(page)), `no confirmation notice: "${await notice(page)}"`);
+  expect(/Confirm your email address/.test(await heading(page)), `the confirmation page is headed "${await heading(page)}"`);
+  expect(await byId(page, 'email').inputValue() === email, 'the confirmation page does not prefill the address');
+  await go(page, `${label}: address confirmed, signed in`, () => fillAndEnter(page, { password: PASSWORD }));
 }
 
 /** An invitee opens its emailed link in a browser of its own and chooses its password. */
@@ -756,11 +754,11 @@ async function flowSubmitter(browser) {
     password: PASSWORD,
   }), { shot: '07-sign-in' });
   expect(/Registration received/.test(await notice(page)), 'no confirmation after registering');
-  // Until the address is confirmed, signing in leads to "Confirm your email address" only.
-  await go(page, 'submitter: signed in → confirm the address', () => fillAndEnter(page, { email: people.submitter.email, password: PASSWORD }));
-  await go(page, 'submitter: my submissions before confirming', '/submissions', { expectStatus: 403 });
-  await go(page, 'submitter: home → still "confirm the address"', '/dashboard');
-  await confirmEmail(p, people.submitter.email, 'submitter', { pendingShot: '06b-verify-email', shot: '06c-confirm-email' });
+  // Until the address is confirmed, the account does not sign in: answered as a wrong password is.
+  await go(page, 'submitter: signs in before confirming', () => fillAndEnter(page, { email: people.submitter.email, password: PASSWORD }), { expectStatus: 401 });
+  expect((await page.locator('.error-summary').textContent()).includes('not correct'), 'an unconfirmed account is not refused as a wrong password is');
+  await go(page, 'submitter: my submissions before confirming', '/submissions', { expectStatus: 401 });
+  await confirmEmail(p, people.submitter.email, 'submitter', { shot: '06c-confirm-email' });
   expect(new URL(page.url()).pathname === '/submissions', `the confirmed submitter landed on ${page.url()}`);
 
   await go(page, 'submitter: new submission form', () => press(page, page.getByRole('link', { name: 'New submission' }).first()));
@@ -1265,7 +1263,6 @@ async function flowOtherOrganisation(browser) {
     display_name: people.other.name, organisation: people.other.organisation, email: people.other.email, password: PASSWORD,
   }));
   expect(/Registration received/.test(await notice(page)), 'no confirmation after registering');
-  await go(page, 'other submitter: signed in', () => fillAndEnter(page, { email: people.other.email, password: PASSWORD }));
   await confirmEmail(p, people.other.email, 'other submitter');
   expect(new URL(page.url()).pathname === '/submissions', `the confirmed other submitter landed on ${page.url()}`);
   // Pasting another organisation's address: the same 404 as for an id that does not exist.
@@ -1294,7 +1291,6 @@ async function flowTooLarge(browser) {
     display_name: people.big.name, organisation: people.big.organisation, email: people.big.email, password: PASSWORD,
   }));
   expect(/Registration received/.test(await notice(page)), 'no confirmation after registering');
-  await go(page, 'large upload: signed in', () => fillAndEnter(page, { email: people.big.email, password: PASSWORD }));
   await confirmEmail(p, people.big.email, 'large upload', { base, outbox: SMALL_OUTBOX });
   expect(new URL(page.url()).pathname === '/submissions', `the confirmed submitter landed on ${page.url()}`);
   // This portal's origin is http://127.0.0.1:PORT: an IP address, where passkeys are off (and say so). A
@@ -1442,7 +1438,6 @@ async function newSubmitter(browser, who, label, base, outbox) {
   await go(page, `${label}: registered`, () => fillAndEnter(page, {
     display_name: who.name, organisation: who.organisation, email: who.email, password: PASSWORD,
   }));
-  await go(page, `${label}: signed in`, () => fillAndEnter(page, { email: who.email, password: PASSWORD }));
   await confirmEmail(p, who.email, label, { base, outbox });
   expect(here(page) === '/submissions', `${label} landed on ${page.url()}`);
   return p;

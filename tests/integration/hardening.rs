@@ -651,8 +651,22 @@ fn emails_are_normalised_and_confusable_addresses_refused() {
             .count(),
         1
     );
-    // The first password still signs in; the second did nothing.
-    assert_eq!(visitor.login("ann@example.com", PASSWORD), Status::SeeOther);
+    // The first password still signs in (on the confirmation link's page); the second did nothing.
+    let link = app
+        .mailed_link("ann@example.com", "/verify-email/")
+        .expect("a confirmation link");
+    assert_eq!(
+        visitor
+            .confirm_address(&link, "ann@example.com", "a different long passphrase")
+            .status,
+        Status::Unauthorized
+    );
+    assert_eq!(
+        visitor
+            .confirm_address(&link, "ann@example.com", PASSWORD)
+            .status,
+        Status::SeeOther
+    );
 
     let mut other = app.browser();
     for (email, says) in [

@@ -61,14 +61,52 @@ fn registration_creates_a_submitter_with_its_organisation() {
         ],
     );
     assert_eq!(res.status, Status::SeeOther);
-    assert_eq!(b.login("sam@acme.example", PASSWORD), Status::SeeOther);
+    // Until its address is confirmed the account does not sign in: refused as a wrong password is, so that a
+    // stranger who registers an address and signs in cannot tell whether it had an account already.
+    let refused = b.post(
+        "/login",
+        &[("email", "sam@acme.example"), ("password", PASSWORD)],
+    );
+    assert_eq!(refused.status, Status::Unauthorized);
+    assert!(refused
+        .body
+        .contains("The email or password is not correct."));
+    let wrong = app.browser().post(
+        "/login",
+        &[
+            ("email", "sam@acme.example"),
+            ("password", "not the password at all"),
+        ],
+    );
+    assert_eq!(wrong.status, refused.status);
+    // The same page as a wrong password's, but for its form token and request id.
+    let strip = |body: &str| -> String {
+        body.lines()
+            .filter(|l| !l.contains("name=\"csrf\"") && !l.to_lowercase().contains("request"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(&wrong.body), strip(&refused.body));
+    assert!(app
+        .audit_reasons("auth.login")
+        .contains(&"address not confirmed: no live confirmation link given".to_string()));
+    // The mailed link's page signs in with the password chosen, and that confirms the address.
+    let link = app
+        .mailed_link("sam@acme.example", "/verify-email/")
+        .expect("a confirmation link");
+    let done = b.confirm_address(&link, "sam@acme.example", PASSWORD);
+    assert_eq!(done.status, Status::SeeOther, "{}", done.body);
     let account = b.get("/account");
     assert!(account.body.contains("Acme Water"));
     assert!(account.body.contains("Submitter"));
-    // Its organisation's pages wait for the emailed confirmation.
-    assert_eq!(b.get("/submissions").status, Status::Forbidden);
-    let dashboard = b.get("/dashboard");
-    assert_eq!(dashboard.header("Location"), Some("/verify-email"));
+    assert_eq!(b.get("/submissions").status, Status::Ok);
+    assert_eq!(app.audit_count("account.verify_email"), 1);
+    // Spent: the link's page says so, and the account now signs in as any other.
+    assert_eq!(app.browser().get(&link).status, Status::Gone);
+    assert_eq!(
+        app.browser().login("sam@acme.example", PASSWORD),
+        Status::SeeOther
+    );
 }
 
 #[test]
@@ -269,11 +307,9 @@ fn register(app: &TestApp, email: &str, organisation: &str) {
     assert_eq!(res.status, Status::SeeOther, "{}", res.body);
 }
 
-/// Opens a confirmation link in a session of the account it was sent to (the only place it confirms).
+/// Opens a confirmation link and signs in on its page with the password chosen (the only way it confirms).
 fn confirm_in_own_session(app: &TestApp, email: &str, link: &str) -> Status {
-    let mut b = app.browser();
-    assert_eq!(b.login(email, PASSWORD), Status::SeeOther);
-    b.post(link, &[]).status
+    app.browser().confirm_address(link, email, PASSWORD).status
 }
 
 /// (account id, organisation id) of the account with this address, if it exists.
@@ -327,10 +363,11 @@ fn an_unconfirmed_registration_is_removed_after_the_limit_and_its_address_can_re
     let app = TestApp::new();
     register(&app, "late@acme.example", "Acme Water");
     let (id, org) = registered(&app, "late@acme.example").unwrap();
+    // Unconfirmed, it does not sign in (its confirmation link's page is the way in).
     let mut registrant = app.browser();
     assert_eq!(
         registrant.login("late@acme.example", PASSWORD),
-        Status::SeeOther
+        Status::Unauthorized
     );
 
     // A minute short of seven days: not yet.
@@ -358,7 +395,6 @@ fn an_unconfirmed_registration_is_removed_after_the_limit_and_its_address_can_re
         )
     });
     assert_eq!((sessions_left, tokens_left), (0, 0));
-    assert_ne!(registrant.get("/verify-email").status, Status::Ok);
 
     // Audited as the portal itself, by ids: no address, name or organisation name.
     let entries = purge_entries(&app);

@@ -30,9 +30,7 @@ pub fn routes() -> Vec<rocket::Route> {
         register_page,
         register,
         verify_email_pending,
-        verify_email_resend,
         verify_email_page,
-        verify_email,
         forgot_page,
         forgot,
         reset_page,
@@ -125,7 +123,7 @@ async fn register(ctx: Ctx<'_>, form: CsrfForm<RegisterForm>) -> AppResult<Eithe
             deliver::send(state, mail).await;
             Ok(Either::Left(Notice::redirect(
                 "/login",
-                "Registration received. We sent a link to your email address: sign in, then open it to confirm the address.",
+                "Registration received. We sent a link to your email address: open it and sign in there, with the password you chose, to confirm the address.",
             )))
         }
         Err(errors) => Ok(Either::Right(register_errors(
@@ -145,119 +143,28 @@ fn verify_email_pending(user: CurrentUser<'_>) -> Either<Redirect, Page> {
     Either::Right(Page::new("verify_email_pending.html.tera").with("email", &user.user.email))
 }
 
-#[rocket::post("/verify-email/resend", data = "<_form>")]
-async fn verify_email_resend(
-    ctx: Ctx<'_>,
-    user: CurrentUser<'_>,
-    _form: CsrfForm<crate::web::forms::NoFields>,
-) -> AppResult<Notice> {
-    let state = ctx.state;
-    let (audit, mailer, settings, actor, id) = (
-        state.audit.clone(),
-        state.mailer.clone(),
-        state.settings.clone(),
-        ctx.actor.clone(),
-        user.user.id.clone(),
-    );
-    let now = state.clock.now();
-    let mail = state
-        .db
-        .run(move |c| {
-            registration::resend_verification(c, &audit, &mailer, &settings, &actor, &id, now)
-        })
-        .await?;
-    let Some(mail) = mail else {
-        return Ok(Notice::redirect(
-            "/dashboard",
-            "Your email address is already confirmed.",
-        ));
-    };
-    let to = mail.to.clone();
-    match crate::mail::send_off_executor(&state.mailer, mail).await {
-        Ok(()) => Ok(Notice::redirect(
-            "/verify-email",
-            "We sent a new link. Earlier links no longer work.",
-        )),
-        // For good: trying again will not help, so the answer must not say it would.
-        Err(e @ (crate::mail::MailError::Address | crate::mail::MailError::Rejected(_))) => {
-            tracing::warn!(error = %e, "a confirmation link was refused for good");
-            Err(AppError::Invalid(format!(
-                "The mail server does not accept mail for {to}, so no link can reach it. Register again with \
-                 another address, or ask your organisation's administrator to invite you."
-            )))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "sending mail failed");
-            Err(AppError::Unavailable("the mail could not be sent".into()))
-        }
-    }
-}
-
-/// The page in front of a confirmation link: the link itself changes nothing (mail scanners open links);
-/// the button does.
+/// The page in front of a confirmation link: the link itself changes nothing (mail scanners open links). It is the
+/// sign-in form with the link's token: signing in with the password chosen at registration confirms the address
+/// (an account whose address is not confirmed signs in no other way; see `auth::login::login`).
 #[rocket::get("/verify-email/<token>")]
 async fn verify_email_page(ctx: Ctx<'_>, token: &str) -> AppResult<Page> {
     let t = token.to_string();
     let now = ctx.state.clock.now();
-    if !ctx
+    let Some(account) = ctx
         .state
         .db
-        .run(move |c| registration::link_live(c, &t, Purpose::VerifyEmail, now))
+        .run(move |c| registration::confirmation_for(c, &t, now))
         .await?
-    {
+    else {
         return Err(AppError::Gone(
-            "This confirmation link has been used or has expired. Sign in to ask for a new one."
+            "This confirmation link has been used or has expired. For a new one, use \"Forgot your password?\" \
+             on the sign-in page: a password reset confirms the address too."
                 .into(),
         ));
-    }
-    // Signed out, the page asks for a sign-in first and comes back here after it (see `confirm_email`).
-    let sign_in = ctx
-        .who
-        .is_none()
-        .then(|| signin::login_link(&format!("/verify-email/{token}")));
-    Ok(Page::new("verify_email.html.tera")
-        .with("token", token)
-        .with("sign_in", sign_in))
-}
-
-#[rocket::post("/verify-email/<token>", data = "<_form>")]
-async fn verify_email(
-    ctx: Ctx<'_>,
-    token: &str,
-    _form: CsrfForm<crate::web::forms::NoFields>,
-) -> AppResult<Notice> {
-    let now = ctx.state.clock.now();
-    let Some(who) = ctx.who else {
-        // A link that is not (or no longer) live is answered as such, from a read (a flood of made-up links takes
-        // no write lock); a live one asks for the sign-in.
-        let t = token.to_string();
-        let live = ctx
-            .state
-            .db
-            .run(move |c| registration::link_live(c, &t, Purpose::VerifyEmail, now))
-            .await?;
-        return Err(if live {
-            AppError::Refused(registration::CONFIRM_IN_OWN_SESSION.into())
-        } else {
-            AppError::Gone(
-                "This confirmation link has been used or has expired. Sign in to ask for a new one.".into(),
-            )
-        });
     };
-    let (audit, actor, t, uid) = (
-        ctx.state.audit.clone(),
-        ctx.actor.clone(),
-        token.to_string(),
-        who.user.id.clone(),
-    );
-    ctx.state
-        .db
-        .run(move |c| registration::confirm_email(c, &audit, &actor, &t, &uid, now))
-        .await?;
-    Ok(Notice::redirect(
-        "/dashboard",
-        "Your email address is confirmed.",
-    ))
+    Ok(Page::new("login.html.tera")
+        .with("confirm", token)
+        .with("email", &account.email))
 }
 
 #[rocket::get("/password/forgot")]

@@ -105,6 +105,10 @@ struct LoginForm {
     /// Where the person was before being asked to sign in (followed only if [`safe_next`]).
     #[field(default = String::new())]
     next: String,
+    /// A confirmation link's token, from the page in front of it: an account whose address is not confirmed signs
+    /// in only with it (and confirms it so).
+    #[field(default = String::new())]
+    confirm: String,
 }
 
 #[rocket::post("/login", data = "<form>")]
@@ -118,7 +122,10 @@ async fn login(
         email,
         password,
         next,
+        confirm,
     } = form.0;
+    let confirm = (!confirm.is_empty() && confirm.len() <= 128).then_some(confirm);
+    let confirm_shown = confirm.clone();
     let next = safe_next(&next).map(str::to_string);
     let s = &ctx.state.settings;
     let limits = LoginLimits {
@@ -164,6 +171,7 @@ async fn login(
                 &limits,
                 user_agent.0.as_deref(),
                 earlier_session.as_deref(),
+                confirm.as_deref(),
                 now,
             )
         })
@@ -193,7 +201,8 @@ async fn login(
                 .status(Status::Unauthorized)
                 .with("error", "The email or password is not correct.")
                 .with("email", email_shown)
-                .with("next", &next),
+                .with("next", &next)
+                .with("confirm", &confirm_shown),
         )),
         LoginResult::Throttled => Ok(Either::Right(
             Page::new("login.html.tera")
@@ -204,7 +213,8 @@ async fn login(
                     "Too many failed sign-in attempts. Wait a few minutes and try again.",
                 )
                 .with("email", email_shown)
-                .with("next", &next),
+                .with("next", &next)
+                .with("confirm", &confirm_shown),
         )),
     }
 }

@@ -598,6 +598,23 @@ impl<'c> Browser<'c> {
         page.status
     }
 
+    /// Opens a confirmation link (`/verify-email/<token>`), as a registrant does, and signs in on its page with
+    /// `email` and `password`: the answer to that sign-in (303 to the dashboard once the address is confirmed).
+    pub fn confirm_address(&mut self, link: &str, email: &str, password: &str) -> Page {
+        let page = self.get(link);
+        assert_eq!(page.status, Status::Ok, "{link}: {}", page.body);
+        assert!(
+            page.body.contains("Confirm your email address"),
+            "{}",
+            page.body
+        );
+        let token = link.trim_start_matches("/verify-email/");
+        self.post(
+            "/login",
+            &[("email", email), ("password", password), ("confirm", token)],
+        )
+    }
+
     /// Posts a fresh authenticator code of `email` to finish signing in.
     pub fn give_second_factor(&mut self, email: &str) -> Page {
         let code = totp_code(self.state(), email);
