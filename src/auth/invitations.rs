@@ -63,12 +63,27 @@ fn is_org_admin(u: &User) -> bool {
         && u.organisation_id.is_some()
 }
 
-/// What the invitee is invited as, for the message and the acceptance page.
+/// What the invitee is invited as, for the message and the acceptance page. An organisation is named with who
+/// invited, and whether the PCII Program Office has verified it: anyone may register an organisation under a real
+/// company's name, and a new hire invited into such a lookalike would submit to whoever made it.
 fn what(conn: &mut DbConn, inv: &Invitation) -> AppResult<String> {
     Ok(
         match (inv.role(), &inv.organisation_id, &inv.new_organisation) {
             (Role::Submitter, Some(org), _) => {
-                format!("as a member of {}", account::organisation_name(conn, org)?)
+                let organisation = crate::models::organisation::find(conn, org)?;
+                let by = match &inv.invited_by {
+                    Some(id) => account::find_opt(conn, id)?
+                        .map(|u| format!(", invited by {} <{}>", u.display_name, u.email))
+                        .unwrap_or_default(),
+                    None => String::new(),
+                };
+                let standing = if organisation.verified_at.is_some() {
+                    "an organisation the PCII Program Office has verified"
+                } else {
+                    "an organisation the PCII Program Office has not verified: accept only if you know it is your \
+                     company's"
+                };
+                format!("as a member of {}{by} ({standing})", organisation.name)
             }
             (Role::Submitter, None, Some(name)) => {
                 format!("to register {name} as its organisation administrator")

@@ -90,6 +90,44 @@ fn signed_out(page: &common::Page) -> bool {
 
 // ---- organisation administrators ----
 
+/// An invitation into an organisation names who invited and whether the Program Office has verified the
+/// organisation (anyone may register one under a real company's name), in the mail and on the acceptance page.
+#[test]
+fn an_invitation_says_who_invited_and_whether_the_office_verified_the_organisation() {
+    let app = TestApp::new();
+    let mut admin = app.login_as(Role::Submitter, "a@acme.example", Some("Acme"));
+    let token = invite(&app, &mut admin, "new@acme.example", "New Hire");
+    let mail = app.outbox().pop().unwrap();
+    assert!(
+        mail.contains("as a member of Acme, invited by Test a@acme.example <a@acme.example>"),
+        "{mail}"
+    );
+    assert!(mail.contains("has not verified"), "{mail}");
+    let page = app.browser().get(&format!("/invitations/{token}"));
+    assert!(page.body.contains("has not verified"), "{}", page.body);
+    assert!(
+        page.body.contains("&lt;a@acme.example&gt;"),
+        "{}",
+        page.body
+    );
+    // Verified by an officer, the next invitation says so.
+    let acme = app.organisation_id("Acme").unwrap();
+    let mut officer = app.login_as(Role::Officer, "o@example.gov", None);
+    let page = officer.post(
+        &format!("/officer/organisations/{acme}/verify"),
+        &[("method", "Called the company's published number")],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let token = invite(&app, &mut admin, "next@acme.example", "Next Hire");
+    let page = app.browser().get(&format!("/invitations/{token}"));
+    assert!(
+        page.body.contains("the PCII Program Office has verified"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("has not verified"));
+}
+
 #[test]
 fn an_invited_colleague_sees_the_submissions_until_removed_then_is_signed_out_and_locked_out() {
     let app = TestApp::new();
