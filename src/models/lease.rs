@@ -91,6 +91,16 @@ pub fn clear(conn: &mut DbConn, name: &str) -> QueryResult<()> {
         .map(|_| ())
 }
 
+/// At start, on SQLite: a lease found can only be this instance's own from before a restart (one instance per
+/// database file), so it is cleared and the first round runs at once instead of waiting, after a `kill -9`, for the
+/// dead process's lease to lapse. On PostgreSQL another instance may hold it: kept.
+pub fn clear_own_at_start(conn: &mut DbConn, name: &str) -> QueryResult<()> {
+    if matches!(conn, DbConn::Sqlite(_)) {
+        clear(conn, name)?;
+    }
+    Ok(())
+}
+
 /// Gives the lease up, if `holder` holds it: another instance may take it at once. Returns whether it did.
 pub fn release(conn: &mut DbConn, name: &str, holder: &str) -> QueryResult<bool> {
     diesel::delete(leases::table.find(name).filter(leases::holder.eq(holder)))

@@ -112,8 +112,9 @@ impl Submission {
 pub enum Scope<'a> {
     /// A submitter: its own organisation's submissions only.
     Organisation(&'a str),
-    /// A PCII officer: every submission that left the draft stage (drafts are the submitter's alone).
-    ProgramOffice,
+    /// Every submission that left the draft stage (drafts are the submitter's alone): what a PCII officer may be
+    /// shown, and what an authorized user's grant can name.
+    Sent,
 }
 
 /// Submissions waiting on their organisation's answer — not validated with no choice made, or a return chosen (after
@@ -143,7 +144,7 @@ pub fn find(conn: &mut DbConn, id: &str, scope: Scope<'_>) -> QueryResult<Submis
         .into_boxed();
     let query = match scope {
         Scope::Organisation(org) => query.filter(submissions::organisation_id.eq(org.to_string())),
-        Scope::ProgramOffice => query.filter(submissions::status.ne(Status::Draft)),
+        Scope::Sent => query.filter(submissions::status.ne(Status::Draft)),
     };
     query.first(conn)
 }

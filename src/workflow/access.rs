@@ -205,7 +205,7 @@ pub fn decide(
             Some(org) => Scope::Organisation(org),
             None => return Ok(Err(Refusal::NoOrganisation)),
         },
-        Role::Officer => Scope::ProgramOffice,
+        Role::Officer => Scope::Sent,
         Role::AuthorizedUser => return decide_for_authorized_user(conn, user, id, now),
         Role::Auditor | Role::Administrator => return Ok(Err(Refusal::NoContentRole)),
     };
@@ -268,7 +268,7 @@ fn decide_for_authorized_user(
         };
         return Ok(Err(refusal));
     }
-    let sub = submission::find(conn, id, Scope::ProgramOffice)?;
+    let sub = submission::find(conn, id, Scope::Sent)?;
     if !lifecycle::releasable(sub.status()) {
         return Ok(Err(Refusal::NotValidated));
     }

@@ -592,7 +592,7 @@ pub async fn refuse(
                 if req.state != RequestState::Pending {
                     return Err(already_decided());
                 }
-                let sub = submission::find(tx, &req.submission_id, Scope::ProgramOffice)?;
+                let sub = submission::find(tx, &req.submission_id, Scope::Sent)?;
                 decisions::not_own(&officer, &sub)?;
                 let sealed =
                     Sealer::for_submission(tx, &sub.id, &spare, &keys, now)?.seal(&reason)?;

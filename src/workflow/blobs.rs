@@ -354,9 +354,7 @@ pub fn sweep_at_start(
     let grace = Duration::from_secs(settings.blob_sweep_grace_minutes * 60);
     let every = settings.blob_sweep_interval_seconds;
     let holder = lease_holder();
-    if matches!(conn, DbConn::Sqlite(_)) {
-        lease::clear(conn, SWEEP_LEASE)?;
-    }
+    lease::clear_own_at_start(conn, SWEEP_LEASE)?;
     let swept = sweep_if_leased(
         &mut &mut *conn,
         store,

@@ -119,9 +119,9 @@ fn change_one(
     id: &str,
     now: i64,
 ) -> AppResult<Option<Event>> {
-    let sub = submission::find(tx, id, Scope::ProgramOffice)?;
+    let sub = submission::find(tx, id, Scope::Sent)?;
     not_own(officer, &sub)?;
-    if matches!(sub.status(), Status::Destroyed | Status::Returned) {
+    if super::lifecycle::content_destroyed(sub.status()) {
         return Err(AppError::Conflict(format!(
             "{} is closed: it has no case to handle.",
             sub.tracking_number.as_deref().unwrap_or("This submission")
@@ -173,7 +173,7 @@ pub async fn add_note(
         actor,
         submission_id,
         move |tx, officer, sub, sealer| {
-            if matches!(sub.status(), Status::Destroyed | Status::Returned) {
+            if super::lifecycle::content_destroyed(sub.status()) {
                 return Err(AppError::Conflict(
                     "This submission was closed: its case takes no more notes.".into(),
                 ));
@@ -220,7 +220,7 @@ pub async fn notes(
 /// The title a list shows for a row: opened only where the submission's content still exists (a destroyed or
 /// returned submission shows none), `None` where it cannot be opened.
 pub fn title_of(texts: &Texts, status: Status, sealed: Option<&str>) -> Option<String> {
-    if matches!(status, Status::Destroyed | Status::Returned) {
+    if super::lifecycle::content_destroyed(status) {
         return None;
     }
     texts.try_open(sealed?).filter(|t| !t.is_empty())

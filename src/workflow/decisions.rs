@@ -158,7 +158,7 @@ where
         .run(move |c| {
             audit.fact(c, &actor, |tx| {
                 crate::workflow::access::still_as_read(tx, &officer)?;
-                let sub = submission::find(tx, &id, Scope::ProgramOffice)?;
+                let sub = submission::find(tx, &id, Scope::Sent)?;
                 not_own(&officer, &sub)?;
                 let sealer = Sealer::for_submission(tx, &sub.id, &spare, &keys, now)?;
                 act(tx, &officer, &sub, &sealer)

@@ -1119,7 +1119,7 @@ pub async fn request(
             })
         })
         .await?;
-    if matches!(status, Status::Destroyed | Status::Returned) {
+    if crate::workflow::lifecycle::content_destroyed(status) {
         crate::workflow::destruction::checkpoint_after(state).await;
     }
     delete_after_commit(state, shredded).await;

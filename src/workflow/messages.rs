@@ -626,7 +626,7 @@ fn commit_message(
                 .as_deref()
                 .ok_or(AppError::NotFound)?,
         ),
-        Side::Office => Scope::ProgramOffice,
+        Side::Office => Scope::Sent,
     };
     crate::workflow::access::still_as_read(tx, writer)?;
     // Read again under the write lock: a decision taken meanwhile closes the thread.

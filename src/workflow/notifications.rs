@@ -563,14 +563,9 @@ async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Round>> 
     Ok(Some(done))
 }
 
-/// At start, on SQLite: the lease [`LEASE`] found can only be this instance's own from before a restart (one
-/// instance per database file), so it is cleared, as the sweep's is: after a `kill -9` the next rounds run at once
-/// instead of waiting for the dead process's lease to lapse. On PostgreSQL another instance may hold it: kept.
+/// At start: see [`lease::clear_own_at_start`].
 pub fn clear_lease_at_start(conn: &mut DbConn) -> diesel::QueryResult<()> {
-    if matches!(conn, DbConn::Sqlite(_)) {
-        lease::clear(conn, LEASE)?;
-    }
-    Ok(())
+    lease::clear_own_at_start(conn, LEASE)
 }
 
 /// Runs a round every `notification_interval_seconds` (0: never) on the current Tokio runtime.

@@ -86,13 +86,9 @@ async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Purge>> 
         .await
 }
 
-/// At start, on SQLite: a lease found can only be this instance's own from before a restart (see
-/// `notifications::clear_lease_at_start`), so it is cleared and the first round runs at once.
+/// At start: see [`lease::clear_own_at_start`].
 pub fn clear_lease_at_start(conn: &mut DbConn) -> diesel::QueryResult<()> {
-    if matches!(conn, DbConn::Sqlite(_)) {
-        lease::clear(conn, LEASE)?;
-    }
-    Ok(())
+    lease::clear_own_at_start(conn, LEASE)
 }
 
 /// Runs a round now and then every [`INTERVAL_SECS`] on the current Tokio runtime.

@@ -168,10 +168,7 @@ pub(super) async fn submission_page(
             })
             .collect(),
         notes,
-        open: !matches!(
-            sub.status(),
-            crate::domain::Status::Destroyed | crate::domain::Status::Returned
-        ),
+        open: !crate::workflow::lifecycle::content_destroyed(sub.status()),
     };
     let mut note_form = FormView::new(String::new());
     if let Some(n) = note {
@@ -1280,7 +1277,7 @@ async fn find(
             .db
             .run({
                 let tn = tn.clone();
-                move |c| Ok(submission::find_by_tracking(c, &tn, Scope::ProgramOffice)?)
+                move |c| Ok(submission::find_by_tracking(c, &tn, Scope::Sent)?)
             })
             .await;
         return match found {
