@@ -309,12 +309,20 @@ pub mod messages {
         }
     }
 
-    pub fn invitation(to: &str, name: &str, what: &str, link: &str, days: i64) -> Mail {
+    pub fn invitation(
+        to: &str,
+        name: &str,
+        standing: Option<&str>,
+        what: &str,
+        link: &str,
+        days: i64,
+    ) -> Mail {
+        let standing = standing.map(|s| format!("{s}\n\n")).unwrap_or_default();
         Mail {
             to: to.into(),
             subject: "You are invited to the PCII portal".into(),
             body: format!(
-                "Hello {name},\n\nYou are invited to the PCII Program Office intake portal {what}. Open this link within {days} days to choose your password; it works once:\n\n{link}\n{SIGNATURE}"
+                "Hello {name},\n\n{standing}You are invited to the PCII Program Office intake portal {what}. Open this link within {days} days to choose your password; it works once:\n\n{link}\n{SIGNATURE}"
             ),
         }
     }

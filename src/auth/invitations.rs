@@ -63,27 +63,45 @@ fn is_org_admin(u: &User) -> bool {
         && u.organisation_id.is_some()
 }
 
-/// What the invitee is invited as, for the message and the acceptance page. An organisation is named with who
-/// invited, and whether the PCII Program Office has verified it: anyone may register an organisation under a real
-/// company's name, and a new hire invited into such a lookalike would submit to whoever made it.
+/// Whether the PCII Program Office has verified the organisation an invitation is into, and who invited: anyone may
+/// register an organisation under a real company's name, and a new hire invited into such a lookalike would submit
+/// to whoever made it. Said first and on its own line (mail) or paragraph (page), so that a name the organisation
+/// chose cannot come before it and claim otherwise. `None` for an invitation that is not into an organisation.
+fn standing(conn: &mut DbConn, inv: &Invitation) -> AppResult<Option<String>> {
+    let (Role::Submitter, Some(org)) = (inv.role(), &inv.organisation_id) else {
+        return Ok(None);
+    };
+    let organisation = crate::models::organisation::find(conn, org)?;
+    let verified = if organisation.verified_at.is_some() {
+        "This organisation has been verified by the PCII Program Office."
+    } else {
+        "This organisation has NOT been verified by the PCII Program Office: anyone can register one under any \
+         name. Accept only if you know the invitation comes from your own company."
+    };
+    // A member of the organisation is named (the invitee can ask it); staff are the Office.
+    let by = match &inv.invited_by {
+        Some(id) => match account::find_opt(conn, id)? {
+            Some(u) if u.organisation_id.as_deref() == Some(org.as_str()) => {
+                format!(" You were invited by {} <{}>.", u.display_name, u.email)
+            }
+            Some(_) => " You were invited by the PCII Program Office.".to_string(),
+            None => String::new(),
+        },
+        None => String::new(),
+    };
+    Ok(Some(format!("{verified}{by}")))
+}
+
+/// What the invitee is invited as, for the message and the acceptance page (an organisation's name quoted: it is
+/// whatever its registrant typed).
 fn what(conn: &mut DbConn, inv: &Invitation) -> AppResult<String> {
     Ok(
         match (inv.role(), &inv.organisation_id, &inv.new_organisation) {
             (Role::Submitter, Some(org), _) => {
-                let organisation = crate::models::organisation::find(conn, org)?;
-                let by = match &inv.invited_by {
-                    Some(id) => account::find_opt(conn, id)?
-                        .map(|u| format!(", invited by {} <{}>", u.display_name, u.email))
-                        .unwrap_or_default(),
-                    None => String::new(),
-                };
-                let standing = if organisation.verified_at.is_some() {
-                    "an organisation the PCII Program Office has verified"
-                } else {
-                    "an organisation the PCII Program Office has not verified: accept only if you know it is your \
-                     company's"
-                };
-                format!("as a member of {}{by} ({standing})", organisation.name)
+                format!(
+                    "as a member of \"{}\"",
+                    account::organisation_name(conn, org)?
+                )
             }
             (Role::Submitter, None, Some(name)) => {
                 format!("to register {name} as its organisation administrator")
@@ -121,6 +139,7 @@ fn send_now(
     Ok(messages::invitation(
         &inv.email,
         &inv.display_name,
+        standing(conn, inv)?.as_deref(),
         &what(conn, inv)?,
         &mailer.link(&format!("/invitations/{token}")),
         settings.invitation_days,
@@ -510,6 +529,8 @@ pub struct InvitationView {
     pub display_name: String,
     pub role_label: &'static str,
     pub what: String,
+    /// The organisation's verification and who invited (see `standing`).
+    pub standing: Option<String>,
 }
 
 const SUSPENDED: &str = "The Program Office has disabled the account at this address: an invitation cannot enable it again. Ask the Program Office.";
@@ -523,6 +544,7 @@ pub fn view(conn: &mut DbConn, token: &str, now: i64) -> AppResult<InvitationVie
     }
     Ok(InvitationView {
         what: what(conn, &inv)?,
+        standing: standing(conn, &inv)?,
         role_label: inv.role().label(),
         email: inv.email,
         display_name: inv.display_name,

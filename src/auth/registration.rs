@@ -166,7 +166,7 @@ pub fn link_live(conn: &mut DbConn, token: &str, purpose: Purpose, now: i64) -> 
 }
 
 const LINK_GONE: &str =
-    "This link has been used or has expired. Ask for a new one (sign in, or use \"Forgot your password?\").";
+    "This link has been used or has expired. Ask for a new one with \"Forgot your password?\" on the sign-in page.";
 
 /// Confirms the address of `user_id` with its single-use link, inside the transaction of the sign-in that gave the
 /// password chosen at registration ([`crate::auth::login::login`]): a link confirms nothing for whoever merely

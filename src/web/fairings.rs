@@ -59,6 +59,9 @@ pub const CSP: &str =
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
      object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
+/// `Strict-Transport-Security` once the portal is reached over HTTPS (the nginx snippets send the same).
+pub const HSTS: &str = "max-age=63072000; includeSubDomains";
+
 /// The headers of SECURITY.md on every response, error pages included.
 pub struct SecurityHeaders;
 
@@ -90,10 +93,7 @@ impl Fairing for SecurityHeaders {
             res.set_header(Header::new("Pragma", "no-cache"));
         }
         if crate::web::guards::served_over_https(req) {
-            res.set_header(Header::new(
-                "Strict-Transport-Security",
-                "max-age=63072000; includeSubDomains",
-            ));
+            res.set_header(Header::new("Strict-Transport-Security", HSTS));
         }
     }
 }

@@ -483,8 +483,8 @@ fn a_failed_commit_deletes_files_only_when_its_outcome_is_known() {
     assert_eq!(app.blob_files(), blobs_before);
 }
 
-/// A made-up confirmation link is refused from a read: a flood of them does not queue for the write lock (seen
-/// here with the database locked meanwhile: the answer is still 410, not a 503 after the busy timeout).
+/// A made-up confirmation link's page is refused from a read: a flood of them does not queue for the write lock
+/// (seen here with the database locked meanwhile: the answer is still 410, not a 503 after the busy timeout).
 #[test]
 fn a_made_up_confirmation_link_is_refused_without_the_write_lock() {
     let app = TestApp::with(|f| f.merge(("database_busy_timeout_ms", 300)));

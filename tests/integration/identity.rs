@@ -550,7 +550,8 @@ fn a_confirmation_link_confirms_only_with_the_password_chosen_at_registration() 
         ],
     );
     assert_eq!(res.status, Status::Unauthorized);
-    // Another account signing in with the link signs in as itself and confirms nothing.
+    // Another account signing in with the link signs in as itself and confirms nothing: a confirmed one (the link
+    // is not looked at), and one whose own address is not confirmed either (the link is another account's).
     app.create_user(
         Role::Submitter,
         "someone@elsewhere.example",
@@ -566,7 +567,26 @@ fn a_confirmation_link_confirms_only_with_the_password_chosen_at_registration() 
         ],
     );
     assert_eq!(res.status, Status::SeeOther);
+    let mut unconfirmed = app.browser();
+    assert_eq!(
+        register(&mut unconfirmed, "new@elsewhere.example", "New Ltd").status,
+        Status::SeeOther
+    );
+    let res = unconfirmed.post(
+        "/login",
+        &[
+            ("email", "new@elsewhere.example"),
+            ("password", PASSWORD),
+            ("confirm", &token),
+        ],
+    );
+    assert_eq!(res.status, Status::Unauthorized);
     assert_eq!(verified(&app), None);
+    assert!(app
+        .with_conn(|c| account::find_by_email(c, "new@elsewhere.example").unwrap())
+        .unwrap()
+        .email_verified_at
+        .is_none());
     // The link still works with the password chosen at registration (the refusals did not spend it).
     let done = squatter.confirm_address(&link, "ops@bigutility.example", PASSWORD);
     assert_eq!(done.status, Status::SeeOther, "{}", done.body);
@@ -1151,7 +1171,13 @@ fn the_right_password_among_parallel_guesses_changes_nothing_once_the_form_is_lo
     let user = app.with_conn(|c| account::find(c, &id).unwrap());
     let policy = Policy::current_password(&state.settings);
     let limit = usize::try_from(policy.max_failures).unwrap();
-    let mut guesses: Vec<String> = (0..limit * 3)
+    // Every guess within the checks a person may make in an hour, so that the race is with the lock only.
+    let checks = usize::try_from(Policy::CURRENT_PASSWORD_CHECKS.max_failures).unwrap();
+    assert!(
+        limit < checks - 1,
+        "the lock is reached before the hourly checks"
+    );
+    let mut guesses: Vec<String> = (0..checks - 1)
         .map(|n| format!("not the password {n}"))
         .collect();
     // The right one last, so that it is likely to reach its transaction after the lock.

@@ -104,6 +104,26 @@ fn the_shipped_proxy_s_own_answers_carry_the_portal_s_security_headers() {
             Some("$pcii_error_hsts")
         );
     }
+    // The map's HSTS value is the portal's.
+    let http = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy/nginx/snippets/pcii-portal-http.conf"),
+    )
+    .unwrap();
+    let hsts_map = http
+        .split("map $scheme $pcii_error_hsts {")
+        .nth(1)
+        .expect("the HSTS map")
+        .split('}')
+        .next()
+        .unwrap();
+    assert!(
+        hsts_map.contains(&format!(
+            "https   \"{}\";",
+            pcii_portal::web::fairings::HSTS
+        )),
+        "{hsts_map}"
+    );
 }
 
 #[test]

@@ -754,6 +754,10 @@ def main():
     check(st == 502 and hd.get("content-type", "").startswith("text/html") and b"not answering" in body,
           f"e. the portal down (an nginx server of the same snippets whose upstream is closed): 502 page, HTTP {st}")
     same_headers("the 502 page", hd)
+    st, hd, body = Client(down_port, "127.0.0.72").request("GET", "/officer/disseminations.csv")
+    check(st == 502 and hd.get("content-type", "").startswith("text/html"),
+          f"e. a page answered for an address ending .csv is still text/html (not mime.types' text/csv): "
+          f"{hd.get('content-type')}")
     st, hd, body = Client(down_port, "127.0.0.72").request("GET", "/healthz")
     try:
         answer = json.loads(body)

@@ -160,6 +160,7 @@ http {
     fastcgi_temp_path $NGX/fastcgi_temp;
     uwsgi_temp_path $NGX/uwsgi_temp;
     scgi_temp_path $NGX/scgi_temp;
+    include /etc/nginx/mime.types;   # as Debian's nginx.conf does
     default_type application/octet-stream;
 
     include snippets/pcii-portal-http.conf;
