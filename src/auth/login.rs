@@ -294,6 +294,25 @@ pub enum PasswordChange {
 /// The audit reason of a current-password check refused by [`Policy::CURRENT_PASSWORD_CHECKS`].
 pub const TOO_MANY_CHECKS: &str = "throttled: more current-password checks than a person needs";
 
+/// Why a signed-in person's current password may not be checked now — the account's wrong-password lock
+/// ("throttled"), or more checks than [`Policy::CURRENT_PASSWORD_CHECKS`] allow ([`TOO_MANY_CHECKS`]) — or `None`,
+/// and then this check is counted. For the password change and removing a factor alike.
+pub(crate) fn current_password_check_refused(
+    conn: &mut DbConn,
+    keys: &throttle::ThrottleKey,
+    user_id: &str,
+    now: i64,
+) -> AppResult<Option<&'static str>> {
+    if throttle::is_locked(conn, &keys.password_check(user_id), now)? {
+        return Ok(Some("throttled"));
+    }
+    let checks = keys.password_checks_made(user_id);
+    if !throttle::allow(conn, &checks, Policy::CURRENT_PASSWORD_CHECKS, now)? {
+        return Ok(Some(TOO_MANY_CHECKS));
+    }
+    Ok(None)
+}
+
 /// Changes the password after checking the current one; every other session of the account ends.
 ///
 /// Wrong current passwords are counted per account like sign-in failures (`policy`): whoever holds a session
@@ -328,18 +347,8 @@ pub fn change_password(
         )?;
         return Ok(PasswordChange::Invalid(errors));
     }
-    let refusal = if throttle::is_locked(&mut *db.get()?, &key, now)? {
-        Some("throttled")
-    } else if !throttle::allow(
-        &mut *db.get()?,
-        &keys.password_checks_made(&user.id),
-        Policy::CURRENT_PASSWORD_CHECKS,
-        now,
-    )? {
-        Some(TOO_MANY_CHECKS)
-    } else {
-        None
-    };
+    // Bound first: a connection taken in the `if let` itself would be held through its block, beside the next.
+    let refusal = current_password_check_refused(&mut *db.get()?, keys, &user.id, now)?;
     if let Some(reason) = refusal {
         audit.record(
             &mut *db.get()?,

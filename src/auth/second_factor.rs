@@ -812,21 +812,11 @@ pub fn remove_own_with_password(
             .reason(reason.to_string())
     };
     // Every check counts, right or wrong, as a password change's do (an argon2 run each).
-    if throttle::is_locked(&mut *db.get()?, &key, now)? {
-        audit.record(&mut *db.get()?, actor, refused("throttled"))?;
-        return Ok(RemovalResult::Throttled);
-    }
-    if !throttle::allow(
-        &mut *db.get()?,
-        &keys.password_checks_made(&user.id),
-        Policy::CURRENT_PASSWORD_CHECKS,
-        now,
-    )? {
-        audit.record(
-            &mut *db.get()?,
-            actor,
-            refused(super::login::TOO_MANY_CHECKS),
-        )?;
+    // Bound first: a connection taken in the `if let` itself would be held through its block, beside the next.
+    let refusal =
+        super::login::current_password_check_refused(&mut *db.get()?, keys, &user.id, now)?;
+    if let Some(reason) = refusal {
+        audit.record(&mut *db.get()?, actor, refused(reason))?;
         return Ok(RemovalResult::Throttled);
     }
     // Checked with no connection held.

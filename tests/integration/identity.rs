@@ -519,6 +519,17 @@ fn a_confirmation_link_confirms_only_with_the_password_chosen_at_registration() 
         .mailed_link("ops@bigutility.example", "/verify-email/")
         .expect("a confirmation link");
     let token = link.trim_start_matches("/verify-email/").to_string();
+    // A sign-in carrying the link's token, as its page sends it.
+    let with_token = |b: &mut common::Browser, email: &str, password: &str| {
+        b.post(
+            "/login",
+            &[
+                ("email", email),
+                ("password", password),
+                ("confirm", &token),
+            ],
+        )
+    };
     let verified = |app: &TestApp| {
         app.with_conn(|c| {
             account::find_by_email(c, "ops@bigutility.example")
@@ -541,13 +552,10 @@ fn a_confirmation_link_confirms_only_with_the_password_chosen_at_registration() 
         "{}",
         page.body
     );
-    let res = owner.post(
-        "/login",
-        &[
-            ("email", "ops@bigutility.example"),
-            ("password", "the utility's own passphrase"),
-            ("confirm", &token),
-        ],
+    let res = with_token(
+        &mut owner,
+        "ops@bigutility.example",
+        "the utility's own passphrase",
     );
     assert_eq!(res.status, Status::Unauthorized);
     // Another account signing in with the link signs in as itself and confirms nothing: a confirmed one (the link
@@ -558,28 +566,14 @@ fn a_confirmation_link_confirms_only_with_the_password_chosen_at_registration() 
         Some("Elsewhere"),
     );
     let mut other = app.browser();
-    let res = other.post(
-        "/login",
-        &[
-            ("email", "someone@elsewhere.example"),
-            ("password", PASSWORD),
-            ("confirm", &token),
-        ],
-    );
+    let res = with_token(&mut other, "someone@elsewhere.example", PASSWORD);
     assert_eq!(res.status, Status::SeeOther);
     let mut unconfirmed = app.browser();
     assert_eq!(
         register(&mut unconfirmed, "new@elsewhere.example", "New Ltd").status,
         Status::SeeOther
     );
-    let res = unconfirmed.post(
-        "/login",
-        &[
-            ("email", "new@elsewhere.example"),
-            ("password", PASSWORD),
-            ("confirm", &token),
-        ],
-    );
+    let res = with_token(&mut unconfirmed, "new@elsewhere.example", PASSWORD);
     assert_eq!(res.status, Status::Unauthorized);
     assert_eq!(verified(&app), None);
     assert!(app
