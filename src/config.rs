@@ -282,6 +282,12 @@ impl Settings {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(dir) = self.passphrase_file_beside_what_it_protects() {
+            return Err(format!(
+                "master_key_passphrase_file must not be under {dir}: a copy of that directory would hold the \
+                 passphrase beside the key it seals (hand it over as a systemd credential, see deploy/systemd/)"
+            ));
+        }
         if self.argon2_memory_kib < ARGON2_MIN_MEMORY_KIB
             || self.argon2_iterations < ARGON2_MIN_ITERATIONS
         {
@@ -474,7 +480,18 @@ pub fn grace_warnings(settings: &Settings) -> Vec<String> {
 /// implicit-TLS port (465) fails at the first send, a day later as "mail waits", not at start.
 pub fn mail_warnings(settings: &Settings) -> Vec<String> {
     if settings.smtp_host.trim().is_empty() {
-        return Vec::new();
+        // The outbox is the embedded default's mail; with the master key sealed, the operator meant a copy of the
+        // disk to disclose nothing, and the outbox's links (invitations, resets, confirmations) are live
+        // credentials in clear under `data/`.
+        return match settings.master_key_protection.as_str() {
+            "file" => Vec::new(),
+            mode => vec![format!(
+                "the master key is sealed (`{mode}`) but mail is written to {} (no smtp_host): the invitation, \
+                 reset and confirmation links in it are live credentials in clear, which a copy of the disk holds; \
+                 set smtp_host, or deliver and delete the files promptly",
+                settings.outbox_dir().display()
+            )],
+        };
     }
     match (settings.smtp_security.as_str(), settings.smtp_port) {
         ("tls", 587) => vec![
@@ -605,10 +622,72 @@ pub fn display_path(p: &Path) -> String {
         .to_string()
 }
 
+impl Settings {
+    /// The setting (`keys_dir` or `data_dir`) under whose directory `master_key_passphrase_file` lies, if it does.
+    fn passphrase_file_beside_what_it_protects(&self) -> Option<&'static str> {
+        if self.master_key_passphrase_file.as_os_str().is_empty() {
+            return None;
+        }
+        // Resolved where they exist (symlinks, `..`), as given otherwise.
+        let resolved = |p: &Path| {
+            std::path::absolute(p)
+                .map(|p| p.canonicalize().unwrap_or(p))
+                .unwrap_or_else(|_| p.to_path_buf())
+        };
+        let file = resolved(&self.master_key_passphrase_file);
+        [("keys_dir", &self.keys_dir), ("data_dir", &self.data_dir)]
+            .into_iter()
+            .find(|(_, dir)| file.starts_with(resolved(dir)))
+            .map(|(name, _)| name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use figment::providers::Serialized;
+
+    #[test]
+    fn a_sealed_master_key_with_mail_in_the_outbox_is_warned_of() {
+        let settings = |mode: &str, smtp_host: &str| Settings {
+            master_key_protection: mode.into(),
+            smtp_host: smtp_host.into(),
+            ..Settings::default()
+        };
+        assert!(mail_warnings(&settings("file", "")).is_empty());
+        assert!(mail_warnings(&settings("passphrase", "smtp.example.gov")).is_empty());
+        for mode in ["passphrase", "shares"] {
+            let w = mail_warnings(&settings(mode, ""));
+            assert_eq!(w.len(), 1, "{w:?}");
+            assert!(
+                w[0].contains("live credentials") && w[0].contains("outbox"),
+                "{w:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_passphrase_file_under_the_keys_or_the_data_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = |file: PathBuf| Settings {
+            data_dir: dir.path().join("data"),
+            keys_dir: dir.path().join("keys"),
+            master_key_passphrase_file: file,
+            ..Settings::default()
+        };
+        assert_eq!(settings(PathBuf::new()).validate(), Ok(()));
+        assert_eq!(
+            settings(dir.path().join("elsewhere/pass")).validate(),
+            Ok(())
+        );
+        for (file, named) in [
+            (dir.path().join("keys/passphrase"), "keys_dir"),
+            (dir.path().join("data/x/../passphrase"), "data_dir"),
+        ] {
+            let refused = settings(file).validate().unwrap_err();
+            assert!(refused.contains(&format!("under {named}")), "{refused}");
+        }
+    }
 
     #[test]
     fn exposure_is_warned_of_beyond_loopback_only() {

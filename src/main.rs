@@ -205,6 +205,17 @@ enum AuditCommand {
 }
 
 fn main() -> ExitCode {
+    // A core dump would write the master key (and in the sealed modes the key that unseals it) to disk, beside the
+    // data it protects: none is made, whatever limit the shell or the unit gave (systemd-coredump honours it too).
+    if let Err(e) = rustix::process::setrlimit(
+        rustix::process::Resource::Core,
+        rustix::process::Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        },
+    ) {
+        eprintln!("warning: core dumps could not be turned off: {e}");
+    }
     let cli = Cli::parse();
     cli::set_share_files(cli.share_file.clone());
     let figment = pcii_portal::figment();

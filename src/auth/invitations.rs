@@ -775,6 +775,17 @@ pub fn change_privilege(
         unreachable!("a submitter role grants no privilege");
     }
     audit.fact(conn, actor, |tx| {
+        // A request replaces its asker's own earlier one, never another administrator's: that one is decided (or
+        // refused) first, so that no administrator can quietly cancel another's, e.g. a colleague's request to
+        // disable a rogue account.
+        let others_waiting = model::pending_privilege_requesters(tx, account_id)?
+            .iter()
+            .any(|by| by.as_deref() != Some(who.id.as_str()));
+        if others_waiting {
+            return Err(AppError::Conflict(
+                "Another change to this account is waiting for a decision (Administration > Approvals). Approve or refuse it first: a new request does not replace someone else's.".into(),
+            ));
+        }
         let id = new_id();
         model::insert_privilege_request(tx, &id, account_id, &change, Some(&who.id), now)?;
         let what = match &change {
@@ -792,8 +803,6 @@ pub fn change_privilege(
     })
 }
 
-/// A second administrator decides a pending change of privilege. Approval applies it as the approver (and a
-/// role change or disabling ends the account's sessions).
 /// The deciding administrator as it stands in the transaction: still an enabled administrator (one disabled or moved
 /// to another role while its request's body arrived decides nothing).
 fn still_an_administrator(tx: &mut DbConn, who: &User) -> AppResult<()> {
@@ -806,6 +815,24 @@ fn still_an_administrator(tx: &mut DbConn, who: &User) -> AppResult<()> {
     Ok(())
 }
 
+/// A request is approved only while whoever asked for it is still an enabled administrator (as an invitation lapses
+/// with its inviter's authority): one disabled or moved to another role since (an incident) leaves nothing that a
+/// second administrator could approve. It can still be refused. The host's command line (no asker) always may.
+fn requester_still_entitled(tx: &mut DbConn, req: &model::PrivilegeRequest) -> AppResult<()> {
+    let Some(asker) = req.requested_by.as_deref() else {
+        return Ok(());
+    };
+    let asker = account::find(tx, asker)?;
+    if asker.role() != Role::Administrator || asker.disabled {
+        return Err(AppError::Conflict(
+            "The administrator who asked for this change may no longer ask for it (disabled, or no longer an administrator): refuse it, or ask for it yourself.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A second administrator decides a pending change of privilege. Approval applies it as the approver (and a
+/// role change or disabling ends the account's sessions).
 pub fn decide_privilege_request(
     conn: &mut DbConn,
     audit: &AuditLog,
@@ -838,6 +865,7 @@ pub fn decide_privilege_request(
         let requester = req.requested_by.clone().unwrap_or_else(|| "cli".into());
         return audit.fact(conn, actor, |tx| {
             still_an_administrator(tx, who)?;
+            requester_still_entitled(tx, &req)?;
             if model::decide_privilege_request(tx, &req.id, state, &who.id, now)? != 1 {
                 return Err(AppError::Conflict(
                     "This request is no longer pending.".into(),

@@ -22,6 +22,7 @@ use totp_rs::{Builder, Totp};
 use zeroize::Zeroizing;
 
 use super::passkeys::{Registered, Verdict};
+use super::sessions::{self, FactorUsed, NewToken};
 use super::throttle::{self, Policy, ThrottleKey};
 use crate::audit::log::{Actor, AuditLog, Event, Outcome};
 use crate::config::Settings;
@@ -264,6 +265,8 @@ pub enum Enrolled {
     /// Confirmed. The recovery codes, when this enrolment made the account's first set (shown once).
     Done {
         recovery_codes: Option<Vec<Zeroizing<String>>>,
+        /// The session's new token, when this enrolment raised it to the full sign-in.
+        renewed: Option<NewToken>,
     },
     WrongCode,
     Throttled,
@@ -345,9 +348,13 @@ pub fn confirm_totp(
         // the session that began it, and then nothing is enrolled.
         let still = own_enrolment(tx, user, session_hash, now)?
             .is_some_and(|e| e.secret_sealed == pending.secret_sealed);
-        if !still || model::mark_session(tx, session_hash, now)? != 1 {
+        let used = match still {
+            true => sessions::factor_used(tx, session_hash, now)?,
+            false => None,
+        };
+        let Some(used) = used else {
             return Ok((Enrolled::NothingPending, None));
-        }
+        };
         model::put_totp(
             tx,
             &user.id,
@@ -370,9 +377,18 @@ pub fn confirm_totp(
         let event = Event::new("mfa.enrolled", Outcome::Success)
             .object("account", &user.id)
             .reason(reason);
-        Ok((Enrolled::Done { recovery_codes }, Some(event)))
+        Ok((
+            Enrolled::Done {
+                recovery_codes,
+                renewed: renewed(used),
+            },
+            Some(event),
+        ))
     })
 }
+
+/// A new set of recovery codes, to be shown once.
+pub type RecoveryCodes = Vec<Zeroizing<String>>;
 
 /// Registers a passkey from the browser's answer to the ceremony this session began. Like a confirmed app: the
 /// session counts as having used a factor now, and the account's first factor brings its recovery codes.
@@ -387,7 +403,7 @@ pub fn enrol_passkey(
     name: &str,
     response_json: &str,
     now: i64,
-) -> AppResult<Option<Vec<Zeroizing<String>>>> {
+) -> AppResult<(Option<RecoveryCodes>, Option<NewToken>)> {
     let enrolled = audit.fact(conn, actor, |tx| {
         let registered =
             passkeys.finish_registration(tx, user, session_hash, name, response_json, now)?;
@@ -398,7 +414,7 @@ pub fn enrol_passkey(
                 .reason("enrolment: a passkey answer that did not verify");
             return Ok((None, event));
         };
-        model::mark_session(tx, session_hash, now)?;
+        let used = sessions::factor_used(tx, session_hash, now)?.ok_or_else(sign_in_expired)?;
         let recovery_codes = if model::recovery_codes_left(tx, &user.id)? == 0 {
             Some(new_recovery_codes(tx, &user.id, now)?)
         } else {
@@ -411,7 +427,7 @@ pub fn enrol_passkey(
         let event = Event::new("mfa.enrolled", Outcome::Success)
             .object("account", &user.id)
             .reason(reason);
-        Ok((Some(recovery_codes), event))
+        Ok((Some((recovery_codes, renewed(used))), event))
     })?;
     enrolled.ok_or_else(|| AppError::Invalid("The passkey could not be added. Try again.".into()))
 }
@@ -515,9 +531,24 @@ pub enum Method {
     Passkey { name: String },
 }
 
+/// The session's new token, when recording a factor's use raised it to the full sign-in.
+fn renewed(used: FactorUsed) -> Option<NewToken> {
+    match used {
+        FactorUsed::Renewed(token) => Some(token),
+        FactorUsed::Marked => None,
+    }
+}
+
+/// The session that answered ended meanwhile (a password reset, "end my other sessions"): nothing is used up.
+fn sign_in_expired() -> AppError {
+    AppError::Conflict("Your sign-in expired. Sign in again.".into())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Checked {
-    Passed(Method),
+    /// The answer passed. At sign-in, the session's new token: the session was replaced in the same transaction, so
+    /// the one issued after the password alone ended with it.
+    Passed(Method, Option<NewToken>),
     Failed,
     Throttled,
     /// A passkey answered with a counter that did not move forward (it may have been copied): refused, the passkey
@@ -678,7 +709,17 @@ pub fn check(
                 .reason(format!("{}: {reason}", purpose.as_str()));
             return Ok((Checked::Failed, event));
         };
-        model::mark_session(tx, session_hash, now)?;
+        // At sign-in the session is raised to the full sign-in on a new token in this transaction; a step-up marks
+        // a session that holds it already.
+        let renewed_token = match purpose {
+            Purpose::SignIn => {
+                renewed(sessions::factor_used(tx, session_hash, now)?.ok_or_else(sign_in_expired)?)
+            }
+            Purpose::StepUp => {
+                model::mark_session(tx, session_hash, now)?;
+                None
+            }
+        };
         throttle::clear(tx, &keys.0)?;
         let event = match &method {
             Method::RecoveryCode { left } => Event::new("mfa.recovery_code_used", Outcome::Success)
@@ -694,7 +735,7 @@ pub fn check(
                 .object("account", &user.id)
                 .reason(format!("{}: passkey \"{name}\"", purpose.as_str())),
         };
-        Ok((Checked::Passed(method), event))
+        Ok((Checked::Passed(method, renewed_token), event))
     })?;
     Ok(result)
 }

@@ -95,11 +95,46 @@ pub fn create_with_agent(
     Ok(token)
 }
 
-/// Replaces a session that has just used its account's second factor to finish signing in with a new one (a new
-/// token: the one issued after the password alone is not the one that holds the full sign-in), keeping its start
-/// time, address and browser. Returns the new cookie token, or `None` if the session is gone.
-pub fn upgrade(conn: &mut DbConn, token_hash: &str, now: i64) -> AppResult<Option<String>> {
-    replace(conn, token_hash, now, |_| Some(now))
+/// A new session's cookie token: a bearer secret, so kept out of `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewToken(String);
+
+impl NewToken {
+    /// The value for the session cookie.
+    pub fn into_cookie_value(self) -> String {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NewToken(..)")
+    }
+}
+
+/// What recording a second factor's use did to the session.
+#[derive(Debug)]
+pub enum FactorUsed {
+    /// It had used one before (a factor added to a full sign-in): marked in place, its token kept.
+    Marked,
+    /// It had used none (signing in, or enrolling the factor its account must have): it now holds the full sign-in,
+    /// on a new token.
+    Renewed(NewToken),
+}
+
+/// Records, in the caller's transaction (the one that checks the factor and writes its audit entry), that the
+/// session used a second factor now. A session that had used none is replaced by one with a new token, keeping its
+/// start time, address and browser: the token issued after the password alone never holds the full sign-in, not
+/// even when what follows the commit fails (a crash, a busy database). `None`: the session is gone.
+pub fn factor_used(conn: &mut DbConn, token_hash: &str, now: i64) -> AppResult<Option<FactorUsed>> {
+    let Some((old, _)) = model::find_with_user(conn, token_hash)? else {
+        return Ok(None);
+    };
+    if old.second_factor_at.is_some() {
+        let marked = crate::models::second_factor::mark_session(conn, token_hash, now)? == 1;
+        return Ok(marked.then_some(FactorUsed::Marked));
+    }
+    Ok(replace(conn, token_hash, now, |_| Some(now))?.map(|t| FactorUsed::Renewed(NewToken(t))))
 }
 
 /// Replaces a session with a new one (a new token and form token) where it stands: after a password change, so

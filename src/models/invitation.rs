@@ -522,6 +522,18 @@ impl PrivilegeRequest {
     }
 }
 
+/// Who asked for each pending change of privilege of `account_id` (`None`: the host's command line).
+pub fn pending_privilege_requesters(
+    conn: &mut DbConn,
+    account_id: &str,
+) -> QueryResult<Vec<Option<String>>> {
+    privilege_requests::table
+        .filter(privilege_requests::account_id.eq(account_id))
+        .filter(privilege_requests::state.eq("pending"))
+        .select(privilege_requests::requested_by)
+        .load(conn)
+}
+
 pub fn insert_privilege_request(
     conn: &mut DbConn,
     id: &str,
@@ -530,7 +542,8 @@ pub fn insert_privilege_request(
     requested_by: Option<&str>,
     now: i64,
 ) -> QueryResult<()> {
-    // A newer request for the same account replaces an older pending one.
+    // A newer request for the same account replaces an older pending one (the caller refuses one that would replace
+    // another administrator's).
     diesel::update(
         privilege_requests::table
             .filter(privilege_requests::account_id.eq(account_id))

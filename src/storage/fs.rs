@@ -699,7 +699,8 @@ mod tests {
                 .cloned()
                 .collect()
         })
-        .unwrap();
+        .unwrap()
+        .removed;
         assert_eq!(removed, 1);
         assert!(!store.exists(&orphan_old).unwrap());
         assert!(store.exists(&referenced_old).unwrap());
@@ -726,7 +727,8 @@ mod tests {
                 .cloned()
                 .collect()
         })
-        .unwrap();
+        .unwrap()
+        .removed;
         assert_eq!(batches, vec![500, 500, 100]);
         assert_eq!(removed, names.len() - kept.len());
         for name in &names {

@@ -107,32 +107,55 @@ pub fn new_blob_name() -> String {
     hex::encode(bytes)
 }
 
+/// What the orphan sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Orphans {
+    /// Orphans removed.
+    pub removed: usize,
+    /// Orphans the store failed to remove (the next sweep tries again).
+    pub failed: usize,
+}
+
 /// Removes committed blobs older than `grace` (so a blob written by another instance whose row is not committed
 /// yet survives) that nothing points to: `referenced` gets a batch of names and answers those among them that are
-/// in use (all of them when it cannot tell).
-/// Returns how many were removed.
+/// in use (all of them when it cannot tell). An error is returned only when the store cannot be listed (nothing
+/// was removed then); an orphan the store fails to remove is counted and the sweep goes on, stopping after a batch
+/// the store refused entirely, so that what it did remove is still reported.
 pub fn sweep_orphans(
     store: &dyn BlobStore,
     grace: Duration,
     referenced: &mut dyn FnMut(&[String]) -> std::collections::HashSet<String>,
-) -> io::Result<usize> {
+) -> io::Result<Orphans> {
     let old: Vec<String> = store
         .list()?
         .into_iter()
         .filter(|(_, age)| *age >= grace)
         .map(|(name, _)| name)
         .collect();
-    let mut removed = 0;
+    let mut swept = Orphans::default();
     // Asked a batch at a time: one lookup per blob was two queries for every file the store holds, each sweep.
     for batch in old.chunks(ORPHAN_BATCH) {
         let used = referenced(batch);
+        let (mut tried, mut failed) = (0, 0);
         for name in batch.iter().filter(|n| !used.contains(*n)) {
-            store.delete(name)?;
-            tracing::info!(blob = %name, "removed orphaned blob");
-            removed += 1;
+            tried += 1;
+            match store.delete(name) {
+                Ok(()) => {
+                    tracing::info!(blob = %name, "removed orphaned blob");
+                    swept.removed += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(blob = %name, error = %e, "removing an orphaned blob failed");
+                    failed += 1;
+                }
+            }
+        }
+        swept.failed += failed;
+        if tried > 0 && failed == tried {
+            break; // the store refuses everything right now; the next sweep retries
         }
     }
-    Ok(removed)
+    Ok(swept)
 }
 
 /// Blobs the orphan sweep looks up at once.

@@ -11,7 +11,7 @@ use rocket::response::Redirect;
 use rocket::Either;
 
 use crate::auth::second_factor::{
-    self, Checked, Checker, Enrolled, Limits, Purpose, Removal, RemovalResult, Stage,
+    self, Checked, Checker, Enrolled, Limits, Purpose, Removal, RemovalResult,
 };
 use crate::auth::throttle::Policy;
 use crate::error::{AppError, AppResult};
@@ -191,8 +191,14 @@ async fn confirm_totp(
         })
         .await?;
     match (result, again) {
-        (Enrolled::Done { recovery_codes }, _) => {
-            finish_sign_in_if_enrolling(&ctx, &who, jar).await?;
+        (
+            Enrolled::Done {
+                recovery_codes,
+                renewed,
+            },
+            _,
+        ) => {
+            keep_renewed_session(&ctx, jar, renewed);
             let done = "Your authenticator app is set up.";
             Ok(Either::Right(match recovery_codes {
                 Some(codes) => show_codes_once(&ctx, jar, &codes, done),
@@ -348,7 +354,7 @@ async fn add_passkey(
         who.session_hash.clone(),
     );
     let now = ctx.state.clock.now();
-    let codes = ctx
+    let (codes, renewed) = ctx
         .state
         .db
         .run(move |c| {
@@ -365,7 +371,7 @@ async fn add_passkey(
             )
         })
         .await?;
-    finish_sign_in_if_enrolling(&ctx, &who, jar).await?;
+    keep_renewed_session(&ctx, jar, renewed);
     Ok(match codes {
         Some(codes) => show_codes_once(&ctx, jar, &codes, "Your passkey is added."),
         None => Notice::redirect("/account/security", "Your passkey is added."),
@@ -373,27 +379,19 @@ async fn add_passkey(
 }
 
 /// A session that signed in with the password alone and has just enrolled the factor its account must have now
-/// holds the full sign-in: like the second-factor step at sign-in (`sessions::upgrade`), it gets a new token, and
-/// the one issued after the password alone ends. A session already signed in with a factor keeps its token.
-async fn finish_sign_in_if_enrolling(
+/// holds the full sign-in on a new token (the service replaced it in the enrolment's transaction, as the
+/// second-factor step at sign-in does): the browser keeps that one.
+fn keep_renewed_session(
     ctx: &Ctx<'_>,
-    who: &ManagingFactors<'_>,
     jar: &CookieJar<'_>,
-) -> AppResult<()> {
-    if who.stage != Stage::MustEnrol {
-        return Ok(());
+    renewed: Option<crate::auth::sessions::NewToken>,
+) {
+    if let Some(token) = renewed {
+        jar.add_private(crate::web::guards::session_cookie(
+            ctx.tls,
+            token.into_cookie_value(),
+        ));
     }
-    let (hash, now) = (who.session_hash.clone(), ctx.state.clock.now());
-    let token = ctx
-        .state
-        .db
-        .run(move |c| crate::auth::sessions::upgrade(c, &hash, now))
-        .await?
-        .ok_or(AppError::Conflict(
-            "Your sign-in expired. Sign in again.".into(),
-        ))?;
-    jar.add_private(crate::web::guards::session_cookie(ctx.tls, token));
-    Ok(())
 }
 
 /// Only a path on this portal that is a valid URI (the sign-in's own rule, `signin::safe_next`): where to come
@@ -454,7 +452,7 @@ async fn give_factor_again(
         match step_up::check_answer(ctx.state, ctx.actor.clone(), &who, answer, Purpose::StepUp)
             .await?
         {
-            Checked::Passed(_) => return Ok(Either::Left(Either::Left(Redirect::to(next)))),
+            Checked::Passed(..) => return Ok(Either::Left(Either::Left(Redirect::to(next)))),
             refused => {
                 signed_out = refused.signed_out();
                 step_up::refusal(&refused).unwrap_or_default()

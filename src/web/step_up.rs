@@ -66,7 +66,7 @@ pub const NO_ANSWER: &str = "Enter a code or use your passkey.";
 /// What a page says about an answer that did not pass (`None` for one that did).
 pub fn refusal(checked: &Checked) -> Option<&'static str> {
     match checked {
-        Checked::Passed(_) => None,
+        Checked::Passed(..) => None,
         Checked::Failed => Some(
             "That did not work. Enter the current code from your authenticator app, an unused recovery code, or use your passkey.",
         ),
@@ -249,7 +249,7 @@ where
             None
         } else {
             match check_answer(state, actor(req, Some(who)), who, answer, Purpose::StepUp).await {
-                Ok(Checked::Passed(_)) => return parse(&body),
+                Ok(Checked::Passed(..)) => return parse(&body),
                 // This session ended (a copied passkey): the page says so, offers no ceremony, and the browser
                 // forgets the session.
                 Ok(refused) if refused.signed_out() => {

@@ -105,6 +105,8 @@ pub struct Swept {
     pub temporaries: usize,
     /// Files no row points to, removed.
     pub orphans: usize,
+    /// Files no row points to that the store failed to remove (the next sweep tries again).
+    pub orphans_failed: usize,
 }
 
 impl Swept {
@@ -113,10 +115,14 @@ impl Swept {
     }
 
     fn describe(&self) -> String {
-        format!(
+        let mut said = format!(
             "deleted {} queued, {} failed (still queued), {} temporaries, {} orphans",
             self.deleted, self.failed, self.temporaries, self.orphans
-        )
+        );
+        if self.orphans_failed > 0 {
+            said.push_str(&format!(", {} orphans failed", self.orphans_failed));
+        }
+        said
     }
 }
 
@@ -246,9 +252,15 @@ pub fn sweep(
     lease: Option<lease::Held>,
 ) -> AppResult<Swept> {
     let (deleted, failed) = delete_queued_under(conns, store, None, lease)?;
-    let temporaries = store
-        .sweep_temporaries(grace)
-        .map_err(|e| AppError::Unavailable(format!("sweeping temporaries: {e}")))?;
+    let mut swept = Swept {
+        deleted,
+        failed,
+        ..Swept::default()
+    };
+    swept.temporaries = match store.sweep_temporaries(grace) {
+        Ok(n) => n,
+        Err(e) => return stopped(conns, audit, actor, &swept, "sweeping temporaries", e),
+    };
     let mut lookup_failure = None;
     let mut lease_lost = false;
     let orphans = sweep_orphans(store, grace, &mut |names| {
@@ -269,8 +281,20 @@ pub fn sweep(
             lookup_failure = Some(e.to_string());
             names.iter().cloned().collect()
         })
-    })
-    .map_err(|e| AppError::Unavailable(format!("sweeping orphans: {e}")))?;
+    });
+    let orphans = match orphans {
+        Ok(orphans) => orphans,
+        Err(e) => {
+            return stopped(
+                conns,
+                audit,
+                actor,
+                &swept,
+                "listing the store for orphans",
+                e,
+            )
+        }
+    };
     if let Some(e) = lookup_failure {
         tracing::warn!(error = %e, "blob sweep could not check some blobs; they were kept");
     }
@@ -280,21 +304,18 @@ pub fn sweep(
             "another instance took the blob sweep over; it looks at the orphans"
         );
     }
-    let swept = Swept {
-        deleted,
-        failed,
-        temporaries,
-        orphans,
-    };
+    swept.orphans = orphans.removed;
+    swept.orphans_failed = orphans.failed;
     if !swept.is_empty() {
         tracing::info!(
-            deleted,
-            failed,
-            temporaries,
-            orphans,
+            deleted = swept.deleted,
+            failed = swept.failed,
+            temporaries = swept.temporaries,
+            orphans = swept.orphans,
+            orphans_failed = swept.orphans_failed,
             "blob sweep removed unreferenced files"
         );
-        let outcome = if failed > 0 {
+        let outcome = if swept.failed > 0 || swept.orphans_failed > 0 {
             Outcome::Failure
         } else {
             Outcome::Success
@@ -303,6 +324,24 @@ pub fn sweep(
         conns.with(|c| audit.record(c, actor, event))?;
     }
     Ok(swept)
+}
+
+/// A sweep's step that failed after the queue's deletions: they are still audited, with the failure (their queue
+/// rows are gone, so no later sweep could record them).
+fn stopped(
+    conns: &mut impl Connections,
+    audit: &AuditLog,
+    actor: &Actor,
+    swept: &Swept,
+    what: &str,
+    e: std::io::Error,
+) -> AppResult<Swept> {
+    if !swept.is_empty() {
+        let event = Event::new("blob.sweep", Outcome::Failure)
+            .reason(format!("{}; then {what} failed", swept.describe()));
+        conns.with(|c| audit.record(c, actor, event))?;
+    }
+    Err(AppError::Unavailable(format!("{what}: {e}")))
 }
 
 /// One round of the sweep for `holder`: the sweep when `holder` holds the lease [`SWEEP_LEASE`] (taking or

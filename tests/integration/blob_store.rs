@@ -136,11 +136,14 @@ fn the_orphan_sweep_spares_young_and_referenced_blobs(kind: Kind) {
             .cloned()
             .collect()
     };
-    let removed =
-        storage::sweep_orphans(store.as_ref(), Duration::from_secs(3600), &mut in_use).unwrap();
+    let removed = storage::sweep_orphans(store.as_ref(), Duration::from_secs(3600), &mut in_use)
+        .unwrap()
+        .removed;
     assert_eq!(removed, 0);
     // No grace: only the orphan goes.
-    let removed = storage::sweep_orphans(store.as_ref(), Duration::ZERO, &mut in_use).unwrap();
+    let removed = storage::sweep_orphans(store.as_ref(), Duration::ZERO, &mut in_use)
+        .unwrap()
+        .removed;
     assert_eq!(removed, 1);
     assert_eq!(names(store.as_ref()), vec![referenced]);
     assert!(!store.exists(&orphan).unwrap());

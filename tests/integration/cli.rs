@@ -281,6 +281,65 @@ fn rocket_port_in_the_environment_is_where_the_portal_listens() {
     );
 }
 
+/// A core dump would write the master key to disk beside the data: the binary turns them off itself, whatever
+/// limit it was started with (here a shell that allows them, as a careless unit or login shell would).
+#[test]
+fn the_portal_makes_no_core_dump_whatever_limit_it_is_started_with() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = std::process::Command::new("sh")
+        .args([
+            "-c",
+            // Allowed first (or the test could not fail); `exec` keeps the process id.
+            r#"ulimit -c unlimited || exit 99; [ "$(ulimit -c)" = unlimited ] || exit 98; exec "$0""#,
+            env!("CARGO_BIN_EXE_pcii-portal"),
+        ])
+        .env("ROCKET_PORT", port.to_string())
+        .env("PCII_DATA_DIR", dir.path().join("data"))
+        .env("PCII_KEYS_DIR", dir.path().join("keys"))
+        .env("PCII_DATABASE_URL", "")
+        .env("PCII_CONFIG", "/nonexistent.toml")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let up = loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            break out.starts_with("HTTP/1.1 200");
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the portal did not start (the shell could not allow core dumps?): {status}");
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let limits =
+        std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up, "the portal did not answer");
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap_or_else(|| panic!("no core limit in {limits:?}"));
+    let values: Vec<&str> = core
+        .trim_start_matches("Max core file size")
+        .split_whitespace()
+        .collect();
+    assert_eq!(values[..2], ["0", "0"], "{core}");
+}
+
 /// The real binary, started as an operator would: a `tls` setting (this build cannot serve TLS) stops it with the
 /// reason instead of serving in clear, and a key nothing reads is named.
 #[test]

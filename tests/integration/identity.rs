@@ -194,6 +194,80 @@ fn admin_user(app: &TestApp, email: &str) -> pcii_portal::models::account::User 
     app.with_conn(|c| account::find_by_email(c, email).unwrap().unwrap())
 }
 
+/// One administrator cannot quietly cancel another's pending change of privilege by filing its own for the same
+/// account (the request it replaced vanished, unaudited); and a request outlives neither its asker's role nor
+/// its asker's account: once the asker is disabled, no one can approve it, though it can still be refused.
+#[test]
+fn a_privilege_request_is_not_replaced_by_another_administrator_s_nor_approved_after_its_asker_is_disabled(
+) {
+    use diesel::prelude::*;
+    use pcii_portal::db::schema::{privilege_requests, users};
+    let app = TestApp::new();
+    let mut first = app.login_as(Role::Administrator, "admin@example.gov", None);
+    let mut second = app.login_as(Role::Administrator, "second@example.gov", None);
+    app.login_as(Role::Officer, "off@example.gov", None);
+    let off = admin_user(&app, "off@example.gov").id;
+    first.post(
+        &format!("/admin/accounts/{off}/disable"),
+        &[("reason", "left"), ("confirm", "true")],
+    );
+    assert!(admin_user(&app, "off@example.gov").disabled);
+    // The second administrator asks to enable it again: a request waits for the first.
+    assert_eq!(
+        second
+            .post(&format!("/admin/accounts/{off}/enable"), &[])
+            .status,
+        Status::SeeOther
+    );
+    let rid = pending_request(&app, &off);
+    // The first cannot replace it with a request of its own (enable, or a role) ...
+    for (uri, fields) in [
+        (format!("/admin/accounts/{off}/enable"), vec![]),
+        (
+            format!("/admin/accounts/{off}/role"),
+            vec![("role", "administrator")],
+        ),
+    ] {
+        let res = first.post(&uri, &fields);
+        assert_eq!(res.status, Status::Conflict, "{uri}: {}", res.body);
+        assert!(res.body.contains("waiting for a decision"), "{uri}");
+    }
+    assert_eq!(pending_request(&app, &off), rid, "the request was replaced");
+    assert_eq!(app.audit_count("account.privilege_request"), 1);
+    // ... while its asker may replace its own.
+    let res = second.post(
+        &format!("/admin/accounts/{off}/role"),
+        &[("role", "auditor")],
+    );
+    assert_eq!(res.status, Status::SeeOther, "{}", res.body);
+    let rid = pending_request(&app, &off);
+    // The asker is disabled (an incident, on the host): the first can no longer approve it, only refuse it.
+    app.with_conn(|c| {
+        diesel::update(users::table.filter(users::email.eq("second@example.gov")))
+            .set(users::disabled.eq(true))
+            .execute(c)
+            .unwrap()
+    });
+    let approve = first.post(
+        &format!("/admin/requests/{rid}"),
+        &[("decision", "approve")],
+    );
+    assert_eq!(approve.status, Status::Conflict, "{}", approve.body);
+    assert!(approve.body.contains("may no longer ask for it"));
+    assert_eq!(admin_user(&app, "off@example.gov").role, Role::Officer);
+    assert_eq!(app.audit_count("account.privilege_approve"), 0);
+    let refuse = first.post(&format!("/admin/requests/{rid}"), &[("decision", "refuse")]);
+    assert_eq!(refuse.status, Status::SeeOther, "{}", refuse.body);
+    let state: String = app.with_conn(|c| {
+        privilege_requests::table
+            .find(&rid)
+            .select(privilege_requests::state)
+            .first(c)
+            .unwrap()
+    });
+    assert_eq!(state, "refused");
+}
+
 #[test]
 fn no_page_lets_an_administrator_set_a_staff_password() {
     let app = TestApp::new();

@@ -220,6 +220,120 @@ fn the_periodic_sweep_deletes_queued_files_while_the_server_runs() {
     assert!(app.audit_count("blob.sweep") >= 1);
 }
 
+/// A blob store that answers as the portal's does, but refuses to list (`refuse_list`) or to delete one name.
+struct FailingStore {
+    inner: Arc<dyn pcii_portal::storage::BlobStore>,
+    refuse_list: bool,
+    refuse_delete: Option<String>,
+}
+
+impl pcii_portal::storage::BlobStore for FailingStore {
+    fn create(&self) -> std::io::Result<Box<dyn pcii_portal::storage::BlobWriter>> {
+        self.inner.create()
+    }
+    fn open(&self, name: &str) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        self.inner.open(name)
+    }
+    fn delete(&self, name: &str) -> std::io::Result<()> {
+        if self.refuse_delete.as_deref() == Some(name) {
+            return Err(std::io::Error::other("refused by the test"));
+        }
+        self.inner.delete(name)
+    }
+    fn exists(&self, name: &str) -> std::io::Result<bool> {
+        self.inner.exists(name)
+    }
+    fn list(&self) -> std::io::Result<Vec<(String, std::time::Duration)>> {
+        if self.refuse_list {
+            return Err(std::io::Error::other("refused by the test"));
+        }
+        self.inner.list()
+    }
+    fn sweep_temporaries(&self, older_than: std::time::Duration) -> std::io::Result<usize> {
+        self.inner.sweep_temporaries(older_than)
+    }
+    fn is_available(&self) -> bool {
+        true
+    }
+    fn describe(&self) -> String {
+        "a failing test store".into()
+    }
+}
+
+/// A sweep whose later step fails (the store cannot be listed, an orphan cannot be removed) still records what it
+/// did: the queued files it deleted are gone from the queue, so no later sweep could record them.
+#[test]
+fn a_sweep_that_fails_part_way_still_audits_what_it_removed() {
+    use pcii_portal::audit::log::Actor;
+    use pcii_portal::db::schema::audit_entries;
+    use pcii_portal::workflow::blobs;
+
+    let app = TestApp::new();
+    let state = app.state();
+    let put = |bytes: &[u8]| {
+        let mut w = state.blobs.create().unwrap();
+        std::io::Write::write_all(&mut w, bytes).unwrap();
+        w.commit().unwrap()
+    };
+    let sweep = |store: &FailingStore| {
+        let mut conn = state.db.get().unwrap();
+        blobs::sweep(
+            &mut &mut *conn,
+            store,
+            &state.audit,
+            &Actor::cli(),
+            std::time::Duration::ZERO,
+            None,
+        )
+    };
+    let last_sweep = || -> (String, String) {
+        app.with_conn(|c| {
+            audit_entries::table
+                .filter(audit_entries::action.eq("blob.sweep"))
+                .order(audit_entries::seq.desc())
+                .select((audit_entries::outcome, audit_entries::reason))
+                .first::<(String, Option<String>)>(c)
+                .map(|(o, r)| (o, r.unwrap_or_default()))
+                .unwrap()
+        })
+    };
+
+    // The queue is worked through, then the listing fails: an error, and the deletion is recorded with it.
+    let queued = put(b"age-encryption.org/v1 destroyed");
+    app.with_conn(|c| blob_deletion::enqueue(c, std::slice::from_ref(&queued), 0).unwrap());
+    let refusing_lists = FailingStore {
+        inner: state.blobs.clone(),
+        refuse_list: true,
+        refuse_delete: None,
+    };
+    assert!(sweep(&refusing_lists).is_err());
+    assert!(!state.blobs.exists(&queued).unwrap());
+    assert_eq!(app.with_conn(|c| blob_deletion::count(c).unwrap()), 0);
+    assert_eq!(app.audit_count("blob.sweep"), 1);
+    let (outcome, reason) = last_sweep();
+    assert_eq!(outcome, "failure");
+    assert!(
+        reason.starts_with("deleted 1 queued, 0 failed")
+            && reason.ends_with("then listing the store for orphans failed"),
+        "{reason}"
+    );
+
+    // An orphan the store refuses to remove does not hide the one it removed.
+    let (kept, removed) = (put(b"orphan one"), put(b"orphan two"));
+    let refusing_one = FailingStore {
+        inner: state.blobs.clone(),
+        refuse_list: false,
+        refuse_delete: Some(kept.clone()),
+    };
+    let swept = sweep(&refusing_one).unwrap();
+    assert_eq!((swept.orphans, swept.orphans_failed), (1, 1));
+    assert!(state.blobs.exists(&kept).unwrap());
+    assert!(!state.blobs.exists(&removed).unwrap());
+    let (outcome, reason) = last_sweep();
+    assert_eq!(outcome, "failure");
+    assert!(reason.ends_with("1 orphans, 1 orphans failed"), "{reason}");
+}
+
 /// Unzips everything in a zip (the auditor's export) into one lossy string.
 fn zip_text(bytes: &[u8]) -> String {
     let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("a zip");

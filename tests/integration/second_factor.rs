@@ -767,11 +767,29 @@ fn a_verified_passkey_passes_a_lock_that_wrong_codes_set() {
     }
     assert_eq!(check(Answer::Code(&right)), Checked::Throttled);
     assert_eq!(check(Answer::Passkey(Verdict::Refused)), Checked::Throttled);
-    assert_eq!(
-        check(Answer::Passkey(Verdict::Verified("Blue key".into()))),
-        Checked::Passed(Method::Passkey {
-            name: "Blue key".into()
-        })
+    // A passing answer at sign-in needs the session that gave the password (it is replaced on a new token).
+    let _signing_in = password_only(&app, "o@example.gov");
+    let session: String = app.with_conn(|c| {
+        sessions::table
+            .filter(sessions::user_id.eq(&id))
+            .select(sessions::token_hash)
+            .first(c)
+            .unwrap()
+    });
+    let passed = second_factor::check(
+        &mut state.db.get().unwrap(),
+        &checker,
+        &Actor::cli(),
+        &user,
+        &session,
+        Answer::Passkey(Verdict::Verified("Blue key".into())),
+        Purpose::SignIn,
+        state.clock.now(),
+    )
+    .unwrap();
+    assert!(
+        matches!(&passed, Checked::Passed(Method::Passkey { name }, Some(_)) if name == "Blue key"),
+        "{passed:?}"
     );
 }
 
@@ -1502,6 +1520,107 @@ fn enrolling_the_factor_an_account_must_have_finishes_signing_in_on_a_new_sessio
     assert_eq!(after.difference(&before).count(), 1, "no new token");
     // The new token holds the full sign-in.
     assert_eq!(olive.get("/officer").status, Status::Ok);
+}
+
+/// The token issued after the password alone never holds the full sign-in, whatever happens once the factor's check
+/// has committed: the check itself (at sign-in, and at the enrolment an account owes) replaces the session in its
+/// own transaction and hands back the new token. Called here as the pages call it, but with no response to set the
+/// cookie (as after a crash or a busy database at that point): the old token is gone already, the new one holds
+/// the full sign-in.
+#[test]
+fn the_factor_s_own_transaction_ends_the_password_only_token() {
+    use pcii_portal::audit::log::Actor;
+    use pcii_portal::auth::second_factor::{
+        self, Answer, Checked, Checker, Enrolled, Limits, Method, Purpose,
+    };
+    use pcii_portal::auth::sessions::hash_token;
+
+    let app = TestApp::new();
+    let state = app.state();
+    let ring = state.current_keys();
+    let checker = Checker {
+        audit: &state.audit,
+        ring: &ring,
+        keys: &state.throttle_key,
+        limits: Limits::from_settings(&state.settings),
+    };
+    // (token hash, used a factor) of each of an account's sessions.
+    let sessions_of = |user_id: &str| -> Vec<(String, bool)> {
+        app.with_conn(|c| {
+            sessions::table
+                .filter(sessions::user_id.eq(user_id))
+                .select((sessions::token_hash, sessions::second_factor_at))
+                .load::<(String, Option<i64>)>(c)
+                .unwrap()
+                .into_iter()
+                .map(|(hash, at)| (hash, at.is_some()))
+                .collect()
+        })
+    };
+
+    // At sign-in.
+    let id = app.create_user(Role::Officer, "o@example.gov", None);
+    let user = app.with_conn(|c| pcii_portal::models::account::find(c, &id).unwrap());
+    let mut b = password_only(&app, "o@example.gov");
+    let [(old, false)] = &sessions_of(&id)[..] else {
+        panic!("one session owing its factor: {:?}", sessions_of(&id));
+    };
+    let code = common::totp_code(state, "o@example.gov");
+    let checked = second_factor::check(
+        &mut state.db.get().unwrap(),
+        &checker,
+        &Actor::cli(),
+        &user,
+        old,
+        Answer::Code(&code),
+        Purpose::SignIn,
+        state.clock.now(),
+    )
+    .unwrap();
+    let Checked::Passed(Method::AuthenticatorApp, Some(token)) = checked else {
+        panic!("passed on a new token: {checked:?}");
+    };
+    assert_eq!(
+        sessions_of(&id),
+        vec![(hash_token(&token.into_cookie_value()), true)],
+        "the password-only token outlived the factor's commit"
+    );
+    assert_ne!(b.get("/officer").status, Status::Ok);
+
+    // At the enrolment the account owes.
+    let mut olive = invited_officer(&app, "olive@example.gov");
+    olive.login("olive@example.gov", "olive's own long passphrase");
+    let olive_id = app.user_id("olive@example.gov");
+    let olive_user = app.with_conn(|c| pcii_portal::models::account::find(c, &olive_id).unwrap());
+    let setup = olive.get("/account/security/totp");
+    assert_eq!(setup.status, Status::Ok, "{}", setup.body);
+    let [(old, false)] = &sessions_of(&olive_id)[..] else {
+        panic!("one session owing its factor: {:?}", sessions_of(&olive_id));
+    };
+    let code = code_for(&common::shown_secret(&setup.body), 0, &state.clock);
+    let enrolled = second_factor::confirm_totp(
+        &mut state.db.get().unwrap(),
+        &checker,
+        &Actor::cli(),
+        &olive_user,
+        old,
+        &code,
+        state.clock.now(),
+    )
+    .unwrap();
+    let Enrolled::Done {
+        renewed: Some(token),
+        ..
+    } = enrolled
+    else {
+        panic!("enrolled on a new token");
+    };
+    assert_eq!(
+        sessions_of(&olive_id),
+        vec![(hash_token(&token.into_cookie_value()), true)],
+        "the password-only token outlived the enrolment's commit"
+    );
+    assert_ne!(olive.get("/officer").status, Status::Ok);
 }
 
 /// A key rotation re-seals each authenticator secret only if the row still holds the secret it read: a new

@@ -9,7 +9,6 @@ use crate::auth::login::{self as signing_in, LoginLimits, LoginResult};
 use crate::auth::second_factor::{self, Checked, Method, Purpose, Stage};
 use crate::auth::sessions;
 use crate::auth::throttle::Policy;
-use crate::error::AppError;
 use crate::error::AppResult;
 use crate::web::forms::{CsrfForm, ANON_CSRF_COOKIE};
 use crate::web::guards::{remove_session_cookie, session_cookie, AnySession, Ctx, SigningIn};
@@ -260,18 +259,11 @@ async fn give_second_factor(
         match step_up::check_answer(ctx.state, ctx.actor.clone(), &who, answer, Purpose::SignIn)
             .await?
         {
-            Checked::Passed(method) => {
-                // The session that holds the full sign-in gets a new token.
-                let (hash, now) = (who.session_hash.clone(), ctx.state.clock.now());
-                let token = ctx
-                    .state
-                    .db
-                    .run(move |c| sessions::upgrade(c, &hash, now))
-                    .await?
-                    .ok_or(AppError::Conflict(
-                        "Your sign-in expired. Sign in again.".into(),
-                    ))?;
-                jar.add_private(session_cookie(ctx.tls, token));
+            Checked::Passed(method, renewed) => {
+                // The session that holds the full sign-in has a new token (replaced in the check's transaction).
+                if let Some(token) = renewed {
+                    jar.add_private(session_cookie(ctx.tls, token.into_cookie_value()));
+                }
                 let message = match method {
                     Method::RecoveryCode { left } => format!(
                         "You used a recovery code: {left} left. Make new ones, or set up your authenticator again, at Account > Second factors (/account/security)."
