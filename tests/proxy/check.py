@@ -13,6 +13,7 @@ import http.client
 import json
 import math
 import os
+import random
 import re
 import resource
 import selectors
@@ -766,6 +767,23 @@ def main():
     check(st == 502 and isinstance(answer, dict) and answer.get("status") == 502,
           f"e. /healthz with the portal down: 502 as JSON, for a monitor: {answer}")
     same_headers("the 502 as JSON", hd)
+    # The error log writes a refused request's line: at addresses that carry a token (a reset, invitation or setup
+    # link) it must not. A flood of one invitation link is refused (429) with no line naming it, while the login
+    # flood (c) was logged (so the check can fail).
+    token = "Tok" + "%032x" % random.getrandbits(128)
+    with open(os.path.join(nginx_prefix, "error.log"), "rb") as f:
+        logged_before = f.read()
+    flood = Client(nginx_port, "127.0.0.73")
+    refused = 0
+    for _ in range(30):
+        st, _h, _b = flood.request("POST", f"/invitations/{token}", {"display_name": "x"}, timeout=10)
+        refused += st == 429
+    with open(os.path.join(nginx_prefix, "error.log"), "rb") as f:
+        logged = f.read()
+    say(f"  30 POSTs of one invitation link: {refused} refused with 429")
+    check(refused > 0 and b"limiting requests" in logged_before and token.encode() not in logged,
+          f"e. a refused invitation link's token is not in nginx's error log ({refused} refused; login's refusals "
+          f"{'were' if b'limiting requests' in logged_before else 'were NOT'} logged)")
 
     # ------------------------------------------------------------------ contrast: the same attack at the portal
     say("== contrast (measured, not asserted): the same slowloris straight at the portal")
