@@ -637,6 +637,7 @@ impl Settings {
         let file = resolved(&self.master_key_passphrase_file);
         [("keys_dir", &self.keys_dir), ("data_dir", &self.data_dir)]
             .into_iter()
+            .filter(|(_, dir)| !dir.as_os_str().is_empty())
             .find(|(_, dir)| file.starts_with(resolved(dir)))
             .map(|(name, _)| name)
     }
@@ -680,6 +681,8 @@ mod tests {
             settings(dir.path().join("elsewhere/pass")).validate(),
             Ok(())
         );
+        // A directory whose name begins like the data's is not under it.
+        assert_eq!(settings(dir.path().join("data2/pass")).validate(), Ok(()));
         for (file, named) in [
             (dir.path().join("keys/passphrase"), "keys_dir"),
             (dir.path().join("data/x/../passphrase"), "data_dir"),

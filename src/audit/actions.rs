@@ -47,6 +47,10 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ),
     ("dissemination.recorded", "Dissemination recorded"),
     ("dissemination.exported", "Dissemination log exported"),
+    (
+        "dissemination.listed",
+        "Dissemination log shown (releases' details and titles)",
+    ),
     ("access_request.created", "Access requested by an analyst"),
     (
         "access_request.missed",

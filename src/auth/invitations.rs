@@ -817,7 +817,8 @@ fn still_an_administrator(tx: &mut DbConn, who: &User) -> AppResult<()> {
 
 /// A request is approved only while whoever asked for it is still an enabled administrator (as an invitation lapses
 /// with its inviter's authority): one disabled or moved to another role since (an incident) leaves nothing that a
-/// second administrator could approve. It can still be refused. The host's command line (no asker) always may.
+/// second administrator could approve. It can still be refused. (A request with no asker, which nothing files
+/// today, is not refused for it.)
 fn requester_still_entitled(tx: &mut DbConn, req: &model::PrivilegeRequest) -> AppResult<()> {
     let Some(asker) = req.requested_by.as_deref() else {
         return Ok(());

@@ -161,22 +161,29 @@ enum Cipher {
     End,
 }
 
-/// First real error seen by any stage (kind + message; never plaintext).
+/// First real error seen by any stage (kind + message, or the OS error code; never plaintext).
 #[derive(Clone, Default)]
-struct ErrorSlot(Arc<Mutex<Option<(io::ErrorKind, String)>>>);
+struct ErrorSlot(Arc<Mutex<Option<Recorded>>>);
+
+/// An error as recorded: its kind, its message, its OS error code if it has one.
+type Recorded = (io::ErrorKind, String, Option<i32>);
 
 impl ErrorSlot {
     fn record(&self, e: &io::Error) {
         let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
-            *slot = Some((e.kind(), e.to_string()));
+            *slot = Some((e.kind(), e.to_string(), e.raw_os_error()));
         }
     }
 
+    /// The error again. An OS error comes back as itself: its code is what tells a passing fault (out of file
+    /// descriptors: 503) from a bug (500), and a kind alone does not say it.
     fn get(&self) -> Option<io::Error> {
         let slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        slot.as_ref()
-            .map(|(kind, msg)| io::Error::new(*kind, msg.clone()))
+        slot.as_ref().map(|(kind, msg, code)| match code {
+            Some(code) => io::Error::from_raw_os_error(*code),
+            None => io::Error::new(*kind, msg.clone()),
+        })
     }
 }
 
@@ -904,6 +911,26 @@ pub fn reseal(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_os_error_a_stage_meets_keeps_its_code() {
+        let slot = ErrorSlot::default();
+        slot.record(&io::Error::from_raw_os_error(24));
+        slot.record(&io::Error::other("later"));
+        let again = slot.get().unwrap();
+        assert_eq!(again.raw_os_error(), Some(24));
+        assert!(matches!(
+            crate::error::AppError::io("sealing an upload", again),
+            crate::error::AppError::Unavailable(_)
+        ));
+        let slot = ErrorSlot::default();
+        slot.record(&io::Error::new(io::ErrorKind::InvalidData, "bad"));
+        let again = slot.get().unwrap();
+        assert_eq!(
+            (again.kind(), again.to_string()),
+            (io::ErrorKind::InvalidData, "bad".into())
+        );
+    }
     use crate::storage::FsBlobStore;
     use std::fs;
     use std::path::Path;

@@ -736,6 +736,92 @@ mod tests {
         }
     }
 
+    /// The fs store, refusing to delete the names in `refused` (a retention lock, a permission).
+    struct Refusing {
+        inner: FsBlobStore,
+        refused: std::collections::HashSet<String>,
+    }
+
+    impl BlobStore for Refusing {
+        fn create(&self) -> io::Result<Box<dyn BlobWriter>> {
+            self.inner.create()
+        }
+        fn open(&self, name: &str) -> io::Result<Box<dyn io::Read + Send>> {
+            self.inner.open(name)
+        }
+        fn delete(&self, name: &str) -> io::Result<()> {
+            if self.refused.contains(name) {
+                return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+            }
+            self.inner.delete(name)
+        }
+        fn exists(&self, name: &str) -> io::Result<bool> {
+            self.inner.exists(name)
+        }
+        fn list(&self) -> io::Result<Vec<(String, Duration)>> {
+            self.inner.list()
+        }
+        fn sweep_temporaries(&self, older_than: Duration) -> io::Result<usize> {
+            self.inner.sweep_temporaries(older_than)
+        }
+        fn is_available(&self) -> bool {
+            true
+        }
+        fn describe(&self) -> String {
+            "refusing".into()
+        }
+    }
+
+    /// An orphan the store can never remove, alone in its batch, does not keep the sweep from the orphans listed
+    /// after it; a store that refuses everything stops the round after a few failures in a row.
+    #[test]
+    fn an_orphan_that_cannot_be_removed_does_not_stop_the_sweep() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inner = FsBlobStore::open(tmp.path()).unwrap();
+        for _ in 0..1_100 {
+            put(&inner, b"x");
+        }
+        let listed: Vec<String> = inner.list().unwrap().into_iter().map(|(n, _)| n).collect();
+        // The first batch's only orphan is refused; the last batch holds the other orphans.
+        let stuck = listed[0].clone();
+        let later: Vec<String> = listed[1_000..1_010].to_vec();
+        let orphans: std::collections::HashSet<String> =
+            later.iter().chain([&stuck]).cloned().collect();
+        let referenced = |batch: &[String]| -> std::collections::HashSet<String> {
+            batch
+                .iter()
+                .filter(|n| !orphans.contains(*n))
+                .cloned()
+                .collect()
+        };
+        let store = Refusing {
+            inner,
+            refused: [stuck.clone()].into(),
+        };
+        let swept = sweep_orphans(&store, Duration::ZERO, &mut |b| referenced(b)).unwrap();
+        assert_eq!(
+            swept,
+            crate::storage::Orphans {
+                removed: 10,
+                failed: 1
+            }
+        );
+        assert!(store.exists(&stuck).unwrap());
+        assert!(later.iter().all(|n| !store.exists(n).unwrap()));
+
+        // Everything refused: the round stops after ORPHAN_FAILURES_IN_A_ROW.
+        let everything = Refusing {
+            refused: listed.iter().cloned().collect(),
+            inner: store.inner,
+        };
+        let swept =
+            sweep_orphans(&everything, Duration::ZERO, &mut |_| Default::default()).unwrap();
+        assert_eq!(
+            (swept.removed, swept.failed),
+            (0, crate::storage::ORPHAN_FAILURES_IN_A_ROW)
+        );
+    }
+
     #[test]
     fn list_ignores_foreign_files() {
         let tmp = tempfile::tempdir().unwrap();

@@ -119,8 +119,9 @@ pub struct Orphans {
 /// Removes committed blobs older than `grace` (so a blob written by another instance whose row is not committed
 /// yet survives) that nothing points to: `referenced` gets a batch of names and answers those among them that are
 /// in use (all of them when it cannot tell). An error is returned only when the store cannot be listed (nothing
-/// was removed then); an orphan the store fails to remove is counted and the sweep goes on, stopping after a batch
-/// the store refused entirely, so that what it did remove is still reported.
+/// was removed then); an orphan the store fails to remove is counted and the sweep goes on (one it can never remove
+/// does not keep it from those listed after), stopping after [`ORPHAN_FAILURES_IN_A_ROW`] failures in a row (the
+/// store refuses everything now), so that what it did remove is still reported.
 pub fn sweep_orphans(
     store: &dyn BlobStore,
     grace: Duration,
@@ -133,30 +134,33 @@ pub fn sweep_orphans(
         .map(|(name, _)| name)
         .collect();
     let mut swept = Orphans::default();
+    let mut failed_in_a_row = 0;
     // Asked a batch at a time: one lookup per blob was two queries for every file the store holds, each sweep.
     for batch in old.chunks(ORPHAN_BATCH) {
         let used = referenced(batch);
-        let (mut tried, mut failed) = (0, 0);
         for name in batch.iter().filter(|n| !used.contains(*n)) {
-            tried += 1;
             match store.delete(name) {
                 Ok(()) => {
                     tracing::info!(blob = %name, "removed orphaned blob");
                     swept.removed += 1;
+                    failed_in_a_row = 0;
                 }
                 Err(e) => {
                     tracing::warn!(blob = %name, error = %e, "removing an orphaned blob failed");
-                    failed += 1;
+                    swept.failed += 1;
+                    failed_in_a_row += 1;
+                    if failed_in_a_row == ORPHAN_FAILURES_IN_A_ROW {
+                        return Ok(swept); // the store refuses everything right now; the next sweep retries
+                    }
                 }
             }
-        }
-        swept.failed += failed;
-        if tried > 0 && failed == tried {
-            break; // the store refuses everything right now; the next sweep retries
         }
     }
     Ok(swept)
 }
+
+/// Failed removals in a row after which the orphan sweep stops for this round.
+pub const ORPHAN_FAILURES_IN_A_ROW: usize = 10;
 
 /// Blobs the orphan sweep looks up at once.
 pub const ORPHAN_BATCH: usize = 500;

@@ -391,14 +391,40 @@ pub(crate) async fn refuse<'r>(
         let state = app(req);
         let route = req.route().map(|r| r.uri.to_string()).unwrap_or_default();
         let actor = actor(req, who);
-        let event = Event::new("access.refused", AuditOutcome::Refused)
-            .object("route", route)
-            .reason(reason);
+        let event = Event::new("access.refused", AuditOutcome::Refused);
+        // A signed-in person refused at a submission's address is recorded on that submission, so that its
+        // history shows who tried (an administrator or an auditor at an officer's page, say); the route goes
+        // with the reason. Anonymous refusals stay by route (they are folded by route).
+        let event = match who.and(submission_asked_for(req)) {
+            Some(id) => event
+                .object("submission", id)
+                .reason(format!("{reason} (at {route})")),
+            None => event.object("route", route).reason(reason),
+        };
         if let Err(e) = record_refusal(state, who.is_none(), actor, event).await {
             tracing::error!(error = %e, "auditing a refusal failed");
         }
     }
     status
+}
+
+/// The submission id in the request's address, when its route names one (`.../submissions/<id>...`) and it looks
+/// like an id (anything else is not recorded as one).
+fn submission_asked_for(req: &Request<'_>) -> Option<String> {
+    let route = req.route()?;
+    let route_segments: Vec<&str> = route
+        .uri
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let at = route_segments
+        .windows(2)
+        .position(|w| w[0] == "submissions" && w[1] == "<id>")?
+        + 1;
+    let id = req.uri().path().segments().nth(at)?;
+    (!id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .then(|| id.to_string())
 }
 
 macro_rules! role_guard {

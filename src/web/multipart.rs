@@ -126,7 +126,12 @@ impl std::fmt::Debug for FileTooLarge {
 impl FileTooLarge {
     /// What the person reads: the file named, the limit, that nothing was kept, what to do.
     pub fn message(&self) -> String {
-        let name = &self.file_name;
+        // As a file's name is shown everywhere else: control and bidirectional characters made visible (one could
+        // reorder the rest of the sentence), and a long one shortened.
+        let name = crate::workflow::content::shortened(
+            &crate::workflow::content::visible(&self.file_name),
+            120,
+        );
         match self.limit {
             SizeLimit::PerFile(max) => format!(
                 "\u{201c}{name}\u{201d} is larger than the limit of {} per file. Nothing was saved; attach a smaller file.",
@@ -257,6 +262,14 @@ pub async fn open_form<'r>(
         token.refused("missing token").await;
         return Err(token_refused());
     };
+    // RFC 2046: 1 to 70 characters. Every read is scanned for it, so a longer one only costs the portal work.
+    if boundary.is_empty() || boundary.len() > 70 {
+        return Err(AppError::Malformed(
+            "The form's multipart boundary is not 1 to 70 characters long. Send the form again from the \
+             portal's page. Nothing was saved."
+                .into(),
+        ));
+    }
     let open_limit = state
         .settings
         .max_submission_bytes
@@ -280,29 +293,53 @@ pub async fn open_form<'r>(
     }
 }
 
-/// Ends the body with a `TimedOut` error when the request's window runs out while the portal waits for more of it.
-/// The window is otherwise checked as pieces arrive, so a client that stops sending would hold its connection and
-/// its upload slot for as long as it liked (behind nginx, `client_body_timeout` cuts it after 30 s; the portal on its
-/// own had nothing). While waiting it looks at the portal's clock once a second.
+/// Ends the body with a `TimedOut` error when the request's window runs out while the portal waits for more of it,
+/// or when the body arrives slower than [`PROGRESS_MIN_BYTES`] per [`PROGRESS_SECS`] (a drip of a byte every few
+/// seconds passes nginx's `client_body_timeout`, and a few accounts doing it would hold every upload slot for the
+/// whole window). The window is otherwise checked as pieces arrive, so a client that stops sending would hold its
+/// connection and its upload slot for as long as it liked. While waiting it looks at the portal's clock once a
+/// second. Only time spent waiting for the client counts against its progress: a stretch in which the portal did
+/// not read (sealing, a commit) starts the count again.
 struct WindowEnd<S> {
     inner: S,
     clock: crate::clock::Clock,
     deadline: i64,
     tick: tokio::time::Interval,
     over: bool,
+    received: u64,
+    /// Since when (the portal's clock) and from how many bytes received the progress is counted.
+    progress_from: (i64, u64),
+    /// When the portal last asked for more (real time: a gap means the portal was busy, not the client slow).
+    last_asked: std::time::Instant,
 }
+
+/// The least an upload must progress while the portal waits for it: 64 KiB in two minutes (4 kbit/s).
+pub const PROGRESS_MIN_BYTES: u64 = 64 * 1024;
+pub const PROGRESS_SECS: i64 = 120;
 
 impl<S> WindowEnd<S> {
     fn new(inner: S, clock: crate::clock::Clock, deadline: i64) -> Self {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let now = clock.now();
         WindowEnd {
             inner,
             clock,
             deadline,
             tick,
             over: false,
+            received: 0,
+            progress_from: (now, 0),
+            last_asked: std::time::Instant::now(),
         }
+    }
+
+    fn end(&mut self, why: WindowOver) -> Poll<Option<std::io::Result<Bytes>>> {
+        self.over = true;
+        Poll::Ready(Some(Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            why,
+        ))))
     }
 }
 
@@ -313,18 +350,29 @@ impl<S: Stream<Item = std::io::Result<Bytes>> + Unpin> Stream for WindowEnd<S> {
         if self.over {
             return Poll::Ready(None);
         }
+        if self.last_asked.elapsed() >= std::time::Duration::from_secs(2) {
+            // The portal was busy, not waiting: the client's progress is counted from now.
+            self.progress_from = (self.clock.now(), self.received);
+        }
+        self.last_asked = std::time::Instant::now();
         let next = Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(bytes))) = &next {
+            self.received += bytes.len() as u64;
+            if self.received - self.progress_from.1 >= PROGRESS_MIN_BYTES {
+                self.progress_from = (self.clock.now(), self.received);
+            }
+        }
         if next.is_ready() {
             return next;
         }
         // Nothing to read: until the next tick is pending (which registers the wake-up), look at the clock.
         while self.tick.poll_tick(cx).is_ready() {
-            if self.clock.now() > self.deadline {
-                self.over = true;
-                return Poll::Ready(Some(Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    WindowOver,
-                ))));
+            let now = self.clock.now();
+            if now > self.deadline {
+                return self.end(WindowOver::Window);
+            }
+            if now - self.progress_from.0 > PROGRESS_SECS {
+                return self.end(WindowOver::TooSlow);
             }
         }
         Poll::Pending
@@ -332,25 +380,36 @@ impl<S: Stream<Item = std::io::Result<Bytes>> + Unpin> Stream for WindowEnd<S> {
 }
 
 /// The error [`WindowEnd`] ends a body with.
-#[derive(Debug)]
-struct WindowOver;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WindowOver {
+    /// The request's window ran out.
+    Window,
+    /// Less than [`PROGRESS_MIN_BYTES`] arrived in [`PROGRESS_SECS`] of waiting.
+    TooSlow,
+}
 
 impl std::fmt::Display for WindowOver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the upload's window ran out while waiting for the body")
+        f.write_str(match self {
+            WindowOver::Window => "the upload's window ran out while waiting for the body",
+            WindowOver::TooSlow => "the upload arrived too slowly",
+        })
     }
 }
 
 impl std::error::Error for WindowOver {}
 
 impl WindowOver {
-    /// Whether multer's error is this one, passed through from the stream.
-    fn caused(e: &multer::Error) -> bool {
-        matches!(e, multer::Error::StreamReadFailed(inner)
-            if inner
+    /// Which of these multer's error is, passed through from the stream.
+    fn caused(e: &multer::Error) -> Option<WindowOver> {
+        match e {
+            multer::Error::StreamReadFailed(inner) => inner
                 .downcast_ref::<std::io::Error>()
                 .and_then(|e| e.get_ref())
-                .is_some_and(|e| e.is::<WindowOver>()))
+                .and_then(|e| e.downcast_ref::<WindowOver>())
+                .copied(),
+            _ => None,
+        }
     }
 }
 
@@ -511,13 +570,25 @@ struct Reader<'a> {
 }
 
 fn broken(e: multer::Error) -> Failure {
-    if WindowOver::caused(&e) {
-        tracing::info!("an upload stopped arriving and its window ran out");
-        return Failure::Refused(AppError::TimedOut(
-            "The upload stopped arriving and ran out of the time the portal allows for one form. Nothing was \
-             saved; send the form again."
-                .into(),
-        ));
+    match WindowOver::caused(&e) {
+        Some(WindowOver::Window) => {
+            tracing::info!("an upload stopped arriving and its window ran out");
+            return Failure::Refused(AppError::TimedOut(
+                "The upload stopped arriving and ran out of the time the portal allows for one form. Nothing was \
+                 saved; send the form again."
+                    .into(),
+            ));
+        }
+        Some(WindowOver::TooSlow) => {
+            tracing::info!("an upload arrived too slowly and was ended");
+            return Failure::Refused(AppError::TimedOut(format!(
+                "The upload arrived too slowly (less than {} KiB in {} minutes). Nothing was saved; send the form \
+                 again over a faster connection.",
+                PROGRESS_MIN_BYTES / 1024,
+                PROGRESS_SECS / 60
+            )));
+        }
+        None => {}
     }
     tracing::info!(error = %e, "a multipart body could not be read");
     let message = match e {

@@ -686,6 +686,18 @@ fn the_dissemination_log_filters_and_exports_csv_with_formula_cells_neutralised(
     let page = olga.get("/officer/disseminations?from=someday");
     assert_eq!(page.status, Status::UnprocessableEntity);
     assert!(page.body.contains("id=\"log-from-error\""));
+    // Each page that showed releases (their sealed details, the titles) is audited with their tracking numbers, as
+    // the CSV is; an empty or refused one is not; the recipient typed is named, not quoted.
+    let listed = reasons(&app, "dissemination.listed");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(
+        listed[0].contains(&tn1)
+            && !listed[0].contains(&tn2)
+            && listed[0].contains("filters: recipient")
+            && !listed[0].contains("fusion"),
+        "{listed:?}"
+    );
+    assert!(listed[1].contains(&tn2) && listed[1].contains(&format!("tracking {tn2}")));
 
     let (status, body, headers) = olga.get_bytes("/officer/disseminations.csv?tracking=PCII-");
     assert_eq!(status, Status::Ok);
@@ -714,6 +726,7 @@ fn the_dissemination_log_filters_and_exports_csv_with_formula_cells_neutralised(
     let r = reasons(&app, "dissemination.exported");
     assert_eq!(r.len(), 2);
     assert!(r[1].contains("1 row(s)") && r[1].contains("recipient") && !r[1].contains("county"));
+    assert!(r[0].contains(&tn1) && r[0].contains(&tn2), "{r:?}");
     // Not for others.
     assert_eq!(
         sub.get("/officer/disseminations.csv").status,
@@ -813,4 +826,71 @@ fn an_officer_disabled_mid_request_assigns_nothing() {
     );
     assert_eq!(assigned_to(&app, &id), None);
     assert_eq!(app.audit_count("case.assigned"), 0);
+}
+
+/// A signed-in person refused at a submission's address (an administrator at the officer's page, an auditor at its
+/// file) is recorded on that submission, so that its history shows who tried; an anonymous refusal stays by route.
+#[test]
+fn a_signed_in_refusal_at_a_submission_s_address_is_recorded_on_that_submission() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let id = submit(&mut sub);
+    let mut admin = app.login_as(Role::Administrator, "admin@example.gov", None);
+    let mut auditor = app.login_as(Role::Auditor, "audrey@example.gov", None);
+    assert_eq!(
+        admin.get(&format!("/officer/submissions/{id}")).status,
+        Status::Forbidden
+    );
+    assert_eq!(
+        auditor
+            .get(&format!("/analyst/submissions/{id}/files/1"))
+            .status,
+        Status::Forbidden
+    );
+    let refused: Vec<(Option<String>, Option<String>, Option<String>)> = app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq("access.refused"))
+            .order(audit_entries::seq.asc())
+            .select((
+                audit_entries::object_kind,
+                audit_entries::object_id,
+                audit_entries::reason,
+            ))
+            .load(c)
+            .unwrap()
+    });
+    let on_it: Vec<&Option<String>> = refused
+        .iter()
+        .filter(|(kind, object, _)| {
+            kind.as_deref() == Some("submission") && object.as_deref() == Some(id.as_str())
+        })
+        .map(|(_, _, reason)| reason)
+        .collect();
+    assert_eq!(on_it.len(), 2, "{refused:?}");
+    assert!(on_it[0]
+        .as_deref()
+        .is_some_and(|r| r.contains("(at /officer/submissions/<id>)")));
+    // The auditor's history of the submission lists them.
+    let history = auditor.get(&format!("/audit/submissions/{id}"));
+    assert_eq!(history.status, Status::Ok);
+    assert!(
+        history
+            .body
+            .contains("<code class=\"action\">access.refused</code>"),
+        "{}",
+        history.body
+    );
+    // Anonymous: by route, as before (not on the submission).
+    let before = on_it.len();
+    let mut stranger = app.browser();
+    stranger.get(&format!("/officer/submissions/{id}"));
+    let on_it_now: i64 = app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq("access.refused"))
+            .filter(audit_entries::object_id.eq(&id))
+            .count()
+            .get_result(c)
+            .unwrap()
+    });
+    assert_eq!(on_it_now as usize, before);
 }

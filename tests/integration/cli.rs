@@ -294,8 +294,9 @@ fn the_portal_makes_no_core_dump_whatever_limit_it_is_started_with() {
     let mut child = std::process::Command::new("sh")
         .args([
             "-c",
-            // Allowed first (or the test could not fail); `exec` keeps the process id.
-            r#"ulimit -c unlimited || exit 99; [ "$(ulimit -c)" = unlimited ] || exit 98; exec "$0""#,
+            // Allowed first, as far as the hard limit lets (at 0 the test could not fail: it says so and stops);
+            // `exec` keeps the process id.
+            r#"ulimit -c "$(ulimit -H -c)"; [ "$(ulimit -c)" != 0 ] || exit 97; exec "$0""#,
             env!("CARGO_BIN_EXE_pcii-portal"),
         ])
         .env("ROCKET_PORT", port.to_string())
@@ -317,7 +318,11 @@ fn the_portal_makes_no_core_dump_whatever_limit_it_is_started_with() {
             break out.starts_with("HTTP/1.1 200");
         }
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("the portal did not start (the shell could not allow core dumps?): {status}");
+            if status.code() == Some(97) {
+                eprintln!("not checked: this machine's hard limit allows no core dumps at all");
+                return;
+            }
+            panic!("the portal did not start: {status}");
         }
         if std::time::Instant::now() > deadline {
             break false;

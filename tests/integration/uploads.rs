@@ -329,6 +329,57 @@ fn a_new_form_with_a_file_over_the_limit_comes_back_413_with_the_text_and_the_fi
     assert_eq!((app.blob_files(), counts(&app)), before, "nothing stored");
 }
 
+/// A multipart boundary is 1 to 70 characters (RFC 2046): a longer one, which every read of the body would be
+/// scanned for, is refused before the body is read; 70 is read as usual.
+#[test]
+fn a_multipart_boundary_over_seventy_characters_is_refused() {
+    let app = small_portal();
+    let mut b = submitter(&app);
+    let before = counts(&app);
+    let parts = complete_fields("n", "draft");
+    let page = b.post_multipart_with_boundary("/submissions", &"b".repeat(71), &parts);
+    assert_eq!(page.status, Status::BadRequest, "{}", page.body);
+    assert!(
+        page.body.contains("not 1 to 70 characters"),
+        "{}",
+        page.body
+    );
+    assert_eq!(counts(&app), before);
+    let page = b.post_multipart_with_boundary("/submissions", &"b".repeat(70), &parts);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+}
+
+/// The refusal names the file as every page does: a right-to-left override in its name is shown as an escape (it
+/// would reverse the rest of the sentence), and a long name is shortened.
+#[test]
+fn a_file_over_the_limit_is_named_with_its_hidden_characters_visible() {
+    let app = small_portal();
+    let mut b = submitter(&app);
+    let big = file_bytes(1024 * 1024 + 1, 2, "");
+    let mut parts = complete_fields("n", "submit");
+    parts.push(Part::File("files", "invoice\u{202E}fdp.exe", &big));
+    let page = b.post_multipart("/submissions", &parts);
+    assert_eq!(page.status, Status::PayloadTooLarge, "{}", page.body);
+    assert!(
+        page.body
+            .contains("\u{201c}invoice&lt;U+202E&gt;fdp.exe\u{201d} is larger than"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains('\u{202E}'));
+    let long = format!("{}.pdf", "a".repeat(400));
+    let mut parts = complete_fields("n", "submit");
+    parts.push(Part::File("files", &long, &big));
+    let page = b.post_multipart("/submissions", &parts);
+    assert_eq!(page.status, Status::PayloadTooLarge);
+    assert!(!page.body.contains(&"a".repeat(200)), "the whole name");
+    assert!(
+        page.body.contains("a\u{2026}.pdf\u{201d} is larger than"),
+        "{}",
+        page.body
+    );
+}
+
 #[test]
 fn a_draft_sent_with_too_many_bytes_comes_back_413_as_its_edit_form_and_keeps_what_was_stored() {
     let app = small_portal();
@@ -751,8 +802,24 @@ fn an_upload_still_arriving_past_its_window_is_refused_and_leaves_nothing() {
 /// removes what the request had stored.
 #[test]
 fn an_upload_that_stops_arriving_is_refused_when_its_window_is_over() {
-    let served = serve_with(|f| f.merge(("blob_sweep_grace_minutes", 30)));
     let window = pcii_portal::workflow::blobs::upload_window_secs(30);
+    stall_then(window + 1, "stopped arriving");
+}
+
+/// A body that drips in (a byte every few seconds passes nginx's `client_body_timeout`) cannot hold its upload slot
+/// for the whole window either: less than 64 KiB in two minutes of waiting ends it with 408, and nothing is kept.
+#[test]
+fn an_upload_that_arrives_too_slowly_is_refused_long_before_its_window() {
+    stall_then(
+        pcii_portal::web::multipart::PROGRESS_SECS + 1,
+        "arrived too slowly (less than 64 KiB in 2 minutes)",
+    );
+}
+
+/// Sends a form with two files up to the middle of the second, waits until the portal has read it all and waits for
+/// more, advances the portal's clock by `advance` seconds, and expects a 408 that `says` so, with nothing kept.
+fn stall_then(advance: i64, says: &str) {
+    let served = serve_with(|f| f.merge(("blob_sweep_grace_minutes", 30)));
     let port = served.port;
     let mut cookies = Vec::new();
     let token = sign_in_for_a_new_submission(port, &mut cookies);
@@ -813,11 +880,11 @@ fn an_upload_that_stops_arriving_is_refused_when_its_window_is_over() {
         "the portal never reached the stall state: {:?}",
         sizes()
     );
-    served.clock.advance(window + 1);
+    served.clock.advance(advance);
     let started = std::time::Instant::now();
     let answer = read_answer(stream, &mut cookies);
     assert_eq!(answer.status, 408, "{}", answer.body);
-    assert!(answer.body.contains("stopped arriving"), "{}", answer.body);
+    assert!(answer.body.contains(says), "{}", answer.body);
     assert!(answer.body.contains("Nothing was saved"), "{}", answer.body);
     assert!(
         started.elapsed() < Duration::from_secs(30),

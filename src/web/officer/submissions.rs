@@ -935,6 +935,26 @@ async fn dissemination_log(
         crate::models::submission::TitleAsOf::Sent,
     )
     .await?;
+    // The page opens each release's sealed details (recipient, arrangement, what was released) and the titles: shown,
+    // like the CSV, only once recorded.
+    if !rows.is_empty() {
+        let event = crate::audit::log::Event::new(
+            "dissemination.listed",
+            crate::audit::log::Outcome::Success,
+        )
+        .reason(format!(
+            "page {} of {pages}: {} release(s) ({}); filters: {}",
+            page + 1,
+            rows.len(),
+            numbers_of(&rows),
+            described_filters(&form)
+        ));
+        let (audit, actor) = (ctx.state.audit.clone(), ctx.actor.clone());
+        ctx.state
+            .db
+            .run(move |c| audit.record(c, &actor, event))
+            .await?;
+    }
     // Every release is of validated PCII, and its details (what, to whom, under which arrangement) describe it.
     let shown = (!rows.is_empty()).then_some(crate::domain::Status::Validated);
     Ok(base
@@ -1035,6 +1055,27 @@ async fn dissemination_csv(
         }
         out.extend_from_slice(b"\r\n");
     }
+    let event = crate::audit::log::Event::new(
+        "dissemination.exported",
+        crate::audit::log::Outcome::Success,
+    )
+    .reason(format!(
+        "{} row(s) as CSV ({}); filters: {}",
+        rows.len(),
+        numbers_of(&rows),
+        described_filters(&form)
+    ));
+    let (audit, actor) = (ctx.state.audit.clone(), ctx.actor.clone());
+    ctx.state
+        .db
+        .run(move |c| audit.record(c, &actor, event))
+        .await?;
+    Ok(CsvDownload(out))
+}
+
+/// The log's filters for its audit entries: the clear ones as given, a recipient filter named, not quoted (it may
+/// quote sealed text).
+fn described_filters(form: &LogForm) -> String {
     let mut filters = Vec::new();
     if !form.tracking.is_empty() {
         filters.push(format!("tracking {}", form.tracking.to_uppercase()));
@@ -1048,25 +1089,23 @@ async fn dissemination_csv(
     if !form.to.is_empty() {
         filters.push(format!("to {}", form.to));
     }
-    let event = crate::audit::log::Event::new(
-        "dissemination.exported",
-        crate::audit::log::Outcome::Success,
-    )
-    .reason(format!(
-        "{} row(s) as CSV; filters: {}",
-        rows.len(),
-        if filters.is_empty() {
-            "none".to_string()
-        } else {
-            filters.join(", ")
+    if filters.is_empty() {
+        "none".to_string()
+    } else {
+        filters.join(", ")
+    }
+}
+
+/// The tracking numbers of the submissions whose releases `rows` are, each once, in order: so that an auditor
+/// looking at one submission's history finds that its releases were shown.
+fn numbers_of(rows: &[grants::DisseminationView]) -> String {
+    let mut numbers: Vec<&str> = Vec::new();
+    for n in rows.iter().filter_map(|r| r.tracking_number.as_deref()) {
+        if !numbers.contains(&n) {
+            numbers.push(n);
         }
-    ));
-    let (audit, actor) = (ctx.state.audit.clone(), ctx.actor.clone());
-    ctx.state
-        .db
-        .run(move |c| audit.record(c, &actor, event))
-        .await?;
-    Ok(CsvDownload(out))
+    }
+    numbers.join(", ")
 }
 
 /// A CSV attachment.

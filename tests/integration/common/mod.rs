@@ -832,6 +832,26 @@ impl<'c> Browser<'c> {
         multipart_body(&all)
     }
 
+    /// Posts a form with the session's token, framed with `boundary` instead of the usual one.
+    pub fn post_multipart_with_boundary(
+        &mut self,
+        uri: &str,
+        boundary: &str,
+        parts: &[Part<'_>],
+    ) -> Page {
+        let body = String::from_utf8(self.multipart_with_token(parts))
+            .expect("text parts")
+            .replace(BOUNDARY, boundary);
+        let ct = ContentType::new("multipart", "form-data")
+            .with_params(("boundary", boundary.to_string()));
+        let mut req = self.client.post(uri.to_string()).header(ct).body(body);
+        for c in &self.cookies {
+            req = req.cookie(c.clone());
+        }
+        let res = req.dispatch();
+        self.finish(res)
+    }
+
     fn send_multipart(&mut self, uri: &str, body: Vec<u8>, extra: Option<Header<'static>>) -> Page {
         let ct = ContentType::new("multipart", "form-data").with_params(("boundary", BOUNDARY));
         let mut req = self.client.post(uri.to_string()).header(ct).body(body);
