@@ -609,6 +609,8 @@ pub struct PrivilegeRequestRow {
     pub account_email: String,
     pub current_role_label: &'static str,
     pub requested_by_name: Option<String>,
+    /// Whoever asked is no longer an enabled administrator: the request can only be refused.
+    pub asker_lapsed: bool,
 }
 
 pub fn pending_privilege_requests(conn: &mut DbConn) -> QueryResult<Capped<PrivilegeRequestRow>> {
@@ -628,14 +630,19 @@ pub fn pending_privilege_requests(conn: &mut DbConn) -> QueryResult<Capped<Privi
             .find(&r.account_id)
             .select((users::display_name, users::email, users::role))
             .first(conn)?;
-        let requested_by_name = match &r.requested_by {
+        let asker: Option<(String, Role, bool)> = match &r.requested_by {
             Some(id) => users::table
                 .find(id)
-                .select(users::display_name)
+                .select((users::display_name, users::role, users::disabled))
                 .first(conn)
                 .optional()?,
             None => None,
         };
+        let asker_lapsed = r.requested_by.is_some()
+            && !asker
+                .as_ref()
+                .is_some_and(|(_, role, disabled)| *role == Role::Administrator && !disabled);
+        let requested_by_name = asker.map(|(name, ..)| name);
         let what = match r.change() {
             Some(PrivilegeChange::Role(role)) => format!("Role: {}", role.label()),
             Some(PrivilegeChange::Disable { reason }) => format!("Disable ({reason})"),
@@ -651,6 +658,7 @@ pub fn pending_privilege_requests(conn: &mut DbConn) -> QueryResult<Capped<Privi
             account_name: name,
             account_email: email,
             requested_by_name,
+            asker_lapsed,
             request: r,
         });
     }

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::audit::log::{Actor, Event, Outcome};
 use crate::db::DbConn;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::mail::Mail;
 use crate::models::lease;
 use crate::models::notification::{self as model, Recipient};
@@ -472,17 +472,30 @@ async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Round>> 
     };
     let mut done = Round::default();
     let mut route_down = false;
+    // A database fault after mail went: the round stops, but what it sent is still audited before the error is
+    // returned (nothing else could record it).
+    let mut stopped: Option<AppError> = None;
     let total = due.len();
     for (i, (kind, r)) in due.into_iter().enumerate() {
         // Each mail may wait for the SMTP timeout: the lease is renewed before each, so that a long round keeps it
         // and no other instance starts sending the same mails meanwhile.
-        if i > 0 && !parts.db.run(move |c| Ok(held.renew(c)?)).await? {
-            tracing::warn!(
-                not_sent = total - i,
-                "another instance took the notification lease over; this round stops"
-            );
-            done.lease_lost = true;
-            break;
+        if i > 0 {
+            match parts.db.run(move |c| Ok(held.renew(c)?)).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(
+                        not_sent = total - i,
+                        "another instance took the notification lease over; this round stops"
+                    );
+                    done.lease_lost = true;
+                    break;
+                }
+                Err(e) => {
+                    done.failed += total - i;
+                    stopped = Some(e);
+                    break;
+                }
+            }
         }
         let mail = kind.mail(&r, &parts.mailer.link(&r.path));
         match crate::mail::send_off_executor(&parts.mailer, mail).await {
@@ -503,22 +516,39 @@ async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Round>> 
                 break;
             }
         }
-        let (subject, user) = (r.subject.clone(), r.user_id.clone());
-        parts
-            .db
-            .run(move |c| Ok(model::record_sent(c, kind.as_str(), &subject, &user, now)?))
-            .await?;
+        // The mail went: a passing fault here would send it again next round, so the record is tried three times
+        // (250 and 500 ms apart, as a save's commit is).
+        let mut recorded = Ok(());
+        for wait_ms in [0, 250, 500] {
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            let (subject, user) = (r.subject.clone(), r.user_id.clone());
+            recorded = parts
+                .db
+                .run(move |c| Ok(model::record_sent(c, kind.as_str(), &subject, &user, now)?))
+                .await;
+            if !matches!(recorded, Err(AppError::Unavailable(_))) {
+                break;
+            }
+        }
         done.sent.push((kind, r.user_id));
+        if let Err(e) = recorded {
+            done.failed += total - i - 1;
+            stopped = Some(e);
+            break;
+        }
     }
     // Then the mail acts promised and the route did not take at once (`pending_mail`), unless the route is down:
     // they stay due, untried, without counting an attempt.
-    if !route_down && !done.lease_lost {
-        let retried =
-            crate::workflow::pending_mail::retry_due(&parts.db, &parts.mailer, held, now).await?;
-        done.lease_lost = retried.lease_lost;
-        done.sent.extend(retried.sent);
-        done.failed += retried.failed;
-        done.given_up = retried.given_up;
+    if !route_down && !done.lease_lost && stopped.is_none() {
+        match crate::workflow::pending_mail::retry_due(&parts.db, &parts.mailer, held, now).await {
+            Ok(retried) => {
+                done.lease_lost = retried.lease_lost;
+                done.sent.extend(retried.sent);
+                done.failed += retried.failed;
+                done.given_up = retried.given_up;
+            }
+            Err(e) => stopped = Some(e),
+        }
     }
     if !done.sent.is_empty() || done.failed > 0 || done.given_up > 0 {
         let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
@@ -547,6 +577,10 @@ async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Round>> 
         if done.lease_lost {
             reason.push_str("; stopped: another instance took the lease over and sends the rest");
         }
+        if stopped.is_some() {
+            reason
+                .push_str("; stopped: the database did not answer (the rest are tried next round)");
+        }
         if done.given_up > 0 {
             reason.push_str(&format!(
                 "; queued mail given up (not sent within 3 days, or an unusable address): {}",
@@ -559,6 +593,9 @@ async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Round>> 
             .db
             .run(move |c| audit.record(c, &Actor::system(), event))
             .await?;
+    }
+    if let Some(e) = stopped {
+        return Err(e);
     }
     Ok(Some(done))
 }

@@ -248,6 +248,18 @@ fn a_privilege_request_is_not_replaced_by_another_administrator_s_nor_approved_a
             .execute(c)
             .unwrap()
     });
+    // The approvals page offers only the refusal.
+    let page = first.get("/admin/approvals");
+    assert!(
+        page.body.contains("it can only be refused"),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains("name=\"decision\" value=\"approve\""),
+        "{}",
+        page.body
+    );
     let approve = first.post(
         &format!("/admin/requests/{rid}"),
         &[("decision", "approve")],
