@@ -408,8 +408,8 @@ pub(crate) async fn refuse<'r>(
     status
 }
 
-/// The submission id in the request's address, when its route names one (`.../submissions/<id>...`) and it looks
-/// like an id (anything else is not recorded as one).
+/// The submission id in the request's address, when its route names one (`.../submissions/<id>...`) and it has
+/// an id's shape (anything else is not recorded as one).
 fn submission_asked_for(req: &Request<'_>) -> Option<String> {
     let route = req.route()?;
     let route_segments: Vec<&str> = route
@@ -423,8 +423,12 @@ fn submission_asked_for(req: &Request<'_>) -> Option<String> {
         .position(|w| w[0] == "submissions" && w[1] == "<id>")?
         + 1;
     let id = req.uri().path().segments().nth(at)?;
-    (!id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-        .then(|| id.to_string())
+    // The shape of `db::new_id` (32 lower-case hex digits): nothing else is recorded as a submission's id.
+    (id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    .then(|| id.to_string())
 }
 
 macro_rules! role_guard {

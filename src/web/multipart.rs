@@ -313,8 +313,9 @@ struct WindowEnd<S> {
     last_asked: std::time::Instant,
 }
 
-/// The least an upload must progress while the portal waits for it: 64 KiB in two minutes (4 kbit/s).
-pub const PROGRESS_MIN_BYTES: u64 = 64 * 1024;
+/// The least an upload must progress while the portal waits for it: 512 KiB in two minutes (35 kbit/s, below any
+/// link a form of files is sent over; a client that keeps above it pays for its slot in bandwidth).
+pub const PROGRESS_MIN_BYTES: u64 = 512 * 1024;
 pub const PROGRESS_SECS: i64 = 120;
 
 impl<S> WindowEnd<S> {

@@ -546,6 +546,7 @@ async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Round>> 
                 done.sent.extend(retried.sent);
                 done.failed += retried.failed;
                 done.given_up = retried.given_up;
+                stopped = retried.stopped.map(AppError::Unavailable);
             }
             Err(e) => stopped = Some(e),
         }

@@ -880,6 +880,20 @@ fn a_signed_in_refusal_at_a_submission_s_address_is_recorded_on_that_submission(
         "{}",
         history.body
     );
+    // Only an id's shape is recorded as a submission: a tracking number typed there is not (one could be planted
+    // for a submission yet to come).
+    assert_eq!(
+        admin.get("/officer/submissions/PCII-2026-000099").status,
+        Status::Forbidden
+    );
+    let planted: i64 = app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::object_id.eq("PCII-2026-000099"))
+            .count()
+            .get_result(c)
+            .unwrap()
+    });
+    assert_eq!(planted, 0);
     // Anonymous: by route, as before (not on the submission).
     let before = on_it.len();
     let mut stranger = app.browser();

@@ -807,12 +807,12 @@ fn an_upload_that_stops_arriving_is_refused_when_its_window_is_over() {
 }
 
 /// A body that drips in (a byte every few seconds passes nginx's `client_body_timeout`) cannot hold its upload slot
-/// for the whole window either: less than 64 KiB in two minutes of waiting ends it with 408, and nothing is kept.
+/// for the whole window either: less than 512 KiB in two minutes of waiting ends it with 408, and nothing is kept.
 #[test]
 fn an_upload_that_arrives_too_slowly_is_refused_long_before_its_window() {
     stall_then(
         pcii_portal::web::multipart::PROGRESS_SECS + 1,
-        "arrived too slowly (less than 64 KiB in 2 minutes)",
+        "arrived too slowly (less than 512 KiB in 2 minutes)",
     );
 }
 

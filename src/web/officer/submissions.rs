@@ -1096,8 +1096,8 @@ fn described_filters(form: &LogForm) -> String {
     }
 }
 
-/// The tracking numbers of the submissions whose releases `rows` are, each once, in order: so that an auditor
-/// looking at one submission's history finds that its releases were shown.
+/// The tracking numbers of the submissions whose releases `rows` are, each once, in order: the entry says which
+/// submissions' releases were shown (it is found by its action, not in one submission's history).
 fn numbers_of(rows: &[grants::DisseminationView]) -> String {
     let mut numbers: Vec<&str> = Vec::new();
     for n in rows.iter().filter_map(|r| r.tracking_number.as_deref()) {
