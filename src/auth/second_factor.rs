@@ -348,9 +348,10 @@ pub fn confirm_totp(
         // the session that began it, and then nothing is enrolled.
         let still = own_enrolment(tx, user, session_hash, now)?
             .is_some_and(|e| e.secret_sealed == pending.secret_sealed);
-        let used = match still {
-            true => sessions::factor_used(tx, session_hash, now)?,
-            false => None,
+        let used = if still {
+            sessions::factor_used(tx, session_hash, now)?
+        } else {
+            None
         };
         let Some(used) = used else {
             return Ok((Enrolled::NothingPending, None));

@@ -304,6 +304,25 @@ impl Db {
         .map_err(|e| AppError::Internal(format!("blocking task failed: {e}")))?
     }
 
+    /// [`Db::run`], run again 250 and then 500 ms later while the database does not answer (`Unavailable`): for the
+    /// record of something already done outside it (a mail that went), which a passing fault would otherwise have
+    /// done twice.
+    pub async fn run_retried<F, R>(&self, f: F) -> Result<R, AppError>
+    where
+        F: Fn(&mut DbConn) -> Result<R, AppError> + Clone + Send + 'static,
+        R: Send + 'static,
+    {
+        let mut result = self.run(f.clone()).await;
+        for wait_ms in [250, 500] {
+            if !matches!(result, Err(AppError::Unavailable(_))) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+            result = self.run(f.clone()).await;
+        }
+        result
+    }
+
     /// Runs blocking work that takes its connections itself, only while it uses them: for work that waits on
     /// something else between two database steps (a password check) and must not hold a connection meanwhile.
     pub async fn run_lazily<F, R>(&self, f: F) -> Result<R, AppError>

@@ -516,20 +516,12 @@ async fn round_with(parts: &Parts, lease_secs: i64) -> AppResult<Option<Round>> 
                 break;
             }
         }
-        // The mail went: a passing fault here would send it again next round, so the record is tried three times
-        // (250 and 500 ms apart, as a save's commit is).
-        let mut recorded = Ok(());
-        for wait_ms in [0, 250, 500] {
-            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-            let (subject, user) = (r.subject.clone(), r.user_id.clone());
-            recorded = parts
-                .db
-                .run(move |c| Ok(model::record_sent(c, kind.as_str(), &subject, &user, now)?))
-                .await;
-            if !matches!(recorded, Err(AppError::Unavailable(_))) {
-                break;
-            }
-        }
+        // The mail went: a passing fault here would send it again next round, so the record is retried.
+        let (subject, user) = (r.subject.clone(), r.user_id.clone());
+        let recorded = parts
+            .db
+            .run_retried(move |c| Ok(model::record_sent(c, kind.as_str(), &subject, &user, now)?))
+            .await;
         done.sent.push((kind, r.user_id));
         if let Err(e) = recorded {
             done.failed += total - i - 1;

@@ -292,20 +292,6 @@ fn still_concerned(conn: &mut DbConn, user: &account::User, path: &str) -> AppRe
     })
 }
 
-/// Deletes the row of a mail that went, tried three times while the database does not answer.
-async fn delete_sent(db: &crate::db::Db, id: &str) -> AppResult<()> {
-    let mut result = Ok(());
-    for wait_ms in [0, 250, 500] {
-        tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
-        let id = id.to_string();
-        result = db.run(move |c| Ok(model::delete(c, &id)?)).await;
-        if !matches!(result, Err(crate::error::AppError::Unavailable(_))) {
-            break;
-        }
-    }
-    result
-}
-
 /// Sends the rows due by `now` (run by the round, on the instance holding its lease `held`, renewed before each).
 pub(crate) async fn retry_due(
     db: &crate::db::Db,
@@ -357,9 +343,9 @@ pub(crate) async fn retry_due(
         match send_off_executor(mailer, mail).await {
             Ok(()) => {
                 done.sent.push((kind, row.user_id));
-                // The mail went: a passing fault here would send it again later, so the delete is tried three
-                // times (250 and 500 ms apart); then the round stops, with what it sent still reported.
-                if let Err(e) = delete_sent(db, &id).await {
+                // The mail went: a passing fault here would send it again later, so the delete is retried; then
+                // the round stops, with what it sent still reported.
+                if let Err(e) = db.run_retried(move |c| Ok(model::delete(c, &id)?)).await {
                     done.stopped = Some(e.to_string());
                     break;
                 }

@@ -239,40 +239,68 @@ fn cli_resets_an_accounts_second_factors() {
     assert_eq!(app.audit_count("mfa.reset"), 1);
 }
 
-/// Rocket's own keys answer to `ROCKET_` as in every Rocket application: tried as a new user would, the portal
-/// started with `ROCKET_PORT` listens there (it used to bind 8000 regardless).
-#[test]
-fn rocket_port_in_the_environment_is_where_the_portal_listens() {
-    use std::io::{Read, Write};
-    let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal"))
+/// A loopback port nothing listens on now.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Starts `program` (the portal, or a shell that execs it) on fresh directories under `dir`, listening on `port`.
+fn start_portal(
+    program: &mut std::process::Command,
+    dir: &std::path::Path,
+    port: u16,
+) -> std::process::Child {
+    program
         .env("ROCKET_PORT", port.to_string())
-        .env("PCII_DATA_DIR", dir.path().join("data"))
-        .env("PCII_KEYS_DIR", dir.path().join("keys"))
+        .env("PCII_DATA_DIR", dir.join("data"))
+        .env("PCII_KEYS_DIR", dir.join("keys"))
         .env("PCII_DATABASE_URL", "")
         .env("PCII_CONFIG", "/nonexistent.toml")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// The portal's answer to `GET /healthz` on `port`, waited for up to 30 s (empty when none came); `Err` with the
+/// exit status when the process ended first.
+fn healthz_answer(
+    child: &mut std::process::Child,
+    port: u16,
+) -> Result<String, std::process::ExitStatus> {
+    use std::io::{Read, Write};
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let answer = loop {
+    loop {
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
                 .unwrap();
             let mut out = String::new();
             let _ = s.read_to_string(&mut out);
-            break out;
+            return Ok(out);
         }
-        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-            break String::new();
+        if let Some(status) = child.try_wait().unwrap() {
+            return Err(status);
+        }
+        if std::time::Instant::now() > deadline {
+            return Ok(String::new());
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    }
+}
+
+/// Rocket's own keys answer to `ROCKET_` as in every Rocket application: tried as a new user would, the portal
+/// started with `ROCKET_PORT` listens there (it used to bind 8000 regardless).
+#[test]
+fn rocket_port_in_the_environment_is_where_the_portal_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = start_portal(
+        &mut std::process::Command::new(env!("CARGO_BIN_EXE_pcii-portal")),
+        dir.path(),
+        port,
+    );
+    let answer = healthz_answer(&mut child, port).unwrap_or_default();
     let _ = child.kill();
     let _ = child.wait();
     assert!(
@@ -285,49 +313,26 @@ fn rocket_port_in_the_environment_is_where_the_portal_listens() {
 /// limit it was started with (here a shell that allows them, as a careless unit or login shell would).
 #[test]
 fn the_portal_makes_no_core_dump_whatever_limit_it_is_started_with() {
-    use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut child = std::process::Command::new("sh")
-        .args([
+    let port = free_port();
+    let mut child = start_portal(
+        std::process::Command::new("sh").args([
             "-c",
             // Allowed first, as far as the hard limit lets (at 0 the test could not fail: it says so and stops);
             // `exec` keeps the process id.
             r#"ulimit -c "$(ulimit -H -c)"; [ "$(ulimit -c)" != 0 ] || exit 97; exec "$0""#,
             env!("CARGO_BIN_EXE_pcii-portal"),
-        ])
-        .env("ROCKET_PORT", port.to_string())
-        .env("PCII_DATA_DIR", dir.path().join("data"))
-        .env("PCII_KEYS_DIR", dir.path().join("keys"))
-        .env("PCII_DATABASE_URL", "")
-        .env("PCII_CONFIG", "/nonexistent.toml")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let up = loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                .unwrap();
-            let mut out = String::new();
-            let _ = s.read_to_string(&mut out);
-            break out.starts_with("HTTP/1.1 200");
+        ]),
+        dir.path(),
+        port,
+    );
+    let up = match healthz_answer(&mut child, port) {
+        Ok(answer) => answer.starts_with("HTTP/1.1 200"),
+        Err(status) if status.code() == Some(97) => {
+            eprintln!("not checked: this machine's hard limit allows no core dumps at all");
+            return;
         }
-        if let Some(status) = child.try_wait().unwrap() {
-            if status.code() == Some(97) {
-                eprintln!("not checked: this machine's hard limit allows no core dumps at all");
-                return;
-            }
-            panic!("the portal did not start: {status}");
-        }
-        if std::time::Instant::now() > deadline {
-            break false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        Err(status) => panic!("the portal did not start: {status}"),
     };
     let limits =
         std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap_or_default();

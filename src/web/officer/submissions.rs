@@ -938,22 +938,14 @@ async fn dissemination_log(
     // The page opens each release's sealed details (recipient, arrangement, what was released) and the titles: shown,
     // like the CSV, only once recorded.
     if !rows.is_empty() {
-        let event = crate::audit::log::Event::new(
-            "dissemination.listed",
-            crate::audit::log::Outcome::Success,
-        )
-        .reason(format!(
+        let reason = format!(
             "page {} of {pages}: {} release(s) ({}); filters: {}",
             page + 1,
             rows.len(),
             numbers_of(&rows),
             described_filters(&form)
-        ));
-        let (audit, actor) = (ctx.state.audit.clone(), ctx.actor.clone());
-        ctx.state
-            .db
-            .run(move |c| audit.record(c, &actor, event))
-            .await?;
+        );
+        record_log_shown(&ctx, "dissemination.listed", reason).await?;
     }
     // Every release is of validated PCII, and its details (what, to whom, under which arrangement) describe it.
     let shown = (!rows.is_empty()).then_some(crate::domain::Status::Validated);
@@ -1055,22 +1047,25 @@ async fn dissemination_csv(
         }
         out.extend_from_slice(b"\r\n");
     }
-    let event = crate::audit::log::Event::new(
-        "dissemination.exported",
-        crate::audit::log::Outcome::Success,
-    )
-    .reason(format!(
+    let reason = format!(
         "{} row(s) as CSV ({}); filters: {}",
         rows.len(),
         numbers_of(&rows),
         described_filters(&form)
-    ));
+    );
+    record_log_shown(&ctx, "dissemination.exported", reason).await?;
+    Ok(CsvDownload(out))
+}
+
+/// Records that the dissemination log was shown (a page) or exported (the CSV), before it is.
+async fn record_log_shown(ctx: &Ctx<'_>, action: &'static str, reason: String) -> AppResult<()> {
+    let event =
+        crate::audit::log::Event::new(action, crate::audit::log::Outcome::Success).reason(reason);
     let (audit, actor) = (ctx.state.audit.clone(), ctx.actor.clone());
     ctx.state
         .db
         .run(move |c| audit.record(c, &actor, event))
-        .await?;
-    Ok(CsvDownload(out))
+        .await
 }
 
 /// The log's filters for its audit entries: the clear ones as given, a recipient filter named, not quoted (it may
