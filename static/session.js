@@ -39,6 +39,7 @@
   let lastKeepalive = Date.now();
   let timers = [];
   let banner = null;
+  let focusBefore = null; // what had the focus when the idle warning took it
   let draftSaved = null;
   // The save was refused because the submission changed after this page was made (409: saved elsewhere, or sent).
   let savedElsewhere = false;
@@ -173,13 +174,25 @@
       }
     });
     banner.append(text, button);
+    // Focus goes into the warning, so that a screen reader speaks it (a live region inserted with its text often is
+    // not); where it was is given back when the warning goes.
+    focusBefore = document.activeElement;
     body.prepend(banner);
+    button.focus();
   }
 
   function hideBanner() {
     if (banner) {
+      // Given back only when the focus is still in the warning, or was lost with it (its button disabled).
+      const active = document.activeElement;
+      const hadFocus = !active || active === body || banner.contains(active);
       banner.remove();
       banner = null;
+      const back = focusBefore;
+      focusBefore = null;
+      if (hadFocus && back && back !== body && document.contains(back) && typeof back.focus === "function") {
+        back.focus();
+      }
     }
   }
 

@@ -1,7 +1,8 @@
 // Uploads that say what they are doing, for form[data-upload], without inline script.
 //
 // Before anything is sent, every chosen file (input[data-file-input]) is checked against the form's
-// data-max-file-bytes, the files together against data-max-total-bytes and their number against data-max-files:
+// data-max-file-bytes, the files together against data-max-total-bytes and their number against data-max-files
+// (each stored file ticked for removal adding its data-size and one file back):
 // an offending file is named in an error summary at the top of the form, and nothing is sent. Otherwise the form
 // (with the button that was clicked) is sent with XMLHttpRequest, with a progress bar per file and for all, the
 // percentage and the time left; the buttons are disabled meanwhile and the session is kept alive. When the server
@@ -56,11 +57,18 @@
     return files;
   }
 
-  // The problems with the chosen files, each naming the file and the input it is in.
+  // The problems with the chosen files, each naming the file and the input it is in. A stored file ticked for
+  // removal gives its size and its place back, as the server counts it.
   function problems(form, files) {
+    let freedBytes = 0;
+    let freedFiles = 0;
+    for (const box of form.querySelectorAll('input[name="remove"][data-size]:checked')) {
+      freedBytes += Number(box.getAttribute("data-size")) || 0;
+      freedFiles += 1;
+    }
     const maxFile = limit(form, "data-max-file-bytes");
-    const maxTotal = limit(form, "data-max-total-bytes");
-    const maxFiles = limit(form, "data-max-files");
+    const maxTotal = limit(form, "data-max-total-bytes") + freedBytes;
+    const maxFiles = limit(form, "data-max-files") + freedFiles;
     const found = [];
     let total = 0;
     files.forEach(({ input, file }, i) => {
@@ -96,9 +104,17 @@
 
   function clearMessages(form) {
     form.querySelectorAll("[data-upload-message]").forEach((el) => el.remove());
-    form.querySelectorAll("input[data-file-input][aria-invalid]").forEach((input) => {
+    // Only what refuse() added: the page's own hint and any error the server gave stay referenced.
+    form.querySelectorAll("input[data-file-input][data-upload-described]").forEach((input) => {
+      const added = input.getAttribute("data-upload-described");
+      const kept = (input.getAttribute("aria-describedby") || "").split(/\s+/).filter((id) => id && id !== added);
+      if (kept.length) input.setAttribute("aria-describedby", kept.join(" "));
+      else input.removeAttribute("aria-describedby");
+      input.removeAttribute("data-upload-described");
+    });
+    form.querySelectorAll("input[data-file-input][data-upload-invalid]").forEach((input) => {
       input.removeAttribute("aria-invalid");
-      input.removeAttribute("aria-describedby");
+      input.removeAttribute("data-upload-invalid");
     });
   }
 
@@ -141,8 +157,17 @@
       p.setAttribute("data-upload-message", "");
       p.textContent = "Error: " + text;
       if (!document.getElementById(p.id)) input.before(p);
-      input.setAttribute("aria-invalid", "true");
-      input.setAttribute("aria-describedby", p.id);
+      if (input.getAttribute("aria-invalid") !== "true") {
+        input.setAttribute("aria-invalid", "true");
+        input.setAttribute("data-upload-invalid", "");
+      }
+      // Added to what the input already names (its hint), not in its place; clearMessages() takes only it away.
+      const ids = (input.getAttribute("aria-describedby") || "").split(/\s+/).filter(Boolean);
+      if (!ids.includes(p.id)) {
+        ids.push(p.id);
+        input.setAttribute("aria-describedby", ids.join(" "));
+        input.setAttribute("data-upload-described", p.id);
+      }
     }
     summary(form, "Nothing was sent: a file is over a limit", found);
   }
@@ -154,6 +179,8 @@
     name.className = "upload-name";
     name.textContent = label;
     const bar = document.createElement("progress");
+    // Its name, for a screen reader that reaches the bar itself.
+    bar.setAttribute("aria-label", label);
     bar.max = Math.max(1, max);
     bar.value = 0;
     const text = document.createElement("span");
@@ -195,6 +222,8 @@
     region.setAttribute("aria-live", "polite");
     const heading = document.createElement("h2");
     heading.textContent = "Sending your form";
+    // Focused once shown: the clicked button is disabled below, which would leave the focus nowhere.
+    heading.setAttribute("tabindex", "-1");
     region.append(heading);
     const rows = files.map(({ file }) => progressRow(quoted(file.name) + " (" + size(file.size) + ")", file.size));
     const fileBytes = files.reduce((n, { file }) => n + file.size, 0);
@@ -207,6 +236,7 @@
     region.append(spoken);
     const actions = form.querySelector(".actions") || form.lastElementChild;
     actions.before(region);
+    heading.focus();
 
     buttons(form).forEach((b) => (b.disabled = true));
     document.body.setAttribute("data-uploading", "");

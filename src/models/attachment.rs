@@ -115,6 +115,14 @@ pub fn submissions_with_legacy_digests(
         .load(conn)
 }
 
+/// A submission's files with their sizes: what ticking "Remove this file" gives back to a save's allowance.
+pub fn ids_and_sizes(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<(String, i64)>> {
+    attachments::table
+        .filter(attachments::submission_id.eq(submission_id))
+        .select((attachments::id, attachments::size_bytes))
+        .load(conn)
+}
+
 /// The sizes of a submission's files, for its clear file count and total.
 pub fn sizes_of(conn: &mut DbConn, submission_id: &str) -> QueryResult<Vec<i64>> {
     attachments::table

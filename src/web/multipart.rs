@@ -59,6 +59,9 @@ pub struct Limits {
     pub holder: Holder,
     /// The data key the files are sealed to as they arrive.
     pub seal_to: Recipients,
+    /// Files the form may tick for removal, with their sizes (see [`crate::workflow::intake::Allowance`]). The
+    /// form lists them before its file inputs, so a `remove` value is read before the files it makes room for.
+    pub removable: Vec<(String, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -707,6 +710,17 @@ impl Reader<'_> {
             ))
         })?;
         if name == "remove" {
+            // Each file gives its room back once, whatever is posted.
+            if let Some(at) = self
+                .limits
+                .removable
+                .iter()
+                .position(|(id, _)| *id == value)
+            {
+                let (_, size) = self.limits.removable.swap_remove(at);
+                self.limits.max_total_bytes = self.limits.max_total_bytes.saturating_add(size);
+                self.limits.max_files = self.limits.max_files.saturating_add(1);
+            }
             self.form.remove.push(value);
         } else {
             self.form.fields.0.insert(name, value);

@@ -96,6 +96,10 @@ pub struct Allowance {
     /// Which limit `bytes` comes from.
     pub binding: Binding,
     pub sealing: SealingKey,
+    /// The files this save may remove (a draft's), with their sizes: one ticked for removal gives its size and
+    /// its place back to what the request may add, so that a file can be swapped for another at the limit (the
+    /// commit counts again, after the removal).
+    pub removable: Vec<(String, u64)>,
 }
 
 /// Which limit sets the bytes a request may still add, so that a file over it is told the right one: the
@@ -143,6 +147,7 @@ pub async fn allowance(
     let max_files = state.settings.max_files as usize;
     let max_bytes = state.settings.max_submission_bytes;
     let org = who.organisation_id.clone();
+    let mut removable = Vec::new();
     let (usage, existing) = match submission_id {
         None => (
             state
@@ -153,15 +158,24 @@ pub async fn allowance(
         ),
         Some(id) => {
             let id = id.to_string();
-            let (usage, s, current) = state
+            let (usage, s, current, files) = state
                 .db
                 .run(move |c| {
                     let s = submission::find(c, &id, Scope::Organisation(&org))?;
                     let current = current_recipients(c, &s.id)?;
-                    Ok((submission::draft_usage(c, &org)?, s, current))
+                    let files = if lifecycle::files_removable(s.status()) {
+                        attachment::ids_and_sizes(c, &s.id)?
+                    } else {
+                        Vec::new()
+                    };
+                    Ok((submission::draft_usage(c, &org)?, s, current, files))
                 })
                 .await?;
             editable(&s)?;
+            removable = files
+                .into_iter()
+                .map(|(id, size)| (id, size.max(0) as u64))
+                .collect();
             (usage, Some((s, current)))
         }
     };
@@ -204,6 +218,7 @@ pub async fn allowance(
         bytes,
         binding,
         sealing,
+        removable,
     })
 }
 

@@ -277,6 +277,54 @@ fn next_is_carried_through_the_second_factor_step() {
     assert_eq!(done.header("Location"), Some("/dashboard"));
 }
 
+/// A `next` that answers with a file (an export, a download, a package, a CSV) is not opened on the way in: another
+/// site's link to `/login?next=…/export` would open an export in the officer's name as they sign in. It is
+/// offered on the continue page, as it is to a browser signed in before; a page is still followed.
+#[test]
+fn a_next_that_answers_with_a_file_is_offered_after_signing_in_not_opened() {
+    let app = TestApp::new();
+    let email = "olive@example.gov";
+    app.create_user(Role::Officer, email, None);
+    let id = "0123456789abcdef0123456789abcdef";
+    for next in [
+        format!("/officer/submissions/{id}/export"),
+        format!("/officer/submissions/{id}/expor%74"),
+        format!("/officer/submissions/{id}/files/{id}"),
+        format!("/officer//submissions/{id}/package"),
+        "/officer/disseminations.csv?tracking=x".to_string(),
+        "/audit/export".to_string(),
+    ] {
+        let mut b = app.browser();
+        sign_in_with_next(&mut b, email, &next);
+        let code = common::totp_code(app.state(), email);
+        let done = b.post(
+            "/login/second-factor",
+            &[("factor_code", &code), ("next", &next)],
+        );
+        assert_eq!(done.status, Status::SeeOther, "{next}: {}", done.body);
+        let to = done.header("Location").unwrap().to_string();
+        if next.contains("//") {
+            // Not a safe `next` at all.
+            assert_eq!(to, "/dashboard", "{next}");
+            continue;
+        }
+        assert!(to.starts_with("/login?next=%2F"), "{next}: {to}");
+        let offered = b.get(&to);
+        assert_eq!(offered.status, Status::Ok, "{next}");
+        assert!(offered.body.contains("You are signed in already"), "{next}");
+    }
+    // A page is followed, as before.
+    let mut b = app.browser();
+    let next = format!("/officer/submissions/{id}");
+    sign_in_with_next(&mut b, email, &next);
+    let code = common::totp_code(app.state(), email);
+    let done = b.post(
+        "/login/second-factor",
+        &[("factor_code", &code), ("next", &next)],
+    );
+    assert_eq!(done.header("Location"), Some(next.as_str()));
+}
+
 // ---------------------------------------------------------------------------------------------
 // A file over a limit
 // ---------------------------------------------------------------------------------------------
@@ -410,6 +458,117 @@ fn a_draft_sent_with_too_many_bytes_comes_back_413_as_its_edit_form_and_keeps_wh
     let edit = b.get(&format!("/submissions/{id}/edit"));
     assert!(edit.body.contains("first words"));
     assert!(!edit.body.contains("second words"));
+}
+
+/// A draft at its limits can swap a file: one ticked "Remove this file" gives its place and its bytes back to the
+/// files sent with it (the form lists the boxes before its file inputs). Only a file of that draft gives anything
+/// back, and only once, whatever is posted.
+#[test]
+fn a_file_ticked_for_removal_makes_room_for_the_files_sent_with_it() {
+    let app = small_portal();
+    let mut b = submitter(&app);
+    let draft = |b: &mut Browser<'_>, sizes: &[usize]| {
+        let files: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| file_bytes(*n, i as u8 + 1, ""))
+            .collect();
+        let names = ["a.bin", "b.bin", "c.bin"];
+        let mut parts = complete_fields("n", "draft");
+        for (f, name) in files.iter().zip(names) {
+            parts.push(Part::File("files", name, f));
+        }
+        let saved = b.post_multipart("/submissions", &parts);
+        assert_eq!(saved.status, Status::SeeOther, "{}", saved.body);
+        // "/submissions/<id>/edit#files": the form again, at its files.
+        saved
+            .header("Location")
+            .unwrap()
+            .trim_start_matches("/submissions/")
+            .split(['/', '#'])
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    // At the count: three files of three.
+    let full = draft(&mut b, &[400 * 1024; 3]);
+    let ids = app.attachment_ids(&full);
+    let edit = b.get(&format!("/submissions/{full}/edit"));
+    assert!(
+        edit.body.contains(&format!(
+            r#"name="remove" value="{}" data-size="409600">"#,
+            ids[0]
+        )),
+        "the script is told what a tick gives back: {}",
+        edit.body
+    );
+    let new = file_bytes(400 * 1024, 9, "");
+    fn swap<'a>(remove: &[&'a str], files: usize, new: &'a [u8]) -> Vec<Part<'a>> {
+        let mut parts = vec![Part::Text("action", "draft")];
+        for id in remove {
+            parts.push(Part::Text("remove", id));
+        }
+        for _ in 0..files {
+            parts.push(Part::File("files", "new.bin", new));
+        }
+        parts
+    }
+    // The same file ticked twice gives one place back: two new files are one too many.
+    let before = (app.blob_files(), counts(&app));
+    let page = b.post_multipart(
+        &format!("/submissions/{full}"),
+        &swap(&[&ids[0], &ids[0]], 2, &new),
+    );
+    assert_eq!(page.status, Status::PayloadTooLarge, "{}", page.body);
+    // Refused as the body arrived (the file named), not only by the commit's count.
+    assert!(
+        page.body
+            .contains("is one file too many: a submission holds at most 3 files"),
+        "{}",
+        page.body
+    );
+    assert_eq!((app.blob_files(), counts(&app)), before, "nothing stored");
+    // A file of another draft gives nothing back.
+    let other = draft(&mut b, &[1024]);
+    let theirs = app.attachment_ids(&other);
+    let page = b.post_multipart(
+        &format!("/submissions/{full}"),
+        &swap(&[&theirs[0]], 1, &new),
+    );
+    assert_eq!(page.status, Status::PayloadTooLarge, "{}", page.body);
+    assert_eq!(app.attachment_ids(&full), ids);
+    assert_eq!(app.attachment_ids(&other), theirs);
+    // One ticked, one sent: the swap is saved.
+    let page = b.post_multipart(&format!("/submissions/{full}"), &swap(&[&ids[0]], 1, &new));
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let now = app.attachment_ids(&full);
+    assert_eq!(now.len(), 3);
+    assert!(!now.contains(&ids[0]) && now.contains(&ids[1]) && now.contains(&ids[2]));
+
+    // At the bytes: 1400 KiB of 1.5 MiB, 136 KiB left; removing a 700 KiB file makes room for another.
+    let heavy = draft(&mut b, &[700 * 1024; 2]);
+    let ids = app.attachment_ids(&heavy);
+    let big = file_bytes(700 * 1024, 7, "");
+    let page = b.post_multipart(
+        &format!("/submissions/{heavy}"),
+        &[
+            Part::Text("action", "draft"),
+            Part::File("files", "big.bin", &big),
+        ],
+    );
+    assert_eq!(page.status, Status::PayloadTooLarge, "{}", page.body);
+    let page = b.post_multipart(
+        &format!("/submissions/{heavy}"),
+        &[
+            Part::Text("action", "draft"),
+            Part::Text("remove", &ids[1]),
+            Part::File("files", "big.bin", &big),
+        ],
+    );
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let now = app.attachment_ids(&heavy);
+    assert_eq!(now.len(), 2);
+    assert!(now.contains(&ids[0]) && !now.contains(&ids[1]));
 }
 
 #[test]

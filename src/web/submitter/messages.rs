@@ -219,6 +219,8 @@ pub(crate) async fn post_message(
         binding,
         holder: crate::web::multipart::Holder::Message,
         seal_to: sealing.recipients.clone(),
+        // A message's files are its own: there is nothing to remove.
+        removable: Vec::new(),
     };
     let officer_asks = |fields: &crate::workflow::content::FormFields| {
         user.role() == crate::domain::Role::Officer
