@@ -221,18 +221,14 @@ pub fn invite(
             }
         },
         (Role::Administrator, _) => {
-            let two_person = settings.two_person_rule && model::active_administrators(conn)? >= 2;
+            // A second administrator's approval, if the portal has one: counted in the fact, under its lock.
             let membership = match &req.membership {
                 Membership::Existing(id) if !id.trim().is_empty() => {
                     Membership::Existing(id.trim().to_string())
                 }
                 _ => Membership::None,
             };
-            (
-                membership,
-                false,
-                two_person.then_some(Approval::SecondAdministrator),
-            )
+            (membership, false, Some(Approval::SecondAdministrator))
         }
         _ => {
             return Err(AppError::Refused(
@@ -246,6 +242,33 @@ pub fn invite(
     let email = normalize_email(&req.email);
     let id = new_id();
     let result = audit.fact(conn, actor, |tx| {
+        // The inviter as it stands now, under the fact's lock: one disabled, given another role, moved to another
+        // organisation or no longer its administrator since its request was read invites no one.
+        let current = account::find(tx, &inviter.id)?;
+        let still_entitled = !current.disabled
+            && current.role() == inviter.role()
+            && current.organisation_id == inviter.organisation_id
+            && (inviter.role() != Role::Submitter || is_org_admin(&current));
+        if !still_entitled {
+            let event = Event::new("invitation.create", Outcome::Refused)
+                .reason("the inviter's role or membership changed while it was asked");
+            return Ok((
+                Err(AppError::Refused(
+                    "Your account's role or membership changed while this was sent: you can no longer invite \
+                     this way. Nothing was sent."
+                        .into(),
+                )),
+                event,
+            ));
+        }
+        let approval = match approval {
+            Some(Approval::SecondAdministrator)
+                if !(settings.two_person_rule && model::active_administrators(tx)? >= 2) =>
+            {
+                None
+            }
+            other => other,
+        };
         if inviter.role() == Role::Submitter {
             let organisation = inviter.organisation_id.as_deref().unwrap_or_default();
             let refusal = if model::made_for_organisation_since(tx, organisation, now - DAY / 24)?

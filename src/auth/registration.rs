@@ -339,9 +339,11 @@ pub fn reset_password(
         {
             return Err(AppError::Gone(LINK_GONE.into()));
         }
-        // Disabled meanwhile (its links are voided when it is): no password is set for an account the Program Office
-        // or its organisation closed.
-        if account::find(tx, &user_id)?.disabled {
+        // The account as it stands now. Disabled meanwhile (its links are voided when it is): no password is set
+        // for an account the Program Office or its organisation closed. Confirmed meanwhile (its owner's link): its
+        // second factors are the owner's, and stay.
+        let user = account::find(tx, &user_id)?;
+        if user.disabled {
             return Err(AppError::Gone(LINK_GONE.into()));
         }
         // The address counts as confirmed (the link reached it), from its first confirmation if it had one.

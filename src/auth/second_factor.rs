@@ -611,9 +611,11 @@ pub fn check(
     }
     // The seed is opened (an age decryption) before the transaction, not while the audit head is locked.
     let totp = model::find_totp(conn, &user.id)?;
+    // The step comes with the seed it was checked against: spent only on that one.
     let step = match (&answer, &totp) {
         (Answer::Code(code), Some(f)) if app_code(code).is_some() => {
             step_of(&opened(c.ring, &f.secret_sealed)?, &user.email, code, now)?
+                .map(|step| (f.secret_sealed.as_str(), step))
         }
         _ => None,
     };
@@ -676,9 +678,10 @@ pub fn check(
             Answer::Passkey(Verdict::Verified(name)) => Some(Method::Passkey { name: name.clone() }),
             Answer::Passkey(_) => None,
             Answer::Code(_) if step.is_some() => {
-                // Later than every step used before, or it is a replay.
-                (model::use_step(tx, &user.id, step.unwrap_or_default())? == 1)
-                    .then_some(Method::AuthenticatorApp)
+                // Later than every step used before, or it is a replay; and on the seed it was checked against (an
+                // authenticator set up again meanwhile does not take the old one's codes).
+                let (seed, step) = step.unwrap_or_default();
+                (model::use_step(tx, &user.id, seed, step)? == 1).then_some(Method::AuthenticatorApp)
             }
             Answer::Code(code) => {
                 let digest = recovery_digest(code);

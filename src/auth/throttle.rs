@@ -175,8 +175,12 @@ fn count(
     // Each step is one statement, so requests counting the same key at once (a flood from one address) neither
     // collide on its row nor lose a count.
     model::insert_if_absent(conn, key, now)?;
-    if !model::count_in_window(conn, key, now - policy.window_secs, lock_ended_after)? {
-        model::restart_window(conn, key, now)?;
+    let window_opened_after = now - policy.window_secs;
+    if !model::count_in_window(conn, key, window_opened_after, lock_ended_after)?
+        && !model::restart_window(conn, key, now, window_opened_after, lock_ended_after)?
+    {
+        // Another request restarted the run between the two statements: this one counts in it.
+        model::count_in_window(conn, key, window_opened_after, lock_ended_after)?;
     }
     let failures = model::find(conn, key)?.map_or(1, |c| c.failures);
     if failures >= policy.max_failures {
@@ -248,7 +252,7 @@ pub fn forget_expired(
         }
     }
     model::insert_if_absent(conn, &marker, now)?;
-    model::restart_window(conn, &marker, now)?;
+    model::stamp(conn, &marker, now)?;
     Ok(model::delete_expired(
         conn,
         &format!("{kind}:"),

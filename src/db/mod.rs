@@ -161,8 +161,15 @@ impl ManageConnection for Manager {
                     .map_err(r2d2::Error::ConnectionError)?;
                 // As SQLite's busy timeout: a statement waiting for another's lock gives up (and the request is
                 // answered 503) instead of holding its connection without end.
-                c.batch_execute(&format!("SET lock_timeout = {};", self.busy_timeout_ms))
-                    .map_err(r2d2::Error::QueryError)?;
+                // Every audited act takes the audit head's row lock first and then reads what the previous
+                // holder committed: that serialises check-then-act only under READ COMMITTED (a database whose
+                // default a DBA raised would answer concurrent acts with serialization failures, 503s).
+                c.batch_execute(&format!(
+                    "SET lock_timeout = {}; \
+                     SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED;",
+                    self.busy_timeout_ms
+                ))
+                .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConn::Postgres(c))
             }
             #[cfg(not(feature = "postgres"))]

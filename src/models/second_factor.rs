@@ -49,10 +49,18 @@ pub fn put_totp(
 
 /// Records `step` as used if it is later than every step used before: 1 if so, 0 if the code was already used
 /// (or an earlier one), in one conditional update, so two requests racing with one code cannot both win.
-pub fn use_step(conn: &mut DbConn, user_id: &str, step: i64) -> QueryResult<usize> {
+/// Marks `step` used on the authenticator whose seed is `secret_sealed` (the one the code was checked against: an
+/// authenticator set up again meanwhile is another seed, and is not touched), if it is later than every step used.
+pub fn use_step(
+    conn: &mut DbConn,
+    user_id: &str,
+    secret_sealed: &str,
+    step: i64,
+) -> QueryResult<usize> {
     diesel::update(
         totp_factors::table
             .find(user_id)
+            .filter(totp_factors::secret_sealed.eq(secret_sealed))
             .filter(totp_factors::last_step.lt(step)),
     )
     .set(totp_factors::last_step.eq(step))

@@ -94,12 +94,34 @@ pub fn count_in_window(
     .map(|n| n > 0)
 }
 
-/// Starts a new window holding this one failure.
-pub fn restart_window(conn: &mut DbConn, key: &str, now: i64) -> QueryResult<usize> {
+/// Sets a row's time (a marker's: when a kind was last cleaned), whatever it held.
+pub fn stamp(conn: &mut DbConn, key: &str, now: i64) -> QueryResult<usize> {
     use login_throttle::dsl as t;
     diesel::update(t::login_throttle.find(key))
         .set((t::failures.eq(1), t::window_start.eq(now)))
         .execute(conn)
+}
+
+/// Starts a new window holding this one failure, if the key's run is still over (the arguments as
+/// [`count_in_window`]'s): `false` when a concurrent count restarted it first (then count in that window).
+pub fn restart_window(
+    conn: &mut DbConn,
+    key: &str,
+    now: i64,
+    window_opened_after: i64,
+    lock_ended_after: i64,
+) -> QueryResult<bool> {
+    use login_throttle::dsl as t;
+    diesel::update(
+        t::login_throttle.find(key).filter(
+            t::window_start
+                .lt(window_opened_after)
+                .and(t::locked_until.le(lock_ended_after)),
+        ),
+    )
+    .set((t::failures.eq(1), t::window_start.eq(now)))
+    .execute(conn)
+    .map(|n| n > 0)
 }
 
 /// Extends the key's lock to `until` (never shortens one a concurrent request set longer).

@@ -377,7 +377,7 @@ fn continue_target(asked: Option<String>) -> String {
         return "/".to_string();
     };
     let path = to.split('?').next().unwrap_or("/");
-    if path == "/login" || path == "/account/step-up" {
+    if path == "/login" || path == "/login/second-factor" || path == "/account/step-up" {
         return path.to_string();
     }
     to

@@ -41,7 +41,19 @@ pub fn session_cookie(tls: bool, token: String) -> Cookie<'static> {
 }
 
 pub fn remove_session_cookie(tls: bool, jar: &CookieJar<'_>) {
-    jar.remove_private(Cookie::build(session_cookie_name(tls)).path("/"));
+    jar.remove_private(cookie_removal(session_cookie_name(tls), "/", tls));
+}
+
+/// The removal of one of the portal's cookies, with the attributes it was set with: a browser ignores a
+/// `__Host-` cookie without `Secure`, its removal too (Rocket's removal sets neither `Secure` nor `HttpOnly`), and
+/// the cookie would then live on until the browser closes.
+pub fn cookie_removal(name: &'static str, path: &'static str, tls: bool) -> Cookie<'static> {
+    Cookie::build(name)
+        .path(path)
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(tls)
+        .build()
 }
 
 /// Ends the session this browser holds, if any — its row (audited), then its cookie — for a flow that leaves the

@@ -270,7 +270,11 @@ impl<'r> Responder<'r, 'static> for Notice {
 fn take_notice(req: &Request<'_>) -> Option<String> {
     let c = req.cookies().get_private(NOTICE_COOKIE)?;
     req.cookies()
-        .remove_private(Cookie::build(NOTICE_COOKIE).path("/"));
+        .remove_private(crate::web::guards::cookie_removal(
+            NOTICE_COOKIE,
+            "/",
+            crate::web::guards::served_over_https(req),
+        ));
     Some(c.value().to_string())
 }
 

@@ -126,14 +126,22 @@ fn show_codes_once(
 }
 
 #[rocket::get("/account/security/recovery-codes")]
-fn recovery_codes_once(_who: ManagingFactors<'_>, jar: &CookieJar<'_>) -> Either<Page, Notice> {
+fn recovery_codes_once(
+    ctx: Ctx<'_>,
+    _who: ManagingFactors<'_>,
+    jar: &CookieJar<'_>,
+) -> Either<Page, Notice> {
     let Some(cookie) = jar.get_private(CODES_COOKIE) else {
         return Either::Right(Notice::redirect(
             "/account/security",
             "Recovery codes are shown only once. If you did not save them, make new ones below.",
         ));
     };
-    jar.remove_private(Cookie::build(CODES_COOKIE).path(CODES_PAGE));
+    jar.remove_private(crate::web::guards::cookie_removal(
+        CODES_COOKIE,
+        CODES_PAGE,
+        ctx.tls,
+    ));
     let value = zeroize::Zeroizing::new(cookie.value().to_string());
     let codes: Vec<&str> = value.split(' ').filter(|c| !c.is_empty()).collect();
     Either::Left(
@@ -452,6 +460,8 @@ async fn give_factor_again(
         match step_up::check_answer(ctx.state, ctx.actor.clone(), &who, answer, Purpose::StepUp)
             .await?
         {
+            // A file is opened here, unlike after signing in: another site's link to the step-up page reaches
+            // it through the continue page, which drops its `next` (see `fairings::continue_target`).
             Checked::Passed(..) => return Ok(Either::Left(Either::Left(Redirect::to(next)))),
             refused => {
                 signed_out = refused.signed_out();

@@ -232,6 +232,26 @@ fn a_privilege_request_is_not_replaced_by_another_administrator_s_nor_approved_a
         assert_eq!(res.status, Status::Conflict, "{uri}: {}", res.body);
         assert!(res.body.contains("waiting for a decision"), "{uri}");
     }
+    // A form with a typed reason is refused at its field, the reason kept for when the waiting request is decided.
+    let res = first.post(
+        &format!("/admin/accounts/{off}/reset-factors"),
+        &[
+            ("reason", "Identity checked by phone <b>"),
+            ("confirm", "true"),
+        ],
+    );
+    assert_eq!(res.status, Status::Conflict, "{}", res.body);
+    assert!(
+        res.body.contains(r#"id="reset-reason-error""#),
+        "{}",
+        res.body
+    );
+    assert!(
+        res.body
+            .contains(r#"value="Identity checked by phone &lt;b&gt;""#),
+        "{}",
+        res.body
+    );
     assert_eq!(pending_request(&app, &off), rid, "the request was replaced");
     assert_eq!(app.audit_count("account.privilege_request"), 1);
     // ... while its asker may replace its own.
@@ -492,6 +512,83 @@ fn with_two_administrators_a_staff_grant_needs_the_second_one() {
         "auditor"
     );
     assert_eq!(sam.get("/account").status, Status::Unauthorized);
+}
+
+/// Who invites is decided on the inviter as it stands in the invitation's own transaction, not as its request's
+/// guard read it: an organisation administrator demoted, or an administrator disabled, between the two (a request
+/// already in flight) invites no one, and the refusal is recorded.
+#[test]
+fn an_inviter_demoted_or_disabled_while_its_request_is_in_flight_invites_no_one() {
+    use diesel::prelude::*;
+    use pcii_portal::db::schema::users;
+    let app = TestApp::new();
+    app.login_as(Role::Submitter, "lead@acme.example", Some("Acme"));
+    app.login_as(Role::Administrator, "admin@example.gov", None);
+    let lead = admin_user(&app, "lead@acme.example");
+    let admin = admin_user(&app, "admin@example.gov");
+    assert!(lead.org_admin, "the lead administers its organisation");
+    let org = app.organisation_id("Acme").unwrap();
+    let state = app.state();
+    let invite = |inviter: &account::User, role: Role, membership: Membership, email: &str| {
+        app.with_conn(|c| {
+            invitations::invite(
+                c,
+                &state.audit,
+                &state.mailer,
+                &state.settings,
+                &Actor::cli(),
+                inviter,
+                InvitationRequest {
+                    email: email.into(),
+                    display_name: "New Person".into(),
+                    role,
+                    membership,
+                    agency: (role != Role::Submitter).then(|| "CISA".to_string()),
+                },
+                state.clock.now(),
+            )
+        })
+    };
+    // As read, both could invite: the stale rows still pass the checks made before the transaction.
+    app.with_conn(|c| {
+        diesel::update(users::table.filter(users::id.eq(&lead.id)))
+            .set(users::org_admin.eq(false))
+            .execute(c)
+            .unwrap();
+        diesel::update(users::table.filter(users::id.eq(&admin.id)))
+            .set(users::disabled.eq(true))
+            .execute(c)
+            .unwrap();
+    });
+    let by_lead = invite(
+        &lead,
+        Role::Submitter,
+        Membership::Existing(org),
+        "new@acme.example",
+    );
+    assert!(
+        matches!(by_lead, Err(pcii_portal::error::AppError::Refused(_))),
+        "{:?}",
+        by_lead.as_ref().err()
+    );
+    let by_admin = invite(&admin, Role::Officer, Membership::None, "off@example.gov");
+    assert!(
+        matches!(by_admin, Err(pcii_portal::error::AppError::Refused(_))),
+        "{:?}",
+        by_admin.as_ref().err()
+    );
+    assert_eq!(app.audit_count("invitation.create"), 2);
+    assert_eq!(
+        app.audit_reasons("invitation.create"),
+        vec!["the inviter's role or membership changed while it was asked"; 2]
+    );
+    let made: i64 = app.with_conn(|c| {
+        pcii_portal::db::schema::invitations::table
+            .count()
+            .get_result(c)
+            .unwrap()
+    });
+    assert_eq!(made, 0, "no invitation was made");
 }
 
 #[test]

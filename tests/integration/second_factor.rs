@@ -1733,3 +1733,56 @@ fn a_lapsed_enrolment_is_deleted_by_the_hourly_round() {
     round();
     assert_eq!(pending(), 0);
 }
+
+/// A code's step is spent on the authenticator whose seed it was checked against (read before the transaction): an
+/// authenticator set up again in between is another seed, and a code of the old one does not pass on it.
+#[test]
+fn a_step_is_spent_only_on_the_seed_it_was_checked_against() {
+    use pcii_portal::models::second_factor as model;
+    let app = TestApp::new();
+    let olive = app.create_user(Role::Officer, "olive@example.gov", None);
+    let now = app.state().clock.now();
+    app.with_conn(|c| {
+        model::put_totp(c, &olive, "sealed-old-seed", "master", 10, now).unwrap();
+        // Set up again between the check and its transaction.
+        model::put_totp(c, &olive, "sealed-new-seed", "master", 10, now).unwrap();
+        assert_eq!(
+            model::use_step(c, &olive, "sealed-old-seed", 11).unwrap(),
+            0
+        );
+        assert_eq!(
+            model::use_step(c, &olive, "sealed-new-seed", 11).unwrap(),
+            1
+        );
+        // A replay on the right seed is still refused.
+        assert_eq!(
+            model::use_step(c, &olive, "sealed-new-seed", 11).unwrap(),
+            0
+        );
+    });
+}
+
+/// Two requests counting one key whose run is over: both find the window closed, one restarts it; the other's
+/// restart finds it restarted and counts in that window, so neither count is lost.
+#[test]
+fn a_count_that_loses_the_race_to_restart_a_window_counts_in_the_new_one() {
+    use pcii_portal::models::throttle as model;
+    let app = TestApp::new();
+    let now = 1_000_000;
+    let (opened_after, lock_ended_after) = (now - 600, now - 600);
+    app.with_conn(|c| {
+        model::insert_if_absent(c, "signin:test", now - 10_000).unwrap();
+        // Both see the run over.
+        assert!(!model::count_in_window(c, "signin:test", opened_after, lock_ended_after).unwrap());
+        assert!(!model::count_in_window(c, "signin:test", opened_after, lock_ended_after).unwrap());
+        // The first restarts it; the second's restart finds it restarted, and it counts in the new window.
+        assert!(
+            model::restart_window(c, "signin:test", now, opened_after, lock_ended_after).unwrap()
+        );
+        assert!(
+            !model::restart_window(c, "signin:test", now, opened_after, lock_ended_after).unwrap()
+        );
+        assert!(model::count_in_window(c, "signin:test", opened_after, lock_ended_after).unwrap());
+        assert_eq!(model::find(c, "signin:test").unwrap().unwrap().failures, 2);
+    });
+}

@@ -358,6 +358,22 @@ fn behind_an_https_proxy_cookies_are_secure_and_host_only_with_hsts_and_tls_sett
         page.header("Strict-Transport-Security"),
         Some("max-age=63072000; includeSubDomains")
     );
+    // Signing out removes it with `Secure` too: a browser ignores a `__Host-` cookie's removal without it, and the
+    // cookie would outlive the sign-out.
+    let out = b.post("/logout", &[]);
+    assert_eq!(out.status, Status::SeeOther, "{}", out.body);
+    let removal = out
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.as_str())
+        .find(|c| {
+            c.starts_with("__Host-pcii_session=;") || c.starts_with("__Host-pcii_session=\"\";")
+        })
+        .expect("the session cookie's removal");
+    assert!(removal.contains("Secure"), "{removal}");
+    assert!(removal.contains("Path=/"), "{removal}");
+    assert!(removal.contains("Max-Age=0"), "{removal}");
     // Plain HTTP (the default origin): no HSTS, a plain cookie name.
     let plain = TestApp::new();
     assert_eq!(

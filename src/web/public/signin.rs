@@ -41,9 +41,31 @@ pub fn safe_next(next: &str) -> Option<&str> {
     local.then_some(next)
 }
 
-/// Where to go after signing in: `next` when it is safe, else the dashboard.
-fn after_sign_in(next: &str) -> String {
-    safe_next(next).unwrap_or("/dashboard").to_string()
+/// Where to go after signing in (or giving the factor again): `next` when it is safe, else the dashboard. An
+/// address that answers with a file is offered on the continue page instead of opened: a link from another site
+/// to `/login?next=…/export` would otherwise open an export or a download in the person's name (recorded as
+/// theirs) the moment they sign in, as the continue page already prevents for a browser signed in before.
+pub fn after_sign_in(next: &str) -> String {
+    match safe_next(next) {
+        Some(next) if answers_with_a_file(next) => login_link(next),
+        Some(next) => next.to_string(),
+        None => "/dashboard".to_string(),
+    }
+}
+
+/// Whether `path` is one of the portal's downloads, exports or packages (a file, not a page), judged on its
+/// segments as the router decodes them (`%2F`, `%74` and doubled slashes change nothing).
+pub fn answers_with_a_file(path: &str) -> bool {
+    let Ok(origin) = rocket::http::uri::Origin::parse(path) else {
+        return true;
+    };
+    let segments: Vec<&str> = origin.path().segments().collect();
+    let last = segments.last().copied().unwrap_or_default();
+    segments.contains(&"files")
+        || matches!(last, "export" | "package")
+        || [".csv", ".json", ".txt", ".zip"]
+            .iter()
+            .any(|ext| last.ends_with(ext))
 }
 
 /// `/login?next=…` for the page a person was on (a safe local path), or `/login`.
@@ -179,7 +201,11 @@ async fn login(
         LoginResult::Success { token, user } => {
             // A new session id at every login; the anonymous form token is no longer needed.
             jar.add_private(session_cookie(ctx.tls, token));
-            jar.remove_private(rocket::http::Cookie::build(ANON_CSRF_COOKIE).path("/"));
+            jar.remove_private(crate::web::guards::cookie_removal(
+                ANON_CSRF_COOKIE,
+                "/",
+                ctx.tls,
+            ));
             let stage = ctx
                 .state
                 .db

@@ -563,7 +563,11 @@ impl<'c> Browser<'c> {
 
     /// The anti-forgery token the current session's forms carry.
     pub fn csrf(&mut self) -> String {
-        let pages: &[&str] = if self.cookies.iter().any(|c| c.name() == "pcii_session") {
+        let pages: &[&str] = if self
+            .cookies
+            .iter()
+            .any(|c| c.name() == "pcii_session" || c.name() == "__Host-pcii_session")
+        {
             // Signed in; owing the second factor; or enrolling one.
             &[
                 "/account",
