@@ -24,10 +24,11 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// A command run on the host: recorded as `cli`, from the host's operator (see [`host_operator`]).
     pub fn cli() -> Actor {
         Actor {
             role: Some("cli".into()),
-            client_addr: Some("local".into()),
+            client_addr: Some(host_operator()),
             ..Actor::default()
         }
     }
@@ -40,6 +41,45 @@ impl Actor {
             ..Actor::default()
         }
     }
+}
+
+/// Who ran a command on the host, as the host tells it: the process's user (its name where `/etc/passwd` has one,
+/// and its uid) and, under sudo, whom sudo ran it for. It is the host's word, as the rest of a command's entry is,
+/// but it tells operators apart in the log (a command's acts were all "local").
+fn host_operator() -> String {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata("/proc/self") {
+        Ok(m) => operator_named(
+            m.uid(),
+            &std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
+            std::env::var("SUDO_USER").ok().as_deref(),
+        ),
+        Err(_) => "local".into(),
+    }
+}
+
+fn operator_named(uid: u32, passwd: &str, sudo_user: Option<&str>) -> String {
+    // A user name as the host's tools make them; anything else (a planted SUDO_USER) is left out.
+    let plain = |n: &str| {
+        (1..=32).contains(&n.len())
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    let uid_text = uid.to_string();
+    let name = passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        fields.next()?;
+        (fields.next()? == uid_text && plain(name)).then_some(name)
+    });
+    let mut who = match name {
+        Some(name) => format!("local: {name} (uid {uid})"),
+        None => format!("local: uid {uid}"),
+    };
+    if let Some(by) = sudo_user.filter(|n| plain(n)) {
+        who.push_str(&format!(", sudo from {by}"));
+    }
+    who
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -415,4 +455,29 @@ pub fn verify_stored(
 ) -> Result<Summary, Problem> {
     let trusted = trusted_key(kept, own_key);
     stored::verify(&mut [conn], kept, trusted.as_deref(), Scope::Full).result
+}
+
+#[cfg(test)]
+mod operator_tests {
+    use super::operator_named;
+
+    const PASSWD: &str =
+        "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+
+    #[test]
+    fn the_host_operator_is_named_by_uid_and_sudo_and_nothing_planted() {
+        assert_eq!(
+            operator_named(1000, PASSWD, None),
+            "local: alice (uid 1000)"
+        );
+        assert_eq!(
+            operator_named(0, PASSWD, Some("alice")),
+            "local: root (uid 0), sudo from alice"
+        );
+        assert_eq!(operator_named(1234, PASSWD, None), "local: uid 1234");
+        assert_eq!(
+            operator_named(0, PASSWD, Some("alice\u{202e}; role admin")),
+            "local: root (uid 0)"
+        );
+    }
 }

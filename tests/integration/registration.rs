@@ -553,6 +553,23 @@ fn the_operator_s_command_removes_them_too_and_its_dry_run_changes_nothing() {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].0.as_deref(), Some("cli"));
     assert_eq!(entries[0].1.as_deref(), Some(old.as_str()));
+    // The command's entry names the host's operator: its uid, as this process has it.
+    let uid = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").unwrap().uid()
+    };
+    let from: Option<String> = app.with_conn(|c| {
+        audit_entries::table
+            .filter(audit_entries::action.eq("account.purge_unconfirmed"))
+            .select(audit_entries::client_addr)
+            .first(c)
+            .unwrap()
+    });
+    let from = from.unwrap_or_default();
+    assert!(
+        from.starts_with("local: ") && from.contains(&format!("uid {uid})")),
+        "{from}"
+    );
     assert_audit_verifies(&app);
 }
 

@@ -392,6 +392,20 @@ async fn account_page_again(
     ))
 }
 
+/// The same, for a refusal because of the account's state (another administrator's request waiting for a
+/// decision): the reason typed is kept for when it is decided, 409.
+async fn account_page_in_conflict(
+    ctx: &Ctx<'_>,
+    id: &str,
+    field: &str,
+    message: String,
+    typed: &[(&str, &str)],
+) -> AppResult<Either<Notice, Page>> {
+    Ok(account_page_again(ctx, id, field, message, typed)
+        .await?
+        .map_right(|page| page.status(Status::Conflict)))
+}
+
 async fn account_view_page(ctx: &Ctx<'_>, id: &str) -> AppResult<Page> {
     let id = id.to_string();
     let (user, org, factors) = ctx
@@ -468,6 +482,9 @@ async fn disable(
         Err(AppError::Invalid(message)) => {
             account_page_again(&ctx, id, "disable-reason", message, &typed).await
         }
+        Err(AppError::Conflict(message)) => {
+            account_page_in_conflict(&ctx, id, "disable-reason", message, &typed).await
+        }
         done => done.map(Either::Left),
     }
 }
@@ -519,6 +536,9 @@ async fn reset_factors(
     {
         Err(AppError::Invalid(message)) => {
             account_page_again(&ctx, id, "reset-reason", message, &typed).await
+        }
+        Err(AppError::Conflict(message)) => {
+            account_page_in_conflict(&ctx, id, "reset-reason", message, &typed).await
         }
         done => done.map(Either::Left),
     }
