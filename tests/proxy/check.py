@@ -784,17 +784,17 @@ def main():
     check(refused > 0 and b"limiting requests" in logged_before and token.encode() not in logged,
           f"e. a refused invitation link's token is not in nginx's error log ({refused} refused; login's refusals "
           f"{'were' if b'limiting requests' in logged_before else 'were NOT'} logged)")
-    # With the portal down, nginx logs every request it could not pass on: a token address, with or without more
-    # path after the token, is not logged, while another address is (so the check can fail).
-    down = Client(down_port, "127.0.0.74")
+    # nginx logs a body it refuses as too large with the request line: at a token address, with or without more
+    # path after the token, it is not logged, while at another address it is (so the check can fail).
+    huge = Client(nginx_port, "127.0.0.74")
     other = "/no-token-" + "%016x" % random.getrandbits(64)
     for path in (f"/invitations/{token}", f"/invitations/{token}/x", f"/password/reset/{token}/more", other):
-        down.request("GET", path, timeout=10)
+        huge.request("POST", path, headers={"Content-Length": str(5 << 30)}, timeout=10)
     with open(os.path.join(nginx_prefix, "error.log"), "rb") as f:
         logged = f.read()
     check(other.encode() in logged and token.encode() not in logged,
-          f"e. with the portal down, a token address (with more path after it too) is not in nginx's error log, "
-          f"another address is ({'logged' if other.encode() in logged else 'NOT logged'})")
+          f"e. a body refused as too large at a token address (with more path after it too) is not in nginx's "
+          f"error log, at another address it is ({'logged' if other.encode() in logged else 'NOT logged'})")
 
     # ------------------------------------------------------------------ contrast: the same attack at the portal
     say("== contrast (measured, not asserted): the same slowloris straight at the portal")
