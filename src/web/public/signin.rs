@@ -41,11 +41,11 @@ pub fn safe_next(next: &str) -> Option<&str> {
     local.then_some(next)
 }
 
-/// Where to go after signing in (or giving the factor again): `next` when it is safe, else the dashboard. An
-/// address that answers with a file is offered on the continue page instead of opened: a link from another site
-/// to `/login?next=…/export` would otherwise open an export or a download in the person's name (recorded as
-/// theirs) the moment they sign in, as the continue page already prevents for a browser signed in before.
-pub fn after_sign_in(next: &str) -> String {
+/// Where to go after signing in: `next` when it is safe, else the dashboard. An address that answers with a file
+/// is offered on the "signed in already" page instead of opened: a link from another site to
+/// `/login?next=…/export` would otherwise open an export or a download in the person's name (recorded as theirs)
+/// the moment they sign in, as that page already prevents for a browser signed in before.
+fn after_sign_in(next: &str) -> String {
     match safe_next(next) {
         Some(next) if answers_with_a_file(next) => login_link(next),
         Some(next) => next.to_string(),
@@ -55,7 +55,7 @@ pub fn after_sign_in(next: &str) -> String {
 
 /// Whether `path` is one of the portal's downloads, exports or packages (a file, not a page), judged on its
 /// segments as the router decodes them (`%2F`, `%74` and doubled slashes change nothing).
-pub fn answers_with_a_file(path: &str) -> bool {
+fn answers_with_a_file(path: &str) -> bool {
     let Ok(origin) = rocket::http::uri::Origin::parse(path) else {
         return true;
     };
