@@ -47,10 +47,9 @@ pub fn put_totp(
         .map(|_| ())
 }
 
-/// Records `step` as used if it is later than every step used before: 1 if so, 0 if the code was already used
-/// (or an earlier one), in one conditional update, so two requests racing with one code cannot both win.
-/// Marks `step` used on the authenticator whose seed is `secret_sealed` (the one the code was checked against: an
-/// authenticator set up again meanwhile is another seed, and is not touched), if it is later than every step used.
+/// Records `step` as used if it is later than every step used before and the authenticator's seed is still
+/// `secret_sealed`, the one the code was checked against (one set up again meanwhile is another seed): 1 if so, 0
+/// if not, in one conditional update, so two requests racing with one code cannot both win.
 pub fn use_step(
     conn: &mut DbConn,
     user_id: &str,

@@ -147,14 +147,14 @@ pub async fn allowance(
     let max_files = state.settings.max_files as usize;
     let max_bytes = state.settings.max_submission_bytes;
     let org = who.organisation_id.clone();
-    let mut removable = Vec::new();
-    let (usage, existing) = match submission_id {
+    let (usage, existing, removable) = match submission_id {
         None => (
             state
                 .db
                 .run(move |c| Ok(submission::draft_usage(c, &org)?))
                 .await?,
             None,
+            Vec::new(),
         ),
         Some(id) => {
             let id = id.to_string();
@@ -165,6 +165,9 @@ pub async fn allowance(
                     let current = current_recipients(c, &s.id)?;
                     let files = if lifecycle::files_removable(s.status()) {
                         attachment::ids_and_sizes(c, &s.id)?
+                            .into_iter()
+                            .map(|(id, size)| (id, size.max(0) as u64))
+                            .collect()
                     } else {
                         Vec::new()
                     };
@@ -172,11 +175,7 @@ pub async fn allowance(
                 })
                 .await?;
             editable(&s)?;
-            removable = files
-                .into_iter()
-                .map(|(id, size)| (id, size.max(0) as u64))
-                .collect();
-            (usage, Some((s, current)))
+            (usage, Some((s, current)), files)
         }
     };
     let (drafts, draft_bytes) = usage;

@@ -478,17 +478,7 @@ fn a_file_ticked_for_removal_makes_room_for_the_files_sent_with_it() {
         for (f, name) in files.iter().zip(names) {
             parts.push(Part::File("files", name, f));
         }
-        let saved = b.post_multipart("/submissions", &parts);
-        assert_eq!(saved.status, Status::SeeOther, "{}", saved.body);
-        // "/submissions/<id>/edit#files": the form again, at its files.
-        saved
-            .header("Location")
-            .unwrap()
-            .trim_start_matches("/submissions/")
-            .split(['/', '#'])
-            .next()
-            .unwrap()
-            .to_string()
+        common::submission_id(&b.post_multipart("/submissions", &parts))
     };
     // At the count: three files of three.
     let full = draft(&mut b, &[400 * 1024; 3]);

@@ -444,7 +444,7 @@ async fn save(
         binding: allowance.binding,
         holder: crate::web::multipart::Holder::Submission,
         seal_to: allowance.sealing.recipients.clone(),
-        removable: allowance.removable.clone(),
+        removable: allowance.removable,
     };
     let form = match body.read_keeping(state, limits).await {
         Ok(form) => form,

@@ -462,13 +462,16 @@ pub struct Page {
     pub headers: Vec<(String, String)>,
 }
 
-/// The id of the submission a sent form made: its answer redirects to `/submissions/<id>/receipt`.
+/// The id of the submission a form made or saved: its answer redirects to `/submissions/<id>/receipt` (sent),
+/// `/submissions/<id>` or `/submissions/<id>/edit#files` (a draft).
 pub fn submission_id(page: &Page) -> String {
     assert_eq!(page.status, Status::SeeOther, "{}", page.body);
     page.header("Location")
         .unwrap()
         .trim_start_matches("/submissions/")
-        .trim_end_matches("/receipt")
+        .split(['/', '#', '?'])
+        .next()
+        .unwrap()
         .to_string()
 }
 
