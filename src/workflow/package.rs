@@ -93,6 +93,15 @@ pub(crate) async fn build(
         .clone()
         .unwrap_or_else(|| "DRAFT".into());
     let now = state.clock.now();
+    // A file taken out of the archive is marked like the original, as a single download's name is: its own name
+    // (the last part of any path it came with) after the marking and the tracking number.
+    let marked = |name: &str| {
+        let last = name
+            .rsplit(['/', '\\'])
+            .find(|p| !p.trim().is_empty())
+            .unwrap_or(name);
+        super::content::marked_file_name(status, sub.tracking_number.as_deref(), last)
+    };
 
     let mut used = HashSet::new();
     let mut files = Vec::new();
@@ -109,7 +118,7 @@ pub(crate) async fn build(
             .get(&a.id)
             .map(|i| i.name.clone())
             .unwrap_or_else(|| format!("file-{}", a.position));
-        let member = safe_member_name(a.position.max(0) as usize, &original, &mut used);
+        let member = safe_member_name(a.position.max(0) as usize, &marked(&original), &mut used);
         // A file a cure replaced stays in the package (it is on record until destruction), marked as such.
         let replaced_by = a
             .replaced_by
@@ -136,7 +145,7 @@ pub(crate) async fn build(
     for m in &messages {
         for f in &m.files {
             number += 1;
-            let member = safe_member_name_in(MESSAGES_DIR, number, &f.name, &mut used);
+            let member = safe_member_name_in(MESSAGES_DIR, number, &marked(&f.name), &mut used);
             message_files.push(json!({
                 "member": member,
                 "message": m.seq,

@@ -376,7 +376,9 @@ fn defective_cured_validated_granted_read_exported_then_the_grant_expires() {
     assert_eq!(members.len(), 3 + expected.len());
     for ((name, bytes), original) in members[3..].iter().zip(expected) {
         assert!(
-            name.starts_with("attachments/") && !name.contains(".."),
+            name.starts_with("attachments/")
+                && name.contains(&format!("-PCII {tn} - "))
+                && !name.contains(".."),
             "{name}"
         );
         assert_eq!(bytes, original, "byte-identical");
@@ -1261,6 +1263,25 @@ fn a_correction_saved_and_not_sent_does_not_make_an_officers_page_stale() {
     assert_eq!(app.status_of(&id), "not_validated");
 }
 
+/// The submitter was told that a defect notice comes within 30 days of receipt: past them, the officer's page says
+/// that a notice now would be late (the decision stays the officer's).
+#[test]
+fn the_officer_is_told_when_the_defect_notice_window_has_passed() {
+    let app = TestApp::new();
+    let mut sub = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let id = submit(&mut sub, &[file_bytes(10_000, 1, "")]);
+    let path = format!("/officer/submissions/{id}");
+    app.advance(29 * 24 * 3600);
+    let mut olga = app.login_as(Role::Officer, "olga@pcii.example.gov", None);
+    let page = olga.get(&path);
+    assert!(page.body.contains("<dt>Defect notice due</dt>"));
+    assert!(!page.body.contains("data-notice-late"), "{}", page.body);
+    app.advance(2 * 24 * 3600);
+    let mut omar = app.login_as(Role::Officer, "omar@pcii.example.gov", None);
+    let page = omar.get(&path);
+    assert!(page.body.contains("data-notice-late"), "{}", page.body);
+}
+
 /// The submission page's decision form carries what the page showed: an officer who read one version, and decides
 /// after another officer's defect notice and the submitter's cure, decides nothing (a validation would have applied
 /// to content the officer never opened; a second defect notice would have restarted the cure period).
@@ -1284,6 +1305,7 @@ fn a_decision_from_a_page_that_showed_an_earlier_version_is_refused() {
     );
     // And the Office's own deadline for a defect notice, 30 days from receipt; once one was sent, the cure's.
     assert!(page.body.contains("<dt>Defect notice due</dt>"));
+    assert!(!page.body.contains("data-notice-late"));
     assert!(!page.body.contains("<dt>Cure due</dt>"));
     let seen = seen_on(&page.body);
     assert!(!seen.is_empty());

@@ -660,7 +660,8 @@ fn the_thread_goes_into_the_officer_s_and_the_organisation_s_packages_never_an_a
     let (status, zip, _) = olga.get_bytes(&format!("/officer/submissions/{id}/export"));
     assert_eq!(status, Status::Ok);
     let members = zip_members(&zip.unwrap());
-    let member = format!("messages/01-{FILE_NAME}");
+    // Marked like the original, as its single download is.
+    let member = format!("messages/01-PCII-PENDING {tn} - {FILE_NAME}");
     let text = String::from_utf8(members["MESSAGES.txt"].clone()).unwrap();
     assert!(text.contains(QUESTION) && text.contains(ANSWER), "{text}");
     assert!(text.contains("(PCII Program Office) - formal request for information"));

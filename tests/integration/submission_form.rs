@@ -946,9 +946,12 @@ fn the_receipt_shows_what_was_received_not_an_unsent_correction() {
             assert!(!page.body.contains(unsent), "{uri} shows {unsent}");
         }
         assert!(page.body.contains("not sent yet"), "{uri}: {}", page.body);
+        assert!(!page.body.contains("Correction"), "{uri}: {}", page.body);
     }
 
-    // Sent: the receipt is the correction's.
+    // Sent (a minute later): the receipt is the correction's, and says when it came and who sent it (the
+    // express statement and certifications were made again with it).
+    app.advance(60);
     let check = sub.get(&format!("/submissions/{id}/check"));
     assert_eq!(check.status, Status::Ok, "{}", check.body);
     let page = send(&mut sub, &id, &version(&check.body), &ALL_AFFIRMED);
@@ -958,6 +961,19 @@ fn the_receipt_shows_what_was_received_not_an_unsent_correction() {
     assert!(page.body.contains("corrected.pdf") && page.body.contains("added-later.pdf"));
     assert!(page.body.contains("Dams"));
     assert!(!page.body.contains("not sent yet"));
+    assert!(
+        page.body.contains("<dt>Correction received (UTC)</dt>")
+            && page.body.contains("<dt>Correction sent by</dt>"),
+        "{}",
+        page.body
+    );
+    let text = sub.get(&format!("/submissions/{id}/receipt.txt"));
+    assert!(
+        text.body.contains("Correction (UTC): ")
+            && text.body.contains("Correction by:    Test ann"),
+        "{}",
+        text.body
+    );
 }
 
 /// A defective submission's correction is the organisation's draft until it is sent: officers see the submission
