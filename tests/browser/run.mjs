@@ -653,7 +653,7 @@ async function flowAdministrator(browser) {
   expect(facts.includes(`Signed ${today()}, expires ${NDA_EXPIRES}`) && facts.includes('NDA-2024-017'), `the NDA record is not shown on the account page: ${facts.replace(/\s+/g, ' ')}`);
   expect(!/Training completed\s*Not recorded/.test(facts), 'the training date is not shown on the account page');
 
-  await go(page, 'admin: all accounts', () => press(page, page.getByRole('link', { name: '← All accounts' })), { shot: '03-admin-accounts' });
+  await go(page, 'admin: all accounts', () => press(page, page.getByRole('link', { name: 'All accounts', exact: true })), { shot: '03-admin-accounts' });
   for (const key of ['officer', 'auditor', 'analyst']) {
     expect((await page.locator('table').textContent()).includes(people[key].email), `${people[key].email} is not listed`);
   }
