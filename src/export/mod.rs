@@ -5,8 +5,8 @@ pub mod archive;
 pub mod package;
 
 pub use package::{
-    package_length, package_stream, safe_member_name, safe_member_name_in, write_package,
-    EntrySource, PackageEntry, MESSAGES_DIR,
+    last_path_part, package_length, package_stream, safe_member_name, safe_member_name_in,
+    write_package, EntrySource, PackageEntry, MESSAGES_DIR,
 };
 
 pub use crate::streaming::{stream_blocking, BlockingBody, ChannelWriter, CHUNK};

@@ -396,6 +396,13 @@ pub fn safe_member_name(position: usize, original: &str, used: &mut HashSet<Stri
     safe_member_name_in(ATTACHMENTS_DIR, position, original, used)
 }
 
+/// The last part of a name that came with a path (either separator), blank parts skipped: "" if it has none.
+pub fn last_path_part(name: &str) -> &str {
+    name.rsplit(['/', '\\'])
+        .find(|p| !p.trim().is_empty())
+        .unwrap_or("")
+}
+
 /// [`safe_member_name`] under the folder `dir` (one of this module's `*_DIR` names) instead of
 /// `attachments/`.
 pub fn safe_member_name_in(
@@ -404,11 +411,7 @@ pub fn safe_member_name_in(
     original: &str,
     used: &mut HashSet<String>,
 ) -> String {
-    let last = original
-        .rsplit(['/', '\\'])
-        .find(|p| !p.trim().is_empty())
-        .unwrap_or("");
-    let mut base = readable(last);
+    let mut base = readable(last_path_part(original));
     if base.is_empty() {
         base = "file".to_owned();
     }

@@ -12,8 +12,8 @@ use serde_json::json;
 
 use crate::error::{AppError, AppResult};
 use crate::export::{
-    package_length, package_stream, safe_member_name, safe_member_name_in, PackageEntry,
-    MESSAGES_DIR,
+    last_path_part, package_length, package_stream, safe_member_name, safe_member_name_in,
+    PackageEntry, MESSAGES_DIR,
 };
 use crate::models::message::Side;
 use crate::models::submission::{self, Submission};
@@ -96,11 +96,11 @@ pub(crate) async fn build(
     // A file taken out of the archive is marked like the original, as a single download's name is: its own name
     // (the last part of any path it came with) after the marking and the tracking number.
     let marked = |name: &str| {
-        let last = name
-            .rsplit(['/', '\\'])
-            .find(|p| !p.trim().is_empty())
-            .unwrap_or(name);
-        super::content::marked_file_name(status, sub.tracking_number.as_deref(), last)
+        super::content::marked_file_name(
+            status,
+            sub.tracking_number.as_deref(),
+            last_path_part(name),
+        )
     };
 
     let mut used = HashSet::new();

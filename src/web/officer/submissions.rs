@@ -264,13 +264,14 @@ pub(super) async fn submission_page(
             .copied()
             .unwrap_or(0);
     let reach = crate::workflow::notifications::disposition_reach(ctx.state, sub).await?;
+    let notice_due_at = sub
+        .received_at
+        .map(|r| r + crate::domain::DEFECT_NOTICE_DAYS * crate::time::DAY);
     Ok(Page::new("officer/submission.html.tera")
         .with("affirmed_by", affirmed_by)
-        .with(
-            "notice_due_at",
-            sub.received_at
-                .map(|r| r + crate::domain::DEFECT_NOTICE_DAYS * crate::time::DAY),
-        )
+        .with("notice_due_at", notice_due_at)
+        // A notice now would come after the days the submitter was told of.
+        .with("notice_late", notice_due_at.is_some_and(|due| now >= due))
         .with("seen", decisions::seen_now(ctx.state, sub).await?)
         .with("unread_messages", unread)
         .with("reach", reach)

@@ -1025,6 +1025,9 @@ struct ReceiptView<'a> {
     correction_pending: bool,
     /// The pending correction can still be sent (the submission is defective).
     correction_sendable: bool,
+    /// When a cure was last sent, if one was: each send affirms and certifies again, so the statement's time and
+    /// `submitter` are then the correction's, not the first receipt's.
+    correction_received_at: Option<i64>,
 }
 
 impl ReceiptParts {
@@ -1050,6 +1053,9 @@ impl ReceiptParts {
             sector: &sub.sector,
             correction_pending: self.correction_pending,
             correction_sendable: sub.status() == LifeStatus::Defective,
+            correction_received_at: sub
+                .statement_affirmed_at
+                .filter(|at| sub.received_at.is_some_and(|received| *at > received)),
         }
     }
 }
