@@ -401,6 +401,81 @@ impl Settings {
                     .into(),
             );
         }
+        // Durations are turned into seconds by multiplication and added to times: a value meant as "never" (the
+        // largest number) would wrap in a release build (every session expired at once, every link dead on arrival)
+        // or panic in a debug one. A year is more than any of them needs.
+        const YEAR_SECS: i128 = 366 * 24 * 3600;
+        for (name, value, unit_secs) in [
+            (
+                "session_idle_minutes",
+                i128::from(self.session_idle_minutes),
+                60,
+            ),
+            (
+                "session_absolute_hours",
+                i128::from(self.session_absolute_hours),
+                3600,
+            ),
+            ("step_up_minutes", i128::from(self.step_up_minutes), 60),
+            (
+                "setup_link_minutes",
+                i128::from(self.setup_link_minutes),
+                60,
+            ),
+            ("invitation_days", i128::from(self.invitation_days), 86_400),
+            (
+                "email_verification_hours",
+                i128::from(self.email_verification_hours),
+                3600,
+            ),
+            (
+                "password_reset_minutes",
+                i128::from(self.password_reset_minutes),
+                60,
+            ),
+            (
+                "unconfirmed_account_days",
+                i128::from(self.unconfirmed_account_days),
+                86_400,
+            ),
+            (
+                "login_window_seconds",
+                i128::from(self.login_window_seconds),
+                1,
+            ),
+            (
+                "second_factor_window_seconds",
+                i128::from(self.second_factor_window_seconds),
+                1,
+            ),
+            (
+                "blob_sweep_grace_minutes",
+                i128::from(self.blob_sweep_grace_minutes),
+                60,
+            ),
+            (
+                "blob_sweep_interval_seconds",
+                i128::from(self.blob_sweep_interval_seconds),
+                1,
+            ),
+            (
+                "access_recheck_seconds",
+                i128::from(self.access_recheck_seconds),
+                1,
+            ),
+            (
+                "notification_interval_seconds",
+                i128::from(self.notification_interval_seconds),
+                1,
+            ),
+        ] {
+            if value * unit_secs > YEAR_SECS {
+                return Err(format!(
+                    "{name} must be at most a year ({} in its unit), not {value}",
+                    YEAR_SECS / unit_secs
+                ));
+            }
+        }
         if self.audit_checkpoint_every < 1 {
             return Err("audit_checkpoint_every must be at least 1".into());
         }
@@ -526,13 +601,24 @@ pub fn exposure_problem(figment: &Figment) -> Option<String> {
 
 /// What start-up warns of about how the portal is reached: trusting a proxy's client-address header (`ip_header`)
 /// while listening beyond this machine lets whoever connects directly, not through the proxy, choose its own
-/// address for every per-address limit.
+/// address for every per-address limit; and behind a proxy (an https:// `public_origin` served from this machine)
+/// without that header every client is the proxy's loopback address, so each per-address limit is one limit shared
+/// by everyone: one stranger's wrong passwords would lock sign-in for all.
 pub fn exposure_warnings(figment: &Figment) -> Vec<String> {
     let Ok(address) = figment.extract_inner::<std::net::IpAddr>("address") else {
         return Vec::new();
     };
     let mut warnings = Vec::new();
     if address.is_loopback() {
+        let origin: String = figment.extract_inner("public_origin").unwrap_or_default();
+        // `ip_header = false` (the portal's default) extracts as no string.
+        let header = figment.extract_inner::<String>("ip_header").ok();
+        if origin.trim().starts_with("https://") && header.is_none() {
+            warnings.push(format!(
+                "serving {} from {address} (behind a proxy) without `ip_header`: every client arrives as the                  proxy's address, so each per-address limit (sign-in, registration, password reset) is one limit                  shared by everyone, and one stranger's wrong passwords lock sign-in for all; set `ip_header` to                  the header the proxy sets (deploy/nginx sets X-Real-IP)",
+                origin.trim()
+            ));
+        }
         return warnings;
     }
     if let Ok(header) = figment.extract_inner::<String>("ip_header") {
@@ -706,6 +792,15 @@ mod tests {
         };
         let origin = "https://pcii.example.gov";
         assert!(exposure_warnings(&figment("127.0.0.1", Some("X-Real-IP"), "")).is_empty());
+        assert!(exposure_warnings(&figment("127.0.0.1", Some("X-Real-IP"), origin)).is_empty());
+        assert!(exposure_warnings(&figment("127.0.0.1", None, "")).is_empty());
+        assert!(exposure_warnings(&figment("127.0.0.1", None, "http://localhost:8000")).is_empty());
+        // Behind a proxy without the client's address: every per-address limit would be shared by everyone.
+        for address in ["127.0.0.1", "::1"] {
+            let w = exposure_warnings(&figment(address, None, origin));
+            assert_eq!(w.len(), 1, "{w:?}");
+            assert!(w[0].contains("`ip_header`") && w[0].contains("shared by everyone"));
+        }
         assert!(exposure_warnings(&figment("0.0.0.0", None, origin)).is_empty());
         let w = exposure_warnings(&figment("0.0.0.0", Some("X-Real-IP"), origin));
         assert_eq!(w.len(), 1, "{w:?}");
@@ -768,10 +863,44 @@ mod tests {
                 blob_sweep_grace_minutes: MIN_SWEEP_GRACE_MINUTES - 1,
                 ..Settings::default()
             },
+            // "Never" as the largest number would wrap once turned into seconds.
+            Settings {
+                session_absolute_hours: i64::MAX,
+                ..Settings::default()
+            },
+            Settings {
+                step_up_minutes: i64::MAX,
+                ..Settings::default()
+            },
+            Settings {
+                access_recheck_seconds: u64::MAX,
+                ..Settings::default()
+            },
+            Settings {
+                invitation_days: 367,
+                ..Settings::default()
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
         assert!(Settings::default().validate().is_ok());
+        let refused = Settings {
+            session_absolute_hours: i64::MAX,
+            ..Settings::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(
+            refused.contains("session_absolute_hours must be at most a year (8784"),
+            "{refused}"
+        );
+        // A year is allowed.
+        let year = Settings {
+            session_absolute_hours: 8784,
+            invitation_days: 366,
+            ..Settings::default()
+        };
+        assert!(year.validate().is_ok());
         // 0 starts, with a warning; the least grace otherwise starts without one.
         let none = Settings {
             blob_sweep_grace_minutes: 0,

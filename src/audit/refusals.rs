@@ -111,7 +111,8 @@ impl RefusalTally {
         }
         let window_secs = self.window_secs;
         match windows.get_mut(&key) {
-            Some(w) if now < w.started + window_secs => {
+            // Open only from its start on: a clock set back does not keep a window folding until it catches up.
+            Some(w) if (w.started..w.started + window_secs).contains(&now) => {
                 w.more += 1;
                 Noted::Folded
             }
@@ -144,7 +145,7 @@ impl RefusalTally {
         let window_secs = self.window_secs;
         let closed: Vec<Key> = windows
             .iter()
-            .filter(|(_, w)| all || now >= w.started + window_secs)
+            .filter(|(_, w)| all || !(w.started..w.started + window_secs).contains(&now))
             .map(|(k, _)| k.clone())
             .collect();
         let mut out = Vec::new();
@@ -332,5 +333,24 @@ mod tests {
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].count, 1);
         assert!(t.take_closed(400, true).is_empty());
+    }
+
+    #[test]
+    fn a_clock_set_back_does_not_keep_a_window_folding_until_it_catches_up() {
+        let t = RefusalTally::new(60);
+        let note = |now| t.note("1.2.3.4", "csrf.refused", "/login", "stale form", now);
+        assert_eq!(note(1000), Noted::Record(None));
+        assert_eq!(note(1001), Noted::Folded);
+        // The clock steps back an hour: the window (1000..1060) is not open at 400, so this refusal is recorded, with
+        // the folded one.
+        match note(400) {
+            Noted::Record(Some(f)) => assert_eq!(f.count, 1),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(note(401), Noted::Folded);
+        // Set back again: the flush sees the window that began "later" (400..460) as closed, and writes its count.
+        let closed = t.take_closed(300, false);
+        assert_eq!(closed.len(), 1);
+        assert_eq!((closed[0].count, closed[0].from), (1, 400));
     }
 }

@@ -422,14 +422,14 @@ pub fn complete_setup(
     password: &str,
     now: i64,
 ) -> AppResult<Result<String, FieldErrors>> {
+    // Checked first, as a reset or an invitation link is: a made-up or spent link costs a read, not the password
+    // policy's estimate or an argon2 run (and again in the transaction, where it is spent).
+    if !setup_token_live(&mut *db.get()?, token, now)? {
+        return Err(setup_link_gone());
+    }
     let errors = validate_person(email, display_name, Some(password));
     if !errors.is_empty() {
         return Ok(Err(errors));
-    }
-    // Checked before the password is hashed, as a reset or an invitation link is: a made-up or spent link costs a
-    // read, not an argon2 run (and again in the transaction, where it is spent).
-    if !setup_token_live(&mut *db.get()?, token, now)? {
-        return Err(setup_link_gone());
     }
     // Hashed with no connection held.
     let hash = hasher.hash(password)?;

@@ -60,7 +60,10 @@ pub fn login(
     // an argon2 run), then record in one transaction.
     let (user, locked) = {
         let conn = &mut db.get()?;
-        if !throttle::allow(conn, &keys.login_attempts(addr), limits.attempts, now)? {
+        let (per_address, per_site) = (keys.login_attempts(addr), keys.login_attempts_site(addr));
+        let attempts =
+            throttle::per_address_and_site(&per_address, per_site.as_deref(), limits.attempts);
+        if !throttle::allow_all(conn, &attempts, now)? {
             // Folded like other anonymous refusals: a flood costs the log one entry and a count per minute.
             let event = Event::new("auth.login", Outcome::Refused)
                 .object("route", "/login")

@@ -310,8 +310,12 @@ fn is_common(lower: &str) -> bool {
     .contains(lower)
 }
 
+/// Pieces of a local part zxcvbn is given at most: an address has a few; a long one made of thousands is work
+/// for the estimate and no better an answer.
+const USER_INPUT_PIECES: usize = 16;
+
 /// What zxcvbn should treat as guessable for this person: the email, its local part and the local part's
-/// pieces (`ann.smith` gives `ann` and `smith`).
+/// pieces (`ann.smith` gives `ann` and `smith`; the first [`USER_INPUT_PIECES`]).
 fn user_inputs(email: &str) -> Vec<String> {
     let email = email.trim().to_lowercase();
     if email.is_empty() {
@@ -324,6 +328,7 @@ fn user_inputs(email: &str) -> Vec<String> {
             local
                 .split(|c: char| !c.is_alphanumeric())
                 .filter(|p| p.chars().count() >= 3 && *p != local)
+                .take(USER_INPUT_PIECES)
                 .map(str::to_string),
         );
     }
@@ -416,6 +421,17 @@ mod tests {
         let email = "annabelle.quartermaine@example.com";
         assert_eq!(check_policy(strong_elsewhere, "x@example.com"), Ok(()));
         assert!(check_policy(strong_elsewhere, email).is_err());
+    }
+
+    #[test]
+    fn a_long_address_gives_the_estimate_few_pieces() {
+        assert_eq!(
+            user_inputs("ann.smith@example.com"),
+            ["ann.smith@example.com", "ann.smith", "ann", "smith"]
+        );
+        let long = format!("{}@example.com", "abc.".repeat(5000));
+        // The address, its local part, and no more than the first pieces.
+        assert_eq!(user_inputs(&long).len(), 2 + USER_INPUT_PIECES);
     }
 
     #[test]

@@ -223,7 +223,9 @@ pub fn request_reset(
         max_failures: settings.password_resets_per_hour,
         window_secs: HOUR,
     };
-    if !throttle::allow(conn, &keys.password_reset(addr), limit, now)? {
+    let (per_address, per_site) = (keys.password_reset(addr), keys.password_reset_site(addr));
+    let limits = throttle::per_address_and_site(&per_address, per_site.as_deref(), limit);
+    if !throttle::allow_all(conn, &limits, now)? {
         record_anonymous(
             conn,
             audit,

@@ -287,6 +287,23 @@ pub fn still_streaming(
     Ok(true)
 }
 
+/// Whether the session a long request came from (its token hash; `None` for the CLI's, which has none) still stands
+/// as the request commits: its row is there (no sign-out, "end other sessions", factor reset or password change
+/// ended it) and within its absolute lifetime (seconds). The idle timeout is not applied: an upload's body arriving
+/// was the session's use for as long as it took.
+pub fn still_open(
+    conn: &mut DbConn,
+    session: Option<&str>,
+    now: i64,
+    absolute_secs: i64,
+) -> AppResult<bool> {
+    let Some(token_hash) = session else {
+        return Ok(true);
+    };
+    Ok(model::find_with_user(conn, token_hash)?
+        .is_some_and(|(session, _)| now - session.created_at <= absolute_secs))
+}
+
 /// A keepalive: records a use of the session now and returns the seconds it then has left, or `None` if it is
 /// gone.
 pub fn keep_alive(

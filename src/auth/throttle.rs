@@ -13,7 +13,8 @@
 //! the portal's secret, and rows are forgotten once their window has closed and their lock ended a window ago.
 //!
 //! A "client address" here is the party behind it ([`network`]): an IPv4 address, or an IPv6 address's /64, since
-//! whoever holds one address of a /64 can use all of them.
+//! whoever holds one address of a /64 can use all of them. Sign-in attempts and reset requests are also counted per
+//! IPv6 /48 ([`site`]), whose 65,536 /64s one party can hold.
 
 use std::net::IpAddr;
 
@@ -26,6 +27,9 @@ use crate::models::throttle as model;
 
 /// A lock never lasts longer than this.
 const MAX_LOCK_SECS: i64 = 3600;
+
+/// How many times an address's allowance the IPv6 /48 it is in gets ([`site`]).
+pub const SITE_FACTOR: i64 = 16;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
@@ -50,6 +54,14 @@ impl Policy {
         max_failures: 10,
         window_secs: 3600,
     };
+
+    /// This per-address limit counted over a whole IPv6 /48 ([`site`]): [`SITE_FACTOR`] times the allowance.
+    pub fn for_site(self) -> Policy {
+        Policy {
+            max_failures: self.max_failures.saturating_mul(SITE_FACTOR),
+            ..self
+        }
+    }
 }
 
 /// The HMAC key for throttle identifiers.
@@ -90,6 +102,11 @@ impl ThrottleKey {
         self.key("login-rate", &[&network(addr)])
     }
 
+    /// Sign-in attempts from the IPv6 /48 an address is in ([`site`]; none for IPv4), right or wrong.
+    pub fn login_attempts_site(&self, addr: &str) -> Option<String> {
+        site(addr).map(|site| self.key("login-rate48", &[&site]))
+    }
+
     /// Wrong current passwords typed by one signed-in account.
     pub fn password_check(&self, user_id: &str) -> String {
         self.key("pwcheck", &[user_id])
@@ -126,6 +143,11 @@ impl ThrottleKey {
         self.key("reset", &[&network(addr)])
     }
 
+    /// Password-reset requests from the IPv6 /48 an address is in ([`site`]; none for IPv4).
+    pub fn password_reset_site(&self, addr: &str) -> Option<String> {
+        site(addr).map(|site| self.key("reset48", &[&site]))
+    }
+
     /// An authorized user's access requests for numbers that are not validated PCII's.
     pub fn access_request_misses(&self, user_id: &str) -> String {
         self.key("ar-miss", &[user_id])
@@ -147,6 +169,32 @@ pub fn network(addr: &str) -> String {
         Ok(IpAddr::V4(v4)) => v4.to_string(),
         Err(_) => addr.to_string(),
     }
+}
+
+/// The IPv6 /48 an address is in (none for IPv4, an IPv4-mapped address, or anything unparsable): a site's
+/// routing prefix, which a tunnel broker or a hosting plan hands out for free. Its 65,536 /64s are as many
+/// [`network`]s, so the limits that guard shared work (sign-in attempts, which cost an argon2 run each; reset
+/// requests) also count the /48 as one, with [`SITE_FACTOR`] times the allowance.
+pub fn site(addr: &str) -> Option<String> {
+    match addr.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            Some(format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2]))
+        }
+        _ => None,
+    }
+}
+
+/// A per-address limit and, for an IPv6 address, the same over its /48 ([`site`], [`Policy::for_site`]): the
+/// limits to give [`allow_all`].
+pub fn per_address_and_site<'a>(
+    per_address: &'a str,
+    per_site: Option<&'a str>,
+    policy: Policy,
+) -> Vec<(&'a str, Policy)> {
+    let mut limits = vec![(per_address, policy)];
+    limits.extend(per_site.map(|key| (key, policy.for_site())));
+    limits
 }
 
 /// True while the key is locked.
@@ -312,6 +360,53 @@ mod tests {
         assert_ne!(
             k.login_attempts("198.51.100.7"),
             k.login_attempts("198.51.100.8")
+        );
+    }
+
+    #[test]
+    fn an_ipv6_address_s_48_is_its_site_and_ipv4_has_none() {
+        assert_eq!(site("2001:db8:1:2::1").as_deref(), Some("2001:db8:1::/48"));
+        assert_eq!(
+            site("2001:DB8:1:ffff::9").as_deref(),
+            Some("2001:db8:1::/48")
+        );
+        assert_eq!(site("198.51.100.7"), None);
+        assert_eq!(site("::ffff:198.51.100.7"), None);
+        assert_eq!(site("unknown"), None);
+        let k = ThrottleKey::derive(b"secret");
+        let (a, b) = ("2001:db8:1:2::1", "2001:db8:1:3::1");
+        assert_ne!(k.login_attempts(a), k.login_attempts(b));
+        assert_eq!(k.login_attempts_site(a), k.login_attempts_site(b));
+        assert_eq!(k.password_reset_site(a), k.password_reset_site(b));
+        assert_ne!(
+            k.login_attempts_site(a),
+            k.login_attempts_site("2001:db8:2::1")
+        );
+        assert_eq!(k.login_attempts_site("198.51.100.7"), None);
+        // A site's keys are kinds of their own: the once-a-minute clean-up of one kind never matches the other's.
+        let site_key = k.login_attempts_site(a).unwrap();
+        assert!(site_key.starts_with("login-rate48:"), "{site_key}");
+        let limits = per_address_and_site(
+            "x",
+            Some(&site_key),
+            Policy {
+                max_failures: 3,
+                window_secs: 60,
+            },
+        );
+        assert_eq!(limits.len(), 2);
+        assert_eq!(limits[1].1.max_failures, 3 * SITE_FACTOR);
+        assert_eq!(
+            per_address_and_site(
+                "x",
+                None,
+                Policy {
+                    max_failures: 3,
+                    window_secs: 60
+                }
+            )
+            .len(),
+            1
         );
     }
 }

@@ -75,11 +75,24 @@ pub struct Organisation {
     pub require_second_factor: bool,
 }
 
+/// Typed input past this many bytes is too long to be an address in any form: NFKC turns no character into less
+/// than a quarter of its bytes (a 4-byte mathematical letter into one), so it would still be over 254 bytes.
+const EMAIL_INPUT_MAX: usize = 4 * 256;
+
 /// Emails are compared as normalised: Unicode NFKC, trimmed and lower-cased, so that the same address typed
-/// in another form is the same account.
+/// in another form is the same account. Input longer than [`EMAIL_INPUT_MAX`] is cut there and not normalised
+/// (NFKC can make a field of a form's size 18 times longer): what is returned is still over 254 bytes, so
+/// [`email_problem`] refuses it as it would have.
 pub fn normalize_email(email: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
-    email.trim().nfkc().collect::<String>().to_lowercase()
+    let email = email.trim();
+    if email.len() > EMAIL_INPUT_MAX {
+        let cut = (EMAIL_INPUT_MAX..email.len())
+            .find(|i| email.is_char_boundary(*i))
+            .unwrap_or(email.len());
+        return email[..cut].to_lowercase();
+    }
+    email.nfkc().collect::<String>().to_lowercase()
 }
 
 /// Why a (normalised) address is refused, if it is: not of the form local@domain.tld, whitespace or control
@@ -413,4 +426,41 @@ pub fn list_accounts(
         })
         .collect();
     Ok((rows, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_typed_in_another_form_is_the_same_address() {
+        assert_eq!(normalize_email("  Ann@Example.COM "), "ann@example.com");
+        // Fullwidth letters (NFKC).
+        assert_eq!(normalize_email("ａｎｎ@example.com"), "ann@example.com");
+    }
+
+    #[test]
+    fn input_too_long_for_any_address_is_cut_not_normalised_and_still_refused() {
+        // U+FDFA becomes 18 characters under NFKC: 100,000 of them would be 5 MB normalised.
+        let long = "\u{FDFA}".repeat(100_000);
+        let normalised = normalize_email(&long);
+        assert!(
+            normalised.len() <= EMAIL_INPUT_MAX + 3,
+            "{}",
+            normalised.len()
+        );
+        assert!(email_problem(&normalised).is_some());
+        // 4-byte letters NFKC shortens four times: just over the cut, still too long once normalised.
+        let math = format!("{}@example.com", "\u{1D400}".repeat(64));
+        assert!(math.len() <= EMAIL_INPUT_MAX);
+        assert_eq!(
+            normalize_email(&math),
+            format!("{}@example.com", "a".repeat(64))
+        );
+        let over = "\u{1D400}".repeat(EMAIL_INPUT_MAX / 4 + 1);
+        assert!(email_problem(&normalize_email(&over)).is_some());
+        // A cut never splits a character.
+        let mixed = format!("x{}", "\u{1D400}".repeat(EMAIL_INPUT_MAX));
+        assert!(normalize_email(&mixed).len() > 254);
+    }
 }

@@ -294,6 +294,24 @@ pub(crate) fn still_as_begun(
     Ok(())
 }
 
+/// The session a long request came from (an upload, whose body may take most of an hour) still stands as it commits
+/// ([`crate::auth::sessions::still_open`]): one ended meanwhile (signed out, ended from another session, its password
+/// or factors reset, past its lifetime) commits nothing, as a download from it is cut.
+pub(crate) fn session_still_open(
+    tx: &mut DbConn,
+    actor: &Actor,
+    now: i64,
+    absolute_secs: i64,
+) -> AppResult<()> {
+    if !crate::auth::sessions::still_open(tx, actor.session.as_deref(), now, absolute_secs)? {
+        return Err(AppError::Refused(
+            "Your session ended while this was being sent, and nothing was saved. Sign in again."
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// [`still_as_begun`] for the account as the request's guard read it.
 pub(crate) fn still_as_read(tx: &mut DbConn, user: &User) -> AppResult<()> {
     still_as_begun(tx, &user.id, user.role(), user.organisation_id.as_deref())

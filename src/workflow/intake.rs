@@ -702,6 +702,7 @@ async fn save_inner(
     let actor = actor.clone();
     let who = who.clone();
     let now = state.clock.now();
+    let session_absolute = state.settings.session_timeouts().1;
     let (store, names) = (state.blobs.clone(), new_blobs.clone());
     let (id, status, obsolete) = state
         .db
@@ -717,6 +718,12 @@ async fn save_inner(
                 still_stored(&*store, &names)?;
                 let committed = db.get().and_then(|mut conn| {
                     audit.clone().fact(&mut conn, &actor, |tx| {
+                        crate::workflow::access::session_still_open(
+                            tx,
+                            &actor,
+                            now,
+                            session_absolute,
+                        )?;
                         commit_save(tx, &audit, &actor, &who, plan.clone(), now)
                     })
                 });

@@ -592,6 +592,7 @@ async fn send_inner(
     let (audit, actor, writer) = (state.audit.clone(), actor.clone(), user.clone());
     let (mailer, keys) = (state.mailer.clone(), state.keys.clone());
     let now = state.clock.now();
+    let session_absolute = state.settings.session_timeouts().1;
     let sid = admitted.submission().id.clone();
     let store = state.blobs.clone();
     let mails = state
@@ -602,6 +603,8 @@ async fn send_inner(
             let names: Vec<String> = req.files.iter().map(|f| f.sealed.name.clone()).collect();
             crate::workflow::blobs::still_stored(&*store, &names)?;
             audit.fact(&mut *db.get()?, &actor, |tx| {
+                // A message's files may take as long as an upload's: one whose session ended meanwhile sends nothing.
+                crate::workflow::access::session_still_open(tx, &actor, now, session_absolute)?;
                 let (sub, event) = commit_message(tx, &writer, side, &sid, req, &keys, now)?;
                 Ok((queue_notices(tx, &mailer, &sub, side, now)?, event))
             })

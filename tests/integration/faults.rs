@@ -266,6 +266,40 @@ fn sign_in_attempts_are_rate_limited_per_address_before_any_password_is_checked(
 }
 
 #[test]
+fn rotating_through_the_64s_of_one_ipv6_48_does_not_multiply_the_sign_in_allowance() {
+    // One attempt a minute per /64, sixteen per /48.
+    let app = TestApp::with(|f| f.merge(("login_attempts_per_minute", 1)));
+    app.create_user(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let mut b = app.browser();
+    let from = |net: u16| {
+        std::net::SocketAddr::new(format!("2001:db8:7:{net:x}::1").parse().unwrap(), 4000)
+    };
+    // Sixteen /64s of 2001:db8:7::/48 each have their one attempt (for accounts that do not exist)...
+    for net in 0..16u16 {
+        let status = b.login_from(&format!("nobody{net}@acme.example"), PASSWORD, from(net));
+        assert_eq!(status, Status::Unauthorized, "/64 number {net}");
+    }
+    // ...and a seventeenth /64 of the same /48 is refused unchecked, even with the right password.
+    assert_eq!(
+        b.login_from("ann@acme.example", PASSWORD, from(16)),
+        Status::TooManyRequests
+    );
+    // Another /48 is another site.
+    let elsewhere = std::net::SocketAddr::new("2001:db8:8::1".parse().unwrap(), 4000);
+    assert_eq!(
+        b.login_from("ann@acme.example", PASSWORD, elsewhere),
+        Status::SeeOther
+    );
+    // A minute on, the site may sign in again.
+    app.advance(61);
+    let mut c = app.browser();
+    assert_eq!(
+        c.login_from("ann@acme.example", PASSWORD, from(17)),
+        Status::SeeOther
+    );
+}
+
+#[test]
 fn invalid_utf8_anywhere_is_a_4xx_never_a_500() {
     let app = TestApp::new();
     let mut b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));

@@ -1066,6 +1066,97 @@ fn a_save_whose_new_file_left_the_store_commits_nothing() {
     assert_eq!(app.blob_files(), Vec::<String>::new());
 }
 
+/// An upload's body may take most of an hour: a session ended meanwhile (here signed out; a password reset, "end
+/// other sessions" or a factor reset end it the same way) commits nothing, as a download from it is cut, and its
+/// sealed files are removed. The same save from a session that still stands commits. Driven through the workflow
+/// layer: the local client cannot end a session while a body is arriving.
+#[test]
+fn an_upload_whose_session_ended_while_its_body_arrived_commits_nothing() {
+    use pcii_portal::audit::log::Actor;
+    use pcii_portal::crypto::stream::BlobSealer;
+    use pcii_portal::error::AppError;
+    use pcii_portal::workflow::content::FormFields;
+    use pcii_portal::workflow::intake::{
+        self, FileSlot, IncomingFile, Intent, SaveRequest, SaveResult, Submitter,
+    };
+
+    let app = TestApp::new();
+    let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
+    let who = Submitter {
+        user_id: app.user_id("ann@acme.example"),
+        organisation_id: app.organisation_id("Acme").unwrap(),
+    };
+    let from_session = |token_hash: &str| Actor {
+        user_id: Some(who.user_id.clone()),
+        role: Some("submitter".into()),
+        client_addr: Some("127.0.0.1".into()),
+        request_id: None,
+        session: Some(token_hash.to_string()),
+    };
+    let state = app.state();
+    let runtime = rocket::tokio::runtime::Runtime::new().unwrap();
+    let save = |actor: &Actor, title: &str| {
+        let allowance = runtime
+            .block_on(intake::allowance(state, &who, None))
+            .unwrap();
+        let file = runtime.block_on(async {
+            let mut sealer =
+                BlobSealer::start(state.blobs.clone(), &allowance.sealing.recipients).unwrap();
+            sealer
+                .write(bytes::Bytes::from(file_bytes(4096, 1, "")))
+                .await
+                .unwrap();
+            IncomingFile {
+                slot: FileSlot::Numbered(1),
+                file_name: "notes.bin".into(),
+                sealed: sealer.finish().await.unwrap(),
+            }
+        });
+        runtime.block_on(intake::save(
+            state,
+            &who,
+            actor,
+            SaveRequest {
+                submission_id: None,
+                fields: FormFields(
+                    [("title".to_string(), title.to_string())]
+                        .into_iter()
+                        .collect(),
+                ),
+                files: vec![file],
+                remove: Vec::new(),
+                intent: Intent::Draft,
+                checked_version: None,
+                shown_version: None,
+                form_token: None,
+                sealing: allowance.sealing,
+            },
+        ))
+    };
+    // Her one session (the cookie is private: its token is not readable here).
+    let session: String = app.with_conn(|c| {
+        pcii_portal::db::schema::sessions::table
+            .filter(pcii_portal::db::schema::sessions::user_id.eq(&who.user_id))
+            .select(pcii_portal::db::schema::sessions::token_hash)
+            .first(c)
+            .unwrap()
+    });
+    let live = save(&from_session(&session), "From a live session");
+    assert!(matches!(live, Ok(SaveResult::Saved { .. })), "{live:?}");
+    let blobs = app.blob_files();
+    // The session ends (signed out) while the next body is still arriving.
+    let page = ann.post("/logout", &[]);
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    let before = table_counts(&app);
+    let ended = save(&from_session(&session), "After the sign-out");
+    match &ended {
+        Err(AppError::Refused(why)) => assert!(why.contains("session ended"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(table_counts(&app), before);
+    assert_eq!(app.blob_files(), blobs);
+}
+
 /// A year's million tracking numbers used up is the portal's fault, not the sender's: 503 with the "try again" page
 /// (no 500), and nothing half-sent is left behind.
 #[test]

@@ -270,8 +270,9 @@ pub(super) async fn submission_page(
     Ok(Page::new("officer/submission.html.tera")
         .with("affirmed_by", affirmed_by)
         .with("notice_due_at", notice_due_at)
-        // A notice now would come after the days the submitter was told of.
-        .with("notice_late", notice_due_at.is_some_and(|due| now >= due))
+        // A notice now would come after the days the submitter was told of (from the second after the due one, as
+        // the queue counts it overdue).
+        .with("notice_late", notice_due_at.is_some_and(|due| now > due))
         .with("seen", decisions::seen_now(ctx.state, sub).await?)
         .with("unread_messages", unread)
         .with("reach", reach)
