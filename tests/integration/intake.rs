@@ -33,6 +33,60 @@ fn table_counts(app: &TestApp) -> (i64, i64, i64) {
     })
 }
 
+/// What a save's body would have brought: a file of `len` bytes in slot `n`, sealed into the store to `allowance`'s
+/// key. For the tests that drive saves through the workflow layer (the local client cannot interleave two bodies,
+/// nor act while one is arriving).
+fn sealed_file(
+    app: &TestApp,
+    runtime: &rocket::tokio::runtime::Runtime,
+    allowance: &pcii_portal::workflow::intake::Allowance,
+    n: u32,
+    name: &str,
+    len: usize,
+) -> pcii_portal::workflow::intake::IncomingFile {
+    use pcii_portal::crypto::stream::BlobSealer;
+    use pcii_portal::workflow::intake::{FileSlot, IncomingFile};
+    runtime.block_on(async {
+        let mut sealer =
+            BlobSealer::start(app.state().blobs.clone(), &allowance.sealing.recipients).unwrap();
+        sealer
+            .write(bytes::Bytes::from(file_bytes(len, n as u8, "")))
+            .await
+            .unwrap();
+        IncomingFile {
+            slot: FileSlot::Numbered(n),
+            file_name: name.into(),
+            sealed: sealer.finish().await.unwrap(),
+        }
+    })
+}
+
+/// A draft save titled `title` with `files` (to draft `submission_id`, or a new one), sealed under `allowance`'s key.
+fn draft_request(
+    submission_id: Option<String>,
+    title: &str,
+    files: Vec<pcii_portal::workflow::intake::IncomingFile>,
+    allowance: pcii_portal::workflow::intake::Allowance,
+) -> pcii_portal::workflow::intake::SaveRequest {
+    use pcii_portal::workflow::content::FormFields;
+    use pcii_portal::workflow::intake::{Intent, SaveRequest};
+    SaveRequest {
+        submission_id,
+        fields: FormFields(
+            [("title".to_string(), title.to_string())]
+                .into_iter()
+                .collect(),
+        ),
+        files,
+        remove: Vec::new(),
+        intent: Intent::Draft,
+        checked_version: None,
+        shown_version: None,
+        form_token: None,
+        sealing: allowance.sealing,
+    }
+}
+
 /// Every file under `dir` whose bytes contain `needle` (only files modified since `since`, when given:
 /// the shared temp dir holds other programs' large trees). With `strict`, an entry that cannot be listed, examined
 /// or read, or a file too large to read, fails the test instead of being skipped: under a directory the portal
@@ -906,12 +960,8 @@ fn the_same_new_submission_form_sent_twice_creates_one_submission() {
 #[test]
 fn two_saves_each_within_the_draft_s_allowance_cannot_exceed_the_limits_together() {
     use pcii_portal::audit::log::Actor;
-    use pcii_portal::crypto::stream::BlobSealer;
     use pcii_portal::error::AppError;
-    use pcii_portal::workflow::content::FormFields;
-    use pcii_portal::workflow::intake::{
-        self, FileSlot, IncomingFile, Intent, SaveRequest, SaveResult, Submitter,
-    };
+    use pcii_portal::workflow::intake::{self, SaveResult, Submitter};
 
     let app = TestApp::with(|f| {
         f.merge(("max_submission_bytes", 1024 * 1024))
@@ -945,34 +995,10 @@ fn two_saves_each_within_the_draft_s_allowance_cannot_exceed_the_limits_together
         .unwrap();
     assert_eq!((first.files, first.bytes), (3, 1024 * 1024));
     let seal = |allowance: &intake::Allowance, n: u32, len: usize| {
-        runtime.block_on(async {
-            let mut sealer =
-                BlobSealer::start(state.blobs.clone(), &allowance.sealing.recipients).unwrap();
-            sealer
-                .write(bytes::Bytes::from(file_bytes(len, n as u8, "")))
-                .await
-                .unwrap();
-            IncomingFile {
-                slot: FileSlot::Numbered(n),
-                file_name: format!("f{n}.bin"),
-                sealed: sealer.finish().await.unwrap(),
-            }
-        })
+        sealed_file(&app, &runtime, allowance, n, &format!("f{n}.bin"), len)
     };
-    let request = |allowance: intake::Allowance, files: Vec<IncomingFile>| SaveRequest {
-        submission_id: Some(id.clone()),
-        fields: FormFields(
-            [("title".to_string(), "Early notes".to_string())]
-                .into_iter()
-                .collect(),
-        ),
-        files,
-        remove: Vec::new(),
-        intent: Intent::Draft,
-        checked_version: None,
-        shown_version: None,
-        form_token: None,
-        sealing: allowance.sealing,
+    let request = |allowance: intake::Allowance, files| {
+        draft_request(Some(id.clone()), "Early notes", files, allowance)
     };
     // Files: 2 + 2 of 3. Bytes: 600 + 600 KiB of 1 MiB.
     let a = vec![seal(&first, 1, 300 * 1024), seal(&first, 2, 300 * 1024)];
@@ -1007,12 +1033,8 @@ fn two_saves_each_within_the_draft_s_allowance_cannot_exceed_the_limits_together
 #[test]
 fn a_save_whose_new_file_left_the_store_commits_nothing() {
     use pcii_portal::audit::log::Actor;
-    use pcii_portal::crypto::stream::BlobSealer;
     use pcii_portal::error::AppError;
-    use pcii_portal::workflow::content::FormFields;
-    use pcii_portal::workflow::intake::{
-        self, FileSlot, IncomingFile, Intent, SaveRequest, Submitter,
-    };
+    use pcii_portal::workflow::intake::{self, Submitter};
 
     let app = TestApp::new();
     let _b = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
@@ -1025,19 +1047,7 @@ fn a_save_whose_new_file_left_the_store_commits_nothing() {
     let allowance = runtime
         .block_on(intake::allowance(state, &who, None))
         .unwrap();
-    let file = runtime.block_on(async {
-        let mut sealer =
-            BlobSealer::start(state.blobs.clone(), &allowance.sealing.recipients).unwrap();
-        sealer
-            .write(bytes::Bytes::from(file_bytes(4096, 1, "")))
-            .await
-            .unwrap();
-        IncomingFile {
-            slot: FileSlot::Numbered(1),
-            file_name: "gone.bin".into(),
-            sealed: sealer.finish().await.unwrap(),
-        }
-    });
+    let file = sealed_file(&app, &runtime, &allowance, 1, "gone.bin", 4096);
     // The sweep took it while the request was still running.
     state.blobs.delete(&file.sealed.name).unwrap();
     let before = table_counts(&app);
@@ -1045,21 +1055,7 @@ fn a_save_whose_new_file_left_the_store_commits_nothing() {
         state,
         &who,
         &Actor::cli(),
-        SaveRequest {
-            submission_id: None,
-            fields: FormFields(
-                [("title".to_string(), "Early notes".to_string())]
-                    .into_iter()
-                    .collect(),
-            ),
-            files: vec![file],
-            remove: Vec::new(),
-            intent: Intent::Draft,
-            checked_version: None,
-            shown_version: None,
-            form_token: None,
-            sealing: allowance.sealing,
-        },
+        draft_request(None, "Early notes", vec![file], allowance),
     ));
     assert!(matches!(saved, Err(AppError::Unavailable(_))), "{saved:?}");
     assert_eq!(table_counts(&app), before);
@@ -1073,12 +1069,8 @@ fn a_save_whose_new_file_left_the_store_commits_nothing() {
 #[test]
 fn an_upload_whose_session_ended_while_its_body_arrived_commits_nothing() {
     use pcii_portal::audit::log::Actor;
-    use pcii_portal::crypto::stream::BlobSealer;
     use pcii_portal::error::AppError;
-    use pcii_portal::workflow::content::FormFields;
-    use pcii_portal::workflow::intake::{
-        self, FileSlot, IncomingFile, Intent, SaveRequest, SaveResult, Submitter,
-    };
+    use pcii_portal::workflow::intake::{self, SaveResult, Submitter};
 
     let app = TestApp::new();
     let mut ann = app.login_as(Role::Submitter, "ann@acme.example", Some("Acme"));
@@ -1099,38 +1091,12 @@ fn an_upload_whose_session_ended_while_its_body_arrived_commits_nothing() {
         let allowance = runtime
             .block_on(intake::allowance(state, &who, None))
             .unwrap();
-        let file = runtime.block_on(async {
-            let mut sealer =
-                BlobSealer::start(state.blobs.clone(), &allowance.sealing.recipients).unwrap();
-            sealer
-                .write(bytes::Bytes::from(file_bytes(4096, 1, "")))
-                .await
-                .unwrap();
-            IncomingFile {
-                slot: FileSlot::Numbered(1),
-                file_name: "notes.bin".into(),
-                sealed: sealer.finish().await.unwrap(),
-            }
-        });
+        let file = sealed_file(&app, &runtime, &allowance, 1, "notes.bin", 4096);
         runtime.block_on(intake::save(
             state,
             &who,
             actor,
-            SaveRequest {
-                submission_id: None,
-                fields: FormFields(
-                    [("title".to_string(), title.to_string())]
-                        .into_iter()
-                        .collect(),
-                ),
-                files: vec![file],
-                remove: Vec::new(),
-                intent: Intent::Draft,
-                checked_version: None,
-                shown_version: None,
-                form_token: None,
-                sealing: allowance.sealing,
-            },
+            draft_request(None, title, vec![file], allowance),
         ))
     };
     // Her one session (the cookie is private: its token is not readable here).
